@@ -1,0 +1,489 @@
+/*
+ * flow.h -- the public API of libflow, a durable workflow engine.
+ *
+ * One header, opaque handles, `flow_` prefix. JSON values are jansson's
+ * `json_t` (https://jansson.readthedocs.io): libflow follows jansson's
+ * reference rules, and every function below says whether it borrows,
+ * copies (increfs) or steals (`_take`) a value.
+ *
+ * Ownership in one paragraph: a `flow` is created with flow_new() or
+ * flow_load_file() and freed with flow_free(); the `flow_task` handles it
+ * hands out belong to it and stay valid until it is freed. A run keeps its
+ * own reference to its flow, so the caller may free the flow as soon as the
+ * run has started. An engine owns its threads; free every run of an engine
+ * before the engine. Strings returned as `const char *` are borrowed and stay
+ * valid for as long as the object they came from, unless a function says
+ * otherwise.
+ *
+ * Threads: a `flow` may be built on one thread and then run from any; it
+ * cannot be changed once a run has started from it (FLOW_ESTATE). Functions
+ * marked "thread-safe" may be called from any thread; `flow_ctx_*` functions
+ * may be called only by the task the context was given to, while it runs.
+ */
+#ifndef FLOW_H
+#define FLOW_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define FLOW_API __attribute__((visibility("default")))
+#define FLOW_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define FLOW_API
+#define FLOW_PRINTF(fmt, args)
+#endif
+
+#define FLOW_VERSION_MAJOR 0
+#define FLOW_VERSION_MINOR 1
+#define FLOW_VERSION_PATCH 0
+#define FLOW_VERSION_STRING "0.1.0"
+
+/* The library's version ("0.1.0"); compare with FLOW_VERSION_STRING to check
+ * that the header matches the library a program runs with. */
+FLOW_API const char *flow_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+
+/* X(name, message): one row per error code. Codes never change meaning. */
+#define FLOW_ERR_MAP(X)                                                        \
+    X(OK, "success")                                                           \
+    X(NOMEM, "out of memory")                                                  \
+    X(INVALID, "invalid argument")                                             \
+    X(PARSE, "syntax error")                                                   \
+    X(VALIDATION, "invalid workflow")                                          \
+    X(NOTFOUND, "not found")                                                   \
+    X(EXISTS, "already exists")                                                \
+    X(IO, "input/output error")                                                \
+    X(STATE, "not allowed in the current state")                               \
+    X(TIMEOUT, "timed out")                                                    \
+    X(CANCELLED, "cancelled")                                                  \
+    X(TASK, "task failed")                                                     \
+    X(LIMIT, "limit exceeded")                                                 \
+    X(SPAWN, "cannot start command")                                           \
+    X(TEMPLATE, "template error")                                              \
+    X(UNSUPPORTED, "not supported")                                            \
+    X(SYSTEM, "system call failed")
+
+typedef enum flow_err {
+#define FLOW__ERR_ENUM(name, msg) FLOW_E##name,
+    FLOW_ERR_MAP(FLOW__ERR_ENUM)
+#undef FLOW__ERR_ENUM
+    FLOW_ERR_COUNT_
+} flow_err;
+
+#define FLOW_OK FLOW_EOK
+
+/* A short description of `code` ("out of memory"); never NULL. */
+FLOW_API const char *flow_strerror(flow_err code);
+/* The code's name without prefix ("NOMEM"); never NULL. */
+FLOW_API const char *flow_err_name(flow_err code);
+
+/* Details of a failure, filled by any function that takes a `flow_error *`
+ * (which may always be NULL). Caller-allocated; holds no heap memory. */
+typedef struct flow_error {
+    flow_err code;     /* FLOW_OK when nothing failed */
+    char message[512]; /* one line, lowercase, what first then where */
+    char file[256];    /* workflow file the error is about, or "" */
+    int line;          /* 1-based; 0 when unknown */
+    int column;        /* 1-based; 0 when unknown */
+} flow_error;
+
+/* Severity of one diagnostic from validation. */
+typedef enum flow_severity { FLOW_SEV_ERROR = 0, FLOW_SEV_WARNING = 1 } flow_severity;
+
+/* A list of diagnostics (every error and warning a validation found). */
+typedef struct flow_diags flow_diags;
+
+FLOW_API flow_diags *flow_diags_new(void);
+FLOW_API void flow_diags_free(flow_diags *d);
+FLOW_API size_t flow_diags_count(const flow_diags *d);
+/* Number of diagnostics with FLOW_SEV_ERROR. */
+FLOW_API size_t flow_diags_error_count(const flow_diags *d);
+/* The i-th diagnostic, borrowed from `d`; NULL when i is out of range. */
+FLOW_API const flow_error *flow_diags_get(const flow_diags *d, size_t i,
+                                          flow_severity *severity);
+
+/* ------------------------------------------------------------------------ */
+/* Allocation and logging                                                    */
+
+/* Replace the allocator used by libflow; jansson is pointed at the same
+ * malloc and free. All NULL restores the C library's. Call before any other
+ * function of libflow or jansson; not thread-safe. */
+typedef void *(*flow_malloc_fn)(size_t size);
+typedef void *(*flow_realloc_fn)(void *ptr, size_t size);
+typedef void (*flow_free_fn)(void *ptr);
+FLOW_API void flow_set_alloc_funcs(flow_malloc_fn malloc_fn, flow_realloc_fn realloc_fn,
+                                   flow_free_fn free_fn);
+
+typedef enum flow_log_level {
+    FLOW_LOG_DEBUG = 0,
+    FLOW_LOG_INFO = 1,
+    FLOW_LOG_WARN = 2,
+    FLOW_LOG_ERROR = 3,
+    FLOW_LOG_OFF = 4
+} flow_log_level;
+
+/* The library never writes to stdout or stderr; it reports through this
+ * callback, which may be called from any of the engine's threads. */
+typedef void (*flow_log_fn)(flow_log_level level, const char *message, void *udata);
+FLOW_API void flow_set_log(flow_log_fn fn, void *udata, flow_log_level min_level);
+
+/* ------------------------------------------------------------------------ */
+/* Flows and tasks                                                           */
+
+typedef struct flow flow;
+typedef struct flow_task flow_task;
+typedef struct flow_ctx flow_ctx;
+typedef struct flow_cond flow_cond;
+
+/* A task body. Return 0 on success; anything else is a failure (set a
+ * message with flow_ctx_fail()). Runs on an engine thread; see flow_ctx_*. */
+typedef int (*flow_task_fn)(flow_ctx *ctx);
+
+/* Create an empty flow. `name` is copied. NULL and `err` filled on failure. */
+FLOW_API flow *flow_new(const char *name, flow_error *err);
+/* Drop the caller's reference; running runs keep theirs. NULL is a no-op. */
+FLOW_API void flow_free(flow *f);
+
+FLOW_API const char *flow_name(const flow *f);
+/* Optional metadata, copied. */
+FLOW_API flow_err flow_set_description(flow *f, const char *description);
+FLOW_API const char *flow_description(const flow *f);
+FLOW_API flow_err flow_set_version(flow *f, const char *version);
+FLOW_API const char *flow_get_version(const flow *f);
+
+/* Initial state of every run (copied; must be an object). Run inputs are
+ * merged over it key by key. */
+FLOW_API flow_err flow_set_initial_state(flow *f, json_t *state);
+/* The run's result: a template (see docs/file-format.md), copied. */
+FLOW_API flow_err flow_set_result_template(flow *f, json_t *tmpl, flow_error *err);
+
+/* Add a task named `name` (copied; unique in the flow). The new task is a
+ * no-op start task until given a body and triggers. The handle belongs to
+ * the flow. NULL when the name is taken (FLOW_EEXISTS) or invalid. */
+FLOW_API flow_task *flow_add_task(flow *f, const char *name, flow_error *err);
+FLOW_API flow_task *flow_find_task(const flow *f, const char *name);
+FLOW_API size_t flow_task_count(const flow *f);
+/* Tasks in the order they were added; NULL when i is out of range. */
+FLOW_API flow_task *flow_task_at(const flow *f, size_t i);
+FLOW_API const char *flow_task_name(const flow_task *t);
+
+/* --- bodies: exactly one; the last call wins --------------------------- */
+
+/* A C function; `udata` is returned by flow_ctx_udata(). */
+FLOW_API flow_err flow_task_set_fn(flow_task *t, flow_task_fn fn, void *udata);
+/* An external command: argv[0] is looked up in PATH; no shell is involved.
+ * Every element is a template. `argv` is NULL-terminated and copied. */
+FLOW_API flow_err flow_task_set_command(flow_task *t, const char *const *argv, flow_error *err);
+/* A script for `/bin/sh -c` (a template whose values may use `| shell`). */
+FLOW_API flow_err flow_task_set_shell(flow_task *t, const char *script, flow_error *err);
+/* A task that does nothing and completes with its input as output. */
+FLOW_API flow_err flow_task_set_noop(flow_task *t);
+
+/* --- triggers ------------------------------------------------------------ */
+
+/* AND: run once every task given to flow_task_after() has completed. */
+FLOW_API flow_err flow_task_after(flow_task *t, flow_task *dep);
+/* OR: run at the first completion among the tasks given to after_any(). */
+FLOW_API flow_err flow_task_after_any(flow_task *t, flow_task *dep);
+/* Wait for `dep` to finish, but run even if it failed or was skipped. */
+FLOW_API flow_err flow_task_optional(flow_task *t, flow_task *dep);
+
+/* Conditions for flow_task_when(): leaves name a task (its completion) or a
+ * label; names are resolved when the flow is validated. The combinators take
+ * ownership of their NULL-terminated arguments (also on failure, and a NULL
+ * argument makes the result NULL), so conditions nest without error checks:
+ *   flow_task_when(t, flow_cond_and(flow_cond_task("a"),
+ *                     flow_cond_or(flow_cond_task("b"), flow_cond_task("c"), NULL), NULL));
+ */
+FLOW_API flow_cond *flow_cond_task(const char *task_name);
+FLOW_API flow_cond *flow_cond_label(const char *label);
+FLOW_API flow_cond *flow_cond_and(flow_cond *first, ...);
+FLOW_API flow_cond *flow_cond_or(flow_cond *first, ...);
+FLOW_API void flow_cond_free(flow_cond *c);
+/* Set the task's `when` condition; takes `c` (also on failure). */
+FLOW_API flow_err flow_task_when(flow_task *t, flow_cond *c);
+/* Run each time `label` is emitted by a router or an emitting task. */
+FLOW_API flow_err flow_task_on(flow_task *t, const char *label);
+/* Run at kickoff even with triggers (true), or never at kickoff (false). */
+FLOW_API flow_err flow_task_set_start(flow_task *t, bool start);
+/* The task may be chosen as the run's entry point (flow run --start). */
+FLOW_API flow_err flow_task_set_entry(flow_task *t, bool entry);
+/* The task's output (a string, or an object's "label") is emitted as a label. */
+FLOW_API flow_err flow_task_set_router(flow_task *t, bool router);
+
+/* --- policy -------------------------------------------------------------- */
+
+typedef enum flow_on_error {
+    FLOW_ON_ERROR_FAIL = 0, /* the run fails; running tasks are cancelled */
+    FLOW_ON_ERROR_CONTINUE, /* task failed, dependants skipped, the rest goes on */
+    FLOW_ON_ERROR_IGNORE,   /* counts as completed with output null */
+    FLOW_ON_ERROR_FALLBACK  /* run the fallback task with the error as input */
+} flow_on_error;
+
+typedef enum flow_executor {
+    FLOW_EXEC_DEFAULT = 0, /* thread for C functions, process for commands */
+    FLOW_EXEC_INLINE,      /* on the engine's scheduler thread */
+    FLOW_EXEC_THREAD,      /* on the engine's thread pool */
+    FLOW_EXEC_PROCESS,     /* in a child process (commands only) */
+    FLOW_EXEC_REMOTE       /* on a worker through Redis (not in this version) */
+} flow_executor;
+
+typedef struct flow_backoff {
+    double delay;     /* seconds before the first retry (default 1) */
+    double factor;    /* multiplier per retry (default 2) */
+    double max_delay; /* cap in seconds (default 300) */
+    bool jitter;      /* randomise each delay in [delay/2, delay] */
+} flow_backoff;
+
+/* Seconds; 0 means no timeout. */
+FLOW_API flow_err flow_task_set_timeout(flow_task *t, double seconds);
+/* Extra attempts after the first failure. */
+FLOW_API flow_err flow_task_set_retries(flow_task *t, int retries);
+FLOW_API flow_err flow_task_set_backoff(flow_task *t, const flow_backoff *b);
+/* FLOW_ON_ERROR_FALLBACK needs flow_task_set_fallback(). */
+FLOW_API flow_err flow_task_set_on_error(flow_task *t, flow_on_error mode);
+/* On failure run `fallback` with the error as its input; its output stands
+ * for the failed task's. Sets on_error to FLOW_ON_ERROR_FALLBACK. */
+FLOW_API flow_err flow_task_set_fallback(flow_task *t, flow_task *fallback);
+FLOW_API flow_err flow_task_set_executor(flow_task *t, flow_executor ex);
+/* Higher runs first among ready tasks (default 0). */
+FLOW_API flow_err flow_task_set_priority(flow_task *t, int priority);
+/* Bound on activations per run (default 1000); crossing it fails the run. */
+FLOW_API flow_err flow_task_set_max_activations(flow_task *t, int max);
+/* Seconds between SIGTERM and SIGKILL when a command times out (default 5). */
+FLOW_API flow_err flow_task_set_kill_grace(flow_task *t, double seconds);
+
+/* --- inputs and outputs ------------------------------------------------- */
+
+typedef enum flow_output_mode {
+    FLOW_OUTPUT_AUTO = 0, /* JSON if stdout parses as JSON, else trimmed text */
+    FLOW_OUTPUT_JSON,     /* stdout must be JSON */
+    FLOW_OUTPUT_TEXT,     /* trimmed text */
+    FLOW_OUTPUT_LINES     /* array of lines */
+} flow_output_mode;
+
+/* A template (any JSON value whose strings may hold {{ }}) for the task's
+ * input, replacing the input its trigger gives. Copied. */
+FLOW_API flow_err flow_task_set_input(flow_task *t, json_t *tmpl, flow_error *err);
+/* Environment for a command: NAME=template, copied; adds to the inherited env. */
+FLOW_API flow_err flow_task_set_env(flow_task *t, const char *name, const char *tmpl,
+                                    flow_error *err);
+/* Working directory for a command (a template), copied. */
+FLOW_API flow_err flow_task_set_cwd(flow_task *t, const char *tmpl, flow_error *err);
+FLOW_API flow_err flow_task_set_output_mode(flow_task *t, flow_output_mode mode);
+/* Largest stdout kept as a command's output, in bytes (default 16 MiB). */
+FLOW_API flow_err flow_task_set_output_limit(flow_task *t, size_t bytes);
+/* State key that receives the task's output when it completes. Copied. */
+FLOW_API flow_err flow_task_set_save(flow_task *t, const char *state_key);
+
+/* Check the flow: names resolve, no cycle through after/after_any/when,
+ * templates name what exists. Every problem is added to `diags` (may be NULL);
+ * returns FLOW_EVALIDATION when there was at least one error, with the first
+ * one in `err`. Runs call this themselves. */
+FLOW_API flow_err flow_validate(flow *f, flow_diags *diags, flow_error *err);
+
+/* The flow's graph as JSON (tasks, kinds, triggers, edges, policies): a new
+ * reference the caller owns, or NULL on allocation failure. The format is
+ * documented in docs/cli.md (flow graph --format json). */
+FLOW_API json_t *flow_describe(flow *f);
+
+/* ------------------------------------------------------------------------ */
+/* Workflow files                                                            */
+
+/* Load a workflow file (YAML or JSON) into a new flow. Every error and warning
+ * goes to `diags` (may be NULL) with file:line:column; on any error the result
+ * is NULL and `err` holds the first one. The flow is validated. */
+FLOW_API flow *flow_load_file(const char *path, flow_diags *diags, flow_error *err);
+/* The same from memory; `name_for_errors` stands for the file in messages. */
+FLOW_API flow *flow_load_string(const char *text, size_t len, const char *name_for_errors,
+                                flow_diags *diags, flow_error *err);
+
+/* Bind a C function to a task of a loaded flow by name (a task whose file
+ * entry has `noop: true` or no body). FLOW_ENOTFOUND when no such task. */
+FLOW_API flow_err flow_bind(flow *f, const char *task_name, flow_task_fn fn, void *udata);
+
+/* ------------------------------------------------------------------------ */
+/* Engines and runs                                                          */
+
+typedef struct flow_engine flow_engine;
+typedef struct flow_run flow_run;
+
+typedef struct flow_engine_options {
+    int jobs; /* tasks running at once on threads and processes; 0 = cores */
+} flow_engine_options;
+
+/* Start an engine: a scheduler thread and a pool of `jobs` threads. `opts`
+ * may be NULL. Free it with flow_engine_free() after its runs are freed. */
+FLOW_API flow_engine *flow_engine_new(const flow_engine_options *opts, flow_error *err);
+FLOW_API void flow_engine_free(flow_engine *e);
+FLOW_API int flow_engine_jobs(const flow_engine *e);
+
+typedef enum flow_run_status {
+    FLOW_RUN_PENDING = 0,
+    FLOW_RUN_RUNNING,
+    FLOW_RUN_PAUSED,
+    FLOW_RUN_COMPLETED,
+    FLOW_RUN_FAILED,
+    FLOW_RUN_CANCELLED
+} flow_run_status;
+
+typedef enum flow_act_status {
+    FLOW_ACT_PENDING = 0,
+    FLOW_ACT_RUNNING,
+    FLOW_ACT_COMPLETED,
+    FLOW_ACT_FAILED,
+    FLOW_ACT_SKIPPED,
+    FLOW_ACT_CANCELLED
+} flow_act_status;
+
+FLOW_API const char *flow_run_status_name(flow_run_status s);
+FLOW_API const char *flow_act_status_name(flow_act_status s);
+
+/* What the scheduler reports to an observer. */
+typedef enum flow_event_type {
+    FLOW_EV_RUN_STARTED = 0,
+    FLOW_EV_TASK_STARTED,   /* an attempt began */
+    FLOW_EV_TASK_COMPLETED,
+    FLOW_EV_TASK_FAILED,    /* final failure of an activation */
+    FLOW_EV_TASK_RETRYING,  /* an attempt failed; `delay` seconds until the next */
+    FLOW_EV_TASK_SKIPPED,
+    FLOW_EV_TASK_CANCELLED,
+    FLOW_EV_LABEL,          /* a router emitted `label` */
+    FLOW_EV_RUN_ENDED
+} flow_event_type;
+
+typedef struct flow_event {
+    flow_event_type type;
+    const char *run_id;
+    const char *task;     /* NULL for run events */
+    uint64_t activation;  /* 0 for run events */
+    int attempt;          /* 1-based */
+    const char *error;    /* failures: the message; else NULL */
+    const char *label;    /* FLOW_EV_LABEL */
+    double delay;         /* FLOW_EV_TASK_RETRYING */
+    double time;          /* seconds since the Unix epoch */
+    flow_run_status run_status; /* FLOW_EV_RUN_ENDED */
+} flow_event;
+
+/* Called on the engine's scheduler thread, in the order events happened,
+ * shortly after they happen (events are batched). Pointers in `ev` are valid
+ * only during the call. It must not block. */
+typedef void (*flow_event_fn)(const flow_event *ev, void *udata);
+
+typedef struct flow_run_options {
+    json_t *inputs;          /* object or NULL; borrowed during flow_run_start */
+    const char *run_id;      /* NULL: a new unique id */
+    const char *start_task;  /* run this task first instead of the start tasks */
+    flow_event_fn on_event;  /* observer, or NULL */
+    void *event_udata;
+    const char *work_dir;    /* where command tasks' FLOW_* files go; NULL: a temp dir */
+} flow_run_options;
+
+/* Start a run of `f` on `e` and return at once; `opts` may be NULL. The flow
+ * is validated first (FLOW_EVALIDATION; nothing runs). The caller owns the
+ * run: flow_run_wait() for it, then flow_run_free(). */
+FLOW_API flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts,
+                                  flow_error *err);
+/* Block until the run has ended; returns its final status. */
+FLOW_API flow_run_status flow_run_wait(flow_run *r);
+/* Ask the run to stop: running tasks are cancelled (commands get SIGTERM,
+ * then SIGKILL), nothing new starts, the run ends `cancelled` with `reason`.
+ * Thread-safe; returns at once. */
+FLOW_API void flow_run_cancel(flow_run *r, const char *reason);
+/* Like flow_run_cancel() but async-signal-safe: call it from a signal
+ * handler. The run ends `cancelled` with the reason "interrupted". */
+FLOW_API void flow_run_interrupt(flow_run *r);
+/* Free a run that has ended (waits for it if not). NULL is a no-op. */
+FLOW_API void flow_run_free(flow_run *r);
+
+/* Blocking convenience: a temporary engine with `jobs` threads runs `f`
+ * with `inputs` (may be NULL); `*result` (may be NULL) receives a new
+ * reference to the result. Returns the run's status, or FLOW_RUN_FAILED with
+ * `err` filled when the run could not start. */
+FLOW_API flow_run_status flow_run_simple(flow *f, json_t *inputs, int jobs, json_t **result,
+                                         flow_error *err);
+
+FLOW_API const char *flow_run_id(const flow_run *r);
+/* Thread-safe. */
+FLOW_API flow_run_status flow_run_get_status(flow_run *r);
+/* After the run ended: its result (borrowed, valid until flow_run_free). */
+FLOW_API json_t *flow_run_result(flow_run *r);
+/* After the run ended: why it failed or was cancelled, or NULL. */
+FLOW_API const char *flow_run_error(flow_run *r);
+/* A copy of the run's state (new reference). Thread-safe. */
+FLOW_API json_t *flow_run_state(flow_run *r);
+
+/* One activation of a task, as the run recorded it. */
+typedef struct flow_activation_info {
+    uint64_t id;           /* 1-based, in creation order */
+    const char *task;
+    flow_act_status status;
+    int attempts;
+    double created_at, started_at, ended_at; /* epoch seconds; 0 = not yet */
+    json_t *input;         /* borrowed; NULL when not built */
+    json_t *output;        /* borrowed; NULL until completed */
+    const char *error;     /* NULL unless failed */
+} flow_activation_info;
+
+/* After the run ended: number of activations, and the i-th (0-based). The
+ * pointers in `info` stay valid until flow_run_free(). */
+FLOW_API size_t flow_run_activation_count(flow_run *r);
+FLOW_API flow_err flow_run_activation(flow_run *r, size_t i, flow_activation_info *info);
+
+/* The run as JSON: {id, flow, status, result, error, tasks:[{task,
+ * activation, status, attempts, started_at, ended_at, error}]}, times as RFC
+ * 3339 strings. New reference; call after the run ended. */
+FLOW_API json_t *flow_run_to_json(flow_run *r);
+
+/* ------------------------------------------------------------------------ */
+/* Inside a task                                                             */
+
+/* The task's input: from its trigger (one dependency: its output; several:
+ * an object keyed by task name; start tasks: the run inputs), or its `input`
+ * template. Borrowed, valid while the task runs; never NULL (json null). */
+FLOW_API json_t *flow_ctx_input(flow_ctx *ctx);
+/* The latest output of a completed task (DependencyData.get), borrowed and
+ * valid while the task runs, or NULL if that task has not completed. */
+FLOW_API json_t *flow_ctx_dep(flow_ctx *ctx, const char *task_name);
+/* The outputs of this activation's dependencies as an object keyed by task
+ * name (DependencyData.get_all). New reference. */
+FLOW_API json_t *flow_ctx_deps(flow_ctx *ctx);
+/* The value of state key `key` as this task sees it (its own writes
+ * included): a new reference, or NULL when absent. */
+FLOW_API json_t *flow_ctx_get_state(flow_ctx *ctx, const char *key);
+/* Write a state key. The write is applied when the task succeeds and is
+ * discarded if it fails. `value` is copied; _take steals it (NULL: ENOMEM). */
+FLOW_API flow_err flow_ctx_set_state(flow_ctx *ctx, const char *key, json_t *value);
+FLOW_API flow_err flow_ctx_set_state_take(flow_ctx *ctx, const char *key, json_t *value);
+/* Set the task's output (default null). Copied / stolen. */
+FLOW_API flow_err flow_ctx_set_output(flow_ctx *ctx, json_t *value);
+FLOW_API flow_err flow_ctx_set_output_take(flow_ctx *ctx, json_t *value);
+/* Record why the task failed; return nonzero from the task after it. */
+FLOW_API void flow_ctx_fail(flow_ctx *ctx, const char *fmt, ...) FLOW_PRINTF(2, 3);
+/* True once the task should stop: timed out, or the run is being cancelled. */
+FLOW_API bool flow_ctx_is_cancelled(flow_ctx *ctx);
+/* Report progress (0..1) with an optional note; delivered to logs. */
+FLOW_API void flow_ctx_progress(flow_ctx *ctx, double fraction, const char *note);
+
+FLOW_API void *flow_ctx_udata(flow_ctx *ctx);
+FLOW_API const char *flow_ctx_task_name(flow_ctx *ctx);
+FLOW_API const char *flow_ctx_run_id(flow_ctx *ctx);
+FLOW_API uint64_t flow_ctx_activation(flow_ctx *ctx);
+/* 1 on the first try, 2 on the first retry, ... */
+FLOW_API int flow_ctx_attempt(flow_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLOW_H */

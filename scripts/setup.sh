@@ -1,0 +1,45 @@
+#!/bin/sh
+# setup.sh -- make sure the packages libflow builds and tests with are installed.
+# Idempotent and quick when nothing is missing. As root it installs what is
+# missing with apt-get; otherwise it prints the exact command to run.
+set -eu
+
+# Debian package : what needs it
+PACKAGES="
+cmake
+make
+gcc
+pkg-config
+libjansson-dev
+libyaml-dev
+libsqlite3-dev
+libcmocka-dev
+"
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "setup: installing:$missing" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >&2
+        # shellcheck disable=SC2086
+        apt-get install -y -qq --no-install-recommends $missing >&2
+    else
+        echo "setup: missing packages:$missing" >&2
+        echo "setup: run:  sudo apt-get install -y$missing" >&2
+        exit 1
+    fi
+fi
+
+for m in jansson yaml-0.1 sqlite3 cmocka; do
+    if ! pkg-config --exists "$m"; then
+        echo "setup: pkg-config cannot find '$m' although its package is installed" >&2
+        exit 1
+    fi
+done

@@ -1,0 +1,25 @@
+/* alloc.h -- every allocation of libflow goes through here, so that a host
+ * can replace the allocator and tests can fail the Nth allocation. */
+#ifndef FLOW_UTIL_ALLOC_H
+#define FLOW_UTIL_ALLOC_H
+
+#include <stddef.h>
+
+void *flow__malloc(size_t size);
+void *flow__calloc(size_t count, size_t size); /* overflow-checked */
+void *flow__realloc(void *ptr, size_t size);
+/* realloc to count*size bytes, NULL on overflow. */
+void *flow__reallocarray(void *ptr, size_t count, size_t size);
+void flow__free(void *ptr);
+char *flow__strdup(const char *s);
+char *flow__strndup(const char *s, size_t len);
+/* printf into a new string; NULL on failure. */
+char *flow__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#ifdef FLOW_TESTING
+/* Fail the n-th allocation from now (1 = the next one); 0 turns it off.
+ * Returns how many allocations happened since the last call. */
+size_t flow__alloc_fail_at(size_t n);
+#endif
+
+#endif

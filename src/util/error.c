@@ -1,0 +1,159 @@
+/* error.c -- error codes, messages and diagnostics lists. */
+#include "compat.h"
+
+#include "error.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "vec.h"
+
+static const char *const err_messages[] = {
+#define X(name, msg) msg,
+    FLOW_ERR_MAP(X)
+#undef X
+};
+
+static const char *const err_names[] = {
+#define X(name, msg) #name,
+    FLOW_ERR_MAP(X)
+#undef X
+};
+
+const char *flow_strerror(flow_err code)
+{
+    if ((unsigned)code >= FLOW__ARRAY_LEN(err_messages))
+        return "unknown error";
+    return err_messages[code];
+}
+
+const char *flow_err_name(flow_err code)
+{
+    if ((unsigned)code >= FLOW__ARRAY_LEN(err_names))
+        return "UNKNOWN";
+    return err_names[code];
+}
+
+const char *flow_version(void)
+{
+    return FLOW_VERSION_STRING;
+}
+
+void flow__error_clear(flow_error *err)
+{
+    if (!err)
+        return;
+    err->code = FLOW_OK;
+    err->message[0] = '\0';
+    err->file[0] = '\0';
+    err->line = err->column = 0;
+}
+
+flow_err flow__verror(flow_error *err, flow_err code, const char *fmt, va_list ap)
+{
+    if (!err)
+        return code;
+    flow__error_clear(err);
+    err->code = code;
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    return code;
+}
+
+flow_err flow__error(flow_error *err, flow_err code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    flow__verror(err, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+flow_err flow__error_at(flow_error *err, flow_err code, const char *file, int line, int column,
+                        const char *fmt, ...)
+{
+    if (!err)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    flow__verror(err, code, fmt, ap);
+    va_end(ap);
+    if (file)
+        snprintf(err->file, sizeof(err->file), "%s", file);
+    err->line = line;
+    err->column = column;
+    size_t n = strlen(err->message);
+    if (file && line > 0)
+        snprintf(err->message + n, sizeof(err->message) - n, " (%s:%d:%d)", file, line, column);
+    else if (file)
+        snprintf(err->message + n, sizeof(err->message) - n, " (%s)", file);
+    return code;
+}
+
+flow_err flow__error_errno(flow_error *err, int errnum, const char *fmt, ...)
+{
+    if (!err)
+        return errnum == ENOMEM ? FLOW_ENOMEM : FLOW_ESYSTEM;
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    flow_err code = errnum == ENOMEM ? FLOW_ENOMEM : FLOW_ESYSTEM;
+    return flow__error(err, code, "%s: %s", what, strerror(errnum));
+}
+
+struct diag {
+    flow_error e;
+    flow_severity sev;
+};
+
+struct flow_diags {
+    FLOW__VEC(struct diag) items;
+    size_t errors;
+};
+
+flow_diags *flow_diags_new(void)
+{
+    return flow__calloc(1, sizeof(flow_diags));
+}
+
+void flow_diags_free(flow_diags *d)
+{
+    if (!d)
+        return;
+    FLOW__VEC_FREE(&d->items);
+    flow__free(d);
+}
+
+size_t flow_diags_count(const flow_diags *d)
+{
+    return d ? d->items.count : 0;
+}
+
+size_t flow_diags_error_count(const flow_diags *d)
+{
+    return d ? d->errors : 0;
+}
+
+const flow_error *flow_diags_get(const flow_diags *d, size_t i, flow_severity *severity)
+{
+    if (!d || i >= d->items.count)
+        return NULL;
+    if (severity)
+        *severity = d->items.items[i].sev;
+    return &d->items.items[i].e;
+}
+
+void flow__diags_add(flow_diags *d, const flow_error *e, flow_severity sev)
+{
+    if (!d || !e)
+        return;
+    flow_err rc = FLOW_OK;
+    struct diag item = {.e = *e, .sev = sev};
+    size_t before = d->items.count;
+    FLOW__VEC_PUSH(&d->items, item, rc);
+    if (rc == FLOW_OK && d->items.count > before && sev == FLOW_SEV_ERROR)
+        d->errors++;
+}
