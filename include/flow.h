@@ -58,7 +58,7 @@ FLOW_API const char *flow_version(void);
 #define FLOW_ERR_MAP(X)                                                        \
     X(OK, "success")                                                           \
     X(NOMEM, "out of memory")                                                  \
-    X(INVALID, "invalid argument")                                             \
+    X(INVAL, "invalid argument")                                             \
     X(PARSE, "syntax error")                                                   \
     X(VALIDATION, "invalid workflow")                                          \
     X(NOTFOUND, "not found")                                                   \
@@ -82,6 +82,7 @@ typedef enum flow_err {
 } flow_err;
 
 #define FLOW_OK FLOW_EOK
+#define FLOW_EINVALID FLOW_EINVAL /* transitional spelling; use FLOW_EINVAL */
 
 /* A short description of `code` ("out of memory"); never NULL. */
 FLOW_API const char *flow_strerror(flow_err code);
@@ -201,15 +202,17 @@ FLOW_API flow_err flow_task_optional(flow_task *t, flow_task *dep);
 
 /* Conditions for flow_task_when(): leaves name a task (its completion) or a
  * label; names are resolved when the flow is validated. The combinators take
- * ownership of their NULL-terminated arguments (also on failure, and a NULL
+ * ownership of their `count` arguments (also on failure, and any NULL
  * argument makes the result NULL), so conditions nest without error checks:
- *   flow_task_when(t, flow_cond_and(flow_cond_task("a"),
- *                     flow_cond_or(flow_cond_task("b"), flow_cond_task("c"), NULL), NULL));
- */
+ *   flow_task_when(t, flow_cond_and(2, flow_cond_task("a"),
+ *                     flow_cond_or(2, flow_cond_task("b"), flow_cond_task("c"))));
+ * The _v forms take an array (its elements are taken, the array is not). */
 FLOW_API flow_cond *flow_cond_task(const char *task_name);
 FLOW_API flow_cond *flow_cond_label(const char *label);
-FLOW_API flow_cond *flow_cond_and(flow_cond *first, ...);
-FLOW_API flow_cond *flow_cond_or(flow_cond *first, ...);
+FLOW_API flow_cond *flow_cond_and(size_t count, ...);
+FLOW_API flow_cond *flow_cond_or(size_t count, ...);
+FLOW_API flow_cond *flow_cond_and_v(flow_cond *const *conds, size_t count);
+FLOW_API flow_cond *flow_cond_or_v(flow_cond *const *conds, size_t count);
 FLOW_API void flow_cond_free(flow_cond *c);
 /* Set the task's `when` condition; takes `c` (also on failure). */
 FLOW_API flow_err flow_task_when(flow_task *t, flow_cond *c);

@@ -152,8 +152,7 @@ void flow__diags_add(flow_diags *d, const flow_error *e, flow_severity sev)
         return;
     flow_err rc = FLOW_OK;
     struct diag item = {.e = *e, .sev = sev};
-    size_t before = d->items.count;
     FLOW__VEC_PUSH(&d->items, item, rc);
-    if (rc == FLOW_OK && d->items.count > before && sev == FLOW_SEV_ERROR)
+    if (rc == FLOW_OK && sev == FLOW_SEV_ERROR)
         d->errors++;
 }

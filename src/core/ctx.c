@@ -1,0 +1,182 @@
+/* ctx.c -- what a C task body can do through its flow_ctx. The body runs
+ * without the engine lock; everything it writes stays in the context until
+ * the attempt ends, and what it reads from the run is taken under the lock. */
+#include "util/compat.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/engine.h"
+#include "util/alloc.h"
+#include "util/log.h"
+
+struct flow_ctx *flow__ctx_new(struct flow_engine *e, struct flow_run *r, struct act *a)
+{
+    struct flow_ctx *ctx = e->free_ctx;
+    if (ctx)
+        e->free_ctx = ctx->next_free;
+    else if (!(ctx = flow__malloc(sizeof(*ctx))))
+        return NULL;
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->engine = e;
+    ctx->run = r;
+    ctx->act = a;
+    ctx->task = act_task(a);
+    ctx->attempt = a->attempt + 1;
+    atomic_init(&ctx->cancelled, r->stopping ? 1 : 0);
+    return ctx;
+}
+
+void flow__ctx_release(struct flow_engine *e, struct flow_ctx *ctx)
+{
+    json_decref(ctx->output);
+    json_decref(ctx->writes);
+    flow__free(ctx->error);
+    ctx->output = ctx->writes = NULL;
+    ctx->error = NULL;
+    ctx->next_free = e->free_ctx;
+    e->free_ctx = ctx;
+}
+
+/* Runs `body` with the lock unless the context was abandoned (its run may be
+ * gone); returns false then. */
+#define WITH_LOCK(ctx, body)                                                   \
+    do {                                                                       \
+        pthread_mutex_lock(&(ctx)->engine->lock);                              \
+        bool live__ = !(ctx)->detached;                                        \
+        if (live__) {                                                          \
+            body;                                                              \
+        }                                                                      \
+        pthread_mutex_unlock(&(ctx)->engine->lock);                            \
+    } while (0)
+
+json_t *flow_ctx_input(flow_ctx *ctx)
+{
+    json_t *in = NULL;
+    WITH_LOCK(ctx, in = flow__run_act_input(ctx->run, ctx->act));
+    return in ? in : json_null();
+}
+
+json_t *flow_ctx_dep(flow_ctx *ctx, const char *task_name)
+{
+    json_t *out = NULL;
+    WITH_LOCK(ctx, {
+        const flow_task *t = flow_find_task(ctx->run->flow, task_name);
+        struct act *latest = t ? ctx->run->trt[t->index].latest : NULL;
+        out = latest ? latest->output : NULL;
+    });
+    return out;
+}
+
+json_t *flow_ctx_deps(flow_ctx *ctx)
+{
+    json_t *all = json_object();
+    if (!all)
+        return NULL;
+    WITH_LOCK(ctx, {
+        struct act *a = ctx->act;
+        struct act *const *srcs = a->nsrc == 1 ? &a->src.one : a->src.many;
+        for (uint32_t i = 0; i < a->nsrc; i++) {
+            const struct act *s = srcs[i];
+            const struct act *named = s->stands_for ? s->stands_for : s;
+            json_object_set(all, act_task(named)->name, s->output);
+        }
+    });
+    return all;
+}
+
+json_t *flow_ctx_get_state(flow_ctx *ctx, const char *key)
+{
+    if (ctx->writes) {
+        json_t *mine = json_object_get(ctx->writes, key);
+        if (mine)
+            return json_incref(mine);
+    }
+    json_t *v = NULL;
+    WITH_LOCK(ctx, v = json_incref(json_object_get(ctx->run->state, key)));
+    return v;
+}
+
+flow_err flow_ctx_set_state_take(flow_ctx *ctx, const char *key, json_t *value)
+{
+    if (!value)
+        return FLOW_ENOMEM;
+    if (!key || !*key) {
+        json_decref(value);
+        return FLOW_EINVAL;
+    }
+    if (!ctx->writes && !(ctx->writes = json_object())) {
+        json_decref(value);
+        return FLOW_ENOMEM;
+    }
+    return json_object_set_new(ctx->writes, key, value) ? FLOW_ENOMEM : FLOW_OK;
+}
+
+flow_err flow_ctx_set_state(flow_ctx *ctx, const char *key, json_t *value)
+{
+    /* A deep copy: the state must not change behind the run's back when the
+     * caller later modifies its value. */
+    return flow_ctx_set_state_take(ctx, key, value ? json_deep_copy(value) : NULL);
+}
+
+flow_err flow_ctx_set_output_take(flow_ctx *ctx, json_t *value)
+{
+    if (!value)
+        return FLOW_ENOMEM;
+    json_decref(ctx->output);
+    ctx->output = value;
+    return FLOW_OK;
+}
+
+flow_err flow_ctx_set_output(flow_ctx *ctx, json_t *value)
+{
+    return flow_ctx_set_output_take(ctx, value ? json_deep_copy(value) : json_null());
+}
+
+void flow_ctx_fail(flow_ctx *ctx, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    flow__free(ctx->error);
+    ctx->error = flow__strdup(buf);
+}
+
+bool flow_ctx_is_cancelled(flow_ctx *ctx)
+{
+    return atomic_load(&ctx->cancelled) != 0;
+}
+
+void flow_ctx_progress(flow_ctx *ctx, double fraction, const char *note)
+{
+    flow__log(FLOW_LOG_INFO, "%s: %.0f%%%s%s", ctx->task->name, fraction * 100,
+              note ? " " : "", note ? note : "");
+}
+
+void *flow_ctx_udata(flow_ctx *ctx)
+{
+    return ctx->task->udata;
+}
+
+const char *flow_ctx_task_name(flow_ctx *ctx)
+{
+    return ctx->task->name;
+}
+
+const char *flow_ctx_run_id(flow_ctx *ctx)
+{
+    return ctx->run->id;
+}
+
+uint64_t flow_ctx_activation(flow_ctx *ctx)
+{
+    return ctx->act->id;
+}
+
+int flow_ctx_attempt(flow_ctx *ctx)
+{
+    return (int)ctx->attempt;
+}

@@ -1,0 +1,760 @@
+/* engine.c -- threads, ready queues and timers: the pool that runs C task
+ * bodies and the loop thread that polls children, fires timers, runs inline
+ * tasks and delivers observer events.
+ *
+ * DESIGN (docs/internals/core.md): the scheduler is engine->lock. A pool
+ * thread that finishes a body applies its completion and pops its next task
+ * in one critical section, so chains run without handoffs; it wakes an idle
+ * thread only when more work is ready than it can take itself. The loop
+ * thread sleeps in poll() on an eventfd, children's pidfds and pipes, with
+ * the nearest timer as the timeout.
+ *
+ * Lock order: engine->lock, then nothing.
+ */
+#include "util/compat.h"
+
+#include "core/engine.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/log.h"
+
+/* ---- ready queues -------------------------------------------------------- */
+
+static struct readyq_bucket *bucket_for(struct readyq *q, int priority)
+{
+    size_t i = 0;
+    while (i < q->nbuckets && q->buckets[i].priority > priority)
+        i++;
+    if (i < q->nbuckets && q->buckets[i].priority == priority)
+        return &q->buckets[i];
+    struct readyq_bucket *b = flow__reallocarray(q->buckets, q->nbuckets + 1, sizeof(*b));
+    if (!b)
+        return NULL;
+    q->buckets = b;
+    memmove(&b[i + 1], &b[i], (q->nbuckets - i) * sizeof(*b));
+    q->nbuckets++;
+    memset(&b[i], 0, sizeof(b[i]));
+    b[i].priority = priority;
+    return &b[i];
+}
+
+static bool readyq_push(struct readyq *q, struct act *a, int priority)
+{
+    struct readyq_bucket *b = bucket_for(q, priority);
+    if (!b)
+        return false;
+    if (b->count == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        struct act **ring = flow__reallocarray(NULL, cap, sizeof(*ring));
+        if (!ring)
+            return false;
+        for (size_t i = 0; i < b->count; i++)
+            ring[i] = b->ring[(b->head + i) % b->cap];
+        flow__free(b->ring);
+        b->ring = ring;
+        b->head = 0;
+        b->cap = cap;
+    }
+    b->ring[(b->head + b->count) % b->cap] = a;
+    b->count++;
+    q->count++;
+    return true;
+}
+
+static struct act *readyq_pop(struct readyq *q)
+{
+    if (!q->count)
+        return NULL;
+    for (size_t i = 0; i < q->nbuckets; i++) {
+        struct readyq_bucket *b = &q->buckets[i];
+        if (!b->count)
+            continue;
+        struct act *a = b->ring[b->head];
+        b->head = (b->head + 1) % b->cap;
+        b->count--;
+        q->count--;
+        return a;
+    }
+    return NULL;
+}
+
+/* Remove every entry of run `r`, calling `fn` on each. */
+static void readyq_drop_run(struct readyq *q, struct flow_run *r)
+{
+    for (size_t i = 0; i < q->nbuckets; i++) {
+        struct readyq_bucket *b = &q->buckets[i];
+        size_t kept = 0;
+        size_t n = b->count;
+        for (size_t k = 0; k < n; k++) {
+            struct act *a = b->ring[(b->head + k) % b->cap];
+            if (a->run == r) {
+                a->flags &= (uint8_t)~ACT_QUEUED;
+                q->count--;
+                flow__run_cancel_act(r, a, "the run stopped before it started");
+            } else {
+                b->ring[(b->head + kept) % b->cap] = a;
+                kept++;
+            }
+        }
+        b->count = kept;
+    }
+}
+
+static void readyq_cleanup(struct readyq *q)
+{
+    for (size_t i = 0; i < q->nbuckets; i++)
+        flow__free(q->buckets[i].ring);
+    flow__free(q->buckets);
+    memset(q, 0, sizeof(*q));
+}
+
+static bool runs_on_pool(const struct flow_task *t)
+{
+    flow_executor ex = t->policy->executor;
+    if (t->kind != TASK_FN)
+        return false;
+    return ex == FLOW_EXEC_DEFAULT || ex == FLOW_EXEC_THREAD || ex == FLOW_EXEC_PROCESS;
+}
+
+void flow__engine_enqueue(struct flow_engine *e, struct act *a)
+{
+    const struct flow_task *t = act_task(a);
+    bool pool = runs_on_pool(t);
+    bool spawn = t->kind == TASK_COMMAND || t->kind == TASK_SHELL;
+    struct readyq *q = pool ? &e->pool_q : spawn ? &e->spawn_q : &e->loop_q;
+    a->flags |= ACT_QUEUED;
+    if (!readyq_push(q, a, t->policy->priority)) {
+        a->flags &= (uint8_t)~ACT_QUEUED;
+        flow__run_stop(a->run, FLOW_RUN_FAILED, "out of memory queueing a task");
+        flow__run_cancel_act(a->run, a, "out of memory");
+        return;
+    }
+    if (pool) {
+        if (e->idle > 0)
+            pthread_cond_signal(&e->pool_cond);
+    } else {
+        flow__engine_wake(e);
+    }
+}
+
+/* ---- timers: a binary min-heap ------------------------------------------ */
+
+static void heap_swap(struct timer *h, size_t i, size_t j)
+{
+    struct timer tmp = h[i];
+    h[i] = h[j];
+    h[j] = tmp;
+}
+
+void flow__engine_timer(struct flow_engine *e, uint8_t kind, struct act *a, double seconds)
+{
+    if (seconds < 0)
+        seconds = 0;
+    struct timer t = {
+        .at = flow__now_ns() + (int64_t)(seconds * 1e9),
+        .act = a,
+        .attempt = a->attempt,
+        .kind = kind,
+    };
+    flow_err rc = FLOW_OK;
+    FLOW__VEC_PUSH(&e->timers, t, rc);
+    if (rc) {
+        flow__run_stop(a->run, FLOW_RUN_FAILED, "out of memory arming a timer");
+        return;
+    }
+    struct timer *h = e->timers.items;
+    size_t i = e->timers.count - 1;
+    while (i > 0 && h[(i - 1) / 2].at > h[i].at) {
+        heap_swap(h, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+    if (i == 0)
+        flow__engine_wake(e); /* the loop's poll timeout changed */
+}
+
+static void heap_pop(struct flow_engine *e)
+{
+    struct timer *h = e->timers.items;
+    size_t n = --e->timers.count;
+    if (n == 0)
+        return;
+    h[0] = h[n];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && h[l].at < h[m].at)
+            m = l;
+        if (r < n && h[r].at < h[m].at)
+            m = r;
+        if (m == i)
+            break;
+        heap_swap(h, i, m);
+        i = m;
+    }
+}
+
+static void heap_rebuild(struct flow_engine *e)
+{
+    struct timer *h = e->timers.items;
+    size_t n = e->timers.count;
+    for (size_t k = n / 2; k-- > 0;) {
+        size_t i = k;
+        for (;;) {
+            size_t l = 2 * i + 1, r = l + 1, m = i;
+            if (l < n && h[l].at < h[m].at)
+                m = l;
+            if (r < n && h[r].at < h[m].at)
+                m = r;
+            if (m == i)
+                break;
+            heap_swap(h, i, m);
+            i = m;
+        }
+    }
+}
+
+void flow__engine_drop_run(struct flow_engine *e, struct flow_run *r)
+{
+    readyq_drop_run(&e->pool_q, r);
+    readyq_drop_run(&e->loop_q, r);
+    readyq_drop_run(&e->spawn_q, r);
+    /* Retry timers of this run will never be wanted; their activations end
+     * now. Timeout and grace timers stay: they kill what still runs. */
+    size_t kept = 0;
+    for (size_t i = 0; i < e->timers.count; i++) {
+        struct timer t = e->timers.items[i];
+        if (t.act->run == r && t.kind == TIMER_RETRY) {
+            if (t.act->flags & ACT_WAITING && t.act->attempt == t.attempt) {
+                t.act->flags &= (uint8_t)~ACT_WAITING;
+                flow__run_cancel_act(r, t.act, "the run stopped while it waited to retry");
+            }
+            continue;
+        }
+        e->timers.items[kept++] = t;
+    }
+    e->timers.count = kept;
+    heap_rebuild(e);
+}
+
+/* ---- waking the loop ---------------------------------------------------- */
+
+void flow__engine_wake(struct flow_engine *e)
+{
+    if (atomic_exchange(&e->wake_pending, 1))
+        return;
+    uint64_t one = 1;
+    ssize_t n = write(e->wake_fd, &one, sizeof(one));
+    (void)n; /* EAGAIN means a wake is pending anyway */
+}
+
+/* ---- the pool ----------------------------------------------------------- */
+
+struct worker_arg {
+    struct flow_engine *e;
+    struct worker *self;
+};
+
+static void engine_unref(struct flow_engine *e);
+
+/* [L] Begin an attempt of `a` on the calling thread; returns its context. */
+static struct flow_ctx *begin_fn_attempt(struct flow_engine *e, struct act *a)
+{
+    struct flow_ctx *ctx = flow__ctx_new(e, a->run, a);
+    if (!ctx) {
+        flow__run_stop(a->run, FLOW_RUN_FAILED, "out of memory starting a task");
+        flow__run_cancel_act(a->run, a, "out of memory");
+        return NULL;
+    }
+    a->ctx = ctx;
+    flow__run_attempt_started(a->run, a);
+    const struct flow_task *t = act_task(a);
+    char *why = NULL;
+    if (t->ext && t->ext->input && !flow__run_input_ready(a->run, a, &why)) {
+        ctx->no_body = true;
+        ctx->rc = -1;
+        ctx->error = why;
+    }
+    return ctx;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker_arg wa = *(struct worker_arg *)arg;
+    flow__free(arg);
+    struct flow_engine *e = wa.e;
+    struct flow_ctx *done = NULL;
+    pthread_mutex_lock(&e->lock);
+    for (;;) {
+        if (done) {
+            bool detached = done->detached;
+            if (detached)
+                flow__ctx_release(e, done);
+            else
+                flow__run_ctx_done(done->run, done);
+            done = NULL;
+            if (detached && e->surplus > 0) {
+                /* This thread's body was abandoned and a replacement took
+                 * its place: retire. */
+                e->surplus--;
+                break;
+            }
+        }
+        if (e->shutdown)
+            break;
+        struct act *a = e->running < e->jobs ? readyq_pop(&e->pool_q) : NULL;
+        if (!a) {
+            e->idle++;
+            pthread_cond_wait(&e->pool_cond, &e->lock);
+            e->idle--;
+            continue;
+        }
+        a->flags &= (uint8_t)~ACT_QUEUED;
+        struct flow_ctx *ctx = begin_fn_attempt(e, a);
+        if (!ctx)
+            continue;
+        ctx->worker = wa.self;
+        ctx->counted = true;
+        e->running++;
+        if (e->pool_q.count && e->idle > 0 && e->running < e->jobs)
+            pthread_cond_signal(&e->pool_cond);
+        const struct flow_task *t = ctx->task;
+        if (!ctx->no_body) {
+            pthread_mutex_unlock(&e->lock);
+            ctx->rc = t->fn(ctx);
+            pthread_mutex_lock(&e->lock);
+        }
+        done = ctx;
+    }
+    wa.self->exited = true;
+    pthread_mutex_unlock(&e->lock);
+    engine_unref(e);
+    return NULL;
+}
+
+/* [L] Start one more pool thread. */
+static flow_err add_worker(struct flow_engine *e)
+{
+    struct worker *w = flow__calloc(1, sizeof(*w));
+    struct worker_arg *wa = flow__malloc(sizeof(*wa));
+    flow_err rc = (w && wa) ? FLOW_OK : FLOW_ENOMEM;
+    if (!rc)
+        FLOW__VEC_PUSH(&e->workers, w, rc);
+    if (rc) {
+        flow__free(w);
+        flow__free(wa);
+        return FLOW_ENOMEM;
+    }
+    wa->e = e;
+    wa->self = w;
+    atomic_fetch_add(&e->refs, 1);
+    /* Task bodies get signals blocked: the host's handlers run elsewhere. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int err = pthread_create(&w->thread, NULL, worker_main, wa);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) {
+        e->workers.count--;
+        flow__free(w);
+        flow__free(wa);
+        atomic_fetch_sub(&e->refs, 1);
+        return FLOW_ESYSTEM;
+    }
+    return FLOW_OK;
+}
+
+/* [L] A C task's body ignored its cancellation: leave its thread to it and
+ * give the pool a replacement. */
+static void abandon_ctx(struct flow_engine *e, struct flow_ctx *ctx)
+{
+    ctx->detached = true;
+    if (ctx->worker)
+        ctx->worker->stuck = true;
+    e->surplus++;
+    if (add_worker(e) != FLOW_OK)
+        flow__log(FLOW_LOG_WARN, "cannot start a replacement thread; the pool is one short");
+}
+
+/* ---- the loop thread ---------------------------------------------------- */
+
+#define MAX_POLL 512
+
+/* [L] Take a slot out of the running set. */
+static void remove_slot(struct flow_engine *e, struct cmd_slot *slot)
+{
+    for (size_t i = 0; i < e->cmds.count; i++) {
+        if (e->cmds.items[i] == slot) {
+            e->cmds.items[i] = e->cmds.items[--e->cmds.count];
+            break;
+        }
+    }
+    slot->act->cmd = NULL;
+    flow__free(slot);
+}
+
+/* [L] A command could not be started: its attempt fails with `why` (taken). */
+static void cmd_not_started(struct flow_engine *e, struct cmd_slot *slot, char *why)
+{
+    struct act *a = slot->act;
+    remove_slot(e, slot);
+    struct flow__cmd_result res = {.ok = false, .exit_status = -1};
+    res.error = why ? why : flow__strdup("cannot start the command");
+    flow__run_cmd_done(a->run, a, &res);
+    flow__cmd_result_cleanup(&res);
+}
+
+/* [L] Spawn queued commands while slots are free. The spawn itself runs
+ * without the lock. */
+static void spawn_commands(struct flow_engine *e)
+{
+    while (e->spawn_q.count && e->running < e->jobs && e->cmds.count < MAX_POLL / 4) {
+        struct act *a = readyq_pop(&e->spawn_q);
+        a->flags &= (uint8_t)~ACT_QUEUED;
+        struct flow_run *r = a->run;
+        struct cmd_slot *slot = flow__calloc(1, sizeof(*slot));
+        flow_err rc = FLOW_OK;
+        if (slot)
+            FLOW__VEC_PUSH(&e->cmds, slot, rc);
+        if (!slot || rc) {
+            flow__free(slot);
+            flow__run_stop(r, FLOW_RUN_FAILED, "out of memory starting a command");
+            flow__run_cancel_act(r, a, "out of memory");
+            continue;
+        }
+        slot->act = a;
+        a->cmd = slot;
+        e->running++;
+        flow__run_attempt_started(r, a);
+        slot->attempt = a->attempt;
+        struct flow__cmd_spec spec;
+        void *scratch = NULL;
+        char *why = NULL;
+        if (!flow__run_prepare_cmd(r, a, &spec, &scratch, &why)) {
+            cmd_not_started(e, slot, why);
+            continue;
+        }
+        flow_error err;
+        struct flow__cmd *cmd = NULL;
+        pthread_mutex_unlock(&e->lock);
+        flow_err src = flow__cmd_start(&spec, &cmd, &err);
+        pthread_mutex_lock(&e->lock);
+        flow__run_cmd_scratch_free(scratch);
+        if (src) {
+            cmd_not_started(e, slot, flow__strdup(err.message));
+            continue;
+        }
+        slot->cmd = cmd;
+        if (slot->timed_out || a->run->stopping)
+            flow__cmd_kill(cmd, SIGTERM); /* it was cancelled while we spawned */
+    }
+}
+
+/* [L] Run queued inline bodies and no-ops here, the lock released around a
+ * body. Only what was queued when we started: their completions may queue
+ * more, handled on the next turn after the poll set is refreshed. */
+static void run_loop_queue(struct flow_engine *e)
+{
+    size_t budget = e->loop_q.count;
+    while (budget-- > 0) {
+        struct act *a = readyq_pop(&e->loop_q);
+        if (!a)
+            break;
+        a->flags &= (uint8_t)~ACT_QUEUED;
+        struct flow_run *r = a->run;
+        const struct flow_task *t = act_task(a);
+        struct flow_ctx *ctx = begin_fn_attempt(e, a);
+        if (!ctx)
+            continue;
+        if (ctx->no_body) {
+            /* its input template failed; ctx says why */
+        } else if (t->kind == TASK_FN) {
+            pthread_mutex_unlock(&e->lock);
+            ctx->rc = t->fn(ctx);
+            pthread_mutex_lock(&e->lock);
+        } else {
+            /* A no-op passes its input on. */
+            json_t *in = flow__run_act_input(r, a);
+            ctx->output = in ? json_incref(in) : json_null();
+            ctx->rc = 0;
+        }
+        flow__run_ctx_done(r, ctx);
+    }
+}
+
+/* [L] Fire due timers. Returns the poll timeout in ms (-1: none). */
+static int fire_timers(struct flow_engine *e)
+{
+    int64_t now = flow__now_ns();
+    while (e->timers.count) {
+        struct timer t = e->timers.items[0];
+        if (t.at > now) {
+            int64_t ms = (t.at - now + 999999) / 1000000;
+            return ms > 60000 ? 60000 : (int)ms;
+        }
+        heap_pop(e);
+        struct act *a = t.act;
+        if (a->attempt != t.attempt)
+            continue; /* stale: the attempt it was set for is over */
+        if (t.kind == TIMER_RETRY && !(a->flags & ACT_WAITING))
+            continue;
+        if (t.kind != TIMER_RETRY && a->status != FLOW_ACT_RUNNING)
+            continue;
+        if (t.kind == TIMER_GRACE && a->ctx && !a->cmd) {
+            /* The body did not return within the grace period: abandon it
+             * first, so that failing the attempt leaves its context alone. */
+            abandon_ctx(e, a->ctx);
+        }
+        flow__run_timer(a->run, a, t.kind);
+    }
+    return -1;
+}
+
+/* [L] Deliver observer events, without the lock around the callbacks. */
+static void deliver_events(struct flow_engine *e)
+{
+    while (e->obs_runs.count) {
+        struct flow_run *r = e->obs_runs.items[--e->obs_runs.count];
+        r->obs_listed = false;
+        struct obs_event *events = r->obs.items;
+        size_t count = r->obs.count;
+        r->obs.items = NULL;
+        r->obs.count = r->obs.cap = 0;
+        bool ended = r->status >= FLOW_RUN_COMPLETED && !r->ended;
+        pthread_mutex_unlock(&e->lock);
+        flow__run_deliver(r, events, count);
+        flow__free(events);
+        pthread_mutex_lock(&e->lock);
+        if (ended && !r->obs.count) {
+            r->ended = true;
+            pthread_cond_broadcast(&r->ended_cond);
+        }
+    }
+}
+
+/* [L] Runs interrupted by a signal handler. */
+static void check_interrupts(struct flow_engine *e)
+{
+    for (struct flow_run *r = e->runs; r; r = r->next) {
+        if (atomic_exchange(&r->interrupt, 0))
+            flow__run_stop(r, FLOW_RUN_CANCELLED, "interrupted");
+    }
+}
+
+static void *loop_main(void *arg)
+{
+    struct flow_engine *e = arg;
+    struct pollfd fds[MAX_POLL];
+    pthread_mutex_lock(&e->lock);
+    for (;;) {
+        check_interrupts(e);
+        int timeout = fire_timers(e);
+        run_loop_queue(e);
+        spawn_commands(e);
+        deliver_events(e);
+        if (e->shutdown && !e->cmds.count)
+            break;
+        /* Work queued by what we just did is handled before sleeping. */
+        if (e->loop_q.count || e->obs_runs.count ||
+            (e->spawn_q.count && e->running < e->jobs && e->cmds.count < MAX_POLL / 4))
+            timeout = 0;
+        int n = 0;
+        fds[n].fd = e->wake_fd;
+        fds[n].events = POLLIN;
+        n++;
+        for (size_t i = 0; i < e->cmds.count; i++) {
+            struct cmd_slot *s = e->cmds.items[i];
+            s->fd_first = n;
+            s->nfds = s->cmd ? flow__cmd_pollfds(s->cmd, &fds[n], MAX_POLL - n) : 0;
+            n += s->nfds;
+        }
+        pthread_mutex_unlock(&e->lock);
+        int ready = poll(fds, (nfds_t)n, timeout);
+        pthread_mutex_lock(&e->lock);
+        if (ready < 0 && errno != EINTR) {
+            flow__log(FLOW_LOG_ERROR, "poll failed: %s", strerror(errno));
+            continue;
+        }
+        if (fds[0].revents & POLLIN) {
+            uint64_t v;
+            ssize_t rd = read(e->wake_fd, &v, sizeof(v));
+            (void)rd;
+        }
+        atomic_store(&e->wake_pending, 0);
+        for (size_t i = 0; i < e->cmds.count;) {
+            struct cmd_slot *s = e->cmds.items[i];
+            if (s->cmd && s->nfds && ready > 0)
+                flow__cmd_handle(s->cmd, &fds[s->fd_first], s->nfds);
+            s->nfds = 0;
+            if (s->cmd && flow__cmd_is_done(s->cmd)) {
+                struct flow__cmd_result res;
+                memset(&res, 0, sizeof(res));
+                struct flow__cmd *cmd = s->cmd;
+                s->cmd = NULL;
+                bool timed_out = s->timed_out;
+                pthread_mutex_unlock(&e->lock);
+                flow__cmd_finish(cmd, timed_out, &res);
+                pthread_mutex_lock(&e->lock);
+                struct act *a = s->act;
+                remove_slot(e, s);
+                flow__run_cmd_done(a->run, a, &res);
+                flow__cmd_result_cleanup(&res);
+                continue;
+            }
+            i++;
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static int default_jobs(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 2;
+}
+
+flow_engine *flow_engine_new(const flow_engine_options *opts, flow_error *err)
+{
+    int jobs = opts && opts->jobs > 0 ? opts->jobs : default_jobs();
+    if (jobs > 1024) {
+        flow__error(err, FLOW_EINVAL, "--jobs %d is too many (at most 1024)", jobs);
+        return NULL;
+    }
+    struct flow_engine *e = flow__calloc(1, sizeof(*e));
+    if (!e) {
+        flow__error(err, FLOW_ENOMEM, "out of memory creating an engine");
+        return NULL;
+    }
+    atomic_init(&e->refs, 1);
+    atomic_init(&e->wake_pending, 0);
+    e->jobs = jobs;
+    e->wake_fd = -1;
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->pool_cond, NULL);
+    e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (e->wake_fd < 0) {
+        flow__error_errno(err, errno, "cannot create an eventfd");
+        goto out_free;
+    }
+    pthread_mutex_lock(&e->lock);
+    for (int i = 0; i < jobs; i++) {
+        if (add_worker(e) != FLOW_OK) {
+            pthread_mutex_unlock(&e->lock);
+            flow__error(err, FLOW_ESYSTEM, "cannot start %d threads", jobs);
+            goto out_stop;
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&e->loop_thread, NULL, loop_main, e);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        flow__error(err, FLOW_ESYSTEM, "cannot start the scheduler thread");
+        goto out_stop;
+    }
+    return e;
+
+out_stop:
+    pthread_mutex_lock(&e->lock);
+    e->shutdown = true;
+    pthread_cond_broadcast(&e->pool_cond);
+    pthread_mutex_unlock(&e->lock);
+    for (size_t i = 0; i < e->workers.count; i++)
+        pthread_join(e->workers.items[i]->thread, NULL);
+    for (size_t i = 0; i < e->workers.count; i++)
+        flow__free(e->workers.items[i]);
+    FLOW__VEC_FREE(&e->workers);
+out_free:
+    if (e->wake_fd >= 0)
+        close(e->wake_fd);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->pool_cond);
+    flow__free(e);
+    return NULL;
+}
+
+static void engine_destroy(struct flow_engine *e)
+{
+    for (size_t i = 0; i < e->workers.count; i++)
+        flow__free(e->workers.items[i]);
+    FLOW__VEC_FREE(&e->workers);
+    readyq_cleanup(&e->pool_q);
+    readyq_cleanup(&e->loop_q);
+    readyq_cleanup(&e->spawn_q);
+    FLOW__VEC_FREE(&e->timers);
+    FLOW__VEC_FREE(&e->cmds);
+    FLOW__VEC_FREE(&e->obs_runs);
+    while (e->free_ctx) {
+        struct flow_ctx *c = e->free_ctx;
+        e->free_ctx = c->next_free;
+        flow__free(c);
+    }
+    close(e->wake_fd);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->pool_cond);
+    flow__free(e);
+}
+
+static void engine_unref(struct flow_engine *e)
+{
+    if (atomic_fetch_sub(&e->refs, 1) == 1)
+        engine_destroy(e);
+}
+
+void flow_engine_free(flow_engine *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->lock);
+    e->shutdown = true;
+    pthread_cond_broadcast(&e->pool_cond);
+    /* Kill what still runs: the runs should have been freed first. */
+    for (size_t i = 0; i < e->cmds.count; i++) {
+        if (e->cmds.items[i]->cmd)
+            flow__cmd_kill(e->cmds.items[i]->cmd, SIGKILL);
+    }
+    pthread_mutex_unlock(&e->lock);
+    flow__engine_wake(e);
+    pthread_join(e->loop_thread, NULL);
+    /* Join the threads that are not stuck in an abandoned body; detach the
+     * others (each holds a reference and frees the engine if last). */
+    pthread_mutex_lock(&e->lock);
+    size_t n = e->workers.count;
+    struct worker **ws = flow__calloc(n ? n : 1, sizeof(*ws));
+    if (ws)
+        memcpy(ws, e->workers.items, n * sizeof(*ws));
+    pthread_mutex_unlock(&e->lock);
+    pthread_mutex_lock(&e->lock);
+    for (size_t i = 0; ws && i < n; i++) {
+        if (ws[i]->stuck) {
+            pthread_detach(ws[i]->thread);
+            ws[i] = NULL;
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    for (size_t i = 0; ws && i < n; i++) {
+        if (ws[i])
+            pthread_join(ws[i]->thread, NULL);
+    }
+    flow__free(ws);
+    engine_unref(e);
+}
+
+int flow_engine_jobs(const flow_engine *e)
+{
+    return e->jobs;
+}

@@ -1,0 +1,273 @@
+/* engine.h -- the inside of engines, runs, activations and task contexts.
+ * The engine (engine.c) owns threads, queues and timers; run.c applies the
+ * semantics of SPEC section 2 under the engine lock. See
+ * docs/internals/core.md for the model and the threading rules.
+ *
+ * Lock order: engine->lock, then nothing. Every field below marked [L] is
+ * read and written only with engine->lock held.
+ */
+#ifndef FLOW_CORE_ENGINE_H
+#define FLOW_CORE_ENGINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/flowdef.h"
+#include "exec/cmd.h"
+#include "flow.h"
+#include "journal/journal.h"
+#include "util/arena.h"
+#include "util/vec.h"
+
+/* Leaf states in run->leaf_state. */
+enum { LEAF_UNKNOWN = 0, LEAF_TRUE = 1, LEAF_FALSE = 2, LEAF_LATE = 3 };
+
+enum act_flag {
+    ACT_QUEUED = 1,      /* in a ready queue */
+    ACT_WAITING = 2,     /* waiting for a retry timer */
+    ACT_IS_FALLBACK = 4, /* stands for a failed activation (stands_for) */
+    ACT_INPUT_READY = 8, /* input built (and its template rendered) */
+};
+
+struct act {
+    uint64_t id;               /* 1-based, creation order */
+    struct flow_run *run;
+    uint32_t task;
+    uint32_t attempt;          /* 0 before the first start */
+    uint8_t status;            /* flow_act_status */
+    uint8_t flags;             /* enum act_flag */
+    uint32_t nsrc;             /* activations whose outputs form the input */
+    union {
+        struct act *one;
+        struct act **many;
+    } src;
+    json_t *input;             /* explicit or built; NULL: not built yet */
+    json_t *output;            /* completed: the output (never NULL then) */
+    char *error;               /* failed / cancelled: why */
+    double started, ended;     /* epoch seconds of the last attempt */
+    struct act *stands_for;    /* ACT_IS_FALLBACK: the failed activation */
+    struct flow_ctx *ctx;      /* running C task, for timeouts and cancel */
+    struct cmd_slot *cmd;      /* running command */
+};
+
+/* Per task, per run. */
+struct task_rt {
+    uint32_t satisfied;   /* TRIG_AND: leaves true this round */
+    uint32_t resolved;    /* TRIG_AND: leaves resolved this round */
+    uint32_t late;        /* leaves absorbed-to-come this round */
+    uint32_t activations; /* created so far (max_activations) */
+    struct act *latest;   /* the latest completed activation */
+    struct act *last;     /* the latest activation, whatever its status */
+};
+
+/* One event waiting for the observer. Strings point into the flow or the
+ * activation, which outlive the delivery. */
+struct obs_event {
+    uint8_t type;
+    uint8_t run_status;
+    uint32_t attempt;
+    struct act *act;
+    const char *label;
+    double delay;
+    double time;
+};
+
+struct state_file {
+    uint64_t version;
+    char *path;
+    uint32_t users; /* running commands that were given this file */
+};
+
+struct flow_run {
+    struct flow_engine *engine;
+    struct flow *flow;
+    char id[80];
+    flow_run_status status;         /* [L] */
+    json_t *inputs;                 /* object, immutable */
+    json_t *state;                  /* [L] immutable object, replaced on write */
+    uint64_t state_version;         /* [L] */
+    json_t *result;                 /* after the end */
+    char *error;                    /* failed / cancelled: why */
+    struct task_rt *trt;            /* [L] per task */
+    uint8_t *leaf_state;            /* [L] per leaf */
+    struct act **act_chunks;        /* [L] activations, 256 a chunk */
+    size_t act_count;               /* [L] */
+    size_t act_chunk_cap;
+    struct flow__journal journal;   /* [L] */
+    size_t unfinished;              /* [L] activations not final */
+    uint32_t running;               /* [L] attempts running now */
+    bool had_failure;               /* [L] on_error: continue happened */
+    bool stopping;                  /* [L] failing or cancelling: start nothing */
+    flow_run_status stop_status;    /* [L] */
+    bool ended;                     /* [L] status is final and observers told */
+    atomic_int interrupt;           /* set by flow_run_interrupt (signal-safe) */
+    struct act *last_completed;     /* [L] */
+    const char *start_task;         /* NULL, or run this one first */
+    flow_event_fn on_event;
+    void *event_udata;
+    FLOW__VEC(struct obs_event) obs; /* [L] waiting for the loop to deliver */
+    bool obs_listed;                /* [L] in engine->obs_runs */
+    pthread_cond_t ended_cond;
+    char *work_dir;                 /* command files; created on first use */
+    bool own_work_dir;
+    FLOW__VEC(struct state_file) state_files; /* [L] */
+    struct flow_run *next, *prev;   /* [L] engine->runs list */
+    /* Scratch for skip/complete propagation without recursion. */
+    FLOW__VEC(struct pending_sig) sigs;
+    bool propagating;
+};
+
+struct pending_sig {
+    uint32_t task;   /* the source task that finished */
+    uint8_t value;   /* LEAF_TRUE or LEAF_FALSE */
+    struct act *act; /* the activation that finished */
+};
+
+struct flow_ctx {
+    struct flow_engine *engine;
+    struct flow_run *run;
+    struct act *act;
+    const struct flow_task *task;
+    uint32_t attempt;
+    int rc;                 /* the body's return */
+    json_t *output;         /* set_output; NULL: null */
+    char *error;            /* flow_ctx_fail */
+    json_t *writes;         /* buffered state writes, or NULL */
+    atomic_int cancelled;   /* timed out or the run stops */
+    bool timed_out;         /* [L] */
+    bool detached;          /* [L] abandoned: the run may be gone */
+    struct worker *worker;  /* [L] the pool thread running it, or NULL */
+    bool counted;           /* [L] holds one of the engine's `jobs` slots */
+    bool no_body;           /* the attempt failed before its body could run */
+    struct flow_ctx *next_free;
+};
+
+/* A ready queue: FIFO per priority, highest priority first. */
+struct readyq_bucket {
+    int priority;
+    struct act **ring;
+    size_t head, count, cap;
+};
+
+struct readyq {
+    struct readyq_bucket *buckets; /* sorted by priority, descending */
+    size_t nbuckets;
+    size_t count;
+};
+
+enum timer_kind { TIMER_RETRY = 1, TIMER_TIMEOUT, TIMER_GRACE };
+
+struct timer {
+    int64_t at;          /* monotonic ns */
+    struct act *act;
+    uint32_t attempt;    /* the attempt it was set for; stale otherwise */
+    uint8_t kind;
+};
+
+struct cmd_slot {
+    struct flow__cmd *cmd;
+    struct act *act;
+    uint32_t attempt;
+    bool timed_out;
+    bool killed;         /* SIGTERM sent */
+    int nfds;            /* entries in the poll set this round */
+    int fd_first;        /* where they start in the poll set */
+    uint64_t state_version; /* the state file it was given */
+};
+
+struct worker {
+    pthread_t thread;
+    bool exited;         /* [L] returned from its main */
+    bool stuck;          /* [L] running an abandoned body: never join */
+};
+
+struct flow_engine {
+    atomic_int refs;
+    pthread_mutex_t lock;
+    pthread_cond_t pool_cond;
+    int jobs;
+    int idle;                       /* [L] pool threads waiting */
+    int running;                    /* [L] thread + process attempts running */
+    int surplus;                    /* [L] threads to retire (replaced abandoned ones) */
+    bool shutdown;                  /* [L] */
+    struct readyq pool_q;           /* [L] C tasks for the pool */
+    struct readyq loop_q;           /* [L] inline tasks and no-ops */
+    struct readyq spawn_q;          /* [L] commands waiting for a slot */
+    FLOW__VEC(struct worker *) workers; /* [L] */
+    pthread_t loop_thread;
+    int wake_fd;                    /* eventfd */
+    atomic_int wake_pending;
+    FLOW__VEC(struct timer) timers; /* [L] binary min-heap on `at` */
+    FLOW__VEC(struct cmd_slot *) cmds; /* [L] running commands */
+    FLOW__VEC(struct flow_run *) obs_runs; /* [L] runs with events to deliver */
+    struct flow_run *runs;          /* [L] live runs */
+    struct flow_ctx *free_ctx;      /* [L] recycled contexts */
+};
+
+/* ---- engine.c ----------------------------------------------------------- */
+
+/* Wake the loop thread (coalesced). Async-signal-safe. */
+void flow__engine_wake(struct flow_engine *e);
+/* [L] Queue an activation to run (pool or loop by executor). */
+void flow__engine_enqueue(struct flow_engine *e, struct act *a);
+/* [L] Arm a timer. */
+void flow__engine_timer(struct flow_engine *e, uint8_t kind, struct act *a, double seconds);
+/* [L] Remove queued activations and timers of a run (it is stopping);
+ * calls flow__run_cancel_act for each activation removed. */
+void flow__engine_drop_run(struct flow_engine *e, struct flow_run *r);
+
+/* ---- run.c -------------------------------------------------------------- */
+
+/* [L] Start an attempt (status, journal, observer, timeout timer). */
+void flow__run_attempt_started(struct flow_run *r, struct act *a);
+/* [L] Build the input of an attempt about to start (its `input` template
+ * may fail: then false, with a message to flow__free in *error). */
+bool flow__run_input_ready(struct flow_run *r, struct act *a, char **error);
+/* [L] An attempt of a C task, no-op or inline task ended: apply ctx's result. */
+void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx);
+/* [L] An attempt of a command ended. */
+void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res);
+/* [L] A timer fired for `a` (still current). */
+void flow__run_timer(struct flow_run *r, struct act *a, uint8_t kind);
+/* [L] Cancel an activation that has not started (queued or waiting). */
+void flow__run_cancel_act(struct flow_run *r, struct act *a, const char *why);
+/* [L] Stop the run: fail (FLOW_RUN_FAILED) or cancel (FLOW_RUN_CANCELLED). */
+void flow__run_stop(struct flow_run *r, flow_run_status status, const char *why);
+/* [L] End the run if nothing is left to do. */
+void flow__run_check_end(struct flow_run *r);
+/* [L] Prepare a command attempt: render argv/env/cwd, input, state file.
+ * On failure returns false with a message (flow__free it) in *error. */
+bool flow__run_prepare_cmd(struct flow_run *r, struct act *a, struct flow__cmd_spec *spec,
+                           void **scratch, char **error);
+void flow__run_cmd_scratch_free(void *scratch);
+/* [L] The task's input for `a`, built if needed (borrowed). */
+json_t *flow__run_act_input(struct flow_run *r, struct act *a);
+/* [L] Observer events: queue one. */
+void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, const char *label,
+                      double delay);
+/* Deliver the queued events (loop thread, without the lock). */
+void flow__run_deliver(struct flow_run *r, struct obs_event *events, size_t count);
+
+/* ---- ctx.c -------------------------------------------------------------- */
+
+/* [L] A context for an attempt of `a` (recycled from the engine). */
+struct flow_ctx *flow__ctx_new(struct flow_engine *e, struct flow_run *r, struct act *a);
+/* [L] Give a context back. */
+void flow__ctx_release(struct flow_engine *e, struct flow_ctx *ctx);
+
+/* ---- scope.c ------------------------------------------------------------ */
+
+/* [L] Render a template for activation `a` (NULL: run-level, e.g. result). */
+flow_err flow__run_render(struct flow_run *r, struct act *a, const struct flow__tmpl *t,
+                          json_t **out, flow_error *err);
+flow_err flow__run_render_string(struct flow_run *r, struct act *a, const struct flow__tmpl *t,
+                                 char **out, flow_error *err);
+
+static inline const struct flow_task *act_task(const struct act *a)
+{
+    return a->run->flow->tasks.items[a->task];
+}
+
+#endif

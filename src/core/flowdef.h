@@ -1,0 +1,173 @@
+/* flowdef.h -- the inside of a flow definition: tasks, policies, conditions,
+ * and the graph compiled from them by flow_validate() (graph.c).
+ * See docs/internals/core.md. */
+#ifndef FLOW_CORE_FLOWDEF_H
+#define FLOW_CORE_FLOWDEF_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "def/template.h"
+#include "flow.h"
+#include "util/arena.h"
+#include "util/strmap.h"
+#include "util/vec.h"
+
+enum task_kind {
+    TASK_NOOP = 0,
+    TASK_FN,
+    TASK_COMMAND, /* argv */
+    TASK_SHELL    /* /bin/sh -c script */
+};
+
+/* Policy knobs; tasks share the flow's defaults until they change one. */
+struct task_policy {
+    double timeout;      /* seconds, 0 = none */
+    double kill_grace;   /* seconds between SIGTERM and SIGKILL */
+    flow_backoff backoff;
+    int retries;
+    int priority;
+    int max_activations;
+    flow_on_error on_error;
+    flow_executor executor;
+    flow_output_mode output_mode;
+    size_t output_limit;
+};
+
+struct flow_cond {
+    enum { COND_TASK, COND_LABEL, COND_AND, COND_OR } kind;
+    char *name;             /* COND_TASK / COND_LABEL */
+    struct flow_cond **kids; /* COND_AND / COND_OR */
+    size_t count;
+};
+
+struct task_env {
+    char *name;
+    struct flow__tmpl *value;
+};
+
+/* Rarely used parts of a task, allocated on first use. */
+struct task_ext {
+    char **argv_src;             /* TASK_COMMAND: the argv as written */
+    struct flow__tmpl **argv;    /* compiled, argc entries */
+    size_t argc;
+    struct flow__tmpl *shell;    /* TASK_SHELL */
+    char *shell_src;
+    struct flow__tmpl *input;    /* `input` template or NULL */
+    FLOW__VEC(struct task_env) env;
+    struct flow__tmpl *cwd;
+    char *save;                  /* state key for the output */
+    struct flow_cond *when;
+    FLOW__VEC(char *) on;        /* labels */
+    const char *origin_file;     /* where the task was written (borrowed from the flow) */
+    int origin_line, origin_column;
+};
+
+/* Kinds of dependency edges a task declares (before compilation). */
+enum edge_kind { EDGE_AFTER = 0, EDGE_AFTER_ANY, EDGE_OPTIONAL };
+
+struct flow_task {
+    struct flow *flow;
+    const char *name;        /* in the flow's arena */
+    uint32_t index;          /* position in flow->tasks */
+    uint8_t kind;            /* enum task_kind */
+    int8_t start;            /* -1 unset, 0 false, 1 true */
+    bool entry;
+    bool router;
+    flow_task_fn fn;
+    void *udata;
+    struct flow_task *fallback;
+    const struct task_policy *policy; /* flow->defaults or own_policy */
+    struct task_ext *ext;    /* NULL until needed */
+    /* Compiled by graph.c: */
+    uint32_t leaf_first;     /* this task's leaves: flow->leaves[leaf_first .. +leaf_count) */
+    uint32_t leaf_count;
+    uint32_t required_count; /* AND-leaves (after + optional) when the trigger is flat */
+    uint8_t trig;            /* enum trig_kind */
+    bool is_start;
+    bool is_fallback_target;
+};
+
+/* One declared dependency: `task` waits for `dep`. */
+struct flow_edge {
+    uint32_t task;
+    uint32_t dep;
+    uint8_t kind; /* enum edge_kind */
+};
+
+/* How a compiled trigger is evaluated. */
+enum trig_kind {
+    TRIG_NONE = 0, /* no leaves: starts, or only on labels / dynamic */
+    TRIG_AND,      /* flat: every leaf (after + optional); two counters */
+    TRIG_ANY,      /* flat: after_any only */
+    TRIG_EXPR      /* anything else: walk the expression */
+};
+
+enum leaf_kind { LEAF_AFTER = 0, LEAF_OPTIONAL, LEAF_ANY, LEAF_WHEN_TASK, LEAF_WHEN_LABEL };
+
+/* A leaf of a compiled trigger. */
+struct flow_leaf {
+    uint32_t owner;  /* the task whose trigger this is */
+    uint32_t source; /* task index (task leaves) or label index */
+    uint8_t kind;    /* enum leaf_kind */
+};
+
+/* Expression node for TRIG_EXPR (postfix-free tree in an array). */
+struct expr_node {
+    uint8_t op;       /* 0 leaf, 1 and, 2 or */
+    uint32_t leaf;    /* op 0: absolute leaf index */
+    uint32_t first;   /* ops 1,2: children are expr[first .. first+count) */
+    uint32_t count;
+};
+
+/* (dependant task's leaf) reached from a source: CSR over sources. */
+struct label_info {
+    const char *name;
+    FLOW__VEC(uint32_t) subscribers; /* tasks with `on: name` */
+    FLOW__VEC(uint32_t) leaves;      /* when-leaves naming the label */
+};
+
+struct flow {
+    atomic_int refs;
+    char *name;
+    char *description;
+    char *version;
+    json_t *initial_state;          /* object */
+    struct flow__tmpl *result;      /* or NULL */
+    json_t *result_src;
+    struct flow__arena arena;       /* tasks and names */
+    FLOW__VEC(struct flow_task *) tasks;
+    struct flow__strmap by_name;
+    FLOW__VEC(struct flow_edge) edges;
+    struct task_policy defaults;
+    bool frozen;                    /* a run started: no more changes */
+    /* Compiled graph (valid when compiled && !dirty): */
+    bool compiled;
+    bool dirty;
+    struct flow_leaf *leaves;
+    uint32_t leaf_count;
+    uint32_t *dependant_off;        /* n+1 offsets into dependant_leaf */
+    uint32_t *dependant_leaf;       /* leaf indexes whose source is that task */
+    struct expr_node *expr;         /* for TRIG_EXPR tasks */
+    uint32_t *expr_root;            /* per task: root node index or UINT32_MAX */
+    uint32_t expr_count;
+    FLOW__VEC(struct label_info) labels;
+    struct flow__strmap label_by_name; /* name -> index + 1 */
+    FLOW__VEC(uint32_t) start_tasks;
+};
+
+/* Record where a task was defined, for messages ("(flow.yaml:12:3)").
+ * `file` is copied into the flow. */
+void flow__task_set_origin(flow_task *t, const char *file, int line, int column);
+
+/* Index of a label, or -1. */
+int flow__label_index(const struct flow *f, const char *name);
+
+/* Take / drop a reference (runs hold one). */
+void flow__ref(struct flow *f);
+
+/* Format " (file:line:col)" for a task into buf, or "" when unknown. */
+void flow__task_where(const flow_task *t, char *buf, size_t len);
+
+#endif

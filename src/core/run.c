@@ -1,0 +1,1388 @@
+/* run.c -- the semantics of a run (SPEC section 2): activations, triggers
+ * firing and re-arming, failure propagation, retries, error strategies,
+ * state writes, the result, and the public flow_run_* functions.
+ * Everything marked [L] in engine.h runs with the engine lock held.
+ */
+#include "util/compat.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/engine.h"
+#include "util/alloc.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#define ACT_CHUNK 256
+
+static void propagate(struct flow_run *r, uint32_t task, uint8_t value, struct act *src);
+static flow_err build_input(struct flow_run *r, struct act *a, flow_error *err);
+
+/* ---- activations -------------------------------------------------------- */
+
+/* [L] A new activation of `task`, counted against max_activations by the
+ * caller. NULL when out of memory. */
+static struct act *act_new(struct flow_run *r, uint32_t task)
+{
+    size_t i = r->act_count;
+    if (i / ACT_CHUNK == r->act_chunk_cap) {
+        size_t cap = r->act_chunk_cap ? r->act_chunk_cap * 2 : 16;
+        struct act **chunks = flow__reallocarray(r->act_chunks, cap, sizeof(*chunks));
+        if (!chunks)
+            return NULL;
+        memset(chunks + r->act_chunk_cap, 0, (cap - r->act_chunk_cap) * sizeof(*chunks));
+        r->act_chunks = chunks;
+        r->act_chunk_cap = cap;
+    }
+    if (!r->act_chunks[i / ACT_CHUNK]) {
+        r->act_chunks[i / ACT_CHUNK] = flow__malloc(ACT_CHUNK * sizeof(struct act));
+        if (!r->act_chunks[i / ACT_CHUNK])
+            return NULL;
+    }
+    struct act *a = &r->act_chunks[i / ACT_CHUNK][i % ACT_CHUNK];
+    memset(a, 0, sizeof(*a));
+    a->id = (uint64_t)i + 1;
+    a->run = r;
+    a->task = task;
+    a->status = FLOW_ACT_PENDING;
+    r->act_count++;
+    r->trt[task].last = a;
+    return a;
+}
+
+static struct act *act_at(const struct flow_run *r, size_t i)
+{
+    return &r->act_chunks[i / ACT_CHUNK][i % ACT_CHUNK];
+}
+
+static const char *task_name(const struct flow_run *r, uint32_t task)
+{
+    return r->flow->tasks.items[task]->name;
+}
+
+/* [L] Append a journal record; a journal that fails stops the run, since
+ * going on would do work nobody could find again. */
+static void journal(struct flow_run *r, uint8_t type, const struct act *a, json_t *payload)
+{
+    struct flow__jrec rec = {
+        .type = type,
+        .attempt = a ? (uint8_t)(a->attempt > 255 ? 255 : a->attempt) : 0,
+        .task = a ? a->task : 0,
+        .act = a ? a->id : 0,
+        .time = flow__wall_time(),
+        .payload = payload,
+    };
+    if (flow__journal_append(&r->journal, &rec) != FLOW_OK && !r->stopping)
+        flow__run_stop(r, FLOW_RUN_FAILED, "cannot write the journal");
+}
+
+void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, const char *label,
+                      double delay)
+{
+    if (!r->on_event)
+        return;
+    struct obs_event ev = {
+        .type = (uint8_t)type,
+        .run_status = (uint8_t)r->status,
+        .attempt = a ? a->attempt : 0,
+        .act = a,
+        .label = label,
+        .delay = delay,
+        .time = flow__wall_time(),
+    };
+    flow_err rc = FLOW_OK;
+    FLOW__VEC_PUSH(&r->obs, ev, rc);
+    if (rc)
+        return; /* an observer missing an event is not worth failing a run */
+    if (!r->obs_listed) {
+        struct flow_engine *e = r->engine;
+        FLOW__VEC_PUSH(&e->obs_runs, r, rc);
+        if (!rc)
+            r->obs_listed = true;
+        flow__engine_wake(e);
+    }
+}
+
+void flow__run_deliver(struct flow_run *r, struct obs_event *events, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        const struct obs_event *o = &events[i];
+        flow_event ev = {
+            .type = (flow_event_type)o->type,
+            .run_id = r->id,
+            .task = o->act ? task_name(r, o->act->task) : NULL,
+            .activation = o->act ? o->act->id : 0,
+            .attempt = (int)o->attempt,
+            .error = NULL,
+            .label = o->label,
+            .delay = o->delay,
+            .time = o->time,
+            .run_status = (flow_run_status)o->run_status,
+        };
+        if (o->type == FLOW_EV_TASK_FAILED || o->type == FLOW_EV_TASK_RETRYING ||
+            o->type == FLOW_EV_TASK_CANCELLED)
+            ev.error = o->act ? o->act->error : NULL;
+        if (o->type == FLOW_EV_RUN_ENDED)
+            ev.error = r->error;
+        r->on_event(&ev, r->event_udata);
+    }
+}
+
+/* [L] An activation reached a final status. */
+static void act_final(struct flow_run *r, struct act *a)
+{
+    a->ended = flow__wall_time();
+    if (r->unfinished > 0)
+        r->unfinished--;
+}
+
+/* ---- state -------------------------------------------------------------- */
+
+/* [L] Apply `writes` (an object; borrowed) to the state, key by key. */
+static void state_write(struct flow_run *r, struct act *a, json_t *writes)
+{
+    if (!writes || !json_object_size(writes))
+        return;
+    json_t *next = json_copy(r->state); /* shallow: values are immutable */
+    const char *key;
+    json_t *value;
+    bool ok = next != NULL;
+    json_object_foreach(writes, key, value)
+    {
+        if (ok && json_object_set(next, key, value))
+            ok = false;
+    }
+    if (!ok) {
+        json_decref(next);
+        flow__run_stop(r, FLOW_RUN_FAILED, "out of memory writing the state");
+        return;
+    }
+    json_decref(r->state);
+    r->state = next;
+    r->state_version++;
+    journal(r, JREC_STATE_SET, a, json_incref(writes));
+}
+
+/* ---- triggers ----------------------------------------------------------- */
+
+/* [L] Create and queue an activation of `task`. `input` (borrowed) is
+ * explicit, or NULL to build it from `srcs` when asked. */
+static struct act *fire(struct flow_run *r, uint32_t task, json_t *input, struct act **srcs,
+                        uint32_t nsrc)
+{
+    if (r->stopping)
+        return NULL;
+    const struct flow_task *t = r->flow->tasks.items[task];
+    struct task_rt *rt = &r->trt[task];
+    if (rt->activations >= (uint32_t)t->policy->max_activations) {
+        char why[512];
+        snprintf(why, sizeof(why),
+                 "task '%s' reached max_activations (%d): a loop that does not end? "
+                 "(raise 'max_activations' if it is meant to run more)",
+                 t->name, t->policy->max_activations);
+        flow__run_stop(r, FLOW_RUN_FAILED, why);
+        return NULL;
+    }
+    struct act *a = act_new(r, task);
+    if (!a) {
+        flow__run_stop(r, FLOW_RUN_FAILED, "out of memory creating an activation");
+        return NULL;
+    }
+    rt->activations++;
+    if (input) {
+        a->input = json_incref(input);
+    } else if (nsrc == 1) {
+        a->src.one = srcs[0];
+        a->nsrc = 1;
+    } else if (nsrc > 1) {
+        a->src.many = flow__reallocarray(NULL, nsrc, sizeof(*srcs));
+        if (!a->src.many) {
+            flow__run_stop(r, FLOW_RUN_FAILED, "out of memory creating an activation");
+            a->status = FLOW_ACT_CANCELLED;
+            return NULL;
+        }
+        memcpy(a->src.many, srcs, nsrc * sizeof(*srcs));
+        a->nsrc = nsrc;
+    }
+    r->unfinished++;
+    journal(r, JREC_ACT_CREATED, a, input ? json_pack("{s:O}", "input", input) : NULL);
+    flow__engine_enqueue(r->engine, a);
+    return a;
+}
+
+/* [L] The task is skipped this round: record it and tell its dependants. */
+static void skip(struct flow_run *r, uint32_t task)
+{
+    if (r->stopping)
+        return;
+    struct act *a = act_new(r, task);
+    if (!a) {
+        flow__run_stop(r, FLOW_RUN_FAILED, "out of memory creating an activation");
+        return;
+    }
+    a->status = FLOW_ACT_SKIPPED;
+    a->ended = flow__wall_time();
+    journal(r, JREC_ACT_SKIPPED, a, NULL);
+    flow__run_notify(r, FLOW_EV_TASK_SKIPPED, a, NULL, 0);
+    propagate(r, task, LEAF_FALSE, a);
+}
+
+/* Three-valued evaluation of an expression node. */
+static uint8_t eval_node(const struct flow *f, const uint8_t *ls, uint32_t n)
+{
+    const struct expr_node *node = &f->expr[n];
+    if (node->op == 0) {
+        uint8_t v = ls[node->leaf];
+        return v == LEAF_LATE ? LEAF_UNKNOWN : v;
+    }
+    bool any_unknown = false;
+    for (uint32_t i = 0; i < node->count; i++) {
+        uint8_t v = eval_node(f, ls, node->first + i);
+        if (node->op == 1 && v == LEAF_FALSE)
+            return LEAF_FALSE;
+        if (node->op == 2 && v == LEAF_TRUE)
+            return LEAF_TRUE;
+        any_unknown |= v == LEAF_UNKNOWN;
+    }
+    if (any_unknown)
+        return LEAF_UNKNOWN;
+    return node->op == 1 ? LEAF_TRUE : LEAF_FALSE;
+}
+
+/* [L] The trigger of `t` resolved to `outcome`: collect sources, re-arm the
+ * leaves (unresolved ones become late when `late_ok`), fire or skip. */
+static void resolve(struct flow_run *r, const struct flow_task *t, uint8_t outcome,
+                    struct act *firing_src, bool late_ok)
+{
+    const struct flow *f = r->flow;
+    struct task_rt *rt = &r->trt[t->index];
+    uint8_t *ls = &r->leaf_state[t->leaf_first];
+    struct act *one[1];
+    struct act **srcs = one;
+    uint32_t nsrc = 0;
+    if (outcome == LEAF_TRUE && t->trig == TRIG_ANY) {
+        one[0] = firing_src;
+        nsrc = firing_src ? 1 : 0;
+    } else if (outcome == LEAF_TRUE) {
+        if (t->leaf_count > 1)
+            srcs = flow__reallocarray(NULL, t->leaf_count, sizeof(*srcs));
+        if (!srcs) {
+            flow__run_stop(r, FLOW_RUN_FAILED, "out of memory firing a trigger");
+            return;
+        }
+        for (uint32_t i = 0; i < t->leaf_count; i++) {
+            const struct flow_leaf *l = &f->leaves[t->leaf_first + i];
+            if (ls[i] != LEAF_TRUE || l->kind == LEAF_WHEN_LABEL)
+                continue;
+            struct act *latest = r->trt[l->source].latest;
+            /* An optional dependency that failed gives no output. */
+            if (latest && r->trt[l->source].last == latest)
+                srcs[nsrc++] = latest;
+            else if (latest && l->kind != LEAF_OPTIONAL)
+                srcs[nsrc++] = latest;
+        }
+    }
+    for (uint32_t i = 0; i < t->leaf_count; i++) {
+        if (ls[i] == LEAF_UNKNOWN && late_ok) {
+            ls[i] = LEAF_LATE;
+            rt->late++;
+        } else if (ls[i] != LEAF_LATE) {
+            ls[i] = LEAF_UNKNOWN;
+        }
+    }
+    rt->satisfied = rt->resolved = 0;
+    if (outcome == LEAF_TRUE)
+        fire(r, t->index, NULL, srcs, nsrc);
+    else
+        skip(r, t->index);
+    if (srcs != one)
+        flow__free(srcs);
+}
+
+/* [L] A leaf of some task's trigger learned `value` from `src`. */
+static void leaf_event(struct flow_run *r, uint32_t li, uint8_t value, struct act *src)
+{
+    const struct flow *f = r->flow;
+    const struct flow_leaf *leaf = &f->leaves[li];
+    const struct flow_task *t = f->tasks.items[leaf->owner];
+    struct task_rt *rt = &r->trt[leaf->owner];
+    uint8_t *st = &r->leaf_state[li];
+    if (leaf->kind == LEAF_OPTIONAL)
+        value = LEAF_TRUE; /* waited for, whatever the outcome */
+
+    if (*st == LEAF_LATE) {
+        /* The rest of a round that already fired: absorbed. */
+        *st = LEAF_UNKNOWN;
+        rt->late--;
+        return;
+    }
+    if (*st != LEAF_UNKNOWN) {
+        /* Finished again before the others: keep the newest outcome. */
+        if (t->trig == TRIG_AND && *st != value)
+            rt->satisfied += value == LEAF_TRUE ? 1u : (uint32_t)-1;
+        *st = value;
+        if (t->trig == TRIG_AND)
+            return;
+    } else {
+        if (rt->late) {
+            /* Not late, so a new round has begun: forget the old one. */
+            uint8_t *ls = &r->leaf_state[t->leaf_first];
+            for (uint32_t i = 0; i < t->leaf_count; i++) {
+                if (ls[i] == LEAF_LATE)
+                    ls[i] = LEAF_UNKNOWN;
+            }
+            rt->late = 0;
+        }
+        *st = value;
+        if (t->trig == TRIG_AND) {
+            rt->resolved++;
+            if (value == LEAF_TRUE)
+                rt->satisfied++;
+        }
+    }
+
+    switch (t->trig) {
+    case TRIG_AND:
+        if (rt->resolved < t->leaf_count)
+            return;
+        if (t->leaf_count == 1 && value == LEAF_TRUE) {
+            /* The common chain link: no source array needed. */
+            *st = LEAF_UNKNOWN;
+            rt->satisfied = rt->resolved = 0;
+            struct act *one = leaf->kind == LEAF_OPTIONAL && src->status != FLOW_ACT_COMPLETED
+                                  ? NULL
+                                  : src;
+            fire(r, t->index, NULL, &one, one ? 1 : 0);
+            return;
+        }
+        resolve(r, t, rt->satisfied == t->leaf_count ? LEAF_TRUE : LEAF_FALSE, src, false);
+        return;
+    case TRIG_ANY: {
+        if (value == LEAF_TRUE) {
+            resolve(r, t, LEAF_TRUE, src, true);
+            return;
+        }
+        const uint8_t *ls = &r->leaf_state[t->leaf_first];
+        for (uint32_t i = 0; i < t->leaf_count; i++) {
+            if (ls[i] != LEAF_FALSE)
+                return;
+        }
+        resolve(r, t, LEAF_FALSE, src, true);
+        return;
+    }
+    case TRIG_EXPR: {
+        uint8_t v = eval_node(f, r->leaf_state, f->expr_root[t->index]);
+        if (v != LEAF_UNKNOWN)
+            resolve(r, t, v, src, true);
+        return;
+    }
+    default:
+        return;
+    }
+}
+
+/* [L] Task `task` finished with `value` (true: completed; false: failed or
+ * skipped): tell every leaf it feeds. Iterative, so that a skip that runs
+ * down a 100,000-task chain does not recurse. */
+static void propagate(struct flow_run *r, uint32_t task, uint8_t value, struct act *src)
+{
+    struct pending_sig sig = {.task = task, .value = value, .act = src};
+    flow_err rc = FLOW_OK;
+    FLOW__VEC_PUSH(&r->sigs, sig, rc);
+    if (rc) {
+        flow__run_stop(r, FLOW_RUN_FAILED, "out of memory propagating a result");
+        return;
+    }
+    if (r->propagating)
+        return; /* the outer call drains the list */
+    r->propagating = true;
+    const struct flow *f = r->flow;
+    for (size_t h = 0; h < r->sigs.count; h++) {
+        struct pending_sig s = r->sigs.items[h];
+        if (r->stopping)
+            break;
+        for (uint32_t k = f->dependant_off[s.task]; k < f->dependant_off[s.task + 1]; k++)
+            leaf_event(r, f->dependant_leaf[k], s.value, s.act);
+    }
+    r->sigs.count = 0;
+    r->propagating = false;
+}
+
+/* [L] Emit `label` (a router's output, or later an event): one activation
+ * of each subscriber, and the when-leaves naming it. */
+static void emit_label(struct flow_run *r, struct act *from, const char *label, json_t *payload)
+{
+    const struct flow *f = r->flow;
+    journal(r, JREC_LABEL, from, json_pack("{s:s}", "label", label));
+    flow__run_notify(r, FLOW_EV_LABEL, from, label, 0);
+    int li = flow__label_index(f, label);
+    if (li < 0)
+        return;
+    const struct label_info *info = &f->labels.items[li];
+    for (size_t i = 0; i < info->subscribers.count && !r->stopping; i++)
+        fire(r, info->subscribers.items[i], payload ? payload : json_null(), NULL, 0);
+    for (size_t i = 0; i < info->leaves.count && !r->stopping; i++)
+        leaf_event(r, info->leaves.items[i], LEAF_TRUE, from);
+}
+
+/* ---- attempts ----------------------------------------------------------- */
+
+void flow__run_attempt_started(struct flow_run *r, struct act *a)
+{
+    const struct flow_task *t = act_task(a);
+    a->attempt++;
+    a->status = FLOW_ACT_RUNNING;
+    a->started = flow__wall_time();
+    r->running++;
+    journal(r, JREC_ACT_STARTED, a, NULL);
+    flow__run_notify(r, FLOW_EV_TASK_STARTED, a, NULL, 0);
+    if (t->policy->timeout > 0)
+        flow__engine_timer(r->engine, TIMER_TIMEOUT, a, t->policy->timeout);
+}
+
+bool flow__run_input_ready(struct flow_run *r, struct act *a, char **error)
+{
+    flow_error err;
+    if (build_input(r, a, &err) == FLOW_OK)
+        return true;
+    *error = flow__strdup(err.message);
+    return false;
+}
+
+/* [L] Delay before retry number `attempt` (1-based attempt that failed). */
+static double backoff_delay(const flow_backoff *b, uint32_t attempt)
+{
+    double d = b->delay * pow(b->factor, (double)(attempt - 1));
+    if (d > b->max_delay)
+        d = b->max_delay;
+    if (b->jitter) {
+        uint32_t rnd = 0;
+        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+            rnd = (uint32_t)flow__now_ns();
+        d = d / 2 + (d / 2) * ((double)rnd / 4294967295.0);
+    }
+    return d;
+}
+
+static void attempt_succeeded(struct flow_run *r, struct act *a, json_t *output, json_t *writes);
+
+/* [L] The attempt failed with `error` (taken). */
+static void attempt_failed(struct flow_run *r, struct act *a, char *error)
+{
+    const struct flow_task *t = act_task(a);
+    const struct task_policy *p = t->policy;
+    flow__free(a->error);
+    a->error = error ? error : flow__strdup("failed");
+    if (r->stopping) {
+        a->status = FLOW_ACT_CANCELLED;
+        journal(r, JREC_ACT_CANCELLED, a, json_pack("{s:s?}", "error", a->error));
+        flow__run_notify(r, FLOW_EV_TASK_CANCELLED, a, NULL, 0);
+        act_final(r, a);
+        flow__run_check_end(r);
+        return;
+    }
+    if (a->attempt <= (uint32_t)p->retries) {
+        double delay = backoff_delay(&p->backoff, a->attempt);
+        a->status = FLOW_ACT_PENDING;
+        a->flags |= ACT_WAITING;
+        journal(r, JREC_ACT_RETRYING, a, json_pack("{s:s?,s:f}", "error", a->error, "delay", delay));
+        flow__run_notify(r, FLOW_EV_TASK_RETRYING, a, NULL, delay);
+        flow__engine_timer(r->engine, TIMER_RETRY, a, delay);
+        return;
+    }
+    if (p->on_error == FLOW_ON_ERROR_IGNORE) {
+        /* Counts as completed with output null; the error stays visible. */
+        char *kept = a->error;
+        a->error = NULL;
+        attempt_succeeded(r, a, json_null(), NULL);
+        a->error = kept;
+        return;
+    }
+    a->status = FLOW_ACT_FAILED;
+    journal(r, JREC_ACT_FAILED, a, json_pack("{s:s?}", "error", a->error));
+    flow__run_notify(r, FLOW_EV_TASK_FAILED, a, NULL, 0);
+    act_final(r, a);
+    switch (p->on_error) {
+    case FLOW_ON_ERROR_CONTINUE:
+        if (!r->had_failure) {
+            r->had_failure = true;
+            r->error = flow__asprintf("task '%s' failed: %s", t->name, a->error);
+        }
+        propagate(r, a->task, LEAF_FALSE, a);
+        break;
+    case FLOW_ON_ERROR_FALLBACK: {
+        json_t *in = json_pack("{s:s?,s:s,s:I,s:i}", "error", a->error, "task", t->name,
+                               "activation", (json_int_t)a->id, "attempts", (int)a->attempt);
+        struct act *fb = in ? fire(r, t->fallback->index, in, NULL, 0) : NULL;
+        json_decref(in);
+        if (fb) {
+            fb->flags |= ACT_IS_FALLBACK;
+            fb->stands_for = a;
+        } else if (!r->stopping) {
+            flow__run_stop(r, FLOW_RUN_FAILED, "out of memory starting a fallback");
+        }
+        break;
+    }
+    default: {
+        char *why = flow__asprintf("task '%s' failed: %s", t->name, a->error);
+        flow__run_stop(r, FLOW_RUN_FAILED, why ? why : "a task failed");
+        flow__free(why);
+        break;
+    }
+    }
+    flow__run_check_end(r);
+}
+
+/* [L] The router's label: its output if a string, else the output's
+ * "label" field. NULL when neither. */
+static const char *router_label(json_t *output)
+{
+    if (json_is_string(output))
+        return json_string_value(output);
+    json_t *l = json_object_get(output, "label");
+    return json_is_string(l) ? json_string_value(l) : NULL;
+}
+
+/* [L] The attempt succeeded with `output` and state `writes` (both taken;
+ * writes may be NULL). */
+static void attempt_succeeded(struct flow_run *r, struct act *a, json_t *output, json_t *writes)
+{
+    const struct flow_task *t = act_task(a);
+    a->output = output ? output : json_null();
+    a->status = FLOW_ACT_COMPLETED;
+    journal(r, JREC_ACT_COMPLETED, a, json_incref(a->output));
+    if (t->ext && t->ext->save) {
+        if (!writes)
+            writes = json_object();
+        if (writes)
+            json_object_set(writes, t->ext->save, a->output);
+    }
+    state_write(r, a, writes);
+    json_decref(writes);
+    flow__run_notify(r, FLOW_EV_TASK_COMPLETED, a, NULL, 0);
+    r->trt[a->task].latest = a;
+    r->last_completed = a;
+    act_final(r, a);
+    if (!r->stopping) {
+        if (t->router) {
+            const char *label = router_label(a->output);
+            if (label) {
+                json_t *payload = json_is_object(a->output) ? a->output
+                                                            : flow__run_act_input(r, a);
+                emit_label(r, a, label, payload);
+            } else {
+                flow__log(FLOW_LOG_WARN, "router '%s' returned no label", t->name);
+            }
+        }
+        propagate(r, a->task, LEAF_TRUE, a);
+        if (a->flags & ACT_IS_FALLBACK && a->stands_for) {
+            /* The fallback's output stands for the failed task's. */
+            struct act *orig = a->stands_for;
+            r->trt[orig->task].latest = a;
+            propagate(r, orig->task, LEAF_TRUE, a);
+        }
+    }
+    flow__run_check_end(r);
+}
+
+/* [L] Free the engine slot an attempt held. */
+static void release_slot(struct flow_run *r, bool counted)
+{
+    struct flow_engine *e = r->engine;
+    if (r->running > 0)
+        r->running--;
+    if (!counted)
+        return;
+    e->running--;
+    if (e->spawn_q.count)
+        flow__engine_wake(e);
+    if (e->pool_q.count && e->idle > 0)
+        pthread_cond_signal(&e->pool_cond);
+}
+
+void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
+{
+    struct act *a = ctx->act;
+    struct flow_engine *e = r->engine;
+    release_slot(r, ctx->counted);
+    a->ctx = NULL;
+    const struct flow_task *t = ctx->task;
+    bool ok = ctx->rc == 0 && !ctx->timed_out;
+    if (ok) {
+        json_t *out = ctx->output;
+        json_t *writes = ctx->writes;
+        ctx->output = NULL;
+        ctx->writes = NULL;
+        flow__ctx_release(e, ctx);
+        attempt_succeeded(r, a, out, writes);
+        return;
+    }
+    char *error;
+    if (ctx->timed_out)
+        error = flow__asprintf("timed out after %gs", t->policy->timeout);
+    else if (ctx->error)
+        error = flow__strdup(ctx->error);
+    else
+        error = flow__asprintf("returned %d", ctx->rc);
+    flow__ctx_release(e, ctx);
+    attempt_failed(r, a, error);
+}
+
+/* [L] Directives a command left in $FLOW_CONTROL: `set` writes state; the
+ * dynamic ones come with issue #3's control flow. */
+static char *apply_directives(json_t *directives, json_t **writes)
+{
+    size_t i;
+    json_t *d;
+    json_array_foreach(directives, i, d)
+    {
+        const char *key;
+        json_t *value;
+        json_object_foreach(d, key, value)
+        {
+            if (strcmp(key, "set") != 0)
+                return flow__asprintf("directive '%s' in $FLOW_CONTROL is not supported by this "
+                                      "version (supported: set)",
+                                      key);
+            if (!json_is_object(value))
+                return flow__asprintf("directive 'set' in $FLOW_CONTROL needs an object");
+            if (!*writes && !(*writes = json_object()))
+                return flow__strdup("out of memory");
+            if (json_object_update(*writes, value))
+                return flow__strdup("out of memory");
+        }
+    }
+    return NULL;
+}
+
+static void state_file_release(struct flow_run *r, uint64_t version);
+
+void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res)
+{
+    release_slot(r, true);
+    state_file_release(r, a->cmd ? a->cmd->state_version : 0);
+    if (res->ok) {
+        json_t *writes = NULL;
+        char *bad = apply_directives(res->directives, &writes);
+        if (bad) {
+            json_decref(writes);
+            attempt_failed(r, a, bad);
+            return;
+        }
+        json_t *out = res->output;
+        res->output = NULL;
+        attempt_succeeded(r, a, out, writes);
+        return;
+    }
+    char *err = res->error;
+    res->error = NULL;
+    attempt_failed(r, a, err ? err : flow__strdup("the command failed"));
+}
+
+void flow__run_timer(struct flow_run *r, struct act *a, uint8_t kind)
+{
+    const struct flow_task *t = act_task(a);
+    switch (kind) {
+    case TIMER_RETRY:
+        a->flags &= (uint8_t)~ACT_WAITING;
+        if (r->stopping)
+            flow__run_cancel_act(r, a, "the run stopped while it waited to retry");
+        else
+            flow__engine_enqueue(r->engine, a);
+        break;
+    case TIMER_TIMEOUT:
+        if (a->cmd) {
+            a->cmd->timed_out = true;
+            if (a->cmd->cmd)
+                flow__cmd_kill(a->cmd->cmd, SIGTERM);
+        } else if (a->ctx) {
+            a->ctx->timed_out = true;
+            atomic_store(&a->ctx->cancelled, 1);
+        }
+        flow__engine_timer(r->engine, TIMER_GRACE, a, t->policy->kill_grace);
+        break;
+    case TIMER_GRACE:
+        if (a->cmd) {
+            if (a->cmd->cmd)
+                flow__cmd_kill(a->cmd->cmd, SIGKILL);
+        } else if (a->ctx && a->ctx->detached) {
+            /* The engine abandoned the body; this attempt is over. */
+            bool counted = a->ctx->counted;
+            bool timed_out = a->ctx->timed_out;
+            a->ctx = NULL;
+            release_slot(r, counted);
+            attempt_failed(r, a,
+                           timed_out ? flow__asprintf("timed out after %gs and did not stop "
+                                                      "within %gs; its thread was abandoned",
+                                                      t->policy->timeout, t->policy->kill_grace)
+                                     : flow__strdup("cancelled; did not stop in time, its thread "
+                                                    "was abandoned"));
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+void flow__run_cancel_act(struct flow_run *r, struct act *a, const char *why)
+{
+    if (a->status == FLOW_ACT_CANCELLED || a->status == FLOW_ACT_COMPLETED ||
+        a->status == FLOW_ACT_FAILED)
+        return;
+    a->status = FLOW_ACT_CANCELLED;
+    flow__free(a->error);
+    a->error = flow__strdup(why);
+    journal(r, JREC_ACT_CANCELLED, a, json_pack("{s:s}", "error", why));
+    flow__run_notify(r, FLOW_EV_TASK_CANCELLED, a, NULL, 0);
+    act_final(r, a);
+    flow__run_check_end(r);
+}
+
+void flow__run_stop(struct flow_run *r, flow_run_status status, const char *why)
+{
+    if (r->stopping || r->status >= FLOW_RUN_COMPLETED)
+        return;
+    struct flow_engine *e = r->engine;
+    r->stopping = true;
+    r->stop_status = status;
+    flow__free(r->error);
+    r->error = flow__strdup(why);
+    flow__engine_drop_run(e, r);
+    /* Stop what runs: commands get SIGTERM then SIGKILL, C bodies are asked
+     * to stop and abandoned after the grace period. */
+    for (size_t i = 0; i < r->act_count; i++) {
+        struct act *a = act_at(r, i);
+        if (a->status != FLOW_ACT_RUNNING)
+            continue;
+        const struct flow_task *t = act_task(a);
+        if (a->cmd) {
+            a->cmd->killed = true;
+            if (a->cmd->cmd)
+                flow__cmd_kill(a->cmd->cmd, SIGTERM);
+            flow__engine_timer(e, TIMER_GRACE, a, t->policy->kill_grace);
+        } else if (a->ctx) {
+            atomic_store(&a->ctx->cancelled, 1);
+            flow__engine_timer(e, TIMER_GRACE, a, t->policy->kill_grace);
+        }
+    }
+    flow__run_check_end(r);
+}
+
+/* ---- the end ------------------------------------------------------------ */
+
+static void end_run(struct flow_run *r)
+{
+    flow_run_status status;
+    if (r->stopping)
+        status = r->stop_status;
+    else if (r->had_failure)
+        status = FLOW_RUN_FAILED;
+    else
+        status = FLOW_RUN_COMPLETED;
+    json_t *result = NULL;
+    if (status == FLOW_RUN_COMPLETED) {
+        if (r->flow->result) {
+            flow_error err;
+            if (flow__run_render(r, NULL, r->flow->result, &result, &err) != FLOW_OK) {
+                status = FLOW_RUN_FAILED;
+                flow__free(r->error);
+                r->error = flow__asprintf("result: %s", err.message);
+                result = NULL;
+            }
+        } else if (r->last_completed) {
+            result = json_incref(r->last_completed->output);
+        }
+    }
+    r->result = result ? result : json_null();
+    r->status = status;
+    journal(r, JREC_RUN_ENDED, NULL,
+            json_pack("{s:s,s:O,s:s?}", "status", flow_run_status_name(status), "result",
+                      r->result, "error", r->error));
+    flow__journal_commit(&r->journal);
+    flow__run_notify(r, FLOW_EV_RUN_ENDED, NULL, NULL, 0);
+    if (!r->on_event || !r->obs_listed) {
+        r->ended = true;
+        pthread_cond_broadcast(&r->ended_cond);
+    }
+}
+
+void flow__run_check_end(struct flow_run *r)
+{
+    if (r->status != FLOW_RUN_RUNNING || r->unfinished > 0 || r->running > 0)
+        return;
+    if (r->propagating)
+        return; /* the outer caller checks again */
+    end_run(r);
+}
+
+/* ---- inputs, commands --------------------------------------------------- */
+
+/* [L] Build the activation's input: the trigger's (explicit, or from its
+ * sources), then the task's `input` template over it, whose `input` root is
+ * the trigger's input. */
+static flow_err build_input(struct flow_run *r, struct act *a, flow_error *err)
+{
+    if (a->flags & ACT_INPUT_READY)
+        return FLOW_OK;
+    json_t *base = a->input;
+    if (!base) {
+        if (a->nsrc == 1) {
+            base = json_incref(a->src.one->output);
+        } else if (a->nsrc > 1) {
+            base = json_object();
+            for (uint32_t i = 0; base && i < a->nsrc; i++) {
+                struct act *s = a->src.many[i];
+                const char *name = task_name(r, s->stands_for ? s->stands_for->task : s->task);
+                json_object_set(base, name, s->output);
+            }
+            if (!base)
+                return flow__error(err, FLOW_ENOMEM, "out of memory building an input");
+        } else {
+            base = json_null();
+        }
+        a->input = base;
+    }
+    const struct flow_task *t = act_task(a);
+    if (t->ext && t->ext->input) {
+        json_t *out = NULL;
+        flow_err rc = flow__run_render(r, a, t->ext->input, &out, err);
+        if (rc)
+            return rc;
+        json_decref(a->input);
+        a->input = out;
+    }
+    a->flags |= ACT_INPUT_READY;
+    return FLOW_OK;
+}
+
+json_t *flow__run_act_input(struct flow_run *r, struct act *a)
+{
+    flow_error err;
+    if (build_input(r, a, &err) != FLOW_OK && !a->input)
+        return json_null();
+    return a->input;
+}
+
+struct cmd_scratch {
+    FLOW__VEC(char *) strings;
+    const char **argv;
+    const char **env;
+};
+
+void flow__run_cmd_scratch_free(void *p)
+{
+    struct cmd_scratch *s = p;
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->strings.count; i++)
+        flow__free(s->strings.items[i]);
+    FLOW__VEC_FREE(&s->strings);
+    flow__free(s->argv);
+    flow__free(s->env);
+    flow__free(s);
+}
+
+static bool keep(struct cmd_scratch *s, char *str)
+{
+    flow_err rc = FLOW_OK;
+    if (str)
+        FLOW__VEC_PUSH(&s->strings, str, rc);
+    if (!str || rc) {
+        flow__free(str);
+        return false;
+    }
+    return true;
+}
+
+/* [L] The run's private directory for command files, made on first use. */
+static const char *work_dir(struct flow_run *r, char **error)
+{
+    if (r->work_dir)
+        return r->work_dir;
+    const char *base = getenv("TMPDIR");
+    char *tmpl = flow__asprintf("%s/flow-%s-XXXXXX", base && *base ? base : "/tmp", r->id);
+    if (!tmpl || !mkdtemp(tmpl)) {
+        *error = flow__asprintf("cannot create a work directory for commands: %s",
+                                strerror(errno));
+        flow__free(tmpl);
+        return NULL;
+    }
+    r->work_dir = tmpl;
+    r->own_work_dir = true;
+    return r->work_dir;
+}
+
+/* [L] The path of a file holding the current state, written once per
+ * state version and shared by the commands that start meanwhile. */
+static const char *state_file(struct flow_run *r, char **error)
+{
+    struct state_file *cur = r->state_files.count ? &r->state_files.items[r->state_files.count - 1]
+                                                  : NULL;
+    if (cur && cur->version == r->state_version) {
+        cur->users++;
+        return cur->path;
+    }
+    const char *dir = work_dir(r, error);
+    if (!dir)
+        return NULL;
+    char *path = flow__asprintf("%s/state-%llu.json", dir, (unsigned long long)r->state_version);
+    if (!path || json_dump_file(r->state, path, JSON_COMPACT) != 0) {
+        *error = flow__asprintf("cannot write the state file for a command: %s",
+                                path ? strerror(errno) : "out of memory");
+        flow__free(path);
+        return NULL;
+    }
+    struct state_file sf = {.version = r->state_version, .path = path, .users = 1};
+    flow_err rc = FLOW_OK;
+    FLOW__VEC_PUSH(&r->state_files, sf, rc);
+    if (rc) {
+        unlink(path);
+        flow__free(path);
+        *error = flow__strdup("out of memory");
+        return NULL;
+    }
+    /* Older versions nobody uses any more go now. */
+    size_t kept = 0;
+    for (size_t i = 0; i + 1 < r->state_files.count; i++) {
+        struct state_file *old = &r->state_files.items[i];
+        if (old->users == 0) {
+            unlink(old->path);
+            flow__free(old->path);
+        } else {
+            r->state_files.items[kept++] = *old;
+        }
+    }
+    r->state_files.items[kept++] = r->state_files.items[r->state_files.count - 1];
+    r->state_files.count = kept;
+    return r->state_files.items[kept - 1].path;
+}
+
+static void state_file_release(struct flow_run *r, uint64_t version)
+{
+    for (size_t i = 0; i < r->state_files.count; i++) {
+        struct state_file *sf = &r->state_files.items[i];
+        if (sf->version == version && sf->users > 0) {
+            sf->users--;
+            return;
+        }
+    }
+}
+
+bool flow__run_prepare_cmd(struct flow_run *r, struct act *a, struct flow__cmd_spec *spec,
+                           void **scratch, char **error)
+{
+    const struct flow_task *t = act_task(a);
+    const struct task_ext *x = t->ext;
+    struct cmd_scratch *s = flow__calloc(1, sizeof(*s));
+    flow_error err;
+    *error = NULL;
+    *scratch = s;
+    memset(spec, 0, sizeof(*spec));
+    if (!s)
+        goto out_nomem;
+    if (t->kind == TASK_COMMAND) {
+        s->argv = flow__calloc(x->argc + 1, sizeof(*s->argv));
+        if (!s->argv)
+            goto out_nomem;
+        for (size_t i = 0; i < x->argc; i++) {
+            char *arg = NULL;
+            if (flow__run_render_string(r, a, x->argv[i], &arg, &err) != FLOW_OK)
+                goto out_err;
+            if (!keep(s, arg))
+                goto out_nomem;
+            s->argv[i] = arg;
+        }
+        spec->argv = s->argv;
+    } else {
+        char *script = NULL;
+        if (flow__run_render_string(r, a, x->shell, &script, &err) != FLOW_OK)
+            goto out_err;
+        if (!keep(s, script))
+            goto out_nomem;
+        spec->shell = script;
+    }
+    if (x->env.count) {
+        s->env = flow__calloc(x->env.count + 1, sizeof(*s->env));
+        if (!s->env)
+            goto out_nomem;
+        for (size_t i = 0; i < x->env.count; i++) {
+            char *value = NULL;
+            if (flow__run_render_string(r, a, x->env.items[i].value, &value, &err) != FLOW_OK)
+                goto out_err;
+            char *kv = flow__asprintf("%s=%s", x->env.items[i].name, value);
+            flow__free(value);
+            if (!keep(s, kv))
+                goto out_nomem;
+            s->env[i] = kv;
+        }
+        spec->env = s->env;
+    }
+    if (x->cwd) {
+        char *cwd = NULL;
+        if (flow__run_render_string(r, a, x->cwd, &cwd, &err) != FLOW_OK)
+            goto out_err;
+        if (!keep(s, cwd))
+            goto out_nomem;
+        spec->cwd = cwd;
+    }
+    if (build_input(r, a, &err) != FLOW_OK)
+        goto out_err;
+    spec->input = flow__run_act_input(r, a);
+    spec->state_path = state_file(r, error);
+    if (!spec->state_path)
+        return false;
+    a->cmd->state_version = r->state_version;
+    spec->work_dir = work_dir(r, error);
+    if (!spec->work_dir)
+        return false;
+    spec->run_id = r->id;
+    spec->task = t->name;
+    spec->activation = a->id;
+    spec->attempt = (int)a->attempt;
+    spec->output_mode = t->policy->output_mode;
+    spec->output_limit = t->policy->output_limit;
+    return true;
+out_err:
+    *error = flow__strdup(err.message);
+    return false;
+out_nomem:
+    *error = flow__strdup("out of memory preparing the command");
+    return false;
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+const char *flow_run_status_name(flow_run_status s)
+{
+    static const char *const names[] = {"pending",   "running", "paused",
+                                        "completed", "failed",  "cancelled"};
+    return (unsigned)s < FLOW__ARRAY_LEN(names) ? names[s] : "unknown";
+}
+
+const char *flow_act_status_name(flow_act_status s)
+{
+    static const char *const names[] = {"pending", "running", "completed",
+                                        "failed",  "skipped", "cancelled"};
+    return (unsigned)s < FLOW__ARRAY_LEN(names) ? names[s] : "unknown";
+}
+
+/* A sortable, unique run id: UTC time plus 48 random bits. */
+static void new_run_id(char *out, size_t len)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    unsigned char rnd[6] = {0};
+    if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd)) {
+        uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 20);
+        memcpy(rnd, &x, sizeof(rnd));
+    }
+    snprintf(out, len, "%04d%02d%02d-%02d%02d%02d-%02x%02x%02x%02x%02x%02x", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5]);
+}
+
+static bool valid_run_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n >= 64)
+        return false;
+    for (const char *p = id; *p; p++) {
+        if (!(('a' <= *p && *p <= 'z') || ('A' <= *p && *p <= 'Z') || ('0' <= *p && *p <= '9') ||
+              *p == '-' || *p == '_' || *p == '.'))
+            return false;
+    }
+    return id[0] != '.';
+}
+
+static void run_destroy(struct flow_run *r)
+{
+    for (size_t i = 0; i < r->act_count; i++) {
+        struct act *a = act_at(r, i);
+        json_decref(a->input);
+        json_decref(a->output);
+        flow__free(a->error);
+        if (a->nsrc > 1)
+            flow__free(a->src.many);
+    }
+    for (size_t i = 0; i < r->act_chunk_cap; i++)
+        flow__free(r->act_chunks[i]);
+    flow__free(r->act_chunks);
+    flow__journal_close(&r->journal);
+    for (size_t i = 0; i < r->state_files.count; i++) {
+        unlink(r->state_files.items[i].path);
+        flow__free(r->state_files.items[i].path);
+    }
+    FLOW__VEC_FREE(&r->state_files);
+    if (r->own_work_dir && r->work_dir)
+        rmdir(r->work_dir);
+    flow__free(r->work_dir);
+    FLOW__VEC_FREE(&r->obs);
+    FLOW__VEC_FREE(&r->sigs);
+    json_decref(r->inputs);
+    json_decref(r->state);
+    json_decref(r->result);
+    flow__free(r->error);
+    flow__free(r->trt);
+    flow__free(r->leaf_state);
+    pthread_cond_destroy(&r->ended_cond);
+    flow_free(r->flow);
+    flow__free(r);
+}
+
+flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts, flow_error *err)
+{
+    flow_run_options none = {0};
+    if (!opts)
+        opts = &none;
+    if (!e || !f)
+        return flow__error(err, FLOW_EINVAL, "flow_run_start needs an engine and a flow"), NULL;
+    pthread_mutex_lock(&e->lock); /* validation touches the flow's graph */
+    flow_err rc = flow_validate(f, NULL, err);
+    pthread_mutex_unlock(&e->lock);
+    if (rc)
+        return NULL;
+    if (opts->inputs && !json_is_object(opts->inputs)) {
+        flow__error(err, FLOW_EINVAL, "run inputs must be a JSON object");
+        return NULL;
+    }
+    if (opts->run_id && !valid_run_id(opts->run_id)) {
+        flow__error(err, FLOW_EINVAL,
+                    "invalid run id '%s' (use up to 63 letters, digits, '-', '_' and '.')",
+                    opts->run_id);
+        return NULL;
+    }
+    const struct flow_task *start = NULL;
+    if (opts->start_task) {
+        start = flow_find_task(f, opts->start_task);
+        if (!start) {
+            flow__error(err, FLOW_ENOTFOUND, "unknown task '%s' for --start", opts->start_task);
+            return NULL;
+        }
+        if (!start->is_start && !start->entry) {
+            flow__error(err, FLOW_EINVAL,
+                        "task '%s' cannot be an entry point: mark it 'entry: true' or make it a "
+                        "start task",
+                        start->name);
+            return NULL;
+        }
+    }
+    struct flow_run *r = flow__calloc(1, sizeof(*r));
+    if (!r)
+        goto out_nomem;
+    pthread_cond_init(&r->ended_cond, NULL);
+    atomic_init(&r->interrupt, 0);
+    r->engine = e;
+    flow__ref(f);
+    r->flow = f;
+    if (opts->run_id)
+        snprintf(r->id, sizeof(r->id), "%s", opts->run_id);
+    else
+        new_run_id(r->id, sizeof(r->id));
+    r->status = FLOW_RUN_PENDING;
+    r->on_event = opts->on_event;
+    r->event_udata = opts->event_udata;
+    r->start_task = start ? start->name : NULL;
+    if (opts->work_dir && !(r->work_dir = flow__strdup(opts->work_dir)))
+        goto out_nomem;
+    r->inputs = opts->inputs ? json_deep_copy(opts->inputs) : json_object();
+    r->state = json_copy(f->initial_state);
+    r->trt = flow__calloc(f->tasks.count ? f->tasks.count : 1, sizeof(*r->trt));
+    r->leaf_state = flow__calloc(f->leaf_count ? f->leaf_count : 1, 1);
+    if (!r->inputs || !r->state || !r->trt || !r->leaf_state ||
+        json_object_update(r->state, r->inputs) ||
+        flow__journal_memory_open(&r->journal) != FLOW_OK)
+        goto out_nomem;
+
+    pthread_mutex_lock(&e->lock);
+    f->frozen = true;
+    journal(r, JREC_RUN_CREATED, NULL,
+            json_pack("{s:s,s:s?,s:O,s:s?}", "flow", f->name, "version", f->version, "inputs",
+                      r->inputs, "start", r->start_task));
+    r->next = e->runs;
+    if (e->runs)
+        e->runs->prev = r;
+    e->runs = r;
+    r->status = FLOW_RUN_RUNNING;
+    flow__run_notify(r, FLOW_EV_RUN_STARTED, NULL, NULL, 0);
+    if (start) {
+        fire(r, start->index, r->inputs, NULL, 0);
+    } else {
+        for (size_t i = 0; i < f->start_tasks.count && !r->stopping; i++)
+            fire(r, f->start_tasks.items[i], r->inputs, NULL, 0);
+    }
+    flow__run_check_end(r);
+    pthread_mutex_unlock(&e->lock);
+    return r;
+
+out_nomem:
+    if (r)
+        run_destroy(r);
+    flow__error(err, FLOW_ENOMEM, "out of memory starting a run");
+    return NULL;
+}
+
+flow_run_status flow_run_wait(flow_run *r)
+{
+    struct flow_engine *e = r->engine;
+    pthread_mutex_lock(&e->lock);
+    while (!r->ended)
+        pthread_cond_wait(&r->ended_cond, &e->lock);
+    flow_run_status s = r->status;
+    pthread_mutex_unlock(&e->lock);
+    return s;
+}
+
+void flow_run_cancel(flow_run *r, const char *reason)
+{
+    struct flow_engine *e = r->engine;
+    pthread_mutex_lock(&e->lock);
+    flow__run_stop(r, FLOW_RUN_CANCELLED, reason && *reason ? reason : "cancelled");
+    pthread_mutex_unlock(&e->lock);
+}
+
+void flow_run_interrupt(flow_run *r)
+{
+    atomic_store(&r->interrupt, 1);
+    flow__engine_wake(r->engine);
+}
+
+void flow_run_free(flow_run *r)
+{
+    if (!r)
+        return;
+    flow_run_wait(r);
+    struct flow_engine *e = r->engine;
+    pthread_mutex_lock(&e->lock);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        e->runs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    pthread_mutex_unlock(&e->lock);
+    run_destroy(r);
+}
+
+flow_run_status flow_run_simple(flow *f, json_t *inputs, int jobs, json_t **result,
+                                flow_error *err)
+{
+    if (result)
+        *result = NULL;
+    flow_engine_options eo = {.jobs = jobs};
+    flow_engine *e = flow_engine_new(&eo, err);
+    if (!e)
+        return FLOW_RUN_FAILED;
+    flow_run_options ro = {.inputs = inputs};
+    flow_run *r = flow_run_start(e, f, &ro, err);
+    if (!r) {
+        flow_engine_free(e);
+        return FLOW_RUN_FAILED;
+    }
+    flow_run_status s = flow_run_wait(r);
+    if (result)
+        *result = json_incref(r->result);
+    if (s != FLOW_RUN_COMPLETED && err)
+        flow__error(err, FLOW_ETASK, "%s", r->error ? r->error : flow_run_status_name(s));
+    flow_run_free(r);
+    flow_engine_free(e);
+    return s;
+}
+
+const char *flow_run_id(const flow_run *r)
+{
+    return r->id;
+}
+
+flow_run_status flow_run_get_status(flow_run *r)
+{
+    pthread_mutex_lock(&r->engine->lock);
+    flow_run_status s = r->status;
+    pthread_mutex_unlock(&r->engine->lock);
+    return s;
+}
+
+json_t *flow_run_result(flow_run *r)
+{
+    return r->result;
+}
+
+const char *flow_run_error(flow_run *r)
+{
+    return r->error;
+}
+
+json_t *flow_run_state(flow_run *r)
+{
+    pthread_mutex_lock(&r->engine->lock);
+    json_t *s = json_deep_copy(r->state);
+    pthread_mutex_unlock(&r->engine->lock);
+    return s;
+}
+
+size_t flow_run_activation_count(flow_run *r)
+{
+    return r->act_count;
+}
+
+flow_err flow_run_activation(flow_run *r, size_t i, flow_activation_info *info)
+{
+    if (i >= r->act_count)
+        return FLOW_ENOTFOUND;
+    struct act *a = act_at(r, i);
+    info->id = a->id;
+    info->task = task_name(r, a->task);
+    info->status = (flow_act_status)a->status;
+    info->attempts = (int)a->attempt;
+    info->created_at = 0;
+    info->started_at = a->started;
+    info->ended_at = a->ended;
+    info->input = a->input;
+    info->output = a->output;
+    info->error = a->error;
+    return FLOW_OK;
+}
+
+static json_t *time_json(double t)
+{
+    if (t <= 0)
+        return json_null();
+    char buf[40];
+    flow__rfc3339(t, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+json_t *flow_run_to_json(flow_run *r)
+{
+    json_t *tasks = json_array();
+    json_t *root = json_pack("{s:s,s:s,s:s,s:O,s:s?,s:o}", "id", r->id, "flow", r->flow->name,
+                             "status", flow_run_status_name(r->status), "result",
+                             r->result ? r->result : json_null(), "error", r->error, "tasks",
+                             tasks);
+    if (!root)
+        return NULL;
+    for (size_t i = 0; i < r->act_count; i++) {
+        struct act *a = act_at(r, i);
+        json_t *jt = json_pack("{s:s,s:I,s:s,s:i,s:o,s:o,s:s?}", "task", task_name(r, a->task),
+                               "activation", (json_int_t)a->id, "status",
+                               flow_act_status_name((flow_act_status)a->status), "attempts",
+                               (int)a->attempt, "started_at", time_json(a->started), "ended_at",
+                               time_json(a->ended), "error", a->error);
+        if (jt && a->output)
+            json_object_set(jt, "output", a->output);
+        json_array_append_new(tasks, jt);
+    }
+    return root;
+}

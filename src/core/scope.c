@@ -1,0 +1,132 @@
+/* scope.c -- where templates find their values during a run: inputs,
+ * input, state, tasks.NAME.output|status|error, run.id|name, env.NAME.
+ * (item and index come with foreach.) */
+#include "util/compat.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/engine.h"
+#include "util/alloc.h"
+#include "util/error.h"
+
+struct scope_ctx {
+    struct flow_run *r;
+    struct act *a;
+};
+
+static const char *seg_key(const struct flow__tmpl_path *p, size_t i)
+{
+    return i < p->count ? p->segs[i].key : NULL;
+}
+
+/* [L] */
+static json_t *lookup(void *udata, const struct flow__tmpl_path *path, flow_error *err)
+{
+    struct scope_ctx *sc = udata;
+    struct flow_run *r = sc->r;
+    const char *root = seg_key(path, 0);
+    json_t *base = NULL;
+    size_t from = 1;
+    json_t *owned = NULL;
+    if (!root) {
+        flow__error(err, FLOW_ETEMPLATE, "empty template path");
+        return NULL;
+    }
+    if (!strcmp(root, "inputs")) {
+        base = r->inputs;
+    } else if (!strcmp(root, "input")) {
+        if (!sc->a) {
+            flow__error(err, FLOW_ETEMPLATE, "'input' is not available here (no task)");
+            return NULL;
+        }
+        base = sc->a->input ? sc->a->input : flow__run_act_input(r, sc->a);
+    } else if (!strcmp(root, "state")) {
+        base = r->state;
+    } else if (!strcmp(root, "tasks")) {
+        const char *name = seg_key(path, 1);
+        const char *field = seg_key(path, 2);
+        const flow_task *t = name ? flow_find_task(r->flow, name) : NULL;
+        if (!t) {
+            flow__error(err, FLOW_ETEMPLATE, "no task '%s'", name ? name : "");
+            return NULL;
+        }
+        const struct task_rt *rt = &r->trt[t->index];
+        from = 3;
+        if (!field || !strcmp(field, "output")) {
+            if (!rt->latest) {
+                flow__error(err, FLOW_ETEMPLATE, "task '%s' has no output yet", name);
+                return NULL;
+            }
+            base = rt->latest->output;
+        } else if (!strcmp(field, "status")) {
+            owned = json_string(rt->last ? flow_act_status_name((flow_act_status)rt->last->status)
+                                         : "pending");
+            base = owned;
+        } else if (!strcmp(field, "error")) {
+            owned = rt->last && rt->last->error ? json_string(rt->last->error) : json_null();
+            base = owned;
+        } else {
+            flow__error(err, FLOW_ETEMPLATE,
+                        "unknown field '%s' of task '%s' (use output, status or error)", field,
+                        name);
+            return NULL;
+        }
+        if (!field)
+            from = 2;
+    } else if (!strcmp(root, "run")) {
+        const char *field = seg_key(path, 1);
+        if (field && !strcmp(field, "id"))
+            owned = json_string(r->id);
+        else if (field && !strcmp(field, "name"))
+            owned = json_string(r->flow->name);
+        else {
+            flow__error(err, FLOW_ETEMPLATE, "unknown field 'run.%s' (use run.id or run.name)",
+                        field ? field : "");
+            return NULL;
+        }
+        base = owned;
+        from = 2;
+    } else if (!strcmp(root, "env")) {
+        const char *name = seg_key(path, 1);
+        const char *v = name ? getenv(name) : NULL;
+        if (!v) {
+            flow__error(err, FLOW_ETEMPLATE, "environment variable '%s' is not set",
+                        name ? name : "");
+            return NULL;
+        }
+        owned = json_string(v);
+        base = owned;
+        from = 2;
+    } else if (!strcmp(root, "item") || !strcmp(root, "index")) {
+        flow__error(err, FLOW_ETEMPLATE, "'%s' is only set in a foreach task", root);
+        return NULL;
+    } else {
+        flow__error(err, FLOW_ETEMPLATE, "unknown template root '%s'", root);
+        return NULL;
+    }
+    if (!base) {
+        flow__error(err, FLOW_ENOMEM, "out of memory");
+        return NULL;
+    }
+    json_t *v = flow__tmpl_walk(base, path, from, err);
+    json_t *result = v ? json_incref(v) : NULL;
+    json_decref(owned);
+    return result;
+}
+
+flow_err flow__run_render(struct flow_run *r, struct act *a, const struct flow__tmpl *t,
+                          json_t **out, flow_error *err)
+{
+    struct scope_ctx sc = {.r = r, .a = a};
+    struct flow__tmpl_scope scope = {.lookup = lookup, .udata = &sc};
+    return flow__tmpl_render(t, &scope, out, err);
+}
+
+flow_err flow__run_render_string(struct flow_run *r, struct act *a, const struct flow__tmpl *t,
+                                 char **out, flow_error *err)
+{
+    struct scope_ctx sc = {.r = r, .a = a};
+    struct flow__tmpl_scope scope = {.lookup = lookup, .udata = &sc};
+    return flow__tmpl_render_string(t, &scope, out, err);
+}

@@ -1,0 +1,75 @@
+/* arena.c -- chunked bump allocator (see arena.h). */
+#include "compat.h"
+
+#include "arena.h"
+
+#include <stdalign.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "alloc.h"
+
+struct flow__arena_chunk {
+    struct flow__arena_chunk *next;
+    alignas(max_align_t) char data[];
+};
+
+void flow__arena_init(struct flow__arena *a, size_t chunk_size)
+{
+    a->head = NULL;
+    a->next = NULL;
+    a->left = 0;
+    a->chunk_size = chunk_size ? chunk_size : 64 * 1024;
+}
+
+void flow__arena_cleanup(struct flow__arena *a)
+{
+    struct flow__arena_chunk *c = a->head;
+    while (c) {
+        struct flow__arena_chunk *next = c->next;
+        flow__free(c);
+        c = next;
+    }
+    a->head = NULL;
+    a->next = NULL;
+    a->left = 0;
+}
+
+void *flow__arena_alloc(struct flow__arena *a, size_t size)
+{
+    const size_t align = alignof(max_align_t);
+    size = (size + align - 1) & ~(align - 1);
+    if (size > a->left) {
+        size_t data = size > a->chunk_size ? size : a->chunk_size;
+        struct flow__arena_chunk *c = flow__malloc(sizeof(*c) + data);
+        if (!c)
+            return NULL;
+        c->next = a->head;
+        a->head = c;
+        a->next = c->data;
+        a->left = data;
+    }
+    void *p = a->next;
+    a->next += size;
+    a->left -= size;
+    memset(p, 0, size);
+    return p;
+}
+
+char *flow__arena_strdup(struct flow__arena *a, const char *s)
+{
+    size_t len = strlen(s) + 1;
+    char *p;
+    if (len > a->left) {
+        p = flow__arena_alloc(a, len); /* a new chunk */
+        if (!p)
+            return NULL;
+    } else {
+        /* Strings need no alignment: bump byte by byte. */
+        p = a->next;
+        a->next += len;
+        a->left -= len;
+    }
+    memcpy(p, s, len);
+    return p;
+}

@@ -1,0 +1,24 @@
+/* arena.h -- a chunked bump allocator for many small objects that live and
+ * die together (a flow's tasks and names, a run's activations). No per-object
+ * header; everything is freed at once by flow__arena_cleanup. */
+#ifndef FLOW_UTIL_ARENA_H
+#define FLOW_UTIL_ARENA_H
+
+#include <stddef.h>
+
+struct flow__arena_chunk;
+
+struct flow__arena {
+    struct flow__arena_chunk *head; /* newest chunk first */
+    char *next;                     /* free space in head */
+    size_t left;                    /* bytes free in head */
+    size_t chunk_size;
+};
+
+void flow__arena_init(struct flow__arena *a, size_t chunk_size);
+void flow__arena_cleanup(struct flow__arena *a);
+/* Zeroed, max_align_t-aligned memory; NULL when out of memory. */
+void *flow__arena_alloc(struct flow__arena *a, size_t size);
+char *flow__arena_strdup(struct flow__arena *a, const char *s);
+
+#endif
