@@ -28,6 +28,9 @@
 #include "util/error.h"
 #include "util/log.h"
 
+/* True on the engine's pool threads. */
+static _Thread_local bool in_pool_thread;
+
 /* ---- ready queues -------------------------------------------------------- */
 
 static struct readyq_bucket *bucket_for(struct readyq *q, int priority)
@@ -140,7 +143,9 @@ void flow__engine_enqueue(struct flow_engine *e, struct act *a)
         return;
     }
     if (pool) {
-        if (e->idle > 0)
+        /* A pool thread pops its next task itself and wakes a peer only if
+         * more is left (worker_main); others must wake one. */
+        if (!in_pool_thread && e->idle > 0)
             pthread_cond_signal(&e->pool_cond);
     } else {
         flow__engine_wake(e);
@@ -293,6 +298,7 @@ static void *worker_main(void *arg)
     flow__free(arg);
     struct flow_engine *e = wa.e;
     struct flow_ctx *done = NULL;
+    in_pool_thread = true;
     pthread_mutex_lock(&e->lock);
     for (;;) {
         if (done) {

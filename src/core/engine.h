@@ -93,6 +93,8 @@ struct flow_run {
     struct task_rt *trt;            /* [L] per task */
     uint8_t *leaf_state;            /* [L] per leaf */
     struct act **act_chunks;        /* [L] activations, 256 a chunk */
+    struct flow__arena act_arena;   /* [L] where the chunks come from (zeroed) */
+    double clock;                   /* [L] wall time of the current scheduling step */
     size_t act_count;               /* [L] */
     size_t act_chunk_cap;
     struct flow__journal journal;   /* [L] */

@@ -25,6 +25,12 @@ static const struct task_policy default_policy = {
     .output_limit = (size_t)16 << 20,
 };
 
+static const char *name_of_task(const void *table, uint32_t index)
+{
+    const struct flow *f = table;
+    return f->tasks.items[index]->name;
+}
+
 flow *flow_new(const char *name, flow_error *err)
 {
     if (!name || !*name) {
@@ -36,7 +42,7 @@ flow *flow_new(const char *name, flow_error *err)
         goto out_nomem;
     atomic_init(&f->refs, 1);
     flow__arena_init(&f->arena, 64 * 1024);
-    flow__strmap_init(&f->by_name);
+    flow__nameidx_init(&f->by_name);
     flow__strmap_init(&f->label_by_name);
     f->defaults = default_policy;
     f->name = flow__strdup(name);
@@ -113,7 +119,7 @@ void flow_free(flow *f)
     }
     FLOW__VEC_FREE(&f->tasks);
     FLOW__VEC_FREE(&f->edges);
-    flow__strmap_cleanup(&f->by_name);
+    flow__nameidx_cleanup(&f->by_name);
     flow__strmap_cleanup(&f->label_by_name);
     flow__arena_cleanup(&f->arena);
     json_decref(f->initial_state);
@@ -228,31 +234,35 @@ flow_task *flow_add_task(flow *f, const char *name, flow_error *err)
                     name ? name : "");
         return NULL;
     }
-    if (flow__strmap_get(&f->by_name, name)) {
-        flow__error(err, FLOW_EEXISTS, "duplicate task '%s'", name);
-        return NULL;
-    }
     if (f->tasks.count >= UINT32_MAX - 1) {
         flow__error(err, FLOW_ELIMIT, "too many tasks in flow '%s'", f->name);
         return NULL;
     }
-    struct flow_task *t = flow__arena_alloc(&f->arena, sizeof(*t));
-    const char *copy = t ? flow__arena_strdup(&f->arena, name) : NULL;
+    /* Allocate everything first, so that adding to the index is the last
+     * step that can fail (an arena block lost on failure is harmless). */
+    uint32_t index = (uint32_t)f->tasks.count;
     flow_err rc = FLOW_OK;
-    if (copy) {
-        FLOW__VEC_PUSH(&f->tasks, t, rc);
-        if (rc == FLOW_OK && flow__strmap_put(&f->by_name, copy, t) != FLOW_OK) {
-            f->tasks.count--;
-            rc = FLOW_ENOMEM;
-        }
-    }
-    if (!copy || rc) {
+    FLOW__VEC_RESERVE(&f->tasks, f->tasks.count + 1, rc);
+    struct flow_task *t = rc ? NULL : flow__arena_alloc(&f->arena, sizeof(*t));
+    const char *copy = t ? flow__arena_strdup(&f->arena, name) : NULL;
+    if (!copy) {
         flow__error(err, FLOW_ENOMEM, "out of memory adding task '%s'", name);
         return NULL;
     }
-    t->flow = f;
     t->name = copy;
-    t->index = (uint32_t)(f->tasks.count - 1);
+    f->tasks.items[index] = t; /* visible to name_of_task while adding */
+    rc = flow__nameidx_add(&f->by_name, copy, index, name_of_task, f, NULL);
+    if (rc == FLOW_EEXISTS) {
+        flow__error(err, FLOW_EEXISTS, "duplicate task '%s'", name);
+        return NULL;
+    }
+    if (rc) {
+        flow__error(err, FLOW_ENOMEM, "out of memory adding task '%s'", name);
+        return NULL;
+    }
+    f->tasks.count++;
+    t->flow = f;
+    t->index = index;
     t->kind = TASK_NOOP;
     t->start = -1;
     t->policy = &f->defaults;
@@ -262,7 +272,8 @@ flow_task *flow_add_task(flow *f, const char *name, flow_error *err)
 
 flow_task *flow_find_task(const flow *f, const char *name)
 {
-    return name ? flow__strmap_get(&f->by_name, name) : NULL;
+    int64_t i = name ? flow__nameidx_find(&f->by_name, name, name_of_task, f) : -1;
+    return i >= 0 ? f->tasks.items[i] : NULL;
 }
 
 size_t flow_task_count(const flow *f)

@@ -11,6 +11,7 @@
 #include "def/template.h"
 #include "flow.h"
 #include "util/arena.h"
+#include "util/nameidx.h"
 #include "util/strmap.h"
 #include "util/vec.h"
 
@@ -138,7 +139,7 @@ struct flow {
     json_t *result_src;
     struct flow__arena arena;       /* tasks and names */
     FLOW__VEC(struct flow_task *) tasks;
-    struct flow__strmap by_name;
+    struct flow__nameidx by_name;   /* task name -> index */
     FLOW__VEC(struct flow_edge) edges;
     struct task_policy defaults;
     bool frozen;                    /* a run started: no more changes */

@@ -70,6 +70,8 @@ struct compiler {
     int errors;
     FLOW__VEC(struct flow_leaf) leaves;
     FLOW__VEC(struct expr_node) expr;
+    uint32_t *seen_and; /* per dependency: owner index + 1 of the last leaf made */
+    uint32_t *seen_any;
     bool nomem;
 };
 
@@ -186,12 +188,11 @@ static void compile_task(struct compiler *c, struct flow_task *t, const struct f
             bool is_any = e->kind == EDGE_AFTER_ANY;
             if (is_any != (pass == 1))
                 continue;
-            /* A dependency named twice is one leaf. */
-            bool dup = false;
-            for (size_t j = 0; j < i; j++)
-                dup |= edges[j].dep == e->dep && (edges[j].kind == EDGE_AFTER_ANY) == is_any;
-            if (dup)
+            /* A dependency named twice is one leaf: stamps per dep. */
+            uint32_t *stamp = is_any ? &c->seen_any[e->dep] : &c->seen_and[e->dep];
+            if (*stamp == t->index + 1)
                 continue;
+            *stamp = t->index + 1;
             int kind = e->kind == EDGE_AFTER      ? LEAF_AFTER
                        : e->kind == EDGE_OPTIONAL ? LEAF_OPTIONAL
                                                   : LEAF_ANY;
@@ -334,7 +335,9 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
     uint32_t *edge_off = flow__calloc(n + 1, sizeof(*edge_off));
     struct flow_edge *sorted = flow__calloc(f->edges.count ? f->edges.count : 1, sizeof(*sorted));
     f->expr_root = flow__calloc(n ? n : 1, sizeof(*f->expr_root));
-    if (!edge_off || !sorted || !f->expr_root)
+    c.seen_and = flow__calloc(n ? n : 1, sizeof(*c.seen_and));
+    c.seen_any = flow__calloc(n ? n : 1, sizeof(*c.seen_any));
+    if (!edge_off || !sorted || !f->expr_root || !c.seen_and || !c.seen_any)
         goto out_nomem;
     for (size_t i = 0; i < f->edges.count; i++)
         edge_off[f->edges.items[i].task + 1]++;
@@ -448,6 +451,8 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
         goto out_nomem;
     flow__free(edge_off);
     flow__free(sorted);
+    flow__free(c.seen_and);
+    flow__free(c.seen_any);
     if (c.errors) {
         if (err)
             *err = c.first;
@@ -461,6 +466,8 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
 out_nomem:
     FLOW__VEC_FREE(&c.leaves);
     FLOW__VEC_FREE(&c.expr);
+    flow__free(c.seen_and);
+    flow__free(c.seen_any);
     flow__free(edge_off);
     flow__free(sorted);
     flow__graph_reset(f);

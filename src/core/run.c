@@ -46,12 +46,11 @@ static struct act *act_new(struct flow_run *r, uint32_t task)
         r->act_chunk_cap = cap;
     }
     if (!r->act_chunks[i / ACT_CHUNK]) {
-        r->act_chunks[i / ACT_CHUNK] = flow__malloc(ACT_CHUNK * sizeof(struct act));
+        r->act_chunks[i / ACT_CHUNK] = flow__arena_alloc(&r->act_arena, ACT_CHUNK * sizeof(struct act));
         if (!r->act_chunks[i / ACT_CHUNK])
             return NULL;
     }
-    struct act *a = &r->act_chunks[i / ACT_CHUNK][i % ACT_CHUNK];
-    memset(a, 0, sizeof(*a));
+    struct act *a = &r->act_chunks[i / ACT_CHUNK][i % ACT_CHUNK]; /* zeroed */
     a->id = (uint64_t)i + 1;
     a->run = r;
     a->task = task;
@@ -79,8 +78,8 @@ static void journal(struct flow_run *r, uint8_t type, const struct act *a, json_
         .type = type,
         .attempt = a ? (uint8_t)(a->attempt > 255 ? 255 : a->attempt) : 0,
         .task = a ? a->task : 0,
-        .act = a ? a->id : 0,
-        .time = flow__wall_time(),
+        .act = a ? (uint32_t)a->id : 0,
+        .time = r->clock,
         .payload = payload,
     };
     if (flow__journal_append(&r->journal, &rec) != FLOW_OK && !r->stopping)
@@ -99,7 +98,7 @@ void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, c
         .act = a,
         .label = label,
         .delay = delay,
-        .time = flow__wall_time(),
+        .time = r->clock,
     };
     flow_err rc = FLOW_OK;
     FLOW__VEC_PUSH(&r->obs, ev, rc);
@@ -142,7 +141,7 @@ void flow__run_deliver(struct flow_run *r, struct obs_event *events, size_t coun
 /* [L] An activation reached a final status. */
 static void act_final(struct flow_run *r, struct act *a)
 {
-    a->ended = flow__wall_time();
+    a->ended = r->clock;
     if (r->unfinished > 0)
         r->unfinished--;
 }
@@ -232,7 +231,7 @@ static void skip(struct flow_run *r, uint32_t task)
         return;
     }
     a->status = FLOW_ACT_SKIPPED;
-    a->ended = flow__wall_time();
+    a->ended = r->clock;
     journal(r, JREC_ACT_SKIPPED, a, NULL);
     flow__run_notify(r, FLOW_EV_TASK_SKIPPED, a, NULL, 0);
     propagate(r, task, LEAF_FALSE, a);
@@ -443,7 +442,7 @@ void flow__run_attempt_started(struct flow_run *r, struct act *a)
     const struct flow_task *t = act_task(a);
     a->attempt++;
     a->status = FLOW_ACT_RUNNING;
-    a->started = flow__wall_time();
+    r->clock = a->started = flow__wall_time();
     r->running++;
     journal(r, JREC_ACT_STARTED, a, NULL);
     flow__run_notify(r, FLOW_EV_TASK_STARTED, a, NULL, 0);
@@ -613,6 +612,7 @@ static void release_slot(struct flow_run *r, bool counted)
 
 void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
 {
+    r->clock = flow__wall_time();
     struct act *a = ctx->act;
     struct flow_engine *e = r->engine;
     release_slot(r, ctx->counted);
@@ -670,6 +670,7 @@ static void state_file_release(struct flow_run *r, uint64_t version);
 
 void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res)
 {
+    r->clock = flow__wall_time();
     release_slot(r, true);
     state_file_release(r, a->cmd ? a->cmd->state_version : 0);
     if (res->ok) {
@@ -692,6 +693,7 @@ void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_resu
 
 void flow__run_timer(struct flow_run *r, struct act *a, uint8_t kind)
 {
+    r->clock = flow__wall_time();
     const struct flow_task *t = act_task(a);
     switch (kind) {
     case TIMER_RETRY:
@@ -753,6 +755,7 @@ void flow__run_stop(struct flow_run *r, flow_run_status status, const char *why)
 {
     if (r->stopping || r->status >= FLOW_RUN_COMPLETED)
         return;
+    r->clock = flow__wall_time();
     struct flow_engine *e = r->engine;
     r->stopping = true;
     r->stop_status = status;
@@ -1117,8 +1120,7 @@ static void run_destroy(struct flow_run *r)
         if (a->nsrc > 1)
             flow__free(a->src.many);
     }
-    for (size_t i = 0; i < r->act_chunk_cap; i++)
-        flow__free(r->act_chunks[i]);
+    flow__arena_cleanup(&r->act_arena);
     flow__free(r->act_chunks);
     flow__journal_close(&r->journal);
     for (size_t i = 0; i < r->state_files.count; i++) {
@@ -1184,6 +1186,8 @@ flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts, 
         goto out_nomem;
     pthread_cond_init(&r->ended_cond, NULL);
     atomic_init(&r->interrupt, 0);
+    flow__arena_init(&r->act_arena, 64 * 1024);
+    r->clock = flow__wall_time();
     r->engine = e;
     flow__ref(f);
     r->flow = f;

@@ -37,7 +37,7 @@ struct flow__jrec {
     uint8_t type;     /* enum flow__jrec_type */
     uint8_t attempt;  /* saturates at 255 */
     uint32_t task;    /* task index, for activation records */
-    uint64_t act;     /* activation id, 0 for run records */
+    uint32_t act;     /* activation id, 0 for run records */
     double time;      /* epoch seconds */
     json_t *payload;  /* owned by the journal once appended; may be NULL */
 };

@@ -41,18 +41,23 @@ void *flow__arena_alloc(struct flow__arena *a, size_t size)
     size = (size + align - 1) & ~(align - 1);
     if (size > a->left) {
         size_t data = size > a->chunk_size ? size : a->chunk_size;
-        struct flow__arena_chunk *c = flow__malloc(sizeof(*c) + data);
+        /* calloc: large chunks come from mmap already zeroed, so objects
+         * need no memset of their own. */
+        struct flow__arena_chunk *c = flow__calloc(1, sizeof(*c) + data);
         if (!c)
             return NULL;
         c->next = a->head;
         a->head = c;
         a->next = c->data;
         a->left = data;
+        /* Grow geometrically up to 1 MiB: few chunks for big flows, small
+         * ones for small flows. */
+        if (a->chunk_size < ((size_t)1 << 20))
+            a->chunk_size *= 2;
     }
     void *p = a->next;
     a->next += size;
     a->left -= size;
-    memset(p, 0, size);
     return p;
 }
 

@@ -17,7 +17,8 @@ struct flow__arena {
 
 void flow__arena_init(struct flow__arena *a, size_t chunk_size);
 void flow__arena_cleanup(struct flow__arena *a);
-/* Zeroed, max_align_t-aligned memory; NULL when out of memory. */
+/* Zeroed, max_align_t-aligned memory; NULL when out of memory. Chunks
+ * double from `chunk_size` up to 1 MiB. */
 void *flow__arena_alloc(struct flow__arena *a, size_t size);
 char *flow__arena_strdup(struct flow__arena *a, const char *s);
 
