@@ -497,7 +497,7 @@ static flow_cond *cond_combine(int kind, flow_cond *const *conds, size_t count)
 
 static flow_cond *cond_combine_va(int kind, size_t count, va_list ap)
 {
-    flow_cond *small[16];
+    flow_cond *small[16] = {0};
     flow_cond **conds = count <= 16 ? small : flow__calloc(count, sizeof(*conds));
     for (size_t i = 0; i < count; i++) {
         flow_cond *c = va_arg(ap, flow_cond *);

@@ -1,0 +1,44 @@
+#!/bin/bash
+# The examples run and do what their comments say: the C ports of the seeds
+# (built by make into build/examples/) and the pipeline of `make run`.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+EX="$FLOW_BUILD_DIR/examples"
+
+# CrewAI "multiple start points merged with and_": one merge, all three sources.
+out=$("$EX/parallel_merge") || fail "parallel_merge exited $?"
+expect_json "$out" '{"from_a": "a", "from_b": "b", "from_c": "c", "size": 30}' "parallel_merge result"
+
+# CrewAI "retry with exponential backoff": fails twice, succeeds on attempt 3,
+# after waiting base then 2*base.
+out=$("$EX/retry_backoff" 2 0.1 2>"$T/retry.err") || fail "retry_backoff exited $?"
+expect_json "$out" '"success"' "retry_backoff result"
+grep -q "attempt 3" "$T/retry.err" || fail "retry_backoff: no third attempt: $(cat "$T/retry.err")"
+grep -q "attempt 4" "$T/retry.err" && fail "retry_backoff: a fourth attempt after success"
+t3=$(awk '/attempt 3/ {print $1+0}' "$T/retry.err")
+awk -v t="$t3" 'BEGIN { exit !(t >= 0.29) }' || fail "retry_backoff: backoff too short ($t3 s)"
+pass "retry_backoff retries with exponential delays"
+
+# Retries exhausted: the fallback stands in with the error and the count.
+out=$("$EX/retry_backoff" 9 0.01 2>/dev/null) || fail "retry_backoff (exhausted) exited $?"
+expect_json "$out" '{"error": "APIError: service unavailable (call 4)", "retries": 3}' \
+    "retry_backoff fallback result"
+
+# The complete example of docs/c-api.md: a join, a retry, a state write.
+out=$("$EX/quickstart" grace 2>"$T/quick.err") || fail "quickstart exited $?"
+expect_json "$out" '{"quota_left": 58, "user": "grace", "visits": 42}' "quickstart result"
+grep -q "retrying fetch_quota" "$T/quick.err" && pass "quickstart observer saw the retry" ||
+    fail "quickstart: no retry event: $(cat "$T/quick.err")"
+"$EX/quickstart" "" >/dev/null 2>"$T/quick2.err" && fail "quickstart without a name succeeded" ||
+    grep -q "input 'name' is missing" "$T/quick2.err" && pass "quickstart reports its failure" ||
+    fail "quickstart: no clear failure: $(cat "$T/quick2.err")"
+
+# The pipeline of `make run`.
+out=$("$FLOW" run "$FLOW_SOURCE_DIR/examples/pipeline/pipeline.yaml" --input rows=12 --quiet) ||
+    fail "pipeline exited $?"
+expect_json "$out" '{"regions": [{"region": "north", "orders": 4, "total": 114},
+  {"region": "south", "orders": 4, "total": 218}, {"region": "west", "orders": 4, "total": 266}],
+  "rates": {"EUR": 0.92, "GBP": 0.79}, "rows": 12}' "pipeline result"
+
+finish
