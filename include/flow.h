@@ -114,6 +114,12 @@ FLOW_API size_t flow_diags_error_count(const flow_diags *d);
 FLOW_API const flow_error *flow_diags_get(const flow_diags *d, size_t i,
                                           flow_severity *severity);
 
+/* json_dumps() with JSON_ENCODE_ANY, writing every real in the fewest digits
+ * that read back exactly (0.92 stays "0.92"). `flags` are jansson's. The
+ * caller frees the result with free() (or the allocator it gave to
+ * flow_set_alloc_funcs); NULL on allocation failure. */
+FLOW_API char *flow_json_dumps(const json_t *v, size_t flags);
+
 /* ------------------------------------------------------------------------ */
 /* Allocation and logging                                                    */
 
@@ -372,7 +378,8 @@ typedef struct flow_event {
     const char *task;     /* NULL for run events */
     uint64_t activation;  /* 0 for run events */
     int attempt;          /* 1-based */
-    const char *error;    /* failures: the message; else NULL */
+    const char *error;    /* failures: the message; completed: the error that
+                           * `on_error: ignore` absorbed, if any; else NULL */
     const char *label;    /* FLOW_EV_LABEL */
     double delay;         /* FLOW_EV_TASK_RETRYING */
     double time;          /* seconds since the Unix epoch */

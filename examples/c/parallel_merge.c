@@ -5,10 +5,11 @@
  *
  *   build/examples/parallel_merge        prints the merged object as JSON
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
 #include <flow.h>
 
@@ -16,7 +17,8 @@
 static int fetch_source(flow_ctx *ctx)
 {
     const char *which = flow_ctx_udata(ctx);
-    usleep((useconds_t)(which[0] - 'a' + 1) * 20000);
+    struct timespec delay = {0, (long)(which[0] - 'a' + 1) * 20000000L};
+    nanosleep(&delay, NULL);
     char key[32];
     snprintf(key, sizeof(key), "from_%s", which);
     json_t *data = json_pack("{s:s,s:i}", key, which, "size", (int)(which[0] - 'a' + 1) * 10);

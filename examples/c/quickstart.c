@@ -4,6 +4,7 @@
  *
  *   build/examples/quickstart [NAME]
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

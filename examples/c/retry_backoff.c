@@ -12,6 +12,7 @@
  * fallback's {"error", "retries"} is the result.
  */
 #include <stdatomic.h>
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -749,7 +749,7 @@ flow_err flow_task_set_env(flow_task *t, const char *name, const char *tmpl, flo
     struct task_env e = {.name = flow__strdup(name), .value = value};
     if (e.name)
         FLOW__VEC_PUSH(&x->env, e, rc);
-    if (rc) {
+    if (!e.name || rc) {
         flow__free(e.name);
         flow__tmpl_free(value);
         return flow__error(err, FLOW_ENOMEM, "out of memory");

@@ -22,6 +22,7 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/json.h"
 #include "util/log.h"
 
 #define ACT_CHUNK 256
@@ -129,8 +130,9 @@ void flow__run_deliver(struct flow_run *r, struct obs_event *events, size_t coun
             .time = o->time,
             .run_status = (flow_run_status)o->run_status,
         };
+        /* Completed events carry the error an `on_error: ignore` absorbed. */
         if (o->type == FLOW_EV_TASK_FAILED || o->type == FLOW_EV_TASK_RETRYING ||
-            o->type == FLOW_EV_TASK_CANCELLED)
+            o->type == FLOW_EV_TASK_CANCELLED || o->type == FLOW_EV_TASK_COMPLETED)
             ev.error = o->act ? o->act->error : NULL;
         if (o->type == FLOW_EV_RUN_ENDED)
             ev.error = r->error;
@@ -558,6 +560,8 @@ static const char *router_label(json_t *output)
 static void attempt_succeeded(struct flow_run *r, struct act *a, json_t *output, json_t *writes)
 {
     const struct flow_task *t = act_task(a);
+    flow__free(a->error); /* an earlier attempt's; `ignore` puts its own back */
+    a->error = NULL;
     a->output = output ? output : json_null();
     a->status = FLOW_ACT_COMPLETED;
     journal(r, JREC_ACT_COMPLETED, a, json_incref(a->output));
@@ -940,7 +944,8 @@ static const char *state_file(struct flow_run *r, char **error)
     if (!dir)
         return NULL;
     char *path = flow__asprintf("%s/state-%llu.json", dir, (unsigned long long)r->state_version);
-    if (!path || json_dump_file(r->state, path, JSON_COMPACT) != 0) {
+    size_t flags = JSON_COMPACT | flow__json_real_flags(r->state);
+    if (!path || json_dump_file(r->state, path, flags) != 0) {
         *error = flow__asprintf("cannot write the state file for a command: %s",
                                 path ? strerror(errno) : "out of memory");
         flow__free(path);

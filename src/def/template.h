@@ -66,6 +66,10 @@ flow_err flow__tmpl_render_string(const struct flow__tmpl *t, const struct flow_
 json_t *flow__tmpl_walk(json_t *v, const struct flow__tmpl_path *path, size_t from,
                         flow_error *err);
 
+/* The first `count` steps of `path` as text ("inputs.rows[0][\"a b\"]"), for
+ * messages. flow__free it; NULL when out of memory. */
+char *flow__tmpl_path_text(const struct flow__tmpl_path *path, size_t count);
+
 /* Quote `s` for /bin/sh (single quotes). flow__free the result. */
 char *flow__shell_quote(const char *s);
 /* Durations: "250ms", "30s", "5m", "2h", "1h30m", or a number of seconds.

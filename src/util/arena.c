@@ -5,6 +5,7 @@
 
 #include <stdalign.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -39,6 +40,14 @@ void *flow__arena_alloc(struct flow__arena *a, size_t size)
 {
     const size_t align = alignof(max_align_t);
     size = (size + align - 1) & ~(align - 1);
+    /* Strings are bumped unaligned: realign the cursor first. */
+    size_t pad = (size_t)(-(uintptr_t)a->next & (align - 1));
+    if (pad <= a->left) {
+        a->next += pad;
+        a->left -= pad;
+    } else {
+        a->left = 0;
+    }
     if (size > a->left) {
         size_t data = size > a->chunk_size ? size : a->chunk_size;
         /* calloc: large chunks come from mmap already zeroed, so objects

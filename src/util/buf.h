@@ -25,7 +25,8 @@ flow_err flow__buf_appends(struct flow__buf *b, const char *s);
 flow_err flow__buf_appendc(struct flow__buf *b, char c);
 flow_err flow__buf_printf(struct flow__buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-flow_err flow__buf_vprintf(struct flow__buf *b, const char *fmt, va_list ap);
+flow_err flow__buf_vprintf(struct flow__buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 /* Hand the contents to the caller (flow__free them) and reset the buffer. */
 char *flow__buf_take(struct flow__buf *b);
 /* The contents, "" when empty; borrowed until the next change. */

@@ -10,7 +10,8 @@
  * `return flow__error(err, FLOW_EINVAL, "bad %s", x);`. */
 flow_err flow__error(flow_error *err, flow_err code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-flow_err flow__verror(flow_error *err, flow_err code, const char *fmt, va_list ap);
+flow_err flow__verror(flow_error *err, flow_err code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 /* The same with a position; `file` may be NULL. The message gets the
  * position appended as " (file:line:col)". */
 flow_err flow__error_at(flow_error *err, flow_err code, const char *file, int line, int column,

@@ -1,0 +1,59 @@
+/* json.c -- JSON helpers (see json.h). */
+#include "compat.h"
+
+#include "json.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "flow.h"
+
+/* True when every real in `v` survives a round trip at 15 digits. */
+static bool short_reals(const json_t *v, int depth)
+{
+    if (depth > 1000)
+        return false;
+    switch (json_typeof(v)) {
+    case JSON_REAL: {
+        char buf[40];
+        double d = json_real_value(v);
+        snprintf(buf, sizeof(buf), "%.15g", d);
+        return strtod(buf, NULL) == d;
+    }
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x)
+        {
+            if (!short_reals(x, depth + 1))
+                return false;
+        }
+        return true;
+    }
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x)
+        {
+            if (!short_reals(x, depth + 1))
+                return false;
+        }
+        return true;
+    }
+    default:
+        return true;
+    }
+}
+
+size_t flow__json_real_flags(const json_t *v)
+{
+    return JSON_REAL_PRECISION(v && short_reals(v, 0) ? 15 : 17);
+}
+
+char *flow_json_dumps(const json_t *v, size_t flags)
+{
+    if (!v)
+        return NULL;
+    return json_dumps(v, flags | JSON_ENCODE_ANY | flow__json_real_flags(v));
+}

@@ -1,0 +1,12 @@
+/* json.h -- JSON helpers on top of jansson. */
+#ifndef FLOW_UTIL_JSON_H
+#define FLOW_UTIL_JSON_H
+
+#include <jansson.h>
+
+/* The jansson flags that write every real of `v` in the fewest digits that
+ * read back to the same double (15 when that is enough, else 17), so that
+ * 0.92 stays "0.92" and nothing is lost. */
+size_t flow__json_real_flags(const json_t *v);
+
+#endif
