@@ -251,6 +251,19 @@ void flow__engine_drop_run(struct flow_engine *e, struct flow_run *r)
     heap_rebuild(e);
 }
 
+void flow__engine_forget_run(struct flow_engine *e, struct flow_run *r)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < e->timers.count; i++) {
+        if (e->timers.items[i].act->run != r)
+            e->timers.items[kept++] = e->timers.items[i];
+    }
+    if (kept != e->timers.count) {
+        e->timers.count = kept;
+        heap_rebuild(e);
+    }
+}
+
 /* ---- waking the loop ---------------------------------------------------- */
 
 void flow__engine_wake(struct flow_engine *e)

@@ -220,6 +220,10 @@ void flow__engine_timer(struct flow_engine *e, uint8_t kind, struct act *a, doub
  * calls flow__run_cancel_act for each activation removed. */
 void flow__engine_drop_run(struct flow_engine *e, struct flow_run *r);
 
+/* [L] The run ended: drop its timers (all stale now), so nothing refers to
+ * it once it is freed. */
+void flow__engine_forget_run(struct flow_engine *e, struct flow_run *r);
+
 /* ---- run.c -------------------------------------------------------------- */
 
 /* [L] Start an attempt (status, journal, observer, timeout timer). */

@@ -813,6 +813,7 @@ static void end_run(struct flow_run *r)
     }
     r->result = result ? result : json_null();
     r->status = status;
+    flow__engine_forget_run(r->engine, r);
     journal(r, JREC_RUN_ENDED, NULL,
             json_pack("{s:s,s:O,s:s?}", "status", flow_run_status_name(status), "result",
                       r->result, "error", r->error));
