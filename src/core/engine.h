@@ -89,6 +89,7 @@ struct flow_run {
     json_t *state;                  /* [L] immutable object, replaced on write */
     uint64_t state_version;         /* [L] */
     json_t *result;                 /* after the end */
+    json_t *terminate_result;       /* [L] a `terminate` directive's result */
     char *error;                    /* failed / cancelled: why */
     struct task_rt *trt;            /* [L] per task */
     uint8_t *leaf_state;            /* [L] per leaf */

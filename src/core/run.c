@@ -643,9 +643,23 @@ void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
     attempt_failed(r, a, error);
 }
 
-/* [L] Directives a command left in $FLOW_CONTROL: `set` writes state; the
- * dynamic ones come with issue #3's control flow. */
-static char *apply_directives(json_t *directives, json_t **writes)
+/* What a successful attempt asked for besides its output. */
+struct directives {
+    json_t *writes;    /* `set`: state keys, or NULL */
+    char *cancel;      /* `cancel`: the error, or NULL */
+    json_t *terminate; /* `terminate`: the result, or NULL */
+};
+
+static void directives_cleanup(struct directives *d)
+{
+    json_decref(d->writes);
+    flow__free(d->cancel);
+    json_decref(d->terminate);
+}
+
+/* Parse the directives a command left in $FLOW_CONTROL. The dynamic ones
+ * (next_task, parallel, emit, ...) come with issue #3's control flow. */
+static char *parse_directives(json_t *directives, struct directives *out)
 {
     size_t i;
     json_t *d;
@@ -655,19 +669,44 @@ static char *apply_directives(json_t *directives, json_t **writes)
         json_t *value;
         json_object_foreach(d, key, value)
         {
-            if (strcmp(key, "set") != 0)
+            if (!strcmp(key, "set")) {
+                if (!json_is_object(value))
+                    return flow__strdup("directive 'set' in $FLOW_CONTROL needs an object");
+                if (!out->writes && !(out->writes = json_object()))
+                    return flow__strdup("out of memory");
+                if (json_object_update(out->writes, value))
+                    return flow__strdup("out of memory");
+            } else if (!strcmp(key, "cancel")) {
+                json_t *e = json_is_object(value) ? json_object_get(value, "error") : value;
+                flow__free(out->cancel);
+                out->cancel = flow__strdup(json_is_string(e) ? json_string_value(e)
+                                                             : "cancelled by a task");
+            } else if (!strcmp(key, "terminate")) {
+                json_t *res = json_is_object(value) ? json_object_get(value, "result") : NULL;
+                json_decref(out->terminate);
+                out->terminate = json_incref(res ? res : json_null());
+            } else {
                 return flow__asprintf("directive '%s' in $FLOW_CONTROL is not supported by this "
-                                      "version (supported: set)",
+                                      "version (supported: set, cancel, terminate)",
                                       key);
-            if (!json_is_object(value))
-                return flow__asprintf("directive 'set' in $FLOW_CONTROL needs an object");
-            if (!*writes && !(*writes = json_object()))
-                return flow__strdup("out of memory");
-            if (json_object_update(*writes, value))
-                return flow__strdup("out of memory");
+            }
         }
     }
     return NULL;
+}
+
+/* [L] `cancel` and `terminate` end the run; the attempt that asked still
+ * completes (its output and writes are recorded) but nothing follows it. */
+static void apply_run_directives(struct flow_run *r, struct directives *d)
+{
+    if (d->cancel) {
+        flow__run_stop(r, FLOW_RUN_CANCELLED, d->cancel);
+    } else if (d->terminate) {
+        json_decref(r->terminate_result);
+        r->terminate_result = d->terminate;
+        d->terminate = NULL;
+        flow__run_stop(r, FLOW_RUN_COMPLETED, NULL);
+    }
 }
 
 static void state_file_release(struct flow_run *r, uint64_t version);
@@ -678,15 +717,19 @@ void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_resu
     release_slot(r, true);
     state_file_release(r, a->cmd ? a->cmd->state_version : 0);
     if (res->ok) {
-        json_t *writes = NULL;
-        char *bad = apply_directives(res->directives, &writes);
+        struct directives d = {0};
+        char *bad = parse_directives(res->directives, &d);
         if (bad) {
-            json_decref(writes);
+            directives_cleanup(&d);
             attempt_failed(r, a, bad);
             return;
         }
         json_t *out = res->output;
         res->output = NULL;
+        apply_run_directives(r, &d);
+        json_t *writes = d.writes;
+        d.writes = NULL;
+        directives_cleanup(&d);
         attempt_succeeded(r, a, out, writes);
         return;
     }
@@ -764,7 +807,7 @@ void flow__run_stop(struct flow_run *r, flow_run_status status, const char *why)
     r->stopping = true;
     r->stop_status = status;
     flow__free(r->error);
-    r->error = flow__strdup(why);
+    r->error = why ? flow__strdup(why) : NULL;
     flow__engine_drop_run(e, r);
     /* Stop what runs: commands get SIGTERM then SIGKILL, C bodies are asked
      * to stop and abandoned after the grace period. */
@@ -807,6 +850,8 @@ static void end_run(struct flow_run *r)
                 r->error = flow__asprintf("result: %s", err.message);
                 result = NULL;
             }
+        } else if (r->terminate_result) {
+            result = json_incref(r->terminate_result);
         } else if (r->last_completed) {
             result = json_incref(r->last_completed->output);
         }
@@ -1142,6 +1187,7 @@ static void run_destroy(struct flow_run *r)
     json_decref(r->inputs);
     json_decref(r->state);
     json_decref(r->result);
+    json_decref(r->terminate_result);
     flow__free(r->error);
     flow__free(r->trt);
     flow__free(r->leaf_state);

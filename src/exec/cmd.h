@@ -66,6 +66,9 @@ struct flow__cmd; /* one running attempt */
 flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **out,
                          flow_error *err);
 
+/* Most entries flow__cmd_pollfds() fills: the pidfd, stdout, stderr. */
+#define FLOW__CMD_POLLFDS_MAX 3
+
 /* Fill up to `max` pollfd entries (the pidfd and any open pipe); returns the
  * count. The entries' `events` are set; `revents` is for the caller. */
 int flow__cmd_pollfds(struct flow__cmd *c, struct pollfd *fds, int max);

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# bench/run.sh -- `make bench`: libflow next to the peers a user would pick instead, in one go.
+# Builds what is needed, runs the peers' W1 (in-process DAG) and W2 (external commands) scripts from
+# ../shared/bench/ and libflow's own (bench/w1.sh, bench/w2.sh) on the same inputs and rules, prints every
+# result line, then the ratios libflow / peer with the issue's targets (PASS / MISS), and saves the whole
+# output to bench/results/<UTC time>.txt (QUICK runs go to bench/.run/results/). See bench/README.md.
+# Env: W ("W1 W2"), PEERS ("tbb omp ninja make xargs parallel raw"; may add dask), DASK=1 (adds dask),
+#      REPS (11: W1 timed repetitions), RUNS (3: W2 hyperfine runs), THREADS (2), BUILD (build),
+#      QUICK=1 (small N, few repetitions: a smoke run), STRICT=1 (exit 1 when a target is missed),
+#      NO_BUILD=1 (use $BUILD as it is),
+#      SHARED (the peers' shared/ folder; default: beside the repo), and every size knob of the scripts
+#      (CHAIN_N FAN_N LAYERS WIDTH SEED N_INDEP N_CHAIN PAR_N_INDEP PAR_N_CHAIN WARMUP STORE VARIANTS).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SHARED=${SHARED:-$ROOT/../shared}
+if ! [ -f "$SHARED/bench/common.sh" ]; then
+  echo "bench: the peer benchmarks are not at $SHARED/bench: put shared/ beside the repo or set SHARED" >&2
+  exit 2
+fi
+SHARED=$(cd "$SHARED" && pwd)
+export SHARED
+# shellcheck source=/dev/null
+. "$SHARED/bench/common.sh"  # ensure_debs, stats, result, hyperfine_times, PY
+
+W=$(echo "${W:-W1 W2}" | tr 'a-z,' 'A-Z ')
+PEERS=${PEERS:-"tbb omp ninja make xargs parallel raw"}
+[ "${DASK:-0}" != 0 ] && PEERS="$PEERS dask"
+BUILD=${BUILD:-build}; case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+QUICK=${QUICK:-0}
+if [ "$QUICK" != 0 ]; then   # smoke sizes; any size set in the environment still wins
+  export CHAIN_N=${CHAIN_N:-10000} FAN_N=${FAN_N:-10000} LAYERS=${LAYERS:-10} WIDTH=${WIDTH:-1000}
+  export N_INDEP=${N_INDEP:-500} N_CHAIN=${N_CHAIN:-200} PAR_N_INDEP=${PAR_N_INDEP:-200}
+  export PAR_N_CHAIN=${PAR_N_CHAIN:-100} DASK_REPS=${DASK_REPS:-1}
+  export REPS=${REPS:-3} RUNS=${RUNS:-2}
+fi
+export BUILD THREADS=${THREADS:-2} REPS=${REPS:-11} RUNS=${RUNS:-3}
+
+W1_PEERS="" W2_PEERS=""
+for p in $PEERS; do
+  case $p in
+    tbb|omp|dask) W1_PEERS="$W1_PEERS $p" ;;
+    ninja|make|xargs|parallel|raw) W2_PEERS="$W2_PEERS $p" ;;
+    *) echo "bench: unknown peer '$p' (known: tbb omp dask ninja make xargs parallel raw)" >&2; exit 2 ;;
+  esac
+done
+for w in $W; do
+  case $w in W1|W2) ;; *) echo "bench: unknown workload '$w' in W (known: W1 W2)" >&2; exit 2 ;; esac
+done
+wants() { case " $W " in *" $1 "*) return 0 ;; esac; return 1; }
+
+RUN=$ROOT/bench/.run
+mkdir -p "$RUN"
+if [ "$QUICK" != 0 ]; then OUTDIR=$RUN/results; else OUTDIR=$ROOT/bench/results; fi
+mkdir -p "$OUTDIR"
+OUT=$OUTDIR/$(date -u +%Y-%m-%dT%H%MZ).txt
+LINES=$RUN/lines.txt
+: > "$LINES"
+FAILED=$RUN/failed.txt
+: > "$FAILED"
+
+# step NAME COMMAND...: run one script; its result lines are kept, a failure is noted and the rest goes on
+step() {
+  local name=$1 s rc=0; shift
+  s=$(date +%s)
+  "$@" | tee -a "$LINES" || rc=$?
+  if [ "$rc" = 0 ]; then
+    echo "# $name took $(( $(date +%s) - s )) s" >&2
+  else
+    echo "# $name FAILED (exit $rc) after $(( $(date +%s) - s )) s" >&2
+    echo "$name" >> "$FAILED"
+  fi
+}
+
+build() {
+  local targets=()
+  wants W1 && targets+=(bench_w1_dag)
+  wants W2 && targets+=(flow)
+  [ ${#targets[@]} -gt 0 ] || return 0
+  if [ "${NO_BUILD:-0}" != 0 ]; then
+    echo "# NO_BUILD=1: using $BUILD as it is" >&2
+    return 0
+  fi
+  : > "$RUN/build.log"
+  if ! [ -f "$BUILD/CMakeCache.txt" ]; then
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >> "$RUN/build.log" 2>&1 ||
+      { cat "$RUN/build.log" >&2; return 1; }
+  fi
+  cmake --build "$BUILD" -j "$(nproc)" --target "${targets[@]}" >> "$RUN/build.log" 2>&1 ||
+    { tail -40 "$RUN/build.log" >&2; return 1; }
+  local type
+  type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
+  echo "# libflow built in $BUILD, CMAKE_BUILD_TYPE=${type:-(none)}, $(cc --version | head -1)" >&2
+  case $type in Release|RelWithDebInfo) ;;
+    *) echo "# WARNING: $BUILD is not an optimised build: libflow's figures mean little" >&2 ;;
+  esac
+}
+
+install_peers() {  # quietly, so that the peers' scripts find everything installed
+  local debs=()
+  [ -n "$W1_PEERS" ] && wants W1 && debs+=(g++ libtbb-dev python3-dask)
+  wants W2 && debs+=(hyperfine)
+  [ -n "$W2_PEERS" ] && wants W2 && debs+=(gcc ninja-build make findutils parallel)
+  [ ${#debs[@]} -gt 0 ] || return 0
+  ensure_debs "${debs[@]}" 2> "$RUN/install.log" || { cat "$RUN/install.log" >&2; return 1; }
+}
+
+# The ratios libflow / peer of per_task_us for every pair measured (below 1: libflow is faster), with
+# the issue's targets: W1 within 2x of oneTBB on every shape; W2 at most make -j2 and within 1.2x of the
+# raw posix_spawn loop; W1b under 500 bytes per task.
+ratios() {
+  awk -v strict="${STRICT:-0}" -v selected=" $W " '
+  function target(w, e, p, lim) {
+    nt++; tw[nt] = w; te[nt] = e; tp[nt] = p; tl[nt] = lim; tgt[w, e, p] = lim
+  }
+  BEGIN {
+    target("W1a-chain", "libflow", "tbb-flow-graph", 2)
+    target("W1b-fan", "libflow", "tbb-flow-graph", 2)
+    target("W1c-layered", "libflow", "tbb-flow-graph", 2)
+    target("W2a-indep", "libflow", "make", 1)
+    target("W2a-indep", "libflow", "raw-posix_spawn", 1.2)
+    target("W2b-chain", "libflow", "make", 1)
+    target("W2b-chain", "libflow", "raw-posix_spawn", 1.2)
+    engines[1] = "libflow"; engines[2] = "libflow-shell"
+    fmt = "%-12s %-14s %-18s %15s %11s %11s %8s %7s %s\n"
+  }
+  /^W[0-9]/ {
+    w = $1; p = $2
+    for (i = 3; i <= NF; i++) { eq = index($i, "="); if (eq) v[w, p, substr($i, 1, eq - 1)] = substr($i, eq + 1) }
+    if (!(w in seen)) { seen[w] = 1; ws[++nw] = w }
+    if (!((w, p) in has)) { has[w, p] = 1; np[w]++; ps[w, np[w]] = p }
+  }
+  function verdict(r, lim) {
+    if (r <= lim) { pass++; return "PASS" }
+    miss++; return "MISS"
+  }
+  function row(w, e, p,   a, b, r, lim, tg, res) {
+    a = v[w, e, "per_task_us"]; b = v[w, p, "per_task_us"]
+    r = (b > 0) ? a / b : 0
+    tg = ""; res = ""
+    if ((w, e, p) in tgt) {
+      lim = tgt[w, e, p]; tg = "<=" lim "x"; res = verdict(r, lim); done[w, e, p] = 1
+    }
+    printf fmt, w, e, p, v[w, e, "N"] "/" v[w, p, "N"], sprintf("%.3f", a), sprintf("%.3f", b),
+      sprintf("%.2fx", r), tg, res
+  }
+  END {
+    print ""
+    print "== libflow / peer, per_task_us (median wall / N); below 1x: libflow is faster =="
+    printf fmt, "workload", "engine", "peer", "N libflow/peer", "libflow_us", "peer_us", "ratio", "target", "result"
+    for (i = 1; i <= nw; i++) {
+      w = ws[i]
+      if (w ~ /-mem$/) continue
+      for (j = 1; j <= 2; j++) {
+        e = engines[j]
+        if (!((w, e) in has)) continue
+        for (k = 1; k <= np[w]; k++) {
+          p = ps[w, k]
+          if (p ~ /^libflow/) continue
+          if (e == "libflow-shell" && p != "ninja") continue   # both start each task through /bin/sh
+          row(w, e, p)
+        }
+      }
+    }
+    for (t = 1; t <= nt; t++) {
+      if ((tw[t], te[t], tp[t]) in done) continue
+      if (index(selected, " " substr(tw[t], 1, 2) " ") == 0) continue   # workload not run (W=...)
+      na++
+      printf fmt, tw[t], te[t], tp[t], "-", "-", "-", "-", "<=" tl[t] "x", "n/a (no result)"
+    }
+    print ""
+    if (index(selected, " W1 ") == 0) {
+      printf "targets: %d PASS, %d MISS, %d n/a\n", pass, miss, na
+      exit (strict != 0 && miss > 0) ? 1 : 0
+    }
+    print "== memory =="
+    if (("W1b-mem", "libflow") in has) {
+      b = v["W1b-mem", "libflow", "bytes_per_task"]
+      printf "W1b-mem      libflow        %.0f bytes/task resident (fan, N=%s)  target < 500  %s\n", b,
+        v["W1b-mem", "libflow", "N"], (b < 500) ? "PASS" : "MISS"
+      if (b < 500) pass++; else miss++
+    } else {
+      na++; print "W1b-mem      libflow        -  target < 500  n/a (no result)"
+    }
+    print ""
+    printf "targets: %d PASS, %d MISS, %d n/a\n", pass, miss, na
+    exit (strict != 0 && miss > 0) ? 1 : 0
+  }' "$LINES"
+}
+
+revision() {  # read-only: no index refresh (--no-optional-locks)
+  local rev
+  rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || { echo "(no git)"; return; }
+  git -C "$ROOT" --no-optional-locks diff --quiet HEAD -- 2>/dev/null || rev="$rev+changes"
+  echo "$rev"
+}
+
+main() {
+  echo "# $(date -u '+%F %T UTC'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))," \
+       "$(free -g | awk '/Mem:/{print $2}') GiB, Linux $(uname -r), Debian $(cat /etc/debian_version)," \
+       "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "# libflow $(revision), W=$W, PEERS=$PEERS, THREADS=$THREADS REPS=$REPS RUNS=$RUNS QUICK=$QUICK"
+  local have_lib=1
+  build || { echo "# libflow build FAILED: only the peers run" >&2; echo build >> "$FAILED"; have_lib=0; }
+  install_peers || { echo install >> "$FAILED"; return 1; }
+  if wants W1; then
+    [ -n "$W1_PEERS" ] && step "peers W1 ($W1_PEERS )" env PEERS="$W1_PEERS" bash "$SHARED/bench/w1_dag/run.sh"
+    [ "$have_lib" = 1 ] && step "libflow W1" bash "$ROOT/bench/w1.sh"
+  fi
+  if wants W2; then
+    [ -n "$W2_PEERS" ] && step "peers W2 ($W2_PEERS )" env PEERS="$W2_PEERS" bash "$SHARED/bench/w2_cmds/run.sh"
+    [ "$have_lib" = 1 ] && step "libflow W2" bash "$ROOT/bench/w2.sh"
+  fi
+  local rc=0
+  ratios || rc=$?
+  if [ -s "$FAILED" ]; then
+    echo "# FAILED: $(paste -sd, "$FAILED")" >&2
+    rc=1
+  fi
+  return "$rc"
+}
+
+set +e
+main 2>&1 | tee "$OUT"
+rc=${PIPESTATUS[0]}
+echo "# saved to ${OUT#"$ROOT"/}" >&2
+exit "$rc"

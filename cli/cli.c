@@ -1,0 +1,298 @@
+/* cli.c -- helpers shared by the subcommands of `flow`: messages, allocation that
+ * exits on failure, the option parser, workflow loading with diagnostics, and JSON
+ * output. */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fflush(stdout);
+    fputs("flow: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    fflush(stdout);
+    fputs("flow: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (cmd) {
+        fprintf(stderr, " (see 'flow %s --help')\n", cmd);
+    } else {
+        fputs(" (see 'flow --help')\n", stderr);
+    }
+    return CLI_EXIT_USAGE;
+}
+
+static CLI_NORETURN void out_of_memory(void)
+{
+    fputs("flow: out of memory\n", stderr);
+    exit(CLI_EXIT_FAILED);
+}
+
+void *cli_malloc(size_t size)
+{
+    void *p = malloc(size ? size : 1);
+
+    if (!p) {
+        out_of_memory();
+    }
+    return p;
+}
+
+void *cli_realloc(void *ptr, size_t size)
+{
+    void *p = realloc(ptr, size ? size : 1);
+
+    if (!p) {
+        out_of_memory();
+    }
+    return p;
+}
+
+char *cli_strdup(const char *s)
+{
+    size_t len = strlen(s) + 1;
+    char *p = cli_malloc(len);
+
+    memcpy(p, s, len);
+    return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                   */
+
+void cli_args_init(struct cli_args *a, const char *cmd, int argc, char **argv,
+                   const struct cli_option *opts)
+{
+    memset(a, 0, sizeof(*a));
+    a->cmd = cmd;
+    a->argc = argc;
+    a->argv = argv;
+    a->opts = opts;
+    a->next = 1;
+}
+
+static const struct cli_option *find_long(const struct cli_option *opts, const char *name,
+                                          size_t len)
+{
+    for (; opts->name; opts++) {
+        if (strlen(opts->name) == len && memcmp(opts->name, name, len) == 0) {
+            return opts;
+        }
+    }
+    return NULL;
+}
+
+static const struct cli_option *find_short(const struct cli_option *opts, char c)
+{
+    for (; opts->name; opts++) {
+        if (opts->short_name && opts->short_name == c) {
+            return opts;
+        }
+    }
+    return NULL;
+}
+
+/* A long option: "--name", "--name=value" or "--name value". */
+static int next_long(struct cli_args *a, char *arg)
+{
+    const char *name = arg + 2;
+    const char *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    const struct cli_option *o = find_long(a->opts, name, len);
+
+    if (!o) {
+        cli_usage_error(a->cmd, "unknown option '--%.*s' for '%s'", (int)len, name, a->cmd);
+        return -1;
+    }
+    a->opt_text = o->name;
+    if (!o->has_arg) {
+        if (eq) {
+            cli_usage_error(a->cmd, "option '--%s' of '%s' takes no value", o->name, a->cmd);
+            return -1;
+        }
+        a->value = NULL;
+        return o->id;
+    }
+    if (eq) {
+        a->value = eq + 1;
+    } else if (a->next < a->argc) {
+        a->value = a->argv[a->next++];
+    } else {
+        cli_usage_error(a->cmd, "option '--%s' of '%s' needs a value", o->name, a->cmd);
+        return -1;
+    }
+    return o->id;
+}
+
+/* A short option: "-x", "-x value" or "-xvalue"; flags do not combine. */
+static int next_short(struct cli_args *a, char *arg)
+{
+    const struct cli_option *o = find_short(a->opts, arg[1]);
+
+    if (!o || (!o->has_arg && arg[2] != '\0')) {
+        cli_usage_error(a->cmd, "unknown option '%s' for '%s'", arg, a->cmd);
+        return -1;
+    }
+    a->opt_text = o->name;
+    if (!o->has_arg) {
+        a->value = NULL;
+        return o->id;
+    }
+    if (arg[2] != '\0') {
+        a->value = arg + 2;
+    } else if (a->next < a->argc) {
+        a->value = a->argv[a->next++];
+    } else {
+        cli_usage_error(a->cmd, "option '-%c' of '%s' needs a value", arg[1], a->cmd);
+        return -1;
+    }
+    return o->id;
+}
+
+int cli_next_opt(struct cli_args *a)
+{
+    while (a->next < a->argc) {
+        char *arg = a->argv[a->next++];
+
+        if (a->only_pos || arg[0] != '-' || arg[1] == '\0') {
+            /* 1 + npos < next: this never overwrites an argument not yet seen. */
+            a->argv[1 + a->npos++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            a->only_pos = true;
+            continue;
+        }
+        if (arg[1] == '-') {
+            return next_long(a, arg);
+        }
+        return next_short(a, arg);
+    }
+    return 0;
+}
+
+const char *cli_pos(const struct cli_args *a, int i)
+{
+    if (i < 0 || i >= a->npos) {
+        return NULL;
+    }
+    return a->argv[1 + i];
+}
+
+bool cli_parse_count(const struct cli_args *a, const char *text, int *out)
+{
+    char *end = NULL;
+    long v;
+
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (errno || end == text || *end != '\0' || v < 0 || v > INT_MAX) {
+        cli_usage_error(a->cmd, "option '--%s' of '%s' needs a non-negative integer, got '%s'",
+                        a->opt_text, a->cmd, text);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+int cli_print_help(const char *help)
+{
+    fputs(help, stdout);
+    return CLI_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Workflow files                                                            */
+
+void cli_print_diag(const flow_error *e, flow_severity sev)
+{
+    const char *what = sev == FLOW_SEV_WARNING ? "warning" : "error";
+
+    if (e->file[0] && e->line > 0 && !strstr(e->message, e->file)) {
+        fprintf(stderr, "%s: %s (%s:%d:%d)\n", what, e->message, e->file, e->line, e->column);
+    } else {
+        fprintf(stderr, "%s: %s\n", what, e->message);
+    }
+}
+
+flow *cli_load_flow(const char *path, bool quiet_warnings)
+{
+    flow_diags *d = flow_diags_new();
+    flow_error err;
+    flow *f;
+    size_t i;
+
+    if (!d) {
+        cli_error("out of memory");
+        return NULL;
+    }
+    memset(&err, 0, sizeof(err));
+    f = flow_load_file(path, d, &err);
+    for (i = 0; i < flow_diags_count(d); i++) {
+        flow_severity sev = FLOW_SEV_ERROR;
+        const flow_error *e = flow_diags_get(d, i, &sev);
+
+        if (e && (sev == FLOW_SEV_ERROR || !quiet_warnings)) {
+            cli_print_diag(e, sev);
+        }
+    }
+    if (!f && flow_diags_error_count(d) == 0) {
+        /* The loader failed without a diagnostic (e.g. out of memory). */
+        if (err.code == FLOW_OK) {
+            snprintf(err.message, sizeof(err.message), "cannot load '%s'", path);
+        }
+        cli_print_diag(&err, FLOW_SEV_ERROR);
+    }
+    if (f && flow_diags_error_count(d) > 0) {
+        flow_free(f);
+        f = NULL;
+    }
+    flow_diags_free(d);
+    return f;
+}
+
+/* ------------------------------------------------------------------------ */
+/* JSON output                                                               */
+
+bool cli_print_json(FILE *out, const json_t *v)
+{
+    int rc = 0;
+
+    if (v) {
+        rc = json_dumpf(v, out, JSON_ENCODE_ANY | JSON_INDENT(2));
+    } else {
+        fputs("null", out);
+    }
+    fputc('\n', out);
+    if (rc != 0) {
+        cli_error("cannot write the output");
+        return false;
+    }
+    return cli_flush(out);
+}
+
+bool cli_flush(FILE *out)
+{
+    errno = 0;
+    if (fflush(out) != 0 || ferror(out)) {
+        cli_error("cannot write the output: %s", strerror(errno ? errno : EIO));
+        return false;
+    }
+    return true;
+}

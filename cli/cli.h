@@ -1,0 +1,124 @@
+/* cli.h -- shared helpers of the `flow` command-line program: exit codes, messages,
+ * a small option parser, and loading a workflow file with its diagnostics printed.
+ * The program uses only include/flow.h, as curl's tool uses only libcurl.
+ * Include this header first in every cli/ file: it sets the feature macros. */
+#ifndef FLOW_CLI_CLI_H
+#define FLOW_CLI_CLI_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* isatty, sigaction, localtime_r, TIOCGWINSZ, pthread */
+#endif
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "flow.h"
+
+/* Exit statuses of the program (SPEC section 5). */
+enum {
+    CLI_EXIT_OK = 0,           /* success; a run completed */
+    CLI_EXIT_FAILED = 1,       /* the run failed */
+    CLI_EXIT_USAGE = 2,        /* usage error or invalid workflow; nothing ran */
+    CLI_EXIT_PAUSED = 3,       /* the run is paused (resumable) */
+    CLI_EXIT_CANCELLED = 4,    /* the run was cancelled */
+    CLI_EXIT_INTERRUPTED = 130 /* SIGINT/SIGTERM stopped the run (resumable) */
+};
+
+#if defined(__GNUC__)
+#define CLI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define CLI_NORETURN __attribute__((noreturn))
+#else
+#define CLI_PRINTF(f, a)
+#define CLI_NORETURN
+#endif
+
+/* A subcommand: `main` gets argv with argv[0] = the command's name and returns the
+ * exit status. `help` is the full text of `flow NAME --help`. */
+struct cli_command {
+    const char *name;
+    const char *summary; /* one line for `flow --help` */
+    const char *help;
+    int (*main)(int argc, char **argv);
+};
+
+extern const struct cli_command cli_cmd_run;
+extern const struct cli_command cli_cmd_validate;
+extern const struct cli_command cli_cmd_graph;
+
+/* Print "flow: <message>" as one line on stderr. */
+void cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
+/* Print "flow: <message> (see 'flow CMD --help')" on stderr and return CLI_EXIT_USAGE;
+ * `cmd` may be NULL for the top level. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
+
+/* Allocation for the program: on failure print "flow: out of memory" and exit 1
+ * (the library returns errors; only the program may decide to exit). */
+void *cli_malloc(size_t size);
+void *cli_realloc(void *ptr, size_t size);
+char *cli_strdup(const char *s);
+
+/* --- options -------------------------------------------------------------- */
+
+/* One option of a command. `id` is what cli_next_opt() returns for it (> 0). */
+struct cli_option {
+    const char *name; /* long name without "--" */
+    char short_name;  /* 0: none */
+    bool has_arg;     /* takes a value: "--name V", "--name=V", "-x V", "-xV" */
+    int id;
+};
+
+/* The state of parsing one command's arguments. Options may come before or after
+ * the positional arguments; "--" ends the options. Positional arguments are
+ * gathered at the front of argv (argv[1 .. npos]), in order. */
+struct cli_args {
+    const char *cmd; /* command name for messages */
+    int argc;
+    char **argv;
+    const struct cli_option *opts; /* terminated by an entry with name NULL */
+    int next;                      /* next index of argv to look at */
+    bool only_pos;                 /* "--" seen */
+    int npos;                      /* positional arguments gathered so far */
+    const char *value;             /* value of the option just returned */
+    const char *opt_text;          /* the option as written, e.g. "--jobs" */
+};
+
+void cli_args_init(struct cli_args *a, const char *cmd, int argc, char **argv,
+                   const struct cli_option *opts);
+/* The next option's id; 0 when all arguments are consumed; -1 after printing a
+ * usage error (unknown option, missing or unexpected value): exit CLI_EXIT_USAGE. */
+int cli_next_opt(struct cli_args *a);
+/* The i-th positional argument (0-based), valid after cli_next_opt() returned 0. */
+const char *cli_pos(const struct cli_args *a, int i);
+
+/* Parse a non-negative int option value; prints a usage error and returns false if
+ * `text` is not one. */
+bool cli_parse_count(const struct cli_args *a, const char *text, int *out);
+
+/* Print `help` (a command's text) on stdout and return CLI_EXIT_OK. */
+int cli_print_help(const char *help);
+
+/* --- workflow files -------------------------------------------------------- */
+
+/* Print a diagnostic on stderr as "error: <message>" or "warning: <message>"; the
+ * position is added when the message does not already name the file. */
+void cli_print_diag(const flow_error *e, flow_severity sev);
+
+/* Load and validate a workflow file. Prints every diagnostic on stderr (warnings
+ * too, unless `quiet_warnings`). Returns the flow (caller frees it with
+ * flow_free), or NULL after printing the errors. */
+flow *cli_load_flow(const char *path, bool quiet_warnings);
+
+/* --- JSON output ----------------------------------------------------------- */
+
+/* Write `v` (any JSON value; NULL prints null) to `out`, indented by 2, with a
+ * final newline. Returns false on a write error (after printing it). */
+bool cli_print_json(FILE *out, const json_t *v);
+
+/* Flush `out`; false after printing the error when writing failed. */
+bool cli_flush(FILE *out);
+
+/* The command named `name`, or NULL. */
+const struct cli_command *cli_find_command(const char *name);
+
+#endif

@@ -1,0 +1,143 @@
+/* cmd_validate.c -- `flow validate FILE [--json]`: load a workflow file, print every
+ * error and warning found, and exit 0 (valid) or 2 (invalid). */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { OPT_HELP = 1, OPT_JSON };
+
+static const struct cli_option options[] = {
+    {"help", 'h', false, OPT_HELP},
+    {"json", 0, false, OPT_JSON},
+    {NULL, 0, false, 0},
+};
+
+static const char help[] =
+    "usage: flow validate FILE [--json]\n"
+    "\n"
+    "Check a workflow file (YAML or JSON): keys and types, task names, triggers,\n"
+    "cycles and templates. Every error and warning is printed on stderr, one a\n"
+    "line, as 'error: MESSAGE (FILE:LINE:COLUMN)' or 'warning: ...'. A valid file\n"
+    "prints 'ok: FILE: N tasks' on stdout.\n"
+    "\n"
+    "Options:\n"
+    "  --json      print {\"valid\", \"file\", \"tasks\", \"errors\", \"warnings\"} on stdout\n"
+    "              instead (each diagnostic {\"message\", \"file\", \"line\", \"column\"});\n"
+    "              nothing on stderr\n"
+    "  -h, --help  show this help\n"
+    "\n"
+    "Exit status: 0 valid, 2 invalid or usage error.\n";
+
+static json_t *diag_json(const flow_error *e)
+{
+    json_t *o = json_pack("{s:s, s:s, s:i, s:i}", "message", e->message, "file", e->file,
+                          "line", e->line, "column", e->column);
+
+    if (!o) {
+        /* Only a message that is not UTF-8 gets here: keep the entry anyway. */
+        o = json_pack("{s:s, s:s, s:i, s:i}", "message", "(message is not valid UTF-8)",
+                      "file", "", "line", e->line, "column", e->column);
+    }
+    return o;
+}
+
+static int validate_json(const char *path)
+{
+    flow_diags *d = flow_diags_new();
+    json_t *errors = json_array();
+    json_t *warnings = json_array();
+    json_t *out;
+    flow_error err;
+    flow *f;
+    size_t i;
+    bool valid;
+    bool ok;
+
+    if (!d || !errors || !warnings) {
+        cli_error("out of memory");
+        return CLI_EXIT_FAILED;
+    }
+    memset(&err, 0, sizeof(err));
+    f = flow_load_file(path, d, &err);
+    for (i = 0; i < flow_diags_count(d); i++) {
+        flow_severity sev = FLOW_SEV_ERROR;
+        const flow_error *e = flow_diags_get(d, i, &sev);
+
+        if (e) {
+            json_array_append_new(sev == FLOW_SEV_WARNING ? warnings : errors, diag_json(e));
+        }
+    }
+    if (!f && json_array_size(errors) == 0) {
+        if (err.code == FLOW_OK) {
+            snprintf(err.message, sizeof(err.message), "cannot load '%s'", path);
+        }
+        json_array_append_new(errors, diag_json(&err));
+    }
+    valid = f && json_array_size(errors) == 0;
+    out = json_pack("{s:b, s:s, s:I, s:o, s:o}", "valid", valid, "file", path, "tasks",
+                    (json_int_t)(valid ? flow_task_count(f) : 0), "errors", errors, "warnings",
+                    warnings);
+    flow_free(f);
+    flow_diags_free(d);
+    if (!out) {
+        cli_error("cannot build the JSON report for '%s'", path);
+        return CLI_EXIT_FAILED;
+    }
+    ok = cli_print_json(stdout, out);
+    json_decref(out);
+    if (!ok) {
+        return CLI_EXIT_FAILED;
+    }
+    return valid ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+}
+
+static int validate_main(int argc, char **argv)
+{
+    struct cli_args a;
+    bool as_json = false;
+    const char *path;
+    flow *f;
+    int id;
+
+    cli_args_init(&a, "validate", argc, argv, options);
+    while ((id = cli_next_opt(&a)) > 0) {
+        switch (id) {
+        case OPT_HELP:
+            return cli_print_help(help);
+        case OPT_JSON:
+            as_json = true;
+            break;
+        default:
+            break;
+        }
+    }
+    if (id < 0) {
+        return CLI_EXIT_USAGE;
+    }
+    if (a.npos < 1) {
+        return cli_usage_error("validate", "'validate' needs a workflow FILE");
+    }
+    if (a.npos > 1) {
+        return cli_usage_error("validate", "unexpected argument '%s' for 'validate'",
+                               cli_pos(&a, 1));
+    }
+    path = cli_pos(&a, 0);
+    if (as_json) {
+        return validate_json(path);
+    }
+    f = cli_load_flow(path, false);
+    if (!f) {
+        return CLI_EXIT_USAGE;
+    }
+    printf("ok: %s: %zu tasks\n", path, flow_task_count(f));
+    flow_free(f);
+    return CLI_EXIT_OK;
+}
+
+const struct cli_command cli_cmd_validate = {
+    "validate",
+    "check a workflow file and print every error found",
+    help,
+    validate_main,
+};

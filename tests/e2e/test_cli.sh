@@ -1,0 +1,542 @@
+#!/usr/bin/env bash
+# test_cli.sh -- end-to-end tests of the `flow` command line (docs/cli.md): help and
+# version, usage errors, validate, graph, run (results, failures, inputs, progress
+# lines, --quiet, --json, --start, cancellation) and SIGINT/SIGTERM handling.
+# Run by ctest with $FLOW = the built binary. Needs only bash and procps (pgrep).
+set -u
+
+FLOW=${FLOW:?set FLOW to the path of the flow binary}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/flow-e2e-cli.XXXXXX") || exit 1
+BG_PID=""
+cleanup() {
+    if [ -n "$BG_PID" ]; then
+        kill -KILL "$BG_PID" 2>/dev/null
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+cd "$TMP" || exit 1
+
+pass=0
+fail=0
+ok() {
+    pass=$((pass + 1))
+    echo "ok   $1"
+}
+ko() {
+    fail=$((fail + 1))
+    echo "FAIL $1"
+    shift
+    for line in "$@"; do
+        echo "     $line"
+    done
+    echo "     --- stdout:"
+    sed 's/^/     | /' "$TMP/out" 2>/dev/null | head -30
+    echo "     --- stderr:"
+    sed 's/^/     | /' "$TMP/err" 2>/dev/null | head -30
+}
+
+# run CMD...: run with stdin from /dev/null; sets $rc, keeps $TMP/out and $TMP/err.
+run() {
+    "$@" >"$TMP/out" 2>"$TMP/err" </dev/null
+    rc=$?
+}
+
+# expect NAME WANT_RC [CHECK...]: each CHECK is "out~TEXT" / "err~TEXT" (contains the
+# fixed text), "out!TEXT" / "err!TEXT" (does not contain it), "out=~RE" / "err=~RE"
+# (a line matches the extended regex), "out==TEXT" / "err==TEXT" (whole file equals
+# TEXT plus a newline), "err#N" (exactly N lines).
+expect() {
+    local name=$1 want=$2
+    shift 2
+    local problems=() check stream text file
+    if [ "$rc" != "$want" ]; then
+        problems+=("exit status $rc, expected $want")
+    fi
+    for check in "$@"; do
+        stream=${check:0:3}
+        file="$TMP/$stream"
+        case "${check:3}" in
+        '=~'*)
+            text=${check:5}
+            grep -Eq -- "$text" "$file" || problems+=("$stream has no line matching /$text/")
+            ;;
+        '=='*)
+            text=${check:5}
+            [ "$(cat "$file")" = "$text" ] || problems+=("$stream is not exactly '$text'")
+            ;;
+        '~'*)
+            text=${check:4}
+            grep -Fq -- "$text" "$file" || problems+=("$stream lacks '$text'")
+            ;;
+        '!'*)
+            text=${check:4}
+            if grep -Fq -- "$text" "$file"; then problems+=("$stream has '$text'"); fi
+            ;;
+        '#'*)
+            text=${check:4}
+            local count
+            count=$(wc -l <"$file")
+            [ "$count" -eq "$text" ] || problems+=("$stream has $count lines, expected $text")
+            ;;
+        *)
+            problems+=("bad check '$check'")
+            ;;
+        esac
+    done
+    if [ ${#problems[@]} -eq 0 ]; then
+        ok "$name"
+    else
+        ko "$name" "${problems[@]}"
+    fi
+}
+
+# squeeze FILE: the file without any whitespace (compare JSON regardless of layout).
+squeeze() {
+    tr -d ' \n\t' <"$1"
+}
+
+# expect_json NAME FRAGMENT...: stdout, whitespace removed, contains every fragment.
+expect_json() {
+    local name=$1 frag problems=()
+    shift
+    local flat
+    flat=$(squeeze "$TMP/out")
+    for frag in "$@"; do
+        case "$flat" in
+        *"$frag"*) ;;
+        *) problems+=("stdout lacks $frag") ;;
+        esac
+    done
+    if [ ${#problems[@]} -eq 0 ]; then
+        ok "$name"
+    else
+        ko "$name" "${problems[@]}"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Workflow files
+
+cat >ok.yaml <<'EOF'
+name: ok
+tasks:
+  a:
+    run: [echo, a]
+  b:
+    after: a
+    run: [echo, b]
+  c:
+    after: b
+    noop: true
+EOF
+
+cat >bad.yaml <<'EOF'
+name: bad
+tasks:
+  a:
+    run: [echo, a]
+    after: nosuch
+EOF
+
+cat >badkey.yaml <<'EOF'
+name: badkey
+tasks:
+  touch:
+    run: [touch, ran.marker]
+  other:
+    run: [echo, x]
+    colour: blue
+EOF
+
+cat >graph.yaml <<'EOF'
+name: graph
+tasks:
+  fetch:
+    run: [echo, '{"score": 0.9}']
+  enrich:
+    run: [echo, enriched]
+  join:
+    after: [fetch, enrich]
+    run: [echo, joined]
+  race:
+    after_any: [fetch, enrich]
+    run: [echo, first]
+  tail:
+    after: join
+    optional: [race]
+    run: [echo, tail]
+  route:
+    after: tail
+    router: true
+    run: [echo, needs_review]
+  review:
+    on: needs_review
+    run: [echo, reviewed]
+  risky:
+    after: tail
+    run: ["false"]
+    on_error: {fallback: rescue}
+  rescue:
+    run: [echo, rescued]
+EOF
+
+cat >pipeline.yaml <<'EOF'
+name: pipeline
+tasks:
+  a:
+    run: [echo, '{"x": 1}']
+  b:
+    run: [echo, '{"y": 2}']
+  both:
+    after: [a, b]
+    shell: 'cat "$FLOW_INPUT"'
+  first:
+    after_any: [a, b]
+    run: [echo, first]
+  final:
+    after: [both, first]
+    shell: 'cat "$FLOW_INPUT"'
+EOF
+
+cat >failing.yaml <<'EOF'
+name: failing
+tasks:
+  warmup:
+    run: [echo, hi]
+  boom:
+    after: warmup
+    shell: 'echo "disk on fire" >&2; exit 3'
+EOF
+
+cat >greet.yaml <<'EOF'
+name: greet
+tasks:
+  hello:
+    run: [echo, "hello {{ inputs.name }}"]
+EOF
+
+cat >echo_inputs.yaml <<'EOF'
+name: echo_inputs
+tasks:
+  show:
+    shell: 'cat "$FLOW_INPUT"'
+EOF
+
+cat >entry.yaml <<'EOF'
+name: entry
+tasks:
+  a:
+    run: [echo, from_a]
+  b:
+    after: a
+    entry: true
+    shell: 'cat "$FLOW_INPUT"'
+EOF
+
+cat >cancel.yaml <<'EOF'
+name: cancel
+tasks:
+  stopper:
+    shell: 'echo "{\"cancel\": {\"error\": \"stop here\"}}" >> "$FLOW_CONTROL"'
+  never:
+    after: stopper
+    run: [touch, never.marker]
+EOF
+
+cat >slow.yaml <<'EOF'
+name: slow
+tasks:
+  one:
+    run: [sleep, "0.3"]
+  two:
+    after: one
+    run: [sleep, "0.3"]
+EOF
+
+MARK="30.$$"
+cat >sleepy.yaml <<EOF
+name: sleepy
+tasks:
+  nap:
+    run: [sleep, "$MARK"]
+EOF
+
+# ---------------------------------------------------------------------------
+# Help, version, usage errors
+
+run "$FLOW" --version
+expect "--version" 0 "out==flow 0.1.0" "err#0"
+
+run "$FLOW" --help
+expect "--help" 0 "out~usage: flow" "out~run" "out~validate" "out~graph" "err#0"
+
+for cmd in run validate graph; do
+    run "$FLOW" "$cmd" --help
+    expect "$cmd --help" 0 "out~usage: flow $cmd" "err#0"
+    run "$FLOW" help "$cmd"
+    expect "help $cmd" 0 "out~usage: flow $cmd"
+done
+run "$FLOW" run -h
+expect "run -h" 0 "out~usage: flow run" "out~--input" "out~Exit status"
+
+run "$FLOW"
+expect "no command" 2 "err~usage: flow"
+
+run "$FLOW" frobnicate
+expect "unknown command" 2 "err=~^flow: unknown command 'frobnicate'" "err#1"
+
+run "$FLOW" rnu ok.yaml
+expect "unknown command suggests" 2 "err~did you mean 'run'?"
+
+run "$FLOW" --bogus
+expect "unknown global option" 2 "err=~^flow: unknown option '--bogus'" "err#1"
+
+run "$FLOW" run --jbos ok.yaml
+expect "unknown option for run" 2 \
+    "err==flow: unknown option '--jbos' for 'run' (see 'flow run --help')"
+
+run "$FLOW" run ok.yaml --jbos
+expect "unknown option after the file" 2 "err~unknown option '--jbos' for 'run'" "err#1"
+
+run "$FLOW" validate --nope ok.yaml
+expect "unknown option for validate" 2 "err~unknown option '--nope' for 'validate'"
+
+run "$FLOW" run
+expect "run without FILE" 2 "err=~^flow: .*FILE" "err#1"
+
+run "$FLOW" validate
+expect "validate without FILE" 2 "err=~^flow: .*FILE" "err#1"
+
+run "$FLOW" run ok.yaml --jobs
+expect "missing option value" 2 "err~'--jobs'" "err#1"
+
+run "$FLOW" run ok.yaml --jobs many
+expect "bad --jobs" 2 "err~'many'" "err#1"
+
+run "$FLOW" run ok.yaml --jobs=-1
+expect "negative --jobs" 2 "err~'-1'" "err#1"
+
+run "$FLOW" run ok.yaml extra.yaml
+expect "extra argument" 2 "err~unexpected argument 'extra.yaml'"
+
+run "$FLOW" run ok.yaml --store sqlite:x
+expect "unsupported store" 2 \
+    "err==flow: store 'sqlite:x' is not supported yet (only 'memory:')"
+
+run "$FLOW" run ok.yaml --detach
+expect "--detach rejected" 2 "err=~^flow: .*--detach" "err#1"
+
+run "$FLOW" graph ok.yaml --format png
+expect "unknown graph format" 2 "err~unknown format 'png'"
+
+# ---------------------------------------------------------------------------
+# validate
+
+run "$FLOW" validate ok.yaml
+expect "validate ok" 0 "out==ok: ok.yaml: 3 tasks" "err#0"
+
+run "$FLOW" validate bad.yaml
+expect "validate unknown task" 2 "err=~^error: .*nosuch.*bad\.yaml:[45]:[0-9]+" "out#0"
+
+run "$FLOW" validate badkey.yaml
+expect "validate unknown key" 2 "err=~^error: .*colour.*badkey\.yaml:7:[0-9]+"
+
+printf 'name: broken\ntasks: [unclosed\n' >syntax.yaml
+run "$FLOW" validate syntax.yaml
+expect "validate syntax error" 2 "err=~^error: .*syntax\.yaml:[0-9]+:[0-9]+"
+
+run "$FLOW" validate missing.yaml
+expect "validate missing file" 2 "err=~^error: .*missing\.yaml"
+
+run "$FLOW" validate --json ok.yaml
+expect "validate --json ok" 0 "err#0"
+expect_json "validate --json ok body" '"valid":true' '"errors":[]' '"warnings":'
+
+run "$FLOW" validate bad.yaml --json
+expect "validate --json invalid" 2 "err#0"
+expect_json "validate --json invalid body" '"valid":false' 'nosuch'
+
+# ---------------------------------------------------------------------------
+# graph
+
+run "$FLOW" graph graph.yaml
+expect "graph mermaid" 0 "out=~^flowchart TD$" "out~fetch" "out~enrich" "out~join" \
+    "out~race" "out~tail" "out~review" "out~rescue" "out~-->" "out~-.->|any|" \
+    "out~-.->|optional|" "out~-.->|on error|" "out~needs_review" 'out~{"route"}'
+
+run "$FLOW" graph --format dot graph.yaml
+expect "graph dot" 0 "out=~^digraph " "out~->" "out~style=dashed" 'out~label="any"' \
+    'out~label="optional"' 'out~label="on error"' "out~shape=diamond" 'out~"needs_review"' \
+    'out~"fetch"' "out=~^}$"
+
+run "$FLOW" graph graph.yaml -f json
+expect "graph json" 0 'out~"tasks"' 'out~"edges"' 'out~"name": "fetch"'
+expect_json "graph json kinds" '"kind":"after"' '"kind":"after_any"' '"kind":"optional"' \
+    '"kind":"fallback"' '"router":true'
+
+run "$FLOW" graph bad.yaml
+expect "graph of an invalid file" 2 "err=~^error: .*nosuch" "out#0"
+
+# ---------------------------------------------------------------------------
+# run: results, events, failures
+
+run "$FLOW" run pipeline.yaml
+expect "run pipeline" 0 "err=~^run [^ ]+$" "err=~^completed in [0-9.]+s: 5 tasks, 0 failed" \
+    "err=~^[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} started +a \(attempt 1\)$" \
+    "err=~^[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} completed +final \([0-9]+\.[0-9]+s\)$"
+expect_json "run pipeline result" '"first":"first"' '"a":{"x":1}' '"b":{"y":2}'
+if [ "$(head -1 "$TMP/err" | cut -c1-4)" = "run " ]; then
+    ok "run id is the first line of stderr"
+else
+    ko "run id is the first line of stderr"
+fi
+n_started=$(grep -Ec ' started +[a-z]+ \(attempt' "$TMP/err")
+n_done=$(grep -Ec ' completed +[a-z]+ \(' "$TMP/err")
+n_first=$(grep -Ec ' started +first ' "$TMP/err")
+if [ "$n_started" -eq 5 ] && [ "$n_done" -eq 5 ] && [ "$n_first" -eq 1 ]; then
+    ok "one line per task event, after_any fired once"
+else
+    ko "one line per task event, after_any fired once" \
+        "started=$n_started completed=$n_done first=$n_first (want 5 5 1)"
+fi
+if grep -q $'\r' "$TMP/err" || grep -q $'\033' "$TMP/err"; then
+    ko "no terminal codes when stderr is not a terminal"
+else
+    ok "no terminal codes when stderr is not a terminal"
+fi
+
+run "$FLOW" run failing.yaml
+expect "failing task" 1 "err=~ failed +boom: " "err=~^failed: " "err~disk on fire" "out#0"
+
+run "$FLOW" run badkey.yaml
+expect "invalid workflow runs nothing" 2 "err=~^error: .*colour"
+if [ -e ran.marker ]; then
+    ko "invalid workflow runs nothing: marker"
+else
+    ok "invalid workflow runs nothing: marker"
+fi
+
+run "$FLOW" run cancel.yaml
+expect "cancelled run" 4 "err~stop here"
+if [ -e never.marker ]; then ko "cancelled run stops"; else ok "cancelled run stops"; fi
+
+# ---------------------------------------------------------------------------
+# run: inputs
+
+run "$FLOW" run greet.yaml --input name=world
+expect "--input reaches templates" 0 'out=="hello world"'
+
+echo '{"name": "file"}' >inputs.json
+run "$FLOW" run greet.yaml --inputs inputs.json
+expect "--inputs reaches templates" 0 'out=="hello file"'
+
+run "$FLOW" run --input name=flag greet.yaml --inputs inputs.json
+expect "--input overrides --inputs" 0 'out=="hello flag"'
+
+run "$FLOW" run echo_inputs.yaml -i count=42 -i flag=true -i name=bob -i 'list=[1, 2]' \
+    -i 'obj={"k": "v"}' -i 'text=not json' -i empty=
+expect "--input values parsed as JSON" 0
+expect_json "--input values parsed as JSON: body" '"count":42' '"flag":true' '"name":"bob"' \
+    '"list":[1,2]' '"obj":{"k":"v"}' '"text":"notjson"' '"empty":""'
+
+run "$FLOW" run greet.yaml --input name
+expect "--input without =" 2 "err=~^flow: .*KEY=VALUE" "err#1"
+
+echo '[1, 2]' >array.json
+run "$FLOW" run greet.yaml --inputs array.json
+expect "--inputs not an object" 2 "err=~^flow: .*array\.json.*object" "err#1"
+
+echo '{"name": ' >broken.json
+run "$FLOW" run greet.yaml --inputs broken.json
+expect "--inputs invalid JSON" 2 "err=~^flow: .*broken\.json" "err#1"
+
+run "$FLOW" run greet.yaml --inputs nothere.json
+expect "--inputs missing file" 2 "err=~^flow: .*nothere\.json" "err#1"
+
+# ---------------------------------------------------------------------------
+# run: --quiet, --json, --id, --start, --jobs
+
+run "$FLOW" run greet.yaml --input name=q --quiet
+expect "--quiet prints nothing on stderr" 0 "err#0" 'out=="hello q"'
+
+run "$FLOW" run -q failing.yaml
+expect "--quiet still reports a failure" 1 "err=~^failed: " "err!started"
+
+run "$FLOW" run greet.yaml --input name=j --json --id my-run-1 --store memory: --wait
+expect "--json prints the run" 0 "err=~^run my-run-1$"
+expect_json "--json body" '"id":"my-run-1"' '"status":"completed"' '"tasks":[' '"result":"helloj"'
+
+run "$FLOW" run entry.yaml --start b --input k=v -j 1
+expect "--start runs the entry task first" 0 "err!started   a " "err=~ started +b "
+expect_json "--start input" '"k":"v"'
+
+run "$FLOW" run entry.yaml --start nosuch
+expect "--start unknown task" 2 "err=~^flow: .*nosuch" "err!started"
+
+# ---------------------------------------------------------------------------
+# Progress on a terminal (script(1) gives the run a pseudo-terminal)
+
+if command -v script >/dev/null 2>&1; then
+    run script -qec "'$FLOW' run '$TMP/slow.yaml'" /dev/null
+    if [ "$rc" = 0 ] && grep -q $'\r\033\[K' "$TMP/out" &&
+        grep -Eq '\] 1/2 done, 1 running \| running: two' "$TMP/out" &&
+        ! grep -Eq ' started +one \(attempt' "$TMP/out"; then
+        ok "terminal progress bar"
+    else
+        ko "terminal progress bar" "rc=$rc; want a bar redrawn with \\r ESC[K, no event lines"
+    fi
+else
+    echo "skip terminal progress bar (no script(1))"
+fi
+
+# ---------------------------------------------------------------------------
+# Signals: the run stops, its commands die, exit 130
+
+# interrupt_test NAME SIGNAL
+interrupt_test() {
+    local name=$1 sig=$2 i
+    "$FLOW" run sleepy.yaml >"$TMP/out" 2>"$TMP/err" </dev/null &
+    BG_PID=$!
+    for i in $(seq 1 100); do
+        pgrep -f "sleep $MARK" >/dev/null && break
+        sleep 0.05
+    done
+    if ! pgrep -f "sleep $MARK" >/dev/null; then
+        ko "$name" "the task 'sleep $MARK' never started"
+        kill -KILL "$BG_PID" 2>/dev/null
+        wait "$BG_PID" 2>/dev/null
+        BG_PID=""
+        return
+    fi
+    local t0=$SECONDS
+    kill "-$sig" "$BG_PID"
+    for i in $(seq 1 100); do
+        kill -0 "$BG_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$BG_PID" 2>/dev/null; then
+        ko "$name" "flow run still running 5s after SIG$sig"
+        kill -KILL "$BG_PID" 2>/dev/null
+    fi
+    wait "$BG_PID"
+    rc=$?
+    BG_PID=""
+    expect "$name" 130 "err=~^interrupted$"
+    if [ $((SECONDS - t0)) -gt 3 ]; then
+        ko "$name: fast" "took $((SECONDS - t0))s"
+    fi
+    sleep 0.2
+    if pgrep -f "sleep $MARK" >/dev/null; then
+        ko "$name: no orphan" "'sleep $MARK' is still running"
+        kill -KILL $(pgrep -f "sleep $MARK") 2>/dev/null
+    else
+        ok "$name: no orphan"
+    fi
+}
+
+interrupt_test "SIGINT stops the run" INT
+interrupt_test "SIGTERM stops the run" TERM
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

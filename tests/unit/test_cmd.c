@@ -1,0 +1,870 @@
+/* test_cmd.c -- command tasks (src/exec/cmd.c): real children, pipes, files
+ * and signals, driven by a small poll() loop like the scheduler's. */
+#include "util/compat.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#include "exec/cmd.h"
+#include "util/alloc.h"
+
+struct fixture {
+    char *dir;    /* the work_dir */
+    int fd_count; /* open descriptors before the test */
+};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] != '.')
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Names in `dir` other than the shared null.json. */
+static int count_attempt_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || !strcmp(e->d_name, "null.json"))
+            continue;
+        fprintf(stderr, "left over in work_dir: %s\n", e->d_name);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    f->dir = th_tempdir();
+    assert_non_null(f->dir);
+    f->fd_count = count_fds();
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(count_fds(), f->fd_count);
+    assert_int_equal(count_attempt_files(f->dir), 0);
+    th_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static struct flow__cmd_spec base_spec(struct fixture *f)
+{
+    static int activation;
+    struct flow__cmd_spec s;
+    memset(&s, 0, sizeof(s));
+    s.run_id = "run-1";
+    s.task = "task-a";
+    s.activation = (uint64_t)++activation;
+    s.attempt = 1;
+    s.work_dir = f->dir;
+    return s;
+}
+
+/* The scheduler's loop in miniature: poll, handle, until done. Returns false
+ * when `limit` seconds passed first. */
+static bool drive(struct flow__cmd *c, double limit)
+{
+    double end = now() + limit;
+    while (!flow__cmd_is_done(c)) {
+        if (now() > end)
+            return false;
+        struct pollfd fds[FLOW__CMD_POLLFDS_MAX];
+        int n = flow__cmd_pollfds(c, fds, FLOW__CMD_POLLFDS_MAX);
+        assert_true(n > 0);
+        int r = poll(fds, (nfds_t)n, 50);
+        if (r < 0 && errno == EINTR)
+            continue;
+        assert_true(r >= 0);
+        flow__cmd_handle(c, fds, n);
+    }
+    return true;
+}
+
+/* Start, drive to the end, finish. */
+static void run_spec(const struct flow__cmd_spec *s, struct flow__cmd_result *res)
+{
+    struct flow__cmd *c = NULL;
+    flow_error err;
+    flow_err rc = flow__cmd_start(s, &c, &err);
+    if (rc != FLOW_OK)
+        fail_msg("start failed: %s", err.message);
+    assert_true(drive(c, 20));
+    flow__cmd_finish(c, false, res);
+}
+
+static void run_shell(struct fixture *f, const char *script, flow_output_mode mode,
+                      struct flow__cmd_result *res)
+{
+    struct flow__cmd_spec s = base_spec(f);
+    s.shell = script;
+    s.output_mode = mode;
+    run_spec(&s, res);
+}
+
+/* Start must fail; returns the message (static buffer). */
+static const char *start_error(const struct flow__cmd_spec *s)
+{
+    static flow_error err;
+    struct flow__cmd *c = NULL;
+    flow_err rc = flow__cmd_start(s, &c, &err);
+    assert_int_not_equal(rc, FLOW_OK);
+    assert_null(c);
+    return err.message;
+}
+
+static bool process_gone(pid_t pid)
+{
+    if (kill(pid, 0) != 0)
+        return errno == ESRCH;
+    /* Gone but not yet reaped by init (or no init reaping at all). */
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    char *stat = th_read_file(path);
+    if (!stat)
+        return true;
+    char *p = strrchr(stat, ')');
+    bool zombie = p && (p[2] == 'Z' || p[2] == 'X');
+    free(stat);
+    return zombie;
+}
+
+static bool wait_gone(pid_t pid, double limit)
+{
+    double end = now() + limit;
+    while (!process_gone(pid)) {
+        if (now() > end)
+            return false;
+        usleep(10000);
+    }
+    return true;
+}
+
+/* Peak resident memory in KiB, reset first when `reset`. */
+static long vm_hwm(bool reset)
+{
+    if (reset) {
+        FILE *cr = fopen("/proc/self/clear_refs", "w");
+        if (cr) {
+            fputs("5", cr);
+            fclose(cr);
+        }
+    }
+    char *status = th_read_file("/proc/self/status");
+    assert_non_null(status);
+    char *p = strstr(status, "VmHWM:");
+    assert_non_null(p);
+    long kb = strtol(p + 6, NULL, 10);
+    free(status);
+    return kb;
+}
+
+/* ------------------------------------------------------------------------ */
+
+static void test_true_false(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_result res;
+    struct flow__cmd_spec s = base_spec(f);
+    const char *t[] = {"true", NULL};
+    s.argv = t;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_int_equal(res.exit_status, 0);
+    assert_int_equal(res.term_signal, 0);
+    assert_true(json_is_null(res.output));
+    assert_true(json_is_array(res.directives));
+    assert_int_equal(json_array_size(res.directives), 0);
+    assert_null(res.error);
+    assert_null(res.stderr_tail);
+    flow__cmd_result_cleanup(&res);
+
+    const char *fa[] = {"/bin/false", NULL};
+    s = base_spec(f);
+    s.argv = fa;
+    run_spec(&s, &res);
+    assert_false(res.ok);
+    assert_int_equal(res.exit_status, 1);
+    assert_null(res.output);
+    assert_string_equal(res.error, "exited with status 1");
+    flow__cmd_result_cleanup(&res);
+
+    run_shell(f, "exit 7", FLOW_OUTPUT_AUTO, &res);
+    assert_false(res.ok);
+    assert_int_equal(res.exit_status, 7);
+    assert_string_equal(res.error, "exited with status 7");
+    flow__cmd_result_cleanup(&res);
+}
+
+static void test_output_modes(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_result res;
+
+    run_shell(f, "echo '{\"a\": [1, 2]}'", FLOW_OUTPUT_AUTO, &res);
+    assert_true(res.ok);
+    assert_true(json_is_object(res.output));
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(res.output, "a"), 1)), 2);
+    flow__cmd_result_cleanup(&res);
+
+    run_shell(f, "printf '  hello world \\n\\n'", FLOW_OUTPUT_AUTO, &res);
+    assert_true(res.ok);
+    assert_string_equal(json_string_value(res.output), "hello world");
+    flow__cmd_result_cleanup(&res);
+
+    run_shell(f, "echo 42", FLOW_OUTPUT_AUTO, &res);
+    assert_true(res.ok);
+    assert_int_equal(json_integer_value(res.output), 42);
+    flow__cmd_result_cleanup(&res);
+
+    run_shell(f, "echo 42", FLOW_OUTPUT_TEXT, &res);
+    assert_true(res.ok);
+    assert_string_equal(json_string_value(res.output), "42");
+    flow__cmd_result_cleanup(&res);
+
+    run_shell(f, "printf 'a\\n b\\r\\n\\nc\\n'", FLOW_OUTPUT_LINES, &res);
+    assert_true(res.ok);
+    assert_int_equal(json_array_size(res.output), 4);
+    assert_string_equal(json_string_value(json_array_get(res.output, 0)), "a");
+    assert_string_equal(json_string_value(json_array_get(res.output, 1)), " b");
+    assert_string_equal(json_string_value(json_array_get(res.output, 2)), "");
+    assert_string_equal(json_string_value(json_array_get(res.output, 3)), "c");
+    flow__cmd_result_cleanup(&res);
+
+    run_shell(f, "true", FLOW_OUTPUT_LINES, &res);
+    assert_true(res.ok);
+    assert_int_equal(json_array_size(res.output), 0);
+    flow__cmd_result_cleanup(&res);
+
+    run_shell(f, "echo '[1, 2'", FLOW_OUTPUT_JSON, &res);
+    assert_false(res.ok);
+    assert_int_equal(res.exit_status, 0);
+    assert_null(res.output);
+    assert_non_null(strstr(res.error, "output is not valid JSON: "));
+    flow__cmd_result_cleanup(&res);
+
+    run_shell(f, "printf '\\377\\376'", FLOW_OUTPUT_TEXT, &res);
+    assert_false(res.ok);
+    assert_string_equal(res.error, "output is not valid UTF-8 text");
+    flow__cmd_result_cleanup(&res);
+}
+
+static void test_sigpipe_default(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_result res;
+    /* The runner ignores SIGPIPE (see main): with that inherited, `yes` would
+     * complain of a broken pipe instead of dying quietly. */
+    run_shell(f, "yes | head -c 3", FLOW_OUTPUT_LINES, &res);
+    assert_true(res.ok);
+    assert_int_equal(json_array_size(res.output), 2);
+    assert_null(res.stderr_tail);
+    flow__cmd_result_cleanup(&res);
+}
+
+static void test_flow_output_wins(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_result res;
+
+    run_shell(f, "echo from-stdout; echo '[1, 2]' > \"$FLOW_OUTPUT\"", FLOW_OUTPUT_AUTO, &res);
+    assert_true(res.ok);
+    assert_true(json_is_array(res.output));
+    assert_int_equal(json_array_size(res.output), 2);
+    flow__cmd_result_cleanup(&res);
+
+    /* An empty FLOW_OUTPUT falls back to stdout. */
+    run_shell(f, "echo from-stdout; : > \"$FLOW_OUTPUT\"", FLOW_OUTPUT_AUTO, &res);
+    assert_true(res.ok);
+    assert_string_equal(json_string_value(res.output), "from-stdout");
+    flow__cmd_result_cleanup(&res);
+
+    /* Over the limit on stdout is fine when FLOW_OUTPUT has the output... */
+    struct flow__cmd_spec s = base_spec(f);
+    s.shell = "head -c 5000 /dev/zero; echo '\"file\"' > \"$FLOW_OUTPUT\"";
+    s.output_limit = 1000;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_string_equal(json_string_value(res.output), "file");
+    flow__cmd_result_cleanup(&res);
+
+    /* ...and an error when stdout is the output. */
+    s = base_spec(f);
+    s.shell = "head -c 5000 /dev/zero";
+    s.output_limit = 1000;
+    run_spec(&s, &res);
+    assert_false(res.ok);
+    assert_string_equal(res.error, "stdout is over the 1000 bytes output limit (write large data "
+                                   "to a file and output its path)");
+    flow__cmd_result_cleanup(&res);
+
+    /* Exactly at the limit is not over it. */
+    s = base_spec(f);
+    s.shell = "head -c 1000 /dev/zero | tr '\\0' x";
+    s.output_limit = 1000;
+    s.output_mode = FLOW_OUTPUT_TEXT;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_int_equal(json_string_length(res.output), 1000);
+    flow__cmd_result_cleanup(&res);
+}
+
+static void test_input(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_result res;
+    json_error_t je;
+    json_t *input = json_loads("{\"x\": [1, \"two\", null], \"y\": {\"z\": true}}", 0, &je);
+    assert_non_null(input);
+
+    struct flow__cmd_spec s = base_spec(f);
+    s.shell = "cat \"$FLOW_INPUT\"";
+    s.input = input;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_true(json_equal(res.output, input));
+    flow__cmd_result_cleanup(&res);
+
+    /* Fed to stdin too when asked. */
+    const char *cat[] = {"cat", NULL};
+    s = base_spec(f);
+    s.argv = cat;
+    s.input = input;
+    s.stdin_input = true;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_true(json_equal(res.output, input));
+    flow__cmd_result_cleanup(&res);
+
+    /* Else stdin is /dev/null. */
+    s.stdin_input = false;
+    s.activation++;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_true(json_is_null(res.output));
+    flow__cmd_result_cleanup(&res);
+
+    /* A null input is the shared null.json. */
+    s = base_spec(f);
+    s.shell = "cat \"$FLOW_INPUT\"; echo \"$FLOW_INPUT\" >&2";
+    s.output_mode = FLOW_OUTPUT_TEXT;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_string_equal(json_string_value(res.output), "null");
+    assert_non_null(strstr(res.stderr_tail, "/null.json"));
+    flow__cmd_result_cleanup(&res);
+
+    /* Large input (over the small-buffer path). */
+    json_t *big = json_array();
+    for (int i = 0; i < 2000; i++)
+        json_array_append_new(big, json_string("0123456789"));
+    s = base_spec(f);
+    s.shell = "cat \"$FLOW_INPUT\"";
+    s.input = big;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_true(json_equal(res.output, big));
+    flow__cmd_result_cleanup(&res);
+    json_decref(big);
+    json_decref(input);
+}
+
+static void test_env(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_result res;
+    struct flow__cmd_spec s = base_spec(f);
+    s.activation = 77;
+    s.attempt = 3;
+    s.state_path = "/some/state.json";
+    s.shell = "echo \"$FLOW_RUN_ID\"; echo \"$FLOW_TASK\"; echo \"$FLOW_ACTIVATION\"; "
+              "echo \"$FLOW_ATTEMPT\"; echo \"$FLOW_STATE\"; echo \"$FLOW_INPUT\"; "
+              "echo \"$FLOW_OUTPUT\"; echo \"$FLOW_CONTROL\"; echo \"$FLOW_TEST_VAR\"; "
+              "echo \"$FLOW_TEST_OTHER\"";
+    s.output_mode = FLOW_OUTPUT_LINES;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_int_equal(json_array_size(res.output), 10);
+    const char *want[] = {"run-1", "task-a", "77", "3", "/some/state.json"};
+    for (size_t i = 0; i < 5; i++)
+        assert_string_equal(json_string_value(json_array_get(res.output, i)), want[i]);
+    for (size_t i = 5; i < 8; i++) {
+        const char *path = json_string_value(json_array_get(res.output, i));
+        assert_true(strncmp(path, f->dir, strlen(f->dir)) == 0);
+    }
+    assert_non_null(strstr(json_string_value(json_array_get(res.output, 6)), "a77-3."));
+    assert_string_equal(json_string_value(json_array_get(res.output, 8)), "from-runner");
+    assert_string_equal(json_string_value(json_array_get(res.output, 9)), "kept");
+    flow__cmd_result_cleanup(&res);
+
+    /* spec->env overrides the runner's; the last of equal names wins; our
+     * FLOW_* variables cannot be overridden. */
+    const char *env[] = {"FLOW_TEST_VAR=first", "NEW_VAR=new", "FLOW_TEST_VAR=from-task",
+                         "FLOW_TASK=forged", NULL};
+    s = base_spec(f);
+    s.env = env;
+    s.shell = "echo \"$FLOW_TEST_VAR\"; echo \"$NEW_VAR\"; echo \"$FLOW_TASK\"; "
+              "echo \"$FLOW_TEST_OTHER\"; env | grep -c '^FLOW_TEST_VAR='";
+    s.output_mode = FLOW_OUTPUT_LINES;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_string_equal(json_string_value(json_array_get(res.output, 0)), "from-task");
+    assert_string_equal(json_string_value(json_array_get(res.output, 1)), "new");
+    assert_string_equal(json_string_value(json_array_get(res.output, 2)), "task-a");
+    assert_string_equal(json_string_value(json_array_get(res.output, 3)), "kept");
+    assert_string_equal(json_string_value(json_array_get(res.output, 4)), "1");
+    flow__cmd_result_cleanup(&res);
+
+    /* argv[0] is looked up in the task's PATH when it sets one. */
+    const char *path_env[] = {"PATH=/nonexistent-dir", NULL};
+    const char *t[] = {"true", NULL};
+    s = base_spec(f);
+    s.env = path_env;
+    s.argv = t;
+    assert_string_equal(start_error(&s), "command not found: 'true'");
+
+    const char *bad_env[] = {"NOEQUALS", NULL};
+    s = base_spec(f);
+    s.env = bad_env;
+    s.argv = t;
+    assert_non_null(strstr(start_error(&s), "bad environment entry 'NOEQUALS'"));
+}
+
+static void test_cwd(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_result res;
+    struct flow__cmd_spec s = base_spec(f);
+    const char *pwd[] = {"pwd", NULL};
+    s.argv = pwd;
+    s.cwd = "/";
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_string_equal(json_string_value(res.output), "/");
+    flow__cmd_result_cleanup(&res);
+
+    s = base_spec(f);
+    s.argv = pwd;
+    s.cwd = "/nope";
+    assert_string_equal(start_error(&s),
+                        "cannot change directory to '/nope': no such file or directory");
+}
+
+static void test_start_errors(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_spec s = base_spec(f);
+    const char *nosuch[] = {"nosuchcmd", "arg", NULL};
+    s.argv = nosuch;
+    assert_string_equal(start_error(&s), "command not found: 'nosuchcmd'");
+
+    const char *passwd[] = {"/etc/passwd", NULL};
+    s.argv = passwd;
+    assert_string_equal(start_error(&s), "cannot execute '/etc/passwd': permission denied");
+
+    const char *dir[] = {"/tmp", NULL};
+    s.argv = dir;
+    assert_string_equal(start_error(&s), "cannot execute '/tmp': is a directory");
+
+    const char *missing[] = {"/nonexistent/cmd", NULL};
+    s.argv = missing;
+    assert_string_equal(start_error(&s),
+                        "cannot execute '/nonexistent/cmd': no such file or directory");
+
+    /* (valgrind kills a child whose execve fails after its own checks, so
+     * there the failure is not reported.) */
+    const char *preload = getenv("LD_PRELOAD");
+    if (!preload || !strstr(preload, "vgpreload")) {
+        char *script = th_write_file(f->dir, "script", "#!/nonexistent/interpreter\necho hi\n");
+        assert_non_null(script);
+        assert_int_equal(chmod(script, 0755), 0);
+        const char *bad_interp[] = {script, NULL};
+        s.argv = bad_interp;
+        char want[8192];
+        snprintf(want, sizeof(want),
+                 "cannot execute '%s': bad interpreter (no such file or directory)", script);
+        assert_string_equal(start_error(&s), want);
+        unlink(script);
+        free(script);
+        s.argv = missing;
+    }
+
+    /* A failed start leaves no file: the input file is removed too. */
+    s.input = json_pack("{s:i}", "n", 1);
+    assert_non_null(s.input);
+    assert_non_null(start_error(&s));
+    json_decref(s.input);
+
+    s = base_spec(f);
+    assert_string_equal(start_error(&s), "command task without a command");
+}
+
+static void test_stdout_100mb(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_result res;
+    long before = vm_hwm(true);
+    struct flow__cmd_spec s = base_spec(f);
+    const char *head[] = {"head", "-c", "100000000", "/dev/zero", NULL};
+    s.argv = head;
+    run_spec(&s, &res);
+    long grew = vm_hwm(false) - before;
+    assert_false(res.ok);
+    assert_int_equal(res.exit_status, 0);
+    assert_string_equal(res.error, "stdout is over the 16 MiB output limit (write large data to "
+                                   "a file and output its path)");
+    flow__cmd_result_cleanup(&res);
+    /* The 16 MiB kept, then dropped; nowhere near the 100 MB written. */
+    assert_true(grew < 60 * 1024);
+}
+
+static void test_stderr_100mb(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_result res;
+    long before = vm_hwm(true);
+    run_shell(f, "head -c 100000000 /dev/zero | tr '\\0' x >&2; echo the-end >&2; echo done",
+              FLOW_OUTPUT_AUTO, &res);
+    long grew = vm_hwm(false) - before;
+    assert_true(res.ok);
+    assert_string_equal(json_string_value(res.output), "done");
+    assert_non_null(res.stderr_tail);
+    assert_int_equal(strlen(res.stderr_tail), 64 * 1024);
+    assert_string_equal(res.stderr_tail + 64 * 1024 - 8, "the-end\n");
+    assert_int_equal(res.stderr_tail[0], 'x');
+    flow__cmd_result_cleanup(&res);
+    assert_true(grew < 20 * 1024);
+
+    struct flow__cmd_spec s = base_spec(f);
+    s.shell = "echo 0123456789 >&2; echo abc >&2";
+    s.stderr_tail = 6;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_string_equal(res.stderr_tail, "9\nabc\n");
+    flow__cmd_result_cleanup(&res);
+}
+
+static void test_stderr_in_error(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_result res;
+    run_shell(f, "echo first >&2; echo '  the real reason ' >&2; echo >&2; exit 3",
+              FLOW_OUTPUT_AUTO, &res);
+    assert_false(res.ok);
+    assert_int_equal(res.exit_status, 3);
+    assert_string_equal(res.error, "exited with status 3: the real reason");
+    assert_string_equal(res.stderr_tail, "first\n  the real reason \n\n");
+    flow__cmd_result_cleanup(&res);
+
+    run_shell(f, "echo oops >&2; kill -TERM $$", FLOW_OUTPUT_AUTO, &res);
+    assert_false(res.ok);
+    assert_int_equal(res.exit_status, -1);
+    assert_int_equal(res.term_signal, SIGTERM);
+    assert_string_equal(res.error, "killed by signal 15 (SIGTERM): oops");
+    flow__cmd_result_cleanup(&res);
+}
+
+static void test_kill(void **state)
+{
+    struct fixture *f = *state;
+    char ready[4096];
+    snprintf(ready, sizeof(ready), "%s/ready", f->dir);
+    char script[8192];
+    snprintf(script, sizeof(script), "trap '' TERM; : > '%s'; sleep 30; echo survived", ready);
+
+    struct flow__cmd_spec s = base_spec(f);
+    s.shell = script;
+    struct flow__cmd *c = NULL;
+    flow_error err;
+    assert_int_equal(flow__cmd_start(&s, &c, &err), FLOW_OK);
+    pid_t pid = flow__cmd_pid(c);
+    assert_true(pid > 0);
+    assert_int_equal(getpgid(pid), pid);
+    struct stat st;
+    double end = now() + 10;
+    while (stat(ready, &st) != 0 && now() < end)
+        usleep(5000);
+    unlink(ready);
+
+    flow__cmd_kill(c, SIGTERM);
+    assert_false(drive(c, 0.3)); /* ignored */
+    double t0 = now();
+    flow__cmd_kill(c, SIGKILL);
+    assert_true(drive(c, 2));
+    assert_true(now() - t0 < 1);
+    flow__cmd_kill(c, SIGKILL); /* no-op once done */
+    struct flow__cmd_result res;
+    flow__cmd_finish(c, true, &res);
+    assert_false(res.ok);
+    assert_int_equal(res.term_signal, SIGKILL);
+    assert_string_equal(res.error, "timed out; killed by signal 9 (SIGKILL)");
+    flow__cmd_result_cleanup(&res);
+
+    /* SIGTERM, honoured, as a timeout would send it. */
+    const char *sleep30[] = {"sleep", "30", NULL};
+    s = base_spec(f);
+    s.argv = sleep30;
+    assert_int_equal(flow__cmd_start(&s, &c, &err), FLOW_OK);
+    flow__cmd_kill(c, SIGTERM);
+    assert_true(drive(c, 2));
+    flow__cmd_finish(c, true, &res);
+    assert_string_equal(res.error, "timed out; killed by signal 15 (SIGTERM)");
+    flow__cmd_result_cleanup(&res);
+}
+
+static void test_grandchild(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_spec s = base_spec(f);
+    s.shell = "sleep 30 & echo $!";
+    struct flow__cmd *c = NULL;
+    flow_error err;
+    double t0 = now();
+    assert_int_equal(flow__cmd_start(&s, &c, &err), FLOW_OK);
+    assert_true(drive(c, 5));
+    assert_true(now() - t0 < 2);
+    struct flow__cmd_result res;
+    flow__cmd_finish(c, false, &res);
+    assert_true(res.ok);
+    assert_true(json_is_integer(res.output));
+    pid_t grandchild = (pid_t)json_integer_value(res.output);
+    assert_true(grandchild > 0);
+    assert_true(wait_gone(grandchild, 1));
+    flow__cmd_result_cleanup(&res);
+}
+
+static void test_control(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_result res;
+    run_shell(f,
+              "echo '{\"set\": {\"a\": 1}}' >> \"$FLOW_CONTROL\"; echo >> \"$FLOW_CONTROL\"; "
+              "echo '{\"emit\": {\"event\": \"e\"}}' >> \"$FLOW_CONTROL\"; "
+              "printf '{\"checkpoint\": true}' >> \"$FLOW_CONTROL\"",
+              FLOW_OUTPUT_AUTO, &res);
+    assert_true(res.ok);
+    assert_int_equal(json_array_size(res.directives), 3);
+    assert_non_null(json_object_get(json_array_get(res.directives, 0), "set"));
+    assert_non_null(json_object_get(json_array_get(res.directives, 1), "emit"));
+    assert_non_null(json_object_get(json_array_get(res.directives, 2), "checkpoint"));
+    flow__cmd_result_cleanup(&res);
+
+    run_shell(f,
+              "printf '{\"set\": {}}\\n\\n{bad\\n' >> \"$FLOW_CONTROL\"; echo '\"out\"'",
+              FLOW_OUTPUT_AUTO, &res);
+    assert_false(res.ok);
+    assert_null(res.directives);
+    assert_null(res.output);
+    assert_non_null(strstr(res.error, "bad directive in $FLOW_CONTROL line 3: "));
+    flow__cmd_result_cleanup(&res);
+
+    run_shell(f, "echo '[1]' >> \"$FLOW_CONTROL\"", FLOW_OUTPUT_AUTO, &res);
+    assert_false(res.ok);
+    assert_string_equal(res.error, "bad directive in $FLOW_CONTROL line 1: not a JSON object");
+    flow__cmd_result_cleanup(&res);
+
+    /* A failed task's control file is removed too. */
+    run_shell(f, "echo '{}' >> \"$FLOW_CONTROL\"; echo 1 > \"$FLOW_OUTPUT\"; exit 1",
+              FLOW_OUTPUT_AUTO, &res);
+    assert_false(res.ok);
+    assert_string_equal(res.error, "exited with status 1");
+    flow__cmd_result_cleanup(&res);
+}
+
+static void test_pdeathsig(void **state)
+{
+    struct fixture *f = *state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t helper = fork();
+    assert_true(helper >= 0);
+    if (helper == 0) {
+        close(fds[0]);
+        struct flow__cmd_spec s = base_spec(f);
+        const char *sleep30[] = {"sleep", "30", NULL};
+        s.argv = sleep30;
+        struct flow__cmd *c = NULL;
+        if (flow__cmd_start(&s, &c, NULL) != FLOW_OK)
+            _exit(1);
+        int pid = flow__cmd_pid(c);
+        if (write(fds[1], &pid, sizeof(pid)) != (ssize_t)sizeof(pid))
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(fds[1]);
+    int pid = 0;
+    assert_int_equal(read(fds[0], &pid, sizeof(pid)), (ssize_t)sizeof(pid));
+    close(fds[0]);
+    assert_true(pid > 0);
+    assert_false(process_gone(pid));
+    kill(helper, SIGKILL);
+    assert_int_equal(waitpid(helper, NULL, 0), helper);
+    assert_true(wait_gone(pid, 1));
+}
+
+static void test_abort(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_spec s = base_spec(f);
+    s.shell = "echo 1 > \"$FLOW_OUTPUT\"; sleep 30 & sleep 30";
+    s.input = json_pack("[i]", 1);
+    struct flow__cmd *c = NULL;
+    assert_int_equal(flow__cmd_start(&s, &c, NULL), FLOW_OK);
+    pid_t pid = flow__cmd_pid(c);
+    usleep(50000);
+    double t0 = now();
+    flow__cmd_abort(c);
+    assert_true(now() - t0 < 1);
+    assert_true(process_gone(pid));
+    flow__cmd_abort(NULL);
+    json_decref(s.input);
+}
+
+/* Fail each allocation of a whole attempt once: no crash, no leak (ASan),
+ * no descriptor or file left behind (teardown). */
+static void test_alloc_failures(void **state)
+{
+    struct fixture *f = *state;
+    json_t *input = json_pack("{s:i}", "a", 1);
+    const char *env[] = {"EXTRA=1", NULL};
+    bool clean = false;
+    for (size_t n = 1; !clean && n < 1000; n++) {
+        struct flow__cmd_spec s = base_spec(f);
+        s.shell = "cat \"$FLOW_INPUT\"; echo err >&2; echo '{\"set\": {}}' >> \"$FLOW_CONTROL\"";
+        s.input = input;
+        s.env = env;
+        flow__alloc_fail_at(n);
+        struct flow__cmd *c = NULL;
+        flow_error err;
+        flow_err rc = flow__cmd_start(&s, &c, &err);
+        if (rc == FLOW_OK) {
+            assert_true(drive(c, 10));
+            struct flow__cmd_result res;
+            flow__cmd_finish(c, false, &res);
+            if (res.ok) {
+                assert_true(json_equal(res.output, input));
+                assert_int_equal(json_array_size(res.directives), 1);
+            }
+            flow__cmd_result_cleanup(&res);
+        } else {
+            assert_int_equal(rc, FLOW_ENOMEM);
+            assert_non_null(strstr(err.message, "out of memory"));
+        }
+        clean = flow__alloc_fail_at(0) < n;
+    }
+    assert_true(clean);
+    json_decref(input);
+}
+
+static void test_many(void **state)
+{
+    struct fixture *f = *state;
+    /* Two at a time, as the scheduler would, through one poll set. */
+    const char *t[] = {"/bin/true", NULL};
+    int done = 0;
+    struct flow__cmd *jobs[2] = {NULL, NULL};
+    int started = 0;
+    while (done < 200) {
+        for (int i = 0; i < 2; i++) {
+            if (!jobs[i] && started < 200) {
+                struct flow__cmd_spec s = base_spec(f);
+                s.argv = t;
+                assert_int_equal(flow__cmd_start(&s, &jobs[i], NULL), FLOW_OK);
+                started++;
+            }
+        }
+        struct pollfd fds[2 * FLOW__CMD_POLLFDS_MAX];
+        int counts[2] = {0, 0};
+        int n = 0;
+        for (int i = 0; i < 2; i++) {
+            if (jobs[i]) {
+                counts[i] = flow__cmd_pollfds(jobs[i], fds + n, FLOW__CMD_POLLFDS_MAX);
+                n += counts[i];
+            }
+        }
+        assert_true(poll(fds, (nfds_t)n, 1000) > 0);
+        n = 0;
+        for (int i = 0; i < 2; i++) {
+            if (!jobs[i])
+                continue;
+            flow__cmd_handle(jobs[i], fds + n, counts[i]);
+            n += counts[i];
+            if (flow__cmd_is_done(jobs[i])) {
+                struct flow__cmd_result res;
+                flow__cmd_finish(jobs[i], false, &res);
+                assert_true(res.ok);
+                flow__cmd_result_cleanup(&res);
+                jobs[i] = NULL;
+                done++;
+            }
+        }
+    }
+}
+
+int main(void)
+{
+    /* Before the first spawn: the runner's environment is copied once. */
+    setenv("FLOW_TEST_VAR", "from-runner", 1);
+    setenv("FLOW_TEST_OTHER", "kept", 1);
+    setenv("FLOW_TASK", "from-runner-env", 1);
+    /* A runner that ignores SIGPIPE must not pass that on. */
+    signal(SIGPIPE, SIG_IGN);
+
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_stdout_100mb, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stderr_100mb, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_true_false, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_output_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigpipe_default, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_output_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_env, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cwd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stderr_in_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grandchild, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_control, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pdeathsig, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
