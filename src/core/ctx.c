@@ -18,7 +18,7 @@ struct flow_ctx *flow__ctx_new(struct flow_engine *e, struct flow_run *r, struct
         e->free_ctx = ctx->next_free;
     else if (!(ctx = flow__malloc(sizeof(*ctx))))
         return NULL;
-    memset(ctx, 0, sizeof(*ctx));
+    *ctx = (struct flow_ctx){0};
     ctx->engine = e;
     ctx->run = r;
     ctx->act = a;

@@ -62,13 +62,13 @@ static bool readyq_push(struct readyq *q, struct act *a, int priority)
         if (!ring)
             return false;
         for (size_t i = 0; i < b->count; i++)
-            ring[i] = b->ring[(b->head + i) % b->cap];
+            ring[i] = b->ring[(b->head + i) & (b->cap - 1)];
         flow__free(b->ring);
         b->ring = ring;
         b->head = 0;
         b->cap = cap;
     }
-    b->ring[(b->head + b->count) % b->cap] = a;
+    b->ring[(b->head + b->count) & (b->cap - 1)] = a; /* cap is a power of two */
     b->count++;
     q->count++;
     return true;
@@ -83,7 +83,7 @@ static struct act *readyq_pop(struct readyq *q)
         if (!b->count)
             continue;
         struct act *a = b->ring[b->head];
-        b->head = (b->head + 1) % b->cap;
+        b->head = (b->head + 1) & (b->cap - 1);
         b->count--;
         q->count--;
         return a;
@@ -99,13 +99,13 @@ static void readyq_drop_run(struct readyq *q, struct flow_run *r)
         size_t kept = 0;
         size_t n = b->count;
         for (size_t k = 0; k < n; k++) {
-            struct act *a = b->ring[(b->head + k) % b->cap];
+            struct act *a = b->ring[(b->head + k) & (b->cap - 1)];
             if (a->run == r) {
                 a->flags &= (uint8_t)~ACT_QUEUED;
                 q->count--;
                 flow__run_cancel_act(r, a, "the run stopped before it started");
             } else {
-                b->ring[(b->head + kept) % b->cap] = a;
+                b->ring[(b->head + kept) & (b->cap - 1)] = a;
                 kept++;
             }
         }
@@ -266,6 +266,11 @@ void flow__engine_forget_run(struct flow_engine *e, struct flow_run *r)
 
 /* ---- waking the loop ---------------------------------------------------- */
 
+void flow__engine_tick(struct flow_engine *e)
+{
+    e->clock = flow__wall_time();
+}
+
 void flow__engine_wake(struct flow_engine *e)
 {
     if (atomic_exchange(&e->wake_pending, 1))
@@ -313,6 +318,7 @@ static void *worker_main(void *arg)
     struct flow_ctx *done = NULL;
     in_pool_thread = true;
     pthread_mutex_lock(&e->lock);
+    flow__engine_tick(e);
     for (;;) {
         if (done) {
             bool detached = done->detached;
@@ -335,6 +341,7 @@ static void *worker_main(void *arg)
             e->idle++;
             pthread_cond_wait(&e->pool_cond, &e->lock);
             e->idle--;
+            flow__engine_tick(e);
             continue;
         }
         a->flags &= (uint8_t)~ACT_QUEUED;
@@ -351,6 +358,7 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&e->lock);
             ctx->rc = t->fn(ctx);
             pthread_mutex_lock(&e->lock);
+            flow__engine_tick(e);
         }
         done = ctx;
     }
@@ -500,6 +508,7 @@ static void run_loop_queue(struct flow_engine *e)
             pthread_mutex_unlock(&e->lock);
             ctx->rc = t->fn(ctx);
             pthread_mutex_lock(&e->lock);
+            flow__engine_tick(e);
         } else {
             /* A no-op passes its input on. */
             json_t *in = flow__run_act_input(r, a);
@@ -574,6 +583,7 @@ static void *loop_main(void *arg)
     struct flow_engine *e = arg;
     struct pollfd fds[MAX_POLL];
     pthread_mutex_lock(&e->lock);
+    flow__engine_tick(e);
     for (;;) {
         check_interrupts(e);
         int timeout = fire_timers(e);
@@ -599,6 +609,7 @@ static void *loop_main(void *arg)
         pthread_mutex_unlock(&e->lock);
         int ready = poll(fds, (nfds_t)n, timeout);
         pthread_mutex_lock(&e->lock);
+        flow__engine_tick(e);
         if (ready < 0 && errno != EINTR) {
             flow__log(FLOW_LOG_ERROR, "poll failed: %s", strerror(errno));
             continue;

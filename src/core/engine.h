@@ -95,7 +95,6 @@ struct flow_run {
     uint8_t *leaf_state;            /* [L] per leaf */
     struct act **act_chunks;        /* [L] activations, 256 a chunk */
     struct flow__arena act_arena;   /* [L] where the chunks come from (zeroed) */
-    double clock;                   /* [L] wall time of the current scheduling step */
     size_t act_count;               /* [L] */
     size_t act_chunk_cap;
     struct flow__journal journal;   /* [L] */
@@ -207,10 +206,15 @@ struct flow_engine {
     FLOW__VEC(struct flow_run *) obs_runs; /* [L] runs with events to deliver */
     struct flow_run *runs;          /* [L] live runs */
     struct flow_ctx *free_ctx;      /* [L] recycled contexts */
+    double clock;                   /* [L] wall time of the current scheduling
+                                     * step: one clock read serves every record
+                                     * written in one critical section */
 };
 
 /* ---- engine.c ----------------------------------------------------------- */
 
+/* [L] Read the wall clock into e->clock. */
+void flow__engine_tick(struct flow_engine *e);
 /* Wake the loop thread (coalesced). Async-signal-safe. */
 void flow__engine_wake(struct flow_engine *e);
 /* [L] Queue an activation to run (pool or loop by executor). */

@@ -80,7 +80,7 @@ static void journal(struct flow_run *r, uint8_t type, const struct act *a, json_
         .attempt = a ? (uint8_t)(a->attempt > 255 ? 255 : a->attempt) : 0,
         .task = a ? a->task : 0,
         .act = a ? (uint32_t)a->id : 0,
-        .time = r->clock,
+        .time = r->engine->clock,
         .payload = payload,
     };
     if (flow__journal_append(&r->journal, &rec) != FLOW_OK && !r->stopping)
@@ -99,7 +99,7 @@ void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, c
         .act = a,
         .label = label,
         .delay = delay,
-        .time = r->clock,
+        .time = r->engine->clock,
     };
     flow_err rc = FLOW_OK;
     FLOW__VEC_PUSH(&r->obs, ev, rc);
@@ -143,7 +143,7 @@ void flow__run_deliver(struct flow_run *r, struct obs_event *events, size_t coun
 /* [L] An activation reached a final status. */
 static void act_final(struct flow_run *r, struct act *a)
 {
-    a->ended = r->clock;
+    a->ended = r->engine->clock;
     if (r->unfinished > 0)
         r->unfinished--;
 }
@@ -233,7 +233,7 @@ static void skip(struct flow_run *r, uint32_t task)
         return;
     }
     a->status = FLOW_ACT_SKIPPED;
-    a->ended = r->clock;
+    a->ended = r->engine->clock;
     journal(r, JREC_ACT_SKIPPED, a, NULL);
     flow__run_notify(r, FLOW_EV_TASK_SKIPPED, a, NULL, 0);
     propagate(r, task, LEAF_FALSE, a);
@@ -444,7 +444,7 @@ void flow__run_attempt_started(struct flow_run *r, struct act *a)
     const struct flow_task *t = act_task(a);
     a->attempt++;
     a->status = FLOW_ACT_RUNNING;
-    r->clock = a->started = flow__wall_time();
+    a->started = r->engine->clock;
     r->running++;
     journal(r, JREC_ACT_STARTED, a, NULL);
     flow__run_notify(r, FLOW_EV_TASK_STARTED, a, NULL, 0);
@@ -616,7 +616,6 @@ static void release_slot(struct flow_run *r, bool counted)
 
 void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
 {
-    r->clock = flow__wall_time();
     struct act *a = ctx->act;
     struct flow_engine *e = r->engine;
     release_slot(r, ctx->counted);
@@ -713,7 +712,7 @@ static void state_file_release(struct flow_run *r, uint64_t version);
 
 void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res)
 {
-    r->clock = flow__wall_time();
+    flow__engine_tick(r->engine);
     release_slot(r, true);
     state_file_release(r, a->cmd ? a->cmd->state_version : 0);
     if (res->ok) {
@@ -740,7 +739,7 @@ void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_resu
 
 void flow__run_timer(struct flow_run *r, struct act *a, uint8_t kind)
 {
-    r->clock = flow__wall_time();
+    flow__engine_tick(r->engine);
     const struct flow_task *t = act_task(a);
     switch (kind) {
     case TIMER_RETRY:
@@ -802,7 +801,7 @@ void flow__run_stop(struct flow_run *r, flow_run_status status, const char *why)
 {
     if (r->stopping || r->status >= FLOW_RUN_COMPLETED)
         return;
-    r->clock = flow__wall_time();
+    flow__engine_tick(r->engine);
     struct flow_engine *e = r->engine;
     r->stopping = true;
     r->stop_status = status;
@@ -1239,7 +1238,6 @@ flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts, 
     pthread_cond_init(&r->ended_cond, NULL);
     atomic_init(&r->interrupt, 0);
     flow__arena_init(&r->act_arena, 64 * 1024);
-    r->clock = flow__wall_time();
     r->engine = e;
     flow__ref(f);
     r->flow = f;
@@ -1263,6 +1261,7 @@ flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts, 
         goto out_nomem;
 
     pthread_mutex_lock(&e->lock);
+    flow__engine_tick(e);
     f->frozen = true;
     journal(r, JREC_RUN_CREATED, NULL,
             json_pack("{s:s,s:s?,s:O,s:s?}", "flow", f->name, "version", f->version, "inputs",
