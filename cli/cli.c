@@ -275,7 +275,12 @@ bool cli_print_json(FILE *out, const json_t *v)
     int rc = 0;
 
     if (v) {
-        rc = json_dumpf(v, out, JSON_ENCODE_ANY | JSON_INDENT(2));
+        char *text = flow_json_dumps(v, JSON_INDENT(2));
+        if (text)
+            fputs(text, out);
+        else
+            rc = -1;
+        free(text);
     } else {
         fputs("null", out);
     }

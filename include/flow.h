@@ -82,7 +82,6 @@ typedef enum flow_err {
 } flow_err;
 
 #define FLOW_OK FLOW_EOK
-#define FLOW_EINVALID FLOW_EINVAL /* transitional spelling; use FLOW_EINVAL */
 
 /* A short description of `code` ("out of memory"); never NULL. */
 FLOW_API const char *flow_strerror(flow_err code);

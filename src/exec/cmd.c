@@ -28,6 +28,7 @@
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/error.h"
+#include "util/json.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434 /* the same number on every architecture */
@@ -394,13 +395,14 @@ static flow_err write_input(const char *path, json_t *input, flow_error *err)
     char small[4096];
     char *big = NULL;
     const char *text = small;
-    size_t len = json_dumpb(input, small, sizeof(small) - 1, JSON_ENCODE_ANY | JSON_COMPACT);
+    size_t flags = JSON_ENCODE_ANY | JSON_COMPACT | flow__json_real_flags(input);
+    size_t len = json_dumpb(input, small, sizeof(small) - 1, flags);
     if (len == 0)
         return flow__error(err, FLOW_EINVAL, "cannot write the task input as JSON");
     if (len < sizeof(small) - 1) {
         small[len++] = '\n';
     } else {
-        big = json_dumps(input, JSON_ENCODE_ANY | JSON_COMPACT);
+        big = json_dumps(input, flags);
         if (!big)
             return flow__error(err, FLOW_ENOMEM, "out of memory writing the task input");
         text = big;
