@@ -301,3 +301,16 @@ bool cli_flush(FILE *out)
     }
     return true;
 }
+
+int cli_one_file(const struct cli_args *a, const char **file)
+{
+    if (a->npos < 1) {
+        return cli_usage_error(a->cmd, "'%s' needs a workflow FILE", a->cmd);
+    }
+    if (a->npos > 1) {
+        return cli_usage_error(a->cmd, "unexpected argument '%s' for '%s'", cli_pos(a, 1),
+                               a->cmd);
+    }
+    *file = cli_pos(a, 0);
+    return -1;
+}

@@ -91,6 +91,10 @@ int cli_next_opt(struct cli_args *a);
 /* The i-th positional argument (0-based), valid after cli_next_opt() returned 0. */
 const char *cli_pos(const struct cli_args *a, int i);
 
+/* After the options of a command that takes exactly one FILE: set *file and
+ * return -1, or report the usage error and return the exit status. */
+int cli_one_file(const struct cli_args *a, const char **file);
+
 /* Parse a non-negative int option value; prints a usage error and returns false if
  * `text` is not one. */
 bool cli_parse_count(const struct cli_args *a, const char *text, int *out);

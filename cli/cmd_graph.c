@@ -440,13 +440,12 @@ static int graph_main(int argc, char **argv)
     if (id < 0) {
         return CLI_EXIT_USAGE;
     }
-    if (a.npos < 1) {
-        return cli_usage_error("graph", "'graph' needs a workflow FILE");
+    const char *path = NULL;
+    int usage = cli_one_file(&a, &path);
+    if (usage >= 0) {
+        return usage;
     }
-    if (a.npos > 1) {
-        return cli_usage_error("graph", "unexpected argument '%s' for 'graph'", cli_pos(&a, 1));
-    }
-    f = cli_load_flow(cli_pos(&a, 0), false);
+    f = cli_load_flow(path, false);
     if (!f) {
         return CLI_EXIT_USAGE;
     }

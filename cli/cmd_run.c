@@ -178,14 +178,7 @@ static int parse_args(struct run_args *ra, int argc, char **argv)
     if (id < 0) {
         return CLI_EXIT_USAGE;
     }
-    if (a.npos < 1) {
-        return cli_usage_error("run", "'run' needs a workflow FILE");
-    }
-    if (a.npos > 1) {
-        return cli_usage_error("run", "unexpected argument '%s' for 'run'", cli_pos(&a, 1));
-    }
-    ra->file = cli_pos(&a, 0);
-    return -1;
+    return cli_one_file(&a, &ra->file);
 }
 
 static bool merge_inputs_file(json_t *inputs, const char *path)

@@ -115,14 +115,10 @@ static int validate_main(int argc, char **argv)
     if (id < 0) {
         return CLI_EXIT_USAGE;
     }
-    if (a.npos < 1) {
-        return cli_usage_error("validate", "'validate' needs a workflow FILE");
+    int usage = cli_one_file(&a, &path);
+    if (usage >= 0) {
+        return usage;
     }
-    if (a.npos > 1) {
-        return cli_usage_error("validate", "unexpected argument '%s' for 'validate'",
-                               cli_pos(&a, 1));
-    }
-    path = cli_pos(&a, 0);
     if (as_json) {
         return validate_json(path);
     }

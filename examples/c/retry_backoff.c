@@ -11,8 +11,8 @@
  * With 2 the third attempt succeeds; with 5 the retries run out and the
  * fallback's {"error", "retries"} is the result.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <stdatomic.h>
-#define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

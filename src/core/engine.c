@@ -187,14 +187,8 @@ void flow__engine_timer(struct flow_engine *e, uint8_t kind, struct act *a, doub
         flow__engine_wake(e); /* the loop's poll timeout changed */
 }
 
-static void heap_pop(struct flow_engine *e)
+static void heap_sift_down(struct timer *h, size_t n, size_t i)
 {
-    struct timer *h = e->timers.items;
-    size_t n = --e->timers.count;
-    if (n == 0)
-        return;
-    h[0] = h[n];
-    size_t i = 0;
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
         if (l < n && h[l].at < h[m].at)
@@ -202,30 +196,25 @@ static void heap_pop(struct flow_engine *e)
         if (r < n && h[r].at < h[m].at)
             m = r;
         if (m == i)
-            break;
+            return;
         heap_swap(h, i, m);
         i = m;
     }
 }
 
+static void heap_pop(struct flow_engine *e)
+{
+    size_t n = --e->timers.count;
+    if (n == 0)
+        return;
+    e->timers.items[0] = e->timers.items[n];
+    heap_sift_down(e->timers.items, n, 0);
+}
+
 static void heap_rebuild(struct flow_engine *e)
 {
-    struct timer *h = e->timers.items;
-    size_t n = e->timers.count;
-    for (size_t k = n / 2; k-- > 0;) {
-        size_t i = k;
-        for (;;) {
-            size_t l = 2 * i + 1, r = l + 1, m = i;
-            if (l < n && h[l].at < h[m].at)
-                m = l;
-            if (r < n && h[r].at < h[m].at)
-                m = r;
-            if (m == i)
-                break;
-            heap_swap(h, i, m);
-            i = m;
-        }
-    }
+    for (size_t k = e->timers.count / 2; k-- > 0;)
+        heap_sift_down(e->timers.items, e->timers.count, k);
 }
 
 void flow__engine_drop_run(struct flow_engine *e, struct flow_run *r)

@@ -24,6 +24,7 @@
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/error.h"
+#include "util/json.h"
 #include "util/vec.h"
 
 /* ------------------------------------------------------------------------ */
@@ -233,26 +234,10 @@ static void core_failed(struct loader *L, struct flow__yaml_pos pos, flow_err rc
         report(L, pos, "%s: %s", what, flow_strerror(rc));
 }
 
+/* In a workflow file an object is a mapping. */
 static const char *type_name(const json_t *v)
 {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "a mapping";
-    case JSON_ARRAY:
-        return "a list";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    case JSON_NULL:
-    default:
-        return "null";
-    }
+    return json_is_object(v) ? "a mapping" : flow__json_type_name(v);
 }
 
 /* Edit distance (Levenshtein, with a swap of two neighbours counting as one

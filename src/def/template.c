@@ -17,6 +17,7 @@
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/error.h"
+#include "util/json.h"
 
 /* Roots a path may start with; the checks in check_shape() name the fields
  * some of them need. */
@@ -600,27 +601,6 @@ int flow__tmpl_foreach_ref(const struct flow__tmpl *t, flow__tmpl_ref_fn fn, voi
 /* ------------------------------------------------------------------------ */
 /* Rendering                                                                */
 
-static const char *type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "a list";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    case JSON_NULL:
-    default:
-        return "null";
-    }
-}
 
 json_t *flow__tmpl_walk(json_t *v, const struct flow__tmpl_path *path, size_t from,
                         flow_error *err)
@@ -644,7 +624,7 @@ json_t *flow__tmpl_walk(json_t *v, const struct flow__tmpl_path *path, size_t fr
         } else {
             char *upto = flow__tmpl_path_text(path, i);
             flow__error(err, FLOW_ETEMPLATE, "'%s' is %s, not %s", upto ? upto : "?",
-                        type_name(v), s->key ? "an object" : "a list");
+                        flow__json_type_name(v), s->key ? "an object" : "a list");
             flow__free(upto);
             return NULL;
         }

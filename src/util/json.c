@@ -57,3 +57,25 @@ char *flow_json_dumps(const json_t *v, size_t flags)
         return NULL;
     return json_dumps(v, flags | JSON_ENCODE_ANY | flow__json_real_flags(v));
 }
+
+const char *flow__json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "a list";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+    default:
+        return "null";
+    }
+}

@@ -9,4 +9,8 @@
  * 0.92 stays "0.92" and nothing is lost. */
 size_t flow__json_real_flags(const json_t *v);
 
+/* "an object", "a list", "a string", "an integer", "a number", "a boolean",
+ * "null": for messages. */
+const char *flow__json_type_name(const json_t *v);
+
 #endif
