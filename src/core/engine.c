@@ -299,57 +299,103 @@ static struct flow_ctx *begin_fn_attempt(struct flow_engine *e, struct act *a)
     return ctx;
 }
 
+/* Batching: with many short tasks ready, two threads taking the lock for
+ * every task spend their time passing the lock's cache line back and forth
+ * (a 100,000-way fan-out ran 3x slower on 2 threads than on 1). A thread
+ * therefore claims up to BATCH_MAX ready tasks at once when bodies have been
+ * short (under BATCH_SHORT_NS on average) and many are ready, runs them, and
+ * applies their completions in one critical section. Long bodies get batches
+ * of one, so no thread sits on work another could start. */
+#define BATCH_MAX 32
+#define BATCH_SHORT_NS 20000
+
+/* [L] How many ready tasks to claim now. */
+static size_t batch_size(const struct flow_engine *e)
+{
+    if (e->body_ns_avg > BATCH_SHORT_NS)
+        return 1;
+    size_t share = e->pool_q.count / (2 * (size_t)e->jobs);
+    return share < 1 ? 1 : share > BATCH_MAX ? BATCH_MAX : share;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker_arg wa = *(struct worker_arg *)arg;
     flow__free(arg);
     struct flow_engine *e = wa.e;
-    struct flow_ctx *done = NULL;
+    struct flow_ctx *batch[BATCH_MAX];
+    size_t nbatch = 0;
+    bool retire = false;
     in_pool_thread = true;
     pthread_mutex_lock(&e->lock);
     flow__engine_tick(e);
     for (;;) {
-        if (done) {
-            bool detached = done->detached;
-            if (detached)
+        for (size_t i = 0; i < nbatch; i++) {
+            struct flow_ctx *done = batch[i];
+            if (done->detached) {
                 flow__ctx_release(e, done);
-            else
+                retire = true;
+            } else {
                 flow__run_ctx_done(done->run, done);
-            done = NULL;
-            if (detached && e->surplus > 0) {
-                /* This thread's body was abandoned and a replacement took
-                 * its place: retire. */
-                e->surplus--;
-                break;
             }
         }
+        nbatch = 0;
+        if (retire && e->surplus > 0) {
+            /* A body of ours was abandoned and a replacement thread took our
+             * place: retire. */
+            e->surplus--;
+            break;
+        }
+        retire = false;
         if (e->shutdown)
             break;
-        struct act *a = e->running < e->jobs ? readyq_pop(&e->pool_q) : NULL;
-        if (!a) {
+        if (e->running >= e->jobs || !e->pool_q.count) {
             e->idle++;
             pthread_cond_wait(&e->pool_cond, &e->lock);
             e->idle--;
             flow__engine_tick(e);
             continue;
         }
-        a->flags &= (uint8_t)~ACT_QUEUED;
-        struct flow_ctx *ctx = begin_fn_attempt(e, a);
-        if (!ctx)
+        /* Claim a batch; it holds one of the `jobs` slots. */
+        size_t want = batch_size(e);
+        while (nbatch < want && e->pool_q.count) {
+            struct act *a = readyq_pop(&e->pool_q);
+            a->flags &= (uint8_t)~ACT_QUEUED;
+            if (nbatch > 0 && act_task(a)->policy->timeout > 0) {
+                /* A task with a timeout must start when its clock starts. */
+                readyq_push(&e->pool_q, a, act_task(a)->policy->priority);
+                a->flags |= ACT_QUEUED;
+                break;
+            }
+            struct flow_ctx *ctx = begin_fn_attempt(e, a);
+            if (!ctx)
+                continue;
+            ctx->worker = wa.self;
+            batch[nbatch++] = ctx;
+        }
+        if (!nbatch)
             continue;
-        ctx->worker = wa.self;
-        ctx->counted = true;
+        batch[0]->counted = true;
         e->running++;
         if (e->pool_q.count && e->idle > 0 && e->running < e->jobs)
             pthread_cond_signal(&e->pool_cond);
-        const struct flow_task *t = ctx->task;
-        if (!ctx->no_body) {
-            pthread_mutex_unlock(&e->lock);
-            ctx->rc = t->fn(ctx);
-            pthread_mutex_lock(&e->lock);
-            flow__engine_tick(e);
+        double claimed_at = e->clock; /* read when this thread took the lock */
+        pthread_mutex_unlock(&e->lock);
+        for (size_t i = 0; i < nbatch; i++) {
+            struct flow_ctx *ctx = batch[i];
+            if (ctx->no_body)
+                continue;
+            if (i > 0 && atomic_load(&ctx->cancelled)) {
+                /* The run stopped while this one waited in the batch. */
+                ctx->rc = -1;
+                continue;
+            }
+            ctx->rc = ctx->task->fn(ctx);
         }
-        done = ctx;
+        pthread_mutex_lock(&e->lock);
+        flow__engine_tick(e);
+        int64_t per_body = (int64_t)((e->clock - claimed_at) * 1e9) / (int64_t)nbatch;
+        e->body_ns_avg = (e->body_ns_avg * 7 + per_body) / 8;
     }
     wa.self->exited = true;
     pthread_mutex_unlock(&e->lock);
@@ -394,6 +440,8 @@ static flow_err add_worker(struct flow_engine *e)
 static void abandon_ctx(struct flow_engine *e, struct flow_ctx *ctx)
 {
     ctx->detached = true;
+    if (ctx->worker && ctx->worker->stuck)
+        return; /* its thread was replaced already (a batch behind one body) */
     if (ctx->worker)
         ctx->worker->stuck = true;
     e->surplus++;
@@ -658,6 +706,7 @@ flow_engine *flow_engine_new(const flow_engine_options *opts, flow_error *err)
     }
     atomic_init(&e->refs, 1);
     atomic_init(&e->wake_pending, 0);
+    e->body_ns_avg = BATCH_SHORT_NS * 2; /* assume long bodies until measured */
     e->jobs = jobs;
     e->wake_fd = -1;
     pthread_mutex_init(&e->lock, NULL);

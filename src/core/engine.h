@@ -206,6 +206,7 @@ struct flow_engine {
     FLOW__VEC(struct flow_run *) obs_runs; /* [L] runs with events to deliver */
     struct flow_run *runs;          /* [L] live runs */
     struct flow_ctx *free_ctx;      /* [L] recycled contexts */
+    int64_t body_ns_avg;            /* [L] moving average of C task bodies */
     double clock;                   /* [L] wall time of the current scheduling
                                      * step: one clock read serves every record
                                      * written in one critical section */

@@ -703,28 +703,16 @@ static flow_err append_text(struct flow__buf *b, json_t *v)
         return flow__buf_appends(b, "null");
     case JSON_OBJECT:
     case JSON_ARRAY:
-    default: {
-        char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!s)
-            return FLOW_ENOMEM;
-        flow_err rc = flow__buf_appends(b, s);
-        free(s);
-        return rc;
-    }
+    default:
+        return flow__json_append(b, v, JSON_COMPACT);
     }
 }
 
 /* Append `v` as JSON text. */
 static flow_err append_json(struct flow__buf *b, json_t *v)
 {
-    if (json_is_string(v) || json_is_object(v) || json_is_array(v)) {
-        char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!s)
-            return FLOW_ENOMEM;
-        flow_err rc = flow__buf_appends(b, s);
-        free(s);
-        return rc;
-    }
+    if (json_is_string(v) || json_is_object(v) || json_is_array(v))
+        return flow__json_append(b, v, JSON_COMPACT);
     return append_text(b, v);
 }
 

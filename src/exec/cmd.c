@@ -393,7 +393,8 @@ static void format_size(size_t n, char *buf, size_t cap)
 static flow_err write_input(const char *path, json_t *input, flow_error *err)
 {
     char small[4096];
-    char *big = NULL;
+    struct flow__buf big;
+    flow__buf_init(&big, 0);
     const char *text = small;
     size_t flags = JSON_ENCODE_ANY | JSON_COMPACT | flow__json_real_flags(input);
     size_t len = json_dumpb(input, small, sizeof(small) - 1, flags);
@@ -402,11 +403,12 @@ static flow_err write_input(const char *path, json_t *input, flow_error *err)
     if (len < sizeof(small) - 1) {
         small[len++] = '\n';
     } else {
-        big = json_dumps(input, flags);
-        if (!big)
+        if (flow__json_append(&big, input, JSON_COMPACT) || flow__buf_appendc(&big, '\n')) {
+            flow__buf_cleanup(&big);
             return flow__error(err, FLOW_ENOMEM, "out of memory writing the task input");
-        text = big;
-        len = strlen(big);
+        }
+        text = big.data;
+        len = big.len;
     }
 
     flow_err rc = FLOW_OK;
@@ -417,7 +419,7 @@ static flow_err write_input(const char *path, json_t *input, flow_error *err)
                          errtext(errno, ebuf, sizeof(ebuf)));
         goto out_free;
     }
-    if (write_all(fd, text, len) != 0 || (big && write_all(fd, "\n", 1) != 0)) {
+    if (write_all(fd, text, len) != 0) {
         rc = flow__error(err, FLOW_EIO, "cannot write task input '%s': %s", path,
                          errtext(errno, ebuf, sizeof(ebuf)));
         close(fd);
@@ -426,7 +428,7 @@ static flow_err write_input(const char *path, json_t *input, flow_error *err)
     }
     close(fd);
 out_free:
-    flow__free(big); /* jansson allocates with the same allocator */
+    flow__buf_cleanup(&big);
     return rc;
 }
 

@@ -1,5 +1,7 @@
 /* alloc.h -- every allocation of libflow goes through here, so that a host
- * can replace the allocator and tests can fail the Nth allocation. */
+ * can replace the allocator and tests can fail the Nth allocation. Blocks of
+ * 64 KiB and more come from mmap and are cached for reuse (alloc.c says
+ * why); memory from here goes back through flow__free only. */
 #ifndef FLOW_UTIL_ALLOC_H
 #define FLOW_UTIL_ALLOC_H
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "buf.h"
 #include "flow.h"
 
 /* True when every real in `v` survives a round trip at 15 digits. */
@@ -78,4 +79,22 @@ const char *flow__json_type_name(const json_t *v)
     default:
         return "null";
     }
+}
+
+static int append_cb(const char *buffer, size_t size, void *data)
+{
+    return flow__buf_append(data, buffer, size) == FLOW_OK ? 0 : -1;
+}
+
+flow_err flow__json_append(struct flow__buf *b, const json_t *v, size_t flags)
+{
+    size_t before = b->len;
+    flags |= JSON_ENCODE_ANY | flow__json_real_flags(v);
+    if (json_dump_callback(v, append_cb, b, flags) != 0) {
+        b->len = before;
+        if (b->data)
+            b->data[before] = '\0';
+        return b->len + 1 >= b->max ? FLOW_ELIMIT : FLOW_ENOMEM;
+    }
+    return FLOW_OK;
 }

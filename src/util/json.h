@@ -4,6 +4,8 @@
 
 #include <jansson.h>
 
+#include "buf.h"
+
 /* The jansson flags that write every real of `v` in the fewest digits that
  * read back to the same double (15 when that is enough, else 17), so that
  * 0.92 stays "0.92" and nothing is lost. */
@@ -12,5 +14,9 @@ size_t flow__json_real_flags(const json_t *v);
 /* "an object", "a list", "a string", "an integer", "a number", "a boolean",
  * "null": for messages. */
 const char *flow__json_type_name(const json_t *v);
+
+/* Append `v` as JSON text (any value; shortest exact reals) to `b`. On
+ * failure `b` is as it was. */
+flow_err flow__json_append(struct flow__buf *b, const json_t *v, size_t flags);
 
 #endif
