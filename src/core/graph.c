@@ -249,6 +249,16 @@ static void check_cycles(struct compiler *c)
 {
     struct flow *f = c->f;
     size_t n = f->tasks.count;
+    /* When every dependency was added before its dependant (programs that
+     * build graphs in topological order, which is most of them), task order
+     * is a topological order and there can be no cycle. */
+    bool forward = true;
+    for (uint32_t i = 0; i < f->leaf_count && forward; i++) {
+        const struct flow_leaf *l = &f->leaves[i];
+        forward = l->kind == LEAF_WHEN_LABEL || l->source < l->owner;
+    }
+    if (forward)
+        return;
     uint32_t *indeg = flow__calloc(n ? n : 1, sizeof(*indeg));
     uint32_t *queue = flow__calloc(n ? n : 1, sizeof(*queue));
     if (!indeg || !queue) {
