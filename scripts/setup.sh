@@ -4,7 +4,9 @@
 # missing with apt-get; otherwise it prints the exact command to run.
 set -eu
 
-# Debian package : what needs it
+# What the build and the tests need: the toolchain, the libraries (found
+# with pkg-config), and for the tests python3 (JSON comparison), procps
+# (pgrep) and valgrind (the memcheck tests).
 PACKAGES="
 cmake
 make
@@ -14,6 +16,9 @@ libjansson-dev
 libyaml-dev
 libsqlite3-dev
 libcmocka-dev
+python3
+procps
+valgrind
 "
 
 missing=""

@@ -1,0 +1,45 @@
+#!/bin/bash
+# Source checks (STYLE.md 11): the shared library exports exactly the public
+# API listed in tests/exports.txt, every header compiles on its own, and no
+# banned function is used.
+set -u
+. "$(dirname "$0")/lib.sh"
+S=$FLOW_SOURCE_DIR
+
+so=$(ls "$FLOW_BUILD_DIR"/libflow.so.* 2>/dev/null | head -1)
+if [ -z "$so" ]; then
+    fail "no libflow.so in $FLOW_BUILD_DIR"
+else
+    nm -D --defined-only "$so" | awk '$2 ~ /^[TDBR]$/ {print $3}' | sort > "$T/exports"
+    if diff -u "$S/tests/exports.txt" "$T/exports" > "$T/exports.diff"; then
+        pass "libflow.so exports exactly tests/exports.txt ($(wc -l < "$T/exports") symbols)"
+    else
+        fail "exports differ from tests/exports.txt: $(cat "$T/exports.diff")"
+    fi
+    if grep -v '^flow_' "$T/exports" > "$T/stray"; then
+        fail "exported symbols without the flow_ prefix: $(tr '\n' ' ' < "$T/stray")"
+    else
+        pass "every export has the flow_ prefix"
+    fi
+fi
+
+cc=${CC:-cc}
+bad=0
+for h in "$S"/include/flow.h "$S"/src/*/*.h; do
+    if ! printf '#include "%s"\n' "$h" | "$cc" -std=c11 -Wall -Wextra -Werror \
+        -I"$S/include" -I"$S/src" $(pkg-config --cflags jansson) -fsyntax-only -x c - \
+        2> "$T/hdr.err"; then
+        fail "header does not compile on its own: $h: $(head -3 "$T/hdr.err")"
+        bad=1
+    fi
+done
+[ $bad = 0 ] && pass "every header compiles on its own"
+
+banned='\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|atol|gets|system|popen)[[:space:]]*\('
+if grep -nE "$banned" "$S"/src/*/*.c "$S"/src/*/*.h "$S"/cli/*.c "$S"/cli/*.h > "$T/banned"; then
+    fail "banned functions used: $(cat "$T/banned")"
+else
+    pass "no banned function in src/ and cli/"
+fi
+
+finish
