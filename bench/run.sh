@@ -52,7 +52,7 @@ RUN=$ROOT/bench/.run
 mkdir -p "$RUN"
 if [ "$QUICK" != 0 ]; then OUTDIR=$RUN/results; else OUTDIR=$ROOT/bench/results; fi
 mkdir -p "$OUTDIR"
-OUT=$OUTDIR/$(date -u +%Y-%m-%dT%H%MZ).txt
+OUT=$OUTDIR/$(date -u +%Y-%m-%dT%H%M%SZ)-$(echo "$W" | tr " " "+").txt  # runs never overwrite each other
 LINES=$RUN/lines.txt
 : > "$LINES"
 FAILED=$RUN/failed.txt
