@@ -295,6 +295,81 @@ FLOW_API flow_err flow_task_set_output_limit(flow_task *t, size_t bytes);
 /* State key that receives the task's output when it completes. Copied. */
 FLOW_API flow_err flow_task_set_save(flow_task *t, const char *state_key);
 
+/* --- fan-out, events, nested flows -------------------------------------- */
+
+/* Fan the task out over a list known only at run time: `tmpl` (copied) must
+ * render to a list; each element runs as one activation (templates see it as
+ * `item`, its position as `index`; its input is the element unless the task
+ * has an `input` template), at most `concurrency` at once (0: no limit).
+ * Tasks after this one receive the outputs as a list, in order; an empty
+ * list completes at once with []. */
+FLOW_API flow_err flow_task_set_foreach(flow_task *t, json_t *tmpl, int concurrency,
+                                        flow_error *err);
+
+/* Route event `event` emitted by task `from_task` to task `to_task`: each
+ * emission is one activation of `to_task` whose input is the payload with
+ * its keys renamed by `map` (an object {source_key: target_key}, copied; NULL:
+ * unchanged; keys not named pass as they are). FlowForge's connect with
+ * param_mapping. Names are checked by flow_validate(). */
+FLOW_API flow_err flow_connect(flow *f, const char *from_task, const char *event,
+                               const char *to_task, json_t *map, flow_error *err);
+
+/* Make the task run `child` as a nested run with the task's input as the
+ * child's inputs; the child's result is the task's output and its failure the
+ * task's failure. Takes a reference to `child` (the caller keeps its own). */
+FLOW_API flow_err flow_task_set_subflow(flow_task *t, flow *child);
+
+/* Validate the state against a JSON Schema subset (type, properties,
+ * required, enum, minimum, maximum, items) on every write: a write that breaks
+ * it fails the writing task with a message naming the key and the rule.
+ * `schema` is copied; NULL removes it. */
+FLOW_API flow_err flow_set_state_schema(flow *f, json_t *schema, flow_error *err);
+
+/* The design document's model (../shared/seeds/004): a flow's settings ... */
+typedef enum flow_type {
+    FLOW_TYPE_DEFAULT = 0, /* each task on its own executor */
+    FLOW_TYPE_INLINE,      /* C tasks on the scheduler thread */
+    FLOW_TYPE_THREAD,      /* C tasks on the pool */
+    FLOW_TYPE_PROCESS,     /* commands in child processes (C tasks: the pool) */
+    FLOW_TYPE_PARALLEL,    /* as many tasks at once as the engine allows */
+    FLOW_TYPE_SEQUENTIAL   /* one task of a run at a time */
+} flow_type;
+
+typedef struct flow_config {
+    const char *description; /* NULL: unchanged */
+    double timeout;          /* seconds for the whole run; 0: none (the run is
+                              * cancelled when it runs out) */
+    int retries;             /* default retries of the flow's tasks */
+    flow_type type;
+} flow_config;
+
+/* Apply a FlowConfig: description, run timeout, default retries (for tasks
+ * that did not set their own) and type. */
+FLOW_API flow_err flow_configure(flow *f, const flow_config *cfg);
+
+/* ... and `register_to`: add task `name` running `fn`, after every task in
+ * `required` and waiting for (but not requiring) every task in `optional`
+ * (NULL-terminated name lists, may be NULL). Unknown names and a
+ * registration that would close a cycle are refused (FLOW_EVALIDATION) and
+ * change nothing. */
+FLOW_API flow_task *flow_register(flow *f, const char *name, flow_task_fn fn, void *udata,
+                                  const char *const *required, const char *const *optional,
+                                  flow_error *err);
+
+/* A registry of flows by name (the seeds' flow factory). */
+typedef struct flow_registry flow_registry;
+typedef flow *(*flow_factory_fn)(void *udata, flow_error *err);
+
+FLOW_API flow_registry *flow_registry_new(void);
+FLOW_API void flow_registry_free(flow_registry *reg);
+/* Register a flow (a reference is taken) or a factory under `name`. */
+FLOW_API flow_err flow_registry_add(flow_registry *reg, const char *name, flow *f);
+FLOW_API flow_err flow_registry_add_factory(flow_registry *reg, const char *name,
+                                            flow_factory_fn fn, void *udata);
+/* A flow by name: the registered flow (a new reference) or a fresh one from
+ * the factory; NULL with FLOW_ENOTFOUND naming the known names. */
+FLOW_API flow *flow_registry_create(flow_registry *reg, const char *name, flow_error *err);
+
 /* Check the flow: names resolve, no cycle through after/after_any/when,
  * templates name what exists. Every problem is added to `diags` (may be NULL);
  * returns FLOW_EVALIDATION when there was at least one error, with the first
@@ -367,7 +442,7 @@ typedef enum flow_event_type {
     FLOW_EV_TASK_RETRYING,  /* an attempt failed; `delay` seconds until the next */
     FLOW_EV_TASK_SKIPPED,
     FLOW_EV_TASK_CANCELLED,
-    FLOW_EV_LABEL,          /* a router emitted `label` */
+    FLOW_EV_LABEL,          /* a router emitted label, or a task an event: `label` */
     FLOW_EV_RUN_ENDED
 } flow_event_type;
 
@@ -443,6 +518,10 @@ typedef struct flow_activation_info {
     json_t *input;         /* borrowed; NULL when not built */
     json_t *output;        /* borrowed; NULL until completed */
     const char *error;     /* NULL unless failed */
+    /* The traceback-like context of a FlowResult: */
+    const char *path;      /* "task", or "parent_task/child_flow/task" in nested runs */
+    const char *stderr_tail; /* commands: the last lines of stderr, or NULL */
+    int exit_status;       /* commands: exit status, or -1 */
 } flow_activation_info;
 
 /* After the run ended: number of activations, and the i-th (0-based). The
@@ -484,6 +563,33 @@ FLOW_API void flow_ctx_fail(flow_ctx *ctx, const char *fmt, ...) FLOW_PRINTF(2, 
 FLOW_API bool flow_ctx_is_cancelled(flow_ctx *ctx);
 /* Report progress (0..1) with an optional note; delivered to logs. */
 FLOW_API void flow_ctx_progress(flow_ctx *ctx, double fraction, const char *note);
+
+/* Dynamic work. These are directives: they take effect when the attempt
+ * succeeds and are dropped if it fails. Values are copied. */
+/* Run `task` (declared in the flow) next, with `input` (NULL: null). */
+FLOW_API flow_err flow_ctx_next_task(flow_ctx *ctx, const char *task, json_t *input);
+/* Run this task again with `input`. */
+FLOW_API flow_err flow_ctx_next_iteration(flow_ctx *ctx, json_t *input);
+typedef struct flow_branch {
+    const char *task;
+    json_t *input; /* NULL: null */
+} flow_branch;
+/* Run the branches in parallel; with `then_task` (may be NULL) that task runs
+ * once after all of them, with their outputs as a list in branch order. */
+FLOW_API flow_err flow_ctx_parallel(flow_ctx *ctx, const flow_branch *branches, size_t count,
+                                    const char *then_task);
+/* End the run now as completed with `result`, or as cancelled with `error`. */
+FLOW_API flow_err flow_ctx_terminate(flow_ctx *ctx, json_t *result);
+FLOW_API flow_err flow_ctx_cancel(flow_ctx *ctx, const char *error);
+/* Take a checkpoint after this task completes. */
+FLOW_API flow_err flow_ctx_checkpoint(flow_ctx *ctx);
+/* Emit an event (or label) with a payload (NULL: null). Unlike directives it
+ * goes out at once, so a long task streams events to its connections while
+ * it runs; each emission is one activation of each subscriber. */
+FLOW_API flow_err flow_ctx_emit(flow_ctx *ctx, const char *event, json_t *data);
+/* In a foreach activation: the element and its position; NULL / -1 else. */
+FLOW_API json_t *flow_ctx_item(flow_ctx *ctx);
+FLOW_API long flow_ctx_index(flow_ctx *ctx);
 
 FLOW_API void *flow_ctx_udata(flow_ctx *ctx);
 FLOW_API const char *flow_ctx_task_name(flow_ctx *ctx);

@@ -32,6 +32,8 @@ void flow__ctx_release(struct flow_engine *e, struct flow_ctx *ctx)
 {
     json_decref(ctx->output);
     json_decref(ctx->writes);
+    json_decref(ctx->directives);
+    ctx->directives = NULL;
     flow__free(ctx->error);
     ctx->output = ctx->writes = NULL;
     ctx->error = NULL;
@@ -179,4 +181,127 @@ uint64_t flow_ctx_activation(flow_ctx *ctx)
 int flow_ctx_attempt(flow_ctx *ctx)
 {
     return (int)ctx->attempt;
+}
+
+/* ---- dynamic work: the same directives a command writes to $FLOW_CONTROL */
+
+/* Append {key: value} (value stolen) to the context's directives. */
+static flow_err add_directive(flow_ctx *ctx, const char *key, json_t *value)
+{
+    json_t *d = value ? json_object() : NULL;
+    if (!d || json_object_set_new(d, key, value)) {
+        json_decref(d);
+        if (!d)
+            json_decref(value);
+        return FLOW_ENOMEM;
+    }
+    if (!ctx->directives && !(ctx->directives = json_array())) {
+        json_decref(d);
+        return FLOW_ENOMEM;
+    }
+    return json_array_append_new(ctx->directives, d) ? FLOW_ENOMEM : FLOW_OK;
+}
+
+static bool task_exists(flow_ctx *ctx, const char *name)
+{
+    return name && flow_find_task(ctx->task->flow, name) != NULL;
+}
+
+static json_t *copy_or_null(json_t *v)
+{
+    return v ? json_deep_copy(v) : json_null();
+}
+
+flow_err flow_ctx_next_task(flow_ctx *ctx, const char *task, json_t *input)
+{
+    if (!task_exists(ctx, task))
+        return FLOW_ENOTFOUND;
+    return add_directive(ctx, "next_task",
+                         json_pack("{s:s,s:o}", "task", task, "input", copy_or_null(input)));
+}
+
+flow_err flow_ctx_next_iteration(flow_ctx *ctx, json_t *input)
+{
+    return add_directive(ctx, "next_iteration", json_pack("{s:o}", "input", copy_or_null(input)));
+}
+
+flow_err flow_ctx_parallel(flow_ctx *ctx, const flow_branch *branches, size_t count,
+                           const char *then_task)
+{
+    if (!branches || !count)
+        return FLOW_EINVAL;
+    if (then_task && !task_exists(ctx, then_task))
+        return FLOW_ENOTFOUND;
+    for (size_t i = 0; i < count; i++) {
+        if (!task_exists(ctx, branches[i].task))
+            return FLOW_ENOTFOUND;
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < count; i++) {
+        if (json_array_append_new(list, json_pack("{s:s,s:o}", "task", branches[i].task, "input",
+                                                  copy_or_null(branches[i].input)))) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    json_t *d = list ? json_object() : NULL;
+    if (!d || json_object_set_new(d, "parallel", list) ||
+        (then_task && json_object_set_new(d, "then", json_string(then_task)))) {
+        if (!d)
+            json_decref(list);
+        json_decref(d);
+        return FLOW_ENOMEM;
+    }
+    if (!ctx->directives && !(ctx->directives = json_array())) {
+        json_decref(d);
+        return FLOW_ENOMEM;
+    }
+    return json_array_append_new(ctx->directives, d) ? FLOW_ENOMEM : FLOW_OK;
+}
+
+flow_err flow_ctx_terminate(flow_ctx *ctx, json_t *result)
+{
+    return add_directive(ctx, "terminate", json_pack("{s:o}", "result", copy_or_null(result)));
+}
+
+flow_err flow_ctx_cancel(flow_ctx *ctx, const char *error)
+{
+    return add_directive(ctx, "cancel",
+                         json_pack("{s:s}", "error", error && *error ? error : "cancelled"));
+}
+
+flow_err flow_ctx_checkpoint(flow_ctx *ctx)
+{
+    return add_directive(ctx, "checkpoint", json_true());
+}
+
+flow_err flow_ctx_emit(flow_ctx *ctx, const char *event, json_t *data)
+{
+    if (!event || !*event)
+        return FLOW_EINVAL;
+    json_t *payload = copy_or_null(data);
+    if (!payload)
+        return FLOW_ENOMEM;
+    flow_err rc = FLOW_OK;
+    /* Events go out at once: a long task streams to its connections. */
+    WITH_LOCK(ctx, {
+        if (!ctx->run->stopping) {
+            flow__engine_tick(ctx->engine);
+            flow__run_emit(ctx->run, ctx->act, event, payload);
+        }
+    });
+    json_decref(payload);
+    return rc;
+}
+
+json_t *flow_ctx_item(flow_ctx *ctx)
+{
+    const struct act_dyn *dy = ctx->act->dyn;
+    return dy && dy->parent ? dy->item : NULL;
+}
+
+long flow_ctx_index(flow_ctx *ctx)
+{
+    const struct act_dyn *dy = ctx->act->dyn;
+    return dy && dy->parent ? (long)dy->index : -1;
 }

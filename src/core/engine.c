@@ -28,7 +28,9 @@
 #include "util/error.h"
 #include "util/log.h"
 
-/* True on the engine's pool threads. */
+/* True on a pool thread while it holds the lock between bodies: it will pop
+ * its next task itself, so what it queues needs no wake-up. (Not while a
+ * body runs: flow_ctx_emit from a body must wake an idle thread.) */
 static _Thread_local bool in_pool_thread;
 
 /* ---- ready queues -------------------------------------------------------- */
@@ -121,10 +123,21 @@ static void readyq_cleanup(struct readyq *q)
     memset(q, 0, sizeof(*q));
 }
 
-static bool runs_on_pool(const struct flow_task *t)
+/* A foreach parent or a nested flow runs no body of its own: the loop thread
+ * expands it (flow__run_expand). */
+static bool is_expander(const struct act *a)
 {
+    const struct flow_task *t = act_task(a);
+    if (t->kind == TASK_SUBFLOW)
+        return true;
+    return t->ext && t->ext->foreach && !(a->dyn && a->dyn->parent);
+}
+
+static bool runs_on_pool(const struct act *a)
+{
+    const struct flow_task *t = act_task(a);
     flow_executor ex = t->policy->executor;
-    if (t->kind != TASK_FN)
+    if (t->kind != TASK_FN || is_expander(a))
         return false;
     return ex == FLOW_EXEC_DEFAULT || ex == FLOW_EXEC_THREAD || ex == FLOW_EXEC_PROCESS;
 }
@@ -132,8 +145,25 @@ static bool runs_on_pool(const struct flow_task *t)
 void flow__engine_enqueue(struct flow_engine *e, struct act *a)
 {
     const struct flow_task *t = act_task(a);
-    bool pool = runs_on_pool(t);
-    bool spawn = t->kind == TASK_COMMAND || t->kind == TASK_SHELL;
+    struct flow_run *r = a->run;
+    if (r->max_running && !is_expander(a)) {
+        /* A sequential run: one activation at a time; the rest wait here
+         * until flow__engine_release_slot. */
+        if (r->slots >= r->max_running) {
+            flow_err rc = FLOW_OK;
+            FLOW__VEC_PUSH(&r->held, a, rc);
+            if (rc) {
+                flow__run_stop(r, FLOW_RUN_FAILED, "out of memory queueing a task");
+                flow__run_cancel_act(r, a, "out of memory");
+            } else {
+                a->flags |= ACT_QUEUED;
+            }
+            return;
+        }
+        r->slots++;
+    }
+    bool pool = runs_on_pool(a);
+    bool spawn = !is_expander(a) && (t->kind == TASK_COMMAND || t->kind == TASK_SHELL);
     struct readyq *q = pool ? &e->pool_q : spawn ? &e->spawn_q : &e->loop_q;
     a->flags |= ACT_QUEUED;
     if (!readyq_push(q, a, t->policy->priority)) {
@@ -152,6 +182,22 @@ void flow__engine_enqueue(struct flow_engine *e, struct act *a)
     }
 }
 
+void flow__engine_release_slot(struct flow_engine *e, struct flow_run *r)
+{
+    if (!r->max_running)
+        return;
+    if (r->slots > 0)
+        r->slots--;
+    while (r->held_head < r->held.count && r->slots < r->max_running) {
+        struct act *a = r->held.items[r->held_head++];
+        a->flags &= (uint8_t)~ACT_QUEUED;
+        if (a->status == FLOW_ACT_PENDING && !r->stopping)
+            flow__engine_enqueue(e, a);
+    }
+    if (r->held_head == r->held.count)
+        r->held.count = r->held_head = 0;
+}
+
 /* ---- timers: a binary min-heap ------------------------------------------ */
 
 static void heap_swap(struct timer *h, size_t i, size_t j)
@@ -161,20 +207,39 @@ static void heap_swap(struct timer *h, size_t i, size_t j)
     h[j] = tmp;
 }
 
+static void timer_push(struct flow_engine *e, struct timer t);
+
 void flow__engine_timer(struct flow_engine *e, uint8_t kind, struct act *a, double seconds)
 {
     if (seconds < 0)
         seconds = 0;
     struct timer t = {
         .at = flow__now_ns() + (int64_t)(seconds * 1e9),
+        .run = a->run,
         .act = a,
         .attempt = a->attempt,
         .kind = kind,
     };
+    timer_push(e, t);
+}
+
+void flow__engine_run_timer(struct flow_engine *e, struct flow_run *r, double seconds)
+{
+    struct timer t = {
+        .at = flow__now_ns() + (int64_t)(seconds * 1e9),
+        .run = r,
+        .act = NULL,
+        .kind = TIMER_RUN,
+    };
+    timer_push(e, t);
+}
+
+static void timer_push(struct flow_engine *e, struct timer t)
+{
     flow_err rc = FLOW_OK;
     FLOW__VEC_PUSH(&e->timers, t, rc);
     if (rc) {
-        flow__run_stop(a->run, FLOW_RUN_FAILED, "out of memory arming a timer");
+        flow__run_stop(t.run, FLOW_RUN_FAILED, "out of memory arming a timer");
         return;
     }
     struct timer *h = e->timers.items;
@@ -222,12 +287,18 @@ void flow__engine_drop_run(struct flow_engine *e, struct flow_run *r)
     readyq_drop_run(&e->pool_q, r);
     readyq_drop_run(&e->loop_q, r);
     readyq_drop_run(&e->spawn_q, r);
+    while (r->held_head < r->held.count) {
+        struct act *a = r->held.items[r->held_head++];
+        a->flags &= (uint8_t)~ACT_QUEUED;
+        flow__run_cancel_act(r, a, "the run stopped before it started");
+    }
+    r->held.count = r->held_head = 0;
     /* Retry timers of this run will never be wanted; their activations end
      * now. Timeout and grace timers stay: they kill what still runs. */
     size_t kept = 0;
     for (size_t i = 0; i < e->timers.count; i++) {
         struct timer t = e->timers.items[i];
-        if (t.act->run == r && t.kind == TIMER_RETRY) {
+        if (t.run == r && t.kind == TIMER_RETRY) {
             if (t.act->flags & ACT_WAITING && t.act->attempt == t.attempt) {
                 t.act->flags &= (uint8_t)~ACT_WAITING;
                 flow__run_cancel_act(r, t.act, "the run stopped while it waited to retry");
@@ -244,7 +315,7 @@ void flow__engine_forget_run(struct flow_engine *e, struct flow_run *r)
 {
     size_t kept = 0;
     for (size_t i = 0; i < e->timers.count; i++) {
-        if (e->timers.items[i].act->run != r)
+        if (e->timers.items[i].run != r)
             e->timers.items[kept++] = e->timers.items[i];
     }
     if (kept != e->timers.count) {
@@ -380,6 +451,7 @@ static void *worker_main(void *arg)
         if (e->pool_q.count && e->idle > 0 && e->running < e->jobs)
             pthread_cond_signal(&e->pool_cond);
         double claimed_at = e->clock; /* read when this thread took the lock */
+        in_pool_thread = false;
         pthread_mutex_unlock(&e->lock);
         for (size_t i = 0; i < nbatch; i++) {
             struct flow_ctx *ctx = batch[i];
@@ -393,6 +465,7 @@ static void *worker_main(void *arg)
             ctx->rc = ctx->task->fn(ctx);
         }
         pthread_mutex_lock(&e->lock);
+        in_pool_thread = true;
         flow__engine_tick(e);
         int64_t per_body = (int64_t)((e->clock - claimed_at) * 1e9) / (int64_t)nbatch;
         e->body_ns_avg = (e->body_ns_avg * 7 + per_body) / 8;
@@ -536,6 +609,10 @@ static void run_loop_queue(struct flow_engine *e)
         a->flags &= (uint8_t)~ACT_QUEUED;
         struct flow_run *r = a->run;
         const struct flow_task *t = act_task(a);
+        if (is_expander(a)) {
+            flow__run_expand(r, a);
+            continue;
+        }
         struct flow_ctx *ctx = begin_fn_attempt(e, a);
         if (!ctx)
             continue;
@@ -567,6 +644,10 @@ static int fire_timers(struct flow_engine *e)
             return ms > 60000 ? 60000 : (int)ms;
         }
         heap_pop(e);
+        if (t.kind == TIMER_RUN) {
+            flow__run_timed_out(t.run);
+            continue;
+        }
         struct act *a = t.act;
         if (a->attempt != t.attempt)
             continue; /* stale: the attempt it was set for is over */

@@ -31,6 +31,41 @@ enum act_flag {
     ACT_INPUT_READY = 8, /* input built (and its template rendered) */
 };
 
+/* A `parallel` group with a `then` task (docs/internals/core.md, Groups). */
+struct group {
+    uint32_t count;      /* branches */
+    uint32_t finished;
+    bool failed;         /* a branch failed or was skipped: `then` is skipped */
+    uint32_t then_task;
+    json_t *outputs;     /* array, one slot per branch */
+};
+
+/* A foreach parent's progress. */
+struct foreach_state {
+    json_t *items;       /* the rendered list */
+    size_t count;
+    size_t next;         /* the next element to start */
+    size_t running;      /* children started and not finished */
+    size_t finished;
+    size_t concurrency;  /* 0: no limit */
+    json_t *outputs;     /* array, one slot per element */
+    char *first_error;
+    size_t failed;
+};
+
+/* What only some activations need. */
+struct act_dyn {
+    struct group *group;       /* a branch of this parallel group */
+    uint32_t branch;
+    struct act *parent;        /* a foreach child: its parent */
+    size_t index;              /* ... and its position */
+    json_t *item;              /* ... and its element */
+    struct foreach_state *fe;  /* a foreach parent */
+    struct flow_run *child;    /* a nested flow's current child run */
+    char *stderr_tail;         /* a command's last attempt */
+    int exit_status;
+};
+
 struct act {
     uint64_t id;               /* 1-based, creation order */
     struct flow_run *run;
@@ -50,6 +85,7 @@ struct act {
     struct act *stands_for;    /* ACT_IS_FALLBACK: the failed activation */
     struct flow_ctx *ctx;      /* running C task, for timeouts and cancel */
     struct cmd_slot *cmd;      /* running command */
+    struct act_dyn *dyn;       /* NULL unless needed */
 };
 
 /* Per task, per run. */
@@ -116,6 +152,13 @@ struct flow_run {
     bool own_work_dir;
     FLOW__VEC(struct state_file) state_files; /* [L] */
     struct flow_run *next, *prev;   /* [L] engine->runs list */
+    FLOW__VEC(struct group *) groups;  /* [L] parallel groups, freed with the run */
+    FLOW__VEC(struct flow_run *) children; /* [L] nested runs, freed with the run */
+    struct act *parent_act;         /* [L] a nested run: the activation it serves */
+    uint32_t max_running;           /* [L] 0, or 1 for a sequential flow */
+    uint32_t slots;                 /* [L] activations queued or running (max_running) */
+    FLOW__VEC(struct act *) held;   /* [L] waiting for a slot (max_running) */
+    size_t held_head;
     /* Scratch for skip/complete propagation without recursion. */
     FLOW__VEC(struct pending_sig) sigs;
     bool propagating;
@@ -143,6 +186,7 @@ struct flow_ctx {
     struct worker *worker;  /* [L] the pool thread running it, or NULL */
     bool counted;           /* [L] holds one of the engine's `jobs` slots */
     bool no_body;           /* the attempt failed before its body could run */
+    json_t *directives;     /* flow_ctx_next_task & co., or NULL */
     struct flow_ctx *next_free;
 };
 
@@ -159,11 +203,12 @@ struct readyq {
     size_t count;
 };
 
-enum timer_kind { TIMER_RETRY = 1, TIMER_TIMEOUT, TIMER_GRACE };
+enum timer_kind { TIMER_RETRY = 1, TIMER_TIMEOUT, TIMER_GRACE, TIMER_RUN };
 
 struct timer {
     int64_t at;          /* monotonic ns */
-    struct act *act;
+    struct flow_run *run;
+    struct act *act;     /* NULL for TIMER_RUN */
     uint32_t attempt;    /* the attempt it was set for; stale otherwise */
     uint8_t kind;
 };
@@ -222,6 +267,10 @@ void flow__engine_wake(struct flow_engine *e);
 void flow__engine_enqueue(struct flow_engine *e, struct act *a);
 /* [L] Arm a timer. */
 void flow__engine_timer(struct flow_engine *e, uint8_t kind, struct act *a, double seconds);
+/* [L] An activation of a sequential run left its slot: start a held one. */
+void flow__engine_release_slot(struct flow_engine *e, struct flow_run *r);
+/* [L] Arm the run's own timeout. */
+void flow__engine_run_timer(struct flow_engine *e, struct flow_run *r, double seconds);
 /* [L] Remove queued activations and timers of a run (it is stopping);
  * calls flow__run_cancel_act for each activation removed. */
 void flow__engine_drop_run(struct flow_engine *e, struct flow_run *r);
@@ -256,6 +305,16 @@ bool flow__run_prepare_cmd(struct flow_run *r, struct act *a, struct flow__cmd_s
 void flow__run_cmd_scratch_free(void *scratch);
 /* [L] The task's input for `a`, built if needed (borrowed). */
 json_t *flow__run_act_input(struct flow_run *r, struct act *a);
+/* [L] Loop-thread work that runs no body: expand a foreach parent, or start
+ * a nested flow's child run. */
+void flow__run_expand(struct flow_run *r, struct act *a);
+/* [L] The run's timeout ran out. */
+void flow__run_timed_out(struct flow_run *r);
+/* [L] Emit an event from activation `from` (see docs/internals/core.md). */
+void flow__run_emit(struct flow_run *r, struct act *from, const char *event, json_t *payload);
+/* [L] Check and parse a list of directives (C tasks and commands alike);
+ * NULL, or a message naming the bad one (flow__free it). */
+char *flow__run_check_directives(struct flow_run *r, json_t *list);
 /* [L] Observer events: queue one. */
 void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, const char *label,
                       double delay);

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/schema.h"
 #include "util/alloc.h"
+#include "util/buf.h"
 #include "util/error.h"
 
 static const struct task_policy default_policy = {
@@ -101,6 +103,9 @@ static void ext_free(struct task_ext *x)
     for (size_t i = 0; i < x->on.count; i++)
         flow__free(x->on.items[i]);
     FLOW__VEC_FREE(&x->on);
+    flow_free(x->subflow);
+    flow__tmpl_free(x->foreach);
+    json_decref(x->foreach_src);
     flow__free(x);
 }
 
@@ -119,6 +124,16 @@ void flow_free(flow *f)
     }
     FLOW__VEC_FREE(&f->tasks);
     FLOW__VEC_FREE(&f->edges);
+    for (size_t i = 0; i < f->connections.count; i++) {
+        struct flow_connection *c = &f->connections.items[i];
+        flow__free(c->from_name);
+        flow__free(c->event);
+        flow__free(c->to_name);
+        json_decref(c->map);
+    }
+    FLOW__VEC_FREE(&f->connections);
+    flow__schema_free(f->schema);
+    json_decref(f->schema_src);
     flow__nameidx_cleanup(&f->by_name);
     flow__strmap_cleanup(&f->label_by_name);
     flow__arena_cleanup(&f->arena);
@@ -337,6 +352,8 @@ static void clear_body(struct flow_task *t)
         flow__free(x->shell_src);
         x->shell = NULL;
         x->shell_src = NULL;
+        flow_free(x->subflow);
+        x->subflow = NULL;
     }
     t->fn = NULL;
     t->udata = NULL;
@@ -763,4 +780,312 @@ flow_err flow_task_set_save(flow_task *t, const char *state_key)
     if (!x)
         return FLOW_ENOMEM;
     return set_string(t->flow, &x->save, state_key && *state_key ? state_key : NULL);
+}
+
+flow_err flow_task_set_subflow(flow_task *t, flow *child)
+{
+    MUTATE(t->flow);
+    if (!child || child == t->flow)
+        return FLOW_EINVAL;
+    struct task_ext *x = ext_of(t);
+    if (!x)
+        return FLOW_ENOMEM;
+    clear_body(t);
+    flow__ref(child);
+    x->subflow = child;
+    t->kind = TASK_SUBFLOW;
+    return FLOW_OK;
+}
+
+flow_err flow_task_set_foreach(flow_task *t, json_t *tmpl, int concurrency, flow_error *err)
+{
+    MUTATE(t->flow);
+    if (concurrency < 0)
+        return flow__error(err, FLOW_EINVAL, "task '%s': concurrency must be 0 or more",
+                           t->name);
+    struct task_ext *x = ext_of(t);
+    if (!x)
+        return flow__error(err, FLOW_ENOMEM, "out of memory");
+    struct flow__tmpl *compiled = NULL;
+    if (tmpl) {
+        flow_err rc = flow__tmpl_compile(tmpl, &compiled, err);
+        if (rc)
+            return rc;
+    }
+    flow__tmpl_free(x->foreach);
+    json_decref(x->foreach_src);
+    x->foreach = compiled;
+    x->foreach_src = tmpl ? json_incref(tmpl) : NULL;
+    x->concurrency = concurrency;
+    return FLOW_OK;
+}
+
+flow_err flow_connect(flow *f, const char *from_task, const char *event, const char *to_task,
+                      json_t *map, flow_error *err)
+{
+    MUTATE(f);
+    if (!from_task || !event || !*event || !to_task)
+        return flow__error(err, FLOW_EINVAL, "connect needs a source task, an event and a target");
+    if (map) {
+        const char *k;
+        json_t *v;
+        if (!json_is_object(map))
+            return flow__error(err, FLOW_EINVAL, "connect %s.%s -> %s: 'map' must be an object",
+                               from_task, event, to_task);
+        json_object_foreach(map, k, v)
+        {
+            if (!json_is_string(v))
+                return flow__error(err, FLOW_EINVAL,
+                                   "connect %s.%s -> %s: map value of '%s' must be a string",
+                                   from_task, event, to_task, k);
+        }
+    }
+    struct flow_connection c = {
+        .from_name = flow__strdup(from_task),
+        .event = flow__strdup(event),
+        .to_name = flow__strdup(to_task),
+        .map = map ? json_deep_copy(map) : NULL,
+    };
+    flow_err rc = FLOW_OK;
+    if (!c.from_name || !c.event || !c.to_name || (map && !c.map))
+        rc = FLOW_ENOMEM;
+    else
+        FLOW__VEC_PUSH(&f->connections, c, rc);
+    if (rc) {
+        flow__free(c.from_name);
+        flow__free(c.event);
+        flow__free(c.to_name);
+        json_decref(c.map);
+        return flow__error(err, FLOW_ENOMEM, "out of memory");
+    }
+    return FLOW_OK;
+}
+
+flow_err flow_set_state_schema(flow *f, json_t *schema, flow_error *err)
+{
+    MUTATE(f);
+    struct flow__schema *compiled = NULL;
+    if (schema) {
+        flow_err rc = flow__schema_compile(schema, &compiled, err);
+        if (rc)
+            return rc;
+    }
+    flow__schema_free(f->schema);
+    json_decref(f->schema_src);
+    f->schema = compiled;
+    f->schema_src = schema ? json_deep_copy(schema) : NULL;
+    return FLOW_OK;
+}
+
+flow_err flow_configure(flow *f, const flow_config *cfg)
+{
+    MUTATE(f);
+    if (!cfg || cfg->timeout < 0 || cfg->retries < 0 || cfg->type < FLOW_TYPE_DEFAULT ||
+        cfg->type > FLOW_TYPE_SEQUENTIAL)
+        return FLOW_EINVAL;
+    if (cfg->description) {
+        flow_err rc = set_string(f, &f->description, cfg->description);
+        if (rc)
+            return rc;
+    }
+    f->run_timeout = cfg->timeout;
+    f->defaults.retries = cfg->retries;
+    f->type = cfg->type;
+    switch (cfg->type) {
+    case FLOW_TYPE_INLINE:
+        f->defaults.executor = FLOW_EXEC_INLINE;
+        break;
+    case FLOW_TYPE_THREAD:
+        f->defaults.executor = FLOW_EXEC_THREAD;
+        break;
+    default:
+        f->defaults.executor = FLOW_EXEC_DEFAULT;
+        break;
+    }
+    return FLOW_OK;
+}
+
+/* Could `target` reach a task whose `when` names `name`, following
+ * dependencies backwards? Then adding `name` after `target` closes a cycle. */
+static bool cond_names(const struct flow_cond *c, const char *name)
+{
+    if (!c)
+        return false;
+    if (c->kind == COND_TASK)
+        return strcmp(c->name, name) == 0;
+    for (size_t i = 0; i < c->count; i++) {
+        if (cond_names(c->kids[i], name))
+            return true;
+    }
+    return false;
+}
+
+static flow_err would_cycle(struct flow *f, const char *name, const struct flow_task *start,
+                            bool *cycle)
+{
+    size_t n = f->tasks.count;
+    uint8_t *seen = flow__calloc(n ? n : 1, 1);
+    uint32_t *stack = flow__calloc(n ? n : 1, sizeof(*stack));
+    if (!seen || !stack) {
+        flow__free(seen);
+        flow__free(stack);
+        return FLOW_ENOMEM;
+    }
+    size_t top = 0;
+    stack[top++] = start->index;
+    seen[start->index] = 1;
+    *cycle = false;
+    while (top && !*cycle) {
+        const struct flow_task *t = f->tasks.items[stack[--top]];
+        if (t->ext && cond_names(t->ext->when, name)) {
+            *cycle = true;
+            break;
+        }
+        for (size_t i = 0; i < f->edges.count; i++) {
+            const struct flow_edge *e = &f->edges.items[i];
+            if (e->task == t->index && !seen[e->dep]) {
+                seen[e->dep] = 1;
+                stack[top++] = e->dep;
+            }
+        }
+    }
+    flow__free(seen);
+    flow__free(stack);
+    return FLOW_OK;
+}
+
+flow_task *flow_register(flow *f, const char *name, flow_task_fn fn, void *udata,
+                         const char *const *required, const char *const *optional,
+                         flow_error *err)
+{
+    /* Check everything first: a refused registration changes nothing. */
+    const char *const *lists[2] = {required, optional};
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; lists[k] && lists[k][i]; i++) {
+            const flow_task *dep = flow_find_task(f, lists[k][i]);
+            if (!dep) {
+                flow__error(err, FLOW_EVALIDATION, "unknown %s dependency '%s' of '%s'",
+                            k ? "optional" : "required", lists[k][i], name ? name : "");
+                return NULL;
+            }
+            bool cycle = false;
+            if (name && would_cycle(f, name, dep, &cycle) != FLOW_OK) {
+                flow__error(err, FLOW_ENOMEM, "out of memory");
+                return NULL;
+            }
+            if (cycle) {
+                flow__error(err, FLOW_EVALIDATION,
+                            "registering '%s' after '%s' would close a cycle: '%s' already "
+                            "depends on '%s'",
+                            name, dep->name, dep->name, name);
+                return NULL;
+            }
+        }
+    }
+    if (!fn) {
+        flow__error(err, FLOW_EINVAL, "flow_register needs a function for '%s'",
+                    name ? name : "");
+        return NULL;
+    }
+    flow_task *t = flow_add_task(f, name, err);
+    if (!t)
+        return NULL;
+    flow_err rc = flow_task_set_fn(t, fn, udata);
+    for (int k = 0; k < 2 && !rc; k++) {
+        for (size_t i = 0; lists[k] && lists[k][i] && !rc; i++) {
+            flow_task *dep = flow_find_task(f, lists[k][i]);
+            rc = k ? flow_task_optional(t, dep) : flow_task_after(t, dep);
+        }
+    }
+    if (rc) {
+        flow__error(err, rc, "cannot register '%s': %s", name, flow_strerror(rc));
+        return NULL;
+    }
+    return t;
+}
+
+/* ---- the registry ------------------------------------------------------- */
+
+struct registry_entry {
+    char *name;
+    flow *flow;
+    flow_factory_fn factory;
+    void *udata;
+};
+
+struct flow_registry {
+    FLOW__VEC(struct registry_entry) entries;
+};
+
+flow_registry *flow_registry_new(void)
+{
+    return flow__calloc(1, sizeof(flow_registry));
+}
+
+void flow_registry_free(flow_registry *reg)
+{
+    if (!reg)
+        return;
+    for (size_t i = 0; i < reg->entries.count; i++) {
+        flow__free(reg->entries.items[i].name);
+        flow_free(reg->entries.items[i].flow);
+    }
+    FLOW__VEC_FREE(&reg->entries);
+    flow__free(reg);
+}
+
+static flow_err registry_put(flow_registry *reg, const char *name, flow *f, flow_factory_fn fn,
+                             void *udata)
+{
+    if (!reg || !name || !*name || (!f && !fn))
+        return FLOW_EINVAL;
+    for (size_t i = 0; i < reg->entries.count; i++) {
+        if (!strcmp(reg->entries.items[i].name, name))
+            return FLOW_EEXISTS;
+    }
+    struct registry_entry e = {.name = flow__strdup(name), .flow = f, .factory = fn,
+                               .udata = udata};
+    flow_err rc = e.name ? FLOW_OK : FLOW_ENOMEM;
+    if (!rc)
+        FLOW__VEC_PUSH(&reg->entries, e, rc);
+    if (rc) {
+        flow__free(e.name);
+        return rc;
+    }
+    if (f)
+        flow__ref(f);
+    return FLOW_OK;
+}
+
+flow_err flow_registry_add(flow_registry *reg, const char *name, flow *f)
+{
+    return f ? registry_put(reg, name, f, NULL, NULL) : FLOW_EINVAL;
+}
+
+flow_err flow_registry_add_factory(flow_registry *reg, const char *name, flow_factory_fn fn,
+                                   void *udata)
+{
+    return fn ? registry_put(reg, name, NULL, fn, udata) : FLOW_EINVAL;
+}
+
+flow *flow_registry_create(flow_registry *reg, const char *name, flow_error *err)
+{
+    for (size_t i = 0; reg && name && i < reg->entries.count; i++) {
+        struct registry_entry *e = &reg->entries.items[i];
+        if (strcmp(e->name, name) != 0)
+            continue;
+        if (e->flow) {
+            flow__ref(e->flow);
+            return e->flow;
+        }
+        return e->factory(e->udata, err);
+    }
+    struct flow__buf known;
+    flow__buf_init(&known, 4096);
+    for (size_t i = 0; reg && i < reg->entries.count; i++)
+        flow__buf_printf(&known, "%s'%s'", i ? ", " : "", reg->entries.items[i].name);
+    flow__error(err, FLOW_ENOTFOUND, "no flow named '%s' in the registry (known: %s)",
+                name ? name : "", known.len ? flow__buf_str(&known) : "none");
+    flow__buf_cleanup(&known);
+    return NULL;
 }

@@ -19,7 +19,8 @@ enum task_kind {
     TASK_NOOP = 0,
     TASK_FN,
     TASK_COMMAND, /* argv */
-    TASK_SHELL    /* /bin/sh -c script */
+    TASK_SHELL,   /* /bin/sh -c script */
+    TASK_SUBFLOW  /* a nested run of ext->subflow */
 };
 
 /* Policy knobs; tasks share the flow's defaults until they change one. */
@@ -63,6 +64,10 @@ struct task_ext {
     FLOW__VEC(char *) on;        /* labels */
     const char *origin_file;     /* where the task was written (borrowed from the flow) */
     int origin_line, origin_column;
+    struct flow *subflow;        /* TASK_SUBFLOW: a reference */
+    struct flow__tmpl *foreach;  /* fan out over this list, or NULL */
+    json_t *foreach_src;
+    int concurrency;             /* foreach: at most this many at once; 0: no limit */
 };
 
 /* Kinds of dependency edges a task declares (before compilation). */
@@ -115,11 +120,23 @@ struct flow_leaf {
 };
 
 /* Expression node for TRIG_EXPR (postfix-free tree in an array). */
+struct flow__schema;
+
 struct expr_node {
     uint8_t op;       /* 0 leaf, 1 and, 2 or */
     uint32_t leaf;    /* op 0: absolute leaf index */
     uint32_t first;   /* ops 1,2: children are expr[first .. first+count) */
     uint32_t count;
+};
+
+/* A `connect` route: events `event` emitted by `from` start `to`. */
+struct flow_connection {
+    char *from_name;
+    char *event;
+    char *to_name;
+    json_t *map;     /* {source_key: target_key} or NULL */
+    uint32_t from;   /* resolved by graph.c */
+    uint32_t to;
 };
 
 /* (dependant task's leaf) reached from a source: CSR over sources. */
@@ -142,7 +159,13 @@ struct flow {
     struct flow__nameidx by_name;   /* task name -> index */
     FLOW__VEC(struct flow_edge) edges;
     struct task_policy defaults;
+    FLOW__VEC(struct flow_connection) connections;
+    struct flow__schema *schema;    /* state_schema, or NULL */
+    json_t *schema_src;
+    double run_timeout;             /* flow_configure: seconds, 0 = none */
+    flow_type type;                 /* flow_configure */
     bool frozen;                    /* a run started: no more changes */
+    bool compiling;                 /* flow_validate is on the stack (nesting cycles) */
     /* Compiled graph (valid when compiled && !dirty): */
     bool compiled;
     bool dirty;
@@ -156,6 +179,7 @@ struct flow {
     FLOW__VEC(struct label_info) labels;
     struct flow__strmap label_by_name; /* name -> index + 1 */
     FLOW__VEC(uint32_t) start_tasks;
+    bool has_routers;               /* any task with router: true */
 };
 
 /* Record where a task was defined, for messages ("(flow.yaml:12:3)").

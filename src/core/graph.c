@@ -338,6 +338,7 @@ out:
 static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
 {
     struct compiler c = {.f = f, .diags = diags};
+    f->compiling = true; /* a nested flow that reaches us again is a cycle */
     flow__graph_reset(f);
     size_t n = f->tasks.count;
 
@@ -387,6 +388,19 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
         if (t->policy->executor == FLOW_EXEC_REMOTE)
             report(&c, t, FLOW_EVALIDATION, "task '%s': executor 'remote' is not supported yet",
                    t->name);
+        if (t->kind == TASK_SUBFLOW) {
+            struct flow *child = t->ext->subflow;
+            if (child->compiling) {
+                report(&c, t, FLOW_EVALIDATION,
+                       "nested flow cycle: task '%s' runs flow '%s', which contains it", t->name,
+                       child->name);
+            } else {
+                flow_error cerr;
+                if (flow_validate(child, NULL, &cerr) != FLOW_OK)
+                    report(&c, t, FLOW_EVALIDATION, "nested flow '%s' of task '%s': %s",
+                           child->name, t->name, cerr.message);
+            }
+        }
     }
     if (c.nomem)
         goto out_nomem;
@@ -436,13 +450,31 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
     if (rc)
         goto out_nomem;
 
+    /* Connections: resolve names; a target is not a start task. */
+    for (size_t i = 0; i < f->connections.count; i++) {
+        struct flow_connection *cn = &f->connections.items[i];
+        const struct flow_task *from = flow_find_task(f, cn->from_name);
+        const struct flow_task *to = flow_find_task(f, cn->to_name);
+        if (!from)
+            report(&c, NULL, FLOW_EVALIDATION, "unknown task '%s' in connect %s.%s -> %s",
+                   cn->from_name, cn->from_name, cn->event, cn->to_name);
+        if (!to)
+            report(&c, NULL, FLOW_EVALIDATION, "unknown task '%s' in connect %s.%s -> %s",
+                   cn->to_name, cn->from_name, cn->event, cn->to_name);
+        cn->from = from ? from->index : 0;
+        cn->to = to ? to->index : 0;
+        if (to)
+            f->tasks.items[to->index]->is_fallback_target = true; /* not a start task */
+    }
     /* Start tasks. */
     bool any_entry = false;
+    f->has_routers = false;
     for (size_t i = 0; i < n; i++) {
         struct flow_task *t = f->tasks.items[i];
         bool triggered = t->leaf_count || (t->ext && t->ext->on.count);
         t->is_start = t->start == 1 || (t->start == -1 && !triggered && !t->is_fallback_target);
         any_entry |= t->entry;
+        f->has_routers |= t->router;
         if (t->is_start)
             FLOW__VEC_PUSH(&f->start_tasks, (uint32_t)i, rc);
     }
@@ -463,6 +495,7 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
     flow__free(sorted);
     flow__free(c.seen_and);
     flow__free(c.seen_any);
+    f->compiling = false;
     if (c.errors) {
         if (err)
             *err = c.first;
@@ -474,6 +507,7 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
     return FLOW_OK;
 
 out_nomem:
+    f->compiling = false;
     FLOW__VEC_FREE(&c.leaves);
     FLOW__VEC_FREE(&c.expr);
     flow__free(c.seen_and);
@@ -504,6 +538,8 @@ static const char *kind_name(const struct flow_task *t)
         return "command";
     case TASK_SHELL:
         return "shell";
+    case TASK_SUBFLOW:
+        return "flow";
     default:
         return "noop";
     }
@@ -592,6 +628,8 @@ json_t *flow_describe(flow *f)
         bool is_start = t->start == 1 || (t->start == -1 && !triggered);
         for (size_t k = 0; k < f->tasks.count && is_start && t->start != 1; k++)
             is_start = f->tasks.items[k]->fallback != t;
+        for (size_t k = 0; k < f->connections.count && is_start && t->start != 1; k++)
+            is_start = strcmp(f->connections.items[k].to_name, t->name) != 0;
         json_t *jt = json_pack(
             "{s:s,s:s,s:b,s:b,s:b,s:s,s:f,s:i,s:s,s:s?,s:i,s:o}", "name", t->name, "kind",
             kind_name(t), "start", is_start, "entry", t->entry, "router", t->router, "executor",
@@ -613,6 +651,14 @@ json_t *flow_describe(flow *f)
         }
         if (x && x->shell_src)
             json_object_set_new(jt, "shell", json_string(x->shell_src));
+        if (x && x->subflow) {
+            json_object_set_new(jt, "flow", json_string(x->subflow->name));
+            json_object_set_new(jt, "subflow", flow_describe(x->subflow));
+        }
+        if (x && x->foreach_src) {
+            json_object_set(jt, "foreach", x->foreach_src);
+            json_object_set_new(jt, "concurrency", json_integer(x->concurrency));
+        }
         for (size_t k = 0; x && k < x->on.count; k++) {
             json_array_append_new(json_object_get(jt, "on"), json_string(x->on.items[k]));
             json_array_append_new(labels,
@@ -624,6 +670,14 @@ json_t *flow_describe(flow *f)
             json_array_append_new(edges, json_pack("{s:s,s:s,s:s}", "from", t->name, "to",
                                                    t->fallback->name, "kind", "fallback"));
         json_array_append_new(tasks, jt);
+    }
+    for (size_t i = 0; i < f->connections.count; i++) {
+        const struct flow_connection *cn = &f->connections.items[i];
+        json_t *e = json_pack("{s:s,s:s,s:s,s:s}", "from", cn->from_name, "to", cn->to_name,
+                              "kind", "connect", "event", cn->event);
+        if (e && cn->map)
+            json_object_set(e, "map", cn->map);
+        json_array_append_new(edges, e);
     }
     return root;
 }

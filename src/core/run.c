@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/engine.h"
+#include "core/schema.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -140,12 +141,31 @@ void flow__run_deliver(struct flow_run *r, struct obs_event *events, size_t coun
     }
 }
 
+/* [L] The activation's rarely used parts, made on first use; NULL when out
+ * of memory. */
+static struct act_dyn *act_dyn(struct flow_run *r, struct act *a)
+{
+    if (!a->dyn) {
+        a->dyn = flow__arena_alloc(&r->act_arena, sizeof(*a->dyn)); /* zeroed */
+        if (a->dyn)
+            a->dyn->exit_status = -1;
+    }
+    return a->dyn;
+}
+
+static void group_member_done(struct flow_run *r, struct act *a);
+static void foreach_child_done(struct flow_run *r, struct act *a);
+
 /* [L] An activation reached a final status. */
 static void act_final(struct flow_run *r, struct act *a)
 {
     a->ended = r->engine->clock;
     if (r->unfinished > 0)
         r->unfinished--;
+    if (a->dyn && a->dyn->group)
+        group_member_done(r, a);
+    if (a->dyn && a->dyn->parent)
+        foreach_child_done(r, a);
 }
 
 /* ---- state -------------------------------------------------------------- */
@@ -422,19 +442,49 @@ static void propagate(struct flow_run *r, uint32_t task, uint8_t value, struct a
 
 /* [L] Emit `label` (a router's output, or later an event): one activation
  * of each subscriber, and the when-leaves naming it. */
-static void emit_label(struct flow_run *r, struct act *from, const char *label, json_t *payload)
+/* The payload with its keys renamed by a connection's map (new reference). */
+static json_t *mapped(json_t *payload, json_t *map)
+{
+    if (!map || !json_is_object(payload))
+        return json_incref(payload);
+    json_t *out = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(payload, k, v)
+    {
+        json_t *to = json_object_get(map, k);
+        json_object_set(out, to ? json_string_value(to) : k, v);
+    }
+    return out;
+}
+
+void flow__run_emit(struct flow_run *r, struct act *from, const char *event, json_t *payload)
 {
     const struct flow *f = r->flow;
-    journal(r, JREC_LABEL, from, json_pack("{s:s}", "label", label));
-    flow__run_notify(r, FLOW_EV_LABEL, from, label, 0);
-    int li = flow__label_index(f, label);
-    if (li < 0)
-        return;
-    const struct label_info *info = &f->labels.items[li];
-    for (size_t i = 0; i < info->subscribers.count && !r->stopping; i++)
-        fire(r, info->subscribers.items[i], payload ? payload : json_null(), NULL, 0);
-    for (size_t i = 0; i < info->leaves.count && !r->stopping; i++)
-        leaf_event(r, info->leaves.items[i], LEAF_TRUE, from);
+    if (!payload)
+        payload = json_null();
+    journal(r, JREC_LABEL, from, json_pack("{s:s,s:O}", "label", event, "data", payload));
+    flow__run_notify(r, FLOW_EV_LABEL, from, event, 0);
+    int li = flow__label_index(f, event);
+    if (li >= 0) {
+        const struct label_info *info = &f->labels.items[li];
+        for (size_t i = 0; i < info->subscribers.count && !r->stopping; i++)
+            fire(r, info->subscribers.items[i], payload, NULL, 0);
+        for (size_t i = 0; i < info->leaves.count && !r->stopping; i++)
+            leaf_event(r, info->leaves.items[i], LEAF_TRUE, from);
+    }
+    for (size_t i = 0; from && i < f->connections.count && !r->stopping; i++) {
+        const struct flow_connection *cn = &f->connections.items[i];
+        if (cn->from != from->task || strcmp(cn->event, event) != 0)
+            continue;
+        json_t *input = mapped(payload, cn->map);
+        if (!input) {
+            flow__run_stop(r, FLOW_RUN_FAILED, "out of memory routing an event");
+            break;
+        }
+        fire(r, cn->to, input, NULL, 0);
+        json_decref(input);
+    }
 }
 
 /* ---- attempts ----------------------------------------------------------- */
@@ -476,10 +526,21 @@ static double backoff_delay(const flow_backoff *b, uint32_t attempt)
     return d;
 }
 
-static void attempt_succeeded(struct flow_run *r, struct act *a, json_t *output, json_t *writes);
+struct directives;
+static void attempt_succeeded(struct flow_run *r, struct act *a, json_t *output, json_t *writes,
+                              struct directives *d);
 
 /* [L] The attempt failed with `error` (taken). */
+static void attempt_failed_ex(struct flow_run *r, struct act *a, char *error, bool may_retry);
+
 static void attempt_failed(struct flow_run *r, struct act *a, char *error)
+{
+    attempt_failed_ex(r, a, error, true);
+}
+
+/* [L] The attempt failed with `error` (taken); retried per policy when
+ * `may_retry` (a foreach parent is not: its children had their retries). */
+static void attempt_failed_ex(struct flow_run *r, struct act *a, char *error, bool may_retry)
 {
     const struct flow_task *t = act_task(a);
     const struct task_policy *p = t->policy;
@@ -493,7 +554,7 @@ static void attempt_failed(struct flow_run *r, struct act *a, char *error)
         flow__run_check_end(r);
         return;
     }
-    if (a->attempt <= (uint32_t)p->retries) {
+    if (may_retry && a->attempt <= (uint32_t)p->retries) {
         double delay = backoff_delay(&p->backoff, a->attempt);
         a->status = FLOW_ACT_PENDING;
         a->flags |= ACT_WAITING;
@@ -506,7 +567,7 @@ static void attempt_failed(struct flow_run *r, struct act *a, char *error)
         /* Counts as completed with output null; the error stays visible. */
         char *kept = a->error;
         a->error = NULL;
-        attempt_succeeded(r, a, json_null(), NULL);
+        attempt_succeeded(r, a, json_null(), NULL, NULL);
         a->error = kept;
         return;
     }
@@ -520,7 +581,8 @@ static void attempt_failed(struct flow_run *r, struct act *a, char *error)
             r->had_failure = true;
             r->error = flow__asprintf("task '%s' failed: %s", t->name, a->error);
         }
-        propagate(r, a->task, LEAF_FALSE, a);
+        if (!(a->dyn && a->dyn->parent)) /* a foreach child's parent decides */
+            propagate(r, a->task, LEAF_FALSE, a);
         break;
     case FLOW_ON_ERROR_FALLBACK: {
         json_t *in = json_pack("{s:s?,s:s,s:I,s:i}", "error", a->error, "task", t->name,
@@ -555,35 +617,268 @@ static const char *router_label(json_t *output)
     return json_is_string(l) ? json_string_value(l) : NULL;
 }
 
+/* What a successful attempt asked for besides its output: the directives of
+ * SPEC section 2, from $FLOW_CONTROL or flow_ctx_* calls, checked. */
+struct directives {
+    json_t *writes;     /* `set`: state keys, or NULL */
+    char *cancel;       /* `cancel`: the error, or NULL */
+    json_t *terminate;  /* `terminate`: the result, or NULL */
+    bool checkpoint;
+    json_t *work;       /* next_task / next_iteration / parallel / emit, in order */
+};
+
+static void directives_cleanup(struct directives *d)
+{
+    json_decref(d->writes);
+    flow__free(d->cancel);
+    json_decref(d->terminate);
+    json_decref(d->work);
+    memset(d, 0, sizeof(*d));
+}
+
+/* [L] Check a task name a directive gives; NULL or a message. */
+static char *check_task_name(struct flow_run *r, const char *what, json_t *name)
+{
+    if (!json_is_string(name))
+        return flow__asprintf("directive '%s' needs a task name", what);
+    if (!flow_find_task(r->flow, json_string_value(name)))
+        return flow__asprintf("directive '%s' names unknown task '%s'", what,
+                              json_string_value(name));
+    return NULL;
+}
+
+/* [L] Parse `list` (an array of directive objects) into `out`. */
+static char *parse_directives(struct flow_run *r, json_t *list, struct directives *out)
+{
+    size_t i;
+    json_t *d;
+    char *bad = NULL;
+    json_array_foreach(list, i, d)
+    {
+        const char *key;
+        json_t *value;
+        json_object_foreach(d, key, value)
+        {
+            if (!strcmp(key, "set")) {
+                if (!json_is_object(value))
+                    return flow__strdup("directive 'set' needs an object");
+                if (!out->writes && !(out->writes = json_object()))
+                    return flow__strdup("out of memory");
+                if (json_object_update(out->writes, value))
+                    return flow__strdup("out of memory");
+                continue;
+            }
+            if (!strcmp(key, "cancel")) {
+                json_t *e = json_is_object(value) ? json_object_get(value, "error") : value;
+                flow__free(out->cancel);
+                out->cancel = flow__strdup(json_is_string(e) ? json_string_value(e)
+                                                             : "cancelled by a task");
+                continue;
+            }
+            if (!strcmp(key, "terminate")) {
+                json_t *res = json_is_object(value) ? json_object_get(value, "result") : NULL;
+                json_decref(out->terminate);
+                out->terminate = json_incref(res ? res : json_null());
+                continue;
+            }
+            if (!strcmp(key, "checkpoint")) {
+                out->checkpoint = true;
+                continue;
+            }
+            if (!strcmp(key, "then") && json_object_get(d, "parallel"))
+                continue; /* part of the parallel directive */
+            if (!strcmp(key, "next_task")) {
+                if (!json_is_object(value))
+                    return flow__strdup("directive 'next_task' needs {\"task\": T, \"input\": V}");
+                if ((bad = check_task_name(r, key, json_object_get(value, "task"))))
+                    return bad;
+            } else if (!strcmp(key, "next_iteration")) {
+                if (value && !json_is_object(value) && !json_is_null(value))
+                    return flow__strdup("directive 'next_iteration' needs {\"input\": V}");
+            } else if (!strcmp(key, "parallel")) {
+                size_t k;
+                json_t *b;
+                if (!json_is_array(value) || !json_array_size(value))
+                    return flow__strdup("directive 'parallel' needs a non-empty list of "
+                                        "{\"task\": T, \"input\": V}");
+                json_array_foreach(value, k, b)
+                {
+                    if ((bad = check_task_name(r, key, json_object_get(b, "task"))))
+                        return bad;
+                }
+                json_t *then = json_object_get(d, "then");
+                if (then && !json_is_null(then) && (bad = check_task_name(r, "then", then)))
+                    return bad;
+            } else if (!strcmp(key, "emit")) {
+                json_t *ev = json_is_object(value) ? json_object_get(value, "event") : value;
+                if (!json_is_string(ev) || !json_string_length(ev))
+                    return flow__strdup("directive 'emit' needs an event name");
+            } else {
+                return flow__asprintf("unknown directive '%s' (known: set, next_task, "
+                                      "next_iteration, parallel, terminate, cancel, checkpoint, "
+                                      "emit)",
+                                      key);
+            }
+            json_t *one = json_object();
+            if (!one || json_object_set(one, key, value) ||
+                (!strcmp(key, "parallel") && json_object_get(d, "then") &&
+                 json_object_set(one, "then", json_object_get(d, "then"))) ||
+                (!out->work && !(out->work = json_array())) ||
+                json_array_append_new(out->work, one)) {
+                json_decref(one);
+                return flow__strdup("out of memory");
+            }
+        }
+    }
+    return NULL;
+}
+
+char *flow__run_check_directives(struct flow_run *r, json_t *list)
+{
+    struct directives d = {0};
+    char *bad = parse_directives(r, list, &d);
+    directives_cleanup(&d);
+    return bad;
+}
+
+/* [L] Start the dynamic work a successful attempt asked for, in order. */
+static void start_work(struct flow_run *r, struct act *a, json_t *work)
+{
+    size_t i;
+    json_t *d;
+    json_array_foreach(work, i, d)
+    {
+        if (r->stopping)
+            return;
+        json_t *v;
+        if ((v = json_object_get(d, "next_task"))) {
+            const flow_task *t = flow_find_task(r->flow, json_string_value(json_object_get(v, "task")));
+            json_t *in = json_object_get(v, "input");
+            fire(r, t->index, in ? in : json_null(), NULL, 0);
+        } else if ((v = json_object_get(d, "next_iteration"))) {
+            json_t *in = json_object_get(v, "input");
+            fire(r, a->task, in ? in : json_null(), NULL, 0);
+        } else if ((v = json_object_get(d, "parallel"))) {
+            json_t *then = json_object_get(d, "then");
+            struct group *g = NULL;
+            if (then && json_is_string(then)) {
+                g = flow__calloc(1, sizeof(*g));
+                flow_err rc = g ? FLOW_OK : FLOW_ENOMEM;
+                if (!rc)
+                    FLOW__VEC_PUSH(&r->groups, g, rc);
+                if (rc || !(g->outputs = json_array())) {
+                    if (rc)
+                        flow__free(g);
+                    flow__run_stop(r, FLOW_RUN_FAILED, "out of memory starting a parallel group");
+                    return;
+                }
+                g->count = (uint32_t)json_array_size(v);
+                g->then_task = flow_find_task(r->flow, json_string_value(then))->index;
+                for (uint32_t k = 0; k < g->count; k++)
+                    json_array_append_new(g->outputs, json_null());
+            }
+            size_t k;
+            json_t *b;
+            json_array_foreach(v, k, b)
+            {
+                const flow_task *t =
+                    flow_find_task(r->flow, json_string_value(json_object_get(b, "task")));
+                json_t *in = json_object_get(b, "input");
+                struct act *branch = fire(r, t->index, in ? in : json_null(), NULL, 0);
+                if (!branch)
+                    return;
+                if (g) {
+                    struct act_dyn *dy = act_dyn(r, branch);
+                    if (!dy)
+                        return;
+                    dy->group = g;
+                    dy->branch = (uint32_t)k;
+                }
+            }
+        } else if ((v = json_object_get(d, "emit"))) {
+            json_t *ev = json_is_object(v) ? json_object_get(v, "event") : v;
+            json_t *data = json_is_object(v) ? json_object_get(v, "data") : NULL;
+            flow__run_emit(r, a, json_string_value(ev), data);
+        }
+    }
+}
+
 /* [L] The attempt succeeded with `output` and state `writes` (both taken;
- * writes may be NULL). */
-static void attempt_succeeded(struct flow_run *r, struct act *a, json_t *output, json_t *writes)
+ * writes may be NULL) and directives `d` (may be NULL; cleaned up here). */
+static void attempt_succeeded(struct flow_run *r, struct act *a, json_t *output, json_t *writes,
+                              struct directives *d)
 {
     const struct flow_task *t = act_task(a);
-    flow__free(a->error); /* an earlier attempt's; `ignore` puts its own back */
-    a->error = NULL;
-    a->output = output ? output : json_null();
-    a->status = FLOW_ACT_COMPLETED;
-    journal(r, JREC_ACT_COMPLETED, a, json_incref(a->output));
+    if (!output)
+        output = json_null();
+    if (d && d->writes) {
+        if (!writes) {
+            writes = d->writes;
+            d->writes = NULL;
+        } else {
+            json_object_update(writes, d->writes);
+        }
+    }
     if (t->ext && t->ext->save) {
         if (!writes)
             writes = json_object();
         if (writes)
-            json_object_set(writes, t->ext->save, a->output);
+            json_object_set(writes, t->ext->save, output);
     }
+    /* The state schema guards every write; breaking it fails the writer. */
+    if (writes && r->flow->schema) {
+        json_t *next = json_copy(r->state);
+        char *bad = NULL;
+        if (!next || json_object_update(next, writes))
+            bad = flow__strdup("out of memory checking the state");
+        else
+            bad = flow__schema_check_keys(r->flow->schema, next, writes);
+        json_decref(next);
+        if (bad) {
+            json_decref(output);
+            json_decref(writes);
+            if (d)
+                directives_cleanup(d);
+            attempt_failed(r, a, bad);
+            return;
+        }
+    }
+    flow__free(a->error); /* an earlier attempt's; `ignore` puts its own back */
+    a->error = NULL;
+    a->output = output;
+    a->status = FLOW_ACT_COMPLETED;
+    journal(r, JREC_ACT_COMPLETED, a, json_incref(a->output));
     state_write(r, a, writes);
     json_decref(writes);
     flow__run_notify(r, FLOW_EV_TASK_COMPLETED, a, NULL, 0);
-    r->trt[a->task].latest = a;
-    r->last_completed = a;
+    /* A foreach child speaks only to its parent, which completes for the
+     * task as a whole. */
+    bool child = a->dyn && a->dyn->parent;
+    if (!child) {
+        r->trt[a->task].latest = a;
+        r->last_completed = a;
+    }
+    if (d && d->cancel) {
+        flow__run_stop(r, FLOW_RUN_CANCELLED, d->cancel);
+    } else if (d && d->terminate) {
+        json_decref(r->terminate_result);
+        r->terminate_result = d->terminate;
+        d->terminate = NULL;
+        flow__run_stop(r, FLOW_RUN_COMPLETED, NULL);
+    }
+    if (d && d->checkpoint)
+        journal(r, JREC_CHECKPOINT, a, NULL);
     act_final(r, a);
-    if (!r->stopping) {
+    if (!r->stopping && child) {
+        if (d && d->work)
+            start_work(r, a, d->work);
+    } else if (!r->stopping) {
         if (t->router) {
             const char *label = router_label(a->output);
             if (label) {
                 json_t *payload = json_is_object(a->output) ? a->output
                                                             : flow__run_act_input(r, a);
-                emit_label(r, a, label, payload);
+                flow__run_emit(r, a, label, payload);
             } else {
                 flow__log(FLOW_LOG_WARN, "router '%s' returned no label", t->name);
             }
@@ -595,8 +890,237 @@ static void attempt_succeeded(struct flow_run *r, struct act *a, json_t *output,
             r->trt[orig->task].latest = a;
             propagate(r, orig->task, LEAF_TRUE, a);
         }
+        if (d && d->work)
+            start_work(r, a, d->work);
     }
+    if (d)
+        directives_cleanup(d);
     flow__run_check_end(r);
+}
+
+/* ---- groups, foreach, nested flows -------------------------------------- */
+
+/* [L] A branch of a parallel group finished. */
+static void group_member_done(struct flow_run *r, struct act *a)
+{
+    struct group *g = a->dyn->group;
+    a->dyn->group = NULL; /* count it once */
+    g->finished++;
+    if (a->status == FLOW_ACT_COMPLETED)
+        json_array_set(g->outputs, a->dyn->branch, a->output);
+    else
+        g->failed = true;
+    if (g->finished < g->count || r->stopping)
+        return;
+    if (g->failed)
+        skip(r, g->then_task);
+    else
+        fire(r, g->then_task, g->outputs, NULL, 0);
+}
+
+/* [L] Start the next children of a foreach parent while the concurrency
+ * allows. */
+static void foreach_spawn(struct flow_run *r, struct act *parent)
+{
+    struct foreach_state *fe = parent->dyn->fe;
+    while (!r->stopping && fe->next < fe->count &&
+           (!fe->concurrency || fe->running < fe->concurrency)) {
+        size_t i = fe->next++;
+        struct act *child = act_new(r, parent->task);
+        struct act_dyn *dy = child ? act_dyn(r, child) : NULL;
+        if (!dy) {
+            flow__run_stop(r, FLOW_RUN_FAILED, "out of memory creating an activation");
+            return;
+        }
+        dy->parent = parent;
+        dy->index = i;
+        dy->item = json_incref(json_array_get(fe->items, i));
+        child->input = json_incref(dy->item); /* the element, unless `input` says more */
+        fe->running++;
+        r->unfinished++;
+        journal(r, JREC_ACT_CREATED, child,
+                json_pack("{s:O,s:I,s:I}", "input", dy->item, "parent", (json_int_t)parent->id,
+                          "index", (json_int_t)i));
+        flow__engine_enqueue(r->engine, child);
+    }
+}
+
+/* [L] The parent's children are all done: it completes with their outputs,
+ * or fails naming the first failure. */
+static void foreach_finish(struct flow_run *r, struct act *parent)
+{
+    struct foreach_state *fe = parent->dyn->fe;
+    if (fe->failed) {
+        char *why = flow__asprintf("%zu of %zu items failed; the first: %s", fe->failed,
+                                   fe->count, fe->first_error ? fe->first_error : "?");
+        attempt_failed_ex(r, parent, why, false);
+        return;
+    }
+    json_t *out = fe->outputs;
+    fe->outputs = NULL;
+    attempt_succeeded(r, parent, out, NULL, NULL);
+}
+
+static void foreach_child_done(struct flow_run *r, struct act *child)
+{
+    struct act *parent = child->dyn->parent;
+    struct foreach_state *fe = parent->dyn ? parent->dyn->fe : NULL;
+    if (!fe || parent->status != FLOW_ACT_RUNNING)
+        return;
+    fe->running--;
+    fe->finished++;
+    if (child->status == FLOW_ACT_COMPLETED) {
+        json_array_set(fe->outputs, child->dyn->index, child->output);
+    } else {
+        fe->failed++;
+        if (!fe->first_error)
+            fe->first_error = flow__asprintf("item %zu: %s", child->dyn->index,
+                                             child->error ? child->error : "failed");
+    }
+    if (r->stopping) {
+        if (!fe->running)
+            attempt_failed_ex(r, parent, flow__strdup("the run stopped"), false);
+        return;
+    }
+    foreach_spawn(r, parent);
+    if (fe->finished == fe->count)
+        foreach_finish(r, parent);
+}
+
+/* [L] Begin a foreach parent: render the list and start the children. */
+static void expand_foreach(struct flow_run *r, struct act *a)
+{
+    const struct flow_task *t = act_task(a);
+    flow_error err;
+    json_t *list = NULL;
+    struct act_dyn *dy = act_dyn(r, a);
+    if (!dy) {
+        attempt_failed_ex(r, a, flow__strdup("out of memory"), false);
+        return;
+    }
+    char *why = NULL;
+    if (!flow__run_input_ready(r, a, &why)) {
+        attempt_failed(r, a, why);
+        return;
+    }
+    if (flow__run_render(r, a, t->ext->foreach, &list, &err) != FLOW_OK) {
+        attempt_failed(r, a, flow__asprintf("foreach: %s", err.message));
+        return;
+    }
+    if (!json_is_array(list)) {
+        why = flow__asprintf("foreach of task '%s' needs a list, got %s", t->name,
+                                   flow__json_type_name(list));
+        json_decref(list);
+        attempt_failed_ex(r, a, why, false);
+        return;
+    }
+    struct foreach_state *fe = dy->fe;
+    if (!fe && !(fe = dy->fe = flow__arena_alloc(&r->act_arena, sizeof(*fe)))) {
+        json_decref(list);
+        attempt_failed_ex(r, a, flow__strdup("out of memory"), false);
+        return;
+    }
+    json_decref(fe->items);
+    json_decref(fe->outputs);
+    flow__free(fe->first_error);
+    memset(fe, 0, sizeof(*fe));
+    fe->items = list;
+    fe->count = json_array_size(list);
+    fe->concurrency = t->ext->concurrency > 0 ? (size_t)t->ext->concurrency : 0;
+    fe->outputs = json_array();
+    for (size_t i = 0; fe->outputs && i < fe->count; i++)
+        json_array_append_new(fe->outputs, json_null());
+    if (!fe->outputs) {
+        attempt_failed_ex(r, a, flow__strdup("out of memory"), false);
+        return;
+    }
+    if (fe->count == 0) {
+        foreach_finish(r, a); /* an empty list completes at once with [] */
+        return;
+    }
+    foreach_spawn(r, a);
+}
+
+static struct flow_run *run_create(struct flow_engine *e, struct flow *f, json_t *inputs,
+                                   const char *run_id, const char *start_task,
+                                   struct act *parent, flow_error *err);
+static void run_begin(struct flow_run *r, const struct flow_task *start);
+
+/* [L] Begin a nested flow: a child run on the same engine. Its end completes
+ * this activation (end_run). */
+static void expand_subflow(struct flow_run *r, struct act *a)
+{
+    const struct flow_task *t = act_task(a);
+    struct flow *child = t->ext->subflow;
+    struct act_dyn *dy = act_dyn(r, a);
+    char *why = NULL;
+    if (!dy) {
+        attempt_failed(r, a, flow__strdup("out of memory"));
+        return;
+    }
+    if (!flow__run_input_ready(r, a, &why)) {
+        attempt_failed(r, a, why);
+        return;
+    }
+    json_t *in = flow__run_act_input(r, a);
+    if (!json_is_object(in) && !json_is_null(in)) {
+        attempt_failed(r, a, flow__asprintf("the input of nested flow '%s' must be an object, "
+                                            "not %s",
+                                            child->name, flow__json_type_name(in)));
+        return;
+    }
+    char id[96];
+    snprintf(id, sizeof(id), "%.60s.%llu.%u", r->id, (unsigned long long)a->id, a->attempt);
+    flow_error err;
+    struct flow_run *c = run_create(r->engine, child, json_is_object(in) ? in : NULL, id, NULL,
+                                    a, &err);
+    flow_err rc = FLOW_OK;
+    if (c)
+        FLOW__VEC_PUSH(&r->children, c, rc);
+    if (!c || rc) {
+        attempt_failed(r, a, flow__asprintf("nested flow '%s' could not start: %s", child->name,
+                                            c ? "out of memory" : err.message));
+        return;
+    }
+    dy->child = c;
+    run_begin(c, NULL);
+}
+
+void flow__run_expand(struct flow_run *r, struct act *a)
+{
+    const struct flow_task *t = act_task(a);
+    a->attempt++;
+    a->status = FLOW_ACT_RUNNING;
+    a->started = r->engine->clock;
+    journal(r, JREC_ACT_STARTED, a, NULL);
+    flow__run_notify(r, FLOW_EV_TASK_STARTED, a, NULL, 0);
+    if (t->kind == TASK_SUBFLOW)
+        expand_subflow(r, a);
+    else
+        expand_foreach(r, a);
+}
+
+/* [L] A nested run ended: its parent activation completes or fails. */
+static void subflow_done(struct flow_run *child)
+{
+    struct act *a = child->parent_act;
+    struct flow_run *r = a->run;
+    if (a->status != FLOW_ACT_RUNNING || !a->dyn || a->dyn->child != child)
+        return;
+    a->dyn->child = NULL;
+    if (child->status == FLOW_RUN_COMPLETED)
+        attempt_succeeded(r, a, json_incref(child->result), NULL, NULL);
+    else
+        attempt_failed(r, a, flow__asprintf("nested flow '%s' %s: %s", child->flow->name,
+                                            flow_run_status_name(child->status),
+                                            child->error ? child->error : "no reason given"));
+}
+
+void flow__run_timed_out(struct flow_run *r)
+{
+    char why[128];
+    snprintf(why, sizeof(why), "the run timed out after %gs", r->flow->run_timeout);
+    flow__run_stop(r, FLOW_RUN_FAILED, why);
 }
 
 /* [L] Free the engine slot an attempt held. */
@@ -605,6 +1129,7 @@ static void release_slot(struct flow_run *r, bool counted)
     struct flow_engine *e = r->engine;
     if (r->running > 0)
         r->running--;
+    flow__engine_release_slot(e, r);
     if (!counted)
         return;
     e->running--;
@@ -623,12 +1148,20 @@ void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
     const struct flow_task *t = ctx->task;
     bool ok = ctx->rc == 0 && !ctx->timed_out;
     if (ok) {
+        struct directives d = {0};
+        char *bad = ctx->directives ? parse_directives(r, ctx->directives, &d) : NULL;
+        if (bad) {
+            directives_cleanup(&d);
+            flow__ctx_release(e, ctx);
+            attempt_failed(r, a, bad);
+            return;
+        }
         json_t *out = ctx->output;
         json_t *writes = ctx->writes;
         ctx->output = NULL;
         ctx->writes = NULL;
         flow__ctx_release(e, ctx);
-        attempt_succeeded(r, a, out, writes);
+        attempt_succeeded(r, a, out, writes, &d);
         return;
     }
     char *error;
@@ -642,72 +1175,6 @@ void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
     attempt_failed(r, a, error);
 }
 
-/* What a successful attempt asked for besides its output. */
-struct directives {
-    json_t *writes;    /* `set`: state keys, or NULL */
-    char *cancel;      /* `cancel`: the error, or NULL */
-    json_t *terminate; /* `terminate`: the result, or NULL */
-};
-
-static void directives_cleanup(struct directives *d)
-{
-    json_decref(d->writes);
-    flow__free(d->cancel);
-    json_decref(d->terminate);
-}
-
-/* Parse the directives a command left in $FLOW_CONTROL. The dynamic ones
- * (next_task, parallel, emit, ...) come with issue #3's control flow. */
-static char *parse_directives(json_t *directives, struct directives *out)
-{
-    size_t i;
-    json_t *d;
-    json_array_foreach(directives, i, d)
-    {
-        const char *key;
-        json_t *value;
-        json_object_foreach(d, key, value)
-        {
-            if (!strcmp(key, "set")) {
-                if (!json_is_object(value))
-                    return flow__strdup("directive 'set' in $FLOW_CONTROL needs an object");
-                if (!out->writes && !(out->writes = json_object()))
-                    return flow__strdup("out of memory");
-                if (json_object_update(out->writes, value))
-                    return flow__strdup("out of memory");
-            } else if (!strcmp(key, "cancel")) {
-                json_t *e = json_is_object(value) ? json_object_get(value, "error") : value;
-                flow__free(out->cancel);
-                out->cancel = flow__strdup(json_is_string(e) ? json_string_value(e)
-                                                             : "cancelled by a task");
-            } else if (!strcmp(key, "terminate")) {
-                json_t *res = json_is_object(value) ? json_object_get(value, "result") : NULL;
-                json_decref(out->terminate);
-                out->terminate = json_incref(res ? res : json_null());
-            } else {
-                return flow__asprintf("directive '%s' in $FLOW_CONTROL is not supported by this "
-                                      "version (supported: set, cancel, terminate)",
-                                      key);
-            }
-        }
-    }
-    return NULL;
-}
-
-/* [L] `cancel` and `terminate` end the run; the attempt that asked still
- * completes (its output and writes are recorded) but nothing follows it. */
-static void apply_run_directives(struct flow_run *r, struct directives *d)
-{
-    if (d->cancel) {
-        flow__run_stop(r, FLOW_RUN_CANCELLED, d->cancel);
-    } else if (d->terminate) {
-        json_decref(r->terminate_result);
-        r->terminate_result = d->terminate;
-        d->terminate = NULL;
-        flow__run_stop(r, FLOW_RUN_COMPLETED, NULL);
-    }
-}
-
 static void state_file_release(struct flow_run *r, uint64_t version);
 
 void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res)
@@ -715,9 +1182,16 @@ void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_resu
     flow__engine_tick(r->engine);
     release_slot(r, true);
     state_file_release(r, a->cmd ? a->cmd->state_version : 0);
+    struct act_dyn *dy = act_dyn(r, a);
+    if (dy) {
+        flow__free(dy->stderr_tail);
+        dy->stderr_tail = res->stderr_tail;
+        res->stderr_tail = NULL;
+        dy->exit_status = res->exit_status;
+    }
     if (res->ok) {
         struct directives d = {0};
-        char *bad = parse_directives(res->directives, &d);
+        char *bad = parse_directives(r, res->directives, &d);
         if (bad) {
             directives_cleanup(&d);
             attempt_failed(r, a, bad);
@@ -725,11 +1199,7 @@ void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_resu
         }
         json_t *out = res->output;
         res->output = NULL;
-        apply_run_directives(r, &d);
-        json_t *writes = d.writes;
-        d.writes = NULL;
-        directives_cleanup(&d);
-        attempt_succeeded(r, a, out, writes);
+        attempt_succeeded(r, a, out, NULL, &d);
         return;
     }
     char *err = res->error;
@@ -815,6 +1285,8 @@ void flow__run_stop(struct flow_run *r, flow_run_status status, const char *why)
         if (a->status != FLOW_ACT_RUNNING)
             continue;
         const struct flow_task *t = act_task(a);
+        if (a->dyn && a->dyn->child)
+            flow__run_stop(a->dyn->child, FLOW_RUN_CANCELLED, why ? why : "the parent run stopped");
         if (a->cmd) {
             a->cmd->killed = true;
             if (a->cmd->cmd)
@@ -867,6 +1339,8 @@ static void end_run(struct flow_run *r)
         r->ended = true;
         pthread_cond_broadcast(&r->ended_cond);
     }
+    if (r->parent_act)
+        subflow_done(r);
 }
 
 void flow__run_check_end(struct flow_run *r)
@@ -1162,6 +1636,9 @@ static bool valid_run_id(const char *id)
 
 static void run_destroy(struct flow_run *r)
 {
+    for (size_t i = 0; i < r->children.count; i++)
+        run_destroy(r->children.items[i]);
+    FLOW__VEC_FREE(&r->children);
     for (size_t i = 0; i < r->act_count; i++) {
         struct act *a = act_at(r, i);
         json_decref(a->input);
@@ -1169,7 +1646,22 @@ static void run_destroy(struct flow_run *r)
         flow__free(a->error);
         if (a->nsrc > 1)
             flow__free(a->src.many);
+        if (a->dyn) {
+            json_decref(a->dyn->item);
+            flow__free(a->dyn->stderr_tail);
+            if (a->dyn->fe) {
+                json_decref(a->dyn->fe->items);
+                json_decref(a->dyn->fe->outputs);
+                flow__free(a->dyn->fe->first_error);
+            }
+        }
     }
+    for (size_t i = 0; i < r->groups.count; i++) {
+        json_decref(r->groups.items[i]->outputs);
+        flow__free(r->groups.items[i]);
+    }
+    FLOW__VEC_FREE(&r->groups);
+    FLOW__VEC_FREE(&r->held);
     flow__arena_cleanup(&r->act_arena);
     flow__free(r->act_chunks);
     flow__journal_close(&r->journal);
@@ -1193,6 +1685,81 @@ static void run_destroy(struct flow_run *r)
     pthread_cond_destroy(&r->ended_cond);
     flow_free(r->flow);
     flow__free(r);
+}
+
+/* Make a run (not started). [L] for nested runs; flow_run_start calls it
+ * without the lock, before the run is visible to anyone. */
+static struct flow_run *run_create(struct flow_engine *e, struct flow *f, json_t *inputs,
+                                   const char *run_id, const char *start_task,
+                                   struct act *parent, flow_error *err)
+{
+    struct flow_run *r = flow__calloc(1, sizeof(*r));
+    if (!r)
+        goto out_nomem;
+    pthread_cond_init(&r->ended_cond, NULL);
+    atomic_init(&r->interrupt, 0);
+    flow__arena_init(&r->act_arena, 64 * 1024);
+    r->engine = e;
+    flow__ref(f);
+    r->flow = f;
+    if (run_id)
+        snprintf(r->id, sizeof(r->id), "%s", run_id);
+    else
+        new_run_id(r->id, sizeof(r->id));
+    r->status = FLOW_RUN_PENDING;
+    r->start_task = start_task;
+    r->parent_act = parent;
+    r->max_running = f->type == FLOW_TYPE_SEQUENTIAL ? 1 : 0;
+    r->inputs = inputs ? json_deep_copy(inputs) : json_object();
+    r->state = json_copy(f->initial_state);
+    r->trt = flow__calloc(f->tasks.count ? f->tasks.count : 1, sizeof(*r->trt));
+    r->leaf_state = flow__calloc(f->leaf_count ? f->leaf_count : 1, 1);
+    if (!r->inputs || !r->state || !r->trt || !r->leaf_state ||
+        json_object_update(r->state, r->inputs) ||
+        flow__journal_memory_open(&r->journal) != FLOW_OK)
+        goto out_nomem;
+    if (f->schema) {
+        char *bad = flow__schema_check(f->schema, r->state);
+        if (bad) {
+            flow__error(err, FLOW_EINVAL, "the initial state does not match state_schema: %s",
+                        bad);
+            flow__free(bad);
+            run_destroy(r);
+            return NULL;
+        }
+    }
+    return r;
+out_nomem:
+    if (r)
+        run_destroy(r);
+    flow__error(err, FLOW_ENOMEM, "out of memory starting a run");
+    return NULL;
+}
+
+/* [L] Start a created run: journal it, make it visible, fire its start. */
+static void run_begin(struct flow_run *r, const struct flow_task *start)
+{
+    struct flow_engine *e = r->engine;
+    struct flow *f = r->flow;
+    f->frozen = true;
+    journal(r, JREC_RUN_CREATED, NULL,
+            json_pack("{s:s,s:s?,s:O,s:s?}", "flow", f->name, "version", f->version, "inputs",
+                      r->inputs, "start", r->start_task));
+    r->next = e->runs;
+    if (e->runs)
+        e->runs->prev = r;
+    e->runs = r;
+    r->status = FLOW_RUN_RUNNING;
+    flow__run_notify(r, FLOW_EV_RUN_STARTED, NULL, NULL, 0);
+    if (f->run_timeout > 0)
+        flow__engine_run_timer(e, r, f->run_timeout);
+    if (start) {
+        fire(r, start->index, r->inputs, NULL, 0);
+    } else {
+        for (size_t i = 0; i < f->start_tasks.count && !r->stopping; i++)
+            fire(r, f->start_tasks.items[i], r->inputs, NULL, 0);
+    }
+    flow__run_check_end(r);
 }
 
 flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts, flow_error *err)
@@ -1232,61 +1799,22 @@ flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts, 
             return NULL;
         }
     }
-    struct flow_run *r = flow__calloc(1, sizeof(*r));
+    struct flow_run *r = run_create(e, f, opts->inputs, opts->run_id, start ? start->name : NULL,
+                                    NULL, err);
     if (!r)
-        goto out_nomem;
-    pthread_cond_init(&r->ended_cond, NULL);
-    atomic_init(&r->interrupt, 0);
-    flow__arena_init(&r->act_arena, 64 * 1024);
-    r->engine = e;
-    flow__ref(f);
-    r->flow = f;
-    if (opts->run_id)
-        snprintf(r->id, sizeof(r->id), "%s", opts->run_id);
-    else
-        new_run_id(r->id, sizeof(r->id));
-    r->status = FLOW_RUN_PENDING;
+        return NULL;
     r->on_event = opts->on_event;
     r->event_udata = opts->event_udata;
-    r->start_task = start ? start->name : NULL;
-    if (opts->work_dir && !(r->work_dir = flow__strdup(opts->work_dir)))
-        goto out_nomem;
-    r->inputs = opts->inputs ? json_deep_copy(opts->inputs) : json_object();
-    r->state = json_copy(f->initial_state);
-    r->trt = flow__calloc(f->tasks.count ? f->tasks.count : 1, sizeof(*r->trt));
-    r->leaf_state = flow__calloc(f->leaf_count ? f->leaf_count : 1, 1);
-    if (!r->inputs || !r->state || !r->trt || !r->leaf_state ||
-        json_object_update(r->state, r->inputs) ||
-        flow__journal_memory_open(&r->journal) != FLOW_OK)
-        goto out_nomem;
-
+    if (opts->work_dir && !(r->work_dir = flow__strdup(opts->work_dir))) {
+        run_destroy(r);
+        flow__error(err, FLOW_ENOMEM, "out of memory starting a run");
+        return NULL;
+    }
     pthread_mutex_lock(&e->lock);
     flow__engine_tick(e);
-    f->frozen = true;
-    journal(r, JREC_RUN_CREATED, NULL,
-            json_pack("{s:s,s:s?,s:O,s:s?}", "flow", f->name, "version", f->version, "inputs",
-                      r->inputs, "start", r->start_task));
-    r->next = e->runs;
-    if (e->runs)
-        e->runs->prev = r;
-    e->runs = r;
-    r->status = FLOW_RUN_RUNNING;
-    flow__run_notify(r, FLOW_EV_RUN_STARTED, NULL, NULL, 0);
-    if (start) {
-        fire(r, start->index, r->inputs, NULL, 0);
-    } else {
-        for (size_t i = 0; i < f->start_tasks.count && !r->stopping; i++)
-            fire(r, f->start_tasks.items[i], r->inputs, NULL, 0);
-    }
-    flow__run_check_end(r);
+    run_begin(r, start);
     pthread_mutex_unlock(&e->lock);
     return r;
-
-out_nomem:
-    if (r)
-        run_destroy(r);
-    flow__error(err, FLOW_ENOMEM, "out of memory starting a run");
-    return NULL;
 }
 
 flow_run_status flow_run_wait(flow_run *r)
@@ -1314,6 +1842,22 @@ void flow_run_interrupt(flow_run *r)
     flow__engine_wake(r->engine);
 }
 
+/* [L] Take a run and its nested runs out of the engine's list. */
+static void run_unlink(struct flow_engine *e, struct flow_run *r)
+{
+    for (size_t i = 0; i < r->children.count; i++)
+        run_unlink(e, r->children.items[i]);
+    if (r->status == FLOW_RUN_PENDING)
+        return; /* never linked */
+    if (r->prev)
+        r->prev->next = r->next;
+    else if (e->runs == r)
+        e->runs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->next = r->prev = NULL;
+}
+
 void flow_run_free(flow_run *r)
 {
     if (!r)
@@ -1321,12 +1865,7 @@ void flow_run_free(flow_run *r)
     flow_run_wait(r);
     struct flow_engine *e = r->engine;
     pthread_mutex_lock(&e->lock);
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        e->runs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    run_unlink(e, r);
     pthread_mutex_unlock(&e->lock);
     run_destroy(r);
 }
@@ -1407,6 +1946,9 @@ flow_err flow_run_activation(flow_run *r, size_t i, flow_activation_info *info)
     info->input = a->input;
     info->output = a->output;
     info->error = a->error;
+    info->path = task_name(r, a->task);
+    info->stderr_tail = a->dyn ? a->dyn->stderr_tail : NULL;
+    info->exit_status = a->dyn ? a->dyn->exit_status : -1;
     return FLOW_OK;
 }
 

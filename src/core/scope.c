@@ -1,6 +1,6 @@
 /* scope.c -- where templates find their values during a run: inputs,
- * input, state, tasks.NAME.output|status|error, run.id|name, env.NAME.
- * (item and index come with foreach.) */
+ * input, state, tasks.NAME.output|status|error, run.id|name, env.NAME, and
+ * item and index in the children of a foreach task. */
 #include "util/compat.h"
 
 #include <stdlib.h>
@@ -99,8 +99,17 @@ static json_t *lookup(void *udata, const struct flow__tmpl_path *path, flow_erro
         base = owned;
         from = 2;
     } else if (!strcmp(root, "item") || !strcmp(root, "index")) {
-        flow__error(err, FLOW_ETEMPLATE, "'%s' is only set in a foreach task", root);
-        return NULL;
+        const struct act_dyn *dy = sc->a ? sc->a->dyn : NULL;
+        if (!dy || !dy->parent) {
+            flow__error(err, FLOW_ETEMPLATE, "'%s' is only set in a foreach task", root);
+            return NULL;
+        }
+        if (!strcmp(root, "item")) {
+            base = dy->item;
+        } else {
+            owned = json_integer((json_int_t)dy->index);
+            base = owned;
+        }
     } else {
         flow__error(err, FLOW_ETEMPLATE, "unknown template root '%s'", root);
         return NULL;

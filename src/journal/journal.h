@@ -28,9 +28,10 @@ enum flow__jrec_type {
     JREC_ACT_RETRYING,    /* act, attempt; payload {error, delay} */
     JREC_ACT_SKIPPED,     /* act */
     JREC_ACT_CANCELLED,   /* act; payload {error} */
-    JREC_LABEL,           /* act (emitter); payload {label} */
+    JREC_LABEL,           /* act (emitter); payload {label, data} (labels and events) */
     JREC_STATE_SET,       /* act (writer); payload {key: value, ...} */
-    JREC_RUN_ENDED        /* payload {status, result | error} */
+    JREC_RUN_ENDED,       /* payload {status, result | error} */
+    JREC_CHECKPOINT       /* act (the task that asked); made durable with stores */
 };
 
 struct flow__jrec {
