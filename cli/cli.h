@@ -45,6 +45,7 @@ struct cli_command {
 extern const struct cli_command cli_cmd_run;
 extern const struct cli_command cli_cmd_validate;
 extern const struct cli_command cli_cmd_graph;
+extern const struct cli_command cli_cmd_ctl;
 
 /* Print "flow: <message>" as one line on stderr. */
 void cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);

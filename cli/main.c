@@ -8,6 +8,7 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_run,
     &cli_cmd_validate,
     &cli_cmd_graph,
+    &cli_cmd_ctl,
     NULL,
 };
 
@@ -15,7 +16,7 @@ static const struct cli_command *const commands[] = {
  * "not available yet" rather than "unknown command". */
 static const char *const later_commands[] = {
     "resume", "status", "logs", "pause",  "cancel", "feedback",
-    "checkpoints", "worker", "serve", "gc", "ctl", NULL,
+    "checkpoints", "worker", "serve", "gc", NULL,
 };
 
 static void print_main_help(FILE *out)

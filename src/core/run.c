@@ -464,8 +464,15 @@ void flow__run_emit(struct flow_run *r, struct act *from, const char *event, jso
     if (!payload)
         payload = json_null();
     journal(r, JREC_LABEL, from, json_pack("{s:s,s:O}", "label", event, "data", payload));
-    flow__run_notify(r, FLOW_EV_LABEL, from, event, 0);
     int li = flow__label_index(f, event);
+    if (r->on_event) {
+        /* The observer reads the name later: give it one that lives as long
+         * as the run (the caller's may be a directive about to be freed). */
+        const char *kept = li >= 0 ? f->labels.items[li].name
+                                   : flow__arena_strdup(&r->act_arena, event);
+        if (kept)
+            flow__run_notify(r, FLOW_EV_LABEL, from, kept, 0);
+    }
     if (li >= 0) {
         const struct label_info *info = &f->labels.items[li];
         for (size_t i = 0; i < info->subscribers.count && !r->stopping; i++)
@@ -1979,6 +1986,14 @@ json_t *flow_run_to_json(flow_run *r)
                                time_json(a->ended), "error", a->error);
         if (jt && a->output)
             json_object_set(jt, "output", a->output);
+        if (jt && a->dyn && a->dyn->stderr_tail)
+            json_object_set_new(jt, "stderr_tail", json_string(a->dyn->stderr_tail));
+        if (jt && a->dyn && a->dyn->exit_status >= 0)
+            json_object_set_new(jt, "exit_status", json_integer(a->dyn->exit_status));
+        if (jt && a->dyn && a->dyn->parent) {
+            json_object_set_new(jt, "parent", json_integer((json_int_t)a->dyn->parent->id));
+            json_object_set_new(jt, "index", json_integer((json_int_t)a->dyn->index));
+        }
         json_array_append_new(tasks, jt);
     }
     return root;

@@ -181,6 +181,90 @@ tasks:
     run: [echo, rescued]
 EOF
 
+cat >child.yaml <<'EOF'
+name: child
+tasks:
+  load:
+    run: [echo, loaded]
+  store:
+    after: load
+    run: [echo, stored]
+EOF
+
+# Nested flow, foreach, connect, routers' labels, `flow ctl emit` labels, a label
+# nobody names. Task ids follow the file order: pre t0 ... fanout t12.
+cat >graph2.yaml <<'EOF'
+name: graph2
+tasks:
+  pre:
+    run: [echo, '["a.png", "b.png"]']
+  resize:
+    after: pre
+    foreach: "{{ input }}"
+    concurrency: 4
+    run: [echo, "{{ item }}"]
+  nested:
+    after: resize
+    flow: child.yaml
+  producer:
+    shell: 'flow ctl emit progress "{\"pct\": 5}"'
+  sink:
+    run: [echo, sunk]
+  route:
+    after: nested
+    router: true
+    shell: 'test -s "$FLOW_INPUT" && echo approved || echo rejected'
+  ok_path:
+    on: approved
+    run: [echo, ok]
+  ko_path:
+    on: rejected
+    run: [echo, ko]
+  opt:
+    after: pre
+    optional: [producer]
+    run: [echo, opt]
+  ticker:
+    shell: 'flow ctl emit tick'
+  on_tick:
+    on: tick
+    run: [echo, tick]
+  puzzled:
+    on: mystery
+    run: [echo, "?"]
+  fanout:
+    after: pre
+    foreach: "{{ input }}"
+    run: [echo, "{{ item }}"]
+connect:
+  - {from: producer.progress, to: sink, map: {pct: percent}}
+EOF
+
+# Two routers: one names its labels, one is opaque (its output is computed).
+cat >routers.yaml <<'EOF'
+name: routers
+tasks:
+  a:
+    run: [echo, x]
+  named:
+    after: a
+    router: true
+    shell: 'echo left || echo right'
+  computed:
+    after: a
+    router: true
+    run: [cat, labels.txt]
+  l:
+    on: left
+    run: [echo, l]
+  r:
+    on: right
+    run: [echo, r]
+  u:
+    on: up
+    run: [echo, u]
+EOF
+
 cat >pipeline.yaml <<'EOF'
 name: pipeline
 tasks:
@@ -271,7 +355,7 @@ expect "--version" 0 "out==flow 0.1.0" "err#0"
 run "$FLOW" --help
 expect "--help" 0 "out~usage: flow" "out~run" "out~validate" "out~graph" "err#0"
 
-for cmd in run validate graph; do
+for cmd in run validate graph ctl; do
     run "$FLOW" "$cmd" --help
     expect "$cmd --help" 0 "out~usage: flow $cmd" "err#0"
     run "$FLOW" help "$cmd"
@@ -377,6 +461,52 @@ expect_json "graph json kinds" '"kind":"after"' '"kind":"after_any"' '"kind":"op
 
 run "$FLOW" graph bad.yaml
 expect "graph of an invalid file" 2 "err=~^error: .*nosuch" "out#0"
+
+# Nested flows, foreach, connect, labels and who may emit them (docs/cli.md legend).
+run "$FLOW" graph graph2.yaml
+expect "graph mermaid: nested flow as a subgraph" 0 \
+    'out~    subgraph t2 ["nested<br/>(flow: child)"]' 'out~        t2_t0(["load"])' \
+    'out~        t2_t1["store"]' 'out~        t2_t0 --> t2_t1' 'out=~^    end$' \
+    'out~    t1 --> t2' 'out~    t2 --> t5'
+expect "graph mermaid: foreach notes" 0 'out~t1["resize<br/>(foreach, 4 at once)"]' \
+    'out~t12["fanout<br/>(foreach)"]'
+expect "graph mermaid: connect with its map" 0 'out~    t3 --o|"progress (pct→percent)"| t4'
+expect "graph mermaid: optional dotted" 0 'out~    t3 -.->|optional| t8'
+expect "graph mermaid: labels and who may emit them" 0 'out~l0{{"approved"}}' \
+    'out~l0 --> t6' 'out~l1 --> t7' 'out~    t5 -.-> l0' 'out~    t5 -.-> l1' \
+    'out=~^    t9 -.-> l[0-9]+$' 'out~{{"mystery"}}' 'out!t3 -.-> l'
+if [ "$(grep -c -- '-.-> l' "$TMP/out")" = 3 ]; then
+    ok "graph mermaid: a label nobody names has no emitter"
+else
+    ko "graph mermaid: a label nobody names has no emitter" "want 3 may-emit edges"
+fi
+
+run "$FLOW" graph graph2.yaml --format dot
+expect "graph dot: nested flow as a cluster" 0 'out~compound=true;' \
+    'out~    subgraph cluster_t2 {' 'out~        label="nested\n(flow: child)";' \
+    'out~        t2_t0 [label="load", style="rounded,bold"];' \
+    'out~    t1 -> t2_t0 [lhead=cluster_t2];' 'out~    t2_t1 -> t5 [ltail=cluster_t2];'
+expect "graph dot: foreach, connect, may emit" 0 \
+    'out~t1 [label="resize\n(foreach, 4 at once)"];' \
+    'out~t3 -> t4 [color=blue, fontcolor=blue, arrowhead=dot, label="progress (pct→percent)"];' \
+    'out~t5 -> l0 [style=dotted, arrowhead=empty];' \
+    'out~t3 -> t8 [style=dotted, label="optional"];'
+if command -v dot >/dev/null 2>&1; then
+    cp "$TMP/out" "$TMP/graph2.dot"
+    run dot -Tsvg "$TMP/graph2.dot"
+    expect "graph dot: Graphviz accepts it" 0 "out~<svg"
+fi
+
+run "$FLOW" graph graph2.yaml -f json
+expect "graph json: nested flow, foreach, connect" 0
+expect_json "graph json: nested flow, foreach, connect body" '"kind":"flow"' '"subflow":{' \
+    '"name":"child"' '"foreach":"{{input}}"' '"concurrency":4' '"kind":"connect"' \
+    '"event":"progress"' '"map":{"pct":"percent"}'
+
+run "$FLOW" graph routers.yaml
+expect "graph: a router names its labels, the opaque one gets the rest" 0 \
+    'out~    t1 -.-> l0' 'out~    t1 -.-> l1' 'out~    t2 -.-> l2' 'out!t2 -.-> l0' \
+    'out!t1 -.-> l2'
 
 # ---------------------------------------------------------------------------
 # run: results, events, failures
