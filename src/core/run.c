@@ -1387,7 +1387,9 @@ static flow_err build_input(struct flow_run *r, struct act *a, flow_error *err)
         a->input = base;
     }
     const struct flow_task *t = act_task(a);
-    if (t->ext && t->ext->input) {
+    /* A foreach parent's `input` template is its children's (item, index). */
+    bool foreach_parent = t->ext && t->ext->foreach && !(a->dyn && a->dyn->parent);
+    if (t->ext && t->ext->input && !foreach_parent) {
         json_t *out = NULL;
         flow_err rc = flow__run_render(r, a, t->ext->input, &out, err);
         if (rc)
@@ -1525,6 +1527,9 @@ bool flow__run_prepare_cmd(struct flow_run *r, struct act *a, struct flow__cmd_s
     memset(spec, 0, sizeof(*spec));
     if (!s)
         goto out_nomem;
+    /* The input first: argv, env and cwd templates may read `input`. */
+    if (build_input(r, a, &err) != FLOW_OK)
+        goto out_err;
     if (t->kind == TASK_COMMAND) {
         s->argv = flow__calloc(x->argc + 1, sizeof(*s->argv));
         if (!s->argv)
@@ -1570,8 +1575,6 @@ bool flow__run_prepare_cmd(struct flow_run *r, struct act *a, struct flow__cmd_s
             goto out_nomem;
         spec->cwd = cwd;
     }
-    if (build_input(r, a, &err) != FLOW_OK)
-        goto out_err;
     spec->input = flow__run_act_input(r, a);
     spec->state_path = state_file(r, error);
     if (!spec->state_path)

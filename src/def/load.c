@@ -42,14 +42,9 @@ static const struct unsupported {
     const char *value;   /* NULL: the key itself */
     const char *message; /* NULL: "'KEY' is not supported yet" */
 } unsupported[] = {
-    {SCOPE_TASK, "flow", NULL, "nested flows ('flow:') are not supported yet"},
     {SCOPE_TASK, "feedback", NULL, "feedback tasks ('feedback:') are not supported yet"},
-    {SCOPE_TASK, "foreach", NULL, NULL},
-    {SCOPE_TASK, "concurrency", NULL, NULL},
     {SCOPE_TASK, "cache", NULL, NULL},
     {SCOPE_TASK, "executor", "remote", "the 'remote' executor is not supported yet"},
-    {SCOPE_TOP, "connect", NULL, NULL},
-    {SCOPE_TOP, "state_schema", NULL, NULL},
     {SCOPE_TOP, "checkpoint_every", NULL, NULL},
 };
 
@@ -82,6 +77,8 @@ static const char *const policy_keys[] = {
 };
 
 static const char *const backoff_keys[] = {"delay", "factor", "max_delay", "jitter"};
+
+static const char *const connect_keys[] = {"from", "to", "map"};
 
 static const char *const body_keys[] = {"run", "shell", "flow", "feedback", "noop"};
 
@@ -130,7 +127,39 @@ static const struct unsupported *find_unsupported(enum scope scope, const char *
 
 struct ldiag {
     flow_error e;
-    size_t seq; /* keeps the order of errors at one position */
+    flow_severity sev;
+    struct flow__yaml_pos at; /* where it sorts in this file (a nested file's
+                               * diagnostics sort at its `flow:` key) */
+    size_t seq;               /* keeps the order of diagnostics at one place */
+};
+
+/* Nested flows: the files being loaded, outermost first, and the files
+ * already loaded in this tree (each is loaded once and shared). */
+#define MAX_NESTING 32
+
+struct frame {
+    const char *canon;            /* realpath, or NULL (a string has none) */
+    const char *file;             /* the loader's name for it */
+    struct flow__yaml_pos include; /* its `flow:` key being loaded now */
+};
+
+struct loaded {
+    char *canon; /* owned */
+    flow *f;     /* the tree's reference; NULL when it failed to load */
+};
+
+struct tree {
+    FLOW__VEC(struct frame) stack;
+    FLOW__VEC(struct loaded) done;
+};
+
+/* A label named in `on` or `when`, for the warning about labels no router
+ * emits. */
+struct label_use {
+    const char *name; /* borrowed from the document */
+    const char *task; /* borrowed from the document */
+    const char *key;  /* "on" or "when" */
+    struct flow__yaml_pos pos;
 };
 
 enum {
@@ -168,14 +197,24 @@ struct policy {
     char *cwd;   /* owned, relative paths resolved */
 };
 
+/* Whether templates may use `item` and `index`: not outside a foreach task,
+ * yes in one, and not in its `foreach` list (which makes them). */
+enum item_scope { ITEM_UNSET = 0, ITEM_SET, ITEM_LIST };
+
 struct loader {
     const char *file; /* names the text in messages */
-    const char *dir;  /* absolute base of relative `cwd`, or NULL */
+    const char *dir;  /* absolute base of relative `cwd` and `flow`, or NULL */
     struct flow__yaml_doc *doc;
     json_t *tasks; /* the `tasks` mapping when it is one */
     flow *f;
     struct policy defaults;
     FLOW__VEC(struct ldiag) diags;
+    size_t hidden_errors; /* a nested file that failed where it was first used */
+    struct tree *tree;
+    size_t depth; /* this file's frame in tree->stack */
+    FLOW__VEC(struct label_use) labels;
+    bool has_router;
+    enum item_scope item_scope; /* of the templates being checked */
     bool nomem;
 };
 
@@ -200,24 +239,53 @@ static struct val item(const struct loader *L, json_t *seq, size_t i)
     return x;
 }
 
-static void report(struct loader *L, struct flow__yaml_pos pos, const char *fmt, ...)
-    FLOW__PRINTF(3, 4);
-
-static void report(struct loader *L, struct flow__yaml_pos pos, const char *fmt, ...)
+/* Keep a diagnostic, sorted at `at` in this file. */
+static void add_diag(struct loader *L, const flow_error *e, flow_severity sev,
+                     struct flow__yaml_pos at)
 {
-    char msg[420];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    struct ldiag d;
-    d.seq = L->diags.count;
-    flow__error_at(&d.e, FLOW_EVALIDATION, L->file, pos.line, pos.column, "%s", msg);
+    struct ldiag d = {.e = *e, .sev = sev, .at = at, .seq = L->diags.count};
     flow_err rc = FLOW_OK;
     size_t before = L->diags.count;
     FLOW__VEC_PUSH(&L->diags, d, rc);
     if (rc != FLOW_OK || L->diags.count == before)
         L->nomem = true;
+}
+
+static void vreport(struct loader *L, flow_severity sev, const char *file,
+                    struct flow__yaml_pos pos, struct flow__yaml_pos at, const char *fmt,
+                    va_list ap) FLOW__PRINTF(6, 0);
+
+static void vreport(struct loader *L, flow_severity sev, const char *file,
+                    struct flow__yaml_pos pos, struct flow__yaml_pos at, const char *fmt,
+                    va_list ap)
+{
+    char msg[420];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    flow_error e;
+    flow__error_at(&e, FLOW_EVALIDATION, file, pos.line, pos.column, "%s", msg);
+    add_diag(L, &e, sev, at);
+}
+
+static void report(struct loader *L, struct flow__yaml_pos pos, const char *fmt, ...)
+    FLOW__PRINTF(3, 4);
+
+static void report(struct loader *L, struct flow__yaml_pos pos, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(L, FLOW_SEV_ERROR, L->file, pos, pos, fmt, ap);
+    va_end(ap);
+}
+
+static void warn(struct loader *L, struct flow__yaml_pos pos, const char *fmt, ...)
+    FLOW__PRINTF(3, 4);
+
+static void warn(struct loader *L, struct flow__yaml_pos pos, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(L, FLOW_SEV_WARNING, L->file, pos, pos, fmt, ap);
+    va_end(ap);
 }
 
 /* Report a failed call into the core at `pos`. */
@@ -493,9 +561,16 @@ static int check_ref(const struct flow__tmpl_path *path, void *udata)
             unknown_task(c->L, c->pos, name, what);
             c->ok = false;
         }
-    } else if (strcmp(root, "item") == 0 || strcmp(root, "index") == 0) {
-        report(c->L, c->pos, "'{{ %s }}' in %s: '%s' is set only in a task with 'foreach'", root,
-               c->what, root);
+    } else if ((strcmp(root, "item") == 0 || strcmp(root, "index") == 0) &&
+               c->L->item_scope != ITEM_SET) {
+        if (c->L->item_scope == ITEM_LIST)
+            report(c->L, c->pos,
+                   "'{{ %s }}' in %s: '%s' is set in the activations the list makes, not in "
+                   "the list itself",
+                   root, c->what, root);
+        else
+            report(c->L, c->pos, "'{{ %s }}' in %s: '%s' is set only in a task with 'foreach'",
+                   root, c->what, root);
         c->ok = false;
     }
     return 0;
@@ -948,8 +1023,20 @@ static void parse_deps(struct loader *L, flow_task *t, const char *key, const st
     }
 }
 
-/* A `when` condition; NULL after reporting. */
-static flow_cond *parse_cond(struct loader *L, const struct val *x, const char *what)
+/* Remember a label of `on` or `when` for the warning in warn_labels(). */
+static void note_label(struct loader *L, const char *name, const char *task, const char *key,
+                       struct flow__yaml_pos pos)
+{
+    struct label_use u = {name, task, key, pos};
+    flow_err rc = FLOW_OK;
+    FLOW__VEC_PUSH(&L->labels, u, rc);
+    if (rc)
+        L->nomem = true;
+}
+
+/* A `when` condition of `task`; NULL after reporting. */
+static flow_cond *parse_cond(struct loader *L, const struct val *x, const char *what,
+                             const char *task)
 {
     if (json_is_string(x->v)) {
         const char *name = json_string_value(x->v);
@@ -957,10 +1044,12 @@ static flow_cond *parse_cond(struct loader *L, const struct val *x, const char *
             report(L, x->pos, "%s: a condition names a task or a label, not ''", what);
             return NULL;
         }
-        flow_cond *c = json_object_get(L->tasks, name) ? flow_cond_task(name)
-                                                       : flow_cond_label(name);
+        bool is_task = json_object_get(L->tasks, name) != NULL;
+        flow_cond *c = is_task ? flow_cond_task(name) : flow_cond_label(name);
         if (!c)
             L->nomem = true;
+        else if (!is_task)
+            note_label(L, name, task, "when", x->pos);
         return c;
     }
     const char *op = NULL;
@@ -988,7 +1077,7 @@ static flow_cond *parse_cond(struct loader *L, const struct val *x, const char *
     bool ok = true;
     for (size_t i = 0; i < n; i++) {
         struct val it = item(L, list.v, i);
-        kids[i] = parse_cond(L, &it, what);
+        kids[i] = parse_cond(L, &it, what, task);
         ok = ok && kids[i];
     }
     flow_cond *c = NULL;
@@ -1004,7 +1093,8 @@ static flow_cond *parse_cond(struct loader *L, const struct val *x, const char *
     return c;
 }
 
-static void parse_on(struct loader *L, flow_task *t, const struct val *x, const char *what)
+static void parse_on(struct loader *L, flow_task *t, const struct val *x, const char *what,
+                     const char *task)
 {
     bool list = json_is_array(x->v);
     if (!list && !json_is_string(x->v)) {
@@ -1023,15 +1113,84 @@ static void parse_on(struct loader *L, flow_task *t, const struct val *x, const 
         flow_err rc = t ? flow_task_on(t, json_string_value(it.v)) : FLOW_OK;
         if (rc)
             core_failed(L, it.pos, rc, NULL, what);
+        else
+            note_label(L, json_string_value(it.v), task, "on", it.pos);
     }
+}
+
+/* A `foreach` list that is a string template gives a list only when it is
+ * one `{{ path }}`, and only when the path can hold one. */
+struct list_check {
+    struct loader *L;
+    struct flow__yaml_pos pos;
+    const char *what;
+    const char *text; /* the template as written */
+};
+
+static int check_list_ref(const struct flow__tmpl_path *path, void *udata)
+{
+    struct list_check *c = udata;
+    const char *root = path->segs[0].key;
+    const char *field = path->count > 2 ? path->segs[2].key : NULL;
+    bool text = strcmp(root, "run") == 0 || strcmp(root, "env") == 0 ||
+                (strcmp(root, "tasks") == 0 && field &&
+                 (strcmp(field, "status") == 0 || strcmp(field, "error") == 0));
+    if (text) {
+        report(c->L, c->pos, "%s must give a list, but '%s' is always a string or null",
+               c->what, c->text);
+        return 1;
+    }
+    return 0;
+}
+
+/* `foreach`: a template that renders to a list, or a list (of templates). */
+static bool parse_foreach(struct loader *L, const struct val *x, const char *what)
+{
+    if (!json_is_string(x->v) && !json_is_array(x->v)) {
+        report(L, x->pos,
+               "%s must be a template that gives a list (like \"{{ inputs.files }}\") or a "
+               "list, not %s",
+               what, type_name(x->v));
+        return false;
+    }
+    L->item_scope = ITEM_LIST;
+    bool ok = check_template_value(L, x, what);
+    L->item_scope = ITEM_SET;
+    if (!ok || json_is_array(x->v))
+        return ok;
+    const char *s = json_string_value(x->v);
+    struct flow__tmpl *t = NULL;
+    flow_error e;
+    flow__error_clear(&e);
+    flow_err rc = flow__tmpl_compile_string(s, &t, &e);
+    if (rc) {
+        if (rc == FLOW_ENOMEM)
+            L->nomem = true;
+        else
+            report(L, x->pos, "bad template in %s: %s", what, e.message);
+        return false;
+    }
+    if (!flow__tmpl_is_whole(t)) {
+        report(L, x->pos,
+               "%s must give a list: write one '{{ path }}' with nothing around it and no "
+               "filter (like \"{{ inputs.files }}\"), or a list; '%s' gives a string",
+               what, s);
+        ok = false;
+    } else {
+        struct list_check c = {L, x->pos, what, s};
+        ok = flow__tmpl_foreach_ref(t, check_list_ref, &c) == 0;
+    }
+    flow__tmpl_free(t);
+    return ok;
 }
 
 /* The body a task declares. */
 struct body {
-    const char *key; /* "run", "shell", "noop" (or an unsupported one); NULL: none */
+    const char *key; /* "run", "shell", "flow", "noop" (or an unsupported one); NULL: none */
     struct flow__yaml_pos pos;
     char **argv; /* run: owned, NULL-terminated */
     const char *shell;
+    const char *path; /* flow: the file as written */
     bool ok;
 };
 
@@ -1092,6 +1251,32 @@ static void parse_run(struct loader *L, const struct val *x, const char *what, s
     b->ok = ok;
 }
 
+static flow *load_nested(struct loader *L, const char *path, struct flow__yaml_pos pos,
+                         const char *task);
+
+/* `flow`: a workflow file, relative to this one. */
+static void parse_flow(struct loader *L, const struct val *x, const char *what, struct body *b)
+{
+    const char *s = NULL;
+    if (json_is_object(x->v)) {
+        report(L, x->pos,
+               "%s must be the name of a workflow file (relative to this file), not a mapping",
+               what);
+        return;
+    }
+    if (!get_string(L, x, what, true, &s))
+        return;
+    if (strstr(s, "{{")) {
+        report(L, x->pos,
+               "%s is a file name, read when the workflow is loaded: it cannot hold a template "
+               "('%s')",
+               what, s);
+        return;
+    }
+    b->path = s;
+    b->ok = true;
+}
+
 static void apply_body(struct loader *L, flow_task *t, const struct body *b, const char *name)
 {
     flow_error e;
@@ -1099,12 +1284,17 @@ static void apply_body(struct loader *L, flow_task *t, const struct body *b, con
     flow_err rc = FLOW_OK;
     char what[200];
     snprintf(what, sizeof(what), "'%s' of task '%s'", b->key, name);
-    if (strcmp(b->key, "run") == 0)
+    if (strcmp(b->key, "run") == 0) {
         rc = flow_task_set_command(t, (const char *const *)b->argv, &e);
-    else if (strcmp(b->key, "shell") == 0)
+    } else if (strcmp(b->key, "shell") == 0) {
         rc = flow_task_set_shell(t, b->shell, &e);
-    else if (strcmp(b->key, "noop") == 0)
+    } else if (strcmp(b->key, "noop") == 0) {
         rc = flow_task_set_noop(t);
+    } else if (strcmp(b->key, "flow") == 0) {
+        flow *child = load_nested(L, b->path, b->pos, name);
+        if (child)
+            rc = flow_task_set_subflow(t, child);
+    }
     if (rc)
         core_failed(L, b->pos, rc, &e, what);
 }
@@ -1125,6 +1315,11 @@ static void load_task(struct loader *L, const char *name)
     struct policy p = {0};
     struct body body = {0};
     struct body extra = {0}; /* a second body, reported */
+    bool has_foreach = json_object_get(def.v, "foreach") != NULL;
+    bool foreach_ok = false;
+    int concurrency = 0;
+    struct flow__yaml_pos concurrency_pos = {0, 0};
+    L->item_scope = has_foreach ? ITEM_SET : ITEM_UNSET;
     const char *k;
     json_t *v;
     json_object_foreach (def.v, k, v) {
@@ -1174,14 +1369,22 @@ static void load_task(struct loader *L, const char *name)
                 slot->shell = s;
                 slot->ok = true;
             }
+        } else if (strcmp(k, "flow") == 0) {
+            parse_flow(L, &x, what, body.key == k ? &body : &extra);
         } else if (noop) {
             if (body.key == k)
                 body.ok = true;
+        } else if (strcmp(k, "foreach") == 0) {
+            foreach_ok = parse_foreach(L, &x, what);
+        } else if (strcmp(k, "concurrency") == 0) {
+            concurrency_pos = kpos;
+            if (!get_int(L, &x, what, 1, "a positive integer", &concurrency))
+                concurrency = -1;
         } else if (strcmp(k, "after") == 0 || strcmp(k, "after_any") == 0 ||
                    strcmp(k, "optional") == 0) {
             parse_deps(L, t, k, &x, what);
         } else if (strcmp(k, "when") == 0) {
-            flow_cond *c = parse_cond(L, &x, what);
+            flow_cond *c = parse_cond(L, &x, what, name);
             flow_err rc = FLOW_OK;
             if (c && t)
                 rc = flow_task_when(t, c);
@@ -1190,10 +1393,14 @@ static void load_task(struct loader *L, const char *name)
             if (rc)
                 core_failed(L, x.pos, rc, NULL, what);
         } else if (strcmp(k, "on") == 0) {
-            parse_on(L, t, &x, what);
+            parse_on(L, t, &x, what, name);
         } else if (strcmp(k, "start") == 0 || strcmp(k, "entry") == 0 ||
                    strcmp(k, "router") == 0) {
-            if (get_bool(L, &x, what, &flag) && t) {
+            if (!get_bool(L, &x, what, &flag))
+                continue;
+            if (k[0] == 'r' && flag)
+                L->has_router = true;
+            if (t) {
                 flow_err rc = k[0] == 's'   ? flow_task_set_start(t, flag)
                               : k[0] == 'e' ? flow_task_set_entry(t, flag)
                                             : flow_task_set_router(t, flag);
@@ -1224,6 +1431,23 @@ static void load_task(struct loader *L, const char *name)
             report(L, kpos, "unknown key '%s' in task '%s'%s", k, name, hint);
         }
     }
+    L->item_scope = ITEM_UNSET;
+    if (concurrency_pos.line && !has_foreach)
+        report(L, concurrency_pos,
+               "'concurrency' needs 'foreach' in task '%s' (it bounds how many of the "
+               "activations 'foreach' makes run at once)",
+               name);
+    if (t && foreach_ok && concurrency >= 0) {
+        struct val x = member(L, def.v, "foreach");
+        flow_error e;
+        flow__error_clear(&e);
+        flow_err rc = flow_task_set_foreach(t, x.v, concurrency, &e);
+        if (rc) {
+            char what[200];
+            snprintf(what, sizeof(what), "'foreach'%s", owner);
+            core_failed(L, x.pos, rc, &e, what);
+        }
+    }
     bool is_command = body.key && (strcmp(body.key, "run") == 0 ||
                                    strcmp(body.key, "shell") == 0);
     if (t && body.key && body.ok && !extra.key)
@@ -1248,6 +1472,183 @@ static void report_dups(struct loader *L)
                    first.line);
         else
             report(L, d->pos, "duplicate key '%s' (first given at line %d)", d->key, first.line);
+    }
+}
+
+/* `state_schema`: the core compiles it and says what is wrong with it. */
+static void parse_state_schema(struct loader *L, json_t *root, const struct val *x)
+{
+    if (!json_is_object(x->v)) {
+        report(L, x->pos,
+               "'state_schema' must be a mapping (a JSON Schema: type, properties, required, "
+               "enum, minimum, maximum, items), not %s",
+               type_name(x->v));
+        return;
+    }
+    flow_error e;
+    flow__error_clear(&e);
+    flow_err rc = flow_set_state_schema(L->f, x->v, &e);
+    if (rc == FLOW_ENOMEM) {
+        L->nomem = true;
+    } else if (rc) {
+        const char *msg = e.code != FLOW_OK && e.message[0] ? e.message : flow_strerror(rc);
+        if (strncmp(msg, "state_schema: ", 14) == 0)
+            msg += 14;
+        report(L, flow__yaml_key_pos(L->doc, root, "state_schema"), "invalid 'state_schema': %s",
+               msg);
+    }
+}
+
+/* `map` of a connection: {source_key: target_key}, both non-empty strings,
+ * no target twice. */
+static bool check_connect_map(struct loader *L, const struct val *x, const char *what)
+{
+    if (!json_is_object(x->v)) {
+        report(L, x->pos, "%s must be a mapping of payload keys to new names, not %s", what,
+               type_name(x->v));
+        return false;
+    }
+    bool ok = true;
+    const char *k;
+    json_t *v;
+    json_object_foreach (x->v, k, v) {
+        struct val kid = member(L, x->v, k);
+        const char *to = NULL;
+        char kwhat[300];
+        snprintf(kwhat, sizeof(kwhat), "'%s' in %s", k, what);
+        if (!*k) {
+            report(L, flow__yaml_key_pos(L->doc, x->v, k), "%s: a payload key cannot be empty",
+                   what);
+            ok = false;
+            continue;
+        }
+        if (!get_string(L, &kid, kwhat, true, &to)) {
+            ok = false;
+            continue;
+        }
+        const char *k2;
+        json_t *v2;
+        json_object_foreach (x->v, k2, v2) {
+            if (k2 == k)
+                break;
+            if (json_is_string(v2) && strcmp(json_string_value(v2), to) == 0) {
+                report(L, kid.pos, "%s renames both '%s' and '%s' to '%s'", what, k2, k, to);
+                ok = false;
+                break;
+            }
+        }
+    }
+    return ok;
+}
+
+/* One `connect` item: {from: TASK.EVENT, to: TASK, map: {src: dst}}. */
+static void parse_connection(struct loader *L, const struct val *x, size_t n)
+{
+    char what[64];
+    snprintf(what, sizeof(what), "'connect' item %zu", n);
+    if (!json_is_object(x->v)) {
+        report(L, x->pos, "%s must be a mapping {from: TASK.EVENT, to: TASK, map: {...}}, not %s",
+               what, type_name(x->v));
+        return;
+    }
+    bool ok = true;
+    const char *k;
+    json_t *v;
+    json_object_foreach (x->v, k, v) {
+        if (!IN(k, connect_keys)) {
+            char hint[80];
+            suggestion(hint, sizeof(hint), closest(k, connect_keys, FLOW__ARRAY_LEN(connect_keys)));
+            report(L, flow__yaml_key_pos(L->doc, x->v, k), "unknown key '%s' in %s%s", k, what,
+                   hint);
+            ok = false;
+        }
+    }
+    char kwhat[100];
+    /* from: TASK.EVENT (task names hold no dot: the first one splits) */
+    struct val from = member(L, x->v, "from");
+    const char *src = NULL;
+    char *from_task = NULL;
+    const char *event = NULL;
+    snprintf(kwhat, sizeof(kwhat), "'from' of %s", what);
+    if (!from.v) {
+        report(L, x->pos, "%s needs 'from' (TASK.EVENT: the task and the event it emits)", what);
+        ok = false;
+    } else if (get_string(L, &from, kwhat, true, &src)) {
+        const char *dot = strchr(src, '.');
+        if (!dot || dot == src || !dot[1]) {
+            report(L, from.pos,
+                   "%s must be TASK.EVENT (a task, a dot, the event it emits), not '%s'", kwhat,
+                   src);
+            ok = false;
+        } else if (!(from_task = flow__strndup(src, (size_t)(dot - src)))) {
+            L->nomem = true;
+            ok = false;
+        } else if (L->tasks && !json_object_get(L->tasks, from_task)) {
+            unknown_task(L, from.pos, from_task, kwhat);
+            ok = false;
+        } else {
+            event = dot + 1;
+        }
+    } else {
+        ok = false;
+    }
+    /* to: TASK */
+    struct val to = member(L, x->v, "to");
+    const char *to_task = NULL;
+    snprintf(kwhat, sizeof(kwhat), "'to' of %s", what);
+    if (!to.v) {
+        report(L, x->pos, "%s needs 'to' (the task each event starts)", what);
+        ok = false;
+    } else if (get_string(L, &to, kwhat, true, &to_task)) {
+        if (L->tasks && !json_object_get(L->tasks, to_task)) {
+            unknown_task(L, to.pos, to_task, kwhat);
+            ok = false;
+        }
+    } else {
+        ok = false;
+    }
+    /* map: {src: dst} */
+    struct val map = member(L, x->v, "map");
+    snprintf(kwhat, sizeof(kwhat), "'map' of %s", what);
+    if (map.v && !check_connect_map(L, &map, kwhat))
+        ok = false;
+    if (ok && L->f) {
+        flow_error e;
+        flow__error_clear(&e);
+        flow_err rc = flow_connect(L->f, from_task, event, to_task, map.v, &e);
+        if (rc)
+            core_failed(L, x->pos, rc, &e, what);
+    }
+    flow__free(from_task);
+}
+
+static void parse_connect(struct loader *L, const struct val *x)
+{
+    if (!json_is_array(x->v)) {
+        report(L, x->pos,
+               "'connect' must be a list of {from: TASK.EVENT, to: TASK, map: {...}}, not %s",
+               type_name(x->v));
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(x->v); i++) {
+        struct val it = item(L, x->v, i);
+        parse_connection(L, &it, i + 1);
+    }
+}
+
+/* Labels that no task of this flow emits as a router: warnings, since a
+ * task may still emit them with `emit` (from C, or a command's control
+ * file), which the file cannot tell. */
+static void warn_labels(struct loader *L)
+{
+    if (L->has_router)
+        return;
+    for (size_t i = 0; i < L->labels.count; i++) {
+        const struct label_use *u = &L->labels.items[i];
+        warn(L, u->pos,
+             "label '%s' in '%s' of task '%s' is not emitted by any router in this flow (a "
+             "task can still emit it with 'emit')",
+             u->name, u->key, u->task);
     }
 }
 
@@ -1366,28 +1767,50 @@ static void load_top(struct loader *L, json_t *root)
     if (x.v)
         parse_defaults(L, &x);
 
+    x = member(L, root, "state_schema");
+    if (x.v)
+        parse_state_schema(L, root, &x);
+
     /* tasks: pass 2 */
     json_object_foreach (L->tasks, k, v)
         load_task(L, k);
+
+    x = member(L, root, "connect");
+    if (x.v)
+        parse_connect(L, &x);
+    warn_labels(L);
 }
 
 static int diag_cmp(const void *a, const void *b)
 {
     const struct ldiag *x = a;
     const struct ldiag *y = b;
-    if (x->e.line != y->e.line)
-        return x->e.line < y->e.line ? -1 : 1;
-    if (x->e.column != y->e.column)
-        return x->e.column < y->e.column ? -1 : 1;
+    if (x->at.line != y->at.line)
+        return x->at.line < y->at.line ? -1 : 1;
+    if (x->at.column != y->at.column)
+        return x->at.column < y->at.column ? -1 : 1;
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+static void tree_cleanup(struct tree *tree)
+{
+    for (size_t i = 0; i < tree->done.count; i++) {
+        flow__free(tree->done.items[i].canon);
+        flow_free(tree->done.items[i].f);
+    }
+    FLOW__VEC_FREE(&tree->done);
+    FLOW__VEC_FREE(&tree->stack);
+}
+
+/* Load one file of a tree of nested flows. `canon` (may be NULL) names the
+ * file for cycle checks; `dir` is the base of its relative paths. */
 static flow *load(const char *text, size_t len, const char *file, const char *dir,
-                  flow_diags *diags, flow_error *err)
+                  const char *canon, struct tree *tree, flow_diags *diags, flow_error *err)
 {
     struct loader L = {0};
     L.file = file ? file : "<string>";
     L.dir = dir;
+    L.tree = tree;
     flow__error_clear(err);
 
     flow_error perr;
@@ -1399,24 +1822,37 @@ static flow *load(const char *text, size_t len, const char *file, const char *di
             *err = perr;
         return NULL;
     }
-    json_t *root = flow__yaml_root(L.doc);
-    if (json_is_object(root)) {
-        json_t *tasks = json_object_get(root, "tasks");
-        if (json_is_object(tasks))
-            L.tasks = tasks; /* for report_dups; load_top sets it again */
+    struct frame fr = {canon, L.file, {0, 0}};
+    L.depth = tree->stack.count;
+    FLOW__VEC_PUSH(&tree->stack, fr, rc);
+    if (rc || tree->stack.count != L.depth + 1) {
+        L.nomem = true;
+    } else {
+        json_t *root = flow__yaml_root(L.doc);
+        if (json_is_object(root)) {
+            json_t *tasks = json_object_get(root, "tasks");
+            if (json_is_object(tasks))
+                L.tasks = tasks; /* for report_dups; load_top sets it again */
+        }
+        report_dups(&L);
+        L.tasks = NULL;
+        load_top(&L, root);
+        tree->stack.count = L.depth;
     }
-    report_dups(&L);
-    L.tasks = NULL;
-    load_top(&L, root);
 
-    /* Ours in file order, then the core's. */
+    /* Ours in file order (a nested file's at its `flow:` key), then the core's. */
     if (L.diags.count > 1)
         qsort(L.diags.items, L.diags.count, sizeof(*L.diags.items), diag_cmp);
-    size_t errors = L.diags.count;
-    for (size_t i = 0; i < L.diags.count; i++)
-        flow__diags_add(diags, &L.diags.items[i].e, FLOW_SEV_ERROR);
-    if (errors && err)
-        *err = L.diags.items[0].e;
+    size_t errors = L.hidden_errors;
+    for (size_t i = 0; i < L.diags.count; i++) {
+        const struct ldiag *d = &L.diags.items[i];
+        flow__diags_add(diags, &d->e, d->sev);
+        if (d->sev != FLOW_SEV_ERROR)
+            continue;
+        if (errors == L.hidden_errors && err)
+            *err = d->e;
+        errors++;
+    }
 
     if (L.f && !L.nomem) {
         flow_diags *core = flow_diags_new();
@@ -1434,7 +1870,13 @@ static flow *load(const char *text, size_t len, const char *file, const char *di
             if (rc == FLOW_ENOMEM) {
                 L.nomem = true;
             } else if (rc != FLOW_OK) {
-                const flow_error *first = flow_diags_get(core, 0, NULL);
+                const flow_error *first = NULL;
+                for (size_t i = 0; i < flow_diags_count(core) && !first; i++) {
+                    flow_severity sev = FLOW_SEV_ERROR;
+                    const flow_error *d = flow_diags_get(core, i, &sev);
+                    if (sev == FLOW_SEV_ERROR)
+                        first = d;
+                }
                 if (errors == 0 && err)
                     *err = verr.code || !first ? verr : *first;
                 errors += flow_diags_error_count(core) ? flow_diags_error_count(core) : 1;
@@ -1457,9 +1899,204 @@ static flow *load(const char *text, size_t len, const char *file, const char *di
             err->code = FLOW_EVALIDATION;
     }
     FLOW__VEC_FREE(&L.diags);
+    FLOW__VEC_FREE(&L.labels);
     policy_cleanup(&L.defaults);
     flow__yaml_free(L.doc);
     return f;
+}
+
+/* Drop "." and "dir/.." steps from a path, in place, for messages
+ * ("sub/../c.yaml" is "c.yaml"; a leading ".." stays). */
+static void tidy_path(char *path)
+{
+    bool abs = path[0] == '/';
+    char *out = path + abs;
+    char *p = out;
+    char *stop = path + strlen(path); /* writing a '/' may cover the NUL */
+    size_t kept = 0;                  /* steps in `out` that a ".." may remove */
+    while (p < stop) {
+        char *end = memchr(p, '/', (size_t)(stop - p));
+        size_t len = end ? (size_t)(end - p) : (size_t)(stop - p);
+        if (len == 0 || (len == 1 && p[0] == '.')) {
+            /* nothing */
+        } else if (len == 2 && p[0] == '.' && p[1] == '.' && kept) {
+            out[-1] = '\0'; /* back over the last step and its '/' */
+            char *prev = strrchr(path + abs, '/');
+            out = prev && prev >= path + abs ? prev + 1 : path + abs;
+            kept--;
+        } else if (len == 2 && p[0] == '.' && p[1] == '.' && abs) {
+            /* "/.." is "/" */
+        } else {
+            memmove(out, p, len);
+            out += len;
+            *out++ = '/';
+            if (!(len == 2 && p[0] == '.' && p[1] == '.'))
+                kept++;
+        }
+        p += len;
+        while (p < stop && *p == '/')
+            p++;
+    }
+    if (out > path + abs)
+        out--; /* the last '/' */
+    else if (!abs)
+        *out++ = '.';
+    *out = '\0';
+}
+
+/* The name messages give a nested file `path` written in file `parent`:
+ * relative to the parent's directory, as the parent is named. */
+static char *nested_name(const char *parent, const char *path)
+{
+    const char *slash = strrchr(parent, '/');
+    char *name = path[0] == '/' || !slash
+                     ? flow__strdup(path)
+                     : flow__asprintf("%.*s/%s", (int)(slash - parent), parent, path);
+    if (name)
+        tidy_path(name);
+    return name;
+}
+
+static char *base_dir(const char *path);
+static flow_err read_file(const char *path, struct flow__buf *b, flow_error *err);
+
+/* Where a nested file's diagnostics go: copied into the parent's, sorted at
+ * the `flow:` key that loads it. */
+static void adopt_diags(struct loader *L, const flow_diags *d, struct flow__yaml_pos at)
+{
+    for (size_t i = 0; i < flow_diags_count(d); i++) {
+        flow_severity sev = FLOW_SEV_ERROR;
+        const flow_error *e = flow_diags_get(d, i, &sev);
+        add_diag(L, e, sev, at);
+    }
+}
+
+/* The flow of `flow: path` in task `task` (written at `pos`): loaded with
+ * this loader, once per tree (a file used again shares the flow), refusing
+ * cycles. Borrowed from the tree; NULL after reporting. */
+static flow *load_nested(struct loader *L, const char *path, struct flow__yaml_pos pos,
+                         const char *task)
+{
+    struct tree *tree = L->tree;
+    flow *child = NULL;
+    char *canon = NULL;
+    char *dir = NULL;
+    flow_diags *d = NULL;
+    struct flow__buf b;
+    flow__buf_init(&b, FLOW__YAML_MAX_BYTES);
+    char *open_path = path[0] == '/' || !L->dir ? flow__strdup(path)
+                                                : flow__asprintf("%s/%s", L->dir, path);
+    char *shown = nested_name(L->file, path);
+    if (!open_path || !shown) {
+        L->nomem = true;
+        goto out;
+    }
+    char looked[300] = "";
+    if (strcmp(shown, path) != 0)
+        snprintf(looked, sizeof(looked), " (looked for '%s')", shown);
+    char *real = realpath(open_path, NULL);
+    if (!real) {
+        int e = errno;
+        if (e == ENOMEM)
+            L->nomem = true;
+        else
+            report(L, pos, "cannot open nested flow '%s' of task '%s'%s: %s", path, task, looked,
+                   strerror(e));
+        goto out;
+    }
+    canon = flow__strdup(real);
+    free(real); /* realpath() allocates with malloc */
+    if (!canon) {
+        L->nomem = true;
+        goto out;
+    }
+
+    /* A file that is being loaded further out: a cycle, reported where it starts. */
+    tree->stack.items[L->depth].include = pos;
+    for (size_t i = 0; i < tree->stack.count; i++) {
+        const struct frame *fr = &tree->stack.items[i];
+        if (!fr->canon || strcmp(fr->canon, canon) != 0)
+            continue;
+        struct flow__buf chain;
+        flow__buf_init(&chain, 4096);
+        for (size_t k = i; k < tree->stack.count; k++)
+            flow__buf_printf(&chain, "%s -> ", tree->stack.items[k].file);
+        flow__buf_printf(&chain, "%s", shown);
+        flow_error e;
+        flow__error_at(&e, FLOW_EVALIDATION, fr->file, fr->include.line, fr->include.column,
+                       "nested flow cycle: %s", flow__buf_str(&chain));
+        flow__buf_cleanup(&chain);
+        bool known = false; /* a file that uses the cycle twice meets it twice */
+        for (size_t k = 0; k < L->diags.count && !known; k++)
+            known = strcmp(L->diags.items[k].e.message, e.message) == 0 &&
+                    strcmp(L->diags.items[k].e.file, e.file) == 0;
+        if (!known)
+            add_diag(L, &e, FLOW_SEV_ERROR, pos);
+        else
+            L->hidden_errors++;
+        goto out;
+    }
+    for (size_t i = 0; i < tree->done.count; i++) {
+        if (strcmp(tree->done.items[i].canon, canon) == 0) {
+            child = tree->done.items[i].f;
+            if (!child)
+                L->hidden_errors++; /* reported where it was first used */
+            goto out;
+        }
+    }
+    if (tree->stack.count >= MAX_NESTING) {
+        report(L, pos, "nested flow '%s' of task '%s' is more than %d files deep", path, task,
+               MAX_NESTING);
+        goto out;
+    }
+
+    struct stat st;
+    if (stat(canon, &st) == 0 && S_ISDIR(st.st_mode)) {
+        report(L, pos, "nested flow '%s' of task '%s'%s is a directory, not a workflow file", path,
+               task, looked);
+        goto out;
+    }
+    flow_error e;
+    flow__error_clear(&e);
+    if (read_file(open_path, &b, &e)) {
+        if (e.code == FLOW_ENOMEM)
+            L->nomem = true;
+        else
+            report(L, pos, "cannot load nested flow '%s' of task '%s': %s", path, task,
+                   e.message);
+        goto out;
+    }
+    dir = base_dir(open_path);
+    d = flow_diags_new();
+    if (!dir || !d) {
+        L->nomem = true;
+        goto out;
+    }
+    child = load(b.data ? b.data : "", b.len, shown, dir, canon, tree, d, &e);
+    adopt_diags(L, d, pos);
+    if (!child && e.code == FLOW_ENOMEM)
+        L->nomem = true;
+    else if (!child && flow_diags_error_count(d) == 0)
+        L->hidden_errors++;
+    struct loaded ld = {canon, child};
+    flow_err rc = FLOW_OK;
+    size_t before = tree->done.count;
+    FLOW__VEC_PUSH(&tree->done, ld, rc);
+    if (rc || tree->done.count == before) {
+        L->nomem = true;
+        flow_free(child);
+        child = NULL;
+    } else {
+        canon = NULL; /* the tree's now */
+    }
+out:
+    flow_diags_free(d);
+    flow__free(dir);
+    flow__buf_cleanup(&b);
+    flow__free(canon);
+    flow__free(shown);
+    flow__free(open_path);
+    return child;
 }
 
 flow *flow_load_string(const char *text, size_t len, const char *name_for_errors,
@@ -1473,7 +2110,10 @@ flow *flow_load_string(const char *text, size_t len, const char *name_for_errors
             *err = e;
         return NULL;
     }
-    return load(text, len, name_for_errors, NULL, diags, err);
+    struct tree tree = {0};
+    flow *f = load(text, len, name_for_errors, NULL, NULL, &tree, diags, err);
+    tree_cleanup(&tree);
+    return f;
 }
 
 /* The absolute directory of `path`; NULL when out of memory. */
@@ -1550,12 +2190,21 @@ flow *flow_load_file(const char *path, flow_diags *diags, flow_error *err)
         goto out_error;
     }
     char *dir = base_dir(path);
-    if (!dir) {
+    char *real = realpath(path, NULL); /* NULL: no cycle can be told, nothing worse */
+    char *canon = real ? flow__strdup(real) : NULL;
+    bool nomem = !dir || (real && !canon);
+    free(real); /* realpath() allocates with malloc */
+    if (nomem) {
+        flow__free(dir);
+        flow__free(canon);
         flow__buf_cleanup(&b);
         flow__error(&e, FLOW_ENOMEM, "out of memory loading '%s'", path);
         goto out_error;
     }
-    flow *f = load(b.data ? b.data : "", b.len, path, dir, diags, err);
+    struct tree tree = {0};
+    flow *f = load(b.data ? b.data : "", b.len, path, dir, canon, &tree, diags, err);
+    tree_cleanup(&tree);
+    flow__free(canon);
     flow__free(dir);
     flow__buf_cleanup(&b);
     return f;

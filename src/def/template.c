@@ -206,6 +206,11 @@ bool flow__tmpl_is_static(const struct flow__tmpl *t)
     return t->kind == TMPL_STATIC;
 }
 
+bool flow__tmpl_is_whole(const struct flow__tmpl *t)
+{
+    return t->kind == TMPL_STRING && t->whole;
+}
+
 /* What is wrong with the expression starting at `open` (its "{{"), up to `end`. */
 static flow_err syntax_error(flow_error *err, const char *open, const char *end,
                              const char *fmt, ...) FLOW__PRINTF(4, 5);

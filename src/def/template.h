@@ -38,6 +38,10 @@ void flow__tmpl_free(struct flow__tmpl *t);
 
 /* True when the template has no {{ }} at all (renders to itself). */
 bool flow__tmpl_is_static(const struct flow__tmpl *t);
+/* True when the template is a string that is exactly one `{{ path }}`
+ * without filters, so that it renders to the value at the path, whatever its
+ * type (any other string template renders to a string). */
+bool flow__tmpl_is_whole(const struct flow__tmpl *t);
 
 /* Call `fn` for every path the template references, in order; stops at the
  * first nonzero return, which it returns. */

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/flowdef.h"
 #include "def/yaml.h"
 #include "util/alloc.h"
 #include "util/error.h"
@@ -560,8 +561,11 @@ static void test_every_error_is_reported(void **state)
         "unknown task 'zz' in 'after' of task 'c' (w.yaml:13:16)",
         "unknown task 'aa' in 'optional' of task 'c' (did you mean 'a'?) (w.yaml:14:15)",
         "task 'd' has two bodies ('run' and 'shell')",
-        "'foreach' is not supported yet in task 'd' (w.yaml:18:5)",
-        "nested flows ('flow:') are not supported yet in task 'e' (w.yaml:20:5)",
+        "'foreach' of task 'd' must give a list: write one '{{ path }}' with nothing around it "
+        "and no filter (like \"{{ inputs.files }}\"), or a list; '{{ inputs.list }}!' gives a "
+        "string (w.yaml:18:14)",
+        "cannot open nested flow 'nowhere/other.yaml' of task 'e': No such file or directory "
+        "(w.yaml:20:5)",
         "unknown task 'nope' in '{{ tasks.nope.output }}' in 'run' of task 'f' (w.yaml:22:17)",
         "bad template in 'shell' of task 'g': unclosed '{{' in '{{ inputs.x' (w.yaml:24:12)",
         "invalid task name '9lives'",
@@ -585,9 +589,9 @@ static void test_every_error_is_reported(void **state)
                "  d:\n"
                "    run: [x]\n"
                "    shell: y\n"
-               "    foreach: '{{ inputs.list }}'\n"
+               "    foreach: '{{ inputs.list }}!'\n"
                "  e:\n"
-               "    flow: other.yaml\n"
+               "    flow: nowhere/other.yaml\n"
                "  f:\n"
                "    run: [echo, '{{ tasks.nope.output }}']\n"
                "  g:\n"
@@ -678,13 +682,101 @@ static void test_error_cases(void **state)
          "'{{ item }}' in 'run' of task 'a': 'item' is set only in a task with 'foreach'"},
         {"name: x\nresult: '{{ tasks.b.output }}'\ntasks:\n  a: {}\n",
          "unknown task 'b' in '{{ tasks.b.output }}' in 'result' (w.yaml:2:9)"},
-        {"name: x\nconnect: []\ntasks:\n  a: {}\n", "'connect' is not supported yet (w.yaml:2:1)"},
-        {"name: x\nstate_schema: {}\ntasks:\n  a: {}\n", "'state_schema' is not supported yet"},
         {"name: x\ncheckpoint_every: 5\ntasks:\n  a: {}\n",
          "'checkpoint_every' is not supported yet"},
         {"name: x\ntasks:\n  a: {cache: {key: x}}\n", "'cache' is not supported yet in task 'a'"},
-        {"name: x\ntasks:\n  a: {concurrency: 2}\n",
-         "'concurrency' is not supported yet in task 'a'"},
+        /* foreach and concurrency */
+        {"name: x\ntasks:\n  a: {foreach: 5}\n",
+         "'foreach' of task 'a' must be a template that gives a list (like \"{{ inputs.files "
+         "}}\") or a list, not an integer (w.yaml:3:16)"},
+        {"name: x\ntasks:\n  a: {foreach: '{{ inputs.x | json }}'}\n",
+         "'{{ inputs.x | json }}' gives a string (w.yaml:3:16)"},
+        {"name: x\ntasks:\n  a: {foreach: files}\n", "'files' gives a string"},
+        {"name: x\ntasks:\n  a: {foreach: ' {{ inputs.x }}'}\n", "' {{ inputs.x }}' gives a "
+                                                                  "string"},
+        {"name: x\ntasks:\n  a: {foreach: '{{ env.HOME }}'}\n",
+         "'foreach' of task 'a' must give a list, but '{{ env.HOME }}' is always a string or "
+         "null (w.yaml:3:16)"},
+        {"name: x\ntasks:\n  a: {foreach: '{{ tasks.b.status }}'}\n  b: {}\n",
+         "'{{ tasks.b.status }}' is always a string or null"},
+        {"name: x\ntasks:\n  a: {foreach: '{{ item }}'}\n",
+         "'{{ item }}' in 'foreach' of task 'a': 'item' is set in the activations the list "
+         "makes, not in the list itself (w.yaml:3:16)"},
+        {"name: x\ntasks:\n  a: {foreach: [1, '{{ index }}']}\n",
+         "'{{ index }}' in 'foreach' of task 'a': 'index' is set in the activations"},
+        {"name: x\ntasks:\n  a: {foreach: '{{ tasks.zz.output }}'}\n",
+         "unknown task 'zz' in '{{ tasks.zz.output }}' in 'foreach' of task 'a' (w.yaml:3:16)"},
+        {"name: x\ntasks:\n  a: {foreach: '{{ inputs.x'}\n",
+         "bad template in 'foreach' of task 'a': unclosed '{{'"},
+        {"name: x\ntasks:\n  a: {run: [x], concurrency: 2}\n",
+         "'concurrency' needs 'foreach' in task 'a' (it bounds how many of the activations "
+         "'foreach' makes run at once) (w.yaml:3:17)"},
+        {"name: x\ntasks:\n  a: {foreach: [], concurrency: 0}\n",
+         "'concurrency' of task 'a' must be a positive integer, not 0 (w.yaml:3:33)"},
+        {"name: x\ntasks:\n  a: {foreach: [], concurrency: two}\n",
+         "'concurrency' of task 'a' must be a positive integer, not a string"},
+        {"name: x\ntasks:\n  a: {foreach: []}\n  b: {run: [echo, '{{ index }}']}\n",
+         "'{{ index }}' in 'run' of task 'b': 'index' is set only in a task with 'foreach'"},
+        {"name: x\ndefaults: {env: {X: '{{ item }}'}}\ntasks:\n  a: {foreach: []}\n",
+         "'{{ item }}' in 'X' in 'env' in 'defaults': 'item' is set only in a task with "
+         "'foreach'"},
+        {"name: x\nresult: '{{ index }}'\ntasks:\n  a: {foreach: []}\n",
+         "'{{ index }}' in 'result': 'index' is set only in a task with 'foreach'"},
+        {"name: x\ndefaults: {concurrency: 2}\ntasks:\n  a: {}\n",
+         "'concurrency' cannot be set in 'defaults'"},
+        /* connect */
+        {"name: x\nconnect: {}\ntasks:\n  a: {}\n",
+         "'connect' must be a list of {from: TASK.EVENT, to: TASK, map: {...}}, not a mapping "
+         "(w.yaml:2:10)"},
+        {"name: x\nconnect: [5]\ntasks:\n  a: {}\n",
+         "'connect' item 1 must be a mapping {from: TASK.EVENT, to: TASK, map: {...}}, not an "
+         "integer (w.yaml:2:11)"},
+        {"name: x\nconnect: [{from: a, to: b}]\ntasks:\n  a: {}\n  b: {}\n",
+         "'from' of 'connect' item 1 must be TASK.EVENT (a task, a dot, the event it emits), "
+         "not 'a' (w.yaml:2:18)"},
+        {"name: x\nconnect: [{from: .ev, to: b}]\ntasks:\n  a: {}\n  b: {}\n",
+         "must be TASK.EVENT (a task, a dot, the event it emits), not '.ev'"},
+        {"name: x\nconnect: [{from: 5, to: b}]\ntasks:\n  a: {}\n  b: {}\n",
+         "'from' of 'connect' item 1 must be a non-empty string, not an integer (w.yaml:2:18)"},
+        {"name: x\nconnect: [{from: a.ev}]\ntasks:\n  a: {}\n",
+         "'connect' item 1 needs 'to' (the task each event starts) (w.yaml:2:11)"},
+        {"name: x\nconnect: [{to: a}]\ntasks:\n  a: {}\n",
+         "'connect' item 1 needs 'from' (TASK.EVENT: the task and the event it emits)"},
+        {"name: x\nconnect: [{from: zz.ev, to: a}]\ntasks:\n  a: {}\n",
+         "unknown task 'zz' in 'from' of 'connect' item 1 (w.yaml:2:18)"},
+        {"name: x\nconnect:\n  - {from: a.ev, to: b}\n  - {from: a.ev, to: bb}\ntasks:\n"
+         "  a: {}\n  b: {}\n",
+         "unknown task 'bb' in 'to' of 'connect' item 2 (did you mean 'b'?) (w.yaml:4:22)"},
+        {"name: x\nconnect: [{from: a.ev, to: b, map: x}]\ntasks:\n  a: {}\n  b: {}\n",
+         "'map' of 'connect' item 1 must be a mapping of payload keys to new names, not a "
+         "string (w.yaml:2:36)"},
+        {"name: x\nconnect: [{from: a.ev, to: b, map: {x: [1]}}]\ntasks:\n  a: {}\n  b: {}\n",
+         "'x' in 'map' of 'connect' item 1 must be a non-empty string, not a list"},
+        {"name: x\nconnect: [{from: a.ev, to: b, map: {x: y, z: y}}]\ntasks:\n  a: {}\n"
+         "  b: {}\n",
+         "'map' of 'connect' item 1 renames both 'x' and 'z' to 'y'"},
+        {"name: x\nconnect: [{from: a.ev, to: b, form: a}]\ntasks:\n  a: {}\n  b: {}\n",
+         "unknown key 'form' in 'connect' item 1 (did you mean 'from'?)"},
+        /* flow */
+        {"name: x\ntasks:\n  a: {flow: 5}\n",
+         "'flow' of task 'a' must be a non-empty string, not an integer (w.yaml:3:13)"},
+        {"name: x\ntasks:\n  a: {flow: {name: y}}\n",
+         "'flow' of task 'a' must be the name of a workflow file (relative to this file), not a "
+         "mapping"},
+        {"name: x\ntasks:\n  a: {flow: '{{ inputs.f }}'}\n",
+         "'flow' of task 'a' is a file name, read when the workflow is loaded: it cannot hold a "
+         "template ('{{ inputs.f }}')"},
+        {"name: x\ntasks:\n  a: {flow: /nonexistent/x.yaml}\n",
+         "cannot open nested flow '/nonexistent/x.yaml' of task 'a': No such file or directory "
+         "(w.yaml:3:7)"},
+        {"name: x\ntasks:\n  a: {flow: x.yaml, run: [x]}\n",
+         "task 'a' has two bodies ('flow' and 'run')"},
+        /* state_schema */
+        {"name: x\nstate_schema: [object]\ntasks:\n  a: {}\n",
+         "'state_schema' must be a mapping (a JSON Schema: type, properties, required, enum, "
+         "minimum, maximum, items), not a list (w.yaml:2:15)"},
+        {"name: x\nstate_schema: {type: float}\ntasks:\n  a: {}\n",
+         "invalid 'state_schema': "},
         {"name: x\nretries: 2\ntasks:\n  a: {}\n",
          "unknown top-level key 'retries' ('retries' belongs to a task under 'tasks', or to "
          "'defaults')"},
@@ -712,6 +804,427 @@ static void test_core_validation(void **state)
                      &err));
     assert_non_null(strstr(msgs, "w.yaml:"));
     free(msgs);
+}
+
+/* ------------------------------------------------------------------------ */
+/* foreach, connect, nested flows, state_schema, label warnings             */
+
+/* Load `text` keeping the diagnostics; the caller frees both. */
+static flow *load_keep(const char *text, flow_diags **diags, flow_error *err)
+{
+    *diags = flow_diags_new();
+    assert_non_null(*diags);
+    return flow_load_string(text, strlen(text), "w.yaml", *diags, err);
+}
+
+/* The number of diagnostics of `sev` whose message holds `needle`. */
+static size_t count_diags(const flow_diags *d, flow_severity sev, const char *needle)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < flow_diags_count(d); i++) {
+        flow_severity s = FLOW_SEV_ERROR;
+        const flow_error *e = flow_diags_get(d, i, &s);
+        if (s == sev && strstr(e->message, needle))
+            n++;
+    }
+    return n;
+}
+
+/* A foreach child: its element, its position and its input. */
+static int foreach_echo(flow_ctx *ctx)
+{
+    json_t *item = flow_ctx_item(ctx);
+    return flow_ctx_set_output_take(ctx, json_pack("{s:O?,s:I,s:O}", "item", item, "index",
+                                                   (json_int_t)flow_ctx_index(ctx), "input",
+                                                   flow_ctx_input(ctx)));
+}
+
+static void test_foreach(void **state)
+{
+    (void)state;
+    flow *f = load_ok("name: fan\n"
+                      "result: {each: '{{ tasks.each.output }}', lit: '{{ tasks.lit.output }}',"
+                      " none: '{{ tasks.none.output }}'}\n"
+                      "tasks:\n"
+                      "  list: {run: [echo, '[\"a\", \"b\", \"c\"]']}\n"
+                      "  each:\n"
+                      "    after: list\n"
+                      "    foreach: '{{ tasks.list.output }}'\n"
+                      "    concurrency: 2\n"
+                      "    input: {n: '{{ item }}', at: '{{ index }}', in: '{{ input }}'}\n"
+                      "  lit:\n"
+                      "    foreach: [x, '{{ inputs.y }}']\n"
+                      "    run: [echo, '{{ index }}-{{ item }}-$ITEM']\n"
+                      "    env: {ITEM: '{{ item }}'}\n"
+                      "    cwd: '{{ env.HOME }}'\n"
+                      "  none:\n"
+                      "    foreach: '{{ inputs.empty }}'\n"
+                      "    shell: 'exit 1'\n");
+    json_t *desc = flow_describe(f);
+    json_t *each = described_task(desc, "each");
+    assert_string_equal(json_string_value(json_object_get(each, "foreach")),
+                        "{{ tasks.list.output }}");
+    assert_int_equal(json_integer_value(json_object_get(each, "concurrency")), 2);
+    json_t *lit = described_task(desc, "lit");
+    assert_true(json_is_array(json_object_get(lit, "foreach")));
+    assert_int_equal(json_integer_value(json_object_get(lit, "concurrency")), 0);
+    json_decref(desc);
+
+    /* Run it: item, index and the input template per element, in order. */
+    assert_int_equal(flow_bind(f, "each", foreach_echo, NULL), FLOW_OK);
+    json_t *inputs = json_pack("{s:s,s:[]}", "y", "why", "empty");
+    json_t *result = NULL;
+    flow_error err;
+    flow_run_status st = flow_run_simple(f, inputs, 2, &result, &err);
+    if (st != FLOW_RUN_COMPLETED)
+        fail_msg("run ended %s: %s", flow_run_status_name(st), err.message);
+    /* (`input` in the input template of a foreach task is the element) */
+    json_t *want = json_loads(
+        "{\"each\": ["
+        "{\"item\": \"a\", \"index\": 0, \"input\": {\"n\": \"a\", \"at\": 0, \"in\": \"a\"}},"
+        "{\"item\": \"b\", \"index\": 1, \"input\": {\"n\": \"b\", \"at\": 1, \"in\": \"b\"}},"
+        "{\"item\": \"c\", \"index\": 2, \"input\": {\"n\": \"c\", \"at\": 2, \"in\": \"c\"}}],"
+        " \"lit\": [\"0-x-$ITEM\", \"1-why-$ITEM\"], \"none\": []}",
+        0, NULL);
+    assert_non_null(want);
+    if (!json_equal(result, want)) {
+        char *got = json_dumps(result, JSON_SORT_KEYS);
+        fail_msg("result %s", got);
+    }
+    json_decref(want);
+    json_decref(result);
+    json_decref(inputs);
+    flow_free(f);
+}
+
+/* The producer streams three rows while it runs; each is one activation of
+ * the consumer, whose input is the row with `id` renamed to `row_id`. */
+static int produce_rows(flow_ctx *ctx)
+{
+    for (int i = 1; i <= 3; i++) {
+        json_t *row = json_pack("{s:i,s:s}", "id", i, "name", i == 2 ? "two" : "other");
+        flow_err rc = flow_ctx_emit(ctx, "row", row);
+        json_decref(row);
+        if (rc)
+            return 1;
+    }
+    return flow_ctx_emit(ctx, "done", NULL) ? 1 : 0;
+}
+
+static void test_connect(void **state)
+{
+    (void)state;
+    flow *f = load_ok("name: stream\n"
+                      "connect:\n"
+                      "  - from: producer.row\n"
+                      "    to: consumer\n"
+                      "    map: {id: row_id}\n"
+                      "  - {from: producer.done, to: closer}\n"
+                      "tasks:\n"
+                      "  producer: {}\n"
+                      "  consumer: {noop: true}\n"
+                      "  closer: {noop: true}\n");
+    json_t *desc = flow_describe(f);
+    bool found = false;
+    size_t i;
+    json_t *e;
+    json_array_foreach (json_object_get(desc, "edges"), i, e) {
+        if (strcmp(json_string_value(json_object_get(e, "kind")), "connect") != 0 ||
+            strcmp(json_string_value(json_object_get(e, "to")), "consumer") != 0)
+            continue;
+        assert_string_equal(json_string_value(json_object_get(e, "from")), "producer");
+        assert_string_equal(json_string_value(json_object_get(e, "event")), "row");
+        json_t *map = json_pack("{s:s}", "id", "row_id");
+        assert_true(json_equal(json_object_get(e, "map"), map));
+        json_decref(map);
+        found = true;
+    }
+    assert_true(found);
+    assert_true(has_edge(desc, "producer", "closer", "connect"));
+    /* A connect target is not a start task. */
+    assert_true(json_is_false(json_object_get(described_task(desc, "consumer"), "start")));
+    json_decref(desc);
+
+    assert_int_equal(flow_bind(f, "producer", produce_rows, NULL), FLOW_OK);
+    flow_error err;
+    flow_engine *eng = flow_engine_new(NULL, &err);
+    assert_non_null(eng);
+    flow_run *r = flow_run_start(eng, f, NULL, &err);
+    assert_non_null(r);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    json_t *seen = json_array();
+    size_t closers = 0;
+    for (i = 0; i < flow_run_activation_count(r); i++) {
+        flow_activation_info info;
+        assert_int_equal(flow_run_activation(r, i, &info), FLOW_OK);
+        if (!strcmp(info.task, "consumer"))
+            json_array_append(seen, info.input);
+        else if (!strcmp(info.task, "closer"))
+            closers++;
+    }
+    json_t *want = json_loads("[{\"row_id\": 1, \"name\": \"other\"}, {\"row_id\": 2, \"name\": "
+                              "\"two\"}, {\"row_id\": 3, \"name\": \"other\"}]",
+                              0, NULL);
+    if (!json_equal(seen, want)) {
+        char *got = json_dumps(seen, 0);
+        fail_msg("consumer inputs %s", got);
+    }
+    assert_int_equal(closers, 1);
+    json_decref(want);
+    json_decref(seen);
+    flow_run_free(r);
+    flow_engine_free(eng);
+    flow_free(f);
+}
+
+/* In the temp dir `dir`: write a file, fail the test when that fails. */
+static void put(const char *dir, const char *name, const char *text)
+{
+    char *path = th_write_file(dir, name, text);
+    assert_non_null(path);
+    free(path);
+}
+
+static void test_nested_flows(void **state)
+{
+    (void)state;
+    char *dir = th_tempdir();
+    char here[4096];
+    assert_non_null(getcwd(here, sizeof(here)));
+    assert_int_equal(chdir(dir), 0); /* so that messages name files as written */
+    assert_int_equal(mkdir("lib", 0700), 0);
+    put(dir, "parent.yaml",
+        "name: parent\n"
+        "result: {one: '{{ tasks.one.output }}', two: '{{ tasks.two.output }}'}\n"
+        "tasks:\n"
+        "  one: {flow: lib/double.yaml, input: {n: 2}}\n"
+        "  two:\n"
+        "    after: one\n"
+        "    flow: ./lib/../lib/double.yaml\n"
+        "    input: {n: '{{ tasks.one.output }}'}\n");
+    put(dir, "lib/double.yaml",
+        "name: double\n"
+        "result: '{{ tasks.calc.output }}'\n"
+        "tasks:\n"
+        "  calc: {shell: 'echo $(( {{ inputs.n }} * 2 ))'}\n");
+    flow_error err;
+    flow_diags *d = flow_diags_new();
+    flow *f = flow_load_file("parent.yaml", d, &err);
+    if (!f)
+        fail_msg("load: %s", err.message);
+    assert_int_equal(flow_diags_count(d), 0);
+    flow_diags_free(d);
+    json_t *desc = flow_describe(f);
+    json_t *one = described_task(desc, "one");
+    assert_string_equal(json_string_value(json_object_get(one, "kind")), "flow");
+    assert_string_equal(json_string_value(json_object_get(one, "flow")), "double");
+    json_decref(desc);
+    /* The file used twice is loaded once: both tasks run the same flow. */
+    const struct flow_task *t1 = flow_find_task(f, "one");
+    const struct flow_task *t2 = flow_find_task(f, "two");
+    assert_non_null(t1->ext->subflow);
+    assert_ptr_equal(t1->ext->subflow, t2->ext->subflow);
+    json_t *result = NULL;
+    flow_run_status st = flow_run_simple(f, NULL, 2, &result, &err);
+    if (st != FLOW_RUN_COMPLETED)
+        fail_msg("run ended %s: %s", flow_run_status_name(st), err.message);
+    json_t *want = json_pack("{s:i,s:i}", "one", 4, "two", 8);
+    assert_true(json_equal(result, want));
+    json_decref(want);
+    json_decref(result);
+    flow_free(f);
+
+    /* From a string, a relative `flow:` is relative to the current directory. */
+    const char *text = "name: s\ntasks:\n  x: {flow: lib/double.yaml, input: {n: 1}}\n";
+    f = flow_load_string(text, strlen(text), "s.yaml", NULL, &err);
+    assert_non_null(f);
+    flow_free(f);
+
+    /* A cycle, reported where it starts, with its path. */
+    put(dir, "a.yaml", "name: a\ntasks:\n  child:\n    flow: b.yaml\n  again: {flow: b.yaml}\n");
+    put(dir, "b.yaml", "name: b\ntasks:\n  back: {flow: a.yaml}\n");
+    d = flow_diags_new();
+    assert_null(flow_load_file("a.yaml", d, &err));
+    assert_string_equal(err.message, "nested flow cycle: a.yaml -> b.yaml -> a.yaml (a.yaml:4:5)");
+    assert_string_equal(err.file, "a.yaml");
+    assert_int_equal(err.line, 4);
+    assert_int_equal(err.column, 5);
+    assert_int_equal(flow_diags_error_count(d), 1); /* b.yaml is used twice: one message */
+    flow_diags_free(d);
+    put(dir, "self.yaml", "name: self\ntasks:\n  me: {flow: ./self.yaml}\n");
+    assert_null(flow_load_file("self.yaml", NULL, &err));
+    assert_string_equal(err.message, "nested flow cycle: self.yaml -> self.yaml (self.yaml:3:8)");
+
+    /* A nested file's diagnostics keep its name; its warnings come along. */
+    assert_int_equal(mkdir("sub", 0700), 0);
+    put(dir, "sub/bad.yaml", "name: bad\ntasks:\n  w: {run: [x], retries: lots}\n  l: {on: go}\n");
+    put(dir, "uses-bad.yaml",
+        "name: p\ntasks:\n  x: {flow: sub/bad.yaml}\n  y: {flow: sub/bad.yaml}\n");
+    d = flow_diags_new();
+    assert_null(flow_load_file("uses-bad.yaml", d, &err));
+    assert_string_equal(err.message, "'retries' of task 'w' must be a non-negative integer, not "
+                                     "a string (sub/bad.yaml:3:26)");
+    assert_string_equal(err.file, "sub/bad.yaml");
+    assert_int_equal(err.code, FLOW_EVALIDATION);
+    assert_int_equal(flow_diags_error_count(d), 1);
+    assert_int_equal(count_diags(d, FLOW_SEV_WARNING, "label 'go' in 'on' of task 'l'"), 1);
+    flow_diags_free(d);
+    put(dir, "sub/warn.yaml", "name: w\ntasks:\n  s: {}\n  l: {on: go}\n");
+    put(dir, "uses-warn.yaml", "name: p\ntasks:\n  x: {flow: sub/warn.yaml}\n");
+    d = flow_diags_new();
+    f = flow_load_file("uses-warn.yaml", d, &err);
+    assert_non_null(f);
+    assert_int_equal(flow_diags_error_count(d), 0);
+    assert_int_equal(flow_diags_count(d), 1);
+    flow_severity sev = FLOW_SEV_ERROR;
+    const flow_error *w = flow_diags_get(d, 0, &sev);
+    assert_int_equal(sev, FLOW_SEV_WARNING);
+    assert_string_equal(w->file, "sub/warn.yaml");
+    flow_diags_free(d);
+    flow_free(f);
+
+    /* Missing files and directories, at the `flow:` key of the task. */
+    put(dir, "missing.yaml", "name: m\ntasks:\n  x:\n    flow: sub/gone.yaml\n  y: {flow: sub}\n");
+    d = flow_diags_new();
+    assert_null(flow_load_file("missing.yaml", d, &err));
+    assert_string_equal(err.message, "cannot open nested flow 'sub/gone.yaml' of task 'x': No "
+                                     "such file or directory (missing.yaml:4:5)");
+    assert_int_equal(count_diags(d, FLOW_SEV_ERROR, "nested flow 'sub' of task 'y' is a "
+                                                    "directory, not a workflow file "
+                                                    "(missing.yaml:5:7)"),
+                     1);
+    flow_diags_free(d);
+    /* From another directory, names are the paths that lead there. */
+    assert_int_equal(chdir("lib"), 0);
+    assert_null(flow_load_file("../missing.yaml", NULL, &err));
+    assert_string_equal(err.message, "cannot open nested flow 'sub/gone.yaml' of task 'x' "
+                                     "(looked for '../sub/gone.yaml'): No such file or "
+                                     "directory (../missing.yaml:4:5)");
+    assert_int_equal(chdir(".."), 0);
+
+    /* A chain deeper than the limit: refused, not a stack overflow. */
+    for (int i = 0; i < 40; i++) {
+        char name[32], body[128];
+        snprintf(name, sizeof(name), "deep%d.yaml", i);
+        snprintf(body, sizeof(body), "name: d%d\ntasks:\n  t: {flow: deep%d.yaml}\n", i, i + 1);
+        put(dir, name, body);
+    }
+    put(dir, "deep40.yaml", "name: end\ntasks:\n  t: {}\n");
+    assert_null(flow_load_file("deep0.yaml", NULL, &err));
+    assert_non_null(strstr(err.message, "nested flow 'deep32.yaml' of task 't' is more than 32 "
+                                        "files deep (deep31.yaml:3:7)"));
+
+    assert_int_equal(chdir(here), 0);
+    th_rmtree(dir);
+    free(dir);
+}
+
+/* Writes `confidence` as given in the input. */
+static int write_confidence(flow_ctx *ctx)
+{
+    return flow_ctx_set_state(ctx, "confidence", flow_ctx_input(ctx)) ? 1 : 0;
+}
+
+static void test_state_schema(void **state)
+{
+    (void)state;
+    const char *text = "name: s\n"
+                       "state: {confidence: 0.5}\n"
+                       "state_schema:\n"
+                       "  type: object\n"
+                       "  required: [confidence]\n"
+                       "  properties:\n"
+                       "    confidence: {type: number, minimum: 0, maximum: 1}\n"
+                       "    status: {enum: [draft, done]}\n"
+                       "    tags: {type: array, items: {type: string}}\n"
+                       "tasks:\n"
+                       "  set: {input: '{{ inputs.c }}'}\n";
+    flow *f = load_ok(text);
+    assert_int_equal(flow_bind(f, "set", write_confidence, NULL), FLOW_OK);
+    json_t *inputs = json_pack("{s:f}", "c", 0.75);
+    flow_error err;
+    assert_int_equal(flow_run_simple(f, inputs, 1, NULL, &err), FLOW_RUN_COMPLETED);
+    json_decref(inputs);
+    /* A write that breaks the schema fails the writing task, naming the key. */
+    inputs = json_pack("{s:f}", "c", 1.5);
+    flow_engine *eng = flow_engine_new(NULL, &err);
+    assert_non_null(eng);
+    flow_run_options o = {.inputs = inputs};
+    flow_run *r = flow_run_start(eng, f, &o, &err);
+    assert_non_null(r);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_FAILED);
+    assert_non_null(flow_run_error(r));
+    assert_non_null(strstr(flow_run_error(r), "confidence"));
+    flow_run_free(r);
+    flow_engine_free(eng);
+    json_decref(inputs);
+    flow_free(f);
+
+    /* The core's word on a bad schema, at the key. */
+    char *msgs = NULL;
+    assert_null(load("name: s\nstate_schema:\n  properties:\n    x: {type: float}\ntasks:\n"
+                     "  a: {}\n",
+                     &msgs, &err));
+    assert_non_null(strstr(err.message, "invalid 'state_schema': "));
+    assert_non_null(strstr(err.message, "float"));
+    assert_non_null(strstr(err.message, "(w.yaml:2:1)"));
+    assert_null(strstr(err.message, "state_schema: state_schema"));
+    assert_int_equal(err.line, 2);
+    free(msgs);
+}
+
+static void test_label_warnings(void **state)
+{
+    (void)state;
+    flow_diags *d = NULL;
+    flow_error err;
+    /* No router: every label of `on` and `when` gets a warning, the flow loads. */
+    flow *f = load_keep("name: l\n"
+                        "tasks:\n"
+                        "  draft: {run: [echo]}\n"
+                        "  review: {on: [needs_review, again]}\n"
+                        "  publish: {when: {or: [draft, {and: [approved, draft]}]}}\n",
+                        &d, &err);
+    assert_non_null(f);
+    assert_int_equal(err.code, FLOW_OK);
+    assert_int_equal(flow_diags_error_count(d), 0);
+    assert_int_equal(flow_diags_count(d), 3);
+    const char *want[] = {
+        "label 'needs_review' in 'on' of task 'review' is not emitted by any router in this "
+        "flow (a task can still emit it with 'emit') (w.yaml:4:17)",
+        "label 'again' in 'on' of task 'review' is not emitted by any router in this flow (a "
+        "task can still emit it with 'emit') (w.yaml:4:31)",
+        "label 'approved' in 'when' of task 'publish' is not emitted by any router in this flow "
+        "(a task can still emit it with 'emit') (w.yaml:5:39)",
+    };
+    for (size_t i = 0; i < 3; i++) {
+        flow_severity sev = FLOW_SEV_ERROR;
+        const flow_error *e = flow_diags_get(d, i, &sev);
+        assert_int_equal(sev, FLOW_SEV_WARNING);
+        assert_string_equal(e->message, want[i]);
+        assert_string_equal(e->file, "w.yaml");
+    }
+    flow_free(f);
+    flow_diags_free(d);
+
+    /* One router is enough; `router: false` is not one. */
+    f = load_keep("name: l\ntasks:\n  judge: {router: true}\n  a: {on: yes_please}\n", &d, &err);
+    assert_non_null(f);
+    assert_int_equal(flow_diags_count(d), 0);
+    flow_free(f);
+    flow_diags_free(d);
+    f = load_keep("name: l\ntasks:\n  judge: {router: false}\n  a: {on: x}\n", &d, &err);
+    assert_non_null(f);
+    assert_int_equal(count_diags(d, FLOW_SEV_WARNING, "label 'x' in 'on' of task 'a'"), 1);
+    flow_free(f);
+    flow_diags_free(d);
+
+    /* With errors too, warnings stay warnings and errors come first in err. */
+    assert_null(load_keep("name: l\ntasks:\n  a: {on: x}\n  b: {after: zz}\n", &d, &err));
+    assert_int_equal(flow_diags_error_count(d), 1);
+    assert_int_equal(count_diags(d, FLOW_SEV_WARNING, "label 'x'"), 1);
+    assert_non_null(strstr(err.message, "unknown task 'zz'"));
+    flow_diags_free(d);
 }
 
 static void test_parse_errors(void **state)
@@ -794,7 +1307,13 @@ static void test_load_allocation_failures(void **state)
                        "  b: {after: a, shell: 'echo hi', when: {or: [a, go]}, "
                        "on_error: {fallback: c}}\n"
                        "  c: {start: false, input: {x: '{{ tasks.a.output }}'}}\n"
-                       "  d: {after: [nope]}\n";
+                       "  d: {after: [nope]}\n"
+                       "  e: {foreach: '{{ inputs.xs }}', concurrency: 2, input: '{{ item }}',"
+                       " on: lonely}\n"
+                       "  f: {foreach: [1, '{{ state.a }}'], run: [echo, '{{ index }}']}\n"
+                       "  g: {flow: /nonexistent/child.yaml}\n"
+                       "state_schema: {type: object, properties: {a: {type: integer}}}\n"
+                       "connect: [{from: a.ev, to: c, map: {x: y}}, {from: b.ev, to: zz}]\n";
     bool done = false;
     for (size_t n = 1; !done && n < 100000; n++) {
         flow__alloc_fail_at(n);
@@ -809,6 +1328,41 @@ static void test_load_allocation_failures(void **state)
         flow_diags_free(d);
     }
     assert_true(done);
+}
+
+/* The same for a tree of files: a parent, a child used twice, a grandchild. */
+static void test_nested_allocation_failures(void **state)
+{
+    (void)state;
+    char *dir = th_tempdir();
+    char sub[4096];
+    snprintf(sub, sizeof(sub), "%s/sub", dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    char *path = th_write_file(dir, "p.yaml",
+                               "name: p\ntasks:\n  a: {flow: sub/c.yaml}\n"
+                               "  b: {after: a, flow: sub/c.yaml, input: {n: 1}}\n");
+    put(dir, "sub/c.yaml", "name: c\ntasks:\n  x: {flow: ../g.yaml}\n  y: {on: never}\n");
+    put(dir, "g.yaml", "name: g\ntasks:\n  z: {run: [echo, '{{ inputs.n }}']}\n");
+    bool done = false;
+    for (size_t n = 1; !done && n < 100000; n++) {
+        flow__alloc_fail_at(n);
+        flow_diags *d = flow_diags_new();
+        flow_error err;
+        flow *f = flow_load_file(path, d, &err);
+        size_t used = flow__alloc_fail_at(0);
+        if (used < n) { /* nothing failed: the whole tree loads */
+            assert_non_null(f);
+            done = true;
+        } else if (!f) {
+            assert_int_equal(err.code, FLOW_ENOMEM);
+        }
+        flow_free(f);
+        flow_diags_free(d);
+    }
+    assert_true(done);
+    free(path);
+    th_rmtree(dir);
+    free(dir);
 }
 
 int main(void)
@@ -829,10 +1383,16 @@ int main(void)
         cmocka_unit_test(test_every_error_is_reported),
         cmocka_unit_test(test_error_cases),
         cmocka_unit_test(test_core_validation),
+        cmocka_unit_test(test_foreach),
+        cmocka_unit_test(test_connect),
+        cmocka_unit_test(test_nested_flows),
+        cmocka_unit_test(test_state_schema),
+        cmocka_unit_test(test_label_warnings),
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_big_file),
         cmocka_unit_test(test_load_allocation_failures),
+        cmocka_unit_test(test_nested_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

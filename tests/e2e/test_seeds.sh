@@ -1,0 +1,399 @@
+#!/bin/bash
+# The ports of the seed documents (examples/seeds/, docs/seeds.md) behave as the seeds say:
+# each workflow file is run with `flow run --json` and each C port from
+# build/examples/seeds/, and the test checks exit statuses, results and how many times each
+# task ran. Workflow files call `flow ctl` through $FLOW_BIN, exported here.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+SEEDS="$FLOW_SOURCE_DIR/examples/seeds"
+BIN="$FLOW_BUILD_DIR/examples/seeds"
+FLOW_BIN=$(cd "$(dirname "$FLOW")" && pwd)/$(basename "$FLOW")
+export FLOW_BIN
+cd "$SEEDS" || exit 1
+
+# Checks of a run's JSON are queued by `want` and evaluated together, in one python3, by
+# `flush` (called before the next run and at the end): a python3 start costs more than a run.
+CHECKS="$T/checks"
+: >"$CHECKS"
+
+# run_flow FILE ARGS...: `flow run FILE ARGS... --json --quiet`; sets rc, keeps the run's
+# JSON in $T/run.json and stderr in $T/err.
+run_flow() {
+    flush
+    "$FLOW" run "$@" --json --quiet >"$T/run.json" 2>"$T/err" </dev/null
+    rc=$?
+}
+
+# run_c NAME ARGS...: a C port; sets rc, keeps stdout in $T/run.json and stderr in $T/err.
+run_c() {
+    local name=$1
+    shift
+    flush
+    "$BIN/$name" "$@" >"$T/run.json" 2>"$T/err" </dev/null
+    rc=$?
+}
+
+# want EXPR EXPECTED WHAT: EXPR, a Python expression over the run's JSON `d`, equals
+# EXPECTED (JSON). Helpers for `flow run --json` output: acts(TASK, STATUS=None) counts
+# activations, outs(TASK) lists their outputs, status(TASK) their statuses.
+want() {
+    printf '%s\0%s\0%s\0' "$1" "$2" "$3" >>"$CHECKS"
+}
+
+flush() {
+    [ -s "$CHECKS" ] || return 0
+    local line
+    while IFS= read -r line; do
+        case $line in
+        ok:*) pass "${line#ok: }" ;;
+        *) fail "${line#FAIL: }" ;;
+        esac
+    done < <(python3 - "$T/run.json" "$CHECKS" <<'PY'
+import json, sys
+raw = open(sys.argv[2], encoding="utf-8").read().split("\0")
+try:
+    d = json.load(open(sys.argv[1]))
+except ValueError:
+    d = None
+def acts(task, st=None):
+    return sum(1 for t in d.get("tasks", []) if t["task"] == task
+               and (st is None or t["status"] == st))
+def outs(task):
+    return [t.get("output") for t in d.get("tasks", []) if t["task"] == task]
+def status(task):
+    return [t["status"] for t in d.get("tasks", []) if t["task"] == task]
+for i in range(0, len(raw) - 2, 3):
+    expr, expected, what = raw[i:i + 3]
+    try:
+        got = json.loads(json.dumps(eval(expr)))  # tuples compare as lists
+    except Exception as e:
+        got = "<%s: %s>" % (type(e).__name__, e)
+    if got == json.loads(expected):
+        print("ok: " + what)
+    else:
+        print("FAIL: %s: got %s, expected %s" % (what, json.dumps(got), " ".join(expected.split())))
+PY
+)
+    : >"$CHECKS"
+}
+
+# exits CODE WHAT: the last run exited with CODE.
+exits() {
+    if [ "$rc" = "$1" ]; then
+        pass "$2 (exit $1)"
+    else
+        fail "$2: exit $rc, expected $1; stderr: $(head -c 600 "$T/err")"
+    fi
+}
+
+# ---- CrewAI Flows (000) ---------------------------------------------------------------------
+
+# Resumable flows: @start("init") is entry: true; kickoff(start_method=...) is --start.
+run_flow crewai_resumable_flow.yaml
+exits 0 "crewai_resumable_flow: a full run completes"
+want 'd["result"]' '"proceeding"' "crewai_resumable_flow: proceed ran after and_(init, maybe_begin)"
+want '[acts("init"), acts("maybe_begin"), acts("proceed")]' '[1, 1, 1]' \
+    "crewai_resumable_flow: each method once (maybe_begin after init, proceed once)"
+run_flow crewai_resumable_flow.yaml --start maybe_begin
+exits 0 "crewai_resumable_flow --start maybe_begin"
+want 'd["result"]' '"began"' "crewai_resumable_flow: kickoff(start_method=\"maybe_begin\")"
+want '[acts("init"), acts("maybe_begin"), acts("proceed")]' '[0, 1, 0]' \
+    "crewai_resumable_flow: only the chosen start method ran; and_ still waits for init"
+run_flow crewai_resumable_flow.yaml --start proceed
+exits 2 "crewai_resumable_flow: a task that is not a start or entry task cannot be chosen"
+
+# and_ / or_ listeners.
+run_flow crewai_and_or_listeners.yaml
+exits 0 "crewai_and_or_listeners"
+want 'd["result"]' '{"first_of_b_or_c": "c", "a_and_b_or_c": {"fetch_a": "a", "fetch_c": "c"},
+    "merge_all": {"fetch_a": "a", "fetch_b": "b", "fetch_c": "c"}}' \
+    "crewai_and_or_listeners: or_ takes the first, and_ waits for all, nested and_(a, or_(b, c))"
+want '[acts("first_of_b_or_c"), acts("a_and_b_or_c"), acts("merge_all")]' '[1, 1, 1]' \
+    "crewai_and_or_listeners: each listener fires exactly once"
+
+# Try-catch: router with labels, a retry loop, and max_activations stopping a runaway.
+run_flow crewai_robust_flow.yaml
+exits 0 "crewai_robust_flow: two failures, then success"
+want 'd["result"]' '{"result": "data from the API", "retries": 2}' \
+    "crewai_robust_flow: success result"
+want '[acts("risky_operation"), acts("handle_result"), acts("retry_operation"), acts("done"),
+    acts("handle_failure")]' '[3, 3, 2, 1, 0]' "crewai_robust_flow: the loop went round three times"
+run_flow crewai_robust_flow.yaml --input failures=9
+exits 0 "crewai_robust_flow: retries run out"
+want 'd["result"]' '{"error": "APIError: service unavailable", "retries": 3}' \
+    "crewai_robust_flow: handle_failure reports the error and the retries"
+want '[acts("risky_operation"), acts("retry_operation"), acts("handle_failure"), acts("done")]' \
+    '[3, 2, 1, 0]' "crewai_robust_flow: routed to \"failed\" once retry_count reached 3"
+run_flow crewai_robust_flow.yaml --input failures=99 --input max_retries=99 --input base_delay=0
+exits 1 "crewai_robust_flow: a runaway loop fails the run"
+want '"max_activations (6)" in d["error"] and "risky_operation" in d["error"]' 'true' \
+    "crewai_robust_flow: max_activations names the task and the bound"
+want 'acts("risky_operation")' '6' "crewai_robust_flow: the loop stopped at 6 activations"
+
+# Graceful degradation: fallback on failure, simpler path on a "failed" answer.
+run_flow crewai_graceful_degradation.yaml
+exits 0 "crewai_graceful_degradation: primary"
+want 'd["result"]["source"]' '"primary"' "crewai_graceful_degradation: the primary's answer"
+run_flow crewai_graceful_degradation.yaml --input mode=soft
+want 'd["result"]["source"]' '"with_fallback"' \
+    "crewai_graceful_degradation: status \"failed\" takes the simple path"
+run_flow crewai_graceful_degradation.yaml --input mode=down
+exits 0 "crewai_graceful_degradation: a crashed primary does not fail the run"
+want '[status("process_step"), status("simple_fallback"), status("with_fallback")]' \
+    '[["failed"], ["completed"], ["completed"]]' \
+    "crewai_graceful_degradation: the fallback stood in and the flow went on"
+want '[d["result"]["source"], "503 service unavailable" in d["result"]["primary_error"]]' \
+    '["fallback", true]' "crewai_graceful_degradation: the fallback got the primary's error"
+
+# Validated persistent state: state_schema with an enum for status.
+run_flow crewai_persistent_state.yaml
+exits 0 "crewai_persistent_state"
+want 'd["result"]' \
+    '{"status": "processing", "data": {"checkpoint_1": {"rows": 3}}, "retry_count": 0}' \
+    "crewai_persistent_state: status written, checkpoint stored the result"
+run_flow crewai_persistent_state.yaml --input next_status=finished
+exits 1 "crewai_persistent_state: a write that breaks the schema fails the run"
+want '[status("begin_processing"), acts("checkpoint")]' '[["failed"], 0]' \
+    "crewai_persistent_state: the writing task failed, nothing after it ran"
+want '"status" in d["error"] and "finished" in d["error"] and "pending" in d["error"]' 'true' \
+    "crewai_persistent_state: the error names the key, the value and the allowed ones"
+run_flow crewai_persistent_state.yaml --start checkpoint --inputs crewai_saved_state.json
+exits 0 "crewai_persistent_state: resume at checkpoint from a saved state"
+want 'd["result"]' '{"status": "paused", "retry_count": 1,
+    "data": {"checkpoint_0": "from the first run", "checkpoint_1": {"rows": 7}}}' \
+    "crewai_persistent_state: the saved state was loaded and checkpoint added to it"
+want 'acts("begin_processing")' '0' "crewai_persistent_state: begin_processing did not run"
+run_flow crewai_persistent_state.yaml --input status=bogus
+if [ "$rc" != 0 ] && grep -q "status" "$T/err"; then
+    pass "crewai_persistent_state: an initial state that breaks the schema is refused (exit $rc)"
+else
+    fail "crewai_persistent_state: bad initial state: exit $rc, stderr: $(cat "$T/err")"
+fi
+
+# Nested flows: the sub-flow's result comes back; its failure fails the parent task.
+run_flow crewai_nested_flow.yaml
+exits 0 "crewai_nested_flow"
+want 'd["result"]' '{"sub_result": {"result": "sub result",
+    "input": {"topic": "durable workflows", "words": 300}}}' \
+    "crewai_nested_flow: the sub-flow got the data and its result was passed up"
+run_flow crewai_nested_flow.yaml --input fail=true
+exits 1 "crewai_nested_flow: a failing sub-flow fails the parent"
+want '"nested flow" in d["error"] and "sub-flow" in d["error"] and "cannot process" in d["error"]' \
+    'true' "crewai_nested_flow: the error names the child flow and its cause"
+
+run_flow crewai_nested_subflow.yaml --input 'input={"a": 1}'
+want 'd["result"]' '{"result": "sub result", "input": {"a": 1}}' \
+    "crewai_nested_subflow runs on its own"
+
+# Async within methods: foreach with concurrency, results in order.
+run_flow crewai_parallel_processing.yaml --jobs 8
+exits 0 "crewai_parallel_processing"
+want '[x["result"] for x in d["result"]]' '["Processed: ALPHA", "Processed: BETA",
+    "Processed: GAMMA", "Processed: DELTA", "Processed: EPSILON", "Processed: ZETA"]' \
+    "crewai_parallel_processing: every item processed, in the items' order"
+want '2 <= max(sum(1 for y in d["result"] if y["started_ns"] <= x["started_ns"] < y["ended_ns"])
+    for x in d["result"]) <= 3' 'true' \
+    "crewai_parallel_processing: at most 3 items at once, and several did overlap"
+run_flow crewai_parallel_processing.yaml --input 'items=[]'
+want 'd["result"]' '[]' "crewai_parallel_processing: an empty list completes at once with []"
+run_flow crewai_parallel_processing.yaml --input 'items={"a": 1}'
+exits 1 "crewai_parallel_processing: foreach over a non-list fails"
+want '"needs a list" in d["error"]' 'true' "crewai_parallel_processing: a clear message"
+
+# Crew batch processing: akickoff_for_each with {"item": item}, results saved to the state.
+run_flow crewai_batch_analyze.yaml
+exits 0 "crewai_batch_analyze"
+want 'd["result"]' '["analysis of markets", "analysis of weather", "analysis of sports",
+    "analysis of music"]' "crewai_batch_analyze: state.analyses holds the results in order"
+
+# Flow factory: a registry of flows by name.
+run_c crewai_flow_factory research "open data"
+exits 0 "crewai_flow_factory research"
+want '[d["flow"], d["result"]]' '["research-flow", {"step": "research", "input": "open data"}]' \
+    "crewai_flow_factory: create_flow(\"research\") made and ran the research flow"
+run_c crewai_flow_factory poetry
+exits 2 "crewai_flow_factory: an unknown flow type"
+grep -q "'analysis', 'research', 'writing'" "$T/err" &&
+    pass "crewai_flow_factory: the error lists the known flow types" ||
+    fail "crewai_flow_factory: error without the known names: $(cat "$T/err")"
+
+# ---- Graflow (001) --------------------------------------------------------------------------
+
+for type in priority normal; do
+    run_c graflow_next_task "$type"
+    exits 0 "graflow_next_task $type"
+    want '[d["result"]["handled_by"], sorted(d["activations"])]' \
+        "[\"${type}_handler\", [\"dispatcher\", \"${type}_handler\"]]" \
+        "graflow_next_task: the dispatcher added ${type}_handler only"
+done
+
+run_flow graflow_next_iteration.yaml
+exits 0 "graflow_next_iteration"
+want '[d["result"], acts("retry_task")]' '[{"result": "work done", "attempt": 2}, 3]' \
+    "graflow_next_iteration: re-executed with attempt 1, 2; worked on 2"
+run_flow graflow_next_iteration.yaml --input works_at=9
+exits 1 "graflow_next_iteration: gives up after attempt 3"
+want '[status("retry_task"), "TemporaryError" in d["error"]]' \
+    '[["completed", "completed", "completed", "failed"], true]' \
+    "graflow_next_iteration: attempts 0..3, the last raises"
+
+start=$(date +%s%N)
+run_flow graflow_terminate_workflow.yaml
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+exits 0 "graflow_terminate_workflow: terminate ends the run as completed"
+want '[d["status"], d["result"]]' '["completed", "completed early"]' \
+    "graflow_terminate_workflow: the terminate result is the run's result"
+want '[acts("continue_processing"), status("index_everything")]' '[0, ["cancelled"]]' \
+    "graflow_terminate_workflow: nothing more ran; the slow task was stopped"
+[ "$elapsed_ms" -lt 1500 ] && pass "graflow_terminate_workflow: early exit (${elapsed_ms} ms)" ||
+    fail "graflow_terminate_workflow: took ${elapsed_ms} ms, the slow task was not stopped"
+run_flow graflow_terminate_workflow.yaml --input pending=3
+exits 0 "graflow_terminate_workflow: not done yet"
+want 'outs("continue_processing")' '["processed 3 items"]' \
+    "graflow_terminate_workflow: next_task(continue_processing()) ran"
+
+run_flow graflow_cancel_workflow.yaml
+exits 0 "graflow_cancel_workflow: a valid config deploys"
+want 'd["result"]' '"deployed"' "graflow_cancel_workflow: deployed"
+run_flow graflow_cancel_workflow.yaml --input 'config={"replicas": 0}'
+exits 4 "graflow_cancel_workflow: cancel_workflow"
+want '[d["status"], d["error"], acts("deploy")]' '["cancelled", "Critical validation failed", 0]' \
+    "graflow_cancel_workflow: cancelled with the error, nothing after it ran"
+"$FLOW" run graflow_cancel_workflow.yaml --input 'config={"replicas": 0}' >/dev/null 2>"$T/err"
+grep -q "cancelled: Critical validation failed" "$T/err" &&
+    pass "graflow_cancel_workflow: the summary line gives the reason" ||
+    fail "graflow_cancel_workflow: no reason on stderr: $(cat "$T/err")"
+
+run_c graflow_parallel_group a b c d e
+exits 0 "graflow_parallel_group"
+want '[len(d["activations"]["process_item"]), d["workers"]]' '[5, {"worker_0": "processed a",
+    "worker_1": "processed b", "worker_2": "processed c", "worker_3": "processed d",
+    "worker_4": "processed e"}]' "graflow_parallel_group: one worker per item, each wrote its key"
+
+run_c graflow_fan_out
+exits 0 "graflow_fan_out"
+want '[d["activations"]["endpoint"], d["endpoint_paths"]]' \
+    '[["completed", "completed"], ["branch.process_a", "branch.process_b"]]' \
+    "graflow_fan_out: endpoint runs TWICE, once per branch"
+
+run_c graflow_fan_in
+exits 0 "graflow_fan_in"
+want '[d["activations"]["integrator"], d["result"]["inputs"]]' \
+    '[["completed"], [{"branch": "a", "rows": 3}, {"branch": "b", "rows": 4}]]' \
+    "graflow_fan_in: integrator runs ONCE with both outputs in branch order"
+
+run_c graflow_checkpoint 25
+exits 0 "graflow_checkpoint"
+want 'd["outputs"]["long_running"]' '{"batches": 25, "checkpoints_asked": 3}' \
+    "graflow_checkpoint: a checkpoint asked every 10 batches, the task completed"
+want 'd["outputs"]["periodic_checkpoint_task"]["checkpoints_asked"] >= 1' 'true' \
+    "graflow_checkpoint: periodic checkpoints asked"
+
+run_flow graflow_distributed_workflow.yaml --start fetch
+exits 0 "graflow_distributed_workflow (local)"
+want '[d["result"], acts("aggregate")]' '[{"process_a": 6, "process_b": 3, "process_c": 3}, 1]' \
+    "graflow_distributed_workflow: fetch >> (a | b | c) >> aggregate joins once"
+
+# ---- FlowForge (003) ------------------------------------------------------------------------
+
+run_flow flowforge_connect.yaml --start routine1 --input data=test
+exits 0 "flowforge_connect: execute(entry_routine_id=\"routine1\", ...)"
+want 'outs("routine2")' '[{"target_param": 1, "data": "test"}, {"target_param": 2, "data": "test"},
+    {"target_param": 3, "data": "test"}]' \
+    "flowforge_connect: each emission is one activation, param_mapping renamed the key"
+want 'outs("routine3")' '[{"source_param": 1, "data": "test"}, {"source_param": 2, "data": "test"},
+    {"source_param": 3, "data": "test"}]' "flowforge_connect: a connection without a mapping"
+want '[d["id"] != "", d["status"], [t["task"] for t in d["tasks"]][0]]' \
+    '[true, "completed", "routine1"]' \
+    "flowforge_connect: the JobState names the run, its status and the entry routine"
+run_flow flowforge_connect.yaml --start routine2
+exits 2 "flowforge_connect: a connected routine is not an entry point"
+
+run_flow flowforge_error_handler.yaml
+exits 0 "flowforge_error_handler: RETRY"
+want '[status("flaky_routine"), [t["attempts"] for t in d["tasks"]]]' '[["completed"], [3]]' \
+    "flowforge_error_handler: failed twice, succeeded on the 3rd attempt"
+run_flow flowforge_error_handler.yaml --input fail_times=9
+exits 1 "flowforge_error_handler: max_retries=3 exhausted"
+want '[[t["attempts"] for t in d["tasks"]], "connection refused" in d["error"]]' '[[4], true]' \
+    "flowforge_error_handler: 1 try + 3 retries, then the error"
+
+run_c flowforge_routines
+exits 0 "flowforge_routines"
+want '[d["routines"], len(d["received"]), d["received"][0]]' \
+    '[["my_routine", "routine_1", "routine_2"], 3, {"target_param": 1, "data": "test"}]' \
+    "flowforge_routines: routines added with given and generated ids; mapped payloads received"
+want '[t["task"] for t in d["job_state"]["tasks"]].count("my_routine")' '0' \
+    "flowforge_routines: execute(entry_routine_id) ran from the entry routine only"
+want 'd["streamed"] >= 2' 'true' "flowforge_routines: events streamed while the routine ran"
+
+run_c flowforge_cancel
+exits 4 "flowforge_cancel"
+want '[d["status"], d["error"], d["activations"]]' \
+    '["cancelled", "User cancelled", {"long_routine": ["cancelled"]}]' \
+    "flowforge_cancel: cancel(reason=...) stops the run; nothing after it ran"
+want 'd["steps_done"] < 100' 'true' "flowforge_cancel: the routine stopped early"
+
+# ---- The flow-system design (004) -----------------------------------------------------------
+
+run_c design_flow_config
+exits 0 "design_flow_config"
+want '[d["sequential"]["max_in_flight"], d["parallel"]["max_in_flight"] > 1]' '[1, true]' \
+    "design_flow_config: SEQUENTIAL runs one task at a time, PARALLEL several"
+want '[d["timeout"]["status"], "timed out" in d["timeout"]["error"]]' '["failed", true]' \
+    "design_flow_config: the flow's timeout stops the run"
+want '[d["retries"]["status"], d["retries"]["attempts"]]' '["completed", [3]]' \
+    "design_flow_config: retries=2 applies to tasks that set none"
+want '[d["frozen"], d["sequential"]["description"]]' '[true, "one task at a time"]' \
+    "design_flow_config: the config is frozen once a run started"
+
+run_c design_register_to
+exits 0 "design_register_to"
+want 'd["ok"]["outputs"]["my_flow"]' \
+    '{"result": [2.0, 4.0, 6.0], "deps_with_data": ["load", "enrich"], "unit": "kg"}' \
+    "design_register_to: execute({\"data\": [1, 2, 3]}) with get and get_all"
+want '[d["optional_failed"]["activations"]["my_flow"],
+    d["optional_failed"]["activations"]["report"],
+    d["optional_failed"]["outputs"]["my_flow"]["deps_with_data"]]' \
+    '[["completed"], ["skipped"], ["load"]]' \
+    "design_register_to: optional dependency bypassed, required one propagates the failure"
+want '"must be a list of numbers" in d["bad_input"]["error"]' 'true' \
+    "design_register_to: the processor's Input validation fails the task clearly"
+want '["unknown required dependency" in d["refused"][0], "cycle" in d["refused"][1],
+    d["refused"][2], "cycle" in d["refused"][3] and "a -> b -> a" in d["refused"][3]]' \
+    '[true, true, true, true]' "design_register_to: unknown names and cycles are refused"
+
+run_c design_flow_result
+exits 0 "design_flow_result"
+want '[(r["task"], r["status"], r["traceback"]["attempt"]) for r in d["results"]]' \
+    '[["compute", "completed", 1], ["broken", "failed", 2], ["command", "failed", 1]]' \
+    "design_flow_result: one FlowResult per activation with status and attempt"
+want '[r["output"] for r in d["results"]][0]' '{"answer": 42}' "design_flow_result: output"
+want 'all(r["start_time"] and r["end_time"] and r["end_time"] >= r["start_time"]
+    for r in d["results"])' \
+    'true' "design_flow_result: start and end times"
+want '[d["results"][2]["traceback"]["exit_status"],
+    d["results"][2]["traceback"]["stderr_tail"].strip(),
+    "config.yaml" in d["results"][2]["error"]]' '[3, "config.yaml: no such file", true]' \
+    "design_flow_result: a command's exit status and stderr tail"
+
+# ---- every example is exercised, and every workflow file is valid ----------------------------
+
+for f in *.yaml; do
+    if "$FLOW" validate "$f" >/dev/null 2>"$T/err"; then
+        pass "validate $f"
+    else
+        fail "validate $f: $(cat "$T/err")"
+    fi
+    grep -q "$f" "$SELF" || fail "$f is not run by this test"
+done
+for f in c/*.c; do
+    name=$(basename "$f" .c)
+    [ -x "$BIN/$name" ] || fail "$name was not built into $BIN"
+    grep -q "run_c $name" "$SELF" || fail "$name is not run by this test"
+done
+
+flush
+finish
