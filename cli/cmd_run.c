@@ -20,6 +20,8 @@
 
 #include "progress.h"
 
+static void export_flow_bin(void);
+
 #define TICK_NS 50000000L /* progress redraw and signal poll period: 50 ms */
 
 enum {
@@ -548,6 +550,7 @@ static int run_flow(const struct run_args *ra, flow *f, json_t *inputs)
         prog = progress_new(isatty(STDERR_FILENO) == 1, flow_task_count(f));
         flow_set_log(progress_on_log, prog, ra->verbose ? FLOW_LOG_INFO : FLOW_LOG_WARN);
     }
+    export_flow_bin();
     memset(&err, 0, sizeof(err));
     memset(&eopts, 0, sizeof(eopts));
     eopts.jobs = ra->jobs;
@@ -594,6 +597,18 @@ out_log:
     flow_set_log(NULL, NULL, FLOW_LOG_OFF);
     progress_free(prog);
     return rc;
+}
+
+/* Command tasks inherit our environment: $FLOW_BIN names this program, so a
+ * task can call "$FLOW_BIN" ctl ... without `flow` on its PATH. */
+static void export_flow_bin(void)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0 || getenv("FLOW_BIN"))
+        return;
+    self[n] = '\0';
+    setenv("FLOW_BIN", self, 0);
 }
 
 static int run_main(int argc, char **argv)

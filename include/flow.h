@@ -337,8 +337,9 @@ typedef enum flow_type {
 
 typedef struct flow_config {
     const char *description; /* NULL: unchanged */
-    double timeout;          /* seconds for the whole run; 0: none (the run is
-                              * cancelled when it runs out) */
+    double timeout;          /* seconds for the whole run; 0: none (when it runs
+                              * out, running tasks are stopped and the run
+                              * fails with "the run timed out after Ns") */
     int retries;             /* default retries of the flow's tasks */
     flow_type type;
 } flow_config;

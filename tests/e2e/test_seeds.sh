@@ -44,8 +44,10 @@ want() {
 
 flush() {
     [ -s "$CHECKS" ] || return 0
-    local line
+    local line seen=0 queued
+    queued=$(($(tr -cd '\0' <"$CHECKS" | wc -c) / 3))
     while IFS= read -r line; do
+        seen=$((seen + 1))
         case $line in
         ok:*) pass "${line#ok: }" ;;
         *) fail "${line#FAIL: }" ;;
@@ -70,12 +72,17 @@ for i in range(0, len(raw) - 2, 3):
         got = json.loads(json.dumps(eval(expr)))  # tuples compare as lists
     except Exception as e:
         got = "<%s: %s>" % (type(e).__name__, e)
-    if got == json.loads(expected):
+    try:
+        good = got == json.loads(expected)
+    except ValueError as e:
+        good, got = False, "<the expected value is not JSON: %s>" % e
+    if good:
         print("ok: " + what)
     else:
         print("FAIL: %s: got %s, expected %s" % (what, json.dumps(got), " ".join(expected.split())))
 PY
 )
+    [ "$seen" = "$queued" ] || fail "$((queued - seen)) checks were not evaluated (python3 failed?)"
     : >"$CHECKS"
 }
 
@@ -382,8 +389,8 @@ want '[d["results"][2]["traceback"]["exit_status"],
 # ---- every example is exercised, and every workflow file is valid ----------------------------
 
 for f in *.yaml; do
-    if "$FLOW" validate "$f" >/dev/null 2>"$T/err"; then
-        pass "validate $f"
+    if "$FLOW" validate "$f" >/dev/null 2>"$T/err" && ! [ -s "$T/err" ]; then
+        pass "validate $f: valid, no warning"
     else
         fail "validate $f: $(cat "$T/err")"
     fi

@@ -138,7 +138,6 @@ static flow *build(void)
     const char *const needs_enrich[] = {"enrich", NULL};
     if (!flow_register(f, "report", run_processor, (void *)&p_report, needs_enrich, NULL, &err))
         goto fail;
-
     return f;
 fail:
     fprintf(stderr, "%s\n", err.message);
