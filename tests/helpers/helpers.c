@@ -84,3 +84,41 @@ char *th_source_path(const char *rel)
     snprintf(p, len, "%s/%s", base, rel);
     return p;
 }
+
+flow_run_status th_run(flow_engine *e, flow *f, json_t *inputs, flow_run **out)
+{
+    flow_error err;
+    flow_run_options o = {.inputs = inputs};
+    flow_run *r = flow_run_start(e, f, &o, &err);
+    if (!r)
+        fail_msg("run did not start: %s", err.message);
+    flow_run_status s = flow_run_wait(r);
+    if (out)
+        *out = r;
+    else
+        flow_run_free(r);
+    return s;
+}
+
+int th_count_acts(flow_run *r, const char *task, flow_act_status status)
+{
+    int n = 0;
+    for (size_t i = 0; i < flow_run_activation_count(r); i++) {
+        flow_activation_info info;
+        assert_int_equal(flow_run_activation(r, i, &info), FLOW_OK);
+        if (!strcmp(info.task, task) && info.status == status)
+            n++;
+    }
+    return n;
+}
+
+flow_task *th_add(flow *f, const char *name, flow_task_fn fn)
+{
+    flow_error err;
+    flow_task *t = flow_add_task(f, name, &err);
+    if (!t)
+        fail_msg("cannot add task '%s': %s", name, err.message);
+    if (fn)
+        assert_int_equal(flow_task_set_fn(t, fn, NULL), FLOW_OK);
+    return t;
+}

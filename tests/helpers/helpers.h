@@ -22,4 +22,12 @@ char *th_read_file(const char *path);
 /* Path under the source tree ($FLOW_SOURCE_DIR or "."); malloc'd. */
 char *th_source_path(const char *rel);
 
+/* Engine tests: start `f` on `e` with `inputs` (may be NULL) and wait; the
+ * run is returned in *out (free it); a run that cannot start fails the test. */
+flow_run_status th_run(flow_engine *e, flow *f, json_t *inputs, flow_run **out);
+/* Activations of `task` with `status` in a finished run. */
+int th_count_acts(flow_run *r, const char *task, flow_act_status status);
+/* Add a task (failing the test if it cannot), with body `fn` when not NULL. */
+flow_task *th_add(flow *f, const char *name, flow_task_fn fn);
+
 #endif

@@ -30,40 +30,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static flow_run_status run_flow(flow *f, json_t *inputs, flow_run **out)
-{
-    flow_error err;
-    flow_run_options o = {.inputs = inputs};
-    flow_run *r = flow_run_start(engine, f, &o, &err);
-    if (!r)
-        fail_msg("run did not start: %s", err.message);
-    flow_run_status s = flow_run_wait(r);
-    *out = r;
-    return s;
-}
-
-static int count_acts(flow_run *r, const char *task, flow_act_status status)
-{
-    int n = 0;
-    for (size_t i = 0; i < flow_run_activation_count(r); i++) {
-        flow_activation_info info;
-        flow_run_activation(r, i, &info);
-        if (!strcmp(info.task, task) && info.status == status)
-            n++;
-    }
-    return n;
-}
-
-static flow_task *add(flow *f, const char *name, flow_task_fn fn)
-{
-    flow_error err;
-    flow_task *t = flow_add_task(f, name, &err);
-    assert_non_null(t);
-    if (fn)
-        assert_int_equal(flow_task_set_fn(t, fn, NULL), FLOW_OK);
-    return t;
-}
-
 static int echo_input(flow_ctx *ctx)
 {
     return flow_ctx_set_output(ctx, flow_ctx_input(ctx)) ? 1 : 0;
@@ -84,14 +50,14 @@ static void test_next_task(void **state)
 {
     (void)state;
     flow *f = flow_new("dispatch", NULL);
-    add(f, "dispatcher", dispatcher);
-    flow_task_set_start(add(f, "priority_handler", echo_input), false);
-    flow_task_set_start(add(f, "normal_handler", echo_input), false);
+    th_add(f, "dispatcher", dispatcher);
+    flow_task_set_start(th_add(f, "priority_handler", echo_input), false);
+    flow_task_set_start(th_add(f, "normal_handler", echo_input), false);
     json_t *in = json_pack("{s:s}", "type", "priority");
     flow_run *r;
-    assert_int_equal(run_flow(f, in, &r), FLOW_RUN_COMPLETED);
-    assert_int_equal(count_acts(r, "priority_handler", FLOW_ACT_COMPLETED), 1);
-    assert_int_equal(count_acts(r, "normal_handler", FLOW_ACT_COMPLETED), 0);
+    assert_int_equal(th_run(engine, f, in, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_count_acts(r, "priority_handler", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(th_count_acts(r, "normal_handler", FLOW_ACT_COMPLETED), 0);
     assert_string_equal(json_string_value(json_object_get(flow_run_result(r), "type")), "priority");
     json_decref(in);
     flow_run_free(r);
@@ -114,11 +80,11 @@ static void test_next_iteration(void **state)
 {
     (void)state;
     flow *f = flow_new("iterate", NULL);
-    add(f, "retry_task", retry_task);
+    th_add(f, "retry_task", retry_task);
     json_t *in = json_pack("{s:i}", "attempt", 0);
     flow_run *r;
-    assert_int_equal(run_flow(f, in, &r), FLOW_RUN_COMPLETED);
-    assert_int_equal(count_acts(r, "retry_task", FLOW_ACT_COMPLETED), 4);
+    assert_int_equal(th_run(engine, f, in, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_count_acts(r, "retry_task", FLOW_ACT_COMPLETED), 4);
     assert_int_equal(json_integer_value(flow_run_result(r)), 3);
     json_decref(in);
     flow_run_free(r);
@@ -151,13 +117,13 @@ static void test_parallel_then_runs_once_in_order(void **state)
 {
     (void)state;
     flow *f = flow_new("fanin", NULL);
-    add(f, "root", root_with_then);
-    flow_task_set_start(add(f, "branch", branch), false);
-    flow_task_set_start(add(f, "integrator", echo_input), false);
+    th_add(f, "root", root_with_then);
+    flow_task_set_start(th_add(f, "branch", branch), false);
+    flow_task_set_start(th_add(f, "integrator", echo_input), false);
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_COMPLETED);
-    assert_int_equal(count_acts(r, "branch", FLOW_ACT_COMPLETED), 3);
-    assert_int_equal(count_acts(r, "integrator", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_count_acts(r, "branch", FLOW_ACT_COMPLETED), 3);
+    assert_int_equal(th_count_acts(r, "integrator", FLOW_ACT_COMPLETED), 1);
     json_t *want = json_pack("[i,i,i]", 10, 20, 30);
     assert_true(json_equal(flow_run_result(r), want));
     json_decref(want);
@@ -180,13 +146,13 @@ static void test_parallel_without_then_endpoint_per_branch(void **state)
 {
     (void)state;
     flow *f = flow_new("fanout", NULL);
-    add(f, "branch", root_fan_out);
-    flow_task_set_start(add(f, "process_a", process_x), false);
-    flow_task_set_start(add(f, "process_b", process_x), false);
-    flow_task_set_start(add(f, "endpoint", echo_input), false);
+    th_add(f, "branch", root_fan_out);
+    flow_task_set_start(th_add(f, "process_a", process_x), false);
+    flow_task_set_start(th_add(f, "process_b", process_x), false);
+    flow_task_set_start(th_add(f, "endpoint", echo_input), false);
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_COMPLETED);
-    assert_int_equal(count_acts(r, "endpoint", FLOW_ACT_COMPLETED), 2); /* once per branch */
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_count_acts(r, "endpoint", FLOW_ACT_COMPLETED), 2); /* once per branch */
     flow_run_free(r);
     flow_free(f);
 }
@@ -217,18 +183,18 @@ static void test_terminate_and_cancel(void **state)
 {
     (void)state;
     flow *f = flow_new("terminate", NULL);
-    flow_task *a = add(f, "check_complete", terminator);
-    flow_task_after(add(f, "continue_processing", never), a);
+    flow_task *a = th_add(f, "check_complete", terminator);
+    flow_task_after(th_add(f, "continue_processing", never), a);
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
     assert_string_equal(json_string_value(flow_run_result(r)), "completed early");
     flow_run_free(r);
     flow_free(f);
 
     f = flow_new("cancel", NULL);
-    a = add(f, "validate", canceller);
-    flow_task_after(add(f, "later", never), a);
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_CANCELLED);
+    a = th_add(f, "validate", canceller);
+    flow_task_after(th_add(f, "later", never), a);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_CANCELLED);
     assert_string_equal(flow_run_error(r), "Critical validation failed");
     flow_run_free(r);
     flow_free(f);
@@ -247,13 +213,13 @@ static void test_directives_of_failed_attempt_discarded(void **state)
 {
     (void)state;
     flow *f = flow_new("discard", NULL);
-    flow_task *a = add(f, "a", directs_then_fails);
+    flow_task *a = th_add(f, "a", directs_then_fails);
     flow_task_set_on_error(a, FLOW_ON_ERROR_CONTINUE);
-    flow_task_set_start(add(f, "follow", never), false);
-    add(f, "other", echo_input);
+    flow_task_set_start(th_add(f, "follow", never), false);
+    th_add(f, "other", echo_input);
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_FAILED);
-    assert_int_equal(count_acts(r, "follow", FLOW_ACT_COMPLETED), 0);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_FAILED);
+    assert_int_equal(th_count_acts(r, "follow", FLOW_ACT_COMPLETED), 0);
     json_t *st = flow_run_state(r);
     assert_null(json_object_get(st, "lost"));
     json_decref(st);
@@ -291,17 +257,17 @@ static void test_connect_streams_with_map(void **state)
     atomic_store(&streamed_before_end, 0);
     atomic_store(&producer_done, 0);
     flow *f = flow_new("routines", NULL);
-    add(f, "routine1", producer);
-    add(f, "routine2", consumer);
-    add(f, "listener", echo_input);
+    th_add(f, "routine1", producer);
+    th_add(f, "routine2", consumer);
+    th_add(f, "listener", echo_input);
     flow_task_on(flow_find_task(f, "listener"), "output");
     json_t *map = json_pack("{s:s}", "value", "input");
     assert_int_equal(flow_connect(f, "routine1", "output", "routine2", map, NULL), FLOW_OK);
     json_decref(map);
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_COMPLETED);
-    assert_int_equal(count_acts(r, "routine2", FLOW_ACT_COMPLETED), 3); /* one per emission */
-    assert_int_equal(count_acts(r, "listener", FLOW_ACT_COMPLETED), 3);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_count_acts(r, "routine2", FLOW_ACT_COMPLETED), 3); /* one per emission */
+    assert_int_equal(th_count_acts(r, "listener", FLOW_ACT_COMPLETED), 3);
     assert_true(atomic_load(&streamed_before_end) >= 1);
     for (size_t i = 0; i < flow_run_activation_count(r); i++) {
         flow_activation_info info;
@@ -316,7 +282,7 @@ static void test_connect_streams_with_map(void **state)
     flow_free(f);
     /* a connect naming an unknown task is a validation error */
     f = flow_new("badconnect", NULL);
-    add(f, "a", echo_input);
+    th_add(f, "a", echo_input);
     flow_connect(f, "a", "ev", "nobody", NULL, NULL);
     flow_error err;
     assert_int_equal(flow_validate(f, NULL, &err), FLOW_EVALIDATION);
@@ -347,9 +313,9 @@ static void test_foreach(void **state)
     atomic_store(&in_flight, 0);
     atomic_store(&max_in_flight, 0);
     flow *f = flow_new("foreach", NULL);
-    flow_task *items = add(f, "items", echo_input);
-    flow_task *sq = add(f, "square", square);
-    flow_task *sum = add(f, "collect", echo_input);
+    flow_task *items = th_add(f, "items", echo_input);
+    flow_task *sq = th_add(f, "square", square);
+    flow_task *sum = th_add(f, "collect", echo_input);
     flow_task_after(sq, items);
     flow_task_after(sum, sq);
     json_t *tmpl = json_string("{{ input.numbers }}");
@@ -357,18 +323,18 @@ static void test_foreach(void **state)
     json_decref(tmpl);
     json_t *in = json_pack("{s:[i,i,i,i,i,i]}", "numbers", 1, 2, 3, 4, 5, 6);
     flow_run *r;
-    assert_int_equal(run_flow(f, in, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_run(engine, f, in, &r), FLOW_RUN_COMPLETED);
     json_t *want = json_pack("[i,i,i,i,i,i]", 1, 4, 9, 16, 25, 36);
     assert_true(json_equal(flow_run_result(r), want));
     assert_int_equal(atomic_load(&max_in_flight), 2); /* concurrency */
-    assert_int_equal(count_acts(r, "collect", FLOW_ACT_COMPLETED), 1); /* fan-in once */
+    assert_int_equal(th_count_acts(r, "collect", FLOW_ACT_COMPLETED), 1); /* fan-in once */
     json_decref(want);
     json_decref(in);
     flow_run_free(r);
 
     /* an empty list completes at once with [] */
     in = json_pack("{s:[]}", "numbers");
-    assert_int_equal(run_flow(f, in, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_run(engine, f, in, &r), FLOW_RUN_COMPLETED);
     assert_int_equal(json_array_size(flow_run_result(r)), 0);
     assert_true(json_is_array(flow_run_result(r)));
     json_decref(in);
@@ -376,7 +342,7 @@ static void test_foreach(void **state)
 
     /* not a list: a clear failure */
     in = json_pack("{s:{s:i}}", "numbers", "a", 1);
-    assert_int_equal(run_flow(f, in, &r), FLOW_RUN_FAILED);
+    assert_int_equal(th_run(engine, f, in, &r), FLOW_RUN_FAILED);
     assert_non_null(strstr(flow_run_error(r), "needs a list, got an object"));
     json_decref(in);
     flow_run_free(r);
@@ -421,13 +387,13 @@ static void test_nested_flow_and_registry(void **state)
     assert_non_null(sub);
 
     flow *main_flow = flow_new("MainFlow", NULL);
-    flow_task *setup_t = add(main_flow, "setup", echo_input);
-    flow_task *run_sub = add(main_flow, "run_subflow", NULL);
+    flow_task *setup_t = th_add(main_flow, "setup", echo_input);
+    flow_task *run_sub = th_add(main_flow, "run_subflow", NULL);
     assert_int_equal(flow_task_set_subflow(run_sub, sub), FLOW_OK);
     flow_task_after(run_sub, setup_t);
     json_t *in = json_pack("{s:s}", "data", "hello");
     flow_run *r;
-    assert_int_equal(run_flow(main_flow, in, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_run(engine, main_flow, in, &r), FLOW_RUN_COMPLETED);
     json_t *res = flow_run_result(r);
     assert_string_equal(json_string_value(json_object_get(res, "got")), "hello");
     flow_run_free(r);
@@ -436,10 +402,10 @@ static void test_nested_flow_and_registry(void **state)
 
     /* a failing child fails the parent task, naming the child */
     flow *bad = flow_new("BadSub", NULL);
-    add(bad, "explode", boom);
+    th_add(bad, "explode", boom);
     main_flow = flow_new("Main2", NULL);
-    flow_task_set_subflow(add(main_flow, "run_bad", NULL), bad);
-    assert_int_equal(run_flow(main_flow, in, &r), FLOW_RUN_FAILED);
+    flow_task_set_subflow(th_add(main_flow, "run_bad", NULL), bad);
+    assert_int_equal(th_run(engine, main_flow, in, &r), FLOW_RUN_FAILED);
     assert_non_null(strstr(flow_run_error(r), "nested flow 'BadSub' failed"));
     assert_non_null(strstr(flow_run_error(r), "sub exploded"));
     flow_run_free(r);
@@ -505,22 +471,22 @@ static void test_configure(void **state)
     for (int i = 0; i < 6; i++) {
         char name[16];
         snprintf(name, sizeof(name), "t%d", i);
-        add(f, name, seq_task);
+        th_add(f, name, seq_task);
     }
     flow_config cfg = {.description = "one at a time", .type = FLOW_TYPE_SEQUENTIAL};
     assert_int_equal(flow_configure(f, &cfg), FLOW_OK);
     assert_string_equal(flow_description(f), "one at a time");
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
     assert_int_equal(atomic_load(&seq_max), 1);
     flow_run_free(r);
     flow_free(f);
 
     f = flow_new("timeout", NULL);
-    add(f, "slow", slow);
+    th_add(f, "slow", slow);
     flow_config cfg2 = {.timeout = 0.1};
     flow_configure(f, &cfg2);
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_FAILED);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_FAILED);
     assert_non_null(strstr(flow_run_error(r), "timed out"));
     flow_run_free(r);
     flow_free(f);

@@ -30,36 +30,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Run `f` to its end; returns the status; *run_out keeps the run. */
-static flow_run_status run_flow(flow *f, json_t *inputs, flow_run **run_out)
-{
-    flow_error err;
-    flow_run_options o = {.inputs = inputs};
-    flow_run *r = flow_run_start(engine, f, &o, &err);
-    if (!r) {
-        fail_msg("run did not start: %s", err.message);
-    }
-    flow_run_status s = flow_run_wait(r);
-    if (run_out)
-        *run_out = r;
-    else
-        flow_run_free(r);
-    return s;
-}
-
-/* Activations of `task` with `status` in a finished run. */
-static int count_acts(flow_run *r, const char *task, flow_act_status status)
-{
-    int n = 0;
-    for (size_t i = 0; i < flow_run_activation_count(r); i++) {
-        flow_activation_info info;
-        assert_int_equal(flow_run_activation(r, i, &info), FLOW_OK);
-        if (!strcmp(info.task, task) && info.status == status)
-            n++;
-    }
-    return n;
-}
-
 /* A task body that appends its name to a shared log (under a mutex) and
  * outputs its name. */
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -75,32 +45,22 @@ static int log_task(flow_ctx *ctx)
     return 0;
 }
 
-static flow_task *add(flow *f, const char *name, flow_task_fn fn)
-{
-    flow_error err;
-    flow_task *t = flow_add_task(f, name, &err);
-    assert_non_null(t);
-    if (fn)
-        assert_int_equal(flow_task_set_fn(t, fn, NULL), FLOW_OK);
-    return t;
-}
-
 static void test_chain_and_join_input(void **state)
 {
     (void)state;
     order_log[0] = '\0';
     flow *f = flow_new("join", NULL);
-    flow_task *a = add(f, "a", log_task);
-    flow_task *b = add(f, "b", log_task);
-    flow_task *c = add(f, "c", log_task);
-    flow_task *d = add(f, "d", NULL);
+    flow_task *a = th_add(f, "a", log_task);
+    flow_task *b = th_add(f, "b", log_task);
+    flow_task *c = th_add(f, "c", log_task);
+    flow_task *d = th_add(f, "d", NULL);
     flow_task_after(c, a);
     flow_task_after(c, b);
     flow_task_after(d, c); /* a no-op passes its input on */
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
     /* c ran once, after both; d's output is c's output (its input). */
-    assert_int_equal(count_acts(r, "c", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(th_count_acts(r, "c", FLOW_ACT_COMPLETED), 1);
     assert_string_equal(json_string_value(flow_run_result(r)), "c");
     assert_non_null(strstr(order_log, "c "));
     assert_true(strstr(order_log, "c ") > strstr(order_log, "a "));
@@ -119,13 +79,13 @@ static void test_and_input_is_object(void **state)
 {
     (void)state;
     flow *f = flow_new("input", NULL);
-    flow_task *a = add(f, "a", log_task);
-    flow_task *b = add(f, "b", log_task);
-    flow_task *c = add(f, "c", capture_input);
+    flow_task *a = th_add(f, "a", log_task);
+    flow_task *b = th_add(f, "b", log_task);
+    flow_task *c = th_add(f, "c", capture_input);
     flow_task_after(c, a);
     flow_task_after(c, b);
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
     json_t *res = flow_run_result(r);
     assert_true(json_is_object(res));
     assert_string_equal(json_string_value(json_object_get(res, "a")), "a");
@@ -148,14 +108,14 @@ static void test_after_any_fires_once(void **state)
     (void)state;
     atomic_store(&slow_done, 0);
     flow *f = flow_new("any", NULL);
-    flow_task *fast = add(f, "fast", log_task);
-    flow_task *slow = add(f, "slow", slow_task);
-    flow_task *first = add(f, "first", capture_input);
+    flow_task *fast = th_add(f, "fast", log_task);
+    flow_task *slow = th_add(f, "slow", slow_task);
+    flow_task *first = th_add(f, "first", capture_input);
     flow_task_after_any(first, fast);
     flow_task_after_any(first, slow);
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_COMPLETED);
-    assert_int_equal(count_acts(r, "first", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_count_acts(r, "first", FLOW_ACT_COMPLETED), 1);
     /* nothing was cancelled: slow completed too */
     assert_int_equal(atomic_load(&slow_done), 1);
     flow_activation_info info;
@@ -178,13 +138,13 @@ static void test_fail_stops_run(void **state)
 {
     (void)state;
     flow *f = flow_new("fail", NULL);
-    flow_task *a = add(f, "a", failing);
-    flow_task *b = add(f, "b", log_task);
+    flow_task *a = th_add(f, "a", failing);
+    flow_task *b = th_add(f, "b", log_task);
     flow_task_after(b, a);
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_FAILED);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_FAILED);
     assert_non_null(strstr(flow_run_error(r), "task 'a' failed: boom in a"));
-    assert_int_equal(count_acts(r, "b", FLOW_ACT_COMPLETED), 0);
+    assert_int_equal(th_count_acts(r, "b", FLOW_ACT_COMPLETED), 0);
     flow_run_free(r);
     flow_free(f);
 }
@@ -193,24 +153,24 @@ static void test_continue_skips_dependants(void **state)
 {
     (void)state;
     flow *f = flow_new("continue", NULL);
-    flow_task *a = add(f, "a", failing);
-    flow_task *b = add(f, "b", log_task);
-    flow_task *c = add(f, "c", log_task);
-    flow_task *other = add(f, "other", log_task);
-    flow_task *opt = add(f, "opt", capture_input);
+    flow_task *a = th_add(f, "a", failing);
+    flow_task *b = th_add(f, "b", log_task);
+    flow_task *c = th_add(f, "c", log_task);
+    flow_task *other = th_add(f, "other", log_task);
+    flow_task *opt = th_add(f, "opt", capture_input);
     flow_task_set_on_error(a, FLOW_ON_ERROR_CONTINUE);
     flow_task_after(b, a);
     flow_task_after(c, b);
     flow_task_optional(opt, a);
     flow_task_after(opt, other);
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_FAILED);
-    assert_int_equal(count_acts(r, "a", FLOW_ACT_FAILED), 1);
-    assert_int_equal(count_acts(r, "b", FLOW_ACT_SKIPPED), 1);
-    assert_int_equal(count_acts(r, "c", FLOW_ACT_SKIPPED), 1);
-    assert_int_equal(count_acts(r, "other", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_FAILED);
+    assert_int_equal(th_count_acts(r, "a", FLOW_ACT_FAILED), 1);
+    assert_int_equal(th_count_acts(r, "b", FLOW_ACT_SKIPPED), 1);
+    assert_int_equal(th_count_acts(r, "c", FLOW_ACT_SKIPPED), 1);
+    assert_int_equal(th_count_acts(r, "other", FLOW_ACT_COMPLETED), 1);
     /* optional dependency failed: opt still ran */
-    assert_int_equal(count_acts(r, "opt", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(th_count_acts(r, "opt", FLOW_ACT_COMPLETED), 1);
     flow_run_free(r);
     flow_free(f);
 }
@@ -219,20 +179,20 @@ static void test_ignore_and_fallback(void **state)
 {
     (void)state;
     flow *f = flow_new("strategies", NULL);
-    flow_task *a = add(f, "a", failing);
-    flow_task *b = add(f, "b", capture_input);
-    flow_task *c = add(f, "c", failing);
-    flow_task *fb = add(f, "fb", capture_input);
-    flow_task *d = add(f, "d", capture_input);
+    flow_task *a = th_add(f, "a", failing);
+    flow_task *b = th_add(f, "b", capture_input);
+    flow_task *c = th_add(f, "c", failing);
+    flow_task *fb = th_add(f, "fb", capture_input);
+    flow_task *d = th_add(f, "d", capture_input);
     flow_task_set_on_error(a, FLOW_ON_ERROR_IGNORE);
     flow_task_after(b, a);
     flow_task_set_fallback(c, fb);
     flow_task_after(d, c);
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_COMPLETED);
-    assert_int_equal(count_acts(r, "b", FLOW_ACT_COMPLETED), 1);
-    assert_int_equal(count_acts(r, "fb", FLOW_ACT_COMPLETED), 1);
-    assert_int_equal(count_acts(r, "d", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_count_acts(r, "b", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(th_count_acts(r, "fb", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(th_count_acts(r, "d", FLOW_ACT_COMPLETED), 1);
     flow_activation_info info;
     for (size_t i = 0; i < flow_run_activation_count(r); i++) {
         flow_run_activation(r, i, &info);
@@ -267,14 +227,14 @@ static void test_retries_with_backoff(void **state)
     (void)state;
     atomic_store(&flaky_calls, 0);
     flow *f = flow_new("retry", NULL);
-    flow_task *a = add(f, "a", flaky);
+    flow_task *a = th_add(f, "a", flaky);
     flow_task_set_retries(a, 3);
     flow_backoff b = {.delay = 0.05, .factor = 2, .max_delay = 1, .jitter = false};
     flow_task_set_backoff(a, &b);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     assert_int_equal(atomic_load(&flaky_calls), 3);
@@ -309,10 +269,10 @@ static void test_timeouts(void **state)
 {
     (void)state;
     flow *f = flow_new("timeout", NULL);
-    flow_task *a = add(f, "a", sleepy);
+    flow_task *a = th_add(f, "a", sleepy);
     flow_task_set_timeout(a, 0.1);
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_FAILED);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_FAILED);
     assert_non_null(strstr(flow_run_error(r), "timed out after 0.1s"));
     flow_run_free(r);
     flow_free(f);
@@ -320,16 +280,16 @@ static void test_timeouts(void **state)
     /* A body that ignores cancellation is abandoned after the grace period;
      * the pool keeps working meanwhile. */
     f = flow_new("stubborn", NULL);
-    flow_task *s = add(f, "s", stubborn);
+    flow_task *s = th_add(f, "s", stubborn);
     flow_task_set_timeout(s, 0.1);
     flow_task_set_kill_grace(s, 0.1);
     flow_task_set_on_error(s, FLOW_ON_ERROR_CONTINUE);
-    flow_task *x = add(f, "x", log_task);
-    flow_task *y = add(f, "y", log_task);
+    flow_task *x = th_add(f, "x", log_task);
+    flow_task *y = th_add(f, "y", log_task);
     flow_task_after(y, x);
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_FAILED);
-    assert_int_equal(count_acts(r, "y", FLOW_ACT_COMPLETED), 1);
-    assert_int_equal(count_acts(r, "s", FLOW_ACT_FAILED), 1);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_FAILED);
+    assert_int_equal(th_count_acts(r, "y", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(th_count_acts(r, "s", FLOW_ACT_FAILED), 1);
     assert_non_null(strstr(flow_run_error(r), "abandoned"));
     flow_run_free(r);
     flow_free(f);
@@ -365,15 +325,15 @@ static void test_state_writes(void **state)
     json_t *init = json_pack("{s:i}", "n", 10);
     flow_set_initial_state(f, init);
     json_decref(init);
-    flow_task *a = add(f, "a", writer);
-    flow_task *b = add(f, "b", writer);
-    flow_task *c = add(f, "c", writer_then_fail);
+    flow_task *a = th_add(f, "a", writer);
+    flow_task *b = th_add(f, "b", writer);
+    flow_task *c = th_add(f, "c", writer_then_fail);
     flow_task_after(b, a);
     flow_task_set_on_error(c, FLOW_ON_ERROR_CONTINUE);
     flow_task_set_save(b, "saved");
     json_t *inputs = json_pack("{s:s}", "who", "me");
     flow_run *r;
-    assert_int_equal(run_flow(f, inputs, &r), FLOW_RUN_FAILED);
+    assert_int_equal(th_run(engine, f, inputs, &r), FLOW_RUN_FAILED);
     json_decref(inputs);
     json_t *st = flow_run_state(r);
     assert_int_equal(json_integer_value(json_object_get(st, "n")), 12);
@@ -402,19 +362,19 @@ static void test_router_loop(void **state)
 {
     (void)state;
     flow *f = flow_new("loop", NULL);
-    flow_task *head = add(f, "head", log_task);
-    flow_task *route = add(f, "route", counter_router);
-    flow_task *finish = add(f, "finish", log_task);
+    flow_task *head = th_add(f, "head", log_task);
+    flow_task *route = th_add(f, "route", counter_router);
+    flow_task *finish = th_add(f, "finish", log_task);
     flow_task_set_start(head, true);
     flow_task_on(head, "again");
     flow_task_after(route, head);
     flow_task_set_router(route, true);
     flow_task_on(finish, "done");
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_COMPLETED);
-    assert_int_equal(count_acts(r, "head", FLOW_ACT_COMPLETED), 3);
-    assert_int_equal(count_acts(r, "route", FLOW_ACT_COMPLETED), 3);
-    assert_int_equal(count_acts(r, "finish", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_count_acts(r, "head", FLOW_ACT_COMPLETED), 3);
+    assert_int_equal(th_count_acts(r, "route", FLOW_ACT_COMPLETED), 3);
+    assert_int_equal(th_count_acts(r, "finish", FLOW_ACT_COMPLETED), 1);
     flow_run_free(r);
     flow_free(f);
 }
@@ -429,15 +389,15 @@ static void test_runaway_loop_is_bounded(void **state)
 {
     (void)state;
     flow *f = flow_new("runaway", NULL);
-    flow_task *head = add(f, "head", always_again);
+    flow_task *head = th_add(f, "head", always_again);
     flow_task_set_start(head, true);
     flow_task_on(head, "again");
     flow_task_set_router(head, true);
     flow_task_set_max_activations(head, 50);
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_FAILED);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_FAILED);
     assert_non_null(strstr(flow_run_error(r), "max_activations (50)"));
-    assert_int_equal(count_acts(r, "head", FLOW_ACT_COMPLETED), 50);
+    assert_int_equal(th_count_acts(r, "head", FLOW_ACT_COMPLETED), 50);
     flow_run_free(r);
     flow_free(f);
 }
@@ -447,17 +407,17 @@ static void test_when_tree_and_labels(void **state)
     (void)state;
     /* publish when {or: [auto_approve, review]}; the router says auto */
     flow *f = flow_new("when", NULL);
-    flow_task *a = add(f, "a", log_task);
-    flow_task *b = add(f, "b", log_task);
-    flow_task *c = add(f, "c", log_task);
-    flow_task *j = add(f, "j", capture_input);
+    flow_task *a = th_add(f, "a", log_task);
+    flow_task *b = th_add(f, "b", log_task);
+    flow_task *c = th_add(f, "c", log_task);
+    flow_task *j = th_add(f, "j", capture_input);
     assert_int_equal(flow_task_when(j, flow_cond_and(2, flow_cond_task("a"),
                                                      flow_cond_or(2, flow_cond_task("b"),
                                                                   flow_cond_task("c")))),
                      FLOW_OK);
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_COMPLETED);
-    assert_int_equal(count_acts(r, "j", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_count_acts(r, "j", FLOW_ACT_COMPLETED), 1);
     flow_run_free(r);
     flow_free(f);
     (void)a;
@@ -469,10 +429,10 @@ static void test_validation_errors(void **state)
 {
     (void)state;
     flow *f = flow_new("cycle", NULL);
-    flow_task *a = add(f, "a", log_task);
-    flow_task *b = add(f, "b", log_task);
-    flow_task *c = add(f, "c", log_task);
-    flow_task *s = add(f, "s", log_task);
+    flow_task *a = th_add(f, "a", log_task);
+    flow_task *b = th_add(f, "b", log_task);
+    flow_task *c = th_add(f, "c", log_task);
+    flow_task *s = th_add(f, "s", log_task);
     flow_task_after(a, c);
     flow_task_after(b, a);
     flow_task_after(c, b);
@@ -516,25 +476,25 @@ static void test_wide_fan_and_long_chain(void **state)
     enum { N = 20000 };
     atomic_store(&wide_count, 0);
     flow *f = flow_new("fan", NULL);
-    flow_task *src = add(f, "src", count_task);
-    flow_task *sink = add(f, "sink", count_task);
+    flow_task *src = th_add(f, "src", count_task);
+    flow_task *sink = th_add(f, "sink", count_task);
     flow_task *prev = NULL;
     char name[32];
     for (int i = 0; i < N; i++) {
         snprintf(name, sizeof(name), "m%d", i);
-        flow_task *m = add(f, name, count_task);
+        flow_task *m = th_add(f, name, count_task);
         flow_task_after(m, src);
         flow_task_after(sink, m);
         snprintf(name, sizeof(name), "c%d", i);
-        flow_task *c = add(f, name, count_task);
+        flow_task *c = th_add(f, name, count_task);
         if (prev)
             flow_task_after(c, prev);
         prev = c;
     }
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
     assert_int_equal(atomic_load(&wide_count), 2 * N + 2);
-    assert_int_equal(count_acts(r, "sink", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(th_count_acts(r, "sink", FLOW_ACT_COMPLETED), 1);
     flow_run_free(r);
     flow_free(f);
 }
@@ -544,18 +504,18 @@ static void test_skip_down_long_chain(void **state)
     (void)state;
     enum { N = 50000 };
     flow *f = flow_new("skipchain", NULL);
-    flow_task *prev = add(f, "root", failing);
+    flow_task *prev = th_add(f, "root", failing);
     flow_task_set_on_error(prev, FLOW_ON_ERROR_CONTINUE);
     char name[32];
     for (int i = 0; i < N; i++) {
         snprintf(name, sizeof(name), "c%d", i);
-        flow_task *c = add(f, name, count_task);
+        flow_task *c = th_add(f, name, count_task);
         flow_task_after(c, prev);
         prev = c;
     }
     flow_run *r;
-    assert_int_equal(run_flow(f, NULL, &r), FLOW_RUN_FAILED);
-    assert_int_equal(count_acts(r, "c49999", FLOW_ACT_SKIPPED), 1);
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_FAILED);
+    assert_int_equal(th_count_acts(r, "c49999", FLOW_ACT_SKIPPED), 1);
     flow_run_free(r);
     flow_free(f);
 }
@@ -579,8 +539,8 @@ static void test_observer_sees_everything_before_wait_returns(void **state)
 {
     (void)state;
     flow *f = flow_new("observed", NULL);
-    flow_task *a = add(f, "a", log_task);
-    flow_task *b = add(f, "b", log_task);
+    flow_task *a = th_add(f, "a", log_task);
+    flow_task *b = th_add(f, "b", log_task);
     flow_task_after(b, a);
     struct seen s = {0};
     flow_run_options o = {.on_event = observe, .event_udata = &s};
@@ -605,13 +565,13 @@ static void test_cancel(void **state)
 {
     (void)state;
     flow *f = flow_new("cancel", NULL);
-    add(f, "a", forever);
+    th_add(f, "a", forever);
     flow_run *r = flow_run_start(engine, f, NULL, NULL);
     usleep(50 * 1000);
     flow_run_cancel(r, "enough");
     assert_int_equal(flow_run_wait(r), FLOW_RUN_CANCELLED);
     assert_string_equal(flow_run_error(r), "enough");
-    assert_int_equal(count_acts(r, "a", FLOW_ACT_CANCELLED), 1);
+    assert_int_equal(th_count_acts(r, "a", FLOW_ACT_CANCELLED), 1);
     flow_run_free(r);
     flow_free(f);
 }
