@@ -43,8 +43,8 @@ check "100 MB stdout: names the limit" grep -q "output limit" <<<"$err"
 
 # Ignores SIGTERM: killed with SIGKILL after the grace period, promptly.
 start=$(date +%s%N)
-run_flow stubborn <<'EOF'
-name: stubborn
+run_flow deaf <<'EOF'
+name: deaf
 tasks:
   hold:
     timeout: 500ms

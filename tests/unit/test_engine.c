@@ -258,7 +258,7 @@ static int sleepy(flow_ctx *ctx)
     return 0;
 }
 
-static int stubborn(flow_ctx *ctx)
+static int deaf(flow_ctx *ctx)
 {
     (void)ctx;
     usleep(1500 * 1000); /* ignores cancellation */
@@ -279,8 +279,8 @@ static void test_timeouts(void **state)
 
     /* A body that ignores cancellation is abandoned after the grace period;
      * the pool keeps working meanwhile. */
-    f = flow_new("stubborn", NULL);
-    flow_task *s = th_add(f, "s", stubborn);
+    f = flow_new("deaf", NULL);
+    flow_task *s = th_add(f, "s", deaf);
     flow_task_set_timeout(s, 0.1);
     flow_task_set_kill_grace(s, 0.1);
     flow_task_set_on_error(s, FLOW_ON_ERROR_CONTINUE);
