@@ -74,18 +74,25 @@ static const char *task_name(const struct flow_run *r, uint32_t task)
 
 /* [L] Append a journal record; a journal that fails stops the run, since
  * going on would do work nobody could find again. */
-static void journal(struct flow_run *r, uint8_t type, const struct act *a, json_t *payload)
+static void journal_src(struct flow_run *r, uint8_t type, const struct act *a, json_t *payload,
+                        const struct act *src)
 {
     struct flow__jrec rec = {
         .type = type,
         .attempt = a ? (uint8_t)(a->attempt > 255 ? 255 : a->attempt) : 0,
         .task = a ? a->task : 0,
         .act = a ? (uint32_t)a->id : 0,
+        .src = src ? (uint32_t)src->id : 0,
         .time = r->engine->clock,
         .payload = payload,
     };
     if (flow__journal_append(&r->journal, &rec) != FLOW_OK && !r->stopping)
         flow__run_stop(r, FLOW_RUN_FAILED, "cannot write the journal");
+}
+
+static void journal(struct flow_run *r, uint8_t type, const struct act *a, json_t *payload)
+{
+    journal_src(r, type, a, payload, NULL);
 }
 
 void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, const char *label,
@@ -237,7 +244,18 @@ static struct act *fire(struct flow_run *r, uint32_t task, json_t *input, struct
         a->nsrc = nsrc;
     }
     r->unfinished++;
-    journal(r, JREC_ACT_CREATED, a, input ? json_pack("{s:O}", "input", input) : NULL);
+    /* What replay needs to rebuild the activation: its explicit input, or
+     * its sources (one source rides in the record, with no allocation). */
+    json_t *payload = NULL;
+    if (input) {
+        payload = json_pack("{s:O}", "input", input);
+    } else if (nsrc > 1) {
+        json_t *ids = json_array();
+        for (uint32_t i = 0; ids && i < nsrc; i++)
+            json_array_append_new(ids, json_integer((json_int_t)srcs[i]->id));
+        payload = ids ? json_pack("{s:o}", "sources", ids) : NULL;
+    }
+    journal_src(r, JREC_ACT_CREATED, a, payload, nsrc == 1 && !input ? srcs[0] : NULL);
     flow__engine_enqueue(r->engine, a);
     return a;
 }

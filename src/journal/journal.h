@@ -21,7 +21,9 @@
 
 enum flow__jrec_type {
     JREC_RUN_CREATED = 1, /* payload {flow, version, inputs, state} */
-    JREC_ACT_CREATED,     /* act, task; payload {input?} or null */
+    JREC_ACT_CREATED,     /* act, task, src (the one source activation, or 0);
+                           * payload {input} when explicit, {sources: [ids]}
+                           * when several, or NULL */
     JREC_ACT_STARTED,     /* act, attempt */
     JREC_ACT_COMPLETED,   /* act, attempt; payload output */
     JREC_ACT_FAILED,      /* act, attempt; payload {error} */
@@ -39,6 +41,7 @@ struct flow__jrec {
     uint8_t attempt;  /* saturates at 255 */
     uint32_t task;    /* task index, for activation records */
     uint32_t act;     /* activation id, 0 for run records */
+    uint32_t src;     /* act_created: its single source activation, or 0 */
     double time;      /* epoch seconds */
     json_t *payload;  /* owned by the journal once appended; may be NULL */
 };
