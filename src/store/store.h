@@ -1,0 +1,175 @@
+/* store.h -- where runs and their journals are kept, behind a vtable (SQLite's
+ * VFS shape): one backend per URL scheme, chosen by flow__store_open.
+ *
+ * DESIGN (docs/internals/store.md)
+ * A store holds runs (their metadata) and each run's ordered list of journal
+ * records. Records get sequence numbers 0, 1, 2, ... in the order they were
+ * appended: the seq of a record is its index in the run's journal. One
+ * `append` call is one transaction: all its records are kept or none is, so
+ * that what survives a crash is always a prefix of what was appended.
+ *
+ * A store is not thread-safe: one thread at a time (the committer) may call
+ * it. Callbacks (run_list, read) must not call the store they come from.
+ */
+#ifndef FLOW_STORE_STORE_H
+#define FLOW_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flow.h"
+#include "journal/journal.h"
+
+/* The highest store format this libflow reads and writes. */
+#define FLOW__STORE_FORMAT 1
+
+/* Capability bits (ops->caps). */
+#define FLOW__STORE_CAP_DURABLE (1u << 0)       /* survives the process */
+#define FLOW__STORE_CAP_CROSS_PROCESS (1u << 1) /* other processes see the same runs */
+
+/* Flags for ops->open. */
+#define FLOW__STORE_OPEN_NOCREATE (1u << 0) /* a missing store is FLOW_ENOTFOUND */
+
+/* A run as the store knows it. Strings and `inputs` are owned by whoever
+ * filled the struct: run_get fills it with new copies the caller frees with
+ * flow__run_meta_cleanup; run_create only reads it. */
+struct flow__run_meta {
+    char id[80];      /* NUL-terminated, not empty */
+    char *flow;       /* flow name, may be NULL */
+    char *version;    /* flow version, may be NULL */
+    char *def_hash;   /* hash of the flow definition, may be NULL */
+    json_t *inputs;   /* may be NULL */
+    int status;       /* flow_run_status */
+    double created_at; /* epoch seconds */
+    double ended_at;   /* epoch seconds, 0 while the run has not ended */
+};
+
+/* Free what `m` owns (not `m` itself) and zero it; NULL is a no-op. */
+void flow__run_meta_cleanup(struct flow__run_meta *m);
+
+/* run_list callback: `meta` is borrowed for the call only. A return other
+ * than FLOW_OK stops the listing, which then returns that code. */
+typedef flow_err (*flow__store_run_cb)(void *udata, const struct flow__run_meta *meta);
+
+/* read callback: `rec` and its payload are borrowed for the call only
+ * (json_incref the payload to keep it). A return other than FLOW_OK stops
+ * the read, which then returns that code. */
+typedef flow_err (*flow__store_rec_cb)(void *udata, uint64_t seq, const struct flow__jrec *rec);
+
+/* Every method fills `err` (may be NULL) when it fails and returns the code;
+ * a failed method changes nothing in the store. Messages name the store. */
+struct flow__store_ops {
+    int version;        /* 1 */
+    const char *scheme; /* URL scheme: "sqlite" */
+    unsigned caps;      /* FLOW__STORE_CAP_* */
+
+    /* Open the store at `url_rest` (the URL after "scheme:"), creating it
+     * unless FLOW__STORE_OPEN_NOCREATE; *priv gets the backend's state.
+     * Refuses a store written in a newer format. Mandatory. */
+    flow_err (*open)(const char *url_rest, unsigned flags, void **priv, flow_error *err);
+    /* Release everything; cannot fail. Mandatory. */
+    void (*close)(void *priv);
+
+    /* Record a new run from `meta` (copied). FLOW_EEXISTS when a run with
+     * that id is already there, FLOW_EINVAL for an empty id. Mandatory. */
+    flow_err (*run_create)(void *priv, const struct flow__run_meta *meta, flow_error *err);
+    /* Fill `out` (zeroed first) with a copy of run `id`; the caller cleans
+     * it up with flow__run_meta_cleanup. FLOW_ENOTFOUND if there is none.
+     * Mandatory. */
+    flow_err (*run_get)(void *priv, const char *id, struct flow__run_meta *out,
+                        flow_error *err);
+    /* Call `cb` for every run, oldest first (created_at, then id). Mandatory. */
+    flow_err (*run_list)(void *priv, flow__store_run_cb cb, void *udata, flow_error *err);
+    /* Set a run's status and end time (0: not ended). FLOW_ENOTFOUND if
+     * there is no such run. Mandatory. */
+    flow_err (*run_set_status)(void *priv, const char *id, int status, double ended_at,
+                               flow_error *err);
+
+    /* Append `n` records to run `run_id`'s journal, in order, as one
+     * transaction: after a crash either all of them are there or none is.
+     * The records are borrowed (the caller keeps its payload references).
+     * FLOW_ENOTFOUND if the run does not exist. Mandatory. */
+    flow_err (*append)(void *priv, const char *run_id, const struct flow__jrec *recs, size_t n,
+                       flow_error *err);
+    /* Make everything appended so far durable. Optional (NULL: each append
+     * is already its own commit). */
+    flow_err (*commit)(void *priv, const char *run_id, flow_error *err);
+    /* Call `cb` for each record of run `run_id` with seq >= from_seq, in
+     * order. FLOW_ENOTFOUND if the run does not exist; a record whose
+     * payload cannot be parsed is FLOW_EPARSE. Mandatory. */
+    flow_err (*read)(void *priv, const char *run_id, uint64_t from_seq, flow__store_rec_cb cb,
+                     void *udata, flow_error *err);
+    /* Methods above are valid for version 1. */
+};
+
+/* An open store. Owned by whoever opened it; freed by flow__store_close. */
+struct flow__store {
+    const struct flow__store_ops *ops;
+    void *priv;
+    char *url; /* the URL it was opened with */
+};
+
+/* The backends built in. */
+extern const struct flow__store_ops flow__store_sqlite_ops;
+
+/* Open the store named by `url` ("sqlite:PATH[?durability=strict]"),
+ * creating it if it does not exist. On success *out is the caller's (close
+ * it with flow__store_close); on failure *out is NULL. An unknown scheme is
+ * FLOW_EINVAL with a message listing the schemes built in. */
+flow_err flow__store_open(const char *url, struct flow__store **out, flow_error *err);
+/* The same with FLOW__STORE_OPEN_* flags. */
+flow_err flow__store_open_flags(const char *url, unsigned flags, struct flow__store **out,
+                                flow_error *err);
+/* Close and free `s`; NULL is a no-op. */
+void flow__store_close(struct flow__store *s);
+
+static inline int flow__store_has_cap(const struct flow__store *s, unsigned cap)
+{
+    return (s->ops->caps & cap) == cap;
+}
+
+static inline flow_err flow__store_run_create(struct flow__store *s,
+                                              const struct flow__run_meta *meta, flow_error *err)
+{
+    return s->ops->run_create(s->priv, meta, err);
+}
+
+static inline flow_err flow__store_run_get(struct flow__store *s, const char *id,
+                                           struct flow__run_meta *out, flow_error *err)
+{
+    return s->ops->run_get(s->priv, id, out, err);
+}
+
+static inline flow_err flow__store_run_list(struct flow__store *s, flow__store_run_cb cb,
+                                            void *udata, flow_error *err)
+{
+    return s->ops->run_list(s->priv, cb, udata, err);
+}
+
+static inline flow_err flow__store_run_set_status(struct flow__store *s, const char *id,
+                                                  int status, double ended_at, flow_error *err)
+{
+    return s->ops->run_set_status(s->priv, id, status, ended_at, err);
+}
+
+static inline flow_err flow__store_append(struct flow__store *s, const char *run_id,
+                                          const struct flow__jrec *recs, size_t n,
+                                          flow_error *err)
+{
+    return s->ops->append(s->priv, run_id, recs, n, err);
+}
+
+static inline flow_err flow__store_commit(struct flow__store *s, const char *run_id,
+                                          flow_error *err)
+{
+    return s->ops->commit ? s->ops->commit(s->priv, run_id, err) : FLOW_OK;
+}
+
+static inline flow_err flow__store_read(struct flow__store *s, const char *run_id,
+                                        uint64_t from_seq, flow__store_rec_cb cb, void *udata,
+                                        flow_error *err)
+{
+    return s->ops->read(s->priv, run_id, from_seq, cb, udata, err);
+}
+
+#endif

@@ -1,0 +1,653 @@
+/* store_sqlite.c -- the SQLite store ("sqlite:PATH[?durability=strict]"):
+ * one database file in WAL mode, runs in `runs`, journal records in
+ * `records` keyed by (run, seq), one BEGIN IMMEDIATE..COMMIT per append.
+ * Schema and format: docs/internals/store.md. */
+#include "util/compat.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+#include "util/alloc.h"
+#include "util/buf.h"
+#include "util/error.h"
+#include "util/json.h"
+
+#define SQ_BUSY_TIMEOUT_MS 5000
+#define SQ_PAYLOAD_MAX ((size_t)1 << 30)
+
+static const char sq_schema[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS runs(id TEXT PRIMARY KEY, flow TEXT, version TEXT,"
+    " def_hash TEXT, inputs TEXT, status INTEGER NOT NULL, created_at REAL NOT NULL,"
+    " ended_at REAL NOT NULL DEFAULT 0, lease_holder TEXT, lease_expiry REAL);"
+    "CREATE TABLE IF NOT EXISTS records(run TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " type INTEGER NOT NULL, act INTEGER NOT NULL, task INTEGER NOT NULL,"
+    " attempt INTEGER NOT NULL, src INTEGER NOT NULL, time REAL NOT NULL, payload TEXT,"
+    " PRIMARY KEY(run, seq)) WITHOUT ROWID;"
+    "INSERT OR REPLACE INTO meta(key, value) VALUES('format', '1');"
+    "PRAGMA user_version = 1;";
+
+enum sq_stmt {
+    SQ_BEGIN,
+    SQ_COMMIT,
+    SQ_RUN_INSERT,
+    SQ_RUN_GET,
+    SQ_RUN_LIST,
+    SQ_RUN_STATUS,
+    SQ_RUN_EXISTS,
+    SQ_MAX_SEQ,
+    SQ_REC_INSERT,
+    SQ_REC_READ,
+    SQ_NSTMT
+};
+
+static const char *const sq_sql[SQ_NSTMT] = {
+    [SQ_BEGIN] = "BEGIN IMMEDIATE",
+    [SQ_COMMIT] = "COMMIT",
+    [SQ_RUN_INSERT] = "INSERT INTO runs(id, flow, version, def_hash, inputs, status, created_at,"
+                      " ended_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [SQ_RUN_GET] = "SELECT id, flow, version, def_hash, inputs, status, created_at, ended_at"
+                   " FROM runs WHERE id = ?1",
+    [SQ_RUN_LIST] = "SELECT id, flow, version, def_hash, inputs, status, created_at, ended_at"
+                    " FROM runs ORDER BY created_at, id",
+    [SQ_RUN_STATUS] = "UPDATE runs SET status = ?2, ended_at = ?3 WHERE id = ?1",
+    [SQ_RUN_EXISTS] = "SELECT 1 FROM runs WHERE id = ?1",
+    [SQ_MAX_SEQ] = "SELECT max(seq) FROM records WHERE run = ?1",
+    [SQ_REC_INSERT] = "INSERT INTO records(run, seq, type, act, task, attempt, src, time, payload)"
+                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [SQ_REC_READ] = "SELECT seq, type, act, task, attempt, src, time, payload FROM records"
+                    " WHERE run = ?1 AND seq >= ?2 ORDER BY seq",
+};
+
+struct sq_store {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *stmt[SQ_NSTMT];
+    struct flow__buf json; /* payload text being written, reused */
+};
+
+static flow_err sq_code(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_NOMEM:
+        return FLOW_ENOMEM;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return FLOW_ETIMEOUT;
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+        return FLOW_EPARSE;
+    case SQLITE_TOOBIG:
+        return FLOW_ELIMIT;
+    default:
+        return FLOW_EIO;
+    }
+}
+
+/* Fail with the connection's last error: "WHAT in store 'PATH': errmsg". */
+static flow_err sq_fail(struct sq_store *s, flow_error *err, const char *what)
+{
+    int rc = sqlite3_extended_errcode(s->db);
+    return flow__error(err, sq_code(rc), "%s in store '%s': %s", what, s->path,
+                       sqlite3_errmsg(s->db));
+}
+
+static sqlite3_stmt *sq_stmt(struct sq_store *s, enum sq_stmt which)
+{
+    sqlite3_stmt *st = s->stmt[which];
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return st;
+}
+
+/* Step a statement that returns no rows (or whose rows are not wanted). */
+static int sq_exec(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = SQLITE_DONE;
+    int rc2 = sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : (rc2 != SQLITE_OK ? rc2 : rc);
+}
+
+static void sq_rollback(struct sq_store *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Bind `v` as compact JSON text (NULL as SQL NULL); the text lives in s->json
+ * until the next call. */
+static flow_err sq_bind_json(struct sq_store *s, sqlite3_stmt *st, int col, const json_t *v)
+{
+    if (!v)
+        return sqlite3_bind_null(st, col) == SQLITE_OK ? FLOW_OK : FLOW_ENOMEM;
+    flow__buf_reset(&s->json);
+    flow_err rc = flow__json_append(&s->json, v, JSON_COMPACT);
+    if (rc != FLOW_OK)
+        return rc;
+    if (sqlite3_bind_text(st, col, flow__buf_str(&s->json), (int)s->json.len, SQLITE_STATIC) !=
+        SQLITE_OK)
+        return FLOW_ENOMEM;
+    return FLOW_OK;
+}
+
+static int sq_bind_str(sqlite3_stmt *st, int col, const char *str)
+{
+    return str ? sqlite3_bind_text(st, col, str, -1, SQLITE_STATIC) : sqlite3_bind_null(st, col);
+}
+
+/* Parse a JSON column; *out NULL for SQL NULL. */
+static flow_err sq_column_json(sqlite3_stmt *st, int col, json_t **out)
+{
+    *out = NULL;
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return FLOW_OK;
+    const char *text = (const char *)sqlite3_column_text(st, col);
+    int len = sqlite3_column_bytes(st, col);
+    if (!text)
+        return FLOW_ENOMEM;
+    json_error_t jerr;
+    *out = json_loadb(text, (size_t)len, JSON_DECODE_ANY, &jerr);
+    return *out ? FLOW_OK : FLOW_EPARSE;
+}
+
+static flow_err sq_column_str(sqlite3_stmt *st, int col, char **out)
+{
+    *out = NULL;
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return FLOW_OK;
+    const char *text = (const char *)sqlite3_column_text(st, col);
+    if (!text)
+        return FLOW_ENOMEM;
+    *out = flow__strdup(text);
+    return *out ? FLOW_OK : FLOW_ENOMEM;
+}
+
+/* ------------------------------------------------------------------------ */
+/* open / close                                                              */
+
+/* Create every missing directory above `path` with mode 0700. */
+static flow_err sq_make_dirs(const char *path, flow_error *err)
+{
+    char *dir = flow__strdup(path);
+    if (!dir)
+        return flow__error(err, FLOW_ENOMEM, "out of memory opening store '%s'", path);
+    flow_err rc = FLOW_OK;
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            rc = flow__error_errno(err, errno, "cannot create directory '%s' for store '%s'", dir,
+                                   path);
+            break;
+        }
+        *p = '/';
+    }
+    flow__free(dir);
+    return rc;
+}
+
+/* Create the file with mode 0600 whatever the umask (an existing file keeps
+ * its mode). */
+static flow_err sq_create_file(const char *path, unsigned flags, flow_error *err)
+{
+    if (flags & FLOW__STORE_OPEN_NOCREATE) {
+        if (access(path, F_OK) != 0) {
+            if (errno == ENOENT)
+                return flow__error(err, FLOW_ENOTFOUND, "no store '%s'", path);
+            return flow__error_errno(err, errno, "cannot open store '%s'", path);
+        }
+        return FLOW_OK;
+    }
+    flow_err rc = sq_make_dirs(path, err);
+    if (rc != FLOW_OK)
+        return rc;
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST)
+            return FLOW_OK;
+        return flow__error_errno(err, errno, "cannot create store '%s'", path);
+    }
+    if (fchmod(fd, 0600) != 0) {
+        int e = errno;
+        close(fd);
+        return flow__error_errno(err, e, "cannot set the mode of store '%s'", path);
+    }
+    close(fd);
+    return FLOW_OK;
+}
+
+/* Split "PATH?durability=strict" into the path and the strict flag. */
+static flow_err sq_parse_url(const char *rest, char **path, int *strict, flow_error *err)
+{
+    *path = NULL;
+    *strict = 0;
+    const char *q = strchr(rest, '?');
+    size_t plen = q ? (size_t)(q - rest) : strlen(rest);
+    if (plen == 0)
+        return flow__error(err, FLOW_EINVAL, "store url 'sqlite:%s' has no path", rest);
+    if (q) {
+        const char *opt = q + 1;
+        if (!strcmp(opt, "durability=strict"))
+            *strict = 1;
+        else if (strcmp(opt, "durability=normal") != 0)
+            return flow__error(err, FLOW_EINVAL,
+                               "unknown option '%s' in store url 'sqlite:%s' (known: "
+                               "durability=normal, durability=strict)",
+                               opt, rest);
+    }
+    *path = flow__strndup(rest, plen);
+    if (!*path)
+        return flow__error(err, FLOW_ENOMEM, "out of memory opening store 'sqlite:%s'", rest);
+    return FLOW_OK;
+}
+
+/* Read PRAGMA user_version; -1 on failure (error in the connection). */
+static int sq_user_version(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    int v = -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Set the pragmas, check the format, create the schema when new. */
+static flow_err sq_setup(struct sq_store *s, int strict, flow_error *err)
+{
+    sqlite3_busy_timeout(s->db, SQ_BUSY_TIMEOUT_MS);
+    int version = sq_user_version(s->db);
+    if (version < 0) {
+        if ((sqlite3_errcode(s->db) & 0xff) == SQLITE_NOTADB)
+            return flow__error(err, FLOW_EPARSE,
+                               "store '%s' is not a libflow store (file is not a database)",
+                               s->path);
+        return sq_fail(s, err, "cannot read the format");
+    }
+    if (version > FLOW__STORE_FORMAT)
+        return flow__error(err, FLOW_EUNSUPPORTED,
+                           "store '%s' has format %d; this libflow understands up to %d: "
+                           "upgrade libflow",
+                           s->path, version, FLOW__STORE_FORMAT);
+
+    char *mode = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK)
+        return sq_fail(s, err, "cannot set wal mode");
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *m = (const char *)sqlite3_column_text(st, 0);
+        mode = m ? flow__strdup(m) : NULL;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW)
+        return sq_fail(s, err, "cannot set wal mode");
+    int wal = mode && !strcmp(mode, "wal");
+    flow__free(mode);
+    if (!wal)
+        return flow__error(err, FLOW_EIO, "cannot set wal mode in store '%s'", s->path);
+
+    const char *sync = strict ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
+    if (sqlite3_exec(s->db, sync, NULL, NULL, NULL) != SQLITE_OK)
+        return sq_fail(s, err, "cannot set the durability");
+
+    if (version == FLOW__STORE_FORMAT)
+        return FLOW_OK;
+    /* A new file (or one another process is creating right now). */
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return sq_fail(s, err, "cannot create the schema");
+    version = sq_user_version(s->db);
+    if (version == 0) {
+        int foreign = 0;
+        if (sqlite3_prepare_v2(s->db,
+                               "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                               " AND name NOT IN ('meta', 'runs', 'records')",
+                               -1, &st, NULL) == SQLITE_OK) {
+            if (sqlite3_step(st) == SQLITE_ROW)
+                foreign = sqlite3_column_int(st, 0);
+            sqlite3_finalize(st);
+        }
+        if (foreign) {
+            sq_rollback(s);
+            return flow__error(err, FLOW_EINVAL,
+                               "store '%s' is not a libflow store (it holds other tables)",
+                               s->path);
+        }
+        if (sqlite3_exec(s->db, sq_schema, NULL, NULL, NULL) != SQLITE_OK) {
+            flow_err e = sq_fail(s, err, "cannot create the schema");
+            sq_rollback(s);
+            return e;
+        }
+    }
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        flow_err e = sq_fail(s, err, "cannot create the schema");
+        sq_rollback(s);
+        return e;
+    }
+    return FLOW_OK;
+}
+
+static void sq_close(void *priv)
+{
+    struct sq_store *s = priv;
+    if (!s)
+        return;
+    for (int i = 0; i < SQ_NSTMT; i++)
+        sqlite3_finalize(s->stmt[i]);
+    sqlite3_close(s->db);
+    flow__buf_cleanup(&s->json);
+    flow__free(s->path);
+    flow__free(s);
+}
+
+static flow_err sq_open(const char *url_rest, unsigned flags, void **priv, flow_error *err)
+{
+    *priv = NULL;
+    struct sq_store *s = flow__calloc(1, sizeof(*s));
+    if (!s)
+        return flow__error(err, FLOW_ENOMEM, "out of memory opening store 'sqlite:%s'", url_rest);
+    flow__buf_init(&s->json, SQ_PAYLOAD_MAX);
+    int strict;
+    flow_err rc = sq_parse_url(url_rest, &s->path, &strict, err);
+    if (rc != FLOW_OK)
+        goto out_close;
+    rc = sq_create_file(s->path, flags, err);
+    if (rc != FLOW_OK)
+        goto out_close;
+    if (sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        if (!s->db) {
+            rc = flow__error(err, FLOW_ENOMEM, "out of memory opening store '%s'", s->path);
+            goto out_close;
+        }
+        rc = sq_fail(s, err, "cannot open");
+        goto out_close;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    rc = sq_setup(s, strict, err);
+    if (rc != FLOW_OK)
+        goto out_close;
+    for (int i = 0; i < SQ_NSTMT; i++) {
+        if (sqlite3_prepare_v3(s->db, sq_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
+                               NULL) != SQLITE_OK) {
+            rc = sq_fail(s, err, "cannot prepare statements");
+            goto out_close;
+        }
+    }
+    *priv = s;
+    return FLOW_OK;
+
+out_close:
+    sq_close(s);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* runs                                                                      */
+
+static flow_err sq_run_create(void *priv, const struct flow__run_meta *meta, flow_error *err)
+{
+    struct sq_store *s = priv;
+    size_t idlen = strnlen(meta->id, sizeof(meta->id));
+    if (idlen == 0 || idlen == sizeof(meta->id))
+        return flow__error(err, FLOW_EINVAL, "invalid run id for store '%s'", s->path);
+    sqlite3_stmt *st = sq_stmt(s, SQ_RUN_INSERT);
+    sqlite3_bind_text(st, 1, meta->id, -1, SQLITE_STATIC);
+    sq_bind_str(st, 2, meta->flow);
+    sq_bind_str(st, 3, meta->version);
+    sq_bind_str(st, 4, meta->def_hash);
+    sqlite3_bind_int(st, 6, meta->status);
+    sqlite3_bind_double(st, 7, meta->created_at);
+    sqlite3_bind_double(st, 8, meta->ended_at);
+    flow_err rc = sq_bind_json(s, st, 5, meta->inputs);
+    if (rc != FLOW_OK)
+        return flow__error(err, rc, "cannot write the inputs of run '%s' in store '%s'", meta->id,
+                           s->path);
+    if (sq_exec(st) != SQLITE_OK) {
+        if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+            return flow__error(err, FLOW_EEXISTS, "run '%s' already exists in store '%s'",
+                               meta->id, s->path);
+        char what[160];
+        snprintf(what, sizeof(what), "cannot create run '%s'", meta->id);
+        return sq_fail(s, err, what);
+    }
+    return FLOW_OK;
+}
+
+/* Fill `out` from a row of SQ_RUN_GET / SQ_RUN_LIST. */
+static flow_err sq_row_meta(sqlite3_stmt *st, struct flow__run_meta *out)
+{
+    memset(out, 0, sizeof(*out));
+    const char *id = (const char *)sqlite3_column_text(st, 0);
+    if (!id)
+        return FLOW_ENOMEM;
+    snprintf(out->id, sizeof(out->id), "%s", id);
+    flow_err rc = sq_column_str(st, 1, &out->flow);
+    if (rc == FLOW_OK)
+        rc = sq_column_str(st, 2, &out->version);
+    if (rc == FLOW_OK)
+        rc = sq_column_str(st, 3, &out->def_hash);
+    if (rc == FLOW_OK)
+        rc = sq_column_json(st, 4, &out->inputs);
+    out->status = sqlite3_column_int(st, 5);
+    out->created_at = sqlite3_column_double(st, 6);
+    out->ended_at = sqlite3_column_double(st, 7);
+    if (rc != FLOW_OK)
+        flow__run_meta_cleanup(out);
+    return rc;
+}
+
+static flow_err sq_run_get(void *priv, const char *id, struct flow__run_meta *out,
+                           flow_error *err)
+{
+    struct sq_store *s = priv;
+    memset(out, 0, sizeof(*out));
+    sqlite3_stmt *st = sq_stmt(s, SQ_RUN_GET);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    flow_err rc;
+    if (step == SQLITE_ROW) {
+        rc = sq_row_meta(st, out);
+        if (rc != FLOW_OK)
+            flow__error(err, rc, "cannot read run '%s' in store '%s'", id, s->path);
+    } else if (step == SQLITE_DONE) {
+        rc = flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '%s'", id, s->path);
+    } else {
+        char what[160];
+        snprintf(what, sizeof(what), "cannot read run '%s'", id);
+        rc = sq_fail(s, err, what);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+static flow_err sq_run_list(void *priv, flow__store_run_cb cb, void *udata, flow_error *err)
+{
+    struct sq_store *s = priv;
+    sqlite3_stmt *st = sq_stmt(s, SQ_RUN_LIST);
+    flow_err rc = FLOW_OK;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct flow__run_meta meta;
+        rc = sq_row_meta(st, &meta);
+        if (rc != FLOW_OK) {
+            flow__error(err, rc, "cannot list the runs in store '%s'", s->path);
+            break;
+        }
+        rc = cb(udata, &meta);
+        flow__run_meta_cleanup(&meta);
+        if (rc != FLOW_OK)
+            break;
+    }
+    if (rc == FLOW_OK && step != SQLITE_DONE)
+        rc = sq_fail(s, err, "cannot list the runs");
+    sqlite3_reset(st);
+    return rc;
+}
+
+static flow_err sq_run_set_status(void *priv, const char *id, int status, double ended_at,
+                                  flow_error *err)
+{
+    struct sq_store *s = priv;
+    sqlite3_stmt *st = sq_stmt(s, SQ_RUN_STATUS);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, status);
+    sqlite3_bind_double(st, 3, ended_at);
+    if (sq_exec(st) != SQLITE_OK) {
+        char what[160];
+        snprintf(what, sizeof(what), "cannot set the status of run '%s'", id);
+        return sq_fail(s, err, what);
+    }
+    if (sqlite3_changes(s->db) == 0)
+        return flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '%s'", id, s->path);
+    return FLOW_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* journal records                                                           */
+
+/* Does run `id` exist? 1 yes, 0 no, -1 error (in the connection). */
+static int sq_run_exists(struct sq_store *s, const char *id)
+{
+    sqlite3_stmt *st = sq_stmt(s, SQ_RUN_EXISTS);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    sqlite3_reset(st);
+    return step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : -1;
+}
+
+static flow_err sq_append(void *priv, const char *run_id, const struct flow__jrec *recs,
+                          size_t n, flow_error *err)
+{
+    struct sq_store *s = priv;
+    char what[160];
+    snprintf(what, sizeof(what), "cannot append to run '%s'", run_id);
+    if (n == 0)
+        return FLOW_OK;
+    if (sq_exec(sq_stmt(s, SQ_BEGIN)) != SQLITE_OK)
+        return sq_fail(s, err, what);
+    flow_err rc = FLOW_OK;
+    int exists = sq_run_exists(s, run_id);
+    if (exists <= 0) {
+        rc = exists < 0 ? sq_fail(s, err, what)
+                        : flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '%s'", run_id,
+                                      s->path);
+        goto out_rollback;
+    }
+    sqlite3_stmt *st = sq_stmt(s, SQ_MAX_SEQ);
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        rc = sq_fail(s, err, what);
+        sqlite3_reset(st);
+        goto out_rollback;
+    }
+    int64_t seq = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0) + 1;
+    sqlite3_reset(st);
+
+    st = sq_stmt(s, SQ_REC_INSERT);
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    for (size_t i = 0; i < n; i++, seq++) {
+        const struct flow__jrec *r = &recs[i];
+        sqlite3_bind_int64(st, 2, seq);
+        sqlite3_bind_int(st, 3, r->type);
+        sqlite3_bind_int64(st, 4, r->act);
+        sqlite3_bind_int64(st, 5, r->task);
+        sqlite3_bind_int(st, 6, r->attempt);
+        sqlite3_bind_int64(st, 7, r->src);
+        sqlite3_bind_double(st, 8, r->time);
+        rc = sq_bind_json(s, st, 9, r->payload);
+        if (rc != FLOW_OK) {
+            flow__error(err, rc, "cannot write record %lld of run '%s' in store '%s'",
+                        (long long)seq, run_id, s->path);
+            goto out_rollback;
+        }
+        if (sq_exec(st) != SQLITE_OK) {
+            rc = sq_fail(s, err, what);
+            goto out_rollback;
+        }
+    }
+    sqlite3_bind_null(st, 9); /* do not keep a pointer into s->json */
+    if (sq_exec(sq_stmt(s, SQ_COMMIT)) != SQLITE_OK) {
+        rc = sq_fail(s, err, what);
+        goto out_rollback;
+    }
+    return FLOW_OK;
+
+out_rollback:
+    sq_rollback(s);
+    return rc;
+}
+
+static flow_err sq_read(void *priv, const char *run_id, uint64_t from_seq, flow__store_rec_cb cb,
+                        void *udata, flow_error *err)
+{
+    struct sq_store *s = priv;
+    char what[160];
+    snprintf(what, sizeof(what), "cannot read the journal of run '%s'", run_id);
+    int exists = sq_run_exists(s, run_id);
+    if (exists < 0)
+        return sq_fail(s, err, what);
+    if (exists == 0)
+        return flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '%s'", run_id, s->path);
+    if (from_seq > (uint64_t)INT64_MAX)
+        return FLOW_OK;
+    sqlite3_stmt *st = sq_stmt(s, SQ_REC_READ);
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)from_seq);
+    flow_err rc = FLOW_OK;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
+        int attempt = sqlite3_column_int(st, 4);
+        struct flow__jrec rec = {
+            .type = (uint8_t)sqlite3_column_int(st, 1),
+            .act = (uint32_t)sqlite3_column_int64(st, 2),
+            .task = (uint32_t)sqlite3_column_int64(st, 3),
+            .attempt = (uint8_t)(attempt > 255 ? 255 : attempt < 0 ? 0 : attempt),
+            .src = (uint32_t)sqlite3_column_int64(st, 5),
+            .time = sqlite3_column_double(st, 6),
+        };
+        rc = sq_column_json(st, 7, &rec.payload);
+        if (rc != FLOW_OK) {
+            flow__error(err, rc, "cannot read record %llu of run '%s' in store '%s': %s",
+                        (unsigned long long)seq, run_id, s->path,
+                        rc == FLOW_EPARSE ? "bad payload" : "out of memory");
+            break;
+        }
+        rc = cb(udata, seq, &rec);
+        json_decref(rec.payload);
+        if (rc != FLOW_OK)
+            break;
+    }
+    if (rc == FLOW_OK && step != SQLITE_DONE)
+        rc = sq_fail(s, err, what);
+    sqlite3_reset(st);
+    return rc;
+}
+
+const struct flow__store_ops flow__store_sqlite_ops = {
+    .version = 1,
+    .scheme = "sqlite",
+    .caps = FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS,
+    .open = sq_open,                     /* WAL, busy timeout, format check */
+    .close = sq_close,                   /* finalizes statements, closes the db */
+    .run_create = sq_run_create,         /* INSERT; EEXISTS on the primary key */
+    .run_get = sq_run_get,               /* one row */
+    .run_list = sq_run_list,             /* by created_at, id */
+    .run_set_status = sq_run_set_status, /* UPDATE */
+    .append = sq_append,                 /* BEGIN IMMEDIATE..COMMIT per batch */
+    .commit = NULL,                      /* every append commits */
+    .read = sq_read,                     /* payloads parsed back */
+};
