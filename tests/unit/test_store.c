@@ -318,6 +318,10 @@ static void test_garbage(void **state)
 static void test_readonly_dir(void **state)
 {
     struct fixture *fx = *state;
+    /* Under valgrind the forked child's exit is checked for leaks of what
+     * the parent allocated; the other builds run this test. */
+    if (getenv("FLOW_VALGRIND"))
+        skip();
     char *ro = flow__asprintf("%s/ro", fx->dir);
     assert_int_equal(mkdir(ro, 0555), 0);
     assert_int_equal(chmod(ro, 0555), 0);
