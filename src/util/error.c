@@ -91,17 +91,37 @@ flow_err flow__error_at(flow_error *err, flow_err code, const char *file, int li
     return code;
 }
 
+/* The flow_err for an errno: the few a caller can act on, else SYSTEM. */
+static flow_err errno_code(int errnum)
+{
+    switch (errnum) {
+    case ENOMEM:
+        return FLOW_ENOMEM;
+    case ENOENT:
+        return FLOW_ENOTFOUND;
+    case EEXIST:
+        return FLOW_EEXISTS;
+    case EINVAL:
+        return FLOW_EINVAL;
+    default:
+        return FLOW_ESYSTEM;
+    }
+}
+
 flow_err flow__error_errno(flow_error *err, int errnum, const char *fmt, ...)
 {
+    flow_err code = errno_code(errnum);
     if (!err)
-        return errnum == ENOMEM ? FLOW_ENOMEM : FLOW_ESYSTEM;
+        return code;
     char what[256];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    flow_err code = errnum == ENOMEM ? FLOW_ENOMEM : FLOW_ESYSTEM;
-    return flow__error(err, code, "%s: %s", what, strerror(errnum));
+    char buf[128];
+    /* GNU strerror_r: thread-safe, may return a static string or buf. */
+    const char *text = strerror_r(errnum, buf, sizeof(buf));
+    return flow__error(err, code, "%s: %s", what, text);
 }
 
 struct diag {

@@ -17,7 +17,8 @@ flow_err flow__verror(flow_error *err, flow_err code, const char *fmt, va_list a
 flow_err flow__error_at(flow_error *err, flow_err code, const char *file, int line, int column,
                         const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 void flow__error_clear(flow_error *err);
-/* Convert errno at a syscall boundary: "what: strerror(errno)". */
+/* Convert errno at a syscall boundary: "what: strerror(errno)", with the code
+ * ENOMEM, ENOTFOUND (ENOENT), EEXISTS, EINVAL or SYSTEM. */
 flow_err flow__error_errno(flow_error *err, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
