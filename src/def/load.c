@@ -989,38 +989,70 @@ static void apply_policy(struct loader *L, flow_task *t, const struct policy *tp
 /* ------------------------------------------------------------------------ */
 /* Tasks                                                                    */
 
-/* Task names in a string or a list: after, after_any, optional. */
-static void parse_deps(struct loader *L, flow_task *t, const char *key, const struct val *x,
-                       const char *what)
+/* The words a string-or-list key uses in its messages. */
+struct name_words {
+    const char *one;  /* "a task name" */
+    const char *many; /* "a list of task names" */
+    const char *verb; /* "name tasks": "... must name tasks: item 2 is empty" */
+};
+
+/* Walk a string or a list of non-empty strings, reporting what is not one,
+ * and call `fn` for each good name. */
+static void for_each_name(struct loader *L, const struct val *x, const char *what,
+                          const struct name_words *w,
+                          void (*fn)(struct loader *L, const struct val *it, const char *name,
+                                     void *udata),
+                          void *udata)
 {
     bool list = json_is_array(x->v);
     if (!list && !json_is_string(x->v)) {
-        report(L, x->pos, "%s must be a task name or a list of task names, not %s", what,
+        report(L, x->pos, "%s must be %s or %s, not %s", what, w->one, w->many,
                type_name(x->v));
         return;
     }
     size_t n = list ? json_array_size(x->v) : 1;
     for (size_t i = 0; i < n; i++) {
         struct val it = list ? item(L, x->v, i) : *x;
-        const char *name = NULL;
-        if (!json_is_string(it.v) || !*(name = json_string_value(it.v))) {
-            report(L, it.pos, "%s must name tasks: item %zu is %s", what, i + 1,
+        if (!json_is_string(it.v) || !*json_string_value(it.v)) {
+            report(L, it.pos, "%s must %s: item %zu is %s", what, w->verb, i + 1,
                    json_is_string(it.v) ? "empty" : type_name(it.v));
             continue;
         }
-        if (!json_object_get(L->tasks, name)) {
-            unknown_task(L, it.pos, name, what);
-            continue;
-        }
-        flow_task *dep = flow_find_task(L->f, name);
-        if (!t || !dep)
-            continue;
-        flow_err rc = strcmp(key, "after") == 0       ? flow_task_after(t, dep)
-                      : strcmp(key, "after_any") == 0 ? flow_task_after_any(t, dep)
-                                                      : flow_task_optional(t, dep);
-        if (rc)
-            core_failed(L, it.pos, rc, NULL, what);
+        fn(L, &it, json_string_value(it.v), udata);
     }
+}
+
+struct dep_ctx {
+    flow_task *t;
+    const char *key;
+    const char *what;
+};
+
+static void add_dep(struct loader *L, const struct val *it, const char *name, void *udata)
+{
+    const struct dep_ctx *c = udata;
+    if (!json_object_get(L->tasks, name)) {
+        unknown_task(L, it->pos, name, c->what);
+        return;
+    }
+    flow_task *dep = flow_find_task(L->f, name);
+    if (!c->t || !dep)
+        return;
+    flow_err rc = strcmp(c->key, "after") == 0       ? flow_task_after(c->t, dep)
+                  : strcmp(c->key, "after_any") == 0 ? flow_task_after_any(c->t, dep)
+                                                     : flow_task_optional(c->t, dep);
+    if (rc)
+        core_failed(L, it->pos, rc, NULL, c->what);
+}
+
+/* Task names in a string or a list: after, after_any, optional. */
+static void parse_deps(struct loader *L, flow_task *t, const char *key, const struct val *x,
+                       const char *what)
+{
+    static const struct name_words words = {"a task name", "a list of task names",
+                                            "name tasks"};
+    struct dep_ctx c = {t, key, what};
+    for_each_name(L, x, what, &words, add_dep, &c);
 }
 
 /* Remember a label of `on` or `when` for the warning in warn_labels(). */
@@ -1093,29 +1125,28 @@ static flow_cond *parse_cond(struct loader *L, const struct val *x, const char *
     return c;
 }
 
+struct on_ctx {
+    flow_task *t;
+    const char *what;
+    const char *task;
+};
+
+static void add_on(struct loader *L, const struct val *it, const char *label, void *udata)
+{
+    const struct on_ctx *c = udata;
+    flow_err rc = c->t ? flow_task_on(c->t, label) : FLOW_OK;
+    if (rc)
+        core_failed(L, it->pos, rc, NULL, c->what);
+    else
+        note_label(L, label, c->task, "on", it->pos);
+}
+
 static void parse_on(struct loader *L, flow_task *t, const struct val *x, const char *what,
                      const char *task)
 {
-    bool list = json_is_array(x->v);
-    if (!list && !json_is_string(x->v)) {
-        report(L, x->pos, "%s must be a label or a list of labels, not %s", what,
-               type_name(x->v));
-        return;
-    }
-    size_t n = list ? json_array_size(x->v) : 1;
-    for (size_t i = 0; i < n; i++) {
-        struct val it = list ? item(L, x->v, i) : *x;
-        if (!json_is_string(it.v) || !*json_string_value(it.v)) {
-            report(L, it.pos, "%s must hold labels: item %zu is %s", what, i + 1,
-                   json_is_string(it.v) ? "empty" : type_name(it.v));
-            continue;
-        }
-        flow_err rc = t ? flow_task_on(t, json_string_value(it.v)) : FLOW_OK;
-        if (rc)
-            core_failed(L, it.pos, rc, NULL, what);
-        else
-            note_label(L, json_string_value(it.v), task, "on", it.pos);
-    }
+    static const struct name_words words = {"a label", "a list of labels", "hold labels"};
+    struct on_ctx c = {t, what, task};
+    for_each_name(L, x, what, &words, add_on, &c);
 }
 
 /* A `foreach` list that is a string template gives a list only when it is
