@@ -302,6 +302,31 @@ bool cli_flush(FILE *out)
     return true;
 }
 
+int cli_one_run(const struct cli_args *a, const char **run_id)
+{
+    if (a->npos < 1) {
+        return cli_usage_error(a->cmd, "'%s' needs a RUN id (see 'flow status')", a->cmd);
+    }
+    if (a->npos > 1) {
+        return cli_usage_error(a->cmd, "unexpected argument '%s' for '%s'", cli_pos(a, 1),
+                               a->cmd);
+    }
+    *run_id = cli_pos(a, 0);
+    return -1;
+}
+
+const char *cli_short_time(const json_t *t, char *out, size_t size)
+{
+    const char *s = json_string_value(t);
+
+    if (!s || strlen(s) < 19) {
+        snprintf(out, size, "-");
+        return out;
+    }
+    snprintf(out, size, "%.10s %.8s", s, s + 11);
+    return out;
+}
+
 int cli_one_file(const struct cli_args *a, const char **file)
 {
     if (a->npos < 1) {

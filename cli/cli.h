@@ -46,6 +46,13 @@ extern const struct cli_command cli_cmd_run;
 extern const struct cli_command cli_cmd_validate;
 extern const struct cli_command cli_cmd_graph;
 extern const struct cli_command cli_cmd_ctl;
+extern const struct cli_command cli_cmd_resume;
+extern const struct cli_command cli_cmd_status;
+extern const struct cli_command cli_cmd_logs;
+extern const struct cli_command cli_cmd_checkpoints;
+extern const struct cli_command cli_cmd_pause;
+extern const struct cli_command cli_cmd_cancel;
+extern const struct cli_command cli_cmd_gc;
 
 /* Print "flow: <message>" as one line on stderr. */
 void cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
@@ -95,6 +102,13 @@ const char *cli_pos(const struct cli_args *a, int i);
 /* After the options of a command that takes exactly one FILE: set *file and
  * return -1, or report the usage error and return the exit status. */
 int cli_one_file(const struct cli_args *a, const char **file);
+
+/* The same for a command that takes exactly one RUN id. */
+int cli_one_run(const struct cli_args *a, const char **run_id);
+
+/* An RFC 3339 time string of the store ("2026-12-01T08:00:00.123Z") as
+ * "2026-12-01 08:00:00" in `out`; "-" for null. */
+const char *cli_short_time(const json_t *t, char *out, size_t size);
 
 /* Parse a non-negative int option value; prints a usage error and returns false if
  * `text` is not one. */

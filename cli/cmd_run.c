@@ -1,28 +1,19 @@
 /* cmd_run.c -- `flow run FILE [options]`: load a workflow file, start a run with the
  * inputs given, follow it to its end with live progress on stderr, print its result
  * on stdout, and exit with a status that says how it ended.
- *
- * DESIGN: a helper thread blocks in flow_run_wait(); the main thread wakes about 20
- * times a second to print progress (progress.c) and to act on SIGINT/SIGTERM. The
- * signal handler only sets a flag (async-signal-safe); the main thread then calls
- * flow_run_interrupt(), so the run is never touched by a handler that could race
- * with flow_run_free(). The run ends cancelled ("interrupted"); the core stops and
- * kills the command tasks; we exit 130. A third signal exits at once. */
+ * Every run is journaled in the store (--store, $FLOW_STORE, default
+ * sqlite:.flow/flow.db), so that `flow resume` can continue it; following and
+ * signals are in follow.c. */
 #include "cli.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "progress.h"
-
-static void export_flow_bin(void);
-
-#define TICK_NS 50000000L /* progress redraw and signal poll period: 50 ms */
+#include "follow.h"
 
 enum {
     OPT_HELP = 1,
@@ -36,7 +27,9 @@ enum {
     OPT_VERBOSE,
     OPT_STORE,
     OPT_DETACH,
-    OPT_WAIT
+    OPT_WAIT,
+    OPT_DURABILITY,
+    OPT_CHECKPOINT_EVERY
 };
 
 static const struct cli_option options[] = {
@@ -52,22 +45,28 @@ static const struct cli_option options[] = {
     {"store", 0, true, OPT_STORE},
     {"detach", 0, false, OPT_DETACH},
     {"wait", 0, false, OPT_WAIT},
+    {"durability", 0, true, OPT_DURABILITY},
+    {"checkpoint-every", 0, true, OPT_CHECKPOINT_EVERY},
     {NULL, 0, false, 0},
 };
 
 static const char help[] =
     "usage: flow run FILE [--input K=V]... [--inputs FILE.json] [--id RUN] [--start TASK]\n"
-    "                [--jobs N] [--json] [--quiet] [--verbose] [--store URL] [--wait]\n"
+    "                [--jobs N] [--json] [--quiet] [--verbose] [--store URL] [--detach]\n"
+    "                [--durability normal|strict] [--checkpoint-every DURATION] [--wait]\n"
     "\n"
     "Start a run of a workflow file and follow it to its end. The run id is printed\n"
     "first on stderr ('run ID'), then live progress, then a summary line; the run's\n"
-    "result is printed as JSON on stdout.\n"
+    "result is printed as JSON on stdout. Every step is journaled in the store, so a\n"
+    "run that stops (a crash, a kill, Ctrl-C, 'flow pause') continues with\n"
+    "'flow resume RUN'.\n"
     "\n"
     "Options:\n"
     "  -i, --input K=V     run input K; V is parsed as JSON when it parses (42, true,\n"
     "                      [1,2], {\"a\":1}, \"text\"), else taken as a string; repeatable\n"
     "      --inputs FILE   run inputs from a JSON object file; --input overrides its keys\n"
-    "      --id RUN        the run's id (default: a new unique id)\n"
+    "      --id RUN        the run's id (default: a new unique id); a run with that id\n"
+    "                      already in the store is not started again (exit 2)\n"
     "      --start TASK    run TASK first, with the inputs, instead of the start tasks\n"
     "  -j, --jobs N        tasks running at once (default 0: one per core)\n"
     "      --json          print the whole run as JSON on stdout ({id, flow, status,\n"
@@ -75,7 +74,15 @@ static const char help[] =
     "  -q, --quiet         nothing on stderr but errors: no run id, no progress; the\n"
     "                      summary only when the run failed or was cancelled\n"
     "  -v, --verbose       also print the library's informational messages\n"
-    "      --store URL     where runs are kept; only 'memory:' in this version\n"
+    "      --store URL     where runs are kept: sqlite:PATH (default: $FLOW_STORE, else\n"
+    "                      sqlite:.flow/flow.db), disk:DIR, memory: (nothing kept)\n"
+    "      --detach        start the run in the background, print its id on stdout\n"
+    "                      and exit 0; follow it with 'flow status RUN'\n"
+    "      --durability L  normal (default: survives any crash of this process) or\n"
+    "                      strict (survives power loss: every commit synced to disk)\n"
+    "      --checkpoint-every DURATION\n"
+    "                      take a checkpoint this often (5m, 30s; the file's\n"
+    "                      'checkpoint_every')\n"
     "      --wait          wait for people instead of exiting 3 (no effect yet)\n"
     "  -h, --help          show this help\n"
     "\n"
@@ -89,9 +96,9 @@ static const char help[] =
     "  HH:MM:SS.mmm cancelled TASK\n"
     "  HH:MM:SS.mmm emitted   TASK -> LABEL\n"
     "\n"
-    "SIGINT or SIGTERM stops the run: running commands are terminated, the run ends\n"
-    "cancelled, 'interrupted' is printed and the exit status is 130. A third signal\n"
-    "exits at once.\n"
+    "SIGINT or SIGTERM stops the run: running commands are terminated, 'interrupted'\n"
+    "is printed and the exit status is 130; the run is paused and 'flow resume RUN'\n"
+    "runs what was interrupted again. A third signal exits at once.\n"
     "\n"
     "Exit status: 0 completed, 1 failed, 2 usage error or invalid workflow (nothing\n"
     "ran), 3 paused, 4 cancelled, 130 interrupted.\n";
@@ -108,6 +115,10 @@ struct run_args {
     bool json;
     bool quiet;
     bool verbose;
+    bool detach;
+    const char *store;
+    flow_durability durability;
+    double checkpoint_every;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -163,14 +174,28 @@ static int parse_args(struct run_args *ra, int argc, char **argv)
             ra->verbose = true;
             break;
         case OPT_STORE:
-            if (strcmp(a.value, "memory:") != 0) {
-                cli_error("store '%s' is not supported yet (only 'memory:')", a.value);
-                return CLI_EXIT_USAGE;
-            }
+            ra->store = a.value;
             break;
         case OPT_DETACH:
-            cli_error("--detach is not supported yet (runs are kept in memory only)");
-            return CLI_EXIT_USAGE;
+            ra->detach = true;
+            break;
+        case OPT_DURABILITY:
+            if (strcmp(a.value, "normal") == 0) {
+                ra->durability = FLOW_DURABILITY_NORMAL;
+            } else if (strcmp(a.value, "strict") == 0) {
+                ra->durability = FLOW_DURABILITY_STRICT;
+            } else {
+                return cli_usage_error("run", "option '--durability' of 'run' is 'normal' or "
+                                              "'strict', not '%s'", a.value);
+            }
+            break;
+        case OPT_CHECKPOINT_EVERY:
+            if (flow_parse_duration(a.value, &ra->checkpoint_every) != FLOW_OK ||
+                ra->checkpoint_every <= 0) {
+                return cli_usage_error("run", "option '--checkpoint-every' of 'run' needs a "
+                                              "duration like 30s or 5m, not '%s'", a.value);
+            }
+            break;
         case OPT_WAIT:
             break;
         default:
@@ -267,348 +292,158 @@ out_free:
 }
 
 /* ------------------------------------------------------------------------ */
-/* Signals                                                                   */
+/* Detaching                                                                 */
 
-static volatile sig_atomic_t signal_count;
-
-static void on_signal(int sig)
+/* Fork: the parent waits on a pipe for the child's first line ("run ID", or
+ * "error MESSAGE"), prints it and exits; the child leaves the terminal and
+ * runs the flow. Returns -1 in the child (go on), else the parent's exit
+ * status. `*report_fd` gets the child's end of the pipe. */
+static int detach(int *report_fd)
 {
-    static const char msg[] = "\nflow: stopping immediately\n";
+    int fds[2];
+    pid_t pid;
+    char line[1024];
+    size_t len = 0;
+    ssize_t n;
 
-    (void)sig;
-    if (signal_count < 3) {
-        signal_count++;
+    fflush(NULL);
+    if (pipe(fds) != 0) {
+        cli_error("cannot detach: %s", strerror(errno));
+        return CLI_EXIT_FAILED;
     }
-    if (signal_count >= 3) {
-        /* The run was interrupted two signals ago: its commands were signalled. */
-        if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
-            _exit(CLI_EXIT_INTERRUPTED);
+    pid = fork();
+    if (pid < 0) {
+        cli_error("cannot detach: %s", strerror(errno));
+        return CLI_EXIT_FAILED;
+    }
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+
+        close(fds[0]);
+        setsid();
+        if (null >= 0) {
+            dup2(null, STDIN_FILENO);
+            dup2(null, STDOUT_FILENO);
+            dup2(null, STDERR_FILENO);
+            if (null > STDERR_FILENO) {
+                close(null);
+            }
         }
-        _exit(CLI_EXIT_INTERRUPTED);
+        *report_fd = fds[1];
+        return -1;
     }
+    close(fds[1]);
+    while (len < sizeof(line) - 1 && (n = read(fds[0], line + len, sizeof(line) - 1 - len)) != 0) {
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            break;
+        }
+        len += (size_t)n;
+        if (memchr(line, '\n', len)) {
+            break;
+        }
+    }
+    close(fds[0]);
+    line[len] = '\0';
+    line[strcspn(line, "\n")] = '\0';
+    if (strncmp(line, "run ", 4) == 0) {
+        printf("%s\n", line + 4);
+        return cli_flush(stdout) ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+    }
+    if (strncmp(line, "error ", 6) == 0 && line[6]) {
+        cli_error("%s", line + 7);
+        return line[6] == '2' ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
+    }
+    cli_error("the detached run did not start");
+    return CLI_EXIT_FAILED;
 }
 
-struct saved_signals {
-    struct sigaction old_int;
-    struct sigaction old_term;
-};
-
-static void install_signals(struct saved_signals *saved)
+/* The detached child tells its parent how the start went: `line` is "run ID"
+ * or "error CODE MESSAGE" (CODE 1 or 2, the exit status to use). */
+static void report(int fd, const char *line)
 {
-    struct sigaction sa;
+    size_t n = strlen(line);
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGINT, &sa, &saved->old_int);
-    sigaction(SIGTERM, &sa, &saved->old_term);
-}
-
-static void restore_signals(const struct saved_signals *saved)
-{
-    sigaction(SIGINT, &saved->old_int, NULL);
-    sigaction(SIGTERM, &saved->old_term, NULL);
+    if (fd < 0) {
+        return;
+    }
+    if (write(fd, line, n) < 0 || write(fd, "\n", 1) < 0) {
+        /* the parent is gone: nobody to tell */
+    }
+    close(fd);
 }
 
 /* ------------------------------------------------------------------------ */
-/* Following the run                                                         */
-
-struct waiter {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    flow_run *run;
-    flow_run_status status; /* set with done */
-    bool done;
-};
-
-static void *wait_main(void *arg)
-{
-    struct waiter *w = arg;
-    flow_run_status status = flow_run_wait(w->run);
-
-    pthread_mutex_lock(&w->mu);
-    w->status = status;
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Act on signals received since the last tick. */
-static void check_signals(flow_run *run, bool *interrupted)
-{
-    if (signal_count > 0 && !*interrupted) {
-        *interrupted = true;
-        flow_run_interrupt(run);
-    }
-}
-
-/* Wait for the run to end while printing progress; returns its final status. */
-static flow_run_status follow(flow_run *run, struct progress *prog, bool *interrupted)
-{
-    struct waiter w;
-    pthread_condattr_t attr;
-    pthread_t thread;
-    flow_run_status status;
-
-    memset(&w, 0, sizeof(w));
-    w.run = run;
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&w.cv, &attr);
-    pthread_condattr_destroy(&attr);
-    if (pthread_create(&thread, NULL, wait_main, &w) != 0) {
-        /* No helper thread: poll the status instead, then collect the end. */
-        const struct timespec tick = {0, TICK_NS};
-
-        while (flow_run_get_status(run) == FLOW_RUN_PENDING ||
-               flow_run_get_status(run) == FLOW_RUN_RUNNING) {
-            nanosleep(&tick, NULL);
-            check_signals(run, interrupted);
-            if (prog) {
-                progress_tick(prog);
-            }
-        }
-        status = flow_run_wait(run);
-        goto out_destroy;
-    }
-    pthread_mutex_lock(&w.mu);
-    while (!w.done) {
-        struct timespec deadline;
-
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_nsec += TICK_NS;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&w.cv, &w.mu, &deadline);
-        if (w.done) {
-            break;
-        }
-        pthread_mutex_unlock(&w.mu);
-        check_signals(run, interrupted);
-        if (prog) {
-            progress_tick(prog);
-        }
-        pthread_mutex_lock(&w.mu);
-    }
-    status = w.status;
-    pthread_mutex_unlock(&w.mu);
-    pthread_join(thread, NULL);
-
-out_destroy:
-    pthread_cond_destroy(&w.cv);
-    pthread_mutex_destroy(&w.mu);
-    return status;
-}
-
-/* The exit status for a run that ended with `status`; `interrupted`: we asked it to
- * stop because of a signal before it ended. */
-static int exit_status(flow_run *run, flow_run_status status, bool interrupted)
-{
-    const char *error = flow_run_error(run);
-
-    switch (status) {
-    case FLOW_RUN_COMPLETED:
-        return CLI_EXIT_OK;
-    case FLOW_RUN_PAUSED:
-        return CLI_EXIT_PAUSED;
-    case FLOW_RUN_CANCELLED:
-        if (interrupted || (error && strcmp(error, "interrupted") == 0)) {
-            return CLI_EXIT_INTERRUPTED;
-        }
-        return CLI_EXIT_CANCELLED;
-    case FLOW_RUN_FAILED:
-        /* Stopping may surface as a failure of the commands we had killed. */
-        return interrupted ? CLI_EXIT_INTERRUPTED : CLI_EXIT_FAILED;
-    case FLOW_RUN_PENDING:
-    case FLOW_RUN_RUNNING:
-    default:
-        return CLI_EXIT_FAILED;
-    }
-}
-
-/* The summary line on stderr. */
-static void print_summary(flow_run *run, int rc, double elapsed, bool quiet)
-{
-    char error[2048];
-    size_t count = flow_run_activation_count(run);
-    size_t failed = 0;
-    size_t skipped = 0;
-    size_t i;
-
-    progress_one_line(error, sizeof(error), flow_run_error(run) ? flow_run_error(run) : "");
-    if (quiet && rc != CLI_EXIT_FAILED && rc != CLI_EXIT_CANCELLED) {
-        return;
-    }
-    for (i = 0; i < count; i++) {
-        flow_activation_info info;
-
-        memset(&info, 0, sizeof(info));
-        if (flow_run_activation(run, i, &info) != FLOW_OK) {
-            continue;
-        }
-        if (info.status == FLOW_ACT_FAILED) {
-            failed++;
-        } else if (info.status == FLOW_ACT_SKIPPED) {
-            skipped++;
-        }
-    }
-    switch (rc) {
-    case CLI_EXIT_OK:
-        fprintf(stderr, "completed in %.2fs: %zu tasks, %zu failed", elapsed, count, failed);
-        if (skipped) {
-            fprintf(stderr, ", %zu skipped", skipped);
-        }
-        fputc('\n', stderr);
-        break;
-    case CLI_EXIT_PAUSED:
-        fprintf(stderr, "paused after %.2fs: %s\n", elapsed,
-                error[0] ? error : "waiting for a person");
-        break;
-    case CLI_EXIT_CANCELLED:
-        fprintf(stderr, "cancelled: %s\n", error[0] ? error : "no reason given");
-        break;
-    case CLI_EXIT_INTERRUPTED:
-        fputs("interrupted\n", stderr);
-        break;
-    default:
-        fprintf(stderr, "failed: %s\n", error[0] ? error : "the run failed");
-        break;
-    }
-}
-
-static bool print_output(flow_run *run, int rc, bool as_json)
-{
-    json_t *doc;
-    bool ok;
-
-    if (!as_json) {
-        return rc != CLI_EXIT_OK || cli_print_json(stdout, flow_run_result(run));
-    }
-    doc = flow_run_to_json(run);
-    if (!doc) {
-        cli_error("cannot describe run '%s' as JSON: out of memory", flow_run_id(run));
-        return false;
-    }
-    ok = cli_print_json(stdout, doc);
-    json_decref(doc);
-    return ok;
-}
-
-/* The exit status when the engine or the run cannot start: 2 when what was asked is
- * wrong (unknown --start task, existing --id, too many --jobs), else 1. */
-static int start_error_status(flow_err code)
-{
-    switch (code) {
-    case FLOW_ENOMEM:
-    case FLOW_EIO:
-    case FLOW_ESYSTEM:
-        return CLI_EXIT_FAILED;
-    default:
-        return CLI_EXIT_USAGE;
-    }
-}
-
-static void quiet_log(flow_log_level level, const char *message, void *udata)
-{
-    char text[2048];
-
-    (void)udata;
-    (void)level;
-    fprintf(stderr, "error: %s\n", progress_one_line(text, sizeof(text), message));
-}
+/* Running                                                                   */
 
 static int run_flow(const struct run_args *ra, flow *f, json_t *inputs)
 {
-    flow_engine_options eopts;
+    struct cli_session s;
     flow_run_options ropts;
-    struct saved_signals saved;
-    struct progress *prog = NULL;
-    flow_engine *engine;
     flow_run *run;
     flow_error err;
-    flow_run_status status;
-    bool interrupted = false;
+    char source[4096];
+    int report_fd = -1;
     double t0;
     int rc;
 
-    if (ra->quiet) {
-        flow_set_log(quiet_log, NULL, FLOW_LOG_ERROR);
-    } else {
-        prog = progress_new(isatty(STDERR_FILENO) == 1, flow_task_count(f));
-        flow_set_log(progress_on_log, prog, ra->verbose ? FLOW_LOG_INFO : FLOW_LOG_WARN);
+    if (ra->detach) {
+        rc = detach(&report_fd);
+        if (rc >= 0) {
+            return rc;
+        }
     }
-    export_flow_bin();
+    memset(&s, 0, sizeof(s));
+    s.quiet = ra->quiet || ra->detach;
+    s.verbose = ra->verbose;
+    s.json = ra->json;
+    s.jobs = ra->jobs;
+    s.store_url = ra->store;
+    rc = cli_session_open(&s, flow_task_count(f));
+    if (rc >= 0) {
+        report(report_fd, "error 1cannot open the store or the engine");
+        return rc;
+    }
     memset(&err, 0, sizeof(err));
-    memset(&eopts, 0, sizeof(eopts));
-    eopts.jobs = ra->jobs;
-    engine = flow_engine_new(&eopts, &err);
-    if (!engine) {
-        cli_error("cannot start the engine: %s", err.message);
-        rc = start_error_status(err.code);
-        goto out_log;
-    }
     memset(&ropts, 0, sizeof(ropts));
     ropts.inputs = inputs;
     ropts.run_id = ra->run_id;
     ropts.start_task = ra->start_task;
-    ropts.on_event = prog ? progress_on_event : NULL;
-    ropts.event_udata = prog;
-    signal_count = 0;
-    install_signals(&saved);
-    t0 = now_seconds();
-    run = flow_run_start(engine, f, &ropts, &err);
+    ropts.on_event = s.prog ? progress_on_event : NULL;
+    ropts.event_udata = s.prog;
+    ropts.store = s.store;
+    ropts.source = realpath(ra->file, source) ? source : ra->file;
+    ropts.durability = ra->durability;
+    ropts.checkpoint_every = ra->checkpoint_every;
+    cli_signals_install();
+    t0 = cli_now();
+    run = flow_run_start(s.engine, f, &ropts, &err);
     if (!run) {
-        restore_signals(&saved);
-        cli_error("%s", err.message[0] ? err.message : flow_strerror(err.code));
-        rc = start_error_status(err.code);
-        goto out_engine;
-    }
-    if (!ra->quiet) {
-        fprintf(stderr, "run %s\n", flow_run_id(run));
-    }
-    status = follow(run, prog, &interrupted);
-    restore_signals(&saved);
-    if (prog) {
-        progress_finish(prog);
-    }
-    rc = exit_status(run, status, interrupted);
-    print_summary(run, rc, now_seconds() - t0, ra->quiet);
-    if (!print_output(run, rc, ra->json) && rc == CLI_EXIT_OK) {
-        rc = CLI_EXIT_FAILED;
-    }
-    flow_run_free(run);
+        cli_signals_restore();
+        rc = cli_start_error_status(err.code);
+        if (report_fd >= 0) {
+            char msg[600];
 
-out_engine:
-    flow_engine_free(engine);
-out_log:
-    flow_set_log(NULL, NULL, FLOW_LOG_OFF);
-    progress_free(prog);
+            snprintf(msg, sizeof(msg), "error %d%s", rc == CLI_EXIT_USAGE ? 2 : 1,
+                     err.message[0] ? err.message : flow_strerror(err.code));
+            report(report_fd, msg);
+        } else {
+            cli_error("%s", err.message[0] ? err.message : flow_strerror(err.code));
+        }
+        cli_session_close(&s);
+        return rc;
+    }
+    if (report_fd >= 0) {
+        char line[128];
+
+        snprintf(line, sizeof(line), "run %s", flow_run_id(run));
+        report(report_fd, line);
+    }
+    rc = cli_follow(&s, run, t0);
+    cli_session_close(&s);
     return rc;
-}
-
-/* Command tasks inherit our environment: $FLOW_BIN names this program, so a
- * task can call "$FLOW_BIN" ctl ... without `flow` on its PATH. */
-static void export_flow_bin(void)
-{
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0 || getenv("FLOW_BIN"))
-        return;
-    self[n] = '\0';
-    setenv("FLOW_BIN", self, 0);
 }
 
 static int run_main(int argc, char **argv)

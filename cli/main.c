@@ -8,6 +8,13 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_run,
     &cli_cmd_validate,
     &cli_cmd_graph,
+    &cli_cmd_resume,
+    &cli_cmd_status,
+    &cli_cmd_logs,
+    &cli_cmd_checkpoints,
+    &cli_cmd_pause,
+    &cli_cmd_cancel,
+    &cli_cmd_gc,
     &cli_cmd_ctl,
     NULL,
 };
@@ -15,8 +22,7 @@ static const struct cli_command *const commands[] = {
 /* Commands of SPEC section 5 that later versions add: named, so that a user gets
  * "not available yet" rather than "unknown command". */
 static const char *const later_commands[] = {
-    "resume", "status", "logs", "pause",  "cancel", "feedback",
-    "checkpoints", "worker", "serve", "gc", NULL,
+    "feedback", "worker", "serve", NULL,
 };
 
 static void print_main_help(FILE *out)

@@ -72,7 +72,8 @@ FLOW_API const char *flow_version(void);
     X(SPAWN, "cannot start command")                                           \
     X(TEMPLATE, "template error")                                              \
     X(UNSUPPORTED, "not supported")                                            \
-    X(SYSTEM, "system call failed")
+    X(SYSTEM, "system call failed")                                            \
+    X(BUSY, "in use by another process")
 
 typedef enum flow_err {
 #define FLOW__ERR_ENUM(name, msg) FLOW_E##name,
@@ -167,6 +168,12 @@ FLOW_API flow_err flow_set_description(flow *f, const char *description);
 FLOW_API const char *flow_description(const flow *f);
 FLOW_API flow_err flow_set_version(flow *f, const char *version);
 FLOW_API const char *flow_get_version(const flow *f);
+/* Take a checkpoint of every durable run of `f` every `seconds` (0: none;
+ * the file's `checkpoint_every`). */
+FLOW_API flow_err flow_set_checkpoint_every(flow *f, double seconds);
+/* Parse a duration as workflow files write them ("250ms", "30s", "5m",
+ * "2h", "1d", or a number of seconds). FLOW_EINVAL if it is none. */
+FLOW_API flow_err flow_parse_duration(const char *text, double *seconds);
 
 /* Initial state of every run (copied; must be an object). Run inputs are
  * merged over it key by key. */
@@ -466,6 +473,56 @@ typedef struct flow_event {
  * only during the call. It must not block. */
 typedef void (*flow_event_fn)(const flow_event *ev, void *udata);
 
+/* ------------------------------------------------------------------------ */
+/* Stores: where runs and their journals are kept (docs/concepts.md, "The
+ * journal"). A store is safe to share between the runs and threads of one
+ * process; several processes may open the same durable store. */
+
+typedef struct flow_store flow_store;
+
+/* Open the store at `url`: "sqlite:PATH" (the default kind), "disk:DIR",
+ * "memory:" (nothing persists); durable ones take "?durability=strict".
+ * NULL means flow_store_default_url(). Created if missing (files 0600,
+ * directories 0700); a store written by a newer libflow is refused. */
+FLOW_API flow_store *flow_store_open(const char *url, flow_error *err);
+/* Close the store after its runs are freed (pending commits are written
+ * first). NULL is a no-op. */
+FLOW_API void flow_store_close(flow_store *s);
+FLOW_API const char *flow_store_url(const flow_store *s);
+/* $FLOW_STORE, else "sqlite:.flow/flow.db" (under the current directory). */
+FLOW_API const char *flow_store_default_url(void);
+/* Can runs in this store outlive the process? (not for "memory:") */
+FLOW_API bool flow_store_is_durable(const flow_store *s);
+
+/* Runs in the store, oldest first: a new array of {id, flow, status,
+ * created_at, ended_at, source}, times as RFC 3339 strings. */
+FLOW_API json_t *flow_store_runs(flow_store *s, flow_error *err);
+/* One stored run from its journal alone (no flow definition needed): {id,
+ * flow, status, result, error, source, created_at, ended_at, state, tasks:
+ * [{task, activation, status, attempts, started_at, ended_at, error,
+ * output}]}. New reference; NULL with FLOW_ENOTFOUND if there is none. */
+FLOW_API json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err);
+/* The run's journal as an array of records {seq, time, type, task,
+ * activation, attempt, ...payload fields}. New reference. */
+FLOW_API json_t *flow_store_journal(flow_store *s, const char *run_id, flow_error *err);
+/* The run's checkpoints: an array of {id, task, created_at, reason}. */
+FLOW_API json_t *flow_store_checkpoints(flow_store *s, const char *run_id, flow_error *err);
+/* Ask whoever runs `run_id` to "pause" or "cancel" (with `reason`, may be
+ * NULL); the runner acts within a fraction of a second. A run that has
+ * ended is FLOW_ESTATE. */
+FLOW_API flow_err flow_store_request(flow_store *s, const char *run_id, const char *what,
+                                     const char *reason, flow_error *err);
+/* Delete runs that ended more than `older_than` seconds ago; *deleted (may
+ * be NULL) gets how many. Runs that have not ended are never deleted. */
+FLOW_API flow_err flow_store_gc(flow_store *s, double older_than, size_t *deleted,
+                                flow_error *err);
+
+typedef enum flow_durability {
+    FLOW_DURABILITY_STORE = 0, /* what the store URL says (normal unless ?durability=strict) */
+    FLOW_DURABILITY_NORMAL,    /* survives any crash of the process */
+    FLOW_DURABILITY_STRICT     /* survives power loss: every batch synced to the disk */
+} flow_durability;
+
 typedef struct flow_run_options {
     json_t *inputs;          /* object or NULL; borrowed during flow_run_start */
     const char *run_id;      /* NULL: a new unique id */
@@ -473,6 +530,15 @@ typedef struct flow_run_options {
     flow_event_fn on_event;  /* observer, or NULL */
     void *event_udata;
     const char *work_dir;    /* where command tasks' FLOW_* files go; NULL: a temp dir */
+    flow_store *store;       /* journal the run here (NULL: in memory only) */
+    const char *source;      /* the workflow file the flow came from, kept with
+                              * the run so that `flow resume RUN` finds it */
+    flow_durability durability;
+    double checkpoint_every; /* seconds between periodic checkpoints; 0: none */
+    bool force;              /* resume: even if the flow definition changed */
+    const char *from_checkpoint; /* resume: start a new run (id `new_run_id`,
+                              * or a new one) from this checkpoint of run_id */
+    const char *new_run_id;
 } flow_run_options;
 
 /* Start a run of `f` on `e` and return at once; `opts` may be NULL. The flow
@@ -480,14 +546,31 @@ typedef struct flow_run_options {
  * run: flow_run_wait() for it, then flow_run_free(). */
 FLOW_API flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts,
                                   flow_error *err);
-/* Block until the run has ended; returns its final status. */
+/* Continue run `opts->run_id` kept in `opts->store` (both required): its
+ * journal is replayed -- completed work is never run again, work that was
+ * running when it stopped runs again -- and it goes on from there. `f` must
+ * be the flow it was started with (FLOW_ESTATE names the difference unless
+ * `opts->force`). A run that has ended is returned ended: flow_run_wait
+ * gives its status at once. A run another live process executes is
+ * FLOW_EBUSY. With `opts->from_checkpoint`, a new run starts from that
+ * checkpoint and the original stays as it was. */
+FLOW_API flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
+                                   flow_error *err);
+/* Block until the run has ended or paused (and, with a store, until all of
+ * its journal is durable); returns its status. */
 FLOW_API flow_run_status flow_run_wait(flow_run *r);
+/* Pause the run: nothing new starts, running tasks finish, then the run is
+ * `paused` and flow_run_wait returns. Resume it with flow_run_resume.
+ * Thread-safe; returns at once. */
+FLOW_API void flow_run_pause(flow_run *r, const char *reason);
 /* Ask the run to stop: running tasks are cancelled (commands get SIGTERM,
  * then SIGKILL), nothing new starts, the run ends `cancelled` with `reason`.
  * Thread-safe; returns at once. */
 FLOW_API void flow_run_cancel(flow_run *r, const char *reason);
-/* Like flow_run_cancel() but async-signal-safe: call it from a signal
- * handler. The run ends `cancelled` with the reason "interrupted". */
+/* Async-signal-safe: call it from a signal handler. Running tasks are
+ * stopped (commands get SIGTERM, then SIGKILL) and their attempts are not
+ * recorded, so that a resume runs them again; the run ends `paused` with
+ * the reason "interrupted". */
 FLOW_API void flow_run_interrupt(flow_run *r);
 /* Free a run that has ended (waits for it if not). NULL is a no-op. */
 FLOW_API void flow_run_free(flow_run *r);
@@ -584,6 +667,10 @@ FLOW_API flow_err flow_ctx_terminate(flow_ctx *ctx, json_t *result);
 FLOW_API flow_err flow_ctx_cancel(flow_ctx *ctx, const char *error);
 /* Take a checkpoint after this task completes. */
 FLOW_API flow_err flow_ctx_checkpoint(flow_ctx *ctx);
+/* Pause the run after this task completes (FlowForge's pause(reason,
+ * checkpoint)): a checkpoint is taken, nothing new starts, and the run is
+ * `paused` once running tasks finish; flow_run_resume continues it. */
+FLOW_API flow_err flow_ctx_pause(flow_ctx *ctx, const char *reason);
 /* Emit an event (or label) with a payload (NULL: null). Unlike directives it
  * goes out at once, so a long task streams events to its connections while
  * it runs; each emission is one activation of each subscriber. */

@@ -15,6 +15,7 @@ pkg-config
 libjansson-dev
 libyaml-dev
 libsqlite3-dev
+zlib1g-dev
 libcmocka-dev
 python3
 procps
@@ -42,7 +43,7 @@ if [ -n "$missing" ]; then
     fi
 fi
 
-for m in jansson yaml-0.1 sqlite3 cmocka; do
+for m in jansson yaml-0.1 sqlite3 zlib cmocka; do
     if ! pkg-config --exists "$m"; then
         echo "setup: pkg-config cannot find '$m' although its package is installed" >&2
         exit 1

@@ -275,6 +275,12 @@ flow_err flow_ctx_checkpoint(flow_ctx *ctx)
     return add_directive(ctx, "checkpoint", json_true());
 }
 
+flow_err flow_ctx_pause(flow_ctx *ctx, const char *reason)
+{
+    return add_directive(ctx, "pause",
+                         json_pack("{s:s}", "reason", reason && *reason ? reason : "paused by a task"));
+}
+
 flow_err flow_ctx_emit(flow_ctx *ctx, const char *event, json_t *data)
 {
     if (!event || !*event)
@@ -287,7 +293,7 @@ flow_err flow_ctx_emit(flow_ctx *ctx, const char *event, json_t *data)
     WITH_LOCK(ctx, {
         if (!ctx->run->stopping) {
             flow__engine_tick(ctx->engine);
-            flow__run_emit(ctx->run, ctx->act, event, payload);
+            flow__run_emit(ctx->run, ctx->act, event, payload, true);
         }
     });
     json_decref(payload);

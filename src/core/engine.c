@@ -93,8 +93,8 @@ static struct act *readyq_pop(struct readyq *q)
     return NULL;
 }
 
-/* Remove every entry of run `r`, calling `fn` on each. */
-static void readyq_drop_run(struct readyq *q, struct flow_run *r)
+/* Remove every entry of run `r`; `cancel` them, or leave them pending. */
+static void readyq_drop_run(struct readyq *q, struct flow_run *r, bool cancel)
 {
     for (size_t i = 0; i < q->nbuckets; i++) {
         struct readyq_bucket *b = &q->buckets[i];
@@ -105,7 +105,8 @@ static void readyq_drop_run(struct readyq *q, struct flow_run *r)
             if (a->run == r) {
                 a->flags &= (uint8_t)~ACT_QUEUED;
                 q->count--;
-                flow__run_cancel_act(r, a, "the run stopped before it started");
+                if (cancel)
+                    flow__run_cancel_act(r, a, "the run stopped before it started");
             } else {
                 b->ring[(b->head + kept) & (b->cap - 1)] = a;
                 kept++;
@@ -146,6 +147,8 @@ void flow__engine_enqueue(struct flow_engine *e, struct act *a)
 {
     const struct flow_task *t = act_task(a);
     struct flow_run *r = a->run;
+    if (r->replaying || r->pausing)
+        return; /* stays pending: resume queues it */
     if (r->max_running && !is_expander(a)) {
         /* A sequential run: one activation at a time; the rest wait here
          * until flow__engine_release_slot. */
@@ -211,6 +214,8 @@ static void timer_push(struct flow_engine *e, struct timer t);
 
 void flow__engine_timer(struct flow_engine *e, uint8_t kind, struct act *a, double seconds)
 {
+    if (a->run->replaying)
+        return;
     if (seconds < 0)
         seconds = 0;
     struct timer t = {
@@ -225,11 +230,19 @@ void flow__engine_timer(struct flow_engine *e, uint8_t kind, struct act *a, doub
 
 void flow__engine_run_timer(struct flow_engine *e, struct flow_run *r, double seconds)
 {
+    flow__engine_run_timer_of(e, r, TIMER_RUN, seconds);
+}
+
+void flow__engine_run_timer_of(struct flow_engine *e, struct flow_run *r, uint8_t kind,
+                               double seconds)
+{
+    if (r->replaying)
+        return;
     struct timer t = {
         .at = flow__now_ns() + (int64_t)(seconds * 1e9),
         .run = r,
         .act = NULL,
-        .kind = TIMER_RUN,
+        .kind = kind,
     };
     timer_push(e, t);
 }
@@ -284,9 +297,9 @@ static void heap_rebuild(struct flow_engine *e)
 
 void flow__engine_drop_run(struct flow_engine *e, struct flow_run *r)
 {
-    readyq_drop_run(&e->pool_q, r);
-    readyq_drop_run(&e->loop_q, r);
-    readyq_drop_run(&e->spawn_q, r);
+    readyq_drop_run(&e->pool_q, r, true);
+    readyq_drop_run(&e->loop_q, r, true);
+    readyq_drop_run(&e->spawn_q, r, true);
     while (r->held_head < r->held.count) {
         struct act *a = r->held.items[r->held_head++];
         a->flags &= (uint8_t)~ACT_QUEUED;
@@ -309,6 +322,16 @@ void flow__engine_drop_run(struct flow_engine *e, struct flow_run *r)
     }
     e->timers.count = kept;
     heap_rebuild(e);
+}
+
+void flow__engine_unqueue_run(struct flow_engine *e, struct flow_run *r)
+{
+    readyq_drop_run(&e->pool_q, r, false);
+    readyq_drop_run(&e->loop_q, r, false);
+    readyq_drop_run(&e->spawn_q, r, false);
+    while (r->held_head < r->held.count)
+        r->held.items[r->held_head++]->flags &= (uint8_t)~ACT_QUEUED;
+    r->held.count = r->held_head = 0;
 }
 
 void flow__engine_forget_run(struct flow_engine *e, struct flow_run *r)
@@ -648,6 +671,10 @@ static int fire_timers(struct flow_engine *e)
             flow__run_timed_out(t.run);
             continue;
         }
+        if (t.kind == TIMER_CHECKPOINT) {
+            flow__run_checkpoint_tick(t.run);
+            continue;
+        }
         struct act *a = t.act;
         if (a->attempt != t.attempt)
             continue; /* stale: the attempt it was set for is over */
@@ -675,7 +702,7 @@ static void deliver_events(struct flow_engine *e)
         size_t count = r->obs.count;
         r->obs.items = NULL;
         r->obs.count = r->obs.cap = 0;
-        bool ended = r->status >= FLOW_RUN_COMPLETED && !r->ended;
+        bool ended = r->status >= FLOW_RUN_PAUSED && !r->ended;
         pthread_mutex_unlock(&e->lock);
         flow__run_deliver(r, events, count);
         flow__free(events);
@@ -692,7 +719,7 @@ static void check_interrupts(struct flow_engine *e)
 {
     for (struct flow_run *r = e->runs; r; r = r->next) {
         if (atomic_exchange(&r->interrupt, 0))
-            flow__run_stop(r, FLOW_RUN_CANCELLED, "interrupted");
+            flow__run_pause(r, "interrupted", true);
     }
 }
 

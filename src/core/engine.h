@@ -162,6 +162,19 @@ struct flow_run {
     /* Scratch for skip/complete propagation without recursion. */
     FLOW__VEC(struct pending_sig) sigs;
     bool propagating;
+    /* Durable runs (docs/internals/store.md). */
+    struct flow_store *store;       /* NULL: journal in memory only */
+    bool replaying;                 /* [L] re-applying the journal: write,
+                                     * queue, time and tell nothing */
+    bool pausing;                   /* [L] start nothing new; pause when idle */
+    bool interrupting;              /* [L] pausing, and running attempts are
+                                     * killed and not recorded */
+    char *pause_reason;             /* [L] */
+    uint32_t checkpoints;           /* [L] checkpoint records so far */
+    uint32_t subflows_running;      /* [L] nested runs in progress */
+    double checkpoint_every;        /* seconds; 0: none */
+    bool end_persisted;             /* the store knows how the run ended */
+    bool journal_failed;            /* [L] the store could not be written */
 };
 
 struct pending_sig {
@@ -203,7 +216,7 @@ struct readyq {
     size_t count;
 };
 
-enum timer_kind { TIMER_RETRY = 1, TIMER_TIMEOUT, TIMER_GRACE, TIMER_RUN };
+enum timer_kind { TIMER_RETRY = 1, TIMER_TIMEOUT, TIMER_GRACE, TIMER_RUN, TIMER_CHECKPOINT };
 
 struct timer {
     int64_t at;          /* monotonic ns */
@@ -275,6 +288,13 @@ void flow__engine_run_timer(struct flow_engine *e, struct flow_run *r, double se
  * calls flow__run_cancel_act for each activation removed. */
 void flow__engine_drop_run(struct flow_engine *e, struct flow_run *r);
 
+/* [L] Take the run's activations out of the ready queues, leaving them
+ * pending (it is pausing). */
+void flow__engine_unqueue_run(struct flow_engine *e, struct flow_run *r);
+/* [L] Arm a run timer of `kind` (TIMER_RUN, TIMER_CHECKPOINT). */
+void flow__engine_run_timer_of(struct flow_engine *e, struct flow_run *r, uint8_t kind,
+                               double seconds);
+
 /* [L] The run ended: drop its timers (all stale now), so nothing refers to
  * it once it is freed. */
 void flow__engine_forget_run(struct flow_engine *e, struct flow_run *r);
@@ -310,8 +330,40 @@ json_t *flow__run_act_input(struct flow_run *r, struct act *a);
 void flow__run_expand(struct flow_run *r, struct act *a);
 /* [L] The run's timeout ran out. */
 void flow__run_timed_out(struct flow_run *r);
-/* [L] Emit an event from activation `from` (see docs/internals/core.md). */
-void flow__run_emit(struct flow_run *r, struct act *from, const char *event, json_t *payload);
+/* [L] Emit an event from activation `from` (see docs/internals/core.md);
+ * `streamed`: by a running task (flow_ctx_emit), an input of replay. */
+void flow__run_emit(struct flow_run *r, struct act *from, const char *event, json_t *payload,
+                    bool streamed);
+/* [L] Pause the run (nothing new starts; paused once idle); `interrupt`:
+ * kill what runs and do not record its attempts. */
+void flow__run_pause(struct flow_run *r, const char *why, bool interrupt);
+/* [L] A periodic checkpoint is due. */
+void flow__run_checkpoint_tick(struct flow_run *r);
+
+/* ---- run.c, for replay.c ------------------------------------------------ */
+
+/* Make a run (not started); [L] for nested runs. */
+struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t *inputs,
+                                  const char *run_id, const char *start_task,
+                                  struct act *parent, flow_error *err);
+/* [L] Start a created run: journal it, make it visible, fire its start. */
+void flow__run_begin(struct flow_run *r, const struct flow_task *start);
+void flow__run_destroy(struct flow_run *r);
+/* Journal a durable run in `store` (replacing its memory journal);
+ * `next_seq`: records it already has. */
+flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
+                                const flow_run_options *opts, flow_error *err);
+/* The i-th activation (0-based). */
+struct act *flow__act_at(const struct flow_run *r, size_t i);
+/* [L] Re-apply a journaled completion (payload of an act_completed record). */
+void flow__run_replay_completed(struct flow_run *r, struct act *a, json_t *payload);
+/* [L] Re-apply a journaled failed or retrying attempt. */
+void flow__run_replay_failed(struct flow_run *r, struct act *a, const char *error);
+/* [L] Write a checkpoint record. */
+void flow__run_checkpoint(struct flow_run *r, struct act *a, const char *reason);
+/* The hash of a flow definition ("fnv1a64:0123456789abcdef"); false on
+ * allocation failure. */
+bool flow__flow_hash(struct flow *f, char *out, size_t size);
 /* [L] Check and parse a list of directives (C tasks and commands alike);
  * NULL, or a message naming the bad one (flow__free it). */
 char *flow__run_check_directives(struct flow_run *r, json_t *list);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/schema.h"
+#include "def/template.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/error.h"
@@ -194,6 +195,20 @@ flow_err flow_set_version(flow *f, const char *v)
 const char *flow_get_version(const flow *f)
 {
     return f->version;
+}
+
+flow_err flow_set_checkpoint_every(flow *f, double seconds)
+{
+    MUTATE(f);
+    if (!(seconds >= 0))
+        return FLOW_EINVAL;
+    f->checkpoint_every = seconds;
+    return FLOW_OK;
+}
+
+flow_err flow_parse_duration(const char *text, double *seconds)
+{
+    return text && seconds && flow__parse_duration(text, seconds) ? FLOW_OK : FLOW_EINVAL;
 }
 
 flow_err flow_set_initial_state(flow *f, json_t *state)

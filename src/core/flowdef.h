@@ -163,6 +163,7 @@ struct flow {
     struct flow__schema *schema;    /* state_schema, or NULL */
     json_t *schema_src;
     double run_timeout;             /* flow_configure: seconds, 0 = none */
+    double checkpoint_every;        /* seconds between periodic checkpoints, 0 = none */
     flow_type type;                 /* flow_configure */
     bool frozen;                    /* a run started: no more changes */
     bool compiling;                 /* flow_validate is on the stack (nesting cycles) */

@@ -19,6 +19,7 @@
 
 #include "core/engine.h"
 #include "core/schema.h"
+#include "journal/durable.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -30,6 +31,7 @@
 
 static void propagate(struct flow_run *r, uint32_t task, uint8_t value, struct act *src);
 static flow_err build_input(struct flow_run *r, struct act *a, flow_error *err);
+static void attempt_dropped(struct flow_run *r, struct act *a);
 
 /* ---- activations -------------------------------------------------------- */
 
@@ -67,6 +69,11 @@ static struct act *act_at(const struct flow_run *r, size_t i)
     return &r->act_chunks[i / ACT_CHUNK][i % ACT_CHUNK];
 }
 
+struct act *flow__act_at(const struct flow_run *r, size_t i)
+{
+    return act_at(r, i);
+}
+
 static const char *task_name(const struct flow_run *r, uint32_t task)
 {
     return r->flow->tasks.items[task]->name;
@@ -86,7 +93,11 @@ static void journal_src(struct flow_run *r, uint8_t type, const struct act *a, j
         .time = r->engine->clock,
         .payload = payload,
     };
-    if (flow__journal_append(&r->journal, &rec) != FLOW_OK && !r->stopping)
+    if (r->replaying) {
+        json_decref(payload); /* the record is already in the store */
+        return;
+    }
+    if (flow__journal_append(&r->journal, &rec) != FLOW_OK && !r->stopping && !r->journal_failed)
         flow__run_stop(r, FLOW_RUN_FAILED, "cannot write the journal");
 }
 
@@ -98,7 +109,7 @@ static void journal(struct flow_run *r, uint8_t type, const struct act *a, json_
 void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, const char *label,
                       double delay)
 {
-    if (!r->on_event)
+    if (!r->on_event || r->replaying)
         return;
     struct obs_event ev = {
         .type = (uint8_t)type,
@@ -199,7 +210,7 @@ static void state_write(struct flow_run *r, struct act *a, json_t *writes)
     json_decref(r->state);
     r->state = next;
     r->state_version++;
-    journal(r, JREC_STATE_SET, a, json_incref(writes));
+    (void)a; /* the writes ride in the writer's act_completed record */
 }
 
 /* ---- triggers ----------------------------------------------------------- */
@@ -476,12 +487,14 @@ static json_t *mapped(json_t *payload, json_t *map)
     return out;
 }
 
-void flow__run_emit(struct flow_run *r, struct act *from, const char *event, json_t *payload)
+void flow__run_emit(struct flow_run *r, struct act *from, const char *event, json_t *payload,
+                    bool streamed)
 {
     const struct flow *f = r->flow;
     if (!payload)
         payload = json_null();
-    journal(r, JREC_LABEL, from, json_pack("{s:s,s:O}", "label", event, "data", payload));
+    journal(r, streamed ? JREC_EVENT : JREC_LABEL, from,
+            json_pack("{s:s,s:O}", "label", event, "data", payload));
     int li = flow__label_index(f, event);
     if (r->on_event) {
         /* The observer reads the name later: give it one that lives as long
@@ -554,6 +567,8 @@ static double backoff_delay(const flow_backoff *b, uint32_t attempt)
 struct directives;
 static void attempt_succeeded(struct flow_run *r, struct act *a, json_t *output, json_t *writes,
                               struct directives *d);
+static void attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *output,
+                                 json_t *writes, struct directives *d, const char *ignored);
 
 /* [L] The attempt failed with `error` (taken). */
 static void attempt_failed_ex(struct flow_run *r, struct act *a, char *error, bool may_retry);
@@ -592,7 +607,7 @@ static void attempt_failed_ex(struct flow_run *r, struct act *a, char *error, bo
         /* Counts as completed with output null; the error stays visible. */
         char *kept = a->error;
         a->error = NULL;
-        attempt_succeeded(r, a, json_null(), NULL, NULL);
+        attempt_succeeded_ex(r, a, json_null(), NULL, NULL, kept);
         a->error = kept;
         return;
     }
@@ -649,6 +664,7 @@ struct directives {
     char *cancel;       /* `cancel`: the error, or NULL */
     json_t *terminate;  /* `terminate`: the result, or NULL */
     bool checkpoint;
+    char *pause;        /* `pause`: the reason, or NULL */
     json_t *work;       /* next_task / next_iteration / parallel / emit, in order */
 };
 
@@ -656,6 +672,7 @@ static void directives_cleanup(struct directives *d)
 {
     json_decref(d->writes);
     flow__free(d->cancel);
+    flow__free(d->pause);
     json_decref(d->terminate);
     json_decref(d->work);
     memset(d, 0, sizeof(*d));
@@ -710,6 +727,15 @@ static char *parse_directives(struct flow_run *r, json_t *list, struct directive
                 out->checkpoint = true;
                 continue;
             }
+            if (!strcmp(key, "pause")) {
+                json_t *why = json_is_object(value) ? json_object_get(value, "reason") : value;
+                flow__free(out->pause);
+                out->pause = flow__strdup(json_is_string(why) ? json_string_value(why)
+                                                             : "paused by a task");
+                if (!out->pause)
+                    return flow__strdup("out of memory");
+                continue;
+            }
             if (!strcmp(key, "then") && json_object_get(d, "parallel"))
                 continue; /* part of the parallel directive */
             if (!strcmp(key, "next_task")) {
@@ -741,7 +767,7 @@ static char *parse_directives(struct flow_run *r, json_t *list, struct directive
             } else {
                 return flow__asprintf("unknown directive '%s' (known: set, next_task, "
                                       "next_iteration, parallel, terminate, cancel, checkpoint, "
-                                      "emit)",
+                                      "pause, emit)",
                                       key);
             }
             json_t *one = json_object();
@@ -823,15 +849,49 @@ static void start_work(struct flow_run *r, struct act *a, json_t *work)
         } else if ((v = json_object_get(d, "emit"))) {
             json_t *ev = json_is_object(v) ? json_object_get(v, "event") : v;
             json_t *data = json_is_object(v) ? json_object_get(v, "data") : NULL;
-            flow__run_emit(r, a, json_string_value(ev), data);
+            flow__run_emit(r, a, json_string_value(ev), data, false);
         }
     }
+}
+
+/* The payload of an act_completed record: everything replay needs to apply
+ * the completion again (docs/internals/store.md). */
+static json_t *completed_payload(struct act *a, json_t *writes, const struct directives *d,
+                                 const char *ignored)
+{
+    json_t *p = json_pack("{s:O}", "output", a->output);
+    if (!p)
+        return NULL;
+    if (writes && json_object_size(writes))
+        json_object_set_new(p, "writes", json_copy(writes));
+    if (ignored)
+        json_object_set_new(p, "ignored", json_string(ignored));
+    if (!d)
+        return p;
+    if (d->work)
+        json_object_set(p, "work", d->work);
+    if (d->terminate)
+        json_object_set(p, "terminate", d->terminate);
+    if (d->cancel)
+        json_object_set_new(p, "cancel", json_string(d->cancel));
+    if (d->checkpoint)
+        json_object_set(p, "checkpoint", json_true());
+    if (d->pause)
+        json_object_set_new(p, "pause", json_string(d->pause));
+    return p;
 }
 
 /* [L] The attempt succeeded with `output` and state `writes` (both taken;
  * writes may be NULL) and directives `d` (may be NULL; cleaned up here). */
 static void attempt_succeeded(struct flow_run *r, struct act *a, json_t *output, json_t *writes,
                               struct directives *d)
+{
+    attempt_succeeded_ex(r, a, output, writes, d, NULL);
+}
+
+/* ... `ignored`: the error an `on_error: ignore` absorbed, or NULL. */
+static void attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *output,
+                                 json_t *writes, struct directives *d, const char *ignored)
 {
     const struct flow_task *t = act_task(a);
     if (!output)
@@ -872,7 +932,7 @@ static void attempt_succeeded(struct flow_run *r, struct act *a, json_t *output,
     a->error = NULL;
     a->output = output;
     a->status = FLOW_ACT_COMPLETED;
-    journal(r, JREC_ACT_COMPLETED, a, json_incref(a->output));
+    journal(r, JREC_ACT_COMPLETED, a, r->replaying ? NULL : completed_payload(a, writes, d, ignored));
     state_write(r, a, writes);
     json_decref(writes);
     flow__run_notify(r, FLOW_EV_TASK_COMPLETED, a, NULL, 0);
@@ -891,8 +951,10 @@ static void attempt_succeeded(struct flow_run *r, struct act *a, json_t *output,
         d->terminate = NULL;
         flow__run_stop(r, FLOW_RUN_COMPLETED, NULL);
     }
-    if (d && d->checkpoint)
-        journal(r, JREC_CHECKPOINT, a, NULL);
+    if (d && (d->checkpoint || d->pause))
+        flow__run_checkpoint(r, a, d->pause ? "pause" : "task");
+    if (d && d->pause && !r->stopping)
+        flow__run_pause(r, d->pause, false);
     act_final(r, a);
     if (!r->stopping && child) {
         if (d && d->work)
@@ -903,7 +965,7 @@ static void attempt_succeeded(struct flow_run *r, struct act *a, json_t *output,
             if (label) {
                 json_t *payload = json_is_object(a->output) ? a->output
                                                             : flow__run_act_input(r, a);
-                flow__run_emit(r, a, label, payload);
+                flow__run_emit(r, a, label, payload, false);
             } else {
                 flow__log(FLOW_LOG_WARN, "router '%s' returned no label", t->name);
             }
@@ -921,6 +983,35 @@ static void attempt_succeeded(struct flow_run *r, struct act *a, json_t *output,
     if (d)
         directives_cleanup(d);
     flow__run_check_end(r);
+}
+
+/* ---- replay (replay.c) -------------------------------------------------- */
+
+void flow__run_replay_completed(struct flow_run *r, struct act *a, json_t *payload)
+{
+    struct directives d = {0};
+    json_t *v;
+    json_t *output = json_incref(json_object_get(payload, "output"));
+    json_t *writes = json_object_get(payload, "writes");
+    writes = json_is_object(writes) ? json_copy(writes) : NULL;
+    if ((v = json_object_get(payload, "work")) && json_is_array(v))
+        d.work = json_incref(v);
+    if ((v = json_object_get(payload, "terminate")))
+        d.terminate = json_incref(v);
+    if ((v = json_object_get(payload, "cancel")) && json_is_string(v))
+        d.cancel = flow__strdup(json_string_value(v));
+    if ((v = json_object_get(payload, "pause")) && json_is_string(v))
+        d.pause = flow__strdup(json_string_value(v));
+    d.checkpoint = json_is_true(json_object_get(payload, "checkpoint"));
+    const char *ignored = json_string_value(json_object_get(payload, "ignored"));
+    attempt_succeeded(r, a, output ? output : json_null(), writes, &d);
+    if (ignored && a->status == FLOW_ACT_COMPLETED && !a->error)
+        a->error = flow__strdup(ignored);
+}
+
+void flow__run_replay_failed(struct flow_run *r, struct act *a, const char *error)
+{
+    attempt_failed(r, a, flow__strdup(error ? error : "failed"));
 }
 
 /* ---- groups, foreach, nested flows -------------------------------------- */
@@ -1066,10 +1157,6 @@ static void expand_foreach(struct flow_run *r, struct act *a)
     foreach_spawn(r, a);
 }
 
-static struct flow_run *run_create(struct flow_engine *e, struct flow *f, json_t *inputs,
-                                   const char *run_id, const char *start_task,
-                                   struct act *parent, flow_error *err);
-static void run_begin(struct flow_run *r, const struct flow_task *start);
 
 /* [L] Begin a nested flow: a child run on the same engine. Its end completes
  * this activation (end_run). */
@@ -1097,7 +1184,7 @@ static void expand_subflow(struct flow_run *r, struct act *a)
     char id[96];
     snprintf(id, sizeof(id), "%.60s.%llu.%u", r->id, (unsigned long long)a->id, a->attempt);
     flow_error err;
-    struct flow_run *c = run_create(r->engine, child, json_is_object(in) ? in : NULL, id, NULL,
+    struct flow_run *c = flow__run_create(r->engine, child, json_is_object(in) ? in : NULL, id, NULL,
                                     a, &err);
     flow_err rc = FLOW_OK;
     if (c)
@@ -1108,7 +1195,8 @@ static void expand_subflow(struct flow_run *r, struct act *a)
         return;
     }
     dy->child = c;
-    run_begin(c, NULL);
+    r->subflows_running++;
+    flow__run_begin(c, NULL);
 }
 
 void flow__run_expand(struct flow_run *r, struct act *a)
@@ -1119,10 +1207,14 @@ void flow__run_expand(struct flow_run *r, struct act *a)
     a->started = r->engine->clock;
     journal(r, JREC_ACT_STARTED, a, NULL);
     flow__run_notify(r, FLOW_EV_TASK_STARTED, a, NULL, 0);
-    if (t->kind == TASK_SUBFLOW)
-        expand_subflow(r, a);
-    else
+    if (t->kind == TASK_SUBFLOW) {
+        /* Replay: the child's journal is not kept; its end, if it came, is
+         * the next input record for this activation. */
+        if (!r->replaying)
+            expand_subflow(r, a);
+    } else {
         expand_foreach(r, a);
+    }
 }
 
 /* [L] A nested run ended: its parent activation completes or fails. */
@@ -1133,6 +1225,12 @@ static void subflow_done(struct flow_run *child)
     if (a->status != FLOW_ACT_RUNNING || !a->dyn || a->dyn->child != child)
         return;
     a->dyn->child = NULL;
+    if (r->subflows_running)
+        r->subflows_running--;
+    if (r->interrupting) {
+        attempt_dropped(r, a);
+        return;
+    }
     if (child->status == FLOW_RUN_COMPLETED)
         attempt_succeeded(r, a, json_incref(child->result), NULL, NULL);
     else
@@ -1164,12 +1262,36 @@ static void release_slot(struct flow_run *r, bool counted)
         pthread_cond_signal(&e->pool_cond);
 }
 
+/* [L] An interrupted run's attempt ended: it is not recorded, and the
+ * activation is pending again, to run as the same attempt on resume. */
+static void attempt_dropped(struct flow_run *r, struct act *a)
+{
+    if (a->attempt > 0)
+        a->attempt--;
+    a->status = FLOW_ACT_PENDING;
+    flow__run_check_end(r);
+}
+
+/* [L] Keep what a command said on stderr with a durable run's journal. */
+static void journal_log(struct flow_run *r, struct act *a, const struct flow__cmd_result *res)
+{
+    if (!r->store || (!res->stderr_tail && res->exit_status == 0))
+        return;
+    journal(r, JREC_LOG, a,
+            json_pack("{s:s?,s:i}", "stderr", res->stderr_tail, "exit_status", res->exit_status));
+}
+
 void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
 {
     struct act *a = ctx->act;
     struct flow_engine *e = r->engine;
     release_slot(r, ctx->counted);
     a->ctx = NULL;
+    if (r->interrupting) {
+        flow__ctx_release(e, ctx);
+        attempt_dropped(r, a);
+        return;
+    }
     const struct flow_task *t = ctx->task;
     bool ok = ctx->rc == 0 && !ctx->timed_out;
     if (ok) {
@@ -1214,6 +1336,11 @@ void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_resu
         res->stderr_tail = NULL;
         dy->exit_status = res->exit_status;
     }
+    if (r->interrupting) {
+        attempt_dropped(r, a);
+        return;
+    }
+    journal_log(r, a, res);
     if (res->ok) {
         struct directives d = {0};
         char *bad = parse_directives(r, res->directives, &d);
@@ -1265,6 +1392,10 @@ void flow__run_timer(struct flow_run *r, struct act *a, uint8_t kind)
             bool timed_out = a->ctx->timed_out;
             a->ctx = NULL;
             release_slot(r, counted);
+            if (r->interrupting) {
+                attempt_dropped(r, a);
+                break;
+            }
             attempt_failed(r, a,
                            timed_out ? flow__asprintf("timed out after %gs and did not stop "
                                                       "within %gs; its thread was abandoned",
@@ -1368,13 +1499,88 @@ static void end_run(struct flow_run *r)
         subflow_done(r);
 }
 
+/* [L] Nothing runs any more in a pausing run: it is paused. What is
+ * pending stays pending, for flow_run_resume. */
+static void pause_done(struct flow_run *r)
+{
+    const char *why = r->pause_reason ? r->pause_reason : "paused";
+    flow__run_checkpoint(r, NULL, r->interrupting ? "interrupted" : "pause");
+    journal(r, JREC_PAUSED, NULL, json_pack("{s:s}", "reason", why));
+    flow__free(r->error);
+    r->error = flow__strdup(why);
+    r->status = FLOW_RUN_PAUSED;
+    flow__engine_forget_run(r->engine, r);
+    flow__journal_commit(&r->journal);
+    flow__run_notify(r, FLOW_EV_RUN_ENDED, NULL, NULL, 0);
+    if (!r->on_event || !r->obs_listed) {
+        r->ended = true;
+        pthread_cond_broadcast(&r->ended_cond);
+    }
+}
+
 void flow__run_check_end(struct flow_run *r)
 {
-    if (r->status != FLOW_RUN_RUNNING || r->unfinished > 0 || r->running > 0)
+    if (r->replaying || r->status != FLOW_RUN_RUNNING || r->running > 0)
         return;
     if (r->propagating)
         return; /* the outer caller checks again */
+    if (r->unfinished > 0) {
+        if (r->pausing && !r->stopping && !r->subflows_running)
+            pause_done(r);
+        return;
+    }
     end_run(r);
+}
+
+void flow__run_pause(struct flow_run *r, const char *why, bool interrupt)
+{
+    if (r->status != FLOW_RUN_RUNNING || r->stopping)
+        return;
+    if (r->pausing && (!interrupt || r->interrupting))
+        return;
+    struct flow_engine *e = r->engine;
+    flow__engine_tick(e);
+    r->pausing = true;
+    flow__free(r->pause_reason);
+    r->pause_reason = flow__strdup(interrupt ? "interrupted" : why && *why ? why : "paused");
+    flow__engine_unqueue_run(e, r);
+    if (interrupt) {
+        r->interrupting = true;
+        for (size_t i = 0; i < r->act_count; i++) {
+            struct act *a = act_at(r, i);
+            if (a->status != FLOW_ACT_RUNNING)
+                continue;
+            const struct flow_task *t = act_task(a);
+            if (a->dyn && a->dyn->child)
+                flow__run_stop(a->dyn->child, FLOW_RUN_CANCELLED, "interrupted");
+            if (a->cmd) {
+                a->cmd->killed = true;
+                if (a->cmd->cmd)
+                    flow__cmd_kill(a->cmd->cmd, SIGTERM);
+                flow__engine_timer(e, TIMER_GRACE, a, t->policy->kill_grace);
+            } else if (a->ctx) {
+                atomic_store(&a->ctx->cancelled, 1);
+                flow__engine_timer(e, TIMER_GRACE, a, t->policy->kill_grace);
+            }
+        }
+    }
+    flow__run_check_end(r);
+}
+
+void flow__run_checkpoint(struct flow_run *r, struct act *a, const char *reason)
+{
+    r->checkpoints++;
+    journal(r, JREC_CHECKPOINT, a,
+            json_pack("{s:I,s:s}", "id", (json_int_t)r->checkpoints, "reason", reason));
+}
+
+void flow__run_checkpoint_tick(struct flow_run *r)
+{
+    if (r->status != FLOW_RUN_RUNNING || r->stopping || r->pausing || r->checkpoint_every <= 0)
+        return;
+    flow__engine_tick(r->engine);
+    flow__run_checkpoint(r, NULL, "periodic");
+    flow__engine_run_timer_of(r->engine, r, TIMER_CHECKPOINT, r->checkpoint_every);
 }
 
 /* ---- inputs, commands --------------------------------------------------- */
@@ -1662,10 +1868,13 @@ static bool valid_run_id(const char *id)
     return id[0] != '.';
 }
 
-static void run_destroy(struct flow_run *r)
+void flow__run_destroy(struct flow_run *r)
 {
+    /* First: a durable journal writes what is left and stops calling our
+     * hooks before anything they touch goes away. */
+    flow__journal_close(&r->journal);
     for (size_t i = 0; i < r->children.count; i++)
-        run_destroy(r->children.items[i]);
+        flow__run_destroy(r->children.items[i]);
     FLOW__VEC_FREE(&r->children);
     for (size_t i = 0; i < r->act_count; i++) {
         struct act *a = act_at(r, i);
@@ -1708,6 +1917,7 @@ static void run_destroy(struct flow_run *r)
     json_decref(r->result);
     json_decref(r->terminate_result);
     flow__free(r->error);
+    flow__free(r->pause_reason);
     flow__free(r->trt);
     flow__free(r->leaf_state);
     pthread_cond_destroy(&r->ended_cond);
@@ -1717,7 +1927,7 @@ static void run_destroy(struct flow_run *r)
 
 /* Make a run (not started). [L] for nested runs; flow_run_start calls it
  * without the lock, before the run is visible to anyone. */
-static struct flow_run *run_create(struct flow_engine *e, struct flow *f, json_t *inputs,
+struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t *inputs,
                                    const char *run_id, const char *start_task,
                                    struct act *parent, flow_error *err)
 {
@@ -1752,27 +1962,35 @@ static struct flow_run *run_create(struct flow_engine *e, struct flow *f, json_t
             flow__error(err, FLOW_EINVAL, "the initial state does not match state_schema: %s",
                         bad);
             flow__free(bad);
-            run_destroy(r);
+            flow__run_destroy(r);
             return NULL;
         }
     }
     return r;
 out_nomem:
     if (r)
-        run_destroy(r);
+        flow__run_destroy(r);
     flow__error(err, FLOW_ENOMEM, "out of memory starting a run");
     return NULL;
 }
 
 /* [L] Start a created run: journal it, make it visible, fire its start. */
-static void run_begin(struct flow_run *r, const struct flow_task *start)
+void flow__run_begin(struct flow_run *r, const struct flow_task *start)
 {
     struct flow_engine *e = r->engine;
     struct flow *f = r->flow;
     f->frozen = true;
-    journal(r, JREC_RUN_CREATED, NULL,
-            json_pack("{s:s,s:s?,s:O,s:s?}", "flow", f->name, "version", f->version, "inputs",
-                      r->inputs, "start", r->start_task));
+    json_t *created = json_pack("{s:s,s:s?,s:O,s:s?}", "flow", f->name, "version", f->version,
+                                "inputs", r->inputs, "start", r->start_task);
+    if (created && r->store && !r->replaying) {
+        /* What readers of the store need without the flow: task names. */
+        json_t *names = json_array();
+        for (size_t i = 0; names && i < f->tasks.count; i++)
+            json_array_append_new(names, json_string(f->tasks.items[i]->name));
+        json_object_set_new(created, "tasks", names);
+        json_object_set(created, "state", r->state);
+    }
+    journal(r, JREC_RUN_CREATED, NULL, created);
     r->next = e->runs;
     if (e->runs)
         e->runs->prev = r;
@@ -1827,22 +2045,133 @@ flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts, 
             return NULL;
         }
     }
-    struct flow_run *r = run_create(e, f, opts->inputs, opts->run_id, start ? start->name : NULL,
+    struct flow_run *r = flow__run_create(e, f, opts->inputs, opts->run_id, start ? start->name : NULL,
                                     NULL, err);
     if (!r)
         return NULL;
     r->on_event = opts->on_event;
     r->event_udata = opts->event_udata;
     if (opts->work_dir && !(r->work_dir = flow__strdup(opts->work_dir))) {
-        run_destroy(r);
+        flow__run_destroy(r);
         flow__error(err, FLOW_ENOMEM, "out of memory starting a run");
+        return NULL;
+    }
+    if (opts->store && flow__run_attach_store(r, opts->store, opts, err) != FLOW_OK) {
+        flow__run_destroy(r);
         return NULL;
     }
     pthread_mutex_lock(&e->lock);
     flow__engine_tick(e);
-    run_begin(r, start);
+    flow__run_begin(r, start);
+    if (r->checkpoint_every > 0)
+        flow__engine_run_timer_of(e, r, TIMER_CHECKPOINT, r->checkpoint_every);
     pthread_mutex_unlock(&e->lock);
     return r;
+}
+
+/* ---- durable runs ------------------------------------------------------- */
+
+static void hook_control(void *udata, const char *kind, const char *arg)
+{
+    struct flow_run *r = udata;
+    struct flow_engine *e = r->engine;
+    pthread_mutex_lock(&e->lock);
+    if (!strcmp(kind, "pause"))
+        flow__run_pause(r, arg ? arg : "paused from another process", false);
+    else if (!strcmp(kind, "cancel"))
+        flow__run_stop(r, FLOW_RUN_CANCELLED, arg && *arg ? arg : "cancelled");
+    pthread_mutex_unlock(&e->lock);
+}
+
+static void hook_failed(void *udata, const char *message)
+{
+    struct flow_run *r = udata;
+    struct flow_engine *e = r->engine;
+    char why[600];
+    snprintf(why, sizeof(why), "cannot write the journal: %s", message);
+    pthread_mutex_lock(&e->lock);
+    r->journal_failed = true;
+    flow__log(FLOW_LOG_ERROR, "run '%s': %s", r->id, why);
+    flow__run_stop(r, FLOW_RUN_FAILED, why);
+    pthread_mutex_unlock(&e->lock);
+}
+
+bool flow__flow_hash(struct flow *f, char *out, size_t size)
+{
+    json_t *d = flow_describe(f);
+    char *text = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(d);
+    if (!text)
+        return false;
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a 64 */
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ULL;
+    }
+    free(text); /* json_dumps uses jansson's allocator, which is ours */
+    snprintf(out, size, "fnv1a64:%016llx", (unsigned long long)h);
+    return true;
+}
+
+flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
+                                const flow_run_options *opts, flow_error *err)
+{
+    bool resuming = opts->run_id && (opts->from_checkpoint || r->replaying);
+    r->store = store;
+    r->checkpoint_every = opts->checkpoint_every > 0 ? opts->checkpoint_every
+                                                     : r->flow->checkpoint_every;
+    if (!resuming) {
+        char hash[64];
+        struct flow_engine *e = r->engine;
+        pthread_mutex_lock(&e->lock);
+        bool hashed = flow__flow_hash(r->flow, hash, sizeof(hash));
+        pthread_mutex_unlock(&e->lock);
+        if (!hashed)
+            return flow__error(err, FLOW_ENOMEM, "out of memory starting a run");
+        struct flow__run_meta m = {0};
+        snprintf(m.id, sizeof(m.id), "%s", r->id);
+        m.flow = (char *)r->flow->name;
+        m.version = (char *)r->flow->version;
+        m.def_hash = hash;
+        m.source = (char *)opts->source;
+        m.inputs = r->inputs;
+        m.status = FLOW_RUN_RUNNING;
+        m.created_at = flow__wall_time();
+        flow_err rc;
+        FLOW__WITH_STORE(store, rc = flow__store_run_create(store->backend, &m, err));
+        if (rc != FLOW_OK)
+            return rc;
+    }
+    struct flow__journal memj = r->journal;
+    struct flow__durable_opts o = {
+        .run_id = r->id,
+        .strict = opts->durability == FLOW_DURABILITY_STRICT,
+        .lease = true,
+        .hooks = {.control = hook_control, .failed = hook_failed, .udata = r},
+    };
+    flow_err rc = flow__journal_durable_open(&r->journal, store, &o, err);
+    if (rc != FLOW_OK) {
+        r->journal = memj;
+        r->store = NULL;
+        return rc;
+    }
+    flow__journal_close(&memj);
+    return FLOW_OK;
+}
+
+/* Tell the store how the run ended (or that it paused), once its journal is
+ * durable. */
+static void persist_end(struct flow_run *r)
+{
+    flow_error err = {0};
+    if (flow__journal_wait(&r->journal, &err) != FLOW_OK)
+        return; /* the journal says less than we know: status stays as it was */
+    double ended = r->status >= FLOW_RUN_COMPLETED ? flow__wall_time() : 0;
+    flow_err rc;
+    FLOW__WITH_STORE(r->store, rc = flow__store_run_set_status(r->store->backend, r->id,
+                                                               (int)r->status, ended, &err));
+    if (rc != FLOW_OK)
+        flow__log(FLOW_LOG_ERROR, "%s", err.message);
 }
 
 flow_run_status flow_run_wait(flow_run *r)
@@ -1852,8 +2181,22 @@ flow_run_status flow_run_wait(flow_run *r)
     while (!r->ended)
         pthread_cond_wait(&r->ended_cond, &e->lock);
     flow_run_status s = r->status;
+    bool persist = r->store && !r->end_persisted;
+    r->end_persisted = true;
     pthread_mutex_unlock(&e->lock);
+    if (r->store)
+        flow__journal_wait(&r->journal, NULL);
+    if (persist)
+        persist_end(r);
     return s;
+}
+
+void flow_run_pause(flow_run *r, const char *reason)
+{
+    struct flow_engine *e = r->engine;
+    pthread_mutex_lock(&e->lock);
+    flow__run_pause(r, reason, false);
+    pthread_mutex_unlock(&e->lock);
 }
 
 void flow_run_cancel(flow_run *r, const char *reason)
@@ -1895,7 +2238,7 @@ void flow_run_free(flow_run *r)
     pthread_mutex_lock(&e->lock);
     run_unlink(e, r);
     pthread_mutex_unlock(&e->lock);
-    run_destroy(r);
+    flow__run_destroy(r);
 }
 
 flow_run_status flow_run_simple(flow *f, json_t *inputs, int jobs, json_t **result,

@@ -45,7 +45,6 @@ static const struct unsupported {
     {SCOPE_TASK, "feedback", NULL, "feedback tasks ('feedback:') are not supported yet"},
     {SCOPE_TASK, "cache", NULL, NULL},
     {SCOPE_TASK, "executor", "remote", "the 'remote' executor is not supported yet"},
-    {SCOPE_TOP, "checkpoint_every", NULL, NULL},
 };
 
 /* Top-level keys; keys starting with "x-" are extensions, ignored (a place
@@ -1793,6 +1792,12 @@ static void load_top(struct loader *L, json_t *root)
         flow_err rc = flow_set_result_template(L->f, x.v, &e);
         if (rc)
             core_failed(L, x.pos, rc, &e, "'result'");
+    }
+    x = member(L, root, "checkpoint_every");
+    if (x.v) {
+        double every;
+        if (get_duration(L, &x, "'checkpoint_every'", &every))
+            flow_set_checkpoint_every(L->f, every);
     }
     x = member(L, root, "defaults");
     if (x.v)

@@ -19,21 +19,39 @@
 
 #define FLOW__JOURNAL_FORMAT 1
 
+/* Record types. Numbers are stored: never renumber, only add.
+ *
+ * Replay (docs/internals/store.md) re-applies the *inputs* of a run -- what
+ * the outside world decided: an attempt started, completed, failed; a task
+ * streamed an event; a periodic checkpoint -- through the scheduler's own
+ * code, which derives everything else (activations created, skipped,
+ * labels of routers, the state) exactly as it did the first time. Derived
+ * records are kept for readers (status, logs) and for checking that replay
+ * took the same path. */
 enum flow__jrec_type {
-    JREC_RUN_CREATED = 1, /* payload {flow, version, inputs, state} */
-    JREC_ACT_CREATED,     /* act, task, src (the one source activation, or 0);
+    JREC_RUN_CREATED = 1, /* payload {flow, version, inputs, start, tasks: [names], def_hash} */
+    JREC_ACT_CREATED,     /* derived. act, task, src (the one source activation, or 0);
                            * payload {input} when explicit, {sources: [ids]}
-                           * when several, or NULL */
-    JREC_ACT_STARTED,     /* act, attempt */
-    JREC_ACT_COMPLETED,   /* act, attempt; payload output */
-    JREC_ACT_FAILED,      /* act, attempt; payload {error} */
-    JREC_ACT_RETRYING,    /* act, attempt; payload {error, delay} */
-    JREC_ACT_SKIPPED,     /* act */
-    JREC_ACT_CANCELLED,   /* act; payload {error} */
-    JREC_LABEL,           /* act (emitter); payload {label, data} (labels and events) */
-    JREC_STATE_SET,       /* act (writer); payload {key: value, ...} */
-    JREC_RUN_ENDED,       /* payload {status, result | error} */
-    JREC_CHECKPOINT       /* act (the task that asked); made durable with stores */
+                           * when several, {input, parent, index} for a
+                           * foreach element, or NULL */
+    JREC_ACT_STARTED,     /* input. act, attempt */
+    JREC_ACT_COMPLETED,   /* input. act, attempt; payload {output, writes?, work?,
+                           * terminate?, cancel?, checkpoint?, pause?, ignored?}:
+                           * everything the completion applied */
+    JREC_ACT_FAILED,      /* input. act, attempt; payload {error} */
+    JREC_ACT_RETRYING,    /* input. act, attempt; payload {error, delay} */
+    JREC_ACT_SKIPPED,     /* derived. act */
+    JREC_ACT_CANCELLED,   /* input. act; payload {error} */
+    JREC_LABEL,           /* derived. act (emitter); payload {label, data} */
+    JREC_STATE_SET,       /* no longer written: writes ride in act_completed */
+    JREC_RUN_ENDED,       /* payload {status, result, error} */
+    JREC_CHECKPOINT,      /* act (the task that asked, or 0); payload {id, reason} */
+    JREC_EVENT,           /* input. act (a running task); payload {label, data}:
+                           * streamed with flow_ctx_emit while it ran */
+    JREC_PAUSED,          /* payload {reason} */
+    JREC_RESUMED,         /* payload {from?, checkpoint?, forced?} */
+    JREC_LOG              /* act, attempt; payload {stdout?, stderr?}: a command's
+                           * captured output */
 };
 
 struct flow__jrec {
@@ -58,8 +76,12 @@ struct flow__journal_ops {
      * Mandatory. */
     size_t (*count)(void *priv);
     const struct flow__jrec *(*get)(void *priv, size_t i);
-    /* Free everything. Mandatory. */
+    /* Free everything (a durable journal writes what is pending first).
+     * Mandatory. */
     void (*close)(void *priv);
+    /* Block until everything appended is durable; the failure if writing
+     * failed. Optional (NULL: nothing to wait for). */
+    flow_err (*wait)(void *priv, flow_error *err);
     /* Methods above are valid for version 1. */
 };
 
@@ -76,6 +98,11 @@ static inline flow_err flow__journal_append(struct flow__journal *j, struct flow
 static inline flow_err flow__journal_commit(struct flow__journal *j)
 {
     return j->ops->commit ? j->ops->commit(j->priv) : FLOW_OK;
+}
+
+static inline flow_err flow__journal_wait(struct flow__journal *j, flow_error *err)
+{
+    return j->ops && j->ops->wait ? j->ops->wait(j->priv, err) : FLOW_OK;
 }
 
 static inline size_t flow__journal_count(struct flow__journal *j)

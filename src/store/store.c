@@ -1,9 +1,17 @@
 /* store.c -- the store registry: picks a backend by URL scheme and holds the
- * open store (see store.h and docs/internals/store.md). */
+ * open store; also what every backend shares: URL and run id checks, the
+ * directories of a store, and leases held by "pid@host" (see store.h and
+ * docs/internals/store.md). */
 #include "util/compat.h"
 
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "store/store.h"
 
@@ -13,6 +21,8 @@
 /* NULL-terminated; backends that need optional libraries go in #ifdefs. */
 static const struct flow__store_ops *const store_backends[] = {
     &flow__store_sqlite_ops,
+    &flow__store_disk_ops,
+    &flow__store_memory_ops,
     NULL,
 };
 
@@ -23,9 +33,190 @@ void flow__run_meta_cleanup(struct flow__run_meta *m)
     flow__free(m->flow);
     flow__free(m->version);
     flow__free(m->def_hash);
+    flow__free(m->source);
+    flow__free(m->parent);
     json_decref(m->inputs);
     memset(m, 0, sizeof(*m));
 }
+
+/* A copy of `s` (NULL stays NULL) into *out; false when out of memory. */
+static bool dup_opt(const char *s, char **out)
+{
+    *out = s ? flow__strdup(s) : NULL;
+    return !s || *out;
+}
+
+flow_err flow__run_meta_copy(struct flow__run_meta *dst, const struct flow__run_meta *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    memcpy(dst->id, src->id, sizeof(dst->id));
+    dst->id[sizeof(dst->id) - 1] = '\0';
+    dst->status = src->status;
+    dst->created_at = src->created_at;
+    dst->ended_at = src->ended_at;
+    /* A deep copy: the caller may change its inputs after run_create, and
+     * what run_get returns is the caller's to change. */
+    if (src->inputs) {
+        dst->inputs = json_deep_copy(src->inputs);
+        if (!dst->inputs)
+            goto out_nomem;
+    }
+    if (dup_opt(src->flow, &dst->flow) && dup_opt(src->version, &dst->version) &&
+        dup_opt(src->def_hash, &dst->def_hash) && dup_opt(src->source, &dst->source) &&
+        dup_opt(src->parent, &dst->parent))
+        return FLOW_OK;
+out_nomem:
+    flow__run_meta_cleanup(dst);
+    return FLOW_ENOMEM;
+}
+
+flow_err flow__store_check_id(const char *store, const char *id, flow_error *err)
+{
+    size_t len = strnlen(id, sizeof(((struct flow__run_meta *)0)->id));
+    if (len == 0)
+        return flow__error(err, FLOW_EINVAL, "empty run id for store '%s'", store);
+    if (len == sizeof(((struct flow__run_meta *)0)->id))
+        return flow__error(err, FLOW_EINVAL, "run id '%.20s...' is too long for store '%s'", id,
+                           store);
+    if (strchr(id, '/') || id[0] == '.')
+        return flow__error(err, FLOW_EINVAL,
+                           "invalid run id '%s' for store '%s' (it may not contain '/' or "
+                           "start with '.')",
+                           id, store);
+    return FLOW_OK;
+}
+
+flow_err flow__store_parse_url(const char *scheme, const char *rest, char **path, bool *strict,
+                               flow_error *err)
+{
+    *path = NULL;
+    *strict = false;
+    const char *q = strchr(rest, '?');
+    size_t plen = q ? (size_t)(q - rest) : strlen(rest);
+    if (plen == 0)
+        return flow__error(err, FLOW_EINVAL, "store url '%s:%s' has no path", scheme, rest);
+    if (q) {
+        const char *opt = q + 1;
+        if (!strcmp(opt, "durability=strict"))
+            *strict = true;
+        else if (strcmp(opt, "durability=normal") != 0)
+            return flow__error(err, FLOW_EINVAL,
+                               "unknown option '%s' in store url '%s:%s' (known: "
+                               "durability=normal, durability=strict)",
+                               opt, scheme, rest);
+    }
+    *path = flow__strndup(rest, plen);
+    if (!*path)
+        return flow__error(err, FLOW_ENOMEM, "out of memory opening store '%s:%s'", scheme, rest);
+    return FLOW_OK;
+}
+
+flow_err flow__store_make_dirs(const char *path, bool self, flow_error *err)
+{
+    char *dir = flow__strdup(path);
+    if (!dir)
+        return flow__error(err, FLOW_ENOMEM, "out of memory opening store '%s'", path);
+    flow_err rc = FLOW_OK;
+    for (char *p = dir + 1;; p++) {
+        bool last = *p == '\0';
+        if (last && !self)
+            break;
+        if (*p != '/' && !last)
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            rc = flow__error_errno(err, errno, "cannot create directory '%s' for store '%s'", dir,
+                                   path);
+            break;
+        }
+        if (last)
+            break;
+        *p = '/';
+    }
+    flow__free(dir);
+    return rc;
+}
+
+flow_err flow__store_newer_format(flow_error *err, const char *path, long format)
+{
+    return flow__error(err, FLOW_EUNSUPPORTED,
+                       "store '%s' has format %ld; this libflow understands up to %d: "
+                       "upgrade libflow",
+                       path, format, FLOW__STORE_FORMAT);
+}
+
+/* ---- leases -------------------------------------------------------------- */
+
+void flow__lease_holder(char *out, size_t size)
+{
+    char host[256];
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "localhost");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(out, size, "%ld@%s", (long)getpid(), host);
+}
+
+/* Split "PID@HOST": the pid (0 when it is not a number) and the host. */
+static long holder_pid(const char *holder, const char **host)
+{
+    const char *at = strchr(holder, '@');
+    *host = at ? at + 1 : NULL;
+    if (!at || at == holder)
+        return 0;
+    char *end;
+    errno = 0;
+    long pid = strtol(holder, &end, 10);
+    if (errno || end != at || pid <= 0)
+        return 0;
+    return pid;
+}
+
+bool flow__lease_is_live(const char *holder, double expiry, double now)
+{
+    if (expiry <= now)
+        return false;
+    const char *host;
+    long pid = holder_pid(holder, &host);
+    if (pid <= 0 || (long)(pid_t)pid != pid)
+        return true; /* not ours to judge: live until it expires */
+    char me[256];
+    if (gethostname(me, sizeof(me)) != 0)
+        return true;
+    me[sizeof(me) - 1] = '\0';
+    if (strcmp(host, me) != 0)
+        return true;
+    /* EPERM means the process exists (another user's): still live. */
+    return !(kill((pid_t)pid, 0) != 0 && errno == ESRCH);
+}
+
+flow_err flow__lease_busy(flow_error *err, const char *id, const char *holder, double expiry,
+                          double now)
+{
+    const char *host;
+    long pid = holder_pid(holder ? holder : "", &host);
+    char who[320];
+    if (pid > 0)
+        snprintf(who, sizeof(who), "pid %ld on host %s", pid, host);
+    else if (holder && *holder)
+        snprintf(who, sizeof(who), "'%s'", holder);
+    else
+        snprintf(who, sizeof(who), "another process");
+    if (expiry == 0)
+        return flow__error(err, FLOW_EBUSY, "run '%s' is being executed by %s", id, who);
+    double left = ceil(expiry - now);
+    return flow__error(err, FLOW_EBUSY, "run '%s' is being executed by %s (lease expires in %.0fs)",
+                       id, who, left > 0 ? left : 0);
+}
+
+flow_err flow__lease_check(flow_error *err, const char *id, const char *current, double expiry,
+                           const char *holder, double now)
+{
+    if (!current || !strcmp(current, holder) || !flow__lease_is_live(current, expiry, now))
+        return FLOW_OK;
+    return flow__lease_busy(err, id, current, expiry, now);
+}
+
+/* ---- the registry ---------------------------------------------------------- */
 
 /* "sqlite, disk" for messages; `out` must be large enough. */
 static void scheme_list(char *out, size_t size)

@@ -14,6 +14,7 @@
 #ifndef FLOW_STORE_STORE_H
 #define FLOW_STORE_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,15 @@
 /* Flags for ops->open. */
 #define FLOW__STORE_OPEN_NOCREATE (1u << 0) /* a missing store is FLOW_ENOTFOUND */
 
+/* Flags for ops->append. */
+#define FLOW__STORE_SYNC (1u << 0) /* survive power loss before returning (fsync,
+                                    * synchronous=FULL); without it the batch
+                                    * need only survive the process */
+
+/* How long a lease lasts unless renewed, and how often a runner renews it. */
+#define FLOW__LEASE_TTL 15.0
+#define FLOW__LEASE_RENEW 3.0
+
 /* A run as the store knows it. Strings and `inputs` are owned by whoever
  * filled the struct: run_get fills it with new copies the caller frees with
  * flow__run_meta_cleanup; run_create only reads it. */
@@ -38,6 +48,8 @@ struct flow__run_meta {
     char *flow;       /* flow name, may be NULL */
     char *version;    /* flow version, may be NULL */
     char *def_hash;   /* hash of the flow definition, may be NULL */
+    char *source;     /* the workflow file it was loaded from, may be NULL */
+    char *parent;     /* a nested run: its parent run's id, else NULL */
     json_t *inputs;   /* may be NULL */
     int status;       /* flow_run_status */
     double created_at; /* epoch seconds */
@@ -71,7 +83,8 @@ struct flow__store_ops {
     void (*close)(void *priv);
 
     /* Record a new run from `meta` (copied). FLOW_EEXISTS when a run with
-     * that id is already there, FLOW_EINVAL for an empty id. Mandatory. */
+     * that id is already there, FLOW_EINVAL for an id flow__store_check_id
+     * refuses. Mandatory. */
     flow_err (*run_create)(void *priv, const struct flow__run_meta *meta, flow_error *err);
     /* Fill `out` (zeroed first) with a copy of run `id`; the caller cleans
      * it up with flow__run_meta_cleanup. FLOW_ENOTFOUND if there is none.
@@ -88,9 +101,10 @@ struct flow__store_ops {
     /* Append `n` records to run `run_id`'s journal, in order, as one
      * transaction: after a crash either all of them are there or none is.
      * The records are borrowed (the caller keeps its payload references).
-     * FLOW_ENOTFOUND if the run does not exist. Mandatory. */
+     * `flags`: FLOW__STORE_SYNC. FLOW_ENOTFOUND if the run does not exist.
+     * Mandatory. */
     flow_err (*append)(void *priv, const char *run_id, const struct flow__jrec *recs, size_t n,
-                       flow_error *err);
+                       unsigned flags, flow_error *err);
     /* Make everything appended so far durable. Optional (NULL: each append
      * is already its own commit). */
     flow_err (*commit)(void *priv, const char *run_id, flow_error *err);
@@ -99,6 +113,31 @@ struct flow__store_ops {
      * payload cannot be parsed is FLOW_EPARSE. Mandatory. */
     flow_err (*read)(void *priv, const char *run_id, uint64_t from_seq, flow__store_rec_cb cb,
                      void *udata, flow_error *err);
+    /* Delete run `id` and everything it has (journal, lease, requests).
+     * FLOW_ENOTFOUND if there is none. Mandatory. */
+    flow_err (*run_delete)(void *priv, const char *id, flow_error *err);
+
+    /* Take, or renew, the lease on run `id` for `holder` ("pid@host") until
+     * `now + ttl` (epoch seconds). Another holder's live lease is FLOW_EBUSY
+     * with a message from flow__lease_busy (it names the pid and host); a
+     * lease is not live once expired, or when its holder is a process of
+     * this host that no longer exists (flow__lease_is_live). FLOW_ENOTFOUND
+     * if there is no such run. Mandatory. */
+    flow_err (*lease_acquire)(void *priv, const char *id, const char *holder, double now,
+                              double ttl, flow_error *err);
+    /* Give up `holder`'s lease on run `id`; nothing when another holds it or
+     * none does. Mandatory. */
+    flow_err (*lease_release)(void *priv, const char *id, const char *holder, flow_error *err);
+
+    /* Leave a request for whoever runs `id`: `kind` "pause" or "cancel",
+     * `arg` a reason (may be NULL). Requests are taken in the order they
+     * were put. FLOW_ENOTFOUND if there is no such run. Mandatory. */
+    flow_err (*control_put)(void *priv, const char *id, const char *kind, const char *arg,
+                            flow_error *err);
+    /* Take (and remove) the oldest request for `id`: *kind and *arg become
+     * the caller's (flow__free), both NULL when there is none. Mandatory. */
+    flow_err (*control_take)(void *priv, const char *id, char **kind, char **arg,
+                             flow_error *err);
     /* Methods above are valid for version 1. */
 };
 
@@ -111,9 +150,50 @@ struct flow__store {
 
 /* The backends built in. */
 extern const struct flow__store_ops flow__store_sqlite_ops;
+extern const struct flow__store_ops flow__store_disk_ops;
+extern const struct flow__store_ops flow__store_memory_ops;
 
-/* Open the store named by `url` ("sqlite:PATH[?durability=strict]"),
- * creating it if it does not exist. On success *out is the caller's (close
+/* ---- leases (store.c): shared by the backends -------------------------- */
+
+/* This process as a lease holder: "PID@HOST". */
+void flow__lease_holder(char *out, size_t size);
+/* Is a lease held by `holder` until `expiry` live at `now`? Not when it has
+ * expired, nor when `holder` names a process of this host that is gone. */
+bool flow__lease_is_live(const char *holder, double expiry, double now);
+/* Fill `err` with FLOW_EBUSY: "run 'ID' is being executed by pid P on host
+ * H (lease expires in Ns)"; returns FLOW_EBUSY. `expiry` 0: not given. */
+flow_err flow__lease_busy(flow_error *err, const char *id, const char *holder, double expiry,
+                          double now);
+
+/* ---- helpers for the backends (store.c) ------------------------------- */
+
+/* Fill `dst` (zeroed first) with a deep copy of `src`; FLOW_ENOMEM leaves
+ * `dst` zeroed. */
+flow_err flow__run_meta_copy(struct flow__run_meta *dst, const struct flow__run_meta *src);
+/* FLOW_EINVAL unless `id` can name a run in every backend: not empty,
+ * shorter than flow__run_meta.id, no '/', not starting with '.' (the disk
+ * store makes it a directory name). `store` names the store in messages. */
+flow_err flow__store_check_id(const char *store, const char *id, flow_error *err);
+/* Split the URL rest "PATH[?durability=normal|strict]" of `scheme`: *path
+ * becomes the caller's (flow__free); *strict is true for strict. */
+flow_err flow__store_parse_url(const char *scheme, const char *rest, char **path, bool *strict,
+                               flow_error *err);
+/* Create every missing directory above `path`, and `path` itself when
+ * `self`, with mode 0700. Messages name the store `path`. */
+flow_err flow__store_make_dirs(const char *path, bool self, flow_error *err);
+/* Fill `err` with FLOW_EUNSUPPORTED: store `path` has format `format`, newer
+ * than FLOW__STORE_FORMAT; returns FLOW_EUNSUPPORTED. */
+flow_err flow__store_newer_format(flow_error *err, const char *path, long format);
+/* May `holder` take the lease on run `id` that `current` (NULL: nobody)
+ * holds until `expiry`? FLOW_OK when nobody holds it, `holder` does, or
+ * the lease is not live at `now`; else flow__lease_busy. For backends that
+ * keep the lease as data (sqlite, memory). */
+flow_err flow__lease_check(flow_error *err, const char *id, const char *current, double expiry,
+                           const char *holder, double now);
+
+/* Open the store named by `url` ("sqlite:PATH[?durability=strict]",
+ * "disk:DIR[?durability=strict]", "memory:"), creating it if it does not
+ * exist. On success *out is the caller's (close
  * it with flow__store_close); on failure *out is NULL. An unknown scheme is
  * FLOW_EINVAL with a message listing the schemes built in. */
 flow_err flow__store_open(const char *url, struct flow__store **out, flow_error *err);
@@ -154,9 +234,9 @@ static inline flow_err flow__store_run_set_status(struct flow__store *s, const c
 
 static inline flow_err flow__store_append(struct flow__store *s, const char *run_id,
                                           const struct flow__jrec *recs, size_t n,
-                                          flow_error *err)
+                                          unsigned flags, flow_error *err)
 {
-    return s->ops->append(s->priv, run_id, recs, n, err);
+    return s->ops->append(s->priv, run_id, recs, n, flags, err);
 }
 
 static inline flow_err flow__store_commit(struct flow__store *s, const char *run_id,
@@ -170,6 +250,38 @@ static inline flow_err flow__store_read(struct flow__store *s, const char *run_i
                                         flow_error *err)
 {
     return s->ops->read(s->priv, run_id, from_seq, cb, udata, err);
+}
+
+static inline flow_err flow__store_run_delete(struct flow__store *s, const char *id,
+                                              flow_error *err)
+{
+    return s->ops->run_delete(s->priv, id, err);
+}
+
+static inline flow_err flow__store_lease_acquire(struct flow__store *s, const char *id,
+                                                 const char *holder, double now, double ttl,
+                                                 flow_error *err)
+{
+    return s->ops->lease_acquire(s->priv, id, holder, now, ttl, err);
+}
+
+static inline flow_err flow__store_lease_release(struct flow__store *s, const char *id,
+                                                 const char *holder, flow_error *err)
+{
+    return s->ops->lease_release(s->priv, id, holder, err);
+}
+
+static inline flow_err flow__store_control_put(struct flow__store *s, const char *id,
+                                               const char *kind, const char *arg,
+                                               flow_error *err)
+{
+    return s->ops->control_put(s->priv, id, kind, arg, err);
+}
+
+static inline flow_err flow__store_control_take(struct flow__store *s, const char *id,
+                                                char **kind, char **arg, flow_error *err)
+{
+    return s->ops->control_take(s->priv, id, kind, arg, err);
 }
 
 #endif

@@ -1,11 +1,19 @@
 /* store_sqlite.c -- the SQLite store ("sqlite:PATH[?durability=strict]"):
  * one database file in WAL mode, runs in `runs`, journal records in
- * `records` keyed by (run, seq), one BEGIN IMMEDIATE..COMMIT per append.
- * Schema and format: docs/internals/store.md. */
+ * `records` keyed by (run, seq), control requests in `control`, one BEGIN
+ * IMMEDIATE..COMMIT per append. Schema and format: docs/internals/store.md.
+ *
+ * The next seq of each run this handle appended to is cached, so a batch
+ * costs one primary-key lookup (the run still exists, and is the same run:
+ * same created_at) plus its inserts. Another connection appending to the
+ * same run (which the lease forbids) shows up as a primary-key conflict on
+ * the first insert; the seq is then read again. */
 #include "util/compat.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,6 +26,7 @@
 #include "util/buf.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/strmap.h"
 
 #define SQ_BUSY_TIMEOUT_MS 5000
 #define SQ_PAYLOAD_MAX ((size_t)1 << 30)
@@ -25,12 +34,16 @@
 static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS runs(id TEXT PRIMARY KEY, flow TEXT, version TEXT,"
-    " def_hash TEXT, inputs TEXT, status INTEGER NOT NULL, created_at REAL NOT NULL,"
-    " ended_at REAL NOT NULL DEFAULT 0, lease_holder TEXT, lease_expiry REAL);"
+    " def_hash TEXT, source TEXT, parent TEXT, inputs TEXT, status INTEGER NOT NULL,"
+    " created_at REAL NOT NULL, ended_at REAL NOT NULL DEFAULT 0, lease_holder TEXT,"
+    " lease_expiry REAL);"
     "CREATE TABLE IF NOT EXISTS records(run TEXT NOT NULL, seq INTEGER NOT NULL,"
     " type INTEGER NOT NULL, act INTEGER NOT NULL, task INTEGER NOT NULL,"
     " attempt INTEGER NOT NULL, src INTEGER NOT NULL, time REAL NOT NULL, payload TEXT,"
     " PRIMARY KEY(run, seq)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS control(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " run TEXT NOT NULL, kind TEXT NOT NULL, arg TEXT);"
+    "CREATE INDEX IF NOT EXISTS control_run ON control(run, seq);"
     "INSERT OR REPLACE INTO meta(key, value) VALUES('format', '1');"
     "PRAGMA user_version = 1;";
 
@@ -41,29 +54,58 @@ enum sq_stmt {
     SQ_RUN_GET,
     SQ_RUN_LIST,
     SQ_RUN_STATUS,
-    SQ_RUN_EXISTS,
+    SQ_RUN_CREATED,
+    SQ_RUN_DELETE,
     SQ_MAX_SEQ,
     SQ_REC_INSERT,
     SQ_REC_READ,
+    SQ_REC_DELETE,
+    SQ_LEASE_GET,
+    SQ_LEASE_SET,
+    SQ_LEASE_CLEAR,
+    SQ_CTL_PUT,
+    SQ_CTL_FIRST,
+    SQ_CTL_DELETE,
+    SQ_CTL_DELETE_RUN,
     SQ_NSTMT
 };
+
+#define SQ_META_COLUMNS                                                                          \
+    "id, flow, version, def_hash, source, parent, inputs, status, created_at, ended_at"
 
 static const char *const sq_sql[SQ_NSTMT] = {
     [SQ_BEGIN] = "BEGIN IMMEDIATE",
     [SQ_COMMIT] = "COMMIT",
-    [SQ_RUN_INSERT] = "INSERT INTO runs(id, flow, version, def_hash, inputs, status, created_at,"
-                      " ended_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    [SQ_RUN_GET] = "SELECT id, flow, version, def_hash, inputs, status, created_at, ended_at"
-                   " FROM runs WHERE id = ?1",
-    [SQ_RUN_LIST] = "SELECT id, flow, version, def_hash, inputs, status, created_at, ended_at"
-                    " FROM runs ORDER BY created_at, id",
+    [SQ_RUN_INSERT] = "INSERT INTO runs(" SQ_META_COLUMNS ")"
+                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [SQ_RUN_GET] = "SELECT " SQ_META_COLUMNS " FROM runs WHERE id = ?1",
+    [SQ_RUN_LIST] = "SELECT " SQ_META_COLUMNS " FROM runs ORDER BY created_at, id",
     [SQ_RUN_STATUS] = "UPDATE runs SET status = ?2, ended_at = ?3 WHERE id = ?1",
-    [SQ_RUN_EXISTS] = "SELECT 1 FROM runs WHERE id = ?1",
+    [SQ_RUN_CREATED] = "SELECT created_at FROM runs WHERE id = ?1",
+    [SQ_RUN_DELETE] = "DELETE FROM runs WHERE id = ?1",
     [SQ_MAX_SEQ] = "SELECT max(seq) FROM records WHERE run = ?1",
     [SQ_REC_INSERT] = "INSERT INTO records(run, seq, type, act, task, attempt, src, time, payload)"
                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [SQ_REC_READ] = "SELECT seq, type, act, task, attempt, src, time, payload FROM records"
                     " WHERE run = ?1 AND seq >= ?2 ORDER BY seq",
+    [SQ_REC_DELETE] = "DELETE FROM records WHERE run = ?1",
+    [SQ_LEASE_GET] = "SELECT lease_holder, lease_expiry FROM runs WHERE id = ?1",
+    [SQ_LEASE_SET] = "UPDATE runs SET lease_holder = ?2, lease_expiry = ?3 WHERE id = ?1",
+    [SQ_LEASE_CLEAR] = "UPDATE runs SET lease_holder = NULL, lease_expiry = NULL"
+                       " WHERE id = ?1 AND lease_holder = ?2",
+    [SQ_CTL_PUT] = "INSERT INTO control(run, kind, arg) SELECT ?1, ?2, ?3"
+                   " WHERE EXISTS(SELECT 1 FROM runs WHERE id = ?1)",
+    [SQ_CTL_FIRST] = "SELECT seq, kind, arg FROM control WHERE run = ?1 ORDER BY seq LIMIT 1",
+    [SQ_CTL_DELETE] = "DELETE FROM control WHERE seq = ?1",
+    [SQ_CTL_DELETE_RUN] = "DELETE FROM control WHERE run = ?1",
+};
+
+/* What this handle knows of a run it appended to. Entries stay in the map
+ * until close (a deleted run's entry is only made cold). */
+struct sq_run {
+    char id[80];       /* the map's key */
+    double created_at; /* of the run next_seq belongs to */
+    int64_t next_seq;  /* -1: cold, read max(seq) */
 };
 
 struct sq_store {
@@ -71,6 +113,9 @@ struct sq_store {
     char *path;
     sqlite3_stmt *stmt[SQ_NSTMT];
     struct flow__buf json; /* payload text being written, reused */
+    bool strict;           /* ?durability=strict: synchronous=FULL by default */
+    bool sync_full;        /* the connection's current synchronous setting */
+    struct flow__strmap runs; /* id -> struct sq_run */
 };
 
 static flow_err sq_code(int rc)
@@ -174,28 +219,6 @@ static flow_err sq_column_str(sqlite3_stmt *st, int col, char **out)
 /* ------------------------------------------------------------------------ */
 /* open / close                                                              */
 
-/* Create every missing directory above `path` with mode 0700. */
-static flow_err sq_make_dirs(const char *path, flow_error *err)
-{
-    char *dir = flow__strdup(path);
-    if (!dir)
-        return flow__error(err, FLOW_ENOMEM, "out of memory opening store '%s'", path);
-    flow_err rc = FLOW_OK;
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-            rc = flow__error_errno(err, errno, "cannot create directory '%s' for store '%s'", dir,
-                                   path);
-            break;
-        }
-        *p = '/';
-    }
-    flow__free(dir);
-    return rc;
-}
-
 /* Create the file with mode 0600 whatever the umask (an existing file keeps
  * its mode). */
 static flow_err sq_create_file(const char *path, unsigned flags, flow_error *err)
@@ -208,7 +231,7 @@ static flow_err sq_create_file(const char *path, unsigned flags, flow_error *err
         }
         return FLOW_OK;
     }
-    flow_err rc = sq_make_dirs(path, err);
+    flow_err rc = flow__store_make_dirs(path, false, err);
     if (rc != FLOW_OK)
         return rc;
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -226,31 +249,6 @@ static flow_err sq_create_file(const char *path, unsigned flags, flow_error *err
     return FLOW_OK;
 }
 
-/* Split "PATH?durability=strict" into the path and the strict flag. */
-static flow_err sq_parse_url(const char *rest, char **path, int *strict, flow_error *err)
-{
-    *path = NULL;
-    *strict = 0;
-    const char *q = strchr(rest, '?');
-    size_t plen = q ? (size_t)(q - rest) : strlen(rest);
-    if (plen == 0)
-        return flow__error(err, FLOW_EINVAL, "store url 'sqlite:%s' has no path", rest);
-    if (q) {
-        const char *opt = q + 1;
-        if (!strcmp(opt, "durability=strict"))
-            *strict = 1;
-        else if (strcmp(opt, "durability=normal") != 0)
-            return flow__error(err, FLOW_EINVAL,
-                               "unknown option '%s' in store url 'sqlite:%s' (known: "
-                               "durability=normal, durability=strict)",
-                               opt, rest);
-    }
-    *path = flow__strndup(rest, plen);
-    if (!*path)
-        return flow__error(err, FLOW_ENOMEM, "out of memory opening store 'sqlite:%s'", rest);
-    return FLOW_OK;
-}
-
 /* Read PRAGMA user_version; -1 on failure (error in the connection). */
 static int sq_user_version(sqlite3 *db)
 {
@@ -264,8 +262,19 @@ static int sq_user_version(sqlite3 *db)
     return v;
 }
 
+/* Switch the connection's synchronous pragma to FULL or NORMAL. Outside a
+ * transaction only (SQLite ignores it inside one). */
+static flow_err sq_set_sync(struct sq_store *s, bool full, flow_error *err)
+{
+    if (sqlite3_exec(s->db, full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                     NULL, NULL, NULL) != SQLITE_OK)
+        return sq_fail(s, err, "cannot set the durability");
+    s->sync_full = full;
+    return FLOW_OK;
+}
+
 /* Set the pragmas, check the format, create the schema when new. */
-static flow_err sq_setup(struct sq_store *s, int strict, flow_error *err)
+static flow_err sq_setup(struct sq_store *s, flow_error *err)
 {
     sqlite3_busy_timeout(s->db, SQ_BUSY_TIMEOUT_MS);
     int version = sq_user_version(s->db);
@@ -277,10 +286,7 @@ static flow_err sq_setup(struct sq_store *s, int strict, flow_error *err)
         return sq_fail(s, err, "cannot read the format");
     }
     if (version > FLOW__STORE_FORMAT)
-        return flow__error(err, FLOW_EUNSUPPORTED,
-                           "store '%s' has format %d; this libflow understands up to %d: "
-                           "upgrade libflow",
-                           s->path, version, FLOW__STORE_FORMAT);
+        return flow__store_newer_format(err, s->path, version);
 
     char *mode = NULL;
     sqlite3_stmt *st = NULL;
@@ -299,9 +305,9 @@ static flow_err sq_setup(struct sq_store *s, int strict, flow_error *err)
     if (!wal)
         return flow__error(err, FLOW_EIO, "cannot set wal mode in store '%s'", s->path);
 
-    const char *sync = strict ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
-    if (sqlite3_exec(s->db, sync, NULL, NULL, NULL) != SQLITE_OK)
-        return sq_fail(s, err, "cannot set the durability");
+    flow_err frc = sq_set_sync(s, s->strict, err);
+    if (frc != FLOW_OK)
+        return frc;
 
     if (version == FLOW__STORE_FORMAT)
         return FLOW_OK;
@@ -313,7 +319,8 @@ static flow_err sq_setup(struct sq_store *s, int strict, flow_error *err)
         int foreign = 0;
         if (sqlite3_prepare_v2(s->db,
                                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-                               " AND name NOT IN ('meta', 'runs', 'records')",
+                               " AND name NOT IN ('meta', 'runs', 'records', 'control',"
+                               " 'sqlite_sequence')",
                                -1, &st, NULL) == SQLITE_OK) {
             if (sqlite3_step(st) == SQLITE_ROW)
                 foreign = sqlite3_column_int(st, 0);
@@ -347,6 +354,9 @@ static void sq_close(void *priv)
     for (int i = 0; i < SQ_NSTMT; i++)
         sqlite3_finalize(s->stmt[i]);
     sqlite3_close(s->db);
+    for (size_t i = 0; s->runs.mask && i <= s->runs.mask; i++)
+        flow__free(s->runs.slots[i].value);
+    flow__strmap_cleanup(&s->runs);
     flow__buf_cleanup(&s->json);
     flow__free(s->path);
     flow__free(s);
@@ -359,8 +369,8 @@ static flow_err sq_open(const char *url_rest, unsigned flags, void **priv, flow_
     if (!s)
         return flow__error(err, FLOW_ENOMEM, "out of memory opening store 'sqlite:%s'", url_rest);
     flow__buf_init(&s->json, SQ_PAYLOAD_MAX);
-    int strict;
-    flow_err rc = sq_parse_url(url_rest, &s->path, &strict, err);
+    flow__strmap_init(&s->runs);
+    flow_err rc = flow__store_parse_url("sqlite", url_rest, &s->path, &s->strict, err);
     if (rc != FLOW_OK)
         goto out_close;
     rc = sq_create_file(s->path, flags, err);
@@ -376,7 +386,7 @@ static flow_err sq_open(const char *url_rest, unsigned flags, void **priv, flow_
         goto out_close;
     }
     sqlite3_extended_result_codes(s->db, 1);
-    rc = sq_setup(s, strict, err);
+    rc = sq_setup(s, err);
     if (rc != FLOW_OK)
         goto out_close;
     for (int i = 0; i < SQ_NSTMT; i++) {
@@ -400,22 +410,26 @@ out_close:
 static flow_err sq_run_create(void *priv, const struct flow__run_meta *meta, flow_error *err)
 {
     struct sq_store *s = priv;
-    size_t idlen = strnlen(meta->id, sizeof(meta->id));
-    if (idlen == 0 || idlen == sizeof(meta->id))
-        return flow__error(err, FLOW_EINVAL, "invalid run id for store '%s'", s->path);
+    flow_err rc = flow__store_check_id(s->path, meta->id, err);
+    if (rc != FLOW_OK)
+        return rc;
     sqlite3_stmt *st = sq_stmt(s, SQ_RUN_INSERT);
     sqlite3_bind_text(st, 1, meta->id, -1, SQLITE_STATIC);
     sq_bind_str(st, 2, meta->flow);
     sq_bind_str(st, 3, meta->version);
     sq_bind_str(st, 4, meta->def_hash);
-    sqlite3_bind_int(st, 6, meta->status);
-    sqlite3_bind_double(st, 7, meta->created_at);
-    sqlite3_bind_double(st, 8, meta->ended_at);
-    flow_err rc = sq_bind_json(s, st, 5, meta->inputs);
+    sq_bind_str(st, 5, meta->source);
+    sq_bind_str(st, 6, meta->parent);
+    sqlite3_bind_int(st, 8, meta->status);
+    sqlite3_bind_double(st, 9, meta->created_at);
+    sqlite3_bind_double(st, 10, meta->ended_at);
+    rc = sq_bind_json(s, st, 7, meta->inputs);
     if (rc != FLOW_OK)
         return flow__error(err, rc, "cannot write the inputs of run '%s' in store '%s'", meta->id,
                            s->path);
-    if (sq_exec(st) != SQLITE_OK) {
+    int step = sq_exec(st);
+    sqlite3_bind_null(st, 7); /* do not keep a pointer into s->json */
+    if (step != SQLITE_OK) {
         if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
             return flow__error(err, FLOW_EEXISTS, "run '%s' already exists in store '%s'",
                                meta->id, s->path);
@@ -440,10 +454,14 @@ static flow_err sq_row_meta(sqlite3_stmt *st, struct flow__run_meta *out)
     if (rc == FLOW_OK)
         rc = sq_column_str(st, 3, &out->def_hash);
     if (rc == FLOW_OK)
-        rc = sq_column_json(st, 4, &out->inputs);
-    out->status = sqlite3_column_int(st, 5);
-    out->created_at = sqlite3_column_double(st, 6);
-    out->ended_at = sqlite3_column_double(st, 7);
+        rc = sq_column_str(st, 4, &out->source);
+    if (rc == FLOW_OK)
+        rc = sq_column_str(st, 5, &out->parent);
+    if (rc == FLOW_OK)
+        rc = sq_column_json(st, 6, &out->inputs);
+    out->status = sqlite3_column_int(st, 7);
+    out->created_at = sqlite3_column_double(st, 8);
+    out->ended_at = sqlite3_column_double(st, 9);
     if (rc != FLOW_OK)
         flow__run_meta_cleanup(out);
     return rc;
@@ -518,46 +536,93 @@ static flow_err sq_run_set_status(void *priv, const char *id, int status, double
 /* ------------------------------------------------------------------------ */
 /* journal records                                                           */
 
-/* Does run `id` exist? 1 yes, 0 no, -1 error (in the connection). */
-static int sq_run_exists(struct sq_store *s, const char *id)
+/* Does run `id` exist? 1 yes (*created_at set), 0 no, -1 error (in the
+ * connection). */
+static int sq_run_created(struct sq_store *s, const char *id, double *created_at)
 {
-    sqlite3_stmt *st = sq_stmt(s, SQ_RUN_EXISTS);
+    sqlite3_stmt *st = sq_stmt(s, SQ_RUN_CREATED);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        *created_at = sqlite3_column_double(st, 0);
     sqlite3_reset(st);
     return step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : -1;
 }
 
-static flow_err sq_append(void *priv, const char *run_id, const struct flow__jrec *recs,
-                          size_t n, flow_error *err)
+/* Begin a write transaction on run `id`, which must exist. */
+static flow_err sq_begin_run(struct sq_store *s, const char *id, double *created_at,
+                             const char *what, flow_error *err)
 {
-    struct sq_store *s = priv;
-    char what[160];
-    snprintf(what, sizeof(what), "cannot append to run '%s'", run_id);
-    if (n == 0)
-        return FLOW_OK;
     if (sq_exec(sq_stmt(s, SQ_BEGIN)) != SQLITE_OK)
         return sq_fail(s, err, what);
-    flow_err rc = FLOW_OK;
-    int exists = sq_run_exists(s, run_id);
-    if (exists <= 0) {
-        rc = exists < 0 ? sq_fail(s, err, what)
-                        : flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '%s'", run_id,
-                                      s->path);
-        goto out_rollback;
+    double created = 0;
+    int exists = sq_run_created(s, id, &created);
+    if (exists > 0) {
+        if (created_at)
+            *created_at = created;
+        return FLOW_OK;
     }
+    flow_err rc = exists < 0 ? sq_fail(s, err, what)
+                             : flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '%s'", id,
+                                           s->path);
+    sq_rollback(s);
+    return rc;
+}
+
+static flow_err sq_commit(struct sq_store *s, const char *what, flow_error *err)
+{
+    if (sq_exec(sq_stmt(s, SQ_COMMIT)) == SQLITE_OK)
+        return FLOW_OK;
+    flow_err rc = sq_fail(s, err, what);
+    sq_rollback(s);
+    return rc;
+}
+
+/* The cache entry of run `id`, created cold; NULL when out of memory (the
+ * append then reads the seq every time). */
+static struct sq_run *sq_run_cache(struct sq_store *s, const char *id)
+{
+    struct sq_run *c = flow__strmap_get(&s->runs, id);
+    if (c)
+        return c;
+    c = flow__calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    c->next_seq = -1;
+    if (flow__strmap_put(&s->runs, c->id, c) != FLOW_OK) {
+        flow__free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* The seq the next record of `run_id` gets, read from the table. */
+static flow_err sq_read_next_seq(struct sq_store *s, const char *run_id, int64_t *seq,
+                                 const char *what, flow_error *err)
+{
     sqlite3_stmt *st = sq_stmt(s, SQ_MAX_SEQ);
     sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW) {
-        rc = sq_fail(s, err, what);
+        flow_err rc = sq_fail(s, err, what);
         sqlite3_reset(st);
-        goto out_rollback;
+        return rc;
     }
-    int64_t seq = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0) + 1;
+    *seq = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0) + 1;
     sqlite3_reset(st);
+    return FLOW_OK;
+}
 
-    st = sq_stmt(s, SQ_REC_INSERT);
+/* Insert `recs` as seq, seq+1, ... inside the open transaction. *conflict
+ * is set when the first row's seq is taken (a stale cache). */
+static flow_err sq_insert_records(struct sq_store *s, const char *run_id,
+                                  const struct flow__jrec *recs, size_t n, int64_t seq,
+                                  bool *conflict, const char *what, flow_error *err)
+{
+    *conflict = false;
+    sqlite3_stmt *st = sq_stmt(s, SQ_REC_INSERT);
     sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    flow_err rc = FLOW_OK;
     for (size_t i = 0; i < n; i++, seq++) {
         const struct flow__jrec *r = &recs[i];
         sqlite3_bind_int64(st, 2, seq);
@@ -571,22 +636,66 @@ static flow_err sq_append(void *priv, const char *run_id, const struct flow__jre
         if (rc != FLOW_OK) {
             flow__error(err, rc, "cannot write record %lld of run '%s' in store '%s'",
                         (long long)seq, run_id, s->path);
-            goto out_rollback;
+            break;
         }
         if (sq_exec(st) != SQLITE_OK) {
+            if (i == 0 && sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+                *conflict = true;
             rc = sq_fail(s, err, what);
-            goto out_rollback;
+            break;
         }
     }
     sqlite3_bind_null(st, 9); /* do not keep a pointer into s->json */
-    if (sq_exec(sq_stmt(s, SQ_COMMIT)) != SQLITE_OK) {
-        rc = sq_fail(s, err, what);
-        goto out_rollback;
+    return rc;
+}
+
+static flow_err sq_append(void *priv, const char *run_id, const struct flow__jrec *recs,
+                          size_t n, unsigned flags, flow_error *err)
+{
+    struct sq_store *s = priv;
+    if (n == 0)
+        return FLOW_OK;
+    char what[160];
+    snprintf(what, sizeof(what), "cannot append to run '%s'", run_id);
+    bool full = s->strict || (flags & FLOW__STORE_SYNC);
+    if (full != s->sync_full) {
+        flow_err src = sq_set_sync(s, full, err);
+        if (src != FLOW_OK)
+            return src;
+    }
+    struct sq_run *c = sq_run_cache(s, run_id);
+    double created = 0;
+    flow_err rc = sq_begin_run(s, run_id, &created, what, err);
+    if (rc != FLOW_OK)
+        goto out_cold;
+    bool warm = c && c->next_seq >= 0 && c->created_at == created;
+    int64_t seq = warm ? c->next_seq : 0;
+    if (!warm)
+        rc = sq_read_next_seq(s, run_id, &seq, what, err);
+    bool conflict = false;
+    if (rc == FLOW_OK)
+        rc = sq_insert_records(s, run_id, recs, n, seq, &conflict, what, err);
+    if (rc != FLOW_OK && conflict && warm) {
+        rc = sq_read_next_seq(s, run_id, &seq, what, err);
+        if (rc == FLOW_OK)
+            rc = sq_insert_records(s, run_id, recs, n, seq, &conflict, what, err);
+    }
+    if (rc != FLOW_OK) {
+        sq_rollback(s);
+        goto out_cold;
+    }
+    rc = sq_commit(s, what, err);
+    if (rc != FLOW_OK)
+        goto out_cold;
+    if (c) {
+        c->next_seq = seq + (int64_t)n;
+        c->created_at = created;
     }
     return FLOW_OK;
 
-out_rollback:
-    sq_rollback(s);
+out_cold:
+    if (c)
+        c->next_seq = -1;
     return rc;
 }
 
@@ -596,7 +705,8 @@ static flow_err sq_read(void *priv, const char *run_id, uint64_t from_seq, flow_
     struct sq_store *s = priv;
     char what[160];
     snprintf(what, sizeof(what), "cannot read the journal of run '%s'", run_id);
-    int exists = sq_run_exists(s, run_id);
+    double created;
+    int exists = sq_run_created(s, run_id, &created);
     if (exists < 0)
         return sq_fail(s, err, what);
     if (exists == 0)
@@ -637,6 +747,181 @@ static flow_err sq_read(void *priv, const char *run_id, uint64_t from_seq, flow_
     return rc;
 }
 
+static flow_err sq_run_delete(void *priv, const char *id, flow_error *err)
+{
+    struct sq_store *s = priv;
+    char what[160];
+    snprintf(what, sizeof(what), "cannot delete run '%s'", id);
+    flow_err rc = sq_begin_run(s, id, NULL, what, err);
+    if (rc != FLOW_OK)
+        return rc;
+    static const enum sq_stmt deletes[] = {SQ_RUN_DELETE, SQ_REC_DELETE, SQ_CTL_DELETE_RUN};
+    for (size_t i = 0; i < FLOW__ARRAY_LEN(deletes); i++) {
+        sqlite3_stmt *st = sq_stmt(s, deletes[i]);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        if (sq_exec(st) != SQLITE_OK) {
+            rc = sq_fail(s, err, what);
+            sq_rollback(s);
+            return rc;
+        }
+    }
+    rc = sq_commit(s, what, err);
+    struct sq_run *c = flow__strmap_get(&s->runs, id);
+    if (c)
+        c->next_seq = -1;
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* leases and control requests                                               */
+
+static flow_err sq_lease_acquire(void *priv, const char *id, const char *holder, double now,
+                                 double ttl, flow_error *err)
+{
+    struct sq_store *s = priv;
+    char what[160];
+    snprintf(what, sizeof(what), "cannot take the lease on run '%s'", id);
+    flow_err rc = sq_begin_run(s, id, NULL, what, err);
+    if (rc != FLOW_OK)
+        return rc;
+    sqlite3_stmt *st = sq_stmt(s, SQ_LEASE_GET);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        rc = sq_fail(s, err, what);
+        goto out_rollback;
+    }
+    const char *current = (const char *)sqlite3_column_text(st, 0);
+    double expiry = sqlite3_column_double(st, 1);
+    rc = flow__lease_check(err, id, current, expiry, holder, now);
+    sqlite3_reset(st);
+    if (rc != FLOW_OK)
+        goto out_rollback;
+    st = sq_stmt(s, SQ_LEASE_SET);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, holder, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, now + ttl);
+    if (sq_exec(st) != SQLITE_OK) {
+        rc = sq_fail(s, err, what);
+        goto out_rollback;
+    }
+    return sq_commit(s, what, err);
+
+out_rollback:
+    sqlite3_reset(st);
+    sq_rollback(s);
+    return rc;
+}
+
+static flow_err sq_lease_release(void *priv, const char *id, const char *holder, flow_error *err)
+{
+    struct sq_store *s = priv;
+    sqlite3_stmt *st = sq_stmt(s, SQ_LEASE_CLEAR);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, holder, -1, SQLITE_STATIC);
+    if (sq_exec(st) != SQLITE_OK) {
+        char what[160];
+        snprintf(what, sizeof(what), "cannot release the lease on run '%s'", id);
+        return sq_fail(s, err, what);
+    }
+    return FLOW_OK;
+}
+
+static flow_err sq_control_put(void *priv, const char *id, const char *kind, const char *arg,
+                               flow_error *err)
+{
+    struct sq_store *s = priv;
+    sqlite3_stmt *st = sq_stmt(s, SQ_CTL_PUT);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+    sq_bind_str(st, 3, arg);
+    if (sq_exec(st) != SQLITE_OK) {
+        char what[160];
+        snprintf(what, sizeof(what), "cannot send '%s' to run '%s'", kind, id);
+        return sq_fail(s, err, what);
+    }
+    if (sqlite3_changes(s->db) == 0)
+        return flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '%s'", id, s->path);
+    return FLOW_OK;
+}
+
+/* The oldest request of `id` (its seq, or -1 when none) with copies of its
+ * kind and arg. */
+static flow_err sq_control_first(struct sq_store *s, const char *id, int64_t *seq, char **kind,
+                                 char **arg)
+{
+    *seq = -1;
+    *kind = *arg = NULL;
+    sqlite3_stmt *st = sq_stmt(s, SQ_CTL_FIRST);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    flow_err rc = FLOW_OK;
+    if (step == SQLITE_ROW) {
+        *seq = sqlite3_column_int64(st, 0);
+        rc = sq_column_str(st, 1, kind);
+        if (rc == FLOW_OK)
+            rc = sq_column_str(st, 2, arg);
+    } else if (step != SQLITE_DONE) {
+        rc = FLOW_EIO;
+    }
+    sqlite3_reset(st);
+    if (rc != FLOW_OK) {
+        flow__free(*kind);
+        flow__free(*arg);
+        *kind = *arg = NULL;
+    }
+    return rc;
+}
+
+static flow_err sq_control_take(void *priv, const char *id, char **kind, char **arg,
+                                flow_error *err)
+{
+    struct sq_store *s = priv;
+    *kind = *arg = NULL;
+    char what[160];
+    snprintf(what, sizeof(what), "cannot take a request for run '%s'", id);
+    /* Runners poll often and rarely find anything: look before taking the
+     * write lock. */
+    int64_t seq;
+    char *k, *a;
+    flow_err rc = sq_control_first(s, id, &seq, &k, &a);
+    flow__free(k);
+    flow__free(a);
+    if (rc != FLOW_OK)
+        return rc == FLOW_ENOMEM ? flow__error(err, rc, "out of memory in store '%s'", s->path)
+                                 : sq_fail(s, err, what);
+    if (seq < 0)
+        return FLOW_OK;
+    if (sq_exec(sq_stmt(s, SQ_BEGIN)) != SQLITE_OK)
+        return sq_fail(s, err, what);
+    rc = sq_control_first(s, id, &seq, &k, &a);
+    if (rc != FLOW_OK) {
+        rc = rc == FLOW_ENOMEM ? flow__error(err, rc, "out of memory in store '%s'", s->path)
+                               : sq_fail(s, err, what);
+        sq_rollback(s);
+        return rc;
+    }
+    if (seq >= 0) {
+        sqlite3_stmt *st = sq_stmt(s, SQ_CTL_DELETE);
+        sqlite3_bind_int64(st, 1, seq);
+        if (sq_exec(st) != SQLITE_OK) {
+            rc = sq_fail(s, err, what);
+            sq_rollback(s);
+            goto out_free;
+        }
+    }
+    rc = sq_commit(s, what, err);
+    if (rc != FLOW_OK)
+        goto out_free;
+    *kind = k;
+    *arg = a;
+    return FLOW_OK;
+
+out_free:
+    flow__free(k);
+    flow__free(a);
+    return rc;
+}
+
 const struct flow__store_ops flow__store_sqlite_ops = {
     .version = 1,
     .scheme = "sqlite",
@@ -647,7 +932,12 @@ const struct flow__store_ops flow__store_sqlite_ops = {
     .run_get = sq_run_get,               /* one row */
     .run_list = sq_run_list,             /* by created_at, id */
     .run_set_status = sq_run_set_status, /* UPDATE */
-    .append = sq_append,                 /* BEGIN IMMEDIATE..COMMIT per batch */
+    .append = sq_append,                 /* BEGIN IMMEDIATE..COMMIT per batch, cached seq */
     .commit = NULL,                      /* every append commits */
     .read = sq_read,                     /* payloads parsed back */
+    .run_delete = sq_run_delete,         /* runs, records, control in one transaction */
+    .lease_acquire = sq_lease_acquire,   /* holder and expiry in runs, BEGIN IMMEDIATE */
+    .lease_release = sq_lease_release,   /* cleared only if ours */
+    .control_put = sq_control_put,       /* INSERT if the run exists */
+    .control_take = sq_control_take,     /* oldest, deleted in the same transaction */
 };

@@ -103,6 +103,12 @@ static flow_err errno_code(int errnum)
         return FLOW_EEXISTS;
     case EINVAL:
         return FLOW_EINVAL;
+    case EIO:
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+    case EROFS:
+        return FLOW_EIO;
     default:
         return FLOW_ESYSTEM;
     }

@@ -682,8 +682,8 @@ static void test_error_cases(void **state)
          "'{{ item }}' in 'run' of task 'a': 'item' is set only in a task with 'foreach'"},
         {"name: x\nresult: '{{ tasks.b.output }}'\ntasks:\n  a: {}\n",
          "unknown task 'b' in '{{ tasks.b.output }}' in 'result' (w.yaml:2:9)"},
-        {"name: x\ncheckpoint_every: 5\ntasks:\n  a: {}\n",
-         "'checkpoint_every' is not supported yet"},
+        {"name: x\ncheckpoint_every: soon\ntasks:\n  a: {}\n",
+         "bad duration 'soon' for 'checkpoint_every'"},
         {"name: x\ntasks:\n  a: {cache: {key: x}}\n", "'cache' is not supported yet in task 'a'"},
         /* foreach and concurrency */
         {"name: x\ntasks:\n  a: {foreach: 5}\n",

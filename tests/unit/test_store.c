@@ -1,5 +1,8 @@
-/* test_store.c -- the store interface and its SQLite backend (src/store/):
- * real database files in a temp dir, reopened, corrupted and refused. */
+/* test_store.c -- the store registry and what store.c shares (URLs, lease
+ * holders and their messages), plus what only one backend does: SQLite
+ * files corrupted, foreign or unwritable; separate memory stores. What
+ * every backend does is in test_store_conformance.c, the disk store's files
+ * in test_store_disk.c. */
 #include "util/compat.h"
 
 #include <pwd.h>
@@ -61,6 +64,7 @@ static void make_run(struct flow__store *s, const char *id, double created_at)
     m.flow = (char *)"demo";
     m.version = (char *)"1.2";
     m.def_hash = (char *)"abc123";
+    m.source = (char *)"flow.yaml";
     m.inputs = json_pack("{s:i, s:f}", "n", 3, "x", 0.92);
     m.status = FLOW_RUN_RUNNING;
     m.created_at = created_at;
@@ -69,196 +73,6 @@ static void make_run(struct flow__store *s, const char *id, double created_at)
     json_decref(m.inputs);
     if (rc != FLOW_OK)
         fail_msg("run_create %s: %s", id, err.message);
-}
-
-static flow_err list_cb(void *udata, const struct flow__run_meta *meta)
-{
-    char *ids = udata; /* char[64] */
-    size_t len = strlen(ids);
-    snprintf(ids + len, 64 - len, "%s,", meta->id);
-    return FLOW_OK;
-}
-
-static void test_runs(void **state)
-{
-    struct fixture *fx = *state;
-    struct flow__store *s = open_ok(fx->url);
-    assert_true(flow__store_has_cap(s, FLOW__STORE_CAP_DURABLE));
-    assert_true(flow__store_has_cap(s, FLOW__STORE_CAP_CROSS_PROCESS));
-    make_run(s, "r2", 200.0);
-    make_run(s, "r1", 100.0);
-
-    struct flow__run_meta m;
-    flow_error err = {0};
-    assert_int_equal(flow__store_run_get(s, "r1", &m, &err), FLOW_OK);
-    assert_string_equal(m.id, "r1");
-    assert_string_equal(m.flow, "demo");
-    assert_string_equal(m.version, "1.2");
-    assert_string_equal(m.def_hash, "abc123");
-    assert_int_equal(json_integer_value(json_object_get(m.inputs, "n")), 3);
-    assert_true(json_real_value(json_object_get(m.inputs, "x")) == 0.92);
-    assert_int_equal(m.status, FLOW_RUN_RUNNING);
-    assert_true(m.created_at == 100.0);
-    assert_true(m.ended_at == 0.0);
-    flow__run_meta_cleanup(&m);
-
-    /* duplicate id */
-    struct flow__run_meta dup = {.id = "r1", .created_at = 1};
-    assert_int_equal(flow__store_run_create(s, &dup, &err), FLOW_EEXISTS);
-    assert_non_null(strstr(err.message, "run 'r1' already exists"));
-    assert_non_null(strstr(err.message, fx->path));
-    struct flow__run_meta empty = {0};
-    assert_int_equal(flow__store_run_create(s, &empty, &err), FLOW_EINVAL);
-
-    assert_int_equal(flow__store_run_get(s, "nope", &m, &err), FLOW_ENOTFOUND);
-    assert_non_null(strstr(err.message, "no run 'nope'"));
-
-    char ids[64] = "";
-    assert_int_equal(flow__store_run_list(s, list_cb, ids, &err), FLOW_OK);
-    assert_string_equal(ids, "r1,r2,");
-
-    /* status update */
-    assert_int_equal(flow__store_run_set_status(s, "r2", FLOW_RUN_COMPLETED, 250.5, &err),
-                     FLOW_OK);
-    assert_int_equal(flow__store_run_set_status(s, "zz", FLOW_RUN_COMPLETED, 1, &err),
-                     FLOW_ENOTFOUND);
-    flow__store_close(s);
-
-    s = open_ok(fx->url);
-    assert_int_equal(flow__store_run_get(s, "r2", &m, &err), FLOW_OK);
-    assert_int_equal(m.status, FLOW_RUN_COMPLETED);
-    assert_true(m.ended_at == 250.5);
-    assert_non_null(m.inputs);
-    flow__run_meta_cleanup(&m);
-    flow__store_close(s);
-}
-
-#define NRECS 10000
-#define BATCH 100
-
-static json_t *payload_for(int i)
-{
-    if (i % 7 == 0)
-        return NULL;
-    return json_pack("{s:i, s:f, s:s, s:[i,b]}", "i", i, "x", i * 0.1, "s", "h\"é\n", "l", i,
-                     i % 2);
-}
-
-struct reader {
-    uint64_t next;
-    int count;
-    int stop_at; /* stop (FLOW_ECANCELLED) after this many, or 0 */
-};
-
-static flow_err read_cb(void *udata, uint64_t seq, const struct flow__jrec *rec)
-{
-    struct reader *r = udata;
-    assert_int_equal(seq, r->next);
-    int i = (int)seq;
-    assert_int_equal(rec->type, 1 + i % 12);
-    assert_int_equal(rec->act, (uint32_t)i * 3);
-    assert_int_equal(rec->task, (uint32_t)i % 50);
-    assert_int_equal(rec->attempt, i % 256);
-    assert_int_equal(rec->src, (uint32_t)i / 2);
-    assert_true(rec->time == 1700000000.25 + i);
-    json_t *want = payload_for(i);
-    if (!want)
-        assert_null(rec->payload);
-    else
-        assert_true(json_equal(want, rec->payload));
-    json_decref(want);
-    r->next++;
-    r->count++;
-    if (r->stop_at && r->count == r->stop_at)
-        return FLOW_ECANCELLED;
-    return FLOW_OK;
-}
-
-static void read_all(struct flow__store *s, uint64_t from, int expect)
-{
-    struct reader r = {.next = from};
-    flow_error err = {0};
-    flow_err rc = flow__store_read(s, "run", from, read_cb, &r, &err);
-    if (rc != FLOW_OK)
-        fail_msg("read: %s", err.message);
-    assert_int_equal(r.count, expect);
-}
-
-static void test_records(void **state)
-{
-    struct fixture *fx = *state;
-    struct flow__store *s = open_ok(fx->url);
-    make_run(s, "run", 1.0);
-    flow_error err = {0};
-
-    struct flow__jrec batch[BATCH];
-    for (int b = 0; b < NRECS / BATCH; b++) {
-        for (int k = 0; k < BATCH; k++) {
-            int i = b * BATCH + k;
-            batch[k] = (struct flow__jrec){
-                .type = (uint8_t)(1 + i % 12),
-                .attempt = (uint8_t)(i % 256),
-                .task = (uint32_t)i % 50,
-                .act = (uint32_t)i * 3,
-                .src = (uint32_t)i / 2,
-                .time = 1700000000.25 + i,
-                .payload = payload_for(i),
-            };
-        }
-        flow_err rc = flow__store_append(s, "run", batch, BATCH, &err);
-        for (int k = 0; k < BATCH; k++)
-            json_decref(batch[k].payload);
-        if (rc != FLOW_OK)
-            fail_msg("append: %s", err.message);
-        assert_int_equal(flow__store_commit(s, "run", &err), FLOW_OK);
-    }
-    read_all(s, 0, NRECS);
-    read_all(s, 4321, NRECS - 4321);
-    read_all(s, NRECS, 0);
-
-    /* a callback stops the read with its code */
-    struct reader r = {.stop_at = 5};
-    assert_int_equal(flow__store_read(s, "run", 0, read_cb, &r, &err), FLOW_ECANCELLED);
-    assert_int_equal(r.count, 5);
-
-    /* unknown run */
-    assert_int_equal(flow__store_read(s, "ghost", 0, read_cb, &r, &err), FLOW_ENOTFOUND);
-    assert_int_equal(flow__store_append(s, "ghost", batch, 1, &err), FLOW_ENOTFOUND);
-    assert_non_null(strstr(err.message, "ghost"));
-    flow__store_close(s);
-
-    /* durable across close */
-    s = open_ok(fx->url);
-    read_all(s, 0, NRECS);
-    flow__store_close(s);
-
-    /* strict durability opens the same file */
-    char *strict = flow__asprintf("%s?durability=strict", fx->url);
-    s = open_ok(strict);
-    read_all(s, 9990, 10);
-    flow__store_close(s);
-    flow__free(strict);
-}
-
-static void test_modes(void **state)
-{
-    struct fixture *fx = *state;
-    mode_t old = umask(0);
-    struct flow__store *s = open_ok(fx->url);
-    umask(old);
-    make_run(s, "m", 1.0);
-    struct stat st;
-    assert_int_equal(stat(fx->path, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0600);
-    char *wal = flow__asprintf("%s-wal", fx->path);
-    assert_int_equal(stat(wal, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0600);
-    flow__free(wal);
-    char *sub = flow__asprintf("%s/sub", fx->dir);
-    assert_int_equal(stat(sub, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0700);
-    flow__free(sub);
-    flow__store_close(s);
 }
 
 static void test_newer_format(void **state)
@@ -375,29 +189,152 @@ static void test_bad_urls(void **state)
     assert_int_equal(flow__store_open("redis://localhost", &s, &err), FLOW_EINVAL);
     assert_null(s);
     assert_non_null(strstr(err.message, "unknown store scheme 'redis'"));
-    assert_non_null(strstr(err.message, "sqlite"));
+    assert_non_null(strstr(err.message, "(built in: sqlite, disk, memory)"));
     assert_int_equal(flow__store_open("flow.db", &s, &err), FLOW_EINVAL);
     assert_non_null(strstr(err.message, "sqlite"));
+    assert_int_equal(flow__store_open("", &s, &err), FLOW_EINVAL);
     assert_int_equal(flow__store_open("sqlite:", &s, &err), FLOW_EINVAL);
+    assert_non_null(strstr(err.message, "store url 'sqlite:' has no path"));
+    assert_int_equal(flow__store_open("disk:", &s, &err), FLOW_EINVAL);
+    assert_non_null(strstr(err.message, "store url 'disk:' has no path"));
+    assert_int_equal(flow__store_open("disk:?durability=strict", &s, &err), FLOW_EINVAL);
     assert_non_null(strstr(err.message, "has no path"));
     assert_int_equal(flow__store_open("sqlite:/tmp/x.db?fast=yes", &s, &err), FLOW_EINVAL);
     assert_non_null(strstr(err.message, "unknown option 'fast=yes'"));
+    assert_int_equal(flow__store_open("disk:/tmp/x?durability=lax", &s, &err), FLOW_EINVAL);
+    assert_non_null(strstr(err.message, "unknown option 'durability=lax' in store url "
+                                        "'disk:/tmp/x?durability=lax'"));
+    assert_int_equal(flow__store_open("memory:x", &s, &err), FLOW_EINVAL);
+    assert_non_null(strstr(err.message, "store url 'memory:x' has something after 'memory:'"));
+    assert_int_equal(flow__store_open("memory:?durability=strict", &s, &err), FLOW_EINVAL);
+    assert_null(s);
     assert_int_equal(flow__store_open_flags("sqlite:/nonexistent-dir/x.db",
                                             FLOW__STORE_OPEN_NOCREATE, &s, &err),
                      FLOW_ENOTFOUND);
     assert_null(s);
+    assert_int_equal(flow__store_open_flags("disk:/nonexistent-dir/x", FLOW__STORE_OPEN_NOCREATE,
+                                            &s, &err),
+                     FLOW_ENOTFOUND);
+    assert_non_null(strstr(err.message, "no store '/nonexistent-dir/x'"));
+    assert_null(s);
+}
+
+/* The new columns and tables, seen with sqlite itself. */
+static void test_schema(void **state)
+{
+    struct fixture *fx = *state;
+    struct flow__store *s = open_ok(fx->url);
+    make_run(s, "r", 1.0);
+    flow_error err = {0};
+    assert_int_equal(flow__store_control_put(s, "r", "pause", "why", &err), FLOW_OK);
+    assert_int_equal(flow__store_lease_acquire(s, "r", "7@h", 10.0, 15.0, &err), FLOW_OK);
+    flow__store_close(s);
+
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT source, parent, lease_holder, lease_expiry,"
+                                        " (SELECT kind || ':' || arg FROM control WHERE run = 'r'),"
+                                        " (SELECT value FROM meta WHERE key = 'format')"
+                                        " FROM runs WHERE id = 'r'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "flow.yaml");
+    assert_int_equal(sqlite3_column_type(st, 1), SQLITE_NULL);
+    assert_string_equal((const char *)sqlite3_column_text(st, 2), "7@h");
+    assert_true(sqlite3_column_double(st, 3) == 25.0);
+    assert_string_equal((const char *)sqlite3_column_text(st, 4), "pause:why");
+    assert_string_equal((const char *)sqlite3_column_text(st, 5), "1");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    /* a file holding only our tables is ours, whatever else sqlite added */
+    s = open_ok(fx->url);
+    flow__store_close(s);
+}
+
+static void test_lease_helpers(void **state)
+{
+    (void)state;
+    char host[256];
+    assert_int_equal(gethostname(host, sizeof(host)), 0);
+    char me[300];
+    flow__lease_holder(me, sizeof(me));
+    char *want = flow__asprintf("%ld@%s", (long)getpid(), host);
+    assert_string_equal(me, want);
+    flow__free(want);
+
+    double now = 1000.0;
+    assert_true(flow__lease_is_live(me, now + 1, now));
+    assert_false(flow__lease_is_live(me, now, now)); /* expired */
+    assert_false(flow__lease_is_live(me, now - 5, now));
+    char *dead = flow__asprintf("2147483646@%s", host);
+    assert_false(flow__lease_is_live(dead, now + 10, now));
+    flow__free(dead);
+    assert_true(flow__lease_is_live("2147483646@elsewhere.invalid", now + 10, now));
+    assert_true(flow__lease_is_live("1@elsewhere.invalid", now + 10, now));
+    assert_true(flow__lease_is_live("not a holder", now + 10, now));
+    assert_false(flow__lease_is_live("not a holder", now - 1, now));
+
+    flow_error err = {0};
+    assert_int_equal(flow__lease_busy(&err, "ID", "1234@h", 1007.0, 1000.0), FLOW_EBUSY);
+    assert_int_equal(err.code, FLOW_EBUSY);
+    assert_string_equal(err.message,
+                        "run 'ID' is being executed by pid 1234 on host h (lease expires in 7s)");
+    assert_int_equal(flow__lease_busy(&err, "ID", "1234@h", 1006.2, 1000.0), FLOW_EBUSY);
+    assert_string_equal(err.message,
+                        "run 'ID' is being executed by pid 1234 on host h (lease expires in 7s)");
+    assert_int_equal(flow__lease_busy(&err, "ID", "1234@h", 0, 1000.0), FLOW_EBUSY);
+    assert_string_equal(err.message, "run 'ID' is being executed by pid 1234 on host h");
+    assert_int_equal(flow__lease_busy(&err, "ID", "", 0, 1000.0), FLOW_EBUSY);
+    assert_string_equal(err.message, "run 'ID' is being executed by another process");
+    assert_int_equal(flow__lease_busy(NULL, "ID", "1@h", 0, 0), FLOW_EBUSY);
+
+    assert_int_equal(flow__lease_check(&err, "ID", NULL, 0, me, now), FLOW_OK);
+    assert_int_equal(flow__lease_check(&err, "ID", me, now + 5, me, now), FLOW_OK);
+    assert_int_equal(flow__lease_check(&err, "ID", "1@elsewhere.invalid", now + 5, me, now),
+                     FLOW_EBUSY);
+    assert_int_equal(flow__lease_check(&err, "ID", "1@elsewhere.invalid", now, me, now), FLOW_OK);
+}
+
+/* Two "memory:" handles are two stores. */
+static void test_memory_separate(void **state)
+{
+    (void)state;
+    struct flow__store *a = open_ok("memory:");
+    struct flow__store *b = open_ok("memory:");
+    assert_false(flow__store_has_cap(a, FLOW__STORE_CAP_DURABLE));
+    assert_false(flow__store_has_cap(a, FLOW__STORE_CAP_CROSS_PROCESS));
+    make_run(a, "r", 1.0);
+    struct flow__run_meta m;
+    flow_error err = {0};
+    assert_int_equal(flow__store_run_get(b, "r", &m, &err), FLOW_ENOTFOUND);
+    assert_non_null(strstr(err.message, "no run 'r' in store 'memory:'"));
+    make_run(b, "r", 2.0);
+    assert_int_equal(flow__store_run_get(a, "r", &m, &err), FLOW_OK);
+    assert_true(m.created_at == 1.0);
+    flow__run_meta_cleanup(&m);
+    /* records keep their payloads: the caller's reference may go */
+    json_t *p = json_pack("{s:i}", "k", 1);
+    struct flow__jrec rec = {.type = 1, .payload = p};
+    assert_int_equal(flow__store_append(a, "r", &rec, 1, 0, &err), FLOW_OK);
+    json_decref(p);
+    flow__store_close(b);
+    flow__store_close(a);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_runs, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_records, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_urls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema, setup, teardown),
+        cmocka_unit_test(test_lease_helpers),
+        cmocka_unit_test(test_memory_separate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

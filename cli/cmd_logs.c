@@ -1,0 +1,174 @@
+/* cmd_logs.c -- `flow logs RUN [TASK]`: a run's journal in readable form, or
+ * one task's records and what its commands wrote on stderr. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "follow.h"
+
+enum { OPT_HELP = 1, OPT_JSON, OPT_STORE };
+
+static const struct cli_option options[] = {
+    {"help", 'h', false, OPT_HELP},
+    {"json", 0, false, OPT_JSON},
+    {"store", 0, true, OPT_STORE},
+    {NULL, 0, false, 0},
+};
+
+static const char help[] =
+    "usage: flow logs RUN [TASK] [--json] [--store URL]\n"
+    "\n"
+    "Print the journal of RUN, one record a line, in the order things happened:\n"
+    "  SEQ TIME TYPE [TASK#ACTIVATION (attempt N)] DETAILS\n"
+    "With TASK: only that task's records, and after each attempt of a command the\n"
+    "last lines it wrote on stderr.\n"
+    "\n"
+    "Options:\n"
+    "      --json       print the records as a JSON array instead\n"
+    "      --store URL  the store (default: $FLOW_STORE, else sqlite:.flow/flow.db)\n"
+    "  -h, --help       show this help\n";
+
+/* Details of a record worth a line: its payload minus what the line already
+ * says, compact. */
+static void print_details(json_t *rec)
+{
+    static const char *const shown[] = {"seq",      "time",    "type", "task",
+                                        "activation", "attempt", "stderr", NULL};
+    json_t *rest = json_copy(rec);
+    char *text;
+    size_t i;
+
+    if (!rest) {
+        return;
+    }
+    for (i = 0; shown[i]; i++) {
+        json_object_del(rest, shown[i]);
+    }
+    if (json_object_size(rest)) {
+        text = flow_json_dumps(rest, JSON_COMPACT);
+        if (text) {
+            printf(" %.400s%s", text, strlen(text) > 400 ? "..." : "");
+            free(text);
+        }
+    }
+    json_decref(rest);
+}
+
+static void print_record(json_t *rec, bool with_stderr)
+{
+    char when[32];
+    const char *task = json_string_value(json_object_get(rec, "task"));
+    const char *stderr_text = json_string_value(json_object_get(rec, "stderr"));
+    json_int_t attempt = json_integer_value(json_object_get(rec, "attempt"));
+
+    printf("%5lld %s %-13s", (long long)json_integer_value(json_object_get(rec, "seq")),
+           cli_short_time(json_object_get(rec, "time"), when, sizeof(when)),
+           json_string_value(json_object_get(rec, "type")));
+    if (task) {
+        printf(" %s#%lld", task, (long long)json_integer_value(json_object_get(rec, "activation")));
+    }
+    if (attempt) {
+        printf(" (attempt %lld)", (long long)attempt);
+    }
+    print_details(rec);
+    fputc('\n', stdout);
+    if (with_stderr && stderr_text && *stderr_text) {
+        const char *line = stderr_text;
+
+        while (*line) {
+            size_t n = strcspn(line, "\n");
+
+            printf("      | %.*s\n", (int)n, line);
+            line += n;
+            if (*line == '\n') {
+                line++;
+            }
+        }
+    }
+}
+
+static int logs_main(int argc, char **argv)
+{
+    struct cli_args a;
+    const char *store_url = NULL;
+    const char *task = NULL;
+    bool as_json = false;
+    flow_store *st;
+    flow_error err;
+    json_t *recs;
+    json_t *rec;
+    size_t i;
+    int id;
+    int rc = CLI_EXIT_OK;
+
+    cli_args_init(&a, "logs", argc, argv, options);
+    while ((id = cli_next_opt(&a)) > 0) {
+        if (id == OPT_HELP) {
+            return cli_print_help(help);
+        }
+        if (id == OPT_JSON) {
+            as_json = true;
+        } else if (id == OPT_STORE) {
+            store_url = a.value;
+        }
+    }
+    if (id < 0) {
+        return CLI_EXIT_USAGE;
+    }
+    if (a.npos < 1) {
+        return cli_usage_error("logs", "'logs' needs a RUN id (see 'flow status')");
+    }
+    if (a.npos > 2) {
+        return cli_usage_error("logs", "unexpected argument '%s' for 'logs'", cli_pos(&a, 2));
+    }
+    task = a.npos == 2 ? cli_pos(&a, 1) : NULL;
+    st = cli_open_store(store_url);
+    if (!st) {
+        return CLI_EXIT_FAILED;
+    }
+    memset(&err, 0, sizeof(err));
+    recs = flow_store_journal(st, cli_pos(&a, 0), &err);
+    flow_store_close(st);
+    if (!recs) {
+        cli_error("%s", err.message);
+        return CLI_EXIT_FAILED;
+    }
+    if (task) {
+        json_t *only = json_array();
+
+        json_array_foreach(recs, i, rec)
+        {
+            const char *t = json_string_value(json_object_get(rec, "task"));
+
+            if (t && strcmp(t, task) == 0) {
+                json_array_append(only, rec);
+            }
+        }
+        json_decref(recs);
+        recs = only;
+        if (json_array_size(recs) == 0) {
+            cli_error("run '%s' has no records of task '%s'", cli_pos(&a, 0), task);
+            json_decref(recs);
+            return CLI_EXIT_FAILED;
+        }
+    }
+    if (as_json) {
+        rc = cli_print_json(stdout, recs) ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+    } else {
+        json_array_foreach(recs, i, rec)
+        {
+            print_record(rec, task != NULL);
+        }
+        rc = cli_flush(stdout) ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+    }
+    json_decref(recs);
+    return rc;
+}
+
+const struct cli_command cli_cmd_logs = {
+    "logs",
+    "print a run's journal, or one task's records and stderr",
+    help,
+    logs_main,
+};

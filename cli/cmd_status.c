@@ -1,0 +1,164 @@
+/* cmd_status.c -- `flow status [RUN]`: the runs in the store, or one run with
+ * each of its task activations, read from the journal. */
+#include "cli.h"
+
+#include <string.h>
+
+#include "follow.h"
+
+enum { OPT_HELP = 1, OPT_JSON, OPT_STORE };
+
+static const struct cli_option options[] = {
+    {"help", 'h', false, OPT_HELP},
+    {"json", 0, false, OPT_JSON},
+    {"store", 0, true, OPT_STORE},
+    {NULL, 0, false, 0},
+};
+
+static const char help[] =
+    "usage: flow status [RUN] [--json] [--store URL]\n"
+    "\n"
+    "Without RUN: every run in the store, oldest first, with its flow, status and\n"
+    "times. With RUN: the run, its result or error, and each task activation with\n"
+    "its status, attempts, start and end times and error.\n"
+    "\n"
+    "Options:\n"
+    "      --json       print JSON: an array of runs {id, flow, status, created_at,\n"
+    "                   ended_at}, or one run {id, flow, status, result, error,\n"
+    "                   state, tasks: [{task, activation, status, attempts,\n"
+    "                   started_at, ended_at, error, output}]}\n"
+    "      --store URL  the store (default: $FLOW_STORE, else sqlite:.flow/flow.db)\n"
+    "  -h, --help       show this help\n"
+    "\n"
+    "Exit status: 0, or 1 when the store or the run cannot be read.\n";
+
+static int list_runs(flow_store *st, bool as_json)
+{
+    flow_error err;
+    json_t *runs;
+    size_t i;
+    json_t *r;
+
+    memset(&err, 0, sizeof(err));
+    runs = flow_store_runs(st, &err);
+    if (!runs) {
+        cli_error("%s", err.message);
+        return CLI_EXIT_FAILED;
+    }
+    if (as_json) {
+        bool ok = cli_print_json(stdout, runs);
+
+        json_decref(runs);
+        return ok ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+    }
+    if (json_array_size(runs) == 0) {
+        printf("no runs in %s\n", flow_store_url(st));
+    } else {
+        printf("%-34s %-20s %-10s %-19s  %s\n", "RUN", "FLOW", "STATUS", "CREATED", "ENDED");
+    }
+    json_array_foreach(runs, i, r)
+    {
+        char created[32];
+        char ended[32];
+        const char *name = json_string_value(json_object_get(r, "flow"));
+
+        printf("%-34s %-20s %-10s %-19s  %s\n", json_string_value(json_object_get(r, "id")),
+               name ? name : "-", json_string_value(json_object_get(r, "status")),
+               cli_short_time(json_object_get(r, "created_at"), created, sizeof(created)),
+               cli_short_time(json_object_get(r, "ended_at"), ended, sizeof(ended)));
+    }
+    json_decref(runs);
+    return cli_flush(stdout) ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+}
+
+static int show_run(flow_store *st, const char *id, bool as_json)
+{
+    flow_error err;
+    json_t *run;
+    json_t *t;
+    size_t i;
+    const char *error;
+    bool ok;
+
+    memset(&err, 0, sizeof(err));
+    run = flow_store_run(st, id, &err);
+    if (!run) {
+        cli_error("%s", err.message);
+        return CLI_EXIT_FAILED;
+    }
+    if (as_json) {
+        ok = cli_print_json(stdout, run);
+        json_decref(run);
+        return ok ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+    }
+    error = json_string_value(json_object_get(run, "error"));
+    printf("run %s: %s (flow %s)\n", id, json_string_value(json_object_get(run, "status")),
+           json_string_value(json_object_get(run, "flow")));
+    if (error) {
+        printf("error: %s\n", error);
+    }
+    printf("%6s  %-24s %-10s %-8s %-19s  %-19s  %s\n", "ACT", "TASK", "STATUS", "ATTEMPTS",
+           "STARTED", "ENDED", "ERROR");
+    json_array_foreach(json_object_get(run, "tasks"), i, t)
+    {
+        char started[32];
+        char ended[32];
+        const char *e = json_string_value(json_object_get(t, "error"));
+
+        printf("%6lld  %-24s %-10s %-8lld %-19s  %-19s  %s\n",
+               (long long)json_integer_value(json_object_get(t, "activation")),
+               json_string_value(json_object_get(t, "task")),
+               json_string_value(json_object_get(t, "status")),
+               (long long)json_integer_value(json_object_get(t, "attempts")),
+               cli_short_time(json_object_get(t, "started_at"), started, sizeof(started)),
+               cli_short_time(json_object_get(t, "ended_at"), ended, sizeof(ended)), e ? e : "");
+    }
+    if (!strcmp(json_string_value(json_object_get(run, "status")), "completed")) {
+        fputs("result: ", stdout);
+        cli_print_json(stdout, json_object_get(run, "result"));
+    }
+    json_decref(run);
+    return cli_flush(stdout) ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+}
+
+static int status_main(int argc, char **argv)
+{
+    struct cli_args a;
+    const char *store_url = NULL;
+    bool as_json = false;
+    flow_store *st;
+    int id;
+    int rc;
+
+    cli_args_init(&a, "status", argc, argv, options);
+    while ((id = cli_next_opt(&a)) > 0) {
+        if (id == OPT_HELP) {
+            return cli_print_help(help);
+        }
+        if (id == OPT_JSON) {
+            as_json = true;
+        } else if (id == OPT_STORE) {
+            store_url = a.value;
+        }
+    }
+    if (id < 0) {
+        return CLI_EXIT_USAGE;
+    }
+    if (a.npos > 1) {
+        return cli_usage_error("status", "unexpected argument '%s' for 'status'", cli_pos(&a, 1));
+    }
+    st = cli_open_store(store_url);
+    if (!st) {
+        return CLI_EXIT_FAILED;
+    }
+    rc = a.npos == 1 ? show_run(st, cli_pos(&a, 0), as_json) : list_runs(st, as_json);
+    flow_store_close(st);
+    return rc;
+}
+
+const struct cli_command cli_cmd_status = {
+    "status",
+    "list runs, or show one run and its task activations",
+    help,
+    status_main,
+};

@@ -1,0 +1,382 @@
+/* follow.c -- following a run to its end for `flow run` and `flow resume`
+ * (follow.h).
+ *
+ * DESIGN: a helper thread blocks in flow_run_wait(); the main thread wakes about 20
+ * times a second to print progress (progress.c) and to act on SIGINT/SIGTERM. The
+ * signal handler only sets a flag (async-signal-safe); the main thread then calls
+ * flow_run_interrupt(): running commands are terminated, their attempts are not
+ * recorded, and the run ends `paused` ("interrupted"), resumable; we exit 130. A
+ * third signal exits at once. */
+#include "follow.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TICK_NS 50000000L /* progress redraw and signal poll period: 50 ms */
+
+/* ------------------------------------------------------------------------ */
+/* Signals                                                                   */
+
+static volatile sig_atomic_t signal_count;
+
+static void on_signal(int sig)
+{
+    static const char msg[] = "\nflow: stopping immediately\n";
+
+    (void)sig;
+    if (signal_count < 3) {
+        signal_count++;
+    }
+    if (signal_count >= 3) {
+        /* The run was interrupted two signals ago: its commands were signalled. */
+        if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+            _exit(CLI_EXIT_INTERRUPTED);
+        }
+        _exit(CLI_EXIT_INTERRUPTED);
+    }
+}
+
+struct saved_signals {
+    struct sigaction old_int;
+    struct sigaction old_term;
+};
+
+static struct saved_signals saved_signals;
+
+void cli_signals_install(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    signal_count = 0;
+    sigaction(SIGINT, &sa, &saved_signals.old_int);
+    sigaction(SIGTERM, &sa, &saved_signals.old_term);
+}
+
+void cli_signals_restore(void)
+{
+    sigaction(SIGINT, &saved_signals.old_int, NULL);
+    sigaction(SIGTERM, &saved_signals.old_term, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Following the run                                                         */
+
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    flow_run *run;
+    flow_run_status status; /* set with done */
+    bool done;
+};
+
+static void *wait_main(void *arg)
+{
+    struct waiter *w = arg;
+    flow_run_status status = flow_run_wait(w->run);
+
+    pthread_mutex_lock(&w->mu);
+    w->status = status;
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Act on signals received since the last tick. */
+static void check_signals(flow_run *run, bool *interrupted)
+{
+    if (signal_count > 0 && !*interrupted) {
+        *interrupted = true;
+        flow_run_interrupt(run);
+    }
+}
+
+/* Wait for the run to end while printing progress; returns its final status. */
+static flow_run_status follow(flow_run *run, struct progress *prog, bool *interrupted)
+{
+    struct waiter w;
+    pthread_condattr_t attr;
+    pthread_t thread;
+    flow_run_status status;
+
+    memset(&w, 0, sizeof(w));
+    w.run = run;
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w.cv, &attr);
+    pthread_condattr_destroy(&attr);
+    if (pthread_create(&thread, NULL, wait_main, &w) != 0) {
+        /* No helper thread: poll the status instead, then collect the end. */
+        const struct timespec tick = {0, TICK_NS};
+
+        while (flow_run_get_status(run) == FLOW_RUN_PENDING ||
+               flow_run_get_status(run) == FLOW_RUN_RUNNING) {
+            nanosleep(&tick, NULL);
+            check_signals(run, interrupted);
+            if (prog) {
+                progress_tick(prog);
+            }
+        }
+        status = flow_run_wait(run);
+        goto out_destroy;
+    }
+    pthread_mutex_lock(&w.mu);
+    while (!w.done) {
+        struct timespec deadline;
+
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_nsec += TICK_NS;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w.cv, &w.mu, &deadline);
+        if (w.done) {
+            break;
+        }
+        pthread_mutex_unlock(&w.mu);
+        check_signals(run, interrupted);
+        if (prog) {
+            progress_tick(prog);
+        }
+        pthread_mutex_lock(&w.mu);
+    }
+    status = w.status;
+    pthread_mutex_unlock(&w.mu);
+    pthread_join(thread, NULL);
+
+out_destroy:
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+    return status;
+}
+
+int cli_run_exit_status(flow_run_status status, const char *error)
+{
+    switch (status) {
+    case FLOW_RUN_COMPLETED:
+        return CLI_EXIT_OK;
+    case FLOW_RUN_PAUSED:
+        if (error && strcmp(error, "interrupted") == 0) {
+            return CLI_EXIT_INTERRUPTED;
+        }
+        return CLI_EXIT_PAUSED;
+    case FLOW_RUN_CANCELLED:
+        return CLI_EXIT_CANCELLED;
+    case FLOW_RUN_FAILED:
+        return CLI_EXIT_FAILED;
+    case FLOW_RUN_PENDING:
+    case FLOW_RUN_RUNNING:
+    default:
+        return CLI_EXIT_FAILED;
+    }
+}
+
+/* The summary line on stderr. */
+static void print_summary(flow_run *run, int rc, double elapsed, bool quiet)
+{
+    char error[2048];
+    size_t count = flow_run_activation_count(run);
+    size_t failed = 0;
+    size_t skipped = 0;
+    size_t i;
+
+    progress_one_line(error, sizeof(error), flow_run_error(run) ? flow_run_error(run) : "");
+    if (quiet && rc != CLI_EXIT_FAILED && rc != CLI_EXIT_CANCELLED && rc != CLI_EXIT_PAUSED) {
+        return;
+    }
+    for (i = 0; i < count; i++) {
+        flow_activation_info info;
+
+        memset(&info, 0, sizeof(info));
+        if (flow_run_activation(run, i, &info) != FLOW_OK) {
+            continue;
+        }
+        if (info.status == FLOW_ACT_FAILED) {
+            failed++;
+        } else if (info.status == FLOW_ACT_SKIPPED) {
+            skipped++;
+        }
+    }
+    switch (rc) {
+    case CLI_EXIT_OK:
+        fprintf(stderr, "completed in %.2fs: %zu tasks, %zu failed", elapsed, count, failed);
+        if (skipped) {
+            fprintf(stderr, ", %zu skipped", skipped);
+        }
+        fputc('\n', stderr);
+        break;
+    case CLI_EXIT_PAUSED:
+        fprintf(stderr, "paused after %.2fs: %s\n", elapsed,
+                error[0] ? error : "waiting for a person");
+        if (!quiet) {
+            fprintf(stderr, "resume it with: flow resume %s\n", flow_run_id(run));
+        }
+        break;
+    case CLI_EXIT_CANCELLED:
+        fprintf(stderr, "cancelled: %s\n", error[0] ? error : "no reason given");
+        break;
+    case CLI_EXIT_INTERRUPTED:
+        fputs("interrupted\n", stderr);
+        if (!quiet) {
+            fprintf(stderr, "resume it with: flow resume %s\n", flow_run_id(run));
+        }
+        break;
+    default:
+        fprintf(stderr, "failed: %s\n", error[0] ? error : "the run failed");
+        break;
+    }
+}
+
+static bool print_output(flow_run *run, int rc, bool as_json)
+{
+    json_t *doc;
+    bool ok;
+
+    if (!as_json) {
+        return rc != CLI_EXIT_OK || cli_print_json(stdout, flow_run_result(run));
+    }
+    doc = flow_run_to_json(run);
+    if (!doc) {
+        cli_error("cannot describe run '%s' as JSON: out of memory", flow_run_id(run));
+        return false;
+    }
+    ok = cli_print_json(stdout, doc);
+    json_decref(doc);
+    return ok;
+}
+
+/* The exit status when the engine or the run cannot start: 2 when what was asked is
+ * wrong (unknown --start task, existing --id, too many --jobs), else 1. */
+int cli_start_error_status(flow_err code)
+{
+    switch (code) {
+    case FLOW_ENOMEM:
+    case FLOW_EIO:
+    case FLOW_ESYSTEM:
+        return CLI_EXIT_FAILED;
+    default:
+        return CLI_EXIT_USAGE;
+    }
+}
+
+static void quiet_log_cb(flow_log_level level, const char *message, void *udata)
+{
+    char text[2048];
+
+    (void)udata;
+    (void)level;
+    fprintf(stderr, "error: %s\n", progress_one_line(text, sizeof(text), message));
+}
+
+/* Command tasks inherit our environment: $FLOW_BIN names this program, so a
+ * task can call "$FLOW_BIN" ctl ... without `flow` on its PATH. */
+void cli_export_flow_bin(void)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0 || getenv("FLOW_BIN"))
+        return;
+    self[n] = '\0';
+    setenv("FLOW_BIN", self, 0);
+}
+
+
+static void quiet_log_cb(flow_log_level level, const char *message, void *udata);
+
+flow_store *cli_open_store(const char *url)
+{
+    flow_error err;
+    flow_store *st;
+
+    memset(&err, 0, sizeof(err));
+    st = flow_store_open(url, &err);
+    if (!st) {
+        cli_error("%s", err.message[0] ? err.message : flow_strerror(err.code));
+    }
+    return st;
+}
+
+int cli_session_open(struct cli_session *s, size_t task_count)
+{
+    flow_engine_options eopts;
+    flow_error err;
+
+    if (s->quiet) {
+        flow_set_log(quiet_log_cb, NULL, FLOW_LOG_ERROR);
+    } else {
+        s->prog = progress_new(isatty(STDERR_FILENO) == 1, task_count);
+        flow_set_log(progress_on_log, s->prog, s->verbose ? FLOW_LOG_INFO : FLOW_LOG_WARN);
+    }
+    cli_export_flow_bin();
+    s->store = cli_open_store(s->store_url);
+    if (!s->store) {
+        cli_session_close(s);
+        return CLI_EXIT_FAILED;
+    }
+    memset(&err, 0, sizeof(err));
+    memset(&eopts, 0, sizeof(eopts));
+    eopts.jobs = s->jobs;
+    s->engine = flow_engine_new(&eopts, &err);
+    if (!s->engine) {
+        cli_error("cannot start the engine: %s", err.message);
+        cli_session_close(s);
+        return cli_start_error_status(err.code);
+    }
+    return -1;
+}
+
+void cli_session_close(struct cli_session *s)
+{
+    flow_engine_free(s->engine);
+    s->engine = NULL;
+    flow_store_close(s->store);
+    s->store = NULL;
+    flow_set_log(NULL, NULL, FLOW_LOG_OFF);
+    progress_free(s->prog);
+    s->prog = NULL;
+}
+
+int cli_follow(struct cli_session *s, flow_run *run, double t0)
+{
+    bool interrupted = false;
+    flow_run_status status;
+    int rc;
+
+    if (!s->quiet) {
+        fprintf(stderr, "run %s\n", flow_run_id(run));
+    }
+    status = follow(run, s->prog, &interrupted);
+    cli_signals_restore();
+    if (s->prog) {
+        progress_finish(s->prog);
+    }
+    rc = cli_run_exit_status(status, flow_run_error(run));
+    if (interrupted && rc == CLI_EXIT_FAILED) {
+        rc = CLI_EXIT_INTERRUPTED; /* it was failing when the signal came */
+    }
+    print_summary(run, rc, cli_now() - t0, s->quiet);
+    if (!print_output(run, rc, s->json) && rc == CLI_EXIT_OK) {
+        rc = CLI_EXIT_FAILED;
+    }
+    flow_run_free(run);
+    return rc;
+}

@@ -1,0 +1,53 @@
+/* follow.h -- what `flow run` and `flow resume` share: opening the engine and
+ * the store, following a run to its end with progress on stderr and signals
+ * handled, and saying how it ended (summary, result, exit status). */
+#ifndef FLOW_CLI_FOLLOW_H
+#define FLOW_CLI_FOLLOW_H
+
+#include "cli.h"
+#include "progress.h"
+
+struct cli_session {
+    /* set by the caller */
+    bool quiet;
+    bool verbose;
+    bool json;
+    int jobs;
+    const char *store_url; /* NULL: flow_store_default_url() */
+    /* set by cli_session_open */
+    struct progress *prog;
+    flow_engine *engine;
+    flow_store *store;
+};
+
+/* Open the store and the engine, set up logging and progress for a flow of
+ * `task_count` tasks. Returns -1 when ready, else the exit status (after
+ * printing why). */
+int cli_session_open(struct cli_session *s, size_t task_count);
+void cli_session_close(struct cli_session *s);
+
+/* Open just the store named by `url` (NULL: the default); prints the error
+ * and returns NULL when it cannot. */
+flow_store *cli_open_store(const char *url);
+
+/* Signals: SIGINT/SIGTERM ask the run to stop (resumable); a third exits. */
+void cli_signals_install(void);
+void cli_signals_restore(void);
+
+/* Follow `run` to its end (progress, signals), print the summary and the
+ * result, free the run; returns the exit status. `t0` from cli_now(). */
+int cli_follow(struct cli_session *s, flow_run *run, double t0);
+
+/* The exit status when a run cannot start: 2 when what was asked is wrong,
+ * 1 when the system failed. */
+int cli_start_error_status(flow_err code);
+
+/* The exit status a run that ended with `status` and `error` gets. */
+int cli_run_exit_status(flow_run_status status, const char *error);
+
+double cli_now(void);
+
+/* $FLOW_BIN names this program for command tasks (flow ctl). */
+void cli_export_flow_bin(void);
+
+#endif

@@ -1,0 +1,411 @@
+/* replay.c -- flow_run_resume: rebuild a run from its journal by applying
+ * the input records through the scheduler's own code, then go on (see
+ * docs/internals/store.md, "Replay"), and time travel from a checkpoint. */
+#include "util/compat.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/engine.h"
+#include "journal/durable.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/log.h"
+
+struct replay {
+    struct flow_run *r;
+    const struct flow__jrec *recs;
+    size_t count;
+    size_t ended_at;  /* index of the run_ended record, or count */
+    flow_error *err;
+};
+
+static bool counted(const struct act *a)
+{
+    /* foreach parents and nested flows are not attempts on a slot */
+    const struct flow_task *t = act_task(a);
+    if (t->kind == TASK_SUBFLOW)
+        return false;
+    return !(t->ext && t->ext->foreach && !(a->dyn && a->dyn->parent));
+}
+
+static bool is_foreach_parent(const struct act *a)
+{
+    const struct flow_task *t = act_task(a);
+    return t->kind != TASK_SUBFLOW && t->ext && t->ext->foreach && !(a->dyn && a->dyn->parent);
+}
+
+static flow_err mismatch(struct replay *rp, size_t i, const char *what)
+{
+    const struct flow__jrec *rec = &rp->recs[i];
+    return flow__error(rp->err, FLOW_ESTATE,
+                       "the journal of run '%s' does not match its flow at record %zu (%s of "
+                       "activation %u): %s; was the flow changed? (flow resume --force cannot "
+                       "help here)",
+                       rp->r->id, i, flow__jrec_type_name(rec->type), rec->act, what);
+}
+
+/* The activation a record names, checked against replay's own. */
+static struct act *rec_act(struct replay *rp, size_t i, flow_err *rc)
+{
+    const struct flow__jrec *rec = &rp->recs[i];
+    struct flow_run *r = rp->r;
+    if (rec->act == 0 || rec->act > r->act_count) {
+        *rc = mismatch(rp, i, "replay created no such activation");
+        return NULL;
+    }
+    struct act *a = flow__act_at(r, rec->act - 1);
+    if (a->task != rec->task) {
+        *rc = mismatch(rp, i, "it belongs to another task");
+        return NULL;
+    }
+    return a;
+}
+
+/* [L] An attempt's end arrives: it no longer holds a running slot. */
+static void attempt_over(struct flow_run *r, struct act *a, const struct flow__jrec *rec)
+{
+    if (a->status == FLOW_ACT_RUNNING && counted(a) && r->running > 0)
+        r->running--;
+    a->attempt = rec->attempt;
+    a->flags &= (uint8_t)~ACT_WAITING;
+}
+
+static bool is_final(const struct act *a)
+{
+    return a->status == FLOW_ACT_COMPLETED || a->status == FLOW_ACT_FAILED ||
+           a->status == FLOW_ACT_SKIPPED || a->status == FLOW_ACT_CANCELLED;
+}
+
+/* [L] Apply record i. Inputs whose effect derivation already produced are
+ * recognised by the activation's state and skipped. */
+static flow_err apply(struct replay *rp, size_t i)
+{
+    const struct flow__jrec *rec = &rp->recs[i];
+    struct flow_run *r = rp->r;
+    flow_err rc = FLOW_OK;
+    struct act *a = NULL;
+    r->engine->clock = rec->time;
+    switch (rec->type) {
+    case JREC_ACT_CREATED:
+    case JREC_ACT_SKIPPED:
+        rec_act(rp, i, &rc); /* derived: it must exist already */
+        return rc;
+    case JREC_ACT_STARTED:
+        if (!(a = rec_act(rp, i, &rc)))
+            return rc;
+        if (a->status == FLOW_ACT_RUNNING && a->attempt == rec->attempt)
+            return FLOW_OK;
+        if (is_final(a))
+            return mismatch(rp, i, "it had already finished");
+        a->flags &= (uint8_t)~ACT_WAITING;
+        if (!counted(a)) {
+            a->attempt = rec->attempt ? rec->attempt - 1u : 0;
+            flow__run_expand(r, a);
+            return FLOW_OK;
+        }
+        a->attempt = rec->attempt;
+        a->status = FLOW_ACT_RUNNING;
+        a->started = rec->time;
+        r->running++;
+        return FLOW_OK;
+    case JREC_ACT_COMPLETED:
+        if (!(a = rec_act(rp, i, &rc)))
+            return rc;
+        if (a->status == FLOW_ACT_COMPLETED)
+            return FLOW_OK;
+        if (is_final(a))
+            return mismatch(rp, i, "it had already finished");
+        attempt_over(r, a, rec);
+        flow__run_replay_completed(r, a, rec->payload);
+        return FLOW_OK;
+    case JREC_ACT_FAILED:
+    case JREC_ACT_RETRYING:
+        if (!(a = rec_act(rp, i, &rc)))
+            return rc;
+        if (is_final(a) ||
+            (rec->type == JREC_ACT_RETRYING && a->status == FLOW_ACT_PENDING &&
+             a->attempt == rec->attempt))
+            return FLOW_OK;
+        attempt_over(r, a, rec);
+        flow__run_replay_failed(r, a, json_string_value(json_object_get(rec->payload, "error")));
+        return FLOW_OK;
+    case JREC_ACT_CANCELLED:
+        if (!(a = rec_act(rp, i, &rc)))
+            return rc;
+        if (is_final(a))
+            return FLOW_OK;
+        if (a->status == FLOW_ACT_RUNNING && counted(a) && r->running > 0)
+            r->running--;
+        flow__run_cancel_act(r, a, json_string_value(json_object_get(rec->payload, "error"))
+                                       ? json_string_value(json_object_get(rec->payload, "error"))
+                                       : "cancelled");
+        return FLOW_OK;
+    case JREC_EVENT: {
+        if (!(a = rec_act(rp, i, &rc)))
+            return rc;
+        const char *label = json_string_value(json_object_get(rec->payload, "label"));
+        if (!label)
+            return mismatch(rp, i, "the event has no name");
+        flow__run_emit(r, a, label, json_object_get(rec->payload, "data"), true);
+        return FLOW_OK;
+    }
+    case JREC_CHECKPOINT: {
+        json_int_t id = json_integer_value(json_object_get(rec->payload, "id"));
+        if (id > (json_int_t)r->checkpoints)
+            r->checkpoints = (uint32_t)id;
+        return FLOW_OK;
+    }
+    default:
+        return FLOW_OK; /* run_created, label, paused, resumed, log: derived or notes */
+    }
+}
+
+/* [L] After replay: what was running runs again, what was pending is
+ * queued, a stopping run finishes stopping. */
+static void go_on(struct flow_run *r)
+{
+    struct flow_engine *e = r->engine;
+    struct flow *f = r->flow;
+    if (f->run_timeout > 0)
+        flow__engine_run_timer(e, r, f->run_timeout);
+    if (r->checkpoint_every > 0)
+        flow__engine_run_timer_of(e, r, TIMER_CHECKPOINT, r->checkpoint_every);
+    size_t n = r->act_count;
+    for (size_t i = 0; i < n; i++) {
+        struct act *a = flow__act_at(r, i);
+        if (a->status == FLOW_ACT_RUNNING) {
+            if (is_foreach_parent(a))
+                continue; /* its elements carry on */
+            if (counted(a) && r->running > 0)
+                r->running--;
+            if (a->attempt > 0)
+                a->attempt--; /* runs again as the same attempt */
+            a->status = FLOW_ACT_PENDING;
+        }
+        if (a->status != FLOW_ACT_PENDING)
+            continue;
+        a->flags &= (uint8_t)~(ACT_WAITING | ACT_QUEUED);
+        if (r->stopping)
+            flow__run_cancel_act(r, a, "the run stopped before it started");
+        else
+            flow__engine_enqueue(e, a);
+    }
+    flow__run_check_end(r);
+}
+
+/* Copy run `from`'s records up to and including checkpoint `cp` into a new
+ * run (time travel); its id goes to `out`. */
+static flow_err fork_from_checkpoint(struct flow_store *st, const struct flow__run_meta *meta,
+                                     const struct flow__jrec *recs, size_t count,
+                                     const flow_run_options *opts, char *out, size_t size,
+                                     flow_error *err)
+{
+    char *end = NULL;
+    long want = strtol(opts->from_checkpoint, &end, 10);
+    if (!end || *end || want <= 0)
+        return flow__error(err, FLOW_EINVAL,
+                           "checkpoint '%s' of run '%s' is not a checkpoint id (1, 2, ...; see "
+                           "flow checkpoints %s)",
+                           opts->from_checkpoint, meta->id, meta->id);
+    size_t upto = count;
+    for (size_t i = 0; i < count; i++) {
+        if (recs[i].type == JREC_CHECKPOINT &&
+            json_integer_value(json_object_get(recs[i].payload, "id")) == want) {
+            upto = i + 1;
+            break;
+        }
+    }
+    if (upto == count && !(count && recs[count - 1].type == JREC_CHECKPOINT &&
+                           json_integer_value(json_object_get(recs[count - 1].payload, "id")) ==
+                               want))
+        return flow__error(err, FLOW_ENOTFOUND, "run '%s' has no checkpoint %ld (see flow "
+                                                "checkpoints %s)",
+                           meta->id, want, meta->id);
+    struct flow__run_meta m = *meta;
+    if (opts->new_run_id)
+        snprintf(m.id, sizeof(m.id), "%s", opts->new_run_id);
+    else
+        snprintf(m.id, sizeof(m.id), "%.50s.from-%ld", meta->id, want);
+    m.status = FLOW_RUN_RUNNING;
+    m.created_at = flow__wall_time();
+    m.ended_at = 0;
+    flow_err rc;
+    FLOW__WITH_STORE(st, rc = flow__store_run_create(st->backend, &m, err));
+    if (rc != FLOW_OK)
+        return rc;
+    FLOW__WITH_STORE(st, rc = flow__store_append(st->backend, m.id, recs, upto, 0, err));
+    if (rc != FLOW_OK) {
+        FLOW__WITH_STORE(st, flow__store_run_delete(st->backend, m.id, NULL));
+        return rc;
+    }
+    snprintf(out, size, "%s", m.id);
+    return FLOW_OK;
+}
+
+flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts, flow_error *err)
+{
+    if (!e || !f || !opts || !opts->store || !opts->run_id)
+        return flow__error(err, FLOW_EINVAL, "flow_run_resume needs an engine, a flow, a store "
+                                             "and a run id"),
+               NULL;
+    struct flow_store *st = opts->store;
+    pthread_mutex_lock(&e->lock);
+    flow_err rc = flow_validate(f, NULL, err);
+    pthread_mutex_unlock(&e->lock);
+    if (rc)
+        return NULL;
+
+    struct flow__run_meta meta = {0};
+    struct flow__jrec *recs = NULL;
+    size_t count = 0;
+    struct flow_run *r = NULL;
+    char id[80];
+    snprintf(id, sizeof(id), "%s", opts->run_id);
+    FLOW__WITH_STORE(st, rc = flow__store_run_get(st->backend, id, &meta, err));
+    if (rc != FLOW_OK)
+        return NULL;
+    char hash[64];
+    pthread_mutex_lock(&e->lock);
+    bool hashed = flow__flow_hash(f, hash, sizeof(hash));
+    pthread_mutex_unlock(&e->lock);
+    if (!hashed) {
+        flow__error(err, FLOW_ENOMEM, "out of memory resuming run '%s'", id);
+        goto out_meta;
+    }
+    bool changed = meta.def_hash && strcmp(meta.def_hash, hash) != 0;
+    if (changed && !opts->force) {
+        flow__error(err, FLOW_ESTATE,
+                    "the flow of run '%s' changed since the run started%s%s%s; resume with "
+                    "--force to go on with the new definition",
+                    id, meta.source ? " (" : "", meta.source ? meta.source : "",
+                    meta.source ? ")" : "");
+        goto out_meta;
+    }
+    if (flow__store_read_all(st, id, &recs, &count, err) != FLOW_OK)
+        goto out_meta;
+    if (opts->from_checkpoint) {
+        char forked[80];
+        if (fork_from_checkpoint(st, &meta, recs, count, opts, forked, sizeof(forked), err))
+            goto out_recs;
+        flow__records_free(recs, count);
+        recs = NULL;
+        snprintf(id, sizeof(id), "%s", forked);
+        if (flow__store_read_all(st, id, &recs, &count, err) != FLOW_OK)
+            goto out_meta;
+    }
+
+    const char *start_name = NULL;
+    if (count && recs[0].type == JREC_RUN_CREATED)
+        start_name = json_string_value(json_object_get(recs[0].payload, "start"));
+    const struct flow_task *start = start_name ? flow_find_task(f, start_name) : NULL;
+    if (start_name && !start) {
+        flow__error(err, FLOW_ESTATE, "run '%s' started at task '%s', which its flow no longer has",
+                    id, start_name);
+        goto out_recs;
+    }
+    size_t ended_at = count;
+    for (size_t i = 0; i < count; i++) {
+        if (recs[i].type == JREC_RUN_ENDED) {
+            ended_at = i;
+            break;
+        }
+    }
+    r = flow__run_create(e, f, meta.inputs, id, start_name, NULL, err);
+    if (!r)
+        goto out_recs;
+    r->on_event = opts->on_event;
+    r->event_udata = opts->event_udata;
+    if (opts->work_dir && !(r->work_dir = flow__strdup(opts->work_dir))) {
+        flow__error(err, FLOW_ENOMEM, "out of memory resuming run '%s'", id);
+        goto out_destroy;
+    }
+    bool ended = ended_at < count;
+    if (!ended) {
+        flow_run_options o = *opts;
+        o.run_id = id;
+        r->replaying = true; /* attach: the run exists, take its lease */
+        rc = flow__run_attach_store(r, st, &o, err);
+        r->replaying = false;
+        if (rc != FLOW_OK)
+            goto out_destroy;
+    }
+
+    struct replay rp = {.r = r, .recs = recs, .count = count, .ended_at = ended_at, .err = err};
+    pthread_mutex_lock(&e->lock);
+    flow__engine_tick(e);
+    if (!count || recs[0].type != JREC_RUN_CREATED) {
+        /* It stopped before its first record was written: start it now. */
+        flow__run_begin(r, start);
+        pthread_mutex_unlock(&e->lock);
+        goto out_recs;
+    }
+    double now = e->clock;
+    r->replaying = true;
+    if (count)
+        e->clock = recs[0].time;
+    flow__run_begin(r, start);
+    for (size_t i = 1; i < ended_at && rc == FLOW_OK; i++)
+        rc = apply(&rp, i);
+    r->replaying = false;
+    e->clock = now;
+    if (rc != FLOW_OK) {
+        r->status = FLOW_RUN_FAILED;
+        r->ended = true;
+        r->end_persisted = true;
+        pthread_mutex_unlock(&e->lock);
+        flow_run_free(r);
+        r = NULL;
+        goto out_recs;
+    }
+    if (ended) {
+        json_t *p = recs[ended_at].payload;
+        const char *status = json_string_value(json_object_get(p, "status"));
+        const char *error = json_string_value(json_object_get(p, "error"));
+        r->status = FLOW_RUN_FAILED;
+        for (int s = FLOW_RUN_COMPLETED; s <= FLOW_RUN_CANCELLED; s++) {
+            if (status && !strcmp(status, flow_run_status_name((flow_run_status)s)))
+                r->status = (flow_run_status)s;
+        }
+        json_decref(r->result);
+        r->result = json_incref(json_object_get(p, "result"));
+        if (!r->result)
+            r->result = json_null();
+        flow__free(r->error);
+        r->error = error ? flow__strdup(error) : NULL;
+        r->ended = true;
+        r->end_persisted = true;
+        flow__engine_forget_run(e, r);
+        pthread_mutex_unlock(&e->lock);
+        if (meta.status != (int)r->status) /* it crashed before saying so */
+            FLOW__WITH_STORE(st, flow__store_run_set_status(st->backend, id, (int)r->status,
+                                                             recs[ended_at].time, NULL));
+        goto out_recs;
+    }
+    json_t *note = json_object();
+    if (note && opts->from_checkpoint) {
+        json_object_set_new(note, "from", json_string(opts->run_id));
+        json_object_set_new(note, "checkpoint", json_string(opts->from_checkpoint));
+    }
+    if (note && changed)
+        json_object_set_new(note, "forced", json_true());
+    struct flow__jrec resumed = {.type = JREC_RESUMED, .time = now, .payload = note};
+    flow__journal_append(&r->journal, &resumed);
+    if (meta.status != FLOW_RUN_RUNNING)
+        FLOW__WITH_STORE(st, flow__store_run_set_status(st->backend, id, FLOW_RUN_RUNNING, 0, NULL));
+    r->status = FLOW_RUN_RUNNING;
+    go_on(r);
+    pthread_mutex_unlock(&e->lock);
+
+out_recs:
+    flow__records_free(recs, count);
+out_meta:
+    flow__run_meta_cleanup(&meta);
+    return r;
+
+out_destroy:
+    flow__run_destroy(r);
+    r = NULL;
+    goto out_recs;
+}

@@ -1,0 +1,84 @@
+/* durable.h -- the public store handle (struct flow_store) and the durable
+ * journal: a run's records queued under the engine lock and written in
+ * batches, in order, by the store's committer thread (group commit). The
+ * design is docs/internals/store.md.
+ *
+ * Threads and locks: `flow_store.io` serializes every call into the
+ * backend; `flow_store.mu` guards the list of journals and their queues.
+ * Lock order: engine.lock, then mu; io, then nothing. The committer never
+ * holds mu or io while it calls a journal's hooks, so hooks may take the
+ * engine lock.
+ */
+#ifndef FLOW_JOURNAL_DURABLE_H
+#define FLOW_JOURNAL_DURABLE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "flow.h"
+#include "journal/journal.h"
+#include "store/store.h"
+
+struct djournal;
+
+struct flow_store {
+    struct flow__store *backend;
+    pthread_mutex_t io;      /* every backend call */
+    pthread_mutex_t mu;      /* journals and their queues */
+    pthread_cond_t work;     /* the committer: something to write, or stop */
+    pthread_cond_t done;     /* waiters: a batch became durable or failed */
+    pthread_t thread;
+    bool thread_started;     /* [mu] */
+    bool committer_idle;     /* [mu] waiting on `work` */
+    bool shutdown;           /* [mu] */
+    struct djournal *journals; /* [mu] open durable journals */
+    char holder[128];        /* this process as a lease holder */
+};
+
+/* What the journal tells the run it belongs to. Called on the committer
+ * thread with no store lock held (they may take the engine lock). */
+struct flow__journal_hooks {
+    /* A control request for the run: kind "pause" or "cancel", arg a
+     * reason or NULL. */
+    void (*control)(void *udata, const char *kind, const char *arg);
+    /* Writing failed; nothing more will be written for this run. */
+    void (*failed)(void *udata, const char *message);
+    void *udata;
+};
+
+struct flow__durable_opts {
+    const char *run_id;
+    uint64_t next_seq;   /* records the store already holds for the run */
+    bool strict;         /* FLOW__STORE_SYNC with every batch */
+    bool lease;          /* hold the run's lease and take control requests */
+    struct flow__journal_hooks hooks;
+};
+
+/* Open a durable journal on `s`. With `lease`, the lease is taken first
+ * (FLOW_EBUSY when another live process holds it; nothing is opened). */
+flow_err flow__journal_durable_open(struct flow__journal *j, struct flow_store *s,
+                                    const struct flow__durable_opts *o, flow_error *err);
+
+/* Block until every record appended to `j` is durable. FLOW_OK, or the
+ * code of the write that failed (message in `err`). */
+flow_err flow__journal_durable_wait(struct flow__journal *j, flow_error *err);
+
+/* Has writing failed? (the message in `err` when so) */
+bool flow__journal_durable_failed(struct flow__journal *j, flow_error *err);
+
+/* Run `stmt` with the store's io lock held (every backend call). */
+#define FLOW__WITH_STORE(s, stmt)                                                                  \
+    do {                                                                                           \
+        pthread_mutex_lock(&(s)->io);                                                              \
+        stmt;                                                                                      \
+        pthread_mutex_unlock(&(s)->io);                                                            \
+    } while (0)
+
+/* Read every record of `run_id` into a new array (caller frees with
+ * flow__records_free); *count gets how many. */
+flow_err flow__store_read_all(struct flow_store *s, const char *run_id, struct flow__jrec **out,
+                              size_t *count, flow_error *err);
+void flow__records_free(struct flow__jrec *recs, size_t count);
+
+#endif

@@ -1,0 +1,347 @@
+/* inspect.c -- what a reader sees of stored runs (flow status, logs,
+ * checkpoints, gc, and requests to a runner), folded from the journal alone:
+ * no flow definition is needed, since run_created names the tasks. */
+#include "util/compat.h"
+
+#include <string.h>
+
+#include "journal/durable.h"
+
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/vec.h"
+
+static const char *const run_status_names[] = {"pending",   "running", "paused",
+                                               "completed", "failed",  "cancelled"};
+
+static const char *status_name(int s)
+{
+    return s >= 0 && (size_t)s < sizeof(run_status_names) / sizeof(run_status_names[0])
+               ? run_status_names[s]
+               : "unknown";
+}
+
+static json_t *time_json(double t)
+{
+    if (t <= 0)
+        return json_null();
+    char buf[40];
+    flow__rfc3339(t, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+static json_t *meta_json(const struct flow__run_meta *m)
+{
+    return json_pack("{s:s,s:s?,s:s,s:o,s:o,s:s?,s:s?}", "id", m->id, "flow", m->flow, "status",
+                     status_name(m->status), "created_at", time_json(m->created_at), "ended_at",
+                     time_json(m->ended_at), "source", m->source, "parent", m->parent);
+}
+
+static flow_err list_one(void *udata, const struct flow__run_meta *m)
+{
+    json_t *j = meta_json(m);
+    if (!j || json_array_append_new(udata, j))
+        return FLOW_ENOMEM;
+    return FLOW_OK;
+}
+
+json_t *flow_store_runs(flow_store *s, flow_error *err)
+{
+    json_t *out = json_array();
+    if (!out) {
+        flow__error(err, FLOW_ENOMEM, "out of memory listing runs");
+        return NULL;
+    }
+    flow_err rc;
+    FLOW__WITH_STORE(s, rc = flow__store_run_list(s->backend, list_one, out, err));
+    if (rc != FLOW_OK) {
+        if (rc == FLOW_ENOMEM)
+            flow__error(err, rc, "out of memory listing runs");
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* The task name of a record, from run_created's list. */
+static const char *rec_task(json_t *names, const struct flow__jrec *rec)
+{
+    return json_string_value(json_array_get(names, rec->task));
+}
+
+static const char *act_status_name(int s)
+{
+    static const char *const names[] = {"pending", "running", "completed",
+                                        "failed",  "skipped", "cancelled"};
+    return s >= 0 && s < 6 ? names[s] : "unknown";
+}
+
+struct fold_act {
+    uint32_t task;
+    int status;
+    int attempts;
+    double started, ended;
+    json_t *output; /* borrowed from the records */
+    const char *error;
+    const char *stderr_tail;
+};
+
+json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
+{
+    struct flow__run_meta meta = {0};
+    flow_err rc;
+    FLOW__WITH_STORE(s, rc = flow__store_run_get(s->backend, run_id, &meta, err));
+    if (rc != FLOW_OK)
+        return NULL;
+    struct flow__jrec *recs = NULL;
+    size_t count = 0;
+    json_t *out = NULL;
+    if (flow__store_read_all(s, run_id, &recs, &count, err) != FLOW_OK)
+        goto out_meta;
+    FLOW__VEC(struct fold_act) acts = {0};
+    json_t *names = NULL, *state = NULL, *result = NULL;
+    const char *error = NULL;
+    int status = meta.status;
+    for (size_t i = 0; i < count; i++) {
+        const struct flow__jrec *rec = &recs[i];
+        json_t *p = rec->payload;
+        if (rec->type == JREC_RUN_CREATED) {
+            names = json_object_get(p, "tasks");
+            json_decref(state);
+            state = json_copy(json_object_get(p, "state"));
+            continue;
+        }
+        if (rec->type == JREC_RUN_ENDED) {
+            const char *st = json_string_value(json_object_get(p, "status"));
+            for (int k = FLOW_RUN_COMPLETED; st && k <= FLOW_RUN_CANCELLED; k++)
+                if (!strcmp(st, status_name(k)))
+                    status = k;
+            result = json_object_get(p, "result");
+            error = json_string_value(json_object_get(p, "error"));
+            continue;
+        }
+        if (rec->type == JREC_PAUSED)
+            error = json_string_value(json_object_get(p, "reason"));
+        if (rec->type == JREC_RESUMED)
+            error = NULL;
+        if (!rec->act)
+            continue;
+        while (acts.count < rec->act) {
+            struct fold_act blank = {.status = FLOW_ACT_PENDING};
+            FLOW__VEC_PUSH(&acts, blank, rc);
+            if (rc)
+                goto out_nomem;
+        }
+        struct fold_act *a = &acts.items[rec->act - 1];
+        a->task = rec->task;
+        switch (rec->type) {
+        case JREC_ACT_STARTED:
+            a->status = FLOW_ACT_RUNNING;
+            a->attempts = rec->attempt;
+            a->started = rec->time;
+            break;
+        case JREC_ACT_COMPLETED: {
+            a->status = FLOW_ACT_COMPLETED;
+            a->output = json_object_get(p, "output");
+            a->error = json_string_value(json_object_get(p, "ignored"));
+            a->ended = rec->time;
+            json_t *w = json_object_get(p, "writes");
+            if (state && json_is_object(w))
+                json_object_update(state, w);
+            break;
+        }
+        case JREC_ACT_FAILED:
+        case JREC_ACT_CANCELLED:
+        case JREC_ACT_RETRYING:
+            a->status = rec->type == JREC_ACT_FAILED      ? FLOW_ACT_FAILED
+                        : rec->type == JREC_ACT_CANCELLED ? FLOW_ACT_CANCELLED
+                                                          : FLOW_ACT_PENDING;
+            a->error = json_string_value(json_object_get(p, "error"));
+            if (rec->type != JREC_ACT_RETRYING)
+                a->ended = rec->time;
+            break;
+        case JREC_ACT_SKIPPED:
+            a->status = FLOW_ACT_SKIPPED;
+            a->ended = rec->time;
+            break;
+        case JREC_LOG:
+            a->stderr_tail = json_string_value(json_object_get(p, "stderr"));
+            break;
+        default:
+            break;
+        }
+    }
+    json_t *tasks = json_array();
+    out = json_pack("{s:s,s:s?,s:s,s:O,s:s?,s:s?,s:o,s:o,s:O,s:o}", "id", meta.id, "flow",
+                    meta.flow, "status", status_name(status), "result",
+                    result ? result : json_null(), "error", error, "source", meta.source,
+                    "created_at", time_json(meta.created_at), "ended_at",
+                    time_json(meta.ended_at), "state", state ? state : json_null(), "tasks",
+                    tasks);
+    for (size_t i = 0; out && i < acts.count; i++) {
+        const struct fold_act *a = &acts.items[i];
+        const char *name = json_string_value(json_array_get(names, a->task));
+        json_t *jt = json_pack("{s:s,s:I,s:s,s:i,s:o,s:o,s:s?}", "task", name ? name : "?",
+                               "activation", (json_int_t)(i + 1), "status",
+                               act_status_name(a->status), "attempts", a->attempts, "started_at",
+                               time_json(a->started), "ended_at", time_json(a->ended), "error",
+                               a->error);
+        if (jt && a->output)
+            json_object_set(jt, "output", a->output);
+        if (jt && a->stderr_tail)
+            json_object_set_new(jt, "stderr_tail", json_string(a->stderr_tail));
+        if (!jt || json_array_append_new(tasks, jt)) {
+            json_decref(out);
+            out = NULL;
+        }
+    }
+    if (!out)
+        flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s'", run_id);
+    json_decref(state);
+    FLOW__VEC_FREE(&acts);
+    flow__records_free(recs, count);
+out_meta:
+    flow__run_meta_cleanup(&meta);
+    return out;
+
+out_nomem:
+    json_decref(state);
+    FLOW__VEC_FREE(&acts);
+    flow__records_free(recs, count);
+    flow__run_meta_cleanup(&meta);
+    flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s'", run_id);
+    return NULL;
+}
+
+json_t *flow_store_journal(flow_store *s, const char *run_id, flow_error *err)
+{
+    struct flow__jrec *recs = NULL;
+    size_t count = 0;
+    if (flow__store_read_all(s, run_id, &recs, &count, err) != FLOW_OK)
+        return NULL;
+    json_t *names = count && recs[0].type == JREC_RUN_CREATED
+                        ? json_object_get(recs[0].payload, "tasks")
+                        : NULL;
+    json_t *out = json_array();
+    for (size_t i = 0; out && i < count; i++) {
+        const struct flow__jrec *rec = &recs[i];
+        json_t *j = json_pack("{s:I,s:o,s:s}", "seq", (json_int_t)i, "time", time_json(rec->time),
+                              "type", flow__jrec_type_name(rec->type));
+        if (j && rec->act) {
+            const char *name = rec_task(names, rec);
+            json_object_set_new(j, "task", name ? json_string(name) : json_integer(rec->task));
+            json_object_set_new(j, "activation", json_integer(rec->act));
+            if (rec->attempt)
+                json_object_set_new(j, "attempt", json_integer(rec->attempt));
+        }
+        if (j && json_is_object(rec->payload) && rec->type != JREC_RUN_CREATED)
+            json_object_update(j, rec->payload);
+        else if (j && rec->type == JREC_RUN_CREATED)
+            json_object_set_new(j, "inputs", json_incref(json_object_get(rec->payload, "inputs")));
+        if (!j || json_array_append_new(out, j)) {
+            json_decref(out);
+            out = NULL;
+        }
+    }
+    flow__records_free(recs, count);
+    if (!out)
+        flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s'", run_id);
+    return out;
+}
+
+json_t *flow_store_checkpoints(flow_store *s, const char *run_id, flow_error *err)
+{
+    struct flow__jrec *recs = NULL;
+    size_t count = 0;
+    if (flow__store_read_all(s, run_id, &recs, &count, err) != FLOW_OK)
+        return NULL;
+    json_t *names = count && recs[0].type == JREC_RUN_CREATED
+                        ? json_object_get(recs[0].payload, "tasks")
+                        : NULL;
+    json_t *out = json_array();
+    for (size_t i = 0; out && i < count; i++) {
+        const struct flow__jrec *rec = &recs[i];
+        if (rec->type != JREC_CHECKPOINT)
+            continue;
+        const char *task = rec->act ? rec_task(names, rec) : NULL;
+        json_t *j = json_pack("{s:s,s:s?,s:o,s:O?}", "id", "", "task", task, "created_at",
+                              time_json(rec->time), "reason",
+                              json_object_get(rec->payload, "reason"));
+        char id[32];
+        snprintf(id, sizeof(id), "%lld",
+                 (long long)json_integer_value(json_object_get(rec->payload, "id")));
+        if (j)
+            json_object_set_new(j, "id", json_string(id));
+        if (!j || json_array_append_new(out, j)) {
+            json_decref(out);
+            out = NULL;
+        }
+    }
+    flow__records_free(recs, count);
+    if (!out)
+        flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s'", run_id);
+    return out;
+}
+
+flow_err flow_store_request(flow_store *s, const char *run_id, const char *what,
+                            const char *reason, flow_error *err)
+{
+    if (!what || (strcmp(what, "pause") != 0 && strcmp(what, "cancel") != 0))
+        return flow__error(err, FLOW_EINVAL, "unknown request '%s' (known: pause, cancel)",
+                           what ? what : "");
+    struct flow__run_meta meta = {0};
+    flow_err rc;
+    FLOW__WITH_STORE(s, rc = flow__store_run_get(s->backend, run_id, &meta, err));
+    if (rc != FLOW_OK)
+        return rc;
+    int status = meta.status;
+    flow__run_meta_cleanup(&meta);
+    if (status >= FLOW_RUN_COMPLETED)
+        return flow__error(err, FLOW_ESTATE, "run '%s' has already ended (%s)", run_id,
+                           status_name(status));
+    if (status == FLOW_RUN_PAUSED && !strcmp(what, "pause"))
+        return flow__error(err, FLOW_ESTATE, "run '%s' is already paused", run_id);
+    FLOW__WITH_STORE(s, rc = flow__store_control_put(s->backend, run_id, what, reason, err));
+    return rc;
+}
+
+struct gc_list {
+    double cutoff;
+    FLOW__VEC(char *) ids;
+};
+
+static flow_err gc_pick(void *udata, const struct flow__run_meta *m)
+{
+    struct gc_list *g = udata;
+    if (m->status < FLOW_RUN_COMPLETED || m->ended_at <= 0 || m->ended_at > g->cutoff)
+        return FLOW_OK;
+    char *id = flow__strdup(m->id);
+    flow_err rc = id ? FLOW_OK : FLOW_ENOMEM;
+    if (id)
+        FLOW__VEC_PUSH(&g->ids, id, rc);
+    if (rc)
+        flow__free(id);
+    return rc;
+}
+
+flow_err flow_store_gc(flow_store *s, double older_than, size_t *deleted, flow_error *err)
+{
+    struct gc_list g = {.cutoff = flow__wall_time() - older_than};
+    flow_err rc;
+    size_t n = 0;
+    if (deleted)
+        *deleted = 0;
+    FLOW__WITH_STORE(s, rc = flow__store_run_list(s->backend, gc_pick, &g, err));
+    for (size_t i = 0; rc == FLOW_OK && i < g.ids.count; i++) {
+        FLOW__WITH_STORE(s, rc = flow__store_run_delete(s->backend, g.ids.items[i], err));
+        if (rc == FLOW_OK)
+            n++;
+    }
+    for (size_t i = 0; i < g.ids.count; i++)
+        flow__free(g.ids.items[i]);
+    FLOW__VEC_FREE(&g.ids);
+    if (deleted)
+        *deleted = n;
+    return rc;
+}

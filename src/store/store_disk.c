@@ -1,0 +1,1337 @@
+/* store_disk.c -- the disk store ("disk:DIR[?durability=strict]"): plain
+ * files, one directory per run, no library but zlib's crc32.
+ *
+ * DESIGN (docs/internals/store.md, "Backends")
+ * DIR/FORMAT says "libflow-store N". DIR/runs/<id>/ holds meta.json, the
+ * journal, the lease file and control/. A run appears and disappears as a
+ * whole: it is built in runs/.new-* and renamed into place, and deleted by a
+ * rename to runs/.del-* before its files are removed (ids cannot start with
+ * '.', so listings skip both).
+ *
+ * The journal is append-only; each record is u32 LE length, u32 LE crc32 of
+ * the bytes, then the record as compact JSON. One append is one write() of
+ * the whole batch, so a crash leaves the old records plus a possibly torn
+ * piece of the batch: readers stop at the first record that is short, fails
+ * its CRC or does not parse, which makes the batch all-or-nothing, and the
+ * first append of a handle cuts that tail off. Records are numbered by their
+ * position. In strict mode (or with FLOW__STORE_SYNC) every batch is
+ * fdatasync'ed; otherwise it is in the page cache, which survives the
+ * process, and `commit` syncs.
+ *
+ * The lease is an flock on runs/<id>/lease, held on a descriptor this handle
+ * keeps open: the kernel drops it when the holder dies, so no expiry is
+ * needed. Control requests are files named by a zero-padded number, created
+ * by link() from a temp file so that two writers never take one number. */
+#include "util/compat.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "store/store.h"
+
+#include "util/alloc.h"
+#include "util/buf.h"
+#include "util/error.h"
+#include "util/json.h"
+#include "util/strmap.h"
+#include "util/vec.h"
+
+#define DK_FORMAT_MAGIC "libflow-store"
+#define DK_RECORD_MAX ((uint32_t)1 << 30) /* bytes of one record's JSON */
+#define DK_HEADER 8                        /* length + crc32 */
+#define DK_READ_CHUNK ((size_t)1 << 16)
+#define DK_BUF_KEEP ((size_t)1 << 22) /* a larger batch buffer is freed after use */
+#define DK_META_MAX ((size_t)1 << 26)
+#define DK_CTL_NAME_LEN 20 /* digits of a control request's file name */
+#define DK_CTL_TRIES 1000
+#define DK_PATH_MAX 160 /* "<id>/meta.json.tmp" and the like */
+
+/* What this handle keeps of a run. Entries stay in the map until close (a
+ * deleted run's entry is only made cold). */
+struct dk_run {
+    char id[80];        /* the map's key */
+    int fd;             /* the journal, open for append; -1: cold */
+    uint64_t next_seq;  /* records in the journal (valid while fd >= 0) */
+    uint64_t size;      /* bytes in the journal (valid while fd >= 0) */
+    int lease_fd;       /* holds the flock on `lease`, or -1 */
+    char *lease_holder; /* whose lease that is */
+};
+
+struct dk_store {
+    char *path; /* DIR, for messages */
+    int dirfd;  /* DIR */
+    int runsfd; /* DIR/runs */
+    bool strict;
+    unsigned counter;         /* for unique temp names */
+    struct flow__strmap runs; /* id -> struct dk_run */
+    struct flow__buf buf;     /* a batch or a file being written */
+    json_t *ts;               /* a real reused to write record times exactly */
+};
+
+/* ------------------------------------------------------------------------ */
+/* files                                                                     */
+
+static int dk_write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Write `data` as the new file `name` in `dfd` (replacing one), mode 0600,
+ * fsync'ed. 0, or an errno (and no file). */
+static int dk_write_file(int dfd, const char *name, const char *data, size_t len)
+{
+    int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno;
+    int e = 0;
+    if (fchmod(fd, 0600) != 0 || dk_write_all(fd, data, len) != 0 || fsync(fd) != 0)
+        e = errno;
+    if (close(fd) != 0 && !e)
+        e = errno;
+    if (e)
+        unlinkat(dfd, name, 0);
+    return e;
+}
+
+/* Replace `name` in `dfd` atomically: write name.tmp, rename it over `name`,
+ * fsync the directory. 0 or an errno. */
+static int dk_replace_file(int dfd, const char *name, const char *data, size_t len)
+{
+    char tmp[DK_PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+    int e = dk_write_file(dfd, tmp, data, len);
+    if (e)
+        return e;
+    if (renameat(dfd, tmp, dfd, name) != 0) {
+        e = errno;
+        unlinkat(dfd, tmp, 0);
+        return e;
+    }
+    return fsync(dfd) != 0 ? errno : 0;
+}
+
+/* Read the file `name` in `dfd` into `b` (reset first). 0 or an errno. */
+static int dk_read_file(int dfd, const char *name, struct flow__buf *b)
+{
+    flow__buf_reset(b);
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int e = 0;
+    char chunk[4096];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            e = errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        flow_err rc = flow__buf_append(b, chunk, (size_t)n);
+        if (rc != FLOW_OK) {
+            e = rc == FLOW_ENOMEM ? ENOMEM : EFBIG;
+            break;
+        }
+    }
+    close(fd);
+    return e;
+}
+
+static int dk_open_dir(int dfd, const char *name)
+{
+    return openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* Remove `name` in `dfd` and everything under it; best effort (what cannot
+ * be removed stays, under a name listings skip). */
+static void dk_rmtree(int dfd, const char *name, int depth)
+{
+    if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT || depth > 8)
+        return;
+    int fd = dk_open_dir(dfd, name);
+    if (fd < 0)
+        return;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            dk_rmtree(fd, e->d_name, depth + 1);
+    }
+    closedir(d);
+    unlinkat(dfd, name, AT_REMOVEDIR);
+}
+
+/* "<id>/<name>" (relative to runs/) into `out`; false when `id` cannot be a
+ * run of this store (then there is no such run). */
+static bool dk_run_path(char *out, size_t size, const char *id, const char *name)
+{
+    if (flow__store_check_id("", id, NULL) != FLOW_OK)
+        return false;
+    int n = snprintf(out, size, "%s%s%s", id, name ? "/" : "", name ? name : "");
+    return n > 0 && (size_t)n < size;
+}
+
+static flow_err dk_no_run(struct dk_store *s, const char *id, flow_error *err)
+{
+    return flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '%s'", id, s->path);
+}
+
+/* Does run `id` exist (its meta.json does)? FLOW_OK, FLOW_ENOTFOUND or an
+ * I/O error, each with its message. */
+static flow_err dk_run_exists(struct dk_store *s, const char *id, flow_error *err)
+{
+    char rel[DK_PATH_MAX];
+    struct stat st;
+    if (!dk_run_path(rel, sizeof(rel), id, "meta.json"))
+        return dk_no_run(s, id, err);
+    if (fstatat(s->runsfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return FLOW_OK;
+    if (errno == ENOENT || errno == ENOTDIR)
+        return dk_no_run(s, id, err);
+    return flow__error_errno(err, errno, "cannot read run '%s' in store '%s'", id, s->path);
+}
+
+/* A unique name for a temp entry: ".PREFIX-ID-PID-N". */
+static void dk_temp_name(struct dk_store *s, char *out, size_t size, const char *prefix,
+                         const char *id)
+{
+    snprintf(out, size, ".%s-%s-%ld-%u", prefix, id, (long)getpid(), ++s->counter);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the per-run cache                                                         */
+
+/* The entry of run `id`, created cold; NULL when out of memory. */
+static struct dk_run *dk_run_cache(struct dk_store *s, const char *id)
+{
+    struct dk_run *c = flow__strmap_get(&s->runs, id);
+    if (c)
+        return c;
+    c = flow__calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    c->fd = -1;
+    c->lease_fd = -1;
+    if (flow__strmap_put(&s->runs, c->id, c) != FLOW_OK) {
+        flow__free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void dk_run_cold(struct dk_run *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+static void dk_lease_drop(struct dk_run *c)
+{
+    if (c->lease_fd >= 0)
+        close(c->lease_fd); /* releases the flock */
+    c->lease_fd = -1;
+    flow__free(c->lease_holder);
+    c->lease_holder = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* records                                                                   */
+
+static void dk_put_le32(char *p, uint32_t v)
+{
+    unsigned char *u = (unsigned char *)p;
+    u[0] = (unsigned char)v;
+    u[1] = (unsigned char)(v >> 8);
+    u[2] = (unsigned char)(v >> 16);
+    u[3] = (unsigned char)(v >> 24);
+}
+
+static uint32_t dk_get_le32(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+}
+
+/* Append record `r` (framed) to s->buf. */
+static flow_err dk_encode(struct dk_store *s, const struct flow__jrec *r)
+{
+    struct flow__buf *b = &s->buf;
+    size_t start = b->len;
+    /* jansson writes the time: exact in the fewest digits, whatever the
+     * locale's decimal point. */
+    if (json_real_set(s->ts, r->time) != 0)
+        return FLOW_EINVAL;
+    char header[DK_HEADER] = {0};
+    flow_err rc = flow__buf_append(b, header, sizeof(header));
+    if (rc == FLOW_OK)
+        rc = flow__buf_printf(b, "{\"t\":%u,\"a\":%" PRIu32 ",\"k\":%" PRIu32 ",\"n\":%u,\"s\":%" PRIu32
+                                 ",\"ts\":",
+                              (unsigned)r->type, r->act, r->task, (unsigned)r->attempt, r->src);
+    if (rc == FLOW_OK)
+        rc = flow__json_append(b, s->ts, JSON_COMPACT);
+    if (rc == FLOW_OK && r->payload) {
+        rc = flow__buf_appends(b, ",\"p\":");
+        if (rc == FLOW_OK)
+            rc = flow__json_append(b, r->payload, JSON_COMPACT);
+    }
+    if (rc == FLOW_OK)
+        rc = flow__buf_appendc(b, '}');
+    size_t len = rc == FLOW_OK ? b->len - start - DK_HEADER : 0;
+    if (rc == FLOW_OK && len > DK_RECORD_MAX)
+        rc = FLOW_ELIMIT;
+    if (rc != FLOW_OK)
+        return rc;
+    char *p = b->data + start;
+    dk_put_le32(p, (uint32_t)len);
+    dk_put_le32(p + 4, (uint32_t)crc32(0L, (const Bytef *)p + DK_HEADER, (uInt)len));
+    return FLOW_OK;
+}
+
+/* Parse one record's JSON into `rec`; the payload is borrowed from *root
+ * (the caller's to decref). FLOW_EPARSE when it is not a record,
+ * FLOW_ENOMEM when jansson ran out of memory. */
+static flow_err dk_decode(const char *data, size_t len, struct flow__jrec *rec, json_t **root)
+{
+    json_error_t jerr;
+    json_t *o = json_loadb(data, len, 0, &jerr);
+    *root = o;
+    if (!o)
+        return json_error_code(&jerr) == json_error_out_of_memory ? FLOW_ENOMEM : FLOW_EPARSE;
+    json_t *t = json_object_get(o, "t"), *a = json_object_get(o, "a"),
+           *k = json_object_get(o, "k"), *n = json_object_get(o, "n"),
+           *src = json_object_get(o, "s"), *ts = json_object_get(o, "ts");
+    if (!json_is_object(o) || !json_is_integer(t) || !json_is_integer(a) ||
+        !json_is_integer(k) || !json_is_integer(n) || !json_is_integer(src) ||
+        !json_is_number(ts))
+        return FLOW_EPARSE;
+    json_int_t attempt = json_integer_value(n);
+    *rec = (struct flow__jrec){
+        .type = (uint8_t)json_integer_value(t),
+        .act = (uint32_t)json_integer_value(a),
+        .task = (uint32_t)json_integer_value(k),
+        .attempt = (uint8_t)(attempt > 255 ? 255 : attempt < 0 ? 0 : attempt),
+        .src = (uint32_t)json_integer_value(src),
+        .time = json_number_value(ts),
+        .payload = json_object_get(o, "p"),
+    };
+    return FLOW_OK;
+}
+
+/* Where a scan of a journal ended. */
+struct dk_scan {
+    uint64_t end;   /* bytes of the valid prefix */
+    uint64_t count; /* records in it */
+    int sys_errno;  /* a failed read: its errno (the result is then FLOW_EIO) */
+    bool stopped;   /* the callback stopped the walk (its code is the result) */
+};
+
+/* A buffered reader of a journal (pread, so a descriptor's offset does not
+ * matter). */
+struct dk_reader {
+    int fd;
+    char *buf;
+    size_t cap;
+    size_t pos;   /* first byte not consumed */
+    size_t have;  /* bytes in buf */
+    uint64_t off; /* file offset of buf[0] */
+    int sys_errno;
+};
+
+/* Make buf[pos, pos + need) hold the next `need` bytes of the file.
+ * FLOW_EPARSE when the file ends first (a torn record). */
+static flow_err dk_need(struct dk_reader *r, size_t need)
+{
+    if (r->have - r->pos >= need)
+        return FLOW_OK;
+    if (r->pos + need > r->cap) {
+        memmove(r->buf, r->buf + r->pos, r->have - r->pos);
+        r->off += r->pos;
+        r->have -= r->pos;
+        r->pos = 0;
+        if (need > r->cap) {
+            char *bigger = flow__realloc(r->buf, need);
+            if (!bigger)
+                return FLOW_ENOMEM;
+            r->buf = bigger;
+            r->cap = need;
+        }
+    }
+    while (r->have - r->pos < need) {
+        ssize_t n = pread(r->fd, r->buf + r->have, r->cap - r->have, (off_t)(r->off + r->have));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r->sys_errno = errno;
+            return FLOW_EIO;
+        }
+        if (n == 0)
+            return FLOW_EPARSE;
+        r->have += (size_t)n;
+    }
+    return FLOW_OK;
+}
+
+/* Walk the valid prefix of the journal on `fd`: call `cb` for each record
+ * with seq >= from (when cb is not NULL). The prefix ends at the first
+ * record that is short, fails its CRC or does not parse. A callback's code
+ * other than FLOW_OK stops the walk and is returned. */
+static flow_err dk_scan(int fd, uint64_t from, flow__store_rec_cb cb, void *udata,
+                        struct dk_scan *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        out->sys_errno = errno;
+        return FLOW_EIO;
+    }
+    uint64_t fsize = (uint64_t)st.st_size;
+    struct dk_reader r = {.fd = fd, .cap = DK_READ_CHUNK};
+    r.buf = flow__malloc(r.cap);
+    if (!r.buf)
+        return FLOW_ENOMEM;
+    flow_err rc = FLOW_OK;
+    while (out->end + DK_HEADER <= fsize) {
+        rc = dk_need(&r, DK_HEADER);
+        if (rc != FLOW_OK)
+            break;
+        uint32_t len = dk_get_le32(r.buf + r.pos);
+        /* A length past the end is a torn header: never allocate for it. */
+        if (len > DK_RECORD_MAX || out->end + DK_HEADER + len > fsize)
+            break;
+        rc = dk_need(&r, DK_HEADER + (size_t)len);
+        if (rc != FLOW_OK)
+            break;
+        const char *at = r.buf + r.pos;
+        if ((uint32_t)crc32(0L, (const Bytef *)at + DK_HEADER, (uInt)len) != dk_get_le32(at + 4))
+            break;
+        struct flow__jrec rec;
+        json_t *root;
+        rc = dk_decode(at + DK_HEADER, len, &rec, &root);
+        if (rc == FLOW_OK && cb && out->count >= from) {
+            rc = cb(udata, out->count, &rec);
+            json_decref(root);
+            if (rc != FLOW_OK) {
+                out->stopped = true;
+                goto out_free;
+            }
+        } else {
+            json_decref(root);
+        }
+        if (rc != FLOW_OK)
+            break;
+        r.pos += DK_HEADER + (size_t)len;
+        out->end += DK_HEADER + len;
+        out->count++;
+    }
+    if (rc == FLOW_EPARSE)
+        rc = FLOW_OK; /* the end of the valid prefix */
+    else if (rc == FLOW_EIO)
+        out->sys_errno = r.sys_errno;
+out_free:
+    flow__free(r.buf);
+    return rc;
+}
+
+/* Open run `c`'s journal for appending: find the valid prefix and cut off a
+ * torn tail. */
+static flow_err dk_journal_open(struct dk_store *s, struct dk_run *c, const char *what,
+                                flow_error *err)
+{
+    char rel[DK_PATH_MAX];
+    if (!dk_run_path(rel, sizeof(rel), c->id, "journal"))
+        return dk_no_run(s, c->id, err);
+    int fd = openat(s->runsfd, rel, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        flow_err rc = dk_run_exists(s, c->id, err);
+        if (rc != FLOW_OK)
+            return rc;
+        fd = openat(s->runsfd, rel, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    }
+    if (fd < 0)
+        return flow__error_errno(err, errno, "%s in store '%s'", what, s->path);
+    struct dk_scan scan;
+    flow_err rc = dk_scan(fd, UINT64_MAX, NULL, NULL, &scan);
+    if (rc != FLOW_OK) {
+        close(fd);
+        if (rc == FLOW_EIO)
+            return flow__error_errno(err, scan.sys_errno, "%s in store '%s'", what, s->path);
+        return flow__error(err, rc, "%s in store '%s': out of memory", what, s->path);
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 ||
+        ((uint64_t)st.st_size > scan.end && ftruncate(fd, (off_t)scan.end) != 0)) {
+        int e = errno;
+        close(fd);
+        return flow__error_errno(err, e, "%s (cutting off a torn record) in store '%s'", what,
+                                 s->path);
+    }
+    c->fd = fd;
+    c->size = scan.end;
+    c->next_seq = scan.count;
+    return FLOW_OK;
+}
+
+/* Make `c`'s journal ready for an append: open it when cold; reopen it when
+ * the file is not what this handle wrote (deleted, or written elsewhere). */
+static flow_err dk_journal_ready(struct dk_store *s, struct dk_run *c, const char *what,
+                                 flow_error *err)
+{
+    if (c->fd >= 0) {
+        struct stat st;
+        if (fstat(c->fd, &st) == 0 && st.st_nlink > 0 && (uint64_t)st.st_size == c->size)
+            return FLOW_OK;
+        dk_run_cold(c);
+    }
+    return dk_journal_open(s, c, what, err);
+}
+
+static flow_err dk_append(void *priv, const char *run_id, const struct flow__jrec *recs,
+                          size_t n, unsigned flags, flow_error *err)
+{
+    struct dk_store *s = priv;
+    if (n == 0)
+        return FLOW_OK;
+    char what[160];
+    snprintf(what, sizeof(what), "cannot append to run '%s'", run_id);
+    if (flow__store_check_id("", run_id, NULL) != FLOW_OK)
+        return dk_no_run(s, run_id, err);
+    struct dk_run *c = dk_run_cache(s, run_id);
+    if (!c)
+        return flow__error(err, FLOW_ENOMEM, "%s in store '%s': out of memory", what, s->path);
+    flow_err rc = dk_journal_ready(s, c, what, err);
+    if (rc != FLOW_OK)
+        return rc;
+
+    flow__buf_reset(&s->buf);
+    for (size_t i = 0; i < n; i++) {
+        rc = dk_encode(s, &recs[i]);
+        if (rc != FLOW_OK) {
+            flow__error(err, rc, "cannot write record %" PRIu64 " of run '%s' in store '%s': %s",
+                        c->next_seq + i, run_id, s->path,
+                        rc == FLOW_EINVAL  ? "its time is not a finite number"
+                        : rc == FLOW_ELIMIT ? "too large"
+                                            : "out of memory");
+            goto out_buf;
+        }
+    }
+    int e = 0;
+    if (dk_write_all(c->fd, s->buf.data, s->buf.len) != 0)
+        e = errno;
+    else if ((s->strict || (flags & FLOW__STORE_SYNC)) && fdatasync(c->fd) != 0)
+        e = errno;
+    if (e) {
+        /* Take back what part of the batch reached the file; if even that
+         * fails, the next append finds the torn tail and cuts it. */
+        if (ftruncate(c->fd, (off_t)c->size) != 0)
+            dk_run_cold(c);
+        rc = flow__error_errno(err, e, "%s in store '%s'", what, s->path);
+        goto out_buf;
+    }
+    c->size += s->buf.len;
+    c->next_seq += n;
+
+out_buf:
+    if (s->buf.cap > DK_BUF_KEEP) {
+        flow__buf_cleanup(&s->buf);
+        flow__buf_init(&s->buf, FLOW__BUF_DEFAULT_MAX);
+    }
+    return rc;
+}
+
+static flow_err dk_commit(void *priv, const char *run_id, flow_error *err)
+{
+    struct dk_store *s = priv;
+    struct dk_run *c = flow__strmap_get(&s->runs, run_id);
+    int fd = c ? c->fd : -1;
+    bool own = fd < 0;
+    if (own) {
+        flow_err rc = dk_run_exists(s, run_id, err);
+        if (rc != FLOW_OK)
+            return rc;
+        char rel[DK_PATH_MAX];
+        dk_run_path(rel, sizeof(rel), run_id, "journal");
+        fd = openat(s->runsfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return errno == ENOENT ? FLOW_OK
+                                   : flow__error_errno(err, errno,
+                                                       "cannot sync run '%s' in store '%s'",
+                                                       run_id, s->path);
+    }
+    int e = fdatasync(fd) != 0 ? errno : 0;
+    if (own)
+        close(fd);
+    if (e)
+        return flow__error_errno(err, e, "cannot sync run '%s' in store '%s'", run_id, s->path);
+    return FLOW_OK;
+}
+
+static flow_err dk_read(void *priv, const char *run_id, uint64_t from_seq, flow__store_rec_cb cb,
+                        void *udata, flow_error *err)
+{
+    struct dk_store *s = priv;
+    flow_err rc = dk_run_exists(s, run_id, err);
+    if (rc != FLOW_OK)
+        return rc;
+    char rel[DK_PATH_MAX];
+    dk_run_path(rel, sizeof(rel), run_id, "journal");
+    int fd = openat(s->runsfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return FLOW_OK; /* nothing appended */
+        return flow__error_errno(err, errno, "cannot read the journal of run '%s' in store '%s'",
+                                 run_id, s->path);
+    }
+    struct dk_scan scan;
+    rc = dk_scan(fd, from_seq, cb, udata, &scan);
+    close(fd);
+    if (rc == FLOW_OK || scan.stopped)
+        return rc;
+    if (rc == FLOW_EIO)
+        return flow__error_errno(err, scan.sys_errno,
+                                 "cannot read the journal of run '%s' in store '%s'", run_id,
+                                 s->path);
+    return flow__error(err, rc, "cannot read the journal of run '%s' in store '%s': out of memory",
+                       run_id, s->path);
+}
+
+/* ------------------------------------------------------------------------ */
+/* runs                                                                      */
+
+/* meta.json of `m` into s->buf. */
+static flow_err dk_meta_text(struct dk_store *s, const struct flow__run_meta *m)
+{
+    json_t *o = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:O?, s:i, s:f, s:f}", "id", m->id,
+                          "flow", m->flow, "version", m->version, "def_hash", m->def_hash,
+                          "source", m->source, "parent", m->parent, "inputs", m->inputs,
+                          "status", m->status, "created_at", m->created_at, "ended_at",
+                          m->ended_at);
+    if (!o)
+        return FLOW_ENOMEM;
+    flow__buf_reset(&s->buf);
+    flow_err rc = flow__json_append(&s->buf, o, JSON_INDENT(2));
+    if (rc == FLOW_OK)
+        rc = flow__buf_appendc(&s->buf, '\n');
+    json_decref(o);
+    return rc;
+}
+
+/* A string member of meta.json: *out a copy, or NULL when absent or null. */
+static bool dk_meta_str(json_t *o, const char *key, char **out)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    *out = v ? flow__strdup(v) : NULL;
+    return !v || *out;
+}
+
+/* Read run `id`'s meta.json: as JSON into *root (when root is not NULL)
+ * and into `out` (when not NULL). */
+static flow_err dk_meta_load(struct dk_store *s, const char *id, json_t **root,
+                             struct flow__run_meta *out, flow_error *err)
+{
+    if (out)
+        memset(out, 0, sizeof(*out));
+    char rel[DK_PATH_MAX];
+    if (!dk_run_path(rel, sizeof(rel), id, "meta.json"))
+        return dk_no_run(s, id, err);
+    struct flow__buf text;
+    flow__buf_init(&text, DK_META_MAX);
+    int e = dk_read_file(s->runsfd, rel, &text);
+    if (e) {
+        flow__buf_cleanup(&text);
+        if (e == ENOENT || e == ENOTDIR)
+            return dk_no_run(s, id, err);
+        return flow__error_errno(err, e, "cannot read run '%s' in store '%s'", id, s->path);
+    }
+    json_error_t jerr;
+    json_t *o = json_loadb(flow__buf_str(&text), text.len, 0, &jerr);
+    flow__buf_cleanup(&text);
+    flow_err rc = FLOW_OK;
+    if (!o)
+        rc = json_error_code(&jerr) == json_error_out_of_memory ? FLOW_ENOMEM : FLOW_EPARSE;
+    else if (!json_is_object(o) || !json_is_integer(json_object_get(o, "status")) ||
+             !json_is_number(json_object_get(o, "created_at")))
+        rc = FLOW_EPARSE;
+    if (rc == FLOW_OK && out) {
+        snprintf(out->id, sizeof(out->id), "%s", id);
+        out->status = (int)json_integer_value(json_object_get(o, "status"));
+        out->created_at = json_number_value(json_object_get(o, "created_at"));
+        out->ended_at = json_number_value(json_object_get(o, "ended_at"));
+        json_t *inputs = json_object_get(o, "inputs");
+        out->inputs = json_is_null(inputs) ? NULL : json_incref(inputs);
+        if (!dk_meta_str(o, "flow", &out->flow) || !dk_meta_str(o, "version", &out->version) ||
+            !dk_meta_str(o, "def_hash", &out->def_hash) ||
+            !dk_meta_str(o, "source", &out->source) || !dk_meta_str(o, "parent", &out->parent))
+            rc = FLOW_ENOMEM;
+    }
+    if (rc != FLOW_OK) {
+        json_decref(o);
+        if (out)
+            flow__run_meta_cleanup(out);
+        return flow__error(err, rc, "cannot read run '%s' in store '%s': %s", id, s->path,
+                           rc == FLOW_EPARSE ? "its meta.json is damaged" : "out of memory");
+    }
+    if (root)
+        *root = o;
+    else
+        json_decref(o);
+    return FLOW_OK;
+}
+
+/* Build run `meta` in a temp directory: meta.json, an empty journal,
+ * control/. */
+static int dk_run_build(int tfd, const struct flow__buf *meta_text)
+{
+    int e = dk_write_file(tfd, "meta.json", meta_text->data, meta_text->len);
+    if (e)
+        return e;
+    e = dk_write_file(tfd, "journal", "", 0);
+    if (e)
+        return e;
+    if (mkdirat(tfd, "control", 0700) != 0)
+        return errno;
+    return fsync(tfd) != 0 ? errno : 0;
+}
+
+static flow_err dk_run_create(void *priv, const struct flow__run_meta *meta, flow_error *err)
+{
+    struct dk_store *s = priv;
+    flow_err rc = flow__store_check_id(s->path, meta->id, err);
+    if (rc != FLOW_OK)
+        return rc;
+    struct stat st;
+    if (fstatat(s->runsfd, meta->id, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return flow__error(err, FLOW_EEXISTS, "run '%s' already exists in store '%s'", meta->id,
+                           s->path);
+    rc = dk_meta_text(s, meta);
+    if (rc != FLOW_OK)
+        return flow__error(err, rc, "cannot write the metadata of run '%s' in store '%s'",
+                           meta->id, s->path);
+    char tmp[DK_PATH_MAX];
+    dk_temp_name(s, tmp, sizeof(tmp), "new", meta->id);
+    if (mkdirat(s->runsfd, tmp, 0700) != 0)
+        return flow__error_errno(err, errno, "cannot create run '%s' in store '%s'", meta->id,
+                                 s->path);
+    int tfd = dk_open_dir(s->runsfd, tmp);
+    int e = tfd < 0 ? errno : dk_run_build(tfd, &s->buf);
+    if (tfd >= 0)
+        close(tfd);
+    /* The run appears whole, or not at all. */
+    if (!e && renameat2(s->runsfd, tmp, s->runsfd, meta->id, RENAME_NOREPLACE) != 0) {
+        e = errno;
+        if (e == EINVAL) { /* a file system without RENAME_NOREPLACE */
+            e = 0;
+            if (fstatat(s->runsfd, meta->id, &st, AT_SYMLINK_NOFOLLOW) == 0)
+                e = EEXIST;
+            else if (renameat(s->runsfd, tmp, s->runsfd, meta->id) != 0)
+                e = errno;
+        }
+    }
+    if (!e && fsync(s->runsfd) != 0)
+        e = errno;
+    if (!e)
+        return FLOW_OK;
+    dk_rmtree(s->runsfd, tmp, 0);
+    if (e == EEXIST || e == ENOTEMPTY)
+        return flow__error(err, FLOW_EEXISTS, "run '%s' already exists in store '%s'", meta->id,
+                           s->path);
+    return flow__error_errno(err, e, "cannot create run '%s' in store '%s'", meta->id, s->path);
+}
+
+static flow_err dk_run_get(void *priv, const char *id, struct flow__run_meta *out,
+                           flow_error *err)
+{
+    return dk_meta_load(priv, id, NULL, out, err);
+}
+
+static int dk_meta_order(const void *a, const void *b)
+{
+    const struct flow__run_meta *x = a, *y = b;
+    if (x->created_at != y->created_at)
+        return x->created_at < y->created_at ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+static flow_err dk_run_list(void *priv, flow__store_run_cb cb, void *udata, flow_error *err)
+{
+    struct dk_store *s = priv;
+    int fd = dk_open_dir(s->dirfd, "runs");
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (!d) {
+        flow_err rc = flow__error_errno(err, errno, "cannot list the runs in store '%s'", s->path);
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    FLOW__VEC(struct flow__run_meta) metas = {0};
+    flow_err rc = FLOW_OK;
+    struct dirent *e;
+    while (rc == FLOW_OK && (errno = 0, e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue; /* ".", "..", runs being created or deleted */
+        struct flow__run_meta m;
+        flow_error one = {0};
+        rc = dk_meta_load(s, e->d_name, NULL, &m, &one);
+        if (rc == FLOW_ENOTFOUND) { /* deleted meanwhile, or not a run */
+            rc = FLOW_OK;
+            continue;
+        }
+        if (rc != FLOW_OK) {
+            flow__error(err, rc, "%s", one.message);
+            break;
+        }
+        FLOW__VEC_PUSH(&metas, m, rc);
+        if (rc != FLOW_OK) {
+            flow__run_meta_cleanup(&m);
+            flow__error(err, rc, "cannot list the runs in store '%s': out of memory", s->path);
+        }
+    }
+    if (rc == FLOW_OK && errno != 0)
+        rc = flow__error_errno(err, errno, "cannot list the runs in store '%s'", s->path);
+    closedir(d);
+    if (rc == FLOW_OK && metas.count)
+        qsort(metas.items, metas.count, sizeof(*metas.items), dk_meta_order);
+    for (size_t i = 0; rc == FLOW_OK && i < metas.count; i++)
+        rc = cb(udata, &metas.items[i]);
+    for (size_t i = 0; i < metas.count; i++)
+        flow__run_meta_cleanup(&metas.items[i]);
+    FLOW__VEC_FREE(&metas);
+    return rc;
+}
+
+static flow_err dk_run_set_status(void *priv, const char *id, int status, double ended_at,
+                                  flow_error *err)
+{
+    struct dk_store *s = priv;
+    json_t *o;
+    flow_err rc = dk_meta_load(s, id, &o, NULL, err);
+    if (rc != FLOW_OK)
+        return rc;
+    if (json_object_set_new(o, "status", json_integer(status)) != 0 ||
+        json_object_set_new(o, "ended_at", json_real(ended_at)) != 0) {
+        json_decref(o);
+        return flow__error(err, FLOW_ENOMEM, "cannot set the status of run '%s' in store '%s': "
+                                             "out of memory",
+                           id, s->path);
+    }
+    flow__buf_reset(&s->buf);
+    rc = flow__json_append(&s->buf, o, JSON_INDENT(2));
+    if (rc == FLOW_OK)
+        rc = flow__buf_appendc(&s->buf, '\n');
+    json_decref(o);
+    if (rc != FLOW_OK)
+        return flow__error(err, rc, "cannot set the status of run '%s' in store '%s'", id,
+                           s->path);
+    int rfd = dk_open_dir(s->runsfd, id);
+    int e = rfd < 0 ? errno : dk_replace_file(rfd, "meta.json", s->buf.data, s->buf.len);
+    if (rfd >= 0)
+        close(rfd);
+    if (e)
+        return flow__error_errno(err, e, "cannot set the status of run '%s' in store '%s'", id,
+                                 s->path);
+    return FLOW_OK;
+}
+
+static flow_err dk_run_delete(void *priv, const char *id, flow_error *err)
+{
+    struct dk_store *s = priv;
+    flow_err rc = dk_run_exists(s, id, err);
+    if (rc != FLOW_OK)
+        return rc;
+    /* Gone at once (the rename), then its files, best effort. */
+    char tmp[DK_PATH_MAX];
+    dk_temp_name(s, tmp, sizeof(tmp), "del", id);
+    if (renameat(s->runsfd, id, s->runsfd, tmp) != 0) {
+        if (errno == ENOENT)
+            return dk_no_run(s, id, err);
+        return flow__error_errno(err, errno, "cannot delete run '%s' in store '%s'", id,
+                                 s->path);
+    }
+    fsync(s->runsfd);
+    struct dk_run *c = flow__strmap_get(&s->runs, id);
+    if (c) {
+        dk_run_cold(c);
+        dk_lease_drop(c);
+    }
+    dk_rmtree(s->runsfd, tmp, 0);
+    return FLOW_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* leases                                                                    */
+
+/* The holder text in an open lease file, whitespace trimmed. */
+static void dk_lease_text(int fd, char *out, size_t size)
+{
+    ssize_t n = pread(fd, out, size - 1, 0);
+    size_t len = n > 0 ? (size_t)n : 0;
+    while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == ' ' || out[len - 1] == '\0'))
+        len--;
+    out[len] = '\0';
+}
+
+static flow_err dk_lease_acquire(void *priv, const char *id, const char *holder, double now,
+                                 double ttl, flow_error *err)
+{
+    struct dk_store *s = priv;
+    FLOW__UNUSED(ttl); /* the lock lasts as long as its holder's process */
+    char what[160];
+    snprintf(what, sizeof(what), "cannot take the lease on run '%s'", id);
+    flow_err rc = dk_run_exists(s, id, err);
+    if (rc != FLOW_OK)
+        return rc;
+    struct dk_run *c = dk_run_cache(s, id);
+    if (!c)
+        return flow__error(err, FLOW_ENOMEM, "%s in store '%s': out of memory", what, s->path);
+    if (c->lease_fd >= 0) {
+        struct stat st;
+        if (fstat(c->lease_fd, &st) == 0 && st.st_nlink > 0) {
+            if (!strcmp(c->lease_holder, holder))
+                return FLOW_OK; /* a renewal: the lock is still ours */
+            return flow__lease_busy(err, id, c->lease_holder, 0, now);
+        }
+        dk_lease_drop(c); /* the run was deleted and made again elsewhere */
+    }
+    char *mine = flow__strdup(holder);
+    if (!mine)
+        return flow__error(err, FLOW_ENOMEM, "%s in store '%s': out of memory", what, s->path);
+    char rel[DK_PATH_MAX];
+    dk_run_path(rel, sizeof(rel), id, "lease");
+    int fd = openat(s->runsfd, rel, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = errno == ENOENT ? dk_no_run(s, id, err)
+                             : flow__error_errno(err, errno, "%s in store '%s'", what, s->path);
+        goto out_free;
+    }
+    int locked;
+    while ((locked = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR)
+        ;
+    if (locked != 0) {
+        if (errno == EWOULDBLOCK) {
+            char text[256];
+            dk_lease_text(fd, text, sizeof(text));
+            rc = flow__lease_busy(err, id, text, 0, now);
+        } else {
+            rc = flow__error_errno(err, errno, "%s in store '%s'", what, s->path);
+        }
+        goto out_close;
+    }
+    size_t len = strlen(holder);
+    if (fchmod(fd, 0600) != 0 || ftruncate(fd, 0) != 0 ||
+        pwrite(fd, holder, len, 0) != (ssize_t)len) {
+        rc = flow__error_errno(err, errno, "%s in store '%s'", what, s->path);
+        goto out_close; /* closing releases the lock */
+    }
+    c->lease_fd = fd;
+    c->lease_holder = mine;
+    return FLOW_OK;
+
+out_close:
+    close(fd);
+out_free:
+    flow__free(mine);
+    return rc;
+}
+
+static flow_err dk_lease_release(void *priv, const char *id, const char *holder, flow_error *err)
+{
+    struct dk_store *s = priv;
+    FLOW__UNUSED(err);
+    struct dk_run *c = flow__strmap_get(&s->runs, id);
+    if (c && c->lease_fd >= 0 && !strcmp(c->lease_holder, holder))
+        dk_lease_drop(c);
+    return FLOW_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* control requests                                                          */
+
+/* The number a control request's file name stands for, or 0 when the name
+ * is not one (temp files). */
+static uint64_t dk_ctl_number(const char *name)
+{
+    if (strlen(name) != DK_CTL_NAME_LEN)
+        return 0;
+    uint64_t v = 0;
+    for (const char *p = name; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    return v;
+}
+
+/* The lowest and highest request numbers in control dir `cfd` (0 when
+ * none). 0 or an errno. */
+static int dk_ctl_bounds(int cfd, uint64_t *lo, uint64_t *hi)
+{
+    *lo = *hi = 0;
+    int fd = dk_open_dir(cfd, ".");
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return e;
+    }
+    struct dirent *e;
+    while ((errno = 0, e = readdir(d))) {
+        uint64_t v = dk_ctl_number(e->d_name);
+        if (v && (!*lo || v < *lo))
+            *lo = v;
+        if (v > *hi)
+            *hi = v;
+    }
+    int rc = errno;
+    closedir(d);
+    return rc;
+}
+
+/* Open run `id`'s control directory; with `make`, create it when the run
+ * exists without one. -1 with errno (ENOENT: no such run). */
+static int dk_ctl_open(struct dk_store *s, const char *id, bool make)
+{
+    char rel[DK_PATH_MAX];
+    if (!dk_run_path(rel, sizeof(rel), id, "control")) {
+        errno = ENOENT;
+        return -1;
+    }
+    int fd = dk_open_dir(s->runsfd, rel);
+    if (fd >= 0 || errno != ENOENT || !make || dk_run_exists(s, id, NULL) != FLOW_OK)
+        return fd;
+    if (mkdirat(s->runsfd, rel, 0700) != 0 && errno != EEXIST)
+        return -1;
+    return dk_open_dir(s->runsfd, rel);
+}
+
+static flow_err dk_control_put(void *priv, const char *id, const char *kind, const char *arg,
+                               flow_error *err)
+{
+    struct dk_store *s = priv;
+    char what[160];
+    snprintf(what, sizeof(what), "cannot send '%s' to run '%s'", kind, id);
+    int cfd = dk_ctl_open(s, id, true);
+    if (cfd < 0) {
+        if (errno == ENOENT)
+            return dk_no_run(s, id, err);
+        return flow__error_errno(err, errno, "%s in store '%s'", what, s->path);
+    }
+    json_t *o = json_pack("{s:s, s:s?}", "kind", kind, "arg", arg);
+    flow__buf_reset(&s->buf);
+    flow_err rc = o ? flow__json_append(&s->buf, o, JSON_COMPACT) : FLOW_ENOMEM;
+    json_decref(o);
+    if (rc != FLOW_OK) {
+        close(cfd);
+        return flow__error(err, rc, "%s in store '%s': out of memory", what, s->path);
+    }
+    char tmp[DK_PATH_MAX];
+    dk_temp_name(s, tmp, sizeof(tmp), "tmp", "ctl");
+    uint64_t lo, hi;
+    int e = dk_ctl_bounds(cfd, &lo, &hi);
+    if (!e)
+        e = dk_write_file(cfd, tmp, s->buf.data, s->buf.len);
+    if (!e) {
+        /* link() never replaces: a number another writer took is skipped. */
+        e = EEXIST;
+        for (int i = 0; i < DK_CTL_TRIES && e == EEXIST; i++) {
+            char name[DK_CTL_NAME_LEN + 1];
+            snprintf(name, sizeof(name), "%0*" PRIu64, DK_CTL_NAME_LEN, hi + 1 + (uint64_t)i);
+            e = linkat(cfd, tmp, cfd, name, 0) == 0 ? 0 : errno;
+        }
+        unlinkat(cfd, tmp, 0);
+    }
+    if (!e && fsync(cfd) != 0)
+        e = errno;
+    close(cfd);
+    if (e)
+        return flow__error_errno(err, e, "%s in store '%s'", what, s->path);
+    return FLOW_OK;
+}
+
+/* Parse a request file's text into new strings. */
+static flow_err dk_ctl_parse(const struct flow__buf *text, char **kind, char **arg)
+{
+    json_t *o = json_loadb(flow__buf_str(text), text->len, 0, NULL);
+    const char *k = json_string_value(json_object_get(o, "kind"));
+    const char *a = json_string_value(json_object_get(o, "arg"));
+    flow_err rc = FLOW_OK;
+    if (!k) {
+        rc = FLOW_EPARSE;
+    } else {
+        *kind = flow__strdup(k);
+        *arg = a ? flow__strdup(a) : NULL;
+        if (!*kind || (a && !*arg)) {
+            flow__free(*kind);
+            flow__free(*arg);
+            *kind = *arg = NULL;
+            rc = FLOW_ENOMEM;
+        }
+    }
+    json_decref(o);
+    return rc;
+}
+
+static flow_err dk_control_take(void *priv, const char *id, char **kind, char **arg,
+                                flow_error *err)
+{
+    struct dk_store *s = priv;
+    *kind = *arg = NULL;
+    char what[160];
+    snprintf(what, sizeof(what), "cannot take a request for run '%s'", id);
+    int cfd = dk_ctl_open(s, id, false);
+    if (cfd < 0) {
+        if (errno == ENOENT)
+            return FLOW_OK; /* no such run: no request */
+        return flow__error_errno(err, errno, "%s in store '%s'", what, s->path);
+    }
+    struct flow__buf text;
+    flow__buf_init(&text, DK_META_MAX);
+    flow_err rc = FLOW_OK;
+    for (int i = 0; i < DK_CTL_TRIES; i++) {
+        uint64_t lo, hi;
+        int e = dk_ctl_bounds(cfd, &lo, &hi);
+        if (e) {
+            rc = flow__error_errno(err, e, "%s in store '%s'", what, s->path);
+            break;
+        }
+        if (!lo)
+            break; /* none */
+        char name[DK_CTL_NAME_LEN + 1];
+        snprintf(name, sizeof(name), "%0*" PRIu64, DK_CTL_NAME_LEN, lo);
+        e = dk_read_file(cfd, name, &text);
+        if (e == ENOENT)
+            continue; /* another process took it */
+        if (e) {
+            rc = flow__error_errno(err, e, "%s in store '%s'", what, s->path);
+            break;
+        }
+        char *k = NULL, *a = NULL;
+        rc = dk_ctl_parse(&text, &k, &a);
+        if (rc == FLOW_ENOMEM) {
+            flow__error(err, rc, "%s in store '%s': out of memory", what, s->path);
+            break;
+        }
+        /* Only whoever unlinks it has taken it. */
+        if (unlinkat(cfd, name, 0) != 0) {
+            e = errno;
+            flow__free(k);
+            flow__free(a);
+            rc = FLOW_OK;
+            if (e == ENOENT)
+                continue;
+            rc = flow__error_errno(err, e, "%s in store '%s'", what, s->path);
+            break;
+        }
+        if (rc == FLOW_EPARSE) { /* a damaged request: dropped */
+            rc = FLOW_OK;
+            continue;
+        }
+        *kind = k;
+        *arg = a;
+        break;
+    }
+    flow__buf_cleanup(&text);
+    close(cfd);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* open / close                                                              */
+
+/* Is directory `dfd` empty, but for a FORMAT.tmp left by a crash? 1 yes, 0
+ * no, -1 error (errno). */
+static int dk_dir_is_empty(int dfd)
+{
+    int fd = dk_open_dir(dfd, ".");
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    int empty = 1;
+    struct dirent *e;
+    while ((errno = 0, e = readdir(d))) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            strcmp(e->d_name, "FORMAT.tmp") != 0) {
+            empty = 0;
+            break;
+        }
+    }
+    if (empty && errno != 0)
+        empty = -1;
+    int saved = errno;
+    closedir(d);
+    errno = saved;
+    return empty;
+}
+
+/* Check DIR/FORMAT, or write it in an empty directory. */
+static flow_err dk_check_format(struct dk_store *s, unsigned flags, flow_error *err)
+{
+    struct flow__buf text;
+    flow__buf_init(&text, 256);
+    int e = dk_read_file(s->dirfd, "FORMAT", &text);
+    if (!e) {
+        const char *t = flow__buf_str(&text);
+        size_t mlen = strlen(DK_FORMAT_MAGIC);
+        char *end = NULL;
+        long format = 0;
+        if (!strncmp(t, DK_FORMAT_MAGIC " ", mlen + 1)) {
+            errno = 0;
+            format = strtol(t + mlen + 1, &end, 10);
+            if (errno || end == t + mlen + 1 || (*end && strcmp(end, "\n") != 0))
+                format = 0;
+        }
+        flow__buf_cleanup(&text);
+        if (format > FLOW__STORE_FORMAT)
+            return flow__store_newer_format(err, s->path, format);
+        if (format < 1)
+            return flow__error(err, FLOW_EINVAL,
+                               "store '%s' is not a libflow store (its FORMAT file is damaged)",
+                               s->path);
+        return FLOW_OK;
+    }
+    flow__buf_cleanup(&text);
+    if (e != ENOENT)
+        return flow__error_errno(err, e, "cannot read the format of store '%s'", s->path);
+    int empty = dk_dir_is_empty(s->dirfd);
+    if (empty < 0)
+        return flow__error_errno(err, errno, "cannot open store '%s'", s->path);
+    if (!empty)
+        return flow__error(err, FLOW_EINVAL,
+                           "store '%s' is not a libflow store (a directory with other files "
+                           "and no FORMAT)",
+                           s->path);
+    if (flags & FLOW__STORE_OPEN_NOCREATE)
+        return flow__error(err, FLOW_ENOTFOUND, "no store '%s'", s->path);
+    char line[64];
+    int len = snprintf(line, sizeof(line), "%s %d\n", DK_FORMAT_MAGIC, FLOW__STORE_FORMAT);
+    e = dk_replace_file(s->dirfd, "FORMAT", line, (size_t)len);
+    if (e)
+        return flow__error_errno(err, e, "cannot create store '%s'", s->path);
+    return FLOW_OK;
+}
+
+static void dk_close(void *priv)
+{
+    struct dk_store *s = priv;
+    if (!s)
+        return;
+    for (size_t i = 0; s->runs.mask && i <= s->runs.mask; i++) {
+        struct dk_run *c = s->runs.slots[i].value;
+        if (!c)
+            continue;
+        dk_run_cold(c);
+        dk_lease_drop(c);
+        flow__free(c);
+    }
+    flow__strmap_cleanup(&s->runs);
+    if (s->runsfd >= 0)
+        close(s->runsfd);
+    if (s->dirfd >= 0)
+        close(s->dirfd);
+    json_decref(s->ts);
+    flow__buf_cleanup(&s->buf);
+    flow__free(s->path);
+    flow__free(s);
+}
+
+static flow_err dk_open(const char *url_rest, unsigned flags, void **priv, flow_error *err)
+{
+    *priv = NULL;
+    struct dk_store *s = flow__calloc(1, sizeof(*s));
+    if (!s)
+        return flow__error(err, FLOW_ENOMEM, "out of memory opening store 'disk:%s'", url_rest);
+    s->dirfd = s->runsfd = -1;
+    flow__strmap_init(&s->runs);
+    flow__buf_init(&s->buf, FLOW__BUF_DEFAULT_MAX);
+    flow_err rc = flow__store_parse_url("disk", url_rest, &s->path, &s->strict, err);
+    if (rc != FLOW_OK)
+        goto out_close;
+    s->ts = json_real(0);
+    if (!s->ts) {
+        rc = flow__error(err, FLOW_ENOMEM, "out of memory opening store '%s'", s->path);
+        goto out_close;
+    }
+    if (!(flags & FLOW__STORE_OPEN_NOCREATE)) {
+        rc = flow__store_make_dirs(s->path, true, err);
+        if (rc != FLOW_OK)
+            goto out_close;
+    }
+    s->dirfd = open(s->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dirfd < 0) {
+        if (errno == ENOENT && (flags & FLOW__STORE_OPEN_NOCREATE))
+            rc = flow__error(err, FLOW_ENOTFOUND, "no store '%s'", s->path);
+        else
+            rc = flow__error_errno(err, errno, "cannot open store '%s'", s->path);
+        goto out_close;
+    }
+    rc = dk_check_format(s, flags, err);
+    if (rc != FLOW_OK)
+        goto out_close;
+    if (mkdirat(s->dirfd, "runs", 0700) != 0 && errno != EEXIST) {
+        rc = flow__error_errno(err, errno, "cannot create directory 'runs' in store '%s'",
+                               s->path);
+        goto out_close;
+    }
+    s->runsfd = dk_open_dir(s->dirfd, "runs");
+    if (s->runsfd < 0) {
+        rc = flow__error_errno(err, errno, "cannot open store '%s'", s->path);
+        goto out_close;
+    }
+    *priv = s;
+    return FLOW_OK;
+
+out_close:
+    dk_close(s);
+    return rc;
+}
+
+const struct flow__store_ops flow__store_disk_ops = {
+    .version = 1,
+    .scheme = "disk",
+    .caps = FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS,
+    .open = dk_open,                     /* FORMAT check, or written in an empty dir */
+    .close = dk_close,                   /* closes journals, drops held leases */
+    .run_create = dk_run_create,         /* built in runs/.new-*, renamed into place */
+    .run_get = dk_run_get,               /* meta.json */
+    .run_list = dk_run_list,             /* every meta.json, sorted */
+    .run_set_status = dk_run_set_status, /* meta.json rewritten by rename */
+    .append = dk_append,                 /* one write() per batch, fdatasync if strict */
+    .commit = dk_commit,                 /* fdatasync */
+    .read = dk_read,                     /* the valid prefix */
+    .run_delete = dk_run_delete,         /* renamed away, then removed */
+    .lease_acquire = dk_lease_acquire,   /* flock on runs/<id>/lease */
+    .lease_release = dk_lease_release,   /* closes the lock's descriptor */
+    .control_put = dk_control_put,       /* temp file, link()ed to the next number */
+    .control_take = dk_control_take,     /* lowest number, read then unlinked */
+};

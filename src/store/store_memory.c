@@ -1,0 +1,333 @@
+/* store_memory.c -- the memory store ("memory:"): runs, journals, leases and
+ * control requests in this process only, for tests and embedders that want
+ * no files. Nothing survives the process, and every open is a new, empty
+ * store. Records keep their own references to the payloads they were
+ * appended with (the values are immutable once journaled). */
+#include "util/compat.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store.h"
+
+#include "util/alloc.h"
+#include "util/error.h"
+#include "util/strmap.h"
+#include "util/vec.h"
+
+struct mem_request {
+    char *kind;
+    char *arg; /* may be NULL */
+};
+
+/* A run. Deleting one frees what it holds but keeps the entry (its key is
+ * the map's) until close; creating the id again reuses it. */
+struct mem_run {
+    char key[80]; /* the map's key: the id */
+    bool live;    /* false once deleted */
+    struct flow__run_meta meta;
+    FLOW__VEC(struct flow__jrec) recs;  /* payload references are ours */
+    FLOW__VEC(struct mem_request) reqs; /* oldest first */
+    char *lease_holder;                 /* NULL: no lease */
+    double lease_expiry;
+};
+
+struct mem_store {
+    struct flow__strmap runs; /* id -> struct mem_run */
+};
+
+#define MEM_NAME "memory:"
+
+/* Free what `r` holds and mark it deleted. */
+static void mem_run_clear(struct mem_run *r)
+{
+    flow__run_meta_cleanup(&r->meta);
+    for (size_t i = 0; i < r->recs.count; i++)
+        json_decref(r->recs.items[i].payload);
+    FLOW__VEC_FREE(&r->recs);
+    for (size_t i = 0; i < r->reqs.count; i++) {
+        flow__free(r->reqs.items[i].kind);
+        flow__free(r->reqs.items[i].arg);
+    }
+    FLOW__VEC_FREE(&r->reqs);
+    flow__free(r->lease_holder);
+    r->lease_holder = NULL;
+    r->lease_expiry = 0;
+    r->live = false;
+}
+
+/* The live run `id`, or NULL with FLOW_ENOTFOUND in `err`. */
+static struct mem_run *mem_find(struct mem_store *s, const char *id, flow_error *err)
+{
+    struct mem_run *r = flow__strmap_get(&s->runs, id);
+    if (r && r->live)
+        return r;
+    flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '" MEM_NAME "'", id);
+    return NULL;
+}
+
+static flow_err mem_open(const char *url_rest, unsigned flags, void **priv, flow_error *err)
+{
+    *priv = NULL;
+    if (*url_rest)
+        return flow__error(err, FLOW_EINVAL,
+                           "store url '" MEM_NAME "%s' has something after 'memory:' (the "
+                           "memory store takes no path or options)",
+                           url_rest);
+    if (flags & FLOW__STORE_OPEN_NOCREATE)
+        return flow__error(err, FLOW_ENOTFOUND,
+                           "no store '" MEM_NAME "' (a memory store exists only in the process "
+                           "that made it)");
+    struct mem_store *s = flow__calloc(1, sizeof(*s));
+    if (!s)
+        return flow__error(err, FLOW_ENOMEM, "out of memory opening store '" MEM_NAME "'");
+    flow__strmap_init(&s->runs);
+    *priv = s;
+    return FLOW_OK;
+}
+
+static void mem_close(void *priv)
+{
+    struct mem_store *s = priv;
+    if (!s)
+        return;
+    for (size_t i = 0; s->runs.mask && i <= s->runs.mask; i++) {
+        struct mem_run *r = s->runs.slots[i].value;
+        if (!r)
+            continue;
+        mem_run_clear(r);
+        flow__free(r);
+    }
+    flow__strmap_cleanup(&s->runs);
+    flow__free(s);
+}
+
+static flow_err mem_run_create(void *priv, const struct flow__run_meta *meta, flow_error *err)
+{
+    struct mem_store *s = priv;
+    flow_err rc = flow__store_check_id(MEM_NAME, meta->id, err);
+    if (rc != FLOW_OK)
+        return rc;
+    struct mem_run *r = flow__strmap_get(&s->runs, meta->id);
+    if (r && r->live)
+        return flow__error(err, FLOW_EEXISTS, "run '%s' already exists in store '" MEM_NAME "'",
+                           meta->id);
+    struct flow__run_meta copy;
+    if (flow__run_meta_copy(&copy, meta) != FLOW_OK)
+        return flow__error(err, FLOW_ENOMEM, "out of memory creating run '%s' in store '" MEM_NAME
+                                             "'",
+                           meta->id);
+    if (!r) {
+        r = flow__calloc(1, sizeof(*r));
+        if (r) {
+            snprintf(r->key, sizeof(r->key), "%s", meta->id);
+            if (flow__strmap_put(&s->runs, r->key, r) != FLOW_OK) {
+                flow__free(r);
+                r = NULL;
+            }
+        }
+        if (!r) {
+            flow__run_meta_cleanup(&copy);
+            return flow__error(err, FLOW_ENOMEM,
+                               "out of memory creating run '%s' in store '" MEM_NAME "'",
+                               meta->id);
+        }
+    }
+    r->meta = copy;
+    r->live = true;
+    return FLOW_OK;
+}
+
+static flow_err mem_run_get(void *priv, const char *id, struct flow__run_meta *out,
+                            flow_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    struct mem_run *r = mem_find(priv, id, err);
+    if (!r)
+        return FLOW_ENOTFOUND;
+    if (flow__run_meta_copy(out, &r->meta) != FLOW_OK)
+        return flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s' in store '" MEM_NAME
+                                             "'",
+                           id);
+    return FLOW_OK;
+}
+
+static int mem_run_order(const void *a, const void *b)
+{
+    const struct mem_run *x = *(struct mem_run *const *)a, *y = *(struct mem_run *const *)b;
+    if (x->meta.created_at != y->meta.created_at)
+        return x->meta.created_at < y->meta.created_at ? -1 : 1;
+    return strcmp(x->meta.id, y->meta.id);
+}
+
+static flow_err mem_run_list(void *priv, flow__store_run_cb cb, void *udata, flow_error *err)
+{
+    struct mem_store *s = priv;
+    FLOW__VEC(struct mem_run *) live = {0};
+    flow_err rc = FLOW_OK;
+    for (size_t i = 0; s->runs.mask && i <= s->runs.mask && rc == FLOW_OK; i++) {
+        struct mem_run *r = s->runs.slots[i].value;
+        if (r && r->live)
+            FLOW__VEC_PUSH(&live, r, rc);
+    }
+    if (rc != FLOW_OK) {
+        FLOW__VEC_FREE(&live);
+        return flow__error(err, rc, "out of memory listing the runs in store '" MEM_NAME "'");
+    }
+    if (live.count)
+        qsort(live.items, live.count, sizeof(*live.items), mem_run_order);
+    for (size_t i = 0; i < live.count && rc == FLOW_OK; i++)
+        rc = cb(udata, &live.items[i]->meta);
+    FLOW__VEC_FREE(&live);
+    return rc;
+}
+
+static flow_err mem_run_set_status(void *priv, const char *id, int status, double ended_at,
+                                   flow_error *err)
+{
+    struct mem_run *r = mem_find(priv, id, err);
+    if (!r)
+        return FLOW_ENOTFOUND;
+    r->meta.status = status;
+    r->meta.ended_at = ended_at;
+    return FLOW_OK;
+}
+
+static flow_err mem_append(void *priv, const char *run_id, const struct flow__jrec *recs,
+                           size_t n, unsigned flags, flow_error *err)
+{
+    FLOW__UNUSED(flags); /* nothing to sync */
+    struct mem_run *r = mem_find(priv, run_id, err);
+    if (!r)
+        return FLOW_ENOTFOUND;
+    if (n == 0)
+        return FLOW_OK;
+    flow_err rc = FLOW_OK;
+    if (r->recs.count + n < r->recs.count)
+        rc = FLOW_ENOMEM;
+    else
+        FLOW__VEC_RESERVE(&r->recs, r->recs.count + n, rc);
+    if (rc != FLOW_OK)
+        return flow__error(err, rc, "out of memory appending to run '%s' in store '" MEM_NAME "'",
+                           run_id);
+    for (size_t i = 0; i < n; i++) {
+        struct flow__jrec *dst = &r->recs.items[r->recs.count++];
+        *dst = recs[i];
+        json_incref(dst->payload);
+    }
+    return FLOW_OK;
+}
+
+static flow_err mem_read(void *priv, const char *run_id, uint64_t from_seq, flow__store_rec_cb cb,
+                         void *udata, flow_error *err)
+{
+    struct mem_run *r = mem_find(priv, run_id, err);
+    if (!r)
+        return FLOW_ENOTFOUND;
+    for (uint64_t i = from_seq; i < r->recs.count; i++) {
+        flow_err rc = cb(udata, i, &r->recs.items[i]);
+        if (rc != FLOW_OK)
+            return rc;
+    }
+    return FLOW_OK;
+}
+
+static flow_err mem_run_delete(void *priv, const char *id, flow_error *err)
+{
+    struct mem_run *r = mem_find(priv, id, err);
+    if (!r)
+        return FLOW_ENOTFOUND;
+    mem_run_clear(r);
+    return FLOW_OK;
+}
+
+static flow_err mem_lease_acquire(void *priv, const char *id, const char *holder, double now,
+                                  double ttl, flow_error *err)
+{
+    struct mem_run *r = mem_find(priv, id, err);
+    if (!r)
+        return FLOW_ENOTFOUND;
+    flow_err rc = flow__lease_check(err, id, r->lease_holder, r->lease_expiry, holder, now);
+    if (rc != FLOW_OK)
+        return rc;
+    if (!r->lease_holder || strcmp(r->lease_holder, holder) != 0) {
+        char *mine = flow__strdup(holder);
+        if (!mine)
+            return flow__error(err, FLOW_ENOMEM,
+                               "out of memory taking the lease on run '%s' in store '" MEM_NAME
+                               "'",
+                               id);
+        flow__free(r->lease_holder);
+        r->lease_holder = mine;
+    }
+    r->lease_expiry = now + ttl;
+    return FLOW_OK;
+}
+
+static flow_err mem_lease_release(void *priv, const char *id, const char *holder, flow_error *err)
+{
+    FLOW__UNUSED(err);
+    struct mem_run *r = mem_find(priv, id, NULL);
+    if (r && r->lease_holder && !strcmp(r->lease_holder, holder)) {
+        flow__free(r->lease_holder);
+        r->lease_holder = NULL;
+        r->lease_expiry = 0;
+    }
+    return FLOW_OK;
+}
+
+static flow_err mem_control_put(void *priv, const char *id, const char *kind, const char *arg,
+                                flow_error *err)
+{
+    struct mem_run *r = mem_find(priv, id, err);
+    if (!r)
+        return FLOW_ENOTFOUND;
+    struct mem_request q = {.kind = flow__strdup(kind), .arg = arg ? flow__strdup(arg) : NULL};
+    flow_err rc = !q.kind || (arg && !q.arg) ? FLOW_ENOMEM : FLOW_OK;
+    if (rc == FLOW_OK)
+        FLOW__VEC_PUSH(&r->reqs, q, rc);
+    if (rc != FLOW_OK) {
+        flow__free(q.kind);
+        flow__free(q.arg);
+        return flow__error(err, rc, "out of memory sending '%s' to run '%s' in store '" MEM_NAME
+                                    "'",
+                           kind, id);
+    }
+    return FLOW_OK;
+}
+
+static flow_err mem_control_take(void *priv, const char *id, char **kind, char **arg,
+                                 flow_error *err)
+{
+    FLOW__UNUSED(err);
+    *kind = *arg = NULL;
+    struct mem_run *r = mem_find(priv, id, NULL);
+    if (!r || r->reqs.count == 0)
+        return FLOW_OK;
+    *kind = r->reqs.items[0].kind;
+    *arg = r->reqs.items[0].arg;
+    r->reqs.count--;
+    memmove(r->reqs.items, r->reqs.items + 1, r->reqs.count * sizeof(*r->reqs.items));
+    return FLOW_OK;
+}
+
+const struct flow__store_ops flow__store_memory_ops = {
+    .version = 1,
+    .scheme = "memory",
+    .caps = 0, /* neither durable nor seen by other processes */
+    .open = mem_open,                     /* a new, empty store */
+    .close = mem_close,                   /* frees everything */
+    .run_create = mem_run_create,         /* a deep copy of the metadata */
+    .run_get = mem_run_get,               /* a deep copy back */
+    .run_list = mem_run_list,             /* sorted by created_at, id */
+    .run_set_status = mem_run_set_status, /* in place */
+    .append = mem_append,                 /* reserves, then copies: all or nothing */
+    .commit = NULL,                       /* nothing to make durable */
+    .read = mem_read,                     /* the records themselves, borrowed */
+    .run_delete = mem_run_delete,         /* frees the run, keeps its entry */
+    .lease_acquire = mem_lease_acquire,   /* holder and expiry, as sqlite */
+    .lease_release = mem_lease_release,   /* cleared only if ours */
+    .control_put = mem_control_put,       /* a queue per run */
+    .control_take = mem_control_take,     /* the front of the queue */
+};

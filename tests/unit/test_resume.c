@@ -1,0 +1,622 @@
+/* test_resume.c -- durable runs through the C API: a run is cut after every
+ * record of its journal (a crash at that instant), resumed, and must end
+ * with the same result and state as the uninterrupted run, without running
+ * again any activation whose completion had been journaled. Also: ended
+ * runs, changed definitions, leases, pause, interrupt, checkpoints and time
+ * travel, control requests through the store. */
+#define _GNU_SOURCE 1
+#include "helpers.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "journal/durable.h"
+#include "store/store.h"
+
+static flow_engine *engine;
+static flow_store *store;
+
+/* ---- what ran ----------------------------------------------------------- */
+
+static pthread_mutex_t calls_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct call {
+    char task[32];
+    uint64_t act;
+    int attempt;
+} calls[4096];
+static size_t ncalls;
+
+static void note(flow_ctx *ctx)
+{
+    pthread_mutex_lock(&calls_mu);
+    if (ncalls < sizeof(calls) / sizeof(calls[0])) {
+        snprintf(calls[ncalls].task, sizeof(calls[ncalls].task), "%s", flow_ctx_task_name(ctx));
+        calls[ncalls].act = flow_ctx_activation(ctx);
+        calls[ncalls].attempt = flow_ctx_attempt(ctx);
+        ncalls++;
+    }
+    pthread_mutex_unlock(&calls_mu);
+}
+
+static void calls_reset(void)
+{
+    pthread_mutex_lock(&calls_mu);
+    ncalls = 0;
+    pthread_mutex_unlock(&calls_mu);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    flow_engine_options o = {.jobs = 2};
+    engine = flow_engine_new(&o, NULL);
+    store = flow_store_open("memory:", NULL);
+    return engine && store ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    flow_engine_free(engine);
+    flow_store_close(store);
+    return 0;
+}
+
+/* ---- a flow with every kind of record ----------------------------------- */
+
+static int t_start(flow_ctx *ctx)
+{
+    note(ctx);
+    flow_ctx_set_state_take(ctx, "n", json_integer(0));
+    return flow_ctx_set_output_take(ctx, json_pack("{s:[i,i,i,i]}", "items", 1, 2, 3, 4)) ? 1 : 0;
+}
+
+static int t_fan(flow_ctx *ctx)
+{
+    note(ctx);
+    return flow_ctx_set_output_take(ctx, json_integer(json_integer_value(flow_ctx_item(ctx)) * 10))
+               ? 1
+               : 0;
+}
+
+static json_int_t sum_list(json_t *list)
+{
+    json_int_t sum = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) sum += json_integer_value(v);
+    return sum;
+}
+
+static int t_sum(flow_ctx *ctx)
+{
+    note(ctx);
+    json_int_t sum = sum_list(flow_ctx_input(ctx));
+    flow_ctx_set_state_take(ctx, "sum", json_integer(sum));
+    return flow_ctx_set_output_take(ctx, json_integer(sum)) ? 1 : 0;
+}
+
+static int t_loop(flow_ctx *ctx)
+{
+    note(ctx);
+    json_t *n = flow_ctx_get_state(ctx, "n");
+    json_int_t next = json_integer_value(n) + 1;
+    json_decref(n);
+    flow_ctx_set_state_take(ctx, "n", json_integer(next));
+    return flow_ctx_set_output_take(ctx, json_string(next < 3 ? "again" : "done")) ? 1 : 0;
+}
+
+static int t_flaky(flow_ctx *ctx)
+{
+    note(ctx);
+    if (flow_ctx_attempt(ctx) < 2) {
+        flow_ctx_fail(ctx, "first attempt fails");
+        return 1;
+    }
+    return flow_ctx_set_output_take(ctx, json_string("steady")) ? 1 : 0;
+}
+
+static int t_par(flow_ctx *ctx)
+{
+    note(ctx);
+    json_t *one = json_integer(1), *two = json_integer(2);
+    flow_branch b[2] = {{"br", one}, {"br", two}};
+    flow_err rc = flow_ctx_parallel(ctx, b, 2, "join");
+    json_decref(one);
+    json_decref(two);
+    return rc ? 1 : 0;
+}
+
+static int t_br(flow_ctx *ctx)
+{
+    note(ctx);
+    return flow_ctx_set_output_take(ctx, json_integer(json_integer_value(flow_ctx_input(ctx)) + 100))
+               ? 1
+               : 0;
+}
+
+static int t_join(flow_ctx *ctx)
+{
+    note(ctx);
+    return flow_ctx_set_output_take(ctx, json_integer(sum_list(flow_ctx_input(ctx)))) ? 1 : 0;
+}
+
+static int t_emitter(flow_ctx *ctx)
+{
+    note(ctx);
+    for (int i = 0; i < 3; i++) {
+        json_t *d = json_pack("{s:i}", "i", i);
+        flow_ctx_emit(ctx, "tick", d);
+        json_decref(d);
+    }
+    return flow_ctx_set_output_take(ctx, json_string("emitted")) ? 1 : 0;
+}
+
+static int t_listener(flow_ctx *ctx)
+{
+    note(ctx);
+    json_int_t i = json_integer_value(json_object_get(flow_ctx_input(ctx), "i"));
+    char key[32];
+    snprintf(key, sizeof(key), "tick_%lld", (long long)i);
+    flow_ctx_set_state_take(ctx, key, json_integer(i * 2));
+    return flow_ctx_set_output_take(ctx, json_integer(i * 2)) ? 1 : 0;
+}
+
+static int t_fails(flow_ctx *ctx)
+{
+    note(ctx);
+    flow_ctx_fail(ctx, "always fails");
+    return 1;
+}
+
+static int t_fallback(flow_ctx *ctx)
+{
+    note(ctx);
+    return flow_ctx_set_output_take(ctx, json_string("recovered")) ? 1 : 0;
+}
+
+static int t_final(flow_ctx *ctx)
+{
+    note(ctx);
+    flow_ctx_checkpoint(ctx);
+    return flow_ctx_set_output(ctx, flow_ctx_input(ctx)) ? 1 : 0;
+}
+
+static flow *big_flow(const char *extra_task)
+{
+    flow *f = flow_new("everything", NULL);
+    flow_task *start = th_add(f, "start", t_start);
+    flow_task *fan = th_add(f, "fan", t_fan);
+    json_t *tmpl = json_string("{{ tasks.start.output.items }}");
+    assert_int_equal(flow_task_set_foreach(fan, tmpl, 2, NULL), FLOW_OK);
+    json_decref(tmpl);
+    flow_task_after(fan, start);
+    flow_task *sum = th_add(f, "sum", t_sum);
+    flow_task_after(sum, fan);
+    flow_task *loop = th_add(f, "loop", t_loop);
+    flow_task_after(loop, sum);
+    flow_task_on(loop, "again");
+    flow_task_set_router(loop, true);
+    flow_task *flaky = th_add(f, "flaky", t_flaky);
+    flow_task_on(flaky, "done");
+    flow_task_set_retries(flaky, 2);
+    flow_backoff quick = {.delay = 0.001, .factor = 1, .max_delay = 0.001};
+    flow_task_set_backoff(flaky, &quick);
+    flow_task *par = th_add(f, "par", t_par);
+    flow_task_on(par, "done");
+    flow_task_set_start(th_add(f, "br", t_br), false);
+    flow_task_set_start(th_add(f, "join", t_join), false);
+    flow_task *emitter = th_add(f, "emitter", t_emitter);
+    flow_task_on(emitter, "done");
+    flow_task_on(th_add(f, "listener", t_listener), "tick");
+    flow_task *fb_src = th_add(f, "fb_src", t_fails);
+    flow_task_on(fb_src, "done");
+    flow_task *fb = th_add(f, "fb", t_fallback);
+    flow_task_set_on_error(fb_src, FLOW_ON_ERROR_FALLBACK);
+    flow_task_set_fallback(fb_src, fb);
+    flow_task *ign = th_add(f, "ign", t_fails);
+    flow_task_on(ign, "done");
+    flow_task_set_on_error(ign, FLOW_ON_ERROR_IGNORE);
+    flow_task *final = th_add(f, "final", t_final);
+    flow_task_after(final, flow_find_task(f, "join"));
+    flow_task_after(final, flaky);
+    flow_task_after(final, fb_src);
+    flow_task_after(final, emitter);
+    if (extra_task) /* not a start task: replay takes the same path */
+        flow_task_set_start(th_add(f, extra_task, t_fallback), false);
+    /* The result must not depend on timing: without a template it is the
+     * output of whichever task completed last. */
+    json_t *result = json_string("{{ tasks.final.output }}");
+    assert_int_equal(flow_set_result_template(f, result, NULL), FLOW_OK);
+    json_decref(result);
+    return f;
+}
+
+static flow_run *start_durable(flow *f, const char *id)
+{
+    flow_error err = {0};
+    flow_run_options o = {.run_id = id, .store = store};
+    flow_run *r = flow_run_start(engine, f, &o, &err);
+    if (!r)
+        fail_msg("start %s: %s", id, err.message);
+    return r;
+}
+
+static flow_run *resume(flow *f, const char *id)
+{
+    flow_error err = {0};
+    flow_run_options o = {.run_id = id, .store = store};
+    flow_run *r = flow_run_resume(engine, f, &o, &err);
+    if (!r)
+        fail_msg("resume %s: %s", id, err.message);
+    return r;
+}
+
+/* A new run `to` holding the first `k` records of run `from`: the journal a
+ * crash after record k would have left. */
+static void fork_prefix(const char *from, const char *to, size_t k)
+{
+    struct flow__run_meta meta = {0};
+    assert_int_equal(flow__store_run_get(store->backend, from, &meta, NULL), FLOW_OK);
+    struct flow__jrec *recs;
+    size_t count;
+    assert_int_equal(flow__store_read_all(store, from, &recs, &count, NULL), FLOW_OK);
+    assert_true(k <= count);
+    snprintf(meta.id, sizeof(meta.id), "%s", to);
+    meta.status = FLOW_RUN_RUNNING;
+    meta.ended_at = 0;
+    assert_int_equal(flow__store_run_create(store->backend, &meta, NULL), FLOW_OK);
+    assert_int_equal(flow__store_append(store->backend, to, recs, k, 0, NULL), FLOW_OK);
+    flow__records_free(recs, count);
+    flow__run_meta_cleanup(&meta);
+}
+
+static size_t journal_length(const char *id)
+{
+    struct flow__jrec *recs;
+    size_t count;
+    assert_int_equal(flow__store_read_all(store, id, &recs, &count, NULL), FLOW_OK);
+    flow__records_free(recs, count);
+    return count;
+}
+
+/* Activations whose completion is among the first k records of `id`. */
+static bool completed_within(const char *id, size_t k, uint64_t act)
+{
+    struct flow__jrec *recs;
+    size_t count;
+    bool found = false;
+    assert_int_equal(flow__store_read_all(store, id, &recs, &count, NULL), FLOW_OK);
+    for (size_t i = 0; i < k && i < count; i++)
+        if (recs[i].type == JREC_ACT_COMPLETED && recs[i].act == act)
+            found = true;
+    flow__records_free(recs, count);
+    return found;
+}
+
+static void test_every_crash_point(void **state)
+{
+    (void)state;
+    flow *f = big_flow(NULL);
+    flow_run *r = start_durable(f, "whole");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    json_t *want_result = json_incref(flow_run_result(r));
+    json_t *want_state = flow_run_state(r);
+    assert_int_equal(json_integer_value(json_object_get(want_state, "n")), 3);
+    assert_int_equal(json_integer_value(json_object_get(want_state, "sum")), 100);
+    assert_string_equal(json_string_value(json_object_get(want_result, "fb_src")), "recovered");
+    assert_int_equal(json_integer_value(json_object_get(want_result, "join")), 203);
+    flow_run_free(r);
+    size_t n = journal_length("whole");
+    assert_true(n > 60);
+
+    for (size_t k = 1; k < n; k++) {
+        char id[32];
+        snprintf(id, sizeof(id), "cut-%zu", k);
+        fork_prefix("whole", id, k);
+        calls_reset();
+        r = resume(f, id);
+        flow_run_status s = flow_run_wait(r);
+        if (s != FLOW_RUN_COMPLETED)
+            fail_msg("cut after %zu records: %s (%s)", k, flow_run_status_name(s),
+                     flow_run_error(r) ? flow_run_error(r) : "");
+        json_t *got_state = flow_run_state(r);
+        if (!json_equal(got_state, want_state) || !json_equal(flow_run_result(r), want_result)) {
+            char *a = json_dumps(got_state, JSON_COMPACT | JSON_SORT_KEYS);
+            char *b = json_dumps(flow_run_result(r), JSON_COMPACT | JSON_SORT_KEYS);
+            fail_msg("cut after %zu records: state %s result %s", k, a, b);
+        }
+        json_decref(got_state);
+        pthread_mutex_lock(&calls_mu);
+        for (size_t i = 0; i < ncalls; i++) {
+            if (completed_within(id, k, calls[i].act))
+                fail_msg("cut after %zu records: %s#%llu ran again after its completion was "
+                         "journaled",
+                         k, calls[i].task, (unsigned long long)calls[i].act);
+        }
+        pthread_mutex_unlock(&calls_mu);
+        flow_run_free(r);
+        /* The resumed run's own journal replays to its end. */
+        r = resume(f, id);
+        assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+        assert_true(json_equal(flow_run_result(r), want_result));
+        flow_run_free(r);
+    }
+    json_decref(want_result);
+    json_decref(want_state);
+    flow_free(f);
+}
+
+static void test_ended_run_is_not_run_again(void **state)
+{
+    (void)state;
+    flow *f = big_flow(NULL);
+    flow_run *r = start_durable(f, "ended");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    json_t *want = json_incref(flow_run_result(r));
+    flow_run_free(r);
+    size_t n = journal_length("ended");
+    calls_reset();
+    r = resume(f, "ended");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    assert_true(json_equal(flow_run_result(r), want));
+    assert_int_equal(ncalls, 0);
+    flow_run_free(r);
+    assert_int_equal(journal_length("ended"), n); /* nothing written */
+    json_decref(want);
+    flow_free(f);
+}
+
+static void test_changed_definition_is_refused(void **state)
+{
+    (void)state;
+    flow *f = big_flow(NULL);
+    flow_run *r = start_durable(f, "changed");
+    flow_run_wait(r);
+    flow_run_free(r);
+    fork_prefix("changed", "changed-cut", 5);
+    flow *g = big_flow("extra");
+    flow_error err = {0};
+    flow_run_options o = {.run_id = "changed-cut", .store = store};
+    assert_null(flow_run_resume(engine, g, &o, &err));
+    assert_int_equal(err.code, FLOW_ESTATE);
+    assert_non_null(strstr(err.message, "changed since the run started"));
+    assert_non_null(strstr(err.message, "--force"));
+    o.force = true;
+    r = flow_run_resume(engine, g, &o, &err);
+    assert_non_null(r);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    flow_run_free(r);
+    flow_free(g);
+    flow_free(f);
+}
+
+/* ---- pause, interrupt, leases, control ---------------------------------- */
+
+static atomic_int gate_open;
+static atomic_int in_gate;
+
+static int t_gate(flow_ctx *ctx)
+{
+    note(ctx);
+    atomic_fetch_add(&in_gate, 1);
+    while (!atomic_load(&gate_open) && !flow_ctx_is_cancelled(ctx))
+        usleep(1000);
+    atomic_fetch_sub(&in_gate, 1);
+    if (flow_ctx_is_cancelled(ctx))
+        return 1;
+    return flow_ctx_set_output_take(ctx, json_string("through")) ? 1 : 0;
+}
+
+static int t_after_gate(flow_ctx *ctx)
+{
+    note(ctx);
+    return flow_ctx_set_output(ctx, flow_ctx_input(ctx)) ? 1 : 0;
+}
+
+static flow *gate_flow(void)
+{
+    flow *f = flow_new("gate", NULL);
+    flow_task *g = th_add(f, "gate", t_gate);
+    flow_task *a = th_add(f, "after", t_after_gate);
+    flow_task_after(a, g);
+    return f;
+}
+
+static void wait_in_gate(void)
+{
+    for (int i = 0; i < 5000 && !atomic_load(&in_gate); i++)
+        usleep(1000);
+    assert_true(atomic_load(&in_gate) > 0);
+}
+
+static int count_calls(const char *task)
+{
+    int n = 0;
+    pthread_mutex_lock(&calls_mu);
+    for (size_t i = 0; i < ncalls; i++)
+        n += !strcmp(calls[i].task, task);
+    pthread_mutex_unlock(&calls_mu);
+    return n;
+}
+
+static void test_pause_then_resume(void **state)
+{
+    (void)state;
+    flow *f = gate_flow();
+    atomic_store(&gate_open, 0);
+    calls_reset();
+    flow_run *r = start_durable(f, "paused");
+    wait_in_gate();
+    flow_run_pause(r, "lunch");
+    usleep(20000);
+    atomic_store(&gate_open, 1); /* the running task finishes */
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
+    assert_string_equal(flow_run_error(r), "lunch");
+    assert_int_equal(th_count_acts(r, "gate", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(count_calls("after"), 0); /* nothing new started */
+    flow_run_free(r);
+    json_t *st = flow_store_run(store, "paused", NULL);
+    assert_string_equal(json_string_value(json_object_get(st, "status")), "paused");
+    json_decref(st);
+
+    r = resume(f, "paused");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    assert_string_equal(json_string_value(flow_run_result(r)), "through");
+    assert_int_equal(count_calls("gate"), 1);
+    assert_int_equal(count_calls("after"), 1);
+    flow_run_free(r);
+    flow_free(f);
+}
+
+static void test_interrupt_reruns_the_same_attempt(void **state)
+{
+    (void)state;
+    flow *f = gate_flow();
+    atomic_store(&gate_open, 0);
+    calls_reset();
+    flow_run *r = start_durable(f, "interrupted");
+    wait_in_gate();
+    flow_run_interrupt(r);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
+    assert_string_equal(flow_run_error(r), "interrupted");
+    flow_run_free(r);
+    atomic_store(&gate_open, 1);
+    r = resume(f, "interrupted");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    flow_run_free(r);
+    assert_int_equal(count_calls("gate"), 2);
+    pthread_mutex_lock(&calls_mu);
+    for (size_t i = 0; i < ncalls; i++)
+        if (!strcmp(calls[i].task, "gate"))
+            assert_int_equal(calls[i].attempt, 1); /* no retry was spent */
+    pthread_mutex_unlock(&calls_mu);
+    flow_free(f);
+}
+
+static void test_second_runner_is_refused(void **state)
+{
+    (void)state;
+    flow *f = gate_flow();
+    atomic_store(&gate_open, 0);
+    flow_run *r = start_durable(f, "leased");
+    wait_in_gate();
+    flow_error err = {0};
+    flow_run_options o = {.run_id = "leased", .store = store};
+    assert_null(flow_run_resume(engine, f, &o, &err));
+    assert_int_equal(err.code, FLOW_EBUSY);
+    assert_non_null(strstr(err.message, "leased"));
+    atomic_store(&gate_open, 1);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    flow_run_free(r);
+    flow_free(f);
+}
+
+static void test_requests_through_the_store(void **state)
+{
+    (void)state;
+    flow *f = gate_flow();
+    atomic_store(&gate_open, 0);
+    flow_run *r = start_durable(f, "asked");
+    wait_in_gate();
+    assert_int_equal(flow_store_request(store, "asked", "cancel", "no longer needed", NULL),
+                     FLOW_OK);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_CANCELLED);
+    assert_string_equal(flow_run_error(r), "no longer needed");
+    flow_run_free(r);
+    flow_error err = {0};
+    assert_int_equal(flow_store_request(store, "asked", "pause", NULL, &err), FLOW_ESTATE);
+    assert_non_null(strstr(err.message, "already ended"));
+    assert_int_equal(flow_store_request(store, "asked", "stop", NULL, &err), FLOW_EINVAL);
+    flow_free(f);
+}
+
+static void test_checkpoint_time_travel(void **state)
+{
+    (void)state;
+    flow *f = big_flow(NULL);
+    flow_run *r = start_durable(f, "travel");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    json_t *want = json_incref(flow_run_result(r));
+    flow_run_free(r);
+    json_t *cps = flow_store_checkpoints(store, "travel", NULL);
+    assert_int_equal(json_array_size(cps), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(cps, 0), "task")),
+                        "final");
+    json_decref(cps);
+    size_t n = journal_length("travel");
+
+    calls_reset();
+    flow_error err = {0};
+    flow_run_options o = {.run_id = "travel", .store = store, .from_checkpoint = "1"};
+    r = flow_run_resume(engine, f, &o, &err);
+    if (!r)
+        fail_msg("%s", err.message);
+    assert_string_equal(flow_run_id(r), "travel.from-1");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    assert_true(json_equal(flow_run_result(r), want));
+    assert_int_equal(ncalls, 0); /* everything before the checkpoint had completed */
+    flow_run_free(r);
+    assert_int_equal(journal_length("travel"), n); /* the original is intact */
+    o.from_checkpoint = "7";
+    assert_null(flow_run_resume(engine, f, &o, &err));
+    assert_int_equal(err.code, FLOW_ENOTFOUND);
+    json_decref(want);
+    flow_free(f);
+}
+
+static void test_status_from_the_journal(void **state)
+{
+    (void)state;
+    flow *f = big_flow(NULL);
+    flow_run *r = start_durable(f, "shown");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    json_t *want_state = flow_run_state(r);
+    flow_run_free(r);
+    json_t *st = flow_store_run(store, "shown", NULL);
+    assert_string_equal(json_string_value(json_object_get(st, "status")), "completed");
+    assert_true(json_equal(json_object_get(st, "state"), want_state));
+    size_t i;
+    json_t *t;
+    int flaky_attempts = 0, ign_completed = 0;
+    json_array_foreach(json_object_get(st, "tasks"), i, t)
+    {
+        const char *name = json_string_value(json_object_get(t, "task"));
+        if (!strcmp(name, "flaky"))
+            flaky_attempts = (int)json_integer_value(json_object_get(t, "attempts"));
+        if (!strcmp(name, "ign") &&
+            !strcmp(json_string_value(json_object_get(t, "status")), "completed"))
+            ign_completed = 1;
+    }
+    assert_int_equal(flaky_attempts, 2);
+    assert_int_equal(ign_completed, 1);
+    json_decref(st);
+    json_decref(want_state);
+    json_t *runs = flow_store_runs(store, NULL);
+    assert_true(json_array_size(runs) > 0);
+    json_decref(runs);
+    flow_error err = {0};
+    assert_null(flow_store_run(store, "nope", &err));
+    assert_int_equal(err.code, FLOW_ENOTFOUND);
+    flow_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_crash_point),
+        cmocka_unit_test(test_ended_run_is_not_run_again),
+        cmocka_unit_test(test_changed_definition_is_refused),
+        cmocka_unit_test(test_pause_then_resume),
+        cmocka_unit_test(test_interrupt_reruns_the_same_attempt),
+        cmocka_unit_test(test_second_runner_is_refused),
+        cmocka_unit_test(test_requests_through_the_store),
+        cmocka_unit_test(test_checkpoint_time_travel),
+        cmocka_unit_test(test_status_from_the_journal),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
