@@ -302,23 +302,32 @@ void cli_export_flow_bin(void)
 
 static void quiet_log_cb(flow_log_level level, const char *message, void *udata);
 
-flow_store *cli_open_store(const char *url)
+flow_store *cli_open_store_code(const char *url, flow_err *code)
 {
     flow_error err;
     flow_store *st;
 
     memset(&err, 0, sizeof(err));
     st = flow_store_open(url, &err);
+    *code = err.code;
     if (!st) {
         cli_error("%s", err.message[0] ? err.message : flow_strerror(err.code));
     }
     return st;
 }
 
+flow_store *cli_open_store(const char *url)
+{
+    flow_err code;
+
+    return cli_open_store_code(url, &code);
+}
+
 int cli_session_open(struct cli_session *s, size_t task_count)
 {
     flow_engine_options eopts;
     flow_error err;
+    flow_err code;
 
     if (s->quiet) {
         flow_set_log(quiet_log_cb, NULL, FLOW_LOG_ERROR);
@@ -327,10 +336,10 @@ int cli_session_open(struct cli_session *s, size_t task_count)
         flow_set_log(progress_on_log, s->prog, s->verbose ? FLOW_LOG_INFO : FLOW_LOG_WARN);
     }
     cli_export_flow_bin();
-    s->store = cli_open_store(s->store_url);
+    s->store = cli_open_store_code(s->store_url, &code);
     if (!s->store) {
         cli_session_close(s);
-        return CLI_EXIT_FAILED;
+        return code == FLOW_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
     }
     memset(&err, 0, sizeof(err));
     memset(&eopts, 0, sizeof(eopts));

@@ -29,6 +29,8 @@ void cli_session_close(struct cli_session *s);
 /* Open just the store named by `url` (NULL: the default); prints the error
  * and returns NULL when it cannot. */
 flow_store *cli_open_store(const char *url);
+/* The same, giving the error's code (FLOW_EINVAL: a bad URL). */
+flow_store *cli_open_store_code(const char *url, flow_err *code);
 
 /* Signals: SIGINT/SIGTERM ask the run to stop (resumable); a third exits. */
 void cli_signals_install(void);

@@ -953,7 +953,7 @@ static void attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outp
     }
     if (d && (d->checkpoint || d->pause))
         flow__run_checkpoint(r, a, d->pause ? "pause" : "task");
-    if (d && d->pause && !r->stopping)
+    if (d && d->pause && !r->stopping && !r->replaying)
         flow__run_pause(r, d->pause, false);
     act_final(r, a);
     if (!r->stopping && child) {
@@ -2094,23 +2094,6 @@ static void hook_failed(void *udata, const char *message)
     flow__log(FLOW_LOG_ERROR, "run '%s': %s", r->id, why);
     flow__run_stop(r, FLOW_RUN_FAILED, why);
     pthread_mutex_unlock(&e->lock);
-}
-
-bool flow__flow_hash(struct flow *f, char *out, size_t size)
-{
-    json_t *d = flow_describe(f);
-    char *text = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(d);
-    if (!text)
-        return false;
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a 64 */
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ULL;
-    }
-    free(text); /* json_dumps uses jansson's allocator, which is ours */
-    snprintf(out, size, "fnv1a64:%016llx", (unsigned long long)h);
-    return true;
 }
 
 flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,

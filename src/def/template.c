@@ -5,6 +5,7 @@
 #include "util/compat.h"
 
 #include "def/template.h"
+#include "util/fnv.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -968,4 +969,32 @@ bool flow__parse_duration(const char *s, double *seconds)
         return false;
     *seconds = total;
     return true;
+}
+
+uint64_t flow__tmpl_fingerprint(const struct flow__tmpl *t, uint64_t h)
+{
+    if (!t)
+        return flow__fnv_str(h, NULL);
+    unsigned char kind = (unsigned char)t->kind;
+    h = flow__fnv(h, &kind, 1);
+    switch (t->kind) {
+    case TMPL_STATIC: {
+        char *text = json_dumps(t->value, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        h = flow__fnv_str(h, text);
+        flow__json_free_text(text);
+        break;
+    }
+    case TMPL_STRING:
+        h = flow__fnv_str(h, t->src);
+        break;
+    case TMPL_OBJECT:
+    case TMPL_ARRAY:
+        for (size_t i = 0; i < t->count; i++) {
+            if (t->kind == TMPL_OBJECT)
+                h = flow__fnv_str(h, t->keys[i]);
+            h = flow__tmpl_fingerprint(t->kids[i], h);
+        }
+        break;
+    }
+    return h;
 }

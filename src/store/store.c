@@ -137,6 +137,39 @@ flow_err flow__store_make_dirs(const char *path, bool self, flow_error *err)
     return rc;
 }
 
+void *flow__store_run_entry(struct flow__strmap *map, const char *id, size_t size,
+                            bool *created)
+{
+    *created = false;
+    char *e = flow__strmap_get(map, id);
+    if (e)
+        return e;
+    size_t idsize = sizeof(((struct flow__run_meta *)0)->id);
+    e = size >= idsize ? flow__calloc(1, size) : NULL;
+    if (!e)
+        return NULL;
+    snprintf(e, idsize, "%s", id);
+    if (flow__strmap_put(map, e, e) != FLOW_OK) {
+        flow__free(e);
+        return NULL;
+    }
+    *created = true;
+    return e;
+}
+
+void flow__store_run_entries_free(struct flow__strmap *map, void (*release)(void *entry))
+{
+    for (size_t i = 0; map->mask && i <= map->mask; i++) {
+        void *e = map->slots[i].value;
+        if (!e)
+            continue;
+        if (release)
+            release(e);
+        flow__free(e);
+    }
+    flow__strmap_cleanup(map);
+}
+
 flow_err flow__store_newer_format(flow_error *err, const char *path, long format)
 {
     return flow__error(err, FLOW_EUNSUPPORTED,

@@ -20,6 +20,7 @@
 
 #include "flow.h"
 #include "journal/journal.h"
+#include "util/strmap.h"
 
 /* The highest store format this libflow reads and writes. */
 #define FLOW__STORE_FORMAT 1
@@ -100,7 +101,10 @@ struct flow__store_ops {
 
     /* Append `n` records to run `run_id`'s journal, in order, as one
      * transaction: after a crash either all of them are there or none is.
-     * The records are borrowed (the caller keeps its payload references).
+     * (The disk store keeps a prefix only: a crash in the middle of its one
+     * write() can keep the first records of the batch; see store_disk.c.)
+     * A failed append adds nothing. The records are borrowed (the caller
+     * keeps its payload references).
      * `flags`: FLOW__STORE_SYNC. FLOW_ENOTFOUND if the run does not exist.
      * Mandatory. */
     flow_err (*append)(void *priv, const char *run_id, const struct flow__jrec *recs, size_t n,
@@ -184,6 +188,14 @@ flow_err flow__store_make_dirs(const char *path, bool self, flow_error *err);
 /* Fill `err` with FLOW_EUNSUPPORTED: store `path` has format `format`, newer
  * than FLOW__STORE_FORMAT; returns FLOW_EUNSUPPORTED. */
 flow_err flow__store_newer_format(flow_error *err, const char *path, long format);
+/* A backend's entry for run `id` in `map`: entries are `size`-byte structs
+ * that begin with `char id[80]`, the map's key. A missing one is created
+ * zeroed with the id (*created true); NULL when out of memory. */
+void *flow__store_run_entry(struct flow__strmap *map, const char *id, size_t size,
+                            bool *created);
+/* Call `release` (may be NULL) on every entry of `map`, free them and the
+ * map. */
+void flow__store_run_entries_free(struct flow__strmap *map, void (*release)(void *entry));
 /* May `holder` take the lease on run `id` that `current` (NULL: nobody)
  * holds until `expiry`? FLOW_OK when nobody holds it, `holder` does, or
  * the lease is not live at `now`; else flow__lease_busy. For backends that

@@ -10,13 +10,17 @@
  *
  * The journal is append-only; each record is u32 LE length, u32 LE crc32 of
  * the bytes, then the record as compact JSON. One append is one write() of
- * the whole batch, so a crash leaves the old records plus a possibly torn
- * piece of the batch: readers stop at the first record that is short, fails
- * its CRC or does not parse, which makes the batch all-or-nothing, and the
- * first append of a handle cuts that tail off. Records are numbered by their
- * position. In strict mode (or with FLOW__STORE_SYNC) every batch is
- * fdatasync'ed; otherwise it is in the page cache, which survives the
- * process, and `commit` syncs.
+ * the whole batch; a write that fails is cut back off. A crash leaves the
+ * old records plus a piece of the batch: readers stop at the first record
+ * that is short, fails its CRC or does not parse, and the first append of a
+ * handle cuts that torn tail off. What survives is therefore always a
+ * prefix of the records, but a crash in the middle of a large write() (a
+ * SIGKILL between pages, a power loss) can keep the first records of a
+ * batch: batch boundaries are not kept (they carry no meaning: group
+ * commit picks them by timing). Records are numbered by their position. In
+ * strict mode (or with FLOW__STORE_SYNC) every batch is fdatasync'ed;
+ * otherwise it is in the page cache, which survives the process, and
+ * `commit` syncs.
  *
  * The lease is an flock on runs/<id>/lease, held on a descriptor this handle
  * keeps open: the kernel drops it when the holder dies, so no expiry is
@@ -231,19 +235,10 @@ static void dk_temp_name(struct dk_store *s, char *out, size_t size, const char 
 /* The entry of run `id`, created cold; NULL when out of memory. */
 static struct dk_run *dk_run_cache(struct dk_store *s, const char *id)
 {
-    struct dk_run *c = flow__strmap_get(&s->runs, id);
-    if (c)
-        return c;
-    c = flow__calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    snprintf(c->id, sizeof(c->id), "%s", id);
-    c->fd = -1;
-    c->lease_fd = -1;
-    if (flow__strmap_put(&s->runs, c->id, c) != FLOW_OK) {
-        flow__free(c);
-        return NULL;
-    }
+    bool created;
+    struct dk_run *c = flow__store_run_entry(&s->runs, id, sizeof(*c), &created);
+    if (c && created)
+        c->fd = c->lease_fd = -1;
     return c;
 }
 
@@ -261,6 +256,13 @@ static void dk_lease_drop(struct dk_run *c)
     c->lease_fd = -1;
     flow__free(c->lease_holder);
     c->lease_holder = NULL;
+}
+
+/* Close what an entry holds (flow__store_run_entries_free). */
+static void dk_run_release(void *entry)
+{
+    dk_run_cold(entry);
+    dk_lease_drop(entry);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -461,6 +463,15 @@ out_free:
     return rc;
 }
 
+/* The message for a scan that failed with `rc` (not by its callback). */
+static flow_err dk_scan_fail(struct dk_store *s, const struct dk_scan *scan, flow_err rc,
+                             const char *what, flow_error *err)
+{
+    if (rc == FLOW_EIO)
+        return flow__error_errno(err, scan->sys_errno, "%s in store '%s'", what, s->path);
+    return flow__error(err, rc, "%s in store '%s': out of memory", what, s->path);
+}
+
 /* Open run `c`'s journal for appending: find the valid prefix and cut off a
  * torn tail. */
 static flow_err dk_journal_open(struct dk_store *s, struct dk_run *c, const char *what,
@@ -482,9 +493,7 @@ static flow_err dk_journal_open(struct dk_store *s, struct dk_run *c, const char
     flow_err rc = dk_scan(fd, UINT64_MAX, NULL, NULL, &scan);
     if (rc != FLOW_OK) {
         close(fd);
-        if (rc == FLOW_EIO)
-            return flow__error_errno(err, scan.sys_errno, "%s in store '%s'", what, s->path);
-        return flow__error(err, rc, "%s in store '%s': out of memory", what, s->path);
+        return dk_scan_fail(s, &scan, rc, what, err);
     }
     struct stat st;
     if (fstat(fd, &st) != 0 ||
@@ -567,30 +576,40 @@ out_buf:
     return rc;
 }
 
+/* Open run `id`'s journal for reading: *fd -1 when the run has none. */
+static flow_err dk_journal_read_fd(struct dk_store *s, const char *id, int *fd, const char *what,
+                                   flow_error *err)
+{
+    *fd = -1;
+    flow_err rc = dk_run_exists(s, id, err);
+    if (rc != FLOW_OK)
+        return rc;
+    char rel[DK_PATH_MAX];
+    dk_run_path(rel, sizeof(rel), id, "journal");
+    *fd = openat(s->runsfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (*fd < 0 && errno != ENOENT)
+        return flow__error_errno(err, errno, "%s in store '%s'", what, s->path);
+    return FLOW_OK;
+}
+
 static flow_err dk_commit(void *priv, const char *run_id, flow_error *err)
 {
     struct dk_store *s = priv;
+    char what[160];
+    snprintf(what, sizeof(what), "cannot sync run '%s'", run_id);
     struct dk_run *c = flow__strmap_get(&s->runs, run_id);
     int fd = c ? c->fd : -1;
     bool own = fd < 0;
     if (own) {
-        flow_err rc = dk_run_exists(s, run_id, err);
-        if (rc != FLOW_OK)
+        flow_err rc = dk_journal_read_fd(s, run_id, &fd, what, err);
+        if (rc != FLOW_OK || fd < 0)
             return rc;
-        char rel[DK_PATH_MAX];
-        dk_run_path(rel, sizeof(rel), run_id, "journal");
-        fd = openat(s->runsfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-            return errno == ENOENT ? FLOW_OK
-                                   : flow__error_errno(err, errno,
-                                                       "cannot sync run '%s' in store '%s'",
-                                                       run_id, s->path);
     }
     int e = fdatasync(fd) != 0 ? errno : 0;
     if (own)
         close(fd);
     if (e)
-        return flow__error_errno(err, e, "cannot sync run '%s' in store '%s'", run_id, s->path);
+        return flow__error_errno(err, e, "%s in store '%s'", what, s->path);
     return FLOW_OK;
 }
 
@@ -598,29 +617,18 @@ static flow_err dk_read(void *priv, const char *run_id, uint64_t from_seq, flow_
                         void *udata, flow_error *err)
 {
     struct dk_store *s = priv;
-    flow_err rc = dk_run_exists(s, run_id, err);
-    if (rc != FLOW_OK)
-        return rc;
-    char rel[DK_PATH_MAX];
-    dk_run_path(rel, sizeof(rel), run_id, "journal");
-    int fd = openat(s->runsfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return FLOW_OK; /* nothing appended */
-        return flow__error_errno(err, errno, "cannot read the journal of run '%s' in store '%s'",
-                                 run_id, s->path);
-    }
+    char what[160];
+    snprintf(what, sizeof(what), "cannot read the journal of run '%s'", run_id);
+    int fd;
+    flow_err rc = dk_journal_read_fd(s, run_id, &fd, what, err);
+    if (rc != FLOW_OK || fd < 0)
+        return rc; /* fd < 0: nothing appended */
     struct dk_scan scan;
     rc = dk_scan(fd, from_seq, cb, udata, &scan);
     close(fd);
     if (rc == FLOW_OK || scan.stopped)
         return rc;
-    if (rc == FLOW_EIO)
-        return flow__error_errno(err, scan.sys_errno,
-                                 "cannot read the journal of run '%s' in store '%s'", run_id,
-                                 s->path);
-    return flow__error(err, rc, "cannot read the journal of run '%s' in store '%s': out of memory",
-                       run_id, s->path);
+    return dk_scan_fail(s, &scan, rc, what, err);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -755,10 +763,14 @@ static flow_err dk_run_create(void *priv, const struct flow__run_meta *meta, flo
                 e = errno;
         }
     }
-    if (!e && fsync(s->runsfd) != 0)
+    if (!e) {
+        if (fsync(s->runsfd) == 0)
+            return FLOW_OK;
+        /* Not surely durable: take the new run back out. */
         e = errno;
-    if (!e)
-        return FLOW_OK;
+        if (renameat(s->runsfd, meta->id, s->runsfd, tmp) != 0)
+            dk_rmtree(s->runsfd, meta->id, 0);
+    }
     dk_rmtree(s->runsfd, tmp, 0);
     if (e == EEXIST || e == ENOTEMPTY)
         return flow__error(err, FLOW_EEXISTS, "run '%s' already exists in store '%s'", meta->id,
@@ -1060,16 +1072,18 @@ static flow_err dk_control_put(void *priv, const char *id, const char *kind, con
         e = dk_write_file(cfd, tmp, s->buf.data, s->buf.len);
     if (!e) {
         /* link() never replaces: a number another writer took is skipped. */
+        char name[DK_CTL_NAME_LEN + 1];
         e = EEXIST;
         for (int i = 0; i < DK_CTL_TRIES && e == EEXIST; i++) {
-            char name[DK_CTL_NAME_LEN + 1];
             snprintf(name, sizeof(name), "%0*" PRIu64, DK_CTL_NAME_LEN, hi + 1 + (uint64_t)i);
             e = linkat(cfd, tmp, cfd, name, 0) == 0 ? 0 : errno;
         }
         unlinkat(cfd, tmp, 0);
+        if (!e && fsync(cfd) != 0) {
+            e = errno;
+            unlinkat(cfd, name, 0);
+        }
     }
-    if (!e && fsync(cfd) != 0)
-        e = errno;
     close(cfd);
     if (e)
         return flow__error_errno(err, e, "%s in store '%s'", what, s->path);
@@ -1246,15 +1260,7 @@ static void dk_close(void *priv)
     struct dk_store *s = priv;
     if (!s)
         return;
-    for (size_t i = 0; s->runs.mask && i <= s->runs.mask; i++) {
-        struct dk_run *c = s->runs.slots[i].value;
-        if (!c)
-            continue;
-        dk_run_cold(c);
-        dk_lease_drop(c);
-        flow__free(c);
-    }
-    flow__strmap_cleanup(&s->runs);
+    flow__store_run_entries_free(&s->runs, dk_run_release);
     if (s->runsfd >= 0)
         close(s->runsfd);
     if (s->dirfd >= 0)

@@ -57,6 +57,17 @@ static void mem_run_clear(struct mem_run *r)
     r->live = false;
 }
 
+static flow_err mem_nomem(flow_error *err, const char *doing, const char *id)
+{
+    return flow__error(err, FLOW_ENOMEM, "out of memory %s run '%s' in store '" MEM_NAME "'",
+                       doing, id);
+}
+
+static void mem_run_release(void *entry)
+{
+    mem_run_clear(entry);
+}
+
 /* The live run `id`, or NULL with FLOW_ENOTFOUND in `err`. */
 static struct mem_run *mem_find(struct mem_store *s, const char *id, flow_error *err)
 {
@@ -92,14 +103,7 @@ static void mem_close(void *priv)
     struct mem_store *s = priv;
     if (!s)
         return;
-    for (size_t i = 0; s->runs.mask && i <= s->runs.mask; i++) {
-        struct mem_run *r = s->runs.slots[i].value;
-        if (!r)
-            continue;
-        mem_run_clear(r);
-        flow__free(r);
-    }
-    flow__strmap_cleanup(&s->runs);
+    flow__store_run_entries_free(&s->runs, mem_run_release);
     flow__free(s);
 }
 
@@ -115,24 +119,12 @@ static flow_err mem_run_create(void *priv, const struct flow__run_meta *meta, fl
                            meta->id);
     struct flow__run_meta copy;
     if (flow__run_meta_copy(&copy, meta) != FLOW_OK)
-        return flow__error(err, FLOW_ENOMEM, "out of memory creating run '%s' in store '" MEM_NAME
-                                             "'",
-                           meta->id);
+        return mem_nomem(err, "creating", meta->id);
+    bool created;
+    r = flow__store_run_entry(&s->runs, meta->id, sizeof(*r), &created);
     if (!r) {
-        r = flow__calloc(1, sizeof(*r));
-        if (r) {
-            snprintf(r->key, sizeof(r->key), "%s", meta->id);
-            if (flow__strmap_put(&s->runs, r->key, r) != FLOW_OK) {
-                flow__free(r);
-                r = NULL;
-            }
-        }
-        if (!r) {
-            flow__run_meta_cleanup(&copy);
-            return flow__error(err, FLOW_ENOMEM,
-                               "out of memory creating run '%s' in store '" MEM_NAME "'",
-                               meta->id);
-        }
+        flow__run_meta_cleanup(&copy);
+        return mem_nomem(err, "creating", meta->id);
     }
     r->meta = copy;
     r->live = true;
@@ -147,9 +139,7 @@ static flow_err mem_run_get(void *priv, const char *id, struct flow__run_meta *o
     if (!r)
         return FLOW_ENOTFOUND;
     if (flow__run_meta_copy(out, &r->meta) != FLOW_OK)
-        return flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s' in store '" MEM_NAME
-                                             "'",
-                           id);
+        return mem_nomem(err, "reading", id);
     return FLOW_OK;
 }
 
@@ -209,8 +199,7 @@ static flow_err mem_append(void *priv, const char *run_id, const struct flow__jr
     else
         FLOW__VEC_RESERVE(&r->recs, r->recs.count + n, rc);
     if (rc != FLOW_OK)
-        return flow__error(err, rc, "out of memory appending to run '%s' in store '" MEM_NAME "'",
-                           run_id);
+        return mem_nomem(err, "appending to", run_id);
     for (size_t i = 0; i < n; i++) {
         struct flow__jrec *dst = &r->recs.items[r->recs.count++];
         *dst = recs[i];
@@ -254,10 +243,7 @@ static flow_err mem_lease_acquire(void *priv, const char *id, const char *holder
     if (!r->lease_holder || strcmp(r->lease_holder, holder) != 0) {
         char *mine = flow__strdup(holder);
         if (!mine)
-            return flow__error(err, FLOW_ENOMEM,
-                               "out of memory taking the lease on run '%s' in store '" MEM_NAME
-                               "'",
-                               id);
+            return mem_nomem(err, "taking the lease on", id);
         flow__free(r->lease_holder);
         r->lease_holder = mine;
     }

@@ -26,7 +26,6 @@
 #include "util/buf.h"
 #include "util/error.h"
 #include "util/json.h"
-#include "util/strmap.h"
 
 #define SQ_BUSY_TIMEOUT_MS 5000
 #define SQ_PAYLOAD_MAX ((size_t)1 << 30)
@@ -354,9 +353,7 @@ static void sq_close(void *priv)
     for (int i = 0; i < SQ_NSTMT; i++)
         sqlite3_finalize(s->stmt[i]);
     sqlite3_close(s->db);
-    for (size_t i = 0; s->runs.mask && i <= s->runs.mask; i++)
-        flow__free(s->runs.slots[i].value);
-    flow__strmap_cleanup(&s->runs);
+    flow__store_run_entries_free(&s->runs, NULL);
     flow__buf_cleanup(&s->json);
     flow__free(s->path);
     flow__free(s);
@@ -427,17 +424,18 @@ static flow_err sq_run_create(void *priv, const struct flow__run_meta *meta, flo
     if (rc != FLOW_OK)
         return flow__error(err, rc, "cannot write the inputs of run '%s' in store '%s'", meta->id,
                            s->path);
-    int step = sq_exec(st);
-    sqlite3_bind_null(st, 7); /* do not keep a pointer into s->json */
-    if (step != SQLITE_OK) {
+    if (sq_exec(st) != SQLITE_OK) {
         if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
-            return flow__error(err, FLOW_EEXISTS, "run '%s' already exists in store '%s'",
-                               meta->id, s->path);
-        char what[160];
-        snprintf(what, sizeof(what), "cannot create run '%s'", meta->id);
-        return sq_fail(s, err, what);
+            rc = flow__error(err, FLOW_EEXISTS, "run '%s' already exists in store '%s'",
+                             meta->id, s->path);
+        else {
+            char what[160];
+            snprintf(what, sizeof(what), "cannot create run '%s'", meta->id);
+            rc = sq_fail(s, err, what);
+        }
     }
-    return FLOW_OK;
+    sqlite3_bind_null(st, 7); /* do not keep a pointer into s->json */
+    return rc;
 }
 
 /* Fill `out` from a row of SQ_RUN_GET / SQ_RUN_LIST. */
@@ -582,18 +580,10 @@ static flow_err sq_commit(struct sq_store *s, const char *what, flow_error *err)
  * append then reads the seq every time). */
 static struct sq_run *sq_run_cache(struct sq_store *s, const char *id)
 {
-    struct sq_run *c = flow__strmap_get(&s->runs, id);
-    if (c)
-        return c;
-    c = flow__calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    snprintf(c->id, sizeof(c->id), "%s", id);
-    c->next_seq = -1;
-    if (flow__strmap_put(&s->runs, c->id, c) != FLOW_OK) {
-        flow__free(c);
-        return NULL;
-    }
+    bool created;
+    struct sq_run *c = flow__store_run_entry(&s->runs, id, sizeof(*c), &created);
+    if (c && created)
+        c->next_seq = -1;
     return c;
 }
 
@@ -657,15 +647,14 @@ static flow_err sq_append(void *priv, const char *run_id, const struct flow__jre
         return FLOW_OK;
     char what[160];
     snprintf(what, sizeof(what), "cannot append to run '%s'", run_id);
+    /* The pragma only takes effect outside a transaction. */
     bool full = s->strict || (flags & FLOW__STORE_SYNC);
-    if (full != s->sync_full) {
-        flow_err src = sq_set_sync(s, full, err);
-        if (src != FLOW_OK)
-            return src;
-    }
+    flow_err rc = full != s->sync_full ? sq_set_sync(s, full, err) : FLOW_OK;
+    if (rc != FLOW_OK)
+        return rc;
     struct sq_run *c = sq_run_cache(s, run_id);
     double created = 0;
-    flow_err rc = sq_begin_run(s, run_id, &created, what, err);
+    rc = sq_begin_run(s, run_id, &created, what, err);
     if (rc != FLOW_OK)
         goto out_cold;
     bool warm = c && c->next_seq >= 0 && c->created_at == created;

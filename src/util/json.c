@@ -59,6 +59,14 @@ char *flow_json_dumps(const json_t *v, size_t flags)
     return json_dumps(v, flags | JSON_ENCODE_ANY | flow__json_real_flags(v));
 }
 
+void flow__json_free_text(char *text)
+{
+    json_free_t free_fn = NULL;
+    json_get_alloc_funcs(NULL, &free_fn);
+    if (text)
+        (free_fn ? free_fn : free)(text);
+}
+
 const char *flow__json_type_name(const json_t *v)
 {
     switch (json_typeof(v)) {

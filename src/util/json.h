@@ -13,6 +13,9 @@ size_t flow__json_real_flags(const json_t *v);
 
 /* "an object", "a list", "a string", "an integer", "a number", "a boolean",
  * "null": for messages. */
+/* Free text that jansson allocated (json_dumps), with jansson's allocator. */
+void flow__json_free_text(char *text);
+
 const char *flow__json_type_name(const json_t *v);
 
 /* Append `v` as JSON text (any value; shortest exact reals) to `b`. On

@@ -404,12 +404,23 @@ expect "negative --jobs" 2 "err~'-1'" "err#1"
 run "$FLOW" run ok.yaml extra.yaml
 expect "extra argument" 2 "err~unexpected argument 'extra.yaml'"
 
-run "$FLOW" run ok.yaml --store sqlite:x
-expect "unsupported store" 2 \
-    "err==flow: store 'sqlite:x' is not supported yet (only 'memory:')"
+run "$FLOW" run ok.yaml --store nosuch:x
+expect "unknown store scheme" 2 \
+    "err==flow: unknown store scheme 'nosuch' in 'nosuch:x' (built in: sqlite, disk, memory)"
 
-run "$FLOW" run ok.yaml --detach
-expect "--detach rejected" 2 "err=~^flow: .*--detach" "err#1"
+run "$FLOW" run ok.yaml --store "sqlite:$TMP/s1/flow.db"
+expect "--store sqlite:PATH" 0 "out~\"b\""
+[ -f "$TMP/s1/flow.db" ] && ok "--store creates the store" || ko "--store creates the store" "no $TMP/s1/flow.db"
+
+run "$FLOW" run ok.yaml --detach --store "sqlite:$TMP/s2/flow.db"
+expect "--detach prints the run id" 0 "out=~^[0-9]{8}-[0-9]{6}-[0-9a-f]{12}$" "err#0"
+detached=$(cat "$TMP/out")
+for i in $(seq 1 100); do
+    "$FLOW" status "$detached" --json --store "sqlite:$TMP/s2/flow.db" 2>/dev/null | grep -q '"status": "completed"' && break
+    sleep 0.05
+done
+run "$FLOW" status "$detached" --json --store "sqlite:$TMP/s2/flow.db"
+expect "--detach: the run completes in the background" 0 'out~"status": "completed"'
 
 run "$FLOW" graph ok.yaml --format png
 expect "unknown graph format" 2 "err~unknown format 'png'"

@@ -1,0 +1,93 @@
+#!/bin/bash
+# Crash torture (issue #4): a durable flow of a few hundred activations (C
+# tasks and commands, fan-outs, a loop, state writes; tests/helpers/torture.c)
+# is killed with SIGKILL at random instants, at least 30 times per store, and
+# resumed each time. The final result and state must equal an uninterrupted
+# run's, and the side-effect log must show that no activation whose
+# completion the store held at a kill ran again afterwards.
+set -u
+. "$(dirname "$0")/lib.sh"
+TORTURE=${FLOW_TORTURE:-$FLOW_BUILD_DIR/tests/torture}
+KILLS=${TORTURE_KILLS:-30}
+[ -x "$TORTURE" ] || { fail "no torture program at $TORTURE"; finish; exit; }
+
+# The completed activations of RUN in STORE, one id a line.
+completed() {
+    "$FLOW" status "$2" --json --store "$1" |
+        python3 -c 'import json,sys
+for t in json.load(sys.stdin)["tasks"]:
+    if t["status"] == "completed": print(t["activation"])'
+}
+
+# Wait until no command task of the killed runner is left (they die with it).
+no_orphans() {
+    local i
+    for i in $(seq 1 200); do
+        pgrep -f torture-marker >/dev/null || return 0
+        sleep 0.01
+    done
+    return 1
+}
+
+torture_store() { # torture_store KIND URL
+    local kind=$1 url=$2 kills=0 round=0 problems=0
+    TORTURE_LOG="$T/$kind.ref.log" "$TORTURE" run "$url" reference >"$T/$kind.ref.json" 2>"$T/$kind.ref.err" ||
+        { fail "$kind: the uninterrupted run failed: $(cat "$T/$kind.ref.err")"; return; }
+    local want
+    want=$(cat "$T/$kind.ref.json")
+    while [ "$kills" -lt "$KILLS" ]; do
+        round=$((round + 1))
+        local id="victim$round" mode=run log="$T/$kind.$round.log" checks="$T/$kind.$round.checks"
+        : >"$log"
+        : >"$checks"
+        while :; do
+            TORTURE_LOG="$log" "$TORTURE" "$mode" "$url" "$id" >"$T/out.json" 2>"$T/err.txt" &
+            local pid=$!
+            sleep "0.$(printf '%03d' $((RANDOM % 250 + 20)))"
+            if kill -KILL "$pid" 2>/dev/null; then
+                wait "$pid" 2>/dev/null
+                kills=$((kills + 1))
+                no_orphans || { fail "$kind: command tasks outlived the killed runner"; problems=1; }
+                # What the store says completed, and where the log stood.
+                echo "$(wc -l <"$log") $(completed "$url" "$id" | tr '\n' ' ')" >>"$checks"
+                mode=resume
+                continue
+            fi
+            wait "$pid"
+            local rc=$?
+            [ "$rc" = 0 ] || { fail "$kind: round $round ended with $rc: $(cat "$T/err.txt")"; problems=1; break; }
+            break
+        done
+        expect_json "$(cat "$T/out.json")" "$want" "$kind round $round ($(wc -l <"$checks") kills): result and state equal the uninterrupted run's"
+        # No completed activation ran again: lines after each kill's offset
+        # must not name an activation the store held as completed then.
+        if python3 - "$log" "$checks" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+bad = []
+for check in open(sys.argv[2]):
+    parts = check.split()
+    if not parts:
+        continue
+    offset, done = int(parts[0]), set(parts[1:])
+    for line in lines[offset:]:
+        f = line.split()
+        if len(f) == 3 and f[1] in done:
+            bad.append("%s#%s (attempt %s) after a kill that found it completed" % (f[0], f[1], f[2]))
+if bad:
+    print("\n".join(sorted(set(bad))[:10]))
+    sys.exit(1)
+PY
+        then
+            pass "$kind round $round: no completed activation ran again"
+        else
+            fail "$kind round $round: completed activations ran again"
+        fi
+        [ "$problems" = 0 ] || break
+    done
+    [ "$kills" -ge "$KILLS" ] && pass "$kind: $kills kills" || fail "$kind: only $kills kills"
+}
+
+torture_store sqlite "sqlite:$T/sqlite/flow.db"
+torture_store disk "disk:$T/disk"
+finish
