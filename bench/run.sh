@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # bench/run.sh -- `make bench`: libflow next to the peers a user would pick instead, in one go.
-# Builds what is needed, runs the peers' W1 (in-process DAG) and W2 (external commands) scripts from
-# ../shared/bench/ and libflow's own (bench/w1.sh, bench/w2.sh) on the same inputs and rules, prints every
-# result line, then the ratios libflow / peer with the issue's targets (PASS / MISS), and saves the whole
-# output to bench/results/<UTC time>.txt (QUICK runs go to bench/.run/results/). See bench/README.md.
-# Env: W ("W1 W2"), PEERS ("tbb omp ninja make xargs parallel raw"; may add dask), DASK=1 (adds dask),
-#      REPS (11: W1 timed repetitions), RUNS (3: W2 hyperfine runs), THREADS (2), BUILD (build),
+# Builds what is needed, runs the peers' W1 (in-process DAG), W2 (external commands) and W4 (durable journal)
+# scripts from ../shared/bench/ and libflow's own (bench/w1.sh, bench/w2.sh, bench/w4.sh) on the same inputs
+# and rules, prints every result line, then the ratios libflow / peer with the issue's targets (PASS / MISS),
+# and saves the whole output to bench/results/<UTC time>-<W>.txt (QUICK runs go to bench/.run/results/).
+# See bench/README.md.
+# Env: W ("W1 W2 W4"), PEERS ("tbb omp ninja make xargs parallel raw"; may add dask), DASK=1 (adds dask),
+#      W4_PEERS ("sqlite"; "sqlite postgres" adds PostgreSQL; "" runs no W4 peer), W4_RUNS (5: their runs),
+#      REPS (11: W1 timed repetitions, W4-fan runs), RUNS (3: W2 hyperfine runs), THREADS (2), BUILD (build),
 #      QUICK=1 (small N, few repetitions: a smoke run), STRICT=1 (exit 1 when a target is missed),
 #      NO_BUILD=1 (use $BUILD as it is),
 #      SHARED (the peers' shared/ folder; default: beside the repo), and every size knob of the scripts
-#      (CHAIN_N FAN_N LAYERS WIDTH SEED N_INDEP N_CHAIN PAR_N_INDEP PAR_N_CHAIN WARMUP STORE VARIANTS).
+#      (CHAIN_N FAN_N LAYERS WIDTH SEED N_INDEP N_CHAIN PAR_N_INDEP PAR_N_CHAIN WARMUP STORE VARIANTS
+#      W4_FAN_N W4_RESUME_N W4_RESUME_REPS SQ_FULL_N SQ_NORMAL_N SQ_BATCH_N PG_ON_N PG_OFF_N PG_BATCH_N).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SHARED=${SHARED:-$ROOT/../shared}
@@ -22,7 +25,7 @@ export SHARED
 # shellcheck source=/dev/null
 . "$SHARED/bench/common.sh"  # ensure_debs, stats, result, hyperfine_times, PY
 
-W=$(echo "${W:-W1 W2}" | tr 'a-z,' 'A-Z ')
+W=$(echo "${W:-W1 W2 W4}" | tr 'a-z,' 'A-Z ')
 PEERS=${PEERS:-"tbb omp ninja make xargs parallel raw"}
 [ "${DASK:-0}" != 0 ] && PEERS="$PEERS dask"
 BUILD=${BUILD:-build}; case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
@@ -32,8 +35,14 @@ if [ "$QUICK" != 0 ]; then   # smoke sizes; any size set in the environment stil
   export N_INDEP=${N_INDEP:-500} N_CHAIN=${N_CHAIN:-200} PAR_N_INDEP=${PAR_N_INDEP:-200}
   export PAR_N_CHAIN=${PAR_N_CHAIN:-100} DASK_REPS=${DASK_REPS:-1}
   export REPS=${REPS:-3} RUNS=${RUNS:-2}
+  # W4: the fan-out keeps its 10,000 tasks (a tenth of a second a run); the journal to resume and the
+  # peers' row counts shrink
+  export W4_RESUME_N=${W4_RESUME_N:-10000} W4_RESUME_REPS=${W4_RESUME_REPS:-2} W4_RUNS=${W4_RUNS:-2}
+  export SQ_FULL_N=${SQ_FULL_N:-2000} SQ_NORMAL_N=${SQ_NORMAL_N:-10000} SQ_BATCH_N=${SQ_BATCH_N:-50000}
+  export PG_ON_N=${PG_ON_N:-2000} PG_OFF_N=${PG_OFF_N:-5000} PG_BATCH_N=${PG_BATCH_N:-5000}
 fi
 export BUILD THREADS=${THREADS:-2} REPS=${REPS:-11} RUNS=${RUNS:-3}
+W4_PEERS=${W4_PEERS-sqlite}; W4_RUNS=${W4_RUNS:-5}
 
 W1_PEERS="" W2_PEERS=""
 for p in $PEERS; do
@@ -43,8 +52,11 @@ for p in $PEERS; do
     *) echo "bench: unknown peer '$p' (known: tbb omp dask ninja make xargs parallel raw)" >&2; exit 2 ;;
   esac
 done
+for p in $W4_PEERS; do
+  case $p in sqlite|postgres) ;; *) echo "bench: unknown W4 peer '$p' (known: sqlite postgres)" >&2; exit 2 ;; esac
+done
 for w in $W; do
-  case $w in W1|W2) ;; *) echo "bench: unknown workload '$w' in W (known: W1 W2)" >&2; exit 2 ;; esac
+  case $w in W1|W2|W4) ;; *) echo "bench: unknown workload '$w' in W (known: W1 W2 W4)" >&2; exit 2 ;; esac
 done
 wants() { case " $W " in *" $1 "*) return 0 ;; esac; return 1; }
 
@@ -75,6 +87,7 @@ build() {
   local targets=()
   wants W1 && targets+=(bench_w1_dag)
   wants W2 && targets+=(flow)
+  wants W4 && targets+=(bench_w4_durable)
   [ ${#targets[@]} -gt 0 ] || return 0
   if [ "${NO_BUILD:-0}" != 0 ]; then
     echo "# NO_BUILD=1: using $BUILD as it is" >&2
@@ -100,13 +113,17 @@ install_peers() {  # quietly, so that the peers' scripts find everything install
   [ -n "$W1_PEERS" ] && wants W1 && debs+=(g++ libtbb-dev python3-dask)
   wants W2 && debs+=(hyperfine)
   [ -n "$W2_PEERS" ] && wants W2 && debs+=(gcc ninja-build make findutils parallel)
+  # the W4 peer script builds both of its harnesses whichever peers run, so it needs all four
+  [ -n "$W4_PEERS" ] && wants W4 && debs+=(gcc libsqlite3-dev postgresql-15 libpq-dev)
   [ ${#debs[@]} -gt 0 ] || return 0
   ensure_debs "${debs[@]}" 2> "$RUN/install.log" || { cat "$RUN/install.log" >&2; return 1; }
 }
 
 # The ratios libflow / peer of per_task_us for every pair measured (below 1: libflow is faster), with
 # the issue's targets: W1 within 2x of oneTBB on every shape; W2 at most make -j2 and within 1.2x of the
-# raw posix_spawn loop; W1b under 500 bytes per task.
+# raw posix_spawn loop; W1b under 500 bytes per task; W4 (for both durable stores) at least 50,000 tasks/s
+# on the 10,000-task fan-out at the normal level and 5,000 at strict, a 100,000-task journal resumed in
+# under 1 s; and W4's durable tasks/s next to the peers' raw SQLite commits/s and rows/s.
 ratios() {
   awk -v strict="${STRICT:-0}" -v selected=" $W " '
   function target(w, e, p, lim) {
@@ -143,8 +160,36 @@ ratios() {
     printf fmt, w, e, p, v[w, e, "N"] "/" v[w, p, "N"], sprintf("%.3f", a), sprintf("%.3f", b),
       sprintf("%.2fx", r), tg, res
   }
+  # W4: durable tasks per second against an absolute target (N must be the one of the target: 10,000 / 100,000)
+  function w4row(w, e, n_tgt, lim, kind,   t, secs, rec, tg, res) {
+    if (kind == "min") tg = ">= " lim " tasks/s"; else if (kind == "max") tg = "< " lim " s"; else tg = lim
+    if (!((w, e) in has)) {
+      if (kind == "") return
+      na++; printf fmt4, w, e, "-", "-", "-", "-", tg, "n/a (no result)"; return
+    }
+    t = v[w, e, "tasks_per_s"]; secs = v[w, e, "wall_s"]
+    rec = ((w, e, "records_per_s") in v) ? v[w, e, "records_per_s"] : "-"
+    res = ""
+    if (kind != "" && v[w, e, "N"] != n_tgt) { na++; res = "n/a (the target is for N=" n_tgt ")" }
+    else if (kind == "min") res = verdict(-t, -lim)
+    else if (kind == "max") { if (secs < lim) { pass++; res = "PASS" } else { miss++; res = "MISS" } }
+    printf fmt4, w, e, v[w, e, "N"], secs, t, rec, tg, res
+  }
+  # cmp ENGINE PEER_WORKLOAD PEER WHAT: libflow tasks/s over the peer rows/s (above 1x: libflow does more)
+  function cmp(e, pw, p, what, must,   a, b, r) {
+    if (!(("W4-fan", e) in has) || !((pw, p) in has)) {
+      if (must) printf "  %-22s %-60s %s\n", e, what, "n/a (no result" (((pw, p) in has) ? "" : ": peer " p " not run") ")"
+      return
+    }
+    a = v["W4-fan", e, "tasks_per_s"]; b = v[pw, p, "tasks_per_s"]
+    r = sprintf("%.2fx", a / b)
+    if (("W4-fan", e, "records_per_s") in v && pw ~ /100rows/)
+      r = r sprintf("   (records/s %d: %.2fx)", v["W4-fan", e, "records_per_s"], v["W4-fan", e, "records_per_s"] / b)
+    printf "  %-22s %-60s %8d / %-8d %s\n", e, what, a, b, r
+  }
   END {
     print ""
+    if (index(selected, " W1 ") || index(selected, " W2 ")) {
     print "== libflow / peer, per_task_us (median wall / N); below 1x: libflow is faster =="
     printf fmt, "workload", "engine", "peer", "N libflow/peer", "libflow_us", "peer_us", "ratio", "target", "result"
     for (i = 1; i <= nw; i++) {
@@ -168,10 +213,8 @@ ratios() {
       printf fmt, tw[t], te[t], tp[t], "-", "-", "-", "-", "<=" tl[t] "x", "n/a (no result)"
     }
     print ""
-    if (index(selected, " W1 ") == 0) {
-      printf "targets: %d PASS, %d MISS, %d n/a\n", pass, miss, na
-      exit (strict != 0 && miss > 0) ? 1 : 0
     }
+    if (index(selected, " W1 ")) {
     print "== memory =="
     if (("W1b-mem", "libflow") in has) {
       b = v["W1b-mem", "libflow", "bytes_per_task"]
@@ -182,6 +225,30 @@ ratios() {
       na++; print "W1b-mem      libflow        -  target < 500  n/a (no result)"
     }
     print ""
+    }
+    if (index(selected, " W4 ")) {
+      print "== W4: durable no-op C tasks (fan-out, 2 threads) and resume; tasks_per_s = N / median wall =="
+      fmt4 = "%-10s %-22s %7s %9s %9s %10s %-18s %s\n"
+      printf fmt4, "workload", "engine", "N", "wall_s", "tasks/s", "records/s", "target", "result"
+      w4row("W4-fan", "libflow-sqlite-normal", 10000, 50000, "min")
+      w4row("W4-fan", "libflow-sqlite-strict", 10000, 5000, "min")
+      w4row("W4-fan", "libflow-disk-normal", 10000, 50000, "min")
+      w4row("W4-fan", "libflow-disk-strict", 10000, 5000, "min")
+      w4row("W4-fan", "libflow-memory", 0, "(no store)", "")
+      w4row("W4-resume", "libflow-sqlite", 100000, 1, "max")
+      w4row("W4-resume", "libflow-disk", 100000, 1, "max")
+      print "-- libflow durable tasks/s / the raw rows/s of ../shared/bench/w4_journal in this go (200-byte rows,"
+      print "   one connection); above 1x: libflow completes more tasks per second than the database commits rows --"
+      cmp("libflow-sqlite-normal", "W4-1row-tx", "sqlite-wal-sync_normal", "vs single-row commits/s, SQLite WAL synchronous=NORMAL", 1)
+      cmp("libflow-sqlite-strict", "W4-1row-tx", "sqlite-wal-sync_full", "vs single-row commits/s, SQLite WAL synchronous=FULL", 1)
+      cmp("libflow-sqlite-normal", "W4-100rows-tx", "sqlite-wal-sync_normal", "vs rows/s in batches of 100, SQLite synchronous=NORMAL", 1)
+      cmp("libflow-sqlite-strict", "W4-100rows-tx", "sqlite-wal-sync_full", "vs rows/s in batches of 100, SQLite synchronous=FULL", 1)
+      cmp("libflow-sqlite-normal", "W4-1row-tx", "postgres-sync_commit_off", "vs single-row commits/s, PostgreSQL synchronous_commit=off", 0)
+      cmp("libflow-sqlite-strict", "W4-1row-tx", "postgres-sync_commit_on", "vs single-row commits/s, PostgreSQL synchronous_commit=on", 0)
+      cmp("libflow-sqlite-strict", "W4-100rows-tx", "postgres-sync_commit_on", "vs rows/s in batches of 100, PostgreSQL synchronous_commit=on", 0)
+      cmp("libflow-sqlite-normal", "W4-fan", "libflow-memory", "vs the same fan-out with no store (libflow-memory)", 0)
+      print ""
+    }
     printf "targets: %d PASS, %d MISS, %d n/a\n", pass, miss, na
     exit (strict != 0 && miss > 0) ? 1 : 0
   }' "$LINES"
@@ -198,7 +265,8 @@ main() {
   echo "# $(date -u '+%F %T UTC'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))," \
        "$(free -g | awk '/Mem:/{print $2}') GiB, Linux $(uname -r), Debian $(cat /etc/debian_version)," \
        "load average $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "# libflow $(revision), W=$W, PEERS=$PEERS, THREADS=$THREADS REPS=$REPS RUNS=$RUNS QUICK=$QUICK"
+  echo "# libflow $(revision), W=$W, PEERS=$PEERS, W4_PEERS=$W4_PEERS, THREADS=$THREADS REPS=$REPS RUNS=$RUNS" \
+       "W4_RUNS=$W4_RUNS QUICK=$QUICK"
   local have_lib=1
   build || { echo "# libflow build FAILED: only the peers run" >&2; echo build >> "$FAILED"; have_lib=0; }
   install_peers || { echo install >> "$FAILED"; return 1; }
@@ -209,6 +277,11 @@ main() {
   if wants W2; then
     [ -n "$W2_PEERS" ] && step "peers W2 ($W2_PEERS )" env PEERS="$W2_PEERS" bash "$SHARED/bench/w2_cmds/run.sh"
     [ "$have_lib" = 1 ] && step "libflow W2" bash "$ROOT/bench/w2.sh"
+  fi
+  if wants W4; then
+    [ -n "$W4_PEERS" ] &&
+      step "peers W4 ($W4_PEERS)" env PEERS="$W4_PEERS" RUNS="$W4_RUNS" bash "$SHARED/bench/w4_journal/run.sh"
+    [ "$have_lib" = 1 ] && step "libflow W4" bash "$ROOT/bench/w4.sh"
   fi
   local rc=0
   ratios || rc=$?

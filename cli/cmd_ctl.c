@@ -255,8 +255,8 @@ static json_t *build_parallel(int npos, char **pos, const char *then)
     return d;
 }
 
-/* The words of REASON joined by spaces; {"cancel": {}} without any. */
-static json_t *build_cancel(int npos, char **pos, const char *then)
+/* {KEY: {FIELD: the words of REASON joined by spaces}}; {KEY: {}} without any. */
+static json_t *build_reason(const char *key, const char *field, int npos, char **pos)
 {
     json_t *o = new_object();
     size_t len = 1;
@@ -264,9 +264,8 @@ static json_t *build_cancel(int npos, char **pos, const char *then)
     char *p;
     int i;
 
-    (void)then;
     if (!o || npos == 0) {
-        return wrap("cancel", o);
+        return wrap(key, o);
     }
     for (i = 0; i < npos; i++) {
         len += strlen(pos[i]) + 1;
@@ -283,12 +282,24 @@ static json_t *build_cancel(int npos, char **pos, const char *then)
         p += n;
     }
     *p = '\0';
-    if (!put(o, "error", name_arg("REASON", reason))) {
+    if (!put(o, field, name_arg("REASON", reason))) {
         free(reason);
         return NULL;
     }
     free(reason);
-    return wrap("cancel", o);
+    return wrap(key, o);
+}
+
+static json_t *build_cancel(int npos, char **pos, const char *then)
+{
+    (void)then;
+    return build_reason("cancel", "error", npos, pos);
+}
+
+static json_t *build_pause(int npos, char **pos, const char *then)
+{
+    (void)then;
+    return build_reason("pause", "reason", npos, pos);
 }
 
 static json_t *build_checkpoint(int npos, char **pos, const char *then)
@@ -333,6 +344,11 @@ static const struct ctl_sub subs[] = {
      build_cancel},
     {"checkpoint", "", 0, 0, "Take a checkpoint after this task.", "{\"checkpoint\": true}",
      "", build_checkpoint},
+    {"pause", "[REASON...]", 0, -1, "Pause the run after this task (with a checkpoint).",
+     "{\"pause\": {\"reason\": REASON}}",
+     "Nothing new starts; once running tasks finish the run is paused and 'flow run'\n"
+     "exits 3. 'flow resume RUN' continues it.\n",
+     build_pause},
     {"output", "TEXT", 1, 1, "Replace the task's output.", NULL,
      "Writes TEXT and a newline to $FLOW_OUTPUT, replacing what an earlier\n"
      "'flow ctl output' wrote. It wins over stdout and is read the same way (with\n"
@@ -359,6 +375,7 @@ static const char help[] =
     "  terminate [JSON]                  end the run now as completed, with a result\n"
     "  cancel [REASON...]                end the run now as cancelled\n"
     "  checkpoint                        take a checkpoint after this task\n"
+    "  pause [REASON...]                 pause the run after this task\n"
     "  output TEXT                       replace the task's output ($FLOW_OUTPUT)\n"
     "\n"
     "A JSON argument is parsed as JSON when it parses (42, true, [1,2], {\"a\":1},\n"
@@ -567,7 +584,7 @@ static int ctl_main(int argc, char **argv)
     if (argc < 2) {
         return ctl_usage("ctl", "missing SUBCOMMAND (set, emit, next-task, "
                                       "next-iteration, parallel, terminate, cancel, "
-                                      "checkpoint, output)");
+                                      "checkpoint, pause, output)");
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {

@@ -212,6 +212,14 @@ static int resume_main(int argc, char **argv)
         cli_signals_restore();
         cli_error("%s", err.message[0] ? err.message : flow_strerror(err.code));
         rc = err.code == FLOW_EBUSY ? CLI_EXIT_FAILED : cli_start_error_status(err.code);
+    } else if (flow_run_get_status(run) >= FLOW_RUN_COMPLETED) {
+        /* It had ended: nothing ran; say so, then how it ended. */
+        if (!ra.s.quiet) {
+            fprintf(stderr, "run %s had already ended (%s); nothing was run\n", flow_run_id(run),
+                    flow_run_status_name(flow_run_get_status(run)));
+        }
+        ra.s.quiet = true;
+        rc = cli_follow(&ra.s, run, t0);
     } else {
         rc = cli_follow(&ra.s, run, t0);
     }

@@ -95,7 +95,9 @@ static int show_run(flow_store *st, const char *id, bool as_json)
     printf("run %s: %s (flow %s)\n", id, json_string_value(json_object_get(run, "status")),
            json_string_value(json_object_get(run, "flow")));
     if (error) {
-        printf("error: %s\n", error);
+        bool paused = strcmp(json_string_value(json_object_get(run, "status")), "paused") == 0;
+
+        printf("%s: %s\n", paused ? "paused" : "error", error);
     }
     printf("%6s  %-24s %-10s %-8s %-19s  %-19s  %s\n", "ACT", "TASK", "STATUS", "ATTEMPTS",
            "STARTED", "ENDED", "ERROR");

@@ -272,6 +272,9 @@ int cli_start_error_status(flow_err code)
     case FLOW_ENOMEM:
     case FLOW_EIO:
     case FLOW_ESYSTEM:
+    case FLOW_ETIMEOUT:
+    case FLOW_EBUSY:
+    case FLOW_EPARSE:
         return CLI_EXIT_FAILED;
     default:
         return CLI_EXIT_USAGE;

@@ -175,6 +175,7 @@ struct flow_run {
     double checkpoint_every;        /* seconds; 0: none */
     bool end_persisted;             /* the store knows how the run ended */
     bool journal_failed;            /* [L] the store could not be written */
+    bool journal_moved;             /* [L] records since the last checkpoint */
 };
 
 struct pending_sig {

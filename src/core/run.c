@@ -79,8 +79,22 @@ static const char *task_name(const struct flow_run *r, uint32_t task)
     return r->flow->tasks.items[task]->name;
 }
 
-/* [L] Append a journal record; a journal that fails stops the run, since
- * going on would do work nobody could find again. */
+/* [L] Writing the journal failed: the run stops (going on would do work
+ * nobody could find again); what was committed stays, so it can be resumed
+ * once the cause is fixed. `message` NULL: ask the journal. */
+static void journal_broke(struct flow_run *r, const char *message)
+{
+    flow_error err = {0};
+    if (!message)
+        message = flow__journal_durable_failed(&r->journal, &err) ? err.message : "out of memory";
+    char why[700];
+    snprintf(why, sizeof(why), "cannot write the journal: %s", message);
+    r->journal_failed = true;
+    if (!r->stopping)
+        flow__run_stop(r, FLOW_RUN_FAILED, why);
+}
+
+/* [L] Append a journal record; a journal that fails stops the run. */
 static void journal_src(struct flow_run *r, uint8_t type, const struct act *a, json_t *payload,
                         const struct act *src)
 {
@@ -97,8 +111,9 @@ static void journal_src(struct flow_run *r, uint8_t type, const struct act *a, j
         json_decref(payload); /* the record is already in the store */
         return;
     }
-    if (flow__journal_append(&r->journal, &rec) != FLOW_OK && !r->stopping && !r->journal_failed)
-        flow__run_stop(r, FLOW_RUN_FAILED, "cannot write the journal");
+    r->journal_moved = true;
+    if (flow__journal_append(&r->journal, &rec) != FLOW_OK && !r->journal_failed)
+        journal_broke(r, NULL);
 }
 
 static void journal(struct flow_run *r, uint8_t type, const struct act *a, json_t *payload)
@@ -1273,12 +1288,13 @@ static void attempt_dropped(struct flow_run *r, struct act *a)
 }
 
 /* [L] Keep what a command said on stderr with a durable run's journal. */
-static void journal_log(struct flow_run *r, struct act *a, const struct flow__cmd_result *res)
+static void journal_log(struct flow_run *r, struct act *a)
 {
-    if (!r->store || (!res->stderr_tail && res->exit_status == 0))
+    const char *tail = a->dyn ? a->dyn->stderr_tail : NULL;
+    int status = a->dyn ? a->dyn->exit_status : -1;
+    if (!r->store || (!tail && status == 0))
         return;
-    journal(r, JREC_LOG, a,
-            json_pack("{s:s?,s:i}", "stderr", res->stderr_tail, "exit_status", res->exit_status));
+    journal(r, JREC_LOG, a, json_pack("{s:s?,s:i}", "stderr", tail, "exit_status", status));
 }
 
 void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
@@ -1340,7 +1356,7 @@ void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_resu
         attempt_dropped(r, a);
         return;
     }
-    journal_log(r, a, res);
+    journal_log(r, a);
     if (res->ok) {
         struct directives d = {0};
         char *bad = parse_directives(r, res->directives, &d);
@@ -1572,6 +1588,7 @@ void flow__run_checkpoint(struct flow_run *r, struct act *a, const char *reason)
     r->checkpoints++;
     journal(r, JREC_CHECKPOINT, a,
             json_pack("{s:I,s:s}", "id", (json_int_t)r->checkpoints, "reason", reason));
+    r->journal_moved = false;
 }
 
 void flow__run_checkpoint_tick(struct flow_run *r)
@@ -1579,7 +1596,8 @@ void flow__run_checkpoint_tick(struct flow_run *r)
     if (r->status != FLOW_RUN_RUNNING || r->stopping || r->pausing || r->checkpoint_every <= 0)
         return;
     flow__engine_tick(r->engine);
-    flow__run_checkpoint(r, NULL, "periodic");
+    if (r->journal_moved) /* else the last checkpoint is this one */
+        flow__run_checkpoint(r, NULL, "periodic");
     flow__engine_run_timer_of(r->engine, r, TIMER_CHECKPOINT, r->checkpoint_every);
 }
 
@@ -2087,12 +2105,9 @@ static void hook_failed(void *udata, const char *message)
 {
     struct flow_run *r = udata;
     struct flow_engine *e = r->engine;
-    char why[600];
-    snprintf(why, sizeof(why), "cannot write the journal: %s", message);
     pthread_mutex_lock(&e->lock);
-    r->journal_failed = true;
-    flow__log(FLOW_LOG_ERROR, "run '%s': %s", r->id, why);
-    flow__run_stop(r, FLOW_RUN_FAILED, why);
+    if (!r->journal_failed)
+        journal_broke(r, message);
     pthread_mutex_unlock(&e->lock);
 }
 

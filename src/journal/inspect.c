@@ -121,8 +121,14 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
             error = json_string_value(json_object_get(p, "error"));
             continue;
         }
-        if (rec->type == JREC_PAUSED)
+        if (rec->type == JREC_PAUSED) {
             error = json_string_value(json_object_get(p, "reason"));
+            /* What an interrupt stopped was not recorded as ended: it runs
+             * again on resume. */
+            for (size_t k = 0; k < acts.count; k++)
+                if (acts.items[k].status == FLOW_ACT_RUNNING)
+                    acts.items[k].status = FLOW_ACT_PENDING;
+        }
         if (rec->type == JREC_RESUMED)
             error = NULL;
         if (!rec->act)

@@ -27,7 +27,10 @@
 #include "util/error.h"
 #include "util/json.h"
 
-#define SQ_BUSY_TIMEOUT_MS 5000
+#define SQ_BUSY_TIMEOUT_S 5
+#define SQ_BUSY_TIMEOUT_MS (SQ_BUSY_TIMEOUT_S * 1000)
+#define FLOW__STR_(x) #x
+#define FLOW__STR(x) FLOW__STR_(x)
 #define SQ_PAYLOAD_MAX ((size_t)1 << 30)
 
 static const char sq_schema[] =
@@ -139,8 +142,18 @@ static flow_err sq_code(int rc)
 static flow_err sq_fail(struct sq_store *s, flow_error *err, const char *what)
 {
     int rc = sqlite3_extended_errcode(s->db);
-    return flow__error(err, sq_code(rc), "%s in store '%s': %s", what, s->path,
-                       sqlite3_errmsg(s->db));
+    int sys = sqlite3_system_errno(s->db);
+    char buf[128];
+    /* SQLite says "disk I/O error"; the system call may say which one. */
+    const char *why = NULL;
+    if (sys && (rc & 0xff) == SQLITE_IOERR)
+        why = strerror_r(sys, buf, sizeof(buf));
+    else if (rc == SQLITE_IOERR_WRITE || (rc & 0xff) == SQLITE_FULL)
+        why = "is the disk full, or the file at its size limit?";
+    else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+        why = "another process holds it; waited " FLOW__STR(SQ_BUSY_TIMEOUT_S) "s";
+    return flow__error(err, sq_code(rc), "%s in store '%s': %s%s%s%s", what, s->path,
+                       sqlite3_errmsg(s->db), why ? " (" : "", why ? why : "", why ? ")" : "");
 }
 
 static sqlite3_stmt *sq_stmt(struct sq_store *s, enum sq_stmt which)

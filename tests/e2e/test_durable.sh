@@ -1,0 +1,287 @@
+#!/bin/bash
+# Durable runs through the CLI (issue #4): kill -9 and resume, pause and
+# cancel from another process, SIGINT, a second runner refused, checkpoints
+# and time travel, logs, status, gc, a changed workflow file; and the ways a
+# store fails: not a store, a newer format, read-only, locked, full (a file
+# size limit) -- each a clear error that loses nothing already committed.
+set -u
+. "$(dirname "$0")/lib.sh"
+cd "$T" || exit 1
+unset FLOW_STORE # the default store: .flow/flow.db here
+export FLOW_BIN=$FLOW
+
+check() { # check WHAT CONDITION...
+    local what=$1
+    shift
+    if "$@"; then pass "$what"; else fail "$what (rc=${rc:-?}; stderr: $(head -c 600 err 2>/dev/null))"; fi
+}
+runs_of() { grep -c "^$1\$" marks 2>/dev/null || true; } # how often TASK ran
+wait_for() { # wait_for FILE: until it exists (5 s at most)
+    local i
+    for i in $(seq 1 100); do [ -e "$1" ] && return 0; sleep 0.05; done
+    return 1
+}
+status_of() { "$FLOW" status "$1" --json ${2:+--store "$2"} | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
+
+# Each task appends its name to ./marks when it runs: the side effects.
+cat >slow.yaml <<'EOF'
+name: slow
+tasks:
+  one:
+    shell: echo one >> marks; echo 1
+  two:
+    after: one
+    shell: echo two >> marks; touch two.started; sleep 1; echo 2
+  three:
+    after: two
+    shell: echo three >> marks; echo '"three"'
+EOF
+
+# --- kill -9, resume ---------------------------------------------------------
+: >marks
+rm -f two.started
+"$FLOW" run slow.yaml --id k1 --quiet >out 2>err &
+pid=$!
+wait_for two.started
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null
+rm -f two.started
+check "after kill -9 the store still says running" test "$(status_of k1)" = running
+"$FLOW" resume k1 >out 2>err
+rc=$?
+check "resume after kill -9 completes (exit 0)" test "$rc" = 0
+check "resume prints the result" grep -q '"three"' out
+check "the completed task did not run again" test "$(runs_of one)" = 1
+check "the interrupted task ran again" test "$(runs_of two)" = 2
+"$FLOW" resume k1 >out 2>err
+rc=$?
+check "resuming an ended run changes nothing and exits with its status" test "$rc" = 0
+check "... and says it had ended" grep -q "run k1 had already ended (completed); nothing was run" err
+check "... nothing ran" test "$(runs_of three)" = 1
+
+# --- pause from another process ----------------------------------------------
+: >marks
+rm -f two.started
+"$FLOW" run slow.yaml --id p1 >out 2>err &
+pid=$!
+wait_for two.started
+"$FLOW" pause p1 --reason lunch 2>perr
+check "flow pause says it asked" grep -q "pause requested for run p1" perr
+wait "$pid"
+rc=$?
+rm -f two.started
+check "the paused runner exits 3" test "$rc" = 3
+check "the paused runner says why and how to go on" grep -q "paused after .*: lunch" err
+check "the running task finished before the pause" test "$(runs_of two)" = 1
+check "nothing new started" test "$(runs_of three)" = 0
+"$FLOW" status p1 >out
+check "status shows paused and the reason" grep -q "^paused: lunch" out
+"$FLOW" pause p1 2>err
+rc=$?
+check "pausing a paused run is refused" test "$rc" = 1
+"$FLOW" resume p1 --quiet >out 2>err
+rc=$?
+check "a paused run resumes to completion" test "$rc" = 0
+check "resumed: only what was left ran" test "$(runs_of one)$(runs_of two)$(runs_of three)" = 111
+
+# --- cancel from another process --------------------------------------------
+rm -f two.started
+"$FLOW" run slow.yaml --id c1 >out 2>err &
+pid=$!
+wait_for two.started
+"$FLOW" cancel c1 --reason "not needed" 2>/dev/null
+wait "$pid"
+rc=$?
+rm -f two.started
+check "the cancelled runner exits 4" test "$rc" = 4
+check "... with the reason" grep -q "cancelled: not needed" err
+no_command_left() { ! pgrep -f 'echo tw[o] >> marks' >/dev/null; }
+check "no command is left running" no_command_left
+"$FLOW" cancel c1 2>err
+rc=$?
+check "cancelling an ended run is refused" test "$rc" = 1
+check "... saying it ended" grep -q "run 'c1' has already ended (cancelled)" err
+
+# --- SIGINT leaves a resumable run ------------------------------------------
+: >marks
+rm -f two.started
+"$FLOW" run slow.yaml --id i1 >out 2>err &
+pid=$!
+wait_for two.started
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+rm -f two.started
+check "SIGINT exits 130" test "$rc" = 130
+check "... saying how to resume" grep -q "resume it with: flow resume i1" err
+check "the interrupted run is paused" test "$(status_of i1)" = paused
+"$FLOW" resume i1 --quiet >out 2>err
+rc=$?
+check "the interrupted run resumes to completion" test "$rc" = 0
+check "the interrupted task ran again, the others once" test "$(runs_of one)$(runs_of two)$(runs_of three)" = 121
+
+# --- one runner per run -------------------------------------------------------
+rm -f two.started
+"$FLOW" run slow.yaml --id l1 >out 2>err &
+pid=$!
+wait_for two.started
+"$FLOW" resume l1 >out2 2>err2
+rc=$?
+check "a second runner is refused (exit 1)" test "$rc" = 1
+check "... naming the holder's pid and host" grep -q "run 'l1' is being executed by pid $pid on host $(hostname)" err2
+wait "$pid"
+rm -f two.started
+
+# --- logs, checkpoints, time travel -----------------------------------------
+cat >cp.yaml <<'EOF'
+name: cp
+checkpoint_every: 100ms
+tasks:
+  first:
+    shell: echo first >> marks; echo oops >&2; "$FLOW_BIN" ctl checkpoint; echo 10
+  second:
+    after: first
+    shell: echo second >> marks; sleep 0.5; echo $(( {{ tasks.first.output }} + 1 ))
+EOF
+: >marks
+"$FLOW" run cp.yaml --id cp1 --quiet >out 2>err
+rc=$?
+check "a run with checkpoints completes" test "$rc" = 0
+"$FLOW" checkpoints cp1 --json >cps
+check "the task's checkpoint is listed first" python3 -c '
+import json,sys; c=json.load(open("cps")); sys.exit(not (c[0]["id"]=="1" and c[0]["task"]=="first" and c[0]["reason"]=="task"))'
+check "periodic checkpoints are listed" python3 -c '
+import json,sys; c=json.load(open("cps")); sys.exit(not any(x["reason"]=="periodic" for x in c))'
+"$FLOW" logs cp1 >logs
+check "flow logs shows the journal" grep -q "act_completed first#1 (attempt 1) {\"output\":10,\"checkpoint\":true}" logs
+"$FLOW" logs cp1 first >logs
+check "flow logs RUN TASK shows the task's stderr" grep -q "| oops" logs
+check "flow logs RUN TASK shows only that task" bash -c '! grep -q "second#" logs'
+before=$("$FLOW" logs cp1 --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+"$FLOW" resume cp1 --from-checkpoint 1 --quiet >out 2>err
+rc=$?
+check "resume --from-checkpoint starts a new run that completes" test "$rc" = 0
+check "... with the same result" grep -q '^11$' out
+check "... without running what the checkpoint had completed" test "$(runs_of first)$(runs_of second)" = 12
+check "... as run cp1.from-1" test "$(status_of cp1.from-1)" = completed
+after=$("$FLOW" logs cp1 --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+check "the original run is left as it was" test "$before" = "$after"
+"$FLOW" resume cp1 --from-checkpoint 99 2>err
+rc=$?
+check "an unknown checkpoint is refused" grep -q "run 'cp1' has no checkpoint 99" err
+
+# --- a changed workflow file --------------------------------------------------
+rm -f two.started
+"$FLOW" run slow.yaml --id ch1 >out 2>err &
+pid=$!
+wait_for two.started
+"$FLOW" pause ch1 2>/dev/null
+wait "$pid"
+rm -f two.started
+cp slow.yaml slow.yaml.orig
+sed -i 's/echo 2$/echo 22/' slow.yaml
+"$FLOW" resume ch1 >out 2>err
+rc=$?
+check "resuming after the workflow changed is refused (exit 2)" test "$rc" = 2
+check "... saying so and naming --force" grep -q "the flow of run 'ch1' changed since the run started ($T/slow.yaml); resume with --force" err
+check "... and changing nothing" test "$(status_of ch1)" = paused
+"$FLOW" resume ch1 --force --quiet >out 2>err
+rc=$?
+check "--force resumes with the new definition" test "$rc" = 0
+cp slow.yaml.orig slow.yaml
+
+# --- status and gc ------------------------------------------------------------
+rm -f two.started
+"$FLOW" run slow.yaml --id g1 >out 2>err &
+pid=$!
+wait_for two.started
+"$FLOW" pause g1 2>/dev/null
+wait "$pid"
+rm -f two.started
+"$FLOW" status --json >list
+check "status lists every run" python3 -c '
+import json,sys; ids={r["id"] for r in json.load(open("list"))}; sys.exit(not {"k1","p1","c1","i1","cp1","g1"} <= ids)'
+"$FLOW" gc --older-than 0 2>err
+check "gc deletes the ended runs" python3 -c '
+import json,subprocess,sys
+ids={r["id"] for r in json.loads(subprocess.check_output([sys.argv[1],"status","--json"]))}
+sys.exit(not (ids == {"g1"}))' "$FLOW"
+check "gc says how many" grep -q "^deleted [0-9]* runs$" err
+"$FLOW" status nosuch >out 2>err
+rc=$?
+check "an unknown run is a clear error (exit 1)" grep -q "flow: no run 'nosuch' in store '.flow/flow.db'" err
+"$FLOW" resume k1 --store memory: >out 2>err
+rc=$?
+check "memory: cannot resume (exit 2)" test "$rc" = 2
+check "... saying why" grep -q "store 'memory:' keeps nothing between processes" err
+
+# --- a store that is not one, or newer --------------------------------------
+echo "not a database, just text" >notastore.db
+cp notastore.db notastore.copy
+"$FLOW" run slow.yaml --store sqlite:notastore.db >out 2>err
+rc=$?
+check "a file that is not a store is refused (exit 1)" test "$rc" = 1
+check "... clearly" grep -q "store 'notastore.db' is not a libflow store" err
+check "... and left untouched" cmp -s notastore.db notastore.copy
+python3 -c 'import sqlite3; c=sqlite3.connect("newer.db"); c.execute("PRAGMA user_version=99"); c.commit()'
+"$FLOW" status --store sqlite:newer.db >out 2>err
+check "a store of a newer format is refused" grep -q "store 'newer.db' has format 99; this libflow understands up to 1: upgrade libflow" err
+
+# --- read-only directory -------------------------------------------------------
+mkdir -p ro
+"$FLOW" run slow.yaml --store "sqlite:$T/ro/flow.db" --quiet >/dev/null 2>&1 # a store with a run
+chmod 555 ro
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+    # root writes anyway: run as nobody, who cannot write here
+    chmod 755 "$T"
+    as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+else
+    as_user=()
+fi
+"${as_user[@]}" "$FLOW" run slow.yaml --store "sqlite:$T/ro/new/flow.db" >out 2>err
+rc=$?
+check "a store in a read-only directory is refused (exit 1)" test "$rc" = 1
+check "... clearly" grep -q "cannot create directory '$T/ro/new' for store '$T/ro/new/flow.db': Permission denied" err
+chmod 755 ro
+check "... and the store beside it keeps its run" bash -c "'$FLOW' status --json --store 'sqlite:$T/ro/flow.db' | grep -q completed"
+
+# --- locked by another process ---------------------------------------------------
+python3 -c '
+import sqlite3,time
+c=sqlite3.connect(".flow/flow.db", isolation_level=None); c.execute("BEGIN EXCLUSIVE")
+open("locked","w").close(); time.sleep(7)' &
+locker=$!
+wait_for locked
+"$FLOW" run slow.yaml --quiet >out 2>err
+rc=$?
+check "a store locked by another process is a clear error (exit 1)" test "$rc" = 1
+check "... saying so" grep -q "database is locked (another process holds it; waited 5s)" err
+wait "$locker"
+check "... and loses nothing" test "$(status_of g1)" = paused
+
+# --- full: a file size limit -----------------------------------------------------
+cat >fill.yaml <<'EOF'
+name: fill
+tasks:
+  each:
+    foreach: "{{ inputs.items }}"
+    concurrency: 2
+    shell: echo "each {{ item }}" >> marks; printf '"%0800d"' {{ item }}
+  done:
+    after: each
+    shell: echo '"done"'
+EOF
+items=$(python3 -c 'print(list(range(300)))')
+: >marks
+(ulimit -f 200; trap '' XFSZ; "$FLOW" run fill.yaml --store sqlite:full/flow.db --id f1 --input "items=$items" --quiet >out 2>err)
+rc=$?
+check "a full store stops the run (exit 1)" test "$rc" = 1
+check "... with a clear message" grep -q "cannot write the journal: cannot append to run 'f1' in store 'full/flow.db': disk I/O error (is the disk full, or the file at its size limit?)" err
+done_before=$("$FLOW" status f1 --json --store sqlite:full/flow.db | python3 -c '
+import json,sys; print(" ".join(str(t["activation"]) for t in json.load(sys.stdin)["tasks"] if t["status"]=="completed"))')
+check "... keeping what was committed" test -n "$done_before"
+"$FLOW" resume f1 --store sqlite:full/flow.db --quiet >out 2>err
+rc=$?
+check "once there is room, the run resumes to completion" test "$rc" = 0
+check "... and every item ran at least once" test "$(sort -u marks | wc -l)" = 300
+finish
