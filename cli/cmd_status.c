@@ -19,18 +19,43 @@ static const char help[] =
     "usage: flow status [RUN] [--json] [--store URL]\n"
     "\n"
     "Without RUN: every run in the store, oldest first, with its flow, status and\n"
-    "times. With RUN: the run, its result or error, and each task activation with\n"
-    "its status, attempts, start and end times and error.\n"
+    "times; a run whose process died without ending it (a crash, kill -9) shows as\n"
+    "'stopped': 'flow resume RUN' continues it. With RUN: the run, who runs it,\n"
+    "its result or error, and each task activation with its status, attempts,\n"
+    "start and end times and error.\n"
     "\n"
     "Options:\n"
     "      --json       print JSON: an array of runs {id, flow, status, created_at,\n"
-    "                   ended_at}, or one run {id, flow, status, result, error,\n"
-    "                   state, tasks: [{task, activation, status, attempts,\n"
-    "                   started_at, ended_at, error, output}]}\n"
+    "                   ended_at, source, runner}, or one run {id, flow, status,\n"
+    "                   result, error, source, runner, state, tasks: [{task,\n"
+    "                   activation, status, attempts, started_at, ended_at, error,\n"
+    "                   output}]}; runner (\"pid@host\", or null when no process\n"
+    "                   runs it) only for runs that are running\n"
     "      --store URL  the store (default: $FLOW_STORE, else sqlite:.flow/flow.db)\n"
     "  -h, --help       show this help\n"
     "\n"
     "Exit status: 0, or 1 when the store or the run cannot be read.\n";
+
+/* For a run the store says is running: who runs it, or that nobody does. */
+static void print_runner(const json_t *run)
+{
+    const json_t *runner = json_object_get(run, "runner");
+    const char *holder = json_string_value(runner);
+    const char *at = holder ? strchr(holder, '@') : NULL;
+
+    if (!runner) {
+        return;
+    }
+    if (at) {
+        printf("runner: pid %.*s on host %s\n", (int)(at - holder), holder, at + 1);
+    } else if (holder) {
+        printf("runner: %s\n", holder);
+    } else {
+        printf("runner: none -- it stopped without ending (a crash or a kill); 'flow resume %s' "
+               "continues it\n",
+               json_string_value(json_object_get(run, "id")));
+    }
+}
 
 static int list_runs(flow_store *st, bool as_json)
 {
@@ -62,8 +87,11 @@ static int list_runs(flow_store *st, bool as_json)
         char ended[32];
         const char *name = json_string_value(json_object_get(r, "flow"));
 
+        const char *status = json_string_value(json_object_get(r, "status"));
+        bool stopped = json_is_null(json_object_get(r, "runner"));
+
         printf("%-34s %-20s %-10s %-19s  %s\n", json_string_value(json_object_get(r, "id")),
-               name ? name : "-", json_string_value(json_object_get(r, "status")),
+               name ? name : "-", stopped ? "stopped" : status,
                cli_short_time(json_object_get(r, "created_at"), created, sizeof(created)),
                cli_short_time(json_object_get(r, "ended_at"), ended, sizeof(ended)));
     }
@@ -94,6 +122,7 @@ static int show_run(flow_store *st, const char *id, bool as_json)
     error = json_string_value(json_object_get(run, "error"));
     printf("run %s: %s (flow %s)\n", id, json_string_value(json_object_get(run, "status")),
            json_string_value(json_object_get(run, "flow")));
+    print_runner(run);
     if (error) {
         bool paused = strcmp(json_string_value(json_object_get(run, "status")), "paused") == 0;
 

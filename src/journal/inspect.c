@@ -38,6 +38,17 @@ static json_t *meta_json(const struct flow__run_meta *m)
                      time_json(m->ended_at), "source", m->source, "parent", m->parent);
 }
 
+/* "runner": the live process that runs it ("pid@host"), or null: a run
+ * the store says is running without one was stopped by a crash or a kill. */
+static void set_runner(flow_store *s, json_t *run)
+{
+    char *holder = NULL;
+    const char *id = json_string_value(json_object_get(run, "id"));
+    FLOW__WITH_STORE(s, flow__store_lease_get(s->backend, id, flow__wall_time(), &holder, NULL));
+    json_object_set_new(run, "runner", holder ? json_string(holder) : json_null());
+    flow__free(holder);
+}
+
 static flow_err list_one(void *udata, const struct flow__run_meta *m)
 {
     json_t *j = meta_json(m);
@@ -60,6 +71,13 @@ json_t *flow_store_runs(flow_store *s, flow_error *err)
             flow__error(err, rc, "out of memory listing runs");
         json_decref(out);
         return NULL;
+    }
+    size_t i;
+    json_t *run;
+    json_array_foreach(out, i, run)
+    {
+        if (!strcmp(json_string_value(json_object_get(run, "status")), "running"))
+            set_runner(s, run);
     }
     return out;
 }
@@ -202,6 +220,8 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
             out = NULL;
         }
     }
+    if (out && status == FLOW_RUN_RUNNING)
+        set_runner(s, out);
     if (!out)
         flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s'", run_id);
     json_decref(state);

@@ -132,6 +132,11 @@ struct flow__store_ops {
     /* Give up `holder`'s lease on run `id`; nothing when another holds it or
      * none does. Mandatory. */
     flow_err (*lease_release)(void *priv, const char *id, const char *holder, flow_error *err);
+    /* Who holds a live lease on run `id` at `now`: *holder gets a copy
+     * (flow__free) or NULL when nobody does. FLOW_ENOTFOUND if there is no
+     * such run. Mandatory. */
+    flow_err (*lease_get)(void *priv, const char *id, double now, char **holder,
+                          flow_error *err);
 
     /* Leave a request for whoever runs `id`: `kind` "pause" or "cancel",
      * `arg` a reason (may be NULL). Requests are taken in the order they
@@ -281,6 +286,12 @@ static inline flow_err flow__store_lease_release(struct flow__store *s, const ch
                                                  const char *holder, flow_error *err)
 {
     return s->ops->lease_release(s->priv, id, holder, err);
+}
+
+static inline flow_err flow__store_lease_get(struct flow__store *s, const char *id, double now,
+                                             char **holder, flow_error *err)
+{
+    return s->ops->lease_get(s->priv, id, now, holder, err);
 }
 
 static inline flow_err flow__store_control_put(struct flow__store *s, const char *id,

@@ -983,6 +983,40 @@ static flow_err dk_lease_release(void *priv, const char *id, const char *holder,
     return FLOW_OK;
 }
 
+/* A lease is live while its file is locked: try to take a shared lock. */
+static flow_err dk_lease_get(void *priv, const char *id, double now, char **holder,
+                             flow_error *err)
+{
+    struct dk_store *s = priv;
+    FLOW__UNUSED(now);
+    *holder = NULL;
+    flow_err rc = dk_run_exists(s, id, err);
+    if (rc != FLOW_OK)
+        return rc;
+    struct dk_run *c = flow__strmap_get(&s->runs, id);
+    if (c && c->lease_fd >= 0) { /* ours */
+        *holder = flow__strdup(c->lease_holder);
+        return *holder ? FLOW_OK : flow__error(err, FLOW_ENOMEM, "out of memory");
+    }
+    char rel[DK_PATH_MAX];
+    dk_run_path(rel, sizeof(rel), id, "lease");
+    int fd = openat(s->runsfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return FLOW_OK; /* never leased */
+    int locked;
+    while ((locked = flock(fd, LOCK_SH | LOCK_NB)) != 0 && errno == EINTR)
+        ;
+    if (locked != 0 && errno == EWOULDBLOCK) {
+        char text[256];
+        dk_lease_text(fd, text, sizeof(text));
+        *holder = flow__strdup(text);
+        if (!*holder)
+            rc = flow__error(err, FLOW_ENOMEM, "out of memory");
+    }
+    close(fd); /* drops the shared lock if we got it */
+    return rc;
+}
+
 /* ------------------------------------------------------------------------ */
 /* control requests                                                          */
 
@@ -1338,6 +1372,7 @@ const struct flow__store_ops flow__store_disk_ops = {
     .run_delete = dk_run_delete,         /* renamed away, then removed */
     .lease_acquire = dk_lease_acquire,   /* flock on runs/<id>/lease */
     .lease_release = dk_lease_release,   /* closes the lock's descriptor */
+    .lease_get = dk_lease_get,           /* is the file locked? by whom */
     .control_put = dk_control_put,       /* temp file, link()ed to the next number */
     .control_take = dk_control_take,     /* lowest number, read then unlinked */
 };

@@ -251,6 +251,20 @@ static flow_err mem_lease_acquire(void *priv, const char *id, const char *holder
     return FLOW_OK;
 }
 
+static flow_err mem_lease_get(void *priv, const char *id, double now, char **holder,
+                              flow_error *err)
+{
+    struct mem_store *s = priv;
+    struct mem_run *r = mem_find(s, id, err);
+    *holder = NULL;
+    if (!r)
+        return FLOW_ENOTFOUND;
+    if (r->lease_holder && flow__lease_is_live(r->lease_holder, r->lease_expiry, now) &&
+        !(*holder = flow__strdup(r->lease_holder)))
+        return flow__error(err, FLOW_ENOMEM, "out of memory");
+    return FLOW_OK;
+}
+
 static flow_err mem_lease_release(void *priv, const char *id, const char *holder, flow_error *err)
 {
     FLOW__UNUSED(err);
@@ -314,6 +328,7 @@ const struct flow__store_ops flow__store_memory_ops = {
     .run_delete = mem_run_delete,         /* frees the run, keeps its entry */
     .lease_acquire = mem_lease_acquire,   /* holder and expiry, as sqlite */
     .lease_release = mem_lease_release,   /* cleared only if ours */
+    .lease_get = mem_lease_get,           /* live per flow__lease_is_live */
     .control_put = mem_control_put,       /* a queue per run */
     .control_take = mem_control_take,     /* the front of the queue */
 };

@@ -828,6 +828,32 @@ static flow_err sq_lease_release(void *priv, const char *id, const char *holder,
     return FLOW_OK;
 }
 
+static flow_err sq_lease_get(void *priv, const char *id, double now, char **holder,
+                             flow_error *err)
+{
+    struct sq_store *s = priv;
+    *holder = NULL;
+    sqlite3_stmt *st = sq_stmt(s, SQ_LEASE_GET);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    flow_err rc = FLOW_OK;
+    if (step == SQLITE_ROW) {
+        const char *current = (const char *)sqlite3_column_text(st, 0);
+        double expiry = sqlite3_column_double(st, 1);
+        if (current && flow__lease_is_live(current, expiry, now) &&
+            !(*holder = flow__strdup(current)))
+            rc = flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s'", id);
+    } else if (step == SQLITE_DONE) {
+        rc = flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '%s'", id, s->path);
+    } else {
+        char what[160];
+        snprintf(what, sizeof(what), "cannot read the lease on run '%s'", id);
+        rc = sq_fail(s, err, what);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
 static flow_err sq_control_put(void *priv, const char *id, const char *kind, const char *arg,
                                flow_error *err)
 {
@@ -940,6 +966,7 @@ const struct flow__store_ops flow__store_sqlite_ops = {
     .run_delete = sq_run_delete,         /* runs, records, control in one transaction */
     .lease_acquire = sq_lease_acquire,   /* holder and expiry in runs, BEGIN IMMEDIATE */
     .lease_release = sq_lease_release,   /* cleared only if ours */
+    .lease_get = sq_lease_get,           /* live per flow__lease_is_live */
     .control_put = sq_control_put,       /* INSERT if the run exists */
     .control_take = sq_control_take,     /* oldest, deleted in the same transaction */
 };

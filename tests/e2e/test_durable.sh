@@ -47,6 +47,10 @@ kill -KILL "$pid"
 wait "$pid" 2>/dev/null
 rm -f two.started
 check "after kill -9 the store still says running" test "$(status_of k1)" = running
+"$FLOW" status k1 >out
+check "... with no runner, and how to go on" grep -q "^runner: none -- it stopped without ending (a crash or a kill); 'flow resume k1' continues it" out
+"$FLOW" status >out
+check "the list shows it as stopped" grep -Eq "^k1 +slow +stopped " out
 "$FLOW" resume k1 >out 2>err
 rc=$?
 check "resume after kill -9 completes (exit 0)" test "$rc" = 0
@@ -125,6 +129,8 @@ rm -f two.started
 "$FLOW" run slow.yaml --id l1 >out 2>err &
 pid=$!
 wait_for two.started
+"$FLOW" status l1 >out2
+check "status names the live runner" grep -q "^runner: pid $pid on host $(hostname)" out2
 "$FLOW" resume l1 >out2 2>err2
 rc=$?
 check "a second runner is refused (exit 1)" test "$rc" = 1

@@ -503,7 +503,15 @@ static void test_leases(void **state)
     char *busy_me = flow__asprintf("run 'r' is being executed by pid %ld on host %s",
                                    (long)getpid(), host);
 
+    char *holder = (char *)"unset";
+    assert_int_equal(flow__store_lease_get(s, "r", NOW, &holder, &err), FLOW_OK);
+    assert_null(holder); /* nobody yet */
+    assert_int_equal(flow__store_lease_get(s, "ghost", NOW, &holder, &err), FLOW_ENOTFOUND);
     assert_int_equal(flow__store_lease_acquire(s, "r", fx->me, NOW, 15, &err), FLOW_OK);
+    assert_int_equal(flow__store_lease_get(s, "r", NOW + 1, &holder, &err), FLOW_OK);
+    assert_non_null(holder);
+    assert_string_equal(holder, fx->me);
+    flow__free(holder);
     assert_int_equal(flow__store_lease_acquire(s, "r", OTHER, NOW + 1, 15, &err), FLOW_EBUSY);
     assert_msg(&err, busy_me);
     if (fx->b->lease_by_lock)
@@ -517,6 +525,8 @@ static void test_leases(void **state)
     assert_int_equal(flow__store_lease_acquire(s, "r", OTHER, NOW + 3, 15, &err), FLOW_EBUSY);
     assert_int_equal(flow__store_lease_release(s, "r", fx->me, &err), FLOW_OK);
     assert_int_equal(flow__store_lease_release(s, "r", fx->me, &err), FLOW_OK);
+    assert_int_equal(flow__store_lease_get(s, "r", NOW + 3, &holder, &err), FLOW_OK);
+    assert_null(holder); /* released */
     assert_int_equal(flow__store_lease_acquire(s, "r", OTHER, NOW + 3, 15, &err), FLOW_OK);
     assert_int_equal(flow__store_lease_acquire(s, "r", fx->me, NOW + 4, 15, &err), FLOW_EBUSY);
     assert_msg(&err, "run 'r' is being executed by pid 1 on host elsewhere.invalid");
