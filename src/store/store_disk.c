@@ -9,7 +9,11 @@
  * '.', so listings skip both).
  *
  * The journal is append-only; each record is u32 LE length, u32 LE crc32 of
- * the bytes, then the record as compact JSON. One append is one write() of
+ * the bytes, then the record: its fixed fields in 24 bytes (type u8,
+ * attempt u8, two zero bytes, task, activation and source as u32 LE, the
+ * time as an IEEE-754 double LE), then its payload as compact JSON, absent
+ * when it has none (most records), so that replay parses JSON only for
+ * payloads. One append is one write() of
  * the whole batch; a write that fails is cut back off. A crash leaves the
  * old records plus a piece of the batch: readers stop at the first record
  * that is short, fails its CRC or does not parse, and the first append of a
@@ -54,6 +58,7 @@
 #define DK_FORMAT_MAGIC "libflow-store"
 #define DK_RECORD_MAX ((uint32_t)1 << 30) /* bytes of one record's JSON */
 #define DK_HEADER 8                        /* length + crc32 */
+#define DK_FIXED 24                        /* a record's fields before its payload */
 #define DK_READ_CHUNK ((size_t)1 << 16)
 #define DK_BUF_KEEP ((size_t)1 << 22) /* a larger batch buffer is freed after use */
 #define DK_META_MAX ((size_t)1 << 26)
@@ -80,7 +85,6 @@ struct dk_store {
     unsigned counter;         /* for unique temp names */
     struct flow__strmap runs; /* id -> struct dk_run */
     struct flow__buf buf;     /* a batch or a file being written */
-    json_t *ts;               /* a real reused to write record times exactly */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -283,30 +287,27 @@ static uint32_t dk_get_le32(const char *p)
     return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
 }
 
-/* Append record `r` (framed) to s->buf. */
+/* Append record `r` (framed) to s->buf: the fixed fields in binary, then
+ * the payload as compact JSON, so that reading back parses JSON only where
+ * there is a payload (most records have none). */
 static flow_err dk_encode(struct dk_store *s, const struct flow__jrec *r)
 {
     struct flow__buf *b = &s->buf;
     size_t start = b->len;
-    /* jansson writes the time: exact in the fewest digits, whatever the
-     * locale's decimal point. */
-    if (json_real_set(s->ts, r->time) != 0)
-        return FLOW_EINVAL;
-    char header[DK_HEADER] = {0};
-    flow_err rc = flow__buf_append(b, header, sizeof(header));
-    if (rc == FLOW_OK)
-        rc = flow__buf_printf(b, "{\"t\":%u,\"a\":%" PRIu32 ",\"k\":%" PRIu32 ",\"n\":%u,\"s\":%" PRIu32
-                                 ",\"ts\":",
-                              (unsigned)r->type, r->act, r->task, (unsigned)r->attempt, r->src);
-    if (rc == FLOW_OK)
-        rc = flow__json_append(b, s->ts, JSON_COMPACT);
-    if (rc == FLOW_OK && r->payload) {
-        rc = flow__buf_appends(b, ",\"p\":");
-        if (rc == FLOW_OK)
-            rc = flow__json_append(b, r->payload, JSON_COMPACT);
-    }
-    if (rc == FLOW_OK)
-        rc = flow__buf_appendc(b, '}');
+    char head[DK_HEADER + DK_FIXED] = {0};
+    char *f = head + DK_HEADER;
+    f[0] = (char)r->type;
+    f[1] = (char)r->attempt;
+    dk_put_le32(f + 4, r->task);
+    dk_put_le32(f + 8, r->act);
+    dk_put_le32(f + 12, r->src);
+    uint64_t bits;
+    memcpy(&bits, &r->time, sizeof(bits));
+    dk_put_le32(f + 16, (uint32_t)bits);
+    dk_put_le32(f + 20, (uint32_t)(bits >> 32));
+    flow_err rc = flow__buf_append(b, head, sizeof(head));
+    if (rc == FLOW_OK && r->payload)
+        rc = flow__json_append(b, r->payload, JSON_COMPACT);
     size_t len = rc == FLOW_OK ? b->len - start - DK_HEADER : 0;
     if (rc == FLOW_OK && len > DK_RECORD_MAX)
         rc = FLOW_ELIMIT;
@@ -318,33 +319,32 @@ static flow_err dk_encode(struct dk_store *s, const struct flow__jrec *r)
     return FLOW_OK;
 }
 
-/* Parse one record's JSON into `rec`; the payload is borrowed from *root
- * (the caller's to decref). FLOW_EPARSE when it is not a record,
- * FLOW_ENOMEM when jansson ran out of memory. */
+/* Read one record's body into `rec`; its payload is *root (the caller's to
+ * decref). FLOW_EPARSE when it is not a record, FLOW_ENOMEM when jansson ran
+ * out of memory. */
 static flow_err dk_decode(const char *data, size_t len, struct flow__jrec *rec, json_t **root)
 {
-    json_error_t jerr;
-    json_t *o = json_loadb(data, len, 0, &jerr);
-    *root = o;
-    if (!o)
-        return json_error_code(&jerr) == json_error_out_of_memory ? FLOW_ENOMEM : FLOW_EPARSE;
-    json_t *t = json_object_get(o, "t"), *a = json_object_get(o, "a"),
-           *k = json_object_get(o, "k"), *n = json_object_get(o, "n"),
-           *src = json_object_get(o, "s"), *ts = json_object_get(o, "ts");
-    if (!json_is_object(o) || !json_is_integer(t) || !json_is_integer(a) ||
-        !json_is_integer(k) || !json_is_integer(n) || !json_is_integer(src) ||
-        !json_is_number(ts))
+    *root = NULL;
+    if (len < DK_FIXED || data[2] || data[3])
         return FLOW_EPARSE;
-    json_int_t attempt = json_integer_value(n);
+    uint64_t bits = (uint64_t)dk_get_le32(data + 16) | (uint64_t)dk_get_le32(data + 20) << 32;
+    double time;
+    memcpy(&time, &bits, sizeof(time));
     *rec = (struct flow__jrec){
-        .type = (uint8_t)json_integer_value(t),
-        .act = (uint32_t)json_integer_value(a),
-        .task = (uint32_t)json_integer_value(k),
-        .attempt = (uint8_t)(attempt > 255 ? 255 : attempt < 0 ? 0 : attempt),
-        .src = (uint32_t)json_integer_value(src),
-        .time = json_number_value(ts),
-        .payload = json_object_get(o, "p"),
+        .type = (uint8_t)data[0],
+        .attempt = (uint8_t)data[1],
+        .task = dk_get_le32(data + 4),
+        .act = dk_get_le32(data + 8),
+        .src = dk_get_le32(data + 12),
+        .time = time,
     };
+    if (len == DK_FIXED)
+        return FLOW_OK;
+    json_error_t jerr;
+    *root = json_loadb(data + DK_FIXED, len - DK_FIXED, JSON_DECODE_ANY, &jerr);
+    if (!*root)
+        return json_error_code(&jerr) == json_error_out_of_memory ? FLOW_ENOMEM : FLOW_EPARSE;
+    rec->payload = *root;
     return FLOW_OK;
 }
 
@@ -1299,7 +1299,6 @@ static void dk_close(void *priv)
         close(s->runsfd);
     if (s->dirfd >= 0)
         close(s->dirfd);
-    json_decref(s->ts);
     flow__buf_cleanup(&s->buf);
     flow__free(s->path);
     flow__free(s);
@@ -1317,11 +1316,6 @@ static flow_err dk_open(const char *url_rest, unsigned flags, void **priv, flow_
     flow_err rc = flow__store_parse_url("disk", url_rest, &s->path, &s->strict, err);
     if (rc != FLOW_OK)
         goto out_close;
-    s->ts = json_real(0);
-    if (!s->ts) {
-        rc = flow__error(err, FLOW_ENOMEM, "out of memory opening store '%s'", s->path);
-        goto out_close;
-    }
     if (!(flags & FLOW__STORE_OPEN_NOCREATE)) {
         rc = flow__store_make_dirs(s->path, true, err);
         if (rc != FLOW_OK)
