@@ -339,6 +339,7 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
         /* It stopped before its first record was written: start it now. */
         flow__run_begin(r, start);
         pthread_mutex_unlock(&e->lock);
+        flow__journal_durable_ready(&r->journal);
         goto out_recs;
     }
     double now = e->clock;
@@ -397,6 +398,7 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
     r->status = FLOW_RUN_RUNNING;
     go_on(r);
     pthread_mutex_unlock(&e->lock);
+    flow__journal_durable_ready(&r->journal);
 
 out_recs:
     flow__records_free(recs, count);

@@ -2084,6 +2084,7 @@ flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts, 
     if (r->checkpoint_every > 0)
         flow__engine_run_timer_of(e, r, TIMER_CHECKPOINT, r->checkpoint_every);
     pthread_mutex_unlock(&e->lock);
+    flow__journal_durable_ready(&r->journal);
     return r;
 }
 

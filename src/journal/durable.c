@@ -28,6 +28,7 @@ struct djournal {
     bool writing;        /* [mu] the committer holds a batch of ours */
     bool strict;
     bool lease;
+    bool ready;          /* [mu] the run takes control requests now */
     bool closing;        /* [mu] */
     int in_hook;         /* [mu] hook calls in progress */
     flow_error failure;  /* [mu] code != OK once a write failed */
@@ -111,15 +112,28 @@ static void tick(struct flow_store *s)
             continue;
         char *kind = NULL, *arg = NULL;
         bool renew = now - j->lease_renewed >= FLOW__LEASE_RENEW;
+        bool ready = j->ready;
         pthread_mutex_unlock(&s->mu);
         pthread_mutex_lock(&s->io);
-        if (renew &&
-            flow__store_lease_acquire(s->backend, j->run_id, s->holder, now, FLOW__LEASE_TTL,
-                                      NULL) == FLOW_OK)
-            j->lease_renewed = now;
-        flow__store_control_take(s->backend, j->run_id, &kind, &arg, NULL);
+        flow_error lost = {0};
+        flow_err renewed = FLOW_OK;
+        if (renew) {
+            renewed = flow__store_lease_acquire(s->backend, j->run_id, s->holder, now,
+                                                FLOW__LEASE_TTL, &lost);
+            if (renewed == FLOW_OK)
+                j->lease_renewed = now;
+        }
+        if (ready && renewed != FLOW_EBUSY) /* else requests wait in the store */
+            flow__store_control_take(s->backend, j->run_id, &kind, &arg, NULL);
         pthread_mutex_unlock(&s->io);
         pthread_mutex_lock(&s->mu);
+        if (renewed == FLOW_EBUSY && !j->failure.code) {
+            /* Another process took the run over (we were stopped past the
+             * lease): writing on would interleave two journals. */
+            flow__error(&j->failure, FLOW_EBUSY, "lost the lease on run '%s': %.300s", j->run_id,
+                        lost.message);
+            pthread_cond_broadcast(&s->done);
+        }
         if (kind)
             call_control(s, j, kind, arg);
         else
@@ -352,6 +366,16 @@ flow_err flow__journal_durable_open(struct flow__journal *j, struct flow_store *
 flow_err flow__journal_durable_wait(struct flow__journal *j, flow_error *err)
 {
     return flow__journal_wait(j, err);
+}
+
+void flow__journal_durable_ready(struct flow__journal *j)
+{
+    if (j->ops != &durable_ops)
+        return;
+    struct djournal *d = j->priv;
+    pthread_mutex_lock(&d->store->mu);
+    d->ready = true;
+    pthread_mutex_unlock(&d->store->mu);
 }
 
 bool flow__journal_durable_failed(struct flow__journal *j, flow_error *err)

@@ -64,6 +64,11 @@ flow_err flow__journal_durable_open(struct flow__journal *j, struct flow_store *
  * code of the write that failed (message in `err`). */
 flow_err flow__journal_durable_wait(struct flow__journal *j, flow_error *err);
 
+/* The run has started (or been replayed): from now on the committer hands
+ * it control requests. Until then they wait in the store. No-op for other
+ * journals. */
+void flow__journal_durable_ready(struct flow__journal *j);
+
 /* Has writing failed? (the message in `err` when so) */
 bool flow__journal_durable_failed(struct flow__journal *j, flow_error *err);
 

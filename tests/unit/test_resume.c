@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "journal/durable.h"
@@ -516,6 +517,29 @@ static void test_second_runner_is_refused(void **state)
     flow_free(f);
 }
 
+static void test_lost_lease_stops_the_run(void **state)
+{
+    (void)state;
+    flow *f = gate_flow();
+    atomic_store(&gate_open, 0);
+    flow_run *r = start_durable(f, "taken");
+    wait_in_gate();
+    /* Another host takes the run over, as if this runner had been stopped
+     * past its lease. */
+    flow_err rc;
+    double later = (double)time(NULL) + 100;
+    FLOW__WITH_STORE(store, rc = flow__store_lease_acquire(store->backend, "taken",
+                                                           "1@elsewhere.invalid", later, 15,
+                                                           NULL));
+    assert_int_equal(rc, FLOW_OK);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_FAILED); /* at the next renewal */
+    assert_non_null(strstr(flow_run_error(r), "lost the lease on run 'taken'"));
+    assert_non_null(strstr(flow_run_error(r), "pid 1 on host elsewhere.invalid"));
+    atomic_store(&gate_open, 1);
+    flow_run_free(r);
+    flow_free(f);
+}
+
 static void test_requests_through_the_store(void **state)
 {
     (void)state;
@@ -615,6 +639,7 @@ int main(void)
         cmocka_unit_test(test_interrupt_reruns_the_same_attempt),
         cmocka_unit_test(test_second_runner_is_refused),
         cmocka_unit_test(test_requests_through_the_store),
+        cmocka_unit_test(test_lost_lease_stops_the_run),
         cmocka_unit_test(test_checkpoint_time_travel),
         cmocka_unit_test(test_status_from_the_journal),
     };
