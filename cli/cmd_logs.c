@@ -21,8 +21,9 @@ static const char help[] =
     "\n"
     "Print the journal of RUN, one record a line, in the order things happened:\n"
     "  SEQ TIME TYPE [TASK#ACTIVATION (attempt N)] DETAILS\n"
-    "With TASK: only that task's records, and after each attempt of a command the\n"
-    "last lines it wrote on stderr.\n"
+    "With TASK: only that task's records, and after each attempt of a command what\n"
+    "it wrote on stderr (its last 4 KiB), and on stdout when that was not its\n"
+    "output (it used $FLOW_OUTPUT, or it failed).\n"
     "\n"
     "Options:\n"
     "      --json       print the records as a JSON array instead\n"
@@ -33,8 +34,8 @@ static const char help[] =
  * says, compact. */
 static void print_details(json_t *rec)
 {
-    static const char *const shown[] = {"seq",      "time",    "type", "task",
-                                        "activation", "attempt", "stderr", NULL};
+    static const char *const shown[] = {"seq",     "time",   "type",   "task", "activation",
+                                        "attempt", "stdout", "stderr", NULL};
     json_t *rest = json_copy(rec);
     char *text;
     size_t i;
@@ -55,11 +56,30 @@ static void print_details(json_t *rec)
     json_decref(rest);
 }
 
-static void print_record(json_t *rec, bool with_stderr)
+/* A command's captured text, indented, one "| " line per line. */
+static void print_text(const char *label, const char *text)
+{
+    const char *line = text;
+
+    if (!text || !*text) {
+        return;
+    }
+    printf("      %s:\n", label);
+    while (*line) {
+        size_t n = strcspn(line, "\n");
+
+        printf("      | %.*s\n", (int)n, line);
+        line += n;
+        if (*line == '\n') {
+            line++;
+        }
+    }
+}
+
+static void print_record(json_t *rec, bool with_text)
 {
     char when[32];
     const char *task = json_string_value(json_object_get(rec, "task"));
-    const char *stderr_text = json_string_value(json_object_get(rec, "stderr"));
     json_int_t attempt = json_integer_value(json_object_get(rec, "attempt"));
 
     printf("%5lld %s %-13s", (long long)json_integer_value(json_object_get(rec, "seq")),
@@ -73,18 +93,9 @@ static void print_record(json_t *rec, bool with_stderr)
     }
     print_details(rec);
     fputc('\n', stdout);
-    if (with_stderr && stderr_text && *stderr_text) {
-        const char *line = stderr_text;
-
-        while (*line) {
-            size_t n = strcspn(line, "\n");
-
-            printf("      | %.*s\n", (int)n, line);
-            line += n;
-            if (*line == '\n') {
-                line++;
-            }
-        }
+    if (with_text) {
+        print_text("stdout", json_string_value(json_object_get(rec, "stdout")));
+        print_text("stderr", json_string_value(json_object_get(rec, "stderr")));
     }
 }
 

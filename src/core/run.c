@@ -1288,13 +1288,13 @@ static void attempt_dropped(struct flow_run *r, struct act *a)
 }
 
 /* [L] Keep what a command said on stderr with a durable run's journal. */
-static void journal_log(struct flow_run *r, struct act *a)
+static void journal_log(struct flow_run *r, struct act *a, const struct flow__cmd_result *res)
 {
-    const char *tail = a->dyn ? a->dyn->stderr_tail : NULL;
-    int status = a->dyn ? a->dyn->exit_status : -1;
-    if (!r->store || (!tail && status == 0))
+    if (!r->store || (!res->stderr_tail && !res->stdout_tail && res->exit_status == 0))
         return;
-    journal(r, JREC_LOG, a, json_pack("{s:s?,s:i}", "stderr", tail, "exit_status", status));
+    journal(r, JREC_LOG, a,
+            json_pack("{s:s?,s:s?,s:i}", "stdout", res->stdout_tail, "stderr", res->stderr_tail,
+                      "exit_status", res->exit_status));
 }
 
 void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
@@ -1345,6 +1345,8 @@ void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_resu
     flow__engine_tick(r->engine);
     release_slot(r, true);
     state_file_release(r, a->cmd ? a->cmd->state_version : 0);
+    if (!r->interrupting)
+        journal_log(r, a, res);
     struct act_dyn *dy = act_dyn(r, a);
     if (dy) {
         flow__free(dy->stderr_tail);
@@ -1356,7 +1358,6 @@ void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_resu
         attempt_dropped(r, a);
         return;
     }
-    journal_log(r, a);
     if (res->ok) {
         struct directives d = {0};
         char *bad = parse_directives(r, res->directives, &d);

@@ -36,6 +36,7 @@
 
 #define DEFAULT_OUTPUT_LIMIT ((size_t)16 << 20)
 #define DEFAULT_STDERR_TAIL ((size_t)64 << 10)
+#define STDOUT_TAIL_MAX 4096 /* stdout kept for logs when it is not the output */
 #define READ_CHUNK 65536       /* a full pipe buffer per read */
 #define READS_PER_EVENT 16     /* then back to the poll loop: others get a turn */
 #define DRAIN_READS 64         /* after the exit: bounded against escaped writers */
@@ -62,6 +63,7 @@ struct flow__cmd {
     size_t out_cap;
     bool out_over;        /* more than output_limit bytes came: `out` is dropped */
     bool out_nomem;       /* could not grow `out`: it is dropped */
+    bool output_file;     /* the output came from $FLOW_OUTPUT, not stdout */
 
     char *tail;           /* ring of the last tail_cap bytes of stderr; lazy */
     size_t tail_cap;
@@ -1148,6 +1150,7 @@ static void finish_success(struct flow__cmd *c, struct flow__cmd_result *res)
         unlink(c->output_path);
     if (rc == 0 && len > 0) {
         res->output = parse_output(text, len, c->mode, &res->error);
+        c->output_file = true;
     } else if (rc == EFBIG) {
         res->error = flow__asprintf("$FLOW_OUTPUT is over the %s output limit", limit);
     } else if (rc != 0 && rc != ENOENT) {
@@ -1219,6 +1222,11 @@ void flow__cmd_finish(struct flow__cmd *c, bool timed_out, struct flow__cmd_resu
         unlink(c->output_path);
         unlink(c->control_path);
     }
+    /* stdout the output did not take: kept for logs. */
+    if ((c->output_file || !res->ok) && c->out && c->out_len > 0) {
+        size_t n = c->out_len < STDOUT_TAIL_MAX ? c->out_len : STDOUT_TAIL_MAX;
+        res->stdout_tail = flow__strndup(c->out + c->out_len - n, n);
+    }
     if (!c->input_shared)
         unlink(c->input_path);
     cmd_free(c);
@@ -1232,6 +1240,7 @@ void flow__cmd_result_cleanup(struct flow__cmd_result *res)
     json_decref(res->directives);
     flow__free(res->error);
     flow__free(res->stderr_tail);
+    flow__free(res->stdout_tail);
     memset(res, 0, sizeof(*res));
     res->exit_status = -1;
 }

@@ -100,6 +100,9 @@ struct flow__cmd_result {
                         * line>" / "killed by signal 9" / "stdout is over
                         * the 16 MiB output limit" ...; flow__free it */
     char *stderr_tail; /* the last bytes of stderr (flow__free), or NULL */
+    char *stdout_tail; /* the last bytes of stdout when it is not the output
+                        * (FLOW_OUTPUT was used, or the command failed), or
+                        * NULL (flow__free) */
 };
 
 /* After flow__cmd_is_done(): fill `res`, remove the attempt's files and free

@@ -50,8 +50,8 @@ enum flow__jrec_type {
                            * streamed with flow_ctx_emit while it ran */
     JREC_PAUSED,          /* payload {reason} */
     JREC_RESUMED,         /* payload {from?, checkpoint?, forced?} */
-    JREC_LOG              /* act, attempt; payload {stdout?, stderr?}: a command's
-                           * captured output */
+    JREC_LOG              /* act, attempt; payload {stdout?, stderr?, exit_status}:
+                           * what a command wrote that is not its output */
 };
 
 struct flow__jrec {

@@ -163,6 +163,21 @@ check "flow logs shows the journal" grep -q "act_completed first#1 (attempt 1) {
 "$FLOW" logs cp1 first >logs
 check "flow logs RUN TASK shows the task's stderr" grep -q "| oops" logs
 check "flow logs RUN TASK shows only that task" bash -c '! grep -q "second#" logs'
+cat >lg.yaml <<'EOF2'
+name: lg
+tasks:
+  a:
+    shell: echo to-stdout; echo '"out"' > "$FLOW_OUTPUT"
+  b:
+    after: a
+    shell: echo b-said; exit 3
+EOF2
+"$FLOW" run lg.yaml --id lg1 --quiet >/dev/null 2>&1
+"$FLOW" logs lg1 a >logs
+check "logs keep the stdout that \$FLOW_OUTPUT replaced" grep -q "| to-stdout" logs
+"$FLOW" logs lg1 b >logs
+check "logs keep a failed command's stdout" grep -q "| b-said" logs
+check "... and its exit status" grep -q '"exit_status":3' logs
 before=$("$FLOW" logs cp1 --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 "$FLOW" resume cp1 --from-checkpoint 1 --quiet >out 2>err
 rc=$?
