@@ -6,12 +6,8 @@
 
 #include "follow.h"
 
-enum { OPT_HELP = 1, OPT_JSON, OPT_STORE };
-
 static const struct cli_option options[] = {
-    {"help", 'h', false, OPT_HELP},
-    {"json", 0, false, OPT_JSON},
-    {"store", 0, true, OPT_STORE},
+    CLI_STORE_OPTIONS,
     {NULL, 0, false, 0},
 };
 
@@ -29,37 +25,23 @@ static const char help[] =
 
 static int checkpoints_main(int argc, char **argv)
 {
-    struct cli_args a;
-    const char *store_url = NULL;
+    struct cli_store_args sa = {0};
     const char *run_id = NULL;
-    bool as_json = false;
     flow_store *st;
     flow_error err;
     json_t *list;
     json_t *c;
     size_t i;
-    int id;
     int rc;
 
-    cli_args_init(&a, "checkpoints", argc, argv, options);
-    while ((id = cli_next_opt(&a)) > 0) {
-        if (id == OPT_HELP) {
-            return cli_print_help(help);
-        }
-        if (id == OPT_JSON) {
-            as_json = true;
-        } else if (id == OPT_STORE) {
-            store_url = a.value;
-        }
+    rc = cli_parse_store_args(&sa, "checkpoints", argc, argv, options, help, NULL, NULL);
+    if (rc < 0) {
+        rc = cli_one_run(&sa.args, &run_id);
     }
-    if (id < 0) {
-        return CLI_EXIT_USAGE;
-    }
-    rc = cli_one_run(&a, &run_id);
     if (rc >= 0) {
         return rc;
     }
-    st = cli_open_store(store_url);
+    st = cli_open_store(sa.store_url);
     if (!st) {
         return CLI_EXIT_FAILED;
     }
@@ -70,7 +52,7 @@ static int checkpoints_main(int argc, char **argv)
         cli_error("%s", err.message);
         return CLI_EXIT_FAILED;
     }
-    if (as_json) {
+    if (sa.json) {
         rc = cli_print_json(stdout, list) ? CLI_EXIT_OK : CLI_EXIT_FAILED;
         json_decref(list);
         return rc;

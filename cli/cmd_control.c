@@ -7,14 +7,22 @@
 
 #include "follow.h"
 
-enum { OPT_HELP = 1, OPT_REASON, OPT_STORE };
+enum { OPT_REASON = CLI_OPT_EXTRA };
 
 static const struct cli_option options[] = {
-    {"help", 'h', false, OPT_HELP},
+    {"help", 'h', false, CLI_OPT_HELP},
+    {"store", 0, true, CLI_OPT_STORE},
     {"reason", 0, true, OPT_REASON},
-    {"store", 0, true, OPT_STORE},
     {NULL, 0, false, 0},
 };
+
+static int reason_opt(struct cli_args *a, int id, void *udata)
+{
+    if (id == OPT_REASON) {
+        *(const char **)udata = a->value;
+    }
+    return -1;
+}
 
 static const char pause_help[] =
     "usage: flow pause RUN [--reason TEXT] [--store URL]\n"
@@ -48,34 +56,21 @@ static const char cancel_help[] =
 
 static int request_main(const char *what, const char *help, int argc, char **argv)
 {
-    struct cli_args a;
-    const char *store_url = NULL;
+    struct cli_store_args sa = {0};
     const char *reason = NULL;
     const char *run_id = NULL;
     flow_store *st;
     flow_error err;
-    int id;
     int rc;
 
-    cli_args_init(&a, what, argc, argv, options);
-    while ((id = cli_next_opt(&a)) > 0) {
-        if (id == OPT_HELP) {
-            return cli_print_help(help);
-        }
-        if (id == OPT_REASON) {
-            reason = a.value;
-        } else if (id == OPT_STORE) {
-            store_url = a.value;
-        }
+    rc = cli_parse_store_args(&sa, what, argc, argv, options, help, reason_opt, &reason);
+    if (rc < 0) {
+        rc = cli_one_run(&sa.args, &run_id);
     }
-    if (id < 0) {
-        return CLI_EXIT_USAGE;
-    }
-    rc = cli_one_run(&a, &run_id);
     if (rc >= 0) {
         return rc;
     }
-    st = cli_open_store(store_url);
+    st = cli_open_store(sa.store_url);
     if (!st) {
         return CLI_EXIT_FAILED;
     }

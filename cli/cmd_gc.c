@@ -6,14 +6,25 @@
 
 #include "follow.h"
 
-enum { OPT_HELP = 1, OPT_OLDER, OPT_STORE };
+enum { OPT_OLDER = CLI_OPT_EXTRA };
 
 static const struct cli_option options[] = {
-    {"help", 'h', false, OPT_HELP},
+    {"help", 'h', false, CLI_OPT_HELP},
+    {"store", 0, true, CLI_OPT_STORE},
     {"older-than", 0, true, OPT_OLDER},
-    {"store", 0, true, OPT_STORE},
     {NULL, 0, false, 0},
 };
+
+static int older_opt(struct cli_args *a, int id, void *udata)
+{
+    if (id == OPT_OLDER &&
+        (flow_parse_duration(a->value, (double *)udata) != FLOW_OK || *(double *)udata < 0)) {
+        return cli_usage_error("gc", "option '--older-than' of 'gc' needs a duration like 12h "
+                                     "or 7d, not '%s'",
+                               a->value);
+    }
+    return -1;
+}
 
 static const char help[] =
     "usage: flow gc [--older-than DURATION] [--store URL]\n"
@@ -31,36 +42,21 @@ static const char help[] =
 
 static int gc_main(int argc, char **argv)
 {
-    struct cli_args a;
-    const char *store_url = NULL;
+    struct cli_store_args sa = {0};
     double older = 7 * 86400.0;
     flow_store *st;
     flow_error err;
     size_t deleted = 0;
-    int id;
     int rc;
 
-    cli_args_init(&a, "gc", argc, argv, options);
-    while ((id = cli_next_opt(&a)) > 0) {
-        if (id == OPT_HELP) {
-            return cli_print_help(help);
-        }
-        if (id == OPT_OLDER) {
-            if (flow_parse_duration(a.value, &older) != FLOW_OK || older < 0) {
-                return cli_usage_error("gc", "option '--older-than' of 'gc' needs a duration "
-                                             "like 12h or 7d, not '%s'", a.value);
-            }
-        } else if (id == OPT_STORE) {
-            store_url = a.value;
-        }
+    rc = cli_parse_store_args(&sa, "gc", argc, argv, options, help, older_opt, &older);
+    if (rc >= 0) {
+        return rc;
     }
-    if (id < 0) {
-        return CLI_EXIT_USAGE;
+    if (sa.args.npos > 0) {
+        return cli_usage_error("gc", "unexpected argument '%s' for 'gc'", cli_pos(&sa.args, 0));
     }
-    if (a.npos > 0) {
-        return cli_usage_error("gc", "unexpected argument '%s' for 'gc'", cli_pos(&a, 0));
-    }
-    st = cli_open_store(store_url);
+    st = cli_open_store(sa.store_url);
     if (!st) {
         return CLI_EXIT_FAILED;
     }

@@ -7,12 +7,8 @@
 
 #include "follow.h"
 
-enum { OPT_HELP = 1, OPT_JSON, OPT_STORE };
-
 static const struct cli_option options[] = {
-    {"help", 'h', false, OPT_HELP},
-    {"json", 0, false, OPT_JSON},
-    {"store", 0, true, OPT_STORE},
+    CLI_STORE_OPTIONS,
     {NULL, 0, false, 0},
 };
 
@@ -101,45 +97,32 @@ static void print_record(json_t *rec, bool with_text)
 
 static int logs_main(int argc, char **argv)
 {
-    struct cli_args a;
-    const char *store_url = NULL;
+    struct cli_store_args sa = {0};
     const char *task = NULL;
-    bool as_json = false;
     flow_store *st;
     flow_error err;
     json_t *recs;
     json_t *rec;
     size_t i;
-    int id;
-    int rc = CLI_EXIT_OK;
+    int rc;
 
-    cli_args_init(&a, "logs", argc, argv, options);
-    while ((id = cli_next_opt(&a)) > 0) {
-        if (id == OPT_HELP) {
-            return cli_print_help(help);
-        }
-        if (id == OPT_JSON) {
-            as_json = true;
-        } else if (id == OPT_STORE) {
-            store_url = a.value;
-        }
+    rc = cli_parse_store_args(&sa, "logs", argc, argv, options, help, NULL, NULL);
+    if (rc >= 0) {
+        return rc;
     }
-    if (id < 0) {
-        return CLI_EXIT_USAGE;
-    }
-    if (a.npos < 1) {
+    if (sa.args.npos < 1) {
         return cli_usage_error("logs", "'logs' needs a RUN id (see 'flow status')");
     }
-    if (a.npos > 2) {
-        return cli_usage_error("logs", "unexpected argument '%s' for 'logs'", cli_pos(&a, 2));
+    if (sa.args.npos > 2) {
+        return cli_usage_error("logs", "unexpected argument '%s' for 'logs'", cli_pos(&sa.args, 2));
     }
-    task = a.npos == 2 ? cli_pos(&a, 1) : NULL;
-    st = cli_open_store(store_url);
+    task = sa.args.npos == 2 ? cli_pos(&sa.args, 1) : NULL;
+    st = cli_open_store(sa.store_url);
     if (!st) {
         return CLI_EXIT_FAILED;
     }
     memset(&err, 0, sizeof(err));
-    recs = flow_store_journal(st, cli_pos(&a, 0), &err);
+    recs = flow_store_journal(st, cli_pos(&sa.args, 0), &err);
     flow_store_close(st);
     if (!recs) {
         cli_error("%s", err.message);
@@ -159,12 +142,12 @@ static int logs_main(int argc, char **argv)
         json_decref(recs);
         recs = only;
         if (json_array_size(recs) == 0) {
-            cli_error("run '%s' has no records of task '%s'", cli_pos(&a, 0), task);
+            cli_error("run '%s' has no records of task '%s'", cli_pos(&sa.args, 0), task);
             json_decref(recs);
             return CLI_EXIT_FAILED;
         }
     }
-    if (as_json) {
+    if (sa.json) {
         rc = cli_print_json(stdout, recs) ? CLI_EXIT_OK : CLI_EXIT_FAILED;
     } else {
         json_array_foreach(recs, i, rec)

@@ -6,12 +6,8 @@
 
 #include "follow.h"
 
-enum { OPT_HELP = 1, OPT_JSON, OPT_STORE };
-
 static const struct cli_option options[] = {
-    {"help", 'h', false, OPT_HELP},
-    {"json", 0, false, OPT_JSON},
-    {"store", 0, true, OPT_STORE},
+    CLI_STORE_OPTIONS,
     {NULL, 0, false, 0},
 };
 
@@ -154,35 +150,23 @@ static int show_run(flow_store *st, const char *id, bool as_json)
 
 static int status_main(int argc, char **argv)
 {
-    struct cli_args a;
-    const char *store_url = NULL;
-    bool as_json = false;
+    struct cli_store_args sa = {0};
     flow_store *st;
-    int id;
     int rc;
 
-    cli_args_init(&a, "status", argc, argv, options);
-    while ((id = cli_next_opt(&a)) > 0) {
-        if (id == OPT_HELP) {
-            return cli_print_help(help);
-        }
-        if (id == OPT_JSON) {
-            as_json = true;
-        } else if (id == OPT_STORE) {
-            store_url = a.value;
-        }
+    rc = cli_parse_store_args(&sa, "status", argc, argv, options, help, NULL, NULL);
+    if (rc >= 0) {
+        return rc;
     }
-    if (id < 0) {
-        return CLI_EXIT_USAGE;
+    if (sa.args.npos > 1) {
+        return cli_usage_error("status", "unexpected argument '%s' for 'status'",
+                               cli_pos(&sa.args, 1));
     }
-    if (a.npos > 1) {
-        return cli_usage_error("status", "unexpected argument '%s' for 'status'", cli_pos(&a, 1));
-    }
-    st = cli_open_store(store_url);
+    st = cli_open_store(sa.store_url);
     if (!st) {
         return CLI_EXIT_FAILED;
     }
-    rc = a.npos == 1 ? show_run(st, cli_pos(&a, 0), as_json) : list_runs(st, as_json);
+    rc = sa.args.npos == 1 ? show_run(st, cli_pos(&sa.args, 0), sa.json) : list_runs(st, sa.json);
     flow_store_close(st);
     return rc;
 }

@@ -392,3 +392,33 @@ int cli_follow(struct cli_session *s, flow_run *run, double t0)
     flow_run_free(run);
     return rc;
 }
+
+int cli_parse_store_args(struct cli_store_args *sa, const char *cmd, int argc, char **argv,
+                         const struct cli_option *opts, const char *help,
+                         int (*extra)(struct cli_args *a, int id, void *udata), void *udata)
+{
+    struct cli_args *a = &sa->args;
+    int id;
+    int rc;
+
+    cli_args_init(a, cmd, argc, argv, opts);
+    while ((id = cli_next_opt(a)) > 0) {
+        switch (id) {
+        case CLI_OPT_HELP:
+            return cli_print_help(help);
+        case CLI_OPT_JSON:
+            sa->json = true;
+            break;
+        case CLI_OPT_STORE:
+            sa->store_url = a->value;
+            break;
+        default:
+            rc = extra ? extra(a, id, udata) : -1;
+            if (rc >= 0) {
+                return rc;
+            }
+            break;
+        }
+    }
+    return id < 0 ? CLI_EXIT_USAGE : -1;
+}

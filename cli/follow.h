@@ -49,6 +49,26 @@ int cli_run_exit_status(flow_run_status status, const char *error);
 
 double cli_now(void);
 
+/* Commands that read or write a store share --help, --json and --store. */
+enum { CLI_OPT_HELP = 1, CLI_OPT_JSON, CLI_OPT_STORE, CLI_OPT_EXTRA };
+#define CLI_STORE_OPTIONS                                                                          \
+    {"help", 'h', false, CLI_OPT_HELP}, {"json", 0, false, CLI_OPT_JSON},                          \
+        {"store", 0, true, CLI_OPT_STORE}
+
+struct cli_store_args {
+    struct cli_args args; /* positional arguments after parsing */
+    const char *store_url;
+    bool json;
+};
+
+/* Parse a store command's argv with `opts` (CLI_STORE_OPTIONS and its own,
+ * ids from CLI_OPT_EXTRA, which go to `extra`: it returns -1 to go on or an
+ * exit status). Returns -1 when parsed, else the exit status (help shown,
+ * usage error printed). */
+int cli_parse_store_args(struct cli_store_args *sa, const char *cmd, int argc, char **argv,
+                         const struct cli_option *opts, const char *help,
+                         int (*extra)(struct cli_args *a, int id, void *udata), void *udata);
+
 /* $FLOW_BIN names this program for command tasks (flow ctl). */
 void cli_export_flow_bin(void);
 

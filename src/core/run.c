@@ -1440,6 +1440,31 @@ void flow__run_cancel_act(struct flow_run *r, struct act *a, const char *why)
     flow__run_check_end(r);
 }
 
+/* [L] Stop what runs: commands get SIGTERM then SIGKILL, C bodies are asked
+ * to stop and abandoned after the grace period, nested runs are cancelled
+ * with `why`. */
+static void stop_running(struct flow_run *r, const char *why)
+{
+    struct flow_engine *e = r->engine;
+    for (size_t i = 0; i < r->act_count; i++) {
+        struct act *a = act_at(r, i);
+        if (a->status != FLOW_ACT_RUNNING)
+            continue;
+        const struct flow_task *t = act_task(a);
+        if (a->dyn && a->dyn->child)
+            flow__run_stop(a->dyn->child, FLOW_RUN_CANCELLED, why);
+        if (a->cmd) {
+            a->cmd->killed = true;
+            if (a->cmd->cmd)
+                flow__cmd_kill(a->cmd->cmd, SIGTERM);
+            flow__engine_timer(e, TIMER_GRACE, a, t->policy->kill_grace);
+        } else if (a->ctx) {
+            atomic_store(&a->ctx->cancelled, 1);
+            flow__engine_timer(e, TIMER_GRACE, a, t->policy->kill_grace);
+        }
+    }
+}
+
 void flow__run_stop(struct flow_run *r, flow_run_status status, const char *why)
 {
     if (r->stopping || r->status >= FLOW_RUN_COMPLETED)
@@ -1451,25 +1476,7 @@ void flow__run_stop(struct flow_run *r, flow_run_status status, const char *why)
     flow__free(r->error);
     r->error = why ? flow__strdup(why) : NULL;
     flow__engine_drop_run(e, r);
-    /* Stop what runs: commands get SIGTERM then SIGKILL, C bodies are asked
-     * to stop and abandoned after the grace period. */
-    for (size_t i = 0; i < r->act_count; i++) {
-        struct act *a = act_at(r, i);
-        if (a->status != FLOW_ACT_RUNNING)
-            continue;
-        const struct flow_task *t = act_task(a);
-        if (a->dyn && a->dyn->child)
-            flow__run_stop(a->dyn->child, FLOW_RUN_CANCELLED, why ? why : "the parent run stopped");
-        if (a->cmd) {
-            a->cmd->killed = true;
-            if (a->cmd->cmd)
-                flow__cmd_kill(a->cmd->cmd, SIGTERM);
-            flow__engine_timer(e, TIMER_GRACE, a, t->policy->kill_grace);
-        } else if (a->ctx) {
-            atomic_store(&a->ctx->cancelled, 1);
-            flow__engine_timer(e, TIMER_GRACE, a, t->policy->kill_grace);
-        }
-    }
+    stop_running(r, why ? why : "the parent run stopped");
     flow__run_check_end(r);
 }
 
@@ -1563,23 +1570,7 @@ void flow__run_pause(struct flow_run *r, const char *why, bool interrupt)
     flow__engine_unqueue_run(e, r);
     if (interrupt) {
         r->interrupting = true;
-        for (size_t i = 0; i < r->act_count; i++) {
-            struct act *a = act_at(r, i);
-            if (a->status != FLOW_ACT_RUNNING)
-                continue;
-            const struct flow_task *t = act_task(a);
-            if (a->dyn && a->dyn->child)
-                flow__run_stop(a->dyn->child, FLOW_RUN_CANCELLED, "interrupted");
-            if (a->cmd) {
-                a->cmd->killed = true;
-                if (a->cmd->cmd)
-                    flow__cmd_kill(a->cmd->cmd, SIGTERM);
-                flow__engine_timer(e, TIMER_GRACE, a, t->policy->kill_grace);
-            } else if (a->ctx) {
-                atomic_store(&a->ctx->cancelled, 1);
-                flow__engine_timer(e, TIMER_GRACE, a, t->policy->kill_grace);
-            }
-        }
+        stop_running(r, "interrupted");
     }
     flow__run_check_end(r);
 }
@@ -2323,15 +2314,6 @@ flow_err flow_run_activation(flow_run *r, size_t i, flow_activation_info *info)
     return FLOW_OK;
 }
 
-static json_t *time_json(double t)
-{
-    if (t <= 0)
-        return json_null();
-    char buf[40];
-    flow__rfc3339(t, buf, sizeof(buf));
-    return json_string(buf);
-}
-
 json_t *flow_run_to_json(flow_run *r)
 {
     json_t *tasks = json_array();
@@ -2346,8 +2328,8 @@ json_t *flow_run_to_json(flow_run *r)
         json_t *jt = json_pack("{s:s,s:I,s:s,s:i,s:o,s:o,s:s?}", "task", task_name(r, a->task),
                                "activation", (json_int_t)a->id, "status",
                                flow_act_status_name((flow_act_status)a->status), "attempts",
-                               (int)a->attempt, "started_at", time_json(a->started), "ended_at",
-                               time_json(a->ended), "error", a->error);
+                               (int)a->attempt, "started_at", flow__json_time(a->started), "ended_at",
+                               flow__json_time(a->ended), "error", a->error);
         if (jt && a->output)
             json_object_set(jt, "output", a->output);
         if (jt && a->dyn && a->dyn->stderr_tail)

@@ -10,6 +10,7 @@
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/json.h"
 #include "util/vec.h"
 
 static const char *const run_status_names[] = {"pending",   "running", "paused",
@@ -22,20 +23,11 @@ static const char *status_name(int s)
                : "unknown";
 }
 
-static json_t *time_json(double t)
-{
-    if (t <= 0)
-        return json_null();
-    char buf[40];
-    flow__rfc3339(t, buf, sizeof(buf));
-    return json_string(buf);
-}
-
 static json_t *meta_json(const struct flow__run_meta *m)
 {
     return json_pack("{s:s,s:s?,s:s,s:o,s:o,s:s?,s:s?}", "id", m->id, "flow", m->flow, "status",
-                     status_name(m->status), "created_at", time_json(m->created_at), "ended_at",
-                     time_json(m->ended_at), "source", m->source, "parent", m->parent);
+                     status_name(m->status), "created_at", flow__json_time(m->created_at), "ended_at",
+                     flow__json_time(m->ended_at), "source", m->source, "parent", m->parent);
 }
 
 /* "runner": the live process that runs it ("pid@host"), or null: a run
@@ -200,8 +192,8 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
     out = json_pack("{s:s,s:s?,s:s,s:O,s:s?,s:s?,s:o,s:o,s:O,s:o}", "id", meta.id, "flow",
                     meta.flow, "status", status_name(status), "result",
                     result ? result : json_null(), "error", error, "source", meta.source,
-                    "created_at", time_json(meta.created_at), "ended_at",
-                    time_json(meta.ended_at), "state", state ? state : json_null(), "tasks",
+                    "created_at", flow__json_time(meta.created_at), "ended_at",
+                    flow__json_time(meta.ended_at), "state", state ? state : json_null(), "tasks",
                     tasks);
     for (size_t i = 0; out && i < acts.count; i++) {
         const struct fold_act *a = &acts.items[i];
@@ -209,7 +201,7 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         json_t *jt = json_pack("{s:s,s:I,s:s,s:i,s:o,s:o,s:s?}", "task", name ? name : "?",
                                "activation", (json_int_t)(i + 1), "status",
                                act_status_name(a->status), "attempts", a->attempts, "started_at",
-                               time_json(a->started), "ended_at", time_json(a->ended), "error",
+                               flow__json_time(a->started), "ended_at", flow__json_time(a->ended), "error",
                                a->error);
         if (jt && a->output)
             json_object_set(jt, "output", a->output);
@@ -240,7 +232,13 @@ out_nomem:
     return NULL;
 }
 
-json_t *flow_store_journal(flow_store *s, const char *run_id, flow_error *err)
+/* One JSON value per record of a run (`one` gives it, or *out NULL to
+ * leave the record out; false when out of memory). */
+typedef bool (*record_json_fn)(const struct flow__jrec *rec, size_t seq, json_t *names,
+                               json_t **out);
+
+static json_t *records_json(flow_store *s, const char *run_id, record_json_fn one,
+                            flow_error *err)
 {
     struct flow__jrec *recs = NULL;
     size_t count = 0;
@@ -251,21 +249,8 @@ json_t *flow_store_journal(flow_store *s, const char *run_id, flow_error *err)
                         : NULL;
     json_t *out = json_array();
     for (size_t i = 0; out && i < count; i++) {
-        const struct flow__jrec *rec = &recs[i];
-        json_t *j = json_pack("{s:I,s:o,s:s}", "seq", (json_int_t)i, "time", time_json(rec->time),
-                              "type", flow__jrec_type_name(rec->type));
-        if (j && rec->act) {
-            const char *name = rec_task(names, rec);
-            json_object_set_new(j, "task", name ? json_string(name) : json_integer(rec->task));
-            json_object_set_new(j, "activation", json_integer(rec->act));
-            if (rec->attempt)
-                json_object_set_new(j, "attempt", json_integer(rec->attempt));
-        }
-        if (j && json_is_object(rec->payload) && rec->type != JREC_RUN_CREATED)
-            json_object_update(j, rec->payload);
-        else if (j && rec->type == JREC_RUN_CREATED)
-            json_object_set_new(j, "inputs", json_incref(json_object_get(rec->payload, "inputs")));
-        if (!j || json_array_append_new(out, j)) {
+        json_t *j = NULL;
+        if (!one(&recs[i], i, names, &j) || (j && json_array_append_new(out, j))) {
             json_decref(out);
             out = NULL;
         }
@@ -276,38 +261,48 @@ json_t *flow_store_journal(flow_store *s, const char *run_id, flow_error *err)
     return out;
 }
 
+static bool journal_one(const struct flow__jrec *rec, size_t seq, json_t *names, json_t **out)
+{
+    json_t *j = json_pack("{s:I,s:o,s:s}", "seq", (json_int_t)seq, "time", flow__json_time(rec->time),
+                          "type", flow__jrec_type_name(rec->type));
+    if (j && rec->act) {
+        const char *name = rec_task(names, rec);
+        json_object_set_new(j, "task", name ? json_string(name) : json_integer(rec->task));
+        json_object_set_new(j, "activation", json_integer(rec->act));
+        if (rec->attempt)
+            json_object_set_new(j, "attempt", json_integer(rec->attempt));
+    }
+    if (j && json_is_object(rec->payload) && rec->type != JREC_RUN_CREATED)
+        json_object_update(j, rec->payload);
+    else if (j && rec->type == JREC_RUN_CREATED)
+        json_object_set_new(j, "inputs", json_incref(json_object_get(rec->payload, "inputs")));
+    *out = j;
+    return j != NULL;
+}
+
+json_t *flow_store_journal(flow_store *s, const char *run_id, flow_error *err)
+{
+    return records_json(s, run_id, journal_one, err);
+}
+
+static bool checkpoint_one(const struct flow__jrec *rec, size_t seq, json_t *names, json_t **out)
+{
+    (void)seq;
+    *out = NULL;
+    if (rec->type != JREC_CHECKPOINT)
+        return true;
+    char id[32];
+    snprintf(id, sizeof(id), "%lld",
+             (long long)json_integer_value(json_object_get(rec->payload, "id")));
+    const char *task = rec->act ? rec_task(names, rec) : NULL;
+    *out = json_pack("{s:s,s:s?,s:o,s:O?}", "id", id, "task", task, "created_at",
+                     flow__json_time(rec->time), "reason", json_object_get(rec->payload, "reason"));
+    return *out != NULL;
+}
+
 json_t *flow_store_checkpoints(flow_store *s, const char *run_id, flow_error *err)
 {
-    struct flow__jrec *recs = NULL;
-    size_t count = 0;
-    if (flow__store_read_all(s, run_id, &recs, &count, err) != FLOW_OK)
-        return NULL;
-    json_t *names = count && recs[0].type == JREC_RUN_CREATED
-                        ? json_object_get(recs[0].payload, "tasks")
-                        : NULL;
-    json_t *out = json_array();
-    for (size_t i = 0; out && i < count; i++) {
-        const struct flow__jrec *rec = &recs[i];
-        if (rec->type != JREC_CHECKPOINT)
-            continue;
-        const char *task = rec->act ? rec_task(names, rec) : NULL;
-        json_t *j = json_pack("{s:s,s:s?,s:o,s:O?}", "id", "", "task", task, "created_at",
-                              time_json(rec->time), "reason",
-                              json_object_get(rec->payload, "reason"));
-        char id[32];
-        snprintf(id, sizeof(id), "%lld",
-                 (long long)json_integer_value(json_object_get(rec->payload, "id")));
-        if (j)
-            json_object_set_new(j, "id", json_string(id));
-        if (!j || json_array_append_new(out, j)) {
-            json_decref(out);
-            out = NULL;
-        }
-    }
-    flow__records_free(recs, count);
-    if (!out)
-        flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s'", run_id);
-    return out;
+    return records_json(s, run_id, checkpoint_one, err);
 }
 
 flow_err flow_store_request(flow_store *s, const char *run_id, const char *what,

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "flow.h"
 
 /* True when every real in `v` survives a round trip at 15 digits. */
@@ -57,6 +58,15 @@ char *flow_json_dumps(const json_t *v, size_t flags)
     if (!v)
         return NULL;
     return json_dumps(v, flags | JSON_ENCODE_ANY | flow__json_real_flags(v));
+}
+
+json_t *flow__json_time(double epoch)
+{
+    if (epoch <= 0)
+        return json_null();
+    char buf[40];
+    flow__rfc3339(epoch, buf, sizeof(buf));
+    return json_string(buf);
 }
 
 void flow__json_free_text(char *text)

@@ -13,6 +13,10 @@ size_t flow__json_real_flags(const json_t *v);
 
 /* "an object", "a list", "a string", "an integer", "a number", "a boolean",
  * "null": for messages. */
+/* An RFC 3339 time string for `epoch` seconds, or null for 0 or less (a
+ * new reference; NULL when out of memory). */
+json_t *flow__json_time(double epoch);
+
 /* Free text that jansson allocated (json_dumps), with jansson's allocator. */
 void flow__json_free_text(char *text);
 

@@ -21,6 +21,14 @@ wait_for() { # wait_for FILE: until it exists (5 s at most)
     for i in $(seq 1 100); do [ -e "$1" ] && return 0; sleep 0.05; done
     return 1
 }
+# start_slow RUN: `flow run slow.yaml --id RUN` in the background ($pid), back
+# once its second task has started; out and err get its output.
+start_slow() {
+    rm -f two.started
+    "$FLOW" run slow.yaml --id "$1" >out 2>err &
+    pid=$!
+    wait_for two.started
+}
 status_of() { "$FLOW" status "$1" --json ${2:+--store "$2"} | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
 
 # Each task appends its name to ./marks when it runs: the side effects.
@@ -39,10 +47,7 @@ EOF
 
 # --- kill -9, resume ---------------------------------------------------------
 : >marks
-rm -f two.started
-"$FLOW" run slow.yaml --id k1 --quiet >out 2>err &
-pid=$!
-wait_for two.started
+start_slow k1
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null
 rm -f two.started
@@ -65,10 +70,7 @@ check "... nothing ran" test "$(runs_of three)" = 1
 
 # --- pause from another process ----------------------------------------------
 : >marks
-rm -f two.started
-"$FLOW" run slow.yaml --id p1 >out 2>err &
-pid=$!
-wait_for two.started
+start_slow p1
 "$FLOW" pause p1 --reason lunch 2>perr
 check "flow pause says it asked" grep -q "pause requested for run p1" perr
 wait "$pid"
@@ -89,10 +91,7 @@ check "a paused run resumes to completion" test "$rc" = 0
 check "resumed: only what was left ran" test "$(runs_of one)$(runs_of two)$(runs_of three)" = 111
 
 # --- cancel from another process --------------------------------------------
-rm -f two.started
-"$FLOW" run slow.yaml --id c1 >out 2>err &
-pid=$!
-wait_for two.started
+start_slow c1
 "$FLOW" cancel c1 --reason "not needed" 2>/dev/null
 wait "$pid"
 rc=$?
@@ -108,10 +107,7 @@ check "... saying it ended" grep -q "run 'c1' has already ended (cancelled)" err
 
 # --- SIGINT leaves a resumable run ------------------------------------------
 : >marks
-rm -f two.started
-"$FLOW" run slow.yaml --id i1 >out 2>err &
-pid=$!
-wait_for two.started
+start_slow i1
 kill -INT "$pid"
 wait "$pid"
 rc=$?
@@ -125,10 +121,7 @@ check "the interrupted run resumes to completion" test "$rc" = 0
 check "the interrupted task ran again, the others once" test "$(runs_of one)$(runs_of two)$(runs_of three)" = 121
 
 # --- one runner per run -------------------------------------------------------
-rm -f two.started
-"$FLOW" run slow.yaml --id l1 >out 2>err &
-pid=$!
-wait_for two.started
+start_slow l1
 "$FLOW" status l1 >out2
 check "status names the live runner" grep -q "^runner: pid $pid on host $(hostname)" out2
 "$FLOW" resume l1 >out2 2>err2
@@ -192,10 +185,7 @@ rc=$?
 check "an unknown checkpoint is refused" grep -q "run 'cp1' has no checkpoint 99" err
 
 # --- a changed workflow file --------------------------------------------------
-rm -f two.started
-"$FLOW" run slow.yaml --id ch1 >out 2>err &
-pid=$!
-wait_for two.started
+start_slow ch1
 "$FLOW" pause ch1 2>/dev/null
 wait "$pid"
 rm -f two.started
@@ -212,10 +202,7 @@ check "--force resumes with the new definition" test "$rc" = 0
 cp slow.yaml.orig slow.yaml
 
 # --- status and gc ------------------------------------------------------------
-rm -f two.started
-"$FLOW" run slow.yaml --id g1 >out 2>err &
-pid=$!
-wait_for two.started
+start_slow g1
 "$FLOW" pause g1 2>/dev/null
 wait "$pid"
 rm -f two.started
