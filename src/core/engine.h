@@ -176,6 +176,7 @@ struct flow_run {
     bool end_persisted;             /* the store knows how the run ended */
     bool journal_failed;            /* [L] the store could not be written */
     bool journal_moved;             /* [L] records since the last checkpoint */
+    bool strict;                    /* every batch synced (resumes keep it) */
 };
 
 struct pending_sig {

@@ -322,6 +322,11 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
         goto out_destroy;
     }
     bool ended = ended_at < count;
+    /* A run started strict stays strict unless told otherwise. */
+    const char *durability = count && recs[0].type == JREC_RUN_CREATED
+                                 ? json_string_value(json_object_get(recs[0].payload, "durability"))
+                                 : NULL;
+    r->strict = durability && !strcmp(durability, "strict");
     if (!ended) {
         flow_run_options o = *opts;
         o.run_id = id;

@@ -1999,6 +1999,8 @@ void flow__run_begin(struct flow_run *r, const struct flow_task *start)
             json_array_append_new(names, json_string(f->tasks.items[i]->name));
         json_object_set_new(created, "tasks", names);
         json_object_set(created, "state", r->state);
+        if (r->strict)
+            json_object_set_new(created, "durability", json_string("strict"));
     }
     journal(r, JREC_RUN_CREATED, NULL, created);
     r->next = e->runs;
@@ -2134,9 +2136,11 @@ flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
             return rc;
     }
     struct flow__journal memj = r->journal;
+    if (opts->durability != FLOW_DURABILITY_STORE)
+        r->strict = opts->durability == FLOW_DURABILITY_STRICT;
     struct flow__durable_opts o = {
         .run_id = r->id,
-        .strict = opts->durability == FLOW_DURABILITY_STRICT,
+        .strict = r->strict,
         .lease = true,
         .hooks = {.control = hook_control, .failed = hook_failed, .udata = r},
     };
