@@ -178,7 +178,7 @@ ratios() {
   # cmp ENGINE PEER_WORKLOAD PEER WHAT: libflow tasks/s over the peer rows/s (above 1x: libflow does more)
   function cmp(e, pw, p, what, must,   a, b, r) {
     if (!(("W4-fan", e) in has) || !((pw, p) in has)) {
-      if (must) printf "  %-22s %-60s %s\n", e, what, "n/a (no result" (((pw, p) in has) ? "" : ": peer " p " not run") ")"
+      if (must) printf "  %-22s %-60s %s\n", e, what, "n/a (no result" (((pw, p) in has) ? "" : ": no " pw " " p " line") ")"
       return
     }
     a = v["W4-fan", e, "tasks_per_s"]; b = v[pw, p, "tasks_per_s"]
@@ -190,41 +190,41 @@ ratios() {
   END {
     print ""
     if (index(selected, " W1 ") || index(selected, " W2 ")) {
-    print "== libflow / peer, per_task_us (median wall / N); below 1x: libflow is faster =="
-    printf fmt, "workload", "engine", "peer", "N libflow/peer", "libflow_us", "peer_us", "ratio", "target", "result"
-    for (i = 1; i <= nw; i++) {
-      w = ws[i]
-      if (w ~ /-mem$/) continue
-      for (j = 1; j <= 2; j++) {
-        e = engines[j]
-        if (!((w, e) in has)) continue
-        for (k = 1; k <= np[w]; k++) {
-          p = ps[w, k]
-          if (p ~ /^libflow/) continue
-          if (e == "libflow-shell" && p != "ninja") continue   # both start each task through /bin/sh
-          row(w, e, p)
+      print "== libflow / peer, per_task_us (median wall / N); below 1x: libflow is faster =="
+      printf fmt, "workload", "engine", "peer", "N libflow/peer", "libflow_us", "peer_us", "ratio", "target", "result"
+      for (i = 1; i <= nw; i++) {
+        w = ws[i]
+        if (w ~ /-mem$/) continue
+        for (j = 1; j <= 2; j++) {
+          e = engines[j]
+          if (!((w, e) in has)) continue
+          for (k = 1; k <= np[w]; k++) {
+            p = ps[w, k]
+            if (p ~ /^libflow/) continue
+            if (e == "libflow-shell" && p != "ninja") continue   # both start each task through /bin/sh
+            row(w, e, p)
+          }
         }
       }
-    }
-    for (t = 1; t <= nt; t++) {
-      if ((tw[t], te[t], tp[t]) in done) continue
-      if (index(selected, " " substr(tw[t], 1, 2) " ") == 0) continue   # workload not run (W=...)
-      na++
-      printf fmt, tw[t], te[t], tp[t], "-", "-", "-", "-", "<=" tl[t] "x", "n/a (no result)"
-    }
-    print ""
+      for (t = 1; t <= nt; t++) {
+        if ((tw[t], te[t], tp[t]) in done) continue
+        if (index(selected, " " substr(tw[t], 1, 2) " ") == 0) continue   # workload not run (W=...)
+        na++
+        printf fmt, tw[t], te[t], tp[t], "-", "-", "-", "-", "<=" tl[t] "x", "n/a (no result)"
+      }
+      print ""
     }
     if (index(selected, " W1 ")) {
-    print "== memory =="
-    if (("W1b-mem", "libflow") in has) {
-      b = v["W1b-mem", "libflow", "bytes_per_task"]
-      printf "W1b-mem      libflow        %.0f bytes/task resident (fan, N=%s)  target < 500  %s\n", b,
-        v["W1b-mem", "libflow", "N"], (b < 500) ? "PASS" : "MISS"
-      if (b < 500) pass++; else miss++
-    } else {
-      na++; print "W1b-mem      libflow        -  target < 500  n/a (no result)"
-    }
-    print ""
+      print "== memory =="
+      if (("W1b-mem", "libflow") in has) {
+        b = v["W1b-mem", "libflow", "bytes_per_task"]
+        printf "W1b-mem      libflow        %.0f bytes/task resident (fan, N=%s)  target < 500  %s\n", b,
+          v["W1b-mem", "libflow", "N"], (b < 500) ? "PASS" : "MISS"
+        if (b < 500) pass++; else miss++
+      } else {
+        na++; print "W1b-mem      libflow        -  target < 500  n/a (no result)"
+      }
+      print ""
     }
     if (index(selected, " W4 ")) {
       print "== W4: durable no-op C tasks (fan-out, 2 threads) and resume; tasks_per_s = N / median wall =="

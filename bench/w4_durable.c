@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "flow.h"
 
@@ -116,7 +117,8 @@ int main(int argc, char **argv)
     flow *f = fan_flow(n, resume);
     char id[64];
     for (int rep = 0; rep < reps; rep++) {
-        snprintf(id, sizeof(id), "w4-%s-%ld-%d-%ld", argv[1], n, rep, (long)time(NULL));
+        snprintf(id, sizeof(id), "w4-%s-%ld-%d-%ld-%ld", argv[1], n, rep, (long)time(NULL),
+                 (long)getpid());
         flow_run_options o = {.run_id = id,
                               .store = st,
                               .durability = strict ? FLOW_DURABILITY_STRICT

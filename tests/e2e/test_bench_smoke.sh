@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_bench_smoke.sh -- the benchmark programs keep working (no timing assertions): build/bench/w1_dag on
-# a generated 50-task DAG (timed mode, CHECK=1 ordering check, --mem, a malformed file), and the W2
-# workflow files that bench/w2.sh generates load and run to completion with build/flow.
+# a generated 50-task DAG (timed mode, CHECK=1 ordering check, --mem, a malformed file), the W2
+# workflow files that bench/w2.sh generates load and run to completion with build/flow, and the W4
+# harness (build/bench/w4_durable) runs on every store.
 set -euo pipefail
 : "${FLOW:?}" "${FLOW_SOURCE_DIR:?}" "${FLOW_BUILD_DIR:?}"
 W1=$FLOW_BUILD_DIR/bench/w1_dag
@@ -45,5 +46,19 @@ for c in indep_run indep_shell chain_run chain_shell; do
     fail "$c/flow.yaml has the wrong number of tasks"
   (cd "$T/w2/$c" && "$FLOW" run flow.yaml --jobs 2 --quiet > "$T/out.txt" 2> "$T/err.txt") ||
     { cat "$T/err.txt" >&2; fail "flow run $c/flow.yaml failed"; }
+done
+# W4: durable fan-outs on each store, and a resume; one result line per repetition.
+W4=$FLOW_BUILD_DIR/bench/w4_durable
+[ -x "$W4" ] || fail "$W4 was not built"
+for url in memory: "sqlite:$T/w4/flow.db" "disk:$T/w4d"; do
+  for level in normal strict; do
+    "$W4" fan "$url" 50 2 "$level" > "$T/out.txt" 2> "$T/err.txt" ||
+      { cat "$T/err.txt" >&2; fail "w4_durable fan $url $level failed"; }
+    [ "$(grep -c '^secs=[0-9.]* records=158$' "$T/out.txt")" = 2 ] ||
+      { cat "$T/out.txt" >&2; fail "w4_durable fan $url: expected 2 secs= lines"; }
+  done
+  "$W4" resume "$url" 50 1 > "$T/out.txt" 2> "$T/err.txt" ||
+    { cat "$T/err.txt" >&2; fail "w4_durable resume $url failed"; }
+  grep -q '^secs=[0-9.]* total=[0-9.]*$' "$T/out.txt" || fail "w4_durable resume $url: no secs= line"
 done
 echo "ok"
