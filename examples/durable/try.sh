@@ -19,7 +19,7 @@ kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 cat "$dir/run.err"
 
-echo "== flow status demo (the dead run still says running: nobody ended it)"
+echo "== flow status demo (running, but no process runs it: it stopped without ending)"
 "$FLOW" status demo
 
 echo "== flow resume demo"

@@ -93,7 +93,7 @@ static const char *const output_names[] = {"auto", "json", "text", "lines"};
 static const flow_output_mode output_values[] = {FLOW_OUTPUT_AUTO, FLOW_OUTPUT_JSON,
                                                  FLOW_OUTPUT_TEXT, FLOW_OUTPUT_LINES};
 
-#define DURATION_HINT "use 250ms, 30s, 5m, 2h or seconds"
+#define DURATION_HINT "use 250ms, 30s, 5m, 2h, 1d or seconds"
 
 static bool in_list(const char *s, const char *const *list, size_t n)
 {

@@ -899,7 +899,7 @@ flow_err flow__tmpl_render_string(const struct flow__tmpl *t, const struct flow_
 static const struct {
     const char *name;
     double seconds;
-} units[] = {{"h", 3600}, {"m", 60}, {"s", 1}, {"ms", 0.001}};
+} units[] = {{"d", 86400}, {"h", 3600}, {"m", 60}, {"s", 1}, {"ms", 0.001}};
 
 /* A decimal number without sign or exponent: "30", "1.5", ".5". */
 static const char *parse_number(const char *p, double *out)

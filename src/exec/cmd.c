@@ -7,6 +7,7 @@
 #include "util/compat.h"
 
 #include "exec/cmd.h"
+#include "exec/reaper.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -724,6 +725,7 @@ flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **o
         rc = flow__error_errno(err, saved, "cannot watch '%s' (pidfd_open)", argv[0]);
         goto out_close;
     }
+    flow__reaper_add(pid);
     c->out_fd = out_pipe[0];
     c->err_fd = err_pipe[0];
     out_pipe[0] = -1;
@@ -881,6 +883,7 @@ static void finish_exit(struct flow__cmd *c)
         if (!c->lost)
             record_status(c, &info);
     }
+    flow__reaper_del(c->pid); /* the group is dead and its pgid free to be reused */
     c->reaped = true;
     close_fd(&c->pidfd);
     read_pipe(c, &c->out_fd, DRAIN_READS);

@@ -113,6 +113,7 @@ static void tick(struct flow_store *s)
         char *kind = NULL, *arg = NULL;
         bool renew = now - j->lease_renewed >= FLOW__LEASE_RENEW;
         bool ready = j->ready;
+        j->in_hook++; /* pinned: dj_close waits while we use it unlocked */
         pthread_mutex_unlock(&s->mu);
         pthread_mutex_lock(&s->io);
         flow_error lost = {0};
@@ -127,6 +128,8 @@ static void tick(struct flow_store *s)
             flow__store_control_take(s->backend, j->run_id, &kind, &arg, NULL);
         pthread_mutex_unlock(&s->io);
         pthread_mutex_lock(&s->mu);
+        j->in_hook--;
+        pthread_cond_broadcast(&s->done);
         if (renewed == FLOW_EBUSY && !j->failure.code) {
             /* Another process took the run over (we were stopped past the
              * lease): writing on would interleave two journals. */
@@ -134,10 +137,12 @@ static void tick(struct flow_store *s)
                         lost.message);
             pthread_cond_broadcast(&s->done);
         }
-        if (kind)
+        if (kind && !j->closing) {
             call_control(s, j, kind, arg);
-        else
+        } else {
+            flow__free(kind);
             flow__free(arg);
+        }
     }
 }
 

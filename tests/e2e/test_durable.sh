@@ -68,6 +68,28 @@ check "resuming an ended run changes nothing and exits with its status" test "$r
 check "... and says it had ended" grep -q "run k1 had already ended (completed); nothing was run" err
 check "... nothing ran" test "$(runs_of three)" = 1
 
+# --- a command's own children die with a killed runner too -----------------
+cat >grand.yaml <<'EOF'
+name: grand
+tasks:
+  a:
+    shell: touch grand.started; sleep 31.4159; echo done
+EOF
+rm -f grand.started
+"$FLOW" run grand.yaml --id gr1 --quiet >/dev/null 2>&1 &
+pid=$!
+wait_for grand.started
+sleep 0.1
+grandchild_alive() { pgrep -f 'sleep 31[.]4159' >/dev/null; }
+no_grandchild() { ! grandchild_alive; }
+no_reaper() { ! pgrep -x flow-reaper >/dev/null; }
+check "the command's child runs" grandchild_alive
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null
+for i in $(seq 1 50); do grandchild_alive || break; sleep 0.05; done
+check "kill -9 of the runner kills the command's children as well" no_grandchild
+check "... and the reaper is gone" no_reaper
+
 # --- pause from another process ----------------------------------------------
 : >marks
 start_slow p1
@@ -213,7 +235,7 @@ import json,sys; ids={r["id"] for r in json.load(open("list"))}; sys.exit(not {"
 check "gc deletes the ended runs" python3 -c '
 import json,subprocess,sys
 ids={r["id"] for r in json.loads(subprocess.check_output([sys.argv[1],"status","--json"]))}
-sys.exit(not (ids == {"g1"}))' "$FLOW"
+sys.exit(not (ids == {"g1", "gr1"}))' "$FLOW"
 check "gc says how many" grep -q "^deleted [0-9]* runs$" err
 "$FLOW" status nosuch >out 2>err
 rc=$?

@@ -17,6 +17,7 @@
 #include "helpers.h"
 
 #include "exec/cmd.h"
+#include "exec/reaper.h"
 #include "util/alloc.h"
 
 struct fixture {
@@ -839,6 +840,9 @@ static void test_many(void **state)
 
 int main(void)
 {
+    /* Its socket stays open for the process's life: open it before the
+     * tests count descriptors. */
+    flow__reaper_prepare();
     /* Before the first spawn: the runner's environment is copied once. */
     setenv("FLOW_TEST_VAR", "from-runner", 1);
     setenv("FLOW_TEST_OTHER", "kept", 1);

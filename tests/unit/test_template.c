@@ -377,7 +377,7 @@ static void test_durations(void **state)
     } good[] = {{"250ms", 0.25}, {"30s", 30},  {"5m", 300},     {"2h", 7200},
                 {"1h30m", 5400}, {"1.5s", 1.5}, {"90", 90},     {"0.5", 0.5},
                 {"0", 0},        {"1m30s", 90}, {"2h0m1s", 7201}, {"1s500ms", 1.5},
-                {".5s", 0.5}};
+                {".5s", 0.5},    {"1d", 86400}, {"7d", 604800}, {"1d12h", 129600}};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         double d = -1;
         if (!flow__parse_duration(good[i].text, &d))
@@ -385,7 +385,7 @@ static void test_durations(void **state)
         if (d < good[i].seconds - 1e-9 || d > good[i].seconds + 1e-9)
             fail_msg("'%s' gave %g", good[i].text, d);
     }
-    const char *bad[] = {"",     "-5",  "-1s", "5 minutes", "5 m", "5x", "m",     "1d",
+    const char *bad[] = {"",     "-5",  "-1s", "5 minutes", "5 m", "5x", "m",     "1h1d",
                          "30s ", " 30s", "5m5m", "30s5m",   "1e3", "inf", "nan",  "5mm",
                          "1.2.3s", ".",  "5m30", "0x10"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

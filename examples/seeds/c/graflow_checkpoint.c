@@ -6,9 +6,12 @@
  * is a directive, taken when the attempt succeeds (several requests in one
  * attempt make one checkpoint) and dropped if it fails.
  *
- * Today the checkpoint is a record in the run's journal, which lives in
- * memory; making it durable, listing it (`flow checkpoints RUN`) and
- * resuming from it (`flow resume RUN --from-checkpoint ID`) is issue #4.
+ * The checkpoint is a record in the run's journal. This example runs
+ * without a store, so the journal lives in memory; with one
+ * (flow_run_options.store, or any `flow run`) it is durable, `flow
+ * checkpoints RUN` lists it and `flow resume RUN --from-checkpoint ID`
+ * (flow_run_resume with .from_checkpoint) starts a new run from it: see
+ * examples/c/durable_resume.c.
  *
  *   build/examples/seeds/graflow_checkpoint [BATCHES]   (default 25)
  *
