@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void cli_error(const char *fmt, ...)
 {
@@ -305,7 +306,7 @@ bool cli_flush(FILE *out)
 int cli_one_run(const struct cli_args *a, const char **run_id)
 {
     if (a->npos < 1) {
-        return cli_usage_error(a->cmd, "'%s' needs a RUN id (see 'flow status')", a->cmd);
+        return cli_usage_error(a->cmd, "'%s' needs a RUN id ('flow status' lists them)", a->cmd);
     }
     if (a->npos > 1) {
         return cli_usage_error(a->cmd, "unexpected argument '%s' for '%s'", cli_pos(a, 1),
@@ -318,12 +319,22 @@ int cli_one_run(const struct cli_args *a, const char **run_id)
 const char *cli_short_time(const json_t *t, char *out, size_t size)
 {
     const char *s = json_string_value(t);
+    struct tm tm;
+    time_t when;
 
-    if (!s || strlen(s) < 19) {
+    memset(&tm, 0, sizeof(tm));
+    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6) {
         snprintf(out, size, "-");
         return out;
     }
-    snprintf(out, size, "%.10s %.8s", s, s + 11);
+    /* The store keeps UTC; people read local time, as progress prints it. */
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    when = timegm(&tm);
+    if (!localtime_r(&when, &tm) || strftime(out, size, "%Y-%m-%d %H:%M:%S", &tm) == 0) {
+        snprintf(out, size, "%.10s %.8s", s, s + 11);
+    }
     return out;
 }
 

@@ -106,8 +106,8 @@ int cli_one_file(const struct cli_args *a, const char **file);
 /* The same for a command that takes exactly one RUN id. */
 int cli_one_run(const struct cli_args *a, const char **run_id);
 
-/* An RFC 3339 time string of the store ("2026-12-01T08:00:00.123Z") as
- * "2026-12-01 08:00:00" in `out`; "-" for null. */
+/* An RFC 3339 UTC time of the store ("2026-12-01T08:00:00.123Z") as local
+ * time, "2026-12-01 09:00:00", in `out`; "-" for null. */
 const char *cli_short_time(const json_t *t, char *out, size_t size);
 
 /* Parse a non-negative int option value; prints a usage error and returns false if

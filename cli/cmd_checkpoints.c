@@ -41,16 +41,16 @@ static int checkpoints_main(int argc, char **argv)
     if (rc >= 0) {
         return rc;
     }
-    st = cli_open_store(sa.store_url);
+    st = cli_open_existing_store(sa.store_url, &rc);
     if (!st) {
-        return CLI_EXIT_FAILED;
+        return rc;
     }
     memset(&err, 0, sizeof(err));
     list = flow_store_checkpoints(st, run_id, &err);
     flow_store_close(st);
     if (!list) {
         cli_error("%s", err.message);
-        return CLI_EXIT_FAILED;
+        return cli_store_error_status(err.code);
     }
     if (sa.json) {
         rc = cli_print_json(stdout, list) ? CLI_EXIT_OK : CLI_EXIT_FAILED;

@@ -70,16 +70,26 @@ static int request_main(const char *what, const char *help, int argc, char **arg
     if (rc >= 0) {
         return rc;
     }
-    st = cli_open_store(sa.store_url);
+    st = cli_open_existing_store(sa.store_url, &rc);
     if (!st) {
-        return CLI_EXIT_FAILED;
+        return rc;
     }
     memset(&err, 0, sizeof(err));
     if (flow_store_request(st, run_id, what, reason, &err) != FLOW_OK) {
         cli_error("%s", err.message);
-        rc = CLI_EXIT_FAILED;
+        rc = cli_store_error_status(err.code);
     } else {
-        fprintf(stderr, "%s requested for run %s\n", what, run_id);
+        json_t *run = flow_store_run(st, run_id, NULL);
+        const char *now = json_string_value(json_object_get(run, "status"));
+        bool done = now && strcmp(now, "running") != 0;
+
+        /* A run nobody was running is paused or cancelled at once. */
+        if (done) {
+            fprintf(stderr, "run %s %s (no process was running it)\n", run_id, now);
+        } else {
+            fprintf(stderr, "%s requested for run %s\n", what, run_id);
+        }
+        json_decref(run);
         rc = CLI_EXIT_OK;
     }
     flow_store_close(st);

@@ -56,15 +56,15 @@ static int gc_main(int argc, char **argv)
     if (sa.args.npos > 0) {
         return cli_usage_error("gc", "unexpected argument '%s' for 'gc'", cli_pos(&sa.args, 0));
     }
-    st = cli_open_store(sa.store_url);
+    st = cli_open_existing_store(sa.store_url, &rc);
     if (!st) {
-        return CLI_EXIT_FAILED;
+        return rc;
     }
     memset(&err, 0, sizeof(err));
     rc = CLI_EXIT_OK;
     if (flow_store_gc(st, older, &deleted, &err) != FLOW_OK) {
         cli_error("%s", err.message);
-        rc = CLI_EXIT_FAILED;
+        rc = cli_store_error_status(err.code);
     }
     fprintf(stderr, "deleted %zu run%s\n", deleted, deleted == 1 ? "" : "s");
     flow_store_close(st);

@@ -111,22 +111,22 @@ static int logs_main(int argc, char **argv)
         return rc;
     }
     if (sa.args.npos < 1) {
-        return cli_usage_error("logs", "'logs' needs a RUN id (see 'flow status')");
+        return cli_usage_error("logs", "'logs' needs a RUN id ('flow status' lists them)");
     }
     if (sa.args.npos > 2) {
         return cli_usage_error("logs", "unexpected argument '%s' for 'logs'", cli_pos(&sa.args, 2));
     }
     task = sa.args.npos == 2 ? cli_pos(&sa.args, 1) : NULL;
-    st = cli_open_store(sa.store_url);
+    st = cli_open_existing_store(sa.store_url, &rc);
     if (!st) {
-        return CLI_EXIT_FAILED;
+        return rc;
     }
     memset(&err, 0, sizeof(err));
     recs = flow_store_journal(st, cli_pos(&sa.args, 0), &err);
     flow_store_close(st);
     if (!recs) {
         cli_error("%s", err.message);
-        return CLI_EXIT_FAILED;
+        return cli_store_error_status(err.code);
     }
     if (task) {
         json_t *only = json_array();
@@ -144,7 +144,7 @@ static int logs_main(int argc, char **argv)
         if (json_array_size(recs) == 0) {
             cli_error("run '%s' has no records of task '%s'", cli_pos(&sa.args, 0), task);
             json_decref(recs);
-            return CLI_EXIT_FAILED;
+            return CLI_EXIT_USAGE;
         }
     }
     if (sa.json) {

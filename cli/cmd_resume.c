@@ -127,30 +127,44 @@ static int parse_args(struct resume_args *ra, int argc, char **argv)
     return cli_one_run(&a, &ra->run_id);
 }
 
-/* The workflow file run `id` was started from, or NULL after saying why. */
-static char *run_source(flow_store *st, const char *id)
+/* How run `id` stands in the store: NULL after saying why (*status set). */
+static json_t *stored_run(flow_store *st, const char *id, int *status)
 {
     flow_error err;
     json_t *run;
-    const char *source;
-    char *out = NULL;
 
     memset(&err, 0, sizeof(err));
     run = flow_store_run(st, id, &err);
     if (!run) {
         cli_error("%s", err.message);
-        return NULL;
+        *status = cli_store_error_status(err.code);
     }
-    source = json_string_value(json_object_get(run, "source"));
-    if (!source) {
-        cli_error("run '%s' was not started from a workflow file; resume it from the program "
-                  "that started it (flow_run_resume)",
-                  id);
-    } else {
-        out = cli_strdup(source);
+    return run;
+}
+
+/* A run that has ended is not run again, and needs no workflow file: say
+ * so, print its result, and exit as it ended. */
+static int ended_run(const json_t *run, bool quiet)
+{
+    const char *id = json_string_value(json_object_get(run, "id"));
+    const char *status = json_string_value(json_object_get(run, "status"));
+    const char *error = json_string_value(json_object_get(run, "error"));
+    flow_run_status s = FLOW_RUN_FAILED;
+    int k;
+
+    for (k = FLOW_RUN_COMPLETED; k <= FLOW_RUN_CANCELLED; k++) {
+        if (strcmp(status, flow_run_status_name((flow_run_status)k)) == 0) {
+            s = (flow_run_status)k;
+        }
     }
-    json_decref(run);
-    return out;
+    if (!quiet || s != FLOW_RUN_COMPLETED) {
+        fprintf(stderr, "run %s had already ended (%s)%s%s; nothing was run\n", id, status,
+                error ? ": " : "", error ? error : "");
+    }
+    if (s == FLOW_RUN_COMPLETED && !cli_print_json(stdout, json_object_get(run, "result"))) {
+        return CLI_EXIT_FAILED;
+    }
+    return cli_run_exit_status(s, error);
 }
 
 static int resume_main(int argc, char **argv)
@@ -161,6 +175,8 @@ static int resume_main(int argc, char **argv)
     flow_store *st;
     flow_run *run;
     flow *f = NULL;
+    json_t *stored;
+    const char *status;
     char *source;
     double t0;
     int rc;
@@ -170,9 +186,9 @@ static int resume_main(int argc, char **argv)
     if (rc >= 0) {
         return rc;
     }
-    st = cli_open_store(ra.s.store_url);
+    st = cli_open_existing_store(ra.s.store_url, &rc);
     if (!st) {
-        return CLI_EXIT_FAILED;
+        return rc;
     }
     if (!flow_store_is_durable(st)) {
         cli_error("store '%s' keeps nothing between processes: there is no run to resume",
@@ -180,11 +196,27 @@ static int resume_main(int argc, char **argv)
         flow_store_close(st);
         return CLI_EXIT_USAGE;
     }
-    source = run_source(st, ra.run_id);
+    stored = stored_run(st, ra.run_id, &rc);
     flow_store_close(st);
-    if (!source) {
+    if (!stored) {
+        return rc;
+    }
+    status = json_string_value(json_object_get(stored, "status"));
+    if (!ra.from && (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
+                     strcmp(status, "cancelled") == 0)) {
+        rc = ended_run(stored, ra.s.quiet);
+        json_decref(stored);
+        return rc;
+    }
+    if (!json_string_value(json_object_get(stored, "source"))) {
+        cli_error("run '%s' was not started from a workflow file; resume it from the program "
+                  "that started it (flow_run_resume)",
+                  ra.run_id);
+        json_decref(stored);
         return CLI_EXIT_USAGE;
     }
+    source = cli_strdup(json_string_value(json_object_get(stored, "source")));
+    json_decref(stored);
     f = cli_load_flow(source, ra.s.quiet);
     if (!f) {
         cli_error("cannot load '%s', the workflow file of run '%s'", source, ra.run_id);
@@ -212,14 +244,6 @@ static int resume_main(int argc, char **argv)
         cli_signals_restore();
         cli_error("%s", err.message[0] ? err.message : flow_strerror(err.code));
         rc = err.code == FLOW_EBUSY ? CLI_EXIT_FAILED : cli_start_error_status(err.code);
-    } else if (flow_run_get_status(run) >= FLOW_RUN_COMPLETED) {
-        /* It had ended: nothing ran; say so, then how it ended. */
-        if (!ra.s.quiet) {
-            fprintf(stderr, "run %s had already ended (%s); nothing was run\n", flow_run_id(run),
-                    flow_run_status_name(flow_run_get_status(run)));
-        }
-        ra.s.quiet = true;
-        rc = cli_follow(&ra.s, run, t0);
     } else {
         rc = cli_follow(&ra.s, run, t0);
     }

@@ -390,6 +390,21 @@ static int run_flow(const struct run_args *ra, flow *f, json_t *inputs)
     int rc;
 
     if (ra->detach) {
+        /* The store is checked here, where errors can still be seen. */
+        flow_err code;
+        flow_store *st = cli_open_store_code(ra->store, &code);
+
+        if (!st) {
+            return code == FLOW_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
+        }
+        if (!flow_store_is_durable(st)) {
+            cli_error("--detach needs a store other processes can see: '%s' keeps the run in "
+                      "the detached process only",
+                      flow_store_url(st));
+            flow_store_close(st);
+            return CLI_EXIT_USAGE;
+        }
+        flow_store_close(st);
         rc = detach(&report_fd);
         if (rc >= 0) {
             return rc;

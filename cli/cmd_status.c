@@ -64,7 +64,7 @@ static int list_runs(flow_store *st, bool as_json)
     runs = flow_store_runs(st, &err);
     if (!runs) {
         cli_error("%s", err.message);
-        return CLI_EXIT_FAILED;
+        return cli_store_error_status(err.code);
     }
     if (as_json) {
         bool ok = cli_print_json(stdout, runs);
@@ -108,7 +108,7 @@ static int show_run(flow_store *st, const char *id, bool as_json)
     run = flow_store_run(st, id, &err);
     if (!run) {
         cli_error("%s", err.message);
-        return CLI_EXIT_FAILED;
+        return cli_store_error_status(err.code);
     }
     if (as_json) {
         ok = cli_print_json(stdout, run);
@@ -162,11 +162,35 @@ static int status_main(int argc, char **argv)
         return cli_usage_error("status", "unexpected argument '%s' for 'status'",
                                cli_pos(&sa.args, 1));
     }
-    st = cli_open_store(sa.store_url);
-    if (!st) {
-        return CLI_EXIT_FAILED;
+    if (sa.args.npos == 0) {
+        /* No store yet is no runs yet (and it is not created for that). */
+        flow_error err;
+
+        memset(&err, 0, sizeof(err));
+        st = flow_store_open_flags(sa.store_url, FLOW_STORE_NOCREATE, &err);
+        if (!st && err.code == FLOW_ENOTFOUND) {
+            if (sa.json) {
+                json_t *none = json_array();
+                bool ok = cli_print_json(stdout, none);
+
+                json_decref(none);
+                return ok ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+            }
+            printf("no runs (there is no store at %s yet)\n",
+                   sa.store_url ? sa.store_url : flow_store_default_url());
+            return CLI_EXIT_OK;
+        }
+        if (st) {
+            rc = list_runs(st, sa.json);
+            flow_store_close(st);
+            return rc;
+        }
     }
-    rc = sa.args.npos == 1 ? show_run(st, cli_pos(&sa.args, 0), sa.json) : list_runs(st, sa.json);
+    st = cli_open_existing_store(sa.store_url, &rc);
+    if (!st) {
+        return rc;
+    }
+    rc = show_run(st, cli_pos(&sa.args, 0), sa.json);
     flow_store_close(st);
     return rc;
 }

@@ -191,7 +191,7 @@ int cli_run_exit_status(flow_run_status status, const char *error)
 }
 
 /* The summary line on stderr. */
-static void print_summary(flow_run *run, int rc, double elapsed, bool quiet)
+static void print_summary(flow_run *run, int rc, double elapsed, bool quiet, bool resumable)
 {
     char error[2048];
     size_t count = flow_run_activation_count(run);
@@ -227,7 +227,7 @@ static void print_summary(flow_run *run, int rc, double elapsed, bool quiet)
     case CLI_EXIT_PAUSED:
         fprintf(stderr, "paused after %.2fs: %s\n", elapsed,
                 error[0] ? error : "waiting for a person");
-        if (!quiet) {
+        if (!quiet && resumable) {
             fprintf(stderr, "resume it with: flow resume %s\n", flow_run_id(run));
         }
         break;
@@ -236,7 +236,7 @@ static void print_summary(flow_run *run, int rc, double elapsed, bool quiet)
         break;
     case CLI_EXIT_INTERRUPTED:
         fputs("interrupted\n", stderr);
-        if (!quiet) {
+        if (!quiet && resumable) {
             fprintf(stderr, "resume it with: flow resume %s\n", flow_run_id(run));
         }
         break;
@@ -319,6 +319,30 @@ flow_store *cli_open_store_code(const char *url, flow_err *code)
     return st;
 }
 
+int cli_store_error_status(flow_err code)
+{
+    return code == FLOW_ENOTFOUND || code == FLOW_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
+}
+
+flow_store *cli_open_existing_store(const char *url, int *status)
+{
+    flow_error err;
+    flow_store *st;
+
+    memset(&err, 0, sizeof(err));
+    st = flow_store_open_flags(url, FLOW_STORE_NOCREATE, &err);
+    if (!st) {
+        if (err.code == FLOW_ENOTFOUND && !url) {
+            cli_error("%s: nothing has run here (another store: --store URL or $FLOW_STORE)",
+                      err.message);
+        } else {
+            cli_error("%s", err.message[0] ? err.message : flow_strerror(err.code));
+        }
+        *status = cli_store_error_status(err.code);
+    }
+    return st;
+}
+
 flow_store *cli_open_store(const char *url)
 {
     flow_err code;
@@ -385,7 +409,7 @@ int cli_follow(struct cli_session *s, flow_run *run, double t0)
     if (interrupted && rc == CLI_EXIT_FAILED) {
         rc = CLI_EXIT_INTERRUPTED; /* it was failing when the signal came */
     }
-    print_summary(run, rc, cli_now() - t0, s->quiet);
+    print_summary(run, rc, cli_now() - t0, s->quiet, s->store && flow_store_is_durable(s->store));
     if (!print_output(run, rc, s->json) && rc == CLI_EXIT_OK) {
         rc = CLI_EXIT_FAILED;
     }

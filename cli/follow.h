@@ -31,6 +31,12 @@ void cli_session_close(struct cli_session *s);
 flow_store *cli_open_store(const char *url);
 /* The same, giving the error's code (FLOW_EINVAL: a bad URL). */
 flow_store *cli_open_store_code(const char *url, flow_err *code);
+/* Open a store that must exist already (commands that look at runs never
+ * create one); prints why not and sets *status to the exit status. */
+flow_store *cli_open_existing_store(const char *url, int *status);
+/* The exit status for a failed store call: 2 when what was asked is wrong
+ * (no such run, a bad URL), else 1. */
+int cli_store_error_status(flow_err code);
 
 /* Signals: SIGINT/SIGTERM ask the run to stop (resumable); a third exits. */
 void cli_signals_install(void);

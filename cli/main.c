@@ -36,9 +36,9 @@ static void print_main_help(FILE *out)
           "Commands:\n",
           out);
     for (i = 0; commands[i]; i++) {
-        fprintf(out, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
+        fprintf(out, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
     }
-    fputs("  help       show the help of a command\n"
+    fputs("  help         show the help of a command\n"
           "\n"
           "Options:\n"
           "  -h, --help     show this help\n"

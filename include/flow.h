@@ -485,6 +485,9 @@ typedef struct flow_store flow_store;
  * NULL means flow_store_default_url(). Created if missing (files 0600,
  * directories 0700); a store written by a newer libflow is refused. */
 FLOW_API flow_store *flow_store_open(const char *url, flow_error *err);
+/* Flags for flow_store_open_flags. */
+#define FLOW_STORE_NOCREATE 1u /* a store that does not exist is FLOW_ENOTFOUND */
+FLOW_API flow_store *flow_store_open_flags(const char *url, unsigned flags, flow_error *err);
 /* Close the store after its runs are freed (pending commits are written
  * first). NULL is a no-op. */
 FLOW_API void flow_store_close(flow_store *s);
@@ -508,8 +511,9 @@ FLOW_API json_t *flow_store_journal(flow_store *s, const char *run_id, flow_erro
 /* The run's checkpoints: an array of {id, task, created_at, reason}. */
 FLOW_API json_t *flow_store_checkpoints(flow_store *s, const char *run_id, flow_error *err);
 /* Ask whoever runs `run_id` to "pause" or "cancel" (with `reason`, may be
- * NULL); the runner acts within a fraction of a second. A run that has
- * ended is FLOW_ESTATE. */
+ * NULL); the runner acts within a fraction of a second. A run that no live
+ * process runs (paused, or stopped by a crash) is paused or cancelled in
+ * the store at once. A run that has ended is FLOW_ESTATE. */
 FLOW_API flow_err flow_store_request(flow_store *s, const char *run_id, const char *what,
                                      const char *reason, flow_error *err);
 /* Delete runs that ended more than `older_than` seconds ago; *deleted (may

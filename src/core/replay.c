@@ -19,7 +19,33 @@ struct replay {
     size_t count;
     size_t ended_at;  /* index of the run_ended record, or count */
     flow_error *err;
+    /* Records name tasks by their index in the flow as it was when they were
+     * written (run_created, or a forced resume's resumed record lists the
+     * names); this maps such an index to the flow's own, UINT32_MAX for a
+     * task the flow no longer has. */
+    uint32_t *task_map;
+    size_t task_map_len;
+    json_t *task_names; /* the names that task_map was made from (borrowed) */
 };
+
+/* Map the task names a record lists to the flow's tasks. */
+static flow_err map_tasks(struct replay *rp, json_t *names)
+{
+    if (!json_is_array(names))
+        return FLOW_OK; /* an old run_created without names: indexes as they are */
+    size_t n = json_array_size(names);
+    uint32_t *map = flow__reallocarray(rp->task_map, n ? n : 1, sizeof(*map));
+    if (!map)
+        return flow__error(rp->err, FLOW_ENOMEM, "out of memory resuming run '%s'", rp->r->id);
+    for (size_t i = 0; i < n; i++) {
+        const flow_task *t = flow_find_task(rp->r->flow, json_string_value(json_array_get(names, i)));
+        map[i] = t ? t->index : UINT32_MAX;
+    }
+    rp->task_map = map;
+    rp->task_map_len = n;
+    rp->task_names = names;
+    return FLOW_OK;
+}
 
 static bool counted(const struct act *a)
 {
@@ -56,7 +82,19 @@ static struct act *rec_act(struct replay *rp, size_t i, flow_err *rc)
         return NULL;
     }
     struct act *a = flow__act_at(r, rec->act - 1);
-    if (a->task != rec->task) {
+    uint32_t task = rec->task;
+    if (rp->task_map) {
+        if (task >= rp->task_map_len || rp->task_map[task] == UINT32_MAX) {
+            const char *name = json_string_value(json_array_get(rp->task_names, task));
+            char why[200];
+            snprintf(why, sizeof(why), "its task '%s' is not in the flow any more",
+                     name ? name : "?");
+            *rc = mismatch(rp, i, why);
+            return NULL;
+        }
+        task = rp->task_map[task];
+    }
+    if (a->task != task) {
         *rc = mismatch(rp, i, "it belongs to another task");
         return NULL;
     }
@@ -157,8 +195,10 @@ static flow_err apply(struct replay *rp, size_t i)
             r->checkpoints = (uint32_t)id;
         return FLOW_OK;
     }
+    case JREC_RESUMED:
+        return map_tasks(rp, json_object_get(rec->payload, "tasks"));
     default:
-        return FLOW_OK; /* run_created, label, paused, resumed, log: derived or notes */
+        return FLOW_OK; /* run_created, label, paused, log: derived or notes */
     }
 }
 
@@ -327,9 +367,14 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
                                  ? json_string_value(json_object_get(recs[0].payload, "durability"))
                                  : NULL;
     r->strict = durability && !strcmp(durability, "strict");
+    json_t *every = count && recs[0].type == JREC_RUN_CREATED
+                        ? json_object_get(recs[0].payload, "checkpoint_every")
+                        : NULL;
     if (!ended) {
         flow_run_options o = *opts;
         o.run_id = id;
+        if (o.checkpoint_every <= 0 && json_is_number(every)) /* as the run was started */
+            o.checkpoint_every = json_number_value(every);
         r->replaying = true; /* attach: the run exists, take its lease */
         rc = flow__run_attach_store(r, st, &o, err);
         r->replaying = false;
@@ -338,6 +383,9 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
     }
 
     struct replay rp = {.r = r, .recs = recs, .count = count, .ended_at = ended_at, .err = err};
+    if (count && recs[0].type == JREC_RUN_CREATED &&
+        (rc = map_tasks(&rp, json_object_get(recs[0].payload, "tasks"))) != FLOW_OK)
+        goto out_destroy;
     pthread_mutex_lock(&e->lock);
     flow__engine_tick(e);
     if (!count || recs[0].type != JREC_RUN_CREATED) {
@@ -356,6 +404,7 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
         rc = apply(&rp, i);
     r->replaying = false;
     e->clock = now;
+    flow__free(rp.task_map);
     if (rc != FLOW_OK) {
         r->status = FLOW_RUN_FAILED;
         r->ended = true;
@@ -394,8 +443,14 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
         json_object_set_new(note, "from", json_string(opts->run_id));
         json_object_set_new(note, "checkpoint", json_string(opts->from_checkpoint));
     }
-    if (note && changed)
+    if (note && changed) {
+        /* From here on records use the new flow's task indexes. */
+        json_t *names = json_array();
+        for (size_t i = 0; names && i < f->tasks.count; i++)
+            json_array_append_new(names, json_string(f->tasks.items[i]->name));
         json_object_set_new(note, "forced", json_true());
+        json_object_set_new(note, "tasks", names);
+    }
     struct flow__jrec resumed = {.type = JREC_RESUMED, .time = now, .payload = note};
     flow__journal_append(&r->journal, &resumed);
     if (meta.status != FLOW_RUN_RUNNING)

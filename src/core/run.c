@@ -1528,7 +1528,8 @@ static void end_run(struct flow_run *r)
 static void pause_done(struct flow_run *r)
 {
     const char *why = r->pause_reason ? r->pause_reason : "paused";
-    flow__run_checkpoint(r, NULL, r->interrupting ? "interrupted" : "pause");
+    if (r->journal_moved) /* a task's pause has just taken one */
+        flow__run_checkpoint(r, NULL, r->interrupting ? "interrupted" : "pause");
     journal(r, JREC_PAUSED, NULL, json_pack("{s:s}", "reason", why));
     flow__free(r->error);
     r->error = flow__strdup(why);
@@ -2001,6 +2002,8 @@ void flow__run_begin(struct flow_run *r, const struct flow_task *start)
         json_object_set(created, "state", r->state);
         if (r->strict)
             json_object_set_new(created, "durability", json_string("strict"));
+        if (r->checkpoint_every > 0)
+            json_object_set_new(created, "checkpoint_every", json_real(r->checkpoint_every));
     }
     journal(r, JREC_RUN_CREATED, NULL, created);
     r->next = e->runs;
@@ -2092,7 +2095,7 @@ static void hook_control(void *udata, const char *kind, const char *arg)
     if (!strcmp(kind, "pause"))
         flow__run_pause(r, arg ? arg : "paused from another process", false);
     else if (!strcmp(kind, "cancel"))
-        flow__run_stop(r, FLOW_RUN_CANCELLED, arg && *arg ? arg : "cancelled");
+        flow__run_stop(r, FLOW_RUN_CANCELLED, arg && *arg ? arg : "cancelled from another process");
     pthread_mutex_unlock(&e->lock);
 }
 

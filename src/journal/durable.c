@@ -449,6 +449,11 @@ const char *flow_store_default_url(void)
 
 flow_store *flow_store_open(const char *url, flow_error *err)
 {
+    return flow_store_open_flags(url, 0, err);
+}
+
+flow_store *flow_store_open_flags(const char *url, unsigned flags, flow_error *err)
+{
     if (!url)
         url = flow_store_default_url();
     struct flow_store *s = flow__calloc(1, sizeof(*s));
@@ -456,7 +461,8 @@ flow_store *flow_store_open(const char *url, flow_error *err)
         flow__error(err, FLOW_ENOMEM, "out of memory opening store '%s'", url);
         return NULL;
     }
-    if (flow__store_open(url, &s->backend, err) != FLOW_OK) {
+    unsigned bflags = flags & FLOW_STORE_NOCREATE ? FLOW__STORE_OPEN_NOCREATE : 0;
+    if (flow__store_open_flags(url, bflags, &s->backend, err) != FLOW_OK) {
         flow__free(s);
         return NULL;
     }

@@ -89,6 +89,7 @@ static const char *act_status_name(int s)
 
 struct fold_act {
     uint32_t task;
+    const char *name; /* borrowed from the records */
     int status;
     int attempts;
     double started, ended;
@@ -129,6 +130,11 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
                     status = k;
             result = json_object_get(p, "result");
             error = json_string_value(json_object_get(p, "error"));
+            /* Ended (a cancel written by another process): nothing left runs. */
+            for (size_t k = 0; k < acts.count; k++)
+                if (acts.items[k].status == FLOW_ACT_RUNNING ||
+                    acts.items[k].status == FLOW_ACT_PENDING)
+                    acts.items[k].status = FLOW_ACT_CANCELLED;
             continue;
         }
         if (rec->type == JREC_PAUSED) {
@@ -139,8 +145,11 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
                 if (acts.items[k].status == FLOW_ACT_RUNNING)
                     acts.items[k].status = FLOW_ACT_PENDING;
         }
-        if (rec->type == JREC_RESUMED)
+        if (rec->type == JREC_RESUMED) {
             error = NULL;
+            if (json_is_array(json_object_get(p, "tasks"))) /* a forced resume: new names */
+                names = json_object_get(p, "tasks");
+        }
         if (!rec->act)
             continue;
         while (acts.count < rec->act) {
@@ -151,6 +160,8 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         }
         struct fold_act *a = &acts.items[rec->act - 1];
         a->task = rec->task;
+        if (!a->name)
+            a->name = rec_task(names, rec);
         switch (rec->type) {
         case JREC_ACT_STARTED:
             a->status = FLOW_ACT_RUNNING;
@@ -197,7 +208,7 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
                     tasks);
     for (size_t i = 0; out && i < acts.count; i++) {
         const struct fold_act *a = &acts.items[i];
-        const char *name = json_string_value(json_array_get(names, a->task));
+        const char *name = a->name;
         json_t *jt = json_pack("{s:s,s:I,s:s,s:i,s:o,s:o,s:s?}", "task", name ? name : "?",
                                "activation", (json_int_t)(i + 1), "status",
                                act_status_name(a->status), "attempts", a->attempts, "started_at",
@@ -250,6 +261,10 @@ static json_t *records_json(flow_store *s, const char *run_id, record_json_fn on
     json_t *out = json_array();
     for (size_t i = 0; out && i < count; i++) {
         json_t *j = NULL;
+        json_t *renamed = recs[i].type == JREC_RESUMED ? json_object_get(recs[i].payload, "tasks")
+                                                       : NULL;
+        if (json_is_array(renamed)) /* a forced resume: the flow's tasks from here on */
+            names = renamed;
         if (!one(&recs[i], i, names, &j) || (j && json_array_append_new(out, j))) {
             json_decref(out);
             out = NULL;
@@ -323,7 +338,44 @@ flow_err flow_store_request(flow_store *s, const char *run_id, const char *what,
                            status_name(status));
     if (status == FLOW_RUN_PAUSED && !strcmp(what, "pause"))
         return flow__error(err, FLOW_ESTATE, "run '%s' is already paused", run_id);
-    FLOW__WITH_STORE(s, rc = flow__store_control_put(s->backend, run_id, what, reason, err));
+    /* Nobody runs it? Then we may: take its lease and write the end (or the
+     * pause) ourselves, so that the request does not wait for a resume. */
+    double now = flow__wall_time();
+    char *runner = NULL;
+    pthread_mutex_lock(&s->io);
+    /* A runner of this very process holds the lease under our own name, so
+     * look before taking it. */
+    rc = flow__store_lease_get(s->backend, run_id, now, &runner, err);
+    if (rc == FLOW_OK && runner)
+        rc = FLOW_EBUSY;
+    else if (rc == FLOW_OK)
+        rc = flow__store_lease_acquire(s->backend, run_id, s->holder, now, FLOW__LEASE_TTL, err);
+    flow__free(runner);
+    if (rc == FLOW_OK) {
+        bool cancel = !strcmp(what, "cancel");
+        const char *why = reason && *reason ? reason
+                          : cancel             ? "cancelled from another process"
+                                               : "paused from another process";
+        struct flow__jrec rec = {
+            .type = cancel ? JREC_RUN_ENDED : JREC_PAUSED,
+            .time = now,
+            .payload = cancel ? json_pack("{s:s,s:n,s:s}", "status", "cancelled", "result",
+                                          "error", why)
+                              : json_pack("{s:s}", "reason", why),
+        };
+        rc = rec.payload ? flow__store_append(s->backend, run_id, &rec, 1, 0, err)
+                         : flow__error(err, FLOW_ENOMEM, "out of memory");
+        if (rc == FLOW_OK)
+            rc = flow__store_run_set_status(s->backend, run_id,
+                                            cancel ? FLOW_RUN_CANCELLED : FLOW_RUN_PAUSED,
+                                            cancel ? now : 0, err);
+        json_decref(rec.payload);
+        flow__store_lease_release(s->backend, run_id, s->holder, NULL);
+    } else if (rc == FLOW_EBUSY) { /* a live runner: it takes the request */
+        flow__error_clear(err);
+        rc = flow__store_control_put(s->backend, run_id, what, reason, err);
+    }
+    pthread_mutex_unlock(&s->io);
     return rc;
 }
 

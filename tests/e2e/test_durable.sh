@@ -67,6 +67,12 @@ rc=$?
 check "resuming an ended run changes nothing and exits with its status" test "$rc" = 0
 check "... and says it had ended" grep -q "run k1 had already ended (completed); nothing was run" err
 check "... nothing ran" test "$(runs_of three)" = 1
+mv slow.yaml slow.yaml.away
+"$FLOW" resume k1 >out 2>err
+rc=$?
+mv slow.yaml.away slow.yaml
+check "an ended run needs no workflow file to say how it ended" test "$rc" = 0
+check "... and prints its result" grep -q '"three"' out
 
 # --- a command's own children die with a killed runner too -----------------
 cat >grand.yaml <<'EOF'
@@ -239,11 +245,19 @@ sys.exit(not (ids == {"g1", "gr1"}))' "$FLOW"
 check "gc says how many" grep -q "^deleted [0-9]* runs$" err
 "$FLOW" status nosuch >out 2>err
 rc=$?
-check "an unknown run is a clear error (exit 1)" grep -q "flow: no run 'nosuch' in store '.flow/flow.db'" err
+check "an unknown run is a clear error" grep -q "flow: no run 'nosuch' in store '.flow/flow.db'" err
+check "... exit 2, as for every command" test "$rc" = 2
+"$FLOW" resume nosuch >out 2>err
+rc=$?
+check "resume of an unknown run exits 2 too" test "$rc" = 2
+mkdir -p empty && (cd empty && "$FLOW" status >../out 2>../err)
+rc=$?
+check "status where nothing ran lists no runs" grep -q "^no runs (there is no store at sqlite:.flow/flow.db yet)" out
+check "... and creates no store" test ! -e empty/.flow
 "$FLOW" resume k1 --store memory: >out 2>err
 rc=$?
 check "memory: cannot resume (exit 2)" test "$rc" = 2
-check "... saying why" grep -q "store 'memory:' keeps nothing between processes" err
+check "... saying why" grep -q "no store 'memory:' (a memory store exists only in the process that made it)" err
 
 # --- a store that is not one, or newer --------------------------------------
 echo "not a database, just text" >notastore.db
