@@ -34,6 +34,16 @@ grep -q "retrying fetch_quota" "$T/quick.err" && pass "quickstart observer saw t
     grep -q "input 'name' is missing" "$T/quick2.err" && pass "quickstart reports its failure" ||
     fail "quickstart: no clear failure: $(cat "$T/quick2.err")"
 
+# A durable run from C: paused by a task, resumed, then started again from a checkpoint.
+out=$(cd "$T" && "$EX/durable_resume" 2>"$T/durable.err") || fail "durable_resume exited $?: $(cat "$T/durable.err")"
+echo "$out" | grep -q "ingest ran 1 time(s), review 1, publish 2" &&
+    pass "durable_resume: nothing that completed ran again" ||
+    fail "durable_resume: $out $(cat "$T/durable.err")"
+
+# examples/durable/try.sh: kill -9, status, resume, in a store of its own.
+out=$(FLOW="$FLOW" sh "$FLOW_SOURCE_DIR/examples/durable/try.sh" 2>&1) || fail "try.sh exited $?: $out"
+echo "$out" | grep -q '"sum": 55' && pass "try.sh: the resumed run completes" || fail "try.sh: $out"
+
 # The pipeline of `make run`.
 out=$("$FLOW" run "$FLOW_SOURCE_DIR/examples/pipeline/pipeline.yaml" --input rows=12 --quiet) ||
     fail "pipeline exited $?"

@@ -26,4 +26,30 @@ rc=$?
 [ $rc = 2 ] && grep -q "unknown task 'gret' in 'after' of task 'shout'.*hello.yaml:[0-9]*:[0-9]*" err.txt &&
     pass "tour: the misspelling is reported with its place" || fail "tour: misspelling: rc=$rc $(cat err.txt)"
 
+# "Kill a run, resume it": the README's sequence, with waits instead of sleeps.
+grep -q '^build/flow run examples/durable/batch.yaml --id demo &' "$FLOW_SOURCE_DIR/README.md" &&
+    pass "README has the kill-and-resume tour" || fail "no kill-and-resume tour in README"
+export FLOW_STORE="sqlite:$T/tour/flow.db"
+"$FLOW" run "$FLOW_SOURCE_DIR/examples/durable/batch.yaml" --id demo 2>run.err >/dev/null &
+pid=$!
+for i in $(seq 1 100); do
+    [ "$(grep -c 'completed square (' run.err)" -ge 2 ] && break
+    sleep 0.1
+done
+kill -9 "$pid"
+wait "$pid" 2>/dev/null
+"$FLOW" status demo >status.txt 2>&1
+grep -q "^runner: none" status.txt && pass "tour: status after kill -9 says nobody runs it" ||
+    fail "tour: status: $(cat status.txt)"
+out=$("$FLOW" resume demo 2>resume.err)
+rc=$?
+[ $rc = 0 ] && pass "tour: resume exits 0" || fail "tour: resume exit $rc: $(cat resume.err)"
+expect_json "$out" '{"squares": [1, 4, 9, 16, 25], "sum": 55}' "tour: the result the README states"
+again=$(grep -c 'started   square' resume.err)
+[ "$again" -lt 5 ] && pass "tour: the squares that completed did not run again ($again of 5 started)" ||
+    fail "tour: the resume started all 5 squares"
+"$FLOW" logs demo >logs.txt && grep -q "act_completed square" logs.txt && pass "tour: logs" ||
+    fail "tour: logs: $(head logs.txt)"
+unset FLOW_STORE
+
 finish
