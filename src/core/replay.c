@@ -339,6 +339,16 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
     const char *start_name = NULL;
     if (count && recs[0].type == JREC_RUN_CREATED)
         start_name = json_string_value(json_object_get(recs[0].payload, "start"));
+    json_int_t format = count && recs[0].type == JREC_RUN_CREATED
+                            ? json_integer_value(json_object_get(recs[0].payload, "format"))
+                            : 0;
+    if (format > FLOW__JOURNAL_FORMAT) {
+        flow__error(err, FLOW_EUNSUPPORTED,
+                    "run '%s' was journaled in format %lld; this libflow replays up to %d: "
+                    "upgrade libflow",
+                    id, (long long)format, FLOW__JOURNAL_FORMAT);
+        goto out_recs;
+    }
     const struct flow_task *start = start_name ? flow_find_task(f, start_name) : NULL;
     if (start_name && !start) {
         flow__error(err, FLOW_ESTATE, "run '%s' started at task '%s', which its flow no longer has",

@@ -1991,8 +1991,9 @@ void flow__run_begin(struct flow_run *r, const struct flow_task *start)
     struct flow_engine *e = r->engine;
     struct flow *f = r->flow;
     f->frozen = true;
-    json_t *created = json_pack("{s:s,s:s?,s:O,s:s?}", "flow", f->name, "version", f->version,
-                                "inputs", r->inputs, "start", r->start_task);
+    json_t *created = json_pack("{s:s,s:s?,s:O,s:s?,s:i}", "flow", f->name, "version",
+                                f->version, "inputs", r->inputs, "start", r->start_task,
+                                "format", FLOW__JOURNAL_FORMAT);
     if (created && r->store && !r->replaying) {
         /* What readers of the store need without the flow: task names. */
         json_t *names = json_array();

@@ -88,8 +88,12 @@ wait_for grand.started
 sleep 0.1
 grandchild_alive() { pgrep -f 'sleep 31[.]4159' >/dev/null; }
 no_grandchild() { ! grandchild_alive; }
-no_reaper() { ! pgrep -x flow-reaper >/dev/null; }
+# gone, or a zombie waiting for an init that may never reap it
+reaper_gone() { local st; st=$(awk '{print $3}' "/proc/$reaper/stat" 2>/dev/null); [ -z "$st" ] || [ "$st" = Z ]; }
+no_reaper() { for i in $(seq 1 50); do reaper_gone && return 0; sleep 0.02; done; return 1; }
 check "the command's child runs" grandchild_alive
+reaper=$(pgrep -P "$pid" -x flow-reaper)
+check "the runner has a reaper process" test -n "$reaper"
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null
 for i in $(seq 1 50); do grandchild_alive || break; sleep 0.05; done

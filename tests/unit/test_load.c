@@ -556,7 +556,7 @@ static void test_every_error_is_reported(void **state)
         "'after' cannot be set in 'defaults'",
         "unknown key 'afer' in task 'b' (did you mean 'after'?) (w.yaml:9:5)",
         "'retries' of task 'b' must be a non-negative integer, not a string (w.yaml:10:14)",
-        "bad duration '5 minutes' for 'timeout' of task 'b' (use 250ms, 30s, 5m, 2h or "
+        "bad duration '5 minutes' for 'timeout' of task 'b' (use 250ms, 30s, 5m, 2h, 1d or "
         "seconds) (w.yaml:11:14)",
         "unknown task 'zz' in 'after' of task 'c' (w.yaml:13:16)",
         "unknown task 'aa' in 'optional' of task 'c' (did you mean 'a'?) (w.yaml:14:15)",
@@ -640,7 +640,7 @@ static void test_error_cases(void **state)
                                                     "not a number"},
         {"name: x\ntasks:\n  a: {timeout: -5}\n", "bad duration '-5' for 'timeout' of task 'a'"},
         {"name: x\ntasks:\n  a: {kill_grace: [1]}\n", "'kill_grace' of task 'a' must be a "
-                                                      "duration (use 250ms, 30s, 5m, 2h or "
+                                                      "duration (use 250ms, 30s, 5m, 2h, 1d or "
                                                       "seconds), not a list"},
         {"name: x\ntasks:\n  a: {on_error: explode}\n", "'on_error' of task 'a' must be fail, "
                                                         "continue, ignore or {fallback: TASK}, "

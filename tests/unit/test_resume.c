@@ -396,6 +396,34 @@ static void test_changed_definition_is_refused(void **state)
     flow_free(f);
 }
 
+static void test_newer_journal_is_refused(void **state)
+{
+    (void)state;
+    flow *f = big_flow(NULL);
+    flow_run *r = start_durable(f, "fmt-src");
+    flow_run_wait(r);
+    flow_run_free(r);
+    /* The same journal, cut short, as a newer libflow would have written it. */
+    struct flow__run_meta meta = {0};
+    assert_int_equal(flow__store_run_get(store->backend, "fmt-src", &meta, NULL), FLOW_OK);
+    struct flow__jrec *recs;
+    size_t count;
+    assert_int_equal(flow__store_read_all(store, "fmt-src", &recs, &count, NULL), FLOW_OK);
+    json_object_set_new(recs[0].payload, "format", json_integer(99));
+    snprintf(meta.id, sizeof(meta.id), "fmt-new");
+    meta.status = FLOW_RUN_RUNNING;
+    assert_int_equal(flow__store_run_create(store->backend, &meta, NULL), FLOW_OK);
+    assert_int_equal(flow__store_append(store->backend, "fmt-new", recs, 5, 0, NULL), FLOW_OK);
+    flow__records_free(recs, count);
+    flow__run_meta_cleanup(&meta);
+    flow_error err = {0};
+    flow_run_options o = {.run_id = "fmt-new", .store = store};
+    assert_null(flow_run_resume(engine, f, &o, &err));
+    assert_int_equal(err.code, FLOW_EUNSUPPORTED);
+    assert_non_null(strstr(err.message, "journaled in format 99; this libflow replays up to 1"));
+    flow_free(f);
+}
+
 /* ---- pause, interrupt, leases, control ---------------------------------- */
 
 static atomic_int gate_open;
@@ -635,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_every_crash_point),
         cmocka_unit_test(test_ended_run_is_not_run_again),
         cmocka_unit_test(test_changed_definition_is_refused),
+        cmocka_unit_test(test_newer_journal_is_refused),
         cmocka_unit_test(test_pause_then_resume),
         cmocka_unit_test(test_interrupt_reruns_the_same_attempt),
         cmocka_unit_test(test_second_runner_is_refused),
