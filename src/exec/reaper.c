@@ -1,16 +1,23 @@
 /* reaper.c -- the process that kills a dead runner's command groups (see
- * reaper.h for why). Messages are 8 bytes on a stream socket: an operation
- * (add, del) and a process group id, in the order the runner sent them, so
- * a group is always added before it is removed. */
+ * reaper.h for why).
+ *
+ * The runner and the reaper share one table of process groups, in memory
+ * mapped before the fork: the runner adds and removes entries with plain
+ * stores (no system call, no wake-up: a spawn costs nothing more), and the
+ * reaper looks at the table only after the runner is gone -- it sleeps in
+ * read() on a socket whose other end the runner holds, and end of file means
+ * the runner has died. A dead writer's stores are all visible then, and no
+ * new ones can come. The table is open addressing on the pgid with
+ * tombstones, written only by the runner (under reaper_mu). */
 #include "util/compat.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -19,34 +26,27 @@
 #include "exec/reaper.h"
 #include "util/log.h"
 
-/* Groups the reaper can keep at once; more running commands than that are
- * covered by PR_SET_PDEATHSIG alone. */
-#define REAPER_MAX 16384
-
-enum { OP_ADD = 1, OP_DEL = 2 };
-
-struct reaper_msg {
-    int32_t op;
-    int32_t pgid;
-};
+/* Groups the table can hold at once (a power of two); more running
+ * commands than that are covered by PR_SET_PDEATHSIG alone. */
+#define REAPER_SLOTS 16384
+#define SLOT_FREE 0
+#define SLOT_GONE (-1) /* a tombstone: probing goes on past it */
 
 static pthread_mutex_t reaper_mu = PTHREAD_MUTEX_INITIALIZER;
-static int reaper_fd = -1;  /* [reaper_mu] our end; -1 until started */
-static bool reaper_broken;  /* [reaper_mu] could not start, or it died */
-
-/* The reaper's table lives in its copy of this process's memory. */
-static pid_t groups[REAPER_MAX];
+static volatile pid_t *reaper_slots; /* [reaper_mu] shared with the reaper */
+static int reaper_fd = -1;           /* [reaper_mu] our end of the socket */
+static bool reaper_tried;            /* [reaper_mu] */
 
 static void close_all_but(int keep)
 {
-    long max = sysconf(_SC_OPEN_MAX);
-    if (max < 0 || max > 1 << 20)
-        max = 1 << 20;
 #ifdef SYS_close_range
     if (keep > 0 && syscall(SYS_close_range, 0u, (unsigned)keep - 1, 0u) == 0 &&
         syscall(SYS_close_range, (unsigned)keep + 1, ~0u, 0u) == 0)
         return;
 #endif
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 1 << 20)
+        max = 1 << 20;
     for (int fd = 0; fd < (int)max; fd++)
         if (fd != keep)
             close(fd);
@@ -64,36 +64,14 @@ static __attribute__((noreturn)) void reaper_main(int fd)
     prctl(PR_SET_NAME, "flow-reaper", 0, 0, 0);
     close_all_but(fd);
 
-    size_t count = 0;
-    char buf[4096];
-    size_t have = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + have, sizeof(buf) - have);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break; /* end of file: the runner is gone */
-        have += (size_t)n;
-        size_t used = 0;
-        for (; have - used >= sizeof(struct reaper_msg); used += sizeof(struct reaper_msg)) {
-            struct reaper_msg m;
-            memcpy(&m, buf + used, sizeof(m));
-            if (m.op == OP_ADD && count < REAPER_MAX && m.pgid > 1) {
-                groups[count++] = m.pgid;
-            } else if (m.op == OP_DEL) {
-                for (size_t i = 0; i < count; i++) {
-                    if (groups[i] == m.pgid) {
-                        groups[i] = groups[--count];
-                        break;
-                    }
-                }
-            }
-        }
-        memmove(buf, buf + used, have - used);
-        have -= used;
+    char c;
+    while (read(fd, &c, 1) != 0 && errno == EINTR)
+        ; /* nothing is ever sent: only the end of file matters */
+    for (size_t i = 0; i < REAPER_SLOTS; i++) {
+        pid_t pgid = reaper_slots[i];
+        if (pgid > 1)
+            kill(-pgid, SIGKILL);
     }
-    for (size_t i = 0; i < count; i++)
-        kill(-groups[i], SIGKILL);
     /* Leave by exec rather than exit: nothing of the runner's (atexit
      * handlers, a leak checker watching it) runs in this copy of it. */
     char *const argv[] = {(char *)"true", NULL};
@@ -105,13 +83,22 @@ static __attribute__((noreturn)) void reaper_main(int fd)
 /* [reaper_mu] */
 static bool reaper_start(void)
 {
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    void *mem = mmap(NULL, REAPER_SLOTS * sizeof(pid_t), PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
         return false;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        munmap(mem, REAPER_SLOTS * sizeof(pid_t));
+        return false;
+    }
+    reaper_slots = mem; /* zeroed: every slot free */
     pid_t pid = fork();
     if (pid < 0) {
         close(sv[0]);
         close(sv[1]);
+        munmap(mem, REAPER_SLOTS * sizeof(pid_t));
+        reaper_slots = NULL;
         return false;
     }
     if (pid == 0) {
@@ -123,43 +110,69 @@ static bool reaper_start(void)
     return true;
 }
 
-static void reaper_send(int32_t op, pid_t pgid)
+/* [reaper_mu] Start the reaper once; false if it could not be. */
+static bool reaper_ready(void)
+{
+    if (!reaper_tried) {
+        reaper_tried = true;
+        if (!reaper_start()) {
+            char text[128];
+            flow__log(FLOW_LOG_WARN,
+                      "cannot start the reaper process (%s): commands that start processes "
+                      "of their own may outlive a crash of this one",
+                      strerror_r(errno, text, sizeof(text)));
+        }
+    }
+    return reaper_slots != NULL;
+}
+
+void flow__reaper_add(pid_t pgid)
 {
     pthread_mutex_lock(&reaper_mu);
-    if (reaper_fd < 0 && !reaper_broken && op != OP_DEL && !reaper_start()) {
-        char text[128];
-        reaper_broken = true;
-        flow__log(FLOW_LOG_WARN, "cannot start the reaper process (%s): commands that start "
-                                 "processes of their own may outlive a crash of this one",
-                  strerror_r(errno, text, sizeof(text)));
+    if (pgid > 1 && reaper_ready()) {
+        size_t free_at = REAPER_SLOTS;
+        size_t i = (size_t)pgid & (REAPER_SLOTS - 1);
+        for (size_t n = 0; n < REAPER_SLOTS; n++, i = (i + 1) & (REAPER_SLOTS - 1)) {
+            pid_t v = reaper_slots[i];
+            if (v == pgid) {
+                free_at = REAPER_SLOTS; /* already there */
+                break;
+            }
+            if (v == SLOT_GONE && free_at == REAPER_SLOTS)
+                free_at = i;
+            if (v == SLOT_FREE) {
+                if (free_at == REAPER_SLOTS)
+                    free_at = i;
+                break;
+            }
+        }
+        if (free_at < REAPER_SLOTS)
+            reaper_slots[free_at] = pgid;
     }
-    if (reaper_fd >= 0 && pgid > 0) {
-        struct reaper_msg m = {op, (int32_t)pgid};
-        ssize_t n;
-        while ((n = send(reaper_fd, &m, sizeof(m), MSG_NOSIGNAL)) < 0 && errno == EINTR)
-            ;
-        if (n != (ssize_t)sizeof(m)) {
-            close(reaper_fd);
-            reaper_fd = -1;
-            reaper_broken = true;
-            flow__log(FLOW_LOG_WARN, "the reaper process is gone: commands that start processes "
-                                     "of their own may outlive a crash of this one");
+    pthread_mutex_unlock(&reaper_mu);
+}
+
+void flow__reaper_del(pid_t pgid)
+{
+    pthread_mutex_lock(&reaper_mu);
+    if (pgid > 1 && reaper_slots) {
+        size_t i = (size_t)pgid & (REAPER_SLOTS - 1);
+        for (size_t n = 0; n < REAPER_SLOTS; n++, i = (i + 1) & (REAPER_SLOTS - 1)) {
+            pid_t v = reaper_slots[i];
+            if (v == pgid) {
+                reaper_slots[i] = SLOT_GONE;
+                break;
+            }
+            if (v == SLOT_FREE)
+                break;
         }
     }
     pthread_mutex_unlock(&reaper_mu);
 }
 
-void flow__reaper_add(pid_t pgid)
-{
-    reaper_send(OP_ADD, pgid);
-}
-
-void flow__reaper_del(pid_t pgid)
-{
-    reaper_send(OP_DEL, pgid);
-}
-
 void flow__reaper_prepare(void)
 {
-    reaper_send(OP_ADD, 0); /* starts it; group 0 is not sent */
+    pthread_mutex_lock(&reaper_mu);
+    reaper_ready();
+    pthread_mutex_unlock(&reaper_mu);
 }

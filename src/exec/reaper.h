@@ -3,10 +3,10 @@
  * command's first process; what it started (a shell's children) would live
  * on as orphans and race the resumed run. So the first command spawned in a
  * process also forks one small reaper process, which holds the other end of
- * a socket: the runner tells it each command's process group as it starts
- * and as it is reaped; when the socket reaches end of file without a
- * goodbye -- the runner died, even by SIGKILL -- the reaper kills every group
- * still listed, then goes away.
+ * a socket and shares a table with the runner: the runner lists each
+ * command's process group there as it starts and removes it once reaped;
+ * when the socket reaches end of file -- the runner died, even by SIGKILL --
+ * the reaper kills every group still listed, then goes away.
  *
  * The reaper runs only async-signal-safe code (a fork of a threaded
  * process): read, kill, close, execve. It leaves the runner's process group

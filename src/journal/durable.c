@@ -18,6 +18,10 @@
 #include "util/vec.h"
 
 #define TICK_MS 200
+/* After a wake-up for new records, the committer waits this long for more
+ * before it writes: spread-out appends (a run of slow tasks) then cost a
+ * wake-up a millisecond at most, not one a record. Flushes skip it. */
+#define LINGER_NS 1000000L
 
 struct djournal {
     struct flow_store *store;
@@ -154,8 +158,17 @@ static void *committer_main(void *arg)
     struct flow_store *s = arg;
     int64_t next_tick = flow__now_ns() + TICK_MS * 1000000LL;
     unsigned pass = 0;
+    bool woken = false;
     pthread_mutex_lock(&s->mu);
     for (;;) {
+        if (woken && !s->flush_now && !s->shutdown) {
+            struct timespec linger = {0, LINGER_NS};
+            pthread_mutex_unlock(&s->mu);
+            nanosleep(&linger, NULL);
+            pthread_mutex_lock(&s->mu);
+        }
+        woken = false;
+        s->flush_now = false;
         pass++;
         bool wrote = false;
         for (;;) {
@@ -194,7 +207,7 @@ static void *committer_main(void *arg)
             ts.tv_nsec -= 1000000000L;
         }
         s->committer_idle = true;
-        pthread_cond_timedwait(&s->work, &s->mu, &ts);
+        woken = pthread_cond_timedwait(&s->work, &s->mu, &ts) == 0;
         s->committer_idle = false;
     }
     pthread_mutex_unlock(&s->mu);
@@ -224,7 +237,8 @@ static flow_err dj_append(void *priv, struct flow__jrec *rec)
         FLOW__VEC_PUSH(&j->queue, *rec, rc);
         if (rc == FLOW_OK) {
             j->appended++;
-            kick(s);
+            if (j->queue.count == 1) /* else it was kicked for the first one */
+                kick(s);
         }
     }
     pthread_mutex_unlock(&s->mu);
@@ -237,6 +251,7 @@ static flow_err dj_commit(void *priv)
 {
     struct djournal *j = priv;
     pthread_mutex_lock(&j->store->mu);
+    j->store->flush_now = true;
     kick(j->store);
     pthread_mutex_unlock(&j->store->mu);
     return FLOW_OK;
@@ -259,6 +274,7 @@ static const struct flow__jrec *dj_get(void *priv, size_t i)
 static void drain(struct flow_store *s, struct djournal *j)
 {
     while ((j->queue.count || j->writing) && !j->failure.code) {
+        s->flush_now = true;
         kick(s);
         pthread_cond_wait(&s->done, &s->mu);
     }

@@ -31,6 +31,7 @@ struct flow_store {
     pthread_t thread;
     bool thread_started;     /* [mu] */
     bool committer_idle;     /* [mu] waiting on `work` */
+    bool flush_now;          /* [mu] someone waits: write without lingering */
     bool shutdown;           /* [mu] */
     struct djournal *journals; /* [mu] open durable journals */
     char holder[128];        /* this process as a lease holder */
