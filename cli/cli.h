@@ -53,6 +53,7 @@ extern const struct cli_command cli_cmd_checkpoints;
 extern const struct cli_command cli_cmd_pause;
 extern const struct cli_command cli_cmd_cancel;
 extern const struct cli_command cli_cmd_gc;
+extern const struct cli_command cli_cmd_feedback;
 
 /* Print "flow: <message>" as one line on stderr. */
 void cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);

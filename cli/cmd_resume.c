@@ -57,6 +57,8 @@ static const char help[] =
     "                      RUN.from-ID)\n"
     "      --force         resume even though the workflow file changed since the\n"
     "                      run started\n"
+    "      --wait          when only people's answers can let the run go on, keep\n"
+    "                      waiting for them instead of pausing (exit 3)\n"
     "  -j, --jobs N        tasks running at once (default 0: one per core)\n"
     "      --json          print the whole run as JSON on stdout\n"
     "  -q, --quiet         nothing on stderr but errors\n"
@@ -73,6 +75,7 @@ struct resume_args {
     const char *from;
     const char *new_id;
     bool force;
+    bool wait;
     struct cli_session s;
 };
 
@@ -113,6 +116,9 @@ static int parse_args(struct resume_args *ra, int argc, char **argv)
             break;
         case OPT_STORE:
             ra->s.store_url = a.value;
+            break;
+        case OPT_WAIT:
+            ra->wait = true;
             break;
         default:
             break;
@@ -235,6 +241,7 @@ static int resume_main(int argc, char **argv)
     ropts.force = ra.force;
     ropts.from_checkpoint = ra.from;
     ropts.new_run_id = ra.new_id;
+    ropts.wait = ra.wait;
     ropts.on_event = ra.s.prog ? progress_on_event : NULL;
     ropts.event_udata = ra.s.prog;
     cli_signals_install();

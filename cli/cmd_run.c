@@ -83,7 +83,8 @@ static const char help[] =
     "      --checkpoint-every DURATION\n"
     "                      take a checkpoint this often (5m, 30s; the file's\n"
     "                      'checkpoint_every')\n"
-    "      --wait          wait for people instead of exiting 3 (no effect yet)\n"
+    "      --wait          when only people's answers (flow feedback) can let the run\n"
+    "                      go on, keep waiting for them instead of pausing (exit 3)\n"
     "  -h, --help          show this help\n"
     "\n"
     "Progress: on a terminal, one line redrawn in place with the tasks done, running\n"
@@ -116,6 +117,7 @@ struct run_args {
     bool quiet;
     bool verbose;
     bool detach;
+    bool wait;
     const char *store;
     flow_durability durability;
     double checkpoint_every;
@@ -197,6 +199,7 @@ static int parse_args(struct run_args *ra, int argc, char **argv)
             }
             break;
         case OPT_WAIT:
+            ra->wait = true;
             break;
         default:
             break;
@@ -432,6 +435,7 @@ static int run_flow(const struct run_args *ra, flow *f, json_t *inputs)
     ropts.source = realpath(ra->file, source) ? source : ra->file;
     ropts.durability = ra->durability;
     ropts.checkpoint_every = ra->checkpoint_every;
+    ropts.wait = ra->wait;
     cli_signals_install();
     t0 = cli_now();
     run = flow_run_start(s.engine, f, &ropts, &err);

@@ -191,7 +191,30 @@ int cli_run_exit_status(flow_run_status status, const char *error)
 }
 
 /* The summary line on stderr. */
-static void print_summary(flow_run *run, int rc, double elapsed, bool quiet, bool resumable)
+/* A run paused for people: how to answer each of its open requests. */
+static void print_answer_hints(flow_store *store, flow_run *run)
+{
+    json_t *reqs = store ? flow_store_feedback(store, flow_run_id(run), NULL) : NULL;
+    json_t *q;
+    size_t i;
+
+    json_array_foreach(reqs, i, q)
+    {
+        const char *type = json_string_value(json_object_get(q, "type"));
+
+        fprintf(stderr, "  %s: %s\n  answer with: flow feedback %s %s %s\n",
+                json_string_value(json_object_get(q, "request")),
+                json_string_value(json_object_get(q, "message")), flow_run_id(run),
+                json_string_value(json_object_get(q, "request")),
+                !strcmp(type, "approval") ? "--approve | --reject"
+                : !strcmp(type, "text")   ? "--text TEXT"
+                                          : "--select OPTION");
+    }
+    json_decref(reqs);
+}
+
+static void print_summary(flow_run *run, int rc, double elapsed, bool quiet, bool resumable,
+                          flow_store *store)
 {
     char error[2048];
     size_t count = flow_run_activation_count(run);
@@ -228,6 +251,7 @@ static void print_summary(flow_run *run, int rc, double elapsed, bool quiet, boo
         fprintf(stderr, "paused after %.2fs: %s\n", elapsed,
                 error[0] ? error : "waiting for a person");
         if (!quiet && resumable) {
+            print_answer_hints(store, run);
             fprintf(stderr, "resume it with: flow resume %s\n", flow_run_id(run));
         }
         break;
@@ -409,7 +433,8 @@ int cli_follow(struct cli_session *s, flow_run *run, double t0)
     if (interrupted && rc == CLI_EXIT_FAILED) {
         rc = CLI_EXIT_INTERRUPTED; /* it was failing when the signal came */
     }
-    print_summary(run, rc, cli_now() - t0, s->quiet, s->store && flow_store_is_durable(s->store));
+    print_summary(run, rc, cli_now() - t0, s->quiet, s->store && flow_store_is_durable(s->store),
+                  s->store);
     if (!print_output(run, rc, s->json) && rc == CLI_EXIT_OK) {
         rc = CLI_EXIT_FAILED;
     }

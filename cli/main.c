@@ -15,6 +15,7 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_pause,
     &cli_cmd_cancel,
     &cli_cmd_gc,
+    &cli_cmd_feedback,
     &cli_cmd_ctl,
     NULL,
 };
@@ -22,7 +23,7 @@ static const struct cli_command *const commands[] = {
 /* Commands of SPEC section 5 that later versions add: named, so that a user gets
  * "not available yet" rather than "unknown command". */
 static const char *const later_commands[] = {
-    "feedback", "worker", "serve", NULL,
+    "worker", "serve", NULL,
 };
 
 static void print_main_help(FILE *out)

@@ -73,7 +73,8 @@ FLOW_API const char *flow_version(void);
     X(TEMPLATE, "template error")                                              \
     X(UNSUPPORTED, "not supported")                                            \
     X(SYSTEM, "system call failed")                                            \
-    X(BUSY, "in use by another process")
+    X(BUSY, "in use by another process")                                      \
+    X(WAITING, "waiting for an answer")
 
 typedef enum flow_err {
 #define FLOW__ERR_ENUM(name, msg) FLOW_E##name,
@@ -302,6 +303,31 @@ FLOW_API flow_err flow_task_set_output_limit(flow_task *t, size_t bytes);
 /* State key that receives the task's output when it completes. Copied. */
 FLOW_API flow_err flow_task_set_save(flow_task *t, const char *state_key);
 
+/* --- human feedback (SPEC section 6) ------------------------------------- */
+
+typedef enum flow_feedback_type {
+    FLOW_FEEDBACK_APPROVAL = 0, /* answer {"approved": bool} */
+    FLOW_FEEDBACK_TEXT,         /* answer {"text": S} */
+    FLOW_FEEDBACK_SELECTION     /* answer {"selected": S}, one of `options` */
+} flow_feedback_type;
+
+/* A request for a person. Everything is copied. */
+typedef struct flow_feedback {
+    flow_feedback_type type;
+    const char *message;          /* what the person reads */
+    const char *const *options;   /* selection: the choices */
+    size_t option_count;
+    double timeout;               /* seconds; 0: wait for ever */
+    json_t *default_answer;       /* taken when the timeout runs out (true/false, a text,
+                                   * an option); NULL: the timeout fails the task */
+    const char *channel_key;      /* state key that also receives the answer */
+    const char *id;               /* the request's id; NULL: "TASK-ACTIVATION" */
+} flow_feedback;
+
+/* Make `t` a feedback task: it asks `req` (its message a template, e.g.
+ * "Publish {{ tasks.draft.output.title }}?") and its output is the answer. */
+FLOW_API flow_err flow_task_set_feedback(flow_task *t, const flow_feedback *req, flow_error *err);
+
 /* --- fan-out, events, nested flows -------------------------------------- */
 
 /* Fan the task out over a list known only at run time: `tmpl` (copied) must
@@ -521,6 +547,19 @@ FLOW_API flow_err flow_store_request(flow_store *s, const char *run_id, const ch
 FLOW_API flow_err flow_store_gc(flow_store *s, double older_than, size_t *deleted,
                                 flow_error *err);
 
+/* Open feedback requests: of run `run_id`, or of every run in the store
+ * (NULL): a new array of {run, request, task, activation, type, message,
+ * options, created_at, deadline}. */
+FLOW_API json_t *flow_store_feedback(flow_store *s, const char *run_id, flow_error *err);
+/* Answer request `request` of run `run_id`: `answer` is true/false
+ * (approval), a string (text), or one of the options (selection); `by`
+ * names who answers (may be NULL). The answer is journaled: a live runner
+ * goes on with it, or `flow_run_resume` does. A request that does not
+ * exist or is answered already, or an answer of the wrong kind, is an
+ * error and changes nothing. */
+FLOW_API flow_err flow_store_answer(flow_store *s, const char *run_id, const char *request,
+                                   json_t *answer, const char *by, flow_error *err);
+
 typedef enum flow_durability {
     FLOW_DURABILITY_STORE = 0, /* what the store URL says (normal unless ?durability=strict) */
     FLOW_DURABILITY_NORMAL,    /* survives any crash of the process */
@@ -543,6 +582,8 @@ typedef struct flow_run_options {
     const char *from_checkpoint; /* resume: start a new run (id `new_run_id`,
                               * or a new one) from this checkpoint of run_id */
     const char *new_run_id;
+    bool wait;               /* when only people can let the run go on, keep
+                              * waiting for their answers instead of pausing */
 } flow_run_options;
 
 /* Start a run of `f` on `e` and return at once; `opts` may be NULL. The flow
@@ -675,6 +716,16 @@ FLOW_API flow_err flow_ctx_checkpoint(flow_ctx *ctx);
  * checkpoint)): a checkpoint is taken, nothing new starts, and the run is
  * `paused` once running tasks finish; flow_run_resume continues it. */
 FLOW_API flow_err flow_ctx_pause(flow_ctx *ctx, const char *reason);
+/* Ask a person (SPEC section 6). Answered already (this request id, in this
+ * run): FLOW_OK and *answer a new reference to {approved|text|selected, by,
+ * at}. Else the request is opened (journaled; the run shows it to people)
+ * and the call returns FLOW_EWAITING: return from the task at once (the
+ * return value does not matter); the task runs again, as the same attempt,
+ * once the answer is in, and the same call then returns it. What the task
+ * did before the call is therefore done again: ask first. A durable run
+ * waits days; a run that has nothing else to do pauses meanwhile. */
+FLOW_API flow_err flow_ctx_request_feedback(flow_ctx *ctx, const flow_feedback *req,
+                                            json_t **answer);
 /* Emit an event (or label) with a payload (NULL: null). Unlike directives it
  * goes out at once, so a long task streams events to its connections while
  * it runs; each emission is one activation of each subscriber. */

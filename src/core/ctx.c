@@ -35,8 +35,10 @@ void flow__ctx_release(struct flow_engine *e, struct flow_ctx *ctx)
     json_decref(ctx->directives);
     ctx->directives = NULL;
     flow__free(ctx->error);
+    flow__free(ctx->waiting);
     ctx->output = ctx->writes = NULL;
     ctx->error = NULL;
+    ctx->waiting = NULL;
     ctx->next_free = e->free_ctx;
     e->free_ctx = ctx;
 }

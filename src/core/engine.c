@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "util/alloc.h"
@@ -646,6 +647,8 @@ static void run_loop_queue(struct flow_engine *e)
             ctx->rc = t->fn(ctx);
             pthread_mutex_lock(&e->lock);
             flow__engine_tick(e);
+        } else if (t->kind == TASK_FEEDBACK) {
+            flow__feedback_task(r, a, ctx);
         } else {
             /* A no-op passes its input on. */
             json_t *in = flow__run_act_input(r, a);
@@ -673,6 +676,10 @@ static int fire_timers(struct flow_engine *e)
         }
         if (t.kind == TIMER_CHECKPOINT) {
             flow__run_checkpoint_tick(t.run);
+            continue;
+        }
+        if (t.kind == TIMER_FEEDBACK) {
+            flow__feedback_timer(t.run, t.act);
             continue;
         }
         struct act *a = t.act;
@@ -714,6 +721,28 @@ static void deliver_events(struct flow_engine *e)
     }
 }
 
+/* [L] Reap the feedback notification commands that have exited; a failure
+ * is worth a line in the log, not a failed run. While any is left, the loop
+ * looks again at least every 100 ms. */
+static void reap_notifiers(struct flow_engine *e)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < e->notifiers.count; i++) {
+        int status;
+        pid_t pid = e->notifiers.items[i];
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == 0) {
+            e->notifiers.items[kept++] = pid;
+            continue;
+        }
+        if (got == pid && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+            flow__log(FLOW_LOG_WARN, "a feedback notification command (pid %ld) %s %d",
+                      (long)pid, WIFEXITED(status) ? "exited with status" : "was killed by signal",
+                      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    }
+    e->notifiers.count = kept;
+}
+
 /* [L] Runs interrupted by a signal handler. */
 static void check_interrupts(struct flow_engine *e)
 {
@@ -731,12 +760,15 @@ static void *loop_main(void *arg)
     flow__engine_tick(e);
     for (;;) {
         check_interrupts(e);
+        reap_notifiers(e);
         int timeout = fire_timers(e);
         run_loop_queue(e);
         spawn_commands(e);
         deliver_events(e);
         if (e->shutdown && !e->cmds.count)
             break;
+        if (e->notifiers.count && (timeout < 0 || timeout > 100))
+            timeout = 100; /* a notification command to reap */
         /* Work queued by what we just did is handled before sleeping. */
         if (e->loop_q.count || e->obs_runs.count ||
             (e->spawn_q.count && e->running < e->jobs && e->cmds.count < MAX_POLL / 4))
@@ -874,6 +906,9 @@ static void engine_destroy(struct flow_engine *e)
     FLOW__VEC_FREE(&e->timers);
     FLOW__VEC_FREE(&e->cmds);
     FLOW__VEC_FREE(&e->obs_runs);
+    for (size_t i = 0; i < e->notifiers.count; i++)
+        waitpid(e->notifiers.items[i], NULL, 0);
+    FLOW__VEC_FREE(&e->notifiers);
     while (e->free_ctx) {
         struct flow_ctx *c = e->free_ctx;
         e->free_ctx = c->next_free;

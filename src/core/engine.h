@@ -29,6 +29,21 @@ enum act_flag {
     ACT_WAITING = 2,     /* waiting for a retry timer */
     ACT_IS_FALLBACK = 4, /* stands for a failed activation (stands_for) */
     ACT_INPUT_READY = 8, /* input built (and its template rendered) */
+    ACT_PARKED = 16,     /* waiting for the answer to a feedback request */
+};
+
+/* A feedback request of a run (docs/internals/feedback.md). */
+struct fb_request {
+    char *id;
+    struct act *act;           /* the activation that asked */
+    flow_feedback_type type;
+    char *message;
+    json_t *options;           /* array, or NULL */
+    double created;            /* epoch seconds */
+    double deadline;           /* epoch seconds, 0: none */
+    json_t *default_answer;    /* or NULL */
+    char *channel_key;         /* or NULL */
+    json_t *answer;            /* NULL while open */
 };
 
 /* A `parallel` group with a `then` task (docs/internals/core.md, Groups). */
@@ -177,6 +192,9 @@ struct flow_run {
     bool journal_failed;            /* [L] the store could not be written */
     bool journal_moved;             /* [L] records since the last checkpoint */
     bool strict;                    /* every batch synced (resumes keep it) */
+    FLOW__VEC(struct fb_request) requests; /* [L] feedback requests, in order */
+    uint32_t parked;                /* [L] activations waiting for an answer */
+    bool wait_for_people;           /* [L] flow_run_options.wait: do not pause for them */
 };
 
 struct pending_sig {
@@ -202,6 +220,8 @@ struct flow_ctx {
     bool counted;           /* [L] holds one of the engine's `jobs` slots */
     bool no_body;           /* the attempt failed before its body could run */
     json_t *directives;     /* flow_ctx_next_task & co., or NULL */
+    char *waiting;          /* flow_ctx_request_feedback opened this request: the
+                             * attempt ends waiting for it */
     struct flow_ctx *next_free;
 };
 
@@ -218,7 +238,14 @@ struct readyq {
     size_t count;
 };
 
-enum timer_kind { TIMER_RETRY = 1, TIMER_TIMEOUT, TIMER_GRACE, TIMER_RUN, TIMER_CHECKPOINT };
+enum timer_kind {
+    TIMER_RETRY = 1,
+    TIMER_TIMEOUT,
+    TIMER_GRACE,
+    TIMER_RUN,
+    TIMER_CHECKPOINT,
+    TIMER_FEEDBACK /* act: a parked activation whose request has a deadline */
+};
 
 struct timer {
     int64_t at;          /* monotonic ns */
@@ -264,6 +291,7 @@ struct flow_engine {
     FLOW__VEC(struct timer) timers; /* [L] binary min-heap on `at` */
     FLOW__VEC(struct cmd_slot *) cmds; /* [L] running commands */
     FLOW__VEC(struct flow_run *) obs_runs; /* [L] runs with events to deliver */
+    FLOW__VEC(pid_t) notifiers;     /* [L] feedback notification commands to reap */
     struct flow_run *runs;          /* [L] live runs */
     struct flow_ctx *free_ctx;      /* [L] recycled contexts */
     int64_t body_ns_avg;            /* [L] moving average of C task bodies */
@@ -374,6 +402,37 @@ void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, c
                       double delay);
 /* Deliver the queued events (loop thread, without the lock). */
 void flow__run_deliver(struct flow_run *r, struct obs_event *events, size_t count);
+
+/* ---- feedback.c --------------------------------------------------------- */
+
+/* [L] Ask request `spec` (id, type, message...) for activation `a`:
+ * FLOW_OK with *answer (borrowed) when answered, FLOW_EWAITING after
+ * opening it, else an error in `err`. */
+flow_err flow__feedback_ask(struct flow_run *r, struct act *a, const flow_feedback *spec,
+                            json_t **answer, flow_error *err);
+/* [L] The body of a feedback task (loop thread): sets ctx's output, or
+ * ctx->waiting, or ctx->error. */
+void flow__feedback_task(struct flow_run *r, struct act *a, struct flow_ctx *ctx);
+/* [L] An attempt ended waiting for ctx->waiting: park the activation. */
+void flow__feedback_park(struct flow_run *r, struct act *a, const char *request);
+/* [L] Record the answer to request `id` (already checked) and let its
+ * activation go on; `answer` is borrowed. */
+flow_err flow__feedback_answer(struct flow_run *r, const char *id, json_t *answer,
+                               flow_error *err);
+/* [L] The deadline of `a`'s request passed. */
+void flow__feedback_timer(struct flow_run *r, struct act *a);
+/* [L] Replay of the three feedback records. */
+flow_err flow__feedback_replay(struct flow_run *r, struct act *a, const struct flow__jrec *rec,
+                               flow_error *err);
+/* [L] After replay: answered activations are queued, passed deadlines
+ * answered, timers armed. */
+void flow__feedback_resume(struct flow_run *r);
+/* [L] Would the run only wait for people now? (every unfinished activation
+ * parked, nothing running) */
+bool flow__feedback_only_people(struct flow_run *r);
+/* The ids of the open requests, "a, b" (flow__free), for messages. */
+char *flow__feedback_open_ids(struct flow_run *r);
+void flow__feedback_cleanup(struct flow_run *r);
 
 /* ---- ctx.c -------------------------------------------------------------- */
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/schema.h"
+#include "journal/durable.h"
 #include "def/template.h"
 #include "util/alloc.h"
 #include "util/buf.h"
@@ -80,6 +81,22 @@ void flow_cond_free(flow_cond *c)
     cond_free(c);
 }
 
+static void feedback_spec_free(struct feedback_spec *fs)
+{
+    if (!fs)
+        return;
+    flow__tmpl_free(fs->message);
+    flow__free(fs->message_src);
+    json_decref(fs->options);
+    json_decref(fs->default_answer);
+    flow__free(fs->channel_key);
+    flow__free(fs->id);
+    for (size_t i = 0; fs->notify && i < fs->notify_argc; i++)
+        flow__free(fs->notify[i]);
+    flow__free(fs->notify);
+    flow__free(fs);
+}
+
 static void ext_free(struct task_ext *x)
 {
     if (!x)
@@ -107,6 +124,7 @@ static void ext_free(struct task_ext *x)
     flow_free(x->subflow);
     flow__tmpl_free(x->foreach);
     json_decref(x->foreach_src);
+    feedback_spec_free(x->feedback);
     flow__free(x);
 }
 
@@ -354,6 +372,8 @@ static void clear_body(struct flow_task *t)
 {
     struct task_ext *x = t->ext;
     if (x) {
+        feedback_spec_free(x->feedback);
+        x->feedback = NULL;
         for (size_t i = 0; i < x->argc; i++) {
             flow__tmpl_free(x->argv[i]);
             flow__free(x->argv_src[i]);
@@ -809,6 +829,84 @@ flow_err flow_task_set_subflow(flow_task *t, flow *child)
     flow__ref(child);
     x->subflow = child;
     t->kind = TASK_SUBFLOW;
+    return FLOW_OK;
+}
+
+flow_err flow_task_set_feedback(flow_task *t, const flow_feedback *req, flow_error *err)
+{
+    MUTATE(t->flow);
+    if (!req || (unsigned)req->type > FLOW_FEEDBACK_SELECTION)
+        return flow__error(err, FLOW_EINVAL, "task '%s': unknown feedback type", t->name);
+    if (req->type == FLOW_FEEDBACK_SELECTION && (!req->options || !req->option_count))
+        return flow__error(err, FLOW_EINVAL, "task '%s': a selection needs options", t->name);
+    if (req->timeout < 0)
+        return flow__error(err, FLOW_EINVAL, "task '%s': the timeout must be 0 or more", t->name);
+    struct feedback_spec *fs = flow__calloc(1, sizeof(*fs));
+    if (!fs)
+        return flow__error(err, FLOW_ENOMEM, "out of memory");
+    fs->type = req->type;
+    fs->timeout = req->timeout;
+    fs->message_src = flow__strdup(req->message ? req->message : "");
+    bool ok = fs->message_src != NULL;
+    if (ok && req->option_count) {
+        fs->options = json_array();
+        for (size_t i = 0; fs->options && i < req->option_count; i++)
+            json_array_append_new(fs->options,
+                                  json_string(req->options[i] ? req->options[i] : ""));
+        ok = fs->options && json_array_size(fs->options) == req->option_count;
+    }
+    if (ok && req->default_answer) {
+        json_t *checked = NULL;
+        char *bad = flow__feedback_check(req->type, fs->options, req->default_answer, NULL, 0,
+                                         &checked);
+        json_decref(checked);
+        if (bad) {
+            flow__error(err, FLOW_EINVAL, "task '%s': the default answer: %s", t->name, bad);
+            flow__free(bad);
+            feedback_spec_free(fs);
+            return FLOW_EINVAL;
+        }
+        fs->default_answer = json_incref(req->default_answer);
+    }
+    if (ok && req->channel_key)
+        ok = (fs->channel_key = flow__strdup(req->channel_key)) != NULL;
+    if (ok && req->id)
+        ok = (fs->id = flow__strdup(req->id)) != NULL;
+    flow_error terr;
+    if (ok && flow__tmpl_compile_string(fs->message_src, &fs->message, &terr) != FLOW_OK) {
+        flow__error(err, terr.code, "task '%s': message: %s", t->name, terr.message);
+        feedback_spec_free(fs);
+        return terr.code;
+    }
+    struct task_ext *x = ok ? ext_of(t) : NULL;
+    if (!x) {
+        feedback_spec_free(fs);
+        return flow__error(err, FLOW_ENOMEM, "out of memory");
+    }
+    clear_body(t);
+    x->feedback = fs;
+    t->kind = TASK_FEEDBACK;
+    return FLOW_OK;
+}
+
+flow_err flow__task_set_feedback_notify(flow_task *t, const char *const *argv, size_t argc)
+{
+    struct feedback_spec *fs = t->ext ? t->ext->feedback : NULL;
+    if (!fs || !argc)
+        return FLOW_EINVAL;
+    char **copy = flow__calloc(argc + 1, sizeof(*copy));
+    if (!copy)
+        return FLOW_ENOMEM;
+    for (size_t i = 0; i < argc; i++) {
+        if (!(copy[i] = flow__strdup(argv[i]))) {
+            for (size_t k = 0; k < i; k++)
+                flow__free(copy[k]);
+            flow__free(copy);
+            return FLOW_ENOMEM;
+        }
+    }
+    fs->notify = copy;
+    fs->notify_argc = argc;
     return FLOW_OK;
 }
 

@@ -20,7 +20,22 @@ enum task_kind {
     TASK_FN,
     TASK_COMMAND, /* argv */
     TASK_SHELL,   /* /bin/sh -c script */
-    TASK_SUBFLOW  /* a nested run of ext->subflow */
+    TASK_SUBFLOW, /* a nested run of ext->subflow */
+    TASK_FEEDBACK /* asks a person: ext->feedback; its output is the answer */
+};
+
+/* A feedback task's request (flow_task_set_feedback, `feedback:`). */
+struct feedback_spec {
+    flow_feedback_type type;
+    struct flow__tmpl *message;  /* rendered for each activation */
+    char *message_src;
+    json_t *options;             /* array of strings, or NULL */
+    double timeout;              /* seconds, 0: none */
+    json_t *default_answer;      /* or NULL */
+    char *channel_key;           /* or NULL */
+    char *id;                    /* or NULL: TASK-ACTIVATION */
+    char **notify;               /* argv of the notification command, or NULL */
+    size_t notify_argc;
 };
 
 /* Policy knobs; tasks share the flow's defaults until they change one. */
@@ -68,6 +83,7 @@ struct task_ext {
     struct flow__tmpl *foreach;  /* fan out over this list, or NULL */
     json_t *foreach_src;
     int concurrency;             /* foreach: at most this many at once; 0: no limit */
+    struct feedback_spec *feedback; /* TASK_FEEDBACK */
 };
 
 /* Kinds of dependency edges a task declares (before compilation). */
@@ -182,6 +198,9 @@ struct flow {
     FLOW__VEC(uint32_t) start_tasks;
     bool has_routers;               /* any task with router: true */
 };
+
+/* The notification command of a feedback task (`notify:`), copied. */
+flow_err flow__task_set_feedback_notify(flow_task *t, const char *const *argv, size_t argc);
 
 /* Record where a task was defined, for messages ("(flow.yaml:12:3)").
  * `file` is copied into the flow. */

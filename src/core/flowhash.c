@@ -80,6 +80,17 @@ static uint64_t fp_task(uint64_t h, const struct flow_task *t)
         h = flow__fnv_str(h, x->on.items[i]);
     h = fp_json(h, x->foreach_src);
     h = fp_bytes(h, &x->concurrency, sizeof(x->concurrency));
+    if (x->feedback) {
+        const struct feedback_spec *fs = x->feedback;
+        int type = (int)fs->type;
+        h = fp_bytes(h, &type, sizeof(type));
+        h = flow__fnv_str(h, fs->message_src);
+        h = fp_json(h, fs->options);
+        h = fp_bytes(h, &fs->timeout, sizeof(fs->timeout));
+        h = fp_json(h, fs->default_answer);
+        h = flow__fnv_str(h, fs->channel_key);
+        h = flow__fnv_str(h, fs->id);
+    }
     if (x->subflow) {
         char child[64];
         if (flow__flow_hash(x->subflow, child, sizeof(child)))

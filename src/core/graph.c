@@ -540,6 +540,8 @@ static const char *kind_name(const struct flow_task *t)
         return "shell";
     case TASK_SUBFLOW:
         return "flow";
+    case TASK_FEEDBACK:
+        return "feedback";
     default:
         return "noop";
     }

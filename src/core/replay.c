@@ -197,6 +197,12 @@ static flow_err apply(struct replay *rp, size_t i)
     }
     case JREC_RESUMED:
         return map_tasks(rp, json_object_get(rec->payload, "tasks"));
+    case JREC_FEEDBACK_OPENED:
+    case JREC_ACT_WAITING:
+    case JREC_FEEDBACK_ANSWERED:
+        if (!(a = rec_act(rp, i, &rc)))
+            return rc;
+        return flow__feedback_replay(r, a, rec, rp->err);
     default:
         return FLOW_OK; /* run_created, label, paused, log: derived or notes */
     }
@@ -224,14 +230,16 @@ static void go_on(struct flow_run *r)
                 a->attempt--; /* runs again as the same attempt */
             a->status = FLOW_ACT_PENDING;
         }
-        if (a->status != FLOW_ACT_PENDING)
-            continue;
-        a->flags &= (uint8_t)~(ACT_WAITING | ACT_QUEUED);
+        if (a->status != FLOW_ACT_PENDING || (a->flags & ACT_PARKED && !r->stopping))
+            continue; /* parked: it waits for an answer (feedback_resume) */
+        a->flags &= (uint8_t)~(ACT_WAITING | ACT_QUEUED | ACT_PARKED);
         if (r->stopping)
             flow__run_cancel_act(r, a, "the run stopped before it started");
         else
             flow__engine_enqueue(e, a);
     }
+    if (!r->stopping)
+        flow__feedback_resume(r);
     flow__run_check_end(r);
 }
 
@@ -385,6 +393,7 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
         o.run_id = id;
         if (o.checkpoint_every <= 0 && json_is_number(every)) /* as the run was started */
             o.checkpoint_every = json_number_value(every);
+        r->wait_for_people = opts->wait;
         r->replaying = true; /* attach: the run exists, take its lease */
         rc = flow__run_attach_store(r, st, &o, err);
         r->replaying = false;

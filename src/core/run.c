@@ -1308,6 +1308,16 @@ void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
         attempt_dropped(r, a);
         return;
     }
+    if (ctx->waiting) {
+        /* It asked a person: what it returned does not count; it runs
+         * again once the answer is in. */
+        char *request = ctx->waiting;
+        ctx->waiting = NULL;
+        flow__ctx_release(e, ctx);
+        flow__feedback_park(r, a, request);
+        flow__free(request);
+        return;
+    }
     const struct flow_task *t = ctx->task;
     bool ok = ctx->rc == 0 && !ctx->timed_out;
     if (ok) {
@@ -1550,6 +1560,14 @@ void flow__run_check_end(struct flow_run *r)
     if (r->propagating)
         return; /* the outer caller checks again */
     if (r->unfinished > 0) {
+        if (!r->pausing && !r->stopping && !r->wait_for_people && flow__feedback_only_people(r)) {
+            /* Only people can let it go on: pause until they answer. */
+            char *ids = flow__feedback_open_ids(r);
+            flow__free(r->pause_reason);
+            r->pause_reason = flow__asprintf("waiting for feedback: %s", ids ? ids : "?");
+            flow__free(ids);
+            r->pausing = true;
+        }
         if (r->pausing && !r->stopping && !r->subflows_running)
             pause_done(r);
         return;
@@ -1929,6 +1947,7 @@ void flow__run_destroy(struct flow_run *r)
     json_decref(r->terminate_result);
     flow__free(r->error);
     flow__free(r->pause_reason);
+    flow__feedback_cleanup(r);
     flow__free(r->trt);
     flow__free(r->leaf_state);
     pthread_cond_destroy(&r->ended_cond);
@@ -2076,6 +2095,7 @@ flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts, 
         flow__run_destroy(r);
         return NULL;
     }
+    r->wait_for_people = opts->wait;
     pthread_mutex_lock(&e->lock);
     flow__engine_tick(e);
     flow__run_begin(r, start);
@@ -2093,7 +2113,18 @@ static void hook_control(void *udata, const char *kind, const char *arg)
     struct flow_run *r = udata;
     struct flow_engine *e = r->engine;
     pthread_mutex_lock(&e->lock);
-    if (!strcmp(kind, "pause"))
+    flow__engine_tick(e);
+    if (!strcmp(kind, "feedback")) {
+        /* {request, answer}, checked by who sent it; checked here again, as
+         * another answer may have come first */
+        json_t *msg = arg ? json_loads(arg, 0, NULL) : NULL;
+        const char *id = json_string_value(json_object_get(msg, "request"));
+        flow_error err;
+        if (!id || flow__feedback_answer(r, id, json_object_get(msg, "answer"), &err) != FLOW_OK)
+            flow__log(FLOW_LOG_WARN, "run '%s': an answer was dropped: %s", r->id,
+                      id ? err.message : "no request id");
+        json_decref(msg);
+    } else if (!strcmp(kind, "pause"))
         flow__run_pause(r, arg ? arg : "paused from another process", false);
     else if (!strcmp(kind, "cancel"))
         flow__run_stop(r, FLOW_RUN_CANCELLED, arg && *arg ? arg : "cancelled from another process");

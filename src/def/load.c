@@ -42,7 +42,6 @@ static const struct unsupported {
     const char *value;   /* NULL: the key itself */
     const char *message; /* NULL: "'KEY' is not supported yet" */
 } unsupported[] = {
-    {SCOPE_TASK, "feedback", NULL, "feedback tasks ('feedback:') are not supported yet"},
     {SCOPE_TASK, "cache", NULL, NULL},
     {SCOPE_TASK, "executor", "remote", "the 'remote' executor is not supported yet"},
 };
@@ -1216,11 +1215,16 @@ static bool parse_foreach(struct loader *L, const struct val *x, const char *wha
 
 /* The body a task declares. */
 struct body {
-    const char *key; /* "run", "shell", "flow", "noop" (or an unsupported one); NULL: none */
+    const char *key; /* "run", "shell", "flow", "feedback", "noop" (or an unsupported one);
+                      * NULL: none */
     struct flow__yaml_pos pos;
     char **argv; /* run: owned, NULL-terminated */
     const char *shell;
     const char *path; /* flow: the file as written */
+    flow_feedback fb; /* feedback: strings borrowed from the document */
+    const char **fb_options; /* owned array */
+    const char **fb_notify;  /* owned array, NULL-terminated */
+    size_t fb_notify_count;
     bool ok;
 };
 
@@ -1230,6 +1234,135 @@ static void body_cleanup(struct body *b)
         flow__free(b->argv[i]);
     flow__free(b->argv);
     b->argv = NULL;
+    flow__free(b->fb_options);
+    flow__free(b->fb_notify);
+    b->fb_options = NULL;
+    b->fb_notify = NULL;
+}
+
+static const char *const feedback_keys[] = {"type",    "message",     "options", "timeout",
+                                            "default", "channel_key", "request", "notify"};
+
+/* A list of strings into a new array (borrowed strings); false after a
+ * report. */
+static bool string_list(struct loader *L, const struct val *x, const char *what,
+                        const char ***out, size_t *count, bool null_end)
+{
+    if (!json_is_array(x->v) || json_array_size(x->v) == 0) {
+        report(L, x->pos, "%s must be a non-empty list of strings, not %s", what,
+               type_name(x->v));
+        return false;
+    }
+    size_t n = json_array_size(x->v);
+    const char **list = flow__calloc(n + (null_end ? 1 : 0), sizeof(*list));
+    if (!list) {
+        L->nomem = true;
+        return false;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        struct val it = item(L, x->v, i);
+        if (!json_is_string(it.v)) {
+            report(L, it.pos, "item %zu of %s must be a string, not %s", i + 1, what,
+                   type_name(it.v));
+            ok = false;
+        }
+        list[i] = json_string_value(it.v);
+    }
+    if (!ok) {
+        flow__free(list);
+        return false;
+    }
+    *out = list;
+    *count = n;
+    return true;
+}
+
+/* `feedback: {type, message, options, timeout, default, channel_key,
+ * request, notify}` (SPEC section 6). */
+static void parse_feedback(struct loader *L, const struct val *x, const char *what,
+                           struct body *b)
+{
+    if (!json_is_object(x->v)) {
+        report(L, x->pos, "%s must be a mapping {type: approval|text|selection, message: ...}, "
+                          "not %s",
+               what, type_name(x->v));
+        return;
+    }
+    bool ok = true;
+    const char *k;
+    json_t *v;
+    json_object_foreach (x->v, k, v) {
+        if (!IN(k, feedback_keys)) {
+            char hint[80];
+            suggestion(hint, sizeof(hint),
+                       closest(k, feedback_keys, FLOW__ARRAY_LEN(feedback_keys)));
+            report(L, flow__yaml_key_pos(L->doc, x->v, k), "unknown key '%s' in %s%s", k, what,
+                   hint);
+            ok = false;
+        }
+    }
+    char kwhat[160];
+    memset(&b->fb, 0, sizeof(b->fb));
+    struct val y = member(L, x->v, "type");
+    const char *type = "approval";
+    snprintf(kwhat, sizeof(kwhat), "'type' in %s", what);
+    if (y.v && !get_string(L, &y, kwhat, true, &type))
+        ok = false;
+    if (!strcmp(type, "approval"))
+        b->fb.type = FLOW_FEEDBACK_APPROVAL;
+    else if (!strcmp(type, "text"))
+        b->fb.type = FLOW_FEEDBACK_TEXT;
+    else if (!strcmp(type, "selection"))
+        b->fb.type = FLOW_FEEDBACK_SELECTION;
+    else {
+        report(L, y.pos, "%s is approval, text or selection, not '%s'", kwhat, type);
+        ok = false;
+    }
+    y = member(L, x->v, "message");
+    snprintf(kwhat, sizeof(kwhat), "'message' in %s", what);
+    if (y.v && (!get_string(L, &y, kwhat, false, &b->fb.message) ||
+                !check_template(L, b->fb.message, y.pos, kwhat)))
+        ok = false;
+    y = member(L, x->v, "options");
+    snprintf(kwhat, sizeof(kwhat), "'options' in %s", what);
+    if (y.v && !string_list(L, &y, kwhat, &b->fb_options, &b->fb.option_count, false))
+        ok = false;
+    b->fb.options = b->fb_options;
+    if (b->fb.type == FLOW_FEEDBACK_SELECTION && !y.v) {
+        report(L, x->pos, "%s is a selection: it needs 'options'", what);
+        ok = false;
+    } else if (b->fb.type != FLOW_FEEDBACK_SELECTION && y.v) {
+        report(L, y.pos, "%s: only a selection has 'options'", what);
+        ok = false;
+    }
+    y = member(L, x->v, "timeout");
+    snprintf(kwhat, sizeof(kwhat), "'timeout' in %s", what);
+    if (y.v && !get_duration(L, &y, kwhat, &b->fb.timeout))
+        ok = false;
+    y = member(L, x->v, "default");
+    if (y.v) {
+        if (!member(L, x->v, "timeout").v) {
+            report(L, y.pos, "'default' in %s is taken when the timeout runs out: it needs "
+                             "'timeout'",
+                   what);
+            ok = false;
+        }
+        b->fb.default_answer = y.v;
+    }
+    y = member(L, x->v, "channel_key");
+    snprintf(kwhat, sizeof(kwhat), "'channel_key' in %s", what);
+    if (y.v && !get_string(L, &y, kwhat, true, &b->fb.channel_key))
+        ok = false;
+    y = member(L, x->v, "request");
+    snprintf(kwhat, sizeof(kwhat), "'request' in %s", what);
+    if (y.v && !get_string(L, &y, kwhat, true, &b->fb.id))
+        ok = false;
+    y = member(L, x->v, "notify");
+    snprintf(kwhat, sizeof(kwhat), "'notify' in %s", what);
+    if (y.v && !string_list(L, &y, kwhat, &b->fb_notify, &b->fb_notify_count, true))
+        ok = false;
+    b->ok = ok;
 }
 
 static void parse_run(struct loader *L, const struct val *x, const char *what, struct body *b)
@@ -1324,6 +1457,10 @@ static void apply_body(struct loader *L, flow_task *t, const struct body *b, con
         flow *child = load_nested(L, b->path, b->pos, name);
         if (child)
             rc = flow_task_set_subflow(t, child);
+    } else if (strcmp(b->key, "feedback") == 0) {
+        rc = flow_task_set_feedback(t, &b->fb, &e);
+        if (!rc && b->fb_notify)
+            rc = flow__task_set_feedback_notify(t, b->fb_notify, b->fb_notify_count);
     }
     if (rc)
         core_failed(L, b->pos, rc, &e, what);
@@ -1401,6 +1538,8 @@ static void load_task(struct loader *L, const char *name)
             }
         } else if (strcmp(k, "flow") == 0) {
             parse_flow(L, &x, what, body.key == k ? &body : &extra);
+        } else if (strcmp(k, "feedback") == 0) {
+            parse_feedback(L, &x, what, body.key == k ? &body : &extra);
         } else if (noop) {
             if (body.key == k)
                 body.ok = true;

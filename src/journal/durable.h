@@ -81,6 +81,12 @@ bool flow__journal_durable_failed(struct flow__journal *j, flow_error *err);
         pthread_mutex_unlock(&(s)->io);                                                            \
     } while (0)
 
+/* Check an answer against a feedback request (inspect.c): NULL, or why not
+ * (flow__free). The answer as the task sees it, {approved|text|selected,
+ * by, at}, in *out (a new reference). */
+char *flow__feedback_check(flow_feedback_type type, json_t *options, json_t *value,
+                           const char *by, double at, json_t **out);
+
 /* Read every record of `run_id` into a new array (caller frees with
  * flow__records_free); *count gets how many. */
 flow_err flow__store_read_all(struct flow_store *s, const char *run_id, struct flow__jrec **out,

@@ -195,6 +195,9 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         case JREC_LOG:
             a->stderr_tail = json_string_value(json_object_get(p, "stderr"));
             break;
+        case JREC_ACT_WAITING: /* for a person: it runs again once answered */
+            a->status = FLOW_ACT_PENDING;
+            break;
         default:
             break;
         }
@@ -416,5 +419,248 @@ flow_err flow_store_gc(flow_store *s, double older_than, size_t *deleted, flow_e
     FLOW__VEC_FREE(&g.ids);
     if (deleted)
         *deleted = n;
+    return rc;
+}
+
+/* ---- feedback requests -------------------------------------------------- */
+
+char *flow__feedback_check(flow_feedback_type type, json_t *options, json_t *value,
+                           const char *by, double at, json_t **out)
+{
+    *out = NULL;
+    const char *key;
+    switch (type) {
+    case FLOW_FEEDBACK_APPROVAL:
+        if (!json_is_boolean(value))
+            return flow__strdup("an approval is answered with approve or reject (true or false)");
+        key = "approved";
+        break;
+    case FLOW_FEEDBACK_TEXT:
+        if (!json_is_string(value))
+            return flow__strdup("a text request is answered with a text");
+        key = "text";
+        break;
+    case FLOW_FEEDBACK_SELECTION: {
+        if (!json_is_string(value))
+            return flow__strdup("a selection is answered with one of its options");
+        bool found = false;
+        size_t i;
+        json_t *o;
+        json_array_foreach(options, i, o)
+        {
+            if (json_equal(o, value))
+                found = true;
+        }
+        if (!found) {
+            char *list = options ? json_dumps(options, JSON_COMPACT) : NULL;
+            char *why = flow__asprintf("'%s' is not one of the options %s",
+                                       json_string_value(value), list ? list : "[]");
+            flow__json_free_text(list);
+            return why ? why : flow__strdup("not one of the options");
+        }
+        key = "selected";
+        break;
+    }
+    default:
+        return flow__strdup("unknown feedback type");
+    }
+    *out = json_pack("{s:O,s:s?,s:o}", key, value, "by", by,
+                     "at", at > 0 ? flow__json_time(at) : json_null());
+    return *out ? NULL : flow__strdup("out of memory");
+}
+
+/* One request as folded from a journal. */
+struct fold_req {
+    json_t *opened;  /* the feedback_opened payload (borrowed) */
+    uint32_t act, task;
+    double time;
+    bool answered;
+};
+
+/* Fold the requests of a run's records; *reqs is the caller's (free it). */
+static flow_err fold_requests(const struct flow__jrec *recs, size_t count, struct fold_req **reqs,
+                              size_t *n)
+{
+    FLOW__VEC(struct fold_req) v = {0};
+    flow_err rc = FLOW_OK;
+    for (size_t i = 0; i < count && rc == FLOW_OK; i++) {
+        const struct flow__jrec *rec = &recs[i];
+        const char *id = json_string_value(json_object_get(rec->payload, "request"));
+        if (rec->type == JREC_RUN_ENDED) {
+            for (size_t k = 0; k < v.count; k++)
+                v.items[k].answered = true; /* nothing waits in an ended run */
+            continue;
+        }
+        if (!id)
+            continue;
+        struct fold_req *q = NULL;
+        for (size_t k = 0; k < v.count; k++)
+            if (!strcmp(json_string_value(json_object_get(v.items[k].opened, "request")), id))
+                q = &v.items[k];
+        if (rec->type == JREC_FEEDBACK_OPENED && !q) {
+            struct fold_req nq = {rec->payload, rec->act, rec->task, rec->time, false};
+            FLOW__VEC_PUSH(&v, nq, rc);
+        } else if (rec->type == JREC_FEEDBACK_ANSWERED && q) {
+            q->answered = true;
+        }
+    }
+    *reqs = v.items;
+    *n = v.count;
+    return rc;
+}
+
+static flow_err list_requests(flow_store *s, const char *run_id, json_t *out, flow_error *err)
+{
+    struct flow__jrec *recs = NULL;
+    size_t count = 0;
+    if (flow__store_read_all(s, run_id, &recs, &count, err) != FLOW_OK)
+        return err ? err->code : FLOW_EIO;
+    json_t *names = count && recs[0].type == JREC_RUN_CREATED
+                        ? json_object_get(recs[0].payload, "tasks")
+                        : NULL;
+    struct fold_req *reqs = NULL;
+    size_t n = 0;
+    flow_err rc = fold_requests(recs, count, &reqs, &n);
+    for (size_t i = 0; rc == FLOW_OK && i < n; i++) {
+        if (reqs[i].answered)
+            continue;
+        json_t *o = reqs[i].opened;
+        double deadline = json_number_value(json_object_get(o, "deadline"));
+        json_t *j = json_pack("{s:s,s:O,s:s?,s:I,s:O,s:O,s:O?,s:o,s:o}", "run", run_id, "request",
+                              json_object_get(o, "request"), "task",
+                              json_string_value(json_array_get(names, reqs[i].task)),
+                              "activation", (json_int_t)reqs[i].act, "type",
+                              json_object_get(o, "type"), "message", json_object_get(o, "message"),
+                              "options", json_object_get(o, "options"), "created_at",
+                              flow__json_time(reqs[i].time), "deadline",
+                              flow__json_time(deadline));
+        if (!j || json_array_append_new(out, j))
+            rc = flow__error(err, FLOW_ENOMEM, "out of memory listing requests");
+    }
+    flow__free(reqs);
+    flow__records_free(recs, count);
+    return rc;
+}
+
+json_t *flow_store_feedback(flow_store *s, const char *run_id, flow_error *err)
+{
+    json_t *out = json_array();
+    if (!out) {
+        flow__error(err, FLOW_ENOMEM, "out of memory listing requests");
+        return NULL;
+    }
+    if (run_id) {
+        if (list_requests(s, run_id, out, err) != FLOW_OK) {
+            json_decref(out);
+            return NULL;
+        }
+        return out;
+    }
+    json_t *runs = flow_store_runs(s, err);
+    if (!runs) {
+        json_decref(out);
+        return NULL;
+    }
+    size_t i;
+    json_t *run;
+    json_array_foreach(runs, i, run)
+    {
+        const char *status = json_string_value(json_object_get(run, "status"));
+        if (strcmp(status, "paused") != 0 && strcmp(status, "running") != 0)
+            continue;
+        if (list_requests(s, json_string_value(json_object_get(run, "id")), out, err) != FLOW_OK) {
+            json_decref(out);
+            out = NULL;
+            break;
+        }
+    }
+    json_decref(runs);
+    return out;
+}
+
+flow_err flow_store_answer(flow_store *s, const char *run_id, const char *request,
+                           json_t *value, const char *by, flow_error *err)
+{
+    if (!run_id || !request || !value)
+        return flow__error(err, FLOW_EINVAL, "flow_store_answer needs a run, a request and an "
+                                             "answer");
+    struct flow__jrec *recs = NULL;
+    size_t count = 0;
+    if (flow__store_read_all(s, run_id, &recs, &count, err) != FLOW_OK)
+        return err ? err->code : FLOW_EIO;
+    struct fold_req *reqs = NULL;
+    size_t n = 0;
+    flow_err rc = fold_requests(recs, count, &reqs, &n);
+    struct fold_req *q = NULL;
+    for (size_t i = 0; rc == FLOW_OK && i < n; i++)
+        if (!strcmp(json_string_value(json_object_get(reqs[i].opened, "request")), request))
+            q = &reqs[i];
+    json_t *answer = NULL;
+    char *bad = NULL;
+    if (rc != FLOW_OK) {
+        flow__error(err, rc, "out of memory reading run '%s'", run_id);
+    } else if (!q) {
+        rc = flow__error(err, FLOW_ENOTFOUND, "run '%s' has no feedback request '%s' (see flow "
+                                              "feedback %s)",
+                         run_id, request, run_id);
+    } else if (q->answered) {
+        rc = flow__error(err, FLOW_ESTATE, "feedback request '%s' of run '%s' is answered "
+                                           "already",
+                         request, run_id);
+    } else {
+        json_t *o = q->opened;
+        flow_feedback_type type = FLOW_FEEDBACK_APPROVAL;
+        const char *tn = json_string_value(json_object_get(o, "type"));
+        if (tn && !strcmp(tn, "text"))
+            type = FLOW_FEEDBACK_TEXT;
+        else if (tn && !strcmp(tn, "selection"))
+            type = FLOW_FEEDBACK_SELECTION;
+        bad = flow__feedback_check(type, json_object_get(o, "options"), value, by,
+                                   flow__wall_time(), &answer);
+        if (bad)
+            rc = flow__error(err, FLOW_EINVAL, "cannot answer feedback request '%s' of run '%s': "
+                                               "%s",
+                             request, run_id, bad);
+    }
+    uint32_t act = q ? q->act : 0, task = q ? q->task : 0;
+    flow__free(bad);
+    flow__free(reqs);
+    flow__records_free(recs, count);
+    if (rc != FLOW_OK)
+        return rc;
+
+    /* A live runner takes it as a request; else we write it ourselves. */
+    double now = flow__wall_time();
+    char *runner = NULL;
+    pthread_mutex_lock(&s->io);
+    rc = flow__store_lease_get(s->backend, run_id, now, &runner, err);
+    if (rc == FLOW_OK && runner)
+        rc = FLOW_EBUSY;
+    else if (rc == FLOW_OK)
+        rc = flow__store_lease_acquire(s->backend, run_id, s->holder, now, FLOW__LEASE_TTL, err);
+    flow__free(runner);
+    if (rc == FLOW_EBUSY) {
+        flow__error_clear(err);
+        json_t *msg = json_pack("{s:s,s:O}", "request", request, "answer", answer);
+        char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+        rc = text ? flow__store_control_put(s->backend, run_id, "feedback", text, err)
+                  : flow__error(err, FLOW_ENOMEM, "out of memory");
+        flow__json_free_text(text);
+        json_decref(msg);
+    } else if (rc == FLOW_OK) {
+        struct flow__jrec rec = {
+            .type = JREC_FEEDBACK_ANSWERED,
+            .task = task,
+            .act = act,
+            .time = now,
+            .payload = json_pack("{s:s,s:O}", "request", request, "answer", answer),
+        };
+        rc = rec.payload ? flow__store_append(s->backend, run_id, &rec, 1, 0, err)
+                         : flow__error(err, FLOW_ENOMEM, "out of memory");
+        json_decref(rec.payload);
+        flow__store_lease_release(s->backend, run_id, s->holder, NULL);
+    }
+    pthread_mutex_unlock(&s->io);
+    json_decref(answer);
     return rc;
 }

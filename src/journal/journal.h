@@ -50,8 +50,13 @@ enum flow__jrec_type {
                            * streamed with flow_ctx_emit while it ran */
     JREC_PAUSED,          /* payload {reason} */
     JREC_RESUMED,         /* payload {from?, checkpoint?, forced?} */
-    JREC_LOG              /* act, attempt; payload {stdout?, stderr?, exit_status}:
+    JREC_LOG,             /* act, attempt; payload {stdout?, stderr?, exit_status}:
                            * what a command wrote that is not its output */
+    JREC_FEEDBACK_OPENED, /* input. act, attempt; payload {request, type, message,
+                           * options, deadline, default, channel_key} */
+    JREC_ACT_WAITING,     /* input. act, attempt; payload {request}: the attempt
+                           * ended waiting for that answer */
+    JREC_FEEDBACK_ANSWERED /* input. act; payload {request, answer} */
 };
 
 struct flow__jrec {

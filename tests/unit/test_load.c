@@ -630,8 +630,8 @@ static void test_error_cases(void **state)
                                                "not an integer"},
         {"name: x\ntasks:\n  a: {noop: 1}\n", "'noop' of task 'a' must be true or false, not an "
                                               "integer"},
-        {"name: x\ntasks:\n  a: {feedback: {type: approval}}\n",
-         "feedback tasks ('feedback:') are not supported yet in task 'a' (w.yaml:3:7)"},
+        {"name: x\ntasks:\n  a: {feedback: {type: maybe}}\n",
+         "'type' in 'feedback' of task 'a' is approval, text or selection, not 'maybe' (w.yaml:3:24)"},
         {"name: x\ntasks:\n  a: {retries: -1}\n", "'retries' of task 'a' must be a "
                                                   "non-negative integer, not -1"},
         {"name: x\ntasks:\n  a: {max_activations: 0}\n", "'max_activations' of task 'a' must be "

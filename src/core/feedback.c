@@ -1,0 +1,550 @@
+/* feedback.c -- requests for people (SPEC section 6): asking, parking the
+ * activation that waits, answers (from a person or a timeout), their replay,
+ * and notifications. The design is docs/internals/feedback.md. Everything
+ * here runs with the engine lock held unless it says otherwise. */
+#include "util/compat.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/engine.h"
+#include "exec/spawn.h"
+#include "journal/durable.h"
+#include "util/alloc.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/json.h"
+#include "util/log.h"
+
+extern char **environ;
+
+static const char *const type_names[] = {"approval", "text", "selection"};
+
+static const char *type_name(flow_feedback_type t)
+{
+    return (unsigned)t < 3 ? type_names[t] : "approval";
+}
+
+static flow_feedback_type type_of(const char *name)
+{
+    for (int i = 0; name && i < 3; i++)
+        if (!strcmp(name, type_names[i]))
+            return (flow_feedback_type)i;
+    return FLOW_FEEDBACK_APPROVAL;
+}
+
+static struct fb_request *find(struct flow_run *r, const char *id)
+{
+    for (size_t i = 0; i < r->requests.count; i++)
+        if (!strcmp(r->requests.items[i].id, id))
+            return &r->requests.items[i];
+    return NULL;
+}
+
+static struct fb_request *find_act(struct flow_run *r, const struct act *a)
+{
+    for (size_t i = r->requests.count; i-- > 0;)
+        if (r->requests.items[i].act == a)
+            return &r->requests.items[i];
+    return NULL;
+}
+
+void flow__feedback_cleanup(struct flow_run *r)
+{
+    for (size_t i = 0; i < r->requests.count; i++) {
+        struct fb_request *q = &r->requests.items[i];
+        flow__free(q->id);
+        flow__free(q->message);
+        flow__free(q->channel_key);
+        json_decref(q->options);
+        json_decref(q->default_answer);
+        json_decref(q->answer);
+    }
+    FLOW__VEC_FREE(&r->requests);
+}
+
+/* [L] Add a request (fields copied); NULL when out of memory. */
+static struct fb_request *add(struct flow_run *r, const char *id, struct act *a,
+                              flow_feedback_type type, const char *message, json_t *options,
+                              double created, double deadline, json_t *dflt,
+                              const char *channel_key)
+{
+    struct fb_request q = {
+        .id = flow__strdup(id),
+        .act = a,
+        .type = type,
+        .message = flow__strdup(message ? message : ""),
+        .options = json_incref(options),
+        .created = created,
+        .deadline = deadline,
+        .default_answer = json_incref(dflt),
+        .channel_key = channel_key ? flow__strdup(channel_key) : NULL,
+    };
+    flow_err rc = q.id && q.message && (!channel_key || q.channel_key) ? FLOW_OK : FLOW_ENOMEM;
+    if (rc == FLOW_OK)
+        FLOW__VEC_PUSH(&r->requests, q, rc);
+    if (rc != FLOW_OK) {
+        flow__free(q.id);
+        flow__free(q.message);
+        flow__free(q.channel_key);
+        json_decref(q.options);
+        json_decref(q.default_answer);
+        return NULL;
+    }
+    return &r->requests.items[r->requests.count - 1];
+}
+
+/* ---- notifications ------------------------------------------------------ */
+
+/* Run the task's `notify` command with the request as JSON on stdin. Fire
+ * and forget: the child is reaped by a double fork's middle process. */
+static void notify(struct flow_run *r, const struct feedback_spec *fs, const struct fb_request *q)
+{
+    if (!fs || !fs->notify || !fs->notify_argc)
+        return;
+    json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:O?,s:o}", "run", r->id, "request", q->id,
+                            "task", act_task(q->act)->name, "type", type_name(q->type), "message",
+                            q->message, "options", q->options, "deadline",
+                            flow__json_time(q->deadline));
+    char *text = doc ? flow_json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text)
+        return;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        flow__json_free_text(text);
+        return;
+    }
+    size_t len = strlen(text);
+    ssize_t wrote = len <= 60000 ? write(fds[1], text, len) : -1; /* fits the pipe */
+    close(fds[1]);
+    flow__json_free_text(text);
+    if (wrote != (ssize_t)len) {
+        close(fds[0]);
+        flow__log(FLOW_LOG_WARN, "run '%s': the notification of request '%s' is too large", r->id,
+                  q->id);
+        return;
+    }
+    char path[4096];
+    const char *cmd = fs->notify[0];
+    if (!strchr(cmd, '/')) {
+        const char *env_path = getenv("PATH");
+        if (flow__spawn_find(cmd, env_path ? env_path : "/usr/bin:/bin", path, sizeof(path))) {
+            close(fds[0]);
+            flow__log(FLOW_LOG_WARN, "run '%s': notification of request '%s': command not found: "
+                                     "'%s'",
+                      r->id, q->id, cmd);
+            return;
+        }
+        cmd = path;
+    }
+    int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    struct flow__spawn_args sa = {
+        .path = cmd,
+        .argv = fs->notify,
+        .envp = environ,
+        .stdin_fd = fds[0] > 2 ? fds[0] : -1,
+        .stdout_fd = devnull,
+        .stderr_fd = devnull,
+    };
+    enum flow__spawn_stage stage;
+    int errnum;
+    pid_t pid = devnull > 2 ? flow__spawn(&sa, &stage, &errnum) : -1;
+    close(fds[0]);
+    if (devnull >= 0)
+        close(devnull);
+    if (pid < 0) {
+        flow__log(FLOW_LOG_WARN, "run '%s': cannot start the notification of request '%s'",
+                  r->id, q->id);
+        return;
+    }
+    flow_err rc = FLOW_OK;
+    FLOW__VEC_PUSH(&r->engine->notifiers, pid, rc);
+    if (rc) /* reaped nowhere else: wait for it now rather than leave a zombie */
+        waitpid(pid, NULL, 0);
+    flow__engine_wake(r->engine);
+}
+
+/* ---- asking ------------------------------------------------------------- */
+
+/* The default id of a request: TASK-ACTIVATION. */
+static void default_id(const struct act *a, char *out, size_t size)
+{
+    snprintf(out, size, "%s-%llu", act_task(a)->name, (unsigned long long)a->id);
+}
+
+static json_t *options_json(const flow_feedback *spec)
+{
+    if (!spec->options || !spec->option_count)
+        return NULL;
+    json_t *o = json_array();
+    for (size_t i = 0; o && i < spec->option_count; i++)
+        json_array_append_new(o, json_string(spec->options[i] ? spec->options[i] : ""));
+    return o;
+}
+
+flow_err flow__feedback_ask(struct flow_run *r, struct act *a, const flow_feedback *spec,
+                            json_t **answer, flow_error *err)
+{
+    char idbuf[200];
+    const char *id = spec->id;
+    if (!id || !*id) {
+        default_id(a, idbuf, sizeof(idbuf));
+        id = idbuf;
+    }
+    struct fb_request *q = find(r, id);
+    if (q && q->answer) {
+        json_t *e = json_object_get(q->answer, "error");
+        if (json_is_string(e))
+            return flow__error(err, FLOW_ETIMEOUT, "%s", json_string_value(e));
+        *answer = q->answer;
+        return FLOW_OK;
+    }
+    if (q)
+        return FLOW_EWAITING; /* asked again before the answer: still waiting */
+    if ((unsigned)spec->type > FLOW_FEEDBACK_SELECTION)
+        return flow__error(err, FLOW_EINVAL, "unknown feedback type %d", (int)spec->type);
+    json_t *options = options_json(spec);
+    if (spec->type == FLOW_FEEDBACK_SELECTION && !options) {
+        return flow__error(err, FLOW_EINVAL, "feedback request '%s' is a selection without "
+                                             "options",
+                           id);
+    }
+    if (spec->default_answer) {
+        json_t *checked = NULL;
+        char *bad = flow__feedback_check(spec->type, options, spec->default_answer, "timeout", 0,
+                                         &checked);
+        json_decref(checked);
+        if (bad) {
+            json_decref(options);
+            flow__error(err, FLOW_EINVAL, "the default answer of feedback request '%s': %s", id,
+                        bad);
+            flow__free(bad);
+            return FLOW_EINVAL;
+        }
+    }
+    double now = r->engine->clock;
+    double deadline = spec->timeout > 0 ? now + spec->timeout : 0;
+    q = add(r, id, a, spec->type, spec->message, options, now, deadline, spec->default_answer,
+            spec->channel_key);
+    json_decref(options);
+    if (!q)
+        return flow__error(err, FLOW_ENOMEM, "out of memory opening feedback request '%s'", id);
+    if (!r->replaying) {
+        struct flow__jrec rec = {
+            .type = JREC_FEEDBACK_OPENED,
+            .attempt = (uint8_t)(a->attempt > 255 ? 255 : a->attempt),
+            .task = a->task,
+            .act = (uint32_t)a->id,
+            .time = now,
+            .payload = json_pack("{s:s,s:s,s:s,s:O?,s:f,s:f,s:O?,s:s?}", "request", q->id, "type",
+                                 type_name(q->type), "message", q->message, "options",
+                                 q->options, "created", q->created, "deadline", q->deadline,
+                                 "default", q->default_answer, "channel_key", q->channel_key),
+        };
+        if (flow__journal_append(&r->journal, &rec) != FLOW_OK)
+            flow__log(FLOW_LOG_ERROR, "run '%s': cannot journal feedback request '%s'", r->id,
+                      q->id);
+        const struct task_ext *x = act_task(a)->ext;
+        notify(r, x ? x->feedback : NULL, q);
+    }
+    return FLOW_EWAITING;
+}
+
+/* ---- parking and answers ------------------------------------------------ */
+
+static void arm(struct flow_run *r, struct act *a, const struct fb_request *q)
+{
+    if (q->deadline > 0 && !q->answer)
+        flow__engine_timer(r->engine, TIMER_FEEDBACK, a, q->deadline - r->engine->clock);
+}
+
+/* [L] Park or, when the answer is in already, let it go on. */
+static void park(struct flow_run *r, struct act *a, struct fb_request *q)
+{
+    a->status = FLOW_ACT_PENDING;
+    if (q && q->answer) { /* it came while the task still ran */
+        flow__engine_enqueue(r->engine, a);
+        return;
+    }
+    a->flags |= ACT_PARKED;
+    r->parked++;
+    if (q)
+        arm(r, a, q);
+}
+
+void flow__feedback_park(struct flow_run *r, struct act *a, const char *request)
+{
+    struct fb_request *q = find(r, request);
+    struct flow__jrec rec = {
+        .type = JREC_ACT_WAITING,
+        .attempt = (uint8_t)(a->attempt > 255 ? 255 : a->attempt),
+        .task = a->task,
+        .act = (uint32_t)a->id,
+        .time = r->engine->clock,
+        .payload = json_pack("{s:s}", "request", request),
+    };
+    if (!r->replaying && flow__journal_append(&r->journal, &rec) != FLOW_OK)
+        flow__log(FLOW_LOG_ERROR, "run '%s': cannot journal that '%s' waits", r->id, request);
+    if (a->attempt > 0)
+        a->attempt--; /* the answer runs it again as the same attempt */
+    park(r, a, q);
+    flow__run_check_end(r);
+}
+
+static void unpark(struct flow_run *r, struct act *a)
+{
+    if (!(a->flags & ACT_PARKED))
+        return;
+    a->flags &= (uint8_t)~ACT_PARKED;
+    if (r->parked > 0)
+        r->parked--;
+    if (r->stopping)
+        flow__run_cancel_act(r, a, "the run stopped while it waited for an answer");
+    else
+        flow__engine_enqueue(r->engine, a);
+}
+
+flow_err flow__feedback_answer(struct flow_run *r, const char *id, json_t *answer,
+                               flow_error *err)
+{
+    struct fb_request *q = find(r, id);
+    if (!q)
+        return flow__error(err, FLOW_ENOTFOUND, "run '%s' has no feedback request '%s'", r->id,
+                           id);
+    if (q->answer)
+        return flow__error(err, FLOW_ESTATE, "feedback request '%s' of run '%s' is answered "
+                                             "already",
+                           id, r->id);
+    q->answer = json_incref(answer);
+    struct act *a = q->act;
+    struct flow__jrec rec = {
+        .type = JREC_FEEDBACK_ANSWERED,
+        .task = a->task,
+        .act = (uint32_t)a->id,
+        .time = r->engine->clock,
+        .payload = json_pack("{s:s,s:O}", "request", id, "answer", answer),
+    };
+    if (!r->replaying && flow__journal_append(&r->journal, &rec) != FLOW_OK)
+        flow__log(FLOW_LOG_ERROR, "run '%s': cannot journal the answer to '%s'", r->id, id);
+    if (r->status == FLOW_RUN_RUNNING || r->replaying)
+        unpark(r, a);
+    return FLOW_OK;
+}
+
+void flow__feedback_timer(struct flow_run *r, struct act *a)
+{
+    flow__engine_tick(r->engine);
+    struct fb_request *q = find_act(r, a);
+    if (!q || q->answer || !(a->flags & ACT_PARKED) || q->deadline <= 0)
+        return;
+    json_t *answer = NULL;
+    if (q->default_answer) {
+        char *bad = flow__feedback_check(q->type, q->options, q->default_answer, "timeout",
+                                         r->engine->clock, &answer);
+        flow__free(bad);
+    }
+    if (!answer) {
+        char why[300];
+        snprintf(why, sizeof(why), "no answer to feedback request '%s' within %gs", q->id,
+                 q->deadline - q->created);
+        answer = json_pack("{s:s,s:s}", "error", why, "by", "timeout");
+    }
+    if (answer)
+        flow__feedback_answer(r, q->id, answer, NULL);
+    json_decref(answer);
+}
+
+/* ---- the built-in feedback task ----------------------------------------- */
+
+void flow__feedback_task(struct flow_run *r, struct act *a, struct flow_ctx *ctx)
+{
+    const struct flow_task *t = act_task(a);
+    const struct feedback_spec *fs = t->ext ? t->ext->feedback : NULL;
+    if (!fs) {
+        ctx->rc = 1;
+        ctx->error = flow__strdup("not a feedback task");
+        return;
+    }
+    char *message = NULL;
+    flow_error err;
+    if (fs->message && flow__run_render_string(r, a, fs->message, &message, &err) != FLOW_OK) {
+        ctx->rc = 1;
+        ctx->error = flow__asprintf("message: %s", err.message);
+        return;
+    }
+    const char **options = NULL;
+    size_t count = json_array_size(fs->options);
+    if (count && !(options = flow__calloc(count, sizeof(*options)))) {
+        flow__free(message);
+        ctx->rc = 1;
+        ctx->error = flow__strdup("out of memory");
+        return;
+    }
+    for (size_t i = 0; i < count; i++)
+        options[i] = json_string_value(json_array_get(fs->options, i));
+    flow_feedback spec = {
+        .type = fs->type,
+        .message = message ? message : fs->message_src,
+        .options = options,
+        .option_count = count,
+        .timeout = fs->timeout,
+        .default_answer = fs->default_answer,
+        .channel_key = fs->channel_key,
+        .id = fs->id,
+    };
+    json_t *answer = NULL;
+    flow__error_clear(&err);
+    flow_err rc = flow__feedback_ask(r, a, &spec, &answer, &err);
+    flow__free(options);
+    flow__free(message);
+    if (rc == FLOW_EWAITING) {
+        char idbuf[200];
+        if (!fs->id)
+            default_id(a, idbuf, sizeof(idbuf));
+        ctx->waiting = flow__strdup(fs->id ? fs->id : idbuf);
+        ctx->rc = 0;
+        return;
+    }
+    if (rc != FLOW_OK) {
+        ctx->rc = 1;
+        ctx->error = flow__strdup(err.message);
+        return;
+    }
+    ctx->output = json_incref(answer);
+    ctx->rc = 0;
+    if (fs->channel_key) {
+        if (!ctx->writes)
+            ctx->writes = json_object();
+        if (ctx->writes)
+            json_object_set(ctx->writes, fs->channel_key, answer);
+    }
+}
+
+/* ---- replay ------------------------------------------------------------- */
+
+flow_err flow__feedback_replay(struct flow_run *r, struct act *a, const struct flow__jrec *rec,
+                               flow_error *err)
+{
+    json_t *p = rec->payload;
+    const char *id = json_string_value(json_object_get(p, "request"));
+    if (!id)
+        return flow__error(err, FLOW_EPARSE, "a feedback record of run '%s' has no request id",
+                           r->id);
+    struct fb_request *q = find(r, id);
+    switch (rec->type) {
+    case JREC_FEEDBACK_OPENED: {
+        if (q)
+            return FLOW_OK;
+        json_t *options = json_object_get(p, "options");
+        q = add(r, id, a, type_of(json_string_value(json_object_get(p, "type"))),
+                json_string_value(json_object_get(p, "message")),
+                json_is_array(options) ? options : NULL,
+                json_number_value(json_object_get(p, "created")),
+                json_number_value(json_object_get(p, "deadline")), json_object_get(p, "default"),
+                json_string_value(json_object_get(p, "channel_key")));
+        return q ? FLOW_OK : flow__error(err, FLOW_ENOMEM, "out of memory");
+    }
+    case JREC_ACT_WAITING:
+        if (a->status == FLOW_ACT_RUNNING && r->running > 0)
+            r->running--;
+        a->attempt = rec->attempt ? rec->attempt - 1u : 0;
+        park(r, a, q);
+        return FLOW_OK;
+    case JREC_FEEDBACK_ANSWERED:
+        if (!q)
+            return flow__error(err, FLOW_EPARSE, "run '%s' answers request '%s' it never opened",
+                               r->id, id);
+        if (!q->answer)
+            flow__feedback_answer(r, id, json_object_get(p, "answer"), NULL);
+        return FLOW_OK;
+    default:
+        return FLOW_OK;
+    }
+}
+
+void flow__feedback_resume(struct flow_run *r)
+{
+    for (size_t i = 0; i < r->requests.count; i++) {
+        struct fb_request *q = &r->requests.items[i];
+        if (q->answer || !(q->act->flags & ACT_PARKED))
+            continue;
+        if (q->deadline > 0 && q->deadline <= r->engine->clock)
+            flow__feedback_timer(r, q->act); /* it ran out while nobody ran the flow */
+        else
+            arm(r, q->act, q);
+    }
+}
+
+bool flow__feedback_only_people(struct flow_run *r)
+{
+    if (!r->parked || r->running)
+        return false;
+    for (size_t i = 0; i < r->act_count; i++) {
+        const struct act *a = flow__act_at(r, i);
+        if (a->status == FLOW_ACT_PENDING && !(a->flags & ACT_PARKED))
+            return false; /* queued, held, or waiting to retry */
+        if (a->status == FLOW_ACT_RUNNING) {
+            const struct flow_task *t = act_task(a);
+            bool foreach_parent = t->ext && t->ext->foreach && !(a->dyn && a->dyn->parent);
+            if (!foreach_parent)
+                return false; /* a nested flow in progress */
+        }
+    }
+    return true;
+}
+
+char *flow__feedback_open_ids(struct flow_run *r)
+{
+    struct flow__buf b;
+    flow__buf_init(&b, 1 << 20);
+    for (size_t i = 0; i < r->requests.count; i++) {
+        if (r->requests.items[i].answer)
+            continue;
+        if ((b.len && flow__buf_appends(&b, ", ") != FLOW_OK) ||
+            flow__buf_appends(&b, r->requests.items[i].id) != FLOW_OK) {
+            flow__buf_cleanup(&b);
+            return NULL;
+        }
+    }
+    char *out = flow__strdup(b.len ? flow__buf_str(&b) : "");
+    flow__buf_cleanup(&b);
+    return out;
+}
+
+/* ---- the public C call -------------------------------------------------- */
+
+flow_err flow_ctx_request_feedback(flow_ctx *ctx, const flow_feedback *req, json_t **answer)
+{
+    if (!ctx || !req || !answer)
+        return FLOW_EINVAL;
+    *answer = NULL;
+    struct flow_engine *e = ctx->engine;
+    json_t *got = NULL;
+    flow_error err;
+    flow__error_clear(&err);
+    pthread_mutex_lock(&e->lock);
+    flow__engine_tick(e);
+    flow_err rc = flow__feedback_ask(ctx->run, ctx->act, req, &got, &err);
+    if (rc == FLOW_OK)
+        got = json_incref(got);
+    if (rc == FLOW_EWAITING) {
+        char idbuf[200];
+        if (!req->id || !*req->id)
+            default_id(ctx->act, idbuf, sizeof(idbuf));
+        flow__free(ctx->waiting);
+        ctx->waiting = flow__strdup(req->id && *req->id ? req->id : idbuf);
+    }
+    pthread_mutex_unlock(&e->lock);
+    if (rc == FLOW_OK && req->channel_key)
+        flow_ctx_set_state(ctx, req->channel_key, got);
+    if (rc != FLOW_OK && rc != FLOW_EWAITING && err.message[0])
+        flow_ctx_fail(ctx, "%s", err.message);
+    *answer = got;
+    return rc;
+}
