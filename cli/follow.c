@@ -408,6 +408,9 @@ void cli_session_close(struct cli_session *s)
 {
     flow_engine_free(s->engine);
     s->engine = NULL;
+    if (s->prog) {
+        progress_finish(s->prog); /* what the engine logged as it went (notifications) */
+    }
     flow_store_close(s->store);
     s->store = NULL;
     flow_set_log(NULL, NULL, FLOW_LOG_OFF);

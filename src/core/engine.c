@@ -721,6 +721,8 @@ static void deliver_events(struct flow_engine *e)
     }
 }
 
+#define NOTIFY_GRACE_NS (5 * 1000000000LL)
+
 /* [L] Reap the feedback notification commands that have exited; a failure
  * is worth a line in the log, not a failed run. While any is left, the loop
  * looks again at least every 100 ms. */
@@ -756,6 +758,7 @@ static void *loop_main(void *arg)
 {
     struct flow_engine *e = arg;
     struct pollfd fds[MAX_POLL];
+    int64_t shutdown_at = 0;
     pthread_mutex_lock(&e->lock);
     flow__engine_tick(e);
     for (;;) {
@@ -765,8 +768,13 @@ static void *loop_main(void *arg)
         run_loop_queue(e);
         spawn_commands(e);
         deliver_events(e);
-        if (e->shutdown && !e->cmds.count)
+        /* Notification commands die with this thread (PDEATHSIG): give
+         * them a few seconds to do their work before the engine goes. */
+        if (e->shutdown && !e->cmds.count &&
+            (!e->notifiers.count || (shutdown_at && flow__now_ns() - shutdown_at > NOTIFY_GRACE_NS)))
             break;
+        if (e->shutdown && !shutdown_at)
+            shutdown_at = flow__now_ns();
         if (e->notifiers.count && (timeout < 0 || timeout > 100))
             timeout = 100; /* a notification command to reap */
         /* Work queued by what we just did is handled before sleeping. */
