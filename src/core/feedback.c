@@ -289,7 +289,9 @@ void flow__feedback_park(struct flow_run *r, struct act *a, const char *request)
         .time = r->engine->clock,
         .payload = json_pack("{s:s}", "request", request),
     };
-    if (!r->replaying && flow__journal_append(&r->journal, &rec) != FLOW_OK)
+    if (r->replaying)
+        json_decref(rec.payload); /* the record is in the store already */
+    else if (flow__journal_append(&r->journal, &rec) != FLOW_OK)
         flow__log(FLOW_LOG_ERROR, "run '%s': cannot journal that '%s' waits", r->id, request);
     if (a->attempt > 0)
         a->attempt--; /* the answer runs it again as the same attempt */
@@ -330,7 +332,9 @@ flow_err flow__feedback_answer(struct flow_run *r, const char *id, json_t *answe
         .time = r->engine->clock,
         .payload = json_pack("{s:s,s:O}", "request", id, "answer", answer),
     };
-    if (!r->replaying && flow__journal_append(&r->journal, &rec) != FLOW_OK)
+    if (r->replaying)
+        json_decref(rec.payload);
+    else if (flow__journal_append(&r->journal, &rec) != FLOW_OK)
         flow__log(FLOW_LOG_ERROR, "run '%s': cannot journal the answer to '%s'", r->id, id);
     if (r->status == FLOW_RUN_RUNNING || r->replaying)
         unpark(r, a);
