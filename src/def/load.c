@@ -372,6 +372,26 @@ static void suggestion(char *buf, size_t len, const char *best)
         buf[0] = '\0';
 }
 
+/* Report every key of mapping `x` that is not in `keys` ("unknown key 'k' in
+ * WHAT; did you mean ...?"); false when there was one. */
+static bool known_keys(struct loader *L, const struct val *x, const char *const *keys, size_t n,
+                       const char *what)
+{
+    bool ok = true;
+    const char *k;
+    json_t *v;
+    json_object_foreach (x->v, k, v) {
+        if (!in_list(k, keys, n)) {
+            char hint[80];
+            suggestion(hint, sizeof(hint), closest(k, keys, n));
+            report(L, flow__yaml_key_pos(L->doc, x->v, k), "unknown key '%s' in %s%s", k, what,
+                   hint);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
 static void unknown_task(struct loader *L, struct flow__yaml_pos pos, const char *name,
                          const char *what)
 {
@@ -1289,19 +1309,7 @@ static void parse_feedback(struct loader *L, const struct val *x, const char *wh
                what, type_name(x->v));
         return;
     }
-    bool ok = true;
-    const char *k;
-    json_t *v;
-    json_object_foreach (x->v, k, v) {
-        if (!IN(k, feedback_keys)) {
-            char hint[80];
-            suggestion(hint, sizeof(hint),
-                       closest(k, feedback_keys, FLOW__ARRAY_LEN(feedback_keys)));
-            report(L, flow__yaml_key_pos(L->doc, x->v, k), "unknown key '%s' in %s%s", k, what,
-                   hint);
-            ok = false;
-        }
-    }
+    bool ok = known_keys(L, x, feedback_keys, FLOW__ARRAY_LEN(feedback_keys), what);
     char kwhat[160];
     memset(&b->fb, 0, sizeof(b->fb));
     struct val y = member(L, x->v, "type");
@@ -1720,18 +1728,7 @@ static void parse_connection(struct loader *L, const struct val *x, size_t n)
                what, type_name(x->v));
         return;
     }
-    bool ok = true;
-    const char *k;
-    json_t *v;
-    json_object_foreach (x->v, k, v) {
-        if (!IN(k, connect_keys)) {
-            char hint[80];
-            suggestion(hint, sizeof(hint), closest(k, connect_keys, FLOW__ARRAY_LEN(connect_keys)));
-            report(L, flow__yaml_key_pos(L->doc, x->v, k), "unknown key '%s' in %s%s", k, what,
-                   hint);
-            ok = false;
-        }
-    }
+    bool ok = known_keys(L, x, connect_keys, FLOW__ARRAY_LEN(connect_keys), what);
     char kwhat[100];
     /* from: TASK.EVENT (task names hold no dot: the first one splits) */
     struct val from = member(L, x->v, "from");

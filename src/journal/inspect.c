@@ -323,6 +323,22 @@ json_t *flow_store_checkpoints(flow_store *s, const char *run_id, flow_error *er
     return records_json(s, run_id, checkpoint_one, err);
 }
 
+/* [io] Take the lease of a run no live process runs: FLOW_OK (ours now:
+ * release it), FLOW_EBUSY (a runner has it: send it a request), or an
+ * error. A runner of this very process holds the lease under our own name,
+ * so look before taking it. */
+static flow_err take_unattended(flow_store *s, const char *run_id, double now, flow_error *err)
+{
+    char *runner = NULL;
+    flow_err rc = flow__store_lease_get(s->backend, run_id, now, &runner, err);
+    if (rc == FLOW_OK && runner)
+        rc = FLOW_EBUSY;
+    else if (rc == FLOW_OK)
+        rc = flow__store_lease_acquire(s->backend, run_id, s->holder, now, FLOW__LEASE_TTL, err);
+    flow__free(runner);
+    return rc;
+}
+
 flow_err flow_store_request(flow_store *s, const char *run_id, const char *what,
                             const char *reason, flow_error *err)
 {
@@ -344,16 +360,8 @@ flow_err flow_store_request(flow_store *s, const char *run_id, const char *what,
     /* Nobody runs it? Then we may: take its lease and write the end (or the
      * pause) ourselves, so that the request does not wait for a resume. */
     double now = flow__wall_time();
-    char *runner = NULL;
     pthread_mutex_lock(&s->io);
-    /* A runner of this very process holds the lease under our own name, so
-     * look before taking it. */
-    rc = flow__store_lease_get(s->backend, run_id, now, &runner, err);
-    if (rc == FLOW_OK && runner)
-        rc = FLOW_EBUSY;
-    else if (rc == FLOW_OK)
-        rc = flow__store_lease_acquire(s->backend, run_id, s->holder, now, FLOW__LEASE_TTL, err);
-    flow__free(runner);
+    rc = take_unattended(s, run_id, now, err);
     if (rc == FLOW_OK) {
         bool cancel = !strcmp(what, "cancel");
         const char *why = reason && *reason ? reason
@@ -631,14 +639,8 @@ flow_err flow_store_answer(flow_store *s, const char *run_id, const char *reques
 
     /* A live runner takes it as a request; else we write it ourselves. */
     double now = flow__wall_time();
-    char *runner = NULL;
     pthread_mutex_lock(&s->io);
-    rc = flow__store_lease_get(s->backend, run_id, now, &runner, err);
-    if (rc == FLOW_OK && runner)
-        rc = FLOW_EBUSY;
-    else if (rc == FLOW_OK)
-        rc = flow__store_lease_acquire(s->backend, run_id, s->holder, now, FLOW__LEASE_TTL, err);
-    flow__free(runner);
+    rc = take_unattended(s, run_id, now, err);
     if (rc == FLOW_EBUSY) {
         flow__error_clear(err);
         json_t *msg = json_pack("{s:s,s:O}", "request", request, "answer", answer);

@@ -40,6 +40,11 @@ echo "$out" | grep -q "ingest ran 1 time(s), review 1, publish 2" &&
     pass "durable_resume: nothing that completed ran again" ||
     fail "durable_resume: $out $(cat "$T/durable.err")"
 
+# Human feedback from C: paused, answered through the store, resumed.
+out=$(cd "$T" && "$EX/feedback_review" 2>"$T/feedback.err") || fail "feedback_review exited $?: $(cat "$T/feedback.err")"
+echo "$out" | grep -q 'result {"decision":"ship","by":"release-manager"} (the task ran 2 times)' &&
+    pass "feedback_review: the answer reaches the task" || fail "feedback_review: $out"
+
 # examples/durable/try.sh: kill -9, status, resume, in a store of its own.
 out=$(FLOW="$FLOW" sh "$FLOW_SOURCE_DIR/examples/durable/try.sh" 2>&1) || fail "try.sh exited $?: $out"
 echo "$out" | grep -q '"sum": 55' && pass "try.sh: the resumed run completes" || fail "try.sh: $out"

@@ -50,6 +50,20 @@ again=$(grep -c 'started   square' resume.err)
     fail "tour: the resume started all 5 squares"
 "$FLOW" logs demo >logs.txt && grep -q "act_completed square" logs.txt && pass "tour: logs" ||
     fail "tour: logs: $(head logs.txt)"
+
+# "Ask a person": the README's sequence.
+grep -q '^build/flow feedback rev review --approve --by alice' "$FLOW_SOURCE_DIR/README.md" &&
+    pass "README has the feedback tour" || fail "no feedback tour in README"
+"$FLOW" run "$FLOW_SOURCE_DIR/examples/seeds/crewai_hitl_review.yaml" --input confidence=0.4 --id rev \
+    >/dev/null 2>run.err
+rc=$?
+[ $rc = 3 ] && grep -q "answer with: flow feedback rev review --approve | --reject" run.err &&
+    pass "tour: the review pauses and says how to answer" || fail "tour: review: rc=$rc $(cat run.err)"
+"$FLOW" feedback >list.txt 2>&1 && grep -q "^rev review (approval" list.txt &&
+    pass "tour: flow feedback lists it" || fail "tour: feedback list: $(cat list.txt)"
+"$FLOW" feedback rev review --approve --by alice 2>/dev/null
+out=$("$FLOW" resume rev 2>/dev/null)
+expect_json "$out" '{"final": "Q3 summary: revenue up 12%", "by": "alice"}' "tour: resumed with the answer"
 unset FLOW_STORE
 
 finish
