@@ -197,6 +197,11 @@ flow_err flow__feedback_ask(struct flow_run *r, struct act *a, const flow_feedba
         default_id(a, idbuf, sizeof(idbuf));
         id = idbuf;
     }
+    if (r->parent_act) /* a child run's journal is not kept: nobody could answer it */
+        return flow__error(err, FLOW_EUNSUPPORTED,
+                           "feedback request '%s': asking people from inside a nested flow is not "
+                           "supported yet (ask in the parent flow)",
+                           id);
     struct fb_request *q = find(r, id);
     if (q && q->answer) {
         json_t *e = json_object_get(q->answer, "error");

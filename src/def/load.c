@@ -1310,7 +1310,7 @@ static void parse_feedback(struct loader *L, const struct val *x, const char *wh
         return;
     }
     bool ok = known_keys(L, x, feedback_keys, FLOW__ARRAY_LEN(feedback_keys), what);
-    char kwhat[160];
+    char kwhat[320];
     memset(&b->fb, 0, sizeof(b->fb));
     struct val y = member(L, x->v, "type");
     const char *type = "approval";

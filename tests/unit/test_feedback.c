@@ -291,6 +291,22 @@ static void test_feedback_task_and_bad_specs(void **state)
     flow_free(f);
 }
 
+static void test_nested_flows_cannot_ask(void **state)
+{
+    (void)state;
+    flow *child = flow_new("child", NULL);
+    flow_feedback req = {.type = FLOW_FEEDBACK_APPROVAL, .message = "Go?"};
+    assert_int_equal(flow_task_set_feedback(th_add(child, "ask", NULL), &req, NULL), FLOW_OK);
+    flow *parent = flow_new("parent", NULL);
+    assert_int_equal(flow_task_set_subflow(th_add(parent, "sub", NULL), child), FLOW_OK);
+    flow_run *r = start(parent, "nested", false);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_FAILED); /* not a run that waits for ever */
+    assert_non_null(strstr(flow_run_error(r), "from inside a nested flow is not supported yet"));
+    flow_run_free(r);
+    flow_free(parent);
+    flow_free(child);
+}
+
 /* A run with a request, answered and completed, cut after every record and
  * resumed: it ends the same, and the answer is never asked for again. */
 static void test_every_crash_point(void **state)
@@ -353,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_answer_reaches_a_waiting_run),
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_feedback_task_and_bad_specs),
+        cmocka_unit_test(test_nested_flows_cannot_ask),
         cmocka_unit_test(test_every_crash_point),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
