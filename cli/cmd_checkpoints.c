@@ -35,13 +35,10 @@ static int checkpoints_main(int argc, char **argv)
     int rc;
 
     rc = cli_parse_store_args(&sa, "checkpoints", argc, argv, options, help, NULL, NULL);
-    if (rc < 0) {
-        rc = cli_one_run(&sa.args, &run_id);
-    }
     if (rc >= 0) {
         return rc;
     }
-    st = cli_open_existing_store(sa.store_url, &rc);
+    st = cli_store_for_run(&sa, &run_id, &rc);
     if (!st) {
         return rc;
     }

@@ -64,13 +64,10 @@ static int request_main(const char *what, const char *help, int argc, char **arg
     int rc;
 
     rc = cli_parse_store_args(&sa, what, argc, argv, options, help, reason_opt, &reason);
-    if (rc < 0) {
-        rc = cli_one_run(&sa.args, &run_id);
-    }
     if (rc >= 0) {
         return rc;
     }
-    st = cli_open_existing_store(sa.store_url, &rc);
+    st = cli_store_for_run(&sa, &run_id, &rc);
     if (!st) {
         return rc;
     }

@@ -445,6 +445,15 @@ int cli_follow(struct cli_session *s, flow_run *run, double t0)
     return rc;
 }
 
+flow_store *cli_store_for_run(struct cli_store_args *sa, const char **run_id, int *status)
+{
+    *status = cli_one_run(&sa->args, run_id);
+    if (*status >= 0) {
+        return NULL;
+    }
+    return cli_open_existing_store(sa->store_url, status);
+}
+
 int cli_parse_store_args(struct cli_store_args *sa, const char *cmd, int argc, char **argv,
                          const struct cli_option *opts, const char *help,
                          int (*extra)(struct cli_args *a, int id, void *udata), void *udata)

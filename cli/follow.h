@@ -75,6 +75,11 @@ int cli_parse_store_args(struct cli_store_args *sa, const char *cmd, int argc, c
                          const struct cli_option *opts, const char *help,
                          int (*extra)(struct cli_args *a, int id, void *udata), void *udata);
 
+/* For a command of one RUN: after cli_parse_store_args, take the RUN id and
+ * open the store it is in. Returns the store, or NULL with *status set
+ * (usage error printed, or why the store cannot be opened). */
+flow_store *cli_store_for_run(struct cli_store_args *sa, const char **run_id, int *status);
+
 /* $FLOW_BIN names this program for command tasks (flow ctl). */
 void cli_export_flow_bin(void);
 

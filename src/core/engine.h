@@ -370,7 +370,13 @@ void flow__run_pause(struct flow_run *r, const char *why, bool interrupt);
 /* [L] A periodic checkpoint is due. */
 void flow__run_checkpoint_tick(struct flow_run *r);
 
-/* ---- run.c, for replay.c ------------------------------------------------ */
+/* ---- run.c, for replay.c and feedback.c --------------------------------- */
+
+/* [L] Journal a record of `a` (NULL: of the run) at the engine's clock:
+ * nothing while replaying; a failed write stops the run. Takes `payload`. */
+void flow__run_journal(struct flow_run *r, uint8_t type, const struct act *a, json_t *payload);
+/* The flow's task names, in index order (a new array; NULL: no memory). */
+json_t *flow__run_task_names(const struct flow *f);
 
 /* Make a run (not started); [L] for nested runs. */
 struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t *inputs,

@@ -241,20 +241,12 @@ flow_err flow__feedback_ask(struct flow_run *r, struct act *a, const flow_feedba
     if (!q)
         return flow__error(err, FLOW_ENOMEM, "out of memory opening feedback request '%s'", id);
     if (!r->replaying) {
-        struct flow__jrec rec = {
-            .type = JREC_FEEDBACK_OPENED,
-            .attempt = (uint8_t)(a->attempt > 255 ? 255 : a->attempt),
-            .task = a->task,
-            .act = (uint32_t)a->id,
-            .time = now,
-            .payload = json_pack("{s:s,s:s,s:s,s:O?,s:f,s:f,s:O?,s:s?}", "request", q->id, "type",
-                                 type_name(q->type), "message", q->message, "options",
-                                 q->options, "created", q->created, "deadline", q->deadline,
-                                 "default", q->default_answer, "channel_key", q->channel_key),
-        };
-        if (flow__journal_append(&r->journal, &rec) != FLOW_OK)
-            flow__log(FLOW_LOG_ERROR, "run '%s': cannot journal feedback request '%s'", r->id,
-                      q->id);
+        flow__run_journal(r, JREC_FEEDBACK_OPENED, a,
+                          json_pack("{s:s,s:s,s:s,s:O?,s:f,s:f,s:O?,s:s?}", "request", q->id,
+                                    "type", type_name(q->type), "message", q->message, "options",
+                                    q->options, "created", q->created, "deadline", q->deadline,
+                                    "default", q->default_answer, "channel_key",
+                                    q->channel_key));
         const struct task_ext *x = act_task(a)->ext;
         notify(r, x ? x->feedback : NULL, q);
     }
@@ -286,18 +278,7 @@ static void park(struct flow_run *r, struct act *a, struct fb_request *q)
 void flow__feedback_park(struct flow_run *r, struct act *a, const char *request)
 {
     struct fb_request *q = find(r, request);
-    struct flow__jrec rec = {
-        .type = JREC_ACT_WAITING,
-        .attempt = (uint8_t)(a->attempt > 255 ? 255 : a->attempt),
-        .task = a->task,
-        .act = (uint32_t)a->id,
-        .time = r->engine->clock,
-        .payload = json_pack("{s:s}", "request", request),
-    };
-    if (r->replaying)
-        json_decref(rec.payload); /* the record is in the store already */
-    else if (flow__journal_append(&r->journal, &rec) != FLOW_OK)
-        flow__log(FLOW_LOG_ERROR, "run '%s': cannot journal that '%s' waits", r->id, request);
+    flow__run_journal(r, JREC_ACT_WAITING, a, json_pack("{s:s}", "request", request));
     if (a->attempt > 0)
         a->attempt--; /* the answer runs it again as the same attempt */
     park(r, a, q);
@@ -330,17 +311,8 @@ flow_err flow__feedback_answer(struct flow_run *r, const char *id, json_t *answe
                            id, r->id);
     q->answer = json_incref(answer);
     struct act *a = q->act;
-    struct flow__jrec rec = {
-        .type = JREC_FEEDBACK_ANSWERED,
-        .task = a->task,
-        .act = (uint32_t)a->id,
-        .time = r->engine->clock,
-        .payload = json_pack("{s:s,s:O}", "request", id, "answer", answer),
-    };
-    if (r->replaying)
-        json_decref(rec.payload);
-    else if (flow__journal_append(&r->journal, &rec) != FLOW_OK)
-        flow__log(FLOW_LOG_ERROR, "run '%s': cannot journal the answer to '%s'", r->id, id);
+    flow__run_journal(r, JREC_FEEDBACK_ANSWERED, a,
+                      json_pack("{s:s,s:O}", "request", id, "answer", answer));
     if (r->status == FLOW_RUN_RUNNING || r->replaying)
         unpark(r, a);
     return FLOW_OK;
@@ -494,7 +466,10 @@ bool flow__feedback_only_people(struct flow_run *r)
 {
     if (!r->parked || r->running)
         return false;
-    for (size_t i = 0; i < r->act_count; i++) {
+    if (r->unfinished == r->parked)
+        return true; /* every unfinished activation is parked */
+    /* Newest first: ready work, when there is some, is usually recent. */
+    for (size_t i = r->act_count; i-- > 0;) {
         const struct act *a = flow__act_at(r, i);
         if (a->status == FLOW_ACT_PENDING && !(a->flags & ACT_PARKED))
             return false; /* queued, held, or waiting to retry */

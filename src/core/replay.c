@@ -464,14 +464,10 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
     }
     if (note && changed) {
         /* From here on records use the new flow's task indexes. */
-        json_t *names = json_array();
-        for (size_t i = 0; names && i < f->tasks.count; i++)
-            json_array_append_new(names, json_string(f->tasks.items[i]->name));
         json_object_set_new(note, "forced", json_true());
-        json_object_set_new(note, "tasks", names);
+        json_object_set_new(note, "tasks", flow__run_task_names(f));
     }
-    struct flow__jrec resumed = {.type = JREC_RESUMED, .time = now, .payload = note};
-    flow__journal_append(&r->journal, &resumed);
+    flow__run_journal(r, JREC_RESUMED, NULL, note);
     if (meta.status != FLOW_RUN_RUNNING)
         FLOW__WITH_STORE(st, flow__store_run_set_status(st->backend, id, FLOW_RUN_RUNNING, 0, NULL));
     r->status = FLOW_RUN_RUNNING;

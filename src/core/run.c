@@ -121,6 +121,19 @@ static void journal(struct flow_run *r, uint8_t type, const struct act *a, json_
     journal_src(r, type, a, payload, NULL);
 }
 
+void flow__run_journal(struct flow_run *r, uint8_t type, const struct act *a, json_t *payload)
+{
+    journal_src(r, type, a, payload, NULL);
+}
+
+json_t *flow__run_task_names(const struct flow *f)
+{
+    json_t *names = json_array();
+    for (size_t i = 0; names && i < f->tasks.count; i++)
+        json_array_append_new(names, json_string(f->tasks.items[i]->name));
+    return names;
+}
+
 void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, const char *label,
                       double delay)
 {
@@ -2015,10 +2028,7 @@ void flow__run_begin(struct flow_run *r, const struct flow_task *start)
                                 "format", FLOW__JOURNAL_FORMAT);
     if (created && r->store && !r->replaying) {
         /* What readers of the store need without the flow: task names. */
-        json_t *names = json_array();
-        for (size_t i = 0; names && i < f->tasks.count; i++)
-            json_array_append_new(names, json_string(f->tasks.items[i]->name));
-        json_object_set_new(created, "tasks", names);
+        json_object_set_new(created, "tasks", flow__run_task_names(f));
         json_object_set(created, "state", r->state);
         if (r->strict)
             json_object_set_new(created, "durability", json_string("strict"));
