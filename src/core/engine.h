@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/flowdef.h"
+#include "def/flowdef.h"
 #include "exec/cmd.h"
 #include "flow.h"
 #include "journal/journal.h"
@@ -397,9 +397,6 @@ void flow__run_replay_completed(struct flow_run *r, struct act *a, json_t *paylo
 void flow__run_replay_failed(struct flow_run *r, struct act *a, const char *error);
 /* [L] Write a checkpoint record. */
 void flow__run_checkpoint(struct flow_run *r, struct act *a, const char *reason);
-/* The hash of a flow definition ("fnv1a64:0123456789abcdef"); false on
- * allocation failure. */
-bool flow__flow_hash(struct flow *f, char *out, size_t size);
 /* [L] Check and parse a list of directives (C tasks and commands alike);
  * NULL, or a message naming the bad one (flow__free it). */
 char *flow__run_check_directives(struct flow_run *r, json_t *list);

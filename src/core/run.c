@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "core/engine.h"
-#include "core/schema.h"
+#include "def/schema.h"
 #include "journal/durable.h"
 #include "util/alloc.h"
 #include "util/buf.h"

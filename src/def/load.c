@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/flowdef.h"
+#include "def/flowdef.h"
 #include "def/template.h"
 #include "def/yaml.h"
 #include "flow.h"

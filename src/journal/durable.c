@@ -45,13 +45,6 @@ struct djournal {
 
 /* ---- the committer ------------------------------------------------------ */
 
-static void free_batch(struct flow__jrec *recs, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        json_decref(recs[i].payload);
-    flow__free(recs);
-}
-
 /* [mu held on entry and exit] Call a hook of `j` without the lock. */
 static void call_control(struct flow_store *s, struct djournal *j, char *kind, char *arg)
 {
@@ -94,7 +87,7 @@ static void write_batch(struct flow_store *s, struct djournal *j)
     flow_err rc;
     FLOW__WITH_STORE(s, rc = flow__store_append(s->backend, j->run_id, recs, n,
                                                 j->strict ? FLOW__STORE_SYNC : 0, &err));
-    free_batch(recs, n);
+    flow__records_free(recs, n);
 
     pthread_mutex_lock(&s->mu);
     j->writing = false;
@@ -214,6 +207,16 @@ static void *committer_main(void *arg)
     return NULL;
 }
 
+/* flow_store_close: the writer finishes what is queued, then exits. */
+static void stop_committer(struct flow_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->shutdown = true;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+}
+
 /* [mu] Wake the committer if it sleeps. */
 static void kick(struct flow_store *s)
 {
@@ -313,7 +316,7 @@ static void dj_close(void *priv)
     struct flow__jrec *left = j->queue.items;
     size_t nleft = j->queue.count;
     pthread_mutex_unlock(&s->mu);
-    free_batch(left, nleft); /* only when writing had failed */
+    flow__records_free(left, nleft); /* only when writing had failed */
     if (j->lease)
         FLOW__WITH_STORE(s, flow__store_lease_release(s->backend, j->run_id, s->holder, NULL));
     flow__free(j);
@@ -375,6 +378,7 @@ flow_err flow__journal_durable_open(struct flow__journal *j, struct flow_store *
             return flow__error(err, FLOW_ESYSTEM, "cannot start the journal's writer thread");
         }
         s->thread_started = true;
+        s->stop_writer = stop_committer;
     }
     d->next = s->journals;
     s->journals = d;
@@ -410,111 +414,4 @@ bool flow__journal_durable_failed(struct flow__journal *j, flow_error *err)
         *err = d->failure;
     pthread_mutex_unlock(&d->store->mu);
     return failed;
-}
-
-/* ---- reading back ------------------------------------------------------- */
-
-struct collect {
-    FLOW__VEC(struct flow__jrec) recs;
-};
-
-static flow_err collect_rec(void *udata, uint64_t seq, const struct flow__jrec *rec)
-{
-    struct collect *c = udata;
-    (void)seq;
-    flow_err rc = FLOW_OK;
-    struct flow__jrec copy = *rec;
-    copy.payload = json_incref(rec->payload);
-    FLOW__VEC_PUSH(&c->recs, copy, rc);
-    if (rc)
-        json_decref(copy.payload);
-    return rc;
-}
-
-flow_err flow__store_read_all(struct flow_store *s, const char *run_id, struct flow__jrec **out,
-                              size_t *count, flow_error *err)
-{
-    struct collect c = {0};
-    flow_err rc;
-    FLOW__WITH_STORE(s, rc = flow__store_read(s->backend, run_id, 0, collect_rec, &c, err));
-    if (rc == FLOW_ENOMEM && err && !err->message[0])
-        flow__error(err, rc, "out of memory reading the journal of run '%s'", run_id);
-    if (rc != FLOW_OK) {
-        flow__records_free(c.recs.items, c.recs.count);
-        *out = NULL;
-        *count = 0;
-        return rc;
-    }
-    *out = c.recs.items;
-    *count = c.recs.count;
-    return FLOW_OK;
-}
-
-void flow__records_free(struct flow__jrec *recs, size_t count)
-{
-    free_batch(recs, count);
-}
-
-/* ---- the public handle -------------------------------------------------- */
-
-const char *flow_store_default_url(void)
-{
-    const char *env = getenv("FLOW_STORE");
-    return env && *env ? env : "sqlite:.flow/flow.db";
-}
-
-flow_store *flow_store_open(const char *url, flow_error *err)
-{
-    return flow_store_open_flags(url, 0, err);
-}
-
-flow_store *flow_store_open_flags(const char *url, unsigned flags, flow_error *err)
-{
-    if (!url)
-        url = flow_store_default_url();
-    struct flow_store *s = flow__calloc(1, sizeof(*s));
-    if (!s) {
-        flow__error(err, FLOW_ENOMEM, "out of memory opening store '%s'", url);
-        return NULL;
-    }
-    unsigned bflags = flags & FLOW_STORE_NOCREATE ? FLOW__STORE_OPEN_NOCREATE : 0;
-    if (flow__store_open_flags(url, bflags, &s->backend, err) != FLOW_OK) {
-        flow__free(s);
-        return NULL;
-    }
-    pthread_mutex_init(&s->io, NULL);
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->work, NULL);
-    pthread_cond_init(&s->done, NULL);
-    flow__lease_holder(s->holder, sizeof(s->holder));
-    return s;
-}
-
-void flow_store_close(flow_store *s)
-{
-    if (!s)
-        return;
-    pthread_mutex_lock(&s->mu);
-    s->shutdown = true;
-    bool started = s->thread_started;
-    pthread_cond_signal(&s->work);
-    pthread_mutex_unlock(&s->mu);
-    if (started)
-        pthread_join(s->thread, NULL);
-    flow__store_close(s->backend);
-    pthread_cond_destroy(&s->done);
-    pthread_cond_destroy(&s->work);
-    pthread_mutex_destroy(&s->mu);
-    pthread_mutex_destroy(&s->io);
-    flow__free(s);
-}
-
-const char *flow_store_url(const flow_store *s)
-{
-    return s->backend->url;
-}
-
-bool flow_store_is_durable(const flow_store *s)
-{
-    return flow__store_has_cap(s->backend, FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS);
 }

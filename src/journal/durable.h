@@ -18,24 +18,8 @@
 
 #include "flow.h"
 #include "journal/journal.h"
+#include "store/handle.h"
 #include "store/store.h"
-
-struct djournal;
-
-struct flow_store {
-    struct flow__store *backend;
-    pthread_mutex_t io;      /* every backend call */
-    pthread_mutex_t mu;      /* journals and their queues */
-    pthread_cond_t work;     /* the committer: something to write, or stop */
-    pthread_cond_t done;     /* waiters: a batch became durable or failed */
-    pthread_t thread;
-    bool thread_started;     /* [mu] */
-    bool committer_idle;     /* [mu] waiting on `work` */
-    bool flush_now;          /* [mu] someone waits: write without lingering */
-    bool shutdown;           /* [mu] */
-    struct djournal *journals; /* [mu] open durable journals */
-    char holder[128];        /* this process as a lease holder */
-};
 
 /* What the journal tells the run it belongs to. Called on the committer
  * thread with no store lock held (they may take the engine lock). */
@@ -72,25 +56,5 @@ void flow__journal_durable_ready(struct flow__journal *j);
 
 /* Has writing failed? (the message in `err` when so) */
 bool flow__journal_durable_failed(struct flow__journal *j, flow_error *err);
-
-/* Run `stmt` with the store's io lock held (every backend call). */
-#define FLOW__WITH_STORE(s, stmt)                                                                  \
-    do {                                                                                           \
-        pthread_mutex_lock(&(s)->io);                                                              \
-        stmt;                                                                                      \
-        pthread_mutex_unlock(&(s)->io);                                                            \
-    } while (0)
-
-/* Check an answer against a feedback request (inspect.c): NULL, or why not
- * (flow__free). The answer as the task sees it, {approved|text|selected,
- * by, at}, in *out (a new reference). */
-char *flow__feedback_check(flow_feedback_type type, json_t *options, json_t *value,
-                           const char *by, double at, json_t **out);
-
-/* Read every record of `run_id` into a new array (caller frees with
- * flow__records_free); *count gets how many. */
-flow_err flow__store_read_all(struct flow_store *s, const char *run_id, struct flow__jrec **out,
-                              size_t *count, flow_error *err);
-void flow__records_free(struct flow__jrec *recs, size_t count);
 
 #endif

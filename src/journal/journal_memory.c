@@ -81,17 +81,3 @@ flow_err flow__journal_memory_open(struct flow__journal *j)
     j->priv = m;
     return FLOW_OK;
 }
-
-const char *flow__jrec_type_name(int type)
-{
-    static const char *const names[] = {
-        "?",           "run_created",   "act_created", "act_started",
-        "act_completed", "act_failed",  "act_retrying", "act_skipped",
-        "act_cancelled", "label",       "state_set",   "run_ended",  "checkpoint",
-        "event",         "paused",      "resumed",     "log",
-        "feedback_opened", "act_waiting", "feedback_answered",
-    };
-    if (type < 0 || (size_t)type >= sizeof(names) / sizeof(names[0]))
-        return "?";
-    return names[type];
-}

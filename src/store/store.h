@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "flow.h"
-#include "journal/journal.h"
+#include "store/record.h"
 #include "util/strmap.h"
 
 /* The highest store format this libflow reads and writes. */

@@ -42,4 +42,33 @@ else
     pass "no banned function in src/ and cli/"
 fi
 
+# The folders of src/ are layers (docs/internals/layers.md): a file may include
+# headers of its own folder and of lower layers only, never of a layer above
+# or beside it, so the module graph has no cycle.
+layer_rank() {
+    case $1 in
+        util) echo 0 ;; def) echo 1 ;; store|exec) echo 2 ;; journal) echo 3 ;; core) echo 4 ;;
+        *) echo 99 ;;
+    esac
+}
+: > "$T/backedges"
+for f in "$S"/src/*/*.[ch]; do
+    from=$(basename "$(dirname "$f")")
+    rf=$(layer_rank "$from")
+    [ "$rf" = 99 ] && echo "$f: folder '$from' has no layer in test_src.sh" >> "$T/backedges"
+    grep -o '^#include "[a-z_]*/[a-z_.]*"' "$f" | sed 's/^#include "//; s/".*//' | while read -r inc; do
+        to=${inc%%/*}
+        [ "$to" = "$from" ] && continue
+        rt=$(layer_rank "$to")
+        if [ "$rt" -ge "$rf" ]; then
+            echo "${f#$S/} ($from) includes $inc ($to)" >> "$T/backedges"
+        fi
+    done
+done
+if [ -s "$T/backedges" ]; then
+    fail "includes against the layers util < def < store, exec < journal < core: $(cat "$T/backedges")"
+else
+    pass "no include goes up or across the layers of src/"
+fi
+
 finish

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/flowdef.h"
+#include "def/flowdef.h"
 #include "def/yaml.h"
 #include "util/alloc.h"
 #include "util/error.h"

@@ -14,7 +14,7 @@
 
 #include <jansson.h>
 
-#include "core/schema.h"
+#include "def/schema.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

@@ -9,7 +9,7 @@
 
 #include <stdio.h>
 
-#include "core/engine.h"
+#include "def/flowdef.h"
 #include "util/fnv.h"
 #include "util/json.h"
 

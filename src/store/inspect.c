@@ -5,7 +5,8 @@
 
 #include <string.h>
 
-#include "journal/durable.h"
+#include "def/flowdef.h"
+#include "store/handle.h"
 
 #include "util/alloc.h"
 #include "util/clock.h"
@@ -431,51 +432,6 @@ flow_err flow_store_gc(flow_store *s, double older_than, size_t *deleted, flow_e
 }
 
 /* ---- feedback requests -------------------------------------------------- */
-
-char *flow__feedback_check(flow_feedback_type type, json_t *options, json_t *value,
-                           const char *by, double at, json_t **out)
-{
-    *out = NULL;
-    const char *key;
-    switch (type) {
-    case FLOW_FEEDBACK_APPROVAL:
-        if (!json_is_boolean(value))
-            return flow__strdup("an approval is answered with approve or reject (true or false)");
-        key = "approved";
-        break;
-    case FLOW_FEEDBACK_TEXT:
-        if (!json_is_string(value))
-            return flow__strdup("a text request is answered with a text");
-        key = "text";
-        break;
-    case FLOW_FEEDBACK_SELECTION: {
-        if (!json_is_string(value))
-            return flow__strdup("a selection is answered with one of its options");
-        bool found = false;
-        size_t i;
-        json_t *o;
-        json_array_foreach(options, i, o)
-        {
-            if (json_equal(o, value))
-                found = true;
-        }
-        if (!found) {
-            char *list = options ? json_dumps(options, JSON_COMPACT) : NULL;
-            char *why = flow__asprintf("'%s' is not one of the options %s",
-                                       json_string_value(value), list ? list : "[]");
-            flow__json_free_text(list);
-            return why ? why : flow__strdup("not one of the options");
-        }
-        key = "selected";
-        break;
-    }
-    default:
-        return flow__strdup("unknown feedback type");
-    }
-    *out = json_pack("{s:O,s:s?,s:o}", key, value, "by", by,
-                     "at", at > 0 ? flow__json_time(at) : json_null());
-    return *out ? NULL : flow__strdup("out of memory");
-}
 
 /* One request as folded from a journal. */
 struct fold_req {

@@ -2,15 +2,14 @@
  * bodies, triggers, policies, I/O. Compilation and checks are in graph.c. */
 #include "util/compat.h"
 
-#include "core/flowdef.h"
+#include "def/flowdef.h"
 
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "core/schema.h"
-#include "journal/durable.h"
+#include "def/schema.h"
 #include "def/template.h"
 #include "util/alloc.h"
 #include "util/buf.h"

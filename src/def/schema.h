@@ -3,8 +3,8 @@
  * with draft-07 meaning. A schema is compiled once into a small immutable tree;
  * checking a value walks the tree, not the value, and allocates only the
  * message of a violation. */
-#ifndef FLOW_CORE_SCHEMA_H
-#define FLOW_CORE_SCHEMA_H
+#ifndef FLOW_DEF_SCHEMA_H
+#define FLOW_DEF_SCHEMA_H
 
 #include <jansson.h>
 

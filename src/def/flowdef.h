@@ -1,8 +1,8 @@
 /* flowdef.h -- the inside of a flow definition: tasks, policies, conditions,
  * and the graph compiled from them by flow_validate() (graph.c).
  * See docs/internals/core.md. */
-#ifndef FLOW_CORE_FLOWDEF_H
-#define FLOW_CORE_FLOWDEF_H
+#ifndef FLOW_DEF_FLOWDEF_H
+#define FLOW_DEF_FLOWDEF_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -214,5 +214,15 @@ void flow__ref(struct flow *f);
 
 /* Format " (file:line:col)" for a task into buf, or "" when unknown. */
 void flow__task_where(const flow_task *t, char *buf, size_t len);
+
+/* The hash of a flow definition ("fnv1a64:0123456789abcdef"); false on
+ * allocation failure. */
+bool flow__flow_hash(struct flow *f, char *out, size_t size);
+
+/* Check an answer against a feedback request (def/feedback.c): NULL, or why not
+ * (flow__free). The answer as the task sees it, {approved|text|selected,
+ * by, at}, in *out (a new reference). */
+char *flow__feedback_check(flow_feedback_type type, json_t *options, json_t *value,
+                           const char *by, double at, json_t **out);
 
 #endif

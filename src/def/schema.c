@@ -4,7 +4,7 @@
  * to report: paths and values are formatted into fixed buffers on the stack. */
 #include "util/compat.h"
 
-#include "core/schema.h"
+#include "def/schema.h"
 
 #include <stdarg.h>
 #include <stdbool.h>

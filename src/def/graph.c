@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/flowdef.h"
+#include "def/flowdef.h"
 #include "util/alloc.h"
 #include "util/error.h"
 

@@ -1,0 +1,111 @@
+/* handle.c -- the public store handle: open and close a store by URL, and
+ * read a run's records back. */
+#include "util/compat.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/handle.h"
+#include "util/alloc.h"
+#include "util/error.h"
+#include "util/vec.h"
+
+/* ---- reading back ------------------------------------------------------- */
+
+struct collect {
+    FLOW__VEC(struct flow__jrec) recs;
+};
+
+static flow_err collect_rec(void *udata, uint64_t seq, const struct flow__jrec *rec)
+{
+    struct collect *c = udata;
+    (void)seq;
+    flow_err rc = FLOW_OK;
+    struct flow__jrec copy = *rec;
+    copy.payload = json_incref(rec->payload);
+    FLOW__VEC_PUSH(&c->recs, copy, rc);
+    if (rc)
+        json_decref(copy.payload);
+    return rc;
+}
+
+flow_err flow__store_read_all(struct flow_store *s, const char *run_id, struct flow__jrec **out,
+                              size_t *count, flow_error *err)
+{
+    struct collect c = {0};
+    flow_err rc;
+    FLOW__WITH_STORE(s, rc = flow__store_read(s->backend, run_id, 0, collect_rec, &c, err));
+    if (rc == FLOW_ENOMEM && err && !err->message[0])
+        flow__error(err, rc, "out of memory reading the journal of run '%s'", run_id);
+    if (rc != FLOW_OK) {
+        flow__records_free(c.recs.items, c.recs.count);
+        *out = NULL;
+        *count = 0;
+        return rc;
+    }
+    *out = c.recs.items;
+    *count = c.recs.count;
+    return FLOW_OK;
+}
+
+/* ---- the public handle -------------------------------------------------- */
+
+const char *flow_store_default_url(void)
+{
+    const char *env = getenv("FLOW_STORE");
+    return env && *env ? env : "sqlite:.flow/flow.db";
+}
+
+flow_store *flow_store_open(const char *url, flow_error *err)
+{
+    return flow_store_open_flags(url, 0, err);
+}
+
+flow_store *flow_store_open_flags(const char *url, unsigned flags, flow_error *err)
+{
+    if (!url)
+        url = flow_store_default_url();
+    struct flow_store *s = flow__calloc(1, sizeof(*s));
+    if (!s) {
+        flow__error(err, FLOW_ENOMEM, "out of memory opening store '%s'", url);
+        return NULL;
+    }
+    unsigned bflags = flags & FLOW_STORE_NOCREATE ? FLOW__STORE_OPEN_NOCREATE : 0;
+    if (flow__store_open_flags(url, bflags, &s->backend, err) != FLOW_OK) {
+        flow__free(s);
+        return NULL;
+    }
+    pthread_mutex_init(&s->io, NULL);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work, NULL);
+    pthread_cond_init(&s->done, NULL);
+    flow__lease_holder(s->holder, sizeof(s->holder));
+    return s;
+}
+
+void flow_store_close(flow_store *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    void (*stop_writer)(struct flow_store *) = s->stop_writer;
+    pthread_mutex_unlock(&s->mu);
+    if (stop_writer)
+        stop_writer(s);
+    flow__store_close(s->backend);
+    pthread_cond_destroy(&s->done);
+    pthread_cond_destroy(&s->work);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->io);
+    flow__free(s);
+}
+
+const char *flow_store_url(const flow_store *s)
+{
+    return s->backend->url;
+}
+
+bool flow_store_is_durable(const flow_store *s)
+{
+    return flow__store_has_cap(s->backend, FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS);
+}

@@ -1,0 +1,73 @@
+/* record.h -- one journal record: what happened to a run, in the order it
+ * happened. The type is shared by the scheduler that writes records, the
+ * journals that queue them and the stores that keep them, so it lives at the
+ * bottom of that stack, with the stores.
+ */
+#ifndef FLOW_STORE_RECORD_H
+#define FLOW_STORE_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flow.h"
+
+/* The journal's format, written in each run's first record. */
+#define FLOW__JOURNAL_FORMAT 1
+
+/* Record types. Numbers are stored: never renumber, only add.
+ *
+ * Replay (docs/internals/store.md) re-applies the *inputs* of a run -- what
+ * the outside world decided: an attempt started, completed, failed; a task
+ * streamed an event; a periodic checkpoint -- through the scheduler's own
+ * code, which derives everything else (activations created, skipped,
+ * labels of routers, the state) exactly as it did the first time. Derived
+ * records are kept for readers (status, logs) and for checking that replay
+ * took the same path. */
+enum flow__jrec_type {
+    JREC_RUN_CREATED = 1, /* payload {flow, version, inputs, start, tasks: [names], def_hash} */
+    JREC_ACT_CREATED,     /* derived. act, task, src (the one source activation, or 0);
+                           * payload {input} when explicit, {sources: [ids]}
+                           * when several, {input, parent, index} for a
+                           * foreach element, or NULL */
+    JREC_ACT_STARTED,     /* input. act, attempt */
+    JREC_ACT_COMPLETED,   /* input. act, attempt; payload {output, writes?, work?,
+                           * terminate?, cancel?, checkpoint?, pause?, ignored?}:
+                           * everything the completion applied */
+    JREC_ACT_FAILED,      /* input. act, attempt; payload {error} */
+    JREC_ACT_RETRYING,    /* input. act, attempt; payload {error, delay} */
+    JREC_ACT_SKIPPED,     /* derived. act */
+    JREC_ACT_CANCELLED,   /* input. act; payload {error} */
+    JREC_LABEL,           /* derived. act (emitter); payload {label, data} */
+    JREC_STATE_SET,       /* no longer written: writes ride in act_completed */
+    JREC_RUN_ENDED,       /* payload {status, result, error} */
+    JREC_CHECKPOINT,      /* act (the task that asked, or 0); payload {id, reason} */
+    JREC_EVENT,           /* input. act (a running task); payload {label, data}:
+                           * streamed with flow_ctx_emit while it ran */
+    JREC_PAUSED,          /* payload {reason} */
+    JREC_RESUMED,         /* payload {from?, checkpoint?, forced?} */
+    JREC_LOG,             /* act, attempt; payload {stdout?, stderr?, exit_status}:
+                           * what a command wrote that is not its output */
+    JREC_FEEDBACK_OPENED, /* input. act, attempt; payload {request, type, message,
+                           * options, deadline, default, channel_key} */
+    JREC_ACT_WAITING,     /* input. act, attempt; payload {request}: the attempt
+                           * ended waiting for that answer */
+    JREC_FEEDBACK_ANSWERED /* input. act; payload {request, answer} */
+};
+
+struct flow__jrec {
+    uint8_t type;     /* enum flow__jrec_type */
+    uint8_t attempt;  /* saturates at 255 */
+    uint32_t task;    /* task index, for activation records */
+    uint32_t act;     /* activation id, 0 for run records */
+    uint32_t src;     /* act_created: its single source activation, or 0 */
+    double time;      /* epoch seconds */
+    json_t *payload;  /* owned by the journal once appended; may be NULL */
+};
+
+/* Name of a record type ("act_completed"). */
+const char *flow__jrec_type_name(int type);
+
+/* Free an array of records and their payloads. */
+void flow__records_free(struct flow__jrec *recs, size_t count);
+
+#endif
