@@ -567,6 +567,8 @@ static void remove_slot(struct flow_engine *e, struct cmd_slot *slot)
 static void cmd_not_started(struct flow_engine *e, struct cmd_slot *slot, char *why)
 {
     struct act *a = slot->act;
+    if (slot->state_held)
+        flow__run_cmd_files_release(a->run, slot->state_version);
     remove_slot(e, slot);
     struct flow__cmd_result res = {.ok = false, .exit_status = -1};
     res.error = why ? why : flow__strdup("cannot start the command");
@@ -607,9 +609,15 @@ static void spawn_commands(struct flow_engine *e)
         flow_error err;
         struct flow__cmd *cmd = NULL;
         pthread_mutex_unlock(&e->lock);
-        flow_err src = flow__cmd_start(&spec, &cmd, &err);
+        bool files = flow__run_cmd_files(scratch, &spec, &why);
+        flow_err src = files ? flow__cmd_start(&spec, &cmd, &err) : FLOW_ESYSTEM;
         pthread_mutex_lock(&e->lock);
         flow__run_cmd_scratch_free(scratch);
+        slot->state_held = spec.state_path != NULL;
+        if (!files) {
+            cmd_not_started(e, slot, why);
+            continue;
+        }
         if (src) {
             cmd_not_started(e, slot, flow__strdup(err.message));
             continue;

@@ -16,6 +16,7 @@
 
 #include "def/flowdef.h"
 #include "exec/cmd.h"
+struct flow__workdir;
 #include "flow.h"
 #include "journal/journal.h"
 #include "util/arena.h"
@@ -125,12 +126,6 @@ struct obs_event {
     double time;
 };
 
-struct state_file {
-    uint64_t version;
-    char *path;
-    uint32_t users; /* running commands that were given this file */
-};
-
 struct flow_run {
     struct flow_engine *engine;
     struct flow *flow;
@@ -163,9 +158,7 @@ struct flow_run {
     FLOW__VEC(struct obs_event) obs; /* [L] waiting for the loop to deliver */
     bool obs_listed;                /* [L] in engine->obs_runs */
     pthread_cond_t ended_cond;
-    char *work_dir;                 /* command files; created on first use */
-    bool own_work_dir;
-    FLOW__VEC(struct state_file) state_files; /* [L] */
+    struct flow__workdir *workdir;  /* command files (exec/workdir.h) */
     struct flow_run *next, *prev;   /* [L] engine->runs list */
     FLOW__VEC(struct group *) groups;  /* [L] parallel groups, freed with the run */
     FLOW__VEC(struct flow_run *) children; /* [L] nested runs, freed with the run */
@@ -263,7 +256,8 @@ struct cmd_slot {
     bool killed;         /* SIGTERM sent */
     int nfds;            /* entries in the poll set this round */
     int fd_first;        /* where they start in the poll set */
-    uint64_t state_version; /* the state file it was given */
+    uint64_t state_version; /* the state file it was given, */
+    bool state_held;        /* if it was */
 };
 
 struct worker {
@@ -350,6 +344,11 @@ void flow__run_stop(struct flow_run *r, flow_run_status status, const char *why)
 void flow__run_check_end(struct flow_run *r);
 /* [L] Prepare a command attempt: render argv/env/cwd, input, state file.
  * On failure returns false with a message (flow__free it) in *error. */
+/* Without the lock: write the files the prepared command needs (its work
+ * directory, the state file), filling spec->work_dir and spec->state_path. */
+bool flow__run_cmd_files(void *scratch, struct flow__cmd_spec *spec, char **error);
+/* [L] A command that was given the state file of `version` is done. */
+void flow__run_cmd_files_release(struct flow_run *r, uint64_t version);
 bool flow__run_prepare_cmd(struct flow_run *r, struct act *a, struct flow__cmd_spec *spec,
                            void **scratch, char **error);
 void flow__run_cmd_scratch_free(void *scratch);
@@ -385,12 +384,12 @@ struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t 
 /* [L] Start a created run: journal it, make it visible, fire its start. */
 void flow__run_begin(struct flow_run *r, const struct flow_task *start);
 void flow__run_destroy(struct flow_run *r);
+/* Before the run starts: its commands' files go in `dir` (kept after). */
+flow_err flow__run_set_work_dir(struct flow_run *r, const char *dir);
 /* Journal a durable run in `store` (replacing its memory journal);
  * `next_seq`: records it already has. */
 flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
                                 const flow_run_options *opts, flow_error *err);
-/* The i-th activation (0-based). */
-struct act *flow__act_at(const struct flow_run *r, size_t i);
 /* [L] Re-apply a journaled completion (payload of an act_completed record). */
 void flow__run_replay_completed(struct flow_run *r, struct act *a, json_t *payload);
 /* [L] Re-apply a journaled failed or retrying attempt. */

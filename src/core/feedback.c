@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "core/engine.h"
+#include "core/run_int.h"
 #include "exec/spawn.h"
 #include "journal/durable.h"
 #include "util/alloc.h"

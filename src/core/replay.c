@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/engine.h"
+#include "core/run_int.h"
 #include "journal/durable.h"
 #include "util/alloc.h"
 #include "util/clock.h"
@@ -375,7 +375,7 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
         goto out_recs;
     r->on_event = opts->on_event;
     r->event_udata = opts->event_udata;
-    if (opts->work_dir && !(r->work_dir = flow__strdup(opts->work_dir))) {
+    if (opts->work_dir && flow__run_set_work_dir(r, opts->work_dir) != FLOW_OK) {
         flow__error(err, FLOW_ENOMEM, "out of memory resuming run '%s'", id);
         goto out_destroy;
     }

@@ -1,0 +1,116 @@
+/* run_int.h -- the inside of a run, shared by the files that implement it:
+ * activation.c (records, activations, state), trigger.c (firing, skipping,
+ * labels), attempt.c (one try: success, failure, retries, stop), directive.c
+ * (dynamic work asked for by tasks), expand.c (groups, foreach, nested
+ * flows), input.c (inputs, commands) and run.c (start, end, public API).
+ * Every function here runs with the engine lock held.
+ */
+#ifndef FLOW_CORE_RUN_INT_H
+#define FLOW_CORE_RUN_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/engine.h"
+
+#define ACT_CHUNK 256
+
+/* The i-th activation (0-based). */
+static inline struct act *flow__act_at(const struct flow_run *r, size_t i)
+{
+    return &r->act_chunks[i / ACT_CHUNK][i % ACT_CHUNK];
+}
+
+static inline const char *flow__task_name(const struct flow_run *r, uint32_t task)
+{
+    return r->flow->tasks.items[task]->name;
+}
+
+/* ---- activation.c -------------------------------------------------------- */
+
+/* A new activation of `task`, counted against max_activations by the
+ * caller. NULL when out of memory. */
+struct act *flow__act_new(struct flow_run *r, uint32_t task);
+/* The activation's rarely used parts, made on first use; NULL when out of
+ * memory. */
+struct act_dyn *flow__act_dyn(struct flow_run *r, struct act *a);
+/* An activation reached a final status. */
+void flow__act_final(struct flow_run *r, struct act *a);
+/* Append a record naming `src` as the activation's single source. */
+void flow__run_journal_src(struct flow_run *r, uint8_t type, const struct act *a, json_t *payload,
+                           const struct act *src);
+/* Writing the journal failed: the run stops. `message` NULL: ask the journal. */
+void flow__run_journal_broke(struct flow_run *r, const char *message);
+/* Apply `writes` (an object; borrowed) to the state, key by key. */
+void flow__run_state_write(struct flow_run *r, struct act *a, json_t *writes);
+
+/* ---- trigger.c ----------------------------------------------------------- */
+
+/* Create and queue an activation of `task`. `input` (borrowed) is explicit,
+ * or NULL to build it from `srcs` when asked. NULL when none was made (the
+ * run stops, or max_activations was crossed and the run fails). */
+struct act *flow__run_fire(struct flow_run *r, uint32_t task, json_t *input, struct act **srcs,
+                           uint32_t nsrc);
+/* The task is skipped this round: record it and tell its dependants. */
+void flow__run_skip(struct flow_run *r, uint32_t task);
+/* Task `task` finished with `value` (LEAF_TRUE: completed; LEAF_FALSE:
+ * failed or skipped): tell every leaf it feeds. */
+void flow__run_propagate(struct flow_run *r, uint32_t task, uint8_t value, struct act *src);
+
+/* ---- attempt.c ----------------------------------------------------------- */
+
+struct directives;
+/* The attempt succeeded with `output` and state `writes` (both taken; writes
+ * may be NULL) and directives `d` (may be NULL; cleaned up). */
+void flow__attempt_succeeded(struct flow_run *r, struct act *a, json_t *output, json_t *writes,
+                             struct directives *d);
+/* ... `ignored`: the error an `on_error: ignore` absorbed, or NULL. */
+void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *output, json_t *writes,
+                                struct directives *d, const char *ignored);
+/* The attempt failed with `error` (taken); retried per policy. */
+void flow__attempt_failed(struct flow_run *r, struct act *a, char *error);
+/* ... retried only when `may_retry` (a foreach parent is not: its children
+ * had their retries). */
+void flow__attempt_failed_ex(struct flow_run *r, struct act *a, char *error, bool may_retry);
+/* An interrupted run's attempt ended: not recorded; pending again, to run
+ * as the same attempt on resume. */
+void flow__attempt_dropped(struct flow_run *r, struct act *a);
+/* Stop what runs: commands get SIGTERM then SIGKILL, C bodies are asked to
+ * stop and abandoned after the grace period, nested runs are cancelled. */
+void flow__run_stop_running(struct flow_run *r, const char *why);
+
+/* ---- directive.c --------------------------------------------------------- */
+
+/* What a successful attempt asked for besides its output, checked. */
+struct directives {
+    json_t *writes;     /* `set`: state keys, or NULL */
+    char *cancel;       /* `cancel`: the error, or NULL */
+    json_t *terminate;  /* `terminate`: the result, or NULL */
+    bool checkpoint;
+    char *pause;        /* `pause`: the reason, or NULL */
+    json_t *work;       /* next_task / next_iteration / parallel / emit, in order */
+};
+
+/* Parse `list` (an array of directive objects) into `out`: NULL, or a
+ * message naming the bad one (flow__free it; `out` is then to be cleaned). */
+char *flow__directives_parse(struct flow_run *r, json_t *list, struct directives *out);
+void flow__directives_cleanup(struct directives *d);
+/* Start the dynamic work a successful attempt asked for, in order. */
+void flow__directives_start(struct flow_run *r, struct act *a, json_t *work);
+
+/* ---- expand.c ------------------------------------------------------------ */
+
+/* A branch of a parallel group finished. */
+void flow__group_member_done(struct flow_run *r, struct act *a);
+/* A child of a foreach parent finished. */
+void flow__foreach_child_done(struct flow_run *r, struct act *child);
+/* A nested run ended: its parent activation completes or fails. */
+void flow__subflow_done(struct flow_run *child);
+
+/* ---- input.c ------------------------------------------------------------- */
+
+/* Build the activation's input: the trigger's (explicit, or from its
+ * sources), then the task's `input` template over it. */
+flow_err flow__run_build_input(struct flow_run *r, struct act *a, flow_error *err);
+
+#endif

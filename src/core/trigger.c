@@ -1,0 +1,326 @@
+/* trigger.c -- when tasks run (SPEC section 2 in docs/concepts.md): leaves
+ * of triggers learning outcomes, three-valued evaluation, firing and
+ * re-arming, skips that propagate, labels and connections. The design is
+ * docs/internals/core.md, "Triggers". Everything here runs with the engine
+ * lock held. */
+#include "util/compat.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/run_int.h"
+#include "util/alloc.h"
+#include "util/log.h"
+
+/* ---- triggers ----------------------------------------------------------- */
+
+/* [L] Create and queue an activation of `task`. `input` (borrowed) is
+ * explicit, or NULL to build it from `srcs` when asked. */
+struct act *flow__run_fire(struct flow_run *r, uint32_t task, json_t *input, struct act **srcs,
+                        uint32_t nsrc)
+{
+    if (r->stopping)
+        return NULL;
+    const struct flow_task *t = r->flow->tasks.items[task];
+    struct task_rt *rt = &r->trt[task];
+    if (rt->activations >= (uint32_t)t->policy->max_activations) {
+        char why[512];
+        snprintf(why, sizeof(why),
+                 "task '%s' reached max_activations (%d): a loop that does not end? "
+                 "(raise 'max_activations' if it is meant to run more)",
+                 t->name, t->policy->max_activations);
+        flow__run_stop(r, FLOW_RUN_FAILED, why);
+        return NULL;
+    }
+    struct act *a = flow__act_new(r, task);
+    if (!a) {
+        flow__run_stop(r, FLOW_RUN_FAILED, "out of memory creating an activation");
+        return NULL;
+    }
+    rt->activations++;
+    if (input) {
+        a->input = json_incref(input);
+    } else if (nsrc == 1) {
+        a->src.one = srcs[0];
+        a->nsrc = 1;
+    } else if (nsrc > 1) {
+        a->src.many = flow__reallocarray(NULL, nsrc, sizeof(*srcs));
+        if (!a->src.many) {
+            flow__run_stop(r, FLOW_RUN_FAILED, "out of memory creating an activation");
+            a->status = FLOW_ACT_CANCELLED;
+            return NULL;
+        }
+        memcpy(a->src.many, srcs, nsrc * sizeof(*srcs));
+        a->nsrc = nsrc;
+    }
+    r->unfinished++;
+    /* What replay needs to rebuild the activation: its explicit input, or
+     * its sources (one source rides in the record, with no allocation). */
+    json_t *payload = NULL;
+    if (input) {
+        payload = json_pack("{s:O}", "input", input);
+    } else if (nsrc > 1) {
+        json_t *ids = json_array();
+        for (uint32_t i = 0; ids && i < nsrc; i++)
+            json_array_append_new(ids, json_integer((json_int_t)srcs[i]->id));
+        payload = ids ? json_pack("{s:o}", "sources", ids) : NULL;
+    }
+    flow__run_journal_src(r, JREC_ACT_CREATED, a, payload, nsrc == 1 && !input ? srcs[0] : NULL);
+    flow__engine_enqueue(r->engine, a);
+    return a;
+}
+
+/* [L] The task is skipped this round: record it and tell its dependants. */
+void flow__run_skip(struct flow_run *r, uint32_t task)
+{
+    if (r->stopping)
+        return;
+    struct act *a = flow__act_new(r, task);
+    if (!a) {
+        flow__run_stop(r, FLOW_RUN_FAILED, "out of memory creating an activation");
+        return;
+    }
+    a->status = FLOW_ACT_SKIPPED;
+    a->ended = r->engine->clock;
+    flow__run_journal(r, JREC_ACT_SKIPPED, a, NULL);
+    flow__run_notify(r, FLOW_EV_TASK_SKIPPED, a, NULL, 0);
+    flow__run_propagate(r, task, LEAF_FALSE, a);
+}
+
+/* Three-valued evaluation of an expression node. */
+static uint8_t eval_node(const struct flow *f, const uint8_t *ls, uint32_t n)
+{
+    const struct expr_node *node = &f->expr[n];
+    if (node->op == 0) {
+        uint8_t v = ls[node->leaf];
+        return v == LEAF_LATE ? LEAF_UNKNOWN : v;
+    }
+    bool any_unknown = false;
+    for (uint32_t i = 0; i < node->count; i++) {
+        uint8_t v = eval_node(f, ls, node->first + i);
+        if (node->op == 1 && v == LEAF_FALSE)
+            return LEAF_FALSE;
+        if (node->op == 2 && v == LEAF_TRUE)
+            return LEAF_TRUE;
+        any_unknown |= v == LEAF_UNKNOWN;
+    }
+    if (any_unknown)
+        return LEAF_UNKNOWN;
+    return node->op == 1 ? LEAF_TRUE : LEAF_FALSE;
+}
+
+/* [L] The trigger of `t` resolved to `outcome`: collect sources, re-arm the
+ * leaves (unresolved ones become late when `late_ok`), fire or skip. */
+static void resolve(struct flow_run *r, const struct flow_task *t, uint8_t outcome,
+                    struct act *firing_src, bool late_ok)
+{
+    const struct flow *f = r->flow;
+    struct task_rt *rt = &r->trt[t->index];
+    uint8_t *ls = &r->leaf_state[t->leaf_first];
+    struct act *one[1];
+    struct act **srcs = one;
+    uint32_t nsrc = 0;
+    if (outcome == LEAF_TRUE && t->trig == TRIG_ANY) {
+        one[0] = firing_src;
+        nsrc = firing_src ? 1 : 0;
+    } else if (outcome == LEAF_TRUE) {
+        if (t->leaf_count > 1)
+            srcs = flow__reallocarray(NULL, t->leaf_count, sizeof(*srcs));
+        if (!srcs) {
+            flow__run_stop(r, FLOW_RUN_FAILED, "out of memory firing a trigger");
+            return;
+        }
+        for (uint32_t i = 0; i < t->leaf_count; i++) {
+            const struct flow_leaf *l = &f->leaves[t->leaf_first + i];
+            if (ls[i] != LEAF_TRUE || l->kind == LEAF_WHEN_LABEL)
+                continue;
+            struct act *latest = r->trt[l->source].latest;
+            /* An optional dependency that failed gives no output. */
+            if (latest && r->trt[l->source].last == latest)
+                srcs[nsrc++] = latest;
+            else if (latest && l->kind != LEAF_OPTIONAL)
+                srcs[nsrc++] = latest;
+        }
+    }
+    for (uint32_t i = 0; i < t->leaf_count; i++) {
+        if (ls[i] == LEAF_UNKNOWN && late_ok) {
+            ls[i] = LEAF_LATE;
+            rt->late++;
+        } else if (ls[i] != LEAF_LATE) {
+            ls[i] = LEAF_UNKNOWN;
+        }
+    }
+    rt->satisfied = rt->resolved = 0;
+    if (outcome == LEAF_TRUE)
+        flow__run_fire(r, t->index, NULL, srcs, nsrc);
+    else
+        flow__run_skip(r, t->index);
+    if (srcs != one)
+        flow__free(srcs);
+}
+
+/* [L] A leaf of some task's trigger learned `value` from `src`. */
+static void leaf_event(struct flow_run *r, uint32_t li, uint8_t value, struct act *src)
+{
+    const struct flow *f = r->flow;
+    const struct flow_leaf *leaf = &f->leaves[li];
+    const struct flow_task *t = f->tasks.items[leaf->owner];
+    struct task_rt *rt = &r->trt[leaf->owner];
+    uint8_t *st = &r->leaf_state[li];
+    if (leaf->kind == LEAF_OPTIONAL)
+        value = LEAF_TRUE; /* waited for, whatever the outcome */
+
+    if (*st == LEAF_LATE) {
+        /* The rest of a round that already fired: absorbed. */
+        *st = LEAF_UNKNOWN;
+        rt->late--;
+        return;
+    }
+    if (*st != LEAF_UNKNOWN) {
+        /* Finished again before the others: keep the newest outcome. */
+        if (t->trig == TRIG_AND && *st != value)
+            rt->satisfied += value == LEAF_TRUE ? 1u : (uint32_t)-1;
+        *st = value;
+        if (t->trig == TRIG_AND)
+            return;
+    } else {
+        if (rt->late) {
+            /* Not late, so a new round has begun: forget the old one. */
+            uint8_t *ls = &r->leaf_state[t->leaf_first];
+            for (uint32_t i = 0; i < t->leaf_count; i++) {
+                if (ls[i] == LEAF_LATE)
+                    ls[i] = LEAF_UNKNOWN;
+            }
+            rt->late = 0;
+        }
+        *st = value;
+        if (t->trig == TRIG_AND) {
+            rt->resolved++;
+            if (value == LEAF_TRUE)
+                rt->satisfied++;
+        }
+    }
+
+    switch (t->trig) {
+    case TRIG_AND:
+        if (rt->resolved < t->leaf_count)
+            return;
+        if (t->leaf_count == 1 && value == LEAF_TRUE) {
+            /* The common chain link: no source array needed. */
+            *st = LEAF_UNKNOWN;
+            rt->satisfied = rt->resolved = 0;
+            struct act *one = leaf->kind == LEAF_OPTIONAL && src->status != FLOW_ACT_COMPLETED
+                                  ? NULL
+                                  : src;
+            flow__run_fire(r, t->index, NULL, &one, one ? 1 : 0);
+            return;
+        }
+        resolve(r, t, rt->satisfied == t->leaf_count ? LEAF_TRUE : LEAF_FALSE, src, false);
+        return;
+    case TRIG_ANY: {
+        if (value == LEAF_TRUE) {
+            resolve(r, t, LEAF_TRUE, src, true);
+            return;
+        }
+        const uint8_t *ls = &r->leaf_state[t->leaf_first];
+        for (uint32_t i = 0; i < t->leaf_count; i++) {
+            if (ls[i] != LEAF_FALSE)
+                return;
+        }
+        resolve(r, t, LEAF_FALSE, src, true);
+        return;
+    }
+    case TRIG_EXPR: {
+        uint8_t v = eval_node(f, r->leaf_state, f->expr_root[t->index]);
+        if (v != LEAF_UNKNOWN)
+            resolve(r, t, v, src, true);
+        return;
+    }
+    default:
+        return;
+    }
+}
+
+/* [L] Task `task` finished with `value` (true: completed; false: failed or
+ * skipped): tell every leaf it feeds. Iterative, so that a skip that runs
+ * down a 100,000-task chain does not recurse. */
+void flow__run_propagate(struct flow_run *r, uint32_t task, uint8_t value, struct act *src)
+{
+    struct pending_sig sig = {.task = task, .value = value, .act = src};
+    flow_err rc = FLOW_OK;
+    FLOW__VEC_PUSH(&r->sigs, sig, rc);
+    if (rc) {
+        flow__run_stop(r, FLOW_RUN_FAILED, "out of memory propagating a result");
+        return;
+    }
+    if (r->propagating)
+        return; /* the outer call drains the list */
+    r->propagating = true;
+    const struct flow *f = r->flow;
+    for (size_t h = 0; h < r->sigs.count; h++) {
+        struct pending_sig s = r->sigs.items[h];
+        if (r->stopping)
+            break;
+        for (uint32_t k = f->dependant_off[s.task]; k < f->dependant_off[s.task + 1]; k++)
+            leaf_event(r, f->dependant_leaf[k], s.value, s.act);
+    }
+    r->sigs.count = 0;
+    r->propagating = false;
+}
+
+/* [L] Emit `label` (a router's output, or later an event): one activation
+ * of each subscriber, and the when-leaves naming it. */
+/* The payload with its keys renamed by a connection's map (new reference). */
+static json_t *mapped(json_t *payload, json_t *map)
+{
+    if (!map || !json_is_object(payload))
+        return json_incref(payload);
+    json_t *out = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(payload, k, v)
+    {
+        json_t *to = json_object_get(map, k);
+        json_object_set(out, to ? json_string_value(to) : k, v);
+    }
+    return out;
+}
+
+void flow__run_emit(struct flow_run *r, struct act *from, const char *event, json_t *payload,
+                    bool streamed)
+{
+    const struct flow *f = r->flow;
+    if (!payload)
+        payload = json_null();
+    flow__run_journal(r, streamed ? JREC_EVENT : JREC_LABEL, from,
+            json_pack("{s:s,s:O}", "label", event, "data", payload));
+    int li = flow__label_index(f, event);
+    if (r->on_event) {
+        /* The observer reads the name later: give it one that lives as long
+         * as the run (the caller's may be a directive about to be freed). */
+        const char *kept = li >= 0 ? f->labels.items[li].name
+                                   : flow__arena_strdup(&r->act_arena, event);
+        if (kept)
+            flow__run_notify(r, FLOW_EV_LABEL, from, kept, 0);
+    }
+    if (li >= 0) {
+        const struct label_info *info = &f->labels.items[li];
+        for (size_t i = 0; i < info->subscribers.count && !r->stopping; i++)
+            flow__run_fire(r, info->subscribers.items[i], payload, NULL, 0);
+        for (size_t i = 0; i < info->leaves.count && !r->stopping; i++)
+            leaf_event(r, info->leaves.items[i], LEAF_TRUE, from);
+    }
+    for (size_t i = 0; from && i < f->connections.count && !r->stopping; i++) {
+        const struct flow_connection *cn = &f->connections.items[i];
+        if (cn->from != from->task || strcmp(cn->event, event) != 0)
+            continue;
+        json_t *input = mapped(payload, cn->map);
+        if (!input) {
+            flow__run_stop(r, FLOW_RUN_FAILED, "out of memory routing an event");
+            break;
+        }
+        flow__run_fire(r, cn->to, input, NULL, 0);
+        json_decref(input);
+    }
+}
+
