@@ -28,7 +28,8 @@ struct act *flow__act_new(struct flow_run *r, uint32_t task)
         r->act_chunk_cap = cap;
     }
     if (!r->act_chunks[i / ACT_CHUNK]) {
-        r->act_chunks[i / ACT_CHUNK] = flow__arena_alloc(&r->act_arena, ACT_CHUNK * sizeof(struct act));
+        r->act_chunks[i / ACT_CHUNK] =
+            flow__arena_alloc(&r->act_arena, ACT_CHUNK * sizeof(struct act));
         if (!r->act_chunks[i / ACT_CHUNK])
             return NULL;
     }
@@ -59,7 +60,7 @@ void flow__run_journal_broke(struct flow_run *r, const char *message)
 
 /* [L] Append a journal record; a journal that fails stops the run. */
 void flow__run_journal_src(struct flow_run *r, uint8_t type, const struct act *a, json_t *payload,
-                        const struct act *src)
+                           const struct act *src)
 {
     struct flow__jrec rec = {
         .type = type,

@@ -80,7 +80,8 @@ void flow__attempt_failed_ex(struct flow_run *r, struct act *a, char *error, boo
         double delay = backoff_delay(&p->backoff, a->attempt);
         a->status = FLOW_ACT_PENDING;
         a->flags |= ACT_WAITING;
-        flow__run_journal(r, JREC_ACT_RETRYING, a, json_pack("{s:s?,s:f}", "error", a->error, "delay", delay));
+        flow__run_journal(r, JREC_ACT_RETRYING, a,
+                          json_pack("{s:s?,s:f}", "error", a->error, "delay", delay));
         flow__run_notify(r, FLOW_EV_TASK_RETRYING, a, NULL, delay);
         flow__engine_timer(r->engine, TIMER_RETRY, a, delay);
         return;
@@ -169,14 +170,14 @@ static json_t *completed_payload(struct act *a, json_t *writes, const struct dir
 /* [L] The attempt succeeded with `output` and state `writes` (both taken;
  * writes may be NULL) and directives `d` (may be NULL; cleaned up here). */
 void flow__attempt_succeeded(struct flow_run *r, struct act *a, json_t *output, json_t *writes,
-                              struct directives *d)
+                             struct directives *d)
 {
     flow__attempt_succeeded_ex(r, a, output, writes, d, NULL);
 }
 
 /* ... `ignored`: the error an `on_error: ignore` absorbed, or NULL. */
 void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *output,
-                                 json_t *writes, struct directives *d, const char *ignored)
+                                json_t *writes, struct directives *d, const char *ignored)
 {
     const struct flow_task *t = act_task(a);
     if (!output)
@@ -217,7 +218,8 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
     a->error = NULL;
     a->output = output;
     a->status = FLOW_ACT_COMPLETED;
-    flow__run_journal(r, JREC_ACT_COMPLETED, a, r->replaying ? NULL : completed_payload(a, writes, d, ignored));
+    flow__run_journal(r, JREC_ACT_COMPLETED, a,
+                      r->replaying ? NULL : completed_payload(a, writes, d, ignored));
     flow__run_state_write(r, a, writes);
     json_decref(writes);
     flow__run_notify(r, FLOW_EV_TASK_COMPLETED, a, NULL, 0);
@@ -331,8 +333,8 @@ static void journal_log(struct flow_run *r, struct act *a, const struct flow__cm
     if (!r->store || (!res->stderr_tail && !res->stdout_tail && res->exit_status == 0))
         return;
     flow__run_journal(r, JREC_LOG, a,
-            json_pack("{s:s?,s:s?,s:i}", "stdout", res->stdout_tail, "stderr", res->stderr_tail,
-                      "exit_status", res->exit_status));
+                      json_pack("{s:s?,s:s?,s:i}", "stdout", res->stdout_tail, "stderr",
+                                res->stderr_tail, "exit_status", res->exit_status));
 }
 
 void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
@@ -461,7 +463,8 @@ void flow__run_timer(struct flow_run *r, struct act *a, uint8_t kind)
                 break;
             }
             flow__attempt_failed(r, a,
-                           timed_out ? flow__asprintf("timed out after %gs and did not stop "
+                                 timed_out
+                                     ? flow__asprintf("timed out after %gs and did not stop "
                                                       "within %gs; its thread was abandoned",
                                                       t->policy->timeout, t->policy->kill_grace)
                                      : flow__strdup("cancelled; did not stop in time, its thread "

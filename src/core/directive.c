@@ -144,7 +144,8 @@ void flow__directives_start(struct flow_run *r, struct act *a, json_t *work)
             return;
         json_t *v;
         if ((v = json_object_get(d, "next_task"))) {
-            const flow_task *t = flow_find_task(r->flow, json_string_value(json_object_get(v, "task")));
+            const flow_task *t =
+                flow_find_task(r->flow, json_string_value(json_object_get(v, "task")));
             json_t *in = json_object_get(v, "input");
             flow__run_fire(r, t->index, in ? in : json_null(), NULL, 0);
         } else if ((v = json_object_get(d, "next_iteration"))) {

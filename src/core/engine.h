@@ -1,6 +1,7 @@
 /* engine.h -- the inside of engines, runs, activations and task contexts.
- * The engine (engine.c) owns threads, queues and timers; run.c applies the
- * semantics of SPEC section 2 under the engine lock. See
+ * The engine (engine.c) owns threads, queues and timers; the files of a run
+ * (run_int.h lists them) apply the semantics of docs/concepts.md under the
+ * engine lock. See
  * docs/internals/core.md for the model and the threading rules.
  *
  * Lock order: engine->lock, then nothing. Every field below marked [L] is
@@ -323,7 +324,7 @@ void flow__engine_run_timer_of(struct flow_engine *e, struct flow_run *r, uint8_
  * it once it is freed. */
 void flow__engine_forget_run(struct flow_engine *e, struct flow_run *r);
 
-/* ---- run.c -------------------------------------------------------------- */
+/* ---- a run (run_int.h lists its files) ----------------------------------- */
 
 /* [L] Start an attempt (status, journal, observer, timeout timer). */
 void flow__run_attempt_started(struct flow_run *r, struct act *a);
@@ -369,7 +370,7 @@ void flow__run_pause(struct flow_run *r, const char *why, bool interrupt);
 /* [L] A periodic checkpoint is due. */
 void flow__run_checkpoint_tick(struct flow_run *r);
 
-/* ---- run.c, for replay.c and feedback.c --------------------------------- */
+/* ---- a run, for replay.c and feedback.c --------------------------------- */
 
 /* [L] Journal a record of `a` (NULL: of the run) at the engine's clock:
  * nothing while replaying; a failed write stops the run. Takes `payload`. */

@@ -52,8 +52,8 @@ static void foreach_spawn(struct flow_run *r, struct act *parent)
         fe->running++;
         r->unfinished++;
         flow__run_journal(r, JREC_ACT_CREATED, child,
-                json_pack("{s:O,s:I,s:I}", "input", dy->item, "parent", (json_int_t)parent->id,
-                          "index", (json_int_t)i));
+                          json_pack("{s:O,s:I,s:I}", "input", dy->item, "parent",
+                                    (json_int_t)parent->id, "index", (json_int_t)i));
         flow__engine_enqueue(r->engine, child);
     }
 }
@@ -122,7 +122,7 @@ static void expand_foreach(struct flow_run *r, struct act *a)
     }
     if (!json_is_array(list)) {
         why = flow__asprintf("foreach of task '%s' needs a list, got %s", t->name,
-                                   flow__json_type_name(list));
+                             flow__json_type_name(list));
         json_decref(list);
         flow__attempt_failed_ex(r, a, why, false);
         return;
@@ -173,7 +173,8 @@ static void expand_subflow(struct flow_run *r, struct act *a)
     }
     json_t *in = flow__run_act_input(r, a);
     if (!json_is_object(in) && !json_is_null(in)) {
-        flow__attempt_failed(r, a, flow__asprintf("the input of nested flow '%s' must be an object, "
+        flow__attempt_failed(r, a,
+                             flow__asprintf("the input of nested flow '%s' must be an object, "
                                             "not %s",
                                             child->name, flow__json_type_name(in)));
         return;
@@ -181,13 +182,14 @@ static void expand_subflow(struct flow_run *r, struct act *a)
     char id[96];
     snprintf(id, sizeof(id), "%.60s.%llu.%u", r->id, (unsigned long long)a->id, a->attempt);
     flow_error err;
-    struct flow_run *c = flow__run_create(r->engine, child, json_is_object(in) ? in : NULL, id, NULL,
-                                    a, &err);
+    struct flow_run *c =
+        flow__run_create(r->engine, child, json_is_object(in) ? in : NULL, id, NULL, a, &err);
     flow_err rc = FLOW_OK;
     if (c)
         FLOW__VEC_PUSH(&r->children, c, rc);
     if (!c || rc) {
-        flow__attempt_failed(r, a, flow__asprintf("nested flow '%s' could not start: %s", child->name,
+        flow__attempt_failed(r, a,
+                             flow__asprintf("nested flow '%s' could not start: %s", child->name,
                                             c ? "out of memory" : err.message));
         return;
     }
@@ -232,7 +234,7 @@ void flow__subflow_done(struct flow_run *child)
         flow__attempt_succeeded(r, a, json_incref(child->result), NULL, NULL);
     else
         flow__attempt_failed(r, a, flow__asprintf("nested flow '%s' %s: %s", child->flow->name,
-                                            flow_run_status_name(child->status),
-                                            child->error ? child->error : "no reason given"));
+                                                  flow_run_status_name(child->status),
+                                                  child->error ? child->error : "no reason given"));
 }
 

@@ -27,7 +27,8 @@ flow_err flow__run_build_input(struct flow_run *r, struct act *a, flow_error *er
             base = json_object();
             for (uint32_t i = 0; base && i < a->nsrc; i++) {
                 struct act *s = a->src.many[i];
-                const char *name = flow__task_name(r, s->stands_for ? s->stands_for->task : s->task);
+                const char *name =
+                    flow__task_name(r, s->stands_for ? s->stands_for->task : s->task);
                 json_object_set(base, name, s->output);
             }
             if (!base)

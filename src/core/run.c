@@ -61,7 +61,7 @@ static void end_run(struct flow_run *r)
     r->status = status;
     flow__engine_forget_run(r->engine, r);
     flow__run_journal(r, JREC_RUN_ENDED, NULL,
-            json_pack("{s:s,s:O,s:s?}", "status", flow_run_status_name(status), "result",
+                      json_pack("{s:s,s:O,s:s?}", "status", flow_run_status_name(status), "result",
                       r->result, "error", r->error));
     flow__journal_commit(&r->journal);
     flow__run_notify(r, FLOW_EV_RUN_ENDED, NULL, NULL, 0);
@@ -138,7 +138,7 @@ void flow__run_checkpoint(struct flow_run *r, struct act *a, const char *reason)
 {
     r->checkpoints++;
     flow__run_journal(r, JREC_CHECKPOINT, a,
-            json_pack("{s:I,s:s}", "id", (json_int_t)r->checkpoints, "reason", reason));
+                      json_pack("{s:I,s:s}", "id", (json_int_t)r->checkpoints, "reason", reason));
     r->journal_moved = false;
 }
 
@@ -262,8 +262,8 @@ flow_err flow__run_set_work_dir(struct flow_run *r, const char *dir)
 /* Make a run (not started). [L] for nested runs; flow_run_start calls it
  * without the lock, before the run is visible to anyone. */
 struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t *inputs,
-                                   const char *run_id, const char *start_task,
-                                   struct act *parent, flow_error *err)
+                                  const char *run_id, const char *start_task,
+                                  struct act *parent, flow_error *err)
 {
     struct flow_run *r = flow__calloc(1, sizeof(*r));
     if (!r)
@@ -382,8 +382,8 @@ flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts, 
             return NULL;
         }
     }
-    struct flow_run *r = flow__run_create(e, f, opts->inputs, opts->run_id, start ? start->name : NULL,
-                                    NULL, err);
+    struct flow_run *r =
+        flow__run_create(e, f, opts->inputs, opts->run_id, start ? start->name : NULL, NULL, err);
     if (!r)
         return NULL;
     r->on_event = opts->on_event;
@@ -666,11 +666,11 @@ json_t *flow_run_to_json(flow_run *r)
         return NULL;
     for (size_t i = 0; i < r->act_count; i++) {
         struct act *a = flow__act_at(r, i);
-        json_t *jt = json_pack("{s:s,s:I,s:s,s:i,s:o,s:o,s:s?}", "task", flow__task_name(r, a->task),
-                               "activation", (json_int_t)a->id, "status",
-                               flow_act_status_name((flow_act_status)a->status), "attempts",
-                               (int)a->attempt, "started_at", flow__json_time(a->started), "ended_at",
-                               flow__json_time(a->ended), "error", a->error);
+        json_t *jt = json_pack(
+            "{s:s,s:I,s:s,s:i,s:o,s:o,s:s?}", "task", flow__task_name(r, a->task), "activation",
+            (json_int_t)a->id, "status", flow_act_status_name((flow_act_status)a->status),
+            "attempts", (int)a->attempt, "started_at", flow__json_time(a->started), "ended_at",
+            flow__json_time(a->ended), "error", a->error);
         if (jt && a->output)
             json_object_set(jt, "output", a->output);
         if (jt && a->dyn && a->dyn->stderr_tail)

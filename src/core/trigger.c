@@ -17,7 +17,7 @@
 /* [L] Create and queue an activation of `task`. `input` (borrowed) is
  * explicit, or NULL to build it from `srcs` when asked. */
 struct act *flow__run_fire(struct flow_run *r, uint32_t task, json_t *input, struct act **srcs,
-                        uint32_t nsrc)
+                           uint32_t nsrc)
 {
     if (r->stopping)
         return NULL;
@@ -293,7 +293,7 @@ void flow__run_emit(struct flow_run *r, struct act *from, const char *event, jso
     if (!payload)
         payload = json_null();
     flow__run_journal(r, streamed ? JREC_EVENT : JREC_LABEL, from,
-            json_pack("{s:s,s:O}", "label", event, "data", payload));
+                      json_pack("{s:s,s:O}", "label", event, "data", payload));
     int li = flow__label_index(f, event);
     if (r->on_event) {
         /* The observer reads the name later: give it one that lives as long
