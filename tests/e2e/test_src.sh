@@ -71,4 +71,12 @@ else
     pass "no include goes up or across the layers of src/"
 fi
 
+# Small modules with one job each: no source file of src/ grows past 1,500 lines.
+long=$(wc -l "$S"/src/*/*.[ch] | awk '$2 != "total" && $1 > 1500 {print $2 " (" $1 " lines)"}')
+if [ -n "$long" ]; then
+    fail "files of src/ over 1,500 lines (split them by job): $long"
+else
+    pass "no file of src/ is over 1,500 lines"
+fi
+
 finish
