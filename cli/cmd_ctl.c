@@ -132,14 +132,16 @@ static json_t *new_object(void)
 /* ------------------------------------------------------------------------ */
 /* Directives                                                                */
 
-static json_t *build_set(int npos, char **pos, const char *then)
+/* {OP: {KEY: VALUE}} for the state updates; VALUE as `value_arg` reads it,
+ * or `dflt` when not given. */
+static json_t *build_update(const char *op, int npos, char **pos, const char *dflt)
 {
     json_t *o;
 
-    (void)npos;
-    (void)then;
     if (!pos[0][0]) {
-        ctl_usage("ctl set", "set needs a non-empty KEY");
+        char cmd[32];
+        snprintf(cmd, sizeof(cmd), "ctl %s", op);
+        ctl_usage(cmd, "%s needs a non-empty KEY", op);
         return NULL;
     }
     o = name_arg("KEY", pos[0]); /* the check of a key's UTF-8 */
@@ -148,10 +150,50 @@ static json_t *build_set(int npos, char **pos, const char *then)
     }
     json_decref(o);
     o = new_object();
-    if (!o || !put(o, pos[0], value_arg(pos[1]))) {
+    if (!o || !put(o, pos[0], value_arg(npos > 1 ? pos[1] : dflt))) {
         return NULL;
     }
-    return wrap("set", o);
+    return wrap(op, o);
+}
+
+static json_t *build_set(int npos, char **pos, const char *then)
+{
+    (void)then;
+    return build_update("set", npos, pos, NULL);
+}
+
+static json_t *build_incr(int npos, char **pos, const char *then)
+{
+    (void)then;
+    if (npos > 1) {
+        json_t *n = json_loads(pos[1], JSON_DECODE_ANY, NULL);
+        bool number = json_is_number(n);
+        json_decref(n);
+        if (!number) {
+            ctl_usage("ctl incr", "incr needs a number, not '%s'", pos[1]);
+            return NULL;
+        }
+    }
+    return build_update("incr", npos, pos, "1");
+}
+
+static json_t *build_append(int npos, char **pos, const char *then)
+{
+    (void)then;
+    return build_update("append", npos, pos, NULL);
+}
+
+static json_t *build_merge(int npos, char **pos, const char *then)
+{
+    (void)then;
+    json_t *v = json_loads(pos[1], 0, NULL);
+    bool object = json_is_object(v);
+    json_decref(v);
+    if (!object) {
+        ctl_usage("ctl merge", "merge needs a JSON object, not '%s'", pos[1]);
+        return NULL;
+    }
+    return build_update("merge", npos, pos, NULL);
 }
 
 /* {"NAME": {"FIELD": name, "VFIELD": value}}, the value when given. */
@@ -315,6 +357,21 @@ static const struct ctl_sub subs[] = {
      "The state is written when the task succeeds; later tasks see it in\n"
      "$FLOW_STATE and in templates as {{ state.KEY }}.\n",
      build_set},
+    {"incr", "KEY [N]", 1, 2, "Add N (default 1) to the number in state key KEY.",
+     "{\"incr\": {KEY: N}}",
+     "Applied to the value the key holds when the task completes (absent or\n"
+     "null counts as 0), so parallel tasks counting into one key lose nothing.\n",
+     build_incr},
+    {"append", "KEY JSON", 2, 2, "Append a value to the list in state key KEY.",
+     "{\"append\": {KEY: VALUE}}",
+     "Applied to the list the key holds when the task completes (absent or null:\n"
+     "a new list), so parallel tasks appending to one key lose nothing.\n",
+     build_append},
+    {"merge", "KEY OBJECT", 2, 2, "Merge an object's keys into the object in state key KEY.",
+     "{\"merge\": {KEY: {...}}}",
+     "A shallow merge into the object the key holds when the task completes\n"
+     "(absent or null: a new object), so parallel tasks lose nothing.\n",
+     build_merge},
     {"emit", "EVENT [JSON]", 1, 2, "Emit a label or event, with an optional payload.",
      "{\"emit\": {\"event\": EVENT, \"data\": VALUE}}",
      "Tasks with 'on: EVENT' run once per emission, with the payload as input;\n"
@@ -367,6 +424,9 @@ static const char help[] =
     "\n"
     "Subcommands:\n"
     "  set KEY JSON                      write state key KEY\n"
+    "  incr KEY [N]                      add N (default 1) to the number in KEY\n"
+    "  append KEY JSON                   append a value to the list in KEY\n"
+    "  merge KEY OBJECT                  merge an object's keys into the object in KEY\n"
     "  emit EVENT [JSON]                 emit a label or event with a payload\n"
     "  next-task TASK [JSON]             run TASK after this task, with an input\n"
     "  next-iteration [JSON]             run this task again with a new input\n"

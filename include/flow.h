@@ -182,9 +182,12 @@ FLOW_API flow_err flow_set_initial_state(flow *f, json_t *state);
 /* The run's result: a template (see docs/file-format.md), copied. */
 FLOW_API flow_err flow_set_result_template(flow *f, json_t *tmpl, flow_error *err);
 
-/* Add a task named `name` (copied; unique in the flow). The new task is a
- * no-op start task until given a body and triggers. The handle belongs to
- * the flow. NULL when the name is taken (FLOW_EEXISTS) or invalid. */
+/* Add a task named `name` (copied; unique in the flow), or, with `name`
+ * NULL, a generated one unique in the flow ("task_3": the first `task_N`
+ * not taken, N from the task's position; read it with flow_task_name). The
+ * new task is a no-op start task until given a body and triggers. The
+ * handle belongs to the flow. NULL when the name is taken (FLOW_EEXISTS) or
+ * invalid. */
 FLOW_API flow_task *flow_add_task(flow *f, const char *name, flow_error *err);
 FLOW_API flow_task *flow_find_task(const flow *f, const char *name);
 FLOW_API size_t flow_task_count(const flow *f);
@@ -630,7 +633,13 @@ FLOW_API flow_run_status flow_run_simple(flow *f, json_t *inputs, int jobs, json
 FLOW_API const char *flow_run_id(const flow_run *r);
 /* Thread-safe. */
 FLOW_API flow_run_status flow_run_get_status(flow_run *r);
-/* After the run ended: its result (borrowed, valid until flow_run_free). */
+/* After the run ended: its result (borrowed, valid until flow_run_free):
+ * the flow's `result` template (flow_set_result_template) when set; else what a
+ * task gave flow_ctx_terminate; else the outputs of the end tasks (those no
+ * trigger, fallback or connection of another task names; routers only when
+ * no other task is one) that completed -- that output when there is one end
+ * task, else an object {task: output} in declaration order. Never depends
+ * on which task happened to finish last. */
 FLOW_API json_t *flow_run_result(flow_run *r);
 /* After the run ended: why it failed or was cancelled, or NULL. */
 FLOW_API const char *flow_run_error(flow_run *r);
@@ -683,6 +692,19 @@ FLOW_API json_t *flow_ctx_get_state(flow_ctx *ctx, const char *key);
  * discarded if it fails. `value` is copied; _take steals it (NULL: ENOMEM). */
 FLOW_API flow_err flow_ctx_set_state(flow_ctx *ctx, const char *key, json_t *value);
 FLOW_API flow_err flow_ctx_set_state_take(flow_ctx *ctx, const char *key, json_t *value);
+/* Update a state key as an operation on the value it holds when the task
+ * completes, so that parallel activations updating one key lose nothing
+ * (a plain set by several keeps the last completed): add `by` to a number
+ * (absent or null counts as 0; whole numbers stay integers), append a copy
+ * of `value` to a list (absent or null: a new list), merge a copy of
+ * `object`'s keys into an object (shallow; absent or null: a new object).
+ * Applied in the order asked, after the task's plain writes, only if it
+ * succeeds; a key holding another type fails the attempt (so retries
+ * apply). Not visible to the task's own flow_ctx_get_state. FLOW_EINVAL for
+ * an empty key, a non-finite `by`, or a non-object to merge. */
+FLOW_API flow_err flow_ctx_incr_state(flow_ctx *ctx, const char *key, double by);
+FLOW_API flow_err flow_ctx_append_state(flow_ctx *ctx, const char *key, json_t *value);
+FLOW_API flow_err flow_ctx_merge_state(flow_ctx *ctx, const char *key, json_t *object);
 /* Set the task's output (default null). Copied / stolen. */
 FLOW_API flow_err flow_ctx_set_output(flow_ctx *ctx, json_t *value);
 FLOW_API flow_err flow_ctx_set_output_take(flow_ctx *ctx, json_t *value);

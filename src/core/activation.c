@@ -196,4 +196,3 @@ void flow__run_state_write(struct flow_run *r, struct act *a, json_t *writes)
     r->state_version++;
     (void)a; /* the writes ride in the writer's act_completed record */
 }
-

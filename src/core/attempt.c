@@ -176,43 +176,35 @@ void flow__attempt_succeeded(struct flow_run *r, struct act *a, json_t *output, 
 }
 
 /* ... `ignored`: the error an `on_error: ignore` absorbed, or NULL. */
-void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *output,
-                                json_t *writes, struct directives *d, const char *ignored)
+void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *output, json_t *writes,
+                                struct directives *d, const char *ignored)
 {
     const struct flow_task *t = act_task(a);
     if (!output)
         output = json_null();
-    if (d && d->writes) {
-        if (!writes) {
-            writes = d->writes;
-            d->writes = NULL;
-        } else {
-            json_object_update(writes, d->writes);
-        }
-    }
-    if (t->ext && t->ext->save) {
+    char *bad = d ? flow__directives_apply_ops(r, d->ops, &writes) : NULL;
+    if (!bad && t->ext && t->ext->save) {
         if (!writes)
             writes = json_object();
-        if (writes)
-            json_object_set(writes, t->ext->save, output);
+        if (!writes || json_object_set(writes, t->ext->save, output))
+            bad = flow__strdup("out of memory saving the output");
     }
     /* The state schema guards every write; breaking it fails the writer. */
-    if (writes && r->flow->schema) {
+    if (!bad && writes && r->flow->schema) {
         json_t *next = json_copy(r->state);
-        char *bad = NULL;
         if (!next || json_object_update(next, writes))
             bad = flow__strdup("out of memory checking the state");
         else
             bad = flow__schema_check_keys(r->flow->schema, next, writes);
         json_decref(next);
-        if (bad) {
-            json_decref(output);
-            json_decref(writes);
-            if (d)
-                flow__directives_cleanup(d);
-            flow__attempt_failed(r, a, bad);
-            return;
-        }
+    }
+    if (bad) {
+        json_decref(output);
+        json_decref(writes);
+        if (d)
+            flow__directives_cleanup(d);
+        flow__attempt_failed(r, a, bad);
+        return;
     }
     flow__free(a->error); /* an earlier attempt's; `ignore` puts its own back */
     a->error = NULL;
@@ -228,7 +220,6 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
     bool child = a->dyn && a->dyn->parent;
     if (!child) {
         r->trt[a->task].latest = a;
-        r->last_completed = a;
     }
     if (d && d->cancel) {
         flow__run_stop(r, FLOW_RUN_CANCELLED, d->cancel);
@@ -250,8 +241,7 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
         if (t->router) {
             const char *label = router_label(a->output);
             if (label) {
-                json_t *payload = json_is_object(a->output) ? a->output
-                                                            : flow__run_act_input(r, a);
+                json_t *payload = json_is_object(a->output) ? a->output : flow__run_act_input(r, a);
                 flow__run_emit(r, a, label, payload, false);
             } else {
                 flow__log(FLOW_LOG_WARN, "router '%s' returned no label", t->name);
@@ -529,4 +519,3 @@ void flow__run_stop(struct flow_run *r, flow_run_status status, const char *why)
     flow__run_stop_running(r, why ? why : "the parent run stopped");
     flow__run_check_end(r);
 }
-

@@ -3,6 +3,7 @@
  * the attempt ends, and what it reads from the run is taken under the lock. */
 #include "util/compat.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -202,6 +203,46 @@ static flow_err add_directive(flow_ctx *ctx, const char *key, json_t *value)
         return FLOW_ENOMEM;
     }
     return json_array_append_new(ctx->directives, d) ? FLOW_ENOMEM : FLOW_OK;
+}
+
+/* Queue one state update `op` ({op: {key: value}}, value stolen). */
+static flow_err add_update(flow_ctx *ctx, const char *op, const char *key, json_t *value)
+{
+    if (!value)
+        return FLOW_ENOMEM;
+    if (!key || !*key) {
+        json_decref(value);
+        return FLOW_EINVAL;
+    }
+    json_t *kv = json_object();
+    if (!kv || json_object_set_new(kv, key, value)) {
+        json_decref(kv);
+        if (!kv)
+            json_decref(value);
+        return FLOW_ENOMEM;
+    }
+    return add_directive(ctx, op, kv);
+}
+
+flow_err flow_ctx_incr_state(flow_ctx *ctx, const char *key, double by)
+{
+    if (!isfinite(by))
+        return FLOW_EINVAL;
+    /* Whole numbers stay integers, so a counter reads 3, not 3.0. */
+    bool whole = by == floor(by) && fabs(by) < 9007199254740992.0;
+    return add_update(ctx, "incr", key, whole ? json_integer((json_int_t)by) : json_real(by));
+}
+
+flow_err flow_ctx_append_state(flow_ctx *ctx, const char *key, json_t *value)
+{
+    return add_update(ctx, "append", key, value ? json_deep_copy(value) : json_null());
+}
+
+flow_err flow_ctx_merge_state(flow_ctx *ctx, const char *key, json_t *object)
+{
+    if (!json_is_object(object))
+        return FLOW_EINVAL;
+    return add_update(ctx, "merge", key, json_deep_copy(object));
 }
 
 static bool task_exists(flow_ctx *ctx, const char *name)

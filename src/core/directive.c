@@ -8,10 +8,11 @@
 
 #include "core/run_int.h"
 #include "util/alloc.h"
+#include "util/json.h"
 
 void flow__directives_cleanup(struct directives *d)
 {
-    json_decref(d->writes);
+    json_decref(d->ops);
     flow__free(d->cancel);
     flow__free(d->pause);
     json_decref(d->terminate);
@@ -31,6 +32,105 @@ static char *check_task_name(struct flow_run *r, const char *what, json_t *name)
 }
 
 /* [L] Parse `list` (an array of directive objects) into `out`. */
+/* [L] Queue the state updates of one `set`, `incr`, `append` or `merge`
+ * directive ({KEY: VALUE, ...}), checked. */
+static char *add_ops(struct directives *out, const char *op, json_t *value)
+{
+    if (!json_is_object(value))
+        return flow__asprintf("directive '%s' needs an object {\"KEY\": %s}", op,
+                              !strcmp(op, "incr")    ? "NUMBER"
+                              : !strcmp(op, "merge") ? "{...}"
+                                                     : "VALUE");
+    const char *key;
+    json_t *v;
+    json_object_foreach(value, key, v)
+    {
+        if (!strcmp(op, "incr") && !json_is_number(v))
+            return flow__asprintf("directive 'incr' of key '%s' needs a number, not %s", key,
+                                  flow__json_type_name(v));
+        if (!strcmp(op, "merge") && !json_is_object(v))
+            return flow__asprintf("directive 'merge' of key '%s' needs an object, not %s", key,
+                                  flow__json_type_name(v));
+        json_t *one = json_pack("[s,s,O]", op, key, v);
+        if (!one || (!out->ops && !(out->ops = json_array())) ||
+            json_array_append_new(out->ops, one))
+            return flow__strdup("out of memory");
+    }
+    return NULL;
+}
+
+/* The new value of a key after one update; NULL and *why when it cannot
+ * apply to what the key holds. */
+static json_t *apply_one(const char *op, const char *key, json_t *cur, json_t *v, char **why)
+{
+    bool empty = !cur || json_is_null(cur);
+    if (!strcmp(op, "set"))
+        return json_incref(v);
+    if (!strcmp(op, "incr")) {
+        if (!empty && !json_is_number(cur)) {
+            *why = flow__asprintf("cannot incr state key '%s': it holds %s, not a number", key,
+                                  flow__json_type_name(cur));
+            return NULL;
+        }
+        if ((empty || json_is_integer(cur)) && json_is_integer(v)) {
+            json_int_t a = empty ? 0 : json_integer_value(cur), b = json_integer_value(v), sum;
+            if (!__builtin_add_overflow(a, b, &sum))
+                return json_integer(sum);
+        }
+        return json_real((empty ? 0 : json_number_value(cur)) + json_number_value(v));
+    }
+    if (!strcmp(op, "append")) {
+        if (!empty && !json_is_array(cur)) {
+            *why = flow__asprintf("cannot append to state key '%s': it holds %s, not a list",
+                                  key, flow__json_type_name(cur));
+            return NULL;
+        }
+        json_t *list = empty ? json_array() : json_copy(cur); /* shallow: values are immutable */
+        if (list && json_array_append(list, v)) {
+            json_decref(list);
+            list = NULL;
+        }
+        return list;
+    }
+    /* merge */
+    if (!empty && !json_is_object(cur)) {
+        *why = flow__asprintf("cannot merge into state key '%s': it holds %s, not an object", key,
+                              flow__json_type_name(cur));
+        return NULL;
+    }
+    json_t *obj = empty ? json_object() : json_copy(cur);
+    if (obj && json_object_update(obj, v)) {
+        json_decref(obj);
+        obj = NULL;
+    }
+    return obj;
+}
+
+char *flow__directives_apply_ops(struct flow_run *r, json_t *ops, json_t **writes)
+{
+    if (!ops)
+        return NULL;
+    if (!*writes && !(*writes = json_object()))
+        return flow__strdup("out of memory");
+    size_t i;
+    json_t *one;
+    json_array_foreach(ops, i, one)
+    {
+        const char *op = json_string_value(json_array_get(one, 0));
+        const char *key = json_string_value(json_array_get(one, 1));
+        json_t *cur = json_object_get(*writes, key);
+        if (!cur)
+            cur = json_object_get(r->state, key);
+        char *why = NULL;
+        json_t *next = apply_one(op, key, cur, json_array_get(one, 2), &why);
+        if (!next)
+            return why ? why : flow__strdup("out of memory");
+        if (json_object_set_new(*writes, key, next))
+            return flow__strdup("out of memory");
+    }
+    return NULL;
+}
+
 char *flow__directives_parse(struct flow_run *r, json_t *list, struct directives *out)
 {
     size_t i;
@@ -42,20 +142,17 @@ char *flow__directives_parse(struct flow_run *r, json_t *list, struct directives
         json_t *value;
         json_object_foreach(d, key, value)
         {
-            if (!strcmp(key, "set")) {
-                if (!json_is_object(value))
-                    return flow__strdup("directive 'set' needs an object");
-                if (!out->writes && !(out->writes = json_object()))
-                    return flow__strdup("out of memory");
-                if (json_object_update(out->writes, value))
-                    return flow__strdup("out of memory");
+            if (!strcmp(key, "set") || !strcmp(key, "incr") || !strcmp(key, "append") ||
+                !strcmp(key, "merge")) {
+                if ((bad = add_ops(out, key, value)))
+                    return bad;
                 continue;
             }
             if (!strcmp(key, "cancel")) {
                 json_t *e = json_is_object(value) ? json_object_get(value, "error") : value;
                 flow__free(out->cancel);
-                out->cancel = flow__strdup(json_is_string(e) ? json_string_value(e)
-                                                             : "cancelled by a task");
+                out->cancel =
+                    flow__strdup(json_is_string(e) ? json_string_value(e) : "cancelled by a task");
                 continue;
             }
             if (!strcmp(key, "terminate")) {
@@ -71,8 +168,8 @@ char *flow__directives_parse(struct flow_run *r, json_t *list, struct directives
             if (!strcmp(key, "pause")) {
                 json_t *why = json_is_object(value) ? json_object_get(value, "reason") : value;
                 flow__free(out->pause);
-                out->pause = flow__strdup(json_is_string(why) ? json_string_value(why)
-                                                             : "paused by a task");
+                out->pause =
+                    flow__strdup(json_is_string(why) ? json_string_value(why) : "paused by a task");
                 if (!out->pause)
                     return flow__strdup("out of memory");
                 continue;
@@ -106,9 +203,9 @@ char *flow__directives_parse(struct flow_run *r, json_t *list, struct directives
                 if (!json_is_string(ev) || !json_string_length(ev))
                     return flow__strdup("directive 'emit' needs an event name");
             } else {
-                return flow__asprintf("unknown directive '%s' (known: set, next_task, "
-                                      "next_iteration, parallel, terminate, cancel, checkpoint, "
-                                      "pause, emit)",
+                return flow__asprintf("unknown directive '%s' (known: set, incr, append, merge, "
+                                      "next_task, next_iteration, parallel, terminate, cancel, "
+                                      "checkpoint, pause, emit)",
                                       key);
             }
             json_t *one = json_object();
@@ -195,4 +292,3 @@ void flow__directives_start(struct flow_run *r, struct act *a, json_t *work)
         }
     }
 }
-

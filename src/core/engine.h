@@ -152,7 +152,6 @@ struct flow_run {
     flow_run_status stop_status;    /* [L] */
     bool ended;                     /* [L] status is final and observers told */
     atomic_int interrupt;           /* set by flow_run_interrupt (signal-safe) */
-    struct act *last_completed;     /* [L] */
     const char *start_task;         /* NULL, or run this one first */
     flow_event_fn on_event;
     void *event_udata;

@@ -64,8 +64,8 @@ static void foreach_finish(struct flow_run *r, struct act *parent)
 {
     struct foreach_state *fe = parent->dyn->fe;
     if (fe->failed) {
-        char *why = flow__asprintf("%zu of %zu items failed; the first: %s", fe->failed,
-                                   fe->count, fe->first_error ? fe->first_error : "?");
+        char *why = flow__asprintf("%zu of %zu items failed; the first: %s", fe->failed, fe->count,
+                                   fe->first_error ? fe->first_error : "?");
         flow__attempt_failed_ex(r, parent, why, false);
         return;
     }
@@ -154,7 +154,6 @@ static void expand_foreach(struct flow_run *r, struct act *a)
     foreach_spawn(r, a);
 }
 
-
 /* [L] Begin a nested flow: a child run on the same engine. Its end completes
  * this activation (end_run). */
 static void expand_subflow(struct flow_run *r, struct act *a)
@@ -233,8 +232,8 @@ void flow__subflow_done(struct flow_run *child)
     if (child->status == FLOW_RUN_COMPLETED)
         flow__attempt_succeeded(r, a, json_incref(child->result), NULL, NULL);
     else
-        flow__attempt_failed(r, a, flow__asprintf("nested flow '%s' %s: %s", child->flow->name,
-                                                  flow_run_status_name(child->status),
-                                                  child->error ? child->error : "no reason given"));
+        flow__attempt_failed(r, a,
+                             flow__asprintf("nested flow '%s' %s: %s", child->flow->name,
+                                            flow_run_status_name(child->status),
+                                            child->error ? child->error : "no reason given"));
 }
-

@@ -403,7 +403,7 @@ void flow__feedback_task(struct flow_run *r, struct act *a, struct flow_ctx *ctx
         if (!ctx->writes)
             ctx->writes = json_object();
         if (ctx->writes)
-            json_object_set(ctx->writes, fs->channel_key, answer);
+            json_object_set(ctx->writes, fs->channel_key, flow__feedback_value(answer));
     }
 }
 
@@ -526,7 +526,7 @@ flow_err flow_ctx_request_feedback(flow_ctx *ctx, const flow_feedback *req, json
     }
     pthread_mutex_unlock(&e->lock);
     if (rc == FLOW_OK && req->channel_key)
-        flow_ctx_set_state(ctx, req->channel_key, got);
+        flow_ctx_set_state(ctx, req->channel_key, flow__feedback_value(got));
     if (rc != FLOW_OK && rc != FLOW_EWAITING && err.message[0])
         flow_ctx_fail(ctx, "%s", err.message);
     *answer = got;

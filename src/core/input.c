@@ -15,30 +15,68 @@
 /* [L] Build the activation's input: the trigger's (explicit, or from its
  * sources), then the task's `input` template over it, whose `input` root is
  * the trigger's input. */
+static uint32_t source_task(const struct act *s)
+{
+    return s->stands_for ? s->stands_for->task : s->task;
+}
+
+/* {task: output} of the activations that fired a trigger. */
+static json_t *keyed_sources(struct flow_run *r, struct act *a)
+{
+    json_t *base = json_object();
+    for (uint32_t i = 0; base && i < a->nsrc; i++) {
+        struct act *s = a->src.many[i];
+        if (json_object_set(base, flow__task_name(r, source_task(s)), s->output)) {
+            json_decref(base);
+            return NULL;
+        }
+    }
+    return base;
+}
+
+/* The input of a task with several dependencies (`after` and `optional`):
+ * an object keyed by every dependency, null for an optional one that failed
+ * or was skipped, so its shape never depends on what happened. The trigger
+ * collected its sources in leaf order (trigger.c, resolve), so one walk
+ * pairs them up. */
+static json_t *keyed_input(struct flow_run *r, struct act *a, const struct flow_task *t)
+{
+    const struct flow *f = r->flow;
+    json_t *base = json_object();
+    struct act *const *srcs = a->nsrc == 1 ? &a->src.one : a->src.many;
+    uint32_t j = 0;
+    for (uint32_t i = 0; base && i < t->leaf_count; i++) {
+        uint32_t dep = f->leaves[t->leaf_first + i].source;
+        json_t *v = json_null();
+        if (j < a->nsrc && source_task(srcs[j]) == dep)
+            v = srcs[j++]->output;
+        if (json_object_set(base, flow__task_name(r, dep), v ? v : json_null())) {
+            json_decref(base);
+            return NULL;
+        }
+    }
+    return base;
+}
+
 flow_err flow__run_build_input(struct flow_run *r, struct act *a, flow_error *err)
 {
     if (a->flags & ACT_INPUT_READY)
         return FLOW_OK;
+    const struct flow_task *t = act_task(a);
     json_t *base = a->input;
     if (!base) {
-        if (a->nsrc == 1) {
+        if (t->trig == TRIG_AND && t->leaf_count > 1)
+            base = keyed_input(r, a, t);
+        else if (a->nsrc == 1)
             base = json_incref(a->src.one->output);
-        } else if (a->nsrc > 1) {
-            base = json_object();
-            for (uint32_t i = 0; base && i < a->nsrc; i++) {
-                struct act *s = a->src.many[i];
-                const char *name =
-                    flow__task_name(r, s->stands_for ? s->stands_for->task : s->task);
-                json_object_set(base, name, s->output);
-            }
-            if (!base)
-                return flow__error(err, FLOW_ENOMEM, "out of memory building an input");
-        } else {
+        else if (a->nsrc > 1)
+            base = keyed_sources(r, a);
+        else
             base = json_null();
-        }
+        if (!base)
+            return flow__error(err, FLOW_ENOMEM, "out of memory building an input");
         a->input = base;
     }
-    const struct flow_task *t = act_task(a);
     /* A foreach parent's `input` template is its children's (item, index). */
     bool foreach_parent = t->ext && t->ext->foreach && !(a->dyn && a->dyn->parent);
     if (t->ext && t->ext->input && !foreach_parent) {
@@ -68,7 +106,7 @@ struct cmd_scratch {
     const char **argv;
     const char **env;
     json_t *input;
-    json_t *state;                /* the version current when it was prepared */
+    json_t *state; /* the version current when it was prepared */
     uint64_t state_version;
     struct flow__workdir *workdir; /* a reference */
 };

@@ -32,6 +32,67 @@ void flow__run_timed_out(struct flow_run *r)
 
 /* ---- the end ------------------------------------------------------------ */
 
+/* [L] The task an activation's output counts for: its own, or the failed
+ * one a fallback stands for; UINT32_MAX for a foreach element (its parent
+ * completes for the task). */
+static uint32_t counts_for(const struct act *a)
+{
+    if (a->dyn && a->dyn->parent)
+        return UINT32_MAX;
+    if (a->flags & ACT_IS_FALLBACK && a->stands_for)
+        return a->stands_for->task;
+    return a->task;
+}
+
+/* [L] The outputs of the end tasks that completed: that output when the
+ * flow has one end task, else {task: output} in declaration order. A task
+ * that completed more than once (a loop, parallel branches) gives the output
+ * of its last-created activation that completed: creation order, unlike
+ * completion order, does not depend on timing. */
+static json_t *end_result(struct flow_run *r)
+{
+    const struct flow *f = r->flow;
+    size_t n = f->end_tasks.count;
+    if (n == 1) { /* the common case needs no tables */
+        uint32_t t = f->end_tasks.items[0];
+        for (size_t i = r->act_count; i-- > 0;) {
+            const struct act *a = flow__act_at(r, i);
+            if (a->status == FLOW_ACT_COMPLETED && counts_for(a) == t)
+                return json_incref(a->output ? a->output : json_null());
+        }
+        return json_null();
+    }
+    const struct act **found = flow__calloc(f->tasks.count ? f->tasks.count : 1, sizeof(*found));
+    uint8_t *is_end = flow__calloc(f->tasks.count ? f->tasks.count : 1, 1);
+    json_t *out = NULL;
+    if (!found || !is_end)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        is_end[f->end_tasks.items[i]] = 1;
+    size_t missing = n;
+    for (size_t i = r->act_count; i-- > 0 && missing;) {
+        const struct act *a = flow__act_at(r, i);
+        uint32_t t = a->status == FLOW_ACT_COMPLETED ? counts_for(a) : UINT32_MAX;
+        if (t != UINT32_MAX && is_end[t] && !found[t]) {
+            found[t] = a;
+            missing--;
+        }
+    }
+    out = json_object();
+    for (size_t i = 0; out && i < n; i++) {
+        uint32_t t = f->end_tasks.items[i];
+        const struct act *a = found[t];
+        if (a && json_object_set(out, flow__task_name(r, t), a->output ? a->output : json_null())) {
+            json_decref(out);
+            out = NULL;
+        }
+    }
+out:
+    flow__free(found);
+    flow__free(is_end);
+    return out;
+}
+
 static void end_run(struct flow_run *r)
 {
     flow_run_status status;
@@ -53,8 +114,10 @@ static void end_run(struct flow_run *r)
             }
         } else if (r->terminate_result) {
             result = json_incref(r->terminate_result);
-        } else if (r->last_completed) {
-            result = json_incref(r->last_completed->output);
+        } else if (!(result = end_result(r))) {
+            status = FLOW_RUN_FAILED;
+            flow__free(r->error);
+            r->error = flow__strdup("out of memory making the result");
         }
     }
     r->result = result ? result : json_null();
@@ -62,7 +125,7 @@ static void end_run(struct flow_run *r)
     flow__engine_forget_run(r->engine, r);
     flow__run_journal(r, JREC_RUN_ENDED, NULL,
                       json_pack("{s:s,s:O,s:s?}", "status", flow_run_status_name(status), "result",
-                      r->result, "error", r->error));
+                                r->result, "error", r->error));
     flow__journal_commit(&r->journal);
     flow__run_notify(r, FLOW_EV_RUN_ENDED, NULL, NULL, 0);
     if (!r->on_event || !r->obs_listed) {
@@ -262,8 +325,8 @@ flow_err flow__run_set_work_dir(struct flow_run *r, const char *dir)
 /* Make a run (not started). [L] for nested runs; flow_run_start calls it
  * without the lock, before the run is visible to anyone. */
 struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t *inputs,
-                                  const char *run_id, const char *start_task,
-                                  struct act *parent, flow_error *err)
+                                  const char *run_id, const char *start_task, struct act *parent,
+                                  flow_error *err)
 {
     struct flow_run *r = flow__calloc(1, sizeof(*r));
     if (!r)
@@ -294,8 +357,7 @@ struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t 
     if (f->schema) {
         char *bad = flow__schema_check(f->schema, r->state);
         if (bad) {
-            flow__error(err, FLOW_EINVAL, "the initial state does not match state_schema: %s",
-                        bad);
+            flow__error(err, FLOW_EINVAL, "the initial state does not match state_schema: %s", bad);
             flow__free(bad);
             flow__run_destroy(r);
             return NULL;
@@ -315,9 +377,9 @@ void flow__run_begin(struct flow_run *r, const struct flow_task *start)
     struct flow_engine *e = r->engine;
     struct flow *f = r->flow;
     f->frozen = true;
-    json_t *created = json_pack("{s:s,s:s?,s:O,s:s?,s:i}", "flow", f->name, "version",
-                                f->version, "inputs", r->inputs, "start", r->start_task,
-                                "format", FLOW__JOURNAL_FORMAT);
+    json_t *created =
+        json_pack("{s:s,s:s?,s:O,s:s?,s:i}", "flow", f->name, "version", f->version, "inputs",
+                  r->inputs, "start", r->start_task, "format", FLOW__JOURNAL_FORMAT);
     if (created && r->store && !r->replaying) {
         /* What readers of the store need without the flow: task names. */
         json_object_set_new(created, "tasks", flow__run_task_names(f));
@@ -448,8 +510,8 @@ flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
 {
     bool resuming = opts->run_id && (opts->from_checkpoint || r->replaying);
     r->store = store;
-    r->checkpoint_every = opts->checkpoint_every > 0 ? opts->checkpoint_every
-                                                     : r->flow->checkpoint_every;
+    r->checkpoint_every =
+        opts->checkpoint_every > 0 ? opts->checkpoint_every : r->flow->checkpoint_every;
     if (!resuming) {
         char hash[64];
         struct flow_engine *e = r->engine;
@@ -573,8 +635,7 @@ void flow_run_free(flow_run *r)
     flow__run_destroy(r);
 }
 
-flow_run_status flow_run_simple(flow *f, json_t *inputs, int jobs, json_t **result,
-                                flow_error *err)
+flow_run_status flow_run_simple(flow *f, json_t *inputs, int jobs, json_t **result, flow_error *err)
 {
     if (result)
         *result = NULL;
@@ -658,10 +719,10 @@ flow_err flow_run_activation(flow_run *r, size_t i, flow_activation_info *info)
 json_t *flow_run_to_json(flow_run *r)
 {
     json_t *tasks = json_array();
-    json_t *root = json_pack("{s:s,s:s,s:s,s:O,s:s?,s:o}", "id", r->id, "flow", r->flow->name,
-                             "status", flow_run_status_name(r->status), "result",
-                             r->result ? r->result : json_null(), "error", r->error, "tasks",
-                             tasks);
+    json_t *root =
+        json_pack("{s:s,s:s,s:s,s:O,s:s?,s:o}", "id", r->id, "flow", r->flow->name, "status",
+                  flow_run_status_name(r->status), "result", r->result ? r->result : json_null(),
+                  "error", r->error, "tasks", tasks);
     if (!root)
         return NULL;
     for (size_t i = 0; i < r->act_count; i++) {

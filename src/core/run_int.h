@@ -83,7 +83,9 @@ void flow__run_stop_running(struct flow_run *r, const char *why);
 
 /* What a successful attempt asked for besides its output, checked. */
 struct directives {
-    json_t *writes;     /* `set`: state keys, or NULL */
+    json_t *ops;        /* state updates in order: [["set"|"incr"|"append"|"merge",
+                         * KEY, VALUE], ...], or NULL; applied to the state as
+                         * it is when the attempt completes (attempt.c) */
     char *cancel;       /* `cancel`: the error, or NULL */
     json_t *terminate;  /* `terminate`: the result, or NULL */
     bool checkpoint;
@@ -95,6 +97,11 @@ struct directives {
  * message naming the bad one (flow__free it; `out` is then to be cleaned). */
 char *flow__directives_parse(struct flow_run *r, json_t *list, struct directives *out);
 void flow__directives_cleanup(struct directives *d);
+/* Fold state updates `ops` (directives.ops) over `*writes` (created when
+ * NULL) against the current state: `incr`, `append` and `merge` read the
+ * value as of now, so parallel activations lose none of each other's.
+ * NULL, or why an update cannot apply (flow__free it). */
+char *flow__directives_apply_ops(struct flow_run *r, json_t *ops, json_t **writes);
 /* Start the dynamic work a successful attempt asked for, in order. */
 void flow__directives_start(struct flow_run *r, struct act *a, json_t *work);
 

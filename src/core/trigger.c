@@ -209,9 +209,8 @@ static void leaf_event(struct flow_run *r, uint32_t li, uint8_t value, struct ac
             /* The common chain link: no source array needed. */
             *st = LEAF_UNKNOWN;
             rt->satisfied = rt->resolved = 0;
-            struct act *one = leaf->kind == LEAF_OPTIONAL && src->status != FLOW_ACT_COMPLETED
-                                  ? NULL
-                                  : src;
+            struct act *one =
+                leaf->kind == LEAF_OPTIONAL && src->status != FLOW_ACT_COMPLETED ? NULL : src;
             flow__run_fire(r, t->index, NULL, &one, one ? 1 : 0);
             return;
         }
@@ -298,8 +297,8 @@ void flow__run_emit(struct flow_run *r, struct act *from, const char *event, jso
     if (r->on_event) {
         /* The observer reads the name later: give it one that lives as long
          * as the run (the caller's may be a directive about to be freed). */
-        const char *kept = li >= 0 ? f->labels.items[li].name
-                                   : flow__arena_strdup(&r->act_arena, event);
+        const char *kept =
+            li >= 0 ? f->labels.items[li].name : flow__arena_strdup(&r->act_arena, event);
         if (kept)
             flow__run_notify(r, FLOW_EV_LABEL, from, kept, 0);
     }
@@ -323,4 +322,3 @@ void flow__run_emit(struct flow_run *r, struct act *from, const char *event, jso
         json_decref(input);
     }
 }
-

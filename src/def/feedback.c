@@ -3,6 +3,8 @@
  * (the store, a live runner). */
 #include "util/compat.h"
 
+#include <string.h>
+
 #include "def/flowdef.h"
 #include "util/alloc.h"
 #include "util/json.h"
@@ -14,6 +16,11 @@ char *flow__feedback_check(flow_feedback_type type, json_t *options, json_t *val
     const char *key;
     switch (type) {
     case FLOW_FEEDBACK_APPROVAL:
+        /* Files say `default: approve`; the answer holds the bool. */
+        if (json_is_string(value) && !strcmp(json_string_value(value), "approve"))
+            value = json_true();
+        else if (json_is_string(value) && !strcmp(json_string_value(value), "reject"))
+            value = json_false();
         if (!json_is_boolean(value))
             return flow__strdup("an approval is answered with approve or reject (true or false)");
         key = "approved";
@@ -50,4 +57,15 @@ char *flow__feedback_check(flow_feedback_type type, json_t *options, json_t *val
     *out = json_pack("{s:O,s:s?,s:o}", key, value, "by", by,
                      "at", at > 0 ? flow__json_time(at) : json_null());
     return *out ? NULL : flow__strdup("out of memory");
+}
+
+json_t *flow__feedback_value(json_t *answer)
+{
+    static const char *const keys[] = {"approved", "text", "selected"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        json_t *v = json_object_get(answer, keys[i]);
+        if (v)
+            return v;
+    }
+    return json_null();
 }

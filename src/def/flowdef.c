@@ -274,6 +274,17 @@ flow_task *flow_add_task(flow *f, const char *name, flow_error *err)
         flow__error(err, FLOW_ESTATE, "flow '%s' is running: tasks cannot be added", f->name);
         return NULL;
     }
+    char generated[32];
+    if (!name) {
+        /* FlowForge's add_routine without an id: a name of our own, the
+         * first `task_N` not taken, N counting from the task's position. */
+        for (size_t n = f->tasks.count + 1;; n++) {
+            snprintf(generated, sizeof(generated), "task_%zu", n);
+            if (!flow_find_task(f, generated))
+                break;
+        }
+        name = generated;
+    }
     if (!valid_task_name(name)) {
         flow__error(err, FLOW_EINVAL,
                     "invalid task name '%s' (use letters, digits, '_' and '-', "
@@ -660,11 +671,37 @@ static struct task_policy *own_policy(struct flow_task *t)
     if (!p)
         return NULL;
     *p = *t->policy;
+    p->set = 0;
     t->policy = p;
     return p;
 }
 
-#define SET_POLICY(t, check, assign)                                           \
+void flow__policy_inherit(struct flow *f)
+{
+    const struct task_policy *d = &f->defaults;
+    for (size_t i = 0; i < f->tasks.count; i++) {
+        struct flow_task *t = f->tasks.items[i];
+        if (t->policy == d)
+            continue;
+        struct task_policy *p = (struct task_policy *)t->policy;
+#define INHERIT(bit, field)                                                                        \
+    if (!(p->set & (bit)))                                                                         \
+    p->field = d->field
+        INHERIT(POL_TIMEOUT, timeout);
+        INHERIT(POL_KILL_GRACE, kill_grace);
+        INHERIT(POL_BACKOFF, backoff);
+        INHERIT(POL_RETRIES, retries);
+        INHERIT(POL_PRIORITY, priority);
+        INHERIT(POL_MAX_ACTIVATIONS, max_activations);
+        INHERIT(POL_ON_ERROR, on_error);
+        INHERIT(POL_EXECUTOR, executor);
+        INHERIT(POL_OUTPUT_MODE, output_mode);
+        INHERIT(POL_OUTPUT_LIMIT, output_limit);
+#undef INHERIT
+    }
+}
+
+#define SET_POLICY(t, bit, check, assign)                                      \
     do {                                                                       \
         MUTATE((t)->flow);                                                     \
         if (!(check))                                                          \
@@ -673,27 +710,28 @@ static struct task_policy *own_policy(struct flow_task *t)
         if (!p)                                                                \
             return FLOW_ENOMEM;                                                \
         assign;                                                                \
+        p->set |= (bit);                                                       \
         return FLOW_OK;                                                        \
     } while (0)
 
 flow_err flow_task_set_timeout(flow_task *t, double seconds)
 {
-    SET_POLICY(t, seconds >= 0, p->timeout = seconds);
+    SET_POLICY(t, POL_TIMEOUT, seconds >= 0, p->timeout = seconds);
 }
 
 flow_err flow_task_set_retries(flow_task *t, int retries)
 {
-    SET_POLICY(t, retries >= 0, p->retries = retries);
+    SET_POLICY(t, POL_RETRIES, retries >= 0, p->retries = retries);
 }
 
 flow_err flow_task_set_backoff(flow_task *t, const flow_backoff *b)
 {
-    SET_POLICY(t, b && b->delay >= 0 && b->factor >= 1 && b->max_delay >= 0, p->backoff = *b);
+    SET_POLICY(t, POL_BACKOFF, b && b->delay >= 0 && b->factor >= 1 && b->max_delay >= 0, p->backoff = *b);
 }
 
 flow_err flow_task_set_on_error(flow_task *t, flow_on_error mode)
 {
-    SET_POLICY(t, mode >= FLOW_ON_ERROR_FAIL && mode <= FLOW_ON_ERROR_FALLBACK,
+    SET_POLICY(t, POL_ON_ERROR, mode >= FLOW_ON_ERROR_FAIL && mode <= FLOW_ON_ERROR_FALLBACK,
                p->on_error = mode);
 }
 
@@ -706,38 +744,39 @@ flow_err flow_task_set_fallback(flow_task *t, flow_task *fallback)
     if (!p)
         return FLOW_ENOMEM;
     p->on_error = FLOW_ON_ERROR_FALLBACK;
+    p->set |= POL_ON_ERROR;
     t->fallback = fallback;
     return FLOW_OK;
 }
 
 flow_err flow_task_set_executor(flow_task *t, flow_executor ex)
 {
-    SET_POLICY(t, ex >= FLOW_EXEC_DEFAULT && ex <= FLOW_EXEC_REMOTE, p->executor = ex);
+    SET_POLICY(t, POL_EXECUTOR, ex >= FLOW_EXEC_DEFAULT && ex <= FLOW_EXEC_REMOTE, p->executor = ex);
 }
 
 flow_err flow_task_set_priority(flow_task *t, int priority)
 {
-    SET_POLICY(t, 1, p->priority = priority);
+    SET_POLICY(t, POL_PRIORITY, 1, p->priority = priority);
 }
 
 flow_err flow_task_set_max_activations(flow_task *t, int max)
 {
-    SET_POLICY(t, max >= 1, p->max_activations = max);
+    SET_POLICY(t, POL_MAX_ACTIVATIONS, max >= 1, p->max_activations = max);
 }
 
 flow_err flow_task_set_kill_grace(flow_task *t, double seconds)
 {
-    SET_POLICY(t, seconds >= 0, p->kill_grace = seconds);
+    SET_POLICY(t, POL_KILL_GRACE, seconds >= 0, p->kill_grace = seconds);
 }
 
 flow_err flow_task_set_output_mode(flow_task *t, flow_output_mode mode)
 {
-    SET_POLICY(t, mode >= FLOW_OUTPUT_AUTO && mode <= FLOW_OUTPUT_LINES, p->output_mode = mode);
+    SET_POLICY(t, POL_OUTPUT_MODE, mode >= FLOW_OUTPUT_AUTO && mode <= FLOW_OUTPUT_LINES, p->output_mode = mode);
 }
 
 flow_err flow_task_set_output_limit(flow_task *t, size_t bytes)
 {
-    SET_POLICY(t, bytes > 0, p->output_limit = bytes);
+    SET_POLICY(t, POL_OUTPUT_LIMIT, bytes > 0, p->output_limit = bytes);
 }
 
 /* Replace *slot with a template compiled from `value` (NULL clears). */
@@ -1014,6 +1053,7 @@ flow_err flow_configure(flow *f, const flow_config *cfg)
         f->defaults.executor = FLOW_EXEC_DEFAULT;
         break;
     }
+    flow__policy_inherit(f);
     return FLOW_OK;
 }
 

@@ -38,8 +38,24 @@ struct feedback_spec {
     size_t notify_argc;
 };
 
-/* Policy knobs; tasks share the flow's defaults until they change one. */
+/* Policy knobs; tasks share the flow's defaults until they change one. A
+ * task's own policy takes every knob it did not set (`set`, POL_* bits)
+ * from the defaults again whenever they change (flow_configure). */
+enum {
+    POL_TIMEOUT = 1u << 0,
+    POL_KILL_GRACE = 1u << 1,
+    POL_BACKOFF = 1u << 2,
+    POL_RETRIES = 1u << 3,
+    POL_PRIORITY = 1u << 4,
+    POL_MAX_ACTIVATIONS = 1u << 5,
+    POL_ON_ERROR = 1u << 6,
+    POL_EXECUTOR = 1u << 7,
+    POL_OUTPUT_MODE = 1u << 8,
+    POL_OUTPUT_LIMIT = 1u << 9,
+};
+
 struct task_policy {
+    unsigned set;        /* POL_* bits the task set itself */
     double timeout;      /* seconds, 0 = none */
     double kill_grace;   /* seconds between SIGTERM and SIGKILL */
     flow_backoff backoff;
@@ -196,6 +212,10 @@ struct flow {
     FLOW__VEC(struct label_info) labels;
     struct flow__strmap label_by_name; /* name -> index + 1 */
     FLOW__VEC(uint32_t) start_tasks;
+    /* End tasks, in declaration order: those no trigger, fallback or
+     * connection of another task names (routers only when nothing else
+     * is). Their outputs make the run's result when `result:` is not set. */
+    FLOW__VEC(uint32_t) end_tasks;
     bool has_routers;               /* any task with router: true */
 };
 
@@ -205,6 +225,10 @@ flow_err flow__task_set_feedback_notify(flow_task *t, const char *const *argv, s
 /* Record where a task was defined, for messages ("(flow.yaml:12:3)").
  * `file` is copied into the flow. */
 void flow__task_set_origin(flow_task *t, const char *file, int line, int column);
+
+/* Tasks with a policy of their own take what they did not set from the
+ * flow's defaults (after the defaults changed). */
+void flow__policy_inherit(struct flow *f);
 
 /* Index of a label, or -1. */
 int flow__label_index(const struct flow *f, const char *name);
@@ -224,5 +248,8 @@ bool flow__flow_hash(struct flow *f, char *out, size_t size);
  * by, at}, in *out (a new reference). */
 char *flow__feedback_check(flow_feedback_type type, json_t *options, json_t *value,
                            const char *by, double at, json_t **out);
+/* The value an answer gives (the bool, the text, the option), as a
+ * `channel_key` receives it; borrowed from `answer`. */
+json_t *flow__feedback_value(json_t *answer);
 
 #endif

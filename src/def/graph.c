@@ -33,6 +33,7 @@ void flow__graph_reset(struct flow *f)
     FLOW__VEC_FREE(&f->labels);
     flow__strmap_cleanup(&f->label_by_name);
     FLOW__VEC_FREE(&f->start_tasks);
+    FLOW__VEC_FREE(&f->end_tasks);
     f->compiled = false;
 }
 
@@ -335,6 +336,42 @@ out:
     flow__free(queue);
 }
 
+/* The tasks whose outputs make the result (flowdef.h, end_tasks): the run's
+ * result must not depend on which task happened to finish last. A router's
+ * output is a label for others, so a router is an end task only when no
+ * other task is one. */
+static flow_err find_end_tasks(struct flow *f)
+{
+    size_t n = f->tasks.count;
+    bool *named = flow__calloc(n ? n : 1, sizeof(*named));
+    if (!named)
+        return FLOW_ENOMEM;
+    for (uint32_t i = 0; i < f->leaf_count; i++) {
+        const struct flow_leaf *l = &f->leaves[i];
+        if (l->kind != LEAF_WHEN_LABEL && l->source != l->owner)
+            named[l->source] = true;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct flow_task *t = f->tasks.items[i];
+        if (t->fallback && t->fallback != t)
+            named[t->fallback->index] = true;
+    }
+    for (size_t i = 0; i < f->connections.count; i++) {
+        const struct flow_connection *cn = &f->connections.items[i];
+        if (cn->from != cn->to)
+            named[cn->from] = true;
+    }
+    flow_err rc = FLOW_OK;
+    for (int routers = 0; routers < 2 && !f->end_tasks.count && !rc; routers++) {
+        for (size_t i = 0; i < n && !rc; i++) {
+            if (!named[i] && f->tasks.items[i]->router == (routers == 1))
+                FLOW__VEC_PUSH(&f->end_tasks, (uint32_t)i, rc);
+        }
+    }
+    flow__free(named);
+    return rc;
+}
+
 static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
 {
     struct compiler c = {.f = f, .diags = diags};
@@ -478,7 +515,7 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
         if (t->is_start)
             FLOW__VEC_PUSH(&f->start_tasks, (uint32_t)i, rc);
     }
-    if (rc)
+    if (rc || find_end_tasks(f) != FLOW_OK)
         goto out_nomem;
     if (n == 0)
         report(&c, NULL, FLOW_EVALIDATION, "flow '%s' has no tasks", f->name);

@@ -29,7 +29,6 @@
 
 #include "def/load_int.h"
 
-
 static const struct unsupported unsupported[] = {
     {SCOPE_TASK, "cache", NULL, NULL},
     {SCOPE_TASK, "executor", "remote", "the 'remote' executor is not supported yet"},
@@ -38,21 +37,44 @@ static const struct unsupported unsupported[] = {
 /* Top-level keys; keys starting with "x-" are extensions, ignored (a place
  * for YAML anchors that tasks then alias). */
 static const char *const top_keys[] = {
-    "name",   "version", "description", "state",   "state_schema",
-    "defaults", "result", "tasks",      "connect", "checkpoint_every",
+    "name",     "version", "description", "state",   "state_schema",
+    "defaults", "result",  "tasks",       "connect", "checkpoint_every",
 };
 
 static const char *const task_keys[] = {
     /* bodies */
-    "run", "shell", "flow", "feedback", "noop",
+    "run",
+    "shell",
+    "flow",
+    "feedback",
+    "noop",
     /* triggers */
-    "after", "after_any", "when", "on", "optional", "start", "entry", "router", "foreach",
+    "after",
+    "after_any",
+    "when",
+    "on",
+    "optional",
+    "start",
+    "entry",
+    "router",
+    "foreach",
     "concurrency",
     /* policy */
-    "timeout", "retries", "backoff", "on_error", "executor", "priority", "max_activations",
-    "cache", "kill_grace",
+    "timeout",
+    "retries",
+    "backoff",
+    "on_error",
+    "executor",
+    "priority",
+    "max_activations",
+    "cache",
+    "kill_grace",
     /* input and output */
-    "input", "env", "cwd", "output", "save",
+    "input",
+    "env",
+    "cwd",
+    "output",
+    "save",
     /* for readers; ignored */
     "description",
 };
@@ -69,13 +91,7 @@ const char *flow__ld_closest_task_key(const char *key)
 
 /* Task keys that `defaults` may hold. */
 
-
 static const char *const connect_keys[] = {"from", "to", "map"};
-
-
-
-
-
 
 bool flow__ld_in_list(const char *s, const char *const *list, size_t n)
 {
@@ -85,7 +101,6 @@ bool flow__ld_in_list(const char *s, const char *const *list, size_t n)
     }
     return false;
 }
-
 
 const struct unsupported *flow__ld_find_unsupported(enum scope scope, const char *key,
                                                     const char *value)
@@ -155,7 +170,8 @@ static bool check_connect_map(struct loader *L, const struct val *x, const char 
     bool ok = true;
     const char *k;
     json_t *v;
-    json_object_foreach (x->v, k, v) {
+    json_object_foreach(x->v, k, v)
+    {
         struct val kid = flow__ld_member(L, x->v, k);
         const char *to = NULL;
         char kwhat[300];
@@ -172,7 +188,8 @@ static bool check_connect_map(struct loader *L, const struct val *x, const char 
         }
         const char *k2;
         json_t *v2;
-        json_object_foreach (x->v, k2, v2) {
+        json_object_foreach(x->v, k2, v2)
+        {
             if (k2 == k)
                 break;
             if (json_is_string(v2) && strcmp(json_string_value(v2), to) == 0) {
@@ -303,7 +320,8 @@ static void load_top(struct loader *L, json_t *root)
     }
     const char *k;
     json_t *v;
-    json_object_foreach (root, k, v) {
+    json_object_foreach(root, k, v)
+    {
         struct flow__yaml_pos kpos = flow__yaml_key_pos(L->doc, root, k);
         const struct unsupported *u = flow__ld_find_unsupported(SCOPE_TOP, k, NULL);
         if (u) {
@@ -316,8 +334,9 @@ static void load_top(struct loader *L, json_t *root)
             flow__ld_suggestion(hint, sizeof(hint),
                                 flow__ld_closest(k, top_keys, FLOW__ARRAY_LEN(top_keys)));
             if (!hint[0] && flow__ld_is_task_key(k))
-                snprintf(hint, sizeof(hint), " ('%s' belongs to a task under 'tasks', or to "
-                                             "'defaults')",
+                snprintf(hint, sizeof(hint),
+                         " ('%s' belongs to a task under 'tasks', or to "
+                         "'defaults')",
                          k);
             flow__ld_report(L, kpos, "unknown top-level key '%s'%s", k, hint);
         }
@@ -350,7 +369,8 @@ static void load_top(struct loader *L, json_t *root)
     } else {
         L->tasks = x.v;
     }
-    json_object_foreach (L->tasks, k, v) {
+    json_object_foreach(L->tasks, k, v)
+    {
         struct flow__yaml_pos kpos = flow__yaml_key_pos(L->doc, L->tasks, k);
         if (!flow__ld_valid_task_name(k)) {
             flow__ld_report(
@@ -419,8 +439,7 @@ static void load_top(struct loader *L, json_t *root)
         parse_state_schema(L, root, &x);
 
     /* tasks: pass 2 */
-    json_object_foreach (L->tasks, k, v)
-        flow__ld_load_task(L, k);
+    json_object_foreach(L->tasks, k, v) flow__ld_load_task(L, k);
 
     x = flow__ld_member(L, root, "connect");
     if (x.v)
@@ -552,8 +571,8 @@ flow *flow__ld_load(const char *text, size_t len, const char *file, const char *
     return f;
 }
 
-flow *flow_load_string(const char *text, size_t len, const char *name_for_errors,
-                       flow_diags *diags, flow_error *err)
+flow *flow_load_string(const char *text, size_t len, const char *name_for_errors, flow_diags *diags,
+                       flow_error *err)
 {
     if (!text) {
         flow_error e;
@@ -573,8 +592,8 @@ flow *flow_load_string(const char *text, size_t len, const char *name_for_errors
 char *flow__ld_base_dir(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    char *dir = slash ? flow__strndup(path, slash == path ? 1 : (size_t)(slash - path))
-                      : flow__strdup(".");
+    char *dir =
+        slash ? flow__strndup(path, slash == path ? 1 : (size_t)(slash - path)) : flow__strdup(".");
     if (!dir || dir[0] == '/')
         return dir;
     char *cwd = getcwd(NULL, 0);
@@ -675,4 +694,3 @@ flow_err flow_bind(flow *f, const char *task_name, flow_task_fn fn, void *udata)
         return FLOW_ENOTFOUND;
     return flow_task_set_fn(t, fn, udata);
 }
-

@@ -58,7 +58,6 @@ static void vreport(struct loader *L, flow_severity sev, const char *file,
     flow__ld_add_diag(L, &e, sev, at);
 }
 
-
 void flow__ld_report(struct loader *L, struct flow__yaml_pos pos, const char *fmt, ...)
 {
     va_list ap;
@@ -66,7 +65,6 @@ void flow__ld_report(struct loader *L, struct flow__yaml_pos pos, const char *fm
     vreport(L, FLOW_SEV_ERROR, L->file, pos, pos, fmt, ap);
     va_end(ap);
 }
-
 
 void flow__ld_warn(struct loader *L, struct flow__yaml_pos pos, const char *fmt, ...)
 {
@@ -170,7 +168,8 @@ bool flow__ld_known_keys(struct loader *L, const struct val *x, const char *cons
     bool ok = true;
     const char *k;
     json_t *v;
-    json_object_foreach (x->v, k, v) {
+    json_object_foreach(x->v, k, v)
+    {
         if (!flow__ld_in_list(k, keys, n)) {
             char hint[80];
             flow__ld_suggestion(hint, sizeof(hint), flow__ld_closest(k, keys, n));
@@ -189,7 +188,8 @@ void flow__ld_unknown_task(struct loader *L, struct flow__yaml_pos pos, const ch
     size_t best_d = SIZE_MAX;
     const char *k;
     json_t *v;
-    json_object_foreach (L->tasks, k, v) {
+    json_object_foreach(L->tasks, k, v)
+    {
         size_t d = edit_distance(name, k);
         if (d < best_d) {
             best_d = d;
@@ -231,9 +231,8 @@ bool flow__ld_get_string(struct loader *L, const struct val *x, const char *what
                          const char **out)
 {
     if (!json_is_string(x->v)) {
-        flow__ld_report(L, x->pos, "%s must be %s, not %s", what, non_empty ? "a non-empty string"
-                                                                   : "a string",
-               flow__ld_type_name(x->v));
+        flow__ld_report(L, x->pos, "%s must be %s, not %s", what,
+                        non_empty ? "a non-empty string" : "a string", flow__ld_type_name(x->v));
         return false;
     }
     const char *s = json_string_value(x->v);
@@ -329,7 +328,9 @@ bool flow__ld_get_choice(struct loader *L, const struct val *x, const char *what
     size_t used = 0;
     for (size_t i = 0; i < n && used < sizeof(list); i++) {
         int w = snprintf(list + used, sizeof(list) - used, "%s%s", names[i],
-                         i + 2 < n ? ", " : i + 1 < n ? " or " : "");
+                         i + 2 < n   ? ", "
+                         : i + 1 < n ? " or "
+                                     : "");
         used += w > 0 ? (size_t)w : 0;
     }
     if (!json_is_string(x->v)) {
@@ -426,7 +427,8 @@ bool flow__ld_check_template_value(struct loader *L, const struct val *x, const 
     if (json_is_object(x->v)) {
         const char *k;
         json_t *v;
-        json_object_foreach (x->v, k, v) {
+        json_object_foreach(x->v, k, v)
+        {
             struct val kid = flow__ld_member(L, x->v, k);
             ok = flow__ld_check_template_value(L, &kid, what) && ok;
         }
@@ -459,10 +461,9 @@ char *flow__ld_resolve_cwd(struct loader *L, const char *s, struct flow__yaml_po
         while (*s == '/')
             s++;
     }
-    char *path = (!*s || strcmp(s, ".") == 0) ? flow__strdup(L->dir)
-                                              : flow__asprintf("%s/%s", L->dir, s);
+    char *path =
+        (!*s || strcmp(s, ".") == 0) ? flow__strdup(L->dir) : flow__asprintf("%s/%s", L->dir, s);
     if (!path)
         L->nomem = true;
     return path;
 }
-

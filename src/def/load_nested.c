@@ -68,7 +68,6 @@ static char *nested_name(const char *parent, const char *path)
     return name;
 }
 
-
 /* Where a nested file's diagnostics go: copied into the parent's, sorted at
  * the `flow:` key that loads it. */
 static void adopt_diags(struct loader *L, const flow_diags *d, struct flow__yaml_pos at)
@@ -93,8 +92,8 @@ flow *flow__ld_load_nested(struct loader *L, const char *path, struct flow__yaml
     flow_diags *d = NULL;
     struct flow__buf b;
     flow__buf_init(&b, FLOW__YAML_MAX_BYTES);
-    char *open_path = path[0] == '/' || !L->dir ? flow__strdup(path)
-                                                : flow__asprintf("%s/%s", L->dir, path);
+    char *open_path =
+        path[0] == '/' || !L->dir ? flow__strdup(path) : flow__asprintf("%s/%s", L->dir, path);
     char *shown = nested_name(L->file, path);
     if (!open_path || !shown) {
         L->nomem = true;
@@ -208,4 +207,3 @@ out:
     flow__free(open_path);
     return child;
 }
-

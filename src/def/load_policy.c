@@ -12,8 +12,8 @@
 #include "util/error.h"
 
 static const char *const policy_keys[] = {
-    "timeout", "retries",         "backoff", "on_error", "executor", "priority",
-    "max_activations", "output", "env",     "cwd",      "kill_grace",
+    "timeout",         "retries", "backoff", "on_error", "executor",   "priority",
+    "max_activations", "output",  "env",     "cwd",      "kill_grace",
 };
 static const char *const backoff_keys[] = {"delay", "factor", "max_delay", "jitter"};
 static const char *const on_error_names[] = {"fail", "continue", "ignore"};
@@ -51,7 +51,8 @@ static void parse_backoff(struct loader *L, const struct val *x, const char *own
     bool ok = true;
     const char *k;
     json_t *v;
-    json_object_foreach (x->v, k, v) {
+    json_object_foreach(x->v, k, v)
+    {
         struct val kid = flow__ld_member(L, x->v, k);
         char kwhat[300];
         snprintf(kwhat, sizeof(kwhat), "'%s'%s", k, inner);
@@ -107,8 +108,7 @@ static void parse_on_error(struct loader *L, const struct val *x, const char *wh
             return;
         }
     }
-    if (json_is_object(x->v) && json_object_size(x->v) == 1 &&
-        json_object_get(x->v, "fallback")) {
+    if (json_is_object(x->v) && json_object_size(x->v) == 1 && json_object_get(x->v, "fallback")) {
         struct val fb = flow__ld_member(L, x->v, "fallback");
         if (in_defaults) {
             flow__ld_report(L, fb.pos, "%s: a fallback task cannot be a default (give it per task)",
@@ -142,8 +142,7 @@ static void parse_on_error(struct loader *L, const struct val *x, const char *wh
                         what, flow__ld_type_name(x->v));
 }
 
-static void parse_env(struct loader *L, const struct val *x, const char *what,
-                      struct policy *p)
+static void parse_env(struct loader *L, const struct val *x, const char *what, struct policy *p)
 {
     if (!json_is_object(x->v)) {
         flow__ld_report(L, x->pos, "%s must be a mapping of NAME: value, not %s", what,
@@ -158,7 +157,8 @@ static void parse_env(struct loader *L, const struct val *x, const char *what,
     bool ok = true;
     const char *k;
     json_t *v;
-    json_object_foreach (x->v, k, v) {
+    json_object_foreach(x->v, k, v)
+    {
         struct val kid = flow__ld_member(L, x->v, k);
         if (!flow__ld_valid_env_name(k)) {
             flow__ld_report(
@@ -266,7 +266,8 @@ void flow__ld_parse_defaults(struct loader *L, const struct val *x)
     }
     const char *k;
     json_t *v;
-    json_object_foreach (x->v, k, v) {
+    json_object_foreach(x->v, k, v)
+    {
         struct val kid = flow__ld_member(L, x->v, k);
         if (flow__ld_parse_policy_key(L, k, &kid, " in 'defaults'", true, NULL, &L->defaults))
             continue;
@@ -289,8 +290,8 @@ void flow__ld_parse_defaults(struct loader *L, const struct val *x)
 
 /* Apply a task's policy merged over the defaults. Command-only defaults (env,
  * cwd, output, kill_grace) go only to command tasks. */
-void flow__ld_apply_policy(struct loader *L, flow_task *t, const struct policy *tp,
-                           bool is_command, struct flow__yaml_pos pos)
+void flow__ld_apply_policy(struct loader *L, flow_task *t, const struct policy *tp, bool is_command,
+                           struct flow__yaml_pos pos)
 {
     const struct policy *dp = &L->defaults;
     unsigned cmd_only = P_ENV | P_CWD | P_OUTPUT | P_KILL_GRACE;
@@ -357,7 +358,8 @@ void flow__ld_apply_policy(struct loader *L, flow_task *t, const struct policy *
                                  : ((tp->set & P_ENV) ? tp->env : NULL);
         const char *k;
         json_t *v;
-        json_object_foreach (env, k, v) {
+        json_object_foreach(env, k, v)
+        {
             if (layer == 0 && tp->env && json_object_get(tp->env, k))
                 continue;
             flow_error e;
@@ -368,4 +370,3 @@ void flow__ld_apply_policy(struct loader *L, flow_task *t, const struct policy *
     }
 #undef PICK
 }
-

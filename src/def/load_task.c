@@ -25,11 +25,10 @@ struct name_words {
 
 /* Walk a string or a list of non-empty strings, reporting what is not one,
  * and call `fn` for each good name. */
-static void for_each_name(struct loader *L, const struct val *x, const char *what,
-                          const struct name_words *w,
-                          void (*fn)(struct loader *L, const struct val *it, const char *name,
-                                     void *udata),
-                          void *udata)
+static void
+for_each_name(struct loader *L, const struct val *x, const char *what, const struct name_words *w,
+              void (*fn)(struct loader *L, const struct val *it, const char *name, void *udata),
+              void *udata)
 {
     bool list = json_is_array(x->v);
     if (!list && !json_is_string(x->v)) {
@@ -76,8 +75,7 @@ static void add_dep(struct loader *L, const struct val *it, const char *name, vo
 static void parse_deps(struct loader *L, flow_task *t, const char *key, const struct val *x,
                        const char *what)
 {
-    static const struct name_words words = {"a task name", "a list of task names",
-                                            "name tasks"};
+    static const struct name_words words = {"a task name", "a list of task names", "name tasks"};
     struct dep_ctx c = {t, key, what};
     for_each_name(L, x, what, &words, add_dep, &c);
 }
@@ -251,8 +249,8 @@ struct body {
     struct flow__yaml_pos pos;
     char **argv; /* run: owned, NULL-terminated */
     const char *shell;
-    const char *path; /* flow: the file as written */
-    flow_feedback fb; /* feedback: strings borrowed from the document */
+    const char *path;        /* flow: the file as written */
+    flow_feedback fb;        /* feedback: strings borrowed from the document */
     const char **fb_options; /* owned array */
     const char **fb_notify;  /* owned array, NULL-terminated */
     size_t fb_notify_count;
@@ -276,8 +274,8 @@ static const char *const feedback_keys[] = {"type",    "message",     "options",
 
 /* A list of strings into a new array (borrowed strings); false after a
  * report. */
-static bool string_list(struct loader *L, const struct val *x, const char *what,
-                        const char ***out, size_t *count, bool null_end)
+static bool string_list(struct loader *L, const struct val *x, const char *what, const char ***out,
+                        size_t *count, bool null_end)
 {
     if (!json_is_array(x->v) || json_array_size(x->v) == 0) {
         flow__ld_report(L, x->pos, "%s must be a non-empty list of strings, not %s", what,
@@ -311,8 +309,7 @@ static bool string_list(struct loader *L, const struct val *x, const char *what,
 
 /* `feedback: {type, message, options, timeout, default, channel_key,
  * request, notify}` (SPEC section 6). */
-static void parse_feedback(struct loader *L, const struct val *x, const char *what,
-                           struct body *b)
+static void parse_feedback(struct loader *L, const struct val *x, const char *what, struct body *b)
 {
     if (!json_is_object(x->v)) {
         flow__ld_report(L, x->pos,
@@ -436,7 +433,6 @@ static void parse_run(struct loader *L, const struct val *x, const char *what, s
     b->ok = ok;
 }
 
-
 /* `flow`: a workflow file, relative to this one. */
 static void parse_flow(struct loader *L, const struct val *x, const char *what, struct body *b)
 {
@@ -511,7 +507,8 @@ void flow__ld_load_task(struct loader *L, const char *name)
     L->item_scope = has_foreach ? ITEM_SET : ITEM_UNSET;
     const char *k;
     json_t *v;
-    json_object_foreach (def.v, k, v) {
+    json_object_foreach(def.v, k, v)
+    {
         struct val x = flow__ld_member(L, def.v, k);
         struct flow__yaml_pos kpos = flow__yaml_key_pos(L->doc, def.v, k);
         char what[240];
@@ -589,8 +586,7 @@ void flow__ld_load_task(struct loader *L, const char *name)
                 flow__ld_core_failed(L, x.pos, rc, NULL, what);
         } else if (strcmp(k, "on") == 0) {
             parse_on(L, t, &x, what, name);
-        } else if (strcmp(k, "start") == 0 || strcmp(k, "entry") == 0 ||
-                   strcmp(k, "router") == 0) {
+        } else if (strcmp(k, "start") == 0 || strcmp(k, "entry") == 0 || strcmp(k, "router") == 0) {
             if (!flow__ld_get_bool(L, &x, what, &flag))
                 continue;
             if (k[0] == 'r' && flag)
@@ -643,8 +639,7 @@ void flow__ld_load_task(struct loader *L, const char *name)
             flow__ld_core_failed(L, x.pos, rc, &e, what);
         }
     }
-    bool is_command = body.key && (strcmp(body.key, "run") == 0 ||
-                                   strcmp(body.key, "shell") == 0);
+    bool is_command = body.key && (strcmp(body.key, "run") == 0 || strcmp(body.key, "shell") == 0);
     if (t && body.key && body.ok && !extra.key)
         apply_body(L, t, &body, name);
     if (t)
@@ -653,4 +648,3 @@ void flow__ld_load_task(struct loader *L, const char *name)
     body_cleanup(&extra);
     flow__ld_policy_cleanup(&p);
 }
-

@@ -25,8 +25,8 @@ struct flow__workdir {
     atomic_int refs;
     pthread_mutex_t mu;
     char *run_id;
-    char *path;   /* [mu] NULL until made (or given) */
-    bool own;     /* made here: removed by the last unref */
+    char *path;                          /* [mu] NULL until made (or given) */
+    bool own;                            /* made here: removed by the last unref */
     FLOW__VEC(struct state_file) states; /* [mu] the newest last */
 };
 

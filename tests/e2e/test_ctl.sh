@@ -240,6 +240,7 @@ check "25 background writers in a task: 25 keys" test "$rc" = 0 -a "$out" = 25
 # next-task: a `start: false` task runs once, with the given input.
 run_flow nexttask <<'EOF'
 name: nexttask
+result: "{{ tasks.later.output }}"
 tasks:
   first:
     shell: '"$FLOW" ctl next-task later "{\"n\": 7}"; echo first'
@@ -285,6 +286,7 @@ check "next-iteration: four activations" test "$(started count)" = 4
 # (the first branch finishes last).
 run_flow parallel <<'EOF'
 name: parallel
+result: "{{ tasks.join.output }}"
 tasks:
   split:
     shell: '"$FLOW" ctl parallel work=3 work=2 work=1 --then join'
@@ -331,6 +333,7 @@ check "cancel: later tasks never run" test ! -e cancel.marker
 # A ctl call followed by exit 1: the directives are discarded.
 run_flow discard <<'EOF'
 name: discard
+result: "{{ tasks.reader.output }}"
 tasks:
   flaky:
     retries: 1
@@ -427,5 +430,43 @@ tasks:
     run: [echo, after]
 EOF
 check "checkpoint: the run completes" test "$rc" = 0 -a "$out" = '"after"'
+
+# incr / append / merge: 30 commands updating the same keys at once lose nothing
+# (a plain `set` of one key by all of them would keep only the last).
+python3 -c 'import json; print(json.dumps({"items": list(range(1, 31))}))' > ops-inputs.json
+run_flow ops --jobs 8 --inputs ops-inputs.json <<'EOF'
+name: ops
+state: {count: 5}
+result: "{{ state }}"
+tasks:
+  each:
+    foreach: "{{ inputs.items }}"
+    concurrency: 30
+    shell: |
+      sleep 0.0$(( {{ item }} % 7 ))
+      "$FLOW" ctl incr count
+      "$FLOW" ctl incr total {{ item }}
+      "$FLOW" ctl append seen {{ item }}
+      "$FLOW" ctl merge by '{"k{{ item }}": {{ item }}}'
+EOF
+check "ops: completed" test "$rc" = 0
+got=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(json.dumps([d["count"], d["total"], sorted(d["seen"]), len(d["by"])]))' "$out" 2>&1)
+expect_json "$got" "[35, 465, $(python3 -c 'print(list(range(1, 31)))'), 30]" \
+    "ops: every count, sum, item and key kept"
+
+run_flow opsbad <<'EOF'
+name: opsbad
+state: {name: ann}
+tasks:
+  bump:
+    shell: '"$FLOW" ctl incr name'
+EOF
+check "incr of a string: the task fails (exit 1)" test "$rc" = 1
+check "incr of a string: says why" grep -q "cannot incr state key 'name': it holds a string" <<<"$err"
+"$FLOW" ctl incr n abc >/dev/null 2>incr.err
+check "ctl incr with a non-number: usage error (exit 2)" test $? = 2
+check "ctl incr with a non-number: names it" grep -q "incr needs a number, not 'abc'" incr.err
+"$FLOW" ctl merge m '[1]' >/dev/null 2>merge.err
+check "ctl merge with a non-object: usage error (exit 2)" test $? = 2
 
 finish

@@ -150,10 +150,10 @@ cat >timeout.yaml <<'EOF'
 name: timeout
 tasks:
   ask:
-    feedback: {type: approval, request: go, message: "Go?", timeout: 1s, default: true, channel_key: go}
+    feedback: {type: approval, request: go, message: "Go?", timeout: 1s, default: approve, channel_key: go}
   tell:
     after: ask
-    input: {approved: "{{ tasks.ask.output.approved }}", by: "{{ state.go.by }}"}
+    input: {approved: "{{ state.go }}", by: "{{ tasks.ask.output.by }}"}
 EOF
 "$FLOW" run timeout.yaml --id t1 --wait --quiet >out 2>err
 rc=$?

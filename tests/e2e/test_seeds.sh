@@ -105,7 +105,8 @@ want '[acts("init"), acts("maybe_begin"), acts("proceed")]' '[1, 1, 1]' \
     "crewai_resumable_flow: each method once (maybe_begin after init, proceed once)"
 run_flow crewai_resumable_flow.yaml --start maybe_begin
 exits 0 "crewai_resumable_flow --start maybe_begin"
-want 'd["result"]' '"began"' "crewai_resumable_flow: kickoff(start_method=\"maybe_begin\")"
+want '[d["result"], outs("maybe_begin")]' '[null, ["began"]]' \
+    "crewai_resumable_flow: kickoff(start_method=\"maybe_begin\"); the end task did not run: result null"
 want '[acts("init"), acts("maybe_begin"), acts("proceed")]' '[0, 1, 0]' \
     "crewai_resumable_flow: only the chosen start method ran; and_ still waits for init"
 run_flow crewai_resumable_flow.yaml --start proceed
@@ -123,13 +124,13 @@ want '[acts("first_of_b_or_c"), acts("a_and_b_or_c"), acts("merge_all")]' '[1, 1
 # Try-catch: router with labels, a retry loop, and max_activations stopping a runaway.
 run_flow crewai_robust_flow.yaml
 exits 0 "crewai_robust_flow: two failures, then success"
-want 'd["result"]' '{"result": "data from the API", "retries": 2}' \
-    "crewai_robust_flow: success result"
+want 'd["result"]' '{"done": {"result": "data from the API", "retries": 2}}' \
+    "crewai_robust_flow: success result (of the end task that completed)"
 want '[acts("risky_operation"), acts("handle_result"), acts("retry_operation"), acts("done"),
     acts("handle_failure")]' '[3, 3, 2, 1, 0]' "crewai_robust_flow: the loop went round three times"
 run_flow crewai_robust_flow.yaml --input failures=9
 exits 0 "crewai_robust_flow: retries run out"
-want 'd["result"]' '{"error": "APIError: service unavailable", "retries": 3}' \
+want 'd["result"]' '{"handle_failure": {"error": "APIError: service unavailable", "retries": 3}}' \
     "crewai_robust_flow: handle_failure reports the error and the retries"
 want '[acts("risky_operation"), acts("retry_operation"), acts("handle_failure"), acts("done")]' \
     '[3, 2, 1, 0]' "crewai_robust_flow: routed to \"failed\" once retry_count reached 3"
@@ -231,7 +232,7 @@ grep -q "'analysis', 'research', 'writing'" "$T/err" &&
 for type in priority normal; do
     run_c graflow_next_task "$type"
     exits 0 "graflow_next_task $type"
-    want '[d["result"]["handled_by"], sorted(d["activations"])]' \
+    want '[d["result"]["'"${type}"'_handler"]["handled_by"], sorted(d["activations"])]' \
         "[\"${type}_handler\", [\"dispatcher\", \"${type}_handler\"]]" \
         "graflow_next_task: the dispatcher added ${type}_handler only"
 done
@@ -287,7 +288,7 @@ want '[d["activations"]["endpoint"], d["endpoint_paths"]]' \
 
 run_c graflow_fan_in
 exits 0 "graflow_fan_in"
-want '[d["activations"]["integrator"], d["result"]["inputs"]]' \
+want '[d["activations"]["integrator"], d["result"]["integrator"]["inputs"]]' \
     '[["completed"], [{"branch": "a", "rows": 3}, {"branch": "b", "rows": 4}]]' \
     "graflow_fan_in: integrator runs ONCE with both outputs in branch order"
 
