@@ -242,7 +242,7 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
             const char *label = router_label(a->output);
             if (label) {
                 json_t *payload = json_is_object(a->output) ? a->output : flow__run_act_input(r, a);
-                flow__run_emit(r, a, label, payload, false);
+                flow__run_emit(r, a, label, payload, EMIT_LABEL);
             } else {
                 flow__log(FLOW_LOG_WARN, "router '%s' returned no label", t->name);
             }

@@ -336,7 +336,7 @@ flow_err flow_ctx_emit(flow_ctx *ctx, const char *event, json_t *data)
     WITH_LOCK(ctx, {
         if (!ctx->run->stopping) {
             flow__engine_tick(ctx->engine);
-            flow__run_emit(ctx->run, ctx->act, event, payload, true);
+            flow__run_emit(ctx->run, ctx->act, event, payload, EMIT_STREAMED);
         }
     });
     json_decref(payload);

@@ -288,7 +288,7 @@ void flow__directives_start(struct flow_run *r, struct act *a, json_t *work)
         } else if ((v = json_object_get(d, "emit"))) {
             json_t *ev = json_is_object(v) ? json_object_get(v, "event") : v;
             json_t *data = json_is_object(v) ? json_object_get(v, "data") : NULL;
-            flow__run_emit(r, a, json_string_value(ev), data, false);
+            flow__run_emit(r, a, json_string_value(ev), data, 0);
         }
     }
 }

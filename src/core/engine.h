@@ -359,10 +359,16 @@ json_t *flow__run_act_input(struct flow_run *r, struct act *a);
 void flow__run_expand(struct flow_run *r, struct act *a);
 /* [L] The run's timeout ran out. */
 void flow__run_timed_out(struct flow_run *r);
-/* [L] Emit an event from activation `from` (see docs/internals/core.md);
- * `streamed`: by a running task (flow_ctx_emit), an input of replay. */
+/* How an emission came about (flow__run_emit). */
+enum {
+    EMIT_STREAMED = 1u << 0, /* by a running task (flow_ctx_emit): an input of replay */
+    EMIT_LABEL = 1u << 1,    /* a router's label: stays inside its run */
+};
+/* [L] Emit an event from activation `from` (see docs/internals/core.md).
+ * An event (not a router's label) of a nested run is also emitted by the
+ * parent's `flow:` activation, so the parent can connect it. */
 void flow__run_emit(struct flow_run *r, struct act *from, const char *event, json_t *payload,
-                    bool streamed);
+                    unsigned how);
 /* [L] Pause the run (nothing new starts; paused once idle); `interrupt`:
  * kill what runs and do not record its attempts. */
 void flow__run_pause(struct flow_run *r, const char *why, bool interrupt);

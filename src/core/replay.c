@@ -186,7 +186,7 @@ static flow_err apply(struct replay *rp, size_t i)
         const char *label = json_string_value(json_object_get(rec->payload, "label"));
         if (!label)
             return mismatch(rp, i, "the event has no name");
-        flow__run_emit(r, a, label, json_object_get(rec->payload, "data"), true);
+        flow__run_emit(r, a, label, json_object_get(rec->payload, "data"), EMIT_STREAMED);
         return FLOW_OK;
     }
     case JREC_CHECKPOINT: {

@@ -286,12 +286,12 @@ static json_t *mapped(json_t *payload, json_t *map)
 }
 
 void flow__run_emit(struct flow_run *r, struct act *from, const char *event, json_t *payload,
-                    bool streamed)
+                    unsigned how)
 {
     const struct flow *f = r->flow;
     if (!payload)
         payload = json_null();
-    flow__run_journal(r, streamed ? JREC_EVENT : JREC_LABEL, from,
+    flow__run_journal(r, how & EMIT_STREAMED ? JREC_EVENT : JREC_LABEL, from,
                       json_pack("{s:s,s:O}", "label", event, "data", payload));
     int li = flow__label_index(f, event);
     if (r->on_event) {
@@ -321,4 +321,10 @@ void flow__run_emit(struct flow_run *r, struct act *from, const char *event, jso
         flow__run_fire(r, cn->to, input, NULL, 0);
         json_decref(input);
     }
+    /* A nested run's events are its `flow:` task's, streamed while it runs,
+     * so the parent connects them (`from: TASK.EVENT`); a router's labels
+     * steer the nested run only. */
+    struct act *up = r->parent_act;
+    if (up && !(how & EMIT_LABEL) && up->status == FLOW_ACT_RUNNING && !up->run->stopping)
+        flow__run_emit(up->run, up, event, payload, EMIT_STREAMED);
 }

@@ -253,6 +253,62 @@ static void test_operation_on_wrong_type_fails_the_attempt(void **state)
     flow_free(f);
 }
 
+/* ---- 8. a nested flow's events reach the parent's connections ------------ */
+
+static int stream_three(flow_ctx *ctx)
+{
+    for (int i = 1; i <= 3; i++) {
+        json_t *d = json_pack("{s:i}", "pct", i * 25);
+        flow_err rc = flow_ctx_emit(ctx, "progress", d);
+        json_decref(d);
+        if (rc)
+            return 1;
+    }
+    return flow_ctx_set_output_take(ctx, json_string("streamed")) ? 1 : 0;
+}
+
+static int route_done(flow_ctx *ctx)
+{
+    return flow_ctx_set_output_take(ctx, json_string("progress")) ? 1 : 0; /* a label */
+}
+
+static int log_progress(flow_ctx *ctx)
+{
+    json_t *in = flow_ctx_input(ctx);
+    return flow_ctx_append_state(ctx, "seen", json_object_get(in, "percent")) ? 1 : 0;
+}
+
+static void test_nested_flow_events_reach_the_parent(void **state)
+{
+    (void)state;
+    flow *child = flow_new("child", NULL);
+    flow_task *streamer = th_add(child, "streamer", stream_three);
+    /* a router inside the child whose label has the same name: it steers
+     * the child only, and must not reach the parent */
+    flow_task *router = th_add(child, "router", route_done);
+    flow_task_set_router(router, true);
+    flow_task_after(router, streamer);
+    flow_task_on(th_add(child, "inner", NULL), "progress");
+    flow *f = flow_new("parent", NULL);
+    flow_task *sub = th_add(f, "sub", NULL);
+    assert_int_equal(flow_task_set_subflow(sub, child), FLOW_OK);
+    flow_task_set_start(th_add(f, "log", log_progress), false);
+    json_t *map = json_pack("{s:s}", "pct", "percent");
+    assert_int_equal(flow_connect(f, "sub", "progress", "log", map, NULL), FLOW_OK);
+    json_decref(map);
+    flow_run *r;
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_count_acts(r, "log", FLOW_ACT_COMPLETED), 3);
+    json_t *st = flow_run_state(r);
+    json_t *want = json_pack("[i,i,i]", 25, 50, 75);
+    assert_true(json_equal(json_object_get(st, "seen"), want));
+    json_decref(want);
+    json_decref(st);
+    flow_run_free(r);
+    flow_free(f);
+    flow_free(child);
+}
+
 /* ---- 7. flow_configure reaches tasks that set other policies -------------- */
 
 static atomic_int tries;
@@ -330,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_input_keyed_by_every_dependency),
         cmocka_unit_test(test_parallel_operations_lose_nothing),
         cmocka_unit_test(test_operation_on_wrong_type_fails_the_attempt),
+        cmocka_unit_test(test_nested_flow_events_reach_the_parent),
         cmocka_unit_test(test_configure_defaults_reach_tasks_with_own_policy),
         cmocka_unit_test(test_add_task_without_a_name),
     };
