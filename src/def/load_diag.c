@@ -357,13 +357,39 @@ struct ref_check {
     bool ok;
 };
 
+/* Keep a `tasks.X.output` read for the check against the graph. */
+static void note_output_ref(struct ref_check *c, const struct flow__tmpl_path *path)
+{
+    struct loader *L = c->L;
+    struct output_ref ref = {
+        .task = L->cur_task,
+        .dep = flow__strdup(path->segs[1].key),
+        .text = flow__tmpl_path_text(path, path->count),
+        .what = flow__strdup(c->what),
+        .pos = c->pos,
+    };
+    flow_err rc = ref.dep && ref.text && ref.what ? FLOW_OK : FLOW_ENOMEM;
+    if (!rc)
+        FLOW__VEC_PUSH(&L->output_refs, ref, rc);
+    if (rc) {
+        flow__free(ref.dep);
+        flow__free(ref.text);
+        flow__free(ref.what);
+        L->nomem = true;
+    }
+}
+
 static int check_ref(const struct flow__tmpl_path *path, void *udata)
 {
     struct ref_check *c = udata;
     const char *root = path->segs[0].key;
     if (strcmp(root, "tasks") == 0 && path->count > 1 && path->segs[1].key) {
         const char *name = path->segs[1].key;
-        if (c->L->tasks && !json_object_get(c->L->tasks, name)) {
+        bool known = !c->L->tasks || json_object_get(c->L->tasks, name);
+        if (known && c->L->cur_task && path->count > 2 && path->segs[2].key &&
+            strcmp(path->segs[2].key, "output") == 0 && strcmp(name, c->L->cur_task) != 0)
+            note_output_ref(c, path);
+        if (!known) {
             char *text = flow__tmpl_path_text(path, path->count);
             char what[300];
             snprintf(what, sizeof(what), "'{{ %s }}' in %s", text ? text : "tasks", c->what);
@@ -408,6 +434,26 @@ bool flow__ld_check_template(struct loader *L, const char *s, struct flow__yaml_
     flow__tmpl_foreach_ref(t, check_ref, &c);
     flow__tmpl_free(t);
     return c.ok;
+}
+
+bool flow__ld_check_shell(struct loader *L, const char *s, struct flow__yaml_pos pos,
+                          const char *what)
+{
+    if (!flow__ld_check_template(L, s, pos, what))
+        return false;
+    struct flow__tmpl *t = NULL;
+    flow_error e;
+    if (!strstr(s, "{{") || flow__tmpl_compile_string(s, &t, &e) != FLOW_OK)
+        return true;
+    const char *bare = flow__tmpl_unquoted(t);
+    if (bare)
+        flow__ld_warn(L, pos,
+                      "'%s' in %s is not quoted for the shell: a value with a space, a quote or "
+                      "a ';' would change the command (write it with '| shell', or pass it in "
+                      "'env' or $FLOW_INPUT)",
+                      bare, what);
+    flow__tmpl_free(t);
+    return true;
 }
 
 /* The same for every string inside a JSON value. */

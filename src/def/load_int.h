@@ -113,6 +113,16 @@ struct policy {
  * yes in one, and not in its `foreach` list (which makes them). */
 enum item_scope { ITEM_UNSET = 0, ITEM_SET, ITEM_LIST };
 
+/* A template of task `task` that reads `tasks.DEP.output`, checked once the
+ * whole graph is known (load_refs.c). */
+struct output_ref {
+    const char *task;  /* borrowed from the document */
+    char *dep;         /* owned */
+    char *text;        /* owned: the `{{ }}` as written */
+    char *what;        /* owned: "'run' of task 'x'" */
+    struct flow__yaml_pos pos;
+};
+
 struct loader {
     const char *file; /* names the text in messages */
     const char *dir;  /* absolute base of relative `cwd` and `flow`, or NULL */
@@ -127,6 +137,8 @@ struct loader {
     FLOW__VEC(struct label_use) labels;
     bool has_router;
     enum item_scope item_scope; /* of the templates being checked */
+    const char *cur_task;       /* the task whose templates are being checked, or NULL */
+    FLOW__VEC(struct output_ref) output_refs;
     bool nomem;
 };
 
@@ -184,6 +196,18 @@ bool flow__ld_check_template_value(struct loader *L, const struct val *x, const 
 /* A `cwd` as the core should see it: relative to the workflow file. */
 char *flow__ld_resolve_cwd(struct loader *L, const char *s, struct flow__yaml_pos pos,
                            const char *what);
+
+/* Compile `s`, a `shell:` script, check its names, and warn about a
+ * `{{ }}` not quoted with `| shell`. */
+bool flow__ld_check_shell(struct loader *L, const char *s, struct flow__yaml_pos pos,
+                          const char *what);
+
+/* ---- load_refs.c ---------------------------------------------------- */
+
+/* Report every template that reads `tasks.X.output` in a task that X can
+ * never precede (X is not upstream of it). */
+void flow__ld_check_output_refs(struct loader *L);
+void flow__ld_output_refs_free(struct loader *L);
 
 /* ---- load_policy.c --------------------------------------------------- */
 

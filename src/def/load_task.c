@@ -505,6 +505,7 @@ void flow__ld_load_task(struct loader *L, const char *name)
     int concurrency = 0;
     struct flow__yaml_pos concurrency_pos = {0, 0};
     L->item_scope = has_foreach ? ITEM_SET : ITEM_UNSET;
+    L->cur_task = name;
     const char *k;
     json_t *v;
     json_object_foreach(def.v, k, v)
@@ -555,7 +556,7 @@ void flow__ld_load_task(struct loader *L, const char *name)
             struct body *slot = body.key == k ? &body : &extra;
             const char *s = NULL;
             if (flow__ld_get_string(L, &x, what, true, &s) &&
-                flow__ld_check_template(L, s, x.pos, what)) {
+                flow__ld_check_shell(L, s, x.pos, what)) {
                 slot->shell = s;
                 slot->ok = true;
             }
@@ -623,6 +624,7 @@ void flow__ld_load_task(struct loader *L, const char *name)
         }
     }
     L->item_scope = ITEM_UNSET;
+    L->cur_task = NULL;
     if (concurrency_pos.line && !has_foreach)
         flow__ld_report(L, concurrency_pos,
                         "'concurrency' needs 'foreach' in task '%s' (it bounds how many of the "

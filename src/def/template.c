@@ -604,6 +604,18 @@ int flow__tmpl_foreach_ref(const struct flow__tmpl *t, flow__tmpl_ref_fn fn, voi
     return t ? foreach_ref(t, fn, udata) : 0;
 }
 
+const char *flow__tmpl_unquoted(const struct flow__tmpl *t)
+{
+    if (!t || t->kind != TMPL_STRING)
+        return NULL;
+    for (size_t i = 0; i < t->nparts; i++) {
+        const struct expr *e = t->parts[i].expr;
+        if (e && (e->nfilters == 0 || e->filters[e->nfilters - 1] != FILTER_SHELL))
+            return e->text;
+    }
+    return NULL;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Rendering                                                                */
 

@@ -50,6 +50,11 @@ bool flow__tmpl_is_whole(const struct flow__tmpl *t);
 typedef int (*flow__tmpl_ref_fn)(const struct flow__tmpl_path *path, void *udata);
 int flow__tmpl_foreach_ref(const struct flow__tmpl *t, flow__tmpl_ref_fn fn, void *udata);
 
+/* The text ("{{ x }}") of the first expression of a string template whose
+ * last filter is not `shell`, borrowed from `t`; NULL when every one is
+ * quoted for a shell (or there is none). */
+const char *flow__tmpl_unquoted(const struct flow__tmpl *t);
+
 /* Where rendering finds values. `lookup` returns a new reference to the
  * value at `path`, or NULL with a message in `err` ("no task 'x'",
  * "'inputs.n' is not set"). flow__tmpl_walk() helps with the steps below

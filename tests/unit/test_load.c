@@ -1006,7 +1006,7 @@ static void test_nested_flows(void **state)
         "name: double\n"
         "result: '{{ tasks.calc.output }}'\n"
         "tasks:\n"
-        "  calc: {shell: 'echo $(( {{ inputs.n }} * 2 ))'}\n");
+        "  calc: {env: {N: '{{ inputs.n }}'}, shell: 'echo $((N * 2))'}\n");
     flow_error err;
     flow_diags *d = flow_diags_new();
     flow *f = flow_load_file("parent.yaml", d, &err);
