@@ -710,7 +710,21 @@ FLOW_API flow_err flow_ctx_set_output(flow_ctx *ctx, json_t *value);
 FLOW_API flow_err flow_ctx_set_output_take(flow_ctx *ctx, json_t *value);
 /* Record why the task failed; return nonzero from the task after it. */
 FLOW_API void flow_ctx_fail(flow_ctx *ctx, const char *fmt, ...) FLOW_PRINTF(2, 3);
-/* True once the task should stop: timed out, or the run is being cancelled. */
+/* True once the task should stop: timed out, or the run is being cancelled.
+ *
+ * Abandonment: C cannot stop a thread, so a body is asked to stop (this
+ * turns true) when its timeout runs out or its run stops, and is given the
+ * task's kill_grace (flow_task_set_kill_grace) to return. A body that does
+ * not is abandoned: its attempt fails ("... its thread was abandoned"), the
+ * engine starts a replacement thread, and the run goes on or ends without
+ * it. The abandoned body keeps running on its own thread until it returns.
+ * Meanwhile everything it reached through its flow_ctx stays valid -- the
+ * input, dependency outputs, task name, run id, item, even after
+ * flow_run_free and flow_free -- but the attempt is over: reads of the state
+ * find nothing, writes, operations, directives, events and its output are
+ * dropped, flow_ctx_request_feedback returns FLOW_ECANCELLED. The run's
+ * memory is released when the body returns. Poll this in long loops and
+ * return soon after it turns true. */
 FLOW_API bool flow_ctx_is_cancelled(flow_ctx *ctx);
 /* Report progress (0..1) with an optional note; delivered to logs. */
 FLOW_API void flow_ctx_progress(flow_ctx *ctx, double fraction, const char *note);

@@ -425,9 +425,12 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&e->lock);
     flow__engine_tick(e);
     for (;;) {
+        struct flow_run *drop[BATCH_MAX];
+        size_t ndrop = 0;
         for (size_t i = 0; i < nbatch; i++) {
             struct flow_ctx *done = batch[i];
             if (done->detached) {
+                drop[ndrop++] = done->run;
                 flow__ctx_release(e, done);
                 retire = true;
             } else {
@@ -435,6 +438,14 @@ static void *worker_main(void *arg)
             }
         }
         nbatch = 0;
+        if (ndrop) {
+            /* The abandoned bodies have returned: their runs may go now. */
+            pthread_mutex_unlock(&e->lock);
+            for (size_t i = 0; i < ndrop; i++)
+                flow__run_unref(drop[i]);
+            pthread_mutex_lock(&e->lock);
+            flow__engine_tick(e);
+        }
         if (retire && e->surplus > 0) {
             /* A body of ours was abandoned and a replacement thread took our
              * place: retire. */
@@ -537,6 +548,7 @@ static flow_err add_worker(struct flow_engine *e)
 static void abandon_ctx(struct flow_engine *e, struct flow_ctx *ctx)
 {
     ctx->detached = true;
+    atomic_fetch_add(&ctx->run->refs, 1); /* dropped when the body returns */
     if (ctx->worker && ctx->worker->stuck)
         return; /* its thread was replaced already (a batch behind one body) */
     if (ctx->worker)

@@ -128,6 +128,10 @@ struct obs_event {
 };
 
 struct flow_run {
+    /* Held by the caller of flow_run_start/resume (dropped by flow_run_free)
+     * and by each C body the engine abandoned, so that everything such a
+     * body can reach through its flow_ctx stays valid until it returns. */
+    atomic_int refs;
     struct flow_engine *engine;
     struct flow *flow;
     char id[80];
@@ -390,6 +394,9 @@ struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t 
 /* [L] Start a created run: journal it, make it visible, fire its start. */
 void flow__run_begin(struct flow_run *r, const struct flow_task *start);
 void flow__run_destroy(struct flow_run *r);
+/* Drop a reference; the last one destroys the run. Without the engine lock
+ * (destroying closes the journal, whose writer may take it). */
+void flow__run_unref(struct flow_run *r);
 /* Before the run starts: its commands' files go in `dir` (kept after). */
 flow_err flow__run_set_work_dir(struct flow_run *r, const char *dir);
 /* Journal a durable run in `store` (replacing its memory journal);

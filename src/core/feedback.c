@@ -513,6 +513,10 @@ flow_err flow_ctx_request_feedback(flow_ctx *ctx, const flow_feedback *req, json
     flow_error err;
     flow__error_clear(&err);
     pthread_mutex_lock(&e->lock);
+    if (ctx->detached) { /* abandoned: the attempt is over, nobody waits for an answer */
+        pthread_mutex_unlock(&e->lock);
+        return FLOW_ECANCELLED;
+    }
     flow__engine_tick(e);
     flow_err rc = flow__feedback_ask(ctx->run, ctx->act, req, &got, &err);
     if (rc == FLOW_OK)

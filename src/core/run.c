@@ -267,7 +267,7 @@ void flow__run_destroy(struct flow_run *r)
      * hooks before anything they touch goes away. */
     flow__journal_close(&r->journal);
     for (size_t i = 0; i < r->children.count; i++)
-        flow__run_destroy(r->children.items[i]);
+        flow__run_unref(r->children.items[i]);
     FLOW__VEC_FREE(&r->children);
     for (size_t i = 0; i < r->act_count; i++) {
         struct act *a = flow__act_at(r, i);
@@ -322,6 +322,12 @@ flow_err flow__run_set_work_dir(struct flow_run *r, const char *dir)
     return FLOW_OK;
 }
 
+void flow__run_unref(struct flow_run *r)
+{
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1)
+        flow__run_destroy(r);
+}
+
 /* Make a run (not started). [L] for nested runs; flow_run_start calls it
  * without the lock, before the run is visible to anyone. */
 struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t *inputs,
@@ -332,6 +338,7 @@ struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t 
     if (!r)
         goto out_nomem;
     pthread_cond_init(&r->ended_cond, NULL);
+    atomic_init(&r->refs, 1);
     atomic_init(&r->interrupt, 0);
     flow__arena_init(&r->act_arena, 64 * 1024);
     r->engine = e;
@@ -632,7 +639,10 @@ void flow_run_free(flow_run *r)
     pthread_mutex_lock(&e->lock);
     run_unlink(e, r);
     pthread_mutex_unlock(&e->lock);
-    flow__run_destroy(r);
+    /* Now, not when the last reference goes: the store may be closed right
+     * after this returns, while an abandoned body still holds the run. */
+    flow__journal_close(&r->journal);
+    flow__run_unref(r); /* an abandoned body may hold it a while longer */
 }
 
 flow_run_status flow_run_simple(flow *f, json_t *inputs, int jobs, json_t **result, flow_error *err)
