@@ -1,6 +1,6 @@
 /* engine.h -- the inside of engines, runs, activations and task contexts.
  * The engine (engine.c) owns threads, queues and timers; run.c applies the
- * semantics of SPEC section 2 under the engine lock. See
+ * semantics of docs/concepts.md under the engine lock. See
  * docs/internals/core.md for the model and the threading rules.
  *
  * Lock order: engine->lock, then nothing. Every field below marked [L] is

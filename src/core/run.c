@@ -1,4 +1,4 @@
-/* run.c -- the semantics of a run (SPEC section 2): activations, triggers
+/* run.c -- the semantics of a run (docs/concepts.md): activations, triggers
  * firing and re-arming, failure propagation, retries, error strategies,
  * state writes, the result, and the public flow_run_* functions.
  * Everything marked [L] in engine.h runs with the engine lock held.
@@ -685,8 +685,8 @@ static const char *router_label(json_t *output)
     return json_is_string(l) ? json_string_value(l) : NULL;
 }
 
-/* What a successful attempt asked for besides its output: the directives of
- * SPEC section 2, from $FLOW_CONTROL or flow_ctx_* calls, checked. */
+/* What a successful attempt asked for besides its output: the directives
+ * (docs/concepts.md), from $FLOW_CONTROL or flow_ctx_* calls, checked. */
 struct directives {
     json_t *writes;     /* `set`: state keys, or NULL */
     char *cancel;       /* `cancel`: the error, or NULL */
