@@ -260,8 +260,8 @@ static bool add_input(json_t *inputs, const char *kv)
     bool ok;
 
     if (!eq) {
-        cli_usage_error("run", "option '--input' of 'run' expects KEY=VALUE or KEY:=JSON, got '%s'",
-                        kv);
+        cli_usage_error("run",
+                        "option '--input' of 'run' expects KEY=VALUE or KEY:=JSON, got '%s'", kv);
         return false;
     }
     if (key_len == 0) {
@@ -276,7 +276,8 @@ static bool add_input(json_t *inputs, const char *kv)
         if (!v) {
             char text[sizeof(jerr.text)];
 
-            cli_usage_error("run", "option '--input %s' of 'run' is not JSON (%s); for a string write "
+            cli_usage_error("run",
+                            "option '--input %s' of 'run' is not JSON (%s); for a string write "
                             "'%s=...'",
                             kv, progress_one_line(text, sizeof(text), jerr.text), key);
             free(key);
