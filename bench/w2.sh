@@ -15,7 +15,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# gen DIR N_INDEP N_CHAIN: the four workflow files (SPEC.md section 3), one folder each.
+# gen DIR N_INDEP N_CHAIN: the four workflow files (docs/file-format.md), one folder each.
 gen() {
   local dir=$1 ni=$2 nc=$3 v body
   for v in run shell; do

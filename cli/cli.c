@@ -4,11 +4,14 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void cli_error(const char *fmt, ...)
 {
@@ -221,14 +224,43 @@ int cli_print_help(const char *help)
 /* ------------------------------------------------------------------------ */
 /* Workflow files                                                            */
 
+size_t cli_diag_split(const flow_error *e, char *where, size_t size)
+{
+    char tail[320];
+    size_t len = strlen(e->message);
+    size_t n;
+
+    where[0] = '\0';
+    if (!e->file[0]) {
+        return len;
+    }
+    if (e->line > 0 && e->column > 0) {
+        snprintf(where, size, "%s:%d:%d", e->file, e->line, e->column);
+    } else if (e->line > 0) {
+        snprintf(where, size, "%s:%d", e->file, e->line);
+    } else {
+        snprintf(where, size, "%s", e->file);
+    }
+    /* The library ends a message with where it is, for readers of the message
+     * alone; here the position comes first instead. */
+    n = (size_t)snprintf(tail, sizeof(tail), " (%s)", where);
+    if (n < sizeof(tail) && len >= n && strcmp(e->message + len - n, tail) == 0) {
+        len -= n;
+    }
+    return len;
+}
+
 void cli_print_diag(const flow_error *e, flow_severity sev)
 {
     const char *what = sev == FLOW_SEV_WARNING ? "warning" : "error";
+    char where[320];
+    size_t len = cli_diag_split(e, where, sizeof(where));
 
-    if (e->file[0] && e->line > 0 && !strstr(e->message, e->file)) {
-        fprintf(stderr, "%s: %s (%s:%d:%d)\n", what, e->message, e->file, e->line, e->column);
+    fflush(stdout);
+    if (where[0]) {
+        fprintf(stderr, "%s: %s: %.*s\n", where, what, (int)len, e->message);
     } else {
-        fprintf(stderr, "%s: %s\n", what, e->message);
+        fprintf(stderr, "%s: %.*s\n", what, (int)len, e->message);
     }
 }
 
@@ -295,12 +327,43 @@ bool cli_print_json(FILE *out, const json_t *v)
 
 bool cli_flush(FILE *out)
 {
-    errno = 0;
-    if (fflush(out) != 0 || ferror(out)) {
-        cli_error("cannot write the output: %s", strerror(errno ? errno : EIO));
-        return false;
+    int e;
+
+    if (fflush(out) == 0 && !ferror(out)) {
+        return true;
     }
-    return true;
+    /* errno is that of the write that failed: fflush or an earlier one. */
+    e = errno;
+    if (e == EPIPE || e == EBADF) {
+        /* The reader went away (`flow status | head -1`): it has what it
+         * wanted, so stop writing there; that is no failure of ours. */
+        return true;
+    }
+    cli_error("cannot write the output: %s", strerror(e ? e : EIO));
+    return false;
+}
+
+void cli_std_streams_init(void)
+{
+    struct sigaction sa;
+    int fd;
+
+    for (fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+            /* The lowest free number: `fd` itself, as those below are open. */
+            int null = open("/dev/null", fd == STDIN_FILENO ? O_RDONLY : O_WRONLY);
+
+            if (null >= 0 && null != fd) {
+                dup2(null, fd);
+                close(null);
+            }
+        }
+    }
+    /* Children get SIGPIPE back (the spawner resets it for each command). */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGPIPE, &sa, NULL);
 }
 
 int cli_one_run(const struct cli_args *a, const char **run_id)

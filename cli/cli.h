@@ -15,7 +15,7 @@
 
 #include "flow.h"
 
-/* Exit statuses of the program (SPEC section 5). */
+/* Exit statuses of the program (docs/cli.md). */
 enum {
     CLI_EXIT_OK = 0,           /* success; a run completed */
     CLI_EXIT_FAILED = 1,       /* the run failed */
@@ -120,8 +120,14 @@ int cli_print_help(const char *help);
 
 /* --- workflow files -------------------------------------------------------- */
 
-/* Print a diagnostic on stderr as "error: <message>" or "warning: <message>"; the
- * position is added when the message does not already name the file. */
+/* Where diagnostic `e` is, "FILE:LINE:COL" (or "FILE", or "" when it names no
+ * file), in `where`; returns the length of its message without that position
+ * (the library appends it as " (FILE:LINE:COL)"). */
+size_t cli_diag_split(const flow_error *e, char *where, size_t size);
+
+/* Print a diagnostic on stderr in gcc's form, so that editors jump to it:
+ * "FILE:LINE:COL: error: MESSAGE" or "FILE:LINE:COL: warning: MESSAGE";
+ * "error: MESSAGE" when it names no file. */
 void cli_print_diag(const flow_error *e, flow_severity sev);
 
 /* Load and validate a workflow file. Prints every diagnostic on stderr (warnings
@@ -135,8 +141,17 @@ flow *cli_load_flow(const char *path, bool quiet_warnings);
  * final newline. Returns false on a write error (after printing it). */
 bool cli_print_json(FILE *out, const json_t *v);
 
-/* Flush `out`; false after printing the error when writing failed. */
+/* Flush `out`; false after printing the error when writing failed. A reader
+ * that went away (EPIPE) or a closed descriptor (EBADF) is not a failure: the
+ * output just goes nowhere, and the exit status stays what it would be. */
 bool cli_flush(FILE *out);
+
+/* Make a closed stdout or stderr harmless, before anything else: SIGPIPE is
+ * ignored (a write to a gone reader fails with EPIPE instead of killing the
+ * program, and the run it follows), and a standard descriptor that is not
+ * open gets /dev/null, so that no file opened later takes its number and
+ * receives output meant for it. */
+void cli_std_streams_init(void);
 
 /* The command named `name`, or NULL. */
 const struct cli_command *cli_find_command(const char *name);

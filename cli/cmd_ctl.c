@@ -1,5 +1,5 @@
 /* cmd_ctl.c -- `flow ctl SUB ...`: directives for scripts running as command tasks
- * (SPEC section 4). Each call appends one JSON object and a newline to the file
+ * (docs/cli.md). Each call appends one JSON object and a newline to the file
  * named by $FLOW_CONTROL, in a single write() on an O_APPEND descriptor, so that
  * concurrent writers (a script's background jobs) never interleave; `flow ctl
  * output` replaces $FLOW_OUTPUT instead. The core reads the file when the task
@@ -61,8 +61,9 @@ static int ctl_usage(const char *cmd, const char *fmt, ...)
 /* ------------------------------------------------------------------------ */
 /* Values                                                                    */
 
-/* JSON when `text` parses as JSON (any value), else the text as a string: the rule
- * of `flow run --input`. NULL after printing an error (text not UTF-8). */
+/* JSON when `text` parses as JSON (any value), else the text as a string (a
+ * script's directive says JSON; a word it writes bare is meant as text). NULL
+ * after printing an error (text not UTF-8). */
 static json_t *value_arg(const char *text)
 {
     json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
@@ -439,8 +440,8 @@ static const char help[] =
     "  output TEXT                       replace the task's output ($FLOW_OUTPUT)\n"
     "\n"
     "A JSON argument is parsed as JSON when it parses (42, true, [1,2], {\"a\":1},\n"
-    "\"text\"), else taken as a string, as with 'flow run --input'. A value that\n"
-    "starts with '-' and is not a number goes after '--'.\n"
+    "\"text\"), else taken as a string. A value that starts with '-' and is not a\n"
+    "number goes after '--'.\n"
     "\n"
     "Example (shell: task):\n"
     "  flow ctl set score 0.92\n"

@@ -1,6 +1,6 @@
 /* cmd_feedback.c -- `flow feedback [RUN]`: the requests that wait for people;
  * `flow feedback RUN REQUEST --approve|--reject|--text T|--select OPTION`:
- * answer one (SPEC section 6). */
+ * answer one (docs/cli.md). */
 #include "cli.h"
 
 #include <string.h>

@@ -22,7 +22,9 @@ static const char help[] =
     "output (it used $FLOW_OUTPUT, or it failed).\n"
     "\n"
     "Options:\n"
-    "      --json       print the records as a JSON array instead\n"
+    "      --json       print the records as a JSON array instead: {seq, time, type,\n"
+    "                   task, activation, attempt, ...the record's fields}; times\n"
+    "                   are RFC 3339 strings\n"
     "      --store URL  the store (default: $FLOW_STORE, else sqlite:.flow/flow.db)\n"
     "  -h, --help       show this help\n";
 

@@ -51,9 +51,10 @@ static const struct cli_option options[] = {
 };
 
 static const char help[] =
-    "usage: flow run FILE [--input K=V]... [--inputs FILE.json] [--id RUN] [--start TASK]\n"
-    "                [--jobs N] [--json] [--quiet] [--verbose] [--store URL] [--detach]\n"
-    "                [--durability normal|strict] [--checkpoint-every DURATION] [--wait]\n"
+    "usage: flow run FILE [--input K=V | K:=JSON]... [--inputs FILE.json] [--id RUN]\n"
+    "                [--start TASK] [--jobs N] [--json] [--quiet] [--verbose] [--store URL]\n"
+    "                [--detach] [--durability normal|strict] [--checkpoint-every DURATION]\n"
+    "                [--wait]\n"
     "\n"
     "Start a run of a workflow file and follow it to its end. The run id is printed\n"
     "first on stderr ('run ID'), then live progress, then a summary line; the run's\n"
@@ -62,8 +63,10 @@ static const char help[] =
     "'flow resume RUN'.\n"
     "\n"
     "Options:\n"
-    "  -i, --input K=V     run input K; V is parsed as JSON when it parses (42, true,\n"
-    "                      [1,2], {\"a\":1}, \"text\"), else taken as a string; repeatable\n"
+    "  -i, --input K=V     run input K, the string V exactly as typed (v=1.10 gives\n"
+    "                      \"1.10\"); repeatable\n"
+    "  -i, --input K:=JSON run input K, a JSON value (n:=12, ok:=true,\n"
+    "                      tags:='[\"a\",\"b\"]'); bad JSON is a usage error (exit 2)\n"
     "      --inputs FILE   run inputs from a JSON object file; --input overrides its keys\n"
     "      --id RUN        the run's id (default: a new unique id); a run with that id\n"
     "                      already in the store is not started again (exit 2)\n"
@@ -220,8 +223,14 @@ static bool merge_inputs_file(json_t *inputs, const char *path)
     if (!v) {
         progress_one_line(text, sizeof(text), jerr.text);
         if (jerr.line > 0) {
-            cli_error("invalid JSON in inputs file '%s': %s (%s:%d:%d)", path, text, path,
-                      jerr.line, jerr.column);
+            flow_error e;
+
+            memset(&e, 0, sizeof(e));
+            snprintf(e.message, sizeof(e.message), "invalid JSON in inputs file: %s", text);
+            snprintf(e.file, sizeof(e.file), "%s", path);
+            e.line = jerr.line;
+            e.column = jerr.column;
+            cli_print_diag(&e, FLOW_SEV_ERROR);
         } else {
             cli_error("cannot read inputs file '%s': %s", path, text);
         }
@@ -237,26 +246,44 @@ static bool merge_inputs_file(json_t *inputs, const char *path)
     return true;
 }
 
+/* One --input: "K=V" gives the string V exactly as typed ("v=1.10" stays "1.10"),
+ * "K:=JSON" a JSON value (httpie's convention): a version or a zip code never
+ * turns into a number by accident. Bad JSON after ":=" is a usage error. */
 static bool add_input(json_t *inputs, const char *kv)
 {
     const char *eq = strchr(kv, '=');
+    bool as_json = eq && eq > kv && eq[-1] == ':';
+    size_t key_len = eq ? (size_t)(eq - kv) - (as_json ? 1 : 0) : 0;
+    json_error_t jerr;
     json_t *v;
     char *key;
     bool ok;
 
     if (!eq) {
-        cli_usage_error("run", "option '--input' of 'run' expects KEY=VALUE, got '%s'", kv);
+        cli_usage_error("run",
+                        "option '--input' of 'run' expects KEY=VALUE or KEY:=JSON, got '%s'", kv);
         return false;
     }
-    if (eq == kv) {
+    if (key_len == 0) {
         cli_usage_error("run", "option '--input' of 'run' has an empty KEY in '%s'", kv);
         return false;
     }
-    key = cli_malloc((size_t)(eq - kv) + 1);
-    memcpy(key, kv, (size_t)(eq - kv));
-    key[eq - kv] = '\0';
-    v = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
-    if (!v) {
+    key = cli_malloc(key_len + 1);
+    memcpy(key, kv, key_len);
+    key[key_len] = '\0';
+    if (as_json) {
+        v = json_loads(eq + 1, JSON_DECODE_ANY, &jerr);
+        if (!v) {
+            char text[sizeof(jerr.text)];
+
+            cli_usage_error("run",
+                            "option '--input %s' of 'run' is not JSON (%s); for a string write "
+                            "'%s=...'",
+                            kv, progress_one_line(text, sizeof(text), jerr.text), key);
+            free(key);
+            return false;
+        }
+    } else {
         v = json_string(eq + 1);
     }
     ok = v && json_object_set_new(inputs, key, v) == 0;

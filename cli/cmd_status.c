@@ -15,24 +15,24 @@ static const char help[] =
     "usage: flow status [RUN] [--json] [--store URL]\n"
     "\n"
     "Without RUN: every run in the store, oldest first, with its flow, status and\n"
-    "times; a run whose process died without ending it (a crash, kill -9) shows as\n"
-    "'stopped': 'flow resume RUN' continues it. With RUN: the run, who runs it,\n"
-    "its result or error, and each task activation with its status, attempts,\n"
-    "start and end times and error.\n"
+    "times. With RUN: the run, its flow's name and version, who runs it, its result\n"
+    "or error, and each task activation with its status, attempts, start and end\n"
+    "times and error. A run whose process died without ending it (a crash, kill -9)\n"
+    "is 'stopped' in both, and in --json: 'flow resume RUN' continues it.\n"
     "\n"
     "Options:\n"
-    "      --json       print JSON: an array of runs {id, flow, status, created_at,\n"
-    "                   ended_at, source, runner}, or one run {id, flow, status,\n"
-    "                   result, error, source, runner, state, tasks: [{task,\n"
-    "                   activation, status, attempts, started_at, ended_at, error,\n"
-    "                   output}]}; runner (\"pid@host\", or null when no process\n"
-    "                   runs it) only for runs that are running\n"
+    "      --json       print JSON: an array of runs {id, flow, version, status,\n"
+    "                   created_at, ended_at, source, runner}, or one run {id, flow,\n"
+    "                   version, status, result, error, source, runner, state,\n"
+    "                   tasks: [{task, activation, status, attempts, started_at,\n"
+    "                   ended_at, error, output}]}; runner (\"pid@host\", or null\n"
+    "                   when it stopped) only for runs running or stopped\n"
     "      --store URL  the store (default: $FLOW_STORE, else sqlite:.flow/flow.db)\n"
     "  -h, --help       show this help\n"
     "\n"
     "Exit status: 0, or 1 when the store or the run cannot be read.\n";
 
-/* For a run the store says is running: who runs it, or that nobody does. */
+/* For a run running or stopped: who runs it, or that nobody does. */
 static void print_runner(const json_t *run)
 {
     const json_t *runner = json_object_get(run, "runner");
@@ -84,10 +84,9 @@ static int list_runs(flow_store *st, bool as_json)
         const char *name = json_string_value(json_object_get(r, "flow"));
 
         const char *status = json_string_value(json_object_get(r, "status"));
-        bool stopped = json_is_null(json_object_get(r, "runner"));
 
         printf("%-34s %-20s %-10s %-19s  %s\n", json_string_value(json_object_get(r, "id")),
-               name ? name : "-", stopped ? "stopped" : status,
+               name ? name : "-", status,
                cli_short_time(json_object_get(r, "created_at"), created, sizeof(created)),
                cli_short_time(json_object_get(r, "ended_at"), ended, sizeof(ended)));
     }
@@ -102,6 +101,7 @@ static int show_run(flow_store *st, const char *id, bool as_json)
     json_t *t;
     size_t i;
     const char *error;
+    const char *version;
     bool ok;
 
     memset(&err, 0, sizeof(err));
@@ -116,8 +116,10 @@ static int show_run(flow_store *st, const char *id, bool as_json)
         return ok ? CLI_EXIT_OK : CLI_EXIT_FAILED;
     }
     error = json_string_value(json_object_get(run, "error"));
-    printf("run %s: %s (flow %s)\n", id, json_string_value(json_object_get(run, "status")),
-           json_string_value(json_object_get(run, "flow")));
+    version = json_string_value(json_object_get(run, "version"));
+    printf("run %s: %s (flow %s%s%s)\n", id, json_string_value(json_object_get(run, "status")),
+           json_string_value(json_object_get(run, "flow")), version ? ", version " : "",
+           version ? version : "");
     print_runner(run);
     if (error) {
         bool paused = strcmp(json_string_value(json_object_get(run, "status")), "paused") == 0;

@@ -18,21 +18,24 @@ static const char help[] =
     "\n"
     "Check a workflow file (YAML or JSON): keys and types, task names, triggers,\n"
     "cycles and templates. Every error and warning is printed on stderr, one a\n"
-    "line, as 'error: MESSAGE (FILE:LINE:COLUMN)' or 'warning: ...'. A valid file\n"
-    "prints 'ok: FILE: N tasks' on stdout.\n"
+    "line, in gcc's form (editors jump to it): 'FILE:LINE:COLUMN: error: MESSAGE'\n"
+    "or 'FILE:LINE:COLUMN: warning: MESSAGE'. A valid file prints\n"
+    "'ok: FILE: N tasks' on stdout.\n"
     "\n"
     "Options:\n"
     "  --json      print {\"valid\", \"file\", \"tasks\", \"errors\", \"warnings\"} on stdout\n"
-    "              instead (each diagnostic {\"message\", \"file\", \"line\", \"column\"});\n"
-    "              nothing on stderr\n"
+    "              instead (each diagnostic {\"message\", \"file\", \"line\", \"column\"},\n"
+    "              the message without the position); nothing on stderr\n"
     "  -h, --help  show this help\n"
     "\n"
     "Exit status: 0 valid, 2 invalid or usage error.\n";
 
 static json_t *diag_json(const flow_error *e)
 {
-    json_t *o = json_pack("{s:s, s:s, s:i, s:i}", "message", e->message, "file", e->file,
-                          "line", e->line, "column", e->column);
+    char where[320];
+    size_t len = cli_diag_split(e, where, sizeof(where));
+    json_t *o = json_pack("{s:s#, s:s, s:i, s:i}", "message", e->message, (int)len, "file",
+                          e->file, "line", e->line, "column", e->column);
 
     if (!o) {
         /* Only a message that is not UTF-8 gets here: keep the entry anyway. */

@@ -20,7 +20,7 @@ static const struct cli_command *const commands[] = {
     NULL,
 };
 
-/* Commands of SPEC section 5 that later versions add: named, so that a user gets
+/* Commands that later versions add: named, so that a user gets
  * "not available yet" rather than "unknown command". */
 static const char *const later_commands[] = {
     "worker", "serve", NULL,
@@ -150,6 +150,7 @@ int main(int argc, char **argv)
     const struct cli_command *c;
     int i = 1;
 
+    cli_std_streams_init();
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *arg = argv[i];
 

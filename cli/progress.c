@@ -3,6 +3,7 @@
  * Lock order: only progress.mu, never held while writing to stderr. */
 #include "progress.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ struct progress {
 
     /* Main thread only. */
     bool bar_shown;
+    bool gone; /* stderr has no reader any more (EPIPE) or is closed (EBADF) */
 };
 
 struct progress *progress_new(bool tty, size_t task_count)
@@ -346,13 +348,19 @@ static void format_bar(struct progress *p, char *out, size_t cap)
     }
 }
 
-static void write_all(const char *s, size_t len)
+/* Progress is best effort: a reader of stderr that went away (`2>&1 | head -1`)
+ * only means nobody reads it any more, never that the run should stop. */
+static void write_all(struct progress *p, const char *s, size_t len)
 {
-    while (len > 0) {
+    while (len > 0 && !p->gone) {
         ssize_t w = write(STDERR_FILENO, s, len);
 
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
         if (w <= 0) {
-            return; /* stderr is gone: progress is best effort */
+            p->gone = w < 0 && (errno == EPIPE || errno == EBADF);
+            return;
         }
         s += w;
         len -= (size_t)w;
@@ -384,25 +392,25 @@ static void flush_lines(struct progress *p, bool redraw)
     pthread_mutex_unlock(&p->mu);
 
     if (p->bar_shown && (len > 0 || bar[0] || !redraw)) {
-        write_all("\r\033[K", 4);
+        write_all(p, "\r\033[K", 4);
         p->bar_shown = false;
     }
     if (len > 0) {
-        write_all(queue, len);
+        write_all(p, queue, len);
     }
     free(queue);
     if (dropped > 0) {
         char note[96];
         int n = snprintf(note, sizeof(note), "(%zu progress lines dropped)\n", dropped);
 
-        write_all(note, (size_t)n);
+        write_all(p, note, (size_t)n);
     }
     if (bar[0]) {
         int width = terminal_width();
 
         /* One column short of the width: a full line would wrap on some terminals. */
         truncate_columns(bar, width > 1 ? width - 1 : 1);
-        write_all(bar, strlen(bar));
+        write_all(p, bar, strlen(bar));
         p->bar_shown = true;
     }
 }

@@ -306,7 +306,7 @@ FLOW_API flow_err flow_task_set_output_limit(flow_task *t, size_t bytes);
 /* State key that receives the task's output when it completes. Copied. */
 FLOW_API flow_err flow_task_set_save(flow_task *t, const char *state_key);
 
-/* --- human feedback (SPEC section 6) ------------------------------------- */
+/* --- human feedback (docs/concepts.md) ----------------------------------- */
 
 typedef enum flow_feedback_type {
     FLOW_FEEDBACK_APPROVAL = 0, /* answer {"approved": bool} */
@@ -361,7 +361,7 @@ FLOW_API flow_err flow_task_set_subflow(flow_task *t, flow *child);
  * `schema` is copied; NULL removes it. */
 FLOW_API flow_err flow_set_state_schema(flow *f, json_t *schema, flow_error *err);
 
-/* The design document's model (../shared/seeds/004): a flow's settings ... */
+/* The model of a flow-system design (docs/seeds.md): a flow's settings ... */
 typedef enum flow_type {
     FLOW_TYPE_DEFAULT = 0, /* each task on its own executor */
     FLOW_TYPE_INLINE,      /* C tasks on the scheduler thread */
@@ -526,16 +526,24 @@ FLOW_API const char *flow_store_default_url(void);
 /* Can runs in this store outlive the process? (not for "memory:") */
 FLOW_API bool flow_store_is_durable(const flow_store *s);
 
-/* Runs in the store, oldest first: a new array of {id, flow, status,
- * created_at, ended_at, source}, times as RFC 3339 strings. */
+/* Runs in the store, oldest first: a new array of {id, flow, version,
+ * status, created_at, ended_at, source}, times as RFC 3339 strings. A run
+ * the store says is running also has `runner`: the live process that runs
+ * it ("pid@host"), or null when none does -- its runner died without ending
+ * it (kill -9, a crash) -- and then its status reads "stopped". */
 FLOW_API json_t *flow_store_runs(flow_store *s, flow_error *err);
 /* One stored run from its journal alone (no flow definition needed): {id,
- * flow, status, result, error, source, created_at, ended_at, state, tasks:
- * [{task, activation, status, attempts, started_at, ended_at, error,
- * output}]}. New reference; NULL with FLOW_ENOTFOUND if there is none. */
+ * flow, version, status, result, error, source, created_at, ended_at, state,
+ * tasks: [{task, activation, status, attempts, started_at, ended_at, error,
+ * output}]}, and `runner` as in flow_store_runs; in a "stopped" run the
+ * activations its runner was running read "stopped" too. New reference;
+ * NULL with FLOW_ENOTFOUND if there is none. */
 FLOW_API json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err);
 /* The run's journal as an array of records {seq, time, type, task,
- * activation, attempt, ...payload fields}. New reference. */
+ * activation, attempt, ...payload fields}: `type` is the record's own
+ * (a payload field of the same name gets the record's first word, as
+ * "feedback_type"), every time is an RFC 3339 string, and run_created
+ * gives {flow, version, inputs, start}. New reference. */
 FLOW_API json_t *flow_store_journal(flow_store *s, const char *run_id, flow_error *err);
 /* The run's checkpoints: an array of {id, task, created_at, reason}. */
 FLOW_API json_t *flow_store_checkpoints(flow_store *s, const char *run_id, flow_error *err);
@@ -752,7 +760,7 @@ FLOW_API flow_err flow_ctx_checkpoint(flow_ctx *ctx);
  * checkpoint)): a checkpoint is taken, nothing new starts, and the run is
  * `paused` once running tasks finish; flow_run_resume continues it. */
 FLOW_API flow_err flow_ctx_pause(flow_ctx *ctx, const char *reason);
-/* Ask a person (SPEC section 6). Answered already (this request id, in this
+/* Ask a person (docs/concepts.md, "Human feedback"). Answered already (this request id, in this
  * run): FLOW_OK and *answer a new reference to {approved|text|selected, by,
  * at}. Else the request is opened (journaled; the run shows it to people)
  * and the call returns FLOW_EWAITING: return from the task at once (the

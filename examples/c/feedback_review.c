@@ -1,5 +1,5 @@
 /* feedback_review.c -- a C task that asks a person in the middle of its work
- * (SPEC section 6). The run pauses while nobody answers; the answer goes into
+ * (docs/concepts.md). The run pauses while nobody answers; the answer goes into
  * the store (here from the same program; `flow feedback` does it from any
  * terminal); the run is resumed and the task, run again as the same attempt,
  * gets the answer.

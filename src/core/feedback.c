@@ -1,4 +1,4 @@
-/* feedback.c -- requests for people (SPEC section 6): asking, parking the
+/* feedback.c -- requests for people (docs/concepts.md): asking, parking the
  * activation that waits, answers (from a person or a timeout), their replay,
  * and notifications. The design is docs/internals/feedback.md. Everything
  * here runs with the engine lock held unless it says otherwise. */

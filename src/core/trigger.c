@@ -1,4 +1,4 @@
-/* trigger.c -- when tasks run (SPEC section 2 in docs/concepts.md): leaves
+/* trigger.c -- when tasks run (docs/concepts.md, Triggers): leaves
  * of triggers learning outcomes, three-valued evaluation, firing and
  * re-arming, skips that propagate, labels and connections. The design is
  * docs/internals/core.md, "Triggers". Everything here runs with the engine

@@ -308,7 +308,7 @@ static bool string_list(struct loader *L, const struct val *x, const char *what,
 }
 
 /* `feedback: {type, message, options, timeout, default, channel_key,
- * request, notify}` (SPEC section 6). */
+ * request, notify}` (docs/file-format.md, Human feedback). */
 static void parse_feedback(struct loader *L, const struct val *x, const char *what, struct body *b)
 {
     if (!json_is_object(x->v)) {

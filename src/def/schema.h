@@ -1,5 +1,5 @@
-/* schema.h -- the JSON Schema subset that guards a run's state (SPEC section 2
- * `state_schema`): type, properties, required, enum, minimum, maximum, items,
+/* schema.h -- the JSON Schema subset that guards a run's state (a flow's
+ * `state_schema`, docs/file-format.md): type, properties, required, enum, minimum, maximum, items,
  * with draft-07 meaning. A schema is compiled once into a small immutable tree;
  * checking a value walks the tree, not the value, and allocates only the
  * message of a violation. */

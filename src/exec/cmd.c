@@ -1,7 +1,8 @@
 /* cmd.c -- command tasks: one child per attempt (started by spawn.c), watched
  * through a pidfd and non-blocking pipes from the scheduler's poll loop;
  * stdout kept up to a limit, the tail of stderr in a ring; the FLOW_* files
- * of SPEC section 4 written before the spawn and read after the exit.
+ * (docs/file-format.md, Bodies) written before the spawn and read after the
+ * exit.
  * See cmd.h and docs/internals/exec.md.
  */
 #include "util/compat.h"

@@ -13,7 +13,7 @@
  * its group is killed before the leader is reaped (its zombie keeps the pgid
  * from being reused meanwhile). stdout is kept up to `output_limit` bytes
  * (the rest is read and dropped, and the job knows it overflowed); stderr
- * keeps its last `stderr_tail` bytes. Files of SPEC section 4 live in
+ * keeps its last `stderr_tail` bytes. The FLOW_* files live in
  * `work_dir`: input and state are written before the spawn, output and
  * control are read after the exit.
  *

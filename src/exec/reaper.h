@@ -1,5 +1,5 @@
 /* reaper.h -- command tasks die with the process that runs them, whole
- * process groups included (SPEC section 4). PR_SET_PDEATHSIG reaches only a
+ * process groups included (docs/file-format.md). PR_SET_PDEATHSIG reaches only a
  * command's first process; what it started (a shell's children) would live
  * on as orphans and race the resumed run. So the first command spawned in a
  * process also forks one small reaper process, which holds the other end of

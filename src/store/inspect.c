@@ -26,20 +26,31 @@ static const char *status_name(int s)
 
 static json_t *meta_json(const struct flow__run_meta *m)
 {
-    return json_pack("{s:s,s:s?,s:s,s:o,s:o,s:s?,s:s?}", "id", m->id, "flow", m->flow, "status",
-                     status_name(m->status), "created_at", flow__json_time(m->created_at), "ended_at",
-                     flow__json_time(m->ended_at), "source", m->source, "parent", m->parent);
+    return json_pack("{s:s,s:s?,s:s?,s:s,s:o,s:o,s:s?,s:s?}", "id", m->id, "flow", m->flow,
+                     "version", m->version, "status", status_name(m->status), "created_at",
+                     flow__json_time(m->created_at), "ended_at", flow__json_time(m->ended_at),
+                     "source", m->source, "parent", m->parent);
 }
 
-/* "runner": the live process that runs it ("pid@host"), or null: a run
- * the store says is running without one was stopped by a crash or a kill. */
-static void set_runner(flow_store *s, json_t *run)
+/* For a run the store says is running: "runner", the live process that
+ * runs it ("pid@host"), or null and the status "stopped" when none does --
+ * its runner died without ending it (kill -9, a crash), so every reader
+ * (list, detail, JSON) tells the same story. False when it stopped; true
+ * when it runs or the lease cannot be read (then nothing is claimed). */
+static bool set_runner(flow_store *s, json_t *run)
 {
     char *holder = NULL;
     const char *id = json_string_value(json_object_get(run, "id"));
-    FLOW__WITH_STORE(s, flow__store_lease_get(s->backend, id, flow__wall_time(), &holder, NULL));
+    flow_err rc;
+    FLOW__WITH_STORE(s, rc = flow__store_lease_get(s->backend, id, flow__wall_time(), &holder,
+                                                   NULL));
+    if (rc != FLOW_OK)
+        return true;
     json_object_set_new(run, "runner", holder ? json_string(holder) : json_null());
+    if (!holder)
+        json_object_set_new(run, "status", json_string("stopped"));
     flow__free(holder);
+    return holder != NULL;
 }
 
 static flow_err list_one(void *udata, const struct flow__run_meta *m)
@@ -70,7 +81,7 @@ json_t *flow_store_runs(flow_store *s, flow_error *err)
     json_array_foreach(out, i, run)
     {
         if (!strcmp(json_string_value(json_object_get(run, "status")), "running"))
-            set_runner(s, run);
+            (void)set_runner(s, run);
     }
     return out;
 }
@@ -204,8 +215,8 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         }
     }
     json_t *tasks = json_array();
-    out = json_pack("{s:s,s:s?,s:s,s:O,s:s?,s:s?,s:o,s:o,s:O,s:o}", "id", meta.id, "flow",
-                    meta.flow, "status", status_name(status), "result",
+    out = json_pack("{s:s,s:s?,s:s?,s:s,s:O,s:s?,s:s?,s:o,s:o,s:O,s:o}", "id", meta.id, "flow",
+                    meta.flow, "version", meta.version, "status", status_name(status), "result",
                     result ? result : json_null(), "error", error, "source", meta.source,
                     "created_at", flow__json_time(meta.created_at), "ended_at",
                     flow__json_time(meta.ended_at), "state", state ? state : json_null(), "tasks",
@@ -227,8 +238,17 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
             out = NULL;
         }
     }
-    if (out && status == FLOW_RUN_RUNNING)
-        set_runner(s, out);
+    if (out && status == FLOW_RUN_RUNNING && !set_runner(s, out)) {
+        /* Nothing runs what its dead runner was running: on resume those
+         * attempts run again. */
+        size_t k;
+        json_t *jt;
+        json_array_foreach(tasks, k, jt)
+        {
+            if (!strcmp(json_string_value(json_object_get(jt, "status")), "running"))
+                json_object_set_new(jt, "status", json_string("stopped"));
+        }
+    }
     if (!out)
         flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s'", run_id);
     json_decref(state);
@@ -280,10 +300,45 @@ static json_t *records_json(flow_store *s, const char *run_id, record_json_fn on
     return out;
 }
 
+/* Payload fields that hold epoch seconds: shown as RFC 3339, as every time
+ * a reader sees is. */
+static bool is_time_field(int type, const char *key)
+{
+    return type == JREC_FEEDBACK_OPENED && (!strcmp(key, "created") || !strcmp(key, "deadline"));
+}
+
+/* Add the payload's fields to `j`, a record's header. A field the header
+ * already has (a feedback request's "type") never overwrites the record's
+ * own: it is kept under the record's first word ("feedback_type"). */
+static bool add_payload(json_t *j, const struct flow__jrec *rec)
+{
+    const char *rtype = flow__jrec_type_name(rec->type);
+    size_t word = strcspn(rtype, "_");
+    const char *key;
+    json_t *v;
+    json_object_foreach(rec->payload, key, v)
+    {
+        json_t *shown = is_time_field(rec->type, key) && json_is_number(v)
+                            ? flow__json_time(json_number_value(v))
+                            : json_incref(v);
+        int rc;
+        if (json_object_get(j, key)) {
+            char renamed[96];
+            snprintf(renamed, sizeof(renamed), "%.*s_%s", (int)word, rtype, key);
+            rc = json_object_set_new(j, renamed, shown);
+        } else {
+            rc = json_object_set_new(j, key, shown);
+        }
+        if (rc)
+            return false;
+    }
+    return true;
+}
+
 static bool journal_one(const struct flow__jrec *rec, size_t seq, json_t *names, json_t **out)
 {
-    json_t *j = json_pack("{s:I,s:o,s:s}", "seq", (json_int_t)seq, "time", flow__json_time(rec->time),
-                          "type", flow__jrec_type_name(rec->type));
+    json_t *j = json_pack("{s:I,s:o,s:s}", "seq", (json_int_t)seq, "time",
+                          flow__json_time(rec->time), "type", flow__jrec_type_name(rec->type));
     if (j && rec->act) {
         const char *name = rec_task(names, rec);
         json_object_set_new(j, "task", name ? json_string(name) : json_integer(rec->task));
@@ -291,10 +346,20 @@ static bool journal_one(const struct flow__jrec *rec, size_t seq, json_t *names,
         if (rec->attempt)
             json_object_set_new(j, "attempt", json_integer(rec->attempt));
     }
-    if (j && json_is_object(rec->payload) && rec->type != JREC_RUN_CREATED)
-        json_object_update(j, rec->payload);
-    else if (j && rec->type == JREC_RUN_CREATED)
-        json_object_set_new(j, "inputs", json_incref(json_object_get(rec->payload, "inputs")));
+    if (j && rec->type == JREC_RUN_CREATED) {
+        /* What the run is of, and with what; the task list and the state
+         * are for replay and `flow status`. */
+        json_t *p = rec->payload;
+        static const char *const keep[] = {"flow", "version", "inputs", "start", NULL};
+        for (size_t i = 0; keep[i]; i++) {
+            json_t *v = json_object_get(p, keep[i]);
+            if (v && !json_is_null(v))
+                json_object_set(j, keep[i], v);
+        }
+    } else if (j && json_is_object(rec->payload) && !add_payload(j, rec)) {
+        json_decref(j);
+        j = NULL;
+    }
     *out = j;
     return j != NULL;
 }
@@ -530,7 +595,8 @@ json_t *flow_store_feedback(flow_store *s, const char *run_id, flow_error *err)
     json_array_foreach(runs, i, run)
     {
         const char *status = json_string_value(json_object_get(run, "status"));
-        if (strcmp(status, "paused") != 0 && strcmp(status, "running") != 0)
+        if (strcmp(status, "paused") != 0 && strcmp(status, "running") != 0 &&
+            strcmp(status, "stopped") != 0)
             continue;
         if (list_requests(s, json_string_value(json_object_get(run, "id")), out, err) != FLOW_OK) {
             json_decref(out);

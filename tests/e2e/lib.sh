@@ -21,6 +21,14 @@ expect_json() {
     fi
 }
 
+# check WHAT CONDITION...: pass when CONDITION (a command) succeeds; a failure
+# shows $rc and the start of the file ./err.
+check() {
+    local what=$1
+    shift
+    if "$@"; then pass "$what"; else fail "$what (rc=${rc:-?}; stderr: $(head -c 600 err 2>/dev/null))"; fi
+}
+
 finish() {
     echo "$PASSED passed, $FAILED failed"
     [ "$FAILED" = 0 ]

@@ -432,17 +432,17 @@ run "$FLOW" validate ok.yaml
 expect "validate ok" 0 "out==ok: ok.yaml: 3 tasks" "err#0"
 
 run "$FLOW" validate bad.yaml
-expect "validate unknown task" 2 "err=~^error: .*nosuch.*bad\.yaml:[45]:[0-9]+" "out#0"
+expect "validate unknown task" 2 "err=~^bad\.yaml:[45]:[0-9]+: error: .*nosuch" "err!(bad.yaml" "out#0"
 
 run "$FLOW" validate badkey.yaml
-expect "validate unknown key" 2 "err=~^error: .*colour.*badkey\.yaml:7:[0-9]+"
+expect "validate unknown key" 2 "err=~^badkey\.yaml:7:[0-9]+: error: unknown key 'colour'"
 
 printf 'name: broken\ntasks: [unclosed\n' >syntax.yaml
 run "$FLOW" validate syntax.yaml
-expect "validate syntax error" 2 "err=~^error: .*syntax\.yaml:[0-9]+:[0-9]+"
+expect "validate syntax error" 2 "err=~^syntax\.yaml:[0-9]+:[0-9]+: error: syntax error"
 
 run "$FLOW" validate missing.yaml
-expect "validate missing file" 2 "err=~^error: .*missing\.yaml"
+expect "validate missing file" 2 "err=~^missing\.yaml: error: cannot open 'missing\.yaml'"
 
 run "$FLOW" validate --json ok.yaml
 expect "validate --json ok" 0 "err#0"
@@ -471,7 +471,7 @@ expect_json "graph json kinds" '"kind":"after"' '"kind":"after_any"' '"kind":"op
     '"kind":"fallback"' '"router":true'
 
 run "$FLOW" graph bad.yaml
-expect "graph of an invalid file" 2 "err=~^error: .*nosuch" "out#0"
+expect "graph of an invalid file" 2 "err=~^bad\.yaml:[45]:[0-9]+: error: .*nosuch" "out#0"
 
 # Nested flows, foreach, connect, labels and who may emit them (docs/cli.md legend).
 run "$FLOW" graph graph2.yaml
@@ -551,7 +551,7 @@ run "$FLOW" run failing.yaml
 expect "failing task" 1 "err=~ failed +boom: " "err=~^failed: " "err~disk on fire" "out#0"
 
 run "$FLOW" run badkey.yaml
-expect "invalid workflow runs nothing" 2 "err=~^error: .*colour"
+expect "invalid workflow runs nothing" 2 "err=~^badkey\.yaml:7:[0-9]+: error: .*colour"
 if [ -e ran.marker ]; then
     ko "invalid workflow runs nothing: marker"
 else
@@ -575,14 +575,28 @@ expect "--inputs reaches templates" 0 'out=="hello file"'
 run "$FLOW" run --input name=flag greet.yaml --inputs inputs.json
 expect "--input overrides --inputs" 0 'out=="hello flag"'
 
-run "$FLOW" run echo_inputs.yaml -i count=42 -i flag=true -i name=bob -i 'list=[1, 2]' \
-    -i 'obj={"k": "v"}' -i 'text=not json' -i empty=
-expect "--input values parsed as JSON" 0
-expect_json "--input values parsed as JSON: body" '"count":42' '"flag":true' '"name":"bob"' \
-    '"list":[1,2]' '"obj":{"k":"v"}' '"text":"notjson"' '"empty":""'
+# K=V is the string as typed, K:=JSON a JSON value (httpie's convention).
+run "$FLOW" run echo_inputs.yaml -i v=1.10 -i n=12 -i flag=true -i 'list=[1, 2]' -i name=bob \
+    -i 'text=not json' -i empty= -i 'eq=a=b' -i 'a:b=c'
+expect "--input K=V is the string as typed" 0
+expect_json "--input K=V is the string as typed: body" '"v":"1.10"' '"n":"12"' '"flag":"true"' \
+    '"list":"[1,2]"' '"name":"bob"' '"text":"notjson"' '"empty":""' '"eq":"a=b"' '"a:b":"c"'
+
+run "$FLOW" run echo_inputs.yaml -i count:=42 -i flag:=true -i 'list:=[1, 2]' \
+    -i 'obj:={"k": "v"}' -i 'quoted:="text"' -i nothing:=null -i v:=1.10
+expect "--input K:=JSON is a JSON value" 0
+expect_json "--input K:=JSON is a JSON value: body" '"count":42' '"flag":true' '"list":[1,2]' \
+    '"obj":{"k":"v"}' '"quoted":"text"' '"nothing":null' '"v":1.1'
+
+run "$FLOW" run echo_inputs.yaml -i 'n:=1.' -i ok=1
+expect "--input K:=JSON with bad JSON" 2 "err=~^flow: option '--input n:=1\.' of 'run' is not JSON" \
+    "err~for a string write 'n=...'" "err#1" "out#0"
+
+run "$FLOW" run echo_inputs.yaml -i :=1
+expect "--input :=JSON without a key" 2 "err~empty KEY" "err#1"
 
 run "$FLOW" run greet.yaml --input name
-expect "--input without =" 2 "err=~^flow: .*KEY=VALUE" "err#1"
+expect "--input without =" 2 "err=~^flow: .*KEY=VALUE or KEY:=JSON" "err#1"
 
 echo '[1, 2]' >array.json
 run "$FLOW" run greet.yaml --inputs array.json
@@ -590,7 +604,8 @@ expect "--inputs not an object" 2 "err=~^flow: .*array\.json.*object" "err#1"
 
 echo '{"name": ' >broken.json
 run "$FLOW" run greet.yaml --inputs broken.json
-expect "--inputs invalid JSON" 2 "err=~^flow: .*broken\.json" "err#1"
+expect "--inputs invalid JSON" 2 "err=~^broken\.json:2(:[0-9]+)?: error: invalid JSON in inputs file" \
+    "err#1"
 
 run "$FLOW" run greet.yaml --inputs nothere.json
 expect "--inputs missing file" 2 "err=~^flow: .*nothere\.json" "err#1"

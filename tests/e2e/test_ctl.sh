@@ -1,5 +1,5 @@
 #!/bin/bash
-# `flow ctl` (SPEC section 4; docs/cli.md): the exact lines each subcommand appends
+# `flow ctl` (docs/cli.md): the exact lines each subcommand appends
 # to $FLOW_CONTROL, usage and environment errors, concurrent writers, and the effect
 # of the directives on real runs: set, next-task, next-iteration, parallel --then,
 # terminate, cancel, emit to `on:` and `connect` targets, output, checkpoint, and

@@ -10,11 +10,6 @@ cd "$T" || exit 1
 unset FLOW_STORE # the default store: .flow/flow.db here
 export FLOW_BIN=$FLOW
 
-check() { # check WHAT CONDITION...
-    local what=$1
-    shift
-    if "$@"; then pass "$what"; else fail "$what (rc=${rc:-?}; stderr: $(head -c 600 err 2>/dev/null))"; fi
-}
 runs_of() { grep -c "^$1\$" marks 2>/dev/null || true; } # how often TASK ran
 wait_for() { # wait_for FILE: until it exists (5 s at most)
     local i
@@ -51,8 +46,13 @@ start_slow k1
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null
 rm -f two.started
-check "after kill -9 the store still says running" test "$(status_of k1)" = running
+check "after kill -9 the run reads stopped in --json" test "$(status_of k1)" = stopped
+"$FLOW" status k1 --json >out
+check "... with no runner, and the task it was running stopped too" python3 -c '
+import json,sys; r = json.load(open("out"))
+sys.exit(not (r["runner"] is None and [t["status"] for t in r["tasks"]] == ["completed", "stopped"]))'
 "$FLOW" status k1 >out
+check "... stopped in the detail" grep -q "^run k1: stopped (flow slow)" out
 check "... with no runner, and how to go on" grep -q "^runner: none -- it stopped without ending (a crash or a kill); 'flow resume k1' continues it" out
 "$FLOW" status >out
 check "the list shows it as stopped" grep -Eq "^k1 +slow +stopped " out
@@ -321,7 +321,7 @@ tasks:
 EOF
 items=$(python3 -c 'print(list(range(300)))')
 : >marks
-(ulimit -f 200; trap '' XFSZ; "$FLOW" run fill.yaml --store sqlite:full/flow.db --id f1 --input "items=$items" --quiet >out 2>err)
+(ulimit -f 200; trap '' XFSZ; "$FLOW" run fill.yaml --store sqlite:full/flow.db --id f1 --input "items:=$items" --quiet >out 2>err)
 rc=$?
 check "a full store stops the run (exit 1)" test "$rc" = 1
 check "... with a clear message" grep -q "cannot write the journal: cannot append to run 'f1' in store 'full/flow.db': disk I/O error (is the disk full, or the file at its size limit?)" err

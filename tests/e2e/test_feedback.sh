@@ -1,5 +1,5 @@
 #!/bin/bash
-# Human feedback through the CLI (issue #5, SPEC section 6): the seeds' examples pause
+# Human feedback through the CLI (issue #5, docs/concepts.md): the seeds' examples pause
 # (exit 3), are answered from another process and resumed; an answer reaches a runner that
 # waits (--wait); timeouts take their defaults, live and while nobody runs the flow; a waiting
 # runner killed with SIGKILL loses nothing; bad answers change nothing; notifications run.
@@ -9,11 +9,6 @@ cd "$T" || exit 1
 unset FLOW_STORE
 SEEDS=$FLOW_SOURCE_DIR/examples/seeds
 
-check() { # check WHAT CONDITION...
-    local what=$1
-    shift
-    if "$@"; then pass "$what"; else fail "$what (rc=${rc:-?}; stderr: $(head -c 600 err 2>/dev/null))"; fi
-}
 status_of() { "$FLOW" status "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
 open_requests() { "$FLOW" feedback "$1" --json | python3 -c 'import json,sys; print(" ".join(sorted(r["request"] for r in json.load(sys.stdin))))'; }
 wait_until() { # wait_until SECONDS COMMAND...: until it succeeds
@@ -24,11 +19,11 @@ wait_until() { # wait_until SECONDS COMMAND...: until it succeeds
 }
 
 # --- CrewAI HITL: router on confidence, review, finalize ---------------------
-"$FLOW" run "$SEEDS/crewai_hitl_review.yaml" --input confidence=0.9 --quiet >out 2>err
+"$FLOW" run "$SEEDS/crewai_hitl_review.yaml" --input confidence:=0.9 --quiet >out 2>err
 rc=$?
 check "hitl: a confident draft needs nobody" test "$rc" = 0
 check "... finalized automatically" grep -q '"by": "auto"' out
-"$FLOW" run "$SEEDS/crewai_hitl_review.yaml" --input confidence=0.4 --id h1 >out 2>err
+"$FLOW" run "$SEEDS/crewai_hitl_review.yaml" --input confidence:=0.4 --id h1 >out 2>err
 rc=$?
 check "hitl: an unsure draft pauses (exit 3)" test "$rc" = 3
 check "... saying what waits" grep -q "paused after .*: waiting for feedback: review" err
@@ -47,7 +42,7 @@ check "... clearly" grep -q "feedback request 'review' of run 'h1' is answered a
 rc=$?
 check "hitl: resumed with the answer, it finalizes" test "$rc" = 0
 check "... with who approved" grep -q '"by": "alice"' out
-"$FLOW" run "$SEEDS/crewai_hitl_review.yaml" --input confidence=0.4 --id h2 --quiet >/dev/null 2>&1
+"$FLOW" run "$SEEDS/crewai_hitl_review.yaml" --input confidence:=0.4 --id h2 --quiet >/dev/null 2>&1
 "$FLOW" feedback h2 review --reject 2>/dev/null
 "$FLOW" resume h2 --quiet >out 2>err
 rc=$?

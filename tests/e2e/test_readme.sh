@@ -23,7 +23,8 @@ grep -q "retrying  flaky" err.txt && pass "tour: flaky is retried" || fail "tour
 sed -i 's/after: greet/after: gret/' hello.yaml
 "$FLOW" run hello.yaml > out.txt 2> err.txt
 rc=$?
-[ $rc = 2 ] && grep -q "unknown task 'gret' in 'after' of task 'shout'.*hello.yaml:[0-9]*:[0-9]*" err.txt &&
+[ $rc = 2 ] && grep -q "^hello.yaml:[0-9]*:[0-9]*: error: unknown task 'gret' in 'after' of task 'shout'" err.txt &&
+    grep -qF "$(cat err.txt)" "$FLOW_SOURCE_DIR/README.md" &&
     pass "tour: the misspelling is reported with its place" || fail "tour: misspelling: rc=$rc $(cat err.txt)"
 
 # "Kill a run, resume it": the README's sequence, with waits instead of sleeps.
@@ -54,7 +55,7 @@ again=$(grep -c 'started   square' resume.err)
 # "Ask a person": the README's sequence.
 grep -q '^build/flow feedback rev review --approve --by alice' "$FLOW_SOURCE_DIR/README.md" &&
     pass "README has the feedback tour" || fail "no feedback tour in README"
-"$FLOW" run "$FLOW_SOURCE_DIR/examples/seeds/crewai_hitl_review.yaml" --input confidence=0.4 --id rev \
+"$FLOW" run "$FLOW_SOURCE_DIR/examples/seeds/crewai_hitl_review.yaml" --input confidence:=0.4 --id rev \
     >/dev/null 2>run.err
 rc=$?
 [ $rc = 3 ] && grep -q "answer with: flow feedback rev review --approve | --reject" run.err &&

@@ -95,7 +95,7 @@ exits() {
     fi
 }
 
-# ---- CrewAI Flows (000) ---------------------------------------------------------------------
+# ---- CrewAI Flows ---------------------------------------------------------------------
 
 # Resumable flows: @start("init") is entry: true; kickoff(start_method=...) is --start.
 run_flow crewai_resumable_flow.yaml
@@ -128,13 +128,13 @@ want 'd["result"]' '{"done": {"result": "data from the API", "retries": 2}}' \
     "crewai_robust_flow: success result (of the end task that completed)"
 want '[acts("risky_operation"), acts("handle_result"), acts("retry_operation"), acts("done"),
     acts("handle_failure")]' '[3, 3, 2, 1, 0]' "crewai_robust_flow: the loop went round three times"
-run_flow crewai_robust_flow.yaml --input failures=9
+run_flow crewai_robust_flow.yaml --input failures:=9
 exits 0 "crewai_robust_flow: retries run out"
 want 'd["result"]' '{"handle_failure": {"error": "APIError: service unavailable", "retries": 3}}' \
     "crewai_robust_flow: handle_failure reports the error and the retries"
 want '[acts("risky_operation"), acts("retry_operation"), acts("handle_failure"), acts("done")]' \
     '[3, 2, 1, 0]' "crewai_robust_flow: routed to \"failed\" once retry_count reached 3"
-run_flow crewai_robust_flow.yaml --input failures=99 --input max_retries=99 --input base_delay=0
+run_flow crewai_robust_flow.yaml --input failures:=99 --input max_retries:=99 --input base_delay:=0
 exits 1 "crewai_robust_flow: a runaway loop fails the run"
 want '"max_activations (6)" in d["error"] and "risky_operation" in d["error"]' 'true' \
     "crewai_robust_flow: max_activations names the task and the bound"
@@ -186,12 +186,12 @@ exits 0 "crewai_nested_flow"
 want 'd["result"]' '{"sub_result": {"result": "sub result",
     "input": {"topic": "durable workflows", "words": 300}}}' \
     "crewai_nested_flow: the sub-flow got the data and its result was passed up"
-run_flow crewai_nested_flow.yaml --input fail=true
+run_flow crewai_nested_flow.yaml --input fail:=true
 exits 1 "crewai_nested_flow: a failing sub-flow fails the parent"
 want '"nested flow" in d["error"] and "sub-flow" in d["error"] and "cannot process" in d["error"]' \
     'true' "crewai_nested_flow: the error names the child flow and its cause"
 
-run_flow crewai_nested_subflow.yaml --input 'input={"a": 1}'
+run_flow crewai_nested_subflow.yaml --input 'input:={"a": 1}'
 want 'd["result"]' '{"result": "sub result", "input": {"a": 1}}' \
     "crewai_nested_subflow runs on its own"
 
@@ -204,9 +204,9 @@ want '[x["result"] for x in d["result"]]' '["Processed: ALPHA", "Processed: BETA
 want '2 <= max(sum(1 for y in d["result"] if y["started_ns"] <= x["started_ns"] < y["ended_ns"])
     for x in d["result"]) <= 3' 'true' \
     "crewai_parallel_processing: at most 3 items at once, and several did overlap"
-run_flow crewai_parallel_processing.yaml --input 'items=[]'
+run_flow crewai_parallel_processing.yaml --input 'items:=[]'
 want 'd["result"]' '[]' "crewai_parallel_processing: an empty list completes at once with []"
-run_flow crewai_parallel_processing.yaml --input 'items={"a": 1}'
+run_flow crewai_parallel_processing.yaml --input 'items:={"a": 1}'
 exits 1 "crewai_parallel_processing: foreach over a non-list fails"
 want '"needs a list" in d["error"]' 'true' "crewai_parallel_processing: a clear message"
 
@@ -227,7 +227,7 @@ grep -q "'analysis', 'research', 'writing'" "$T/err" &&
     pass "crewai_flow_factory: the error lists the known flow types" ||
     fail "crewai_flow_factory: error without the known names: $(cat "$T/err")"
 
-# ---- Graflow (001) --------------------------------------------------------------------------
+# ---- Graflow --------------------------------------------------------------------------
 
 for type in priority normal; do
     run_c graflow_next_task "$type"
@@ -241,7 +241,7 @@ run_flow graflow_next_iteration.yaml
 exits 0 "graflow_next_iteration"
 want '[d["result"], acts("retry_task")]' '[{"result": "work done", "attempt": 2}, 3]' \
     "graflow_next_iteration: re-executed with attempt 1, 2; worked on 2"
-run_flow graflow_next_iteration.yaml --input works_at=9
+run_flow graflow_next_iteration.yaml --input works_at:=9
 exits 1 "graflow_next_iteration: gives up after attempt 3"
 want '[status("retry_task"), "TemporaryError" in d["error"]]' \
     '[["completed", "completed", "completed", "failed"], true]' \
@@ -257,7 +257,7 @@ want '[acts("continue_processing"), status("index_everything")]' '[0, ["cancelle
     "graflow_terminate_workflow: nothing more ran; the slow task was stopped"
 [ "$elapsed_ms" -lt 1500 ] && pass "graflow_terminate_workflow: early exit (${elapsed_ms} ms)" ||
     fail "graflow_terminate_workflow: took ${elapsed_ms} ms, the slow task was not stopped"
-run_flow graflow_terminate_workflow.yaml --input pending=3
+run_flow graflow_terminate_workflow.yaml --input pending:=3
 exits 0 "graflow_terminate_workflow: not done yet"
 want 'outs("continue_processing")' '["processed 3 items"]' \
     "graflow_terminate_workflow: next_task(continue_processing()) ran"
@@ -265,11 +265,11 @@ want 'outs("continue_processing")' '["processed 3 items"]' \
 run_flow graflow_cancel_workflow.yaml
 exits 0 "graflow_cancel_workflow: a valid config deploys"
 want 'd["result"]' '"deployed"' "graflow_cancel_workflow: deployed"
-run_flow graflow_cancel_workflow.yaml --input 'config={"replicas": 0}'
+run_flow graflow_cancel_workflow.yaml --input 'config:={"replicas": 0}'
 exits 4 "graflow_cancel_workflow: cancel_workflow"
 want '[d["status"], d["error"], acts("deploy")]' '["cancelled", "Critical validation failed", 0]' \
     "graflow_cancel_workflow: cancelled with the error, nothing after it ran"
-"$FLOW" run graflow_cancel_workflow.yaml --input 'config={"replicas": 0}' >/dev/null 2>"$T/err"
+"$FLOW" run graflow_cancel_workflow.yaml --input 'config:={"replicas": 0}' >/dev/null 2>"$T/err"
 grep -q "cancelled: Critical validation failed" "$T/err" &&
     pass "graflow_cancel_workflow: the summary line gives the reason" ||
     fail "graflow_cancel_workflow: no reason on stderr: $(cat "$T/err")"
@@ -304,7 +304,7 @@ exits 0 "graflow_distributed_workflow (local)"
 want '[d["result"], acts("aggregate")]' '[{"process_a": 6, "process_b": 3, "process_c": 3}, 1]' \
     "graflow_distributed_workflow: fetch >> (a | b | c) >> aggregate joins once"
 
-# ---- FlowForge (003) ------------------------------------------------------------------------
+# ---- FlowForge ------------------------------------------------------------------------
 
 run_flow flowforge_connect.yaml --start routine1 --input data=test
 exits 0 "flowforge_connect: execute(entry_routine_id=\"routine1\", ...)"
@@ -323,7 +323,7 @@ run_flow flowforge_error_handler.yaml
 exits 0 "flowforge_error_handler: RETRY"
 want '[status("flaky_routine"), [t["attempts"] for t in d["tasks"]]]' '[["completed"], [3]]' \
     "flowforge_error_handler: failed twice, succeeded on the 3rd attempt"
-run_flow flowforge_error_handler.yaml --input fail_times=9
+run_flow flowforge_error_handler.yaml --input fail_times:=9
 exits 1 "flowforge_error_handler: max_retries=3 exhausted"
 want '[[t["attempts"] for t in d["tasks"]], "connection refused" in d["error"]]' '[[4], true]' \
     "flowforge_error_handler: 1 try + 3 retries, then the error"
@@ -344,7 +344,7 @@ want '[d["status"], d["error"], d["activations"]]' \
     "flowforge_cancel: cancel(reason=...) stops the run; nothing after it ran"
 want 'd["steps_done"] < 100' 'true' "flowforge_cancel: the routine stopped early"
 
-# ---- The flow-system design (004) -----------------------------------------------------------
+# ---- The flow-system design -----------------------------------------------------------
 
 run_c design_flow_config
 exits 0 "design_flow_config"

@@ -1,7 +1,7 @@
 #!/bin/bash
-# Source checks (STYLE.md 11): the shared library exports exactly the public
-# API listed in tests/exports.txt, every header compiles on its own, and no
-# banned function is used.
+# Source checks: the shared library exports exactly the public API listed in
+# tests/exports.txt, every header compiles on its own, no banned function is
+# used, and the docs, headers and sources name only files of the repository.
 set -u
 . "$(dirname "$0")/lib.sh"
 S=$FLOW_SOURCE_DIR
@@ -77,6 +77,18 @@ if [ -n "$long" ]; then
     fail "files of src/ over 1,500 lines (split them by job): $long"
 else
     pass "no file of src/ is over 1,500 lines"
+fi
+
+# The project speaks for itself: its docs, header, sources, examples and tests
+# cite only files of the repository, never the design papers it was built from
+# (a specification, a style guide, the seed documents by file or number).
+outside='\bSPEC\b|SPEC\.md|STYLE\.md|/work/shared|shared/(seeds|SPEC|STYLE)|seeds/[0-9]{3}'
+outside+='|[0-9]{3}_[0-9a-f]{16}\.txt|\(00[0-9][,;)]'
+if grep -rnE --exclude=test_src.sh "$outside" "$S"/README.md "$S"/docs "$S"/include "$S"/src \
+    "$S"/cli "$S"/examples "$S"/tests "$S"/bench > "$T/outside"; then
+    fail "references to files outside the repository: $(head -5 "$T/outside")"
+else
+    pass "docs, header, sources, examples and tests name only files of the repository"
 fi
 
 finish

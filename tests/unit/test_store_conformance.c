@@ -1,4 +1,4 @@
-/* test_store_conformance.c -- one suite for every store backend (STYLE.md 7):
+/* test_store_conformance.c -- one suite for every store backend:
  * the same cases against sqlite:, disk: and memory:, with real files in a
  * temp dir, reopened (the durable ones), shared with a second handle and a
  * child process (the cross-process ones). */

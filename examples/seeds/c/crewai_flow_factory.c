@@ -1,4 +1,4 @@
-/* crewai_flow_factory.c -- CrewAI's "Flow Factory Pattern" (000, Flow
+/* crewai_flow_factory.c -- CrewAI's "Flow Factory Pattern" (Flow
  * Composition): create_flow(flow_type) picks a flow class by name and the
  * caller runs it with its input. In libflow a flow_registry maps names to
  * factories (or to ready flows); flow_registry_create() makes a fresh flow,

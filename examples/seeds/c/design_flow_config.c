@@ -1,4 +1,4 @@
-/* design_flow_config.c -- the flow-system design document (004): "Flow
+/* design_flow_config.c -- the flow-system design document: "Flow
  * Configuration" (FlowConfig: name, description, timeout, retries, flow_type)
  * and the types of src/flow/core/types.py (FlowType, FlowStatus).
  *

@@ -1,4 +1,4 @@
-/* design_flow_result.c -- the flow-system design document (004): "Basic
+/* design_flow_result.c -- the flow-system design document: "Basic
  * Result Structure" (FlowResult: process_id, status, start_time, end_time,
  * output, error, traceback).
  *

@@ -1,4 +1,4 @@
-/* design_register_to.c -- the flow-system design document (004): "Core Flow
+/* design_register_to.c -- the flow-system design document: "Core Flow
  * Class Structure" (a Flow wraps a processor; register_to(parent,
  * required_deps, optional_deps)), "Dependency Data Interface"
  * (DependencyData.get / get_all) and "Current Usage Pattern" (a processor

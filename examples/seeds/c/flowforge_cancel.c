@@ -1,4 +1,4 @@
-/* flowforge_cancel.c -- FlowForge's "Cancelling Execution" (003):
+/* flowforge_cancel.c -- FlowForge's "Cancelling Execution":
  * flow.cancel(reason="User cancelled") from outside the flow while it runs.
  * flow_run_cancel() stops the run: running tasks are told to stop (C tasks
  * see flow_ctx_is_cancelled(), commands get SIGTERM then SIGKILL), nothing

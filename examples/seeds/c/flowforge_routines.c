@@ -1,5 +1,5 @@
 /* flowforge_routines.c -- FlowForge's "Creating a Flow", "Adding Routines",
- * "Connecting Routines" and "Executing Flows" (003), in C.
+ * "Connecting Routines" and "Executing Flows", in C.
  *
  * A flow named "my_flow" gets three routines (tasks running C functions): one
  * under a given id ("my_routine") and two under generated ids, as

@@ -1,5 +1,5 @@
 /* graflow_checkpoint.c -- Graflow's "Basic Checkpoint" and "Periodic
- * Checkpoint" (001, Checkpoint and Resume). long_running processes batches
+ * Checkpoint" (Checkpoint and Resume). long_running processes batches
  * and asks for a checkpoint every 10 batches; periodic_checkpoint_task asks
  * for one whenever some time has passed (300 s in the seed, 20 ms here).
  * ctx.checkpoint() "schedules checkpoint after task": flow_ctx_checkpoint()

@@ -1,5 +1,5 @@
-/* graflow_fan_in.c -- Graflow's "Fan-Out-then-Fan-In (Single Endpoint)" (001,
- * Fan-Out and Fan-In Patterns): root starts branch_a and branch_b as a
+/* graflow_fan_in.c -- Graflow's "Fan-Out-then-Fan-In (Single Endpoint)"
+ * (Fan-Out and Fan-In Patterns): root starts branch_a and branch_b as a
  * parallel group chained to integrator (`parallel(...) >> integrator`).
  * "integrator runs ONCE after both branches complete"; its input is the
  * branches' outputs as a list in branch order (branch_a first, although

@@ -1,5 +1,5 @@
-/* graflow_fan_out.c -- Graflow's "Fan-Out Pattern (Multiple Endpoints)" (001,
- * Fan-Out and Fan-In Patterns): branch starts process_a and process_b in
+/* graflow_fan_out.c -- Graflow's "Fan-Out Pattern (Multiple Endpoints)"
+ * (Fan-Out and Fan-In Patterns): branch starts process_a and process_b in
  * parallel, without a convergence point; each of them then adds endpoint with
  * next_task. "Result: endpoint runs TWICE (once per branch)", each time with
  * the path of the branch that asked.

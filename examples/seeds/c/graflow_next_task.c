@@ -1,5 +1,5 @@
-/* graflow_next_task.c -- Graflow's "next_task() - Add Task at Runtime" (001,
- * Dynamic Task Generation): a dispatcher reads "data" from the channel (the
+/* graflow_next_task.c -- Graflow's "next_task() - Add Task at Runtime"
+ * (Dynamic Task Generation): a dispatcher reads "data" from the channel (the
  * run's state) and adds priority_handler or normal_handler at run time, with
  * the data as its input. Neither handler runs unless it is asked for
  * (start = false).

@@ -1,4 +1,4 @@
-/* graflow_parallel_group.c -- Graflow's "Dynamic Parallel Group" (001, Fan-Out
+/* graflow_parallel_group.c -- Graflow's "Dynamic Parallel Group" (Fan-Out
  * and Fan-In Patterns): create_workers reads "items" from the channel (the
  * run's state) and starts one process_item worker per item, in parallel, as a
  * group made at run time. The group has no `then`: each worker is on its own,
