@@ -733,6 +733,8 @@ json_t *flow_run_to_json(flow_run *r)
         json_pack("{s:s,s:s,s:s,s:O,s:s?,s:o}", "id", r->id, "flow", r->flow->name, "status",
                   flow_run_status_name(r->status), "result", r->result ? r->result : json_null(),
                   "error", r->error, "tasks", tasks);
+    if (root && r->flow->version)
+        json_object_set_new(root, "version", json_string(r->flow->version));
     if (!root)
         return NULL;
     for (size_t i = 0; i < r->act_count; i++) {

@@ -130,6 +130,8 @@ EOF
 "$FLOW" run ask.yaml --id q1 >/dev/null 2>&1
 check "detail shows the version" grep -q "^run q1: paused (flow ask, version 2.0)" <("$FLOW" status q1)
 check "detail --json has the version" test "$(field q1 'r["version"]')" = "2.0"
+check "run --json has the version" test "$("$FLOW" run ask.yaml --store memory: --json 2>/dev/null |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')" = "2.0"
 check "list --json has the version" python3 -c '
 import json, sys
 sys.exit(not [r for r in json.load(sys.stdin) if r["id"] == "q1" and r["version"] == "2.0"])' \
