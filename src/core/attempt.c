@@ -242,7 +242,10 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
             const char *label = router_label(a->output);
             if (label) {
                 json_t *payload = json_is_object(a->output) ? a->output : flow__run_act_input(r, a);
-                flow__run_emit(r, a, label, payload, EMIT_LABEL);
+                if (payload)
+                    flow__run_emit(r, a, label, payload, EMIT_LABEL);
+                else
+                    flow__run_stop(r, FLOW_RUN_FAILED, "out of memory emitting a label");
             } else {
                 flow__log(FLOW_LOG_WARN, "router '%s' returned no label", t->name);
             }
@@ -349,7 +352,7 @@ void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
         return;
     }
     const struct flow_task *t = ctx->task;
-    bool ok = ctx->rc == 0 && !ctx->timed_out;
+    bool ok = ctx->rc == 0 && !ctx->timed_out && !ctx->input_failed;
     if (ok) {
         struct directives d = {0};
         char *bad = ctx->directives ? flow__directives_parse(r, ctx->directives, &d) : NULL;
@@ -370,6 +373,8 @@ void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
     char *error;
     if (ctx->timed_out)
         error = flow__asprintf("timed out after %gs", t->policy->timeout);
+    else if (ctx->input_failed)
+        error = flow__strdup("out of memory building the input");
     else if (ctx->error)
         error = flow__strdup(ctx->error);
     else

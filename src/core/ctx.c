@@ -59,7 +59,11 @@ void flow__ctx_release(struct flow_engine *e, struct flow_ctx *ctx)
 json_t *flow_ctx_input(flow_ctx *ctx)
 {
     json_t *in = NULL;
-    WITH_LOCK(ctx, in = flow__run_act_input(ctx->run, ctx->act));
+    WITH_LOCK(ctx, {
+        in = flow__run_act_input(ctx->run, ctx->act);
+        if (!in) /* the attempt fails, whatever the body returns */
+            ctx->input_failed = true;
+    });
     return in ? in : json_null();
 }
 

@@ -51,9 +51,9 @@ static char *add_ops(struct directives *out, const char *op, json_t *value)
         if (!strcmp(op, "merge") && !json_is_object(v))
             return flow__asprintf("directive 'merge' of key '%s' needs an object, not %s", key,
                                   flow__json_type_name(v));
-        json_t *one = json_pack("[s,s,O]", op, key, v);
-        if (!one || (!out->ops && !(out->ops = json_array())) ||
-            json_array_append_new(out->ops, one))
+        if (!out->ops && !(out->ops = json_array()))
+            return flow__strdup("out of memory");
+        if (json_array_append_new(out->ops, json_pack("[s,s,O]", op, key, v)))
             return flow__strdup("out of memory");
     }
     return NULL;
@@ -212,11 +212,12 @@ char *flow__directives_parse(struct flow_run *r, json_t *list, struct directives
             if (!one || json_object_set(one, key, value) ||
                 (!strcmp(key, "parallel") && json_object_get(d, "then") &&
                  json_object_set(one, "then", json_object_get(d, "then"))) ||
-                (!out->work && !(out->work = json_array())) ||
-                json_array_append_new(out->work, one)) {
+                (!out->work && !(out->work = json_array()))) {
                 json_decref(one);
                 return flow__strdup("out of memory");
             }
+            if (json_array_append_new(out->work, one)) /* took `one`, even on failure */
+                return flow__strdup("out of memory");
         }
     }
     return NULL;

@@ -615,6 +615,7 @@ static void spawn_commands(struct flow_engine *e)
         void *scratch = NULL;
         char *why = NULL;
         if (!flow__run_prepare_cmd(r, a, &spec, &scratch, &why)) {
+            flow__run_cmd_scratch_free(scratch);
             cmd_not_started(e, slot, why);
             continue;
         }
@@ -672,8 +673,10 @@ static void run_loop_queue(struct flow_engine *e)
         } else {
             /* A no-op passes its input on. */
             json_t *in = flow__run_act_input(r, a);
-            ctx->output = in ? json_incref(in) : json_null();
-            ctx->rc = 0;
+            ctx->output = json_incref(in);
+            ctx->rc = in ? 0 : 1;
+            if (!in)
+                ctx->error = flow__strdup("out of memory building the input");
         }
         flow__run_ctx_done(r, ctx);
     }

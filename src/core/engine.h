@@ -216,6 +216,7 @@ struct flow_ctx {
     struct worker *worker;  /* [L] the pool thread running it, or NULL */
     bool counted;           /* [L] holds one of the engine's `jobs` slots */
     bool no_body;           /* the attempt failed before its body could run */
+    bool input_failed;      /* [L] flow_ctx_input could not build the input */
     json_t *directives;     /* flow_ctx_next_task & co., or NULL */
     char *waiting;          /* flow_ctx_request_feedback opened this request: the
                              * attempt ends waiting for it */
@@ -356,7 +357,8 @@ void flow__run_cmd_files_release(struct flow_run *r, uint64_t version);
 bool flow__run_prepare_cmd(struct flow_run *r, struct act *a, struct flow__cmd_spec *spec,
                            void **scratch, char **error);
 void flow__run_cmd_scratch_free(void *scratch);
-/* [L] The task's input for `a`, built if needed (borrowed). */
+/* [L] The task's input for `a`, built if needed (borrowed); NULL when it
+ * cannot be built (out of memory, a template that names nothing). */
 json_t *flow__run_act_input(struct flow_run *r, struct act *a);
 /* [L] Loop-thread work that runs no body: expand a foreach parent, or start
  * a nested flow's child run. */

@@ -187,6 +187,8 @@ static void expand_subflow(struct flow_run *r, struct act *a)
     if (c)
         FLOW__VEC_PUSH(&r->children, c, rc);
     if (!c || rc) {
+        if (c)
+            flow__run_destroy(c); /* never started: nothing else knows it */
         flow__attempt_failed(r, a,
                              flow__asprintf("nested flow '%s' could not start: %s", child->name,
                                             c ? "out of memory" : err.message));

@@ -94,8 +94,8 @@ flow_err flow__run_build_input(struct flow_run *r, struct act *a, flow_error *er
 json_t *flow__run_act_input(struct flow_run *r, struct act *a)
 {
     flow_error err;
-    if (flow__run_build_input(r, a, &err) != FLOW_OK && !a->input)
-        return json_null();
+    if (flow__run_build_input(r, a, &err) != FLOW_OK)
+        return NULL; /* never a half-built input in its place */
     return a->input;
 }
 
@@ -206,8 +206,11 @@ bool flow__run_prepare_cmd(struct flow_run *r, struct act *a, struct flow__cmd_s
     a->cmd->state_version = r->state_version;
     s->workdir = r->workdir;
     flow__workdir_ref(s->workdir);
-    char *run_id = flow__strdup(r->id), *task = flow__strdup(t->name);
-    if (!keep(s, run_id) || !keep(s, task))
+    char *run_id = flow__strdup(r->id);
+    if (!keep(s, run_id))
+        goto out_nomem;
+    char *task = flow__strdup(t->name);
+    if (!keep(s, task))
         goto out_nomem;
     spec->run_id = run_id;
     spec->task = task;

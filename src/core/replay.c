@@ -65,6 +65,10 @@ static bool is_foreach_parent(const struct act *a)
 static flow_err mismatch(struct replay *rp, size_t i, const char *what)
 {
     const struct flow__jrec *rec = &rp->recs[i];
+    struct flow_run *r = rp->r;
+    if (r->stopping && r->error && strstr(r->error, "out of memory"))
+        /* replay ran out of memory and stopped the run: the journal is fine */
+        return flow__error(rp->err, FLOW_ENOMEM, "cannot resume run '%s': %s", r->id, r->error);
     return flow__error(rp->err, FLOW_ESTATE,
                        "the journal of run '%s' does not match its flow at record %zu (%s of "
                        "activation %u): %s; was the flow changed? (flow resume --force cannot "

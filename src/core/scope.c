@@ -41,6 +41,10 @@ static json_t *lookup(void *udata, const struct flow__tmpl_path *path, flow_erro
             return NULL;
         }
         base = sc->a->input ? sc->a->input : flow__run_act_input(r, sc->a);
+        if (!base) {
+            flow__error(err, FLOW_ETEMPLATE, "the task's input could not be built");
+            return NULL;
+        }
     } else if (!strcmp(root, "state")) {
         base = r->state;
     } else if (!strcmp(root, "tasks")) {

@@ -18,11 +18,15 @@ static uint64_t fp_bytes(uint64_t h, const void *p, size_t n)
     return flow__fnv(h, p, n);
 }
 
-static uint64_t fp_json(uint64_t h, const json_t *v)
+/* *ok turns false when a value could not be written (out of memory): the
+ * hash would then differ from the same flow's, and a resume be refused. */
+static uint64_t fp_json(uint64_t h, const json_t *v, bool *ok)
 {
     if (!v)
         return flow__fnv_str(h, NULL);
     char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    if (!text)
+        *ok = false;
     h = flow__fnv_str(h, text ? text : "?");
     flow__json_free_text(text);
     return h;
@@ -55,7 +59,7 @@ static uint64_t fp_policy(uint64_t h, const struct task_policy *p)
     return fp_bytes(h, &p->output_limit, sizeof(p->output_limit));
 }
 
-static uint64_t fp_task(uint64_t h, const struct flow_task *t)
+static uint64_t fp_task(uint64_t h, const struct flow_task *t, bool *ok)
 {
     h = flow__fnv_str(h, t->name);
     unsigned char flags[4] = {t->kind, (unsigned char)t->start, t->entry, t->router};
@@ -68,26 +72,26 @@ static uint64_t fp_task(uint64_t h, const struct flow_task *t)
     for (size_t i = 0; i < x->argc; i++)
         h = flow__fnv_str(h, x->argv_src[i]);
     h = flow__fnv_str(h, x->shell_src);
-    h = flow__tmpl_fingerprint(x->input, h);
+    h = flow__tmpl_fingerprint(x->input, h, ok);
     for (size_t i = 0; i < x->env.count; i++) {
         h = flow__fnv_str(h, x->env.items[i].name);
-        h = flow__tmpl_fingerprint(x->env.items[i].value, h);
+        h = flow__tmpl_fingerprint(x->env.items[i].value, h, ok);
     }
-    h = flow__tmpl_fingerprint(x->cwd, h);
+    h = flow__tmpl_fingerprint(x->cwd, h, ok);
     h = flow__fnv_str(h, x->save);
     h = fp_cond(h, x->when);
     for (size_t i = 0; i < x->on.count; i++)
         h = flow__fnv_str(h, x->on.items[i]);
-    h = fp_json(h, x->foreach_src);
+    h = fp_json(h, x->foreach_src, ok);
     h = fp_bytes(h, &x->concurrency, sizeof(x->concurrency));
     if (x->feedback) {
         const struct feedback_spec *fs = x->feedback;
         int type = (int)fs->type;
         h = fp_bytes(h, &type, sizeof(type));
         h = flow__fnv_str(h, fs->message_src);
-        h = fp_json(h, fs->options);
+        h = fp_json(h, fs->options, ok);
         h = fp_bytes(h, &fs->timeout, sizeof(fs->timeout));
-        h = fp_json(h, fs->default_answer);
+        h = fp_json(h, fs->default_answer, ok);
         h = flow__fnv_str(h, fs->channel_key);
         h = flow__fnv_str(h, fs->id);
     }
@@ -101,17 +105,18 @@ static uint64_t fp_task(uint64_t h, const struct flow_task *t)
 
 bool flow__flow_hash(struct flow *f, char *out, size_t size)
 {
+    bool written = true, *ok = &written;
     uint64_t h = FLOW__FNV_INIT;
     h = flow__fnv_str(h, f->name);
     h = flow__fnv_str(h, f->version);
     int type = (int)f->type;
     h = fp_bytes(h, &type, sizeof(type));
     h = fp_bytes(h, &f->run_timeout, sizeof(f->run_timeout));
-    h = fp_json(h, f->initial_state);
-    h = fp_json(h, f->result_src);
-    h = fp_json(h, f->schema_src);
+    h = fp_json(h, f->initial_state, ok);
+    h = fp_json(h, f->result_src, ok);
+    h = fp_json(h, f->schema_src, ok);
     for (size_t i = 0; i < f->tasks.count; i++)
-        h = fp_task(h, f->tasks.items[i]);
+        h = fp_task(h, f->tasks.items[i], ok);
     for (size_t i = 0; i < f->edges.count; i++) {
         const struct flow_edge *e = &f->edges.items[i];
         uint32_t v[3] = {e->task, e->dep, e->kind};
@@ -122,8 +127,8 @@ bool flow__flow_hash(struct flow *f, char *out, size_t size)
         h = flow__fnv_str(h, c->from_name);
         h = flow__fnv_str(h, c->event);
         h = flow__fnv_str(h, c->to_name);
-        h = fp_json(h, c->map);
+        h = fp_json(h, c->map, ok);
     }
     snprintf(out, size, "fnv1a64:%016llx", (unsigned long long)h);
-    return true;
+    return written;
 }

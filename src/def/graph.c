@@ -433,7 +433,10 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
                        child->name);
             } else {
                 flow_error cerr;
-                if (flow_validate(child, NULL, &cerr) != FLOW_OK)
+                flow_err crc = flow_validate(child, NULL, &cerr);
+                if (crc == FLOW_ENOMEM)
+                    c.nomem = true;
+                else if (crc != FLOW_OK)
                     report(&c, t, FLOW_EVALIDATION, "nested flow '%s' of task '%s': %s",
                            child->name, t->name, cerr.message);
             }

@@ -983,7 +983,7 @@ bool flow__parse_duration(const char *s, double *seconds)
     return true;
 }
 
-uint64_t flow__tmpl_fingerprint(const struct flow__tmpl *t, uint64_t h)
+uint64_t flow__tmpl_fingerprint(const struct flow__tmpl *t, uint64_t h, bool *ok)
 {
     if (!t)
         return flow__fnv_str(h, NULL);
@@ -992,6 +992,8 @@ uint64_t flow__tmpl_fingerprint(const struct flow__tmpl *t, uint64_t h)
     switch (t->kind) {
     case TMPL_STATIC: {
         char *text = json_dumps(t->value, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        if (!text)
+            *ok = false;
         h = flow__fnv_str(h, text);
         flow__json_free_text(text);
         break;
@@ -1004,7 +1006,7 @@ uint64_t flow__tmpl_fingerprint(const struct flow__tmpl *t, uint64_t h)
         for (size_t i = 0; i < t->count; i++) {
             if (t->kind == TMPL_OBJECT)
                 h = flow__fnv_str(h, t->keys[i]);
-            h = flow__tmpl_fingerprint(t->kids[i], h);
+            h = flow__tmpl_fingerprint(t->kids[i], h, ok);
         }
         break;
     }

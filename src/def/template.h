@@ -35,8 +35,9 @@ flow_err flow__tmpl_compile(json_t *value, struct flow__tmpl **out, flow_error *
 /* The same for one string. */
 flow_err flow__tmpl_compile_string(const char *s, struct flow__tmpl **out, flow_error *err);
 void flow__tmpl_free(struct flow__tmpl *t);
-/* Feed the template (its text and structure) into FNV-1a state `h`. */
-uint64_t flow__tmpl_fingerprint(const struct flow__tmpl *t, uint64_t h);
+/* Feed the template (its text and structure) into FNV-1a state `h`; *ok
+ * turns false when it could not be written (out of memory). */
+uint64_t flow__tmpl_fingerprint(const struct flow__tmpl *t, uint64_t h, bool *ok);
 
 /* True when the template has no {{ }} at all (renders to itself). */
 bool flow__tmpl_is_static(const struct flow__tmpl *t);

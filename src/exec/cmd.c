@@ -1056,7 +1056,9 @@ static json_t *parse_output(const char *text, size_t len, flow_output_mode mode,
     case FLOW_OUTPUT_JSON:
         v = json_loadb(s, n, JSON_DECODE_ANY, &je);
         if (!v)
-            *error = flow__asprintf("output is not valid JSON: %s", je.text);
+            *error = flow__json_would_parse(s, n)
+                         ? flow__strdup("out of memory parsing the output")
+                         : flow__asprintf("output is not valid JSON: %s", je.text);
         return v;
     case FLOW_OUTPUT_LINES: {
         if (!utf8_valid(text, len)) {
@@ -1088,6 +1090,12 @@ static json_t *parse_output(const char *text, size_t len, flow_output_mode mode,
         v = json_loadb(s, n, JSON_DECODE_ANY, &je);
         if (v)
             return v;
+        if (flow__json_would_parse(s, n)) {
+            /* JSON that could not be read for lack of memory is not text:
+             * its type never depends on the memory left */
+            *error = flow__strdup("out of memory parsing the output");
+            return NULL;
+        }
         break;
     case FLOW_OUTPUT_TEXT:
         break;
@@ -1126,7 +1134,9 @@ static json_t *parse_control(const char *text, size_t len, char **error)
         json_t *v = json_loadb(s, n, JSON_DECODE_ANY, &je);
         if (!v || !json_is_object(v)) {
             *error = flow__asprintf("bad directive in $FLOW_CONTROL line %d: %s", line,
-                                    v ? "not a JSON object" : je.text);
+                                    v                             ? "not a JSON object"
+                                    : flow__json_would_parse(s, n) ? "out of memory"
+                                                                  : je.text);
             json_decref(v);
             json_decref(list);
             return NULL;

@@ -340,10 +340,9 @@ static flow_err dk_decode(const char *data, size_t len, struct flow__jrec *rec, 
     };
     if (len == DK_FIXED)
         return FLOW_OK;
-    json_error_t jerr;
-    *root = json_loadb(data + DK_FIXED, len - DK_FIXED, JSON_DECODE_ANY, &jerr);
-    if (!*root)
-        return json_error_code(&jerr) == json_error_out_of_memory ? FLOW_ENOMEM : FLOW_EPARSE;
+    flow_err rc = flow__json_load(data + DK_FIXED, len - DK_FIXED, JSON_DECODE_ANY, root, NULL);
+    if (rc)
+        return rc;
     rec->payload = *root;
     return FLOW_OK;
 }
@@ -679,14 +678,11 @@ static flow_err dk_meta_load(struct dk_store *s, const char *id, json_t **root,
             return dk_no_run(s, id, err);
         return flow__error_errno(err, e, "cannot read run '%s' in store '%s'", id, s->path);
     }
-    json_error_t jerr;
-    json_t *o = json_loadb(flow__buf_str(&text), text.len, 0, &jerr);
+    json_t *o = NULL;
+    flow_err rc = flow__json_load(flow__buf_str(&text), text.len, 0, &o, NULL);
     flow__buf_cleanup(&text);
-    flow_err rc = FLOW_OK;
-    if (!o)
-        rc = json_error_code(&jerr) == json_error_out_of_memory ? FLOW_ENOMEM : FLOW_EPARSE;
-    else if (!json_is_object(o) || !json_is_integer(json_object_get(o, "status")) ||
-             !json_is_number(json_object_get(o, "created_at")))
+    if (rc == FLOW_OK && (!json_is_object(o) || !json_is_integer(json_object_get(o, "status")) ||
+             !json_is_number(json_object_get(o, "created_at"))))
         rc = FLOW_EPARSE;
     if (rc == FLOW_OK && out) {
         snprintf(out->id, sizeof(out->id), "%s", id);

@@ -211,9 +211,7 @@ static flow_err sq_column_json(sqlite3_stmt *st, int col, json_t **out)
     int len = sqlite3_column_bytes(st, col);
     if (!text)
         return FLOW_ENOMEM;
-    json_error_t jerr;
-    *out = json_loadb(text, (size_t)len, JSON_DECODE_ANY, &jerr);
-    return *out ? FLOW_OK : FLOW_EPARSE;
+    return flow__json_load(text, (size_t)len, JSON_DECODE_ANY, out, NULL);
 }
 
 static flow_err sq_column_str(sqlite3_stmt *st, int col, char **out)
@@ -490,7 +488,8 @@ static flow_err sq_run_get(void *priv, const char *id, struct flow__run_meta *ou
     if (step == SQLITE_ROW) {
         rc = sq_row_meta(st, out);
         if (rc != FLOW_OK)
-            flow__error(err, rc, "cannot read run '%s' in store '%s'", id, s->path);
+            flow__error(err, rc, "cannot read run '%s' in store '%s': %s", id, s->path,
+                        flow_strerror(rc));
     } else if (step == SQLITE_DONE) {
         rc = flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '%s'", id, s->path);
     } else {

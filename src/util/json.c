@@ -3,9 +3,14 @@
 
 #include "json.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "buf.h"
 #include "clock.h"
@@ -115,4 +120,245 @@ flow_err flow__json_append(struct flow__buf *b, const json_t *v, size_t flags)
         return b->len + 1 >= b->max ? FLOW_ELIMIT : FLOW_ENOMEM;
     }
     return FLOW_OK;
+}
+
+/* ---- a syntax check that allocates nothing (flow__json_would_parse) ------ */
+
+#define MAX_DEPTH 2048 /* jansson's JSON_PARSER_MAX_DEPTH */
+
+struct jscan {
+    const unsigned char *p, *end;
+    int depth;
+};
+
+static void skip_ws(struct jscan *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+static int hexval(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch |= 0x20;
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* One UTF-8 sequence at c->p (a lead byte >= 0x80), as jansson checks it. */
+static bool scan_utf8(struct jscan *c)
+{
+    unsigned char b = *c->p;
+    int extra = b >= 0xf0 && b <= 0xf4 ? 3 : b >= 0xe0 ? 2 : b >= 0xc2 && b < 0xe0 ? 1 : -1;
+    if (extra < 0 || c->end - c->p <= extra)
+        return false;
+    uint32_t cp = b & (0x3f >> extra);
+    for (int i = 1; i <= extra; i++) {
+        if ((c->p[i] & 0xc0) != 0x80)
+            return false;
+        cp = cp << 6 | (c->p[i] & 0x3f);
+    }
+    if ((extra == 2 && cp < 0x800) || (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return false;
+    c->p += extra + 1;
+    return true;
+}
+
+static bool scan_u4(struct jscan *c, uint32_t *out)
+{
+    if (c->end - c->p < 4)
+        return false;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(c->p[i]);
+        if (h < 0)
+            return false;
+        v = v << 4 | (uint32_t)h;
+    }
+    c->p += 4;
+    *out = v;
+    return true;
+}
+
+static bool scan_string(struct jscan *c)
+{
+    c->p++; /* the opening quote */
+    while (c->p < c->end) {
+        unsigned char ch = *c->p;
+        if (ch == '"') {
+            c->p++;
+            return true;
+        }
+        if (ch < 0x20)
+            return false;
+        if (ch >= 0x80) {
+            if (!scan_utf8(c))
+                return false;
+            continue;
+        }
+        c->p++;
+        if (ch != '\\')
+            continue;
+        if (c->p >= c->end)
+            return false;
+        ch = *c->p++;
+        if (ch != 'u') {
+            if (!strchr("\"\\/bfnrt", ch))
+                return false;
+            continue;
+        }
+        uint32_t u;
+        if (!scan_u4(c, &u) || u == 0) /* \u0000: jansson refuses NUL by default */
+            return false;
+        if (u >= 0xdc00 && u <= 0xdfff)
+            return false;
+        if (u >= 0xd800 && u <= 0xdbff) {
+            uint32_t lo;
+            if (c->end - c->p < 2 || c->p[0] != '\\' || c->p[1] != 'u')
+                return false;
+            c->p += 2;
+            if (!scan_u4(c, &lo) || lo < 0xdc00 || lo > 0xdfff)
+                return false;
+        }
+    }
+    return false;
+}
+
+static bool scan_number(struct jscan *c)
+{
+    const unsigned char *start = c->p;
+    bool real = false;
+    if (*c->p == '-')
+        c->p++;
+    if (c->p >= c->end || !isdigit(*c->p))
+        return false;
+    if (*c->p == '0')
+        c->p++;
+    else
+        while (c->p < c->end && isdigit(*c->p))
+            c->p++;
+    if (c->p < c->end && *c->p == '.') {
+        real = true;
+        c->p++;
+        if (c->p >= c->end || !isdigit(*c->p))
+            return false;
+        while (c->p < c->end && isdigit(*c->p))
+            c->p++;
+    }
+    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+        real = true;
+        c->p++;
+        if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
+            c->p++;
+        if (c->p >= c->end || !isdigit(*c->p))
+            return false;
+        while (c->p < c->end && isdigit(*c->p))
+            c->p++;
+    }
+    /* jansson refuses integers beyond json_int_t and reals that overflow */
+    char buf[400];
+    size_t len = (size_t)(c->p - start);
+    if (len >= sizeof(buf))
+        return real; /* a long real rounds; a long integer overflows */
+    memcpy(buf, start, len);
+    buf[len] = '\0';
+    errno = 0;
+    if (real) {
+        double d = strtod(buf, NULL);
+        return !(errno == ERANGE && (d == HUGE_VAL || d == -HUGE_VAL));
+    }
+    (void)strtoll(buf, NULL, 10);
+    return errno != ERANGE;
+}
+
+static bool scan_value(struct jscan *c);
+
+static bool scan_container(struct jscan *c, unsigned char close)
+{
+    if (++c->depth > MAX_DEPTH)
+        return false;
+    c->p++;
+    skip_ws(c);
+    if (c->p < c->end && *c->p == close) {
+        c->p++;
+        c->depth--;
+        return true;
+    }
+    for (;;) {
+        skip_ws(c);
+        if (close == '}') {
+            if (c->p >= c->end || *c->p != '"' || !scan_string(c))
+                return false;
+            skip_ws(c);
+            if (c->p >= c->end || *c->p++ != ':')
+                return false;
+        }
+        if (!scan_value(c))
+            return false;
+        skip_ws(c);
+        if (c->p >= c->end)
+            return false;
+        unsigned char ch = *c->p++;
+        if (ch == close) {
+            c->depth--;
+            return true;
+        }
+        if (ch != ',')
+            return false;
+    }
+}
+
+static bool scan_word(struct jscan *c, const char *w)
+{
+    size_t n = strlen(w);
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, w, n) != 0)
+        return false;
+    c->p += n;
+    return true;
+}
+
+static bool scan_value(struct jscan *c)
+{
+    skip_ws(c);
+    if (c->p >= c->end)
+        return false;
+    switch (*c->p) {
+    case '{':
+        return scan_container(c, '}');
+    case '[':
+        return scan_container(c, ']');
+    case '"':
+        return scan_string(c);
+    case 't':
+        return scan_word(c, "true");
+    case 'f':
+        return scan_word(c, "false");
+    case 'n':
+        return scan_word(c, "null");
+    default:
+        return scan_number(c);
+    }
+}
+
+flow_err flow__json_load(const char *s, size_t n, size_t flags, json_t **out, json_error_t *err)
+{
+    json_error_t mine;
+    *out = json_loadb(s, n, flags, err ? err : &mine);
+    if (*out)
+        return FLOW_OK;
+    struct jscan c = {(const unsigned char *)s, (const unsigned char *)s + n, 0};
+    skip_ws(&c);
+    bool container = c.p < c.end && (*c.p == '{' || *c.p == '[');
+    return (container || flags & JSON_DECODE_ANY) && flow__json_would_parse(s, n) ? FLOW_ENOMEM
+                                                                                : FLOW_EPARSE;
+}
+
+bool flow__json_would_parse(const char *s, size_t n)
+{
+    struct jscan c = {(const unsigned char *)s, (const unsigned char *)s + n, 0};
+    if (!scan_value(&c))
+        return false;
+    skip_ws(&c);
+    return c.p == c.end;
 }

@@ -3,6 +3,8 @@
 #define FLOW_UTIL_JSON_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "buf.h"
 
@@ -25,5 +27,16 @@ const char *flow__json_type_name(const json_t *v);
 /* Append `v` as JSON text (any value; shortest exact reals) to `b`. On
  * failure `b` is as it was. */
 flow_err flow__json_append(struct flow__buf *b, const json_t *v, size_t flags);
+
+/* Is `s` (n bytes) one JSON value that json_loadb(JSON_DECODE_ANY) would
+ * accept given the memory? Allocates nothing: told apart from a failed
+ * parse, it says when jansson failed for lack of memory, which jansson does
+ * not report reliably. */
+bool flow__json_would_parse(const char *s, size_t n);
+
+/* json_loadb(s, n, flags) telling why it failed: FLOW_EPARSE for text that
+ * is not JSON, FLOW_ENOMEM for JSON that could not be read for lack of
+ * memory. `err` (may be NULL) gets jansson's message. */
+flow_err flow__json_load(const char *s, size_t n, size_t flags, json_t **out, json_error_t *err);
 
 #endif
