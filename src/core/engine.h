@@ -17,7 +17,7 @@
 
 #include "def/flowdef.h"
 #include "exec/cmd.h"
-struct flow__workdir;
+struct flow__rundir;
 #include "flow.h"
 #include "journal/journal.h"
 #include "util/arena.h"
@@ -162,7 +162,7 @@ struct flow_run {
     FLOW__VEC(struct obs_event) obs; /* [L] waiting for the loop to deliver */
     bool obs_listed;                /* [L] in engine->obs_runs */
     pthread_cond_t ended_cond;
-    struct flow__workdir *workdir;  /* command files (exec/workdir.h) */
+    struct flow__rundir *workdir;  /* command files (exec/rundir.h) */
     struct flow_run *next, *prev;   /* [L] engine->runs list */
     FLOW__VEC(struct group *) groups;  /* [L] parallel groups, freed with the run */
     FLOW__VEC(struct flow_run *) children; /* [L] nested runs, freed with the run */

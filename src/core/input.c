@@ -1,14 +1,14 @@
 /* input.c -- what an activation is given: its input (from its trigger's
  * sources or an explicit value, then its `input` template), and for a
  * command, the rendered argv, environment and directory. The command's
- * files are written by exec/workdir.c when it is spawned, without the
+ * files are written by exec/rundir.c when it is spawned, without the
  * engine lock. */
 #include "util/compat.h"
 
 #include <string.h>
 
 #include "core/run_int.h"
-#include "exec/workdir.h"
+#include "exec/rundir.h"
 #include "util/alloc.h"
 #include "util/error.h"
 
@@ -108,7 +108,7 @@ struct cmd_scratch {
     json_t *input;
     json_t *state; /* the version current when it was prepared */
     uint64_t state_version;
-    struct flow__workdir *workdir; /* a reference */
+    struct flow__rundir *workdir; /* a reference */
 };
 
 void flow__run_cmd_scratch_free(void *p)
@@ -123,7 +123,7 @@ void flow__run_cmd_scratch_free(void *p)
     flow__free(s->env);
     json_decref(s->input);
     json_decref(s->state);
-    flow__workdir_unref(s->workdir);
+    flow__rundir_unref(s->workdir);
     flow__free(s);
 }
 
@@ -205,7 +205,7 @@ bool flow__run_prepare_cmd(struct flow_run *r, struct act *a, struct flow__cmd_s
     s->state_version = r->state_version;
     a->cmd->state_version = r->state_version;
     s->workdir = r->workdir;
-    flow__workdir_ref(s->workdir);
+    flow__rundir_ref(s->workdir);
     char *run_id = flow__strdup(r->id);
     if (!keep(s, run_id))
         goto out_nomem;
@@ -230,14 +230,14 @@ out_nomem:
 bool flow__run_cmd_files(void *scratch, struct flow__cmd_spec *spec, char **error)
 {
     struct cmd_scratch *s = scratch;
-    spec->work_dir = flow__workdir_path(s->workdir, error);
+    spec->work_dir = flow__rundir_path(s->workdir, error);
     if (!spec->work_dir)
         return false;
-    spec->state_path = flow__workdir_state(s->workdir, s->state_version, s->state, error);
+    spec->state_path = flow__rundir_state(s->workdir, s->state_version, s->state, error);
     return spec->state_path != NULL;
 }
 
 void flow__run_cmd_files_release(struct flow_run *r, uint64_t version)
 {
-    flow__workdir_state_release(r->workdir, version);
+    flow__rundir_state_release(r->workdir, version);
 }

@@ -15,7 +15,7 @@
 
 #include "core/run_int.h"
 #include "def/schema.h"
-#include "exec/workdir.h"
+#include "exec/rundir.h"
 #include "journal/durable.h"
 #include "util/alloc.h"
 #include "util/clock.h"
@@ -295,7 +295,7 @@ void flow__run_destroy(struct flow_run *r)
     flow__arena_cleanup(&r->act_arena);
     flow__free(r->act_chunks);
     flow__journal_close(&r->journal);
-    flow__workdir_unref(r->workdir);
+    flow__rundir_unref(r->workdir);
     FLOW__VEC_FREE(&r->obs);
     FLOW__VEC_FREE(&r->sigs);
     json_decref(r->inputs);
@@ -314,10 +314,10 @@ void flow__run_destroy(struct flow_run *r)
 
 flow_err flow__run_set_work_dir(struct flow_run *r, const char *dir)
 {
-    struct flow__workdir *w = flow__workdir_new(r->id, dir);
+    struct flow__rundir *w = flow__rundir_new(r->id, dir);
     if (!w)
         return FLOW_ENOMEM;
-    flow__workdir_unref(r->workdir);
+    flow__rundir_unref(r->workdir);
     r->workdir = w;
     return FLOW_OK;
 }
@@ -354,7 +354,7 @@ struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t 
     r->max_running = f->type == FLOW_TYPE_SEQUENTIAL ? 1 : 0;
     r->inputs = inputs ? json_deep_copy(inputs) : json_object();
     r->state = json_copy(f->initial_state);
-    r->workdir = flow__workdir_new(r->id, NULL);
+    r->workdir = flow__rundir_new(r->id, NULL);
     r->trt = flow__calloc(f->tasks.count ? f->tasks.count : 1, sizeof(*r->trt));
     r->leaf_state = flow__calloc(f->leaf_count ? f->leaf_count : 1, 1);
     if (!r->inputs || !r->state || !r->workdir || !r->trt || !r->leaf_state ||

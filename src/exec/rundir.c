@@ -1,5 +1,5 @@
-/* workdir.c -- a run's directory for command files and its shared state
- * files (workdir.h). */
+/* rundir.c -- a run's directory for command files and its shared state
+ * files (rundir.h). */
 #include "util/compat.h"
 
 #include <errno.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "exec/workdir.h"
+#include "exec/rundir.h"
 #include "util/alloc.h"
 #include "util/json.h"
 #include "util/vec.h"
@@ -21,7 +21,7 @@ struct state_file {
     uint32_t users; /* running commands that were given this file */
 };
 
-struct flow__workdir {
+struct flow__rundir {
     atomic_int refs;
     pthread_mutex_t mu;
     char *run_id;
@@ -30,9 +30,9 @@ struct flow__workdir {
     FLOW__VEC(struct state_file) states; /* [mu] the newest last */
 };
 
-struct flow__workdir *flow__workdir_new(const char *run_id, const char *dir)
+struct flow__rundir *flow__rundir_new(const char *run_id, const char *dir)
 {
-    struct flow__workdir *w = flow__calloc(1, sizeof(*w));
+    struct flow__rundir *w = flow__calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     atomic_init(&w->refs, 1);
@@ -48,12 +48,12 @@ struct flow__workdir *flow__workdir_new(const char *run_id, const char *dir)
     return w;
 }
 
-void flow__workdir_ref(struct flow__workdir *w)
+void flow__rundir_ref(struct flow__rundir *w)
 {
     atomic_fetch_add(&w->refs, 1);
 }
 
-void flow__workdir_unref(struct flow__workdir *w)
+void flow__rundir_unref(struct flow__rundir *w)
 {
     if (!w || atomic_fetch_sub(&w->refs, 1) != 1)
         return;
@@ -71,7 +71,7 @@ void flow__workdir_unref(struct flow__workdir *w)
 }
 
 /* [mu] */
-static const char *make_dir(struct flow__workdir *w, char **error)
+static const char *make_dir(struct flow__rundir *w, char **error)
 {
     if (w->path)
         return w->path;
@@ -88,7 +88,7 @@ static const char *make_dir(struct flow__workdir *w, char **error)
     return w->path;
 }
 
-const char *flow__workdir_path(struct flow__workdir *w, char **error)
+const char *flow__rundir_path(struct flow__rundir *w, char **error)
 {
     pthread_mutex_lock(&w->mu);
     const char *p = make_dir(w, error);
@@ -97,7 +97,7 @@ const char *flow__workdir_path(struct flow__workdir *w, char **error)
 }
 
 /* [mu] Files of older versions that nobody uses any more go. */
-static void drop_unused(struct flow__workdir *w)
+static void drop_unused(struct flow__rundir *w)
 {
     size_t kept = 0;
     for (size_t i = 0; i + 1 < w->states.count; i++) {
@@ -113,7 +113,7 @@ static void drop_unused(struct flow__workdir *w)
     w->states.count = kept;
 }
 
-const char *flow__workdir_state(struct flow__workdir *w, uint64_t version, json_t *state,
+const char *flow__rundir_state(struct flow__rundir *w, uint64_t version, json_t *state,
                                 char **error)
 {
     pthread_mutex_lock(&w->mu);
@@ -157,7 +157,7 @@ out:
     return result;
 }
 
-void flow__workdir_state_release(struct flow__workdir *w, uint64_t version)
+void flow__rundir_state_release(struct flow__rundir *w, uint64_t version)
 {
     pthread_mutex_lock(&w->mu);
     for (size_t i = 0; i < w->states.count; i++) {
