@@ -2124,17 +2124,9 @@ static void hook_control(void *udata, const char *kind, const char *arg)
     struct flow_engine *e = r->engine;
     pthread_mutex_lock(&e->lock);
     flow__engine_tick(e);
-    if (!strcmp(kind, "feedback")) {
-        /* {request, answer}, checked by who sent it; checked here again, as
-         * another answer may have come first */
-        json_t *msg = arg ? json_loads(arg, 0, NULL) : NULL;
-        const char *id = json_string_value(json_object_get(msg, "request"));
-        flow_error err;
-        if (!id || flow__feedback_answer(r, id, json_object_get(msg, "answer"), &err) != FLOW_OK)
-            flow__log(FLOW_LOG_WARN, "run '%s': an answer was dropped: %s", r->id,
-                      id ? err.message : "no request id");
-        json_decref(msg);
-    } else if (!strcmp(kind, "pause"))
+    if (!strcmp(kind, "feedback"))
+        flow__feedback_control(r, arg);
+    else if (!strcmp(kind, "pause"))
         flow__run_pause(r, arg ? arg : "paused from another process", false);
     else if (!strcmp(kind, "cancel"))
         flow__run_stop(r, FLOW_RUN_CANCELLED, arg && *arg ? arg : "cancelled from another process");
@@ -2187,7 +2179,10 @@ flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
         .run_id = r->id,
         .strict = r->strict,
         .lease = true,
-        .hooks = {.control = hook_control, .failed = hook_failed, .udata = r},
+        .hooks = {.control = hook_control,
+                  .failed = hook_failed,
+                  .answered = flow__feedback_claimed,
+                  .udata = r},
     };
     flow_err rc = flow__journal_durable_open(&r->journal, store, &o, err);
     if (rc != FLOW_OK) {
