@@ -2195,18 +2195,31 @@ flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
 }
 
 /* Tell the store how the run ended (or that it paused), once its journal is
- * durable. */
+ * durable. When either write fails the run reads failed, with the store's
+ * message: whoever waits for it must not be told of an end the store does
+ * not hold (its status there stays as it was; it can be resumed). */
 static void persist_end(struct flow_run *r)
 {
     flow_error err = {0};
-    if (flow__journal_wait(&r->journal, &err) != FLOW_OK)
-        return; /* the journal says less than we know: status stays as it was */
-    double ended = r->status >= FLOW_RUN_COMPLETED ? flow__wall_time() : 0;
-    flow_err rc;
-    FLOW__WITH_STORE(r->store, rc = flow__store_run_set_status(r->store->backend, r->id,
-                                                               (int)r->status, ended, &err));
-    if (rc != FLOW_OK)
-        flow__log(FLOW_LOG_ERROR, "%s", err.message);
+    flow_err rc = flow__journal_wait(&r->journal, &err);
+    if (rc == FLOW_OK) {
+        double ended = r->status >= FLOW_RUN_COMPLETED ? flow__wall_time() : 0;
+        FLOW__WITH_STORE(r->store, rc = flow__store_run_set_status(r->store->backend, r->id,
+                                                                   (int)r->status, ended, &err));
+    }
+    if (rc == FLOW_OK)
+        return;
+    struct flow_engine *e = r->engine;
+    pthread_mutex_lock(&e->lock);
+    if (!(r->status == FLOW_RUN_FAILED && r->journal_failed)) { /* else it says so already */
+        char *why = flow__asprintf("cannot record the end of run '%s': %s", r->id, err.message);
+        if (why) {
+            flow__free(r->error);
+            r->error = why;
+        }
+        r->status = FLOW_RUN_FAILED;
+    }
+    pthread_mutex_unlock(&e->lock);
 }
 
 flow_run_status flow_run_wait(flow_run *r)
@@ -2215,7 +2228,6 @@ flow_run_status flow_run_wait(flow_run *r)
     pthread_mutex_lock(&e->lock);
     while (!r->ended)
         pthread_cond_wait(&r->ended_cond, &e->lock);
-    flow_run_status s = r->status;
     bool persist = r->store && !r->end_persisted;
     r->end_persisted = true;
     pthread_mutex_unlock(&e->lock);
@@ -2223,6 +2235,9 @@ flow_run_status flow_run_wait(flow_run *r)
         flow__journal_wait(&r->journal, NULL);
     if (persist)
         persist_end(r);
+    pthread_mutex_lock(&e->lock);
+    flow_run_status s = r->status;
+    pthread_mutex_unlock(&e->lock);
     return s;
 }
 
