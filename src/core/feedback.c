@@ -368,8 +368,12 @@ void flow__feedback_claimed(void *udata, const char *request, json_t *answer)
         if (r->claiming > 0)
             r->claiming--;
     }
-    if (q && !q->answer)
-        flow__feedback_answer(r, request, answer, NULL);
+    /* A copy: the committer thread drops its own references to `answer`
+     * after this call, while the run keeps and journals this one. */
+    json_t *mine = q && !q->answer ? json_deep_copy(answer) : NULL;
+    if (mine)
+        flow__feedback_answer(r, request, mine, NULL);
+    json_decref(mine);
     flow__run_check_end(r);
     pthread_mutex_unlock(&e->lock);
 }
