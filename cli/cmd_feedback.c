@@ -27,8 +27,11 @@ static const char help[] =
     "\n"
     "Without an answer: list the feedback requests that wait for people, of RUN or of\n"
     "every run in the store: run, request, type, message, options, age, deadline.\n"
+    "A request whose deadline has passed is listed as expired: it takes no answer any\n"
+    "more, its timeout answer (the default, or a failure) stands.\n"
     "\n"
-    "With one: answer REQUEST of RUN. The answer is journaled; a runner that waits\n"
+    "With one: answer REQUEST of RUN. Of two answers at the same moment one is taken,\n"
+    "the other refused naming it. The answer is journaled; a runner that waits\n"
     "for it ('flow run --wait') goes on within a fraction of a second, else 'flow\n"
     "resume RUN' continues the run with it. The task's output is {\"approved\": BOOL},\n"
     "{\"text\": TEXT} or {\"selected\": OPTION}, with \"by\" and \"at\".\n"
@@ -40,13 +43,13 @@ static const char help[] =
     "      --select OPTION  answer a selection request with one of its options\n"
     "      --by NAME        who answers (default: $USER)\n"
     "      --json           the list as JSON: [{run, request, task, activation, type,\n"
-    "                       message, options, created_at, deadline}]\n"
+    "                       message, options, created_at, deadline, expired}]\n"
     "      --store URL      the store (default: $FLOW_STORE, else sqlite:.flow/flow.db)\n"
     "  -h, --help           show this help\n"
     "\n"
     "Exit status: 0; 1 when the store cannot be read or written; 2 for a usage error,\n"
-    "no such run or request, a request answered already, or an answer that does not\n"
-    "fit (a selection outside its options).\n";
+    "no such run or request, a request answered already or past its deadline, or an\n"
+    "answer that does not fit (a selection outside its options).\n";
 
 struct answer_args {
     json_t *answer; /* owned */
@@ -140,16 +143,27 @@ static int list(flow_store *st, const char *run_id, bool as_json)
         json_t *opts = json_object_get(q, "options");
         char *text = json_is_array(opts) ? flow_json_dumps(opts, JSON_COMPACT) : NULL;
 
+        bool expired = json_is_true(json_object_get(q, "expired"));
+
         age(json_object_get(q, "created_at"), ago, sizeof(ago));
         cli_short_time(json_object_get(q, "deadline"), deadline, sizeof(deadline));
         printf("%s %s (%s, %s ago%s%s): %s\n", json_string_value(json_object_get(q, "run")),
                json_string_value(json_object_get(q, "request")), type, ago,
-               strcmp(deadline, "-") ? ", deadline " : "", strcmp(deadline, "-") ? deadline : "",
+               !strcmp(deadline, "-") ? ""
+               : expired              ? ", expired at "
+                                      : ", deadline ",
+               strcmp(deadline, "-") ? deadline : "",
                json_string_value(json_object_get(q, "message")));
         if (text) {
             printf("    options: %s\n", text);
         }
         free(text);
+        if (expired) {
+            /* a deadline is a promise: no answer is taken any more */
+            printf("    expired: its timeout answer stands; 'flow resume %s' goes on with it\n",
+                   json_string_value(json_object_get(q, "run")));
+            continue;
+        }
         printf("    answer: flow feedback %s %s %s\n",
                json_string_value(json_object_get(q, "run")),
                json_string_value(json_object_get(q, "request")),

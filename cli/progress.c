@@ -181,10 +181,16 @@ static double remove_running(struct progress *p, uint64_t act)
 /* "HH:MM:SS.mmm" in local time. */
 static void format_clock(char *out, size_t cap, double t)
 {
-    time_t secs = (time_t)t;
-    int ms = (int)((t - (double)secs) * 1000.0);
+    time_t secs;
+    int ms;
     struct tm tm;
 
+    if (!(t >= 0 && t < 253402300800.0)) { /* NaN, or no calendar time */
+        snprintf(out, cap, "--:--:--.---");
+        return;
+    }
+    secs = (time_t)t;
+    ms = (int)((t - (double)secs) * 1000.0);
     if (ms < 0 || ms > 999) {
         ms = 0;
     }

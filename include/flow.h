@@ -560,14 +560,21 @@ FLOW_API flow_err flow_store_gc(flow_store *s, double older_than, size_t *delete
 
 /* Open feedback requests: of run `run_id`, or of every run in the store
  * (NULL): a new array of {run, request, task, activation, type, message,
- * options, created_at, deadline}. */
+ * options, created_at, deadline, expired}. `expired` is true once the
+ * deadline has passed: such a request takes no answer any more (its
+ * timeout answer stands; a resume takes it). */
 FLOW_API json_t *flow_store_feedback(flow_store *s, const char *run_id, flow_error *err);
 /* Answer request `request` of run `run_id`: `answer` is true/false
  * (approval), a string (text), or one of the options (selection); `by`
- * names who answers (may be NULL). The answer is journaled: a live runner
- * goes on with it, or `flow_run_resume` does. A request that does not
- * exist or is answered already, or an answer of the wrong kind, is an
- * error and changes nothing. */
+ * names who answers (may be NULL). The store takes one answer per request,
+ * atomically across threads and processes: of two answers at the same
+ * moment, one gets FLOW_OK and the other FLOW_ESTATE ("request R of run X
+ * was already answered by B at T"). A request whose deadline has passed is
+ * FLOW_ESTATE too ("... expired at T"), whether or not a process runs the
+ * run. The answer is then journaled: a live runner goes on with it, or
+ * `flow_run_resume` does. A request that does not exist (FLOW_ENOTFOUND)
+ * or an answer of the wrong kind (FLOW_EINVAL) is an error and changes
+ * nothing. Thread-safe. */
 FLOW_API flow_err flow_store_answer(flow_store *s, const char *run_id, const char *request,
                                    json_t *answer, const char *by, flow_error *err);
 
@@ -613,7 +620,11 @@ FLOW_API flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_option
 FLOW_API flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
                                    flow_error *err);
 /* Block until the run has ended or paused (and, with a store, until all of
- * its journal is durable); returns its status. */
+ * its journal is durable and the store holds its status); returns its
+ * status. When the store cannot record the end (a write fails), the run is
+ * FLOW_RUN_FAILED and flow_run_error() gives the store's message ("cannot
+ * record the end of run 'X': ..."): an end the store does not hold is never
+ * reported as reached; the run can be resumed once the cause is fixed. */
 FLOW_API flow_run_status flow_run_wait(flow_run *r);
 /* Pause the run: nothing new starts, running tasks finish, then the run is
  * `paused` and flow_run_wait returns. Resume it with flow_run_resume.

@@ -217,10 +217,8 @@ void flow__engine_timer(struct flow_engine *e, uint8_t kind, struct act *a, doub
 {
     if (a->run->replaying)
         return;
-    if (seconds < 0)
-        seconds = 0;
     struct timer t = {
-        .at = flow__now_ns() + (int64_t)(seconds * 1e9),
+        .at = flow__now_ns() + flow__delay_ns(seconds),
         .run = a->run,
         .act = a,
         .attempt = a->attempt,
@@ -240,7 +238,7 @@ void flow__engine_run_timer_of(struct flow_engine *e, struct flow_run *r, uint8_
     if (r->replaying)
         return;
     struct timer t = {
-        .at = flow__now_ns() + (int64_t)(seconds * 1e9),
+        .at = flow__now_ns() + flow__delay_ns(seconds),
         .run = r,
         .act = NULL,
         .kind = kind,

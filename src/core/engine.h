@@ -46,6 +46,7 @@ struct fb_request {
     json_t *default_answer;    /* or NULL */
     char *channel_key;         /* or NULL */
     json_t *answer;            /* NULL while open */
+    bool claiming;             /* its timeout's answer is being claimed in the store */
 };
 
 /* A `parallel` group with a `then` task (docs/internals/core.md, Groups). */
@@ -191,6 +192,9 @@ struct flow_run {
     bool strict;                    /* every batch synced (resumes keep it) */
     FLOW__VEC(struct fb_request) requests; /* [L] feedback requests, in order */
     uint32_t parked;                /* [L] activations waiting for an answer */
+    uint32_t claiming;              /* [L] requests whose timeout is being claimed */
+    json_t *claimed;                /* [L] resume: request -> the answer the store
+                                     * holds, taken by flow__feedback_resume */
     bool wait_for_people;           /* [L] flow_run_options.wait: do not pause for them */
 };
 
@@ -436,8 +440,16 @@ void flow__feedback_park(struct flow_run *r, struct act *a, const char *request)
  * activation go on; `answer` is borrowed. */
 flow_err flow__feedback_answer(struct flow_run *r, const char *id, json_t *answer,
                                flow_error *err);
-/* [L] The deadline of `a`'s request passed. */
+/* [L] The deadline of `a`'s request passed: its timeout answer is claimed
+ * in the store (flow__feedback_claimed tells which answer stands), or,
+ * without a store, taken. */
 void flow__feedback_timer(struct flow_run *r, struct act *a);
+/* The journal's `answered` hook (committer thread, no lock held): the
+ * answer the store holds for `request`. */
+void flow__feedback_claimed(void *udata, const char *request, json_t *answer);
+/* [L] A "feedback" control request, {request, answer}: an answer another
+ * process has claimed in the store. */
+void flow__feedback_control(struct flow_run *r, const char *arg);
 /* [L] Replay of the three feedback records. */
 flow_err flow__feedback_replay(struct flow_run *r, struct act *a, const struct flow__jrec *rec,
                                flow_error *err);

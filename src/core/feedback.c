@@ -66,6 +66,8 @@ void flow__feedback_cleanup(struct flow_run *r)
         json_decref(q->answer);
     }
     FLOW__VEC_FREE(&r->requests);
+    json_decref(r->claimed);
+    r->claimed = NULL;
 }
 
 /* [L] Add a request (fields copied); NULL when out of memory. */
@@ -322,23 +324,75 @@ void flow__feedback_timer(struct flow_run *r, struct act *a)
 {
     flow__engine_tick(r->engine);
     struct fb_request *q = find_act(r, a);
-    if (!q || q->answer || !(a->flags & ACT_PARKED) || q->deadline <= 0)
+    if (!q || q->answer || q->claiming || !(a->flags & ACT_PARKED) || q->deadline <= 0)
         return;
+    /* As of the deadline, even when taken later (a resume): the promise
+     * was made for that instant. */
     json_t *answer = NULL;
     if (q->default_answer) {
         char *bad = flow__feedback_check(q->type, q->options, q->default_answer, "timeout",
-                                         r->engine->clock, &answer);
+                                         q->deadline, &answer);
         flow__free(bad);
     }
     if (!answer) {
         char why[300];
         snprintf(why, sizeof(why), "no answer to feedback request '%s' within %gs", q->id,
                  q->deadline - q->created);
-        answer = json_pack("{s:s,s:s}", "error", why, "by", "timeout");
+        answer = json_pack("{s:s,s:s,s:o}", "error", why, "by", "timeout", "at",
+                           flow__json_time(q->deadline));
     }
-    if (answer)
+    if (!answer)
+        return;
+    /* A person may have answered in the store an instant before the
+     * deadline, and the runner not heard of it yet: the store decides. */
+    flow_err rc = r->store ? flow__journal_durable_claim(&r->journal, q->id, answer)
+                           : FLOW_EUNSUPPORTED;
+    if (rc == FLOW_OK) {
+        q->claiming = true;
+        r->claiming++;
+    } else if (rc == FLOW_EUNSUPPORTED) {
         flow__feedback_answer(r, q->id, answer, NULL);
+    } /* else the journal failed: the run stops (hook_failed) */
     json_decref(answer);
+}
+
+void flow__feedback_claimed(void *udata, const char *request, json_t *answer)
+{
+    struct flow_run *r = udata;
+    struct flow_engine *e = r->engine;
+    pthread_mutex_lock(&e->lock);
+    flow__engine_tick(e);
+    struct fb_request *q = find(r, request);
+    if (q && q->claiming) {
+        q->claiming = false;
+        if (r->claiming > 0)
+            r->claiming--;
+    }
+    /* A copy: the committer thread drops its own references to `answer`
+     * after this call, while the run keeps and journals this one. */
+    json_t *mine = q && !q->answer ? json_deep_copy(answer) : NULL;
+    if (mine)
+        flow__feedback_answer(r, request, mine, NULL);
+    json_decref(mine);
+    flow__run_check_end(r);
+    pthread_mutex_unlock(&e->lock);
+}
+
+void flow__feedback_control(struct flow_run *r, const char *arg)
+{
+    json_t *msg = arg ? json_loads(arg, 0, NULL) : NULL;
+    const char *id = json_string_value(json_object_get(msg, "request"));
+    json_t *answer = json_object_get(msg, "answer");
+    struct fb_request *q = id ? find(r, id) : NULL;
+    if (!q || !answer) {
+        flow__log(FLOW_LOG_WARN, "run '%s': an answer to an unknown request was dropped: %.200s",
+                  r->id, arg ? arg : "");
+    } else if (!q->answer) {
+        flow__feedback_answer(r, id, answer, NULL);
+    }
+    /* else: the store took it, and so did we already (read from the store
+     * at a resume, or claimed by our timeout and refused in its favour) */
+    json_decref(msg);
 }
 
 /* ---- the built-in feedback task ----------------------------------------- */
@@ -453,6 +507,11 @@ void flow__feedback_resume(struct flow_run *r)
 {
     for (size_t i = 0; i < r->requests.count; i++) {
         struct fb_request *q = &r->requests.items[i];
+        /* Taken by the store, not yet journaled (a crash between the two,
+         * or the answerer found the run busy): it is the answer. */
+        json_t *claimed = q->answer ? NULL : json_object_get(r->claimed, q->id);
+        if (claimed)
+            flow__feedback_answer(r, q->id, claimed, NULL);
         if (q->answer || !(q->act->flags & ACT_PARKED))
             continue;
         if (q->deadline > 0 && q->deadline <= r->engine->clock)
@@ -464,8 +523,8 @@ void flow__feedback_resume(struct flow_run *r)
 
 bool flow__feedback_only_people(struct flow_run *r)
 {
-    if (!r->parked || r->running)
-        return false;
+    if (!r->parked || r->running || r->claiming)
+        return false; /* a claim's answer is on its way */
     if (r->unfinished == r->parked)
         return true; /* every unfinished activation is parked */
     /* Newest first: ready work, when there is some, is usually recent. */

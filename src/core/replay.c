@@ -403,6 +403,12 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
         r->replaying = false;
         if (rc != FLOW_OK)
             goto out_destroy;
+        /* Answers the store took that the journal may lack (flow__feedback_resume
+         * applies them); read with the lease held, so that any later one is
+         * sent to this runner. */
+        FLOW__WITH_STORE(st, rc = flow__store_answer_list(st->backend, id, &r->claimed, err));
+        if (rc != FLOW_OK)
+            goto out_destroy;
     }
 
     struct replay rp = {.r = r, .recs = recs, .count = count, .ended_at = ended_at, .err = err};

@@ -485,17 +485,9 @@ static void hook_control(void *udata, const char *kind, const char *arg)
     struct flow_engine *e = r->engine;
     pthread_mutex_lock(&e->lock);
     flow__engine_tick(e);
-    if (!strcmp(kind, "feedback")) {
-        /* {request, answer}, checked by who sent it; checked here again, as
-         * another answer may have come first */
-        json_t *msg = arg ? json_loads(arg, 0, NULL) : NULL;
-        const char *id = json_string_value(json_object_get(msg, "request"));
-        flow_error err;
-        if (!id || flow__feedback_answer(r, id, json_object_get(msg, "answer"), &err) != FLOW_OK)
-            flow__log(FLOW_LOG_WARN, "run '%s': an answer was dropped: %s", r->id,
-                      id ? err.message : "no request id");
-        json_decref(msg);
-    } else if (!strcmp(kind, "pause"))
+    if (!strcmp(kind, "feedback"))
+        flow__feedback_control(r, arg);
+    else if (!strcmp(kind, "pause"))
         flow__run_pause(r, arg ? arg : "paused from another process", false);
     else if (!strcmp(kind, "cancel"))
         flow__run_stop(r, FLOW_RUN_CANCELLED, arg && *arg ? arg : "cancelled from another process");
@@ -548,7 +540,10 @@ flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
         .run_id = r->id,
         .strict = r->strict,
         .lease = true,
-        .hooks = {.control = hook_control, .failed = hook_failed, .udata = r},
+        .hooks = {.control = hook_control,
+                  .failed = hook_failed,
+                  .answered = flow__feedback_claimed,
+                  .udata = r},
     };
     flow_err rc = flow__journal_durable_open(&r->journal, store, &o, err);
     if (rc != FLOW_OK) {
@@ -561,18 +556,31 @@ flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
 }
 
 /* Tell the store how the run ended (or that it paused), once its journal is
- * durable. */
+ * durable. When either write fails the run reads failed, with the store's
+ * message: whoever waits for it must not be told of an end the store does
+ * not hold (its status there stays as it was; it can be resumed). */
 static void persist_end(struct flow_run *r)
 {
     flow_error err = {0};
-    if (flow__journal_wait(&r->journal, &err) != FLOW_OK)
-        return; /* the journal says less than we know: status stays as it was */
-    double ended = r->status >= FLOW_RUN_COMPLETED ? flow__wall_time() : 0;
-    flow_err rc;
-    FLOW__WITH_STORE(r->store, rc = flow__store_run_set_status(r->store->backend, r->id,
-                                                               (int)r->status, ended, &err));
-    if (rc != FLOW_OK)
-        flow__log(FLOW_LOG_ERROR, "%s", err.message);
+    flow_err rc = flow__journal_wait(&r->journal, &err);
+    if (rc == FLOW_OK) {
+        double ended = r->status >= FLOW_RUN_COMPLETED ? flow__wall_time() : 0;
+        FLOW__WITH_STORE(r->store, rc = flow__store_run_set_status(r->store->backend, r->id,
+                                                                   (int)r->status, ended, &err));
+    }
+    if (rc == FLOW_OK)
+        return;
+    struct flow_engine *e = r->engine;
+    pthread_mutex_lock(&e->lock);
+    if (!(r->status == FLOW_RUN_FAILED && r->journal_failed)) { /* else it says so already */
+        char *why = flow__asprintf("cannot record the end of run '%s': %s", r->id, err.message);
+        if (why) {
+            flow__free(r->error);
+            r->error = why;
+        }
+        r->status = FLOW_RUN_FAILED;
+    }
+    pthread_mutex_unlock(&e->lock);
 }
 
 flow_run_status flow_run_wait(flow_run *r)
@@ -581,7 +589,6 @@ flow_run_status flow_run_wait(flow_run *r)
     pthread_mutex_lock(&e->lock);
     while (!r->ended)
         pthread_cond_wait(&r->ended_cond, &e->lock);
-    flow_run_status s = r->status;
     bool persist = r->store && !r->end_persisted;
     r->end_persisted = true;
     pthread_mutex_unlock(&e->lock);
@@ -589,6 +596,9 @@ flow_run_status flow_run_wait(flow_run *r)
         flow__journal_wait(&r->journal, NULL);
     if (persist)
         persist_end(r);
+    pthread_mutex_lock(&e->lock);
+    flow_run_status s = r->status;
+    pthread_mutex_unlock(&e->lock);
     return s;
 }
 

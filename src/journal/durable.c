@@ -1,6 +1,7 @@
 /* durable.c -- group commit: runs append records to their journal's queue
  * under the engine lock; one committer thread per store writes each queue as
- * one transaction, in order, and also renews leases and takes control
+ * one transaction, in order, claims the answers runs give to their own
+ * feedback requests (timeouts), and renews leases and takes control
  * requests on its 200 ms tick. See durable.h for the locks and
  * docs/internals/store.md for the design. */
 #include "util/compat.h"
@@ -23,10 +24,17 @@
  * wake-up a millisecond at most, not one a record. Flushes skip it. */
 #define LINGER_NS 1000000L
 
+/* An answer a run wants the store to take (see flow__journal_durable_claim). */
+struct claim {
+    char *request;
+    json_t *answer;
+};
+
 struct djournal {
     struct flow_store *store;
     char run_id[80];
     FLOW__VEC(struct flow__jrec) queue; /* [mu] appended, not yet taken */
+    FLOW__VEC(struct claim) claims;     /* [mu] answers to claim, in order */
     uint64_t appended;   /* [mu] records appended in this process */
     uint64_t durable;    /* [mu] of those, written */
     bool writing;        /* [mu] the committer holds a batch of ours */
@@ -94,6 +102,47 @@ static void write_batch(struct flow_store *s, struct djournal *j)
     if (rc == FLOW_OK) {
         j->durable += n;
     } else if (j->failure.code == FLOW_OK) {
+        j->failure = err;
+        j->failure.code = rc;
+    }
+    pthread_cond_broadcast(&s->done);
+}
+
+static void free_claims(struct claim *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        flow__free(c[i].request);
+        json_decref(c[i].answer);
+    }
+    flow__free(c);
+}
+
+/* [mu] Claim one journal's answers, in order, and tell the run which
+ * answer stands for each. */
+static void write_claims(struct flow_store *s, struct djournal *j)
+{
+    struct claim *c = j->claims.items;
+    size_t n = j->claims.count;
+    j->claims.items = NULL;
+    j->claims.count = j->claims.cap = 0;
+    j->in_hook++; /* pinned: dj_close waits while we use it unlocked */
+    pthread_mutex_unlock(&s->mu);
+    flow_error err = {0};
+    flow_err rc = FLOW_OK;
+    for (size_t i = 0; i < n && rc == FLOW_OK; i++) {
+        json_t *winner = NULL;
+        FLOW__WITH_STORE(s, rc = flow__store_answer_claim(s->backend, j->run_id, c[i].request,
+                                                          c[i].answer, 0, &winner, &err));
+        if (rc == FLOW_EEXISTS) /* someone answered first: theirs stands */
+            rc = FLOW_OK;
+        if (rc == FLOW_OK && j->hooks.answered)
+            j->hooks.answered(j->hooks.udata, c[i].request, winner ? winner : c[i].answer);
+        json_decref(winner);
+    }
+    free_claims(c, n);
+    pthread_mutex_lock(&s->mu);
+    j->in_hook--;
+    if (rc != FLOW_OK && j->failure.code == FLOW_OK) {
         j->failure = err;
         j->failure.code = rc;
     }
@@ -168,7 +217,7 @@ static void *committer_main(void *arg)
             struct djournal *j = s->journals;
             while (j && (j->pass == pass || j->closing ||
                          !((j->failure.code && !j->failure_told) ||
-                           (j->queue.count && !j->failure.code))))
+                           ((j->queue.count || j->claims.count) && !j->failure.code))))
                 j = j->next;
             if (!j)
                 break;
@@ -176,8 +225,10 @@ static void *committer_main(void *arg)
             wrote = true;
             if (j->failure.code)
                 call_failed(s, j);
-            else
+            else if (j->queue.count)
                 write_batch(s, j);
+            else
+                write_claims(s, j);
         }
         if (wrote)
             continue;
@@ -315,8 +366,11 @@ static void dj_close(void *priv)
     }
     struct flow__jrec *left = j->queue.items;
     size_t nleft = j->queue.count;
+    struct claim *unclaimed = j->claims.items; /* the run is over: nobody waits for them */
+    size_t nunclaimed = j->claims.count;
     pthread_mutex_unlock(&s->mu);
     flow__records_free(left, nleft); /* only when writing had failed */
+    free_claims(unclaimed, nunclaimed);
     if (j->lease)
         FLOW__WITH_STORE(s, flow__store_lease_release(s->backend, j->run_id, s->holder, NULL));
     flow__free(j);
@@ -401,6 +455,30 @@ void flow__journal_durable_ready(struct flow__journal *j)
     pthread_mutex_lock(&d->store->mu);
     d->ready = true;
     pthread_mutex_unlock(&d->store->mu);
+}
+
+flow_err flow__journal_durable_claim(struct flow__journal *j, const char *request,
+                                     json_t *answer)
+{
+    if (j->ops != &durable_ops)
+        return FLOW_EUNSUPPORTED;
+    struct djournal *d = j->priv;
+    struct flow_store *s = d->store;
+    struct claim c = {flow__strdup(request), json_deep_copy(answer)};
+    flow_err rc = c.request && c.answer ? FLOW_OK : FLOW_ENOMEM;
+    pthread_mutex_lock(&s->mu);
+    if (rc == FLOW_OK && d->failure.code)
+        rc = d->failure.code;
+    if (rc == FLOW_OK)
+        FLOW__VEC_PUSH(&d->claims, c, rc);
+    if (rc == FLOW_OK)
+        kick(s);
+    pthread_mutex_unlock(&s->mu);
+    if (rc != FLOW_OK) {
+        flow__free(c.request);
+        json_decref(c.answer);
+    }
+    return rc;
 }
 
 bool flow__journal_durable_failed(struct flow__journal *j, flow_error *err)

@@ -29,6 +29,10 @@ struct flow__journal_hooks {
     void (*control)(void *udata, const char *kind, const char *arg);
     /* Writing failed; nothing more will be written for this run. */
     void (*failed)(void *udata, const char *message);
+    /* The answer the store holds for `request` after
+     * flow__journal_durable_claim: the one claimed, or another that came
+     * first (borrowed for the call). May be NULL. */
+    void (*answered)(void *udata, const char *request, json_t *answer);
     void *udata;
 };
 
@@ -53,6 +57,14 @@ flow_err flow__journal_durable_wait(struct flow__journal *j, flow_error *err);
  * it control requests. Until then they wait in the store. No-op for other
  * journals. */
 void flow__journal_durable_ready(struct flow__journal *j);
+
+/* Claim `answer` (copied) as the answer to `request` in the store, on the
+ * committer thread (the engine lock is never held for it); the `answered`
+ * hook then says which answer stands. A claim that fails to be written
+ * fails the journal, as a failed write does. FLOW_EUNSUPPORTED for a
+ * journal that is not durable (no store decides: take the answer). */
+flow_err flow__journal_durable_claim(struct flow__journal *j, const char *request,
+                                     json_t *answer);
 
 /* Has writing failed? (the message in `err` when so) */
 bool flow__journal_durable_failed(struct flow__journal *j, flow_error *err);

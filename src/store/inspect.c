@@ -503,8 +503,14 @@ struct fold_req {
     json_t *opened;  /* the feedback_opened payload (borrowed) */
     uint32_t act, task;
     double time;
-    bool answered;
+    json_t *answer;  /* the journaled answer (borrowed), or NULL */
+    bool run_ended;  /* nothing waits in an ended run */
 };
+
+static bool fold_open(const struct fold_req *q)
+{
+    return !q->answer && !q->run_ended;
+}
 
 /* Fold the requests of a run's records; *reqs is the caller's (free it). */
 static flow_err fold_requests(const struct flow__jrec *recs, size_t count, struct fold_req **reqs,
@@ -517,7 +523,7 @@ static flow_err fold_requests(const struct flow__jrec *recs, size_t count, struc
         const char *id = json_string_value(json_object_get(rec->payload, "request"));
         if (rec->type == JREC_RUN_ENDED) {
             for (size_t k = 0; k < v.count; k++)
-                v.items[k].answered = true; /* nothing waits in an ended run */
+                v.items[k].run_ended = true;
             continue;
         }
         if (!id)
@@ -527,15 +533,21 @@ static flow_err fold_requests(const struct flow__jrec *recs, size_t count, struc
             if (!strcmp(json_string_value(json_object_get(v.items[k].opened, "request")), id))
                 q = &v.items[k];
         if (rec->type == JREC_FEEDBACK_OPENED && !q) {
-            struct fold_req nq = {rec->payload, rec->act, rec->task, rec->time, false};
+            struct fold_req nq = {rec->payload, rec->act, rec->task, rec->time, NULL, false};
             FLOW__VEC_PUSH(&v, nq, rc);
-        } else if (rec->type == JREC_FEEDBACK_ANSWERED && q) {
-            q->answered = true;
+        } else if (rec->type == JREC_FEEDBACK_ANSWERED && q && !q->answer) {
+            json_t *answer = json_object_get(rec->payload, "answer");
+            q->answer = answer ? answer : json_null();
         }
     }
     *reqs = v.items;
     *n = v.count;
     return rc;
+}
+
+static double fold_deadline(const struct fold_req *q)
+{
+    return json_number_value(json_object_get(q->opened, "deadline"));
 }
 
 static flow_err list_requests(flow_store *s, const char *run_id, json_t *out, flow_error *err)
@@ -544,28 +556,37 @@ static flow_err list_requests(flow_store *s, const char *run_id, json_t *out, fl
     size_t count = 0;
     if (flow__store_read_all(s, run_id, &recs, &count, err) != FLOW_OK)
         return err ? err->code : FLOW_EIO;
+    /* Answers the store took but the journal does not show yet (the runner
+     * has not written them, or nobody runs the flow) are answers too. */
+    json_t *claimed = NULL;
+    flow_err rc;
+    FLOW__WITH_STORE(s, rc = flow__store_answer_list(s->backend, run_id, &claimed, err));
     json_t *names = count && recs[0].type == JREC_RUN_CREATED
                         ? json_object_get(recs[0].payload, "tasks")
                         : NULL;
     struct fold_req *reqs = NULL;
     size_t n = 0;
-    flow_err rc = fold_requests(recs, count, &reqs, &n);
+    if (rc == FLOW_OK)
+        rc = fold_requests(recs, count, &reqs, &n);
     for (size_t i = 0; rc == FLOW_OK && i < n; i++) {
-        if (reqs[i].answered)
-            continue;
         json_t *o = reqs[i].opened;
-        double deadline = json_number_value(json_object_get(o, "deadline"));
-        json_t *j = json_pack("{s:s,s:O,s:s?,s:I,s:O,s:O,s:O?,s:o,s:o}", "run", run_id, "request",
-                              json_object_get(o, "request"), "task",
+        if (!fold_open(&reqs[i]) || json_object_get(claimed, json_string_value(
+                                                                 json_object_get(o, "request"))))
+            continue;
+        double deadline = fold_deadline(&reqs[i]);
+        json_t *j = json_pack("{s:s,s:O,s:s?,s:I,s:O,s:O,s:O?,s:o,s:o,s:b}", "run", run_id,
+                              "request", json_object_get(o, "request"), "task",
                               json_string_value(json_array_get(names, reqs[i].task)),
                               "activation", (json_int_t)reqs[i].act, "type",
                               json_object_get(o, "type"), "message", json_object_get(o, "message"),
                               "options", json_object_get(o, "options"), "created_at",
                               flow__json_time(reqs[i].time), "deadline",
-                              flow__json_time(deadline));
+                              flow__json_time(deadline), "expired",
+                              flow__store_answer_late(deadline));
         if (!j || json_array_append_new(out, j))
             rc = flow__error(err, FLOW_ENOMEM, "out of memory listing requests");
     }
+    json_decref(claimed);
     flow__free(reqs);
     flow__records_free(recs, count);
     return rc;
@@ -608,12 +629,32 @@ json_t *flow_store_feedback(flow_store *s, const char *run_id, flow_error *err)
     return out;
 }
 
-flow_err flow_store_answer(flow_store *s, const char *run_id, const char *request,
-                           json_t *value, const char *by, flow_error *err)
+/* An answer refused because the request is closed (answered, expired, or
+ * its run ended): FLOW_ESTATE, whatever the detail, with the message kept. */
+static flow_err closed(flow_error *err)
 {
-    if (!run_id || !request || !value)
-        return flow__error(err, FLOW_EINVAL, "flow_store_answer needs a run, a request and an "
-                                             "answer");
+    if (err)
+        err->code = FLOW_ESTATE;
+    return FLOW_ESTATE;
+}
+
+static flow_feedback_type fold_type(const struct fold_req *q)
+{
+    const char *tn = json_string_value(json_object_get(q->opened, "type"));
+    if (tn && !strcmp(tn, "text"))
+        return FLOW_FEEDBACK_TEXT;
+    if (tn && !strcmp(tn, "selection"))
+        return FLOW_FEEDBACK_SELECTION;
+    return FLOW_FEEDBACK_APPROVAL;
+}
+
+/* Check an answer to `request` against the run's journal: *answer gets it
+ * as the task will see it, *deadline the request's (0: none), *act and
+ * *task whom it goes to. */
+static flow_err answer_check(flow_store *s, const char *run_id, const char *request,
+                             json_t *value, const char *by, json_t **answer, double *deadline,
+                             uint32_t *act, uint32_t *task, flow_error *err)
+{
     struct flow__jrec *recs = NULL;
     size_t count = 0;
     if (flow__store_read_all(s, run_id, &recs, &count, err) != FLOW_OK)
@@ -625,7 +666,6 @@ flow_err flow_store_answer(flow_store *s, const char *run_id, const char *reques
     for (size_t i = 0; rc == FLOW_OK && i < n; i++)
         if (!strcmp(json_string_value(json_object_get(reqs[i].opened, "request")), request))
             q = &reqs[i];
-    json_t *answer = NULL;
     char *bad = NULL;
     if (rc != FLOW_OK) {
         flow__error(err, rc, "out of memory reading run '%s'", run_id);
@@ -633,36 +673,58 @@ flow_err flow_store_answer(flow_store *s, const char *run_id, const char *reques
         rc = flow__error(err, FLOW_ENOTFOUND, "run '%s' has no feedback request '%s' (see flow "
                                               "feedback %s)",
                          run_id, request, run_id);
-    } else if (q->answered) {
-        rc = flow__error(err, FLOW_ESTATE, "feedback request '%s' of run '%s' is answered "
-                                           "already",
-                         request, run_id);
+    } else if (q->answer) {
+        flow__store_answer_taken(err, run_id, request, q->answer);
+        rc = closed(err);
+    } else if (q->run_ended) {
+        rc = flow__error(err, FLOW_ESTATE, "run '%s' has ended: request '%s' takes no answer",
+                         run_id, request);
+    } else if (flow__store_answer_late(fold_deadline(q))) {
+        flow__store_answer_expired(err, run_id, request, fold_deadline(q));
+        rc = closed(err);
     } else {
-        json_t *o = q->opened;
-        flow_feedback_type type = FLOW_FEEDBACK_APPROVAL;
-        const char *tn = json_string_value(json_object_get(o, "type"));
-        if (tn && !strcmp(tn, "text"))
-            type = FLOW_FEEDBACK_TEXT;
-        else if (tn && !strcmp(tn, "selection"))
-            type = FLOW_FEEDBACK_SELECTION;
-        bad = flow__feedback_check(type, json_object_get(o, "options"), value, by,
-                                   flow__wall_time(), &answer);
+        bad = flow__feedback_check(fold_type(q), json_object_get(q->opened, "options"), value,
+                                   by, flow__wall_time(), answer);
         if (bad)
             rc = flow__error(err, FLOW_EINVAL, "cannot answer feedback request '%s' of run '%s': "
                                                "%s",
                              request, run_id, bad);
     }
-    uint32_t act = q ? q->act : 0, task = q ? q->task : 0;
+    if (rc == FLOW_OK) {
+        *deadline = fold_deadline(q);
+        *act = q->act;
+        *task = q->task;
+    }
     flow__free(bad);
     flow__free(reqs);
     flow__records_free(recs, count);
+    return rc;
+}
+
+flow_err flow_store_answer(flow_store *s, const char *run_id, const char *request,
+                           json_t *value, const char *by, flow_error *err)
+{
+    if (!run_id || !request || !value)
+        return flow__error(err, FLOW_EINVAL, "flow_store_answer needs a run, a request and an "
+                                             "answer");
+    json_t *answer = NULL;
+    double deadline = 0;
+    uint32_t act = 0, task = 0;
+    flow_err rc = answer_check(s, run_id, request, value, by, &answer, &deadline, &act, &task,
+                               err);
     if (rc != FLOW_OK)
         return rc;
 
-    /* A live runner takes it as a request; else we write it ourselves. */
+    /* The store decides which answer is taken: of two at the same moment,
+     * in any processes, one claim succeeds and the other is refused naming
+     * it. Only then is the run told: by its live runner, or in its journal. */
     double now = flow__wall_time();
     pthread_mutex_lock(&s->io);
-    rc = take_unattended(s, run_id, now, err);
+    rc = flow__store_answer_claim(s->backend, run_id, request, answer, deadline, NULL, err);
+    if (rc == FLOW_EEXISTS || rc == FLOW_ETIMEOUT)
+        rc = closed(err);
+    if (rc == FLOW_OK)
+        rc = take_unattended(s, run_id, now, err);
     if (rc == FLOW_EBUSY) {
         flow__error_clear(err);
         json_t *msg = json_pack("{s:s,s:O}", "request", request, "answer", answer);

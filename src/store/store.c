@@ -16,6 +16,7 @@
 #include "store/store.h"
 
 #include "util/alloc.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 /* NULL-terminated; backends that need optional libraries go in #ifdefs. */
@@ -322,4 +323,31 @@ void flow__store_close(struct flow__store *s)
     s->ops->close(s->priv);
     flow__free(s->url);
     flow__free(s);
+}
+
+/* ---- answers ------------------------------------------------------------ */
+
+bool flow__store_answer_late(double not_after)
+{
+    return not_after > 0 && flow__wall_time() >= not_after;
+}
+
+flow_err flow__store_answer_expired(flow_error *err, const char *run_id, const char *request,
+                                    double not_after)
+{
+    char at[40];
+    if (!flow__rfc3339(not_after, at, sizeof(at)))
+        snprintf(at, sizeof(at), "its deadline");
+    return flow__error(err, FLOW_ETIMEOUT,
+                       "request '%s' of run '%s' expired at %s: its timeout answer stands",
+                       request, run_id, at);
+}
+
+flow_err flow__store_answer_taken(flow_error *err, const char *run_id, const char *request,
+                                  const json_t *winner)
+{
+    const char *by = json_string_value(json_object_get(winner, "by"));
+    const char *at = json_string_value(json_object_get(winner, "at"));
+    return flow__error(err, FLOW_EEXISTS, "request '%s' of run '%s' was already answered by %s%s%s",
+                       request, run_id, by ? by : "someone", at ? " at " : "", at ? at : "");
 }

@@ -20,6 +20,7 @@
 
 #include "flow.h"
 #include "store/record.h"
+#include "util/error.h"
 #include "util/strmap.h"
 
 /* The highest store format this libflow reads and writes. */
@@ -148,6 +149,26 @@ struct flow__store_ops {
     flow_err (*control_take)(void *priv, const char *id, char **kind, char **arg,
                              flow_error *err);
     /* Methods above are valid for version 1. */
+
+    /* version 2 */
+
+    /* Record `answer` as THE answer to request `request` of run `run_id`:
+     * the one compare-and-set every answer goes through (a person's, a
+     * timeout's), so that of any number of concurrent claims, in threads
+     * or processes sharing the store, exactly one gets FLOW_OK. Another
+     * answer recorded first is FLOW_EEXISTS, and *winner (may be NULL)
+     * gets a new reference to it. `not_after` (epoch seconds, 0: none): a
+     * claim made once the store's clock has reached it is FLOW_ETIMEOUT
+     * (a deadline is checked where the answer is taken). FLOW_ENOTFOUND if
+     * there is no such run. A failed claim records nothing. Mandatory. */
+    flow_err (*answer_claim)(void *priv, const char *run_id, const char *request,
+                             json_t *answer, double not_after, json_t **winner,
+                             flow_error *err);
+    /* *out gets a new object: request id -> the answer recorded for it, for
+     * every request of run `run_id` that has one. FLOW_ENOTFOUND if there
+     * is no such run. Mandatory. */
+    flow_err (*answer_list)(void *priv, const char *run_id, json_t **out, flow_error *err);
+    /* Methods above are valid for version 2. */
 };
 
 /* An open store. Owned by whoever opened it; freed by flow__store_close. */
@@ -207,6 +228,19 @@ void flow__store_run_entries_free(struct flow__strmap *map, void (*release)(void
  * keep the lease as data (sqlite, memory). */
 flow_err flow__lease_check(flow_error *err, const char *id, const char *current, double expiry,
                            const char *holder, double now);
+
+/* Has the time to answer run out: is `not_after` (0: never) past by the
+ * wall clock? For answer_claim. */
+bool flow__store_answer_late(double not_after);
+/* Fill `err` with FLOW_ETIMEOUT: "request 'R' of run 'X' expired at T: its
+ * timeout answer stands"; returns FLOW_ETIMEOUT. */
+flow_err flow__store_answer_expired(flow_error *err, const char *run_id, const char *request,
+                                    double not_after);
+/* Fill `err` with FLOW_EEXISTS: "request 'R' of run 'X' was already
+ * answered by B at T" (B and T from the answer `winner`); returns
+ * FLOW_EEXISTS. */
+flow_err flow__store_answer_taken(flow_error *err, const char *run_id, const char *request,
+                                  const json_t *winner);
 
 /* Open the store named by `url` ("sqlite:PATH[?durability=strict]",
  * "disk:DIR[?durability=strict]", "memory:"), creating it if it does not
@@ -299,6 +333,28 @@ static inline flow_err flow__store_control_put(struct flow__store *s, const char
                                                flow_error *err)
 {
     return s->ops->control_put(s->priv, id, kind, arg, err);
+}
+
+/* Backends older than version 2 cannot take answers. */
+static inline flow_err flow__store_answer_claim(struct flow__store *s, const char *run_id,
+                                                const char *request, json_t *answer,
+                                                double not_after, json_t **winner,
+                                                flow_error *err)
+{
+    if (winner)
+        *winner = NULL;
+    if (s->ops->version < 2 || !s->ops->answer_claim)
+        return flow__error(err, FLOW_EUNSUPPORTED, "store '%s' cannot take answers", s->url);
+    return s->ops->answer_claim(s->priv, run_id, request, answer, not_after, winner, err);
+}
+
+static inline flow_err flow__store_answer_list(struct flow__store *s, const char *run_id,
+                                               json_t **out, flow_error *err)
+{
+    *out = NULL;
+    if (s->ops->version < 2 || !s->ops->answer_list)
+        return flow__error(err, FLOW_EUNSUPPORTED, "store '%s' cannot take answers", s->url);
+    return s->ops->answer_list(s->priv, run_id, out, err);
 }
 
 static inline flow_err flow__store_control_take(struct flow__store *s, const char *id,

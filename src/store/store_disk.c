@@ -29,13 +29,16 @@
  * The lease is an flock on runs/<id>/lease, held on a descriptor this handle
  * keeps open: the kernel drops it when the holder dies, so no expiry is
  * needed. Control requests are files named by a zero-padded number, created
- * by link() from a temp file so that two writers never take one number. */
+ * by link() from a temp file so that two writers never take one number.
+ * Answers to feedback requests are files in answers/, one per request, made
+ * the same way: link() never replaces, so the first answer is the one. */
 #include "util/compat.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +54,7 @@
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/error.h"
+#include "util/fnv.h"
 #include "util/json.h"
 #include "util/strmap.h"
 #include "util/vec.h"
@@ -65,6 +69,7 @@
 #define DK_CTL_NAME_LEN 20 /* digits of a control request's file name */
 #define DK_CTL_TRIES 1000
 #define DK_PATH_MAX 160 /* "<id>/meta.json.tmp" and the like */
+#define DK_ANS_NAME_MAX 180 /* bytes of an answer's file name */
 
 /* What this handle keeps of a run. Entries stay in the map until close (a
  * deleted run's entry is only made cold). */
@@ -82,7 +87,6 @@ struct dk_store {
     int dirfd;  /* DIR */
     int runsfd; /* DIR/runs */
     bool strict;
-    unsigned counter;         /* for unique temp names */
     struct flow__strmap runs; /* id -> struct dk_run */
     struct flow__buf buf;     /* a batch or a file being written */
 };
@@ -226,11 +230,16 @@ static flow_err dk_run_exists(struct dk_store *s, const char *id, flow_error *er
     return flow__error_errno(err, errno, "cannot read run '%s' in store '%s'", id, s->path);
 }
 
-/* A unique name for a temp entry: ".PREFIX-ID-PID-N". */
+/* A unique name for a temp entry: ".PREFIX-ID-PID-N". N counts in the
+ * process, not the handle: two handles of one process (threads) must not
+ * write the same temp file. */
 static void dk_temp_name(struct dk_store *s, char *out, size_t size, const char *prefix,
                          const char *id)
 {
-    snprintf(out, size, ".%s-%s-%ld-%u", prefix, id, (long)getpid(), ++s->counter);
+    static atomic_uint counter;
+    FLOW__UNUSED(s);
+    snprintf(out, size, ".%s-%s-%ld-%u", prefix, id, (long)getpid(),
+             atomic_fetch_add(&counter, 1) + 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1208,6 +1217,232 @@ static flow_err dk_control_take(void *priv, const char *id, char **kind, char **
 }
 
 /* ------------------------------------------------------------------------ */
+/* answers                                                                   */
+
+/* Request id -> file name. Bytes other than letters, digits, '_', '-' and a
+ * '.' that does not come first are written %XX, so that two ids never
+ * share a name and none is hidden ("." starts temp files). An id whose name
+ * would be too long keeps the start of it plus "~" and its FNV-1a hash ('~'
+ * is never written as itself, so such a name is never another id's); the
+ * file also holds the id, and reading checks it. */
+static void dk_answer_name(const char *request, char out[DK_ANS_NAME_MAX + 1])
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)request; *p; p++) {
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' ||
+                     (*p == '.' && p != (const unsigned char *)request);
+        if (n + (plain ? 1 : 3) > DK_ANS_NAME_MAX) {
+            if (n > DK_ANS_NAME_MAX - 17)
+                n = DK_ANS_NAME_MAX - 17;
+            snprintf(out + n, DK_ANS_NAME_MAX + 1 - n, "~%016llx",
+                     (unsigned long long)flow__fnv_str(FLOW__FNV_INIT, request));
+            return;
+        }
+        if (plain) {
+            out[n++] = (char)*p;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex[*p >> 4];
+            out[n++] = hex[*p & 15];
+        }
+    }
+    out[n] = '\0';
+}
+
+/* Open run `id`'s answers/ directory; with `make`, create it when the run
+ * exists without one. -1 with errno (ENOENT: no such run, or no answers
+ * without `make`). */
+static int dk_answers_open(struct dk_store *s, const char *id, bool make)
+{
+    char rel[DK_PATH_MAX];
+    if (!dk_run_path(rel, sizeof(rel), id, "answers")) {
+        errno = ENOENT;
+        return -1;
+    }
+    int fd = dk_open_dir(s->runsfd, rel);
+    if (fd >= 0 || errno != ENOENT || !make)
+        return fd;
+    flow_err exists = dk_run_exists(s, id, NULL);
+    if (exists != FLOW_OK) {
+        errno = exists == FLOW_ENOTFOUND ? ENOENT : EIO;
+        return -1;
+    }
+    if (mkdirat(s->runsfd, rel, 0700) != 0 && errno != EEXIST)
+        return -1;
+    return dk_open_dir(s->runsfd, rel);
+}
+
+/* Read answer file `name` in `afd`: *request borrowed from *root (the
+ * caller decrefs it), *answer borrowed likewise. ENOENT, another errno,
+ * or EBADMSG for a file that is not an answer. */
+static int dk_answer_read(int afd, const char *name, json_t **root, const char **request,
+                          json_t **answer)
+{
+    *root = NULL;
+    struct flow__buf text;
+    flow__buf_init(&text, DK_META_MAX);
+    int e = dk_read_file(afd, name, &text);
+    json_t *o = e ? NULL : json_loadb(flow__buf_str(&text), text.len, 0, NULL);
+    flow__buf_cleanup(&text);
+    if (e)
+        return e;
+    *request = json_string_value(json_object_get(o, "request"));
+    *answer = json_object_get(o, "answer");
+    if (!*request || !*answer) {
+        json_decref(o);
+        return EBADMSG;
+    }
+    *root = o;
+    return 0;
+}
+
+/* The answer already recorded as `name` for `request`: FLOW_EEXISTS with
+ * *winner (may be NULL) a new reference to it; FLOW_OK when there is none;
+ * or an error. */
+static flow_err dk_answer_first(struct dk_store *s, int afd, const char *name,
+                                const char *run_id, const char *request, json_t **winner,
+                                const char *what, flow_error *err)
+{
+    json_t *root;
+    const char *req;
+    json_t *answer;
+    int e = dk_answer_read(afd, name, &root, &req, &answer);
+    if (e == ENOENT)
+        return FLOW_OK;
+    if (!e && strcmp(req, request) != 0)
+        e = EBADMSG; /* a hashed name of another id: never in practice */
+    if (e == EBADMSG) {
+        json_decref(root);
+        return flow__error(err, FLOW_EPARSE, "%s in store '%s': the answer file '%s' is damaged",
+                           what, s->path, name);
+    }
+    if (e)
+        return flow__error_errno(err, e, "%s in store '%s'", what, s->path);
+    flow_err rc = flow__store_answer_taken(err, run_id, request, answer);
+    if (winner)
+        *winner = json_incref(answer);
+    json_decref(root);
+    return rc;
+}
+
+static flow_err dk_answer_claim(void *priv, const char *run_id, const char *request,
+                                json_t *answer, double not_after, json_t **winner,
+                                flow_error *err)
+{
+    struct dk_store *s = priv;
+    char what[300];
+    snprintf(what, sizeof(what), "cannot answer request '%.100s' of run '%s'", request, run_id);
+    int afd = dk_answers_open(s, run_id, true);
+    if (afd < 0) {
+        if (errno == ENOENT)
+            return dk_no_run(s, run_id, err);
+        return flow__error_errno(err, errno, "%s in store '%s'", what, s->path);
+    }
+    char name[DK_ANS_NAME_MAX + 1];
+    dk_answer_name(request, name);
+    flow_err rc = dk_answer_first(s, afd, name, run_id, request, winner, what, err);
+    if (rc == FLOW_OK && flow__store_answer_late(not_after))
+        rc = flow__store_answer_expired(err, run_id, request, not_after);
+    json_t *o = NULL;
+    if (rc == FLOW_OK) {
+        o = json_pack("{s:s, s:O}", "request", request, "answer", answer);
+        flow__buf_reset(&s->buf);
+        rc = o ? flow__json_append(&s->buf, o, JSON_COMPACT) : FLOW_ENOMEM;
+        if (rc == FLOW_OK)
+            rc = flow__buf_appendc(&s->buf, '\n');
+        json_decref(o);
+        if (rc != FLOW_OK)
+            flow__error(err, rc, "%s in store '%s': out of memory", what, s->path);
+    }
+    if (rc != FLOW_OK) {
+        close(afd);
+        return rc;
+    }
+    char tmp[DK_PATH_MAX];
+    dk_temp_name(s, tmp, sizeof(tmp), "tmp", "answer");
+    int e = dk_write_file(afd, tmp, s->buf.data, s->buf.len);
+    if (!e) {
+        /* The compare-and-set: link() fails on a name that exists. */
+        e = linkat(afd, tmp, afd, name, 0) == 0 ? 0 : errno;
+        unlinkat(afd, tmp, 0);
+        if (!e && fsync(afd) != 0) {
+            e = errno;
+            unlinkat(afd, name, 0);
+        }
+    }
+    if (e == EEXIST) {
+        rc = dk_answer_first(s, afd, name, run_id, request, winner, what, err);
+        if (rc == FLOW_OK) /* it was taken back (a failed sync): still not ours */
+            rc = flow__error(err, FLOW_EBUSY, "%s in store '%s': another answer came at the same "
+                                              "time",
+                             what, s->path);
+    } else if (e) {
+        rc = flow__error_errno(err, e, "%s in store '%s'", what, s->path);
+    }
+    close(afd);
+    return rc;
+}
+
+static flow_err dk_answer_list(void *priv, const char *run_id, json_t **out, flow_error *err)
+{
+    struct dk_store *s = priv;
+    char what[160];
+    snprintf(what, sizeof(what), "cannot read the answers of run '%s'", run_id);
+    int afd = dk_answers_open(s, run_id, false);
+    if (afd < 0 && errno != ENOENT)
+        return flow__error_errno(err, errno, "%s in store '%s'", what, s->path);
+    if (afd < 0) { /* no answers yet, or no run */
+        flow_err rc = dk_run_exists(s, run_id, err);
+        if (rc == FLOW_OK && !(*out = json_object()))
+            rc = flow__error(err, FLOW_ENOMEM, "%s in store '%s': out of memory", what, s->path);
+        return rc;
+    }
+    int fd = dk_open_dir(afd, ".");
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    json_t *all = json_object();
+    flow_err rc = FLOW_OK;
+    if (!d || !all) {
+        rc = !all ? flow__error(err, FLOW_ENOMEM, "%s in store '%s': out of memory", what, s->path)
+                  : flow__error_errno(err, errno, "%s in store '%s'", what, s->path);
+        if (!d && fd >= 0)
+            close(fd);
+    }
+    struct dirent *ent;
+    while (d && rc == FLOW_OK && (errno = 0, ent = readdir(d))) {
+        if (ent->d_name[0] == '.')
+            continue; /* ".", "..", temp files */
+        json_t *root;
+        const char *request;
+        json_t *answer;
+        int e = dk_answer_read(afd, ent->d_name, &root, &request, &answer);
+        if (e == ENOENT)
+            continue;
+        if (e == EBADMSG)
+            rc = flow__error(err, FLOW_EPARSE, "%s in store '%s': the answer file '%s' is "
+                                               "damaged",
+                             what, s->path, ent->d_name);
+        else if (e)
+            rc = flow__error_errno(err, e, "%s in store '%s'", what, s->path);
+        else if (json_object_set(all, request, answer) != 0)
+            rc = flow__error(err, FLOW_ENOMEM, "%s in store '%s': out of memory", what, s->path);
+        json_decref(root);
+    }
+    if (d && rc == FLOW_OK && errno != 0)
+        rc = flow__error_errno(err, errno, "%s in store '%s'", what, s->path);
+    if (d)
+        closedir(d);
+    close(afd);
+    if (rc != FLOW_OK) {
+        json_decref(all);
+        return rc;
+    }
+    *out = all;
+    return FLOW_OK;
+}
+
+/* ------------------------------------------------------------------------ */
 /* open / close                                                              */
 
 /* Is directory `dfd` empty, but for a FORMAT.tmp left by a crash? 1 yes, 0
@@ -1347,7 +1582,7 @@ out_close:
 }
 
 const struct flow__store_ops flow__store_disk_ops = {
-    .version = 1,
+    .version = 2,
     .scheme = "disk",
     .caps = FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS,
     .open = dk_open,                     /* FORMAT check, or written in an empty dir */
@@ -1365,4 +1600,6 @@ const struct flow__store_ops flow__store_disk_ops = {
     .lease_get = dk_lease_get,           /* is the file locked? by whom */
     .control_put = dk_control_put,       /* temp file, link()ed to the next number */
     .control_take = dk_control_take,     /* lowest number, read then unlinked */
+    .answer_claim = dk_answer_claim,     /* temp file link()ed to answers/<request> */
+    .answer_list = dk_answer_list,       /* every file of answers/ */
 };

@@ -31,6 +31,7 @@ struct mem_run {
     FLOW__VEC(struct mem_request) reqs; /* oldest first */
     char *lease_holder;                 /* NULL: no lease */
     double lease_expiry;
+    json_t *answers;                    /* request -> its answer; NULL: none yet */
 };
 
 struct mem_store {
@@ -54,6 +55,8 @@ static void mem_run_clear(struct mem_run *r)
     flow__free(r->lease_holder);
     r->lease_holder = NULL;
     r->lease_expiry = 0;
+    json_decref(r->answers);
+    r->answers = NULL;
     r->live = false;
 }
 
@@ -312,8 +315,42 @@ static flow_err mem_control_take(void *priv, const char *id, char **kind, char *
     return FLOW_OK;
 }
 
+/* Atomic because callers serialize every call into a store (the public
+ * handle's mutex): the check and the insert see the same answers. */
+static flow_err mem_answer_claim(void *priv, const char *run_id, const char *request,
+                                 json_t *answer, double not_after, json_t **winner,
+                                 flow_error *err)
+{
+    struct mem_run *r = mem_find(priv, run_id, err);
+    if (!r)
+        return FLOW_ENOTFOUND;
+    json_t *first = json_object_get(r->answers, request);
+    if (first) {
+        if (winner && !(*winner = json_deep_copy(first)))
+            return mem_nomem(err, "reading an answer of", run_id);
+        return flow__store_answer_taken(err, run_id, request, first);
+    }
+    if (flow__store_answer_late(not_after))
+        return flow__store_answer_expired(err, run_id, request, not_after);
+    if (!r->answers && !(r->answers = json_object()))
+        return mem_nomem(err, "answering", run_id);
+    /* A copy: the caller may change its value afterwards. */
+    if (json_object_set_new(r->answers, request, json_deep_copy(answer)) != 0)
+        return mem_nomem(err, "answering", run_id);
+    return FLOW_OK;
+}
+
+static flow_err mem_answer_list(void *priv, const char *run_id, json_t **out, flow_error *err)
+{
+    struct mem_run *r = mem_find(priv, run_id, err);
+    if (!r)
+        return FLOW_ENOTFOUND;
+    *out = r->answers ? json_deep_copy(r->answers) : json_object();
+    return *out ? FLOW_OK : mem_nomem(err, "reading the answers of", run_id);
+}
+
 const struct flow__store_ops flow__store_memory_ops = {
-    .version = 1,
+    .version = 2,
     .scheme = "memory",
     .caps = 0, /* neither durable nor seen by other processes */
     .open = mem_open,                     /* a new, empty store */
@@ -331,4 +368,6 @@ const struct flow__store_ops flow__store_memory_ops = {
     .lease_get = mem_lease_get,           /* live per flow__lease_is_live */
     .control_put = mem_control_put,       /* a queue per run */
     .control_take = mem_control_take,     /* the front of the queue */
+    .answer_claim = mem_answer_claim,     /* check and set in one call */
+    .answer_list = mem_answer_list,       /* a copy of the run's answers */
 };

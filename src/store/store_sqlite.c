@@ -1,7 +1,8 @@
 /* store_sqlite.c -- the SQLite store ("sqlite:PATH[?durability=strict]"):
  * one database file in WAL mode, runs in `runs`, journal records in
- * `records` keyed by (run, seq), control requests in `control`, one BEGIN
- * IMMEDIATE..COMMIT per append. Schema and format: docs/internals/store.md.
+ * `records` keyed by (run, seq), control requests in `control`, answers to
+ * feedback requests in `answers` keyed by (run, request), one BEGIN
+ * IMMEDIATE..COMMIT per append or answer. Schema and format: docs/internals/store.md.
  *
  * The next seq of each run this handle appended to is cached, so a batch
  * costs one primary-key lookup (the run still exists, and is the same run:
@@ -33,6 +34,11 @@
 #define FLOW__STR(x) FLOW__STR_(x)
 #define SQ_PAYLOAD_MAX ((size_t)1 << 30)
 
+/* Added to format 1 after it shipped: made when missing (sq_setup). */
+#define SQ_ANSWERS_TABLE                                                                         \
+    "CREATE TABLE IF NOT EXISTS answers(run TEXT NOT NULL, request TEXT NOT NULL,"               \
+    " answer TEXT NOT NULL, PRIMARY KEY(run, request)) WITHOUT ROWID;"
+
 static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS runs(id TEXT PRIMARY KEY, flow TEXT, version TEXT,"
@@ -46,6 +52,7 @@ static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS control(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
     " run TEXT NOT NULL, kind TEXT NOT NULL, arg TEXT);"
     "CREATE INDEX IF NOT EXISTS control_run ON control(run, seq);"
+    SQ_ANSWERS_TABLE
     "INSERT OR REPLACE INTO meta(key, value) VALUES('format', '1');"
     "PRAGMA user_version = 1;";
 
@@ -69,6 +76,10 @@ enum sq_stmt {
     SQ_CTL_FIRST,
     SQ_CTL_DELETE,
     SQ_CTL_DELETE_RUN,
+    SQ_ANS_GET,
+    SQ_ANS_PUT,
+    SQ_ANS_LIST,
+    SQ_ANS_DELETE_RUN,
     SQ_NSTMT
 };
 
@@ -100,6 +111,10 @@ static const char *const sq_sql[SQ_NSTMT] = {
     [SQ_CTL_FIRST] = "SELECT seq, kind, arg FROM control WHERE run = ?1 ORDER BY seq LIMIT 1",
     [SQ_CTL_DELETE] = "DELETE FROM control WHERE seq = ?1",
     [SQ_CTL_DELETE_RUN] = "DELETE FROM control WHERE run = ?1",
+    [SQ_ANS_GET] = "SELECT answer FROM answers WHERE run = ?1 AND request = ?2",
+    [SQ_ANS_PUT] = "INSERT INTO answers(run, request, answer) VALUES(?1, ?2, ?3)",
+    [SQ_ANS_LIST] = "SELECT request, answer FROM answers WHERE run = ?1",
+    [SQ_ANS_DELETE_RUN] = "DELETE FROM answers WHERE run = ?1",
 };
 
 /* What this handle knows of a run it appended to. Entries stay in the map
@@ -283,6 +298,28 @@ static flow_err sq_set_sync(struct sq_store *s, bool full, flow_error *err)
     return FLOW_OK;
 }
 
+/* A store made before `answers` existed gets the table; the others are
+ * only read. */
+static flow_err sq_add_answers(struct sq_store *s, flow_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int have = -1;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                           " AND name = 'answers'",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        have = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (have < 0)
+        return sq_fail(s, err, "cannot read the schema");
+    if (have > 0)
+        return FLOW_OK;
+    if (sqlite3_exec(s->db, SQ_ANSWERS_TABLE, NULL, NULL, NULL) != SQLITE_OK)
+        return sq_fail(s, err, "cannot add the answers table");
+    return FLOW_OK;
+}
+
 /* Set the pragmas, check the format, create the schema when new. */
 static flow_err sq_setup(struct sq_store *s, flow_error *err)
 {
@@ -320,7 +357,7 @@ static flow_err sq_setup(struct sq_store *s, flow_error *err)
         return frc;
 
     if (version == FLOW__STORE_FORMAT)
-        return FLOW_OK;
+        return sq_add_answers(s, err);
     /* A new file (or one another process is creating right now). */
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return sq_fail(s, err, "cannot create the schema");
@@ -330,7 +367,7 @@ static flow_err sq_setup(struct sq_store *s, flow_error *err)
         if (sqlite3_prepare_v2(s->db,
                                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                " AND name NOT IN ('meta', 'runs', 'records', 'control',"
-                               " 'sqlite_sequence')",
+                               " 'answers', 'sqlite_sequence')",
                                -1, &st, NULL) == SQLITE_OK) {
             if (sqlite3_step(st) == SQLITE_ROW)
                 foreign = sqlite3_column_int(st, 0);
@@ -756,7 +793,8 @@ static flow_err sq_run_delete(void *priv, const char *id, flow_error *err)
     flow_err rc = sq_begin_run(s, id, NULL, what, err);
     if (rc != FLOW_OK)
         return rc;
-    static const enum sq_stmt deletes[] = {SQ_RUN_DELETE, SQ_REC_DELETE, SQ_CTL_DELETE_RUN};
+    static const enum sq_stmt deletes[] = {SQ_RUN_DELETE, SQ_REC_DELETE, SQ_CTL_DELETE_RUN,
+                                           SQ_ANS_DELETE_RUN};
     for (size_t i = 0; i < FLOW__ARRAY_LEN(deletes); i++) {
         sqlite3_stmt *st = sq_stmt(s, deletes[i]);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -949,8 +987,121 @@ out_free:
     return rc;
 }
 
+/* ------------------------------------------------------------------------ */
+/* answers                                                                   */
+
+/* The answer recorded for (run_id, request), parsed into *out (NULL when
+ * there is none), inside the caller's transaction or not. */
+static flow_err sq_answer_get(struct sq_store *s, const char *run_id, const char *request,
+                              json_t **out, const char *what, flow_error *err)
+{
+    *out = NULL;
+    sqlite3_stmt *st = sq_stmt(s, SQ_ANS_GET);
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, request, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    flow_err rc = FLOW_OK;
+    if (step == SQLITE_ROW) {
+        rc = sq_column_json(st, 0, out);
+        if (rc != FLOW_OK)
+            flow__error(err, rc, "%s in store '%s': %s", what, s->path,
+                        rc == FLOW_EPARSE ? "the recorded answer is damaged" : "out of memory");
+    } else if (step != SQLITE_DONE) {
+        rc = sq_fail(s, err, what);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* One transaction: the look and the insert cannot be split by another
+ * connection (BEGIN IMMEDIATE takes the write lock first), and the primary
+ * key refuses a second row should anything get past. */
+static flow_err sq_answer_claim(void *priv, const char *run_id, const char *request,
+                                json_t *answer, double not_after, json_t **winner,
+                                flow_error *err)
+{
+    struct sq_store *s = priv;
+    char what[300];
+    snprintf(what, sizeof(what), "cannot answer request '%.100s' of run '%s'", request, run_id);
+    flow_err rc = s->sync_full != s->strict ? sq_set_sync(s, s->strict, err) : FLOW_OK;
+    if (rc == FLOW_OK)
+        rc = sq_begin_run(s, run_id, NULL, what, err);
+    if (rc != FLOW_OK)
+        return rc;
+    json_t *first = NULL;
+    rc = sq_answer_get(s, run_id, request, &first, what, err);
+    if (rc == FLOW_OK && first) {
+        rc = flow__store_answer_taken(err, run_id, request, first);
+        if (winner)
+            *winner = first;
+        else
+            json_decref(first);
+        goto out_rollback;
+    }
+    if (rc == FLOW_OK && flow__store_answer_late(not_after))
+        rc = flow__store_answer_expired(err, run_id, request, not_after);
+    if (rc != FLOW_OK)
+        goto out_rollback;
+    sqlite3_stmt *st = sq_stmt(s, SQ_ANS_PUT);
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, request, -1, SQLITE_STATIC);
+    rc = sq_bind_json(s, st, 3, answer);
+    if (rc != FLOW_OK) {
+        flow__error(err, rc, "%s in store '%s': out of memory", what, s->path);
+    } else if (sq_exec(st) != SQLITE_OK) {
+        rc = sq_fail(s, err, what);
+    }
+    sqlite3_bind_null(st, 3); /* do not keep a pointer into s->json */
+    if (rc != FLOW_OK)
+        goto out_rollback;
+    return sq_commit(s, what, err);
+
+out_rollback:
+    sq_rollback(s);
+    return rc;
+}
+
+static flow_err sq_answer_list(void *priv, const char *run_id, json_t **out, flow_error *err)
+{
+    struct sq_store *s = priv;
+    char what[160];
+    snprintf(what, sizeof(what), "cannot read the answers of run '%s'", run_id);
+    double created;
+    int exists = sq_run_created(s, run_id, &created);
+    if (exists <= 0)
+        return exists < 0 ? sq_fail(s, err, what)
+                          : flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '%s'", run_id,
+                                        s->path);
+    json_t *all = json_object();
+    if (!all)
+        return flow__error(err, FLOW_ENOMEM, "%s in store '%s': out of memory", what, s->path);
+    sqlite3_stmt *st = sq_stmt(s, SQ_ANS_LIST);
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    flow_err rc = FLOW_OK;
+    int step;
+    while (rc == FLOW_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *request = (const char *)sqlite3_column_text(st, 0);
+        json_t *answer = NULL;
+        rc = request ? sq_column_json(st, 1, &answer) : FLOW_ENOMEM;
+        if (rc == FLOW_OK && json_object_set_new(all, request, answer) != 0)
+            rc = FLOW_ENOMEM;
+        if (rc != FLOW_OK)
+            flow__error(err, rc, "%s in store '%s': %s", what, s->path,
+                        rc == FLOW_EPARSE ? "an answer is damaged" : "out of memory");
+    }
+    if (rc == FLOW_OK && step != SQLITE_DONE)
+        rc = sq_fail(s, err, what);
+    sqlite3_reset(st);
+    if (rc != FLOW_OK) {
+        json_decref(all);
+        return rc;
+    }
+    *out = all;
+    return FLOW_OK;
+}
+
 const struct flow__store_ops flow__store_sqlite_ops = {
-    .version = 1,
+    .version = 2,
     .scheme = "sqlite",
     .caps = FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS,
     .open = sq_open,                     /* WAL, busy timeout, format check */
@@ -962,10 +1113,12 @@ const struct flow__store_ops flow__store_sqlite_ops = {
     .append = sq_append,                 /* BEGIN IMMEDIATE..COMMIT per batch, cached seq */
     .commit = NULL,                      /* every append commits */
     .read = sq_read,                     /* payloads parsed back */
-    .run_delete = sq_run_delete,         /* runs, records, control in one transaction */
+    .run_delete = sq_run_delete,         /* runs, records, control, answers: one transaction */
     .lease_acquire = sq_lease_acquire,   /* holder and expiry in runs, BEGIN IMMEDIATE */
     .lease_release = sq_lease_release,   /* cleared only if ours */
     .lease_get = sq_lease_get,           /* live per flow__lease_is_live */
     .control_put = sq_control_put,       /* INSERT if the run exists */
     .control_take = sq_control_take,     /* oldest, deleted in the same transaction */
+    .answer_claim = sq_answer_claim,     /* look and insert in one BEGIN IMMEDIATE */
+    .answer_list = sq_answer_list,       /* the run's rows */
 };

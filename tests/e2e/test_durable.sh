@@ -3,7 +3,9 @@
 # cancel from another process, SIGINT, a second runner refused, checkpoints
 # and time travel, logs, status, gc, a changed workflow file; and the ways a
 # store fails: not a store, a newer format, read-only, locked, full (a file
-# size limit) -- each a clear error that loses nothing already committed.
+# size limit) -- each a clear error that loses nothing already committed --
+# also at the very end of a run (never exit 0 for an end the store does not
+# hold); corrupt record times read as unknown, never undefined behaviour.
 set -u
 . "$(dirname "$0")/lib.sh"
 cd "$T" || exit 1
@@ -332,4 +334,112 @@ check "... keeping what was committed" test -n "$done_before"
 rc=$?
 check "once there is room, the run resumes to completion" test "$rc" = 0
 check "... and every item ran at least once" test "$(sort -u marks | wc -l)" = 300
+# --- the end of a run that cannot be recorded ------------------------------------
+# The run's own task takes the store away just before the end: its directory made
+# read-only (as an unprivileged user: root writes anyway), or the runner's file size
+# limit lowered to the journal's size. `flow run` must not report a success the
+# store does not hold.
+mkdir -p rostore
+cat >endro.yaml <<'EOF'
+name: endro
+tasks:
+  work:
+    shell: chmod 500 "$STORE_DIR/runs/ro1"; echo '"done"'
+EOF
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+    chmod 755 "$T"
+    chmod 777 rostore
+    as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+else
+    as_user=()
+fi
+STORE_DIR=$T/rostore/d "${as_user[@]}" "$FLOW" run endro.yaml --id ro1 --store "disk:$T/rostore/d" >out 2>err
+rc=$?
+check "a status write that fails at the end: exit 1, not 0" test "$rc" = 1
+check "... with the store's message" grep -q "failed: cannot record the end of run 'ro1': cannot set the status of run 'ro1' in store '$T/rostore/d': Permission denied" err
+check "... and no result on stdout" test ! -s out
+chmod 700 "$T/rostore/d/runs/ro1"
+"${as_user[@]}" "$FLOW" resume ro1 --store "disk:$T/rostore/d" --quiet >out 2>err
+rc=$?
+check "... once writable, a resume records the end it had reached" test "$rc" = 0
+check "... printing its result" grep -q '"done"' out
+if command -v prlimit >/dev/null; then
+    cat >endfull.yaml <<'EOF'
+name: endfull
+tasks:
+  first:
+    shell: echo '"one"'
+  last:
+    after: first
+    shell: prlimit --pid $PPID --fsize=$(stat -c %s "$STORE_DIR/runs/fs1/journal"); echo '"done"'
+EOF
+    # SIGXFSZ ignored, as a runner that outgrows its limit gets EFBIG; output through
+    # other processes, which the limit does not bind
+    (trap '' XFSZ; STORE_DIR=$T/fsstore exec "$FLOW" run endfull.yaml --id fs1 --store "disk:$T/fsstore" > >(cat >out) 2> >(cat >err))
+    rc=$?
+    sleep 0.2
+    check "a journal write that fails at the end: exit 1, not 0" test "$rc" = 1
+    check "... with the store's message" grep -q "cannot append to run 'fs1' in store '$T/fsstore': File too large" err
+fi
+
+# --- corrupt record times ---------------------------------------------------------
+# NaN, infinities, huge and negative times in a disk journal and in sqlite rows: status,
+# logs, feedback, checkpoints and resume show them as unknown (null), never undefined
+# behaviour (the ASan+UBSan build runs this too).
+cat >times.yaml <<'EOF'
+name: times
+tasks:
+  first:
+    shell: echo '"one"'
+  ask:
+    after: first
+    feedback: {type: approval, request: ok, message: "Go?", timeout: 1h, default: true}
+  last:
+    after: ask
+    shell: echo '"two"'
+EOF
+"$FLOW" run times.yaml --id ct1 --store "disk:$T/times.d" --quiet >/dev/null 2>&1
+"$FLOW" run times.yaml --id ct2 --store "sqlite:$T/times.db" --quiet >/dev/null 2>&1
+python3 - "$T/times.d/runs/ct1/journal" "$T/times.db" <<'EOF'
+import sqlite3, struct, sys, zlib
+bad = [float('nan'), float('inf'), -float('inf'), 1e300, -1e300, -5.0, 9.3e18, 1.8e19]
+path = sys.argv[1]
+data = open(path, 'rb').read()
+out = bytearray()
+pos = i = 0
+while pos + 8 <= len(data):  # u32 length, u32 crc32, then 24 bytes of fields (time at 16)
+    n, _ = struct.unpack_from('<II', data, pos)
+    body = bytearray(data[pos + 8:pos + 8 + n])
+    struct.pack_into('<d', body, 16, bad[i % len(bad)])
+    out += struct.pack('<II', n, zlib.crc32(bytes(body)) & 0xffffffff) + body
+    pos += 8 + n
+    i += 1
+open(path, 'wb').write(out)
+c = sqlite3.connect(sys.argv[2])
+vals = ["'abc'", "1e308", "-1e308", "-5", "9e18", "'1e999'", "x'00ff'"]
+for i, (seq,) in enumerate(c.execute("select seq from records where run='ct2'").fetchall()):
+    c.execute("update records set time=%s where run='ct2' and seq=%d" % (vals[i % len(vals)], seq))
+c.execute("update runs set created_at=1e308, ended_at='zz' where id='ct2'")
+c.execute("update records set payload=json_set(payload, '$.deadline', 1e308) where run='ct2' and payload like '%deadline%'")
+c.commit()
+EOF
+bad=""
+for store in "disk:$T/times.d ct1" "sqlite:$T/times.db ct2"; do
+    set -- $store
+    for cmd in "status $2" "status $2 --json" "status" "status --json" "logs $2" "logs $2 --json" \
+        "feedback" "feedback --json" "checkpoints $2" "checkpoints $2 --json"; do
+        # shellcheck disable=SC2086
+        "$FLOW" $cmd --store "$1" >out 2>err || bad="$bad [$cmd on ${1%%:*}: exit $?: $(head -c 200 err)]"
+    done
+    "$FLOW" resume "$2" --store "$1" --quiet >out 2>err
+    rc=$?
+    [ "$rc" = 3 ] || bad="$bad [resume on ${1%%:*}: exit $rc: $(head -c 200 err)]"
+done
+check "corrupt record times: status, logs, feedback, checkpoints and resume all work" test -z "$bad"
+[ -n "$bad" ] && echo "  $bad"
+check "... showing a time no calendar has as null" python3 -c '
+import json,subprocess,sys
+d = json.loads(subprocess.run([sys.argv[1], "status", "ct1", "--json", "--store", sys.argv[2]], capture_output=True).stdout)
+sys.exit(not (d["tasks"][0]["started_at"] is None))' "$FLOW" "disk:$T/times.d"
+
 finish

@@ -2,7 +2,10 @@
 # Human feedback through the CLI (issue #5, docs/concepts.md): the seeds' examples pause
 # (exit 3), are answered from another process and resumed; an answer reaches a runner that
 # waits (--wait); timeouts take their defaults, live and while nobody runs the flow; a waiting
-# runner killed with SIGKILL loses nothing; bad answers change nothing; notifications run.
+# runner killed with SIGKILL loses nothing; bad answers change nothing; a deadline is kept
+# (late answers refused, expired requests listed as such); two answers at once (two real
+# processes, with and without a runner), or an answer at the deadline: exactly one is taken;
+# notifications run.
 set -u
 . "$(dirname "$0")/lib.sh"
 cd "$T" || exit 1
@@ -37,7 +40,7 @@ check "answered from another process" test "$rc" = 0
 "$FLOW" feedback h1 review --reject 2>err
 rc=$?
 check "answering twice is refused (exit 2)" test "$rc" = 2
-check "... clearly" grep -q "feedback request 'review' of run 'h1' is answered already" err
+check "... naming who answered, and when" grep -q "request 'review' of run 'h1' was already answered by alice at 20[0-9-]*T[0-9:.]*Z" err
 "$FLOW" resume h1 --quiet >out 2>err
 rc=$?
 check "hitl: resumed with the answer, it finalizes" test "$rc" = 0
@@ -172,6 +175,134 @@ EOF
 rc=$?
 check "timeout without a default fails the task (exit 1)" test "$rc" = 1
 check "... saying so" grep -q "no answer to feedback request 'q' within 0.3s" err
+
+# --- a deadline is a promise -----------------------------------------------------
+cat >promise.yaml <<'EOF'
+name: promise
+tasks:
+  ask:
+    feedback: {type: approval, request: go, message: "Go?", timeout: 1s, default: false}
+  tell:
+    after: ask
+    input: {approved: "{{ tasks.ask.output.approved }}", by: "{{ tasks.ask.output.by }}", at: "{{ tasks.ask.output.at }}"}
+EOF
+"$FLOW" run promise.yaml --id p1 --quiet >/dev/null 2>&1
+rc=$?
+check "promise: nobody runs the flow once it has paused" test "$rc" = 3
+"$FLOW" feedback p1 >out
+check "... before the deadline the request is answerable" grep -q "answer: flow feedback p1 go --approve | --reject" out
+sleep 1.2
+"$FLOW" feedback p1 go --approve --by late 2>err
+rc=$?
+check "promise: an answer after the deadline is refused (exit 2)" test "$rc" = 2
+check "... naming the run, the request and when it expired" grep -q "request 'go' of run 'p1' expired at 20[0-9-]*T[0-9:.]*Z: its timeout answer stands" err
+"$FLOW" feedback p1 >out
+check "promise: the list shows it expired" grep -q "^p1 go (approval, .*expired" out
+check "... not as answerable" bash -c "! grep -q 'answer: flow feedback p1 go' out"
+"$FLOW" feedback p1 --json >out
+check "... and so does --json" python3 -c 'import json,sys; r=json.load(open("out")); sys.exit(not (len(r)==1 and r[0]["expired"] is True))'
+deadline=$(python3 -c 'import json; print(json.load(open("out"))[0]["deadline"])')
+"$FLOW" resume p1 --quiet >out 2>err
+rc=$?
+check "promise: the resume takes the default, not the late answer" python3 -c '
+import json,sys; d=json.load(open("out")); sys.exit(not (d["approved"] is False and d["by"]=="timeout"))'
+check "... as of the deadline" python3 -c '
+import json,sys; sys.exit(json.load(open("out"))["at"] != sys.argv[1])' "$deadline"
+
+# --- two answers at the same moment: one is taken, the other refused ----------
+# Both processes spin on a gate file, so that they start within microseconds.
+race() { # race RUN STORE: two answers at once; prints both exit statuses
+    rm -f gate
+    (while [ ! -e gate ]; do :; done; exec "$FLOW" feedback "$1" ok --approve --by ann --store "$2") 2>race.ann &
+    local a=$!
+    (while [ ! -e gate ]; do :; done; exec "$FLOW" feedback "$1" ok --reject --by bob --store "$2") 2>race.bob &
+    local b=$!
+    sleep 0.05
+    touch gate
+    wait "$a"
+    local ra=$?
+    wait "$b"
+    local rb=$?
+    echo "$ra $rb"
+}
+# one_won "RA RB" WINNER: exactly one exited 0, the other 2 naming it, and the run took it
+one_won() {
+    case "$1" in
+    "0 2") [ "$2" = ann ] && grep -q "request 'ok' of run '.*' was already answered by ann at" race.bob ;;
+    "2 0") [ "$2" = bob ] && grep -q "request 'ok' of run '.*' was already answered by bob at" race.ann ;;
+    *) return 1 ;;
+    esac
+}
+cat >race.yaml <<'EOF'
+name: race
+tasks:
+  ask:
+    feedback: {type: approval, request: ok, message: "Go?"}
+  tell:
+    after: ask
+    input: {approved: "{{ tasks.ask.output.approved }}", by: "{{ tasks.ask.output.by }}"}
+EOF
+by_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["by"])' "$1" 2>/dev/null; }
+for store in "sqlite:$T/race.db" "disk:$T/race.d"; do
+    kind=${store%%:*}
+    bad=0
+    for round in $(seq 1 12); do
+        "$FLOW" run race.yaml --id "n$round" --store "$store" --quiet >/dev/null 2>&1
+        got=$(race "n$round" "$store")
+        "$FLOW" resume "n$round" --store "$store" --quiet >out 2>/dev/null
+        winner=$(by_of out)
+        if ! one_won "$got" "$winner"; then
+            bad=$((bad + 1))
+            echo "  $kind, no runner, round $round: exits $got, the run took ${winner:-nothing}"
+        fi
+    done
+    check "race ($kind, no runner): 12 times, exactly one answer taken, the run goes on with it" test "$bad" = 0
+    if [ "$kind" = disk ]; then
+        check "... and no answer is left as a control file nothing reads" \
+            bash -c "! ls '$T'/race.d/runs/*/control/* 2>/dev/null | grep -q ."
+    fi
+    bad=0
+    for round in $(seq 1 8); do
+        "$FLOW" run race.yaml --id "w$round" --store "$store" --wait --quiet >out 2>/dev/null &
+        runner=$!
+        wait_until 5 bash -c "'$FLOW' feedback w$round --json --store '$store' 2>/dev/null | grep -q '\"request\": \"ok\"'"
+        got=$(race "w$round" "$store")
+        wait "$runner"
+        rc=$?
+        winner=$(by_of out)
+        if [ "$rc" != 0 ] || ! one_won "$got" "$winner"; then
+            bad=$((bad + 1))
+            echo "  $kind, waiting runner, round $round: exits $got, runner $rc took ${winner:-nothing}"
+        fi
+    done
+    check "race ($kind, a waiting runner): 8 times, exactly one taken, the one the runner goes on with" test "$bad" = 0
+done
+
+# --- a person and the timeout at the same moment: the store decides ------------
+bad=0
+for round in $(seq 1 8); do
+    "$FLOW" run promise.yaml --id "c$round" --wait --quiet >out 2>/dev/null &
+    runner=$!
+    wait_until 5 bash -c "'$FLOW' feedback c$round --json 2>/dev/null | grep -q '\"request\": \"go\"'"
+    "$FLOW" feedback "c$round" --json >req
+    # start answering 0-150 ms before the deadline: the answer lands just before it (the
+    # runner hears of it only at its next 200 ms tick, after its timer), or just after it
+    python3 -c '
+import datetime as d, json, sys, time
+t = json.load(open("req"))[0]["deadline"]
+at = d.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=d.timezone.utc).timestamp()
+at -= (0.15, 0.08, 0.04, 0.0)[int(sys.argv[1]) % 4]
+time.sleep(max(0, at - time.time()))' "$round"
+    "$FLOW" feedback "c$round" go --approve --by ann 2>/dev/null
+    arc=$?
+    wait "$runner"
+    winner=$(by_of out)
+    if ! { [ "$arc" = 0 ] && [ "$winner" = ann ]; } && ! { [ "$arc" = 2 ] && [ "$winner" = timeout ]; }; then
+        bad=$((bad + 1))
+        echo "  round $round: the answer exited $arc, the run took ${winner:-nothing}"
+    fi
+done
+check "person vs timeout: the runner goes on with the answer the store took, 8 times" test "$bad" = 0
 
 # --- notifications ------------------------------------------------------------
 cat >notify.sh <<'EOF'

@@ -2,7 +2,10 @@
  * middle of its work, the run pauses, the answer comes through the store,
  * the task runs again as the same attempt and gets it; a waiting run that
  * gets its answer while it waits; timeouts; bad answers; replay of a run
- * cut after every record. */
+ * cut after every record. Issue #9: deadlines are kept (late answers
+ * refused, the timeout taken as of the deadline); answers racing in threads
+ * on every store, with and without a runner, one taken; a runner takes the
+ * answer the store holds, never its own timeout over it. */
 #define _GNU_SOURCE 1
 #include "helpers.h"
 
@@ -15,6 +18,7 @@
 
 #include "journal/durable.h"
 #include "store/store.h"
+#include "util/alloc.h"
 
 static flow_engine *engine;
 static flow_store *store;
@@ -135,7 +139,9 @@ static void test_c_task_asks_and_resumes(void **state)
     assert_int_equal(flow_store_answer(store, "c1", "nope", yes, "ann", &err), FLOW_ENOTFOUND);
     json_t *us = json_string("us");
     assert_int_equal(flow_store_answer(store, "c1", "choose-1", us, "ann", &err), FLOW_OK);
-    assert_int_equal(flow_store_answer(store, "c1", "choose-1", us, "ann", &err), FLOW_ESTATE);
+    assert_int_equal(flow_store_answer(store, "c1", "choose-1", us, "bob", &err), FLOW_ESTATE);
+    assert_non_null(strstr(err.message, "request 'choose-1' of run 'c1' was already answered by "
+                                        "ann at 20"));
     json_decref(us);
 
     r = resume(f, "c1");
@@ -150,6 +156,19 @@ static void test_c_task_asks_and_resumes(void **state)
     flow_free(f);
 }
 
+/* Wait until run `run` has asked (its request is open in `st`). */
+static void wait_asked(flow_store *st, const char *run)
+{
+    for (int i = 0; i < 500; i++) {
+        json_t *open = flow_store_feedback(st, run, NULL);
+        size_t n = json_array_size(open);
+        json_decref(open);
+        if (n)
+            return;
+        usleep(10000);
+    }
+}
+
 struct answerer {
     const char *run;
     const char *request;
@@ -158,14 +177,7 @@ struct answerer {
 static void *answer_later(void *arg)
 {
     struct answerer *a = arg;
-    for (int i = 0; i < 500; i++) {
-        json_t *open = flow_store_feedback(store, a->run, NULL);
-        size_t n = json_array_size(open);
-        json_decref(open);
-        if (n)
-            break;
-        usleep(10000);
-    }
+    wait_asked(store, a->run);
     json_t *eu = json_string("eu");
     flow_store_answer(store, a->run, a->request, eu, "bob", NULL);
     json_decref(eu);
@@ -365,6 +377,206 @@ static void test_every_crash_point(void **state)
     flow_free(f);
 }
 
+/* ---- deadlines and answers at the same moment (issue #9) ------------------- */
+
+static void test_late_answers_are_refused(void **state)
+{
+    (void)state;
+    json_t *dflt = json_false();
+    flow *f = flow_new("late", NULL);
+    flow_task_set_fn(th_add(f, "timed", NULL), t_timed, dflt);
+    flow_run *r = start(f, "late1", false);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
+    flow_run_free(r);
+    json_t *open = flow_store_feedback(store, "late1", NULL);
+    assert_false(json_is_true(json_object_get(json_array_get(open, 0), "expired")));
+    json_decref(open);
+    usleep(300000);
+
+    flow_error err = {0};
+    json_t *yes = json_true();
+    assert_int_equal(flow_store_answer(store, "late1", "go", yes, "ann", &err), FLOW_ESTATE);
+    assert_non_null(strstr(err.message, "request 'go' of run 'late1' expired at 20"));
+    assert_non_null(strstr(err.message, "its timeout answer stands"));
+    json_decref(yes);
+    open = flow_store_feedback(store, "late1", NULL);
+    assert_int_equal(json_array_size(open), 1); /* listed, as expired */
+    assert_true(json_is_true(json_object_get(json_array_get(open, 0), "expired")));
+    const char *deadline = json_string_value(json_object_get(json_array_get(open, 0), "deadline"));
+    assert_non_null(deadline);
+
+    r = resume(f, "late1");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    json_t *out = flow_run_result(r);
+    assert_true(json_is_false(json_object_get(out, "approved")));
+    assert_string_equal(json_string_value(json_object_get(out, "by")), "timeout");
+    /* taken as of the deadline, not when the resume came */
+    assert_string_equal(json_string_value(json_object_get(out, "at")), deadline);
+    flow_run_free(r);
+    json_decref(open);
+    flow_free(f);
+    json_decref(dflt);
+}
+
+/* The store took a person's answer, the runner has not heard of it (its
+ * message is still on the way): at the deadline the runner goes on with
+ * the person's answer, not its timeout. */
+static void test_the_store_decides_over_a_timeout(void **state)
+{
+    (void)state;
+    json_t *dflt = json_true();
+    flow *f = flow_new("decides", NULL);
+    flow_task_set_fn(th_add(f, "timed", NULL), t_timed, dflt);
+    flow_run *r = start(f, "dec1", true);
+    wait_asked(store, "dec1");
+    json_t *ann = json_pack("{s:b,s:s,s:s}", "approved", 0, "by", "ann", "at",
+                            "2030-01-01T00:00:00.000Z");
+    flow_err rc;
+    FLOW__WITH_STORE(store, rc = flow__store_answer_claim(store->backend, "dec1", "go", ann, 0,
+                                                          NULL, NULL));
+    assert_int_equal(rc, FLOW_OK);
+    json_decref(ann);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    assert_string_equal(json_string_value(json_object_get(flow_run_result(r), "by")), "ann");
+    assert_true(json_is_false(json_object_get(flow_run_result(r), "approved")));
+    flow_run_free(r);
+
+    /* and a resume takes an answer the store holds but the journal lacks
+     * (the answering process died between the two) */
+    r = start(f, "dec2", false);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
+    flow_run_free(r);
+    json_t *bob = json_pack("{s:b,s:s}", "approved", 0, "by", "bob");
+    FLOW__WITH_STORE(store, rc = flow__store_answer_claim(store->backend, "dec2", "go", bob, 0,
+                                                          NULL, NULL));
+    assert_int_equal(rc, FLOW_OK);
+    json_decref(bob);
+    json_t *open = flow_store_feedback(store, "dec2", NULL);
+    assert_int_equal(json_array_size(open), 0); /* answered, so not listed */
+    json_decref(open);
+    r = resume(f, "dec2");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    assert_string_equal(json_string_value(json_object_get(flow_run_result(r), "by")), "bob");
+    flow_run_free(r);
+    flow_free(f);
+    json_decref(dflt);
+}
+
+#define ANSWERERS 4
+
+struct racer {
+    flow_store *st;
+    const char *run;
+    pthread_barrier_t *go;
+    char by[16];
+    flow_err rc;
+    char msg[512];
+};
+
+static void *race_answer(void *arg)
+{
+    struct racer *a = arg;
+    json_t *v = json_boolean(a->by[1] % 2);
+    flow_error err = {0};
+    pthread_barrier_wait(a->go);
+    a->rc = flow_store_answer(a->st, a->run, "ok", v, a->by, &err);
+    snprintf(a->msg, sizeof(a->msg), "%s", err.message);
+    json_decref(v);
+    return NULL;
+}
+
+/* Answer run `id` from ANSWERERS threads at once; returns who won, and
+ * checks that every other was refused naming the winner. */
+static const char *race_once(flow_store *st, const char *url, const char *id,
+                             struct racer racers[ANSWERERS])
+{
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, ANSWERERS);
+    pthread_t th[ANSWERERS];
+    for (int i = 0; i < ANSWERERS; i++) {
+        racers[i].st = url ? flow_store_open(url, NULL) : st; /* a handle each, as processes */
+        assert_non_null(racers[i].st);
+        racers[i].run = id;
+        racers[i].go = &go;
+        snprintf(racers[i].by, sizeof(racers[i].by), "t%d", i);
+        pthread_create(&th[i], NULL, race_answer, &racers[i]);
+    }
+    const char *won = NULL;
+    for (int i = 0; i < ANSWERERS; i++) {
+        pthread_join(th[i], NULL);
+        if (racers[i].st != st)
+            flow_store_close(racers[i].st);
+        if (racers[i].rc == FLOW_OK) {
+            if (won)
+                fail_msg("%s: %s and %s were both taken", id, won, racers[i].by);
+            won = racers[i].by;
+        }
+    }
+    pthread_barrier_destroy(&go);
+    if (!won)
+        fail_msg("%s: no answer taken (%s)", id, racers[0].msg);
+    char want[128];
+    snprintf(want, sizeof(want), "request 'ok' of run '%s' was already answered by %s at ", id,
+             won);
+    for (int i = 0; i < ANSWERERS; i++)
+        if (racers[i].rc != FLOW_OK && (racers[i].rc != FLOW_ESTATE || !strstr(racers[i].msg, want)))
+            fail_msg("%s: %s got %d: %s", id, racers[i].by, racers[i].rc, racers[i].msg);
+    return won;
+}
+
+static void test_answers_at_the_same_moment(void **state)
+{
+    (void)state;
+    char *dir = th_tempdir();
+    char *urls[3] = {NULL, flow__asprintf("sqlite:%s/race.db", dir),
+                     flow__asprintf("disk:%s/race.d", dir)};
+    flow *f = flow_new("race", NULL);
+    flow_feedback req = {.type = FLOW_FEEDBACK_APPROVAL, .message = "Go?", .id = "ok"};
+    assert_int_equal(flow_task_set_feedback(th_add(f, "ask", NULL), &req, NULL), FLOW_OK);
+    for (int u = 0; u < 3; u++) {
+        flow_store *st = urls[u] ? flow_store_open(urls[u], NULL) : store;
+        assert_non_null(st);
+        for (int round = 0; round < 16; round++) {
+            bool live = round % 2;
+            char id[32];
+            snprintf(id, sizeof(id), "race-%d-%d", u, round);
+            flow_error err = {0};
+            flow_run_options o = {.run_id = id, .store = st, .wait = live};
+            flow_run *r = flow_run_start(engine, f, &o, &err);
+            assert_non_null(r);
+            if (!live) {
+                assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
+                flow_run_free(r);
+            } else {
+                wait_asked(st, id);
+            }
+            struct racer racers[ANSWERERS];
+            memset(racers, 0, sizeof(racers));
+            const char *won = race_once(st, urls[u], id, racers);
+            if (!live) {
+                o.wait = false;
+                r = flow_run_resume(engine, f, &o, &err);
+                if (!r)
+                    fail_msg("resume %s: %s", id, err.message);
+            }
+            /* the runner went on with the answer the store took */
+            assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+            const char *by = json_string_value(json_object_get(flow_run_result(r), "by"));
+            if (!by || strcmp(by, won) != 0)
+                fail_msg("%s (%s): %s was taken, the run went on with %s", id,
+                         live ? "a waiting runner" : "resumed", won, by ? by : "nothing");
+            flow_run_free(r);
+        }
+        if (st != store)
+            flow_store_close(st);
+    }
+    flow_free(f);
+    flow__free(urls[1]);
+    flow__free(urls[2]);
+    th_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +586,9 @@ int main(void)
         cmocka_unit_test(test_feedback_task_and_bad_specs),
         cmocka_unit_test(test_nested_flows_cannot_ask),
         cmocka_unit_test(test_every_crash_point),
+        cmocka_unit_test(test_late_answers_are_refused),
+        cmocka_unit_test(test_the_store_decides_over_a_timeout),
+        cmocka_unit_test(test_answers_at_the_same_moment),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE 1
 #include "helpers.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -657,6 +658,83 @@ static void test_status_from_the_journal(void **state)
     flow_free(f);
 }
 
+/* Every time of `list`'s objects' `key` is null. */
+static void assert_times_null(json_t *list, const char *key)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(list, i, o)
+    {
+        if (!json_is_null(json_object_get(o, key)))
+            fail_msg("%s %zu: %s", key, i, json_string_value(json_object_get(o, key)));
+    }
+}
+
+/* A journal whose times are damaged (NaN, infinities, huge, negative) reads
+ * as unknown times and resumes; never undefined behaviour (the UBSan build
+ * checks the conversions). */
+static void test_corrupt_times(void **state)
+{
+    (void)state;
+    static const double bad[] = {NAN, INFINITY, -INFINITY, 1e300, -1e300, -5, 9.3e18, 1.8e19};
+    flow *f = big_flow(NULL);
+    flow_run *r = start_durable(f, "times-src");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    json_t *want = json_incref(flow_run_result(r));
+    flow_run_free(r);
+    struct flow__run_meta meta = {0};
+    assert_int_equal(flow__store_run_get(store->backend, "times-src", &meta, NULL), FLOW_OK);
+    struct flow__jrec *recs;
+    size_t count;
+    assert_int_equal(flow__store_read_all(store, "times-src", &recs, &count, NULL), FLOW_OK);
+    assert_true(count > 2 && recs[count - 1].type == JREC_RUN_ENDED);
+    for (size_t i = 0; i < count; i++)
+        recs[i].time = bad[i % (sizeof(bad) / sizeof(bad[0]))];
+    snprintf(meta.id, sizeof(meta.id), "times-bad");
+    meta.status = FLOW_RUN_RUNNING;
+    meta.created_at = 1e308;
+    meta.ended_at = NAN;
+    assert_int_equal(flow__store_run_create(store->backend, &meta, NULL), FLOW_OK);
+    /* cut before its end, so that the resume replays and finishes it */
+    assert_int_equal(flow__store_append(store->backend, "times-bad", recs, count - 1, 0, NULL),
+                     FLOW_OK);
+    flow__records_free(recs, count);
+    flow__run_meta_cleanup(&meta);
+
+    json_t *st = flow_store_run(store, "times-bad", NULL);
+    assert_non_null(st);
+    assert_true(json_is_null(json_object_get(st, "created_at")));
+    assert_true(json_is_null(json_object_get(st, "ended_at")));
+    assert_times_null(json_object_get(st, "tasks"), "started_at");
+    assert_times_null(json_object_get(st, "tasks"), "ended_at");
+    json_decref(st);
+    json_t *j = flow_store_journal(store, "times-bad", NULL);
+    assert_true(json_array_size(j) == count - 1);
+    assert_times_null(j, "time");
+    json_decref(j);
+    j = flow_store_checkpoints(store, "times-bad", NULL);
+    assert_non_null(j);
+    assert_times_null(j, "created_at");
+    json_decref(j);
+    j = flow_store_runs(store, NULL);
+    assert_non_null(j);
+    json_decref(j);
+
+    flow_error err = {0};
+    flow_run_options o = {.run_id = "times-bad", .store = store};
+    r = flow_run_resume(engine, f, &o, &err);
+    if (!r)
+        fail_msg("resume: %s", err.message);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    assert_true(json_equal(flow_run_result(r), want));
+    j = flow_run_to_json(r);
+    assert_non_null(j);
+    json_decref(j);
+    flow_run_free(r);
+    json_decref(want);
+    flow_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -671,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_lost_lease_stops_the_run),
         cmocka_unit_test(test_checkpoint_time_travel),
         cmocka_unit_test(test_status_from_the_journal),
+        cmocka_unit_test(test_corrupt_times),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

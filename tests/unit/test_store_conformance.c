@@ -1,10 +1,12 @@
 /* test_store_conformance.c -- one suite for every store backend:
  * the same cases against sqlite:, disk: and memory:, with real files in a
  * temp dir, reopened (the durable ones), shared with a second handle and a
- * child process (the cross-process ones). */
+ * child process (the cross-process ones), and threads racing to answer one
+ * request (each with its own handle where the store is shared). */
 #include "util/compat.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -701,6 +703,243 @@ static void test_control(void **state)
     take_is(fx->s, "r", NULL, NULL);
 }
 
+/* ---- answers --------------------------------------------------------------- */
+
+static json_t *answer_by(const char *by)
+{
+    return json_pack("{s:b, s:s, s:s}", "approved", 1, "by", by, "at",
+                     "2030-01-02T03:04:05.000Z");
+}
+
+/* Claim `request` of `run` for `by`; the code, with the winner's name in
+ * `first` (when given) on FLOW_EEXISTS. */
+static flow_err claim(struct flow__store *s, const char *run, const char *request, const char *by,
+                      double not_after, char *first, flow_error *err)
+{
+    json_t *a = answer_by(by);
+    json_t *winner = (json_t *)"unset";
+    flow_err rc = flow__store_answer_claim(s, run, request, a, not_after, &winner, err);
+    json_decref(a);
+    if (rc == FLOW_EEXISTS) {
+        assert_non_null(winner);
+        if (first)
+            snprintf(first, 64, "%s", json_string_value(json_object_get(winner, "by")));
+        json_decref(winner);
+    } else {
+        assert_null(winner);
+    }
+    return rc;
+}
+
+static void claim_ok(struct flow__store *s, const char *run, const char *request, const char *by)
+{
+    flow_error err = {0};
+    if (claim(s, run, request, by, 0, NULL, &err) != FLOW_OK)
+        fail_msg("claim %s of %s: %s", request, run, err.message);
+}
+
+/* The answers of `run` as "request=by," sorted by request. */
+static void assert_answers(struct flow__store *s, const char *run, const char *want)
+{
+    json_t *all = NULL;
+    flow_error err = {0};
+    if (flow__store_answer_list(s, run, &all, &err) != FLOW_OK)
+        fail_msg("answer_list %s: %s", run, err.message);
+    const char *keys[64];
+    size_t n = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(all, k, v)
+    {
+        assert_true(n < 64);
+        keys[n++] = k;
+    }
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && strcmp(keys[j - 1], keys[j]) > 0; j--) {
+            const char *t = keys[j];
+            keys[j] = keys[j - 1];
+            keys[j - 1] = t;
+        }
+    char got[4096] = "";
+    for (size_t i = 0; i < n; i++) {
+        json_t *a = json_object_get(all, keys[i]);
+        assert_true(json_is_true(json_object_get(a, "approved")));
+        size_t len = strlen(got);
+        snprintf(got + len, sizeof(got) - len, "%s=%s,", keys[i],
+                 json_string_value(json_object_get(a, "by")));
+    }
+    json_decref(all);
+    assert_string_equal(got, want);
+}
+
+static void test_answers(void **state)
+{
+    struct fixture *fx = *state;
+    flow_error err = {0};
+    char first[64] = "";
+    json_t *none = NULL;
+    assert_int_equal(claim(fx->s, "ghost", "go", "ann", 0, NULL, &err), FLOW_ENOTFOUND);
+    assert_msg(&err, "no run 'ghost'");
+    assert_int_equal(flow__store_answer_list(fx->s, "ghost", &none, &err), FLOW_ENOTFOUND);
+    assert_null(none);
+
+    make_run(fx->s, "r", 1.0);
+    make_run(fx->s, "q", 2.0);
+    assert_answers(fx->s, "r", "");
+    claim_ok(fx->s, "r", "go", "ann");
+    assert_int_equal(claim(fx->s, "r", "go", "bob", 0, first, &err), FLOW_EEXISTS);
+    assert_string_equal(first, "ann");
+    assert_msg(&err, "request 'go' of run 'r' was already answered by ann at "
+                     "2030-01-02T03:04:05.000Z");
+    json_t *a = answer_by("bob");
+    assert_int_equal(flow__store_answer_claim(fx->s, "r", "go", a, 0, NULL, &err), FLOW_EEXISTS);
+    json_decref(a);
+    claim_ok(fx->s, "q", "go", "bob"); /* another run's request of the same name */
+
+    /* a deadline: refused once it has passed, by the store's clock */
+    double now = flow__wall_time();
+    assert_int_equal(claim(fx->s, "r", "late", "ann", now - 1, NULL, &err), FLOW_ETIMEOUT);
+    assert_msg(&err, "request 'late' of run 'r' expired at ");
+    assert_answers(fx->s, "r", "go=ann,"); /* nothing recorded */
+    claim_ok(fx->s, "r", "late", "timeout"); /* the timeout's own answer has no deadline */
+    assert_int_equal(claim(fx->s, "r", "soon", "ann", now + 3600, NULL, &err), FLOW_OK);
+    /* an answered request stays answered, deadline or not */
+    assert_int_equal(claim(fx->s, "r", "soon", "bob", now - 1, first, &err), FLOW_EEXISTS);
+    assert_string_equal(first, "ann");
+
+    /* ids that are not plain names stay apart */
+    char long1[301], long2[301];
+    memset(long1, 'x', 300);
+    long1[300] = '\0';
+    memcpy(long2, long1, sizeof(long2));
+    long2[299] = 'y';
+    static const char *const odd[] = {"a/b", "a%2Fb", ".hidden", "..", "caf\xc3\xa9", "a b"};
+    for (size_t i = 0; i < FLOW__ARRAY_LEN(odd); i++)
+        claim_ok(fx->s, "q", odd[i], odd[i]);
+    claim_ok(fx->s, "q", long1, "long1");
+    claim_ok(fx->s, "q", long2, "long2");
+    assert_int_equal(claim(fx->s, "q", long1, "bob", 0, first, &err), FLOW_EEXISTS);
+    assert_string_equal(first, "long1");
+    assert_int_equal(claim(fx->s, "q", "a/b", "bob", 0, first, &err), FLOW_EEXISTS);
+    assert_string_equal(first, "a/b");
+    char *want = flow__asprintf("..=..,.hidden=.hidden,a b=a b,a%%2Fb=a%%2Fb,a/b=a/b,"
+                                "caf\xc3\xa9=caf\xc3\xa9,go=bob,%s=long1,%s=long2,",
+                                long1, long2);
+
+    reopen(fx);
+    assert_answers(fx->s, "r", "go=ann,late=timeout,soon=ann,");
+    assert_answers(fx->s, "q", want);
+    flow__free(want);
+    assert_int_equal(claim(fx->s, "r", "go", "bob", 0, first, &err), FLOW_EEXISTS);
+    assert_string_equal(first, "ann");
+    if (shared(fx)) {
+        struct flow__store *s2 = open_ok(fx->url);
+        assert_int_equal(claim(s2, "r", "go", "eve", 0, first, &err), FLOW_EEXISTS);
+        assert_string_equal(first, "ann");
+        claim_ok(s2, "r", "other", "eve");
+        flow__store_close(s2);
+        assert_answers(fx->s, "r", "go=ann,late=timeout,other=eve,soon=ann,");
+    }
+
+    /* answers go with their run */
+    assert_int_equal(flow__store_run_delete(fx->s, "r", &err), FLOW_OK);
+    assert_int_equal(claim(fx->s, "r", "go", "bob", 0, NULL, &err), FLOW_ENOTFOUND);
+    make_run(fx->s, "r", 3.0);
+    assert_answers(fx->s, "r", "");
+    claim_ok(fx->s, "r", "go", "bob");
+    assert_answers(fx->s, "r", "go=bob,");
+}
+
+#define RACERS 6
+#define ROUNDS 25
+
+struct racer {
+    struct fixture *fx;
+    struct flow__store *s;
+    pthread_mutex_t *shared_mu; /* a memory store: one handle, calls serialized */
+    pthread_barrier_t *start;
+    char name[16];
+    flow_err rc[ROUNDS];
+    char first[ROUNDS][600]; /* whom a refusal named, or the error */
+};
+
+static void *race_main(void *arg)
+{
+    struct racer *r = arg;
+    for (int k = 0; k < ROUNDS; k++) {
+        char request[32];
+        snprintf(request, sizeof(request), "q%d", k);
+        pthread_barrier_wait(r->start);
+        json_t *a = answer_by(r->name);
+        json_t *winner = NULL;
+        flow_error err = {0};
+        if (r->shared_mu)
+            pthread_mutex_lock(r->shared_mu);
+        r->rc[k] = flow__store_answer_claim(r->s, "race", request, a, 0, &winner, &err);
+        if (r->shared_mu)
+            pthread_mutex_unlock(r->shared_mu);
+        snprintf(r->first[k], sizeof(r->first[k]), "%s",
+                 winner ? json_string_value(json_object_get(winner, "by")) : err.message);
+        json_decref(winner);
+        json_decref(a);
+    }
+    return NULL;
+}
+
+/* Threads answer the same requests at the same instant: each time exactly
+ * one is taken, and every other one is refused naming it. */
+static void test_answer_race(void **state)
+{
+    struct fixture *fx = *state;
+    make_run(fx->s, "race", 1.0);
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, RACERS);
+    struct racer racers[RACERS];
+    pthread_t threads[RACERS];
+    memset(racers, 0, sizeof(racers));
+    for (int i = 0; i < RACERS; i++) {
+        racers[i].fx = fx;
+        racers[i].s = shared(fx) ? open_ok(fx->url) : fx->s;
+        racers[i].shared_mu = shared(fx) ? NULL : &mu;
+        racers[i].start = &start;
+        snprintf(racers[i].name, sizeof(racers[i].name), "t%d", i);
+        assert_int_equal(pthread_create(&threads[i], NULL, race_main, &racers[i]), 0);
+    }
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(threads[i], NULL);
+    pthread_barrier_destroy(&start);
+    json_t *all = NULL;
+    assert_int_equal(flow__store_answer_list(fx->s, "race", &all, NULL), FLOW_OK);
+    for (int k = 0; k < ROUNDS; k++) {
+        int winners = 0;
+        const char *won = NULL;
+        for (int i = 0; i < RACERS; i++) {
+            if (racers[i].rc[k] == FLOW_OK) {
+                winners++;
+                won = racers[i].name;
+            } else if (racers[i].rc[k] != FLOW_EEXISTS) {
+                fail_msg("round %d, %s: code %d: %s", k, racers[i].name, racers[i].rc[k],
+                         racers[i].first[k]);
+            }
+        }
+        if (winners != 1)
+            fail_msg("round %d: %d answers taken", k, winners);
+        for (int i = 0; i < RACERS; i++)
+            if (racers[i].rc[k] == FLOW_EEXISTS && strcmp(racers[i].first[k], won) != 0)
+                fail_msg("round %d: %s was told '%s' won, not %s", k, racers[i].name,
+                         racers[i].first[k], won);
+        char request[32];
+        snprintf(request, sizeof(request), "q%d", k);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(all, request), "by")), won);
+    }
+    json_decref(all);
+    for (int i = 0; i < RACERS; i++)
+        if (racers[i].s != fx->s)
+            flow__store_close(racers[i].s);
+}
+
 /* ---- delete --------------------------------------------------------------- */
 
 static void test_delete(void **state)
@@ -779,6 +1018,7 @@ static void test_modes(void **state)
     append_range(fx->s, "m", 0, 3, FLOW__STORE_SYNC);
     assert_int_equal(flow__store_lease_acquire(fx->s, "m", fx->me, NOW, 15, &err), FLOW_OK);
     put_ok(fx->s, "m", "pause", "x");
+    claim_ok(fx->s, "m", "go", "ann");
     assert_int_equal(flow__store_run_set_status(fx->s, "m", FLOW_RUN_PAUSED, 0, &err), FLOW_OK);
     umask(old);
     int files = 0;
@@ -838,6 +1078,8 @@ static void test_nocreate(void **state)
     X(test_leases)                                                                               \
     X(test_lease_child)                                                                          \
     X(test_control)                                                                              \
+    X(test_answers)                                                                              \
+    X(test_answer_race)                                                                          \
     X(test_delete)                                                                               \
     X(test_modes)                                                                                \
     X(test_newer_format)                                                                         \
