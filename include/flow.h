@@ -125,8 +125,11 @@ FLOW_API char *flow_json_dumps(const json_t *v, size_t flags);
 /* Allocation and logging                                                    */
 
 /* Replace the allocator used by libflow; jansson is pointed at the same
- * malloc and free. All NULL restores the C library's. Call before any other
- * function of libflow or jansson; not thread-safe. */
+ * malloc and free. Every block libflow allocates comes from these functions
+ * and goes back to them (libflow keeps no cache of its own, and frees
+ * everything it allocated once the objects that hold it are freed); SQLite
+ * and libyaml keep their own allocators. All NULL restores the C library's.
+ * Call before any other function of libflow or jansson; not thread-safe. */
 typedef void *(*flow_malloc_fn)(size_t size);
 typedef void *(*flow_realloc_fn)(void *ptr, size_t size);
 typedef void (*flow_free_fn)(void *ptr);

@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -89,18 +88,6 @@ static const char *const flow_vars[] = {
 };
 #define FLOW_VAR_COUNT FLOW__ARRAY_LEN(flow_vars)
 
-/* The runner's environment, copied once: environ does not change while runs
- * go, and copying it per spawn would cost more than the spawn's own setup. */
-struct env_cache {
-    char **vars;      /* NULL-terminated; FLOW_* variables of ours left out */
-    size_t count;
-    const char *path; /* the value of PATH, or NULL */
-};
-
-static pthread_mutex_t env_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct env_cache env_cache;
-static bool env_ready;
-
 static bool env_is(const char *entry, const char *name, size_t name_len)
 {
     return strncmp(entry, name, name_len) == 0 && entry[name_len] == '=';
@@ -122,50 +109,13 @@ static bool is_flow_var(const char *entry)
     return false;
 }
 
+/* The runner's variables a child inherits: read from `environ` at each
+ * spawn (a scan of a few dozen pointers, nothing copied), so there is no
+ * process-wide copy to keep or free. Like getenv, this assumes the host does
+ * not change the environment while commands start. */
 static bool env_keep(const char *entry)
 {
     return strchr(entry, '=') && !is_flow_var(entry);
-}
-
-/* The cache, built on first use (and retried after an allocation failure);
- * NULL when out of memory. */
-static const struct env_cache *env_get(void)
-{
-    pthread_mutex_lock(&env_lock);
-    if (!env_ready) {
-        size_t count = 0;
-        size_t bytes = 0;
-        for (char **e = environ; e && *e; e++) {
-            if (env_keep(*e)) {
-                count++;
-                bytes += strlen(*e) + 1;
-            }
-        }
-        char **vars = flow__malloc((count + 1) * sizeof(char *) + bytes);
-        if (vars) {
-            char *s = (char *)(vars + count + 1);
-            size_t i = 0;
-            const char *path = NULL;
-            for (char **e = environ; e && *e && i < count; e++) {
-                if (!env_keep(*e))
-                    continue;
-                size_t len = strlen(*e) + 1;
-                memcpy(s, *e, len);
-                if (env_is(s, "PATH", 4))
-                    path = s + 5;
-                vars[i++] = s;
-                s += len;
-            }
-            vars[i] = NULL;
-            env_cache.vars = vars;
-            env_cache.count = i;
-            env_cache.path = path;
-            env_ready = true;
-        }
-    }
-    const struct env_cache *c = env_ready ? &env_cache : NULL;
-    pthread_mutex_unlock(&env_lock);
-    return c;
 }
 
 /* True when a later entry of `env` (from index i + 1) sets the same name. */
@@ -181,8 +131,7 @@ static bool env_set_later(const char *const *env, size_t i, size_t name_len)
 /* The child's environment: our FLOW_* variables, then spec->env (the last
  * of equal names wins; our FLOW_* cannot be overridden), then the runner's
  * minus the names spec->env sets. One block; flow__free it. */
-static char **env_build(const struct flow__cmd_spec *spec, const struct env_cache *cache,
-                        const struct flow__cmd *c)
+static char **env_build(const struct flow__cmd_spec *spec, const struct flow__cmd *c)
 {
     char activation[24];
     char attempt[16];
@@ -207,7 +156,10 @@ static char **env_build(const struct flow__cmd_spec *spec, const struct env_cach
         if (values[i])
             bytes += strlen(flow_vars[i]) + strlen(values[i]) + 2;
     }
-    size_t slots = FLOW_VAR_COUNT + extra + cache->count + 1;
+    size_t inherited = 0;
+    for (char **e = environ; e && *e; e++)
+        inherited++;
+    size_t slots = FLOW_VAR_COUNT + extra + inherited + 1;
     char **envp = flow__malloc(slots * sizeof(char *) + bytes);
     if (!envp)
         return NULL;
@@ -231,8 +183,10 @@ static char **env_build(const struct flow__cmd_spec *spec, const struct env_cach
             continue;
         envp[k++] = (char *)entry;
     }
-    for (size_t i = 0; i < cache->count; i++) {
-        const char *entry = cache->vars[i];
+    for (size_t i = 0; i < inherited && environ[i]; i++) {
+        const char *entry = environ[i];
+        if (!env_keep(entry))
+            continue;
         bool overridden = false;
         for (size_t j = 0; j < extra && !overridden; j++)
             overridden = env_is(entry, spec->env[j], env_name_len(spec->env[j]));
@@ -245,7 +199,7 @@ static char **env_build(const struct flow__cmd_spec *spec, const struct env_cach
 
 /* PATH for looking argv[0] up: spec->env's if it sets one, else the
  * runner's, else the C library's default. */
-static const char *lookup_path(const struct flow__cmd_spec *spec, const struct env_cache *cache)
+static const char *lookup_path(const struct flow__cmd_spec *spec)
 {
     const char *path = NULL;
     for (const char *const *e = spec->env; e && *e; e++) {
@@ -253,7 +207,7 @@ static const char *lookup_path(const struct flow__cmd_spec *spec, const struct e
             path = *e + 5;
     }
     if (!path)
-        path = cache->path;
+        path = getenv("PATH");
     return path ? path : "/usr/local/bin:/usr/bin:/bin";
 }
 
@@ -645,16 +599,12 @@ flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **o
                                "bad environment entry '%s' for '%s' (expected NAME=VALUE)", *e,
                                argv[0]);
     }
-    const struct env_cache *cache = env_get();
-    if (!cache)
-        return flow__error(err, FLOW_ENOMEM, "out of memory copying the environment");
-
     /* Resolve argv[0] here, so that a missing command costs no spawn and
      * gets a message that says so. */
     char resolved[PATH_MAX];
     const char *path = argv[0];
     if (!strchr(path, '/')) {
-        int rc = flow__spawn_find(path, lookup_path(spec, cache), resolved, sizeof(resolved));
+        int rc = flow__spawn_find(path, lookup_path(spec), resolved, sizeof(resolved));
         if (rc == EACCES)
             return flow__error(err, FLOW_ESPAWN, "cannot execute '%s': permission denied", path);
         if (rc != 0)
@@ -681,7 +631,7 @@ flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **o
     int out_pipe[2] = {-1, -1};
     int err_pipe[2] = {-1, -1};
     int in_fd = -1;
-    char **envp = env_build(spec, cache, c);
+    char **envp = env_build(spec, c);
     if (!envp) {
         rc = flow__error(err, FLOW_ENOMEM, "out of memory starting '%s'", argv[0]);
         goto out_remove;
