@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "exec/spawn.h"
+#include "exec/workdir.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/error.h"
@@ -72,9 +73,14 @@ struct flow__cmd {
     bool tail_nomem;
 
     bool input_shared;    /* input_path is work_dir/null.json, not ours to remove */
-    char *input_path;
+    int dirfd;            /* the work_dir: every file is opened relative to it */
+    bool own_dirfd;       /* opened here (the caller gave no flow__workdir) */
+    char *input_path;     /* full paths, for the child's environment... */
     char *output_path;
     char *control_path;
+    const char *input_name; /* ...and their last parts, for us (in dirfd) */
+    const char *output_name;
+    const char *control_name;
     char files[];
 };
 
@@ -214,18 +220,6 @@ static const char *lookup_path(const struct flow__cmd_spec *spec)
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
 
-/* strerror text starting lowercase, as our messages do. */
-static const char *errtext(int errnum, char *buf, size_t cap)
-{
-    const char *s = strerror_r(errnum, buf, cap);
-    if (s != buf) {
-        snprintf(buf, cap, "%s", s);
-    }
-    if (buf[0] >= 'A' && buf[0] <= 'Z' && !(buf[1] >= 'A' && buf[1] <= 'Z'))
-        buf[0] = (char)(buf[0] - 'A' + 'a');
-    return buf;
-}
-
 static void close_fd(int *fd)
 {
     if (*fd >= 0) {
@@ -245,21 +239,6 @@ static int lift_fd(int fd)
     close(fd);
     errno = saved;
     return moved;
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 static bool is_space(char ch)
@@ -344,69 +323,28 @@ static void format_size(size_t n, char *buf, size_t cap)
 /* ------------------------------------------------------------------------ */
 /* Files of the attempt                                                      */
 
-/* Write `input` as one line of compact JSON to `path`: one open, one write
- * (two when it is over 4 KiB), one close; no fsync: the file only needs to
- * outlive the child, not a crash. */
-static flow_err write_input(const char *path, json_t *input, flow_error *err)
-{
-    char small[4096];
-    struct flow__buf big;
-    flow__buf_init(&big, 0);
-    const char *text = small;
-    size_t flags = JSON_ENCODE_ANY | JSON_COMPACT | flow__json_real_flags(input);
-    size_t len = json_dumpb(input, small, sizeof(small) - 1, flags);
-    if (len == 0)
-        return flow__error(err, FLOW_EINVAL, "cannot write the task input as JSON");
-    if (len < sizeof(small) - 1) {
-        small[len++] = '\n';
-    } else {
-        if (flow__json_append(&big, input, JSON_COMPACT) || flow__buf_appendc(&big, '\n')) {
-            flow__buf_cleanup(&big);
-            return flow__error(err, FLOW_ENOMEM, "out of memory writing the task input");
-        }
-        text = big.data;
-        len = big.len;
-    }
-
-    flow_err rc = FLOW_OK;
-    char ebuf[128];
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = flow__error(err, FLOW_EIO, "cannot write task input '%s': %s", path,
-                         errtext(errno, ebuf, sizeof(ebuf)));
-        goto out_free;
-    }
-    if (write_all(fd, text, len) != 0) {
-        rc = flow__error(err, FLOW_EIO, "cannot write task input '%s': %s", path,
-                         errtext(errno, ebuf, sizeof(ebuf)));
-        close(fd);
-        unlink(path);
-        goto out_free;
-    }
-    close(fd);
-out_free:
-    flow__buf_cleanup(&big);
-    return rc;
-}
-
 /* work_dir/null.json holds "null\n" for every attempt whose input is null:
- * checked with one stat, written once. */
-static flow_err ensure_null_input(const char *path, flow_error *err)
+ * checked with one fstatat (a link or anything else in its place is
+ * replaced), written once. */
+static flow_err ensure_null_input(struct flow__cmd *c, flow_error *err)
 {
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 5)
+    if (fstatat(c->dirfd, c->input_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        st.st_size == 5)
         return FLOW_OK;
-    return write_input(path, json_null(), err);
+    return flow__workfile_write_json(c->dirfd, c->input_name, json_null(), JSON_COMPACT,
+                                     "task input", c->input_path, err);
 }
 
-/* Read a whole file of at most `limit` bytes. Returns 0 and a NUL-terminated
- * `*text` (flow__free it), or an errno: ENOENT when absent, EFBIG when over
- * the limit. */
-static int read_file(const char *path, size_t limit, char **text, size_t *len)
+/* Read a whole file of at most `limit` bytes, `name` in `dirfd`. Returns 0
+ * and a NUL-terminated `*text` (flow__free it), or an errno: ENOENT when
+ * absent, EFBIG when over the limit, ELOOP for a symbolic link (not
+ * followed), EINVAL when not a regular file. */
+static int read_file(int dirfd, const char *name, size_t limit, char **text, size_t *len)
 {
     *text = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = flow__workfile_open(dirfd, name);
     if (fd < 0)
         return errno;
     int rc = 0;
@@ -464,7 +402,7 @@ static flow_err spawn_error(flow_error *err, enum flow__spawn_stage stage, int e
                             const char *path, const char *cwd)
 {
     char ebuf[128];
-    const char *why = errtext(errnum, ebuf, sizeof(ebuf));
+    const char *why = flow__errtext(errnum, ebuf, sizeof(ebuf));
     flow_err code = errnum == ENOMEM ? FLOW_ENOMEM : FLOW_ESPAWN;
     switch (stage) {
     case FLOW__SPAWN_CHDIR:
@@ -552,6 +490,10 @@ static struct flow__cmd *cmd_new(const struct flow__cmd_spec *spec, bool null_in
     else
         snprintf(p, stem + sizeof("input.json"), "%s%sinput.json", spec->work_dir, prefix);
     c->input_shared = null_input;
+    c->output_name = c->output_path + dir_len + 1;
+    c->control_name = c->control_path + dir_len + 1;
+    c->input_name = c->input_path + dir_len + 1;
+    c->dirfd = -1;
     c->pid = -1;
     c->pidfd = -1;
     c->out_fd = -1;
@@ -565,20 +507,69 @@ static struct flow__cmd *cmd_new(const struct flow__cmd_spec *spec, bool null_in
 
 static void remove_files(struct flow__cmd *c)
 {
+    if (c->dirfd < 0)
+        return;
     if (!c->input_shared)
-        unlink(c->input_path);
-    unlink(c->output_path);
-    unlink(c->control_path);
+        unlinkat(c->dirfd, c->input_name, 0);
+    unlinkat(c->dirfd, c->output_name, 0);
+    unlinkat(c->dirfd, c->control_name, 0);
 }
 
 static void cmd_free(struct flow__cmd *c)
 {
+    if (c->own_dirfd)
+        close_fd(&c->dirfd);
     close_fd(&c->pidfd);
     close_fd(&c->out_fd);
     close_fd(&c->err_fd);
     flow__free(c->out);
     flow__free(c->tail);
     flow__free(c);
+}
+
+/* The work_dir as a descriptor: the caller's, or opened for this attempt. */
+static flow_err open_work_dir(const struct flow__cmd_spec *spec, struct flow__cmd *c,
+                              flow_error *err)
+{
+    if (spec->workdir && spec->workdir->fd >= 0) {
+        c->dirfd = spec->workdir->fd;
+        return FLOW_OK;
+    }
+    c->dirfd = open(spec->work_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (c->dirfd < 0)
+        return flow__error_errno(err, errno, "cannot open the work directory '%s'",
+                                 spec->work_dir);
+    c->own_dirfd = true;
+    return FLOW_OK;
+}
+
+/* FLOW_INPUT written, FLOW_OUTPUT and FLOW_CONTROL created empty: all three
+ * new files of mode 0600 that the task writes into (a name it planted is
+ * replaced, never written through). */
+static flow_err create_files(const struct flow__cmd_spec *spec, struct flow__cmd *c,
+                             bool null_input, flow_error *err)
+{
+    flow_err rc;
+    if (null_input)
+        rc = ensure_null_input(c, err);
+    else
+        rc = flow__workfile_write_json(c->dirfd, c->input_name, spec->input, JSON_COMPACT,
+                                       "task input", c->input_path, err);
+    if (rc != FLOW_OK)
+        return rc;
+    const char *names[] = {c->output_name, c->control_name};
+    const char *paths[] = {c->output_path, c->control_path};
+    const char *vars[] = {"$FLOW_OUTPUT", "$FLOW_CONTROL"};
+    for (size_t i = 0; i < 2; i++) {
+        int e = flow__workfile_create(c->dirfd, names[i], NULL, 0);
+        if (e) {
+            char ebuf[128];
+            return flow__error(err, e == ENOMEM ? FLOW_ENOMEM : FLOW_EIO,
+                               "cannot create %s '%s': %s", vars[i], paths[i],
+                               flow__workfile_strerror(e, ebuf, sizeof(ebuf)));
+        }
+    }
+    return FLOW_OK;
 }
 
 flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **out,
@@ -617,12 +608,14 @@ flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **o
     if (!c)
         return flow__error(err, FLOW_ENOMEM, "out of memory starting '%s'", argv[0]);
 
-    flow_err rc;
-    if (null_input)
-        rc = ensure_null_input(c->input_path, err);
-    else
-        rc = write_input(c->input_path, spec->input, err);
+    flow_err rc = open_work_dir(spec, c, err);
     if (rc != FLOW_OK) {
+        cmd_free(c);
+        return rc;
+    }
+    rc = create_files(spec, c, null_input, err);
+    if (rc != FLOW_OK) {
+        remove_files(c);
         cmd_free(c);
         return rc;
     }
@@ -641,10 +634,10 @@ flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **o
         goto out_close;
     }
     if (spec->stdin_input) {
-        in_fd = lift_fd(open(c->input_path, O_RDONLY | O_CLOEXEC));
+        in_fd = lift_fd(flow__workfile_open(c->dirfd, c->input_name));
         if (in_fd < 0) {
             rc = flow__error(err, FLOW_EIO, "cannot open task input '%s': %s", c->input_path,
-                             errtext(errno, ebuf, sizeof(ebuf)));
+                             flow__workfile_strerror(errno, ebuf, sizeof(ebuf)));
             goto out_close;
         }
     }
@@ -1098,9 +1091,9 @@ static void finish_success(struct flow__cmd *c, struct flow__cmd_result *res)
 
     char *text = NULL;
     size_t len = 0;
-    int rc = read_file(c->output_path, c->output_limit, &text, &len);
+    int rc = read_file(c->dirfd, c->output_name, c->output_limit, &text, &len);
     if (rc != ENOENT)
-        unlink(c->output_path);
+        unlinkat(c->dirfd, c->output_name, 0);
     if (rc == 0 && len > 0) {
         res->output = parse_output(text, len, c->mode, &res->error);
         c->output_file = true;
@@ -1108,7 +1101,7 @@ static void finish_success(struct flow__cmd *c, struct flow__cmd_result *res)
         res->error = flow__asprintf("$FLOW_OUTPUT is over the %s output limit", limit);
     } else if (rc != 0 && rc != ENOENT) {
         res->error = flow__asprintf("cannot read $FLOW_OUTPUT '%s': %s", c->output_path,
-                                    errtext(rc, ebuf, sizeof(ebuf)));
+                                    flow__workfile_strerror(rc, ebuf, sizeof(ebuf)));
     } else if (c->out_over) {
         res->error = flow__asprintf("stdout is over the %s output limit (write large data to "
                                     "a file and output its path)",
@@ -1121,18 +1114,19 @@ static void finish_success(struct flow__cmd *c, struct flow__cmd_result *res)
     flow__free(text);
 
     char *control_error = NULL;
-    rc = read_file(c->control_path, c->output_limit, &text, &len);
+    rc = read_file(c->dirfd, c->control_name, c->output_limit, &text, &len);
     if (rc == ENOENT) {
         res->directives = json_array();
     } else {
-        unlink(c->control_path);
+        unlinkat(c->dirfd, c->control_name, 0);
         if (rc == 0)
             res->directives = parse_control(text, len, &control_error);
         else if (rc == EFBIG)
             control_error = flow__asprintf("$FLOW_CONTROL is over the %s limit", limit);
         else
             control_error = flow__asprintf("cannot read $FLOW_CONTROL '%s': %s",
-                                           c->control_path, errtext(rc, ebuf, sizeof(ebuf)));
+                                           c->control_path,
+                                           flow__workfile_strerror(rc, ebuf, sizeof(ebuf)));
         flow__free(text);
     }
     if (!res->directives && !control_error && !res->error)
@@ -1172,16 +1166,13 @@ void flow__cmd_finish(struct flow__cmd *c, bool timed_out, struct flow__cmd_resu
     } else {
         res->error = failure_message(c, timed_out, res->stderr_tail, tail_len);
         res->directives = json_array();
-        unlink(c->output_path);
-        unlink(c->control_path);
     }
     /* stdout the output did not take: kept for logs. */
     if ((c->output_file || !res->ok) && c->out && c->out_len > 0) {
         size_t n = c->out_len < STDOUT_TAIL_MAX ? c->out_len : STDOUT_TAIL_MAX;
         res->stdout_tail = flow__strndup(c->out + c->out_len - n, n);
     }
-    if (!c->input_shared)
-        unlink(c->input_path);
+    remove_files(c);
     cmd_free(c);
 }
 

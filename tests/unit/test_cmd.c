@@ -707,6 +707,86 @@ static void test_control(void **state)
     flow__cmd_result_cleanup(&res);
 }
 
+/* A task plants links to a file outside where the runner will write the
+ * next attempt's files (and replaces its own output and control files with
+ * a link or a FIFO): the runner never writes or reads through them, the
+ * file outside is untouched, and every file the runner makes is 0600. */
+static void test_planted_links(void **state)
+{
+    struct fixture *f = *state;
+    char *outside_dir = th_tempdir();
+    char *outside = th_write_file(outside_dir, "precious", "\"keep me\"\n");
+    char script[8192];
+    snprintf(script, sizeof(script),
+             "cd \"$(dirname \"$FLOW_INPUT\")\" && rm -f null.json && ln -s '%s' null.json && "
+             "for x in a901-1.input.json a901-1.output a901-1.control a902-1.output "
+             "a902-1.control; do ln -s '%s' $x; done",
+             outside, outside);
+    struct flow__cmd_spec s = base_spec(f);
+    s.activation = 900;
+    s.shell = script;
+    struct flow__cmd_result res;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    flow__cmd_result_cleanup(&res);
+
+    mode_t old = umask(0); /* the runner's umask does not widen its files */
+    s = base_spec(f);
+    s.activation = 901;
+    s.input = json_pack("{s:i}", "x", 1);
+    s.shell = "stat -c %a \"$FLOW_INPUT\" \"$FLOW_OUTPUT\" \"$FLOW_CONTROL\" >&2; "
+              "test ! -L \"$FLOW_OUTPUT\" && cat \"$FLOW_INPUT\" > \"$FLOW_OUTPUT\" && "
+              "echo '{\"set\": {}}' >> \"$FLOW_CONTROL\"";
+    run_spec(&s, &res);
+    umask(old);
+    json_decref(s.input);
+    assert_true(res.ok);
+    assert_int_equal(json_integer_value(json_object_get(res.output, "x")), 1);
+    assert_int_equal(json_array_size(res.directives), 1);
+    assert_string_equal(res.stderr_tail, "600\n600\n600\n");
+    flow__cmd_result_cleanup(&res);
+
+    s = base_spec(f);
+    s.activation = 902; /* null input: the shared null.json, a link no more */
+    s.shell = "test ! -L \"$FLOW_INPUT\" && cat \"$FLOW_INPUT\"";
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_true(json_is_null(res.output));
+    flow__cmd_result_cleanup(&res);
+
+    /* The task's own files swapped for a link or a FIFO: refused, at once. */
+    const char *vars[] = {"FLOW_OUTPUT", "FLOW_CONTROL", "FLOW_OUTPUT"};
+    const char *errors[] = {
+        "cannot read $FLOW_OUTPUT '",
+        "cannot read $FLOW_CONTROL '",
+        "cannot read $FLOW_OUTPUT '",
+    };
+    const char *why[] = {
+        "': it is a symbolic link (never followed)",
+        "': it is a symbolic link (never followed)",
+        "': it is not a regular file",
+    };
+    for (size_t i = 0; i < FLOW__ARRAY_LEN(vars); i++) {
+        if (i < 2)
+            snprintf(script, sizeof(script), "rm \"$%s\" && ln -s '%s' \"$%s\"", vars[i],
+                     outside, vars[i]);
+        else
+            snprintf(script, sizeof(script), "rm \"$%s\" && mkfifo \"$%s\"", vars[i], vars[i]);
+        run_shell(f, script, FLOW_OUTPUT_AUTO, &res);
+        assert_false(res.ok);
+        assert_non_null(strstr(res.error, errors[i]));
+        assert_non_null(strstr(res.error, why[i]));
+        flow__cmd_result_cleanup(&res);
+    }
+
+    char *text = th_read_file(outside);
+    assert_string_equal(text, "\"keep me\"\n");
+    free(text);
+    th_rmtree(outside_dir);
+    free(outside);
+    free(outside_dir);
+}
+
 static void test_pdeathsig(void **state)
 {
     struct fixture *f = *state;
@@ -717,6 +797,7 @@ static void test_pdeathsig(void **state)
     if (helper == 0) {
         close(fds[0]);
         struct flow__cmd_spec s = base_spec(f);
+        s.activation = 4242;
         const char *sleep30[] = {"sleep", "30", NULL};
         s.argv = sleep30;
         struct flow__cmd *c = NULL;
@@ -737,6 +818,13 @@ static void test_pdeathsig(void **state)
     kill(helper, SIGKILL);
     assert_int_equal(waitpid(helper, NULL, 0), helper);
     assert_true(wait_gone(pid, 1));
+    /* What the dead runner created stays until its work directory is swept
+     * (test_workdir.c): not this test's business. */
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/a4242-1.output", f->dir);
+    assert_int_equal(unlink(path), 0);
+    snprintf(path, sizeof(path), "%s/a4242-1.control", f->dir);
+    assert_int_equal(unlink(path), 0);
 }
 
 static void test_abort(void **state)
@@ -865,6 +953,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grandchild, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_planted_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pdeathsig, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
