@@ -150,6 +150,10 @@ int main(int argc, char **argv)
     const struct cli_command *c;
     int i = 1;
 
+    /* Every child of this process is libflow's: any orphan that comes to
+     * it (a command's, re-parented) is to be reaped. */
+    flow_set_reap_orphans(true);
+
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *arg = argv[i];
 

@@ -149,6 +149,23 @@ typedef enum flow_log_level {
 typedef void (*flow_log_fn)(flow_log_level level, const char *message, void *udata);
 FLOW_API void flow_set_log(flow_log_fn fn, void *udata, flow_log_level min_level);
 
+/* Processes. A command task runs in a process group of its own, and
+ * everything it starts -- also what leaves that group (`setsid cmd &`, a
+ * daemon's double fork) -- is killed when its attempt ends, however it ends
+ * (exit, timeout, cancel, and the death of this process, even by SIGKILL).
+ * To find what left the group, a process that runs command tasks makes
+ * itself a child subreaper (PR_SET_CHILD_SUBREAPER) before its first
+ * command: orphans below it come to it instead of to init. That is true of
+ * orphans of the host's own children too. libflow reaps the zombie
+ * children it knows are its commands' (killed by it, seen alive with the
+ * FLOW_CMD_TAG of a command, or in a command's process group); `all` true
+ * makes it reap every zombie child it did not start itself -- for a program
+ * whose only children are libflow's, as the `flow` CLI, so that an orphan
+ * that left its command's group and exited at once is reaped too. With
+ * `all`, the host must not wait for children of its own (their status
+ * would be taken). Default false. Thread-safe. */
+FLOW_API void flow_set_reap_orphans(bool all);
+
 /* ------------------------------------------------------------------------ */
 /* Flows and tasks                                                           */
 

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "exec/spawn.h"
+#include "exec/tree.h"
 #include "exec/workdir.h"
 #include "util/alloc.h"
 #include "util/buf.h"
@@ -48,6 +49,8 @@ extern char **environ;
 /* One running attempt. The three paths live in `files`, after the struct. */
 struct flow__cmd {
     pid_t pid;            /* also the process group id */
+    uint64_t seq;         /* the attempt's number in its FLOW_CMD_TAG (tree.h) */
+    char tag[64];         /* FLOW_CMD_TAG=... */
     int pidfd;            /* readable at the exit; -1 once reaped */
     bool pidfd_is_timer;  /* no pidfd_open (kernel < 5.3, valgrind): a 10 ms timerfd */
     int out_fd;           /* read end of the stdout pipe; -1 once closed */
@@ -73,6 +76,7 @@ struct flow__cmd {
     bool tail_nomem;
 
     bool input_shared;    /* input_path is work_dir/null.json, not ours to remove */
+    bool outputs_gone;    /* FLOW_OUTPUT and FLOW_CONTROL read and removed, or absent */
     int dirfd;            /* the work_dir: every file is opened relative to it */
     bool own_dirfd;       /* opened here (the caller gave no flow__workdir) */
     char *input_path;     /* full paths, for the child's environment... */
@@ -89,8 +93,8 @@ struct flow__cmd {
 
 /* Order matters: values are filled in this order by env_build(). */
 static const char *const flow_vars[] = {
-    "FLOW_RUN_ID", "FLOW_TASK",  "FLOW_ACTIVATION", "FLOW_ATTEMPT",
-    "FLOW_INPUT",  "FLOW_STATE", "FLOW_OUTPUT",     "FLOW_CONTROL",
+    "FLOW_RUN_ID", "FLOW_TASK",  "FLOW_ACTIVATION", "FLOW_ATTEMPT", "FLOW_INPUT",
+    "FLOW_STATE",  "FLOW_OUTPUT", "FLOW_CONTROL",   FLOW__TREE_TAG_VAR,
 };
 #define FLOW_VAR_COUNT FLOW__ARRAY_LEN(flow_vars)
 
@@ -152,6 +156,7 @@ static char **env_build(const struct flow__cmd_spec *spec, const struct flow__cm
         spec->state_path, /* NULL: not exported */
         c->output_path,
         c->control_path,
+        c->tag + sizeof(FLOW__TREE_TAG_VAR), /* the value after "FLOW_CMD_TAG=" */
     };
 
     size_t extra = 0;
@@ -495,6 +500,8 @@ static struct flow__cmd *cmd_new(const struct flow__cmd_spec *spec, bool null_in
     c->input_name = c->input_path + dir_len + 1;
     c->dirfd = -1;
     c->pid = -1;
+    c->seq = flow__tree_attempt_begin();
+    flow__tree_tag(c->seq, c->tag, sizeof(c->tag));
     c->pidfd = -1;
     c->out_fd = -1;
     c->err_fd = -1;
@@ -511,12 +518,15 @@ static void remove_files(struct flow__cmd *c)
         return;
     if (!c->input_shared)
         unlinkat(c->dirfd, c->input_name, 0);
-    unlinkat(c->dirfd, c->output_name, 0);
-    unlinkat(c->dirfd, c->control_name, 0);
+    if (!c->outputs_gone) {
+        flow__workdir_rmtree_at(c->dirfd, c->output_name);
+        flow__workdir_rmtree_at(c->dirfd, c->control_name);
+    }
 }
 
 static void cmd_free(struct flow__cmd *c)
 {
+    flow__tree_attempt_end(c->seq);
     if (c->own_dirfd)
         close_fd(&c->dirfd);
     close_fd(&c->pidfd);
@@ -543,9 +553,10 @@ static flow_err open_work_dir(const struct flow__cmd_spec *spec, struct flow__cm
     return FLOW_OK;
 }
 
-/* FLOW_INPUT written, FLOW_OUTPUT and FLOW_CONTROL created empty: all three
- * new files of mode 0600 that the task writes into (a name it planted is
- * replaced, never written through). */
+/* FLOW_INPUT written as a new file of mode 0600; whatever has the names of
+ * FLOW_OUTPUT and FLOW_CONTROL removed, so that the task creates them anew
+ * and writes through nothing another task planted there. (Creating them
+ * empty, 0600, cost W2 two inode allocations a task: several percent.) */
 static flow_err create_files(const struct flow__cmd_spec *spec, struct flow__cmd *c,
                              bool null_input, flow_error *err)
 {
@@ -561,12 +572,11 @@ static flow_err create_files(const struct flow__cmd_spec *spec, struct flow__cmd
     const char *paths[] = {c->output_path, c->control_path};
     const char *vars[] = {"$FLOW_OUTPUT", "$FLOW_CONTROL"};
     for (size_t i = 0; i < 2; i++) {
-        int e = flow__workfile_create(c->dirfd, names[i], NULL, 0);
+        int e = flow__workdir_rmtree_at(c->dirfd, names[i]);
         if (e) {
             char ebuf[128];
-            return flow__error(err, e == ENOMEM ? FLOW_ENOMEM : FLOW_EIO,
-                               "cannot create %s '%s': %s", vars[i], paths[i],
-                               flow__workfile_strerror(e, ebuf, sizeof(ebuf)));
+            return flow__error(err, FLOW_EIO, "cannot clear %s '%s': %s", vars[i], paths[i],
+                               flow__errtext(e, ebuf, sizeof(ebuf)));
         }
     }
     return FLOW_OK;
@@ -603,6 +613,8 @@ flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **o
         path = resolved;
     }
 
+    /* Before the first child: orphans of its children must come to us. */
+    flow__tree_prepare();
     bool null_input = !spec->input || json_is_null(spec->input);
     struct flow__cmd *c = cmd_new(spec, null_input);
     if (!c)
@@ -668,6 +680,7 @@ flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **o
         rc = flow__error_errno(err, saved, "cannot watch '%s' (pidfd_open)", argv[0]);
         goto out_close;
     }
+    flow__tree_own(pid);
     flow__reaper_add(pid);
     c->out_fd = out_pipe[0];
     c->err_fd = err_pipe[0];
@@ -827,7 +840,11 @@ static void finish_exit(struct flow__cmd *c)
             record_status(c, &info);
     }
     flow__reaper_del(c->pid); /* the group is dead and its pgid free to be reused */
+    flow__tree_disown(c->pid);
     c->reaped = true;
+    /* What left the group (setsid, a daemon's double fork) was adopted by
+     * us when its parent died: it carries the attempt's tag. */
+    flow__tree_kill(c->seq, 0, c->pid);
     close_fd(&c->pidfd);
     read_pipe(c, &c->out_fd, DRAIN_READS);
     read_pipe(c, &c->err_fd, DRAIN_READS);
@@ -880,8 +897,10 @@ bool flow__cmd_is_done(const struct flow__cmd *c)
 void flow__cmd_kill(struct flow__cmd *c, int sig)
 {
     /* Until the reap, the leader (alive or zombie) keeps the pgid ours. */
-    if (!c->reaped)
+    if (!c->reaped) {
         kill(-c->pid, sig);
+        flow__tree_signal(c->seq, c->pid, sig);
+    }
 }
 
 int flow__cmd_pid(const struct flow__cmd *c)
@@ -1093,7 +1112,7 @@ static void finish_success(struct flow__cmd *c, struct flow__cmd_result *res)
     size_t len = 0;
     int rc = read_file(c->dirfd, c->output_name, c->output_limit, &text, &len);
     if (rc != ENOENT)
-        unlinkat(c->dirfd, c->output_name, 0);
+        flow__workdir_rmtree_at(c->dirfd, c->output_name);
     if (rc == 0 && len > 0) {
         res->output = parse_output(text, len, c->mode, &res->error);
         c->output_file = true;
@@ -1118,7 +1137,7 @@ static void finish_success(struct flow__cmd *c, struct flow__cmd_result *res)
     if (rc == ENOENT) {
         res->directives = json_array();
     } else {
-        unlinkat(c->dirfd, c->control_name, 0);
+        flow__workdir_rmtree_at(c->dirfd, c->control_name);
         if (rc == 0)
             res->directives = parse_control(text, len, &control_error);
         else if (rc == EFBIG)
@@ -1129,6 +1148,7 @@ static void finish_success(struct flow__cmd *c, struct flow__cmd_result *res)
                                            flow__workfile_strerror(rc, ebuf, sizeof(ebuf)));
         flow__free(text);
     }
+    c->outputs_gone = true;
     if (!res->directives && !control_error && !res->error)
         control_error = flow__strdup("out of memory reading $FLOW_CONTROL");
     if (control_error && !res->error)

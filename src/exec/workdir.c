@@ -7,31 +7,20 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "util/alloc.h"
 #include "util/buf.h"
+#include "util/dirscan.h"
 #include "util/error.h"
 #include "util/json.h"
 
 #define RMTREE_DEPTH 16
-
-/* A struct linux_dirent64, read with the raw system call: opendir would
- * allocate, and the reaper may not. */
-struct dirent64_raw {
-    uint64_t d_ino;
-    int64_t d_off;
-    unsigned short d_reclen;
-    unsigned char d_type;
-    char d_name[];
-};
 
 /* ------------------------------------------------------------------------ */
 /* Removal                                                                   */
@@ -58,38 +47,40 @@ static int remove_entry(int dirfd, const char *name, int depth)
     return rc;
 }
 
+struct rmtree_pass {
+    int fd;
+    int depth;
+    int rc;       /* the last failure */
+    bool removed; /* something went in this pass */
+};
+
+static int rmtree_one(const char *name, unsigned char type, void *arg)
+{
+    struct rmtree_pass *p = arg;
+    (void)type;
+    int e = remove_entry(p->fd, name, p->depth);
+    if (e)
+        p->rc = e;
+    else
+        p->removed = true;
+    return 0;
+}
+
 /* Empty the directory open as `fd`. Entries are read again from the start
- * after each batch of removals, until a pass finds nothing to remove. */
+ * after each pass of removals, until a pass finds nothing to remove. */
 static int rmtree_in(int fd, int depth)
 {
-    char buf[2048] __attribute__((aligned(8)));
-    int rc = 0;
+    struct rmtree_pass p = {fd, depth, 0, false};
     for (int pass = 0; pass < 64; pass++) {
         if (lseek(fd, 0, SEEK_SET) != 0)
             return errno;
-        bool removed = false;
-        for (;;) {
-            long n = syscall(SYS_getdents64, fd, buf, sizeof(buf));
-            if (n < 0)
-                return errno;
-            if (n == 0)
-                break;
-            for (long off = 0; off < n;) {
-                struct dirent64_raw *d = (struct dirent64_raw *)(buf + off);
-                off += d->d_reclen;
-                if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
-                    continue;
-                int e = remove_entry(fd, d->d_name, depth);
-                if (e)
-                    rc = e;
-                else
-                    removed = true;
-            }
-        }
-        if (!removed || rc)
-            return rc;
+        p.removed = false;
+        if (flow__dirscan(fd, rmtree_one, &p) < 0)
+            return errno;
+        if (!p.removed || p.rc)
+            break;
     }
-    return rc;
+    return p.rc;
 }
 
 int flow__workdir_rmtree_at(int dirfd, const char *name)
@@ -168,35 +159,38 @@ out_close:
     return result;
 }
 
+struct sweep {
+    int basefd;
+    const char *run_id;
+    pid_t pid;
+    int removed;
+    int busy;
+};
+
+static int sweep_entry(const char *name, unsigned char type, void *arg)
+{
+    struct sweep *w = arg;
+    if ((type != DT_DIR && type != DT_UNKNOWN) || !name_matches(name, w->run_id, w->pid))
+        return 0;
+    int r = sweep_one(w->basefd, name);
+    if (r > 0)
+        w->removed++;
+    else if (r == 0)
+        w->busy++;
+    return 0;
+}
+
 int flow__workdir_sweep(const char *base, const char *run_id, pid_t pid, int *busy)
 {
-    if (busy)
-        *busy = 0;
-    int basefd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (basefd < 0)
-        return 0;
-    char buf[4096] __attribute__((aligned(8)));
-    int removed = 0;
-    for (;;) {
-        long n = syscall(SYS_getdents64, basefd, buf, sizeof(buf));
-        if (n <= 0)
-            break;
-        for (long off = 0; off < n;) {
-            struct dirent64_raw *d = (struct dirent64_raw *)(buf + off);
-            off += d->d_reclen;
-            if (d->d_type != DT_DIR && d->d_type != DT_UNKNOWN)
-                continue;
-            if (!name_matches(d->d_name, run_id, pid))
-                continue;
-            int r = sweep_one(basefd, d->d_name);
-            if (r > 0)
-                removed++;
-            else if (r == 0 && busy)
-                (*busy)++;
-        }
+    struct sweep w = {-1, run_id, pid, 0, 0};
+    w.basefd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (w.basefd >= 0) {
+        flow__dirscan(w.basefd, sweep_entry, &w);
+        close(w.basefd);
     }
-    close(basefd);
-    return removed;
+    if (busy)
+        *busy = w.busy;
+    return w.removed;
 }
 
 flow_err flow__workdir_make(const char *run_id, struct flow__workdir *wd, flow_error *err)

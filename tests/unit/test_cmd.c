@@ -18,6 +18,7 @@
 
 #include "exec/cmd.h"
 #include "exec/reaper.h"
+#include "exec/tree.h"
 #include "util/alloc.h"
 
 struct fixture {
@@ -174,6 +175,94 @@ static bool wait_gone(pid_t pid, double limit)
         usleep(10000);
     }
     return true;
+}
+
+/* Live processes whose command line holds `needle` (zombies have none). */
+static int count_marked(const char *needle)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp)
+            continue;
+        char buf[4096];
+        size_t len = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        for (size_t i = 0; i < len; i++)
+            buf[i] = buf[i] ? buf[i] : ' ';
+        buf[len] = '\0';
+        if (strstr(buf, needle))
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static bool wait_marked(const char *needle, int at_least, double limit)
+{
+    double end = now() + limit;
+    while (count_marked(needle) < at_least) {
+        if (now() > end)
+            return false;
+        usleep(10000);
+    }
+    return true;
+}
+
+/* Children of this process (any thread) that are zombies. */
+static int zombie_children(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    int zombies = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/self/task/%s/children", e->d_name);
+        char *kids = th_read_file(path);
+        for (char *p = kids; p && *p;) {
+            char *end;
+            long pid = strtol(p, &end, 10);
+            if (end == p)
+                break;
+            p = end;
+            if (process_gone((pid_t)pid) && kill((pid_t)pid, 0) == 0) {
+                char sp[64];
+                snprintf(sp, sizeof(sp), "/proc/%ld/stat", pid);
+                char *st = th_read_file(sp);
+                if (getenv("DEBUG_ZOMBIES"))
+                    fprintf(stderr, "zombie: %s", st ? st : "?\n");
+                free(st);
+                zombies++;
+            }
+        }
+        free(kids);
+    }
+    closedir(d);
+    return zombies;
+}
+
+/* A helper process (a child of this test, the host) ran commands and died:
+ * what it left (its commands, its reaper) was re-parented to this process,
+ * a subreaper too. The host says its orphans are all libflow's, and sweeps
+ * reap them until there is none, dead or alive. */
+static void reap_helper_orphans(void)
+{
+    flow_set_reap_orphans(true);
+    double end = now() + 5;
+    while (flow__tree_sweep() > 0 && now() < end)
+        usleep(10000);
+    flow_set_reap_orphans(false);
+    assert_int_equal(flow__tree_sweep(), 0);
 }
 
 /* Peak resident memory in KiB, reset first when `reset`. */
@@ -669,6 +758,82 @@ static void test_grandchild(void **state)
     flow__cmd_result_cleanup(&res);
 }
 
+/* A task that starts processes outside its group (`setsid cmd &`, a
+ * double fork, a plain background job): timed out (SIGTERM), killed
+ * (SIGKILL) or exited, nothing of it survives the attempt and no zombie is
+ * left. Each sleep has a duration of its own, to be found by. */
+static void test_tree_killed(void **state)
+{
+    struct fixture *f = *state;
+    const char *ends[] = {"sleep 30", "sleep 30", "sleep 0.5; echo 1"};
+    for (int mode = 0; mode < 3; mode++) {
+        char marker[64];
+        snprintf(marker, sizeof(marker), "sleep 1000.%d%d", (int)getpid(), mode);
+        char script[1024];
+        snprintf(script, sizeof(script), "setsid %s & (setsid %s &); (%s &); %s", marker, marker,
+                 marker, ends[mode]);
+        struct flow__cmd_spec s = base_spec(f);
+        s.shell = script;
+        struct flow__cmd *c = NULL;
+        flow_error err;
+        assert_int_equal(flow__cmd_start(&s, &c, &err), FLOW_OK);
+        assert_true(wait_marked(marker, 3, 5));
+        if (mode == 0)
+            flow__cmd_kill(c, SIGTERM);
+        else if (mode == 1)
+            flow__cmd_kill(c, SIGKILL);
+        assert_true(drive(c, 5));
+        struct flow__cmd_result res;
+        flow__cmd_finish(c, mode < 2, &res);
+        assert_int_equal(res.ok, mode == 2);
+        flow__cmd_result_cleanup(&res);
+        if (count_marked(marker) != 0)
+            fail_msg("mode %d: %d processes of the attempt survived it", mode,
+                     count_marked(marker));
+        if (zombie_children() != 0)
+            fail_msg("mode %d: %d zombies left", mode, zombie_children());
+    }
+}
+
+/* Orphans that die while their task still runs are reaped by a sweep, not
+ * left as zombies of the runner until the task ends: those of the task's
+ * process group always; those that left it (setsid) and died before anyone
+ * saw them, only when the host says every orphan is libflow's. */
+static void test_orphans_reaped(void **state)
+{
+    struct fixture *f = *state;
+    const char *scripts[] = {
+        "for i in 1 2 3; do (sh -c 'exit 0' &); done; sleep 30",
+        "for i in 1 2 3; do (setsid sh -c 'exit 0' &); done; sleep 30",
+    };
+    for (int i = 0; i < 2; i++) {
+        struct flow__cmd_spec s = base_spec(f);
+        s.shell = scripts[i];
+        struct flow__cmd *c = NULL;
+        flow_error err;
+        assert_int_equal(flow__cmd_start(&s, &c, &err), FLOW_OK);
+        double end = now() + 5;
+        while (zombie_children() < 3 && now() < end)
+            usleep(10000);
+        assert_int_equal(zombie_children(), 3); /* ours now: the subreaper's */
+        if (i == 1) {
+            assert_int_equal(flow__tree_sweep(), 3);
+            assert_int_equal(zombie_children(), 3); /* they might be the host's */
+            flow_set_reap_orphans(true);
+        }
+        assert_int_equal(flow__tree_sweep(), 3);
+        flow_set_reap_orphans(false);
+        assert_int_equal(zombie_children(), 0);
+        assert_false(flow__cmd_is_done(c));
+        flow__cmd_kill(c, SIGKILL);
+        assert_true(drive(c, 5));
+        struct flow__cmd_result res;
+        flow__cmd_finish(c, true, &res);
+        flow__cmd_result_cleanup(&res);
+        assert_int_equal(flow__tree_sweep(), 0);
+    }
+}
+
 static void test_control(void **state)
 {
     struct fixture *f = *state;
@@ -734,8 +899,9 @@ static void test_planted_links(void **state)
     s = base_spec(f);
     s.activation = 901;
     s.input = json_pack("{s:i}", "x", 1);
-    s.shell = "stat -c %a \"$FLOW_INPUT\" \"$FLOW_OUTPUT\" \"$FLOW_CONTROL\" >&2; "
-              "test ! -L \"$FLOW_OUTPUT\" && cat \"$FLOW_INPUT\" > \"$FLOW_OUTPUT\" && "
+    s.shell = "stat -c %a \"$FLOW_INPUT\" >&2; "
+              "test ! -e \"$FLOW_OUTPUT\" && test ! -e \"$FLOW_CONTROL\" && "
+              "cat \"$FLOW_INPUT\" > \"$FLOW_OUTPUT\" && "
               "echo '{\"set\": {}}' >> \"$FLOW_CONTROL\"";
     run_spec(&s, &res);
     umask(old);
@@ -743,7 +909,7 @@ static void test_planted_links(void **state)
     assert_true(res.ok);
     assert_int_equal(json_integer_value(json_object_get(res.output, "x")), 1);
     assert_int_equal(json_array_size(res.directives), 1);
-    assert_string_equal(res.stderr_tail, "600\n600\n600\n");
+    assert_string_equal(res.stderr_tail, "600\n");
     flow__cmd_result_cleanup(&res);
 
     s = base_spec(f);
@@ -768,10 +934,10 @@ static void test_planted_links(void **state)
     };
     for (size_t i = 0; i < FLOW__ARRAY_LEN(vars); i++) {
         if (i < 2)
-            snprintf(script, sizeof(script), "rm \"$%s\" && ln -s '%s' \"$%s\"", vars[i],
+            snprintf(script, sizeof(script), "rm -f \"$%s\" && ln -s '%s' \"$%s\"", vars[i],
                      outside, vars[i]);
         else
-            snprintf(script, sizeof(script), "rm \"$%s\" && mkfifo \"$%s\"", vars[i], vars[i]);
+            snprintf(script, sizeof(script), "rm -f \"$%s\" && mkfifo \"$%s\"", vars[i], vars[i]);
         run_shell(f, script, FLOW_OUTPUT_AUTO, &res);
         assert_false(res.ok);
         assert_non_null(strstr(res.error, errors[i]));
@@ -797,7 +963,6 @@ static void test_pdeathsig(void **state)
     if (helper == 0) {
         close(fds[0]);
         struct flow__cmd_spec s = base_spec(f);
-        s.activation = 4242;
         const char *sleep30[] = {"sleep", "30", NULL};
         s.argv = sleep30;
         struct flow__cmd *c = NULL;
@@ -818,13 +983,46 @@ static void test_pdeathsig(void **state)
     kill(helper, SIGKILL);
     assert_int_equal(waitpid(helper, NULL, 0), helper);
     assert_true(wait_gone(pid, 1));
-    /* What the dead runner created stays until its work directory is swept
-     * (test_workdir.c): not this test's business. */
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/a4242-1.output", f->dir);
-    assert_int_equal(unlink(path), 0);
-    snprintf(path, sizeof(path), "%s/a4242-1.control", f->dir);
-    assert_int_equal(unlink(path), 0);
+    reap_helper_orphans();
+}
+
+/* The runner dies by SIGKILL: its reaper kills what its commands started
+ * outside their groups too. */
+static void test_reaper_kills_tree(void **state)
+{
+    struct fixture *f = *state;
+    char marker[64];
+    snprintf(marker, sizeof(marker), "sleep 1000.%d9", (int)getpid());
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t helper = fork();
+    assert_true(helper >= 0);
+    if (helper == 0) {
+        close(fds[0]);
+        char script[512];
+        snprintf(script, sizeof(script), "setsid %s & (setsid %s &); sleep 30", marker, marker);
+        struct flow__cmd_spec s = base_spec(f);
+        s.shell = script;
+        struct flow__cmd *c = NULL;
+        if (flow__cmd_start(&s, &c, NULL) != FLOW_OK)
+            _exit(1);
+        if (write(fds[1], "x", 1) != 1)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(fds[1]);
+    char x;
+    assert_int_equal(read(fds[0], &x, 1), 1);
+    close(fds[0]);
+    assert_true(wait_marked(marker, 2, 5));
+    kill(helper, SIGKILL);
+    assert_int_equal(waitpid(helper, NULL, 0), helper);
+    double end = now() + 5;
+    while (count_marked(marker) > 0 && now() < end)
+        usleep(10000);
+    assert_int_equal(count_marked(marker), 0);
+    reap_helper_orphans();
 }
 
 static void test_abort(void **state)
@@ -931,7 +1129,7 @@ int main(void)
     /* Its socket stays open for the process's life: open it before the
      * tests count descriptors. */
     flow__reaper_prepare();
-    /* Before the first spawn: the runner's environment is copied once. */
+    /* The runner's environment, as the children will inherit it. */
     setenv("FLOW_TEST_VAR", "from-runner", 1);
     setenv("FLOW_TEST_OTHER", "kept", 1);
     setenv("FLOW_TASK", "from-runner-env", 1);
@@ -955,6 +1153,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_control, setup, teardown),
         cmocka_unit_test_setup_teardown(test_planted_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pdeathsig, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tree_killed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphans_reaped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reaper_kills_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many, setup, teardown),
