@@ -529,7 +529,11 @@ typedef struct flow_store flow_store;
 /* Open the store at `url`: "sqlite:PATH" (the default kind), "disk:DIR",
  * "memory:" (nothing persists); durable ones take "?durability=strict".
  * NULL means flow_store_default_url(). Created if missing (files 0600,
- * directories 0700); a store written by a newer libflow is refused. */
+ * directories 0700); a store written by a newer libflow is refused. The
+ * default "sqlite:.flow/flow.db" is refused (FLOW_EINVAL, the message names
+ * the path and what to do) when `.flow` is a symbolic link, not a directory,
+ * someone else's or writable by group or others, or `.flow/flow.db` a link:
+ * the current directory may be anyone's. */
 FLOW_API flow_store *flow_store_open(const char *url, flow_error *err);
 /* Flags for flow_store_open_flags. */
 #define FLOW_STORE_NOCREATE 1u /* a store that does not exist is FLOW_ENOTFOUND */
