@@ -844,7 +844,7 @@ static void finish_exit(struct flow__cmd *c)
     c->reaped = true;
     /* What left the group (setsid, a daemon's double fork) was adopted by
      * us when its parent died: it carries the attempt's tag. */
-    flow__tree_kill(c->seq, 0, c->pid);
+    flow__tree_kill(c->seq, 0, c->lost ? 0 : c->pid); /* lost: the pgid may be reused */
     close_fd(&c->pidfd);
     read_pipe(c, &c->out_fd, DRAIN_READS);
     read_pipe(c, &c->err_fd, DRAIN_READS);

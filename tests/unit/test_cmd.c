@@ -529,7 +529,8 @@ static void test_env(void **state)
     s = base_spec(f);
     s.env = env;
     s.shell = "echo \"$FLOW_TEST_VAR\"; echo \"$NEW_VAR\"; echo \"$FLOW_TASK\"; "
-              "echo \"$FLOW_TEST_OTHER\"; env | grep -c '^FLOW_TEST_VAR='";
+              "echo \"$FLOW_TEST_OTHER\"; env | grep -c '^FLOW_TEST_VAR='; "
+              "env | grep -c '^FLOW_CMD_TAG='; echo \"FLOW_CMD_TAG=$FLOW_CMD_TAG\"";
     s.output_mode = FLOW_OUTPUT_LINES;
     run_spec(&s, &res);
     assert_true(res.ok);
@@ -538,6 +539,13 @@ static void test_env(void **state)
     assert_string_equal(json_string_value(json_array_get(res.output, 2)), "task-a");
     assert_string_equal(json_string_value(json_array_get(res.output, 3)), "kept");
     assert_string_equal(json_string_value(json_array_get(res.output, 4)), "1");
+    /* The attempt's own tag, not the one this runner inherited. */
+    assert_string_equal(json_string_value(json_array_get(res.output, 5)), "1");
+    const char *tag = json_string_value(json_array_get(res.output, 6));
+    const char *prefix = flow__tree_tag_prefix();
+    assert_int_equal(strncmp(tag, prefix, strlen(prefix)), 0);
+    assert_true(strlen(tag) > strlen(prefix));
+    assert_int_equal(strspn(tag + strlen(prefix), "0123456789"), strlen(tag + strlen(prefix)));
     flow__cmd_result_cleanup(&res);
 
     /* argv[0] is looked up in the task's PATH when it sets one. */
@@ -1133,6 +1141,7 @@ int main(void)
     setenv("FLOW_TEST_VAR", "from-runner", 1);
     setenv("FLOW_TEST_OTHER", "kept", 1);
     setenv("FLOW_TASK", "from-runner-env", 1);
+    setenv("FLOW_CMD_TAG", "0123456789abcdef-1", 1); /* as a runner started by a task */
     /* A runner that ignores SIGPIPE must not pass that on. */
     signal(SIGPIPE, SIG_IGN);
 
