@@ -151,6 +151,10 @@ int main(int argc, char **argv)
     int i = 1;
 
     cli_std_streams_init();
+    /* Every child of this process is libflow's: any orphan that comes to
+     * it (a command's, re-parented) is to be reaped. */
+    flow_set_reap_orphans(true);
+
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *arg = argv[i];
 

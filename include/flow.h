@@ -125,8 +125,11 @@ FLOW_API char *flow_json_dumps(const json_t *v, size_t flags);
 /* Allocation and logging                                                    */
 
 /* Replace the allocator used by libflow; jansson is pointed at the same
- * malloc and free. All NULL restores the C library's. Call before any other
- * function of libflow or jansson; not thread-safe. */
+ * malloc and free. Every block libflow allocates comes from these functions
+ * and goes back to them (libflow keeps no cache of its own, and frees
+ * everything it allocated once the objects that hold it are freed); SQLite
+ * and libyaml keep their own allocators. All NULL restores the C library's.
+ * Call before any other function of libflow or jansson; not thread-safe. */
 typedef void *(*flow_malloc_fn)(size_t size);
 typedef void *(*flow_realloc_fn)(void *ptr, size_t size);
 typedef void (*flow_free_fn)(void *ptr);
@@ -145,6 +148,23 @@ typedef enum flow_log_level {
  * callback, which may be called from any of the engine's threads. */
 typedef void (*flow_log_fn)(flow_log_level level, const char *message, void *udata);
 FLOW_API void flow_set_log(flow_log_fn fn, void *udata, flow_log_level min_level);
+
+/* Processes. A command task runs in a process group of its own, and
+ * everything it starts -- also what leaves that group (`setsid cmd &`, a
+ * daemon's double fork) -- is killed when its attempt ends, however it ends
+ * (exit, timeout, cancel, and the death of this process, even by SIGKILL).
+ * To find what left the group, a process that runs command tasks makes
+ * itself a child subreaper (PR_SET_CHILD_SUBREAPER) before its first
+ * command: orphans below it come to it instead of to init. That is true of
+ * orphans of the host's own children too. libflow reaps the zombie
+ * children it knows are its commands' (killed by it, seen alive with the
+ * FLOW_CMD_TAG of a command, or in a command's process group); `all` true
+ * makes it reap every zombie child it did not start itself -- for a program
+ * whose only children are libflow's, as the `flow` CLI, so that an orphan
+ * that left its command's group and exited at once is reaped too. With
+ * `all`, the host must not wait for children of its own (their status
+ * would be taken). Default false. Thread-safe. */
+FLOW_API void flow_set_reap_orphans(bool all);
 
 /* ------------------------------------------------------------------------ */
 /* Flows and tasks                                                           */
@@ -512,7 +532,11 @@ typedef struct flow_store flow_store;
 /* Open the store at `url`: "sqlite:PATH" (the default kind), "disk:DIR",
  * "memory:" (nothing persists); durable ones take "?durability=strict".
  * NULL means flow_store_default_url(). Created if missing (files 0600,
- * directories 0700); a store written by a newer libflow is refused. */
+ * directories 0700); a store written by a newer libflow is refused. The
+ * default "sqlite:.flow/flow.db" is refused (FLOW_EINVAL, the message names
+ * the path and what to do) when `.flow` is a symbolic link, not a directory,
+ * someone else's or writable by group or others, or `.flow/flow.db` a link:
+ * the current directory may be anyone's. */
 FLOW_API flow_store *flow_store_open(const char *url, flow_error *err);
 /* Flags for flow_store_open_flags. */
 #define FLOW_STORE_NOCREATE 1u /* a store that does not exist is FLOW_ENOTFOUND */

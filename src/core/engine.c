@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "exec/tree.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -607,6 +608,7 @@ static void spawn_commands(struct flow_engine *e)
         slot->act = a;
         a->cmd = slot;
         e->running++;
+        e->spawned = true;
         flow__run_attempt_started(r, a);
         slot->attempt = a->attempt;
         struct flow__cmd_spec spec;
@@ -758,12 +760,32 @@ static void reap_notifiers(struct flow_engine *e)
             e->notifiers.items[kept++] = pid;
             continue;
         }
+        flow__tree_disown(pid);
         if (got == pid && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
             flow__log(FLOW_LOG_WARN, "a feedback notification command (pid %ld) %s %d",
                       (long)pid, WIFEXITED(status) ? "exited with status" : "was killed by signal",
                       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
     }
     e->notifiers.count = kept;
+}
+
+#define SWEEP_EVERY_NS (500 * 1000000LL)
+
+/* [L] Orphans of command tasks come to this thread (tree.h): reap those
+ * that died, kill those whose attempt is over. At most every 500 ms, and
+ * only once a command has run here; the lock is released meanwhile. */
+static void sweep_orphans(struct flow_engine *e)
+{
+    if (!e->spawned)
+        return;
+    int64_t now = flow__now_ns();
+    if (now < e->sweep_at)
+        return;
+    e->sweep_at = now + SWEEP_EVERY_NS;
+    pthread_mutex_unlock(&e->lock);
+    int seen = flow__tree_sweep();
+    pthread_mutex_lock(&e->lock);
+    e->orphans = seen > 0;
 }
 
 /* [L] Runs interrupted by a signal handler. */
@@ -785,6 +807,7 @@ static void *loop_main(void *arg)
     for (;;) {
         check_interrupts(e);
         reap_notifiers(e);
+        sweep_orphans(e);
         int timeout = fire_timers(e);
         run_loop_queue(e);
         spawn_commands(e);
@@ -798,6 +821,8 @@ static void *loop_main(void *arg)
             shutdown_at = flow__now_ns();
         if (e->notifiers.count && (timeout < 0 || timeout > 100))
             timeout = 100; /* a notification command to reap */
+        if ((e->cmds.count || e->orphans) && (timeout < 0 || timeout > 500))
+            timeout = 500; /* orphans may die meanwhile: sweep_orphans */
         /* Work queued by what we just did is handled before sleeping. */
         if (e->loop_q.count || e->obs_runs.count ||
             (e->spawn_q.count && e->running < e->jobs && e->cmds.count < MAX_POLL / 4))
@@ -935,8 +960,10 @@ static void engine_destroy(struct flow_engine *e)
     FLOW__VEC_FREE(&e->timers);
     FLOW__VEC_FREE(&e->cmds);
     FLOW__VEC_FREE(&e->obs_runs);
-    for (size_t i = 0; i < e->notifiers.count; i++)
+    for (size_t i = 0; i < e->notifiers.count; i++) {
         waitpid(e->notifiers.items[i], NULL, 0);
+        flow__tree_disown(e->notifiers.items[i]);
+    }
     FLOW__VEC_FREE(&e->notifiers);
     while (e->free_ctx) {
         struct flow_ctx *c = e->free_ctx;

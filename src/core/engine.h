@@ -295,6 +295,9 @@ struct flow_engine {
     FLOW__VEC(struct cmd_slot *) cmds; /* [L] running commands */
     FLOW__VEC(struct flow_run *) obs_runs; /* [L] runs with events to deliver */
     FLOW__VEC(pid_t) notifiers;     /* [L] feedback notification commands to reap */
+    bool spawned;                   /* [L] a command ran: orphans may come (tree.h) */
+    bool orphans;                   /* [L] the last sweep saw children not owned */
+    int64_t sweep_at;               /* [L] the next sweep, not before (ns) */
     struct flow_run *runs;          /* [L] live runs */
     struct flow_ctx *free_ctx;      /* [L] recycled contexts */
     int64_t body_ns_avg;            /* [L] moving average of C task bodies */

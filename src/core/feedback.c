@@ -13,6 +13,7 @@
 
 #include "core/run_int.h"
 #include "exec/spawn.h"
+#include "exec/tree.h"
 #include "journal/durable.h"
 #include "util/alloc.h"
 #include "util/buf.h"
@@ -169,6 +170,8 @@ static void notify(struct flow_run *r, const struct feedback_spec *fs, const str
     FLOW__VEC_PUSH(&r->engine->notifiers, pid, rc);
     if (rc) /* reaped nowhere else: wait for it now rather than leave a zombie */
         waitpid(pid, NULL, 0);
+    else
+        flow__tree_own(pid); /* the engine reaps it: not a sweep's */
     flow__engine_wake(r->engine);
 }
 

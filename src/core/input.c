@@ -233,6 +233,7 @@ bool flow__run_cmd_files(void *scratch, struct flow__cmd_spec *spec, char **erro
     spec->work_dir = flow__rundir_path(s->workdir, error);
     if (!spec->work_dir)
         return false;
+    spec->workdir = flow__rundir_workdir(s->workdir);
     spec->state_path = flow__rundir_state(s->workdir, s->state_version, s->state, error);
     return spec->state_path != NULL;
 }

@@ -14,7 +14,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -27,6 +26,8 @@
 #include <unistd.h>
 
 #include "exec/spawn.h"
+#include "exec/tree.h"
+#include "exec/workdir.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/error.h"
@@ -49,6 +50,8 @@ extern char **environ;
 /* One running attempt. The three paths live in `files`, after the struct. */
 struct flow__cmd {
     pid_t pid;            /* also the process group id */
+    uint64_t seq;         /* the attempt's number in its FLOW_CMD_TAG (tree.h) */
+    char tag[64];         /* FLOW_CMD_TAG=... */
     int pidfd;            /* readable at the exit; -1 once reaped */
     bool pidfd_is_timer;  /* no pidfd_open (kernel < 5.3, valgrind): a 10 ms timerfd */
     int out_fd;           /* read end of the stdout pipe; -1 once closed */
@@ -74,9 +77,15 @@ struct flow__cmd {
     bool tail_nomem;
 
     bool input_shared;    /* input_path is work_dir/null.json, not ours to remove */
-    char *input_path;
+    bool outputs_gone;    /* FLOW_OUTPUT and FLOW_CONTROL read and removed, or absent */
+    int dirfd;            /* the work_dir: every file is opened relative to it */
+    bool own_dirfd;       /* opened here (the caller gave no flow__workdir) */
+    char *input_path;     /* full paths, for the child's environment... */
     char *output_path;
     char *control_path;
+    const char *input_name; /* ...and their last parts, for us (in dirfd) */
+    const char *output_name;
+    const char *control_name;
     char files[];
 };
 
@@ -85,22 +94,10 @@ struct flow__cmd {
 
 /* Order matters: values are filled in this order by env_build(). */
 static const char *const flow_vars[] = {
-    "FLOW_RUN_ID", "FLOW_TASK",  "FLOW_ACTIVATION", "FLOW_ATTEMPT",
-    "FLOW_INPUT",  "FLOW_STATE", "FLOW_OUTPUT",     "FLOW_CONTROL",
+    "FLOW_RUN_ID", "FLOW_TASK",  "FLOW_ACTIVATION", "FLOW_ATTEMPT", "FLOW_INPUT",
+    "FLOW_STATE",  "FLOW_OUTPUT", "FLOW_CONTROL",   FLOW__TREE_TAG_VAR,
 };
 #define FLOW_VAR_COUNT FLOW__ARRAY_LEN(flow_vars)
-
-/* The runner's environment, copied once: environ does not change while runs
- * go, and copying it per spawn would cost more than the spawn's own setup. */
-struct env_cache {
-    char **vars;      /* NULL-terminated; FLOW_* variables of ours left out */
-    size_t count;
-    const char *path; /* the value of PATH, or NULL */
-};
-
-static pthread_mutex_t env_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct env_cache env_cache;
-static bool env_ready;
 
 static bool env_is(const char *entry, const char *name, size_t name_len)
 {
@@ -123,50 +120,13 @@ static bool is_flow_var(const char *entry)
     return false;
 }
 
+/* The runner's variables a child inherits: read from `environ` at each
+ * spawn (a scan of a few dozen pointers, nothing copied), so there is no
+ * process-wide copy to keep or free. Like getenv, this assumes the host does
+ * not change the environment while commands start. */
 static bool env_keep(const char *entry)
 {
     return strchr(entry, '=') && !is_flow_var(entry);
-}
-
-/* The cache, built on first use (and retried after an allocation failure);
- * NULL when out of memory. */
-static const struct env_cache *env_get(void)
-{
-    pthread_mutex_lock(&env_lock);
-    if (!env_ready) {
-        size_t count = 0;
-        size_t bytes = 0;
-        for (char **e = environ; e && *e; e++) {
-            if (env_keep(*e)) {
-                count++;
-                bytes += strlen(*e) + 1;
-            }
-        }
-        char **vars = flow__malloc((count + 1) * sizeof(char *) + bytes);
-        if (vars) {
-            char *s = (char *)(vars + count + 1);
-            size_t i = 0;
-            const char *path = NULL;
-            for (char **e = environ; e && *e && i < count; e++) {
-                if (!env_keep(*e))
-                    continue;
-                size_t len = strlen(*e) + 1;
-                memcpy(s, *e, len);
-                if (env_is(s, "PATH", 4))
-                    path = s + 5;
-                vars[i++] = s;
-                s += len;
-            }
-            vars[i] = NULL;
-            env_cache.vars = vars;
-            env_cache.count = i;
-            env_cache.path = path;
-            env_ready = true;
-        }
-    }
-    const struct env_cache *c = env_ready ? &env_cache : NULL;
-    pthread_mutex_unlock(&env_lock);
-    return c;
 }
 
 /* True when a later entry of `env` (from index i + 1) sets the same name. */
@@ -182,8 +142,7 @@ static bool env_set_later(const char *const *env, size_t i, size_t name_len)
 /* The child's environment: our FLOW_* variables, then spec->env (the last
  * of equal names wins; our FLOW_* cannot be overridden), then the runner's
  * minus the names spec->env sets. One block; flow__free it. */
-static char **env_build(const struct flow__cmd_spec *spec, const struct env_cache *cache,
-                        const struct flow__cmd *c)
+static char **env_build(const struct flow__cmd_spec *spec, const struct flow__cmd *c)
 {
     char activation[24];
     char attempt[16];
@@ -198,6 +157,7 @@ static char **env_build(const struct flow__cmd_spec *spec, const struct env_cach
         spec->state_path, /* NULL: not exported */
         c->output_path,
         c->control_path,
+        c->tag + sizeof(FLOW__TREE_TAG_VAR), /* the value after "FLOW_CMD_TAG=" */
     };
 
     size_t extra = 0;
@@ -208,7 +168,10 @@ static char **env_build(const struct flow__cmd_spec *spec, const struct env_cach
         if (values[i])
             bytes += strlen(flow_vars[i]) + strlen(values[i]) + 2;
     }
-    size_t slots = FLOW_VAR_COUNT + extra + cache->count + 1;
+    size_t inherited = 0;
+    for (char **e = environ; e && *e; e++)
+        inherited++;
+    size_t slots = FLOW_VAR_COUNT + extra + inherited + 1;
     char **envp = flow__malloc(slots * sizeof(char *) + bytes);
     if (!envp)
         return NULL;
@@ -232,8 +195,10 @@ static char **env_build(const struct flow__cmd_spec *spec, const struct env_cach
             continue;
         envp[k++] = (char *)entry;
     }
-    for (size_t i = 0; i < cache->count; i++) {
-        const char *entry = cache->vars[i];
+    for (size_t i = 0; i < inherited && environ[i]; i++) {
+        const char *entry = environ[i];
+        if (!env_keep(entry))
+            continue;
         bool overridden = false;
         for (size_t j = 0; j < extra && !overridden; j++)
             overridden = env_is(entry, spec->env[j], env_name_len(spec->env[j]));
@@ -246,7 +211,7 @@ static char **env_build(const struct flow__cmd_spec *spec, const struct env_cach
 
 /* PATH for looking argv[0] up: spec->env's if it sets one, else the
  * runner's, else the C library's default. */
-static const char *lookup_path(const struct flow__cmd_spec *spec, const struct env_cache *cache)
+static const char *lookup_path(const struct flow__cmd_spec *spec)
 {
     const char *path = NULL;
     for (const char *const *e = spec->env; e && *e; e++) {
@@ -254,24 +219,12 @@ static const char *lookup_path(const struct flow__cmd_spec *spec, const struct e
             path = *e + 5;
     }
     if (!path)
-        path = cache->path;
+        path = getenv("PATH");
     return path ? path : "/usr/local/bin:/usr/bin:/bin";
 }
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
-
-/* strerror text starting lowercase, as our messages do. */
-static const char *errtext(int errnum, char *buf, size_t cap)
-{
-    const char *s = strerror_r(errnum, buf, cap);
-    if (s != buf) {
-        snprintf(buf, cap, "%s", s);
-    }
-    if (buf[0] >= 'A' && buf[0] <= 'Z' && !(buf[1] >= 'A' && buf[1] <= 'Z'))
-        buf[0] = (char)(buf[0] - 'A' + 'a');
-    return buf;
-}
 
 static void close_fd(int *fd)
 {
@@ -292,21 +245,6 @@ static int lift_fd(int fd)
     close(fd);
     errno = saved;
     return moved;
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 static bool is_space(char ch)
@@ -391,69 +329,28 @@ static void format_size(size_t n, char *buf, size_t cap)
 /* ------------------------------------------------------------------------ */
 /* Files of the attempt                                                      */
 
-/* Write `input` as one line of compact JSON to `path`: one open, one write
- * (two when it is over 4 KiB), one close; no fsync: the file only needs to
- * outlive the child, not a crash. */
-static flow_err write_input(const char *path, json_t *input, flow_error *err)
-{
-    char small[4096];
-    struct flow__buf big;
-    flow__buf_init(&big, 0);
-    const char *text = small;
-    size_t flags = JSON_ENCODE_ANY | JSON_COMPACT | flow__json_real_flags(input);
-    size_t len = json_dumpb(input, small, sizeof(small) - 1, flags);
-    if (len == 0)
-        return flow__error(err, FLOW_EINVAL, "cannot write the task input as JSON");
-    if (len < sizeof(small) - 1) {
-        small[len++] = '\n';
-    } else {
-        if (flow__json_append(&big, input, JSON_COMPACT) || flow__buf_appendc(&big, '\n')) {
-            flow__buf_cleanup(&big);
-            return flow__error(err, FLOW_ENOMEM, "out of memory writing the task input");
-        }
-        text = big.data;
-        len = big.len;
-    }
-
-    flow_err rc = FLOW_OK;
-    char ebuf[128];
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = flow__error(err, FLOW_EIO, "cannot write task input '%s': %s", path,
-                         errtext(errno, ebuf, sizeof(ebuf)));
-        goto out_free;
-    }
-    if (write_all(fd, text, len) != 0) {
-        rc = flow__error(err, FLOW_EIO, "cannot write task input '%s': %s", path,
-                         errtext(errno, ebuf, sizeof(ebuf)));
-        close(fd);
-        unlink(path);
-        goto out_free;
-    }
-    close(fd);
-out_free:
-    flow__buf_cleanup(&big);
-    return rc;
-}
-
 /* work_dir/null.json holds "null\n" for every attempt whose input is null:
- * checked with one stat, written once. */
-static flow_err ensure_null_input(const char *path, flow_error *err)
+ * checked with one fstatat (a link or anything else in its place is
+ * replaced), written once. */
+static flow_err ensure_null_input(struct flow__cmd *c, flow_error *err)
 {
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 5)
+    if (fstatat(c->dirfd, c->input_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        st.st_size == 5)
         return FLOW_OK;
-    return write_input(path, json_null(), err);
+    return flow__workfile_write_json(c->dirfd, c->input_name, json_null(), JSON_COMPACT,
+                                     "task input", c->input_path, err);
 }
 
-/* Read a whole file of at most `limit` bytes. Returns 0 and a NUL-terminated
- * `*text` (flow__free it), or an errno: ENOENT when absent, EFBIG when over
- * the limit. */
-static int read_file(const char *path, size_t limit, char **text, size_t *len)
+/* Read a whole file of at most `limit` bytes, `name` in `dirfd`. Returns 0
+ * and a NUL-terminated `*text` (flow__free it), or an errno: ENOENT when
+ * absent, EFBIG when over the limit, ELOOP for a symbolic link (not
+ * followed), EINVAL when not a regular file. */
+static int read_file(int dirfd, const char *name, size_t limit, char **text, size_t *len)
 {
     *text = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = flow__workfile_open(dirfd, name);
     if (fd < 0)
         return errno;
     int rc = 0;
@@ -511,7 +408,7 @@ static flow_err spawn_error(flow_error *err, enum flow__spawn_stage stage, int e
                             const char *path, const char *cwd)
 {
     char ebuf[128];
-    const char *why = errtext(errnum, ebuf, sizeof(ebuf));
+    const char *why = flow__errtext(errnum, ebuf, sizeof(ebuf));
     flow_err code = errnum == ENOMEM ? FLOW_ENOMEM : FLOW_ESPAWN;
     switch (stage) {
     case FLOW__SPAWN_CHDIR:
@@ -599,7 +496,13 @@ static struct flow__cmd *cmd_new(const struct flow__cmd_spec *spec, bool null_in
     else
         snprintf(p, stem + sizeof("input.json"), "%s%sinput.json", spec->work_dir, prefix);
     c->input_shared = null_input;
+    c->output_name = c->output_path + dir_len + 1;
+    c->control_name = c->control_path + dir_len + 1;
+    c->input_name = c->input_path + dir_len + 1;
+    c->dirfd = -1;
     c->pid = -1;
+    c->seq = flow__tree_attempt_begin();
+    flow__tree_tag(c->seq, c->tag, sizeof(c->tag));
     c->pidfd = -1;
     c->out_fd = -1;
     c->err_fd = -1;
@@ -612,20 +515,72 @@ static struct flow__cmd *cmd_new(const struct flow__cmd_spec *spec, bool null_in
 
 static void remove_files(struct flow__cmd *c)
 {
+    if (c->dirfd < 0)
+        return;
     if (!c->input_shared)
-        unlink(c->input_path);
-    unlink(c->output_path);
-    unlink(c->control_path);
+        unlinkat(c->dirfd, c->input_name, 0);
+    if (!c->outputs_gone) {
+        flow__workdir_rmtree_at(c->dirfd, c->output_name);
+        flow__workdir_rmtree_at(c->dirfd, c->control_name);
+    }
 }
 
 static void cmd_free(struct flow__cmd *c)
 {
+    flow__tree_attempt_end(c->seq);
+    if (c->own_dirfd)
+        close_fd(&c->dirfd);
     close_fd(&c->pidfd);
     close_fd(&c->out_fd);
     close_fd(&c->err_fd);
     flow__free(c->out);
     flow__free(c->tail);
     flow__free(c);
+}
+
+/* The work_dir as a descriptor: the caller's, or opened for this attempt. */
+static flow_err open_work_dir(const struct flow__cmd_spec *spec, struct flow__cmd *c,
+                              flow_error *err)
+{
+    if (spec->workdir && spec->workdir->fd >= 0) {
+        c->dirfd = spec->workdir->fd;
+        return FLOW_OK;
+    }
+    c->dirfd = open(spec->work_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (c->dirfd < 0)
+        return flow__error_errno(err, errno, "cannot open the work directory '%s'",
+                                 spec->work_dir);
+    c->own_dirfd = true;
+    return FLOW_OK;
+}
+
+/* FLOW_INPUT written as a new file of mode 0600; whatever has the names of
+ * FLOW_OUTPUT and FLOW_CONTROL removed, so that the task creates them anew
+ * and writes through nothing another task planted there. (Creating them
+ * empty, 0600, cost W2 two inode allocations a task: several percent.) */
+static flow_err create_files(const struct flow__cmd_spec *spec, struct flow__cmd *c,
+                             bool null_input, flow_error *err)
+{
+    flow_err rc;
+    if (null_input)
+        rc = ensure_null_input(c, err);
+    else
+        rc = flow__workfile_write_json(c->dirfd, c->input_name, spec->input, JSON_COMPACT,
+                                       "task input", c->input_path, err);
+    if (rc != FLOW_OK)
+        return rc;
+    const char *names[] = {c->output_name, c->control_name};
+    const char *paths[] = {c->output_path, c->control_path};
+    const char *vars[] = {"$FLOW_OUTPUT", "$FLOW_CONTROL"};
+    for (size_t i = 0; i < 2; i++) {
+        int e = flow__workdir_rmtree_at(c->dirfd, names[i]);
+        if (e) {
+            char ebuf[128];
+            return flow__error(err, FLOW_EIO, "cannot clear %s '%s': %s", vars[i], paths[i],
+                               flow__errtext(e, ebuf, sizeof(ebuf)));
+        }
+    }
+    return FLOW_OK;
 }
 
 flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **out,
@@ -646,16 +601,12 @@ flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **o
                                "bad environment entry '%s' for '%s' (expected NAME=VALUE)", *e,
                                argv[0]);
     }
-    const struct env_cache *cache = env_get();
-    if (!cache)
-        return flow__error(err, FLOW_ENOMEM, "out of memory copying the environment");
-
     /* Resolve argv[0] here, so that a missing command costs no spawn and
      * gets a message that says so. */
     char resolved[PATH_MAX];
     const char *path = argv[0];
     if (!strchr(path, '/')) {
-        int rc = flow__spawn_find(path, lookup_path(spec, cache), resolved, sizeof(resolved));
+        int rc = flow__spawn_find(path, lookup_path(spec), resolved, sizeof(resolved));
         if (rc == EACCES)
             return flow__error(err, FLOW_ESPAWN, "cannot execute '%s': permission denied", path);
         if (rc != 0)
@@ -663,17 +614,21 @@ flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **o
         path = resolved;
     }
 
+    /* Before the first child: orphans of its children must come to us. */
+    flow__tree_prepare();
     bool null_input = !spec->input || json_is_null(spec->input);
     struct flow__cmd *c = cmd_new(spec, null_input);
     if (!c)
         return flow__error(err, FLOW_ENOMEM, "out of memory starting '%s'", argv[0]);
 
-    flow_err rc;
-    if (null_input)
-        rc = ensure_null_input(c->input_path, err);
-    else
-        rc = write_input(c->input_path, spec->input, err);
+    flow_err rc = open_work_dir(spec, c, err);
     if (rc != FLOW_OK) {
+        cmd_free(c);
+        return rc;
+    }
+    rc = create_files(spec, c, null_input, err);
+    if (rc != FLOW_OK) {
+        remove_files(c);
         cmd_free(c);
         return rc;
     }
@@ -682,7 +637,7 @@ flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **o
     int out_pipe[2] = {-1, -1};
     int err_pipe[2] = {-1, -1};
     int in_fd = -1;
-    char **envp = env_build(spec, cache, c);
+    char **envp = env_build(spec, c);
     if (!envp) {
         rc = flow__error(err, FLOW_ENOMEM, "out of memory starting '%s'", argv[0]);
         goto out_remove;
@@ -692,10 +647,10 @@ flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **o
         goto out_close;
     }
     if (spec->stdin_input) {
-        in_fd = lift_fd(open(c->input_path, O_RDONLY | O_CLOEXEC));
+        in_fd = lift_fd(flow__workfile_open(c->dirfd, c->input_name));
         if (in_fd < 0) {
             rc = flow__error(err, FLOW_EIO, "cannot open task input '%s': %s", c->input_path,
-                             errtext(errno, ebuf, sizeof(ebuf)));
+                             flow__workfile_strerror(errno, ebuf, sizeof(ebuf)));
             goto out_close;
         }
     }
@@ -726,6 +681,7 @@ flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **o
         rc = flow__error_errno(err, saved, "cannot watch '%s' (pidfd_open)", argv[0]);
         goto out_close;
     }
+    flow__tree_own(pid);
     flow__reaper_add(pid);
     c->out_fd = out_pipe[0];
     c->err_fd = err_pipe[0];
@@ -885,7 +841,11 @@ static void finish_exit(struct flow__cmd *c)
             record_status(c, &info);
     }
     flow__reaper_del(c->pid); /* the group is dead and its pgid free to be reused */
+    flow__tree_disown(c->pid);
     c->reaped = true;
+    /* What left the group (setsid, a daemon's double fork) was adopted by
+     * us when its parent died: it carries the attempt's tag. */
+    flow__tree_kill(c->seq, 0, c->lost ? 0 : c->pid); /* lost: the pgid may be reused */
     close_fd(&c->pidfd);
     read_pipe(c, &c->out_fd, DRAIN_READS);
     read_pipe(c, &c->err_fd, DRAIN_READS);
@@ -938,8 +898,10 @@ bool flow__cmd_is_done(const struct flow__cmd *c)
 void flow__cmd_kill(struct flow__cmd *c, int sig)
 {
     /* Until the reap, the leader (alive or zombie) keeps the pgid ours. */
-    if (!c->reaped)
+    if (!c->reaped) {
         kill(-c->pid, sig);
+        flow__tree_signal(c->seq, c->pid, sig);
+    }
 }
 
 int flow__cmd_pid(const struct flow__cmd *c)
@@ -1159,9 +1121,9 @@ static void finish_success(struct flow__cmd *c, struct flow__cmd_result *res)
 
     char *text = NULL;
     size_t len = 0;
-    int rc = read_file(c->output_path, c->output_limit, &text, &len);
+    int rc = read_file(c->dirfd, c->output_name, c->output_limit, &text, &len);
     if (rc != ENOENT)
-        unlink(c->output_path);
+        flow__workdir_rmtree_at(c->dirfd, c->output_name);
     if (rc == 0 && len > 0) {
         res->output = parse_output(text, len, c->mode, &res->error);
         c->output_file = true;
@@ -1169,7 +1131,7 @@ static void finish_success(struct flow__cmd *c, struct flow__cmd_result *res)
         res->error = flow__asprintf("$FLOW_OUTPUT is over the %s output limit", limit);
     } else if (rc != 0 && rc != ENOENT) {
         res->error = flow__asprintf("cannot read $FLOW_OUTPUT '%s': %s", c->output_path,
-                                    errtext(rc, ebuf, sizeof(ebuf)));
+                                    flow__workfile_strerror(rc, ebuf, sizeof(ebuf)));
     } else if (c->out_over) {
         res->error = flow__asprintf("stdout is over the %s output limit (write large data to "
                                     "a file and output its path)",
@@ -1182,20 +1144,22 @@ static void finish_success(struct flow__cmd *c, struct flow__cmd_result *res)
     flow__free(text);
 
     char *control_error = NULL;
-    rc = read_file(c->control_path, c->output_limit, &text, &len);
+    rc = read_file(c->dirfd, c->control_name, c->output_limit, &text, &len);
     if (rc == ENOENT) {
         res->directives = json_array();
     } else {
-        unlink(c->control_path);
+        flow__workdir_rmtree_at(c->dirfd, c->control_name);
         if (rc == 0)
             res->directives = parse_control(text, len, &control_error);
         else if (rc == EFBIG)
             control_error = flow__asprintf("$FLOW_CONTROL is over the %s limit", limit);
         else
             control_error = flow__asprintf("cannot read $FLOW_CONTROL '%s': %s",
-                                           c->control_path, errtext(rc, ebuf, sizeof(ebuf)));
+                                           c->control_path,
+                                           flow__workfile_strerror(rc, ebuf, sizeof(ebuf)));
         flow__free(text);
     }
+    c->outputs_gone = true;
     if (!res->directives && !control_error && !res->error)
         control_error = flow__strdup("out of memory reading $FLOW_CONTROL");
     if (control_error && !res->error)
@@ -1233,16 +1197,13 @@ void flow__cmd_finish(struct flow__cmd *c, bool timed_out, struct flow__cmd_resu
     } else {
         res->error = failure_message(c, timed_out, res->stderr_tail, tail_len);
         res->directives = json_array();
-        unlink(c->output_path);
-        unlink(c->control_path);
     }
     /* stdout the output did not take: kept for logs. */
     if ((c->output_file || !res->ok) && c->out && c->out_len > 0) {
         size_t n = c->out_len < STDOUT_TAIL_MAX ? c->out_len : STDOUT_TAIL_MAX;
         res->stdout_tail = flow__strndup(c->out + c->out_len - n, n);
     }
-    if (!c->input_shared)
-        unlink(c->input_path);
+    remove_files(c);
     cmd_free(c);
 }
 

@@ -29,6 +29,8 @@
 
 #include "flow.h"
 
+struct flow__workdir;
+
 struct flow__cmd_spec {
     /* What to run: argv (NULL-terminated, rendered, no shell) when `shell`
      * is NULL; else `/bin/sh -c shell`. argv[0] without a '/' is looked up
@@ -45,6 +47,10 @@ struct flow__cmd_spec {
     int attempt;
     /* Directory (exists, private to the run) for the FLOW_* files. */
     const char *work_dir;
+    /* The same directory made by flow__workdir_make (NULL: work_dir is
+     * opened for each attempt): its descriptor is used for every file, so a
+     * work_dir path that a task swapped for a link leads nowhere. */
+    const struct flow__workdir *workdir;
     /* Task input; written to FLOW_INPUT. Borrowed. */
     json_t *input;
     /* Path of a file that already holds the state JSON (the caller shares

@@ -3,6 +3,7 @@
 #include "util/compat.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "exec/rundir.h"
+#include "exec/workdir.h"
 #include "util/alloc.h"
 #include "util/json.h"
 #include "util/vec.h"
@@ -25,8 +27,8 @@ struct flow__rundir {
     atomic_int refs;
     pthread_mutex_t mu;
     char *run_id;
-    char *path;                          /* [mu] NULL until made (or given) */
-    bool own;                            /* made here: removed by the last unref */
+    char *given;                         /* a directory the caller named (kept), or NULL */
+    struct flow__workdir wd;             /* [mu] else the private one, made on first use */
     FLOW__VEC(struct state_file) states; /* [mu] the newest last */
 };
 
@@ -36,11 +38,12 @@ struct flow__rundir *flow__rundir_new(const char *run_id, const char *dir)
     if (!w)
         return NULL;
     atomic_init(&w->refs, 1);
+    w->wd.fd = -1;
     w->run_id = flow__strdup(run_id);
-    w->path = dir ? flow__strdup(dir) : NULL;
-    if (!w->run_id || (dir && !w->path)) {
+    w->given = dir ? flow__strdup(dir) : NULL;
+    if (!w->run_id || (dir && !w->given)) {
         flow__free(w->run_id);
-        flow__free(w->path);
+        flow__free(w->given);
         flow__free(w);
         return NULL;
     }
@@ -58,13 +61,13 @@ void flow__rundir_unref(struct flow__rundir *w)
     if (!w || atomic_fetch_sub(&w->refs, 1) != 1)
         return;
     for (size_t i = 0; i < w->states.count; i++) {
-        unlink(w->states.items[i].path);
+        if (w->given)
+            unlink(w->states.items[i].path);
         flow__free(w->states.items[i].path);
     }
     FLOW__VEC_FREE(&w->states);
-    if (w->own && w->path)
-        rmdir(w->path);
-    flow__free(w->path);
+    flow__workdir_remove(&w->wd); /* ours: with everything in it, never following a link */
+    flow__free(w->given);
     flow__free(w->run_id);
     pthread_mutex_destroy(&w->mu);
     flow__free(w);
@@ -73,19 +76,16 @@ void flow__rundir_unref(struct flow__rundir *w)
 /* [mu] */
 static const char *make_dir(struct flow__rundir *w, char **error)
 {
-    if (w->path)
-        return w->path;
-    const char *base = getenv("TMPDIR");
-    char *tmpl = flow__asprintf("%s/flow-%s-XXXXXX", base && *base ? base : "/tmp", w->run_id);
-    if (!tmpl || !mkdtemp(tmpl)) {
-        *error = flow__asprintf("cannot create a work directory for commands: %s",
-                                tmpl ? strerror(errno) : "out of memory");
-        flow__free(tmpl);
+    if (w->given)
+        return w->given;
+    if (w->wd.path)
+        return w->wd.path;
+    flow_error err;
+    if (flow__workdir_make(w->run_id, &w->wd, &err) != FLOW_OK) {
+        *error = flow__strdup(err.message);
         return NULL;
     }
-    w->path = tmpl;
-    w->own = true;
-    return w->path;
+    return w->wd.path;
 }
 
 const char *flow__rundir_path(struct flow__rundir *w, char **error)
@@ -133,11 +133,14 @@ const char *flow__rundir_state(struct flow__rundir *w, uint64_t version, json_t 
      * arrive in order: the newest is always last. */
     char *path = flow__asprintf("%s/state-%llu.json", dir, (unsigned long long)version);
     size_t flags = JSON_COMPACT | flow__json_real_flags(state);
-    if (!path || json_dump_file(state, path, flags) != 0) {
-        *error = flow__asprintf("cannot write the state file for a command: %s",
-                                path ? strerror(errno) : "out of memory");
-        if (path)
-            unlink(path);
+    flow_error err;
+    /* In our directory, relative to its descriptor: a name a task planted
+     * there is replaced, never written through. */
+    bool own = !w->given;
+    if (!path || flow__workfile_write_json(own ? w->wd.fd : AT_FDCWD,
+                                           own ? path + strlen(dir) + 1 : path, state, flags,
+                                           "the state file for a command", path, &err) != FLOW_OK) {
+        *error = path ? flow__strdup(err.message) : flow__strdup("out of memory");
         flow__free(path);
         goto out;
     }
@@ -155,6 +158,14 @@ const char *flow__rundir_state(struct flow__rundir *w, uint64_t version, json_t 
 out:
     pthread_mutex_unlock(&w->mu);
     return result;
+}
+
+const struct flow__workdir *flow__rundir_workdir(struct flow__rundir *w)
+{
+    pthread_mutex_lock(&w->mu);
+    const struct flow__workdir *wd = w->wd.fd >= 0 ? &w->wd : NULL;
+    pthread_mutex_unlock(&w->mu);
+    return wd;
 }
 
 void flow__rundir_state_release(struct flow__rundir *w, uint64_t version)

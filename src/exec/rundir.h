@@ -20,14 +20,20 @@
 struct flow__rundir;
 
 /* A work directory for run `run_id`: `dir` when given (it exists and stays),
- * else a new private one under $TMPDIR, made on first use and removed with
- * everything in it by the last unref. NULL when out of memory. */
+ * else a new private one (exec/workdir.h: locked while in use, swept when
+ * its runner died), made on first use and removed with everything in it by
+ * the last unref. NULL when out of memory. */
 struct flow__rundir *flow__rundir_new(const char *run_id, const char *dir);
 void flow__rundir_ref(struct flow__rundir *w);
 void flow__rundir_unref(struct flow__rundir *w);
 
 /* The directory, made on first use; NULL and *error (flow__free) on failure. */
 const char *flow__rundir_path(struct flow__rundir *w, char **error);
+
+/* The private directory once made (its descriptor for files relative to it),
+ * or NULL for a directory the caller named. */
+struct flow__workdir;
+const struct flow__workdir *flow__rundir_workdir(struct flow__rundir *w);
 
 /* The path of a file holding `state` (version `version`), written on the
  * first call for that version; the caller holds it until

@@ -50,10 +50,12 @@ flow_err flow__store_read_all(struct flow_store *s, const char *run_id, struct f
 
 /* ---- the public handle -------------------------------------------------- */
 
+#define DEFAULT_STORE_URL "sqlite:.flow/flow.db"
+
 const char *flow_store_default_url(void)
 {
     const char *env = getenv("FLOW_STORE");
-    return env && *env ? env : "sqlite:.flow/flow.db";
+    return env && *env ? env : DEFAULT_STORE_URL;
 }
 
 flow_store *flow_store_open(const char *url, flow_error *err)
@@ -65,6 +67,11 @@ flow_store *flow_store_open_flags(const char *url, unsigned flags, flow_error *e
 {
     if (!url)
         url = flow_store_default_url();
+    /* The default store is in whatever directory the user is in: one that
+     * others can write to or that is a link could hand them the journal. */
+    if (!strcmp(url, DEFAULT_STORE_URL) &&
+        flow__store_check_private(".flow", ".flow/flow.db", err) != FLOW_OK)
+        return NULL;
     struct flow_store *s = flow__calloc(1, sizeof(*s));
     if (!s) {
         flow__error(err, FLOW_ENOMEM, "out of memory opening store '%s'", url);

@@ -138,6 +138,53 @@ flow_err flow__store_make_dirs(const char *path, bool self, flow_error *err)
     return rc;
 }
 
+/* One path of the default store, a directory or a file. */
+static flow_err check_private(const char *path, bool want_dir, flow_error *err)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT)
+            return FLOW_OK;
+        return flow__error_errno(err, errno, "cannot check store path '%s'", path);
+    }
+    char cwd[4096];
+    const char *where = path;
+    char full[4096 + 256];
+    if (path[0] != '/' && getcwd(cwd, sizeof(cwd))) {
+        snprintf(full, sizeof(full), "%s/%s", strcmp(cwd, "/") ? cwd : "", path);
+        where = full;
+    }
+    const char *what = want_dir ? "directory" : "file";
+    const char *choose = "or choose a store with --store or FLOW_STORE";
+    if (S_ISLNK(st.st_mode))
+        return flow__error(err, FLOW_EINVAL,
+                           "store %s '%s' is a symbolic link, which is never followed: replace "
+                           "it with a %s of your own, %s",
+                           what, where, what, choose);
+    if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
+        return flow__error(err, FLOW_EINVAL, "store %s '%s' is not a %s: remove it, %s", what,
+                           where, want_dir ? "directory" : "regular file", choose);
+    if (st.st_uid != geteuid())
+        return flow__error(err, FLOW_EINVAL,
+                           "store %s '%s' belongs to another user (uid %ld): use a %s of your "
+                           "own, %s",
+                           what, where, (long)st.st_uid, what, choose);
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return flow__error(err, FLOW_EINVAL,
+                           "store %s '%s' is writable by others (mode %04o): run 'chmod go-w "
+                           "%s', %s",
+                           what, where, (unsigned)(st.st_mode & 07777), where, choose);
+    return FLOW_OK;
+}
+
+flow_err flow__store_check_private(const char *dir, const char *file, flow_error *err)
+{
+    flow_err rc = check_private(dir, true, err);
+    if (rc == FLOW_OK && file)
+        rc = check_private(file, false, err);
+    return rc;
+}
+
 void *flow__store_run_entry(struct flow__strmap *map, const char *id, size_t size,
                             bool *created)
 {

@@ -211,6 +211,13 @@ flow_err flow__store_parse_url(const char *scheme, const char *rest, char **path
 /* Create every missing directory above `path`, and `path` itself when
  * `self`, with mode 0700. Messages name the store `path`. */
 flow_err flow__store_make_dirs(const char *path, bool self, flow_error *err);
+/* The default store lives in the current directory, which may not be
+ * private: refuse its directory `dir` when it is a symbolic link, not a
+ * directory, someone else's or writable by group or others, and its file
+ * `file` (may be NULL) when it is a link, not a regular file, someone
+ * else's or writable by others. Missing is fine (created 0700 / 0600). The
+ * message names the path and says what to do. */
+flow_err flow__store_check_private(const char *dir, const char *file, flow_error *err);
 /* Fill `err` with FLOW_EUNSUPPORTED: store `path` has format `format`, newer
  * than FLOW__STORE_FORMAT; returns FLOW_EUNSUPPORTED. */
 flow_err flow__store_newer_format(flow_error *err, const char *path, long format);

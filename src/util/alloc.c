@@ -1,16 +1,20 @@
-/* alloc.c -- the replaceable allocator (see alloc.h). */
+/* alloc.c -- the replaceable allocator (see alloc.h).
+ *
+ * Every call goes straight to the host's functions: no header in front of
+ * blocks and no cache of freed ones behind them, so ASan and valgrind see
+ * each allocation with its exact bounds and every free at once, and a host
+ * allocator that counts, limits or pools sees everything libflow asks for.
+ * (A cache of large blocks once made rebuilding a 100,000-task flow faster,
+ * but it hid use-after-free from the tools and bypassed the host; issue #9.) */
 #include "compat.h"
 
 #include "alloc.h"
 
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <jansson.h>
 
@@ -46,158 +50,46 @@ static int should_fail(void)
 #define should_fail() 0
 #endif
 
-/* Every block carries its size in front (16 bytes keep max_align_t
- * alignment), so that free and realloc know where a block came from. Large
- * blocks (LARGE_MIN and up) come from mmap in power-of-two classes and go
- * back to a process-wide cache when freed: a flow of 100,000 tasks freed and
- * built again reuses warm pages instead of faulting fresh ones in, which
- * glibc would hand back to the kernel and fault in again (a page fault costs
- * more than the work of several tasks). The cache holds at most CACHE_MAX. */
-struct block_header {
-    size_t size; /* bytes asked for */
-    size_t cap;  /* large blocks: bytes mapped (a class size); 0: from malloc */
-};
-
-#define LARGE_MIN ((size_t)64 << 10)
-#define CACHE_MAX ((size_t)256 << 20)
-#define CLASSES 40
-
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct cached_block {
-    struct cached_block *next;
-} *cache[CLASSES];
-static size_t cached_bytes;
-
-static unsigned class_of(size_t cap)
-{
-    unsigned c = 0;
-    while (((size_t)1 << c) < cap)
-        c++;
-    return c;
-}
-
-/* A large block with room for `size` bytes after its header; `zero` asks
- * for zeroed memory. */
-static struct block_header *large_alloc(size_t size, bool zero)
-{
-    if (size > SIZE_MAX / 2)
-        return NULL;
-    size_t cap = LARGE_MIN;
-    while (cap < size + sizeof(struct block_header))
-        cap *= 2;
-    unsigned c = class_of(cap);
-    struct block_header *h = NULL;
-    if (c < CLASSES) {
-        pthread_mutex_lock(&cache_lock);
-        struct cached_block *b = cache[c];
-        if (b) {
-            cache[c] = b->next;
-            cached_bytes -= cap;
-        }
-        pthread_mutex_unlock(&cache_lock);
-        if (b) {
-            h = (struct block_header *)b;
-            if (zero)
-                memset(h + 1, 0, size);
-        }
-    }
-    if (!h) {
-        void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED)
-            return NULL;
-        h = p; /* fresh pages are zero */
-    }
-    h->size = size;
-    h->cap = cap;
-    return h;
-}
-
-static void large_free(struct block_header *h)
-{
-    size_t cap = h->cap;
-    unsigned c = class_of(cap);
-    pthread_mutex_lock(&cache_lock);
-    if (c < CLASSES && cached_bytes + cap <= CACHE_MAX) {
-        struct cached_block *b = (struct cached_block *)h;
-        b->next = cache[c];
-        cache[c] = b;
-        cached_bytes += cap;
-        h = NULL;
-    }
-    pthread_mutex_unlock(&cache_lock);
-    if (h)
-        munmap(h, cap);
-}
-
-static void *alloc_block(size_t size, bool zero)
-{
-    if (should_fail() || size > SIZE_MAX - sizeof(struct block_header))
-        return NULL;
-    struct block_header *h;
-    if (size >= LARGE_MIN) {
-        h = large_alloc(size, zero);
-    } else {
-        h = user_malloc(sizeof(*h) + size);
-        if (h && zero)
-            memset(h + 1, 0, size);
-        if (h)
-            h->cap = 0;
-    }
-    if (!h)
-        return NULL;
-    h->size = size;
-    return h + 1;
-}
-
+/* A zero-byte request still gets a block of its own: callers treat NULL as
+ * "out of memory", and malloc(0) may return NULL. */
 void *flow__malloc(size_t size)
 {
-    return alloc_block(size, false);
+    if (should_fail())
+        return NULL;
+    return user_malloc(size ? size : 1);
 }
 
 void flow__free(void *ptr)
 {
-    if (!ptr)
-        return;
-    struct block_header *h = (struct block_header *)ptr - 1;
-    if (h->cap)
-        large_free(h);
-    else
-        user_free(h);
+    if (ptr)
+        user_free(ptr);
 }
 
 void *flow__calloc(size_t count, size_t size)
 {
     if (size && count > SIZE_MAX / size)
         return NULL;
-    return alloc_block(count * size, true);
+    /* The C library's calloc knows when its pages are fresh from the kernel
+     * and so zero already: large arenas and tables skip a memset that would
+     * fault every page in. A host allocator has no calloc to call. */
+    if (user_malloc == malloc) {
+        if (should_fail())
+            return NULL;
+        return calloc(count ? count : 1, size ? size : 1);
+    }
+    void *p = flow__malloc(count * size);
+    if (p)
+        memset(p, 0, count * size);
+    return p;
 }
 
 void *flow__realloc(void *ptr, size_t size)
 {
     if (!ptr)
         return flow__malloc(size);
-    struct block_header *h = (struct block_header *)ptr - 1;
-    if (h->cap && size + sizeof(*h) <= h->cap && size >= LARGE_MIN) {
-        if (should_fail())
-            return NULL;
-        h->size = size; /* fits the class it has */
-        return ptr;
-    }
-    if (!h->cap && size < LARGE_MIN) {
-        if (should_fail() || size > SIZE_MAX - sizeof(*h))
-            return NULL;
-        struct block_header *n = user_realloc(h, sizeof(*h) + size);
-        if (!n)
-            return NULL;
-        n->size = size;
-        return n + 1;
-    }
-    void *p = flow__malloc(size);
-    if (!p)
+    if (should_fail())
         return NULL;
-    memcpy(p, ptr, h->size < size ? h->size : size);
-    flow__free(ptr);
-    return p;
+    return user_realloc(ptr, size ? size : 1);
 }
 
 void *flow__reallocarray(void *ptr, size_t count, size_t size)

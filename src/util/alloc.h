@@ -1,7 +1,7 @@
 /* alloc.h -- every allocation of libflow goes through here, so that a host
- * can replace the allocator and tests can fail the Nth allocation. Blocks of
- * 64 KiB and more come from mmap and are cached for reuse (alloc.c says
- * why); memory from here goes back through flow__free only. */
+ * can replace the allocator (flow_set_alloc_funcs) and tests can fail the
+ * Nth allocation. Each call goes to the host's function as it is, with no
+ * cache in between; memory from here goes back through flow__free. */
 #ifndef FLOW_UTIL_ALLOC_H
 #define FLOW_UTIL_ALLOC_H
 

@@ -50,8 +50,8 @@ void *flow__arena_alloc(struct flow__arena *a, size_t size)
     }
     if (size > a->left) {
         size_t data = size > a->chunk_size ? size : a->chunk_size;
-        /* calloc: large chunks come from mmap already zeroed, so objects
-         * need no memset of their own. */
+        /* calloc: objects bumped from the chunk need no memset of their
+         * own (a large calloc gets fresh zero pages from the C library). */
         struct flow__arena_chunk *c = flow__calloc(1, sizeof(*c) + data);
         if (!c)
             return NULL;

@@ -130,6 +130,16 @@ flow_err flow__error_errno(flow_error *err, int errnum, const char *fmt, ...)
     return flow__error(err, code, "%s: %s", what, text);
 }
 
+const char *flow__errtext(int errnum, char *buf, size_t cap)
+{
+    const char *s = strerror_r(errnum, buf, cap);
+    if (s != buf)
+        snprintf(buf, cap, "%s", s);
+    if (buf[0] >= 'A' && buf[0] <= 'Z' && !(buf[1] >= 'A' && buf[1] <= 'Z'))
+        buf[0] = (char)(buf[0] - 'A' + 'a');
+    return buf;
+}
+
 struct diag {
     flow_error e;
     flow_severity sev;

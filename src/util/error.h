@@ -22,6 +22,10 @@ void flow__error_clear(flow_error *err);
 flow_err flow__error_errno(flow_error *err, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* strerror_r's text for `errnum` in `buf`, starting lowercase as our
+ * messages do ("no such file or directory"); returns `buf`. */
+const char *flow__errtext(int errnum, char *buf, size_t cap);
+
 /* Append a diagnostic (a copy of `e`); allocation failure is ignored. */
 void flow__diags_add(flow_diags *d, const flow_error *e, flow_severity sev);
 

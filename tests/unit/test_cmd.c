@@ -18,6 +18,7 @@
 
 #include "exec/cmd.h"
 #include "exec/reaper.h"
+#include "exec/tree.h"
 #include "util/alloc.h"
 
 struct fixture {
@@ -174,6 +175,94 @@ static bool wait_gone(pid_t pid, double limit)
         usleep(10000);
     }
     return true;
+}
+
+/* Live processes whose command line holds `needle` (zombies have none). */
+static int count_marked(const char *needle)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp)
+            continue;
+        char buf[4096];
+        size_t len = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        for (size_t i = 0; i < len; i++)
+            buf[i] = buf[i] ? buf[i] : ' ';
+        buf[len] = '\0';
+        if (strstr(buf, needle))
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static bool wait_marked(const char *needle, int at_least, double limit)
+{
+    double end = now() + limit;
+    while (count_marked(needle) < at_least) {
+        if (now() > end)
+            return false;
+        usleep(10000);
+    }
+    return true;
+}
+
+/* Children of this process (any thread) that are zombies. */
+static int zombie_children(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    int zombies = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/self/task/%s/children", e->d_name);
+        char *kids = th_read_file(path);
+        for (char *p = kids; p && *p;) {
+            char *end;
+            long pid = strtol(p, &end, 10);
+            if (end == p)
+                break;
+            p = end;
+            if (process_gone((pid_t)pid) && kill((pid_t)pid, 0) == 0) {
+                char sp[64];
+                snprintf(sp, sizeof(sp), "/proc/%ld/stat", pid);
+                char *st = th_read_file(sp);
+                if (getenv("DEBUG_ZOMBIES"))
+                    fprintf(stderr, "zombie: %s", st ? st : "?\n");
+                free(st);
+                zombies++;
+            }
+        }
+        free(kids);
+    }
+    closedir(d);
+    return zombies;
+}
+
+/* A helper process (a child of this test, the host) ran commands and died:
+ * what it left (its commands, its reaper) was re-parented to this process,
+ * a subreaper too. The host says its orphans are all libflow's, and sweeps
+ * reap them until there is none, dead or alive. */
+static void reap_helper_orphans(void)
+{
+    flow_set_reap_orphans(true);
+    double end = now() + 5;
+    while (flow__tree_sweep() > 0 && now() < end)
+        usleep(10000);
+    flow_set_reap_orphans(false);
+    assert_int_equal(flow__tree_sweep(), 0);
 }
 
 /* Peak resident memory in KiB, reset first when `reset`. */
@@ -440,7 +529,8 @@ static void test_env(void **state)
     s = base_spec(f);
     s.env = env;
     s.shell = "echo \"$FLOW_TEST_VAR\"; echo \"$NEW_VAR\"; echo \"$FLOW_TASK\"; "
-              "echo \"$FLOW_TEST_OTHER\"; env | grep -c '^FLOW_TEST_VAR='";
+              "echo \"$FLOW_TEST_OTHER\"; env | grep -c '^FLOW_TEST_VAR='; "
+              "env | grep -c '^FLOW_CMD_TAG='; echo \"FLOW_CMD_TAG=$FLOW_CMD_TAG\"";
     s.output_mode = FLOW_OUTPUT_LINES;
     run_spec(&s, &res);
     assert_true(res.ok);
@@ -449,6 +539,13 @@ static void test_env(void **state)
     assert_string_equal(json_string_value(json_array_get(res.output, 2)), "task-a");
     assert_string_equal(json_string_value(json_array_get(res.output, 3)), "kept");
     assert_string_equal(json_string_value(json_array_get(res.output, 4)), "1");
+    /* The attempt's own tag, not the one this runner inherited. */
+    assert_string_equal(json_string_value(json_array_get(res.output, 5)), "1");
+    const char *tag = json_string_value(json_array_get(res.output, 6));
+    const char *prefix = flow__tree_tag_prefix();
+    assert_int_equal(strncmp(tag, prefix, strlen(prefix)), 0);
+    assert_true(strlen(tag) > strlen(prefix));
+    assert_int_equal(strspn(tag + strlen(prefix), "0123456789"), strlen(tag + strlen(prefix)));
     flow__cmd_result_cleanup(&res);
 
     /* argv[0] is looked up in the task's PATH when it sets one. */
@@ -669,6 +766,82 @@ static void test_grandchild(void **state)
     flow__cmd_result_cleanup(&res);
 }
 
+/* A task that starts processes outside its group (`setsid cmd &`, a
+ * double fork, a plain background job): timed out (SIGTERM), killed
+ * (SIGKILL) or exited, nothing of it survives the attempt and no zombie is
+ * left. Each sleep has a duration of its own, to be found by. */
+static void test_tree_killed(void **state)
+{
+    struct fixture *f = *state;
+    const char *ends[] = {"sleep 30", "sleep 30", "sleep 0.5; echo 1"};
+    for (int mode = 0; mode < 3; mode++) {
+        char marker[64];
+        snprintf(marker, sizeof(marker), "sleep 1000.%d%d", (int)getpid(), mode);
+        char script[1024];
+        snprintf(script, sizeof(script), "setsid %s & (setsid %s &); (%s &); %s", marker, marker,
+                 marker, ends[mode]);
+        struct flow__cmd_spec s = base_spec(f);
+        s.shell = script;
+        struct flow__cmd *c = NULL;
+        flow_error err;
+        assert_int_equal(flow__cmd_start(&s, &c, &err), FLOW_OK);
+        assert_true(wait_marked(marker, 3, 5));
+        if (mode == 0)
+            flow__cmd_kill(c, SIGTERM);
+        else if (mode == 1)
+            flow__cmd_kill(c, SIGKILL);
+        assert_true(drive(c, 5));
+        struct flow__cmd_result res;
+        flow__cmd_finish(c, mode < 2, &res);
+        assert_int_equal(res.ok, mode == 2);
+        flow__cmd_result_cleanup(&res);
+        if (count_marked(marker) != 0)
+            fail_msg("mode %d: %d processes of the attempt survived it", mode,
+                     count_marked(marker));
+        if (zombie_children() != 0)
+            fail_msg("mode %d: %d zombies left", mode, zombie_children());
+    }
+}
+
+/* Orphans that die while their task still runs are reaped by a sweep, not
+ * left as zombies of the runner until the task ends: those of the task's
+ * process group always; those that left it (setsid) and died before anyone
+ * saw them, only when the host says every orphan is libflow's. */
+static void test_orphans_reaped(void **state)
+{
+    struct fixture *f = *state;
+    const char *scripts[] = {
+        "for i in 1 2 3; do (sh -c 'exit 0' &); done; sleep 30",
+        "for i in 1 2 3; do (setsid sh -c 'exit 0' &); done; sleep 30",
+    };
+    for (int i = 0; i < 2; i++) {
+        struct flow__cmd_spec s = base_spec(f);
+        s.shell = scripts[i];
+        struct flow__cmd *c = NULL;
+        flow_error err;
+        assert_int_equal(flow__cmd_start(&s, &c, &err), FLOW_OK);
+        double end = now() + 5;
+        while (zombie_children() < 3 && now() < end)
+            usleep(10000);
+        assert_int_equal(zombie_children(), 3); /* ours now: the subreaper's */
+        if (i == 1) {
+            assert_int_equal(flow__tree_sweep(), 3);
+            assert_int_equal(zombie_children(), 3); /* they might be the host's */
+            flow_set_reap_orphans(true);
+        }
+        assert_int_equal(flow__tree_sweep(), 3);
+        flow_set_reap_orphans(false);
+        assert_int_equal(zombie_children(), 0);
+        assert_false(flow__cmd_is_done(c));
+        flow__cmd_kill(c, SIGKILL);
+        assert_true(drive(c, 5));
+        struct flow__cmd_result res;
+        flow__cmd_finish(c, true, &res);
+        flow__cmd_result_cleanup(&res);
+        assert_int_equal(flow__tree_sweep(), 0);
+    }
+}
+
 static void test_control(void **state)
 {
     struct fixture *f = *state;
@@ -707,6 +880,87 @@ static void test_control(void **state)
     flow__cmd_result_cleanup(&res);
 }
 
+/* A task plants links to a file outside where the runner will write the
+ * next attempt's files (and replaces its own output and control files with
+ * a link or a FIFO): the runner never writes or reads through them, the
+ * file outside is untouched, and every file the runner makes is 0600. */
+static void test_planted_links(void **state)
+{
+    struct fixture *f = *state;
+    char *outside_dir = th_tempdir();
+    char *outside = th_write_file(outside_dir, "precious", "\"keep me\"\n");
+    char script[8192];
+    snprintf(script, sizeof(script),
+             "cd \"$(dirname \"$FLOW_INPUT\")\" && rm -f null.json && ln -s '%s' null.json && "
+             "for x in a901-1.input.json a901-1.output a901-1.control a902-1.output "
+             "a902-1.control; do ln -s '%s' $x; done",
+             outside, outside);
+    struct flow__cmd_spec s = base_spec(f);
+    s.activation = 900;
+    s.shell = script;
+    struct flow__cmd_result res;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    flow__cmd_result_cleanup(&res);
+
+    mode_t old = umask(0); /* the runner's umask does not widen its files */
+    s = base_spec(f);
+    s.activation = 901;
+    s.input = json_pack("{s:i}", "x", 1);
+    s.shell = "stat -c %a \"$FLOW_INPUT\" >&2; "
+              "test ! -e \"$FLOW_OUTPUT\" && test ! -e \"$FLOW_CONTROL\" && "
+              "cat \"$FLOW_INPUT\" > \"$FLOW_OUTPUT\" && "
+              "echo '{\"set\": {}}' >> \"$FLOW_CONTROL\"";
+    run_spec(&s, &res);
+    umask(old);
+    json_decref(s.input);
+    assert_true(res.ok);
+    assert_int_equal(json_integer_value(json_object_get(res.output, "x")), 1);
+    assert_int_equal(json_array_size(res.directives), 1);
+    assert_string_equal(res.stderr_tail, "600\n");
+    flow__cmd_result_cleanup(&res);
+
+    s = base_spec(f);
+    s.activation = 902; /* null input: the shared null.json, a link no more */
+    s.shell = "test ! -L \"$FLOW_INPUT\" && cat \"$FLOW_INPUT\"";
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_true(json_is_null(res.output));
+    flow__cmd_result_cleanup(&res);
+
+    /* The task's own files swapped for a link or a FIFO: refused, at once. */
+    const char *vars[] = {"FLOW_OUTPUT", "FLOW_CONTROL", "FLOW_OUTPUT"};
+    const char *errors[] = {
+        "cannot read $FLOW_OUTPUT '",
+        "cannot read $FLOW_CONTROL '",
+        "cannot read $FLOW_OUTPUT '",
+    };
+    const char *why[] = {
+        "': it is a symbolic link (never followed)",
+        "': it is a symbolic link (never followed)",
+        "': it is not a regular file",
+    };
+    for (size_t i = 0; i < FLOW__ARRAY_LEN(vars); i++) {
+        if (i < 2)
+            snprintf(script, sizeof(script), "rm -f \"$%s\" && ln -s '%s' \"$%s\"", vars[i],
+                     outside, vars[i]);
+        else
+            snprintf(script, sizeof(script), "rm -f \"$%s\" && mkfifo \"$%s\"", vars[i], vars[i]);
+        run_shell(f, script, FLOW_OUTPUT_AUTO, &res);
+        assert_false(res.ok);
+        assert_non_null(strstr(res.error, errors[i]));
+        assert_non_null(strstr(res.error, why[i]));
+        flow__cmd_result_cleanup(&res);
+    }
+
+    char *text = th_read_file(outside);
+    assert_string_equal(text, "\"keep me\"\n");
+    free(text);
+    th_rmtree(outside_dir);
+    free(outside);
+    free(outside_dir);
+}
+
 static void test_pdeathsig(void **state)
 {
     struct fixture *f = *state;
@@ -737,6 +991,46 @@ static void test_pdeathsig(void **state)
     kill(helper, SIGKILL);
     assert_int_equal(waitpid(helper, NULL, 0), helper);
     assert_true(wait_gone(pid, 1));
+    reap_helper_orphans();
+}
+
+/* The runner dies by SIGKILL: its reaper kills what its commands started
+ * outside their groups too. */
+static void test_reaper_kills_tree(void **state)
+{
+    struct fixture *f = *state;
+    char marker[64];
+    snprintf(marker, sizeof(marker), "sleep 1000.%d9", (int)getpid());
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t helper = fork();
+    assert_true(helper >= 0);
+    if (helper == 0) {
+        close(fds[0]);
+        char script[512];
+        snprintf(script, sizeof(script), "setsid %s & (setsid %s &); sleep 30", marker, marker);
+        struct flow__cmd_spec s = base_spec(f);
+        s.shell = script;
+        struct flow__cmd *c = NULL;
+        if (flow__cmd_start(&s, &c, NULL) != FLOW_OK)
+            _exit(1);
+        if (write(fds[1], "x", 1) != 1)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(fds[1]);
+    char x;
+    assert_int_equal(read(fds[0], &x, 1), 1);
+    close(fds[0]);
+    assert_true(wait_marked(marker, 2, 5));
+    kill(helper, SIGKILL);
+    assert_int_equal(waitpid(helper, NULL, 0), helper);
+    double end = now() + 5;
+    while (count_marked(marker) > 0 && now() < end)
+        usleep(10000);
+    assert_int_equal(count_marked(marker), 0);
+    reap_helper_orphans();
 }
 
 static void test_abort(void **state)
@@ -843,10 +1137,11 @@ int main(void)
     /* Its socket stays open for the process's life: open it before the
      * tests count descriptors. */
     flow__reaper_prepare();
-    /* Before the first spawn: the runner's environment is copied once. */
+    /* The runner's environment, as the children will inherit it. */
     setenv("FLOW_TEST_VAR", "from-runner", 1);
     setenv("FLOW_TEST_OTHER", "kept", 1);
     setenv("FLOW_TASK", "from-runner-env", 1);
+    setenv("FLOW_CMD_TAG", "0123456789abcdef-1", 1); /* as a runner started by a task */
     /* A runner that ignores SIGPIPE must not pass that on. */
     signal(SIGPIPE, SIG_IGN);
 
@@ -865,7 +1160,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grandchild, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_planted_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pdeathsig, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tree_killed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphans_reaped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reaper_kills_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many, setup, teardown),
