@@ -1101,8 +1101,7 @@ static json_t *parse_output(const char *text, size_t len, flow_output_mode mode,
     return v;
 }
 
-/* One JSON object per non-empty line, in order. */
-static json_t *parse_control(const char *text, size_t len, char **error)
+json_t *flow__cmd_parse_control(const char *text, size_t len, char **error)
 {
     json_t *list = json_array();
     if (!list) {
@@ -1177,7 +1176,7 @@ static void finish_success(struct flow__cmd *c, struct flow__cmd_result *res)
     } else {
         unlink(c->control_path);
         if (rc == 0)
-            res->directives = parse_control(text, len, &control_error);
+            res->directives = flow__cmd_parse_control(text, len, &control_error);
         else if (rc == EFBIG)
             control_error = flow__asprintf("$FLOW_CONTROL is over the %s limit", limit);
         else

@@ -20,8 +20,18 @@ double flow__wall_time(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* 9999-12-31T23:59:59.999Z, the last time four digits of year can show. */
+#define LAST_TIME 253402300799.9995
+
 void flow__rfc3339(double t, char *out, size_t len)
 {
+    /* Times come from records that may be damaged: converting a NaN or one
+     * beyond time_t to an integer is undefined, and gmtime_r fails on years
+     * it cannot hold. */
+    if (!(t >= 0))
+        t = 0;
+    if (t > LAST_TIME)
+        t = LAST_TIME;
     time_t secs = (time_t)t;
     int ms = (int)((t - (double)secs) * 1000.0);
     if (ms < 0)
