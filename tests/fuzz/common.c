@@ -65,3 +65,15 @@ void fuzz_write_file(const char *path, const void *data, size_t len)
         abort();
     }
 }
+
+void fuzz_check_message(const char *msg)
+{
+    if (!msg || !msg[0])
+        abort();
+    for (const char *p = msg; *p; p++) {
+        if ((unsigned char)*p < 0x20) {
+            fprintf(stderr, "message is not one line: %s\n", msg);
+            abort();
+        }
+    }
+}

@@ -22,6 +22,9 @@ char *fuzz_copy(const uint8_t *data, size_t size, bool nul);
 const char *fuzz_tempdir(void);
 /* Remove `path` and everything under it. */
 void fuzz_rmtree(const char *path);
+/* Abort unless `msg` is a message as the API promises them: not empty, one
+ * line (no control character). */
+void fuzz_check_message(const char *msg);
 /* Write `len` bytes to `path` (replacing it); aborts on failure. */
 void fuzz_write_file(const char *path, const void *data, size_t len);
 

@@ -328,6 +328,27 @@ static void test_load_string_reads_only_len(void **state)
     }
 }
 
+/* Every message is one line, whatever the file quotes in it (issue #9:
+ * keys and names with a newline split messages, found by fuzzing). */
+static void test_messages_are_one_line(void **state)
+{
+    (void)state;
+    const char *text = "name: x\n\"a\\nb\": 1\ntasks:\n  \"t\\tq\": {}\n"
+                       "  b: {after: \"z\\r\\u0001z\"}\n";
+    flow_diags *d = flow_diags_new();
+    assert_null(flow_load_string(text, strlen(text), "w\n.yaml", d, NULL));
+    assert_int_equal(flow_diags_count(d), 3);
+    const char *want[] = {"unknown top-level key 'a\\nb' (w\\n.yaml:2:1)",
+                          "invalid task name 't\\tq'",
+                          "unknown task 'z\\r\\x01z' in 'after' of task 'b'"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *m = flow_diags_get(d, i, NULL)->message;
+        if (!strstr(m, want[i]) || strpbrk(m, "\n\r\t\x01"))
+            fail_msg("message '%s' lacks '%s' or is not one line", m, want[i]);
+    }
+    flow_diags_free(d);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Loading                                                                  */
 
@@ -1434,6 +1455,7 @@ int main(void)
         cmocka_unit_test(test_yaml_documents_and_limits),
         cmocka_unit_test(test_yaml_json),
         cmocka_unit_test(test_load_string_reads_only_len),
+        cmocka_unit_test(test_messages_are_one_line),
         cmocka_unit_test(test_load_full_file),
         cmocka_unit_test(test_bind_and_run),
         cmocka_unit_test(test_file_cwd_and_env),
