@@ -20,26 +20,39 @@ double flow__wall_time(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* 9999-12-31T23:59:59.999Z, the last time four digits of year can show. */
-#define LAST_TIME 253402300799.9995
+/* 9999-12-31T23:59:59Z: four digits of year, and far inside time_t. */
+#define TIME_MAX 253402300799.0
+#define DELAY_MAX (100.0 * 365 * 86400)
 
-void flow__rfc3339(double t, char *out, size_t len)
+bool flow__time_is_valid(double t)
 {
-    /* Times come from records that may be damaged: converting a NaN or one
-     * beyond time_t to an integer is undefined, and gmtime_r fails on years
-     * it cannot hold. */
-    if (!(t >= 0))
-        t = 0;
-    if (t > LAST_TIME)
-        t = LAST_TIME;
-    time_t secs = (time_t)t;
+    return t >= 0 && t <= TIME_MAX; /* false for NaN too */
+}
+
+bool flow__rfc3339(double t, char *out, size_t len)
+{
+    struct tm tm;
+    time_t secs = flow__time_is_valid(t) ? (time_t)t : 0;
+    if (!flow__time_is_valid(t) || !gmtime_r(&secs, &tm)) {
+        if (len)
+            out[0] = '\0';
+        return false;
+    }
     int ms = (int)((t - (double)secs) * 1000.0);
     if (ms < 0)
         ms = 0;
     if (ms > 999)
         ms = 999;
-    struct tm tm;
-    gmtime_r(&secs, &tm);
     snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    return true;
+}
+
+int64_t flow__delay_ns(double seconds)
+{
+    if (!(seconds > 0))
+        return 0;
+    if (seconds > DELAY_MAX)
+        seconds = DELAY_MAX;
+    return (int64_t)(seconds * 1e9);
 }

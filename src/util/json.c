@@ -62,10 +62,11 @@ char *flow_json_dumps(const json_t *v, size_t flags)
 
 json_t *flow__json_time(double epoch)
 {
-    if (epoch <= 0)
-        return json_null();
     char buf[40];
-    flow__rfc3339(epoch, buf, sizeof(buf));
+    /* 0 is "not yet"; a time no calendar can show (a damaged record) is
+     * shown as unknown too */
+    if (!(epoch > 0) || !flow__rfc3339(epoch, buf, sizeof(buf)))
+        return json_null();
     return json_string(buf);
 }
 

@@ -13,8 +13,9 @@ size_t flow__json_real_flags(const json_t *v);
 
 /* "an object", "a list", "a string", "an integer", "a number", "a boolean",
  * "null": for messages. */
-/* An RFC 3339 time string for `epoch` seconds, or null for 0 or less (a
- * new reference; NULL when out of memory). */
+/* An RFC 3339 time string for `epoch` seconds, or null for 0 or less and
+ * for a time that cannot be shown (flow__time_is_valid); a new reference,
+ * NULL when out of memory. */
 json_t *flow__json_time(double epoch);
 
 /* Free text that jansson allocated (json_dumps), with jansson's allocator. */

@@ -424,6 +424,57 @@ static void test_newer_journal_is_refused(void **state)
     flow_free(f);
 }
 
+static int t_to_b(flow_ctx *ctx)
+{
+    return flow_ctx_next_task(ctx, "b", NULL) ? 1 : 0;
+}
+
+static int t_b(flow_ctx *ctx)
+{
+    return flow_ctx_set_output(ctx, flow_ctx_input(ctx)) ? 1 : 0;
+}
+
+/* A journal whose recorded work names a task the flow does not have (a
+ * damaged record, found by fuzzing, issue #9) is refused like any other
+ * mismatch, instead of starting a task that is not there. */
+static void test_work_naming_unknown_task_is_refused(void **state)
+{
+    (void)state;
+    flow *f = flow_new("work", NULL);
+    th_add(f, "a", t_to_b);
+    flow_task_set_start(th_add(f, "b", t_b), false);
+    flow_run *r = start_durable(f, "work-src");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    flow_run_free(r);
+    struct flow__run_meta meta = {0};
+    assert_int_equal(flow__store_run_get(store->backend, "work-src", &meta, NULL), FLOW_OK);
+    struct flow__jrec *recs;
+    size_t count;
+    assert_int_equal(flow__store_read_all(store, "work-src", &recs, &count, NULL), FLOW_OK);
+    size_t done = 0;
+    while (done < count && recs[done].type != JREC_ACT_COMPLETED)
+        done++;
+    assert_true(done < count);
+    json_t *next = json_object_get(json_array_get(json_object_get(recs[done].payload, "work"), 0),
+                                   "next_task");
+    assert_int_equal(json_object_set_new(next, "task", json_string("nope")), 0);
+    snprintf(meta.id, sizeof(meta.id), "work-bad");
+    meta.status = FLOW_RUN_RUNNING;
+    assert_int_equal(flow__store_run_create(store->backend, &meta, NULL), FLOW_OK);
+    assert_int_equal(flow__store_append(store->backend, "work-bad", recs, done + 1, 0, NULL),
+                     FLOW_OK);
+    flow__records_free(recs, count);
+    flow__run_meta_cleanup(&meta);
+    flow_error err = {0};
+    flow_run_options o = {.run_id = "work-bad", .store = store};
+    assert_null(flow_run_resume(engine, f, &o, &err));
+    assert_int_equal(err.code, FLOW_ESTATE);
+    if (!strstr(err.message, "does not match its flow") ||
+        !strstr(err.message, "directive 'next_task' names unknown task 'nope'"))
+        fail_msg("message: %s", err.message);
+    flow_free(f);
+}
+
 /* ---- pause, interrupt, leases, control ---------------------------------- */
 
 static atomic_int gate_open;
@@ -664,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_ended_run_is_not_run_again),
         cmocka_unit_test(test_changed_definition_is_refused),
         cmocka_unit_test(test_newer_journal_is_refused),
+        cmocka_unit_test(test_work_naming_unknown_task_is_refused),
         cmocka_unit_test(test_pause_then_resume),
         cmocka_unit_test(test_interrupt_reruns_the_same_attempt),
         cmocka_unit_test(test_second_runner_is_refused),

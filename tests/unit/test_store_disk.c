@@ -365,8 +365,8 @@ static void test_layout(void **state)
 
 /* Records whose CRC is right but whose fields are damaged (a fuzzer's
  * find, issue #9): an activation number far past the records and a time no
- * clock can show. Reading the run folds at most one entry per record, and
- * times read as the last one RFC 3339 can write. */
+ * calendar shows. Reading the run folds at most one entry per record, and
+ * the time reads as unknown. */
 static void test_damaged_fields(void **state)
 {
     struct fixture *fx = *state;
@@ -387,8 +387,7 @@ static void test_damaged_fields(void **state)
     json_decref(run);
     json_t *journal = flow_store_journal(pub, "r", &err);
     assert_int_equal(json_array_size(journal), 2);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(journal, 1), "time")),
-                        "9999-12-31T23:59:59.999Z");
+    assert_true(json_is_null(json_object_get(json_array_get(journal, 1), "time")));
     json_decref(journal);
     flow_store_close(pub);
 }
