@@ -396,6 +396,44 @@ static void test_changed_definition_is_refused(void **state)
     flow_free(f);
 }
 
+/* Run `from`'s journal, as `edit` changes it, as the new running run `to`:
+ * `edit` returns how many of the records to keep. */
+static void copy_run(const char *from, const char *to,
+                     size_t (*edit)(struct flow__jrec *recs, size_t count))
+{
+    struct flow__run_meta meta = {0};
+    assert_int_equal(flow__store_run_get(store->backend, from, &meta, NULL), FLOW_OK);
+    struct flow__jrec *recs;
+    size_t count;
+    assert_int_equal(flow__store_read_all(store, from, &recs, &count, NULL), FLOW_OK);
+    size_t keep = edit(recs, count);
+    snprintf(meta.id, sizeof(meta.id), "%s", to);
+    meta.status = FLOW_RUN_RUNNING;
+    assert_int_equal(flow__store_run_create(store->backend, &meta, NULL), FLOW_OK);
+    assert_int_equal(flow__store_append(store->backend, to, recs, keep, 0, NULL), FLOW_OK);
+    flow__records_free(recs, count);
+    flow__run_meta_cleanup(&meta);
+}
+
+/* Resuming run `id` of `f` fails with `code` and a message holding `needle`. */
+static void resume_refused(flow *f, const char *id, flow_err code, const char *needle)
+{
+    flow_error err = {0};
+    flow_run_options o = {.run_id = id, .store = store};
+    assert_null(flow_run_resume(engine, f, &o, &err));
+    assert_int_equal(err.code, code);
+    if (!strstr(err.message, needle))
+        fail_msg("message '%s' lacks '%s'", err.message, needle);
+}
+
+/* The same journal, cut short, as a newer libflow would have written it. */
+static size_t newer_format(struct flow__jrec *recs, size_t count)
+{
+    assert_true(count >= 5);
+    json_object_set_new(recs[0].payload, "format", json_integer(99));
+    return 5;
+}
+
 static void test_newer_journal_is_refused(void **state)
 {
     (void)state;
@@ -403,24 +441,9 @@ static void test_newer_journal_is_refused(void **state)
     flow_run *r = start_durable(f, "fmt-src");
     flow_run_wait(r);
     flow_run_free(r);
-    /* The same journal, cut short, as a newer libflow would have written it. */
-    struct flow__run_meta meta = {0};
-    assert_int_equal(flow__store_run_get(store->backend, "fmt-src", &meta, NULL), FLOW_OK);
-    struct flow__jrec *recs;
-    size_t count;
-    assert_int_equal(flow__store_read_all(store, "fmt-src", &recs, &count, NULL), FLOW_OK);
-    json_object_set_new(recs[0].payload, "format", json_integer(99));
-    snprintf(meta.id, sizeof(meta.id), "fmt-new");
-    meta.status = FLOW_RUN_RUNNING;
-    assert_int_equal(flow__store_run_create(store->backend, &meta, NULL), FLOW_OK);
-    assert_int_equal(flow__store_append(store->backend, "fmt-new", recs, 5, 0, NULL), FLOW_OK);
-    flow__records_free(recs, count);
-    flow__run_meta_cleanup(&meta);
-    flow_error err = {0};
-    flow_run_options o = {.run_id = "fmt-new", .store = store};
-    assert_null(flow_run_resume(engine, f, &o, &err));
-    assert_int_equal(err.code, FLOW_EUNSUPPORTED);
-    assert_non_null(strstr(err.message, "journaled in format 99; this libflow replays up to 1"));
+    copy_run("fmt-src", "fmt-new", newer_format);
+    resume_refused(f, "fmt-new", FLOW_EUNSUPPORTED,
+                   "journaled in format 99; this libflow replays up to 1");
     flow_free(f);
 }
 
@@ -432,6 +455,20 @@ static int t_to_b(flow_ctx *ctx)
 static int t_b(flow_ctx *ctx)
 {
     return flow_ctx_set_output(ctx, flow_ctx_input(ctx)) ? 1 : 0;
+}
+
+/* The journal up to the first completion, whose recorded next_task names a
+ * task that is not in the flow. */
+static size_t unknown_next_task(struct flow__jrec *recs, size_t count)
+{
+    size_t done = 0;
+    while (done < count && recs[done].type != JREC_ACT_COMPLETED)
+        done++;
+    assert_true(done < count);
+    json_t *work = json_object_get(recs[done].payload, "work");
+    json_t *next = json_object_get(json_array_get(work, 0), "next_task");
+    assert_int_equal(json_object_set_new(next, "task", json_string("nope")), 0);
+    return done + 1;
 }
 
 /* A journal whose recorded work names a task the flow does not have (a
@@ -446,32 +483,10 @@ static void test_work_naming_unknown_task_is_refused(void **state)
     flow_run *r = start_durable(f, "work-src");
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     flow_run_free(r);
-    struct flow__run_meta meta = {0};
-    assert_int_equal(flow__store_run_get(store->backend, "work-src", &meta, NULL), FLOW_OK);
-    struct flow__jrec *recs;
-    size_t count;
-    assert_int_equal(flow__store_read_all(store, "work-src", &recs, &count, NULL), FLOW_OK);
-    size_t done = 0;
-    while (done < count && recs[done].type != JREC_ACT_COMPLETED)
-        done++;
-    assert_true(done < count);
-    json_t *next = json_object_get(json_array_get(json_object_get(recs[done].payload, "work"), 0),
-                                   "next_task");
-    assert_int_equal(json_object_set_new(next, "task", json_string("nope")), 0);
-    snprintf(meta.id, sizeof(meta.id), "work-bad");
-    meta.status = FLOW_RUN_RUNNING;
-    assert_int_equal(flow__store_run_create(store->backend, &meta, NULL), FLOW_OK);
-    assert_int_equal(flow__store_append(store->backend, "work-bad", recs, done + 1, 0, NULL),
-                     FLOW_OK);
-    flow__records_free(recs, count);
-    flow__run_meta_cleanup(&meta);
-    flow_error err = {0};
-    flow_run_options o = {.run_id = "work-bad", .store = store};
-    assert_null(flow_run_resume(engine, f, &o, &err));
-    assert_int_equal(err.code, FLOW_ESTATE);
-    if (!strstr(err.message, "does not match its flow") ||
-        !strstr(err.message, "directive 'next_task' names unknown task 'nope'"))
-        fail_msg("message: %s", err.message);
+    copy_run("work-src", "work-bad", unknown_next_task);
+    resume_refused(f, "work-bad", FLOW_ESTATE,
+                   "does not match its flow at record 3 (act_completed of activation 1): "
+                   "directive 'next_task' names unknown task 'nope'");
     flow_free(f);
 }
 
