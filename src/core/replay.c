@@ -143,10 +143,14 @@ static flow_err apply(struct replay *rp, size_t i)
             flow__run_expand(r, a);
             return FLOW_OK;
         }
+        /* Counted once: a damaged journal may start an attempt over one
+         * that never ended, and a count that never falls to zero would
+         * keep the run from ever ending. */
+        if (a->status != FLOW_ACT_RUNNING)
+            r->running++;
         a->attempt = rec->attempt;
         a->status = FLOW_ACT_RUNNING;
         a->started = rec->time;
-        r->running++;
         return FLOW_OK;
     case JREC_ACT_COMPLETED: {
         if (!(a = rec_act(rp, i, &rc)))

@@ -490,6 +490,52 @@ static void test_work_naming_unknown_task_is_refused(void **state)
     flow_free(f);
 }
 
+static int t_fails_once(flow_ctx *ctx)
+{
+    if (flow_ctx_attempt(ctx) == 1) {
+        flow_ctx_fail(ctx, "first attempt fails");
+        return 1;
+    }
+    return flow_ctx_set_output_take(ctx, json_integer(flow_ctx_attempt(ctx))) ? 1 : 0;
+}
+
+/* The journal up to the second attempt's start, without the record that
+ * ended the first (turned into a note replay ignores). */
+static size_t second_start_unended(struct flow__jrec *recs, size_t count)
+{
+    size_t i = 0;
+    while (i < count && recs[i].type != JREC_ACT_RETRYING)
+        i++;
+    assert_true(i < count);
+    recs[i].type = JREC_LOG;
+    while (i < count && recs[i].type != JREC_ACT_STARTED)
+        i++;
+    assert_true(i < count);
+    return i + 1;
+}
+
+/* An attempt that starts over one the journal never ended (a damaged
+ * journal, found by fuzzing, issue #9) is counted once, so the resumed run
+ * ends instead of waiting for ever for an attempt that is not running. */
+static void test_start_over_unended_attempt(void **state)
+{
+    (void)state;
+    flow *f = flow_new("again", NULL);
+    flow_task *t = th_add(f, "f", t_fails_once);
+    flow_backoff b = {.delay = 0.001, .factor = 1};
+    flow_task_set_retries(t, 1);
+    flow_task_set_backoff(t, &b);
+    flow_run *r = start_durable(f, "again-src");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    flow_run_free(r);
+    copy_run("again-src", "again-bad", second_start_unended);
+    r = resume(f, "again-bad");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    assert_int_equal(json_integer_value(flow_run_result(r)), 2);
+    flow_run_free(r);
+    flow_free(f);
+}
+
 /* ---- pause, interrupt, leases, control ---------------------------------- */
 
 static atomic_int gate_open;
@@ -731,6 +777,7 @@ int main(void)
         cmocka_unit_test(test_changed_definition_is_refused),
         cmocka_unit_test(test_newer_journal_is_refused),
         cmocka_unit_test(test_work_naming_unknown_task_is_refused),
+        cmocka_unit_test(test_start_over_unended_attempt),
         cmocka_unit_test(test_pause_then_resume),
         cmocka_unit_test(test_interrupt_reruns_the_same_attempt),
         cmocka_unit_test(test_second_runner_is_refused),
