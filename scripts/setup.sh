@@ -2,6 +2,8 @@
 # setup.sh -- make sure the packages libflow builds and tests with are installed.
 # Idempotent and quick when nothing is missing. As root it installs what is
 # missing with apt-get; otherwise it prints the exact command to run.
+# `setup.sh fuzz` (what `make fuzz` runs) adds clang and its libFuzzer and
+# sanitizer runtimes; nothing else needs clang.
 set -eu
 
 # What the build and the tests need: the toolchain, the libraries (found
@@ -21,6 +23,9 @@ python3
 procps
 valgrind
 "
+if [ "${1:-}" = fuzz ]; then
+    PACKAGES="$PACKAGES clang libclang-rt-14-dev"
+fi
 
 missing=""
 for p in $PACKAGES; do

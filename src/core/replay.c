@@ -147,21 +147,34 @@ static flow_err apply(struct replay *rp, size_t i)
             flow__run_expand(r, a);
             return FLOW_OK;
         }
+        /* Counted once: a damaged journal may start an attempt over one
+         * that never ended, and a count that never falls to zero would
+         * keep the run from ever ending. */
+        if (a->status != FLOW_ACT_RUNNING)
+            r->running++;
         a->attempt = rec->attempt;
         a->status = FLOW_ACT_RUNNING;
         a->started = rec->time;
-        r->running++;
         return FLOW_OK;
-    case JREC_ACT_COMPLETED:
+    case JREC_ACT_COMPLETED: {
         if (!(a = rec_act(rp, i, &rc)))
             return rc;
         if (a->status == FLOW_ACT_COMPLETED)
             return FLOW_OK;
         if (is_final(a))
             return mismatch(rp, i, "it had already finished");
+        /* The work it asked for names tasks: of this flow, as when it ran. */
+        json_t *work = json_object_get(rec->payload, "work");
+        char *bad = json_is_array(work) ? flow__run_check_directives(r, work) : NULL;
+        if (bad) {
+            rc = mismatch(rp, i, bad);
+            flow__free(bad);
+            return rc;
+        }
         attempt_over(r, a, rec);
         flow__run_replay_completed(r, a, rec->payload);
         return FLOW_OK;
+    }
     case JREC_ACT_FAILED:
     case JREC_ACT_RETRYING:
         if (!(a = rec_act(rp, i, &rc)))

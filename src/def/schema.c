@@ -139,15 +139,17 @@ static void put_real(struct sb *b, double d)
         sb_puts(b, ".0");
 }
 
-/* A JSON string literal; runs of ordinary bytes go in whole, so that a cut
- * never splits a UTF-8 character. */
-static void put_string(struct sb *b, const char *s, size_t len)
+/* `len` bytes of `s` with control characters escaped as in JSON (and, for
+ * `json`, quotes and backslashes too); runs of ordinary bytes go in whole,
+ * so that a cut never splits a UTF-8 character. Names from the schema and
+ * the state go through here so that a message stays on one line. */
+static void put_escaped(struct sb *b, const char *s, size_t len, bool json)
 {
-    sb_puts(b, "\"");
     size_t i = 0;
     while (i < len && !b->cut) {
         size_t run = i;
-        while (run < len && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\')
+        while (run < len && (unsigned char)s[run] >= 0x20 &&
+               !(json && (s[run] == '"' || s[run] == '\\')))
             run++;
         sb_put(b, s + i, run - i);
         if (run == len)
@@ -167,6 +169,13 @@ static void put_string(struct sb *b, const char *s, size_t len)
         }
         i = run + 1;
     }
+}
+
+/* A JSON string literal. */
+static void put_string(struct sb *b, const char *s, size_t len)
+{
+    sb_puts(b, "\"");
+    put_escaped(b, s, len, true);
     sb_puts(b, "\"");
 }
 
@@ -260,7 +269,7 @@ static const char *show_key(char *dst, size_t cap, const char *key, size_t len)
 {
     struct sb b;
     sb_init(&b, dst, cap - 3);
-    sb_put(&b, key, len);
+    put_escaped(&b, key, len, false);
     if (b.cut)
         memcpy(dst + b.len, "...", 4);
     return dst;
@@ -440,7 +449,7 @@ static flow_err compile_child(struct compiler *c, const char *seg, const char *n
     sb_puts(&c->place, seg);
     if (name) {
         sb_puts(&c->place, ".");
-        sb_puts(&c->place, name);
+        put_escaped(&c->place, name, strlen(name), false);
     }
     c->depth++;
     flow_err rc = compile_node(c, js, out);
@@ -767,7 +776,7 @@ static char *check_child(const struct flow__schema *s, const json_t *v, struct s
     if (name) {
         if (len)
             sb_puts(path, ".");
-        sb_put(path, name, name_len);
+        put_escaped(path, name, name_len, false);
     } else {
         sb_printf(path, "[%zu]", index);
     }

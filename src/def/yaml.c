@@ -50,6 +50,9 @@ struct flow__yaml_doc {
     json_t *root;
     struct table table;
     FLOW__VEC(struct flow__yaml_dup) dups; /* keys owned (flow__strdup) */
+    /* Values of duplicate keys, kept until the document is freed: the
+     * position table and the duplicates found inside them point into them. */
+    FLOW__VEC(json_t *) dropped;
 };
 
 static uint32_t ptr_hash(const void *p)
@@ -158,6 +161,9 @@ void flow__yaml_free(struct flow__yaml_doc *d)
     for (size_t i = 0; i < d->dups.count; i++)
         flow__free((char *)d->dups.items[i].key);
     FLOW__VEC_FREE(&d->dups);
+    for (size_t i = 0; i < d->dropped.count; i++)
+        json_decref(d->dropped.items[i]);
+    FLOW__VEC_FREE(&d->dropped);
     flow__free(d);
 }
 
@@ -312,6 +318,18 @@ static bool register_anchor(struct builder *b, const char *name, json_t *value, 
     return true;
 }
 
+/* Keep the value of a duplicate key (stolen) with the document. */
+static void keep_dropped(struct builder *b, json_t *v)
+{
+    size_t before = b->doc->dropped.count;
+    flow_err rc = FLOW_OK;
+    FLOW__VEC_PUSH(&b->doc->dropped, v, rc);
+    if (rc != FLOW_OK || b->doc->dropped.count == before) {
+        json_decref(v);
+        nomem(b);
+    }
+}
+
 /* Attach a finished value (stolen) to the collection on top of the stack, or
  * make it the root. `text` (borrowed) is the plain scalar as written when it
  * was typed as something else than a string. */
@@ -346,9 +364,9 @@ static void add_value(struct builder *b, json_t *v, struct flow__yaml_pos pos, c
         f->key = NULL;
         f->dup = false;
         if (dup) {
-            json_decref(v);
             flow__free(key);
             flow__free(e.text);
+            keep_dropped(b, v);
             return;
         }
         if (json_object_set_new(f->node, key, v)) {
@@ -722,6 +740,24 @@ static void parser_error(struct builder *b, const yaml_parser_t *p)
     }
 }
 
+/* The value of the four hex digits at `p`, or -1. Reads exactly four bytes:
+ * the text need not be NUL-terminated (sscanf and strspn would read on). */
+static long hex4(const char *p)
+{
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
 /* libyaml rejects the UTF-16 surrogate pairs that JSON writers (Python's
  * json.dumps, jansson's JSON_ENSURE_ASCII) use for characters beyond the
  * BMP: rewrite "\uD83D\uDE00" as the YAML escape "\U0001F600" inside the
@@ -757,14 +793,10 @@ static char *rewrite_surrogates(const char *text, size_t len, size_t *out_len)
             out[o++] = c;
             continue;
         }
-        unsigned hi = 0;
-        unsigned lo = 0;
-        if (i + 12 <= len && text[i + 1] == 'u' && text[i + 6] == '\\' && text[i + 7] == 'u' &&
-            sscanf(text + i + 2, "%4x", &hi) == 1 && sscanf(text + i + 8, "%4x", &lo) == 1 &&
-            strspn(text + i + 2, "0123456789abcdefABCDEF") >= 4 &&
-            strspn(text + i + 8, "0123456789abcdefABCDEF") >= 4 && hi >= 0xD800 &&
-            hi <= 0xDBFF && lo >= 0xDC00 && lo <= 0xDFFF) {
-            unsigned cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+        long hi = i + 12 <= len && text[i + 1] == 'u' ? hex4(text + i + 2) : -1;
+        long lo = hi >= 0 && text[i + 6] == '\\' && text[i + 7] == 'u' ? hex4(text + i + 8) : -1;
+        if (hi >= 0xD800 && hi <= 0xDBFF && lo >= 0xDC00 && lo <= 0xDFFF) {
+            unsigned cp = (unsigned)(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00));
             char esc[16];
             snprintf(esc, sizeof(esc), "\\U%08X", cp);
             memcpy(out + o, esc, 10);

@@ -934,8 +934,30 @@ static char *tail_take(struct flow__cmd *c, size_t *len)
     return s;
 }
 
-/* The last line of `s` with something in it, trimmed, cut to at most
- * STDERR_LINE_MAX bytes, made printable and valid UTF-8, into `out`. */
+/* `len` bytes of `s`, cut to at most STDERR_LINE_MAX bytes, made printable
+ * and valid UTF-8 (a control character or a broken sequence is '?', a tab
+ * a space), into `out`. */
+static void printable(const char *s, size_t len, char *out, size_t cap)
+{
+    size_t k = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (len > 0 && k + 4 < cap && k < STDERR_LINE_MAX) {
+        size_t seq = utf8_seq(p, len);
+        if (seq == 0 || (seq == 1 && (*p < 0x20 || *p == 0x7F))) {
+            out[k++] = *p == '\t' ? ' ' : '?';
+            seq = 1;
+        } else {
+            memcpy(out + k, p, seq);
+            k += seq;
+        }
+        p += seq;
+        len -= seq;
+    }
+    out[k] = '\0';
+}
+
+/* The last line of `s` with something in it, trimmed, made printable, into
+ * `out`. */
 static void last_line(const char *s, size_t len, char *out, size_t cap)
 {
     out[0] = '\0';
@@ -955,21 +977,7 @@ static void last_line(const char *s, size_t len, char *out, size_t cap)
             end = start;
             continue;
         }
-        size_t k = 0;
-        const unsigned char *p = (const unsigned char *)line;
-        while (n > 0 && k + 4 < cap && k < STDERR_LINE_MAX) {
-            size_t seq = utf8_seq(p, n);
-            if (seq == 0 || (seq == 1 && (*p < 0x20 || *p == 0x7F))) {
-                out[k++] = *p == '\t' ? ' ' : '?';
-                seq = 1;
-            } else {
-                memcpy(out + k, p, seq);
-                k += seq;
-            }
-            p += seq;
-            n -= seq;
-        }
-        out[k] = '\0';
+        printable(line, n, out, cap);
         return;
     }
 }
@@ -1017,10 +1025,13 @@ static json_t *parse_output(const char *text, size_t len, flow_output_mode mode,
     switch (mode) {
     case FLOW_OUTPUT_JSON:
         v = json_loadb(s, n, JSON_DECODE_ANY, &je);
-        if (!v)
+        if (!v) {
+            char why[sizeof(je.text)];
+            printable(je.text, strlen(je.text), why, sizeof(why)); /* it quotes the text */
             *error = flow__json_would_parse(s, n)
                          ? flow__strdup("out of memory parsing the output")
-                         : flow__asprintf("output is not valid JSON: %s", je.text);
+                         : flow__asprintf("output is not valid JSON: %s", why);
+        }
         return v;
     case FLOW_OUTPUT_LINES: {
         if (!utf8_valid(text, len)) {
@@ -1095,10 +1106,12 @@ static json_t *parse_control(const char *text, size_t len, char **error)
         json_error_t je;
         json_t *v = json_loadb(s, n, JSON_DECODE_ANY, &je);
         if (!v || !json_is_object(v)) {
-            *error = flow__asprintf("bad directive in $FLOW_CONTROL line %d: %s", line,
-                                    v                             ? "not a JSON object"
-                                    : flow__json_would_parse(s, n) ? "out of memory"
-                                                                  : je.text);
+            const char *what = v                             ? "not a JSON object"
+                               : flow__json_would_parse(s, n) ? "out of memory"
+                                                              : je.text;
+            char why[sizeof(je.text)];
+            printable(what, strlen(what), why, sizeof(why)); /* jansson quotes the bad bytes */
+            *error = flow__asprintf("bad directive in $FLOW_CONTROL line %d: %s", line, why);
             json_decref(v);
             json_decref(list);
             return NULL;
@@ -1110,6 +1123,11 @@ static json_t *parse_control(const char *text, size_t len, char **error)
         }
     }
     return list;
+}
+
+json_t *flow__cmd_parse_control(const char *text, size_t len, char **error)
+{
+    return parse_control(text, len, error);
 }
 
 /* Exit 0: the output (FLOW_OUTPUT, else stdout) and the directives. */

@@ -118,6 +118,13 @@ void flow__cmd_finish(struct flow__cmd *c, bool timed_out, struct flow__cmd_resu
 /* Free what a result holds. */
 void flow__cmd_result_cleanup(struct flow__cmd_result *res);
 
+/* The directives in `len` bytes of $FLOW_CONTROL text (not NUL-terminated):
+ * one JSON object per non-empty line, in order, as a new array. NULL on a
+ * bad line or out of memory, with the reason ("bad directive in
+ * $FLOW_CONTROL line 2: ...") in *error (flow__free it). What the
+ * directives mean is the engine's to check. */
+json_t *flow__cmd_parse_control(const char *text, size_t len, char **error);
+
 /* Force-stop and free a job that is not done (engine shutdown): SIGKILL the
  * group, reap, remove files. */
 void flow__cmd_abort(struct flow__cmd *c);

@@ -162,7 +162,9 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
             if (json_is_array(json_object_get(p, "tasks"))) /* a forced resume: new names */
                 names = json_object_get(p, "tasks");
         }
-        if (!rec->act)
+        /* Each activation has its act_created record, so a damaged record
+         * naming one past the record count must not size the fold. */
+        if (!rec->act || rec->act > count)
             continue;
         while (acts.count < rec->act) {
             struct fold_act blank = {.status = FLOW_ACT_PENDING};

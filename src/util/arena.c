@@ -42,7 +42,9 @@ void *flow__arena_alloc(struct flow__arena *a, size_t size)
     size = (size + align - 1) & ~(align - 1);
     /* Strings are bumped unaligned: realign the cursor first. */
     size_t pad = (size_t)(-(uintptr_t)a->next & (align - 1));
-    if (pad <= a->left) {
+    if (pad == 0) {
+        /* aligned, or no chunk yet: NULL + 0 is undefined in C */
+    } else if (pad <= a->left) {
         a->next += pad;
         a->left -= pad;
     } else {

@@ -51,6 +51,39 @@ void flow__error_clear(flow_error *err)
     err->line = err->column = 0;
 }
 
+/* A message is one line whatever it quotes (a key or a file name with a
+ * newline in it, issue #9): control characters are written as escapes. */
+static void one_line(char *msg, size_t cap)
+{
+    size_t i = 0;
+    while (msg[i] && (unsigned char)msg[i] >= 0x20)
+        i++;
+    if (!msg[i])
+        return;
+    static const char hex[] = "0123456789abcdef";
+    char out[sizeof(((flow_error *)0)->message)];
+    size_t o = 0;
+    for (i = 0; msg[i]; i++) {
+        unsigned char c = (unsigned char)msg[i];
+        char esc[5] = {(char)c, '\0', '\0', '\0', '\0'};
+        if (c < 0x20) {
+            esc[0] = '\\';
+            esc[1] = c == '\n' ? 'n' : c == '\t' ? 't' : c == '\r' ? 'r' : 'x';
+            if (esc[1] == 'x') {
+                esc[2] = hex[c >> 4];
+                esc[3] = hex[c & 15];
+            }
+        }
+        size_t len = strlen(esc);
+        if (o + len >= sizeof(out))
+            break;
+        memcpy(out + o, esc, len);
+        o += len;
+    }
+    out[o] = '\0';
+    snprintf(msg, cap, "%s", out);
+}
+
 flow_err flow__verror(flow_error *err, flow_err code, const char *fmt, va_list ap)
 {
     if (!err)
@@ -58,6 +91,7 @@ flow_err flow__verror(flow_error *err, flow_err code, const char *fmt, va_list a
     flow__error_clear(err);
     err->code = code;
     vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    one_line(err->message, sizeof(err->message));
     return code;
 }
 
@@ -88,6 +122,7 @@ flow_err flow__error_at(flow_error *err, flow_err code, const char *file, int li
         snprintf(err->message + n, sizeof(err->message) - n, " (%s:%d:%d)", file, line, column);
     else if (file)
         snprintf(err->message + n, sizeof(err->message) - n, " (%s)", file);
+    one_line(err->message, sizeof(err->message));
     return code;
 }
 

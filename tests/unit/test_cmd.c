@@ -961,6 +961,36 @@ static void test_planted_links(void **state)
     free(outside_dir);
 }
 
+static bool has_control_char(const char *s)
+{
+    for (; *s; s++) {
+        if ((unsigned char)*s < 0x20)
+            return true;
+    }
+    return false;
+}
+
+/* jansson's messages quote the bytes they choke on; ours stay one line
+ * (a fuzzer's find, issue #9). */
+static void test_parse_errors_are_one_line(void **state)
+{
+    struct fixture *f = *state;
+    struct flow__cmd_result res;
+    run_shell(f, "printf '   \\r\\021 ;\\n' >> \"$FLOW_CONTROL\"", FLOW_OUTPUT_AUTO, &res);
+    assert_false(res.ok);
+    assert_non_null(strstr(res.error, "bad directive in $FLOW_CONTROL line 1: "));
+    if (has_control_char(res.error))
+        fail_msg("not one line: %s", res.error);
+    flow__cmd_result_cleanup(&res);
+
+    run_shell(f, "printf '{\"a\": \\033[1m}'", FLOW_OUTPUT_JSON, &res);
+    assert_false(res.ok);
+    assert_non_null(strstr(res.error, "output is not valid JSON: "));
+    if (has_control_char(res.error))
+        fail_msg("not one line: %s", res.error);
+    flow__cmd_result_cleanup(&res);
+}
+
 static void test_pdeathsig(void **state)
 {
     struct fixture *f = *state;
@@ -1161,6 +1191,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_grandchild, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control, setup, teardown),
         cmocka_unit_test_setup_teardown(test_planted_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parse_errors_are_one_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pdeathsig, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tree_killed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphans_reaped, setup, teardown),

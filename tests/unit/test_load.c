@@ -167,6 +167,39 @@ static void test_yaml_duplicates(void **state)
     flow__yaml_free(d);
 }
 
+static flow *load(const char *text, char **msgs, flow_error *err);
+
+/* A duplicate key whose dropped value holds a duplicate of its own: the
+ * inner duplicate names a mapping the document no longer holds, and the
+ * loader asks where its first occurrence was (issue #9: that read freed
+ * memory, seen by valgrind and ASan). */
+static void test_yaml_duplicate_inside_dropped_value(void **state)
+{
+    (void)state;
+    const char *text = "x: 1\nx:\n  k: 1\n  k: 2\n";
+    struct flow__yaml_doc *d = parse_ok(text);
+    assert_int_equal(json_integer_value(json_object_get(flow__yaml_root(d), "x")), 1);
+    assert_int_equal(flow__yaml_dup_count(d), 2);
+    const struct flow__yaml_dup *x = flow__yaml_dup_at(d, 0);
+    const struct flow__yaml_dup *k = flow__yaml_dup_at(d, 1);
+    assert_string_equal(x->key, "x");
+    assert_pos(x->pos, 2, 1);
+    assert_string_equal(k->key, "k");
+    assert_pos(k->pos, 4, 3);
+    /* The dropped mapping still answers for its first 'k'. */
+    assert_true(json_is_object(k->map));
+    assert_int_equal(json_integer_value(json_object_get(k->map, "k")), 1);
+    assert_pos(flow__yaml_key_pos(d, k->map, "k"), 3, 3);
+    flow__yaml_free(d);
+
+    char *msgs = NULL;
+    flow_error err;
+    assert_null(load("name: n\ntasks: {a: {}}\nx: 1\nx:\n  k: 1\n  k: 2\n", &msgs, &err));
+    assert_non_null(strstr(msgs, "duplicate key 'x' (first given at line 3)"));
+    assert_non_null(strstr(msgs, "duplicate key 'k' (first given at line 5)"));
+    free(msgs);
+}
+
 static void test_yaml_aliases(void **state)
 {
     (void)state;
@@ -270,6 +303,50 @@ static void test_yaml_json(void **state)
     assert_pos(flow__yaml_key_pos(d, root, "list"), 3, 2);
     json_decref(want);
     flow__yaml_free(d);
+}
+
+/* flow_load_string reads `len` bytes and no more: every prefix of a JSON
+ * text with escapes (the surrogate pairs are rewritten before libyaml sees
+ * them), in a heap block of exactly that size, so that ASan and valgrind
+ * see a read past its end (issue #9: a '\\u' escape at the end did). */
+static void test_load_string_reads_only_len(void **state)
+{
+    (void)state;
+    const char *text = "{\"name\": \"n\", \"tasks\": {\"a\": {}}, "
+                       "\"x-e\": \"\\ud83d\\ude00\\u00e9\\\"\\ud83d\\ude01\"}";
+    size_t full = strlen(text);
+    for (size_t len = 0; len <= full; len++) {
+        char *exact = malloc(len ? len : 1);
+        assert_non_null(exact);
+        memcpy(exact, text, len);
+        flow_diags *d = flow_diags_new();
+        flow *f = flow_load_string(exact, len, "w.json", d, NULL);
+        assert_true(len == full ? f != NULL : f == NULL);
+        flow_free(f);
+        flow_diags_free(d);
+        free(exact);
+    }
+}
+
+/* Every message is one line, whatever the file quotes in it (issue #9:
+ * keys and names with a newline split messages, found by fuzzing). */
+static void test_messages_are_one_line(void **state)
+{
+    (void)state;
+    const char *text = "name: x\n\"a\\nb\": 1\ntasks:\n  \"t\\tq\": {}\n"
+                       "  b: {after: \"z\\r\\u0001z\"}\n";
+    flow_diags *d = flow_diags_new();
+    assert_null(flow_load_string(text, strlen(text), "w\n.yaml", d, NULL));
+    assert_int_equal(flow_diags_count(d), 3);
+    const char *want[] = {"unknown top-level key 'a\\nb' (w\\n.yaml:2:1)",
+                          "invalid task name 't\\tq'",
+                          "unknown task 'z\\r\\x01z' in 'after' of task 'b'"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *m = flow_diags_get(d, i, NULL)->message;
+        if (!strstr(m, want[i]) || strpbrk(m, "\n\r\t\x01"))
+            fail_msg("message '%s' lacks '%s' or is not one line", m, want[i]);
+    }
+    flow_diags_free(d);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1372,10 +1449,13 @@ int main(void)
         cmocka_unit_test(test_yaml_scalar_typing),
         cmocka_unit_test(test_yaml_tags),
         cmocka_unit_test(test_yaml_duplicates),
+        cmocka_unit_test(test_yaml_duplicate_inside_dropped_value),
         cmocka_unit_test(test_yaml_aliases),
         cmocka_unit_test(test_yaml_billion_laughs),
         cmocka_unit_test(test_yaml_documents_and_limits),
         cmocka_unit_test(test_yaml_json),
+        cmocka_unit_test(test_load_string_reads_only_len),
+        cmocka_unit_test(test_messages_are_one_line),
         cmocka_unit_test(test_load_full_file),
         cmocka_unit_test(test_bind_and_run),
         cmocka_unit_test(test_file_cwd_and_env),

@@ -397,6 +397,44 @@ static void test_changed_definition_is_refused(void **state)
     flow_free(f);
 }
 
+/* Run `from`'s journal, as `edit` changes it, as the new running run `to`:
+ * `edit` returns how many of the records to keep. */
+static void copy_run(const char *from, const char *to,
+                     size_t (*edit)(struct flow__jrec *recs, size_t count))
+{
+    struct flow__run_meta meta = {0};
+    assert_int_equal(flow__store_run_get(store->backend, from, &meta, NULL), FLOW_OK);
+    struct flow__jrec *recs;
+    size_t count;
+    assert_int_equal(flow__store_read_all(store, from, &recs, &count, NULL), FLOW_OK);
+    size_t keep = edit(recs, count);
+    snprintf(meta.id, sizeof(meta.id), "%s", to);
+    meta.status = FLOW_RUN_RUNNING;
+    assert_int_equal(flow__store_run_create(store->backend, &meta, NULL), FLOW_OK);
+    assert_int_equal(flow__store_append(store->backend, to, recs, keep, 0, NULL), FLOW_OK);
+    flow__records_free(recs, count);
+    flow__run_meta_cleanup(&meta);
+}
+
+/* Resuming run `id` of `f` fails with `code` and a message holding `needle`. */
+static void resume_refused(flow *f, const char *id, flow_err code, const char *needle)
+{
+    flow_error err = {0};
+    flow_run_options o = {.run_id = id, .store = store};
+    assert_null(flow_run_resume(engine, f, &o, &err));
+    assert_int_equal(err.code, code);
+    if (!strstr(err.message, needle))
+        fail_msg("message '%s' lacks '%s'", err.message, needle);
+}
+
+/* The same journal, cut short, as a newer libflow would have written it. */
+static size_t newer_format(struct flow__jrec *recs, size_t count)
+{
+    assert_true(count >= 5);
+    json_object_set_new(recs[0].payload, "format", json_integer(99));
+    return 5;
+}
+
 static void test_newer_journal_is_refused(void **state)
 {
     (void)state;
@@ -404,24 +442,98 @@ static void test_newer_journal_is_refused(void **state)
     flow_run *r = start_durable(f, "fmt-src");
     flow_run_wait(r);
     flow_run_free(r);
-    /* The same journal, cut short, as a newer libflow would have written it. */
-    struct flow__run_meta meta = {0};
-    assert_int_equal(flow__store_run_get(store->backend, "fmt-src", &meta, NULL), FLOW_OK);
-    struct flow__jrec *recs;
-    size_t count;
-    assert_int_equal(flow__store_read_all(store, "fmt-src", &recs, &count, NULL), FLOW_OK);
-    json_object_set_new(recs[0].payload, "format", json_integer(99));
-    snprintf(meta.id, sizeof(meta.id), "fmt-new");
-    meta.status = FLOW_RUN_RUNNING;
-    assert_int_equal(flow__store_run_create(store->backend, &meta, NULL), FLOW_OK);
-    assert_int_equal(flow__store_append(store->backend, "fmt-new", recs, 5, 0, NULL), FLOW_OK);
-    flow__records_free(recs, count);
-    flow__run_meta_cleanup(&meta);
-    flow_error err = {0};
-    flow_run_options o = {.run_id = "fmt-new", .store = store};
-    assert_null(flow_run_resume(engine, f, &o, &err));
-    assert_int_equal(err.code, FLOW_EUNSUPPORTED);
-    assert_non_null(strstr(err.message, "journaled in format 99; this libflow replays up to 1"));
+    copy_run("fmt-src", "fmt-new", newer_format);
+    resume_refused(f, "fmt-new", FLOW_EUNSUPPORTED,
+                   "journaled in format 99; this libflow replays up to 1");
+    flow_free(f);
+}
+
+static int t_to_b(flow_ctx *ctx)
+{
+    return flow_ctx_next_task(ctx, "b", NULL) ? 1 : 0;
+}
+
+static int t_b(flow_ctx *ctx)
+{
+    return flow_ctx_set_output(ctx, flow_ctx_input(ctx)) ? 1 : 0;
+}
+
+/* The journal up to the first completion, whose recorded next_task names a
+ * task that is not in the flow. */
+static size_t unknown_next_task(struct flow__jrec *recs, size_t count)
+{
+    size_t done = 0;
+    while (done < count && recs[done].type != JREC_ACT_COMPLETED)
+        done++;
+    assert_true(done < count);
+    json_t *work = json_object_get(recs[done].payload, "work");
+    json_t *next = json_object_get(json_array_get(work, 0), "next_task");
+    assert_int_equal(json_object_set_new(next, "task", json_string("nope")), 0);
+    return done + 1;
+}
+
+/* A journal whose recorded work names a task the flow does not have (a
+ * damaged record, found by fuzzing, issue #9) is refused like any other
+ * mismatch, instead of starting a task that is not there. */
+static void test_work_naming_unknown_task_is_refused(void **state)
+{
+    (void)state;
+    flow *f = flow_new("work", NULL);
+    th_add(f, "a", t_to_b);
+    flow_task_set_start(th_add(f, "b", t_b), false);
+    flow_run *r = start_durable(f, "work-src");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    flow_run_free(r);
+    copy_run("work-src", "work-bad", unknown_next_task);
+    resume_refused(f, "work-bad", FLOW_ESTATE,
+                   "does not match its flow at record 3 (act_completed of activation 1): "
+                   "directive 'next_task' names unknown task 'nope'");
+    flow_free(f);
+}
+
+static int t_fails_once(flow_ctx *ctx)
+{
+    if (flow_ctx_attempt(ctx) == 1) {
+        flow_ctx_fail(ctx, "first attempt fails");
+        return 1;
+    }
+    return flow_ctx_set_output_take(ctx, json_integer(flow_ctx_attempt(ctx))) ? 1 : 0;
+}
+
+/* The journal up to the second attempt's start, without the record that
+ * ended the first (turned into a note replay ignores). */
+static size_t second_start_unended(struct flow__jrec *recs, size_t count)
+{
+    size_t i = 0;
+    while (i < count && recs[i].type != JREC_ACT_RETRYING)
+        i++;
+    assert_true(i < count);
+    recs[i].type = JREC_LOG;
+    while (i < count && recs[i].type != JREC_ACT_STARTED)
+        i++;
+    assert_true(i < count);
+    return i + 1;
+}
+
+/* An attempt that starts over one the journal never ended (a damaged
+ * journal, found by fuzzing, issue #9) is counted once, so the resumed run
+ * ends instead of waiting for ever for an attempt that is not running. */
+static void test_start_over_unended_attempt(void **state)
+{
+    (void)state;
+    flow *f = flow_new("again", NULL);
+    flow_task *t = th_add(f, "f", t_fails_once);
+    flow_backoff b = {.delay = 0.001, .factor = 1};
+    flow_task_set_retries(t, 1);
+    flow_task_set_backoff(t, &b);
+    flow_run *r = start_durable(f, "again-src");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    flow_run_free(r);
+    copy_run("again-src", "again-bad", second_start_unended);
+    r = resume(f, "again-bad");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    assert_int_equal(json_integer_value(flow_run_result(r)), 2);
+    flow_run_free(r);
     flow_free(f);
 }
 
@@ -742,6 +854,8 @@ int main(void)
         cmocka_unit_test(test_ended_run_is_not_run_again),
         cmocka_unit_test(test_changed_definition_is_refused),
         cmocka_unit_test(test_newer_journal_is_refused),
+        cmocka_unit_test(test_work_naming_unknown_task_is_refused),
+        cmocka_unit_test(test_start_over_unended_attempt),
         cmocka_unit_test(test_pause_then_resume),
         cmocka_unit_test(test_interrupt_reruns_the_same_attempt),
         cmocka_unit_test(test_second_runner_is_refused),

@@ -711,6 +711,24 @@ static void test_speed(void **unused)
     flow__schema_free(s);
 }
 
+/* Names with control characters stay on the message's one line (a
+ * fuzzer's find, issue #9): escaped as JSON would write them. */
+static void test_names_with_control_characters(void **state)
+{
+    (void)state;
+    compile_fails("{\"mi\\nimum\": 0}",
+                  "state_schema: unsupported keyword 'mi\\nimum' at the top level (supported: "
+                  "type, properties, required, enum, minimum, maximum, items)");
+    compile_fails("{\"properties\": {\"a\\tb\": {\"type\": \"float\"}}}",
+                  "state_schema: unknown type 'float' at properties.a\\tb (use object, array, "
+                  "string, number, integer, boolean, null)");
+    struct flow__schema *s = compile_ok("{\"required\": [\"k\\u0001\"], \"properties\": "
+                                        "{\"a\\nb\": {\"maximum\": 1}}}");
+    violates(s, "{\"k\\u0001\": 0, \"a\\nb\": 2}", "state key 'a\\nb': 2 is above the maximum 1");
+    violates(s, "{}", "state: required key 'k\\u0001' is missing");
+    flow__schema_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -723,6 +741,7 @@ int main(void)
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_check_keys),
         cmocka_unit_test(test_bounded_messages),
+        cmocka_unit_test(test_names_with_control_characters),
         cmocka_unit_test(test_alloc_failure),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_speed),

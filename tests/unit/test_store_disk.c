@@ -363,6 +363,35 @@ static void test_layout(void **state)
     flow__store_close(s);
 }
 
+/* Records whose CRC is right but whose fields are damaged (a fuzzer's
+ * find, issue #9): an activation number far past the records and a time no
+ * calendar shows. Reading the run folds at most one entry per record, and
+ * the time reads as unknown. */
+static void test_damaged_fields(void **state)
+{
+    struct fixture *fx = *state;
+    struct flow__store *s = open_ok(fx->url);
+    make_run(s, "r");
+    append_n(s, 1, 1);
+    struct flow__jrec bad = {.type = 3, .act = 975332724, .task = 1962934272, .attempt = 1,
+                             .time = 9.466946057571313e+218};
+    flow_error err = {0};
+    assert_int_equal(flow__store_append(s, "r", &bad, 1, 0, &err), FLOW_OK);
+    flow__store_close(s);
+
+    flow_store *pub = flow_store_open(fx->url, &err);
+    assert_non_null(pub);
+    json_t *run = flow_store_run(pub, "r", &err);
+    assert_non_null(run);
+    assert_int_equal(json_array_size(json_object_get(run, "tasks")), 1);
+    json_decref(run);
+    json_t *journal = flow_store_journal(pub, "r", &err);
+    assert_int_equal(json_array_size(journal), 2);
+    assert_true(json_is_null(json_object_get(json_array_get(journal, 1), "time")));
+    json_decref(journal);
+    flow_store_close(pub);
+}
+
 static void test_format(void **state)
 {
     struct fixture *fx = *state;
@@ -437,6 +466,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_length, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_bad_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_while_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_meta, setup, teardown),
