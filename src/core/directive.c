@@ -24,9 +24,9 @@ void flow__directives_cleanup(struct directives *d)
 static char *check_task_name(struct flow_run *r, const char *what, json_t *name)
 {
     if (!json_is_string(name))
-        return flow__asprintf("directive '%s' needs a task name", what);
+        return flow__why("directive '%s' needs a task name", what);
     if (!flow_find_task(r->flow, json_string_value(name)))
-        return flow__asprintf("directive '%s' names unknown task '%s'", what,
+        return flow__why("directive '%s' names unknown task '%s'", what,
                               json_string_value(name));
     return NULL;
 }
@@ -37,7 +37,7 @@ static char *check_task_name(struct flow_run *r, const char *what, json_t *name)
 static char *add_ops(struct directives *out, const char *op, json_t *value)
 {
     if (!json_is_object(value))
-        return flow__asprintf("directive '%s' needs an object {\"KEY\": %s}", op,
+        return flow__why("directive '%s' needs an object {\"KEY\": %s}", op,
                               !strcmp(op, "incr")    ? "NUMBER"
                               : !strcmp(op, "merge") ? "{...}"
                                                      : "VALUE");
@@ -46,15 +46,15 @@ static char *add_ops(struct directives *out, const char *op, json_t *value)
     json_object_foreach(value, key, v)
     {
         if (!strcmp(op, "incr") && !json_is_number(v))
-            return flow__asprintf("directive 'incr' of key '%s' needs a number, not %s", key,
+            return flow__why("directive 'incr' of key '%s' needs a number, not %s", key,
                                   flow__json_type_name(v));
         if (!strcmp(op, "merge") && !json_is_object(v))
-            return flow__asprintf("directive 'merge' of key '%s' needs an object, not %s", key,
+            return flow__why("directive 'merge' of key '%s' needs an object, not %s", key,
                                   flow__json_type_name(v));
         if (!out->ops && !(out->ops = json_array()))
-            return flow__strdup("out of memory");
+            return flow__why("out of memory");
         if (json_array_append_new(out->ops, json_pack("[s,s,O]", op, key, v)))
-            return flow__strdup("out of memory");
+            return flow__why("out of memory");
     }
     return NULL;
 }
@@ -68,7 +68,7 @@ static json_t *apply_one(const char *op, const char *key, json_t *cur, json_t *v
         return json_incref(v);
     if (!strcmp(op, "incr")) {
         if (!empty && !json_is_number(cur)) {
-            *why = flow__asprintf("cannot incr state key '%s': it holds %s, not a number", key,
+            *why = flow__why("cannot incr state key '%s': it holds %s, not a number", key,
                                   flow__json_type_name(cur));
             return NULL;
         }
@@ -81,7 +81,7 @@ static json_t *apply_one(const char *op, const char *key, json_t *cur, json_t *v
     }
     if (!strcmp(op, "append")) {
         if (!empty && !json_is_array(cur)) {
-            *why = flow__asprintf("cannot append to state key '%s': it holds %s, not a list",
+            *why = flow__why("cannot append to state key '%s': it holds %s, not a list",
                                   key, flow__json_type_name(cur));
             return NULL;
         }
@@ -94,7 +94,7 @@ static json_t *apply_one(const char *op, const char *key, json_t *cur, json_t *v
     }
     /* merge */
     if (!empty && !json_is_object(cur)) {
-        *why = flow__asprintf("cannot merge into state key '%s': it holds %s, not an object", key,
+        *why = flow__why("cannot merge into state key '%s': it holds %s, not an object", key,
                               flow__json_type_name(cur));
         return NULL;
     }
@@ -111,7 +111,7 @@ char *flow__directives_apply_ops(struct flow_run *r, json_t *ops, json_t **write
     if (!ops)
         return NULL;
     if (!*writes && !(*writes = json_object()))
-        return flow__strdup("out of memory");
+        return flow__why("out of memory");
     size_t i;
     json_t *one;
     json_array_foreach(ops, i, one)
@@ -124,9 +124,9 @@ char *flow__directives_apply_ops(struct flow_run *r, json_t *ops, json_t **write
         char *why = NULL;
         json_t *next = apply_one(op, key, cur, json_array_get(one, 2), &why);
         if (!next)
-            return why ? why : flow__strdup("out of memory");
+            return why ? why : flow__why("out of memory");
         if (json_object_set_new(*writes, key, next))
-            return flow__strdup("out of memory");
+            return flow__why("out of memory");
     }
     return NULL;
 }
@@ -171,24 +171,24 @@ char *flow__directives_parse(struct flow_run *r, json_t *list, struct directives
                 out->pause =
                     flow__strdup(json_is_string(why) ? json_string_value(why) : "paused by a task");
                 if (!out->pause)
-                    return flow__strdup("out of memory");
+                    return flow__why("out of memory");
                 continue;
             }
             if (!strcmp(key, "then") && json_object_get(d, "parallel"))
                 continue; /* part of the parallel directive */
             if (!strcmp(key, "next_task")) {
                 if (!json_is_object(value))
-                    return flow__strdup("directive 'next_task' needs {\"task\": T, \"input\": V}");
+                    return flow__why("directive 'next_task' needs {\"task\": T, \"input\": V}");
                 if ((bad = check_task_name(r, key, json_object_get(value, "task"))))
                     return bad;
             } else if (!strcmp(key, "next_iteration")) {
                 if (value && !json_is_object(value) && !json_is_null(value))
-                    return flow__strdup("directive 'next_iteration' needs {\"input\": V}");
+                    return flow__why("directive 'next_iteration' needs {\"input\": V}");
             } else if (!strcmp(key, "parallel")) {
                 size_t k;
                 json_t *b;
                 if (!json_is_array(value) || !json_array_size(value))
-                    return flow__strdup("directive 'parallel' needs a non-empty list of "
+                    return flow__why("directive 'parallel' needs a non-empty list of "
                                         "{\"task\": T, \"input\": V}");
                 json_array_foreach(value, k, b)
                 {
@@ -201,9 +201,9 @@ char *flow__directives_parse(struct flow_run *r, json_t *list, struct directives
             } else if (!strcmp(key, "emit")) {
                 json_t *ev = json_is_object(value) ? json_object_get(value, "event") : value;
                 if (!json_is_string(ev) || !json_string_length(ev))
-                    return flow__strdup("directive 'emit' needs an event name");
+                    return flow__why("directive 'emit' needs an event name");
             } else {
-                return flow__asprintf("unknown directive '%s' (known: set, incr, append, merge, "
+                return flow__why("unknown directive '%s' (known: set, incr, append, merge, "
                                       "next_task, next_iteration, parallel, terminate, cancel, "
                                       "checkpoint, pause, emit)",
                                       key);
@@ -214,10 +214,10 @@ char *flow__directives_parse(struct flow_run *r, json_t *list, struct directives
                  json_object_set(one, "then", json_object_get(d, "then"))) ||
                 (!out->work && !(out->work = json_array()))) {
                 json_decref(one);
-                return flow__strdup("out of memory");
+                return flow__why("out of memory");
             }
             if (json_array_append_new(out->work, one)) /* took `one`, even on failure */
-                return flow__strdup("out of memory");
+                return flow__why("out of memory");
         }
     }
     return NULL;

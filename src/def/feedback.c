@@ -22,17 +22,17 @@ char *flow__feedback_check(flow_feedback_type type, json_t *options, json_t *val
         else if (json_is_string(value) && !strcmp(json_string_value(value), "reject"))
             value = json_false();
         if (!json_is_boolean(value))
-            return flow__strdup("an approval is answered with approve or reject (true or false)");
+            return flow__why("an approval is answered with approve or reject (true or false)");
         key = "approved";
         break;
     case FLOW_FEEDBACK_TEXT:
         if (!json_is_string(value))
-            return flow__strdup("a text request is answered with a text");
+            return flow__why("a text request is answered with a text");
         key = "text";
         break;
     case FLOW_FEEDBACK_SELECTION: {
         if (!json_is_string(value))
-            return flow__strdup("a selection is answered with one of its options");
+            return flow__why("a selection is answered with one of its options");
         bool found = false;
         size_t i;
         json_t *o;
@@ -43,20 +43,20 @@ char *flow__feedback_check(flow_feedback_type type, json_t *options, json_t *val
         }
         if (!found) {
             char *list = options ? json_dumps(options, JSON_COMPACT) : NULL;
-            char *why = flow__asprintf("'%s' is not one of the options %s",
+            char *why = flow__why("'%s' is not one of the options %s",
                                        json_string_value(value), list ? list : "[]");
             flow__json_free_text(list);
-            return why ? why : flow__strdup("not one of the options");
+            return why;
         }
         key = "selected";
         break;
     }
     default:
-        return flow__strdup("unknown feedback type");
+        return flow__why("unknown feedback type");
     }
     *out = json_pack("{s:O,s:s?,s:o}", key, value, "by", by,
                      "at", at > 0 ? flow__json_time(at) : json_null());
-    return *out ? NULL : flow__strdup("out of memory");
+    return *out ? NULL : flow__why("out of memory");
 }
 
 json_t *flow__feedback_value(json_t *answer)

@@ -693,8 +693,8 @@ static char *fail(const struct sb *path, const char *fmt, ...)
     vsnprintf(body, sizeof(body), fmt, ap);
     va_end(ap);
     if (!path->len)
-        return flow__asprintf("state: %s", body);
-    return flow__asprintf("state key '%s%s': %s", path->buf, path->cut ? "..." : "", body);
+        return flow__why("state: %s", body);
+    return flow__why("state key '%s%s': %s", path->buf, path->cut ? "..." : "", body);
 }
 
 static bool type_ok(unsigned types, const json_t *v)

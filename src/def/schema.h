@@ -43,7 +43,8 @@ void flow__schema_free(struct flow__schema *s);
  * It stops at the first violation. The order is fixed: at each level type,
  * enum, minimum, maximum, required (in list order), properties (in schema
  * order), then items (by index). Long values and paths are cut short with
- * "...". Out of memory for the message itself also gives NULL (no other
+ * "...". Out of memory for the message itself gives "out of memory"
+ * (flow__why: never NULL, which would say the value is valid; no other
  * allocation happens). Thread-safe (s is read only). */
 char *flow__schema_check(const struct flow__schema *s, const json_t *value);
 

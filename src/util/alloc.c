@@ -59,9 +59,11 @@ void *flow__malloc(size_t size)
     return user_malloc(size ? size : 1);
 }
 
+char flow__nomem_why[] = "out of memory";
+
 void flow__free(void *ptr)
 {
-    if (ptr)
+    if (ptr && ptr != (void *)flow__nomem_why)
         user_free(ptr);
 }
 
@@ -129,6 +131,21 @@ char *flow__asprintf(const char *fmt, ...)
     vsnprintf(p, (size_t)n + 1, fmt, ap);
     va_end(ap);
     return p;
+}
+
+char *flow__why(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *out = n >= 0 ? flow__malloc((size_t)n + 1) : NULL;
+    if (!out)
+        return flow__nomem_why;
+    va_start(ap, fmt);
+    vsnprintf(out, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return out;
 }
 
 void flow_set_alloc_funcs(flow_malloc_fn malloc_fn, flow_realloc_fn realloc_fn,

@@ -18,6 +18,13 @@ char *flow__strndup(const char *s, size_t len);
 /* printf into a new string; NULL on failure. */
 char *flow__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Why a check failed: checks that answer with a message (NULL meaning all is
+ * well) make it with this, which never returns NULL -- out of memory gives
+ * the static flow__nomem_why, which flow__free leaves alone -- so that a
+ * failed allocation can never read as "all is well". */
+char *flow__why(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern char flow__nomem_why[];
+
 #ifdef FLOW_TESTING
 /* Fail the n-th allocation from now (1 = the next one); 0 turns it off.
  * Returns how many allocations happened since the last call. */

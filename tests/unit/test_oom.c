@@ -11,6 +11,10 @@
 #define _GNU_SOURCE 1
 #include "helpers.h"
 
+#include "def/flowdef.h"
+#include "def/schema.h"
+#include "util/alloc.h"
+
 #include <execinfo.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -281,6 +285,40 @@ static void test_resume_survives_every_failed_allocation(void **state)
     free(dir);
 }
 
+/* Checks answer with a message, NULL meaning "all is well": out of memory
+ * while making the message must never read as "all is well". */
+static void test_failed_checks_never_say_all_is_well(void **state)
+{
+    (void)state;
+    json_t *schema = json_pack("{s:s,s:{s:{s:s,s:i}}}", "type", "object", "properties", "n",
+                               "type", "integer", "minimum", 10);
+    struct flow__schema *sc = NULL;
+    assert_int_equal(flow__schema_compile(schema, &sc, NULL), FLOW_OK);
+    json_t *bad_state = json_pack("{s:i}", "n", 3);
+    json_t *three = json_integer(3);
+    json_t *options = json_pack("[s,s]", "eu", "us");
+    json_t *mars = json_string("mars");
+    for (long n = 1; n < 50; n++) {
+        arm(n);
+        char *a = flow__schema_check(sc, bad_state);
+        json_t *out = NULL;
+        char *b = flow__feedback_check(FLOW_FEEDBACK_APPROVAL, NULL, three, NULL, 0, &out);
+        char *c = flow__feedback_check(FLOW_FEEDBACK_SELECTION, options, mars, NULL, 0, &out);
+        arm(0);
+        if (!a || !b || !c)
+            fail_msg("allocation %ld: a failed check said all is well", n);
+        flow__free(a);
+        flow__free(b);
+        flow__free(c);
+    }
+    json_decref(mars);
+    json_decref(options);
+    json_decref(three);
+    json_decref(bad_state);
+    flow__schema_free(sc);
+    json_decref(schema);
+}
+
 int main(void)
 {
     flow_set_alloc_funcs(t_malloc, t_realloc, free);
@@ -288,6 +326,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_survives_every_failed_allocation),
         cmocka_unit_test(test_resume_survives_every_failed_allocation),
+        cmocka_unit_test(test_failed_checks_never_say_all_is_well),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
