@@ -1,15 +1,17 @@
 # The front door. `make` builds build/flow and the library, `make run` runs
-# the example pipeline, `make test` runs every test (also under ASan+UBSan),
-# `make bench` runs the benchmarks next to the peers, `make fuzz` runs each
-# fuzz harness for FUZZ_TIME seconds (clang, in build-fuzz/).
+# the example pipeline, `make test` runs every test (also under ASan+UBSan
+# and under ThreadSanitizer), `make bench` runs the benchmarks next to the
+# peers, `make fuzz` runs each fuzz harness for FUZZ_TIME seconds (clang, in
+# build-fuzz/).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_TIME  ?= 60
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup build run test test-fast test-asan bench clean check-src fuzz fuzz-setup
+.PHONY: all setup build run test test-fast test-asan test-tsan bench clean check-src fuzz fuzz-setup
 
 all: build
 
@@ -35,7 +37,23 @@ test-asan: setup $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -LE nosan
 
-test: test-fast test-asan
+$(TSAN_BUILD)/CMakeCache.txt: | setup
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFLOW_SANITIZE=thread $(CMAKE_FLAGS)
+
+# Every process the tests start (runners, `flow ctl`, examples) writes its
+# reports to $(TSAN_BUILD)/tsan-reports: one from a process whose exit
+# status no test checks fails the target too.
+test-tsan: setup $(TSAN_BUILD)/CMakeCache.txt
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+	@rm -rf $(TSAN_BUILD)/tsan-reports && mkdir -p $(TSAN_BUILD)/tsan-reports
+	@cd $(TSAN_BUILD) && \
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$$PWD/tsan-reports/report $$TSAN_OPTIONS" \
+	ctest --output-on-failure -j $(JOBS) -LE nosan; rc=$$?; \
+	for f in tsan-reports/report.*; do [ -e "$$f" ] || continue; cat "$$f"; rc=1; done; \
+	[ $$rc = 0 ] || echo "test-tsan: failed (reports, if any, above; also in $(TSAN_BUILD)/tsan-reports)"; \
+	exit $$rc
+
+test: test-fast test-asan test-tsan
 
 fuzz-setup:
 	@sh scripts/setup.sh fuzz
@@ -51,4 +69,4 @@ bench: build
 	bash bench/run.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

@@ -15,10 +15,13 @@
  * valid for as long as the object they came from, unless a function says
  * otherwise.
  *
- * Threads: a `flow` may be built on one thread and then run from any; it
- * cannot be changed once a run has started from it (FLOW_ESTATE). Functions
- * marked "thread-safe" may be called from any thread; `flow_ctx_*` functions
- * may be called only by the task the context was given to, while it runs.
+ * Threads: a `flow` may be built on one thread and then run from any, by
+ * several engines at once; it cannot be changed once a run has started from
+ * it (FLOW_ESTATE). Functions marked "thread-safe" may be called from any
+ * thread; `flow_ctx_*` functions may be called only by the task the context
+ * was given to, while it runs. JSON values a task borrows from its run are
+ * read-only and must not be reference-counted by the task (see
+ * flow_ctx_input).
  */
 #ifndef FLOW_H
 #define FLOW_H
@@ -145,7 +148,8 @@ typedef enum flow_log_level {
 } flow_log_level;
 
 /* The library never writes to stdout or stderr; it reports through this
- * callback, which may be called from any of the engine's threads. */
+ * callback, which may be called from any of the engine's threads. Set it
+ * while no engine runs; not thread-safe. */
 typedef void (*flow_log_fn)(flow_log_level level, const char *message, void *udata);
 FLOW_API void flow_set_log(flow_log_fn fn, void *udata, flow_log_level min_level);
 
@@ -720,16 +724,22 @@ FLOW_API json_t *flow_run_to_json(flow_run *r);
 
 /* The task's input: from its trigger (one dependency: its output; several:
  * an object keyed by task name; start tasks: the run inputs), or its `input`
- * template. Borrowed, valid while the task runs; never NULL (json null). */
+ * template. Borrowed, valid while the task runs; never NULL (json null).
+ * Values borrowed from the run are shared with the engine's threads: read
+ * them, but neither change them nor json_incref/json_decref them (the run
+ * counts its references under its lock); json_deep_copy what you keep. */
 FLOW_API json_t *flow_ctx_input(flow_ctx *ctx);
-/* The latest output of a completed task (DependencyData.get), borrowed and
- * valid while the task runs, or NULL if that task has not completed. */
+/* The latest output of a completed task (DependencyData.get), borrowed (as
+ * flow_ctx_input) and valid while the task runs, or NULL if that task has
+ * not completed. */
 FLOW_API json_t *flow_ctx_dep(flow_ctx *ctx, const char *task_name);
 /* The outputs of this activation's dependencies as an object keyed by task
- * name (DependencyData.get_all). New reference. */
+ * name (DependencyData.get_all). New reference to copies of the task's own;
+ * NULL when out of memory. */
 FLOW_API json_t *flow_ctx_deps(flow_ctx *ctx);
 /* The value of state key `key` as this task sees it (its own writes
- * included): a new reference, or NULL when absent. */
+ * included): a new reference to a copy of the task's own (changing it
+ * changes nothing in the run), or NULL when absent. */
 FLOW_API json_t *flow_ctx_get_state(flow_ctx *ctx, const char *key);
 /* Write a state key. The write is applied when the task succeeds and is
  * discarded if it fails. `value` is copied; _take steals it (NULL: ENOMEM). */

@@ -512,7 +512,10 @@ void flow__run_stop_running(struct flow_run *r, const char *why)
 
 void flow__run_stop(struct flow_run *r, flow_run_status status, const char *why)
 {
-    if (r->stopping || r->status >= FLOW_RUN_COMPLETED)
+    /* A paused run has stopped in this process too, and its host may be
+     * reading it (flow_run_wait has returned): nothing changes it now, not
+     * even a cancel that the store hands the runner before it lets go. */
+    if (r->stopping || r->status >= FLOW_RUN_PAUSED)
         return;
     flow__engine_tick(r->engine);
     struct flow_engine *e = r->engine;

@@ -1,6 +1,11 @@
 /* ctx.c -- what a C task body can do through its flow_ctx. The body runs
  * without the engine lock; everything it writes stays in the context until
- * the attempt ends, and what it reads from the run is taken under the lock. */
+ * the attempt ends, and what it reads from the run is taken under the lock.
+ *
+ * The reference counts of the run's values change under the engine lock
+ * only (docs/internals/core.md, Threads and the lock): a body gets them
+ * borrowed (input, dep), or as copies of its own (state, deps), and what it
+ * gives is copied, or dropped under the lock. */
 #include "util/compat.h"
 
 #include <math.h>
@@ -24,6 +29,7 @@ struct flow_ctx *flow__ctx_new(struct flow_engine *e, struct flow_run *r, struct
     ctx->run = r;
     ctx->act = a;
     ctx->task = act_task(a);
+    ctx->fn = ctx->task->fn;
     ctx->attempt = a->attempt + 1;
     atomic_init(&ctx->cancelled, r->stopping ? 1 : 0);
     return ctx;
@@ -89,7 +95,12 @@ json_t *flow_ctx_deps(flow_ctx *ctx)
         for (uint32_t i = 0; i < a->nsrc; i++) {
             const struct act *s = srcs[i];
             const struct act *named = s->stands_for ? s->stands_for : s;
-            json_object_set(all, act_task(named)->name, s->output);
+            if (s->output && json_object_set_new(all, act_task(named)->name,
+                                                 json_deep_copy(s->output))) {
+                json_decref(all);
+                all = NULL;
+                break;
+            }
         }
     });
     return all;
@@ -100,10 +111,10 @@ json_t *flow_ctx_get_state(flow_ctx *ctx, const char *key)
     if (ctx->writes) {
         json_t *mine = json_object_get(ctx->writes, key);
         if (mine)
-            return json_incref(mine);
+            return json_deep_copy(mine);
     }
     json_t *v = NULL;
-    WITH_LOCK(ctx, v = json_incref(json_object_get(ctx->run->state, key)));
+    WITH_LOCK(ctx, v = json_deep_copy(json_object_get(ctx->run->state, key)));
     return v;
 }
 
@@ -335,16 +346,16 @@ flow_err flow_ctx_emit(flow_ctx *ctx, const char *event, json_t *data)
     json_t *payload = copy_or_null(data);
     if (!payload)
         return FLOW_ENOMEM;
-    flow_err rc = FLOW_OK;
-    /* Events go out at once: a long task streams to its connections. */
-    WITH_LOCK(ctx, {
-        if (!ctx->run->stopping) {
-            flow__engine_tick(ctx->engine);
-            flow__run_emit(ctx->run, ctx->act, event, payload, EMIT_STREAMED);
-        }
-    });
+    /* Events go out at once: a long task streams to its connections. The
+     * run shares the payload from now on: it is let go under the lock. */
+    pthread_mutex_lock(&ctx->engine->lock);
+    if (!ctx->detached && !ctx->run->stopping) {
+        flow__engine_tick(ctx->engine);
+        flow__run_emit(ctx->run, ctx->act, event, payload, EMIT_STREAMED);
+    }
     json_decref(payload);
-    return rc;
+    pthread_mutex_unlock(&ctx->engine->lock);
+    return FLOW_OK;
 }
 
 json_t *flow_ctx_item(flow_ctx *ctx)

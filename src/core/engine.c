@@ -496,7 +496,7 @@ static void *worker_main(void *arg)
                 ctx->rc = -1;
                 continue;
             }
-            ctx->rc = ctx->task->fn(ctx);
+            ctx->rc = ctx->fn(ctx);
         }
         pthread_mutex_lock(&e->lock);
         in_pool_thread = true;
@@ -665,7 +665,7 @@ static void run_loop_queue(struct flow_engine *e)
             /* its input template failed; ctx says why */
         } else if (t->kind == TASK_FN) {
             pthread_mutex_unlock(&e->lock);
-            ctx->rc = t->fn(ctx);
+            ctx->rc = ctx->fn(ctx);
             pthread_mutex_lock(&e->lock);
             flow__engine_tick(e);
         } else if (t->kind == TASK_FEEDBACK) {

@@ -209,6 +209,8 @@ struct flow_ctx {
     struct flow_run *run;
     struct act *act;
     const struct flow_task *task;
+    flow_task_fn fn;        /* the body, read under the lock: an abandoned
+                             * body's thread never reads the flow again */
     uint32_t attempt;
     int rc;                 /* the body's return */
     json_t *output;         /* set_output; NULL: null */

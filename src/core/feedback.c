@@ -71,7 +71,9 @@ void flow__feedback_cleanup(struct flow_run *r)
     r->claimed = NULL;
 }
 
-/* [L] Add a request (fields copied); NULL when out of memory. */
+/* [L] Add a request (fields copied); NULL when out of memory. The default
+ * answer is a deep copy: it comes from the flow, shared by runs on other
+ * engines, or from a task body, whose thread counts its own references. */
 static struct fb_request *add(struct flow_run *r, const char *id, struct act *a,
                               flow_feedback_type type, const char *message, json_t *options,
                               double created, double deadline, json_t *dflt,
@@ -85,10 +87,13 @@ static struct fb_request *add(struct flow_run *r, const char *id, struct act *a,
         .options = json_incref(options),
         .created = created,
         .deadline = deadline,
-        .default_answer = json_incref(dflt),
+        .default_answer = dflt ? json_deep_copy(dflt) : NULL,
         .channel_key = channel_key ? flow__strdup(channel_key) : NULL,
     };
-    flow_err rc = q.id && q.message && (!channel_key || q.channel_key) ? FLOW_OK : FLOW_ENOMEM;
+    flow_err rc = q.id && q.message && (!channel_key || q.channel_key) &&
+                          (!dflt || q.default_answer)
+                      ? FLOW_OK
+                      : FLOW_ENOMEM;
     if (rc == FLOW_OK)
         FLOW__VEC_PUSH(&r->requests, q, rc);
     if (rc != FLOW_OK) {
@@ -581,8 +586,9 @@ flow_err flow_ctx_request_feedback(flow_ctx *ctx, const flow_feedback *req, json
     }
     flow__engine_tick(e);
     flow_err rc = flow__feedback_ask(ctx->run, ctx->act, req, &got, &err);
-    if (rc == FLOW_OK)
-        got = json_incref(got);
+    if (rc == FLOW_OK && !(got = json_deep_copy(got))) /* the body's own: it counts
+                                                         * references without the lock */
+        rc = flow__error(&err, FLOW_ENOMEM, "out of memory reading an answer");
     if (rc == FLOW_EWAITING) {
         char idbuf[200];
         if (!req->id || !*req->id)

@@ -316,9 +316,7 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
                                              "and a run id"),
                NULL;
     struct flow_store *st = opts->store;
-    pthread_mutex_lock(&e->lock);
-    flow_err rc = flow_validate(f, NULL, err);
-    pthread_mutex_unlock(&e->lock);
+    flow_err rc = flow__flow_freeze(f, err);
     if (rc)
         return NULL;
 

@@ -353,7 +353,7 @@ struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t 
     r->parent_act = parent;
     r->max_running = f->type == FLOW_TYPE_SEQUENTIAL ? 1 : 0;
     r->inputs = inputs ? json_deep_copy(inputs) : json_object();
-    r->state = json_copy(f->initial_state);
+    r->state = json_deep_copy(f->initial_state); /* the flow's values are shared by engines */
     r->workdir = flow__rundir_new(r->id, NULL);
     r->trt = flow__calloc(f->tasks.count ? f->tasks.count : 1, sizeof(*r->trt));
     r->leaf_state = flow__calloc(f->leaf_count ? f->leaf_count : 1, 1);
@@ -383,7 +383,6 @@ void flow__run_begin(struct flow_run *r, const struct flow_task *start)
 {
     struct flow_engine *e = r->engine;
     struct flow *f = r->flow;
-    f->frozen = true;
     json_t *created =
         json_pack("{s:s,s:s?,s:O,s:s?,s:i}", "flow", f->name, "version", f->version, "inputs",
                   r->inputs, "start", r->start_task, "format", FLOW__JOURNAL_FORMAT);
@@ -421,10 +420,7 @@ flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts, 
         opts = &none;
     if (!e || !f)
         return flow__error(err, FLOW_EINVAL, "flow_run_start needs an engine and a flow"), NULL;
-    pthread_mutex_lock(&e->lock); /* validation touches the flow's graph */
-    flow_err rc = flow_validate(f, NULL, err);
-    pthread_mutex_unlock(&e->lock);
-    if (rc)
+    if (flow__flow_freeze(f, err) != FLOW_OK)
         return NULL;
     if (opts->inputs && !json_is_object(opts->inputs)) {
         flow__error(err, FLOW_EINVAL, "run inputs must be a JSON object");

@@ -197,7 +197,8 @@ struct flow {
     double run_timeout;             /* flow_configure: seconds, 0 = none */
     double checkpoint_every;        /* seconds between periodic checkpoints, 0 = none */
     flow_type type;                 /* flow_configure */
-    bool frozen;                    /* a run started: no more changes */
+    bool frozen;                    /* a run started: no more changes (set under
+                                     * the lock of flow__flow_freeze) */
     bool compiling;                 /* flow_validate is on the stack (nesting cycles) */
     /* Compiled graph (valid when compiled && !dirty): */
     bool compiled;
@@ -235,6 +236,11 @@ int flow__label_index(const struct flow *f, const char *name);
 
 /* Take / drop a reference (runs hold one). */
 void flow__ref(struct flow *f);
+
+/* Validate `f` for a run and freeze it and its nested flows: from then on
+ * nothing in them changes, and runs on any engine read them without a lock.
+ * Thread-safe (one lock for the process, shared with flow_validate). */
+flow_err flow__flow_freeze(struct flow *f, flow_error *err);
 
 /* Format " (file:line:col)" for a task into buf, or "" when unknown. */
 void flow__task_where(const flow_task *t, char *buf, size_t len);

@@ -3,6 +3,7 @@
  * JSON. See docs/internals/core.md, "Triggers". */
 #include "util/compat.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -558,13 +559,65 @@ out_nomem:
     return flow__error(err, FLOW_ENOMEM, "out of memory validating flow '%s'", f->name);
 }
 
-flow_err flow_validate(flow *f, flow_diags *diags, flow_error *err)
+/* Flows are compiled, and frozen for their first run, under one lock for
+ * the whole process: a flow may be started by several engines at once, and
+ * their own locks do not order one engine's accesses against another's.
+ * Recursive: validating a flow validates its nested flows. */
+static pthread_mutex_t defs_lock;
+static pthread_once_t defs_once = PTHREAD_ONCE_INIT;
+
+static void defs_init(void)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&defs_lock, &a);
+    pthread_mutexattr_destroy(&a);
+}
+
+static void defs_enter(void)
+{
+    pthread_once(&defs_once, defs_init);
+    pthread_mutex_lock(&defs_lock);
+}
+
+/* [defs_lock] */
+static flow_err validate(struct flow *f, flow_diags *diags, flow_error *err)
 {
     if (f->compiled && !f->dirty)
         return FLOW_OK;
     if (f->frozen)
         return flow__error(err, FLOW_ESTATE, "flow '%s' changed while running", f->name);
     return compile(f, diags, err);
+}
+
+flow_err flow_validate(flow *f, flow_diags *diags, flow_error *err)
+{
+    defs_enter();
+    flow_err rc = validate(f, diags, err);
+    pthread_mutex_unlock(&defs_lock);
+    return rc;
+}
+
+/* [defs_lock] A valid flow has no nested cycle: this ends. */
+static void freeze(struct flow *f)
+{
+    f->frozen = true;
+    for (size_t i = 0; i < f->tasks.count; i++) {
+        const struct flow_task *t = f->tasks.items[i];
+        if (t->kind == TASK_SUBFLOW && !t->ext->subflow->frozen)
+            freeze(t->ext->subflow);
+    }
+}
+
+flow_err flow__flow_freeze(struct flow *f, flow_error *err)
+{
+    defs_enter();
+    flow_err rc = validate(f, NULL, err);
+    if (rc == FLOW_OK && !f->frozen)
+        freeze(f);
+    pthread_mutex_unlock(&defs_lock);
+    return rc;
 }
 
 /* ---- flow_describe ------------------------------------------------------ */

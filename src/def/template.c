@@ -828,8 +828,10 @@ flow_err flow__tmpl_render(const struct flow__tmpl *t, const struct flow__tmpl_s
     *out = NULL;
     switch (t->kind) {
     case TMPL_STATIC:
-        *out = json_incref(t->value);
-        return FLOW_OK;
+        /* A copy: the template belongs to the flow, which runs on several
+         * engines share, each counting references under its own lock. */
+        *out = json_deep_copy(t->value);
+        return *out ? FLOW_OK : flow__error(err, FLOW_ENOMEM, "out of memory rendering a value");
     case TMPL_STRING: {
         if (t->whole)
             return lookup(t->parts[0].expr, scope, out, err);

@@ -29,12 +29,41 @@
  * calls, none of which recurses). */
 #define CHILD_STACK_SIZE 32768
 
+/* The kernel's signal set: 64 signals, not glibc's 1024. */
+#define KSIGSET_SIZE (_NSIG / 8)
+
 /* The child shares the parent's memory and thread pointer and must not touch
- * sanitizer shadow memory or runtime state: leave it uninstrumented. */
+ * sanitizer shadow memory or runtime state: it is left uninstrumented, and
+ * it calls the kernel directly, never a libc wrapper that a sanitizer
+ * intercepts (ThreadSanitizer intercepts sigaction, open, dup2, prctl,
+ * write and _exit; an interceptor run by the child would update the
+ * runtime's tables -- the handlers it forwards signals to, its descriptor
+ * table -- in the parent's memory, or finalize the runtime on _exit). */
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
 #define CHILD_FN __attribute__((noinline, no_sanitize("address", "undefined", "thread")))
 #else
 #define CHILD_FN __attribute__((noinline))
+#endif
+
+#if defined(__SANITIZE_THREAD__) /* gcc */
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) /* clang */
+#define UNDER_TSAN 1
+#endif
+#endif
+
+/* ThreadSanitizer intercepts clone() and treats it as a fork: its wrapper
+ * runs the runtime's after-fork code in the child, which with CLONE_VM is
+ * the parent's memory. The spawning thread was then left ignoring its own
+ * synchronization (races that were not there were reported against
+ * everything it touched later) and the runtime believed the process had
+ * forked. glibc's __clone is the same function without the interceptor. */
+#if defined(UNDER_TSAN) && defined(__GLIBC__)
+extern int __clone(int (*fn)(void *), void *stack, int flags, void *arg, ...);
+#define spawn_clone __clone
+#else
+#define spawn_clone clone
 #endif
 
 /* Shared between the parent and the child (CLONE_VM): the parent sleeps in
@@ -57,7 +86,7 @@ static bool memory_shared;
  * sigprocmask(), this also blocks glibc's internal signals. */
 CHILD_FN static void set_kernel_mask(const sigset_t *set, sigset_t *old)
 {
-    syscall(SYS_rt_sigprocmask, SIG_SETMASK, set, old, (size_t)(_NSIG / 8));
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, set, old, (size_t)KSIGSET_SIZE);
 }
 
 /* clone(CLONE_VM|CLONE_VFORK) with every signal blocked, on `stack`. */
@@ -68,7 +97,7 @@ static pid_t clone_vfork(int (*fn)(void *), void *arg, char *stack, size_t size,
     sigfillset(&all);
     set_kernel_mask(&all, &old);
     /* Stacks grow down on every architecture we build for. */
-    pid_t pid = clone(fn, stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, arg);
+    pid_t pid = spawn_clone(fn, stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, arg);
     *errnum = errno;
     set_kernel_mask(&old, NULL);
     return pid;
@@ -80,10 +109,31 @@ static void reap(pid_t pid)
     }
 }
 
+/* The kernel's struct sigaction. The child only reads and sets the handler,
+ * the first field on every architecture we build for (not on MIPS); the
+ * rest stays zero. */
+struct ksigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    unsigned char mask[KSIGSET_SIZE];
+};
+
+CHILD_FN static long child_sys(long nr, long a, long b, long c, long d)
+{
+    return syscall(nr, a, b, c, d);
+}
+
+CHILD_FN static _Noreturn void child_exit(int status)
+{
+    for (;;)
+        syscall(SYS_exit_group, status);
+}
+
 CHILD_FN static int probe_child(void *arg)
 {
     *(volatile int *)arg = 1;
-    _exit(0);
+    child_exit(0);
 }
 
 static void probe(void)
@@ -103,18 +153,17 @@ CHILD_FN static int child_fail(struct child *ch, int stage)
     ch->stage = stage;
     if (ch->report_fd >= 0) {
         int report[2] = {stage, ch->errnum};
-        ssize_t n = write(ch->report_fd, report, sizeof(report));
-        (void)n;
+        child_sys(SYS_write, ch->report_fd, (long)report, (long)sizeof(report), 0);
     }
-    _exit(127);
+    child_exit(127);
 }
 
 /* Put `fd` on `target` without O_CLOEXEC. */
 CHILD_FN static int child_move_fd(int fd, int target)
 {
     if (fd == target)
-        return fcntl(fd, F_SETFD, 0);
-    return dup2(fd, target) < 0 ? -1 : 0;
+        return (int)child_sys(SYS_fcntl, fd, F_SETFD, 0, 0);
+    return child_sys(SYS_dup3, fd, target, 0, 0) < 0 ? -1 : 0;
 }
 
 CHILD_FN static int child_main(void *arg)
@@ -126,53 +175,52 @@ CHILD_FN static int child_main(void *arg)
      * handler of the parent can run here; make sure none will once the mask
      * is cleared. SIG_IGN is inherited across exec, except for SIGPIPE: a
      * runner that ignores it must not give its children a broken `a | b`. */
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof(dfl));
-    dfl.sa_handler = SIG_DFL;
+    static const struct ksigaction dfl = {.handler = SIG_DFL};
     for (int sig = 1; sig < _NSIG; sig++) {
-        struct sigaction old;
+        struct ksigaction old;
         if (sig == SIGKILL || sig == SIGSTOP)
             continue;
-        if (sigaction(sig, NULL, &old) != 0 || old.sa_handler == SIG_DFL)
+        if (child_sys(SYS_rt_sigaction, sig, 0, (long)&old, KSIGSET_SIZE) != 0 ||
+            old.handler == SIG_DFL)
             continue;
-        if (old.sa_handler == SIG_IGN && sig != SIGPIPE)
+        if (old.handler == SIG_IGN && sig != SIGPIPE)
             continue;
-        sigaction(sig, &dfl, NULL);
+        child_sys(SYS_rt_sigaction, sig, (long)&dfl, 0, KSIGSET_SIZE);
     }
 
-    if (setpgid(0, 0) != 0)
+    if (child_sys(SYS_setpgid, 0, 0, 0, 0) != 0)
         return child_fail(ch, FLOW__SPAWN_SETUP);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    if (child_sys(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0) != 0)
         return child_fail(ch, FLOW__SPAWN_SETUP);
     /* The parent died before the death signal was armed: nobody is left to
      * reap or kill us. */
-    if (getppid() != ch->ppid)
-        _exit(127);
+    if (child_sys(SYS_getppid, 0, 0, 0, 0) != ch->ppid)
+        child_exit(127);
 
     int in = a->stdin_fd;
     if (in < 0) {
-        in = open("/dev/null", O_RDONLY | O_CLOEXEC); /* child_move_fd clears it */
+        /* child_move_fd clears O_CLOEXEC */
+        in = (int)child_sys(SYS_openat, AT_FDCWD, (long)"/dev/null", O_RDONLY | O_CLOEXEC, 0);
         if (in < 0)
             return child_fail(ch, FLOW__SPAWN_SETUP);
     }
     /* All three sources are > 2 (or /dev/null, opened on the lowest free
-     * descriptor): the dup2 calls cannot overwrite a source still needed. */
+     * descriptor): the dup3 calls cannot overwrite a source still needed. */
     if (child_move_fd(in, 0) != 0 || child_move_fd(a->stdout_fd, 1) != 0 ||
         child_move_fd(a->stderr_fd, 2) != 0)
         return child_fail(ch, FLOW__SPAWN_SETUP);
     /* Descriptors other modules (or the host) opened without O_CLOEXEC must
      * not leak into the task; older kernels lack this and keep them. */
 #ifdef SYS_close_range
-    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    child_sys(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC, 0);
 #endif
 
-    if (a->cwd && chdir(a->cwd) != 0)
+    if (a->cwd && child_sys(SYS_chdir, (long)a->cwd, 0, 0, 0) != 0)
         return child_fail(ch, FLOW__SPAWN_CHDIR);
 
-    sigset_t empty;
-    sigemptyset(&empty);
+    static const sigset_t empty; /* zero: no signal */
     set_kernel_mask(&empty, NULL);
-    execve(a->path, a->argv, a->envp);
+    child_sys(SYS_execve, (long)a->path, (long)a->argv, (long)a->envp, 0);
     return child_fail(ch, FLOW__SPAWN_EXEC);
 }
 

@@ -3,7 +3,15 @@
  * one transaction, in order, claims the answers runs give to their own
  * feedback requests (timeouts), and renews leases and takes control
  * requests on its 200 ms tick. See durable.h for the locks and
- * docs/internals/store.md for the design. */
+ * docs/internals/store.md for the design.
+ *
+ * Payloads share values with the run (outputs, state), whose reference
+ * counts the scheduler changes under the engine lock. The committer only
+ * reads them: a written batch goes back to its journal and is freed by the
+ * next append, which runs under that lock, or by close. jansson's counts
+ * are atomic, but json_incref and json_decref read them with a plain load
+ * first and the last decref frees without an acquire, so counting one value
+ * from two threads is a data race (ThreadSanitizer reports it). */
 #include "util/compat.h"
 
 #include <errno.h>
@@ -30,11 +38,20 @@ struct claim {
     json_t *answer;
 };
 
+/* Records appended together: a journal's queue, then the batch the
+ * committer writes, then a written batch waiting to be freed. */
+struct batch {
+    struct batch *next; /* written batches of a journal */
+    size_t count, cap;
+    struct flow__jrec recs[];
+};
+
 struct djournal {
     struct flow_store *store;
     char run_id[80];
-    FLOW__VEC(struct flow__jrec) queue; /* [mu] appended, not yet taken */
-    FLOW__VEC(struct claim) claims;     /* [mu] answers to claim, in order */
+    struct batch *queue;   /* [mu] appended, not yet taken; NULL: empty */
+    struct batch *written; /* [mu] written, payloads not yet freed */
+    FLOW__VEC(struct claim) claims; /* [mu] answers to claim, in order */
     uint64_t appended;   /* [mu] records appended in this process */
     uint64_t durable;    /* [mu] of those, written */
     bool writing;        /* [mu] the committer holds a batch of ours */
@@ -50,6 +67,48 @@ struct djournal {
     struct flow__journal_hooks hooks;
     struct djournal *next;
 };
+
+/* ---- batches ------------------------------------------------------------ */
+
+static size_t queued(const struct djournal *j)
+{
+    return j->queue ? j->queue->count : 0;
+}
+
+/* Append `rec` to the batch *bp (made on the first record). */
+static flow_err batch_push(struct batch **bp, const struct flow__jrec *rec)
+{
+    struct batch *b = *bp;
+    if (!b || b->count == b->cap) {
+        size_t cap = b ? b->cap * 2 : 16;
+        if (cap > (SIZE_MAX - sizeof(*b)) / sizeof(b->recs[0]))
+            return FLOW_ENOMEM;
+        struct batch *grown = flow__realloc(b, sizeof(*b) + cap * sizeof(b->recs[0]));
+        if (!grown)
+            return FLOW_ENOMEM;
+        if (!b) {
+            grown->next = NULL;
+            grown->count = 0;
+        }
+        grown->cap = cap;
+        *bp = b = grown;
+    }
+    b->recs[b->count++] = *rec;
+    return FLOW_OK;
+}
+
+/* Free batches and their payloads: under the engine lock, or once the run
+ * is no longer scheduled. */
+static void batches_free(struct batch *b)
+{
+    while (b) {
+        struct batch *next = b->next;
+        for (size_t i = 0; i < b->count; i++)
+            json_decref(b->recs[i].payload);
+        flow__free(b);
+        b = next;
+    }
+}
 
 /* ---- the committer ------------------------------------------------------ */
 
@@ -84,20 +143,20 @@ static void call_failed(struct flow_store *s, struct djournal *j)
 /* [mu] Write one journal's queue as one batch. */
 static void write_batch(struct flow_store *s, struct djournal *j)
 {
-    struct flow__jrec *recs = j->queue.items;
-    size_t n = j->queue.count;
-    j->queue.items = NULL;
-    j->queue.count = j->queue.cap = 0;
+    struct batch *b = j->queue;
+    size_t n = b->count;
+    j->queue = NULL;
     j->writing = true;
     pthread_mutex_unlock(&s->mu);
 
     flow_error err = {0};
     flow_err rc;
-    FLOW__WITH_STORE(s, rc = flow__store_append(s->backend, j->run_id, recs, n,
+    FLOW__WITH_STORE(s, rc = flow__store_append(s->backend, j->run_id, b->recs, n,
                                                 j->strict ? FLOW__STORE_SYNC : 0, &err));
-    flow__records_free(recs, n);
 
     pthread_mutex_lock(&s->mu);
+    b->next = j->written;
+    j->written = b;
     j->writing = false;
     if (rc == FLOW_OK) {
         j->durable += n;
@@ -217,7 +276,7 @@ static void *committer_main(void *arg)
             struct djournal *j = s->journals;
             while (j && (j->pass == pass || j->closing ||
                          !((j->failure.code && !j->failure_told) ||
-                           ((j->queue.count || j->claims.count) && !j->failure.code))))
+                           ((queued(j) || j->claims.count) && !j->failure.code))))
                 j = j->next;
             if (!j)
                 break;
@@ -225,7 +284,7 @@ static void *committer_main(void *arg)
             wrote = true;
             if (j->failure.code)
                 call_failed(s, j);
-            else if (j->queue.count)
+            else if (queued(j))
                 write_batch(s, j);
             else
                 write_claims(s, j);
@@ -283,19 +342,18 @@ static flow_err dj_append(void *priv, struct flow__jrec *rec)
 {
     struct djournal *j = priv;
     struct flow_store *s = j->store;
-    flow_err rc = FLOW_OK;
+    flow_err rc;
     pthread_mutex_lock(&s->mu);
-    if (j->failure.code) {
-        rc = j->failure.code;
-    } else {
-        FLOW__VEC_PUSH(&j->queue, *rec, rc);
-        if (rc == FLOW_OK) {
-            j->appended++;
-            if (j->queue.count == 1) /* else it was kicked for the first one */
-                kick(s);
-        }
+    struct batch *written = j->written; /* we hold the engine lock: free them */
+    j->written = NULL;
+    rc = j->failure.code;
+    if (rc == FLOW_OK && (rc = batch_push(&j->queue, rec)) == FLOW_OK) {
+        j->appended++;
+        if (j->queue->count == 1) /* else it was kicked for the first one */
+            kick(s);
     }
     pthread_mutex_unlock(&s->mu);
+    batches_free(written);
     if (rc != FLOW_OK)
         json_decref(rec->payload);
     return rc;
@@ -327,7 +385,7 @@ static const struct flow__jrec *dj_get(void *priv, size_t i)
 /* [mu] Wait until `j` has nothing queued or being written (or failed). */
 static void drain(struct flow_store *s, struct djournal *j)
 {
-    while ((j->queue.count || j->writing) && !j->failure.code) {
+    while ((queued(j) || j->writing) && !j->failure.code) {
         s->flush_now = true;
         kick(s);
         pthread_cond_wait(&s->done, &s->mu);
@@ -364,12 +422,13 @@ static void dj_close(void *priv)
             break;
         }
     }
-    struct flow__jrec *left = j->queue.items;
-    size_t nleft = j->queue.count;
+    struct batch *left = j->queue; /* only when writing had failed */
+    struct batch *written = j->written;
     struct claim *unclaimed = j->claims.items; /* the run is over: nobody waits for them */
     size_t nunclaimed = j->claims.count;
     pthread_mutex_unlock(&s->mu);
-    flow__records_free(left, nleft); /* only when writing had failed */
+    batches_free(left);
+    batches_free(written);
     free_claims(unclaimed, nunclaimed);
     if (j->lease)
         FLOW__WITH_STORE(s, flow__store_lease_release(s->backend, j->run_id, s->holder, NULL));

@@ -7,7 +7,9 @@
  * backend; `flow_store.mu` guards the list of journals and their queues.
  * Lock order: engine.lock, then mu; io, then nothing. The committer never
  * holds mu or io while it calls a journal's hooks, so hooks may take the
- * engine lock.
+ * engine lock. It only reads record payloads (they share values with the
+ * run): the reference counts of a run's values change under the engine
+ * lock only, so written batches are freed by the next append or by close.
  */
 #ifndef FLOW_JOURNAL_DURABLE_H
 #define FLOW_JOURNAL_DURABLE_H

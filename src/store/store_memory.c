@@ -1,8 +1,11 @@
 /* store_memory.c -- the memory store ("memory:"): runs, journals, leases and
  * control requests in this process only, for tests and embedders that want
  * no files. Nothing survives the process, and every open is a new, empty
- * store. Records keep their own references to the payloads they were
- * appended with (the values are immutable once journaled). */
+ * store. Like run metadata, payloads are deep copies both ways: the store's
+ * values are touched only under the store's io lock, while the values it
+ * was given are reference-counted by the scheduler's threads and the ones it
+ * hands out by the reader's (a jansson value is counted by one thread at a
+ * time: see journal/durable.c). */
 #include "util/compat.h"
 
 #include <stdbool.h>
@@ -27,7 +30,7 @@ struct mem_run {
     char key[80]; /* the map's key: the id */
     bool live;    /* false once deleted */
     struct flow__run_meta meta;
-    FLOW__VEC(struct flow__jrec) recs;  /* payload references are ours */
+    FLOW__VEC(struct flow__jrec) recs;  /* payloads are our own copies */
     FLOW__VEC(struct mem_request) reqs; /* oldest first */
     char *lease_holder;                 /* NULL: no lease */
     double lease_expiry;
@@ -203,10 +206,15 @@ static flow_err mem_append(void *priv, const char *run_id, const struct flow__jr
         FLOW__VEC_RESERVE(&r->recs, r->recs.count + n, rc);
     if (rc != FLOW_OK)
         return mem_nomem(err, "appending to", run_id);
+    size_t first = r->recs.count;
     for (size_t i = 0; i < n; i++) {
         struct flow__jrec *dst = &r->recs.items[r->recs.count++];
         *dst = recs[i];
-        json_incref(dst->payload);
+        if (recs[i].payload && !(dst->payload = json_deep_copy(recs[i].payload))) {
+            while (r->recs.count > first) /* a failed append appends nothing */
+                json_decref(r->recs.items[--r->recs.count].payload);
+            return mem_nomem(err, "appending to", run_id);
+        }
     }
     return FLOW_OK;
 }
@@ -218,7 +226,11 @@ static flow_err mem_read(void *priv, const char *run_id, uint64_t from_seq, flow
     if (!r)
         return FLOW_ENOTFOUND;
     for (uint64_t i = from_seq; i < r->recs.count; i++) {
-        flow_err rc = cb(udata, i, &r->recs.items[i]);
+        struct flow__jrec rec = r->recs.items[i];
+        if (rec.payload && !(rec.payload = json_deep_copy(rec.payload)))
+            return mem_nomem(err, "reading", run_id);
+        flow_err rc = cb(udata, i, &rec);
+        json_decref(rec.payload);
         if (rc != FLOW_OK)
             return rc;
     }

@@ -255,8 +255,15 @@ want '[d["status"], d["result"]]' '["completed", "completed early"]' \
     "graflow_terminate_workflow: the terminate result is the run's result"
 want '[acts("continue_processing"), status("index_everything")]' '[0, ["cancelled"]]' \
     "graflow_terminate_workflow: nothing more ran; the slow task was stopped"
-[ "$elapsed_ms" -lt 1500 ] && pass "graflow_terminate_workflow: early exit (${elapsed_ms} ms)" ||
-    fail "graflow_terminate_workflow: took ${elapsed_ms} ms, the slow task was not stopped"
+# (Not timed under ThreadSanitizer: its slowdown alone takes the runner past
+# 1.5 s. The status check above still shows the slow task was stopped.)
+case ${FLOW_SANITIZE:-} in
+*thread*) ;;
+*)
+    [ "$elapsed_ms" -lt 1500 ] && pass "graflow_terminate_workflow: early exit (${elapsed_ms} ms)" ||
+        fail "graflow_terminate_workflow: took ${elapsed_ms} ms, the slow task was not stopped"
+    ;;
+esac
 run_flow graflow_terminate_workflow.yaml --input pending:=3
 exits 0 "graflow_terminate_workflow: not done yet"
 want 'outs("continue_processing")' '["processed 3 items"]' \

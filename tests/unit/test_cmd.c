@@ -647,8 +647,11 @@ static void test_stdout_100mb(void **state)
     assert_string_equal(res.error, "stdout is over the 16 MiB output limit (write large data to "
                                    "a file and output its path)");
     flow__cmd_result_cleanup(&res);
-    /* The 16 MiB kept, then dropped; nowhere near the 100 MB written. */
-    assert_true(grew < 60 * 1024);
+    /* The 16 MiB kept, then dropped; nowhere near the 100 MB written. (Not
+     * under TSan: there the shadow of every buffer the output grew through
+     * makes the high-water mark 160 MiB; the other builds check it.) */
+    if (!TH_TSAN)
+        assert_true(grew < 60 * 1024);
 }
 
 static void test_stderr_100mb(void **state)
@@ -1162,6 +1165,47 @@ static void test_many(void **state)
     }
 }
 
+static volatile sig_atomic_t usr1_seen;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    usr1_seen = 1;
+}
+
+/* A spawn leaves the runner as it was: its signal handlers still run after
+ * a child that exec'ed and after one whose exec failed. (The child shares
+ * our memory until exec: under ThreadSanitizer, a child calling libc's
+ * sigaction rewrote the runtime's record of our handlers, and Ctrl-C then
+ * reached no handler at all.) */
+static void test_runner_untouched(void **state)
+{
+    struct fixture *f = *state;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_usr1;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+    struct flow__cmd_spec s = base_spec(f);
+    const char *t[] = {"true", NULL};
+    s.argv = t;
+    struct flow__cmd_result res;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    flow__cmd_result_cleanup(&res);
+    usr1_seen = 0;
+    raise(SIGUSR1);
+    assert_int_equal(usr1_seen, 1);
+
+    const char *dir[] = {"/tmp", NULL}; /* execve fails: the child exits */
+    s.argv = dir;
+    assert_string_equal(start_error(&s), "cannot execute '/tmp': is a directory");
+    usr1_seen = 0;
+    raise(SIGUSR1);
+    assert_int_equal(usr1_seen, 1);
+    sigaction(SIGUSR1, &old, NULL);
+}
+
 int main(void)
 {
     /* Its socket stays open for the process's life: open it before the
@@ -1199,6 +1243,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runner_untouched, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

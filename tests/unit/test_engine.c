@@ -576,6 +576,144 @@ static void test_cancel(void **state)
     flow_free(f);
 }
 
+/* --- values shared between bodies and the scheduler ----------------------- */
+
+static int object_out(flow_ctx *ctx)
+{
+    return flow_ctx_set_output_take(ctx, json_pack("{s:i}", "v", 1));
+}
+
+/* Changes what it gets: its own copies, so nothing in the run changes. */
+static int mutator(flow_ctx *ctx)
+{
+    json_t *x = flow_ctx_get_state(ctx, "x");
+    assert_int_equal(json_array_append_new(json_object_get(x, "deep"), json_integer(3)), 0);
+    json_decref(x);
+    json_t *deps = flow_ctx_deps(ctx);
+    assert_int_equal(json_object_set_new(json_object_get(deps, "a"), "changed", json_true()), 0);
+    json_decref(deps);
+    return 0;
+}
+
+/* Holds and drops values it got from the run while the scheduler counts
+ * references to the same values for commands (their templates and inputs). */
+static int holder(flow_ctx *ctx)
+{
+    json_t *x = flow_ctx_get_state(ctx, "x");
+    usleep(150 * 1000); /* `reader` renders state.x meanwhile */
+    json_decref(x);
+    json_t *payload = json_pack("{s:[i,i]}", "rows", 1, 2);
+    assert_int_equal(flow_ctx_emit(ctx, "ev", payload), FLOW_OK);
+    json_decref(payload);
+    usleep(150 * 1000); /* `listener` starts with the payload meanwhile */
+    return 0;
+}
+
+static int short_nap(flow_ctx *ctx)
+{
+    (void)ctx;
+    usleep(50 * 1000);
+    return 0;
+}
+
+static void test_bodies_get_their_own_values(void **state)
+{
+    (void)state;
+    json_t *init = json_pack("{s:{s:[i,i]}}", "x", "deep", 1, 2);
+    flow *f = flow_new("copies", NULL);
+    flow_set_initial_state(f, init);
+    flow_task *a = th_add(f, "a", object_out);
+    flow_task *m = th_add(f, "m", mutator);
+    flow_task_after(m, a);
+    flow_run *r;
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
+    json_t *st = flow_run_state(r);
+    assert_true(json_equal(json_object_get(st, "x"), json_object_get(init, "x")));
+    json_decref(st);
+    flow_activation_info info;
+    assert_int_equal(flow_run_activation(r, 0, &info), FLOW_OK);
+    assert_string_equal(info.task, "a");
+    assert_null(json_object_get(info.output, "changed"));
+    flow_run_free(r);
+    flow_free(f);
+    json_decref(init);
+}
+
+/* Under ThreadSanitizer: a value counted from two threads is a race. */
+static void test_bodies_and_commands_share_values(void **state)
+{
+    (void)state;
+    json_t *init = json_pack("{s:{s:[i,i]}}", "x", "deep", 1, 2);
+    flow *f = flow_new("shared", NULL);
+    flow_set_initial_state(f, init);
+    th_add(f, "holder", holder);
+    flow_task *nap = th_add(f, "nap", short_nap);
+    flow_error err;
+    flow_run *r;
+    flow_task *reader = th_add(f, "reader", NULL);
+    const char *echo_x[] = {"echo", "{{ state.x }}", NULL};
+    assert_int_equal(flow_task_set_command(reader, echo_x, &err), FLOW_OK);
+    flow_task_after(reader, nap);
+    flow_task *listener = th_add(f, "listener", NULL);
+    const char *echo_rows[] = {"echo", "{{ input.rows }}", NULL};
+    assert_int_equal(flow_task_set_command(listener, echo_rows, &err), FLOW_OK);
+    flow_task_on(listener, "ev");
+    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
+    assert_int_equal(th_count_acts(r, "reader", FLOW_ACT_COMPLETED), 1);
+    assert_int_equal(th_count_acts(r, "listener", FLOW_ACT_COMPLETED), 1);
+    flow_run_free(r);
+    flow_free(f);
+    json_decref(init);
+}
+
+static int read_input(flow_ctx *ctx)
+{
+    json_t *in = flow_ctx_input(ctx);
+    return flow_ctx_set_output(ctx, in);
+}
+
+static void *run_twice_on(void *arg)
+{
+    flow *f = arg;
+    flow_engine_options o = {.jobs = 2};
+    flow_engine *e = flow_engine_new(&o, NULL);
+    for (int i = 0; i < 20; i++) {
+        flow_run *r;
+        th_run(e, f, NULL, &r);
+        flow_run_free(r);
+    }
+    flow_engine_free(e);
+    return NULL;
+}
+
+/* One flow, run on two engines at once: the runs share nothing they count. */
+static void test_one_flow_two_engines(void **state)
+{
+    (void)state;
+    const char *yaml = "name: twice\n"
+                       "state: {cfg: {deep: [1, 2]}}\n"
+                       "tasks:\n"
+                       "  a:\n"
+                       "    input: {k: [1, 2, 3]}\n"
+                       "  b:\n"
+                       "    after: a\n"
+                       "    input: '{{ state.cfg }}'\n"
+                       "  c:\n"
+                       "    after: b\n"
+                       "    run: [echo, '{{ state.cfg }}']\n";
+    flow_error err;
+    flow *f = flow_load_string(yaml, strlen(yaml), "twice.yaml", NULL, &err);
+    assert_non_null(f);
+    assert_int_equal(flow_bind(f, "a", read_input, NULL), FLOW_OK);
+    assert_int_equal(flow_bind(f, "b", read_input, NULL), FLOW_OK);
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, run_twice_on, f);
+    pthread_create(&t2, NULL, run_twice_on, f);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    flow_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -596,6 +734,9 @@ int main(void)
         cmocka_unit_test(test_skip_down_long_chain),
         cmocka_unit_test(test_observer_sees_everything_before_wait_returns),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_bodies_get_their_own_values),
+        cmocka_unit_test(test_bodies_and_commands_share_values),
+        cmocka_unit_test(test_one_flow_two_engines),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

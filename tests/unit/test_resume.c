@@ -847,6 +847,102 @@ static void test_corrupt_times(void **state)
     flow_free(f);
 }
 
+/* ---- payloads shared by the scheduler, the writer and readers ------------ */
+
+static const struct flow__store_ops *memory_ops;
+
+/* The memory store's append, held up: the committer keeps its batch for a
+ * while as the run goes on. */
+static flow_err slow_append(void *priv, const char *run_id, const struct flow__jrec *recs,
+                            size_t n, unsigned flags, flow_error *err)
+{
+    flow_err rc = memory_ops->append(priv, run_id, recs, n, flags, err);
+    usleep(30 * 1000);
+    return rc;
+}
+
+static int t_write_state(flow_ctx *ctx)
+{
+    usleep(10 * 1000); /* the committer has taken the first record by now */
+    return flow_ctx_set_state_take(ctx, "n", json_integer(flow_ctx_attempt(ctx))) ? 1 : 0;
+}
+
+/* Under ThreadSanitizer: the run's first record holds its state; the task
+ * replaces the state (dropping the run's reference) while the committer is
+ * still writing that record. Whoever drops the last reference, the count is
+ * changed from one thread at a time. */
+static void test_writer_and_scheduler_share_the_state(void **state)
+{
+    (void)state;
+    memory_ops = store->backend->ops;
+    struct flow__store_ops slow = *memory_ops;
+    slow.append = slow_append;
+    store->backend->ops = &slow;
+    flow *f = flow_new("shared_state", NULL);
+    json_t *init = json_pack("{s:{s:[i]}}", "seed", "deep", 1);
+    flow_set_initial_state(f, init);
+    json_decref(init);
+    th_add(f, "w", t_write_state);
+    flow_run *r = start_durable(f, "shared-state");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    flow_run_free(r);
+    store->backend->ops = memory_ops;
+    flow_free(f);
+}
+
+struct journal_reader {
+    const char *run_id;
+    atomic_int stop;
+    int reads;
+};
+
+static void *read_journal(void *arg)
+{
+    struct journal_reader *jr = arg;
+    while (!atomic_load(&jr->stop)) {
+        json_t *j = flow_store_journal(store, jr->run_id, NULL);
+        if (j)
+            jr->reads++;
+        json_decref(j);
+    }
+    return NULL;
+}
+
+static int t_chain_link(flow_ctx *ctx)
+{
+    usleep(1000);
+    return flow_ctx_set_output_take(ctx, json_pack("{s:i}", "at", (int)flow_ctx_activation(ctx)))
+               ? 1
+               : 0;
+}
+
+/* Under ThreadSanitizer: another thread reads the journal of a run that is
+ * still writing it; the records it gets are its own. */
+static void test_reader_of_a_live_journal(void **state)
+{
+    (void)state;
+    flow *f = flow_new("read_live", NULL);
+    flow_task *prev = NULL;
+    for (int i = 0; i < 40; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "t%d", i);
+        flow_task *t = th_add(f, name, t_chain_link);
+        if (prev)
+            flow_task_after(t, prev);
+        prev = t;
+    }
+    flow_run *r = start_durable(f, "read-live");
+    struct journal_reader jr = {.run_id = "read-live"};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, read_journal, &jr), 0);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    atomic_store(&jr.stop, 1);
+    pthread_join(th, NULL);
+    assert_true(jr.reads > 0);
+    flow_run_free(r);
+    flow_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -864,6 +960,8 @@ int main(void)
         cmocka_unit_test(test_checkpoint_time_travel),
         cmocka_unit_test(test_status_from_the_journal),
         cmocka_unit_test(test_corrupt_times),
+        cmocka_unit_test(test_writer_and_scheduler_share_the_state),
+        cmocka_unit_test(test_reader_of_a_live_journal),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

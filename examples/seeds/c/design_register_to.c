@@ -57,7 +57,7 @@ static int run_processor(flow_ctx *ctx)
 static json_t *load(json_t *input, flow_ctx *ctx, char *error, size_t size)
 {
     (void)ctx, (void)error, (void)size;
-    return json_incref(input);
+    return json_deep_copy(input); /* the input is the run's: a task keeps a copy */
 }
 
 static json_t *enrich(json_t *input, flow_ctx *ctx, char *error, size_t size)
