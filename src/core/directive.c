@@ -4,6 +4,7 @@
  * place, and the dynamic work they start. Runs with the engine lock held. */
 #include "util/compat.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "core/run_int.h"
@@ -31,7 +32,6 @@ static char *check_task_name(struct flow_run *r, const char *what, json_t *name)
     return NULL;
 }
 
-/* [L] Parse `list` (an array of directive objects) into `out`. */
 /* [L] Queue the state updates of one `set`, `incr`, `append` or `merge`
  * directive ({KEY: VALUE, ...}), checked. */
 static char *add_ops(struct directives *out, const char *op, json_t *value)
@@ -69,7 +69,7 @@ static json_t *apply_one(const char *op, const char *key, json_t *cur, json_t *v
     if (!strcmp(op, "incr")) {
         if (!empty && !json_is_number(cur)) {
             *why = flow__why("cannot incr state key '%s': it holds %s, not a number", key,
-                                  flow__json_type_name(cur));
+                             flow__json_type_name(cur));
             return NULL;
         }
         if ((empty || json_is_integer(cur)) && json_is_integer(v)) {
@@ -77,7 +77,12 @@ static json_t *apply_one(const char *op, const char *key, json_t *cur, json_t *v
             if (!__builtin_add_overflow(a, b, &sum))
                 return json_integer(sum);
         }
-        return json_real((empty ? 0 : json_number_value(cur)) + json_number_value(v));
+        double sum = (empty ? 0 : json_number_value(cur)) + json_number_value(v);
+        if (!isfinite(sum)) {
+            *why = flow__why("cannot incr state key '%s': the sum is too large for a number", key);
+            return NULL;
+        }
+        return json_real(sum);
     }
     if (!strcmp(op, "append")) {
         if (!empty && !json_is_array(cur)) {
@@ -131,6 +136,7 @@ char *flow__directives_apply_ops(struct flow_run *r, json_t *ops, json_t **write
     return NULL;
 }
 
+/* [L] Parse `list` (an array of directive objects) into `out`. */
 char *flow__directives_parse(struct flow_run *r, json_t *list, struct directives *out)
 {
     size_t i;

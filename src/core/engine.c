@@ -806,6 +806,7 @@ static void *loop_main(void *arg)
     flow__engine_tick(e);
     for (;;) {
         check_interrupts(e);
+        flow__feedback_notify_spawn(e);
         reap_notifiers(e);
         sweep_orphans(e);
         int timeout = fire_timers(e);
@@ -965,6 +966,9 @@ static void engine_destroy(struct flow_engine *e)
         flow__tree_disown(e->notifiers.items[i]);
     }
     FLOW__VEC_FREE(&e->notifiers);
+    for (size_t i = 0; i < e->notes.count; i++) /* never started: the engine went first */
+        json_decref(e->notes.items[i]);
+    FLOW__VEC_FREE(&e->notes);
     while (e->free_ctx) {
         struct flow_ctx *c = e->free_ctx;
         e->free_ctx = c->next_free;

@@ -297,6 +297,7 @@ struct flow_engine {
     FLOW__VEC(struct cmd_slot *) cmds; /* [L] running commands */
     FLOW__VEC(struct flow_run *) obs_runs; /* [L] runs with events to deliver */
     FLOW__VEC(pid_t) notifiers;     /* [L] feedback notification commands to reap */
+    FLOW__VEC(json_t *) notes;      /* [L] notifications to start: {run, request, argv, stdin} */
     bool spawned;                   /* [L] a command ran: orphans may come (tree.h) */
     bool orphans;                   /* [L] the last sweep saw children not owned */
     int64_t sweep_at;               /* [L] the next sweep, not before (ns) */
@@ -467,6 +468,9 @@ bool flow__feedback_only_people(struct flow_run *r);
 /* The ids of the open requests, "a, b" (flow__free), for messages. */
 char *flow__feedback_open_ids(struct flow_run *r);
 void flow__feedback_cleanup(struct flow_run *r);
+/* [L] Start the queued notification commands, the lock released meanwhile
+ * (the loop thread). */
+void flow__feedback_notify_spawn(struct flow_engine *e);
 
 /* ---- ctx.c -------------------------------------------------------------- */
 

@@ -111,6 +111,9 @@ static struct fb_request *add(struct flow_run *r, const char *id, struct act *a,
 
 /* Run the task's `notify` command with the request as JSON on stdin. Fire
  * and forget: the child is reaped by a double fork's middle process. */
+/* [L] Queue the request's notification command: the loop thread starts it
+ * after releasing the lock (flow__feedback_notify_spawn), as no process is
+ * started and no file opened under the engine lock. */
 static void notify(struct flow_run *r, const struct feedback_spec *fs, const struct fb_request *q)
 {
     if (!fs || !fs->notify || !fs->notify_argc)
@@ -121,40 +124,72 @@ static void notify(struct flow_run *r, const struct feedback_spec *fs, const str
                             flow__json_time(q->deadline));
     char *text = doc ? flow_json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
-    if (!text)
-        return;
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-        flow__json_free_text(text);
-        return;
+    json_t *argv = json_array();
+    for (size_t i = 0; argv && i < fs->notify_argc; i++) {
+        if (json_array_append_new(argv, json_string(fs->notify[i]))) {
+            json_decref(argv);
+            argv = NULL;
+        }
     }
-    size_t len = strlen(text);
-    ssize_t wrote = len <= 60000 ? write(fds[1], text, len) : -1; /* fits the pipe */
-    close(fds[1]);
+    json_t *note = text && argv ? json_pack("{s:s,s:s,s:o,s:s}", "run", r->id, "request", q->id,
+                                            "argv", argv, "stdin", text)
+                                : NULL;
+    if (!note)
+        json_decref(argv);
     flow__json_free_text(text);
-    if (wrote != (ssize_t)len) {
-        close(fds[0]);
-        flow__log(FLOW_LOG_WARN, "run '%s': the notification of request '%s' is too large", r->id,
-                  q->id);
+    flow_err rc = note ? FLOW_OK : FLOW_ENOMEM;
+    if (note)
+        FLOW__VEC_PUSH(&r->engine->notes, note, rc);
+    if (rc) {
+        json_decref(note);
+        flow__log(FLOW_LOG_WARN, "run '%s': out of memory notifying request '%s'", r->id, q->id);
         return;
     }
+    flow__engine_wake(r->engine);
+}
+
+/* Start one queued notification (its argv and stdin in `note`); the pid,
+ * or -1. Without the engine lock. */
+static pid_t notify_spawn(json_t *note)
+{
+    const char *run = json_string_value(json_object_get(note, "run"));
+    const char *request = json_string_value(json_object_get(note, "request"));
+    const char *text = json_string_value(json_object_get(note, "stdin"));
+    json_t *jargv = json_object_get(note, "argv");
+    size_t argc = json_array_size(jargv);
+    const char **argv = flow__calloc(argc + 1, sizeof(*argv));
+    if (!argv)
+        return -1;
+    for (size_t i = 0; i < argc; i++)
+        argv[i] = json_string_value(json_array_get(jargv, i));
+    pid_t pid = -1;
+    int fds[2] = {-1, -1};
+    size_t len = strlen(text);
+    if (len > 60000) { /* it must fit the pipe: nothing reads it before the spawn */
+        flow__log(FLOW_LOG_WARN, "run '%s': the notification of request '%s' is too large", run,
+                  request);
+        goto out;
+    }
+    if (pipe2(fds, O_CLOEXEC) != 0 || write(fds[1], text, len) != (ssize_t)len)
+        goto out;
+    close(fds[1]);
+    fds[1] = -1;
     char path[4096];
-    const char *cmd = fs->notify[0];
+    const char *cmd = argv[0];
     if (!strchr(cmd, '/')) {
         const char *env_path = getenv("PATH");
         if (flow__spawn_find(cmd, env_path ? env_path : "/usr/bin:/bin", path, sizeof(path))) {
-            close(fds[0]);
-            flow__log(FLOW_LOG_WARN, "run '%s': notification of request '%s': command not found: "
-                                     "'%s'",
-                      r->id, q->id, cmd);
-            return;
+            flow__log(FLOW_LOG_WARN,
+                      "run '%s': notification of request '%s': command not found: '%s'", run,
+                      request, cmd);
+            goto out;
         }
         cmd = path;
     }
     int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     struct flow__spawn_args sa = {
         .path = cmd,
-        .argv = fs->notify,
+        .argv = (char *const *)argv,
         .envp = environ,
         .stdin_fd = fds[0] > 2 ? fds[0] : -1,
         .stdout_fd = devnull,
@@ -162,22 +197,52 @@ static void notify(struct flow_run *r, const struct feedback_spec *fs, const str
     };
     enum flow__spawn_stage stage;
     int errnum;
-    pid_t pid = devnull > 2 ? flow__spawn(&sa, &stage, &errnum) : -1;
-    close(fds[0]);
+    pid = devnull > 2 ? flow__spawn(&sa, &stage, &errnum) : -1;
     if (devnull >= 0)
         close(devnull);
-    if (pid < 0) {
-        flow__log(FLOW_LOG_WARN, "run '%s': cannot start the notification of request '%s'",
-                  r->id, q->id);
+    if (pid < 0)
+        flow__log(FLOW_LOG_WARN, "run '%s': cannot start the notification of request '%s'", run,
+                  request);
+out:
+    if (fds[0] >= 0)
+        close(fds[0]);
+    if (fds[1] >= 0)
+        close(fds[1]);
+    flow__free(argv);
+    return pid;
+}
+
+void flow__feedback_notify_spawn(struct flow_engine *e)
+{
+    if (!e->notes.count)
         return;
+    json_t **notes = e->notes.items;
+    size_t count = e->notes.count;
+    e->notes.items = NULL;
+    e->notes.count = e->notes.cap = 0;
+    pthread_mutex_unlock(&e->lock);
+    pid_t *pids = flow__calloc(count, sizeof(*pids));
+    for (size_t i = 0; i < count; i++) {
+        pid_t pid = notify_spawn(notes[i]);
+        if (pids)
+            pids[i] = pid;
+        else if (pid > 0) /* nowhere to keep it: wait for it rather than leave a zombie */
+            waitpid(pid, NULL, 0);
+        json_decref(notes[i]);
     }
-    flow_err rc = FLOW_OK;
-    FLOW__VEC_PUSH(&r->engine->notifiers, pid, rc);
-    if (rc) /* reaped nowhere else: wait for it now rather than leave a zombie */
-        waitpid(pid, NULL, 0);
-    else
-        flow__tree_own(pid); /* the engine reaps it: not a sweep's */
-    flow__engine_wake(r->engine);
+    flow__free(notes);
+    pthread_mutex_lock(&e->lock);
+    for (size_t i = 0; pids && i < count; i++) {
+        if (pids[i] <= 0)
+            continue;
+        flow_err rc = FLOW_OK;
+        FLOW__VEC_PUSH(&e->notifiers, pids[i], rc);
+        if (rc) /* reaped nowhere else: wait for it now rather than leave a zombie */
+            waitpid(pids[i], NULL, 0);
+        else
+            flow__tree_own(pids[i]); /* the engine reaps it: not a sweep's */
+    }
+    flow__free(pids);
 }
 
 /* ---- asking ------------------------------------------------------------- */

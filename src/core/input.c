@@ -12,9 +12,6 @@
 #include "util/alloc.h"
 #include "util/error.h"
 
-/* [L] Build the activation's input: the trigger's (explicit, or from its
- * sources), then the task's `input` template over it, whose `input` root is
- * the trigger's input. */
 static uint32_t source_task(const struct act *s)
 {
     return s->stands_for ? s->stands_for->task : s->task;
@@ -58,6 +55,9 @@ static json_t *keyed_input(struct flow_run *r, struct act *a, const struct flow_
     return base;
 }
 
+/* [L] Build the activation's input: the trigger's (explicit, or from its
+ * sources), then the task's `input` template over it, whose `input` root is
+ * the trigger's input. */
 flow_err flow__run_build_input(struct flow_run *r, struct act *a, flow_error *err)
 {
     if (a->flags & ACT_INPUT_READY)

@@ -267,8 +267,6 @@ void flow__run_propagate(struct flow_run *r, uint32_t task, uint8_t value, struc
     r->propagating = false;
 }
 
-/* [L] Emit `label` (a router's output, or later an event): one activation
- * of each subscriber, and the when-leaves naming it. */
 /* The payload with its keys renamed by a connection's map (new reference). */
 static json_t *mapped(json_t *payload, json_t *map)
 {
@@ -285,6 +283,8 @@ static json_t *mapped(json_t *payload, json_t *map)
     return out;
 }
 
+/* [L] Emit an event or a router's label: one activation of each subscriber
+ * and of each connection from `from`, and the when-leaves naming it. */
 void flow__run_emit(struct flow_run *r, struct act *from, const char *event, json_t *payload,
                     unsigned how)
 {

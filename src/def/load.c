@@ -503,11 +503,7 @@ flow *flow__ld_load(const char *text, size_t len, const char *file, const char *
         report_dups(&L);
         L.tasks = NULL;
         load_top(&L, root);
-        bool clean = true;
-        for (size_t i = 0; i < L.diags.count; i++)
-            clean &= L.diags.items[i].sev != FLOW_SEV_ERROR;
-        if (clean) /* else the graph is partial: its reads would be misjudged */
-            flow__ld_check_output_refs(&L);
+        flow__ld_check_output_refs(&L);
         tree->stack.count = L.depth;
     }
 

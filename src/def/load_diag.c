@@ -436,6 +436,14 @@ bool flow__ld_check_template(struct loader *L, const char *s, struct flow__yaml_
     return c.ok;
 }
 
+size_t flow__ld_error_count(const struct loader *L)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < L->diags.count; i++)
+        n += L->diags.items[i].sev == FLOW_SEV_ERROR;
+    return n;
+}
+
 bool flow__ld_check_shell(struct loader *L, const char *s, struct flow__yaml_pos pos,
                           const char *what)
 {

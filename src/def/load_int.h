@@ -138,6 +138,7 @@ struct loader {
     bool has_router;
     enum item_scope item_scope; /* of the templates being checked */
     const char *cur_task;       /* the task whose templates are being checked, or NULL */
+    FLOW__VEC(const char *) broken_tasks; /* tasks with an error: what they wait for is unknown */
     FLOW__VEC(struct output_ref) output_refs;
     bool nomem;
 };
@@ -196,6 +197,9 @@ bool flow__ld_check_template_value(struct loader *L, const struct val *x, const 
 /* A `cwd` as the core should see it: relative to the workflow file. */
 char *flow__ld_resolve_cwd(struct loader *L, const char *s, struct flow__yaml_pos pos,
                            const char *what);
+
+/* Errors reported so far. */
+size_t flow__ld_error_count(const struct loader *L);
 
 /* Compile `s`, a `shell:` script, check its names, and warn about a
  * `{{ }}` not quoted with `| shell`. */

@@ -94,7 +94,7 @@ static void edges(struct flow *f, uint32_t *count, uint32_t *pred, uint32_t *fil
 #undef EDGE
 }
 
-static bool graph_build(struct graph *g, struct flow *f)
+static bool graph_build(struct graph *g, struct flow *f, const struct loader *L)
 {
     g->n = (uint32_t)f->tasks.count;
     g->off = flow__calloc(g->n + 1, sizeof(*g->off));
@@ -121,6 +121,13 @@ static bool graph_build(struct graph *g, struct flow *f)
     for (uint32_t i = 0; i < g->n; i++) {
         const struct flow_task *t = f->tasks.items[i];
         g->free[i] = t->start == 0 || (t->ext && (t->ext->on.count || cond_has_label(t->ext->when)));
+    }
+    /* A task written with an error may lack some of its dependencies: what
+     * precedes it is not known, as for one that can start from elsewhere. */
+    for (size_t i = 0; i < L->broken_tasks.count; i++) {
+        const flow_task *t = flow_find_task(f, L->broken_tasks.items[i]);
+        if (t)
+            g->free[t->index] = 1;
     }
     g->budget = SEARCH_BUDGET;
     return true;
@@ -170,7 +177,7 @@ void flow__ld_check_output_refs(struct loader *L)
     if (!L->f || !L->output_refs.count)
         return;
     struct graph g = {0};
-    if (!graph_build(&g, L->f)) {
+    if (!graph_build(&g, L->f, L)) {
         graph_free(&g);
         L->nomem = true;
         return;
@@ -201,4 +208,5 @@ void flow__ld_output_refs_free(struct loader *L)
         flow__free(L->output_refs.items[i].what);
     }
     FLOW__VEC_FREE(&L->output_refs);
+    FLOW__VEC_FREE(&L->broken_tasks);
 }

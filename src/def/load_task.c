@@ -366,6 +366,21 @@ static void parse_feedback(struct loader *L, const struct val *x, const char *wh
                             what);
             ok = false;
         }
+        /* Checked here, where it is written, against the options given */
+        json_t *options = json_array(), *answer = NULL;
+        for (size_t i = 0; options && i < b->fb.option_count; i++)
+            json_array_append_new(options, json_string(b->fb.options[i]));
+        char *bad = options ? flow__feedback_check(b->fb.type, options, y.v, NULL, 0, &answer)
+                            : NULL;
+        json_decref(answer);
+        json_decref(options);
+        if (!options) {
+            L->nomem = true;
+        } else if (bad) {
+            flow__ld_report(L, y.pos, "'default' in %s: %s", what, bad);
+            ok = false;
+        }
+        flow__free(bad);
         b->fb.default_answer = y.v;
     }
     y = flow__ld_member(L, x->v, "channel_key");
@@ -506,6 +521,7 @@ void flow__ld_load_task(struct loader *L, const char *name)
     struct flow__yaml_pos concurrency_pos = {0, 0};
     L->item_scope = has_foreach ? ITEM_SET : ITEM_UNSET;
     L->cur_task = name;
+    size_t errors_before = flow__ld_error_count(L);
     const char *k;
     json_t *v;
     json_object_foreach(def.v, k, v)
@@ -625,6 +641,12 @@ void flow__ld_load_task(struct loader *L, const char *name)
     }
     L->item_scope = ITEM_UNSET;
     L->cur_task = NULL;
+    if (flow__ld_error_count(L) > errors_before) {
+        flow_err rc = FLOW_OK;
+        FLOW__VEC_PUSH(&L->broken_tasks, name, rc);
+        if (rc)
+            L->nomem = true;
+    }
     if (concurrency_pos.line && !has_foreach)
         flow__ld_report(L, concurrency_pos,
                         "'concurrency' needs 'foreach' in task '%s' (it bounds how many of the "

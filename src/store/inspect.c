@@ -37,26 +37,59 @@ static json_t *meta_json(const struct flow__run_meta *m)
  * its runner died without ending it (kill -9, a crash), so every reader
  * (list, detail, JSON) tells the same story. False when it stopped; true
  * when it runs or the lease cannot be read (then nothing is claimed). */
-static bool set_runner(flow_store *s, json_t *run)
+/* A run is created in the store a moment before its runner takes its lease
+ * and writes its first record: a run that young, with no lease and no
+ * record yet, is starting, not stopped. */
+#define STARTING_GRACE 2.0
+
+static flow_err first_record(void *udata, uint64_t seq, const struct flow__jrec *rec)
+{
+    (void)seq;
+    (void)rec;
+    *(bool *)udata = true;
+    return FLOW_ECANCELLED; /* one is enough */
+}
+
+/* [io] Has run `id` no record yet? */
+static bool no_record(flow_store *s, const char *id)
+{
+    bool any = false;
+    (void)flow__store_read(s->backend, id, 0, first_record, &any, NULL);
+    return !any;
+}
+
+static bool set_runner(flow_store *s, json_t *run, double created_at)
 {
     char *holder = NULL;
     const char *id = json_string_value(json_object_get(run, "id"));
     flow_err rc;
-    FLOW__WITH_STORE(s, rc = flow__store_lease_get(s->backend, id, flow__wall_time(), &holder,
-                                                   NULL));
+    bool starting = false;
+    pthread_mutex_lock(&s->io);
+    rc = flow__store_lease_get(s->backend, id, flow__wall_time(), &holder, NULL);
+    if (rc == FLOW_OK && !holder && flow__wall_time() - created_at < STARTING_GRACE)
+        starting = no_record(s, id);
+    pthread_mutex_unlock(&s->io);
     if (rc != FLOW_OK)
         return true;
     json_object_set_new(run, "runner", holder ? json_string(holder) : json_null());
-    if (!holder)
+    if (!holder && !starting)
         json_object_set_new(run, "status", json_string("stopped"));
     flow__free(holder);
-    return holder != NULL;
+    return holder != NULL || starting;
 }
+
+struct listed {
+    json_t *runs;
+    FLOW__VEC(double) created; /* each run's creation time, for set_runner */
+};
 
 static flow_err list_one(void *udata, const struct flow__run_meta *m)
 {
-    json_t *j = meta_json(m);
-    if (!j || json_array_append_new(udata, j))
+    struct listed *l = udata;
+    flow_err rc = FLOW_OK;
+    FLOW__VEC_PUSH(&l->created, m->created_at, rc);
+    json_t *j = rc ? NULL : meta_json(m);
+    if (!j || json_array_append_new(l->runs, j))
         return FLOW_ENOMEM;
     return FLOW_OK;
 }
@@ -69,10 +102,12 @@ json_t *flow_store_runs(flow_store *s, flow_error *err)
         return NULL;
     }
     flow_err rc;
-    FLOW__WITH_STORE(s, rc = flow__store_run_list(s->backend, list_one, out, err));
+    struct listed l = {.runs = out};
+    FLOW__WITH_STORE(s, rc = flow__store_run_list(s->backend, list_one, &l, err));
     if (rc != FLOW_OK) {
         if (rc == FLOW_ENOMEM)
             flow__error(err, rc, "out of memory listing runs");
+        FLOW__VEC_FREE(&l.created);
         json_decref(out);
         return NULL;
     }
@@ -81,8 +116,9 @@ json_t *flow_store_runs(flow_store *s, flow_error *err)
     json_array_foreach(out, i, run)
     {
         if (!strcmp(json_string_value(json_object_get(run, "status")), "running"))
-            (void)set_runner(s, run);
+            (void)set_runner(s, run, l.created.items[i]);
     }
+    FLOW__VEC_FREE(&l.created);
     return out;
 }
 
@@ -240,7 +276,7 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
             out = NULL;
         }
     }
-    if (out && status == FLOW_RUN_RUNNING && !set_runner(s, out)) {
+    if (out && status == FLOW_RUN_RUNNING && !set_runner(s, out, meta.created_at)) {
         /* Nothing runs what its dead runner was running: on resume those
          * attempts run again. */
         size_t k;

@@ -150,7 +150,10 @@ static int hexval(unsigned char ch)
 static bool scan_utf8(struct jscan *c)
 {
     unsigned char b = *c->p;
-    int extra = b >= 0xf0 && b <= 0xf4 ? 3 : b >= 0xe0 ? 2 : b >= 0xc2 && b < 0xe0 ? 1 : -1;
+    int extra = b >= 0xf0 && b <= 0xf4   ? 3
+                : b >= 0xe0 && b <= 0xef ? 2
+                : b >= 0xc2 && b <= 0xdf ? 1
+                                         : -1;
     if (extra < 0 || c->end - c->p <= extra)
         return false;
     uint32_t cp = b & (0x3f >> extra);
@@ -205,7 +208,7 @@ static bool scan_string(struct jscan *c)
             return false;
         ch = *c->p++;
         if (ch != 'u') {
-            if (!strchr("\"\\/bfnrt", ch))
+            if (!ch || !strchr("\"\\/bfnrt", ch))
                 return false;
             continue;
         }
@@ -224,6 +227,58 @@ static bool scan_string(struct jscan *c)
         }
     }
     return false;
+}
+
+/* Does the JSON real in [p, end) overflow a double? Judged on its first 40
+ * significant digits and its decimal exponent, so that a real of any length
+ * is judged without allocating (digits past the 40th cannot make a finite
+ * value overflow, short of the boundary itself). */
+static bool real_overflows(const unsigned char *p, const unsigned char *end)
+{
+    char digits[48];
+    size_t nd = 0;
+    long point = 0; /* where the decimal point falls among the significant digits */
+    bool seen_point = false, significant = false;
+    if (*p == '-')
+        p++;
+    for (; p < end && (isdigit(*p) || *p == '.'); p++) {
+        if (*p == '.') {
+            seen_point = true;
+            continue;
+        }
+        if (*p == '0' && !significant) {
+            if (seen_point)
+                point--;
+            continue;
+        }
+        significant = true;
+        if (!seen_point)
+            point++;
+        if (nd < 40)
+            digits[nd++] = (char)*p;
+    }
+    if (!nd)
+        return false; /* zero */
+    long e = 0;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        bool neg = p < end && *p == '-';
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        for (; p < end && isdigit(*p); p++)
+            e = e < 100000 ? e * 10 + (*p - '0') : e;
+        e = neg ? -e : e;
+    }
+    long exp10 = point + e; /* value = 0.DIGITS x 10^exp10 */
+    if (exp10 > 400)
+        return true;
+    if (exp10 < -400)
+        return false;
+    char buf[80];
+    snprintf(buf, sizeof(buf), "0.%.*se%ld", (int)nd, digits, exp10);
+    errno = 0;
+    double d = strtod(buf, NULL);
+    return errno == ERANGE && (d == HUGE_VAL || d == -HUGE_VAL);
 }
 
 static bool scan_number(struct jscan *c)
@@ -258,22 +313,30 @@ static bool scan_number(struct jscan *c)
             c->p++;
     }
     /* jansson refuses integers beyond json_int_t and reals that overflow */
-    char buf[400];
     size_t len = (size_t)(c->p - start);
-    if (len >= sizeof(buf))
-        return real; /* a long real rounds; a long integer overflows */
-    memcpy(buf, start, len);
-    buf[len] = '\0';
-    errno = 0;
-    if (real) {
-        double d = strtod(buf, NULL);
-        return !(errno == ERANGE && (d == HUGE_VAL || d == -HUGE_VAL));
+    if (!real) {
+        char buf[32];
+        if (len >= sizeof(buf))
+            return false; /* over 30 digits: beyond any json_int_t */
+        memcpy(buf, start, len);
+        buf[len] = '\0';
+        errno = 0;
+        (void)strtoll(buf, NULL, 10);
+        return errno != ERANGE;
     }
-    (void)strtoll(buf, NULL, 10);
-    return errno != ERANGE;
+    return !real_overflows(start, c->p);
 }
 
 static bool scan_value(struct jscan *c);
+
+/* jansson drops a NUL byte right after a number or a literal (its lexer
+ * cannot put a NUL back after looking at it): so does this check. */
+static bool skip_nul(struct jscan *c)
+{
+    if (c->p < c->end && *c->p == '\0')
+        c->p++;
+    return true;
+}
 
 static bool scan_container(struct jscan *c, unsigned char close)
 {
@@ -332,13 +395,13 @@ static bool scan_value(struct jscan *c)
     case '"':
         return scan_string(c);
     case 't':
-        return scan_word(c, "true");
+        return scan_word(c, "true") && skip_nul(c);
     case 'f':
-        return scan_word(c, "false");
+        return scan_word(c, "false") && skip_nul(c);
     case 'n':
-        return scan_word(c, "null");
+        return scan_word(c, "null") && skip_nul(c);
     default:
-        return scan_number(c);
+        return scan_number(c) && skip_nul(c);
     }
 }
 
