@@ -81,6 +81,9 @@ static struct act *rec_act(struct replay *rp, size_t i, flow_err *rc)
 {
     const struct flow__jrec *rec = &rp->recs[i];
     struct flow_run *r = rp->r;
+    if (rec->act > r->act_count && r->unfinished == 0 && !r->stopping)
+        /* the run was quiet here: a join waiting for a branch not taken ran */
+        (void)flow__run_settle_optionals(r);
     if (rec->act == 0 || rec->act > r->act_count) {
         *rc = mismatch(rp, i, "replay created no such activation");
         return NULL;

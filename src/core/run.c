@@ -175,6 +175,8 @@ void flow__run_check_end(struct flow_run *r)
             pause_done(r);
         return;
     }
+    if (!r->stopping && !r->pausing && flow__run_settle_optionals(r) && r->unfinished > 0)
+        return; /* a join that waited for a branch not taken runs first */
     end_run(r);
 }
 

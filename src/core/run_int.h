@@ -56,6 +56,11 @@ void flow__run_skip(struct flow_run *r, uint32_t task);
 /* Task `task` finished with `value` (LEAF_TRUE: completed; LEAF_FALSE:
  * failed or skipped): tell every leaf it feeds. */
 void flow__run_propagate(struct flow_run *r, uint32_t task, uint8_t value, struct act *src);
+/* The run is quiet (nothing runs, waits or is queued): a task waiting only
+ * for `optional` dependencies that can no longer run -- a branch a router
+ * did not take -- runs now, with null for them ("it runs even if they were
+ * skipped"). Whether any did. Replay calls it at the same point. */
+bool flow__run_settle_optionals(struct flow_run *r);
 
 /* ---- attempt.c ----------------------------------------------------------- */
 

@@ -210,7 +210,8 @@ static void leaf_event(struct flow_run *r, uint32_t li, uint8_t value, struct ac
             *st = LEAF_UNKNOWN;
             rt->satisfied = rt->resolved = 0;
             struct act *one =
-                leaf->kind == LEAF_OPTIONAL && src->status != FLOW_ACT_COMPLETED ? NULL : src;
+                leaf->kind == LEAF_OPTIONAL && (!src || src->status != FLOW_ACT_COMPLETED) ? NULL
+                                                                                          : src;
             flow__run_fire(r, t->index, NULL, &one, one ? 1 : 0);
             return;
         }
@@ -327,4 +328,37 @@ void flow__run_emit(struct flow_run *r, struct act *from, const char *event, jso
     struct act *up = r->parent_act;
     if (up && !(how & EMIT_LABEL) && up->status == FLOW_ACT_RUNNING && !up->run->stopping)
         flow__run_emit(up->run, up, event, payload, EMIT_STREAMED);
+}
+
+bool flow__run_settle_optionals(struct flow_run *r)
+{
+    const struct flow *f = r->flow;
+    bool fired = false;
+    for (size_t i = 0; i < f->tasks.count && !r->stopping; i++) {
+        const struct flow_task *t = f->tasks.items[i];
+        if (t->trig != TRIG_AND)
+            continue;
+        const struct task_rt *rt = &r->trt[i];
+        const uint8_t *ls = &r->leaf_state[t->leaf_first];
+        bool waits_for_optional = false, waits_for_required = false;
+        for (uint32_t k = 0; k < t->leaf_count; k++) {
+            if (ls[k] != LEAF_UNKNOWN)
+                continue;
+            if (f->leaves[t->leaf_first + k].kind == LEAF_OPTIONAL)
+                waits_for_optional = true;
+            else
+                waits_for_required = true;
+        }
+        /* Something of this round arrived (or, with only optional
+         * dependencies, the task never ran): else there is no round to end,
+         * and firing again would loop. */
+        if (!waits_for_optional || waits_for_required || (!rt->resolved && rt->activations))
+            continue;
+        for (uint32_t k = 0; k < t->leaf_count && !r->stopping; k++) {
+            if (r->leaf_state[t->leaf_first + k] == LEAF_UNKNOWN)
+                leaf_event(r, t->leaf_first + k, LEAF_FALSE, NULL);
+        }
+        fired = true;
+    }
+    return fired;
 }

@@ -188,6 +188,12 @@ static int t_final(flow_ctx *ctx)
     return flow_ctx_set_output(ctx, flow_ctx_input(ctx)) ? 1 : 0;
 }
 
+static int t_echo(flow_ctx *ctx)
+{
+    note(ctx);
+    return flow_ctx_set_output(ctx, flow_ctx_input(ctx)) ? 1 : 0;
+}
+
 static flow *big_flow(const char *extra_task)
 {
     flow *f = flow_new("everything", NULL);
@@ -223,7 +229,17 @@ static flow *big_flow(const char *extra_task)
     flow_task *ign = th_add(f, "ign", t_fails);
     flow_task_on(ign, "done");
     flow_task_set_on_error(ign, FLOW_ON_ERROR_IGNORE);
+    /* A join on two optional branches, one never taken: it runs when the
+     * run goes quiet, and replay must take it at the same point. */
+    flow_task *taken = th_add(f, "taken", t_fallback);
+    flow_task_on(taken, "done");
+    flow_task *not_taken = th_add(f, "not_taken", t_fallback);
+    flow_task_on(not_taken, "never");
+    flow_task *either = th_add(f, "either", t_echo);
+    flow_task_optional(either, taken);
+    flow_task_optional(either, not_taken);
     flow_task *final = th_add(f, "final", t_final);
+    flow_task_after(final, either);
     flow_task_after(final, flow_find_task(f, "join"));
     flow_task_after(final, flaky);
     flow_task_after(final, fb_src);
@@ -312,6 +328,9 @@ static void test_every_crash_point(void **state)
     assert_int_equal(json_integer_value(json_object_get(want_state, "sum")), 100);
     assert_string_equal(json_string_value(json_object_get(want_result, "fb_src")), "recovered");
     assert_int_equal(json_integer_value(json_object_get(want_result, "join")), 203);
+    json_t *either = json_pack("{s:s,s:n}", "taken", "recovered", "not_taken");
+    assert_true(json_equal(json_object_get(want_result, "either"), either));
+    json_decref(either);
     flow_run_free(r);
     size_t n = journal_length("whole");
     assert_true(n > 60);

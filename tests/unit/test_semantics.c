@@ -167,6 +167,57 @@ static void test_input_keyed_by_every_dependency(void **state)
     }
 }
 
+static int route_left(flow_ctx *ctx)
+{
+    return flow_ctx_set_output_take(ctx, json_string("left")) ? 1 : 0;
+}
+
+static void test_optional_branch_not_taken(void **state)
+{
+    (void)state;
+    /* A router takes `left`; `x` runs on it, `y` (on `right`) never does.
+     * `join` waits for both, optionally: it must still run, once, when the
+     * run goes quiet, with null for the branch not taken. `tail` after
+     * `join` shows the run goes on from there. */
+    flow *f = flow_new("branch", NULL);
+    flow_task *route = th_add(f, "route", route_left);
+    flow_task_set_router(route, true);
+    flow_task *x = th_add(f, "x", jitter_name);
+    flow_task_on(x, "left");
+    flow_task *y = th_add(f, "y", jitter_name);
+    flow_task_on(y, "right");
+    flow_task *join = th_add(f, "join", echo_input);
+    flow_task_optional(join, x);
+    flow_task_optional(join, y);
+    flow_task *tail = th_add(f, "tail", echo_input);
+    flow_task_after(tail, join);
+    for (int rep = 0; rep < 10; rep++) {
+        flow_run *r;
+        assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_COMPLETED);
+        int joins = 0, tails = 0, ys = 0;
+        json_t *in = NULL;
+        for (size_t i = 0; i < flow_run_activation_count(r); i++) {
+            flow_activation_info info;
+            assert_int_equal(flow_run_activation(r, i, &info), FLOW_OK);
+            if (!strcmp(info.task, "join")) {
+                joins++;
+                in = info.output;
+            }
+            tails += !strcmp(info.task, "tail") && info.status == FLOW_ACT_COMPLETED;
+            ys += !strcmp(info.task, "y");
+        }
+        assert_int_equal(joins, 1);
+        assert_int_equal(tails, 1);
+        assert_int_equal(ys, 0);
+        json_t *want = json_pack("{s:s,s:n}", "x", "x", "y");
+        assert_non_null(in);
+        assert_true(json_equal(in, want));
+        json_decref(want);
+        flow_run_free(r);
+    }
+    flow_free(f);
+}
+
 /* ---- 3. operations on one key from parallel activations ------------------- */
 
 static int count_up(flow_ctx *ctx)
@@ -387,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_result_single_end_task_and_skipped_ends),
         cmocka_unit_test(test_result_router_is_not_an_end_task),
         cmocka_unit_test(test_input_keyed_by_every_dependency),
+        cmocka_unit_test(test_optional_branch_not_taken),
         cmocka_unit_test(test_parallel_operations_lose_nothing),
         cmocka_unit_test(test_operation_on_wrong_type_fails_the_attempt),
         cmocka_unit_test(test_nested_flow_events_reach_the_parent),
