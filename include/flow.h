@@ -291,7 +291,9 @@ typedef struct flow_backoff {
 
 /* Seconds; 0 means no timeout. */
 FLOW_API flow_err flow_task_set_timeout(flow_task *t, double seconds);
-/* Extra attempts after the first failure. */
+/* Extra attempts after the first failure: 0 .. FLOW_MAX_RETRIES (with
+ * backoff, a million retries outlast any outage worth waiting for). */
+#define FLOW_MAX_RETRIES 1000000
 FLOW_API flow_err flow_task_set_retries(flow_task *t, int retries);
 FLOW_API flow_err flow_task_set_backoff(flow_task *t, const flow_backoff *b);
 /* FLOW_ON_ERROR_FALLBACK needs flow_task_set_fallback(). */
@@ -619,7 +621,7 @@ typedef struct flow_run_options {
     flow_event_fn on_event;  /* observer, or NULL */
     void *event_udata;
     const char *work_dir;    /* where command tasks' FLOW_* files go; NULL: a temp dir */
-    flow_store *store;       /* journal the run here (NULL: in memory only) */
+    flow_store *store;       /* journal the run here (NULL: no journal; not resumable) */
     const char *source;      /* the workflow file the flow came from, kept with
                               * the run so that `flow resume RUN` finds it */
     flow_durability durability;

@@ -18,6 +18,8 @@
 struct act *flow__act_new(struct flow_run *r, uint32_t task)
 {
     size_t i = r->act_count;
+    if (i >= UINT32_MAX - 1)
+        return NULL; /* ids are 32 bits in the journal */
     if (i / ACT_CHUNK == r->act_chunk_cap) {
         size_t cap = r->act_chunk_cap ? r->act_chunk_cap * 2 : 16;
         struct act **chunks = flow__reallocarray(r->act_chunks, cap, sizeof(*chunks));
@@ -62,6 +64,10 @@ void flow__run_journal_broke(struct flow_run *r, const char *message)
 void flow__run_journal_src(struct flow_run *r, uint8_t type, const struct act *a, json_t *payload,
                            const struct act *src)
 {
+    if (!flow__run_journaling(r)) {
+        json_decref(payload); /* in the store already, or nobody keeps it */
+        return;
+    }
     struct flow__jrec rec = {
         .type = type,
         .attempt = a ? (uint8_t)(a->attempt > 255 ? 255 : a->attempt) : 0,
@@ -71,10 +77,6 @@ void flow__run_journal_src(struct flow_run *r, uint8_t type, const struct act *a
         .time = r->engine->clock,
         .payload = payload,
     };
-    if (r->replaying) {
-        json_decref(payload); /* the record is already in the store */
-        return;
-    }
     r->journal_moved = true;
     if (flow__journal_append(&r->journal, &rec) != FLOW_OK && !r->journal_failed)
         flow__run_journal_broke(r, NULL);
@@ -139,7 +141,7 @@ void flow__run_deliver(struct flow_run *r, struct obs_event *events, size_t coun
         /* Completed events carry the error an `on_error: ignore` absorbed. */
         if (o->type == FLOW_EV_TASK_FAILED || o->type == FLOW_EV_TASK_RETRYING ||
             o->type == FLOW_EV_TASK_CANCELLED || o->type == FLOW_EV_TASK_COMPLETED)
-            ev.error = o->act ? o->act->error : NULL;
+            ev.error = o->act ? act_error(o->act) : NULL;
         if (o->type == FLOW_EV_RUN_ENDED)
             ev.error = r->error;
         r->on_event(&ev, r->event_udata);
@@ -156,6 +158,19 @@ struct act_dyn *flow__act_dyn(struct flow_run *r, struct act *a)
             a->dyn->exit_status = -1;
     }
     return a->dyn;
+}
+
+void flow__act_set_error(struct flow_run *r, struct act *a, char *error)
+{
+    if (!error && !a->dyn)
+        return;
+    struct act_dyn *dyn = flow__act_dyn(r, a);
+    if (!dyn) {
+        flow__free(error);
+        return;
+    }
+    flow__free(dyn->error);
+    dyn->error = error;
 }
 
 /* [L] An activation reached a final status. */

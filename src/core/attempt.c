@@ -66,11 +66,10 @@ void flow__attempt_failed_ex(struct flow_run *r, struct act *a, char *error, boo
 {
     const struct flow_task *t = act_task(a);
     const struct task_policy *p = t->policy;
-    flow__free(a->error);
-    a->error = error ? error : flow__strdup("failed");
+    flow__act_set_error(r, a, error ? error : flow__strdup("failed"));
     if (r->stopping) {
         a->status = FLOW_ACT_CANCELLED;
-        flow__run_journal(r, JREC_ACT_CANCELLED, a, json_pack("{s:s?}", "error", a->error));
+        flow__run_journal(r, JREC_ACT_CANCELLED, a, json_pack("{s:s?}", "error", act_error(a)));
         flow__run_notify(r, FLOW_EV_TASK_CANCELLED, a, NULL, 0);
         flow__act_final(r, a);
         flow__run_check_end(r);
@@ -81,47 +80,49 @@ void flow__attempt_failed_ex(struct flow_run *r, struct act *a, char *error, boo
         a->status = FLOW_ACT_PENDING;
         a->flags |= ACT_WAITING;
         flow__run_journal(r, JREC_ACT_RETRYING, a,
-                          json_pack("{s:s?,s:f}", "error", a->error, "delay", delay));
+                          json_pack("{s:s?,s:f}", "error", act_error(a), "delay", delay));
         flow__run_notify(r, FLOW_EV_TASK_RETRYING, a, NULL, delay);
         flow__engine_timer(r->engine, TIMER_RETRY, a, delay);
         return;
     }
     if (p->on_error == FLOW_ON_ERROR_IGNORE) {
         /* Counts as completed with output null; the error stays visible. */
-        char *kept = a->error;
-        a->error = NULL;
+        char *kept = a->dyn ? a->dyn->error : NULL;
+        if (kept)
+            a->dyn->error = NULL;
         flow__attempt_succeeded_ex(r, a, json_null(), NULL, NULL, kept);
-        a->error = kept;
+        flow__act_set_error(r, a, kept);
         return;
     }
     a->status = FLOW_ACT_FAILED;
-    flow__run_journal(r, JREC_ACT_FAILED, a, json_pack("{s:s?}", "error", a->error));
+    flow__run_journal(r, JREC_ACT_FAILED, a, json_pack("{s:s?}", "error", act_error(a)));
     flow__run_notify(r, FLOW_EV_TASK_FAILED, a, NULL, 0);
     flow__act_final(r, a);
     switch (p->on_error) {
     case FLOW_ON_ERROR_CONTINUE:
         if (!r->had_failure) {
             r->had_failure = true;
-            r->error = flow__asprintf("task '%s' failed: %s", t->name, a->error);
+            r->error = flow__asprintf("task '%s' failed: %s", t->name, act_error_text(a));
         }
         if (!(a->dyn && a->dyn->parent)) /* a foreach child's parent decides */
             flow__run_propagate(r, a->task, LEAF_FALSE, a);
         break;
     case FLOW_ON_ERROR_FALLBACK: {
-        json_t *in = json_pack("{s:s?,s:s,s:I,s:i}", "error", a->error, "task", t->name,
+        json_t *in = json_pack("{s:s?,s:s,s:I,s:i}", "error", act_error(a), "task", t->name,
                                "activation", (json_int_t)a->id, "attempts", (int)a->attempt);
         struct act *fb = in ? flow__run_fire(r, t->fallback->index, in, NULL, 0) : NULL;
         json_decref(in);
-        if (fb) {
+        struct act_dyn *fb_dyn = fb ? flow__act_dyn(r, fb) : NULL;
+        if (fb_dyn) {
             fb->flags |= ACT_IS_FALLBACK;
-            fb->stands_for = a;
+            fb_dyn->stands_for = a;
         } else if (!r->stopping) {
             flow__run_stop(r, FLOW_RUN_FAILED, "out of memory starting a fallback");
         }
         break;
     }
     default: {
-        char *why = flow__asprintf("task '%s' failed: %s", t->name, a->error);
+        char *why = flow__asprintf("task '%s' failed: %s", t->name, act_error_text(a));
         flow__run_stop(r, FLOW_RUN_FAILED, why ? why : "a task failed");
         flow__free(why);
         break;
@@ -206,12 +207,11 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
         flow__attempt_failed(r, a, bad);
         return;
     }
-    flow__free(a->error); /* an earlier attempt's; `ignore` puts its own back */
-    a->error = NULL;
+    flow__act_set_error(r, a, NULL); /* an earlier attempt's; `ignore` puts its own back */
     a->output = output;
     a->status = FLOW_ACT_COMPLETED;
     flow__run_journal(r, JREC_ACT_COMPLETED, a,
-                      r->replaying ? NULL : completed_payload(a, writes, d, ignored));
+                      flow__run_journaling(r) ? completed_payload(a, writes, d, ignored) : NULL);
     flow__run_state_write(r, a, writes);
     json_decref(writes);
     flow__run_notify(r, FLOW_EV_TASK_COMPLETED, a, NULL, 0);
@@ -251,9 +251,9 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
             }
         }
         flow__run_propagate(r, a->task, LEAF_TRUE, a);
-        if (a->flags & ACT_IS_FALLBACK && a->stands_for) {
+        if (a->flags & ACT_IS_FALLBACK && act_stands_for(a)) {
             /* The fallback's output stands for the failed task's. */
-            struct act *orig = a->stands_for;
+            struct act *orig = act_stands_for(a);
             r->trt[orig->task].latest = a;
             flow__run_propagate(r, orig->task, LEAF_TRUE, a);
         }
@@ -285,8 +285,8 @@ void flow__run_replay_completed(struct flow_run *r, struct act *a, json_t *paylo
     d.checkpoint = json_is_true(json_object_get(payload, "checkpoint"));
     const char *ignored = json_string_value(json_object_get(payload, "ignored"));
     flow__attempt_succeeded(r, a, output ? output : json_null(), writes, &d);
-    if (ignored && a->status == FLOW_ACT_COMPLETED && !a->error)
-        a->error = flow__strdup(ignored);
+    if (ignored && a->status == FLOW_ACT_COMPLETED && !act_error(a))
+        flow__act_set_error(r, a, flow__strdup(ignored));
 }
 
 void flow__run_replay_failed(struct flow_run *r, struct act *a, const char *error)
@@ -387,8 +387,8 @@ void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_resu
 {
     flow__engine_tick(r->engine);
     release_slot(r, true);
-    if (a->cmd && a->cmd->state_held)
-        flow__run_cmd_files_release(r, a->cmd->state_version);
+    if (act_cmd(a) && act_cmd(a)->state_held)
+        flow__run_cmd_files_release(r, act_cmd(a)->state_version);
     if (!r->interrupting)
         journal_log(r, a, res);
     struct act_dyn *dy = flow__act_dyn(r, a);
@@ -433,10 +433,10 @@ void flow__run_timer(struct flow_run *r, struct act *a, uint8_t kind)
             flow__engine_enqueue(r->engine, a);
         break;
     case TIMER_TIMEOUT:
-        if (a->cmd) {
-            a->cmd->timed_out = true;
-            if (a->cmd->cmd)
-                flow__cmd_kill(a->cmd->cmd, SIGTERM);
+        if (act_cmd(a)) {
+            act_cmd(a)->timed_out = true;
+            if (act_cmd(a)->cmd)
+                flow__cmd_kill(act_cmd(a)->cmd, SIGTERM);
         } else if (a->ctx) {
             a->ctx->timed_out = true;
             atomic_store(&a->ctx->cancelled, 1);
@@ -444,9 +444,9 @@ void flow__run_timer(struct flow_run *r, struct act *a, uint8_t kind)
         flow__engine_timer(r->engine, TIMER_GRACE, a, t->policy->kill_grace);
         break;
     case TIMER_GRACE:
-        if (a->cmd) {
-            if (a->cmd->cmd)
-                flow__cmd_kill(a->cmd->cmd, SIGKILL);
+        if (act_cmd(a)) {
+            if (act_cmd(a)->cmd)
+                flow__cmd_kill(act_cmd(a)->cmd, SIGKILL);
         } else if (a->ctx && a->ctx->detached) {
             /* The engine abandoned the body; this attempt is over. */
             bool counted = a->ctx->counted;
@@ -477,8 +477,7 @@ void flow__run_cancel_act(struct flow_run *r, struct act *a, const char *why)
         a->status == FLOW_ACT_FAILED)
         return;
     a->status = FLOW_ACT_CANCELLED;
-    flow__free(a->error);
-    a->error = flow__strdup(why);
+    flow__act_set_error(r, a, flow__strdup(why));
     flow__run_journal(r, JREC_ACT_CANCELLED, a, json_pack("{s:s}", "error", why));
     flow__run_notify(r, FLOW_EV_TASK_CANCELLED, a, NULL, 0);
     flow__act_final(r, a);
@@ -498,10 +497,10 @@ void flow__run_stop_running(struct flow_run *r, const char *why)
         const struct flow_task *t = act_task(a);
         if (a->dyn && a->dyn->child)
             flow__run_stop(a->dyn->child, FLOW_RUN_CANCELLED, why);
-        if (a->cmd) {
-            a->cmd->killed = true;
-            if (a->cmd->cmd)
-                flow__cmd_kill(a->cmd->cmd, SIGTERM);
+        if (act_cmd(a)) {
+            act_cmd(a)->killed = true;
+            if (act_cmd(a)->cmd)
+                flow__cmd_kill(act_cmd(a)->cmd, SIGTERM);
             flow__engine_timer(e, TIMER_GRACE, a, t->policy->kill_grace);
         } else if (a->ctx) {
             atomic_store(&a->ctx->cancelled, 1);

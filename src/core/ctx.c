@@ -94,7 +94,7 @@ json_t *flow_ctx_deps(flow_ctx *ctx)
         struct act *const *srcs = a->nsrc == 1 ? &a->src.one : a->src.many;
         for (uint32_t i = 0; i < a->nsrc; i++) {
             const struct act *s = srcs[i];
-            const struct act *named = s->stands_for ? s->stands_for : s;
+            const struct act *named = act_stands_for(s) ? act_stands_for(s) : s;
             if (s->output && json_object_set_new(all, act_task(named)->name,
                                                  json_deep_copy(s->output))) {
                 json_decref(all);

@@ -570,7 +570,8 @@ static void remove_slot(struct flow_engine *e, struct cmd_slot *slot)
             break;
         }
     }
-    slot->act->cmd = NULL;
+    if (slot->act->dyn)
+        slot->act->dyn->cmd = NULL;
     flow__free(slot);
 }
 
@@ -606,7 +607,14 @@ static void spawn_commands(struct flow_engine *e)
             continue;
         }
         slot->act = a;
-        a->cmd = slot;
+        struct act_dyn *dyn = flow__act_dyn(r, a);
+        if (!dyn) {
+            remove_slot(e, slot);
+            flow__run_stop(r, FLOW_RUN_FAILED, "out of memory starting a command");
+            flow__run_cancel_act(r, a, "out of memory");
+            continue;
+        }
+        dyn->cmd = slot;
         e->running++;
         e->spawned = true;
         flow__run_attempt_started(r, a);
@@ -712,7 +720,7 @@ static int fire_timers(struct flow_engine *e)
             continue;
         if (t.kind != TIMER_RETRY && a->status != FLOW_ACT_RUNNING)
             continue;
-        if (t.kind == TIMER_GRACE && a->ctx && !a->cmd) {
+        if (t.kind == TIMER_GRACE && a->ctx && !act_cmd(a)) {
             /* The body did not return within the grace period: abandon it
              * first, so that failing the attempt leaves its context alone. */
             abandon_ctx(e, a->ctx);

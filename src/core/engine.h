@@ -82,29 +82,55 @@ struct act_dyn {
     struct flow_run *child;    /* a nested flow's current child run */
     char *stderr_tail;         /* a command's last attempt */
     int exit_status;
+    struct cmd_slot *cmd;      /* a running command */
+    char *error;               /* failed / cancelled / error ignored: why */
+    struct act *stands_for;    /* ACT_IS_FALLBACK: the failed activation */
 };
 
+/* Every activation of a run lives until the run is freed, and a fan-out
+ * makes them all at once: this is the one structure whose size is paid per
+ * pending task (80 bytes). What few activations need is in `dyn`. */
+#define ACT_MAX_ATTEMPT ((1u << 22) - 1) /* attempt's width; retries stay below */
+_Static_assert(FLOW_MAX_RETRIES + 1 < ACT_MAX_ATTEMPT, "attempt too narrow for the retries");
 struct act {
-    uint64_t id;               /* 1-based, creation order */
     struct flow_run *run;
+    uint32_t id;               /* 1-based, creation order */
     uint32_t task;
-    uint32_t attempt;          /* 0 before the first start */
-    uint8_t status;            /* flow_act_status */
-    uint8_t flags;             /* enum act_flag */
     uint32_t nsrc;             /* activations whose outputs form the input */
+    uint32_t attempt : 22;     /* 0 before the first start */
+    uint32_t status : 4;       /* flow_act_status */
+    uint32_t flags : 6;        /* enum act_flag */
     union {
         struct act *one;
         struct act **many;
     } src;
     json_t *input;             /* explicit or built; NULL: not built yet */
     json_t *output;            /* completed: the output (never NULL then) */
-    char *error;               /* failed / cancelled: why */
     double started, ended;     /* epoch seconds of the last attempt */
-    struct act *stands_for;    /* ACT_IS_FALLBACK: the failed activation */
     struct flow_ctx *ctx;      /* running C task, for timeouts and cancel */
-    struct cmd_slot *cmd;      /* running command */
     struct act_dyn *dyn;       /* NULL unless needed */
 };
+
+static inline const char *act_error(const struct act *a)
+{
+    return a->dyn ? a->dyn->error : NULL;
+}
+
+/* For messages: never NULL. */
+static inline const char *act_error_text(const struct act *a)
+{
+    return act_error(a) ? act_error(a) : "failed";
+}
+
+static inline struct cmd_slot *act_cmd(const struct act *a)
+{
+    return a->dyn ? a->dyn->cmd : NULL;
+}
+
+static inline struct act *act_stands_for(const struct act *a)
+{
+    return a->dyn ? a->dyn->stands_for : NULL;
+}
 
 /* Per task, per run. */
 struct task_rt {
@@ -342,6 +368,9 @@ void flow__engine_forget_run(struct flow_engine *e, struct flow_run *r);
 
 /* [L] Start an attempt (status, journal, observer, timeout timer). */
 void flow__run_attempt_started(struct flow_run *r, struct act *a);
+/* [L] The activation's rarely used parts, made on first use; NULL when out
+ * of memory. */
+struct act_dyn *flow__act_dyn(struct flow_run *r, struct act *a);
 /* [L] Build the input of an attempt about to start (its `input` template
  * may fail: then false, with a message to flow__free in *error). */
 bool flow__run_input_ready(struct flow_run *r, struct act *a, char **error);

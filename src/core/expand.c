@@ -52,8 +52,10 @@ static void foreach_spawn(struct flow_run *r, struct act *parent)
         fe->running++;
         r->unfinished++;
         flow__run_journal(r, JREC_ACT_CREATED, child,
-                          json_pack("{s:O,s:I,s:I}", "input", dy->item, "parent",
-                                    (json_int_t)parent->id, "index", (json_int_t)i));
+                          flow__run_journaling(r)
+                              ? json_pack("{s:O,s:I,s:I}", "input", dy->item, "parent",
+                                          (json_int_t)parent->id, "index", (json_int_t)i)
+                              : NULL);
         flow__engine_enqueue(r->engine, child);
     }
 }
@@ -88,7 +90,7 @@ void flow__foreach_child_done(struct flow_run *r, struct act *child)
         fe->failed++;
         if (!fe->first_error)
             fe->first_error = flow__asprintf("item %zu: %s", child->dyn->index,
-                                             child->error ? child->error : "failed");
+                                             act_error_text(child));
     }
     if (r->stopping) {
         if (!fe->running)
@@ -179,7 +181,7 @@ static void expand_subflow(struct flow_run *r, struct act *a)
         return;
     }
     char id[96];
-    snprintf(id, sizeof(id), "%.60s.%llu.%u", r->id, (unsigned long long)a->id, a->attempt);
+    snprintf(id, sizeof(id), "%.60s.%llu.%u", r->id, (unsigned long long)a->id, (unsigned)a->attempt);
     flow_error err;
     struct flow_run *c =
         flow__run_create(r->engine, child, json_is_object(in) ? in : NULL, id, NULL, a, &err);

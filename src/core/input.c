@@ -14,7 +14,7 @@
 
 static uint32_t source_task(const struct act *s)
 {
-    return s->stands_for ? s->stands_for->task : s->task;
+    return act_stands_for(s) ? act_stands_for(s)->task : s->task;
 }
 
 /* {task: output} of the activations that fired a trigger. */
@@ -203,7 +203,7 @@ bool flow__run_prepare_cmd(struct flow_run *r, struct act *a, struct flow__cmd_s
     spec->input = s->input;
     s->state = json_incref(r->state);
     s->state_version = r->state_version;
-    a->cmd->state_version = r->state_version;
+    act_cmd(a)->state_version = r->state_version;
     s->workdir = r->workdir;
     flow__rundir_ref(s->workdir);
     char *run_id = flow__strdup(r->id);

@@ -39,8 +39,8 @@ static uint32_t counts_for(const struct act *a)
 {
     if (a->dyn && a->dyn->parent)
         return UINT32_MAX;
-    if (a->flags & ACT_IS_FALLBACK && a->stands_for)
-        return a->stands_for->task;
+    if (a->flags & ACT_IS_FALLBACK && act_stands_for(a))
+        return act_stands_for(a)->task;
     return a->task;
 }
 
@@ -275,12 +275,12 @@ void flow__run_destroy(struct flow_run *r)
         struct act *a = flow__act_at(r, i);
         json_decref(a->input);
         json_decref(a->output);
-        flow__free(a->error);
         if (a->nsrc > 1)
             flow__free(a->src.many);
         if (a->dyn) {
             json_decref(a->dyn->item);
             flow__free(a->dyn->stderr_tail);
+            flow__free(a->dyn->error);
             if (a->dyn->fe) {
                 json_decref(a->dyn->fe->items);
                 json_decref(a->dyn->fe->outputs);
@@ -360,8 +360,7 @@ struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t 
     r->trt = flow__calloc(f->tasks.count ? f->tasks.count : 1, sizeof(*r->trt));
     r->leaf_state = flow__calloc(f->leaf_count ? f->leaf_count : 1, 1);
     if (!r->inputs || !r->state || !r->workdir || !r->trt || !r->leaf_state ||
-        json_object_update(r->state, r->inputs) ||
-        flow__journal_memory_open(&r->journal) != FLOW_OK)
+        json_object_update(r->state, r->inputs))
         goto out_nomem;
     if (f->schema) {
         char *bad = flow__schema_check(f->schema, r->state);
@@ -727,7 +726,7 @@ flow_err flow_run_activation(flow_run *r, size_t i, flow_activation_info *info)
     info->ended_at = a->ended;
     info->input = a->input;
     info->output = a->output;
-    info->error = a->error;
+    info->error = act_error(a);
     info->path = flow__task_name(r, a->task);
     info->stderr_tail = a->dyn ? a->dyn->stderr_tail : NULL;
     info->exit_status = a->dyn ? a->dyn->exit_status : -1;
@@ -751,7 +750,7 @@ json_t *flow_run_to_json(flow_run *r)
             "{s:s,s:I,s:s,s:i,s:o,s:o,s:s?}", "task", flow__task_name(r, a->task), "activation",
             (json_int_t)a->id, "status", flow_act_status_name((flow_act_status)a->status),
             "attempts", (int)a->attempt, "started_at", flow__json_time(a->started), "ended_at",
-            flow__json_time(a->ended), "error", a->error);
+            flow__json_time(a->ended), "error", act_error(a));
         if (jt && a->output)
             json_object_set(jt, "output", a->output);
         if (jt && a->dyn && a->dyn->stderr_tail)

@@ -31,11 +31,17 @@ static inline const char *flow__task_name(const struct flow_run *r, uint32_t tas
 /* A new activation of `task`, counted against max_activations by the
  * caller. NULL when out of memory. */
 struct act *flow__act_new(struct flow_run *r, uint32_t task);
-/* The activation's rarely used parts, made on first use; NULL when out of
- * memory. */
-struct act_dyn *flow__act_dyn(struct flow_run *r, struct act *a);
+/* Set the activation's error (taking `error`; NULL clears it). Out of
+ * memory, the message is lost, never the failure. */
+void flow__act_set_error(struct flow_run *r, struct act *a, char *error);
 /* An activation reached a final status. */
 void flow__act_final(struct flow_run *r, struct act *a);
+/* [L] Whether a record made now is kept: not while replaying (the store has
+ * it), not for a run with no store. Payloads are built only when it is. */
+static inline bool flow__run_journaling(const struct flow_run *r)
+{
+    return !r->replaying && flow__journal_on(&r->journal);
+}
 /* Append a record naming `src` as the activation's single source. */
 void flow__run_journal_src(struct flow_run *r, uint8_t type, const struct act *a, json_t *payload,
                            const struct act *src);

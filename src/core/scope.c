@@ -68,7 +68,7 @@ static json_t *lookup(void *udata, const struct flow__tmpl_path *path, flow_erro
                                          : "pending");
             base = owned;
         } else if (!strcmp(field, "error")) {
-            owned = rt->last && rt->last->error ? json_string(rt->last->error) : json_null();
+            owned = rt->last && act_error(rt->last) ? json_string(act_error(rt->last)) : json_null();
             base = owned;
         } else {
             flow__error(err, FLOW_ETEMPLATE,

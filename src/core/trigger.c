@@ -57,7 +57,9 @@ struct act *flow__run_fire(struct flow_run *r, uint32_t task, json_t *input, str
     /* What replay needs to rebuild the activation: its explicit input, or
      * its sources (one source rides in the record, with no allocation). */
     json_t *payload = NULL;
-    if (input) {
+    if (!flow__run_journaling(r)) {
+        /* no record is kept: build none */
+    } else if (input) {
         payload = json_pack("{s:O}", "input", input);
     } else if (nsrc > 1) {
         json_t *ids = json_array();

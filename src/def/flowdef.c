@@ -721,7 +721,7 @@ flow_err flow_task_set_timeout(flow_task *t, double seconds)
 
 flow_err flow_task_set_retries(flow_task *t, int retries)
 {
-    SET_POLICY(t, POL_RETRIES, retries >= 0, p->retries = retries);
+    SET_POLICY(t, POL_RETRIES, retries >= 0 && retries <= FLOW_MAX_RETRIES, p->retries = retries);
 }
 
 flow_err flow_task_set_backoff(flow_task *t, const flow_backoff *b)
@@ -1031,7 +1031,8 @@ flow_err flow_set_state_schema(flow *f, json_t *schema, flow_error *err)
 flow_err flow_configure(flow *f, const flow_config *cfg)
 {
     MUTATE(f);
-    if (!cfg || cfg->timeout < 0 || cfg->retries < 0 || cfg->type < FLOW_TYPE_DEFAULT ||
+    if (!cfg || cfg->timeout < 0 || cfg->retries < 0 || cfg->retries > FLOW_MAX_RETRIES ||
+        cfg->type < FLOW_TYPE_DEFAULT ||
         cfg->type > FLOW_TYPE_SEQUENTIAL)
         return FLOW_EINVAL;
     if (cfg->description) {

@@ -210,7 +210,12 @@ bool flow__ld_parse_policy_key(struct loader *L, const char *key, const struct v
         if (flow__ld_get_duration(L, x, what, &p->kill_grace))
             p->set |= P_KILL_GRACE;
     } else if (strcmp(key, "retries") == 0) {
-        if (flow__ld_get_int(L, x, what, 0, "a non-negative integer", &p->retries))
+        if (!flow__ld_get_int(L, x, what, 0, "a non-negative integer", &p->retries))
+            ;
+        else if (p->retries > FLOW_MAX_RETRIES)
+            flow__ld_report(L, x->pos, "%s must be at most %d, not %d", what, FLOW_MAX_RETRIES,
+                            p->retries);
+        else
             p->set |= P_RETRIES;
     } else if (strcmp(key, "priority") == 0) {
         if (flow__ld_get_int(L, x, what, INT_MIN, "an integer", &p->priority))

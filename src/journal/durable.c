@@ -369,19 +369,6 @@ static flow_err dj_commit(void *priv)
     return FLOW_OK;
 }
 
-static size_t dj_count(void *priv)
-{
-    (void)priv;
-    return 0; /* records are in the store, not here */
-}
-
-static const struct flow__jrec *dj_get(void *priv, size_t i)
-{
-    (void)priv;
-    (void)i;
-    return NULL;
-}
-
 /* [mu] Wait until `j` has nothing queued or being written (or failed). */
 static void drain(struct flow_store *s, struct djournal *j)
 {
@@ -440,8 +427,6 @@ static const struct flow__journal_ops durable_ops = {
     .name = "durable",
     .append = dj_append, /* queued; the committer writes */
     .commit = dj_commit, /* wakes the committer */
-    .count = dj_count,
-    .get = dj_get,
     .close = dj_close,   /* drains, releases the lease */
     .wait = dj_wait,
 };

@@ -5,13 +5,20 @@
  * Records are appended under the engine lock, in the order things happened.
  * A backend may buffer; `commit` marks a commit point: everything appended
  * before it must be made durable together (one transaction), so that what
- * survives a crash is always a prefix. The memory backend keeps everything
- * and makes nothing durable. Payloads are JSON values the journal takes a
- * reference to.
+ * survives a crash is always a prefix. Payloads are JSON values the journal
+ * takes a reference to. Records are read back from the store they were
+ * written to (store/handle.h), never from here.
+ *
+ * A run without a store has no journal at all (`ops` NULL): records exist
+ * to be kept and read back from a store, and nobody could read those of an
+ * in-memory run, so the scheduler does not even build them
+ * (flow__journal_on). That keeps a run with no store as cheap as it was
+ * before durability existed.
  */
 #ifndef FLOW_JOURNAL_JOURNAL_H
 #define FLOW_JOURNAL_JOURNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,10 +33,6 @@ struct flow__journal_ops {
     flow_err (*append)(void *priv, struct flow__jrec *rec);
     /* Make everything appended so far durable. Optional (NULL: nothing to do). */
     flow_err (*commit)(void *priv);
-    /* Number of records and the i-th, borrowed (for status, logs, replay).
-     * Mandatory. */
-    size_t (*count)(void *priv);
-    const struct flow__jrec *(*get)(void *priv, size_t i);
     /* Free everything (a durable journal writes what is pending first).
      * Mandatory. */
     void (*close)(void *priv);
@@ -44,6 +47,12 @@ struct flow__journal {
     void *priv;
 };
 
+/* Whether records are kept: false for a run with no store. */
+static inline bool flow__journal_on(const struct flow__journal *j)
+{
+    return j->ops != NULL;
+}
+
 static inline flow_err flow__journal_append(struct flow__journal *j, struct flow__jrec *rec)
 {
     return j->ops->append(j->priv, rec);
@@ -51,22 +60,12 @@ static inline flow_err flow__journal_append(struct flow__journal *j, struct flow
 
 static inline flow_err flow__journal_commit(struct flow__journal *j)
 {
-    return j->ops->commit ? j->ops->commit(j->priv) : FLOW_OK;
+    return j->ops && j->ops->commit ? j->ops->commit(j->priv) : FLOW_OK;
 }
 
 static inline flow_err flow__journal_wait(struct flow__journal *j, flow_error *err)
 {
     return j->ops && j->ops->wait ? j->ops->wait(j->priv, err) : FLOW_OK;
-}
-
-static inline size_t flow__journal_count(struct flow__journal *j)
-{
-    return j->ops->count(j->priv);
-}
-
-static inline const struct flow__jrec *flow__journal_get(struct flow__journal *j, size_t i)
-{
-    return j->ops->get(j->priv, i);
 }
 
 static inline void flow__journal_close(struct flow__journal *j)
@@ -76,8 +75,5 @@ static inline void flow__journal_close(struct flow__journal *j)
     j->ops = NULL;
     j->priv = NULL;
 }
-
-/* Open the in-memory journal. */
-flow_err flow__journal_memory_open(struct flow__journal *j);
 
 #endif

@@ -1,11 +1,20 @@
 /* test_journal.c -- the journal a run writes: every record in the order
- * things happened, with what replay needs (sources of each activation). */
+ * things happened, with what replay needs (sources of each activation), read
+ * back from a real SQLite store; a run with no store keeps none. */
 #define _GNU_SOURCE 1
 #include "helpers.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/engine.h"
+#include "store/handle.h"
+
+/* The records of the run under test, read back from its store. */
+static struct flow__jrec *recs;
+static size_t nrecs;
+static const struct flow *flow_of_recs;
 
 static int noop_fn(flow_ctx *ctx)
 {
@@ -15,21 +24,21 @@ static int noop_fn(flow_ctx *ctx)
 
 /* The position of the first record of `type` for task `name` (fails the
  * test when there is none). */
-static size_t find_at(struct flow_run *r, int type, const char *name)
+static size_t find_at(int type, const char *name)
 {
-    for (size_t i = 0; i < flow__journal_count(&r->journal); i++) {
-        const struct flow__jrec *rec = flow__journal_get(&r->journal, i);
+    for (size_t i = 0; i < nrecs; i++) {
+        const struct flow__jrec *rec = &recs[i];
         if (rec->type == type && rec->act &&
-            !strcmp(r->flow->tasks.items[rec->task]->name, name))
+            !strcmp(flow_of_recs->tasks.items[rec->task]->name, name))
             return i;
     }
     fail_msg("no record of type %d for task '%s'", type, name);
     return 0;
 }
 
-static const struct flow__jrec *find(struct flow_run *r, int type, const char *name)
+static const struct flow__jrec *find(int type, const char *name)
 {
-    return flow__journal_get(&r->journal, find_at(r, type, name));
+    return &recs[find_at(type, name)];
 }
 
 static void test_records_carry_sources_in_order(void **state)
@@ -45,15 +54,27 @@ static void test_records_carry_sources_in_order(void **state)
     flow_task_after(c, a);
     flow_task_after(d, b);
     flow_task_after(d, c);
-    flow_run *r;
+    char dir[] = "/tmp/test_journal_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char url[128];
+    snprintf(url, sizeof(url), "sqlite://%s/flow.db", dir);
+    flow_error err = {0};
+    flow_store *store = flow_store_open(url, &err);
+    assert_non_null(store);
     json_t *in = json_pack("{s:i}", "x", 1);
-    assert_int_equal(th_run(e, f, in, &r), FLOW_RUN_COMPLETED);
+    flow_run_options o = {.run_id = "diamond-1", .store = store, .inputs = in};
+    flow_run *r = flow_run_start(e, f, &o, &err);
+    assert_non_null(r);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    flow_run_free(r);
+    assert_int_equal(flow__store_read_all(store, "diamond-1", &recs, &nrecs, NULL), FLOW_OK);
+    flow_of_recs = f;
 
     /* the start task's explicit input, one source in the record, several
      * in the payload */
-    const struct flow__jrec *ca = find(r, JREC_ACT_CREATED, "a");
-    const struct flow__jrec *cb = find(r, JREC_ACT_CREATED, "b");
-    const struct flow__jrec *cd = find(r, JREC_ACT_CREATED, "d");
+    const struct flow__jrec *ca = find(JREC_ACT_CREATED, "a");
+    const struct flow__jrec *cb = find(JREC_ACT_CREATED, "b");
+    const struct flow__jrec *cd = find(JREC_ACT_CREATED, "d");
     assert_non_null(ca);
     assert_true(json_equal(json_object_get(ca->payload, "input"), in));
     assert_int_equal(cb->src, ca->act);
@@ -64,22 +85,30 @@ static void test_records_carry_sources_in_order(void **state)
 
     /* per activation: created, started, completed, in that order; the
      * run's first and last records frame everything */
-    size_t n = flow__journal_count(&r->journal);
-    assert_int_equal(flow__journal_get(&r->journal, 0)->type, JREC_RUN_CREATED);
-    assert_int_equal(flow__journal_get(&r->journal, n - 1)->type, JREC_RUN_ENDED);
+    assert_int_equal(recs[0].type, JREC_RUN_CREATED);
+    assert_int_equal(recs[nrecs - 1].type, JREC_RUN_ENDED);
     const char *names[] = {"a", "b", "c", "d"};
     for (int k = 0; k < 4; k++) {
-        size_t cr = find_at(r, JREC_ACT_CREATED, names[k]);
-        size_t st = find_at(r, JREC_ACT_STARTED, names[k]);
-        size_t co = find_at(r, JREC_ACT_COMPLETED, names[k]);
+        size_t cr = find_at(JREC_ACT_CREATED, names[k]);
+        size_t st = find_at(JREC_ACT_STARTED, names[k]);
+        size_t co = find_at(JREC_ACT_COMPLETED, names[k]);
         assert_true(cr < st && st < co);
-        assert_true(flow__journal_get(&r->journal, cr)->time <=
-                    flow__journal_get(&r->journal, co)->time);
+        assert_true(recs[cr].time <= recs[co].time);
     }
     /* d was created only after both b and c completed */
-    size_t d_created = find_at(r, JREC_ACT_CREATED, "d");
-    assert_true(find_at(r, JREC_ACT_COMPLETED, "b") < d_created);
-    assert_true(find_at(r, JREC_ACT_COMPLETED, "c") < d_created);
+    size_t d_created = find_at(JREC_ACT_CREATED, "d");
+    assert_true(find_at(JREC_ACT_COMPLETED, "b") < d_created);
+    assert_true(find_at(JREC_ACT_COMPLETED, "c") < d_created);
+    flow__records_free(recs, nrecs);
+    flow_store_close(store);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+
+    /* The same run with no store keeps no record at all: nobody could
+     * read them. */
+    assert_int_equal(th_run(e, f, in, &r), FLOW_RUN_COMPLETED);
+    assert_false(flow__journal_on(&r->journal));
     json_decref(in);
     flow_run_free(r);
     flow_free(f);
