@@ -41,7 +41,7 @@ struct act *flow__act_new(struct flow_run *r, uint32_t task)
     a->task = task;
     a->status = FLOW_ACT_PENDING;
     r->act_count++;
-    r->trt[task].last = a;
+    r->trt[task].last = a->id;
     return a;
 }
 

@@ -110,7 +110,7 @@ void flow__attempt_failed_ex(struct flow_run *r, struct act *a, char *error, boo
     case FLOW_ON_ERROR_FALLBACK: {
         json_t *in = json_pack("{s:s?,s:s,s:I,s:i}", "error", act_error(a), "task", t->name,
                                "activation", (json_int_t)a->id, "attempts", (int)a->attempt);
-        struct act *fb = in ? flow__run_fire(r, t->fallback->index, in, NULL, 0) : NULL;
+        struct act *fb = in ? flow__run_fire(r, flow__task_fallback(t)->index, in, NULL, 0) : NULL;
         json_decref(in);
         struct act_dyn *fb_dyn = fb ? flow__act_dyn(r, fb) : NULL;
         if (fb_dyn) {
@@ -219,7 +219,7 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
      * task as a whole. */
     bool child = a->dyn && a->dyn->parent;
     if (!child) {
-        r->trt[a->task].latest = a;
+        r->trt[a->task].latest = a->id;
     }
     if (d && d->cancel) {
         flow__run_stop(r, FLOW_RUN_CANCELLED, d->cancel);
@@ -254,7 +254,7 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
         if (a->flags & ACT_IS_FALLBACK && act_stands_for(a)) {
             /* The fallback's output stands for the failed task's. */
             struct act *orig = act_stands_for(a);
-            r->trt[orig->task].latest = a;
+            r->trt[orig->task].latest = a->id;
             flow__run_propagate(r, orig->task, LEAF_TRUE, a);
         }
         if (d && d->work)

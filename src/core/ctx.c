@@ -78,7 +78,7 @@ json_t *flow_ctx_dep(flow_ctx *ctx, const char *task_name)
     json_t *out = NULL;
     WITH_LOCK(ctx, {
         const flow_task *t = flow_find_task(ctx->run->flow, task_name);
-        struct act *latest = t ? ctx->run->trt[t->index].latest : NULL;
+        struct act *latest = t ? flow__act_by_id(ctx->run, ctx->run->trt[t->index].latest) : NULL;
         out = latest ? latest->output : NULL;
     });
     return out;

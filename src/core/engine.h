@@ -132,14 +132,14 @@ static inline struct act *act_stands_for(const struct act *a)
     return a->dyn ? a->dyn->stands_for : NULL;
 }
 
-/* Per task, per run. */
+/* Per task, per run (24 bytes: paid per task of every run). */
 struct task_rt {
     uint32_t satisfied;   /* TRIG_AND: leaves true this round */
     uint32_t resolved;    /* TRIG_AND: leaves resolved this round */
     uint32_t late;        /* leaves absorbed-to-come this round */
     uint32_t activations; /* created so far (max_activations) */
-    struct act *latest;   /* the latest completed activation */
-    struct act *last;     /* the latest activation, whatever its status */
+    uint32_t latest;      /* id of the latest completed activation; 0: none */
+    uint32_t last;        /* id of the latest activation, whatever its status */
 };
 
 /* One event waiting for the observer. Strings point into the flow or the
@@ -223,6 +223,20 @@ struct flow_run {
                                      * holds, taken by flow__feedback_resume */
     bool wait_for_people;           /* [L] flow_run_options.wait: do not pause for them */
 };
+
+#define ACT_CHUNK 256
+
+/* The i-th activation (0-based). */
+static inline struct act *flow__act_at(const struct flow_run *r, size_t i)
+{
+    return &r->act_chunks[i / ACT_CHUNK][i % ACT_CHUNK];
+}
+
+/* The activation with this id; NULL for 0. */
+static inline struct act *flow__act_by_id(const struct flow_run *r, uint32_t id)
+{
+    return id ? flow__act_at(r, (size_t)id - 1) : NULL;
+}
 
 struct pending_sig {
     uint32_t task;   /* the source task that finished */

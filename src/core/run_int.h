@@ -13,14 +13,6 @@
 
 #include "core/engine.h"
 
-#define ACT_CHUNK 256
-
-/* The i-th activation (0-based). */
-static inline struct act *flow__act_at(const struct flow_run *r, size_t i)
-{
-    return &r->act_chunks[i / ACT_CHUNK][i % ACT_CHUNK];
-}
-
 static inline const char *flow__task_name(const struct flow_run *r, uint32_t task)
 {
     return r->flow->tasks.items[task]->name;

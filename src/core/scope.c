@@ -56,19 +56,21 @@ static json_t *lookup(void *udata, const struct flow__tmpl_path *path, flow_erro
             return NULL;
         }
         const struct task_rt *rt = &r->trt[t->index];
+        const struct act *latest = flow__act_by_id(r, rt->latest);
+        const struct act *last = flow__act_by_id(r, rt->last);
         from = 3;
         if (!field || !strcmp(field, "output")) {
-            if (!rt->latest) {
+            if (!latest) {
                 flow__error(err, FLOW_ETEMPLATE, "task '%s' has no output yet", name);
                 return NULL;
             }
-            base = rt->latest->output;
+            base = latest->output;
         } else if (!strcmp(field, "status")) {
-            owned = json_string(rt->last ? flow_act_status_name((flow_act_status)rt->last->status)
-                                         : "pending");
+            owned = json_string(last ? flow_act_status_name((flow_act_status)last->status)
+                                      : "pending");
             base = owned;
         } else if (!strcmp(field, "error")) {
-            owned = rt->last && act_error(rt->last) ? json_string(act_error(rt->last)) : json_null();
+            owned = last && act_error(last) ? json_string(act_error(last)) : json_null();
             base = owned;
         } else {
             flow__error(err, FLOW_ETEMPLATE,

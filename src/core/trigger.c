@@ -14,13 +14,14 @@
 
 /* ---- triggers ----------------------------------------------------------- */
 
-/* [L] Create and queue an activation of `task`. `input` (borrowed) is
- * explicit, or NULL to build it from `srcs` when asked. */
-struct act *flow__run_fire(struct flow_run *r, uint32_t task, json_t *input, struct act **srcs,
-                           uint32_t nsrc)
+/* [L] flow__run_fire; `owned`: `srcs` is a heap array the activation takes
+ * (freed here when it does not), so that a join's sources are not copied. */
+static struct act *fire(struct flow_run *r, uint32_t task, json_t *input, struct act **srcs,
+                        uint32_t nsrc, bool owned)
 {
+    struct act *a = NULL;
     if (r->stopping)
-        return NULL;
+        goto out;
     const struct flow_task *t = r->flow->tasks.items[task];
     struct task_rt *rt = &r->trt[task];
     if (rt->activations >= (uint32_t)t->policy->max_activations) {
@@ -30,12 +31,12 @@ struct act *flow__run_fire(struct flow_run *r, uint32_t task, json_t *input, str
                  "(raise 'max_activations' if it is meant to run more)",
                  t->name, t->policy->max_activations);
         flow__run_stop(r, FLOW_RUN_FAILED, why);
-        return NULL;
+        goto out;
     }
-    struct act *a = flow__act_new(r, task);
+    a = flow__act_new(r, task);
     if (!a) {
         flow__run_stop(r, FLOW_RUN_FAILED, "out of memory creating an activation");
-        return NULL;
+        goto out;
     }
     rt->activations++;
     if (input) {
@@ -44,13 +45,16 @@ struct act *flow__run_fire(struct flow_run *r, uint32_t task, json_t *input, str
         a->src.one = srcs[0];
         a->nsrc = 1;
     } else if (nsrc > 1) {
-        a->src.many = flow__reallocarray(NULL, nsrc, sizeof(*srcs));
+        a->src.many = owned ? srcs : flow__reallocarray(NULL, nsrc, sizeof(*srcs));
         if (!a->src.many) {
             flow__run_stop(r, FLOW_RUN_FAILED, "out of memory creating an activation");
             a->status = FLOW_ACT_CANCELLED;
-            return NULL;
+            a = NULL;
+            goto out;
         }
-        memcpy(a->src.many, srcs, nsrc * sizeof(*srcs));
+        if (!owned)
+            memcpy(a->src.many, srcs, nsrc * sizeof(*srcs));
+        owned = false;
         a->nsrc = nsrc;
     }
     r->unfinished++;
@@ -64,12 +68,23 @@ struct act *flow__run_fire(struct flow_run *r, uint32_t task, json_t *input, str
     } else if (nsrc > 1) {
         json_t *ids = json_array();
         for (uint32_t i = 0; ids && i < nsrc; i++)
-            json_array_append_new(ids, json_integer((json_int_t)srcs[i]->id));
+            json_array_append_new(ids, json_integer((json_int_t)a->src.many[i]->id));
         payload = ids ? json_pack("{s:o}", "sources", ids) : NULL;
     }
-    flow__run_journal_src(r, JREC_ACT_CREATED, a, payload, nsrc == 1 && !input ? srcs[0] : NULL);
+    flow__run_journal_src(r, JREC_ACT_CREATED, a, payload, a->nsrc == 1 ? a->src.one : NULL);
     flow__engine_enqueue(r->engine, a);
+out:
+    if (owned)
+        flow__free(srcs);
     return a;
+}
+
+/* [L] Create and queue an activation of `task`. `input` (borrowed) is
+ * explicit, or NULL to build it from `srcs` when asked. */
+struct act *flow__run_fire(struct flow_run *r, uint32_t task, json_t *input, struct act **srcs,
+                           uint32_t nsrc)
+{
+    return fire(r, task, input, srcs, nsrc, false);
 }
 
 /* [L] The task is skipped this round: record it and tell its dependants. */
@@ -136,9 +151,10 @@ static void resolve(struct flow_run *r, const struct flow_task *t, uint8_t outco
             const struct flow_leaf *l = &f->leaves[t->leaf_first + i];
             if (ls[i] != LEAF_TRUE || l->kind == LEAF_WHEN_LABEL)
                 continue;
-            struct act *latest = r->trt[l->source].latest;
+            const struct task_rt *from = &r->trt[l->source];
+            struct act *latest = flow__act_by_id(r, from->latest);
             /* An optional dependency that failed gives no output. */
-            if (latest && r->trt[l->source].last == latest)
+            if (latest && from->last == from->latest)
                 srcs[nsrc++] = latest;
             else if (latest && l->kind != LEAF_OPTIONAL)
                 srcs[nsrc++] = latest;
@@ -153,10 +169,11 @@ static void resolve(struct flow_run *r, const struct flow_task *t, uint8_t outco
         }
     }
     rt->satisfied = rt->resolved = 0;
-    if (outcome == LEAF_TRUE)
-        flow__run_fire(r, t->index, NULL, srcs, nsrc);
-    else
-        flow__run_skip(r, t->index);
+    if (outcome == LEAF_TRUE) {
+        fire(r, t->index, NULL, srcs, nsrc, srcs != one);
+        return;
+    }
+    flow__run_skip(r, t->index);
     if (srcs != one)
         flow__free(srcs);
 }

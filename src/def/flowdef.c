@@ -5,6 +5,7 @@
 #include "def/flowdef.h"
 
 #include <ctype.h>
+#include <stdalign.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -292,7 +293,7 @@ flow_task *flow_add_task(flow *f, const char *name, flow_error *err)
                     name ? name : "");
         return NULL;
     }
-    if (f->tasks.count >= UINT32_MAX - 1) {
+    if (f->tasks.count >= FLOW__MAX_TASKS - 1) {
         flow__error(err, FLOW_ELIMIT, "too many tasks in flow '%s'", f->name);
         return NULL;
     }
@@ -301,7 +302,8 @@ flow_task *flow_add_task(flow *f, const char *name, flow_error *err)
     uint32_t index = (uint32_t)f->tasks.count;
     flow_err rc = FLOW_OK;
     FLOW__VEC_RESERVE(&f->tasks, f->tasks.count + 1, rc);
-    struct flow_task *t = rc ? NULL : flow__arena_alloc(&f->arena, sizeof(*t));
+    struct flow_task *t =
+        rc ? NULL : flow__arena_alloc_aligned(&f->arena, sizeof(*t), alignof(struct flow_task));
     const char *copy = t ? flow__arena_strdup(&f->arena, name) : NULL;
     if (!copy) {
         flow__error(err, FLOW_ENOMEM, "out of memory adding task '%s'", name);
@@ -741,11 +743,12 @@ flow_err flow_task_set_fallback(flow_task *t, flow_task *fallback)
     if (!fallback || fallback->flow != t->flow || fallback == t)
         return FLOW_EINVAL;
     struct task_policy *p = own_policy(t);
-    if (!p)
+    struct task_ext *x = p ? ext_of(t) : NULL;
+    if (!x)
         return FLOW_ENOMEM;
     p->on_error = FLOW_ON_ERROR_FALLBACK;
     p->set |= POL_ON_ERROR;
-    t->fallback = fallback;
+    x->fallback = fallback;
     return FLOW_OK;
 }
 

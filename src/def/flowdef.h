@@ -100,6 +100,7 @@ struct task_ext {
     json_t *foreach_src;
     int concurrency;             /* foreach: at most this many at once; 0: no limit */
     struct feedback_spec *feedback; /* TASK_FEEDBACK */
+    struct flow_task *fallback;  /* on_error: fallback */
 };
 
 /* Kinds of dependency edges a task declares (before compilation). */
@@ -115,7 +116,6 @@ struct flow_task {
     bool router;
     flow_task_fn fn;
     void *udata;
-    struct flow_task *fallback;
     const struct task_policy *policy; /* flow->defaults or own_policy */
     struct task_ext *ext;    /* NULL until needed */
     /* Compiled by graph.c: */
@@ -127,11 +127,21 @@ struct flow_task {
     bool is_fallback_target;
 };
 
+/* The task standing in when `t` fails (on_error: fallback), or NULL. */
+static inline struct flow_task *flow__task_fallback(const struct flow_task *t)
+{
+    return t->ext ? t->ext->fallback : NULL;
+}
+
+/* Tasks (and labels) of one flow: indexes fit the packed edges and leaves
+ * below, which are paid per dependency of every task. */
+#define FLOW__MAX_TASKS ((uint32_t)1 << 29)
+
 /* One declared dependency: `task` waits for `dep`. */
 struct flow_edge {
     uint32_t task;
-    uint32_t dep;
-    uint8_t kind; /* enum edge_kind */
+    uint32_t dep : 30;
+    uint32_t kind : 2; /* enum edge_kind */
 };
 
 /* How a compiled trigger is evaluated. */
@@ -146,9 +156,9 @@ enum leaf_kind { LEAF_AFTER = 0, LEAF_OPTIONAL, LEAF_ANY, LEAF_WHEN_TASK, LEAF_W
 
 /* A leaf of a compiled trigger. */
 struct flow_leaf {
-    uint32_t owner;  /* the task whose trigger this is */
-    uint32_t source; /* task index (task leaves) or label index */
-    uint8_t kind;    /* enum leaf_kind */
+    uint32_t owner;      /* the task whose trigger this is */
+    uint32_t source : 29; /* task index (task leaves) or label index */
+    uint32_t kind : 3;   /* enum leaf_kind */
 };
 
 /* Expression node for TRIG_EXPR (postfix-free tree in an array). */

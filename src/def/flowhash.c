@@ -64,7 +64,7 @@ static uint64_t fp_task(uint64_t h, const struct flow_task *t, bool *ok)
     h = flow__fnv_str(h, t->name);
     unsigned char flags[4] = {t->kind, (unsigned char)t->start, t->entry, t->router};
     h = fp_bytes(h, flags, sizeof(flags));
-    h = flow__fnv_str(h, t->fallback ? t->fallback->name : NULL);
+    h = flow__fnv_str(h, flow__task_fallback(t) ? flow__task_fallback(t)->name : NULL);
     h = fp_policy(h, t->policy);
     const struct task_ext *x = t->ext;
     if (!x)

@@ -48,7 +48,7 @@ int flow__label_index(const struct flow *f, const char *name)
 static int label_intern(struct flow *f, const char *name)
 {
     int i = flow__label_index(f, name);
-    if (i >= 0)
+    if (i >= 0 || f->labels.count >= FLOW__MAX_TASKS)
         return i;
     struct label_info li = {0};
     li.name = flow__arena_strdup(&f->arena, name);
@@ -240,6 +240,15 @@ static void compile_task(struct compiler *c, struct flow_task *t, const struct f
         }
         if (when)
             compile_cond(c, t, when, k);
+        if (!f->expr_root) { /* most flows have no expression: no table */
+            size_t n = f->tasks.count;
+            f->expr_root = flow__reallocarray(NULL, n, sizeof(*f->expr_root));
+            if (!f->expr_root) {
+                c->nomem = true;
+                return;
+            }
+            memset(f->expr_root, 0xff, n * sizeof(*f->expr_root)); /* UINT32_MAX */
+        }
         f->expr_root[t->index] = root;
     }
     t->leaf_count = (uint32_t)c->leaves.count - t->leaf_first;
@@ -354,8 +363,8 @@ static flow_err find_end_tasks(struct flow *f)
     }
     for (size_t i = 0; i < n; i++) {
         const struct flow_task *t = f->tasks.items[i];
-        if (t->fallback && t->fallback != t)
-            named[t->fallback->index] = true;
+        if (flow__task_fallback(t) && flow__task_fallback(t) != t)
+            named[flow__task_fallback(t)->index] = true;
     }
     for (size_t i = 0; i < f->connections.count; i++) {
         const struct flow_connection *cn = &f->connections.items[i];
@@ -383,10 +392,11 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
     /* Group the edges by task with a counting sort. */
     uint32_t *edge_off = flow__calloc(n + 1, sizeof(*edge_off));
     struct flow_edge *sorted = flow__calloc(f->edges.count ? f->edges.count : 1, sizeof(*sorted));
-    f->expr_root = flow__calloc(n ? n : 1, sizeof(*f->expr_root));
     c.seen_and = flow__calloc(n ? n : 1, sizeof(*c.seen_and));
     c.seen_any = flow__calloc(n ? n : 1, sizeof(*c.seen_any));
-    if (!edge_off || !sorted || !f->expr_root || !c.seen_and || !c.seen_any)
+    flow_err vrc = FLOW_OK;
+    FLOW__VEC_RESERVE(&c.leaves, f->edges.count, vrc); /* one leaf per edge, mostly */
+    if (vrc || !edge_off || !sorted || !c.seen_and || !c.seen_any)
         goto out_nomem;
     for (size_t i = 0; i < f->edges.count; i++)
         edge_off[f->edges.items[i].task + 1]++;
@@ -403,17 +413,16 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
     for (size_t i = 0; i < n; i++) {
         struct flow_task *t = f->tasks.items[i];
         t->is_fallback_target = false;
-        f->expr_root[i] = UINT32_MAX;
     }
     for (size_t i = 0; i < n && !c.nomem; i++) {
         struct flow_task *t = f->tasks.items[i];
         compile_task(&c, t, sorted + edge_off[i], edge_off[i + 1] - edge_off[i]);
-        if (t->fallback)
-            t->fallback->is_fallback_target = true;
-        if (t->policy->on_error == FLOW_ON_ERROR_FALLBACK && !t->fallback)
+        if (flow__task_fallback(t))
+            flow__task_fallback(t)->is_fallback_target = true;
+        if (t->policy->on_error == FLOW_ON_ERROR_FALLBACK && !flow__task_fallback(t))
             report(&c, t, FLOW_EVALIDATION, "task '%s' has on_error fallback but no fallback task",
                    t->name);
-        if (t->fallback == t)
+        if (flow__task_fallback(t) == t)
             report(&c, t, FLOW_EVALIDATION, "task '%s' cannot be its own fallback", t->name);
         if (t->kind == TASK_FN && !t->fn)
             report(&c, t, FLOW_EVALIDATION, "task '%s' has no function", t->name);
@@ -445,6 +454,10 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
     }
     if (c.nomem)
         goto out_nomem;
+    /* Compiled once per definition and kept as long as it: exact sizes. */
+    FLOW__VEC_SHRINK(&c.leaves);
+    FLOW__VEC_SHRINK(&f->edges);
+    FLOW__VEC_SHRINK(&f->tasks);
     f->leaves = c.leaves.items;
     f->leaf_count = (uint32_t)c.leaves.count;
     c.leaves.items = NULL;
@@ -717,8 +730,8 @@ json_t *flow_describe(flow *f)
     for (size_t i = 0; i < f->edges.count; i++)
         not_start[f->edges.items[i].task] |= 1;
     for (size_t i = 0; i < f->tasks.count; i++)
-        if (f->tasks.items[i]->fallback)
-            not_start[f->tasks.items[i]->fallback->index] |= 2;
+        if (flow__task_fallback(f->tasks.items[i]))
+            not_start[flow__task_fallback(f->tasks.items[i])->index] |= 2;
     for (size_t i = 0; i < f->edges.count; i++) {
         const struct flow_edge *e = &f->edges.items[i];
         json_array_append_new(edges,
@@ -740,7 +753,7 @@ json_t *flow_describe(flow *f)
             kind_name(t), "start", is_start, "entry", t->entry, "router", t->router, "executor",
             executor_name(t), "timeout", t->policy->timeout, "retries", t->policy->retries,
             "on_error", on_error_name(t->policy->on_error), "fallback",
-            t->fallback ? t->fallback->name : NULL, "priority", t->policy->priority, "on",
+            flow__task_fallback(t) ? flow__task_fallback(t)->name : NULL, "priority", t->policy->priority, "on",
             json_array());
         if (!jt)
             continue;
@@ -771,9 +784,9 @@ json_t *flow_describe(flow *f)
             json_array_append_new(edges, json_pack("{s:n,s:s,s:s,s:s}", "from", "to", t->name,
                                                    "kind", "label", "label", x->on.items[k]));
         }
-        if (t->fallback)
+        if (flow__task_fallback(t))
             json_array_append_new(edges, json_pack("{s:s,s:s,s:s}", "from", t->name, "to",
-                                                   t->fallback->name, "kind", "fallback"));
+                                                   flow__task_fallback(t)->name, "kind", "fallback"));
         json_array_append_new(tasks, jt);
     }
     for (size_t i = 0; i < f->connections.count; i++) {

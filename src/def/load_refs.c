@@ -79,8 +79,8 @@ static void edges(struct flow *f, uint32_t *count, uint32_t *pred, uint32_t *fil
         EDGE(f->edges.items[i].task, f->edges.items[i].dep);
     for (size_t i = 0; i < f->tasks.count; i++) {
         const struct flow_task *t = f->tasks.items[i];
-        if (t->fallback)
-            EDGE(t->fallback->index, (uint32_t)i);
+        if (flow__task_fallback(t))
+            EDGE(flow__task_fallback(t)->index, (uint32_t)i);
         if (t->ext && t->ext->when)
             cond_deps(f, (uint32_t)i, t->ext->when, count, pred, fill);
     }

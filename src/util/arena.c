@@ -38,7 +38,11 @@ void flow__arena_cleanup(struct flow__arena *a)
 
 void *flow__arena_alloc(struct flow__arena *a, size_t size)
 {
-    const size_t align = alignof(max_align_t);
+    return flow__arena_alloc_aligned(a, size, alignof(max_align_t));
+}
+
+void *flow__arena_alloc_aligned(struct flow__arena *a, size_t size, size_t align)
+{
     size = (size + align - 1) & ~(align - 1);
     /* Strings are bumped unaligned: realign the cursor first. */
     size_t pad = (size_t)(-(uintptr_t)a->next & (align - 1));

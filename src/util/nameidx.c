@@ -45,7 +45,9 @@ static flow_err grow(struct flow__nameidx *x)
 flow_err flow__nameidx_add(struct flow__nameidx *x, const char *name, uint32_t index,
                            flow__name_of_fn name_of, const void *table, uint32_t *existing)
 {
-    if (!x->slots || (x->count + 1) * 4 > (x->mask + 1) * 3) {
+    /* Up to 7/8 full: one slot is 8 bytes per task of every flow, and
+     * lookups by name are not on the scheduling path. */
+    if (!x->slots || (x->count + 1) * 8 > (x->mask + 1) * 7) {
         if (grow(x))
             return FLOW_ENOMEM;
     }

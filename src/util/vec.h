@@ -32,6 +32,19 @@
         }                                                                      \
     } while (0)
 
+/* Give back the unused capacity (a vector that will not grow again, sized
+ * per task: doubling leaves up to half of it empty). Failing keeps it as is. */
+#define FLOW__VEC_SHRINK(v)                                                    \
+    do {                                                                       \
+        if ((v)->count && (v)->count < (v)->cap) {                             \
+            void *p__ = flow__reallocarray((v)->items, (v)->count, sizeof(*(v)->items)); \
+            if (p__) {                                                         \
+                (v)->items = p__;                                              \
+                (v)->cap = (v)->count;                                         \
+            }                                                                  \
+        }                                                                      \
+    } while (0)
+
 #define FLOW__VEC_PUSH(v, item, rc)                                            \
     do {                                                                       \
         if ((v)->count == (v)->cap) {                                          \
