@@ -353,6 +353,8 @@ bool flow__run_settle_optionals(struct flow_run *r)
 {
     const struct flow *f = r->flow;
     bool fired = false;
+    if (!f->has_optional)
+        return false;
     for (size_t i = 0; i < f->tasks.count && !r->stopping; i++) {
         const struct flow_task *t = f->tasks.items[i];
         if (t->trig != TRIG_AND)

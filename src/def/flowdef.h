@@ -215,6 +215,7 @@ struct flow {
     bool dirty;
     struct flow_leaf *leaves;
     uint32_t leaf_count;
+    bool has_optional;              /* some leaf is LEAF_OPTIONAL */
     uint32_t *dependant_off;        /* n+1 offsets into dependant_leaf */
     uint32_t *dependant_leaf;       /* leaf indexes whose source is that task */
     struct expr_node *expr;         /* for TRIG_EXPR tasks */

@@ -26,6 +26,7 @@ void flow__graph_reset(struct flow *f)
     f->expr = NULL;
     f->expr_root = NULL;
     f->leaf_count = 0;
+    f->has_optional = false;
     f->expr_count = 0;
     for (size_t i = 0; i < f->labels.count; i++) {
         FLOW__VEC_FREE(&f->labels.items[i].subscribers);
@@ -105,6 +106,8 @@ static void report(struct compiler *c, const struct flow_task *t, flow_err code,
 static uint32_t add_leaf(struct compiler *c, uint32_t owner, uint32_t source, int kind)
 {
     struct flow_leaf l = {.owner = owner, .source = source, .kind = (uint8_t)kind};
+    if (kind == LEAF_OPTIONAL)
+        c->f->has_optional = true;
     flow_err rc = FLOW_OK;
     FLOW__VEC_PUSH(&c->leaves, l, rc);
     if (rc)

@@ -38,9 +38,12 @@ for h in $harnesses; do
     # setsid: no controlling terminal, so a fuzzed `flow: /dev/tty` cannot
     # wait for the keyboard.
     # shellcheck disable=SC2086
+    # Kept seeds, when the harness has any (the store's come from fuzz_seeds).
+    seeds=()
+    [ -d "$src/tests/fuzz/corpus/$h" ] && seeds=("$src/tests/fuzz/corpus/$h")
     setsid -w "$build/fuzz/fuzz_$h" -max_total_time="$time" -timeout=25 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$crashes/" -dict="$src/tests/fuzz/dict/$h.dict" \
-        ${FUZZ_FLAGS:-} "$corpus/$h" "$src/tests/fuzz/corpus/$h" </dev/null >"$log" 2>&1
+        ${FUZZ_FLAGS:-} "$corpus/$h" "${seeds[@]}" </dev/null >"$log" 2>&1
     rc=$?
     rm -f "$crashes"/slow-unit-*
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
