@@ -75,7 +75,16 @@ struct compiler {
     FLOW__VEC(struct expr_node) expr;
     uint32_t *seen_and; /* per dependency: owner index + 1 of the last leaf made */
     uint32_t *seen_any;
+    /* Per task, what other tasks say of it (a task list of 100,000 is
+     * megabytes: one pass over it gathers what later passes need). */
+    uint8_t *mark;
+    FLOW__VEC(uint32_t) subscribing; /* tasks with `on:` labels */
     bool nomem;
+};
+
+enum task_mark {
+    MARK_NOT_START = 1, /* a fallback or connection target */
+    MARK_NAMED = 2      /* named by another task's fallback or connection */
 };
 
 static void report(struct compiler *c, const struct flow_task *t, flow_err code,
@@ -353,35 +362,23 @@ out:
  * result must not depend on which task happened to finish last. A router's
  * output is a label for others, so a router is an end task only when no
  * other task is one. */
-static flow_err find_end_tasks(struct flow *f)
+static flow_err find_end_tasks(struct compiler *c)
 {
+    struct flow *f = c->f;
     size_t n = f->tasks.count;
-    bool *named = flow__calloc(n ? n : 1, sizeof(*named));
-    if (!named)
-        return FLOW_ENOMEM;
+    uint8_t *mark = c->mark;
     for (uint32_t i = 0; i < f->leaf_count; i++) {
         const struct flow_leaf *l = &f->leaves[i];
         if (l->kind != LEAF_WHEN_LABEL && l->source != l->owner)
-            named[l->source] = true;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const struct flow_task *t = f->tasks.items[i];
-        if (flow__task_fallback(t) && flow__task_fallback(t) != t)
-            named[flow__task_fallback(t)->index] = true;
-    }
-    for (size_t i = 0; i < f->connections.count; i++) {
-        const struct flow_connection *cn = &f->connections.items[i];
-        if (cn->from != cn->to)
-            named[cn->from] = true;
+            mark[l->source] |= MARK_NAMED;
     }
     flow_err rc = FLOW_OK;
     for (int routers = 0; routers < 2 && !f->end_tasks.count && !rc; routers++) {
         for (size_t i = 0; i < n && !rc; i++) {
-            if (!named[i] && f->tasks.items[i]->router == (routers == 1))
+            if (!(mark[i] & MARK_NAMED) && f->tasks.items[i]->router == (routers == 1))
                 FLOW__VEC_PUSH(&f->end_tasks, (uint32_t)i, rc);
         }
     }
-    flow__free(named);
     return rc;
 }
 
@@ -397,9 +394,10 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
     struct flow_edge *sorted = flow__calloc(f->edges.count ? f->edges.count : 1, sizeof(*sorted));
     c.seen_and = flow__calloc(n ? n : 1, sizeof(*c.seen_and));
     c.seen_any = flow__calloc(n ? n : 1, sizeof(*c.seen_any));
+    c.mark = flow__calloc(n ? n : 1, sizeof(*c.mark));
     flow_err vrc = FLOW_OK;
     FLOW__VEC_RESERVE(&c.leaves, f->edges.count, vrc); /* one leaf per edge, mostly */
-    if (vrc || !edge_off || !sorted || !c.seen_and || !c.seen_any)
+    if (vrc || !edge_off || !sorted || !c.seen_and || !c.seen_any || !c.mark)
         goto out_nomem;
     for (size_t i = 0; i < f->edges.count; i++)
         edge_off[f->edges.items[i].task + 1]++;
@@ -413,15 +411,17 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
         edge_off[i] = edge_off[i - 1];
     edge_off[0] = 0;
 
-    for (size_t i = 0; i < n; i++) {
-        struct flow_task *t = f->tasks.items[i];
-        t->is_fallback_target = false;
-    }
     for (size_t i = 0; i < n && !c.nomem; i++) {
         struct flow_task *t = f->tasks.items[i];
         compile_task(&c, t, sorted + edge_off[i], edge_off[i + 1] - edge_off[i]);
-        if (flow__task_fallback(t))
-            flow__task_fallback(t)->is_fallback_target = true;
+        const struct flow_task *fb = flow__task_fallback(t);
+        if (fb)
+            c.mark[fb->index] |= fb != t ? MARK_NOT_START | MARK_NAMED : MARK_NOT_START;
+        if (t->ext && t->ext->on.count) {
+            flow_err prc = FLOW_OK;
+            FLOW__VEC_PUSH(&c.subscribing, (uint32_t)i, prc);
+            c.nomem |= prc != FLOW_OK;
+        }
         if (t->policy->on_error == FLOW_ON_ERROR_FALLBACK && !flow__task_fallback(t))
             report(&c, t, FLOW_EVALIDATION, "task '%s' has on_error fallback but no fallback task",
                    t->name);
@@ -495,13 +495,14 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
         if (f->leaves[i].kind == LEAF_WHEN_LABEL)
             FLOW__VEC_PUSH(&f->labels.items[f->leaves[i].source].leaves, i, rc);
     }
-    for (size_t i = 0; i < n && !rc; i++) {
+    for (size_t s = 0; s < c.subscribing.count && !rc; s++) {
+        uint32_t i = c.subscribing.items[s];
         struct flow_task *t = f->tasks.items[i];
-        for (size_t k = 0; t->ext && k < t->ext->on.count && !rc; k++) {
+        for (size_t k = 0; k < t->ext->on.count && !rc; k++) {
             int li = label_intern(f, t->ext->on.items[k]);
             if (li < 0)
                 goto out_nomem;
-            FLOW__VEC_PUSH(&f->labels.items[li].subscribers, (uint32_t)i, rc);
+            FLOW__VEC_PUSH(&f->labels.items[li].subscribers, i, rc);
         }
     }
     if (rc)
@@ -521,13 +522,16 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
         cn->from = from ? from->index : 0;
         cn->to = to ? to->index : 0;
         if (to)
-            f->tasks.items[to->index]->is_fallback_target = true; /* not a start task */
+            c.mark[to->index] |= MARK_NOT_START;
+        if (from && to && from != to)
+            c.mark[from->index] |= MARK_NAMED;
     }
     /* Start tasks. */
     bool any_entry = false;
     f->has_routers = false;
     for (size_t i = 0; i < n; i++) {
         struct flow_task *t = f->tasks.items[i];
+        t->is_fallback_target = (c.mark[i] & MARK_NOT_START) != 0;
         bool triggered = t->leaf_count || (t->ext && t->ext->on.count);
         t->is_start = t->start == 1 || (t->start == -1 && !triggered && !t->is_fallback_target);
         any_entry |= t->entry;
@@ -535,7 +539,7 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
         if (t->is_start)
             FLOW__VEC_PUSH(&f->start_tasks, (uint32_t)i, rc);
     }
-    if (rc || find_end_tasks(f) != FLOW_OK)
+    if (rc || find_end_tasks(&c) != FLOW_OK)
         goto out_nomem;
     if (n == 0)
         report(&c, NULL, FLOW_EVALIDATION, "flow '%s' has no tasks", f->name);
@@ -552,6 +556,8 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
     flow__free(sorted);
     flow__free(c.seen_and);
     flow__free(c.seen_any);
+    flow__free(c.mark);
+    FLOW__VEC_FREE(&c.subscribing);
     f->compiling = false;
     if (c.errors) {
         if (err)
@@ -569,6 +575,8 @@ out_nomem:
     FLOW__VEC_FREE(&c.expr);
     flow__free(c.seen_and);
     flow__free(c.seen_any);
+    flow__free(c.mark);
+    FLOW__VEC_FREE(&c.subscribing);
     flow__free(edge_off);
     flow__free(sorted);
     flow__graph_reset(f);
