@@ -76,7 +76,7 @@ struct flow__cmd {
     bool tail_full;       /* the ring has wrapped */
     bool tail_nomem;
 
-    bool input_shared;    /* input_path is work_dir/null.json, not ours to remove */
+    bool input_shared;    /* input_path is a shared input file, not ours to remove */
     bool outputs_gone;    /* FLOW_OUTPUT and FLOW_CONTROL read and removed, or absent */
     int dirfd;            /* the work_dir: every file is opened relative to it */
     bool own_dirfd;       /* opened here (the caller gave no flow__workdir) */
@@ -329,17 +329,36 @@ static void format_size(size_t n, char *buf, size_t cap)
 /* ------------------------------------------------------------------------ */
 /* Files of the attempt                                                      */
 
-/* work_dir/null.json holds "null\n" for every attempt whose input is null:
- * checked with one fstatat (a link or anything else in its place is
- * replaced), written once. */
-static flow_err ensure_null_input(struct flow__cmd *c, flow_error *err)
+/* The inputs most attempts get -- null, and {} (the inputs of a run started
+ * without any, given to its start tasks) -- are files shared by every such
+ * attempt of the work directory, written once: a file created and removed
+ * per attempt cost W2 two inode operations a task. */
+static const struct shared_input {
+    const char *name; /* in the work directory */
+    off_t size;       /* of the compact JSON and its newline */
+} shared_inputs[] = {{"null.json", 5}, {"empty.json", 3}};
+
+/* Which shared input file holds `input`; -1: none. */
+static int shared_input_of(const json_t *input)
+{
+    if (!input || json_is_null(input))
+        return 0;
+    if (json_is_object(input) && json_object_size(input) == 0)
+        return 1;
+    return -1;
+}
+
+/* The shared input file is there: checked with one fstatat (a link or
+ * anything else in its place is replaced), written once. */
+static flow_err ensure_shared_input(struct flow__cmd *c, const json_t *input, int which,
+                                    flow_error *err)
 {
     struct stat st;
     if (fstatat(c->dirfd, c->input_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-        st.st_size == 5)
+        st.st_size == shared_inputs[which].size)
         return FLOW_OK;
-    return flow__workfile_write_json(c->dirfd, c->input_name, json_null(), JSON_COMPACT,
-                                     "task input", c->input_path, err);
+    return flow__workfile_write_json(c->dirfd, c->input_name, input ? input : json_null(),
+                                     JSON_COMPACT, "task input", c->input_path, err);
 }
 
 /* Read a whole file of at most `limit` bytes, `name` in `dirfd`. Returns 0
@@ -473,7 +492,7 @@ static int watch_child(pid_t pid, bool *is_timer)
 }
 
 /* Lay the attempt's file names out after the struct. */
-static struct flow__cmd *cmd_new(const struct flow__cmd_spec *spec, bool null_input)
+static struct flow__cmd *cmd_new(const struct flow__cmd_spec *spec, int shared)
 {
     char prefix[64];
     int plen = snprintf(prefix, sizeof(prefix), "/a%" PRIu64 "-%d.", spec->activation,
@@ -481,7 +500,7 @@ static struct flow__cmd *cmd_new(const struct flow__cmd_spec *spec, bool null_in
     size_t dir_len = strlen(spec->work_dir);
     size_t stem = dir_len + (size_t)plen;
     size_t size = (stem + sizeof("input.json")) + (stem + sizeof("output")) +
-                  (stem + sizeof("control")) + (dir_len + sizeof("/null.json"));
+                  (stem + sizeof("control")) + (dir_len + sizeof("/empty.json"));
     struct flow__cmd *c = flow__calloc(1, sizeof(*c) + size);
     if (!c)
         return NULL;
@@ -491,11 +510,12 @@ static struct flow__cmd *cmd_new(const struct flow__cmd_spec *spec, bool null_in
     c->control_path = p;
     p += snprintf(p, stem + sizeof("control"), "%s%scontrol", spec->work_dir, prefix) + 1;
     c->input_path = p;
-    if (null_input)
-        snprintf(p, dir_len + sizeof("/null.json"), "%s/null.json", spec->work_dir);
+    if (shared >= 0)
+        snprintf(p, dir_len + sizeof("/empty.json"), "%s/%s", spec->work_dir,
+                 shared_inputs[shared].name);
     else
         snprintf(p, stem + sizeof("input.json"), "%s%sinput.json", spec->work_dir, prefix);
-    c->input_shared = null_input;
+    c->input_shared = shared >= 0;
     c->output_name = c->output_path + dir_len + 1;
     c->control_name = c->control_path + dir_len + 1;
     c->input_name = c->input_path + dir_len + 1;
@@ -558,12 +578,12 @@ static flow_err open_work_dir(const struct flow__cmd_spec *spec, struct flow__cm
  * FLOW_OUTPUT and FLOW_CONTROL removed, so that the task creates them anew
  * and writes through nothing another task planted there. (Creating them
  * empty, 0600, cost W2 two inode allocations a task: several percent.) */
-static flow_err create_files(const struct flow__cmd_spec *spec, struct flow__cmd *c,
-                             bool null_input, flow_error *err)
+static flow_err create_files(const struct flow__cmd_spec *spec, struct flow__cmd *c, int shared,
+                             flow_error *err)
 {
     flow_err rc;
-    if (null_input)
-        rc = ensure_null_input(c, err);
+    if (shared >= 0)
+        rc = ensure_shared_input(c, spec->input, shared, err);
     else
         rc = flow__workfile_write_json(c->dirfd, c->input_name, spec->input, JSON_COMPACT,
                                        "task input", c->input_path, err);
@@ -616,8 +636,8 @@ flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **o
 
     /* Before the first child: orphans of its children must come to us. */
     flow__tree_prepare();
-    bool null_input = !spec->input || json_is_null(spec->input);
-    struct flow__cmd *c = cmd_new(spec, null_input);
+    int shared = shared_input_of(spec->input);
+    struct flow__cmd *c = cmd_new(spec, shared);
     if (!c)
         return flow__error(err, FLOW_ENOMEM, "out of memory starting '%s'", argv[0]);
 
@@ -626,7 +646,7 @@ flow_err flow__cmd_start(const struct flow__cmd_spec *spec, struct flow__cmd **o
         cmd_free(c);
         return rc;
     }
-    rc = create_files(spec, c, null_input, err);
+    rc = create_files(spec, c, shared, err);
     if (rc != FLOW_OK) {
         remove_files(c);
         cmd_free(c);

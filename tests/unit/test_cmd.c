@@ -47,7 +47,7 @@ static int count_fds(void)
     return n;
 }
 
-/* Names in `dir` other than the shared null.json. */
+/* Names in `dir` other than the shared input files. */
 static int count_attempt_files(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -55,7 +55,8 @@ static int count_attempt_files(const char *dir)
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.' || !strcmp(e->d_name, "null.json"))
+        if (e->d_name[0] == '.' || !strcmp(e->d_name, "null.json") ||
+            !strcmp(e->d_name, "empty.json"))
             continue;
         fprintf(stderr, "left over in work_dir: %s\n", e->d_name);
         n++;
@@ -478,6 +479,28 @@ static void test_input(void **state)
     assert_string_equal(json_string_value(res.output), "null");
     assert_non_null(strstr(res.stderr_tail, "/null.json"));
     flow__cmd_result_cleanup(&res);
+
+    /* So is {}, in empty.json; an object with a key is the attempt's own. */
+    s = base_spec(f);
+    s.shell = "cat \"$FLOW_INPUT\"; echo \"$FLOW_INPUT\" >&2";
+    s.output_mode = FLOW_OUTPUT_JSON;
+    json_t *empty = json_object();
+    s.input = empty;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_true(json_is_object(res.output) && json_object_size(res.output) == 0);
+    assert_non_null(strstr(res.stderr_tail, "/empty.json"));
+    flow__cmd_result_cleanup(&res);
+    json_t *one = json_pack("{s:i}", "k", 1);
+    s.input = one;
+    s.activation++;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_true(json_equal(res.output, one));
+    assert_null(strstr(res.stderr_tail, "/empty.json"));
+    flow__cmd_result_cleanup(&res);
+    json_decref(empty);
+    json_decref(one);
 
     /* Large input (over the small-buffer path). */
     json_t *big = json_array();
