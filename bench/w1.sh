@@ -3,7 +3,7 @@
 # rules as ../shared/bench/w1_dag (W1a chain 100,000; W1b fan 1 -> 100,000 -> 1; W1c layered 100 x 1,000).
 # Per graph: one CHECK=1 validation run, then $BUILD/bench/w1_dag with 1 untimed warm-up + REPS timed
 # repetitions of build + execute in one process (median). Then W1b-mem: one build + run of the fan graph in
-# a fresh process, (peak RSS - RSS before building) / tasks, against the 500 bytes/task target.
+# a fresh process, (peak RSS - RSS before building) / tasks, against the 300 bytes/task target.
 # Env: BUILD (build), THREADS (2), REPS (11), CHAIN_N / FAN_N (100000), LAYERS (100), WIDTH (1000), SEED (42),
 #      MEM (1; 0 skips W1b-mem), SHARED (the shared/ folder beside the repo)
 # stdout: one result line per graph (peer name libflow) and the W1b-mem line; stderr: notes starting with '#'.
@@ -73,5 +73,5 @@ done
 if [ "$MEM" != 0 ]; then
   "$BIN" --mem "$FAN" "$THREADS" > "$R/mem.txt" 2> "$R/mem.err" ||
     { cat "$R/mem.err" >&2; echo "w1.sh: W1b-mem failed" >&2; exit 1; }
-  echo "W1b-mem libflow N=$(ntasks "$FAN") $(cut -d' ' -f1-3 "$R/mem.txt") target_bytes=500"
+  echo "W1b-mem libflow N=$(ntasks "$FAN") $(cut -d' ' -f1-3 "$R/mem.txt") target_bytes=300"
 fi
