@@ -1,8 +1,9 @@
 # The front door. `make` builds build/flow and the library, `make run` runs
 # the example pipeline, `make test` runs every test (also under ASan+UBSan
-# and under ThreadSanitizer), `make bench` runs the benchmarks next to the
-# peers, `make fuzz` runs each fuzz harness for FUZZ_TIME seconds (clang, in
-# build-fuzz/).
+# and under ThreadSanitizer; the instruction-count guard in build/ only),
+# `make bench` runs the benchmarks next to the peers, `make budgets` rewrites
+# bench/budgets from a fresh instruction count, `make fuzz` runs each fuzz
+# harness for FUZZ_TIME seconds (clang, in build-fuzz/).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
@@ -11,7 +12,7 @@ FUZZ_TIME  ?= 60
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup build run test test-fast test-asan test-tsan bench clean check-src fuzz fuzz-setup
+.PHONY: all setup build run test test-fast test-asan test-tsan bench budgets clean check-src fuzz fuzz-setup
 
 all: build
 
@@ -27,8 +28,12 @@ build: setup $(BUILD)/CMakeCache.txt
 run: build
 	$(BUILD)/flow run examples/pipeline/pipeline.yaml --input rows=12
 
+# After ctest, the performance guard's verdicts (bench/guard.sh): ctest shows
+# no output of a test that passes, and a note to lower a budget is one.
 test-fast: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@rm -f $(BUILD)/perf-guard.txt
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS); rc=$$?; \
+	if [ -f perf-guard.txt ]; then cat perf-guard.txt; fi; exit $$rc
 
 $(ASAN_BUILD)/CMakeCache.txt: | setup
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFLOW_SANITIZE=address,undefined $(CMAKE_FLAGS)
@@ -67,6 +72,11 @@ fuzz: fuzz-setup $(FUZZ_BUILD)/CMakeCache.txt
 
 bench: build
 	bash bench/run.sh
+
+# Instructions per task for the guard of `make test` (bench/guard.sh), measured
+# again and written to bench/budgets: commit it, saying why when one went up.
+budgets: build
+	BUILD=$(BUILD) bash bench/guard.sh --update
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

@@ -1,26 +1,35 @@
 /*
  * w1_dag.c -- W1 benchmark: libflow's in-process scheduling overhead on a DAG of no-op C tasks.
  *
- * Reads one of the peers' edge-list files (../shared/bench/README.md, W1), then in every
- * repetition builds a flow with one task per id and one flow_task_after() per edge, runs it on
- * an engine with THREADS jobs and times build + execute. Uses only include/flow.h.
+ * Reads one of the peers' edge-list files (../shared/bench/README.md, W1), or makes the same graph
+ * in memory, then in every repetition builds a flow with one task per id and one flow_task_after()
+ * per edge, runs it on an engine with THREADS jobs and times build + execute. Uses only
+ * include/flow.h (and, for --count, valgrind's callgrind.h through count.h).
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "count.h"
 #include "flow.h"
 
 static const char usage[] =
-    "usage: w1_dag EDGEFILE THREADS REPS   one line per timed repetition, after 1 warm-up\n"
-    "       w1_dag --mem EDGEFILE THREADS  one run in a fresh process: resident bytes per task\n"
+    "usage: w1_dag GRAPH THREADS REPS          one line per timed repetition, after 1 warm-up\n"
+    "       w1_dag --mem GRAPH THREADS         one run in a fresh process: resident bytes per task\n"
+    "       w1_dag --count GRAPH THREADS REPS  under valgrind --tool=callgrind --instr-atstart=no:\n"
+    "           only the build + execute of the REPS repetitions after 1 warm-up is instrumented;\n"
+    "           prints 'tasks=N edges=E reps=REPS' (bench/guard.sh)\n"
+    "GRAPH: an edge file of gen_dag.py, or the same graph made in memory: chain:N, fan:N\n"
+    "(N + 2 tasks) or layered:LxW:SEED\n"
     "CHECK=1 in the environment: every task records when it started and ended, and each\n"
     "repetition then checks that every task ran after all of its predecessors (untimed)\n";
 
@@ -116,10 +125,94 @@ static long arg_long(const char *s, const char *what, long min, long max)
     return v;
 }
 
+static void dag_alloc(struct dag *g, long count, long nedges)
+{
+    g->count = count;
+    g->nedges = nedges;
+    g->src = xmalloc((size_t)nedges + 1, sizeof(long));
+    g->dst = xmalloc((size_t)nedges + 1, sizeof(long));
+}
+
+/* gen_dag.py's generator for the layered graph. */
+static uint64_t splitmix64(uint64_t *state)
+{
+    *state += 0x9E3779B97F4A7C15u;
+    uint64_t z = *state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    return z ^ (z >> 31);
+}
+
+/* The number after `prefix` at *p, in [min, max], and what follows it; exits on anything else. */
+static long spec_long(const char *spec, char **p, const char *prefix, long min, long max)
+{
+    size_t len = strlen(prefix);
+    long v;
+    if (strncmp(*p, prefix, len) != 0)
+        die("bad graph '%s': expected '%s' at '%s'", spec, prefix, *p);
+    *p += len;
+    if (!parse_long(p, &v) || v < min || v > max)
+        die("bad graph '%s': expected a number from %ld to %ld after '%s'", spec, min, max, prefix);
+    return v;
+}
+
+/* The graph `spec` names ("chain:N", "fan:N", "layered:LxW:SEED"), with the ids and edges, in the
+ * order, of the file gen_dag.py writes for it; false when `spec` names no shape (it is a file). */
+static bool dag_gen(const char *spec, struct dag *g)
+{
+    const long max = 100000000;
+    char *p = (char *)spec;
+    if (strncmp(spec, "chain:", 6) == 0) {
+        long n = spec_long(spec, &p, "chain:", 1, max);
+        dag_alloc(g, n, n - 1);
+        for (long i = 1; i < n; i++) {
+            g->src[i - 1] = i - 1;
+            g->dst[i - 1] = i;
+        }
+    } else if (strncmp(spec, "fan:", 4) == 0) {
+        long n = spec_long(spec, &p, "fan:", 1, max);
+        dag_alloc(g, n + 2, 2 * n);
+        for (long i = 1; i <= n; i++) {
+            g->src[i - 1] = 0;
+            g->dst[i - 1] = i;
+            g->src[n + i - 1] = i;
+            g->dst[n + i - 1] = n + 1;
+        }
+    } else if (strncmp(spec, "layered:", 8) == 0) {
+        long layers = spec_long(spec, &p, "layered:", 1, max);
+        long width = spec_long(spec, &p, "x", 2, max / layers);
+        uint64_t state = (uint64_t)spec_long(spec, &p, ":", 0, LONG_MAX);
+        uint64_t w = (uint64_t)width;
+        dag_alloc(g, layers * width, 2 * (layers - 1) * width);
+        long e = 0;
+        for (long layer = 1; layer < layers; layer++) {
+            long base = (layer - 1) * width;
+            for (long j = 0; j < width; j++) {
+                long a = (long)(splitmix64(&state) % w);
+                long b = (long)(splitmix64(&state) % w);
+                while (b == a)
+                    b = (long)(splitmix64(&state) % w);
+                g->src[e] = base + a;
+                g->dst[e++] = layer * width + j;
+                g->src[e] = base + b;
+                g->dst[e++] = layer * width + j;
+            }
+        }
+    } else {
+        return false;
+    }
+    if (!only_blanks(p))
+        die("bad graph '%s': unexpected '%s'", spec, p);
+    return true;
+}
+
 /* Read the edge-list format of the peers' gen_dag.py: "# description", "<ntasks> <nedges>",
- * then one "src dst" a line with 0 <= src < dst < ntasks. Exits on any error. */
+ * then one "src dst" a line with 0 <= src < dst < ntasks; or make the graph `path` names
+ * (dag_gen). Exits on any error. */
 static void dag_read(const char *path, struct dag *g)
 {
+    if (dag_gen(path, g))
+        return;
     FILE *fp = fopen(path, "r");
     if (!fp)
         die("cannot open '%s': %s", path, strerror(errno));
@@ -132,11 +225,12 @@ static void dag_read(const char *path, struct dag *g)
     if (getline(&line, &cap, fp) < 0)
         die("%s:2: expected '<ntasks> <nedges>'", path);
     char *p = line;
-    if (!parse_long(&p, &g->count) || !parse_long(&p, &g->nedges) || !only_blanks(p) ||
-        g->count < 1 || g->nedges < 0)
+    long count;
+    long nedges;
+    if (!parse_long(&p, &count) || !parse_long(&p, &nedges) || !only_blanks(p) || count < 1 ||
+        nedges < 0)
         die("%s:2: expected '<ntasks> <nedges>'", path);
-    g->src = xmalloc((size_t)g->nedges + 1, sizeof(long));
-    g->dst = xmalloc((size_t)g->nedges + 1, sizeof(long));
+    dag_alloc(g, count, nedges);
     for (long i = 0; i < g->nedges; i++) {
         lineno++;
         if (getline(&line, &cap, fp) < 0)
@@ -327,8 +421,12 @@ static void bench_cleanup(struct bench *b)
     free(b->ended);
 }
 
-static int timed(const char *path, int threads, int reps)
+/* With `counting` (--count), only build + execute of the timed repetitions is instrumented:
+ * reading the graph, the engine's start, the warm-up, the checks and freeing are left out. */
+static int timed(const char *path, int threads, int reps, bool counting)
 {
+    if (counting && count_unavailable())
+        die("%s", count_unavailable());
     struct dag g;
     dag_read(path, &g);
     struct bench b;
@@ -338,24 +436,31 @@ static int timed(const char *path, int threads, int reps)
 
     for (int rep = -1; rep < reps; rep++) { /* rep -1 is the untimed warm-up */
         reset(&b);
+        if (counting && rep >= 0)
+            count_instrument(true);
         double t0 = now_s();
         flow *f = build(&b);
         double t1 = now_s();
         flow_run *r = execute(&b, f);
         double t2 = now_s();
+        if (counting && rep >= 0)
+            count_instrument(false);
         validate(&b);
         double t3 = now_s();
         flow_run_free(r);
         flow_free(f);
         double t4 = now_s();
-        if (rep >= 0) {
+        if (rep >= 0 && !counting) {
             printf("rep=%d build_s=%.6f exec_s=%.6f total_s=%.6f destroy_s=%.6f ran=%ld\n", rep,
                    t1 - t0, t2 - t1, t2 - t0, t4 - t3, atomic_load(&b.ran));
             fflush(stdout);
         }
     }
     bench_cleanup(&b);
-    printf("peak_rss_kb=%ld\n", proc_status_kb("VmHWM"));
+    if (counting)
+        printf("tasks=%ld edges=%ld reps=%d\n", g.count, g.nedges, reps);
+    else
+        printf("peak_rss_kb=%ld\n", proc_status_kb("VmHWM"));
     free(g.src);
     free(g.dst);
     return 0;
@@ -392,10 +497,15 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--mem") == 0)
         return memory(argv[2], (int)arg_long(argv[3], "THREADS", 1, 1024));
+    bool counting = argc == 5 && strcmp(argv[1], "--count") == 0;
+    if (counting) {
+        argc--;
+        argv++;
+    }
     if (argc != 4 || argv[1][0] == '-') {
         fputs(usage, stderr);
         return 2;
     }
     return timed(argv[1], (int)arg_long(argv[2], "THREADS", 1, 1024),
-                 (int)arg_long(argv[3], "REPS", 0, 1000000));
+                 (int)arg_long(argv[3], "REPS", 0, 1000000), counting);
 }

@@ -2,16 +2,22 @@
  * and resuming a long journal (bench/README.md, "W4"). Uses include/flow.h
  * only.
  *
- * usage: w4_durable fan STORE_URL N REPS normal|strict
+ * usage: w4_durable fan STORE_URL N REPS normal|strict [THREADS]
  *          a fan-out source -> N no-op C tasks -> sink, REPS timed runs, each a
  *          new run in the store; prints "secs=S records=R" per run: S from
  *          flow_run_start to flow_run_wait's return, which is after the last
  *          journal record is durable
- *        w4_durable resume STORE_URL N REPS
+ *        w4_durable resume STORE_URL N REPS [normal|strict [THREADS]]
  *          per rep: a run of N no-op tasks that pauses once they are all done
  *          (untimed), then flow_run_resume of it (timed: replay of the whole
  *          journal) and the rest of the run; prints "secs=S total=T"
- * Every run is checked: completed, N + 2 completed activations. */
+ *        w4_durable --count fan STORE_URL N REPS normal|strict [THREADS]
+ *          under valgrind --tool=callgrind --instr-atstart=no (bench/guard.sh):
+ *          one untimed warm-up run, then REPS runs instrumented from
+ *          flow_run_start to flow_run_wait's return and nothing else; prints
+ *          "tasks=N+2 reps=REPS"
+ * The engine has THREADS jobs (2 unless given). Every run is checked:
+ * completed, N + 2 completed activations. */
 #define _GNU_SOURCE 1
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "count.h"
 #include "flow.h"
 
 static double now_s(void)
@@ -97,40 +104,70 @@ static void check(flow_run *r, flow_run_status want, size_t completed_at_least)
 
 int main(int argc, char **argv)
 {
-    if (argc < 5 || (strcmp(argv[1], "fan") && strcmp(argv[1], "resume"))) {
-        fprintf(stderr, "usage: w4_durable fan|resume STORE_URL N REPS [normal|strict]\n");
+    bool counting = argc > 1 && !strcmp(argv[1], "--count");
+    if (counting) {
+        argc--;
+        argv++;
+    }
+    if (argc < 5 || argc > 7 || (strcmp(argv[1], "fan") && strcmp(argv[1], "resume")) ||
+        (counting && strcmp(argv[1], "fan"))) {
+        fprintf(stderr, "usage: w4_durable [--count] fan STORE_URL N REPS normal|strict [THREADS]\n"
+                        "       w4_durable resume STORE_URL N REPS [normal|strict [THREADS]]\n");
         return 2;
+    }
+    if (counting && count_unavailable()) {
+        fprintf(stderr, "w4_durable: %s\n", count_unavailable());
+        return 1;
     }
     const char *url = argv[2];
     long n = atol(argv[3]);
     int reps = atoi(argv[4]);
     bool strict = argc > 5 && !strcmp(argv[5], "strict");
+    int threads = argc > 6 ? atoi(argv[6]) : 2;
+    if (threads < 1) {
+        fprintf(stderr, "w4_durable: THREADS must be at least 1, not '%s'\n", argv[6]);
+        return 2;
+    }
     flow_error err = {0};
     flow_store *st = flow_store_open(url, &err);
     if (!st)
         die("store", &err);
-    flow_engine_options eo = {.jobs = 2};
+    flow_engine_options eo = {.jobs = threads};
     flow_engine *e = flow_engine_new(&eo, &err);
     if (!e)
         die("engine", &err);
     bool resume = !strcmp(argv[1], "resume");
     flow *f = fan_flow(n, resume);
     char id[64];
-    for (int rep = 0; rep < reps; rep++) {
-        snprintf(id, sizeof(id), "w4-%s-%ld-%d-%ld-%ld", argv[1], n, rep, (long)time(NULL),
-                 (long)getpid());
+    /* --count: rep -1 is an untimed warm-up (the store's first run). */
+    for (int rep = counting ? -1 : 0; rep < reps; rep++) {
+        /* --count wants a new store: ids that vary with the time and the pid would vary the
+         * store's b-trees, and with them the instructions SQLite spends per record. */
+        if (counting)
+            snprintf(id, sizeof(id), "w4-count-%ld-%d", n, rep);
+        else
+            snprintf(id, sizeof(id), "w4-%s-%ld-%d-%ld-%ld", argv[1], n, rep, (long)time(NULL),
+                     (long)getpid());
         flow_run_options o = {.run_id = id,
                               .store = st,
                               .durability = strict ? FLOW_DURABILITY_STRICT
                                                    : FLOW_DURABILITY_NORMAL};
+        if (counting && rep >= 0)
+            count_instrument(true);
         double t0 = now_s();
         flow_run *r = flow_run_start(e, f, &o, &err);
         if (!r)
             die("start", &err);
+        if (counting) {
+            flow_run_wait(r);
+            if (rep >= 0)
+                count_instrument(false);
+        }
         if (!resume) {
             check(r, FLOW_RUN_COMPLETED, (size_t)n + 2);
             double secs = now_s() - t0;
-            printf("secs=%.6f records=%ld\n", secs, 3 * (n + 2) + 2);
+            if (!counting)
+                printf("secs=%.6f records=%ld\n", secs, 3 * (n + 2) + 2);
             flow_run_free(r);
             continue;
         }
@@ -145,6 +182,8 @@ int main(int argc, char **argv)
         printf("secs=%.6f total=%.6f\n", replay, now_s() - t0);
         flow_run_free(r);
     }
+    if (counting)
+        printf("tasks=%ld reps=%d\n", n + 2, reps);
     flow_free(f);
     flow_engine_free(e);
     flow_store_close(st);
