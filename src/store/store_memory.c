@@ -31,6 +31,7 @@ struct mem_run {
     bool live;    /* false once deleted */
     struct flow__run_meta meta;
     FLOW__VEC(struct flow__jrec) recs;  /* payloads are our own copies */
+    json_t *last_payload;               /* our copy of the last payload appended */
     FLOW__VEC(struct mem_request) reqs; /* oldest first */
     char *lease_holder;                 /* NULL: no lease */
     double lease_expiry;
@@ -50,6 +51,8 @@ static void mem_run_clear(struct mem_run *r)
     for (size_t i = 0; i < r->recs.count; i++)
         json_decref(r->recs.items[i].payload);
     FLOW__VEC_FREE(&r->recs);
+    json_decref(r->last_payload);
+    r->last_payload = NULL;
     for (size_t i = 0; i < r->reqs.count; i++) {
         flow__free(r->reqs.items[i].kind);
         flow__free(r->reqs.items[i].arg);
@@ -210,11 +213,21 @@ static flow_err mem_append(void *priv, const char *run_id, const struct flow__jr
     for (size_t i = 0; i < n; i++) {
         struct flow__jrec *dst = &r->recs.items[r->recs.count++];
         *dst = recs[i];
-        if (recs[i].payload && !(dst->payload = json_deep_copy(recs[i].payload))) {
+        if (!recs[i].payload)
+            continue;
+        /* Runs repeat payloads ({"output": null} a task): one copy serves
+         * them all (it is ours, counted under our lock only). */
+        if (r->last_payload && json_equal(r->last_payload, recs[i].payload)) {
+            dst->payload = json_incref(r->last_payload);
+            continue;
+        }
+        if (!(dst->payload = json_deep_copy(recs[i].payload))) {
             while (r->recs.count > first) /* a failed append appends nothing */
                 json_decref(r->recs.items[--r->recs.count].payload);
             return mem_nomem(err, "appending to", run_id);
         }
+        json_decref(r->last_payload);
+        r->last_payload = json_incref(dst->payload);
     }
     return FLOW_OK;
 }
