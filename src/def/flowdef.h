@@ -229,6 +229,7 @@ struct flow {
      * is). Their outputs make the run's result when `result:` is not set. */
     FLOW__VEC(uint32_t) end_tasks;
     bool has_routers;               /* any task with router: true */
+    bool has_subflows;              /* any task that runs a nested flow */
 };
 
 /* The notification command of a feedback task (`notify:`), copied. */

@@ -79,6 +79,7 @@ struct compiler {
      * megabytes: one pass over it gathers what later passes need). */
     uint8_t *mark;
     FLOW__VEC(uint32_t) subscribing; /* tasks with `on:` labels */
+    FLOW__VEC(uint32_t) targets;     /* fallback and connection targets */
     bool nomem;
 };
 
@@ -411,17 +412,31 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
         edge_off[i] = edge_off[i - 1];
     edge_off[0] = 0;
 
+    bool any_entry = false;
+    f->has_routers = false;
+    f->has_subflows = false;
     for (size_t i = 0; i < n && !c.nomem; i++) {
         struct flow_task *t = f->tasks.items[i];
         compile_task(&c, t, sorted + edge_off[i], edge_off[i + 1] - edge_off[i]);
+        flow_err prc = FLOW_OK;
         const struct flow_task *fb = flow__task_fallback(t);
-        if (fb)
+        if (fb) {
             c.mark[fb->index] |= fb != t ? MARK_NOT_START | MARK_NAMED : MARK_NOT_START;
-        if (t->ext && t->ext->on.count) {
-            flow_err prc = FLOW_OK;
-            FLOW__VEC_PUSH(&c.subscribing, (uint32_t)i, prc);
-            c.nomem |= prc != FLOW_OK;
+            FLOW__VEC_PUSH(&c.targets, fb->index, prc);
         }
+        if (t->ext && t->ext->on.count)
+            FLOW__VEC_PUSH(&c.subscribing, (uint32_t)i, prc);
+        /* A start task, unless a later task or a connection names it as a
+         * target (fixed below): the targets are few, the tasks many. */
+        t->is_fallback_target = false;
+        bool triggered = t->leaf_count || (t->ext && t->ext->on.count);
+        t->is_start = t->start == 1 || (t->start == -1 && !triggered);
+        if (t->is_start)
+            FLOW__VEC_PUSH(&f->start_tasks, (uint32_t)i, prc);
+        c.nomem |= prc != FLOW_OK;
+        any_entry |= t->entry;
+        f->has_routers |= t->router;
+        f->has_subflows |= t->kind == TASK_SUBFLOW;
         if (t->policy->on_error == FLOW_ON_ERROR_FALLBACK && !flow__task_fallback(t))
             report(&c, t, FLOW_EVALIDATION, "task '%s' has on_error fallback but no fallback task",
                    t->name);
@@ -521,23 +536,30 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
                    cn->to_name, cn->from_name, cn->event, cn->to_name);
         cn->from = from ? from->index : 0;
         cn->to = to ? to->index : 0;
-        if (to)
+        if (to) {
             c.mark[to->index] |= MARK_NOT_START;
+            FLOW__VEC_PUSH(&c.targets, to->index, rc);
+        }
         if (from && to && from != to)
             c.mark[from->index] |= MARK_NAMED;
     }
-    /* Start tasks. */
-    bool any_entry = false;
-    f->has_routers = false;
-    for (size_t i = 0; i < n; i++) {
-        struct flow_task *t = f->tasks.items[i];
-        t->is_fallback_target = (c.mark[i] & MARK_NOT_START) != 0;
-        bool triggered = t->leaf_count || (t->ext && t->ext->on.count);
-        t->is_start = t->start == 1 || (t->start == -1 && !triggered && !t->is_fallback_target);
-        any_entry |= t->entry;
-        f->has_routers |= t->router;
-        if (t->is_start)
-            FLOW__VEC_PUSH(&f->start_tasks, (uint32_t)i, rc);
+    /* A target starts only when asked for (start: true aside). */
+    bool unstarted = false;
+    for (size_t k = 0; k < c.targets.count; k++) {
+        struct flow_task *t = f->tasks.items[c.targets.items[k]];
+        t->is_fallback_target = true;
+        if (t->start == -1 && t->is_start) {
+            t->is_start = false;
+            unstarted = true;
+        }
+    }
+    if (unstarted) {
+        size_t kept = 0;
+        for (size_t k = 0; k < f->start_tasks.count; k++) {
+            if (f->tasks.items[f->start_tasks.items[k]]->is_start)
+                f->start_tasks.items[kept++] = f->start_tasks.items[k];
+        }
+        f->start_tasks.count = kept;
     }
     if (rc || find_end_tasks(&c) != FLOW_OK)
         goto out_nomem;
@@ -558,6 +580,7 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
     flow__free(c.seen_any);
     flow__free(c.mark);
     FLOW__VEC_FREE(&c.subscribing);
+    FLOW__VEC_FREE(&c.targets);
     f->compiling = false;
     if (c.errors) {
         if (err)
@@ -577,6 +600,7 @@ out_nomem:
     flow__free(c.seen_any);
     flow__free(c.mark);
     FLOW__VEC_FREE(&c.subscribing);
+    FLOW__VEC_FREE(&c.targets);
     flow__free(edge_off);
     flow__free(sorted);
     flow__graph_reset(f);
@@ -627,7 +651,7 @@ flow_err flow_validate(flow *f, flow_diags *diags, flow_error *err)
 static void freeze(struct flow *f)
 {
     f->frozen = true;
-    for (size_t i = 0; i < f->tasks.count; i++) {
+    for (size_t i = 0; f->has_subflows && i < f->tasks.count; i++) {
         const struct flow_task *t = f->tasks.items[i];
         if (t->kind == TASK_SUBFLOW && !t->ext->subflow->frozen)
             freeze(t->ext->subflow);
