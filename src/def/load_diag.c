@@ -17,11 +17,37 @@
 #include "util/error.h"
 #include "util/json.h"
 
+struct val flow__ld_member_at(const struct loader *L, json_t *map, const char *key,
+                              struct flow__yaml_pos *key_pos)
+{
+    struct val x = {json_object_get(map, key), {0, 0}, NULL};
+    flow__yaml_member(L->doc, map, key, key_pos, &x.pos, &x.raw);
+    return x;
+}
+
 struct val flow__ld_member(const struct loader *L, json_t *map, const char *key)
 {
-    struct val x = {json_object_get(map, key), flow__yaml_value_pos(L->doc, map, key),
-                    flow__yaml_value_text(L->doc, map, key)};
-    return x;
+    struct flow__yaml_pos key_pos;
+    return flow__ld_member_at(L, map, key, &key_pos);
+}
+
+void flow__ld_concat(char *buf, size_t len, ...)
+{
+    if (!len)
+        return;
+    size_t used = 0;
+    va_list ap;
+    va_start(ap, len);
+    const char *s;
+    while ((s = va_arg(ap, const char *)) != NULL && used + 1 < len) {
+        size_t n = strlen(s);
+        if (n > len - 1 - used)
+            n = len - 1 - used;
+        memcpy(buf + used, s, n);
+        used += n;
+    }
+    va_end(ap);
+    buf[used] = '\0';
 }
 
 struct val flow__ld_item(const struct loader *L, json_t *seq, size_t i)
