@@ -153,8 +153,9 @@ struct val {
 /* ---- load_diag.c ----------------------------------------------------- */
 
 struct val flow__ld_member(const struct loader *L, json_t *map, const char *key);
-/* The same, and where the key is written (in *key_pos). */
-struct val flow__ld_member_at(const struct loader *L, json_t *map, const char *key,
+/* The same, and where the key is written (in *key_pos); `value` (may be NULL) is the member's
+ * value when the caller has it already (iterating the mapping). */
+struct val flow__ld_member_at(const struct loader *L, json_t *map, const char *key, json_t *value,
                               struct flow__yaml_pos *key_pos);
 /* The strings given, up to a NULL, one after the other into `buf`, cut to `len` - 1 bytes as
  * snprintf cuts: the "'key' of task 'x'" of messages, built for every key of a file, at a

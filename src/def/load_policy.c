@@ -200,6 +200,8 @@ bool flow__ld_parse_policy_key(struct loader *L, const char *key, const struct v
                                const char *owner, bool in_defaults, const char *task,
                                struct policy *p)
 {
+    if (!IN(key, policy_keys))
+        return false; /* before the message words: most keys of a task are not policy keys */
     char what[240];
     flow__ld_concat(what, sizeof(what), "'", key, "'", owner, (char *)NULL);
     size_t i = 0;

@@ -528,7 +528,7 @@ void flow__ld_load_task(struct loader *L, const char *name)
     json_object_foreach(def.v, k, v)
     {
         struct flow__yaml_pos kpos;
-        struct val x = flow__ld_member_at(L, def.v, k, &kpos);
+        struct val x = flow__ld_member_at(L, def.v, k, v, &kpos);
         char what[240];
         flow__ld_concat(what, sizeof(what), "'", k, "'", owner, (char *)NULL);
         bool noop = strcmp(k, "noop") == 0;

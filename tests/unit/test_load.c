@@ -88,6 +88,55 @@ static void test_yaml_positions(void **state)
     flow__yaml_free(d);
 }
 
+/* Positions in big documents: mappings of many keys read in and out of order, containers looked
+ * up back and forth, repeated strings (which the parser may share) at their own places. */
+static void test_yaml_big_positions(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    size_t cap = (size_t)N * 64 + 64;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    size_t n = (size_t)snprintf(text, cap, "tasks:\n");
+    for (int i = 0; i < N; i++) /* line i + 2: "  k<i>: {run: [same, same], n: <i>}" */
+        n += (size_t)snprintf(text + n, cap - n, "  k%d: {run: [same, same], n: %d}\n", i, i);
+    struct flow__yaml_doc *d = parse_ok(text);
+    json_t *tasks = json_object_get(flow__yaml_root(d), "tasks");
+    assert_int_equal(json_object_size(tasks), N);
+    /* backwards, then every third: the lookups that miss the reader's usual order */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int j = 0; j < N; j++) {
+            int i = pass == 0 ? N - 1 - j : (j * 3) % N;
+            char key[16];
+            snprintf(key, sizeof(key), "k%d", i);
+            json_t *t = json_object_get(tasks, key);
+            assert_non_null(t);
+            assert_pos(flow__yaml_key_pos(d, tasks, key), i + 2, 3);
+            assert_pos(flow__yaml_node_pos(d, t), i + 2, 7 + (int)strlen(key) - 2);
+            json_t *run = json_object_get(t, "run");
+            int col = 12 + (int)strlen(key);
+            assert_pos(flow__yaml_item_pos(d, run, 0), i + 2, col);
+            assert_pos(flow__yaml_item_pos(d, run, 1), i + 2, col + 6);
+            assert_string_equal(json_string_value(json_array_get(run, 1)), "same");
+            struct flow__yaml_pos kp, vp;
+            const char *raw = NULL;
+            assert_true(flow__yaml_member(d, t, "n", &kp, &vp, &raw));
+            assert_pos(kp, i + 2, col + 13);
+            assert_non_null(raw);
+            assert_int_equal(atoi(raw), i);
+        }
+    }
+    struct flow__yaml_pos kp, vp;
+    const char *raw = "x";
+    assert_false(flow__yaml_member(d, tasks, "k300", &kp, &vp, &raw));
+    assert_pos(kp, 0, 0);
+    assert_null(raw);
+    assert_pos(flow__yaml_key_pos(d, tasks, "nope"), 0, 0);
+    assert_pos(flow__yaml_node_pos(d, json_array_get(json_object_get(json_object_get(tasks, "k0"), "run"), 0)), 0, 0);
+    flow__yaml_free(d);
+    free(text);
+}
+
 static void test_yaml_scalar_typing(void **state)
 {
     (void)state;
@@ -1463,6 +1512,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_yaml_positions),
+        cmocka_unit_test(test_yaml_big_positions),
         cmocka_unit_test(test_yaml_scalar_typing),
         cmocka_unit_test(test_yaml_tags),
         cmocka_unit_test(test_yaml_duplicates),
