@@ -671,10 +671,13 @@ static json_t *scalar_value(struct builder *b, const yaml_event_t *ev, struct fl
             nomem(b);
         return v;
     }
-    /* Most plain scalars of a file are words (task names, commands): none of null, true, false
-     * or a number starts as they do, and then they are strings without trying each. */
-    if (want == WANT_ANY && len > 0 && !strchr("~nNtTfF0123456789+-.", s[0])) {
-        v = string_value(b, s, len);
+    /* Most plain scalars of a file are words (task names, commands): a word can be null or a
+     * boolean, never a number, and one that does not start as those do is a string. */
+    if (want == WANT_ANY && len > 0 && !strchr("~0123456789+-.", s[0])) {
+        int bv = strchr("nNtTfF", s[0]) ? bool_text(s) : -1;
+        v = bv >= 0                                            ? json_boolean(bv)
+            : (s[0] == 'n' || s[0] == 'N') && is_null_text(s, len) ? json_null()
+                                                               : string_value(b, s, len);
     } else if ((want == WANT_ANY || want == WANT_NULL) && is_null_text(s, len)) {
         v = json_null();
     } else if ((want == WANT_ANY || want == WANT_BOOL) && bool_text(s) >= 0) {
