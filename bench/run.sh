@@ -15,7 +15,7 @@
 #      (CHAIN_N FAN_N LAYERS WIDTH SEED N_INDEP N_CHAIN PAR_N_INDEP PAR_N_CHAIN WARMUP STORE VARIANTS
 #      W4_FAN_N W4_RESUME_N W4_RESUME_REPS SQ_FULL_N SQ_NORMAL_N SQ_BATCH_N PG_ON_N PG_OFF_N PG_BATCH_N
 #      W5_N W5_BASE_N W5_WIDTH W5_REPS W5_BASE_REPS W5_FILE_N W5_FILE_REPS W5_RESUME_N W5_RESUME_REPS
-#      W5_RUNS_K W5_ROUNDS).
+#      W5_RESUME_KILL_REPS W5_KILL_WAIT W5_RUNS_K W5_ROUNDS).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SHARED=${SHARED:-$ROOT/../shared}
@@ -47,6 +47,7 @@ if [ "$QUICK" != 0 ]; then   # smoke sizes; any size set in the environment stil
   export W5_N=${W5_N:-100000} W5_BASE_N=${W5_BASE_N:-10000} W5_REPS=${W5_REPS:-3} W5_BASE_REPS=${W5_BASE_REPS:-3}
   export W5_FILE_N=${W5_FILE_N:-10000} W5_FILE_REPS=${W5_FILE_REPS:-3} W5_RESUME_N=${W5_RESUME_N:-100000}
   export W5_RESUME_REPS=${W5_RESUME_REPS:-2} W5_RUNS_K=${W5_RUNS_K:-1000} W5_ROUNDS=${W5_ROUNDS:-2}
+  export W5_RESUME_KILL_REPS=${W5_RESUME_KILL_REPS:-1}
 fi
 export BUILD THREADS=${THREADS:-2} REPS=${REPS:-11} RUNS=${RUNS:-3}
 W4_PEERS=${W4_PEERS-sqlite}; W4_RUNS=${W4_RUNS:-5}
@@ -323,6 +324,7 @@ ratios() {
       w5secs("W5b-json", "libflow", "load_s", "flow_load_file from C (median)", 100000, 1)
       w5secs("W5c-resume", "libflow-sqlite", "wall_s", "flow_run_resume to the first new task (median)", 1000000, 3)
       w5secs("W5c-resume", "libflow-sqlite", "total_s", "flow_run_resume to the end (median)", 1000000, "")
+      w5secs("W5c-resume-kill", "libflow-sqlite", "wall_s", "after a SIGKILL near the end: to the first new task", 1000000, 3)
       w5runs()
       print ""
     }

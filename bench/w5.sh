@@ -8,13 +8,15 @@
 #     command, one in ten with an input template), YAML and JSON: `flow validate FILE` (the whole process,
 #     wall) and flow_load_file from C (target: under 1 s).
 #   W5c: a durable run of a fan of W5_RESUME_N (1,000,000) no-op tasks on the default store kind (SQLite),
-#     paused by its sink once every task has completed, then flow_run_resume: the time from the call to
-#     the first task body the resumed run starts (target: under 3 s), to its return, and to the end.
+#     paused by its sink once every task has completed (or, W5c-resume-kill, its runner killed by SIGKILL
+#     near the end), then flow_run_resume: the time from the call to the first task body the resumed
+#     run starts (target: under 3 s), to its return, and to the end.
 #   W5d: W5_RUNS_K (10,000) runs of a 3-task chain started at once on one engine, W5_ROUNDS (3) rounds:
 #     every run completes; per round the peak resident bytes per run, and the heap after freeing them.
 # Env: BUILD (build), THREADS (2), W5_N (1000000), W5_BASE_N (100000), W5_WIDTH (1000), W5_REPS (5: timed
 #      repetitions at W5_N), W5_BASE_REPS (11), W5_FILE_N (100000), W5_FILE_REPS (5), W5_RESUME_N (1000000),
-#      W5_RESUME_REPS (3), W5_RUNS_K (10000), W5_ROUNDS (3), MEM (1; 0 skips the memory runs),
+#      W5_RESUME_REPS (3), W5_RESUME_KILL_REPS (1), W5_KILL_WAIT (seconds the killed runner waits for
+#      its store: 1 + 12 us a task), W5_RUNS_K (10000), W5_ROUNDS (3), MEM (1; 0 skips the memory runs),
 #      SHARED (the shared/ folder beside the repo, for common.sh)
 #      W5_PARTS (a b c d: the parts to run), W5_RUN_DIR (bench/.run/w5: generated files, stores, outputs)
 # stdout: result lines; stderr: notes starting with '#'. Inputs and stores go to bench/.run/w5/.
@@ -30,7 +32,7 @@ THREADS=${THREADS:-2}; MEM=${MEM:-1}
 W5_N=${W5_N:-1000000}; W5_BASE_N=${W5_BASE_N:-100000}; W5_WIDTH=${W5_WIDTH:-1000}
 W5_REPS=${W5_REPS:-5}; W5_BASE_REPS=${W5_BASE_REPS:-11}
 W5_FILE_N=${W5_FILE_N:-100000}; W5_FILE_REPS=${W5_FILE_REPS:-5}
-W5_RESUME_N=${W5_RESUME_N:-1000000}; W5_RESUME_REPS=${W5_RESUME_REPS:-3}
+W5_RESUME_N=${W5_RESUME_N:-1000000}; W5_RESUME_REPS=${W5_RESUME_REPS:-3}; W5_RESUME_KILL_REPS=${W5_RESUME_KILL_REPS:-1}
 W5_RUNS_K=${W5_RUNS_K:-10000}; W5_ROUNDS=${W5_ROUNDS:-3}
 W5_PARTS=${W5_PARTS:-"a b c d"}
 BIN=$BUILD/bench/w5_scale FLOW=$BUILD/flow
@@ -104,29 +106,36 @@ if part b; then
     out=$R/b-$fmt-load.txt
     run_bin "$out" "$R/b.err" load "$file" "$W5_FILE_REPS"
     result "W5b-$fmt" libflow "$W5_FILE_N" what=flow_validate bytes="$(stat -c %s "$file")" \
-      load_s="$(median_of load_s "$out")" load_cpu_s="$(median_of cpu_s "$out")" \
+      load_s="$(median_of load_s "$out")" load_first_s="$(grep '^rep=0 ' "$out" | grep -o 'load_s=[0-9.]*' | cut -d= -f2)" \
+      load_cpu_s="$(median_of cpu_s "$out")" \
       load_peak_rss_mb="$(awk -v k="$(field peak_rss_kb "$out")" 'BEGIN{printf "%.1f", k/1024}')" \
       target_s=1 < "$times"
   done
 fi
 
-# W5c: a new SQLite store per rep (the default kind of store), deleted after it
+# W5c: a new SQLite store per rep (the default kind of store), deleted after it; the run paused by its
+# sink (W5_RESUME_REPS), then killed near its end (W5_RESUME_KILL_REPS: SIGKILL once 99% of the tasks
+# have run and the store has caught up; the lost tail runs again: ran_again)
 if part c; then
-  out=$R/c-resume.txt
-  : > "$out"
-  for rep in $(seq "$W5_RESUME_REPS"); do
-    rm -rf "$R/c-store"; mkdir -p "$R/c-store"
-    "$BIN" resume "sqlite:$R/c-store/flow.db" "$W5_RESUME_N" pause >> "$out" 2> "$R/c.err" ||
-      { cat "$R/c.err" >&2; echo "w5.sh: W5c rep $rep failed" >&2; exit 1; }
-    db_mb=$(du -m "$R/c-store/flow.db" | cut -f1)
-    rm -rf "$R/c-store"
+  for mode in pause kill; do
+    if [ "$mode" = pause ]; then reps=$W5_RESUME_REPS w=W5c-resume; else reps=$W5_RESUME_KILL_REPS w=W5c-resume-kill; fi
+    [ "$reps" -gt 0 ] || continue
+    out=$R/c-resume-$mode.txt
+    : > "$out"
+    for rep in $(seq "$reps"); do
+      rm -rf "$R/c-store"; mkdir -p "$R/c-store"
+      "$BIN" resume "sqlite:$R/c-store/flow.db" "$W5_RESUME_N" "$mode" >> "$out" 2> "$R/c.err" ||
+        { cat "$R/c.err" >&2; echo "w5.sh: $w rep $rep failed" >&2; exit 1; }
+      db_mb=$(du -m "$R/c-store/flow.db" | cut -f1)
+      rm -rf "$R/c-store"
+    done
+    [ "$(grep -c '^resume_s=' "$out")" = "$reps" ] || { cat "$out" >&2; echo "w5.sh: $w: missing lines" >&2; exit 1; }
+    grep -o 'first_work_s=[0-9.]*' "$out" | cut -d= -f2 |
+      result "$w" libflow-sqlite "$W5_RESUME_N" what=first_new_work resume_s="$(median_of resume_s "$out")" \
+        total_s="$(median_of total_s "$out")" journal_s="$(median_of journal_s "$out")" \
+        ran_again="$(median_of ran_again "$out" | cut -d. -f1)" db_mb="$db_mb" \
+        peak_rss_mb="$(awk -v k="$(median_of peak_rss_kb "$out")" 'BEGIN{printf "%.1f", k/1024}')" target_s=3
   done
-  [ "$(grep -c '^resume_s=' "$out")" = "$W5_RESUME_REPS" ] || { cat "$out" >&2; echo "w5.sh: W5c: missing lines" >&2; exit 1; }
-  grep -o 'first_work_s=[0-9.]*' "$out" | cut -d= -f2 |
-    result W5c-resume libflow-sqlite "$W5_RESUME_N" what=first_new_work resume_s="$(median_of resume_s "$out")" \
-      total_s="$(median_of total_s "$out")" journal_s="$(median_of journal_s "$out")" \
-      db_mb="$db_mb" \
-      peak_rss_mb="$(awk -v k="$(median_of peak_rss_kb "$out")" 'BEGIN{printf "%.1f", k/1024}')" target_s=3
 fi
 
 # W5d: one process, W5_ROUNDS rounds

@@ -7,8 +7,12 @@
  *   w5_scale mem SHAPE THREADS          one build + run in a fresh process: resident bytes per task
  *   w5_scale gen yaml|json LxW FILE     write a workflow file of L x W tasks (layered, 2 predecessors)
  *   w5_scale load FILE REPS             flow_load_file (parse, check, validate) REPS times
- *   w5_scale resume STORE N pause|kill  a durable fan of N no-op tasks stopped near its end, then
- *                                       flow_run_resume until completion
+ *   w5_scale resume STORE N pause|kill [ID]
+ *                                       a durable fan of N no-op tasks stopped near its end (its sink
+ *                                       pauses the run, or a child runner SIGKILLs itself once 99% of
+ *                                       the tasks are done and the store has had W5_KILL_WAIT seconds
+ *                                       to catch up), then flow_run_resume until completion; with ID,
+ *                                       that run of the store instead (W5_STOP_ONLY=1 stops it only)
  *   w5_scale runs K LEN THREADS [ROUNDS] K runs of a LEN-task chain started at once on one
  *                                       engine, waited for and freed, ROUNDS times (1)
  *
@@ -39,7 +43,7 @@ static const char usage[] =
     "       w5_scale mem SHAPE THREADS\n"
     "       w5_scale gen yaml|json LxW FILE\n"
     "       w5_scale load FILE REPS\n"
-    "       w5_scale resume STORE_URL N pause|kill\n"
+    "       w5_scale resume STORE_URL N pause|kill [RUN_ID]\n"
     "       w5_scale runs K LEN THREADS [ROUNDS]\n";
 
 static _Noreturn void die(const char *fmt, ...) FLOW_PRINTF(1, 2);
@@ -471,6 +475,7 @@ static int cmd_load(const char *path, int reps)
 
 static atomic_long resume_done;   /* task bodies that completed in this process */
 static long resume_kill_at;       /* kill mode: the runner SIGKILLs itself at this count */
+static double resume_kill_wait;   /* ... after this many seconds, for the journal to catch up */
 static _Atomic double first_work; /* when the first task body of the resumed run started */
 
 static int resume_noop(flow_ctx *ctx)
@@ -479,8 +484,14 @@ static int resume_noop(flow_ctx *ctx)
     double zero = 0;
     atomic_compare_exchange_strong(&first_work, &zero, now_s());
     long done = atomic_fetch_add(&resume_done, 1) + 1;
-    if (resume_kill_at && done == resume_kill_at)
+    if (resume_kill_at && done == resume_kill_at) {
+        /* Meanwhile the other thread runs the rest of the fan (the sink waits for this task)
+         * and the store's committer writes what it has queued: killed near its end. */
+        struct timespec ts = {(time_t)resume_kill_wait,
+                              (long)((resume_kill_wait - (double)(time_t)resume_kill_wait) * 1e9)};
+        nanosleep(&ts, NULL);
         kill(getpid(), SIGKILL);
+    }
     return 0;
 }
 
@@ -559,6 +570,9 @@ static void resume_first_part(const char *url, const char *id, long n, bool paus
         die("flow_engine_new: %s", err.message);
     flow *f = resume_flow(n, pausing);
     resume_kill_at = pausing ? 0 : n - n / 100; /* 99 % of the middle tasks, then SIGKILL */
+    /* SQLite takes about 100,000 completions a second: time for all of them, and a second */
+    const char *w = getenv("W5_KILL_WAIT");
+    resume_kill_wait = w ? strtod(w, NULL) : 1.0 + (double)n * 12e-6;
     flow_run_options o = {.run_id = id, .store = st};
     double t0 = now_s();
     flow_run *r = flow_run_start(e, f, &o, &err);

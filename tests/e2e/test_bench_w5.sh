@@ -44,6 +44,7 @@ done
 cmp -s "$T/g1.json" "$T/g2.json" || fail "the YAML and JSON files differ as flows"
 
 # resume: a paused fan resumes with one new task (the tail); a killed one runs again what was lost
+export W5_KILL_WAIT=0.3  # the killed runner's wait for its store (plenty for 400 tasks)
 for mode in pause kill; do
   run resume "sqlite:$T/$mode.db" 400 "$mode"
   grep -q '^resume_s=[0-9.]* first_work_s=[0-9.]* total_s=[0-9.]* ran_again=[0-9]* ' "$T/out.txt" ||
@@ -76,6 +77,7 @@ if [ -f "$SHARED/bench/common.sh" ]; then
       { cat "$T/lines.txt" >&2; fail "bench/w5.sh: no $w line in the result format"; }
   done
   grep -q '^W5c-resume libflow-sqlite N=300 wall_s=' "$T/lines.txt" || fail "bench/w5.sh: no W5c line"
+  grep -q '^W5c-resume-kill libflow-sqlite N=300 wall_s=.* ran_again=' "$T/lines.txt" || fail "bench/w5.sh: no W5c kill line"
   grep -q '^W5a-fan-mem libflow N=2002 bytes_per_task=' "$T/lines.txt" || fail "bench/w5.sh: no W5a-fan-mem line"
 else
   echo "note: no $SHARED/bench/common.sh: bench/w5.sh itself not run" >&2
