@@ -2,17 +2,20 @@
 # bench/run.sh -- `make bench`: libflow next to the peers a user would pick instead, in one go.
 # Builds what is needed, runs the peers' W1 (in-process DAG), W2 (external commands) and W4 (durable journal)
 # scripts from ../shared/bench/ and libflow's own (bench/w1.sh, bench/w2.sh, bench/w4.sh) on the same inputs
-# and rules, prints every result line, then the ratios libflow / peer with the issue's targets (PASS / MISS),
-# and saves the whole output to bench/results/<UTC time>-<W>.txt (QUICK runs go to bench/.run/results/).
+# and rules, and libflow's scale benchmark W5 (bench/w5.sh, no peer), prints every result line, then the
+# ratios libflow / peer with the issue's targets (PASS / MISS), and saves the whole output to
+# bench/results/<UTC time>-<W>.txt (QUICK runs go to bench/.run/results/).
 # See bench/README.md.
-# Env: W ("W1 W2 W4"), PEERS ("tbb omp ninja make xargs parallel raw"; may add dask), DASK=1 (adds dask),
+# Env: W ("W1 W2 W4 W5"), PEERS ("tbb omp ninja make xargs parallel raw"; may add dask), DASK=1 (adds dask),
 #      W4_PEERS ("sqlite"; "sqlite postgres" adds PostgreSQL; "" runs no W4 peer), W4_RUNS (5: their runs),
 #      REPS (11: W1 timed repetitions, W4-fan runs), RUNS (3: W2 hyperfine runs), THREADS (2), BUILD (build),
 #      QUICK=1 (small N, few repetitions: a smoke run), STRICT=1 (exit 1 when a target is missed),
 #      NO_BUILD=1 (use $BUILD as it is),
 #      SHARED (the peers' shared/ folder; default: beside the repo), and every size knob of the scripts
 #      (CHAIN_N FAN_N LAYERS WIDTH SEED N_INDEP N_CHAIN PAR_N_INDEP PAR_N_CHAIN WARMUP STORE VARIANTS
-#      W4_FAN_N W4_RESUME_N W4_RESUME_REPS SQ_FULL_N SQ_NORMAL_N SQ_BATCH_N PG_ON_N PG_OFF_N PG_BATCH_N).
+#      W4_FAN_N W4_RESUME_N W4_RESUME_REPS SQ_FULL_N SQ_NORMAL_N SQ_BATCH_N PG_ON_N PG_OFF_N PG_BATCH_N
+#      W5_N W5_BASE_N W5_WIDTH W5_REPS W5_BASE_REPS W5_FILE_N W5_FILE_REPS W5_RESUME_N W5_RESUME_REPS
+#      W5_RESUME_KILL_REPS W5_KILL_WAIT W5_RUNS_K W5_ROUNDS).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SHARED=${SHARED:-$ROOT/../shared}
@@ -25,7 +28,7 @@ export SHARED
 # shellcheck source=/dev/null
 . "$SHARED/bench/common.sh"  # ensure_debs, stats, result, hyperfine_times, PY
 
-W=$(echo "${W:-W1 W2 W4}" | tr 'a-z,' 'A-Z ')
+W=$(echo "${W:-W1 W2 W4 W5}" | tr 'a-z,' 'A-Z ')
 PEERS=${PEERS:-"tbb omp ninja make xargs parallel raw"}
 [ "${DASK:-0}" != 0 ] && PEERS="$PEERS dask"
 BUILD=${BUILD:-build}; case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
@@ -40,6 +43,11 @@ if [ "$QUICK" != 0 ]; then   # smoke sizes; any size set in the environment stil
   export W4_RESUME_N=${W4_RESUME_N:-10000} W4_RESUME_REPS=${W4_RESUME_REPS:-2} W4_RUNS=${W4_RUNS:-2}
   export SQ_FULL_N=${SQ_FULL_N:-2000} SQ_NORMAL_N=${SQ_NORMAL_N:-10000} SQ_BATCH_N=${SQ_BATCH_N:-50000}
   export PG_ON_N=${PG_ON_N:-2000} PG_OFF_N=${PG_OFF_N:-5000} PG_BATCH_N=${PG_BATCH_N:-5000}
+  # W5: a tenth of every size (the targets then read n/a), fewer repetitions
+  export W5_N=${W5_N:-100000} W5_BASE_N=${W5_BASE_N:-10000} W5_REPS=${W5_REPS:-3} W5_BASE_REPS=${W5_BASE_REPS:-3}
+  export W5_FILE_N=${W5_FILE_N:-10000} W5_FILE_REPS=${W5_FILE_REPS:-3} W5_RESUME_N=${W5_RESUME_N:-100000}
+  export W5_RESUME_REPS=${W5_RESUME_REPS:-2} W5_RUNS_K=${W5_RUNS_K:-1000} W5_ROUNDS=${W5_ROUNDS:-2}
+  export W5_RESUME_KILL_REPS=${W5_RESUME_KILL_REPS:-1}
 fi
 export BUILD THREADS=${THREADS:-2} REPS=${REPS:-11} RUNS=${RUNS:-3}
 W4_PEERS=${W4_PEERS-sqlite}; W4_RUNS=${W4_RUNS:-5}
@@ -56,7 +64,7 @@ for p in $W4_PEERS; do
   case $p in sqlite|postgres) ;; *) echo "bench: unknown W4 peer '$p' (known: sqlite postgres)" >&2; exit 2 ;; esac
 done
 for w in $W; do
-  case $w in W1|W2|W4) ;; *) echo "bench: unknown workload '$w' in W (known: W1 W2 W4)" >&2; exit 2 ;; esac
+  case $w in W1|W2|W4|W5) ;; *) echo "bench: unknown workload '$w' in W (known: W1 W2 W4 W5)" >&2; exit 2 ;; esac
 done
 wants() { case " $W " in *" $1 "*) return 0 ;; esac; return 1; }
 
@@ -88,6 +96,7 @@ build() {
   wants W1 && targets+=(bench_w1_dag)
   wants W2 && targets+=(flow)
   wants W4 && targets+=(bench_w4_durable)
+  wants W5 && targets+=(bench_w5_scale flow)
   [ ${#targets[@]} -gt 0 ] || return 0
   if [ "${NO_BUILD:-0}" != 0 ]; then
     echo "# NO_BUILD=1: using $BUILD as it is" >&2
@@ -124,7 +133,10 @@ install_peers() {  # quietly, so that the peers' scripts find everything install
 # of the raw posix_spawn loop; W1b at most 300 bytes per task; W4 (for both durable stores) at least
 # 100,000 tasks/s on the 10,000-task fan-out at the normal level and 8,000 at strict, a 100,000-task
 # journal resumed in under 0.25 s; and W4's durable tasks/s next to the peers' raw SQLite commits/s and
-# rows/s.
+# rows/s. W5 (no peer): per task at 1,000,000 tasks within 2x of 100,000, at most 300 resident bytes per
+# task, a 100,000-task file validated and loaded in under 1 s, a 1,000,000-task journal resumed to new
+# work in under 3 s, 10,000 concurrent runs completed with the heap back where it was and the peak no
+# higher round after round.
 ratios() {
   awk -v strict="${STRICT:-0}" -v selected=" $W " '
   function target(w, e, p, lim) {
@@ -188,6 +200,57 @@ ratios() {
       r = r sprintf("   (records/s %d: %.2fx)", v["W4-fan", e, "records_per_s"], v["W4-fan", e, "records_per_s"] / b)
     printf "  %-22s %-60s %8d / %-8d %s\n", e, what, a, b, r
   }
+  # W5a: per task at N (1,000,000) over per task at the base N (100,000), both from this go
+  function w5ratio(w,   a, b, r, res) {
+    if (!((w, "libflow") in has) || !((w "-base", "libflow") in has)) {
+      na++; printf fmt5, w, "per task at N / per task at the base N", "-", "<= 2x", "n/a (no result)"; return
+    }
+    a = v[w, "libflow", "per_task_us"] + 0; b = v[w "-base", "libflow", "per_task_us"] + 0
+    r = (b > 0) ? a / b : 0
+    if (v[w, "libflow", "N"] + 0 < 1000000 || v[w "-base", "libflow", "N"] + 0 < 100000) {
+      na++; res = "n/a (the target is for 1,000,000 / 100,000)"
+    } else res = verdict(r, 2)
+    printf fmt5, w, sprintf("per task, N=%d / N=%d (%.3f / %.3f us)", v[w, "libflow", "N"],
+      v[w "-base", "libflow", "N"], a, b), sprintf("%.2fx", r), "<= 2x", res
+  }
+  function w5mem(w,   b, res) {
+    if (!((w, "libflow") in has)) { na++; printf fmt5, w, "resident bytes per task", "-", "<= 300", "n/a (no result)"; return }
+    b = v[w, "libflow", "bytes_per_task"] + 0
+    if (v[w, "libflow", "N"] + 0 < 1000000) { na++; res = "n/a (the target is for 1,000,000)" }
+    else res = verdict(b, 300)
+    printf fmt5, w, sprintf("resident bytes per task (flow alone %s), N=%d", v[w, "libflow", "flow_bytes_per_task"],
+      v[w, "libflow", "N"]), sprintf("%.0f", b), "<= 300", res
+  }
+  # w5secs WORKLOAD ENGINE KEY WHAT N_TARGET LIMIT: seconds under LIMIT ("": shown, no target)
+  function w5secs(w, e, key, what, n_tgt, lim,   secs, res, tg) {
+    tg = (lim == "") ? "" : "< " lim " s"
+    if (!((w, e) in has)) { if (lim != "") na++; printf fmt5, w, what, "-", tg, (lim == "") ? "" : "n/a (no result)"; return }
+    secs = v[w, e, key] + 0; res = ""
+    if (lim != "") {
+      if (v[w, e, "N"] + 0 != n_tgt) { na++; res = "n/a (the target is for N=" n_tgt ")" }
+      else if (secs < lim + 0) { pass++; res = "PASS" } else { miss++; res = "MISS" }
+    }
+    printf fmt5, w, what ", N=" v[w, e, "N"], sprintf("%.3f s", secs), tg, res
+  }
+  # W5d: every run completed (the harness stops otherwise), the heap back within 1 MiB of where it was after
+  # every round, and the last round peaking at most 1.5x the first (what is freed is used again)
+  function w5runs(   w, ok, res, left, first, last) {
+    w = "W5d-runs"
+    if (!((w, "libflow") in has)) { na++; printf fmt5, w, "runs completed, memory bounded", "-", "see README", "n/a (no result)"; return }
+    left = v[w, "libflow", "heap_left_kb_max"] + 0; first = v[w, "libflow", "peak_rss_kb_first"] + 0
+    last = v[w, "libflow", "peak_rss_kb_last"] + 0
+    printf fmt5, w, sprintf("%d runs of 3 tasks at once: all done in (median)", v[w, "libflow", "concurrent"]),
+      sprintf("%.3f s", v[w, "libflow", "wall_s"]), "", ""
+    printf fmt5, "", "peak resident bytes per run (first round)", v[w, "libflow", "peak_bytes_per_run"], "", ""
+    printf fmt5, "", sprintf("RSS before / peak first / peak last round, MB"),
+      sprintf("%.0f/%.0f/%.0f", v[w, "libflow", "rss_before_kb"] / 1024, first / 1024, last / 1024), "", ""
+    printf fmt5, "", "RSS after freeing / after malloc_trim, MB", sprintf("%.0f/%.0f",
+      v[w, "libflow", "rss_freed_kb"] / 1024, v[w, "libflow", "rss_trimmed_kb"] / 1024), "", ""
+    ok = (left <= 1024 && last <= 1.5 * first)
+    if (v[w, "libflow", "concurrent"] + 0 != 10000) { na++; res = "n/a (the target is for 10,000)" }
+    else if (ok) { pass++; res = "PASS" } else { miss++; res = "MISS" }
+    printf fmt5, "", "heap left after freeing (KiB, worst round)", left, "<= 1024, peak", res
+  }
   END {
     print ""
     if (index(selected, " W1 ") || index(selected, " W2 ")) {
@@ -218,7 +281,7 @@ ratios() {
     if (index(selected, " W1 ")) {
       print "== memory =="
       if (("W1b-mem", "libflow") in has) {
-        b = v["W1b-mem", "libflow", "bytes_per_task"]
+        b = v["W1b-mem", "libflow", "bytes_per_task"] + 0   # a number, not a string: "1292" < 500
         printf "W1b-mem      libflow        %.0f bytes/task resident (fan, N=%s)  target <= 300  %s\n", b,
           v["W1b-mem", "libflow", "N"], (b <= 300) ? "PASS" : "MISS"
         if (b <= 300) pass++; else miss++
@@ -250,6 +313,22 @@ ratios() {
       cmp("libflow-sqlite-normal", "W4-fan", "libflow-memory", "vs the same fan-out with no store (libflow-memory)", 0)
       print ""
     }
+    if (index(selected, " W5 ")) {
+      print "== W5: scale (libflow against its own 100,000-task case and the limits of the issue; no peer) =="
+      fmt5 = "%-16s %-58s %12s %-14s %s\n"
+      printf fmt5, "workload", "measure", "value", "target", "result"
+      w5ratio("W5a-fan"); w5ratio("W5a-layered")
+      w5mem("W5a-fan-mem"); w5mem("W5a-layered-mem")
+      w5secs("W5b-yaml", "libflow", "wall_s", "flow validate FILE, whole process (median)", 100000, 1)
+      w5secs("W5b-yaml", "libflow", "load_s", "flow_load_file from C (median)", 100000, 1)
+      w5secs("W5b-json", "libflow", "wall_s", "flow validate FILE, whole process (median)", 100000, 1)
+      w5secs("W5b-json", "libflow", "load_s", "flow_load_file from C (median)", 100000, 1)
+      w5secs("W5c-resume", "libflow-sqlite", "wall_s", "flow_run_resume to the first new task (median)", 1000000, 3)
+      w5secs("W5c-resume", "libflow-sqlite", "total_s", "flow_run_resume to the end (median)", 1000000, "")
+      w5secs("W5c-resume-kill", "libflow-sqlite", "wall_s", "after a SIGKILL near the end: to the first new task", 1000000, 3)
+      w5runs()
+      print ""
+    }
     printf "targets: %d PASS, %d MISS, %d n/a\n", pass, miss, na
     exit (strict != 0 && miss > 0) ? 1 : 0
   }' "$LINES"
@@ -268,6 +347,8 @@ main() {
        "load average $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# libflow $(revision), W=$W, PEERS=$PEERS, W4_PEERS=$W4_PEERS, THREADS=$THREADS REPS=$REPS RUNS=$RUNS" \
        "W4_RUNS=$W4_RUNS QUICK=$QUICK"
+  wants W5 && echo "# W5: W5_N=${W5_N:-1000000} W5_BASE_N=${W5_BASE_N:-100000} W5_FILE_N=${W5_FILE_N:-100000}" \
+       "W5_RESUME_N=${W5_RESUME_N:-1000000} W5_RUNS_K=${W5_RUNS_K:-10000}"
   local have_lib=1
   build || { echo "# libflow build FAILED: only the peers run" >&2; echo build >> "$FAILED"; have_lib=0; }
   install_peers || { echo install >> "$FAILED"; return 1; }
@@ -283,6 +364,9 @@ main() {
     [ -n "$W4_PEERS" ] &&
       step "peers W4 ($W4_PEERS)" env PEERS="$W4_PEERS" RUNS="$W4_RUNS" bash "$SHARED/bench/w4_journal/run.sh"
     [ "$have_lib" = 1 ] && step "libflow W4" bash "$ROOT/bench/w4.sh"
+  fi
+  if wants W5; then   # no peer: libflow against its own smaller case and the issue's limits
+    [ "$have_lib" = 1 ] && step "libflow W5" bash "$ROOT/bench/w5.sh"
   fi
   local rc=0
   ratios || rc=$?

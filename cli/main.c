@@ -3,6 +3,9 @@
 #include "cli.h"
 
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 static const struct cli_command *const commands[] = {
     &cli_cmd_run,
@@ -154,6 +157,14 @@ int main(int argc, char **argv)
     /* Every child of this process is libflow's: any orphan that comes to
      * it (a command's, re-parented) is to be reaped. */
     flow_set_reap_orphans(true);
+#if defined(__GLIBC__) && defined(M_MXFAST)
+    /* The host's choice (bench/README.md, W5): with glibc's fastbins, freeing
+     * the million small blocks a big workflow file is read into consolidates
+     * them over and over (freeing the tree of a 100,000-task file took twice
+     * as long, 13% of `flow validate`); without them, tcache still serves the
+     * common sizes. */
+    mallopt(M_MXFAST, 0);
+#endif
 
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *arg = argv[i];

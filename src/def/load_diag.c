@@ -17,11 +17,35 @@
 #include "util/error.h"
 #include "util/json.h"
 
+struct val flow__ld_member_at(const struct loader *L, json_t *map, const char *key, json_t *value,
+                              struct flow__yaml_pos *key_pos)
+{
+    struct val x = {value ? value : json_object_get(map, key), {0, 0}, NULL};
+    flow__yaml_member(L->doc, map, key, key_pos, &x.pos, &x.raw);
+    return x;
+}
+
 struct val flow__ld_member(const struct loader *L, json_t *map, const char *key)
 {
-    struct val x = {json_object_get(map, key), flow__yaml_value_pos(L->doc, map, key),
-                    flow__yaml_value_text(L->doc, map, key)};
-    return x;
+    struct flow__yaml_pos key_pos;
+    return flow__ld_member_at(L, map, key, NULL, &key_pos);
+}
+
+void flow__ld_concat(char *buf, size_t len, ...)
+{
+    if (!len)
+        return;
+    char *at = buf;
+    char *end = buf + len - 1;
+    va_list ap;
+    va_start(ap, len);
+    const char *s;
+    while ((s = va_arg(ap, const char *)) != NULL) {
+        while (*s && at < end) /* short words: a loop beats strlen + memcpy */
+            *at++ = *s++;
+    }
+    va_end(ap);
+    *at = '\0';
 }
 
 struct val flow__ld_item(const struct loader *L, json_t *seq, size_t i)
@@ -418,6 +442,8 @@ static int check_ref(const struct flow__tmpl_path *path, void *udata)
 bool flow__ld_check_template(struct loader *L, const char *s, struct flow__yaml_pos pos,
                              const char *what)
 {
+    if (!strstr(s, "{{"))
+        return true; /* a plain string: nothing to compile, nothing it names */
     struct flow__tmpl *t = NULL;
     flow_error e;
     flow__error_clear(&e);

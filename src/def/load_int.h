@@ -153,6 +153,14 @@ struct val {
 /* ---- load_diag.c ----------------------------------------------------- */
 
 struct val flow__ld_member(const struct loader *L, json_t *map, const char *key);
+/* The same, and where the key is written (in *key_pos); `value` (may be NULL) is the member's
+ * value when the caller has it already (iterating the mapping). */
+struct val flow__ld_member_at(const struct loader *L, json_t *map, const char *key, json_t *value,
+                              struct flow__yaml_pos *key_pos);
+/* The strings given, up to a NULL, one after the other into `buf`, cut to `len` - 1 bytes as
+ * snprintf cuts: the "'key' of task 'x'" of messages, built for every key of a file, at a
+ * fraction of snprintf's cost. */
+void flow__ld_concat(char *buf, size_t len, ...);
 struct val flow__ld_item(const struct loader *L, json_t *seq, size_t i);
 /* Keep a diagnostic, sorted at `at` in this file. */
 void flow__ld_add_diag(struct loader *L, const flow_error *e, flow_severity sev,

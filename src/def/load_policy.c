@@ -200,8 +200,10 @@ bool flow__ld_parse_policy_key(struct loader *L, const char *key, const struct v
                                const char *owner, bool in_defaults, const char *task,
                                struct policy *p)
 {
+    if (!IN(key, policy_keys))
+        return false; /* before the message words: most keys of a task are not policy keys */
     char what[240];
-    snprintf(what, sizeof(what), "'%s'%s", key, owner);
+    flow__ld_concat(what, sizeof(what), "'", key, "'", owner, (char *)NULL);
     size_t i = 0;
     if (strcmp(key, "timeout") == 0) {
         if (flow__ld_get_duration(L, x, what, &p->timeout))
@@ -302,7 +304,7 @@ void flow__ld_apply_policy(struct loader *L, flow_task *t, const struct policy *
     unsigned cmd_only = P_ENV | P_CWD | P_OUTPUT | P_KILL_GRACE;
     unsigned from_defaults = dp->set & ~tp->set & (is_command ? ~0u : ~cmd_only);
     char what[200];
-    snprintf(what, sizeof(what), "task '%s'", flow_task_name(t));
+    flow__ld_concat(what, sizeof(what), "task '", flow_task_name(t), "'", (char *)NULL);
 #define PICK(bit) ((tp->set & (bit)) ? tp : (from_defaults & (bit)) ? dp : NULL)
     const struct policy *s;
     flow_err rc;

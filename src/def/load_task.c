@@ -57,11 +57,12 @@ struct dep_ctx {
 static void add_dep(struct loader *L, const struct val *it, const char *name, void *udata)
 {
     const struct dep_ctx *c = udata;
-    if (!json_object_get(L->tasks, name)) {
+    /* Tasks of the flow come from the file's: one lookup is enough when the name is one. */
+    flow_task *dep = L->f ? flow_find_task(L->f, name) : NULL;
+    if (!dep && !json_object_get(L->tasks, name)) {
         flow__ld_unknown_task(L, it->pos, name, c->what);
         return;
     }
-    flow_task *dep = flow_find_task(L->f, name);
     if (!c->t || !dep)
         return;
     flow_err rc = strcmp(c->key, "after") == 0       ? flow_task_after(c->t, dep)
@@ -478,7 +479,7 @@ static void apply_body(struct loader *L, flow_task *t, const struct body *b, con
     flow__error_clear(&e);
     flow_err rc = FLOW_OK;
     char what[200];
-    snprintf(what, sizeof(what), "'%s' of task '%s'", b->key, name);
+    flow__ld_concat(what, sizeof(what), "'", b->key, "' of task '", name, "'", (char *)NULL);
     if (strcmp(b->key, "run") == 0) {
         rc = flow_task_set_command(t, (const char *const *)b->argv, &e);
     } else if (strcmp(b->key, "shell") == 0) {
@@ -511,7 +512,7 @@ void flow__ld_load_task(struct loader *L, const char *name)
         return;
     }
     char owner[160];
-    snprintf(owner, sizeof(owner), " of task '%s'", name);
+    flow__ld_concat(owner, sizeof(owner), " of task '", name, "'", (char *)NULL);
     struct policy p = {0};
     struct body body = {0};
     struct body extra = {0}; /* a second body, reported */
@@ -526,10 +527,10 @@ void flow__ld_load_task(struct loader *L, const char *name)
     json_t *v;
     json_object_foreach(def.v, k, v)
     {
-        struct val x = flow__ld_member(L, def.v, k);
-        struct flow__yaml_pos kpos = flow__yaml_key_pos(L->doc, def.v, k);
+        struct flow__yaml_pos kpos;
+        struct val x = flow__ld_member_at(L, def.v, k, v, &kpos);
         char what[240];
-        snprintf(what, sizeof(what), "'%s'%s", k, owner);
+        flow__ld_concat(what, sizeof(what), "'", k, "'", owner, (char *)NULL);
         bool noop = strcmp(k, "noop") == 0;
         if (noop && !json_is_boolean(x.v)) {
             flow__ld_report(L, x.pos, "%s must be true or false, not %s", what,

@@ -18,37 +18,62 @@
 #include <yaml.h>
 
 #include "util/alloc.h"
+#include "util/arena.h"
 #include "util/error.h"
 #include "util/strmap.h"
 #include "util/vec.h"
 
 /* ------------------------------------------------------------------------ */
-/* Position table                                                           */
+/* Positions                                                                */
 
-enum entry_kind { E_EMPTY = 0, E_NODE, E_MEMBER, E_ITEM };
-
-struct entry {
-    const void *node; /* E_NODE: the node; E_MEMBER, E_ITEM: its container */
-    union {
-        const char *key; /* E_MEMBER: the key as the jansson object stores it */
-        size_t index;    /* E_ITEM */
-    } at;
-    char *text;                 /* plain scalar typed as non-string, as written */
-    struct flow__yaml_pos pos;  /* E_NODE: start; E_MEMBER: the key; E_ITEM: the item */
-    struct flow__yaml_pos vpos; /* E_MEMBER: the value */
-    uint32_t hash;
-    uint8_t kind;
+/* A member of a mapping or an item of a sequence: where it is written. */
+struct child {
+    const char *key;            /* mappings: the key (in the doc's arena); NULL for items */
+    const char *text;           /* plain scalar typed as non-string, as written (arena), or NULL */
+    struct flow__yaml_pos pos;  /* member: the key; item: the item */
+    struct flow__yaml_pos vpos; /* member: the value */
 };
 
-struct table {
-    struct entry *slots;
-    size_t count;
-    size_t mask; /* slots - 1, or 0 before the first insert */
+/* A mapping or a sequence of the document. */
+struct container {
+    const void *node;
+    struct flow__yaml_pos pos; /* where it starts */
+    uint32_t first;            /* its children: kids[first .. first + count), item i at first + i */
+    uint32_t count;
+    uint32_t hint;   /* mappings: the child the last lookup found (readers go in order) */
+    uint32_t mask;   /* index: slots - 1 */
+    uint32_t *index; /* big mappings: child position + 1 by key hash, built at the first miss */
+};
+
+/* Mappings with more children than this get an index when a lookup misses the hint. */
+#define SCAN_MAX 8
+
+/* Containers looked up lately (the loader goes back and forth between a task, its mapping and
+ * its lists), so that most lookups need no hashing. */
+#define RECENT 4
+
+/* How far after the last container found a lookup looks before hashing. */
+#define AHEAD 8
+
+struct lookup {
+    const void *node[RECENT];
+    uint32_t at[RECENT];
+    unsigned next;
+    uint32_t last; /* the container found last: the next one wanted is often just after it */
 };
 
 struct flow__yaml_doc {
     json_t *root;
-    struct table table;
+    /* Every mapping and sequence in the order they start, each with its children together
+     * once it has ended. Positions are recorded once, in document order, and read back mostly
+     * in the same order: unlike one hash table of every node, this stays compact and
+     * cache-friendly for big files (bench W5). */
+    FLOW__VEC(struct container) containers;
+    FLOW__VEC(struct child) kids;
+    uint32_t *by_node; /* container position + 1 by node pointer hash */
+    uint32_t by_node_mask;
+    struct lookup *recent;
+    struct flow__arena strings; /* keys and typed scalars' texts */
     FLOW__VEC(struct flow__yaml_dup) dups; /* keys owned (flow__strdup) */
     /* Values of duplicate keys, kept until the document is freed: the
      * position table and the duplicates found inside them point into them. */
@@ -64,89 +89,133 @@ static uint32_t ptr_hash(const void *p)
     return (uint32_t)x;
 }
 
-static uint32_t entry_hash(uint8_t kind, const void *node, const char *key, size_t index)
+/* The record of mapping or sequence `node`, or NULL when it is not one of `d`. */
+static struct container *container_of(const struct flow__yaml_doc *d, const void *node)
 {
-    uint32_t h = ptr_hash(node) ^ kind;
-    if (kind == E_MEMBER)
-        h ^= flow__strhash(key, strlen(key)) * 31u;
-    else if (kind == E_ITEM)
-        h ^= (uint32_t)(index * 0x9e3779b1u);
-    return h;
-}
-
-static bool entry_matches(const struct entry *e, uint8_t kind, uint32_t hash, const void *node,
-                          const char *key, size_t index)
-{
-    if (e->kind != kind || e->hash != hash || e->node != node)
-        return false;
-    if (kind == E_MEMBER)
-        return strcmp(e->at.key, key) == 0;
-    if (kind == E_ITEM)
-        return e->at.index == index;
-    return true;
-}
-
-static const struct entry *table_find(const struct table *t, uint8_t kind, const void *node,
-                                      const char *key, size_t index)
-{
-    if (!t->slots || !node || (kind == E_MEMBER && !key))
+    if (!node || !d->by_node)
         return NULL;
-    uint32_t h = entry_hash(kind, node, key, index);
-    for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
-        const struct entry *e = &t->slots[i];
-        if (e->kind == E_EMPTY)
-            return NULL;
-        if (entry_matches(e, kind, h, node, key, index))
-            return e;
+    struct lookup *lk = d->recent;
+    for (unsigned i = 0; i < RECENT; i++) {
+        if (lk->node[i] == node)
+            return &d->containers.items[lk->at[i]];
     }
-}
-
-static flow_err table_grow(struct table *t)
-{
-    size_t n = t->slots ? (t->mask + 1) * 2 : 64;
-    struct entry *slots = flow__calloc(n, sizeof(*slots));
-    if (!slots)
-        return FLOW_ENOMEM;
-    for (size_t i = 0; t->slots && i <= t->mask; i++) {
-        if (t->slots[i].kind == E_EMPTY)
-            continue;
-        size_t j = t->slots[i].hash & (n - 1);
-        while (slots[j].kind != E_EMPTY)
-            j = (j + 1) & (n - 1);
-        slots[j] = t->slots[i];
-    }
-    flow__free(t->slots);
-    t->slots = slots;
-    t->mask = n - 1;
-    return FLOW_OK;
-}
-
-/* Add an entry (the caller knows it is new). `e->text` passes to the table,
- * also on failure. */
-static flow_err table_add(struct table *t, struct entry *e)
-{
-    if (!t->slots || (t->count + 1) * 2 > t->mask + 1) {
-        if (table_grow(t)) {
-            flow__free(e->text);
-            return FLOW_ENOMEM;
+    uint32_t found = UINT32_MAX;
+    for (size_t k = (size_t)lk->last + 1; k < d->containers.count && k <= (size_t)lk->last + AHEAD;
+         k++) {
+        if (d->containers.items[k].node == node) {
+            found = (uint32_t)k;
+            break;
         }
     }
-    e->hash = entry_hash(e->kind, e->node, e->at.key, e->at.index);
-    size_t i = e->hash & t->mask;
-    while (t->slots[i].kind != E_EMPTY)
-        i = (i + 1) & t->mask;
-    t->slots[i] = *e;
-    t->count++;
+    for (uint32_t i = ptr_hash(node) & d->by_node_mask; found == UINT32_MAX;
+         i = (i + 1) & d->by_node_mask) {
+        uint32_t at = d->by_node[i];
+        if (!at)
+            return NULL;
+        if (d->containers.items[at - 1].node == node)
+            found = at - 1;
+    }
+    lk->node[lk->next] = node;
+    lk->at[lk->next] = found;
+    lk->next = (lk->next + 1) % RECENT;
+    lk->last = found;
+    return &d->containers.items[found];
+}
+
+/* Power of two slots, at least twice `count`; 0 when too many. */
+static size_t slots_for(size_t count)
+{
+    size_t n = 16;
+    while (n < count * 2) {
+        if (n > (size_t)UINT32_MAX / 2)
+            return 0;
+        n *= 2;
+    }
+    return n;
+}
+
+/* Index the containers by node once the document is complete. */
+static flow_err index_nodes(struct flow__yaml_doc *d)
+{
+    size_t n = slots_for(d->containers.count);
+    if (!n)
+        return FLOW_ENOMEM;
+    d->by_node = flow__calloc(n, sizeof(*d->by_node));
+    d->recent = flow__calloc(1, sizeof(*d->recent));
+    if (!d->by_node || !d->recent)
+        return FLOW_ENOMEM;
+    d->by_node_mask = (uint32_t)(n - 1);
+    for (size_t k = 0; k < d->containers.count; k++) {
+        uint32_t i = ptr_hash(d->containers.items[k].node) & d->by_node_mask;
+        while (d->by_node[i])
+            i = (i + 1) & d->by_node_mask;
+        d->by_node[i] = (uint32_t)k + 1;
+    }
     return FLOW_OK;
 }
 
-static void table_cleanup(struct table *t)
+/* A big mapping's index of its children by key. Without memory the caller scans. */
+static void index_keys(const struct flow__yaml_doc *d, struct container *c)
 {
-    for (size_t i = 0; t->slots && i <= t->mask; i++)
-        flow__free(t->slots[i].text);
-    flow__free(t->slots);
-    t->slots = NULL;
-    t->count = t->mask = 0;
+    size_t n = slots_for(c->count);
+    uint32_t *slots = n ? flow__calloc(n, sizeof(*slots)) : NULL;
+    if (!slots)
+        return;
+    const struct child *kids = d->kids.items + c->first;
+    for (uint32_t k = 0; k < c->count; k++) {
+        uint32_t i = flow__strhash(kids[k].key, strlen(kids[k].key)) & (uint32_t)(n - 1);
+        while (slots[i])
+            i = (i + 1) & (uint32_t)(n - 1);
+        slots[i] = k + 1;
+    }
+    c->index = slots;
+    c->mask = (uint32_t)(n - 1);
+}
+
+/* Member `key` of mapping `map`, or NULL. */
+static const struct child *find_member(const struct flow__yaml_doc *d, const json_t *map,
+                                       const char *key)
+{
+    struct container *c = key ? container_of(d, map) : NULL;
+    if (!c)
+        return NULL;
+    const struct child *kids = d->kids.items + c->first;
+    if (c->count > SCAN_MAX) {
+        for (uint32_t k = c->hint; k < c->count && k < c->hint + 2; k++) {
+            if (kids[k].key && strcmp(kids[k].key, key) == 0) {
+                c->hint = k;
+                return &kids[k];
+            }
+        }
+        if (!c->index)
+            index_keys(d, c);
+    }
+    if (c->index) {
+        for (uint32_t i = flow__strhash(key, strlen(key)) & c->mask;; i = (i + 1) & c->mask) {
+            uint32_t k = c->index[i];
+            if (!k)
+                return NULL;
+            if (strcmp(kids[k - 1].key, key) == 0) {
+                c->hint = k - 1;
+                return &kids[k - 1];
+            }
+        }
+    }
+    for (uint32_t k = 0; k < c->count; k++) {
+        if (kids[k].key && strcmp(kids[k].key, key) == 0)
+            return &kids[k];
+    }
+    return NULL;
+}
+
+/* Item `i` of sequence `seq`, or NULL. */
+static const struct child *find_item(const struct flow__yaml_doc *d, const json_t *seq, size_t i)
+{
+    const struct container *c = container_of(d, seq);
+    if (!c || i >= c->count)
+        return NULL;
+    const struct child *kid = &d->kids.items[c->first + i];
+    return kid->key ? NULL : kid;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -157,7 +226,13 @@ void flow__yaml_free(struct flow__yaml_doc *d)
     if (!d)
         return;
     json_decref(d->root);
-    table_cleanup(&d->table);
+    for (size_t i = 0; i < d->containers.count; i++)
+        flow__free(d->containers.items[i].index);
+    FLOW__VEC_FREE(&d->containers);
+    FLOW__VEC_FREE(&d->kids);
+    flow__free(d->by_node);
+    flow__free(d->recent);
+    flow__arena_cleanup(&d->strings);
     for (size_t i = 0; i < d->dups.count; i++)
         flow__free((char *)d->dups.items[i].key);
     FLOW__VEC_FREE(&d->dups);
@@ -176,41 +251,52 @@ static const struct flow__yaml_pos no_pos = {0, 0};
 
 struct flow__yaml_pos flow__yaml_node_pos(const struct flow__yaml_doc *d, const json_t *node)
 {
-    const struct entry *e = table_find(&d->table, E_NODE, node, NULL, 0);
-    return e ? e->pos : no_pos;
+    const struct container *c = container_of(d, node);
+    return c ? c->pos : no_pos;
 }
 
 struct flow__yaml_pos flow__yaml_key_pos(const struct flow__yaml_doc *d, const json_t *map,
                                          const char *key)
 {
-    const struct entry *e = table_find(&d->table, E_MEMBER, map, key, 0);
+    const struct child *e = find_member(d, map, key);
     return e ? e->pos : no_pos;
 }
 
 struct flow__yaml_pos flow__yaml_value_pos(const struct flow__yaml_doc *d, const json_t *map,
                                            const char *key)
 {
-    const struct entry *e = table_find(&d->table, E_MEMBER, map, key, 0);
+    const struct child *e = find_member(d, map, key);
     return e ? e->vpos : no_pos;
+}
+
+bool flow__yaml_member(const struct flow__yaml_doc *d, const json_t *map, const char *key,
+                       struct flow__yaml_pos *key_pos, struct flow__yaml_pos *value_pos,
+                       const char **text)
+{
+    const struct child *e = find_member(d, map, key);
+    *key_pos = e ? e->pos : no_pos;
+    *value_pos = e ? e->vpos : no_pos;
+    *text = e ? e->text : NULL;
+    return e != NULL;
 }
 
 struct flow__yaml_pos flow__yaml_item_pos(const struct flow__yaml_doc *d, const json_t *seq,
                                           size_t i)
 {
-    const struct entry *e = table_find(&d->table, E_ITEM, seq, NULL, i);
+    const struct child *e = find_item(d, seq, i);
     return e ? e->pos : no_pos;
 }
 
 const char *flow__yaml_value_text(const struct flow__yaml_doc *d, const json_t *map,
                                   const char *key)
 {
-    const struct entry *e = table_find(&d->table, E_MEMBER, map, key, 0);
+    const struct child *e = find_member(d, map, key);
     return e ? e->text : NULL;
 }
 
 const char *flow__yaml_item_text(const struct flow__yaml_doc *d, const json_t *seq, size_t i)
 {
-    const struct entry *e = table_find(&d->table, E_ITEM, seq, NULL, i);
+    const struct child *e = find_item(d, seq, i);
     return e ? e->text : NULL;
 }
 
@@ -233,7 +319,9 @@ struct frame {
     char *anchor;       /* registered when the collection ends, or NULL */
     size_t start_total; /* nodes counted before it began */
     struct flow__yaml_pos pos;
-    char *key;          /* mappings: the key waiting for its value, or NULL */
+    uint32_t rec;       /* its record in doc->containers */
+    size_t mark;        /* its children start at pending[mark] */
+    char *key;          /* mappings: the key waiting for its value (doc arena), or NULL */
     struct flow__yaml_pos key_pos;
     bool dup; /* the waiting key is a duplicate: its value is dropped */
 };
@@ -250,13 +338,41 @@ struct builder {
     size_t len;
     struct flow__yaml_doc *doc;
     FLOW__VEC(struct frame) stack;
+    /* Children of the open collections, the innermost's last: moved to doc->kids together
+     * when their collection ends. */
+    FLOW__VEC(struct child) pending;
     FLOW__VEC(struct anchor) anchors;
     struct flow__strmap anchor_index; /* name -> index + 1 (the latest definition) */
     size_t total;                     /* nodes so far, aliases expanded */
+    size_t aliased;                   /* nodes that aliases stand for, against the cap */
+    json_t **recent_strings;          /* RECENT_STRINGS slots by hash (references), or NULL */
     int documents;
     flow_err rc; /* first failure */
     flow_error *err;
 };
+
+/* Short strings seen lately, by hash: a file says the same things again and again (a command,
+ * task names in `after`), and a string made once and shared costs two blocks less, to make and
+ * to free (bench W5: a quarter of the blocks of a 100,000-task file). The tree may share values
+ * anyway (aliases, jansson's true, false and null): readers never change it. */
+#define RECENT_STRINGS 4096
+#define RECENT_STRING_MAX 64
+
+/* A string value of `len` bytes (no NUL among them). */
+static json_t *string_value(struct builder *b, const char *s, size_t len)
+{
+    if (!b->recent_strings || len > RECENT_STRING_MAX)
+        return json_stringn(s, len);
+    json_t **slot = &b->recent_strings[flow__strhash(s, len) & (RECENT_STRINGS - 1)];
+    if (*slot && json_string_length(*slot) == len && memcmp(json_string_value(*slot), s, len) == 0)
+        return json_incref(*slot);
+    json_t *v = json_stringn(s, len);
+    if (v) {
+        json_decref(*slot);
+        *slot = json_incref(v);
+    }
+    return v;
+}
 
 static struct flow__yaml_pos mark_pos(yaml_mark_t m)
 {
@@ -286,14 +402,18 @@ static void nomem(struct builder *b)
     b->rc = flow__error(b->err, FLOW_ENOMEM, "out of memory reading '%s'", b->file);
 }
 
-/* Count `n` more nodes against the cap. */
-static bool count_nodes(struct builder *b, size_t n, struct flow__yaml_pos pos)
+/* Count `n` more nodes; those an alias stands for (`alias`) count against the cap. Written
+ * nodes do not: the size of the text bounds them, and a file of 100,000 tasks has more than a
+ * million of them (bench W5). */
+static bool count_nodes(struct builder *b, size_t n, bool alias, struct flow__yaml_pos pos)
 {
-    if (n > FLOW__YAML_MAX_NODES || b->total > FLOW__YAML_MAX_NODES - n) {
-        fail(b, pos, "the document is too large: over %d values once aliases are expanded",
+    if (alias && (n > FLOW__YAML_MAX_NODES || b->aliased > FLOW__YAML_MAX_NODES - n)) {
+        fail(b, pos, "the document is too large: its aliases stand for over %d values",
              FLOW__YAML_MAX_NODES);
         return false;
     }
+    if (alias)
+        b->aliased += n;
     b->total += n;
     return true;
 }
@@ -341,20 +461,16 @@ static void add_value(struct builder *b, json_t *v, struct flow__yaml_pos pos, c
         return;
     }
     struct frame *f = &b->stack.items[b->stack.count - 1];
-    struct entry e = {0};
-    e.text = text ? flow__strdup(text) : NULL;
+    struct child e = {0};
+    e.text = text ? flow__arena_strdup(&b->doc->strings, text) : NULL;
     if (text && !e.text) {
         json_decref(v);
         nomem(b);
         return;
     }
     if (json_is_array(f->node)) {
-        e.kind = E_ITEM;
-        e.node = f->node;
-        e.at.index = json_array_size(f->node);
         e.pos = pos;
         if (json_array_append_new(f->node, v)) {
-            flow__free(e.text);
             nomem(b);
             return;
         }
@@ -364,25 +480,21 @@ static void add_value(struct builder *b, json_t *v, struct flow__yaml_pos pos, c
         f->key = NULL;
         f->dup = false;
         if (dup) {
-            flow__free(key);
-            flow__free(e.text);
             keep_dropped(b, v);
             return;
         }
         if (json_object_set_new(f->node, key, v)) {
-            flow__free(key);
-            flow__free(e.text);
             nomem(b);
             return;
         }
-        e.kind = E_MEMBER;
-        e.node = f->node;
-        e.at.key = json_object_iter_key(json_object_iter_at(f->node, key));
+        e.key = key;
         e.pos = f->key_pos;
         e.vpos = pos;
-        flow__free(key);
     }
-    if (table_add(&b->doc->table, &e))
+    size_t before = b->pending.count;
+    flow_err rc = FLOW_OK;
+    FLOW__VEC_PUSH(&b->pending, e, rc);
+    if (rc != FLOW_OK || b->pending.count == before)
         nomem(b);
 }
 
@@ -402,7 +514,7 @@ static void set_key(struct builder *b, const char *key, size_t len, struct flow_
         fail(b, pos, "a mapping key cannot hold a NUL character");
         return;
     }
-    f->key = flow__strdup(key);
+    f->key = flow__arena_strdup(&b->doc->strings, key);
     if (!f->key) {
         nomem(b);
         return;
@@ -554,12 +666,19 @@ static json_t *scalar_value(struct builder *b, const yaml_event_t *ev, struct fl
             fail(b, pos, "'%s' cannot hold a NUL character", tag);
             return NULL;
         }
-        v = json_stringn(s, len);
+        v = strlen(s) == len ? string_value(b, s, len) : json_stringn(s, len);
         if (!v)
             nomem(b);
         return v;
     }
-    if ((want == WANT_ANY || want == WANT_NULL) && is_null_text(s, len)) {
+    /* Most plain scalars of a file are words (task names, commands): a word can be null or a
+     * boolean, never a number, and one that does not start as those do is a string. */
+    if (want == WANT_ANY && len > 0 && !strchr("~0123456789+-.", s[0])) {
+        int bv = strchr("nNtTfF", s[0]) ? bool_text(s) : -1;
+        v = bv >= 0                                            ? json_boolean(bv)
+            : (s[0] == 'n' || s[0] == 'N') && is_null_text(s, len) ? json_null()
+                                                               : string_value(b, s, len);
+    } else if ((want == WANT_ANY || want == WANT_NULL) && is_null_text(s, len)) {
         v = json_null();
     } else if ((want == WANT_ANY || want == WANT_BOOL) && bool_text(s) >= 0) {
         v = json_boolean(bool_text(s));
@@ -589,7 +708,7 @@ static json_t *scalar_value(struct builder *b, const yaml_event_t *ev, struct fl
             return NULL;
         }
         if (!v)
-            v = json_stringn(s, len);
+            v = string_value(b, s, len);
     } else {
         fail(b, pos, "'%s' is not %s", s, want == WANT_BOOL ? "a boolean" : "null");
         return NULL;
@@ -605,7 +724,7 @@ static json_t *scalar_value(struct builder *b, const yaml_event_t *ev, struct fl
 static void on_scalar(struct builder *b, const yaml_event_t *ev)
 {
     struct flow__yaml_pos pos = mark_pos(ev->start_mark);
-    if (!count_nodes(b, 1, pos))
+    if (!count_nodes(b, 1, false, pos))
         return;
     if (wants_key(b)) {
         const char *tag = (const char *)ev->data.scalar.tag;
@@ -638,7 +757,7 @@ static void on_alias(struct builder *b, const yaml_event_t *ev)
         return;
     }
     const struct anchor *a = &b->anchors.items[at - 1];
-    if (!count_nodes(b, a->size, pos))
+    if (!count_nodes(b, a->size, true, pos))
         return;
     if (wants_key(b)) {
         if (!json_is_string(a->value)) {
@@ -671,29 +790,62 @@ static void on_start(struct builder *b, const yaml_event_t *ev, bool mapping)
         return;
     }
     size_t start_total = b->total;
-    if (!count_nodes(b, 1, pos))
+    if (!count_nodes(b, 1, false, pos))
         return;
     struct frame f = {0};
     f.node = mapping ? json_object() : json_array();
     f.anchor = anchor ? flow__strdup(anchor) : NULL;
     f.start_total = start_total;
     f.pos = pos;
-    struct entry e = {.kind = E_NODE, .node = f.node, .pos = pos};
-    size_t before = b->stack.count;
+    f.rec = (uint32_t)b->doc->containers.count;
+    f.mark = b->pending.count;
+    struct container c = {.node = f.node, .pos = pos};
+    struct flow__yaml_doc *d = b->doc;
+    size_t before = d->containers.count;
+    size_t depth = b->stack.count;
     flow_err rc = FLOW_OK;
-    if (f.node && (!anchor || f.anchor) && table_add(&b->doc->table, &e) == FLOW_OK)
+    if (f.node && (!anchor || f.anchor) && d->containers.count < UINT32_MAX)
+        FLOW__VEC_PUSH(&d->containers, c, rc);
+    if (rc == FLOW_OK && d->containers.count > before)
         FLOW__VEC_PUSH(&b->stack, f, rc);
-    if (rc != FLOW_OK || b->stack.count == before) {
+    if (rc != FLOW_OK || b->stack.count == depth) {
+        d->containers.count = before;
         json_decref(f.node);
         flow__free(f.anchor);
         nomem(b);
     }
 }
 
+/* Move the children of the collection that ends from pending to the document. */
+static bool keep_children(struct builder *b, const struct frame *f)
+{
+    struct flow__yaml_doc *d = b->doc;
+    size_t n = b->pending.count - f->mark;
+    flow_err rc = FLOW_OK;
+    if (d->kids.count + n > UINT32_MAX)
+        return false;
+    FLOW__VEC_RESERVE(&d->kids, d->kids.count + n, rc);
+    if (rc != FLOW_OK)
+        return false;
+    struct container *c = &d->containers.items[f->rec];
+    c->first = (uint32_t)d->kids.count;
+    c->count = (uint32_t)n;
+    if (n)
+        memcpy(d->kids.items + d->kids.count, b->pending.items + f->mark, n * sizeof(struct child));
+    d->kids.count += n;
+    b->pending.count = f->mark;
+    return true;
+}
+
 static void on_end(struct builder *b)
 {
     struct frame f = b->stack.items[--b->stack.count];
-    flow__free(f.key); /* only set when the text was broken, which libyaml reports */
+    if (!keep_children(b, &f)) {
+        flow__free(f.anchor);
+        json_decref(f.node);
+        nomem(b);
+        return;
+    }
     if (f.anchor && !register_anchor(b, f.anchor, f.node, b->total - f.start_total)) {
         flow__free(f.anchor);
         json_decref(f.node);
@@ -829,6 +981,8 @@ flow_err flow__yaml_parse(const char *text, size_t len, const char *file,
     b.doc = flow__calloc(1, sizeof(*b.doc));
     if (!b.doc)
         return flow__error(err, FLOW_ENOMEM, "out of memory reading '%s'", file);
+    flow__arena_init(&b.doc->strings, 4096);
+    b.recent_strings = flow__calloc(RECENT_STRINGS, sizeof(*b.recent_strings)); /* NULL: none */
     size_t fixed_len = 0;
     char *fixed = rewrite_surrogates(text, len, &fixed_len);
     b.text = fixed ? fixed : text;
@@ -837,6 +991,7 @@ flow_err flow__yaml_parse(const char *text, size_t len, const char *file,
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
         flow__free(fixed);
+        flow__free(b.recent_strings);
         flow__yaml_free(b.doc);
         return flow__error(err, FLOW_ENOMEM, "out of memory reading '%s'", file);
     }
@@ -888,9 +1043,12 @@ flow_err flow__yaml_parse(const char *text, size_t len, const char *file,
         struct frame *f = &b.stack.items[--b.stack.count];
         json_decref(f->node);
         flow__free(f->anchor);
-        flow__free(f->key);
     }
     FLOW__VEC_FREE(&b.stack);
+    FLOW__VEC_FREE(&b.pending);
+    for (size_t i = 0; b.recent_strings && i < RECENT_STRINGS; i++)
+        json_decref(b.recent_strings[i]);
+    flow__free(b.recent_strings);
     for (size_t i = 0; i < b.anchors.count; i++) {
         flow__free(b.anchors.items[i].name);
         json_decref(b.anchors.items[i].value);
@@ -900,6 +1058,8 @@ flow_err flow__yaml_parse(const char *text, size_t len, const char *file,
 
     if (b.rc == FLOW_OK && !b.doc->root)
         b.doc->root = json_null();
+    if (b.rc == FLOW_OK && index_nodes(b.doc) != FLOW_OK)
+        nomem(&b);
     if (b.rc) {
         flow__yaml_free(b.doc);
         return b.rc;

@@ -7,10 +7,11 @@
  * quoted scalar is a string. Standard tags (!!str, !!int, !!float, !!bool,
  * !!null, !!map, !!seq, and "!") are honoured; other tags are errors. An
  * alias shares the anchored value (a new reference to it, so the tree may be
- * a DAG: do not modify it); the expanded size of the document is capped so
- * that a few aliases cannot stand for billions of nodes. A duplicate key is
- * not an error here: the first value is kept and the duplicate is listed
- * (flow__yaml_dup_at) for the caller to report in its own words.
+ * a DAG: do not modify it); what aliases stand for is capped so that a few
+ * aliases cannot stand for billions of nodes (what is written is bounded by
+ * the size of the text). A duplicate key is not an error here: the first
+ * value is kept and the duplicate is listed (flow__yaml_dup_at) for the
+ * caller to report in its own words.
  */
 #ifndef FLOW_DEF_YAML_H
 #define FLOW_DEF_YAML_H
@@ -20,8 +21,9 @@
 
 #include "flow.h"
 
-/* Limits: the input size, the number of nodes once aliases are expanded,
- * and how deep collections may nest. */
+/* Limits: the input size, the number of nodes aliases may stand for (all
+ * of them, aliases inside anchored values expanded), and how deep
+ * collections may nest. */
 #define FLOW__YAML_MAX_BYTES ((size_t)64 << 20)
 #define FLOW__YAML_MAX_NODES 1000000
 #define FLOW__YAML_MAX_DEPTH 256
@@ -65,6 +67,11 @@ struct flow__yaml_pos flow__yaml_key_pos(const struct flow__yaml_doc *d, const j
                                          const char *key);
 struct flow__yaml_pos flow__yaml_value_pos(const struct flow__yaml_doc *d, const json_t *map,
                                            const char *key);
+/* All of the above for member `key` of `map` in one lookup: false (and {0, 0}, {0, 0}, NULL)
+ * when `map` has no such member. `*text` is as flow__yaml_value_text gives it. */
+bool flow__yaml_member(const struct flow__yaml_doc *d, const json_t *map, const char *key,
+                       struct flow__yaml_pos *key_pos, struct flow__yaml_pos *value_pos,
+                       const char **text);
 /* Where item `i` of sequence `seq` is. */
 struct flow__yaml_pos flow__yaml_item_pos(const struct flow__yaml_doc *d, const json_t *seq,
                                           size_t i);

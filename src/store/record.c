@@ -2,7 +2,11 @@
 #include "util/compat.h"
 
 #include "store/record.h"
+
+#include <string.h>
+
 #include "util/alloc.h"
+#include "util/json.h"
 
 const char *flow__jrec_type_name(int type)
 {
@@ -23,4 +27,28 @@ void flow__records_free(struct flow__jrec *recs, size_t count)
     for (size_t i = 0; i < count; i++)
         json_decref(recs[i].payload);
     flow__free(recs);
+}
+
+flow_err flow__payload_parse(struct flow__payload_memo *m, const char *text, size_t len,
+                             json_t **out)
+{
+    if (m->len && len == m->len && memcmp(text, m->text, len) == 0) {
+        *out = json_incref(m->value);
+        return FLOW_OK;
+    }
+    flow_err rc = flow__json_load(text, len, JSON_DECODE_ANY, out, NULL);
+    if (rc != FLOW_OK || len == 0 || len > sizeof(m->text))
+        return rc;
+    json_decref(m->value);
+    memcpy(m->text, text, len);
+    m->len = len;
+    m->value = json_incref(*out);
+    return FLOW_OK;
+}
+
+void flow__payload_memo_cleanup(struct flow__payload_memo *m)
+{
+    json_decref(m->value);
+    m->value = NULL;
+    m->len = 0;
 }

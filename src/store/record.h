@@ -70,4 +70,21 @@ const char *flow__jrec_type_name(int type);
 /* Free an array of records and their payloads. */
 void flow__records_free(struct flow__jrec *recs, size_t count);
 
+/* Reading a journal back: most payloads repeat the one before them ({"output":null} for a
+ * million no-op tasks), and parsing each again took half of a resume (bench W5). A memo of the
+ * last small payload text hands out the value it gave, shared: payloads read back are never
+ * changed (every reader only reads them). Zero-filled is empty. */
+struct flow__payload_memo {
+    char text[128]; /* the last payload text parsed, when it fits */
+    size_t len;     /* its length; 0: nothing remembered */
+    json_t *value;  /* what it gave (a reference) */
+};
+
+/* The payload of `len` bytes at `text` as a new reference in *out: the memo's value when the
+ * text is the one before, else parsed (flow__json_load with JSON_DECODE_ANY: FLOW_EPARSE,
+ * FLOW_ENOMEM). */
+flow_err flow__payload_parse(struct flow__payload_memo *m, const char *text, size_t len,
+                             json_t **out);
+void flow__payload_memo_cleanup(struct flow__payload_memo *m);
+
 #endif

@@ -300,7 +300,8 @@ static flow_err dk_encode(struct dk_store *s, const struct flow__jrec *r)
 /* Read one record's body into `rec`; its payload is *root (the caller's to
  * decref). FLOW_EPARSE when it is not a record, FLOW_ENOMEM when jansson ran
  * out of memory. */
-static flow_err dk_decode(const char *data, size_t len, struct flow__jrec *rec, json_t **root)
+static flow_err dk_decode(const char *data, size_t len, struct flow__jrec *rec, json_t **root,
+                          struct flow__payload_memo *memo)
 {
     *root = NULL;
     if (len < DK_FIXED || data[2] || data[3])
@@ -318,7 +319,7 @@ static flow_err dk_decode(const char *data, size_t len, struct flow__jrec *rec, 
     };
     if (len == DK_FIXED)
         return FLOW_OK;
-    flow_err rc = flow__json_load(data + DK_FIXED, len - DK_FIXED, JSON_DECODE_ANY, root, NULL);
+    flow_err rc = flow__payload_parse(memo, data + DK_FIXED, len - DK_FIXED, root);
     if (rc)
         return rc;
     rec->payload = *root;
@@ -398,6 +399,7 @@ static flow_err dk_scan(int fd, uint64_t from, flow__store_rec_cb cb, void *udat
     if (!r.buf)
         return FLOW_ENOMEM;
     flow_err rc = FLOW_OK;
+    struct flow__payload_memo memo = {0};
     while (out->end + DK_HEADER <= fsize) {
         rc = dk_need(&r, DK_HEADER);
         if (rc != FLOW_OK)
@@ -414,7 +416,7 @@ static flow_err dk_scan(int fd, uint64_t from, flow__store_rec_cb cb, void *udat
             break;
         struct flow__jrec rec;
         json_t *root;
-        rc = dk_decode(at + DK_HEADER, len, &rec, &root);
+        rc = dk_decode(at + DK_HEADER, len, &rec, &root, &memo);
         if (rc == FLOW_OK && cb && out->count >= from) {
             rc = cb(udata, out->count, &rec);
             json_decref(root);
@@ -436,6 +438,7 @@ static flow_err dk_scan(int fd, uint64_t from, flow__store_rec_cb cb, void *udat
     else if (rc == FLOW_EIO)
         out->sys_errno = r.sys_errno;
 out_free:
+    flow__payload_memo_cleanup(&memo);
     flow__free(r.buf);
     return rc;
 }

@@ -755,6 +755,7 @@ static flow_err sq_read(void *priv, const char *run_id, uint64_t from_seq, flow_
     sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)from_seq);
     flow_err rc = FLOW_OK;
+    struct flow__payload_memo memo = {0};
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
@@ -767,7 +768,12 @@ static flow_err sq_read(void *priv, const char *run_id, uint64_t from_seq, flow_
             .src = (uint32_t)sqlite3_column_int64(st, 5),
             .time = sqlite3_column_double(st, 6),
         };
-        rc = sq_column_json(st, 7, &rec.payload);
+        if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
+            const char *text = (const char *)sqlite3_column_text(st, 7);
+            rc = text ? flow__payload_parse(&memo, text, (size_t)sqlite3_column_bytes(st, 7),
+                                            &rec.payload)
+                      : FLOW_ENOMEM;
+        }
         if (rc != FLOW_OK) {
             flow__error(err, rc, "cannot read record %llu of run '%s' in store '%s': %s",
                         (unsigned long long)seq, run_id, s->path,
@@ -779,6 +785,7 @@ static flow_err sq_read(void *priv, const char *run_id, uint64_t from_seq, flow_
         if (rc != FLOW_OK)
             break;
     }
+    flow__payload_memo_cleanup(&memo);
     if (rc == FLOW_OK && step != SQLITE_DONE)
         rc = sq_fail(s, err, what);
     sqlite3_reset(st);

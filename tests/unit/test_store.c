@@ -300,6 +300,49 @@ static void test_lease_helpers(void **state)
 }
 
 /* Two "memory:" handles are two stores. */
+/* Reading a journal back: a payload repeated from the record before is the value parsed
+ * before; anything else is parsed; errors change nothing. */
+static void test_payload_memo(void **state)
+{
+    (void)state;
+    struct flow__payload_memo m = {0};
+    json_t *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+    const char *done = "{\"output\":null}";
+    assert_int_equal(flow__payload_parse(&m, done, strlen(done), &a), FLOW_OK);
+    assert_int_equal(flow__payload_parse(&m, done, strlen(done), &b), FLOW_OK);
+    assert_ptr_equal(a, b); /* shared */
+    assert_true(json_is_null(json_object_get(b, "output")));
+    json_decref(b);
+    /* Same length, other text; then a prefix of the text remembered. */
+    assert_int_equal(flow__payload_parse(&m, "{\"output\":true}", 15, &b), FLOW_OK);
+    assert_ptr_not_equal(a, b);
+    assert_true(json_is_true(json_object_get(b, "output")));
+    assert_int_equal(flow__payload_parse(&m, done, 10, &c), FLOW_EPARSE);
+    assert_null(c);
+    assert_int_equal(flow__payload_parse(&m, "{\"output\":true}", 15, &c), FLOW_OK);
+    assert_ptr_equal(b, c); /* a bad payload did not replace the memo */
+    json_decref(b);
+    json_decref(c);
+    /* Scalars, and a payload too long to remember (parsed each time). */
+    assert_int_equal(flow__payload_parse(&m, "null", 4, &b), FLOW_OK);
+    assert_true(json_is_null(b));
+    json_decref(b);
+    char big[300];
+    int n = snprintf(big, sizeof(big), "{\"output\":\"%0200d\"}", 7);
+    assert_int_equal(flow__payload_parse(&m, big, (size_t)n, &b), FLOW_OK);
+    assert_int_equal(flow__payload_parse(&m, big, (size_t)n, &c), FLOW_OK);
+    assert_ptr_not_equal(b, c);
+    assert_true(json_equal(b, c));
+    json_decref(b);
+    json_decref(c);
+    assert_int_equal(flow__payload_parse(&m, done, strlen(done), &d), FLOW_OK);
+    assert_true(json_equal(a, d));
+    json_decref(a);
+    json_decref(d);
+    flow__payload_memo_cleanup(&m);
+    flow__payload_memo_cleanup(&m); /* twice is harmless */
+}
+
 static void test_memory_separate(void **state)
 {
     (void)state;
@@ -335,6 +378,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema, setup, teardown),
         cmocka_unit_test(test_lease_helpers),
         cmocka_unit_test(test_memory_separate),
+        cmocka_unit_test(test_payload_memo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
