@@ -1,7 +1,8 @@
 /* yaml.c -- YAML and JSON text to jansson values through libyaml's event
- * parser, with a side table of positions: one open-addressing hash of
- * (container) -> start, (mapping, key) -> key and value positions, and
- * (sequence, index) -> item position. See yaml.h for the typing rules. */
+ * parser, with their positions: a record per mapping or sequence (where it
+ * starts) and one per member (key and value positions) or item, kept in
+ * document order, each collection's children together. See yaml.h for the
+ * typing rules. */
 #include "util/compat.h"
 
 #include "def/yaml.h"
@@ -76,7 +77,7 @@ struct flow__yaml_doc {
     struct flow__arena strings; /* keys and typed scalars' texts */
     FLOW__VEC(struct flow__yaml_dup) dups; /* keys owned (flow__strdup) */
     /* Values of duplicate keys, kept until the document is freed: the
-     * position table and the duplicates found inside them point into them. */
+     * position records and the duplicates found inside them point into them. */
     FLOW__VEC(json_t *) dropped;
 };
 
