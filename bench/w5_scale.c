@@ -533,6 +533,33 @@ static flow *resume_flow(long n, bool pausing)
     return f;
 }
 
+/* What each side of a resume needs: a store, an engine of 2 threads, the flow. */
+struct runner {
+    flow_store *st;
+    flow_engine *e;
+    flow *f;
+};
+
+static void runner_open(struct runner *rn, const char *url, long n, bool pausing)
+{
+    flow_error err;
+    rn->st = flow_store_open(url, &err);
+    if (!rn->st)
+        die("flow_store_open: %s", err.message);
+    flow_engine_options eo = {.jobs = 2};
+    rn->e = flow_engine_new(&eo, &err);
+    if (!rn->e)
+        die("flow_engine_new: %s", err.message);
+    rn->f = resume_flow(n, pausing);
+}
+
+static void runner_close(struct runner *rn)
+{
+    flow_free(rn->f);
+    flow_engine_free(rn->e);
+    flow_store_close(rn->st);
+}
+
 static size_t count_completed(flow_run *r)
 {
     size_t done = 0;
@@ -560,22 +587,16 @@ static void resume_first_part(const char *url, const char *id, long n, bool paus
         return;
     }
     /* The runner: the engine and store exist only here (a fork keeps no threads). */
-    flow_error err;
-    flow_store *st = flow_store_open(url, &err);
-    if (!st)
-        die("flow_store_open: %s", err.message);
-    flow_engine_options eo = {.jobs = 2};
-    flow_engine *e = flow_engine_new(&eo, &err);
-    if (!e)
-        die("flow_engine_new: %s", err.message);
-    flow *f = resume_flow(n, pausing);
+    struct runner rn;
+    runner_open(&rn, url, n, pausing);
     resume_kill_at = pausing ? 0 : n - n / 100; /* 99 % of the middle tasks, then SIGKILL */
     /* SQLite takes about 100,000 completions a second: time for all of them, and a second */
     const char *w = getenv("W5_KILL_WAIT");
     resume_kill_wait = w ? strtod(w, NULL) : 1.0 + (double)n * 12e-6;
-    flow_run_options o = {.run_id = id, .store = st};
+    flow_run_options o = {.run_id = id, .store = rn.st};
     double t0 = now_s();
-    flow_run *r = flow_run_start(e, f, &o, &err);
+    flow_error err;
+    flow_run *r = flow_run_start(rn.e, rn.f, &o, &err);
     if (!r)
         die("flow_run_start: %s", err.message);
     flow_run_status s = flow_run_wait(r);
@@ -586,9 +607,7 @@ static void resume_first_part(const char *url, const char *id, long n, bool paus
             flow_run_error(r) ? flow_run_error(r) : "");
     printf("first_part_s=%.3f completed=%zu\n", now_s() - t0, count_completed(r));
     flow_run_free(r);
-    flow_free(f);
-    flow_engine_free(e);
-    flow_store_close(st);
+    runner_close(&rn);
 }
 
 /* `run_id` NULL: a new run, stopped first; else that run of the store (a copy of a store a
@@ -614,22 +633,16 @@ static int cmd_resume(const char *url, long n, const char *mode, const char *run
         return 0;
     }
 
-    flow_error err;
-    flow_store *st = flow_store_open(url, &err);
-    if (!st)
-        die("flow_store_open: %s", err.message);
-    flow_engine_options eo = {.jobs = 2};
-    flow_engine *e = flow_engine_new(&eo, &err);
-    if (!e)
-        die("flow_engine_new: %s", err.message);
-    flow *f = resume_flow(n, pausing);
+    struct runner rn;
+    runner_open(&rn, url, n, pausing);
     atomic_store(&resume_done, 0);
     atomic_store(&first_work, 0);
     resume_kill_at = 0;
-    flow_run_options o = {.run_id = id, .store = st};
+    flow_run_options o = {.run_id = id, .store = rn.st};
     long rss_before_kb = proc_status_kb("VmRSS");
     double t2 = now_s();
-    flow_run *r = flow_run_resume(e, f, &o, &err);
+    flow_error err;
+    flow_run *r = flow_run_resume(rn.e, rn.f, &o, &err);
     double t3 = now_s();
     if (!r)
         die("flow_run_resume: %s", err.message);
@@ -647,9 +660,7 @@ static int cmd_resume(const char *url, long n, const char *mode, const char *run
            t3 - t2, fw > 0 ? fw - t2 : -1.0, t4 - t2, atomic_load(&resume_done), t1 - t0,
            proc_status_kb("VmHWM"), rss_before_kb, id);
     flow_run_free(r);
-    flow_free(f);
-    flow_engine_free(e);
-    flow_store_close(st);
+    runner_close(&rn);
     return 0;
 }
 

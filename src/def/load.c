@@ -369,9 +369,18 @@ static void load_top(struct loader *L, json_t *root)
     } else {
         L->tasks = x.v;
     }
+    /* The task each key made (NULL: none), so that pass 2 finds it without a lookup by name. */
+    size_t ntasks = json_object_size(L->tasks);
+    flow_task **made = flow__calloc(ntasks ? ntasks : 1, sizeof(*made));
+    if (!made) {
+        L->nomem = true;
+        return;
+    }
+    size_t at = 0;
     json_object_foreach(L->tasks, k, v)
     {
         struct flow__yaml_pos kpos = flow__yaml_key_pos(L->doc, L->tasks, k);
+        at++;
         if (!flow__ld_valid_task_name(k)) {
             flow__ld_report(
                 L, kpos,
@@ -387,6 +396,7 @@ static void load_top(struct loader *L, json_t *root)
             continue;
         }
         flow__task_set_origin(t, L->file, kpos.line, kpos.column);
+        made[at - 1] = t;
     }
 
     x = flow__ld_member(L, root, "version");
@@ -438,8 +448,10 @@ static void load_top(struct loader *L, json_t *root)
     if (x.v)
         parse_state_schema(L, root, &x);
 
-    /* tasks: pass 2 */
-    json_object_foreach(L->tasks, k, v) flow__ld_load_task(L, k);
+    /* tasks: pass 2, in the same order */
+    at = 0;
+    json_object_foreach(L->tasks, k, v) flow__ld_load_task(L, k, v, made[at++]);
+    flow__free(made);
 
     x = flow__ld_member(L, root, "connect");
     if (x.v)

@@ -236,7 +236,8 @@ void flow__ld_apply_policy(struct loader *L, flow_task *t, const struct policy *
 
 /* ---- load_task.c ----------------------------------------------------- */
 
-void flow__ld_load_task(struct loader *L, const char *name);
+/* Task `name` of the file: its entry `value` in `tasks`, and the task made for it (NULL: none). */
+void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_task *t);
 
 /* ---- load_nested.c --------------------------------------------------- */
 

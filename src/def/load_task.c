@@ -499,10 +499,10 @@ static void apply_body(struct loader *L, flow_task *t, const struct body *b, con
         flow__ld_core_failed(L, b->pos, rc, &e, what);
 }
 
-void flow__ld_load_task(struct loader *L, const char *name)
+void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_task *t)
 {
-    struct val def = flow__ld_member(L, L->tasks, name);
-    flow_task *t = L->f ? flow_find_task(L->f, name) : NULL;
+    struct flow__yaml_pos key_pos;
+    struct val def = flow__ld_member_at(L, L->tasks, name, value, &key_pos);
     if (json_is_null(def.v))
         return; /* `name:` alone: a no-op start task */
     if (!json_is_object(def.v)) {

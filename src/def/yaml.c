@@ -1,7 +1,8 @@
 /* yaml.c -- YAML and JSON text to jansson values through libyaml's event
- * parser, with a side table of positions: one open-addressing hash of
- * (container) -> start, (mapping, key) -> key and value positions, and
- * (sequence, index) -> item position. See yaml.h for the typing rules. */
+ * parser, with their positions: a record per mapping or sequence (where it
+ * starts) and one per member (key and value positions) or item, kept in
+ * document order, each collection's children together. See yaml.h for the
+ * typing rules. */
 #include "util/compat.h"
 
 #include "def/yaml.h"
@@ -76,7 +77,7 @@ struct flow__yaml_doc {
     struct flow__arena strings; /* keys and typed scalars' texts */
     FLOW__VEC(struct flow__yaml_dup) dups; /* keys owned (flow__strdup) */
     /* Values of duplicate keys, kept until the document is freed: the
-     * position table and the duplicates found inside them point into them. */
+     * position records and the duplicates found inside them point into them. */
     FLOW__VEC(json_t *) dropped;
 };
 
@@ -345,7 +346,7 @@ struct builder {
     struct flow__strmap anchor_index; /* name -> index + 1 (the latest definition) */
     size_t total;                     /* nodes so far, aliases expanded */
     size_t aliased;                   /* nodes that aliases stand for, against the cap */
-    json_t **recent_strings;          /* RECENT_STRINGS slots by hash (references), or NULL */
+    struct recent_string *recent_strings; /* RECENT_STRINGS slots by hash, or NULL */
     int documents;
     flow_err rc; /* first failure */
     flow_error *err;
@@ -358,18 +359,28 @@ struct builder {
 #define RECENT_STRINGS 4096
 #define RECENT_STRING_MAX 64
 
+struct recent_string {
+    json_t *v; /* a reference, or NULL */
+    uint32_t hash;
+    uint32_t len;
+};
+
 /* A string value of `len` bytes (no NUL among them). */
 static json_t *string_value(struct builder *b, const char *s, size_t len)
 {
     if (!b->recent_strings || len > RECENT_STRING_MAX)
         return json_stringn(s, len);
-    json_t **slot = &b->recent_strings[flow__strhash(s, len) & (RECENT_STRINGS - 1)];
-    if (*slot && json_string_length(*slot) == len && memcmp(json_string_value(*slot), s, len) == 0)
-        return json_incref(*slot);
+    uint32_t h = flow__strhash(s, len);
+    struct recent_string *slot = &b->recent_strings[h & (RECENT_STRINGS - 1)];
+    /* The hash and length first: the value itself is elsewhere in memory. */
+    if (slot->v && slot->hash == h && slot->len == len && memcmp(json_string_value(slot->v), s, len) == 0)
+        return json_incref(slot->v);
     json_t *v = json_stringn(s, len);
     if (v) {
-        json_decref(*slot);
-        *slot = json_incref(v);
+        json_decref(slot->v);
+        slot->v = json_incref(v);
+        slot->hash = h;
+        slot->len = (uint32_t)len;
     }
     return v;
 }
@@ -1047,7 +1058,7 @@ flow_err flow__yaml_parse(const char *text, size_t len, const char *file,
     FLOW__VEC_FREE(&b.stack);
     FLOW__VEC_FREE(&b.pending);
     for (size_t i = 0; b.recent_strings && i < RECENT_STRINGS; i++)
-        json_decref(b.recent_strings[i]);
+        json_decref(b.recent_strings[i].v);
     flow__free(b.recent_strings);
     for (size_t i = 0; i < b.anchors.count; i++) {
         flow__free(b.anchors.items[i].name);
