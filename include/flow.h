@@ -291,9 +291,10 @@ typedef struct flow_backoff {
 
 /* Seconds; 0 means no timeout. */
 FLOW_API flow_err flow_task_set_timeout(flow_task *t, double seconds);
-/* Extra attempts after the first failure: 0 .. FLOW_MAX_RETRIES (with
- * backoff, a million retries outlast any outage worth waiting for). */
-#define FLOW_MAX_RETRIES 1000000
+/* Extra attempts after the first failure: 0 .. FLOW_MAX_RETRIES (the
+ * journal keeps an attempt's number in a byte; with a backoff of an hour,
+ * 254 retries wait ten days). */
+#define FLOW_MAX_RETRIES 254
 FLOW_API flow_err flow_task_set_retries(flow_task *t, int retries);
 FLOW_API flow_err flow_task_set_backoff(flow_task *t, const flow_backoff *b);
 /* FLOW_ON_ERROR_FALLBACK needs flow_task_set_fallback(). */

@@ -109,10 +109,17 @@ void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, c
         .delay = delay,
         .time = r->engine->clock,
     };
+    /* Completed events carry the error an `on_error: ignore` absorbed. */
+    if (a && act_error(a) &&
+        (type == FLOW_EV_TASK_FAILED || type == FLOW_EV_TASK_RETRYING ||
+         type == FLOW_EV_TASK_CANCELLED || type == FLOW_EV_TASK_COMPLETED))
+        ev.error = flow__strdup(act_error(a)); /* out of memory: none */
     flow_err rc = FLOW_OK;
     FLOW__VEC_PUSH(&r->obs, ev, rc);
-    if (rc)
+    if (rc) {
+        flow__free(ev.error);
         return; /* an observer missing an event is not worth failing a run */
+    }
     if (!r->obs_listed) {
         struct flow_engine *e = r->engine;
         FLOW__VEC_PUSH(&e->obs_runs, r, rc);
@@ -120,6 +127,13 @@ void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, c
             r->obs_listed = true;
         flow__engine_wake(e);
     }
+}
+
+void flow__obs_events_free(struct obs_event *events, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        flow__free(events[i].error);
+    flow__free(events);
 }
 
 void flow__run_deliver(struct flow_run *r, struct obs_event *events, size_t count)
@@ -132,16 +146,12 @@ void flow__run_deliver(struct flow_run *r, struct obs_event *events, size_t coun
             .task = o->act ? flow__task_name(r, o->act->task) : NULL,
             .activation = o->act ? o->act->id : 0,
             .attempt = (int)o->attempt,
-            .error = NULL,
+            .error = o->error,
             .label = o->label,
             .delay = o->delay,
             .time = o->time,
             .run_status = (flow_run_status)o->run_status,
         };
-        /* Completed events carry the error an `on_error: ignore` absorbed. */
-        if (o->type == FLOW_EV_TASK_FAILED || o->type == FLOW_EV_TASK_RETRYING ||
-            o->type == FLOW_EV_TASK_CANCELLED || o->type == FLOW_EV_TASK_COMPLETED)
-            ev.error = o->act ? act_error(o->act) : NULL;
         if (o->type == FLOW_EV_RUN_ENDED)
             ev.error = r->error;
         r->on_event(&ev, r->event_udata);

@@ -524,5 +524,12 @@ void flow__run_stop(struct flow_run *r, flow_run_status status, const char *why)
     r->error = why ? flow__strdup(why) : NULL;
     flow__engine_drop_run(e, r);
     flow__run_stop_running(r, why ? why : "the parent run stopped");
+    /* A foreach parent with no element running now would wait for ever: the
+     * elements it had still to start will not be created (expand.c). */
+    for (size_t i = 0; i < r->act_count; i++) {
+        struct act *a = flow__act_at(r, i);
+        if (a->status == FLOW_ACT_RUNNING && a->dyn && a->dyn->fe && !a->dyn->fe->running)
+            flow__run_cancel_act(r, a, "the run stopped before its elements ran");
+    }
     flow__run_check_end(r);
 }

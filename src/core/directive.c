@@ -286,8 +286,11 @@ void flow__directives_start(struct flow_run *r, struct act *a, json_t *work)
                     return;
                 if (g) {
                     struct act_dyn *dy = flow__act_dyn(r, branch);
-                    if (!dy)
+                    if (!dy) { /* a branch outside its group: the join would never run */
+                        flow__run_stop(r, FLOW_RUN_FAILED,
+                                       "out of memory starting a parallel group");
                         return;
+                    }
                     dy->group = g;
                     dy->branch = (uint32_t)k;
                 }

@@ -212,7 +212,7 @@ static void heap_swap(struct timer *h, size_t i, size_t j)
     h[j] = tmp;
 }
 
-static void timer_push(struct flow_engine *e, struct timer t);
+static bool timer_push(struct flow_engine *e, struct timer t);
 
 void flow__engine_timer(struct flow_engine *e, uint8_t kind, struct act *a, double seconds)
 {
@@ -225,7 +225,12 @@ void flow__engine_timer(struct flow_engine *e, uint8_t kind, struct act *a, doub
         .attempt = a->attempt,
         .kind = kind,
     };
-    timer_push(e, t);
+    /* Out of memory the run stops; an activation that was to wait for the
+     * timer (a retry, an answer) would wait for ever: it is cancelled. */
+    if (!timer_push(e, t) && a->status == FLOW_ACT_PENDING) {
+        a->flags &= (uint8_t)~ACT_WAITING;
+        flow__run_cancel_act(a->run, a, "out of memory arming a timer");
+    }
 }
 
 void flow__engine_run_timer(struct flow_engine *e, struct flow_run *r, double seconds)
@@ -244,16 +249,16 @@ void flow__engine_run_timer_of(struct flow_engine *e, struct flow_run *r, uint8_
         .act = NULL,
         .kind = kind,
     };
-    timer_push(e, t);
+    (void)timer_push(e, t); /* out of memory, the run stops */
 }
 
-static void timer_push(struct flow_engine *e, struct timer t)
+static bool timer_push(struct flow_engine *e, struct timer t)
 {
     flow_err rc = FLOW_OK;
     FLOW__VEC_PUSH(&e->timers, t, rc);
     if (rc) {
         flow__run_stop(t.run, FLOW_RUN_FAILED, "out of memory arming a timer");
-        return;
+        return false;
     }
     struct timer *h = e->timers.items;
     size_t i = e->timers.count - 1;
@@ -263,6 +268,7 @@ static void timer_push(struct flow_engine *e, struct timer t)
     }
     if (i == 0)
         flow__engine_wake(e); /* the loop's poll timeout changed */
+    return true;
 }
 
 static void heap_sift_down(struct timer *h, size_t n, size_t i)
@@ -743,7 +749,7 @@ static void deliver_events(struct flow_engine *e)
         bool ended = r->status >= FLOW_RUN_PAUSED && !r->ended;
         pthread_mutex_unlock(&e->lock);
         flow__run_deliver(r, events, count);
-        flow__free(events);
+        flow__obs_events_free(events, count);
         pthread_mutex_lock(&e->lock);
         if (ended && !r->obs.count) {
             r->ended = true;

@@ -150,9 +150,13 @@ struct obs_event {
     uint32_t attempt;
     struct act *act;
     const char *label;
+    char *error; /* a copy: the activation's may change before delivery */
     double delay;
     double time;
 };
+
+/* Free the copies `count` events hold, then the array. */
+void flow__obs_events_free(struct obs_event *events, size_t count);
 
 struct flow_run {
     /* Held by the caller of flow_run_start/resume (dropped by flow_run_free)
@@ -202,7 +206,7 @@ struct flow_run {
     FLOW__VEC(struct pending_sig) sigs;
     bool propagating;
     /* Durable runs (docs/internals/store.md). */
-    struct flow_store *store;       /* NULL: journal in memory only */
+    struct flow_store *store;       /* NULL: no journal at all */
     bool replaying;                 /* [L] re-applying the journal: write,
                                      * queue, time and tell nothing */
     bool pausing;                   /* [L] start nothing new; pause when idle */
@@ -454,7 +458,7 @@ void flow__run_destroy(struct flow_run *r);
 void flow__run_unref(struct flow_run *r);
 /* Before the run starts: its commands' files go in `dir` (kept after). */
 flow_err flow__run_set_work_dir(struct flow_run *r, const char *dir);
-/* Journal a durable run in `store` (replacing its memory journal);
+/* Journal a durable run in `store` (a run has no journal before);
  * `next_seq`: records it already has. */
 flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
                                 const flow_run_options *opts, flow_error *err);

@@ -58,6 +58,10 @@ static void foreach_spawn(struct flow_run *r, struct act *parent)
                               : NULL);
         flow__engine_enqueue(r->engine, child);
     }
+    /* Stopped with nothing of it running: the rest will never start, so
+     * nothing would ever finish the parent. */
+    if (r->stopping && !fe->running && parent->status == FLOW_ACT_RUNNING)
+        flow__run_cancel_act(r, parent, "the run stopped before its elements ran");
 }
 
 /* [L] The parent's children are all done: it completes with their outputs,

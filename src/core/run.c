@@ -175,8 +175,13 @@ void flow__run_check_end(struct flow_run *r)
             pause_done(r);
         return;
     }
-    if (!r->stopping && !r->pausing && flow__run_settle_optionals(r) && r->unfinished > 0)
-        return; /* a join that waited for a branch not taken runs first */
+    if (!r->stopping && flow__run_settle_optionals(r) && r->unfinished > 0) {
+        /* A join that waited for a branch not taken runs first -- or, when
+         * the run is pausing, waits in the journal for the resume. */
+        if (r->pausing && !r->subflows_running)
+            pause_done(r);
+        return;
+    }
     end_run(r);
 }
 
@@ -275,8 +280,6 @@ void flow__run_destroy(struct flow_run *r)
         struct act *a = flow__act_at(r, i);
         json_decref(a->input);
         json_decref(a->output);
-        if (a->nsrc > 1)
-            flow__free(a->src.many);
         if (a->dyn) {
             json_decref(a->dyn->item);
             flow__free(a->dyn->stderr_tail);
@@ -298,7 +301,9 @@ void flow__run_destroy(struct flow_run *r)
     flow__free(r->act_chunks);
     flow__journal_close(&r->journal);
     flow__rundir_unref(r->workdir);
-    FLOW__VEC_FREE(&r->obs);
+    flow__obs_events_free(r->obs.items, r->obs.count);
+    r->obs.items = NULL;
+    r->obs.count = r->obs.cap = 0;
     FLOW__VEC_FREE(&r->sigs);
     json_decref(r->inputs);
     json_decref(r->state);
@@ -342,7 +347,7 @@ struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t 
     pthread_cond_init(&r->ended_cond, NULL);
     atomic_init(&r->refs, 1);
     atomic_init(&r->interrupt, 0);
-    flow__arena_init(&r->act_arena, 64 * 1024);
+    flow__arena_init(&r->act_arena, 16 * 1024); /* small runs are many: 20 KB of activations first */
     r->engine = e;
     flow__ref(f);
     r->flow = f;
@@ -530,7 +535,6 @@ flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
         if (rc != FLOW_OK)
             return rc;
     }
-    struct flow__journal memj = r->journal;
     if (opts->durability != FLOW_DURABILITY_STORE)
         r->strict = opts->durability == FLOW_DURABILITY_STRICT;
     struct flow__durable_opts o = {
@@ -544,12 +548,10 @@ flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
     };
     flow_err rc = flow__journal_durable_open(&r->journal, store, &o, err);
     if (rc != FLOW_OK) {
-        r->journal = memj;
+        r->journal = (struct flow__journal){0};
         r->store = NULL;
-        return rc;
     }
-    flow__journal_close(&memj);
-    return FLOW_OK;
+    return rc;
 }
 
 /* Tell the store how the run ended (or that it paused), once its journal is

@@ -14,8 +14,10 @@
 
 /* ---- triggers ----------------------------------------------------------- */
 
-/* [L] flow__run_fire; `owned`: `srcs` is a heap array the activation takes
- * (freed here when it does not), so that a join's sources are not copied. */
+/* [L] flow__run_fire; `owned`: `srcs` comes from the run's activation arena
+ * and the activation takes it, so that a join's sources are not copied.
+ * Source arrays live as long as the run, like the activations: the arena
+ * spares each the malloc header (a layered graph has one per task). */
 static struct act *fire(struct flow_run *r, uint32_t task, json_t *input, struct act **srcs,
                         uint32_t nsrc, bool owned)
 {
@@ -35,7 +37,10 @@ static struct act *fire(struct flow_run *r, uint32_t task, json_t *input, struct
     }
     a = flow__act_new(r, task);
     if (!a) {
-        flow__run_stop(r, FLOW_RUN_FAILED, "out of memory creating an activation");
+        flow__run_stop(r, FLOW_RUN_FAILED,
+                       r->act_count >= UINT32_MAX - 1
+                           ? "the run reached the limit of 4,294,967,294 activations"
+                           : "out of memory creating an activation");
         goto out;
     }
     rt->activations++;
@@ -45,7 +50,9 @@ static struct act *fire(struct flow_run *r, uint32_t task, json_t *input, struct
         a->src.one = srcs[0];
         a->nsrc = 1;
     } else if (nsrc > 1) {
-        a->src.many = owned ? srcs : flow__reallocarray(NULL, nsrc, sizeof(*srcs));
+        a->src.many = owned ? srcs
+                            : flow__arena_alloc_aligned(&r->act_arena, nsrc * sizeof(*srcs),
+                                                        _Alignof(struct act *));
         if (!a->src.many) {
             flow__run_stop(r, FLOW_RUN_FAILED, "out of memory creating an activation");
             a->status = FLOW_ACT_CANCELLED;
@@ -54,7 +61,6 @@ static struct act *fire(struct flow_run *r, uint32_t task, json_t *input, struct
         }
         if (!owned)
             memcpy(a->src.many, srcs, nsrc * sizeof(*srcs));
-        owned = false;
         a->nsrc = nsrc;
     }
     r->unfinished++;
@@ -74,9 +80,7 @@ static struct act *fire(struct flow_run *r, uint32_t task, json_t *input, struct
     flow__run_journal_src(r, JREC_ACT_CREATED, a, payload, a->nsrc == 1 ? a->src.one : NULL);
     flow__engine_enqueue(r->engine, a);
 out:
-    if (owned)
-        flow__free(srcs);
-    return a;
+    return a; /* an arena array not taken stays with the run */
 }
 
 /* [L] Create and queue an activation of `task`. `input` (borrowed) is
@@ -142,7 +146,8 @@ static void resolve(struct flow_run *r, const struct flow_task *t, uint8_t outco
         nsrc = firing_src ? 1 : 0;
     } else if (outcome == LEAF_TRUE) {
         if (t->leaf_count > 1)
-            srcs = flow__reallocarray(NULL, t->leaf_count, sizeof(*srcs));
+            srcs = flow__arena_alloc_aligned(&r->act_arena, t->leaf_count * sizeof(*srcs),
+                                             _Alignof(struct act *));
         if (!srcs) {
             flow__run_stop(r, FLOW_RUN_FAILED, "out of memory firing a trigger");
             return;
@@ -174,8 +179,6 @@ static void resolve(struct flow_run *r, const struct flow_task *t, uint8_t outco
         return;
     }
     flow__run_skip(r, t->index);
-    if (srcs != one)
-        flow__free(srcs);
 }
 
 /* [L] A leaf of some task's trigger learned `value` from `src`. */

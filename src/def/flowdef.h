@@ -219,7 +219,8 @@ struct flow {
     uint32_t *dependant_off;        /* n+1 offsets into dependant_leaf */
     uint32_t *dependant_leaf;       /* leaf indexes whose source is that task */
     struct expr_node *expr;         /* for TRIG_EXPR tasks */
-    uint32_t *expr_root;            /* per task: root node index or UINT32_MAX */
+    uint32_t *expr_root;            /* per task: root node index or UINT32_MAX;
+                                     * NULL when no task has an expression */
     uint32_t expr_count;
     FLOW__VEC(struct label_info) labels;
     struct flow__strmap label_by_name; /* name -> index + 1 */

@@ -332,11 +332,12 @@ static void format_size(size_t n, char *buf, size_t cap)
 /* The inputs most attempts get -- null, and {} (the inputs of a run started
  * without any, given to its start tasks) -- are files shared by every such
  * attempt of the work directory, written once: a file created and removed
- * per attempt cost W2 two inode operations a task. */
+ * per attempt cost W2 two inode operations a task. They are read-only
+ * (0400), so that no task changes another's input by writing its own. */
 static const struct shared_input {
     const char *name; /* in the work directory */
-    off_t size;       /* of the compact JSON and its newline */
-} shared_inputs[] = {{"null.json", 5}, {"empty.json", 3}};
+    const char *text; /* the compact JSON and its newline */
+} shared_inputs[] = {{"null.json", "null\n"}, {"empty.json", "{}\n"}};
 
 /* Which shared input file holds `input`; -1: none. */
 static int shared_input_of(const json_t *input)
@@ -348,17 +349,34 @@ static int shared_input_of(const json_t *input)
     return -1;
 }
 
-/* The shared input file is there: checked with one fstatat (a link or
- * anything else in its place is replaced), written once. */
-static flow_err ensure_shared_input(struct flow__cmd *c, const json_t *input, int which,
-                                    flow_error *err)
+static bool shared_input_intact(struct flow__cmd *c, const char *text, size_t len)
 {
+    int fd = flow__workfile_open(c->dirfd, c->input_name);
+    if (fd < 0)
+        return false;
+    char got[8];
+    ssize_t n = read(fd, got, sizeof(got));
     struct stat st;
-    if (fstatat(c->dirfd, c->input_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-        st.st_size == shared_inputs[which].size)
+    bool ok = n == (ssize_t)len && !memcmp(got, text, len) && fstat(fd, &st) == 0 &&
+              (st.st_mode & 07777) == 0400;
+    close(fd);
+    return ok;
+}
+
+/* The shared input file is there, as we wrote it (read back: a task running
+ * as root may write where the mode says no), or written again. */
+static flow_err ensure_shared_input(struct flow__cmd *c, int which, flow_error *err)
+{
+    const char *text = shared_inputs[which].text;
+    size_t len = strlen(text);
+    if (shared_input_intact(c, text, len))
         return FLOW_OK;
-    return flow__workfile_write_json(c->dirfd, c->input_name, input ? input : json_null(),
-                                     JSON_COMPACT, "task input", c->input_path, err);
+    int e = flow__workfile_create_mode(c->dirfd, c->input_name, text, len, 0400);
+    if (!e)
+        return FLOW_OK;
+    char ebuf[128];
+    return flow__error(err, e == ENOMEM ? FLOW_ENOMEM : FLOW_EIO, "cannot write task input '%s': %s",
+                       c->input_path, flow__workfile_strerror(e, ebuf, sizeof(ebuf)));
 }
 
 /* Read a whole file of at most `limit` bytes, `name` in `dirfd`. Returns 0
@@ -583,7 +601,7 @@ static flow_err create_files(const struct flow__cmd_spec *spec, struct flow__cmd
 {
     flow_err rc;
     if (shared >= 0)
-        rc = ensure_shared_input(c, spec->input, shared, err);
+        rc = ensure_shared_input(c, shared, err);
     else
         rc = flow__workfile_write_json(c->dirfd, c->input_name, spec->input, JSON_COMPACT,
                                        "task input", c->input_path, err);

@@ -259,14 +259,20 @@ static int write_all(int fd, const char *p, size_t len)
 
 int flow__workfile_create(int dirfd, const char *name, const void *data, size_t len)
 {
+    return flow__workfile_create_mode(dirfd, name, data, len, 0600);
+}
+
+int flow__workfile_create_mode(int dirfd, const char *name, const void *data, size_t len,
+                               mode_t mode)
+{
     const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-    int fd = openat(dirfd, name, flags, 0600);
+    int fd = openat(dirfd, name, flags, mode);
     if (fd < 0 && errno == EEXIST) {
         /* Planted or stale: the name goes, whatever it points at stays. */
         int e = flow__workdir_rmtree_at(dirfd, name);
         if (e)
             return e;
-        fd = openat(dirfd, name, flags, 0600);
+        fd = openat(dirfd, name, flags, mode);
     }
     if (fd < 0)
         return errno;

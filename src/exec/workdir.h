@@ -70,6 +70,10 @@ int flow__workdir_rmtree_at(int dirfd, const char *name);
  * already has that name is removed first, once: never written through.
  * 0 or an errno; on failure no file is left. */
 int flow__workfile_create(int dirfd, const char *name, const void *data, size_t len);
+/* The same with another mode (0400: a file nobody may write, not even its
+ * reader). */
+int flow__workfile_create_mode(int dirfd, const char *name, const void *data, size_t len,
+                               mode_t mode);
 
 /* The same with `v` as JSON (jansson `flags`) and a newline; `shown` is the
  * path for the message, `what` says what the file is ("task input"). */

@@ -193,6 +193,37 @@ static flow_err mem_run_set_status(void *priv, const char *id, int status, doubl
     return FLOW_OK;
 }
 
+/* Equal and written the same: json_equal ignores the order of keys, which a
+ * replayed value's text must keep. */
+static bool same_in_order(const json_t *a, const json_t *b)
+{
+    if (json_typeof(a) != json_typeof(b))
+        return false;
+    if (json_is_object(a)) {
+        if (json_object_size(a) != json_object_size(b))
+            return false;
+        void *ia = json_object_iter((json_t *)a), *ib = json_object_iter((json_t *)b);
+        for (; ia && ib; ia = json_object_iter_next((json_t *)a, ia),
+                         ib = json_object_iter_next((json_t *)b, ib)) {
+            if (strcmp(json_object_iter_key(ia), json_object_iter_key(ib)) ||
+                !same_in_order(json_object_iter_value(ia), json_object_iter_value(ib)))
+                return false;
+        }
+        return !ia && !ib;
+    }
+    if (json_is_array(a)) {
+        size_t n = json_array_size(a);
+        if (n != json_array_size(b))
+            return false;
+        for (size_t i = 0; i < n; i++) {
+            if (!same_in_order(json_array_get(a, i), json_array_get(b, i)))
+                return false;
+        }
+        return true;
+    }
+    return json_equal(a, b);
+}
+
 static flow_err mem_append(void *priv, const char *run_id, const struct flow__jrec *recs,
                            size_t n, unsigned flags, flow_error *err)
 {
@@ -217,7 +248,7 @@ static flow_err mem_append(void *priv, const char *run_id, const struct flow__jr
             continue;
         /* Runs repeat payloads ({"output": null} a task): one copy serves
          * them all (it is ours, counted under our lock only). */
-        if (r->last_payload && json_equal(r->last_payload, recs[i].payload)) {
+        if (r->last_payload && same_in_order(r->last_payload, recs[i].payload)) {
             dst->payload = json_incref(r->last_payload);
             continue;
         }

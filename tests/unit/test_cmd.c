@@ -499,6 +499,19 @@ static void test_input(void **state)
     assert_true(json_equal(res.output, one));
     assert_null(strstr(res.stderr_tail, "/empty.json"));
     flow__cmd_result_cleanup(&res);
+    /* A task that writes its shared input changes nobody else's: the file
+     * is read-only, and one written anyway (root may) is written again. */
+    s.input = empty;
+    s.shell = "printf '[]\\n' > \"$FLOW_INPUT\" 2>/dev/null; echo '{}'";
+    s.activation++;
+    run_spec(&s, &res);
+    flow__cmd_result_cleanup(&res);
+    s.shell = "cat \"$FLOW_INPUT\"";
+    s.activation++;
+    run_spec(&s, &res);
+    assert_true(res.ok);
+    assert_true(json_is_object(res.output) && json_object_size(res.output) == 0);
+    flow__cmd_result_cleanup(&res);
     json_decref(empty);
     json_decref(one);
 

@@ -147,15 +147,19 @@ static long stride(void)
 
 /* One run of the flow with the n-th allocation failing (0: none). Returns
  * whether an allocation failed; checks how the run ended. */
-static bool run_once(long n, json_t **result)
+static bool run_once_in(long n, json_t **result, bool with_store)
 {
     flow_engine_options eo = {.jobs = 2};
     flow_engine *e = flow_engine_new(&eo, NULL);
     assert_non_null(e);
     flow *f = make_flow(true);
     flow_error err = {0};
+    /* With a store, every record and its payload is built (and may fail). */
+    flow_store *store = with_store ? flow_store_open("memory:", &err) : NULL;
+    assert_true(!with_store || store);
+    flow_run_options o = {.store = store};
     arm(n);
-    flow_run *r = flow_run_start(e, f, NULL, &err);
+    flow_run *r = flow_run_start(e, f, &o, &err);
     if (r) {
         flow_run_status st = flow_run_wait(r);
         if (st == FLOW_RUN_COMPLETED) {
@@ -174,20 +178,21 @@ static bool run_once(long n, json_t **result)
     flow_run_free(r);
     flow_free(f);
     flow_engine_free(e);
+    flow_store_close(store);
     return happened;
 }
 
-static void test_engine_survives_every_failed_allocation(void **state)
+
+static void sweep(bool with_store)
 {
-    (void)state;
     json_t *want = NULL;
-    assert_false(run_once(0, &want));
+    assert_false(run_once_in(0, &want, with_store));
     assert_non_null(want);
     bool done = false;
     long from = getenv("OOM_FROM") ? atol(getenv("OOM_FROM")) : 1;
     for (long n = from > 0 ? from : 1; !done && n < 200000; n += stride()) {
         json_t *got = NULL;
-        if (!run_once(n, &got))
+        if (!run_once_in(n, &got, with_store))
             done = true; /* past the last allocation of a run */
         if (got && !json_equal(got, want)) {
             char *g = json_dumps(got, JSON_COMPACT), *w = json_dumps(want, JSON_COMPACT);
@@ -197,6 +202,19 @@ static void test_engine_survives_every_failed_allocation(void **state)
     }
     assert_true(done);
     json_decref(want);
+}
+
+static void test_engine_survives_every_failed_allocation(void **state)
+{
+    (void)state;
+    sweep(false);
+}
+
+/* The same run journaled in a store: its records and their payloads. */
+static void test_durable_run_survives_every_failed_allocation(void **state)
+{
+    (void)state;
+    sweep(true);
 }
 
 /* A durable run paused by its first task; the second runs after the resume. */
@@ -325,6 +343,7 @@ int main(void)
     alarm(getenv("FLOW_VALGRIND") ? 580 : 110); /* a hang fails the test */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_survives_every_failed_allocation),
+        cmocka_unit_test(test_durable_run_survives_every_failed_allocation),
         cmocka_unit_test(test_resume_survives_every_failed_allocation),
         cmocka_unit_test(test_failed_checks_never_say_all_is_well),
     };

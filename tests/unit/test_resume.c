@@ -634,6 +634,52 @@ static void test_pause_then_resume(void **state)
     flow_free(f);
 }
 
+static int t_route_left(flow_ctx *ctx)
+{
+    note(ctx);
+    return flow_ctx_set_output_take(ctx, json_string("left")) ? 1 : 0;
+}
+
+/* A router takes `left`; the gate runs on it, `right` never does; `join`
+ * waits for both, optionally. Paused while the gate runs, the run goes quiet
+ * with the join still to run: it must pause, not end, and the resume must
+ * run the join once, with null for the branch not taken. */
+static void test_pause_before_a_settled_join(void **state)
+{
+    (void)state;
+    flow *f = flow_new("settle", NULL);
+    flow_task *route = th_add(f, "route", t_route_left);
+    flow_task_set_router(route, true);
+    flow_task *g = th_add(f, "gate", t_gate);
+    flow_task_on(g, "left");
+    flow_task *right = th_add(f, "right", t_after_gate);
+    flow_task_on(right, "right");
+    flow_task *join = th_add(f, "join", t_after_gate);
+    flow_task_optional(join, g);
+    flow_task_optional(join, right);
+    atomic_store(&gate_open, 0);
+    calls_reset();
+    flow_run *r = start_durable(f, "settle-paused");
+    wait_in_gate();
+    flow_run_pause(r, "lunch");
+    usleep(20000);
+    atomic_store(&gate_open, 1);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
+    assert_int_equal(count_calls("join"), 0);
+    flow_run_free(r);
+
+    r = resume(f, "settle-paused");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    assert_int_equal(count_calls("join"), 1);
+    assert_int_equal(count_calls("gate"), 1);
+    assert_int_equal(count_calls("right"), 0);
+    json_t *want = json_pack("{s:s,s:n}", "gate", "through", "right");
+    assert_true(json_equal(flow_run_result(r), want));
+    json_decref(want);
+    flow_run_free(r);
+    flow_free(f);
+}
+
 static void test_interrupt_reruns_the_same_attempt(void **state)
 {
     (void)state;
@@ -972,6 +1018,7 @@ int main(void)
         cmocka_unit_test(test_work_naming_unknown_task_is_refused),
         cmocka_unit_test(test_start_over_unended_attempt),
         cmocka_unit_test(test_pause_then_resume),
+        cmocka_unit_test(test_pause_before_a_settled_join),
         cmocka_unit_test(test_interrupt_reruns_the_same_attempt),
         cmocka_unit_test(test_second_runner_is_refused),
         cmocka_unit_test(test_requests_through_the_store),

@@ -7,7 +7,7 @@
  * attempt make one checkpoint) and dropped if it fails.
  *
  * The checkpoint is a record in the run's journal. This example runs
- * without a store, so the journal lives in memory; with one
+ * without a store, so no journal is kept; with one
  * (flow_run_options.store, or any `flow run`) it is durable, `flow
  * checkpoints RUN` lists it and `flow resume RUN --from-checkpoint ID`
  * (flow_run_resume with .from_checkpoint) starts a new run from it: see
