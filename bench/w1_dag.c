@@ -22,6 +22,9 @@
 #include "count.h"
 #include "flow.h"
 
+#define HARNESS_NAME "w1_dag"
+#include "harness.h"
+
 static const char usage[] =
     "usage: w1_dag GRAPH THREADS REPS          one line per timed repetition, after 1 warm-up\n"
     "       w1_dag --mem GRAPH THREADS         one run in a fresh process: resident bytes per task\n"
@@ -60,40 +63,6 @@ struct bench {
     long *started;            /* CHECK=1: ticket taken when task v started, or -1 */
     long *ended;              /* CHECK=1: ticket taken when task v ended, or -1 */
 };
-
-static _Noreturn void die(const char *fmt, ...) FLOW_PRINTF(1, 2);
-
-static _Noreturn void die(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("w1_dag: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static void *xmalloc(size_t count, size_t size)
-{
-    if (size && count > (size_t)-1 / size)
-        die("allocation of %zu x %zu bytes overflows", count, size);
-    size_t len = count * size;
-    void *p = malloc(len > 0 ? len : 1);
-    if (!p)
-        die("out of memory allocating %zu bytes", len);
-    /* Touch every page now, so that the harness's own arrays are resident before --mem
-     * takes its baseline and are not counted as the engine's memory. */
-    memset(p, 0, len);
-    return p;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* A number from *p (leading blanks skipped); advances *p past it. */
 static bool parse_long(char **p, long *out)
@@ -248,27 +217,6 @@ static void dag_read(const char *path, struct dag *g)
     }
     free(line);
     fclose(fp);
-}
-
-/* A field of /proc/self/status in kB ("VmRSS", "VmHWM"), or -1 when unavailable. */
-static long proc_status_kb(const char *key)
-{
-    FILE *fp = fopen("/proc/self/status", "r");
-    if (!fp)
-        return -1;
-    char line[256];
-    size_t klen = strlen(key);
-    long kb = -1;
-    while (fgets(line, sizeof(line), fp)) {
-        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
-            char *p = line + klen + 1;
-            if (!parse_long(&p, &kb))
-                kb = -1;
-            break;
-        }
-    }
-    fclose(fp);
-    return kb;
 }
 
 static int count_fn(flow_ctx *ctx)

@@ -38,6 +38,9 @@
 
 #include "flow.h"
 
+#define HARNESS_NAME "w5_scale"
+#include "harness.h"
+
 static const char usage[] =
     "usage: w5_scale dag SHAPE THREADS REPS     SHAPE: chain:N | fan:N | layered:LxW\n"
     "       w5_scale mem SHAPE THREADS\n"
@@ -45,38 +48,6 @@ static const char usage[] =
     "       w5_scale load FILE REPS\n"
     "       w5_scale resume STORE_URL N pause|kill [RUN_ID]\n"
     "       w5_scale runs K LEN THREADS [ROUNDS]\n";
-
-static _Noreturn void die(const char *fmt, ...) FLOW_PRINTF(1, 2);
-
-static _Noreturn void die(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("w5_scale: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static void *xmalloc(size_t count, size_t size)
-{
-    if (size && count > (size_t)-1 / size)
-        die("allocation of %zu x %zu bytes overflows", count, size);
-    size_t len = count * size;
-    void *p = malloc(len > 0 ? len : 1);
-    if (!p)
-        die("out of memory allocating %zu bytes", len);
-    memset(p, 0, len); /* resident before a memory baseline is taken */
-    return p;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* CPU time of the process (all threads), for figures that noise on a shared machine blurs. */
 static double cpu_s(void)
@@ -95,25 +66,6 @@ static long arg_long(const char *s, const char *what, long min, long max)
     if (end == s || *end || errno || v < min || v > max)
         die("%s must be a number from %ld to %ld, not '%s'", what, min, max, s);
     return v;
-}
-
-/* A field of /proc/self/status in kB ("VmRSS", "VmHWM"), or -1. */
-static long proc_status_kb(const char *key)
-{
-    FILE *fp = fopen("/proc/self/status", "r");
-    if (!fp)
-        return -1;
-    char line[256];
-    size_t klen = strlen(key);
-    long kb = -1;
-    while (fgets(line, sizeof(line), fp)) {
-        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
-            kb = strtol(line + klen + 1, NULL, 10);
-            break;
-        }
-    }
-    fclose(fp);
-    return kb;
 }
 
 /* Bytes the C library's heap has handed out and not had back (glibc's mallinfo2). */

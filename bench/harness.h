@@ -1,0 +1,73 @@
+/* harness.h -- what the benchmark harnesses share: dying with a message,
+ * allocating their own arrays resident before a memory baseline, the
+ * monotonic clock, and fields of /proc/self/status. Each harness defines
+ * HARNESS_NAME (its messages' prefix) before including this. */
+#ifndef FLOW_BENCH_HARNESS_H
+#define FLOW_BENCH_HARNESS_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "flow.h"
+
+#ifndef HARNESS_NAME
+#error "define HARNESS_NAME before including harness.h"
+#endif
+
+static inline _Noreturn void die(const char *fmt, ...) FLOW_PRINTF(1, 2);
+
+static inline _Noreturn void die(const char *fmt, ...)
+{
+    va_list ap;
+    fputs(HARNESS_NAME ": ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+/* Zeroed and touched: the harness's own arrays are resident before a memory
+ * baseline is taken, so they are not counted as the engine's memory. */
+static inline void *xmalloc(size_t count, size_t size)
+{
+    if (size && count > (size_t)-1 / size)
+        die("allocation of %zu x %zu bytes overflows", count, size);
+    size_t len = count * size;
+    void *p = malloc(len > 0 ? len : 1);
+    if (!p)
+        die("out of memory allocating %zu bytes", len);
+    memset(p, 0, len);
+    return p;
+}
+
+static inline double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* A field of /proc/self/status in kB ("VmRSS", "VmHWM"), or -1. */
+static inline long proc_status_kb(const char *key)
+{
+    FILE *fp = fopen("/proc/self/status", "r");
+    if (!fp)
+        return -1;
+    char line[256];
+    size_t klen = strlen(key);
+    long kb = -1;
+    while (fgets(line, sizeof(line), fp)) {
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+            kb = strtol(line + klen + 1, NULL, 10);
+            break;
+        }
+    }
+    fclose(fp);
+    return kb;
+}
+
+#endif
