@@ -13,6 +13,9 @@
 
 /* ---- activations -------------------------------------------------------- */
 
+/* An activation is paid for per pending task (docs/internals/performance.md). */
+_Static_assert(sizeof(struct act) <= 80, "struct act grew");
+
 /* [L] A new activation of `task`, counted against max_activations by the
  * caller. NULL when out of memory. */
 struct act *flow__act_new(struct flow_run *r, uint32_t task)

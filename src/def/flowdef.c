@@ -258,6 +258,9 @@ flow_err flow_set_result_template(flow *f, json_t *tmpl, flow_error *err)
     return FLOW_OK;
 }
 
+/* A task is paid for per task of every flow (docs/internals/performance.md). */
+_Static_assert(sizeof(struct flow_task) <= 8 * sizeof(void *), "struct flow_task grew");
+
 static bool valid_task_name(const char *name)
 {
     if (!name || !(isalpha((unsigned char)*name) || *name == '_'))

@@ -106,14 +106,18 @@ struct task_ext {
 /* Kinds of dependency edges a task declares (before compilation). */
 enum edge_kind { EDGE_AFTER = 0, EDGE_AFTER_ANY, EDGE_OPTIONAL };
 
+/* 64 bytes, paid per task of every flow: what few tasks need is in `ext`. */
 struct flow_task {
     struct flow *flow;
     const char *name;        /* in the flow's arena */
     uint32_t index;          /* position in flow->tasks */
     uint8_t kind;            /* enum task_kind */
     int8_t start;            /* -1 unset, 0 false, 1 true */
-    bool entry;
-    bool router;
+    uint8_t trig;            /* enum trig_kind (compiled by graph.c) */
+    bool entry : 1;
+    bool router : 1;
+    bool is_start : 1;           /* compiled by graph.c */
+    bool is_fallback_target : 1; /* compiled by graph.c */
     flow_task_fn fn;
     void *udata;
     const struct task_policy *policy; /* flow->defaults or own_policy */
@@ -121,10 +125,6 @@ struct flow_task {
     /* Compiled by graph.c: */
     uint32_t leaf_first;     /* this task's leaves: flow->leaves[leaf_first .. +leaf_count) */
     uint32_t leaf_count;
-    uint32_t required_count; /* AND-leaves (after + optional) when the trigger is flat */
-    uint8_t trig;            /* enum trig_kind */
-    bool is_start;
-    bool is_fallback_target;
 };
 
 /* The task standing in when `t` fails (on_error: fallback), or NULL. */

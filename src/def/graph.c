@@ -219,7 +219,6 @@ static void compile_task(struct compiler *c, struct flow_task *t, const struct f
         }
     }
     const struct flow_cond *when = t->ext ? t->ext->when : NULL;
-    t->required_count = (uint32_t)n_and;
     if (!when && n_any == 0) {
         t->trig = n_and ? TRIG_AND : TRIG_NONE;
     } else if (!when && n_and == 0) {
@@ -470,6 +469,15 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
             }
         }
     }
+    /* The scratch of the pass goes before what is kept is made: it is the
+     * size of the whole graph. */
+    flow__free(edge_off);
+    flow__free(sorted);
+    flow__free(c.seen_and);
+    flow__free(c.seen_any);
+    edge_off = NULL;
+    sorted = NULL;
+    c.seen_and = c.seen_any = NULL;
     if (c.nomem)
         goto out_nomem;
     /* Compiled once per definition and kept as long as it: exact sizes. */
