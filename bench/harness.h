@@ -51,6 +51,21 @@ static inline double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Run `f` on `e` to its end; exits unless it completed. */
+static inline flow_run *run_to_end(flow_engine *e, flow *f)
+{
+    flow_error err;
+    flow_run *r = flow_run_start(e, f, NULL, &err);
+    if (!r)
+        die("flow_run_start: %s", err.message);
+    flow_run_status st = flow_run_wait(r);
+    if (st != FLOW_RUN_COMPLETED) {
+        const char *why = flow_run_error(r);
+        die("run ended %s: %s", flow_run_status_name(st), why ? why : "(no error)");
+    }
+    return r;
+}
+
 /* A field of /proc/self/status in kB ("VmRSS", "VmHWM"), or -1. */
 static inline long proc_status_kb(const char *key)
 {

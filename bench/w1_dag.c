@@ -287,16 +287,7 @@ static flow *build(struct bench *b)
 /* Run `f` to its end; exits unless it completed. */
 static flow_run *execute(struct bench *b, flow *f)
 {
-    flow_error err;
-    flow_run *r = flow_run_start(b->engine, f, NULL, &err);
-    if (!r)
-        die("flow_run_start: %s", err.message);
-    flow_run_status st = flow_run_wait(r);
-    if (st != FLOW_RUN_COMPLETED) {
-        const char *why = flow_run_error(r);
-        die("run ended %s: %s", flow_run_status_name(st), why ? why : "(no error)");
-    }
-    return r;
+    return run_to_end(b->engine, f);
 }
 
 static void reset(struct bench *b)

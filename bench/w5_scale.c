@@ -234,15 +234,7 @@ static flow *dag_build(struct dagbench *b)
 
 static flow_run *dag_execute(struct dagbench *b, flow *f)
 {
-    flow_error err;
-    flow_run *r = flow_run_start(b->engine, f, NULL, &err);
-    if (!r)
-        die("flow_run_start: %s", err.message);
-    flow_run_status st = flow_run_wait(r);
-    if (st != FLOW_RUN_COMPLETED) {
-        const char *why = flow_run_error(r);
-        die("run ended %s: %s", flow_run_status_name(st), why ? why : "(no error)");
-    }
+    flow_run *r = run_to_end(b->engine, f);
     long ran = atomic_load(&b->ran);
     if (ran != b->g->count)
         die("%ld task bodies ran, expected %ld", ran, b->g->count);
