@@ -238,22 +238,6 @@ static int check_fn(flow_ctx *ctx)
     return 0;
 }
 
-/* "t<v>" into `out` (at least 24 bytes). snprintf would cost more than the
- * scheduler spends on a task, and naming is not what W1 measures. */
-static void task_name(char *out, long v)
-{
-    char digits[24];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v > 0);
-    *out++ = 't';
-    while (n > 0)
-        *out++ = digits[--n];
-    *out = '\0';
-}
-
 static flow *build(struct bench *b)
 {
     const struct dag *g = b->g;

@@ -75,21 +75,6 @@ static long heap_inuse_kb(void)
     return (long)((mi.uordblks + mi.hblkhd) / 1024);
 }
 
-/* "t<v>" into `out` (at least 24 bytes), without snprintf's cost. */
-static void task_name(char *out, long v)
-{
-    char digits[24];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v > 0);
-    *out++ = 't';
-    while (n > 0)
-        *out++ = digits[--n];
-    *out = '\0';
-}
-
 /* ------------------------------------------------------------------------ */
 /* Graphs                                                                    */
 

@@ -14,6 +14,7 @@
 
 #include "util/alloc.h"
 #include "util/error.h"
+#include "util/json.h"
 
 #define MAX_DEPTH 64 /* schema nesting; bounds the recursion of compile and check */
 
@@ -379,27 +380,11 @@ struct compiler {
     int depth;
 };
 
-/* "an object", "an array", ... for the type of `v`. */
+/* "an object", "an array", ... for the type of `v`: the loader's words,
+ * but JSON Schema's name for a list. */
 static const char *noun_of(const json_t *v)
 {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    case JSON_NULL:
-    default:
-        return "null";
-    }
+    return json_is_array(v) ? "an array" : flow__json_type_name(v);
 }
 
 /* The place of keyword `kw` of the current node, e.g. "properties.x.minimum". */
