@@ -8,7 +8,9 @@ set -eu
 
 # What the build and the tests need: the toolchain, the libraries (found
 # with pkg-config), and for the tests python3 (JSON comparison), procps
-# (pgrep) and valgrind (the memcheck tests).
+# (pgrep) and valgrind (the memcheck tests). redis-server is for the tests of
+# distribution (they start their own servers on free ports, never the
+# system's service).
 PACKAGES="
 cmake
 make
@@ -17,11 +19,13 @@ pkg-config
 libjansson-dev
 libyaml-dev
 libsqlite3-dev
+libhiredis-dev
 zlib1g-dev
 libcmocka-dev
 python3
 procps
 valgrind
+redis-server
 "
 if [ "${1:-}" = fuzz ]; then
     PACKAGES="$PACKAGES clang libclang-rt-14-dev"
@@ -48,7 +52,7 @@ if [ -n "$missing" ]; then
     fi
 fi
 
-for m in jansson yaml-0.1 sqlite3 zlib cmocka; do
+for m in jansson yaml-0.1 sqlite3 hiredis zlib cmocka; do
     if ! pkg-config --exists "$m"; then
         echo "setup: pkg-config cannot find '$m' although its package is installed" >&2
         exit 1

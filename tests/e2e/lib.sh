@@ -4,7 +4,8 @@
 : "${FLOW_SOURCE_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 : "${FLOW_BUILD_DIR:=$FLOW_SOURCE_DIR/build}"
 T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+REDIS_PIDS=""
+trap 'for p in $REDIS_PIDS; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
 PASSED=0
 FAILED=0
 
@@ -33,3 +34,43 @@ finish() {
     echo "$PASSED passed, $FAILED failed"
     [ "$FAILED" = 0 ]
 }
+
+# redis_start DIR [CONFIG LINE...]: a redis-server of our own on a free port of
+# 127.0.0.1 with its data (append-only file) in DIR; sets REDIS_PORT,
+# REDIS_URL and REDIS_PID. Stopped at exit (or by redis_stop / redis_kill).
+redis_start() {
+    local dir=$1
+    shift
+    mkdir -p "$dir"
+    if [ -z "${REDIS_PORT:-}" ] || [ "${REDIS_DIR:-}" != "$dir" ]; then
+        REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    fi
+    REDIS_DIR=$dir
+    {
+        echo "port $REDIS_PORT"; echo "bind 127.0.0.1"; echo "dir $dir"
+        echo "appendonly yes"; echo "appendfsync everysec"; echo 'save ""'
+        echo "logfile $dir/redis.log"; echo "maxmemory-policy noeviction"
+        for line in "$@"; do echo "$line"; done
+    } >"$dir/redis.conf"
+    setsid redis-server "$dir/redis.conf" &
+    REDIS_PID=$!
+    REDIS_PIDS="$REDIS_PIDS $REDIS_PID"
+    REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+    local i
+    for i in $(seq 200); do
+        if python3 - "$REDIS_PORT" <<'PY' 2>/dev/null; then return 0; fi
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.2)
+s.sendall(b"PING\r\n")
+sys.exit(0 if s.recv(64).startswith((b"+PONG", b"-NOAUTH")) else 1)
+PY
+        sleep 0.05
+    done
+    echo "redis-server did not start on port $REDIS_PORT (see $dir/redis.log)" >&2
+    return 1
+}
+
+# redis_kill: SIGKILL the server of redis_start (redis_start DIR again restarts it).
+redis_kill() { kill -9 "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; true; }
+# redis_stop: stop it cleanly.
+redis_stop() { kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; true; }
