@@ -14,7 +14,6 @@
 #define DK_FORMAT_MAGIC "libflow-store"
 #define DK_RECORD_MAX ((uint32_t)1 << 30) /* bytes of one record's JSON */
 #define DK_HEADER 8                        /* length + crc32 */
-#define DK_FIXED 24                        /* a record's fields before its payload */
 #define DK_READ_CHUNK ((size_t)1 << 16)
 #define DK_BUF_KEEP ((size_t)1 << 22) /* a larger batch buffer is freed after use */
 #define DK_META_MAX ((size_t)1 << 26)

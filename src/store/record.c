@@ -52,3 +52,43 @@ void flow__payload_memo_cleanup(struct flow__payload_memo *m)
     m->value = NULL;
     m->len = 0;
 }
+
+void flow__jrec_put_fixed(char *out, const struct flow__jrec *r)
+{
+    memset(out, 0, FLOW__JREC_FIXED);
+    out[0] = (char)r->type;
+    out[1] = (char)r->attempt;
+    flow__put_le32(out + 4, r->task);
+    flow__put_le32(out + 8, r->act);
+    flow__put_le32(out + 12, r->src);
+    uint64_t bits;
+    memcpy(&bits, &r->time, sizeof(bits));
+    flow__put_le32(out + 16, (uint32_t)bits);
+    flow__put_le32(out + 20, (uint32_t)(bits >> 32));
+}
+
+flow_err flow__jrec_decode(const char *data, size_t len, struct flow__jrec *rec, json_t **root,
+                           struct flow__payload_memo *memo)
+{
+    *root = NULL;
+    if (len < FLOW__JREC_FIXED || data[2] || data[3])
+        return FLOW_EPARSE;
+    uint64_t bits = (uint64_t)flow__get_le32(data + 16) | (uint64_t)flow__get_le32(data + 20) << 32;
+    double time;
+    memcpy(&time, &bits, sizeof(time));
+    *rec = (struct flow__jrec){
+        .type = (uint8_t)data[0],
+        .attempt = (uint8_t)data[1],
+        .task = flow__get_le32(data + 4),
+        .act = flow__get_le32(data + 8),
+        .src = flow__get_le32(data + 12),
+        .time = time,
+    };
+    if (len == FLOW__JREC_FIXED)
+        return FLOW_OK;
+    flow_err rc = flow__payload_parse(memo, data + FLOW__JREC_FIXED, len - FLOW__JREC_FIXED, root);
+    if (rc)
+        return rc;
+    rec->payload = *root;
+    return FLOW_OK;
+}

@@ -64,6 +64,30 @@ struct flow__jrec {
     json_t *payload;  /* owned by the journal once appended; may be NULL */
 };
 
+/* A record as the disk and redis stores keep it: FLOW__JREC_FIXED bytes of
+ * fixed fields -- type, attempt, two zero bytes, then task, act and src as
+ * u32 and time as the 64 bits of its double, all little-endian -- followed
+ * by the payload as compact JSON when there is one. */
+#define FLOW__JREC_FIXED 24
+
+static inline void flow__put_le32(char *p, uint32_t v)
+{
+    unsigned char *u = (unsigned char *)p;
+    u[0] = (unsigned char)v;
+    u[1] = (unsigned char)(v >> 8);
+    u[2] = (unsigned char)(v >> 16);
+    u[3] = (unsigned char)(v >> 24);
+}
+
+static inline uint32_t flow__get_le32(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+}
+
+/* Write the fixed fields of `r` into out[0..FLOW__JREC_FIXED). */
+void flow__jrec_put_fixed(char *out, const struct flow__jrec *r);
+
 /* Name of a record type ("act_completed"). */
 const char *flow__jrec_type_name(int type);
 
@@ -86,5 +110,11 @@ struct flow__payload_memo {
 flow_err flow__payload_parse(struct flow__payload_memo *m, const char *text, size_t len,
                              json_t **out);
 void flow__payload_memo_cleanup(struct flow__payload_memo *m);
+
+/* Read one record (fixed fields, then the payload if any) of `len` bytes
+ * into `rec`; its payload is *root (the caller's to decref). FLOW_EPARSE when
+ * it is not a record, FLOW_ENOMEM when jansson ran out of memory. */
+flow_err flow__jrec_decode(const char *data, size_t len, struct flow__jrec *rec, json_t **root,
+                           struct flow__payload_memo *memo);
 
 #endif

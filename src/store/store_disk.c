@@ -250,39 +250,16 @@ static void dk_run_release(void *entry)
 /* ------------------------------------------------------------------------ */
 /* records                                                                   */
 
-static void dk_put_le32(char *p, uint32_t v)
-{
-    unsigned char *u = (unsigned char *)p;
-    u[0] = (unsigned char)v;
-    u[1] = (unsigned char)(v >> 8);
-    u[2] = (unsigned char)(v >> 16);
-    u[3] = (unsigned char)(v >> 24);
-}
-
-static uint32_t dk_get_le32(const char *p)
-{
-    const unsigned char *u = (const unsigned char *)p;
-    return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
-}
-
 /* Append record `r` (framed) to s->buf: the fixed fields in binary, then
- * the payload as compact JSON, so that reading back parses JSON only where
- * there is a payload (most records have none). */
+ * the payload as compact JSON (record.h: flow__jrec_put_fixed), so that
+ * reading back parses JSON only where there is a payload (most records have
+ * none). */
 static flow_err dk_encode(struct dk_store *s, const struct flow__jrec *r)
 {
     struct flow__buf *b = &s->buf;
     size_t start = b->len;
-    char head[DK_HEADER + DK_FIXED] = {0};
-    char *f = head + DK_HEADER;
-    f[0] = (char)r->type;
-    f[1] = (char)r->attempt;
-    dk_put_le32(f + 4, r->task);
-    dk_put_le32(f + 8, r->act);
-    dk_put_le32(f + 12, r->src);
-    uint64_t bits;
-    memcpy(&bits, &r->time, sizeof(bits));
-    dk_put_le32(f + 16, (uint32_t)bits);
-    dk_put_le32(f + 20, (uint32_t)(bits >> 32));
+    char head[DK_HEADER + FLOW__JREC_FIXED] = {0};
+    flow__jrec_put_fixed(head + DK_HEADER, r);
     flow_err rc = flow__buf_append(b, head, sizeof(head));
     if (rc == FLOW_OK && r->payload)
         rc = flow__json_append(b, r->payload, JSON_COMPACT);
@@ -292,37 +269,8 @@ static flow_err dk_encode(struct dk_store *s, const struct flow__jrec *r)
     if (rc != FLOW_OK)
         return rc;
     char *p = b->data + start;
-    dk_put_le32(p, (uint32_t)len);
-    dk_put_le32(p + 4, (uint32_t)crc32(0L, (const Bytef *)p + DK_HEADER, (uInt)len));
-    return FLOW_OK;
-}
-
-/* Read one record's body into `rec`; its payload is *root (the caller's to
- * decref). FLOW_EPARSE when it is not a record, FLOW_ENOMEM when jansson ran
- * out of memory. */
-static flow_err dk_decode(const char *data, size_t len, struct flow__jrec *rec, json_t **root,
-                          struct flow__payload_memo *memo)
-{
-    *root = NULL;
-    if (len < DK_FIXED || data[2] || data[3])
-        return FLOW_EPARSE;
-    uint64_t bits = (uint64_t)dk_get_le32(data + 16) | (uint64_t)dk_get_le32(data + 20) << 32;
-    double time;
-    memcpy(&time, &bits, sizeof(time));
-    *rec = (struct flow__jrec){
-        .type = (uint8_t)data[0],
-        .attempt = (uint8_t)data[1],
-        .task = dk_get_le32(data + 4),
-        .act = dk_get_le32(data + 8),
-        .src = dk_get_le32(data + 12),
-        .time = time,
-    };
-    if (len == DK_FIXED)
-        return FLOW_OK;
-    flow_err rc = flow__payload_parse(memo, data + DK_FIXED, len - DK_FIXED, root);
-    if (rc)
-        return rc;
-    rec->payload = *root;
+    flow__put_le32(p, (uint32_t)len);
+    flow__put_le32(p + 4, (uint32_t)crc32(0L, (const Bytef *)p + DK_HEADER, (uInt)len));
     return FLOW_OK;
 }
 
@@ -404,7 +352,7 @@ static flow_err dk_scan(int fd, uint64_t from, flow__store_rec_cb cb, void *udat
         rc = dk_need(&r, DK_HEADER);
         if (rc != FLOW_OK)
             break;
-        uint32_t len = dk_get_le32(r.buf + r.pos);
+        uint32_t len = flow__get_le32(r.buf + r.pos);
         /* A length past the end is a torn header: never allocate for it. */
         if (len > DK_RECORD_MAX || out->end + DK_HEADER + len > fsize)
             break;
@@ -412,11 +360,11 @@ static flow_err dk_scan(int fd, uint64_t from, flow__store_rec_cb cb, void *udat
         if (rc != FLOW_OK)
             break;
         const char *at = r.buf + r.pos;
-        if ((uint32_t)crc32(0L, (const Bytef *)at + DK_HEADER, (uInt)len) != dk_get_le32(at + 4))
+        if ((uint32_t)crc32(0L, (const Bytef *)at + DK_HEADER, (uInt)len) != flow__get_le32(at + 4))
             break;
         struct flow__jrec rec;
         json_t *root;
-        rc = dk_decode(at + DK_HEADER, len, &rec, &root, &memo);
+        rc = flow__jrec_decode(at + DK_HEADER, len, &rec, &root, &memo);
         if (rc == FLOW_OK && cb && out->count >= from) {
             rc = cb(udata, out->count, &rec);
             json_decref(root);
