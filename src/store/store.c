@@ -24,6 +24,7 @@ static const struct flow__store_ops *const store_backends[] = {
     &flow__store_sqlite_ops,
     &flow__store_disk_ops,
     &flow__store_memory_ops,
+    &flow__store_redis_ops,
     NULL,
 };
 

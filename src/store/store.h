@@ -182,6 +182,7 @@ struct flow__store {
 extern const struct flow__store_ops flow__store_sqlite_ops;
 extern const struct flow__store_ops flow__store_disk_ops;
 extern const struct flow__store_ops flow__store_memory_ops;
+extern const struct flow__store_ops flow__store_redis_ops;
 
 /* ---- leases (store.c): shared by the backends -------------------------- */
 
@@ -250,7 +251,8 @@ flow_err flow__store_answer_taken(flow_error *err, const char *run_id, const cha
                                   const json_t *winner);
 
 /* Open the store named by `url` ("sqlite:PATH[?durability=strict]",
- * "disk:DIR[?durability=strict]", "memory:"), creating it if it does not
+ * "disk:DIR[?durability=strict]", "memory:",
+ * "redis://HOST[:PORT][/DB][?prefix=P&durability=strict]"), creating it if it does not
  * exist. On success *out is the caller's (close
  * it with flow__store_close); on failure *out is NULL. An unknown scheme is
  * FLOW_EINVAL with a message listing the schemes built in. */

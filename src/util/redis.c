@@ -5,10 +5,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/error.h"
 
@@ -212,10 +215,43 @@ static flow_err reply_error(const struct flow__redis_addr *a, redisContext *c, r
     return FLOW_EIO;
 }
 
+/* hiredis writes with write(): to a server that went away that raises
+ * SIGPIPE, which would kill a process that does not ignore it (a library
+ * must not change that for its host). So the calling thread blocks SIGPIPE
+ * around a command and takes back one raised meanwhile (EPIPE says it all).
+ * Returns whether one was pending already (then it is left alone). */
+static bool sigpipe_block(sigset_t *old)
+{
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigpending(&pending);
+    pthread_sigmask(SIG_BLOCK, &set, old);
+    return sigismember(&pending, SIGPIPE) == 1;
+}
+
+static void sigpipe_restore(const sigset_t *old, bool was_pending)
+{
+    int saved = errno; /* the caller reads the command's errno */
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    if (!was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, old, NULL);
+    errno = saved;
+}
+
 redisReply *flow__redis_cmdv(redisContext *c, const struct flow__redis_addr *a, flow_error *err,
                              int argc, const char **argv, const size_t *argvlen)
 {
+    sigset_t old;
+    bool pending = sigpipe_block(&old);
     redisReply *r = redisCommandArgv(c, argc, argv, argvlen);
+    sigpipe_restore(&old, pending);
     if (!r || r->type == REDIS_REPLY_ERROR) {
         reply_error(a, c, r, argv[0], argvlen ? argvlen[0] : strlen(argv[0]), err);
         return NULL;
@@ -228,7 +264,10 @@ redisReply *flow__redis_cmd(redisContext *c, const struct flow__redis_addr *a, f
 {
     va_list ap;
     va_start(ap, fmt);
+    sigset_t old;
+    bool pending = sigpipe_block(&old);
     redisReply *r = redisvCommand(c, fmt, ap);
+    sigpipe_restore(&old, pending);
     va_end(ap);
     if (!r || r->type == REDIS_REPLY_ERROR) {
         reply_error(a, c, r, fmt, strcspn(fmt, " "), err);

@@ -1,8 +1,10 @@
 /* test_store_conformance.c -- one suite for every store backend:
- * the same cases against sqlite:, disk: and memory:, with real files in a
- * temp dir, reopened (the durable ones), shared with a second handle and a
- * child process (the cross-process ones), and threads racing to answer one
- * request (each with its own handle where the store is shared). */
+ * the same cases against sqlite:, disk:, memory: and redis://, with real
+ * files in a temp dir (redis: one real redis-server for the suite, each case
+ * under a prefix of its own), reopened (the durable ones), shared with a
+ * second handle and a child process (the cross-process ones), and threads
+ * and processes racing to answer one request (each with its own handle
+ * where the store is shared). */
 #include "util/compat.h"
 
 #include <dirent.h>
@@ -17,21 +19,41 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "redis_server.h"
 
 #include "store/store.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 
+struct fixture;
+
 struct backend {
     const char *name;
-    const char *rel;     /* the store's path under the temp dir; NULL: memory */
+    const char *rel;     /* the store's path under the temp dir; NULL: memory, redis */
     unsigned caps;       /* what the backend must announce */
     bool lease_by_lock;  /* leases end with their process, not by expiry */
-    void (*set_format)(const char *path, int format);
+    void (*set_format)(const struct fixture *fx, int format);
+    bool redis;          /* on the suite's redis-server */
 };
 
-static void sqlite_set_format(const char *path, int format)
+struct fixture {
+    const struct backend *b;
+    char *dir;  /* the temp dir */
+    char *path; /* the store's file or directory (redis: its name), NULL for memory */
+    char *url;
+    char prefix[32]; /* redis: this case's key prefix */
+    struct flow__store *s;
+    char me[300]; /* this process as a lease holder */
+};
+
+/* The redis-server of the redis variant; every write fsync'ed, so that
+ * FLOW__STORE_SYNC and ?durability=strict are accepted. */
+static struct th_redis redis_srv;
+static int redis_cases;
+
+static void sqlite_set_format(const struct fixture *fx, int format)
 {
+    const char *path = fx->path;
     sqlite3 *db;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     char sql[64];
@@ -40,8 +62,9 @@ static void sqlite_set_format(const char *path, int format)
     sqlite3_close(db);
 }
 
-static void disk_set_format(const char *path, int format)
+static void disk_set_format(const struct fixture *fx, int format)
 {
+    const char *path = fx->path;
     char text[64];
     snprintf(text, sizeof(text), "libflow-store %d\n", format);
     char *file = th_write_file(path, "FORMAT", text);
@@ -49,20 +72,25 @@ static void disk_set_format(const char *path, int format)
     free(file);
 }
 
+static void redis_set_format(const struct fixture *fx, int format)
+{
+    free(th_redis_do(&redis_srv, "SET %s:format %d", fx->prefix, format));
+}
+
+/* A redis URL of the suite's server under a prefix no case used yet. */
+static char *redis_fresh_url(char *prefix, size_t size)
+{
+    snprintf(prefix, size, "t%ld_%d", (long)getpid(), ++redis_cases);
+    return flow__asprintf("%s?prefix=%s", redis_srv.url, prefix);
+}
+
 static const struct backend backends[] = {
     {"sqlite", "x/flow.db", FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS, false,
-     sqlite_set_format},
-    {"disk", "d", FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS, true, disk_set_format},
-    {"memory", NULL, 0, false, NULL},
-};
-
-struct fixture {
-    const struct backend *b;
-    char *dir;  /* the temp dir */
-    char *path; /* the store's file or directory, NULL for memory */
-    char *url;
-    struct flow__store *s;
-    char me[300]; /* this process as a lease holder */
+     sqlite_set_format, false},
+    {"disk", "d", FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS, true, disk_set_format, false},
+    {"memory", NULL, 0, false, NULL, false},
+    {"redis", NULL, FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS, false,
+     redis_set_format, true},
 };
 
 static struct flow__store *open_ok(const char *url)
@@ -84,6 +112,9 @@ static int setup(void **state)
     if (fx->b->rel) {
         fx->path = flow__asprintf("%s/%s", fx->dir, fx->b->rel);
         fx->url = flow__asprintf("%s:%s", fx->b->name, fx->path);
+    } else if (fx->b->redis) {
+        fx->url = redis_fresh_url(fx->prefix, sizeof(fx->prefix));
+        fx->path = flow__strdup(fx->url); /* how its messages name it */
     } else {
         fx->url = flow__asprintf("%s:", fx->b->name);
     }
@@ -418,7 +449,8 @@ static void test_records(void **state)
 
     /* strict durability opens the same store */
     flow__store_close(fx->s);
-    char *strict = flow__asprintf("%s?durability=strict", fx->url);
+    char *strict = flow__asprintf("%s%cdurability=strict", fx->url,
+                                  strchr(fx->url, '?') ? '&' : '?');
     fx->s = open_ok(strict);
     flow__free(strict);
     read_all(fx->s, "run", NRECS, 10);
@@ -1009,8 +1041,8 @@ static void check_modes(const char *path, int *files)
 static void test_modes(void **state)
 {
     struct fixture *fx = *state;
-    if (!fx->path)
-        skip();
+    if (!fx->b->rel)
+        skip(); /* no files */
     flow__store_close(fx->s);
     th_rmtree(fx->dir);
     assert_int_equal(mkdir(fx->dir, 0700), 0);
@@ -1037,7 +1069,7 @@ static void test_newer_format(void **state)
     make_run(fx->s, "r", 1.0);
     flow__store_close(fx->s);
     fx->s = NULL;
-    fx->b->set_format(fx->path, 2);
+    fx->b->set_format(fx, 2);
     flow_error err = {0};
     assert_int_equal(flow__store_open(fx->url, &fx->s, &err), FLOW_EUNSUPPORTED);
     assert_null(fx->s);
@@ -1047,7 +1079,7 @@ static void test_newer_format(void **state)
     assert_msg(&err, want);
     flow__free(want);
     /* and the same format again opens */
-    fx->b->set_format(fx->path, 1);
+    fx->b->set_format(fx, 1);
     fx->s = open_ok(fx->url);
     assert_list(fx->s, "r,");
 }
@@ -1055,8 +1087,10 @@ static void test_newer_format(void **state)
 static void test_nocreate(void **state)
 {
     struct fixture *fx = *state;
-    char *url = fx->path ? flow__asprintf("%s:%s/none/store", fx->b->name, fx->dir)
-                         : flow__asprintf("%s", fx->url);
+    char prefix[32];
+    char *url = fx->b->redis ? redis_fresh_url(prefix, sizeof(prefix))
+                : fx->path   ? flow__asprintf("%s:%s/none/store", fx->b->name, fx->dir)
+                             : flow__asprintf("%s", fx->url);
     struct flow__store *s = NULL;
     flow_error err = {0};
     assert_int_equal(flow__store_open_flags(url, FLOW__STORE_OPEN_NOCREATE, &s, &err),
@@ -1094,6 +1128,7 @@ int main(void)
     const struct CMUnitTest suite[] = {CONFORMANCE(ROW)};
 #undef ROW
     int failed = 0;
+    th_redis_start(&redis_srv, "appendfsync always");
     for (size_t b = 0; b < FLOW__ARRAY_LEN(backends); b++) {
         struct CMUnitTest tests[FLOW__ARRAY_LEN(suite)];
         memcpy(tests, suite, sizeof(suite));
@@ -1102,5 +1137,6 @@ int main(void)
         failed += _cmocka_run_group_tests(backends[b].name, tests, FLOW__ARRAY_LEN(tests), NULL,
                                           NULL);
     }
+    th_redis_stop(&redis_srv);
     return failed;
 }
