@@ -975,6 +975,102 @@ static void test_answer_race(void **state)
             flow__store_close(racers[i].s);
 }
 
+#define PROCS 4
+
+/* One racing process: waits for the start (the pipe closing), claims
+ * requests p0.. and writes one line per round: "OK" or the winner's name. */
+static void race_child(const char *url, int start_fd, int out_fd, int me)
+{
+    char buf[1];
+    ssize_t got = read(start_fd, buf, 1); /* EOF: go */
+    (void)got;
+    struct flow__store *s = NULL;
+    flow_error err = {0};
+    if (flow__store_open(url, &s, &err) != FLOW_OK)
+        _exit(2);
+    char name[16];
+    snprintf(name, sizeof(name), "p%d", me);
+    for (int k = 0; k < ROUNDS; k++) {
+        char request[32], line[128];
+        snprintf(request, sizeof(request), "p%d", k);
+        json_t *a = answer_by(name);
+        json_t *winner = NULL;
+        flow_err rc = flow__store_answer_claim(s, "race", request, a, 0, &winner, &err);
+        snprintf(line, sizeof(line), "%s\n",
+                 rc == FLOW_OK       ? "OK"
+                 : rc == FLOW_EEXISTS ? json_string_value(json_object_get(winner, "by"))
+                                     : "ERROR");
+        json_decref(winner);
+        json_decref(a);
+        if (write(out_fd, line, strlen(line)) < 0)
+            _exit(3);
+    }
+    flow__store_close(s);
+    _exit(0);
+}
+
+/* Processes answer the same requests at the same instant, each through its
+ * own handle: each time exactly one is taken, the others are told whose. */
+static void test_answer_race_procs(void **state)
+{
+    struct fixture *fx = *state;
+    if (!shared(fx))
+        skip();
+    make_run(fx->s, "race", 1.0);
+    int start[2];
+    assert_int_equal(pipe(start), 0);
+    int outs[PROCS];
+    pid_t pids[PROCS];
+    for (int i = 0; i < PROCS; i++) {
+        int out[2];
+        assert_int_equal(pipe(out), 0);
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            close(start[1]);
+            close(out[0]);
+            race_child(fx->url, start[0], out[1], i);
+        }
+        close(out[1]);
+        outs[i] = out[0];
+    }
+    close(start[0]);
+    close(start[1]); /* go */
+    char lines[PROCS][ROUNDS][32];
+    for (int i = 0; i < PROCS; i++) {
+        FILE *f = fdopen(outs[i], "r");
+        for (int k = 0; k < ROUNDS; k++) {
+            if (!fgets(lines[i][k], sizeof(lines[i][k]), f))
+                fail_msg("racer %d stopped at round %d", i, k);
+            lines[i][k][strcspn(lines[i][k], "\n")] = '\0';
+        }
+        fclose(f);
+        int st;
+        assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    json_t *all = NULL;
+    assert_int_equal(flow__store_answer_list(fx->s, "race", &all, NULL), FLOW_OK);
+    for (int k = 0; k < ROUNDS; k++) {
+        char request[32], won[16] = "";
+        snprintf(request, sizeof(request), "p%d", k);
+        int winners = 0;
+        for (int i = 0; i < PROCS; i++)
+            if (!strcmp(lines[i][k], "OK")) {
+                winners++;
+                snprintf(won, sizeof(won), "p%d", i);
+            }
+        if (winners != 1)
+            fail_msg("round %d: %d answers taken", k, winners);
+        for (int i = 0; i < PROCS; i++)
+            if (strcmp(lines[i][k], "OK") != 0 && strcmp(lines[i][k], won) != 0)
+                fail_msg("round %d: p%d was told '%s', not %s", k, i, lines[i][k], won);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(all, request), "by")), won);
+    }
+    json_decref(all);
+}
+
 /* ---- delete --------------------------------------------------------------- */
 
 static void test_delete(void **state)
@@ -1117,6 +1213,7 @@ static void test_nocreate(void **state)
     X(test_control)                                                                              \
     X(test_answers)                                                                              \
     X(test_answer_race)                                                                          \
+    X(test_answer_race_procs)                                                                    \
     X(test_delete)                                                                               \
     X(test_modes)                                                                                \
     X(test_newer_format)                                                                         \
