@@ -2,7 +2,7 @@
 # Crash torture (issue #4): a durable flow of a few hundred activations (C
 # tasks and commands, fan-outs, a loop, state writes; tests/helpers/torture.c)
 # is killed with SIGKILL at random instants, at least 30 times per store, and
-# resumed each time. The final result and state must equal an uninterrupted
+# resumed each time (sqlite, disk, and redis on a redis-server of its own). The final result and state must equal an uninterrupted
 # run's, and the side-effect log must show that no activation whose
 # completion the store held at a kill ran again afterwards.
 set -u
@@ -99,4 +99,12 @@ PY
 
 torture_store sqlite "sqlite:$T/sqlite/flow.db"
 torture_store disk "disk:$T/disk"
+# Redis: the runner is killed, never the server (appendfsync everysec: what a
+# reply acknowledged is in the server's append-only file).
+if redis_start "$T/redis"; then
+    torture_store redis "$REDIS_URL?prefix=torture"
+    redis_stop
+else
+    fail "redis: no redis-server to torture the store on"
+fi
 finish
