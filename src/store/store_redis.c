@@ -284,6 +284,38 @@ static long long rd_int(const redisReply *r)
     return r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
 }
 
+/* EVAL `script` on run `id`: KEYS are P:run:ID and P:KIND:ID. */
+static redisReply *rd_eval_run(struct rd_store *s, const char *id, const char *kind,
+                               const char *what, const char *script, int nargs,
+                               const char *const *args, flow_error *err)
+{
+    char keys[2][RD_KEY_MAX];
+    rd_key(s, keys[0], "run", id);
+    rd_key(s, keys[1], kind, id);
+    const char *kp[] = {keys[0], keys[1]};
+    return rd_eval(s, what, err, script, 2, kp, nargs, args, NULL, NULL);
+}
+
+/* The same for a script that answers {0} when the run does not exist and
+ * {1, ...} when it does: *out gets the reply in that case. */
+static flow_err rd_eval_found(struct rd_store *s, const char *id, const char *kind,
+                              const char *what, const char *script, redisReply **out,
+                              flow_error *err)
+{
+    *out = NULL;
+    redisReply *r = rd_eval_run(s, id, kind, what, script, 0, NULL, err);
+    if (!r)
+        return err ? err->code : FLOW_EIO;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
+        return rd_odd(s, what, r, err);
+    if (rd_int(r->element[0]) != 1) {
+        freeReplyObject(r);
+        return rd_no_run(s, id, err);
+    }
+    *out = r;
+    return FLOW_OK;
+}
+
 /* The six keys of run `id`, in the order of rd_lua_create / rd_lua_delete. */
 struct rd_run_keys {
     char k[6][RD_KEY_MAX];
@@ -844,17 +876,14 @@ static flow_err rd_lease_acquire(void *priv, const char *id, const char *holder,
                                  double ttl, flow_error *err)
 {
     struct rd_store *s = priv;
-    char what[160], keys[2][RD_KEY_MAX], snow[40], sexp[40];
+    char what[160], snow[40], sexp[40];
     snprintf(what, sizeof(what), "cannot take the lease on run '%s'", id);
-    rd_key(s, keys[0], "run", id);
-    rd_key(s, keys[1], "lease", id);
-    const char *kp[] = {keys[0], keys[1]};
     rd_num(snow, sizeof(snow), now);
     rd_num(sexp, sizeof(sexp), now + ttl);
     char dead[300] = "", dead_exp[64] = "";
     for (int tries = 0; tries < RD_LEASE_TRIES; tries++) {
         const char *args[] = {holder, snow, sexp, dead, dead_exp};
-        redisReply *r = rd_eval(s, what, err, rd_lua_lease_take, 2, kp, 5, args, NULL, NULL);
+        redisReply *r = rd_eval_run(s, id, "lease", what, rd_lua_lease_take, 5, args, err);
         if (!r)
             return err ? err->code : FLOW_EIO;
         if (rd_is(r, "ok") || rd_is(r, "norun")) {
@@ -898,24 +927,16 @@ static flow_err rd_lease_get(void *priv, const char *id, double now, char **hold
 {
     struct rd_store *s = priv;
     *holder = NULL;
-    char what[160], keys[2][RD_KEY_MAX];
+    char what[160];
     snprintf(what, sizeof(what), "cannot read the lease on run '%s'", id);
-    rd_key(s, keys[0], "run", id);
-    rd_key(s, keys[1], "lease", id);
-    const char *kp[] = {keys[0], keys[1]};
-    redisReply *r = rd_eval(s, what, err, rd_lua_lease_get, 2, kp, 0, NULL, NULL, NULL);
-    if (!r)
-        return err ? err->code : FLOW_EIO;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
-        return rd_odd(s, what, r, err);
-    flow_err rc = FLOW_OK;
-    if (rd_int(r->element[0]) != 1) {
-        rc = rd_no_run(s, id, err);
-    } else if (r->elements == 3 && r->element[1]->str && r->element[2]->str &&
-               flow__lease_is_live(r->element[1]->str, strtod(r->element[2]->str, NULL), now) &&
-               !(*holder = flow__strdup(r->element[1]->str))) {
+    redisReply *r;
+    flow_err rc = rd_eval_found(s, id, "lease", what, rd_lua_lease_get, &r, err);
+    if (rc != FLOW_OK)
+        return rc;
+    if (r->elements == 3 && r->element[1]->str && r->element[2]->str &&
+        flow__lease_is_live(r->element[1]->str, strtod(r->element[2]->str, NULL), now) &&
+        !(*holder = flow__strdup(r->element[1]->str)))
         rc = rd_nomem(s, what, err);
-    }
     freeReplyObject(r);
     return rc;
 }
@@ -986,17 +1007,14 @@ static flow_err rd_answer_claim(void *priv, const char *run_id, const char *requ
                                 flow_error *err)
 {
     struct rd_store *s = priv;
-    char what[300], keys[2][RD_KEY_MAX], na[40];
+    char what[300], na[40];
     snprintf(what, sizeof(what), "cannot answer request '%.100s' of run '%s'", request, run_id);
-    rd_key(s, keys[0], "run", run_id);
-    rd_key(s, keys[1], "answers", run_id);
     rd_num(na, sizeof(na), not_after);
     char *text = json_dumps(answer, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!text)
         return rd_nomem(s, what, err);
-    const char *kp[] = {keys[0], keys[1]};
     const char *args[] = {request, text, na};
-    redisReply *r = rd_eval(s, what, err, rd_lua_claim, 2, kp, 3, args, NULL, NULL);
+    redisReply *r = rd_eval_run(s, run_id, "answers", what, rd_lua_claim, 3, args, err);
     flow__json_free_text(text);
     if (!r)
         return err ? err->code : FLOW_EIO;
@@ -1028,25 +1046,17 @@ static flow_err rd_answer_claim(void *priv, const char *run_id, const char *requ
 static flow_err rd_answer_list(void *priv, const char *run_id, json_t **out, flow_error *err)
 {
     struct rd_store *s = priv;
-    char what[160], keys[2][RD_KEY_MAX];
+    char what[160];
     snprintf(what, sizeof(what), "cannot read the answers of run '%s'", run_id);
-    rd_key(s, keys[0], "run", run_id);
-    rd_key(s, keys[1], "answers", run_id);
-    const char *kp[] = {keys[0], keys[1]};
-    redisReply *r = rd_eval(s, what, err, rd_lua_answers, 2, kp, 0, NULL, NULL, NULL);
-    if (!r)
-        return err ? err->code : FLOW_EIO;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
-        return rd_odd(s, what, r, err);
-    if (rd_int(r->element[0]) != 1) {
-        freeReplyObject(r);
-        return rd_no_run(s, run_id, err);
-    }
+    redisReply *r;
+    flow_err rc = rd_eval_found(s, run_id, "answers", what, rd_lua_answers, &r, err);
+    if (rc != FLOW_OK)
+        return rc;
     const redisReply *h = r->elements == 2 ? r->element[1] : NULL;
     if (!h || h->type != REDIS_REPLY_ARRAY)
         return rd_odd(s, what, r, err);
     json_t *all = json_object();
-    flow_err rc = all ? FLOW_OK : FLOW_ENOMEM;
+    rc = all ? FLOW_OK : FLOW_ENOMEM;
     for (size_t i = 0; rc == FLOW_OK && i + 1 < h->elements; i += 2) {
         json_t *a = NULL;
         const redisReply *k = h->element[i], *v = h->element[i + 1];

@@ -30,6 +30,24 @@ check() {
     if "$@"; then pass "$what"; else fail "$what (rc=${rc:-?}; stderr: $(head -c 600 err 2>/dev/null))"; fi
 }
 
+# wait_for FILE: until it exists (5 s at most).
+wait_for() {
+    local i
+    for i in $(seq 1 100); do [ -e "$1" ] && return 0; sleep 0.05; done
+    return 1
+}
+# start_slow RUN: `flow run slow.yaml --id RUN` in the background ($pid), back
+# once its task `two` has started (it touches two.started); out and err get
+# its output.
+start_slow() {
+    rm -f two.started
+    "$FLOW" run slow.yaml --id "$1" >out 2>err &
+    pid=$!
+    wait_for two.started
+}
+# runs_of TASK: how often TASK ran (tasks append their names to ./marks).
+runs_of() { grep -c "^$1\$" marks 2>/dev/null || true; }
+
 finish() {
     echo "$PASSED passed, $FAILED failed"
     [ "$FAILED" = 0 ]

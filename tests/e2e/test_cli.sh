@@ -406,7 +406,7 @@ expect "extra argument" 2 "err~unexpected argument 'extra.yaml'"
 
 run "$FLOW" run ok.yaml --store nosuch:x
 expect "unknown store scheme" 2 \
-    "err==flow: unknown store scheme 'nosuch' in 'nosuch:x' (built in: sqlite, disk, memory)"
+    "err==flow: unknown store scheme 'nosuch' in 'nosuch:x' (built in: sqlite, disk, memory, redis)"
 
 run "$FLOW" run ok.yaml --store "sqlite:$TMP/s1/flow.db"
 expect "--store sqlite:PATH" 0 "out~\"b\""

@@ -12,20 +12,6 @@ cd "$T" || exit 1
 unset FLOW_STORE # the default store: .flow/flow.db here
 export FLOW_BIN=$FLOW
 
-runs_of() { grep -c "^$1\$" marks 2>/dev/null || true; } # how often TASK ran
-wait_for() { # wait_for FILE: until it exists (5 s at most)
-    local i
-    for i in $(seq 1 100); do [ -e "$1" ] && return 0; sleep 0.05; done
-    return 1
-}
-# start_slow RUN: `flow run slow.yaml --id RUN` in the background ($pid), back
-# once its second task has started; out and err get its output.
-start_slow() {
-    rm -f two.started
-    "$FLOW" run slow.yaml --id "$1" >out 2>err &
-    pid=$!
-    wait_for two.started
-}
 status_of() { "$FLOW" status "$1" --json ${2:+--store "$2"} | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
 
 # Each task appends its name to ./marks when it runs: the side effects.

@@ -9,19 +9,7 @@ set -u
 cd "$T" || exit 1
 unset FLOW_STORE
 
-runs_of() { grep -c "^$1\$" marks 2>/dev/null || true; } # how often TASK ran
-wait_for() { # wait_for FILE: until it exists (5 s at most)
-    local i
-    for i in $(seq 1 100); do [ -e "$1" ] && return 0; sleep 0.05; done
-    return 1
-}
 status_of() { "$FLOW" status "$1" --json --store "$S" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
-start_slow() { # start_slow RUN: in the background ($pid), back once `two` runs
-    rm -f two.started
-    "$FLOW" run slow.yaml --id "$1" --store "$S" >out 2>err &
-    pid=$!
-    wait_for two.started
-}
 
 cat >slow.yaml <<'EOF'
 name: slow
@@ -38,6 +26,7 @@ EOF
 
 redis_start "$T/redis" || { fail "no redis-server"; finish; exit; }
 S="$REDIS_URL?prefix=e2e"
+export FLOW_STORE=$S # start_slow's runs (the other commands name the store)
 
 # --- run, status, logs -------------------------------------------------------
 : >marks
@@ -53,7 +42,7 @@ check "flow logs reads the journal back" grep -q "act_completed three#" out
 check "... to its end" grep -q 'run_ended .*"completed"' out
 
 # --- $FLOW_STORE, strict --------------------------------------------------------
-FLOW_STORE="$S" "$FLOW" run slow.yaml --id r2 --quiet >out 2>err
+"$FLOW" run slow.yaml --id r2 --quiet >out 2>err
 rc=$?
 check "\$FLOW_STORE=redis://... is used" test "$rc" = 0
 check "... the run is in that store" test "$(status_of r2)" = completed

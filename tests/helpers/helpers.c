@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "store/store.h"
+
 char *th_tempdir(void)
 {
     const char *base = getenv("TMPDIR");
@@ -121,4 +123,31 @@ flow_task *th_add(flow *f, const char *name, flow_task_fn fn)
     if (fn)
         assert_int_equal(flow_task_set_fn(t, fn, NULL), FLOW_OK);
     return t;
+}
+
+struct flow__store *th_store_open(const char *url)
+{
+    struct flow__store *s = NULL;
+    flow_error err = {0};
+    if (flow__store_open(url, &s, &err) != FLOW_OK)
+        fail_msg("open %s: %s", url, err.message);
+    assert_non_null(s);
+    return s;
+}
+
+static flow_err count_cb(void *udata, uint64_t seq, const struct flow__jrec *rec)
+{
+    (void)seq;
+    (void)rec;
+    (*(uint64_t *)udata)++;
+    return FLOW_OK;
+}
+
+uint64_t th_store_count(struct flow__store *s, const char *run)
+{
+    uint64_t n = 0;
+    flow_error err = {0};
+    if (flow__store_read(s, run, 0, count_cb, &n, &err) != FLOW_OK)
+        fail_msg("read %s: %s", run, err.message);
+    return n;
 }

@@ -44,4 +44,10 @@ int th_count_acts(flow_run *r, const char *task, flow_act_status status);
 /* Add a task (failing the test if it cannot), with body `fn` when not NULL. */
 flow_task *th_add(flow *f, const char *name, flow_task_fn fn);
 
+/* Store tests (src/store/store.h): open `url` or fail the test; how many
+ * records run `run` of `s` holds (a failed read fails the test). */
+struct flow__store;
+struct flow__store *th_store_open(const char *url);
+uint64_t th_store_count(struct flow__store *s, const char *run);
+
 #endif

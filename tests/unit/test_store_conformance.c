@@ -93,17 +93,6 @@ static const struct backend backends[] = {
      redis_set_format, true},
 };
 
-static struct flow__store *open_ok(const char *url)
-{
-    struct flow__store *s = NULL;
-    flow_error err = {0};
-    flow_err rc = flow__store_open(url, &s, &err);
-    if (rc != FLOW_OK)
-        fail_msg("open %s: %s", url, err.message);
-    assert_non_null(s);
-    return s;
-}
-
 static int setup(void **state)
 {
     struct fixture *fx = calloc(1, sizeof(*fx));
@@ -118,7 +107,7 @@ static int setup(void **state)
     } else {
         fx->url = flow__asprintf("%s:", fx->b->name);
     }
-    fx->s = open_ok(fx->url);
+    fx->s = th_store_open(fx->url);
     flow__lease_holder(fx->me, sizeof(fx->me));
     *state = fx;
     return 0;
@@ -152,7 +141,7 @@ static void reopen(struct fixture *fx)
     if (!durable(fx))
         return;
     flow__store_close(fx->s);
-    fx->s = open_ok(fx->url);
+    fx->s = th_store_open(fx->url);
 }
 
 static void make_run_full(struct flow__store *s, const char *id, double created_at,
@@ -384,23 +373,6 @@ static void read_all(struct flow__store *s, const char *run, uint64_t from, uint
     assert_int_equal(r.count, expect);
 }
 
-static flow_err count_cb(void *udata, uint64_t seq, const struct flow__jrec *rec)
-{
-    (void)seq;
-    (void)rec;
-    (*(uint64_t *)udata)++;
-    return FLOW_OK;
-}
-
-static uint64_t count_records(struct flow__store *s, const char *run)
-{
-    uint64_t n = 0;
-    flow_error err = {0};
-    if (flow__store_read(s, run, 0, count_cb, &n, &err) != FLOW_OK)
-        fail_msg("read: %s", err.message);
-    return n;
-}
-
 static void test_records(void **state)
 {
     struct fixture *fx = *state;
@@ -451,7 +423,7 @@ static void test_records(void **state)
     flow__store_close(fx->s);
     char *strict = flow__asprintf("%s%cdurability=strict", fx->url,
                                   strchr(fx->url, '?') ? '&' : '?');
-    fx->s = open_ok(strict);
+    fx->s = th_store_open(strict);
     flow__free(strict);
     read_all(fx->s, "run", NRECS, 10);
     append_range(fx->s, "run", NRECS + 10, 5, 0);
@@ -485,7 +457,7 @@ static void test_append_failure(void **state)
         } else if (!err.message[0]) {
             fail_msg("append failed (%s) without a message", flow_err_name(rc));
         }
-        assert_int_equal(count_records(fx->s, "run"), have);
+        assert_int_equal(th_store_count(fx->s, "run"), have);
     }
     assert_true(done);
     read_all(fx->s, "run", 0, have);
@@ -502,7 +474,7 @@ static void test_two_writers(void **state)
     if (!shared(fx))
         skip();
     make_run(fx->s, "run", 1.0);
-    struct flow__store *s2 = open_ok(fx->url);
+    struct flow__store *s2 = th_store_open(fx->url);
     uint64_t total = 0;
     for (int turn = 0; turn < 6; turn++) {
         size_t n = (size_t)(turn + 1) * 3;
@@ -584,7 +556,7 @@ static void test_leases(void **state)
 
     if (shared(fx)) {
         /* a second handle is another holder's view of the same lease */
-        struct flow__store *s2 = open_ok(fx->url);
+        struct flow__store *s2 = th_store_open(fx->url);
         assert_int_equal(flow__store_lease_acquire(s2, "r", OTHER, NOW + 22, 15, &err),
                          FLOW_EBUSY);
         assert_msg(&err, busy_me);
@@ -721,7 +693,7 @@ static void test_control(void **state)
     take_is(fx->s, "q", NULL, NULL);
 
     if (shared(fx)) {
-        struct flow__store *s2 = open_ok(fx->url);
+        struct flow__store *s2 = th_store_open(fx->url);
         put_ok(s2, "r", "pause", "from another handle");
         put_ok(s2, "r", "cancel", "second");
         take_is(fx->s, "r", "pause", "from another handle");
@@ -868,7 +840,7 @@ static void test_answers(void **state)
     assert_int_equal(claim(fx->s, "r", "go", "bob", 0, first, &err), FLOW_EEXISTS);
     assert_string_equal(first, "ann");
     if (shared(fx)) {
-        struct flow__store *s2 = open_ok(fx->url);
+        struct flow__store *s2 = th_store_open(fx->url);
         assert_int_equal(claim(s2, "r", "go", "eve", 0, first, &err), FLOW_EEXISTS);
         assert_string_equal(first, "ann");
         claim_ok(s2, "r", "other", "eve");
@@ -935,7 +907,7 @@ static void test_answer_race(void **state)
     memset(racers, 0, sizeof(racers));
     for (int i = 0; i < RACERS; i++) {
         racers[i].fx = fx;
-        racers[i].s = shared(fx) ? open_ok(fx->url) : fx->s;
+        racers[i].s = shared(fx) ? th_store_open(fx->url) : fx->s;
         racers[i].shared_mu = shared(fx) ? NULL : &mu;
         racers[i].start = &start;
         snprintf(racers[i].name, sizeof(racers[i].name), "t%d", i);
@@ -1143,7 +1115,7 @@ static void test_modes(void **state)
     th_rmtree(fx->dir);
     assert_int_equal(mkdir(fx->dir, 0700), 0);
     mode_t old = umask(0);
-    fx->s = open_ok(fx->url);
+    fx->s = th_store_open(fx->url);
     flow_error err = {0};
     make_run(fx->s, "m", 1.0);
     append_range(fx->s, "m", 0, 3, FLOW__STORE_SYNC);
@@ -1176,7 +1148,7 @@ static void test_newer_format(void **state)
     flow__free(want);
     /* and the same format again opens */
     fx->b->set_format(fx, 1);
-    fx->s = open_ok(fx->url);
+    fx->s = th_store_open(fx->url);
     assert_list(fx->s, "r,");
 }
 

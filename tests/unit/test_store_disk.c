@@ -46,15 +46,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static struct flow__store *open_ok(const char *url)
-{
-    struct flow__store *s = NULL;
-    flow_error err = {0};
-    if (flow__store_open(url, &s, &err) != FLOW_OK)
-        fail_msg("open %s: %s", url, err.message);
-    return s;
-}
-
 static void make_run(struct flow__store *s, const char *id)
 {
     struct flow__run_meta m = {.status = FLOW_RUN_RUNNING, .created_at = 5.0};
@@ -161,7 +152,7 @@ static void append_bytes(const char *path, const void *data, size_t len)
  * follow in order. */
 static void reopen_append(struct fixture *fx, uint32_t have, uint32_t more)
 {
-    struct flow__store *s = open_ok(fx->url);
+    struct flow__store *s = th_store_open(fx->url);
     assert_records(s, have);
     append_n(s, have, more);
     assert_records(s, have + more);
@@ -172,7 +163,7 @@ static void reopen_append(struct fixture *fx, uint32_t have, uint32_t more)
  * as the five before it, and the next append goes on cleanly after them. */
 static void torn_case(struct fixture *fx, void (*damage)(struct fixture *fx))
 {
-    struct flow__store *s = open_ok(fx->url);
+    struct flow__store *s = th_store_open(fx->url);
     make_run(s, "r");
     append_n(s, 0, 5);
     append_n(s, 5, 1);
@@ -273,7 +264,7 @@ static void test_torn_bad_json(void **state)
 static void test_torn_while_open(void **state)
 {
     struct fixture *fx = *state;
-    struct flow__store *s = open_ok(fx->url);
+    struct flow__store *s = th_store_open(fx->url);
     make_run(s, "r");
     append_n(s, 0, 4);
     append_bytes(fx->journal, "\x20\x00\x00\x00garbage", 11);
@@ -290,7 +281,7 @@ static void test_torn_while_open(void **state)
 static void test_layout(void **state)
 {
     struct fixture *fx = *state;
-    struct flow__store *s = open_ok(fx->url);
+    struct flow__store *s = th_store_open(fx->url);
     make_run(s, "r");
     append_n(s, 0, 1);
     flow_error err = {0};
@@ -370,7 +361,7 @@ static void test_layout(void **state)
 static void test_damaged_fields(void **state)
 {
     struct fixture *fx = *state;
-    struct flow__store *s = open_ok(fx->url);
+    struct flow__store *s = th_store_open(fx->url);
     make_run(s, "r");
     append_n(s, 1, 1);
     struct flow__jrec bad = {.type = 3, .act = 975332724, .task = 1962934272, .attempt = 1,
@@ -410,7 +401,7 @@ static void test_format(void **state)
     free(f);
 
     /* an empty one becomes one */
-    s = open_ok(fx->url);
+    s = th_store_open(fx->url);
     make_run(s, "r");
     flow__store_close(s);
 
@@ -432,7 +423,7 @@ static void test_format(void **state)
 
     f = th_write_file(fx->path, "FORMAT", "libflow-store 1\n");
     free(f);
-    s = open_ok(fx->url);
+    s = th_store_open(fx->url);
     struct flow__run_meta m;
     assert_int_equal(flow__store_run_get(s, "r", &m, &err), FLOW_OK);
     flow__run_meta_cleanup(&m);
@@ -443,7 +434,7 @@ static void test_format(void **state)
 static void test_bad_meta(void **state)
 {
     struct fixture *fx = *state;
-    struct flow__store *s = open_ok(fx->url);
+    struct flow__store *s = th_store_open(fx->url);
     make_run(s, "r");
     char *dir = flow__asprintf("%s/runs/r", fx->path);
     char *f = th_write_file(dir, "meta.json", "{\"id\": ");

@@ -15,15 +15,7 @@
 #include "store/store.h"
 #include "util/alloc.h"
 #include "util/clock.h"
-
-static struct flow__store *open_ok(const char *url)
-{
-    struct flow__store *s = NULL;
-    flow_error err = {0};
-    if (flow__store_open(url, &s, &err) != FLOW_OK)
-        fail_msg("open %s: %s", url, err.message);
-    return s;
-}
+#include "util/json.h"
 
 static void make_run(struct flow__store *s, const char *id)
 {
@@ -47,23 +39,6 @@ static flow_err append_n(struct flow__store *s, const char *run, size_t n, flow_
     return rc;
 }
 
-static flow_err count_cb(void *udata, uint64_t seq, const struct flow__jrec *rec)
-{
-    (void)seq;
-    (void)rec;
-    (*(uint64_t *)udata)++;
-    return FLOW_OK;
-}
-
-static uint64_t count_records(struct flow__store *s, const char *run)
-{
-    uint64_t n = 0;
-    flow_error err = {0};
-    if (flow__store_read(s, run, 0, count_cb, &n, &err) != FLOW_OK)
-        fail_msg("read %s: %s", run, err.message);
-    return n;
-}
-
 static void assert_msg(const flow_error *err, const char *want)
 {
     if (!strstr(err->message, want))
@@ -77,7 +52,7 @@ static void fenced_by_lease(void **state)
     (void)state;
     struct th_redis srv;
     th_redis_start(&srv, NULL);
-    struct flow__store *old = open_ok(srv.url), *next = open_ok(srv.url);
+    struct flow__store *old = th_store_open(srv.url), *next = th_store_open(srv.url);
     make_run(old, "r");
     flow_error err = {0};
     double now = flow__wall_time();
@@ -91,16 +66,16 @@ static void fenced_by_lease(void **state)
     assert_int_equal(append_n(old, "r", 5, &err), FLOW_EBUSY);
     assert_msg(&err, "lost the lease");
     assert_msg(&err, "pid 1 on host elsewhere.invalid");
-    assert_int_equal(count_records(next, "r"), 3);
+    assert_int_equal(th_store_count(next, "r"), 3);
     assert_int_equal(append_n(next, "r", 2, &err), FLOW_OK);
-    assert_int_equal(count_records(old, "r"), 5);
+    assert_int_equal(th_store_count(old, "r"), 5);
     /* nor can the old one take the lease back while it is live */
     assert_int_equal(flow__store_lease_acquire(old, "r", me, now + 1, 15, &err), FLOW_EBUSY);
     assert_int_equal(append_n(old, "r", 1, &err), FLOW_EBUSY);
     /* released: a run without a lease takes appends (runs that never lease) */
     assert_int_equal(flow__store_lease_release(next, "r", other, &err), FLOW_OK);
     assert_int_equal(append_n(old, "r", 1, &err), FLOW_OK);
-    assert_int_equal(count_records(next, "r"), 6);
+    assert_int_equal(th_store_count(next, "r"), 6);
     flow__store_close(old);
     flow__store_close(next);
     th_redis_stop(&srv);
@@ -114,7 +89,7 @@ static void survives_restart(void **state)
     (void)state;
     struct th_redis srv;
     th_redis_start(&srv, NULL);
-    struct flow__store *s = open_ok(srv.url);
+    struct flow__store *s = th_store_open(srv.url);
     make_run(s, "r");
     flow_error err = {0};
     for (int i = 0; i < 4; i++)
@@ -127,9 +102,9 @@ static void survives_restart(void **state)
     assert_msg(&err, "cannot connect to");
     th_redis_restart(&srv);
 
-    assert_int_equal(count_records(s, "r"), 40);
+    assert_int_equal(th_store_count(s, "r"), 40);
     assert_int_equal(append_n(s, "r", 5, &err), FLOW_OK);
-    assert_int_equal(count_records(s, "r"), 45);
+    assert_int_equal(th_store_count(s, "r"), 45);
     char *kind = NULL, *arg = NULL;
     assert_int_equal(flow__store_control_take(s, "r", &kind, &arg, &err), FLOW_OK);
     assert_string_equal(kind, "pause");
@@ -140,7 +115,7 @@ static void survives_restart(void **state)
     /* a connection dropped between two calls (not a restart) is made again */
     free(th_redis_do(&srv, "CLIENT KILL TYPE normal"));
     assert_int_equal(append_n(s, "r", 2, &err), FLOW_OK);
-    assert_int_equal(count_records(s, "r"), 47);
+    assert_int_equal(th_store_count(s, "r"), 47);
     flow__store_close(s);
     th_redis_stop(&srv);
 }
@@ -170,38 +145,39 @@ static void lossy_servers_refused(void **state)
     assert_msg(&err, "everysec");
     flow__free(strict);
     /* a normal store on it takes normal batches; a strict batch is refused */
-    s = open_ok(srv.url);
+    s = th_store_open(srv.url);
     make_run(s, "r");
     assert_int_equal(append_n(s, "r", 2, &err), FLOW_OK);
     struct flow__jrec one = {.type = JREC_LOG, .time = 1};
     assert_int_equal(flow__store_append(s, "r", &one, 1, FLOW__STORE_SYNC, &err),
                      FLOW_EUNSUPPORTED);
     assert_msg(&err, "appendfsync");
-    assert_int_equal(count_records(s, "r"), 2);
+    assert_int_equal(th_store_count(s, "r"), 2);
     free(th_redis_do(&srv, "CONFIG SET appendfsync always"));
     flow__store_close(s);
-    s = open_ok(srv.url);
+    s = th_store_open(srv.url);
     assert_int_equal(flow__store_append(s, "r", &one, 1, FLOW__STORE_SYNC, &err), FLOW_OK);
-    assert_int_equal(count_records(s, "r"), 3);
+    assert_int_equal(th_store_count(s, "r"), 3);
     flow__store_close(s);
     th_redis_stop(&srv);
 }
 
-static flow_err list_cb(void *udata, const struct flow__run_meta *meta)
+static flow_err collect_cb(void *udata, const struct flow__run_meta *meta)
 {
-    char *ids = udata; /* char[128] */
-    size_t len = strlen(ids);
-    snprintf(ids + len, 128 - len, "%s,", meta->id);
-    return FLOW_OK;
+    return json_array_append_new(udata, json_string(meta->id)) ? FLOW_ENOMEM : FLOW_OK;
 }
 
+/* The ids run_list gives, as a JSON array: ["a","b"]. */
 static void assert_list(struct flow__store *s, const char *want)
 {
-    char ids[128] = "";
+    json_t *ids = json_array();
     flow_error err = {0};
-    if (flow__store_run_list(s, list_cb, ids, &err) != FLOW_OK)
+    if (flow__store_run_list(s, collect_cb, ids, &err) != FLOW_OK)
         fail_msg("run_list: %s", err.message);
-    assert_string_equal(ids, want);
+    char *got = json_dumps(ids, JSON_COMPACT);
+    assert_string_equal(got, want);
+    flow__json_free_text(got);
+    json_decref(ids);
 }
 
 /* Two prefixes (and two databases) on one server are two stores. */
@@ -213,21 +189,21 @@ static void prefixes_apart(void **state)
     char *ua = flow__asprintf("%s?prefix=team.a", srv.url);
     char *ub = flow__asprintf("%s?prefix=team.b", srv.url);
     char *db3 = flow__asprintf("redis://127.0.0.1:%d/3?prefix=team.a", srv.port);
-    struct flow__store *a = open_ok(ua), *b = open_ok(ub), *c = open_ok(db3);
+    struct flow__store *a = th_store_open(ua), *b = th_store_open(ub), *c = th_store_open(db3);
     flow_error err = {0};
     make_run(a, "x");
     make_run(b, "y");
     assert_int_equal(append_n(a, "x", 4, &err), FLOW_OK);
-    assert_list(a, "x,");
-    assert_list(b, "y,");
-    assert_list(c, "");
+    assert_list(a, "[\"x\"]");
+    assert_list(b, "[\"y\"]");
+    assert_list(c, "[]");
     struct flow__run_meta m;
     assert_int_equal(flow__store_run_get(b, "x", &m, &err), FLOW_ENOTFOUND);
     assert_msg(&err, "no run 'x' in store 'redis://127.0.0.1:");
     assert_msg(&err, "?prefix=team.b'");
     make_run(b, "x"); /* the same id under another prefix is another run */
-    assert_int_equal(count_records(b, "x"), 0);
-    assert_int_equal(count_records(a, "x"), 4);
+    assert_int_equal(th_store_count(b, "x"), 0);
+    assert_int_equal(th_store_count(a, "x"), 4);
     char *keys = th_redis_do(&srv, "EXISTS team.a:runs team.b:runs team.a:journal:x");
     assert_string_equal(keys, "3");
     free(keys);
@@ -272,7 +248,7 @@ static void urls_and_refusals(void **state)
     assert_null(strstr(err.message, "wrong"));
     flow__free(url);
     url = flow__asprintf("redis://:s3cret@127.0.0.1:%d/0?prefix=p", srv.port);
-    s = open_ok(url);
+    s = th_store_open(url);
     make_run(s, "r");
     assert_int_equal(flow__store_run_get(s, "nope", &(struct flow__run_meta){0}, &err),
                      FLOW_ENOTFOUND);
