@@ -11,17 +11,19 @@ unset FLOW_STORE
 
 status_of() { "$FLOW" status "$1" --json --store "$S" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
 
+# printf, not test_durable.sh's echo: it looks for its own commands with pgrep
+# while this test may run beside it.
 cat >slow.yaml <<'EOF'
 name: slow
 tasks:
   one:
-    shell: echo one >> marks; echo 1
+    shell: printf 'one\n' >> marks; echo 1
   two:
     after: one
-    shell: echo two >> marks; echo "two says hello" >&2; touch two.started; sleep 1; echo 2
+    shell: printf 'two\n' >> marks; touch two.started; sleep 1; echo 2
   three:
     after: two
-    shell: echo three >> marks; echo '"three"'
+    shell: printf 'three\n' >> marks; echo '"three"'
 EOF
 
 redis_start "$T/redis" || { fail "no redis-server"; finish; exit; }
