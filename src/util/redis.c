@@ -104,7 +104,7 @@ flow_err flow__redis_parse(const char *url, struct flow__redis_addr *out, flow_e
 {
     memset(out, 0, sizeof(*out));
     out->port = FLOW__REDIS_PORT;
-    strcpy(out->prefix, FLOW__REDIS_PREFIX);
+    snprintf(out->prefix, sizeof(out->prefix), "%s", FLOW__REDIS_PREFIX);
     if (!url || strncmp(url, "redis://", 8) != 0)
         return flow__error(err, FLOW_EINVAL, "'%s' is not a redis URL (redis://HOST[:PORT][/DB])",
                            url ? url : "(null)");
