@@ -163,7 +163,35 @@ expect_json "$out" 2 "resumed result"
 check "a ran once, b once" [ "$(tr '\n' ' ' < "$T/crash.runs")" = "a b " ]
 stop_workers
 
-# ---- 6. usage errors ------------------------------------------------------------
+# ---- 6. Redis restarted mid-run (append-only file) -----------------------------
+redis_stop
+redis_start "$T/redis" "appendfsync always"
+cat > restart.yaml <<Y
+name: restart
+defaults:
+  executor: remote
+tasks:
+  a:
+    shell: 'echo a >> $T/restart.runs; while [ ! -e $T/restart.go ]; do sleep 0.05; done; echo 1'
+  b:
+    shell: 'echo b >> $T/restart.runs; echo 2'
+    after: [a]
+Y
+start_worker r1
+"$FLOW" run restart.yaml --redis "$REDIS_URL" -q > restart.out 2>err &
+RUNNER=$!
+check "a started before Redis went down" wait_for 10 grep -qs a "$T/restart.runs"
+redis_kill
+touch "$T/restart.go"
+sleep 0.3 # Redis stays down a moment: the worker holds a's completion meanwhile
+redis_start "$T/redis" "appendfsync always"
+rc=0; wait "$RUNNER" || rc=$?
+check "the run completed across the restart (rc $rc)" [ "$rc" = 0 ]
+expect_json "$(cat restart.out)" 2 "restart result"
+check "a ran once, b once" [ "$(tr '\n' ' ' < "$T/restart.runs")" = "a b " ]
+stop_workers
+
+# ---- 7. usage errors ------------------------------------------------------------
 rc=0; FLOW_REDIS= "$FLOW" worker 2>err || rc=$?
 check "flow worker without Redis: exit 2" [ "$rc" = 2 ] && check "names --redis" grep -q -- "--redis" err
 rc=0; "$FLOW" worker --redis redis://127.0.0.1:1/0 2>err || rc=$?
