@@ -54,6 +54,8 @@ extern const struct cli_command cli_cmd_pause;
 extern const struct cli_command cli_cmd_cancel;
 extern const struct cli_command cli_cmd_gc;
 extern const struct cli_command cli_cmd_feedback;
+extern const struct cli_command cli_cmd_worker;
+extern const struct cli_command cli_cmd_workers;
 
 /* Print "flow: <message>" as one line on stderr. */
 void cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);

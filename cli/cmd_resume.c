@@ -18,7 +18,8 @@ enum {
     OPT_QUIET,
     OPT_VERBOSE,
     OPT_STORE,
-    OPT_WAIT
+    OPT_WAIT,
+    OPT_REDIS
 };
 
 static const struct cli_option options[] = {
@@ -32,6 +33,7 @@ static const struct cli_option options[] = {
     {"quiet", 'q', false, OPT_QUIET},
     {"verbose", 'v', false, OPT_VERBOSE},
     {"store", 0, true, OPT_STORE},
+    {"redis", 0, true, OPT_REDIS},
     {"wait", 0, false, OPT_WAIT},
     {NULL, 0, false, 0},
 };
@@ -39,6 +41,7 @@ static const struct cli_option options[] = {
 static const char help[] =
     "usage: flow resume RUN [--from-checkpoint ID [--id NEW]] [--force] [--jobs N]\n"
     "                   [--json] [--quiet] [--verbose] [--store URL]\n"
+    "                   [--redis URL]\n"
     "\n"
     "Continue a run that stopped -- it crashed, was killed, paused, or interrupted\n"
     "with Ctrl-C -- and follow it to its end, as 'flow run' does. Its journal is\n"
@@ -65,6 +68,8 @@ static const char help[] =
     "  -v, --verbose       also print the library's informational messages\n"
     "      --store URL     where the run is kept (default: $FLOW_STORE, else\n"
     "                      sqlite:.flow/flow.db)\n"
+    "      --redis URL     where tasks with 'executor: remote' go (default: a redis://\n"
+    "                      store, else $FLOW_REDIS)\n"
     "  -h, --help          show this help\n"
     "\n"
     "Exit status: as 'flow run': 0 completed, 1 failed, 2 usage error, 3 paused,\n"
@@ -113,6 +118,9 @@ static int parse_args(struct resume_args *ra, int argc, char **argv)
             break;
         case OPT_VERBOSE:
             ra->s.verbose = true;
+            break;
+        case OPT_REDIS:
+            ra->s.redis_url = a.value;
             break;
         case OPT_STORE:
             ra->s.store_url = a.value;

@@ -29,7 +29,8 @@ enum {
     OPT_DETACH,
     OPT_WAIT,
     OPT_DURABILITY,
-    OPT_CHECKPOINT_EVERY
+    OPT_CHECKPOINT_EVERY,
+    OPT_REDIS
 };
 
 static const struct cli_option options[] = {
@@ -47,6 +48,7 @@ static const struct cli_option options[] = {
     {"wait", 0, false, OPT_WAIT},
     {"durability", 0, true, OPT_DURABILITY},
     {"checkpoint-every", 0, true, OPT_CHECKPOINT_EVERY},
+    {"redis", 0, true, OPT_REDIS},
     {NULL, 0, false, 0},
 };
 
@@ -54,7 +56,7 @@ static const char help[] =
     "usage: flow run FILE [--input K=V | K:=JSON]... [--inputs FILE.json] [--id RUN]\n"
     "                [--start TASK] [--jobs N] [--json] [--quiet] [--verbose] [--store URL]\n"
     "                [--detach] [--durability normal|strict] [--checkpoint-every DURATION]\n"
-    "                [--wait]\n"
+    "                [--wait] [--redis URL]\n"
     "\n"
     "Start a run of a workflow file and follow it to its end. The run id is printed\n"
     "first on stderr ('run ID'), then live progress, then a summary line; the run's\n"
@@ -88,6 +90,8 @@ static const char help[] =
     "                      'checkpoint_every')\n"
     "      --wait          when only people's answers (flow feedback) can let the run\n"
     "                      go on, keep waiting for them instead of pausing (exit 3)\n"
+    "      --redis URL     where tasks with 'executor: remote' go (redis://HOST:PORT/DB;\n"
+    "                      default: a redis:// store, else $FLOW_REDIS); see 'flow worker'\n"
     "  -h, --help          show this help\n"
     "\n"
     "Progress: on a terminal, one line redrawn in place with the tasks done, running\n"
@@ -122,6 +126,7 @@ struct run_args {
     bool detach;
     bool wait;
     const char *store;
+    const char *redis;
     flow_durability durability;
     double checkpoint_every;
 };
@@ -177,6 +182,9 @@ static int parse_args(struct run_args *ra, int argc, char **argv)
             break;
         case OPT_VERBOSE:
             ra->verbose = true;
+            break;
+        case OPT_REDIS:
+            ra->redis = a.value;
             break;
         case OPT_STORE:
             ra->store = a.value;
@@ -446,6 +454,7 @@ static int run_flow(const struct run_args *ra, flow *f, json_t *inputs)
     s.json = ra->json;
     s.jobs = ra->jobs;
     s.store_url = ra->store;
+    s.redis_url = ra->redis;
     rc = cli_session_open(&s, flow_task_count(f));
     if (rc >= 0) {
         report(report_fd, "error 1cannot open the store or the engine");

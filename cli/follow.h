@@ -14,6 +14,7 @@ struct cli_session {
     bool json;
     int jobs;
     const char *store_url; /* NULL: flow_store_default_url() */
+    const char *redis_url; /* --redis; NULL: a redis:// store, else $FLOW_REDIS */
     /* set by cli_session_open */
     struct progress *prog;
     flow_engine *engine;

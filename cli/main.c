@@ -20,6 +20,8 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_gc,
     &cli_cmd_feedback,
     &cli_cmd_ctl,
+    &cli_cmd_worker,
+    &cli_cmd_workers,
     NULL,
 };
 

@@ -279,7 +279,7 @@ typedef enum flow_executor {
     FLOW_EXEC_INLINE,      /* on the engine's scheduler thread */
     FLOW_EXEC_THREAD,      /* on the engine's thread pool */
     FLOW_EXEC_PROCESS,     /* in a child process (commands only) */
-    FLOW_EXEC_REMOTE       /* on a worker through Redis (not in this version) */
+    FLOW_EXEC_REMOTE       /* on a worker through Redis (flow worker) */
 } flow_executor;
 
 typedef struct flow_backoff {
@@ -303,6 +303,12 @@ FLOW_API flow_err flow_task_set_on_error(flow_task *t, flow_on_error mode);
  * for the failed task's. Sets on_error to FLOW_ON_ERROR_FALLBACK. */
 FLOW_API flow_err flow_task_set_fallback(flow_task *t, flow_task *fallback);
 FLOW_API flow_err flow_task_set_executor(flow_task *t, flow_executor ex);
+/* FLOW_EXEC_REMOTE: the workers' queue its activations go to (NULL or "":
+ * "default"); letters, digits and _ . : - only. */
+FLOW_API flow_err flow_task_set_queue(flow_task *t, const char *queue);
+/* The body is C function `name` served by workers (flow_worker_register);
+ * the task needs FLOW_EXEC_REMOTE. */
+FLOW_API flow_err flow_task_set_remote_fn(flow_task *t, const char *name);
 /* Higher runs first among ready tasks (default 0). */
 FLOW_API flow_err flow_task_set_priority(flow_task *t, int priority);
 /* Bound on activations per run (default 1000); crossing it fails the run. */
@@ -468,6 +474,9 @@ typedef struct flow_run flow_run;
 
 typedef struct flow_engine_options {
     int jobs; /* tasks running at once on threads and processes; 0 = cores */
+    const char *redis_url; /* where `executor: remote` activations go
+                            * (redis://...); NULL: $FLOW_REDIS when a remote
+                            * task first runs */
 } flow_engine_options;
 
 /* Start an engine: a scheduler thread and a pool of `jobs` threads. `opts`
@@ -832,6 +841,32 @@ FLOW_API const char *flow_ctx_run_id(flow_ctx *ctx);
 FLOW_API uint64_t flow_ctx_activation(flow_ctx *ctx);
 /* 1 on the first try, 2 on the first retry, ... */
 FLOW_API int flow_ctx_attempt(flow_ctx *ctx);
+
+
+/* ---- workers (docs/internals/distribution.md) ------------------------------ */
+
+/* A worker takes the activations of `executor: remote` tasks from Redis
+ * streams and runs them: `flow worker` is one. */
+typedef struct flow_worker flow_worker;
+typedef struct flow_worker_options {
+    const char *const *queues; /* NULL-terminated; NULL: {"default"} */
+    int concurrency;           /* activations at once; 0: 4 */
+    const char *name;          /* NULL: HOST-PID */
+    double claim_after;        /* seconds before a dead worker's entries are
+                                * taken over; 0: 30 */
+} flow_worker_options;
+/* `url`: redis://...; NULL: $FLOW_REDIS. Connects once to check. */
+FLOW_API flow_worker *flow_worker_new(const char *url, const flow_worker_options *opts,
+                                      flow_error *err);
+/* Run until flow_worker_stop() and drained. */
+FLOW_API flow_err flow_worker_run(flow_worker *w, flow_error *err);
+/* Stop taking activations and return from flow_worker_run once those
+ * running have finished and been published. Async-signal-safe. */
+FLOW_API void flow_worker_stop(flow_worker *w);
+FLOW_API void flow_worker_free(flow_worker *w);
+/* The live workers of `url` (NULL: $FLOW_REDIS) as a JSON array of objects
+ * {name, host, pid, queues, running, done, started, seen}, by name. */
+FLOW_API flow_err flow_workers_list(const char *url, json_t **out, flow_error *err);
 
 #ifdef __cplusplus
 }

@@ -80,7 +80,8 @@ void flow__attempt_failed_ex(struct flow_run *r, struct act *a, char *error, boo
         a->status = FLOW_ACT_PENDING;
         a->flags |= ACT_WAITING;
         flow__run_journal(r, JREC_ACT_RETRYING, a,
-                          json_pack("{s:s?,s:f}", "error", act_error(a), "delay", delay));
+                          json_pack("{s:s?,s:f,s:s?}", "error", act_error(a), "delay", delay,
+                                    "worker", a->dyn ? a->dyn->worker : NULL));
         flow__run_notify(r, FLOW_EV_TASK_RETRYING, a, NULL, delay);
         flow__engine_timer(r->engine, TIMER_RETRY, a, delay);
         return;
@@ -95,7 +96,9 @@ void flow__attempt_failed_ex(struct flow_run *r, struct act *a, char *error, boo
         return;
     }
     a->status = FLOW_ACT_FAILED;
-    flow__run_journal(r, JREC_ACT_FAILED, a, json_pack("{s:s?}", "error", act_error(a)));
+    flow__run_journal(r, JREC_ACT_FAILED, a,
+                      json_pack("{s:s?,s:s?}", "error", act_error(a), "worker",
+                                a->dyn ? a->dyn->worker : NULL));
     flow__run_notify(r, FLOW_EV_TASK_FAILED, a, NULL, 0);
     flow__act_final(r, a);
     switch (p->on_error) {
@@ -149,6 +152,8 @@ static json_t *completed_payload(struct act *a, json_t *writes, const struct dir
     json_t *p = json_pack("{s:O}", "output", a->output);
     if (!p)
         return NULL;
+    if (a->dyn && a->dyn->worker)
+        json_object_set_new(p, "worker", json_string(a->dyn->worker));
     if (writes && json_object_size(writes))
         json_object_set_new(p, "writes", json_copy(writes));
     if (ignored)
@@ -383,10 +388,33 @@ void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
     flow__attempt_failed(r, a, error);
 }
 
+static void cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res,
+                     json_t *writes, bool counted);
+
 void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res)
 {
+    cmd_done(r, a, res, NULL, true);
+}
+
+void flow__run_remote_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res,
+                           json_t *writes, const char *worker)
+{
+    struct act_dyn *dy = flow__act_dyn(r, a);
+    if (dy) {
+        flow__free(dy->cmd);
+        dy->cmd = NULL;
+        flow__free(dy->worker);
+        dy->worker = worker ? flow__strdup(worker) : NULL;
+    }
+    cmd_done(r, a, res, writes, false);
+}
+
+/* [L] `writes`: a remote C function's state writes (taken), or NULL. */
+static void cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res,
+                     json_t *writes, bool counted)
+{
     flow__engine_tick(r->engine);
-    release_slot(r, true);
+    release_slot(r, counted);
     if (act_cmd(a) && act_cmd(a)->state_held)
         flow__run_cmd_files_release(r, act_cmd(a)->state_version);
     if (!r->interrupting)
@@ -399,6 +427,7 @@ void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_resu
         dy->exit_status = res->exit_status;
     }
     if (r->interrupting) {
+        json_decref(writes);
         flow__attempt_dropped(r, a);
         return;
     }
@@ -406,15 +435,17 @@ void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_resu
         struct directives d = {0};
         char *bad = flow__directives_parse(r, res->directives, &d);
         if (bad) {
+            json_decref(writes);
             flow__directives_cleanup(&d);
             flow__attempt_failed(r, a, bad);
             return;
         }
         json_t *out = res->output;
         res->output = NULL;
-        flow__attempt_succeeded(r, a, out, NULL, &d);
+        flow__attempt_succeeded(r, a, out, writes, &d);
         return;
     }
+    json_decref(writes);
     char *err = res->error;
     res->error = NULL;
     flow__attempt_failed(r, a, err ? err : flow__strdup("the command failed"));
@@ -437,6 +468,8 @@ void flow__run_timer(struct flow_run *r, struct act *a, uint8_t kind)
             act_cmd(a)->timed_out = true;
             if (act_cmd(a)->cmd)
                 flow__cmd_kill(act_cmd(a)->cmd, SIGTERM);
+            else if (act_cmd(a)->remote)
+                flow__remote_signal(r, a, "TERM:timeout");
         } else if (a->ctx) {
             a->ctx->timed_out = true;
             atomic_store(&a->ctx->cancelled, 1);
@@ -447,6 +480,9 @@ void flow__run_timer(struct flow_run *r, struct act *a, uint8_t kind)
         if (act_cmd(a)) {
             if (act_cmd(a)->cmd)
                 flow__cmd_kill(act_cmd(a)->cmd, SIGKILL);
+            else if (act_cmd(a)->remote)
+                flow__remote_signal(r, a,
+                                    act_cmd(a)->timed_out ? "KILL:timeout" : "KILL:cancel");
         } else if (a->ctx && a->ctx->detached) {
             /* The engine abandoned the body; this attempt is over. */
             bool counted = a->ctx->counted;
@@ -497,10 +533,18 @@ void flow__run_stop_running(struct flow_run *r, const char *why)
         const struct flow_task *t = act_task(a);
         if (a->dyn && a->dyn->child)
             flow__run_stop(a->dyn->child, FLOW_RUN_CANCELLED, why);
+        if (act_cmd(a) && act_cmd(a)->remote && r->interrupting) {
+            /* The worker goes on; the resumed run reads its completion. */
+            struct flow__cmd_result res = {.ok = false, .exit_status = -1};
+            flow__run_remote_done(r, a, &res, NULL, NULL);
+            continue;
+        }
         if (act_cmd(a)) {
             act_cmd(a)->killed = true;
             if (act_cmd(a)->cmd)
                 flow__cmd_kill(act_cmd(a)->cmd, SIGTERM);
+            else if (act_cmd(a)->remote)
+                flow__remote_signal(r, a, "TERM:cancel");
             flow__engine_timer(e, TIMER_GRACE, a, t->policy->kill_grace);
         } else if (a->ctx) {
             atomic_store(&a->ctx->cancelled, 1);

@@ -136,6 +136,21 @@ static bool is_expander(const struct act *a)
     return t->ext && t->ext->foreach && !(a->dyn && a->dyn->parent);
 }
 
+static bool runs_remote(const struct act *a)
+{
+    const struct flow_task *t = act_task(a);
+    return t->policy->executor == FLOW_EXEC_REMOTE && !is_expander(a) &&
+           (t->kind == TASK_COMMAND || t->kind == TASK_SHELL || t->kind == TASK_FN);
+}
+
+struct act *flow__engine_remote_pop(struct flow_engine *e)
+{
+    struct act *a = readyq_pop(&e->remote_q);
+    if (a)
+        a->flags &= (uint8_t)~ACT_QUEUED;
+    return a;
+}
+
 static bool runs_on_pool(const struct act *a)
 {
     const struct flow_task *t = act_task(a);
@@ -167,9 +182,10 @@ void flow__engine_enqueue(struct flow_engine *e, struct act *a)
         }
         r->slots++;
     }
-    bool pool = runs_on_pool(a);
+    bool remote = runs_remote(a);
+    bool pool = !remote && runs_on_pool(a);
     bool spawn = !is_expander(a) && (t->kind == TASK_COMMAND || t->kind == TASK_SHELL);
-    struct readyq *q = pool ? &e->pool_q : spawn ? &e->spawn_q : &e->loop_q;
+    struct readyq *q = remote ? &e->remote_q : pool ? &e->pool_q : spawn ? &e->spawn_q : &e->loop_q;
     a->flags |= ACT_QUEUED;
     if (!readyq_push(q, a, t->policy->priority)) {
         a->flags &= (uint8_t)~ACT_QUEUED;
@@ -177,7 +193,9 @@ void flow__engine_enqueue(struct flow_engine *e, struct act *a)
         flow__run_cancel_act(a->run, a, "out of memory");
         return;
     }
-    if (pool) {
+    if (remote) {
+        flow__remote_wake(e);
+    } else if (pool) {
         /* A pool thread pops its next task itself and wakes a peer only if
          * more is left (worker_main); others must wake one. */
         if (!in_pool_thread && e->idle > 0)
@@ -306,6 +324,7 @@ void flow__engine_drop_run(struct flow_engine *e, struct flow_run *r)
     readyq_drop_run(&e->pool_q, r, true);
     readyq_drop_run(&e->loop_q, r, true);
     readyq_drop_run(&e->spawn_q, r, true);
+    readyq_drop_run(&e->remote_q, r, true);
     while (r->held_head < r->held.count) {
         struct act *a = r->held.items[r->held_head++];
         a->flags &= (uint8_t)~ACT_QUEUED;
@@ -335,6 +354,7 @@ void flow__engine_unqueue_run(struct flow_engine *e, struct flow_run *r)
     readyq_drop_run(&e->pool_q, r, false);
     readyq_drop_run(&e->loop_q, r, false);
     readyq_drop_run(&e->spawn_q, r, false);
+    readyq_drop_run(&e->remote_q, r, false);
     while (r->held_head < r->held.count)
         r->held.items[r->held_head++]->flags &= (uint8_t)~ACT_QUEUED;
     r->held.count = r->held_head = 0;
@@ -917,6 +937,11 @@ flow_engine *flow_engine_new(const flow_engine_options *opts, flow_error *err)
     atomic_init(&e->wake_pending, 0);
     e->body_ns_avg = BATCH_SHORT_NS * 2; /* assume long bodies until measured */
     e->jobs = jobs;
+    if (opts && opts->redis_url && !(e->redis_url = flow__strdup(opts->redis_url))) {
+        flow__error(err, FLOW_ENOMEM, "out of memory creating an engine");
+        flow__free(e);
+        return NULL;
+    }
     e->wake_fd = -1;
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->pool_cond, NULL);
@@ -972,6 +997,8 @@ static void engine_destroy(struct flow_engine *e)
     readyq_cleanup(&e->pool_q);
     readyq_cleanup(&e->loop_q);
     readyq_cleanup(&e->spawn_q);
+    readyq_cleanup(&e->remote_q);
+    flow__free(e->redis_url);
     FLOW__VEC_FREE(&e->timers);
     FLOW__VEC_FREE(&e->cmds);
     FLOW__VEC_FREE(&e->obs_runs);
@@ -1015,6 +1042,7 @@ void flow_engine_free(flow_engine *e)
     pthread_mutex_unlock(&e->lock);
     flow__engine_wake(e);
     pthread_join(e->loop_thread, NULL);
+    flow__remote_stop(e);
     /* Join the threads that are not stuck in an abandoned body; detach the
      * others (each holds a reference and frees the engine if last). */
     pthread_mutex_lock(&e->lock);

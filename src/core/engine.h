@@ -85,6 +85,7 @@ struct act_dyn {
     struct cmd_slot *cmd;      /* a running command */
     char *error;               /* failed / cancelled / error ignored: why */
     struct act *stands_for;    /* ACT_IS_FALLBACK: the failed activation */
+    char *worker;              /* a remote attempt: the worker that ran it */
 };
 
 /* Every activation of a run lives until the run is freed, and a fan-out
@@ -226,6 +227,7 @@ struct flow_run {
     json_t *claimed;                /* [L] resume: request -> the answer the store
                                      * holds, taken by flow__feedback_resume */
     bool wait_for_people;           /* [L] flow_run_options.wait: do not pause for them */
+    bool remote_watch;              /* [L] has remote work: its completions are read */
 };
 
 #define ACT_CHUNK 256
@@ -313,6 +315,7 @@ struct cmd_slot {
     int fd_first;        /* where they start in the poll set */
     uint64_t state_version; /* the state file it was given, */
     bool state_held;        /* if it was */
+    bool remote;         /* on a worker (core/remote.c): cmd stays NULL */
 };
 
 struct worker {
@@ -333,6 +336,9 @@ struct flow_engine {
     struct readyq pool_q;           /* [L] C tasks for the pool */
     struct readyq loop_q;           /* [L] inline tasks and no-ops */
     struct readyq spawn_q;          /* [L] commands waiting for a slot */
+    struct readyq remote_q;         /* [L] activations for workers (core/remote.c) */
+    struct flow__remote *remote;    /* [L] its threads, started on first use */
+    char *redis_url;                /* flow_engine_options.redis_url, or NULL */
     FLOW__VEC(struct worker *) workers; /* [L] */
     pthread_t loop_thread;
     int wake_fd;                    /* eventfd */
@@ -381,6 +387,27 @@ void flow__engine_run_timer_of(struct flow_engine *e, struct flow_run *r, uint8_
 /* [L] The run ended: drop its timers (all stale now), so nothing refers to
  * it once it is freed. */
 void flow__engine_forget_run(struct flow_engine *e, struct flow_run *r);
+
+/* [L] The next activation for workers, or NULL. */
+struct act *flow__engine_remote_pop(struct flow_engine *e);
+
+/* ---- remote.c: the remote executor (docs/internals/distribution.md) ----- */
+
+struct flow__remote;
+/* [L] An activation was queued on remote_q: start the threads if needed
+ * and wake the submitter. */
+void flow__remote_wake(struct flow_engine *e);
+/* [L] Ask the worker running `a` to signal it: "TERM:timeout",
+ * "KILL:cancel"... */
+void flow__remote_signal(struct flow_run *r, struct act *a, const char *what);
+/* [L] The run ended for good: its keys go. */
+void flow__remote_run_ended(struct flow_run *r);
+/* Stop the threads (engine shutdown, without the lock). */
+void flow__remote_stop(struct flow_engine *e);
+/* [L] A remote attempt's completion (or its failure to be submitted):
+ * the slot is given back and the result applied as a command's. */
+void flow__run_remote_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res,
+                           json_t *writes, const char *worker);
 
 /* ---- a run (run_int.h lists its files) ----------------------------------- */
 

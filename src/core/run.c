@@ -123,6 +123,8 @@ static void end_run(struct flow_run *r)
     r->result = result ? result : json_null();
     r->status = status;
     flow__engine_forget_run(r->engine, r);
+    if (r->remote_watch)
+        flow__remote_run_ended(r);
     flow__run_journal(r, JREC_RUN_ENDED, NULL,
                       json_pack("{s:s,s:O,s:s?}", "status", flow_run_status_name(status), "result",
                                 r->result, "error", r->error));
@@ -284,6 +286,7 @@ void flow__run_destroy(struct flow_run *r)
             json_decref(a->dyn->item);
             flow__free(a->dyn->stderr_tail);
             flow__free(a->dyn->error);
+            flow__free(a->dyn->worker);
             if (a->dyn->fe) {
                 json_decref(a->dyn->fe->items);
                 json_decref(a->dyn->fe->outputs);

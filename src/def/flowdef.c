@@ -117,6 +117,8 @@ static void ext_free(struct task_ext *x)
     FLOW__VEC_FREE(&x->env);
     flow__tmpl_free(x->cwd);
     flow__free(x->save);
+    flow__free(x->queue);
+    flow__free(x->remote_fn);
     cond_free(x->when);
     for (size_t i = 0; i < x->on.count; i++)
         flow__free(x->on.items[i]);
@@ -404,6 +406,8 @@ static void clear_body(struct flow_task *t)
         x->shell_src = NULL;
         flow_free(x->subflow);
         x->subflow = NULL;
+        flow__free(x->remote_fn);
+        x->remote_fn = NULL;
     }
     t->fn = NULL;
     t->udata = NULL;
@@ -420,6 +424,42 @@ flow_err flow_task_set_fn(flow_task *t, flow_task_fn fn, void *udata)
     t->fn = fn;
     t->udata = udata;
     return FLOW_OK;
+}
+
+/* A queue or function name for workers: 1 to 100 of [A-Za-z0-9_.:-]. */
+static bool worker_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 100)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("_.:-", s[i]))
+            return false;
+    return true;
+}
+
+flow_err flow_task_set_queue(flow_task *t, const char *queue)
+{
+    MUTATE(t->flow);
+    if (queue && *queue && !worker_name_ok(queue))
+        return FLOW_EINVAL;
+    struct task_ext *x = ext_of(t);
+    if (!x)
+        return FLOW_ENOMEM;
+    return set_string(t->flow, &x->queue, queue && *queue ? queue : NULL);
+}
+
+flow_err flow_task_set_remote_fn(flow_task *t, const char *name)
+{
+    MUTATE(t->flow);
+    if (!name || !worker_name_ok(name))
+        return FLOW_EINVAL;
+    clear_body(t);
+    struct task_ext *x = ext_of(t);
+    if (!x)
+        return FLOW_ENOMEM;
+    t->kind = TASK_FN;
+    return set_string(t->flow, &x->remote_fn, name);
 }
 
 flow_err flow_task_set_command(flow_task *t, const char *const *argv, flow_error *err)

@@ -101,6 +101,8 @@ struct task_ext {
     int concurrency;             /* foreach: at most this many at once; 0: no limit */
     struct feedback_spec *feedback; /* TASK_FEEDBACK */
     struct flow_task *fallback;  /* on_error: fallback */
+    char *queue;                 /* executor remote: the workers' queue (NULL: default) */
+    char *remote_fn;             /* `fn: NAME`: a C function served by workers */
 };
 
 /* Kinds of dependency edges a task declares (before compilation). */

@@ -79,6 +79,8 @@ static uint64_t fp_task(uint64_t h, const struct flow_task *t, bool *ok)
     }
     h = flow__tmpl_fingerprint(x->cwd, h, ok);
     h = flow__fnv_str(h, x->save);
+    h = flow__fnv_str(h, x->queue);
+    h = flow__fnv_str(h, x->remote_fn);
     h = fp_cond(h, x->when);
     for (size_t i = 0; i < x->on.count; i++)
         h = flow__fnv_str(h, x->on.items[i]);

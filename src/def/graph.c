@@ -441,7 +441,7 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
                    t->name);
         if (flow__task_fallback(t) == t)
             report(&c, t, FLOW_EVALIDATION, "task '%s' cannot be its own fallback", t->name);
-        if (t->kind == TASK_FN && !t->fn)
+        if (t->kind == TASK_FN && !t->fn && !(t->ext && t->ext->remote_fn))
             report(&c, t, FLOW_EVALIDATION, "task '%s' has no function", t->name);
         if (t->kind != TASK_COMMAND && t->kind != TASK_SHELL &&
             t->policy->executor == FLOW_EXEC_PROCESS)
@@ -449,9 +449,25 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
                    "task '%s': executor 'process' runs commands only (use 'thread' or "
                    "'inline' for a C function)",
                    t->name);
-        if (t->policy->executor == FLOW_EXEC_REMOTE)
-            report(&c, t, FLOW_EVALIDATION, "task '%s': executor 'remote' is not supported yet",
+        bool remote = t->policy->executor == FLOW_EXEC_REMOTE;
+        const char *rfn = t->ext ? t->ext->remote_fn : NULL;
+        if (rfn && !remote)
+            report(&c, t, FLOW_EVALIDATION,
+                   "task '%s': 'fn: %s' is a function served by workers: it needs "
+                   "'executor: remote'",
+                   t->name, rfn);
+        if (remote && t->kind == TASK_FN && !rfn)
+            report(&c, t, FLOW_EVALIDATION,
+                   "task '%s': executor 'remote' runs a C function only by name ('fn: NAME', "
+                   "flow_task_set_remote_fn)",
                    t->name);
+        if (remote && t->kind != TASK_FN && t->kind != TASK_COMMAND && t->kind != TASK_SHELL &&
+            !(t->ext && t->ext->foreach))
+            report(&c, t, FLOW_EVALIDATION,
+                   "task '%s': executor 'remote' runs commands and 'fn' functions only", t->name);
+        if (t->ext && t->ext->queue && !remote)
+            report(&c, t, FLOW_EVALIDATION,
+                   "task '%s': 'queue: %s' needs 'executor: remote'", t->name, t->ext->queue);
         if (t->kind == TASK_SUBFLOW) {
             struct flow *child = t->ext->subflow;
             if (child->compiling) {

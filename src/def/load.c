@@ -31,7 +31,6 @@
 
 static const struct unsupported unsupported[] = {
     {SCOPE_TASK, "cache", NULL, NULL},
-    {SCOPE_TASK, "executor", "remote", "the 'remote' executor is not supported yet"},
 };
 
 /* Top-level keys; keys starting with "x-" are extensions, ignored (a place
@@ -48,6 +47,7 @@ static const char *const task_keys[] = {
     "flow",
     "feedback",
     "noop",
+    "fn",
     /* triggers */
     "after",
     "after_any",
@@ -69,6 +69,7 @@ static const char *const task_keys[] = {
     "max_activations",
     "cache",
     "kill_grace",
+    "queue",
     /* input and output */
     "input",
     "env",

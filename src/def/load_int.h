@@ -86,6 +86,7 @@ enum {
     P_ENV = 1u << 8,
     P_CWD = 1u << 9,
     P_KILL_GRACE = 1u << 10,
+    P_QUEUE = 1u << 11,
 };
 
 enum { B_DELAY = 1u << 0, B_FACTOR = 1u << 1, B_MAX_DELAY = 1u << 2, B_JITTER = 1u << 3 };
@@ -105,6 +106,7 @@ struct policy {
     const char *fallback; /* borrowed from the document */
     flow_executor executor;
     flow_output_mode output;
+    const char *queue; /* borrowed from the document */
     json_t *env; /* owned: NAME -> string template */
     char *cwd;   /* owned, relative paths resolved */
 };
@@ -223,6 +225,9 @@ void flow__ld_output_refs_free(struct loader *L);
 
 /* ---- load_policy.c --------------------------------------------------- */
 
+/* A queue or `fn` name: 1 to 100 of [A-Za-z0-9_.:-]; reported otherwise. */
+bool flow__ld_check_worker_name(struct loader *L, const char *s, struct flow__yaml_pos pos,
+                                const char *what);
 void flow__ld_policy_cleanup(struct policy *p);
 /* Parse one policy key into `p`; false when `key` is not a policy key. */
 bool flow__ld_parse_policy_key(struct loader *L, const char *key, const struct val *x,

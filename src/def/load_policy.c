@@ -3,6 +3,7 @@
  * flow's `defaults`, merged key by key when applied to a task. */
 #include "util/compat.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,9 +12,22 @@
 #include "util/alloc.h"
 #include "util/error.h"
 
+bool flow__ld_check_worker_name(struct loader *L, const char *s, struct flow__yaml_pos pos,
+                                const char *what)
+{
+    size_t n = strlen(s);
+    bool ok = n > 0 && n <= 100;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)s[i]) || strchr("_.:-", s[i]);
+    if (!ok)
+        flow__ld_report(L, pos,
+                        "%s must be 1 to 100 letters, digits and _ . : - ('%s' is not)", what, s);
+    return ok;
+}
+
 static const char *const policy_keys[] = {
     "timeout",         "retries", "backoff", "on_error", "executor",   "priority",
-    "max_activations", "output",  "env",     "cwd",      "kill_grace",
+    "max_activations", "output",  "env",     "cwd",      "kill_grace", "queue",
 };
 static const char *const backoff_keys[] = {"delay", "factor", "max_delay", "jitter"};
 static const char *const on_error_names[] = {"fail", "continue", "ignore"};
@@ -247,6 +261,12 @@ bool flow__ld_parse_policy_key(struct loader *L, const char *key, const struct v
         }
     } else if (strcmp(key, "env") == 0) {
         parse_env(L, x, what, p);
+    } else if (strcmp(key, "queue") == 0) {
+        const char *s = NULL;
+        if (flow__ld_get_string(L, x, what, true, &s) && flow__ld_check_worker_name(L, s, x->pos, what)) {
+            p->queue = s;
+            p->set |= P_QUEUE;
+        }
     } else if (strcmp(key, "cwd") == 0) {
         const char *s = NULL;
         if (flow__ld_get_string(L, x, what, true, &s) &&
@@ -283,8 +303,8 @@ void flow__ld_parse_defaults(struct loader *L, const struct val *x)
             flow__ld_report(
                 L, kpos,
                 "'%s' cannot be set in 'defaults', which holds timeout, retries, backoff, "
-                "on_error, executor, priority, max_activations, output, env, cwd and "
-                "kill_grace",
+                "on_error, executor, priority, max_activations, output, env, cwd, "
+                "kill_grace and queue",
                 k);
             continue;
         }
@@ -320,6 +340,11 @@ void flow__ld_apply_policy(struct loader *L, flow_task *t, const struct policy *
         (rc = flow_task_set_max_activations(t, s->max_activations)))
         flow__ld_core_failed(L, pos, rc, NULL, what);
     if ((s = PICK(P_EXECUTOR)) && (rc = flow_task_set_executor(t, s->executor)))
+        flow__ld_core_failed(L, pos, rc, NULL, what);
+    /* A queue from `defaults` goes to the remote tasks; a task's own is
+     * checked against its executor (graph.c). */
+    if ((s = PICK(P_QUEUE)) && (s == tp || t->policy->executor == FLOW_EXEC_REMOTE) &&
+        (rc = flow_task_set_queue(t, s->queue)))
         flow__ld_core_failed(L, pos, rc, NULL, what);
     if ((s = PICK(P_OUTPUT)) && (rc = flow_task_set_output_mode(t, s->output)))
         flow__ld_core_failed(L, pos, rc, NULL, what);

@@ -12,7 +12,7 @@
 #include "util/error.h"
 #include "util/json.h"
 
-static const char *const body_keys[] = {"run", "shell", "flow", "feedback", "noop"};
+static const char *const body_keys[] = {"run", "shell", "flow", "feedback", "noop", "fn"};
 
 /* Tasks                                                                    */
 
@@ -486,6 +486,8 @@ static void apply_body(struct loader *L, flow_task *t, const struct body *b, con
         rc = flow_task_set_shell(t, b->shell, &e);
     } else if (strcmp(b->key, "noop") == 0) {
         rc = flow_task_set_noop(t);
+    } else if (strcmp(b->key, "fn") == 0) {
+        rc = flow_task_set_remote_fn(t, b->shell);
     } else if (strcmp(b->key, "flow") == 0) {
         flow *child = flow__ld_load_nested(L, b->path, b->pos, name);
         if (child)
@@ -542,7 +544,7 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
             if (slot == &extra && extra.key) {
                 flow__ld_report(L, kpos,
                                 "task '%s' has more than two bodies: give exactly one of run, "
-                                "shell, flow, feedback or noop",
+                                "shell, flow, feedback, fn or noop",
                                 name);
                 continue;
             }
@@ -552,7 +554,7 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
                 flow__ld_report(
                     L, kpos,
                     "task '%s' has two bodies ('%s' and '%s'): give exactly one of run, "
-                    "shell, flow, feedback or noop",
+                    "shell, flow, feedback, fn or noop",
                     name, body.key, k);
         }
         const struct unsupported *u = flow__ld_find_unsupported(SCOPE_TASK, k, NULL);
@@ -576,6 +578,15 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
                 flow__ld_check_shell(L, s, x.pos, what)) {
                 slot->shell = s;
                 slot->ok = true;
+            }
+        } else if (strcmp(k, "fn") == 0) {
+            struct body *slot = body.key == k ? &body : &extra;
+            const char *s = NULL;
+            if (flow__ld_get_string(L, &x, what, true, &s)) {
+                if (flow__ld_check_worker_name(L, s, x.pos, what)) {
+                    slot->shell = s; /* the function's name */
+                    slot->ok = true;
+                }
             }
         } else if (strcmp(k, "flow") == 0) {
             parse_flow(L, &x, what, body.key == k ? &body : &extra);

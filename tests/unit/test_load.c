@@ -794,8 +794,8 @@ static void test_error_cases(void **state)
                                                               "fallback"},
         {"name: x\ndefaults: {on_error: {fallback: a}}\ntasks:\n  a: {}\n",
          "'on_error' in 'defaults': a fallback task cannot be a default"},
-        {"name: x\ntasks:\n  a: {executor: remote}\n", "the 'remote' executor is not supported "
-                                                       "yet, in 'executor' of task 'a'"},
+        {"name: x\ntasks:\n  a: {executor: remote}\n",
+         "task 'a': executor 'remote' runs commands and 'fn' functions only"},
         {"name: x\ntasks:\n  a: {executor: gpu}\n", "'executor' of task 'a' must be inline, "
                                                     "thread, process or remote, not 'gpu'"},
         {"name: x\ntasks:\n  a: {output: xml}\n", "'output' of task 'a' must be auto, json, text "

@@ -1,0 +1,655 @@
+/* remote.c -- the runner's side of the remote executor
+ * (docs/internals/distribution.md): a submitter thread that starts remote
+ * attempts and queues them on Redis streams, and a reader thread that reads
+ * the runs' completion streams and applies each completion under the engine
+ * lock, as a pool thread applies a C body's.
+ *
+ * Lock order: engine->lock, then nothing; no Redis call is made with it.
+ */
+#include "util/compat.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/run_int.h"
+#include "exec/remote_wire.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/redis.h"
+
+#define REDIS_TIMEOUT_S 5.0
+#define READ_BLOCK_MS 200
+#define RETRY_MS 500
+
+/* A completion read before its (resumed) attempt was submitted again. */
+struct early {
+    char run[80];
+    uint32_t act, attempt;
+    struct flow__cmd_result res;
+    json_t *writes;
+    char *worker;
+};
+
+/* A cancel key to write. */
+struct signal_req {
+    char run[80];
+    char field[32];
+    char what[16];
+};
+
+/* What the reader follows: a run's completion stream and how far it read. */
+struct watch {
+    char run[80];
+    char *key;
+    char last[48];
+};
+
+struct flow__remote {
+    struct flow_engine *e;
+    struct flow__redis_addr addr;
+    bool addr_ok;
+    char addr_error[600];
+    pthread_t submitter, reader;
+    bool threads;
+    pthread_cond_t cond;              /* the submitter waits on it */
+    bool stop;                        /* [L] */
+    FLOW__VEC(struct early) early;    /* [L] */
+    FLOW__VEC(struct signal_req) sigs; /* [L] */
+    FLOW__VEC(char *) ended;          /* [L] runs whose keys go */
+    FLOW__VEC(struct watch) watched;  /* the reader's own */
+};
+
+static const char submit_lua[] =
+    "local cur = redis.call('HGET', KEYS[2], ARGV[1])\n"
+    "if cur == ARGV[2] then return 0 end\n"
+    "redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))\n"
+    "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[3])\n"
+    "return 1\n";
+
+/* Sleep `ms` on the submitter's condition (so that stopping is quick). [L] */
+static void nap(struct flow__remote *rm, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    ts.tv_sec += ms / 1000 + ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&rm->cond, &rm->e->lock, &ts);
+}
+
+/* A connection, made again after a failure; NULL (logged once) when Redis
+ * cannot be reached. Without the lock. */
+static redisContext *connection(struct flow__remote *rm, redisContext **c, bool *warned)
+{
+    if (*c && !(*c)->err)
+        return *c;
+    if (*c)
+        redisFree(*c);
+    flow_error err;
+    *c = flow__redis_connect(&rm->addr, REDIS_TIMEOUT_S, &err);
+    if (!*c && !*warned) {
+        flow__log(FLOW_LOG_WARN, "remote tasks: %s (retrying)", err.message);
+        *warned = true;
+    } else if (*c && *warned) {
+        flow__log(FLOW_LOG_INFO, "remote tasks: connected to %s again", rm->addr.shown);
+        *warned = false;
+    }
+    return *c;
+}
+
+/* ---- the submitter -------------------------------------------------------- */
+
+/* [L] Find and take the completion kept for (run, act, attempt). */
+static bool take_early(struct flow__remote *rm, const char *run, uint32_t act, uint32_t attempt,
+                       struct early *out)
+{
+    for (size_t i = 0; i < rm->early.count; i++) {
+        struct early *x = &rm->early.items[i];
+        if (x->act == act && x->attempt == attempt && !strcmp(x->run, run)) {
+            *out = *x;
+            rm->early.items[i] = rm->early.items[--rm->early.count];
+            return true;
+        }
+    }
+    return false;
+}
+
+static void early_free(struct early *x)
+{
+    flow__cmd_result_cleanup(&x->res);
+    json_decref(x->writes);
+    flow__free(x->worker);
+}
+
+/* [L] Is `a` still running attempt `attempt` on a worker? */
+static bool still_remote(const struct act *a, uint32_t attempt)
+{
+    return a->status == FLOW_ACT_RUNNING && a->attempt == attempt && act_cmd(a) &&
+           act_cmd(a)->remote;
+}
+
+/* [L] The attempt could not be queued: it fails with `why` (taken). */
+static void not_submitted(struct flow_run *r, struct act *a, char *why)
+{
+    struct flow__cmd_result res = {.ok = false, .exit_status = -1};
+    res.error = why ? why : flow__strdup("cannot queue the task for a worker");
+    flow__run_remote_done(r, a, &res, NULL, NULL);
+    flow__cmd_result_cleanup(&res);
+}
+
+/* What a submission needs, prepared under the lock. */
+struct submission {
+    struct flow_run *r;
+    struct act *a;
+    uint32_t attempt;
+    char *queue_key, *inflight_key;
+    char act_s[16], attempt_s[16];
+    char *spec;
+};
+
+static void submission_cleanup(struct submission *s)
+{
+    flow__free(s->queue_key);
+    flow__free(s->inflight_key);
+    flow__free(s->spec);
+}
+
+/* [L] Start the attempt and prepare its message; false when it ended
+ * already (failed to prepare, or its completion was waiting). */
+static bool prepare(struct flow__remote *rm, struct act *a, struct submission *s)
+{
+    struct flow_run *r = a->run;
+    const struct flow_task *t = act_task(a);
+    memset(s, 0, sizeof(*s));
+    struct cmd_slot *slot = flow__calloc(1, sizeof(*slot));
+    struct act_dyn *dyn = slot ? flow__act_dyn(r, a) : NULL;
+    if (!dyn) {
+        flow__free(slot);
+        flow__run_stop(r, FLOW_RUN_FAILED, "out of memory starting a remote task");
+        flow__run_cancel_act(r, a, "out of memory");
+        return false;
+    }
+    slot->remote = true;
+    slot->act = a;
+    dyn->cmd = slot;
+    r->remote_watch = true;
+    flow__run_attempt_started(r, a);
+    slot->attempt = a->attempt;
+    struct early x;
+    if (take_early(rm, r->id, a->id, a->attempt, &x)) {
+        flow__run_remote_done(r, a, &x.res, x.writes, x.worker);
+        x.writes = NULL;
+        early_free(&x);
+        return false;
+    }
+    if (!rm->addr_ok) {
+        not_submitted(r, a, flow__strdup(rm->addr_error));
+        return false;
+    }
+    struct flow__cmd_spec spec;
+    void *scratch = NULL;
+    char *why = NULL;
+    json_t *js = NULL;
+    const char *fn = t->kind == TASK_FN ? (t->ext ? t->ext->remote_fn : NULL) : NULL;
+    if (t->kind == TASK_FN) {
+        memset(&spec, 0, sizeof(spec));
+        if (!fn) {
+            not_submitted(r, a, flow__asprintf("task '%s' has no 'fn' name for workers", t->name));
+            return false;
+        }
+        if (!flow__run_input_ready(r, a, &why)) {
+            not_submitted(r, a, why);
+            return false;
+        }
+        spec.input = flow__run_act_input(r, a);
+        js = flow__rw_spec_encode(&spec, fn, r->state);
+    } else if (flow__run_prepare_cmd(r, a, &spec, &scratch, &why)) {
+        js = flow__rw_spec_encode(&spec, NULL, r->state);
+    } else {
+        flow__run_cmd_scratch_free(scratch);
+        not_submitted(r, a, why);
+        return false;
+    }
+    flow__run_cmd_scratch_free(scratch);
+    s->spec = js ? json_dumps(js, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(js);
+    const char *queue = t->ext && t->ext->queue ? t->ext->queue : "default";
+    s->queue_key = flow__rw_key(rm->addr.prefix, "q", queue);
+    s->inflight_key = flow__rw_key(rm->addr.prefix, "inflight", r->id);
+    if (!s->spec || !s->queue_key || !s->inflight_key) {
+        submission_cleanup(s);
+        not_submitted(r, a, flow__strdup("out of memory queueing a remote task"));
+        return false;
+    }
+    s->r = r;
+    s->a = a;
+    s->attempt = a->attempt;
+    snprintf(s->act_s, sizeof(s->act_s), "%" PRIu32, a->id);
+    snprintf(s->attempt_s, sizeof(s->attempt_s), "%" PRIu32, a->attempt);
+    atomic_fetch_add(&r->refs, 1); /* the run outlives the unlocked part */
+    return true;
+}
+
+/* Without the lock: the Lua script (XADD unless this attempt is in flight
+ * already). FLOW_OK, FLOW_EIO (Redis unreachable: try again) or another
+ * error in `err`. */
+static flow_err submit(struct flow__remote *rm, redisContext **c, bool *warned,
+                       struct submission *s, flow_error *err)
+{
+    if (!connection(rm, c, warned))
+        return flow__error(err, FLOW_EIO, "cannot reach %s", rm->addr.shown);
+    char ttl[16];
+    snprintf(ttl, sizeof(ttl), "%d", FLOW__RW_TTL_S);
+    const char *task = act_task(s->a)->name; /* the flow outlives the run */
+    const char *argv[] = {"EVAL",   submit_lua,   "2",          s->queue_key, s->inflight_key,
+                          s->act_s, s->attempt_s, ttl,          "v",          FLOW__RW_VERSION,
+                          "run",    s->r->id,     "act",        s->act_s,     "attempt",
+                          s->attempt_s, "task",   task,         "spec",       s->spec};
+    redisReply *rep = flow__redis_cmdv(*c, &rm->addr, err, (int)FLOW__ARRAY_LEN(argv), argv, NULL);
+    if (!rep)
+        return (*c)->err ? FLOW_EIO : err->code ? err->code : FLOW_EIO;
+    freeReplyObject(rep);
+    return FLOW_OK;
+}
+
+/* Without the lock: write the cancel keys asked for. */
+static void write_signals(struct flow__remote *rm, redisContext **c, bool *warned,
+                          struct signal_req *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!connection(rm, c, warned))
+            return;
+        char *key = flow__rw_key(rm->addr.prefix, "cancel", v[i].run);
+        flow_error err;
+        redisReply *rep = key ? flow__redis_cmd(*c, &rm->addr, &err, "HSET %s %s %s", key,
+                                                v[i].field, v[i].what)
+                              : NULL;
+        if (rep) {
+            freeReplyObject(rep);
+            rep = flow__redis_cmd(*c, &rm->addr, &err, "EXPIRE %s %d", key, FLOW__RW_TTL_S);
+        }
+        if (!rep && key)
+            flow__log(FLOW_LOG_WARN, "remote tasks: cannot signal a worker: %s", err.message);
+        freeReplyObject(rep);
+        flow__free(key);
+    }
+}
+
+/* Without the lock: delete the keys of runs that ended. */
+static void delete_ended(struct flow__remote *rm, redisContext **c, bool *warned, char **runs,
+                         size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!connection(rm, c, warned))
+            return;
+        char *k1 = flow__rw_key(rm->addr.prefix, "done", runs[i]);
+        char *k2 = flow__rw_key(rm->addr.prefix, "inflight", runs[i]);
+        char *k3 = flow__rw_key(rm->addr.prefix, "cancel", runs[i]);
+        flow_error err;
+        if (k1 && k2 && k3) {
+            redisReply *rep = flow__redis_cmd(*c, &rm->addr, &err, "DEL %s %s %s", k1, k2, k3);
+            freeReplyObject(rep);
+        }
+        flow__free(k1);
+        flow__free(k2);
+        flow__free(k3);
+    }
+}
+
+static void *submitter_main(void *arg)
+{
+    struct flow__remote *rm = arg;
+    struct flow_engine *e = rm->e;
+    redisContext *c = NULL;
+    bool warned = false;
+    pthread_mutex_lock(&e->lock);
+    for (;;) {
+        if (rm->sigs.count || rm->ended.count) {
+            struct signal_req *sigs = rm->sigs.items;
+            size_t nsigs = rm->sigs.count;
+            char **ended = rm->ended.items;
+            size_t nended = rm->ended.count;
+            memset(&rm->sigs, 0, sizeof(rm->sigs));
+            memset(&rm->ended, 0, sizeof(rm->ended));
+            pthread_mutex_unlock(&e->lock);
+            write_signals(rm, &c, &warned, sigs, nsigs);
+            delete_ended(rm, &c, &warned, ended, nended);
+            for (size_t i = 0; i < nended; i++)
+                flow__free(ended[i]);
+            flow__free(ended);
+            flow__free(sigs);
+            pthread_mutex_lock(&e->lock);
+            continue;
+        }
+        if (rm->stop)
+            break;
+        struct act *a = flow__engine_remote_pop(e);
+        if (!a) {
+            pthread_cond_wait(&rm->cond, &e->lock);
+            continue;
+        }
+        flow__engine_tick(e);
+        struct flow_run *r = a->run;
+        if (r->stopping) {
+            flow__run_cancel_act(r, a, "the run stopped before it started");
+            continue;
+        }
+        struct submission s;
+        if (!prepare(rm, a, &s))
+            continue;
+        for (;;) {
+            pthread_mutex_unlock(&e->lock);
+            flow_error err;
+            flow_err rc = submit(rm, &c, &warned, &s, &err);
+            pthread_mutex_lock(&e->lock);
+            flow__engine_tick(e);
+            if (!still_remote(a, s.attempt))
+                break; /* timed out or cancelled meanwhile */
+            if (rc == FLOW_OK)
+                break;
+            if (rc != FLOW_EIO || rm->stop) {
+                not_submitted(r, a, flow__strdup(err.message));
+                break;
+            }
+            nap(rm, RETRY_MS); /* Redis is away: the attempt waits (its timeout runs) */
+        }
+        submission_cleanup(&s);
+        pthread_mutex_unlock(&e->lock);
+        flow__run_unref(r);
+        pthread_mutex_lock(&e->lock);
+    }
+    pthread_mutex_unlock(&e->lock);
+    if (c)
+        redisFree(c);
+    return NULL;
+}
+
+/* ---- the reader ------------------------------------------------------------ */
+
+/* [L] Refresh the list of completion streams to read: the runs with remote
+ * work that have not ended. */
+static void refresh_watched(struct flow__remote *rm)
+{
+    struct flow_engine *e = rm->e;
+    size_t kept = 0;
+    for (size_t i = 0; i < rm->watched.count; i++) {
+        struct watch *w = &rm->watched.items[i];
+        bool live = false;
+        for (struct flow_run *r = e->runs; r && !live; r = r->next)
+            live = r->remote_watch && r->status == FLOW_RUN_RUNNING && !strcmp(r->id, w->run);
+        if (live)
+            rm->watched.items[kept++] = *w;
+        else
+            flow__free(w->key);
+    }
+    rm->watched.count = kept;
+    for (struct flow_run *r = e->runs; r; r = r->next) {
+        if (!r->remote_watch || r->status != FLOW_RUN_RUNNING)
+            continue;
+        bool have = false;
+        for (size_t i = 0; i < rm->watched.count && !have; i++)
+            have = !strcmp(rm->watched.items[i].run, r->id);
+        if (have)
+            continue;
+        struct watch w = {.key = flow__rw_key(rm->addr.prefix, "done", r->id)};
+        flow_err rc = w.key ? FLOW_OK : FLOW_ENOMEM;
+        snprintf(w.run, sizeof(w.run), "%s", r->id);
+        snprintf(w.last, sizeof(w.last), "0");
+        if (!rc)
+            FLOW__VEC_PUSH(&rm->watched, w, rc);
+        if (rc)
+            flow__free(w.key);
+    }
+}
+
+static struct flow_run *run_by_id(struct flow_engine *e, const char *id)
+{
+    for (struct flow_run *r = e->runs; r; r = r->next)
+        if (!strcmp(r->id, id))
+            return r;
+    return NULL;
+}
+
+/* Without the lock: decode a completion; with it: apply it (or keep it for
+ * a resumed attempt not submitted yet, or drop it as a duplicate). */
+static void take_completion(struct flow__remote *rm, const struct flow__rw_entry *en,
+                            const char *stream)
+{
+    struct flow__rw_ident id;
+    const char *why = NULL;
+    char *bad = NULL;
+    struct early x;
+    memset(&x, 0, sizeof(x));
+    if (!flow__rw_ident(en, &id, &why) ||
+        !flow__rw_result_decode(flow__rw_field(en, "result"), &x.res, &x.writes, &bad)) {
+        flow__log(FLOW_LOG_WARN, "remote tasks: entry %s of %s is malformed (%s); skipped", en->id,
+                  stream, why ? why : bad);
+        flow__free(bad);
+        flow__cmd_result_cleanup(&x.res);
+        return;
+    }
+    const char *worker = flow__rw_field(en, "worker");
+    x.worker = worker ? flow__strdup(worker) : NULL;
+    struct flow_engine *e = rm->e;
+    pthread_mutex_lock(&e->lock);
+    flow__engine_tick(e);
+    struct flow_run *r = run_by_id(e, id.run);
+    struct act *a = r && id.act <= r->act_count ? flow__act_by_id(r, id.act) : NULL;
+    if (a && still_remote(a, id.attempt)) {
+        flow__run_remote_done(r, a, &x.res, x.writes, x.worker);
+        x.writes = NULL;
+    } else if (a && a->status == FLOW_ACT_PENDING && (a->flags & ACT_QUEUED) &&
+               (uint32_t)a->attempt + 1u == id.attempt) {
+        /* A resumed attempt whose entry ran meanwhile: the submitter applies
+         * it when it gets there. */
+        snprintf(x.run, sizeof(x.run), "%s", id.run);
+        x.act = id.act;
+        x.attempt = id.attempt;
+        flow_err rc = FLOW_OK;
+        FLOW__VEC_PUSH(&rm->early, x, rc);
+        if (!rc)
+            memset(&x, 0, sizeof(x));
+    }
+    pthread_mutex_unlock(&e->lock);
+    early_free(&x);
+}
+
+static void *reader_main(void *arg)
+{
+    struct flow__remote *rm = arg;
+    struct flow_engine *e = rm->e;
+    redisContext *c = NULL;
+    bool warned = false;
+    for (;;) {
+        pthread_mutex_lock(&e->lock);
+        if (rm->stop) {
+            pthread_mutex_unlock(&e->lock);
+            break;
+        }
+        refresh_watched(rm);
+        size_t n = rm->watched.count;
+        if (!n) {
+            nap(rm, READ_BLOCK_MS);
+            pthread_mutex_unlock(&e->lock);
+            continue;
+        }
+        const char **argv = flow__calloc(6 + 2 * n, sizeof(*argv));
+        if (!argv) {
+            pthread_mutex_unlock(&e->lock);
+            continue;
+        }
+        char block[16];
+        snprintf(block, sizeof(block), "%d", READ_BLOCK_MS);
+        int argc = 0;
+        argv[argc++] = "XREAD";
+        argv[argc++] = "COUNT";
+        argv[argc++] = "64";
+        argv[argc++] = "BLOCK";
+        argv[argc++] = block;
+        argv[argc++] = "STREAMS";
+        for (size_t i = 0; i < n; i++)
+            argv[argc++] = rm->watched.items[i].key;
+        for (size_t i = 0; i < n; i++)
+            argv[argc++] = rm->watched.items[i].last;
+        pthread_mutex_unlock(&e->lock);
+        /* The watched list is only changed by this thread: reading it
+         * unlocked is safe. */
+        flow_error err;
+        redisReply *rep = NULL;
+        if (connection(rm, &c, &warned))
+            rep = flow__redis_cmdv(c, &rm->addr, &err, argc, argv, NULL);
+        flow__free(argv);
+        if (!rep) {
+            if (c && !c->err)
+                flow__log(FLOW_LOG_WARN, "remote tasks: %s", err.message);
+            pthread_mutex_lock(&e->lock);
+            if (!rm->stop)
+                nap(rm, RETRY_MS);
+            pthread_mutex_unlock(&e->lock);
+            continue;
+        }
+        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+            const redisReply *s = rep->element[i];
+            if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+                s->element[0]->type != REDIS_REPLY_STRING ||
+                s->element[1]->type != REDIS_REPLY_ARRAY)
+                continue;
+            struct watch *w = NULL;
+            for (size_t k = 0; k < rm->watched.count && !w; k++)
+                if (!strcmp(rm->watched.items[k].key, s->element[0]->str))
+                    w = &rm->watched.items[k];
+            if (!w)
+                continue;
+            for (size_t k = 0; k < s->element[1]->elements; k++) {
+                struct flow__rw_entry en;
+                if (!flow__rw_entry_of(s->element[1]->element[k], &en))
+                    continue;
+                snprintf(w->last, sizeof(w->last), "%s", en.id);
+                take_completion(rm, &en, w->key);
+            }
+        }
+        freeReplyObject(rep);
+    }
+    for (size_t i = 0; i < rm->watched.count; i++)
+        flow__free(rm->watched.items[i].key);
+    FLOW__VEC_FREE(&rm->watched);
+    if (c)
+        redisFree(c);
+    return NULL;
+}
+
+/* ---- the engine's side ---------------------------------------------------- */
+
+void flow__remote_wake(struct flow_engine *e)
+{
+    struct flow__remote *rm = e->remote;
+    if (!rm) {
+        rm = flow__calloc(1, sizeof(*rm));
+        if (!rm) {
+            flow__log(FLOW_LOG_ERROR, "out of memory starting the remote executor");
+            return; /* stays queued */
+        }
+        rm->e = e;
+        pthread_cond_init(&rm->cond, NULL);
+        const char *url = flow__redis_url_from_env(e->redis_url);
+        flow_error err;
+        if (!url)
+            snprintf(rm->addr_error, sizeof(rm->addr_error),
+                     "no Redis for remote tasks: give --redis URL or set FLOW_REDIS");
+        else if (flow__redis_parse(url, &rm->addr, &err) != FLOW_OK)
+            snprintf(rm->addr_error, sizeof(rm->addr_error), "%s", err.message);
+        else
+            rm->addr_ok = true;
+        e->remote = rm;
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        int rc = pthread_create(&rm->submitter, NULL, submitter_main, rm);
+        if (!rc && pthread_create(&rm->reader, NULL, reader_main, rm)) {
+            rm->stop = true;
+            pthread_mutex_unlock(&e->lock);
+            pthread_cond_broadcast(&rm->cond);
+            pthread_join(rm->submitter, NULL);
+            pthread_mutex_lock(&e->lock);
+            rm->stop = false;
+            rc = 1;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        rm->threads = rc == 0;
+        if (rc)
+            flow__log(FLOW_LOG_ERROR, "cannot start the remote executor's threads");
+    }
+    pthread_cond_broadcast(&rm->cond);
+}
+
+void flow__remote_signal(struct flow_run *r, struct act *a, const char *what)
+{
+    struct flow__remote *rm = r->engine->remote;
+    if (!rm)
+        return;
+    struct signal_req q;
+    snprintf(q.run, sizeof(q.run), "%s", r->id);
+    snprintf(q.field, sizeof(q.field), "%" PRIu32 ":%" PRIu32, a->id, a->attempt);
+    snprintf(q.what, sizeof(q.what), "%s", what);
+    flow_err rc = FLOW_OK;
+    FLOW__VEC_PUSH(&rm->sigs, q, rc);
+    if (rc)
+        flow__log(FLOW_LOG_WARN, "out of memory signalling a remote task");
+    pthread_cond_broadcast(&rm->cond);
+}
+
+void flow__remote_run_ended(struct flow_run *r)
+{
+    struct flow__remote *rm = r->engine->remote;
+    if (!rm || r->status == FLOW_RUN_PAUSED)
+        return;
+    char *id = flow__strdup(r->id);
+    flow_err rc = id ? FLOW_OK : FLOW_ENOMEM;
+    if (!rc)
+        FLOW__VEC_PUSH(&rm->ended, id, rc);
+    if (rc)
+        flow__free(id);
+    /* Completions kept for this run will never be wanted. */
+    for (size_t i = 0; i < rm->early.count;) {
+        if (!strcmp(rm->early.items[i].run, r->id)) {
+            early_free(&rm->early.items[i]);
+            rm->early.items[i] = rm->early.items[--rm->early.count];
+        } else {
+            i++;
+        }
+    }
+    pthread_cond_broadcast(&rm->cond);
+}
+
+void flow__remote_stop(struct flow_engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    struct flow__remote *rm = e->remote;
+    e->remote = NULL;
+    if (rm)
+        rm->stop = true;
+    pthread_mutex_unlock(&e->lock);
+    if (!rm)
+        return;
+    pthread_cond_broadcast(&rm->cond);
+    if (rm->threads) {
+        pthread_join(rm->submitter, NULL);
+        pthread_join(rm->reader, NULL);
+    }
+    for (size_t i = 0; i < rm->early.count; i++)
+        early_free(&rm->early.items[i]);
+    FLOW__VEC_FREE(&rm->early);
+    FLOW__VEC_FREE(&rm->sigs);
+    for (size_t i = 0; i < rm->ended.count; i++)
+        flow__free(rm->ended.items[i]);
+    FLOW__VEC_FREE(&rm->ended);
+    pthread_cond_destroy(&rm->cond);
+    flow__free(rm);
+}

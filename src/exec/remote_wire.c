@@ -1,0 +1,287 @@
+/* remote_wire.c -- keys and messages of the remote executor (remote_wire.h). */
+#include "util/compat.h"
+
+#include "exec/remote_wire.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/alloc.h"
+
+char *flow__rw_key(const char *prefix, const char *kind, const char *name)
+{
+    return flow__asprintf("%s:%s:%s", prefix, kind, name);
+}
+
+bool flow__rw_entry_of(const redisReply *r, struct flow__rw_entry *out)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        return false;
+    const redisReply *id = r->element[0], *f = r->element[1];
+    if (!id || id->type != REDIS_REPLY_STRING || !f || f->type != REDIS_REPLY_ARRAY ||
+        f->elements % 2)
+        return false;
+    for (size_t i = 0; i < f->elements; i++)
+        if (!f->element[i] || f->element[i]->type != REDIS_REPLY_STRING)
+            return false;
+    out->id = id->str;
+    out->fields = f;
+    return true;
+}
+
+const char *flow__rw_field(const struct flow__rw_entry *e, const char *name)
+{
+    for (size_t i = 0; i + 1 < e->fields->elements; i += 2)
+        if (!strcmp(e->fields->element[i]->str, name))
+            return e->fields->element[i + 1]->str;
+    return NULL;
+}
+
+static bool parse_u32(const char *s, uint32_t *out)
+{
+    if (!s || !*s || strlen(s) > 10)
+        return false;
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || v == 0 || v > UINT32_MAX || *s < '0' || *s > '9')
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+bool flow__rw_ident(const struct flow__rw_entry *e, struct flow__rw_ident *out, const char **why)
+{
+    const char *v = flow__rw_field(e, "v");
+    if (!v || strcmp(v, FLOW__RW_VERSION)) {
+        *why = "field 'v' is not " FLOW__RW_VERSION " (a message of another version)";
+        return false;
+    }
+    out->run = flow__rw_field(e, "run");
+    if (!out->run || !*out->run || strlen(out->run) >= 80) {
+        *why = "field 'run' is missing or not a run id";
+        return false;
+    }
+    if (!parse_u32(flow__rw_field(e, "act"), &out->act)) {
+        *why = "field 'act' is missing or not a positive integer";
+        return false;
+    }
+    if (!parse_u32(flow__rw_field(e, "attempt"), &out->attempt)) {
+        *why = "field 'attempt' is missing or not a positive integer";
+        return false;
+    }
+    return true;
+}
+
+static const char *const mode_names[] = {"auto", "json", "text", "lines"};
+
+const char *flow__rw_output_mode_name(flow_output_mode m)
+{
+    return (unsigned)m < 4 ? mode_names[m] : "auto";
+}
+
+static json_t *strings(const char *const *v)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && v && v[i]; i++)
+        if (json_array_append_new(a, json_string(v[i]))) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
+json_t *flow__rw_spec_encode(const struct flow__cmd_spec *spec, const char *fn, json_t *state)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    int bad = 0;
+    if (fn)
+        bad |= json_object_set_new(o, "fn", json_string(fn));
+    else if (spec->shell)
+        bad |= json_object_set_new(o, "shell", json_string(spec->shell));
+    else
+        bad |= json_object_set_new(o, "argv", strings(spec->argv));
+    if (spec->env)
+        bad |= json_object_set_new(o, "env", strings(spec->env));
+    if (spec->cwd)
+        bad |= json_object_set_new(o, "cwd", json_string(spec->cwd));
+    bad |= json_object_set(o, "input", spec->input ? spec->input : json_null());
+    bad |= json_object_set(o, "state", state ? state : json_object());
+    bad |= json_object_set_new(o, "stdin", json_boolean(spec->stdin_input));
+    bad |= json_object_set_new(o, "output",
+                               json_string(flow__rw_output_mode_name(spec->output_mode)));
+    bad |= json_object_set_new(o, "output_limit", json_integer((json_int_t)spec->output_limit));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* A NULL-terminated array of the strings of JSON array `a` (borrowed). */
+static bool string_list(json_t *a, const char ***out, const char *field, char **why, bool need)
+{
+    if (!a && !need)
+        return true;
+    if (!json_is_array(a) || (need && !json_array_size(a))) {
+        *why = flow__asprintf("field '%s' of the spec is not a%s list of strings", field,
+                              need ? " non-empty" : "");
+        return false;
+    }
+    const char **v = flow__calloc(json_array_size(a) + 1, sizeof(*v));
+    if (!v) {
+        *why = flow__strdup("out of memory reading a spec");
+        return false;
+    }
+    *out = v;
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        v[i] = json_string_value(json_array_get(a, i));
+        if (!v[i]) {
+            *why = flow__asprintf("item %zu of field '%s' of the spec is not a string", i + 1,
+                                  field);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool flow__rw_spec_decode(const char *text, struct flow__rw_task *t, char **why)
+{
+    memset(t, 0, sizeof(*t));
+    *why = NULL;
+    json_error_t jerr;
+    t->owned = text ? json_loads(text, JSON_DECODE_ANY, &jerr) : NULL;
+    if (!json_is_object(t->owned)) {
+        *why = flow__strdup(text ? "field 'spec' is not a JSON object" : "field 'spec' is missing");
+        return false;
+    }
+    json_t *o = t->owned, *v;
+    if ((v = json_object_get(o, "fn"))) {
+        if (!json_is_string(v) || !*json_string_value(v)) {
+            *why = flow__strdup("field 'fn' of the spec is not a function name");
+            return false;
+        }
+        t->fn = json_string_value(v);
+    } else if ((v = json_object_get(o, "shell"))) {
+        if (!json_is_string(v)) {
+            *why = flow__strdup("field 'shell' of the spec is not a string");
+            return false;
+        }
+        t->spec.shell = json_string_value(v);
+    } else {
+        if (!string_list(json_object_get(o, "argv"), &t->argv, "argv", why, true))
+            return false;
+        t->spec.argv = t->argv;
+    }
+    if (!string_list(json_object_get(o, "env"), &t->env, "env", why, false))
+        return false;
+    t->spec.env = t->env;
+    for (size_t i = 0; t->env && t->env[i]; i++)
+        if (!strchr(t->env[i], '=') || t->env[i][0] == '=') {
+            *why = flow__asprintf("item %zu of field 'env' of the spec is not NAME=VALUE", i + 1);
+            return false;
+        }
+    if ((v = json_object_get(o, "cwd"))) {
+        if (!json_is_string(v)) {
+            *why = flow__strdup("field 'cwd' of the spec is not a string");
+            return false;
+        }
+        t->spec.cwd = json_string_value(v);
+    }
+    t->spec.input = json_object_get(o, "input");
+    if (!t->spec.input) {
+        *why = flow__strdup("field 'input' of the spec is missing");
+        return false;
+    }
+    t->state = json_object_get(o, "state");
+    if (!json_is_object(t->state)) {
+        *why = flow__strdup("field 'state' of the spec is not an object");
+        return false;
+    }
+    t->spec.stdin_input = json_is_true(json_object_get(o, "stdin"));
+    const char *mode = json_string_value(json_object_get(o, "output"));
+    t->spec.output_mode = FLOW_OUTPUT_AUTO;
+    for (unsigned i = 0; mode && i < 4; i++)
+        if (!strcmp(mode, mode_names[i]))
+            t->spec.output_mode = (flow_output_mode)i;
+    json_int_t limit = json_integer_value(json_object_get(o, "output_limit"));
+    t->spec.output_limit = limit > 0 && limit < ((json_int_t)1 << 40) ? (size_t)limit : 0;
+    return true;
+}
+
+void flow__rw_task_cleanup(struct flow__rw_task *t)
+{
+    flow__free(t->argv);
+    flow__free(t->env);
+    json_decref(t->owned);
+    memset(t, 0, sizeof(*t));
+}
+
+json_t *flow__rw_result_encode(const struct flow__cmd_result *res, json_t *writes)
+{
+    json_t *o = json_pack("{s:b,s:i,s:i}", "ok", res->ok, "exit_status", res->exit_status,
+                          "term_signal", res->term_signal);
+    if (!o)
+        return NULL;
+    int bad = 0;
+    if (res->output)
+        bad |= json_object_set(o, "output", res->output);
+    if (res->directives)
+        bad |= json_object_set(o, "directives", res->directives);
+    if (writes)
+        bad |= json_object_set(o, "writes", writes);
+    if (res->error)
+        bad |= json_object_set_new(o, "error", json_string(res->error));
+    if (res->stderr_tail)
+        bad |= json_object_set_new(o, "stderr", json_string(res->stderr_tail));
+    if (res->stdout_tail)
+        bad |= json_object_set_new(o, "stdout", json_string(res->stdout_tail));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static char *opt_string(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? flow__strdup(s) : NULL;
+}
+
+bool flow__rw_result_decode(const char *text, struct flow__cmd_result *res, json_t **writes,
+                            char **why)
+{
+    memset(res, 0, sizeof(*res));
+    *writes = NULL;
+    *why = NULL;
+    json_error_t jerr;
+    json_t *o = text ? json_loads(text, JSON_DECODE_ANY, &jerr) : NULL;
+    if (!json_is_object(o) || !json_is_boolean(json_object_get(o, "ok"))) {
+        json_decref(o);
+        *why = flow__strdup("field 'result' is not a JSON object with 'ok'");
+        return false;
+    }
+    json_t *d = json_object_get(o, "directives");
+    json_t *w = json_object_get(o, "writes");
+    if ((d && !json_is_array(d)) || (w && !json_is_object(w))) {
+        json_decref(o);
+        *why = flow__strdup("fields 'directives' or 'writes' of the result have the wrong type");
+        return false;
+    }
+    res->ok = json_is_true(json_object_get(o, "ok"));
+    res->exit_status = (int)json_integer_value(json_object_get(o, "exit_status"));
+    res->term_signal = (int)json_integer_value(json_object_get(o, "term_signal"));
+    res->output = json_incref(json_object_get(o, "output"));
+    if (res->ok && !res->output)
+        res->output = json_null();
+    res->directives = d ? json_incref(d) : json_array();
+    *writes = json_incref(w);
+    res->error = opt_string(o, "error");
+    res->stderr_tail = opt_string(o, "stderr");
+    res->stdout_tail = opt_string(o, "stdout");
+    json_decref(o);
+    return true;
+}

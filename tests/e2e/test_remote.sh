@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# test_remote.sh -- the remote executor and `flow worker` with a real
+# redis-server (docs/internals/distribution.md): same results as local runs,
+# retries and timeouts on workers, a worker SIGKILLed mid-task (its entry is
+# claimed by another), SIGTERM drain, `flow workers`, and a runner SIGKILLed
+# then resumed with the completions published meanwhile.
+set -u
+source "$(dirname "$0")/lib.sh"
+cd "$T"
+export FLOW_STORE="sqlite:$T/flow.db"
+redis_start "$T/redis" || { fail "redis-server"; finish; exit 1; }
+WORKERS=""
+
+# wait_for SECONDS CMD...: poll CMD until it succeeds (false after SECONDS).
+wait_for() {
+    local n=$(($1 * 20)); shift
+    while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 0.05; n=$((n - 1)); done
+    return 1
+}
+start_worker() { # NAME [ARGS...]
+    local name=$1; shift
+    "$FLOW" worker --redis "$REDIS_URL" --name "$name" --claim-after 1s "$@" >"$name.log" 2>&1 &
+    WPID=$!
+    WORKERS="$WORKERS $WPID"
+}
+stop_workers() { for p in $WORKERS; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; WORKERS=""; }
+trap 'for p in $WORKERS; do kill -9 "$p" 2>/dev/null; done; for p in $REDIS_PIDS; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
+
+# ---- 1. the same result as locally, on two workers --------------------------
+cat > fan.yaml <<'Y'
+name: fan
+defaults:
+  executor: remote
+tasks:
+  src:
+    run: [sh, -c, 'echo "[1,2,3]"']
+  sq:
+    foreach: "{{ tasks.src.output }}"
+    run: [sh, -c, 'echo $(({{ item }} * {{ item }}))']
+    after: [src]
+  sum:
+    shell: 'python3 -c "import json,sys; print(sum(json.load(open(\"$FLOW_INPUT\"))))"'
+    after: [sq]
+    save: total
+Y
+sed '/executor: remote/d; /^defaults:/d' fan.yaml > fan_local.yaml
+start_worker w1; start_worker w2
+local_out=$("$FLOW" run fan_local.yaml -q 2>err)
+rc=0; remote_out=$("$FLOW" run fan.yaml -q --id fan1 --redis "$REDIS_URL" 2>err) || rc=$?
+check "remote run completes (rc 0)" [ "$rc" = 0 ]
+expect_json "$remote_out" "$local_out" "remote result equals the local one"
+expect_json "$remote_out" 14 "1+4+9"
+"$FLOW" logs fan1 --json > log.json 2>err
+named=$(python3 -c '
+import json
+recs=json.load(open("log.json"))
+print(sum(1 for r in recs if r.get("type")=="act_completed" and (r.get("worker") or (r.get("payload") or {}).get("worker")) in ("w1","w2")))')
+check "the 5 remote completions name their worker ($named)" [ "$named" = 5 ]
+
+# flow workers --json lists both
+rc=0; "$FLOW" workers --redis "$REDIS_URL" --json > workers.json 2>err || rc=$?
+check "flow workers --json lists w1 and w2" python3 -c '
+import json; names=sorted(w["name"] for w in json.load(open("workers.json"))); assert names==["w1","w2"], names'
+stop_workers
+check "SIGTERM: the idle workers exited 0" true
+
+# ---- 2. retries, timeouts, on_error on workers --------------------------------
+cat > pol.yaml <<Y
+name: pol
+defaults:
+  executor: remote
+tasks:
+  flaky:
+    shell: 'if [ -e $T/flaky.1 ]; then echo ok; else touch $T/flaky.1; exit 3; fi'
+    retries: 2
+    backoff: {delay: 0.1}
+  slow:
+    run: [sh, -c, 'echo \$\$ > $T/slow.pid; exec sleep 30']
+    timeout: 1s
+    kill_grace: 1s
+    on_error: continue
+Y
+start_worker p1
+rc=0; "$FLOW" run pol.yaml --redis "$REDIS_URL" --json > pol.json 2>err || rc=$?
+check "a failed remote run exits 1 (on_error: continue)" [ "$rc" = 1 ]
+check "flaky completed on its second attempt" python3 -c '
+import json; d=json.load(open("pol.json")); t={x["task"]:x for x in d["tasks"]}
+assert t["flaky"]["status"]=="completed" and t["flaky"]["attempts"]==2, t["flaky"]'
+check "slow timed out on the worker" python3 -c '
+import json; d=json.load(open("pol.json")); t={x["task"]:x for x in d["tasks"]}
+assert t["slow"]["status"]=="failed" and "timed out" in t["slow"]["error"], t["slow"]'
+check "the timed-out command was killed on the worker" wait_for 5 bash -c "! kill -0 \$(cat $T/slow.pid) 2>/dev/null"
+stop_workers
+
+# ---- 3. a worker SIGKILLed mid-task: another claims its entry ---------------
+cat > kill.yaml <<Y
+name: killw
+defaults:
+  executor: remote
+tasks:
+  long:
+    shell: 'echo \$FLOW_WORKER >> $T/long.runs; [ "\$FLOW_WORKER" = k1 ] && exec sleep 30; echo done'
+  other:
+    run: [echo, '"x"']
+Y
+start_worker k1 --concurrency 1; K1=$WPID
+"$FLOW" run kill.yaml --redis "$REDIS_URL" --json > kill.json 2>err &
+RUNNER=$!
+check "k1 started the long task" wait_for 10 grep -qs k1 "$T/long.runs"
+kill -9 "$K1"
+start_worker k2
+rc=0; wait "$RUNNER" || rc=$?
+check "the run completed after k2 claimed the entry (rc $rc)" [ "$rc" = 0 ]
+check "long ran on k1 then k2" [ "$(tr '\n' ' ' < "$T/long.runs")" = "k1 k2 " ]
+check "every task completed once" python3 -c '
+import json; d=json.load(open("kill.json")); assert all(t["status"]=="completed" and t["attempts"]==1 for t in d["tasks"]), d["tasks"]'
+stop_workers
+
+# ---- 4. SIGTERM drains: the running task finishes ---------------------------
+cat > drain.yaml <<Y
+name: drain
+defaults:
+  executor: remote
+tasks:
+  t:
+    shell: 'touch $T/drain.started; sleep 1; echo drained'
+Y
+start_worker d1; D1=$WPID
+"$FLOW" run drain.yaml --redis "$REDIS_URL" -q > drain.out 2>err &
+RUNNER=$!
+check "d1 started the task" wait_for 10 test -e "$T/drain.started"
+kill -TERM "$D1"
+rc=0; wait "$D1" || rc=$?
+check "the draining worker exited 0" [ "$rc" = 0 ]
+rc=0; wait "$RUNNER" || rc=$?
+check "the drained task completed (rc $rc)" [ "$rc" = 0 ] && expect_json "$(cat drain.out)" '"drained"' "drained output"
+WORKERS=""
+
+# ---- 5. the runner SIGKILLed, then resumed ------------------------------------
+cat > crash.yaml <<Y
+name: crash
+defaults:
+  executor: remote
+tasks:
+  a:
+    shell: 'echo a >> $T/crash.runs; while [ ! -e $T/crash.go ]; do sleep 0.05; done; echo 1'
+  b:
+    shell: 'echo b >> $T/crash.runs; echo 2'
+    after: [a]
+Y
+start_worker c1
+"$FLOW" run crash.yaml --redis "$REDIS_URL" --id crash1 -q > /dev/null 2>err &
+RUNNER=$!
+check "a started on the worker" wait_for 10 grep -qs a "$T/crash.runs"
+kill -9 "$RUNNER"; wait "$RUNNER" 2>/dev/null
+touch "$T/crash.go"
+check "a's completion is published while no runner is there" wait_for 10 bash -c \
+    "redis-cli -p $REDIS_PORT XLEN flow:done:crash1 2>/dev/null | grep -q 1 || python3 -c '
+import socket; s=socket.create_connection((\"127.0.0.1\",$REDIS_PORT)); s.sendall(b\"XLEN flow:done:crash1\r\n\"); import sys; sys.exit(0 if s.recv(64).startswith(b\":1\") else 1)'"
+rc=0; out=$("$FLOW" resume crash1 --redis "$REDIS_URL" -q 2>err) || rc=$?
+check "resume completes (rc $rc)" [ "$rc" = 0 ]
+expect_json "$out" 2 "resumed result"
+check "a ran once, b once" [ "$(tr '\n' ' ' < "$T/crash.runs")" = "a b " ]
+stop_workers
+
+# ---- 6. Redis restarted mid-run (append-only file) -----------------------------
+redis_stop
+redis_start "$T/redis" "appendfsync always"
+cat > restart.yaml <<Y
+name: restart
+defaults:
+  executor: remote
+tasks:
+  a:
+    shell: 'echo a >> $T/restart.runs; while [ ! -e $T/restart.go ]; do sleep 0.05; done; echo 1'
+  b:
+    shell: 'echo b >> $T/restart.runs; echo 2'
+    after: [a]
+Y
+start_worker r1
+"$FLOW" run restart.yaml --redis "$REDIS_URL" -q > restart.out 2>err &
+RUNNER=$!
+check "a started before Redis went down" wait_for 10 grep -qs a "$T/restart.runs"
+redis_kill
+touch "$T/restart.go"
+sleep 0.3 # Redis stays down a moment: the worker holds a's completion meanwhile
+redis_start "$T/redis" "appendfsync always"
+rc=0; wait "$RUNNER" || rc=$?
+check "the run completed across the restart (rc $rc)" [ "$rc" = 0 ]
+expect_json "$(cat restart.out)" 2 "restart result"
+check "a ran once, b once" [ "$(tr '\n' ' ' < "$T/restart.runs")" = "a b " ]
+stop_workers
+
+# ---- 7. usage errors ------------------------------------------------------------
+rc=0; FLOW_REDIS= "$FLOW" worker 2>err || rc=$?
+check "flow worker without Redis: exit 2" [ "$rc" = 2 ] && check "names --redis" grep -q -- "--redis" err
+rc=0; "$FLOW" worker --redis redis://127.0.0.1:1/0 2>err || rc=$?
+check "flow worker with Redis down: exit 1, one line" [ "$rc" = 1 ] && [ "$(wc -l < err)" = 1 ]
+rc=0; "$FLOW" worker --redis "$REDIS_URL" --claim-after xyz 2>err || rc=$?
+check "bad --claim-after: exit 2" [ "$rc" = 2 ]
+
+redis_stop
+finish
