@@ -24,8 +24,11 @@
 #include "util/redis.h"
 
 #define REDIS_TIMEOUT_S 5.0
-#define READ_BLOCK_MS 200
+/* How long the reader blocks on the completion streams it follows: a run
+ * that starts having remote work meanwhile is followed from the next read. */
+#define READ_BLOCK_MS 50
 #define RETRY_MS 500
+#define SUBMIT_BATCH 128 /* activations queued in one round trip */
 
 /* A completion read before its (resumed) attempt was submitted again. */
 struct early {
@@ -152,6 +155,9 @@ struct submission {
     char *queue_key, *inflight_key;
     char act_s[16], attempt_s[16];
     char *spec;
+    flow_err rc;   /* of the last try: FLOW_EIO means try again */
+    char *error;   /* its message when it failed otherwise */
+    bool settled;  /* queued, or ended without being queued */
 };
 
 static void submission_cleanup(struct submission *s)
@@ -159,6 +165,7 @@ static void submission_cleanup(struct submission *s)
     flow__free(s->queue_key);
     flow__free(s->inflight_key);
     flow__free(s->spec);
+    flow__free(s->error);
 }
 
 /* [L] Start the attempt and prepare its message; false when it ended
@@ -179,7 +186,10 @@ static bool prepare(struct flow__remote *rm, struct act *a, struct submission *s
     slot->remote = true;
     slot->act = a;
     dyn->cmd = slot;
-    r->remote_watch = true;
+    if (!r->remote_watch) {
+        r->remote_watch = true;
+        pthread_cond_broadcast(&rm->cond); /* a reader napping for want of runs */
+    }
     flow__run_attempt_started(r, a);
     slot->attempt = a->attempt;
     struct early x;
@@ -237,26 +247,64 @@ static bool prepare(struct flow__remote *rm, struct act *a, struct submission *s
     return true;
 }
 
-/* Without the lock: the Lua script (XADD unless this attempt is in flight
- * already). FLOW_OK, FLOW_EIO (Redis unreachable: try again) or another
- * error in `err`. */
-static flow_err submit(struct flow__remote *rm, redisContext **c, bool *warned,
-                       struct submission *s, flow_error *err)
+/* An error reply that says "later", not "never": a server loading its
+ * append-only file after a restart, busy with a script, out of memory
+ * (noeviction), or a replica. */
+static bool transient(const char *msg)
 {
-    if (!connection(rm, c, warned))
-        return flow__error(err, FLOW_EIO, "cannot reach %s", rm->addr.shown);
+    static const char *const later[] = {"LOADING", "BUSY", "OOM", "TRYAGAIN", "MASTERDOWN",
+                                        "READONLY"};
+    for (size_t i = 0; msg && i < FLOW__ARRAY_LEN(later); i++)
+        if (!strncmp(msg, later[i], strlen(later[i])))
+            return true;
+    return false;
+}
+
+/* Without the lock: the Lua script (XADD unless this attempt is in flight
+ * already) for each unsettled submission of `v`, pipelined: one round trip
+ * for the batch. Each gets its rc: FLOW_OK, FLOW_EIO (Redis unreachable:
+ * try again) or another error with its message. */
+static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned,
+                         struct submission *v, size_t n)
+{
     char ttl[16];
     snprintf(ttl, sizeof(ttl), "%d", FLOW__RW_TTL_S);
-    const char *task = act_task(s->a)->name; /* the flow outlives the run */
-    const char *argv[] = {"EVAL",   submit_lua,   "2",          s->queue_key, s->inflight_key,
-                          s->act_s, s->attempt_s, ttl,          "v",          FLOW__RW_VERSION,
-                          "run",    s->r->id,     "act",        s->act_s,     "attempt",
-                          s->attempt_s, "task",   task,         "spec",       s->spec};
-    redisReply *rep = flow__redis_cmdv(*c, &rm->addr, err, (int)FLOW__ARRAY_LEN(argv), argv, NULL);
-    if (!rep)
-        return (*c)->err ? FLOW_EIO : err->code ? err->code : FLOW_EIO;
-    freeReplyObject(rep);
-    return FLOW_OK;
+    bool connected = connection(rm, c, warned) != NULL;
+    size_t sent = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct submission *s = &v[i];
+        if (s->settled)
+            continue;
+        s->rc = FLOW_EIO;
+        if (!connected)
+            continue;
+        const char *task = act_task(s->a)->name; /* the flow outlives the run */
+        const char *argv[] = {"EVAL",   submit_lua,   "2",          s->queue_key, s->inflight_key,
+                              s->act_s, s->attempt_s, ttl,          "v",          FLOW__RW_VERSION,
+                              "run",    s->r->id,     "act",        s->act_s,     "attempt",
+                              s->attempt_s, "task",   task,         "spec",       s->spec};
+        if (redisAppendCommandArgv(*c, (int)FLOW__ARRAY_LEN(argv), argv, NULL) == REDIS_OK)
+            sent++;
+    }
+    for (size_t i = 0; i < n && sent; i++) {
+        struct submission *s = &v[i];
+        if (s->settled)
+            continue;
+        redisReply *rep = NULL;
+        if (redisGetReply(*c, (void **)&rep) != REDIS_OK || !rep) {
+            break; /* the connection failed: the rest stay FLOW_EIO */
+        }
+        sent--;
+        if (rep->type == REDIS_REPLY_ERROR && !transient(rep->str)) {
+            s->rc = FLOW_EINVAL;
+            flow__free(s->error);
+            s->error = flow__asprintf("redis %s: cannot queue the task: %.300s", rm->addr.shown,
+                                      rep->str ? rep->str : "error");
+        } else {
+            s->rc = rep->type == REDIS_REPLY_ERROR ? FLOW_EIO : FLOW_OK;
+        }
+        freeReplyObject(rep);
+    }
 }
 
 /* Without the lock: write the cancel keys asked for. */
@@ -330,39 +378,51 @@ static void *submitter_main(void *arg)
         }
         if (rm->stop)
             break;
-        struct act *a = flow__engine_remote_pop(e);
-        if (!a) {
+        if (!e->remote_q.count) {
             pthread_cond_wait(&rm->cond, &e->lock);
             continue;
         }
         flow__engine_tick(e);
-        struct flow_run *r = a->run;
-        if (r->stopping) {
-            flow__run_cancel_act(r, a, "the run stopped before it started");
-            continue;
+        struct submission batch[SUBMIT_BATCH];
+        size_t n = 0;
+        struct act *a;
+        while (n < SUBMIT_BATCH && (a = flow__engine_remote_pop(e)) != NULL) {
+            if (a->run->stopping)
+                flow__run_cancel_act(a->run, a, "the run stopped before it started");
+            else if (prepare(rm, a, &batch[n]))
+                n++;
         }
-        struct submission s;
-        if (!prepare(rm, a, &s))
-            continue;
-        for (;;) {
+        for (size_t unsettled = n; unsettled;) {
             pthread_mutex_unlock(&e->lock);
-            flow_error err;
-            flow_err rc = submit(rm, &c, &warned, &s, &err);
+            submit_batch(rm, &c, &warned, batch, n);
             pthread_mutex_lock(&e->lock);
             flow__engine_tick(e);
-            if (!still_remote(a, s.attempt))
-                break; /* timed out or cancelled meanwhile */
-            if (rc == FLOW_OK)
-                break;
-            if (rc != FLOW_EIO || rm->stop) {
-                not_submitted(r, a, flow__strdup(err.message));
-                break;
+            unsettled = 0;
+            for (size_t i = 0; i < n; i++) {
+                struct submission *s = &batch[i];
+                if (s->settled)
+                    continue;
+                if (!still_remote(s->a, s->attempt) || s->rc == FLOW_OK) {
+                    s->settled = true; /* queued, or timed out or cancelled meanwhile */
+                } else if (s->rc != FLOW_EIO || rm->stop) {
+                    not_submitted(s->r, s->a,
+                                  s->error ? s->error
+                                           : flow__asprintf("cannot reach %s", rm->addr.shown));
+                    s->error = NULL;
+                    s->settled = true;
+                } else {
+                    unsettled++;
+                }
             }
-            nap(rm, RETRY_MS); /* Redis is away: the attempt waits (its timeout runs) */
+            if (unsettled)
+                nap(rm, RETRY_MS); /* Redis is away: the attempts wait (their timeouts run) */
         }
-        submission_cleanup(&s);
         pthread_mutex_unlock(&e->lock);
-        flow__run_unref(r);
+        for (size_t i = 0; i < n; i++) {
+            struct flow_run *r = batch[i].r;
+            submission_cleanup(&batch[i]);
+            flow__run_unref(r);
+        }
         pthread_mutex_lock(&e->lock);
     }
     pthread_mutex_unlock(&e->lock);
@@ -417,48 +477,57 @@ static struct flow_run *run_by_id(struct flow_engine *e, const char *id)
     return NULL;
 }
 
-/* Without the lock: decode a completion; with it: apply it (or keep it for
- * a resumed attempt not submitted yet, or drop it as a duplicate). */
-static void take_completion(struct flow__remote *rm, const struct flow__rw_entry *en,
-                            const char *stream)
-{
+/* A completion read, decoded without the lock. */
+struct incoming {
     struct flow__rw_ident id;
+    struct early x;
+};
+
+/* Without the lock: decode a completion into `in`; false (logged) when it
+ * is malformed. */
+static bool decode_completion(const struct flow__rw_entry *en, const char *stream,
+                              struct incoming *in)
+{
     const char *why = NULL;
     char *bad = NULL;
-    struct early x;
-    memset(&x, 0, sizeof(x));
-    if (!flow__rw_ident(en, &id, &why) ||
-        !flow__rw_result_decode(flow__rw_field(en, "result"), &x.res, &x.writes, &bad)) {
+    memset(in, 0, sizeof(*in));
+    if (!flow__rw_ident(en, &in->id, &why) ||
+        !flow__rw_result_decode(flow__rw_field(en, "result"), &in->x.res, &in->x.writes, &bad)) {
         flow__log(FLOW_LOG_WARN, "remote tasks: entry %s of %s is malformed (%s); skipped", en->id,
                   stream, why ? why : bad);
         flow__free(bad);
-        flow__cmd_result_cleanup(&x.res);
-        return;
+        flow__cmd_result_cleanup(&in->x.res);
+        return false;
     }
     const char *worker = flow__rw_field(en, "worker");
-    x.worker = worker ? flow__strdup(worker) : NULL;
-    struct flow_engine *e = rm->e;
-    pthread_mutex_lock(&e->lock);
-    flow__engine_tick(e);
-    struct flow_run *r = run_by_id(e, id.run);
-    struct act *a = r && id.act <= r->act_count ? flow__act_by_id(r, id.act) : NULL;
-    if (a && still_remote(a, id.attempt)) {
-        flow__run_remote_done(r, a, &x.res, x.writes, x.worker);
-        x.writes = NULL;
+    in->x.worker = worker ? flow__strdup(worker) : NULL;
+    return true;
+}
+
+/* [L] Apply a completion, or keep it for a resumed attempt not submitted
+ * yet, or drop it as a duplicate. `in` is emptied. */
+static void apply_completion(struct flow__remote *rm, struct incoming *in)
+{
+    struct flow__rw_ident *id = &in->id;
+    struct early *x = &in->x;
+    struct flow_run *r = run_by_id(rm->e, id->run);
+    struct act *a = r && id->act <= r->act_count ? flow__act_by_id(r, id->act) : NULL;
+    if (a && still_remote(a, id->attempt)) {
+        flow__run_remote_done(r, a, &x->res, x->writes, x->worker);
+        x->writes = NULL;
     } else if (a && a->status == FLOW_ACT_PENDING && (a->flags & ACT_QUEUED) &&
-               (uint32_t)a->attempt + 1u == id.attempt) {
+               (uint32_t)a->attempt + 1u == id->attempt) {
         /* A resumed attempt whose entry ran meanwhile: the submitter applies
          * it when it gets there. */
-        snprintf(x.run, sizeof(x.run), "%s", id.run);
-        x.act = id.act;
-        x.attempt = id.attempt;
+        snprintf(x->run, sizeof(x->run), "%s", id->run);
+        x->act = id->act;
+        x->attempt = id->attempt;
         flow_err rc = FLOW_OK;
-        FLOW__VEC_PUSH(&rm->early, x, rc);
+        FLOW__VEC_PUSH(&rm->early, *x, rc);
         if (!rc)
-            memset(&x, 0, sizeof(x));
+            memset(x, 0, sizeof(*x));
     }
-    pthread_mutex_unlock(&e->lock);
-    early_free(&x);
+    early_free(x);
 }
 
 static void *reader_main(void *arg)
@@ -490,7 +559,7 @@ static void *reader_main(void *arg)
         int argc = 0;
         argv[argc++] = "XREAD";
         argv[argc++] = "COUNT";
-        argv[argc++] = "64";
+        argv[argc++] = "512";
         argv[argc++] = "BLOCK";
         argv[argc++] = block;
         argv[argc++] = "STREAMS";
@@ -515,6 +584,8 @@ static void *reader_main(void *arg)
             pthread_mutex_unlock(&e->lock);
             continue;
         }
+        /* Decode the whole reply without the lock, apply it under one. */
+        FLOW__VEC(struct incoming) in = {0};
         for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
             const redisReply *s = rep->element[i];
             if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
@@ -532,9 +603,27 @@ static void *reader_main(void *arg)
                 if (!flow__rw_entry_of(s->element[1]->element[k], &en))
                     continue;
                 snprintf(w->last, sizeof(w->last), "%s", en.id);
-                take_completion(rm, &en, w->key);
+                struct incoming one;
+                if (!decode_completion(&en, w->key, &one))
+                    continue;
+                flow_err rc = FLOW_OK;
+                FLOW__VEC_PUSH(&in, one, rc);
+                if (rc) { /* out of memory: this one at once, by itself */
+                    pthread_mutex_lock(&e->lock);
+                    flow__engine_tick(e);
+                    apply_completion(rm, &one);
+                    pthread_mutex_unlock(&e->lock);
+                }
             }
         }
+        if (in.count) {
+            pthread_mutex_lock(&e->lock);
+            flow__engine_tick(e);
+            for (size_t i = 0; i < in.count; i++)
+                apply_completion(rm, &in.items[i]);
+            pthread_mutex_unlock(&e->lock);
+        }
+        FLOW__VEC_FREE(&in);
         freeReplyObject(rep);
     }
     for (size_t i = 0; i < rm->watched.count; i++)
