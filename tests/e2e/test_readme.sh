@@ -67,4 +67,30 @@ out=$("$FLOW" resume rev 2>/dev/null)
 expect_json "$out" '{"final": "Q3 summary: revenue up 12%", "by": "alice"}' "tour: resumed with the answer"
 unset FLOW_STORE
 
+# "Run tasks on other machines": two workers, the fan-out example, flow workers
+# (on a redis-server of our own, as the README's throwaway one).
+grep -q '^build/flow run examples/distributed/fan.yaml --quiet' "$FLOW_SOURCE_DIR/README.md" &&
+    pass "README has the distribution tour" || fail "no distribution tour in README"
+redis_start "$T/redis" || fail "tour: no redis-server"
+export FLOW_REDIS=$REDIS_URL
+"$FLOW" worker --name w1 2>w1.err &
+w1=$!
+"$FLOW" worker --name w2 2>w2.err &
+w2=$!
+out=$("$FLOW" run "$FLOW_SOURCE_DIR/examples/distributed/fan.yaml" --quiet --store "memory:" 2>run.err)
+rc=$?
+[ $rc = 0 ] && pass "tour: the distributed run exits 0" || fail "tour: distributed run exit $rc: $(cat run.err)"
+workers=$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin)
+print(d["process_a"]["got"]["rows"], sorted({d["process_a"]["worker"], d["process_b"]["worker"]} - {"w1","w2"}))' 2>&1)
+[ "$workers" = "[3, 1, 2] []" ] && pass "tour: the branches ran on the workers, with their input" ||
+    fail "tour: distributed result: $out ($workers)"
+for _ in $(seq 100); do "$FLOW" workers >workers.txt 2>&1 && [ "$(grep -c '^w[12] .*default' workers.txt)" = 2 ] && break; sleep 0.05; done
+[ "$(grep -c '^w[12] .*default' workers.txt)" = 2 ] && pass "tour: flow workers lists both" ||
+    fail "tour: flow workers: $(cat workers.txt)"
+kill $w1 $w2
+wait $w1 && wait $w2 && pass "tour: SIGTERM drains and stops the workers (exit 0)" ||
+    fail "tour: a worker did not exit 0 on SIGTERM: $(cat w1.err w2.err)"
+redis_stop
+unset FLOW_REDIS
+
 finish
