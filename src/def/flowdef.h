@@ -130,6 +130,12 @@ struct flow_task {
 };
 
 /* The task standing in when `t` fails (on_error: fallback), or NULL. */
+/* Is the task's body a C function served by workers (`fn: NAME`)? */
+static inline bool flow__task_runs_remote_fn(const struct flow_task *t)
+{
+    return t->ext && t->ext->remote_fn;
+}
+
 static inline struct flow_task *flow__task_fallback(const struct flow_task *t)
 {
     return t->ext ? t->ext->fallback : NULL;

@@ -339,7 +339,13 @@ void flow__ld_apply_policy(struct loader *L, flow_task *t, const struct policy *
     if ((s = PICK(P_MAX_ACTIVATIONS)) &&
         (rc = flow_task_set_max_activations(t, s->max_activations)))
         flow__ld_core_failed(L, pos, rc, NULL, what);
-    if ((s = PICK(P_EXECUTOR)) && (rc = flow_task_set_executor(t, s->executor)))
+    /* `executor: remote` from `defaults` goes to what a worker can run
+     * (commands, `fn` functions); a task with nothing to run there -- no
+     * body, a nested flow, a question for a person -- stays with the runner,
+     * as a join of remote branches usually is. */
+    if ((s = PICK(P_EXECUTOR)) && !(s == dp && s->executor == FLOW_EXEC_REMOTE && !is_command &&
+                                     !flow__task_runs_remote_fn(t)) &&
+        (rc = flow_task_set_executor(t, s->executor)))
         flow__ld_core_failed(L, pos, rc, NULL, what);
     /* A queue from `defaults` goes to the remote tasks; a task's own is
      * checked against its executor (graph.c). */

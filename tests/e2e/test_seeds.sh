@@ -306,10 +306,39 @@ want 'd["outputs"]["long_running"]' '{"batches": 25, "checkpoints_asked": 3}' \
 want 'd["outputs"]["periodic_checkpoint_task"]["checkpoints_asked"] >= 1' 'true' \
     "graflow_checkpoint: periodic checkpoints asked"
 
+# Distributed Execution: on a redis-server of our own, two `flow worker`s serving
+# Graflow's queue names, as the seed's two `graflow.worker.main` processes.
+redis_start "$T/redis" || fail "no redis-server for the distributed seeds"
+export FLOW_REDIS=$REDIS_URL
+for k in 1 2; do
+    "$FLOW" worker --queue distributed_pipeline --queue distributed_group --name "worker-$k" \
+        2>"$T/worker-$k.err" &
+    eval "worker_$k=\$!"
+done
 run_flow graflow_distributed_workflow.yaml --start fetch
-exits 0 "graflow_distributed_workflow (local)"
+exits 0 "graflow_distributed_workflow (on two workers)"
 want '[d["result"], acts("aggregate")]' '[{"process_a": 6, "process_b": 3, "process_c": 3}, 1]' \
     "graflow_distributed_workflow: fetch >> (a | b | c) >> aggregate joins once"
+flush
+jlog=$("$FLOW" logs "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$T/run.json")" --json 2>&1)
+ran_on=$(echo "$jlog" | python3 -c 'import json,sys
+recs = json.load(sys.stdin)
+print(sorted({r.get("worker") for r in recs if r.get("type") == "act_completed" and r.get("task") != "aggregate"}))' 2>&1)
+case $ran_on in
+    "['worker-1']"|"['worker-2']"|"['worker-1', 'worker-2']") pass "graflow_distributed_workflow: the four tasks ran on the workers ($ran_on)" ;;
+    *) fail "graflow_distributed_workflow: workers in the journal: $ran_on" ;;
+esac
+run_flow graflow_redis_coordinator.yaml
+exits 0 "graflow_redis_coordinator (a parallel group on workers)"
+want '[len(d["result"]["merge"]), [x.split(" on ")[0] for x in d["result"]["merge"]], acts("merge")]' \
+    '[3, ["a", "b", "c"], 1]' "graflow_redis_coordinator: merge runs once with the three branches, in order"
+want 'all(x.split(" on ")[1] in ("worker-1", "worker-2") for x in d["result"]["merge"])' 'true' \
+    "graflow_redis_coordinator: each branch ran on a worker"
+flush
+kill "$worker_1" "$worker_2"
+wait "$worker_1" "$worker_2"
+redis_stop
+unset FLOW_REDIS
 
 # ---- FlowForge ------------------------------------------------------------------------
 
