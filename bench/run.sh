@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # bench/run.sh -- `make bench`: libflow next to the peers a user would pick instead, in one go.
-# Builds what is needed, runs the peers' W1 (in-process DAG), W2 (external commands) and W4 (durable journal)
-# scripts from ../shared/bench/ and libflow's own (bench/w1.sh, bench/w2.sh, bench/w4.sh) on the same inputs
+# Builds what is needed, runs the peers' W1 (in-process DAG), W2 (external commands), W3 (jobs on 2 workers
+# through Redis) and W4 (durable journal) scripts from ../shared/bench/ and libflow's own (bench/w1.sh,
+# bench/w2.sh, bench/w3.sh, bench/w4.sh) on the same inputs
 # and rules, and libflow's scale benchmark W5 (bench/w5.sh, no peer), prints every result line, then the
 # ratios libflow / peer with the issue's targets (PASS / MISS), and saves the whole output to
 # bench/results/<UTC time>-<W>.txt (QUICK runs go to bench/.run/results/).
 # See bench/README.md.
-# Env: W ("W1 W2 W4 W5"), PEERS ("tbb omp ninja make xargs parallel raw"; may add dask), DASK=1 (adds dask),
+# Env: W ("W1 W2 W3 W4 W5"), W3_PEERS ("raw bullmq celery"; may add redis-benchmark; "" runs none), PEERS ("tbb omp ninja make xargs parallel raw"; may add dask), DASK=1 (adds dask),
 #      W4_PEERS ("sqlite"; "sqlite postgres" adds PostgreSQL; "" runs no W4 peer), W4_RUNS (5: their runs),
 #      REPS (11: W1 timed repetitions, W4-fan runs), RUNS (3: W2 hyperfine runs), THREADS (2), BUILD (build),
 #      QUICK=1 (small N, few repetitions: a smoke run), STRICT=1 (exit 1 when a target is missed),
@@ -28,7 +29,7 @@ export SHARED
 # shellcheck source=/dev/null
 . "$SHARED/bench/common.sh"  # ensure_debs, stats, result, hyperfine_times, PY
 
-W=$(echo "${W:-W1 W2 W4 W5}" | tr 'a-z,' 'A-Z ')
+W=$(echo "${W:-W1 W2 W3 W4 W5}" | tr 'a-z,' 'A-Z ')
 PEERS=${PEERS:-"tbb omp ninja make xargs parallel raw"}
 [ "${DASK:-0}" != 0 ] && PEERS="$PEERS dask"
 BUILD=${BUILD:-build}; case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
@@ -51,6 +52,7 @@ if [ "$QUICK" != 0 ]; then   # smoke sizes; any size set in the environment stil
 fi
 export BUILD THREADS=${THREADS:-2} REPS=${REPS:-11} RUNS=${RUNS:-3}
 W4_PEERS=${W4_PEERS-sqlite}; W4_RUNS=${W4_RUNS:-5}
+W3_PEERS=${W3_PEERS-"raw bullmq celery"}
 
 W1_PEERS="" W2_PEERS=""
 for p in $PEERS; do
@@ -60,11 +62,15 @@ for p in $PEERS; do
     *) echo "bench: unknown peer '$p' (known: tbb omp dask ninja make xargs parallel raw)" >&2; exit 2 ;;
   esac
 done
+for p in $W3_PEERS; do
+  case $p in redis-benchmark|raw|bullmq|celery) ;;
+    *) echo "bench: unknown W3 peer '$p' (known: redis-benchmark raw bullmq celery)" >&2; exit 2 ;; esac
+done
 for p in $W4_PEERS; do
   case $p in sqlite|postgres) ;; *) echo "bench: unknown W4 peer '$p' (known: sqlite postgres)" >&2; exit 2 ;; esac
 done
 for w in $W; do
-  case $w in W1|W2|W4|W5) ;; *) echo "bench: unknown workload '$w' in W (known: W1 W2 W4 W5)" >&2; exit 2 ;; esac
+  case $w in W1|W2|W3|W4|W5) ;; *) echo "bench: unknown workload '$w' in W (known: W1 W2 W3 W4 W5)" >&2; exit 2 ;; esac
 done
 wants() { case " $W " in *" $1 "*) return 0 ;; esac; return 1; }
 
@@ -96,6 +102,7 @@ build() {
   wants W1 && targets+=(bench_w1_dag)
   wants W2 && targets+=(flow)
   wants W4 && targets+=(bench_w4_durable)
+  wants W3 && targets+=(bench_w3_remote flow)
   wants W5 && targets+=(bench_w5_scale flow)
   [ ${#targets[@]} -gt 0 ] || return 0
   if [ "${NO_BUILD:-0}" != 0 ]; then
@@ -187,6 +194,22 @@ ratios() {
     else if (kind == "min") res = verdict(-t, -lim)
     else if (kind == "max") { if (secs < lim) { pass++; res = "PASS" } else { miss++; res = "MISS" } }
     printf fmt4, w, e, v[w, e, "N"], secs, t, rec, tg, res
+  }
+  # W3: a value of one line against a target: ">= Kx PEER" (throughput over a peer), ">= N", "<= N us"
+  function w3row(w, e, key, tg,   x, p50, res, k, peer, b) {
+    if (!((w, e) in has)) {
+      if (tg != "") { na++; printf fmt3, w, e, "-", "-", "-", tg, "n/a (no result)" }
+      return
+    }
+    x = v[w, e, key]; p50 = ((w, e, "lat_p50_us") in v) ? v[w, e, "lat_p50_us"] : "-"
+    res = ""
+    if (tg ~ /^>= [0-9.]+x /) {
+      k = substr(tg, 4) + 0; peer = substr(tg, index(tg, "x ") + 2)
+      if (!((w, peer) in has)) { na++; res = "n/a (no " peer ")" }
+      else { b = v[w, peer, key]; res = sprintf("%.2fx ", x / b); if (x >= k * b) { pass++; res = res "PASS" } else { miss++; res = res "MISS" } }
+    } else if (tg ~ /^>= /) { if (x >= substr(tg, 4) + 0) { pass++; res = "PASS" } else { miss++; res = "MISS" } }
+    else if (tg ~ /^<= /) { if (x <= substr(tg, 4) + 0) { pass++; res = "PASS" } else { miss++; res = "MISS" } }
+    printf fmt3, w, e, v[w, e, "N"], v[w, e, "tasks_per_s"], p50, tg, res
   }
   # cmp ENGINE PEER_WORKLOAD PEER WHAT: libflow tasks/s over the peer rows/s (above 1x: libflow does more)
   function cmp(e, pw, p, what, must,   a, b, r) {
@@ -290,6 +313,28 @@ ratios() {
       }
       print ""
     }
+    if (index(selected, " W3 ")) {
+      print "== W3: no-op jobs on 2 worker processes through a local Redis (tasks_per_s = N / median drain) =="
+      fmt3 = "%-11s %-30s %7s %11s %12s %-26s %s\n"
+      printf fmt3, "workload", "engine", "N", "tasks/s", "p50_us", "target", "result"
+      w3row("W3-drain", "libflow-c-2proc-c8", "tasks_per_s", ">= 3x bullmq-2proc-c8")
+      w3row("W3-drain", "libflow-c-2proc-c8", "tasks_per_s", ">= 30000")
+      w3row("W3-drain", "bullmq-2proc-c8", "tasks_per_s", "")
+      w3row("W3-drain", "bullmq-2proc-c1", "tasks_per_s", "")
+      w3row("W3-drain", "raw-hiredis-stream-count1", "tasks_per_s", "")
+      w3row("W3-drain", "raw-hiredis-stream-count50", "tasks_per_s", "")
+      w3row("W3-drain", "celery-prefork2-backend_none", "tasks_per_s", "")
+      w3row("W3-latency", "libflow-c-2proc", "lat_p50_us", "<= 200 us")
+      w3row("W3-latency", "raw-hiredis-stream-count1", "lat_p50_us", "")
+      w3row("W3-latency", "bullmq-2proc-c1", "lat_p50_us", "")
+      w3row("W3-latency", "celery-prefork2-backend_none", "lat_p50_us", "")
+      w3row("W3-cmd", "libflow-flow-worker-2proc", "tasks_per_s", "")
+      if (("W3-cmd", "libflow-flow-worker-2proc") in has && ("W2a-indep", "libflow") in has)
+        printf "  command tasks on 2 flow workers: %.0f tasks/s (N=%d); W2 locally, -j2: %.0f tasks/s (N=%d)\n",
+          v["W3-cmd", "libflow-flow-worker-2proc", "tasks_per_s"], v["W3-cmd", "libflow-flow-worker-2proc", "N"],
+          v["W2a-indep", "libflow", "tasks_per_s"], v["W2a-indep", "libflow", "N"]
+      print ""
+    }
     if (index(selected, " W4 ")) {
       print "== W4: durable no-op C tasks (fan-out, 2 threads) and resume; tasks_per_s = N / median wall =="
       fmt4 = "%-10s %-22s %7s %9s %9s %10s %-18s %s\n"
@@ -359,6 +404,10 @@ main() {
   if wants W2; then
     [ -n "$W2_PEERS" ] && step "peers W2 ($W2_PEERS )" env PEERS="$W2_PEERS" bash "$SHARED/bench/w2_cmds/run.sh"
     [ "$have_lib" = 1 ] && step "libflow W2" bash "$ROOT/bench/w2.sh"
+  fi
+  if wants W3; then  # the peers' script installs redis-server, Celery and BullMQ (npm) itself
+    [ -n "$W3_PEERS" ] && step "peers W3 ($W3_PEERS )" env PEERS="$W3_PEERS" bash "$SHARED/bench/w3_queue/run.sh"
+    [ "$have_lib" = 1 ] && step "libflow W3" bash "$ROOT/bench/w3.sh"
   fi
   if wants W4; then
     [ -n "$W4_PEERS" ] &&

@@ -29,6 +29,7 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/redis.h"
 
 /* True on a pool thread while it holds the lock between bodies: it will pop
  * its next task itself, so what it queues needs no wake-up. (Not while a
@@ -928,6 +929,9 @@ flow_engine *flow_engine_new(const flow_engine_options *opts, flow_error *err)
         flow__error(err, FLOW_EINVAL, "--jobs %d is too many (at most 1024)", jobs);
         return NULL;
     }
+    struct flow__redis_addr addr;
+    if (opts && opts->redis_url && flow__redis_parse(opts->redis_url, &addr, err) != FLOW_OK)
+        return NULL; /* said at once, not at the first remote task */
     struct flow_engine *e = flow__calloc(1, sizeof(*e));
     if (!e) {
         flow__error(err, FLOW_ENOMEM, "out of memory creating an engine");

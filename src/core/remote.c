@@ -87,9 +87,10 @@ static void nap(struct flow__remote *rm, int ms)
     pthread_cond_timedwait(&rm->cond, &rm->e->lock, &ts);
 }
 
-/* A connection, made again after a failure; NULL (logged once) when Redis
- * cannot be reached. Without the lock. */
-static redisContext *connection(struct flow__remote *rm, redisContext **c, bool *warned)
+/* A connection, made again after a failure; NULL (logged once, and in
+ * `why` when not NULL) when Redis cannot be reached. Without the lock. */
+static redisContext *connection(struct flow__remote *rm, redisContext **c, bool *warned,
+                                flow_error *why)
 {
     if (*c && !(*c)->err)
         return *c;
@@ -97,6 +98,8 @@ static redisContext *connection(struct flow__remote *rm, redisContext **c, bool 
         redisFree(*c);
     flow_error err;
     *c = flow__redis_connect(&rm->addr, REDIS_TIMEOUT_S, &err);
+    if (!*c && why)
+        *why = err;
     if (!*c && !*warned) {
         flow__log(FLOW_LOG_WARN, "remote tasks: %s (retrying)", err.message);
         *warned = true;
@@ -263,13 +266,14 @@ static bool transient(const char *msg)
 /* Without the lock: the Lua script (XADD unless this attempt is in flight
  * already) for each unsettled submission of `v`, pipelined: one round trip
  * for the batch. Each gets its rc: FLOW_OK, FLOW_EIO (Redis unreachable:
- * try again) or another error with its message. */
+ * try again) or another error with its message; `why` gets the reason
+ * Redis could not be reached. */
 static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned,
-                         struct submission *v, size_t n)
+                         struct submission *v, size_t n, flow_error *why)
 {
     char ttl[16];
     snprintf(ttl, sizeof(ttl), "%d", FLOW__RW_TTL_S);
-    bool connected = connection(rm, c, warned) != NULL;
+    bool connected = connection(rm, c, warned, why) != NULL;
     size_t sent = 0;
     for (size_t i = 0; i < n; i++) {
         struct submission *s = &v[i];
@@ -312,7 +316,7 @@ static void write_signals(struct flow__remote *rm, redisContext **c, bool *warne
                           struct signal_req *v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!connection(rm, c, warned))
+        if (!connection(rm, c, warned, NULL))
             return;
         char *key = flow__rw_key(rm->addr.prefix, "cancel", v[i].run);
         flow_error err;
@@ -335,7 +339,7 @@ static void delete_ended(struct flow__remote *rm, redisContext **c, bool *warned
                          size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!connection(rm, c, warned))
+        if (!connection(rm, c, warned, NULL))
             return;
         char *k1 = flow__rw_key(rm->addr.prefix, "done", runs[i]);
         char *k2 = flow__rw_key(rm->addr.prefix, "inflight", runs[i]);
@@ -357,6 +361,7 @@ static void *submitter_main(void *arg)
     struct flow_engine *e = rm->e;
     redisContext *c = NULL;
     bool warned = false;
+    bool reached = false; /* once Redis answered, its absence is a restart: wait */
     pthread_mutex_lock(&e->lock);
     for (;;) {
         if (rm->sigs.count || rm->ended.count) {
@@ -394,7 +399,9 @@ static void *submitter_main(void *arg)
         }
         for (size_t unsettled = n; unsettled;) {
             pthread_mutex_unlock(&e->lock);
-            submit_batch(rm, &c, &warned, batch, n);
+            flow_error why = {0};
+            submit_batch(rm, &c, &warned, batch, n, &why);
+            reached |= c && !c->err;
             pthread_mutex_lock(&e->lock);
             flow__engine_tick(e);
             unsettled = 0;
@@ -404,10 +411,12 @@ static void *submitter_main(void *arg)
                     continue;
                 if (!still_remote(s->a, s->attempt) || s->rc == FLOW_OK) {
                     s->settled = true; /* queued, or timed out or cancelled meanwhile */
-                } else if (s->rc != FLOW_EIO || rm->stop) {
+                } else if (s->rc != FLOW_EIO || rm->stop || !reached) {
+                    /* Never reached at all: a wrong address, not a restart. */
                     not_submitted(s->r, s->a,
                                   s->error ? s->error
-                                           : flow__asprintf("cannot reach %s", rm->addr.shown));
+                                  : why.code ? flow__strdup(why.message)
+                                             : flow__asprintf("cannot reach %s", rm->addr.shown));
                     s->error = NULL;
                     s->settled = true;
                 } else {
@@ -543,7 +552,7 @@ static void *reader_main(void *arg)
             break;
         }
         refresh_watched(rm);
-        size_t n = rm->watched.count;
+        size_t n = rm->addr_ok ? rm->watched.count : 0;
         if (!n) {
             nap(rm, READ_BLOCK_MS);
             pthread_mutex_unlock(&e->lock);
@@ -572,7 +581,7 @@ static void *reader_main(void *arg)
          * unlocked is safe. */
         flow_error err;
         redisReply *rep = NULL;
-        if (connection(rm, &c, &warned))
+        if (connection(rm, &c, &warned, NULL))
             rep = flow__redis_cmdv(c, &rm->addr, &err, argc, argv, NULL);
         flow__free(argv);
         if (!rep) {
