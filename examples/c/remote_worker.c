@@ -14,6 +14,8 @@
  *
  * The functions:
  *   noop    nothing (output null): for measuring the worker itself
+ *   stamp   the time it started, in microseconds since the epoch (for
+ *           measuring the latency from submit to start)
  *   square  input {"n": N} or N -> N * N; counts its calls in state key
  *           `squares` and remembers the last in `last_square`
  *   report  emits event `squared` with its input, appends it to state key
@@ -26,7 +28,7 @@
  *           (when set), then, when $REMOTE_WORKER_HOLD is set, waits to be
  *           cancelled; returns its pid
  */
-#define _POSIX_C_SOURCE 200809L /* sigaction, nanosleep */
+#define _POSIX_C_SOURCE 200809L /* sigaction, nanosleep, clock_gettime */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +55,15 @@ static void nap_ms(long ms)
 static int noop(flow_ctx *ctx)
 {
     (void)ctx;
+    return 0;
+}
+
+static int stamp(flow_ctx *ctx)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    json_int_t us = (json_int_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    flow_ctx_set_output_take(ctx, json_integer(us));
     return 0;
 }
 
@@ -159,8 +170,8 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         flow_task_fn fn;
-    } fns[] = {{"noop", noop},   {"square", square}, {"report", report},
-               {"flaky", flaky}, {"slow", slow},     {"hold", hold}};
+    } fns[] = {{"noop", noop},   {"stamp", stamp}, {"square", square}, {"report", report},
+               {"flaky", flaky}, {"slow", slow},   {"hold", hold}};
     for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++)
         if (flow_worker_register(worker, fns[i].name, fns[i].fn, NULL) != FLOW_OK) {
             fprintf(stderr, "remote_worker: cannot register %s\n", fns[i].name);
