@@ -25,11 +25,13 @@
  *   slow    runs until asked to stop (a timeout or a cancel) and fails
  *           saying that it saw the cancellation
  *   hold    appends "TASK ATTEMPT PID" to the file named by $REMOTE_WORKER_MARKS
- *           (when set), then, when $REMOTE_WORKER_HOLD is set, waits to be
- *           cancelled; returns its pid
+ *           (when set), then, when $REMOTE_WORKER_HOLD is set or its input
+ *           has "hold": true, waits to be cancelled, and then goes on for
+ *           "ignore_cancel_ms" more (default 0); returns its pid
  */
-#define _POSIX_C_SOURCE 200809L /* sigaction, nanosleep, clock_gettime */
+#define _POSIX_C_SOURCE 200809L /* nanosleep, clock_gettime */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,8 +127,13 @@ static int hold(flow_ctx *ctx)
         fprintf(f, "%s %d %ld\n", flow_ctx_task_name(ctx), flow_ctx_attempt(ctx), (long)getpid());
         fclose(f);
     }
-    while (getenv("REMOTE_WORKER_HOLD") && !flow_ctx_is_cancelled(ctx))
+    json_t *in = flow_ctx_input(ctx);
+    bool wait = getenv("REMOTE_WORKER_HOLD") || json_is_true(json_object_get(in, "hold"));
+    while (wait && !flow_ctx_is_cancelled(ctx))
         nap_ms(10);
+    json_t *more = json_object_get(in, "ignore_cancel_ms");
+    if (json_is_integer(more))
+        nap_ms((long)json_integer_value(more));
     flow_ctx_set_output_take(ctx, json_integer((json_int_t)getpid()));
     return 0;
 }
@@ -178,12 +185,8 @@ int main(int argc, char **argv)
             flow_worker_free(worker);
             return 1;
         }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
     flow_err rc = flow_worker_run(worker, &err);
     if (rc != FLOW_OK)
         fprintf(stderr, "remote_worker: %s\n", err.message);

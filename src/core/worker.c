@@ -1128,7 +1128,7 @@ void flow_worker_stop(flow_worker *w)
 
 flow_err flow_worker_register(flow_worker *w, const char *name, flow_task_fn fn, void *udata)
 {
-    if (!w || !fn || !name || !flow__rw_name_ok(name))
+    if (!w || !fn || !name || !flow__redis_name_ok(name))
         return FLOW_EINVAL;
     if (w->running)
         return FLOW_ESTATE;
@@ -1187,7 +1187,7 @@ flow_worker *flow_worker_new(const char *url, const flow_worker_options *o, flow
     struct flow__buf list;
     flow__buf_init(&list, 0);
     for (size_t i = 0; w->queue_keys && i < w->nqueues; i++) {
-        if (!flow__rw_name_ok(qs[i])) {
+        if (!flow__redis_name_ok(qs[i])) {
             flow__buf_cleanup(&list);
             flow__error(err, FLOW_EINVAL,
                         "queue '%s' is not 1 to 100 letters, digits and _ . : -", qs[i]);

@@ -12,10 +12,10 @@
 
 #include "def/schema.h"
 #include "def/template.h"
-#include "exec/remote_wire.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/error.h"
+#include "util/redis.h"
 
 static const struct task_policy default_policy = {
     .timeout = 0,
@@ -430,7 +430,7 @@ flow_err flow_task_set_fn(flow_task *t, flow_task_fn fn, void *udata)
 flow_err flow_task_set_queue(flow_task *t, const char *queue)
 {
     MUTATE(t->flow);
-    if (queue && *queue && !flow__rw_name_ok(queue))
+    if (queue && *queue && !flow__redis_name_ok(queue))
         return FLOW_EINVAL;
     struct task_ext *x = ext_of(t);
     if (!x)
@@ -441,7 +441,7 @@ flow_err flow_task_set_queue(flow_task *t, const char *queue)
 flow_err flow_task_set_remote_fn(flow_task *t, const char *name)
 {
     MUTATE(t->flow);
-    if (!name || !flow__rw_name_ok(name))
+    if (!name || !flow__redis_name_ok(name))
         return FLOW_EINVAL;
     clear_body(t);
     struct task_ext *x = ext_of(t);

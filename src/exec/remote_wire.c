@@ -3,23 +3,11 @@
 
 #include "exec/remote_wire.h"
 
-#include <ctype.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/alloc.h"
-
-bool flow__rw_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 100)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && !strchr("_.:-", s[i]))
-            return false;
-    return true;
-}
 
 char *flow__rw_key(const char *prefix, const char *kind, const char *name)
 {

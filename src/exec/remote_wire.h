@@ -21,9 +21,6 @@
 #define FLOW__RW_GROUP "workers"
 #define FLOW__RW_TTL_S (7 * 24 * 3600) /* per-run keys */
 
-/* A queue or function name for workers: 1 to 100 of [A-Za-z0-9_.:-]. */
-bool flow__rw_name_ok(const char *s);
-
 /* "PREFIX:KIND:NAME" (a new string; NULL: out of memory). Kinds: "q"
  * (a queue's stream), "done", "inflight", "cancel" (per run), "worker". */
 char *flow__rw_key(const char *prefix, const char *kind, const char *name);

@@ -2,8 +2,8 @@
 # test_remote_fn.sh -- C functions on workers (docs/c-api.md, "Workers"):
 # `fn:` tasks served by examples/c/remote_worker.c through a real
 # redis-server. Input, output, state writes and reads, events (emit), a
-# failing function retried, a timeout that the running function sees, a
-# function no worker serves, SIGTERM drain, and a worker SIGKILLed while its
+# failing function retried, a timeout that the running function sees, one
+# that ignores it (abandoned), a function no worker serves, SIGTERM drain, and a worker SIGKILLed while its
 # function runs: another worker claims and completes the entry.
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -12,12 +12,6 @@ export FLOW_STORE="sqlite:$T/flow.db"
 RW="$FLOW_BUILD_DIR/examples/remote_worker"
 redis_start "$T/redis" || { fail "redis-server"; finish; exit 1; }
 WORKERS=""
-# until_ok SECONDS CMD...: poll CMD until it succeeds (false after SECONDS).
-until_ok() {
-    local n=$(($1 * 20)); shift
-    while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 0.05; n=$((n - 1)); done
-    return 1
-}
 start_worker() { # NAME [ARGS...]
     local name=$1; shift
     "$RW" --redis "$REDIS_URL" --name "$name" --claim-after 1 "$@" >"$name.log" 2>&1 &
@@ -82,6 +76,12 @@ tasks:
   nosuch:
     fn: not_there
     on_error: continue
+  stubborn:
+    fn: hold
+    input: {hold: true, ignore_cancel_ms: 1500}
+    timeout: 0.3s
+    kill_grace: 0.3s
+    on_error: continue
   final:
     executor: thread
     noop: true
@@ -110,7 +110,11 @@ check "a function no worker serves fails, naming it and the worker" python3 -c '
 import json; d=json.load(open("all.json")); t={x["task"]: x for x in d["tasks"]}
 e = t["nosuch"]["error"]
 assert "function '"'"'not_there'"'"' is not served by worker" in e and ("e1" in e or "e2" in e), e'
-check "SIGTERM: both workers exit 0" stop_workers
+check "a function that ignores its cancellation is abandoned after kill_grace" python3 -c '
+import json; d=json.load(open("all.json")); t={x["task"]: x for x in d["tasks"]}
+s = t["stubborn"]
+assert s["status"] == "failed" and "did not stop within its kill_grace; its thread was abandoned" in s["error"], s'
+check "SIGTERM: both workers exit 0 (once the abandoned function returned)" stop_workers
 
 # ---- 3. a C worker SIGKILLed while its function runs --------------------------
 cat > kill.yaml <<'Y'
@@ -127,7 +131,7 @@ export REMOTE_WORKER_MARKS="$T/marks"
 REMOTE_WORKER_HOLD=1 start_worker k1 --concurrency 2; K1=$WPID
 "$FLOW" run kill.yaml --redis "$REDIS_URL" --json > kill.json 2>err &
 RUNNER=$!
-check "k1 started the function" until_ok 10 grep -qs "held 1 $K1" "$T/marks"
+check "k1 started the function" wait_until 10 grep -qs "held 1 $K1" "$T/marks"
 kill -9 "$K1"; wait "$K1" 2>/dev/null
 WORKERS=""
 start_worker k2; K2=$WPID
