@@ -846,7 +846,11 @@ FLOW_API int flow_ctx_attempt(flow_ctx *ctx);
 /* ---- workers (docs/internals/distribution.md) ------------------------------ */
 
 /* A worker takes the activations of `executor: remote` tasks from Redis
- * streams and runs them: `flow worker` is one. */
+ * streams and runs them: commands (as `flow worker` does) and the C
+ * functions it registered, for tasks `fn: NAME` (flow_task_set_remote_fn).
+ * Up to `concurrency` activations at once: the C functions on a fixed pool
+ * of that many threads, the commands as child processes. docs/c-api.md,
+ * "Workers", says what a C function can do through its flow_ctx there. */
 typedef struct flow_worker flow_worker;
 typedef struct flow_worker_options {
     const char *const *queues; /* NULL-terminated; NULL: {"default"} */
@@ -858,10 +862,24 @@ typedef struct flow_worker_options {
 /* `url`: redis://...; NULL: $FLOW_REDIS. Connects once to check. */
 FLOW_API flow_worker *flow_worker_new(const char *url, const flow_worker_options *opts,
                                       flow_error *err);
-/* Run until flow_worker_stop() and drained. */
+/* Serve C function `name` (1 to 100 of [A-Za-z0-9_.:-], as in `fn:`) for
+ * tasks `fn: NAME`: `fn` runs on one of the worker's threads with a
+ * flow_ctx whose flow_ctx_udata() is `udata`. What the function reads (its
+ * input, the run's state) comes with the activation; what it writes (its
+ * output, error, state writes, directives, events) goes back with the
+ * completion, and the runner applies it as it would a local task's. Calls
+ * that cannot work on a worker (flow_ctx_request_feedback, flow_ctx_deps)
+ * fail the attempt, naming the call. An activation for a name no
+ * function was registered under fails ("function 'NAME' is not served by
+ * worker 'W'"). FLOW_EEXISTS for a name registered twice, FLOW_EINVAL for a
+ * bad name or a NULL `fn`, FLOW_ESTATE once flow_worker_run was called. */
+FLOW_API flow_err flow_worker_register(flow_worker *w, const char *name, flow_task_fn fn,
+                                       void *udata);
+/* Run until flow_worker_stop() and drained; once per worker (FLOW_ESTATE). */
 FLOW_API flow_err flow_worker_run(flow_worker *w, flow_error *err);
 /* Stop taking activations and return from flow_worker_run once those
- * running have finished and been published. Async-signal-safe. */
+ * running have finished and been published. Async-signal-safe; callable
+ * from any thread (a signal handler, another thread than the run's). */
 FLOW_API void flow_worker_stop(flow_worker *w);
 FLOW_API void flow_worker_free(flow_worker *w);
 /* The live workers of `url` (NULL: $FLOW_REDIS) as a JSON array of objects

@@ -62,8 +62,22 @@ void flow__ctx_release(struct flow_engine *e, struct flow_ctx *ctx)
         pthread_mutex_unlock(&(ctx)->engine->lock);                            \
     } while (0)
 
+/* A call a C function running on a worker cannot make: its attempt fails
+ * with a message naming the call (the first one wins). */
+void flow__ctx_unsupported(flow_ctx *ctx, const char *call, const char *instead)
+{
+    struct flow__rctx *rc = ctx->remote;
+    if (!rc->unsupported)
+        rc->unsupported = flow__asprintf("%s is not available to a remote function (task '%s' on "
+                                         "worker '%s')%s%s",
+                                         call, rc->task, rc->worker, instead ? ": " : "",
+                                         instead ? instead : "");
+}
+
 json_t *flow_ctx_input(flow_ctx *ctx)
 {
+    if (ctx->remote)
+        return ctx->remote->input;
     json_t *in = NULL;
     WITH_LOCK(ctx, {
         in = flow__run_act_input(ctx->run, ctx->act);
@@ -76,6 +90,8 @@ json_t *flow_ctx_input(flow_ctx *ctx)
 json_t *flow_ctx_dep(flow_ctx *ctx, const char *task_name)
 {
     json_t *out = NULL;
+    if (ctx->remote) /* what the input carries: several dependencies' outputs by name */
+        return task_name ? json_object_get(ctx->remote->input, task_name) : NULL;
     WITH_LOCK(ctx, {
         const flow_task *t = flow_find_task(ctx->run->flow, task_name);
         struct act *latest = t ? flow__act_by_id(ctx->run, ctx->run->trt[t->index].latest) : NULL;
@@ -89,6 +105,12 @@ json_t *flow_ctx_deps(flow_ctx *ctx)
     json_t *all = json_object();
     if (!all)
         return NULL;
+    if (ctx->remote) {
+        flow__ctx_unsupported(ctx, "flow_ctx_deps",
+                              "use flow_ctx_input or flow_ctx_dep (a task with several "
+                              "dependencies gets their outputs keyed by task name)");
+        return all;
+    }
     WITH_LOCK(ctx, {
         struct act *a = ctx->act;
         struct act *const *srcs = a->nsrc == 1 ? &a->src.one : a->src.many;
@@ -114,6 +136,8 @@ json_t *flow_ctx_get_state(flow_ctx *ctx, const char *key)
             return json_deep_copy(mine);
     }
     json_t *v = NULL;
+    if (ctx->remote) /* the run's state when the activation was queued */
+        return json_deep_copy(json_object_get(ctx->remote->state, key));
     WITH_LOCK(ctx, v = json_deep_copy(json_object_get(ctx->run->state, key)));
     return v;
 }
@@ -172,28 +196,28 @@ bool flow_ctx_is_cancelled(flow_ctx *ctx)
 
 void flow_ctx_progress(flow_ctx *ctx, double fraction, const char *note)
 {
-    flow__log(FLOW_LOG_INFO, "%s: %.0f%%%s%s", ctx->task->name, fraction * 100,
+    flow__log(FLOW_LOG_INFO, "%s: %.0f%%%s%s", flow_ctx_task_name(ctx), fraction * 100,
               note ? " " : "", note ? note : "");
 }
 
 void *flow_ctx_udata(flow_ctx *ctx)
 {
-    return ctx->task->udata;
+    return ctx->remote ? ctx->remote->udata : ctx->task->udata;
 }
 
 const char *flow_ctx_task_name(flow_ctx *ctx)
 {
-    return ctx->task->name;
+    return ctx->remote ? ctx->remote->task : ctx->task->name;
 }
 
 const char *flow_ctx_run_id(flow_ctx *ctx)
 {
-    return ctx->run->id;
+    return ctx->remote ? ctx->remote->run : ctx->run->id;
 }
 
 uint64_t flow_ctx_activation(flow_ctx *ctx)
 {
-    return ctx->act->id;
+    return ctx->remote ? ctx->remote->act : ctx->act->id;
 }
 
 int flow_ctx_attempt(flow_ctx *ctx)
@@ -260,9 +284,10 @@ flow_err flow_ctx_merge_state(flow_ctx *ctx, const char *key, json_t *object)
     return add_update(ctx, "merge", key, json_deep_copy(object));
 }
 
+/* A worker does not have the flow: the runner checks the names it gets. */
 static bool task_exists(flow_ctx *ctx, const char *name)
 {
-    return name && flow_find_task(ctx->task->flow, name) != NULL;
+    return name && (ctx->remote || flow_find_task(ctx->task->flow, name) != NULL);
 }
 
 static json_t *copy_or_null(json_t *v)
@@ -346,6 +371,8 @@ flow_err flow_ctx_emit(flow_ctx *ctx, const char *event, json_t *data)
     json_t *payload = copy_or_null(data);
     if (!payload)
         return FLOW_ENOMEM;
+    if (ctx->remote) /* delivered with the completion, as a command's `emit` line */
+        return add_directive(ctx, "emit", json_pack("{s:s,s:o}", "event", event, "data", payload));
     /* Events go out at once: a long task streams to its connections. The
      * run shares the payload from now on: it is let go under the lock. */
     pthread_mutex_lock(&ctx->engine->lock);
@@ -360,12 +387,16 @@ flow_err flow_ctx_emit(flow_ctx *ctx, const char *event, json_t *data)
 
 json_t *flow_ctx_item(flow_ctx *ctx)
 {
+    if (ctx->remote)
+        return NULL;
     const struct act_dyn *dy = ctx->act->dyn;
     return dy && dy->parent ? dy->item : NULL;
 }
 
 long flow_ctx_index(flow_ctx *ctx)
 {
+    if (ctx->remote)
+        return -1;
     const struct act_dyn *dy = ctx->act->dyn;
     return dy && dy->parent ? (long)dy->index : -1;
 }

@@ -250,7 +250,24 @@ struct pending_sig {
     struct act *act; /* the activation that finished */
 };
 
+/* What a C function running on a worker (core/worker.c) sees of its run:
+ * the activation as shipped in its queue entry. Everything it writes goes
+ * back in the completion; the runner applies it. */
+struct flow__rctx {
+    json_t *input;          /* the spec's input (borrowed from the entry) */
+    json_t *state;          /* the run's state at submit time (borrowed) */
+    const char *task;       /* task name */
+    const char *run;        /* run id */
+    uint64_t act;           /* activation id */
+    void *udata;            /* flow_worker_register's */
+    const char *worker;     /* the worker's name, for messages */
+    char *unsupported;      /* a call that cannot work remotely: the attempt
+                             * fails with this message */
+};
+
 struct flow_ctx {
+    struct flow__rctx *remote; /* a worker's context, or NULL: then the
+                                * fields up to `writes` are all it uses */
     struct flow_engine *engine;
     struct flow_run *run;
     struct act *act;
@@ -552,6 +569,8 @@ void flow__feedback_notify_spawn(struct flow_engine *e);
 struct flow_ctx *flow__ctx_new(struct flow_engine *e, struct flow_run *r, struct act *a);
 /* [L] Give a context back. */
 void flow__ctx_release(struct flow_engine *e, struct flow_ctx *ctx);
+/* A worker's context (ctx->remote): record that `call` cannot work there. */
+void flow__ctx_unsupported(struct flow_ctx *ctx, const char *call, const char *instead);
 
 /* ---- scope.c ------------------------------------------------------------ */
 

@@ -640,6 +640,11 @@ flow_err flow_ctx_request_feedback(flow_ctx *ctx, const flow_feedback *req, json
     if (!ctx || !req || !answer)
         return FLOW_EINVAL;
     *answer = NULL;
+    if (ctx->remote) {
+        flow__ctx_unsupported(ctx, "flow_ctx_request_feedback",
+                              "ask from a local task (executor: thread)");
+        return FLOW_EUNSUPPORTED;
+    }
     struct flow_engine *e = ctx->engine;
     json_t *got = NULL;
     flow_error err;

@@ -1,11 +1,20 @@
 /* worker.c -- `flow worker` and the C worker API (include/flow.h): take
  * activations from Redis streams, run them, publish their completions
- * (docs/internals/distribution.md).
+ * (docs/internals/distribution.md, "The worker").
  *
- * One thread: it reads entries (XAUTOCLAIM, XREADGROUP), supervises the
- * commands through poll() as the engine's loop thread does (exec/cmd.h),
- * watches the cancel keys, renews its claims and writes its heartbeat.
- * C functions run on a thread each and wake it through the eventfd.
+ * Threads, each with its own Redis connection where it talks to Redis:
+ *  - the main thread (flow_worker_run): supervises commands through poll()
+ *    (exec/cmd.h), publishes finished jobs in batches (pipelined XADDs, then
+ *    one XACK per queue), checks the cancel keys, renews claims, heartbeats.
+ *    It sleeps in poll() on the eventfd and the commands' descriptors.
+ *  - the reader: XAUTOCLAIM then XREADGROUP COUNT <free slots> BLOCK, so an
+ *    idle worker starts an entry as soon as it arrives; it hands C function
+ *    jobs straight to the pool and wakes the main thread for the rest.
+ *  - the pool: `concurrency` threads that run registered C functions with a
+ *    worker-side flow_ctx (ctx->remote, core/ctx.c) and wake the main thread
+ *    when one finishes.
+ * `mu` guards the job list, the pool's queue and the lists of new and
+ * finished jobs; a job's fixed fields are written before it is listed.
  */
 #include "util/compat.h"
 
@@ -19,34 +28,45 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "core/engine.h"
 #include "exec/cmd.h"
 #include "exec/remote_wire.h"
-#include "flow.h"
-#include "util/buf.h"
-#include "util/json.h"
-#include "util/redis.h"
-#include "util/vec.h"
 #include "exec/rundir.h"
 #include "exec/tree.h"
+#include "flow.h"
 #include "util/alloc.h"
+#include "util/buf.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/json.h"
 #include "util/log.h"
+#include "util/redis.h"
+#include "util/vec.h"
 
 #define MS 1000000LL
 #define CANCEL_EVERY_NS (100 * MS)
 #define HEARTBEAT_EVERY_NS (1000 * MS)
+#define RETRY_NS (500 * MS)
+#define READ_BLOCK_MS "200"
 
-/* The work directory of one run, shared by its jobs on this worker. */
+/* The work directory of one run, shared by its command jobs on this worker
+ * (main thread only). */
 struct wdir {
     char run[80];
     struct flow__rundir *dir; /* NULL: a free slot */
     size_t users;
 };
 
-/* One entry being run. */
+struct wfn {
+    char *name;
+    flow_task_fn fn;
+    void *udata;
+};
+
+/* One entry being run. The fields up to `fn` are fixed once it is listed. */
 struct wjob {
     char entry_id[48];
     char *queue_key;
@@ -54,6 +74,8 @@ struct wjob {
     char *run;
     char *task_name;
     struct flow__rw_task task;
+    const struct wfn *fn;       /* a C function job */
+    /* a command (main thread) */
     const char **env;
     char *env_worker;
     struct wdir *dir;
@@ -61,19 +83,40 @@ struct wjob {
     bool state_held;
     struct flow__cmd *cmd;
     int nfds, fd_first;
-    int signalled;       /* 1: SIGTERM sent, 2: SIGKILL */
-    bool timed_out;      /* the runner's signal said "timeout" */
-    bool done;           /* res holds the completion */
-    bool no_reply;       /* malformed: acknowledge only */
-    int64_t started_ns;
+    int signalled;              /* 1: SIGTERM sent (or asked), 2: SIGKILL */
+    atomic_bool timed_out;      /* the runner's signal said "timeout" */
+    bool done;                  /* failed before it could run (set before it
+                                 * is listed), or a command that ended [main] */
+    bool no_reply;              /* malformed: acknowledge only */
+    bool over;                  /* [main] its body returned, or it never ran */
+    bool in_pub;                /* [main] listed in the main thread's `pub` */
+    bool xadded;                /* [main] its completion is in its stream */
+    bool acked;                 /* [main] published and acknowledged */
+    bool gone;                  /* [main] to be removed from `jobs` */
+    bool abandoned;             /* [main] a C function that did not stop when
+                                 * killed: answered with `ares`, its thread
+                                 * still runs */
     struct flow__cmd_result res;
+    struct flow__cmd_result ares;
     json_t *writes;
+    struct flow_ctx ctx;        /* a C function's */
+    struct flow__rctx rctx;
+    struct wjob *next_q;        /* [mu] the pool's queue */
+};
+
+typedef FLOW__VEC(struct wjob *) wjob_vec;
+
+/* One Redis connection and whether its loss was logged. */
+struct wconn {
+    redisContext *c;
+    bool warned;
 };
 
 struct flow_worker {
     struct flow__redis_addr addr;
-    redisContext *c;
-    bool warned, groups_ok, spawned;
+    struct wconn main, rd;
+    bool groups_ok;             /* [reader] */
+    bool spawned;
     char name[160];
     char host[256];
     char **queue_keys;
@@ -82,14 +125,56 @@ struct flow_worker {
     int concurrency;
     double claim_after;
     double started;
-    int64_t claim_at;
-    uint64_t done_count;
+    uint64_t done_count;        /* [main] */
     int wake_fd;
     atomic_int stopping;
-    FLOW__VEC(struct wjob *) jobs;
+    bool running;               /* flow_worker_run was called */
+    FLOW__VEC(struct wfn) fns;
     FLOW__VEC(struct wdir *) dirs;
     uint64_t state_seq;
+    /* shared, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t reader_cv;   /* a slot freed, or stopping */
+    pthread_cond_t pool_cv;     /* a job queued, or the pool stops */
+    wjob_vec jobs;              /* every job not acknowledged yet */
+    wjob_vec fresh;             /* commands for the main thread to start */
+    wjob_vec finished;          /* done, to publish */
+    struct wjob *q_head, *q_tail;
+    bool wake_pending;
+    bool reader_exited;
+    bool pool_stop;
+    pthread_t reader;
+    pthread_t *pool;
+    size_t npool;
 };
+
+static void wake(struct flow_worker *w)
+{
+    uint64_t one = 1;
+    ssize_t wr = write(w->wake_fd, &one, sizeof(one));
+    (void)wr;
+}
+
+/* [mu] Wake the main thread unless a wake is pending already. */
+static void wake_locked(struct flow_worker *w)
+{
+    if (!w->wake_pending) {
+        w->wake_pending = true;
+        wake(w);
+    }
+}
+
+/* [mu] Push, or log: out of memory keeps the job out of the list (its entry
+ * stays pending and is claimed again). */
+static bool push(struct flow_worker *w, wjob_vec *v, struct wjob *j)
+{
+    flow_err rc = FLOW_OK;
+    FLOW__VEC_PUSH(v, j, rc);
+    if (rc)
+        flow__log(FLOW_LOG_ERROR, "worker %s: out of memory taking entry %s", w->name,
+                  j->entry_id);
+    return rc == FLOW_OK;
+}
 
 /* The work directory of run `run`, shared; NULL when out of memory. */
 static struct wdir *dir_of(struct flow_worker *w, const char *run)
@@ -136,7 +221,13 @@ static void job_free(struct wjob *j)
     }
     flow__rw_task_cleanup(&j->task);
     flow__cmd_result_cleanup(&j->res);
+    flow__cmd_result_cleanup(&j->ares);
     json_decref(j->writes);
+    json_decref(j->ctx.output);
+    json_decref(j->ctx.writes);
+    json_decref(j->ctx.directives);
+    flow__free(j->ctx.error);
+    flow__free(j->rctx.unsupported);
     flow__free(j->env_worker);
     flow__free(j->env);
     flow__free(j->run);
@@ -155,16 +246,10 @@ static void job_fail(struct wjob *j, char *why)
     j->done = true;
 }
 
-/* Start job `j` (its spec decoded): a command, or a C function's thread. */
-static void job_start(struct flow_worker *w, struct wjob *j)
+/* [main] Start command job `j` (its spec decoded); on failure it is done. */
+static void command_start(struct flow_worker *w, struct wjob *j)
 {
     char *why = NULL;
-    if (j->task.fn) {
-        job_fail(j, flow__asprintf("function '%s' is not served by worker '%s' (flow worker runs "
-                                   "commands only)",
-                                   j->task.fn, w->name));
-        return;
-    }
     size_t n = 0;
     while (j->task.env && j->task.env[n])
         n++;
@@ -205,19 +290,96 @@ static void job_start(struct flow_worker *w, struct wjob *j)
     w->spawned = true;
 }
 
-/* An entry read from a queue becomes a job (or, malformed, a completion
- * that says so, or nothing). */
-static void take_entry(struct flow_worker *w, const char *queue_key,
-                       const struct flow__rw_entry *en)
+/* ---- C functions: the pool ------------------------------------------------- */
+
+/* [pool] What came out of a C function, as the completion's result (the
+ * same rules as a local C task's, core/attempt.c). */
+static void fn_result(struct flow_worker *w, struct wjob *j, int rc)
+{
+    struct flow_ctx *ctx = &j->ctx;
+    struct flow__cmd_result *res = &j->res;
+    bool timed_out = atomic_load(&j->timed_out);
+    res->ok = rc == 0 && !timed_out && !j->rctx.unsupported;
+    res->exit_status = res->ok ? 0 : -1;
+    if (res->ok) {
+        res->output = ctx->output ? ctx->output : json_null();
+        res->directives = ctx->directives;
+        j->writes = ctx->writes;
+        ctx->output = ctx->directives = ctx->writes = NULL;
+        return;
+    }
+    const char *why = j->rctx.unsupported ? j->rctx.unsupported : ctx->error;
+    char code[32];
+    snprintf(code, sizeof(code), "returned %d", rc);
+    if (!why)
+        why = rc ? code : "stopped when asked";
+    res->error = timed_out ? flow__asprintf("timed out on worker '%s'; %s", w->name, why)
+                           : flow__strdup(why);
+}
+
+static void *pool_main(void *arg)
+{
+    struct flow_worker *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->q_head && !w->pool_stop)
+            pthread_cond_wait(&w->pool_cv, &w->mu);
+        struct wjob *j = w->q_head;
+        if (!j)
+            break;
+        w->q_head = j->next_q;
+        if (!w->q_head)
+            w->q_tail = NULL;
+        pthread_mutex_unlock(&w->mu);
+        int rc = j->fn->fn(&j->ctx);
+        fn_result(w, j, rc);
+        pthread_mutex_lock(&w->mu);
+        push(w, &w->finished, j);
+        wake_locked(w);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static const struct wfn *fn_named(const struct flow_worker *w, const char *name)
+{
+    for (size_t i = 0; i < w->fns.count; i++)
+        if (!strcmp(w->fns.items[i].name, name))
+            return &w->fns.items[i];
+    return NULL;
+}
+
+/* The worker-side context of C function job `j`. */
+static void fn_prepare(struct flow_worker *w, struct wjob *j)
+{
+    j->rctx.input = j->task.spec.input;
+    j->rctx.state = j->task.state;
+    j->rctx.task = j->task_name;
+    j->rctx.run = j->run;
+    j->rctx.act = j->ident.act;
+    j->rctx.udata = j->fn->udata;
+    j->rctx.worker = w->name;
+    j->ctx.remote = &j->rctx;
+    j->ctx.fn = j->fn->fn;
+    j->ctx.attempt = j->ident.attempt;
+    atomic_init(&j->ctx.cancelled, 0);
+}
+
+/* ---- reading entries (the reader thread) ------------------------------------ */
+
+/* A new job of an entry read from a queue: a C function, a command, or (not
+ * served, malformed) a completion that says so, or nothing (unnamed). */
+static struct wjob *job_of_entry(struct flow_worker *w, const char *queue_key,
+                                 const struct flow__rw_entry *en)
 {
     struct wjob *j = flow__calloc(1, sizeof(*j));
     const char *why = NULL;
     if (!j)
-        return;
+        return NULL;
     snprintf(j->entry_id, sizeof(j->entry_id), "%s", en->id);
     j->queue_key = flow__strdup(queue_key);
     j->res.exit_status = -1;
-    j->started_ns = flow__now_ns();
+    atomic_init(&j->timed_out, false);
     bool named = flow__rw_ident(en, &j->ident, &why);
     if (named) {
         j->run = flow__strdup(j->ident.run);
@@ -227,7 +389,7 @@ static void take_entry(struct flow_worker *w, const char *queue_key,
     j->task_name = flow__strdup(task ? task : "?");
     if (!j->queue_key || !j->task_name || (named && !j->run)) {
         job_free(j);
-        return;
+        return NULL;
     }
     if (!named) {
         /* Nobody to answer: acknowledge it so that it is not read again. */
@@ -235,52 +397,109 @@ static void take_entry(struct flow_worker *w, const char *queue_key,
                   en->id, queue_key, why);
         j->done = true;
         j->no_reply = true;
-    } else {
-        char *bad = NULL;
-        if (!flow__rw_spec_decode(flow__rw_field(en, "spec"), &j->task, &bad))
-            job_fail(j, flow__asprintf("malformed activation from Redis: %s", bad));
-        flow__free(bad);
+        return j;
     }
-    flow_err rc = FLOW_OK;
-    FLOW__VEC_PUSH(&w->jobs, j, rc);
-    if (rc) {
-        job_free(j);
-        return;
-    }
-    if (!j->done)
-        job_start(w, j);
+    char *bad = NULL;
+    if (!flow__rw_spec_decode(flow__rw_field(en, "spec"), &j->task, &bad))
+        job_fail(j, flow__asprintf("malformed activation from Redis: %s", bad));
+    else if (j->task.fn && !(j->fn = fn_named(w, j->task.fn)))
+        job_fail(j, flow__asprintf("function '%s' is not served by worker '%s'", j->task.fn,
+                                   w->name));
+    else if (j->fn)
+        fn_prepare(w, j);
+    flow__free(bad);
+    return j;
 }
 
-/* ---- Redis ---------------------------------------------------------------- */
-
-static redisContext *conn(struct flow_worker *w)
+/* [reader] Take the entries of a stream reply ([[key, [entry...]]...] or,
+ * for XAUTOCLAIM, [cursor, [entry...], ...] of one key); returns how many
+ * became jobs. */
+static size_t take_entries(struct flow_worker *w, const char *key, const redisReply *list)
 {
-    if (w->c && !w->c->err)
-        return w->c;
-    if (w->c)
-        redisFree(w->c);
+    if (!list || list->type != REDIS_REPLY_ARRAY)
+        return 0;
+    size_t taken = 0;
+    bool main_work = false;
+    for (size_t k = 0; k < list->elements; k++) {
+        struct flow__rw_entry en;
+        const redisReply *e = list->element[k];
+        if (!flow__rw_entry_of(e, &en)) {
+            /* A deleted entry (nil fields) has nothing to run: acknowledge it. */
+            if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 &&
+                e->element[0]->type == REDIS_REPLY_STRING) {
+                const char *argv[] = {"XACK", key, FLOW__RW_GROUP, e->element[0]->str};
+                flow_error err;
+                freeReplyObject(flow__redis_cmdv(w->rd.c, &w->addr, &err, 4, argv, NULL));
+            }
+            continue;
+        }
+        struct wjob *j = job_of_entry(w, key, &en);
+        if (!j)
+            continue; /* out of memory: the entry stays pending, claimed later */
+        pthread_mutex_lock(&w->mu);
+        if (!push(w, &w->jobs, j)) {
+            pthread_mutex_unlock(&w->mu);
+            job_free(j);
+            continue;
+        }
+        taken++;
+        if (j->done) {
+            push(w, &w->finished, j);
+            main_work = true;
+        } else if (j->fn) {
+            if (w->q_tail)
+                w->q_tail->next_q = j;
+            else
+                w->q_head = j;
+            w->q_tail = j;
+            pthread_cond_signal(&w->pool_cv);
+        } else {
+            push(w, &w->fresh, j);
+            main_work = true;
+        }
+        pthread_mutex_unlock(&w->mu);
+    }
+    /* The main thread checks the cancel keys of what runs: wake it even
+     * for C functions, once per batch. */
+    if (taken || main_work) {
+        pthread_mutex_lock(&w->mu);
+        wake_locked(w);
+        pthread_mutex_unlock(&w->mu);
+    }
+    return taken;
+}
+
+/* A connection of `wc` (connecting again after a loss, every call); NULL
+ * while Redis cannot be reached. */
+static redisContext *conn(struct flow_worker *w, struct wconn *wc)
+{
+    if (wc->c && !wc->c->err)
+        return wc->c;
+    if (wc->c)
+        redisFree(wc->c);
     flow_error err;
-    w->c = flow__redis_connect(&w->addr, 5.0, &err);
-    if (!w->c && !w->warned) {
+    wc->c = flow__redis_connect(&w->addr, 5.0, &err);
+    if (!wc->c && !wc->warned) {
         flow__log(FLOW_LOG_WARN, "worker %s: %s (retrying)", w->name, err.message);
-        w->warned = true;
-    } else if (w->c && w->warned) {
+        wc->warned = true;
+    } else if (wc->c && wc->warned) {
         flow__log(FLOW_LOG_INFO, "worker %s: connected to %s again", w->name, w->addr.shown);
-        w->warned = false;
-        w->groups_ok = false;
+        wc->warned = false;
+        if (wc == &w->rd)
+            w->groups_ok = false;
     }
-    return w->c;
+    return wc->c;
 }
 
-/* A command; NULL when Redis cannot be reached or answered an error
- * (logged). */
-static redisReply *cmdv(struct flow_worker *w, int argc, const char **argv)
+/* A command on `wc`; NULL when Redis cannot be reached or answered an
+ * error (logged). */
+static redisReply *cmdv(struct flow_worker *w, struct wconn *wc, int argc, const char **argv)
 {
-    if (!conn(w))
+    if (!conn(w, wc))
         return NULL;
     flow_error err;
-    redisReply *r = flow__redis_cmdv(w->c, &w->addr, &err, argc, argv, NULL);
-    if (!r && !w->c->err)
+    redisReply *r = flow__redis_cmdv(wc->c, &w->addr, &err, argc, argv, NULL);
+    if (!r && !wc->c->err)
         flow__log(FLOW_LOG_WARN, "worker %s: %s", w->name, err.message);
     return r;
 }
@@ -290,9 +509,9 @@ static bool ensure_groups(struct flow_worker *w)
     if (w->groups_ok)
         return true;
     for (size_t i = 0; i < w->nqueues; i++) {
-        if (!conn(w))
+        if (!conn(w, &w->rd))
             return false;
-        redisReply *r = redisCommand(w->c, "XGROUP CREATE %s %s 0 MKSTREAM", w->queue_keys[i],
+        redisReply *r = redisCommand(w->rd.c, "XGROUP CREATE %s %s 0 MKSTREAM", w->queue_keys[i],
                                      FLOW__RW_GROUP);
         if (!r)
             return false;
@@ -308,170 +527,314 @@ static bool ensure_groups(struct flow_worker *w)
     return true;
 }
 
-static size_t running_jobs(const struct flow_worker *w)
+/* [reader] Wait on reader_cv for up to `ns` (woken early by a free slot or
+ * stopping). */
+static void reader_nap(struct flow_worker *w, int64_t ns)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < w->jobs.count; i++)
-        n += !w->jobs.items[i]->done;
-    return n;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t t = (int64_t)ts.tv_nsec + ns;
+    ts.tv_sec += (time_t)(t / 1000000000LL);
+    ts.tv_nsec = (long)(t % 1000000000LL);
+    pthread_mutex_lock(&w->mu);
+    if (!atomic_load(&w->stopping))
+        pthread_cond_timedwait(&w->reader_cv, &w->mu, &ts);
+    pthread_mutex_unlock(&w->mu);
 }
 
-/* Take the entries of a stream reply ([[key, [entry...]]...] or, for
- * XAUTOCLAIM, [cursor, [entry...], ...] of one key). */
-static void take_entries(struct flow_worker *w, const char *key, const redisReply *list)
+/* Claim the entries of dead workers every claim-after / 2, then read new
+ * ones, as many as there are free slots. */
+static void *reader_main(void *arg)
 {
-    if (!list || list->type != REDIS_REPLY_ARRAY)
-        return;
-    for (size_t k = 0; k < list->elements; k++) {
-        struct flow__rw_entry en;
-        if (flow__rw_entry_of(list->element[k], &en))
-            take_entry(w, key, &en);
-        /* A deleted entry (nil fields) has nothing to run: acknowledge it. */
-        else if (list->element[k]->type == REDIS_REPLY_ARRAY && list->element[k]->elements >= 1 &&
-                 list->element[k]->element[0]->type == REDIS_REPLY_STRING) {
-            const char *argv[] = {"XACK", key, FLOW__RW_GROUP, list->element[k]->element[0]->str};
-            freeReplyObject(cmdv(w, 4, argv));
-        }
-    }
-}
-
-/* Claim the entries of dead workers, then read new ones. */
-static void read_entries(struct flow_worker *w, bool may_block)
-{
-    size_t running = running_jobs(w);
-    if (atomic_load(&w->stopping) || running >= (size_t)w->concurrency || !ensure_groups(w))
-        return;
-    char count[24], idle[32], block[16];
-    int64_t now = flow__now_ns();
-    if (now >= w->claim_at) {
-        w->claim_at = now + (int64_t)(w->claim_after * 1e9 / 2);
-        snprintf(idle, sizeof(idle), "%lld", (long long)(w->claim_after * 1000));
-        for (size_t i = 0; i < w->nqueues && running_jobs(w) < (size_t)w->concurrency; i++) {
-            snprintf(count, sizeof(count), "%zu", (size_t)w->concurrency - running_jobs(w));
-            const char *argv[] = {"XAUTOCLAIM", w->queue_keys[i], FLOW__RW_GROUP, w->name, idle,
-                                  "0-0", "COUNT", count};
-            redisReply *r = cmdv(w, 8, argv);
-            if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2)
-                take_entries(w, w->queue_keys[i], r->element[1]);
-            freeReplyObject(r);
-        }
-    }
-    running = running_jobs(w);
-    if (running >= (size_t)w->concurrency)
-        return;
-    snprintf(count, sizeof(count), "%zu", (size_t)w->concurrency - running);
-    snprintf(block, sizeof(block), "%d", may_block ? 200 : 1);
+    struct flow_worker *w = arg;
+    int64_t claim_at = 0;
     const char **argv = flow__calloc(9 + 2 * w->nqueues, sizeof(*argv));
-    if (!argv)
-        return;
-    int argc = 0;
-    argv[argc++] = "XREADGROUP";
-    argv[argc++] = "GROUP";
-    argv[argc++] = FLOW__RW_GROUP;
-    argv[argc++] = w->name;
-    argv[argc++] = "COUNT";
-    argv[argc++] = count;
-    argv[argc++] = "BLOCK";
-    argv[argc++] = block;
-    argv[argc++] = "STREAMS";
-    for (size_t i = 0; i < w->nqueues; i++)
-        argv[argc++] = w->queue_keys[i];
-    for (size_t i = 0; i < w->nqueues; i++)
-        argv[argc++] = ">";
-    redisReply *r = cmdv(w, argc, argv);
-    flow__free(argv);
-    if (r && r->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < r->elements; i++) {
-            const redisReply *s = r->element[i];
-            if (s->type == REDIS_REPLY_ARRAY && s->elements == 2 &&
-                s->element[0]->type == REDIS_REPLY_STRING)
-                take_entries(w, s->element[0]->str, s->element[1]);
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (!atomic_load(&w->stopping) && w->jobs.count >= (size_t)w->concurrency)
+            pthread_cond_wait(&w->reader_cv, &w->mu);
+        size_t free_slots = (size_t)w->concurrency - w->jobs.count;
+        pthread_mutex_unlock(&w->mu);
+        if (atomic_load(&w->stopping) || !argv)
+            break;
+        if (!ensure_groups(w)) {
+            reader_nap(w, RETRY_NS);
+            continue;
         }
+        char count[24], idle[32];
+        int64_t now = flow__now_ns();
+        if (now >= claim_at) {
+            claim_at = now + (int64_t)(w->claim_after * 1e9 / 2);
+            snprintf(idle, sizeof(idle), "%lld", (long long)(w->claim_after * 1000));
+            for (size_t i = 0; i < w->nqueues && free_slots; i++) {
+                snprintf(count, sizeof(count), "%zu", free_slots);
+                const char *ac[] = {"XAUTOCLAIM", w->queue_keys[i], FLOW__RW_GROUP, w->name, idle,
+                                    "0-0", "COUNT", count};
+                redisReply *r = cmdv(w, &w->rd, 8, ac);
+                if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+                    size_t n = take_entries(w, w->queue_keys[i], r->element[1]);
+                    free_slots -= n < free_slots ? n : free_slots;
+                }
+                freeReplyObject(r);
+            }
+            if (!free_slots)
+                continue;
+        }
+        snprintf(count, sizeof(count), "%zu", free_slots);
+        int argc = 0;
+        argv[argc++] = "XREADGROUP";
+        argv[argc++] = "GROUP";
+        argv[argc++] = FLOW__RW_GROUP;
+        argv[argc++] = w->name;
+        argv[argc++] = "COUNT";
+        argv[argc++] = count;
+        argv[argc++] = "BLOCK";
+        argv[argc++] = READ_BLOCK_MS;
+        argv[argc++] = "STREAMS";
+        for (size_t i = 0; i < w->nqueues; i++)
+            argv[argc++] = w->queue_keys[i];
+        for (size_t i = 0; i < w->nqueues; i++)
+            argv[argc++] = ">";
+        redisReply *r = cmdv(w, &w->rd, argc, argv);
+        if (r && r->type == REDIS_REPLY_ARRAY) {
+            for (size_t i = 0; i < r->elements; i++) {
+                const redisReply *s = r->element[i];
+                if (s->type == REDIS_REPLY_ARRAY && s->elements == 2 &&
+                    s->element[0]->type == REDIS_REPLY_STRING)
+                    take_entries(w, s->element[0]->str, s->element[1]);
+            }
+        }
+        if (!r && !(w->rd.c && !w->rd.c->err)) {
+            w->groups_ok = false; /* Redis may have restarted without its data */
+            reader_nap(w, RETRY_NS);
+        } else if (!r) {
+            reader_nap(w, RETRY_NS); /* an error answered: do not spin */
+        }
+        freeReplyObject(r);
     }
-    if (!r && !(w->c && !w->c->err))
-        w->groups_ok = false; /* Redis may have restarted without its data */
-    freeReplyObject(r);
+    flow__free(argv);
+    pthread_mutex_lock(&w->mu);
+    w->reader_exited = true;
+    wake_locked(w);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
 }
 
-/* Publish a finished job's completion, then acknowledge its entry. False:
- * Redis is away (try again later). */
-static bool publish(struct flow_worker *w, struct wjob *j)
+/* ---- publishing (the main thread) ------------------------------------------ */
+
+/* [main] The jobs listed now (`live`: only those still running), into
+ * `out` (reserved to `concurrency`). */
+static void snapshot(struct flow_worker *w, wjob_vec *out, bool live)
 {
-    if (!j->no_reply) {
-        json_t *res = flow__rw_result_encode(&j->res, j->writes);
-        char *text = res ? json_dumps(res, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-        json_decref(res);
+    out->count = 0;
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < w->jobs.count; i++) {
+        struct wjob *j = w->jobs.items[i];
+        if (!live || (!j->over && !j->abandoned && !j->no_reply))
+            push(w, out, j);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Read `n` pipelined replies into `out` (NULL for a lost connection or an
+ * error reply, which is logged once). False: the connection is lost. */
+static bool replies(struct flow_worker *w, redisContext *c, size_t n, redisReply **out)
+{
+    bool logged = false, alive = true;
+    for (size_t i = 0; i < n; i++) {
+        void *r = NULL;
+        if (!alive || redisGetReply(c, &r) != REDIS_OK) {
+            alive = false;
+            out[i] = NULL;
+            continue;
+        }
+        redisReply *rep = r;
+        if (rep && rep->type == REDIS_REPLY_ERROR) {
+            if (!logged)
+                flow__log(FLOW_LOG_WARN, "worker %s: %s", w->name, rep->str);
+            logged = true;
+            freeReplyObject(rep);
+            rep = NULL;
+        }
+        out[i] = rep;
+    }
+    return alive;
+}
+
+/* [main] Publish the completions of the jobs of `pub` (pipelined: an XADD
+ * each, an EXPIRE per run), then acknowledge those published (pipelined:
+ * one XACK per queue with all their ids): a completion is always in its
+ * stream before its entry is acknowledged. Marks the jobs acked; the
+ * others are tried again later (a second completion of an attempt is
+ * dropped by the runner). */
+static void publish(struct flow_worker *w, wjob_vec *pub)
+{
+    redisContext *c = conn(w, &w->main);
+    size_t n = pub->count, sent = 0;
+    struct wjob **who = c ? flow__calloc(2 * n, sizeof(*who)) : NULL;
+    redisReply **reps = who ? flow__calloc(2 * n + w->nqueues, sizeof(*reps)) : NULL;
+    const char **argv = reps ? flow__calloc(n + 3, sizeof(*argv)) : NULL;
+    if (!argv)
+        goto out;
+    char act[16], attempt[16], ttl[16];
+    snprintf(ttl, sizeof(ttl), "%d", FLOW__RW_TTL_S);
+    for (size_t i = 0; i < n; i++) {
+        struct wjob *j = pub->items[i];
+        if (j->no_reply || j->xadded)
+            continue;
+        const struct flow__cmd_result *res = j->abandoned ? &j->ares : &j->res;
+        json_t *rj = flow__rw_result_encode(res, j->abandoned ? NULL : j->writes);
+        char *text = rj ? json_dumps(rj, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        json_decref(rj);
         char *key = flow__rw_key(w->addr.prefix, "done", j->run);
-        char act[16], attempt[16], ttl[16];
         snprintf(act, sizeof(act), "%" PRIu32, j->ident.act);
         snprintf(attempt, sizeof(attempt), "%" PRIu32, j->ident.attempt);
-        snprintf(ttl, sizeof(ttl), "%d", FLOW__RW_TTL_S);
-        bool ok = false;
         if (text && key) {
-            const char *argv[] = {"XADD", key,   "*",      "v",     FLOW__RW_VERSION,
+            const char *xadd[] = {"XADD", key,   "*",      "v",     FLOW__RW_VERSION,
                                   "run",  j->run, "act",   act,     "attempt",
                                   attempt, "worker", w->name, "result", text};
-            redisReply *r = cmdv(w, 15, argv);
-            ok = r != NULL;
-            freeReplyObject(r);
-            if (ok) {
+            redisAppendCommandArgv(c, 15, xadd, NULL);
+            who[sent++] = j;
+            bool seen = false;
+            for (size_t k = 0; k < i && !seen; k++)
+                seen = !pub->items[k]->no_reply && !strcmp(pub->items[k]->run, j->run);
+            if (!seen) {
                 const char *ex[] = {"EXPIRE", key, ttl};
-                freeReplyObject(cmdv(w, 3, ex));
+                redisAppendCommandArgv(c, 3, ex, NULL);
+                who[sent++] = NULL;
             }
         }
         flow__json_free_text(text);
         flow__free(key);
-        if (!ok)
-            return false;
     }
-    const char *argv[] = {"XACK", j->queue_key, FLOW__RW_GROUP, j->entry_id};
-    redisReply *r = cmdv(w, 4, argv);
-    bool ok = r != NULL;
-    freeReplyObject(r);
-    if (ok)
-        w->done_count++;
-    return ok;
+    bool alive = replies(w, c, sent, reps);
+    for (size_t k = 0; k < sent; k++) {
+        if (who[k] && reps[k])
+            who[k]->xadded = true;
+        freeReplyObject(reps[k]);
+    }
+    /* Acknowledge what is in its stream (and what needs no reply). */
+    size_t acks = 0;
+    for (size_t q = 0; alive && q < w->nqueues; q++) {
+        int argc = 0;
+        argv[argc++] = "XACK";
+        argv[argc++] = w->queue_keys[q];
+        argv[argc++] = FLOW__RW_GROUP;
+        for (size_t i = 0; i < n; i++) {
+            struct wjob *j = pub->items[i];
+            if ((j->no_reply || j->xadded) && !strcmp(j->queue_key, w->queue_keys[q]))
+                argv[argc++] = j->entry_id;
+        }
+        if (argc > 3) {
+            redisAppendCommandArgv(c, argc, argv, NULL);
+            acks++;
+        }
+    }
+    replies(w, c, acks, reps);
+    for (size_t q = 0, k = 0; k < acks && q < w->nqueues; q++) {
+        bool any = false;
+        for (size_t i = 0; i < n; i++) {
+            struct wjob *j = pub->items[i];
+            if ((j->no_reply || j->xadded) && !strcmp(j->queue_key, w->queue_keys[q])) {
+                any = true;
+                if (reps[k] && !j->acked) {
+                    j->acked = true;
+                    w->done_count++;
+                }
+            }
+        }
+        if (any)
+            freeReplyObject(reps[k++]);
+    }
+out:
+    flow__free(argv);
+    flow__free(who);
+    flow__free(reps);
 }
 
-/* Signal what the runner asked to stop (P:cancel:RUN ACT:ATTEMPT). */
-static void check_cancels(struct flow_worker *w)
+/* [main] A C function killed by the runner that has not returned: answer
+ * for it now (the runner's kill_grace is over), keep its slot until it
+ * returns. */
+static void abandon(struct flow_worker *w, struct wjob *j, wjob_vec *pub)
 {
-    for (size_t i = 0; i < w->jobs.count; i++) {
-        struct wjob *j = w->jobs.items[i];
-        if (j->done || j->no_reply || !j->run)
-            continue;
+    j->abandoned = true;
+    j->ares.ok = false;
+    j->ares.exit_status = -1;
+    j->ares.error = flow__asprintf("%s on worker '%s' and did not stop within its kill_grace; "
+                                   "its thread was abandoned",
+                                   atomic_load(&j->timed_out) ? "timed out" : "cancelled",
+                                   w->name);
+    if (!j->in_pub) {
+        j->in_pub = true;
+        push(w, pub, j);
+    }
+}
+
+/* [main] Signal what the runner asked to stop (P:cancel:RUN ACT:ATTEMPT):
+ * one pipelined HGET per running job. */
+static void check_cancels(struct flow_worker *w, const wjob_vec *live, wjob_vec *pub)
+{
+    redisContext *c = conn(w, &w->main);
+    size_t n = live->count;
+    redisReply **reps = c && n ? flow__calloc(n, sizeof(*reps)) : NULL;
+    if (!reps)
+        return;
+    char field[32];
+    for (size_t i = 0; i < n; i++) {
+        struct wjob *j = live->items[i];
         char *key = flow__rw_key(w->addr.prefix, "cancel", j->run);
-        char field[32];
         snprintf(field, sizeof(field), "%" PRIu32 ":%" PRIu32, j->ident.act, j->ident.attempt);
-        const char *argv[] = {"HGET", key, field};
-        redisReply *r = key ? cmdv(w, 3, argv) : NULL;
+        const char *argv[] = {"HGET", key ? key : "?", field};
+        redisAppendCommandArgv(c, 3, argv, NULL);
         flow__free(key);
+    }
+    replies(w, c, n, reps);
+    for (size_t i = 0; i < n; i++) {
+        struct wjob *j = live->items[i];
+        redisReply *r = reps[i];
         if (r && r->type == REDIS_REPLY_STRING) {
             bool kill = !strncmp(r->str, "KILL", 4);
-            j->timed_out = strstr(r->str, "timeout") != NULL;
-            if (j->cmd && (kill ? j->signalled < 2 : j->signalled < 1)) {
-                flow__cmd_kill(j->cmd, kill ? SIGKILL : SIGTERM);
+            if (strstr(r->str, "timeout"))
+                atomic_store(&j->timed_out, true);
+            if (kill ? j->signalled < 2 : j->signalled < 1) {
                 j->signalled = kill ? 2 : 1;
+                if (j->cmd)
+                    flow__cmd_kill(j->cmd, kill ? SIGKILL : SIGTERM);
+                else if (j->fn) {
+                    atomic_store(&j->ctx.cancelled, 1);
+                    if (kill)
+                        abandon(w, j, pub);
+                }
             }
         }
         freeReplyObject(r);
     }
+    flow__free(reps);
 }
 
-/* Keep the idle time of the entries we run low (XCLAIM ... JUSTID). */
-static void renew_claims(struct flow_worker *w)
+/* [main] Keep the idle time of the entries we run low: XCLAIM ... JUSTID,
+ * one per queue. */
+static void renew_claims(struct flow_worker *w, const wjob_vec *live)
 {
-    for (size_t i = 0; i < w->jobs.count; i++) {
-        struct wjob *j = w->jobs.items[i];
-        if (j->done)
-            continue;
-        const char *argv[] = {"XCLAIM", j->queue_key, FLOW__RW_GROUP, w->name, "0", j->entry_id,
-                              "JUSTID"};
-        freeReplyObject(cmdv(w, 7, argv));
+    const char **argv = flow__calloc(live->count + 7, sizeof(*argv));
+    for (size_t q = 0; argv && q < w->nqueues; q++) {
+        int argc = 0;
+        argv[argc++] = "XCLAIM";
+        argv[argc++] = w->queue_keys[q];
+        argv[argc++] = FLOW__RW_GROUP;
+        argv[argc++] = w->name;
+        argv[argc++] = "0";
+        for (size_t i = 0; i < live->count; i++)
+            if (!strcmp(live->items[i]->queue_key, w->queue_keys[q]))
+                argv[argc++] = live->items[i]->entry_id;
+        argv[argc++] = "JUSTID";
+        if (argc > 6)
+            freeReplyObject(cmdv(w, &w->main, argc, argv));
     }
+    flow__free(argv);
 }
 
-static void heartbeat(struct flow_worker *w, bool last)
+static void heartbeat(struct flow_worker *w, bool last, size_t running)
 {
     char *key = flow__rw_key(w->addr.prefix, "worker", w->name);
     char *set = flow__asprintf("%s:workers", w->addr.prefix);
@@ -480,25 +843,25 @@ static void heartbeat(struct flow_worker *w, bool last)
     if (last) {
         const char *del[] = {"DEL", key};
         const char *zrem[] = {"ZREM", set, w->name};
-        freeReplyObject(cmdv(w, 2, del));
-        freeReplyObject(cmdv(w, 3, zrem));
+        freeReplyObject(cmdv(w, &w->main, 2, del));
+        freeReplyObject(cmdv(w, &w->main, 3, zrem));
         goto out;
     }
-    char pid[16], running[16], done[24], seen[24], ttl[16], started[24];
+    char pid[16], nrun[24], done[24], seen[24], ttl[16], started[24];
     snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-    snprintf(running, sizeof(running), "%zu", running_jobs(w));
+    snprintf(nrun, sizeof(nrun), "%zu", running);
     snprintf(done, sizeof(done), "%" PRIu64, w->done_count);
     snprintf(seen, sizeof(seen), "%.3f", flow__wall_time());
     snprintf(started, sizeof(started), "%.3f", w->started);
     snprintf(ttl, sizeof(ttl), "%d", 3 * (int)(HEARTBEAT_EVERY_NS / MS));
     const char *hset[] = {"HSET",  key,          "host",    w->host, "pid",  pid,
-                          "queues", w->queue_list, "running", running, "done", done,
+                          "queues", w->queue_list, "running", nrun,    "done", done,
                           "seen",   seen,          "started", started};
     const char *exp[] = {"PEXPIRE", key, ttl};
     const char *zadd[] = {"ZADD", set, seen, w->name};
-    freeReplyObject(cmdv(w, 16, hset));
-    freeReplyObject(cmdv(w, 3, exp));
-    freeReplyObject(cmdv(w, 4, zadd));
+    freeReplyObject(cmdv(w, &w->main, 16, hset));
+    freeReplyObject(cmdv(w, &w->main, 3, exp));
+    freeReplyObject(cmdv(w, &w->main, 4, zadd));
 out:
     flow__free(key);
     flow__free(set);
@@ -508,95 +871,276 @@ out:
 
 #define MAX_FDS 256
 
+/* [main] Done with job `j` (its body returned or it never ran): publish it
+ * unless it was (abandoned and answered). */
+static void job_over(struct flow_worker *w, struct wjob *j, wjob_vec *pub)
+{
+    j->over = true;
+    if (j->acked)
+        j->gone = true;
+    else if (!j->in_pub) {
+        j->in_pub = true;
+        push(w, pub, j);
+    }
+}
+
+/* [main] Forget the jobs that are acknowledged and over; keep the rest of
+ * `pub` for later. */
+static void sweep_published(struct flow_worker *w, wjob_vec *pub)
+{
+    (void)w;
+    size_t keep = 0;
+    for (size_t i = 0; i < pub->count; i++) {
+        struct wjob *j = pub->items[i];
+        if (!j->acked) {
+            pub->items[keep++] = j;
+            continue;
+        }
+        j->in_pub = false;
+        j->gone = j->over;
+    }
+    pub->count = keep;
+}
+
+/* [main] Remove the jobs marked gone from `jobs` (freeing slots), free them. */
+static void drop_gone(struct flow_worker *w, wjob_vec *scratch)
+{
+    scratch->count = 0;
+    pthread_mutex_lock(&w->mu);
+    size_t keep = 0;
+    for (size_t i = 0; i < w->jobs.count; i++) {
+        struct wjob *j = w->jobs.items[i];
+        if (j->gone)
+            push(w, scratch, j);
+        else
+            w->jobs.items[keep++] = j;
+    }
+    w->jobs.count = keep;
+    if (scratch->count)
+        pthread_cond_signal(&w->reader_cv);
+    pthread_mutex_unlock(&w->mu);
+    for (size_t i = 0; i < scratch->count; i++)
+        job_free(scratch->items[i]);
+    scratch->count = 0;
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Start a thread with SIGTERM, SIGINT and SIGHUP blocked: they are for the
+ * main thread (its poll() returns), never for a body or a Redis read. */
+static bool start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    bool ok = pthread_create(t, NULL, fn, arg) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return ok;
+}
+
+/* [main] Poll the wake eventfd and the commands for at most `timeout` ms;
+ * finished commands are over. */
+static void wait_events(struct flow_worker *w, wjob_vec *cmds, wjob_vec *pub, int timeout)
+{
+    struct pollfd fds[MAX_FDS];
+    int n = 0;
+    fds[n].fd = w->wake_fd;
+    fds[n].events = POLLIN;
+    fds[n].revents = 0;
+    n++;
+    for (size_t i = 0; i < cmds->count; i++) {
+        struct wjob *j = cmds->items[i];
+        j->nfds = 0;
+        if (n + FLOW__CMD_POLLFDS_MAX <= MAX_FDS) {
+            j->fd_first = n;
+            j->nfds = flow__cmd_pollfds(j->cmd, &fds[n], MAX_FDS - n);
+            n += j->nfds;
+        }
+    }
+    int ready = poll(fds, (nfds_t)n, timeout);
+    if (ready < 0 && errno != EINTR)
+        flow__log(FLOW_LOG_ERROR, "worker %s: poll failed: %s", w->name, strerror(errno));
+    if (ready > 0 && (fds[0].revents & POLLIN)) {
+        uint64_t v;
+        ssize_t rd = read(w->wake_fd, &v, sizeof(v));
+        (void)rd;
+    }
+    size_t keep = 0;
+    for (size_t i = 0; i < cmds->count; i++) {
+        struct wjob *j = cmds->items[i];
+        if (j->nfds && ready > 0)
+            flow__cmd_handle(j->cmd, &fds[j->fd_first], j->nfds);
+        if (!flow__cmd_is_done(j->cmd)) {
+            cmds->items[keep++] = j;
+            continue;
+        }
+        flow__cmd_finish(j->cmd, atomic_load(&j->timed_out), &j->res);
+        j->cmd = NULL;
+        j->done = true;
+        job_over(w, j, pub);
+    }
+    cmds->count = keep;
+}
+
 flow_err flow_worker_run(flow_worker *w, flow_error *err)
 {
     flow__error_clear(err);
-    if (!conn(w))
+    if (w->running)
+        return flow__error(err, FLOW_ESTATE, "worker %s: flow_worker_run was called already",
+                           w->name);
+    w->running = true;
+    if (!conn(w, &w->main))
         return flow__error(err, FLOW_EIO, "cannot connect to %s", w->addr.shown);
+    size_t cap = (size_t)w->concurrency;
+    wjob_vec pub = {0}, live = {0}, fresh = {0}, fin = {0}, cmds = {0};
+    flow_err rc = FLOW_OK;
+    bool reader = false;
+    /* Reserved once: a job list never holds more than `concurrency`. */
+    FLOW__VEC_RESERVE(&w->jobs, cap, rc);
+    FLOW__VEC_RESERVE(&w->fresh, cap, rc);
+    FLOW__VEC_RESERVE(&w->finished, cap, rc);
+    FLOW__VEC_RESERVE(&pub, cap, rc);
+    FLOW__VEC_RESERVE(&live, cap, rc);
+    FLOW__VEC_RESERVE(&fresh, cap, rc);
+    FLOW__VEC_RESERVE(&fin, cap, rc);
+    FLOW__VEC_RESERVE(&cmds, cap, rc);
+    w->pool = w->fns.count ? flow__calloc(cap, sizeof(*w->pool)) : NULL;
+    if (rc || (w->fns.count && !w->pool)) {
+        flow__error(err, FLOW_ENOMEM, "out of memory starting worker %s", w->name);
+        goto out;
+    }
     w->started = flow__wall_time();
     flow__tree_prepare();
-    int64_t cancel_at = 0, renew_at = 0, beat_at = 0, sweep_at = 0;
-    struct pollfd fds[MAX_FDS];
+    for (; w->pool && w->npool < cap; w->npool++)
+        if (!start_thread(&w->pool[w->npool], pool_main, w))
+            break;
+    reader = w->npool == (w->fns.count ? cap : 0) && start_thread(&w->reader, reader_main, w);
+    if (!reader) {
+        flow__log(FLOW_LOG_ERROR, "worker %s: cannot start its threads", w->name);
+        atomic_store(&w->stopping, 1);
+        w->reader_exited = true;
+    }
+    const int64_t renew_every = (int64_t)(w->claim_after * 1e9 / 3);
+    int64_t now = flow__now_ns();
+    int64_t cancel_at = 0, renew_at = now + renew_every, beat_at = 0, sweep_at = 0, pub_at = 0;
     for (;;) {
         bool stopping = atomic_load(&w->stopping);
-        size_t running = running_jobs(w);
-        if (stopping && w->jobs.count == 0)
-            break;
-        /* Finished jobs: publish, acknowledge, forget. */
-        for (size_t i = 0; i < w->jobs.count;) {
-            struct wjob *j = w->jobs.items[i];
-            if (j->done && publish(w, j)) {
-                job_free(j);
-                w->jobs.items[i] = w->jobs.items[--w->jobs.count];
-                continue;
-            }
-            i++;
+        pthread_mutex_lock(&w->mu);
+        wjob_vec t = w->fresh;
+        w->fresh = fresh;
+        fresh = t;
+        t = w->finished;
+        w->finished = fin;
+        fin = t;
+        w->wake_pending = false;
+        bool reader_gone = w->reader_exited;
+        if (stopping)
+            pthread_cond_broadcast(&w->reader_cv);
+        pthread_mutex_unlock(&w->mu);
+        for (size_t i = 0; i < fresh.count; i++) {
+            struct wjob *j = fresh.items[i];
+            command_start(w, j);
+            if (j->done)
+                job_over(w, j, &pub);
+            else
+                push(w, &cmds, j);
         }
-        int64_t now = flow__now_ns();
+        fresh.count = 0;
+        for (size_t i = 0; i < fin.count; i++)
+            job_over(w, fin.items[i], &pub);
+        fin.count = 0;
+        now = flow__now_ns();
+        if (pub.count && now >= pub_at) {
+            publish(w, &pub);
+            sweep_published(w, &pub);
+            pub_at = pub.count ? now + RETRY_NS : 0; /* Redis is away: later */
+        }
+        drop_gone(w, &fin);
+        snapshot(w, &live, true);
+        pthread_mutex_lock(&w->mu);
+        size_t njobs = w->jobs.count;
+        pthread_mutex_unlock(&w->mu);
+        if (stopping && reader_gone && njobs == 0)
+            break;
         if (now >= beat_at) {
-            heartbeat(w, false);
+            heartbeat(w, false, njobs);
             beat_at = now + HEARTBEAT_EVERY_NS;
         }
-        if (running && now >= cancel_at) {
-            check_cancels(w);
+        if (live.count && now >= cancel_at) {
+            check_cancels(w, &live, &pub);
             cancel_at = now + CANCEL_EVERY_NS;
         }
-        if (running && now >= renew_at) {
-            renew_claims(w);
-            renew_at = now + (int64_t)(w->claim_after * 1e9 / 3);
+        if (!live.count)
+            renew_at = now + renew_every;
+        else if (now >= renew_at) {
+            renew_claims(w, &live);
+            renew_at = now + renew_every;
         }
-        if (w->spawned && now >= sweep_at) {
+        if (cmds.count && now >= sweep_at) {
             flow__tree_sweep();
             sweep_at = now + 500 * MS;
         }
-        if (!stopping)
-            read_entries(w, running == 0 && w->jobs.count == 0);
-        int n = 0;
-        fds[n].fd = w->wake_fd;
-        fds[n].events = POLLIN;
-        n++;
-        for (size_t i = 0; i < w->jobs.count; i++) {
-            struct wjob *j = w->jobs.items[i];
-            j->nfds = 0;
-            if (j->cmd && n + FLOW__CMD_POLLFDS_MAX <= MAX_FDS) {
-                j->fd_first = n;
-                j->nfds = flow__cmd_pollfds(j->cmd, &fds[n], MAX_FDS - n);
-                n += j->nfds;
-            }
-        }
-        bool pending = false;
-        for (size_t i = 0; i < w->jobs.count; i++)
-            pending |= w->jobs.items[i]->done;
-        int timeout = running_jobs(w) ? 50 : pending ? 500 : 0;
-        int ready = poll(fds, (nfds_t)n, timeout);
-        if (ready < 0 && errno != EINTR)
-            flow__log(FLOW_LOG_ERROR, "worker %s: poll failed: %s", w->name, strerror(errno));
-        if (fds[0].revents & POLLIN) {
-            uint64_t v;
-            ssize_t rd = read(w->wake_fd, &v, sizeof(v));
-            (void)rd;
-        }
-        for (size_t i = 0; i < w->jobs.count; i++) {
-            struct wjob *j = w->jobs.items[i];
-            if (j->cmd && j->nfds && ready > 0)
-                flow__cmd_handle(j->cmd, &fds[j->fd_first], j->nfds);
-            if (j->cmd && flow__cmd_is_done(j->cmd)) {
-                flow__cmd_finish(j->cmd, j->timed_out, &j->res);
-                j->cmd = NULL;
-                j->done = true;
-            }
-        }
+        if (pub.count && !pub_at)
+            continue; /* abandoned just now: publish at once */
+        int64_t next = beat_at;
+        if (live.count)
+            next = min64(next, min64(cancel_at, renew_at));
+        if (cmds.count)
+            next = min64(next, sweep_at);
+        if (pub.count)
+            next = min64(next, pub_at);
+        if (cmds.count * FLOW__CMD_POLLFDS_MAX + 1 > MAX_FDS)
+            next = min64(next, now + 50 * MS); /* some are not polled */
+        now = flow__now_ns();
+        int timeout = next <= now ? 0 : (int)((next - now + MS - 1) / MS);
+        wait_events(w, &cmds, &pub, timeout);
     }
-    heartbeat(w, true);
-    return FLOW_OK;
+    heartbeat(w, true, 0);
+    if (reader)
+        pthread_join(w->reader, NULL);
+    pthread_mutex_lock(&w->mu);
+    w->pool_stop = true;
+    pthread_cond_broadcast(&w->pool_cv);
+    pthread_mutex_unlock(&w->mu);
+    for (size_t i = 0; i < w->npool; i++)
+        pthread_join(w->pool[i], NULL);
+    w->npool = 0;
+out:
+    FLOW__VEC_FREE(&pub);
+    FLOW__VEC_FREE(&live);
+    FLOW__VEC_FREE(&fresh);
+    FLOW__VEC_FREE(&fin);
+    FLOW__VEC_FREE(&cmds);
+    return err->code;
 }
 
 void flow_worker_stop(flow_worker *w)
 {
     atomic_store(&w->stopping, 1);
-    uint64_t one = 1;
-    ssize_t wr = write(w->wake_fd, &one, sizeof(one));
-    (void)wr;
+    wake(w);
+}
+
+flow_err flow_worker_register(flow_worker *w, const char *name, flow_task_fn fn, void *udata)
+{
+    if (!w || !fn || !name || !flow__redis_name_ok(name))
+        return FLOW_EINVAL;
+    if (w->running)
+        return FLOW_ESTATE;
+    if (fn_named(w, name))
+        return FLOW_EEXISTS;
+    struct wfn f = {flow__strdup(name), fn, udata};
+    flow_err rc = f.name ? FLOW_OK : FLOW_ENOMEM;
+    if (!rc)
+        FLOW__VEC_PUSH(&w->fns, f, rc);
+    if (rc)
+        flow__free(f.name);
+    return rc;
 }
 
 flow_worker *flow_worker_new(const char *url, const flow_worker_options *o, flow_error *err)
@@ -612,6 +1156,9 @@ flow_worker *flow_worker_new(const char *url, const flow_worker_options *o, flow
         return flow__error(err, FLOW_ENOMEM, "out of memory starting a worker"), NULL;
     w->wake_fd = -1;
     atomic_init(&w->stopping, 0);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->reader_cv, NULL);
+    pthread_cond_init(&w->pool_cv, NULL);
     if (flow__redis_parse(url, &w->addr, err) != FLOW_OK)
         goto fail;
     w->concurrency = o && o->concurrency > 0 ? o->concurrency : 4;
@@ -640,12 +1187,7 @@ flow_worker *flow_worker_new(const char *url, const flow_worker_options *o, flow
     struct flow__buf list;
     flow__buf_init(&list, 0);
     for (size_t i = 0; w->queue_keys && i < w->nqueues; i++) {
-        size_t n = strlen(qs[i]);
-        bool ok = n > 0 && n <= 100;
-        for (size_t k = 0; ok && k < n; k++)
-            ok = (qs[i][k] >= 'a' && qs[i][k] <= 'z') || (qs[i][k] >= 'A' && qs[i][k] <= 'Z') ||
-                 (qs[i][k] >= '0' && qs[i][k] <= '9') || strchr("_.:-", qs[i][k]);
-        if (!ok) {
+        if (!flow__redis_name_ok(qs[i])) {
             flow__buf_cleanup(&list);
             flow__error(err, FLOW_EINVAL,
                         "queue '%s' is not 1 to 100 letters, digits and _ . : -", qs[i]);
@@ -670,7 +1212,7 @@ flow_worker *flow_worker_new(const char *url, const flow_worker_options *o, flow
     redisContext *c = flow__redis_connect(&w->addr, 5.0, err);
     if (!c)
         goto fail;
-    w->c = c;
+    w->main.c = c;
     return w;
 fail:
     flow_worker_free(w);
@@ -689,17 +1231,28 @@ void flow_worker_free(flow_worker *w)
         job_free(j);
     }
     FLOW__VEC_FREE(&w->jobs);
+    FLOW__VEC_FREE(&w->fresh);
+    FLOW__VEC_FREE(&w->finished);
     for (size_t i = 0; i < w->dirs.count; i++)
         flow__free(w->dirs.items[i]);
     FLOW__VEC_FREE(&w->dirs);
+    for (size_t i = 0; i < w->fns.count; i++)
+        flow__free(w->fns.items[i].name);
+    FLOW__VEC_FREE(&w->fns);
     for (size_t i = 0; w->queue_keys && i < w->nqueues; i++)
         flow__free(w->queue_keys[i]);
     flow__free(w->queue_keys);
     flow__free(w->queue_list);
-    if (w->c)
-        redisFree(w->c);
+    flow__free(w->pool);
+    if (w->main.c)
+        redisFree(w->main.c);
+    if (w->rd.c)
+        redisFree(w->rd.c);
     if (w->wake_fd >= 0)
         close(w->wake_fd);
+    pthread_cond_destroy(&w->pool_cv);
+    pthread_cond_destroy(&w->reader_cv);
+    pthread_mutex_destroy(&w->mu);
     flow__free(w);
 }
 

@@ -15,6 +15,7 @@
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "util/error.h"
+#include "util/redis.h"
 
 static const struct task_policy default_policy = {
     .timeout = 0,
@@ -426,22 +427,10 @@ flow_err flow_task_set_fn(flow_task *t, flow_task_fn fn, void *udata)
     return FLOW_OK;
 }
 
-/* A queue or function name for workers: 1 to 100 of [A-Za-z0-9_.:-]. */
-static bool worker_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 100)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && !strchr("_.:-", s[i]))
-            return false;
-    return true;
-}
-
 flow_err flow_task_set_queue(flow_task *t, const char *queue)
 {
     MUTATE(t->flow);
-    if (queue && *queue && !worker_name_ok(queue))
+    if (queue && *queue && !flow__redis_name_ok(queue))
         return FLOW_EINVAL;
     struct task_ext *x = ext_of(t);
     if (!x)
@@ -452,7 +441,7 @@ flow_err flow_task_set_queue(flow_task *t, const char *queue)
 flow_err flow_task_set_remote_fn(flow_task *t, const char *name)
 {
     MUTATE(t->flow);
-    if (!name || !worker_name_ok(name))
+    if (!name || !flow__redis_name_ok(name))
         return FLOW_EINVAL;
     clear_body(t);
     struct task_ext *x = ext_of(t);

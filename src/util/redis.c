@@ -369,3 +369,14 @@ const char *flow__redis_url_from_env(const char *explicit_url)
     const char *env = getenv("FLOW_REDIS");
     return env && *env ? env : NULL;
 }
+
+bool flow__redis_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 100)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("_.:-", s[i]))
+            return false;
+    return true;
+}

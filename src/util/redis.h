@@ -64,4 +64,8 @@ flow_err flow__redis_check_durability(redisContext *c, const struct flow__redis_
  * $FLOW_REDIS, else NULL. */
 const char *flow__redis_url_from_env(const char *explicit_url);
 
+/* A queue or function name for workers (a part of a key): 1 to 100 of
+ * [A-Za-z0-9_.:-]. */
+bool flow__redis_name_ok(const char *s);
+
 #endif

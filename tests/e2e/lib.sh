@@ -36,6 +36,12 @@ wait_for() {
     for i in $(seq 1 100); do [ -e "$1" ] && return 0; sleep 0.05; done
     return 1
 }
+# wait_until SECONDS CMD...: poll CMD until it succeeds (false after SECONDS).
+wait_until() {
+    local n=$(($1 * 20)); shift
+    while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 0.05; n=$((n - 1)); done
+    return 1
+}
 # start_slow RUN: `flow run slow.yaml --id RUN` in the background ($pid), back
 # once its task `two` has started (it touches two.started); out and err get
 # its output.

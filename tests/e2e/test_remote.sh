@@ -11,12 +11,7 @@ export FLOW_STORE="sqlite:$T/flow.db"
 redis_start "$T/redis" || { fail "redis-server"; finish; exit 1; }
 WORKERS=""
 
-# wait_for SECONDS CMD...: poll CMD until it succeeds (false after SECONDS).
-wait_for() {
-    local n=$(($1 * 20)); shift
-    while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 0.05; n=$((n - 1)); done
-    return 1
-}
+wait_for() { wait_until "$@"; } # SECONDS CMD... (lib.sh)
 start_worker() { # NAME [ARGS...]
     local name=$1; shift
     "$FLOW" worker --redis "$REDIS_URL" --name "$name" --claim-after 1s "$@" >"$name.log" 2>&1 &

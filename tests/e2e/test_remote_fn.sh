@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# test_remote_fn.sh -- C functions on workers (docs/c-api.md, "Workers"):
+# `fn:` tasks served by examples/c/remote_worker.c through a real
+# redis-server. Input, output, state writes and reads, events (emit), a
+# failing function retried, a timeout that the running function sees, one
+# that ignores it (abandoned), a function no worker serves, SIGTERM drain, and a worker SIGKILLed while its
+# function runs: another worker claims and completes the entry.
+set -u
+source "$(dirname "$0")/lib.sh"
+cd "$T"
+export FLOW_STORE="sqlite:$T/flow.db"
+RW="$FLOW_BUILD_DIR/examples/remote_worker"
+redis_start "$T/redis" || { fail "redis-server"; finish; exit 1; }
+WORKERS=""
+start_worker() { # NAME [ARGS...]
+    local name=$1; shift
+    "$RW" --redis "$REDIS_URL" --name "$name" --claim-after 1 "$@" >"$name.log" 2>&1 &
+    WPID=$!
+    WORKERS="$WORKERS $WPID"
+}
+stop_workers() {
+    local rc=0
+    for p in $WORKERS; do kill -TERM "$p" 2>/dev/null; wait "$p" || rc=$?; done
+    WORKERS=""
+    return $rc
+}
+trap 'for p in $WORKERS; do kill -9 "$p" 2>/dev/null; done; for p in $REDIS_PIDS; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
+
+# ---- 1. the example flow on two C workers -----------------------------------
+start_worker e1; start_worker e2
+rc=0; out=$("$FLOW" run "$FLOW_SOURCE_DIR/examples/c/remote_worker.yaml" --redis "$REDIS_URL" \
+    --json 2>err) || rc=$?
+check "the example flow completes (rc $rc)" [ "$rc" = 0 ] || cat err
+echo "$out" > ex.json
+check "square, report, announce and done did their part" python3 -c '
+import json; d=json.load(open("ex.json")); t={}
+for x in d["tasks"]: t.setdefault(x["task"], x)
+assert t["square"]["output"] == [1, 4, 9, 16], t["square"]
+assert t["report"]["output"] == 4, t["report"]          # the state it was given: 4 squares
+assert t["announce"]["output"] == [1, 4, 9, 16], t["announce"]  # the emitted event
+assert all(x["status"] == "completed" for x in d["tasks"]), d["tasks"]'
+
+# ---- 2. everything a remote C function does -----------------------------------
+cat > all.yaml <<'Y'
+name: all
+defaults:
+  executor: remote
+connect:
+  - {from: report.squared, to: heard}
+tasks:
+  sq:
+    fn: square
+    input: {n: 7}
+  report:
+    fn: report
+    after: sq
+  heard:
+    executor: thread
+    noop: true
+  flaky:
+    fn: flaky
+    input: {succeed_on: 3}
+    retries: 2
+    backoff: {delay: 0.05}
+  flaky_out:
+    fn: flaky
+    input: {succeed_on: 9}
+    retries: 1
+    backoff: {delay: 0.05}
+    on_error: continue
+  slow:
+    fn: slow
+    timeout: 0.5s
+    kill_grace: 5s
+    on_error: continue
+  nosuch:
+    fn: not_there
+    on_error: continue
+  stubborn:
+    fn: hold
+    input: {hold: true, ignore_cancel_ms: 1500}
+    timeout: 0.3s
+    kill_grace: 0.3s
+    on_error: continue
+  final:
+    executor: thread
+    noop: true
+    after: [report, flaky]
+    input: {squares: "{{ state.squares }}", last: "{{ state.last_square }}", reports: "{{ state.reports }}"}
+Y
+rc=0; "$FLOW" run all.yaml --redis "$REDIS_URL" --json > all.json 2>err || rc=$?
+check "a run with failed tasks (on_error: continue) exits 1 (rc $rc)" [ "$rc" = 1 ] || cat err
+check "input, output, state writes, state reads, emit" python3 -c '
+import json; d=json.load(open("all.json")); t={}
+for x in d["tasks"]: t.setdefault(x["task"], x)
+assert t["sq"]["output"] == 49, t["sq"]
+assert t["report"]["output"] == 1, t["report"]
+assert t["heard"]["output"] == 49, t["heard"]
+assert t["final"]["output"] == {"squares": 1, "last": 49, "reports": [49]}, t["final"]'
+check "a failing function is retried, and completes on attempt 3" python3 -c '
+import json; d=json.load(open("all.json")); t={x["task"]: x for x in d["tasks"]}
+assert t["flaky"]["status"] == "completed" and t["flaky"]["attempts"] == 3 and t["flaky"]["output"] == 3, t["flaky"]
+f = t["flaky_out"]
+assert f["status"] == "failed" and f["attempts"] == 2 and f["error"] == "flaky: attempt 2 fails", f'
+check "the timeout reaches the running function, which sees it" python3 -c '
+import json; d=json.load(open("all.json")); t={x["task"]: x for x in d["tasks"]}
+s = t["slow"]
+assert s["status"] == "failed" and "timed out" in s["error"] and "slow saw the cancellation" in s["error"], s'
+check "a function no worker serves fails, naming it and the worker" python3 -c '
+import json; d=json.load(open("all.json")); t={x["task"]: x for x in d["tasks"]}
+e = t["nosuch"]["error"]
+assert "function '"'"'not_there'"'"' is not served by worker" in e and ("e1" in e or "e2" in e), e'
+check "a function that ignores its cancellation is abandoned after kill_grace" python3 -c '
+import json; d=json.load(open("all.json")); t={x["task"]: x for x in d["tasks"]}
+s = t["stubborn"]
+assert s["status"] == "failed" and "did not stop within its kill_grace; its thread was abandoned" in s["error"], s'
+check "SIGTERM: both workers exit 0 (once the abandoned function returned)" stop_workers
+
+# ---- 3. a C worker SIGKILLed while its function runs --------------------------
+cat > kill.yaml <<'Y'
+name: killc
+defaults:
+  executor: remote
+tasks:
+  held:
+    fn: hold
+  other:
+    fn: noop
+Y
+export REMOTE_WORKER_MARKS="$T/marks"
+REMOTE_WORKER_HOLD=1 start_worker k1 --concurrency 2; K1=$WPID
+"$FLOW" run kill.yaml --redis "$REDIS_URL" --json > kill.json 2>err &
+RUNNER=$!
+check "k1 started the function" wait_until 10 grep -qs "held 1 $K1" "$T/marks"
+kill -9 "$K1"; wait "$K1" 2>/dev/null
+WORKERS=""
+start_worker k2; K2=$WPID
+rc=0; wait "$RUNNER" || rc=$?
+check "the run completed after k2 claimed the entry (rc $rc)" [ "$rc" = 0 ] || cat err
+check "held ran on k1 then on k2, as attempt 1" [ "$(cut -d' ' -f1-3 "$T/marks" | tr '\n' ' ')" = "held 1 $K1 held 1 $K2 " ]
+check "its output is k2's" python3 -c '
+import json,sys; d=json.load(open("kill.json")); t={x["task"]: x for x in d["tasks"]}
+assert t["held"]["output"] == int(sys.argv[1]) and t["held"]["attempts"] == 1, t["held"]' "$K2"
+check "SIGTERM: k2 exits 0" stop_workers
+
+# ---- 4. usage ------------------------------------------------------------------
+rc=0; FLOW_REDIS= "$RW" 2>err || rc=$?
+check "no Redis: exit 1 with a message" [ "$rc" = 1 ] && grep -q "FLOW_REDIS" err
+finish
