@@ -63,6 +63,11 @@ struct flow__remote {
     FLOW__VEC(struct signal_req) sigs; /* [L] */
     FLOW__VEC(char *) ended;          /* [L] runs whose keys go */
     FLOW__VEC(struct watch) watched;  /* the reader's own */
+    /* Queued and maybe still running (the submitter's own): queued again
+     * after a reconnect, as a restarted Redis may have lost them. */
+    FLOW__VEC(struct submission) sent;
+    size_t sent_prune;                /* prune `sent` at this count */
+    atomic_bool reconnected;
 };
 
 static const char submit_lua[] =
@@ -90,10 +95,17 @@ static redisContext *connection(struct flow__remote *rm, redisContext **c, bool 
 {
     if (*c && !(*c)->err)
         return *c;
+    bool again = *c || *warned;
     if (*c)
         redisFree(*c);
     flow_error err;
     *c = flow__redis_connect(&rm->addr, REDIS_TIMEOUT_S, &err);
+    if (*c && again) { /* the submitter queues again what Redis may have lost */
+        pthread_mutex_lock(&rm->e->lock);
+        atomic_store(&rm->reconnected, true);
+        pthread_cond_broadcast(&rm->cond);
+        pthread_mutex_unlock(&rm->e->lock);
+    }
     if (!*c && !*warned) {
         flow__log(FLOW_LOG_WARN, "remote tasks: %s (retrying)", err.message);
         *warned = true;
@@ -303,6 +315,31 @@ static void delete_ended(struct flow__remote *rm, redisContext **c, bool *warned
     }
 }
 
+/* [L] Forget the kept submissions that ended; with `send`, queue the others
+ * again (the script skips an attempt Redis still has). */
+static void resubmit(struct flow__remote *rm, redisContext **c, bool *warned, bool send)
+{
+    for (size_t i = 0; i < rm->sent.count;) {
+        struct submission s = rm->sent.items[i];
+        if (still_remote(s.a, s.attempt)) {
+            flow_error err;
+            pthread_mutex_unlock(&rm->e->lock);
+            flow_err rc = send ? submit(rm, c, warned, &s, &err) : FLOW_OK;
+            pthread_mutex_lock(&rm->e->lock);
+            if (rc == FLOW_EIO)
+                atomic_store(&rm->reconnected, true); /* next time */
+            i++;
+            continue;
+        }
+        rm->sent.items[i] = rm->sent.items[--rm->sent.count];
+        submission_cleanup(&s);
+        pthread_mutex_unlock(&rm->e->lock);
+        flow__run_unref(s.r);
+        pthread_mutex_lock(&rm->e->lock);
+    }
+    rm->sent_prune = 2 * rm->sent.count + 64;
+}
+
 static void *submitter_main(void *arg)
 {
     struct flow__remote *rm = arg;
@@ -330,6 +367,13 @@ static void *submitter_main(void *arg)
         }
         if (rm->stop)
             break;
+        bool again = atomic_exchange(&rm->reconnected, false);
+        if (again || rm->sent.count >= rm->sent_prune) {
+            resubmit(rm, &c, &warned, again);
+            if (again && atomic_load(&rm->reconnected))
+                nap(rm, RETRY_MS);
+            continue;
+        }
         struct act *a = flow__engine_remote_pop(e);
         if (!a) {
             pthread_cond_wait(&rm->cond, &e->lock);
@@ -360,12 +404,22 @@ static void *submitter_main(void *arg)
             }
             nap(rm, RETRY_MS); /* Redis is away: the attempt waits (its timeout runs) */
         }
+        flow_err kept = still_remote(a, s.attempt) ? FLOW_OK : FLOW_EIO;
+        if (!kept)
+            FLOW__VEC_PUSH(&rm->sent, s, kept);
+        if (!kept)
+            continue; /* `sent` holds its run */
         submission_cleanup(&s);
         pthread_mutex_unlock(&e->lock);
         flow__run_unref(r);
         pthread_mutex_lock(&e->lock);
     }
     pthread_mutex_unlock(&e->lock);
+    for (size_t i = 0; i < rm->sent.count; i++) {
+        submission_cleanup(&rm->sent.items[i]);
+        flow__run_unref(rm->sent.items[i].r);
+    }
+    FLOW__VEC_FREE(&rm->sent);
     if (c)
         redisFree(c);
     return NULL;
