@@ -31,10 +31,10 @@ command -v redis-server >/dev/null || { echo "w3.sh: redis-server is missing (sc
 PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 rm -rf "$R/redis"; mkdir -p "$R/redis"
 redis-server --bind 127.0.0.1 --port "$PORT" --save '' --appendonly no --dir "$R/redis" \
-  --logfile "$R/redis/redis.log" --maxmemory-policy noeviction &
+  --logfile "$R/redis/redis.log" --maxmemory-policy noeviction > /dev/null 2>&1 < /dev/null &
 RPID=$!
 WPIDS=""
-trap 'kill $WPIDS 2>/dev/null; kill $RPID 2>/dev/null; wait 2>/dev/null' EXIT
+trap 'for p in $WPIDS $RPID; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
 URL=redis://127.0.0.1:$PORT/0
 for _ in $(seq 100); do
   "$PY" - "$PORT" <<'PY' 2>/dev/null && break

@@ -53,6 +53,19 @@ struct watch {
     char last[48];
 };
 
+/* What a submission needs, prepared under the lock. */
+struct submission {
+    struct flow_run *r;
+    struct act *a;
+    uint32_t attempt;
+    char *queue_key, *inflight_key;
+    char act_s[16], attempt_s[16];
+    char *spec;
+    flow_err rc;   /* of the last try: FLOW_EIO means try again */
+    char *error;   /* its message when it failed otherwise */
+    bool settled;  /* queued, or ended without being queued */
+};
+
 struct flow__remote {
     struct flow_engine *e;
     struct flow__redis_addr addr;
@@ -66,6 +79,12 @@ struct flow__remote {
     FLOW__VEC(struct signal_req) sigs; /* [L] */
     FLOW__VEC(char *) ended;          /* [L] runs whose keys go */
     FLOW__VEC(struct watch) watched;  /* the reader's own */
+    /* Queued and maybe still running (the submitter's own): queued again
+     * after a reconnect, as a restarted Redis may have lost them (an
+     * append-only file with appendfsync everysec loses its last second). */
+    FLOW__VEC(struct submission) sent;
+    size_t sent_prune;                /* prune `sent` at this count */
+    atomic_bool reconnected;
 };
 
 static const char submit_lua[] =
@@ -94,12 +113,19 @@ static redisContext *connection(struct flow__remote *rm, redisContext **c, bool 
 {
     if (*c && !(*c)->err)
         return *c;
+    bool again = *c || *warned;
     if (*c)
         redisFree(*c);
     flow_error err;
     *c = flow__redis_connect(&rm->addr, REDIS_TIMEOUT_S, &err);
     if (!*c && why)
         *why = err;
+    if (*c && again) { /* the submitter queues again what Redis may have lost */
+        pthread_mutex_lock(&rm->e->lock);
+        atomic_store(&rm->reconnected, true);
+        pthread_cond_broadcast(&rm->cond);
+        pthread_mutex_unlock(&rm->e->lock);
+    }
     if (!*c && !*warned) {
         flow__log(FLOW_LOG_WARN, "remote tasks: %s (retrying)", err.message);
         *warned = true;
@@ -149,19 +175,6 @@ static void not_submitted(struct flow_run *r, struct act *a, char *why)
     flow__run_remote_done(r, a, &res, NULL, NULL);
     flow__cmd_result_cleanup(&res);
 }
-
-/* What a submission needs, prepared under the lock. */
-struct submission {
-    struct flow_run *r;
-    struct act *a;
-    uint32_t attempt;
-    char *queue_key, *inflight_key;
-    char act_s[16], attempt_s[16];
-    char *spec;
-    flow_err rc;   /* of the last try: FLOW_EIO means try again */
-    char *error;   /* its message when it failed otherwise */
-    bool settled;  /* queued, or ended without being queued */
-};
 
 static void submission_cleanup(struct submission *s)
 {
@@ -355,6 +368,39 @@ static void delete_ended(struct flow__remote *rm, redisContext **c, bool *warned
     }
 }
 
+/* [L] Drop from `sent` the attempts that ended; when `send`, queue the
+ * others again (the script skips an attempt Redis still has), in batches. */
+static void resubmit(struct flow__remote *rm, redisContext **c, bool *warned, bool send)
+{
+    struct flow_engine *e = rm->e;
+    bool failed = false;
+    for (size_t i = 0; i < rm->sent.count;) {
+        struct submission s = rm->sent.items[i];
+        if (still_remote(s.a, s.attempt)) {
+            rm->sent.items[i].settled = !send;
+            i++;
+            continue;
+        }
+        rm->sent.items[i] = rm->sent.items[--rm->sent.count];
+        submission_cleanup(&s);
+        pthread_mutex_unlock(&e->lock);
+        flow__run_unref(s.r);
+        pthread_mutex_lock(&e->lock);
+    }
+    /* `sent` is this thread's alone: it may be read without the lock. */
+    for (size_t from = 0; send && from < rm->sent.count; from += SUBMIT_BATCH) {
+        size_t n = rm->sent.count - from < SUBMIT_BATCH ? rm->sent.count - from : SUBMIT_BATCH;
+        pthread_mutex_unlock(&e->lock);
+        submit_batch(rm, c, warned, rm->sent.items + from, n, NULL);
+        pthread_mutex_lock(&e->lock);
+        for (size_t i = from; i < from + n; i++)
+            failed |= rm->sent.items[i].rc == FLOW_EIO;
+    }
+    if (failed)
+        atomic_store(&rm->reconnected, true); /* next time */
+    rm->sent_prune = 2 * rm->sent.count + 64;
+}
+
 static void *submitter_main(void *arg)
 {
     struct flow__remote *rm = arg;
@@ -383,6 +429,13 @@ static void *submitter_main(void *arg)
         }
         if (rm->stop)
             break;
+        bool again = atomic_exchange(&rm->reconnected, false);
+        if (again || rm->sent.count >= rm->sent_prune) {
+            resubmit(rm, &c, &warned, again);
+            if (again && atomic_load(&rm->reconnected))
+                nap(rm, RETRY_MS);
+            continue;
+        }
         if (!e->remote_q.count) {
             pthread_cond_wait(&rm->cond, &e->lock);
             continue;
@@ -426,8 +479,20 @@ static void *submitter_main(void *arg)
             if (unsettled)
                 nap(rm, RETRY_MS); /* Redis is away: the attempts wait (their timeouts run) */
         }
-        pthread_mutex_unlock(&e->lock);
+        /* What is queued and still running is kept (with its run) to be
+         * queued again after a reconnect; the rest goes. */
+        size_t gone = 0;
         for (size_t i = 0; i < n; i++) {
+            flow_err kept = batch[i].rc == FLOW_OK && still_remote(batch[i].a, batch[i].attempt)
+                                ? FLOW_OK
+                                : FLOW_EIO;
+            if (!kept)
+                FLOW__VEC_PUSH(&rm->sent, batch[i], kept);
+            if (kept)
+                batch[gone++] = batch[i];
+        }
+        pthread_mutex_unlock(&e->lock);
+        for (size_t i = 0; i < gone; i++) {
             struct flow_run *r = batch[i].r;
             submission_cleanup(&batch[i]);
             flow__run_unref(r);
@@ -435,6 +500,11 @@ static void *submitter_main(void *arg)
         pthread_mutex_lock(&e->lock);
     }
     pthread_mutex_unlock(&e->lock);
+    for (size_t i = 0; i < rm->sent.count; i++) {
+        submission_cleanup(&rm->sent.items[i]);
+        flow__run_unref(rm->sent.items[i].r);
+    }
+    FLOW__VEC_FREE(&rm->sent);
     if (c)
         redisFree(c);
     return NULL;

@@ -128,6 +128,9 @@ struct flow_worker {
     uint64_t done_count;        /* [main] */
     int wake_fd;
     atomic_int stopping;
+    atomic_llong rd_client_id;  /* the reader's connection (CLIENT ID), 0: none yet */
+    redisContext *rd_id_of;     /* [reader] the connection rd_client_id names */
+    bool unblocked;             /* [main] CLIENT UNBLOCK sent for this stop */
     bool running;               /* flow_worker_run was called */
     FLOW__VEC(struct wfn) fns;
     FLOW__VEC(struct wdir *) dirs;
@@ -578,6 +581,20 @@ static void *reader_main(void *arg)
                 freeReplyObject(r);
             }
             if (!free_slots)
+                continue;
+        }
+        if (w->rd.c && w->rd.c != w->rd_id_of) {
+            /* Its id lets the main thread end a blocking read at once when
+             * the worker stops (CLIENT UNBLOCK), so a draining worker takes
+             * nothing new. */
+            const char *ci[] = {"CLIENT", "ID"};
+            redisReply *id = cmdv(w, &w->rd, 2, ci);
+            if (id && id->type == REDIS_REPLY_INTEGER) {
+                atomic_store(&w->rd_client_id, id->integer);
+                w->rd_id_of = w->rd.c;
+            }
+            freeReplyObject(id);
+            if (atomic_load(&w->stopping))
                 continue;
         }
         snprintf(count, sizeof(count), "%zu", free_slots);
@@ -1043,6 +1060,14 @@ flow_err flow_worker_run(flow_worker *w, flow_error *err)
         if (stopping)
             pthread_cond_broadcast(&w->reader_cv);
         pthread_mutex_unlock(&w->mu);
+        if (stopping && !reader_gone && !w->unblocked) {
+            long long id = atomic_load(&w->rd_client_id);
+            char ids[24];
+            snprintf(ids, sizeof(ids), "%lld", id);
+            const char *ub[] = {"CLIENT", "UNBLOCK", ids};
+            freeReplyObject(id ? cmdv(w, &w->main, 3, ub) : NULL);
+            w->unblocked = true;
+        }
         for (size_t i = 0; i < fresh.count; i++) {
             struct wjob *j = fresh.items[i];
             command_start(w, j);
@@ -1156,6 +1181,7 @@ flow_worker *flow_worker_new(const char *url, const flow_worker_options *o, flow
         return flow__error(err, FLOW_ENOMEM, "out of memory starting a worker"), NULL;
     w->wake_fd = -1;
     atomic_init(&w->stopping, 0);
+    atomic_init(&w->rd_client_id, 0);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->reader_cv, NULL);
     pthread_cond_init(&w->pool_cv, NULL);

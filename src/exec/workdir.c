@@ -200,19 +200,34 @@ flow_err flow__workdir_make(const char *run_id, struct flow__workdir *wd, flow_e
     const char *base = flow__workdir_base();
     /* What a dead runner of this run left (a resume after a SIGKILL). */
     flow__workdir_sweep(base, run_id, 0, NULL);
-    char *path = flow__asprintf("%s/flow-%s-%ld-XXXXXX", base, run_id, (long)getpid());
-    if (!path)
-        return flow__error(err, FLOW_ENOMEM, "out of memory creating a work directory");
-    if (!mkdtemp(path)) {
-        flow_err rc = flow__error_errno(err, errno,
-                                        "cannot create a work directory for commands in '%s'",
-                                        base);
+    char *path = NULL;
+    int fd = -1;
+    bool ok = false;
+    /* Another process's sweep for this run id (a worker's, on the same
+     * machine) may lock and remove the new directory before we lock it:
+     * then make another. Locked and still at its path, it is ours. */
+    for (int tries = 0; tries < 8; tries++) {
+        if (fd >= 0)
+            close(fd);
         flow__free(path);
-        return rc;
+        path = flow__asprintf("%s/flow-%s-%ld-XXXXXX", base, run_id, (long)getpid());
+        if (!path)
+            return flow__error(err, FLOW_ENOMEM, "out of memory creating a work directory");
+        if (!mkdtemp(path)) {
+            flow_err rc = flow__error_errno(
+                err, errno, "cannot create a work directory for commands in '%s'", base);
+            flow__free(path);
+            return rc;
+        }
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat a, b;
+        ok = fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &a) == 0 &&
+             stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+        if (ok)
+            break;
     }
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     /* mkdtemp's mode went through the umask: make it exactly 0700. */
-    if (fd < 0 || fchmod(fd, 0700) != 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (!ok || fchmod(fd, 0700) != 0) {
         flow_err rc =
             flow__error_errno(err, errno, "cannot set up the work directory '%s'", path);
         if (fd >= 0)
