@@ -319,6 +319,8 @@ ratios() {
       printf fmt3, "workload", "engine", "N", "tasks/s", "p50_us", "target", "result"
       w3row("W3-drain", "libflow-c-2proc-c8", "tasks_per_s", ">= 3x bullmq-2proc-c8")
       w3row("W3-drain", "libflow-c-2proc-c8", "tasks_per_s", ">= 30000")
+      w3row("W3-drain", "libflow-c-2proc-c32", "tasks_per_s", ">= 3x bullmq-2proc-c8")
+      w3row("W3-drain", "libflow-c-2proc-c32", "tasks_per_s", ">= 30000")
       w3row("W3-drain", "bullmq-2proc-c8", "tasks_per_s", "")
       w3row("W3-drain", "bullmq-2proc-c1", "tasks_per_s", "")
       w3row("W3-drain", "raw-hiredis-stream-count1", "tasks_per_s", "")
