@@ -480,9 +480,28 @@ void flow__run_timer(struct flow_run *r, struct act *a, uint8_t kind)
         if (act_cmd(a)) {
             if (act_cmd(a)->cmd)
                 flow__cmd_kill(act_cmd(a)->cmd, SIGKILL);
-            else if (act_cmd(a)->remote)
+            else if (act_cmd(a)->remote && !act_cmd(a)->kill_sent) {
+                /* The worker is told to kill it and has one more grace to
+                 * say it did. */
+                act_cmd(a)->kill_sent = true;
                 flow__remote_signal(r, a,
                                     act_cmd(a)->timed_out ? "KILL:timeout" : "KILL:cancel");
+                flow__engine_timer(r->engine, TIMER_GRACE, a,
+                                   t->policy->kill_grace > 1 ? t->policy->kill_grace : 1);
+            } else if (act_cmd(a)->remote) {
+                /* No answer: a dead worker, or none serving the queue, never
+                 * would. The attempt ends here (a late completion is
+                 * dropped). */
+                bool timed_out = act_cmd(a)->timed_out;
+                struct flow__cmd_result res = {.ok = false, .exit_status = -1};
+                res.error = timed_out ? flow__asprintf("timed out after %gs (no worker reported "
+                                                       "that it stopped)",
+                                                       t->policy->timeout)
+                                      : flow__strdup("cancelled (no worker reported that it "
+                                                     "stopped)");
+                flow__run_remote_done(r, a, &res, NULL, NULL);
+                flow__cmd_result_cleanup(&res);
+            }
         } else if (a->ctx && a->ctx->detached) {
             /* The engine abandoned the body; this attempt is over. */
             bool counted = a->ctx->counted;

@@ -333,6 +333,7 @@ struct cmd_slot {
     uint64_t state_version; /* the state file it was given, */
     bool state_held;        /* if it was */
     bool remote;         /* on a worker (core/remote.c): cmd stays NULL */
+    bool kill_sent;      /* remote: KILL asked for; the next grace ends it */
 };
 
 struct worker {
@@ -355,6 +356,7 @@ struct flow_engine {
     struct readyq spawn_q;          /* [L] commands waiting for a slot */
     struct readyq remote_q;         /* [L] activations for workers (core/remote.c) */
     struct flow__remote *remote;    /* [L] its threads, started on first use */
+    bool remote_stopped;            /* [L] flow__remote_stop ran: never start them again */
     char *redis_url;                /* flow_engine_options.redis_url, or NULL */
     FLOW__VEC(struct worker *) workers; /* [L] */
     pthread_t loop_thread;

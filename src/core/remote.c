@@ -594,10 +594,9 @@ static void apply_completion(struct flow__remote *rm, struct incoming *in)
     if (a && still_remote(a, id->attempt)) {
         flow__run_remote_done(r, a, &x->res, x->writes, x->worker);
         x->writes = NULL;
-    } else if (a && a->status == FLOW_ACT_PENDING && (a->flags & ACT_QUEUED) &&
-               (uint32_t)a->attempt + 1u == id->attempt) {
-        /* A resumed attempt whose entry ran meanwhile: the submitter applies
-         * it when it gets there. */
+    } else if (a && a->status == FLOW_ACT_PENDING && (uint32_t)a->attempt + 1u == id->attempt) {
+        /* A resumed (or paused, soon resumed) attempt whose entry ran
+         * meanwhile: the submitter applies it when it gets there. */
         snprintf(x->run, sizeof(x->run), "%s", id->run);
         x->act = id->act;
         x->attempt = id->attempt;
@@ -718,6 +717,8 @@ static void *reader_main(void *arg)
 void flow__remote_wake(struct flow_engine *e)
 {
     struct flow__remote *rm = e->remote;
+    if (!rm && e->remote_stopped)
+        return; /* the engine is going: what is queued stays, and goes with it */
     if (!rm) {
         rm = flow__calloc(1, sizeof(*rm));
         if (!rm) {
@@ -801,6 +802,7 @@ void flow__remote_stop(struct flow_engine *e)
     pthread_mutex_lock(&e->lock);
     struct flow__remote *rm = e->remote;
     e->remote = NULL;
+    e->remote_stopped = true;
     if (rm)
         rm->stop = true;
     pthread_mutex_unlock(&e->lock);

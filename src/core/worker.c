@@ -334,7 +334,9 @@ static void *pool_main(void *arg)
         if (!w->q_head)
             w->q_tail = NULL;
         pthread_mutex_unlock(&w->mu);
-        int rc = j->fn->fn(&j->ctx);
+        /* Killed while it waited for a thread (maybe answered for and
+         * acknowledged already): its body does not run at all. */
+        int rc = atomic_load(&j->ctx.cancelled) ? -1 : j->fn->fn(&j->ctx);
         fn_result(w, j, rc);
         pthread_mutex_lock(&w->mu);
         push(w, &w->finished, j);
@@ -763,6 +765,25 @@ static void publish(struct flow_worker *w, wjob_vec *pub)
         if (any)
             freeReplyObject(reps[k++]);
     }
+    /* An acknowledged entry is needed by nobody (a resubmission goes by
+     * the runner's inflight record): delete it, or the queue's stream
+     * would keep every task ever run. */
+    size_t dels = 0;
+    for (size_t q = 0; alive && q < w->nqueues; q++) {
+        int argc = 0;
+        argv[argc++] = "XDEL";
+        argv[argc++] = w->queue_keys[q];
+        for (size_t i = 0; i < n; i++) {
+            struct wjob *j = pub->items[i];
+            if (j->acked && !strcmp(j->queue_key, w->queue_keys[q]))
+                argv[argc++] = j->entry_id;
+        }
+        if (argc > 2 && redisAppendCommandArgv(c, argc, argv, NULL) == REDIS_OK)
+            dels++;
+    }
+    replies(w, c, dels, reps);
+    for (size_t k = 0; k < dels; k++)
+        freeReplyObject(reps[k]);
 out:
     flow__free(argv);
     flow__free(who);

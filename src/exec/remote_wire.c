@@ -50,6 +50,17 @@ static bool parse_u32(const char *s, uint32_t *out)
     return true;
 }
 
+/* Not empty, short, no '/', no leading '.', no control character. */
+static bool run_id_ok(const char *id)
+{
+    if (!id || !*id || strlen(id) >= 80 || id[0] == '.')
+        return false;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        if (*p == '/' || *p == '\\' || *p < 0x20 || *p == 0x7f)
+            return false;
+    return true;
+}
+
 bool flow__rw_ident(const struct flow__rw_entry *e, struct flow__rw_ident *out, const char **why)
 {
     const char *v = flow__rw_field(e, "v");
@@ -58,7 +69,8 @@ bool flow__rw_ident(const struct flow__rw_entry *e, struct flow__rw_ident *out, 
         return false;
     }
     out->run = flow__rw_field(e, "run");
-    if (!out->run || !*out->run || strlen(out->run) >= 80) {
+    /* A run id names directories on the worker: nothing that climbs. */
+    if (!run_id_ok(out->run)) {
         *why = "field 'run' is missing or not a run id";
         return false;
     }

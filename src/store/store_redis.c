@@ -50,6 +50,7 @@
 struct rd_run {
     char id[80];      /* the map's key */
     int64_t next_seq; /* the journal's length after our last append; -1: unknown */
+    bool leased;      /* this handle holds (or held) the run's lease */
 };
 
 struct rd_store {
@@ -92,17 +93,19 @@ static const char rd_lua_metas[] =
     "for i, k in ipairs(KEYS) do out[i] = redis.call('HGETALL', k) end\n"
     "return out\n";
 
-/* KEYS: run, journal, lease. ARGV: holder, expected seq, records...
- * {'ok'}, {'norun'}, {'lease', holder, expiry} (another holds it: we lost
- * it), or {'seq', length} (the journal is not where we thought). RPUSH in
- * slices: unpack() has a limit on the values it returns. */
+/* KEYS: run, journal, lease. ARGV: holder, expected seq, '1' when the
+ * writer held the lease (then a lease that is gone is lost too), records...
+ * {'ok'}, {'norun'}, {'lease', holder, expiry} (another holds it, or nobody
+ * any more: we lost it), or {'seq', length} (the journal is not where we
+ * thought). RPUSH in slices: unpack() has a limit on the values it returns. */
 static const char rd_lua_append[] =
     "if redis.call('EXISTS', KEYS[1]) == 0 then return {'norun'} end\n"
     "local l = redis.call('HMGET', KEYS[3], 'holder', 'expiry')\n"
     "if l[1] and l[1] ~= ARGV[1] then return {'lease', l[1], l[2] or '0'} end\n"
+    "if not l[1] and ARGV[3] == '1' then return {'lease', '', '0'} end\n"
     "local n = redis.call('LLEN', KEYS[2])\n"
     "if n ~= tonumber(ARGV[2]) then return {'seq', tostring(n)} end\n"
-    "for i = 3, #ARGV, 4000 do\n"
+    "for i = 4, #ARGV, 4000 do\n"
     "  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 3999, #ARGV)))\n"
     "end\n"
     "return {'ok'}\n";
@@ -461,8 +464,10 @@ static flow_err rd_run_create(void *priv, const struct flow__run_meta *meta, flo
         return flow__error(err, FLOW_EEXISTS, "run '%s' already exists in store '%s'", meta->id,
                            s->name);
     struct rd_run *c = flow__strmap_get(&s->runs, meta->id);
-    if (c)
+    if (c) {
         c->next_seq = 0;
+        c->leased = false; /* a new run: no lease of ours yet */
+    }
     return FLOW_OK;
 }
 
@@ -641,8 +646,10 @@ static flow_err rd_run_delete(void *priv, const char *id, flow_error *err)
     const char *args[] = {id};
     flow_err rc = rd_run_script(s, id, what, rd_lua_delete, 6, rk.p, 1, args, err);
     struct rd_run *c = flow__strmap_get(&s->runs, id);
-    if (c)
+    if (c) {
         c->next_seq = -1;
+        c->leased = false;
+    }
     return rc;
 }
 
@@ -704,8 +711,8 @@ static struct rd_run *rd_run_cache(struct rd_store *s, const char *id)
  * `*expect` long -- then the records go in. A batch sent again after the
  * connection dropped may have gone in the first time: the length says so. */
 static flow_err rd_append_script(struct rd_store *s, const char *run_id, const char **args,
-                                 size_t *lens, size_t nargs, int64_t *expect, bool *again,
-                                 const char *what, flow_error *err)
+                                 size_t *lens, size_t nargs, int64_t *expect, bool known,
+                                 bool leased, bool *again, const char *what, flow_error *err)
 {
     char keys[3][RD_KEY_MAX], seq[32];
     rd_key(s, keys[0], "run", run_id);
@@ -717,6 +724,8 @@ static flow_err rd_append_script(struct rd_store *s, const char *run_id, const c
     lens[0] = strlen(s->holder);
     args[1] = seq;
     lens[1] = strlen(seq);
+    args[2] = leased ? "1" : "0";
+    lens[2] = 1;
     bool resent;
     *again = false;
     redisReply *r =
@@ -724,21 +733,32 @@ static flow_err rd_append_script(struct rd_store *s, const char *run_id, const c
     if (!r)
         return err ? err->code : FLOW_EIO;
     flow_err rc = FLOW_OK;
-    int64_t batch = (int64_t)nargs - 2;
+    int64_t batch = (int64_t)nargs - 3;
     if (rd_is(r, "ok")) {
         *expect += batch;
     } else if (rd_is(r, "norun")) {
         rc = rd_no_run(s, run_id, err);
     } else if (rd_is(r, "lease") && r->elements == 3 && r->element[1]->str) {
         flow_error why = {0};
-        flow__lease_busy(&why, run_id, r->element[1]->str, 0, 0);
+        if (r->element[1]->str[0])
+            flow__lease_busy(&why, run_id, r->element[1]->str, 0, 0);
+        else
+            snprintf(why.message, sizeof(why.message), "nobody holds it any more");
         rc = flow__error(err, FLOW_EBUSY, "%s in store '%s': lost the lease: %.300s", what,
                          s->name, why.message);
     } else if (rd_is(r, "seq") && r->elements == 2 && r->element[1]->str) {
         int64_t have = strtoll(r->element[1]->str, NULL, 10);
-        if (resent && have == *expect + batch)
+        if (resent && have == *expect + batch) {
             *expect = have; /* the first send went in */
-        else {
+        } else if (known && leased) {
+            /* We held the lease and wrote up to *expect, and someone else
+             * wrote since: this writer lost the run, whatever the lease
+             * says now. (Without a lease, writers may take turns.) */
+            rc = flow__error(err, FLOW_EBUSY,
+                             "%s in store '%s': another process wrote to its journal (it has %lld "
+                             "records, this runner wrote %lld): the run was taken over",
+                             what, s->name, (long long)have, (long long)*expect);
+        } else {
             *expect = have;
             *again = true;
         }
@@ -762,25 +782,27 @@ static flow_err rd_append(void *priv, const char *run_id, const struct flow__jre
     flow_err rc = (flags & FLOW__STORE_SYNC) ? rd_check_sync(s, what, err) : FLOW_OK;
     if (rc != FLOW_OK)
         return rc;
-    const char **args = flow__malloc((n + 2) * sizeof(*args));
-    size_t *lens = flow__malloc((n + 2) * sizeof(*lens));
+    const char **args = flow__malloc((n + 3) * sizeof(*args));
+    size_t *lens = flow__malloc((n + 3) * sizeof(*lens));
     struct rd_run *c = rd_run_cache(s, run_id);
     int64_t expect = -1;
     if (!args || !lens) {
         rc = rd_nomem(s, what, err);
         goto out;
     }
-    rc = rd_encode(s, recs, n, args + 2, lens + 2);
+    rc = rd_encode(s, recs, n, args + 3, lens + 3);
     if (rc != FLOW_OK) {
         flow__error(err, rc, "%s in store '%s': %s", what, s->name,
                     rc == FLOW_ELIMIT ? "batch too large" : "out of memory");
         goto out;
     }
     /* Unknown: guess 0; a wrong guess costs one more round trip. */
-    expect = c && c->next_seq >= 0 ? c->next_seq : 0;
+    bool known = c && c->next_seq >= 0;
+    expect = known ? c->next_seq : 0;
     bool again = true;
     for (int tries = 0; again && tries < RD_APPEND_TRIES && rc == FLOW_OK; tries++)
-        rc = rd_append_script(s, run_id, args, lens, n + 2, &expect, &again, what, err);
+        rc = rd_append_script(s, run_id, args, lens, n + 3, &expect, known, c && c->leased,
+                              &again, what, err);
     if (rc == FLOW_OK && again)
         rc = flow__error(err, FLOW_EBUSY,
                          "%s in store '%s': another process keeps appending to it", what,
@@ -892,6 +914,9 @@ static flow_err rd_lease_acquire(void *priv, const char *id, const char *holder,
             if (!ok)
                 return rd_no_run(s, id, err);
             snprintf(s->holder, sizeof(s->holder), "%s", holder);
+            struct rd_run *c = rd_run_cache(s, id);
+            if (c)
+                c->leased = true; /* from now on, a lease that is gone is lost */
             return FLOW_OK;
         }
         if (!rd_is(r, "busy") || r->elements != 3 || !r->element[1]->str || !r->element[2]->str)
@@ -915,6 +940,9 @@ static flow_err rd_lease_release(void *priv, const char *id, const char *holder,
     rd_key(s, key, "lease", id);
     const char *keys[] = {key};
     const char *args[] = {holder};
+    struct rd_run *c = rd_run_cache(s, id);
+    if (c)
+        c->leased = false;
     redisReply *r = rd_eval(s, what, err, rd_lua_lease_drop, 1, keys, 1, args, NULL, NULL);
     if (!r)
         return err ? err->code : FLOW_EIO;

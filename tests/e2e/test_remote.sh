@@ -193,6 +193,28 @@ rc=0; "$FLOW" worker --redis redis://127.0.0.1:1/0 2>err || rc=$?
 check "flow worker with Redis down: exit 1, one line" [ "$rc" = 1 ] && [ "$(wc -l < err)" = 1 ]
 rc=0; "$FLOW" worker --redis "$REDIS_URL" --claim-after xyz 2>err || rc=$?
 check "bad --claim-after: exit 2" [ "$rc" = 2 ]
+rc=0; "$FLOW" run "$T/restart.yaml" --redis http://x --store memory: 2>err || rc=$?
+check "flow run with a malformed --redis: exit 2, names the URL" [ "$rc" = 2 ] && grep -q "http://x" err
+rc=0; "$FLOW" run "$T/restart.yaml" --redis redis://127.0.0.1:1/0 --store memory: --quiet 2>err || rc=$?
+check "flow run with Redis down: exit 1 at once, the connection's message" [ "$rc" = 1 ] &&
+    grep -q "cannot connect to redis://127.0.0.1:1/0" err
+
+# ---- 8. a timeout nobody answers: no worker serves the queue -----------------------
+cat > "$T/nobody.yaml" <<'Y'
+name: nobody
+tasks:
+  lonely:
+    run: [sleep, "60"]
+    executor: remote
+    queue: nobody-serves-this
+    timeout: 1s
+    kill_grace: 0.5s
+Y
+s=$(date +%s%N)
+rc=0; "$FLOW" run "$T/nobody.yaml" --redis "$REDIS_URL" --store memory: --quiet 2>err || rc=$?
+took=$(( ($(date +%s%N) - s) / 1000000 ))
+check "a remote timeout with no worker ends the attempt (exit 1 in ${took} ms)" [ "$rc" = 1 ] &&
+    [ "$took" -lt 10000 ] && grep -q "timed out after 1s (no worker reported that it stopped)" err
 
 redis_stop
 finish

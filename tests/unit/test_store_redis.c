@@ -72,10 +72,17 @@ static void fenced_by_lease(void **state)
     /* nor can the old one take the lease back while it is live */
     assert_int_equal(flow__store_lease_acquire(old, "r", me, now + 1, 15, &err), FLOW_EBUSY);
     assert_int_equal(append_n(old, "r", 1, &err), FLOW_EBUSY);
-    /* released: a run without a lease takes appends (runs that never lease) */
+    /* released: the one that lost it still writes nothing (its lease is
+     * gone, not given back to it) ... */
     assert_int_equal(flow__store_lease_release(next, "r", other, &err), FLOW_OK);
-    assert_int_equal(append_n(old, "r", 1, &err), FLOW_OK);
+    assert_int_equal(append_n(old, "r", 1, &err), FLOW_EBUSY);
+    assert_msg(&err, "lost the lease: nobody holds it any more");
+    assert_int_equal(th_store_count(next, "r"), 5);
+    /* ... while a writer that never leased takes turns (runs that never lease) */
+    struct flow__store *third = th_store_open(srv.url);
+    assert_int_equal(append_n(third, "r", 1, &err), FLOW_OK);
     assert_int_equal(th_store_count(next, "r"), 6);
+    flow__store_close(third);
     flow__store_close(old);
     flow__store_close(next);
     th_redis_stop(&srv);
