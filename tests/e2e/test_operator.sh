@@ -83,6 +83,12 @@ rm -f two.started
 "$FLOW" run hang.yaml --id dead >/dev/null 2>&1 &
 dead=$!
 wait_for two.started
+# The task can start before its act_started record is committed (group
+# commit): kill the runner once the store has it, as the checks assume.
+for _ in $(seq 200); do
+    "$FLOW" status dead 2>/dev/null | grep -Eq "^ +2 +two +running " && break
+    sleep 0.05
+done
 kill -KILL "$dead"
 { wait "$dead"; } 2>/dev/null
 rm -f two.started
