@@ -8,8 +8,10 @@
  *    one XACK per queue), checks the cancel keys, renews claims, heartbeats.
  *    It sleeps in poll() on the eventfd and the commands' descriptors.
  *  - the reader: XAUTOCLAIM then XREADGROUP COUNT <free slots> BLOCK, so an
- *    idle worker starts an entry as soon as it arrives; it hands C function
- *    jobs straight to the pool and wakes the main thread for the rest.
+ *    idle worker starts an entry as soon as it arrives; it gives each job
+ *    its run's state (exec/remote_state.h: read once per version), hands C
+ *    function jobs straight to the pool and wakes the main thread for the
+ *    rest.
  *  - the pool: `concurrency` threads that run registered C functions with a
  *    worker-side flow_ctx (ctx->remote, core/ctx.c) and wake the main thread
  *    when one finishes.
@@ -80,8 +82,9 @@ struct wjob {
     const char **env;
     char *env_worker;
     struct wdir *dir;
-    json_t *state;              /* the run's state (task.state points here) */
-    uint64_t state_version;     /* its state file's version, set with it */
+    struct flow__rstate *state; /* the version its entry names (a reference;
+                                 * task.state points into it), or NULL */
+    uint64_t state_version;     /* its state file's version (set with task.state) */
     bool state_held;
     struct flow__cmd *cmd;
     int nfds, fd_first;
@@ -225,7 +228,7 @@ static void job_free(struct wjob *j)
         j->dir->dir = NULL; /* the slot is free */
     }
     flow__rw_task_cleanup(&j->task);
-    json_decref(j->state);
+    flow__rstate_unref(j->state);
     flow__cmd_result_cleanup(&j->res);
     flow__cmd_result_cleanup(&j->ares);
     json_decref(j->writes);
@@ -432,7 +435,6 @@ static void give_states(struct flow_worker *w, struct wjob **jobs, size_t n)
         if (!j || j->done) {
             continue;
         } else if (!j->task.state_v) {
-            j->state = json_incref(j->task.state);
             j->state_version = flow__rstate_seq(&w->states);
         } else if (needs) {
             needs[m++] =
@@ -444,14 +446,16 @@ static void give_states(struct flow_worker *w, struct wjob **jobs, size_t n)
     for (size_t k = 0; k < m; k++) {
         struct wjob *j = needs[k].owner;
         j->state = needs[k].state;
-        j->task.state = j->state;
-        j->state_version = needs[k].seq;
-        if (!j->state && needs[k].error)
+        if (j->state) {
+            j->task.state = j->state->state;
+            j->state_version = j->state->seq;
+        } else if (needs[k].error) {
             job_fail(j, needs[k].error);
+        }
     }
     flow__free(needs);
     for (size_t i = 0; i < n; i++) {
-        if (jobs[i] && !jobs[i]->done && !jobs[i]->state) {
+        if (jobs[i] && !jobs[i]->done && !jobs[i]->task.state) {
             job_free(jobs[i]); /* not read: its entry stays pending */
             jobs[i] = NULL;
         }

@@ -9,46 +9,62 @@
 
 #include "util/alloc.h"
 
-/* Hand out slot `s` to `need`. */
-static void give(struct flow__rstate_cache *cache, struct flow__rstate_slot *s,
+void flow__rstate_unref(struct flow__rstate *s)
+{
+    if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    json_decref(s->state);
+    flow__free(s);
+}
+
+/* Hand out slot `slot` to `need`. */
+static void give(struct flow__rstate_cache *cache, struct flow__rstate_slot *slot,
                  struct flow__rstate_need *need)
 {
-    need->state = json_incref(s->state);
-    need->seq = s->seq;
-    s->used = ++cache->clock;
+    atomic_fetch_add(&slot->s->refs, 1);
+    need->state = slot->s;
+    slot->used = ++cache->clock;
 }
 
 static struct flow__rstate_slot *cached(struct flow__rstate_cache *cache, const char *run,
                                         const char *v)
 {
     for (size_t i = 0; i < FLOW__RSTATE_SLOTS; i++) {
-        struct flow__rstate_slot *s = &cache->slots[i];
-        if (s->state && !strcmp(s->v, v) && !strcmp(s->run, run))
-            return s;
+        struct flow__rstate_slot *slot = &cache->slots[i];
+        if (slot->s && !strcmp(slot->v, v) && !strcmp(slot->run, run))
+            return slot;
     }
     return NULL;
 }
 
 /* Keep `state` (taken) as (run, v): in the run's slot (one version a run),
- * else a free one, else the one handed out longest ago. */
+ * else a free one, else the one handed out longest ago. NULL: out of
+ * memory (`state` is released). */
 static struct flow__rstate_slot *keep(struct flow__rstate_cache *cache, const char *run,
                                       const char *v, json_t *state)
 {
+    struct flow__rstate *s = flow__malloc(sizeof(*s));
+    if (!s) {
+        json_decref(state);
+        return NULL;
+    }
+    atomic_init(&s->refs, 1);
+    s->state = state;
+    s->seq = ++cache->seq;
     struct flow__rstate_slot *slot = NULL;
     for (size_t i = 0; i < FLOW__RSTATE_SLOTS; i++) {
-        struct flow__rstate_slot *s = &cache->slots[i];
-        if (s->state && !strcmp(s->run, run)) {
-            slot = s;
+        struct flow__rstate_slot *c = &cache->slots[i];
+        if (c->s && !strcmp(c->run, run)) {
+            slot = c;
             break;
         }
-        if (!slot || (slot->state && (!s->state || s->used < slot->used)))
-            slot = s;
+        if (!slot || (slot->s && (!c->s || c->used < slot->used)))
+            slot = c;
     }
-    json_decref(slot->state);
+    flow__rstate_unref(slot->s);
     snprintf(slot->run, sizeof(slot->run), "%s", run);
     snprintf(slot->v, sizeof(slot->v), "%s", v);
-    slot->state = state;
-    slot->seq = ++cache->seq;
+    slot->s = s;
     return slot;
 }
 
@@ -66,9 +82,9 @@ void flow__rstate_get(struct flow__rstate_cache *cache, redisContext *c, const c
         struct flow__rstate_need *need = &needs[i];
         need->state = NULL;
         need->error = NULL;
-        struct flow__rstate_slot *s = cached(cache, need->run, need->v);
-        if (s) {
-            give(cache, s, need);
+        struct flow__rstate_slot *slot = cached(cache, need->run, need->v);
+        if (slot) {
+            give(cache, slot, need);
             continue;
         }
         bool asked = false;
@@ -97,15 +113,16 @@ void flow__rstate_get(struct flow__rstate_cache *cache, redisContext *c, const c
         char *why = NULL;
         json_t *state = flow__rw_state_decode(r, ask[k]->run, ask[k]->v, &why);
         freeReplyObject(r);
-        struct flow__rstate_slot *s = state ? keep(cache, ask[k]->run, ask[k]->v, state) : NULL;
+        struct flow__rstate_slot *slot =
+            state ? keep(cache, ask[k]->run, ask[k]->v, state) : NULL;
         for (size_t i = 0; i < n; i++) {
             struct flow__rstate_need *need = &needs[i];
             if (need->state || need->error || !same(need, ask[k]))
                 continue;
-            if (s)
-                give(cache, s, need);
-            else
-                need->error = flow__strdup(why ? why : "out of memory reading the state");
+            if (slot)
+                give(cache, slot, need);
+            else if (why)
+                need->error = flow__strdup(why);
         }
         flow__free(why);
     }
@@ -120,6 +137,6 @@ uint64_t flow__rstate_seq(struct flow__rstate_cache *cache)
 void flow__rstate_cache_cleanup(struct flow__rstate_cache *cache)
 {
     for (size_t i = 0; i < FLOW__RSTATE_SLOTS; i++)
-        json_decref(cache->slots[i].state);
+        flow__rstate_unref(cache->slots[i].s);
     memset(cache, 0, sizeof(*cache));
 }

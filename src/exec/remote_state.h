@@ -3,12 +3,14 @@
  * it was rendered with (`state_v`, a field of P:state:RUN); the worker reads
  * each version once, with pipelined HGETs, and keeps the one it read last
  * of the 16 runs it used last. One thread owns a cache (the worker's
- * reader); the states it hands out are references to immutable JSON, which
- * other threads may read and release.
+ * reader); the states it hands out are shared, counted with C11 atomics
+ * (jansson's own count is not safe to change from two threads at once:
+ * it reads it plainly), and other threads may read and release them.
  */
 #ifndef FLOW_EXEC_REMOTE_STATE_H
 #define FLOW_EXEC_REMOTE_STATE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,11 +21,19 @@
 
 #define FLOW__RSTATE_SLOTS 16
 
+/* One version of a run's state, shared by the cache and the jobs using it. */
+struct flow__rstate {
+    atomic_int refs;
+    json_t *state;   /* an object, never changed, freed with the last ref */
+    uint64_t seq;    /* its state file's version (exec/rundir.h) */
+};
+/* Release a reference (NULL: nothing); any thread. */
+void flow__rstate_unref(struct flow__rstate *s);
+
 struct flow__rstate_slot {
     char run[80];
     char v[FLOW__RW_STATE_V_MAX];
-    json_t *state;   /* NULL: a free slot */
-    uint64_t seq;    /* its state file's version (exec/rundir.h) */
+    struct flow__rstate *s; /* a reference; NULL: a free slot */
     uint64_t used;   /* when it was last handed out */
 };
 
@@ -39,8 +49,7 @@ struct flow__rstate_need {
     const char *run;  /* borrowed */
     const char *v;    /* the state version (flow__rw_state_v_ok), borrowed */
     void *owner;      /* the caller's */
-    json_t *state;    /* out: a new reference, or NULL */
-    uint64_t seq;     /* out: the version of its state file, with `state` */
+    struct flow__rstate *state; /* out: a new reference, or NULL */
     char *error;      /* out, without `state`: why (flow__free), or NULL when
                        * Redis could not be reached (or memory was short) */
 };
@@ -53,7 +62,7 @@ void flow__rstate_get(struct flow__rstate_cache *cache, redisContext *c, const c
 /* A state file version of its own (for a state that came in its entry). */
 uint64_t flow__rstate_seq(struct flow__rstate_cache *cache);
 
-/* Release the cached states. */
+/* Release the cache's references. */
 void flow__rstate_cache_cleanup(struct flow__rstate_cache *cache);
 
 #endif

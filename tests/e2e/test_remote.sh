@@ -310,5 +310,40 @@ check "the steps complete (rc $rc)" [ "$rc" = 0 ]
 expect_json "$(cat steps.out)" 40 "the last step read the state the 40th wrote"
 stop_workers
 
+# ---- 11. a state version Redis lost is written again ----------------------------
+# The entry is queued, then its state version is deleted: the worker fails
+# the attempt, saying so, and the retry's entry (the same version, written
+# as far as the runner knows) is refused by the submit script until the
+# runner writes the version again.
+cat > lost.yaml <<'Y'
+name: lost
+state: {greeting: hello}
+tasks:
+  a:
+    executor: remote
+    run: [sh, -c, 'grep -o "\"greeting\":\"[a-z]*\"" "$FLOW_STATE" | cut -d: -f2']
+    retries: 1
+    backoff: {delay: 0.1}
+Y
+"$FLOW" run lost.yaml --redis "$REDIS_URL" --id lost1 --json > lost.json 2>err &
+RUNNER=$!
+lost_queued() { [ "$(queued_of lost1)" = 1 ]; }
+check "the entry is queued" wait_for 20 lost_queued
+redis_cmd DEL flow:state:lost1 > /dev/null
+start_worker l1
+rc=0; wait "$RUNNER" || rc=$?
+check "the run completes on the second attempt (rc $rc)" [ "$rc" = 0 ] && python3 -c '
+import json; d = json.load(open("lost.json")); (t,) = [x for x in d["tasks"] if x["task"] == "a"]
+assert t["status"] == "completed" and t["attempts"] == 2 and t["output"] == "hello", t'
+"$FLOW" logs lost1 --json > lostlog.json 2>err
+check "the first attempt failed, naming the lost version" python3 -c '
+import json; recs = json.load(open("lostlog.json"))
+errs = [json.dumps(r) for r in recs if "is not in Redis" in json.dumps(r)]
+assert errs and "the state of run lost1 (version " in errs[0], errs'
+check "the submit script refused the retry until its version was written again" python3 -c '
+import json, sys; info = json.loads(sys.argv[1])
+assert "errorstat_NOSTATE:count=" in info, info' "$(redis_cmd INFO errorstats)"
+stop_workers
+
 redis_stop
 finish

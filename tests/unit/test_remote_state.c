@@ -30,7 +30,7 @@ static long hgets(struct th_redis *srv)
 static void release(struct flow__rstate_need *needs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        json_decref(needs[i].state);
+        flow__rstate_unref(needs[i].state);
         flow__free(needs[i].error);
         needs[i].state = NULL;
         needs[i].error = NULL;
@@ -61,24 +61,24 @@ static void read_once_then_cached(void **unused)
     flow__rstate_get(&cache, c, "flow", needs, 5);
     assert_int_equal(hgets(&srv), 3); /* one a version */
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(json_integer_value(json_object_get(needs[i].state, "n")), 1);
-        assert_int_equal(needs[i].seq, needs[0].seq); /* one state file */
+        assert_int_equal(json_integer_value(json_object_get(needs[i].state->state, "n")), 1);
+        assert_int_equal(needs[i].state->seq, needs[0].state->seq); /* one state file */
         assert_null(needs[i].error);
     }
-    assert_ptr_equal(needs[0].state, needs[1].state); /* one copy */
+    assert_ptr_equal(needs[0].state, needs[1].state); /* one copy, shared */
     assert_null(needs[3].state);
     assert_string_equal(needs[3].error,
                         "the state of run R2 (version bad.1) in Redis is not a JSON object");
     assert_null(needs[4].state);
     assert_string_equal(needs[4].error, "the state of run R3 (version x.9) is not in Redis (the "
                                         "run ended, or its keys expired)");
-    uint64_t seq1 = needs[0].seq;
+    uint64_t seq1 = needs[0].state->seq;
     release(needs, 5);
 
     /* Cached: no connection needed. */
     flow__rstate_get(&cache, NULL, "flow", needs, 1);
-    assert_int_equal(json_integer_value(json_object_get(needs[0].state, "n")), 1);
-    assert_int_equal(needs[0].seq, seq1);
+    assert_int_equal(json_integer_value(json_object_get(needs[0].state->state, "n")), 1);
+    assert_int_equal(needs[0].state->seq, seq1);
     release(needs, 1);
     /* Not cached and no connection: nothing, and no error. */
     struct flow__rstate_need two = {.run = "R1", .v = "e.2"};
@@ -87,8 +87,8 @@ static void read_once_then_cached(void **unused)
     assert_null(two.error);
     /* A run's newer version takes its slot: the older is read again. */
     flow__rstate_get(&cache, c, "flow", &two, 1);
-    assert_int_equal(json_integer_value(json_object_get(two.state, "n")), 2);
-    assert_true(two.seq > seq1);
+    assert_int_equal(json_integer_value(json_object_get(two.state->state, "n")), 2);
+    assert_true(two.state->seq > seq1);
     release(&two, 1);
     flow__rstate_get(&cache, c, "flow", needs, 1);
     assert_non_null(needs[0].state);
@@ -102,7 +102,7 @@ static void read_once_then_cached(void **unused)
         free(th_redis_do(&srv, "HSET flow:state:%s v.1 {\"i\":%d}", run, i));
         struct flow__rstate_need one = {.run = run, .v = "v.1"};
         flow__rstate_get(&cache, c, "flow", &one, 1);
-        assert_int_equal(json_integer_value(json_object_get(one.state, "i")), i);
+        assert_int_equal(json_integer_value(json_object_get(one.state->state, "i")), i);
         release(&one, 1);
     }
     hgets(&srv);
