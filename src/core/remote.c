@@ -67,7 +67,7 @@ struct state_blob {
     char field[FLOW__RW_STATE_V_MAX]; /* "EPOCH.VERSION" */
     char *key;
     char *text;              /* the state, as JSON */
-    bool written;            /* HSETNX answered (cleared after a reconnect) */
+    unsigned written;        /* the connection generation that stored it (0: none) */
     bool pinned;             /* a user we lost track of (out of memory): kept */
     unsigned batch;          /* the last batch that wrote it */
     char *error;             /* the server's refusal to store it, or NULL */
@@ -121,6 +121,8 @@ struct flow__remote {
     size_t sent_prune;                /* prune `sent` at this count */
     FLOW__VEC(struct state_drop) drops; /* the submitter's: sent with the next batch */
     unsigned batch;                   /* the submitter's: batches sent */
+    unsigned gen;                     /* the submitter's: one more at each reconnect (a
+                                       * restarted Redis may have lost state versions) */
     atomic_bool reconnected;
 };
 
@@ -453,7 +455,7 @@ static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned
     rm->drops.count = 0; /* sent or not: a version left over goes with the run */
     for (size_t i = 0; connected && i < n; i++) {
         struct state_blob *b = v[i].blob;
-        if (v[i].settled || b->written || b->batch == batch)
+        if (v[i].settled || b->written == rm->gen || b->batch == batch)
             continue; /* (an unsettled submission's attempt runs: it has its blob) */
         const char *argv[] = {"EVAL", state_lua, "1", b->key, b->field, b->text, ttl};
         if (redisAppendCommandArgv(*c, 7, argv, NULL) == REDIS_OK) {
@@ -485,7 +487,7 @@ static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned
     }
     for (size_t i = 0; i < n && nwrites && alive; i++) {
         struct state_blob *b = v[i].blob;
-        if (v[i].settled || b->written || b->batch != batch)
+        if (v[i].settled || b->written == rm->gen || b->batch != batch)
             continue;
         b->batch = 0; /* its reply is read */
         nwrites--;
@@ -496,7 +498,7 @@ static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned
             b->error = flow__asprintf("redis %s: cannot store the run's state: %.300s",
                                       rm->addr.shown, rep->str ? rep->str : "error");
         } else if (alive && rep->type == REDIS_REPLY_INTEGER) {
-            b->written = true;
+            b->written = rm->gen;
             flow__free(b->error);
             b->error = NULL;
         }
@@ -515,7 +517,7 @@ static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned
         if (rep->type == REDIS_REPLY_ERROR && !strncmp(msg, "NOSTATE", 7)) {
             /* Not stored, or lost (Redis restarted): write it again, or
              * fail with the reason it was refused. */
-            s->blob->written = false;
+            s->blob->written = 0;
             s->rc = s->blob->error ? FLOW_EINVAL : FLOW_EIO;
             flow__free(s->error);
             s->error = s->blob->error ? flow__strdup(s->blob->error) : NULL;
@@ -600,10 +602,9 @@ static void resubmit(struct flow__remote *rm, redisContext **c, bool *warned, bo
         flow__run_unref(s.r);
         pthread_mutex_lock(&e->lock);
     }
-    /* Redis may have lost the state versions too: written again first. */
-    for (size_t i = 0; send && i < rm->sent.count; i++)
-        if (rm->sent.items[i].blob)
-            rm->sent.items[i].blob->written = false;
+    /* Redis may have lost state versions too: each is written again first. */
+    if (send && !++rm->gen)
+        rm->gen = 1;
     /* `sent` is this thread's alone: it may be read without the lock. */
     for (size_t from = 0; send && from < rm->sent.count; from += SUBMIT_BATCH) {
         size_t n = rm->sent.count - from < SUBMIT_BATCH ? rm->sent.count - from : SUBMIT_BATCH;
@@ -625,6 +626,7 @@ static void *submitter_main(void *arg)
     redisContext *c = NULL;
     bool warned = false;
     bool reached = false; /* once Redis answered, its absence is a restart: wait */
+    rm->gen = 1;
     pthread_mutex_lock(&e->lock);
     for (;;) {
         if (rm->sigs.count || rm->ended.count) {
