@@ -33,9 +33,9 @@
 /* A completion read before its (resumed) attempt was submitted again. */
 struct early {
     char run[80];
-    uint32_t act, attempt;
+    uint32_t act, attempt, round;
     struct flow__cmd_result res;
-    json_t *writes;
+    struct flow__rw_extra x;
     char *worker;
 };
 
@@ -57,9 +57,9 @@ struct watch {
 struct submission {
     struct flow_run *r;
     struct act *a;
-    uint32_t attempt;
+    uint32_t attempt, round;
     char *queue_key, *inflight_key;
-    char act_s[16], attempt_s[16];
+    char act_s[16], attempt_s[16], round_s[16], inflight_v[32];
     char *spec;
     flow_err rc;   /* of the last try: FLOW_EIO means try again */
     char *error;   /* its message when it failed otherwise */
@@ -138,13 +138,14 @@ static redisContext *connection(struct flow__remote *rm, redisContext **c, bool 
 
 /* ---- the submitter -------------------------------------------------------- */
 
-/* [L] Find and take the completion kept for (run, act, attempt). */
+/* [L] Find and take the completion kept for (run, act, attempt, round). */
 static bool take_early(struct flow__remote *rm, const char *run, uint32_t act, uint32_t attempt,
-                       struct early *out)
+                       uint32_t round, struct early *out)
 {
     for (size_t i = 0; i < rm->early.count; i++) {
         struct early *x = &rm->early.items[i];
-        if (x->act == act && x->attempt == attempt && !strcmp(x->run, run)) {
+        if (x->act == act && x->attempt == attempt && x->round == round &&
+            !strcmp(x->run, run)) {
             *out = *x;
             rm->early.items[i] = rm->early.items[--rm->early.count];
             return true;
@@ -156,15 +157,52 @@ static bool take_early(struct flow__remote *rm, const char *run, uint32_t act, u
 static void early_free(struct early *x)
 {
     flow__cmd_result_cleanup(&x->res);
-    json_decref(x->writes);
+    flow__rw_extra_cleanup(&x->x);
     flow__free(x->worker);
 }
 
-/* [L] Is `a` still running attempt `attempt` on a worker? */
-static bool still_remote(const struct act *a, uint32_t attempt)
+/* [L] Is `a` still running (attempt, round) on a worker? */
+static bool still_remote(const struct act *a, uint32_t attempt, uint32_t round)
 {
     return a->status == FLOW_ACT_RUNNING && a->attempt == attempt && act_cmd(a) &&
-           act_cmd(a)->remote;
+           act_cmd(a)->remote && act_cmd(a)->round == round;
+}
+
+/* [L] The round `a` runs in next: one more for each feedback answer it
+ * waited for. */
+static uint32_t next_round(const struct act *a)
+{
+    return a->dyn ? a->dyn->waits : 0;
+}
+
+/* [L] The events a remote body emitted that were not applied as they
+ * streamed (the runner was away, or the entry was lost), in order. */
+static void apply_events(struct flow_run *r, struct act *a, json_t *events)
+{
+    struct cmd_slot *slot = act_cmd(a);
+    for (size_t i = slot ? slot->events : 0; i < json_array_size(events) && !r->stopping; i++) {
+        json_t *ev = json_array_get(events, i);
+        flow__run_emit(r, a, json_string_value(json_object_get(ev, "event")),
+                       json_object_get(ev, "data"), EMIT_STREAMED);
+        slot = act_cmd(a);
+        if (slot)
+            slot->events = (uint32_t)i + 1;
+    }
+}
+
+/* [L] Apply a completion of the (attempt, round) `a` runs: events not
+ * applied yet, then the request it waits for or its result. Takes `x`. */
+static void finish(struct flow_run *r, struct act *a, struct flow__cmd_result *res,
+                   struct flow__rw_extra *x, const char *worker)
+{
+    apply_events(r, a, x->events);
+    if (x->waiting) {
+        flow__run_remote_waiting(r, a, x->waiting, worker);
+    } else {
+        flow__run_remote_done(r, a, res, x->writes, worker);
+        x->writes = NULL;
+    }
+    flow__rw_extra_cleanup(x);
 }
 
 /* [L] The attempt could not be queued: it fails with `why` (taken). */
@@ -208,10 +246,10 @@ static bool prepare(struct flow__remote *rm, struct act *a, struct submission *s
     }
     flow__run_attempt_started(r, a);
     slot->attempt = a->attempt;
+    slot->round = next_round(a);
     struct early x;
-    if (take_early(rm, r->id, a->id, a->attempt, &x)) {
-        flow__run_remote_done(r, a, &x.res, x.writes, x.worker);
-        x.writes = NULL;
+    if (take_early(rm, r->id, a->id, a->attempt, slot->round, &x)) {
+        finish(r, a, &x.res, &x.x, x.worker);
         early_free(&x);
         return false;
     }
@@ -236,6 +274,17 @@ static bool prepare(struct flow__remote *rm, struct act *a, struct submission *s
         }
         spec.input = flow__run_act_input(r, a);
         js = flow__rw_spec_encode(&spec, fn, r->state);
+        /* What the function reads through its flow_ctx besides its input. */
+        const struct act_dyn *dy = a->dyn;
+        json_t *answers = flow__feedback_answers_of(r, a);
+        if (js && answers)
+            json_object_set_new(js, "answers", answers);
+        else
+            json_decref(answers);
+        if (js && dy && dy->parent) {
+            json_object_set(js, "item", dy->item ? dy->item : json_null());
+            json_object_set_new(js, "index", json_integer((json_int_t)dy->index));
+        }
     } else if (flow__run_prepare_cmd(r, a, &spec, &scratch, &why)) {
         js = flow__rw_spec_encode(&spec, NULL, r->state);
     } else {
@@ -257,8 +306,11 @@ static bool prepare(struct flow__remote *rm, struct act *a, struct submission *s
     s->r = r;
     s->a = a;
     s->attempt = a->attempt;
+    s->round = slot->round;
     snprintf(s->act_s, sizeof(s->act_s), "%" PRIu32, a->id);
     snprintf(s->attempt_s, sizeof(s->attempt_s), "%" PRIu32, a->attempt);
+    snprintf(s->round_s, sizeof(s->round_s), "%" PRIu32, s->round);
+    flow__rw_inflight_value(s->inflight_v, sizeof(s->inflight_v), s->attempt, s->round);
     atomic_fetch_add(&r->refs, 1); /* the run outlives the unlocked part */
     return true;
 }
@@ -297,10 +349,13 @@ static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned
             continue;
         const char *task = act_task(s->a)->name; /* the flow outlives the run */
         const char *argv[] = {"EVAL",   submit_lua,   "2",          s->queue_key, s->inflight_key,
-                              s->act_s, s->attempt_s, ttl,          "v",          FLOW__RW_VERSION,
+                              s->act_s, s->inflight_v, ttl,         "v",          FLOW__RW_VERSION,
                               "run",    s->r->id,     "act",        s->act_s,     "attempt",
-                              s->attempt_s, "task",   task,         "spec",       s->spec};
-        if (redisAppendCommandArgv(*c, (int)FLOW__ARRAY_LEN(argv), argv, NULL) == REDIS_OK)
+                              s->attempt_s, "task",   task,         "spec",       s->spec,
+                              "round",  s->round_s};
+        /* Round 0 goes without its field: entries as they always were. */
+        int argc = (int)FLOW__ARRAY_LEN(argv) - (s->round ? 0 : 2);
+        if (redisAppendCommandArgv(*c, argc, argv, NULL) == REDIS_OK)
             sent++;
     }
     for (size_t i = 0; i < n && sent; i++) {
@@ -376,7 +431,7 @@ static void resubmit(struct flow__remote *rm, redisContext **c, bool *warned, bo
     bool failed = false;
     for (size_t i = 0; i < rm->sent.count;) {
         struct submission s = rm->sent.items[i];
-        if (still_remote(s.a, s.attempt)) {
+        if (still_remote(s.a, s.attempt, s.round)) {
             rm->sent.items[i].settled = !send;
             i++;
             continue;
@@ -462,7 +517,7 @@ static void *submitter_main(void *arg)
                 struct submission *s = &batch[i];
                 if (s->settled)
                     continue;
-                if (!still_remote(s->a, s->attempt) || s->rc == FLOW_OK) {
+                if (!still_remote(s->a, s->attempt, s->round) || s->rc == FLOW_OK) {
                     s->settled = true; /* queued, or timed out or cancelled meanwhile */
                 } else if (s->rc != FLOW_EIO || rm->stop || !reached) {
                     /* Never reached at all: a wrong address, not a restart. */
@@ -483,7 +538,7 @@ static void *submitter_main(void *arg)
          * queued again after a reconnect; the rest goes. */
         size_t gone = 0;
         for (size_t i = 0; i < n; i++) {
-            flow_err kept = batch[i].rc == FLOW_OK && still_remote(batch[i].a, batch[i].attempt)
+            flow_err kept = batch[i].rc == FLOW_OK && still_remote(batch[i].a, batch[i].attempt, batch[i].round)
                                 ? FLOW_OK
                                 : FLOW_EIO;
             if (!kept)
@@ -556,26 +611,36 @@ static struct flow_run *run_by_id(struct flow_engine *e, const char *id)
     return NULL;
 }
 
-/* A completion read, decoded without the lock. */
+/* A completion or a streamed event, decoded without the lock. */
 struct incoming {
     struct flow__rw_ident id;
     struct early x;
+    json_t *event;        /* an event: the decoded message, or NULL */
+    const char *ev_name;  /* in `event` */
+    json_t *ev_data;      /* in `event` */
+    uint32_t ev_seq;
 };
 
-/* Without the lock: decode a completion into `in`; false (logged) when it
- * is malformed. */
+/* Without the lock: decode an entry into `in`; false (logged) when it is
+ * malformed. */
 static bool decode_completion(const struct flow__rw_entry *en, const char *stream,
                               struct incoming *in)
 {
     const char *why = NULL;
     char *bad = NULL;
     memset(in, 0, sizeof(*in));
-    if (!flow__rw_ident(en, &in->id, &why) ||
-        !flow__rw_result_decode(flow__rw_field(en, "result"), &in->x.res, &in->x.writes, &bad)) {
+    const char *ev = flow__rw_field(en, "event");
+    bool ok = flow__rw_ident(en, &in->id, &why);
+    if (ok && ev)
+        ok = flow__rw_event_decode(ev, &in->ev_seq, &in->ev_name, &in->ev_data, &in->event, &bad);
+    else if (ok)
+        ok = flow__rw_result_decode(flow__rw_field(en, "result"), &in->x.res, &in->x.x, &bad);
+    if (!ok) {
         flow__log(FLOW_LOG_WARN, "remote tasks: entry %s of %s is malformed (%s); skipped", en->id,
                   stream, why ? why : bad);
         flow__free(bad);
         flow__cmd_result_cleanup(&in->x.res);
+        flow__rw_extra_cleanup(&in->x.x);
         return false;
     }
     const char *worker = flow__rw_field(en, "worker");
@@ -591,15 +656,29 @@ static void apply_completion(struct flow__remote *rm, struct incoming *in)
     struct early *x = &in->x;
     struct flow_run *r = run_by_id(rm->e, id->run);
     struct act *a = r && id->act <= r->act_count ? flow__act_by_id(r, id->act) : NULL;
-    if (a && still_remote(a, id->attempt)) {
-        flow__run_remote_done(r, a, &x->res, x->writes, x->worker);
-        x->writes = NULL;
-    } else if (a && a->status == FLOW_ACT_PENDING && (uint32_t)a->attempt + 1u == id->attempt) {
+    if (in->event) {
+        /* Applied once, in order: a body run again (its worker died) emits
+         * what it emitted before, and that is dropped. An event of an
+         * attempt not running here now comes again in its completion. */
+        struct cmd_slot *slot = a && still_remote(a, id->attempt, id->round) ? act_cmd(a) : NULL;
+        if (slot && slot->events == in->ev_seq && !r->stopping) {
+            slot->events++;
+            flow__run_emit(r, a, in->ev_name, in->ev_data, EMIT_STREAMED);
+        }
+        json_decref(in->event);
+        early_free(x);
+        return;
+    }
+    if (a && still_remote(a, id->attempt, id->round)) {
+        finish(r, a, &x->res, &x->x, x->worker);
+    } else if (a && a->status == FLOW_ACT_PENDING && (uint32_t)a->attempt + 1u == id->attempt &&
+               next_round(a) == id->round) {
         /* A resumed (or paused, soon resumed) attempt whose entry ran
          * meanwhile: the submitter applies it when it gets there. */
         snprintf(x->run, sizeof(x->run), "%s", id->run);
         x->act = id->act;
         x->attempt = id->attempt;
+        x->round = id->round;
         flow_err rc = FLOW_OK;
         FLOW__VEC_PUSH(&rm->early, *x, rc);
         if (!rc)
@@ -765,7 +844,8 @@ void flow__remote_signal(struct flow_run *r, struct act *a, const char *what)
         return;
     struct signal_req q;
     snprintf(q.run, sizeof(q.run), "%s", r->id);
-    snprintf(q.field, sizeof(q.field), "%" PRIu32 ":%" PRIu32, a->id, a->attempt);
+    struct cmd_slot *slot = act_cmd(a);
+    flow__rw_cancel_field(q.field, sizeof(q.field), a->id, a->attempt, slot ? slot->round : 0);
     snprintf(q.what, sizeof(q.what), "%s", what);
     flow_err rc = FLOW_OK;
     FLOW__VEC_PUSH(&rm->sigs, q, rc);

@@ -99,6 +99,10 @@ struct wjob {
     struct flow__cmd_result res;
     struct flow__cmd_result ares;
     json_t *writes;
+    json_t *events;             /* [mu] what its C function emitted, in order */
+    size_t events_sent;         /* [main] how many of them were streamed */
+    bool emit_listed;           /* [mu] in the worker's `emitting` list */
+    struct flow_worker *owner;
     struct flow_ctx ctx;        /* a C function's */
     struct flow__rctx rctx;
     struct wjob *next_q;        /* [mu] the pool's queue */
@@ -142,6 +146,7 @@ struct flow_worker {
     wjob_vec jobs;              /* every job not acknowledged yet */
     wjob_vec fresh;             /* commands for the main thread to start */
     wjob_vec finished;          /* done, to publish */
+    wjob_vec emitting;          /* C functions that emitted events to stream */
     struct wjob *q_head, *q_tail;
     bool wake_pending;
     bool reader_exited;
@@ -226,6 +231,8 @@ static void job_free(struct wjob *j)
     flow__cmd_result_cleanup(&j->res);
     flow__cmd_result_cleanup(&j->ares);
     json_decref(j->writes);
+    json_decref(j->events);
+    json_decref(j->rctx.waiting);
     json_decref(j->ctx.output);
     json_decref(j->ctx.writes);
     json_decref(j->ctx.directives);
@@ -354,6 +361,32 @@ static const struct wfn *fn_named(const struct flow_worker *w, const char *name)
     return NULL;
 }
 
+/* [pool] flow_ctx_emit on a worker: kept for the completion, and streamed
+ * to the runner by the main thread as soon as it wakes. */
+static flow_err fn_emit(struct flow__rctx *rc, const char *event, json_t *data)
+{
+    struct wjob *j = rc->emit_arg;
+    struct flow_worker *w = j->owner;
+    json_t *ev = json_pack("{s:s,s:O}", "event", event, "data", data ? data : json_null());
+    if (!ev)
+        return FLOW_ENOMEM;
+    pthread_mutex_lock(&w->mu);
+    flow_err rc2 = FLOW_OK;
+    if (!j->events && !(j->events = json_array()))
+        rc2 = FLOW_ENOMEM;
+    if (!rc2 && json_array_append_new(j->events, ev))
+        rc2 = FLOW_ENOMEM;
+    else
+        ev = NULL;
+    if (!rc2 && !j->emit_listed && push(w, &w->emitting, j)) {
+        j->emit_listed = true;
+        wake_locked(w);
+    }
+    pthread_mutex_unlock(&w->mu);
+    json_decref(ev);
+    return rc2;
+}
+
 /* The worker-side context of C function job `j`. */
 static void fn_prepare(struct flow_worker *w, struct wjob *j)
 {
@@ -364,6 +397,12 @@ static void fn_prepare(struct flow_worker *w, struct wjob *j)
     j->rctx.act = j->ident.act;
     j->rctx.udata = j->fn->udata;
     j->rctx.worker = w->name;
+    j->rctx.answers = j->task.answers;
+    j->rctx.item = j->task.item;
+    j->rctx.index = j->task.index;
+    j->rctx.emit = fn_emit;
+    j->rctx.emit_arg = j;
+    j->owner = w;
     j->ctx.remote = &j->rctx;
     j->ctx.fn = j->fn->fn;
     j->ctx.attempt = j->ident.attempt;
@@ -695,24 +734,29 @@ static void publish(struct flow_worker *w, wjob_vec *pub)
     const char **argv = reps ? flow__calloc(n + 3, sizeof(*argv)) : NULL;
     if (!argv)
         goto out;
-    char act[16], attempt[16], ttl[16];
+    char act[16], attempt[16], round[16], ttl[16];
     snprintf(ttl, sizeof(ttl), "%d", FLOW__RW_TTL_S);
     for (size_t i = 0; i < n; i++) {
         struct wjob *j = pub->items[i];
         if (j->no_reply || j->xadded)
             continue;
         const struct flow__cmd_result *res = j->abandoned ? &j->ares : &j->res;
-        json_t *rj = flow__rw_result_encode(res, j->abandoned ? NULL : j->writes);
+        /* The body has returned (or, abandoned, says nothing more): its
+         * events and request are read without the lock. */
+        struct flow__rw_extra x = {j->writes, j->events, j->rctx.waiting};
+        json_t *rj = flow__rw_result_encode(res, j->abandoned ? NULL : &x);
         char *text = rj ? json_dumps(rj, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
         json_decref(rj);
         char *key = flow__rw_key(w->addr.prefix, "done", j->run);
         snprintf(act, sizeof(act), "%" PRIu32, j->ident.act);
         snprintf(attempt, sizeof(attempt), "%" PRIu32, j->ident.attempt);
+        snprintf(round, sizeof(round), "%" PRIu32, j->ident.round);
         if (text && key) {
-            const char *xadd[] = {"XADD", key,   "*",      "v",     FLOW__RW_VERSION,
-                                  "run",  j->run, "act",   act,     "attempt",
-                                  attempt, "worker", w->name, "result", text};
-            redisAppendCommandArgv(c, 15, xadd, NULL);
+            const char *xadd[] = {"XADD",  key,      "*",    "v",     FLOW__RW_VERSION,
+                                  "run",   j->run,   "act",  act,     "attempt",
+                                  attempt, "worker", w->name, "result", text,
+                                  "round", round};
+            redisAppendCommandArgv(c, j->ident.round ? 17 : 15, xadd, NULL);
             who[sent++] = j;
             bool seen = false;
             for (size_t k = 0; k < i && !seen; k++)
@@ -790,6 +834,65 @@ out:
     flow__free(reps);
 }
 
+/* [main] Stream the events the C functions of `emit` emitted since last
+ * time (pipelined XADDs to their runs' completion streams). Best effort:
+ * what cannot be sent now goes with the completion, which carries every
+ * event, and the runner applies each once. */
+static void stream_events(struct flow_worker *w, wjob_vec *emit)
+{
+    FLOW__VEC(char *) texts = {0};
+    FLOW__VEC(struct wjob *) of = {0};
+    flow_err rc = FLOW_OK;
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < emit->count; i++) {
+        struct wjob *j = emit->items[i];
+        j->emit_listed = false;
+        for (; !rc && j->events_sent < json_array_size(j->events); j->events_sent++) {
+            json_t *ev = json_array_get(j->events, j->events_sent);
+            char *text = flow__rw_event_encode((uint32_t)j->events_sent,
+                                               json_string_value(json_object_get(ev, "event")),
+                                               json_object_get(ev, "data"));
+            if (text)
+                FLOW__VEC_PUSH(&texts, text, rc);
+            if (!text || rc) {
+                flow__json_free_text(text);
+                rc = FLOW_ENOMEM;
+                break;
+            }
+            FLOW__VEC_PUSH(&of, j, rc);
+        }
+    }
+    emit->count = 0;
+    pthread_mutex_unlock(&w->mu);
+    redisContext *c = texts.count == of.count ? conn(w, &w->main) : NULL;
+    size_t sent = 0;
+    char act[16], attempt[16], round[16];
+    for (size_t i = 0; c && i < texts.count; i++) {
+        struct wjob *j = of.items[i];
+        char *key = flow__rw_key(w->addr.prefix, "done", j->run);
+        snprintf(act, sizeof(act), "%" PRIu32, j->ident.act);
+        snprintf(attempt, sizeof(attempt), "%" PRIu32, j->ident.attempt);
+        snprintf(round, sizeof(round), "%" PRIu32, j->ident.round);
+        const char *xadd[] = {"XADD",  key ? key : "?", "*",    "v",    FLOW__RW_VERSION,
+                              "run",   j->run,          "act",  act,    "attempt",
+                              attempt, "worker",        w->name, "event", texts.items[i],
+                              "round", round};
+        if (key && redisAppendCommandArgv(c, j->ident.round ? 17 : 15, xadd, NULL) == REDIS_OK)
+            sent++;
+        flow__free(key);
+    }
+    for (size_t i = 0; i < sent; i++) {
+        void *r = NULL;
+        if (redisGetReply(c, &r) != REDIS_OK)
+            break;
+        freeReplyObject(r);
+    }
+    for (size_t i = 0; i < texts.count; i++)
+        flow__json_free_text(texts.items[i]);
+    FLOW__VEC_FREE(&texts);
+    FLOW__VEC_FREE(&of);
+}
+
 /* [main] A C function killed by the runner that has not returned: answer
  * for it now (the runner's kill_grace is over), keep its slot until it
  * returns. */
@@ -821,7 +924,8 @@ static void check_cancels(struct flow_worker *w, const wjob_vec *live, wjob_vec 
     for (size_t i = 0; i < n; i++) {
         struct wjob *j = live->items[i];
         char *key = flow__rw_key(w->addr.prefix, "cancel", j->run);
-        snprintf(field, sizeof(field), "%" PRIu32 ":%" PRIu32, j->ident.act, j->ident.attempt);
+        flow__rw_cancel_field(field, sizeof(field), j->ident.act, j->ident.attempt,
+                              j->ident.round);
         const char *argv[] = {"HGET", key ? key : "?", field};
         redisAppendCommandArgv(c, 3, argv, NULL);
         flow__free(key);
@@ -1036,13 +1140,15 @@ flow_err flow_worker_run(flow_worker *w, flow_error *err)
     if (!conn(w, &w->main))
         return flow__error(err, FLOW_EIO, "cannot connect to %s", w->addr.shown);
     size_t cap = (size_t)w->concurrency;
-    wjob_vec pub = {0}, live = {0}, fresh = {0}, fin = {0}, cmds = {0};
+    wjob_vec pub = {0}, live = {0}, fresh = {0}, fin = {0}, cmds = {0}, emit = {0};
     flow_err rc = FLOW_OK;
     bool reader = false;
     /* Reserved once: a job list never holds more than `concurrency`. */
     FLOW__VEC_RESERVE(&w->jobs, cap, rc);
     FLOW__VEC_RESERVE(&w->fresh, cap, rc);
     FLOW__VEC_RESERVE(&w->finished, cap, rc);
+    FLOW__VEC_RESERVE(&w->emitting, cap, rc);
+    FLOW__VEC_RESERVE(&emit, cap, rc);
     FLOW__VEC_RESERVE(&pub, cap, rc);
     FLOW__VEC_RESERVE(&live, cap, rc);
     FLOW__VEC_RESERVE(&fresh, cap, rc);
@@ -1076,6 +1182,9 @@ flow_err flow_worker_run(flow_worker *w, flow_error *err)
         t = w->finished;
         w->finished = fin;
         fin = t;
+        t = w->emitting;
+        w->emitting = emit;
+        emit = t;
         w->wake_pending = false;
         bool reader_gone = w->reader_exited;
         if (stopping)
@@ -1101,6 +1210,8 @@ flow_err flow_worker_run(flow_worker *w, flow_error *err)
         for (size_t i = 0; i < fin.count; i++)
             job_over(w, fin.items[i], &pub);
         fin.count = 0;
+        if (emit.count) /* before the completions: the runner reads in order */
+            stream_events(w, &emit);
         now = flow__now_ns();
         if (pub.count && now >= pub_at) {
             publish(w, &pub);
@@ -1163,6 +1274,7 @@ out:
     FLOW__VEC_FREE(&fresh);
     FLOW__VEC_FREE(&fin);
     FLOW__VEC_FREE(&cmds);
+    FLOW__VEC_FREE(&emit);
     return err->code;
 }
 
@@ -1280,6 +1392,7 @@ void flow_worker_free(flow_worker *w)
     FLOW__VEC_FREE(&w->jobs);
     FLOW__VEC_FREE(&w->fresh);
     FLOW__VEC_FREE(&w->finished);
+    FLOW__VEC_FREE(&w->emitting);
     for (size_t i = 0; i < w->dirs.count; i++)
         flow__free(w->dirs.items[i]);
     FLOW__VEC_FREE(&w->dirs);

@@ -143,7 +143,85 @@ import json,sys; d=json.load(open("kill.json")); t={x["task"]: x for x in d["tas
 assert t["held"]["output"] == int(sys.argv[1]) and t["held"]["attempts"] == 1, t["held"]' "$K2"
 check "SIGTERM: k2 exits 0" stop_workers
 
-# ---- 4. usage ------------------------------------------------------------------
+# ---- 4. feedback, events while running, foreach items ----------------------------
+start_worker f1 --concurrency 4
+cat > fb.yaml <<'Y'
+name: fbr
+defaults:
+  executor: remote
+tasks:
+  ask:
+    fn: approve
+    input: {what: the release, id: go}
+  final:
+    executor: thread
+    noop: true
+    after: ask
+    input: {decision: "{{ state.decision }}", asked: "{{ tasks.ask.output }}"}
+Y
+rc=0; "$FLOW" run fb.yaml --redis "$REDIS_URL" --id fb1 >out 2>err || rc=$?
+check "a remote function that asks a person pauses the run (exit 3; rc $rc)" [ "$rc" = 3 ] || cat err
+check "... saying what waits and how to answer" grep -q "answer with: flow feedback fb1 go --approve" err
+check "... the request is open, with the function's message" sh -c '"$1" feedback fb1 --json | grep -q "Approve the release?"' _ "$FLOW"
+"$FLOW" feedback fb1 go --approve --by bob 2>err
+rc=0; "$FLOW" resume fb1 --redis "$REDIS_URL" --json >fb1.json 2>err || rc=$?
+check "answered and resumed, the function runs again with the answer (rc $rc)" [ "$rc" = 0 ] || cat err
+check "... as the same attempt: its output and its state write carry the answer" python3 -c '
+import json; d=json.load(open("fb1.json")); t={x["task"]: x for x in d["tasks"]}
+a = t["ask"]
+assert a["status"] == "completed" and a["attempts"] == 1, a
+assert a["output"] == {"what": "the release", "approved": True, "by": "bob"}, a["output"]
+assert t["final"]["output"]["decision"] is True, t["final"]'
+# the runner waits for the answer (--wait), answered from another process
+"$FLOW" run fb.yaml --redis "$REDIS_URL" --id fb2 --wait --quiet >fb2.out 2>fb2.err &
+RUNNER=$!
+check "fb2 asks" wait_until 10 sh -c '"$1" feedback fb2 --json 2>/dev/null | grep -q "\"go\""' _ "$FLOW"
+"$FLOW" feedback fb2 go --reject --by carol 2>/dev/null
+rc=0; wait "$RUNNER" || rc=$?
+check "a waiting runner gets the answer and completes (rc $rc)" [ "$rc" = 0 ] || cat fb2.err
+check "... the function saw the rejection" python3 -c '
+import json; d=json.load(open("fb2.out")); assert d["asked"] == {"what": "the release", "approved": False, "by": "carol"}, d' || cat fb2.out
+cat > fbbad.yaml <<'Y'
+name: fbbad
+tasks:
+  ask:
+    executor: remote
+    fn: approve
+    input: {selection: true}
+Y
+rc=0; "$FLOW" run fbbad.yaml --redis "$REDIS_URL" --quiet >out 2>err || rc=$?
+check "a malformed request from a remote function fails its task (rc $rc)" [ "$rc" = 1 ]
+check "... saying why" grep -q "is a selection without options" err
+cat > ev.yaml <<Y
+name: evr
+defaults:
+  executor: remote
+connect:
+  - {from: ticker.tick, to: heard}
+tasks:
+  ticker:
+    fn: ticker
+    input: {ticks: 3, until: "$T/heard.flag"}
+  heard:
+    executor: process
+    shell: 'cat "\$FLOW_INPUT" >> $T/ticks; echo >> $T/ticks; touch $T/heard.flag'
+  spread:
+    fn: where
+    foreach: [a, b, c]
+Y
+rc=0; "$FLOW" run ev.yaml --redis "$REDIS_URL" --json >ev.json 2>err || rc=$?
+check "events and foreach items (rc $rc)" [ "$rc" = 0 ] || cat err
+check "events reach the runner while the function runs (it saw their subscriber's file)" python3 -c '
+import json; d=json.load(open("ev.json")); t={x["task"]: x for x in d["tasks"]}
+assert t["ticker"]["output"] is True, t["ticker"]'
+check "each event is applied once: 3 ticks, 3 subscriber runs" [ "$(grep -c . "$T/ticks")" = 3 ]
+check "a remote foreach activation reads its item and index" python3 -c '
+import json; d=json.load(open("ev.json"))
+got = [x["output"] for x in d["tasks"] if x["task"] == "spread" and isinstance(x["output"], list)]
+assert got == [[{"item": "a", "index": 0}, {"item": "b", "index": 1}, {"item": "c", "index": 2}]], got'
+check "SIGTERM: f1 exits 0" stop_workers
+
+# ---- 5. usage ------------------------------------------------------------------
 rc=0; FLOW_REDIS= "$RW" 2>err || rc=$?
 check "no Redis: exit 1 with a message" [ "$rc" = 1 ] && grep -q "FLOW_REDIS" err
 finish
