@@ -214,7 +214,7 @@ int main(int argc, char **argv)
     const char *url = NULL, *queues[2] = {NULL, NULL};
     flow_worker_options o = {0};
     o.queues = queues;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             return usage();
@@ -230,7 +230,6 @@ int main(int argc, char **argv)
             o.claim_after = atof(v);
         else
             return usage();
-        i++;
     }
     flow_error err;
     worker = flow_worker_new(url, &o, &err);
