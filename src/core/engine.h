@@ -88,6 +88,8 @@ struct act_dyn {
     char *worker;              /* a remote attempt: the worker that ran it */
     uint32_t waits;            /* times it waited for a feedback answer: a
                                 * remote attempt's round (core/remote.c) */
+    uint32_t streamed;         /* replay: events a remote attempt's round
+                                * journaled, not to be applied again */
 };
 
 /* Every activation of a run lives until the run is freed, and a fan-out

@@ -247,6 +247,8 @@ static bool prepare(struct flow__remote *rm, struct act *a, struct submission *s
     flow__run_attempt_started(r, a);
     slot->attempt = a->attempt;
     slot->round = next_round(a);
+    slot->events = dyn->streamed; /* what a resumed round applied before */
+    dyn->streamed = 0;
     struct early x;
     if (take_early(rm, r->id, a->id, a->attempt, slot->round, &x)) {
         finish(r, a, &x.res, &x.x, x.worker);

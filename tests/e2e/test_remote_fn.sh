@@ -219,6 +219,35 @@ check "a remote foreach activation reads its item and index" python3 -c '
 import json; d=json.load(open("ev.json"))
 got = [x["output"] for x in d["tasks"] if x["task"] == "spread" and isinstance(x["output"], list)]
 assert got == [[{"item": "a", "index": 0}, {"item": "b", "index": 1}, {"item": "c", "index": 2}]], got'
+# the runner dies after two streamed events were applied; the function then
+# finishes, and its completion (which carries the events too) is applied by
+# the resumed run: each event still starts its subscriber once
+cat > ev2.yaml <<Y
+name: evkill
+connect:
+  - {from: ticker.tick, to: heard}
+tasks:
+  ticker:
+    executor: remote
+    fn: ticker
+    input: {ticks: 2, until: "$T/go.flag"}
+  heard:
+    shell: 'echo heard >> $T/ticks2'
+Y
+"$FLOW" run ev2.yaml --redis "$REDIS_URL" --id ev2 --quiet >/dev/null 2>&1 &
+RUNNER=$!
+heard_done() { "$FLOW" status ev2 --json 2>/dev/null | python3 -c '
+import json,sys; d=json.load(sys.stdin)
+sys.exit(0 if sum(1 for x in d["tasks"] if x["task"] == "heard" and x["status"] == "completed") == 2 else 1)'; }
+check "both events reached the runner and their subscribers completed" wait_until 15 heard_done
+kill -9 "$RUNNER"; wait "$RUNNER" 2>/dev/null
+touch "$T/go.flag"
+rc=0; "$FLOW" resume ev2 --redis "$REDIS_URL" --json >ev2.json 2>err || rc=$?
+check "resumed, the run completes with the function's completion (rc $rc)" [ "$rc" = 0 ] || cat err
+check "... the function ran once and saw its flag" python3 -c '
+import json; d=json.load(open("ev2.json")); t={x["task"]: x for x in d["tasks"]}
+assert t["ticker"]["output"] is True and t["ticker"]["attempts"] == 1, t["ticker"]'
+check "... and its two events started their subscriber twice in all, not again" [ "$(grep -c heard "$T/ticks2")" = 2 ]
 check "SIGTERM: f1 exits 0" stop_workers
 
 # ---- 5. usage ------------------------------------------------------------------
