@@ -195,7 +195,14 @@ static void apply_events(struct flow_run *r, struct act *a, json_t *events)
 static void finish(struct flow_run *r, struct act *a, struct flow__cmd_result *res,
                    struct flow__rw_extra *x, const char *worker)
 {
+    uint32_t attempt = a->attempt, round = act_cmd(a) ? act_cmd(a)->round : 0;
     apply_events(r, a, x->events);
+    if (!still_remote(a, attempt, round)) {
+        /* What the events started ended this attempt (the run was
+         * interrupted meanwhile): nothing more to apply. */
+        flow__rw_extra_cleanup(x);
+        return;
+    }
     if (x->waiting) {
         flow__run_remote_waiting(r, a, x->waiting, worker);
     } else {
