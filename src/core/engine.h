@@ -427,6 +427,10 @@ void flow__remote_stop(struct flow_engine *e);
  * the slot is given back and the result applied as a command's. */
 void flow__run_remote_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res,
                            json_t *writes, const char *worker);
+#ifdef FLOW_TESTING
+/* How many completions the runner keeps for attempts not submitted yet. */
+size_t flow__remote_early_count(struct flow_engine *e);
+#endif
 
 /* ---- a run (run_int.h lists its files) ----------------------------------- */
 
