@@ -2,10 +2,14 @@
  * (src/core/remote.c, src/core/worker.c; docs/internals/distribution.md),
  * against a real redis-server: what the runner keeps per queued attempt and
  * that an attempt Redis lost is queued again; completions kept for an
- * attempt not submitted yet are dropped once its run pauses. */
+ * attempt not submitted yet are dropped once its run pauses; a worker's
+ * completion for a run whose keys are gone expires soon; a completion that
+ * cannot be sent leaves its entry unacknowledged and no other; XAUTOCLAIM
+ * walks a long pending list to the dead worker's entries. */
 #include "util/compat.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,12 +276,186 @@ static void early_completions_pruned(void **state)
     free(url);
 }
 
+/* ---- the worker ----------------------------------------------------------- */
+
+struct wthread {
+    flow_worker *w;
+    pthread_t t;
+};
+
+static int echo_fn(flow_ctx *ctx)
+{
+    return flow_ctx_set_output(ctx, flow_ctx_input(ctx)) == FLOW_OK ? 0 : 1;
+}
+
+static void *worker_main(void *p)
+{
+    struct wthread *x = p;
+    flow_error err = {0};
+    flow_worker_run(x->w, &err);
+    return NULL;
+}
+
+static void worker_start(struct wthread *x, const char *prefix, const char *queue, int concurrency,
+                         double claim_after)
+{
+    char *url = url_with(prefix);
+    const char *queues[] = {queue, NULL};
+    flow_error err = {0};
+    x->w = flow_worker_new(url, &(flow_worker_options){.queues = queues, .concurrency = concurrency,
+                                                       .name = "tw", .claim_after = claim_after},
+                           &err);
+    if (!x->w)
+        fail_msg("worker: %s", err.message);
+    assert_int_equal(flow_worker_register(x->w, "echo", echo_fn, NULL), FLOW_OK);
+    assert_int_equal(pthread_create(&x->t, NULL, worker_main, x), 0);
+    free(url);
+}
+
+static void worker_stop(struct wthread *x)
+{
+    flow_worker_stop(x->w);
+    pthread_join(x->t, NULL);
+    flow_worker_free(x->w);
+}
+
+/* Queue an activation of C function `echo` with input `act` by hand. */
+static void queue_entry(const char *qkey, const char *run, int act)
+{
+    char spec[128];
+    snprintf(spec, sizeof(spec), "{\"fn\":\"echo\",\"input\":%d,\"state\":{}}", act);
+    freeReplyObject(rcmd("XADD %s * v 1 run %s act %d attempt 1 task t spec %s", qkey, run, act,
+                         spec));
+}
+
+static bool wait_xlen(const char *key, long long n, int ms)
+{
+    for (int i = 0; i < ms / 20; i++) {
+        if (rint_of("XLEN", key) >= n)
+            return true;
+        nap_ms(20);
+    }
+    return rint_of("XLEN", key) >= n;
+}
+
+/* A completion for a run whose keys the runner deleted (a late duplicate)
+ * makes a stream that goes within a minute, not in 7 days. */
+static void late_completion_expires(void **state)
+{
+    (void)state;
+    freeReplyObject(rcmd("HSET tc:inflight:live 1 1"));
+    struct wthread w;
+    worker_start(&w, "tc", "late", 2, 30);
+    queue_entry("tc:q:late", "live", 1);
+    queue_entry("tc:q:late", "gone", 1);
+    assert_true(wait_xlen("tc:done:live", 1, 5000));
+    assert_true(wait_xlen("tc:done:gone", 1, 5000));
+    long long live = rint_of("TTL", "tc:done:live");
+    long long gone = rint_of("TTL", "tc:done:gone");
+    assert_true(live > 6 * 24 * 3600);
+    if (gone <= 0 || gone > 60)
+        fail_msg("the late completion's stream expires in %lld s", gone);
+    worker_stop(&w);
+    assert_int_equal(rint_of("XLEN", "tc:q:late"), 0); /* acknowledged, deleted */
+}
+
+/* A completion whose script could not be sent: its entry is not
+ * acknowledged until it is in its stream, and the others' are unaffected. */
+static void publish_failure_acks_nothing_else(void **state)
+{
+    (void)state;
+    const char *runs[] = {"p1", "p2", "p3", "p4"};
+    for (size_t i = 0; i < 4; i++)
+        freeReplyObject(rcmd("HSET tp:inflight:%s %d 1", runs[i], (int)i + 1));
+    flow__worker_fail_publish_at(1); /* the first completion script to go */
+    struct wthread w;
+    worker_start(&w, "tp", "pub", 4, 30);
+    for (size_t i = 0; i < 4; i++)
+        queue_entry("tp:q:pub", runs[i], (int)i + 1);
+    for (size_t i = 0; i < 4; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "tp:done:%s", runs[i]);
+        assert_true(wait_xlen(key, 1, 5000));
+    }
+    for (int i = 0; rint_of("XLEN", "tp:q:pub") > 0 && i < 100; i++)
+        nap_ms(20);
+    worker_stop(&w);
+    flow__worker_fail_publish_at(0);
+    for (size_t i = 0; i < 4; i++) {
+        redisReply *x = rcmd("XRANGE tp:done:%s - +", runs[i]);
+        assert_int_equal(x->elements, 1); /* once each */
+        const redisReply *fields = x->element[0]->element[1];
+        for (size_t k = 0; k + 1 < fields->elements; k += 2)
+            if (!strcmp(fields->element[k]->str, "act"))
+                assert_int_equal(atoi(fields->element[k + 1]->str), (int)i + 1);
+        freeReplyObject(x);
+    }
+    assert_int_equal(rint_of("XLEN", "tp:q:pub"), 0);
+    redisReply *p = rcmd("XPENDING tp:q:pub workers");
+    assert_int_equal(p->element[0]->integer, 0);
+    freeReplyObject(p);
+}
+
+/* The dead worker's entries sit behind a long pending list of entries live
+ * workers run: XAUTOCLAIM (which looks at COUNT * 10 entries a call) walks
+ * on to them instead of starting at the head each time. */
+static void autoclaim_walks_the_pending_list(void **state)
+{
+    (void)state;
+    enum { LIVE = 30, DEAD = 3 };
+    freeReplyObject(rcmd("XGROUP CREATE tw:q:claim workers 0 MKSTREAM"));
+    for (int i = 1; i <= LIVE + DEAD; i++)
+        queue_entry("tw:q:claim", "claimed", i);
+    redisReply *live = rcmd("XREADGROUP GROUP workers live COUNT %d STREAMS tw:q:claim >", LIVE);
+    freeReplyObject(rcmd("XREADGROUP GROUP workers dead COUNT %d STREAMS tw:q:claim >", DEAD));
+    const redisReply *ids = live->element[0]->element[1];
+    assert_int_equal(ids->elements, LIVE);
+    const char *argv[6 + LIVE + 1];
+    int argc = 0;
+    argv[argc++] = "XCLAIM";
+    argv[argc++] = "tw:q:claim";
+    argv[argc++] = "workers";
+    argv[argc++] = "live";
+    argv[argc++] = "0";
+    for (size_t i = 0; i < ids->elements; i++)
+        argv[argc++] = ids->element[i]->element[0]->str;
+    argv[argc++] = "JUSTID";
+    redisContext *c = redisConnect("127.0.0.1", srv.port);
+    assert_non_null(c);
+    /* "live" keeps its entries busy; "dead" stopped a while ago. */
+    for (int i = 0; i < 12; i++) {
+        freeReplyObject(redisCommandArgv(c, argc, argv, NULL));
+        nap_ms(100);
+    }
+    struct wthread w;
+    worker_start(&w, "tw", "claim", 1, 1.0);
+    long long left = DEAD;
+    for (int i = 0; i < 60 && left > 0; i++) {
+        freeReplyObject(redisCommandArgv(c, argc, argv, NULL));
+        nap_ms(100);
+        redisReply *p = redisCommand(c, "XPENDING tw:q:claim workers - + 100 dead");
+        left = p && p->type == REDIS_REPLY_ARRAY ? (long long)p->elements : -1;
+        freeReplyObject(p);
+    }
+    worker_stop(&w);
+    redisReply *p = redisCommand(c, "XPENDING tw:q:claim workers - + 100 live");
+    assert_int_equal(p->elements, LIVE); /* never idle: never taken */
+    freeReplyObject(p);
+    redisFree(c);
+    freeReplyObject(live);
+    if (left != 0)
+        fail_msg("%lld entries of the dead worker were not claimed", left);
+}
+
 int main(void)
 {
     flow_set_alloc_funcs(count_malloc, count_realloc, count_free);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sent_attempts_keep_no_spec),
         cmocka_unit_test(early_completions_pruned),
+        cmocka_unit_test(late_completion_expires),
+        cmocka_unit_test(publish_failure_acks_nothing_else),
+        cmocka_unit_test(autoclaim_walks_the_pending_list),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
