@@ -446,6 +446,14 @@ void flow__run_remote_done(struct flow_run *r, struct act *a, struct flow__cmd_r
  * attempt fails when the request is not valid. */
 void flow__run_remote_waiting(struct flow_run *r, struct act *a, json_t *req,
                               const char *worker);
+#ifdef FLOW_TESTING
+/* How many completions the runner keeps for attempts not submitted yet. */
+size_t flow__remote_early_count(struct flow_engine *e);
+/* core/worker.c: the n-th completion script a worker pipelines from now
+ * (1: the next) cannot be appended, as when hiredis runs out of memory;
+ * 0 turns it off. */
+void flow__worker_fail_publish_at(size_t n);
+#endif
 
 /* ---- a run (run_int.h lists its files) ----------------------------------- */
 

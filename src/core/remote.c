@@ -29,6 +29,7 @@
 #define READ_BLOCK_MS 50
 #define RETRY_MS 500
 #define SUBMIT_BATCH 128 /* activations queued in one round trip */
+#define CHECK_BATCH 512  /* inflight records read in one round trip */
 
 /* A completion read before its (resumed) attempt was submitted again. */
 struct early {
@@ -51,6 +52,15 @@ struct watch {
     char run[80];
     char *key;
     char last[48];
+};
+
+/* A queued attempt that may still run: queued again after a reconnect if
+ * Redis lost it. Only its name is kept; its spec (which holds the run's
+ * state) is rendered again then. */
+struct sent {
+    struct flow_run *r; /* a reference */
+    struct act *a;
+    uint32_t attempt, round;
 };
 
 /* What a submission needs, prepared under the lock. */
@@ -82,7 +92,7 @@ struct flow__remote {
     /* Queued and maybe still running (the submitter's own): queued again
      * after a reconnect, as a restarted Redis may have lost them (an
      * append-only file with appendfsync everysec loses its last second). */
-    FLOW__VEC(struct submission) sent;
+    FLOW__VEC(struct sent) sent;
     size_t sent_prune;                /* prune `sent` at this count */
     atomic_bool reconnected;
 };
@@ -229,12 +239,75 @@ static void submission_cleanup(struct submission *s)
     flow__free(s->error);
 }
 
+/* [L] The message of running attempt `a->attempt` of `a` into `s` (its
+ * queue and inflight keys, its spec with the run's state); false with a
+ * message (or NULL: out of memory) in *why. Called when the attempt starts
+ * and again when Redis lost it: a spec is not kept in between. */
+static bool render(struct flow__remote *rm, struct act *a, struct submission *s, char **why)
+{
+    struct flow_run *r = a->run;
+    const struct flow_task *t = act_task(a);
+    memset(s, 0, sizeof(*s));
+    *why = NULL;
+    struct flow__cmd_spec spec;
+    void *scratch = NULL;
+    json_t *js = NULL;
+    const char *fn = t->kind == TASK_FN ? (t->ext ? t->ext->remote_fn : NULL) : NULL;
+    if (t->kind == TASK_FN) {
+        memset(&spec, 0, sizeof(spec));
+        if (!fn) {
+            *why = flow__asprintf("task '%s' has no 'fn' name for workers", t->name);
+            return false;
+        }
+        if (!flow__run_input_ready(r, a, why))
+            return false;
+        spec.input = flow__run_act_input(r, a);
+        js = flow__rw_spec_encode(&spec, fn, r->state);
+        /* What the function reads through its flow_ctx besides its input. */
+        const struct act_dyn *dy = a->dyn;
+        json_t *answers = flow__feedback_answers_of(r, a);
+        if (js && answers)
+            json_object_set_new(js, "answers", answers);
+        else
+            json_decref(answers);
+        if (js && dy && dy->parent) {
+            json_object_set(js, "item", dy->item ? dy->item : json_null());
+            json_object_set_new(js, "index", json_integer((json_int_t)dy->index));
+        }
+    } else if (flow__run_prepare_cmd(r, a, &spec, &scratch, why)) {
+        js = flow__rw_spec_encode(&spec, NULL, r->state);
+    } else {
+        flow__run_cmd_scratch_free(scratch);
+        return false;
+    }
+    flow__run_cmd_scratch_free(scratch);
+    s->spec = js ? json_dumps(js, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(js);
+    const char *queue = t->ext && t->ext->queue ? t->ext->queue : "default";
+    s->queue_key = flow__rw_key(rm->addr.prefix, "q", queue);
+    s->inflight_key = flow__rw_key(rm->addr.prefix, "inflight", r->id);
+    if (!s->spec || !s->queue_key || !s->inflight_key) {
+        submission_cleanup(s);
+        memset(s, 0, sizeof(*s));
+        *why = flow__strdup("out of memory queueing a remote task");
+        return false;
+    }
+    s->r = r;
+    s->a = a;
+    s->attempt = a->attempt;
+    s->round = act_cmd(a) ? act_cmd(a)->round : 0;
+    snprintf(s->act_s, sizeof(s->act_s), "%" PRIu32, a->id);
+    snprintf(s->attempt_s, sizeof(s->attempt_s), "%" PRIu32, a->attempt);
+    snprintf(s->round_s, sizeof(s->round_s), "%" PRIu32, s->round);
+    flow__rw_inflight_value(s->inflight_v, sizeof(s->inflight_v), s->attempt, s->round);
+    return true;
+}
+
 /* [L] Start the attempt and prepare its message; false when it ended
  * already (failed to prepare, or its completion was waiting). */
 static bool prepare(struct flow__remote *rm, struct act *a, struct submission *s)
 {
     struct flow_run *r = a->run;
-    const struct flow_task *t = act_task(a);
     memset(s, 0, sizeof(*s));
     struct cmd_slot *slot = flow__calloc(1, sizeof(*slot));
     struct act_dyn *dyn = slot ? flow__act_dyn(r, a) : NULL;
@@ -266,60 +339,11 @@ static bool prepare(struct flow__remote *rm, struct act *a, struct submission *s
         not_submitted(r, a, flow__strdup(rm->addr_error));
         return false;
     }
-    struct flow__cmd_spec spec;
-    void *scratch = NULL;
     char *why = NULL;
-    json_t *js = NULL;
-    const char *fn = t->kind == TASK_FN ? (t->ext ? t->ext->remote_fn : NULL) : NULL;
-    if (t->kind == TASK_FN) {
-        memset(&spec, 0, sizeof(spec));
-        if (!fn) {
-            not_submitted(r, a, flow__asprintf("task '%s' has no 'fn' name for workers", t->name));
-            return false;
-        }
-        if (!flow__run_input_ready(r, a, &why)) {
-            not_submitted(r, a, why);
-            return false;
-        }
-        spec.input = flow__run_act_input(r, a);
-        js = flow__rw_spec_encode(&spec, fn, r->state);
-        /* What the function reads through its flow_ctx besides its input. */
-        const struct act_dyn *dy = a->dyn;
-        json_t *answers = flow__feedback_answers_of(r, a);
-        if (js && answers)
-            json_object_set_new(js, "answers", answers);
-        else
-            json_decref(answers);
-        if (js && dy && dy->parent) {
-            json_object_set(js, "item", dy->item ? dy->item : json_null());
-            json_object_set_new(js, "index", json_integer((json_int_t)dy->index));
-        }
-    } else if (flow__run_prepare_cmd(r, a, &spec, &scratch, &why)) {
-        js = flow__rw_spec_encode(&spec, NULL, r->state);
-    } else {
-        flow__run_cmd_scratch_free(scratch);
+    if (!render(rm, a, s, &why)) {
         not_submitted(r, a, why);
         return false;
     }
-    flow__run_cmd_scratch_free(scratch);
-    s->spec = js ? json_dumps(js, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    json_decref(js);
-    const char *queue = t->ext && t->ext->queue ? t->ext->queue : "default";
-    s->queue_key = flow__rw_key(rm->addr.prefix, "q", queue);
-    s->inflight_key = flow__rw_key(rm->addr.prefix, "inflight", r->id);
-    if (!s->spec || !s->queue_key || !s->inflight_key) {
-        submission_cleanup(s);
-        not_submitted(r, a, flow__strdup("out of memory queueing a remote task"));
-        return false;
-    }
-    s->r = r;
-    s->a = a;
-    s->attempt = a->attempt;
-    s->round = slot->round;
-    snprintf(s->act_s, sizeof(s->act_s), "%" PRIu32, a->id);
-    snprintf(s->attempt_s, sizeof(s->attempt_s), "%" PRIu32, a->attempt);
-    snprintf(s->round_s, sizeof(s->round_s), "%" PRIu32, s->round);
-    flow__rw_inflight_value(s->inflight_v, sizeof(s->inflight_v), s->attempt, s->round);
     atomic_fetch_add(&r->refs, 1); /* the run outlives the unlocked part */
     return true;
 }
@@ -432,37 +456,116 @@ static void delete_ended(struct flow__remote *rm, redisContext **c, bool *warned
     }
 }
 
-/* [L] Drop from `sent` the attempts that ended; when `send`, queue the
- * others again (the script skips an attempt Redis still has), in batches. */
+/* Without the lock: which of the attempts of `v` Redis does not have in
+ * flight (their field of P:inflight:RUN is not their attempt and round), with one
+ * pipelined HGET each, in batches; false when Redis could not tell (try
+ * again later). The runs' ids and the activations' numbers never change:
+ * the references of `v` make them safe to read. */
+static bool find_lost(struct flow__remote *rm, redisContext **c, bool *warned,
+                      const struct sent *v, size_t n, bool *lost)
+{
+    bool ok = true;
+    for (size_t from = 0; ok && from < n; from += CHECK_BATCH) {
+        size_t m = n - from < CHECK_BATCH ? n - from : CHECK_BATCH;
+        if (!connection(rm, c, warned, NULL))
+            return false;
+        size_t asked = 0;
+        for (size_t i = from; ok && i < from + m; i++) {
+            char *key = flow__rw_key(rm->addr.prefix, "inflight", v[i].r->id);
+            char act[16];
+            snprintf(act, sizeof(act), "%" PRIu32, v[i].a->id);
+            const char *argv[] = {"HGET", key, act};
+            ok = key && redisAppendCommandArgv(*c, 3, argv, NULL) == REDIS_OK;
+            asked += ok;
+            flow__free(key);
+        }
+        for (size_t i = from; i < from + asked; i++) {
+            redisReply *rep = NULL;
+            if (redisGetReply(*c, (void **)&rep) != REDIS_OK || !rep)
+                return false; /* the connection failed: its replies are gone with it */
+            char attempt[32];
+            flow__rw_inflight_value(attempt, sizeof(attempt), v[i].attempt, v[i].round);
+            if (rep->type == REDIS_REPLY_ERROR) /* LOADING after a restart: later */
+                ok = false;
+            lost[i] = rep->type != REDIS_REPLY_STRING || strcmp(rep->str, attempt) != 0;
+            freeReplyObject(rep);
+        }
+    }
+    return ok;
+}
+
+/* [L] Forget the queued attempts of `sent` that ended; when `send` (after a
+ * reconnect), queue again those Redis lost. Their specs are rendered again
+ * under the lock, as when they started (a resumed run's are too): what is
+ * queued again sees the run's state as it is now. */
 static void resubmit(struct flow__remote *rm, redisContext **c, bool *warned, bool send)
 {
     struct flow_engine *e = rm->e;
-    bool failed = false;
-    for (size_t i = 0; i < rm->sent.count;) {
-        struct submission s = rm->sent.items[i];
-        if (still_remote(s.a, s.attempt, s.round)) {
-            rm->sent.items[i].settled = !send;
-            i++;
-            continue;
+    FLOW__VEC(struct flow_run *) drop = {0};
+    size_t kept = 0;
+    for (size_t i = 0; i < rm->sent.count; i++) {
+        struct sent x = rm->sent.items[i];
+        bool over = !still_remote(x.a, x.attempt, x.round);
+        flow_err rc = FLOW_OK;
+        if (over)
+            FLOW__VEC_PUSH(&drop, x.r, rc);
+        if (!over || rc) /* out of memory: forgotten next time */
+            rm->sent.items[kept++] = x;
+    }
+    rm->sent.count = kept;
+    if (drop.count) {
+        /* Without the lock: the last reference closes the run's journal,
+         * whose writer may take the lock (flow__run_unref). */
+        pthread_mutex_unlock(&e->lock);
+        for (size_t i = 0; i < drop.count; i++)
+            flow__run_unref(drop.items[i]);
+        pthread_mutex_lock(&e->lock);
+    }
+    FLOW__VEC_FREE(&drop);
+    rm->sent_prune = 2 * rm->sent.count + 64;
+    size_t n = rm->sent.count;
+    if (!send || !n)
+        return;
+    bool *lost = flow__calloc(n, sizeof(*lost));
+    bool failed = !lost;
+    if (lost) {
+        /* `sent` is this thread's alone: it may be read without the lock. */
+        pthread_mutex_unlock(&e->lock);
+        failed = !find_lost(rm, c, warned, rm->sent.items, n, lost);
+        pthread_mutex_lock(&e->lock);
+    }
+    struct submission batch[SUBMIT_BATCH];
+    for (size_t i = 0; !failed && i < n;) {
+        size_t m = 0;
+        for (; i < n && m < SUBMIT_BATCH; i++) {
+            struct sent *x = &rm->sent.items[i];
+            char *why = NULL;
+            if (!lost[i] || !still_remote(x->a, x->attempt, x->round))
+                continue;
+            if (render(rm, x->a, &batch[m], &why))
+                m++;
+            else /* it cannot be queued again: it fails, as at its start */
+                not_submitted(x->r, x->a, why);
         }
-        rm->sent.items[i] = rm->sent.items[--rm->sent.count];
-        submission_cleanup(&s);
+        if (!m)
+            continue;
         pthread_mutex_unlock(&e->lock);
-        flow__run_unref(s.r);
+        submit_batch(rm, c, warned, batch, m, NULL);
         pthread_mutex_lock(&e->lock);
+        flow__engine_tick(e);
+        for (size_t k = 0; k < m; k++) {
+            struct submission *s = &batch[k];
+            failed |= s->rc == FLOW_EIO;
+            if (s->rc != FLOW_OK && s->rc != FLOW_EIO && still_remote(s->a, s->attempt, s->round)) {
+                not_submitted(s->r, s->a, s->error);
+                s->error = NULL;
+            }
+            submission_cleanup(s);
+        }
     }
-    /* `sent` is this thread's alone: it may be read without the lock. */
-    for (size_t from = 0; send && from < rm->sent.count; from += SUBMIT_BATCH) {
-        size_t n = rm->sent.count - from < SUBMIT_BATCH ? rm->sent.count - from : SUBMIT_BATCH;
-        pthread_mutex_unlock(&e->lock);
-        submit_batch(rm, c, warned, rm->sent.items + from, n, NULL);
-        pthread_mutex_lock(&e->lock);
-        for (size_t i = from; i < from + n; i++)
-            failed |= rm->sent.items[i].rc == FLOW_EIO;
-    }
+    flow__free(lost);
     if (failed)
         atomic_store(&rm->reconnected, true); /* next time */
-    rm->sent_prune = 2 * rm->sent.count + 64;
 }
 
 static void *submitter_main(void *arg)
@@ -543,31 +646,30 @@ static void *submitter_main(void *arg)
             if (unsettled)
                 nap(rm, RETRY_MS); /* Redis is away: the attempts wait (their timeouts run) */
         }
-        /* What is queued and still running is kept (with its run) to be
-         * queued again after a reconnect; the rest goes. */
-        size_t gone = 0;
+        /* What is queued and still running is remembered (with a reference
+         * to its run, not its spec) to be queued again after a reconnect. */
         for (size_t i = 0; i < n; i++) {
-            flow_err kept = batch[i].rc == FLOW_OK && still_remote(batch[i].a, batch[i].attempt, batch[i].round)
-                                ? FLOW_OK
-                                : FLOW_EIO;
-            if (!kept)
-                FLOW__VEC_PUSH(&rm->sent, batch[i], kept);
-            if (kept)
-                batch[gone++] = batch[i];
+            flow_err rc = FLOW_EIO;
+            if (batch[i].rc == FLOW_OK &&
+                still_remote(batch[i].a, batch[i].attempt, batch[i].round)) {
+                struct sent x = {batch[i].r, batch[i].a, batch[i].attempt, batch[i].round};
+                rc = FLOW_OK;
+                FLOW__VEC_PUSH(&rm->sent, x, rc);
+            }
+            if (!rc)
+                batch[i].r = NULL; /* its reference is the entry's now */
         }
+        /* Without the lock: a last reference closes the run's journal. */
         pthread_mutex_unlock(&e->lock);
-        for (size_t i = 0; i < gone; i++) {
-            struct flow_run *r = batch[i].r;
+        for (size_t i = 0; i < n; i++) {
             submission_cleanup(&batch[i]);
-            flow__run_unref(r);
+            flow__run_unref(batch[i].r);
         }
         pthread_mutex_lock(&e->lock);
     }
     pthread_mutex_unlock(&e->lock);
-    for (size_t i = 0; i < rm->sent.count; i++) {
-        submission_cleanup(&rm->sent.items[i]);
+    for (size_t i = 0; i < rm->sent.count; i++)
         flow__run_unref(rm->sent.items[i].r);
-    }
     FLOW__VEC_FREE(&rm->sent);
     if (c)
         redisFree(c);
@@ -576,17 +678,47 @@ static void *submitter_main(void *arg)
 
 /* ---- the reader ------------------------------------------------------------ */
 
+/* [L] Whether the reader follows the completion stream of `r`. */
+static bool followed(const struct flow_run *r)
+{
+    return r->remote_watch && r->status == FLOW_RUN_RUNNING;
+}
+
+/* [L] Drop the completions kept for attempts that will not be submitted
+ * again here: the run is not followed any more (paused, ended, freed) or
+ * the activation is not waiting for that attempt. A run that is followed
+ * again later is read from the start of its stream (refresh_watched): a
+ * resume finds them there. */
+static void prune_early(struct flow__remote *rm)
+{
+    for (size_t i = 0; i < rm->early.count;) {
+        struct early *x = &rm->early.items[i];
+        struct flow_run *r = rm->e->runs;
+        while (r && !(followed(r) && !strcmp(r->id, x->run)))
+            r = r->next;
+        struct act *a = r && x->act <= r->act_count ? flow__act_by_id(r, x->act) : NULL;
+        if (a && a->status == FLOW_ACT_PENDING && (uint32_t)a->attempt + 1u == x->attempt) {
+            i++;
+            continue;
+        }
+        early_free(x);
+        rm->early.items[i] = rm->early.items[--rm->early.count];
+    }
+}
+
 /* [L] Refresh the list of completion streams to read: the runs with remote
- * work that have not ended. */
+ * work that have not ended (nor paused). */
 static void refresh_watched(struct flow__remote *rm)
 {
     struct flow_engine *e = rm->e;
+    if (rm->early.count)
+        prune_early(rm);
     size_t kept = 0;
     for (size_t i = 0; i < rm->watched.count; i++) {
         struct watch *w = &rm->watched.items[i];
         bool live = false;
         for (struct flow_run *r = e->runs; r && !live; r = r->next)
-            live = r->remote_watch && r->status == FLOW_RUN_RUNNING && !strcmp(r->id, w->run);
+            live = followed(r) && !strcmp(r->id, w->run);
         if (live)
             rm->watched.items[kept++] = *w;
         else
@@ -594,7 +726,7 @@ static void refresh_watched(struct flow__remote *rm)
     }
     rm->watched.count = kept;
     for (struct flow_run *r = e->runs; r; r = r->next) {
-        if (!r->remote_watch || r->status != FLOW_RUN_RUNNING)
+        if (!followed(r))
             continue;
         bool have = false;
         for (size_t i = 0; i < rm->watched.count && !have; i++)
@@ -912,3 +1044,13 @@ void flow__remote_stop(struct flow_engine *e)
     pthread_cond_destroy(&rm->cond);
     flow__free(rm);
 }
+
+#ifdef FLOW_TESTING
+size_t flow__remote_early_count(struct flow_engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    size_t n = e->remote ? e->remote->early.count : 0;
+    pthread_mutex_unlock(&e->lock);
+    return n;
+}
+#endif

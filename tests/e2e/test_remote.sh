@@ -2,8 +2,9 @@
 # test_remote.sh -- the remote executor and `flow worker` with a real
 # redis-server (docs/internals/distribution.md): same results as local runs,
 # retries and timeouts on workers, a worker SIGKILLed mid-task (its entry is
-# claimed by another), SIGTERM drain, `flow workers`, and a runner SIGKILLed
-# then resumed with the completions published meanwhile.
+# claimed by another), SIGTERM drain, `flow workers`, a runner SIGKILLed
+# then resumed with the completions published meanwhile, and a Redis that
+# hangs (SIGSTOP) while a worker's command ends.
 set -u
 source "$(dirname "$0")/lib.sh"
 cd "$T"
@@ -215,6 +216,32 @@ rc=0; "$FLOW" run "$T/nobody.yaml" --redis "$REDIS_URL" --store memory: --quiet 
 took=$(( ($(date +%s%N) - s) / 1000000 ))
 check "a remote timeout with no worker ends the attempt (exit 1 in ${took} ms)" [ "$rc" = 1 ] &&
     [ "$took" -lt 10000 ] && grep -q "timed out after 1s (no worker reported that it stopped)" err
+
+# ---- 9. Redis hangs (SIGSTOP): the worker still reaps what ends ---------------------
+# Its main thread waits for a Redis reply half a second at most, then goes
+# back to its commands; what it could not write is written once Redis answers.
+cat > hang.yaml <<Y
+name: hang
+defaults:
+  executor: remote
+tasks:
+  h:
+    shell: 'echo \$\$ > $T/hang.pid; while [ ! -e $T/hang.go ]; do sleep 0.05; done; echo 3'
+Y
+start_worker h1
+"$FLOW" run hang.yaml --redis "$REDIS_URL" --store memory: -q > hang.out 2>err &
+RUNNER=$!
+check "h started on the worker" wait_for 10 test -s "$T/hang.pid"
+kill -STOP "$REDIS_PID"
+sleep 0.5 # the worker is waiting for Redis now (it checks the cancel keys every 100 ms)
+touch "$T/hang.go"
+reaped() { [ ! -e "/proc/$(cat "$T/hang.pid")" ]; }
+check "while Redis hangs, the worker reaps its ended command within 2 s" wait_for 2 reaped
+kill -CONT "$REDIS_PID"
+rc=0; wait "$RUNNER" || rc=$?
+check "the run completed once Redis answered again (rc $rc)" [ "$rc" = 0 ]
+expect_json "$(cat hang.out)" 3 "hang result"
+stop_workers
 
 redis_stop
 finish
