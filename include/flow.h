@@ -865,11 +865,13 @@ FLOW_API flow_worker *flow_worker_new(const char *url, const flow_worker_options
 /* Serve C function `name` (1 to 100 of [A-Za-z0-9_.:-], as in `fn:`) for
  * tasks `fn: NAME`: `fn` runs on one of the worker's threads with a
  * flow_ctx whose flow_ctx_udata() is `udata`. What the function reads (its
- * input, the run's state) comes with the activation; what it writes (its
- * output, error, state writes, directives, events) goes back with the
- * completion, and the runner applies it as it would a local task's. Calls
- * that cannot work on a worker (flow_ctx_request_feedback, flow_ctx_deps)
- * fail the attempt, naming the call. An activation for a name no
+ * input, the run's state, a foreach item, answers to its feedback requests)
+ * comes with the activation; what it writes (its output, error, state
+ * writes, directives) goes back with the completion, and the runner applies
+ * it as it would a local task's. Its events stream to the runner while it
+ * runs; flow_ctx_request_feedback works as locally (the function runs
+ * again, as the same attempt, once answered). flow_ctx_deps cannot work on a
+ * worker: it fails the attempt, naming the call. An activation for a name no
  * function was registered under fails ("function 'NAME' is not served by
  * worker 'W'"). FLOW_EEXISTS for a name registered twice, FLOW_EINVAL for a
  * bad name or a NULL `fn`, FLOW_ESTATE once flow_worker_run was called. */

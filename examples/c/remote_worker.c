@@ -28,6 +28,15 @@
  *           (when set), then, when $REMOTE_WORKER_HOLD is set or its input
  *           has "hold": true, waits to be cancelled, and then goes on for
  *           "ignore_cancel_ms" more (default 0); returns its pid
+ *   approve asks a person to approve input {"what": TEXT} (request id
+ *           {"id": ID}, default TASK-ACTIVATION; the answer also goes to
+ *           state key `decision`); returns {"what", "approved", "by"}.
+ *           {"selection": true} asks a selection without options (refused)
+ *   ticker  emits `tick` {"n": I} for I in 1..{"ticks": N} (default 1)
+ *           while it runs, then waits up to 10 s for the file {"until": PATH}
+ *           to exist (a subscriber of `tick` makes it); returns whether it
+ *           saw it: events reach the runner while the function runs
+ *   where   returns {"item", "index"} of a foreach activation
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep, clock_gettime */
 #include <signal.h>
@@ -138,6 +147,61 @@ static int hold(flow_ctx *ctx)
     return 0;
 }
 
+static int approve(flow_ctx *ctx)
+{
+    json_t *in = flow_ctx_input(ctx);
+    const char *what = json_string_value(json_object_get(in, "what"));
+    char message[300];
+    snprintf(message, sizeof(message), "Approve %s?", what ? what : "this");
+    flow_feedback req = {
+        .type = json_is_true(json_object_get(in, "selection")) ? FLOW_FEEDBACK_SELECTION
+                                                                : FLOW_FEEDBACK_APPROVAL,
+        .message = message,
+        .channel_key = "decision",
+        .id = json_string_value(json_object_get(in, "id")),
+    };
+    json_t *answer = NULL;
+    flow_err rc = flow_ctx_request_feedback(ctx, &req, &answer);
+    if (rc == FLOW_EWAITING)
+        return 0; /* runs again, as the same attempt, once answered */
+    if (rc != FLOW_OK)
+        return 1; /* the reason is recorded already */
+    flow_ctx_set_output_take(ctx, json_pack("{s:s?,s:O?,s:O?}", "what", what, "approved",
+                                            json_object_get(answer, "approved"), "by",
+                                            json_object_get(answer, "by")));
+    json_decref(answer);
+    return 0;
+}
+
+static int ticker(flow_ctx *ctx)
+{
+    json_t *in = flow_ctx_input(ctx);
+    json_int_t ticks = json_integer_value(json_object_get(in, "ticks"));
+    for (json_int_t i = 1; i <= (ticks > 0 ? ticks : 1); i++) {
+        json_t *data = json_pack("{s:I}", "n", i);
+        flow_ctx_emit(ctx, "tick", data); /* copies it */
+        json_decref(data);
+    }
+    const char *until = json_string_value(json_object_get(in, "until"));
+    bool seen = false;
+    for (int waited = 0; until && !seen && waited < 10000 && !flow_ctx_is_cancelled(ctx);
+         waited += 10) {
+        seen = access(until, F_OK) == 0;
+        if (!seen)
+            nap_ms(10);
+    }
+    flow_ctx_set_output_take(ctx, json_boolean(seen));
+    return 0;
+}
+
+static int where(flow_ctx *ctx)
+{
+    json_t *item = flow_ctx_item(ctx);
+    flow_ctx_set_output_take(ctx, json_pack("{s:O?,s:I}", "item", item, "index",
+                                            (json_int_t)flow_ctx_index(ctx)));
+    return 0;
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: remote_worker [--redis URL] [--name NAME] [--queue Q] "
@@ -150,7 +214,7 @@ int main(int argc, char **argv)
     const char *url = NULL, *queues[2] = {NULL, NULL};
     flow_worker_options o = {0};
     o.queues = queues;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             return usage();
@@ -166,7 +230,6 @@ int main(int argc, char **argv)
             o.claim_after = atof(v);
         else
             return usage();
-        i++;
     }
     flow_error err;
     worker = flow_worker_new(url, &o, &err);
@@ -178,7 +241,8 @@ int main(int argc, char **argv)
         const char *name;
         flow_task_fn fn;
     } fns[] = {{"noop", noop},   {"stamp", stamp}, {"square", square}, {"report", report},
-               {"flaky", flaky}, {"slow", slow},   {"hold", hold}};
+               {"flaky", flaky}, {"slow", slow},   {"hold", hold},     {"approve", approve},
+               {"ticker", ticker}, {"where", where}};
     for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++)
         if (flow_worker_register(worker, fns[i].name, fns[i].fn, NULL) != FLOW_OK) {
             fprintf(stderr, "remote_worker: cannot register %s\n", fns[i].name);

@@ -396,8 +396,8 @@ void flow__run_cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_resu
     cmd_done(r, a, res, NULL, true);
 }
 
-void flow__run_remote_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res,
-                           json_t *writes, const char *worker)
+/* [L] A remote attempt's slot goes; the worker that ran it is kept. */
+static void remote_slot_done(struct flow_run *r, struct act *a, const char *worker)
 {
     struct act_dyn *dy = flow__act_dyn(r, a);
     if (dy) {
@@ -406,7 +406,31 @@ void flow__run_remote_done(struct flow_run *r, struct act *a, struct flow__cmd_r
         flow__free(dy->worker);
         dy->worker = worker ? flow__strdup(worker) : NULL;
     }
+}
+
+void flow__run_remote_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res,
+                           json_t *writes, const char *worker)
+{
+    remote_slot_done(r, a, worker);
     cmd_done(r, a, res, writes, false);
+}
+
+void flow__run_remote_waiting(struct flow_run *r, struct act *a, json_t *req, const char *worker)
+{
+    remote_slot_done(r, a, worker);
+    flow__engine_tick(r->engine);
+    release_slot(r, false);
+    if (r->interrupting) {
+        flow__attempt_dropped(r, a);
+        return;
+    }
+    char *why = NULL;
+    const char *id = flow__feedback_remote_ask(r, a, req, &why);
+    if (!id) {
+        flow__attempt_failed(r, a, why);
+        return;
+    }
+    flow__feedback_park(r, a, id);
 }
 
 /* [L] `writes`: a remote C function's state writes (taken), or NULL. */

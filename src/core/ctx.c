@@ -371,8 +371,12 @@ flow_err flow_ctx_emit(flow_ctx *ctx, const char *event, json_t *data)
     json_t *payload = copy_or_null(data);
     if (!payload)
         return FLOW_ENOMEM;
-    if (ctx->remote) /* delivered with the completion, as a command's `emit` line */
-        return add_directive(ctx, "emit", json_pack("{s:s,s:o}", "event", event, "data", payload));
+    if (ctx->remote) { /* streamed by the worker to the runner, and in the completion */
+        flow_err rc = ctx->remote->emit ? ctx->remote->emit(ctx->remote, event, payload)
+                                        : FLOW_EUNSUPPORTED;
+        json_decref(payload);
+        return rc;
+    }
     /* Events go out at once: a long task streams to its connections. The
      * run shares the payload from now on: it is let go under the lock. */
     pthread_mutex_lock(&ctx->engine->lock);
@@ -388,7 +392,7 @@ flow_err flow_ctx_emit(flow_ctx *ctx, const char *event, json_t *data)
 json_t *flow_ctx_item(flow_ctx *ctx)
 {
     if (ctx->remote)
-        return NULL;
+        return ctx->remote->item;
     const struct act_dyn *dy = ctx->act->dyn;
     return dy && dy->parent ? dy->item : NULL;
 }
@@ -396,7 +400,7 @@ json_t *flow_ctx_item(flow_ctx *ctx)
 long flow_ctx_index(flow_ctx *ctx)
 {
     if (ctx->remote)
-        return -1;
+        return ctx->remote->index;
     const struct act_dyn *dy = ctx->act->dyn;
     return dy && dy->parent ? (long)dy->index : -1;
 }

@@ -86,6 +86,10 @@ struct act_dyn {
     char *error;               /* failed / cancelled / error ignored: why */
     struct act *stands_for;    /* ACT_IS_FALLBACK: the failed activation */
     char *worker;              /* a remote attempt: the worker that ran it */
+    uint32_t waits;            /* times it waited for a feedback answer: a
+                                * remote attempt's round (core/remote.c) */
+    uint32_t streamed;         /* replay: events a remote attempt's round
+                                * journaled, not to be applied again */
 };
 
 /* Every activation of a run lives until the run is freed, and a fan-out
@@ -265,6 +269,14 @@ struct flow__rctx {
     const char *worker;     /* the worker's name, for messages */
     char *unsupported;      /* a call that cannot work remotely: the attempt
                              * fails with this message */
+    json_t *answers;        /* answered feedback requests (id -> answer), borrowed */
+    json_t *item;           /* a foreach element (borrowed) or NULL */
+    long index;             /* its position or -1 */
+    json_t *waiting;        /* the feedback request it asked and has no
+                             * answer for: the attempt ends waiting */
+    /* Streams an event to the runner while the body runs (worker.c). */
+    flow_err (*emit)(struct flow__rctx *rc, const char *event, json_t *data);
+    void *emit_arg;
 };
 
 struct flow_ctx {
@@ -336,6 +348,8 @@ struct cmd_slot {
     bool state_held;        /* if it was */
     bool remote;         /* on a worker (core/remote.c): cmd stays NULL */
     bool kill_sent;      /* remote: KILL asked for; the next grace ends it */
+    uint32_t round;      /* remote: the same attempt's runs after feedback answers */
+    uint32_t events;     /* remote: streamed events applied this round */
 };
 
 struct worker {
@@ -433,6 +447,19 @@ void flow__remote_state_free(struct flow__remote_state *st);
  * the slot is given back and the result applied as a command's. */
 void flow__run_remote_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res,
                            json_t *writes, const char *worker);
+/* [L] A remote attempt ended asking a person `req` (the completion's
+ * `waiting`): the request is opened and the activation parked, or the
+ * attempt fails when the request is not valid. */
+void flow__run_remote_waiting(struct flow_run *r, struct act *a, json_t *req,
+                              const char *worker);
+#ifdef FLOW_TESTING
+/* How many completions the runner keeps for attempts not submitted yet. */
+size_t flow__remote_early_count(struct flow_engine *e);
+/* core/worker.c: the n-th completion script a worker pipelines from now
+ * (1: the next) cannot be appended, as when hiredis runs out of memory;
+ * 0 turns it off. */
+void flow__worker_fail_publish_at(size_t n);
+#endif
 
 /* ---- a run (run_int.h lists its files) ----------------------------------- */
 
@@ -541,6 +568,12 @@ flow_err flow__feedback_ask(struct flow_run *r, struct act *a, const flow_feedba
 void flow__feedback_task(struct flow_run *r, struct act *a, struct flow_ctx *ctx);
 /* [L] An attempt ended waiting for ctx->waiting: park the activation. */
 void flow__feedback_park(struct flow_run *r, struct act *a, const char *request);
+/* [L] The answered requests of `a` (id -> answer), for a remote attempt's
+ * activation; NULL when none (or out of memory). */
+json_t *flow__feedback_answers_of(struct flow_run *r, const struct act *a);
+/* [L] Open the request a remote C function asked (`req`, as the worker
+ * sent it) for `a`: its id (the run's), or NULL with *why (flow__free). */
+const char *flow__feedback_remote_ask(struct flow_run *r, struct act *a, json_t *req, char **why);
 /* [L] Record the answer to request `id` (already checked) and let its
  * activation go on; `answer` is borrowed. */
 flow_err flow__feedback_answer(struct flow_run *r, const char *id, json_t *answer,

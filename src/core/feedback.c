@@ -339,6 +339,9 @@ static void arm(struct flow_run *r, struct act *a, const struct fb_request *q)
 /* [L] Park or, when the answer is in already, let it go on. */
 static void park(struct flow_run *r, struct act *a, struct fb_request *q)
 {
+    struct act_dyn *dy = flow__act_dyn(r, a);
+    if (dy) /* a remote attempt's next run is a new round (core/remote.c) */
+        dy->waits++;
     a->status = FLOW_ACT_PENDING;
     if (q && q->answer) { /* it came while the task still ran */
         flow__engine_enqueue(r->engine, a);
@@ -633,18 +636,116 @@ char *flow__feedback_open_ids(struct flow_run *r)
     return out;
 }
 
+/* ---- remote C functions ------------------------------------------------- */
+
+json_t *flow__feedback_answers_of(struct flow_run *r, const struct act *a)
+{
+    json_t *all = NULL;
+    for (size_t i = 0; i < r->requests.count; i++) {
+        const struct fb_request *q = &r->requests.items[i];
+        if (q->act != a || !q->answer)
+            continue;
+        if (!all && !(all = json_object()))
+            return NULL;
+        json_object_set(all, q->id, q->answer);
+    }
+    return all;
+}
+
+const char *flow__feedback_remote_ask(struct flow_run *r, struct act *a, json_t *req, char **why)
+{
+    json_t *opts = json_object_get(req, "options");
+    size_t n = json_is_array(opts) ? json_array_size(opts) : 0;
+    const char **options = n ? flow__calloc(n, sizeof(*options)) : NULL;
+    if (n && !options) {
+        *why = flow__strdup("out of memory opening a feedback request");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        options[i] = json_string_value(json_array_get(opts, i)) ? json_string_value(
+                                                                      json_array_get(opts, i))
+                                                                : "";
+    json_t *type = json_object_get(req, "type");
+    flow_feedback spec = {
+        .type = json_is_integer(type) ? (flow_feedback_type)json_integer_value(type)
+                                      : FLOW_FEEDBACK_APPROVAL,
+        .message = json_string_value(json_object_get(req, "message")),
+        .options = options,
+        .option_count = n,
+        .timeout = json_number_value(json_object_get(req, "timeout")),
+        .default_answer = json_is_null(json_object_get(req, "default"))
+                              ? NULL
+                              : json_object_get(req, "default"),
+        .channel_key = json_string_value(json_object_get(req, "channel_key")),
+        .id = json_string_value(json_object_get(req, "id")),
+    };
+    if (json_is_integer(type) && (json_integer_value(type) < 0 || json_integer_value(type) > 2))
+        spec.type = (flow_feedback_type)99; /* refused by the ask below, naming it */
+    flow_error err;
+    flow__error_clear(&err);
+    json_t *got = NULL;
+    flow_err rc = flow__feedback_ask(r, a, &spec, &got, &err);
+    flow__free(options);
+    struct fb_request *q = spec.id ? find(r, spec.id) : NULL;
+    if (rc != FLOW_OK && rc != FLOW_EWAITING) {
+        *why = flow__strdup(err.message[0] ? err.message : "cannot open the feedback request");
+        return NULL;
+    }
+    if (!q || q->act != a) {
+        *why = flow__asprintf("feedback request '%s' was opened by another activation (task "
+                              "'%s'); a request id names one activation's question",
+                              spec.id ? spec.id : "?", q ? act_task(q->act)->name : "?");
+        return NULL;
+    }
+    return q->id;
+}
+
 /* ---- the public C call -------------------------------------------------- */
+
+/* On a worker: the answer came with the activation, or the request goes
+ * back with the completion and the runner opens it (the same attempt runs
+ * again, as a new round, once it is answered). */
+static flow_err remote_request(flow_ctx *ctx, const flow_feedback *req, json_t **answer)
+{
+    struct flow__rctx *rc = ctx->remote;
+    char idbuf[200];
+    const char *id = req->id;
+    if (!id || !*id) {
+        snprintf(idbuf, sizeof(idbuf), "%s-%llu", rc->task, (unsigned long long)rc->act);
+        id = idbuf;
+    }
+    json_t *known = json_object_get(rc->answers, id);
+    if (known) {
+        json_t *e = json_object_get(known, "error");
+        if (json_is_string(e)) {
+            flow_ctx_fail(ctx, "%s", json_string_value(e));
+            return FLOW_ETIMEOUT;
+        }
+        json_t *got = json_deep_copy(known);
+        if (!got)
+            return FLOW_ENOMEM;
+        if (req->channel_key)
+            flow_ctx_set_state(ctx, req->channel_key, flow__feedback_value(got));
+        *answer = got;
+        return FLOW_OK;
+    }
+    if (rc->waiting) /* asked before: the first request is the one that waits */
+        return FLOW_EWAITING;
+    json_t *options = options_json(req);
+    rc->waiting = json_pack("{s:s,s:i,s:s,s:o*,s:f,s:O*,s:s*}", "id", id, "type", (int)req->type,
+                            "message", req->message ? req->message : "", "options", options,
+                            "timeout", req->timeout, "default", req->default_answer,
+                            "channel_key", req->channel_key);
+    return rc->waiting ? FLOW_EWAITING : FLOW_ENOMEM;
+}
 
 flow_err flow_ctx_request_feedback(flow_ctx *ctx, const flow_feedback *req, json_t **answer)
 {
     if (!ctx || !req || !answer)
         return FLOW_EINVAL;
     *answer = NULL;
-    if (ctx->remote) {
-        flow__ctx_unsupported(ctx, "flow_ctx_request_feedback",
-                              "ask from a local task (executor: thread)");
-        return FLOW_EUNSUPPORTED;
-    }
+    if (ctx->remote)
+        return remote_request(ctx, req, answer);
     struct flow_engine *e = ctx->engine;
     json_t *got = NULL;
     flow_error err;

@@ -32,13 +32,14 @@
 #define READ_BLOCK_MS 50
 #define RETRY_MS 500
 #define SUBMIT_BATCH 128 /* activations queued in one round trip */
+#define CHECK_BATCH 512  /* inflight records read in one round trip */
 
 /* A completion read before its (resumed) attempt was submitted again. */
 struct early {
     char run[80];
-    uint32_t act, attempt;
+    uint32_t act, attempt, round;
     struct flow__cmd_result res;
-    json_t *writes;
+    struct flow__rw_extra x;
     char *worker;
 };
 
@@ -86,16 +87,26 @@ struct state_drop {
     char field[FLOW__RW_STATE_V_MAX];
 };
 
+/* A queued attempt that may still run: queued again after a reconnect if
+ * Redis lost it. Only its name is kept; its spec is rendered again then. */
+struct sent {
+    struct flow_run *r; /* a reference */
+    struct act *a;
+    uint32_t attempt, round;
+    struct state_blob *blob; /* the state version its entry names (a
+                              * reference: in use while it runs), or NULL
+                              * once it is known to have ended */
+};
+
 /* What a submission needs, prepared under the lock. */
 struct submission {
     struct flow_run *r;
     struct act *a;
-    uint32_t attempt;
+    uint32_t attempt, round;
     char *queue_key, *inflight_key;
-    char act_s[16], attempt_s[16];
+    char act_s[16], attempt_s[16], round_s[16], inflight_v[32];
     char *spec;
-    struct state_blob *blob; /* its state version (a reference), NULL once
-                              * its attempt is known to have ended */
+    struct state_blob *blob; /* its state version (a reference) */
     flow_err rc;   /* of the last try: FLOW_EIO means try again */
     char *error;   /* its message when it failed otherwise */
     bool settled;  /* queued, or ended without being queued */
@@ -117,7 +128,7 @@ struct flow__remote {
     /* Queued and maybe still running (the submitter's own): queued again
      * after a reconnect, as a restarted Redis may have lost them (an
      * append-only file with appendfsync everysec loses its last second). */
-    FLOW__VEC(struct submission) sent;
+    FLOW__VEC(struct sent) sent;
     size_t sent_prune;                /* prune `sent` at this count */
     FLOW__VEC(struct state_drop) drops; /* the submitter's: sent with the next batch */
     unsigned batch;                   /* the submitter's: batches sent */
@@ -146,6 +157,7 @@ static const char submit_lua[] =
 static const char state_lua[] = "local n = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])\n"
                                 "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
                                 "return n\n";
+
 
 /* Sleep `ms` on the submitter's condition (so that stopping is quick). [L] */
 static void nap(struct flow__remote *rm, int ms)
@@ -190,13 +202,14 @@ static redisContext *connection(struct flow__remote *rm, redisContext **c, bool 
 
 /* ---- the submitter -------------------------------------------------------- */
 
-/* [L] Find and take the completion kept for (run, act, attempt). */
+/* [L] Find and take the completion kept for (run, act, attempt, round). */
 static bool take_early(struct flow__remote *rm, const char *run, uint32_t act, uint32_t attempt,
-                       struct early *out)
+                       uint32_t round, struct early *out)
 {
     for (size_t i = 0; i < rm->early.count; i++) {
         struct early *x = &rm->early.items[i];
-        if (x->act == act && x->attempt == attempt && !strcmp(x->run, run)) {
+        if (x->act == act && x->attempt == attempt && x->round == round &&
+            !strcmp(x->run, run)) {
             *out = *x;
             rm->early.items[i] = rm->early.items[--rm->early.count];
             return true;
@@ -208,7 +221,7 @@ static bool take_early(struct flow__remote *rm, const char *run, uint32_t act, u
 static void early_free(struct early *x)
 {
     flow__cmd_result_cleanup(&x->res);
-    json_decref(x->writes);
+    flow__rw_extra_cleanup(&x->x);
     flow__free(x->worker);
 }
 
@@ -232,11 +245,55 @@ void flow__remote_state_free(struct flow__remote_state *st)
     flow__free(st);
 }
 
-/* [L] Is `a` still running attempt `attempt` on a worker? */
-static bool still_remote(const struct act *a, uint32_t attempt)
+/* [L] Is `a` still running (attempt, round) on a worker? */
+static bool still_remote(const struct act *a, uint32_t attempt, uint32_t round)
 {
     return a->status == FLOW_ACT_RUNNING && a->attempt == attempt && act_cmd(a) &&
-           act_cmd(a)->remote;
+           act_cmd(a)->remote && act_cmd(a)->round == round;
+}
+
+/* [L] The round `a` runs in next: one more for each feedback answer it
+ * waited for. */
+static uint32_t next_round(const struct act *a)
+{
+    return a->dyn ? a->dyn->waits : 0;
+}
+
+/* [L] The events a remote body emitted that were not applied as they
+ * streamed (the runner was away, or the entry was lost), in order. */
+static void apply_events(struct flow_run *r, struct act *a, json_t *events)
+{
+    struct cmd_slot *slot = act_cmd(a);
+    for (size_t i = slot ? slot->events : 0; i < json_array_size(events) && !r->stopping; i++) {
+        json_t *ev = json_array_get(events, i);
+        flow__run_emit(r, a, json_string_value(json_object_get(ev, "event")),
+                       json_object_get(ev, "data"), EMIT_STREAMED);
+        slot = act_cmd(a);
+        if (slot)
+            slot->events = (uint32_t)i + 1;
+    }
+}
+
+/* [L] Apply a completion of the (attempt, round) `a` runs: events not
+ * applied yet, then the request it waits for or its result. Takes `x`. */
+static void finish(struct flow_run *r, struct act *a, struct flow__cmd_result *res,
+                   struct flow__rw_extra *x, const char *worker)
+{
+    uint32_t attempt = a->attempt, round = act_cmd(a) ? act_cmd(a)->round : 0;
+    apply_events(r, a, x->events);
+    if (!still_remote(a, attempt, round)) {
+        /* What the events started ended this attempt (the run was
+         * interrupted meanwhile): nothing more to apply. */
+        flow__rw_extra_cleanup(x);
+        return;
+    }
+    if (x->waiting) {
+        flow__run_remote_waiting(r, a, x->waiting, worker);
+    } else {
+        flow__run_remote_done(r, a, res, x->writes, worker);
+        x->writes = NULL;
+    }
+    flow__rw_extra_cleanup(x);
 }
 
 /* [L] The attempt could not be queued: it fails with `why` (taken). */
@@ -260,14 +317,14 @@ static void submission_cleanup(struct submission *s)
 
 /* [L] Delete (with the next batch) the state versions of `st` that no
  * attempt still running remotely was queued with, but the newest: the
- * submissions in `sent` of attempts that ended let go of theirs first. */
+ * records in `sent` of attempts that ended let go of theirs first. */
 static void sweep_states(struct flow__remote *rm, struct flow__remote_state *st)
 {
     for (size_t i = 0; i < rm->sent.count; i++) {
-        struct submission *s = &rm->sent.items[i];
-        if (s->blob && !still_remote(s->a, s->attempt)) {
-            blob_unref(s->blob);
-            s->blob = NULL;
+        struct sent *x = &rm->sent.items[i];
+        if (x->blob && !still_remote(x->a, x->attempt, x->round)) {
+            blob_unref(x->blob);
+            x->blob = NULL;
         }
     }
     size_t kept = 0, last = st->shipped.count - 1;
@@ -336,12 +393,84 @@ static struct state_blob *state_of(struct flow__remote *rm, struct flow_run *r)
     return b;
 }
 
+/* [L] The spec of `s` as JSON, naming the run's state version as it is
+ * now (s->blob, a new reference); NULL: out of memory. */
+static json_t *spec_of(struct flow__remote *rm, struct flow_run *r, struct submission *s,
+                       const struct flow__cmd_spec *spec, const char *fn)
+{
+    s->blob = state_of(rm, r);
+    return s->blob ? flow__rw_spec_encode(spec, fn, s->blob->field) : NULL;
+}
+
+/* [L] The message of running attempt `a->attempt` of `a` into `s` (its
+ * queue and inflight keys, its spec naming the run's state version); false with a
+ * message (or NULL: out of memory) in *why. Called when the attempt starts
+ * and again when Redis lost it: a spec is not kept in between. */
+static bool render(struct flow__remote *rm, struct act *a, struct submission *s, char **why)
+{
+    struct flow_run *r = a->run;
+    const struct flow_task *t = act_task(a);
+    memset(s, 0, sizeof(*s));
+    *why = NULL;
+    struct flow__cmd_spec spec;
+    void *scratch = NULL;
+    json_t *js = NULL;
+    const char *fn = t->kind == TASK_FN ? (t->ext ? t->ext->remote_fn : NULL) : NULL;
+    if (t->kind == TASK_FN) {
+        memset(&spec, 0, sizeof(spec));
+        if (!fn) {
+            *why = flow__asprintf("task '%s' has no 'fn' name for workers", t->name);
+            return false;
+        }
+        if (!flow__run_input_ready(r, a, why))
+            return false;
+        spec.input = flow__run_act_input(r, a);
+        js = spec_of(rm, r, s, &spec, fn);
+        /* What the function reads through its flow_ctx besides its input. */
+        const struct act_dyn *dy = a->dyn;
+        json_t *answers = flow__feedback_answers_of(r, a);
+        if (js && answers)
+            json_object_set_new(js, "answers", answers);
+        else
+            json_decref(answers);
+        if (js && dy && dy->parent) {
+            json_object_set(js, "item", dy->item ? dy->item : json_null());
+            json_object_set_new(js, "index", json_integer((json_int_t)dy->index));
+        }
+    } else if (flow__run_prepare_cmd(r, a, &spec, &scratch, why)) {
+        js = spec_of(rm, r, s, &spec, NULL);
+    } else {
+        flow__run_cmd_scratch_free(scratch);
+        return false;
+    }
+    flow__run_cmd_scratch_free(scratch);
+    s->spec = js ? json_dumps(js, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(js);
+    const char *queue = t->ext && t->ext->queue ? t->ext->queue : "default";
+    s->queue_key = flow__rw_key(rm->addr.prefix, "q", queue);
+    s->inflight_key = flow__rw_key(rm->addr.prefix, "inflight", r->id);
+    if (!s->spec || !s->queue_key || !s->inflight_key) {
+        submission_cleanup(s);
+        memset(s, 0, sizeof(*s));
+        *why = flow__strdup("out of memory queueing a remote task");
+        return false;
+    }
+    s->r = r;
+    s->a = a;
+    s->attempt = a->attempt;
+    s->round = act_cmd(a) ? act_cmd(a)->round : 0;
+    snprintf(s->act_s, sizeof(s->act_s), "%" PRIu32, a->id);
+    snprintf(s->attempt_s, sizeof(s->attempt_s), "%" PRIu32, a->attempt);
+    snprintf(s->round_s, sizeof(s->round_s), "%" PRIu32, s->round);
+    flow__rw_inflight_value(s->inflight_v, sizeof(s->inflight_v), s->attempt, s->round);
+    return true;
+}
+
 /* [L] Start the attempt and prepare its message; false when it ended
  * already (failed to prepare, or its completion was waiting). */
 static bool prepare(struct flow__remote *rm, struct act *a, struct submission *s)
 {
     struct flow_run *r = a->run;
-    const struct flow_task *t = act_task(a);
     memset(s, 0, sizeof(*s));
     struct cmd_slot *slot = flow__calloc(1, sizeof(*slot));
     struct act_dyn *dyn = slot ? flow__act_dyn(r, a) : NULL;
@@ -360,10 +489,12 @@ static bool prepare(struct flow__remote *rm, struct act *a, struct submission *s
     }
     flow__run_attempt_started(r, a);
     slot->attempt = a->attempt;
+    slot->round = next_round(a);
+    slot->events = dyn->streamed; /* what a resumed round applied before */
+    dyn->streamed = 0;
     struct early x;
-    if (take_early(rm, r->id, a->id, a->attempt, &x)) {
-        flow__run_remote_done(r, a, &x.res, x.writes, x.worker);
-        x.writes = NULL;
+    if (take_early(rm, r->id, a->id, a->attempt, slot->round, &x)) {
+        finish(r, a, &x.res, &x.x, x.worker);
         early_free(&x);
         return false;
     }
@@ -371,47 +502,11 @@ static bool prepare(struct flow__remote *rm, struct act *a, struct submission *s
         not_submitted(r, a, flow__strdup(rm->addr_error));
         return false;
     }
-    struct flow__cmd_spec spec;
-    void *scratch = NULL;
     char *why = NULL;
-    json_t *js = NULL;
-    const char *fn = t->kind == TASK_FN ? (t->ext ? t->ext->remote_fn : NULL) : NULL;
-    if (t->kind == TASK_FN) {
-        memset(&spec, 0, sizeof(spec));
-        if (!fn) {
-            not_submitted(r, a, flow__asprintf("task '%s' has no 'fn' name for workers", t->name));
-            return false;
-        }
-        if (!flow__run_input_ready(r, a, &why)) {
-            not_submitted(r, a, why);
-            return false;
-        }
-        spec.input = flow__run_act_input(r, a);
-    } else if (!flow__run_prepare_cmd(r, a, &spec, &scratch, &why)) {
-        flow__run_cmd_scratch_free(scratch);
+    if (!render(rm, a, s, &why)) {
         not_submitted(r, a, why);
         return false;
     }
-    /* The state goes to Redis once per version (P:state:RUN); the entry
-     * names its version. */
-    s->blob = state_of(rm, r);
-    js = s->blob ? flow__rw_spec_encode(&spec, fn, s->blob->field) : NULL;
-    flow__run_cmd_scratch_free(scratch);
-    s->spec = js ? json_dumps(js, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    json_decref(js);
-    const char *queue = t->ext && t->ext->queue ? t->ext->queue : "default";
-    s->queue_key = flow__rw_key(rm->addr.prefix, "q", queue);
-    s->inflight_key = flow__rw_key(rm->addr.prefix, "inflight", r->id);
-    if (!s->spec || !s->queue_key || !s->inflight_key) {
-        submission_cleanup(s);
-        not_submitted(r, a, flow__strdup("out of memory queueing a remote task"));
-        return false;
-    }
-    s->r = r;
-    s->a = a;
-    s->attempt = a->attempt;
-    snprintf(s->act_s, sizeof(s->act_s), "%" PRIu32, a->id);
-    snprintf(s->attempt_s, sizeof(s->attempt_s), "%" PRIu32, a->attempt);
     atomic_fetch_add(&r->refs, 1); /* the run outlives the unlocked part */
     return true;
 }
@@ -472,11 +567,13 @@ static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned
             continue;
         const char *task = act_task(s->a)->name; /* the flow outlives the run */
         const char *argv[] = {"EVAL",   submit_lua,   "3",          s->queue_key, s->inflight_key,
-                              s->blob->key, s->act_s, s->attempt_s, ttl,          s->blob->field,
+                              s->blob->key, s->act_s, s->inflight_v, ttl,         s->blob->field,
                               "v",      FLOW__RW_VERSION, "run",    s->r->id,     "act",
                               s->act_s, "attempt",    s->attempt_s, "task",       task,
-                              "spec",   s->spec};
-        if (redisAppendCommandArgv(*c, (int)FLOW__ARRAY_LEN(argv), argv, NULL) == REDIS_OK)
+                              "spec",   s->spec,      "round",      s->round_s};
+        /* Round 0 goes without its field: entries as they always were. */
+        int argc = (int)FLOW__ARRAY_LEN(argv) - (s->round ? 0 : 2);
+        if (redisAppendCommandArgv(*c, argc, argv, NULL) == REDIS_OK)
             sent++;
     }
     bool alive = true;
@@ -583,40 +680,128 @@ static void delete_ended(struct flow__remote *rm, redisContext **c, bool *warned
     }
 }
 
-/* [L] Drop from `sent` the attempts that ended; when `send`, queue the
- * others again (the script skips an attempt Redis still has), in batches. */
+/* Without the lock: which of the attempts of `v` Redis does not have in
+ * flight (their field of P:inflight:RUN is not their attempt and round), with one
+ * pipelined HGET each, in batches; false when Redis could not tell (try
+ * again later). The runs' ids and the activations' numbers never change:
+ * the references of `v` make them safe to read. */
+static bool find_lost(struct flow__remote *rm, redisContext **c, bool *warned,
+                      const struct sent *v, size_t n, bool *lost)
+{
+    bool ok = true;
+    for (size_t from = 0; ok && from < n; from += CHECK_BATCH) {
+        size_t m = n - from < CHECK_BATCH ? n - from : CHECK_BATCH;
+        if (!connection(rm, c, warned, NULL))
+            return false;
+        size_t asked = 0;
+        for (size_t i = from; ok && i < from + m; i++) {
+            char *key = flow__rw_key(rm->addr.prefix, "inflight", v[i].r->id);
+            char act[16];
+            snprintf(act, sizeof(act), "%" PRIu32, v[i].a->id);
+            const char *argv[] = {"HGET", key, act};
+            ok = key && redisAppendCommandArgv(*c, 3, argv, NULL) == REDIS_OK;
+            asked += ok;
+            flow__free(key);
+        }
+        for (size_t i = from; i < from + asked; i++) {
+            redisReply *rep = NULL;
+            if (redisGetReply(*c, (void **)&rep) != REDIS_OK || !rep)
+                return false; /* the connection failed: its replies are gone with it */
+            char attempt[32];
+            flow__rw_inflight_value(attempt, sizeof(attempt), v[i].attempt, v[i].round);
+            if (rep->type == REDIS_REPLY_ERROR) /* LOADING after a restart: later */
+                ok = false;
+            lost[i] = rep->type != REDIS_REPLY_STRING || strcmp(rep->str, attempt) != 0;
+            freeReplyObject(rep);
+        }
+    }
+    return ok;
+}
+
+/* [L] Forget the queued attempts of `sent` that ended; when `send` (after a
+ * reconnect), queue again those Redis lost. Their specs are rendered again
+ * under the lock, as when they started (a resumed run's are too): what is
+ * queued again sees the run's state as it is now. */
 static void resubmit(struct flow__remote *rm, redisContext **c, bool *warned, bool send)
 {
     struct flow_engine *e = rm->e;
-    bool failed = false;
-    for (size_t i = 0; i < rm->sent.count;) {
-        struct submission s = rm->sent.items[i];
-        if (still_remote(s.a, s.attempt)) {
-            rm->sent.items[i].settled = !send;
-            i++;
-            continue;
-        }
-        rm->sent.items[i] = rm->sent.items[--rm->sent.count];
-        submission_cleanup(&s);
+    FLOW__VEC(struct flow_run *) drop = {0};
+    size_t kept = 0;
+    for (size_t i = 0; i < rm->sent.count; i++) {
+        struct sent x = rm->sent.items[i];
+        bool over = !still_remote(x.a, x.attempt, x.round);
+        flow_err rc = FLOW_OK;
+        if (over)
+            FLOW__VEC_PUSH(&drop, x.r, rc);
+        if (!over || rc) /* out of memory: forgotten next time */
+            rm->sent.items[kept++] = x;
+        else
+            blob_unref(x.blob);
+    }
+    rm->sent.count = kept;
+    if (drop.count) {
+        /* Without the lock: the last reference closes the run's journal,
+         * whose writer may take the lock (flow__run_unref). */
         pthread_mutex_unlock(&e->lock);
-        flow__run_unref(s.r);
+        for (size_t i = 0; i < drop.count; i++)
+            flow__run_unref(drop.items[i]);
         pthread_mutex_lock(&e->lock);
     }
+    FLOW__VEC_FREE(&drop);
+    rm->sent_prune = 2 * rm->sent.count + 64;
     /* Redis may have lost state versions too: each is written again first. */
     if (send && !++rm->gen)
         rm->gen = 1;
-    /* `sent` is this thread's alone: it may be read without the lock. */
-    for (size_t from = 0; send && from < rm->sent.count; from += SUBMIT_BATCH) {
-        size_t n = rm->sent.count - from < SUBMIT_BATCH ? rm->sent.count - from : SUBMIT_BATCH;
+    size_t n = rm->sent.count;
+    if (!send || !n)
+        return;
+    bool *lost = flow__calloc(n, sizeof(*lost));
+    bool failed = !lost;
+    if (lost) {
+        /* `sent` is this thread's alone: it may be read without the lock. */
         pthread_mutex_unlock(&e->lock);
-        submit_batch(rm, c, warned, rm->sent.items + from, n, NULL);
+        failed = !find_lost(rm, c, warned, rm->sent.items, n, lost);
         pthread_mutex_lock(&e->lock);
-        for (size_t i = from; i < from + n; i++)
-            failed |= rm->sent.items[i].rc == FLOW_EIO;
     }
+    struct submission batch[SUBMIT_BATCH];
+    size_t at[SUBMIT_BATCH]; /* their records in `sent` */
+    for (size_t i = 0; !failed && i < n;) {
+        size_t m = 0;
+        for (; i < n && m < SUBMIT_BATCH; i++) {
+            struct sent *x = &rm->sent.items[i];
+            char *why = NULL;
+            if (!lost[i] || !still_remote(x->a, x->attempt, x->round))
+                continue;
+            at[m] = i;
+            if (render(rm, x->a, &batch[m], &why))
+                m++;
+            else /* it cannot be queued again: it fails, as at its start */
+                not_submitted(x->r, x->a, why);
+        }
+        if (!m)
+            continue;
+        pthread_mutex_unlock(&e->lock);
+        submit_batch(rm, c, warned, batch, m, NULL);
+        pthread_mutex_lock(&e->lock);
+        flow__engine_tick(e);
+        for (size_t k = 0; k < m; k++) {
+            struct submission *s = &batch[k];
+            failed |= s->rc == FLOW_EIO;
+            if (s->rc != FLOW_OK && s->rc != FLOW_EIO && still_remote(s->a, s->attempt, s->round)) {
+                not_submitted(s->r, s->a, s->error);
+                s->error = NULL;
+            }
+            if (s->rc == FLOW_OK) { /* its new entry names the state as it is now */
+                struct state_blob *b = rm->sent.items[at[k]].blob;
+                rm->sent.items[at[k]].blob = s->blob;
+                s->blob = b;
+            }
+            submission_cleanup(s);
+        }
+    }
+    flow__free(lost);
     if (failed)
         atomic_store(&rm->reconnected, true); /* next time */
-    rm->sent_prune = 2 * rm->sent.count + 64;
 }
 
 static void *submitter_main(void *arg)
@@ -681,7 +866,7 @@ static void *submitter_main(void *arg)
                 struct submission *s = &batch[i];
                 if (s->settled)
                     continue;
-                if (!still_remote(s->a, s->attempt) || s->rc == FLOW_OK) {
+                if (!still_remote(s->a, s->attempt, s->round) || s->rc == FLOW_OK) {
                     s->settled = true; /* queued, or timed out or cancelled meanwhile */
                 } else if (s->rc != FLOW_EIO || rm->stop || !reached) {
                     /* Never reached at all: a wrong address, not a restart. */
@@ -698,31 +883,35 @@ static void *submitter_main(void *arg)
             if (unsettled)
                 nap(rm, RETRY_MS); /* Redis is away: the attempts wait (their timeouts run) */
         }
-        /* What is queued and still running is kept (with its run) to be
-         * queued again after a reconnect; the rest goes. */
-        size_t gone = 0;
+        /* What is queued and still running is remembered (with a reference
+         * to its run, not its spec) to be queued again after a reconnect. */
         for (size_t i = 0; i < n; i++) {
-            flow_err kept = batch[i].rc == FLOW_OK && still_remote(batch[i].a, batch[i].attempt)
-                                ? FLOW_OK
-                                : FLOW_EIO;
-            if (!kept)
-                FLOW__VEC_PUSH(&rm->sent, batch[i], kept);
-            if (kept == FLOW_ENOMEM)
+            flow_err rc = FLOW_EIO;
+            if (batch[i].rc == FLOW_OK &&
+                still_remote(batch[i].a, batch[i].attempt, batch[i].round)) {
+                struct sent x = {batch[i].r, batch[i].a, batch[i].attempt, batch[i].round,
+                                 batch[i].blob};
+                rc = FLOW_OK;
+                FLOW__VEC_PUSH(&rm->sent, x, rc);
+            }
+            if (rc == FLOW_ENOMEM)
                 batch[i].blob->pinned = true; /* still used, but we cannot tell */
-            if (kept)
-                batch[gone++] = batch[i];
+            if (!rc) { /* its references are the entry's now */
+                batch[i].r = NULL;
+                batch[i].blob = NULL;
+            }
         }
+        /* Without the lock: a last reference closes the run's journal. */
         pthread_mutex_unlock(&e->lock);
-        for (size_t i = 0; i < gone; i++) {
-            struct flow_run *r = batch[i].r;
+        for (size_t i = 0; i < n; i++) {
             submission_cleanup(&batch[i]);
-            flow__run_unref(r);
+            flow__run_unref(batch[i].r);
         }
         pthread_mutex_lock(&e->lock);
     }
     pthread_mutex_unlock(&e->lock);
     for (size_t i = 0; i < rm->sent.count; i++) {
-        submission_cleanup(&rm->sent.items[i]);
+        blob_unref(rm->sent.items[i].blob);
         flow__run_unref(rm->sent.items[i].r);
     }
     FLOW__VEC_FREE(&rm->sent);
@@ -736,17 +925,47 @@ static void *submitter_main(void *arg)
 
 /* ---- the reader ------------------------------------------------------------ */
 
+/* [L] Whether the reader follows the completion stream of `r`. */
+static bool followed(const struct flow_run *r)
+{
+    return r->remote_watch && r->status == FLOW_RUN_RUNNING;
+}
+
+/* [L] Drop the completions kept for attempts that will not be submitted
+ * again here: the run is not followed any more (paused, ended, freed) or
+ * the activation is not waiting for that attempt. A run that is followed
+ * again later is read from the start of its stream (refresh_watched): a
+ * resume finds them there. */
+static void prune_early(struct flow__remote *rm)
+{
+    for (size_t i = 0; i < rm->early.count;) {
+        struct early *x = &rm->early.items[i];
+        struct flow_run *r = rm->e->runs;
+        while (r && !(followed(r) && !strcmp(r->id, x->run)))
+            r = r->next;
+        struct act *a = r && x->act <= r->act_count ? flow__act_by_id(r, x->act) : NULL;
+        if (a && a->status == FLOW_ACT_PENDING && (uint32_t)a->attempt + 1u == x->attempt) {
+            i++;
+            continue;
+        }
+        early_free(x);
+        rm->early.items[i] = rm->early.items[--rm->early.count];
+    }
+}
+
 /* [L] Refresh the list of completion streams to read: the runs with remote
- * work that have not ended. */
+ * work that have not ended (nor paused). */
 static void refresh_watched(struct flow__remote *rm)
 {
     struct flow_engine *e = rm->e;
+    if (rm->early.count)
+        prune_early(rm);
     size_t kept = 0;
     for (size_t i = 0; i < rm->watched.count; i++) {
         struct watch *w = &rm->watched.items[i];
         bool live = false;
         for (struct flow_run *r = e->runs; r && !live; r = r->next)
-            live = r->remote_watch && r->status == FLOW_RUN_RUNNING && !strcmp(r->id, w->run);
+            live = followed(r) && !strcmp(r->id, w->run);
         if (live)
             rm->watched.items[kept++] = *w;
         else
@@ -754,7 +973,7 @@ static void refresh_watched(struct flow__remote *rm)
     }
     rm->watched.count = kept;
     for (struct flow_run *r = e->runs; r; r = r->next) {
-        if (!r->remote_watch || r->status != FLOW_RUN_RUNNING)
+        if (!followed(r))
             continue;
         bool have = false;
         for (size_t i = 0; i < rm->watched.count && !have; i++)
@@ -780,26 +999,36 @@ static struct flow_run *run_by_id(struct flow_engine *e, const char *id)
     return NULL;
 }
 
-/* A completion read, decoded without the lock. */
+/* A completion or a streamed event, decoded without the lock. */
 struct incoming {
     struct flow__rw_ident id;
     struct early x;
+    json_t *event;        /* an event: the decoded message, or NULL */
+    const char *ev_name;  /* in `event` */
+    json_t *ev_data;      /* in `event` */
+    uint32_t ev_seq;
 };
 
-/* Without the lock: decode a completion into `in`; false (logged) when it
- * is malformed. */
+/* Without the lock: decode an entry into `in`; false (logged) when it is
+ * malformed. */
 static bool decode_completion(const struct flow__rw_entry *en, const char *stream,
                               struct incoming *in)
 {
     const char *why = NULL;
     char *bad = NULL;
     memset(in, 0, sizeof(*in));
-    if (!flow__rw_ident(en, &in->id, &why) ||
-        !flow__rw_result_decode(flow__rw_field(en, "result"), &in->x.res, &in->x.writes, &bad)) {
+    const char *ev = flow__rw_field(en, "event");
+    bool ok = flow__rw_ident(en, &in->id, &why);
+    if (ok && ev)
+        ok = flow__rw_event_decode(ev, &in->ev_seq, &in->ev_name, &in->ev_data, &in->event, &bad);
+    else if (ok)
+        ok = flow__rw_result_decode(flow__rw_field(en, "result"), &in->x.res, &in->x.x, &bad);
+    if (!ok) {
         flow__log(FLOW_LOG_WARN, "remote tasks: entry %s of %s is malformed (%s); skipped", en->id,
                   stream, why ? why : bad);
         flow__free(bad);
         flow__cmd_result_cleanup(&in->x.res);
+        flow__rw_extra_cleanup(&in->x.x);
         return false;
     }
     const char *worker = flow__rw_field(en, "worker");
@@ -815,15 +1044,29 @@ static void apply_completion(struct flow__remote *rm, struct incoming *in)
     struct early *x = &in->x;
     struct flow_run *r = run_by_id(rm->e, id->run);
     struct act *a = r && id->act <= r->act_count ? flow__act_by_id(r, id->act) : NULL;
-    if (a && still_remote(a, id->attempt)) {
-        flow__run_remote_done(r, a, &x->res, x->writes, x->worker);
-        x->writes = NULL;
-    } else if (a && a->status == FLOW_ACT_PENDING && (uint32_t)a->attempt + 1u == id->attempt) {
+    if (in->event) {
+        /* Applied once, in order: a body run again (its worker died) emits
+         * what it emitted before, and that is dropped. An event of an
+         * attempt not running here now comes again in its completion. */
+        struct cmd_slot *slot = a && still_remote(a, id->attempt, id->round) ? act_cmd(a) : NULL;
+        if (slot && slot->events == in->ev_seq && !r->stopping) {
+            slot->events++;
+            flow__run_emit(r, a, in->ev_name, in->ev_data, EMIT_STREAMED);
+        }
+        json_decref(in->event);
+        early_free(x);
+        return;
+    }
+    if (a && still_remote(a, id->attempt, id->round)) {
+        finish(r, a, &x->res, &x->x, x->worker);
+    } else if (a && a->status == FLOW_ACT_PENDING && (uint32_t)a->attempt + 1u == id->attempt &&
+               next_round(a) == id->round) {
         /* A resumed (or paused, soon resumed) attempt whose entry ran
          * meanwhile: the submitter applies it when it gets there. */
         snprintf(x->run, sizeof(x->run), "%s", id->run);
         x->act = id->act;
         x->attempt = id->attempt;
+        x->round = id->round;
         flow_err rc = FLOW_OK;
         FLOW__VEC_PUSH(&rm->early, *x, rc);
         if (!rc)
@@ -989,7 +1232,8 @@ void flow__remote_signal(struct flow_run *r, struct act *a, const char *what)
         return;
     struct signal_req q;
     snprintf(q.run, sizeof(q.run), "%s", r->id);
-    snprintf(q.field, sizeof(q.field), "%" PRIu32 ":%" PRIu32, a->id, a->attempt);
+    struct cmd_slot *slot = act_cmd(a);
+    flow__rw_cancel_field(q.field, sizeof(q.field), a->id, a->attempt, slot ? slot->round : 0);
     snprintf(q.what, sizeof(q.what), "%s", what);
     flow_err rc = FLOW_OK;
     FLOW__VEC_PUSH(&rm->sigs, q, rc);
@@ -1047,3 +1291,13 @@ void flow__remote_stop(struct flow_engine *e)
     pthread_cond_destroy(&rm->cond);
     flow__free(rm);
 }
+
+#ifdef FLOW_TESTING
+size_t flow__remote_early_count(struct flow_engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    size_t n = e->remote ? e->remote->early.count : 0;
+    pthread_mutex_unlock(&e->lock);
+    return n;
+}
+#endif

@@ -145,6 +145,8 @@ static flow_err apply(struct replay *rp, size_t i)
         if (is_final(a))
             return mismatch(rp, i, "it had already finished");
         a->flags &= (uint8_t)~ACT_WAITING;
+        if (a->dyn)
+            a->dyn->streamed = 0; /* a new attempt or round streams anew */
         if (!counted(a)) {
             a->attempt = rec->attempt ? rec->attempt - 1u : 0;
             flow__run_expand(r, a);
@@ -206,6 +208,12 @@ static flow_err apply(struct replay *rp, size_t i)
         const char *label = json_string_value(json_object_get(rec->payload, "label"));
         if (!label)
             return mismatch(rp, i, "the event has no name");
+        if (a->status == FLOW_ACT_RUNNING && act_task(a)->policy->executor == FLOW_EXEC_REMOTE) {
+            /* Its worker's completion carries it again: applied once. */
+            struct act_dyn *dy = flow__act_dyn(r, a);
+            if (dy)
+                dy->streamed++;
+        }
         flow__run_emit(r, a, label, json_object_get(rec->payload, "data"), EMIT_STREAMED);
         return FLOW_OK;
     }

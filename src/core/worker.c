@@ -4,9 +4,11 @@
  *
  * Threads, each with its own Redis connection where it talks to Redis:
  *  - the main thread (flow_worker_run): supervises commands through poll()
- *    (exec/cmd.h), publishes finished jobs in batches (pipelined XADDs, then
- *    one XACK per queue), checks the cancel keys, renews claims, heartbeats.
- *    It sleeps in poll() on the eventfd and the commands' descriptors.
+ *    (exec/cmd.h), publishes finished jobs in batches (a pipelined script
+ *    per run that XADDs its completions, then one XACK per queue), checks
+ *    the cancel keys, renews claims, heartbeats. It sleeps in poll() on the
+ *    eventfd and the commands' descriptors; its connection waits for a
+ *    reply MAIN_TIMEOUT_S at most, so a Redis that hangs does not stop it.
  *  - the reader: XAUTOCLAIM then XREADGROUP COUNT <free slots> BLOCK, so an
  *    idle worker starts an entry as soon as it arrives; it gives each job
  *    its run's state (exec/remote_state.h: read once per version), hands C
@@ -54,6 +56,11 @@
 #define HEARTBEAT_EVERY_NS (1000 * MS)
 #define RETRY_NS (500 * MS)
 #define READ_BLOCK_MS "200"
+/* The main thread's wait for a reply (a Redis that hangs keeps it from its
+ * commands this long, not 5 s); a later reply is as a lost connection. */
+#define MAIN_TIMEOUT_S 0.5
+#define CLAIM_CALLS_MAX 16 /* XAUTOCLAIMs per queue and round, walking on */
+#define LATE_TTL_S 60      /* a completion stream of a run whose keys are gone */
 
 /* The work directory of one run, shared by its command jobs on this worker
  * (main thread only). */
@@ -104,6 +111,10 @@ struct wjob {
     struct flow__cmd_result res;
     struct flow__cmd_result ares;
     json_t *writes;
+    json_t *events;             /* [mu] what its C function emitted, in order */
+    size_t events_sent;         /* [main] how many of them were streamed */
+    bool emit_listed;           /* [mu] in the worker's `emitting` list */
+    struct flow_worker *owner;
     struct flow_ctx ctx;        /* a C function's */
     struct flow__rctx rctx;
     struct wjob *next_q;        /* [mu] the pool's queue */
@@ -115,6 +126,8 @@ typedef FLOW__VEC(struct wjob *) wjob_vec;
 struct wconn {
     redisContext *c;
     bool warned;
+    double timeout_s;   /* of connecting and of every reply */
+    int64_t retry_at;   /* no new connection before (flow__now_ns) */
 };
 
 struct flow_worker {
@@ -147,6 +160,7 @@ struct flow_worker {
     wjob_vec jobs;              /* every job not acknowledged yet */
     wjob_vec fresh;             /* commands for the main thread to start */
     wjob_vec finished;          /* done, to publish */
+    wjob_vec emitting;          /* C functions that emitted events to stream */
     struct wjob *q_head, *q_tail;
     bool wake_pending;
     bool reader_exited;
@@ -232,6 +246,8 @@ static void job_free(struct wjob *j)
     flow__cmd_result_cleanup(&j->res);
     flow__cmd_result_cleanup(&j->ares);
     json_decref(j->writes);
+    json_decref(j->events);
+    json_decref(j->rctx.waiting);
     json_decref(j->ctx.output);
     json_decref(j->ctx.writes);
     json_decref(j->ctx.directives);
@@ -359,6 +375,32 @@ static const struct wfn *fn_named(const struct flow_worker *w, const char *name)
     return NULL;
 }
 
+/* [pool] flow_ctx_emit on a worker: kept for the completion, and streamed
+ * to the runner by the main thread as soon as it wakes. */
+static flow_err fn_emit(struct flow__rctx *rc, const char *event, json_t *data)
+{
+    struct wjob *j = rc->emit_arg;
+    struct flow_worker *w = j->owner;
+    json_t *ev = json_pack("{s:s,s:O}", "event", event, "data", data ? data : json_null());
+    if (!ev)
+        return FLOW_ENOMEM;
+    pthread_mutex_lock(&w->mu);
+    flow_err rc2 = FLOW_OK;
+    if (!j->events && !(j->events = json_array()))
+        rc2 = FLOW_ENOMEM;
+    if (!rc2 && json_array_append_new(j->events, ev))
+        rc2 = FLOW_ENOMEM;
+    else
+        ev = NULL;
+    if (!rc2 && !j->emit_listed && push(w, &w->emitting, j)) {
+        j->emit_listed = true;
+        wake_locked(w);
+    }
+    pthread_mutex_unlock(&w->mu);
+    json_decref(ev);
+    return rc2;
+}
+
 /* The worker-side context of C function job `j`. */
 static void fn_prepare(struct flow_worker *w, struct wjob *j)
 {
@@ -369,6 +411,12 @@ static void fn_prepare(struct flow_worker *w, struct wjob *j)
     j->rctx.act = j->ident.act;
     j->rctx.udata = j->fn->udata;
     j->rctx.worker = w->name;
+    j->rctx.answers = j->task.answers;
+    j->rctx.item = j->task.item;
+    j->rctx.index = j->task.index;
+    j->rctx.emit = fn_emit;
+    j->rctx.emit_arg = j;
+    j->owner = w;
     j->ctx.remote = &j->rctx;
     j->ctx.fn = j->fn->fn;
     j->ctx.attempt = j->ident.attempt;
@@ -530,16 +578,21 @@ static size_t take_entries(struct flow_worker *w, const char *key, const redisRe
     return taken;
 }
 
-/* A connection of `wc` (connecting again after a loss, every call); NULL
- * while Redis cannot be reached. */
+/* A connection of `wc` (connecting again after a loss, at most once every
+ * RETRY_NS, so that a Redis that hangs costs a caller one timeout per
+ * retry, not one per call); NULL while Redis cannot be reached. */
 static redisContext *conn(struct flow_worker *w, struct wconn *wc)
 {
     if (wc->c && !wc->c->err)
         return wc->c;
+    int64_t now = flow__now_ns();
+    if (now < wc->retry_at)
+        return NULL;
+    wc->retry_at = now + RETRY_NS;
     if (wc->c)
         redisFree(wc->c);
     flow_error err;
-    wc->c = flow__redis_connect(&w->addr, 5.0, &err);
+    wc->c = flow__redis_connect(&w->addr, wc->timeout_s, &err);
     if (!wc->c && !wc->warned) {
         flow__log(FLOW_LOG_WARN, "worker %s: %s (retrying)", w->name, err.message);
         wc->warned = true;
@@ -610,13 +663,19 @@ static void *reader_main(void *arg)
     struct flow_worker *w = arg;
     int64_t claim_at = 0;
     const char **argv = flow__calloc(9 + 2 * w->nqueues, sizeof(*argv));
+    /* Per queue, where XAUTOCLAIM goes on: it looks at COUNT * 10 pending
+     * entries a call, so a long pending list is walked on, not scanned
+     * from its head each time, never reaching what is behind. */
+    char (*cursor)[48] = flow__calloc(w->nqueues ? w->nqueues : 1, sizeof(*cursor));
+    for (size_t i = 0; cursor && i < w->nqueues; i++)
+        snprintf(cursor[i], sizeof(cursor[i]), "0-0");
     for (;;) {
         pthread_mutex_lock(&w->mu);
         while (!atomic_load(&w->stopping) && w->jobs.count >= (size_t)w->concurrency)
             pthread_cond_wait(&w->reader_cv, &w->mu);
         size_t free_slots = (size_t)w->concurrency - w->jobs.count;
         pthread_mutex_unlock(&w->mu);
-        if (atomic_load(&w->stopping) || !argv)
+        if (atomic_load(&w->stopping) || !argv || !cursor)
             break;
         if (!ensure_groups(w)) {
             reader_nap(w, RETRY_NS);
@@ -628,15 +687,27 @@ static void *reader_main(void *arg)
             claim_at = now + (int64_t)(w->claim_after * 1e9 / 2);
             snprintf(idle, sizeof(idle), "%lld", (long long)(w->claim_after * 1000));
             for (size_t i = 0; i < w->nqueues && free_slots; i++) {
-                snprintf(count, sizeof(count), "%zu", free_slots);
-                const char *ac[] = {"XAUTOCLAIM", w->queue_keys[i], FLOW__RW_GROUP, w->name, idle,
-                                    "0-0", "COUNT", count};
-                redisReply *r = cmdv(w, &w->rd, 8, ac);
-                if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
-                    size_t n = take_entries(w, w->queue_keys[i], r->element[1]);
-                    free_slots -= n < free_slots ? n : free_slots;
+                /* On from where the last call stopped, until the list's end
+                 * (cursor 0-0) or no slot is free. */
+                for (int k = 0; k < CLAIM_CALLS_MAX && free_slots; k++) {
+                    snprintf(count, sizeof(count), "%zu", free_slots);
+                    const char *ac[] = {"XAUTOCLAIM", w->queue_keys[i], FLOW__RW_GROUP, w->name,
+                                        idle,         cursor[i],        "COUNT",        count};
+                    redisReply *r = cmdv(w, &w->rd, 8, ac);
+                    bool more = false;
+                    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+                        const redisReply *next = r->element[0];
+                        bool ok = next->type == REDIS_REPLY_STRING &&
+                                  next->len < sizeof(cursor[i]);
+                        snprintf(cursor[i], sizeof(cursor[i]), "%s", ok ? next->str : "0-0");
+                        more = strcmp(cursor[i], "0-0") != 0;
+                        size_t n = take_entries(w, w->queue_keys[i], r->element[1]);
+                        free_slots -= n < free_slots ? n : free_slots;
+                    }
+                    freeReplyObject(r);
+                    if (!more)
+                        break;
                 }
-                freeReplyObject(r);
             }
             if (!free_slots)
                 continue;
@@ -688,6 +759,7 @@ static void *reader_main(void *arg)
         freeReplyObject(r);
     }
     flow__free(argv);
+    flow__free(cursor);
     pthread_mutex_lock(&w->mu);
     w->reader_exited = true;
     wake_locked(w);
@@ -736,56 +808,127 @@ static bool replies(struct flow_worker *w, redisContext *c, size_t n, redisReply
     return alive;
 }
 
-/* [main] Publish the completions of the jobs of `pub` (pipelined: an XADD
- * each, an EXPIRE per run), then acknowledge those published (pipelined:
- * one XACK per queue with all their ids): a completion is always in its
- * stream before its entry is acknowledged. Marks the jobs acked; the
- * others are tried again later (a second completion of an attempt is
- * dropped by the runner). */
+/* The completions of one run: an XADD each to P:done:RUN (KEYS[1]), kept
+ * FLOW__RW_TTL_S while P:inflight:RUN (KEYS[2]) exists. Without it the run
+ * ended (late duplicates) or Redis lost it (the runner queues the attempt
+ * again): a stream made here goes after LATE_TTL_S. ARGV: ttl, late ttl,
+ * v, run, worker, then act, attempt, result for each completion. */
+/* Messages to a run's completion stream: ARGV after the 5 fixed ones are
+ * (act, attempt, round, kind, text) for each, kind `result` or `event`; a
+ * round 0 goes without its field. */
+static const char publish_lua[] =
+    "local live = redis.call('EXISTS', KEYS[2])\n"
+    "for i = 6, #ARGV, 5 do\n"
+    "  if ARGV[i + 2] == '0' then\n"
+    "    redis.call('XADD', KEYS[1], '*', 'v', ARGV[3], 'run', ARGV[4], 'act', ARGV[i],\n"
+    "               'attempt', ARGV[i + 1], 'worker', ARGV[5], ARGV[i + 3], ARGV[i + 4])\n"
+    "  else\n"
+    "    redis.call('XADD', KEYS[1], '*', 'v', ARGV[3], 'run', ARGV[4], 'act', ARGV[i],\n"
+    "               'attempt', ARGV[i + 1], 'worker', ARGV[5], ARGV[i + 3], ARGV[i + 4],\n"
+    "               'round', ARGV[i + 2])\n"
+    "  end\n"
+    "end\n"
+    "if live == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
+    "elseif redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
+    "return live\n";
+
+#ifdef FLOW_TESTING
+static atomic_size_t publish_fail_at; /* engine.h: flow__worker_fail_publish_at */
+void flow__worker_fail_publish_at(size_t n)
+{
+    atomic_store(&publish_fail_at, n);
+}
+#define publish_fails()                                                                    \
+    (atomic_load(&publish_fail_at) && atomic_fetch_sub(&publish_fail_at, 1) == 1)
+#else
+#define publish_fails() false
+#endif
+
+/* [main] Pipeline a command; false when hiredis cannot (out of memory). */
+static bool append(redisContext *c, int argc, const char **argv)
+{
+    return redisAppendCommandArgv(c, argc, argv, NULL) == REDIS_OK;
+}
+
+/* [main] Publish the completions of `pub`, one script call per run
+ * (publish_lua), pipelined; then acknowledge the entries whose own script
+ * answered (pipelined, one XACK per queue): a completion is in its stream
+ * before its entry is acknowledged. Then delete what was acknowledged.
+ * Each reply goes to the command it answers: one not sent or failed holds
+ * back its own jobs, no other. Marks jobs xadded and acked; the rest is
+ * tried again later (the runner drops a second completion). */
 static void publish(struct flow_worker *w, wjob_vec *pub)
 {
     redisContext *c = conn(w, &w->main);
-    size_t n = pub->count, sent = 0;
-    struct wjob **who = c ? flow__calloc(2 * n, sizeof(*who)) : NULL;
-    redisReply **reps = who ? flow__calloc(2 * n + w->nqueues, sizeof(*reps)) : NULL;
-    const char **argv = reps ? flow__calloc(n + 3, sizeof(*argv)) : NULL;
-    if (!argv)
+    size_t n = pub->count;
+    if (!c || !n)
+        return;
+    size_t ncmd = n > w->nqueues ? n : w->nqueues;
+    char **text = flow__calloc(n, sizeof(*text));
+    char(*num)[3][16] = flow__calloc(n, sizeof(*num));
+    size_t *lead = flow__calloc(n, sizeof(*lead));        /* first job of its run's call */
+    size_t *cmd_of = flow__calloc(ncmd, sizeof(*cmd_of)); /* per command sent: lead or queue */
+    redisReply **reps = flow__calloc(ncmd, sizeof(*reps));
+    const char **argv = flow__calloc(10 + 5 * n, sizeof(*argv)); /* EVAL's is the longest */
+    if (!text || !num || !lead || !cmd_of || !reps || !argv)
         goto out;
-    char act[16], attempt[16], ttl[16];
+    char ttl[16], late[16];
     snprintf(ttl, sizeof(ttl), "%d", FLOW__RW_TTL_S);
+    snprintf(late, sizeof(late), "%d", LATE_TTL_S);
     for (size_t i = 0; i < n; i++) {
         struct wjob *j = pub->items[i];
+        lead[i] = SIZE_MAX;
         if (j->no_reply || j->xadded)
             continue;
         const struct flow__cmd_result *res = j->abandoned ? &j->ares : &j->res;
-        json_t *rj = flow__rw_result_encode(res, j->abandoned ? NULL : j->writes);
-        char *text = rj ? json_dumps(rj, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        /* The body has returned (or, abandoned, says nothing more): its
+         * events and request are read without the lock. */
+        struct flow__rw_extra x = {j->writes, j->events, j->rctx.waiting};
+        json_t *rj = flow__rw_result_encode(res, j->abandoned ? NULL : &x);
+        text[i] = rj ? json_dumps(rj, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
         json_decref(rj);
-        char *key = flow__rw_key(w->addr.prefix, "done", j->run);
-        snprintf(act, sizeof(act), "%" PRIu32, j->ident.act);
-        snprintf(attempt, sizeof(attempt), "%" PRIu32, j->ident.attempt);
-        if (text && key) {
-            const char *xadd[] = {"XADD", key,   "*",      "v",     FLOW__RW_VERSION,
-                                  "run",  j->run, "act",   act,     "attempt",
-                                  attempt, "worker", w->name, "result", text};
-            redisAppendCommandArgv(c, 15, xadd, NULL);
-            who[sent++] = j;
-            bool seen = false;
-            for (size_t k = 0; k < i && !seen; k++)
-                seen = !pub->items[k]->no_reply && !strcmp(pub->items[k]->run, j->run);
-            if (!seen) {
-                const char *ex[] = {"EXPIRE", key, ttl};
-                redisAppendCommandArgv(c, 3, ex, NULL);
-                who[sent++] = NULL;
+        if (!text[i])
+            continue; /* out of memory: next time */
+        snprintf(num[i][0], sizeof(num[i][0]), "%" PRIu32, j->ident.act);
+        snprintf(num[i][1], sizeof(num[i][1]), "%" PRIu32, j->ident.attempt);
+        snprintf(num[i][2], sizeof(num[i][2]), "%" PRIu32, j->ident.round);
+        lead[i] = i;
+        for (size_t k = 0; k < i; k++)
+            if (lead[k] == k && !strcmp(pub->items[k]->run, j->run)) {
+                lead[i] = k;
+                break;
             }
+    }
+    size_t sent = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lead[i] != i)
+            continue;
+        struct wjob *j = pub->items[i];
+        char *done = flow__rw_key(w->addr.prefix, "done", j->run);
+        char *inflight = flow__rw_key(w->addr.prefix, "inflight", j->run);
+        const char *head[] = {"EVAL", publish_lua, "2", done, inflight, ttl, late,
+                              FLOW__RW_VERSION, j->run, w->name};
+        int argc = (int)FLOW__ARRAY_LEN(head);
+        memcpy(argv, head, sizeof(head));
+        for (size_t k = i; k < n; k++) {
+            if (lead[k] != i)
+                continue;
+            argv[argc++] = num[k][0];
+            argv[argc++] = num[k][1];
+            argv[argc++] = num[k][2];
+            argv[argc++] = "result";
+            argv[argc++] = text[k];
         }
-        flow__json_free_text(text);
-        flow__free(key);
+        if (done && inflight && !publish_fails() && append(c, argc, argv))
+            cmd_of[sent++] = i;
+        flow__free(done);
+        flow__free(inflight);
     }
     bool alive = replies(w, c, sent, reps);
     for (size_t k = 0; k < sent; k++) {
-        if (who[k] && reps[k])
-            who[k]->xadded = true;
+        for (size_t i = cmd_of[k]; reps[k] && i < n; i++)
+            if (lead[i] == cmd_of[k])
+                pub->items[i]->xadded = true;
         freeReplyObject(reps[k]);
     }
     /* Acknowledge what is in its stream (and what needs no reply). */
@@ -800,26 +943,20 @@ static void publish(struct flow_worker *w, wjob_vec *pub)
             if ((j->no_reply || j->xadded) && !strcmp(j->queue_key, w->queue_keys[q]))
                 argv[argc++] = j->entry_id;
         }
-        if (argc > 3) {
-            redisAppendCommandArgv(c, argc, argv, NULL);
-            acks++;
-        }
+        if (argc > 3 && append(c, argc, argv))
+            cmd_of[acks++] = q;
     }
-    replies(w, c, acks, reps);
-    for (size_t q = 0, k = 0; k < acks && q < w->nqueues; q++) {
-        bool any = false;
-        for (size_t i = 0; i < n; i++) {
+    alive = replies(w, c, acks, reps) && alive;
+    for (size_t k = 0; k < acks; k++) {
+        const char *queue = w->queue_keys[cmd_of[k]];
+        for (size_t i = 0; reps[k] && i < n; i++) {
             struct wjob *j = pub->items[i];
-            if ((j->no_reply || j->xadded) && !strcmp(j->queue_key, w->queue_keys[q])) {
-                any = true;
-                if (reps[k] && !j->acked) {
-                    j->acked = true;
-                    w->done_count++;
-                }
+            if ((j->no_reply || j->xadded) && !j->acked && !strcmp(j->queue_key, queue)) {
+                j->acked = true;
+                w->done_count++;
             }
         }
-        if (any)
-            freeReplyObject(reps[k++]);
+        freeReplyObject(reps[k]);
     }
     /* An acknowledged entry is needed by nobody (a resubmission goes by
      * the runner's inflight record): delete it, or the queue's stream
@@ -834,16 +971,84 @@ static void publish(struct flow_worker *w, wjob_vec *pub)
             if (j->acked && !strcmp(j->queue_key, w->queue_keys[q]))
                 argv[argc++] = j->entry_id;
         }
-        if (argc > 2 && redisAppendCommandArgv(c, argc, argv, NULL) == REDIS_OK)
+        if (argc > 2 && append(c, argc, argv))
             dels++;
     }
     replies(w, c, dels, reps);
     for (size_t k = 0; k < dels; k++)
         freeReplyObject(reps[k]);
 out:
-    flow__free(argv);
-    flow__free(who);
+    for (size_t i = 0; text && i < n; i++)
+        flow__json_free_text(text[i]);
+    flow__free(text);
+    flow__free(num);
+    flow__free(lead);
+    flow__free(cmd_of);
     flow__free(reps);
+    flow__free(argv);
+}
+
+/* [main] Stream the events the C functions of `emit` emitted since last
+ * time (pipelined XADDs to their runs' completion streams). Best effort:
+ * what cannot be sent now goes with the completion, which carries every
+ * event, and the runner applies each once. */
+static void stream_events(struct flow_worker *w, wjob_vec *emit)
+{
+    FLOW__VEC(char *) texts = {0};
+    FLOW__VEC(struct wjob *) of = {0};
+    flow_err rc = FLOW_OK;
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < emit->count; i++) {
+        struct wjob *j = emit->items[i];
+        j->emit_listed = false;
+        for (; !rc && j->events_sent < json_array_size(j->events); j->events_sent++) {
+            json_t *ev = json_array_get(j->events, j->events_sent);
+            char *text = flow__rw_event_encode((uint32_t)j->events_sent,
+                                               json_string_value(json_object_get(ev, "event")),
+                                               json_object_get(ev, "data"));
+            if (text)
+                FLOW__VEC_PUSH(&texts, text, rc);
+            if (!text || rc) {
+                flow__json_free_text(text);
+                rc = FLOW_ENOMEM;
+                break;
+            }
+            FLOW__VEC_PUSH(&of, j, rc);
+        }
+    }
+    emit->count = 0;
+    pthread_mutex_unlock(&w->mu);
+    redisContext *c = texts.count == of.count ? conn(w, &w->main) : NULL;
+    size_t sent = 0;
+    char act[16], attempt[16], round[16], ttl[16], late[16];
+    snprintf(ttl, sizeof(ttl), "%d", FLOW__RW_TTL_S);
+    snprintf(late, sizeof(late), "%d", LATE_TTL_S);
+    for (size_t i = 0; c && i < texts.count; i++) {
+        struct wjob *j = of.items[i];
+        char *done = flow__rw_key(w->addr.prefix, "done", j->run);
+        char *inflight = flow__rw_key(w->addr.prefix, "inflight", j->run);
+        snprintf(act, sizeof(act), "%" PRIu32, j->ident.act);
+        snprintf(attempt, sizeof(attempt), "%" PRIu32, j->ident.attempt);
+        snprintf(round, sizeof(round), "%" PRIu32, j->ident.round);
+        const char *argv[] = {"EVAL",  publish_lua, "2",     done,   inflight,
+                              ttl,     late,        FLOW__RW_VERSION, j->run,
+                              w->name, act,         attempt, round,  "event",
+                              texts.items[i]};
+        if (done && inflight && append(c, (int)FLOW__ARRAY_LEN(argv), argv))
+            sent++;
+        flow__free(done);
+        flow__free(inflight);
+    }
+    for (size_t i = 0; i < sent; i++) {
+        void *r = NULL;
+        if (redisGetReply(c, &r) != REDIS_OK)
+            break;
+        freeReplyObject(r);
+    }
+    for (size_t i = 0; i < texts.count; i++)
+        flow__json_free_text(texts.items[i]);
+    FLOW__VEC_FREE(&texts);
+    FLOW__VEC_FREE(&of);
 }
 
 /* [main] A C function killed by the runner that has not returned: answer
@@ -871,21 +1076,27 @@ static void check_cancels(struct flow_worker *w, const wjob_vec *live, wjob_vec 
     redisContext *c = conn(w, &w->main);
     size_t n = live->count;
     redisReply **reps = c && n ? flow__calloc(n, sizeof(*reps)) : NULL;
-    if (!reps)
+    size_t *job_of = reps ? flow__calloc(n, sizeof(*job_of)) : NULL; /* per HGET sent */
+    if (!job_of) {
+        flow__free(reps);
         return;
+    }
     char field[32];
+    size_t sent = 0;
     for (size_t i = 0; i < n; i++) {
         struct wjob *j = live->items[i];
         char *key = flow__rw_key(w->addr.prefix, "cancel", j->run);
-        snprintf(field, sizeof(field), "%" PRIu32 ":%" PRIu32, j->ident.act, j->ident.attempt);
-        const char *argv[] = {"HGET", key ? key : "?", field};
-        redisAppendCommandArgv(c, 3, argv, NULL);
+        flow__rw_cancel_field(field, sizeof(field), j->ident.act, j->ident.attempt,
+                              j->ident.round);
+        const char *argv[] = {"HGET", key, field};
+        if (key && append(c, 3, argv))
+            job_of[sent++] = i;
         flow__free(key);
     }
-    replies(w, c, n, reps);
-    for (size_t i = 0; i < n; i++) {
-        struct wjob *j = live->items[i];
-        redisReply *r = reps[i];
+    replies(w, c, sent, reps);
+    for (size_t k = 0; k < sent; k++) {
+        struct wjob *j = live->items[job_of[k]];
+        redisReply *r = reps[k];
         if (r && r->type == REDIS_REPLY_STRING) {
             bool kill = !strncmp(r->str, "KILL", 4);
             if (strstr(r->str, "timeout"))
@@ -903,6 +1114,7 @@ static void check_cancels(struct flow_worker *w, const wjob_vec *live, wjob_vec 
         }
         freeReplyObject(r);
     }
+    flow__free(job_of);
     flow__free(reps);
 }
 
@@ -1092,13 +1304,15 @@ flow_err flow_worker_run(flow_worker *w, flow_error *err)
     if (!conn(w, &w->main))
         return flow__error(err, FLOW_EIO, "cannot connect to %s", w->addr.shown);
     size_t cap = (size_t)w->concurrency;
-    wjob_vec pub = {0}, live = {0}, fresh = {0}, fin = {0}, cmds = {0};
+    wjob_vec pub = {0}, live = {0}, fresh = {0}, fin = {0}, cmds = {0}, emit = {0};
     flow_err rc = FLOW_OK;
     bool reader = false;
     /* Reserved once: a job list never holds more than `concurrency`. */
     FLOW__VEC_RESERVE(&w->jobs, cap, rc);
     FLOW__VEC_RESERVE(&w->fresh, cap, rc);
     FLOW__VEC_RESERVE(&w->finished, cap, rc);
+    FLOW__VEC_RESERVE(&w->emitting, cap, rc);
+    FLOW__VEC_RESERVE(&emit, cap, rc);
     FLOW__VEC_RESERVE(&pub, cap, rc);
     FLOW__VEC_RESERVE(&live, cap, rc);
     FLOW__VEC_RESERVE(&fresh, cap, rc);
@@ -1132,6 +1346,9 @@ flow_err flow_worker_run(flow_worker *w, flow_error *err)
         t = w->finished;
         w->finished = fin;
         fin = t;
+        t = w->emitting;
+        w->emitting = emit;
+        emit = t;
         w->wake_pending = false;
         bool reader_gone = w->reader_exited;
         if (stopping)
@@ -1157,6 +1374,8 @@ flow_err flow_worker_run(flow_worker *w, flow_error *err)
         for (size_t i = 0; i < fin.count; i++)
             job_over(w, fin.items[i], &pub);
         fin.count = 0;
+        if (emit.count) /* before the completions: the runner reads in order */
+            stream_events(w, &emit);
         now = flow__now_ns();
         if (pub.count && now >= pub_at) {
             publish(w, &pub);
@@ -1219,6 +1438,7 @@ out:
     FLOW__VEC_FREE(&fresh);
     FLOW__VEC_FREE(&fin);
     FLOW__VEC_FREE(&cmds);
+    FLOW__VEC_FREE(&emit);
     return err->code;
 }
 
@@ -1312,10 +1532,20 @@ flow_worker *flow_worker_new(const char *url, const flow_worker_options *o, flow
             flow__error(err, FLOW_ENOMEM, "out of memory starting a worker");
             goto fail;
         }
+    w->main.timeout_s = MAIN_TIMEOUT_S;
+    w->rd.timeout_s = 5.0;
+    /* The first connection may take its time; its replies may not. */
     redisContext *c = flow__redis_connect(&w->addr, 5.0, err);
     if (!c)
         goto fail;
     w->main.c = c;
+    long usec = (long)(MAIN_TIMEOUT_S * 1e6);
+    if (redisSetTimeout(c, (struct timeval){.tv_sec = usec / 1000000, .tv_usec = usec % 1000000}) !=
+        REDIS_OK) {
+        flow__error(err, FLOW_EIO, "cannot set the timeout of the connection to %s",
+                    w->addr.shown);
+        goto fail;
+    }
     return w;
 fail:
     flow_worker_free(w);
@@ -1336,6 +1566,7 @@ void flow_worker_free(flow_worker *w)
     FLOW__VEC_FREE(&w->jobs);
     FLOW__VEC_FREE(&w->fresh);
     FLOW__VEC_FREE(&w->finished);
+    FLOW__VEC_FREE(&w->emitting);
     for (size_t i = 0; i < w->dirs.count; i++)
         flow__free(w->dirs.items[i]);
     FLOW__VEC_FREE(&w->dirs);

@@ -3,7 +3,9 @@
 
 #include "exec/remote_wire.h"
 
+#include <inttypes.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,7 +84,29 @@ bool flow__rw_ident(const struct flow__rw_entry *e, struct flow__rw_ident *out, 
         *why = "field 'attempt' is missing or not a positive integer";
         return false;
     }
+    const char *round = flow__rw_field(e, "round");
+    out->round = 0;
+    if (round && strcmp(round, "0") && !parse_u32(round, &out->round)) {
+        *why = "field 'round' is not a number";
+        return false;
+    }
     return true;
+}
+
+void flow__rw_cancel_field(char *buf, size_t size, uint32_t act, uint32_t attempt, uint32_t round)
+{
+    if (round)
+        snprintf(buf, size, "%" PRIu32 ":%" PRIu32 ".%" PRIu32, act, attempt, round);
+    else
+        snprintf(buf, size, "%" PRIu32 ":%" PRIu32, act, attempt);
+}
+
+void flow__rw_inflight_value(char *buf, size_t size, uint32_t attempt, uint32_t round)
+{
+    if (round)
+        snprintf(buf, size, "%" PRIu32 ".%" PRIu32, attempt, round);
+    else
+        snprintf(buf, size, "%" PRIu32, attempt);
 }
 
 static const char *const mode_names[] = {"auto", "json", "text", "lines"};
@@ -235,6 +259,20 @@ bool flow__rw_spec_decode(const char *text, struct flow__rw_task *t, char **why)
         *why = flow__strdup("field 'state_v' of the spec is missing");
         return false;
     }
+    t->answers = json_object_get(o, "answers");
+    if (t->answers && !json_is_object(t->answers)) {
+        *why = flow__strdup("field 'answers' of the spec is not an object");
+        return false;
+    }
+    t->item = json_object_get(o, "item");
+    t->index = -1;
+    if ((v = json_object_get(o, "index"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            *why = flow__strdup("field 'index' of the spec is not a position");
+            return false;
+        }
+        t->index = (long)json_integer_value(v);
+    }
     t->spec.stdin_input = json_is_true(json_object_get(o, "stdin"));
     const char *mode = json_string_value(json_object_get(o, "output"));
     t->spec.output_mode = FLOW_OUTPUT_AUTO;
@@ -282,7 +320,15 @@ json_t *flow__rw_state_decode(const redisReply *r, const char *run, const char *
     return NULL;
 }
 
-json_t *flow__rw_result_encode(const struct flow__cmd_result *res, json_t *writes)
+void flow__rw_extra_cleanup(struct flow__rw_extra *x)
+{
+    json_decref(x->writes);
+    json_decref(x->events);
+    json_decref(x->waiting);
+    memset(x, 0, sizeof(*x));
+}
+
+json_t *flow__rw_result_encode(const struct flow__cmd_result *res, const struct flow__rw_extra *x)
 {
     json_t *o = json_pack("{s:b,s:i,s:i}", "ok", res->ok, "exit_status", res->exit_status,
                           "term_signal", res->term_signal);
@@ -293,8 +339,12 @@ json_t *flow__rw_result_encode(const struct flow__cmd_result *res, json_t *write
         bad |= json_object_set(o, "output", res->output);
     if (res->directives)
         bad |= json_object_set(o, "directives", res->directives);
-    if (writes)
-        bad |= json_object_set(o, "writes", writes);
+    if (x && x->writes)
+        bad |= json_object_set(o, "writes", x->writes);
+    if (x && x->events && json_array_size(x->events))
+        bad |= json_object_set(o, "events", x->events);
+    if (x && x->waiting)
+        bad |= json_object_set(o, "waiting", x->waiting);
     if (res->error)
         bad |= json_object_set_new(o, "error", json_string(res->error));
     if (res->stderr_tail)
@@ -314,11 +364,25 @@ static char *opt_string(json_t *o, const char *k)
     return s ? flow__strdup(s) : NULL;
 }
 
-bool flow__rw_result_decode(const char *text, struct flow__cmd_result *res, json_t **writes,
-                            char **why)
+/* Each element an object {event: non-empty string, data}. */
+static bool events_ok(json_t *ev)
+{
+    if (!json_is_array(ev))
+        return false;
+    for (size_t i = 0; i < json_array_size(ev); i++) {
+        json_t *e = json_array_get(ev, i);
+        const char *name = json_string_value(json_object_get(e, "event"));
+        if (!json_is_object(e) || !name || !*name)
+            return false;
+    }
+    return true;
+}
+
+bool flow__rw_result_decode(const char *text, struct flow__cmd_result *res,
+                            struct flow__rw_extra *x, char **why)
 {
     memset(res, 0, sizeof(*res));
-    *writes = NULL;
+    memset(x, 0, sizeof(*x));
     *why = NULL;
     json_error_t jerr;
     json_t *o = text ? json_loads(text, JSON_DECODE_ANY, &jerr) : NULL;
@@ -329,9 +393,13 @@ bool flow__rw_result_decode(const char *text, struct flow__cmd_result *res, json
     }
     json_t *d = json_object_get(o, "directives");
     json_t *w = json_object_get(o, "writes");
-    if ((d && !json_is_array(d)) || (w && !json_is_object(w))) {
+    json_t *ev = json_object_get(o, "events");
+    json_t *wt = json_object_get(o, "waiting");
+    if ((d && !json_is_array(d)) || (w && !json_is_object(w)) || (ev && !events_ok(ev)) ||
+        (wt && (!json_is_object(wt) || !json_is_string(json_object_get(wt, "id"))))) {
         json_decref(o);
-        *why = flow__strdup("fields 'directives' or 'writes' of the result have the wrong type");
+        *why = flow__strdup("field 'directives', 'writes', 'events' or 'waiting' of the result "
+                            "has the wrong type");
         return false;
     }
     res->ok = json_is_true(json_object_get(o, "ok"));
@@ -341,10 +409,43 @@ bool flow__rw_result_decode(const char *text, struct flow__cmd_result *res, json
     if (res->ok && !res->output)
         res->output = json_null();
     res->directives = d ? json_incref(d) : json_array();
-    *writes = json_incref(w);
+    x->writes = json_incref(w);
+    x->events = json_incref(ev);
+    x->waiting = json_incref(wt);
     res->error = opt_string(o, "error");
     res->stderr_tail = opt_string(o, "stderr");
     res->stdout_tail = opt_string(o, "stdout");
     json_decref(o);
+    return true;
+}
+
+char *flow__rw_event_encode(uint32_t seq, const char *event, json_t *data)
+{
+    json_t *o = json_pack("{s:I,s:s,s:O}", "seq", (json_int_t)seq, "event", event, "data",
+                          data ? data : json_null());
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(o);
+    return text;
+}
+
+bool flow__rw_event_decode(const char *text, uint32_t *seq, const char **name, json_t **data,
+                           json_t **owned, char **why)
+{
+    json_error_t jerr;
+    json_t *o = json_loads(text, JSON_DECODE_ANY, &jerr);
+    json_t *s = json_object_get(o, "seq");
+    const char *n = json_string_value(json_object_get(o, "event"));
+    if (!json_is_object(o) || !json_is_integer(s) || json_integer_value(s) < 0 ||
+        json_integer_value(s) > (json_int_t)UINT32_MAX || !n || !*n) {
+        json_decref(o);
+        *why = flow__strdup("field 'event' is not an object with 'seq' and 'event'");
+        return false;
+    }
+    *seq = (uint32_t)json_integer_value(s);
+    *name = n;
+    *data = json_object_get(o, "data");
+    if (!*data)
+        *data = json_null();
+    *owned = o;
     return true;
 }

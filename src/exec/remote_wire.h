@@ -41,10 +41,17 @@ struct flow__rw_ident {
     const char *run;     /* points into the entry */
     uint32_t act;
     uint32_t attempt;
+    uint32_t round;      /* the same attempt run again after an answer to a
+                          * feedback request: 0, 1, ... (field `round`,
+                          * absent for 0) */
 };
-/* Read `run`, `act`, `attempt` (and check `v`); false with *why (static
- * text) when one is missing or malformed. */
+/* Read `run`, `act`, `attempt`, `round` (and check `v`); false with *why
+ * (static text) when one is missing or malformed. */
 bool flow__rw_ident(const struct flow__rw_entry *e, struct flow__rw_ident *out, const char **why);
+/* The field of P:cancel:RUN and the value of P:inflight:RUN that name one
+ * submission: "ACT:ATTEMPT" / "ATTEMPT", with ".ROUND" after a round 0. */
+void flow__rw_cancel_field(char *buf, size_t size, uint32_t act, uint32_t attempt, uint32_t round);
+void flow__rw_inflight_value(char *buf, size_t size, uint32_t attempt, uint32_t round);
 
 /* The longest state version (`state_v`: the field of P:state:RUN that holds
  * the state an entry was rendered with), NUL included. */
@@ -67,6 +74,10 @@ struct flow__rw_task {
     json_t *state;       /* the state the spec carries (an object, borrowed
                           * from owned; runners before state_v), or NULL;
                           * the worker points it at the state it read */
+    json_t *answers;     /* borrowed: request id -> answer, the answered
+                          * feedback requests of the activation, or NULL */
+    json_t *item;        /* borrowed: a foreach element, or NULL */
+    long index;          /* its position, or -1 */
     const char **argv;
     const char **env;
 };
@@ -82,13 +93,32 @@ void flow__rw_task_cleanup(struct flow__rw_task *t);
 json_t *flow__rw_state_decode(const redisReply *r, const char *run, const char *state_v,
                               char **why);
 
-/* A result as JSON for the completion stream; `writes` (a C task's state
- * writes) may be NULL. NULL: out of memory. */
-json_t *flow__rw_result_encode(const struct flow__cmd_result *res, json_t *writes);
+/* What a C function's completion carries besides a command's result. */
+struct flow__rw_extra {
+    json_t *writes;   /* its state writes (an object), or NULL */
+    json_t *events;   /* what it emitted, in order: [{event, data}...], or NULL */
+    json_t *waiting;  /* the feedback request it ended waiting for (id, type,
+                       * message, options, timeout, default, channel_key),
+                       * or NULL */
+};
+void flow__rw_extra_cleanup(struct flow__rw_extra *x);
+/* A result as JSON for the completion stream; `x` may be NULL. NULL: out
+ * of memory. */
+json_t *flow__rw_result_encode(const struct flow__cmd_result *res, const struct flow__rw_extra *x);
 /* Parse the `result` field into `res` (cleaned with
- * flow__cmd_result_cleanup) and *writes (new reference or NULL). */
-bool flow__rw_result_decode(const char *text, struct flow__cmd_result *res, json_t **writes,
-                            char **why);
+ * flow__cmd_result_cleanup) and `x` (new references or NULL; cleaned with
+ * flow__rw_extra_cleanup). */
+bool flow__rw_result_decode(const char *text, struct flow__cmd_result *res,
+                            struct flow__rw_extra *x, char **why);
+
+/* An event a C function emitted while it runs, streamed to P:done:RUN
+ * before its completion (field `event`): {"seq": N, "event": NAME,
+ * "data": ...}, seq counting from 0 within one round of an attempt. The
+ * text is freed with flow__json_free_text; NULL: out of memory. */
+char *flow__rw_event_encode(uint32_t seq, const char *event, json_t *data);
+/* Parse it: *name borrowed from *owned, *data borrowed (never NULL). */
+bool flow__rw_event_decode(const char *text, uint32_t *seq, const char **name, json_t **data,
+                           json_t **owned, char **why);
 
 /* "auto", "json", "text", "lines". */
 const char *flow__rw_output_mode_name(flow_output_mode m);

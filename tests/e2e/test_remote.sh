@@ -3,8 +3,9 @@
 # redis-server (docs/internals/distribution.md): same results as local runs,
 # retries and timeouts on workers, a worker SIGKILLed mid-task (its entry is
 # claimed by another), SIGTERM drain, `flow workers`, a runner SIGKILLed
-# then resumed with the completions published meanwhile, and the run's state
-# queued once per version (P:state:RUN), its changes reaching the workers.
+# then resumed with the completions published meanwhile, a Redis that
+# hangs (SIGSTOP) while a worker's command ends, and the run's state queued
+# once per version (P:state:RUN), its changes reaching the workers.
 set -u
 source "$(dirname "$0")/lib.sh"
 cd "$T"
@@ -343,6 +344,32 @@ assert errs and "the state of run lost1 (version " in errs[0], errs'
 check "the submit script refused the retry until its version was written again" python3 -c '
 import json, sys; info = json.loads(sys.argv[1])
 assert "errorstat_NOSTATE:count=" in info, info' "$(redis_cmd INFO errorstats)"
+stop_workers
+
+# ---- 12. Redis hangs (SIGSTOP): the worker still reaps what ends ---------------------
+# Its main thread waits for a Redis reply half a second at most, then goes
+# back to its commands; what it could not write is written once Redis answers.
+cat > hang.yaml <<Y
+name: hang
+defaults:
+  executor: remote
+tasks:
+  h:
+    shell: 'echo \$\$ > $T/hang.pid; while [ ! -e $T/hang.go ]; do sleep 0.05; done; echo 3'
+Y
+start_worker h1
+"$FLOW" run hang.yaml --redis "$REDIS_URL" --store memory: -q > hang.out 2>err &
+RUNNER=$!
+check "h started on the worker" wait_for 10 test -s "$T/hang.pid"
+kill -STOP "$REDIS_PID"
+sleep 0.5 # the worker is waiting for Redis now (it checks the cancel keys every 100 ms)
+touch "$T/hang.go"
+reaped() { [ ! -e "/proc/$(cat "$T/hang.pid")" ]; }
+check "while Redis hangs, the worker reaps its ended command within 2 s" wait_for 2 reaped
+kill -CONT "$REDIS_PID"
+rc=0; wait "$RUNNER" || rc=$?
+check "the run completed once Redis answered again (rc $rc)" [ "$rc" = 0 ]
+expect_json "$(cat hang.out)" 3 "hang result"
 stop_workers
 
 redis_stop

@@ -3,8 +3,9 @@
 # `fn:` tasks served by examples/c/remote_worker.c through a real
 # redis-server. Input, output, state writes and reads, events (emit), a
 # failing function retried, a timeout that the running function sees, one
-# that ignores it (abandoned), a function no worker serves, SIGTERM drain, and a worker SIGKILLed while its
-# function runs: another worker claims and completes the entry.
+# that ignores it (abandoned), a function no worker serves, SIGTERM drain, a worker SIGKILLed while its
+# function runs: another worker claims and completes the entry; the state by
+# version (P:state:RUN), and entries whose state version is missing or bad.
 set -u
 source "$(dirname "$0")/lib.sh"
 cd "$T"
@@ -143,7 +144,114 @@ import json,sys; d=json.load(open("kill.json")); t={x["task"]: x for x in d["tas
 assert t["held"]["output"] == int(sys.argv[1]) and t["held"]["attempts"] == 1, t["held"]' "$K2"
 check "SIGTERM: k2 exits 0" stop_workers
 
-# ---- 4. the state reaches functions by version (P:state:RUN) ----------------------
+# ---- 4. feedback, events while running, foreach items ----------------------------
+start_worker f1 --concurrency 4
+cat > fb.yaml <<'Y'
+name: fbr
+defaults:
+  executor: remote
+tasks:
+  ask:
+    fn: approve
+    input: {what: the release, id: go}
+  final:
+    executor: thread
+    noop: true
+    after: ask
+    input: {decision: "{{ state.decision }}", asked: "{{ tasks.ask.output }}"}
+Y
+rc=0; "$FLOW" run fb.yaml --redis "$REDIS_URL" --id fb1 >out 2>err || rc=$?
+check "a remote function that asks a person pauses the run (exit 3; rc $rc)" [ "$rc" = 3 ] || cat err
+check "... saying what waits and how to answer" grep -q "answer with: flow feedback fb1 go --approve" err
+check "... the request is open, with the function's message" sh -c '"$1" feedback fb1 --json | grep -q "Approve the release?"' _ "$FLOW"
+"$FLOW" feedback fb1 go --approve --by bob 2>err
+rc=0; "$FLOW" resume fb1 --redis "$REDIS_URL" --json >fb1.json 2>err || rc=$?
+check "answered and resumed, the function runs again with the answer (rc $rc)" [ "$rc" = 0 ] || cat err
+check "... as the same attempt: its output and its state write carry the answer" python3 -c '
+import json; d=json.load(open("fb1.json")); t={x["task"]: x for x in d["tasks"]}
+a = t["ask"]
+assert a["status"] == "completed" and a["attempts"] == 1, a
+assert a["output"] == {"what": "the release", "approved": True, "by": "bob"}, a["output"]
+assert t["final"]["output"]["decision"] is True, t["final"]'
+# the runner waits for the answer (--wait), answered from another process
+"$FLOW" run fb.yaml --redis "$REDIS_URL" --id fb2 --wait --quiet >fb2.out 2>fb2.err &
+RUNNER=$!
+check "fb2 asks" wait_until 10 sh -c '"$1" feedback fb2 --json 2>/dev/null | grep -q "\"go\""' _ "$FLOW"
+"$FLOW" feedback fb2 go --reject --by carol 2>/dev/null
+rc=0; wait "$RUNNER" || rc=$?
+check "a waiting runner gets the answer and completes (rc $rc)" [ "$rc" = 0 ] || cat fb2.err
+check "... the function saw the rejection" python3 -c '
+import json; d=json.load(open("fb2.out")); assert d["asked"] == {"what": "the release", "approved": False, "by": "carol"}, d' || cat fb2.out
+cat > fbbad.yaml <<'Y'
+name: fbbad
+tasks:
+  ask:
+    executor: remote
+    fn: approve
+    input: {selection: true}
+Y
+rc=0; "$FLOW" run fbbad.yaml --redis "$REDIS_URL" --quiet >out 2>err || rc=$?
+check "a malformed request from a remote function fails its task (rc $rc)" [ "$rc" = 1 ]
+check "... saying why" grep -q "is a selection without options" err
+cat > ev.yaml <<Y
+name: evr
+defaults:
+  executor: remote
+connect:
+  - {from: ticker.tick, to: heard}
+tasks:
+  ticker:
+    fn: ticker
+    input: {ticks: 3, until: "$T/heard.flag"}
+  heard:
+    executor: process
+    shell: 'cat "\$FLOW_INPUT" >> $T/ticks; echo >> $T/ticks; touch $T/heard.flag'
+  spread:
+    fn: where
+    foreach: [a, b, c]
+Y
+rc=0; "$FLOW" run ev.yaml --redis "$REDIS_URL" --json >ev.json 2>err || rc=$?
+check "events and foreach items (rc $rc)" [ "$rc" = 0 ] || cat err
+check "events reach the runner while the function runs (it saw their subscriber's file)" python3 -c '
+import json; d=json.load(open("ev.json")); t={x["task"]: x for x in d["tasks"]}
+assert t["ticker"]["output"] is True, t["ticker"]'
+check "each event is applied once: 3 ticks, 3 subscriber runs" [ "$(grep -c . "$T/ticks")" = 3 ]
+check "a remote foreach activation reads its item and index" python3 -c '
+import json; d=json.load(open("ev.json"))
+got = [x["output"] for x in d["tasks"] if x["task"] == "spread" and isinstance(x["output"], list)]
+assert got == [[{"item": "a", "index": 0}, {"item": "b", "index": 1}, {"item": "c", "index": 2}]], got'
+# the runner dies after two streamed events were applied; the function then
+# finishes, and its completion (which carries the events too) is applied by
+# the resumed run: each event still starts its subscriber once
+cat > ev2.yaml <<Y
+name: evkill
+connect:
+  - {from: ticker.tick, to: heard}
+tasks:
+  ticker:
+    executor: remote
+    fn: ticker
+    input: {ticks: 2, until: "$T/go.flag"}
+  heard:
+    shell: 'echo heard >> $T/ticks2'
+Y
+"$FLOW" run ev2.yaml --redis "$REDIS_URL" --id ev2 --quiet >/dev/null 2>&1 &
+RUNNER=$!
+heard_done() { "$FLOW" status ev2 --json 2>/dev/null | python3 -c '
+import json,sys; d=json.load(sys.stdin)
+sys.exit(0 if sum(1 for x in d["tasks"] if x["task"] == "heard" and x["status"] == "completed") == 2 else 1)'; }
+check "both events reached the runner and their subscribers completed" wait_until 15 heard_done
+kill -9 "$RUNNER"; wait "$RUNNER" 2>/dev/null
+touch "$T/go.flag"
+rc=0; "$FLOW" resume ev2 --redis "$REDIS_URL" --json >ev2.json 2>err || rc=$?
+check "resumed, the run completes with the function's completion (rc $rc)" [ "$rc" = 0 ] || cat err
+check "... the function ran once and saw its flag" python3 -c '
+import json; d=json.load(open("ev2.json")); t={x["task"]: x for x in d["tasks"]}
+assert t["ticker"]["output"] is True and t["ticker"]["attempts"] == 1, t["ticker"]'
+check "... and its two events started their subscriber twice in all, not again" [ "$(grep -c heard "$T/ticks2")" = 2 ]
+check "SIGTERM: f1 exits 0" stop_workers
+
+# ---- 5. the state reaches functions by version (P:state:RUN) ----------------------
 # 30 squares, each writing the state (30 versions), then 30 reports queued
 # together: each reads the count the squares left. The entries are looked
 # at before any worker runs them: a version, no state.
@@ -195,7 +303,7 @@ check "the state versions are deleted with the run" \
     [ "$(redis_cmd EXISTS flow:state:fnwaves1)" = 0 ]
 stop_workers
 
-# ---- 5. entries whose state version is missing or malformed ---------------------
+# ---- 6. entries whose state version is missing or malformed ---------------------
 # Written by hand on a queue of their own: each is answered with a completion
 # that says what is wrong; an entry with the state in it (a runner before
 # state_v) still works.
@@ -211,13 +319,15 @@ for spec in '{"fn": "report", "input": 1, "state_v": "nope.1"}' \
     n=$((n + 1))
     redis_cmd XADD flow:q:handmade '*' v 1 run "hm$n" act 1 attempt 1 task t spec "$spec" > /dev/null
 done
-all_done() { for i in 1 2 3 4 5; do [ "$(redis_cmd XLEN flow:done:hm$i)" = 1 ] || return 1; done; }
+answered() { redis_cmd XRANGE "flow:done:$1" - + | grep -q '"result"'; } # (events come first)
+all_done() { for i in 1 2 3 4 5; do answered "hm$i" || return 1; done; }
 check "each hand-made entry is answered" wait_until 10 all_done
 for i in 1 2 3 4 5; do redis_cmd XRANGE flow:done:hm$i - + > "done$i.json"; done
 check "a missing version, a malformed one, a bad name: failed, saying so; the old form works" python3 -c '
 import json
 def result(i):
-    (_, f), = json.load(open("done%d.json" % i)); return json.loads(dict(zip(f[::2], f[1::2]))["result"])
+    (f,) = [dict(zip(f[::2], f[1::2])) for _, f in json.load(open("done%d.json" % i)) if "result" in f]
+    return json.loads(f["result"])
 r = result(1); assert not r["ok"] and "the state of run hm1 (version nope.1) is not in Redis" in r["error"], r
 r = result(2); assert not r["ok"] and "the state of run hm2 (version bad.1) in Redis is not a JSON object" in r["error"], r
 r = result(3); assert not r["ok"] and "field '"'"'state_v'"'"' of the spec is not a state version" in r["error"], r
@@ -225,7 +335,7 @@ r = result(4); assert r["ok"] and r["output"] == 5, r
 r = result(5); assert r["ok"] and r["output"] == 7, r'
 stop_workers
 
-# ---- 6. usage ------------------------------------------------------------------
+# ---- 7. usage ------------------------------------------------------------------
 rc=0; FLOW_REDIS= "$RW" 2>err || rc=$?
 check "no Redis: exit 1 with a message" [ "$rc" = 1 ] && grep -q "FLOW_REDIS" err
 finish
