@@ -3,8 +3,9 @@
 # `fn:` tasks served by examples/c/remote_worker.c through a real
 # redis-server. Input, output, state writes and reads, events (emit), a
 # failing function retried, a timeout that the running function sees, one
-# that ignores it (abandoned), a function no worker serves, SIGTERM drain, and a worker SIGKILLed while its
-# function runs: another worker claims and completes the entry.
+# that ignores it (abandoned), a function no worker serves, SIGTERM drain, a worker SIGKILLed while its
+# function runs: another worker claims and completes the entry; the state by
+# version (P:state:RUN), and entries whose state version is missing or bad.
 set -u
 source "$(dirname "$0")/lib.sh"
 cd "$T"
@@ -211,13 +212,15 @@ for spec in '{"fn": "report", "input": 1, "state_v": "nope.1"}' \
     n=$((n + 1))
     redis_cmd XADD flow:q:handmade '*' v 1 run "hm$n" act 1 attempt 1 task t spec "$spec" > /dev/null
 done
-all_done() { for i in 1 2 3 4 5; do [ "$(redis_cmd XLEN flow:done:hm$i)" = 1 ] || return 1; done; }
+answered() { redis_cmd XRANGE "flow:done:$1" - + | grep -q '"result"'; } # (events come first)
+all_done() { for i in 1 2 3 4 5; do answered "hm$i" || return 1; done; }
 check "each hand-made entry is answered" wait_until 10 all_done
 for i in 1 2 3 4 5; do redis_cmd XRANGE flow:done:hm$i - + > "done$i.json"; done
 check "a missing version, a malformed one, a bad name: failed, saying so; the old form works" python3 -c '
 import json
 def result(i):
-    (_, f), = json.load(open("done%d.json" % i)); return json.loads(dict(zip(f[::2], f[1::2]))["result"])
+    (f,) = [dict(zip(f[::2], f[1::2])) for _, f in json.load(open("done%d.json" % i)) if "result" in f]
+    return json.loads(f["result"])
 r = result(1); assert not r["ok"] and "the state of run hm1 (version nope.1) is not in Redis" in r["error"], r
 r = result(2); assert not r["ok"] and "the state of run hm2 (version bad.1) in Redis is not a JSON object" in r["error"], r
 r = result(3); assert not r["ok"] and "field '"'"'state_v'"'"' of the spec is not a state version" in r["error"], r
