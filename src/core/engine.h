@@ -232,6 +232,8 @@ struct flow_run {
                                      * holds, taken by flow__feedback_resume */
     bool wait_for_people;           /* [L] flow_run_options.wait: do not pause for them */
     bool remote_watch;              /* [L] has remote work: its completions are read */
+    struct flow__remote_state *remote_state; /* [L] the state versions core/remote.c
+                                              * queued entries with (freed with the run) */
 };
 
 #define ACT_CHUNK 256
@@ -437,6 +439,10 @@ void flow__remote_signal(struct flow_run *r, struct act *a, const char *what);
 void flow__remote_run_ended(struct flow_run *r);
 /* Stop the threads (engine shutdown, without the lock). */
 void flow__remote_stop(struct flow_engine *e);
+/* Free what a run shipped of its state (r->remote_state; NULL: nothing), as
+ * the run is freed. */
+struct flow__remote_state;
+void flow__remote_state_free(struct flow__remote_state *st);
 /* [L] A remote attempt's completion (or its failure to be submitted):
  * the slot is given back and the result applied as a command's. */
 void flow__run_remote_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res,

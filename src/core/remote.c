@@ -13,13 +13,16 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/run_int.h"
 #include "exec/remote_wire.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/json.h"
 #include "util/log.h"
 #include "util/redis.h"
 
@@ -54,13 +57,45 @@ struct watch {
     char last[48];
 };
 
+/* One version of a run's state as queued for workers: field `field` of
+ * `key` (P:state:RUN). Shared by the run's list and by the submissions
+ * that name it, which keep it (and its text, to write it again after a
+ * reconnect) as long as their attempts run; a run may be freed on another
+ * thread, hence the atomic count. The other fields are the submitter's. */
+struct state_blob {
+    atomic_int refs;
+    uint64_t version;        /* the run's state_version it was dumped at */
+    char field[FLOW__RW_STATE_V_MAX]; /* "EPOCH.VERSION" */
+    char *key;
+    char *text;              /* the state, as JSON */
+    unsigned written;        /* the connection generation that stored it (0: none) */
+    bool pinned;             /* a user we lost track of (out of memory): kept */
+    unsigned batch;          /* the last batch that wrote it */
+    char *error;             /* the server's refusal to store it, or NULL */
+};
+
+/* What a run queued of its state (r->remote_state). [L] */
+struct flow__remote_state {
+    char epoch[17];          /* hex; a resumed run (a new object) gets another */
+    FLOW__VEC(struct state_blob *) shipped; /* newest last; a reference each */
+    size_t sweep_at;         /* sweep unused versions at this count */
+};
+
+/* A version to delete from P:state:RUN (the submitter's). */
+struct state_drop {
+    char *key;
+    char field[FLOW__RW_STATE_V_MAX];
+};
+
 /* A queued attempt that may still run: queued again after a reconnect if
- * Redis lost it. Only its name is kept; its spec (which holds the run's
- * state) is rendered again then. */
+ * Redis lost it. Only its name is kept; its spec is rendered again then. */
 struct sent {
     struct flow_run *r; /* a reference */
     struct act *a;
     uint32_t attempt, round;
+    struct state_blob *blob; /* the state version its entry names (a
+                              * reference: in use while it runs), or NULL
+                              * once it is known to have ended */
 };
 
 /* What a submission needs, prepared under the lock. */
@@ -71,6 +106,7 @@ struct submission {
     char *queue_key, *inflight_key;
     char act_s[16], attempt_s[16], round_s[16], inflight_v[32];
     char *spec;
+    struct state_blob *blob; /* its state version (a reference) */
     flow_err rc;   /* of the last try: FLOW_EIO means try again */
     char *error;   /* its message when it failed otherwise */
     bool settled;  /* queued, or ended without being queued */
@@ -94,16 +130,34 @@ struct flow__remote {
      * append-only file with appendfsync everysec loses its last second). */
     FLOW__VEC(struct sent) sent;
     size_t sent_prune;                /* prune `sent` at this count */
+    FLOW__VEC(struct state_drop) drops; /* the submitter's: sent with the next batch */
+    unsigned batch;                   /* the submitter's: batches sent */
+    unsigned gen;                     /* the submitter's: one more at each reconnect (a
+                                       * restarted Redis may have lost state versions) */
     atomic_bool reconnected;
 };
 
+/* KEYS: the queue, P:inflight:RUN, P:state:RUN; ARGV: act, attempt, TTL,
+ * state version, then the entry's fields. An entry is never queued without
+ * its state version: NOSTATE asks the submitter to write it again. */
 static const char submit_lua[] =
     "local cur = redis.call('HGET', KEYS[2], ARGV[1])\n"
     "if cur == ARGV[2] then return 0 end\n"
-    "redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))\n"
+    "if redis.call('HEXISTS', KEYS[3], ARGV[4]) == 0 then\n"
+    "  return redis.error_reply('NOSTATE state version ' .. ARGV[4] .. ' is not in ' .. KEYS[3])\n"
+    "end\n"
+    "redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))\n"
     "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
     "redis.call('EXPIRE', KEYS[2], ARGV[3])\n"
+    "redis.call('EXPIRE', KEYS[3], ARGV[3])\n"
     "return 1\n";
+
+/* KEYS: P:state:RUN; ARGV: the version, the state, TTL. A version never
+ * changes once written. */
+static const char state_lua[] = "local n = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])\n"
+                                "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
+                                "return n\n";
+
 
 /* Sleep `ms` on the submitter's condition (so that stopping is quick). [L] */
 static void nap(struct flow__remote *rm, int ms)
@@ -169,6 +223,26 @@ static void early_free(struct early *x)
     flow__cmd_result_cleanup(&x->res);
     flow__rw_extra_cleanup(&x->x);
     flow__free(x->worker);
+}
+
+static void blob_unref(struct state_blob *b)
+{
+    if (!b || atomic_fetch_sub(&b->refs, 1) != 1)
+        return;
+    flow__free(b->key);
+    flow__json_free_text(b->text);
+    flow__free(b->error);
+    flow__free(b);
+}
+
+void flow__remote_state_free(struct flow__remote_state *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; i < st->shipped.count; i++)
+        blob_unref(st->shipped.items[i]);
+    FLOW__VEC_FREE(&st->shipped);
+    flow__free(st);
 }
 
 /* [L] Is `a` still running (attempt, round) on a worker? */
@@ -237,10 +311,99 @@ static void submission_cleanup(struct submission *s)
     flow__free(s->inflight_key);
     flow__free(s->spec);
     flow__free(s->error);
+    blob_unref(s->blob);
+    s->blob = NULL;
+}
+
+/* [L] Delete (with the next batch) the state versions of `st` that no
+ * attempt still running remotely was queued with, but the newest: the
+ * records in `sent` of attempts that ended let go of theirs first. */
+static void sweep_states(struct flow__remote *rm, struct flow__remote_state *st)
+{
+    for (size_t i = 0; i < rm->sent.count; i++) {
+        struct sent *x = &rm->sent.items[i];
+        if (x->blob && !still_remote(x->a, x->attempt, x->round)) {
+            blob_unref(x->blob);
+            x->blob = NULL;
+        }
+    }
+    size_t kept = 0, last = st->shipped.count - 1;
+    for (size_t i = 0; i < last; i++) {
+        struct state_blob *b = st->shipped.items[i];
+        struct state_drop d = {.key = NULL};
+        flow_err rc = FLOW_OK;
+        if (atomic_load(&b->refs) == 1 && !b->pinned) { /* the list's own */
+            d.key = flow__strdup(b->key);
+            snprintf(d.field, sizeof(d.field), "%s", b->field);
+            rc = d.key ? FLOW_OK : FLOW_ENOMEM;
+            if (!rc)
+                FLOW__VEC_PUSH(&rm->drops, d, rc);
+        }
+        if (d.key && !rc) {
+            blob_unref(b);
+        } else {
+            flow__free(d.key); /* out of memory: it stays until the run ends */
+            st->shipped.items[kept++] = b;
+        }
+    }
+    st->shipped.items[kept++] = st->shipped.items[last];
+    st->shipped.count = kept;
+    st->sweep_at = 2 * kept + 16;
+}
+
+/* [L] The state version of run `r` for a submission (a new reference),
+ * dumped on its first use; NULL: out of memory. */
+static struct state_blob *state_of(struct flow__remote *rm, struct flow_run *r)
+{
+    struct flow__remote_state *st = r->remote_state;
+    if (!st) {
+        st = flow__calloc(1, sizeof(*st));
+        if (!st)
+            return NULL;
+        uint64_t x;
+        if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != (ssize_t)sizeof(x))
+            x = (uint64_t)flow__now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)st;
+        snprintf(st->epoch, sizeof(st->epoch), "%016" PRIx64, x);
+        st->sweep_at = 16;
+        r->remote_state = st;
+    }
+    struct state_blob *b = st->shipped.count ? st->shipped.items[st->shipped.count - 1] : NULL;
+    if (b && b->version == r->state_version) {
+        atomic_fetch_add(&b->refs, 1);
+        return b;
+    }
+    b = flow__calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    atomic_init(&b->refs, 1);
+    b->version = r->state_version;
+    snprintf(b->field, sizeof(b->field), "%s.%" PRIu64, st->epoch, r->state_version);
+    b->key = flow__rw_key(rm->addr.prefix, "state", r->id);
+    b->text = json_dumps(r->state, JSON_COMPACT | JSON_ENCODE_ANY);
+    flow_err rc = b->key && b->text ? FLOW_OK : FLOW_ENOMEM;
+    if (!rc)
+        FLOW__VEC_PUSH(&st->shipped, b, rc);
+    if (rc) {
+        blob_unref(b);
+        return NULL;
+    }
+    if (st->shipped.count >= st->sweep_at)
+        sweep_states(rm, st);
+    atomic_fetch_add(&b->refs, 1);
+    return b;
+}
+
+/* [L] The spec of `s` as JSON, naming the run's state version as it is
+ * now (s->blob, a new reference); NULL: out of memory. */
+static json_t *spec_of(struct flow__remote *rm, struct flow_run *r, struct submission *s,
+                       const struct flow__cmd_spec *spec, const char *fn)
+{
+    s->blob = state_of(rm, r);
+    return s->blob ? flow__rw_spec_encode(spec, fn, s->blob->field) : NULL;
 }
 
 /* [L] The message of running attempt `a->attempt` of `a` into `s` (its
- * queue and inflight keys, its spec with the run's state); false with a
+ * queue and inflight keys, its spec naming the run's state version); false with a
  * message (or NULL: out of memory) in *why. Called when the attempt starts
  * and again when Redis lost it: a spec is not kept in between. */
 static bool render(struct flow__remote *rm, struct act *a, struct submission *s, char **why)
@@ -262,7 +425,7 @@ static bool render(struct flow__remote *rm, struct act *a, struct submission *s,
         if (!flow__run_input_ready(r, a, why))
             return false;
         spec.input = flow__run_act_input(r, a);
-        js = flow__rw_spec_encode(&spec, fn, r->state);
+        js = spec_of(rm, r, s, &spec, fn);
         /* What the function reads through its flow_ctx besides its input. */
         const struct act_dyn *dy = a->dyn;
         json_t *answers = flow__feedback_answers_of(r, a);
@@ -275,7 +438,7 @@ static bool render(struct flow__remote *rm, struct act *a, struct submission *s,
             json_object_set_new(js, "index", json_integer((json_int_t)dy->index));
         }
     } else if (flow__run_prepare_cmd(r, a, &spec, &scratch, why)) {
-        js = flow__rw_spec_encode(&spec, NULL, r->state);
+        js = spec_of(rm, r, s, &spec, NULL);
     } else {
         flow__run_cmd_scratch_free(scratch);
         return false;
@@ -361,18 +524,40 @@ static bool transient(const char *msg)
     return false;
 }
 
-/* Without the lock: the Lua script (XADD unless this attempt is in flight
- * already) for each unsettled submission of `v`, pipelined: one round trip
- * for the batch. Each gets its rc: FLOW_OK, FLOW_EIO (Redis unreachable:
- * try again) or another error with its message; `why` gets the reason
- * Redis could not be reached. */
+/* Without the lock: one round trip for the batch `v` (pipelined): the
+ * deletions of unused state versions, the state versions its unsettled
+ * submissions need that are not written yet (HSETNX, EXPIRE), then for
+ * each the Lua script (XADD unless this attempt is in flight already).
+ * Each gets its rc: FLOW_OK, FLOW_EIO (Redis unreachable, or its state
+ * version was not there: try again) or another error with its message;
+ * `why` gets the reason Redis could not be reached. */
 static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned,
                          struct submission *v, size_t n, flow_error *why)
 {
     char ttl[16];
     snprintf(ttl, sizeof(ttl), "%d", FLOW__RW_TTL_S);
     bool connected = connection(rm, c, warned, why) != NULL;
-    size_t sent = 0;
+    unsigned batch = ++rm->batch ? rm->batch : ++rm->batch; /* 0: none */
+    size_t sent = 0, ndrops = 0, nwrites = 0;
+    for (size_t i = 0; connected && i < rm->drops.count; i++) {
+        struct state_drop *d = &rm->drops.items[i];
+        const char *argv[] = {"HDEL", d->key, d->field};
+        if (redisAppendCommandArgv(*c, 3, argv, NULL) == REDIS_OK)
+            ndrops++;
+    }
+    for (size_t i = 0; i < rm->drops.count; i++)
+        flow__free(rm->drops.items[i].key);
+    rm->drops.count = 0; /* sent or not: a version left over goes with the run */
+    for (size_t i = 0; connected && i < n; i++) {
+        struct state_blob *b = v[i].blob;
+        if (v[i].settled || b->written == rm->gen || b->batch == batch)
+            continue; /* (an unsettled submission's attempt runs: it has its blob) */
+        const char *argv[] = {"EVAL", state_lua, "1", b->key, b->field, b->text, ttl};
+        if (redisAppendCommandArgv(*c, 7, argv, NULL) == REDIS_OK) {
+            b->batch = batch;
+            nwrites++;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         struct submission *s = &v[i];
         if (s->settled)
@@ -381,17 +566,42 @@ static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned
         if (!connected)
             continue;
         const char *task = act_task(s->a)->name; /* the flow outlives the run */
-        const char *argv[] = {"EVAL",   submit_lua,   "2",          s->queue_key, s->inflight_key,
-                              s->act_s, s->inflight_v, ttl,         "v",          FLOW__RW_VERSION,
-                              "run",    s->r->id,     "act",        s->act_s,     "attempt",
-                              s->attempt_s, "task",   task,         "spec",       s->spec,
-                              "round",  s->round_s};
+        const char *argv[] = {"EVAL",   submit_lua,   "3",          s->queue_key, s->inflight_key,
+                              s->blob->key, s->act_s, s->inflight_v, ttl,         s->blob->field,
+                              "v",      FLOW__RW_VERSION, "run",    s->r->id,     "act",
+                              s->act_s, "attempt",    s->attempt_s, "task",       task,
+                              "spec",   s->spec,      "round",      s->round_s};
         /* Round 0 goes without its field: entries as they always were. */
         int argc = (int)FLOW__ARRAY_LEN(argv) - (s->round ? 0 : 2);
         if (redisAppendCommandArgv(*c, argc, argv, NULL) == REDIS_OK)
             sent++;
     }
-    for (size_t i = 0; i < n && sent; i++) {
+    bool alive = true;
+    for (size_t i = 0; i < ndrops && alive; i++) {
+        redisReply *rep = NULL;
+        alive = redisGetReply(*c, (void **)&rep) == REDIS_OK && rep;
+        freeReplyObject(rep);
+    }
+    for (size_t i = 0; i < n && nwrites && alive; i++) {
+        struct state_blob *b = v[i].blob;
+        if (v[i].settled || b->written == rm->gen || b->batch != batch)
+            continue;
+        b->batch = 0; /* its reply is read */
+        nwrites--;
+        redisReply *rep = NULL;
+        alive = redisGetReply(*c, (void **)&rep) == REDIS_OK && rep;
+        if (alive && rep->type == REDIS_REPLY_ERROR && !transient(rep->str)) {
+            flow__free(b->error);
+            b->error = flow__asprintf("redis %s: cannot store the run's state: %.300s",
+                                      rm->addr.shown, rep->str ? rep->str : "error");
+        } else if (alive && rep->type == REDIS_REPLY_INTEGER) {
+            b->written = rm->gen;
+            flow__free(b->error);
+            b->error = NULL;
+        }
+        freeReplyObject(rep);
+    }
+    for (size_t i = 0; i < n && sent && alive; i++) {
         struct submission *s = &v[i];
         if (s->settled)
             continue;
@@ -400,16 +610,27 @@ static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned
             break; /* the connection failed: the rest stay FLOW_EIO */
         }
         sent--;
-        if (rep->type == REDIS_REPLY_ERROR && !transient(rep->str)) {
+        const char *msg = rep->type == REDIS_REPLY_ERROR && rep->str ? rep->str : "error";
+        if (rep->type == REDIS_REPLY_ERROR && !strncmp(msg, "NOSTATE", 7)) {
+            /* Not stored, or lost (Redis restarted): write it again, or
+             * fail with the reason it was refused. */
+            s->blob->written = 0;
+            s->rc = s->blob->error ? FLOW_EINVAL : FLOW_EIO;
+            flow__free(s->error);
+            s->error = s->blob->error ? flow__strdup(s->blob->error) : NULL;
+        } else if (rep->type == REDIS_REPLY_ERROR && !transient(msg)) {
             s->rc = FLOW_EINVAL;
             flow__free(s->error);
             s->error = flow__asprintf("redis %s: cannot queue the task: %.300s", rm->addr.shown,
-                                      rep->str ? rep->str : "error");
+                                      msg);
         } else {
             s->rc = rep->type == REDIS_REPLY_ERROR ? FLOW_EIO : FLOW_OK;
         }
         freeReplyObject(rep);
     }
+    for (size_t i = 0; i < n; i++)
+        if (v[i].blob && v[i].blob->batch == batch)
+            v[i].blob->batch = 0; /* unread: written again next time */
 }
 
 /* Without the lock: write the cancel keys asked for. */
@@ -445,14 +666,17 @@ static void delete_ended(struct flow__remote *rm, redisContext **c, bool *warned
         char *k1 = flow__rw_key(rm->addr.prefix, "done", runs[i]);
         char *k2 = flow__rw_key(rm->addr.prefix, "inflight", runs[i]);
         char *k3 = flow__rw_key(rm->addr.prefix, "cancel", runs[i]);
+        char *k4 = flow__rw_key(rm->addr.prefix, "state", runs[i]);
         flow_error err;
-        if (k1 && k2 && k3) {
-            redisReply *rep = flow__redis_cmd(*c, &rm->addr, &err, "DEL %s %s %s", k1, k2, k3);
+        if (k1 && k2 && k3 && k4) {
+            redisReply *rep =
+                flow__redis_cmd(*c, &rm->addr, &err, "DEL %s %s %s %s", k1, k2, k3, k4);
             freeReplyObject(rep);
         }
         flow__free(k1);
         flow__free(k2);
         flow__free(k3);
+        flow__free(k4);
     }
 }
 
@@ -511,6 +735,8 @@ static void resubmit(struct flow__remote *rm, redisContext **c, bool *warned, bo
             FLOW__VEC_PUSH(&drop, x.r, rc);
         if (!over || rc) /* out of memory: forgotten next time */
             rm->sent.items[kept++] = x;
+        else
+            blob_unref(x.blob);
     }
     rm->sent.count = kept;
     if (drop.count) {
@@ -523,6 +749,9 @@ static void resubmit(struct flow__remote *rm, redisContext **c, bool *warned, bo
     }
     FLOW__VEC_FREE(&drop);
     rm->sent_prune = 2 * rm->sent.count + 64;
+    /* Redis may have lost state versions too: each is written again first. */
+    if (send && !++rm->gen)
+        rm->gen = 1;
     size_t n = rm->sent.count;
     if (!send || !n)
         return;
@@ -535,6 +764,7 @@ static void resubmit(struct flow__remote *rm, redisContext **c, bool *warned, bo
         pthread_mutex_lock(&e->lock);
     }
     struct submission batch[SUBMIT_BATCH];
+    size_t at[SUBMIT_BATCH]; /* their records in `sent` */
     for (size_t i = 0; !failed && i < n;) {
         size_t m = 0;
         for (; i < n && m < SUBMIT_BATCH; i++) {
@@ -542,6 +772,7 @@ static void resubmit(struct flow__remote *rm, redisContext **c, bool *warned, bo
             char *why = NULL;
             if (!lost[i] || !still_remote(x->a, x->attempt, x->round))
                 continue;
+            at[m] = i;
             if (render(rm, x->a, &batch[m], &why))
                 m++;
             else /* it cannot be queued again: it fails, as at its start */
@@ -560,6 +791,11 @@ static void resubmit(struct flow__remote *rm, redisContext **c, bool *warned, bo
                 not_submitted(s->r, s->a, s->error);
                 s->error = NULL;
             }
+            if (s->rc == FLOW_OK) { /* its new entry names the state as it is now */
+                struct state_blob *b = rm->sent.items[at[k]].blob;
+                rm->sent.items[at[k]].blob = s->blob;
+                s->blob = b;
+            }
             submission_cleanup(s);
         }
     }
@@ -575,6 +811,7 @@ static void *submitter_main(void *arg)
     redisContext *c = NULL;
     bool warned = false;
     bool reached = false; /* once Redis answered, its absence is a restart: wait */
+    rm->gen = 1;
     pthread_mutex_lock(&e->lock);
     for (;;) {
         if (rm->sigs.count || rm->ended.count) {
@@ -652,12 +889,17 @@ static void *submitter_main(void *arg)
             flow_err rc = FLOW_EIO;
             if (batch[i].rc == FLOW_OK &&
                 still_remote(batch[i].a, batch[i].attempt, batch[i].round)) {
-                struct sent x = {batch[i].r, batch[i].a, batch[i].attempt, batch[i].round};
+                struct sent x = {batch[i].r, batch[i].a, batch[i].attempt, batch[i].round,
+                                 batch[i].blob};
                 rc = FLOW_OK;
                 FLOW__VEC_PUSH(&rm->sent, x, rc);
             }
-            if (!rc)
-                batch[i].r = NULL; /* its reference is the entry's now */
+            if (rc == FLOW_ENOMEM)
+                batch[i].blob->pinned = true; /* still used, but we cannot tell */
+            if (!rc) { /* its references are the entry's now */
+                batch[i].r = NULL;
+                batch[i].blob = NULL;
+            }
         }
         /* Without the lock: a last reference closes the run's journal. */
         pthread_mutex_unlock(&e->lock);
@@ -668,9 +910,14 @@ static void *submitter_main(void *arg)
         pthread_mutex_lock(&e->lock);
     }
     pthread_mutex_unlock(&e->lock);
-    for (size_t i = 0; i < rm->sent.count; i++)
+    for (size_t i = 0; i < rm->sent.count; i++) {
+        blob_unref(rm->sent.items[i].blob);
         flow__run_unref(rm->sent.items[i].r);
+    }
     FLOW__VEC_FREE(&rm->sent);
+    for (size_t i = 0; i < rm->drops.count; i++)
+        flow__free(rm->drops.items[i].key);
+    FLOW__VEC_FREE(&rm->drops);
     if (c)
         redisFree(c);
     return NULL;

@@ -310,6 +310,7 @@ void flow__run_destroy(struct flow_run *r)
     FLOW__VEC_FREE(&r->sigs);
     json_decref(r->inputs);
     json_decref(r->state);
+    flow__remote_state_free(r->remote_state);
     json_decref(r->result);
     json_decref(r->terminate_result);
     flow__free(r->error);

@@ -10,8 +10,10 @@
  *    eventfd and the commands' descriptors; its connection waits for a
  *    reply MAIN_TIMEOUT_S at most, so a Redis that hangs does not stop it.
  *  - the reader: XAUTOCLAIM then XREADGROUP COUNT <free slots> BLOCK, so an
- *    idle worker starts an entry as soon as it arrives; it hands C function
- *    jobs straight to the pool and wakes the main thread for the rest.
+ *    idle worker starts an entry as soon as it arrives; it gives each job
+ *    its run's state (exec/remote_state.h: read once per version), hands C
+ *    function jobs straight to the pool and wakes the main thread for the
+ *    rest.
  *  - the pool: `concurrency` threads that run registered C functions with a
  *    worker-side flow_ctx (ctx->remote, core/ctx.c) and wake the main thread
  *    when one finishes.
@@ -35,6 +37,7 @@
 
 #include "core/engine.h"
 #include "exec/cmd.h"
+#include "exec/remote_state.h"
 #include "exec/remote_wire.h"
 #include "exec/rundir.h"
 #include "exec/tree.h"
@@ -86,7 +89,9 @@ struct wjob {
     const char **env;
     char *env_worker;
     struct wdir *dir;
-    uint64_t state_version;
+    struct flow__rstate *state; /* the version its entry names (a reference;
+                                 * task.state points into it), or NULL */
+    uint64_t state_version;     /* its state file's version (set with task.state) */
     bool state_held;
     struct flow__cmd *cmd;
     int nfds, fd_first;
@@ -147,7 +152,7 @@ struct flow_worker {
     bool running;               /* flow_worker_run was called */
     FLOW__VEC(struct wfn) fns;
     FLOW__VEC(struct wdir *) dirs;
-    uint64_t state_seq;
+    struct flow__rstate_cache states; /* [reader] the runs' states by version */
     /* shared, under mu */
     pthread_mutex_t mu;
     pthread_cond_t reader_cv;   /* a slot freed, or stopping */
@@ -237,6 +242,7 @@ static void job_free(struct wjob *j)
         j->dir->dir = NULL; /* the slot is free */
     }
     flow__rw_task_cleanup(&j->task);
+    flow__rstate_unref(j->state);
     flow__cmd_result_cleanup(&j->res);
     flow__cmd_result_cleanup(&j->ares);
     json_decref(j->writes);
@@ -294,7 +300,6 @@ static void command_start(struct flow_worker *w, struct wjob *j)
         return;
     }
     s->workdir = flow__rundir_workdir(j->dir->dir);
-    j->state_version = ++w->state_seq;
     s->state_path = flow__rundir_state(j->dir->dir, j->state_version, j->task.state, &why);
     if (!s->state_path) {
         job_fail(j, why);
@@ -458,10 +463,51 @@ static struct wjob *job_of_entry(struct flow_worker *w, const char *queue_key,
     else if (j->task.fn && !(j->fn = fn_named(w, j->task.fn)))
         job_fail(j, flow__asprintf("function '%s' is not served by worker '%s'", j->task.fn,
                                    w->name));
-    else if (j->fn)
-        fn_prepare(w, j);
     flow__free(bad);
     return j;
+}
+
+static redisContext *conn(struct flow_worker *w, struct wconn *wc);
+
+/* [reader] Give each job of `jobs` its run's state: the one its entry
+ * carries, or the version it names (state_v), from the cache or read once
+ * (exec/remote_state.h). A version that Redis does not have, or that is
+ * malformed, fails its jobs; when Redis cannot be reached they are freed
+ * and set to NULL: their entries stay pending, claimed again later. */
+static void give_states(struct flow_worker *w, struct wjob **jobs, size_t n)
+{
+    struct flow__rstate_need *needs = flow__calloc(n ? n : 1, sizeof(*needs));
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct wjob *j = jobs[i];
+        if (!j || j->done) {
+            continue;
+        } else if (!j->task.state_v) {
+            j->state_version = flow__rstate_seq(&w->states);
+        } else if (needs) {
+            needs[m++] =
+                (struct flow__rstate_need){.run = j->run, .v = j->task.state_v, .owner = j};
+        }
+    }
+    if (m)
+        flow__rstate_get(&w->states, conn(w, &w->rd), w->addr.prefix, needs, m);
+    for (size_t k = 0; k < m; k++) {
+        struct wjob *j = needs[k].owner;
+        j->state = needs[k].state;
+        if (j->state) {
+            j->task.state = j->state->state;
+            j->state_version = j->state->seq;
+        } else if (needs[k].error) {
+            job_fail(j, needs[k].error);
+        }
+    }
+    flow__free(needs);
+    for (size_t i = 0; i < n; i++) {
+        if (jobs[i] && !jobs[i]->done && !jobs[i]->task.state) {
+            job_free(jobs[i]); /* not read: its entry stays pending */
+            jobs[i] = NULL;
+        }
+    }
 }
 
 /* [reader] Take the entries of a stream reply ([[key, [entry...]]...] or,
@@ -473,6 +519,9 @@ static size_t take_entries(struct flow_worker *w, const char *key, const redisRe
         return 0;
     size_t taken = 0;
     bool main_work = false;
+    struct wjob **jobs = flow__calloc(list->elements + 1, sizeof(*jobs));
+    if (!jobs)
+        return 0; /* out of memory: the entries stay pending, claimed later */
     for (size_t k = 0; k < list->elements; k++) {
         struct flow__rw_entry en;
         const redisReply *e = list->element[k];
@@ -486,9 +535,15 @@ static size_t take_entries(struct flow_worker *w, const char *key, const redisRe
             }
             continue;
         }
-        struct wjob *j = job_of_entry(w, key, &en);
+        jobs[k] = job_of_entry(w, key, &en);
+    }
+    give_states(w, jobs, list->elements);
+    for (size_t k = 0; k < list->elements; k++) {
+        struct wjob *j = jobs[k];
         if (!j)
             continue; /* out of memory: the entry stays pending, claimed later */
+        if (j->fn && !j->done)
+            fn_prepare(w, j);
         pthread_mutex_lock(&w->mu);
         if (!push(w, &w->jobs, j)) {
             pthread_mutex_unlock(&w->mu);
@@ -512,6 +567,7 @@ static size_t take_entries(struct flow_worker *w, const char *key, const redisRe
         }
         pthread_mutex_unlock(&w->mu);
     }
+    flow__free(jobs);
     /* The main thread checks the cancel keys of what runs: wake it even
      * for C functions, once per batch. */
     if (taken || main_work) {
@@ -1514,6 +1570,7 @@ void flow_worker_free(flow_worker *w)
     for (size_t i = 0; i < w->dirs.count; i++)
         flow__free(w->dirs.items[i]);
     FLOW__VEC_FREE(&w->dirs);
+    flow__rstate_cache_cleanup(&w->states);
     for (size_t i = 0; i < w->fns.count; i++)
         flow__free(w->fns.items[i].name);
     FLOW__VEC_FREE(&w->fns);

@@ -127,7 +127,19 @@ static json_t *strings(const char *const *v)
     return a;
 }
 
-json_t *flow__rw_spec_encode(const struct flow__cmd_spec *spec, const char *fn, json_t *state)
+bool flow__rw_state_v_ok(const char *v)
+{
+    if (!v || !*v || strlen(v) >= FLOW__RW_STATE_V_MAX)
+        return false;
+    for (const char *p = v; *p; p++)
+        if (!(('a' <= *p && *p <= 'z') || ('A' <= *p && *p <= 'Z') || ('0' <= *p && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            return false;
+    return true;
+}
+
+json_t *flow__rw_spec_encode(const struct flow__cmd_spec *spec, const char *fn,
+                             const char *state_v)
 {
     json_t *o = json_object();
     if (!o)
@@ -144,7 +156,7 @@ json_t *flow__rw_spec_encode(const struct flow__cmd_spec *spec, const char *fn, 
     if (spec->cwd)
         bad |= json_object_set_new(o, "cwd", json_string(spec->cwd));
     bad |= json_object_set(o, "input", spec->input ? spec->input : json_null());
-    bad |= json_object_set(o, "state", state ? state : json_object());
+    bad |= json_object_set_new(o, "state_v", json_string(state_v));
     bad |= json_object_set_new(o, "stdin", json_boolean(spec->stdin_input));
     bad |= json_object_set_new(o, "output",
                                json_string(flow__rw_output_mode_name(spec->output_mode)));
@@ -231,9 +243,20 @@ bool flow__rw_spec_decode(const char *text, struct flow__rw_task *t, char **why)
         *why = flow__strdup("field 'input' of the spec is missing");
         return false;
     }
-    t->state = json_object_get(o, "state");
-    if (!json_is_object(t->state)) {
-        *why = flow__strdup("field 'state' of the spec is not an object");
+    if ((v = json_object_get(o, "state_v"))) {
+        if (!flow__rw_state_v_ok(json_string_value(v))) {
+            *why = flow__strdup("field 'state_v' of the spec is not a state version");
+            return false;
+        }
+        t->state_v = json_string_value(v);
+    } else if ((v = json_object_get(o, "state"))) { /* a runner before state_v */
+        if (!json_is_object(v)) {
+            *why = flow__strdup("field 'state' of the spec is not an object");
+            return false;
+        }
+        t->state = v;
+    } else {
+        *why = flow__strdup("field 'state_v' of the spec is missing");
         return false;
     }
     t->answers = json_object_get(o, "answers");
@@ -267,6 +290,34 @@ void flow__rw_task_cleanup(struct flow__rw_task *t)
     flow__free(t->env);
     json_decref(t->owned);
     memset(t, 0, sizeof(*t));
+}
+
+json_t *flow__rw_state_decode(const redisReply *r, const char *run, const char *state_v,
+                              char **why)
+{
+    *why = NULL;
+    if (r && r->type == REDIS_REPLY_STRING) {
+        json_error_t jerr;
+        json_t *o = json_loadb(r->str, r->len, 0, &jerr);
+        if (json_is_object(o))
+            return o;
+        json_decref(o);
+        *why = flow__asprintf("the state of run %s (version %s) in Redis is not a JSON object",
+                              run, state_v);
+    } else if (r && r->type == REDIS_REPLY_ERROR) {
+        *why = flow__asprintf("cannot read the state of run %s (version %s): %.300s", run,
+                              state_v, r->str ? r->str : "error");
+    } else if (r && r->type != REDIS_REPLY_NIL) {
+        *why = flow__asprintf("the state of run %s (version %s) in Redis is not a string", run,
+                              state_v);
+    } else {
+        *why = flow__asprintf("the state of run %s (version %s) is not in Redis (the run ended, "
+                              "or its keys expired)",
+                              run, state_v);
+    }
+    if (!*why)
+        *why = flow__strdup("out of memory reading the state");
+    return NULL;
 }
 
 void flow__rw_extra_cleanup(struct flow__rw_extra *x)

@@ -22,7 +22,8 @@
 #define FLOW__RW_TTL_S (7 * 24 * 3600) /* per-run keys */
 
 /* "PREFIX:KIND:NAME" (a new string; NULL: out of memory). Kinds: "q"
- * (a queue's stream), "done", "inflight", "cancel" (per run), "worker". */
+ * (a queue's stream), "done", "inflight", "cancel", "state" (per run),
+ * "worker". */
 char *flow__rw_key(const char *prefix, const char *kind, const char *name);
 
 /* The fields of a stream entry, as found: [id, [k1, v1, k2, v2 ...]]. */
@@ -52,16 +53,27 @@ bool flow__rw_ident(const struct flow__rw_entry *e, struct flow__rw_ident *out, 
 void flow__rw_cancel_field(char *buf, size_t size, uint32_t act, uint32_t attempt, uint32_t round);
 void flow__rw_inflight_value(char *buf, size_t size, uint32_t attempt, uint32_t round);
 
-/* A spec as JSON for the queue (argv or shell or fn, env, cwd, input, state,
- * output mode...). NULL: out of memory. */
-json_t *flow__rw_spec_encode(const struct flow__cmd_spec *spec, const char *fn, json_t *state);
+/* The longest state version (`state_v`: the field of P:state:RUN that holds
+ * the state an entry was rendered with), NUL included. */
+#define FLOW__RW_STATE_V_MAX 64
+/* Is `v` a state version: 1 to 63 of A-Za-z0-9 . _ - ? */
+bool flow__rw_state_v_ok(const char *v);
+
+/* A spec as JSON for the queue (argv or shell or fn, env, cwd, input, the
+ * state version `state_v`, output mode...). NULL: out of memory. */
+json_t *flow__rw_spec_encode(const struct flow__cmd_spec *spec, const char *fn,
+                             const char *state_v);
 
 /* A decoded spec: `spec` points into `owned` (argv, env, strings). */
 struct flow__rw_task {
     struct flow__cmd_spec spec;
     const char *fn;      /* a C function task, or NULL */
     json_t *owned;       /* the parsed spec object */
-    json_t *state;       /* borrowed from owned (an object) */
+    const char *state_v; /* the state version to read (borrowed from owned),
+                          * or NULL when the spec carries the state itself */
+    json_t *state;       /* the state the spec carries (an object, borrowed
+                          * from owned; runners before state_v), or NULL;
+                          * the worker points it at the state it read */
     json_t *answers;     /* borrowed: request id -> answer, the answered
                           * feedback requests of the activation, or NULL */
     json_t *item;        /* borrowed: a foreach element, or NULL */
@@ -73,6 +85,13 @@ struct flow__rw_task {
  * field that is wrong. `t` is to be cleaned either way. */
 bool flow__rw_spec_decode(const char *text, struct flow__rw_task *t, char **why);
 void flow__rw_task_cleanup(struct flow__rw_task *t);
+
+/* The state in `r`, the reply to HGET P:state:RUN STATE_V: a new reference
+ * to an object; NULL with *why (flow__free; naming the run and the
+ * version) when the field is missing, not a JSON object, or Redis answered
+ * an error. */
+json_t *flow__rw_state_decode(const redisReply *r, const char *run, const char *state_v,
+                              char **why);
 
 /* What a C function's completion carries besides a command's result. */
 struct flow__rw_extra {

@@ -94,6 +94,32 @@ PY
     return 1
 }
 
+# redis_cmd ARG...: one command to the server of redis_start, its reply as
+# JSON on stdout (RESP by hand: redis-cli may not be installed); an error
+# reply exits 1 with it on stderr.
+redis_cmd() {
+    python3 -c '
+import json, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+args = [a.encode() for a in sys.argv[2:]]
+s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+f = s.makefile("rb")
+def parse():
+    line = f.readline()[:-2]
+    t, rest = line[:1], line[1:]
+    if t == b"+": return rest.decode()
+    if t == b"-": sys.exit("redis: " + rest.decode())
+    if t == b":": return int(rest)
+    if t == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2].decode()
+    if t == b"*":
+        n = int(rest)
+        return None if n < 0 else [parse() for _ in range(n)]
+    sys.exit("bad reply %r" % line)
+print(json.dumps(parse()))' "$REDIS_PORT" "$@"
+}
+
 # redis_kill: SIGKILL the server of redis_start (redis_start DIR again restarts it).
 redis_kill() { kill -9 "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; true; }
 # redis_stop: stop it cleanly.

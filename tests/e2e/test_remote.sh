@@ -3,8 +3,9 @@
 # redis-server (docs/internals/distribution.md): same results as local runs,
 # retries and timeouts on workers, a worker SIGKILLed mid-task (its entry is
 # claimed by another), SIGTERM drain, `flow workers`, a runner SIGKILLed
-# then resumed with the completions published meanwhile, and a Redis that
-# hangs (SIGSTOP) while a worker's command ends.
+# then resumed with the completions published meanwhile, a Redis that
+# hangs (SIGSTOP) while a worker's command ends, and the run's state queued
+# once per version (P:state:RUN), its changes reaching the workers.
 set -u
 source "$(dirname "$0")/lib.sh"
 cd "$T"
@@ -217,7 +218,135 @@ took=$(( ($(date +%s%N) - s) / 1000000 ))
 check "a remote timeout with no worker ends the attempt (exit 1 in ${took} ms)" [ "$rc" = 1 ] &&
     [ "$took" -lt 10000 ] && grep -q "timed out after 1s (no worker reported that it stopped)" err
 
-# ---- 9. Redis hangs (SIGSTOP): the worker still reaps what ends ---------------------
+# ---- 9. the state goes to Redis once per version, not in every entry --------------
+# 60 entries of a 20 KB state queued with no worker there: each names a
+# version of P:state:RUN instead of carrying the state (60 x 20 KB before).
+# Then the workers run them, a task changes the state, and the second wave's
+# commands read the new value from $FLOW_STATE.
+blob=$(head -c 20000 /dev/zero | tr '\0' x)
+cat > waves.yaml <<Y
+name: waves
+state:
+  wave: 1
+  blob: "$blob"
+defaults:
+  executor: remote
+tasks:
+  items:
+    executor: thread
+    noop: true
+    input: [$(seq -s, 1 60)]
+  first:
+    foreach: "{{ tasks.items.output }}"
+    after: items
+    run: [sh, -c, 'echo "[\$(grep -o "\"wave\":[0-9]*" "\$FLOW_STATE" | cut -d: -f2), \$(wc -c < "\$FLOW_STATE")]"']
+  bump:
+    after: first
+    run: [echo, "2"]
+    save: wave
+  second:
+    foreach: "{{ tasks.items.output }}"
+    after: bump
+    run: [sh, -c, 'echo "[\$(grep -o "\"wave\":[0-9]*" "\$FLOW_STATE" | cut -d: -f2), \$(wc -c < "\$FLOW_STATE")]"']
+Y
+queued_of() { # RUN: how many entries of RUN the default queue holds
+    redis_cmd XRANGE flow:q:default - + | python3 -c 'import json,sys
+print(sum(1 for _, f in json.load(sys.stdin) if dict(zip(f[::2], f[1::2])).get("run") == sys.argv[1]))' "$1"
+}
+"$FLOW" run waves.yaml --redis "$REDIS_URL" --id waves1 --json > waves.json 2>err &
+RUNNER=$!
+waves_queued() { [ "$(queued_of waves1)" = 60 ]; }
+check "the first wave is queued (60 entries)" wait_for 20 waves_queued
+redis_cmd XRANGE flow:q:default - + > queued.json
+redis_cmd HGETALL flow:state:waves1 > states.json
+check "each entry names a state version and carries no state" python3 -c '
+import json
+entries = [f for _, f in json.load(open("queued.json")) if "waves1" in f]
+assert len(entries) == 60, len(entries)
+states = json.load(open("states.json")); versions = dict(zip(states[::2], states[1::2]))
+size = 0
+for f in entries:
+    f = dict(zip(f[::2], f[1::2])); spec = json.loads(f["spec"]); size += len(f["spec"])
+    assert "state" not in spec and spec["state_v"] in versions, spec
+assert size < 60 * 1000, size
+assert len(versions) == 1, list(versions)
+st = json.loads(list(versions.values())[0])
+assert st["wave"] == 1 and len(st["blob"]) == 20000, st["wave"]'
+start_worker s1; start_worker s2
+rc=0; wait "$RUNNER" || rc=$?
+check "the run completes (rc $rc)" [ "$rc" = 0 ]
+check "the first wave read wave 1, the second wave 2, with the whole state" python3 -c '
+import json; d = json.load(open("waves.json"))
+outs = {}
+for t in d["tasks"]:
+    outs.setdefault(t["task"], t["output"]) # a foreach first: the list of its items
+assert len(outs["first"]) == 60 and len(outs["second"]) == 60, outs
+assert all(o[0] == 1 and o[1] > 20000 for o in outs["first"]), outs["first"][:3]
+assert all(o[0] == 2 and o[1] > 20000 for o in outs["second"]), outs["second"][:3]'
+check "the state versions are deleted with the run" \
+    [ "$(redis_cmd EXISTS flow:state:waves1)" = 0 ]
+
+# ---- 10. a state that changes at every step keeps a few versions in Redis ---------
+# 40 remote steps one after another, each writing the state: the versions no
+# running attempt uses go, so the last step finds a handful, not 40.
+{
+    echo "name: steps"; echo "defaults: {executor: remote}"; echo "tasks:"
+    echo "  s1: {run: [echo, '1'], save: n}"
+    for i in $(seq 2 40); do echo "  s$i: {run: [echo, '$i'], save: n, after: s$((i - 1))}"; done
+} > steps.yaml
+cat >> steps.yaml <<Y
+  last:
+    after: s40
+    run: [sh, -c, 'touch $T/steps.started; while [ ! -e $T/steps.go ]; do sleep 0.05; done; grep -o "\"n\":[0-9]*" "\$FLOW_STATE" | cut -d: -f2']
+Y
+"$FLOW" run steps.yaml --redis "$REDIS_URL" --id steps1 -q > steps.out 2>err &
+RUNNER=$!
+check "the last step is running" wait_for 30 test -e "$T/steps.started"
+versions=$(redis_cmd HLEN flow:state:steps1)
+check "P:state:RUN holds a few versions, not 41 ($versions)" [ "$versions" -ge 1 ] &&
+    [ "$versions" -le 20 ]
+touch "$T/steps.go"
+rc=0; wait "$RUNNER" || rc=$?
+check "the steps complete (rc $rc)" [ "$rc" = 0 ]
+expect_json "$(cat steps.out)" 40 "the last step read the state the 40th wrote"
+stop_workers
+
+# ---- 11. a state version Redis lost is written again ----------------------------
+# The entry is queued, then its state version is deleted: the worker fails
+# the attempt, saying so, and the retry's entry (the same version, written
+# as far as the runner knows) is refused by the submit script until the
+# runner writes the version again.
+cat > lost.yaml <<'Y'
+name: lost
+state: {greeting: hello}
+tasks:
+  a:
+    executor: remote
+    run: [sh, -c, 'grep -o "\"greeting\":\"[a-z]*\"" "$FLOW_STATE" | cut -d: -f2']
+    retries: 1
+    backoff: {delay: 0.1}
+Y
+"$FLOW" run lost.yaml --redis "$REDIS_URL" --id lost1 --json > lost.json 2>err &
+RUNNER=$!
+lost_queued() { [ "$(queued_of lost1)" = 1 ]; }
+check "the entry is queued" wait_for 20 lost_queued
+redis_cmd DEL flow:state:lost1 > /dev/null
+start_worker l1
+rc=0; wait "$RUNNER" || rc=$?
+check "the run completes on the second attempt (rc $rc)" [ "$rc" = 0 ] && python3 -c '
+import json; d = json.load(open("lost.json")); (t,) = [x for x in d["tasks"] if x["task"] == "a"]
+assert t["status"] == "completed" and t["attempts"] == 2 and t["output"] == "hello", t'
+"$FLOW" logs lost1 --json > lostlog.json 2>err
+check "the first attempt failed, naming the lost version" python3 -c '
+import json; recs = json.load(open("lostlog.json"))
+errs = [json.dumps(r) for r in recs if "is not in Redis" in json.dumps(r)]
+assert errs and "the state of run lost1 (version " in errs[0], errs'
+check "the submit script refused the retry until its version was written again" python3 -c '
+import json, sys; info = json.loads(sys.argv[1])
+assert "errorstat_NOSTATE:count=" in info, info' "$(redis_cmd INFO errorstats)"
+stop_workers
+
+# ---- 12. Redis hangs (SIGSTOP): the worker still reaps what ends ---------------------
 # Its main thread waits for a Redis reply half a second at most, then goes
 # back to its commands; what it could not write is written once Redis answers.
 cat > hang.yaml <<Y

@@ -3,8 +3,9 @@
 # `fn:` tasks served by examples/c/remote_worker.c through a real
 # redis-server. Input, output, state writes and reads, events (emit), a
 # failing function retried, a timeout that the running function sees, one
-# that ignores it (abandoned), a function no worker serves, SIGTERM drain, and a worker SIGKILLed while its
-# function runs: another worker claims and completes the entry.
+# that ignores it (abandoned), a function no worker serves, SIGTERM drain, a worker SIGKILLed while its
+# function runs: another worker claims and completes the entry; the state by
+# version (P:state:RUN), and entries whose state version is missing or bad.
 set -u
 source "$(dirname "$0")/lib.sh"
 cd "$T"
@@ -250,7 +251,91 @@ assert t["ticker"]["output"] is True and t["ticker"]["attempts"] == 1, t["ticker
 check "... and its two events started their subscriber twice in all, not again" [ "$(grep -c heard "$T/ticks2")" = 2 ]
 check "SIGTERM: f1 exits 0" stop_workers
 
-# ---- 5. usage ------------------------------------------------------------------
+# ---- 5. the state reaches functions by version (P:state:RUN) ----------------------
+# 30 squares, each writing the state (30 versions), then 30 reports queued
+# together: each reads the count the squares left. The entries are looked
+# at before any worker runs them: a version, no state.
+blob=$(head -c 20000 /dev/zero | tr '\0' y)
+cat > waves.yaml <<Y
+name: fnwaves
+state:
+  blob: "$blob"
+defaults:
+  executor: remote
+tasks:
+  items:
+    executor: thread
+    noop: true
+    input: [$(seq -s, 1 30)]
+  sq:
+    fn: square
+    foreach: "{{ tasks.items.output }}"
+    after: items
+  rep:
+    fn: report
+    foreach: "{{ tasks.items.output }}"
+    after: sq
+Y
+"$FLOW" run waves.yaml --redis "$REDIS_URL" --id fnwaves1 --json > waves.json 2>err &
+RUNNER=$!
+sq_queued() {
+    redis_cmd XRANGE flow:q:default - + > queued.json && python3 -c '
+import json, sys
+n = sum(1 for _, f in json.load(open("queued.json")) if "fnwaves1" in f)
+sys.exit(n != 30)'
+}
+check "the squares are queued (30 entries)" wait_until 20 sq_queued
+check "each names a state version, none carries the state" python3 -c '
+import json
+for _, f in json.load(open("queued.json")):
+    f = dict(zip(f[::2], f[1::2]))
+    if f.get("run") != "fnwaves1": continue
+    spec = json.loads(f["spec"])
+    assert "state" not in spec and spec["state_v"] and len(f["spec"]) < 1000, f'
+start_worker v1; start_worker v2
+rc=0; wait "$RUNNER" || rc=$?
+check "the run completes (rc $rc)" [ "$rc" = 0 ] || cat err
+check "every report read the 30 squares of the state it was queued with" python3 -c '
+import json; d = json.load(open("waves.json")); t = {}
+for x in d["tasks"]: t.setdefault(x["task"], x)
+assert t["rep"]["output"] == [30] * 30, t["rep"]["output"]'
+check "the state versions are deleted with the run" \
+    [ "$(redis_cmd EXISTS flow:state:fnwaves1)" = 0 ]
+stop_workers
+
+# ---- 6. entries whose state version is missing or malformed ---------------------
+# Written by hand on a queue of their own: each is answered with a completion
+# that says what is wrong; an entry with the state in it (a runner before
+# state_v) still works.
+start_worker h1 --queue handmade
+redis_cmd HSET flow:state:hm2 bad.1 '[1, 2]' > /dev/null
+redis_cmd HSET flow:state:hm5 good.1 '{"squares": 7}' > /dev/null
+n=0
+for spec in '{"fn": "report", "input": 1, "state_v": "nope.1"}' \
+    '{"fn": "report", "input": 1, "state_v": "bad.1"}' \
+    '{"fn": "report", "input": 1, "state_v": "../x"}' \
+    '{"fn": "report", "input": 1, "state": {"squares": 5}}' \
+    '{"fn": "report", "input": 1, "state_v": "good.1"}'; do
+    n=$((n + 1))
+    redis_cmd XADD flow:q:handmade '*' v 1 run "hm$n" act 1 attempt 1 task t spec "$spec" > /dev/null
+done
+answered() { redis_cmd XRANGE "flow:done:$1" - + | grep -q '"result"'; } # (events come first)
+all_done() { for i in 1 2 3 4 5; do answered "hm$i" || return 1; done; }
+check "each hand-made entry is answered" wait_until 10 all_done
+for i in 1 2 3 4 5; do redis_cmd XRANGE flow:done:hm$i - + > "done$i.json"; done
+check "a missing version, a malformed one, a bad name: failed, saying so; the old form works" python3 -c '
+import json
+def result(i):
+    (f,) = [dict(zip(f[::2], f[1::2])) for _, f in json.load(open("done%d.json" % i)) if "result" in f]
+    return json.loads(f["result"])
+r = result(1); assert not r["ok"] and "the state of run hm1 (version nope.1) is not in Redis" in r["error"], r
+r = result(2); assert not r["ok"] and "the state of run hm2 (version bad.1) in Redis is not a JSON object" in r["error"], r
+r = result(3); assert not r["ok"] and "field '"'"'state_v'"'"' of the spec is not a state version" in r["error"], r
+r = result(4); assert r["ok"] and r["output"] == 5, r
+r = result(5); assert r["ok"] and r["output"] == 7, r'
+stop_workers
+
+# ---- 7. usage ------------------------------------------------------------------
 rc=0; FLOW_REDIS= "$RW" 2>err || rc=$?
 check "no Redis: exit 1 with a message" [ "$rc" = 1 ] && grep -q "FLOW_REDIS" err
 finish
