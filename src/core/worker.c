@@ -19,6 +19,8 @@
  *    when one finishes.
  * `mu` guards the job list, the pool's queue and the lists of new and
  * finished jobs; a job's fixed fields are written before it is listed.
+ * What the main thread writes to Redis is in core/worker_pub.c; the
+ * structures both files share in core/worker_int.h.
  */
 #include "util/compat.h"
 
@@ -35,7 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/engine.h"
+#include "core/worker_int.h"
 #include "exec/cmd.h"
 #include "exec/remote_state.h"
 #include "exec/remote_wire.h"
@@ -50,125 +52,6 @@
 #include "util/log.h"
 #include "util/redis.h"
 #include "util/vec.h"
-
-#define MS 1000000LL
-#define CANCEL_EVERY_NS (100 * MS)
-#define HEARTBEAT_EVERY_NS (1000 * MS)
-#define RETRY_NS (500 * MS)
-#define READ_BLOCK_MS "200"
-/* The main thread's wait for a reply (a Redis that hangs keeps it from its
- * commands this long, not 5 s); a later reply is as a lost connection. */
-#define MAIN_TIMEOUT_S 0.5
-#define CLAIM_CALLS_MAX 16 /* XAUTOCLAIMs per queue and round, walking on */
-#define LATE_TTL_S 60      /* a completion stream of a run whose keys are gone */
-
-/* The work directory of one run, shared by its command jobs on this worker
- * (main thread only). */
-struct wdir {
-    char run[80];
-    struct flow__rundir *dir; /* NULL: a free slot */
-    size_t users;
-};
-
-struct wfn {
-    char *name;
-    flow_task_fn fn;
-    void *udata;
-};
-
-/* One entry being run. The fields up to `fn` are fixed once it is listed. */
-struct wjob {
-    char entry_id[48];
-    char *queue_key;
-    struct flow__rw_ident ident; /* ident.run is `run` */
-    char *run;
-    char *task_name;
-    struct flow__rw_task task;
-    const struct wfn *fn;       /* a C function job */
-    /* a command (main thread) */
-    const char **env;
-    char *env_worker;
-    struct wdir *dir;
-    struct flow__rstate *state; /* the version its entry names (a reference;
-                                 * task.state points into it), or NULL */
-    uint64_t state_version;     /* its state file's version (set with task.state) */
-    bool state_held;
-    struct flow__cmd *cmd;
-    int nfds, fd_first;
-    int signalled;              /* 1: SIGTERM sent (or asked), 2: SIGKILL */
-    atomic_bool timed_out;      /* the runner's signal said "timeout" */
-    bool done;                  /* failed before it could run (set before it
-                                 * is listed), or a command that ended [main] */
-    bool no_reply;              /* malformed: acknowledge only */
-    bool over;                  /* [main] its body returned, or it never ran */
-    bool in_pub;                /* [main] listed in the main thread's `pub` */
-    bool xadded;                /* [main] its completion is in its stream */
-    bool acked;                 /* [main] published and acknowledged */
-    bool gone;                  /* [main] to be removed from `jobs` */
-    bool abandoned;             /* [main] a C function that did not stop when
-                                 * killed: answered with `ares`, its thread
-                                 * still runs */
-    struct flow__cmd_result res;
-    struct flow__cmd_result ares;
-    json_t *writes;
-    json_t *events;             /* [mu] what its C function emitted, in order */
-    size_t events_sent;         /* [main] how many of them were streamed */
-    bool emit_listed;           /* [mu] in the worker's `emitting` list */
-    struct flow_worker *owner;
-    struct flow_ctx ctx;        /* a C function's */
-    struct flow__rctx rctx;
-    struct wjob *next_q;        /* [mu] the pool's queue */
-};
-
-typedef FLOW__VEC(struct wjob *) wjob_vec;
-
-/* One Redis connection and whether its loss was logged. */
-struct wconn {
-    redisContext *c;
-    bool warned;
-    double timeout_s;   /* of connecting and of every reply */
-    int64_t retry_at;   /* no new connection before (flow__now_ns) */
-};
-
-struct flow_worker {
-    struct flow__redis_addr addr;
-    struct wconn main, rd;
-    bool groups_ok;             /* [reader] */
-    bool spawned;
-    char name[160];
-    char host[256];
-    char **queue_keys;
-    size_t nqueues;
-    char *queue_list;
-    int concurrency;
-    double claim_after;
-    double started;
-    uint64_t done_count;        /* [main] */
-    int wake_fd;
-    atomic_int stopping;
-    atomic_llong rd_client_id;  /* the reader's connection (CLIENT ID), 0: none yet */
-    redisContext *rd_id_of;     /* [reader] the connection rd_client_id names */
-    bool unblocked;             /* [main] CLIENT UNBLOCK sent for this stop */
-    bool running;               /* flow_worker_run was called */
-    FLOW__VEC(struct wfn) fns;
-    FLOW__VEC(struct wdir *) dirs;
-    struct flow__rstate_cache states; /* [reader] the runs' states by version */
-    /* shared, under mu */
-    pthread_mutex_t mu;
-    pthread_cond_t reader_cv;   /* a slot freed, or stopping */
-    pthread_cond_t pool_cv;     /* a job queued, or the pool stops */
-    wjob_vec jobs;              /* every job not acknowledged yet */
-    wjob_vec fresh;             /* commands for the main thread to start */
-    wjob_vec finished;          /* done, to publish */
-    wjob_vec emitting;          /* C functions that emitted events to stream */
-    struct wjob *q_head, *q_tail;
-    bool wake_pending;
-    bool reader_exited;
-    bool pool_stop;
-    pthread_t reader;
-    pthread_t *pool;
-    size_t npool;
-};
 
 static void wake(struct flow_worker *w)
 {
@@ -188,7 +71,7 @@ static void wake_locked(struct flow_worker *w)
 
 /* [mu] Push, or log: out of memory keeps the job out of the list (its entry
  * stays pending and is claimed again). */
-static bool push(struct flow_worker *w, wjob_vec *v, struct wjob *j)
+bool flow__worker_push(struct flow_worker *w, wjob_vec *v, struct wjob *j)
 {
     flow_err rc = FLOW_OK;
     FLOW__VEC_PUSH(v, j, rc);
@@ -360,7 +243,7 @@ static void *pool_main(void *arg)
         int rc = atomic_load(&j->ctx.cancelled) ? -1 : j->fn->fn(&j->ctx);
         fn_result(w, j, rc);
         pthread_mutex_lock(&w->mu);
-        push(w, &w->finished, j);
+        flow__worker_push(w, &w->finished, j);
         wake_locked(w);
     }
     pthread_mutex_unlock(&w->mu);
@@ -392,7 +275,7 @@ static flow_err fn_emit(struct flow__rctx *rc, const char *event, json_t *data)
         rc2 = FLOW_ENOMEM;
     else
         ev = NULL;
-    if (!rc2 && !j->emit_listed && push(w, &w->emitting, j)) {
+    if (!rc2 && !j->emit_listed && flow__worker_push(w, &w->emitting, j)) {
         j->emit_listed = true;
         wake_locked(w);
     }
@@ -467,7 +350,6 @@ static struct wjob *job_of_entry(struct flow_worker *w, const char *queue_key,
     return j;
 }
 
-static redisContext *conn(struct flow_worker *w, struct wconn *wc);
 
 /* [reader] Give each job of `jobs` its run's state: the one its entry
  * carries, or the version it names (state_v), from the cache or read once
@@ -490,7 +372,7 @@ static void give_states(struct flow_worker *w, struct wjob **jobs, size_t n)
         }
     }
     if (m)
-        flow__rstate_get(&w->states, conn(w, &w->rd), w->addr.prefix, needs, m);
+        flow__rstate_get(&w->states, flow__worker_conn(w, &w->rd), w->addr.prefix, needs, m);
     for (size_t k = 0; k < m; k++) {
         struct wjob *j = needs[k].owner;
         j->state = needs[k].state;
@@ -545,14 +427,14 @@ static size_t take_entries(struct flow_worker *w, const char *key, const redisRe
         if (j->fn && !j->done)
             fn_prepare(w, j);
         pthread_mutex_lock(&w->mu);
-        if (!push(w, &w->jobs, j)) {
+        if (!flow__worker_push(w, &w->jobs, j)) {
             pthread_mutex_unlock(&w->mu);
             job_free(j);
             continue;
         }
         taken++;
         if (j->done) {
-            push(w, &w->finished, j);
+            flow__worker_push(w, &w->finished, j);
             main_work = true;
         } else if (j->fn) {
             if (w->q_tail)
@@ -562,7 +444,7 @@ static size_t take_entries(struct flow_worker *w, const char *key, const redisRe
             w->q_tail = j;
             pthread_cond_signal(&w->pool_cv);
         } else {
-            push(w, &w->fresh, j);
+            flow__worker_push(w, &w->fresh, j);
             main_work = true;
         }
         pthread_mutex_unlock(&w->mu);
@@ -581,7 +463,7 @@ static size_t take_entries(struct flow_worker *w, const char *key, const redisRe
 /* A connection of `wc` (connecting again after a loss, at most once every
  * RETRY_NS, so that a Redis that hangs costs a caller one timeout per
  * retry, not one per call); NULL while Redis cannot be reached. */
-static redisContext *conn(struct flow_worker *w, struct wconn *wc)
+redisContext *flow__worker_conn(struct flow_worker *w, struct wconn *wc)
 {
     if (wc->c && !wc->c->err)
         return wc->c;
@@ -607,9 +489,9 @@ static redisContext *conn(struct flow_worker *w, struct wconn *wc)
 
 /* A command on `wc`; NULL when Redis cannot be reached or answered an
  * error (logged). */
-static redisReply *cmdv(struct flow_worker *w, struct wconn *wc, int argc, const char **argv)
+redisReply *flow__worker_cmdv(struct flow_worker *w, struct wconn *wc, int argc, const char **argv)
 {
-    if (!conn(w, wc))
+    if (!flow__worker_conn(w, wc))
         return NULL;
     flow_error err;
     redisReply *r = flow__redis_cmdv(wc->c, &w->addr, &err, argc, argv, NULL);
@@ -623,7 +505,7 @@ static bool ensure_groups(struct flow_worker *w)
     if (w->groups_ok)
         return true;
     for (size_t i = 0; i < w->nqueues; i++) {
-        if (!conn(w, &w->rd))
+        if (!flow__worker_conn(w, &w->rd))
             return false;
         redisReply *r = redisCommand(w->rd.c, "XGROUP CREATE %s %s 0 MKSTREAM", w->queue_keys[i],
                                      FLOW__RW_GROUP);
@@ -693,7 +575,7 @@ static void *reader_main(void *arg)
                     snprintf(count, sizeof(count), "%zu", free_slots);
                     const char *ac[] = {"XAUTOCLAIM", w->queue_keys[i], FLOW__RW_GROUP, w->name,
                                         idle,         cursor[i],        "COUNT",        count};
-                    redisReply *r = cmdv(w, &w->rd, 8, ac);
+                    redisReply *r = flow__worker_cmdv(w, &w->rd, 8, ac);
                     bool more = false;
                     if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
                         const redisReply *next = r->element[0];
@@ -717,7 +599,7 @@ static void *reader_main(void *arg)
              * the worker stops (CLIENT UNBLOCK), so a draining worker takes
              * nothing new. */
             const char *ci[] = {"CLIENT", "ID"};
-            redisReply *id = cmdv(w, &w->rd, 2, ci);
+            redisReply *id = flow__worker_cmdv(w, &w->rd, 2, ci);
             if (id && id->type == REDIS_REPLY_INTEGER) {
                 atomic_store(&w->rd_client_id, id->integer);
                 w->rd_id_of = w->rd.c;
@@ -741,7 +623,7 @@ static void *reader_main(void *arg)
             argv[argc++] = w->queue_keys[i];
         for (size_t i = 0; i < w->nqueues; i++)
             argv[argc++] = ">";
-        redisReply *r = cmdv(w, &w->rd, argc, argv);
+        redisReply *r = flow__worker_cmdv(w, &w->rd, argc, argv);
         if (r && r->type == REDIS_REPLY_ARRAY) {
             for (size_t i = 0; i < r->elements; i++) {
                 const redisReply *s = r->element[i];
@@ -767,412 +649,6 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-/* ---- publishing (the main thread) ------------------------------------------ */
-
-/* [main] The jobs listed now (`live`: only those still running), into
- * `out` (reserved to `concurrency`). */
-static void snapshot(struct flow_worker *w, wjob_vec *out, bool live)
-{
-    out->count = 0;
-    pthread_mutex_lock(&w->mu);
-    for (size_t i = 0; i < w->jobs.count; i++) {
-        struct wjob *j = w->jobs.items[i];
-        if (!live || (!j->over && !j->abandoned && !j->no_reply))
-            push(w, out, j);
-    }
-    pthread_mutex_unlock(&w->mu);
-}
-
-/* Read `n` pipelined replies into `out` (NULL for a lost connection or an
- * error reply, which is logged once). False: the connection is lost. */
-static bool replies(struct flow_worker *w, redisContext *c, size_t n, redisReply **out)
-{
-    bool logged = false, alive = true;
-    for (size_t i = 0; i < n; i++) {
-        void *r = NULL;
-        if (!alive || redisGetReply(c, &r) != REDIS_OK) {
-            alive = false;
-            out[i] = NULL;
-            continue;
-        }
-        redisReply *rep = r;
-        if (rep && rep->type == REDIS_REPLY_ERROR) {
-            if (!logged)
-                flow__log(FLOW_LOG_WARN, "worker %s: %s", w->name, rep->str);
-            logged = true;
-            freeReplyObject(rep);
-            rep = NULL;
-        }
-        out[i] = rep;
-    }
-    return alive;
-}
-
-/* The completions of one run: an XADD each to P:done:RUN (KEYS[1]), kept
- * FLOW__RW_TTL_S while P:inflight:RUN (KEYS[2]) exists. Without it the run
- * ended (late duplicates) or Redis lost it (the runner queues the attempt
- * again): a stream made here goes after LATE_TTL_S. ARGV: ttl, late ttl,
- * v, run, worker, then act, attempt, result for each completion. */
-/* Messages to a run's completion stream: ARGV after the 5 fixed ones are
- * (act, attempt, round, kind, text) for each, kind `result` or `event`; a
- * round 0 goes without its field. */
-static const char publish_lua[] =
-    "local live = redis.call('EXISTS', KEYS[2])\n"
-    "for i = 6, #ARGV, 5 do\n"
-    "  if ARGV[i + 2] == '0' then\n"
-    "    redis.call('XADD', KEYS[1], '*', 'v', ARGV[3], 'run', ARGV[4], 'act', ARGV[i],\n"
-    "               'attempt', ARGV[i + 1], 'worker', ARGV[5], ARGV[i + 3], ARGV[i + 4])\n"
-    "  else\n"
-    "    redis.call('XADD', KEYS[1], '*', 'v', ARGV[3], 'run', ARGV[4], 'act', ARGV[i],\n"
-    "               'attempt', ARGV[i + 1], 'worker', ARGV[5], ARGV[i + 3], ARGV[i + 4],\n"
-    "               'round', ARGV[i + 2])\n"
-    "  end\n"
-    "end\n"
-    "if live == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
-    "elseif redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
-    "return live\n";
-
-#ifdef FLOW_TESTING
-static atomic_size_t publish_fail_at; /* engine.h: flow__worker_fail_publish_at */
-void flow__worker_fail_publish_at(size_t n)
-{
-    atomic_store(&publish_fail_at, n);
-}
-#define publish_fails()                                                                    \
-    (atomic_load(&publish_fail_at) && atomic_fetch_sub(&publish_fail_at, 1) == 1)
-#else
-#define publish_fails() false
-#endif
-
-/* [main] Pipeline a command; false when hiredis cannot (out of memory). */
-static bool append(redisContext *c, int argc, const char **argv)
-{
-    return redisAppendCommandArgv(c, argc, argv, NULL) == REDIS_OK;
-}
-
-/* [main] Publish the completions of `pub`, one script call per run
- * (publish_lua), pipelined; then acknowledge the entries whose own script
- * answered (pipelined, one XACK per queue): a completion is in its stream
- * before its entry is acknowledged. Then delete what was acknowledged.
- * Each reply goes to the command it answers: one not sent or failed holds
- * back its own jobs, no other. Marks jobs xadded and acked; the rest is
- * tried again later (the runner drops a second completion). */
-static void publish(struct flow_worker *w, wjob_vec *pub)
-{
-    redisContext *c = conn(w, &w->main);
-    size_t n = pub->count;
-    if (!c || !n)
-        return;
-    size_t ncmd = n > w->nqueues ? n : w->nqueues;
-    char **text = flow__calloc(n, sizeof(*text));
-    char(*num)[3][16] = flow__calloc(n, sizeof(*num));
-    size_t *lead = flow__calloc(n, sizeof(*lead));        /* first job of its run's call */
-    size_t *cmd_of = flow__calloc(ncmd, sizeof(*cmd_of)); /* per command sent: lead or queue */
-    redisReply **reps = flow__calloc(ncmd, sizeof(*reps));
-    const char **argv = flow__calloc(10 + 5 * n, sizeof(*argv)); /* EVAL's is the longest */
-    if (!text || !num || !lead || !cmd_of || !reps || !argv)
-        goto out;
-    char ttl[16], late[16];
-    snprintf(ttl, sizeof(ttl), "%d", FLOW__RW_TTL_S);
-    snprintf(late, sizeof(late), "%d", LATE_TTL_S);
-    for (size_t i = 0; i < n; i++) {
-        struct wjob *j = pub->items[i];
-        lead[i] = SIZE_MAX;
-        if (j->no_reply || j->xadded)
-            continue;
-        const struct flow__cmd_result *res = j->abandoned ? &j->ares : &j->res;
-        /* The body has returned (or, abandoned, says nothing more): its
-         * events and request are read without the lock. */
-        struct flow__rw_extra x = {j->writes, j->events, j->rctx.waiting};
-        json_t *rj = flow__rw_result_encode(res, j->abandoned ? NULL : &x);
-        text[i] = rj ? json_dumps(rj, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-        json_decref(rj);
-        if (!text[i])
-            continue; /* out of memory: next time */
-        snprintf(num[i][0], sizeof(num[i][0]), "%" PRIu32, j->ident.act);
-        snprintf(num[i][1], sizeof(num[i][1]), "%" PRIu32, j->ident.attempt);
-        snprintf(num[i][2], sizeof(num[i][2]), "%" PRIu32, j->ident.round);
-        lead[i] = i;
-        for (size_t k = 0; k < i; k++)
-            if (lead[k] == k && !strcmp(pub->items[k]->run, j->run)) {
-                lead[i] = k;
-                break;
-            }
-    }
-    size_t sent = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (lead[i] != i)
-            continue;
-        struct wjob *j = pub->items[i];
-        char *done = flow__rw_key(w->addr.prefix, "done", j->run);
-        char *inflight = flow__rw_key(w->addr.prefix, "inflight", j->run);
-        const char *head[] = {"EVAL", publish_lua, "2", done, inflight, ttl, late,
-                              FLOW__RW_VERSION, j->run, w->name};
-        int argc = (int)FLOW__ARRAY_LEN(head);
-        memcpy(argv, head, sizeof(head));
-        for (size_t k = i; k < n; k++) {
-            if (lead[k] != i)
-                continue;
-            argv[argc++] = num[k][0];
-            argv[argc++] = num[k][1];
-            argv[argc++] = num[k][2];
-            argv[argc++] = "result";
-            argv[argc++] = text[k];
-        }
-        if (done && inflight && !publish_fails() && append(c, argc, argv))
-            cmd_of[sent++] = i;
-        flow__free(done);
-        flow__free(inflight);
-    }
-    bool alive = replies(w, c, sent, reps);
-    for (size_t k = 0; k < sent; k++) {
-        for (size_t i = cmd_of[k]; reps[k] && i < n; i++)
-            if (lead[i] == cmd_of[k])
-                pub->items[i]->xadded = true;
-        freeReplyObject(reps[k]);
-    }
-    /* Acknowledge what is in its stream (and what needs no reply). */
-    size_t acks = 0;
-    for (size_t q = 0; alive && q < w->nqueues; q++) {
-        int argc = 0;
-        argv[argc++] = "XACK";
-        argv[argc++] = w->queue_keys[q];
-        argv[argc++] = FLOW__RW_GROUP;
-        for (size_t i = 0; i < n; i++) {
-            struct wjob *j = pub->items[i];
-            if ((j->no_reply || j->xadded) && !strcmp(j->queue_key, w->queue_keys[q]))
-                argv[argc++] = j->entry_id;
-        }
-        if (argc > 3 && append(c, argc, argv))
-            cmd_of[acks++] = q;
-    }
-    alive = replies(w, c, acks, reps) && alive;
-    for (size_t k = 0; k < acks; k++) {
-        const char *queue = w->queue_keys[cmd_of[k]];
-        for (size_t i = 0; reps[k] && i < n; i++) {
-            struct wjob *j = pub->items[i];
-            if ((j->no_reply || j->xadded) && !j->acked && !strcmp(j->queue_key, queue)) {
-                j->acked = true;
-                w->done_count++;
-            }
-        }
-        freeReplyObject(reps[k]);
-    }
-    /* An acknowledged entry is needed by nobody (a resubmission goes by
-     * the runner's inflight record): delete it, or the queue's stream
-     * would keep every task ever run. */
-    size_t dels = 0;
-    for (size_t q = 0; alive && q < w->nqueues; q++) {
-        int argc = 0;
-        argv[argc++] = "XDEL";
-        argv[argc++] = w->queue_keys[q];
-        for (size_t i = 0; i < n; i++) {
-            struct wjob *j = pub->items[i];
-            if (j->acked && !strcmp(j->queue_key, w->queue_keys[q]))
-                argv[argc++] = j->entry_id;
-        }
-        if (argc > 2 && append(c, argc, argv))
-            dels++;
-    }
-    replies(w, c, dels, reps);
-    for (size_t k = 0; k < dels; k++)
-        freeReplyObject(reps[k]);
-out:
-    for (size_t i = 0; text && i < n; i++)
-        flow__json_free_text(text[i]);
-    flow__free(text);
-    flow__free(num);
-    flow__free(lead);
-    flow__free(cmd_of);
-    flow__free(reps);
-    flow__free(argv);
-}
-
-/* [main] Stream the events the C functions of `emit` emitted since last
- * time (pipelined XADDs to their runs' completion streams). Best effort:
- * what cannot be sent now goes with the completion, which carries every
- * event, and the runner applies each once. */
-static void stream_events(struct flow_worker *w, wjob_vec *emit)
-{
-    FLOW__VEC(char *) texts = {0};
-    FLOW__VEC(struct wjob *) of = {0};
-    flow_err rc = FLOW_OK;
-    pthread_mutex_lock(&w->mu);
-    for (size_t i = 0; i < emit->count; i++) {
-        struct wjob *j = emit->items[i];
-        j->emit_listed = false;
-        for (; !rc && j->events_sent < json_array_size(j->events); j->events_sent++) {
-            json_t *ev = json_array_get(j->events, j->events_sent);
-            char *text = flow__rw_event_encode((uint32_t)j->events_sent,
-                                               json_string_value(json_object_get(ev, "event")),
-                                               json_object_get(ev, "data"));
-            if (text)
-                FLOW__VEC_PUSH(&texts, text, rc);
-            if (!text || rc) {
-                flow__json_free_text(text);
-                rc = FLOW_ENOMEM;
-                break;
-            }
-            FLOW__VEC_PUSH(&of, j, rc);
-        }
-    }
-    emit->count = 0;
-    pthread_mutex_unlock(&w->mu);
-    redisContext *c = texts.count == of.count ? conn(w, &w->main) : NULL;
-    size_t sent = 0;
-    char act[16], attempt[16], round[16], ttl[16], late[16];
-    snprintf(ttl, sizeof(ttl), "%d", FLOW__RW_TTL_S);
-    snprintf(late, sizeof(late), "%d", LATE_TTL_S);
-    for (size_t i = 0; c && i < texts.count; i++) {
-        struct wjob *j = of.items[i];
-        char *done = flow__rw_key(w->addr.prefix, "done", j->run);
-        char *inflight = flow__rw_key(w->addr.prefix, "inflight", j->run);
-        snprintf(act, sizeof(act), "%" PRIu32, j->ident.act);
-        snprintf(attempt, sizeof(attempt), "%" PRIu32, j->ident.attempt);
-        snprintf(round, sizeof(round), "%" PRIu32, j->ident.round);
-        const char *argv[] = {"EVAL",  publish_lua, "2",     done,   inflight,
-                              ttl,     late,        FLOW__RW_VERSION, j->run,
-                              w->name, act,         attempt, round,  "event",
-                              texts.items[i]};
-        if (done && inflight && append(c, (int)FLOW__ARRAY_LEN(argv), argv))
-            sent++;
-        flow__free(done);
-        flow__free(inflight);
-    }
-    for (size_t i = 0; i < sent; i++) {
-        void *r = NULL;
-        if (redisGetReply(c, &r) != REDIS_OK)
-            break;
-        freeReplyObject(r);
-    }
-    for (size_t i = 0; i < texts.count; i++)
-        flow__json_free_text(texts.items[i]);
-    FLOW__VEC_FREE(&texts);
-    FLOW__VEC_FREE(&of);
-}
-
-/* [main] A C function killed by the runner that has not returned: answer
- * for it now (the runner's kill_grace is over), keep its slot until it
- * returns. */
-static void abandon(struct flow_worker *w, struct wjob *j, wjob_vec *pub)
-{
-    j->abandoned = true;
-    j->ares.ok = false;
-    j->ares.exit_status = -1;
-    j->ares.error = flow__asprintf("%s on worker '%s' and did not stop within its kill_grace; "
-                                   "its thread was abandoned",
-                                   atomic_load(&j->timed_out) ? "timed out" : "cancelled",
-                                   w->name);
-    if (!j->in_pub) {
-        j->in_pub = true;
-        push(w, pub, j);
-    }
-}
-
-/* [main] Signal what the runner asked to stop (P:cancel:RUN ACT:ATTEMPT):
- * one pipelined HGET per running job. */
-static void check_cancels(struct flow_worker *w, const wjob_vec *live, wjob_vec *pub)
-{
-    redisContext *c = conn(w, &w->main);
-    size_t n = live->count;
-    redisReply **reps = c && n ? flow__calloc(n, sizeof(*reps)) : NULL;
-    size_t *job_of = reps ? flow__calloc(n, sizeof(*job_of)) : NULL; /* per HGET sent */
-    if (!job_of) {
-        flow__free(reps);
-        return;
-    }
-    char field[32];
-    size_t sent = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct wjob *j = live->items[i];
-        char *key = flow__rw_key(w->addr.prefix, "cancel", j->run);
-        flow__rw_cancel_field(field, sizeof(field), j->ident.act, j->ident.attempt,
-                              j->ident.round);
-        const char *argv[] = {"HGET", key, field};
-        if (key && append(c, 3, argv))
-            job_of[sent++] = i;
-        flow__free(key);
-    }
-    replies(w, c, sent, reps);
-    for (size_t k = 0; k < sent; k++) {
-        struct wjob *j = live->items[job_of[k]];
-        redisReply *r = reps[k];
-        if (r && r->type == REDIS_REPLY_STRING) {
-            bool kill = !strncmp(r->str, "KILL", 4);
-            if (strstr(r->str, "timeout"))
-                atomic_store(&j->timed_out, true);
-            if (kill ? j->signalled < 2 : j->signalled < 1) {
-                j->signalled = kill ? 2 : 1;
-                if (j->cmd)
-                    flow__cmd_kill(j->cmd, kill ? SIGKILL : SIGTERM);
-                else if (j->fn) {
-                    atomic_store(&j->ctx.cancelled, 1);
-                    if (kill)
-                        abandon(w, j, pub);
-                }
-            }
-        }
-        freeReplyObject(r);
-    }
-    flow__free(job_of);
-    flow__free(reps);
-}
-
-/* [main] Keep the idle time of the entries we run low: XCLAIM ... JUSTID,
- * one per queue. */
-static void renew_claims(struct flow_worker *w, const wjob_vec *live)
-{
-    const char **argv = flow__calloc(live->count + 7, sizeof(*argv));
-    for (size_t q = 0; argv && q < w->nqueues; q++) {
-        int argc = 0;
-        argv[argc++] = "XCLAIM";
-        argv[argc++] = w->queue_keys[q];
-        argv[argc++] = FLOW__RW_GROUP;
-        argv[argc++] = w->name;
-        argv[argc++] = "0";
-        for (size_t i = 0; i < live->count; i++)
-            if (!strcmp(live->items[i]->queue_key, w->queue_keys[q]))
-                argv[argc++] = live->items[i]->entry_id;
-        argv[argc++] = "JUSTID";
-        if (argc > 6)
-            freeReplyObject(cmdv(w, &w->main, argc, argv));
-    }
-    flow__free(argv);
-}
-
-static void heartbeat(struct flow_worker *w, bool last, size_t running)
-{
-    char *key = flow__rw_key(w->addr.prefix, "worker", w->name);
-    char *set = flow__asprintf("%s:workers", w->addr.prefix);
-    if (!key || !set)
-        goto out;
-    if (last) {
-        const char *del[] = {"DEL", key};
-        const char *zrem[] = {"ZREM", set, w->name};
-        freeReplyObject(cmdv(w, &w->main, 2, del));
-        freeReplyObject(cmdv(w, &w->main, 3, zrem));
-        goto out;
-    }
-    char pid[16], nrun[24], done[24], seen[24], ttl[16], started[24];
-    snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-    snprintf(nrun, sizeof(nrun), "%zu", running);
-    snprintf(done, sizeof(done), "%" PRIu64, w->done_count);
-    snprintf(seen, sizeof(seen), "%.3f", flow__wall_time());
-    snprintf(started, sizeof(started), "%.3f", w->started);
-    snprintf(ttl, sizeof(ttl), "%d", 3 * (int)(HEARTBEAT_EVERY_NS / MS));
-    const char *hset[] = {"HSET",  key,          "host",    w->host, "pid",  pid,
-                          "queues", w->queue_list, "running", nrun,    "done", done,
-                          "seen",   seen,          "started", started};
-    const char *exp[] = {"PEXPIRE", key, ttl};
-    const char *zadd[] = {"ZADD", set, seen, w->name};
-    freeReplyObject(cmdv(w, &w->main, 16, hset));
-    freeReplyObject(cmdv(w, &w->main, 3, exp));
-    freeReplyObject(cmdv(w, &w->main, 4, zadd));
-out:
-    flow__free(key);
-    flow__free(set);
-}
-
 /* ---- the loop ------------------------------------------------------------- */
 
 #define MAX_FDS 256
@@ -1186,7 +662,7 @@ static void job_over(struct flow_worker *w, struct wjob *j, wjob_vec *pub)
         j->gone = true;
     else if (!j->in_pub) {
         j->in_pub = true;
-        push(w, pub, j);
+        flow__worker_push(w, pub, j);
     }
 }
 
@@ -1217,7 +693,7 @@ static void drop_gone(struct flow_worker *w, wjob_vec *scratch)
     for (size_t i = 0; i < w->jobs.count; i++) {
         struct wjob *j = w->jobs.items[i];
         if (j->gone)
-            push(w, scratch, j);
+            flow__worker_push(w, scratch, j);
         else
             w->jobs.items[keep++] = j;
     }
@@ -1301,7 +777,7 @@ flow_err flow_worker_run(flow_worker *w, flow_error *err)
         return flow__error(err, FLOW_ESTATE, "worker %s: flow_worker_run was called already",
                            w->name);
     w->running = true;
-    if (!conn(w, &w->main))
+    if (!flow__worker_conn(w, &w->main))
         return flow__error(err, FLOW_EIO, "cannot connect to %s", w->addr.shown);
     size_t cap = (size_t)w->concurrency;
     wjob_vec pub = {0}, live = {0}, fresh = {0}, fin = {0}, cmds = {0}, emit = {0};
@@ -1359,7 +835,7 @@ flow_err flow_worker_run(flow_worker *w, flow_error *err)
             char ids[24];
             snprintf(ids, sizeof(ids), "%lld", id);
             const char *ub[] = {"CLIENT", "UNBLOCK", ids};
-            freeReplyObject(id ? cmdv(w, &w->main, 3, ub) : NULL);
+            freeReplyObject(id ? flow__worker_cmdv(w, &w->main, 3, ub) : NULL);
             w->unblocked = true;
         }
         for (size_t i = 0; i < fresh.count; i++) {
@@ -1368,39 +844,39 @@ flow_err flow_worker_run(flow_worker *w, flow_error *err)
             if (j->done)
                 job_over(w, j, &pub);
             else
-                push(w, &cmds, j);
+                flow__worker_push(w, &cmds, j);
         }
         fresh.count = 0;
         for (size_t i = 0; i < fin.count; i++)
             job_over(w, fin.items[i], &pub);
         fin.count = 0;
         if (emit.count) /* before the completions: the runner reads in order */
-            stream_events(w, &emit);
+            flow__worker_stream_events(w, &emit);
         now = flow__now_ns();
         if (pub.count && now >= pub_at) {
-            publish(w, &pub);
+            flow__worker_publish(w, &pub);
             sweep_published(w, &pub);
             pub_at = pub.count ? now + RETRY_NS : 0; /* Redis is away: later */
         }
         drop_gone(w, &fin);
-        snapshot(w, &live, true);
+        flow__worker_snapshot(w, &live, true);
         pthread_mutex_lock(&w->mu);
         size_t njobs = w->jobs.count;
         pthread_mutex_unlock(&w->mu);
         if (stopping && reader_gone && njobs == 0)
             break;
         if (now >= beat_at) {
-            heartbeat(w, false, njobs);
+            flow__worker_heartbeat(w, false, njobs);
             beat_at = now + HEARTBEAT_EVERY_NS;
         }
         if (live.count && now >= cancel_at) {
-            check_cancels(w, &live, &pub);
+            flow__worker_check_cancels(w, &live, &pub);
             cancel_at = now + CANCEL_EVERY_NS;
         }
         if (!live.count)
             renew_at = now + renew_every;
         else if (now >= renew_at) {
-            renew_claims(w, &live);
+            flow__worker_renew_claims(w, &live);
             renew_at = now + renew_every;
         }
         if (cmds.count && now >= sweep_at) {
@@ -1422,7 +898,7 @@ flow_err flow_worker_run(flow_worker *w, flow_error *err)
         int timeout = next <= now ? 0 : (int)((next - now + MS - 1) / MS);
         wait_events(w, &cmds, &pub, timeout);
     }
-    heartbeat(w, true, 0);
+    flow__worker_heartbeat(w, true, 0);
     if (reader)
         pthread_join(w->reader, NULL);
     pthread_mutex_lock(&w->mu);
@@ -1591,80 +1067,3 @@ void flow_worker_free(flow_worker *w)
     flow__free(w);
 }
 
-flow_err flow_workers_list(const char *url, json_t **out, flow_error *err)
-{
-    flow__error_clear(err);
-    *out = NULL;
-    url = flow__redis_url_from_env(url);
-    if (!url)
-        return flow__error(err, FLOW_EINVAL, "no Redis: give --redis URL or set FLOW_REDIS");
-    struct flow__redis_addr a;
-    if (flow__redis_parse(url, &a, err) != FLOW_OK)
-        return err->code;
-    redisContext *c = flow__redis_connect(&a, 5.0, err);
-    if (!c)
-        return err->code;
-    json_t *list = json_array();
-    char *set = flow__asprintf("%s:workers", a.prefix);
-    redisReply *names = list && set ? flow__redis_cmd(c, &a, err, "ZRANGE %s 0 -1", set) : NULL;
-    flow_err rc = names ? FLOW_OK : err->code ? err->code : FLOW_ENOMEM;
-    static const char *const fields[] = {"host", "pid", "queues", "running", "done", "started",
-                                         "seen"};
-    for (size_t i = 0; !rc && names->type == REDIS_REPLY_ARRAY && i < names->elements; i++) {
-        const redisReply *n = names->element[i];
-        if (n->type != REDIS_REPLY_STRING)
-            continue;
-        char *key = flow__rw_key(a.prefix, "worker", n->str);
-        redisReply *h = key ? flow__redis_cmd(c, &a, err, "HMGET %s host pid queues running done "
-                                                          "started seen",
-                                              key)
-                            : NULL;
-        flow__free(key);
-        if (!h) {
-            rc = err->code ? err->code : FLOW_ENOMEM;
-            break;
-        }
-        if (h->type != REDIS_REPLY_ARRAY || h->elements != 7 ||
-            h->element[0]->type != REDIS_REPLY_STRING) {
-            /* Its heartbeat expired: it is gone. */
-            freeReplyObject(flow__redis_cmd(c, &a, err, "ZREM %s %s", set, n->str));
-            freeReplyObject(h);
-            continue;
-        }
-        json_t *o = json_pack("{s:s}", "name", n->str);
-        for (size_t k = 0; o && k < 7; k++) {
-            const redisReply *v = h->element[k];
-            if (v->type != REDIS_REPLY_STRING)
-                continue;
-            json_t *j;
-            if (k == 0 || k == 2)
-                j = k == 2 ? json_array() : json_string(v->str);
-            else if (k >= 5)
-                j = json_real(strtod(v->str, NULL));
-            else
-                j = json_integer(strtoll(v->str, NULL, 10));
-            if (k == 2 && j) {
-                char *copy = flow__strdup(v->str), *save = NULL;
-                for (char *q = copy ? strtok_r(copy, ",", &save) : NULL; q;
-                     q = strtok_r(NULL, ",", &save))
-                    json_array_append_new(j, json_string(q));
-                flow__free(copy);
-            }
-            json_object_set_new(o, fields[k], j);
-        }
-        if (!o || json_array_append_new(list, o))
-            rc = FLOW_ENOMEM;
-        freeReplyObject(h);
-    }
-    freeReplyObject(names);
-    flow__free(set);
-    redisFree(c);
-    if (rc) {
-        json_decref(list);
-        if (rc == FLOW_ENOMEM)
-            flow__error(err, FLOW_ENOMEM, "out of memory listing workers");
-        return rc;
-    }
-    *out = list;
-    return FLOW_OK;
-}
