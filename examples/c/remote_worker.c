@@ -31,7 +31,8 @@
  *   approve asks a person to approve input {"what": TEXT} (request id
  *           {"id": ID}, default TASK-ACTIVATION; the answer also goes to
  *           state key `decision`); returns {"what", "approved", "by"}.
- *           {"selection": true} asks a selection without options (refused)
+ *           {"selection": true} asks a selection without options (refused);
+ *           {"emit": N} emits `asking` N times first, each time it runs
  *   ticker  emits `tick` {"n": I} for I in 1..{"ticks": N} (default 1)
  *           while it runs, then waits up to 10 s for the file {"until": PATH}
  *           to exist (a subscriber of `tick` makes it); returns whether it
@@ -151,6 +152,12 @@ static int approve(flow_ctx *ctx)
 {
     json_t *in = flow_ctx_input(ctx);
     const char *what = json_string_value(json_object_get(in, "what"));
+    json_int_t notes = json_integer_value(json_object_get(in, "emit"));
+    for (json_int_t i = 1; i <= notes; i++) { /* each time it runs, before it asks */
+        json_t *data = json_pack("{s:I}", "n", i);
+        flow_ctx_emit(ctx, "asking", data);
+        json_decref(data);
+    }
     char message[300];
     snprintf(message, sizeof(message), "Approve %s?", what ? what : "this");
     flow_feedback req = {

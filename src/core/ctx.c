@@ -372,10 +372,10 @@ flow_err flow_ctx_emit(flow_ctx *ctx, const char *event, json_t *data)
     if (!payload)
         return FLOW_ENOMEM;
     if (ctx->remote) { /* streamed by the worker to the runner, and in the completion */
-        flow_err rc = ctx->remote->emit ? ctx->remote->emit(ctx->remote, event, payload)
-                                        : FLOW_EUNSUPPORTED;
+        if (ctx->remote->emit) /* it takes the payload: its threads share it under their lock */
+            return ctx->remote->emit(ctx->remote, event, payload);
         json_decref(payload);
-        return rc;
+        return FLOW_EUNSUPPORTED;
     }
     /* Events go out at once: a long task streams to its connections. The
      * run shares the payload from now on: it is let go under the lock. */

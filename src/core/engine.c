@@ -242,6 +242,7 @@ void flow__engine_timer(struct flow_engine *e, uint8_t kind, struct act *a, doub
         .run = a->run,
         .act = a,
         .attempt = a->attempt,
+        .round = a->dyn ? a->dyn->waits : 0,
         .kind = kind,
     };
     /* Out of memory the run stops; an activation that was to wait for the
@@ -741,8 +742,8 @@ static int fire_timers(struct flow_engine *e)
             continue;
         }
         struct act *a = t.act;
-        if (a->attempt != t.attempt)
-            continue; /* stale: the attempt it was set for is over */
+        if (a->attempt != t.attempt || (a->dyn ? a->dyn->waits : 0) != t.round)
+            continue; /* stale: the attempt (or round) it was set for is over */
         if (t.kind == TIMER_RETRY && !(a->flags & ACT_WAITING))
             continue;
         if (t.kind != TIMER_RETRY && a->status != FLOW_ACT_RUNNING)

@@ -274,7 +274,8 @@ struct flow__rctx {
     long index;             /* its position or -1 */
     json_t *waiting;        /* the feedback request it asked and has no
                              * answer for: the attempt ends waiting */
-    /* Streams an event to the runner while the body runs (worker.c). */
+    /* Streams an event to the runner while the body runs (worker.c); takes
+     * `data` (a reference nobody else counts). */
     flow_err (*emit)(struct flow__rctx *rc, const char *event, json_t *data);
     void *emit_arg;
 };
@@ -333,6 +334,8 @@ struct timer {
     struct flow_run *run;
     struct act *act;     /* NULL for TIMER_RUN */
     uint32_t attempt;    /* the attempt it was set for; stale otherwise */
+    uint32_t round;      /* ... and its run (act_dyn.waits): an attempt runs
+                          * again after each answer it waited for */
     uint8_t kind;
 };
 

@@ -564,6 +564,8 @@ flow_err flow__feedback_replay(struct flow_run *r, struct act *a, const struct f
     case JREC_ACT_WAITING:
         if (a->status == FLOW_ACT_RUNNING && r->running > 0)
             r->running--;
+        if (a->dyn)
+            a->dyn->streamed = 0; /* the next round streams anew */
         a->attempt = rec->attempt ? rec->attempt - 1u : 0;
         park(r, a, q);
         return FLOW_OK;
@@ -732,10 +734,12 @@ static flow_err remote_request(flow_ctx *ctx, const flow_feedback *req, json_t *
     if (rc->waiting) /* asked before: the first request is the one that waits */
         return FLOW_EWAITING;
     json_t *options = options_json(req);
-    rc->waiting = json_pack("{s:s,s:i,s:s,s:o*,s:f,s:O*,s:s*}", "id", id, "type", (int)req->type,
+    /* A copy: the caller's default may be shared with its other threads. */
+    json_t *dflt = req->default_answer ? json_deep_copy(req->default_answer) : NULL;
+    rc->waiting = json_pack("{s:s,s:i,s:s,s:o*,s:f,s:o*,s:s*}", "id", id, "type", (int)req->type,
                             "message", req->message ? req->message : "", "options", options,
-                            "timeout", req->timeout, "default", req->default_answer,
-                            "channel_key", req->channel_key);
+                            "timeout", req->timeout, "default", dflt, "channel_key",
+                            req->channel_key);
     return rc->waiting ? FLOW_EWAITING : FLOW_ENOMEM;
 }
 

@@ -110,6 +110,7 @@ struct submission {
     flow_err rc;   /* of the last try: FLOW_EIO means try again */
     char *error;   /* its message when it failed otherwise */
     bool settled;  /* queued, or ended without being queued */
+    bool appended; /* in the pipeline of the last try */
 };
 
 struct flow__remote {
@@ -573,8 +574,8 @@ static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned
                               "spec",   s->spec,      "round",      s->round_s};
         /* Round 0 goes without its field: entries as they always were. */
         int argc = (int)FLOW__ARRAY_LEN(argv) - (s->round ? 0 : 2);
-        if (redisAppendCommandArgv(*c, argc, argv, NULL) == REDIS_OK)
-            sent++;
+        s->appended = redisAppendCommandArgv(*c, argc, argv, NULL) == REDIS_OK;
+        sent += s->appended;
     }
     bool alive = true;
     for (size_t i = 0; i < ndrops && alive; i++) {
@@ -603,7 +604,7 @@ static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned
     }
     for (size_t i = 0; i < n && sent && alive; i++) {
         struct submission *s = &v[i];
-        if (s->settled)
+        if (s->settled || !s->appended) /* not sent (out of memory): no reply of its own */
             continue;
         redisReply *rep = NULL;
         if (redisGetReply(*c, (void **)&rep) != REDIS_OK || !rep) {

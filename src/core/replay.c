@@ -115,6 +115,8 @@ static void attempt_over(struct flow_run *r, struct act *a, const struct flow__j
         r->running--;
     a->attempt = rec->attempt;
     a->flags &= (uint8_t)~ACT_WAITING;
+    if (a->dyn)
+        a->dyn->streamed = 0; /* the events of an attempt that ended count no more */
 }
 
 static bool is_final(const struct act *a)

@@ -264,23 +264,27 @@ static flow_err fn_emit(struct flow__rctx *rc, const char *event, json_t *data)
 {
     struct wjob *j = rc->emit_arg;
     struct flow_worker *w = j->owner;
-    json_t *ev = json_pack("{s:s,s:O}", "event", event, "data", data ? data : json_null());
-    if (!ev)
+    json_t *ev = json_object();
+    /* set_new takes `data` even when it fails */
+    if (!ev || json_object_set_new(ev, "data", data ? data : json_null()) ||
+        json_object_set_new(ev, "event", json_string(event))) {
+        if (!ev)
+            json_decref(data);
+        json_decref(ev);
         return FLOW_ENOMEM;
+    }
     pthread_mutex_lock(&w->mu);
     flow_err rc2 = FLOW_OK;
     if (!j->events && !(j->events = json_array()))
         rc2 = FLOW_ENOMEM;
-    if (!rc2 && json_array_append_new(j->events, ev))
+    if (!rc2 && json_array_append(j->events, ev))
         rc2 = FLOW_ENOMEM;
-    else
-        ev = NULL;
     if (!rc2 && !j->emit_listed && flow__worker_push(w, &w->emitting, j)) {
         j->emit_listed = true;
         wake_locked(w);
     }
+    json_decref(ev); /* the array's now, or nobody's; counted under mu either way */
     pthread_mutex_unlock(&w->mu);
-    json_decref(ev);
     return rc2;
 }
 

@@ -60,14 +60,13 @@ static bool replies(struct flow_worker *w, redisContext *c, size_t n, redisReply
     return alive;
 }
 
-/* The completions of one run: an XADD each to P:done:RUN (KEYS[1]), kept
+/* The messages of one run: an XADD each to P:done:RUN (KEYS[1]), kept
  * FLOW__RW_TTL_S while P:inflight:RUN (KEYS[2]) exists. Without it the run
  * ended (late duplicates) or Redis lost it (the runner queues the attempt
  * again): a stream made here goes after LATE_TTL_S. ARGV: ttl, late ttl,
- * v, run, worker, then act, attempt, result for each completion. */
-/* Messages to a run's completion stream: ARGV after the 5 fixed ones are
- * (act, attempt, round, kind, text) for each, kind `result` or `event`; a
- * round 0 goes without its field. */
+ * v, run, worker, then (act, attempt, round, kind, text) for each message,
+ * kind `result` (a completion) or `event` (streamed); a round 0 goes
+ * without its field. */
 static const char publish_lua[] =
     "local live = redis.call('EXISTS', KEYS[2])\n"
     "for i = 6, #ARGV, 5 do\n"

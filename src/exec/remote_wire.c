@@ -396,7 +396,8 @@ bool flow__rw_result_decode(const char *text, struct flow__cmd_result *res,
     json_t *ev = json_object_get(o, "events");
     json_t *wt = json_object_get(o, "waiting");
     if ((d && !json_is_array(d)) || (w && !json_is_object(w)) || (ev && !events_ok(ev)) ||
-        (wt && (!json_is_object(wt) || !json_is_string(json_object_get(wt, "id"))))) {
+        (wt && (!json_is_object(wt) || !json_is_string(json_object_get(wt, "id")) ||
+                !*json_string_value(json_object_get(wt, "id"))))) {
         json_decref(o);
         *why = flow__strdup("field 'directives', 'writes', 'events' or 'waiting' of the result "
                             "has the wrong type");

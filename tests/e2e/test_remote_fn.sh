@@ -182,6 +182,26 @@ rc=0; wait "$RUNNER" || rc=$?
 check "a waiting runner gets the answer and completes (rc $rc)" [ "$rc" = 0 ] || cat fb2.err
 check "... the function saw the rejection" python3 -c '
 import json; d=json.load(open("fb2.out")); assert d["asked"] == {"what": "the release", "approved": False, "by": "carol"}, d' || cat fb2.out
+# events before the question, then a pause: the next round's events count anew
+cat > fbev.yaml <<Y
+name: fbev
+connect:
+  - {from: ask.asking, to: noted}
+tasks:
+  ask:
+    executor: remote
+    fn: approve
+    input: {what: it, id: q, emit: 2}
+  noted:
+    shell: 'echo noted >> $T/noted'
+Y
+rc=0; "$FLOW" run fbev.yaml --redis "$REDIS_URL" --id fbe --quiet >/dev/null 2>err || rc=$?
+check "a function that emits, then asks, pauses (rc $rc)" [ "$rc" = 3 ] || cat err
+check "... its two events ran their subscriber" [ "$(grep -c noted "$T/noted")" = 2 ]
+"$FLOW" feedback fbe q --approve 2>/dev/null
+rc=0; "$FLOW" resume fbe --redis "$REDIS_URL" --quiet >/dev/null 2>err || rc=$?
+check "answered and resumed, it completes (rc $rc)" [ "$rc" = 0 ] || cat err
+check "... the second round's two events ran it twice more, as a local task's would" [ "$(grep -c noted "$T/noted")" = 4 ]
 cat > fbbad.yaml <<'Y'
 name: fbbad
 tasks:
