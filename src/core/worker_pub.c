@@ -60,16 +60,20 @@ static bool replies(struct flow_worker *w, redisContext *c, size_t n, redisReply
     return alive;
 }
 
-/* The messages of one run: an XADD each to P:done:RUN (KEYS[1]), kept
- * FLOW__RW_TTL_S while P:inflight:RUN (KEYS[2]) exists. Without it the run
- * ended (late duplicates) or Redis lost it (the runner queues the attempt
- * again): a stream made here goes after LATE_TTL_S. ARGV: ttl, late ttl,
- * v, run, worker, then (act, attempt, round, kind, text) for each message,
- * kind `result` (a completion) or `event` (streamed); a round 0 goes
- * without its field. */
+/* The messages of one run, in one atomic step: an XADD each to P:done:RUN
+ * (KEYS[1]), kept FLOW__RW_TTL_S while P:inflight:RUN (KEYS[2]) exists.
+ * Without it the run ended (late duplicates) or Redis lost it (the runner
+ * queues the attempt again): a stream made here goes after LATE_TTL_S.
+ * A completion's entry is acknowledged and deleted from its queue
+ * (KEYS[2 + QI]) by the same script, so it is never acknowledged without
+ * its completion written, and publishing costs one round trip. ARGV: ttl,
+ * late ttl, v, run, worker, group, then (act, attempt, round, kind, text,
+ * QI, entry id) for each message, kind `result` (a completion) or `event`
+ * (streamed, QI 0: nothing to acknowledge); a round 0 goes without its
+ * field. */
 static const char publish_lua[] =
     "local live = redis.call('EXISTS', KEYS[2])\n"
-    "for i = 6, #ARGV, 5 do\n"
+    "for i = 7, #ARGV, 7 do\n"
     "  if ARGV[i + 2] == '0' then\n"
     "    redis.call('XADD', KEYS[1], '*', 'v', ARGV[3], 'run', ARGV[4], 'act', ARGV[i],\n"
     "               'attempt', ARGV[i + 1], 'worker', ARGV[5], ARGV[i + 3], ARGV[i + 4])\n"
@@ -77,6 +81,11 @@ static const char publish_lua[] =
     "    redis.call('XADD', KEYS[1], '*', 'v', ARGV[3], 'run', ARGV[4], 'act', ARGV[i],\n"
     "               'attempt', ARGV[i + 1], 'worker', ARGV[5], ARGV[i + 3], ARGV[i + 4],\n"
     "               'round', ARGV[i + 2])\n"
+    "  end\n"
+    "  local q = tonumber(ARGV[i + 5])\n"
+    "  if q > 0 then\n"
+    "    redis.call('XACK', KEYS[2 + q], ARGV[6], ARGV[i + 6])\n"
+    "    redis.call('XDEL', KEYS[2 + q], ARGV[i + 6])\n"
     "  end\n"
     "end\n"
     "if live == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
@@ -116,11 +125,12 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
         return;
     size_t ncmd = n > w->nqueues ? n : w->nqueues;
     char **text = flow__calloc(n, sizeof(*text));
-    char(*num)[3][16] = flow__calloc(n, sizeof(*num));
+    char(*num)[4][16] = flow__calloc(n, sizeof(*num));
     size_t *lead = flow__calloc(n, sizeof(*lead));        /* first job of its run's call */
     size_t *cmd_of = flow__calloc(ncmd, sizeof(*cmd_of)); /* per command sent: lead or queue */
     redisReply **reps = flow__calloc(ncmd, sizeof(*reps));
-    const char **argv = flow__calloc(10 + 5 * n, sizeof(*argv)); /* EVAL's is the longest */
+    /* EVAL's is the longest */
+    const char **argv = flow__calloc(11 + w->nqueues + 7 * n, sizeof(*argv));
     if (!text || !num || !lead || !cmd_of || !reps || !argv)
         goto out;
     char ttl[16], late[16];
@@ -143,6 +153,10 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
         snprintf(num[i][0], sizeof(num[i][0]), "%" PRIu32, j->ident.act);
         snprintf(num[i][1], sizeof(num[i][1]), "%" PRIu32, j->ident.attempt);
         snprintf(num[i][2], sizeof(num[i][2]), "%" PRIu32, j->ident.round);
+        size_t qi = 0;
+        while (qi < w->nqueues && strcmp(w->queue_keys[qi], j->queue_key))
+            qi++;
+        snprintf(num[i][3], sizeof(num[i][3]), "%u", (unsigned)(qi < w->nqueues ? qi + 1 : 0));
         lead[i] = i;
         for (size_t k = 0; k < i; k++)
             if (lead[k] == k && !strcmp(pub->items[k]->run, j->run)) {
@@ -157,10 +171,19 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
         struct wjob *j = pub->items[i];
         char *done = flow__rw_key(w->addr.prefix, "done", j->run);
         char *inflight = flow__rw_key(w->addr.prefix, "inflight", j->run);
-        const char *head[] = {"EVAL", publish_lua, "2", done, inflight, ttl, late,
-                              FLOW__RW_VERSION, j->run, w->name};
-        int argc = (int)FLOW__ARRAY_LEN(head);
-        memcpy(argv, head, sizeof(head));
+        char nkeys[16];
+        snprintf(nkeys, sizeof(nkeys), "%zu", 2 + w->nqueues);
+        int argc = 0;
+        argv[argc++] = "EVAL";
+        argv[argc++] = publish_lua;
+        argv[argc++] = nkeys;
+        argv[argc++] = done;
+        argv[argc++] = inflight;
+        for (size_t q = 0; q < w->nqueues; q++)
+            argv[argc++] = w->queue_keys[q];
+        const char *fixed[] = {ttl, late, FLOW__RW_VERSION, j->run, w->name, FLOW__RW_GROUP};
+        for (size_t f = 0; f < FLOW__ARRAY_LEN(fixed); f++)
+            argv[argc++] = fixed[f];
         for (size_t k = i; k < n; k++) {
             if (lead[k] != i)
                 continue;
@@ -169,6 +192,8 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
             argv[argc++] = num[k][2];
             argv[argc++] = "result";
             argv[argc++] = text[k];
+            argv[argc++] = num[k][3];
+            argv[argc++] = pub->items[k]->entry_id;
         }
         if (done && inflight && !publish_fails() && append(c, argc, argv))
             cmd_of[sent++] = i;
@@ -178,11 +203,17 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
     bool alive = replies(w, c, sent, reps);
     for (size_t k = 0; k < sent; k++) {
         for (size_t i = cmd_of[k]; reps[k] && i < n; i++)
-            if (lead[i] == cmd_of[k])
-                pub->items[i]->xadded = true;
+            if (lead[i] == cmd_of[k]) {
+                struct wjob *j = pub->items[i];
+                j->xadded = true; /* and acknowledged and deleted, by the script */
+                if (!j->acked) {
+                    j->acked = true;
+                    w->done_count++;
+                }
+            }
         freeReplyObject(reps[k]);
     }
-    /* Acknowledge what is in its stream (and what needs no reply). */
+    /* Acknowledge what needs no reply (malformed entries, by themselves). */
     size_t acks = 0;
     for (size_t q = 0; alive && q < w->nqueues; q++) {
         int argc = 0;
@@ -191,7 +222,7 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
         argv[argc++] = FLOW__RW_GROUP;
         for (size_t i = 0; i < n; i++) {
             struct wjob *j = pub->items[i];
-            if ((j->no_reply || j->xadded) && !strcmp(j->queue_key, w->queue_keys[q]))
+            if (j->no_reply && !j->acked && !strcmp(j->queue_key, w->queue_keys[q]))
                 argv[argc++] = j->entry_id;
         }
         if (argc > 3 && append(c, argc, argv))
@@ -202,7 +233,7 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
         const char *queue = w->queue_keys[cmd_of[k]];
         for (size_t i = 0; reps[k] && i < n; i++) {
             struct wjob *j = pub->items[i];
-            if ((j->no_reply || j->xadded) && !j->acked && !strcmp(j->queue_key, queue)) {
+            if (j->no_reply && !j->acked && !strcmp(j->queue_key, queue)) {
                 j->acked = true;
                 w->done_count++;
             }
@@ -219,7 +250,7 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
         argv[argc++] = w->queue_keys[q];
         for (size_t i = 0; i < n; i++) {
             struct wjob *j = pub->items[i];
-            if (j->acked && !strcmp(j->queue_key, w->queue_keys[q]))
+            if (j->no_reply && j->acked && !strcmp(j->queue_key, w->queue_keys[q]))
                 argv[argc++] = j->entry_id;
         }
         if (argc > 2 && append(c, argc, argv))
@@ -281,10 +312,10 @@ void flow__worker_stream_events(struct flow_worker *w, wjob_vec *emit)
         snprintf(act, sizeof(act), "%" PRIu32, j->ident.act);
         snprintf(attempt, sizeof(attempt), "%" PRIu32, j->ident.attempt);
         snprintf(round, sizeof(round), "%" PRIu32, j->ident.round);
-        const char *argv[] = {"EVAL",  publish_lua, "2",     done,   inflight,
-                              ttl,     late,        FLOW__RW_VERSION, j->run,
-                              w->name, act,         attempt, round,  "event",
-                              texts.items[i]};
+        const char *argv[] = {"EVAL",  publish_lua,      "2",    done,    inflight,
+                              ttl,     late,             FLOW__RW_VERSION, j->run,
+                              w->name, FLOW__RW_GROUP,   act,    attempt, round,
+                              "event", texts.items[i],   "0",    ""};
         if (done && inflight && append(c, (int)FLOW__ARRAY_LEN(argv), argv))
             sent++;
         flow__free(done);
