@@ -437,6 +437,7 @@ static size_t take_entries(struct flow_worker *w, const char *key, const redisRe
             continue;
         }
         taken++;
+        w->busy++;
         if (j->done) {
             flow__worker_push(w, &w->finished, j);
             main_work = true;
@@ -557,9 +558,11 @@ static void *reader_main(void *arg)
         snprintf(cursor[i], sizeof(cursor[i]), "0-0");
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (!atomic_load(&w->stopping) && w->jobs.count >= (size_t)w->concurrency)
+        size_t cap = (size_t)w->concurrency;
+        while (!atomic_load(&w->stopping) && (w->busy >= cap || w->jobs.count >= 2 * cap))
             pthread_cond_wait(&w->reader_cv, &w->mu);
-        size_t free_slots = (size_t)w->concurrency - w->jobs.count;
+        size_t free_slots = cap - w->busy < 2 * cap - w->jobs.count ? cap - w->busy
+                                                                     : 2 * cap - w->jobs.count;
         pthread_mutex_unlock(&w->mu);
         if (atomic_load(&w->stopping) || !argv || !cursor)
             break;
@@ -661,6 +664,12 @@ static void *reader_main(void *arg)
  * unless it was (abandoned and answered). */
 static void job_over(struct flow_worker *w, struct wjob *j, wjob_vec *pub)
 {
+    if (!j->over) { /* its slot is free: the reader may take another entry */
+        pthread_mutex_lock(&w->mu);
+        w->busy--;
+        pthread_cond_signal(&w->reader_cv);
+        pthread_mutex_unlock(&w->mu);
+    }
     j->over = true;
     if (j->acked)
         j->gone = true;
@@ -783,11 +792,12 @@ flow_err flow_worker_run(flow_worker *w, flow_error *err)
     w->running = true;
     if (!flow__worker_conn(w, &w->main))
         return flow__error(err, FLOW_EIO, "cannot connect to %s", w->addr.shown);
-    size_t cap = (size_t)w->concurrency;
+    /* Jobs not acknowledged: `concurrency` running and as many published. */
+    size_t cap = 2 * (size_t)w->concurrency;
     wjob_vec pub = {0}, live = {0}, fresh = {0}, fin = {0}, cmds = {0}, emit = {0};
     flow_err rc = FLOW_OK;
     bool reader = false;
-    /* Reserved once: a job list never holds more than `concurrency`. */
+    /* Reserved once: a job list never holds more than 2 * `concurrency`. */
     FLOW__VEC_RESERVE(&w->jobs, cap, rc);
     FLOW__VEC_RESERVE(&w->fresh, cap, rc);
     FLOW__VEC_RESERVE(&w->finished, cap, rc);

@@ -138,6 +138,11 @@ struct flow_worker {
     pthread_t reader;
     pthread_t *pool;
     size_t npool;
+    /* [mu] Listed jobs whose body has not ended: the slots in use. A job
+     * whose body ended holds no slot while its completion is published, so
+     * the reader takes the next entries meanwhile; the jobs not yet
+     * acknowledged stay below 2 * concurrency. */
+    size_t busy;
 };
 
 /* ---- worker.c ------------------------------------------------------------ */
