@@ -38,30 +38,9 @@ cleanup() {
 trap cleanup EXIT
 redis_start "$T/redis" || { fail "redis-server"; finish; exit 1; }
 
-# rcmd ARG...: one command to our redis-server, its reply as JSON (RESP by
-# hand: redis-cli may not be installed).
-cat > rc.py <<'PY'
-import json, socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-args = [a.encode() for a in sys.argv[2:]]
-s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
-f = s.makefile("rb")
-def parse():
-    line = f.readline()[:-2]
-    t, rest = line[:1], line[1:]
-    if t == b"+": return rest.decode()
-    if t == b"-": sys.exit("redis: " + rest.decode())
-    if t == b":": return int(rest)
-    if t == b"$":
-        n = int(rest)
-        return None if n < 0 else f.read(n + 2)[:-2].decode()
-    if t == b"*":
-        n = int(rest)
-        return None if n < 0 else [parse() for _ in range(n)]
-    sys.exit("bad reply %r" % line)
-print(json.dumps(parse()))
-PY
-rcmd() { python3 "$T/rc.py" "$REDIS_PORT" "$@"; }
+# rcmd ARG...: one command to our redis-server, its reply as JSON (lib.sh)
+rcmd() { redis_cmd "$@"; }
+aof_rewritten() { rcmd INFO persistence | grep -q 'aof_rewrite_in_progress:0'; }
 
 # poll SECONDS CMD...: until CMD succeeds (false after SECONDS).
 poll() {
@@ -325,7 +304,7 @@ start_worker; L=$W
 runner=$!
 check "lost: a started" poll 20 at_least lost 1
 rcmd BGREWRITEAOF > /dev/null # one base file: a copy taken now is consistent
-poll 10 bash -c "python3 $T/rc.py $REDIS_PORT INFO persistence | grep -q 'aof_rewrite_in_progress:0'"
+poll 10 aof_rewritten
 sleep 0.2
 cp -a "$T/redis/appendonlydir" "$T/aof.before"
 kill -TERM "${WPID[$L]}" # drains: finishes a, takes nothing more
