@@ -663,10 +663,10 @@ const char *flow__feedback_remote_ask(struct flow_run *r, struct act *a, json_t 
         *why = flow__strdup("out of memory opening a feedback request");
         return NULL;
     }
-    for (size_t i = 0; i < n; i++)
-        options[i] = json_string_value(json_array_get(opts, i)) ? json_string_value(
-                                                                      json_array_get(opts, i))
-                                                                : "";
+    for (size_t i = 0; i < n; i++) {
+        const char *o = json_string_value(json_array_get(opts, i));
+        options[i] = o ? o : "";
+    }
     json_t *type = json_object_get(req, "type");
     flow_feedback spec = {
         .type = json_is_integer(type) ? (flow_feedback_type)json_integer_value(type)
