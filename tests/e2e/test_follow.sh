@@ -132,12 +132,7 @@ check "... exit 0" test "$?" = 0
 "$FLOW" run gated.yaml --id s1 >/dev/null 2>&1 &
 runner=$!
 wait_for a.started
-for _ in $(seq 200); do
-    "$FLOW" status s1 2>/dev/null | grep -Eq "^ +1 +a +running " && break
-    sleep 0.05
-done
-kill -KILL "$runner"
-{ wait "$runner"; } 2>/dev/null
+kill_running "$runner" s1 1 a
 rm -f a.started
 "$FLOW" logs s1 --follow >s1.out 2>s1.err &
 follower=$!

@@ -41,12 +41,7 @@ EOF
 "$FLOW" run hang.yaml --id dead >/dev/null 2>&1 &
 dead=$!
 wait_for hang.started
-for _ in $(seq 200); do
-    "$FLOW" status dead 2>/dev/null | grep -Eq "^ +1 +a +running " && break
-    sleep 0.05
-done
-kill -KILL "$dead"
-{ wait "$dead"; } 2>/dev/null
+kill_running "$dead" dead 1 a
 rm -f hang.started
 "$FLOW" run hang.yaml --id live >/dev/null 2>&1 &
 live=$!
@@ -196,7 +191,7 @@ check "... and what they wrote" grep -q "| resizing" out
 h2=$!
 wait_for hang.started
 rm -f hang.started
-for _ in $(seq 200); do
+for _ in $(seq 200); do # running in the store, for the runner to take the requests
     "$FLOW" status h2 2>/dev/null | grep -Eq "^ +1 +a +running " && break
     sleep 0.05
 done
