@@ -122,9 +122,14 @@ flow_store *flow_store_open(const char *url, flow_error *err)
  * default URL however it was given. */
 static flow_err check_default(const char *url, flow_error *err)
 {
+    static const char tail[] = "/" DEFAULT_DIR "/flow.db";
+    size_t len = strlen(url);
     char found[4096 + 64];
     char dir[4096 + 16];
     char file[4096 + 32];
+    if (strcmp(url, DEFAULT_STORE_URL) != 0 &&
+        (len < sizeof(tail) || strcmp(url + len - (sizeof(tail) - 1), tail) != 0))
+        return FLOW_OK; /* no default could be spelled so: no search */
     discover_default(found, sizeof(found), dir, sizeof(dir));
     if (!strcmp(url, DEFAULT_STORE_URL))
         snprintf(dir, sizeof(dir), "%s", DEFAULT_DIR);
