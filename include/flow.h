@@ -642,6 +642,7 @@ typedef struct flow_run_options {
     const char *new_run_id;
     bool wait;               /* when only people can let the run go on, keep
                               * waiting for their answers instead of pausing */
+    const char *by;          /* retry: who asks, kept in the journal (may be NULL) */
 } flow_run_options;
 
 /* Start a run of `f` on `e` and return at once; `opts` may be NULL. The flow
@@ -659,6 +660,28 @@ FLOW_API flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_option
  * checkpoint and the original stays as it was. */
 FLOW_API flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
                                    flow_error *err);
+/* Run again run `opts->run_id` of `opts->store` (both required), which
+ * ended `failed` or `cancelled`, from where it failed, in the same run id
+ * (docs/concepts.md, "Retry"): its journal is replayed as by
+ * flow_run_resume (`f` must be its flow, unless `opts->force`; on_event,
+ * work_dir, wait and the others are honoured the same way), a `run_retried`
+ * record is made durable, and then the activations that failed or were
+ * cancelled run again -- as the next attempt of the same activation -- and
+ * those that were skipped because of them run when their triggers fire
+ * again. Completed activations keep their outputs and are not run again.
+ * `tasks` is NULL (every failure) or a NULL-terminated list of task names:
+ * only those tasks' failed and cancelled activations run again; a named
+ * task that only completed runs again, and so does everything downstream
+ * of it; a named task that was skipped runs again only if what it waits
+ * on does. The caller owns the run: flow_run_wait, then flow_run_free.
+ * Errors change nothing: no such run (FLOW_ENOTFOUND); a run that
+ * completed ("run 'X' completed: nothing to retry"), is paused, or stopped
+ * without ending (its runner died: flow_run_resume continues those), or
+ * that has nothing to run again (FLOW_ESTATE); a run another live process
+ * executes (FLOW_EBUSY); an unknown task name, a named task that never ran,
+ * or one skipped because of a task not retried (FLOW_EINVAL, naming it). */
+FLOW_API flow_run *flow_run_retry(flow_engine *e, flow *f, const flow_run_options *opts,
+                                  const char *const *tasks, flow_error *err);
 /* Block until the run has ended or paused (and, with a store, until all of
  * its journal is durable and the store holds its status); returns its
  * status. When the store cannot record the end (a write fails), the run is

@@ -192,7 +192,7 @@ void flow__act_final(struct flow_run *r, struct act *a)
     a->ended = r->engine->clock;
     if (r->unfinished > 0)
         r->unfinished--;
-    if (a->dyn && a->dyn->group)
+    if (a->dyn && a->dyn->group && !a->dyn->branch_done)
         flow__group_member_done(r, a);
     if (a->dyn && a->dyn->parent)
         flow__foreach_child_done(r, a);

@@ -284,6 +284,7 @@ void flow__run_destroy(struct flow_run *r)
         json_decref(a->output);
         if (a->dyn) {
             json_decref(a->dyn->item);
+            json_decref(a->dyn->work);
             flow__free(a->dyn->stderr_tail);
             flow__free(a->dyn->error);
             flow__free(a->dyn->worker);
@@ -318,6 +319,7 @@ void flow__run_destroy(struct flow_run *r)
     flow__feedback_cleanup(r);
     flow__free(r->trt);
     flow__free(r->leaf_state);
+    flow__free(r->retry_slots);
     pthread_cond_destroy(&r->ended_cond);
     flow_free(r->flow);
     flow__free(r);

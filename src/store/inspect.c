@@ -144,7 +144,31 @@ struct fold_act {
     json_t *output; /* borrowed from the records */
     const char *error;
     const char *stderr_tail;
+    uint32_t parent; /* a foreach element: its parent's id */
 };
+
+/* A retry (run_retried): the run runs again, and so do the activations it
+ * names and the failed elements of those that fan out. */
+static void fold_retried(struct fold_act *acts, size_t count, json_t *p)
+{
+    size_t i;
+    json_t *id;
+    json_array_foreach(json_object_get(p, "activations"), i, id)
+    {
+        json_int_t root = json_integer_value(id);
+        for (size_t k = 0; root > 0 && k < count; k++) {
+            struct fold_act *a = &acts[k];
+            bool element = a->parent == root &&
+                           (a->status == FLOW_ACT_FAILED || a->status == FLOW_ACT_CANCELLED);
+            if ((json_int_t)k + 1 != root && !element)
+                continue;
+            a->status = FLOW_ACT_PENDING;
+            a->error = NULL;
+            a->output = NULL;
+            a->ended = 0;
+        }
+    }
+}
 
 json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
 {
@@ -193,6 +217,13 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
                 if (acts.items[k].status == FLOW_ACT_RUNNING)
                     acts.items[k].status = FLOW_ACT_PENDING;
         }
+        if (rec->type == JREC_RUN_RETRIED) {
+            status = FLOW_RUN_RUNNING;
+            result = NULL;
+            error = NULL;
+            fold_retried(acts.items, acts.count, p);
+            continue;
+        }
         if (rec->type == JREC_RESUMED) {
             error = NULL;
             if (json_is_array(json_object_get(p, "tasks"))) /* a forced resume: new names */
@@ -213,6 +244,13 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         if (!a->name)
             a->name = rec_task(names, rec);
         switch (rec->type) {
+        case JREC_ACT_CREATED: /* made again: a retry reuses an activation */
+            a->status = FLOW_ACT_PENDING;
+            a->error = NULL;
+            a->output = NULL;
+            a->ended = 0;
+            a->parent = (uint32_t)json_integer_value(json_object_get(p, "parent"));
+            break;
         case JREC_ACT_STARTED:
             a->status = FLOW_ACT_RUNNING;
             a->attempts = rec->attempt;

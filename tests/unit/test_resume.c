@@ -274,48 +274,6 @@ static flow_run *resume(flow *f, const char *id)
     return r;
 }
 
-/* A new run `to` holding the first `k` records of run `from`: the journal a
- * crash after record k would have left. */
-static void fork_prefix(const char *from, const char *to, size_t k)
-{
-    struct flow__run_meta meta = {0};
-    assert_int_equal(flow__store_run_get(store->backend, from, &meta, NULL), FLOW_OK);
-    struct flow__jrec *recs;
-    size_t count;
-    assert_int_equal(flow__store_read_all(store, from, &recs, &count, NULL), FLOW_OK);
-    assert_true(k <= count);
-    snprintf(meta.id, sizeof(meta.id), "%s", to);
-    meta.status = FLOW_RUN_RUNNING;
-    meta.ended_at = 0;
-    assert_int_equal(flow__store_run_create(store->backend, &meta, NULL), FLOW_OK);
-    assert_int_equal(flow__store_append(store->backend, to, recs, k, 0, NULL), FLOW_OK);
-    flow__records_free(recs, count);
-    flow__run_meta_cleanup(&meta);
-}
-
-static size_t journal_length(const char *id)
-{
-    struct flow__jrec *recs;
-    size_t count;
-    assert_int_equal(flow__store_read_all(store, id, &recs, &count, NULL), FLOW_OK);
-    flow__records_free(recs, count);
-    return count;
-}
-
-/* Activations whose completion is among the first k records of `id`. */
-static bool completed_within(const char *id, size_t k, uint64_t act)
-{
-    struct flow__jrec *recs;
-    size_t count;
-    bool found = false;
-    assert_int_equal(flow__store_read_all(store, id, &recs, &count, NULL), FLOW_OK);
-    for (size_t i = 0; i < k && i < count; i++)
-        if (recs[i].type == JREC_ACT_COMPLETED && recs[i].act == act)
-            found = true;
-    flow__records_free(recs, count);
-    return found;
-}
-
 static void test_every_crash_point(void **state)
 {
     (void)state;
@@ -332,13 +290,13 @@ static void test_every_crash_point(void **state)
     assert_true(json_equal(json_object_get(want_result, "either"), either));
     json_decref(either);
     flow_run_free(r);
-    size_t n = journal_length("whole");
+    size_t n = th_journal_length(store, "whole");
     assert_true(n > 60);
 
     for (size_t k = 1; k < n; k++) {
         char id[32];
         snprintf(id, sizeof(id), "cut-%zu", k);
-        fork_prefix("whole", id, k);
+        th_fork_prefix(store, "whole", id, k, FLOW_RUN_RUNNING);
         calls_reset();
         r = resume(f, id);
         flow_run_status s = flow_run_wait(r);
@@ -354,7 +312,7 @@ static void test_every_crash_point(void **state)
         json_decref(got_state);
         pthread_mutex_lock(&calls_mu);
         for (size_t i = 0; i < ncalls; i++) {
-            if (completed_within(id, k, calls[i].act))
+            if (th_completed_within(store, id, k, calls[i].act))
                 fail_msg("cut after %zu records: %s#%llu ran again after its completion was "
                          "journaled",
                          k, calls[i].task, (unsigned long long)calls[i].act);
@@ -380,14 +338,14 @@ static void test_ended_run_is_not_run_again(void **state)
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     json_t *want = json_incref(flow_run_result(r));
     flow_run_free(r);
-    size_t n = journal_length("ended");
+    size_t n = th_journal_length(store, "ended");
     calls_reset();
     r = resume(f, "ended");
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     assert_true(json_equal(flow_run_result(r), want));
     assert_int_equal(ncalls, 0);
     flow_run_free(r);
-    assert_int_equal(journal_length("ended"), n); /* nothing written */
+    assert_int_equal(th_journal_length(store, "ended"), n); /* nothing written */
     json_decref(want);
     flow_free(f);
 }
@@ -399,7 +357,7 @@ static void test_changed_definition_is_refused(void **state)
     flow_run *r = start_durable(f, "changed");
     flow_run_wait(r);
     flow_run_free(r);
-    fork_prefix("changed", "changed-cut", 5);
+    th_fork_prefix(store, "changed", "changed-cut", 5, FLOW_RUN_RUNNING);
     flow *g = big_flow("extra");
     flow_error err = {0};
     flow_run_options o = {.run_id = "changed-cut", .store = store};
@@ -778,7 +736,7 @@ static void test_checkpoint_time_travel(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(cps, 0), "task")),
                         "final");
     json_decref(cps);
-    size_t n = journal_length("travel");
+    size_t n = th_journal_length(store, "travel");
 
     calls_reset();
     flow_error err = {0};
@@ -791,7 +749,7 @@ static void test_checkpoint_time_travel(void **state)
     assert_true(json_equal(flow_run_result(r), want));
     assert_int_equal(ncalls, 0); /* everything before the checkpoint had completed */
     flow_run_free(r);
-    assert_int_equal(journal_length("travel"), n); /* the original is intact */
+    assert_int_equal(th_journal_length(store, "travel"), n); /* the original is intact */
     o.from_checkpoint = "7";
     assert_null(flow_run_resume(engine, f, &o, &err));
     assert_int_equal(err.code, FLOW_ENOTFOUND);
