@@ -47,6 +47,7 @@ extern const struct cli_command cli_cmd_validate;
 extern const struct cli_command cli_cmd_graph;
 extern const struct cli_command cli_cmd_ctl;
 extern const struct cli_command cli_cmd_resume;
+extern const struct cli_command cli_cmd_retry;
 extern const struct cli_command cli_cmd_status;
 extern const struct cli_command cli_cmd_logs;
 extern const struct cli_command cli_cmd_checkpoints;

@@ -12,6 +12,7 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_validate,
     &cli_cmd_graph,
     &cli_cmd_resume,
+    &cli_cmd_retry,
     &cli_cmd_status,
     &cli_cmd_logs,
     &cli_cmd_checkpoints,
