@@ -180,6 +180,26 @@ static void closure(struct retry *rt, struct act *const *roots, size_t n,
     }
 }
 
+/* [L] The run has ended: what had not finished is cancelled. Only a run
+ * cancelled by another process while nobody ran it (flow_store_request)
+ * ends with activations left, journaled as they were; a retry sees them
+ * as that end left them, live and in replay alike. */
+static void settle_end(struct flow_run *r)
+{
+    for (size_t i = 0; i < r->act_count; i++) {
+        struct act *a = flow__act_at(r, i);
+        if (a->status != FLOW_ACT_PENDING && a->status != FLOW_ACT_RUNNING)
+            continue;
+        a->status = FLOW_ACT_CANCELLED;
+        a->flags &= (uint8_t)~(ACT_QUEUED | ACT_WAITING | ACT_PARKED);
+        if (!act_error(a))
+            flow__act_set_error(r, a, flow__strdup("the run ended before it finished"));
+        if (r->unfinished > 0)
+            r->unfinished--;
+    }
+    r->running = r->parked = r->subflows_running = 0;
+}
+
 /* ---- choosing the roots (a live retry) ----------------------------------- */
 
 /* [L] Activations of task `t` a named retry runs again: its failed and
@@ -452,8 +472,7 @@ flow_err flow__run_retry_apply(struct flow_run *r, const uint32_t *ids, size_t n
     for (size_t i = 0; i < n && !rc; i++) {
         struct act *a = flow__act_by_id(r, ids[i]);
         if (!a || is_element(a) || rt.act[a->id - 1] & A_ROOT ||
-            (a->status != FLOW_ACT_FAILED && a->status != FLOW_ACT_CANCELLED &&
-             a->status != FLOW_ACT_COMPLETED)) {
+            a->status == FLOW_ACT_SKIPPED) {
             *why = a ? flow__asprintf("activation %u cannot run again: it is %s", a->id,
                                       is_element(a) ? "a foreach element"
                                                     : flow_act_status_name(a->status))
@@ -491,6 +510,7 @@ flow_err flow__run_retry_apply(struct flow_run *r, const uint32_t *ids, size_t n
     memset(r->retry_slots, 0, r->flow->tasks.count * sizeof(*r->retry_slots));
 
     /* The run is running again, as it was before it failed. */
+    settle_end(r);
     r->status = FLOW_RUN_RUNNING;
     r->stopping = r->pausing = r->interrupting = false;
     r->had_failure = false;
@@ -714,6 +734,7 @@ flow_run *flow_run_retry(flow_engine *e, flow *f, const flow_run_options *opts,
     struct retry rt;
     if (flow__stored_replay(r, &s, err) != FLOW_OK)
         goto out_discard;
+    settle_end(r);
     if (retry_init(&rt, r) != FLOW_OK) {
         flow__error(err, FLOW_ENOMEM, "out of memory retrying run '%s'", id);
         goto out_discard;
@@ -748,10 +769,14 @@ flow_run *flow_run_retry(flow_engine *e, flow *f, const flow_run_options *opts,
     rc = ids ? flow__run_retry_apply(r, ids, n, &why) : FLOW_ENOMEM;
     flow__free(ids);
     if (rc != FLOW_OK) {
-        /* Durable, not applied (out of memory before any change): the run
-         * ends as it had, and can be retried again. */
-        flow__run_stop(r, FLOW_RUN_FAILED, why ? why : "out of memory retrying the run");
+        /* Durable, not applied (out of memory before it changed anything):
+         * nothing more is written, as if the process had died here, and a
+         * resume applies it. */
+        flow__error(err, rc, "cannot retry run '%s': %s; the retry is recorded: continue it "
+                             "with flow resume %s",
+                    id, why ? why : "out of memory", id);
         flow__free(why);
+        goto out_discard;
     }
     flow__run_go_on(r);
     pthread_mutex_unlock(&e->lock);

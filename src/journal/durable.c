@@ -351,6 +351,11 @@ static flow_err dj_append(void *priv, struct flow__jrec *rec)
         j->appended++;
         if (j->queue->count == 1) /* else it was kicked for the first one */
             kick(s);
+    } else if (rc == FLOW_ENOMEM && !j->failure.code) {
+        /* A record lost: the next ones must not follow it, or the journal
+         * is no longer the prefix replay needs. */
+        flow__error(&j->failure, FLOW_ENOMEM, "out of memory queueing a record of run '%s'",
+                    j->run_id);
     }
     pthread_mutex_unlock(&s->mu);
     batches_free(written);
