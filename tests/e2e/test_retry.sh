@@ -186,4 +186,42 @@ check "the last ran once" test "$(runs_of done)" = 1
 "$FLOW" logs k1 >logs
 check "the journal holds one retry" test "$(grep -c run_retried logs)" = 1
 
+# --- remote tasks: a foreach on a worker -------------------------------------
+if redis_start "$T/redis"; then
+    "$FLOW" worker --redis "$REDIS_URL" --name rw1 >worker.log 2>&1 &
+    wpid=$!
+    cat >rfan.yaml <<'EOF'
+name: rfan
+defaults:
+  executor: remote
+tasks:
+  src:
+    run: [sh, -c, 'echo src >> @T@/marks; echo "[1,2,3]"']
+  sq:
+    foreach: "{{ tasks.src.output }}"
+    after: [src]
+    run: [sh, -c, 'echo sq{{ item }} >> @T@/marks; test {{ item }} != 2 || test -e @T@/r.ok || { sleep 0.5; exit 4; }; echo $(({{ item }} * {{ item }}))']
+  sum:
+    after: [sq]
+    shell: 'python3 -c "import json; print(sum(json.load(open(\"$FLOW_INPUT\"))))"'
+EOF
+    sed -i "s|@T@|$T|g" rfan.yaml
+    : >marks
+    "$FLOW" run rfan.yaml --id rm1 --redis "$REDIS_URL" --quiet >out 2>err
+    rc=$?
+    check "a remote foreach with a failing item fails (exit 1)" test "$rc" = 1
+    touch r.ok
+    "$FLOW" retry rm1 --redis "$REDIS_URL" --quiet >out 2>err
+    rc=$?
+    check "flow retry sends the failed item to the worker again (exit 0)" test "$rc" = 0
+    expect_json "$(cat out)" 14 "... and the result is 1+4+9"
+    check "the remote upstream did not run again" test "$(runs_of src)" = 1
+    check "the failed item ran again on the worker" test "$(runs_of sq2)" = 2
+    check "the item that completed did not run again" test "$(runs_of sq1)" = 1
+    kill -TERM "$wpid" 2>/dev/null
+    wait "$wpid" 2>/dev/null
+else
+    fail "redis-server did not start"
+fi
+
 finish

@@ -927,6 +927,30 @@ static void test_stopped_run_is_refused(void **state)
     flow_free(f);
 }
 
+/* A run whose runner died, cancelled from another process while nobody ran
+ * it: its journal ends with activations left unfinished, which the retry
+ * runs (as cancelled ones). */
+static void test_cancelled_while_nobody_ran_it(void **state)
+{
+    (void)state;
+    flow *f = chain();
+    breaking(NULL, NULL);
+    assert_int_equal(run(f, "whole2"), FLOW_RUN_COMPLETED);
+    th_fork_prefix(store, "whole2", "orphan", 5, FLOW_RUN_RUNNING); /* b started, never ended */
+    assert_string_equal(stored_status("orphan"), "stopped");
+    assert_int_equal(flow_store_request(store, "orphan", "cancel", "given up", NULL), FLOW_OK);
+    assert_string_equal(stored_status("orphan"), "cancelled");
+    breaking(NULL, NULL);
+    json_t *result = NULL;
+    assert_int_equal(retry(f, "orphan", NULL, &result), FLOW_RUN_COMPLETED);
+    assert_string_equal(json_string_value(result), "c");
+    json_decref(result);
+    assert_int_equal(count_calls("a"), 0);
+    assert_int_equal(count_calls("b"), 1);
+    assert_int_equal(count_calls("c"), 1);
+    flow_free(f);
+}
+
 /* ---- a crash at every record of a retry ---------------------------------- */
 
 static size_t index_of(const char *id, int type)
@@ -1023,6 +1047,7 @@ int main(void)
         cmocka_unit_test(test_cancelled_run),
         cmocka_unit_test(test_refusals_change_nothing),
         cmocka_unit_test(test_stopped_run_is_refused),
+        cmocka_unit_test(test_cancelled_while_nobody_ran_it),
         cmocka_unit_test(test_crash_during_retry),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
