@@ -468,7 +468,10 @@ flow_err flow__run_retry_apply(struct flow_run *r, const uint32_t *ids, size_t n
         flow__free(groups);
         return FLOW_ENOMEM;
     }
-    /* Check and allocate everything first: a retry applies whole. */
+    /* The end as the roots were chosen at (a failure from here on discards
+     * the run, live or in replay); then check and allocate everything
+     * before changing anything else: a retry applies whole. */
+    settle_end(r);
     for (size_t i = 0; i < n && !rc; i++) {
         struct act *a = flow__act_by_id(r, ids[i]);
         if (!a || is_element(a) || rt.act[a->id - 1] & A_ROOT ||
@@ -510,7 +513,6 @@ flow_err flow__run_retry_apply(struct flow_run *r, const uint32_t *ids, size_t n
     memset(r->retry_slots, 0, r->flow->tasks.count * sizeof(*r->retry_slots));
 
     /* The run is running again, as it was before it failed. */
-    settle_end(r);
     r->status = FLOW_RUN_RUNNING;
     r->stopping = r->pausing = r->interrupting = false;
     r->had_failure = false;

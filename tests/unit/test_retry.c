@@ -951,6 +951,41 @@ static void test_cancelled_while_nobody_ran_it(void **state)
     flow_free(f);
 }
 
+/* The same with a foreach cut while its elements ran: those that completed
+ * are kept, the rest run. */
+static void test_foreach_cancelled_while_nobody_ran_it(void **state)
+{
+    (void)state;
+    flow *f = fan_flow(2, FLOW_ON_ERROR_FAIL);
+    breaking(NULL, NULL);
+    assert_int_equal(run_items(f, "fan-whole", 6), FLOW_RUN_COMPLETED);
+    struct flow__jrec *recs;
+    size_t count, cut = 0;
+    assert_int_equal(flow__store_read_all(store, "fan-whole", &recs, &count, NULL), FLOW_OK);
+    for (size_t i = 0; i < count && !cut; i++)
+        if (recs[i].type == JREC_ACT_COMPLETED && recs[i].act > 1)
+            cut = i + 1; /* the first element completed, the next running */
+    flow__records_free(recs, count);
+    assert_true(cut > 0);
+    th_fork_prefix(store, "fan-whole", "fan-cut", cut, FLOW_RUN_RUNNING);
+    assert_int_equal(flow_store_request(store, "fan-cut", "cancel", NULL, NULL), FLOW_OK);
+    breaking(NULL, NULL);
+    json_t *result = NULL;
+    assert_int_equal(retry(f, "fan-cut", NULL, &result), FLOW_RUN_COMPLETED);
+    assert_int_equal(json_integer_value(result), 150);
+    json_decref(result);
+    assert_int_equal(count_calls("fan"), 5); /* all but the one that completed */
+    /* Replayed (a resume of the ended run replays the retry), it agrees. */
+    flow_error err = {0};
+    flow_run_options o = {.run_id = "fan-cut", .store = store};
+    flow_run *r = flow_run_resume(engine, f, &o, &err);
+    assert_non_null(r);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    assert_int_equal(json_integer_value(flow_run_result(r)), 150);
+    flow_run_free(r);
+    flow_free(f);
+}
+
 /* ---- a crash at every record of a retry ---------------------------------- */
 
 static size_t index_of(const char *id, int type)
@@ -1048,6 +1083,7 @@ int main(void)
         cmocka_unit_test(test_refusals_change_nothing),
         cmocka_unit_test(test_stopped_run_is_refused),
         cmocka_unit_test(test_cancelled_while_nobody_ran_it),
+        cmocka_unit_test(test_foreach_cancelled_while_nobody_ran_it),
         cmocka_unit_test(test_crash_during_retry),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
