@@ -697,10 +697,6 @@ flow_run *flow_run_retry(flow_engine *e, flow *f, const flow_run_options *opts,
     size_t n = 0;
     if (flow__stored_open(e, f, opts, "retry", &s, err) != FLOW_OK)
         goto out;
-    if (s.meta.status == FLOW_RUN_COMPLETED) {
-        flow__error(err, FLOW_ESTATE, "run '%s' completed: nothing to retry", id);
-        goto out;
-    }
     for (size_t k = 0; tasks && tasks[k]; k++) {
         if (!flow_find_task(f, tasks[k])) {
             flow__error(err, FLOW_EINVAL, "unknown task '%s' to retry: the flow of run '%s' (%s) "
