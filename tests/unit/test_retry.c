@@ -453,10 +453,17 @@ static void test_foreach_runs_only_failed_items(void **state)
     atomic_store(&broken_items, (1u << 2) | (1u << 5));
     assert_int_equal(run_items(f, "fe1", 7), FLOW_RUN_FAILED);
     assert_int_equal(count_calls("fan"), 7);
+    /* item 5 is still broken: the first retry fails again */
+    breaking(NULL, NULL);
+    atomic_store(&broken_items, 1u << 5);
+    assert_int_equal(retry(f, "fe1", NULL, NULL), FLOW_RUN_FAILED);
+    assert_int_equal(count_calls("fan"), 2); /* items 2 and 5 only */
+    assert_int_equal(count_calls("sum"), 0);
     breaking(NULL, NULL);
     json_t *result = NULL;
     assert_int_equal(retry(f, "fe1", NULL, &result), FLOW_RUN_COMPLETED);
-    assert_int_equal(count_calls("fan"), 2); /* items 2 and 5 only */
+    assert_int_equal(count_calls("fan"), 1); /* item 5 only */
+    assert_int_equal(last_call("fan").attempt, 3);
     assert_int_equal(count_calls("sum"), 1);
     assert_int_equal(json_integer_value(result), 210); /* 10 * (0 + 1 + ... + 6) */
     json_decref(result);
