@@ -68,8 +68,9 @@ static int status_of(flow_err code)
     case FLOW_ESTATE:
     case FLOW_EBUSY:
         return 409;
+    case FLOW_EPARSE: /* the flow file (serve_start) */
+        return 422;
     case FLOW_EINVAL:
-    case FLOW_EPARSE:
     case FLOW_EVALIDATION:
     case FLOW_ETEMPLATE:
         return 400;
@@ -91,6 +92,8 @@ static const char *code_of(int status)
         return "method_not_allowed";
     case 409:
         return "conflict";
+    case 422:
+        return "invalid_flow";
     case 501:
         return "not_implemented";
     case 503:

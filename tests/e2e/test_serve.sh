@@ -115,7 +115,7 @@ check "a body that is not an object is a 400" [ "$code" = 400 ]
 api POST /api/v1/runs '{"flow":"quick","inputs":[1]}'
 check "inputs that are not an object are a 400" [ "$code" = 400 ]
 api POST /api/v1/runs '{"flow":"broken"}'
-check "a flow file that does not load is refused, saying why" [ "$code" -ge 400 -a "$(field '"run" in j["error"]["message"]')" = True ]
+check "a flow file that does not load is a 422, saying why" [ "$code" = 422 -a "$(field '"run" in j["error"]["message"]')" = True ]
 head -c 2000000 /dev/zero | tr '\0' ' ' > big.json
 code=$(curl -s -o body -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data-binary @big.json "http://127.0.0.1:$PORT/api/v1/runs")
 check "a body over 1 MiB is a 413" [ "$code" = 413 ]
