@@ -308,6 +308,33 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/")
 check "the page itself loads without the token (it asks for it)" [ "$code" = 200 ]
 serve_stop
 
+# --- workers of the Redis executor, and a remote task run through the serve --
+if redis_start "$T/redis"; then
+    cat > flows/remote.yaml <<'EOF'
+name: remote
+tasks:
+  far:
+    executor: remote
+    shell: echo "{\"where\":\"$FLOW_WORKER\"}"
+EOF
+    "$FLOW" worker --redis "$REDIS_URL" --name w-one > worker.log 2>&1 &
+    worker=$!
+    serve_start serve4.log --redis "$REDIS_URL"
+    wait_until 10 sh -c "curl -s http://127.0.0.1:$PORT/api/v1/workers | grep -q w-one"
+    api GET /api/v1/workers
+    expect "$code $(field '[w["name"] for w in j["workers"]], j["redis"]')" "200 (['w-one'], True)" "workers: the live workers of --redis"
+    api POST /api/v1/runs '{"flow":"remote","id":"far1"}'
+    wait_until 15 sh -c "curl -s http://127.0.0.1:$PORT/api/v1/runs/far1 | grep -q '\"status\":\"completed\"'"
+    api GET /api/v1/runs/far1
+    expect "$(field 'j["status"], j["result"]')" "('completed', {'where': 'w-one'})" "a remote task of a served run ran on the worker"
+    api GET /metrics
+    check "metrics: the workers" grep -q '^flow_workers 1$' body
+    serve_stop
+    kill -TERM $worker; wait $worker
+else
+    fail "redis-server did not start"
+fi
+
 "$FLOW" serve --flows nosuchdir 2> err
 check "a --flows that is not a directory is refused" [ $? = 2 ]
 "$FLOW" serve --listen 127.0.0.1:99999 2> err
