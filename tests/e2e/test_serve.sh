@@ -59,12 +59,23 @@ PORT=""
 serve_start() {
     local log=$1
     shift
+    SERVE_LOG=$log
     "$FLOW" serve --listen 127.0.0.1:0 --flows flows "$@" 2> "$log" &
     SERVE_PID=$!
     wait_until 10 grep -q 'listening on' "$log" || { fail "serve did not start: $(cat "$log")"; return 1; }
     PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$log")
 }
-serve_stop() { kill -TERM "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID"; }
+SERVE_LOG=""
+# serve_stop: SIGTERM; a serve that does not exit 0 (a sanitizer's report
+# included) fails the test, its log shown.
+serve_stop() {
+    local rc
+    kill -TERM "$SERVE_PID" 2>/dev/null
+    wait "$SERVE_PID"
+    rc=$?
+    [ "$rc" = 0 ] || fail "serve exited $rc: $(tail -c 2000 "$SERVE_LOG")"
+    return $rc
+}
 trap 'kill -9 $SERVE_PID 2>/dev/null; for p in $REDIS_PIDS; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
 
 # api METHOD PATH [BODY]: the body in ./body, the status in $code.
