@@ -44,7 +44,7 @@
 #define PLACE_SWEEPS 8
 /* Dummies at most: an edge that would pass the budget is drawn straight
  * between its nodes instead (a pathological graph, not a flow one writes). */
-#define DUMMY_BUDGET(n) (200000 + 20 * (n))
+#define DUMMY_BUDGET(n) (50000 + 10 * (n))
 
 struct vtx {
     int layer;
@@ -297,7 +297,15 @@ static void set_size(struct vtx *x, bool lr, int w, int h)
     x->hi = x->size_a - x->lo;
 }
 
-/* The room a node's loops take beyond its far side along the layer. */
+/* How far `count` loops reach out of their node (a cubic's bulge is three
+ * quarters of its control points' distance), and a little air. */
+static int loop_reach(int count)
+{
+    return count ? 3 * (LOOP_R + (count - 1) * LOOP_STEP) / 4 + 6 : 0;
+}
+
+/* The room a node's loops take beyond its far side along the layer: their
+ * reach, then their texts one after the other. */
 static void loop_room(const struct lay *L, int *room)
 {
     const struct flow__layout *l = L->l;
@@ -312,7 +320,7 @@ static void loop_room(const struct lay *L, int *room)
         }
     }
     for (i = 0; i < L->n; i++) {
-        room[i] = count[i] ? LOOP_R + (count[i] - 1) * LOOP_STEP + 4 : 0;
+        room[i] = loop_reach(count[i]);
     }
     for (i = 0; i < l->edge_count; i++) {
         const struct flow__ledge *e = &l->edges[i];
@@ -818,12 +826,13 @@ static flow_err make_bands(struct lay *L, int *total)
     return FLOW_OK;
 }
 
-/* Where vertex `u`'s box starts across the layers: centred in its band. */
+/* Where vertex `u`'s box starts across the layers: centred in its band, its
+ * middle (box_b + size_b / 2) the band's whatever its size. */
 static int box_b(const struct lay *L, size_t u)
 {
     const struct vtx *x = &L->v[u];
 
-    return L->band_top[x->layer] + (L->band_size[x->layer] - x->size_b) / 2;
+    return L->band_top[x->layer] + L->band_size[x->layer] / 2 - x->size_b / 2;
 }
 
 struct end {
@@ -1025,16 +1034,17 @@ static void trace_loops(struct lay *L, size_t node, struct flow__lseg *tmp)
     for (i = 0; i < l->edge_count; i++) {
         count += l->edges[i].from == node && l->edges[i].to == node;
     }
-    int text_at = side + LOOP_R + (count - 1) * LOOP_STEP + 6;
+    int text_at = side + loop_reach(count);
     for (i = 0; i < l->edge_count && k < count; i++) {
         struct flow__ledge *e = &l->edges[i];
         int r = LOOP_R + k * LOOP_STEP;
+        int h = 5 + 3 * k; /* where it leaves and comes back, from the middle */
 
         if (e->from != node || e->to != node) {
             continue;
         }
-        seg_at(&tmp[0], 'M', side, mid - 6, 0, 0, 0, 0);
-        seg_at(&tmp[1], 'C', side + r, mid - 6 - r / 2, side + r, mid + 6 + r / 2, side, mid + 6);
+        seg_at(&tmp[0], 'M', side, mid - h, 0, 0, 0, 0);
+        seg_at(&tmp[1], 'C', side + r, mid - h - r / 2, side + r, mid + h + r / 2, side, mid + h);
         emit_path(L, e, tmp, 2);
         if (e->text) {
             int along = L->lr ? e->lh : e->lw;
@@ -1083,13 +1093,10 @@ static flow_err route(struct lay *L)
             }
         }
         if (len == 2) {
-            /* no layer of its own (past the dummy budget): half way */
-            int a0 = L->v[c[0]].pos + L->port_out[i];
-            int b0 = box_b(L, c[0]) + L->v[c[0]].size_b;
-            int a1 = L->v[c[1]].pos + L->port_in[i];
-            int b1 = box_b(L, c[1]);
-
-            text_box(L, e, floor_div((int64_t)a0 + a1, 2), floor_div((int64_t)b0 + b1, 2));
+            /* no layer for the text (past the dummy budget): no room that is
+             * sure to be free, so the text is only the path's <title> */
+            e->lw = 0;
+            e->lh = 0;
         }
     }
     for (i = 0; i < L->n; i++) {

@@ -60,7 +60,9 @@ struct flow__ledge {
     bool back;                /* drawn against the layers: a cycle was broken here */
     size_t seg_first;         /* its path: segs[seg_first .. seg_first + seg_count) */
     size_t seg_count;
-    int lx, ly, lw, lh;       /* the text's box when `text` is set */
+    int lx, ly, lw, lh;       /* the text's box when `text` is set; lw 0: no room was
+                               * found for it (an edge drawn straight past the
+                               * dummy budget), it is in the path's <title> only */
 };
 
 struct flow__layout {

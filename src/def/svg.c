@@ -234,13 +234,20 @@ static void put_edges(struct out *o, const struct flow__layout *l)
         put_end(o, &l->nodes[e->to], "to");
         put(o, " d=\"");
         put_path(o, l, e);
-        putf(o, "\" fill=\"none\" stroke=\"#9aa5b1\" marker-end=\"url(#%s)\"/>\n", marker);
+        putf(o, "\" fill=\"none\" stroke=\"#9aa5b1\" marker-end=\"url(#%s)\"", marker);
+        if (e->text) {
+            put(o, "><title>");
+            put_text(o, e->text);
+            put(o, "</title></path>\n");
+        } else {
+            put(o, "/>\n");
+        }
     }
     put(o, "</g>\n<g class=\"edge-labels\">\n");
     for (size_t i = 0; i < l->edge_count; i++) {
         const struct flow__ledge *e = &l->edges[i];
 
-        if (!e->text) {
+        if (!e->text || !e->lw) {
             continue;
         }
         putf(o, "<g class=\"elabel e-%s\"><title>", kind_class[e->kind]);
