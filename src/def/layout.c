@@ -795,17 +795,40 @@ static flow_err place(struct lay *L)
 /* ------------------------------------------------------------------------ */
 /* 5. Across the layers; ports; paths                                       */
 
+/* The space after each layer: wider where edges must travel far along the
+ * layers (a wide fan), so that they fan out instead of running flat. */
+static void layer_gaps(const struct lay *L, int *gaps)
+{
+    int base = L->lr ? RANK_GAP_LR : RANK_GAP_TB;
+    size_t i;
+
+    for (i = 0; i < L->layers; i++) {
+        gaps[i] = base;
+    }
+    for (i = 0; i < L->link_count; i++) {
+        const struct link *lk = &L->links[i];
+        int d = L->v[lk->top].pos - L->v[lk->bottom].pos;
+        int want = (d < 0 ? -d : d) / 6;
+        int layer = L->v[lk->top].layer;
+
+        want = want > 3 * base ? 3 * base : want;
+        gaps[layer] = want > gaps[layer] ? want : gaps[layer];
+    }
+}
+
 static flow_err make_bands(struct lay *L, int *total)
 {
-    int gap_b = L->lr ? RANK_GAP_LR : RANK_GAP_TB;
+    int *gaps = flow__calloc(L->layers ? L->layers : 1, sizeof(int));
     int b = 0;
-    bool any = false;
+    int gap_b = 0;
 
     L->band_top = flow__calloc(L->layers ? L->layers : 1, sizeof(int));
     L->band_size = flow__calloc(L->layers ? L->layers : 1, sizeof(int));
-    if (!L->band_top || !L->band_size) {
+    if (!gaps || !L->band_top || !L->band_size) {
+        flow__free(gaps);
         return FLOW_ENOMEM;
     }
+    layer_gaps(L, gaps);
     for (size_t layer = 0; layer < L->layers; layer++) {
         int thick = 0;
 
@@ -815,14 +838,15 @@ static flow_err make_bands(struct lay *L, int *total)
             thick = sb > thick ? sb : thick;
         }
         if (L->layer_off[layer + 1] > L->layer_off[layer]) {
-            b += any ? gap_b : 0;
-            any = true;
+            b += gap_b;
+            gap_b = gaps[layer];
         }
         L->band_top[layer] = b;
         L->band_size[layer] = thick;
         b += thick;
     }
     *total = b;
+    flow__free(gaps);
     return FLOW_OK;
 }
 

@@ -1,6 +1,8 @@
 /* layout.h -- a flow's graph laid out in layers, and drawn as SVG: our own
  * layered (Sugiyama) layout of flow_describe()'s JSON, so it needs no internals
- * and no Graphviz. `flow graph --format svg` and `flow serve` draw with it. */
+ * and no Graphviz. `flow graph --format svg` and `flow serve` draw with it.
+ * Every function here keeps no state between calls: any thread may call them
+ * at once, on descriptions no one changes meanwhile. */
 #ifndef FLOW_DEF_LAYOUT_H
 #define FLOW_DEF_LAYOUT_H
 
@@ -91,6 +93,14 @@ void flow__layout_free(struct flow__layout *l);
  * in flow.h): a NUL-terminated string the caller frees with flow__free(), or
  * NULL with `err` set. `opts` may be NULL. */
 char *flow__graph_svg(const json_t *describe, const flow_graph_options *opts, flow_error *err);
+
+/* The same layout as JSON, for a page that draws for itself: {width, height,
+ * direction: "TB"|"LR", nodes: [{name, kind, text, note, task, layer, box: {x, y,
+ * w, h}}], edges: [{from, to, kind, text, back, path, text_box}]} where `task` is
+ * false for a label's node, `path` is an SVG path ("M.. C.. L..") and
+ * `text_box` is null without a text. A new reference, or NULL with `err` set. */
+json_t *flow__graph_layout_json(const json_t *describe, const flow_graph_options *opts,
+                                flow_error *err);
 
 /* Between the files of the layout: layout_graph.c fills `l`'s nodes and
  * edges (texts and sizes, no positions) from `describe`; layout.c places them. */

@@ -2,7 +2,8 @@
  * `<g id="t-NAME" class="task kind-KIND">` per task, which a page colours by
  * state with classes (st-running, st-completed, ...), so a live update
  * changes classes, never the drawing. The default style is embedded, and the
- * classes are documented in docs/cli.md (flow graph --format svg). */
+ * classes are documented in docs/cli.md (flow graph --format svg). The same
+ * layout as JSON, for a page that draws for itself. */
 #include "util/compat.h"
 
 #include <stdarg.h>
@@ -346,6 +347,62 @@ char *flow__graph_svg(const json_t *describe, const flow_graph_options *opts, fl
         return NULL;
     }
     return flow__buf_take(&o.b);
+}
+
+static json_t *box_json(int x, int y, int w, int h)
+{
+    return json_pack("{s:i,s:i,s:i,s:i}", "x", x, "y", y, "w", w, "h", h);
+}
+
+static json_t *node_json(const struct flow__lnode *n)
+{
+    return json_pack("{s:s,s:s,s:s,s:s?,s:b,s:i,s:o}", "name", n->name, "kind", n->kind,
+                          "text", n->text, "note", n->note, "task", n->task != NULL, "layer",
+                          n->layer, "box", box_json(n->x, n->y, n->w, n->h));
+}
+
+static json_t *edge_json(struct out *o, const struct flow__layout *l, const struct flow__ledge *e)
+{
+    flow__buf_reset(&o->b);
+    put_path(o, l, e);
+    return json_pack("{s:s,s:s,s:s,s:s?,s:b,s:s,s:o?}", "from", l->nodes[e->from].name, "to",
+                     l->nodes[e->to].name, "kind", kind_class[e->kind], "text", e->text, "back",
+                     e->back, "path", flow__buf_str(&o->b), "text_box",
+                     e->text && e->lw ? box_json(e->lx, e->ly, e->lw, e->lh) : NULL);
+}
+
+json_t *flow__graph_layout_json(const json_t *describe, const flow_graph_options *opts,
+                                flow_error *err)
+{
+    struct flow__layout *l = flow__layout_new(describe, opts, err);
+    json_t *nodes = json_array();
+    json_t *edges = json_array();
+    json_t *root = NULL;
+    struct out o;
+    size_t i;
+    bool ok = l && nodes && edges;
+
+    flow__buf_init(&o.b, 0);
+    o.ok = true;
+    for (i = 0; ok && i < l->node_count; i++) {
+        ok = json_array_append_new(nodes, node_json(&l->nodes[i])) == 0;
+    }
+    for (i = 0; ok && i < l->edge_count; i++) {
+        ok = json_array_append_new(edges, edge_json(&o, l, &l->edges[i])) == 0 && o.ok;
+    }
+    if (ok) {
+        root = json_pack("{s:i,s:i,s:s,s:O,s:O}", "width", l->width, "height", l->height,
+                         "direction", l->left_right ? "LR" : "TB", "nodes", nodes, "edges",
+                         edges);
+    }
+    if (!root && l) {
+        flow__error(err, FLOW_ENOMEM, "cannot lay out the graph: out of memory");
+    }
+    flow__buf_cleanup(&o.b);
+    json_decref(edges);
+    json_decref(nodes);
+    flow__layout_free(l);
+    return root;
 }
 
 char *flow_graph_svg(flow *f, const flow_graph_options *opts, flow_error *err)

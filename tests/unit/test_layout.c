@@ -613,6 +613,55 @@ static void test_bad_descriptions(void **state)
     json_decref(d);
 }
 
+/* The layout as JSON holds the numbers of the SVG. */
+static void test_layout_json(void **state)
+{
+    (void)state;
+    json_t *d = generate(11, 30, true);
+    flow_graph_options o = {.left_right = true};
+    flow_error err;
+    json_t *j = flow__graph_layout_json(d, &o, &err);
+    struct flow__layout *l = flow__layout_new(d, &o, &err);
+    size_t i;
+    json_t *v;
+
+    assert_non_null(j);
+    assert_non_null(l);
+    assert_int_equal(json_integer_value(json_object_get(j, "width")), l->width);
+    assert_int_equal(json_integer_value(json_object_get(j, "height")), l->height);
+    assert_string_equal(json_string_value(json_object_get(j, "direction")), "LR");
+    assert_int_equal(json_array_size(json_object_get(j, "nodes")), l->node_count);
+    assert_int_equal(json_array_size(json_object_get(j, "edges")), l->edge_count);
+    json_array_foreach(json_object_get(j, "nodes"), i, v) {
+        const struct flow__lnode *n = &l->nodes[i];
+        json_t *box = json_object_get(v, "box");
+
+        assert_string_equal(json_string_value(json_object_get(v, "name")), n->name);
+        assert_string_equal(json_string_value(json_object_get(v, "kind")), n->kind);
+        assert_int_equal(json_is_true(json_object_get(v, "task")), n->task != NULL);
+        assert_int_equal(json_integer_value(json_object_get(box, "x")), n->x);
+        assert_int_equal(json_integer_value(json_object_get(box, "h")), n->h);
+    }
+    json_array_foreach(json_object_get(j, "edges"), i, v) {
+        const struct flow__ledge *e = &l->edges[i];
+        char start[32];
+
+        snprintf(start, sizeof(start), "M%d,%d ", l->segs[e->seg_first].p[0],
+                 l->segs[e->seg_first].p[1]);
+        assert_string_equal(json_string_value(json_object_get(v, "from")), l->nodes[e->from].name);
+        assert_int_equal(strncmp(json_string_value(json_object_get(v, "path")), start,
+                                 strlen(start)),
+                         0);
+        assert_int_equal(json_is_null(json_object_get(v, "text_box")), !e->text || !e->lw);
+        assert_int_equal(json_is_true(json_object_get(v, "back")), e->back);
+    }
+    flow__layout_free(l);
+    json_decref(j);
+    assert_null(flow__graph_layout_json(json_null(), NULL, &err));
+    assert_int_equal(err.code, FLOW_EINVAL);
+    json_decref(d);
+}
+
 /* Every allocation fails once: NULL and "out of memory" each time, nothing
  * leaked (valgrind and ASan run this), then the same drawing as without. */
 static void test_alloc_failure(void **state)
@@ -661,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_cut_names),
         cmocka_unit_test(test_options_and_classes),
         cmocka_unit_test(test_bad_descriptions),
+        cmocka_unit_test(test_layout_json),
         cmocka_unit_test(test_alloc_failure),
     };
 
