@@ -120,43 +120,80 @@ static int floor_div(int64_t a, int64_t b)
     return (int)(q * b > a ? q - 1 : q);
 }
 
+/* The edges leaving each node, loops left out: adj[off[u] .. off[u + 1]),
+ * in edge order; with `dag`, in layer order (dag_from), else as the flow has
+ * them. */
+struct out_edges {
+    size_t *off;
+    size_t *adj;
+    size_t *indeg; /* edges coming in, per node */
+};
+
+static void out_edges_cleanup(struct out_edges *g)
+{
+    flow__free(g->indeg);
+    flow__free(g->adj);
+    flow__free(g->off);
+    memset(g, 0, sizeof(*g));
+}
+
+static flow_err out_edges_init(struct out_edges *g, const struct flow__layout *l, bool dag)
+{
+    size_t n = l->node_count;
+    size_t *fill = flow__calloc(n ? n : 1, sizeof(size_t));
+    size_t i;
+
+    g->off = flow__calloc(n + 1, sizeof(size_t));
+    g->adj = flow__calloc(l->edge_count ? l->edge_count : 1, sizeof(size_t));
+    g->indeg = flow__calloc(n ? n : 1, sizeof(size_t));
+    if (!fill || !g->off || !g->adj || !g->indeg) {
+        flow__free(fill);
+        out_edges_cleanup(g);
+        return FLOW_ENOMEM;
+    }
+    for (i = 0; i < l->edge_count; i++) {
+        const struct flow__ledge *e = &l->edges[i];
+
+        if (e->from != e->to) {
+            g->off[(dag ? dag_from(e) : e->from) + 1]++;
+            g->indeg[dag ? dag_to(e) : e->to]++;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        g->off[i + 1] += g->off[i];
+        fill[i] = g->off[i];
+    }
+    for (i = 0; i < l->edge_count; i++) {
+        const struct flow__ledge *e = &l->edges[i];
+
+        if (e->from != e->to) {
+            g->adj[fill[dag ? dag_from(e) : e->from]++] = i;
+        }
+    }
+    flow__free(fill);
+    return FLOW_OK;
+}
+
 /* ------------------------------------------------------------------------ */
 /* 1. Cycles                                                                 */
 
 static flow_err break_cycles(struct flow__layout *l)
 {
     size_t n = l->node_count;
-    size_t *off = flow__calloc(n + 1, sizeof(size_t));
-    size_t *adj = flow__calloc(l->edge_count ? l->edge_count : 1, sizeof(size_t));
     size_t *next = flow__calloc(n ? n : 1, sizeof(size_t));
     size_t *stack = flow__calloc(n ? n : 1, sizeof(size_t));
-    size_t *indeg = flow__calloc(n ? n : 1, sizeof(size_t));
     unsigned char *state = flow__calloc(n ? n : 1, 1); /* 0 new, 1 on the path, 2 done */
-    flow_err rc = FLOW_ENOMEM;
-    size_t i;
+    struct out_edges g;
+    flow_err rc = out_edges_init(&g, l, false);
 
-    if (!off || !adj || !next || !stack || !indeg || !state) {
+    if (rc != FLOW_OK || !next || !stack || !state) {
+        rc = FLOW_ENOMEM;
         goto out;
-    }
-    for (i = 0; i < l->edge_count; i++) {
-        if (l->edges[i].from != l->edges[i].to) {
-            off[l->edges[i].from + 1]++;
-            indeg[l->edges[i].to]++;
-        }
-    }
-    for (i = 0; i < n; i++) {
-        off[i + 1] += off[i];
-        next[i] = off[i];
-    }
-    for (i = 0; i < l->edge_count; i++) {
-        if (l->edges[i].from != l->edges[i].to) {
-            adj[next[l->edges[i].from]++] = i;
-        }
     }
     /* Start tasks first, then roots, then whatever a cycle left unreached. */
     for (int pass = 0; pass < 3; pass++) {
         for (size_t s = 0; s < n; s++) {
-            bool take = pass == 2 || (pass == 1 && indeg[s] == 0) ||
+            bool take = pass == 2 || (pass == 1 && g.indeg[s] == 0) ||
                         (l->nodes[s].task && json_is_true(json_object_get(l->nodes[s].task, "start")));
             size_t sp = 0;
 
@@ -165,34 +202,31 @@ static flow_err break_cycles(struct flow__layout *l)
             }
             stack[sp++] = s;
             state[s] = 1;
-            next[s] = off[s];
+            next[s] = g.off[s];
             while (sp) {
                 size_t u = stack[sp - 1];
 
-                if (next[u] == off[u + 1]) {
+                if (next[u] == g.off[u + 1]) {
                     state[u] = 2;
                     sp--;
                     continue;
                 }
-                struct flow__ledge *e = &l->edges[adj[next[u]++]];
+                struct flow__ledge *e = &l->edges[g.adj[next[u]++]];
                 if (state[e->to] == 1) {
                     e->back = true;
                 } else if (state[e->to] == 0) {
                     state[e->to] = 1;
-                    next[e->to] = off[e->to];
+                    next[e->to] = g.off[e->to];
                     stack[sp++] = e->to;
                 }
             }
         }
     }
-    rc = FLOW_OK;
 out:
+    out_edges_cleanup(&g);
     flow__free(state);
-    flow__free(indeg);
     flow__free(stack);
     flow__free(next);
-    flow__free(adj);
-    flow__free(off);
     return rc;
 }
 
@@ -202,44 +236,20 @@ out:
 static flow_err assign_layers(struct flow__layout *l)
 {
     size_t n = l->node_count;
-    size_t *off = flow__calloc(n + 1, sizeof(size_t));
-    size_t *adj = flow__calloc(l->edge_count ? l->edge_count : 1, sizeof(size_t));
-    size_t *fill = flow__calloc(n ? n : 1, sizeof(size_t));
-    size_t *indeg = flow__calloc(n ? n : 1, sizeof(size_t));
     size_t *queue = flow__calloc(n ? n : 1, sizeof(size_t));
+    struct out_edges g;
     size_t head = 0;
     size_t tail = 0;
     size_t i;
     int top = 0;
 
-    if (!off || !adj || !fill || !indeg || !queue) {
+    if (!queue || out_edges_init(&g, l, true) != FLOW_OK) {
         flow__free(queue);
-        flow__free(indeg);
-        flow__free(fill);
-        flow__free(adj);
-        flow__free(off);
         return FLOW_ENOMEM;
     }
-    for (i = 0; i < l->edge_count; i++) {
-        const struct flow__ledge *e = &l->edges[i];
-
-        if (e->from != e->to) {
-            off[dag_from(e) + 1]++;
-            indeg[dag_to(e)]++;
-        }
-    }
     for (i = 0; i < n; i++) {
-        off[i + 1] += off[i];
-        fill[i] = off[i];
         l->nodes[i].layer = 0;
-    }
-    for (i = 0; i < l->edge_count; i++) {
-        if (l->edges[i].from != l->edges[i].to) {
-            adj[fill[dag_from(&l->edges[i])]++] = i;
-        }
-    }
-    for (i = 0; i < n; i++) {
-        if (indeg[i] == 0) {
+        if (g.indeg[i] == 0) {
             queue[tail++] = i;
         }
     }
@@ -247,13 +257,13 @@ static flow_err assign_layers(struct flow__layout *l)
     while (head < tail) {
         size_t u = queue[head++];
 
-        for (size_t k = off[u]; k < off[u + 1]; k++) {
-            const struct flow__ledge *e = &l->edges[adj[k]];
+        for (size_t k = g.off[u]; k < g.off[u + 1]; k++) {
+            const struct flow__ledge *e = &l->edges[g.adj[k]];
             size_t w = dag_to(e);
             int at = l->nodes[u].layer + edge_len(e);
 
             l->nodes[w].layer = at > l->nodes[w].layer ? at : l->nodes[w].layer;
-            if (--indeg[w] == 0) {
+            if (--g.indeg[w] == 0) {
                 queue[tail++] = w;
             }
         }
@@ -264,8 +274,8 @@ static flow_err assign_layers(struct flow__layout *l)
         size_t u = queue[i];
         int best = -1;
 
-        for (size_t k = off[u]; k < off[u + 1]; k++) {
-            const struct flow__ledge *e = &l->edges[adj[k]];
+        for (size_t k = g.off[u]; k < g.off[u + 1]; k++) {
+            const struct flow__ledge *e = &l->edges[g.adj[k]];
             int at = l->nodes[dag_to(e)].layer - edge_len(e);
 
             best = best < 0 || at < best ? at : best;
@@ -278,11 +288,8 @@ static flow_err assign_layers(struct flow__layout *l)
         top = l->nodes[i].layer > top ? l->nodes[i].layer : top;
     }
     l->layer_count = n ? (size_t)top + 1 : 0;
+    out_edges_cleanup(&g);
     flow__free(queue);
-    flow__free(indeg);
-    flow__free(fill);
-    flow__free(adj);
-    flow__free(off);
     return FLOW_OK;
 }
 
@@ -503,6 +510,8 @@ static flow_err make_layers(struct lay *L)
     return FLOW_OK;
 }
 
+/* Something to sort (a vertex in its layer, an end on its node's side): by
+ * key, then by order, so that ties keep the order they had. */
 struct keyed {
     int64_t key;
     int order;
@@ -859,32 +868,12 @@ static int box_b(const struct lay *L, size_t u)
     return L->band_top[x->layer] + L->band_size[x->layer] / 2 - x->size_b / 2;
 }
 
-struct end {
-    size_t node;
-    int toward; /* where the edge goes, along the layer */
-    size_t edge;
-};
-
-static int cmp_end(const void *pa, const void *pb)
-{
-    const struct end *a = pa;
-    const struct end *b = pb;
-
-    if (a->node != b->node) {
-        return a->node < b->node ? -1 : 1;
-    }
-    if (a->toward != b->toward) {
-        return a->toward < b->toward ? -1 : 1;
-    }
-    return a->edge < b->edge ? -1 : a->edge > b->edge;
-}
-
 /* The ends of a node's edges spread along its side, in the order of where
  * they go, so that they leave and arrive side by side without crossing. */
 static flow_err make_ports(struct lay *L)
 {
     size_t m = L->l->edge_count;
-    struct end *ends = flow__calloc(m ? m : 1, sizeof(*ends));
+    struct keyed *ends = flow__calloc(m ? m : 1, sizeof(*ends));
 
     L->port_out = flow__calloc(m ? m : 1, sizeof(int));
     L->port_in = flow__calloc(m ? m : 1, sizeof(int));
@@ -901,28 +890,34 @@ static flow_err make_ports(struct lay *L)
             size_t len = L->chain_len[e];
 
             if (len) {
-                ends[count].node = out ? c[0] : c[len - 1];
-                ends[count].toward = L->v[out ? c[1] : c[len - 2]].pos;
-                ends[count].edge = e;
+                /* by node, then by where the edge goes; ties in edge order */
+                size_t node = out ? c[0] : c[len - 1];
+                int64_t toward = L->v[out ? c[1] : c[len - 2]].pos;
+
+                ends[count].key = (int64_t)node * ((int64_t)1 << 32) + toward + INT32_MAX;
+                ends[count].order = (int)e;
+                ends[count].v = e;
                 count++;
             }
         }
-        qsort(ends, count, sizeof(*ends), cmp_end);
+        qsort(ends, count, sizeof(*ends), cmp_keyed);
         for (size_t i = 0; i < count;) {
-            size_t j = i;
-            int size = L->v[ends[i].node].size_a;
+            const size_t *c = L->chain + L->chain_first[ends[i].v];
+            size_t node = out ? c[0] : c[L->chain_len[ends[i].v] - 1];
+            int size = L->v[node].size_a;
             int margin = size / 4 < 12 ? size / 4 : 12;
+            size_t j = i;
             int k;
             int step;
 
-            while (j < count && ends[j].node == ends[i].node) {
+            while (j < count && ends[j].key >> 32 == ends[i].key >> 32) {
                 j++;
             }
             k = (int)(j - i);
             step = k > 1 ? (size - 2 * margin) / (k - 1) : 0;
             step = step > PORT_STEP ? PORT_STEP : step;
             for (int q = 0; q < k; q++) {
-                port[ends[i + (size_t)q].edge] = (2 * q - (k - 1)) * step / 2;
+                port[ends[i + (size_t)q].v] = (2 * q - (k - 1)) * step / 2;
             }
             i = j;
         }

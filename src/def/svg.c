@@ -264,19 +264,27 @@ static void put_edges(struct out *o, const struct flow__layout *l)
     put(o, "</g>\n");
 }
 
+/* NAME"><title>NAME</title><rect .../>: what closes a node's opening tag,
+ * its tooltip and its box. */
+static void put_box(struct out *o, const struct flow__lnode *n, int rx, const char *fill)
+{
+    put_text(o, n->name);
+    put(o, "\"><title>");
+    put_text(o, n->name);
+    putf(o, "</title><rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" rx=\"%d\" "
+            "fill=\"%s\" stroke=\"#9aa5b1\"/>",
+         n->x, n->y, n->w, n->h, rx, fill);
+}
+
 static void put_node(struct out *o, const struct flow__lnode *n)
 {
     int cx = n->x + n->w / 2;
 
     if (!n->task) {
         put(o, "<g class=\"label\" data-label=\"");
-        put_text(o, n->name);
-        put(o, "\"><title>");
-        put_text(o, n->name);
-        putf(o, "</title><rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" rx=\"%d\" "
-                "fill=\"#f4f6f8\" stroke=\"#9aa5b1\"/><text x=\"%d\" y=\"%d\" "
-                "text-anchor=\"middle\" font-size=\"%d\">",
-             n->x, n->y, n->w, n->h, n->h / 2, cx, n->y + n->h / 2 + 4, FLOW__GRAPH_FONT_LABEL);
+        put_box(o, n, n->h / 2, "#f4f6f8");
+        putf(o, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" font-size=\"%d\">", cx,
+             n->y + n->h / 2 + 4, FLOW__GRAPH_FONT_LABEL);
         put_text(o, n->text);
         put(o, "</text></g>\n");
         return;
@@ -294,14 +302,10 @@ static void put_node(struct out *o, const struct flow__lnode *n)
         put(o, " foreach");
     }
     put(o, "\" data-task=\"");
-    put_text(o, n->name);
-    put(o, "\"><title>");
-    put_text(o, n->name);
-    putf(o, "</title><rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" rx=\"%d\" fill=\"#fff\" "
-            "stroke=\"#9aa5b1\"/><text class=\"name\" x=\"%d\" y=\"%d\" text-anchor=\"middle\" "
-            "font-size=\"%d\" font-weight=\"600\">",
-         n->x, n->y, n->w, n->h, !strcmp(n->kind, "router") ? 14 : 7, cx, n->y + 20,
-         FLOW__GRAPH_FONT_NAME);
+    put_box(o, n, !strcmp(n->kind, "router") ? 14 : 7, "#fff");
+    putf(o, "<text class=\"name\" x=\"%d\" y=\"%d\" text-anchor=\"middle\" font-size=\"%d\" "
+            "font-weight=\"600\">",
+         cx, n->y + 20, FLOW__GRAPH_FONT_NAME);
     put_text(o, n->text);
     putf(o, "</text><text class=\"note\" x=\"%d\" y=\"%d\" text-anchor=\"middle\" "
             "font-size=\"%d\">",
