@@ -217,9 +217,10 @@ FLOW_API flow_err flow_set_result_template(flow *f, json_t *tmpl, flow_error *er
  * bytes or more (shorter ones are not redacted; the run logs a warning) is
  * replaced by "***" in everything written to the store (outputs, errors,
  * logs, state, inputs, events, answers), in the events given to
- * `on_event`, in messages logged, and -- for a run not nested in another --
- * in its result, error and activations once it has ended or paused
- * (flow_run_result, flow_run_error, flow_run_activation, flow_run_to_json).
+ * `on_event`, in the notes of flow_ctx_progress, and -- for a run not
+ * nested in another -- in its result, error and activations once it has
+ * ended or paused (flow_run_result, flow_run_error, flow_run_activation,
+ * flow_run_to_json).
  * Values read back from the store are the redacted ones: a resumed run sees
  * "***" where an output or the state held a secret.
  * FLOW_EINVAL unless `env_name` is [A-Za-z_][A-Za-z0-9_]*; FLOW_EEXISTS when
