@@ -43,7 +43,7 @@ check "every command of flow --help is offered ($(echo $cmds))" \
 expect "a command from its first letters" "status" flow st
 expect "commands after a global option" "validate" flow --help val
 expect "options of flow run" "--id --input --inputs" flow run --i
-expect "the choices of --format" "dot json mermaid" flow graph x.yaml --format ""
+expect "the choices of --format" "dot json mermaid svg" flow graph x.yaml --format ""
 expect "the choices of -f too" "json" flow graph -f j
 expect "the shells of flow completion" "bash zsh" flow completion ""
 expect "flow help COMMAND" "worker workers" flow help work
