@@ -253,6 +253,9 @@ struct flow_run {
     uint32_t *retry_slots;          /* [L] after a retry: per task, the activation
                                      * its next firing or skip reuses (id; 0: none),
                                      * or NULL (core/retry.c) */
+    struct flow__secrets *secrets;  /* immutable: the values nothing that leaves the
+                                     * run may hold (nested runs share their
+                                     * parent's), or NULL */
 };
 
 #define ACT_CHUNK 256
@@ -297,6 +300,7 @@ struct flow__rctx {
      * `data` (a reference nobody else counts). */
     flow_err (*emit)(struct flow__rctx *rc, const char *event, json_t *data);
     void *emit_arg;
+    const struct flow__secrets *secrets; /* the worker's values of the run's secrets */
 };
 
 struct flow_ctx {
