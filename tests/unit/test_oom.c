@@ -218,6 +218,34 @@ static void test_durable_run_survives_every_failed_allocation(void **state)
     sweep(true);
 }
 
+/* A sqlite store in a temporary directory, and an engine, for the sweeps of
+ * durable runs below. */
+struct durable {
+    char *dir;
+    flow_store *store;
+    flow_engine *engine;
+};
+
+static void durable_open(struct durable *d)
+{
+    char url[4200];
+    d->dir = th_tempdir();
+    snprintf(url, sizeof(url), "sqlite:%s/flow.db", d->dir);
+    d->store = flow_store_open(url, NULL);
+    assert_non_null(d->store);
+    flow_engine_options eo = {.jobs = 2};
+    d->engine = flow_engine_new(&eo, NULL);
+    assert_non_null(d->engine);
+}
+
+static void durable_close(struct durable *d)
+{
+    flow_engine_free(d->engine);
+    flow_store_close(d->store);
+    th_rmtree(d->dir);
+    free(d->dir);
+}
+
 /* A durable run paused by its first task; the second runs after the resume. */
 static int pause_after(flow_ctx *ctx)
 {
@@ -237,14 +265,11 @@ static int after_pause(flow_ctx *ctx)
 static void test_resume_survives_every_failed_allocation(void **state)
 {
     (void)state;
-    char *dir = th_tempdir();
-    char url[4200];
-    snprintf(url, sizeof(url), "sqlite:%s/flow.db", dir);
+    struct durable d;
+    durable_open(&d);
+    flow_store *s = d.store;
+    flow_engine *e = d.engine;
     flow_error err = {0};
-    flow_store *s = flow_store_open(url, &err);
-    assert_non_null(s);
-    flow_engine_options eo = {.jobs = 2};
-    flow_engine *e = flow_engine_new(&eo, NULL);
     flow *f = flow_new("resumable", NULL);
     flow_task *a = th_add(f, "first", pause_after);
     flow_task *b = th_add(f, "second", after_pause);
@@ -298,10 +323,7 @@ static void test_resume_survives_every_failed_allocation(void **state)
     }
     assert_true(done);
     flow_free(f);
-    flow_engine_free(e);
-    flow_store_close(s);
-    th_rmtree(dir);
-    free(dir);
+    durable_close(&d);
 }
 
 static int after_pause_free(flow_ctx *ctx)
@@ -331,14 +353,11 @@ static bool stored_is(flow_store *s, const char *id, const char *status)
 static void test_retry_survives_every_failed_allocation(void **state)
 {
     (void)state;
-    char *dir = th_tempdir();
-    char url[4200];
-    snprintf(url, sizeof(url), "sqlite:%s/flow.db", dir);
+    struct durable d;
+    durable_open(&d);
+    flow_store *s = d.store;
+    flow_engine *e = d.engine;
     flow_error err = {0};
-    flow_store *s = flow_store_open(url, &err);
-    assert_non_null(s);
-    flow_engine_options eo = {.jobs = 2};
-    flow_engine *e = flow_engine_new(&eo, NULL);
     flow *f = flow_new("retried", NULL);
     flow_task *a = th_add(f, "first", after_pause_free);
     flow_task *b = th_add(f, "second", fails_first);
@@ -395,10 +414,7 @@ static void test_retry_survives_every_failed_allocation(void **state)
     }
     assert_true(done);
     flow_free(f);
-    flow_engine_free(e);
-    flow_store_close(s);
-    th_rmtree(dir);
-    free(dir);
+    durable_close(&d);
 }
 
 /* Checks answer with a message, NULL meaning "all is well": out of memory
