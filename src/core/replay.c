@@ -430,7 +430,10 @@ struct flow_run *flow__stored_run(struct flow_engine *e, struct flow *f,
                                   const flow_run_options *opts, struct flow__stored *s,
                                   const char *id, bool attach, flow_error *err)
 {
-    struct flow_run *r = flow__run_create(e, f, s->meta.inputs, id, s->start_name, NULL, err);
+    /* The flow's own name: the records may be read again (retry.c). */
+    const flow_task *start = s->start_name ? flow_find_task(f, s->start_name) : NULL;
+    struct flow_run *r =
+        flow__run_create(e, f, s->meta.inputs, id, start ? start->name : NULL, NULL, err);
     if (!r)
         return NULL;
     r->on_event = opts->on_event;
