@@ -301,7 +301,8 @@ static int listen_on(const char *host, int port, int *bound, char *errbuf, size_
     return fd;
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt,
+                                                          va_list ap)
 {
     (void)cls;
     fputs("flow serve: http: ", stderr);

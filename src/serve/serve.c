@@ -273,8 +273,7 @@ flow_err serve_continue(struct serve *sv, const char *run_id, bool retry,
     flow_run_options o;
     run_options(sv, s, &o);
     o.run_id = run_id;
-    (void)tasks; /* until flow_run_retry lands */
-    s->run = retry ? (flow__error(err, FLOW_EUNSUPPORTED, "retry is not built yet"), NULL)
+    s->run = retry ? flow_run_retry(sv->engine, f, &o, tasks, err)
                    : flow_run_resume(sv->engine, f, &o, err);
     if (!s->run || adopt(sv, s, err) != FLOW_OK) {
         rc = err->code ? err->code : FLOW_ENOMEM;
