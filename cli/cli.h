@@ -56,6 +56,7 @@ extern const struct cli_command cli_cmd_gc;
 extern const struct cli_command cli_cmd_feedback;
 extern const struct cli_command cli_cmd_worker;
 extern const struct cli_command cli_cmd_workers;
+extern const struct cli_command cli_cmd_serve;
 
 /* Print "flow: <message>" as one line on stderr. */
 void cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);

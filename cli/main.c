@@ -22,13 +22,14 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_ctl,
     &cli_cmd_worker,
     &cli_cmd_workers,
+    &cli_cmd_serve,
     NULL,
 };
 
 /* Commands that later versions add: named, so that a user gets
  * "not available yet" rather than "unknown command". */
 static const char *const later_commands[] = {
-    "worker", "serve", NULL,
+    NULL,
 };
 
 static void print_main_help(FILE *out)

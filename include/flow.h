@@ -485,6 +485,16 @@ FLOW_API flow_engine *flow_engine_new(const flow_engine_options *opts, flow_erro
 FLOW_API void flow_engine_free(flow_engine *e);
 FLOW_API int flow_engine_jobs(const flow_engine *e);
 
+/* What an engine is doing now (for monitoring): runs loaded, activations
+ * ready and waiting for a slot, attempts running. Thread-safe. */
+typedef struct flow_engine_stats {
+    size_t runs;
+    size_t ready;
+    int running;
+    int jobs;
+} flow_engine_stats;
+FLOW_API void flow_engine_get_stats(flow_engine *e, flow_engine_stats *out);
+
 typedef enum flow_run_status {
     FLOW_RUN_PENDING = 0,
     FLOW_RUN_RUNNING,
@@ -597,6 +607,20 @@ FLOW_API flow_err flow_store_request(flow_store *s, const char *run_id, const ch
  * be NULL) gets how many. Runs that have not ended are never deleted. */
 FLOW_API flow_err flow_store_gc(flow_store *s, double older_than, size_t *deleted,
                                 flow_error *err);
+
+/* How long the store took to make journal batches durable, since it was
+ * opened (for monitoring): `count` batches, `seconds` in all, and how many
+ * took at most each of flow_commit_bounds' seconds (the last bucket: more
+ * than the largest bound). Zero for a store no run journals to. */
+#define FLOW_COMMIT_BUCKETS 12
+typedef struct flow_commit_stats {
+    uint64_t count;
+    double seconds;
+    uint64_t buckets[FLOW_COMMIT_BUCKETS];
+} flow_commit_stats;
+FLOW_API void flow_store_commit_stats(flow_store *s, flow_commit_stats *out);
+/* The upper bounds (seconds) of the first FLOW_COMMIT_BUCKETS - 1 buckets. */
+FLOW_API const double *flow_commit_bounds(void);
 
 /* Open feedback requests: of run `run_id`, or of every run in the store
  * (NULL): a new array of {run, request, task, activation, type, message,

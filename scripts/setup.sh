@@ -20,6 +20,7 @@ libjansson-dev
 libyaml-dev
 libsqlite3-dev
 libhiredis-dev
+libmicrohttpd-dev
 zlib1g-dev
 libcmocka-dev
 python3
@@ -52,7 +53,7 @@ if [ -n "$missing" ]; then
     fi
 fi
 
-for m in jansson yaml-0.1 sqlite3 hiredis zlib cmocka; do
+for m in jansson yaml-0.1 sqlite3 hiredis zlib cmocka libmicrohttpd; do
     if ! pkg-config --exists "$m"; then
         echo "setup: pkg-config cannot find '$m' although its package is installed" >&2
         exit 1

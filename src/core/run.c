@@ -195,9 +195,14 @@ void flow__run_pause(struct flow_run *r, const char *why, bool interrupt)
         return;
     struct flow_engine *e = r->engine;
     flow__engine_tick(e);
+    /* A pause already asked for keeps its reason when it turns into an
+     * interrupt (a serve's "serve stopped" after its grace period): the
+     * reason says who paused the run, and so who resumes it. */
+    if (!(interrupt && r->pausing && r->pause_reason)) {
+        flow__free(r->pause_reason);
+        r->pause_reason = flow__strdup(interrupt ? "interrupted" : why && *why ? why : "paused");
+    }
     r->pausing = true;
-    flow__free(r->pause_reason);
-    r->pause_reason = flow__strdup(interrupt ? "interrupted" : why && *why ? why : "paused");
     flow__engine_unqueue_run(e, r);
     if (interrupt) {
         r->interrupting = true;

@@ -151,10 +151,13 @@ static void write_batch(struct flow_store *s, struct djournal *j)
 
     flow_error err = {0};
     flow_err rc;
+    int64_t began = flow__now_ns();
     FLOW__WITH_STORE(s, rc = flow__store_append(s->backend, j->run_id, b->recs, n,
                                                 j->strict ? FLOW__STORE_SYNC : 0, &err));
+    double took = (double)(flow__now_ns() - began) / 1e9;
 
     pthread_mutex_lock(&s->mu);
+    flow__commit_stats_add(&s->commits, took);
     b->next = j->written;
     j->written = b;
     j->writing = false;
