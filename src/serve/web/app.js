@@ -606,10 +606,11 @@
 
     const actFilter = h('div.act-filter');
     const actBody = h('tbody');
+    const actTable = h('table.acts');
     const actMore = h('div.more');
     const actCard = h('section.card.acts-card', {'aria-labelledby': 'a-h'},
       h('div.card-head', null, h('h2', {id: 'a-h'}, 'Activations'), actFilter),
-      h('div.table-wrap', null, h('table.acts', null,
+      h('div.table-wrap', null, append(actTable,
         h('thead', null, h('tr', null,
           h('th.num', {scope: 'col'}, '#'), h('th', {scope: 'col'}, 'Task'),
           h('th', {scope: 'col'}, 'Item'), h('th', {scope: 'col'}, 'Status'),
@@ -648,8 +649,9 @@
     function renderHead() {
       const st = run.status;
       const waiting = (run.feedback || []).length > 0 && !ENDED.has(st);
-      replace(titleStatus, badge(st, st + (waiting && st === 'paused' ? ' \u00b7 waiting' : '')));
-      titleStatus.className = 'title-status';
+      replace(titleStatus, badge(st),
+        waiting ? h('span.badge.st-waiting', {title: 'An open request waits for an answer'},
+                    'waiting for feedback') : null);
       replace(actions,
         actionButton('Pause', '', st === 'running', () => act('pause')),
         actionButton('Resume', '', st === 'paused' || st === 'stopped', () => act('resume')),
@@ -716,6 +718,7 @@
     }).catch(e => {
       if (e instanceof AuthError || e.name === 'AbortError') return;
       replace(graphBox, h('p.muted', null, 'No graph: ' + (e.message || e)));
+      legend.hidden = true;
     });
 
     // --- activations
@@ -740,7 +743,7 @@
       const tr = h('tr', {class: open ? 'open' : null},
         h('td.num', {'data-label': '#'}, toggle),
         h('td.mono', {'data-label': 'Task'}, a.task),
-        h('td', {'data-label': 'Item'}, item),
+        h('td.item', {'data-label': 'Item'}, item),
         h('td', {'data-label': 'Status'}, badge(waiting ? 'waiting' : a.status)),
         h('td.num', {'data-label': 'Attempts'}, String(a.attempts ?? '')),
         h('td', {'data-label': 'Started'}, timeEl(a.started_at)),
@@ -771,6 +774,7 @@
       const focused = document.activeElement && document.activeElement.closest &&
         document.activeElement.closest('.expander') ? document.activeElement.getAttribute('aria-controls') : null;
       const shown = showAll ? list : list.slice(0, ACT_SHOW);
+      actTable.classList.toggle('no-items', !list.some(a => a.index !== undefined && a.index !== null));
       replace(actBody, shown.map(actRows));
       if (!list.length) append(actBody, h('tr', null, h('td.muted', {colspan: '8'}, 'No activation yet.')));
       replace(actMore, list.length > shown.length
@@ -918,7 +922,12 @@
     let what = '';
     switch (type) {
       case 'run_created': what = 'flow ' + (r.flow || '?') + (r.inputs && Object.keys(r.inputs).length ? ' inputs ' + short(r.inputs, 200) : ''); break;
+      case 'act_created':
+        what = r.input && Object.keys(r.input).length ? 'input ' + short(r.input, 200)
+          : r.index !== undefined ? '[' + r.index + ']' : r.sources ? 'after #' + r.sources.join(', #') : '';
+        break;
       case 'act_started': what = 'attempt ' + r.attempt; break;
+      case 'act_waiting': what = 'for ' + (r.request || 'an answer'); break;
       case 'act_completed': what = r.output !== undefined ? short(r.output, 240) : ''; break;
       case 'act_failed': case 'act_error': what = r.error ? short(r.error, 300) : ''; break;
       case 'log': what = [r.exit_status !== undefined && r.exit_status !== null ? 'exit ' + r.exit_status : '',
