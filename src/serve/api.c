@@ -68,8 +68,9 @@ static int status_of(flow_err code)
     case FLOW_ESTATE:
     case FLOW_EBUSY:
         return 409;
+    case FLOW_EPARSE: /* the flow file (serve_start) */
+        return 422;
     case FLOW_EINVAL:
-    case FLOW_EPARSE:
     case FLOW_EVALIDATION:
     case FLOW_ETEMPLATE:
         return 400;
@@ -91,6 +92,8 @@ static const char *code_of(int status)
         return "method_not_allowed";
     case 409:
         return "conflict";
+    case 422:
+        return "invalid_flow";
     case 501:
         return "not_implemented";
     case 503:
@@ -634,6 +637,18 @@ static void post_control(struct serve *sv, const char *id, const char *what,
         return;
     const char *reason = opt_string(body, "reason", resp, &bad);
     flow_error err = {0};
+    /* What GET /runs/ID says (the journal) decides: a run whose end is
+     * journaled has ended, even while its runner is still closing it. */
+    json_t *run = bad ? NULL : flow_store_run(sv->store, id, &err);
+    const char *st = json_string_value(json_object_get(run, "status"));
+    if (!bad && !run) {
+        fail(resp, &err);
+        bad = true;
+    } else if (!bad && st && ended_status(st)) {
+        http_error(resp, 409, "conflict", "run '%s' has already ended (%s)", id, st);
+        bad = true;
+    }
+    json_decref(run);
     if (!bad) {
         if (flow_store_request(sv->store, id, what, reason, &err) == FLOW_OK)
             http_json(resp, 202, json_pack("{s:s,s:s}", "id", id, "requested", what));

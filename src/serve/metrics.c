@@ -294,16 +294,20 @@ void metrics_put_histogram(struct flow__buf *out, const char *name, const char *
                            uint64_t count, double sum)
 {
     uint64_t cum = 0;
-    const char *comma = labels && *labels ? "," : "";
+    bool some = labels && *labels;
+    const char *comma = some ? "," : "";
+    if (!some)
+        labels = "";
     for (size_t i = 0; i < nbounds; i++) {
         cum += buckets[i];
-        flow__buf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels ? labels : "",
-                         comma, bounds[i], (unsigned long long)cum);
+        flow__buf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, comma, bounds[i],
+                         (unsigned long long)cum);
     }
-    flow__buf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels ? labels : "", comma,
+    flow__buf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, comma,
                      (unsigned long long)count);
-    flow__buf_printf(out, "%s_sum{%s} %.9g\n%s_count{%s} %llu\n", name, labels ? labels : "",
-                     sum, name, labels ? labels : "", (unsigned long long)count);
+    flow__buf_printf(out, "%s_sum%s%s%s %.9g\n%s_count%s%s%s %llu\n", name, some ? "{" : "", labels,
+                     some ? "}" : "", sum, name, some ? "{" : "", labels, some ? "}" : "",
+                     (unsigned long long)count);
 }
 
 static void put_histos(struct flow__buf *out, const char *name, const struct histo *h,

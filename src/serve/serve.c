@@ -177,13 +177,15 @@ flow_err serve_start(struct serve *sv, const char *name, json_t *inputs, const c
         return FLOW_ESTATE;
     }
     flow *f = serve_load(path, err);
-    struct served *s = f ? served_new(sv, name, f) : NULL;
+    if (!f) {
+        flow__free(path);
+        return err->code == FLOW_ENOMEM ? FLOW_ENOMEM : (err->code = FLOW_EPARSE);
+    }
+    struct served *s = served_new(sv, name, f);
     if (!s) {
-        if (f)
-            flow__error(err, FLOW_ENOMEM, "out of memory");
         flow_free(f);
         flow__free(path);
-        return err->code ? err->code : FLOW_EVALIDATION;
+        return flow__error(err, FLOW_ENOMEM, "out of memory");
     }
     flow_run_options o;
     run_options(sv, s, &o);
