@@ -109,6 +109,11 @@ async function newPage(browser, viewport, problems) {
 }
 
 async function shot(page, name) {
+  // the toast of the last action goes first: it is not part of the page
+  await page.waitForFunction(() => {
+    const t = document.querySelector('.toast');
+    return !t || getComputedStyle(t).opacity === '0';
+  }, null, {timeout: WAIT}).catch(() => {});
   const file = path.join(ARTIFACTS, 'dashboard-' + name + '.png');
   await page.screenshot({path: file});
   console.log('screenshot: ' + file);
@@ -135,8 +140,10 @@ async function main() {
     console.log('serve: ' + base);
 
     // Runs of other shapes, so the list shows what a day looks like.
-    const nightly = await api(base, 'POST', '/runs', {flow: 'nightly', id: 'nightly-0412'});
-    check(nightly.status === 201, 'POST /runs starts the nightly run (201)');
+    for (const id of ['nightly-0411', 'nightly-0412']) {
+      const nightly = await api(base, 'POST', '/runs', {flow: 'nightly', id});
+      check(nightly.status === 201, 'POST /runs starts the nightly run ' + id + ' (201)');
+    }
     const slow = await api(base, 'POST', '/runs', {flow: 'backfill', id: 'backfill-march'});
     check(slow.status === 201, 'POST /runs starts the backfill run (201)');
 
@@ -244,13 +251,39 @@ async function main() {
       await page.waitForURL(/#\/runs\?status=failed$/, {timeout: WAIT});
       await page.waitForFunction(() => {
         const rows = [...document.querySelectorAll('table.runs tbody tr')];
-        return rows.length === 1 && rows[0].dataset.run === 'nightly-0412';
+        return rows.length === 2 && rows.every(r => r.dataset.run.startsWith('nightly-'));
       }, null, {timeout: WAIT});
     });
+    // --- a second release waits: answered from the Feedback view
+    const second = await api(base, 'POST', '/runs', {flow: 'release', id: 'release-1.4.3'});
+    check(second.status === 201, 'POST /runs starts a second release (201)');
     await page.goto(base + '/#/runs');
+    await step('the list shows the waiting run live, and the nav counts its request', async () => {
+      await page.waitForSelector('table.runs tr[data-run="release-1.4.3"]', {timeout: WAIT});
+      await page.waitForSelector('#feedback-count:not([hidden])', {timeout: WAIT});
+    });
     await page.waitForSelector(`table.runs tr[data-run="${runId}"]`, {timeout: WAIT});
     await shot(page, 'runs');
     check(await fitsWidth(page), 'wide: nothing overflows the window');
+
+    await page.click('nav a[data-nav="feedback"]');
+    await step('the Feedback view lists the open request; Reject answers it in place', async () => {
+      const form = page.locator('form.fb[data-run="release-1.4.3"]');
+      await form.waitFor({timeout: WAIT});
+      await form.locator('button:has-text("Reject")').click();
+      await page.waitForSelector('form.fb[data-run="release-1.4.3"]', {state: 'detached', timeout: WAIT});
+      await page.waitForSelector('.empty:has-text("no run has an open request")', {timeout: WAIT});
+    });
+    await page.goto(base + '/#/runs/release-1.4.3');
+    await step('the rejected release ends, its journal saying rejected', async () => {
+      await page.waitForSelector('.journal .jrec[data-type="feedback_answered"]:has-text("rejected")', {timeout: WAIT});
+      await page.waitForSelector('.title-status .badge.st-completed', {timeout: WAIT});
+    });
+
+    await page.goto(base + '/#/workers');
+    await step('the Workers view says there is none without Redis', async () => {
+      await page.waitForSelector('.empty:has-text("No workers")', {timeout: WAIT});
+    });
 
     // --- a narrow window: everything stacks
     const narrow = await newPage(browser, {width: 390, height: 844}, problems);

@@ -501,6 +501,7 @@
       const now = [...tbody.children];
       if (order.length !== now.length || order.some((tr, i) => tr !== now[i])) append(tbody, order);
       table.hidden = runs.length === 0;
+      table.classList.toggle('no-runner', !runs.some(r => r.runner));
       empty.hidden = runs.length !== 0;
       if (!runs.length) {
         replace(empty, (status || flow || cursor)
