@@ -25,9 +25,23 @@ let passed = 0, failed = 0;
 const ok = (what) => { passed++; console.log('ok: ' + what); };
 const notOk = (what) => { failed++; console.log('FAIL: ' + what); };
 function check(cond, what) { if (cond) ok(what); else notOk(what); return cond; }
-// step(what, fn): fn's throw (a timeout waiting for the page) is a failure, not a crash
+// step(what, fn): fn's throw (a timeout waiting for the page) is a failure,
+// not a crash; the page as it was then is kept as a screenshot.
+let lastPage = null, failures = 0;
 async function step(what, fn) {
-  try { await fn(); ok(what); return true; } catch (e) { notOk(what + ': ' + String(e.message || e).split('\n')[0]); return false; }
+  try {
+    await fn();
+    ok(what);
+    return true;
+  } catch (e) {
+    notOk(what + ': ' + String(e.message || e).split('\n')[0]);
+    if (lastPage) {
+      const file = path.join(ARTIFACTS, 'dashboard-failure-' + (++failures) + '.png');
+      await lastPage.screenshot({path: file, fullPage: true}).catch(() => {});
+      console.log('  the page then: ' + file + ' (' + lastPage.url() + ')');
+    }
+    return false;
+  }
 }
 
 const FLOWS = {
@@ -60,6 +74,22 @@ tasks:
   report:
     after: extract
     shell: 'echo "cannot reach the mail server" >&2; exit 3'
+`,
+  'onboard.yaml': `name: onboard
+description: Questions only a person can answer
+tasks:
+  plan:
+    feedback:
+      type: selection
+      message: Which plan?
+      options: [starter, team, enterprise]
+  note:
+    feedback:
+      type: text
+      message: A line for the welcome e-mail
+  provision:
+    after: [plan, note]
+    run: [echo, '{"plan": "{{ tasks.plan.output.selected }}"}']
 `,
   'backfill.yaml': `name: backfill
 description: Reload last month, slowly
@@ -105,6 +135,7 @@ async function newPage(browser, viewport, problems) {
     if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) problems.push('CSP: ' + m.text());
   });
   page.on('dialog', d => d.accept());
+  lastPage = page;
   return page;
 }
 
@@ -195,6 +226,11 @@ async function main() {
         return nodes.length === 5 && nodes.every(g => g.classList.contains('st-completed'));
       }, null, {timeout: WAIT});
     });
+    await step('the completed run shows when it ended and how long it took', async () => {
+      await page.waitForSelector('.facts [data-fact="ended"] time', {timeout: WAIT});
+      await page.waitForFunction(() => /\d/.test(document.querySelector('.facts [data-fact="duration"] dd').textContent),
+                                 null, {timeout: WAIT});
+    });
     await step('the journal shows the answer, by its author', async () => {
       await page.waitForSelector('.journal .jrec[data-type="feedback_answered"]:has-text("approved by Ada")', {timeout: WAIT});
       await page.waitForSelector('.journal .jrec[data-type="run_ended"]', {timeout: WAIT});
@@ -277,6 +313,22 @@ async function main() {
     await page.goto(base + '/#/runs/release-1.4.3');
     await step('the rejected release ends, its journal saying rejected', async () => {
       await page.waitForSelector('.journal .jrec[data-type="feedback_answered"]:has-text("rejected")', {timeout: WAIT});
+      await page.waitForSelector('.title-status .badge.st-completed', {timeout: WAIT});
+    });
+
+    // --- a selection and a text, answered on the run page
+    const onboard = await api(base, 'POST', '/runs', {flow: 'onboard', id: 'onboard-acme'});
+    check(onboard.status === 201, 'POST /runs starts the onboard run (201)');
+    await page.goto(base + '/#/runs/onboard-acme');
+    await step('a selection is answered with its select, a text with its text field', async () => {
+      const plan = page.locator('form.fb[data-request^="plan-"]');
+      await plan.locator('select').selectOption('team', {timeout: WAIT});
+      await plan.locator('button:has-text("Send")').click();
+      await page.waitForSelector('.journal .jrec[data-type="feedback_answered"]:has-text("selected team")', {timeout: WAIT});
+      const note = page.locator('form.fb[data-request^="note-"]');
+      await note.locator('textarea').fill('Welcome aboard, ACME!');
+      await note.locator('button:has-text("Send")').click();
+      await page.waitForSelector('.journal .jrec[data-type="feedback_answered"]:has-text("Welcome aboard")', {timeout: WAIT});
       await page.waitForSelector('.title-status .badge.st-completed', {timeout: WAIT});
     });
 

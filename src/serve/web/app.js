@@ -599,8 +599,8 @@
     const graphBox = h('div.graph', {tabindex: '0', 'aria-label': 'Flow graph'},
       h('p.muted', null, 'Loading the graph\u2026'));
     const legend = h('ul.legend', {'aria-label': 'Legend'},
-      ['pending', 'running', 'waiting', 'completed', 'failed', 'skipped', 'cancelled'].map(s =>
-        h('li', null, h('span.swatch.st-' + s, {'aria-hidden': 'true'}), s)));
+      TASK_RANK.map(s => h('li', {dataset: {st: s}, hidden: true},
+        h('span.swatch.st-' + s, {'aria-hidden': 'true'}), s)));
     const graphCard = h('section.card.graph-card', {'aria-labelledby': 'g-h'},
       h('div.card-head', null, h('h2', {id: 'g-h'}, 'Graph'),
         h('span.muted.small', null, 'select a task to see its activations')), graphBox, legend);
@@ -623,9 +623,9 @@
     const journalNote = h('p.muted.small', {hidden: true});
     const journalBox = h('div.journal-box', {tabindex: '0', 'aria-label': 'Journal records'},
       journalNote, journalList);
+    const journalCount = h('span.muted.small.journal-count');
     const journalCard = h('section.card.journal-card', {'aria-labelledby': 'j-h'},
-      h('div.card-head', null, h('h2', {id: 'j-h'}, 'Journal'),
-        h('span.muted.small.journal-count')), journalBox);
+      h('div.card-head', null, h('h2', {id: 'j-h'}, 'Journal'), journalCount), journalBox);
 
     append(main, head, fbSection,
       h('div.run-grid', null, graphCard, actCard), journalCard);
@@ -649,6 +649,7 @@
 
     function renderHead() {
       const st = run.status;
+      document.title = id + ' \u00b7 ' + st + ' \u00b7 flow';
       const waiting = (run.feedback || []).length > 0 && !ENDED.has(st);
       replace(titleStatus, badge(st),
         waiting ? h('span.badge.st-waiting', {title: 'An open request waits for an answer'},
@@ -659,7 +660,7 @@
         actionButton('Retry', '', st === 'failed' || st === 'cancelled', () => act('retry')),
         actionButton('Cancel', 'danger', !ENDED.has(st),
           () => act('cancel', {}, 'Cancel run ' + id + '? Running tasks are stopped.')));
-      const fact = (k, ...v) => h('div', null, h('dt', null, k), h('dd', null, ...v));
+      const fact = (k, ...v) => h('div', {dataset: {fact: k.toLowerCase()}}, h('dt', null, k), h('dd', null, ...v));
       replace(facts,
         fact('Flow', run.flow ? h('a', {href: hashFor(['flows', run.flow])}, run.flow) : '\u2014',
           run.version ? h('span.muted', null, ' v' + run.version) : null),
@@ -689,6 +690,9 @@
       if (!svg || !run) return;
       const states = taskStates(run);
       svg.classList.toggle('run-ended', ENDED.has(run.status));
+      // the legend names the states the drawing shows, no more
+      const shown = new Set(states.values());
+      for (const li of legend.children) li.hidden = !shown.has(li.dataset.st);
       for (const g of svg.querySelectorAll('g.task')) {
         const name = g.dataset.task || (g.id || '').replace(/^t-/, '');
         const st = states.get(name);
@@ -828,10 +832,10 @@
         journalNote.hidden = false;
         journalNote.textContent = 'Older records are not shown here; flow logs ' + id + ' has them all.';
       }
-      main.querySelector('.journal-count').textContent = lastSeq >= 0 ? (lastSeq + 1) + ' records' : '';
+      journalCount.textContent = lastSeq >= 0 ? (lastSeq + 1) + ' records' : '';
       if (atBottom) box.scrollTop = box.scrollHeight;
     }
-    async function loadJournal() {
+    async function loadJournal(initial) {
       for (;;) {
         const q = lastSeq >= 0 ? '?after=' + lastSeq + '&limit=5000' : '?limit=5000';
         const j = await get(apiPath('runs', id, 'journal') + q, {signal: scope.signal});
@@ -839,15 +843,19 @@
         addRecords(recs);
         if (recs.length < 5000) break;
       }
-      journalBox.scrollTop = journalBox.scrollHeight;
+      if (initial) journalBox.scrollTop = journalBox.scrollHeight;
     }
 
     // --- live
 
+    let settle = 0;
     async function refetchNow() {
       const r = await get(apiPath('runs', id), {signal: scope.signal});
       run = r;
       ended = ENDED.has(r.status);
+      // the store may say a run ended a moment before it has its end time:
+      // ask again shortly, a few times, rather than show no end
+      if (ended && !r.ended_at && settle++ < 10) scope.later(300, () => refetchNow().catch(e => report(e)));
       renderHead();
       renderFeedback();
       renderActs();
@@ -881,6 +889,9 @@
             } else if (ev.event === 'end') {
               sawEnd = true;
               refetch();
+              // what the stream did not send before it ended (the last records
+              // may be committed just after the final status was read)
+              loadJournal().catch(e => report(e));
             } else if (ev.event === 'resync') {
               loadJournal().catch(e => report(e));
               refetch();
@@ -900,7 +911,7 @@
     (async () => {
       try {
         await refetchNow();
-        await loadJournal();
+        await loadJournal(true);
         follow();
         // a slow safety net under the stream: a missed event costs at most this long
         scope.poll(10000, async () => { if (!ended) await refetchNow(); });
@@ -989,32 +1000,33 @@
         if (e instanceof ApiError && e.status === 409) showError('Request ' + f.request + ': ' + e.message);
       }
     }
-    let controls;
+    // what to answer with (above), the buttons (in a row with "Answer as")
+    let above = null, submit = null;
     const type = f.type || 'approval';
     if (type === 'approval') {
-      const yes = h('button.btn.ok', {type: 'button', onclick: () => answer({approve: true})}, 'Approve');
-      const no = h('button.btn.danger', {type: 'button', onclick: () => answer({reject: true})}, 'Reject');
-      buttons.push(yes, no);
-      controls = h('div.row', null, yes, no);
+      buttons.push(h('button.btn.ok', {type: 'button', onclick: () => answer({approve: true})}, 'Approve'),
+                   h('button.btn.danger', {type: 'button', onclick: () => answer({reject: true})}, 'Reject'));
     } else if (type === 'selection') {
       const sel = h('select', {id: base + '-sel', required: true},
-        (f.options || []).map(o => h('option', {value: typeof o === 'string' ? o : JSON.stringify(o)},
-          typeof o === 'string' ? o : JSON.stringify(o))));
-      const send = h('button.btn.primary', {type: 'submit'}, 'Send');
-      buttons.push(send);
-      controls = [h('label', {for: base + '-sel'}, 'Choose'), h('div.row', null, sel, send)];
-      controls.submit = () => answer({select: sel.value});
+        // nothing chosen until a person chooses
+        h('option', {value: '', disabled: true, selected: true}, 'choose one\u2026'),
+        (f.options || []).map(o => {
+          const v = typeof o === 'string' ? o : JSON.stringify(o);
+          return h('option', {value: v}, v);
+        }));
+      above = [h('label', {for: base + '-sel'}, 'Choose'), sel];
+      buttons.push(h('button.btn.primary', {type: 'submit'}, 'Send'));
+      submit = () => answer({select: sel.value});
     } else {
       const ta = h('textarea', {id: base + '-text', rows: '3', required: true});
-      const send = h('button.btn.primary', {type: 'submit'}, 'Send');
-      buttons.push(send);
-      controls = [h('label', {for: base + '-text'}, 'Answer'), ta, h('div.row', null, send)];
-      controls.submit = () => answer({text: ta.value});
+      above = [h('label', {for: base + '-text'}, 'Answer'), ta];
+      buttons.push(h('button.btn.primary', {type: 'submit'}, 'Send'));
+      submit = () => answer({text: ta.value});
     }
     const dl = parseTime(f.deadline);
     const expired = f.expired || (dl && dl < new Date());
     const el = h('form.fb', {dataset: {request: f.request, run: f.run},
-      onsubmit: ev => { ev.preventDefault(); if (controls.submit) controls.submit(); }},
+      onsubmit: ev => { ev.preventDefault(); if (submit) submit(); }},
       h('div.fb-head', null,
         h('span.badge.st-waiting', null, type),
         withRun ? h('a.mono', {href: hashFor(['runs', f.run])}, f.run) : null,
@@ -1022,8 +1034,10 @@
         h('span.muted.small.push', null, 'asked ', timeEl(f.created_at),
           dl ? [' \u00b7 ', expired ? h('span.expired', null, 'expired') : ['expires ', timeEl(f.deadline)]] : null)),
       h('p.fb-msg', null, f.message || h('span.muted', null, '(no message)')),
-      expired ? h('p.muted', null, 'The deadline has passed; the default stands.') : controls,
-      expired ? null : h('div.by-row', null, h('label.small.muted', {for: base + '-by'}, 'Answer as'), byInput),
+      expired ? h('p.muted', null, 'The deadline has passed; the default stands.') : [
+        above ? h('div.fb-above', null, above) : null,
+        h('div.fb-actions', null, buttons,
+          h('span.by-row', null, h('label.small.muted', {for: base + '-by'}, 'Answer as'), byInput))],
       err);
     if (expired) el.classList.add('is-expired');
     return el;
