@@ -451,6 +451,24 @@ FLOW_API flow_err flow_validate(flow *f, flow_diags *diags, flow_error *err);
  * documented in docs/cli.md (flow graph --format json). */
 FLOW_API json_t *flow_describe(flow *f);
 
+/* How flow_graph_svg() draws; zero-filled means the defaults. */
+typedef struct flow_graph_options {
+    int max_label;   /* characters of a name or an edge's text shown before it
+                      * is cut with an ellipsis (the whole text is in a
+                      * <title>); 0 = 24, at least 4 */
+    bool left_right; /* layers from left to right; default top to bottom */
+    bool no_style;   /* leave out the embedded <style> (a page brings its own) */
+} flow_graph_options;
+
+/* The flow's graph as a standalone SVG document, laid out in layers (our own
+ * layout, deterministic byte for byte): one `<g id="t-NAME" class="task
+ * kind-KIND" data-task="NAME">` per task, whose state classes (st-running,
+ * st-completed, ...) a page may set; docs/cli.md (flow graph --format svg)
+ * has the classes. `opts` may be NULL. The caller frees the result with
+ * free() (or the allocator it gave to flow_set_alloc_funcs); NULL with `err`
+ * set on allocation failure. */
+FLOW_API char *flow_graph_svg(flow *f, const flow_graph_options *opts, flow_error *err);
+
 /* ------------------------------------------------------------------------ */
 /* Workflow files                                                            */
 

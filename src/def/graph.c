@@ -832,6 +832,12 @@ json_t *flow_describe(flow *f)
             json_object_set_new(jt, "flow", json_string(x->subflow->name));
             json_object_set_new(jt, "subflow", flow_describe(x->subflow));
         }
+        if (x && x->feedback) {
+            static const char *const types[] = {"approval", "text", "selection"};
+            unsigned type = (unsigned)x->feedback->type;
+            json_object_set_new(jt, "feedback",
+                                json_string(type < 3 ? types[type] : "approval"));
+        }
         if (x && x->foreach_src) {
             json_object_set(jt, "foreach", x->foreach_src);
             json_object_set_new(jt, "concurrency", json_integer(x->concurrency));

@@ -59,12 +59,23 @@ PORT=""
 serve_start() {
     local log=$1
     shift
+    SERVE_LOG=$log
     "$FLOW" serve --listen 127.0.0.1:0 --flows flows "$@" 2> "$log" &
     SERVE_PID=$!
     wait_until 10 grep -q 'listening on' "$log" || { fail "serve did not start: $(cat "$log")"; return 1; }
     PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$log")
 }
-serve_stop() { kill -TERM "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID"; }
+SERVE_LOG=""
+# serve_stop: SIGTERM; a serve that does not exit 0 (a sanitizer's report
+# included) fails the test, its log shown.
+serve_stop() {
+    local rc
+    kill -TERM "$SERVE_PID" 2>/dev/null
+    wait "$SERVE_PID"
+    rc=$?
+    [ "$rc" = 0 ] || fail "serve exited $rc: $(tail -c 2000 "$SERVE_LOG")"
+    return $rc
+}
 trap 'kill -9 $SERVE_PID 2>/dev/null; for p in $REDIS_PIDS; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
 
 # api METHOD PATH [BODY]: the body in ./body, the status in $code.
@@ -237,6 +248,38 @@ check "metrics are Prometheus text" sh -c "curl -sI http://127.0.0.1:$PORT/metri
 code=$(curl -s -D headers -o body -w '%{http_code}' "http://127.0.0.1:$PORT/")
 check "the page is served with a strict CSP" \
     sh -c "[ $code = 200 ] && grep -qi \"content-security-policy: default-src 'self'\" headers && grep -qi 'x-content-type-options: nosniff' headers"
+
+# --- garbage: random paths, methods, headers and bodies, raw over a socket --
+python3 - "$PORT" <<'PY' > garbage.out 2>&1
+import random, socket, sys
+port = int(sys.argv[1])
+rnd = random.Random(12)
+paths = ["/api/v1/runs", "/api/v1/runs/q1", "/api/v1/runs/q1/feedback/x", "/api/v1/flows/%2e%2e/graph",
+         "/api/v1/runs/%00", "/api/v1//runs", "/" + "a/" * 50, "/api/v1/runs/q1/events?x=" + "%" * 10,
+         "/api/v1/runs?limit=99999999999999999999", "/api/v1/runs?cursor=%7C%7C", "/assets/../../etc/passwd"]
+methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "G\x01T"]
+bodies = [b"", b"{", b"null", b'{"flow":1}', b'{"flow":"quick","inputs":{"x":' + b"[" * 5000 + b"]" * 5000 + b"}}',
+          bytes(rnd.getrandbits(8) for _ in range(3000)), b'{"approve":"yes"}', b'{"tasks":[1,2]}']
+for i in range(300):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    m = rnd.choice(methods); p = rnd.choice(paths); b = rnd.choice(bodies)
+    if rnd.random() < 0.1:
+        req = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 400)))
+    else:
+        req = (f"{m} {p} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(b)}\r\n"
+               f"Last-Event-ID: {rnd.choice(['-1', 'abc', '99999999999999999999'])}\r\n\r\n").encode() + b
+    try:
+        s.sendall(req)
+        s.settimeout(0.3)
+        s.recv(65536)
+    except OSError:
+        pass
+    s.close()
+print("sent 300")
+PY
+check "garbage requests: the serve is still alive" kill -0 "$SERVE_PID"
+api GET /healthz
+expect "$code" 200 "garbage requests: the serve still answers"
 
 # --- SIGTERM pauses, the next serve resumes --------------------------------
 rm -f marks two.started
