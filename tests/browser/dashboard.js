@@ -145,6 +145,7 @@ async function shot(page, name) {
     const t = document.querySelector('.toast');
     return !t || getComputedStyle(t).opacity === '0';
   }, null, {timeout: WAIT}).catch(() => {});
+  await page.mouse.move(0, 0);   // no row lit by a pointer left where it clicked
   const file = path.join(ARTIFACTS, 'dashboard-' + name + '.png');
   await page.screenshot({path: file});
   console.log('screenshot: ' + file);
@@ -290,12 +291,29 @@ async function main() {
         return rows.length === 2 && rows.every(r => r.dataset.run.startsWith('nightly-'));
       }, null, {timeout: WAIT});
     });
+    await page.goto(base + '/#/runs?limit=2');
+    await step('paging: two runs a page, Older follows the API\'s next cursor, Newest comes back', async () => {
+      await page.waitForFunction(() => document.querySelectorAll('table.runs tbody tr').length === 2, null, {timeout: WAIT});
+      const first = await page.$$eval('table.runs tbody tr', rows => rows.map(r => r.dataset.run));
+      await page.click('.pager a:has-text("Older")');
+      await page.waitForURL(/cursor=/, {timeout: WAIT});
+      await page.waitForFunction(f => {
+        const rows = [...document.querySelectorAll('table.runs tbody tr')].map(r => r.dataset.run);
+        return rows.length >= 1 && rows.every(id => !f.includes(id));
+      }, first, {timeout: WAIT});
+      await page.click('.pager a:has-text("Newest")');
+      await page.waitForFunction(f => {
+        const rows = [...document.querySelectorAll('table.runs tbody tr')].map(r => r.dataset.run);
+        return rows.join() === f.join();
+      }, first, {timeout: WAIT});
+    });
+
     // --- a second release waits: answered from the Feedback view
     const second = await api(base, 'POST', '/runs', {flow: 'release', id: 'release-1.4.3'});
     check(second.status === 201, 'POST /runs starts a second release (201)');
     await page.goto(base + '/#/runs');
-    await step('the list shows the waiting run live, and the nav counts its request', async () => {
-      await page.waitForSelector('table.runs tr[data-run="release-1.4.3"]', {timeout: WAIT});
+    await step('the list shows the new run live, waiting, and the nav counts its request', async () => {
+      await page.waitForSelector('table.runs tr[data-run="release-1.4.3"] .badge.st-waiting', {timeout: WAIT});
       await page.waitForSelector('#feedback-count:not([hidden])', {timeout: WAIT});
     });
     await page.waitForSelector(`table.runs tr[data-run="${runId}"]`, {timeout: WAIT});

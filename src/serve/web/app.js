@@ -468,15 +468,16 @@
         h('div.table-wrap', null, table), empty, pager));
 
     const rows = new Map();
-    function rowFor(r) {
-      const sig = JSON.stringify(r);
+    function rowFor(r, waiting) {
+      const sig = JSON.stringify(r) + waiting;
       let row = rows.get(r.id);
       if (row && row.sig === sig) return row.tr;
       const href = hashFor(['runs', r.id]);
       const running = r.status === 'running';
       const tr = h('tr', {dataset: {run: r.id}, class: 'row-link',
                           onclick: (ev) => { if (!ev.target.closest('a')) location.hash = href; }},
-        h('td', {'data-label': 'Status'}, badge(r.status)),
+        h('td.status-cell', {'data-label': 'Status'}, badge(r.status),
+          waiting ? h('span.badge.st-waiting.compact', {title: 'waiting for feedback'}, 'waiting') : null),
         h('td.mono', {'data-label': 'Run'}, h('a', {href}, r.id)),
         h('td', {'data-label': 'Flow'}, r.flow || '\u2014'),
         h('td', {'data-label': 'Started'}, timeEl(r.created_at)),
@@ -492,12 +493,16 @@
       if (status) q.set('status', status);
       if (flow) q.set('flow', flow);
       if (cursor) q.set('cursor', cursor);
-      q.set('limit', '50');
-      const j = await get(API + '/runs?' + q, {signal: scope.signal});
+      q.set('limit', /^\d+$/.test(params.get('limit') || '') ? params.get('limit') : '50');
+      // the open requests too, to tell a run that waits for a person
+      const [j, fb] = await Promise.all([get(API + '/runs?' + q, {signal: scope.signal}),
+        get(API + '/feedback', {signal: scope.signal}).catch(e => { if (e instanceof AuthError) throw e; return null; })]);
       const runs = j.runs || [];
+      const waiting = new Set(fb ? (fb.feedback || []).filter(f => !f.expired).map(f => f.run) : []);
+      if (fb) setFeedbackCount(waiting.size ? fb.feedback.filter(f => !f.expired).length : 0);
       const keep = new Set(runs.map(r => r.id));
       for (const [id, row] of rows) if (!keep.has(id)) { row.tr.remove(); rows.delete(id); }
-      const order = runs.map(rowFor);
+      const order = runs.map(r => rowFor(r, !ENDED.has(r.status) && waiting.has(r.id)));
       const now = [...tbody.children];
       if (order.length !== now.length || order.some((tr, i) => tr !== now[i])) append(tbody, order);
       table.hidden = runs.length === 0;
@@ -1073,6 +1078,8 @@
           f.description ? h('span.flow-desc', null, f.description) : null)));
       }
       showFlow(pick);
+      // on a narrow window the detail is below the list: show it
+      if (selected && window.matchMedia('(max-width: 720px)').matches) detail.scrollIntoView();
     })();
 
     function showFlow(f) {
