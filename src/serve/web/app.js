@@ -637,9 +637,14 @@
 
     // --- header
 
-    function actionButton(label, cls, enabled, fn) {
-      return h('button.btn' + (cls ? '.' + cls : ''), {type: 'button', disabled: !enabled, onclick: fn}, label);
-    }
+    const buttons = {
+      pause: h('button.btn', {type: 'button', disabled: true, onclick: () => act('pause')}, 'Pause'),
+      resume: h('button.btn', {type: 'button', disabled: true, onclick: () => act('resume')}, 'Resume'),
+      retry: h('button.btn', {type: 'button', disabled: true, onclick: () => act('retry')}, 'Retry'),
+      cancel: h('button.btn.danger', {type: 'button', disabled: true,
+        onclick: () => act('cancel', {}, 'Cancel run ' + id + '? Running tasks are stopped.')}, 'Cancel'),
+    };
+    append(actions, buttons.pause, buttons.resume, buttons.retry, buttons.cancel);
     async function act(verb, body, confirmMsg) {
       if (confirmMsg && !window.confirm(confirmMsg)) return;
       try {
@@ -659,12 +664,11 @@
       replace(titleStatus, badge(st),
         waiting ? h('span.badge.st-waiting', {title: 'An open request waits for an answer'},
                     'waiting for feedback') : null);
-      replace(actions,
-        actionButton('Pause', '', st === 'running', () => act('pause')),
-        actionButton('Resume', '', st === 'paused' || st === 'stopped', () => act('resume')),
-        actionButton('Retry', '', st === 'failed' || st === 'cancelled', () => act('retry')),
-        actionButton('Cancel', 'danger', !ENDED.has(st),
-          () => act('cancel', {}, 'Cancel run ' + id + '? Running tasks are stopped.')));
+      // the buttons stay (a person may have one focused); what applies changes
+      buttons.pause.disabled = st !== 'running';
+      buttons.resume.disabled = st !== 'paused' && st !== 'stopped';
+      buttons.retry.disabled = st !== 'failed' && st !== 'cancelled';
+      buttons.cancel.disabled = ENDED.has(st);
       const fact = (k, ...v) => h('div', {dataset: {fact: k.toLowerCase()}}, h('dt', null, k), h('dd', null, ...v));
       replace(facts,
         fact('Flow', run.flow ? h('a', {href: hashFor(['flows', run.flow])}, run.flow) : '\u2014',
@@ -675,6 +679,9 @@
         run.runner ? fact('Runner', h('span.mono', null, run.runner)) : null,
         run.source ? fact('Source', h('span.mono.break', null, run.source)) : null);
       if (run.source) facts.lastChild.classList.add('wide');
+      const outSig = JSON.stringify([st, run.error, run.result]);
+      if (outSig === outcome.dataset.sig) return;
+      outcome.dataset.sig = outSig;
       clear(outcome);
       if (run.error) {
         const cls = st === 'paused' ? 'note-warn' : st === 'cancelled' ? 'note-muted' : 'note-err';
