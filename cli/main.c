@@ -23,6 +23,7 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_worker,
     &cli_cmd_workers,
     &cli_cmd_serve,
+    &cli_cmd_completion,
     NULL,
 };
 
@@ -55,6 +56,13 @@ static void print_main_help(FILE *out)
           "Exit status: 0 success, 1 the run failed, 2 usage error or invalid workflow,\n"
           "3 paused, 4 cancelled, 130 interrupted.\n",
           out);
+}
+
+const struct cli_command *cli_command_at(size_t i)
+{
+    size_t n = sizeof(commands) / sizeof(commands[0]) - 1;
+
+    return i < n ? commands[i] : NULL;
 }
 
 const struct cli_command *cli_find_command(const char *name)
@@ -192,6 +200,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[i], "help") == 0) {
         return cmd_help(argc - i, argv + i);
+    }
+    if (strcmp(argv[i], "__complete") == 0) { /* for the completion scripts */
+        return cli_complete_main(argc - i, argv + i);
     }
     if (strcmp(argv[i], "version") == 0) {
         printf("flow %s\n", flow_version());

@@ -206,6 +206,33 @@ FLOW_API flow_err flow_set_initial_state(flow *f, json_t *state);
 /* The run's result: a template (see docs/file-format.md), copied. */
 FLOW_API flow_err flow_set_result_template(flow *f, json_t *tmpl, flow_error *err);
 
+/* Secrets (the file's `secrets:`; docs/file-format.md): environment variable
+ * `env_name` (copied) holds a value that is never written to a store nor
+ * handed out by a run. Each run of `f` reads the values of its secrets, and
+ * of those of the flows nested in it, from the environment when it starts
+ * or resumes: one that is not set makes flow_run_start and flow_run_resume
+ * fail with FLOW_EINVAL naming it, before anything is written. Tasks get the
+ * real values (commands inherit the environment; `{{ secrets.NAME }}` works
+ * in flow_task_set_env templates only). Every occurrence of a value of 4
+ * bytes or more (shorter ones are not redacted; the run logs a warning) is
+ * replaced by "***" in everything written to the store (outputs, errors,
+ * logs, state, inputs, events, answers), in the events given to
+ * `on_event`, in the notes of flow_ctx_progress, and -- for a run not
+ * nested in another -- in its result, error and activations once it has
+ * ended or paused (flow_run_result, flow_run_error, flow_run_activation,
+ * flow_run_to_json).
+ * Values read back from the store are the redacted ones: a resumed run sees
+ * "***" where an output or the state held a secret.
+ * FLOW_EINVAL unless `env_name` is [A-Za-z_][A-Za-z0-9_]*; FLOW_EEXISTS when
+ * listed already; FLOW_ESTATE once a run started the flow. flow_validate
+ * refuses `{{ secrets.NAME }}` outside env templates and of a NAME not
+ * listed (in a flow that lists none, such a template fails its task). */
+FLOW_API flow_err flow_add_secret(flow *f, const char *env_name);
+/* The secrets `f` lists, in the order added; flow_secret_at gives NULL past
+ * the end. Borrowed, valid while `f` is. */
+FLOW_API size_t flow_secret_count(const flow *f);
+FLOW_API const char *flow_secret_at(const flow *f, size_t i);
+
 /* Add a task named `name` (copied; unique in the flow), or, with `name`
  * NULL, a generated one unique in the flow ("task_3": the first `task_N`
  * not taken, N from the task's position; read it with flow_task_name). The
@@ -328,7 +355,8 @@ typedef enum flow_output_mode {
 /* A template (any JSON value whose strings may hold {{ }}) for the task's
  * input, replacing the input its trigger gives. Copied. */
 FLOW_API flow_err flow_task_set_input(flow_task *t, json_t *tmpl, flow_error *err);
-/* Environment for a command: NAME=template, copied; adds to the inherited env. */
+/* Environment for a command: NAME=template, copied; adds to the inherited env.
+ * The template may use `{{ secrets.NAME }}` (flow_add_secret). */
 FLOW_API flow_err flow_task_set_env(flow_task *t, const char *name, const char *tmpl,
                                     flow_error *err);
 /* Working directory for a command (a template), copied. */

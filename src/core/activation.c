@@ -10,6 +10,7 @@
 #include "journal/durable.h"
 #include "util/alloc.h"
 #include "util/error.h"
+#include "util/redact.h"
 
 /* ---- activations -------------------------------------------------------- */
 
@@ -116,7 +117,7 @@ void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, c
     if (a && act_error(a) &&
         (type == FLOW_EV_TASK_FAILED || type == FLOW_EV_TASK_RETRYING ||
          type == FLOW_EV_TASK_CANCELLED || type == FLOW_EV_TASK_COMPLETED))
-        ev.error = flow__strdup(act_error(a)); /* out of memory: none */
+        ev.error = flow__redact_dup(r->secrets, act_error(a)); /* out of memory: none */
     flow_err rc = FLOW_OK;
     FLOW__VEC_PUSH(&r->obs, ev, rc);
     if (rc) {

@@ -234,6 +234,9 @@ struct flow_run {
     bool remote_watch;              /* [L] has remote work: its completions are read */
     struct flow__remote_state *remote_state; /* [L] the state versions core/remote.c
                                               * queued entries with (freed with the run) */
+    struct flow__secrets *secrets;  /* immutable: the values nothing that leaves the
+                                     * run may hold (nested runs share their
+                                     * parent's), or NULL */
 };
 
 #define ACT_CHUNK 256
@@ -278,6 +281,7 @@ struct flow__rctx {
      * `data` (a reference nobody else counts). */
     flow_err (*emit)(struct flow__rctx *rc, const char *event, json_t *data);
     void *emit_arg;
+    const struct flow__secrets *secrets; /* the worker's values of the run's secrets */
 };
 
 struct flow_ctx {

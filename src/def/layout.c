@@ -17,9 +17,11 @@
  *    of its neighbours (links between dummies weigh most, so long edges run
  *    straight), to the nearest positions that keep the order and the gaps: an
  *    isotonic regression, by pooling adjacent violators.
- * Edges are then cubic curves from a port on a node's side through their
- * dummies to a port on the other node. Coordinates are computed along a layer
- * (`a`) and across the layers (`b`); top to bottom, a is x and b is y. */
+ * Layers stand apart by a fixed gap, more where edges travel far along them
+ * (a wide fan), and edges are cubic curves from a port on a node's side
+ * through their dummies to a port on the other node. Coordinates are computed
+ * along a layer (`a`) and across the layers (`b`); top to bottom, a is x and b
+ * is y, left to right the other way round. */
 #include "util/compat.h"
 
 #include <stdint.h>
@@ -54,7 +56,6 @@ struct vtx {
     int hi;    /* and after pos, room for loops included */
     int size_a; /* the box along the layer */
     int size_b; /* and across */
-    long edge; /* a dummy: its edge; -1: a node */
     bool text; /* a dummy that holds its edge's text */
 };
 
@@ -384,7 +385,6 @@ static flow_err make_vertices(struct lay *L)
         set_size(x, L->lr, l->nodes[i].w, l->nodes[i].h);
         x->hi += room[i];
         x->layer = l->nodes[i].layer;
-        x->edge = -1;
     }
     flow__free(room);
     size_t next = L->n;
@@ -402,7 +402,6 @@ static flow_err make_vertices(struct lay *L)
             struct vtx *x = &L->v[next];
 
             x->layer = l->nodes[c[0]].layer + (int)k;
-            x->edge = (long)i;
             x->text = e->text && k == (len - 1) / 2;
             if (x->text) {
                 set_size(x, L->lr, e->lw, e->lh);

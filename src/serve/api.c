@@ -226,8 +226,26 @@ static void send_graph(flow *f, const struct http_req *req, struct http_resp *re
         return;
     }
     if (format && !strcmp(format, "svg")) {
+        const char *style = http_query(req, "style");
+        const char *dir = http_query(req, "direction");
+        flow_graph_options go = {0, dir && !strcmp(dir, "lr"), style && !strcmp(style, "0")};
+        flow_error err = {0};
+        char *svg = flow_graph_svg(f, &go, &err);
         json_decref(desc);
-        http_error(resp, 501, "not_implemented", "the SVG graph is not built yet");
+        if (!svg) {
+            fail(resp, &err);
+            return;
+        }
+        /* The response copies it: the library's allocator made it. */
+        resp->status = 200;
+        resp->content_type = "image/svg+xml";
+        resp->len = strlen(svg);
+        resp->body = flow__malloc(resp->len + 1);
+        if (resp->body)
+            memcpy(resp->body, svg, resp->len + 1);
+        else
+            http_error(resp, 500, "internal", "out of memory");
+        free(svg);
         return;
     }
     if (format && strcmp(format, "json")) {

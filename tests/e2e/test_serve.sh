@@ -103,6 +103,9 @@ expect "$(field '[(f["description"], f["tasks"]) for f in j["flows"] if f["name"
 
 api GET /api/v1/flows/hello/graph
 check "a flow's graph as JSON" [ "$code" = 200 -a "$(field 'sorted(t["name"] for t in j["tasks"])')" = "['a', 'b', 'ok']" ]
+code=$(curl -s -D headers -o graph.svg -w '%{http_code}' "http://127.0.0.1:$PORT/api/v1/flows/hello/graph?format=svg&style=0")
+check "a flow's graph as SVG, one group a task, without its style" \
+    sh -c "[ $code = 200 ] && grep -qi 'content-type: image/svg+xml' headers && grep -q 'id=\"t-ok\"' graph.svg && ! grep -q '<style' graph.svg && python3 -c 'import xml.etree.ElementTree as E; E.parse(\"graph.svg\")'"
 api GET /api/v1/flows/nosuch/graph
 check "graph of an unknown flow is 404" [ "$code" = 404 ]
 

@@ -613,6 +613,43 @@ static void test_bad_descriptions(void **state)
     json_decref(d);
 }
 
+/* Values of the wrong type anywhere in a description: still a drawing. */
+static void test_odd_values(void **state)
+{
+    (void)state;
+    static const char *const fields[] = {"name",    "kind",  "start",   "router", "executor",
+                                         "when",    "shell", "run",     "foreach", "concurrency",
+                                         "feedback", "flow", "from",    "to",     "label",
+                                         "event",   "map"};
+    unsigned seed = 99;
+
+    for (int round = 0; round < 200; round++) {
+        json_t *d = generate((unsigned)round, 12, true);
+        json_t *odd[] = {json_integer(7), json_real(-1.5), json_null(), json_true(),
+                         json_pack("[s,i]", "t1", 3), json_pack("{s:s}", "or", "t2"),
+                         json_string("")};
+        flow_error err;
+
+        for (int k = 0; k < 6; k++) {
+            const char *list = next_rand(&seed) % 2 ? "tasks" : "edges";
+            json_t *items = json_object_get(d, list);
+            json_t *item = json_array_get(items, next_rand(&seed) % (json_array_size(items) + 1));
+
+            json_object_set(item, fields[next_rand(&seed) % 17], odd[next_rand(&seed) % 7]);
+        }
+        char *svg = flow__graph_svg(d, NULL, &err);
+        if (!svg) {
+            fail_msg("round %d: %s", round, err.message);
+        }
+        check_markup(svg);
+        flow__free(svg);
+        for (size_t i = 0; i < 7; i++) {
+            json_decref(odd[i]);
+        }
+        json_decref(d);
+    }
+}
+
 /* The layout as JSON holds the numbers of the SVG. */
 static void test_layout_json(void **state)
 {
@@ -710,6 +747,7 @@ int main(void)
         cmocka_unit_test(test_cut_names),
         cmocka_unit_test(test_options_and_classes),
         cmocka_unit_test(test_bad_descriptions),
+        cmocka_unit_test(test_odd_values),
         cmocka_unit_test(test_layout_json),
         cmocka_unit_test(test_alloc_failure),
     };
