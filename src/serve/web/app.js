@@ -752,7 +752,7 @@
           if (expanded.has(a.activation)) expanded.delete(a.activation); else expanded.add(a.activation);
           renderActs();
         }}, h('span.chev', {'aria-hidden': 'true'}), String(a.activation));
-      let item = '';
+      let item = null;
       if (a.index !== undefined && a.index !== null) {
         item = h('span.mono', {title: a.item !== undefined ? short(a.item, 2000) : ''},
           '[' + a.index + ']' + (a.item !== undefined && a.item !== null ? ' ' + short(a.item, 40) : ''));
