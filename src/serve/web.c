@@ -1,18 +1,18 @@
-/* web.c -- placeholder page until the dashboard lands. */
+/* web.c -- finding the dashboard's embedded files (see web.h). */
+#include "util/compat.h"
+
 #include "serve/web.h"
 
 #include <string.h>
 
-static const char page[] = "<!doctype html><title>flow</title><p>flow serve</p>\n";
-
-static const struct flow_web_asset assets[] = {
-    {"/", "text/html; charset=utf-8", (const unsigned char *)page, sizeof(page) - 1},
-};
-
 const struct flow_web_asset *flow_web_find(const char *path)
 {
-    for (size_t i = 0; i < sizeof(assets) / sizeof(assets[0]); i++)
-        if (!strcmp(assets[i].path, path) || (!strcmp(path, "/index.html") && i == 0))
-            return &assets[i];
+    if (path == NULL)
+        return NULL;
+    if (strcmp(path, "/") == 0)
+        path = "/index.html";
+    for (size_t i = 0; i < flow__web_asset_count; i++)
+        if (strcmp(flow__web_assets[i].path, path) == 0)
+            return &flow__web_assets[i];
     return NULL;
 }
