@@ -494,9 +494,10 @@ static void get_journal(struct serve *sv, const char *id, const struct http_req 
     const char *after_text = http_query(req, "after");
     long limit;
     char *end;
-    long long after = after_text ? strtoll(after_text, &end, 10) : 0;
-    if (after_text && (*end || end == after_text || after < 0)) {
-        http_error(resp, 400, "bad_request", "after must be a record number (0 or more)");
+    long long after = after_text ? strtoll(after_text, &end, 10) : -1;
+    if (after_text && (*end || end == after_text || after < -1)) {
+        http_error(resp, 400, "bad_request",
+                   "after must be a record number (-1, the default, for all of them)");
         return;
     }
     if (!parse_limit(http_query(req, "limit"), 500, 5000, &limit, resp))
@@ -550,11 +551,15 @@ static bool ended_status(const char *st)
     return !strcmp(st, "completed") || !strcmp(st, "failed") || !strcmp(st, "cancelled");
 }
 
-/* Append what the store holds past what was sent. */
+/* Append what the store holds past what was sent. The status is read
+ * first: when it is final, the journal read after it holds the last
+ * record, so `end` never overtakes a record. */
 static void sse_catch_up(struct sse *s, struct flow__buf *out)
 {
     flow_error err = {0};
-    json_t *all = flow_store_journal(s->sv->store, s->id, &err);
+    json_t *run = flow_store_run(s->sv->store, s->id, &err);
+    const char *st = json_string_value(json_object_get(run, "status"));
+    json_t *all = run ? flow_store_journal(s->sv->store, s->id, &err) : NULL;
     size_t i;
     json_t *rec;
     json_array_foreach(all, i, rec)
@@ -570,8 +575,6 @@ static void sse_catch_up(struct sse *s, struct flow__buf *out)
         s->seq = seq;
     }
     json_decref(all);
-    json_t *run = flow_store_run(s->sv->store, s->id, &err);
-    const char *st = json_string_value(json_object_get(run, "status"));
     if (!run) {
         flow__buf_printf(out, "event: end\ndata: {\"id\":\"%s\",\"status\":null}\n\n", s->id);
         s->ended = true;
@@ -632,7 +635,7 @@ static void get_events(struct serve *sv, const char *id, const struct http_req *
     }
     const char *last = http_header(req, "Last-Event-ID");
     s->sv = sv;
-    s->seq = last ? strtoll(last, NULL, 10) : 0;
+    s->seq = last ? strtoll(last, NULL, 10) : -1;
     s->last_write = now_s();
     pthread_mutex_lock(&sv->hub.lock);
     s->gen = sv->hub.gen;

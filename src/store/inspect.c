@@ -186,6 +186,7 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
     json_t *names = NULL, *state = NULL, *result = NULL;
     const char *error = NULL;
     int status = meta.status;
+    double ended = 0; /* the journal's end: the store's may lag behind it */
     for (size_t i = 0; i < count; i++) {
         const struct flow__jrec *rec = &recs[i];
         json_t *p = rec->payload;
@@ -202,6 +203,7 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
                     status = k;
             result = json_object_get(p, "result");
             error = json_string_value(json_object_get(p, "error"));
+            ended = rec->time;
             /* Ended (a cancel written by another process): nothing left runs. */
             for (size_t k = 0; k < acts.count; k++)
                 if (acts.items[k].status == FLOW_ACT_RUNNING ||
@@ -219,6 +221,7 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         }
         if (rec->type == JREC_RUN_RETRIED) {
             status = FLOW_RUN_RUNNING;
+            ended = 0;
             result = NULL;
             error = NULL;
             fold_retried(acts.items, acts.count, p);
@@ -295,7 +298,10 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
                     meta.flow, "version", meta.version, "status", status_name(status), "result",
                     result ? result : json_null(), "error", error, "source", meta.source,
                     "created_at", flow__json_time(meta.created_at), "ended_at",
-                    flow__json_time(meta.ended_at), "state", state ? state : json_null(), "tasks",
+                    flow__json_time(status < FLOW_RUN_COMPLETED ? 0
+                                    : ended > 0                ? ended
+                                                               : meta.ended_at),
+                    "state", state ? state : json_null(), "tasks",
                     tasks);
     for (size_t i = 0; out && i < acts.count; i++) {
         const struct fold_act *a = &acts.items[i];

@@ -156,6 +156,8 @@ check "an unknown status is a 400" [ "$code" = 400 ]
 api GET '/api/v1/runs?limit=0'
 check "a bad limit is a 400" [ "$code" = 400 ]
 
+api GET /api/v1/runs/q1/journal
+expect "$(field 'j["records"][0]["seq"], j["records"][0]["type"]')" "(0, 'run_created')" "the journal from its first record"
 api GET '/api/v1/runs/q1/journal?after=1&limit=2'
 expect "$(field '[r["seq"] for r in j["records"]], j["next"]')" "([2, 3], 3)" "journal after a record, limited"
 api GET /api/v1/runs/q1/graph
@@ -163,8 +165,8 @@ check "a run's graph" [ "$code" = 200 -a "$(field '[t["name"] for t in j["tasks"
 
 # --- events --------------------------------------------------------------
 timeout 10 curl -sN "http://127.0.0.1:$PORT/api/v1/runs/q1/events" > sse1
-check "events of an ended run: its records, its status, then the end" \
-    sh -c "grep -q '^event: record' sse1 && grep -q '^data: {\"id\":\"q1\",\"status\":\"completed\"}' sse1 && grep -q '^event: end' sse1"
+check "events of an ended run: its records from the first, its status, then the end" \
+    sh -c "grep -q '^id: 0\$' sse1 && grep -q '^event: record' sse1 && grep -q '^data: {\"id\":\"q1\",\"status\":\"completed\"}' sse1 && grep -q '^event: end' sse1"
 timeout 10 curl -sN -H 'Last-Event-ID: 2' "http://127.0.0.1:$PORT/api/v1/runs/q1/events" > sse2
 check "Last-Event-ID resumes after that record" sh -c "! grep -q '^id: [12]\$' sse2 && grep -q '^id: 3\$' sse2"
 
