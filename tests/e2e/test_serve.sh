@@ -238,6 +238,35 @@ expect "$(field 'j["status"], "wrong input" in (j["error"] or "")')" "('cancelle
 api POST /api/v1/runs/nosuch/pause
 check "pausing an unknown run is a 404" [ "$code" = 404 ]
 
+# --- retry -----------------------------------------------------------------
+cat > flows/flaky.yaml <<'EOF'
+name: flaky
+tasks:
+  first:
+    shell: echo first >> marks
+  second:
+    after: [first]
+    shell: test -e fixed && echo '{"ok":true}'
+EOF
+rm -f marks fixed
+api POST /api/v1/runs '{"flow":"flaky","id":"f1"}'
+wait_until 10 sh -c "curl -s http://127.0.0.1:$PORT/api/v1/runs/f1 | grep -q '\"status\":\"failed\"'"
+api POST /api/v1/runs/f1/resume
+expect "$code" 409 "resuming a failed run is a 409 (retry it)"
+touch fixed
+api POST /api/v1/runs/f1/retry '{"tasks":"second"}'
+expect "$code" 400 "retry: tasks that are not a list are a 400"
+api POST /api/v1/runs/f1/retry '{"tasks":["nosuch"]}'
+expect "$code" 400 "retry: an unknown task is a 400"
+api POST /api/v1/runs/f1/retry
+expect "$code" 202 "retry is 202"
+wait_until 10 sh -c "curl -s http://127.0.0.1:$PORT/api/v1/runs/f1 | grep -q '\"status\":\"completed\"'"
+api GET /api/v1/runs/f1
+expect "$(field 'j["status"], [t["attempts"] for t in j["tasks"] if t["task"]=="second"]')" "('completed', [2])" "the retried run completed, its failed task on attempt 2"
+expect "$(runs_of first)" 1 "retry: the completed task did not run again"
+api POST /api/v1/runs/f1/retry
+expect "$code" 409 "retrying a completed run is a 409"
+
 # --- workers and metrics -------------------------------------------------
 api GET /api/v1/workers
 expect "$code $(field 'j["workers"], j["redis"]')" "200 ([], None)" "no Redis: no workers"
