@@ -13,12 +13,24 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "color.h"
+
+/* "flow: " in front of an error, red on a terminal. */
+static void error_prefix(void)
+{
+    fflush(stdout);
+    if (cli_color_on(STDERR_FILENO)) {
+        fputs("\033[1;31mflow:" CLI_COLOR_RESET " ", stderr);
+    } else {
+        fputs("flow: ", stderr);
+    }
+}
+
 void cli_error(const char *fmt, ...)
 {
     va_list ap;
 
-    fflush(stdout);
-    fputs("flow: ", stderr);
+    error_prefix();
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -29,8 +41,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
 
-    fflush(stdout);
-    fputs("flow: ", stderr);
+    error_prefix();
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -183,6 +194,23 @@ int cli_next_opt(struct cli_args *a)
             a->only_pos = true;
             continue;
         }
+        /* Every command takes --color (color.h), without an entry of its own. */
+        if (strncmp(arg, "--color", 7) == 0 && (arg[7] == '\0' || arg[7] == '=') &&
+            !find_long(a->opts, "color", 5)) {
+            const char *value = arg[7] ? arg + 8 : NULL;
+
+            if (!value && a->next < a->argc) {
+                value = a->argv[a->next++];
+            }
+            if (!value) {
+                cli_usage_error(a->cmd, "option '--color' of '%s' needs a value", a->cmd);
+                return -1;
+            }
+            if (cli_color_option(a->cmd, value) >= 0) {
+                return -1;
+            }
+            continue;
+        }
         if (arg[1] == '-') {
             return next_long(a, arg);
         }
@@ -253,14 +281,18 @@ size_t cli_diag_split(const flow_error *e, char *where, size_t size)
 void cli_print_diag(const flow_error *e, flow_severity sev)
 {
     const char *what = sev == FLOW_SEV_WARNING ? "warning" : "error";
+    bool color = cli_color_on(STDERR_FILENO);
+    const char *code = color ? cli_color_code(what) : "";
+    const char *reset = color ? CLI_COLOR_RESET : "";
     char where[320];
     size_t len = cli_diag_split(e, where, sizeof(where));
 
     fflush(stdout);
     if (where[0]) {
-        fprintf(stderr, "%s: %s: %.*s\n", where, what, (int)len, e->message);
+        fprintf(stderr, "%s%s:%s %s%s:%s %.*s\n", color ? "\033[1m" : "", where, reset, code,
+                what, reset, (int)len, e->message);
     } else {
-        fprintf(stderr, "%s: %.*s\n", what, (int)len, e->message);
+        fprintf(stderr, "%s%s:%s %.*s\n", code, what, reset, (int)len, e->message);
     }
 }
 
@@ -412,4 +444,71 @@ int cli_one_file(const struct cli_args *a, const char **file)
     }
     *file = cli_pos(a, 0);
     return -1;
+}
+
+const char *cli_format_duration(double seconds, char *out, size_t size)
+{
+    long long t;
+
+    if (!(seconds >= 0) || seconds > 1e12) {
+        snprintf(out, size, "-");
+        return out;
+    }
+    /* Rounded once, to the unit shown, so that 59.96 s reads 1m00s. */
+    if (seconds < 59.95) {
+        t = (long long)(seconds * 10 + 0.5);
+        snprintf(out, size, "%lld.%llds", t / 10, t % 10);
+    } else if (seconds < 3599.5) {
+        t = (long long)(seconds + 0.5);
+        snprintf(out, size, "%lldm%02llds", t / 60, t % 60);
+    } else if (seconds < 86370) {
+        t = (long long)(seconds / 60 + 0.5);
+        snprintf(out, size, "%lldh%02lldm", t / 60, t % 60);
+    } else {
+        t = (long long)(seconds / 3600 + 0.5);
+        snprintf(out, size, "%lldd%02lldh", t / 24, t % 24);
+    }
+    return out;
+}
+
+const char *cli_item_text(const json_t *item, char *out, size_t size)
+{
+    char *text = item ? flow_json_dumps(item, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    const char *s = text ? text : "null";
+    size_t cut = 0;
+    size_t chars = 0;
+    size_t i;
+
+    /* Characters, not bytes: a UTF-8 sequence is never split. */
+    for (i = 0; s[i]; i++) {
+        if (((unsigned char)s[i] & 0xC0) != 0x80) {
+            if (chars == CLI_ITEM_CHARS - 3) {
+                cut = i;
+            }
+            chars++;
+        }
+    }
+    if (chars > CLI_ITEM_CHARS) {
+        snprintf(out, size, "%.*s...", (int)cut, s);
+    } else {
+        snprintf(out, size, "%s", s);
+    }
+    free(text);
+    return out;
+}
+
+const char *cli_act_label(char *out, size_t size, const char *task, long index,
+                          const json_t *item, bool with_item)
+{
+    char text[4 * CLI_ITEM_CHARS];
+
+    if (index < 0) {
+        snprintf(out, size, "%s", task ? task : "?");
+    } else if (!with_item) {
+        snprintf(out, size, "%s[%ld]", task ? task : "?", index);
+    } else {
+        snprintf(out, size, "%s[%ld] %s", task ? task : "?", index,
+                 cli_item_text(item, text, sizeof(text)));
+    }
+    return out;
 }

@@ -120,6 +120,20 @@ int cli_one_run(const struct cli_args *a, const char **run_id);
  * time, "2026-12-01 09:00:00", in `out`; "-" for null. */
 const char *cli_short_time(const json_t *t, char *out, size_t size);
 
+/* A duration for people: "0.4s", "12.3s", "3m04s", "2h10m", "3d04h"; "-"
+ * when it is negative or not a number. Returns `out`. */
+const char *cli_format_duration(double seconds, char *out, size_t size);
+
+/* An activation for people: its task, and for an element of a foreach its
+ * position and, `with_item`, the element: `resize[3] "b.png"`. The element
+ * is compact JSON, cut at CLI_ITEM_CHARS characters (ending in "...").
+ * `index` < 0: not an element; `item` NULL: null. Returns `out`. */
+#define CLI_ITEM_CHARS 24
+const char *cli_act_label(char *out, size_t size, const char *task, long index,
+                          const json_t *item, bool with_item);
+/* The element alone, as cli_act_label writes it. Returns `out`. */
+const char *cli_item_text(const json_t *item, char *out, size_t size);
+
 /* Parse a non-negative int option value; prints a usage error and returns false if
  * `text` is not one. */
 bool cli_parse_count(const struct cli_args *a, const char *text, int *out);

@@ -10,8 +10,7 @@
 enum { OPT_REASON = CLI_OPT_EXTRA };
 
 static const struct cli_option options[] = {
-    {"help", 'h', false, CLI_OPT_HELP},
-    {"store", 0, true, CLI_OPT_STORE},
+    CLI_STORE_OPTIONS,
     {"reason", 0, true, OPT_REASON},
     {NULL, 0, false, 0},
 };
@@ -25,7 +24,7 @@ static int reason_opt(struct cli_args *a, int id, void *udata)
 }
 
 static const char pause_help[] =
-    "usage: flow pause RUN [--reason TEXT] [--store URL]\n"
+    "usage: flow pause RUN [--reason TEXT] [--json] [--store URL]\n"
     "\n"
     "Ask the process running RUN to pause it: nothing new starts, running tasks\n"
     "finish, then the run is 'paused' and its 'flow run' exits 3. Continue it with\n"
@@ -33,14 +32,18 @@ static const char pause_help[] =
     "\n"
     "Options:\n"
     "      --reason TEXT  why (shown by flow status)\n"
-    "      --store URL    the store (default: $FLOW_STORE, else sqlite:.flow/flow.db)\n"
+    "      --json         print {run, requested, status} on stdout instead of the\n"
+    "                     line on stderr: status is the run's now (\"running\" while\n"
+    "                     its runner has yet to act)\n"
+    "      --store URL    the store (default: $FLOW_STORE, else the nearest\n"
+    "                     .flow/flow.db here or above)\n"
     "  -h, --help         show this help\n"
     "\n"
     "Exit status: 0 requested, 1 the run has ended or the store cannot be written,\n"
     "2 usage error.\n";
 
 static const char cancel_help[] =
-    "usage: flow cancel RUN [--reason TEXT] [--store URL]\n"
+    "usage: flow cancel RUN [--reason TEXT] [--json] [--store URL]\n"
     "\n"
     "Ask the process running RUN to cancel it: running tasks are terminated,\n"
     "nothing more runs, the run ends 'cancelled' with the reason and its 'flow run'\n"
@@ -48,7 +51,11 @@ static const char cancel_help[] =
     "\n"
     "Options:\n"
     "      --reason TEXT  why (the run's error)\n"
-    "      --store URL    the store (default: $FLOW_STORE, else sqlite:.flow/flow.db)\n"
+    "      --json         print {run, requested, status} on stdout instead of the\n"
+    "                     line on stderr: status is the run's now (\"running\" while\n"
+    "                     its runner has yet to act)\n"
+    "      --store URL    the store (default: $FLOW_STORE, else the nearest\n"
+    "                     .flow/flow.db here or above)\n"
     "  -h, --help         show this help\n"
     "\n"
     "Exit status: 0 requested, 1 the run has ended or the store cannot be written,\n"
@@ -81,13 +88,19 @@ static int request_main(const char *what, const char *help, int argc, char **arg
         bool done = now && strcmp(now, "running") != 0;
 
         /* A run nobody was running is paused or cancelled at once. */
-        if (done) {
+        rc = CLI_EXIT_OK;
+        if (sa.json) {
+            json_t *out = json_pack("{s:s,s:s,s:s?}", "run", run_id, "requested", what, "status",
+                                    now);
+
+            rc = cli_print_json(stdout, out) ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+            json_decref(out);
+        } else if (done) {
             fprintf(stderr, "run %s %s (no process was running it)\n", run_id, now);
         } else {
             fprintf(stderr, "%s requested for run %s\n", what, run_id);
         }
         json_decref(run);
-        rc = CLI_EXIT_OK;
     }
     flow_store_close(st);
     return rc;

@@ -9,8 +9,7 @@
 enum { OPT_OLDER = CLI_OPT_EXTRA };
 
 static const struct cli_option options[] = {
-    {"help", 'h', false, CLI_OPT_HELP},
-    {"store", 0, true, CLI_OPT_STORE},
+    CLI_STORE_OPTIONS,
     {"older-than", 0, true, OPT_OLDER},
     {NULL, 0, false, 0},
 };
@@ -27,7 +26,7 @@ static int older_opt(struct cli_args *a, int id, void *udata)
 }
 
 static const char help[] =
-    "usage: flow gc [--older-than DURATION] [--store URL]\n"
+    "usage: flow gc [--older-than DURATION] [--json] [--store URL]\n"
     "\n"
     "Delete the runs that ended (completed, failed or cancelled) more than DURATION\n"
     "ago, with their journals and checkpoints. Runs that are running, paused or\n"
@@ -36,8 +35,10 @@ static const char help[] =
     "Options:\n"
     "      --older-than DURATION  30s, 12h, 7d, or 0 for every ended run\n"
     "                             (default: 7d)\n"
-    "      --store URL            the store (default: $FLOW_STORE, else\n"
-    "                             sqlite:.flow/flow.db)\n"
+    "      --json                 print {\"deleted\": N, \"older_than\": SECONDS} on\n"
+    "                             stdout instead of the line on stderr\n"
+    "      --store URL            the store (default: $FLOW_STORE, else the\n"
+    "                             nearest .flow/flow.db here or above)\n"
     "  -h, --help                 show this help\n";
 
 static int gc_main(int argc, char **argv)
@@ -66,8 +67,15 @@ static int gc_main(int argc, char **argv)
         cli_error("%s", err.message);
         rc = cli_store_error_status(err.code);
     }
-    fprintf(stderr, "deleted %zu run%s\n", deleted, deleted == 1 ? "" : "s");
     flow_store_close(st);
+    if (sa.json && rc == CLI_EXIT_OK) {
+        json_t *out = json_pack("{s:I,s:f}", "deleted", (json_int_t)deleted, "older_than", older);
+
+        rc = cli_print_json(stdout, out) ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+        json_decref(out);
+    } else if (!sa.json || deleted) {
+        fprintf(stderr, "deleted %zu run%s\n", deleted, deleted == 1 ? "" : "s");
+    }
     return rc;
 }
 

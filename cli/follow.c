@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "color.h"
+
 #define TICK_NS 50000000L /* progress redraw and signal poll period: 50 ms */
 
 /* ------------------------------------------------------------------------ */
@@ -108,9 +110,92 @@ static void check_signals(flow_run *run, bool *interrupted)
     }
 }
 
-/* Wait for the run to end while printing progress; returns its final status. */
-static flow_run_status follow(flow_run *run, struct progress *prog, bool *interrupted)
+/* ------------------------------------------------------------------------ */
+/* Saying what a run waits for                                               */
+
+/* The options of `flow feedback` that answer a request of `type`. */
+static const char *answer_args(const char *type)
 {
+    return !type                       ? "--approve | --reject"
+           : !strcmp(type, "approval") ? "--approve | --reject"
+           : !strcmp(type, "text")     ? "--text TEXT"
+                                       : "--select OPTION";
+}
+
+/* A run left to people (`--wait`, or a task that waits while others run):
+ * each open request is told once, with how to answer it. The store is
+ * looked at when nothing has happened for a while, and less and less often
+ * while nothing happens (0.5 s after the last event, then 1, 2, ... 30 s). */
+struct waiting {
+    json_t *told;      /* request ids told already (an object as a set) */
+    double seen;       /* the last event the looks were timed from */
+    double next_look;  /* cli_now() of the next look */
+    double backoff;
+};
+
+static void tell_waiting(struct cli_session *s, flow_run *run, struct waiting *w)
+{
+    bool color = cli_color_on(STDERR_FILENO);
+    double since;
+    double now = cli_now();
+    json_t *reqs;
+    json_t *q;
+    size_t i;
+
+    if (!s->prog || !s->store || !flow_store_is_durable(s->store)) {
+        return;
+    }
+    /* Not "while nothing runs": a task that waits for people is running. */
+    since = progress_last_event(s->prog);
+    if (since != w->seen) {
+        w->seen = since;
+        w->backoff = 0.5;
+        w->next_look = since + w->backoff;
+    }
+    if (now < w->next_look) {
+        return;
+    }
+    w->backoff = w->backoff * 2 < 30 ? w->backoff * 2 : 30;
+    w->next_look = now + w->backoff;
+    reqs = flow_store_feedback(s->store, flow_run_id(run), NULL);
+    if (!w->told) {
+        w->told = json_object();
+    }
+    json_array_foreach(reqs, i, q)
+    {
+        const char *id = json_string_value(json_object_get(q, "request"));
+        const char *type = json_string_value(json_object_get(q, "type"));
+        const char *task = json_string_value(json_object_get(q, "task"));
+        const json_t *deadline = json_object_get(q, "deadline");
+        char when[48];
+        char line[1024];
+
+        if (!id || json_object_get(w->told, id) || json_is_true(json_object_get(q, "expired"))) {
+            continue;
+        }
+        when[0] = '\0';
+        if (json_is_string(deadline)) {
+            char t[32];
+
+            snprintf(when, sizeof(when), ", deadline %s", cli_short_time(deadline, t, sizeof(t)));
+        }
+        snprintf(line, sizeof(line),
+                 "%swaiting%s for an answer to %s%s%s%s of run %s (request %s%s): flow feedback "
+                 "%s %s %s",
+                 color ? cli_color_code("waiting") : "", color ? CLI_COLOR_RESET : "",
+                 type ? type : "request", task ? " '" : "", task ? task : "", task ? "'" : "",
+                 flow_run_id(run), id, when, flow_run_id(run), id, answer_args(type));
+        progress_print(s->prog, line);
+        json_object_set_new(w->told, id, json_true());
+    }
+    json_decref(reqs);
+}
+
+/* Wait for the run to end while printing progress; returns its final status. */
+static flow_run_status follow(flow_run *run, struct cli_session *s, bool *interrupted)
+{
+    struct progress *prog = s->prog;
+    struct waiting waiting = {0};
     struct waiter w;
     pthread_condattr_t attr;
     pthread_t thread;
@@ -155,6 +240,7 @@ static flow_run_status follow(flow_run *run, struct progress *prog, bool *interr
         pthread_mutex_unlock(&w.mu);
         check_signals(run, interrupted);
         if (prog) {
+            tell_waiting(s, run, &waiting);
             progress_tick(prog);
         }
         pthread_mutex_lock(&w.mu);
@@ -166,6 +252,7 @@ static flow_run_status follow(flow_run *run, struct progress *prog, bool *interr
 out_destroy:
     pthread_cond_destroy(&w.cv);
     pthread_mutex_destroy(&w.mu);
+    json_decref(waiting.told);
     return status;
 }
 
@@ -205,10 +292,7 @@ static void print_answer_hints(flow_store *store, flow_run *run)
         fprintf(stderr, "  %s: %s\n  answer with: flow feedback %s %s %s\n",
                 json_string_value(json_object_get(q, "request")),
                 json_string_value(json_object_get(q, "message")), flow_run_id(run),
-                json_string_value(json_object_get(q, "request")),
-                !strcmp(type, "approval") ? "--approve | --reject"
-                : !strcmp(type, "text")   ? "--text TEXT"
-                                          : "--select OPTION");
+                json_string_value(json_object_get(q, "request")), answer_args(type));
     }
     json_decref(reqs);
 }
@@ -221,6 +305,9 @@ static void print_summary(flow_run *run, int rc, double elapsed, bool quiet, boo
     size_t failed = 0;
     size_t skipped = 0;
     size_t i;
+    const char *word;
+    char head[64];
+    bool color;
 
     progress_one_line(error, sizeof(error), flow_run_error(run) ? flow_run_error(run) : "");
     if (quiet && rc != CLI_EXIT_FAILED && rc != CLI_EXIT_CANCELLED && rc != CLI_EXIT_PAUSED) {
@@ -239,33 +326,52 @@ static void print_summary(flow_run *run, int rc, double elapsed, bool quiet, boo
             skipped++;
         }
     }
+    /* The first word says how it ended, coloured on a terminal. */
+    color = cli_color_on(STDERR_FILENO);
     switch (rc) {
     case CLI_EXIT_OK:
-        fprintf(stderr, "completed in %.2fs: %zu tasks, %zu failed", elapsed, count, failed);
+        word = "completed";
+        break;
+    case CLI_EXIT_PAUSED:
+        word = "paused";
+        break;
+    case CLI_EXIT_CANCELLED:
+        word = "cancelled";
+        break;
+    case CLI_EXIT_INTERRUPTED:
+        word = "interrupted";
+        break;
+    default:
+        word = "failed";
+        break;
+    }
+    fputs(cli_color_pad(head, sizeof(head), color, word, word, 0), stderr);
+    switch (rc) {
+    case CLI_EXIT_OK:
+        fprintf(stderr, " in %.2fs: %zu tasks, %zu failed", elapsed, count, failed);
         if (skipped) {
             fprintf(stderr, ", %zu skipped", skipped);
         }
         fputc('\n', stderr);
         break;
     case CLI_EXIT_PAUSED:
-        fprintf(stderr, "paused after %.2fs: %s\n", elapsed,
-                error[0] ? error : "waiting for a person");
+        fprintf(stderr, " after %.2fs: %s\n", elapsed, error[0] ? error : "waiting for a person");
         if (!quiet && resumable) {
             print_answer_hints(store, run);
             fprintf(stderr, "resume it with: flow resume %s\n", flow_run_id(run));
         }
         break;
     case CLI_EXIT_CANCELLED:
-        fprintf(stderr, "cancelled: %s\n", error[0] ? error : "no reason given");
+        fprintf(stderr, ": %s\n", error[0] ? error : "no reason given");
         break;
     case CLI_EXIT_INTERRUPTED:
-        fputs("interrupted\n", stderr);
+        fputc('\n', stderr);
         if (!quiet && resumable) {
             fprintf(stderr, "resume it with: flow resume %s\n", flow_run_id(run));
         }
         break;
     default:
-        fprintf(stderr, "failed: %s\n", error[0] ? error : "the run failed");
+        fprintf(stderr, ": %s\n", error[0] ? error : "the run failed");
         break;
     }
 }
@@ -430,7 +536,7 @@ int cli_follow(struct cli_session *s, flow_run *run, double t0)
     if (!s->quiet) {
         fprintf(stderr, "run %s\n", flow_run_id(run));
     }
-    status = follow(run, s->prog, &interrupted);
+    status = follow(run, s, &interrupted);
     cli_signals_restore();
     if (s->prog) {
         progress_finish(s->prog);

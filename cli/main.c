@@ -3,6 +3,8 @@
 #include "cli.h"
 
 #include <string.h>
+
+#include "color.h"
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -38,7 +40,7 @@ static void print_main_help(FILE *out)
 {
     size_t i;
 
-    fputs("usage: flow [--help] [--version] COMMAND [ARGS]\n"
+    fputs("usage: flow [--help] [--version] [--color WHEN] COMMAND [ARGS]\n"
           "\n"
           "Run durable workflows of tasks described in YAML or JSON files.\n"
           "\n"
@@ -52,6 +54,8 @@ static void print_main_help(FILE *out)
           "Options:\n"
           "  -h, --help     show this help\n"
           "  -V, --version  print the version (\"flow X.Y.Z\")\n"
+          "  --color WHEN   colour on a terminal: auto (default), always or never;\n"
+          "                 any command takes it too (NO_COLOR=1 turns auto off)\n"
           "\n"
           "Run 'flow COMMAND --help' for the options of a command.\n"
           "Exit status: 0 success, 1 the run failed, 2 usage error or invalid workflow,\n"
@@ -192,6 +196,17 @@ int main(int argc, char **argv)
         if (strcmp(arg, "--") == 0) {
             i++;
             break;
+        }
+        if (strncmp(arg, "--color", 7) == 0 && (arg[7] == '\0' || arg[7] == '=')) {
+            const char *value = arg[7] ? arg + 8 : i + 1 < argc ? argv[++i] : NULL;
+
+            if (!value) {
+                return cli_usage_error(NULL, "option '--color' needs a value");
+            }
+            if (cli_color_option(NULL, value) >= 0) {
+                return CLI_EXIT_USAGE;
+            }
+            continue;
         }
         return cli_usage_error(NULL, "unknown option '%s'", arg);
     }

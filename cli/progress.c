@@ -12,6 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "color.h"
+#include "follow.h"
+
 #define BAR_CELLS 20
 #define QUEUE_MAX (8u << 20) /* bytes of lines kept while stderr is slow */
 #define LINE_MAX_LEN 4096   /* one event line, truncated beyond */
@@ -19,13 +22,14 @@
 /* An activation whose attempt is running. */
 struct running {
     uint64_t act;
-    char *task;     /* owned */
+    char *task;     /* owned: the task, or a foreach element's "task[i]" */
     double started; /* epoch seconds of the attempt's start */
 };
 
 struct progress {
     pthread_mutex_t mu;
     bool tty;
+    bool color;      /* colour the event words and message prefixes */
     size_t task_count;
 
     /* Guarded by mu. */
@@ -40,6 +44,7 @@ struct progress {
     size_t queue_cap;
     size_t dropped; /* lines dropped because the queue was full */
     bool dirty;     /* the bar needs a redraw */
+    double last_event; /* cli_now() of the last task event */
 
     /* Main thread only. */
     bool bar_shown;
@@ -53,8 +58,10 @@ struct progress *progress_new(bool tty, size_t task_count)
     memset(p, 0, sizeof(*p));
     pthread_mutex_init(&p->mu, NULL);
     p->tty = tty;
+    p->color = cli_color_on(STDERR_FILENO);
     p->task_count = task_count;
     p->dirty = true;
+    p->last_event = cli_now();
     return p;
 }
 
@@ -145,6 +152,7 @@ static struct running *find_running(struct progress *p, uint64_t act)
 static void add_running(struct progress *p, const flow_event *ev)
 {
     struct running *r = find_running(p, ev->activation);
+    char name[256];
 
     if (r) {
         r->started = ev->time;
@@ -156,7 +164,7 @@ static void add_running(struct progress *p, const flow_event *ev)
     }
     r = &p->running[p->running_count++];
     r->act = ev->activation;
-    r->task = cli_strdup(ev->task ? ev->task : "?");
+    r->task = cli_strdup(cli_act_label(name, sizeof(name), ev->task, ev->index, NULL, false));
     r->started = ev->time;
 }
 
@@ -199,13 +207,24 @@ static void format_clock(char *out, size_t cap, double t)
     snprintf(out, cap, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
 }
 
+/* "HH:MM:SS.mmm WORD     " -- the word padded to 9 columns, coloured. */
+static size_t line_head(const struct progress *p, char *out, size_t cap, const char *clock,
+                        const char *word)
+{
+    char padded[64];
+    int n = snprintf(out, cap, "%s %s", clock,
+                     cli_color_pad(padded, sizeof(padded), p->color, word, word, 9));
+
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
 void progress_on_event(const flow_event *ev, void *udata)
 {
     struct progress *p = udata;
     char clock[32];
     char err[LINE_MAX_LEN - 1024]; /* leaves room in `line` for the rest */
     char line[LINE_MAX_LEN];
-    const char *task = ev->task ? ev->task : "?";
+    char task[512];
     bool permanent = false; /* a line worth keeping above the bar */
     double started;
     size_t n;
@@ -213,20 +232,28 @@ void progress_on_event(const flow_event *ev, void *udata)
     line[0] = '\0';
     format_clock(clock, sizeof(clock), ev->time);
     progress_one_line(err, sizeof(err), ev->error ? ev->error : "unknown error");
+    /* A foreach element by its position and item: resize[3] "b.png". */
+    progress_one_line(task, sizeof(task),
+                      cli_act_label(task, sizeof(task), ev->task, ev->index, ev->item, true));
     pthread_mutex_lock(&p->mu);
     if (ev->activation > p->max_act) {
         p->max_act = ev->activation;
     }
+    if (ev->type != FLOW_EV_RUN_STARTED && ev->type != FLOW_EV_RUN_ENDED) {
+        p->last_event = cli_now();
+    }
     switch (ev->type) {
     case FLOW_EV_TASK_STARTED:
         add_running(p, ev);
-        snprintf(line, sizeof(line), "%s %-9s %s (attempt %d)", clock, "started", task,
+        n = line_head(p, line, sizeof(line), clock, "started");
+        snprintf(line + n, sizeof(line) - n, " %s (attempt %d)", task,
                  ev->attempt > 0 ? ev->attempt : 1);
         break;
     case FLOW_EV_TASK_COMPLETED:
         started = remove_running(p, ev->activation);
         p->done++;
-        n = (size_t)snprintf(line, sizeof(line), "%s %-9s %s", clock, "completed", task);
+        n = line_head(p, line, sizeof(line), clock, "completed");
+        n += (size_t)snprintf(line + n, sizeof(line) - n, " %s", task);
         if (started > 0 && ev->time >= started && n < sizeof(line)) {
             n += (size_t)snprintf(line + n, sizeof(line) - n, " (%.2fs)", ev->time - started);
         }
@@ -240,28 +267,32 @@ void progress_on_event(const flow_event *ev, void *udata)
         p->done++;
         p->failed++;
         permanent = true;
-        snprintf(line, sizeof(line), "%s %-9s %s: %s", clock, "failed", task, err);
+        n = line_head(p, line, sizeof(line), clock, "failed");
+        snprintf(line + n, sizeof(line) - n, " %s: %s", task, err);
         break;
     case FLOW_EV_TASK_RETRYING:
         /* ev->attempt is the attempt that failed; the next one is attempt + 1. */
         remove_running(p, ev->activation);
         permanent = true;
-        snprintf(line, sizeof(line), "%s %-9s %s in %.1fs (attempt %d): %s", clock, "retrying",
-                 task, ev->delay, (ev->attempt > 0 ? ev->attempt : 1) + 1, err);
+        n = line_head(p, line, sizeof(line), clock, "retrying");
+        snprintf(line + n, sizeof(line) - n, " %s in %.1fs (attempt %d): %s", task, ev->delay,
+                 (ev->attempt > 0 ? ev->attempt : 1) + 1, err);
         break;
     case FLOW_EV_TASK_SKIPPED:
         remove_running(p, ev->activation);
         p->done++;
-        snprintf(line, sizeof(line), "%s %-9s %s", clock, "skipped", task);
+        n = line_head(p, line, sizeof(line), clock, "skipped");
+        snprintf(line + n, sizeof(line) - n, " %s", task);
         break;
     case FLOW_EV_TASK_CANCELLED:
         remove_running(p, ev->activation);
         p->done++;
-        snprintf(line, sizeof(line), "%s %-9s %s", clock, "cancelled", task);
+        n = line_head(p, line, sizeof(line), clock, "cancelled");
+        snprintf(line + n, sizeof(line) - n, " %s", task);
         break;
     case FLOW_EV_LABEL:
-        snprintf(line, sizeof(line), "%s %-9s %s -> %s", clock, "emitted", task,
-                 ev->label ? ev->label : "?");
+        n = line_head(p, line, sizeof(line), clock, "emitted");
+        snprintf(line + n, sizeof(line) - n, " %s -> %s", task, ev->label ? ev->label : "?");
         break;
     case FLOW_EV_RUN_STARTED:
     case FLOW_EV_RUN_ENDED:
@@ -275,17 +306,37 @@ void progress_on_event(const flow_event *ev, void *udata)
     pthread_mutex_unlock(&p->mu);
 }
 
+double progress_last_event(struct progress *p)
+{
+    double t;
+
+    pthread_mutex_lock(&p->mu);
+    t = p->last_event;
+    pthread_mutex_unlock(&p->mu);
+    return t;
+}
+
+void progress_print(struct progress *p, const char *line)
+{
+    pthread_mutex_lock(&p->mu);
+    queue_line(p, line);
+    p->dirty = true;
+    pthread_mutex_unlock(&p->mu);
+}
+
 void progress_on_log(flow_log_level level, const char *message, void *udata)
 {
     struct progress *p = udata;
     char text[LINE_MAX_LEN];
     char line[LINE_MAX_LEN + 16];
 
+    const char *what = level >= FLOW_LOG_ERROR ? "error"
+                       : level == FLOW_LOG_WARN ? "warning"
+                                                : "info";
+    const char *code = p->color ? cli_color_code(what) : "";
+
     progress_one_line(text, sizeof(text), message);
-    snprintf(line, sizeof(line), "%s: %s", level >= FLOW_LOG_ERROR ? "error"
-                                           : level == FLOW_LOG_WARN ? "warning"
-                                                                    : "info",
-             text);
+    snprintf(line, sizeof(line), "%s%s:%s %s", code, what, code[0] ? CLI_COLOR_RESET : "", text);
     pthread_mutex_lock(&p->mu);
     queue_line(p, line);
     p->dirty = true;

@@ -23,6 +23,13 @@ void progress_on_event(const flow_event *ev, void *udata);
 /* A flow_log_fn; `udata` is the struct progress. Thread-safe. */
 void progress_on_log(flow_log_level level, const char *message, void *udata);
 
+/* cli_now() of the last task event (of progress_new when none came yet).
+ * Thread-safe. */
+double progress_last_event(struct progress *p);
+/* Print `line` (without its newline) above the bar, at the next tick.
+ * Thread-safe. */
+void progress_print(struct progress *p, const char *line);
+
 /* Main thread: print the queued lines and redraw the bar if anything changed. */
 void progress_tick(struct progress *p);
 /* Main thread: print what is queued and erase the bar, for the summary to follow. */

@@ -587,6 +587,9 @@ typedef struct flow_event {
     double delay;         /* FLOW_EV_TASK_RETRYING */
     double time;          /* seconds since the Unix epoch */
     flow_run_status run_status; /* FLOW_EV_RUN_ENDED */
+    long index;           /* task events of a foreach element: its position
+                           * in the list; else -1 */
+    const json_t *item;   /* ... and the element (borrowed, read only); else NULL */
 } flow_event;
 
 /* Called on the engine's scheduler thread, in the order events happened,
@@ -605,10 +608,12 @@ typedef struct flow_store flow_store;
  * "memory:" (nothing persists); durable ones take "?durability=strict".
  * NULL means flow_store_default_url(). Created if missing (files 0600,
  * directories 0700); a store written by a newer libflow is refused. The
- * default "sqlite:.flow/flow.db" is refused (FLOW_EINVAL, the message names
- * the path and what to do) when `.flow` is a symbolic link, not a directory,
- * someone else's or writable by group or others, or `.flow/flow.db` a link:
- * the current directory may be anyone's. */
+ * default store (flow_store_default_url(), wherever its `.flow` was found,
+ * and "sqlite:.flow/flow.db" however given) is refused (FLOW_EINVAL, the
+ * message names the path and what to do) when its `.flow` is a symbolic
+ * link, not a directory, someone else's or writable by group or others, or
+ * its flow.db a link: the current directory, or one above it, may be
+ * anyone's. */
 FLOW_API flow_store *flow_store_open(const char *url, flow_error *err);
 /* Flags for flow_store_open_flags. */
 #define FLOW_STORE_NOCREATE 1u /* a store that does not exist is FLOW_ENOTFOUND */
@@ -617,7 +622,11 @@ FLOW_API flow_store *flow_store_open_flags(const char *url, unsigned flags, flow
  * first). NULL is a no-op. */
 FLOW_API void flow_store_close(flow_store *s);
 FLOW_API const char *flow_store_url(const flow_store *s);
-/* $FLOW_STORE, else "sqlite:.flow/flow.db" (under the current directory). */
+/* $FLOW_STORE when set and not empty; else the .flow/flow.db of the nearest
+ * directory, from the current one up to the root, that has a `.flow` (as
+ * git finds .git): "sqlite:.flow/flow.db" when that is the current
+ * directory or there is none, else "sqlite:/ABSOLUTE/PATH/.flow/flow.db".
+ * The string is valid until the next call in the same thread. */
 FLOW_API const char *flow_store_default_url(void);
 /* Can runs in this store outlive the process? (not for "memory:") */
 FLOW_API bool flow_store_is_durable(const flow_store *s);
@@ -631,9 +640,11 @@ FLOW_API json_t *flow_store_runs(flow_store *s, flow_error *err);
 /* One stored run from its journal alone (no flow definition needed): {id,
  * flow, version, status, result, error, source, created_at, ended_at, state,
  * tasks: [{task, activation, status, attempts, started_at, ended_at, error,
- * output}]}, and `runner` as in flow_store_runs; in a "stopped" run the
- * activations its runner was running read "stopped" too. New reference;
- * NULL with FLOW_ENOTFOUND if there is none. */
+ * output}]}, `runner` as in flow_store_runs and `duration` as in
+ * flow_store_list_runs; in a "stopped" run the activations its runner was
+ * running read "stopped" too. An activation that is an element of a
+ * `foreach` also has `index` (its position in the list) and `item` (the
+ * element). New reference; NULL with FLOW_ENOTFOUND if there is none. */
 FLOW_API json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err);
 /* The run's journal as an array of records {seq, time, type, task,
  * activation, attempt, ...payload fields}: `type` is the record's own
@@ -641,6 +652,43 @@ FLOW_API json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *e
  * "feedback_type"), every time is an RFC 3339 string, and run_created
  * gives {flow, version, inputs, start}. New reference. */
 FLOW_API json_t *flow_store_journal(flow_store *s, const char *run_id, flow_error *err);
+/* Which runs flow_store_list_runs gives. Zero-filled (or NULL): every run. */
+typedef struct flow_run_query {
+    const char *status; /* only runs in one of these statuses, a comma-separated
+                         * list ("failed,stopped"); "stopped" as in
+                         * flow_store_runs. NULL: any */
+    const char *flow;   /* only runs of the flow of this name; NULL: any */
+    size_t limit;       /* at most this many, the newest; 0: no limit */
+} flow_run_query;
+/* The runs `q` selects, newest first (by created_at, then id), each as in
+ * flow_store_runs plus `duration`: seconds from its creation to its end,
+ * or until now while it runs; null for a run that has neither ended nor
+ * runs (paused, stopped, pending). *matched (may be NULL) gets how many
+ * runs the query selects without its limit. An unknown status is
+ * FLOW_EINVAL, the message listing the known ones. New reference. */
+FLOW_API json_t *flow_store_list_runs(flow_store *s, const flow_run_query *q, size_t *matched,
+                                      flow_error *err);
+/* Reading a journal as it grows (`flow logs --follow`): each call of
+ * flow_journal_reader_next gives the records appended since the last one,
+ * without reading the others again. One thread at a time; free the reader
+ * before closing its store. */
+typedef struct flow_journal_reader flow_journal_reader;
+/* A reader of run `run_id`'s journal, from its first record. NULL with
+ * FLOW_ENOTFOUND when there is no such run. */
+FLOW_API flow_journal_reader *flow_journal_reader_new(flow_store *s, const char *run_id,
+                                                      flow_error *err);
+/* The records appended since the last call (the first time: all of them),
+ * as flow_store_journal gives them: a new array, empty when there is
+ * nothing new. The run's status is read first (flow_journal_reader_status):
+ * once it has ended, the records this call gives are its last ones. NULL
+ * when the store cannot be read or the run is gone (FLOW_ENOTFOUND). */
+FLOW_API json_t *flow_journal_reader_next(flow_journal_reader *r, flow_error *err);
+/* The run's status as the last flow_journal_reader_next found it, as
+ * flow_store_runs tells it ("running", "stopped", "paused", "completed",
+ * ...); NULL before the first call. Valid until the next call. */
+FLOW_API const char *flow_journal_reader_status(const flow_journal_reader *r);
+/* NULL is a no-op. */
+FLOW_API void flow_journal_reader_free(flow_journal_reader *r);
 /* The run's checkpoints: an array of {id, task, created_at, reason}. */
 FLOW_API json_t *flow_store_checkpoints(flow_store *s, const char *run_id, flow_error *err);
 /* Ask whoever runs `run_id` to "pause" or "cancel" (with `reason`, may be

@@ -27,6 +27,6 @@ echo "== flow resume demo"
 cat "$dir/resume.err"
 
 # 5 items: those completed before the kill are not started again.
-before=$(grep -c 'completed square (' "$dir/run.err" || true)
-again=$(grep -c 'started   square' "$dir/resume.err" || true)
+before=$(grep -c 'completed square\[' "$dir/run.err" || true)
+again=$(grep -c 'started   square\[' "$dir/resume.err" || true)
 echo "== $before item(s) had completed before the kill; the resume started $again of 5"

@@ -112,7 +112,13 @@ void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, c
         .label = label,
         .delay = delay,
         .time = r->engine->clock,
+        .index = -1,
     };
+    /* Read here, under the lock: the loop delivers without it. */
+    if (a && a->dyn && a->dyn->parent) {
+        ev.item = a->dyn->item;
+        ev.index = (long)a->dyn->index;
+    }
     /* Completed events carry the error an `on_error: ignore` absorbed. */
     if (a && act_error(a) &&
         (type == FLOW_EV_TASK_FAILED || type == FLOW_EV_TASK_RETRYING ||
@@ -155,6 +161,8 @@ void flow__run_deliver(struct flow_run *r, struct obs_event *events, size_t coun
             .delay = o->delay,
             .time = o->time,
             .run_status = (flow_run_status)o->run_status,
+            .index = o->index,
+            .item = o->item,
         };
         if (o->type == FLOW_EV_RUN_ENDED)
             ev.error = r->error;

@@ -174,6 +174,8 @@ struct obs_event {
     char *error; /* a copy: the activation's may change before delivery */
     double delay;
     double time;
+    const json_t *item; /* a foreach element's (the run keeps it), or NULL */
+    long index;         /* ... and its position, or -1 */
 };
 
 /* Free the copies `count` events hold, then the array. */

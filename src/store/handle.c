@@ -4,6 +4,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "store/handle.h"
 #include "util/alloc.h"
@@ -51,11 +53,62 @@ flow_err flow__store_read_all(struct flow_store *s, const char *run_id, struct f
 /* ---- the public handle -------------------------------------------------- */
 
 #define DEFAULT_STORE_URL "sqlite:.flow/flow.db"
+#define DEFAULT_DIR ".flow"
+
+/* The default store without $FLOW_STORE: .flow/flow.db in the nearest
+ * directory, from the current one up to the root, that has a `.flow` (as
+ * git finds .git), else in the current directory. Found in the current
+ * directory, or nowhere, it is DEFAULT_STORE_URL itself, relative; found
+ * above, it is absolute (relative when the path holds a '?', which would
+ * start the URL's options). `dir` gets the `.flow` the checks look at. Any
+ * `.flow` counts, not only a directory: one that is a link, a file or
+ * someone else's is found, and then refused rather than skipped. */
+static void discover_default(char *url, size_t url_size, char *dir, size_t dir_size)
+{
+    char cwd[4096];
+    snprintf(url, url_size, "%s", DEFAULT_STORE_URL);
+    snprintf(dir, dir_size, "%s", DEFAULT_DIR);
+    if (!getcwd(cwd, sizeof(cwd)) || cwd[0] != '/')
+        return;
+    size_t len = strlen(cwd);
+    for (int up = 0;; up++) {
+        char probe[4096 + 16];
+        struct stat st;
+        snprintf(probe, sizeof(probe), "%.*s/" DEFAULT_DIR, (int)len, len == 1 ? "" : cwd);
+        if (lstat(probe, &st) == 0) {
+            if (up == 0)
+                return;
+            if (!memchr(cwd, '?', len)) {
+                snprintf(url, url_size, "sqlite:%s/flow.db", probe);
+            } else {
+                size_t n = (size_t)snprintf(url, url_size, "sqlite:");
+                for (int i = 0; i < up && n < url_size; i++)
+                    n += (size_t)snprintf(url + n, url_size - n, "../");
+                if (n < url_size)
+                    snprintf(url + n, url_size - n, DEFAULT_DIR "/flow.db");
+            }
+            snprintf(dir, dir_size, "%s", probe);
+            return;
+        }
+        if (len == 1)
+            return; /* the root: none anywhere */
+        while (len > 1 && cwd[len - 1] != '/')
+            len--;
+        if (len > 1)
+            len--; /* the slash, unless it is the root's */
+    }
+}
 
 const char *flow_store_default_url(void)
 {
+    /* Each thread its own: the current directory decides, at every call. */
+    static _Thread_local char url[4096 + 64];
+    char dir[4096 + 16];
     const char *env = getenv("FLOW_STORE");
-    return env && *env ? env : DEFAULT_STORE_URL;
+    if (env && *env)
+        return env;
+    discover_default(url, sizeof(url), dir, sizeof(dir));
+    return url;
 }
 
 flow_store *flow_store_open(const char *url, flow_error *err)
@@ -63,14 +116,29 @@ flow_store *flow_store_open(const char *url, flow_error *err)
     return flow_store_open_flags(url, 0, err);
 }
 
+/* The default store lives in whatever directory the user is in, or above
+ * it: a `.flow` that others can write to or that is a link could hand them
+ * the journal. Checked for the default found from here, and for the
+ * default URL however it was given. */
+static flow_err check_default(const char *url, flow_error *err)
+{
+    char found[4096 + 64];
+    char dir[4096 + 16];
+    char file[4096 + 32];
+    discover_default(found, sizeof(found), dir, sizeof(dir));
+    if (!strcmp(url, DEFAULT_STORE_URL))
+        snprintf(dir, sizeof(dir), "%s", DEFAULT_DIR);
+    else if (strcmp(url, found) != 0)
+        return FLOW_OK;
+    snprintf(file, sizeof(file), "%s/flow.db", dir);
+    return flow__store_check_private(dir, file, err);
+}
+
 flow_store *flow_store_open_flags(const char *url, unsigned flags, flow_error *err)
 {
     if (!url)
         url = flow_store_default_url();
-    /* The default store is in whatever directory the user is in: one that
-     * others can write to or that is a link could hand them the journal. */
-    if (!strcmp(url, DEFAULT_STORE_URL) &&
-        flow__store_check_private(".flow", ".flow/flow.db", err) != FLOW_OK)
+    if (check_default(url, err) != FLOW_OK)
         return NULL;
     struct flow_store *s = flow__calloc(1, sizeof(*s));
     if (!s) {

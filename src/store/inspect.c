@@ -3,6 +3,7 @@
  * no flow definition is needed, since run_created names the tasks. */
 #include "util/compat.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "def/flowdef.h"
@@ -122,6 +123,147 @@ json_t *flow_store_runs(flow_store *s, flow_error *err)
     return out;
 }
 
+/* Seconds from the run's creation to its end, or until now while it runs;
+ * null for a run that neither ended nor runs (paused, stopped, pending). */
+static void add_duration(json_t *run, double created_at, double ended_at)
+{
+    const char *status = json_string_value(json_object_get(run, "status"));
+    double end = ended_at > 0                            ? ended_at
+                 : status && !strcmp(status, "running") ? flow__wall_time()
+                                                         : 0;
+    double d = end - created_at;
+    /* Milliseconds are all the store's times mean. */
+    json_object_set_new(run, "duration",
+                        end > 0 ? json_real(d > 0 ? round(d * 1000) / 1000 : 0) : json_null());
+}
+
+/* ---- a query over the runs ---------------------------------------------- */
+
+/* The statuses a query names, as bits: 1 << flow_run_status, and "stopped"
+ * (a run stored as running that nobody runs) above them. */
+#define STOPPED_BIT (1u << FLOW__ARRAY_LEN(run_status_names))
+#define ALL_STATUSES ((STOPPED_BIT << 1) - 1)
+
+static flow_err query_statuses(const char *text, unsigned *mask, flow_error *err)
+{
+    static const char known[] = "pending, running, paused, completed, failed, cancelled, stopped";
+    *mask = text ? 0 : ALL_STATUSES;
+    for (const char *p = text; p && *p;) {
+        size_t n = strcspn(p, ",");
+        const char *w = p;
+        size_t wn = n;
+        while (wn && (*w == ' ' || *w == '\t'))
+            w++, wn--;
+        while (wn && (w[wn - 1] == ' ' || w[wn - 1] == '\t'))
+            wn--;
+        unsigned bit = 0;
+        for (size_t k = 0; k < FLOW__ARRAY_LEN(run_status_names) && !bit; k++)
+            if (strlen(run_status_names[k]) == wn && !memcmp(run_status_names[k], w, wn))
+                bit = 1u << k;
+        if (!bit && wn == 7 && !memcmp(w, "stopped", 7))
+            bit = STOPPED_BIT;
+        if (!bit && wn)
+            return flow__error(err, FLOW_EINVAL, "unknown run status '%.*s' (known: %s)",
+                               (int)(wn > 64 ? 64 : wn), w, known);
+        *mask |= bit;
+        p += n + (p[n] == ',');
+    }
+    if (!*mask)
+        return flow__error(err, FLOW_EINVAL, "no run status in '%s' (known: %s)", text, known);
+    return FLOW_OK;
+}
+
+struct query_scan {
+    unsigned mask;
+    const char *flow;
+    FLOW__VEC(struct flow__run_meta) runs; /* candidates, oldest first; no inputs */
+};
+
+static flow_err query_one(void *udata, const struct flow__run_meta *m)
+{
+    struct query_scan *q = udata;
+    unsigned bit = m->status >= 0 && (size_t)m->status < FLOW__ARRAY_LEN(run_status_names)
+                       ? 1u << m->status
+                       : 0;
+    if (!(q->mask & bit) && !(m->status == FLOW_RUN_RUNNING && (q->mask & STOPPED_BIT)))
+        return FLOW_OK;
+    if (q->flow && (!m->flow || strcmp(m->flow, q->flow) != 0))
+        return FLOW_OK;
+    struct flow__run_meta bare = *m, copy;
+    bare.inputs = NULL; /* never shown in a list */
+    flow_err rc = flow__run_meta_copy(&copy, &bare);
+    if (rc == FLOW_OK)
+        FLOW__VEC_PUSH(&q->runs, copy, rc);
+    if (rc != FLOW_OK)
+        flow__run_meta_cleanup(&copy);
+    return rc;
+}
+
+json_t *flow_store_list_runs(flow_store *s, const flow_run_query *query, size_t *matched,
+                             flow_error *err)
+{
+    static const flow_run_query every;
+    const flow_run_query *q = query ? query : &every;
+    struct query_scan scan = {.flow = q->flow};
+    size_t count = 0;
+    if (matched)
+        *matched = 0;
+    flow_err rc = query_statuses(q->status, &scan.mask, err);
+    if (rc != FLOW_OK)
+        return NULL;
+    json_t *out = json_array();
+    if (!out) {
+        flow__error(err, FLOW_ENOMEM, "out of memory listing runs");
+        return NULL;
+    }
+    /* The backend lists oldest first, through its lock: take the candidates
+     * out, then decide, newest first, who runs each one still "running". */
+    FLOW__WITH_STORE(s, rc = flow__store_run_list(s->backend, query_one, &scan, err));
+    if (rc == FLOW_ENOMEM)
+        flow__error(err, rc, "out of memory listing runs");
+    unsigned live_bits = scan.mask & (1u << FLOW_RUN_RUNNING | STOPPED_BIT);
+    bool both = live_bits == (1u << FLOW_RUN_RUNNING | STOPPED_BIT);
+    for (size_t i = scan.runs.count; rc == FLOW_OK && i-- > 0;) {
+        const struct flow__run_meta *m = &scan.runs.items[i];
+        bool shown = !q->limit || json_array_size(out) < q->limit;
+        bool running = m->status == FLOW_RUN_RUNNING;
+        if (!shown && (!running || both)) {
+            count++; /* counted without a look at its lease */
+            continue;
+        }
+        json_t *j = meta_json(m);
+        if (!j) {
+            rc = flow__error(err, FLOW_ENOMEM, "out of memory listing runs");
+            break;
+        }
+        if (running) {
+            bool live = set_runner(s, j, m->created_at);
+            if (!(scan.mask & (live ? 1u << FLOW_RUN_RUNNING : STOPPED_BIT))) {
+                json_decref(j);
+                continue;
+            }
+        }
+        count++;
+        if (!shown) {
+            json_decref(j);
+            continue;
+        }
+        add_duration(j, m->created_at, m->ended_at);
+        if (json_array_append_new(out, j))
+            rc = flow__error(err, FLOW_ENOMEM, "out of memory listing runs");
+    }
+    for (size_t i = 0; i < scan.runs.count; i++)
+        flow__run_meta_cleanup(&scan.runs.items[i]);
+    FLOW__VEC_FREE(&scan.runs);
+    if (rc != FLOW_OK) {
+        json_decref(out);
+        return NULL;
+    }
+    if (matched)
+        *matched = count;
+    return out;
+}
+
 /* The task name of a record, from run_created's list. */
 static const char *rec_task(json_t *names, const struct flow__jrec *rec)
 {
@@ -145,6 +287,8 @@ struct fold_act {
     const char *error;
     const char *stderr_tail;
     uint32_t parent; /* a foreach element: its parent's id */
+    long index;      /* a foreach element: its position, else -1 */
+    json_t *item;    /* ... and its element (borrowed from the records) */
 };
 
 /* A retry (run_retried): the run runs again, and so do the activations it
@@ -237,7 +381,7 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         if (!rec->act || rec->act > count)
             continue;
         while (acts.count < rec->act) {
-            struct fold_act blank = {.status = FLOW_ACT_PENDING};
+            struct fold_act blank = {.status = FLOW_ACT_PENDING, .index = -1};
             FLOW__VEC_PUSH(&acts, blank, rc);
             if (rc)
                 goto out_nomem;
@@ -247,13 +391,20 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         if (!a->name)
             a->name = rec_task(names, rec);
         switch (rec->type) {
-        case JREC_ACT_CREATED: /* made again: a retry reuses an activation */
+        case JREC_ACT_CREATED: { /* made again: a retry reuses an activation */
             a->status = FLOW_ACT_PENDING;
             a->error = NULL;
             a->output = NULL;
             a->ended = 0;
             a->parent = (uint32_t)json_integer_value(json_object_get(p, "parent"));
+            /* A foreach element says which: its parent and position. */
+            json_t *index = json_object_get(p, "index");
+            if (json_is_integer(index) && json_object_get(p, "parent")) {
+                a->index = (long)json_integer_value(index);
+                a->item = json_object_get(p, "input");
+            }
             break;
+        }
         case JREC_ACT_STARTED:
             a->status = FLOW_ACT_RUNNING;
             a->attempts = rec->attempt;
@@ -315,6 +466,10 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
             json_object_set(jt, "output", a->output);
         if (jt && a->stderr_tail)
             json_object_set_new(jt, "stderr_tail", json_string(a->stderr_tail));
+        if (jt && a->index >= 0) {
+            json_object_set_new(jt, "index", json_integer(a->index));
+            json_object_set(jt, "item", a->item ? a->item : json_null());
+        }
         if (!jt || json_array_append_new(tasks, jt)) {
             json_decref(out);
             out = NULL;
@@ -331,6 +486,8 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
                 json_object_set_new(jt, "status", json_string("stopped"));
         }
     }
+    if (out)
+        add_duration(out, meta.created_at, meta.ended_at);
     if (!out)
         flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s'", run_id);
     json_decref(state);
@@ -449,6 +606,109 @@ static bool journal_one(const struct flow__jrec *rec, size_t seq, json_t *names,
 json_t *flow_store_journal(flow_store *s, const char *run_id, flow_error *err)
 {
     return records_json(s, run_id, journal_one, err);
+}
+
+/* ---- reading a journal as it grows -------------------------------------- */
+
+struct flow_journal_reader {
+    flow_store *store;
+    char *run_id;
+    uint64_t next;      /* the seq of the first record not read yet */
+    json_t *names;      /* the task names in force at `next` (a reference) */
+    char status[16];    /* as the last call found it; "" before */
+};
+
+flow_journal_reader *flow_journal_reader_new(flow_store *s, const char *run_id, flow_error *err)
+{
+    struct flow__run_meta meta = {0};
+    flow_err rc;
+    FLOW__WITH_STORE(s, rc = flow__store_run_get(s->backend, run_id, &meta, err));
+    if (rc != FLOW_OK)
+        return NULL;
+    flow__run_meta_cleanup(&meta);
+    struct flow_journal_reader *r = flow__calloc(1, sizeof(*r));
+    if (r)
+        r->run_id = flow__strdup(run_id);
+    if (!r || !r->run_id) {
+        flow__free(r);
+        flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s'", run_id);
+        return NULL;
+    }
+    r->store = s;
+    return r;
+}
+
+void flow_journal_reader_free(flow_journal_reader *r)
+{
+    if (!r)
+        return;
+    json_decref(r->names);
+    flow__free(r->run_id);
+    flow__free(r);
+}
+
+const char *flow_journal_reader_status(const flow_journal_reader *r)
+{
+    return r->status[0] ? r->status : NULL;
+}
+
+struct reader_batch {
+    flow_journal_reader *r;
+    json_t *out;
+};
+
+static flow_err reader_rec(void *udata, uint64_t seq, const struct flow__jrec *rec)
+{
+    struct reader_batch *b = udata;
+    flow_journal_reader *r = b->r;
+    json_t *names = rec->type == JREC_RUN_CREATED || rec->type == JREC_RESUMED
+                        ? json_object_get(rec->payload, "tasks")
+                        : NULL;
+    if (json_is_array(names) && names != r->names) { /* the run's, or a forced resume's */
+        json_decref(r->names);
+        r->names = json_incref(names);
+    }
+    json_t *j = NULL;
+    if (!journal_one(rec, (size_t)seq, r->names, &j) || json_array_append_new(b->out, j))
+        return FLOW_ENOMEM;
+    r->next = seq + 1;
+    return FLOW_OK;
+}
+
+json_t *flow_journal_reader_next(flow_journal_reader *r, flow_error *err)
+{
+    flow_store *s = r->store;
+    struct flow__run_meta meta = {0};
+    flow_err rc;
+    /* The status first: a run that had ended by then has all its records
+     * in the store, so the read below gets them all. */
+    FLOW__WITH_STORE(s, rc = flow__store_run_get(s->backend, r->run_id, &meta, err));
+    if (rc != FLOW_OK)
+        return NULL;
+    json_t *run = meta_json(&meta);
+    if (run && meta.status == FLOW_RUN_RUNNING)
+        (void)set_runner(s, run, meta.created_at);
+    const char *status = json_string_value(json_object_get(run, "status"));
+    snprintf(r->status, sizeof(r->status), "%s", status ? status : status_name(meta.status));
+    json_decref(run);
+    flow__run_meta_cleanup(&meta);
+    struct reader_batch b = {r, json_array()};
+    if (!b.out)
+        rc = FLOW_ENOMEM;
+    else
+        FLOW__WITH_STORE(s, rc = flow__store_read(s->backend, r->run_id, r->next, reader_rec, &b,
+                                                  err));
+    if (rc == FLOW_ENOMEM)
+        flow__error(err, rc, "out of memory reading run '%s'", r->run_id);
+    if (rc != FLOW_OK && b.out && json_array_size(b.out) > 0) {
+        flow__error_clear(err); /* what was read is given; the next call reads on from there */
+        rc = FLOW_OK;
+    }
+    if (rc != FLOW_OK) {
+        json_decref(b.out);
+        return NULL;
+    }
+    return b.out;
 }
 
 static bool checkpoint_one(const struct flow__jrec *rec, size_t seq, json_t *names, json_t **out)

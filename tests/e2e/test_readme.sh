@@ -34,7 +34,7 @@ export FLOW_STORE="sqlite:$T/tour/flow.db"
 "$FLOW" run "$FLOW_SOURCE_DIR/examples/durable/batch.yaml" --id demo 2>run.err >/dev/null &
 pid=$!
 for i in $(seq 1 100); do
-    [ "$(grep -c 'completed square (' run.err)" -ge 2 ] && break
+    [ "$(grep -c 'completed square\[' run.err)" -ge 2 ] && break
     sleep 0.1
 done
 kill -9 "$pid"
@@ -46,7 +46,7 @@ out=$("$FLOW" resume demo 2>resume.err)
 rc=$?
 [ $rc = 0 ] && pass "tour: resume exits 0" || fail "tour: resume exit $rc: $(cat resume.err)"
 expect_json "$out" '{"squares": [1, 4, 9, 16, 25], "sum": 55}' "tour: the result the README states"
-again=$(grep -c 'started   square' resume.err)
+again=$(grep -c 'started   square\[' resume.err)
 [ "$again" -lt 5 ] && pass "tour: the squares that completed did not run again ($again of 5 started)" ||
     fail "tour: the resume started all 5 squares"
 "$FLOW" logs demo >logs.txt && grep -q "act_completed square" logs.txt && pass "tour: logs" ||
