@@ -77,7 +77,16 @@ void http_error(struct http_resp *resp, int status, const char *code, const char
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
-    http_json(resp, status, json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message));
+    json_t *v = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
+    if (!v) {
+        /* The message quotes what the request held (its path, a name), which
+         * need not be UTF-8: a JSON string cannot carry such bytes. */
+        for (char *c = message; *c; c++)
+            if ((unsigned char)*c >= 0x80)
+                *c = '?';
+        v = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
+    }
+    http_json(resp, status, v);
 }
 
 bool http_token_equal(const char *a, const char *b)
@@ -321,6 +330,10 @@ struct http_server *http_start(const struct http_options *o, char *errbuf, size_
     srv->token = o->token ? flow__strdup(o->token) : NULL;
     srv->fd = listen_on(o->host, o->port, &srv->port, errbuf, errlen);
     if (srv->fd < 0 || (o->token && !srv->token)) {
+        if (srv->fd >= 0)
+            close(srv->fd);
+        if (o->token && !srv->token)
+            snprintf(errbuf, errlen, "out of memory");
         flow__free(srv->token);
         flow__free(srv);
         return NULL;
@@ -352,8 +365,9 @@ void http_stop(struct http_server *s)
 {
     if (!s)
         return;
+    /* The daemon closes the listening socket it was given: closing it
+     * again could close a descriptor another thread has just opened. */
     MHD_stop_daemon(s->daemon);
-    close(s->fd);
     flow__free(s->token);
     flow__free(s);
 }

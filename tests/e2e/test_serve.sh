@@ -139,6 +139,11 @@ api GET /api/v1/nosuch
 check "an unknown route is a 404 JSON error" [ "$code" = 404 -a "$(field 'j["error"]["code"]')" = not_found ]
 api GET /api/v1/runs/nosuch
 check "an unknown run is a 404" [ "$code" = 404 ]
+# Bytes that are not UTF-8 in what a request names: still the error it is.
+api GET /api/v1/runs/no%FFsuch
+check "a run id that is not UTF-8 is a 404, not a 500" [ "$code" = 404 -a "$(field 'j["error"]["code"]')" = not_found ]
+api GET '/api/v1/runs?status=%FF'
+check "a status that is not UTF-8 is a 400" [ "$code" = 400 ]
 check "the serve is alive after every bad request" kill -0 "$SERVE_PID"
 
 # --- listing -------------------------------------------------------------
