@@ -439,6 +439,15 @@ static const struct flow__journal_ops durable_ops = {
     .wait = dj_wait,
 };
 
+/* [mu] Does a journal of this process, not closing, write run `id`? */
+static bool executing_locked(struct flow_store *s, const char *id)
+{
+    for (struct djournal *other = s->journals; other; other = other->next)
+        if (!other->closing && !strcmp(other->run_id, id))
+            return true;
+    return false;
+}
+
 flow_err flow__journal_durable_open(struct flow__journal *j, struct flow_store *s,
                                     const struct flow__durable_opts *o, flow_error *err)
 {
@@ -453,13 +462,11 @@ flow_err flow__journal_durable_open(struct flow__journal *j, struct flow_store *
     d->hooks = o->hooks;
     (void)o->next_seq;
     pthread_mutex_lock(&s->mu);
-    for (struct djournal *other = s->journals; other; other = other->next) {
-        if (!other->closing && !strcmp(other->run_id, d->run_id)) {
-            pthread_mutex_unlock(&s->mu);
-            flow__free(d);
-            return flow__error(err, FLOW_EBUSY, "run '%s' is being executed by this process",
-                               o->run_id);
-        }
+    if (executing_locked(s, d->run_id)) {
+        pthread_mutex_unlock(&s->mu);
+        flow__free(d);
+        return flow__error(err, FLOW_EBUSY, "run '%s' is being executed by this process",
+                           o->run_id);
     }
     pthread_mutex_unlock(&s->mu);
     if (d->lease) {
@@ -474,6 +481,15 @@ flow_err flow__journal_durable_open(struct flow__journal *j, struct flow_store *
         d->lease_renewed = now;
     }
     pthread_mutex_lock(&s->mu);
+    /* Again: two threads of this process may have opened it at once, and
+     * the lease, whose holder is the process, let both through. The loser
+     * leaves the lease alone: it is the winner's. */
+    if (executing_locked(s, d->run_id)) {
+        pthread_mutex_unlock(&s->mu);
+        flow__free(d);
+        return flow__error(err, FLOW_EBUSY, "run '%s' is being executed by this process",
+                           o->run_id);
+    }
     if (!s->thread_started) {
         if (pthread_create(&s->thread, NULL, committer_main, s) != 0) {
             pthread_mutex_unlock(&s->mu);

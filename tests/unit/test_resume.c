@@ -10,6 +10,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -681,6 +682,80 @@ static void test_second_runner_is_refused(void **state)
     flow_free(f);
 }
 
+/* Threads of one process resuming one paused run at once (the requests of
+ * a serve): the lease, held by the process, lets them all through, so the
+ * journal's open decides -- exactly one of them runs it. */
+#define RACERS 6
+static flow *race_flow;
+static const char *race_id;
+static pthread_barrier_t race_barrier;
+static flow_run *race_runs[RACERS];
+
+static void *race_resume(void *arg)
+{
+    size_t k = (size_t)(uintptr_t)arg;
+    flow_run_options o = {.run_id = race_id, .store = store};
+    flow_error err = {0};
+    pthread_barrier_wait(&race_barrier);
+    race_runs[k] = flow_run_resume(engine, race_flow, &o, &err);
+    if (!race_runs[k] && err.code != FLOW_EBUSY)
+        fprintf(stderr, "resume %s: %s\n", race_id, err.message);
+    return NULL;
+}
+
+static void test_resumes_at_once_run_it_once(void **state)
+{
+    (void)state;
+    flow *f = gate_flow();
+    char dir[] = "/tmp/flow-race-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char url[64];
+    snprintf(url, sizeof(url), "sqlite:%s/s.db", dir);
+    flow_store *mem = store;
+    store = flow_store_open(url, NULL);
+    assert_non_null(store);
+    race_flow = f;
+    for (int round = 0; round < 30; round++) {
+        char id[32];
+        snprintf(id, sizeof(id), "race-%d", round);
+        race_id = id;
+        atomic_store(&gate_open, 0);
+        calls_reset();
+        flow_run *r = start_durable(f, id);
+        wait_in_gate();
+        flow_run_pause(r, "lunch");
+        atomic_store(&gate_open, 1);
+        assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
+        flow_run_free(r);
+
+        pthread_t th[RACERS];
+        pthread_barrier_init(&race_barrier, NULL, RACERS);
+        for (size_t k = 0; k < RACERS; k++)
+            assert_int_equal(pthread_create(&th[k], NULL, race_resume, (void *)(uintptr_t)k), 0);
+        for (size_t k = 0; k < RACERS; k++)
+            pthread_join(th[k], NULL);
+        pthread_barrier_destroy(&race_barrier);
+        /* A resume that comes after the winner ended gets the ended run. */
+        int got = 0;
+        for (size_t k = 0; k < RACERS; k++) {
+            if (!race_runs[k])
+                continue;
+            got++;
+            assert_int_equal(flow_run_wait(race_runs[k]), FLOW_RUN_COMPLETED);
+        }
+        for (size_t k = 0; k < RACERS; k++)
+            flow_run_free(race_runs[k]);
+        assert_true(got >= 1);
+        assert_int_equal(count_calls("after"), 1);
+    }
+    flow_store_close(store);
+    store = mem;
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    flow_free(f);
+}
+
 static void test_lost_lease_stops_the_run(void **state)
 {
     (void)state;
@@ -979,6 +1054,7 @@ int main(void)
         cmocka_unit_test(test_pause_before_a_settled_join),
         cmocka_unit_test(test_interrupt_reruns_the_same_attempt),
         cmocka_unit_test(test_second_runner_is_refused),
+        cmocka_unit_test(test_resumes_at_once_run_it_once),
         cmocka_unit_test(test_requests_through_the_store),
         cmocka_unit_test(test_lost_lease_stops_the_run),
         cmocka_unit_test(test_checkpoint_time_travel),
