@@ -635,7 +635,9 @@ static void get_events(struct serve *sv, const char *id, const struct http_req *
     }
     const char *last = http_header(req, "Last-Event-ID");
     s->sv = sv;
-    s->seq = last ? strtoll(last, NULL, 10) : -1;
+    char *end = NULL;
+    long long from = last ? strtoll(last, &end, 10) : -1;
+    s->seq = last && end != last && !*end && from >= -1 ? from : -1; /* else: from the start */
     s->last_write = now_s();
     pthread_mutex_lock(&sv->hub.lock);
     s->gen = sv->hub.gen;

@@ -174,6 +174,8 @@ check "events of an ended run: its records from the first, its status, then the 
     sh -c "grep -q '^id: 0\$' sse1 && grep -q '^event: record' sse1 && grep -q '^data: {\"id\":\"q1\",\"status\":\"completed\"}' sse1 && grep -q '^event: end' sse1"
 timeout 10 curl -sN -H 'Last-Event-ID: 2' "http://127.0.0.1:$PORT/api/v1/runs/q1/events" > sse2
 check "Last-Event-ID resumes after that record" sh -c "! grep -q '^id: [12]\$' sse2 && grep -q '^id: 3\$' sse2"
+timeout 10 curl -sN -H 'Last-Event-ID: bogus' "http://127.0.0.1:$PORT/api/v1/runs/q1/events" > sse2b
+check "a Last-Event-ID that is not a number gives every record" grep -q '^id: 0$' sse2b
 
 # --- people --------------------------------------------------------------
 api POST /api/v1/runs '{"flow":"hello","id":"h1"}'
