@@ -10,6 +10,7 @@
  * Ctrl-C ends it quietly, exit 130. */
 #include "cli.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +242,15 @@ static bool has_ended(const char *status)
                       strcmp(status, "cancelled") == 0);
 }
 
+/* Has the reader of stdout gone (`flow logs R -f | head -1`)? A write would
+ * say so too, but a run that waits writes nothing for hours. */
+static bool stdout_gone(void)
+{
+    struct pollfd p = {STDOUT_FILENO, 0, 0};
+
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP | POLLNVAL));
+}
+
 /* Say once on stderr what a run nobody runs waits for (again after it ran). */
 static void note_waiting(const char *run, const char *status, const char **noted)
 {
@@ -301,7 +311,7 @@ static int follow_logs(flow_store *st, const char *run, const char *task, bool a
             rc = CLI_EXIT_FAILED;
             break;
         }
-        if (ferror(stdout)) {
+        if (ferror(stdout) || stdout_gone()) {
             break; /* its reader went away: nobody to follow it for */
         }
         if (ended) {

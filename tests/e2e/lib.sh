@@ -67,6 +67,18 @@ start_slow() {
     pid=$!
     wait_for two.started
 }
+# kill_running PID RUN ACT TASK: SIGKILL the runner PID of RUN once the store
+# says its activation ACT of TASK runs (the task can start before its
+# act_started record is committed: group commit), and reap it.
+kill_running() {
+    local i
+    for i in $(seq 200); do
+        "$FLOW" status "$2" 2>/dev/null | grep -Eq "^ +$3 +$4 +running " && break
+        sleep 0.05
+    done
+    kill -KILL "$1"
+    { wait "$1"; } 2>/dev/null
+}
 # runs_of TASK: how often TASK ran (tasks append their names to ./marks).
 runs_of() { grep -c "^$1\$" marks 2>/dev/null || true; }
 
