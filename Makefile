@@ -3,7 +3,10 @@
 # and under ThreadSanitizer; the instruction-count guard in build/ only),
 # `make bench` runs the benchmarks next to the peers, `make budgets` rewrites
 # bench/budgets from a fresh instruction count, `make fuzz` runs each fuzz
-# harness for FUZZ_TIME seconds (clang, in build-fuzz/).
+# harness for FUZZ_TIME seconds (clang, in build-fuzz/). `make install
+# PREFIX=DIR` (DESTDIR=STAGE too) installs the program, the libraries, the
+# header, the man page, the completions, libflow.pc and the CMake package;
+# `make uninstall` removes what the last install put there.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
@@ -11,8 +14,10 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_TIME  ?= 60
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
+PREFIX     ?= /usr/local
 
-.PHONY: all setup build run test test-fast test-asan test-tsan bench budgets clean check-src fuzz fuzz-setup
+.PHONY: all setup build run test test-fast test-asan test-tsan bench budgets clean check-src fuzz fuzz-setup \
+        install uninstall
 
 all: build
 
@@ -24,6 +29,19 @@ $(BUILD)/CMakeCache.txt: | setup
 
 build: setup $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
+
+# cmake --install honours DESTDIR from the environment, so a staged install
+# (packaging) is `make install PREFIX=/usr DESTDIR=/tmp/stage`.
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
+
+# What the last install wrote, listed by cmake in install_manifest.txt.
+uninstall:
+	@if [ ! -f $(BUILD)/install_manifest.txt ]; then \
+	    echo "uninstall: nothing installed from $(BUILD) (no install_manifest.txt)"; exit 1; fi
+	@while IFS= read -r f || [ -n "$$f" ]; do \
+	    if [ -e "$$f" ] || [ -L "$$f" ]; then rm -f -- "$$f" && echo "removed $$f"; fi; \
+	done < $(BUILD)/install_manifest.txt
 
 run: build
 	$(BUILD)/flow run examples/pipeline/pipeline.yaml --input rows=12

@@ -47,6 +47,7 @@ extern const struct cli_command cli_cmd_validate;
 extern const struct cli_command cli_cmd_graph;
 extern const struct cli_command cli_cmd_ctl;
 extern const struct cli_command cli_cmd_resume;
+extern const struct cli_command cli_cmd_retry;
 extern const struct cli_command cli_cmd_status;
 extern const struct cli_command cli_cmd_logs;
 extern const struct cli_command cli_cmd_checkpoints;
@@ -56,6 +57,12 @@ extern const struct cli_command cli_cmd_gc;
 extern const struct cli_command cli_cmd_feedback;
 extern const struct cli_command cli_cmd_worker;
 extern const struct cli_command cli_cmd_workers;
+extern const struct cli_command cli_cmd_serve;
+extern const struct cli_command cli_cmd_completion;
+
+/* The hidden `flow __complete runs|tasks RUN [--store URL]` of the
+ * completion scripts (cmd_completion.c). */
+int cli_complete_main(int argc, char **argv);
 
 /* Print "flow: <message>" as one line on stderr. */
 void cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
@@ -171,5 +178,7 @@ void cli_std_streams_init(void);
 
 /* The command named `name`, or NULL. */
 const struct cli_command *cli_find_command(const char *name);
+/* The i-th command of `flow --help` (0-based), or NULL past the last. */
+const struct cli_command *cli_command_at(size_t i);
 
 #endif

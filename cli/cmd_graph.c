@@ -1,6 +1,6 @@
-/* cmd_graph.c -- `flow graph FILE [--format mermaid|dot|json]`: print a flow's graph
- * from flow_describe(): Mermaid flowchart, Graphviz digraph, or the description as
- * JSON. Node ids are generated (t0, t1, ... for tasks; l0, ... for labels; a nested
+/* cmd_graph.c -- `flow graph FILE [--format mermaid|dot|json|svg]`: print a flow's
+ * graph from flow_describe(): Mermaid flowchart, Graphviz digraph, the description as
+ * JSON, or an SVG drawing (flow_graph_svg(), the library's own layout). Node ids are generated (t0, t1, ... for tasks; l0, ... for labels; a nested
  * flow's nodes carry its task's id as a prefix, t3_t0), so any task name is safe;
  * names appear only as escaped, quoted text. Every edge kind has its own style; the
  * legend is in the help below and in docs/cli.md. */
@@ -9,24 +9,33 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-enum { OPT_HELP = 1, OPT_FORMAT };
+enum { OPT_HELP = 1, OPT_FORMAT, OPT_DIRECTION, OPT_MAX_LABEL, OPT_NO_STYLE };
 
 static const struct cli_option options[] = {
     {"help", 'h', false, OPT_HELP},
     {"format", 'f', true, OPT_FORMAT},
+    {"direction", 'd', true, OPT_DIRECTION},
+    {"max-label", 0, true, OPT_MAX_LABEL},
+    {"no-style", 0, false, OPT_NO_STYLE},
     {NULL, 0, false, 0},
 };
 
 static const char help[] =
-    "usage: flow graph FILE [--format mermaid|dot|json]\n"
+    "usage: flow graph FILE [--format mermaid|dot|json|svg] [--direction TB|LR]\n"
     "\n"
     "Print the graph of a workflow file's tasks on stdout.\n"
     "\n"
     "Options:\n"
-    "  -f, --format F  mermaid (default): a 'flowchart TD'; dot: a Graphviz digraph;\n"
-    "                  json: the flow's description (tasks, edges, labels)\n"
-    "  -h, --help      show this help\n"
+    "  -f, --format F     mermaid (default): a 'flowchart TD'; dot: a Graphviz digraph;\n"
+    "                     json: the flow's description (tasks, edges, labels);\n"
+    "                     svg: a drawing, laid out by flow itself (no Graphviz)\n"
+    "  -d, --direction D  TB (default): layers from top to bottom; LR: left to right\n"
+    "      --max-label N  svg: characters of a name or an edge's text before it is\n"
+    "                     cut with an ellipsis (default 24; the full text is in a tooltip)\n"
+    "      --no-style     svg: leave out the embedded style sheet\n"
+    "  -h, --help         show this help\n"
     "\n"
     "Nodes: routers are diamonds, start tasks stadiums (mermaid) or bold rounded\n"
     "boxes (dot), entry tasks flags/double borders, C functions subroutines, no-ops\n"
@@ -46,9 +55,13 @@ static const char help[] =
     "                                      'connect', with the keys 'map' renames\n"
     "  on error       -.->|on error|       dashed red: the fallback\n"
     "\n"
+    "SVG: one <g id=\"t-NAME\" class=\"task kind-KIND\"> per task; the classes\n"
+    "st-pending, st-running, st-completed, st-failed, st-skipped, st-cancelled,\n"
+    "st-paused, st-waiting and st-stopped on it colour the task (docs/cli.md).\n"
+    "\n"
     "Exit status: 0 printed, 2 invalid workflow (errors on stderr) or usage error.\n";
 
-enum format { FMT_MERMAID, FMT_DOT, FMT_JSON };
+enum format { FMT_MERMAID, FMT_DOT, FMT_JSON, FMT_SVG };
 
 /* Nested flows deeper than this are drawn as one node. */
 #define MAX_DEPTH 8
@@ -78,6 +91,7 @@ struct level {
     json_t *drawn;      /* {"label\nto": true}, label triggers already drawn */
     char prefix[ID_MAX];
     int depth;
+    bool left_right; /* --direction LR */
 };
 
 static const char *str_field(const json_t *o, const char *key, const char *dflt)
@@ -886,16 +900,17 @@ static void draw(struct level *L)
     const char *name = str_field(L->desc, "name", "flow");
 
     if (L->fmt == FMT_MERMAID) {
-        fputs("flowchart TD\n    %% flow: ", L->out);
+        fprintf(L->out, "flowchart %s\n    %%%% flow: ", L->left_right ? "LR" : "TD");
         mm_text(L->out, name);
         fputc('\n', L->out);
     } else {
         fputs("digraph ", L->out);
         dot_string(L->out, name);
-        fputs(" {\n    rankdir=TB;\n    compound=true;\n    fontname=\"Helvetica\";\n"
-              "    node [shape=box, fontname=\"Helvetica\"];\n"
-              "    edge [fontname=\"Helvetica\"];\n",
-              L->out);
+        fprintf(L->out,
+                " {\n    rankdir=%s;\n    compound=true;\n    fontname=\"Helvetica\";\n"
+                "    node [shape=box, fontname=\"Helvetica\"];\n"
+                "    edge [fontname=\"Helvetica\"];\n",
+                L->left_right ? "LR" : "TB");
     }
     draw_flow(L);
     if (L->fmt == FMT_DOT) {
@@ -903,16 +918,33 @@ static void draw(struct level *L)
     }
 }
 
+/* The drawing of `f` as SVG, on stdout. */
+static int print_svg(flow *f, const flow_graph_options *gopts, const char *path)
+{
+    flow_error err;
+    char *svg = flow_graph_svg(f, gopts, &err);
+
+    if (!svg) {
+        cli_error("cannot draw the graph of '%s': %s", path, err.message);
+        return CLI_EXIT_FAILED;
+    }
+    fputs(svg, stdout);
+    free(svg);
+    return cli_flush(stdout) ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+}
+
 static int graph_main(int argc, char **argv)
 {
     struct cli_args a;
     enum format fmt = FMT_MERMAID;
+    flow_graph_options gopts;
     struct level top;
     json_t *desc;
     flow *f;
     int id;
     int rc = CLI_EXIT_OK;
 
+    memset(&gopts, 0, sizeof(gopts));
     cli_args_init(&a, "graph", argc, argv, options);
     while ((id = cli_next_opt(&a)) > 0) {
         switch (id) {
@@ -925,10 +957,35 @@ static int graph_main(int argc, char **argv)
                 fmt = FMT_DOT;
             } else if (strcmp(a.value, "json") == 0) {
                 fmt = FMT_JSON;
+            } else if (strcmp(a.value, "svg") == 0) {
+                fmt = FMT_SVG;
             } else {
-                return cli_usage_error("graph", "unknown format '%s' (use mermaid, dot or json)",
+                return cli_usage_error("graph",
+                                       "unknown format '%s' (use mermaid, dot, json or svg)",
                                        a.value);
             }
+            break;
+        case OPT_DIRECTION:
+            if (strcasecmp(a.value, "TB") == 0 || strcasecmp(a.value, "TD") == 0) {
+                gopts.left_right = false;
+            } else if (strcasecmp(a.value, "LR") == 0) {
+                gopts.left_right = true;
+            } else {
+                return cli_usage_error("graph", "unknown direction '%s' (use TB or LR)",
+                                       a.value);
+            }
+            break;
+        case OPT_MAX_LABEL:
+            if (!cli_parse_count(&a, a.value, &gopts.max_label)) {
+                return CLI_EXIT_USAGE;
+            }
+            if (gopts.max_label < 4) {
+                return cli_usage_error("graph", "--max-label must be at least 4, not %d",
+                                       gopts.max_label);
+            }
+            break;
+        case OPT_NO_STYLE:
+            gopts.no_style = true;
             break;
         default:
             break;
@@ -946,9 +1003,15 @@ static int graph_main(int argc, char **argv)
     if (!f) {
         return CLI_EXIT_USAGE;
     }
+    if (fmt == FMT_SVG) {
+        rc = print_svg(f, &gopts, path);
+        flow_free(f);
+        return rc;
+    }
     memset(&top, 0, sizeof(top));
     top.out = stdout;
     top.fmt = fmt;
+    top.left_right = gopts.left_right;
     desc = flow_describe(f);
     top.desc = desc;
     top.task_ids = json_object();
@@ -973,7 +1036,7 @@ static int graph_main(int argc, char **argv)
 
 const struct cli_command cli_cmd_graph = {
     "graph",
-    "print a flow's graph (mermaid, dot or json)",
+    "print a flow's graph (mermaid, dot, json or svg)",
     help,
     graph_main,
 };

@@ -1,40 +1,21 @@
 /* cmd_resume.c -- `flow resume RUN`: load the workflow file the run was
  * started from, replay its journal and follow it to its end (follow.c), or
- * start a new run from one of its checkpoints. */
+ * start a new run from one of its checkpoints. Following a stored run again
+ * is shared with `flow retry` (rerun.h). */
 #include "cli.h"
 
+#include <stdlib.h>
 #include <string.h>
 
-#include "follow.h"
+#include "rerun.h"
 
-enum {
-    OPT_HELP = 1,
-    OPT_FROM,
-    OPT_ID,
-    OPT_START,
-    OPT_FORCE,
-    OPT_JOBS,
-    OPT_JSON,
-    OPT_QUIET,
-    OPT_VERBOSE,
-    OPT_STORE,
-    OPT_WAIT,
-    OPT_REDIS
-};
+enum { OPT_FROM = CLI_RERUN_EXTRA, OPT_ID, OPT_START };
 
 static const struct cli_option options[] = {
-    {"help", 'h', false, OPT_HELP},
+    CLI_RERUN_OPTIONS,
     {"from-checkpoint", 0, true, OPT_FROM},
     {"id", 0, true, OPT_ID},
     {"start", 0, true, OPT_START},
-    {"force", 0, false, OPT_FORCE},
-    {"jobs", 'j', true, OPT_JOBS},
-    {"json", 0, false, OPT_JSON},
-    {"quiet", 'q', false, OPT_QUIET},
-    {"verbose", 'v', false, OPT_VERBOSE},
-    {"store", 0, true, OPT_STORE},
-    {"redis", 0, true, OPT_REDIS},
-    {"wait", 0, false, OPT_WAIT},
     {NULL, 0, false, 0},
 };
 
@@ -60,85 +41,48 @@ static const char help[] =
     "                      RUN.from-ID)\n"
     "      --force         resume even though the workflow file changed since the\n"
     "                      run started\n"
-    "      --wait          when only people's answers can let the run go on, keep\n"
-    "                      waiting for them instead of pausing (exit 3)\n"
-    "  -j, --jobs N        tasks running at once (default 0: one per core)\n"
-    "      --json          print the whole run as JSON on stdout\n"
-    "  -q, --quiet         nothing on stderr but errors\n"
-    "  -v, --verbose       also print the library's informational messages\n"
-    "      --store URL     where the run is kept (default: $FLOW_STORE, else\n"
-    "                      sqlite:.flow/flow.db)\n"
-    "      --redis URL     where tasks with 'executor: remote' go (default: a redis://\n"
-    "                      store, else $FLOW_REDIS)\n"
-    "  -h, --help          show this help\n"
+    CLI_RERUN_HELP_OPTIONS
     "\n"
     "Exit status: as 'flow run': 0 completed, 1 failed, 2 usage error, 3 paused,\n"
     "4 cancelled, 130 interrupted.\n";
 
-struct resume_args {
-    const char *run_id;
-    const char *from;
-    const char *new_id;
-    bool force;
-    bool wait;
-    struct cli_session s;
-};
+/* ---- what flow resume and flow retry share ------------------------------- */
 
-static int parse_args(struct resume_args *ra, int argc, char **argv)
+int cli_rerun_option(struct cli_rerun *c, const struct cli_args *a, int id, const char *text)
 {
-    struct cli_args a;
-    int id;
-
-    cli_args_init(&a, "resume", argc, argv, options);
-    while ((id = cli_next_opt(&a)) > 0) {
-        switch (id) {
-        case OPT_HELP:
-            return cli_print_help(help);
-        case OPT_FROM:
-            ra->from = a.value;
-            break;
-        case OPT_ID:
-            ra->new_id = a.value;
-            break;
-        case OPT_START:
-            return cli_usage_error("resume", "option '--start' of 'resume' is not supported yet");
-        case OPT_FORCE:
-            ra->force = true;
-            break;
-        case OPT_JOBS:
-            if (!cli_parse_count(&a, a.value, &ra->s.jobs)) {
-                return CLI_EXIT_USAGE;
-            }
-            break;
-        case OPT_JSON:
-            ra->s.json = true;
-            break;
-        case OPT_QUIET:
-            ra->s.quiet = true;
-            break;
-        case OPT_VERBOSE:
-            ra->s.verbose = true;
-            break;
-        case OPT_REDIS:
-            ra->s.redis_url = a.value;
-            break;
-        case OPT_STORE:
-            ra->s.store_url = a.value;
-            break;
-        case OPT_WAIT:
-            ra->wait = true;
-            break;
-        default:
-            break;
+    switch (id) {
+    case CLI_RERUN_HELP:
+        return cli_print_help(text);
+    case CLI_RERUN_FORCE:
+        c->ropts.force = true;
+        break;
+    case CLI_RERUN_JOBS:
+        if (!cli_parse_count(a, a->value, &c->s.jobs)) {
+            return CLI_EXIT_USAGE;
         }
+        break;
+    case CLI_RERUN_JSON:
+        c->s.json = true;
+        break;
+    case CLI_RERUN_QUIET:
+        c->s.quiet = true;
+        break;
+    case CLI_RERUN_VERBOSE:
+        c->s.verbose = true;
+        break;
+    case CLI_RERUN_STORE:
+        c->s.store_url = a->value;
+        break;
+    case CLI_RERUN_REDIS:
+        c->s.redis_url = a->value;
+        break;
+    case CLI_RERUN_WAIT:
+        c->ropts.wait = true;
+        break;
+    default:
+        break;
     }
-    if (id < 0) {
-        return CLI_EXIT_USAGE;
-    }
-    if (ra->new_id && !ra->from) {
-        return cli_usage_error("resume", "option '--id' of 'resume' goes with --from-checkpoint");
-    }
-    return cli_one_run(&a, &ra->run_id);
+    return -1;
 }
 
 /* How run `id` stands in the store: NULL after saying why (*status set). */
@@ -154,6 +98,128 @@ static json_t *stored_run(flow_store *st, const char *id, int *status)
         *status = cli_store_error_status(err.code);
     }
     return run;
+}
+
+/* The workflow file run c->run_id was started from, once c->check let it
+ * go on (NULL with *status set otherwise). */
+static char *stored_source(struct cli_rerun *c, int *status)
+{
+    flow_store *st;
+    json_t *stored;
+    const char *source;
+    char *out = NULL;
+
+    st = cli_open_existing_store(c->s.store_url, status);
+    if (!st) {
+        return NULL;
+    }
+    if (!flow_store_is_durable(st)) {
+        cli_error("store '%s' keeps nothing between processes: there is no run to %s",
+                  flow_store_url(st), c->cmd);
+        flow_store_close(st);
+        *status = CLI_EXIT_USAGE;
+        return NULL;
+    }
+    stored = stored_run(st, c->run_id, status);
+    flow_store_close(st);
+    if (!stored) {
+        return NULL;
+    }
+    *status = c->check ? c->check(stored, c->udata) : -1;
+    source = json_string_value(json_object_get(stored, "source"));
+    if (*status < 0 && !source) {
+        cli_error("run '%s' was not started from a workflow file; %s it from the program "
+                  "that started it (flow_run_%s)",
+                  c->run_id, c->cmd, c->cmd);
+        *status = CLI_EXIT_USAGE;
+    }
+    if (*status < 0) {
+        out = cli_strdup(source);
+    }
+    json_decref(stored);
+    return out;
+}
+
+int cli_rerun_follow(struct cli_rerun *c)
+{
+    flow_error err;
+    flow_run *run;
+    flow *f;
+    char *source;
+    double t0;
+    int rc;
+
+    source = stored_source(c, &rc);
+    if (!source) {
+        return rc;
+    }
+    f = cli_load_flow(source, c->s.quiet);
+    if (!f) {
+        cli_error("cannot load '%s', the workflow file of run '%s'", source, c->run_id);
+        free(source);
+        return CLI_EXIT_USAGE;
+    }
+    rc = cli_session_open(&c->s, flow_task_count(f));
+    if (rc >= 0) {
+        goto out_flow;
+    }
+    memset(&err, 0, sizeof(err));
+    c->ropts.run_id = c->run_id;
+    c->ropts.store = c->s.store;
+    c->ropts.source = source;
+    c->ropts.on_event = c->s.prog ? progress_on_event : NULL;
+    c->ropts.event_udata = c->s.prog;
+    cli_signals_install();
+    t0 = cli_now();
+    run = c->start(c->s.engine, f, &c->ropts, c->udata, &err);
+    if (!run) {
+        cli_signals_restore();
+        cli_error("%s", err.message[0] ? err.message : flow_strerror(err.code));
+        rc = err.code == FLOW_EBUSY ? c->busy_exit : cli_start_error_status(err.code);
+    } else {
+        rc = cli_follow(&c->s, run, t0);
+    }
+    cli_session_close(&c->s);
+out_flow:
+    flow_free(f);
+    free(source);
+    return rc;
+}
+
+/* ---- flow resume --------------------------------------------------------- */
+
+static int parse_args(struct cli_rerun *c, int argc, char **argv)
+{
+    struct cli_args a;
+    int id;
+    int rc;
+
+    cli_args_init(&a, "resume", argc, argv, options);
+    while ((id = cli_next_opt(&a)) > 0) {
+        switch (id) {
+        case OPT_FROM:
+            c->ropts.from_checkpoint = a.value;
+            break;
+        case OPT_ID:
+            c->ropts.new_run_id = a.value;
+            break;
+        case OPT_START:
+            return cli_usage_error("resume", "option '--start' of 'resume' is not supported yet");
+        default:
+            rc = cli_rerun_option(c, &a, id, help);
+            if (rc >= 0) {
+                return rc;
+            }
+            break;
+        }
+    }
+    if (id < 0) {
+        return CLI_EXIT_USAGE;
+    }
+    if (c->ropts.new_run_id && !c->ropts.from_checkpoint) {
+        return cli_usage_error("resume", "option '--id' of 'resume' goes with --from-checkpoint");
+    }
+    return cli_one_run(&a, &c->run_id);
 }
 
 /* A run that has ended is not run again, and needs no workflow file: say
@@ -181,92 +247,42 @@ static int ended_run(const json_t *run, bool quiet)
     return cli_run_exit_status(s, error);
 }
 
+static int resume_check(const json_t *stored, void *udata)
+{
+    struct cli_rerun *c = udata;
+    const char *status = json_string_value(json_object_get(stored, "status"));
+
+    if (!c->ropts.from_checkpoint &&
+        (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
+         strcmp(status, "cancelled") == 0)) {
+        return ended_run(stored, c->s.quiet);
+    }
+    return -1;
+}
+
+static flow_run *resume_start(flow_engine *e, flow *f, const flow_run_options *o, void *udata,
+                              flow_error *err)
+{
+    (void)udata;
+    return flow_run_resume(e, f, o, err);
+}
+
 static int resume_main(int argc, char **argv)
 {
-    struct resume_args ra;
-    flow_run_options ropts;
-    flow_error err;
-    flow_store *st;
-    flow_run *run;
-    flow *f = NULL;
-    json_t *stored;
-    const char *status;
-    char *source;
-    double t0;
+    struct cli_rerun c;
     int rc;
 
-    memset(&ra, 0, sizeof(ra));
-    rc = parse_args(&ra, argc, argv);
+    memset(&c, 0, sizeof(c));
+    c.cmd = "resume";
+    c.check = resume_check;
+    c.start = resume_start;
+    c.udata = &c;
+    c.busy_exit = CLI_EXIT_FAILED;
+    rc = parse_args(&c, argc, argv);
     if (rc >= 0) {
         return rc;
     }
-    st = cli_open_existing_store(ra.s.store_url, &rc);
-    if (!st) {
-        return rc;
-    }
-    if (!flow_store_is_durable(st)) {
-        cli_error("store '%s' keeps nothing between processes: there is no run to resume",
-                  flow_store_url(st));
-        flow_store_close(st);
-        return CLI_EXIT_USAGE;
-    }
-    stored = stored_run(st, ra.run_id, &rc);
-    flow_store_close(st);
-    if (!stored) {
-        return rc;
-    }
-    status = json_string_value(json_object_get(stored, "status"));
-    if (!ra.from && (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-                     strcmp(status, "cancelled") == 0)) {
-        rc = ended_run(stored, ra.s.quiet);
-        json_decref(stored);
-        return rc;
-    }
-    if (!json_string_value(json_object_get(stored, "source"))) {
-        cli_error("run '%s' was not started from a workflow file; resume it from the program "
-                  "that started it (flow_run_resume)",
-                  ra.run_id);
-        json_decref(stored);
-        return CLI_EXIT_USAGE;
-    }
-    source = cli_strdup(json_string_value(json_object_get(stored, "source")));
-    json_decref(stored);
-    f = cli_load_flow(source, ra.s.quiet);
-    if (!f) {
-        cli_error("cannot load '%s', the workflow file of run '%s'", source, ra.run_id);
-        free(source);
-        return CLI_EXIT_USAGE;
-    }
-    rc = cli_session_open(&ra.s, flow_task_count(f));
-    if (rc >= 0) {
-        goto out_flow;
-    }
-    memset(&err, 0, sizeof(err));
-    memset(&ropts, 0, sizeof(ropts));
-    ropts.run_id = ra.run_id;
-    ropts.store = ra.s.store;
-    ropts.source = source;
-    ropts.force = ra.force;
-    ropts.from_checkpoint = ra.from;
-    ropts.new_run_id = ra.new_id;
-    ropts.wait = ra.wait;
-    ropts.on_event = ra.s.prog ? progress_on_event : NULL;
-    ropts.event_udata = ra.s.prog;
-    cli_signals_install();
-    t0 = cli_now();
-    run = flow_run_resume(ra.s.engine, f, &ropts, &err);
-    if (!run) {
-        cli_signals_restore();
-        cli_error("%s", err.message[0] ? err.message : flow_strerror(err.code));
-        rc = err.code == FLOW_EBUSY ? CLI_EXIT_FAILED : cli_start_error_status(err.code);
-    } else {
-        rc = cli_follow(&ra.s, run, t0);
-    }
-    cli_session_close(&ra.s);
-out_flow:
-    flow_free(f);
-    free(source);
-    return rc;
+    return cli_rerun_follow(&c);
 }
 
 const struct cli_command cli_cmd_resume = {

@@ -14,6 +14,7 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_validate,
     &cli_cmd_graph,
     &cli_cmd_resume,
+    &cli_cmd_retry,
     &cli_cmd_status,
     &cli_cmd_logs,
     &cli_cmd_checkpoints,
@@ -24,13 +25,15 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_ctl,
     &cli_cmd_worker,
     &cli_cmd_workers,
+    &cli_cmd_serve,
+    &cli_cmd_completion,
     NULL,
 };
 
 /* Commands that later versions add: named, so that a user gets
  * "not available yet" rather than "unknown command". */
 static const char *const later_commands[] = {
-    "worker", "serve", NULL,
+    NULL,
 };
 
 static void print_main_help(FILE *out)
@@ -58,6 +61,13 @@ static void print_main_help(FILE *out)
           "Exit status: 0 success, 1 the run failed, 2 usage error or invalid workflow,\n"
           "3 paused, 4 cancelled, 130 interrupted.\n",
           out);
+}
+
+const struct cli_command *cli_command_at(size_t i)
+{
+    size_t n = sizeof(commands) / sizeof(commands[0]) - 1;
+
+    return i < n ? commands[i] : NULL;
 }
 
 const struct cli_command *cli_find_command(const char *name)
@@ -206,6 +216,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[i], "help") == 0) {
         return cmd_help(argc - i, argv + i);
+    }
+    if (strcmp(argv[i], "__complete") == 0) { /* for the completion scripts */
+        return cli_complete_main(argc - i, argv + i);
     }
     if (strcmp(argv[i], "version") == 0) {
         printf("flow %s\n", flow_version());

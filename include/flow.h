@@ -206,6 +206,33 @@ FLOW_API flow_err flow_set_initial_state(flow *f, json_t *state);
 /* The run's result: a template (see docs/file-format.md), copied. */
 FLOW_API flow_err flow_set_result_template(flow *f, json_t *tmpl, flow_error *err);
 
+/* Secrets (the file's `secrets:`; docs/file-format.md): environment variable
+ * `env_name` (copied) holds a value that is never written to a store nor
+ * handed out by a run. Each run of `f` reads the values of its secrets, and
+ * of those of the flows nested in it, from the environment when it starts
+ * or resumes: one that is not set makes flow_run_start and flow_run_resume
+ * fail with FLOW_EINVAL naming it, before anything is written. Tasks get the
+ * real values (commands inherit the environment; `{{ secrets.NAME }}` works
+ * in flow_task_set_env templates only). Every occurrence of a value of 4
+ * bytes or more (shorter ones are not redacted; the run logs a warning) is
+ * replaced by "***" in everything written to the store (outputs, errors,
+ * logs, state, inputs, events, answers), in the events given to
+ * `on_event`, in the notes of flow_ctx_progress, and -- for a run not
+ * nested in another -- in its result, error and activations once it has
+ * ended or paused (flow_run_result, flow_run_error, flow_run_activation,
+ * flow_run_to_json).
+ * Values read back from the store are the redacted ones: a resumed run sees
+ * "***" where an output or the state held a secret.
+ * FLOW_EINVAL unless `env_name` is [A-Za-z_][A-Za-z0-9_]*; FLOW_EEXISTS when
+ * listed already; FLOW_ESTATE once a run started the flow. flow_validate
+ * refuses `{{ secrets.NAME }}` outside env templates and of a NAME not
+ * listed (in a flow that lists none, such a template fails its task). */
+FLOW_API flow_err flow_add_secret(flow *f, const char *env_name);
+/* The secrets `f` lists, in the order added; flow_secret_at gives NULL past
+ * the end. Borrowed, valid while `f` is. */
+FLOW_API size_t flow_secret_count(const flow *f);
+FLOW_API const char *flow_secret_at(const flow *f, size_t i);
+
 /* Add a task named `name` (copied; unique in the flow), or, with `name`
  * NULL, a generated one unique in the flow ("task_3": the first `task_N`
  * not taken, N from the task's position; read it with flow_task_name). The
@@ -328,7 +355,8 @@ typedef enum flow_output_mode {
 /* A template (any JSON value whose strings may hold {{ }}) for the task's
  * input, replacing the input its trigger gives. Copied. */
 FLOW_API flow_err flow_task_set_input(flow_task *t, json_t *tmpl, flow_error *err);
-/* Environment for a command: NAME=template, copied; adds to the inherited env. */
+/* Environment for a command: NAME=template, copied; adds to the inherited env.
+ * The template may use `{{ secrets.NAME }}` (flow_add_secret). */
 FLOW_API flow_err flow_task_set_env(flow_task *t, const char *name, const char *tmpl,
                                     flow_error *err);
 /* Working directory for a command (a template), copied. */
@@ -451,6 +479,24 @@ FLOW_API flow_err flow_validate(flow *f, flow_diags *diags, flow_error *err);
  * documented in docs/cli.md (flow graph --format json). */
 FLOW_API json_t *flow_describe(flow *f);
 
+/* How flow_graph_svg() draws; zero-filled means the defaults. */
+typedef struct flow_graph_options {
+    int max_label;   /* characters of a name or an edge's text shown before it
+                      * is cut with an ellipsis (the whole text is in a
+                      * <title>); 0 = 24, at least 4 */
+    bool left_right; /* layers from left to right; default top to bottom */
+    bool no_style;   /* leave out the embedded <style> (a page brings its own) */
+} flow_graph_options;
+
+/* The flow's graph as a standalone SVG document, laid out in layers (our own
+ * layout, deterministic byte for byte): one `<g id="t-NAME" class="task
+ * kind-KIND" data-task="NAME">` per task, whose state classes (st-running,
+ * st-completed, ...) a page may set; docs/cli.md (flow graph --format svg)
+ * has the classes. `opts` may be NULL. The caller frees the result with
+ * free() (or the allocator it gave to flow_set_alloc_funcs); NULL with `err`
+ * set on allocation failure. */
+FLOW_API char *flow_graph_svg(flow *f, const flow_graph_options *opts, flow_error *err);
+
 /* ------------------------------------------------------------------------ */
 /* Workflow files                                                            */
 
@@ -484,6 +530,16 @@ typedef struct flow_engine_options {
 FLOW_API flow_engine *flow_engine_new(const flow_engine_options *opts, flow_error *err);
 FLOW_API void flow_engine_free(flow_engine *e);
 FLOW_API int flow_engine_jobs(const flow_engine *e);
+
+/* What an engine is doing now (for monitoring): runs loaded, activations
+ * ready and waiting for a slot, attempts running. Thread-safe. */
+typedef struct flow_engine_stats {
+    size_t runs;
+    size_t ready;
+    int running;
+    int jobs;
+} flow_engine_stats;
+FLOW_API void flow_engine_get_stats(flow_engine *e, flow_engine_stats *out);
 
 typedef enum flow_run_status {
     FLOW_RUN_PENDING = 0,
@@ -646,6 +702,20 @@ FLOW_API flow_err flow_store_request(flow_store *s, const char *run_id, const ch
 FLOW_API flow_err flow_store_gc(flow_store *s, double older_than, size_t *deleted,
                                 flow_error *err);
 
+/* How long the store took to make journal batches durable, since it was
+ * opened (for monitoring): `count` batches, `seconds` in all, and how many
+ * took at most each of flow_commit_bounds' seconds (the last bucket: more
+ * than the largest bound). Zero for a store no run journals to. */
+#define FLOW_COMMIT_BUCKETS 12
+typedef struct flow_commit_stats {
+    uint64_t count;
+    double seconds;
+    uint64_t buckets[FLOW_COMMIT_BUCKETS];
+} flow_commit_stats;
+FLOW_API void flow_store_commit_stats(flow_store *s, flow_commit_stats *out);
+/* The upper bounds (seconds) of the first FLOW_COMMIT_BUCKETS - 1 buckets. */
+FLOW_API const double *flow_commit_bounds(void);
+
 /* Open feedback requests: of run `run_id`, or of every run in the store
  * (NULL): a new array of {run, request, task, activation, type, message,
  * options, created_at, deadline, expired}. `expired` is true once the
@@ -690,6 +760,7 @@ typedef struct flow_run_options {
     const char *new_run_id;
     bool wait;               /* when only people can let the run go on, keep
                               * waiting for their answers instead of pausing */
+    const char *by;          /* retry: who asks, kept in the journal (may be NULL) */
 } flow_run_options;
 
 /* Start a run of `f` on `e` and return at once; `opts` may be NULL. The flow
@@ -707,6 +778,28 @@ FLOW_API flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_option
  * checkpoint and the original stays as it was. */
 FLOW_API flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
                                    flow_error *err);
+/* Run again run `opts->run_id` of `opts->store` (both required), which
+ * ended `failed` or `cancelled`, from where it failed, in the same run id
+ * (docs/concepts.md, "Retry"): its journal is replayed as by
+ * flow_run_resume (`f` must be its flow, unless `opts->force`; on_event,
+ * work_dir, wait and the others are honoured the same way), a `run_retried`
+ * record is made durable, and then the activations that failed or were
+ * cancelled run again -- as the next attempt of the same activation -- and
+ * those that were skipped because of them run when their triggers fire
+ * again. Completed activations keep their outputs and are not run again.
+ * `tasks` is NULL (every failure) or a NULL-terminated list of task names:
+ * only those tasks' failed and cancelled activations run again; a named
+ * task that only completed runs again, and so does everything downstream
+ * of it; a named task that was skipped runs again only if what it waits
+ * on does. The caller owns the run: flow_run_wait, then flow_run_free.
+ * Errors change nothing: no such run (FLOW_ENOTFOUND); a run that
+ * completed ("run 'X' completed: nothing to retry"), is paused, or stopped
+ * without ending (its runner died: flow_run_resume continues those), or
+ * that has nothing to run again (FLOW_ESTATE); a run another live process
+ * executes (FLOW_EBUSY); an unknown task name, a named task that never ran,
+ * or one skipped because of a task not retried (FLOW_EINVAL, naming it). */
+FLOW_API flow_run *flow_run_retry(flow_engine *e, flow *f, const flow_run_options *opts,
+                                  const char *const *tasks, flow_error *err);
 /* Block until the run has ended or paused (and, with a store, until all of
  * its journal is durable and the store holds its status); returns its
  * status. When the store cannot record the end (a write fails), the run is

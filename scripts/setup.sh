@@ -10,7 +10,8 @@ set -eu
 # with pkg-config), and for the tests python3 (JSON comparison), procps
 # (pgrep) and valgrind (the memcheck tests). redis-server is for the tests of
 # distribution (they start their own servers on free ports, never the
-# system's service).
+# system's service). chromium is for the dashboard's test in a real browser
+# (tests/browser/), driven by node's playwright-core (below).
 PACKAGES="
 cmake
 make
@@ -20,13 +21,20 @@ libjansson-dev
 libyaml-dev
 libsqlite3-dev
 libhiredis-dev
+libmicrohttpd-dev
 zlib1g-dev
 libcmocka-dev
 python3
 procps
 valgrind
 redis-server
+chromium
 "
+# node and npm: the machine's own when it has them (they may come from
+# elsewhere than Debian), else Debian's.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    PACKAGES="$PACKAGES nodejs npm"
+fi
 if [ "${1:-}" = fuzz ]; then
     PACKAGES="$PACKAGES clang libclang-rt-14-dev"
 fi
@@ -52,9 +60,23 @@ if [ -n "$missing" ]; then
     fi
 fi
 
-for m in jansson yaml-0.1 sqlite3 hiredis zlib cmocka; do
+for m in jansson yaml-0.1 sqlite3 hiredis zlib cmocka libmicrohttpd; do
     if ! pkg-config --exists "$m"; then
         echo "setup: pkg-config cannot find '$m' although its package is installed" >&2
         exit 1
     fi
 done
+
+# playwright-core for tests/browser/, at the version its package-lock.json
+# pins, in tests/browser/node_modules (no browser download: the test drives
+# Debian's chromium). Without the npm registry this only warns: the build
+# does not need it, and the browser test then says what is missing.
+B=$(cd "$(dirname "$0")/.." && pwd)/tests/browser
+want=$(sed -n '/"node_modules\/playwright-core"/,/}/s/.*"version": *"\([^"]*\)".*/\1/p' "$B/package-lock.json")
+have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$B/node_modules/playwright-core/package.json" 2>/dev/null | head -1)
+if [ "$have" != "$want" ]; then
+    echo "setup: npm ci in tests/browser (playwright-core $want)" >&2
+    if ! (cd "$B" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >&2); then
+        echo "setup: warning: npm ci failed in $B; the browser test (tests/browser/) cannot run" >&2
+    fi
+fi

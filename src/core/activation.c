@@ -10,6 +10,7 @@
 #include "journal/durable.h"
 #include "util/alloc.h"
 #include "util/error.h"
+#include "util/redact.h"
 
 /* ---- activations -------------------------------------------------------- */
 
@@ -122,7 +123,7 @@ void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, c
     if (a && act_error(a) &&
         (type == FLOW_EV_TASK_FAILED || type == FLOW_EV_TASK_RETRYING ||
          type == FLOW_EV_TASK_CANCELLED || type == FLOW_EV_TASK_COMPLETED))
-        ev.error = flow__strdup(act_error(a)); /* out of memory: none */
+        ev.error = flow__redact_dup(r->secrets, act_error(a)); /* out of memory: none */
     flow_err rc = FLOW_OK;
     FLOW__VEC_PUSH(&r->obs, ev, rc);
     if (rc) {
@@ -200,7 +201,7 @@ void flow__act_final(struct flow_run *r, struct act *a)
     a->ended = r->engine->clock;
     if (r->unfinished > 0)
         r->unfinished--;
-    if (a->dyn && a->dyn->group)
+    if (a->dyn && a->dyn->group && !a->dyn->branch_done)
         flow__group_member_done(r, a);
     if (a->dyn && a->dyn->parent)
         flow__foreach_child_done(r, a);

@@ -239,35 +239,50 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
     if (d && d->pause && !r->stopping && !r->replaying)
         flow__run_pause(r, d->pause, false);
     flow__act_final(r, a);
-    if (!r->stopping && child) {
-        if (d && d->work)
-            flow__directives_start(r, a, d->work);
-    } else if (!r->stopping) {
-        if (t->router) {
-            const char *label = router_label(a->output);
-            if (label) {
-                json_t *payload = json_is_object(a->output) ? a->output : flow__run_act_input(r, a);
-                if (payload)
-                    flow__run_emit(r, a, label, payload, EMIT_LABEL);
-                else
-                    flow__run_stop(r, FLOW_RUN_FAILED, "out of memory emitting a label");
-            } else {
-                flow__log(FLOW_LOG_WARN, "router '%s' returned no label", t->name);
-            }
+    if (!r->stopping) {
+        flow__attempt_settle(r, a, d ? d->work : NULL);
+    } else if (flow__run_retryable(r)) {
+        /* Nothing starts in a stopping run; a retry starts it (retry.c). */
+        struct act_dyn *dy = flow__act_dyn(r, a);
+        if (dy) {
+            dy->unsettled = true;
+            dy->work = d && d->work ? json_incref(d->work) : NULL;
         }
-        flow__run_propagate(r, a->task, LEAF_TRUE, a);
-        if (a->flags & ACT_IS_FALLBACK && act_stands_for(a)) {
-            /* The fallback's output stands for the failed task's. */
-            struct act *orig = act_stands_for(a);
-            r->trt[orig->task].latest = a->id;
-            flow__run_propagate(r, orig->task, LEAF_TRUE, a);
-        }
-        if (d && d->work)
-            flow__directives_start(r, a, d->work);
     }
     if (d)
         flow__directives_cleanup(d);
     flow__run_check_end(r);
+}
+
+void flow__attempt_settle(struct flow_run *r, struct act *a, json_t *work)
+{
+    const struct flow_task *t = act_task(a);
+    if (a->dyn && a->dyn->parent) { /* a foreach element: its parent speaks for it */
+        if (work)
+            flow__directives_start(r, a, work);
+        return;
+    }
+    if (t->router) {
+        const char *label = router_label(a->output);
+        if (label) {
+            json_t *payload = json_is_object(a->output) ? a->output : flow__run_act_input(r, a);
+            if (payload)
+                flow__run_emit(r, a, label, payload, EMIT_LABEL);
+            else
+                flow__run_stop(r, FLOW_RUN_FAILED, "out of memory emitting a label");
+        } else {
+            flow__log(FLOW_LOG_WARN, "router '%s' returned no label", t->name);
+        }
+    }
+    flow__run_propagate(r, a->task, LEAF_TRUE, a);
+    if (a->flags & ACT_IS_FALLBACK && act_stands_for(a)) {
+        /* The fallback's output stands for the failed task's. */
+        struct act *orig = act_stands_for(a);
+        r->trt[orig->task].latest = a->id;
+        flow__run_propagate(r, orig->task, LEAF_TRUE, a);
+    }
+    if (work)
+        flow__directives_start(r, a, work);
 }
 
 /* ---- replay (replay.c) -------------------------------------------------- */

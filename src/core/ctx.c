@@ -16,6 +16,7 @@
 #include "core/engine.h"
 #include "util/alloc.h"
 #include "util/log.h"
+#include "util/redact.h"
 
 struct flow_ctx *flow__ctx_new(struct flow_engine *e, struct flow_run *r, struct act *a)
 {
@@ -196,8 +197,15 @@ bool flow_ctx_is_cancelled(flow_ctx *ctx)
 
 void flow_ctx_progress(flow_ctx *ctx, double fraction, const char *note)
 {
+    const struct flow__secrets *sec = ctx->remote ? ctx->remote->secrets : ctx->run->secrets;
+    char *clean = NULL;
+    if (note && flow__redact_text(sec, note, strlen(note), &clean, NULL) != FLOW_OK)
+        note = NULL; /* out of memory: no note rather than a secret */
+    if (clean)
+        note = clean;
     flow__log(FLOW_LOG_INFO, "%s: %.0f%%%s%s", flow_ctx_task_name(ctx), fraction * 100,
               note ? " " : "", note ? note : "");
+    flow__free(clean);
 }
 
 void *flow_ctx_udata(flow_ctx *ctx)

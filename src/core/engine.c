@@ -1076,3 +1076,15 @@ int flow_engine_jobs(const flow_engine *e)
 {
     return e->jobs;
 }
+
+void flow_engine_get_stats(flow_engine *e, flow_engine_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&e->lock);
+    for (struct flow_run *r = e->runs; r; r = r->next)
+        out->runs++;
+    out->ready = e->pool_q.count + e->loop_q.count + e->spawn_q.count + e->remote_q.count;
+    out->running = e->running;
+    out->jobs = e->jobs;
+    pthread_mutex_unlock(&e->lock);
+}

@@ -20,6 +20,7 @@
 struct flow__rundir;
 #include "flow.h"
 #include "journal/journal.h"
+#include "store/store.h"
 #include "util/arena.h"
 #include "util/vec.h"
 
@@ -47,6 +48,9 @@ struct fb_request {
     char *channel_key;         /* or NULL */
     json_t *answer;            /* NULL while open */
     bool claiming;             /* its timeout's answer is being claimed in the store */
+    bool retired;              /* its activation was retried before an answer came:
+                                * closed (docs/internals/core.md, Retry) */
+    uint32_t gen;              /* its activation's act_dyn.retried when it was asked */
 };
 
 /* A `parallel` group with a `then` task (docs/internals/core.md, Groups). */
@@ -69,6 +73,10 @@ struct foreach_state {
     json_t *outputs;     /* array, one slot per element */
     char *first_error;
     size_t failed;
+    uint32_t first_child; /* id of element 0 of this expansion: older elements
+                           * belong to an earlier one */
+    struct act **redo;   /* a retry: elements to run again, in order, before `next` */
+    size_t redo_count, redo_next;
 };
 
 /* What only some activations need. */
@@ -90,6 +98,14 @@ struct act_dyn {
                                 * remote attempt's round (core/remote.c) */
     uint32_t streamed;         /* replay: events a remote attempt's round
                                 * journaled, not to be applied again */
+    uint32_t retried;          /* retries that ran it again (its feedback
+                                * requests are asked anew: core/feedback.c) */
+    bool branch_done;          /* its `group` counted it as finished */
+    bool unsettled;            /* completed while its run stopped: what the
+                                * completion starts is left to a retry */
+    json_t *work;              /* ... with the dynamic work it asked for */
+    uint8_t *leaves;           /* a `when` trigger's leaves as it resolved this
+                                * activation (run arena), for a retry */
 };
 
 /* Every activation of a run lives until the run is freed, and a fan-out
@@ -236,6 +252,12 @@ struct flow_run {
     bool remote_watch;              /* [L] has remote work: its completions are read */
     struct flow__remote_state *remote_state; /* [L] the state versions core/remote.c
                                               * queued entries with (freed with the run) */
+    uint32_t *retry_slots;          /* [L] after a retry: per task, the activation
+                                     * its next firing or skip reuses (id; 0: none),
+                                     * or NULL (core/retry.c) */
+    struct flow__secrets *secrets;  /* immutable: the values nothing that leaves the
+                                     * run may hold (nested runs share their
+                                     * parent's), or NULL */
 };
 
 #define ACT_CHUNK 256
@@ -280,6 +302,7 @@ struct flow__rctx {
      * `data` (a reference nobody else counts). */
     flow_err (*emit)(struct flow__rctx *rc, const char *event, json_t *data);
     void *emit_arg;
+    const struct flow__secrets *secrets; /* the worker's values of the run's secrets */
 };
 
 struct flow_ctx {
@@ -561,6 +584,60 @@ void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, c
 /* Deliver the queued events (loop thread, without the lock). */
 void flow__run_deliver(struct flow_run *r, struct obs_event *events, size_t count);
 
+/* ---- replay.c: a stored run, for flow_run_resume and flow_run_retry ------ */
+
+struct flow__stored {
+    struct flow__run_meta meta;
+    struct flow__jrec *recs;
+    size_t count;
+    size_t ended_at;        /* its end: the last run_ended that no run_retried
+                             * follows; `count` when it has not ended */
+    const char *start_name; /* the task it was started at (in recs), or NULL */
+    bool changed;           /* its definition is not the flow's (opts->force) */
+};
+/* Read the metadata of run opts->run_id from opts->store and check that
+ * `f` is its flow, unless opts->force (FLOW_ESTATE; `verb` names what to
+ * do again with --force). `s` is to be cleaned up, also on failure. */
+flow_err flow__stored_open(struct flow_engine *e, struct flow *f, const flow_run_options *opts,
+                           const char *verb, struct flow__stored *s, flow_error *err);
+/* (Re)read the records of run `id` into `s`, check their format and start
+ * task, and find the run's end. */
+flow_err flow__stored_records(struct flow *f, struct flow_store *st, const char *id,
+                              struct flow__stored *s, flow_error *err);
+void flow__stored_cleanup(struct flow__stored *s);
+/* A run `id` to replay `s` into (not started), with opts' observer and work
+ * directory; with `attach`, journaled in opts->store under its lease
+ * (FLOW_EBUSY when a live process holds it). */
+struct flow_run *flow__stored_run(struct flow_engine *e, struct flow *f,
+                                  const flow_run_options *opts, struct flow__stored *s,
+                                  const char *id, bool attach, flow_error *err);
+/* [L] Replay the records of `s` before its end (s->recs[0] is run_created).
+ * FLOW_OK, or why they do not match the flow (then flow__run_discard it). */
+flow_err flow__stored_replay(struct flow_run *r, struct flow__stored *s, flow_error *err);
+/* [L] Free a run that replay could not rebuild; releases the engine lock. */
+void flow__run_discard(struct flow_run *r);
+/* [L] After replay: what was running runs again, what is pending and not
+ * queued is queued, timers are armed, a stopping run finishes stopping. */
+void flow__run_go_on(struct flow_run *r);
+
+/* ---- retry.c ------------------------------------------------------------ */
+
+/* [L] Apply a retry whose roots are activations `roots` (ids, n of them;
+ * docs/internals/core.md, "Retry"), live or in replay. FLOW_ESTATE with
+ * *why (flow__free it) when a root cannot run again (the journal does not
+ * match), FLOW_ENOMEM; the run is then to be discarded. */
+flow_err flow__run_retry_apply(struct flow_run *r, const uint32_t *roots, size_t n, char **why);
+/* [L] The activation a retry left for `task` to reuse when it fires or is
+ * skipped next (cleared, pending), or NULL. */
+struct act *flow__retry_take_slot(struct flow_run *r, uint32_t task);
+/* [L] Whether the run keeps what a retry may need (a `when` trigger's
+ * leaves, a completion's deferred work): a journaled run, or one being
+ * replayed. The same live and in replay, so both derive the same run. */
+static inline bool flow__run_retryable(const struct flow_run *r)
+{
+    return r->replaying || flow__journal_on(&r->journal);
+}
+
 /* ---- feedback.c --------------------------------------------------------- */
 
 /* [L] Ask request `spec` (id, type, message...) for activation `a`:
@@ -573,6 +650,9 @@ flow_err flow__feedback_ask(struct flow_run *r, struct act *a, const flow_feedba
 void flow__feedback_task(struct flow_run *r, struct act *a, struct flow_ctx *ctx);
 /* [L] An attempt ended waiting for ctx->waiting: park the activation. */
 void flow__feedback_park(struct flow_run *r, struct act *a, const char *request);
+/* [L] A retry runs `a` again: its requests that wait are closed (it asks
+ * anew, under new ids). */
+void flow__feedback_retire(struct flow_run *r, const struct act *a);
 /* [L] The answered requests of `a` (id -> answer), for a remote attempt's
  * activation; NULL when none (or out of memory). */
 json_t *flow__feedback_answers_of(struct flow_run *r, const struct act *a);

@@ -17,7 +17,7 @@
 void flow__group_member_done(struct flow_run *r, struct act *a)
 {
     struct group *g = a->dyn->group;
-    a->dyn->group = NULL; /* count it once */
+    a->dyn->branch_done = true; /* count it once (a retry counts it again) */
     g->finished++;
     if (a->status == FLOW_ACT_COMPLETED)
         json_array_set(g->outputs, a->dyn->branch, a->output);
@@ -36,8 +36,18 @@ void flow__group_member_done(struct flow_run *r, struct act *a)
 static void foreach_spawn(struct flow_run *r, struct act *parent)
 {
     struct foreach_state *fe = parent->dyn->fe;
-    while (!r->stopping && fe->next < fe->count &&
+    while (!r->stopping && (fe->redo_next < fe->redo_count || fe->next < fe->count) &&
            (!fe->concurrency || fe->running < fe->concurrency)) {
+        if (fe->redo_next < fe->redo_count) {
+            /* A retry: an element that failed or was cancelled runs again,
+             * as the same activation (retry.c). */
+            struct act *again = fe->redo[fe->redo_next++];
+            again->status = FLOW_ACT_PENDING;
+            fe->running++;
+            r->unfinished++;
+            flow__engine_enqueue(r->engine, again);
+            continue;
+        }
         size_t i = fe->next++;
         struct act *child = flow__act_new(r, parent->task);
         struct act_dyn *dy = child ? flow__act_dyn(r, child) : NULL;
@@ -47,6 +57,8 @@ static void foreach_spawn(struct flow_run *r, struct act *parent)
         }
         dy->parent = parent;
         dy->index = i;
+        if (i == 0)
+            fe->first_child = child->id;
         dy->item = json_incref(json_array_get(fe->items, i));
         child->input = json_incref(dy->item); /* the element, unless `input` says more */
         fe->running++;
@@ -103,6 +115,14 @@ void flow__foreach_child_done(struct flow_run *r, struct act *child)
     }
     foreach_spawn(r, parent);
     if (fe->finished == fe->count)
+        foreach_finish(r, parent);
+}
+
+void flow__foreach_continue(struct flow_run *r, struct act *parent)
+{
+    struct foreach_state *fe = parent->dyn->fe;
+    foreach_spawn(r, parent);
+    if (parent->status == FLOW_ACT_RUNNING && !fe->running && fe->finished == fe->count)
         foreach_finish(r, parent);
 }
 

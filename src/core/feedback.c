@@ -50,9 +50,24 @@ static struct fb_request *find(struct flow_run *r, const char *id)
 static struct fb_request *find_act(struct flow_run *r, const struct act *a)
 {
     for (size_t i = r->requests.count; i-- > 0;)
-        if (r->requests.items[i].act == a)
+        if (r->requests.items[i].act == a && !r->requests.items[i].retired)
             return &r->requests.items[i];
     return NULL;
+}
+
+/* How many retries ran `a` again: its requests' generation. */
+static uint32_t gen_of(const struct act *a)
+{
+    return a->dyn ? a->dyn->retried : 0;
+}
+
+void flow__feedback_retire(struct flow_run *r, const struct act *a)
+{
+    for (size_t i = 0; i < r->requests.count; i++) {
+        struct fb_request *q = &r->requests.items[i];
+        if (q->act == a && !q->answer)
+            q->retired = true;
+    }
 }
 
 void flow__feedback_cleanup(struct flow_run *r)
@@ -89,6 +104,7 @@ static struct fb_request *add(struct flow_run *r, const char *id, struct act *a,
         .deadline = deadline,
         .default_answer = dflt ? json_deep_copy(dflt) : NULL,
         .channel_key = channel_key ? flow__strdup(channel_key) : NULL,
+        .gen = gen_of(a),
     };
     flow_err rc = q.id && q.message && (!channel_key || q.channel_key) &&
                           (!dflt || q.default_answer)
@@ -247,10 +263,17 @@ void flow__feedback_notify_spawn(struct flow_engine *e)
 
 /* ---- asking ------------------------------------------------------------- */
 
-/* The default id of a request: TASK-ACTIVATION. */
-static void default_id(const struct act *a, char *out, size_t size)
+/* The id of a request `a` asks as `given` (NULL or "": TASK-ACTIVATION).
+ * A retried activation asks anew: its earlier requests are closed, and the
+ * store takes one answer per id (docs/internals/core.md, "Retry"). */
+static const char *request_id(const struct act *a, const char *given, char *out, size_t size)
 {
-    snprintf(out, size, "%s-%llu", act_task(a)->name, (unsigned long long)a->id);
+    int n = given && *given ? snprintf(out, size, "%s", given)
+                            : snprintf(out, size, "%s-%llu", act_task(a)->name,
+                                       (unsigned long long)a->id);
+    if (gen_of(a) && n >= 0 && (size_t)n < size)
+        snprintf(out + n, size - (size_t)n, ".retry%u", (unsigned)gen_of(a));
+    return out;
 }
 
 static json_t *options_json(const flow_feedback *spec)
@@ -267,11 +290,7 @@ flow_err flow__feedback_ask(struct flow_run *r, struct act *a, const flow_feedba
                             json_t **answer, flow_error *err)
 {
     char idbuf[200];
-    const char *id = spec->id;
-    if (!id || !*id) {
-        default_id(a, idbuf, sizeof(idbuf));
-        id = idbuf;
-    }
+    const char *id = request_id(a, spec->id, idbuf, sizeof(idbuf));
     if (r->parent_act) /* a child run's journal is not kept: nobody could answer it */
         return flow__error(err, FLOW_EUNSUPPORTED,
                            "feedback request '%s': asking people from inside a nested flow is not "
@@ -460,7 +479,7 @@ void flow__feedback_control(struct flow_run *r, const char *arg)
     const char *id = json_string_value(json_object_get(msg, "request"));
     json_t *answer = json_object_get(msg, "answer");
     struct fb_request *q = id ? find(r, id) : NULL;
-    if (!q || !answer) {
+    if (!q || !answer || q->retired) {
         flow__log(FLOW_LOG_WARN, "run '%s': an answer to an unknown request was dropped: %.200s",
                   r->id, arg ? arg : "");
     } else if (!q->answer) {
@@ -516,9 +535,7 @@ void flow__feedback_task(struct flow_run *r, struct act *a, struct flow_ctx *ctx
     flow__free(message);
     if (rc == FLOW_EWAITING) {
         char idbuf[200];
-        if (!fs->id)
-            default_id(a, idbuf, sizeof(idbuf));
-        ctx->waiting = flow__strdup(fs->id ? fs->id : idbuf);
+        ctx->waiting = flow__strdup(request_id(a, fs->id, idbuf, sizeof(idbuf)));
         ctx->rc = 0;
         return;
     }
@@ -587,6 +604,8 @@ void flow__feedback_resume(struct flow_run *r)
         struct fb_request *q = &r->requests.items[i];
         /* Taken by the store, not yet journaled (a crash between the two,
          * or the answerer found the run busy): it is the answer. */
+        if (q->retired)
+            continue;
         json_t *claimed = q->answer ? NULL : json_object_get(r->claimed, q->id);
         if (claimed)
             flow__feedback_answer(r, q->id, claimed, NULL);
@@ -625,7 +644,7 @@ char *flow__feedback_open_ids(struct flow_run *r)
     struct flow__buf b;
     flow__buf_init(&b, 1 << 20);
     for (size_t i = 0; i < r->requests.count; i++) {
-        if (r->requests.items[i].answer)
+        if (r->requests.items[i].answer || r->requests.items[i].retired)
             continue;
         if ((b.len && flow__buf_appends(&b, ", ") != FLOW_OK) ||
             flow__buf_appends(&b, r->requests.items[i].id) != FLOW_OK) {
@@ -645,11 +664,16 @@ json_t *flow__feedback_answers_of(struct flow_run *r, const struct act *a)
     json_t *all = NULL;
     for (size_t i = 0; i < r->requests.count; i++) {
         const struct fb_request *q = &r->requests.items[i];
-        if (q->act != a || !q->answer)
+        if (q->act != a || !q->answer || q->gen != gen_of(a))
             continue;
         if (!all && !(all = json_object()))
             return NULL;
-        json_object_set(all, q->id, q->answer);
+        /* The worker asks by the id it knows: without a retry's suffix. */
+        const char *dot = q->gen ? strrchr(q->id, '.') : NULL;
+        if (dot)
+            json_object_setn(all, q->id, (size_t)(dot - q->id), q->answer);
+        else
+            json_object_set(all, q->id, q->answer);
     }
     return all;
 }
@@ -688,7 +712,8 @@ const char *flow__feedback_remote_ask(struct flow_run *r, struct act *a, json_t 
     json_t *got = NULL;
     flow_err rc = flow__feedback_ask(r, a, &spec, &got, &err);
     flow__free(options);
-    struct fb_request *q = spec.id ? find(r, spec.id) : NULL;
+    char idbuf[200];
+    struct fb_request *q = spec.id ? find(r, request_id(a, spec.id, idbuf, sizeof(idbuf))) : NULL;
     if (rc != FLOW_OK && rc != FLOW_EWAITING) {
         *why = flow__strdup(err.message[0] ? err.message : "cannot open the feedback request");
         return NULL;
@@ -766,10 +791,8 @@ flow_err flow_ctx_request_feedback(flow_ctx *ctx, const flow_feedback *req, json
         rc = flow__error(&err, FLOW_ENOMEM, "out of memory reading an answer");
     if (rc == FLOW_EWAITING) {
         char idbuf[200];
-        if (!req->id || !*req->id)
-            default_id(ctx->act, idbuf, sizeof(idbuf));
         flow__free(ctx->waiting);
-        ctx->waiting = flow__strdup(req->id && *req->id ? req->id : idbuf);
+        ctx->waiting = flow__strdup(request_id(ctx->act, req->id, idbuf, sizeof(idbuf)));
     }
     pthread_mutex_unlock(&e->lock);
     if (rc == FLOW_OK && req->channel_key)

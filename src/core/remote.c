@@ -24,6 +24,7 @@
 #include "util/error.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/redact.h"
 #include "util/redis.h"
 
 #define REDIS_TIMEOUT_S 5.0
@@ -380,7 +381,10 @@ static struct state_blob *state_of(struct flow__remote *rm, struct flow_run *r)
     b->version = r->state_version;
     snprintf(b->field, sizeof(b->field), "%s.%" PRIu64, st->epoch, r->state_version);
     b->key = flow__rw_key(rm->addr.prefix, "state", r->id);
-    b->text = json_dumps(r->state, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_t *clean = NULL; /* no secret goes to Redis */
+    if (flow__redact_json(r->secrets, r->state, &clean) == FLOW_OK)
+        b->text = json_dumps(clean ? clean : r->state, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(clean);
     flow_err rc = b->key && b->text ? FLOW_OK : FLOW_ENOMEM;
     if (!rc)
         FLOW__VEC_PUSH(&st->shipped, b, rc);
@@ -401,6 +405,25 @@ static json_t *spec_of(struct flow__remote *rm, struct flow_run *r, struct submi
 {
     s->blob = state_of(rm, r);
     return s->blob ? flow__rw_spec_encode(spec, fn, s->blob->field) : NULL;
+}
+
+/* [L] No secret goes to Redis: the spec `*js` redacted, naming the run's
+ * secrets for the worker, which takes their values from its own environment
+ * (docs/internals/core.md, "Secrets"). */
+static flow_err secrets_out(struct flow_run *r, json_t **js)
+{
+    size_t n = flow__secrets_count(r->secrets);
+    if (!n)
+        return FLOW_OK;
+    if (flow__redact_json_swap(r->secrets, js) != FLOW_OK)
+        return FLOW_ENOMEM;
+    json_t *names = json_array();
+    for (size_t i = 0; names && i < n; i++)
+        if (json_array_append_new(names, json_string(flow__secrets_name(r->secrets, i)))) {
+            json_decref(names);
+            names = NULL;
+        }
+    return names && !json_object_set_new(*js, "secrets", names) ? FLOW_OK : FLOW_ENOMEM;
 }
 
 /* [L] The message of running attempt `a->attempt` of `a` into `s` (its
@@ -445,6 +468,10 @@ static bool render(struct flow__remote *rm, struct act *a, struct submission *s,
         return false;
     }
     flow__run_cmd_scratch_free(scratch);
+    if (js && secrets_out(r, &js) != FLOW_OK) {
+        json_decref(js);
+        js = NULL;
+    }
     s->spec = js ? json_dumps(js, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(js);
     const char *queue = t->ext && t->ext->queue ? t->ext->queue : "default";

@@ -1,6 +1,8 @@
 /* replay.c -- flow_run_resume: rebuild a run from its journal by applying
  * the input records through the scheduler's own code, then go on (see
- * docs/internals/store.md, "Replay"), and time travel from a checkpoint. */
+ * docs/internals/store.md, "Replay"), and time travel from a checkpoint.
+ * Reading a stored run and replaying it are shared with flow_run_retry
+ * (retry.c). */
 #include "util/compat.h"
 
 #include <stdio.h>
@@ -125,6 +127,31 @@ static bool is_final(const struct act *a)
            a->status == FLOW_ACT_SKIPPED || a->status == FLOW_ACT_CANCELLED;
 }
 
+/* [L] A run_retried record: its roots run again (retry.c). */
+static flow_err retried(struct replay *rp, size_t i)
+{
+    const struct flow__jrec *rec = &rp->recs[i];
+    struct flow_run *r = rp->r;
+    json_t *ids = json_object_get(rec->payload, "activations");
+    size_t n = json_array_size(ids);
+    uint32_t *roots = flow__calloc(n ? n : 1, sizeof(*roots));
+    if (!roots)
+        return flow__error(rp->err, FLOW_ENOMEM, "out of memory resuming run '%s'", r->id);
+    for (size_t k = 0; k < n; k++) {
+        json_int_t id = json_integer_value(json_array_get(ids, k));
+        roots[k] = id > 0 && id <= (json_int_t)r->act_count ? (uint32_t)id : 0;
+    }
+    char *bad = NULL;
+    flow_err rc = flow__run_retry_apply(r, roots, n, &bad);
+    flow__free(roots);
+    if (rc == FLOW_ENOMEM)
+        rc = flow__error(rp->err, FLOW_ENOMEM, "out of memory resuming run '%s'", r->id);
+    else if (rc != FLOW_OK)
+        rc = mismatch(rp, i, bad ? bad : "it cannot be applied");
+    flow__free(bad);
+    return rc;
+}
+
 /* [L] Apply record i. Inputs whose effect derivation already produced are
  * recognised by the activation's state and skipped. */
 static flow_err apply(struct replay *rp, size_t i)
@@ -227,6 +254,8 @@ static flow_err apply(struct replay *rp, size_t i)
     }
     case JREC_RESUMED:
         return map_tasks(rp, json_object_get(rec->payload, "tasks"));
+    case JREC_RUN_RETRIED:
+        return retried(rp, i);
     case JREC_FEEDBACK_OPENED:
     case JREC_ACT_WAITING:
     case JREC_FEEDBACK_ANSWERED:
@@ -234,13 +263,14 @@ static flow_err apply(struct replay *rp, size_t i)
             return rc;
         return flow__feedback_replay(r, a, rec, rp->err);
     default:
-        return FLOW_OK; /* run_created, label, paused, log: derived or notes */
+        return FLOW_OK; /* run_created, label, paused, log, a run_ended that a
+                         * retry follows: derived or notes */
     }
 }
 
 /* [L] After replay: what was running runs again, what was pending is
  * queued, a stopping run finishes stopping. */
-static void go_on(struct flow_run *r)
+void flow__run_go_on(struct flow_run *r)
 {
     struct flow_engine *e = r->engine;
     struct flow *f = r->flow;
@@ -262,6 +292,8 @@ static void go_on(struct flow_run *r)
         }
         if (a->status != FLOW_ACT_PENDING || (a->flags & ACT_PARKED && !r->stopping))
             continue; /* parked: it waits for an answer (feedback_resume) */
+        if (a->flags & ACT_QUEUED)
+            continue; /* a retry's live run queued it already */
         a->flags &= (uint8_t)~(ACT_WAITING | ACT_QUEUED | ACT_PARKED);
         if (r->stopping)
             flow__run_cancel_act(r, a, "the run stopped before it started");
@@ -322,6 +354,153 @@ static flow_err fork_from_checkpoint(struct flow_store *st, const struct flow__r
     return FLOW_OK;
 }
 
+/* ---- a stored run, for flow_run_resume and flow_run_retry ---------------- */
+
+flow_err flow__stored_open(struct flow_engine *e, struct flow *f, const flow_run_options *opts,
+                           const char *verb, struct flow__stored *s, flow_error *err)
+{
+    struct flow_store *st = opts->store;
+    memset(s, 0, sizeof(*s));
+    flow_err rc = flow__flow_freeze(f, err);
+    if (rc)
+        return rc;
+    FLOW__WITH_STORE(st, rc = flow__store_run_get(st->backend, opts->run_id, &s->meta, err));
+    if (rc != FLOW_OK)
+        return rc;
+    char hash[64];
+    pthread_mutex_lock(&e->lock);
+    bool hashed = flow__flow_hash(f, hash, sizeof(hash));
+    pthread_mutex_unlock(&e->lock);
+    if (!hashed)
+        return flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s'", opts->run_id);
+    s->changed = s->meta.def_hash && strcmp(s->meta.def_hash, hash) != 0;
+    if (s->changed && !opts->force)
+        return flow__error(err, FLOW_ESTATE,
+                           "the flow of run '%s' changed since the run started%s%s%s; %s with "
+                           "--force to go on with the new definition",
+                           opts->run_id, s->meta.source ? " (" : "",
+                           s->meta.source ? s->meta.source : "", s->meta.source ? ")" : "", verb);
+    return FLOW_OK;
+}
+
+flow_err flow__stored_records(struct flow *f, struct flow_store *st, const char *id,
+                              struct flow__stored *s, flow_error *err)
+{
+    flow__records_free(s->recs, s->count);
+    s->recs = NULL;
+    s->count = 0;
+    s->start_name = NULL;
+    flow_err rc = flow__store_read_all(st, id, &s->recs, &s->count, err);
+    if (rc != FLOW_OK)
+        return rc;
+    const struct flow__jrec *first = s->count ? &s->recs[0] : NULL;
+    bool created = first && first->type == JREC_RUN_CREATED;
+    if (created)
+        s->start_name = json_string_value(json_object_get(first->payload, "start"));
+    json_int_t format = created ? json_integer_value(json_object_get(first->payload, "format")) : 0;
+    if (format > FLOW__JOURNAL_FORMAT)
+        return flow__error(err, FLOW_EUNSUPPORTED,
+                           "run '%s' was journaled in format %lld; this libflow replays up to %d: "
+                           "upgrade libflow",
+                           id, (long long)format, FLOW__JOURNAL_FORMAT);
+    if (s->start_name && !flow_find_task(f, s->start_name))
+        return flow__error(err, FLOW_ESTATE,
+                           "run '%s' started at task '%s', which its flow no longer has", id,
+                           s->start_name);
+    /* Its end: the last run_ended that no retry follows. */
+    s->ended_at = s->count;
+    for (size_t i = 0; i < s->count; i++) {
+        if (s->recs[i].type == JREC_RUN_ENDED)
+            s->ended_at = i;
+        else if (s->recs[i].type == JREC_RUN_RETRIED)
+            s->ended_at = s->count;
+    }
+    return FLOW_OK;
+}
+
+void flow__stored_cleanup(struct flow__stored *s)
+{
+    flow__records_free(s->recs, s->count);
+    s->recs = NULL;
+    s->count = 0;
+    flow__run_meta_cleanup(&s->meta);
+}
+
+struct flow_run *flow__stored_run(struct flow_engine *e, struct flow *f,
+                                  const flow_run_options *opts, struct flow__stored *s,
+                                  const char *id, bool attach, flow_error *err)
+{
+    /* The flow's own name: the records may be read again (retry.c). */
+    const flow_task *start = s->start_name ? flow_find_task(f, s->start_name) : NULL;
+    struct flow_run *r =
+        flow__run_create(e, f, s->meta.inputs, id, start ? start->name : NULL, NULL, err);
+    if (!r)
+        return NULL;
+    r->on_event = opts->on_event;
+    r->event_udata = opts->event_udata;
+    if (opts->work_dir && flow__run_set_work_dir(r, opts->work_dir) != FLOW_OK) {
+        flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s'", id);
+        goto out_destroy;
+    }
+    /* A run started strict stays strict unless told otherwise. */
+    json_t *created = s->count && s->recs[0].type == JREC_RUN_CREATED ? s->recs[0].payload : NULL;
+    const char *durability = json_string_value(json_object_get(created, "durability"));
+    r->strict = durability && !strcmp(durability, "strict");
+    json_t *every = json_object_get(created, "checkpoint_every");
+    if (!attach)
+        return r;
+    flow_run_options o = *opts;
+    o.run_id = id;
+    if (o.checkpoint_every <= 0 && json_is_number(every)) /* as the run was started */
+        o.checkpoint_every = json_number_value(every);
+    r->wait_for_people = opts->wait;
+    r->replaying = true; /* attach: the run exists, take its lease */
+    flow_err rc = flow__run_attach_store(r, opts->store, &o, err);
+    r->replaying = false;
+    if (rc != FLOW_OK)
+        goto out_destroy;
+    /* Answers the store took that the journal may lack (flow__feedback_resume
+     * applies them); read with the lease held, so that any later one is
+     * sent to this runner. */
+    struct flow_store *st = opts->store;
+    FLOW__WITH_STORE(st, rc = flow__store_answer_list(st->backend, id, &r->claimed, err));
+    if (rc != FLOW_OK)
+        goto out_destroy;
+    return r;
+
+out_destroy:
+    flow__run_destroy(r);
+    return NULL;
+}
+
+flow_err flow__stored_replay(struct flow_run *r, struct flow__stored *s, flow_error *err)
+{
+    struct flow_engine *e = r->engine;
+    struct replay rp = {.r = r, .recs = s->recs, .count = s->count, .ended_at = s->ended_at,
+                        .err = err};
+    flow_err rc = map_tasks(&rp, json_object_get(s->recs[0].payload, "tasks"));
+    double now = e->clock;
+    r->replaying = true;
+    e->clock = s->recs[0].time;
+    flow__run_begin(r, s->start_name ? flow_find_task(r->flow, s->start_name) : NULL);
+    for (size_t i = 1; i < s->ended_at && rc == FLOW_OK; i++)
+        rc = apply(&rp, i);
+    r->replaying = false;
+    e->clock = now;
+    flow__free(rp.task_map);
+    return rc;
+}
+
+void flow__run_discard(struct flow_run *r)
+{
+    struct flow_engine *e = r->engine;
+    r->status = FLOW_RUN_FAILED;
+    r->ended = true;
+    r->end_persisted = true;
+    pthread_mutex_unlock(&e->lock);
+    flow_run_free(r);
+}
+
 flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts, flow_error *err)
 {
     if (!e || !f || !opts || !opts->store || !opts->run_id)
@@ -329,152 +508,47 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
                                              "and a run id"),
                NULL;
     struct flow_store *st = opts->store;
-    flow_err rc = flow__flow_freeze(f, err);
-    if (rc)
-        return NULL;
-
-    struct flow__run_meta meta = {0};
-    struct flow__jrec *recs = NULL;
-    size_t count = 0;
+    struct flow__stored s;
     struct flow_run *r = NULL;
     char id[80];
     snprintf(id, sizeof(id), "%s", opts->run_id);
-    FLOW__WITH_STORE(st, rc = flow__store_run_get(st->backend, id, &meta, err));
-    if (rc != FLOW_OK)
-        return NULL;
-    char hash[64];
-    pthread_mutex_lock(&e->lock);
-    bool hashed = flow__flow_hash(f, hash, sizeof(hash));
-    pthread_mutex_unlock(&e->lock);
-    if (!hashed) {
-        flow__error(err, FLOW_ENOMEM, "out of memory resuming run '%s'", id);
-        goto out_meta;
-    }
-    bool changed = meta.def_hash && strcmp(meta.def_hash, hash) != 0;
-    if (changed && !opts->force) {
-        flow__error(err, FLOW_ESTATE,
-                    "the flow of run '%s' changed since the run started%s%s%s; resume with "
-                    "--force to go on with the new definition",
-                    id, meta.source ? " (" : "", meta.source ? meta.source : "",
-                    meta.source ? ")" : "");
-        goto out_meta;
-    }
-    if (flow__store_read_all(st, id, &recs, &count, err) != FLOW_OK)
-        goto out_meta;
+    if (flow__stored_open(e, f, opts, "resume", &s, err) != FLOW_OK ||
+        flow__stored_records(f, st, id, &s, err) != FLOW_OK)
+        goto out;
     if (opts->from_checkpoint) {
         char forked[80];
-        if (fork_from_checkpoint(st, &meta, recs, count, opts, forked, sizeof(forked), err))
-            goto out_recs;
-        flow__records_free(recs, count);
-        recs = NULL;
+        if (fork_from_checkpoint(st, &s.meta, s.recs, s.count, opts, forked, sizeof(forked), err))
+            goto out;
         snprintf(id, sizeof(id), "%s", forked);
-        if (flow__store_read_all(st, id, &recs, &count, err) != FLOW_OK)
-            goto out_meta;
+        if (flow__stored_records(f, st, id, &s, err) != FLOW_OK)
+            goto out;
     }
-
-    const char *start_name = NULL;
-    if (count && recs[0].type == JREC_RUN_CREATED)
-        start_name = json_string_value(json_object_get(recs[0].payload, "start"));
-    json_int_t format = count && recs[0].type == JREC_RUN_CREATED
-                            ? json_integer_value(json_object_get(recs[0].payload, "format"))
-                            : 0;
-    if (format > FLOW__JOURNAL_FORMAT) {
-        flow__error(err, FLOW_EUNSUPPORTED,
-                    "run '%s' was journaled in format %lld; this libflow replays up to %d: "
-                    "upgrade libflow",
-                    id, (long long)format, FLOW__JOURNAL_FORMAT);
-        goto out_recs;
-    }
-    const struct flow_task *start = start_name ? flow_find_task(f, start_name) : NULL;
-    if (start_name && !start) {
-        flow__error(err, FLOW_ESTATE, "run '%s' started at task '%s', which its flow no longer has",
-                    id, start_name);
-        goto out_recs;
-    }
-    size_t ended_at = count;
-    for (size_t i = 0; i < count; i++) {
-        if (recs[i].type == JREC_RUN_ENDED) {
-            ended_at = i;
-            break;
-        }
-    }
-    r = flow__run_create(e, f, meta.inputs, id, start_name, NULL, err);
+    bool ended = s.ended_at < s.count;
+    r = flow__stored_run(e, f, opts, &s, id, !ended, err);
     if (!r)
-        goto out_recs;
-    r->on_event = opts->on_event;
-    r->event_udata = opts->event_udata;
-    if (opts->work_dir && flow__run_set_work_dir(r, opts->work_dir) != FLOW_OK) {
-        flow__error(err, FLOW_ENOMEM, "out of memory resuming run '%s'", id);
-        goto out_destroy;
-    }
-    bool ended = ended_at < count;
-    /* A run started strict stays strict unless told otherwise. */
-    const char *durability = count && recs[0].type == JREC_RUN_CREATED
-                                 ? json_string_value(json_object_get(recs[0].payload, "durability"))
-                                 : NULL;
-    r->strict = durability && !strcmp(durability, "strict");
-    json_t *every = count && recs[0].type == JREC_RUN_CREATED
-                        ? json_object_get(recs[0].payload, "checkpoint_every")
-                        : NULL;
-    if (!ended) {
-        flow_run_options o = *opts;
-        o.run_id = id;
-        if (o.checkpoint_every <= 0 && json_is_number(every)) /* as the run was started */
-            o.checkpoint_every = json_number_value(every);
-        r->wait_for_people = opts->wait;
-        r->replaying = true; /* attach: the run exists, take its lease */
-        rc = flow__run_attach_store(r, st, &o, err);
-        r->replaying = false;
-        if (rc != FLOW_OK)
-            goto out_destroy;
-        /* Answers the store took that the journal may lack (flow__feedback_resume
-         * applies them); read with the lease held, so that any later one is
-         * sent to this runner. */
-        FLOW__WITH_STORE(st, rc = flow__store_answer_list(st->backend, id, &r->claimed, err));
-        if (rc != FLOW_OK)
-            goto out_destroy;
-    }
-
-    struct replay rp = {.r = r, .recs = recs, .count = count, .ended_at = ended_at, .err = err};
-    if (count && recs[0].type == JREC_RUN_CREATED &&
-        (rc = map_tasks(&rp, json_object_get(recs[0].payload, "tasks"))) != FLOW_OK)
-        goto out_destroy;
+        goto out;
     pthread_mutex_lock(&e->lock);
     flow__engine_tick(e);
-    if (!count || recs[0].type != JREC_RUN_CREATED) {
+    if (!s.count || s.recs[0].type != JREC_RUN_CREATED) {
         /* It stopped before its first record was written: start it now. */
-        flow__run_begin(r, start);
+        flow__run_begin(r, s.start_name ? flow_find_task(f, s.start_name) : NULL);
         pthread_mutex_unlock(&e->lock);
         flow__journal_durable_ready(&r->journal);
-        goto out_recs;
+        goto out;
     }
-    double now = e->clock;
-    r->replaying = true;
-    if (count)
-        e->clock = recs[0].time;
-    flow__run_begin(r, start);
-    for (size_t i = 1; i < ended_at && rc == FLOW_OK; i++)
-        rc = apply(&rp, i);
-    r->replaying = false;
-    e->clock = now;
-    flow__free(rp.task_map);
-    if (rc != FLOW_OK) {
-        r->status = FLOW_RUN_FAILED;
-        r->ended = true;
-        r->end_persisted = true;
-        pthread_mutex_unlock(&e->lock);
-        flow_run_free(r);
+    if (flow__stored_replay(r, &s, err) != FLOW_OK) {
+        flow__run_discard(r);
         r = NULL;
-        goto out_recs;
+        goto out;
     }
     if (ended) {
-        json_t *p = recs[ended_at].payload;
+        json_t *p = s.recs[s.ended_at].payload;
         const char *status = json_string_value(json_object_get(p, "status"));
         const char *error = json_string_value(json_object_get(p, "error"));
         r->status = FLOW_RUN_FAILED;
-        for (int s = FLOW_RUN_COMPLETED; s <= FLOW_RUN_CANCELLED; s++) {
-            if (status && !strcmp(status, flow_run_status_name((flow_run_status)s)))
-                r->status = (flow_run_status)s;
+        for (int k = FLOW_RUN_COMPLETED; k <= FLOW_RUN_CANCELLED; k++) {
+            if (status && !strcmp(status, flow_run_status_name((flow_run_status)k)))
+                r->status = (flow_run_status)k;
         }
         json_decref(r->result);
         r->result = json_incref(json_object_get(p, "result"));
@@ -486,37 +560,30 @@ flow_run *flow_run_resume(flow_engine *e, flow *f, const flow_run_options *opts,
         r->end_persisted = true;
         flow__engine_forget_run(e, r);
         pthread_mutex_unlock(&e->lock);
-        if (meta.status != (int)r->status) /* it crashed before saying so */
+        if (s.meta.status != (int)r->status) /* it crashed before saying so */
             FLOW__WITH_STORE(st, flow__store_run_set_status(st->backend, id, (int)r->status,
-                                                             recs[ended_at].time, NULL));
-        goto out_recs;
+                                                             s.recs[s.ended_at].time, NULL));
+        goto out;
     }
     json_t *note = json_object();
     if (note && opts->from_checkpoint) {
         json_object_set_new(note, "from", json_string(opts->run_id));
         json_object_set_new(note, "checkpoint", json_string(opts->from_checkpoint));
     }
-    if (note && changed) {
+    if (note && s.changed) {
         /* From here on records use the new flow's task indexes. */
         json_object_set_new(note, "forced", json_true());
         json_object_set_new(note, "tasks", flow__run_task_names(f));
     }
     flow__run_journal(r, JREC_RESUMED, NULL, note);
-    if (meta.status != FLOW_RUN_RUNNING)
+    if (s.meta.status != FLOW_RUN_RUNNING)
         FLOW__WITH_STORE(st, flow__store_run_set_status(st->backend, id, FLOW_RUN_RUNNING, 0, NULL));
     r->status = FLOW_RUN_RUNNING;
-    go_on(r);
+    flow__run_go_on(r);
     pthread_mutex_unlock(&e->lock);
     flow__journal_durable_ready(&r->journal);
 
-out_recs:
-    flow__records_free(recs, count);
-out_meta:
-    flow__run_meta_cleanup(&meta);
+out:
+    flow__stored_cleanup(&s);
     return r;
-
-out_destroy:
-    flow__run_destroy(r);
-    r = NULL;
-    goto out_recs;
 }

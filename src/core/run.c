@@ -22,6 +22,7 @@
 #include "util/error.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/redact.h"
 
 void flow__run_timed_out(struct flow_run *r)
 {
@@ -93,6 +94,46 @@ out:
     return out;
 }
 
+/* A string swapped for its redacted copy; out of memory drops it rather
+ * than keep a secret. */
+static void redact_str(const struct flow__secrets *sec, char **text)
+{
+    if (flow__redact_str_swap(sec, text) != FLOW_OK) {
+        flow__free(*text);
+        *text = NULL;
+    }
+}
+
+static void redact_json(const struct flow__secrets *sec, json_t **v)
+{
+    if (*v && flow__redact_json_swap(sec, v) != FLOW_OK) {
+        json_decref(*v);
+        *v = json_null();
+    }
+}
+
+/* [L] A top-level run that ended or paused hands out only what its store
+ * holds: its result, error and activations with the secrets redacted
+ * (docs/internals/core.md, "Secrets"). Nested runs give their real result
+ * to the parent's task. */
+static void redact_ended(struct flow_run *r)
+{
+    const struct flow__secrets *sec = r->secrets;
+    if (r->parent_act || !flow__secrets_redact_any(sec))
+        return;
+    redact_json(sec, &r->result);
+    redact_str(sec, &r->error);
+    for (size_t i = 0; i < r->act_count; i++) {
+        struct act *a = flow__act_at(r, i);
+        redact_json(sec, &a->input);
+        redact_json(sec, &a->output);
+        if (a->dyn) {
+            redact_str(sec, &a->dyn->error);
+            redact_str(sec, &a->dyn->stderr_tail);
+        }
+    }
+}
+
 static void end_run(struct flow_run *r)
 {
     flow_run_status status;
@@ -128,6 +169,7 @@ static void end_run(struct flow_run *r)
     flow__run_journal(r, JREC_RUN_ENDED, NULL,
                       json_pack("{s:s,s:O,s:s?}", "status", flow_run_status_name(status), "result",
                                 r->result, "error", r->error));
+    redact_ended(r);
     flow__journal_commit(&r->journal);
     flow__run_notify(r, FLOW_EV_RUN_ENDED, NULL, NULL, 0);
     if (!r->on_event || !r->obs_listed) {
@@ -149,6 +191,7 @@ static void pause_done(struct flow_run *r)
     flow__free(r->error);
     r->error = flow__strdup(why);
     r->status = FLOW_RUN_PAUSED;
+    redact_ended(r);
     flow__engine_forget_run(r->engine, r);
     flow__journal_commit(&r->journal);
     flow__run_notify(r, FLOW_EV_RUN_ENDED, NULL, NULL, 0);
@@ -195,9 +238,14 @@ void flow__run_pause(struct flow_run *r, const char *why, bool interrupt)
         return;
     struct flow_engine *e = r->engine;
     flow__engine_tick(e);
+    /* A pause already asked for keeps its reason when it turns into an
+     * interrupt (a serve's "serve stopped" after its grace period): the
+     * reason says who paused the run, and so who resumes it. */
+    if (!(interrupt && r->pausing && r->pause_reason)) {
+        flow__free(r->pause_reason);
+        r->pause_reason = flow__strdup(interrupt ? "interrupted" : why && *why ? why : "paused");
+    }
     r->pausing = true;
-    flow__free(r->pause_reason);
-    r->pause_reason = flow__strdup(interrupt ? "interrupted" : why && *why ? why : "paused");
     flow__engine_unqueue_run(e, r);
     if (interrupt) {
         r->interrupting = true;
@@ -284,6 +332,7 @@ void flow__run_destroy(struct flow_run *r)
         json_decref(a->output);
         if (a->dyn) {
             json_decref(a->dyn->item);
+            json_decref(a->dyn->work);
             flow__free(a->dyn->stderr_tail);
             flow__free(a->dyn->error);
             flow__free(a->dyn->worker);
@@ -315,9 +364,11 @@ void flow__run_destroy(struct flow_run *r)
     json_decref(r->terminate_result);
     flow__free(r->error);
     flow__free(r->pause_reason);
+    flow__secrets_unref(r->secrets);
     flow__feedback_cleanup(r);
     flow__free(r->trt);
     flow__free(r->leaf_state);
+    flow__free(r->retry_slots);
     pthread_cond_destroy(&r->ended_cond);
     flow_free(r->flow);
     flow__free(r);
@@ -355,6 +406,13 @@ struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t 
     r->engine = e;
     flow__ref(f);
     r->flow = f;
+    /* The secrets first: a run whose secret is not set does not start. */
+    if (parent) {
+        r->secrets = flow__secrets_ref(parent->run->secrets);
+    } else if (flow__flow_secrets(f, &r->secrets, err) != FLOW_OK) {
+        flow__run_destroy(r);
+        return NULL;
+    }
     if (run_id)
         snprintf(r->id, sizeof(r->id), "%s", run_id);
     else
@@ -517,6 +575,11 @@ flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
     r->store = store;
     r->checkpoint_every =
         opts->checkpoint_every > 0 ? opts->checkpoint_every : r->flow->checkpoint_every;
+    flow_err rc = FLOW_OK;
+    if (r->secrets) /* before anything of the run is written */
+        FLOW__WITH_STORE(store, rc = flow__store_add_secrets(store->backend, r->secrets, err));
+    if (rc != FLOW_OK)
+        return rc;
     if (!resuming) {
         char hash[64];
         struct flow_engine *e = r->engine;
@@ -534,7 +597,6 @@ flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
         m.inputs = r->inputs;
         m.status = FLOW_RUN_RUNNING;
         m.created_at = flow__wall_time();
-        flow_err rc;
         FLOW__WITH_STORE(store, rc = flow__store_run_create(store->backend, &m, err));
         if (rc != FLOW_OK)
             return rc;
@@ -550,7 +612,7 @@ flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
                   .answered = flow__feedback_claimed,
                   .udata = r},
     };
-    flow_err rc = flow__journal_durable_open(&r->journal, store, &o, err);
+    rc = flow__journal_durable_open(&r->journal, store, &o, err);
     if (rc != FLOW_OK) {
         r->journal = (struct flow__journal){0};
         r->store = NULL;
@@ -768,6 +830,10 @@ json_t *flow_run_to_json(flow_run *r)
             json_object_set_new(jt, "index", json_integer((json_int_t)a->dyn->index));
         }
         json_array_append_new(tasks, jt);
+    }
+    if (flow__redact_json_swap(r->secrets, &root) != FLOW_OK) {
+        json_decref(root); /* never a secret in its place */
+        return NULL;
     }
     return root;
 }

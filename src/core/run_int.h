@@ -70,6 +70,10 @@ void flow__attempt_succeeded(struct flow_run *r, struct act *a, json_t *output, 
 /* ... `ignored`: the error an `on_error: ignore` absorbed, or NULL. */
 void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *output, json_t *writes,
                                 struct directives *d, const char *ignored);
+/* What a completion of `a` starts: its router's label, its dependants, the
+ * task a fallback stands for, the dynamic `work` it asked for (may be
+ * NULL). Not while the run stops: a retry does it then. */
+void flow__attempt_settle(struct flow_run *r, struct act *a, json_t *work);
 /* The attempt failed with `error` (taken); retried per policy. */
 void flow__attempt_failed(struct flow_run *r, struct act *a, char *error);
 /* ... retried only when `may_retry` (a foreach parent is not: its children
@@ -114,6 +118,9 @@ void flow__directives_start(struct flow_run *r, struct act *a, json_t *work);
 void flow__group_member_done(struct flow_run *r, struct act *a);
 /* A child of a foreach parent finished. */
 void flow__foreach_child_done(struct flow_run *r, struct act *child);
+/* A foreach parent running again after a retry: start its elements that
+ * run again and those never started (or complete it when none is left). */
+void flow__foreach_continue(struct flow_run *r, struct act *parent);
 /* A nested run ended: its parent activation completes or fails. */
 void flow__subflow_done(struct flow_run *child);
 

@@ -1,6 +1,6 @@
 /* scope.c -- where templates find their values during a run: inputs,
- * input, state, tasks.NAME.output|status|error, run.id|name, env.NAME, and
- * item and index in the children of a foreach task. */
+ * input, state, tasks.NAME.output|status|error, run.id|name, env.NAME,
+ * secrets.NAME, and item and index in the children of a foreach task. */
 #include "util/compat.h"
 
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 #include "core/engine.h"
 #include "util/alloc.h"
 #include "util/error.h"
+#include "util/redact.h"
 
 struct scope_ctx {
     struct flow_run *r;
@@ -91,6 +92,23 @@ static json_t *lookup(void *udata, const struct flow__tmpl_path *path, flow_erro
                         field ? field : "");
             return NULL;
         }
+        base = owned;
+        from = 2;
+    } else if (!strcmp(root, "secrets") ||
+               (!strcmp(root, "env") && flow__secrets_get(r->secrets, seg_key(path, 1)))) {
+        /* A remote task's worker fills it in from its own environment:
+         * no secret goes to Redis (docs/internals/core.md, "Secrets"). */
+        const char *name = seg_key(path, 1);
+        const char *v = flow__secrets_get(r->secrets, name);
+        if (!v) {
+            flow__error(err, FLOW_ETEMPLATE, "no secret '%s' (list it in 'secrets')",
+                        name ? name : "");
+            return NULL;
+        }
+        bool remote = sc->a && act_task(sc->a)->policy->executor == FLOW_EXEC_REMOTE;
+        char *ph = remote ? flow__asprintf("{{ secrets.%s }}", name) : NULL;
+        owned = remote ? (ph ? json_string(ph) : NULL) : json_string(v);
+        flow__free(ph);
         base = owned;
         from = 2;
     } else if (!strcmp(root, "env")) {

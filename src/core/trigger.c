@@ -26,7 +26,10 @@ static struct act *fire(struct flow_run *r, uint32_t task, json_t *input, struct
         goto out;
     const struct flow_task *t = r->flow->tasks.items[task];
     struct task_rt *rt = &r->trt[task];
-    if (rt->activations >= (uint32_t)t->policy->max_activations) {
+    /* After a retry, the activation that failed or was skipped runs again
+     * rather than a new one (retry.c). */
+    a = r->retry_slots ? flow__retry_take_slot(r, task) : NULL;
+    if (!a && rt->activations >= (uint32_t)t->policy->max_activations) {
         char why[512];
         snprintf(why, sizeof(why),
                  "task '%s' reached max_activations (%d): a loop that does not end? "
@@ -35,15 +38,17 @@ static struct act *fire(struct flow_run *r, uint32_t task, json_t *input, struct
         flow__run_stop(r, FLOW_RUN_FAILED, why);
         goto out;
     }
-    a = flow__act_new(r, task);
     if (!a) {
-        flow__run_stop(r, FLOW_RUN_FAILED,
-                       r->act_count >= UINT32_MAX - 1
-                           ? "the run reached the limit of 4,294,967,294 activations"
-                           : "out of memory creating an activation");
-        goto out;
+        a = flow__act_new(r, task);
+        if (!a) {
+            flow__run_stop(r, FLOW_RUN_FAILED,
+                           r->act_count >= UINT32_MAX - 1
+                               ? "the run reached the limit of 4,294,967,294 activations"
+                               : "out of memory creating an activation");
+            goto out;
+        }
+        rt->activations++;
     }
-    rt->activations++;
     if (input) {
         a->input = json_incref(input);
     } else if (nsrc == 1) {
@@ -96,7 +101,9 @@ void flow__run_skip(struct flow_run *r, uint32_t task)
 {
     if (r->stopping)
         return;
-    struct act *a = flow__act_new(r, task);
+    struct act *a = r->retry_slots ? flow__retry_take_slot(r, task) : NULL;
+    if (!a)
+        a = flow__act_new(r, task);
     if (!a) {
         flow__run_stop(r, FLOW_RUN_FAILED, "out of memory creating an activation");
         return;
@@ -165,6 +172,16 @@ static void resolve(struct flow_run *r, const struct flow_task *t, uint8_t outco
                 srcs[nsrc++] = latest;
         }
     }
+    /* A retry arms this trigger again and needs its labels' values (retry.c). */
+    uint8_t *kept = NULL;
+    if (t->trig == TRIG_EXPR && flow__run_retryable(r)) {
+        kept = flow__arena_alloc(&r->act_arena, t->leaf_count);
+        if (!kept) {
+            flow__run_stop(r, FLOW_RUN_FAILED, "out of memory firing a trigger");
+            return;
+        }
+        memcpy(kept, ls, t->leaf_count);
+    }
     for (uint32_t i = 0; i < t->leaf_count; i++) {
         if (ls[i] == LEAF_UNKNOWN && late_ok) {
             ls[i] = LEAF_LATE;
@@ -174,11 +191,16 @@ static void resolve(struct flow_run *r, const struct flow_task *t, uint8_t outco
         }
     }
     rt->satisfied = rt->resolved = 0;
+    struct act *a;
     if (outcome == LEAF_TRUE) {
-        fire(r, t->index, NULL, srcs, nsrc, srcs != one);
-        return;
+        a = fire(r, t->index, NULL, srcs, nsrc, srcs != one);
+    } else {
+        flow__run_skip(r, t->index);
+        a = flow__act_by_id(r, rt->last);
     }
-    flow__run_skip(r, t->index);
+    struct act_dyn *dy = kept && a && a->task == t->index ? flow__act_dyn(r, a) : NULL;
+    if (dy)
+        dy->leaves = kept;
 }
 
 /* [L] A leaf of some task's trigger learned `value` from `src`. */

@@ -50,6 +50,7 @@
 #include "util/error.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/redact.h"
 #include "util/redis.h"
 #include "util/vec.h"
 
@@ -137,6 +138,10 @@ static void job_free(struct wjob *j)
     flow__free(j->ctx.error);
     flow__free(j->rctx.unsupported);
     flow__free(j->env_worker);
+    for (size_t i = 0; j->env_filled && j->task.env && j->task.env[i]; i++)
+        flow__free(j->env_filled[i]);
+    flow__free(j->env_filled);
+    flow__secrets_unref(j->secrets);
     flow__free(j->env);
     flow__free(j->run);
     flow__free(j->task_name);
@@ -168,8 +173,21 @@ static void command_start(struct flow_worker *w, struct wjob *j)
         job_fail(j, NULL);
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        j->env[i] = j->task.env[i];
+    /* The runner left the secrets for us to fill in (docs/internals/core.md). */
+    j->env_filled = j->task.secrets ? flow__calloc(n + 1, sizeof(*j->env_filled)) : NULL;
+    if (j->task.secrets && !j->env_filled) {
+        job_fail(j, NULL);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (j->env_filled &&
+            !flow__rw_fill_secrets(j->task.env[i], j->task.secrets, j->secrets,
+                                   &j->env_filled[i], &why)) {
+            job_fail(j, why);
+            return;
+        }
+        j->env[i] = j->env_filled && j->env_filled[i] ? j->env_filled[i] : j->task.env[i];
+    }
     j->env[n] = j->env_worker;
     struct flow__cmd_spec *s = &j->task.spec;
     s->env = j->env;
@@ -288,6 +306,16 @@ static flow_err fn_emit(struct flow__rctx *rc, const char *event, json_t *data)
     return rc2;
 }
 
+/* The values of the run's secrets from this worker's environment: what its
+ * completions must not carry, and what fills in the env of its command. */
+static flow_err take_secrets(struct wjob *j)
+{
+    size_t n = 0;
+    while (j->task.secrets && j->task.secrets[n])
+        n++;
+    return flow__secrets_from_env(j->task.secrets, n, false, &j->secrets, NULL);
+}
+
 /* The worker-side context of C function job `j`. */
 static void fn_prepare(struct flow_worker *w, struct wjob *j)
 {
@@ -303,6 +331,7 @@ static void fn_prepare(struct flow_worker *w, struct wjob *j)
     j->rctx.index = j->task.index;
     j->rctx.emit = fn_emit;
     j->rctx.emit_arg = j;
+    j->rctx.secrets = j->secrets;
     j->owner = w;
     j->ctx.remote = &j->rctx;
     j->ctx.fn = j->fn->fn;
@@ -347,6 +376,8 @@ static struct wjob *job_of_entry(struct flow_worker *w, const char *queue_key,
     char *bad = NULL;
     if (!flow__rw_spec_decode(flow__rw_field(en, "spec"), &j->task, &bad))
         job_fail(j, flow__asprintf("malformed activation from Redis: %s", bad));
+    else if (take_secrets(j) != FLOW_OK)
+        job_fail(j, NULL);
     else if (j->task.fn && !(j->fn = fn_named(w, j->task.fn)))
         job_fail(j, flow__asprintf("function '%s' is not served by worker '%s'", j->task.fn,
                                    w->name));

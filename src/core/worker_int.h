@@ -58,6 +58,8 @@ struct wjob {
     /* a command (main thread) */
     const char **env;
     char *env_worker;
+    char **env_filled;          /* env items with secrets filled in (owned), or NULL */
+    struct flow__secrets *secrets; /* this worker's values of the run's secrets */
     struct wdir *dir;
     struct flow__rstate *state; /* the version its entry names (a reference;
                                  * task.state points into it), or NULL */

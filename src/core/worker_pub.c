@@ -18,6 +18,7 @@
 #include "util/error.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/redact.h"
 
 /* ---- publishing (the main thread) ------------------------------------------ */
 
@@ -146,6 +147,10 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
          * events and request are read without the lock. */
         struct flow__rw_extra x = {j->writes, j->events, j->rctx.waiting};
         json_t *rj = flow__rw_result_encode(res, j->abandoned ? NULL : &x);
+        if (rj && flow__redact_json_swap(j->secrets, &rj) != FLOW_OK) {
+            json_decref(rj); /* never a secret to Redis: next time */
+            rj = NULL;
+        }
         text[i] = rj ? json_dumps(rj, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
         json_decref(rj);
         if (!text[i])
@@ -285,9 +290,17 @@ void flow__worker_stream_events(struct flow_worker *w, wjob_vec *emit)
         j->emit_listed = false;
         for (; !rc && j->events_sent < json_array_size(j->events); j->events_sent++) {
             json_t *ev = json_array_get(j->events, j->events_sent);
+            json_t *clean = NULL; /* never a secret to Redis */
+            if (flow__redact_json(j->secrets, ev, &clean) != FLOW_OK) {
+                rc = FLOW_ENOMEM;
+                break;
+            }
+            if (clean)
+                ev = clean;
             char *text = flow__rw_event_encode((uint32_t)j->events_sent,
                                                json_string_value(json_object_get(ev, "event")),
                                                json_object_get(ev, "data"));
+            json_decref(clean);
             if (text)
                 FLOW__VEC_PUSH(&texts, text, rc);
             if (!text || rc) {

@@ -239,7 +239,28 @@ struct flow {
     FLOW__VEC(uint32_t) end_tasks;
     bool has_routers;               /* any task with router: true */
     bool has_subflows;              /* any task that runs a nested flow */
+    FLOW__VEC(char *) secrets;      /* environment variables never written
+                                     * nor printed (secrets.c) */
 };
+
+/* ---- secrets.c -------------------------------------------------------- */
+
+struct flow__secrets;
+
+/* Is `s` an environment variable name: [A-Za-z_][A-Za-z0-9_]*? */
+bool flow__valid_env_name(const char *s);
+/* Does `f` list secret `name`? */
+bool flow__flow_has_secret(const struct flow *f, const char *name);
+void flow__flow_secrets_free(struct flow *f);
+/* Why task `t` of `f` (or the flow's `result`) uses `{{ secrets.NAME }}`
+ * where it may not -- outside `env` values, or naming no secret of `f` --
+ * (flow__free), or NULL. */
+char *flow__secrets_check_task(const struct flow *f, const struct flow_task *t);
+char *flow__secrets_check_flow(const struct flow *f);
+/* The values of the secrets of `f` and of the flows nested in it, from the
+ * environment, in *out (NULL: none). One that is not set is FLOW_EINVAL
+ * naming it; FLOW_ENOMEM. */
+flow_err flow__flow_secrets(const struct flow *f, struct flow__secrets **out, flow_error *err);
 
 /* The notification command of a feedback task (`notify:`), copied. */
 flow_err flow__task_set_feedback_notify(flow_task *t, const char *const *argv, size_t argc);

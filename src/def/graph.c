@@ -468,6 +468,12 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
         if (t->ext && t->ext->queue && !remote)
             report(&c, t, FLOW_EVALIDATION,
                    "task '%s': 'queue: %s' needs 'executor: remote'", t->name, t->ext->queue);
+        if (f->secrets.count) { /* a flow without any: a run-time error ("no secret") */
+            char *why = flow__secrets_check_task(f, t);
+            if (why)
+                report(&c, t, FLOW_EVALIDATION, "%s", why);
+            flow__free(why);
+        }
         if (t->kind == TASK_SUBFLOW) {
             struct flow *child = t->ext->subflow;
             if (child->compiling) {
@@ -485,6 +491,10 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
             }
         }
     }
+    char *why = f->secrets.count ? flow__secrets_check_flow(f) : NULL;
+    if (why)
+        report(&c, NULL, FLOW_EVALIDATION, "%s", why);
+    flow__free(why);
     /* The scratch of the pass goes before what is kept is made: it is the
      * size of the whole graph. */
     flow__free(edge_off);
@@ -831,6 +841,12 @@ json_t *flow_describe(flow *f)
         if (x && x->subflow) {
             json_object_set_new(jt, "flow", json_string(x->subflow->name));
             json_object_set_new(jt, "subflow", flow_describe(x->subflow));
+        }
+        if (x && x->feedback) {
+            static const char *const types[] = {"approval", "text", "selection"};
+            unsigned type = (unsigned)x->feedback->type;
+            json_object_set_new(jt, "feedback",
+                                json_string(type < 3 ? types[type] : "approval"));
         }
         if (x && x->foreach_src) {
             json_object_set(jt, "foreach", x->foreach_src);

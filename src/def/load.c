@@ -37,7 +37,7 @@ static const struct unsupported unsupported[] = {
  * for YAML anchors that tasks then alias). */
 static const char *const top_keys[] = {
     "name",     "version", "description", "state",   "state_schema",
-    "defaults", "result",  "tasks",       "connect", "checkpoint_every",
+    "defaults", "result",  "tasks",       "connect", "checkpoint_every", "secrets",
 };
 
 static const char *const task_keys[] = {
@@ -276,6 +276,49 @@ static void parse_connection(struct loader *L, const struct val *x, size_t n)
     flow__free(from_task);
 }
 
+/* `secrets`: environment variables whose values are never written nor
+ * printed. Read before any template, which may name them. */
+static void parse_secrets(struct loader *L, const struct val *x)
+{
+    if (!json_is_array(x->v)) {
+        flow__ld_report(L, x->pos,
+                        "'secrets' must be a list of environment variable names (like [API_TOKEN]), "
+                        "not %s",
+                        flow__ld_type_name(x->v));
+        L->secrets_broken = true;
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(x->v); i++) {
+        struct val it = flow__ld_item(L, x->v, i);
+        const char *name = json_string_value(it.v);
+        if (!name) {
+            flow__ld_report(L, it.pos, "item %zu of 'secrets' must be an environment variable "
+                                       "name, not %s",
+                            i + 1, flow__ld_type_name(it.v));
+            continue;
+        }
+        flow_err rc = flow_add_secret(L->f, name);
+        if (rc == FLOW_EINVAL) {
+            flow__ld_report(L, it.pos,
+                            "invalid secret '%s' in 'secrets': an environment variable name "
+                            "(letters, digits and '_', not starting with a digit)",
+                            name);
+        } else if (rc == FLOW_EEXISTS) {
+            size_t first = 0;
+            for (const char *s; first < i; first++)
+                if ((s = json_string_value(json_array_get(x->v, first))) && !strcmp(s, name))
+                    break;
+            struct flow__yaml_pos at = flow__ld_item(L, x->v, first).pos;
+            flow__ld_report(L, it.pos,
+                            "duplicate secret '%s' in 'secrets' (first listed at line %d, "
+                            "column %d)",
+                            name, at.line, at.column);
+        } else if (rc) {
+            flow__ld_core_failed(L, it.pos, rc, NULL, "'secrets'");
+        }
+    }
+}
+
 static void parse_connect(struct loader *L, const struct val *x)
 {
     if (!json_is_array(x->v)) {
@@ -428,6 +471,9 @@ static void load_top(struct loader *L, json_t *root)
         else if ((rc = flow_set_initial_state(L->f, x.v)))
             flow__ld_core_failed(L, x.pos, rc, NULL, "'state'");
     }
+    x = flow__ld_member(L, root, "secrets");
+    if (x.v)
+        parse_secrets(L, &x);
     x = flow__ld_member(L, root, "result");
     if (x.v && flow__ld_check_template_value(L, &x, "'result'")) {
         flow__error_clear(&e);

@@ -237,18 +237,6 @@ bool flow__ld_valid_task_name(const char *s)
     return true;
 }
 
-bool flow__ld_valid_env_name(const char *s)
-{
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
-        return false;
-    for (s++; *s; s++) {
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_'))
-            return false;
-    }
-    return true;
-}
-
 /* Values                                                                   */
 
 bool flow__ld_get_string(struct loader *L, const struct val *x, const char *what, bool non_empty,
@@ -403,6 +391,42 @@ static void note_output_ref(struct ref_check *c, const struct flow__tmpl_path *p
     }
 }
 
+/* `{{ secrets.NAME }}` (and `{{ env.NAME }}` of a secret) only in `env`
+ * values, and only of a listed NAME: a secret never goes to argv, which
+ * `ps` shows, nor to anything journaled. */
+static void check_secret_ref(struct ref_check *c, const struct flow__tmpl_path *path)
+{
+    struct loader *L = c->L;
+    const char *name = path->count > 1 ? path->segs[1].key : NULL;
+    bool listed = name && flow__flow_has_secret(L->f, name);
+    if (strcmp(path->segs[0].key, "env") == 0) {
+        if (listed && !L->in_env) {
+            flow__ld_report(L, c->pos,
+                            "'{{ env.%s }}' in %s: '%s' is a secret: use it only in 'env' values "
+                            "(as '{{ secrets.%s }}'; commands also inherit it as $%s)",
+                            name, c->what, name, name, name);
+            c->ok = false;
+        }
+        return;
+    }
+    if (!L->in_env) {
+        flow__ld_report(L, c->pos,
+                        "'{{ secrets.%s }}' in %s: secrets can be used only in 'env' values (a "
+                        "command's environment), never in arguments or anything journaled",
+                        name ? name : "", c->what);
+        c->ok = false;
+    } else if (!listed && !L->secrets_broken) {
+        char hint[120];
+        flow__ld_suggestion(hint, sizeof(hint),
+                            flow__ld_closest(name ? name : "",
+                                             (const char *const *)L->f->secrets.items,
+                                             L->f->secrets.count));
+        flow__ld_report(L, c->pos, "unknown secret '%s' in %s%s: list it in 'secrets'",
+                        name ? name : "", c->what, hint);
+        c->ok = false;
+    }
+}
+
 static int check_ref(const struct flow__tmpl_path *path, void *udata)
 {
     struct ref_check *c = udata;
@@ -421,6 +445,8 @@ static int check_ref(const struct flow__tmpl_path *path, void *udata)
             flow__ld_unknown_task(c->L, c->pos, name, what);
             c->ok = false;
         }
+    } else if (strcmp(root, "secrets") == 0 || strcmp(root, "env") == 0) {
+        check_secret_ref(c, path);
     } else if ((strcmp(root, "item") == 0 || strcmp(root, "index") == 0) &&
                c->L->item_scope != ITEM_SET) {
         if (c->L->item_scope == ITEM_LIST)

@@ -140,6 +140,8 @@ struct loader {
     bool has_router;
     enum item_scope item_scope; /* of the templates being checked */
     const char *cur_task;       /* the task whose templates are being checked, or NULL */
+    bool in_env;                /* they are `env` values: secrets may be named */
+    bool secrets_broken;        /* `secrets` is not a list: its names are unknown */
     FLOW__VEC(const char *) broken_tasks; /* tasks with an error: what they wait for is unknown */
     FLOW__VEC(struct output_ref) output_refs;
     bool nomem;
@@ -186,7 +188,6 @@ bool flow__ld_known_keys(struct loader *L, const struct val *x, const char *cons
 void flow__ld_unknown_task(struct loader *L, struct flow__yaml_pos pos, const char *name,
                            const char *what);
 bool flow__ld_valid_task_name(const char *s);
-bool flow__ld_valid_env_name(const char *s);
 
 bool flow__ld_get_string(struct loader *L, const struct val *x, const char *what, bool non_empty,
                          const char **out);

@@ -174,7 +174,7 @@ static void parse_env(struct loader *L, const struct val *x, const char *what, s
     json_object_foreach(x->v, k, v)
     {
         struct val kid = flow__ld_member(L, x->v, k);
-        if (!flow__ld_valid_env_name(k)) {
+        if (!flow__valid_env_name(k)) {
             flow__ld_report(
                 L, flow__yaml_key_pos(L->doc, x->v, k),
                 "invalid environment variable name '%s' in %s (use letters, digits and '_', "
@@ -193,7 +193,10 @@ static void parse_env(struct loader *L, const struct val *x, const char *what, s
             ok = false;
             continue;
         }
-        if (!flow__ld_check_template(L, s, kid.pos, kwhat)) {
+        L->in_env = true;
+        bool good = flow__ld_check_template(L, s, kid.pos, kwhat);
+        L->in_env = false;
+        if (!good) {
             ok = false;
             continue;
         }

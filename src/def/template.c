@@ -22,8 +22,8 @@
 
 /* Roots a path may start with; the checks in check_shape() name the fields
  * some of them need. */
-static const char *const roots[] = {"inputs", "input", "state", "tasks",
-                                    "item",   "index", "run",   "env"};
+static const char *const roots[] = {"inputs", "input", "state", "tasks", "item",
+                                    "index",  "run",   "env",   "secrets"};
 
 enum filter { FILTER_JSON = 0, FILTER_SHELL };
 
@@ -264,6 +264,9 @@ static flow_err check_shape(const struct expr *e, const char *open, flow_error *
     } else if (strcmp(root, "env") == 0) {
         if (n != 2 || !s[1].key)
             return syntax_error(err, open, end, "%s", "expected 'env.NAME'");
+    } else if (strcmp(root, "secrets") == 0) {
+        if (n != 2 || !s[1].key)
+            return syntax_error(err, open, end, "%s", "expected 'secrets.NAME'");
     } else if (strcmp(root, "index") == 0) {
         if (n != 1)
             return syntax_error(err, open, end, "%s", "'index' is a number and has no fields");
@@ -344,7 +347,7 @@ static flow_err parse_expr(const char *open, const char **next, struct expr **ou
             snprintf(name, sizeof(name), "%.*s", (int)segs[0].len, segs[0].start);
             return syntax_error(err, open, end,
                                 "unknown root '%s' (use inputs, input, state, tasks, item, "
-                                "index, run or env)",
+                                "index, run, env or secrets)",
                                 name);
         }
     }

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "util/alloc.h"
+#include "util/buf.h"
+#include "util/redact.h"
 
 char *flow__rw_key(const char *prefix, const char *kind, const char *name)
 {
@@ -273,6 +275,8 @@ bool flow__rw_spec_decode(const char *text, struct flow__rw_task *t, char **why)
         }
         t->index = (long)json_integer_value(v);
     }
+    if (!string_list(json_object_get(o, "secrets"), &t->secrets, "secrets", why, false))
+        return false;
     t->spec.stdin_input = json_is_true(json_object_get(o, "stdin"));
     const char *mode = json_string_value(json_object_get(o, "output"));
     t->spec.output_mode = FLOW_OUTPUT_AUTO;
@@ -288,6 +292,7 @@ void flow__rw_task_cleanup(struct flow__rw_task *t)
 {
     flow__free(t->argv);
     flow__free(t->env);
+    flow__free(t->secrets);
     json_decref(t->owned);
     memset(t, 0, sizeof(*t));
 }
@@ -448,5 +453,60 @@ bool flow__rw_event_decode(const char *text, uint32_t *seq, const char **name, j
     if (!*data)
         *data = json_null();
     *owned = o;
+    return true;
+}
+
+/* The "{{ secrets.NAME }}" a runner left in a remote task's env value. */
+#define SECRET_OPEN "{{ secrets."
+#define SECRET_CLOSE " }}"
+
+bool flow__rw_fill_secrets(const char *kv, const char *const *names,
+                           const struct flow__secrets *values, char **out, char **why)
+{
+    *out = NULL;
+    *why = NULL;
+    if (!names || !strstr(kv, SECRET_OPEN))
+        return true;
+    struct flow__buf b;
+    flow__buf_init(&b, FLOW__BUF_DEFAULT_MAX);
+    bool filled = false;
+    flow_err rc = FLOW_OK;
+    const char *p = kv;
+    for (const char *q; !rc && (q = strstr(p, SECRET_OPEN));) {
+        const char *name = q + strlen(SECRET_OPEN);
+        const char *end = strstr(name, SECRET_CLOSE);
+        size_t len = end ? (size_t)(end - name) : 0;
+        const char *listed = NULL;
+        for (size_t i = 0; len && names[i] && !listed; i++)
+            if (strlen(names[i]) == len && !memcmp(names[i], name, len))
+                listed = names[i];
+        rc = flow__buf_append(&b, p, (size_t)(q - p));
+        if (!listed) { /* not one the runner left: text as it is */
+            if (!rc)
+                rc = flow__buf_append(&b, q, strlen(SECRET_OPEN));
+            p = name;
+            continue;
+        }
+        const char *v = flow__secrets_get(values, listed);
+        if (!v) {
+            *why = flow__asprintf("secret '%s' is not set in the worker's environment", listed);
+            flow__buf_cleanup(&b);
+            return false;
+        }
+        if (!rc)
+            rc = flow__buf_append(&b, v, strlen(v));
+        filled = true;
+        p = end + strlen(SECRET_CLOSE);
+    }
+    if (!rc)
+        rc = flow__buf_appends(&b, p);
+    if (rc) {
+        flow__buf_cleanup(&b);
+        *why = flow__strdup("out of memory filling in secrets");
+        return false;
+    }
+    if (filled)
+        *out = flow__buf_take(&b);
+    flow__buf_cleanup(&b);
     return true;
 }

@@ -80,6 +80,8 @@ struct flow__rw_task {
     long index;          /* its position, or -1 */
     const char **argv;
     const char **env;
+    const char **secrets; /* the names of the run's secrets (field `secrets`,
+                           * borrowed from owned; NULL-terminated), or NULL */
 };
 /* Parse `text` (the `spec` field); false with *why (flow__free) naming the
  * field that is wrong. `t` is to be cleaned either way. */
@@ -92,6 +94,15 @@ void flow__rw_task_cleanup(struct flow__rw_task *t);
  * an error. */
 json_t *flow__rw_state_decode(const redisReply *r, const char *run, const char *state_v,
                               char **why);
+
+struct flow__secrets;
+/* A remote task's env item `kv` ("NAME=VALUE") with each "{{ secrets.S }}"
+ * the runner left in it, for S one of `names` (NULL-terminated, may be
+ * NULL), replaced by the worker's value of S (`values`): *out is a new
+ * string (flow__free), or NULL when there was none to fill in. False with
+ * *why (flow__free) when S is not set in `values`, or out of memory. */
+bool flow__rw_fill_secrets(const char *kv, const char *const *names,
+                           const struct flow__secrets *values, char **out, char **why);
 
 /* What a C function's completion carries besides a command's result. */
 struct flow__rw_extra {

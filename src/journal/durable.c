@@ -151,10 +151,13 @@ static void write_batch(struct flow_store *s, struct djournal *j)
 
     flow_error err = {0};
     flow_err rc;
+    int64_t began = flow__now_ns();
     FLOW__WITH_STORE(s, rc = flow__store_append(s->backend, j->run_id, b->recs, n,
                                                 j->strict ? FLOW__STORE_SYNC : 0, &err));
+    double took = (double)(flow__now_ns() - began) / 1e9;
 
     pthread_mutex_lock(&s->mu);
+    flow__commit_stats_add(&s->commits, took);
     b->next = j->written;
     j->written = b;
     j->writing = false;
@@ -351,6 +354,11 @@ static flow_err dj_append(void *priv, struct flow__jrec *rec)
         j->appended++;
         if (j->queue->count == 1) /* else it was kicked for the first one */
             kick(s);
+    } else if (rc == FLOW_ENOMEM && !j->failure.code) {
+        /* A record lost: the next ones must not follow it, or the journal
+         * is no longer the prefix replay needs. */
+        flow__error(&j->failure, FLOW_ENOMEM, "out of memory queueing a record of run '%s'",
+                    j->run_id);
     }
     pthread_mutex_unlock(&s->mu);
     batches_free(written);
@@ -431,6 +439,15 @@ static const struct flow__journal_ops durable_ops = {
     .wait = dj_wait,
 };
 
+/* [mu] Does a journal of this process, not closing, write run `id`? */
+static bool executing_locked(struct flow_store *s, const char *id)
+{
+    for (struct djournal *other = s->journals; other; other = other->next)
+        if (!other->closing && !strcmp(other->run_id, id))
+            return true;
+    return false;
+}
+
 flow_err flow__journal_durable_open(struct flow__journal *j, struct flow_store *s,
                                     const struct flow__durable_opts *o, flow_error *err)
 {
@@ -445,13 +462,11 @@ flow_err flow__journal_durable_open(struct flow__journal *j, struct flow_store *
     d->hooks = o->hooks;
     (void)o->next_seq;
     pthread_mutex_lock(&s->mu);
-    for (struct djournal *other = s->journals; other; other = other->next) {
-        if (!other->closing && !strcmp(other->run_id, d->run_id)) {
-            pthread_mutex_unlock(&s->mu);
-            flow__free(d);
-            return flow__error(err, FLOW_EBUSY, "run '%s' is being executed by this process",
-                               o->run_id);
-        }
+    if (executing_locked(s, d->run_id)) {
+        pthread_mutex_unlock(&s->mu);
+        flow__free(d);
+        return flow__error(err, FLOW_EBUSY, "run '%s' is being executed by this process",
+                           o->run_id);
     }
     pthread_mutex_unlock(&s->mu);
     if (d->lease) {
@@ -466,6 +481,15 @@ flow_err flow__journal_durable_open(struct flow__journal *j, struct flow_store *
         d->lease_renewed = now;
     }
     pthread_mutex_lock(&s->mu);
+    /* Again: two threads of this process may have opened it at once, and
+     * the lease, whose holder is the process, let both through. The loser
+     * leaves the lease alone: it is the winner's. */
+    if (executing_locked(s, d->run_id)) {
+        pthread_mutex_unlock(&s->mu);
+        flow__free(d);
+        return flow__error(err, FLOW_EBUSY, "run '%s' is being executed by this process",
+                           o->run_id);
+    }
     if (!s->thread_started) {
         if (pthread_create(&s->thread, NULL, committer_main, s) != 0) {
             pthread_mutex_unlock(&s->mu);

@@ -189,3 +189,31 @@ bool flow_store_is_durable(const flow_store *s)
 {
     return flow__store_has_cap(s->backend, FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS);
 }
+
+/* ---- commit latency, for monitoring ----------------------------------- */
+
+static const double commit_bounds[FLOW_COMMIT_BUCKETS - 1] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+};
+
+const double *flow_commit_bounds(void)
+{
+    return commit_bounds;
+}
+
+void flow__commit_stats_add(flow_commit_stats *st, double seconds)
+{
+    size_t i = 0;
+    while (i < FLOW_COMMIT_BUCKETS - 1 && seconds > commit_bounds[i])
+        i++;
+    st->buckets[i]++;
+    st->count++;
+    st->seconds += seconds;
+}
+
+void flow_store_commit_stats(flow_store *s, flow_commit_stats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    *out = s->commits;
+    pthread_mutex_unlock(&s->mu);
+}

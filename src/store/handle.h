@@ -34,6 +34,7 @@ struct flow_store {
     bool flush_now;          /* [mu] someone waits: write without lingering */
     bool shutdown;           /* [mu] */
     struct djournal *journals; /* [mu] open durable journals */
+    flow_commit_stats commits; /* [mu] batches written, for monitoring */
 };
 
 
@@ -44,6 +45,9 @@ struct flow_store {
         stmt;                                                                                      \
         pthread_mutex_unlock(&(s)->io);                                                            \
     } while (0)
+
+/* [mu] Count a batch that took `seconds` to become durable. */
+void flow__commit_stats_add(flow_commit_stats *st, double seconds);
 
 /* Read every record of `run_id` into a new array (caller frees with
  * flow__records_free); *count gets how many. */

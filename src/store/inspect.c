@@ -286,9 +286,33 @@ struct fold_act {
     json_t *output; /* borrowed from the records */
     const char *error;
     const char *stderr_tail;
-    long index;     /* a foreach element: its position, else -1 */
-    json_t *item;   /* ... and its element (borrowed from the records) */
+    uint32_t parent; /* a foreach element: its parent's id */
+    long index;      /* a foreach element: its position, else -1 */
+    json_t *item;    /* ... and its element (borrowed from the records) */
 };
+
+/* A retry (run_retried): the run runs again, and so do the activations it
+ * names and the failed elements of those that fan out. */
+static void fold_retried(struct fold_act *acts, size_t count, json_t *p)
+{
+    size_t i;
+    json_t *id;
+    json_array_foreach(json_object_get(p, "activations"), i, id)
+    {
+        json_int_t root = json_integer_value(id);
+        for (size_t k = 0; root > 0 && k < count; k++) {
+            struct fold_act *a = &acts[k];
+            bool element = a->parent == root &&
+                           (a->status == FLOW_ACT_FAILED || a->status == FLOW_ACT_CANCELLED);
+            if ((json_int_t)k + 1 != root && !element)
+                continue;
+            a->status = FLOW_ACT_PENDING;
+            a->error = NULL;
+            a->output = NULL;
+            a->ended = 0;
+        }
+    }
+}
 
 json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
 {
@@ -306,6 +330,7 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
     json_t *names = NULL, *state = NULL, *result = NULL;
     const char *error = NULL;
     int status = meta.status;
+    double ended = 0; /* the journal's end: the store's may lag behind it */
     for (size_t i = 0; i < count; i++) {
         const struct flow__jrec *rec = &recs[i];
         json_t *p = rec->payload;
@@ -322,6 +347,7 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
                     status = k;
             result = json_object_get(p, "result");
             error = json_string_value(json_object_get(p, "error"));
+            ended = rec->time;
             /* Ended (a cancel written by another process): nothing left runs. */
             for (size_t k = 0; k < acts.count; k++)
                 if (acts.items[k].status == FLOW_ACT_RUNNING ||
@@ -336,6 +362,14 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
             for (size_t k = 0; k < acts.count; k++)
                 if (acts.items[k].status == FLOW_ACT_RUNNING)
                     acts.items[k].status = FLOW_ACT_PENDING;
+        }
+        if (rec->type == JREC_RUN_RETRIED) {
+            status = FLOW_RUN_RUNNING;
+            ended = 0;
+            result = NULL;
+            error = NULL;
+            fold_retried(acts.items, acts.count, p);
+            continue;
         }
         if (rec->type == JREC_RESUMED) {
             error = NULL;
@@ -357,7 +391,12 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         if (!a->name)
             a->name = rec_task(names, rec);
         switch (rec->type) {
-        case JREC_ACT_CREATED: {
+        case JREC_ACT_CREATED: { /* made again: a retry reuses an activation */
+            a->status = FLOW_ACT_PENDING;
+            a->error = NULL;
+            a->output = NULL;
+            a->ended = 0;
+            a->parent = (uint32_t)json_integer_value(json_object_get(p, "parent"));
             /* A foreach element says which: its parent and position. */
             json_t *index = json_object_get(p, "index");
             if (json_is_integer(index) && json_object_get(p, "parent")) {
@@ -410,7 +449,10 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
                     meta.flow, "version", meta.version, "status", status_name(status), "result",
                     result ? result : json_null(), "error", error, "source", meta.source,
                     "created_at", flow__json_time(meta.created_at), "ended_at",
-                    flow__json_time(meta.ended_at), "state", state ? state : json_null(), "tasks",
+                    flow__json_time(status < FLOW_RUN_COMPLETED ? 0
+                                    : ended > 0                ? ended
+                                                               : meta.ended_at),
+                    "state", state ? state : json_null(), "tasks",
                     tasks);
     for (size_t i = 0; out && i < acts.count; i++) {
         const struct fold_act *a = &acts.items[i];

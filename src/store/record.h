@@ -51,7 +51,10 @@ enum flow__jrec_type {
                            * options, deadline, default, channel_key} */
     JREC_ACT_WAITING,     /* input. act, attempt; payload {request}: the attempt
                            * ended waiting for that answer */
-    JREC_FEEDBACK_ANSWERED /* input. act; payload {request, answer} */
+    JREC_FEEDBACK_ANSWERED, /* input. act; payload {request, answer} */
+    JREC_RUN_RETRIED      /* input. payload {tasks: [names], activations: [ids], by?}:
+                           * after a run_ended, the run goes on; those
+                           * activations run again (docs/internals/core.md) */
 };
 
 struct flow__jrec {

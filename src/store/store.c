@@ -369,6 +369,7 @@ void flow__store_close(struct flow__store *s)
     if (!s)
         return;
     s->ops->close(s->priv);
+    flow__secrets_unref(s->secrets);
     flow__free(s->url);
     flow__free(s);
 }

@@ -21,6 +21,7 @@
 #include "flow.h"
 #include "store/record.h"
 #include "util/error.h"
+#include "util/redact.h"
 #include "util/strmap.h"
 
 /* The highest store format this libflow reads and writes. */
@@ -176,7 +177,30 @@ struct flow__store {
     const struct flow__store_ops *ops;
     void *priv;
     char *url; /* the URL it was opened with */
+    /* The values no write may carry: those of every run of this process
+     * that used the store (flow__store_add_secrets), or NULL. Read and
+     * changed by whoever calls the store, one at a time (the handle's io
+     * lock). */
+    struct flow__secrets *secrets;
 };
+
+/* ---- secrets (secrets.c) ----------------------------------------------- */
+
+/* Redact the values of `add` (may be NULL) from everything written to `s`
+ * from now on, as well as those it redacted before. FLOW_ENOMEM. */
+flow_err flow__store_add_secrets(struct flow__store *s, struct flow__secrets *add,
+                                 flow_error *err);
+/* The writes below, with s->secrets redacted from what they write. */
+flow_err flow__store_run_create_redacted(struct flow__store *s, const struct flow__run_meta *meta,
+                                         flow_error *err);
+flow_err flow__store_append_redacted(struct flow__store *s, const char *run_id,
+                                     const struct flow__jrec *recs, size_t n, unsigned flags,
+                                     flow_error *err);
+flow_err flow__store_control_put_redacted(struct flow__store *s, const char *id,
+                                          const char *kind, const char *arg, flow_error *err);
+flow_err flow__store_answer_claim_redacted(struct flow__store *s, const char *run_id,
+                                           const char *request, json_t *answer,
+                                           double not_after, json_t **winner, flow_error *err);
 
 /* The backends built in. */
 extern const struct flow__store_ops flow__store_sqlite_ops;
@@ -268,9 +292,12 @@ static inline int flow__store_has_cap(const struct flow__store *s, unsigned cap)
     return (s->ops->caps & cap) == cap;
 }
 
+/* The writes redact s->secrets (docs/internals/core.md, "Secrets"). */
 static inline flow_err flow__store_run_create(struct flow__store *s,
                                               const struct flow__run_meta *meta, flow_error *err)
 {
+    if (s->secrets)
+        return flow__store_run_create_redacted(s, meta, err);
     return s->ops->run_create(s->priv, meta, err);
 }
 
@@ -296,6 +323,8 @@ static inline flow_err flow__store_append(struct flow__store *s, const char *run
                                           const struct flow__jrec *recs, size_t n,
                                           unsigned flags, flow_error *err)
 {
+    if (s->secrets)
+        return flow__store_append_redacted(s, run_id, recs, n, flags, err);
     return s->ops->append(s->priv, run_id, recs, n, flags, err);
 }
 
@@ -341,6 +370,8 @@ static inline flow_err flow__store_control_put(struct flow__store *s, const char
                                                const char *kind, const char *arg,
                                                flow_error *err)
 {
+    if (s->secrets)
+        return flow__store_control_put_redacted(s, id, kind, arg, err);
     return s->ops->control_put(s->priv, id, kind, arg, err);
 }
 
@@ -354,6 +385,9 @@ static inline flow_err flow__store_answer_claim(struct flow__store *s, const cha
         *winner = NULL;
     if (s->ops->version < 2 || !s->ops->answer_claim)
         return flow__error(err, FLOW_EUNSUPPORTED, "store '%s' cannot take answers", s->url);
+    if (s->secrets)
+        return flow__store_answer_claim_redacted(s, run_id, request, answer, not_after, winner,
+                                                 err);
     return s->ops->answer_claim(s->priv, run_id, request, answer, not_after, winner, err);
 }
 

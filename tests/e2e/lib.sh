@@ -42,6 +42,22 @@ wait_until() {
     while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 0.05; n=$((n - 1)); done
     return 1
 }
+# write_slow: slow.yaml, three tasks in a row, each appending its name to
+# ./marks when it runs; `two` touches two.started, then takes a second.
+write_slow() {
+    cat >slow.yaml <<'EOF'
+name: slow
+tasks:
+  one:
+    shell: echo one >> marks; echo 1
+  two:
+    after: one
+    shell: echo two >> marks; touch two.started; sleep 1; echo 2
+  three:
+    after: two
+    shell: echo three >> marks; echo '"three"'
+EOF
+}
 # start_slow RUN: `flow run slow.yaml --id RUN` in the background ($pid), back
 # once its task `two` has started (it touches two.started); out and err get
 # its output.

@@ -14,19 +14,7 @@ export FLOW_BIN=$FLOW
 
 status_of() { "$FLOW" status "$1" --json ${2:+--store "$2"} | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
 
-# Each task appends its name to ./marks when it runs: the side effects.
-cat >slow.yaml <<'EOF'
-name: slow
-tasks:
-  one:
-    shell: echo one >> marks; echo 1
-  two:
-    after: one
-    shell: echo two >> marks; touch two.started; sleep 1; echo 2
-  three:
-    after: two
-    shell: echo three >> marks; echo '"three"'
-EOF
+write_slow # its tasks append their names to ./marks: the side effects
 
 # --- kill -9, resume ---------------------------------------------------------
 : >marks

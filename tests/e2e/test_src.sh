@@ -47,7 +47,7 @@ fi
 # or beside it, so the module graph has no cycle.
 layer_rank() {
     case $1 in
-        util) echo 0 ;; def) echo 1 ;; store|exec) echo 2 ;; journal) echo 3 ;; core) echo 4 ;;
+        util) echo 0 ;; def) echo 1 ;; store|exec) echo 2 ;; journal) echo 3 ;; core) echo 4 ;; serve) echo 5 ;;
         *) echo 99 ;;
     esac
 }

@@ -6,8 +6,9 @@
  * are taken as they are (a torn tail is part of the format). Then the run
  * is listed, shown, its journal, checkpoints and open requests read
  * through the public store API, and it is resumed (flow_run_resume, forced:
- * the journal may name any task), from its first checkpoint too, and again
- * after its open requests are answered. meta.json is the one a real run
+ * the journal may name any task), retried (flow_run_retry, forced), resumed
+ * from its first checkpoint too, and again after its open requests are
+ * answered. meta.json is the one a real run
  * of store_flow.c's flow left. */
 #define _GNU_SOURCE 1
 #include "fuzz.h"
@@ -133,6 +134,22 @@ static void resume(flow_store *s, const char *from_checkpoint)
     flow_run_free(r);
 }
 
+/* Run it again from where it failed (flow_run_retry), if it ended so. */
+static void retry(flow_store *s)
+{
+    flow_run_options o = {.run_id = RUN_ID, .store = s, .force = true};
+    flow_error err;
+    flow_run *r = flow_run_retry(engine, store_flow, &o, NULL, &err);
+    if (!r) {
+        fuzz_check_message(err.message); /* a refused retry says why */
+        return;
+    }
+    flow_run_wait(r);
+    json_t *j = flow_run_to_json(r);
+    json_decref(j);
+    flow_run_free(r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_rmtree(fork_dir);
@@ -149,6 +166,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     store_flow = fuzz_store_flow();
     inspect(s);
     resume(s, NULL);
+    retry(s);
     json_t *cps = flow_store_checkpoints(s, RUN_ID, NULL);
     json_t *first = json_object_get(json_array_get(cps, 0), "id");
     char cp[32];

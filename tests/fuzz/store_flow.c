@@ -187,10 +187,15 @@ void fuzz_store_scenario(flow_engine *e, flow *f, flow_store *store, size_t i,
         r = NULL;
         if (on_stop)
             on_stop(run_id, stop, udata);
-        if (st != FLOW_RUN_PAUSED || stop + 1 >= stops)
+        if ((st != FLOW_RUN_PAUSED && st != FLOW_RUN_FAILED && st != FLOW_RUN_CANCELLED) ||
+            stop + 1 >= stops)
             break;
-        fuzz_store_answer_all(store, run_id);
         flow_run_options ro = {.run_id = run_id, .store = store};
+        if (st != FLOW_RUN_PAUSED) { /* its journal goes on with a retry */
+            r = flow_run_retry(e, f, &ro, NULL, NULL);
+            continue;
+        }
+        fuzz_store_answer_all(store, run_id);
         r = flow_run_resume(e, f, &ro, NULL);
     }
 }

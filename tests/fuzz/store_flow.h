@@ -17,7 +17,8 @@ size_t fuzz_store_scenario_count(void);
 typedef void (*fuzz_store_stop_fn)(const char *run_id, int stop, void *udata);
 
 /* Run scenario `i` as run `run_id` in `store`: start it, then, while it
- * stops paused, answer what it asks and resume it (at most `stops` times).
+ * stops paused, answer what it asks and resume it, or when it failed or was
+ * cancelled, retry it (at most `stops` times).
  * `on_stop` (may be NULL) is called at each stop. */
 void fuzz_store_scenario(flow_engine *e, flow *f, flow_store *store, size_t i,
                          const char *run_id, int stops, fuzz_store_stop_fn on_stop, void *udata);

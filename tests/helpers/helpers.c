@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "store/handle.h"
 #include "store/store.h"
 
 char *th_tempdir(void)
@@ -150,4 +151,43 @@ uint64_t th_store_count(struct flow__store *s, const char *run)
     if (flow__store_read(s, run, 0, count_cb, &n, &err) != FLOW_OK)
         fail_msg("read %s: %s", run, err.message);
     return n;
+}
+
+void th_fork_prefix(flow_store *s, const char *from, const char *to, size_t k, int status)
+{
+    struct flow__run_meta meta = {0};
+    assert_int_equal(flow__store_run_get(s->backend, from, &meta, NULL), FLOW_OK);
+    struct flow__jrec *recs;
+    size_t count;
+    assert_int_equal(flow__store_read_all(s, from, &recs, &count, NULL), FLOW_OK);
+    assert_true(k <= count);
+    snprintf(meta.id, sizeof(meta.id), "%s", to);
+    meta.status = status;
+    meta.ended_at = 0;
+    assert_int_equal(flow__store_run_create(s->backend, &meta, NULL), FLOW_OK);
+    assert_int_equal(flow__store_append(s->backend, to, recs, k, 0, NULL), FLOW_OK);
+    flow__records_free(recs, count);
+    flow__run_meta_cleanup(&meta);
+}
+
+size_t th_journal_length(flow_store *s, const char *id)
+{
+    struct flow__jrec *recs;
+    size_t count;
+    assert_int_equal(flow__store_read_all(s, id, &recs, &count, NULL), FLOW_OK);
+    flow__records_free(recs, count);
+    return count;
+}
+
+bool th_completed_within(flow_store *s, const char *id, size_t k, uint64_t act)
+{
+    struct flow__jrec *recs;
+    size_t count;
+    bool found = false;
+    assert_int_equal(flow__store_read_all(s, id, &recs, &count, NULL), FLOW_OK);
+    for (size_t i = 0; i < k && i < count; i++)
+        if (recs[i].type == JREC_ACT_COMPLETED && recs[i].act == act)
+            found = true;
+    flow__records_free(recs, count);
+    return found;
 }

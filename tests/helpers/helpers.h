@@ -4,6 +4,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,5 +50,13 @@ flow_task *th_add(flow *f, const char *name, flow_task_fn fn);
 struct flow__store;
 struct flow__store *th_store_open(const char *url);
 uint64_t th_store_count(struct flow__store *s, const char *run);
+
+/* Durable runs through a store handle: a new run `to` holding the first `k`
+ * records of run `from` (the journal a crash after record k would have
+ * left), its status `status`; how many records run `id` has; whether
+ * activation `act` completed within its first `k`. Failures fail the test. */
+void th_fork_prefix(flow_store *s, const char *from, const char *to, size_t k, int status);
+size_t th_journal_length(flow_store *s, const char *id);
+bool th_completed_within(flow_store *s, const char *id, size_t k, uint64_t act);
 
 #endif

@@ -4,7 +4,8 @@
  * it ran out of memory -- or does not start, and nothing is freed twice,
  * leaked or left hanging (ASan and valgrind run this too). A durable run's
  * resume is tried the same way: a resume that runs out of memory leaves the
- * journal resumable, and the next one gives the right result.
+ * journal resumable, and the next one gives the right result; so is a
+ * retry of a failed run.
  *
  * To chase a failure: OOM_FROM=N starts at the N-th allocation, OOM_TRACE=1
  * prints the stack of each failed allocation (feed it to addr2line). */
@@ -217,6 +218,34 @@ static void test_durable_run_survives_every_failed_allocation(void **state)
     sweep(true);
 }
 
+/* A sqlite store in a temporary directory, and an engine, for the sweeps of
+ * durable runs below. */
+struct durable {
+    char *dir;
+    flow_store *store;
+    flow_engine *engine;
+};
+
+static void durable_open(struct durable *d)
+{
+    char url[4200];
+    d->dir = th_tempdir();
+    snprintf(url, sizeof(url), "sqlite:%s/flow.db", d->dir);
+    d->store = flow_store_open(url, NULL);
+    assert_non_null(d->store);
+    flow_engine_options eo = {.jobs = 2};
+    d->engine = flow_engine_new(&eo, NULL);
+    assert_non_null(d->engine);
+}
+
+static void durable_close(struct durable *d)
+{
+    flow_engine_free(d->engine);
+    flow_store_close(d->store);
+    th_rmtree(d->dir);
+    free(d->dir);
+}
+
 /* A durable run paused by its first task; the second runs after the resume. */
 static int pause_after(flow_ctx *ctx)
 {
@@ -236,14 +265,11 @@ static int after_pause(flow_ctx *ctx)
 static void test_resume_survives_every_failed_allocation(void **state)
 {
     (void)state;
-    char *dir = th_tempdir();
-    char url[4200];
-    snprintf(url, sizeof(url), "sqlite:%s/flow.db", dir);
+    struct durable d;
+    durable_open(&d);
+    flow_store *s = d.store;
+    flow_engine *e = d.engine;
     flow_error err = {0};
-    flow_store *s = flow_store_open(url, &err);
-    assert_non_null(s);
-    flow_engine_options eo = {.jobs = 2};
-    flow_engine *e = flow_engine_new(&eo, NULL);
     flow *f = flow_new("resumable", NULL);
     flow_task *a = th_add(f, "first", pause_after);
     flow_task *b = th_add(f, "second", after_pause);
@@ -297,10 +323,98 @@ static void test_resume_survives_every_failed_allocation(void **state)
     }
     assert_true(done);
     flow_free(f);
-    flow_engine_free(e);
-    flow_store_close(s);
-    th_rmtree(dir);
-    free(dir);
+    durable_close(&d);
+}
+
+static int after_pause_free(flow_ctx *ctx)
+{
+    return flow_ctx_set_output_take(ctx, json_string("first")) ? 1 : 0;
+}
+
+/* A task that fails the first time it runs in each run, for a retry. */
+static atomic_int broken = 1;
+
+static int fails_first(flow_ctx *ctx)
+{
+    if (atomic_load(&broken))
+        return flow_ctx_fail(ctx, "not yet"), 1;
+    return flow_ctx_set_output_take(ctx, json_string("retried")) ? 1 : 0;
+}
+
+/* How the store has run `id`. */
+static bool stored_is(flow_store *s, const char *id, const char *status)
+{
+    json_t *run = flow_store_run(s, id, NULL);
+    bool is = run && !strcmp(json_string_value(json_object_get(run, "status")), status);
+    json_decref(run);
+    return is;
+}
+
+static void test_retry_survives_every_failed_allocation(void **state)
+{
+    (void)state;
+    struct durable d;
+    durable_open(&d);
+    flow_store *s = d.store;
+    flow_engine *e = d.engine;
+    flow_error err = {0};
+    flow *f = flow_new("retried", NULL);
+    flow_task *a = th_add(f, "first", after_pause_free);
+    flow_task *b = th_add(f, "second", fails_first);
+    flow_task_after(b, a);
+    bool done = false;
+    for (long n = 1; !done && n < 100000; n += stride()) {
+        /* A run failed by its second task, retried with the n-th allocation
+         * failing, then retried (or resumed, when it stopped) with none. */
+        char id[64];
+        snprintf(id, sizeof(id), "retry-%ld", n);
+        flow_run_options o = {.run_id = id, .store = s};
+        atomic_store(&broken, 1);
+        flow_run *r = flow_run_start(e, f, &o, &err);
+        assert_non_null(r);
+        assert_int_equal(flow_run_wait(r), FLOW_RUN_FAILED);
+        flow_run_free(r);
+        atomic_store(&broken, 0);
+        arm(n);
+        flow_error rerr = {0};
+        r = flow_run_retry(e, f, &o, NULL, &rerr);
+        flow_run_status st = r ? flow_run_wait(r) : FLOW_RUN_PENDING;
+        bool happened = arm(0);
+        if (!happened) {
+            assert_non_null(r);
+            assert_int_equal(st, FLOW_RUN_COMPLETED);
+            done = true; /* past the last allocation of a retry */
+        } else if (st == FLOW_RUN_COMPLETED) {
+            const char *got = json_string_value(flow_run_result(r));
+            if (!got || strcmp(got, "retried"))
+                fail_msg("allocation %ld: the retry completed with another result", n);
+        } else if (st == FLOW_RUN_FAILED && !oom_message(flow_run_error(r))) {
+            fail_msg("allocation %ld: retry failed for another reason: %s", n, flow_run_error(r));
+        } else if (!r && rerr.code != FLOW_ENOMEM) {
+            fail_msg("allocation %ld: retry refused for another reason: %s (%s)", n,
+                     rerr.message, flow_err_name(rerr.code));
+        }
+        flow_run_free(r);
+        if (st != FLOW_RUN_COMPLETED) {
+            /* Refused, failed again, or stopped after its record: the run
+             * can be retried (or resumed) to the right result. */
+            bool stopped = stored_is(s, id, "stopped");
+            r = stopped ? flow_run_resume(e, f, &o, &rerr) : flow_run_retry(e, f, &o, NULL, &rerr);
+            if (!r)
+                fail_msg("allocation %ld: the next %s is refused: %s", n,
+                         stopped ? "resume" : "retry", rerr.message);
+            flow_run_status again = flow_run_wait(r);
+            const char *got = json_string_value(flow_run_result(r));
+            if (again != FLOW_RUN_COMPLETED || !got || strcmp(got, "retried"))
+                fail_msg("allocation %ld: the next %s ended %s (%s)", n,
+                         stopped ? "resume" : "retry", flow_run_status_name(again),
+                         flow_run_error(r) ? flow_run_error(r) : "");
+            flow_run_free(r);
+        }
+    }
+    assert_true(done);
+    flow_free(f);
+    durable_close(&d);
 }
 
 /* Checks answer with a message, NULL meaning "all is well": out of memory
@@ -345,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_engine_survives_every_failed_allocation),
         cmocka_unit_test(test_durable_run_survives_every_failed_allocation),
         cmocka_unit_test(test_resume_survives_every_failed_allocation),
+        cmocka_unit_test(test_retry_survives_every_failed_allocation),
         cmocka_unit_test(test_failed_checks_never_say_all_is_well),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,48 +275,6 @@ static flow_run *resume(flow *f, const char *id)
     return r;
 }
 
-/* A new run `to` holding the first `k` records of run `from`: the journal a
- * crash after record k would have left. */
-static void fork_prefix(const char *from, const char *to, size_t k)
-{
-    struct flow__run_meta meta = {0};
-    assert_int_equal(flow__store_run_get(store->backend, from, &meta, NULL), FLOW_OK);
-    struct flow__jrec *recs;
-    size_t count;
-    assert_int_equal(flow__store_read_all(store, from, &recs, &count, NULL), FLOW_OK);
-    assert_true(k <= count);
-    snprintf(meta.id, sizeof(meta.id), "%s", to);
-    meta.status = FLOW_RUN_RUNNING;
-    meta.ended_at = 0;
-    assert_int_equal(flow__store_run_create(store->backend, &meta, NULL), FLOW_OK);
-    assert_int_equal(flow__store_append(store->backend, to, recs, k, 0, NULL), FLOW_OK);
-    flow__records_free(recs, count);
-    flow__run_meta_cleanup(&meta);
-}
-
-static size_t journal_length(const char *id)
-{
-    struct flow__jrec *recs;
-    size_t count;
-    assert_int_equal(flow__store_read_all(store, id, &recs, &count, NULL), FLOW_OK);
-    flow__records_free(recs, count);
-    return count;
-}
-
-/* Activations whose completion is among the first k records of `id`. */
-static bool completed_within(const char *id, size_t k, uint64_t act)
-{
-    struct flow__jrec *recs;
-    size_t count;
-    bool found = false;
-    assert_int_equal(flow__store_read_all(store, id, &recs, &count, NULL), FLOW_OK);
-    for (size_t i = 0; i < k && i < count; i++)
-        if (recs[i].type == JREC_ACT_COMPLETED && recs[i].act == act)
-            found = true;
-    flow__records_free(recs, count);
-    return found;
-}
-
 static void test_every_crash_point(void **state)
 {
     (void)state;
@@ -332,13 +291,13 @@ static void test_every_crash_point(void **state)
     assert_true(json_equal(json_object_get(want_result, "either"), either));
     json_decref(either);
     flow_run_free(r);
-    size_t n = journal_length("whole");
+    size_t n = th_journal_length(store, "whole");
     assert_true(n > 60);
 
     for (size_t k = 1; k < n; k++) {
         char id[32];
         snprintf(id, sizeof(id), "cut-%zu", k);
-        fork_prefix("whole", id, k);
+        th_fork_prefix(store, "whole", id, k, FLOW_RUN_RUNNING);
         calls_reset();
         r = resume(f, id);
         flow_run_status s = flow_run_wait(r);
@@ -354,7 +313,7 @@ static void test_every_crash_point(void **state)
         json_decref(got_state);
         pthread_mutex_lock(&calls_mu);
         for (size_t i = 0; i < ncalls; i++) {
-            if (completed_within(id, k, calls[i].act))
+            if (th_completed_within(store, id, k, calls[i].act))
                 fail_msg("cut after %zu records: %s#%llu ran again after its completion was "
                          "journaled",
                          k, calls[i].task, (unsigned long long)calls[i].act);
@@ -380,14 +339,14 @@ static void test_ended_run_is_not_run_again(void **state)
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     json_t *want = json_incref(flow_run_result(r));
     flow_run_free(r);
-    size_t n = journal_length("ended");
+    size_t n = th_journal_length(store, "ended");
     calls_reset();
     r = resume(f, "ended");
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     assert_true(json_equal(flow_run_result(r), want));
     assert_int_equal(ncalls, 0);
     flow_run_free(r);
-    assert_int_equal(journal_length("ended"), n); /* nothing written */
+    assert_int_equal(th_journal_length(store, "ended"), n); /* nothing written */
     json_decref(want);
     flow_free(f);
 }
@@ -399,7 +358,7 @@ static void test_changed_definition_is_refused(void **state)
     flow_run *r = start_durable(f, "changed");
     flow_run_wait(r);
     flow_run_free(r);
-    fork_prefix("changed", "changed-cut", 5);
+    th_fork_prefix(store, "changed", "changed-cut", 5, FLOW_RUN_RUNNING);
     flow *g = big_flow("extra");
     flow_error err = {0};
     flow_run_options o = {.run_id = "changed-cut", .store = store};
@@ -723,6 +682,80 @@ static void test_second_runner_is_refused(void **state)
     flow_free(f);
 }
 
+/* Threads of one process resuming one paused run at once (the requests of
+ * a serve): the lease, held by the process, lets them all through, so the
+ * journal's open decides -- exactly one of them runs it. */
+#define RACERS 6
+static flow *race_flow;
+static const char *race_id;
+static pthread_barrier_t race_barrier;
+static flow_run *race_runs[RACERS];
+
+static void *race_resume(void *arg)
+{
+    size_t k = (size_t)(uintptr_t)arg;
+    flow_run_options o = {.run_id = race_id, .store = store};
+    flow_error err = {0};
+    pthread_barrier_wait(&race_barrier);
+    race_runs[k] = flow_run_resume(engine, race_flow, &o, &err);
+    if (!race_runs[k] && err.code != FLOW_EBUSY)
+        fprintf(stderr, "resume %s: %s\n", race_id, err.message);
+    return NULL;
+}
+
+static void test_resumes_at_once_run_it_once(void **state)
+{
+    (void)state;
+    flow *f = gate_flow();
+    char dir[] = "/tmp/flow-race-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char url[64];
+    snprintf(url, sizeof(url), "sqlite:%s/s.db", dir);
+    flow_store *mem = store;
+    store = flow_store_open(url, NULL);
+    assert_non_null(store);
+    race_flow = f;
+    for (int round = 0; round < 30; round++) {
+        char id[32];
+        snprintf(id, sizeof(id), "race-%d", round);
+        race_id = id;
+        atomic_store(&gate_open, 0);
+        calls_reset();
+        flow_run *r = start_durable(f, id);
+        wait_in_gate();
+        flow_run_pause(r, "lunch");
+        atomic_store(&gate_open, 1);
+        assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
+        flow_run_free(r);
+
+        pthread_t th[RACERS];
+        pthread_barrier_init(&race_barrier, NULL, RACERS);
+        for (size_t k = 0; k < RACERS; k++)
+            assert_int_equal(pthread_create(&th[k], NULL, race_resume, (void *)(uintptr_t)k), 0);
+        for (size_t k = 0; k < RACERS; k++)
+            pthread_join(th[k], NULL);
+        pthread_barrier_destroy(&race_barrier);
+        /* A resume that comes after the winner ended gets the ended run. */
+        int got = 0;
+        for (size_t k = 0; k < RACERS; k++) {
+            if (!race_runs[k])
+                continue;
+            got++;
+            assert_int_equal(flow_run_wait(race_runs[k]), FLOW_RUN_COMPLETED);
+        }
+        for (size_t k = 0; k < RACERS; k++)
+            flow_run_free(race_runs[k]);
+        assert_true(got >= 1);
+        assert_int_equal(count_calls("after"), 1);
+    }
+    flow_store_close(store);
+    store = mem;
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    flow_free(f);
+}
+
 static void test_lost_lease_stops_the_run(void **state)
 {
     (void)state;
@@ -778,7 +811,7 @@ static void test_checkpoint_time_travel(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(cps, 0), "task")),
                         "final");
     json_decref(cps);
-    size_t n = journal_length("travel");
+    size_t n = th_journal_length(store, "travel");
 
     calls_reset();
     flow_error err = {0};
@@ -791,7 +824,7 @@ static void test_checkpoint_time_travel(void **state)
     assert_true(json_equal(flow_run_result(r), want));
     assert_int_equal(ncalls, 0); /* everything before the checkpoint had completed */
     flow_run_free(r);
-    assert_int_equal(journal_length("travel"), n); /* the original is intact */
+    assert_int_equal(th_journal_length(store, "travel"), n); /* the original is intact */
     o.from_checkpoint = "7";
     assert_null(flow_run_resume(engine, f, &o, &err));
     assert_int_equal(err.code, FLOW_ENOTFOUND);
@@ -1021,6 +1054,7 @@ int main(void)
         cmocka_unit_test(test_pause_before_a_settled_join),
         cmocka_unit_test(test_interrupt_reruns_the_same_attempt),
         cmocka_unit_test(test_second_runner_is_refused),
+        cmocka_unit_test(test_resumes_at_once_run_it_once),
         cmocka_unit_test(test_requests_through_the_store),
         cmocka_unit_test(test_lost_lease_stops_the_run),
         cmocka_unit_test(test_checkpoint_time_travel),
