@@ -20,7 +20,8 @@ static const char help[] =
     "\n"
     "Options:\n"
     "      --json       print an array of {id, task, created_at, reason}\n"
-    "      --store URL  the store (default: $FLOW_STORE, else sqlite:.flow/flow.db)\n"
+    "      --store URL  the store (default: $FLOW_STORE, else the nearest\n"
+    "                   .flow/flow.db here or above)\n"
     "  -h, --help       show this help\n";
 
 static int checkpoints_main(int argc, char **argv)
