@@ -44,7 +44,7 @@ static const char help[] =
     "                          not loopback needs --token-file\n"
     "      --flows DIR         the workflow files it can start (default: .)\n"
     "      --store URL         the store (default: $FLOW_STORE, else\n"
-    "                          sqlite:.flow/flow.db)\n"
+    "                          sqlite:.flow/flow.db in the nearest .flow/ above)\n"
     "      --redis URL         Redis of the remote executor and its workers\n"
     "                          (default: $FLOW_REDIS)\n"
     "      --token-file FILE   every API request needs 'Authorization: Bearer TOKEN',\n"

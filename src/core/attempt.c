@@ -633,5 +633,6 @@ void flow__run_stop(struct flow_run *r, flow_run_status status, const char *why)
         if (a->status == FLOW_ACT_RUNNING && a->dyn && a->dyn->fe && !a->dyn->fe->running)
             flow__run_cancel_act(r, a, "the run stopped before its elements ran");
     }
+    flow__feedback_stop(r);
     flow__run_check_end(r);
 }

@@ -682,6 +682,10 @@ void flow__feedback_resume(struct flow_run *r);
 /* [L] Would the run only wait for people now? (every unfinished activation
  * parked, nothing running) */
 bool flow__feedback_only_people(struct flow_run *r);
+/* [L] The run stops (cancel, a failure): the activations parked waiting
+ * for an answer are cancelled -- nobody's answer can matter any more, and
+ * a run that waits for people (flow_run_options.wait) would never end. */
+void flow__feedback_stop(struct flow_run *r);
 /* The ids of the open requests, "a, b" (flow__free), for messages. */
 char *flow__feedback_open_ids(struct flow_run *r);
 void flow__feedback_cleanup(struct flow_run *r);

@@ -395,6 +395,15 @@ static void unpark(struct flow_run *r, struct act *a)
         flow__engine_enqueue(r->engine, a);
 }
 
+void flow__feedback_stop(struct flow_run *r)
+{
+    for (size_t i = 0; r->parked > 0 && i < r->act_count; i++) {
+        struct act *a = flow__act_at(r, i);
+        if (a->flags & ACT_PARKED)
+            unpark(r, a); /* the run is stopping: cancelled */
+    }
+}
+
 flow_err flow__feedback_answer(struct flow_run *r, const char *id, json_t *answer,
                                flow_error *err)
 {

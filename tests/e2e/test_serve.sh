@@ -218,6 +218,21 @@ wait_until 10 sh -c "[ \"\$(curl -s http://127.0.0.1:$PORT/api/v1/runs/k1 | pyth
 api GET /api/v1/runs/k1
 expect "$(field 'j["result"]["q"]["selected"], j["result"]["t"]["text"]')" "('blue', 'because')" "answers are the tasks' outputs"
 
+# --- a run waiting for people can be cancelled ------------------------------
+api POST /api/v1/runs '{"flow":"hello","id":"h2"}'
+wait_until 10 sh -c "curl -s http://127.0.0.1:$PORT/api/v1/feedback | grep -q '\"h2\"'"
+api POST /api/v1/runs/h2/cancel '{"reason":"not today"}'
+expect "$code" 202 "cancel of a run waiting for an approval is 202"
+wait_until 10 sh -c "curl -s http://127.0.0.1:$PORT/api/v1/runs/h2 | grep -q '\"status\":\"cancelled\"'"
+api GET /api/v1/runs/h2
+expect "$(field 'j["status"], [t["status"] for t in j["tasks"] if t["task"]=="ok"]')" "('cancelled', ['cancelled'])" "the waiting run ended cancelled, its request with it"
+"$FLOW" run flows/hello.yaml --id h3 --wait > /dev/null 2> h3.err &
+runner=$!
+wait_until 10 sh -c "\"$FLOW\" feedback h3 2>/dev/null | grep -q ok"
+"$FLOW" cancel h3 > /dev/null 2>&1
+wait $runner
+expect "$?" 4 "flow run --wait: a cancel ends it (exit 4)"
+
 # --- pause, resume, cancel -----------------------------------------------
 rm -f marks two.started
 api POST /api/v1/runs '{"flow":"slow","id":"s1"}'
