@@ -531,6 +531,7 @@ static void get_journal(struct serve *sv, const char *id, const struct http_req 
 struct sse {
     struct serve *sv;
     char *id;
+    flow_journal_reader *reader;
     long long seq;     /* records sent up to here */
     char status[16];   /* the last status sent */
     uint64_t gen;
@@ -542,6 +543,7 @@ struct sse {
 static void sse_free(void *p)
 {
     struct sse *s = p;
+    flow_journal_reader_free(s->reader);
     flow__free(s->id);
     flow__free(s);
 }
@@ -551,18 +553,18 @@ static bool ended_status(const char *st)
     return !strcmp(st, "completed") || !strcmp(st, "failed") || !strcmp(st, "cancelled");
 }
 
-/* Append what the store holds past what was sent. The status is read
- * first: when it is final, the journal read after it holds the last
- * record, so `end` never overtakes a record. */
+/* Append what the store holds past what was sent: the reader reads only
+ * the records added since its last call, and the run's status before
+ * them, so when the status is final the records are the last ones and
+ * `end` never overtakes a record. */
 static void sse_catch_up(struct sse *s, struct flow__buf *out)
 {
     flow_error err = {0};
-    json_t *run = flow_store_run(s->sv->store, s->id, &err);
-    const char *st = json_string_value(json_object_get(run, "status"));
-    json_t *all = run ? flow_store_journal(s->sv->store, s->id, &err) : NULL;
+    json_t *recs = flow_journal_reader_next(s->reader, &err);
+    const char *st = flow_journal_reader_status(s->reader);
     size_t i;
     json_t *rec;
-    json_array_foreach(all, i, rec)
+    json_array_foreach(recs, i, rec)
     {
         long long seq = json_integer_value(json_object_get(rec, "seq"));
         if (seq <= s->seq)
@@ -574,11 +576,11 @@ static void sse_catch_up(struct sse *s, struct flow__buf *out)
         free(text);
         s->seq = seq;
     }
-    json_decref(all);
-    if (!run) {
+    json_decref(recs);
+    if (!recs && err.code == FLOW_ENOTFOUND) { /* deleted (flow gc) */
         flow__buf_printf(out, "event: end\ndata: {\"id\":\"%s\",\"status\":null}\n\n", s->id);
         s->ended = true;
-    } else if (st && strcmp(st, s->status)) {
+    } else if (recs && st && strcmp(st, s->status)) {
         snprintf(s->status, sizeof(s->status), "%s", st);
         flow__buf_printf(out, "event: run\ndata: {\"id\":\"%s\",\"status\":\"%s\"}\n\n", s->id,
                          st);
@@ -588,7 +590,6 @@ static void sse_catch_up(struct sse *s, struct flow__buf *out)
             s->ended = true;
         }
     }
-    json_decref(run);
 }
 
 static bool sse_next(void *state, struct flow__buf *out)
@@ -628,9 +629,14 @@ static void get_events(struct serve *sv, const char *id, const struct http_req *
     }
     json_decref(run);
     struct sse *s = flow__calloc(1, sizeof(*s));
-    if (!s || !(s->id = flow__strdup(id))) {
-        flow__free(s);
-        http_error(resp, 500, "internal", "out of memory");
+    if (!s || !(s->id = flow__strdup(id)) ||
+        !(s->reader = flow_journal_reader_new(sv->store, id, &err))) {
+        if (s)
+            sse_free(s);
+        if (err.code)
+            fail(resp, &err);
+        else
+            http_error(resp, 500, "internal", "out of memory");
         return;
     }
     const char *last = http_header(req, "Last-Event-ID");
