@@ -335,12 +335,12 @@ flow *cli_load_flow(const char *path, bool quiet_warnings)
 /* ------------------------------------------------------------------------ */
 /* JSON output                                                               */
 
-bool cli_print_json(FILE *out, const json_t *v)
+static bool print_json(FILE *out, const json_t *v, size_t flags)
 {
     int rc = 0;
 
     if (v) {
-        char *text = flow_json_dumps(v, JSON_INDENT(2));
+        char *text = flow_json_dumps(v, flags);
         if (text)
             fputs(text, out);
         else
@@ -355,6 +355,16 @@ bool cli_print_json(FILE *out, const json_t *v)
         return false;
     }
     return cli_flush(out);
+}
+
+bool cli_print_json(FILE *out, const json_t *v)
+{
+    return print_json(out, v, JSON_INDENT(2));
+}
+
+bool cli_print_json_line(FILE *out, const json_t *v)
+{
+    return print_json(out, v, JSON_COMPACT);
 }
 
 bool cli_flush(FILE *out)

@@ -163,6 +163,8 @@ flow *cli_load_flow(const char *path, bool quiet_warnings);
 /* Write `v` (any JSON value; NULL prints null) to `out`, indented by 2, with a
  * final newline. Returns false on a write error (after printing it). */
 bool cli_print_json(FILE *out, const json_t *v);
+/* The same on one line: compact, no indentation (JSON Lines). */
+bool cli_print_json_line(FILE *out, const json_t *v);
 
 /* Flush `out`; false after printing the error when writing failed. A reader
  * that went away (EPIPE) or a closed descriptor (EBADF) is not a failure: the

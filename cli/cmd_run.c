@@ -13,12 +13,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "each.h"
 #include "follow.h"
 
 enum {
     OPT_HELP = 1,
     OPT_INPUT,
     OPT_INPUTS,
+    OPT_INPUTS_EACH,
     OPT_ID,
     OPT_START,
     OPT_JOBS,
@@ -37,6 +39,7 @@ static const struct cli_option options[] = {
     {"help", 'h', false, OPT_HELP},
     {"input", 'i', true, OPT_INPUT},
     {"inputs", 0, true, OPT_INPUTS},
+    {"inputs-each", 0, true, OPT_INPUTS_EACH},
     {"id", 0, true, OPT_ID},
     {"start", 0, true, OPT_START},
     {"jobs", 'j', true, OPT_JOBS},
@@ -54,9 +57,9 @@ static const struct cli_option options[] = {
 
 static const char help[] =
     "usage: flow run FILE [--input K=V | K:=JSON]... [--inputs FILE.json] [--id RUN]\n"
-    "                [--start TASK] [--jobs N] [--json] [--quiet] [--verbose] [--store URL]\n"
-    "                [--detach] [--durability normal|strict] [--checkpoint-every DURATION]\n"
-    "                [--wait] [--redis URL]\n"
+    "                [--inputs-each FILE.jsonl] [--start TASK] [--jobs N] [--json] [--quiet]\n"
+    "                [--verbose] [--store URL] [--detach] [--durability normal|strict]\n"
+    "                [--checkpoint-every DURATION] [--wait] [--redis URL]\n"
     "\n"
     "Start a run of a workflow file and follow it to its end. The run id is printed\n"
     "first on stderr ('run ID'), then live progress, then a summary line; the run's\n"
@@ -70,6 +73,9 @@ static const char help[] =
     "  -i, --input K:=JSON run input K, a JSON value (n:=12, ok:=true,\n"
     "                      tags:='[\"a\",\"b\"]'); bad JSON is a usage error (exit 2)\n"
     "      --inputs FILE   run inputs from a JSON object file; --input overrides its keys\n"
+    "      --inputs-each FILE.jsonl\n"
+    "                      one run per line of FILE.jsonl (a JSON object each, over\n"
+    "                      --inputs and --input), all at once in this process; see below\n"
     "      --id RUN        the run's id (default: a new unique id); a run with that id\n"
     "                      already in the store is not started again (exit 2)\n"
     "      --start TASK    run TASK first, with the inputs, instead of the start tasks\n"
@@ -109,6 +115,15 @@ static const char help[] =
     "is printed and the exit status is 130; the run is paused and 'flow resume RUN'\n"
     "runs what was interrupted again. A third signal exits at once.\n"
     "\n"
+    "With --inputs-each, the runs share the engine (--jobs bounds the tasks running\n"
+    "across all of them) and there is no per-task progress: a line 'run ID (line N)\n"
+    "STATUS in 1.23s[: ERROR]' as each run ends, then a tally. A line that is not a\n"
+    "JSON object is reported as FILE:LINE: error: ... and does not run; the others\n"
+    "do. stdout gets one line per line of the file, in order: the result as compact\n"
+    "JSON (null when the run did not complete), or with --json {line, id, status,\n"
+    "result, error}. The exit status is the worst: 130 > 2 (a line did not run) > 1 >\n"
+    "4 > 3 > 0. --id and --detach are refused with it.\n"
+    "\n"
     "Exit status: 0 completed, 1 failed, 2 usage error or invalid workflow (nothing\n"
     "ran), 3 paused, 4 cancelled, 130 interrupted.\n";
 
@@ -118,6 +133,7 @@ struct run_args {
     size_t kv_count;
     const char **files; /* --inputs files, in order */
     size_t file_count;
+    const char *each;   /* --inputs-each FILE.jsonl */
     const char *run_id;
     const char *start_task;
     int jobs;
@@ -157,6 +173,9 @@ static int parse_args(struct run_args *ra, int argc, char **argv)
             break;
         case OPT_INPUTS:
             push(&ra->files, &ra->file_count, a.value);
+            break;
+        case OPT_INPUTS_EACH:
+            ra->each = a.value;
             break;
         case OPT_ID:
             if (!a.value[0]) {
@@ -219,6 +238,15 @@ static int parse_args(struct run_args *ra, int argc, char **argv)
     }
     if (id < 0) {
         return CLI_EXIT_USAGE;
+    }
+    /* Every line is a run of its own, with an id of its own, in this process. */
+    if (ra->each && ra->run_id) {
+        return cli_usage_error("run", "options '--id' and '--inputs-each' of 'run' do not go "
+                                      "together: each line's run gets an id of its own");
+    }
+    if (ra->each && ra->detach) {
+        return cli_usage_error("run", "options '--detach' and '--inputs-each' of 'run' do not "
+                                      "go together");
     }
     return cli_one_file(&a, &ra->file);
 }
@@ -417,13 +445,64 @@ static void report(int fd, const char *line)
 /* ------------------------------------------------------------------------ */
 /* Running                                                                   */
 
+/* The session of the options: returns -1 when open, else the exit status. */
+static int open_session(const struct run_args *ra, flow *f, struct cli_session *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->quiet = ra->quiet || ra->detach;
+    s->verbose = ra->verbose;
+    s->json = ra->json;
+    s->jobs = ra->jobs;
+    s->store_url = ra->store;
+    s->redis_url = ra->redis;
+    s->no_bar = ra->each != NULL; /* a bar of many runs' tasks would mislead */
+    return cli_session_open(s, flow_task_count(f));
+}
+
+/* The options every run of the command gets; `source` (PATH_MAX) holds the
+ * file's absolute path. */
+static void run_options(const struct run_args *ra, const struct cli_session *s,
+                        flow_run_options *ropts, char *source)
+{
+    memset(ropts, 0, sizeof(*ropts));
+    ropts->start_task = ra->start_task;
+    ropts->store = s->store;
+    ropts->source = realpath(ra->file, source) ? source : ra->file;
+    ropts->durability = ra->durability;
+    ropts->checkpoint_every = ra->checkpoint_every;
+    ropts->wait = ra->wait;
+}
+
+/* --inputs-each: a run per line of the file, over the inputs of the options. */
+static int run_each(const struct run_args *ra, flow *f, const json_t *inputs)
+{
+    struct cli_session s;
+    flow_run_options ropts;
+    struct cli_each *b;
+    char source[PATH_MAX];
+    int rc;
+
+    b = cli_each_read(ra->each, inputs, &rc);
+    if (!b) {
+        return rc;
+    }
+    rc = open_session(ra, f, &s);
+    if (rc < 0) {
+        run_options(ra, &s, &ropts, source);
+        rc = cli_each_follow(b, &s, f, &ropts);
+        cli_session_close(&s);
+    }
+    cli_each_free(b);
+    return rc;
+}
+
 static int run_flow(const struct run_args *ra, flow *f, json_t *inputs)
 {
     struct cli_session s;
     flow_run_options ropts;
     flow_run *run;
     flow_error err;
-    char source[4096];
+    char source[PATH_MAX];
     int report_fd = -1;
     double t0;
     int rc;
@@ -449,30 +528,17 @@ static int run_flow(const struct run_args *ra, flow *f, json_t *inputs)
             return rc;
         }
     }
-    memset(&s, 0, sizeof(s));
-    s.quiet = ra->quiet || ra->detach;
-    s.verbose = ra->verbose;
-    s.json = ra->json;
-    s.jobs = ra->jobs;
-    s.store_url = ra->store;
-    s.redis_url = ra->redis;
-    rc = cli_session_open(&s, flow_task_count(f));
+    rc = open_session(ra, f, &s);
     if (rc >= 0) {
         report(report_fd, "error 1cannot open the store or the engine");
         return rc;
     }
     memset(&err, 0, sizeof(err));
-    memset(&ropts, 0, sizeof(ropts));
+    run_options(ra, &s, &ropts, source);
     ropts.inputs = inputs;
     ropts.run_id = ra->run_id;
-    ropts.start_task = ra->start_task;
     ropts.on_event = s.prog ? progress_on_event : NULL;
     ropts.event_udata = s.prog;
-    ropts.store = s.store;
-    ropts.source = realpath(ra->file, source) ? source : ra->file;
-    ropts.durability = ra->durability;
-    ropts.checkpoint_every = ra->checkpoint_every;
-    ropts.wait = ra->wait;
     cli_signals_install();
     t0 = cli_now();
     run = flow_run_start(s.engine, f, &ropts, &err);
@@ -524,7 +590,7 @@ static int run_main(int argc, char **argv)
         rc = CLI_EXIT_USAGE;
         goto out_inputs;
     }
-    rc = run_flow(&ra, f, inputs);
+    rc = ra.each ? run_each(&ra, f, inputs) : run_flow(&ra, f, inputs);
     flow_free(f);
 
 out_inputs:

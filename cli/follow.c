@@ -101,6 +101,11 @@ double cli_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+bool cli_signal_received(void)
+{
+    return signal_count > 0;
+}
+
 /* Act on signals received since the last tick. */
 static void check_signals(flow_run *run, bool *interrupted)
 {
@@ -277,7 +282,22 @@ int cli_run_exit_status(flow_run_status status, const char *error)
     }
 }
 
-/* The summary line on stderr. */
+const char *cli_exit_word(int rc)
+{
+    switch (rc) {
+    case CLI_EXIT_OK:
+        return "completed";
+    case CLI_EXIT_PAUSED:
+        return "paused";
+    case CLI_EXIT_CANCELLED:
+        return "cancelled";
+    case CLI_EXIT_INTERRUPTED:
+        return "interrupted";
+    default:
+        return "failed";
+    }
+}
+
 /* A run paused for people: how to answer each of its open requests. */
 static void print_answer_hints(flow_store *store, flow_run *run)
 {
@@ -297,6 +317,7 @@ static void print_answer_hints(flow_store *store, flow_run *run)
     json_decref(reqs);
 }
 
+/* The summary line on stderr. */
 static void print_summary(flow_run *run, int rc, double elapsed, bool quiet, bool resumable,
                           flow_store *store)
 {
@@ -328,23 +349,7 @@ static void print_summary(flow_run *run, int rc, double elapsed, bool quiet, boo
     }
     /* The first word says how it ended, coloured on a terminal. */
     color = cli_color_on(STDERR_FILENO);
-    switch (rc) {
-    case CLI_EXIT_OK:
-        word = "completed";
-        break;
-    case CLI_EXIT_PAUSED:
-        word = "paused";
-        break;
-    case CLI_EXIT_CANCELLED:
-        word = "cancelled";
-        break;
-    case CLI_EXIT_INTERRUPTED:
-        word = "interrupted";
-        break;
-    default:
-        word = "failed";
-        break;
-    }
+    word = cli_exit_word(rc);
     fputs(cli_color_pad(head, sizeof(head), color, word, word, 0), stderr);
     switch (rc) {
     case CLI_EXIT_OK:
@@ -489,7 +494,7 @@ int cli_session_open(struct cli_session *s, size_t task_count)
     if (s->quiet) {
         flow_set_log(quiet_log_cb, NULL, FLOW_LOG_ERROR);
     } else {
-        s->prog = progress_new(isatty(STDERR_FILENO) == 1, task_count);
+        s->prog = progress_new(!s->no_bar && isatty(STDERR_FILENO) == 1, task_count);
         flow_set_log(progress_on_log, s->prog, s->verbose ? FLOW_LOG_INFO : FLOW_LOG_WARN);
     }
     cli_export_flow_bin();

@@ -15,6 +15,7 @@ struct cli_session {
     int jobs;
     const char *store_url; /* NULL: flow_store_default_url() */
     const char *redis_url; /* --redis; NULL: a redis:// store, else $FLOW_REDIS */
+    bool no_bar;           /* progress as lines even on a terminal */
     /* set by cli_session_open */
     struct progress *prog;
     flow_engine *engine;
@@ -42,6 +43,8 @@ int cli_store_error_status(flow_err code);
 /* Signals: SIGINT/SIGTERM ask the run to stop (resumable); a third exits. */
 void cli_signals_install(void);
 void cli_signals_restore(void);
+/* Has SIGINT or SIGTERM come since cli_signals_install? */
+bool cli_signal_received(void);
 
 /* Follow `run` to its end (progress, signals), print the summary and the
  * result, free the run; returns the exit status. `t0` from cli_now(). */
@@ -53,6 +56,9 @@ int cli_start_error_status(flow_err code);
 
 /* The exit status a run that ended with `status` and `error` gets. */
 int cli_run_exit_status(flow_run_status status, const char *error);
+/* How a run that gets exit status `rc` ended, in a word: "completed",
+ * "failed", "paused", "cancelled", "interrupted". */
+const char *cli_exit_word(int rc);
 
 double cli_now(void);
 
