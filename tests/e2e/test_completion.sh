@@ -42,7 +42,7 @@ check "every command of flow --help is offered ($(echo $cmds))" \
     bash -c '[ -z "$(comm -23 <(echo "$1") <(echo "$2"))" ]' _ "$cmds" "$got"
 expect "a command from its first letters" "status" flow st
 expect "commands after a global option" "validate" flow --help val
-expect "options of flow run" "--id --input --inputs" flow run --i
+expect "options of flow run" "--id --input --inputs --inputs-each" flow run --i
 expect "the choices of --format" "dot json mermaid svg" flow graph x.yaml --format ""
 expect "the choices of -f too" "json" flow graph -f j
 expect "the shells of flow completion" "bash zsh" flow completion ""
