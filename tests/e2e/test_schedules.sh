@@ -4,6 +4,7 @@
 # the expression in its time zone.
 set -u
 . "$(dirname "$0")/lib.sh"
+expect() { if [ "$1" = "$2" ]; then pass "$3"; else fail "$3: got '$1', expected '$2'"; fi; }
 cd "$T" || exit 1
 mkdir flows
 cat > flows/hourly.yaml <<'Y'
@@ -65,4 +66,51 @@ cp bad.yaml flows/
 check "flow schedules reports a file that does not load (exit 2)" sh -c "[ $? = 2 ] && grep -q 'bad.yaml' err"
 "$FLOW" schedules --flows nosuch 2> err
 check "a missing directory is a usage error" [ $? = 2 ]
+# --- flow serve starts the ticks: once each, even with two serves --------
+mkdir tick
+cat > tick/tick.yaml <<'Y'
+name: tick
+schedule: "@every 2s"
+inputs: {n: 7}
+tasks:
+  a: {run: [sh, -c, 'echo "{\"n\": $(sed "s/[^0-9]//g" "$FLOW_INPUT")}"']}
+Y
+cat > tick/catch.yaml <<'Y'
+name: catch
+schedule: {cron: "@every 2s", catchup: true}
+tasks:
+  a: {run: [echo, '{}']}
+Y
+export FLOW_STORE=sqlite:$T/ticks.db
+"$FLOW" serve --listen 127.0.0.1:0 --flows tick 2> a.log &
+a=$!
+"$FLOW" serve --listen 127.0.0.1:0 --flows tick 2> b.log &
+b=$!
+wait_until 20 sh -c "[ \$(\"$FLOW\" status --all --json --flow tick --status completed | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))') -ge 4 ]"
+kill -TERM $a $b; wait $a; wait $b
+# ticks of each serve's log, and the store's runs
+ticks() { "$FLOW" status --all --json --flow "$1" | python3 -c '
+import json, sys, datetime
+runs = json.load(sys.stdin)
+ts = sorted(int(datetime.datetime.strptime(r["id"].split("@")[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()) for r in runs)
+print(len(ts), all(b - a == 2 for a, b in zip(ts, ts[1:])), all(r["id"].startswith(sys.argv[1] + "@") for r in runs))' "$1"; }
+got=$(ticks tick)
+check "two serves: every tick started once, none missed ($got)" sh -c "case '$got' in *' True True') true ;; *) false ;; esac"
+started=$(cat a.log b.log | grep -c "started run 'tick@")
+expect "$started" "$(echo "$got" | cut -d' ' -f1)" "the two serves together started each tick once"
+"$FLOW" status --all --json --flow tick | python3 -c 'import json,sys; print([r["id"] for r in json.load(sys.stdin) if r["status"]=="completed"][0])' > one
+expect_json "$("$FLOW" status "$(cat one)" --json | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["result"]))')" '{"n": 7}' "a tick's run has the schedule's inputs"
+# catchup: a serve that was down starts the ticks it missed (catch), not
+# those of a flow without catchup (tick)
+sleep 5
+"$FLOW" serve --listen 127.0.0.1:0 --flows tick 2> c.log &
+c=$!
+wait_until 15 grep -q "started run 'catch@" c.log
+wait_until 15 grep -q "started run 'tick@" c.log
+kill -TERM $c; wait $c
+got=$(ticks catch)
+check "catchup: the missed ticks were started ($got)" sh -c "case '$got' in *' True True') true ;; *) false ;; esac"
+got=$(ticks tick)
+check "no catchup: the missed ticks were not ($got)" sh -c "case '$got' in *' False True') true ;; *) false ;; esac"
+
 finish
