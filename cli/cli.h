@@ -58,6 +58,7 @@ extern const struct cli_command cli_cmd_feedback;
 extern const struct cli_command cli_cmd_worker;
 extern const struct cli_command cli_cmd_workers;
 extern const struct cli_command cli_cmd_serve;
+extern const struct cli_command cli_cmd_schedules;
 extern const struct cli_command cli_cmd_completion;
 
 /* The hidden `flow __complete runs|tasks RUN [--store URL]` of the

@@ -479,6 +479,28 @@ FLOW_API flow_err flow_validate(flow *f, flow_diags *diags, flow_error *err);
  * documented in docs/cli.md (flow graph --format json). */
 FLOW_API json_t *flow_describe(flow *f);
 
+/* When `flow serve` starts runs of the flow by itself (the file's
+ * `schedule:`; docs/file-format.md): `cron` is five cron fields, an
+ * @hourly-style name or "@every DURATION"; `timezone` an IANA name (NULL:
+ * UTC); `inputs` (NULL: none) the inputs of each run; `catchup`: a serve
+ * that was down starts the ticks it missed. */
+typedef struct flow_schedule {
+    const char *cron;
+    const char *timezone;
+    json_t *inputs;
+    bool catchup;
+} flow_schedule;
+/* Set (copied; NULL removes it). FLOW_EINVAL, naming the field, for a bad
+ * expression or an unknown time zone. */
+FLOW_API flow_err flow_set_schedule(flow *f, const flow_schedule *s, flow_error *err);
+/* The flow's schedule (borrowed, valid while `f` is unchanged), or NULL. */
+FLOW_API const flow_schedule *flow_get_schedule(const flow *f);
+/* The first tick of the flow's schedule strictly after `after` (epoch
+ * seconds), or -1 (no schedule, or no tick in the next five years). It
+ * switches the process's TZ under a lock for the call: call it where no
+ * other thread prints local times at that moment. */
+FLOW_API double flow_schedule_next(const flow *f, double after);
+
 /* How flow_graph_svg() draws; zero-filled means the defaults. */
 typedef struct flow_graph_options {
     int max_label;   /* characters of a name or an edge's text shown before it

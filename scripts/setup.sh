@@ -10,7 +10,8 @@ set -eu
 # with pkg-config), and for the tests python3 (JSON comparison), procps
 # (pgrep) and valgrind (the memcheck tests). redis-server is for the tests of
 # distribution (they start their own servers on free ports, never the
-# system's service). chromium is for the dashboard's test in a real browser
+# system's service). tzdata holds the time zones of schedules. chromium is
+# for the dashboard's test in a real browser
 # (tests/browser/), driven by node's playwright-core (below).
 PACKAGES="
 cmake
@@ -28,6 +29,7 @@ python3
 procps
 valgrind
 redis-server
+tzdata
 chromium
 "
 # node and npm: the machine's own when it has them (they may come from

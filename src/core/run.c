@@ -312,7 +312,7 @@ static bool valid_run_id(const char *id)
         return false;
     for (const char *p = id; *p; p++) {
         if (!(('a' <= *p && *p <= 'z') || ('A' <= *p && *p <= 'Z') || ('0' <= *p && *p <= '9') ||
-              *p == '-' || *p == '_' || *p == '.'))
+              *p == '-' || *p == '_' || *p == '.' || *p == '@' || *p == ':'))
             return false;
     }
     return id[0] != '.';
@@ -496,7 +496,8 @@ flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts, 
     }
     if (opts->run_id && !valid_run_id(opts->run_id)) {
         flow__error(err, FLOW_EINVAL,
-                    "invalid run id '%s' (use up to 63 letters, digits, '-', '_' and '.')",
+                    "invalid run id '%s' (use up to 63 letters, digits, '-', '_', '.', '@' and "
+                    "':', not starting with '.')",
                     opts->run_id);
         return NULL;
     }

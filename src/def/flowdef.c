@@ -155,6 +155,7 @@ void flow_free(flow *f)
     }
     FLOW__VEC_FREE(&f->connections);
     flow__flow_secrets_free(f);
+    flow__schedule_free(f);
     flow__schema_free(f->schema);
     json_decref(f->schema_src);
     flow__nameidx_cleanup(&f->by_name);

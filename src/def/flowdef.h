@@ -241,7 +241,12 @@ struct flow {
     bool has_subflows;              /* any task that runs a nested flow */
     FLOW__VEC(char *) secrets;      /* environment variables never written
                                      * nor printed (secrets.c) */
+    struct flow__schedule *schedule; /* `schedule:`, or NULL (schedule.c) */
 };
+
+/* ---- schedule.c -------------------------------------------------------- */
+
+void flow__schedule_free(struct flow *f);
 
 /* ---- secrets.c -------------------------------------------------------- */
 

@@ -27,6 +27,7 @@
 #include "util/json.h"
 #include "util/vec.h"
 
+#include "def/cron.h"
 #include "def/load_int.h"
 
 static const struct unsupported unsupported[] = {
@@ -38,6 +39,7 @@ static const struct unsupported unsupported[] = {
 static const char *const top_keys[] = {
     "name",     "version", "description", "state",   "state_schema",
     "defaults", "result",  "tasks",       "connect", "checkpoint_every", "secrets",
+    "schedule", "timezone", "catchup",    "inputs",
 };
 
 static const char *const task_keys[] = {
@@ -278,6 +280,67 @@ static void parse_connection(struct loader *L, const struct val *x, size_t n)
 
 /* `secrets`: environment variables whose values are never written nor
  * printed. Read before any template, which may name them. */
+/* `schedule: CRON` with the flow's `timezone`, `catchup` and `inputs`, or
+ * `schedule: {cron, timezone, catchup, inputs}`. */
+static void parse_schedule(struct loader *L, json_t *root)
+{
+    static const char *const keys[] = {"cron", "timezone", "catchup", "inputs"};
+    struct val x = flow__ld_member(L, root, "schedule");
+    json_t *from = root;
+    flow_schedule sc = {0};
+    if (!x.v) {
+        for (size_t i = 1; i < FLOW__ARRAY_LEN(keys); i++) {
+            struct val k = flow__ld_member(L, root, keys[i]);
+            if (k.v)
+                flow__ld_report(L, k.pos, "'%s' is for scheduled runs: it needs 'schedule'",
+                                keys[i]);
+        }
+        return;
+    }
+    struct val cron = x;
+    if (json_is_object(x.v)) {
+        if (!flow__ld_known_keys(L, &x, keys, FLOW__ARRAY_LEN(keys), "'schedule'"))
+            return;
+        from = x.v;
+        cron = flow__ld_member(L, x.v, "cron");
+        if (!cron.v) {
+            flow__ld_report(L, x.pos, "'schedule' needs 'cron' (five fields, @daily, or @every "
+                                      "DURATION)");
+            return;
+        }
+    }
+    struct val tz = flow__ld_member(L, from, "timezone");
+    struct val cu = flow__ld_member(L, from, "catchup");
+    struct val in = flow__ld_member(L, from, "inputs");
+    struct flow__cron parsed;
+    flow_error e = {0};
+    bool ok = flow__ld_get_string(L, &cron, "'schedule'", true, &sc.cron);
+    if (ok && flow__cron_parse(sc.cron, &parsed, &e) != FLOW_OK) {
+        flow__ld_report(L, cron.pos, "%s", e.message);
+        ok = false;
+    }
+    if (tz.v && flow__ld_get_string(L, &tz, "'timezone'", true, &sc.timezone) &&
+        !flow__cron_zone_known(sc.timezone)) {
+        flow__ld_report(L, tz.pos,
+                        "unknown time zone '%s' (an IANA name such as Europe/Berlin or "
+                        "America/New_York; UTC by default)",
+                        sc.timezone);
+        ok = false;
+    } else if (tz.v && !sc.timezone) {
+        ok = false;
+    }
+    if (cu.v && !flow__ld_get_bool(L, &cu, "'catchup'", &sc.catchup))
+        ok = false;
+    if (in.v && !json_is_object(in.v)) {
+        flow__ld_report(L, in.pos, "'inputs' of a schedule must be a mapping, not %s",
+                        flow__ld_type_name(in.v));
+        ok = false;
+    }
+    sc.inputs = in.v;
+    if (ok && flow_set_schedule(L->f, &sc, &e) != FLOW_OK)
+        flow__ld_report(L, cron.pos, "%s", e.message);
+}
+
 static void parse_secrets(struct loader *L, const struct val *x)
 {
     if (!json_is_array(x->v)) {
@@ -474,6 +537,7 @@ static void load_top(struct loader *L, json_t *root)
     x = flow__ld_member(L, root, "secrets");
     if (x.v)
         parse_secrets(L, &x);
+    parse_schedule(L, root);
     x = flow__ld_member(L, root, "result");
     if (x.v && flow__ld_check_template_value(L, &x, "'result'")) {
         flow__error_clear(&e);

@@ -490,6 +490,7 @@ static int serve_loop(struct serve *sv, const sigset_t *signals)
             return 0;
         }
         reap(sv, NULL);
+        serve_schedules(sv, now_s());
         if (now_s() >= next_look) {
             take_over_stopped(sv, looks++ % 5 == 0);
             next_look = now_s() + every;
@@ -586,6 +587,7 @@ int flow_serve_main(const struct flow_serve_options *opts)
         fprintf(stderr, "flow serve: stopped\n");
 out:
     reap(&sv, NULL);
+    serve_schedules_free(&sv);
     flow_engine_free(sv.engine);
     flow_store_close(sv.store);
     for (size_t i = 0; i <= sv.given_up.mask && sv.given_up.slots; i++)

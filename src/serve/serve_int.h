@@ -77,6 +77,7 @@ struct serve {
     struct flow__strmap given_up; /* [lock] runs takeover could not load: id -> why */
     bool stopping;          /* [lock] */
     double started_at;
+    struct serve_schedules *schedules; /* the supervisor's own (schedule.c) */
 };
 
 /* Start run of the flow file `name` of the flows directory; on success
@@ -95,6 +96,12 @@ flow_err serve_continue(struct serve *sv, const char *run_id, bool retry,
 flow_err serve_flow_path(struct serve *sv, const char *name, char **path, flow_error *err);
 /* Load a flow file; diagnostics folded into `err`'s message. */
 flow *serve_load(const char *path, flow_error *err);
+
+/* ---- schedule.c: runs of flows with a `schedule:` ------------------- */
+
+/* The supervisor, every pass: start the runs of the ticks that are due. */
+void serve_schedules(struct serve *sv, double now);
+void serve_schedules_free(struct serve *sv);
 
 /* ---- api.c -------------------------------------------------------------- */
 
