@@ -19,44 +19,6 @@
 
 #define API "/api/v1"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* "2026-12-03T14:42:51.123Z" -> epoch seconds; -1 when not that. */
-static double parse_time(const json_t *t)
-{
-    const char *s = json_string_value(t);
-    struct tm tm;
-    memset(&tm, 0, sizeof(tm));
-    if (!s)
-        return -1;
-    const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!rest)
-        return -1;
-    double frac = 0;
-    if (*rest == '.')
-        frac = strtod(rest, NULL);
-    return (double)timegm(&tm) + frac;
-}
-
-/* Seconds from created_at to ended_at (or to now, for a run not ended). */
-static void add_duration(json_t *run)
-{
-    double from = parse_time(json_object_get(run, "created_at"));
-    double to = parse_time(json_object_get(run, "ended_at"));
-    const char *st = json_string_value(json_object_get(run, "status"));
-    if (to < 0 && st && (!strcmp(st, "running") || !strcmp(st, "pending")))
-        to = now_s();
-    json_object_set_new(run, "duration",
-                        from >= 0 && to >= from ? json_real((double)(int64_t)((to - from) * 1000) /
-                                                            1000)
-                                                : json_null());
-}
-
 /* ---- errors ------------------------------------------------------------ */
 
 static int status_of(flow_err code)
@@ -277,56 +239,8 @@ static void get_flow_graph(struct serve *sv, const char *name, const struct http
 
 /* ---- runs ---------------------------------------------------------------- */
 
-static bool status_in(const char *status, const char *list)
-{
-    size_t n = strlen(status);
-    for (const char *p = list; *p;) {
-        size_t len = strcspn(p, ",");
-        if (len == n && !strncmp(p, status, n))
-            return true;
-        p += len;
-        if (*p == ',')
-            p++;
-    }
-    return false;
-}
-
 static const char *const run_statuses[] = {"pending",   "running",   "paused", "completed",
                                            "failed",    "cancelled", "stopped", NULL};
-
-static bool statuses_ok(const char *list, struct http_resp *resp)
-{
-    for (const char *p = list; *p;) {
-        size_t len = strcspn(p, ",");
-        bool known = false;
-        for (size_t i = 0; run_statuses[i]; i++)
-            known = known || (strlen(run_statuses[i]) == len && !strncmp(p, run_statuses[i], len));
-        if (!known) {
-            http_error(resp, 400, "bad_request",
-                       "unknown status '%.*s' (pending, running, paused, completed, failed, "
-                       "cancelled, stopped)",
-                       (int)(len > 40 ? 40 : len), p);
-            return false;
-        }
-        p += len;
-        if (*p == ',')
-            p++;
-    }
-    return true;
-}
-
-/* Newest first: by created_at, then id, both descending. */
-static int cmp_newest(const void *a, const void *b)
-{
-    json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-    const char *cx = json_string_value(json_object_get(x, "created_at"));
-    const char *cy = json_string_value(json_object_get(y, "created_at"));
-    int c = strcmp(cy ? cy : "", cx ? cx : "");
-    if (c)
-        return c;
-    return strcmp(json_string_value(json_object_get(y, "id")),
-                  json_string_value(json_object_get(x, "id")));
-}
 
 /* Is `run` after the cursor "CREATED_AT|ID" in the newest-first order? */
 static bool after_cursor(json_t *run, const char *cursor)
@@ -365,33 +279,24 @@ static void get_runs(struct serve *sv, const struct http_req *req, struct http_r
     const char *flow_name = http_query(req, "flow");
     const char *cursor = http_query(req, "cursor");
     long limit;
-    if ((status && *status && !statuses_ok(status, resp)) ||
-        !parse_limit(http_query(req, "limit"), 50, 1000, &limit, resp))
+    if (!parse_limit(http_query(req, "limit"), 50, 1000, &limit, resp))
         return;
+    flow_run_query q = {status && *status ? status : NULL, flow_name && *flow_name ? flow_name
+                                                                                  : NULL,
+                        0};
     flow_error err = {0};
-    json_t *all = flow_store_runs(sv->store, &err);
+    json_t *all = flow_store_list_runs(sv->store, &q, NULL, &err); /* newest first */
     if (!all) {
         fail(resp, &err);
         return;
     }
-    size_t n = json_array_size(all);
-    json_t **v = flow__calloc(n ? n : 1, sizeof(*v));
-    if (!v) {
-        json_decref(all);
-        http_error(resp, 500, "internal", "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < n; i++)
-        v[i] = json_array_get(all, i);
-    qsort(v, n, sizeof(*v), cmp_newest);
     json_t *out = json_array();
     json_t *next = json_null();
-    for (size_t i = 0; i < n; i++) {
-        const char *st = json_string_value(json_object_get(v[i], "status"));
-        const char *fl = json_string_value(json_object_get(v[i], "flow"));
-        if ((status && *status && !status_in(st ? st : "", status)) ||
-            (flow_name && *flow_name && (!fl || strcmp(fl, flow_name))) ||
-            (cursor && !after_cursor(v[i], cursor)))
+    size_t i;
+    json_t *run;
+    json_array_foreach(all, i, run)
+    {
+        if (cursor && !after_cursor(run, cursor))
             continue;
         if ((long)json_array_size(out) == limit) {
             json_t *last = json_array_get(out, json_array_size(out) - 1);
@@ -399,10 +304,8 @@ static void get_runs(struct serve *sv, const struct http_req *req, struct http_r
                                 json_string_value(json_object_get(last, "id")));
             break;
         }
-        add_duration(v[i]);
-        json_array_append(out, v[i]);
+        json_array_append(out, run);
     }
-    flow__free(v);
     json_decref(all);
     http_json(resp, 200, json_pack("{s:o,s:o}", "runs", out, "next", next));
 }
@@ -461,7 +364,6 @@ static void get_run(struct serve *sv, const char *id, struct http_resp *resp)
         fail(resp, &err);
         return;
     }
-    add_duration(run);
     json_t *fb = flow_store_feedback(sv->store, id, &err);
     json_object_set_new(run, "feedback", fb ? fb : json_array());
     http_json(resp, 200, run);
@@ -605,7 +507,7 @@ static bool sse_next(void *state, struct flow__buf *out)
             return false;
         s->started = true;
         sse_catch_up(s, out);
-        double now = now_s();
+        double now = flow__wall_time();
         if (out->len) {
             s->last_write = now;
             return true;
@@ -644,7 +546,7 @@ static void get_events(struct serve *sv, const char *id, const struct http_req *
     char *end = NULL;
     long long from = last ? strtoll(last, &end, 10) : -1;
     s->seq = last && end != last && !*end && from >= -1 ? from : -1; /* else: from the start */
-    s->last_write = now_s();
+    s->last_write = flow__wall_time();
     pthread_mutex_lock(&sv->hub.lock);
     s->gen = sv->hub.gen;
     pthread_mutex_unlock(&sv->hub.lock);
@@ -841,7 +743,10 @@ static void get_metrics(struct serve *sv, struct http_resp *resp)
         size_t n = 0, i;
         json_t *r;
         json_array_foreach(runs, i, r)
-            n += !strcmp(json_string_value(json_object_get(r, "status")), run_statuses[k]);
+        {
+            const char *st = json_string_value(json_object_get(r, "status"));
+            n += st && !strcmp(st, run_statuses[k]);
+        }
         flow__buf_printf(&out, "flow_runs{status=\"%s\"} %zu\n", run_statuses[k], n);
     }
     json_decref(runs);
@@ -1044,7 +949,7 @@ void api_handle(void *udata, const struct http_req *req, struct http_resp *resp)
 {
     struct serve *sv = udata;
     const char *route = "other";
-    double began = now_s();
+    int64_t began = flow__now_ns();
     dispatch(sv, req, resp, &route);
-    metrics_http(sv->metrics, route, resp->status, now_s() - began);
+    metrics_http(sv->metrics, route, resp->status, (double)(flow__now_ns() - began) / 1e9);
 }

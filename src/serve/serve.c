@@ -26,13 +26,6 @@
  * runs paused for this reason, and only those. */
 #define SERVE_STOP_REASON "serve stopped"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void served_free(struct served *s)
 {
     if (!s)
@@ -330,7 +323,8 @@ static void resume_paused_by_serve(struct serve *sv)
     json_array_foreach(runs, i, r)
     {
         const char *id = json_string_value(json_object_get(r, "id"));
-        if (!id || strcmp(json_string_value(json_object_get(r, "status")), "paused"))
+        const char *st = json_string_value(json_object_get(r, "status"));
+        if (!id || !st || strcmp(st, "paused"))
             continue;
         json_t *run = flow_store_run(sv->store, id, &err);
         const char *why = json_string_value(json_object_get(run, "error"));
@@ -388,7 +382,7 @@ static void pause_all(struct serve *sv, double grace)
     for (struct served *s = sv->runs; s; s = s->next)
         flow_run_pause(s->run, SERVE_STOP_REASON);
     pthread_mutex_unlock(&sv->lock);
-    double until = now_s() + grace;
+    double until = flow__wall_time() + grace;
     for (;;) {
         bool busy = false;
         pthread_mutex_lock(&sv->lock);
@@ -396,7 +390,7 @@ static void pause_all(struct serve *sv, double grace)
             flow_run_status st = flow_run_get_status(s->run);
             if (st == FLOW_RUN_RUNNING || st == FLOW_RUN_PENDING) {
                 busy = true;
-                if (now_s() >= until)
+                if (flow__wall_time() >= until)
                     flow_run_interrupt(s->run);
             }
         }
@@ -490,10 +484,10 @@ static int serve_loop(struct serve *sv, const sigset_t *signals)
             return 0;
         }
         reap(sv, NULL);
-        serve_schedules(sv, now_s());
-        if (now_s() >= next_look) {
+        serve_schedules(sv, flow__wall_time());
+        if (flow__wall_time() >= next_look) {
             take_over_stopped(sv, looks++ % 5 == 0);
-            next_look = now_s() + every;
+            next_look = flow__wall_time() + every;
         }
     }
 }
@@ -551,7 +545,7 @@ int flow_serve_main(const struct flow_serve_options *opts)
     flow__strmap_init(&sv.given_up);
     hub_init(&sv.hub);
     sv.metrics = metrics_new();
-    sv.started_at = now_s();
+    sv.started_at = flow__wall_time();
     sv.store = flow_store_open(opts->store_url, &err);
     if (!sv.store) {
         fprintf(stderr, "flow: %s\n", err.message);
