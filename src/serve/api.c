@@ -597,7 +597,9 @@ static void post_continue(struct serve *sv, const char *id, bool retry,
         return;
     json_t *tasks = json_object_get(body, "tasks");
     const char **names = NULL;
-    if (retry && tasks && !json_is_null(tasks)) {
+    /* No list, null or []: every failed, cancelled and skipped activation. */
+    if (retry && tasks && !json_is_null(tasks) &&
+        !(json_is_array(tasks) && json_array_size(tasks) == 0)) {
         size_t n = json_array_size(tasks);
         names = json_is_array(tasks) ? flow__calloc(n + 1, sizeof(*names)) : NULL;
         for (size_t i = 0; names && i < n; i++)
