@@ -170,6 +170,42 @@ struct flow__store_ops {
      * is no such run. Mandatory. */
     flow_err (*answer_list)(void *priv, const char *run_id, json_t **out, flow_error *err);
     /* Methods above are valid for version 2. */
+
+    /* version 3: limits shared by every process using the store
+     * (docs/internals/limits.md). Times are epoch seconds of the caller's
+     * clock; `holder` is a lease holder ("pid@host", flow__lease_holder). */
+
+    /* Concurrency key `key` has slots 0 .. limit-1. Take up to `want` of
+     * the free ones for `holder` until now + ttl, in one transaction, and
+     * write their numbers into slots[0 .. *got). A slot is free when nobody
+     * holds it or its holder's lease is not live (flow__lease_is_live: it
+     * expired, or its holder is a process of this host that is gone); a
+     * slot numbered limit or more (a key another flow gives a higher
+     * limit) does not count. `owner` (a run id, for people) is kept with
+     * each slot. None free is not an error: FLOW_OK with *got 0. */
+    flow_err (*slot_acquire)(void *priv, const char *key, int limit, int want,
+                             const char *holder, const char *owner, double now, double ttl,
+                             int *slots, int *got, flow_error *err);
+    /* Give back slots[0 .. n) of `key`, each only if `holder` holds it. */
+    flow_err (*slot_release)(void *priv, const char *key, const int *slots, int n,
+                             const char *holder, flow_error *err);
+    /* Extend every slot `holder` holds, of every key, to now + ttl. */
+    flow_err (*slot_renew)(void *priv, const char *holder, double now, double ttl,
+                           flow_error *err);
+    /* *out gets a new array of {key, slot, holder, owner, expires}: the
+     * live slots at `now`, of `key` or of every key when `key` is NULL,
+     * ordered by key then slot. */
+    flow_err (*slot_list)(void *priv, const char *key, double now, json_t **out,
+                          flow_error *err);
+    /* Rate key `key` allows `limit` starts in any `window` seconds (a
+     * sliding window log). Record up to `want` starts at `now`, as many as
+     * fewer than `limit` starts in (now - window, now] allow, in one
+     * transaction; *got says how many. When *got < want, *retry_at gets the
+     * time the oldest start in the window leaves it (the next start may go
+     * then). Starts older than the window are forgotten. */
+    flow_err (*rate_take)(void *priv, const char *key, int limit, double window, int want,
+                          double now, int *got, double *retry_at, flow_error *err);
+    /* Methods above are valid for version 3. */
 };
 
 /* An open store. Owned by whoever opened it; freed by flow__store_close. */
@@ -398,6 +434,13 @@ static inline flow_err flow__store_answer_list(struct flow__store *s, const char
     if (s->ops->version < 2 || !s->ops->answer_list)
         return flow__error(err, FLOW_EUNSUPPORTED, "store '%s' cannot take answers", s->url);
     return s->ops->answer_list(s->priv, run_id, out, err);
+}
+
+/* Backends older than version 3 keep no limits: the caller counts in
+ * its own process only. */
+static inline bool flow__store_has_limits(const struct flow__store *s)
+{
+    return s->ops->version >= 3 && s->ops->slot_acquire && s->ops->rate_take;
 }
 
 static inline flow_err flow__store_control_take(struct flow__store *s, const char *id,
