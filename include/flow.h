@@ -392,6 +392,48 @@ typedef struct flow_feedback {
  * "Publish {{ tasks.draft.output.title }}?") and its output is the answer. */
 FLOW_API flow_err flow_task_set_feedback(flow_task *t, const flow_feedback *req, flow_error *err);
 
+/* --- limits across runs (docs/concepts.md, "Limits") ---------------------- */
+
+/* At most `limit` activations of `t` with the same key run at once, across
+ * every run of the store and every process using it (within one engine for
+ * runs without a store). `key` is a template rendered for each activation
+ * (e.g. "{{ inputs.customer }}"); NULL: one key for the task,
+ * "FLOW.TASK". Keys are shared: tasks of other flows naming the same key
+ * share its slots. A slot is held from just before an attempt starts until
+ * it ends; one whose process dies is freed by its lease. `limit` 0 removes
+ * the limit. */
+FLOW_API flow_err flow_task_set_concurrency(flow_task *t, int limit, const char *key,
+                                            flow_error *err);
+/* At most `limit` starts of `t` per `window` seconds with the same key
+ * (sliding window), across runs and processes like concurrency. `key` as
+ * above; NULL: "FLOW.TASK". `limit` 0 removes it. */
+FLOW_API flow_err flow_task_set_rate_limit(flow_task *t, int limit, double window,
+                                           const char *key, flow_error *err);
+/* At most `limit` runs of `f` with the same key at once (key NULL: the
+ * flow's name); a run waits, pending, before its first task until one of
+ * them ends or pauses. `key` may use inputs. */
+FLOW_API flow_err flow_set_concurrency(flow *f, int limit, const char *key, flow_error *err);
+
+/* What a task needs while it runs, or what an engine or worker has. */
+typedef struct flow_resources {
+    double cpu;     /* cores (fractions allowed) */
+    double memory;  /* bytes */
+    double gpu;     /* devices */
+} flow_resources;
+/* A task starts only when its resources are free in its engine (or, for
+ * `executor: remote`, on a worker). NULL or all zero: none. */
+FLOW_API flow_err flow_task_set_resources(flow_task *t, const flow_resources *r,
+                                          flow_error *err);
+/* Parse "cpu=8,memory=16G,gpu=1" (any subset; memory takes K, M, G, T
+ * suffixes, powers of 1024) over what `out` holds. */
+FLOW_API flow_err flow_resources_parse(const char *spec, flow_resources *out, flow_error *err);
+/* This machine: its cores, its RAM, no GPU. */
+FLOW_API void flow_resources_machine(flow_resources *out);
+/* Does every task of `f` (and of its nested flows) that runs in an engine
+ * fit `capacity`? FLOW_EINVAL naming the task and the resource if not. */
+FLOW_API flow_err flow_check_resources(const flow *f, const flow_resources *capacity,
+                                       flow_error *err);
+
 /* --- fan-out, events, nested flows -------------------------------------- */
 
 /* Fan the task out over a list known only at run time: `tmpl` (copied) must
@@ -545,6 +587,8 @@ typedef struct flow_engine_options {
     const char *redis_url; /* where `executor: remote` activations go
                             * (redis://...); NULL: $FLOW_REDIS when a remote
                             * task first runs */
+    const flow_resources *resources; /* what its tasks may use at once
+                                      * (copied); NULL: flow_resources_machine */
 } flow_engine_options;
 
 /* Start an engine: a scheduler thread and a pool of `jobs` threads. `opts`
@@ -594,7 +638,8 @@ typedef enum flow_event_type {
     FLOW_EV_TASK_SKIPPED,
     FLOW_EV_TASK_CANCELLED,
     FLOW_EV_LABEL,          /* a router emitted label, or a task an event: `label` */
-    FLOW_EV_RUN_ENDED
+    FLOW_EV_RUN_ENDED,
+    FLOW_EV_TASK_WAITING    /* ready, but held by a limit: `label` says which */
 } flow_event_type;
 
 typedef struct flow_event {

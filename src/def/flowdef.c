@@ -128,6 +128,9 @@ static void ext_free(struct task_ext *x)
     flow__tmpl_free(x->foreach);
     json_decref(x->foreach_src);
     feedback_spec_free(x->feedback);
+    flow__limit_free(x->concurrency_limit);
+    flow__limit_free(x->rate_limit);
+    flow__free(x->resources);
     flow__free(x);
 }
 
@@ -156,6 +159,7 @@ void flow_free(flow *f)
     FLOW__VEC_FREE(&f->connections);
     flow__flow_secrets_free(f);
     flow__schedule_free(f);
+    flow__limit_free(f->run_limit);
     flow__schema_free(f->schema);
     json_decref(f->schema_src);
     flow__nameidx_cleanup(&f->by_name);
@@ -364,6 +368,17 @@ static struct task_ext *ext_of(struct flow_task *t)
     if (!t->ext)
         t->ext = flow__calloc(1, sizeof(*t->ext));
     return t->ext;
+}
+
+struct task_ext *flow__task_ext_of(struct flow_task *t)
+{
+    return ext_of(t);
+}
+
+flow_err flow__flow_mutate(struct flow *f)
+{
+    MUTATE(f);
+    return FLOW_OK;
 }
 
 void flow__task_set_origin(flow_task *t, const char *file, int line, int column)

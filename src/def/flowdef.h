@@ -80,6 +80,15 @@ struct task_env {
     struct flow__tmpl *value;
 };
 
+/* A concurrency or rate limit (limits.c, docs/internals/limits.md). */
+struct flow__limit {
+    int limit;               /* slots, or starts per window */
+    double window;           /* a rate limit's seconds; 0: a concurrency limit */
+    struct flow__tmpl *key;  /* rendered per activation (or run); NULL: `fixed` */
+    char *key_src;           /* as written, or NULL */
+    char *fixed;             /* the default key: "FLOW.TASK", or the flow's name */
+};
+
 /* Rarely used parts of a task, allocated on first use. */
 struct task_ext {
     char **argv_src;             /* TASK_COMMAND: the argv as written */
@@ -103,6 +112,9 @@ struct task_ext {
     struct flow_task *fallback;  /* on_error: fallback */
     char *queue;                 /* executor remote: the workers' queue (NULL: default) */
     char *remote_fn;             /* `fn: NAME`: a C function served by workers */
+    struct flow__limit *concurrency_limit; /* `concurrency: {limit, key}`, or NULL */
+    struct flow__limit *rate_limit;        /* `rate_limit:`, or NULL */
+    flow_resources *resources;   /* `resources:`, or NULL (none asked) */
 };
 
 /* Kinds of dependency edges a task declares (before compilation). */
@@ -242,7 +254,27 @@ struct flow {
     FLOW__VEC(char *) secrets;      /* environment variables never written
                                      * nor printed (secrets.c) */
     struct flow__schedule *schedule; /* `schedule:`, or NULL (schedule.c) */
+    struct flow__limit *run_limit;  /* `concurrency:` of the flow's runs, or NULL */
 };
+
+/* ---- limits.c ---------------------------------------------------------- */
+
+void flow__limit_free(struct flow__limit *l);
+/* The task's ext, made on first use (flowdef.c); NULL when out of memory. */
+struct task_ext *flow__task_ext_of(struct flow_task *t);
+/* FLOW_ESTATE once the flow is frozen; else marks its graph stale. */
+flow_err flow__flow_mutate(struct flow *f);
+/* Does the task ask anything of the limits (concurrency, rate, resources)? */
+static inline bool flow__task_limited(const struct flow_task *t)
+{
+    return t->ext && (t->ext->concurrency_limit || t->ext->rate_limit || t->ext->resources);
+}
+/* "cpu 2", "memory 4G", "gpu 1": the first resource `need` asks more of
+ * than `have`, written into buf; NULL when it fits. */
+const char *flow__resources_misfit(const flow_resources *need, const flow_resources *have,
+                                   char *buf, size_t size);
+/* Format `bytes` as 512M, 4G, 1.5G... */
+void flow__format_bytes(double bytes, char *buf, size_t size);
 
 /* ---- schedule.c -------------------------------------------------------- */
 

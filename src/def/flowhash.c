@@ -86,6 +86,9 @@ static uint64_t fp_task(uint64_t h, const struct flow_task *t, bool *ok)
         h = flow__fnv_str(h, x->on.items[i]);
     h = fp_json(h, x->foreach_src, ok);
     h = fp_bytes(h, &x->concurrency, sizeof(x->concurrency));
+    /* concurrency keys, rate limits and resources are left out: they say
+     * when an attempt may start, not what a journal means, so a run resumes
+     * under new limits without --force. */
     if (x->feedback) {
         const struct feedback_spec *fs = x->feedback;
         int type = (int)fs->type;

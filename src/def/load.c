@@ -39,7 +39,7 @@ static const struct unsupported unsupported[] = {
 static const char *const top_keys[] = {
     "name",     "version", "description", "state",   "state_schema",
     "defaults", "result",  "tasks",       "connect", "checkpoint_every", "secrets",
-    "schedule", "timezone", "catchup",    "inputs",
+    "schedule", "timezone", "catchup",    "inputs",  "concurrency",
 };
 
 static const char *const task_keys[] = {
@@ -61,6 +61,8 @@ static const char *const task_keys[] = {
     "router",
     "foreach",
     "concurrency",
+    "rate_limit",
+    "resources",
     /* policy */
     "timeout",
     "retries",
@@ -538,6 +540,7 @@ static void load_top(struct loader *L, json_t *root)
     if (x.v)
         parse_secrets(L, &x);
     parse_schedule(L, root);
+    flow__ld_parse_flow_concurrency(L, root);
     x = flow__ld_member(L, root, "result");
     if (x.v && flow__ld_check_template_value(L, &x, "'result'")) {
         flow__error_clear(&e);

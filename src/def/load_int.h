@@ -209,6 +209,19 @@ bool flow__ld_check_template_value(struct loader *L, const struct val *x, const 
 char *flow__ld_resolve_cwd(struct loader *L, const char *s, struct flow__yaml_pos pos,
                            const char *what);
 
+/* ---- load_limits.c ---------------------------------------------------- */
+
+/* `concurrency: {limit, key}` of a task (the mapping form; a number is
+ * foreach's): false when it was reported. */
+bool flow__ld_parse_task_concurrency(struct loader *L, flow_task *t, const struct val *x,
+                                     const char *what);
+void flow__ld_parse_rate_limit(struct loader *L, flow_task *t, const struct val *x,
+                               const char *what);
+void flow__ld_parse_resources(struct loader *L, flow_task *t, const struct val *x,
+                              const char *what);
+/* The flow's `concurrency:` (runs at once). */
+void flow__ld_parse_flow_concurrency(struct loader *L, json_t *root);
+
 /* Errors reported so far. */
 size_t flow__ld_error_count(const struct loader *L);
 

@@ -597,10 +597,16 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
                 body.ok = true;
         } else if (strcmp(k, "foreach") == 0) {
             foreach_ok = parse_foreach(L, &x, what);
+        } else if (strcmp(k, "concurrency") == 0 && json_is_object(x.v)) {
+            flow__ld_parse_task_concurrency(L, t, &x, what);
         } else if (strcmp(k, "concurrency") == 0) {
             concurrency_pos = kpos;
             if (!flow__ld_get_int(L, &x, what, 1, "a positive integer", &concurrency))
                 concurrency = -1;
+        } else if (strcmp(k, "rate_limit") == 0) {
+            flow__ld_parse_rate_limit(L, t, &x, what);
+        } else if (strcmp(k, "resources") == 0) {
+            flow__ld_parse_resources(L, t, &x, what);
         } else if (strcmp(k, "after") == 0 || strcmp(k, "after_any") == 0 ||
                    strcmp(k, "optional") == 0) {
             parse_deps(L, t, k, &x, what);
@@ -661,8 +667,9 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
     }
     if (concurrency_pos.line && !has_foreach)
         flow__ld_report(L, concurrency_pos,
-                        "'concurrency' needs 'foreach' in task '%s' (it bounds how many of the "
-                        "activations 'foreach' makes run at once)",
+                        "'concurrency' needs 'foreach' in task '%s' (a number bounds how many "
+                        "of the activations 'foreach' makes run at once; across runs, write "
+                        "{limit: N, key: TEMPLATE})",
                         name);
     if (t && foreach_ok && concurrency >= 0) {
         struct val x = flow__ld_member(L, def.v, "foreach");
