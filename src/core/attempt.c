@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "core/gate.h"
 #include "core/run_int.h"
 #include "def/schema.h"
 #include "util/alloc.h"
@@ -25,6 +26,7 @@ void flow__run_attempt_started(struct flow_run *r, struct act *a)
     a->status = FLOW_ACT_RUNNING;
     a->started = r->engine->clock;
     r->running++;
+    flow__gate_started(r->engine, a);
     flow__run_journal(r, JREC_ACT_STARTED, a, NULL);
     flow__run_notify(r, FLOW_EV_TASK_STARTED, a, NULL, 0);
     if (t->policy->timeout > 0)
@@ -314,10 +316,12 @@ void flow__run_replay_failed(struct flow_run *r, struct act *a, const char *erro
     flow__attempt_failed(r, a, flow__strdup(error ? error : "failed"));
 }
 
-/* [L] Free the engine slot an attempt held. */
-static void release_slot(struct flow_run *r, bool counted)
+/* [L] Free the engine slot an attempt of `a` held, and what its limits
+ * gave it. */
+static void release_slot(struct flow_run *r, struct act *a, bool counted)
 {
     struct flow_engine *e = r->engine;
+    flow__gate_release(e, a);
     if (r->running > 0)
         r->running--;
     flow__engine_release_slot(e, r);
@@ -354,7 +358,7 @@ void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
 {
     struct act *a = ctx->act;
     struct flow_engine *e = r->engine;
-    release_slot(r, ctx->counted);
+    release_slot(r, a, ctx->counted);
     a->ctx = NULL;
     if (r->interrupting) {
         flow__ctx_release(e, ctx);
@@ -434,7 +438,7 @@ void flow__run_remote_waiting(struct flow_run *r, struct act *a, json_t *req, co
 {
     remote_slot_done(r, a, worker);
     flow__engine_tick(r->engine);
-    release_slot(r, false);
+    release_slot(r, a, false);
     if (r->interrupting) {
         flow__attempt_dropped(r, a);
         return;
@@ -453,7 +457,7 @@ static void cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_result 
                      json_t *writes, bool counted)
 {
     flow__engine_tick(r->engine);
-    release_slot(r, counted);
+    release_slot(r, a, counted);
     if (act_cmd(a) && act_cmd(a)->state_held)
         flow__run_cmd_files_release(r, act_cmd(a)->state_version);
     if (!r->interrupting)
@@ -546,7 +550,7 @@ void flow__run_timer(struct flow_run *r, struct act *a, uint8_t kind)
             bool counted = a->ctx->counted;
             bool timed_out = a->ctx->timed_out;
             a->ctx = NULL;
-            release_slot(r, counted);
+            release_slot(r, a, counted);
             if (r->interrupting) {
                 flow__attempt_dropped(r, a);
                 break;

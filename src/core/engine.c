@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/gate.h"
 #include "exec/tree.h"
 #include "util/alloc.h"
 #include "util/clock.h"
@@ -56,7 +57,7 @@ static struct readyq_bucket *bucket_for(struct readyq *q, int priority)
     return &b[i];
 }
 
-static bool readyq_push(struct readyq *q, struct act *a, int priority)
+bool flow__readyq_push(struct readyq *q, struct act *a, int priority)
 {
     struct readyq_bucket *b = bucket_for(q, priority);
     if (!b)
@@ -79,7 +80,7 @@ static bool readyq_push(struct readyq *q, struct act *a, int priority)
     return true;
 }
 
-static struct act *readyq_pop(struct readyq *q)
+struct act *flow__readyq_pop(struct readyq *q)
 {
     if (!q->count)
         return NULL;
@@ -96,8 +97,8 @@ static struct act *readyq_pop(struct readyq *q)
     return NULL;
 }
 
-/* Remove every entry of run `r`; `cancel` them, or leave them pending. */
-static void readyq_drop_run(struct readyq *q, struct flow_run *r, bool cancel)
+void flow__readyq_drop_run(struct readyq *q, struct flow_run *r,
+                           void (*each)(struct act *a, void *arg), void *arg)
 {
     for (size_t i = 0; i < q->nbuckets; i++) {
         struct readyq_bucket *b = &q->buckets[i];
@@ -108,8 +109,8 @@ static void readyq_drop_run(struct readyq *q, struct flow_run *r, bool cancel)
             if (a->run == r) {
                 a->flags &= (uint8_t)~ACT_QUEUED;
                 q->count--;
-                if (cancel)
-                    flow__run_cancel_act(r, a, "the run stopped before it started");
+                if (each)
+                    each(a, arg);
             } else {
                 b->ring[(b->head + kept) & (b->cap - 1)] = a;
                 kept++;
@@ -119,7 +120,7 @@ static void readyq_drop_run(struct readyq *q, struct flow_run *r, bool cancel)
     }
 }
 
-static void readyq_cleanup(struct readyq *q)
+void flow__readyq_cleanup(struct readyq *q)
 {
     for (size_t i = 0; i < q->nbuckets; i++)
         flow__free(q->buckets[i].ring);
@@ -146,7 +147,7 @@ static bool runs_remote(const struct act *a)
 
 struct act *flow__engine_remote_pop(struct flow_engine *e)
 {
-    struct act *a = readyq_pop(&e->remote_q);
+    struct act *a = flow__readyq_pop(&e->remote_q);
     if (a)
         a->flags &= (uint8_t)~ACT_QUEUED;
     return a;
@@ -167,7 +168,8 @@ void flow__engine_enqueue(struct flow_engine *e, struct act *a)
     struct flow_run *r = a->run;
     if (r->replaying || r->pausing)
         return; /* stays pending: resume queues it */
-    if (r->max_running && !is_expander(a)) {
+    bool passed = flow__gate_passed(a);
+    if (r->max_running && !is_expander(a) && !passed) {
         /* A sequential run: one activation at a time; the rest wait here
          * until flow__engine_release_slot. */
         if (r->slots >= r->max_running) {
@@ -183,12 +185,16 @@ void flow__engine_enqueue(struct flow_engine *e, struct act *a)
         }
         r->slots++;
     }
+    if (!passed && flow__gate_needed(r, a, is_expander(a))) {
+        flow__gate_enter(e, a); /* it comes back here once its limits let it */
+        return;
+    }
     bool remote = runs_remote(a);
     bool pool = !remote && runs_on_pool(a);
     bool spawn = !is_expander(a) && (t->kind == TASK_COMMAND || t->kind == TASK_SHELL);
     struct readyq *q = remote ? &e->remote_q : pool ? &e->pool_q : spawn ? &e->spawn_q : &e->loop_q;
     a->flags |= ACT_QUEUED;
-    if (!readyq_push(q, a, t->policy->priority)) {
+    if (!flow__readyq_push(q, a, t->policy->priority)) {
         a->flags &= (uint8_t)~ACT_QUEUED;
         flow__run_stop(a->run, FLOW_RUN_FAILED, "out of memory queueing a task");
         flow__run_cancel_act(a->run, a, "out of memory");
@@ -321,12 +327,23 @@ static void heap_rebuild(struct flow_engine *e)
         heap_sift_down(e->timers.items, e->timers.count, k);
 }
 
+/* What left a ready queue without starting gives back what the gate gave
+ * it, and is cancelled (`arg` non-NULL) or left pending. */
+static void unqueued(struct act *a, void *arg)
+{
+    flow__gate_release(a->run->engine, a);
+    if (arg)
+        flow__run_cancel_act(a->run, a, "the run stopped before it started");
+}
+
 void flow__engine_drop_run(struct flow_engine *e, struct flow_run *r)
 {
-    readyq_drop_run(&e->pool_q, r, true);
-    readyq_drop_run(&e->loop_q, r, true);
-    readyq_drop_run(&e->spawn_q, r, true);
-    readyq_drop_run(&e->remote_q, r, true);
+    static int cancel;
+    flow__readyq_drop_run(&e->pool_q, r, unqueued, &cancel);
+    flow__readyq_drop_run(&e->loop_q, r, unqueued, &cancel);
+    flow__readyq_drop_run(&e->spawn_q, r, unqueued, &cancel);
+    flow__readyq_drop_run(&e->remote_q, r, unqueued, &cancel);
+    flow__gate_drop_run(e, r, true);
     while (r->held_head < r->held.count) {
         struct act *a = r->held.items[r->held_head++];
         a->flags &= (uint8_t)~ACT_QUEUED;
@@ -353,10 +370,11 @@ void flow__engine_drop_run(struct flow_engine *e, struct flow_run *r)
 
 void flow__engine_unqueue_run(struct flow_engine *e, struct flow_run *r)
 {
-    readyq_drop_run(&e->pool_q, r, false);
-    readyq_drop_run(&e->loop_q, r, false);
-    readyq_drop_run(&e->spawn_q, r, false);
-    readyq_drop_run(&e->remote_q, r, false);
+    flow__readyq_drop_run(&e->pool_q, r, unqueued, NULL);
+    flow__readyq_drop_run(&e->loop_q, r, unqueued, NULL);
+    flow__readyq_drop_run(&e->spawn_q, r, unqueued, NULL);
+    flow__readyq_drop_run(&e->remote_q, r, unqueued, NULL);
+    flow__gate_drop_run(e, r, false);
     while (r->held_head < r->held.count)
         r->held.items[r->held_head++]->flags &= (uint8_t)~ACT_QUEUED;
     r->held.count = r->held_head = 0;
@@ -364,6 +382,7 @@ void flow__engine_unqueue_run(struct flow_engine *e, struct flow_run *r)
 
 void flow__engine_forget_run(struct flow_engine *e, struct flow_run *r)
 {
+    flow__gate_forget_run(e, r);
     size_t kept = 0;
     for (size_t i = 0; i < e->timers.count; i++) {
         if (e->timers.items[i].run != r)
@@ -492,11 +511,11 @@ static void *worker_main(void *arg)
         /* Claim a batch; it holds one of the `jobs` slots. */
         size_t want = batch_size(e);
         while (nbatch < want && e->pool_q.count) {
-            struct act *a = readyq_pop(&e->pool_q);
+            struct act *a = flow__readyq_pop(&e->pool_q);
             a->flags &= (uint8_t)~ACT_QUEUED;
             if (nbatch > 0 && act_task(a)->policy->timeout > 0) {
                 /* A task with a timeout must start when its clock starts. */
-                readyq_push(&e->pool_q, a, act_task(a)->policy->priority);
+                flow__readyq_push(&e->pool_q, a, act_task(a)->policy->priority);
                 a->flags |= ACT_QUEUED;
                 break;
             }
@@ -621,7 +640,7 @@ static void cmd_not_started(struct flow_engine *e, struct cmd_slot *slot, char *
 static void spawn_commands(struct flow_engine *e)
 {
     while (e->spawn_q.count && e->running < e->jobs && e->cmds.count < MAX_POLL / 4) {
-        struct act *a = readyq_pop(&e->spawn_q);
+        struct act *a = flow__readyq_pop(&e->spawn_q);
         a->flags &= (uint8_t)~ACT_QUEUED;
         struct flow_run *r = a->run;
         struct cmd_slot *slot = flow__calloc(1, sizeof(*slot));
@@ -684,13 +703,14 @@ static void run_loop_queue(struct flow_engine *e)
 {
     size_t budget = e->loop_q.count;
     while (budget-- > 0) {
-        struct act *a = readyq_pop(&e->loop_q);
+        struct act *a = flow__readyq_pop(&e->loop_q);
         if (!a)
             break;
         a->flags &= (uint8_t)~ACT_QUEUED;
         struct flow_run *r = a->run;
         const struct flow_task *t = act_task(a);
         if (is_expander(a)) {
+            flow__gate_started(e, a);
             flow__run_expand(r, a);
             continue;
         }
@@ -942,6 +962,10 @@ flow_engine *flow_engine_new(const flow_engine_options *opts, flow_error *err)
     atomic_init(&e->wake_pending, 0);
     e->body_ns_avg = BATCH_SHORT_NS * 2; /* assume long bodies until measured */
     e->jobs = jobs;
+    if (opts && opts->resources)
+        e->capacity = *opts->resources;
+    else
+        flow_resources_machine(&e->capacity);
     if (opts && opts->redis_url && !(e->redis_url = flow__strdup(opts->redis_url))) {
         flow__error(err, FLOW_ENOMEM, "out of memory creating an engine");
         flow__free(e);
@@ -999,10 +1023,10 @@ static void engine_destroy(struct flow_engine *e)
     for (size_t i = 0; i < e->workers.count; i++)
         flow__free(e->workers.items[i]);
     FLOW__VEC_FREE(&e->workers);
-    readyq_cleanup(&e->pool_q);
-    readyq_cleanup(&e->loop_q);
-    readyq_cleanup(&e->spawn_q);
-    readyq_cleanup(&e->remote_q);
+    flow__readyq_cleanup(&e->pool_q);
+    flow__readyq_cleanup(&e->loop_q);
+    flow__readyq_cleanup(&e->spawn_q);
+    flow__readyq_cleanup(&e->remote_q);
     flow__free(e->redis_url);
     FLOW__VEC_FREE(&e->timers);
     FLOW__VEC_FREE(&e->cmds);
@@ -1048,6 +1072,7 @@ void flow_engine_free(flow_engine *e)
     flow__engine_wake(e);
     pthread_join(e->loop_thread, NULL);
     flow__remote_stop(e);
+    flow__gate_stop(e);
     /* Join the threads that are not stuck in an abandoned body; detach the
      * others (each holds a reference and frees the engine if last). */
     pthread_mutex_lock(&e->lock);

@@ -104,6 +104,7 @@ struct act_dyn {
     bool unsettled;            /* completed while its run stopped: what the
                                 * completion starts is left to a retry */
     json_t *work;              /* ... with the dynamic work it asked for */
+    struct act_gate *gate;     /* what its limits hold or wait for (core/gate.c) */
     uint8_t *leaves;           /* a `when` trigger's leaves as it resolved this
                                 * activation (run arena), for a retry */
 };
@@ -255,6 +256,9 @@ struct flow_run {
     uint32_t *retry_slots;          /* [L] after a retry: per task, the activation
                                      * its next firing or skip reuses (id; 0: none),
                                      * or NULL (core/retry.c) */
+    struct gate_key *run_key;       /* [L] the flow's run limit: its key once known */
+    int run_slot;                   /* [L] ... the slot it holds, or -1 */
+    bool run_admitted;              /* [L] ... holds it: its tasks may go */
     struct flow__secrets *secrets;  /* immutable: the values nothing that leaves the
                                      * run may hold (nested runs share their
                                      * parent's), or NULL */
@@ -417,6 +421,8 @@ struct flow_engine {
     struct flow_run *runs;          /* [L] live runs */
     struct flow_ctx *free_ctx;      /* [L] recycled contexts */
     int64_t body_ns_avg;            /* [L] moving average of C task bodies */
+    struct flow__gates *gates;      /* [L] limits (core/gate.c), made on first use */
+    flow_resources capacity;        /* what tasks may use at once (resources) */
     double clock;                   /* [L] wall time of the current scheduling
                                      * step: one clock read serves every record
                                      * written in one critical section */
@@ -428,6 +434,13 @@ struct flow_engine {
 void flow__engine_tick(struct flow_engine *e);
 /* Wake the loop thread (coalesced). Async-signal-safe. */
 void flow__engine_wake(struct flow_engine *e);
+/* [L] Ready queues (engine.c): FIFO per priority. */
+bool flow__readyq_push(struct readyq *q, struct act *a, int priority);
+struct act *flow__readyq_pop(struct readyq *q);
+/* Remove every entry of run `r`, calling `each` (may be NULL) on it. */
+void flow__readyq_drop_run(struct readyq *q, struct flow_run *r,
+                           void (*each)(struct act *a, void *arg), void *arg);
+void flow__readyq_cleanup(struct readyq *q);
 /* [L] Queue an activation to run (pool or loop by executor). */
 void flow__engine_enqueue(struct flow_engine *e, struct act *a);
 /* [L] Arm a timer. */

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/gate.h"
 #include "core/run_int.h"
 #include "def/schema.h"
 #include "exec/rundir.h"
@@ -336,6 +337,7 @@ void flow__run_destroy(struct flow_run *r)
             flow__free(a->dyn->stderr_tail);
             flow__free(a->dyn->error);
             flow__free(a->dyn->worker);
+            flow__gate_free(a->dyn->gate);
             if (a->dyn->fe) {
                 json_decref(a->dyn->fe->items);
                 json_decref(a->dyn->fe->outputs);
@@ -421,6 +423,7 @@ struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t 
     r->start_task = start_task;
     r->parent_act = parent;
     r->max_running = f->type == FLOW_TYPE_SEQUENTIAL ? 1 : 0;
+    r->run_slot = -1;
     r->inputs = inputs ? json_deep_copy(inputs) : json_object();
     r->state = json_deep_copy(f->initial_state); /* the flow's values are shared by engines */
     r->workdir = flow__rundir_new(r->id, NULL);

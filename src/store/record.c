@@ -15,7 +15,7 @@ const char *flow__jrec_type_name(int type)
         "act_completed", "act_failed",  "act_retrying", "act_skipped",
         "act_cancelled", "label",       "state_set",   "run_ended",  "checkpoint",
         "event",         "paused",      "resumed",     "log",
-        "feedback_opened", "act_waiting", "feedback_answered", "run_retried",
+        "feedback_opened", "act_waiting", "feedback_answered", "run_retried", "act_held",
     };
     if (type < 0 || (size_t)type >= sizeof(names) / sizeof(names[0]))
         return "?";

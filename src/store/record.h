@@ -52,9 +52,11 @@ enum flow__jrec_type {
     JREC_ACT_WAITING,     /* input. act, attempt; payload {request}: the attempt
                            * ended waiting for that answer */
     JREC_FEEDBACK_ANSWERED, /* input. act; payload {request, answer} */
-    JREC_RUN_RETRIED      /* input. payload {tasks: [names], activations: [ids], by?}:
+    JREC_RUN_RETRIED,     /* input. payload {tasks: [names], activations: [ids], by?}:
                            * after a run_ended, the run goes on; those
                            * activations run again (docs/internals/core.md) */
+    JREC_ACT_HELD         /* note. act, attempt (the last one); payload {reason}:
+                           * ready, but a limit holds it (docs/internals/limits.md) */
 };
 
 struct flow__jrec {
