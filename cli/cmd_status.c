@@ -281,6 +281,7 @@ static int show_run(flow_store *st, const char *id, bool as_json)
         char ended[32];
         const char *e = json_string_value(json_object_get(t, "error"));
         const char *act_status = json_string_value(json_object_get(t, "status"));
+        const char *held = json_string_value(json_object_get(t, "waiting_for"));
 
         printf("%6lld  %-*s %s %-8lld %-19s  %-19s  %s\n",
                (long long)json_integer_value(json_object_get(t, "activation")), width,
@@ -288,7 +289,8 @@ static int show_run(flow_store *st, const char *id, bool as_json)
                cli_color_pad(word, sizeof(word), color, act_status, act_status, 10),
                (long long)json_integer_value(json_object_get(t, "attempts")),
                cli_short_time(json_object_get(t, "started_at"), started, sizeof(started)),
-               cli_short_time(json_object_get(t, "ended_at"), ended, sizeof(ended)), e ? e : "");
+               cli_short_time(json_object_get(t, "ended_at"), ended, sizeof(ended)),
+               held ? held : e ? e : "");
     }
     if (!strcmp(status, "completed")) {
         fputs("result: ", stdout);

@@ -290,6 +290,11 @@ void progress_on_event(const flow_event *ev, void *udata)
         n = line_head(p, line, sizeof(line), clock, "cancelled");
         snprintf(line + n, sizeof(line) - n, " %s", task);
         break;
+    case FLOW_EV_TASK_WAITING:
+        /* Ready, but a limit holds it: say which, once. */
+        n = line_head(p, line, sizeof(line), clock, "waiting");
+        snprintf(line + n, sizeof(line) - n, " %s: %s", task, ev->label ? ev->label : "a limit");
+        break;
     case FLOW_EV_LABEL:
         n = line_head(p, line, sizeof(line), clock, "emitted");
         snprintf(line + n, sizeof(line) - n, " %s -> %s", task, ev->label ? ev->label : "?");

@@ -124,6 +124,11 @@ void flow__run_notify(struct flow_run *r, flow_event_type type, struct act *a, c
         (type == FLOW_EV_TASK_FAILED || type == FLOW_EV_TASK_RETRYING ||
          type == FLOW_EV_TASK_CANCELLED || type == FLOW_EV_TASK_COMPLETED))
         ev.error = flow__redact_dup(r->secrets, act_error(a)); /* out of memory: none */
+    if (type == FLOW_EV_TASK_WAITING) {
+        /* The reason is made for this event: it travels as a copy. */
+        ev.error = flow__redact_dup(r->secrets, label);
+        ev.label = NULL;
+    }
     flow_err rc = FLOW_OK;
     FLOW__VEC_PUSH(&r->obs, ev, rc);
     if (rc) {
@@ -156,8 +161,8 @@ void flow__run_deliver(struct flow_run *r, struct obs_event *events, size_t coun
             .task = o->act ? flow__task_name(r, o->act->task) : NULL,
             .activation = o->act ? o->act->id : 0,
             .attempt = (int)o->attempt,
-            .error = o->error,
-            .label = o->label,
+            .error = o->type == FLOW_EV_TASK_WAITING ? NULL : o->error,
+            .label = o->type == FLOW_EV_TASK_WAITING ? o->error : o->label,
             .delay = o->delay,
             .time = o->time,
             .run_status = (flow_run_status)o->run_status,

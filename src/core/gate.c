@@ -644,6 +644,7 @@ static void pass(struct flow_engine *e, struct act *a)
     ag->waiting_here = false;
     e->gates->waiting--;
     ag->stage++;
+    ag->told = false; /* a wait at the next stage is told for its own reason */
     advance(e, a);
 }
 
@@ -716,6 +717,10 @@ static void serve_slots(struct flow_engine *e, struct gate_key *k, int64_t now)
             k->held++;
             grant(e, k, next_waiter(e, k), k->held - 1);
         }
+        if (k->waiters.count && k->held >= k->limit) {
+            reason(k, why, sizeof(why));
+            tell_all(k, why);
+        }
         return;
     }
     if (now < k->next_try)
@@ -769,6 +774,10 @@ static void serve_slots(struct flow_engine *e, struct gate_key *k, int64_t now)
         tell_all(k, why);
     } else {
         k->backoff = POLL_MIN_NS;
+        if (k->waiters.count && k->held >= k->limit) {
+            reason(k, why, sizeof(why));
+            tell_all(k, why);
+        }
     }
 }
 

@@ -289,6 +289,7 @@ struct fold_act {
     uint32_t parent; /* a foreach element: its parent's id */
     long index;      /* a foreach element: its position, else -1 */
     json_t *item;    /* ... and its element (borrowed from the records) */
+    const char *held; /* waiting for a limit: why (borrowed from the records) */
 };
 
 /* A retry (run_retried): the run runs again, and so do the activations it
@@ -390,7 +391,12 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         a->task = rec->task;
         if (!a->name)
             a->name = rec_task(names, rec);
+        if (rec->type != JREC_ACT_HELD && rec->type != JREC_LOG)
+            a->held = NULL; /* whatever came next ended the wait */
         switch (rec->type) {
+        case JREC_ACT_HELD: /* ready, held by a limit: why */
+            a->held = json_string_value(json_object_get(p, "reason"));
+            break;
         case JREC_ACT_CREATED: { /* made again: a retry reuses an activation */
             a->status = FLOW_ACT_PENDING;
             a->error = NULL;
@@ -459,11 +465,16 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         const char *name = a->name;
         json_t *jt = json_pack("{s:s,s:I,s:s,s:i,s:o,s:o,s:s?}", "task", name ? name : "?",
                                "activation", (json_int_t)(i + 1), "status",
-                               act_status_name(a->status), "attempts", a->attempts, "started_at",
+                               a->held && a->status == FLOW_ACT_PENDING
+                                   ? "waiting"
+                                   : act_status_name(a->status),
+                               "attempts", a->attempts, "started_at",
                                flow__json_time(a->started), "ended_at", flow__json_time(a->ended), "error",
                                a->error);
         if (jt && a->output)
             json_object_set(jt, "output", a->output);
+        if (jt && a->held && a->status == FLOW_ACT_PENDING)
+            json_object_set_new(jt, "waiting_for", json_string(a->held));
         if (jt && a->stderr_tail)
             json_object_set_new(jt, "stderr_tail", json_string(a->stderr_tail));
         if (jt && a->index >= 0) {
