@@ -227,6 +227,17 @@ const char *cli_pos(const struct cli_args *a, int i)
     return a->argv[1 + i];
 }
 
+bool cli_parse_resources(const char *cmd, const char *spec, flow_resources *out)
+{
+    flow_error err;
+    flow_resources_machine(out);
+    if (flow_resources_parse(spec, out, &err) != FLOW_OK) {
+        cli_usage_error(cmd, "bad --resources '%s': %s", spec, err.message);
+        return false;
+    }
+    return true;
+}
+
 bool cli_parse_count(const struct cli_args *a, const char *text, int *out)
 {
     char *end = NULL;

@@ -138,6 +138,9 @@ const char *cli_item_text(const json_t *item, char *out, size_t size);
 /* Parse a non-negative int option value; prints a usage error and returns false if
  * `text` is not one. */
 bool cli_parse_count(const struct cli_args *a, const char *text, int *out);
+/* --resources SPEC of `cmd` into *out (the machine's, changed by SPEC):
+ * false after a usage error. */
+bool cli_parse_resources(const char *cmd, const char *spec, flow_resources *out);
 
 /* Print `help` (a command's text) on stdout and return CLI_EXIT_OK. */
 int cli_print_help(const char *help);

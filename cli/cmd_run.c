@@ -32,7 +32,8 @@ enum {
     OPT_WAIT,
     OPT_DURABILITY,
     OPT_CHECKPOINT_EVERY,
-    OPT_REDIS
+    OPT_REDIS,
+    OPT_RESOURCES
 };
 
 static const struct cli_option options[] = {
@@ -52,6 +53,7 @@ static const struct cli_option options[] = {
     {"durability", 0, true, OPT_DURABILITY},
     {"checkpoint-every", 0, true, OPT_CHECKPOINT_EVERY},
     {"redis", 0, true, OPT_REDIS},
+    {"resources", 0, true, OPT_RESOURCES},
     {NULL, 0, false, 0},
 };
 
@@ -81,6 +83,9 @@ static const char help[] =
     "                      already in the store is not started again (exit 2)\n"
     "      --start TASK    run TASK first, with the inputs, instead of the start tasks\n"
     "  -j, --jobs N        tasks running at once (default 0: one per core)\n"
+    "      --resources cpu=N,memory=SIZE,gpu=N\n"
+    "                      what tasks with 'resources' may use at once (default: the\n"
+    "                      machine's cores and memory, gpu=0)\n"
     "      --json          print the whole run as JSON on stdout ({id, flow, status,\n"
     "                      result, error, tasks: [...]}) instead of the result\n"
     "  -q, --quiet         nothing on stderr but errors: no run id, no progress; the\n"
@@ -138,6 +143,8 @@ struct run_args {
     const char *run_id;
     const char *start_task;
     int jobs;
+    bool has_resources;
+    flow_resources resources;
     bool json;
     bool quiet;
     bool verbose;
@@ -197,6 +204,12 @@ static int parse_args(struct run_args *ra, int argc, char **argv)
             break;
         case OPT_JSON:
             ra->json = true;
+            break;
+        case OPT_RESOURCES:
+            if (!cli_parse_resources("run", a.value, &ra->resources)) {
+                return CLI_EXIT_USAGE;
+            }
+            ra->has_resources = true;
             break;
         case OPT_QUIET:
             ra->quiet = true;
@@ -454,6 +467,8 @@ static int open_session(const struct run_args *ra, flow *f, struct cli_session *
     s->verbose = ra->verbose;
     s->json = ra->json;
     s->jobs = ra->jobs;
+    s->has_resources = ra->has_resources;
+    s->resources = ra->resources;
     s->store_url = ra->store;
     s->redis_url = ra->redis;
     s->no_bar = ra->each != NULL; /* a bar of many runs' tasks would mislead */

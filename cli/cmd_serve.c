@@ -7,7 +7,7 @@
 #include "serve/serve.h"
 
 enum { OPT_HELP = 1, OPT_LISTEN, OPT_STORE, OPT_REDIS, OPT_FLOWS, OPT_TOKEN, OPT_JOBS, OPT_GRACE,
-       OPT_QUIET };
+       OPT_QUIET, OPT_RESOURCES };
 
 static const struct cli_option options[] = {
     {"help", 'h', false, OPT_HELP},
@@ -18,13 +18,15 @@ static const struct cli_option options[] = {
     {"token-file", 0, true, OPT_TOKEN},
     {"jobs", 'j', true, OPT_JOBS},
     {"stop-grace", 0, true, OPT_GRACE},
+    {"resources", 0, true, OPT_RESOURCES},
     {"quiet", 'q', false, OPT_QUIET},
     {NULL, 0, false, 0},
 };
 
 static const char help[] =
     "usage: flow serve [--listen HOST:PORT] [--flows DIR] [--store URL] [--redis URL]\n"
-    "                  [--token-file FILE] [--jobs N] [--stop-grace DURATION] [--quiet]\n"
+    "                  [--token-file FILE] [--jobs N] [--resources SPEC]\n"
+    "                  [--stop-grace DURATION] [--quiet]\n"
     "\n"
     "A long-running runner with an HTTP API, a web dashboard and metrics, in one\n"
     "process. It runs the runs started through it (flows of --flows DIR only,\n"
@@ -51,6 +53,9 @@ static const char help[] =
     "                          TOKEN the file's first line (16 characters or more;\n"
     "                          the file readable by its owner only)\n"
     "  -j, --jobs N            tasks running at once (default: the cores)\n"
+    "      --resources SPEC    what tasks with 'resources' may use at once:\n"
+    "                          cpu=N,memory=SIZE,gpu=N (default: the machine's cores\n"
+    "                          and memory, gpu=0)\n"
     "      --stop-grace D      on SIGTERM, how long running tasks may finish\n"
     "                          (default 10s)\n"
     "  -q, --quiet             no line for each run taken over\n"
@@ -90,6 +95,11 @@ static int serve_main(int argc, char **argv)
         case OPT_JOBS:
             if (!cli_parse_count(&a, a.value, &o.jobs))
                 return CLI_EXIT_USAGE;
+            break;
+        case OPT_RESOURCES:
+            if (!cli_parse_resources("serve", a.value, &o.resources))
+                return CLI_EXIT_USAGE;
+            o.has_resources = true;
             break;
         case OPT_GRACE:
             if (flow_parse_duration(a.value, &o.stop_grace) != FLOW_OK)

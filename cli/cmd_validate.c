@@ -5,16 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_HELP = 1, OPT_JSON };
+enum { OPT_HELP = 1, OPT_JSON, OPT_RESOURCES };
 
 static const struct cli_option options[] = {
     {"help", 'h', false, OPT_HELP},
     {"json", 0, false, OPT_JSON},
+    {"resources", 0, true, OPT_RESOURCES},
     {NULL, 0, false, 0},
 };
 
 static const char help[] =
-    "usage: flow validate FILE [--json]\n"
+    "usage: flow validate FILE [--json] [--resources SPEC]\n"
     "\n"
     "Check a workflow file (YAML or JSON): keys and types, task names, triggers,\n"
     "cycles and templates. Every error and warning is printed on stderr, one a\n"
@@ -26,6 +27,10 @@ static const char help[] =
     "  --json      print {\"valid\", \"file\", \"tasks\", \"errors\", \"warnings\"} on stdout\n"
     "              instead (each diagnostic {\"message\", \"file\", \"line\", \"column\"},\n"
     "              the message without the position); nothing on stderr\n"
+    "  --resources SPEC\n"
+    "              also check that every task's 'resources' fit an engine with\n"
+    "              this much (cpu=N,memory=SIZE,gpu=N; unnamed ones: this\n"
+    "              machine's), as 'flow run --resources SPEC' will\n"
     "  -h, --help  show this help\n"
     "\n"
     "Exit status: 0 valid, 2 invalid or usage error.\n";
@@ -45,7 +50,13 @@ static json_t *diag_json(const flow_error *e)
     return o;
 }
 
-static int validate_json(const char *path)
+/* The file's tasks fit `cap` (NULL: not asked)? Else the error, in *err. */
+static bool fits(const flow *f, const flow_resources *cap, flow_error *err)
+{
+    return !f || !cap || flow_check_resources(f, cap, err) == FLOW_OK;
+}
+
+static int validate_json(const char *path, const flow_resources *cap)
 {
     flow_diags *d = flow_diags_new();
     json_t *errors = json_array();
@@ -77,6 +88,10 @@ static int validate_json(const char *path)
         }
         json_array_append_new(errors, diag_json(&err));
     }
+    memset(&err, 0, sizeof(err));
+    if (f && json_array_size(errors) == 0 && !fits(f, cap, &err)) {
+        json_array_append_new(errors, diag_json(&err));
+    }
     valid = f && json_array_size(errors) == 0;
     out = json_pack("{s:b, s:s, s:I, s:o, s:o}", "valid", valid, "file", path, "tasks",
                     (json_int_t)(valid ? flow_task_count(f) : 0), "errors", errors, "warnings",
@@ -99,6 +114,8 @@ static int validate_main(int argc, char **argv)
 {
     struct cli_args a;
     bool as_json = false;
+    flow_resources res;
+    const flow_resources *cap = NULL;
     const char *path;
     flow *f;
     int id;
@@ -110,6 +127,12 @@ static int validate_main(int argc, char **argv)
             return cli_print_help(help);
         case OPT_JSON:
             as_json = true;
+            break;
+        case OPT_RESOURCES:
+            if (!cli_parse_resources("validate", a.value, &res)) {
+                return CLI_EXIT_USAGE;
+            }
+            cap = &res;
             break;
         default:
             break;
@@ -123,10 +146,22 @@ static int validate_main(int argc, char **argv)
         return usage;
     }
     if (as_json) {
-        return validate_json(path);
+        return validate_json(path, cap);
     }
     f = cli_load_flow(path, false);
     if (!f) {
+        return CLI_EXIT_USAGE;
+    }
+    flow_error err;
+    memset(&err, 0, sizeof(err));
+    if (!fits(f, cap, &err)) {
+        if (err.file[0]) {
+            fprintf(stderr, "%s:%d:%d: error: %s\n", err.file, err.line, err.column,
+                    err.message);
+        } else {
+            fprintf(stderr, "%s: error: %s\n", path, err.message);
+        }
+        flow_free(f);
         return CLI_EXIT_USAGE;
     }
     printf("ok: %s: %zu tasks\n", path, flow_task_count(f));

@@ -506,6 +506,7 @@ int cli_session_open(struct cli_session *s, size_t task_count)
     memset(&err, 0, sizeof(err));
     memset(&eopts, 0, sizeof(eopts));
     eopts.jobs = s->jobs;
+    eopts.resources = s->has_resources ? &s->resources : NULL;
     eopts.redis_url = s->redis_url;
     if (!eopts.redis_url && strncmp(flow_store_url(s->store), "redis://", 8) == 0)
         eopts.redis_url = flow_store_url(s->store);

@@ -16,6 +16,8 @@ struct cli_session {
     const char *store_url; /* NULL: flow_store_default_url() */
     const char *redis_url; /* --redis; NULL: a redis:// store, else $FLOW_REDIS */
     bool no_bar;           /* progress as lines even on a terminal */
+    bool has_resources;    /* --resources: what tasks may use at once */
+    flow_resources resources;
     /* set by cli_session_open */
     struct progress *prog;
     flow_engine *engine;

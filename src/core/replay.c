@@ -362,6 +362,8 @@ flow_err flow__stored_open(struct flow_engine *e, struct flow *f, const flow_run
     struct flow_store *st = opts->store;
     memset(s, 0, sizeof(*s));
     flow_err rc = flow__flow_freeze(f, err);
+    if (!rc)
+        rc = flow_check_resources(f, &e->capacity, err); /* could never start */
     if (rc)
         return rc;
     FLOW__WITH_STORE(st, rc = flow__store_run_get(st->backend, opts->run_id, &s->meta, err));

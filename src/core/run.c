@@ -491,7 +491,7 @@ flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts, 
         opts = &none;
     if (!e || !f)
         return flow__error(err, FLOW_EINVAL, "flow_run_start needs an engine and a flow"), NULL;
-    if (flow__flow_freeze(f, err) != FLOW_OK)
+    if (flow__flow_freeze(f, err) != FLOW_OK || flow_check_resources(f, &e->capacity, err))
         return NULL;
     if (opts->inputs && !json_is_object(opts->inputs)) {
         flow__error(err, FLOW_EINVAL, "run inputs must be a JSON object");

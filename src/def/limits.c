@@ -281,10 +281,17 @@ static flow_err check_flow(const flow *f, const flow_resources *cap, int depth, 
         size_t nlen = strcspn(what, " ");
         memcpy(name, what, nlen < sizeof(name) - 1 ? nlen : sizeof(name) - 1);
         name[nlen < sizeof(name) - 1 ? nlen : sizeof(name) - 1] = '\0';
-        return flow__error(err, FLOW_EINVAL,
-                           "task '%s' asks %s, more than this engine has (%s %s): it could "
-                           "never start (give it more with --resources %s=N)",
-                           t->name, what, name, have, name);
+        flow__error(err, FLOW_EINVAL,
+                    "task '%s' asks %s, more than this engine has (%s %s): it could never "
+                    "start (give it more with --resources %s=N)",
+                    t->name, what, name, have, name);
+        if (err && t->ext->origin_file) {
+            /* Where the task is written, for editors. */
+            snprintf(err->file, sizeof(err->file), "%s", t->ext->origin_file);
+            err->line = t->ext->origin_line;
+            err->column = t->ext->origin_column;
+        }
+        return FLOW_EINVAL;
     }
     return FLOW_OK;
 }

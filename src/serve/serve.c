@@ -552,7 +552,9 @@ int flow_serve_main(const struct flow_serve_options *opts)
         status = err.code == FLOW_EINVAL ? 2 : 1;
         goto out;
     }
-    flow_engine_options eo = {.jobs = opts->jobs, .redis_url = sv.redis_url};
+    flow_engine_options eo = {.jobs = opts->jobs,
+                              .redis_url = sv.redis_url,
+                              .resources = opts->has_resources ? &opts->resources : NULL};
     sv.engine = flow_engine_new(&eo, &err);
     if (!sv.engine || !sv.metrics || !sv.flows_dir) {
         fprintf(stderr, "flow: %s\n", sv.engine ? "out of memory" : err.message);

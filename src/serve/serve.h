@@ -13,6 +13,8 @@ struct flow_serve_options {
     const char *flows_dir;  /* the flows it can start; default "." */
     const char *token_file; /* required off loopback */
     int jobs;               /* engine threads; 0: cores */
+    bool has_resources;     /* --resources given: */
+    flow_resources resources; /* what tasks may use at once */
     double stop_grace;      /* SIGTERM: seconds for running tasks to finish */
     double takeover_every;  /* seconds between looks for runs to take over */
     bool quiet;
