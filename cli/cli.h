@@ -138,7 +138,7 @@ const char *cli_item_text(const json_t *item, char *out, size_t size);
 /* Parse a non-negative int option value; prints a usage error and returns false if
  * `text` is not one. */
 bool cli_parse_count(const struct cli_args *a, const char *text, int *out);
-/* --resources SPEC of `cmd` into *out (the machine's, changed by SPEC):
+/* --resources AMOUNTS of `cmd` into *out (the machine's, changed by AMOUNTS):
  * false after a usage error. */
 bool cli_parse_resources(const char *cmd, const char *spec, flow_resources *out);
 

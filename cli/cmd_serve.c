@@ -25,7 +25,7 @@ static const struct cli_option options[] = {
 
 static const char help[] =
     "usage: flow serve [--listen HOST:PORT] [--flows DIR] [--store URL] [--redis URL]\n"
-    "                  [--token-file FILE] [--jobs N] [--resources SPEC]\n"
+    "                  [--token-file FILE] [--jobs N] [--resources AMOUNTS]\n"
     "                  [--stop-grace DURATION] [--quiet]\n"
     "\n"
     "A long-running runner with an HTTP API, a web dashboard and metrics, in one\n"
@@ -53,7 +53,8 @@ static const char help[] =
     "                          TOKEN the file's first line (16 characters or more;\n"
     "                          the file readable by its owner only)\n"
     "  -j, --jobs N            tasks running at once (default: the cores)\n"
-    "      --resources SPEC    what tasks with 'resources' may use at once:\n"
+    "      --resources AMOUNTS\n"
+    "                          what tasks with 'resources' may use at once:\n"
     "                          cpu=N,memory=SIZE,gpu=N (default: the machine's cores\n"
     "                          and memory, gpu=0)\n"
     "      --stop-grace D      on SIGTERM, how long running tasks may finish\n"

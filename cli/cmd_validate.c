@@ -15,7 +15,7 @@ static const struct cli_option options[] = {
 };
 
 static const char help[] =
-    "usage: flow validate FILE [--json] [--resources SPEC]\n"
+    "usage: flow validate FILE [--json] [--resources AMOUNTS]\n"
     "\n"
     "Check a workflow file (YAML or JSON): keys and types, task names, triggers,\n"
     "cycles and templates. Every error and warning is printed on stderr, one a\n"
@@ -27,10 +27,10 @@ static const char help[] =
     "  --json      print {\"valid\", \"file\", \"tasks\", \"errors\", \"warnings\"} on stdout\n"
     "              instead (each diagnostic {\"message\", \"file\", \"line\", \"column\"},\n"
     "              the message without the position); nothing on stderr\n"
-    "  --resources SPEC\n"
+    "  --resources AMOUNTS\n"
     "              also check that every task's 'resources' fit an engine with\n"
     "              this much (cpu=N,memory=SIZE,gpu=N; unnamed ones: this\n"
-    "              machine's), as 'flow run --resources SPEC' will\n"
+    "              machine's), as 'flow run --resources AMOUNTS' will\n"
     "  -h, --help  show this help\n"
     "\n"
     "Exit status: 0 valid, 2 invalid or usage error.\n";

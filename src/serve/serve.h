@@ -6,6 +6,8 @@
 
 #include <stdbool.h>
 
+#include "flow.h"
+
 struct flow_serve_options {
     const char *listen;     /* "HOST:PORT" ("[::1]:PORT"); default 127.0.0.1:8080 */
     const char *store_url;  /* NULL: the default store */
