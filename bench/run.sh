@@ -293,6 +293,15 @@ ratios() {
           }
         }
       }
+      if (("W2a-indep", "libflow") in has) {
+        base = v["W2a-indep", "libflow", "per_task_us"]
+        for (j = 1; j <= 2; j++) {
+          e = j == 1 ? "libflow-conc" : "libflow-rate"
+          if (!(("W2a-indep", e) in has) || base <= 0) continue
+          printf "  limits (issue #13): W2a-indep %s %.1f us/task vs libflow %.1f us/task: %+.1f%%\n",
+            e, v["W2a-indep", e, "per_task_us"], base, 100 * (v["W2a-indep", e, "per_task_us"] / base - 1)
+        }
+      }
       for (t = 1; t <= nt; t++) {
         if ((tw[t], te[t], tp[t]) in done) continue
         if (index(selected, " " substr(tw[t], 1, 2) " ") == 0) continue   # workload not run (W=...)

@@ -3,13 +3,15 @@
 # workloads and rules as ../shared/bench/w2_cmds.
 #   W2a-indep: N_INDEP (10,000) independent tasks.   W2b-chain: N_CHAIN (2,000) tasks, c<i> after c<i-1>.
 # Engines: libflow (`run: [/bin/true]`: started directly, no shell; compare with make, xargs, raw) and
-#   libflow-shell (`shell: /bin/true`: through /bin/sh -c, like ninja).
+#   libflow-shell (`shell: /bin/true`: through /bin/sh -c, like ninja); what limits cost (issue #13):
+#   libflow-conc (each task also `concurrency: {limit: 2, key: w2}`: a slot of the store per start) and
+#   libflow-rate (`rate_limit: 1000000/s`: a start recorded in the store's window, never throttled).
 # Whole-process wall time of `flow run FILE --jobs 2 --quiet` by hyperfine -N, WARMUP untimed + RUNS timed,
 # median. Each case runs in its own folder with flow's default store (sqlite:.flow/flow.db there), which is
 # deleted before every run, as the peers' script deletes .ninja_log. One untimed run with --json first
 # checks that the run and every one of its tasks completed.
 # Env: BUILD (build), FLOW ($BUILD/flow), N_INDEP (10000), N_CHAIN (2000), RUNS (3), WARMUP (1),
-#      VARIANTS ("run shell"), STORE (unset: flow's default; e.g. memory:), SHARED (shared/ beside the repo)
+#      VARIANTS ("run shell conc rate"), STORE (unset: flow's default; e.g. memory:), SHARED (shared/ beside the repo)
 # usage: w2.sh                             the benchmark: one result line per workload and variant on stdout
 #        w2.sh --gen DIR N_INDEP N_CHAIN   only write the workflow files, DIR/<indep|chain>_<run|shell>/flow.yaml
 set -euo pipefail
@@ -18,8 +20,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # gen DIR N_INDEP N_CHAIN: the four workflow files (docs/file-format.md), one folder each.
 gen() {
   local dir=$1 ni=$2 nc=$3 v body
-  for v in run shell; do
-    case $v in run) body='run: [/bin/true]' ;; shell) body='shell: /bin/true' ;; esac
+  for v in run shell conc rate; do
+    case $v in
+      run) body='run: [/bin/true]' ;; shell) body='shell: /bin/true' ;;
+      conc) body='run: [/bin/true], concurrency: {limit: 2, key: w2}' ;;
+      rate) body='run: [/bin/true], rate_limit: 1000000/s' ;;
+    esac
     mkdir -p "$dir/indep_$v" "$dir/chain_$v"
     awk -v n="$ni" -v body="$body" -v v="$v" 'BEGIN{
       print "name: w2_indep_" v; print "description: W2a, " n " independent /bin/true tasks"; print "tasks:"
@@ -45,14 +51,14 @@ SHARED=${SHARED:-$ROOT/../shared}
 BUILD=${BUILD:-build}; case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 FLOW=${FLOW:-$BUILD/flow}
 N_INDEP=${N_INDEP:-10000}; N_CHAIN=${N_CHAIN:-2000}; RUNS=${RUNS:-3}; WARMUP=${WARMUP:-1}
-VARIANTS=${VARIANTS:-"run shell"}; STORE=${STORE:-}
+VARIANTS=${VARIANTS:-"run shell conc rate"}; STORE=${STORE:-}
 [ -x "$FLOW" ] || { echo "w2.sh: $FLOW is missing: build first (cmake --build $BUILD)" >&2; exit 2; }
 case "$ROOT$FLOW" in *' '*) echo "w2.sh: paths with blanks are not supported (hyperfine -N splits)" >&2; exit 2 ;; esac
 
 ensure_debs hyperfine
 R=$ROOT/bench/.run/w2
 IN=$R/in_${N_INDEP}_${N_CHAIN}
-if ! [ -s "$IN/chain_shell/flow.yaml" ] || [ "${BASH_SOURCE[0]}" -nt "$IN/chain_shell/flow.yaml" ]; then
+if ! [ -s "$IN/chain_rate/flow.yaml" ] || [ "${BASH_SOURCE[0]}" -nt "$IN/chain_shell/flow.yaml" ]; then
   gen "$IN" "$N_INDEP" "$N_CHAIN"
 fi
 echo "# $("$FLOW" --version 2>/dev/null | head -1 || echo '(flow --version failed)')," \
@@ -87,7 +93,10 @@ bench() {
 }
 
 for v in $VARIANTS; do
-  case $v in run) engine=libflow ;; shell) engine=libflow-shell ;; *) echo "w2.sh: unknown variant $v" >&2; exit 2 ;; esac
+  case $v in
+    run) engine=libflow ;; shell) engine=libflow-shell ;; conc) engine=libflow-conc ;; rate) engine=libflow-rate ;;
+    *) echo "w2.sh: unknown variant $v" >&2; exit 2 ;;
+  esac
   check "$IN/indep_$v" "$N_INDEP"
   bench W2a-indep "$engine" "$N_INDEP" "$IN/indep_$v"
   check "$IN/chain_$v" "$N_CHAIN"

@@ -53,6 +53,7 @@ struct gate_key {
     int64_t backoff;
     FLOW__VEC(double) starts; /* GK_RATE without a store: the window's starts */
     size_t refs;              /* activations and runs that name it */
+    size_t untold;            /* waiters that came since the last tell_all */
     struct gate_key *next;
 };
 
@@ -78,6 +79,7 @@ struct flow__gates {
     struct gate_key *keys;
     size_t nkeys, dead;
     struct readyq res_q;      /* activations waiting for resources */
+    size_t res_untold;
     flow_resources used;
     size_t ready;             /* passed, queued, not started */
     size_t waiting;           /* in the gate */
@@ -325,7 +327,8 @@ static bool run_key_ready(struct flow_engine *e, struct flow_run *r, char **why)
     return r->run_key != NULL;
 }
 
-static void wait_in(struct flow__gates *g, struct readyq *q, struct act *a, struct act_gate *ag)
+static void wait_in(struct flow__gates *g, struct readyq *q, size_t *untold, struct act *a,
+                    struct act_gate *ag)
 {
     if (!flow__readyq_push(q, a, act_task(a)->policy->priority)) {
         flow__run_stop(a->run, FLOW_RUN_FAILED, "out of memory queueing a task");
@@ -333,6 +336,7 @@ static void wait_in(struct flow__gates *g, struct readyq *q, struct act *a, stru
         return;
     }
     ag->waiting_here = true;
+    (*untold)++;
     g->waiting++;
     g->kick = true;
     pthread_cond_signal(&g->cond);
@@ -351,7 +355,7 @@ static void advance(struct flow_engine *e, struct act *a)
                 ag->failed = why;
                 goto fail;
             }
-            wait_in(g, &r->run_key->waiters, a, ag);
+            wait_in(g, &r->run_key->waiters, &r->run_key->untold, a, ag);
             return;
         }
         ag->stage = ST_SLOT;
@@ -360,14 +364,14 @@ static void advance(struct flow_engine *e, struct act *a)
         if (!render_keys(e, a, ag))
             goto fail;
         if (ag->slot_key && ag->slot < 0) {
-            wait_in(g, &ag->slot_key->waiters, a, ag);
+            wait_in(g, &ag->slot_key->waiters, &ag->slot_key->untold, a, ag);
             return;
         }
         ag->stage = ST_RATE;
     }
     if (ag->stage == ST_RATE) {
         if (ag->rate_key) {
-            wait_in(g, &ag->rate_key->waiters, a, ag); /* pass() moves it on */
+            wait_in(g, &ag->rate_key->waiters, &ag->rate_key->untold, a, ag); /* pass() moves it on */
             return;
         }
         ag->stage = ST_RES;
@@ -376,7 +380,7 @@ static void advance(struct flow_engine *e, struct act *a)
         const flow_resources *n = need_of(a);
         if (n && !ag->res_held) {
             if (g->res_q.count || !res_fit(e, n)) {
-                wait_in(g, &g->res_q, a, ag);
+                wait_in(g, &g->res_q, &g->res_untold, a, ag);
                 return;
             }
             res_add(g, n, 1);
@@ -461,9 +465,17 @@ void flow__gate_started(struct flow_engine *e, struct act *a)
 }
 
 /* A slot of `k` is free for the next waiter here, or for the store. */
+static size_t room(const struct flow_engine *e);
+static void grant(struct flow_engine *e, struct gate_key *k, struct act *a, int slot);
+
 static void slot_free(struct flow_engine *e, struct gate_key *k, int slot)
 {
     struct flow__gates *g = e->gates;
+    if (k->waiters.count && room(e)) {
+        /* Straight to the next waiter: no store call, no thread hop. */
+        grant(e, k, flow__readyq_pop(&k->waiters), slot);
+        return;
+    }
     if (k->waiters.count) {
         flow_err rc = FLOW_OK;
         FLOW__VEC_PUSH(&k->spare, slot, rc);
@@ -608,6 +620,9 @@ static void tell(struct flow_run *r, struct act *a, const char *why)
 
 static void tell_all(struct gate_key *k, const char *why)
 {
+    if (!k->untold)
+        return; /* each was told already: no walk over thousands of waiters */
+    k->untold = 0;
     struct readyq *q = &k->waiters;
     for (size_t i = 0; i < q->nbuckets; i++) {
         struct readyq_bucket *b = &q->buckets[i];
@@ -861,6 +876,9 @@ static void serve_resources(struct flow_engine *e)
                                    e->capacity.gpu - g->used.gpu};
             flow__resources_misfit(n, &free, need, sizeof(need));
             snprintf(why, sizeof(why), "resources: needs %s, not free yet", need);
+            if (!g->res_untold)
+                return;
+            g->res_untold = 0;
             for (size_t i = 0; i < g->res_q.nbuckets; i++) {
                 struct readyq_bucket *b = &g->res_q.buckets[i];
                 for (size_t j = 0; j < b->count; j++) {
