@@ -186,7 +186,7 @@ void flow__engine_enqueue(struct flow_engine *e, struct act *a)
         r->slots++;
     }
     if (!passed && flow__gate_needed(r, a, is_expander(a))) {
-        flow__gate_enter(e, a); /* it comes back here once its limits let it */
+        flow__gate_enter(e, a, is_expander(a)); /* back here once its limits let it */
         return;
     }
     bool remote = runs_remote(a);

@@ -66,6 +66,8 @@ struct act_gate {
     bool passed;              /* admitted: in a ready queue or running */
     bool queued;              /* ... and not started yet (counts in `ready`) */
     bool told;                /* its waiting was journaled this round */
+    bool run_only;            /* a foreach parent or nested flow: only the run's
+                               * slot applies (its elements pass the rest) */
     char *failed;             /* its key could not be rendered: the attempt fails */
 };
 
@@ -348,6 +350,8 @@ static void advance(struct flow_engine *e, struct act *a)
     struct flow__gates *g = e->gates;
     struct flow_run *r = a->run;
     struct act_gate *ag = a->dyn->gate;
+    if (ag->run_only && ag->stage > ST_RUN)
+        ag->stage = ST_PASSED;
     if (ag->stage == ST_RUN) {
         if (r->flow->run_limit && !r->run_admitted) {
             char *why = NULL;
@@ -358,7 +362,7 @@ static void advance(struct flow_engine *e, struct act *a)
             wait_in(g, &r->run_key->waiters, &r->run_key->untold, a, ag);
             return;
         }
-        ag->stage = ST_SLOT;
+        ag->stage = ag->run_only ? ST_PASSED : ST_SLOT;
     }
     if (ag->stage == ST_SLOT) {
         if (!render_keys(e, a, ag))
@@ -423,7 +427,7 @@ bool flow__gate_needed(const struct flow_run *r, const struct act *a, bool expan
 
 static void *gate_main(void *arg);
 
-void flow__gate_enter(struct flow_engine *e, struct act *a)
+void flow__gate_enter(struct flow_engine *e, struct act *a, bool expander)
 {
     struct flow_run *r = a->run;
     struct flow__gates *g = gates_of(e);
@@ -447,6 +451,7 @@ void flow__gate_enter(struct flow_engine *e, struct act *a)
         g->started = true;
     }
     ag->told = false;
+    ag->run_only = expander;
     a->flags |= ACT_QUEUED;
     advance(e, a);
 }

@@ -23,8 +23,9 @@ bool flow__gate_needed(const struct flow_run *r, const struct act *a, bool expan
 /* Has `a` passed the gate this round (it holds what its limits gave)? */
 bool flow__gate_passed(const struct act *a);
 /* Hold `a` until its limits let it go; then it is queued with
- * flow__engine_enqueue (and flow__gate_needed says false). */
-void flow__gate_enter(struct flow_engine *e, struct act *a);
+ * flow__engine_enqueue (and flow__gate_needed says false). An `expander`
+ * (a foreach parent, a nested flow) only waits for its run's slot. */
+void flow__gate_enter(struct flow_engine *e, struct act *a, bool expander);
 /* An attempt of `a` started: it no longer counts as waiting to start. */
 void flow__gate_started(struct flow_engine *e, struct act *a);
 /* Give back what `a` holds (a slot, resources), if anything: its attempt

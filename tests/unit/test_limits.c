@@ -339,6 +339,18 @@ static void test_run_limit(void **state)
     assert_int_equal(max_overlap("b"), 3);
     assert_int_equal(max_overlap(NULL), 6);
     flow_free(f);
+
+    /* With a key on the task too: the foreach parent, which runs no body,
+     * takes the run's slot but none of the key's. */
+    reset(30);
+    flow *g = fan_flow("both", &t);
+    assert_int_equal(flow_set_concurrency(g, 1, NULL, NULL), FLOW_OK);
+    assert_int_equal(flow_task_set_concurrency(t, 2, "k", NULL), FLOW_OK);
+    static const char *const keys[] = {"x"};
+    assert_int_equal(th_run(e, g, items(6, keys, 1), NULL), FLOW_RUN_COMPLETED);
+    assert_int_equal(nspans, 6);
+    assert_int_equal(max_overlap(NULL), 2);
+    flow_free(g);
     flow_engine_free(e);
 }
 
