@@ -49,6 +49,14 @@ echo "$out" | grep -q 'result {"decision":"ship","by":"release-manager"} (the ta
 out=$(FLOW="$FLOW" sh "$FLOW_SOURCE_DIR/examples/durable/try.sh" 2>&1) || fail "try.sh exited $?: $out"
 echo "$out" | grep -q '"sum": 55' && pass "try.sh: the resumed run completes" || fail "try.sh: $out"
 
+# examples/limits/try.sh: two processes share a key's 2 slots and a rate limit.
+out=$(FLOW="$FLOW" sh "$FLOW_SOURCE_DIR/examples/limits/try.sh" 2>&1) || fail "limits try.sh exited $?: $out"
+echo "$out" | grep -q 'most calls at once: 2$' && [ "$(echo "$out" | grep -c '"calls": 6')" = 2 ] &&
+    pass "limits try.sh: 12 calls of two processes, 2 at once" || fail "limits try.sh: $out"
+echo "$out" | grep -q "waiting .*concurrency key 'partner-api': 2 at once, all held" &&
+    pass "limits try.sh: flow status shows the calls held back, and why" ||
+    fail "limits try.sh: no waiting call in flow status: $out"
+
 # The pipeline of `make run`.
 out=$("$FLOW" run "$FLOW_SOURCE_DIR/examples/pipeline/pipeline.yaml" --input rows=12 --quiet) ||
     fail "pipeline exited $?"
