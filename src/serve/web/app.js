@@ -765,7 +765,8 @@
         h('td.num', {'data-label': 'Attempts'}, String(a.attempts ?? '')),
         h('td', {'data-label': 'Started'}, timeEl(a.started_at)),
         h('td.num', {'data-label': 'Duration'}, durationEl(null, a.started_at, a.ended_at, running)),
-        h('td.err-cell', {'data-label': 'Error', title: a.error || ''}, a.error ? short(a.error, 90) : ''));
+        h('td.err-cell', {'data-label': 'Error', title: a.error || a.waiting_for || ''},
+          a.error ? short(a.error, 90) : a.waiting_for ? short(a.waiting_for, 90) : ''));
       if (!open) return [tr];
       const blocks = [];
       if (a.output !== undefined && a.output !== null)
@@ -941,7 +942,7 @@
     const t = parseTime(r.time);
     const type = r.type || 'record';
     const kind = /completed|answered|resumed/.test(type) ? 'ok' : /failed|error/.test(type) ? 'err'
-      : /paused|waiting|feedback_opened|cancel/.test(type) ? 'warn'
+      : /paused|waiting|held|feedback_opened|cancel/.test(type) ? 'warn'
       : /started|created/.test(type) ? 'info' : 'plain';
     let what = '';
     switch (type) {
@@ -952,6 +953,7 @@
         break;
       case 'act_started': what = 'attempt ' + r.attempt; break;
       case 'act_waiting': what = 'for ' + (r.request || 'an answer'); break;
+      case 'act_held': what = r.reason ? short(r.reason, 300) : ''; break;
       case 'act_completed': what = r.output !== undefined ? short(r.output, 240) : ''; break;
       case 'act_failed': case 'act_error': what = r.error ? short(r.error, 300) : ''; break;
       case 'log': what = [r.exit_status !== undefined && r.exit_status !== null ? 'exit ' + r.exit_status : '',
