@@ -374,6 +374,82 @@ static flow_err rd_slots_push(const char *key, const redisReply *h, double now, 
     return rc;
 }
 
+/* The live slots of `key` into `list`. */
+static flow_err rd_list_key(struct rd_store *s, const char *key, double now, json_t *list,
+                            const char *what, flow_error *err)
+{
+    char *k = flow__asprintf("%s:slots:%s", s->addr.prefix, key);
+    if (!k)
+        return flow__rd_nomem(s, what, err);
+    const char *argv[] = {"HGETALL", k};
+    redisReply *r = flow__rd_cmdv(s, what, err, 2, argv, NULL, NULL);
+    flow__free(k);
+    if (!r)
+        return err ? err->code : FLOW_EIO;
+    flow_err rc = rd_slots_push(key, r, now, list);
+    if (rc == FLOW_EIO)
+        return flow__rd_odd(s, what, r, err);
+    freeReplyObject(r);
+    return rc == FLOW_OK ? FLOW_OK : flow__rd_nomem(s, what, err);
+}
+
+/* The live slots of every key of the index into `list`: the keys, then one
+ * script for their hashes. */
+static flow_err rd_list_all(struct rd_store *s, double now, json_t *list, const char *what,
+                            flow_error *err)
+{
+    char *index = flow__asprintf("%s:slotkeys", s->addr.prefix);
+    if (!index)
+        return flow__rd_nomem(s, what, err);
+    const char *argv[] = {"SMEMBERS", index};
+    redisReply *m = flow__rd_cmdv(s, what, err, 2, argv, NULL, NULL);
+    if (!m || m->type != REDIS_REPLY_ARRAY || m->elements == 0) {
+        flow__free(index);
+        if (!m)
+            return err ? err->code : FLOW_EIO;
+        if (m->type != REDIS_REPLY_ARRAY)
+            return flow__rd_odd(s, what, m, err);
+        freeReplyObject(m);
+        return FLOW_OK;
+    }
+    size_t n = m->elements;
+    char **keys = flow__calloc(n + 1, sizeof(*keys));
+    const char **args = flow__calloc(n, sizeof(*args));
+    flow_err rc = keys && args ? FLOW_OK : FLOW_ENOMEM;
+    for (size_t i = 0; i < n && rc == FLOW_OK; i++) {
+        args[i] = m->element[i]->str ? m->element[i]->str : "";
+        if (!(keys[1 + i] = flow__asprintf("%s:slots:%s", s->addr.prefix, args[i])))
+            rc = FLOW_ENOMEM;
+    }
+    redisReply *r = NULL;
+    if (rc == FLOW_OK) {
+        keys[0] = index;
+        r = flow__rd_eval(s, what, err, rd_lua_slot_all, (int)n + 1, (const char *const *)keys,
+                          (int)n, args, NULL, NULL);
+        if (!r)
+            rc = err ? err->code : FLOW_EIO;
+        else if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
+            rc = FLOW_EIO;
+    }
+    for (size_t i = 0; i < n && rc == FLOW_OK; i++)
+        rc = rd_slots_push(args[i], r->element[i], now, list);
+    if (rc == FLOW_EIO && r) {
+        flow__rd_odd(s, what, r, err);
+        r = NULL;
+    } else if (rc == FLOW_ENOMEM) {
+        flow__rd_nomem(s, what, err);
+    }
+    if (r)
+        freeReplyObject(r);
+    for (size_t i = 1; keys && i <= n; i++)
+        flow__free(keys[i]);
+    flow__free(keys);
+    flow__free(args);
+    flow__free(index);
+    freeReplyObject(m);
+    return rc;
+}
+
 flow_err flow__rd_slot_list(void *priv, const char *key, double now, json_t **out,
                             flow_error *err)
 {
@@ -381,61 +457,11 @@ flow_err flow__rd_slot_list(void *priv, const char *key, double now, json_t **ou
     *out = NULL;
     const char *what = "cannot list the slots of concurrency keys";
     json_t *list = json_array();
-    char *index = flow__asprintf("%s:slotkeys", s->addr.prefix);
-    char *one = key ? flow__asprintf("%s:slots:%s", s->addr.prefix, key) : NULL;
-    redisReply *m = NULL, *r = NULL;
-    char **keys = NULL;
-    flow_err rc = list && index && (one || !key) ? FLOW_OK : flow__rd_nomem(s, what, err);
-    const char *argv[] = {key ? "HGETALL" : "SMEMBERS", key ? one : index};
-    if (rc == FLOW_OK && !(m = flow__rd_cmdv(s, what, err, 2, argv, NULL, NULL)))
-        rc = err ? err->code : FLOW_EIO;
-    if (rc == FLOW_OK && m->type != REDIS_REPLY_ARRAY) {
-        rc = flow__rd_odd(s, what, m, err);
-        m = NULL;
-    }
-    if (rc == FLOW_OK && key) {
-        rc = rd_slots_push(key, m, now, list);
-    } else if (rc == FLOW_OK && m->elements > 0) {
-        size_t n = m->elements;
-        keys = flow__calloc(n + 1, sizeof(*keys));
-        const char **args = flow__calloc(n, sizeof(*args));
-        rc = keys && args ? FLOW_OK : FLOW_ENOMEM;
-        for (size_t i = 0; i < n && rc == FLOW_OK; i++) {
-            args[i] = m->element[i]->str ? m->element[i]->str : "";
-            if (!(keys[1 + i] = flow__asprintf("%s:slots:%s", s->addr.prefix, args[i])))
-                rc = FLOW_ENOMEM;
-        }
-        if (rc == FLOW_OK) {
-            keys[0] = index;
-            r = flow__rd_eval(s, what, err, rd_lua_slot_all, (int)n + 1,
-                              (const char *const *)keys, (int)n, args, NULL, NULL);
-            keys[0] = NULL;
-            if (!r)
-                rc = err ? err->code : FLOW_EIO;
-            else if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
-                rc = FLOW_EIO;
-        } else {
-            flow__rd_nomem(s, what, err);
-        }
-        for (size_t i = 0; i < n && rc == FLOW_OK; i++)
-            rc = rd_slots_push(args[i], r->element[i], now, list);
-        flow__free(args);
-        for (size_t i = 0; keys && i < n; i++)
-            flow__free(keys[1 + i]);
-    }
-    if (rc == FLOW_OK)
-        rc = flow__slot_sort(list);
-    if (rc == FLOW_ENOMEM && (!err || err->code != FLOW_ENOMEM))
-        flow__rd_nomem(s, what, err);
-    else if (rc == FLOW_EIO && (!err || err->code == FLOW_OK))
-        flow__error(err, rc, "%s in store '%s': unexpected reply from redis", what, s->name);
-    if (r)
-        freeReplyObject(r);
-    if (m)
-        freeReplyObject(m);
-    flow__free(keys);
-    flow__free(index);
-    flow__free(one);
+    flow_err rc = !list ? flow__rd_nomem(s, what, err)
+                  : key ? rd_list_key(s, key, now, list, what, err)
+                        : rd_list_all(s, now, list, what, err);
+    if (rc == FLOW_OK && flow__slot_sort(list) != FLOW_OK)
+        rc = flow__rd_nomem(s, what, err);
     if (rc != FLOW_OK) {
         json_decref(list);
         return rc;

@@ -492,6 +492,51 @@ static void test_sqlite_upgrade(void **state)
     flow__free(path);
 }
 
+/* What the disk and Redis stores keep of a limit goes away with it: a
+ * holder's index once it holds nothing; in Redis every key has a TTL past
+ * its leases and windows. */
+static void test_cleanup(void **state)
+{
+    struct fixture *fx = *state;
+    struct flow__store *s = fx->s;
+    if (strcmp(fx->b->name, "disk") != 0 && !fx->b->redis)
+        skip(); /* sqlite: rows, deleted with their slots */
+    int got[2];
+    assert_int_equal(take(s, "k", 2, 2, fx->me, NULL, NOW, 15, got), 2);
+    assert_int_equal(rate(s, "r", 2, 30, 1, NOW, NULL), 1);
+    char *holder_set = flow__asprintf("slotholders:%s", fx->me);
+    const char *kinds[] = {"slots:k", holder_set, "slotkeys", "rate:r"};
+    static const long ttls[] = {75000, 75000, 75000, 90000};
+    for (size_t i = 0; fx->b->redis && i < FLOW__ARRAY_LEN(kinds); i++) {
+        const char *k = kinds[i];
+        char *ttl = th_redis_do(&redis_srv, "PTTL %s:%s", fx->prefix, k);
+        long ms = ttl ? strtol(ttl, NULL, 10) : -3;
+        if (ms <= ttls[i] - 5000 || ms > ttls[i])
+            fail_msg("%s has TTL %ld ms", k, ms);
+        free(ttl);
+    }
+    flow__free(holder_set);
+    give(s, "k", 0, fx->me);
+    give(s, "k", 1, fx->me);
+    list_is(s, NULL, NOW, "");
+    if (fx->b->redis) {
+        char *n = th_redis_do(&redis_srv, "EXISTS %s:slots:k %s:slotholders:%s %s:slotkeys",
+                              fx->prefix, fx->prefix, fx->me, fx->prefix);
+        assert_string_equal(n, "0");
+        free(n);
+    } else {
+        char *holders = flow__asprintf("%s/%s/holders", fx->dir, fx->b->rel);
+        DIR *d = opendir(holders);
+        assert_non_null(d);
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (e->d_name[0] != '.')
+                fail_msg("%s/%s is left", holders, e->d_name);
+        closedir(d);
+        flow__free(holders);
+    }
+}
+
 /* ---- rates ----------------------------------------------------------------- */
 
 static void test_rate(void **state)
@@ -759,6 +804,7 @@ static void test_rate_procs(void **state)
     X(test_higher_limit)                                                                         \
     X(test_keys)                                                                                 \
     X(test_sqlite_upgrade)                                                                       \
+    X(test_cleanup)                                                                              \
     X(test_rate)                                                                                 \
     X(test_slots_procs)                                                                          \
     X(test_rate_procs)
