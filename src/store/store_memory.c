@@ -1,6 +1,6 @@
 /* store_memory.c -- the memory store ("memory:"): runs, journals, leases,
- * control requests and limits in this process only, for tests and embedders that want
- * no files. Nothing survives the process, and every open is a new, empty
+ * control requests and limits in this process only, for tests and
+ * embedders that want no files. Nothing survives the process, and every open is a new, empty
  * store. Like run metadata, payloads are deep copies both ways: the store's
  * values are touched only under the store's io lock, while the values it
  * was given are reference-counted by the scheduler's threads and the ones it
@@ -441,8 +441,8 @@ static flow_err mem_answer_list(void *priv, const char *run_id, json_t **out, fl
     return *out ? FLOW_OK : mem_nomem(err, "reading the answers of", run_id);
 }
 
-/* ---- limits: in this process only, atomic as every call is (the handle's
- * lock) ---------------------------------------------------------------------- */
+/* ---- limits: in this process only; each call is atomic, as every call
+ * into a store is serialized by its handle's lock ---------------------------- */
 
 /* The entry of `key`, made when missing; NULL when out of memory. */
 static struct mem_limit *mem_limit(struct mem_store *s, const char *key)

@@ -1,7 +1,8 @@
 /* store_redis.c -- the Redis store
  * ("redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P&durability=strict]"):
- * runs, journals, leases, control requests and answers as keys under the
- * prefix P (docs/internals/store.md, "redis"):
+ * runs, journals, leases, control requests, answers and limits (those in
+ * store_redis_limits.c) as keys under the prefix P (docs/internals/store.md,
+ * "redis"):
  *
  *   P:format          the store's format ("1")
  *   P:runs            sorted set: run ids by created_at (ties by id)
@@ -11,7 +12,7 @@
  *   P:ctl:ID          list: control requests, oldest first, ["kind", arg]
  *   P:answers:ID      hash: request id -> the answer (JSON)
  *   P:slots:KEY       hash: the held slots of concurrency key KEY: N -> holder,
- *                     N:e -> expiry, N:o -> owner
+ *                     N:e -> expiry, N:o -> owner, N:t -> the call that took it
  *   P:slotholders:H   set: "N KEY" for each slot holder H may hold
  *   P:slotkeys        set: the concurrency keys that may have held slots
  *   P:rate:KEY        sorted set: the starts of rate key KEY, scored by time

@@ -3,7 +3,8 @@
  * store's prefix P:
  *
  *   P:slots:KEY       hash: the held slots of KEY: N -> holder, N:e -> its
- *                     lease's expiry, N:o -> owner (absent: none)
+ *                     lease's expiry, N:o -> owner (absent: none), N:t ->
+ *                     the call that took it
  *   P:slotholders:H   set: "N KEY" for each slot holder H may hold (where
  *                     renew looks)
  *   P:slotkeys        set: the keys that may have held slots (slot_list)
@@ -49,19 +50,28 @@
     "end\n"
 
 /* KEYS: slots, holder's set, index of keys. ARGV: holder, owner, '1' when
- * there is one, now, expiry, limit, want, key, ttl in ms, then (slot,
- * holder, expiry) of each holder the caller found dead. Takes the lowest
- * free slots: held by nobody, expired, or still held by a dead holder the
- * caller named (flow__lease_is_live judges pids, which a script cannot).
- * {taken, busy}: busy is (slot, holder, expiry) of each live-looking one
- * below the last taken, for the caller to judge. At most held + want turns. */
+ * there is one, now, expiry, limit, want, key, ttl in ms, a token no other
+ * call has, then (slot, holder, expiry) of each holder the caller found
+ * dead. Takes the lowest free slots: held by nobody, expired, or still
+ * held by a dead holder the caller named (flow__lease_is_live judges pids,
+ * which a script cannot). {taken, busy}: busy is (slot, holder, expiry) of
+ * each live-looking one below the last taken, for the caller to judge. At
+ * most held + want turns. Each slot keeps the token of the call that took
+ * it (N:t): the same call sent again after a dropped connection gets the
+ * slots it took the first time, not more. */
 static const char rd_lua_slot_take[] = RD_LUA_KEEP
     "local k, now, want = KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[7])\n"
-    "local dead, held = {}, {}\n"
-    "for i = 10, #ARGV, 3 do dead[ARGV[i]] = ARGV[i + 1] .. '\\n' .. ARGV[i + 2] end\n"
+    "local dead, held, got, busy = {}, {}, {}, {}\n"
+    "for i = 11, #ARGV, 3 do dead[ARGV[i]] = ARGV[i + 1] .. '\\n' .. ARGV[i + 2] end\n"
     "local all = redis.call('HGETALL', k)\n"
-    "for i = 1, #all, 2 do held[all[i]] = all[i + 1] end\n"
-    "local got, busy, n = {}, {}, 0\n"
+    "for i = 1, #all, 2 do\n"
+    "  held[all[i]] = all[i + 1]\n"
+    "  if all[i + 1] == ARGV[10] and string.sub(all[i], -2) == ':t' then\n"
+    "    got[#got + 1] = string.sub(all[i], 1, -3)\n"
+    "  end\n"
+    "end\n"
+    "if #got > 0 then return {got, busy} end\n"
+    "local n = 0\n"
     "while n < tonumber(ARGV[6]) and #got < want do\n"
     "  local f = tostring(n)\n"
     "  local h, e = held[f], held[f .. ':e'] or '0'\n"
@@ -71,7 +81,7 @@ static const char rd_lua_slot_take[] = RD_LUA_KEEP
     "  n = n + 1\n"
     "end\n"
     "for _, f in ipairs(got) do\n"
-    "  redis.call('HSET', k, f, ARGV[1], f .. ':e', ARGV[5])\n"
+    "  redis.call('HSET', k, f, ARGV[1], f .. ':e', ARGV[5], f .. ':t', ARGV[10])\n"
     "  if ARGV[3] == '1' then redis.call('HSET', k, f .. ':o', ARGV[2])\n"
     "  else redis.call('HDEL', k, f .. ':o') end\n"
     "  redis.call('SADD', KEYS[2], f .. ' ' .. ARGV[8])\n"
@@ -87,7 +97,7 @@ static const char rd_lua_slot_drop[] =
     "for i = 3, #ARGV do\n"
     "  local f = ARGV[i]\n"
     "  if redis.call('HGET', KEYS[1], f) == ARGV[1] then\n"
-    "    redis.call('HDEL', KEYS[1], f, f .. ':e', f .. ':o')\n"
+    "    redis.call('HDEL', KEYS[1], f, f .. ':e', f .. ':o', f .. ':t')\n"
     "  end\n"
     "  redis.call('SREM', KEYS[2], f .. ' ' .. ARGV[2])\n"
     "end\n"
@@ -120,23 +130,29 @@ static const char rd_lua_slot_all[] =
     "return out\n";
 
 /* KEYS: the starts. ARGV: limit, want, now, now - window, a prefix no other
- * start has, ttl in ms. {taken, the score of the start whose leaving lets
- * the next one go, or ''}. Scores go back as text: a number would lose
- * its fraction on the way out of Lua. */
+ * call's starts have, ttl in ms. {taken, the score of the start whose
+ * leaving lets the next one go, or ''}. Scores go back as text: a number
+ * would lose its fraction on the way out of Lua. The same call sent again
+ * after a dropped connection finds the starts it made the first time. */
 static const char rd_lua_rate_take[] = RD_LUA_KEEP
     "local k, limit, want = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-    "redis.call('ZREMRANGEBYSCORE', k, '-inf', ARGV[4])\n"
-    "local n = redis.call('ZCARD', k)\n"
-    "local take = math.max(0, math.min(want, limit - n))\n"
-    "for i = 1, take do redis.call('ZADD', k, ARGV[3], ARGV[5] .. ':' .. i) end\n"
-    "if take > 0 then keep(k, ARGV[6]) end\n"
-    "local next = ''\n"
-    "if take < want then\n"
-    "  local r = redis.call('ZRANGE', k, math.max(0, n + take - limit),\n"
-    "                       math.max(0, n + take - limit), 'WITHSCORES')\n"
-    "  if r[2] then next = r[2] end\n"
+    "local take = 0\n"
+    "while take < want and redis.call('ZSCORE', k, ARGV[5] .. ':' .. (take + 1)) do\n"
+    "  take = take + 1\n"
     "end\n"
-    "return {take, next}\n";
+    "if take == 0 then\n"
+    "  redis.call('ZREMRANGEBYSCORE', k, '-inf', ARGV[4])\n"
+    "  take = math.max(0, math.min(want, limit - redis.call('ZCARD', k)))\n"
+    "  for i = 1, take do redis.call('ZADD', k, ARGV[3], ARGV[5] .. ':' .. i) end\n"
+    "  if take > 0 then keep(k, ARGV[6]) end\n"
+    "end\n"
+    "local after = ''\n"
+    "if take < want then\n"
+    "  local first = math.max(0, redis.call('ZCARD', k) - limit)\n"
+    "  local r = redis.call('ZRANGE', k, first, first, 'WITHSCORES')\n"
+    "  if r[2] then after = r[2] end\n"
+    "end\n"
+    "return {take, after}\n";
 
 /* ---- methods ------------------------------------------------------------- */
 
@@ -175,7 +191,8 @@ flow_err flow__rd_slot_acquire(void *priv, const char *key, int limit, int want,
     flow_err rc = flow__limit_check(s->name, "concurrency", key, limit, ttl, err);
     if (rc != FLOW_OK || want <= 0)
         return rc;
-    char what[300], snow[40], sexp[40], slimit[16], swant[16], sms[40];
+    static atomic_ullong calls;
+    char what[300], snow[40], sexp[40], slimit[16], swant[16], sms[40], token[400];
     snprintf(what, sizeof(what), "cannot take a slot of concurrency key '%.200s'", key);
     rd_num(snow, sizeof(snow), now);
     rd_num(sexp, sizeof(sexp), now + ttl);
@@ -187,7 +204,7 @@ flow_err flow__rd_slot_acquire(void *priv, const char *key, int limit, int want,
     /* (slot, holder, expiry) of the dead holders found so far. */
     FLOW__VEC(char *) args = {0};
     const char *fixed[] = {holder, owner ? owner : "", owner ? "1" : "0", snow, sexp,
-                           slimit, swant, key, sms};
+                           slimit, swant, key, sms, token};
     for (size_t i = 0; i < FLOW__ARRAY_LEN(fixed) && rc == FLOW_OK; i++)
         FLOW__VEC_PUSH(&args, (char *)fixed[i], rc);
     if (!keys[0] || !keys[1] || !keys[2] || rc != FLOW_OK) {
@@ -198,6 +215,8 @@ flow_err flow__rd_slot_acquire(void *priv, const char *key, int limit, int want,
     bool judged = true;
     for (int tries = 0; judged && *got < want && tries < RD_SLOT_TRIES; tries++) {
         snprintf(swant, sizeof(swant), "%d", want - *got);
+        snprintf(token, sizeof(token), "%s:%ld:%llu", s->holder, (long)getpid(),
+                 (unsigned long long)atomic_fetch_add(&calls, 1));
         redisReply *r =
             flow__rd_eval(s, what, err, rd_lua_slot_take, 3, (const char *const *)keys,
                           (int)args.count, (const char *const *)args.items, NULL, NULL);

@@ -1168,9 +1168,9 @@ static flow_err sq_limits_begin(struct sq_store *s, bool *full, const char *what
 }
 
 /* Commit (unless `rc` says the transaction failed: roll back) and put the
- * synchronous setting back. A failure to put it back is not the call's:
- * what it did is done; the setting stays known (s->sync_full), and the
- * writes that need FULL set it themselves. */
+ * synchronous setting back. A failure to put it back is not the call's
+ * (what it did is done): s->sync_full still says what the connection has,
+ * and the next append or answer, which set it per call, puts it back. */
 static flow_err sq_limits_end(struct sq_store *s, bool full, flow_err rc, const char *what,
                               flow_error *err)
 {
