@@ -6,7 +6,7 @@
  *   DIR/slots/K/key     the key itself
  *   DIR/slots/K/lock    flock'ed while a process looks and takes, gives back
  *                       or renews
- *   DIR/slots/K/N       slot N, held: {"holder", "owner", "expires"}
+ *   DIR/slots/K/N       slot N, held: its expiry, holder and owner
  *   DIR/holders/H/K     empty: H may hold slots of K (where renew looks)
  *   DIR/rates/K         the starts of rate key K, one a line, flock'ed
  *
@@ -201,30 +201,35 @@ static int dk_slot_number(const char *name)
     return v <= INT_MAX ? (int)v : -1;
 }
 
+/* A slot file: "EXPIRES HOLDER-LENGTH OWNER-LENGTH\n" (-1: no owner), then
+ * the holder's bytes and the owner's, whatever they are. */
+
 /* Parse a slot file; false for one that is not (a power cut emptied it):
  * its slot is free. */
 static bool dk_held_parse(const struct flow__buf *text, int slot, struct dk_held *out)
 {
-    json_t *o = json_loadb(flow__buf_str(text), text->len, 0, NULL);
-    const char *h = json_string_value(json_object_get(o, "holder"));
-    const char *w = json_string_value(json_object_get(o, "owner"));
-    json_t *e = json_object_get(o, "expires");
-    bool ok = h && json_is_number(e);
-    if (ok) {
-        *out = (struct dk_held){.slot = slot, .expires = json_number_value(e)};
-        out->holder = flow__strdup(h);
-        out->owner = w ? flow__strdup(w) : NULL;
-        ok = out->holder && (!w || out->owner);
-        if (!ok) {
-            flow__free(out->holder);
-            flow__free(out->owner);
-            errno = ENOMEM;
-        }
-    } else {
+    const char *p = flow__buf_str(text);
+    const char *nl = memchr(p, '\n', text->len);
+    char *end;
+    errno = 0;
+    double expires = nl ? strtod(p, &end) : 0;
+    long long hlen = nl && *end == ' ' ? strtoll(end + 1, &end, 10) : -1;
+    long long olen = hlen >= 0 && *end == ' ' ? strtoll(end + 1, &end, 10) : -2;
+    size_t body = nl ? text->len - (size_t)(nl + 1 - p) : 0;
+    if (errno || olen < -1 || end != nl || (unsigned long long)hlen > body ||
+        (unsigned long long)hlen + (olen > 0 ? (unsigned long long)olen : 0) != body) {
         errno = EBADMSG;
+        return false;
     }
-    json_decref(o);
-    return ok;
+    *out = (struct dk_held){.slot = slot, .expires = expires};
+    out->holder = flow__strndup(nl + 1, (size_t)hlen);
+    out->owner = olen >= 0 ? flow__strndup(nl + 1 + hlen, (size_t)olen) : NULL;
+    if (out->holder && (olen < 0 || out->owner))
+        return true;
+    flow__free(out->holder);
+    flow__free(out->owner);
+    errno = ENOMEM;
+    return false;
 }
 
 static int dk_held_order(const void *a, const void *b)
@@ -289,12 +294,13 @@ static int dk_slots_read(int kfd, struct dk_helds *out)
 static int dk_slot_write(struct dk_store *s, int kfd, int slot, const char *holder,
                          const char *owner, double expires)
 {
-    json_t *o = json_pack("{s:s, s:s?, s:f}", "holder", holder, "owner", owner, "expires",
-                          expires);
+    char head[80];
+    int n = snprintf(head, sizeof(head), "%.17g %zu %lld\n", expires, strlen(holder),
+                     owner ? (long long)strlen(owner) : -1LL);
     flow__buf_reset(&s->buf);
-    flow_err rc = o ? flow__json_append(&s->buf, o, JSON_COMPACT) : FLOW_ENOMEM;
-    json_decref(o);
-    if (rc != FLOW_OK)
+    if (flow__buf_append(&s->buf, head, (size_t)n) != FLOW_OK ||
+        flow__buf_append(&s->buf, holder, strlen(holder)) != FLOW_OK ||
+        (owner && flow__buf_append(&s->buf, owner, strlen(owner)) != FLOW_OK))
         return ENOMEM;
     char tmp[DK_PATH_MAX], name[16];
     flow__dk_temp_name(s, tmp, sizeof(tmp), "tmp", "slot");

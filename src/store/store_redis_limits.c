@@ -166,7 +166,8 @@ static void rd_num(char *out, size_t size, double v)
  * the keys of limits nobody uses any more go away by themselves. */
 static void rd_limit_ttl(char *out, size_t size, double span)
 {
-    snprintf(out, size, "%.0f", ceil((span + RD_LIMIT_GRACE_S) * 1000));
+    double ms = ceil((span + RD_LIMIT_GRACE_S) * 1000);
+    snprintf(out, size, "%.0f", ms < 1e15 ? ms : 1e15); /* what PEXPIRE takes */
 }
 
 /* Parse a script's list of slot numbers into slots[*got ..]. */

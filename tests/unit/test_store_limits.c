@@ -287,6 +287,11 @@ static void test_slot_list(void **state)
     list_is(s, NULL, NOW + 5, "a/0/" OTHER "/-/15;b/0/7@h/run-b/15;b/1/7@h/run-b/15;");
     give(s, "b", 0, "7@h");
     list_is(s, "b", NOW + 5, "b/1/7@h/run-b/15;");
+    /* holders and owners are kept as they are */
+    assert_int_equal(take(s, "d", 1, 1, "8@h x\n", "run \xc3\xa9 1\n2 ", NOW, 15, got), 1);
+    list_is(s, "d", NOW, "d/0/8@h x\n/run \xc3\xa9 1\n2 /15;");
+    assert_int_equal(take(s, "e", 1, 1, "9@h", "", NOW, 15, got), 1);
+    list_is(s, "e", NOW, "e/0/9@h//15;");
     /* the expires is kept exactly */
     json_t *l = list(s, "a", NOW);
     assert_true(json_number_value(json_object_get(json_array_get(l, 0), "expires")) == NOW + 15);
