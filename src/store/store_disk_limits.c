@@ -437,8 +437,9 @@ flow_err flow__dk_slot_acquire(void *priv, const char *key, int limit, int want,
     if (!e && n > 0)
         e = dk_mark(s, holder, kname);
     int written = 0;
-    for (; !e && written < n; written++)
-        e = dk_slot_write(s, kfd, slots[written], holder, owner, now + ttl);
+    while (!e && written < n &&
+           !(e = dk_slot_write(s, kfd, slots[written], holder, owner, now + ttl)))
+        written++;
     if (e) {
         for (int i = 0; i < written; i++) {
             char name[16];
@@ -500,12 +501,10 @@ flow_err flow__dk_slot_release(void *priv, const char *key, const int *slots, in
     return FLOW_OK;
 }
 
-/* Renew `holder`'s slots of key directory `kname`; *none says it holds
- * none there. 0 or an errno. */
-static int dk_renew_key(struct dk_store *s, const char *kname, const char *holder, double expires,
-                        bool *none)
+/* Renew `holder`'s slots of key directory `kname`. 0 or an errno. */
+static int dk_renew_key(struct dk_store *s, const char *kname, const char *holder,
+                        double expires)
 {
-    *none = true;
     int sfd = dk_limits_dir(s, &s->slotsfd, "slots", false);
     int kfd = sfd < 0 ? -1 : flow__dk_open_dir(sfd, kname);
     int lfd = kfd < 0 ? -1 : dk_key_lock(kfd);
@@ -517,16 +516,15 @@ static int dk_renew_key(struct dk_store *s, const char *kname, const char *holde
     }
     struct dk_helds held;
     int e = dk_slots_read(kfd, &held);
+    bool none = true;
     for (size_t i = 0; !e && i < held.count; i++) {
         const struct dk_held *h = &held.items[i];
         if (strcmp(h->holder, holder) != 0)
             continue;
-        *none = false;
+        none = false;
         e = dk_slot_write(s, kfd, h->slot, h->holder, h->owner, expires);
     }
-    if (e)
-        *none = false;
-    else if (*none)
+    if (!e && none)
         dk_unmark(s, holder, kname); /* under the key's lock, as dk_mark */
     dk_helds_free(&held);
     dk_key_leave(kfd, lfd);
@@ -569,10 +567,11 @@ flow_err flow__dk_slot_renew(void *priv, const char *holder, double now, double 
     if (rc == FLOW_OK && errno)
         rc = flow__error_errno(err, errno, "%s in store '%s'", what, s->path);
     closedir(d);
-    for (size_t i = 0; rc == FLOW_OK && i < names.count; i++) {
-        bool none;
-        int e = dk_renew_key(s, names.items[i], holder, now + ttl, &none);
-        if (e)
+    /* A key that fails (or a listing cut short) does not keep the others
+     * from being renewed. */
+    for (size_t i = 0; i < names.count; i++) {
+        int e = dk_renew_key(s, names.items[i], holder, now + ttl);
+        if (e && rc == FLOW_OK)
             rc = flow__error_errno(err, e, "%s in store '%s'", what, s->path);
     }
     for (size_t i = 0; i < names.count; i++)
