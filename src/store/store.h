@@ -202,7 +202,10 @@ struct flow__store_ops {
      * fewer than `limit` starts in (now - window, now] allow, in one
      * transaction; *got says how many. When *got < want, *retry_at gets the
      * time the oldest start in the window leaves it (the next start may go
-     * then). Starts older than the window are forgotten. */
+     * then; when a lowered limit left more than `limit` in it, the time
+     * enough have left), else 0. Starts older than the window are
+     * forgotten. A limit under 1, a ttl or window not a positive number is
+     * FLOW_EINVAL (flow__limit_check). */
     flow_err (*rate_take)(void *priv, const char *key, int limit, double window, int want,
                           double now, int *got, double *retry_at, flow_error *err);
     /* Methods above are valid for version 3. */
