@@ -1,6 +1,7 @@
 /* disk_int.h -- the inside of the disk store (store_disk.c: files, the
  * per-run cache, records, runs, open and close; store_disk_ctl.c: leases,
- * control requests, answers). */
+ * control requests, answers; store_disk_limits.c: concurrency slots and
+ * rate starts). */
 #ifndef FLOW_STORE_DISK_INT_H
 #define FLOW_STORE_DISK_INT_H
 
@@ -37,6 +38,7 @@ struct dk_store {
     char *path; /* DIR, for messages */
     int dirfd;  /* DIR */
     int runsfd; /* DIR/runs */
+    int slotsfd, holdersfd, ratesfd; /* DIR/slots, holders, rates: -1 until first used */
     bool strict;
     struct flow__strmap runs; /* id -> struct dk_run */
     struct flow__buf buf;     /* a batch or a file being written */
@@ -82,5 +84,19 @@ flow_err flow__dk_answer_claim(void *priv, const char *run_id, const char *reque
                                json_t *answer, double not_after, json_t **winner,
                                flow_error *err);
 flow_err flow__dk_answer_list(void *priv, const char *run_id, json_t **out, flow_error *err);
+
+/* ---- store_disk_limits.c --------------------------------------------- */
+
+flow_err flow__dk_slot_acquire(void *priv, const char *key, int limit, int want,
+                               const char *holder, const char *owner, double now, double ttl,
+                               int *slots, int *got, flow_error *err);
+flow_err flow__dk_slot_release(void *priv, const char *key, const int *slots, int n,
+                               const char *holder, flow_error *err);
+flow_err flow__dk_slot_renew(void *priv, const char *holder, double now, double ttl,
+                             flow_error *err);
+flow_err flow__dk_slot_list(void *priv, const char *key, double now, json_t **out,
+                            flow_error *err);
+flow_err flow__dk_rate_take(void *priv, const char *key, int limit, double window, int want,
+                            double now, int *got, double *retry_at, flow_error *err);
 
 #endif

@@ -400,3 +400,111 @@ flow_err flow__store_answer_taken(flow_error *err, const char *run_id, const cha
     return flow__error(err, FLOW_EEXISTS, "request '%s' of run '%s' was already answered by %s%s%s",
                        request, run_id, by ? by : "someone", at ? " at " : "", at ? at : "");
 }
+
+/* ---- limits ----------------------------------------------------------------- */
+
+flow_err flow__limit_check(const char *store, const char *kind, const char *key, int limit,
+                           double span, flow_error *err)
+{
+    if (!key)
+        return flow__error(err, FLOW_EINVAL, "no %s key for store '%s'", kind, store);
+    if (limit < 1)
+        return flow__error(err, FLOW_EINVAL, "%s key '%.200s' has limit %d in store '%s' (at "
+                                             "least 1)",
+                           kind, key, limit, store);
+    if (!(span > 0) || !isfinite(span))
+        return flow__error(err, FLOW_EINVAL, "%s key '%.200s' has a bad %s (%g) in store '%s'",
+                           kind, key, strcmp(kind, "rate") ? "ttl" : "window", span, store);
+    return FLOW_OK;
+}
+
+int flow__slot_pick(const int *busy, size_t nbusy, int limit, int want, int *slots)
+{
+    int got = 0;
+    size_t i = 0;
+    /* At most nbusy + want turns: every number passed is busy or taken. */
+    for (int n = 0; n < limit && got < want; n++) {
+        while (i < nbusy && busy[i] < n)
+            i++;
+        if (i < nbusy && busy[i] == n)
+            continue;
+        slots[got++] = n;
+    }
+    return got;
+}
+
+flow_err flow__slot_push(json_t *list, const char *key, int slot, const char *holder,
+                         const char *owner, double expires)
+{
+    json_t *o = json_pack("{s:s, s:i, s:s, s:s?, s:f}", "key", key, "slot", slot, "holder",
+                          holder, "owner", owner, "expires", expires);
+    if (!o || json_array_append_new(list, o) != 0)
+        return FLOW_ENOMEM;
+    return FLOW_OK;
+}
+
+static int slot_order(const void *a, const void *b)
+{
+    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    const char *kx = json_string_value(json_object_get(x, "key"));
+    const char *ky = json_string_value(json_object_get(y, "key"));
+    int c = strcmp(kx ? kx : "", ky ? ky : "");
+    if (c)
+        return c;
+    json_int_t sx = json_integer_value(json_object_get(x, "slot"));
+    json_int_t sy = json_integer_value(json_object_get(y, "slot"));
+    return (sx > sy) - (sx < sy);
+}
+
+flow_err flow__slot_sort(json_t *list)
+{
+    size_t n = json_array_size(list);
+    if (n < 2)
+        return FLOW_OK;
+    json_t **items = flow__calloc(n, sizeof(*items));
+    if (!items)
+        return FLOW_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        items[i] = json_array_get(list, i);
+    qsort(items, n, sizeof(*items), slot_order);
+    /* In place: the array keeps its references, only their order changes. */
+    for (size_t i = 0; i < n; i++)
+        json_incref(items[i]);
+    for (size_t i = 0; i < n; i++)
+        json_array_set_new(list, i, items[i]); /* replaces, so cannot fail */
+    flow__free(items);
+    return FLOW_OK;
+}
+
+static int double_order(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+size_t flow__rate_apply(double *starts, size_t n, int limit, double window, int want, double now,
+                        int *got, double *retry_at)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (starts[i] > now - window)
+            starts[kept++] = starts[i];
+    long room = (long)limit - (long)kept;
+    int take = want < room ? want : (int)(room > 0 ? room : 0);
+    if (take < 0)
+        take = 0;
+    for (int i = 0; i < take; i++)
+        starts[kept + (size_t)i] = now;
+    n = kept + (size_t)take;
+    qsort(starts, n, sizeof(*starts), double_order);
+    *got = take;
+    *retry_at = 0;
+    if (take < want && n > 0) {
+        /* The next start may go when the window holds limit - 1: once the
+         * (n - limit + 1)th oldest has left it (the oldest, unless the
+         * limit was lowered since the others came). */
+        size_t first = n >= (size_t)limit ? n - (size_t)limit : 0;
+        *retry_at = starts[first] + window;
+    }
+    return n;
+}

@@ -74,7 +74,7 @@ typedef flow_err (*flow__store_rec_cb)(void *udata, uint64_t seq, const struct f
 /* Every method fills `err` (may be NULL) when it fails and returns the code;
  * a failed method changes nothing in the store. Messages name the store. */
 struct flow__store_ops {
-    int version;        /* 1 */
+    int version;        /* 1, 2 or 3: the methods it has (below) */
     const char *scheme; /* URL scheme: "sqlite" */
     unsigned caps;      /* FLOW__STORE_CAP_* */
 
@@ -202,7 +202,10 @@ struct flow__store_ops {
      * fewer than `limit` starts in (now - window, now] allow, in one
      * transaction; *got says how many. When *got < want, *retry_at gets the
      * time the oldest start in the window leaves it (the next start may go
-     * then). Starts older than the window are forgotten. */
+     * then; when a lowered limit left more than `limit` in it, the time
+     * enough have left), else 0. Starts older than the window are
+     * forgotten. A limit under 1, a ttl or window not a positive number is
+     * FLOW_EINVAL (flow__limit_check). */
     flow_err (*rate_take)(void *priv, const char *key, int limit, double window, int want,
                           double now, int *got, double *retry_at, flow_error *err);
     /* Methods above are valid for version 3. */
@@ -296,6 +299,33 @@ void flow__store_run_entries_free(struct flow__strmap *map, void (*release)(void
  * keep the lease as data (sqlite, memory). */
 flow_err flow__lease_check(flow_error *err, const char *id, const char *current, double expiry,
                            const char *holder, double now);
+
+/* ---- limits (store.c): shared by the backends -------------------------- */
+
+/* FLOW_EINVAL unless `key` is a string (any, even empty), `limit` at least
+ * 1 and `span` (a lease's ttl, a rate's window) a positive, finite number of
+ * seconds. `kind` ("concurrency", "rate") and `store` name them in the
+ * message. */
+flow_err flow__limit_check(const char *store, const char *kind, const char *key, int limit,
+                           double span, flow_error *err);
+/* slot_acquire's choice: the lowest `want` numbers of 0 .. limit-1 that are
+ * not in busy[0 .. nbusy) (ascending; numbers of `limit` or more are
+ * ignored) into `slots`; returns how many. */
+int flow__slot_pick(const int *busy, size_t nbusy, int limit, int want, int *slots);
+/* Append {key, slot, holder, owner (null when NULL), expires} to the array
+ * `list`. FLOW_ENOMEM. */
+flow_err flow__slot_push(json_t *list, const char *key, int slot, const char *holder,
+                         const char *owner, double expires);
+/* Order slot_list's array by key (bytes) then slot. FLOW_ENOMEM leaves it
+ * as it was. */
+flow_err flow__slot_sort(json_t *list);
+/* rate_take on a key's log starts[0 .. n) (any order), for the backends
+ * that keep it as an array: forgets the starts at or before now - window,
+ * records *got starts at `now`, sets *retry_at (0 when *got == want) and
+ * leaves the log sorted, oldest first; returns its new length. `starts`
+ * must have room for n + min(want, limit) entries. */
+size_t flow__rate_apply(double *starts, size_t n, int limit, double window, int want, double now,
+                        int *got, double *retry_at);
 
 /* Has the time to answer run out: is `not_after` (0: never) past by the
  * wall clock? For answer_claim. */

@@ -31,7 +31,9 @@
  * needed. Control requests are files named by a zero-padded number, created
  * by link() from a temp file so that two writers never take one number.
  * Answers to feedback requests are files in answers/, one per request, made
- * the same way: link() never replaces, so the first answer is the one. */
+ * the same way: link() never replaces, so the first answer is the one. The
+ * limits shared by the store's processes (concurrency slots, rate starts)
+ * live in DIR/slots, DIR/holders and DIR/rates: store_disk_limits.c. */
 #include "util/compat.h"
 
 #include <dirent.h>
@@ -906,8 +908,10 @@ static void dk_close(void *priv)
     if (!s)
         return;
     flow__store_run_entries_free(&s->runs, dk_run_release);
-    if (s->runsfd >= 0)
-        close(s->runsfd);
+    int fds[] = {s->runsfd, s->slotsfd, s->holdersfd, s->ratesfd};
+    for (size_t i = 0; i < FLOW__ARRAY_LEN(fds); i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
     if (s->dirfd >= 0)
         close(s->dirfd);
     flow__buf_cleanup(&s->buf);
@@ -921,7 +925,7 @@ static flow_err dk_open(const char *url_rest, unsigned flags, void **priv, flow_
     struct dk_store *s = flow__calloc(1, sizeof(*s));
     if (!s)
         return flow__error(err, FLOW_ENOMEM, "out of memory opening store 'disk:%s'", url_rest);
-    s->dirfd = s->runsfd = -1;
+    s->dirfd = s->runsfd = s->slotsfd = s->holdersfd = s->ratesfd = -1;
     flow__strmap_init(&s->runs);
     flow__buf_init(&s->buf, FLOW__BUF_DEFAULT_MAX);
     flow_err rc = flow__store_parse_url("disk", url_rest, &s->path, &s->strict, err);
@@ -962,7 +966,7 @@ out_close:
 }
 
 const struct flow__store_ops flow__store_disk_ops = {
-    .version = 2,
+    .version = 3,
     .scheme = "disk",
     .caps = FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS,
     .open = dk_open,                     /* FORMAT check, or written in an empty dir */
@@ -982,4 +986,9 @@ const struct flow__store_ops flow__store_disk_ops = {
     .control_take = flow__dk_control_take,     /* lowest number, read then unlinked */
     .answer_claim = flow__dk_answer_claim,     /* temp file link()ed to answers/<request> */
     .answer_list = flow__dk_answer_list,       /* every file of answers/ */
+    .slot_acquire = flow__dk_slot_acquire,     /* a file per slot under the key's flock */
+    .slot_release = flow__dk_slot_release,     /* unlinked only if ours */
+    .slot_renew = flow__dk_slot_renew,         /* the keys holders/<holder>/ names */
+    .slot_list = flow__dk_slot_list,           /* every slot file, no lock */
+    .rate_take = flow__dk_rate_take,           /* a file of starts per key, flock'ed */
 };

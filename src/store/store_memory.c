@@ -1,6 +1,6 @@
-/* store_memory.c -- the memory store ("memory:"): runs, journals, leases and
- * control requests in this process only, for tests and embedders that want
- * no files. Nothing survives the process, and every open is a new, empty
+/* store_memory.c -- the memory store ("memory:"): runs, journals, leases,
+ * control requests and limits in this process only, for tests and
+ * embedders that want no files. Nothing survives the process, and every open is a new, empty
  * store. Like run metadata, payloads are deep copies both ways: the store's
  * values are touched only under the store's io lock, while the values it
  * was given are reference-counted by the scheduler's threads and the ones it
@@ -38,8 +38,25 @@ struct mem_run {
     json_t *answers;                    /* request -> its answer; NULL: none yet */
 };
 
+/* A slot of a concurrency key, held. */
+struct mem_slot {
+    int slot;
+    char *holder;
+    char *owner; /* may be NULL */
+    double expires;
+};
+
+/* What a key limits: the slots held of it as a concurrency key, its starts
+ * as a rate key (the two kinds share the entry of a key, never a field). */
+struct mem_limit {
+    char *key;                        /* the map's key */
+    FLOW__VEC(struct mem_slot) slots; /* ascending slot numbers */
+    FLOW__VEC(double) starts;         /* oldest first */
+};
+
 struct mem_store {
-    struct flow__strmap runs; /* id -> struct mem_run */
+    struct flow__strmap runs;   /* id -> struct mem_run */
+    struct flow__strmap limits; /* key -> struct mem_limit */
 };
 
 #define MEM_NAME "memory:"
@@ -103,8 +120,15 @@ static flow_err mem_open(const char *url_rest, unsigned flags, void **priv, flow
     if (!s)
         return flow__error(err, FLOW_ENOMEM, "out of memory opening store '" MEM_NAME "'");
     flow__strmap_init(&s->runs);
+    flow__strmap_init(&s->limits);
     *priv = s;
     return FLOW_OK;
+}
+
+static void mem_slot_clear(struct mem_slot *sl)
+{
+    flow__free(sl->holder);
+    flow__free(sl->owner);
 }
 
 static void mem_close(void *priv)
@@ -113,6 +137,18 @@ static void mem_close(void *priv)
     if (!s)
         return;
     flow__store_run_entries_free(&s->runs, mem_run_release);
+    for (size_t i = 0; s->limits.mask && i <= s->limits.mask; i++) {
+        struct mem_limit *l = s->limits.slots[i].value;
+        if (!l)
+            continue;
+        for (size_t k = 0; k < l->slots.count; k++)
+            mem_slot_clear(&l->slots.items[k]);
+        FLOW__VEC_FREE(&l->slots);
+        FLOW__VEC_FREE(&l->starts);
+        flow__free(l->key);
+        flow__free(l);
+    }
+    flow__strmap_cleanup(&s->limits);
     flow__free(s);
 }
 
@@ -405,8 +441,181 @@ static flow_err mem_answer_list(void *priv, const char *run_id, json_t **out, fl
     return *out ? FLOW_OK : mem_nomem(err, "reading the answers of", run_id);
 }
 
+/* ---- limits: in this process only; each call is atomic, as every call
+ * into a store is serialized by its handle's lock ---------------------------- */
+
+/* The entry of `key`, made when missing; NULL when out of memory. */
+static struct mem_limit *mem_limit(struct mem_store *s, const char *key)
+{
+    struct mem_limit *l = flow__strmap_get(&s->limits, key);
+    if (l)
+        return l;
+    l = flow__calloc(1, sizeof(*l));
+    if (l && (l->key = flow__strdup(key)) && flow__strmap_put(&s->limits, l->key, l) == FLOW_OK)
+        return l;
+    if (l)
+        flow__free(l->key);
+    flow__free(l);
+    return NULL;
+}
+
+static flow_err mem_limit_nomem(flow_error *err, const char *kind, const char *key)
+{
+    return flow__error(err, FLOW_ENOMEM,
+                       "out of memory in %s key '%.200s' of store '" MEM_NAME "'", kind, key);
+}
+
+static flow_err mem_slot_acquire(void *priv, const char *key, int limit, int want,
+                                 const char *holder, const char *owner, double now, double ttl,
+                                 int *slots, int *got, flow_error *err)
+{
+    struct mem_store *s = priv;
+    *got = 0;
+    flow_err rc = flow__limit_check(MEM_NAME, "concurrency", key, limit, ttl, err);
+    if (rc != FLOW_OK || want <= 0)
+        return rc;
+    struct mem_limit *l = mem_limit(s, key);
+    int *busy = l ? flow__calloc(l->slots.count + 1, sizeof(*busy)) : NULL;
+    if (!busy)
+        return mem_limit_nomem(err, "concurrency", key);
+    size_t nbusy = 0;
+    for (size_t i = 0; i < l->slots.count; i++) {
+        const struct mem_slot *sl = &l->slots.items[i];
+        if (flow__lease_is_live(sl->holder, sl->expires, now))
+            busy[nbusy++] = sl->slot;
+    }
+    int n = flow__slot_pick(busy, nbusy, limit, want, slots);
+    flow__free(busy);
+    /* Everything that can fail first: a failed call takes nothing. */
+    struct mem_slot *fresh = flow__calloc((size_t)n + 1, sizeof(*fresh));
+    bool ok = fresh != NULL;
+    for (int i = 0; ok && i < n; i++) {
+        fresh[i] = (struct mem_slot){.slot = slots[i], .expires = now + ttl};
+        ok = (fresh[i].holder = flow__strdup(holder)) &&
+             (!owner || (fresh[i].owner = flow__strdup(owner)));
+    }
+    if (ok)
+        FLOW__VEC_RESERVE(&l->slots, l->slots.count + (size_t)n, rc);
+    if (!ok || rc != FLOW_OK) {
+        for (int i = 0; fresh && i < n; i++)
+            mem_slot_clear(&fresh[i]);
+        flow__free(fresh);
+        return mem_limit_nomem(err, "concurrency", key);
+    }
+    for (int i = 0; i < n; i++) {
+        size_t at = 0;
+        while (at < l->slots.count && l->slots.items[at].slot < fresh[i].slot)
+            at++;
+        struct mem_slot *sl = &l->slots.items[at];
+        if (at < l->slots.count && sl->slot == fresh[i].slot) {
+            mem_slot_clear(sl); /* a dead holder's */
+        } else {
+            memmove(sl + 1, sl, (l->slots.count - at) * sizeof(*sl));
+            l->slots.count++;
+        }
+        *sl = fresh[i];
+    }
+    flow__free(fresh);
+    *got = n;
+    return FLOW_OK;
+}
+
+static flow_err mem_slot_release(void *priv, const char *key, const int *slots, int n,
+                                 const char *holder, flow_error *err)
+{
+    FLOW__UNUSED(err);
+    struct mem_limit *l = flow__strmap_get(&((struct mem_store *)priv)->limits, key);
+    for (int i = 0; l && i < n; i++) {
+        for (size_t at = 0; at < l->slots.count; at++) {
+            struct mem_slot *sl = &l->slots.items[at];
+            if (sl->slot != slots[i] || strcmp(sl->holder, holder) != 0)
+                continue;
+            mem_slot_clear(sl);
+            l->slots.count--;
+            memmove(sl, sl + 1, (l->slots.count - at) * sizeof(*sl));
+            break;
+        }
+    }
+    return FLOW_OK;
+}
+
+static flow_err mem_slot_renew(void *priv, const char *holder, double now, double ttl,
+                               flow_error *err)
+{
+    FLOW__UNUSED(err);
+    struct mem_store *s = priv;
+    for (size_t i = 0; s->limits.mask && i <= s->limits.mask; i++) {
+        struct mem_limit *l = s->limits.slots[i].value;
+        for (size_t k = 0; l && k < l->slots.count; k++)
+            if (!strcmp(l->slots.items[k].holder, holder))
+                l->slots.items[k].expires = now + ttl;
+    }
+    return FLOW_OK;
+}
+
+/* Append the live slots of `l` to `list`. */
+static flow_err mem_slot_list_one(const struct mem_limit *l, double now, json_t *list)
+{
+    flow_err rc = FLOW_OK;
+    for (size_t k = 0; rc == FLOW_OK && k < l->slots.count; k++) {
+        const struct mem_slot *sl = &l->slots.items[k];
+        if (flow__lease_is_live(sl->holder, sl->expires, now))
+            rc = flow__slot_push(list, l->key, sl->slot, sl->holder, sl->owner, sl->expires);
+    }
+    return rc;
+}
+
+static flow_err mem_slot_list(void *priv, const char *key, double now, json_t **out,
+                              flow_error *err)
+{
+    struct mem_store *s = priv;
+    json_t *list = json_array();
+    flow_err rc = list ? FLOW_OK : FLOW_ENOMEM;
+    if (rc == FLOW_OK && key) {
+        struct mem_limit *l = flow__strmap_get(&s->limits, key);
+        rc = l ? mem_slot_list_one(l, now, list) : FLOW_OK;
+    }
+    for (size_t i = 0; rc == FLOW_OK && !key && s->limits.mask && i <= s->limits.mask; i++) {
+        struct mem_limit *l = s->limits.slots[i].value;
+        if (l)
+            rc = mem_slot_list_one(l, now, list);
+    }
+    if (rc == FLOW_OK)
+        rc = flow__slot_sort(list);
+    if (rc != FLOW_OK) {
+        json_decref(list);
+        *out = NULL;
+        return flow__error(err, rc, "out of memory listing the slots in store '" MEM_NAME "'");
+    }
+    *out = list;
+    return FLOW_OK;
+}
+
+static flow_err mem_rate_take(void *priv, const char *key, int limit, double window, int want,
+                              double now, int *got, double *retry_at, flow_error *err)
+{
+    double retry = 0;
+    *got = 0;
+    if (retry_at)
+        *retry_at = 0;
+    flow_err rc = flow__limit_check(MEM_NAME, "rate", key, limit, window, err);
+    if (rc != FLOW_OK || want <= 0)
+        return rc;
+    struct mem_limit *l = mem_limit(priv, key);
+    if (l)
+        FLOW__VEC_RESERVE(&l->starts, l->starts.count + (size_t)(want < limit ? want : limit),
+                          rc);
+    if (!l || rc != FLOW_OK)
+        return mem_limit_nomem(err, "rate", key);
+    l->starts.count = flow__rate_apply(l->starts.items, l->starts.count, limit, window, want,
+                                       now, got, &retry);
+    if (retry_at)
+        *retry_at = retry;
+    return FLOW_OK;
+}
+
 const struct flow__store_ops flow__store_memory_ops = {
-    .version = 2,
+    .version = 3,
     .scheme = "memory",
     .caps = 0, /* neither durable nor seen by other processes */
     .open = mem_open,                     /* a new, empty store */
@@ -426,4 +635,9 @@ const struct flow__store_ops flow__store_memory_ops = {
     .control_take = mem_control_take,     /* the front of the queue */
     .answer_claim = mem_answer_claim,     /* check and set in one call */
     .answer_list = mem_answer_list,       /* a copy of the run's answers */
+    .slot_acquire = mem_slot_acquire,     /* slots kept per key, by number */
+    .slot_release = mem_slot_release,     /* removed only if ours */
+    .slot_renew = mem_slot_renew,         /* every key's slots of the holder */
+    .slot_list = mem_slot_list,           /* live ones, sorted */
+    .rate_take = mem_rate_take,           /* a log of starts per key */
 };

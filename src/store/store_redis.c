@@ -1,7 +1,8 @@
 /* store_redis.c -- the Redis store
  * ("redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P&durability=strict]"):
- * runs, journals, leases, control requests and answers as keys under the
- * prefix P (docs/internals/store.md, "redis"):
+ * runs, journals, leases, control requests, answers and limits (those in
+ * store_redis_limits.c) as keys under the prefix P (docs/internals/store.md,
+ * "redis"):
  *
  *   P:format          the store's format ("1")
  *   P:runs            sorted set: run ids by created_at (ties by id)
@@ -10,6 +11,11 @@
  *   P:lease:ID        hash: holder, expiry
  *   P:ctl:ID          list: control requests, oldest first, ["kind", arg]
  *   P:answers:ID      hash: request id -> the answer (JSON)
+ *   P:slots:KEY       hash: the held slots of concurrency key KEY: N -> holder,
+ *                     N:e -> expiry, N:o -> owner, N:t -> the call that took it
+ *   P:slotholders:H   set: "N KEY" for each slot holder H may hold
+ *   P:slotkeys        set: the concurrency keys that may have held slots
+ *   P:rate:KEY        sorted set: the starts of rate key KEY, scored by time
  *
  * Every change that must be atomic is one Lua script (EVAL): Redis runs a
  * script alone, and once a script has written it is not stopped half-way
@@ -30,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/redis_int.h"
 #include "store/store.h"
 
 #include "util/alloc.h"
@@ -53,15 +60,6 @@ struct rd_run {
     bool leased;      /* this handle holds (or held) the run's lease */
 };
 
-struct rd_store {
-    struct flow__redis_addr addr;
-    redisContext *c; /* NULL: to connect at the next call */
-    char name[400];  /* "redis://host:port/db?prefix=P", for messages */
-    bool fsync_checked; /* this connection's server fsyncs every write */
-    char holder[300];   /* whose lease this handle's appends need (fencing) */
-    struct flow__strmap runs; /* id -> struct rd_run */
-    struct flow__buf buf;     /* records of a batch, reused */
-};
 
 /* ---- scripts ------------------------------------------------------------- */
 
@@ -173,7 +171,7 @@ static flow_err rd_no_run(struct rd_store *s, const char *id, flow_error *err)
     return flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '%s'", id, s->name);
 }
 
-static flow_err rd_nomem(struct rd_store *s, const char *what, flow_error *err)
+flow_err flow__rd_nomem(struct rd_store *s, const char *what, flow_error *err)
 {
     return flow__error(err, FLOW_ENOMEM, "%s in store '%s': out of memory", what, s->name);
 }
@@ -210,8 +208,8 @@ static flow_err rd_connect(struct rd_store *s, flow_error *err)
 /* Run a command; a dropped connection (Redis restarted) is made again and
  * the command sent once more (*resent, when given, then says so). NULL with
  * `err` filled ("WHAT in store ...") on failure. */
-static redisReply *rd_cmdv(struct rd_store *s, const char *what, flow_error *err, int argc,
-                           const char **argv, const size_t *lens, bool *resent)
+redisReply *flow__rd_cmdv(struct rd_store *s, const char *what, flow_error *err, int argc,
+                          const char **argv, const size_t *lens, bool *resent)
 {
     if (resent)
         *resent = false;
@@ -234,16 +232,16 @@ static redisReply *rd_cmdv(struct rd_store *s, const char *what, flow_error *err
 }
 
 /* EVAL `script` with `nkeys` keys and `nargs` arguments (binary-safe). */
-static redisReply *rd_eval(struct rd_store *s, const char *what, flow_error *err,
-                           const char *script, int nkeys, const char *const *keys, int nargs,
-                           const char *const *args, const size_t *arglens, bool *resent)
+redisReply *flow__rd_eval(struct rd_store *s, const char *what, flow_error *err,
+                          const char *script, int nkeys, const char *const *keys, int nargs,
+                          const char *const *args, const size_t *arglens, bool *resent)
 {
     int argc = 3 + nkeys + nargs;
     const char **argv = flow__malloc((size_t)argc * sizeof(*argv));
     size_t *lens = flow__malloc((size_t)argc * sizeof(*lens));
     redisReply *r = NULL;
     if (!argv || !lens) {
-        rd_nomem(s, what, err);
+        flow__rd_nomem(s, what, err);
         goto out;
     }
     char nk[16];
@@ -259,7 +257,7 @@ static redisReply *rd_eval(struct rd_store *s, const char *what, flow_error *err
     }
     for (int i = 0; i < 3 + nkeys; i++)
         lens[i] = strlen(argv[i]);
-    r = rd_cmdv(s, what, err, argc, argv, lens, resent);
+    r = flow__rd_cmdv(s, what, err, argc, argv, lens, resent);
 out:
     flow__free(argv);
     flow__free(lens);
@@ -267,7 +265,7 @@ out:
 }
 
 /* A reply Redis should not have given: the server is not what we expect. */
-static flow_err rd_odd(struct rd_store *s, const char *what, redisReply *r, flow_error *err)
+flow_err flow__rd_odd(struct rd_store *s, const char *what, redisReply *r, flow_error *err)
 {
     freeReplyObject(r);
     return flow__error(err, FLOW_EIO, "%s in store '%s': unexpected reply from redis", what,
@@ -296,7 +294,7 @@ static redisReply *rd_eval_run(struct rd_store *s, const char *id, const char *k
     rd_key(s, keys[0], "run", id);
     rd_key(s, keys[1], kind, id);
     const char *kp[] = {keys[0], keys[1]};
-    return rd_eval(s, what, err, script, 2, kp, nargs, args, NULL, NULL);
+    return flow__rd_eval(s, what, err, script, 2, kp, nargs, args, NULL, NULL);
 }
 
 /* The same for a script that answers {0} when the run does not exist and
@@ -310,7 +308,7 @@ static flow_err rd_eval_found(struct rd_store *s, const char *id, const char *ki
     if (!r)
         return err ? err->code : FLOW_EIO;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1)
-        return rd_odd(s, what, r, err);
+        return flow__rd_odd(s, what, r, err);
     if (rd_int(r->element[0]) != 1) {
         freeReplyObject(r);
         return rd_no_run(s, id, err);
@@ -359,13 +357,13 @@ static flow_err rd_format(struct rd_store *s, unsigned flags, flow_error *err)
     const char *what = "cannot open";
     const char *set[] = {"SET", key, "1", "NX"};
     if (!(flags & FLOW__STORE_OPEN_NOCREATE)) {
-        redisReply *r = rd_cmdv(s, what, err, 4, set, NULL, NULL);
+        redisReply *r = flow__rd_cmdv(s, what, err, 4, set, NULL, NULL);
         if (!r)
             return err ? err->code : FLOW_EIO;
         freeReplyObject(r);
     }
     const char *get[] = {"GET", key};
-    redisReply *r = rd_cmdv(s, what, err, 2, get, NULL, NULL);
+    redisReply *r = flow__rd_cmdv(s, what, err, 2, get, NULL, NULL);
     if (!r)
         return err ? err->code : FLOW_EIO;
     flow_err rc = FLOW_OK;
@@ -430,7 +428,7 @@ static flow_err rd_run_create(void *priv, const struct flow__run_meta *meta, flo
     snprintf(what, sizeof(what), "cannot create run '%s'", meta->id);
     char *inputs = NULL;
     if (meta->inputs && !(inputs = json_dumps(meta->inputs, JSON_COMPACT | JSON_ENCODE_ANY)))
-        return rd_nomem(s, what, err);
+        return flow__rd_nomem(s, what, err);
     char status[16], created[40], ended[40];
     snprintf(status, sizeof(status), "%d", meta->status);
     rd_num(created, sizeof(created), meta->created_at);
@@ -452,13 +450,13 @@ static flow_err rd_run_create(void *priv, const struct flow__run_meta *meta, flo
     }
     struct rd_run_keys rk;
     rd_run_keys(s, meta->id, &rk);
-    redisReply *r = rd_eval(s, what, err, rd_lua_create, 6, rk.p, nargs, args, NULL, NULL);
+    redisReply *r = flow__rd_eval(s, what, err, rd_lua_create, 6, rk.p, nargs, args, NULL, NULL);
     flow__json_free_text(inputs);
     if (!r)
         return err ? err->code : FLOW_EIO;
     long long done = rd_int(r);
     if (done < 0)
-        return rd_odd(s, what, r, err);
+        return flow__rd_odd(s, what, r, err);
     freeReplyObject(r);
     if (!done)
         return flow__error(err, FLOW_EEXISTS, "run '%s' already exists in store '%s'", meta->id,
@@ -527,11 +525,11 @@ static flow_err rd_run_get(void *priv, const char *id, struct flow__run_meta *ou
     rd_key(s, key, "run", id);
     snprintf(what, sizeof(what), "cannot read run '%s'", id);
     const char *argv[] = {"HGETALL", key};
-    redisReply *r = rd_cmdv(s, what, err, 2, argv, NULL, NULL);
+    redisReply *r = flow__rd_cmdv(s, what, err, 2, argv, NULL, NULL);
     if (!r)
         return err ? err->code : FLOW_EIO;
     if (r->type != REDIS_REPLY_ARRAY)
-        return rd_odd(s, what, r, err);
+        return flow__rd_odd(s, what, r, err);
     flow_err rc = r->elements ? rd_meta_from(id, r, out) : rd_no_run(s, id, err);
     if (rc != FLOW_OK && rc != FLOW_ENOTFOUND)
         rd_meta_fail(s, id, rc, err);
@@ -549,20 +547,20 @@ static flow_err rd_list_chunk(struct rd_store *s, redisReply *const *ids, size_t
     flow_err rc = FLOW_OK;
     redisReply *r = NULL;
     if (!keys || !kp) {
-        rc = rd_nomem(s, what, err);
+        rc = flow__rd_nomem(s, what, err);
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
         rd_key(s, keys[i], "run", ids[i]->str ? ids[i]->str : "");
         kp[i] = keys[i];
     }
-    r = rd_eval(s, what, err, rd_lua_metas, (int)n, kp, 0, NULL, NULL, NULL);
+    r = flow__rd_eval(s, what, err, rd_lua_metas, (int)n, kp, 0, NULL, NULL, NULL);
     if (!r) {
         rc = err ? err->code : FLOW_EIO;
         goto out;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
-        rc = rd_odd(s, what, r, err);
+        rc = flow__rd_odd(s, what, r, err);
         r = NULL;
         goto out;
     }
@@ -593,11 +591,11 @@ static flow_err rd_run_list(void *priv, flow__store_run_cb cb, void *udata, flow
     rd_key(s, key, NULL, "runs");
     /* A sorted set orders equal scores by member: created_at, then id. */
     const char *argv[] = {"ZRANGE", key, "0", "-1"};
-    redisReply *r = rd_cmdv(s, "cannot list the runs", err, 4, argv, NULL, NULL);
+    redisReply *r = flow__rd_cmdv(s, "cannot list the runs", err, 4, argv, NULL, NULL);
     if (!r)
         return err ? err->code : FLOW_EIO;
     if (r->type != REDIS_REPLY_ARRAY)
-        return rd_odd(s, "cannot list the runs", r, err);
+        return flow__rd_odd(s, "cannot list the runs", r, err);
     flow_err rc = FLOW_OK;
     for (size_t i = 0; i < r->elements && rc == FLOW_OK; i += RD_LIST_CHUNK) {
         size_t n = r->elements - i < RD_LIST_CHUNK ? r->elements - i : RD_LIST_CHUNK;
@@ -612,12 +610,12 @@ static flow_err rd_run_script(struct rd_store *s, const char *id, const char *wh
                               const char *script, int nkeys, const char *const *keys, int nargs,
                               const char *const *args, flow_error *err)
 {
-    redisReply *r = rd_eval(s, what, err, script, nkeys, keys, nargs, args, NULL, NULL);
+    redisReply *r = flow__rd_eval(s, what, err, script, nkeys, keys, nargs, args, NULL, NULL);
     if (!r)
         return err ? err->code : FLOW_EIO;
     long long done = rd_int(r);
     if (done < 0)
-        return rd_odd(s, what, r, err);
+        return flow__rd_odd(s, what, r, err);
     freeReplyObject(r);
     return done ? FLOW_OK : rd_no_run(s, id, err);
 }
@@ -729,7 +727,7 @@ static flow_err rd_append_script(struct rd_store *s, const char *run_id, const c
     bool resent;
     *again = false;
     redisReply *r =
-        rd_eval(s, what, err, rd_lua_append, 3, kp, (int)nargs, args, lens, &resent);
+        flow__rd_eval(s, what, err, rd_lua_append, 3, kp, (int)nargs, args, lens, &resent);
     if (!r)
         return err ? err->code : FLOW_EIO;
     flow_err rc = FLOW_OK;
@@ -763,7 +761,7 @@ static flow_err rd_append_script(struct rd_store *s, const char *run_id, const c
             *again = true;
         }
     } else {
-        return rd_odd(s, what, r, err);
+        return flow__rd_odd(s, what, r, err);
     }
     freeReplyObject(r);
     return rc;
@@ -787,7 +785,7 @@ static flow_err rd_append(void *priv, const char *run_id, const struct flow__jre
     struct rd_run *c = rd_run_cache(s, run_id);
     int64_t expect = -1;
     if (!args || !lens) {
-        rc = rd_nomem(s, what, err);
+        rc = flow__rd_nomem(s, what, err);
         goto out;
     }
     rc = rd_encode(s, recs, n, args + 3, lens + 3);
@@ -824,12 +822,12 @@ static flow_err rd_run_exists(struct rd_store *s, const char *id, const char *wh
     char key[RD_KEY_MAX];
     rd_key(s, key, "run", id);
     const char *argv[] = {"EXISTS", key};
-    redisReply *r = rd_cmdv(s, what, err, 2, argv, NULL, NULL);
+    redisReply *r = flow__rd_cmdv(s, what, err, 2, argv, NULL, NULL);
     if (!r)
         return err ? err->code : FLOW_EIO;
     long long n = rd_int(r);
     if (n < 0)
-        return rd_odd(s, what, r, err);
+        return flow__rd_odd(s, what, r, err);
     freeReplyObject(r);
     return n ? FLOW_OK : rd_no_run(s, id, err);
 }
@@ -872,13 +870,13 @@ static flow_err rd_read(void *priv, const char *run_id, uint64_t from_seq, flow_
         snprintf(lo, sizeof(lo), "%llu", (unsigned long long)at);
         snprintf(hi, sizeof(hi), "%llu", (unsigned long long)(at + RD_READ_CHUNK - 1));
         const char *argv[] = {"LRANGE", key, lo, hi};
-        redisReply *r = rd_cmdv(s, what, err, 4, argv, NULL, NULL);
+        redisReply *r = flow__rd_cmdv(s, what, err, 4, argv, NULL, NULL);
         if (!r) {
             rc = err ? err->code : FLOW_EIO;
             break;
         }
         if (r->type != REDIS_REPLY_ARRAY) {
-            rc = rd_odd(s, what, r, err);
+            rc = flow__rd_odd(s, what, r, err);
             break;
         }
         rc = rd_read_chunk(s, run_id, r, at, &memo, cb, udata, err);
@@ -920,7 +918,7 @@ static flow_err rd_lease_acquire(void *priv, const char *id, const char *holder,
             return FLOW_OK;
         }
         if (!rd_is(r, "busy") || r->elements != 3 || !r->element[1]->str || !r->element[2]->str)
-            return rd_odd(s, what, r, err);
+            return flow__rd_odd(s, what, r, err);
         snprintf(dead, sizeof(dead), "%s", r->element[1]->str);
         snprintf(dead_exp, sizeof(dead_exp), "%s", r->element[2]->str);
         freeReplyObject(r);
@@ -943,7 +941,7 @@ static flow_err rd_lease_release(void *priv, const char *id, const char *holder,
     struct rd_run *c = rd_run_cache(s, id);
     if (c)
         c->leased = false;
-    redisReply *r = rd_eval(s, what, err, rd_lua_lease_drop, 1, keys, 1, args, NULL, NULL);
+    redisReply *r = flow__rd_eval(s, what, err, rd_lua_lease_drop, 1, keys, 1, args, NULL, NULL);
     if (!r)
         return err ? err->code : FLOW_EIO;
     freeReplyObject(r);
@@ -964,7 +962,7 @@ static flow_err rd_lease_get(void *priv, const char *id, double now, char **hold
     if (r->elements == 3 && r->element[1]->str && r->element[2]->str &&
         flow__lease_is_live(r->element[1]->str, strtod(r->element[2]->str, NULL), now) &&
         !(*holder = flow__strdup(r->element[1]->str)))
-        rc = rd_nomem(s, what, err);
+        rc = flow__rd_nomem(s, what, err);
     freeReplyObject(r);
     return rc;
 }
@@ -983,7 +981,7 @@ static flow_err rd_control_put(void *priv, const char *id, const char *kind, con
     char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     if (!text)
-        return rd_nomem(s, what, err);
+        return flow__rd_nomem(s, what, err);
     const char *kp[] = {keys[0], keys[1]};
     const char *args[] = {text};
     flow_err rc = rd_run_script(s, id, what, rd_lua_ctl_put, 2, kp, 1, args, err);
@@ -1000,7 +998,7 @@ static flow_err rd_control_take(void *priv, const char *id, char **kind, char **
     snprintf(what, sizeof(what), "cannot take a request for run '%s'", id);
     rd_key(s, key, "ctl", id);
     const char *argv[] = {"LPOP", key};
-    redisReply *r = rd_cmdv(s, what, err, 2, argv, NULL, NULL);
+    redisReply *r = flow__rd_cmdv(s, what, err, 2, argv, NULL, NULL);
     if (!r)
         return err ? err->code : FLOW_EIO;
     if (r->type == REDIS_REPLY_NIL) {
@@ -1008,7 +1006,7 @@ static flow_err rd_control_take(void *priv, const char *id, char **kind, char **
         return FLOW_OK;
     }
     if (r->type != REDIS_REPLY_STRING)
-        return rd_odd(s, what, r, err);
+        return flow__rd_odd(s, what, r, err);
     json_t *req = NULL;
     flow_err rc = flow__json_load(r->str, r->len, 0, &req, NULL);
     freeReplyObject(r);
@@ -1040,7 +1038,7 @@ static flow_err rd_answer_claim(void *priv, const char *run_id, const char *requ
     rd_num(na, sizeof(na), not_after);
     char *text = json_dumps(answer, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!text)
-        return rd_nomem(s, what, err);
+        return flow__rd_nomem(s, what, err);
     const char *args[] = {request, text, na};
     redisReply *r = rd_eval_run(s, run_id, "answers", what, rd_lua_claim, 3, args, err);
     flow__json_free_text(text);
@@ -1065,7 +1063,7 @@ static flow_err rd_answer_claim(void *priv, const char *run_id, const char *requ
         else
             json_decref(first);
     } else if (!rd_is(r, "ok")) {
-        return rd_odd(s, what, r, err);
+        return flow__rd_odd(s, what, r, err);
     }
     freeReplyObject(r);
     return rc;
@@ -1082,7 +1080,7 @@ static flow_err rd_answer_list(void *priv, const char *run_id, json_t **out, flo
         return rc;
     const redisReply *h = r->elements == 2 ? r->element[1] : NULL;
     if (!h || h->type != REDIS_REPLY_ARRAY)
-        return rd_odd(s, what, r, err);
+        return flow__rd_odd(s, what, r, err);
     json_t *all = json_object();
     rc = all ? FLOW_OK : FLOW_ENOMEM;
     for (size_t i = 0; rc == FLOW_OK && i + 1 < h->elements; i += 2) {
@@ -1104,7 +1102,7 @@ static flow_err rd_answer_list(void *priv, const char *run_id, json_t **out, flo
 }
 
 const struct flow__store_ops flow__store_redis_ops = {
-    .version = 2,
+    .version = 3,
     .scheme = "redis",
     .caps = FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS,
     .open = rd_open,                     /* connect, eviction/fsync checks, format key */
@@ -1124,4 +1122,9 @@ const struct flow__store_ops flow__store_redis_ops = {
     .control_take = rd_control_take,     /* LPOP */
     .answer_claim = rd_answer_claim,     /* script: HGET, TIME, HSET */
     .answer_list = rd_answer_list,       /* script: HGETALL */
+    .slot_acquire = flow__rd_slot_acquire, /* script; dead pids judged here, then again */
+    .slot_release = flow__rd_slot_release, /* script: HDEL only if ours */
+    .slot_renew = flow__rd_slot_renew,     /* the holder's set, then a script */
+    .slot_list = flow__rd_slot_list,       /* HGETALL; every key: the index, then a script */
+    .rate_take = flow__rd_rate_take,       /* script: trim, count, ZADD */
 };

@@ -1,8 +1,10 @@
 /* store_sqlite.c -- the SQLite store ("sqlite:PATH[?durability=strict]"):
  * one database file in WAL mode, runs in `runs`, journal records in
  * `records` keyed by (run, seq), control requests in `control`, answers to
- * feedback requests in `answers` keyed by (run, request), one BEGIN
- * IMMEDIATE..COMMIT per append or answer. Schema and format: docs/internals/store.md.
+ * feedback requests in `answers` keyed by (run, request), the slots of
+ * concurrency keys in `slots` keyed by (key, slot) and the starts of rate
+ * keys in `rates`, one BEGIN IMMEDIATE..COMMIT per append, answer, slot
+ * taken or start. Schema and format: docs/internals/store.md.
  *
  * The next seq of each run this handle appended to is cached, so a batch
  * costs one primary-key lookup (the run still exists, and is the same run:
@@ -27,6 +29,7 @@
 #include "util/buf.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/vec.h"
 
 #define SQ_BUSY_TIMEOUT_S 5
 #define SQ_BUSY_TIMEOUT_MS (SQ_BUSY_TIMEOUT_S * 1000)
@@ -38,6 +41,18 @@
 #define SQ_ANSWERS_TABLE                                                                         \
     "CREATE TABLE IF NOT EXISTS answers(run TEXT NOT NULL, request TEXT NOT NULL,"               \
     " answer TEXT NOT NULL, PRIMARY KEY(run, request)) WITHOUT ROWID;"
+
+/* The limits shared by the processes of a store (docs/internals/limits.md):
+ * concurrency slots held with a lease, and the start times of rate keys.
+ * Added after format 1 shipped, made when missing (sq_setup); an older
+ * libflow does not look at them. */
+#define SQ_LIMITS_TABLES                                                                         \
+    "CREATE TABLE IF NOT EXISTS slots(key TEXT NOT NULL, slot INTEGER NOT NULL,"                 \
+    " holder TEXT NOT NULL, owner TEXT, expires REAL NOT NULL, PRIMARY KEY(key, slot))"          \
+    " WITHOUT ROWID;"                                                                            \
+    "CREATE INDEX IF NOT EXISTS slots_holder ON slots(holder);"                                  \
+    "CREATE TABLE IF NOT EXISTS rates(key TEXT NOT NULL, at REAL NOT NULL);"                     \
+    "CREATE INDEX IF NOT EXISTS rates_key ON rates(key, at);"
 
 static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
@@ -53,6 +68,7 @@ static const char sq_schema[] =
     " run TEXT NOT NULL, kind TEXT NOT NULL, arg TEXT);"
     "CREATE INDEX IF NOT EXISTS control_run ON control(run, seq);"
     SQ_ANSWERS_TABLE
+    SQ_LIMITS_TABLES
     "INSERT OR REPLACE INTO meta(key, value) VALUES('format', '1');"
     "PRAGMA user_version = 1;";
 
@@ -80,6 +96,17 @@ enum sq_stmt {
     SQ_ANS_PUT,
     SQ_ANS_LIST,
     SQ_ANS_DELETE_RUN,
+    SQ_SLOT_BUSY,
+    SQ_SLOT_PUT,
+    SQ_SLOT_DROP,
+    SQ_SLOT_HELD,
+    SQ_SLOT_RENEW,
+    SQ_SLOT_LIST,
+    SQ_SLOT_LIST_KEY,
+    SQ_RATE_FORGET,
+    SQ_RATE_COUNT,
+    SQ_RATE_ADD,
+    SQ_RATE_NTH,
     SQ_NSTMT
 };
 
@@ -115,6 +142,20 @@ static const char *const sq_sql[SQ_NSTMT] = {
     [SQ_ANS_PUT] = "INSERT INTO answers(run, request, answer) VALUES(?1, ?2, ?3)",
     [SQ_ANS_LIST] = "SELECT request, answer FROM answers WHERE run = ?1",
     [SQ_ANS_DELETE_RUN] = "DELETE FROM answers WHERE run = ?1",
+    [SQ_SLOT_BUSY] = "SELECT slot, holder, expires FROM slots WHERE key = ?1 AND slot < ?2"
+                     " ORDER BY slot",
+    [SQ_SLOT_PUT] = "INSERT OR REPLACE INTO slots(key, slot, holder, owner, expires)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5)",
+    [SQ_SLOT_DROP] = "DELETE FROM slots WHERE key = ?1 AND slot = ?2 AND holder = ?3",
+    [SQ_SLOT_HELD] = "SELECT 1 FROM slots WHERE holder = ?1 LIMIT 1",
+    [SQ_SLOT_RENEW] = "UPDATE slots SET expires = ?2 WHERE holder = ?1",
+    [SQ_SLOT_LIST] = "SELECT key, slot, holder, owner, expires FROM slots ORDER BY key, slot",
+    [SQ_SLOT_LIST_KEY] = "SELECT key, slot, holder, owner, expires FROM slots WHERE key = ?1"
+                         " ORDER BY slot",
+    [SQ_RATE_FORGET] = "DELETE FROM rates WHERE key = ?1 AND at <= ?2",
+    [SQ_RATE_COUNT] = "SELECT count(*) FROM rates WHERE key = ?1",
+    [SQ_RATE_ADD] = "INSERT INTO rates(key, at) VALUES(?1, ?2)",
+    [SQ_RATE_NTH] = "SELECT at FROM rates WHERE key = ?1 ORDER BY at LIMIT 1 OFFSET ?2",
 };
 
 /* What this handle knows of a run it appended to. Entries stay in the map
@@ -298,25 +339,25 @@ static flow_err sq_set_sync(struct sq_store *s, bool full, flow_error *err)
     return FLOW_OK;
 }
 
-/* A store made before `answers` existed gets the table; the others are
- * only read. */
-static flow_err sq_add_answers(struct sq_store *s, flow_error *err)
+/* A store made before `answers`, `slots` or `rates` existed gets them; the
+ * others are only read. */
+static flow_err sq_add_tables(struct sq_store *s, flow_error *err)
 {
     sqlite3_stmt *st = NULL;
     int have = -1;
     if (sqlite3_prepare_v2(s->db,
                            "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-                           " AND name = 'answers'",
+                           " AND name IN ('answers', 'slots', 'rates')",
                            -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         have = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     if (have < 0)
         return sq_fail(s, err, "cannot read the schema");
-    if (have > 0)
+    if (have == 3)
         return FLOW_OK;
-    if (sqlite3_exec(s->db, SQ_ANSWERS_TABLE, NULL, NULL, NULL) != SQLITE_OK)
-        return sq_fail(s, err, "cannot add the answers table");
+    if (sqlite3_exec(s->db, SQ_ANSWERS_TABLE SQ_LIMITS_TABLES, NULL, NULL, NULL) != SQLITE_OK)
+        return sq_fail(s, err, "cannot add the tables of answers and limits");
     return FLOW_OK;
 }
 
@@ -357,7 +398,7 @@ static flow_err sq_setup(struct sq_store *s, flow_error *err)
         return frc;
 
     if (version == FLOW__STORE_FORMAT)
-        return sq_add_answers(s, err);
+        return sq_add_tables(s, err);
     /* A new file (or one another process is creating right now). */
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return sq_fail(s, err, "cannot create the schema");
@@ -367,7 +408,7 @@ static flow_err sq_setup(struct sq_store *s, flow_error *err)
         if (sqlite3_prepare_v2(s->db,
                                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                " AND name NOT IN ('meta', 'runs', 'records', 'control',"
-                               " 'answers', 'sqlite_sequence')",
+                               " 'answers', 'slots', 'rates', 'sqlite_sequence')",
                                -1, &st, NULL) == SQLITE_OK) {
             if (sqlite3_step(st) == SQLITE_ROW)
                 foreign = sqlite3_column_int(st, 0);
@@ -1107,8 +1148,234 @@ static flow_err sq_answer_list(void *priv, const char *run_id, json_t **out, flo
     return FLOW_OK;
 }
 
+/* ------------------------------------------------------------------------ */
+/* limits                                                                    */
+
+/* Slots and rate starts are leases: a power cut that loses the last of them
+ * loses nothing that matters (by the time the machine is back their leases
+ * have expired and their windows gone by), so they are committed without
+ * the fsync of synchronous=FULL even in a strict store. Each call is one
+ * BEGIN IMMEDIATE..COMMIT, on the hot path of every limited task. *full
+ * gets the setting to put back (sq_limits_end). */
+static flow_err sq_limits_begin(struct sq_store *s, bool *full, const char *what,
+                                flow_error *err)
+{
+    *full = s->sync_full;
+    flow_err rc = s->sync_full ? sq_set_sync(s, false, err) : FLOW_OK;
+    if (rc == FLOW_OK && sq_exec(sq_stmt(s, SQ_BEGIN)) != SQLITE_OK)
+        rc = sq_fail(s, err, what);
+    return rc;
+}
+
+/* Commit (unless `rc` says the transaction failed: roll back) and put the
+ * synchronous setting back. A failure to put it back is not the call's
+ * (what it did is done): s->sync_full still says what the connection has,
+ * and the next append or answer, which set it per call, puts it back. */
+static flow_err sq_limits_end(struct sq_store *s, bool full, flow_err rc, const char *what,
+                              flow_error *err)
+{
+    if (rc == FLOW_OK)
+        rc = sq_commit(s, what, err);
+    else
+        sq_rollback(s);
+    if (full && !s->sync_full)
+        sq_set_sync(s, true, NULL);
+    return rc;
+}
+
+static flow_err sq_slot_acquire(void *priv, const char *key, int limit, int want,
+                                const char *holder, const char *owner, double now, double ttl,
+                                int *slots, int *got, flow_error *err)
+{
+    struct sq_store *s = priv;
+    *got = 0;
+    flow_err rc = flow__limit_check(s->path, "concurrency", key, limit, ttl, err);
+    if (rc != FLOW_OK || want <= 0)
+        return rc;
+    char what[300];
+    snprintf(what, sizeof(what), "cannot take a slot of concurrency key '%.200s'", key);
+    bool full;
+    rc = sq_limits_begin(s, &full, what, err);
+    if (rc != FLOW_OK)
+        return sq_limits_end(s, full, rc, what, err);
+    FLOW__VEC(int) busy = {0};
+    sqlite3_stmt *st = sq_stmt(s, SQ_SLOT_BUSY);
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, limit);
+    int step = SQLITE_DONE;
+    while (rc == FLOW_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *h = (const char *)sqlite3_column_text(st, 1);
+        if (h && flow__lease_is_live(h, sqlite3_column_double(st, 2), now))
+            FLOW__VEC_PUSH(&busy, sqlite3_column_int(st, 0), rc);
+        if (rc != FLOW_OK)
+            flow__error(err, rc, "%s in store '%s': out of memory", what, s->path);
+    }
+    if (rc == FLOW_OK && step != SQLITE_DONE)
+        rc = sq_fail(s, err, what);
+    sqlite3_reset(st);
+    int n = rc == FLOW_OK ? flow__slot_pick(busy.items, busy.count, limit, want, slots) : 0;
+    FLOW__VEC_FREE(&busy);
+    st = sq_stmt(s, SQ_SLOT_PUT);
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, holder, -1, SQLITE_STATIC);
+    sq_bind_str(st, 4, owner);
+    sqlite3_bind_double(st, 5, now + ttl);
+    for (int i = 0; i < n && rc == FLOW_OK; i++) {
+        sqlite3_bind_int(st, 2, slots[i]);
+        if (sq_exec(st) != SQLITE_OK)
+            rc = sq_fail(s, err, what);
+    }
+    rc = sq_limits_end(s, full, rc, what, err);
+    if (rc == FLOW_OK)
+        *got = n;
+    return rc;
+}
+
+static flow_err sq_slot_release(void *priv, const char *key, const int *slots, int n,
+                                const char *holder, flow_error *err)
+{
+    struct sq_store *s = priv;
+    if (n <= 0)
+        return FLOW_OK;
+    char what[300];
+    snprintf(what, sizeof(what), "cannot give back a slot of concurrency key '%.200s'", key);
+    bool full;
+    flow_err rc = sq_limits_begin(s, &full, what, err);
+    sqlite3_stmt *st = sq_stmt(s, SQ_SLOT_DROP);
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, holder, -1, SQLITE_STATIC);
+    for (int i = 0; i < n && rc == FLOW_OK; i++) {
+        sqlite3_bind_int(st, 2, slots[i]);
+        if (sq_exec(st) != SQLITE_OK)
+            rc = sq_fail(s, err, what);
+    }
+    return sq_limits_end(s, full, rc, what, err);
+}
+
+static flow_err sq_slot_renew(void *priv, const char *holder, double now, double ttl,
+                              flow_error *err)
+{
+    struct sq_store *s = priv;
+    const char *what = "cannot renew the slots of concurrency keys";
+    /* Every runner renews at every tick, and most hold no slot: look
+     * before taking the write lock. */
+    sqlite3_stmt *st = sq_stmt(s, SQ_SLOT_HELD);
+    sqlite3_bind_text(st, 1, holder, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (step == SQLITE_DONE)
+        return FLOW_OK;
+    if (step != SQLITE_ROW)
+        return sq_fail(s, err, what);
+    bool full;
+    flow_err rc = sq_limits_begin(s, &full, what, err);
+    st = sq_stmt(s, SQ_SLOT_RENEW);
+    sqlite3_bind_text(st, 1, holder, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, now + ttl);
+    if (rc == FLOW_OK && sq_exec(st) != SQLITE_OK)
+        rc = sq_fail(s, err, what);
+    return sq_limits_end(s, full, rc, what, err);
+}
+
+static flow_err sq_slot_list(void *priv, const char *key, double now, json_t **out,
+                             flow_error *err)
+{
+    struct sq_store *s = priv;
+    *out = NULL;
+    const char *what = "cannot list the slots of concurrency keys";
+    json_t *list = json_array();
+    if (!list)
+        return flow__error(err, FLOW_ENOMEM, "%s in store '%s': out of memory", what, s->path);
+    sqlite3_stmt *st = sq_stmt(s, key ? SQ_SLOT_LIST_KEY : SQ_SLOT_LIST);
+    if (key)
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    flow_err rc = FLOW_OK;
+    int step = SQLITE_DONE;
+    while (rc == FLOW_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(st, 0);
+        const char *h = (const char *)sqlite3_column_text(st, 2);
+        const char *o = (const char *)sqlite3_column_text(st, 3);
+        double e = sqlite3_column_double(st, 4);
+        if (!k || !h)
+            rc = FLOW_ENOMEM;
+        else if (flow__lease_is_live(h, e, now))
+            rc = flow__slot_push(list, k, sqlite3_column_int(st, 1), h, o, e);
+        if (rc != FLOW_OK)
+            flow__error(err, rc, "%s in store '%s': out of memory", what, s->path);
+    }
+    if (rc == FLOW_OK && step != SQLITE_DONE)
+        rc = sq_fail(s, err, what);
+    sqlite3_reset(st);
+    if (rc != FLOW_OK) {
+        json_decref(list);
+        return rc;
+    }
+    *out = list;
+    return FLOW_OK;
+}
+
+static flow_err sq_rate_take(void *priv, const char *key, int limit, double window, int want,
+                             double now, int *got, double *retry_at, flow_error *err)
+{
+    struct sq_store *s = priv;
+    double retry = 0;
+    *got = 0;
+    if (retry_at)
+        *retry_at = 0;
+    flow_err rc = flow__limit_check(s->path, "rate", key, limit, window, err);
+    if (rc != FLOW_OK || want <= 0)
+        return rc;
+    char what[300];
+    snprintf(what, sizeof(what), "cannot start under rate key '%.200s'", key);
+    bool full;
+    rc = sq_limits_begin(s, &full, what, err);
+    sqlite3_stmt *st = sq_stmt(s, SQ_RATE_FORGET);
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, now - window);
+    if (rc == FLOW_OK && sq_exec(st) != SQLITE_OK)
+        rc = sq_fail(s, err, what);
+    int64_t count = 0;
+    if (rc == FLOW_OK) {
+        st = sq_stmt(s, SQ_RATE_COUNT);
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            count = sqlite3_column_int64(st, 0);
+        else
+            rc = sq_fail(s, err, what);
+        sqlite3_reset(st);
+    }
+    int64_t room = (int64_t)limit - count;
+    int take = room <= 0 ? 0 : room < want ? (int)room : want;
+    st = sq_stmt(s, SQ_RATE_ADD);
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, now);
+    for (int i = 0; i < take && rc == FLOW_OK; i++)
+        if (sq_exec(st) != SQLITE_OK)
+            rc = sq_fail(s, err, what);
+    if (rc == FLOW_OK && take < want) {
+        /* The window holds count + take >= limit starts: the next may go
+         * once all but limit - 1 of them have left it. */
+        st = sq_stmt(s, SQ_RATE_NTH);
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, count + take - limit);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW)
+            retry = sqlite3_column_double(st, 0) + window;
+        else if (step != SQLITE_DONE)
+            rc = sq_fail(s, err, what);
+        sqlite3_reset(st);
+    }
+    rc = sq_limits_end(s, full, rc, what, err);
+    if (rc == FLOW_OK) {
+        *got = take;
+        if (retry_at)
+            *retry_at = retry;
+    }
+    return rc;
+}
+
 const struct flow__store_ops flow__store_sqlite_ops = {
-    .version = 2,
+    .version = 3,
     .scheme = "sqlite",
     .caps = FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS,
     .open = sq_open,                     /* WAL, busy timeout, format check */
@@ -1128,4 +1395,9 @@ const struct flow__store_ops flow__store_sqlite_ops = {
     .control_take = sq_control_take,     /* oldest, deleted in the same transaction */
     .answer_claim = sq_answer_claim,     /* look and insert in one BEGIN IMMEDIATE */
     .answer_list = sq_answer_list,       /* the run's rows */
+    .slot_acquire = sq_slot_acquire,     /* look and insert in one BEGIN IMMEDIATE */
+    .slot_release = sq_slot_release,     /* deleted only if ours */
+    .slot_renew = sq_slot_renew,         /* one UPDATE, when the holder has any */
+    .slot_list = sq_slot_list,           /* live rows by key, slot */
+    .rate_take = sq_rate_take,           /* forget, count, insert in one BEGIN IMMEDIATE */
 };
