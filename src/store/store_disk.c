@@ -47,6 +47,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zlib.h>
@@ -842,7 +843,7 @@ static int dk_dir_is_empty(int dfd)
     struct dirent *e;
     while ((errno = 0, e = readdir(d))) {
         if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-            strcmp(e->d_name, "FORMAT.tmp") != 0) {
+            strncmp(e->d_name, "FORMAT.tmp", 10) != 0) {
             empty = 0;
             break;
         }
@@ -855,8 +856,43 @@ static int dk_dir_is_empty(int dfd)
     return empty;
 }
 
+/* Write DIR/FORMAT in a new store. Processes creating one store at once
+ * each write a file of their own and link it in: one link wins, and the
+ * others find the same FORMAT in place (EEXIST). 0 or an errno. */
+static int dk_create_format(int dfd)
+{
+    char line[64], tmp[64];
+    int len = snprintf(line, sizeof(line), "%s %d\n", DK_FORMAT_MAGIC, FLOW__STORE_FORMAT);
+    snprintf(tmp, sizeof(tmp), "FORMAT.tmp.%ld", (long)getpid());
+    int e = flow__dk_write_file(dfd, tmp, line, (size_t)len);
+    if (e)
+        return e;
+    e = linkat(dfd, tmp, dfd, "FORMAT", 0) != 0 && errno != EEXIST ? errno : 0;
+    unlinkat(dfd, tmp, 0);
+    if (!e && fsync(dfd) != 0)
+        e = errno;
+    return e;
+}
+
+static flow_err dk_check_format_once(struct dk_store *s, unsigned flags, bool last,
+                                     flow_error *err);
+
 /* Check DIR/FORMAT, or write it in an empty directory. */
 static flow_err dk_check_format(struct dk_store *s, unsigned flags, flow_error *err)
+{
+    /* A directory that is not empty and has no FORMAT yet may be a store
+     * another process is creating now: look once more a little later. */
+    flow_err rc = dk_check_format_once(s, flags, false, err);
+    if (rc == FLOW_EBUSY) {
+        struct timespec pause = {0, 100 * 1000000L};
+        nanosleep(&pause, NULL);
+        rc = dk_check_format_once(s, flags, true, err);
+    }
+    return rc;
+}
+
+static flow_err dk_check_format_once(struct dk_store *s, unsigned flags, bool last,
+                                     flow_error *err)
 {
     struct flow__buf text;
     flow__buf_init(&text, 256);
@@ -887,6 +923,8 @@ static flow_err dk_check_format(struct dk_store *s, unsigned flags, flow_error *
     int empty = dk_dir_is_empty(s->dirfd);
     if (empty < 0)
         return flow__error_errno(err, errno, "cannot open store '%s'", s->path);
+    if (!empty && !last)
+        return FLOW_EBUSY;
     if (!empty)
         return flow__error(err, FLOW_EINVAL,
                            "store '%s' is not a libflow store (a directory with other files "
@@ -894,9 +932,7 @@ static flow_err dk_check_format(struct dk_store *s, unsigned flags, flow_error *
                            s->path);
     if (flags & FLOW__STORE_OPEN_NOCREATE)
         return flow__error(err, FLOW_ENOTFOUND, "no store '%s'", s->path);
-    char line[64];
-    int len = snprintf(line, sizeof(line), "%s %d\n", DK_FORMAT_MAGIC, FLOW__STORE_FORMAT);
-    e = dk_replace_file(s->dirfd, "FORMAT", line, (size_t)len);
+    e = dk_create_format(s->dirfd);
     if (e)
         return flow__error_errno(err, e, "cannot create store '%s'", s->path);
     return FLOW_OK;

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -377,15 +378,26 @@ static flow_err sq_setup(struct sq_store *s, flow_error *err)
         return flow__store_newer_format(err, s->path, version);
 
     char *mode = NULL;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK)
-        return sq_fail(s, err, "cannot set wal mode");
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        const char *m = (const char *)sqlite3_column_text(st, 0);
-        mode = m ? flow__strdup(m) : NULL;
+    int rc = SQLITE_BUSY;
+    /* Processes opening a new store at once race to switch it to WAL, and
+     * SQLite answers that race with SQLITE_BUSY without calling the busy
+     * handler (it would deadlock): wait and ask again, as long as the busy
+     * timeout. */
+    for (int tries = 0; rc != SQLITE_ROW && tries < SQ_BUSY_TIMEOUT_MS / 10; tries++) {
+        sqlite3_stmt *st = NULL;
+        rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            const char *m = (const char *)sqlite3_column_text(st, 0);
+            mode = m ? flow__strdup(m) : NULL;
+        }
+        sqlite3_finalize(st);
+        if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+            break;
+        struct timespec pause = {0, 10 * 1000000L};
+        nanosleep(&pause, NULL);
     }
-    sqlite3_finalize(st);
     if (rc != SQLITE_ROW)
         return sq_fail(s, err, "cannot set wal mode");
     int wal = mode && !strcmp(mode, "wal");
@@ -405,6 +417,7 @@ static flow_err sq_setup(struct sq_store *s, flow_error *err)
     version = sq_user_version(s->db);
     if (version == 0) {
         int foreign = 0;
+        sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(s->db,
                                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                " AND name NOT IN ('meta', 'runs', 'records', 'control',"
