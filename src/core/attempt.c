@@ -328,6 +328,7 @@ static void release_slot(struct flow_run *r, struct act *a, bool counted)
     if (!counted)
         return;
     e->running--;
+    flow__gate_kick(e);
     if (e->spawn_q.count)
         flow__engine_wake(e);
     if (e->pool_q.count && e->idle > 0)

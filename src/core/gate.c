@@ -32,7 +32,9 @@
 #include "util/strmap.h"
 
 enum { GK_RUN = 0, GK_SLOT, GK_RATE };
-enum { ST_RUN = 0, ST_SLOT, ST_RATE, ST_RES, ST_PASSED };
+/* The rate token comes last: it stands for the start, which follows it as
+ * closely as a free --jobs slot allows (serve_rate). */
+enum { ST_RUN = 0, ST_SLOT, ST_RES, ST_RATE, ST_PASSED };
 
 #define GRANT_BATCH 32
 #define POLL_MIN_NS (50 * 1000000LL)
@@ -371,13 +373,6 @@ static void advance(struct flow_engine *e, struct act *a)
             wait_in(g, &ag->slot_key->waiters, &ag->slot_key->untold, a, ag);
             return;
         }
-        ag->stage = ST_RATE;
-    }
-    if (ag->stage == ST_RATE) {
-        if (ag->rate_key) {
-            wait_in(g, &ag->rate_key->waiters, &ag->rate_key->untold, a, ag); /* pass() moves it on */
-            return;
-        }
         ag->stage = ST_RES;
     }
     if (ag->stage == ST_RES) {
@@ -389,6 +384,13 @@ static void advance(struct flow_engine *e, struct act *a)
             }
             res_add(g, n, 1);
             ag->res_held = true;
+        }
+        ag->stage = ST_RATE;
+    }
+    if (ag->stage == ST_RATE) {
+        if (ag->rate_key) {
+            wait_in(g, &ag->rate_key->waiters, &ag->rate_key->untold, a, ag); /* pass() moves it on */
+            return;
         }
         ag->stage = ST_PASSED;
     }
@@ -604,6 +606,15 @@ void flow__gate_free(struct act_gate *ag)
     flow__free(ag);
 }
 
+void flow__gate_kick(struct flow_engine *e)
+{
+    struct flow__gates *g = e->gates;
+    if (g && g->waiting) {
+        g->kick = true;
+        pthread_cond_signal(&g->cond);
+    }
+}
+
 size_t flow__gate_waiting(const struct flow_engine *e)
 {
     return e->gates ? e->gates->waiting : 0;
@@ -802,13 +813,28 @@ static void serve_slots(struct flow_engine *e, struct gate_key *k, int64_t now)
 }
 
 /* [L] Tokens of rate key `k` for its waiters. */
+/* How many may take a rate token now: a token stands for a start, so a
+ * task that runs here takes one only when a --jobs slot is free for it
+ * (else it could wait in the ready queue and start with later ones, more
+ * than the limit in one window). */
+static size_t rate_room(const struct flow_engine *e, const struct act *head)
+{
+    size_t r = room(e);
+    if (act_task(head)->policy->executor == FLOW_EXEC_REMOTE)
+        return r;
+    long free = (long)e->jobs - (long)e->running - (long)e->gates->ready;
+    return free <= 0 ? 0 : (size_t)free < r ? (size_t)free : r;
+}
+
 static void serve_rate(struct flow_engine *e, struct gate_key *k, int64_t now)
 {
     struct flow__gates *g = e->gates;
-    if (!k->waiters.count || !room(e) || now < k->next_try)
+    if (!k->waiters.count || now < k->next_try)
         return;
+    size_t r = rate_room(e, peek(&k->waiters));
+    if (!r)
+        return; /* a job that ends looks again (flow__gate_kick) */
     size_t want = k->waiters.count;
-    size_t r = room(e);
     want = want < r ? want : r;
     want = want < GRANT_BATCH ? want : GRANT_BATCH;
     int got = 0;

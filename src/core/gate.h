@@ -37,6 +37,8 @@ void flow__gate_drop_run(struct flow_engine *e, struct flow_run *r, bool cancel)
 /* The run ended or paused: its run slot goes back, and the gate stops using
  * its store before returning. */
 void flow__gate_forget_run(struct flow_engine *e, struct flow_run *r);
+/* A --jobs slot was freed: rate limits that wait for one look again. */
+void flow__gate_kick(struct flow_engine *e);
 /* Activations waiting in the gate (flow_engine_get_stats). */
 size_t flow__gate_waiting(const struct flow_engine *e);
 /* Free an activation's gate state (the run is freed). */
