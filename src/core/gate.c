@@ -12,7 +12,9 @@
  * The gate's thread takes slots and tokens from the stores without the
  * engine lock; everything else, including giving slots back (one small
  * write, rare: a freed slot goes straight to the next activation waiting
- * here for its key), happens under it.
+ * here for its key), happens under it. A slot passed on that way for more
+ * than a second is given back instead when another process waits for its
+ * key (slot_free), so that a busy process does not keep a key for ever.
  */
 #include "util/compat.h"
 
@@ -38,7 +40,11 @@ enum { ST_RUN = 0, ST_SLOT, ST_RES, ST_RATE, ST_PASSED };
 
 #define GRANT_BATCH 32
 #define POLL_MIN_NS (50 * 1000000LL)
-#define POLL_MAX_NS (1000 * 1000000LL)
+/* Short enough that a process another gives a slot back for (slot_free)
+ * asks before the giver's YIELD_NS is over and takes it again. */
+#define POLL_MAX_NS (250 * 1000000LL)
+#define HOLD_NS (1000 * 1000000LL) /* a slot passed on among our waiters, before we ask */
+#define YIELD_NS (300 * 1000000LL) /* after giving one back: the other's turn */
 #define RENEW_NS ((int64_t)(FLOW__LEASE_RENEW * 1e9))
 
 struct gate_key {
@@ -50,6 +56,8 @@ struct gate_key {
     double window;            /* GK_RATE */
     int held;                 /* slots this engine holds */
     FLOW__VEC(int) spare;     /* ... of them given back by an attempt, not yet reused */
+    FLOW__VEC(int64_t) taken; /* by slot number: monotonic ns it was taken from the
+                               * store, or last found nobody else waits for it */
     struct readyq waiters;
     int64_t next_try;         /* monotonic ns: the store's next look (0: now) */
     int64_t backoff;
@@ -162,6 +170,7 @@ static void key_free(struct gate_key *k)
 {
     flow__readyq_cleanup(&k->waiters);
     FLOW__VEC_FREE(&k->spare);
+    FLOW__VEC_FREE(&k->taken);
     FLOW__VEC_FREE(&k->starts);
     flow__free(k->key);
     flow__free(k->map_key);
@@ -240,6 +249,61 @@ static void store_release(struct gate_key *k, const int *slots, int n)
     if (rc)
         flow__log(FLOW_LOG_WARN, "cannot give back a slot of concurrency key '%s': %s (its "
                   "lease frees it)", k->key, err.message);
+}
+
+/* Slot `slot` of `k` came from the store at `at` (monotonic ns). */
+static void taken_at(struct gate_key *k, int slot, int64_t at)
+{
+    if (slot < 0)
+        return;
+    if ((size_t)slot >= k->taken.count) {
+        flow_err rc = FLOW_OK;
+        FLOW__VEC_RESERVE(&k->taken, (size_t)slot + 1, rc);
+        if (rc)
+            return; /* out of memory: this slot is only ever passed on */
+        while (k->taken.count <= (size_t)slot)
+            k->taken.items[k->taken.count++] = at;
+    }
+    k->taken.items[slot] = at;
+}
+
+/* [L] Should slot `slot` of `k`, freed while this engine has waiters for
+ * it, go back to the store rather than to them? Passing it on costs
+ * nothing, but a process whose waiters never run out would then keep the
+ * key for ever, and another process waiting for it would wait until this
+ * one has nothing left to do. So once the slot has been passed on for
+ * HOLD_NS, ask the store whether another holder has marked that it waits
+ * (slot_acquire leaves the mark when it cannot give it all it asks for):
+ * one small read, under the lock as store_release is, at most once per
+ * HOLD_NS per slot. Nobody: pass it on for another HOLD_NS. Somebody:
+ * give it back, and let this key's next try here wait YIELD_NS, longer
+ * than the other's poll (POLL_MAX_NS), so that it gets the slot rather
+ * than we take it again. */
+static bool slot_yield(struct gate_key *k, int slot)
+{
+    struct flow_store *s = k->store;
+    if (!s || !s->backend->ops->slot_contended || slot < 0 || (size_t)slot >= k->taken.count)
+        return false;
+    int64_t now = flow__now_ns();
+    if (now - k->taken.items[slot] <= HOLD_NS)
+        return false;
+    bool contended = false;
+    flow_error err;
+    flow_err rc;
+    FLOW__WITH_STORE(s, rc = s->backend->ops->slot_contended(s->backend->priv, k->key, s->holder,
+                                                              flow__wall_time(), &contended,
+                                                              &err));
+    if (rc) {
+        flow__log(FLOW_LOG_WARN, "concurrency key '%s': %s (kept here)", k->key, err.message);
+        contended = false;
+    }
+    if (!contended) {
+        k->taken.items[slot] = now;
+        return false;
+    }
+    k->next_try = now + YIELD_NS;
+    k->backoff = POLL_MIN_NS;
+    return true;
 }
 
 /* ---- stages ---------------------------------------------------------------- */
@@ -478,6 +542,14 @@ static void grant(struct flow_engine *e, struct gate_key *k, struct act *a, int 
 static void slot_free(struct flow_engine *e, struct gate_key *k, int slot)
 {
     struct flow__gates *g = e->gates;
+    if (k->waiters.count && slot_yield(k, slot)) {
+        if (k->held > 0)
+            k->held--;
+        store_release(k, &slot, 1);
+        g->kick = true; /* the thread's wait now ends at k->next_try */
+        pthread_cond_signal(&g->cond);
+        return;
+    }
     if (k->waiters.count && room(e)) {
         /* Straight to the next waiter: no store call, no thread hop. */
         grant(e, k, flow__readyq_pop(&k->waiters), slot);
@@ -786,6 +858,9 @@ static void serve_slots(struct flow_engine *e, struct gate_key *k, int64_t now)
         got = 0;
     }
     k->held += got;
+    int64_t at = flow__now_ns();
+    for (int j = 0; j < got; j++)
+        taken_at(k, slots[j], at);
     int i = 0;
     for (; i < got && k->waiters.count; i++)
         grant(e, k, next_waiter(e, k), slots[i]);

@@ -51,5 +51,7 @@ flow_err flow__rd_slot_list(void *priv, const char *key, double now, json_t **ou
                             flow_error *err);
 flow_err flow__rd_rate_take(void *priv, const char *key, int limit, double window, int want,
                             double now, int *got, double *retry_at, flow_error *err);
+flow_err flow__rd_slot_contended(void *priv, const char *key, const char *holder, double now,
+                                 bool *contended, flow_error *err);
 
 #endif

@@ -42,6 +42,10 @@
 /* How long a lease lasts unless renewed, and how often a runner renews it. */
 #define FLOW__LEASE_TTL 15.0
 #define FLOW__LEASE_RENEW 3.0
+/* How long slot_acquire's mark that a holder waits for a key lasts: a
+ * waiter asks again at least every quarter second, so a mark outlives
+ * many of its renewals and vanishes soon after its holder stops asking. */
+#define FLOW__SLOT_WANT_TTL 3.0
 
 /* A run as the store knows it. Strings and `inputs` are owned by whoever
  * filled the struct: run_get fills it with new copies the caller frees with
@@ -182,7 +186,11 @@ struct flow__store_ops {
      * expired, or its holder is a process of this host that is gone); a
      * slot numbered limit or more (a key another flow gives a higher
      * limit) does not count. `owner` (a run id, for people) is kept with
-     * each slot. None free is not an error: FLOW_OK with *got 0. */
+     * each slot. None free is not an error: FLOW_OK with *got 0.
+     * In the same transaction it keeps `holder`'s demand mark of `key`
+     * (slot_contended): granting fewer than `want` writes it, or renews
+     * it, until now + FLOW__SLOT_WANT_TTL; granting all of them removes
+     * it. */
     flow_err (*slot_acquire)(void *priv, const char *key, int limit, int want,
                              const char *holder, const char *owner, double now, double ttl,
                              int *slots, int *got, flow_error *err);
@@ -208,6 +216,14 @@ struct flow__store_ops {
      * FLOW_EINVAL (flow__limit_check). */
     flow_err (*rate_take)(void *priv, const char *key, int limit, double window, int want,
                           double now, int *got, double *retry_at, flow_error *err);
+    /* *contended gets whether a holder other than `holder` waits for
+     * `key`: its demand mark (slot_acquire) is live at `now`, judged as a
+     * lease (flow__lease_is_live: not expired, not a dead pid of this
+     * host). One read, for a holder that keeps passing a slot on among its
+     * own waiters to ask whether it should give it back instead.
+     * Optional: callers check it is not NULL (none: nobody waits). */
+    flow_err (*slot_contended)(void *priv, const char *key, const char *holder, double now,
+                               bool *contended, flow_error *err);
     /* Methods above are valid for version 3. */
 };
 

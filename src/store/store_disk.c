@@ -1027,4 +1027,5 @@ const struct flow__store_ops flow__store_disk_ops = {
     .slot_renew = flow__dk_slot_renew,         /* the keys holders/<holder>/ names */
     .slot_list = flow__dk_slot_list,           /* every slot file, no lock */
     .rate_take = flow__dk_rate_take,           /* a file of starts per key, flock'ed */
+    .slot_contended = flow__dk_slot_contended, /* the key's mark files, under its flock */
 };

@@ -7,6 +7,7 @@
  *   DIR/slots/K/lock    flock'ed while a process looks and takes, gives back
  *                       or renews
  *   DIR/slots/K/N       slot N, held: its expiry, holder and owner
+ *   DIR/slots/K/wH      H waits for slots of K: the mark's expiry, then H
  *   DIR/holders/H/K     empty: H may hold slots of K (where renew looks)
  *   DIR/rates/K         the starts of rate key K, one a line, flock'ed
  *
@@ -375,6 +376,83 @@ static size_t dk_held_by(const struct dk_helds *held, const char *holder, const 
 }
 
 /* ------------------------------------------------------------------------ */
+/* demand marks: who waits for a key's slots                                 */
+
+/* A mark's file name in its key directory: "w" and the holder's name. */
+static void dk_want_name(const char *holder, char out[DK_LIMIT_NAME_MAX + 2])
+{
+    out[0] = 'w';
+    dk_limit_name(holder, out + 1);
+}
+
+/* Look at the marks of key directory `kfd`, under its lock: *contended
+ * becomes true when one of a holder other than `holder` is live at `now`.
+ * The others that are not live, or not whole (a power cut), are removed.
+ * 0 or an errno. */
+static int dk_wants_scan(int kfd, const char *holder, double now, bool *contended)
+{
+    int fd = flow__dk_open_dir(kfd, ".");
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return e;
+    }
+    struct flow__buf text;
+    flow__buf_init(&text, DK_META_MAX);
+    int e = 0;
+    struct dirent *ent;
+    while (!e && (errno = 0, ent = readdir(d))) {
+        if (ent->d_name[0] != 'w')
+            continue;
+        int r = flow__dk_read_file(kfd, ent->d_name, &text);
+        if (r) {
+            e = r == ENOENT ? 0 : r;
+            continue;
+        }
+        const char *p = flow__buf_str(&text);
+        const char *nl = memchr(p, '\n', text.len);
+        char *end;
+        double expires = nl ? strtod(p, &end) : 0;
+        if (nl && end == nl && !strcmp(nl + 1, holder))
+            continue; /* the caller's own */
+        if (nl && end == nl && flow__lease_is_live(nl + 1, expires, now))
+            *contended = true;
+        else
+            unlinkat(kfd, ent->d_name, 0);
+    }
+    if (!e && errno)
+        e = errno;
+    closedir(d);
+    flow__buf_cleanup(&text);
+    return e;
+}
+
+/* Under key directory `kfd`'s lock: mark that `holder` waits for it until
+ * `expires` (forgetting the marks no longer live), or, not `wait`, that it
+ * does not. 0 or an errno. */
+static int dk_want_keep(struct dk_store *s, int kfd, const char *holder, bool wait,
+                        double now, double expires)
+{
+    char name[DK_LIMIT_NAME_MAX + 2];
+    dk_want_name(holder, name);
+    if (!wait) {
+        unlinkat(kfd, name, 0); /* a mark left behind expires anyway */
+        return 0;
+    }
+    bool ignored = false;
+    int e = dk_wants_scan(kfd, holder, now, &ignored);
+    char head[40];
+    int n = snprintf(head, sizeof(head), "%.17g\n", expires);
+    flow__buf_reset(&s->buf);
+    if (!e && (flow__buf_append(&s->buf, head, (size_t)n) != FLOW_OK ||
+               flow__buf_append(&s->buf, holder, strlen(holder)) != FLOW_OK))
+        e = ENOMEM;
+    return e ? e : dk_put_file(kfd, name, s->buf.data, s->buf.len);
+}
+
+/* ------------------------------------------------------------------------ */
 /* slots                                                                     */
 
 /* The key directory of `key`, open (made with `make`) and locked: *kfd and
@@ -433,6 +511,9 @@ flow_err flow__dk_slot_acquire(void *priv, const char *key, int limit, int want,
         n = flow__slot_pick(busy, nbusy, limit, want, slots);
     }
     flow__free(busy);
+    /* The demand mark before any slot: a call that fails takes nothing. */
+    if (!e)
+        e = dk_want_keep(s, kfd, holder, n < want, now, now + FLOW__SLOT_WANT_TTL);
     /* Marked first: a slot renew cannot find would expire while held. */
     if (!e && n > 0)
         e = dk_mark(s, holder, kname);
@@ -495,6 +576,25 @@ flow_err flow__dk_slot_release(void *priv, const char *key, const int *slots, in
     if (!e && !dk_held_by(&held, holder, slots, n))
         dk_unmark(s, holder, kname);
     dk_helds_free(&held);
+    dk_key_leave(kfd, lfd);
+    if (e)
+        return flow__error_errno(err, e, "%s in store '%s'", what, s->path);
+    return FLOW_OK;
+}
+
+flow_err flow__dk_slot_contended(void *priv, const char *key, const char *holder, double now,
+                                 bool *contended, flow_error *err)
+{
+    struct dk_store *s = priv;
+    *contended = false;
+    char what[300], kname[DK_LIMIT_NAME_MAX + 1];
+    snprintf(what, sizeof(what), "cannot read who waits for concurrency key '%.200s'", key);
+    dk_limit_name(key, kname);
+    int kfd, lfd;
+    flow_err rc = dk_key_enter(s, key, kname, false, &kfd, &lfd, what, err);
+    if (rc != FLOW_OK)
+        return rc == FLOW_ENOTFOUND ? FLOW_OK : rc; /* nobody ever asked for it */
+    int e = dk_wants_scan(kfd, holder, now, contended);
     dk_key_leave(kfd, lfd);
     if (e)
         return flow__error_errno(err, e, "%s in store '%s'", what, s->path);

@@ -46,11 +46,18 @@ struct mem_slot {
     double expires;
 };
 
+/* A holder's demand mark: it waits for slots of the key. */
+struct mem_want {
+    char *holder;
+    double expires;
+};
+
 /* What a key limits: the slots held of it as a concurrency key, its starts
  * as a rate key (the two kinds share the entry of a key, never a field). */
 struct mem_limit {
     char *key;                        /* the map's key */
     FLOW__VEC(struct mem_slot) slots; /* ascending slot numbers */
+    FLOW__VEC(struct mem_want) wants; /* one per holder at most */
     FLOW__VEC(double) starts;         /* oldest first */
 };
 
@@ -143,7 +150,10 @@ static void mem_close(void *priv)
             continue;
         for (size_t k = 0; k < l->slots.count; k++)
             mem_slot_clear(&l->slots.items[k]);
+        for (size_t k = 0; k < l->wants.count; k++)
+            flow__free(l->wants.items[k].holder);
         FLOW__VEC_FREE(&l->slots);
+        FLOW__VEC_FREE(&l->wants);
         FLOW__VEC_FREE(&l->starts);
         flow__free(l->key);
         flow__free(l);
@@ -465,6 +475,38 @@ static flow_err mem_limit_nomem(flow_error *err, const char *kind, const char *k
                        "out of memory in %s key '%.200s' of store '" MEM_NAME "'", kind, key);
 }
 
+/* `holder`'s demand mark in `l`, or NULL. */
+static struct mem_want *mem_want_find(struct mem_limit *l, const char *holder)
+{
+    for (size_t i = 0; i < l->wants.count; i++)
+        if (!strcmp(l->wants.items[i].holder, holder))
+            return &l->wants.items[i];
+    return NULL;
+}
+
+/* Mark that `holder` waits for `l` until `expires` (`copy`: its own copy
+ * of holder, with room in l->wants, when it had no mark), forgetting the
+ * marks no longer live; or, not `wait`, remove its mark. Cannot fail. */
+static void mem_want_keep(struct mem_limit *l, const char *holder, char *copy, bool wait,
+                          double expires, double now)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < l->wants.count; i++) {
+        struct mem_want *w = &l->wants.items[i];
+        bool mine = !strcmp(w->holder, holder);
+        if (mine && wait) {
+            w->expires = expires;
+        } else if (mine || (wait && !flow__lease_is_live(w->holder, w->expires, now))) {
+            flow__free(w->holder);
+            continue;
+        }
+        l->wants.items[keep++] = *w;
+    }
+    l->wants.count = keep;
+    if (copy)
+        l->wants.items[l->wants.count++] = (struct mem_want){copy, expires};
+}
+
 static flow_err mem_slot_acquire(void *priv, const char *key, int limit, int want,
                                  const char *holder, const char *owner, double now, double ttl,
                                  int *slots, int *got, flow_error *err)
@@ -489,6 +531,11 @@ static flow_err mem_slot_acquire(void *priv, const char *key, int limit, int wan
     /* Everything that can fail first: a failed call takes nothing. */
     struct mem_slot *fresh = flow__calloc((size_t)n + 1, sizeof(*fresh));
     bool ok = fresh != NULL;
+    char *mark = NULL; /* a new demand mark's holder */
+    if (ok && n < want && !mem_want_find(l, holder)) {
+        FLOW__VEC_RESERVE(&l->wants, l->wants.count + 1, rc);
+        ok = rc == FLOW_OK && (mark = flow__strdup(holder));
+    }
     for (int i = 0; ok && i < n; i++) {
         fresh[i] = (struct mem_slot){.slot = slots[i], .expires = now + ttl};
         ok = (fresh[i].holder = flow__strdup(holder)) &&
@@ -500,8 +547,10 @@ static flow_err mem_slot_acquire(void *priv, const char *key, int limit, int wan
         for (int i = 0; fresh && i < n; i++)
             mem_slot_clear(&fresh[i]);
         flow__free(fresh);
+        flow__free(mark);
         return mem_limit_nomem(err, "concurrency", key);
     }
+    mem_want_keep(l, holder, mark, n < want, now + FLOW__SLOT_WANT_TTL, now);
     for (int i = 0; i < n; i++) {
         size_t at = 0;
         while (at < l->slots.count && l->slots.items[at].slot < fresh[i].slot)
@@ -591,6 +640,20 @@ static flow_err mem_slot_list(void *priv, const char *key, double now, json_t **
     return FLOW_OK;
 }
 
+static flow_err mem_slot_contended(void *priv, const char *key, const char *holder, double now,
+                                   bool *contended, flow_error *err)
+{
+    FLOW__UNUSED(err);
+    struct mem_limit *l = flow__strmap_get(&((struct mem_store *)priv)->limits, key);
+    *contended = false;
+    for (size_t i = 0; l && i < l->wants.count && !*contended; i++) {
+        const struct mem_want *w = &l->wants.items[i];
+        *contended = strcmp(w->holder, holder) != 0 &&
+                     flow__lease_is_live(w->holder, w->expires, now);
+    }
+    return FLOW_OK;
+}
+
 static flow_err mem_rate_take(void *priv, const char *key, int limit, double window, int want,
                               double now, int *got, double *retry_at, flow_error *err)
 {
@@ -640,4 +703,5 @@ const struct flow__store_ops flow__store_memory_ops = {
     .slot_renew = mem_slot_renew,         /* every key's slots of the holder */
     .slot_list = mem_slot_list,           /* live ones, sorted */
     .rate_take = mem_rate_take,           /* a log of starts per key */
+    .slot_contended = mem_slot_contended, /* the key's demand marks */
 };

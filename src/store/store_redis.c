@@ -1127,4 +1127,5 @@ const struct flow__store_ops flow__store_redis_ops = {
     .slot_renew = flow__rd_slot_renew,     /* the holder's set, then a script */
     .slot_list = flow__rd_slot_list,       /* HGETALL; every key: the index, then a script */
     .rate_take = flow__rd_rate_take,       /* script: trim, count, ZADD */
+    .slot_contended = flow__rd_slot_contended, /* HGETALL of the marks, pids judged here */
 };

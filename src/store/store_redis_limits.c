@@ -8,6 +8,8 @@
  *   P:slotholders:H   set: "N KEY" for each slot holder H may hold (where
  *                     renew looks)
  *   P:slotkeys        set: the keys that may have held slots (slot_list)
+ *   P:slotwants:KEY   hash: holder -> the expiry of its mark that it waits
+ *                     for slots of KEY
  *   P:rate:KEY        sorted set: the starts of rate key KEY, by time
  *
  * Taking slots and starting are one script each (Redis runs a script
@@ -49,10 +51,10 @@
     "  if t ~= -2 and t < tonumber(ms) then redis.call('PEXPIRE', k, ms) end\n"                  \
     "end\n"
 
-/* KEYS: slots, holder's set, index of keys. ARGV: holder, owner, '1' when
- * there is one, now, expiry, limit, want, key, ttl in ms, a token no other
- * call has, then (slot, holder, expiry) of each holder the caller found
- * dead. Takes the lowest free slots: held by nobody, expired, or still
+/* KEYS: slots, holder's set, index of keys, demand marks. ARGV: holder,
+ * owner, '1' when there is one, now, expiry, limit, want, key, ttl in ms, a
+ * token no other call has, the demand mark's expiry, its hash's ttl in ms,
+ * then (slot, holder, expiry) of each holder the caller found dead. Takes the lowest free slots: held by nobody, expired, or still
  * held by a dead holder the caller named (flow__lease_is_live judges pids,
  * which a script cannot). {taken, busy}: busy is (slot, holder, expiry) of
  * each live-looking one below the last taken, for the caller to judge. At
@@ -62,7 +64,7 @@
 static const char rd_lua_slot_take[] = RD_LUA_KEEP
     "local k, now, want = KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[7])\n"
     "local dead, held, got, busy = {}, {}, {}, {}\n"
-    "for i = 11, #ARGV, 3 do dead[ARGV[i]] = ARGV[i + 1] .. '\\n' .. ARGV[i + 2] end\n"
+    "for i = 13, #ARGV, 3 do dead[ARGV[i]] = ARGV[i + 1] .. '\\n' .. ARGV[i + 2] end\n"
     "local all = redis.call('HGETALL', k)\n"
     "for i = 1, #all, 2 do\n"
     "  held[all[i]] = all[i + 1]\n"
@@ -90,6 +92,14 @@ static const char rd_lua_slot_take[] = RD_LUA_KEEP
     "  redis.call('SADD', KEYS[3], ARGV[8])\n"
     "  for i = 1, 3 do keep(KEYS[i], ARGV[9]) end\n"
     "end\n"
+    "if #got < want then\n"
+    "  local w = redis.call('HGETALL', KEYS[4])\n"
+    "  for i = 1, #w, 2 do\n"
+    "    if tonumber(w[i + 1]) <= now then redis.call('HDEL', KEYS[4], w[i]) end\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[4], ARGV[1], ARGV[11])\n"
+    "  keep(KEYS[4], ARGV[12])\n"
+    "else redis.call('HDEL', KEYS[4], ARGV[1]) end\n"
     "return {got, busy}\n";
 
 /* KEYS: slots, holder's set. ARGV: holder, key, slots... */
@@ -194,21 +204,25 @@ flow_err flow__rd_slot_acquire(void *priv, const char *key, int limit, int want,
         return rc;
     static atomic_ullong calls;
     char what[300], snow[40], sexp[40], slimit[16], swant[16], sms[40], token[400];
+    char swexp[40], swms[40];
     snprintf(what, sizeof(what), "cannot take a slot of concurrency key '%.200s'", key);
     rd_num(snow, sizeof(snow), now);
     rd_num(sexp, sizeof(sexp), now + ttl);
     snprintf(slimit, sizeof(slimit), "%d", limit);
     rd_limit_ttl(sms, sizeof(sms), ttl);
-    char *keys[3] = {flow__asprintf("%s:slots:%s", s->addr.prefix, key),
+    rd_num(swexp, sizeof(swexp), now + FLOW__SLOT_WANT_TTL);
+    rd_limit_ttl(swms, sizeof(swms), FLOW__SLOT_WANT_TTL);
+    char *keys[4] = {flow__asprintf("%s:slots:%s", s->addr.prefix, key),
                      flow__asprintf("%s:slotholders:%s", s->addr.prefix, holder),
-                     flow__asprintf("%s:slotkeys", s->addr.prefix)};
+                     flow__asprintf("%s:slotkeys", s->addr.prefix),
+                     flow__asprintf("%s:slotwants:%s", s->addr.prefix, key)};
     /* (slot, holder, expiry) of the dead holders found so far. */
     FLOW__VEC(char *) args = {0};
     const char *fixed[] = {holder, owner ? owner : "", owner ? "1" : "0", snow, sexp,
-                           slimit, swant, key, sms, token};
+                           slimit, swant, key, sms, token, swexp, swms};
     for (size_t i = 0; i < FLOW__ARRAY_LEN(fixed) && rc == FLOW_OK; i++)
         FLOW__VEC_PUSH(&args, (char *)fixed[i], rc);
-    if (!keys[0] || !keys[1] || !keys[2] || rc != FLOW_OK) {
+    if (!keys[0] || !keys[1] || !keys[2] || !keys[3] || rc != FLOW_OK) {
         rc = flow__rd_nomem(s, what, err);
         goto out;
     }
@@ -219,7 +233,7 @@ flow_err flow__rd_slot_acquire(void *priv, const char *key, int limit, int want,
         snprintf(token, sizeof(token), "%s:%ld:%llu", s->holder, (long)getpid(),
                  (unsigned long long)atomic_fetch_add(&calls, 1));
         redisReply *r =
-            flow__rd_eval(s, what, err, rd_lua_slot_take, 3, (const char *const *)keys,
+            flow__rd_eval(s, what, err, rd_lua_slot_take, 4, (const char *const *)keys,
                           (int)args.count, (const char *const *)args.items, NULL, NULL);
         if (!r) {
             rc = err ? err->code : FLOW_EIO;
@@ -264,7 +278,7 @@ flow_err flow__rd_slot_acquire(void *priv, const char *key, int limit, int want,
         flow__free(args.items[i]);
 out:
     FLOW__VEC_FREE(&args);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         flow__free(keys[i]);
     return rc;
 }
@@ -487,6 +501,33 @@ flow_err flow__rd_slot_list(void *priv, const char *key, double now, json_t **ou
         return rc;
     }
     *out = list;
+    return FLOW_OK;
+}
+
+flow_err flow__rd_slot_contended(void *priv, const char *key, const char *holder, double now,
+                                 bool *contended, flow_error *err)
+{
+    struct rd_store *s = priv;
+    *contended = false;
+    char what[300];
+    snprintf(what, sizeof(what), "cannot read who waits for concurrency key '%.200s'", key);
+    char *k = flow__asprintf("%s:slotwants:%s", s->addr.prefix, key);
+    if (!k)
+        return flow__rd_nomem(s, what, err);
+    const char *argv[] = {"HGETALL", k};
+    redisReply *r = flow__rd_cmdv(s, what, err, 2, argv, NULL, NULL);
+    flow__free(k);
+    if (!r)
+        return err ? err->code : FLOW_EIO;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2)
+        return flow__rd_odd(s, what, r, err);
+    /* Pids are judged here: a script cannot. */
+    for (size_t i = 0; i + 1 < r->elements && !*contended; i += 2) {
+        const char *h = r->element[i]->str, *e = r->element[i + 1]->str;
+        *contended = h && e && strcmp(h, holder) != 0 &&
+                     flow__lease_is_live(h, strtod(e, NULL), now);
+    }
+    freeReplyObject(r);
     return FLOW_OK;
 }
 

@@ -3,7 +3,8 @@
  * `records` keyed by (run, seq), control requests in `control`, answers to
  * feedback requests in `answers` keyed by (run, request), the slots of
  * concurrency keys in `slots` keyed by (key, slot) and the starts of rate
- * keys in `rates`, one BEGIN IMMEDIATE..COMMIT per append, answer, slot
+ * keys in `rates` (with the holders waiting for a key's slots in
+ * `slot_wants`), one BEGIN IMMEDIATE..COMMIT per append, answer, slot
  * taken or start. Schema and format: docs/internals/store.md.
  *
  * The next seq of each run this handle appended to is cached, so a batch
@@ -44,7 +45,8 @@
     " answer TEXT NOT NULL, PRIMARY KEY(run, request)) WITHOUT ROWID;"
 
 /* The limits shared by the processes of a store (docs/internals/limits.md):
- * concurrency slots held with a lease, and the start times of rate keys.
+ * concurrency slots held with a lease, the holders that wait for them (a
+ * mark with an expiry) and the start times of rate keys.
  * Added after format 1 shipped, made when missing (sq_setup); an older
  * libflow does not look at them. */
 #define SQ_LIMITS_TABLES                                                                         \
@@ -53,7 +55,9 @@
     " WITHOUT ROWID;"                                                                            \
     "CREATE INDEX IF NOT EXISTS slots_holder ON slots(holder);"                                  \
     "CREATE TABLE IF NOT EXISTS rates(key TEXT NOT NULL, at REAL NOT NULL);"                     \
-    "CREATE INDEX IF NOT EXISTS rates_key ON rates(key, at);"
+    "CREATE INDEX IF NOT EXISTS rates_key ON rates(key, at);"                                    \
+    "CREATE TABLE IF NOT EXISTS slot_wants(key TEXT NOT NULL, holder TEXT NOT NULL,"             \
+    " expires REAL NOT NULL, PRIMARY KEY(key, holder)) WITHOUT ROWID;"
 
 static const char sq_schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
@@ -108,6 +112,9 @@ enum sq_stmt {
     SQ_RATE_COUNT,
     SQ_RATE_ADD,
     SQ_RATE_NTH,
+    SQ_WANT_DROP,
+    SQ_WANT_PUT,
+    SQ_WANT_OTHERS,
     SQ_NSTMT
 };
 
@@ -157,6 +164,10 @@ static const char *const sq_sql[SQ_NSTMT] = {
     [SQ_RATE_COUNT] = "SELECT count(*) FROM rates WHERE key = ?1",
     [SQ_RATE_ADD] = "INSERT INTO rates(key, at) VALUES(?1, ?2)",
     [SQ_RATE_NTH] = "SELECT at FROM rates WHERE key = ?1 ORDER BY at LIMIT 1 OFFSET ?2",
+    [SQ_WANT_DROP] = "DELETE FROM slot_wants WHERE key = ?1 AND (holder = ?2 OR expires <= ?3)",
+    [SQ_WANT_PUT] = "INSERT OR REPLACE INTO slot_wants(key, holder, expires) VALUES(?1, ?2, ?3)",
+    [SQ_WANT_OTHERS] = "SELECT holder, expires FROM slot_wants"
+                       " WHERE key = ?1 AND holder <> ?2 AND expires > ?3",
 };
 
 /* What this handle knows of a run it appended to. Entries stay in the map
@@ -340,22 +351,22 @@ static flow_err sq_set_sync(struct sq_store *s, bool full, flow_error *err)
     return FLOW_OK;
 }
 
-/* A store made before `answers`, `slots` or `rates` existed gets them; the
- * others are only read. */
+/* A store made before `answers`, `slots`, `rates` or `slot_wants` existed
+ * gets them; the others are only read. */
 static flow_err sq_add_tables(struct sq_store *s, flow_error *err)
 {
     sqlite3_stmt *st = NULL;
     int have = -1;
     if (sqlite3_prepare_v2(s->db,
                            "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-                           " AND name IN ('answers', 'slots', 'rates')",
+                           " AND name IN ('answers', 'slots', 'rates', 'slot_wants')",
                            -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         have = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     if (have < 0)
         return sq_fail(s, err, "cannot read the schema");
-    if (have == 3)
+    if (have == 4)
         return FLOW_OK;
     if (sqlite3_exec(s->db, SQ_ANSWERS_TABLE SQ_LIMITS_TABLES, NULL, NULL, NULL) != SQLITE_OK)
         return sq_fail(s, err, "cannot add the tables of answers and limits");
@@ -421,7 +432,8 @@ static flow_err sq_setup(struct sq_store *s, flow_error *err)
         if (sqlite3_prepare_v2(s->db,
                                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                " AND name NOT IN ('meta', 'runs', 'records', 'control',"
-                               " 'answers', 'slots', 'rates', 'sqlite_sequence')",
+                               " 'answers', 'slots', 'rates', 'slot_wants',"
+                               " 'sqlite_sequence')",
                                -1, &st, NULL) == SQLITE_OK) {
             if (sqlite3_step(st) == SQLITE_ROW)
                 foreign = sqlite3_column_int(st, 0);
@@ -1196,6 +1208,26 @@ static flow_err sq_limits_end(struct sq_store *s, bool full, flow_err rc, const 
     return rc;
 }
 
+/* In slot_acquire's transaction: mark that `holder` waits for `key` (and
+ * forget the marks that expired), or, not `wait`, that it does not. */
+static flow_err sq_want_keep(struct sq_store *s, const char *key, const char *holder, bool wait,
+                             double now, const char *what, flow_error *err)
+{
+    sqlite3_stmt *st = sq_stmt(s, SQ_WANT_DROP);
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, holder, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, now);
+    if (sq_exec(st) != SQLITE_OK)
+        return sq_fail(s, err, what);
+    if (!wait)
+        return FLOW_OK;
+    st = sq_stmt(s, SQ_WANT_PUT);
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, holder, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, now + FLOW__SLOT_WANT_TTL);
+    return sq_exec(st) != SQLITE_OK ? sq_fail(s, err, what) : FLOW_OK;
+}
+
 static flow_err sq_slot_acquire(void *priv, const char *key, int limit, int want,
                                 const char *holder, const char *owner, double now, double ttl,
                                 int *slots, int *got, flow_error *err)
@@ -1238,6 +1270,8 @@ static flow_err sq_slot_acquire(void *priv, const char *key, int limit, int want
         if (sq_exec(st) != SQLITE_OK)
             rc = sq_fail(s, err, what);
     }
+    if (rc == FLOW_OK)
+        rc = sq_want_keep(s, key, holder, n < want, now, what, err);
     rc = sq_limits_end(s, full, rc, what, err);
     if (rc == FLOW_OK)
         *got = n;
@@ -1327,6 +1361,28 @@ static flow_err sq_slot_list(void *priv, const char *key, double now, json_t **o
     return FLOW_OK;
 }
 
+/* One SELECT, no write lock: a mark is either there or not. */
+static flow_err sq_slot_contended(void *priv, const char *key, const char *holder, double now,
+                                  bool *contended, flow_error *err)
+{
+    struct sq_store *s = priv;
+    *contended = false;
+    sqlite3_stmt *st = sq_stmt(s, SQ_WANT_OTHERS);
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, holder, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, now);
+    int step = SQLITE_DONE;
+    while (!*contended && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *h = (const char *)sqlite3_column_text(st, 0);
+        *contended = h && flow__lease_is_live(h, sqlite3_column_double(st, 1), now);
+    }
+    flow_err rc = *contended || step == SQLITE_DONE
+                      ? FLOW_OK
+                      : sq_fail(s, err, "cannot read who waits for a concurrency key");
+    sqlite3_reset(st);
+    return rc;
+}
+
 static flow_err sq_rate_take(void *priv, const char *key, int limit, double window, int want,
                              double now, int *got, double *retry_at, flow_error *err)
 {
@@ -1413,4 +1469,5 @@ const struct flow__store_ops flow__store_sqlite_ops = {
     .slot_renew = sq_slot_renew,         /* one UPDATE, when the holder has any */
     .slot_list = sq_slot_list,           /* live rows by key, slot */
     .rate_take = sq_rate_take,           /* forget, count, insert in one BEGIN IMMEDIATE */
+    .slot_contended = sq_slot_contended, /* one SELECT of slot_wants */
 };

@@ -1,6 +1,7 @@
 /* test_store_limits.c -- the limits every version 3 store keeps for all the
  * processes that share it (docs/internals/limits.md): slots of concurrency
- * keys, held with leases, and the sliding windows of rate keys. The same
+ * keys, held with leases, the marks of the holders that wait for them, and
+ * the sliding windows of rate keys. The same
  * cases against sqlite:, disk:, memory: and redis:// (one real redis-server
  * for the suite, each case under a prefix of its own), then processes, each
  * with its own handle, taking one key's slots and starts at once: never
@@ -177,6 +178,16 @@ static void list_is(struct flow__store *s, const char *key, double now, const ch
     flow__free(text);
 }
 
+/* slot_contended that must work. */
+static bool contended(struct flow__store *s, const char *key, const char *holder, double now)
+{
+    flow_error err = {0};
+    bool yes = true;
+    if (s->ops->slot_contended(s->priv, key, holder, now, &yes, &err) != FLOW_OK)
+        fail_msg("slot_contended '%s': %s", key, err.message);
+    return yes;
+}
+
 static int rate(struct flow__store *s, const char *key, int limit, double window, int want,
                 double now, double *retry_at)
 {
@@ -203,6 +214,7 @@ static void test_version(void **state)
     assert_non_null(fx->s->ops->slot_release);
     assert_non_null(fx->s->ops->slot_renew);
     assert_non_null(fx->s->ops->slot_list);
+    assert_non_null(fx->s->ops->slot_contended);
 }
 
 static void test_slots(void **state)
@@ -393,6 +405,75 @@ static void test_higher_limit(void **state)
     none_free(s, "k", 1, "6@h", NOW);
 }
 
+/* A holder that slot_acquire gives fewer slots than it asked for marks that
+ * it waits; the others see it (slot_contended) until it gets all it asks
+ * for, or its mark expires, or its process is gone. */
+static void test_contended(void **state)
+{
+    struct fixture *fx = *state;
+    struct flow__store *s = fx->s;
+    const char *me = fx->me, *other2 = "2@elsewhere.invalid";
+    const double ttl = FLOW__SLOT_WANT_TTL;
+    assert_false(contended(s, "k", me, NOW)); /* a key nobody asked for */
+    take_is(s, "k", 1, me, NOW, 0);
+    assert_false(contended(s, "k", me, NOW));     /* all it asked for: no mark */
+    assert_false(contended(s, "k", OTHER, NOW));
+    none_free(s, "k", 1, OTHER, NOW);             /* got nothing: marks */
+    assert_true(contended(s, "k", me, NOW));
+    assert_true(contended(s, "k", other2, NOW + ttl - 0.25));
+    assert_false(contended(s, "k", OTHER, NOW));  /* its own mark */
+    assert_false(contended(s, "k2", me, NOW));    /* another key's */
+    if (shared(fx)) {
+        /* seen through another handle (another process's) */
+        struct flow__store *s2 = th_store_open(fx->url);
+        assert_true(contended(s2, "k", me, NOW + 1));
+        flow__store_close(s2);
+    }
+    assert_false(contended(s, "k", me, NOW + ttl)); /* expired (and may be forgotten) */
+    none_free(s, "k", 1, OTHER, NOW + 2);         /* asking again marks it again */
+    assert_true(contended(s, "k", me, NOW + ttl + 1));
+    int got[3];
+    assert_int_equal(take(s, "k", 1, 0, OTHER, NULL, NOW + 4, 15, got), 0); /* asks for none */
+    assert_true(contended(s, "k", me, NOW + 4));
+    assert_false(contended(s, "k", me, NOW + ttl + 2));
+    none_free(s, "k", 1, OTHER, NOW + 6);
+    give(s, "k", 0, me);
+    take_is(s, "k", 1, OTHER, NOW + 6, 0);        /* all it asked for: the mark goes */
+    assert_false(contended(s, "k", me, NOW + 6));
+    assert_false(contended(s, "k", other2, NOW + 6));
+
+    /* some but not all is still waiting */
+    assert_int_equal(take(s, "p", 3, 2, me, NULL, NOW, 15, got), 2);
+    assert_int_equal(take(s, "p", 3, 2, OTHER, NULL, NOW, 15, got), 1);
+    assert_true(contended(s, "p", me, NOW));
+    assert_int_equal(take(s, "p", 3, 2, other2, NULL, NOW, 15, got), 0);
+    give(s, "p", 0, me);
+    assert_int_equal(take(s, "p", 3, 1, OTHER, NULL, NOW + 1, 15, got), 1);
+    assert_true(contended(s, "p", me, NOW + 1));  /* other2 still waits */
+    assert_false(contended(s, "p", other2, NOW + 1)); /* OTHER does not */
+    give(s, "p", 1, me);
+    assert_int_equal(take(s, "p", 3, 2, other2, NULL, NOW + 2, 15, got), 1);
+    assert_true(contended(s, "p", me, NOW + 2));  /* 1 of 2 */
+    assert_int_equal(take(s, "p", 3, 1, other2, NULL, NOW + 2, 15, got), 0);
+    give(s, "p", 2, OTHER);
+    assert_int_equal(take(s, "p", 3, 1, other2, NULL, NOW + 2, 15, got), 1);
+    assert_false(contended(s, "p", me, NOW + 2));
+
+    /* a process of this host that is gone waits for nothing; one that
+     * lives does */
+    char host[256];
+    assert_int_equal(gethostname(host, sizeof(host)), 0);
+    char *dead = flow__asprintf("%ld@%s", (long)dead_pid(), host);
+    char *init = flow__asprintf("1@%s", host);
+    none_free(s, "k", 1, dead, NOW + 7);
+    assert_false(contended(s, "k", me, NOW + 7));
+    none_free(s, "k", 1, init, NOW + 7);
+    assert_true(contended(s, "k", me, NOW + 7));
+    assert_false(contended(s, "k", init, NOW + 7));
+    flow__free(dead);
+    flow__free(init);
+}
+
 /* Every directory under `path` is 0700 and every file 0600. */
 static void check_modes(const char *path)
 {
@@ -469,8 +550,8 @@ static void test_keys(void **state)
         check_modes(fx->dir);
 }
 
-/* A store made by a libflow before limits gets their tables when opened;
- * its format stays. */
+/* A store made by a libflow before limits, or before demand marks, gets
+ * their tables when opened; its format stays. */
 static void test_sqlite_upgrade(void **state)
 {
     struct fixture *fx = *state;
@@ -481,12 +562,21 @@ static void test_sqlite_upgrade(void **state)
     char *path = flow__asprintf("%s/%s", fx->dir, fx->b->rel);
     sqlite3 *db;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "DROP TABLE slots; DROP TABLE rates", NULL, NULL, NULL),
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE slots; DROP TABLE rates; DROP TABLE slot_wants",
+                                  NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
     fx->s = th_store_open(fx->url);
     take_is(fx->s, "k", 1, fx->me, NOW, 0);
     assert_int_equal(rate(fx->s, "k", 1, 1, 1, NOW, NULL), 1);
+    flow__store_close(fx->s);
+    fx->s = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE slot_wants", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    fx->s = th_store_open(fx->url);
+    none_free(fx->s, "k", 1, OTHER, NOW);
+    assert_true(contended(fx->s, "k", fx->me, NOW));
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
@@ -497,9 +587,31 @@ static void test_sqlite_upgrade(void **state)
     flow__free(path);
 }
 
+/* The demand marks of key "k" the disk or Redis store keeps. */
+static long marks_kept(const struct fixture *fx)
+{
+    if (fx->b->redis) {
+        char *n = th_redis_do(&redis_srv, "HLEN %s:slotwants:k", fx->prefix);
+        long count = n ? strtol(n, NULL, 10) : -1;
+        free(n);
+        return count;
+    }
+    char *dir = flow__asprintf("%s/%s/slots/k6b", fx->dir, fx->b->rel); /* "k" in hex */
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    long count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        count += e->d_name[0] == 'w';
+    closedir(d);
+    flow__free(dir);
+    return count;
+}
+
 /* What the disk and Redis stores keep of a limit goes away with it: a
- * holder's index once it holds nothing; in Redis every key has a TTL past
- * its leases and windows. */
+ * holder's index once it holds nothing, a demand mark once its holder got
+ * what it asked for or another marks after it expired; in Redis every key
+ * has a TTL past its leases, windows and marks. */
 static void test_cleanup(void **state)
 {
     struct fixture *fx = *state;
@@ -521,12 +633,28 @@ static void test_cleanup(void **state)
         free(ttl);
     }
     flow__free(holder_set);
+    const char *other2 = "2@elsewhere.invalid";
+    none_free(s, "k", 2, OTHER, NOW);
+    assert_int_equal(marks_kept(fx), 1);
+    none_free(s, "k", 2, other2, NOW + 10); /* OTHER's has expired */
+    assert_int_equal(marks_kept(fx), 1);
+    if (fx->b->redis) {
+        char *ttl = th_redis_do(&redis_srv, "PTTL %s:slotwants:k", fx->prefix);
+        long ms = ttl ? strtol(ttl, NULL, 10) : -3;
+        if (ms <= 58000 || ms > 63000)
+            fail_msg("slotwants:k has TTL %ld ms", ms);
+        free(ttl);
+    }
     give(s, "k", 0, fx->me);
     give(s, "k", 1, fx->me);
+    take_is(s, "k", 2, other2, NOW + 10, 0);
+    assert_int_equal(marks_kept(fx), 0);
+    give(s, "k", 0, other2);
     list_is(s, NULL, NOW, "");
     if (fx->b->redis) {
-        char *n = th_redis_do(&redis_srv, "EXISTS %s:slots:k %s:slotholders:%s %s:slotkeys",
-                              fx->prefix, fx->prefix, fx->me, fx->prefix);
+        char *n = th_redis_do(&redis_srv,
+                              "EXISTS %s:slots:k %s:slotholders:%s %s:slotkeys %s:slotwants:k",
+                              fx->prefix, fx->prefix, fx->me, fx->prefix, fx->prefix);
         assert_string_equal(n, "0");
         free(n);
     } else {
@@ -807,6 +935,7 @@ static void test_rate_procs(void **state)
     X(test_expiry_renew)                                                                         \
     X(test_dead_holder)                                                                          \
     X(test_higher_limit)                                                                         \
+    X(test_contended)                                                                            \
     X(test_keys)                                                                                 \
     X(test_sqlite_upgrade)                                                                       \
     X(test_cleanup)                                                                              \
