@@ -53,7 +53,7 @@ echo "$out" | grep -q '"sum": 55' && pass "try.sh: the resumed run completes" ||
 out=$(FLOW="$FLOW" sh "$FLOW_SOURCE_DIR/examples/limits/try.sh" 2>&1) || fail "limits try.sh exited $?: $out"
 echo "$out" | grep -q 'most calls at once: 2$' && [ "$(echo "$out" | grep -c '"calls": 6')" = 2 ] &&
     pass "limits try.sh: 12 calls of two processes, 2 at once" || fail "limits try.sh: $out"
-echo "$out" | grep -q "waiting .*concurrency key 'partner-api': 2 at once, all held" &&
+echo "$out" | grep -qE "waiting +0 .*(concurrency key 'partner-api': 2 at once, all held|rate limit 'partner-api.call': 5 per 1s)" &&
     pass "limits try.sh: flow status shows the calls held back, and why" ||
     fail "limits try.sh: no waiting call in flow status: $out"
 
