@@ -481,68 +481,7 @@ flow_err flow_workers_list(const char *url, json_t **out, flow_error *err)
     redisContext *c = flow__redis_connect(&a, 5.0, err);
     if (!c)
         return err->code;
-    json_t *list = json_array();
-    char *set = flow__asprintf("%s:workers", a.prefix);
-    redisReply *names = list && set ? flow__redis_cmd(c, &a, err, "ZRANGE %s 0 -1", set) : NULL;
-    flow_err rc = names ? FLOW_OK : err->code ? err->code : FLOW_ENOMEM;
-    static const char *const fields[] = {"host", "pid", "queues", "running", "done", "started",
-                                         "seen"};
-    for (size_t i = 0; !rc && names->type == REDIS_REPLY_ARRAY && i < names->elements; i++) {
-        const redisReply *n = names->element[i];
-        if (n->type != REDIS_REPLY_STRING)
-            continue;
-        char *key = flow__rw_key(a.prefix, "worker", n->str);
-        redisReply *h = key ? flow__redis_cmd(c, &a, err, "HMGET %s host pid queues running done "
-                                                          "started seen",
-                                              key)
-                            : NULL;
-        flow__free(key);
-        if (!h) {
-            rc = err->code ? err->code : FLOW_ENOMEM;
-            break;
-        }
-        if (h->type != REDIS_REPLY_ARRAY || h->elements != 7 ||
-            h->element[0]->type != REDIS_REPLY_STRING) {
-            /* Its heartbeat expired: it is gone. */
-            freeReplyObject(flow__redis_cmd(c, &a, err, "ZREM %s %s", set, n->str));
-            freeReplyObject(h);
-            continue;
-        }
-        json_t *o = json_pack("{s:s}", "name", n->str);
-        for (size_t k = 0; o && k < 7; k++) {
-            const redisReply *v = h->element[k];
-            if (v->type != REDIS_REPLY_STRING)
-                continue;
-            json_t *j;
-            if (k == 0 || k == 2)
-                j = k == 2 ? json_array() : json_string(v->str);
-            else if (k >= 5)
-                j = json_real(strtod(v->str, NULL));
-            else
-                j = json_integer(strtoll(v->str, NULL, 10));
-            if (k == 2 && j) {
-                char *copy = flow__strdup(v->str), *save = NULL;
-                for (char *q = copy ? strtok_r(copy, ",", &save) : NULL; q;
-                     q = strtok_r(NULL, ",", &save))
-                    json_array_append_new(j, json_string(q));
-                flow__free(copy);
-            }
-            json_object_set_new(o, fields[k], j);
-        }
-        if (!o || json_array_append_new(list, o))
-            rc = FLOW_ENOMEM;
-        freeReplyObject(h);
-    }
-    freeReplyObject(names);
-    flow__free(set);
+    flow_err rc = flow__rw_workers_read(c, &a, true, out, err);
     redisFree(c);
-    if (rc) {
-        json_decref(list);
-        if (rc == FLOW_ENOMEM)
-            flow__error(err, FLOW_ENOMEM, "out of memory listing workers");
-        return rc;
-    }
-    *out = list;
-    return FLOW_OK;
+    return rc;
 }
-
