@@ -34,7 +34,7 @@ static const struct cli_option worker_options[] = {
 
 static const char worker_help[] =
     "usage: flow worker [--redis URL] [--queue Q]... [--concurrency N] [--name NAME]\n"
-    "                   [--claim-after DURATION] [--resources SPEC]\n"
+    "                   [--claim-after DURATION] [--resources LIST]\n"
     "\n"
     "Run the activations of tasks with 'executor: remote' that runners queue in\n"
     "Redis, and send their completions back. Commands run as they would on the\n"
@@ -55,9 +55,9 @@ static const char worker_help[] =
     "      --claim-after DURATION\n"
     "                       take over the tasks of a worker silent this long\n"
     "                       (default 30s)\n"
-    "      --resources SPEC what this worker's tasks may use at once, like\n"
+    "      --resources LIST what this worker's tasks may use at once, like\n"
     "                       cpu=8,memory=16G,gpu=1 (default: its cores and RAM,\n"
-    "                       gpu=0; what SPEC does not name keeps its default)\n"
+    "                       gpu=0; what LIST does not name keeps its default)\n"
     "  -h, --help           show this help\n"
     "\n"
     "Exit status: 0 stopped by a signal, 1 Redis failed, 2 usage error.\n";
