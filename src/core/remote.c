@@ -950,8 +950,8 @@ static void *submitter_main(void *arg)
         while (n < SUBMIT_BATCH && (a = next_act(rm, &checked)) != NULL) {
             if (a->run->stopping)
                 flow__run_cancel_act(a->run, a, "the run stopped before it started");
-            else if (!checked && flow__rfit_asks(a) && !flow__rfit_fits_now(&rm->fit, a) &&
-                     flow__rfit_hold(&rm->fit, a))
+            else if (!checked && rm->addr_ok && flow__rfit_asks(a) &&
+                     !flow__rfit_fits_now(&rm->fit, a) && flow__rfit_hold(&rm->fit, a))
                 continue; /* checked at once, then every second */
             else if (prepare(rm, a, &batch[n]))
                 n++;

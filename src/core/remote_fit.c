@@ -198,8 +198,12 @@ void flow__rfit_check(struct flow__rfit *f, struct flow_engine *e)
             continue;
         }
         i++;
-        if (!f->fleet)
-            continue; /* Redis is away: as it was */
+        if (!f->fleet) {
+            /* Redis never answered: the submitter tries, and says why it
+             * cannot, as for any remote task. */
+            h->fits = true;
+            continue;
+        }
         if (fleet_fits(f->fleet, queue_of(a), asks(a), why, sizeof(why))) {
             if (h->why)
                 flow__log(FLOW_LOG_INFO, "remote tasks: run %s, task '%s': a worker fits it now",

@@ -44,7 +44,9 @@ void flow__rfit_set_fleet(struct flow__rfit *f, json_t *fleet);
 /* Go over the held activations: those a worker of the fleet could start are
  * submitted next (flow__rfit_next), those of a run that stops are
  * cancelled, of a run that pauses left pending (its resume queues them),
- * the others wait on with why (said once in the log). */
+ * the others wait on with why (said once in the log). The last fleet read
+ * counts while Redis is away; with none read yet, they are submitted (and
+ * fail as any remote task does when Redis was never reached). */
 void flow__rfit_check(struct flow__rfit *f, struct flow_engine *e);
 /* A held activation that a worker could start (no longer held), or NULL. */
 struct act *flow__rfit_next(struct flow__rfit *f, struct flow_engine *e);

@@ -5,22 +5,24 @@
  * Threads, each with its own Redis connection where it talks to Redis:
  *  - the main thread (flow_worker_run): supervises commands through poll()
  *    (exec/cmd.h), publishes finished jobs in batches (a pipelined script
- *    per run that XADDs its completions, then one XACK per queue), checks
+ *    per run that XADDs its completions and acknowledges them), checks
  *    the cancel keys, renews claims, heartbeats. It sleeps in poll() on the
  *    eventfd and the commands' descriptors; its connection waits for a
  *    reply MAIN_TIMEOUT_S at most, so a Redis that hangs does not stop it.
- *  - the reader: XAUTOCLAIM then XREADGROUP COUNT <free slots> BLOCK, so an
- *    idle worker starts an entry as soon as it arrives; it gives each job
- *    its run's state (exec/remote_state.h: read once per version), hands C
- *    function jobs straight to the pool and wakes the main thread for the
- *    rest.
+ *  - the reader (core/worker_take.c): XAUTOCLAIM then XREADGROUP COUNT
+ *    <free slots> BLOCK, so an idle worker starts an entry as soon as it
+ *    arrives; higher priority levels first, and only what the resources
+ *    free let it start (it parks the rest for other workers); it gives
+ *    each job its run's state (exec/remote_state.h: read once per version),
+ *    hands C function jobs straight to the pool and wakes the main thread
+ *    for the rest.
  *  - the pool: `concurrency` threads that run registered C functions with a
  *    worker-side flow_ctx (ctx->remote, core/ctx.c) and wake the main thread
  *    when one finishes.
- * `mu` guards the job list, the pool's queue and the lists of new and
- * finished jobs; a job's fixed fields are written before it is listed.
- * What the main thread writes to Redis is in core/worker_pub.c; the
- * structures both files share in core/worker_int.h.
+ * `mu` guards the job list, the pool's queue, the lists of new and
+ * finished jobs and the resources in use; a job's fixed fields are written
+ * before it is listed. What the main thread writes to Redis is in
+ * core/worker_pub.c; the structures the files share in core/worker_int.h.
  */
 #include "util/compat.h"
 

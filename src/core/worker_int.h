@@ -1,7 +1,8 @@
 /* worker_int.h -- what the files of the worker (core/worker.c: threads,
- * jobs, the loop; core/worker_pub.c: what its main thread says to Redis)
- * share: its structures and the calls between them. Not an interface for
- * anything else: include/flow.h is the worker's. */
+ * jobs, the loop; core/worker_take.c: the reader; core/worker_pub.c: what
+ * its main thread says to Redis) share: its structures and the calls
+ * between them. Not an interface for anything else: include/flow.h is the
+ * worker's. */
 #ifndef FLOW_CORE_WORKER_INT_H
 #define FLOW_CORE_WORKER_INT_H
 
