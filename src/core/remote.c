@@ -485,12 +485,13 @@ static bool render(struct flow__remote *rm, struct act *a, struct submission *s,
     const char *queue = t->ext && t->ext->queue ? t->ext->queue : "default";
     int priority = t->policy->priority;
     s->queue_key = flow__rw_queue_key(rm->addr.prefix, queue, priority);
-    s->levels_key = flow__rw_key(rm->addr.prefix, "levels", queue);
+    /* Priority 0 lists no level (its KEYS[4] is the queue's, unused). */
+    s->levels_key = priority ? flow__rw_key(rm->addr.prefix, "levels", queue) : NULL;
     s->inflight_key = flow__rw_key(rm->addr.prefix, "inflight", r->id);
     const flow_resources *need = t->ext ? t->ext->resources : NULL;
     s->resources = need ? flow__rw_resources_encode(need, false) : NULL;
     snprintf(s->priority_s, sizeof(s->priority_s), "%d", priority);
-    if (!s->spec || !s->queue_key || !s->inflight_key || !s->levels_key ||
+    if (!s->spec || !s->queue_key || !s->inflight_key || (priority && !s->levels_key) ||
         (need && !s->resources)) {
         submission_cleanup(s);
         memset(s, 0, sizeof(*s));
@@ -608,19 +609,19 @@ static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned
         if (!connected)
             continue;
         const char *task = act_task(s->a)->name; /* the flow outlives the run */
-        const char *argv[] = {"EVAL",          submit_lua,     "4",
-                              s->queue_key,    s->inflight_key, s->blob->key,
-                              s->levels_key,   s->act_s,        s->inflight_v,
-                              ttl,             s->blob->field,  s->priority_s,
-                              "v",             FLOW__RW_VERSION, "run",
-                              s->r->id,        "act",           s->act_s,
-                              "attempt",       s->attempt_s,    "task",
-                              task,            "spec",          s->spec,
-                              "round",         s->round_s,      "resources",
-                              s->resources};
+        const char *levels = s->levels_key ? s->levels_key : s->queue_key;
+        const char *fixed[] = {"EVAL",         submit_lua,    "4",          s->queue_key,
+                               s->inflight_key, s->blob->key,  levels,       s->act_s,
+                               s->inflight_v,  ttl,           s->blob->field, s->priority_s,
+                               "v",            FLOW__RW_VERSION, "run",     s->r->id,
+                               "act",          s->act_s,      "attempt",    s->attempt_s,
+                               "task",         task,          "spec",       s->spec};
+        const char *argv[FLOW__ARRAY_LEN(fixed) + 4];
+        int argc = 0;
+        for (size_t k = 0; k < FLOW__ARRAY_LEN(fixed); k++)
+            argv[argc++] = fixed[k];
         /* Round 0 goes without its field, an entry that asks no resources
          * without that one: entries as they always were. */
-        int argc = (int)FLOW__ARRAY_LEN(argv) - 4;
         if (s->round) {
             argv[argc++] = "round";
             argv[argc++] = s->round_s;

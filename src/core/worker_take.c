@@ -315,12 +315,9 @@ static size_t take_entries(struct flow_worker *w, const char *key, const redisRe
     size_t taken = 0, nparked = 0;
     bool main_work = false;
     struct wjob **jobs = flow__calloc(list->elements + 1, sizeof(*jobs));
-    const char **parked = flow__calloc(list->elements + 1, sizeof(*parked));
-    if (!jobs || !parked) {
-        flow__free(jobs);
-        flow__free(parked);
+    const char **parked = NULL; /* made when one is */
+    if (!jobs)
         return 0; /* out of memory: the entries stay pending, claimed later */
-    }
     for (size_t k = 0; k < list->elements; k++) {
         struct flow__rw_entry en;
         const redisReply *e = list->element[k];
@@ -350,6 +347,8 @@ static size_t take_entries(struct flow_worker *w, const char *key, const redisRe
                               "worker %s: entry %s of %s asks %s, more than this worker has: "
                               "left for another",
                               w->name, en.id, key, what);
+                if (!parked && !(parked = flow__calloc(list->elements, sizeof(*parked))))
+                    continue; /* out of memory: pending here, claimed again later */
                 parked[nparked++] = en.id;
                 continue;
             }
