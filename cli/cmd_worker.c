@@ -10,7 +10,16 @@
 
 #include "follow.h"
 
-enum { OPT_HELP = 1, OPT_REDIS, OPT_QUEUE, OPT_CONCURRENCY, OPT_NAME, OPT_CLAIM, OPT_JSON };
+enum {
+    OPT_HELP = 1,
+    OPT_REDIS,
+    OPT_QUEUE,
+    OPT_CONCURRENCY,
+    OPT_NAME,
+    OPT_CLAIM,
+    OPT_RESOURCES,
+    OPT_JSON
+};
 
 static const struct cli_option worker_options[] = {
     {"help", 'h', false, OPT_HELP},
@@ -19,12 +28,13 @@ static const struct cli_option worker_options[] = {
     {"concurrency", 'c', true, OPT_CONCURRENCY},
     {"name", 0, true, OPT_NAME},
     {"claim-after", 0, true, OPT_CLAIM},
+    {"resources", 0, true, OPT_RESOURCES},
     {NULL, 0, false, 0},
 };
 
 static const char worker_help[] =
     "usage: flow worker [--redis URL] [--queue Q]... [--concurrency N] [--name NAME]\n"
-    "                   [--claim-after DURATION]\n"
+    "                   [--claim-after DURATION] [--resources LIST]\n"
     "\n"
     "Run the activations of tasks with 'executor: remote' that runners queue in\n"
     "Redis, and send their completions back. Commands run as they would on the\n"
@@ -32,6 +42,9 @@ static const char worker_help[] =
     "worker's name). SIGTERM or SIGINT drains: running tasks finish and are\n"
     "reported, no new one is taken, and the worker exits 0. A worker that is\n"
     "killed loses nothing: another takes its tasks over after --claim-after.\n"
+    "Tasks of higher priority are taken first. A task that asks resources starts\n"
+    "when they are free here; one that asks more than this worker has is left to\n"
+    "another worker.\n"
     "\n"
     "Options:\n"
     "      --redis URL      redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]\n"
@@ -42,6 +55,9 @@ static const char worker_help[] =
     "      --claim-after DURATION\n"
     "                       take over the tasks of a worker silent this long\n"
     "                       (default 30s)\n"
+    "      --resources LIST what this worker's tasks may use at once, like\n"
+    "                       cpu=8,memory=16G,gpu=1 (default: its cores and RAM,\n"
+    "                       gpu=0; what LIST does not name keeps its default)\n"
     "  -h, --help           show this help\n"
     "\n"
     "Exit status: 0 stopped by a signal, 1 Redis failed, 2 usage error.\n";
@@ -61,6 +77,8 @@ static int worker_main(int argc, char **argv)
     flow_worker_options o;
     memset(&o, 0, sizeof(o));
     const char *url = NULL;
+    flow_resources res;
+    flow_resources_machine(&res);
     const char **queues = cli_malloc((size_t)argc * sizeof(*queues) + sizeof(*queues));
     size_t nq = 0;
     int id, rc = CLI_EXIT_OK;
@@ -98,6 +116,16 @@ static int worker_main(int argc, char **argv)
                                        a.value);
             }
             break;
+        case OPT_RESOURCES: {
+            flow_error perr;
+            memset(&perr, 0, sizeof(perr));
+            if (flow_resources_parse(a.value, &res, &perr) != FLOW_OK) {
+                free(queues);
+                return cli_usage_error("worker", "option '--resources' of 'worker': %s",
+                                       perr.message);
+            }
+            break;
+        }
         default:
             break;
         }
@@ -108,6 +136,7 @@ static int worker_main(int argc, char **argv)
     }
     queues[nq] = NULL;
     o.queues = nq ? queues : NULL;
+    o.resources = &res;
     flow_error err;
     memset(&err, 0, sizeof(err));
     flow_set_reap_orphans(true);
@@ -152,15 +181,49 @@ static const char workers_help[] =
     "usage: flow workers [--redis URL] [--json]\n"
     "\n"
     "List the live workers (their heartbeat is under 3 seconds old): name, host,\n"
-    "pid, queues, tasks running, tasks done, last seen.\n"
+    "pid, queues, tasks running, tasks done, resources in use of what it has\n"
+    "(cpu, memory, gpu), last seen.\n"
     "\n"
     "Options:\n"
     "      --redis URL  the Redis of the workers (default: $FLOW_REDIS)\n"
     "      --json       a JSON array of {name, host, pid, queues, running, done,\n"
-    "                   started, seen} (times in epoch seconds)\n"
+    "                   started, seen, resources, in_use} (times in epoch\n"
+    "                   seconds; resources and in_use: {cpu, memory, gpu},\n"
+    "                   memory in bytes)\n"
     "  -h, --help       show this help\n"
     "\n"
     "Exit status: 0 listed, 1 Redis failed, 2 usage error.\n";
+
+/* 4.5G, 512M, 2: an amount as `--resources` takes it. */
+static void amount(double v, bool bytes, char *buf, size_t size)
+{
+    static const char units[] = "KMGT";
+    int u = -1;
+    while (bytes && v >= 1024 && u < 3) {
+        v /= 1024;
+        u++;
+    }
+    if (u < 0)
+        snprintf(buf, size, "%g", v);
+    else
+        snprintf(buf, size, v == (double)(long long)v ? "%.0f%c" : "%.1f%c", v, units[u]);
+}
+
+/* "USED/HAS" of resource `name` of worker `w`, or "-" when it declares none. */
+static void used_of(const json_t *w, const char *name, char *buf, size_t size)
+{
+    json_t *has = json_object_get(json_object_get(w, "resources"), name);
+    json_t *used = json_object_get(json_object_get(w, "in_use"), name);
+    if (!json_is_number(has)) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    char u[16], h[16];
+    bool bytes = !strcmp(name, "memory");
+    amount(json_is_number(used) ? json_number_value(used) : 0, bytes, u, sizeof(u));
+    amount(json_number_value(has), bytes, h, sizeof(h));
+    snprintf(buf, size, "%s/%s", u, h);
+}
 
 static int workers_main(int argc, char **argv)
 {
@@ -194,8 +257,8 @@ static int workers_main(int argc, char **argv)
         printf("%s\n", s ? s : "[]");
         free(s);
     } else {
-        printf("%-24s %-16s %7s %-16s %7s %7s %s\n", "NAME", "HOST", "PID", "QUEUES", "RUNNING",
-               "DONE", "LAST SEEN");
+        printf("%-24s %-16s %7s %-16s %7s %7s %-9s %-13s %-7s %s\n", "NAME", "HOST", "PID",
+               "QUEUES", "RUNNING", "DONE", "CPU", "MEMORY", "GPU", "LAST SEEN");
         size_t i;
         json_t *w;
         json_array_foreach(list, i, w)
@@ -215,12 +278,16 @@ static int workers_main(int argc, char **argv)
             char when[64] = "-";
             if (localtime_r(&seen, &tm))
                 strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-            printf("%-24s %-16s %7lld %-16s %7lld %7lld %s\n",
+            char cpu[32], mem[32], gpu[32];
+            used_of(w, "cpu", cpu, sizeof(cpu));
+            used_of(w, "memory", mem, sizeof(mem));
+            used_of(w, "gpu", gpu, sizeof(gpu));
+            printf("%-24s %-16s %7lld %-16s %7lld %7lld %-9s %-13s %-7s %s\n",
                    json_string_value(json_object_get(w, "name")),
                    json_string_value(json_object_get(w, "host")),
                    (long long)json_integer_value(json_object_get(w, "pid")), queues,
                    (long long)json_integer_value(json_object_get(w, "running")),
-                   (long long)json_integer_value(json_object_get(w, "done")),
+                   (long long)json_integer_value(json_object_get(w, "done")), cpu, mem, gpu,
                    when);
         }
     }

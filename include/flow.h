@@ -1066,6 +1066,12 @@ typedef struct flow_worker_options {
     const char *name;          /* NULL: HOST-PID */
     double claim_after;        /* seconds before a dead worker's entries are
                                 * taken over; 0: 30 */
+    const flow_resources *resources; /* what its activations may use at once
+                                      * (copied); NULL: flow_resources_machine.
+                                      * It starts an activation only when what
+                                      * the task asks (flow_task_set_resources)
+                                      * is free; one it could never start is
+                                      * left to another worker. */
 } flow_worker_options;
 /* `url`: redis://...; NULL: $FLOW_REDIS. Connects once to check. */
 FLOW_API flow_worker *flow_worker_new(const char *url, const flow_worker_options *opts,
@@ -1093,7 +1099,10 @@ FLOW_API flow_err flow_worker_run(flow_worker *w, flow_error *err);
 FLOW_API void flow_worker_stop(flow_worker *w);
 FLOW_API void flow_worker_free(flow_worker *w);
 /* The live workers of `url` (NULL: $FLOW_REDIS) as a JSON array of objects
- * {name, host, pid, queues, running, done, started, seen}, by name. */
+ * {name, host, pid, queues, running, done, started, seen, resources,
+ * in_use}, by name; `resources` (its capacity) and `in_use` are objects
+ * {cpu, memory, gpu} (memory in bytes), absent for workers that predate
+ * them. */
 FLOW_API flow_err flow_workers_list(const char *url, json_t **out, flow_error *err);
 
 #ifdef __cplusplus

@@ -484,6 +484,13 @@ void flow__remote_stop(struct flow_engine *e);
  * the run is freed. */
 struct flow__remote_state;
 void flow__remote_state_free(struct flow__remote_state *st);
+/* [L] Why remote activation `a` waits before it is queued for workers: it
+ * asks resources that no live worker of its queue could ever give ("resources:
+ * gpu 1, more than any live worker of queue 'default' has (the most: gpu
+ * 0)", or "resources: no live worker serves queue 'default'"); NULL when it
+ * does not wait for that (or has not been checked yet: within a second).
+ * Valid while the lock is held. */
+const char *flow__remote_waiting_for(struct flow_engine *e, const struct act *a);
 /* [L] A remote attempt's completion (or its failure to be submitted):
  * the slot is given back and the result applied as a command's. */
 void flow__run_remote_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res,

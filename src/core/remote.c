@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/remote_fit.h"
 #include "core/run_int.h"
 #include "exec/remote_wire.h"
 #include "util/alloc.h"
@@ -104,9 +105,10 @@ struct submission {
     struct flow_run *r;
     struct act *a;
     uint32_t attempt, round;
-    char *queue_key, *inflight_key;
-    char act_s[16], attempt_s[16], round_s[16], inflight_v[32];
+    char *queue_key, *inflight_key, *levels_key;
+    char act_s[16], attempt_s[16], round_s[16], inflight_v[32], priority_s[16];
     char *spec;
+    char *resources;  /* what it asks (the entry's field), or NULL */
     struct state_blob *blob; /* its state version (a reference) */
     flow_err rc;   /* of the last try: FLOW_EIO means try again */
     char *error;   /* its message when it failed otherwise */
@@ -137,18 +139,22 @@ struct flow__remote {
     unsigned gen;                     /* the submitter's: one more at each reconnect (a
                                        * restarted Redis may have lost state versions) */
     atomic_bool reconnected;
+    struct flow__rfit fit;            /* [L] activations waiting for a worker that fits */
 };
 
-/* KEYS: the queue, P:inflight:RUN, P:state:RUN; ARGV: act, attempt, TTL,
- * state version, then the entry's fields. An entry is never queued without
- * its state version: NOSTATE asks the submitter to write it again. */
+/* KEYS: the queue's stream for the priority, P:inflight:RUN, P:state:RUN,
+ * P:levels:QUEUE; ARGV: act, attempt, TTL, state version, priority, then
+ * the entry's fields. An entry is never queued without its state version:
+ * NOSTATE asks the submitter to write it again. A priority other than 0
+ * is listed in P:levels:QUEUE, where workers find the streams to read. */
 static const char submit_lua[] =
     "local cur = redis.call('HGET', KEYS[2], ARGV[1])\n"
     "if cur == ARGV[2] then return 0 end\n"
     "if redis.call('HEXISTS', KEYS[3], ARGV[4]) == 0 then\n"
     "  return redis.error_reply('NOSTATE state version ' .. ARGV[4] .. ' is not in ' .. KEYS[3])\n"
     "end\n"
-    "redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))\n"
+    "if ARGV[5] ~= '0' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[5]) end\n"
+    "redis.call('XADD', KEYS[1], '*', unpack(ARGV, 6))\n"
     "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
     "redis.call('EXPIRE', KEYS[2], ARGV[3])\n"
     "redis.call('EXPIRE', KEYS[3], ARGV[3])\n"
@@ -311,6 +317,8 @@ static void submission_cleanup(struct submission *s)
 {
     flow__free(s->queue_key);
     flow__free(s->inflight_key);
+    flow__free(s->levels_key);
+    flow__json_free_text(s->resources);
     flow__free(s->spec);
     flow__free(s->error);
     blob_unref(s->blob);
@@ -475,9 +483,16 @@ static bool render(struct flow__remote *rm, struct act *a, struct submission *s,
     s->spec = js ? json_dumps(js, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(js);
     const char *queue = t->ext && t->ext->queue ? t->ext->queue : "default";
-    s->queue_key = flow__rw_key(rm->addr.prefix, "q", queue);
+    int priority = t->policy->priority;
+    s->queue_key = flow__rw_queue_key(rm->addr.prefix, queue, priority);
+    /* Priority 0 lists no level (its KEYS[4] is the queue's, unused). */
+    s->levels_key = priority ? flow__rw_key(rm->addr.prefix, "levels", queue) : NULL;
     s->inflight_key = flow__rw_key(rm->addr.prefix, "inflight", r->id);
-    if (!s->spec || !s->queue_key || !s->inflight_key) {
+    const flow_resources *need = t->ext ? t->ext->resources : NULL;
+    s->resources = need ? flow__rw_resources_encode(need, false) : NULL;
+    snprintf(s->priority_s, sizeof(s->priority_s), "%d", priority);
+    if (!s->spec || !s->queue_key || !s->inflight_key || (priority && !s->levels_key) ||
+        (need && !s->resources)) {
         submission_cleanup(s);
         memset(s, 0, sizeof(*s));
         *why = flow__strdup("out of memory queueing a remote task");
@@ -594,13 +609,27 @@ static void submit_batch(struct flow__remote *rm, redisContext **c, bool *warned
         if (!connected)
             continue;
         const char *task = act_task(s->a)->name; /* the flow outlives the run */
-        const char *argv[] = {"EVAL",   submit_lua,   "3",          s->queue_key, s->inflight_key,
-                              s->blob->key, s->act_s, s->inflight_v, ttl,         s->blob->field,
-                              "v",      FLOW__RW_VERSION, "run",    s->r->id,     "act",
-                              s->act_s, "attempt",    s->attempt_s, "task",       task,
-                              "spec",   s->spec,      "round",      s->round_s};
-        /* Round 0 goes without its field: entries as they always were. */
-        int argc = (int)FLOW__ARRAY_LEN(argv) - (s->round ? 0 : 2);
+        const char *levels = s->levels_key ? s->levels_key : s->queue_key;
+        const char *fixed[] = {"EVAL",         submit_lua,    "4",          s->queue_key,
+                               s->inflight_key, s->blob->key,  levels,       s->act_s,
+                               s->inflight_v,  ttl,           s->blob->field, s->priority_s,
+                               "v",            FLOW__RW_VERSION, "run",     s->r->id,
+                               "act",          s->act_s,      "attempt",    s->attempt_s,
+                               "task",         task,          "spec",       s->spec};
+        const char *argv[FLOW__ARRAY_LEN(fixed) + 4];
+        int argc = 0;
+        for (size_t k = 0; k < FLOW__ARRAY_LEN(fixed); k++)
+            argv[argc++] = fixed[k];
+        /* Round 0 goes without its field, an entry that asks no resources
+         * without that one: entries as they always were. */
+        if (s->round) {
+            argv[argc++] = "round";
+            argv[argc++] = s->round_s;
+        }
+        if (s->resources) {
+            argv[argc++] = "resources";
+            argv[argc++] = s->resources;
+        }
         s->appended = redisAppendCommandArgv(*c, argc, argv, NULL) == REDIS_OK;
         sent += s->appended;
     }
@@ -832,6 +861,40 @@ static void resubmit(struct flow__remote *rm, redisContext **c, bool *warned, bo
         atomic_store(&rm->reconnected, true); /* next time */
 }
 
+/* [L] Read the live workers when they are stale (without the lock), then
+ * go over the activations held for resources (core/remote_fit.h). */
+static void check_held(struct flow__remote *rm, redisContext **c, bool *warned)
+{
+    struct flow_engine *e = rm->e;
+    if (flow__rfit_stale(&rm->fit)) {
+        pthread_mutex_unlock(&e->lock);
+        json_t *fleet = NULL;
+        flow_error err;
+        if (connection(rm, c, warned, NULL) &&
+            flow__rw_workers_read(*c, &rm->addr, false, &fleet, &err) != FLOW_OK)
+            flow__log(FLOW_LOG_WARN, "remote tasks: cannot read the live workers: %s",
+                      err.message);
+        pthread_mutex_lock(&e->lock);
+        if (fleet)
+            flow__rfit_set_fleet(&rm->fit, fleet);
+    }
+    flow__rfit_check(&rm->fit, e);
+}
+
+const char *flow__remote_waiting_for(struct flow_engine *e, const struct act *a)
+{
+    return e->remote ? flow__rfit_waiting_for(&e->remote->fit, a) : NULL;
+}
+
+/* [L] The next activation to submit: one held for resources that a worker
+ * fits now (*checked), else the engine's next remote one. */
+static struct act *next_act(struct flow__remote *rm, bool *checked)
+{
+    struct act *a = flow__rfit_next(&rm->fit, rm->e);
+    *checked = a != NULL;
+    return a ? a : flow__engine_remote_pop(rm->e);
+}
+
 static void *submitter_main(void *arg)
 {
     struct flow__remote *rm = arg;
@@ -868,17 +931,29 @@ static void *submitter_main(void *arg)
                 nap(rm, RETRY_MS);
             continue;
         }
-        if (!e->remote_q.count) {
-            pthread_cond_wait(&rm->cond, &e->lock);
+        if (rm->fit.held.count && flow__now_ns() >= rm->fit.check_at) {
+            check_held(rm, &c, &warned);
+            continue;
+        }
+        if (!e->remote_q.count && !flow__rfit_ready(&rm->fit)) {
+            int64_t left = rm->fit.check_at - flow__now_ns();
+            if (rm->fit.held.count)
+                nap(rm, left > 0 ? (int)((left + 999999) / 1000000) : 0);
+            else
+                pthread_cond_wait(&rm->cond, &e->lock);
             continue;
         }
         flow__engine_tick(e);
         struct submission batch[SUBMIT_BATCH];
         size_t n = 0;
         struct act *a;
-        while (n < SUBMIT_BATCH && (a = flow__engine_remote_pop(e)) != NULL) {
+        bool checked;
+        while (n < SUBMIT_BATCH && (a = next_act(rm, &checked)) != NULL) {
             if (a->run->stopping)
                 flow__run_cancel_act(a->run, a, "the run stopped before it started");
+            else if (!checked && rm->addr_ok && flow__rfit_asks(a) &&
+                     !flow__rfit_fits_now(&rm->fit, a) && flow__rfit_hold(&rm->fit, a))
+                continue; /* checked at once, then every second */
             else if (prepare(rm, a, &batch[n]))
                 n++;
         }
@@ -936,7 +1011,9 @@ static void *submitter_main(void *arg)
             flow__run_unref(batch[i].r);
         }
         pthread_mutex_lock(&e->lock);
+        flow__rfit_let_go(&rm->fit, e); /* the references of held ones submitted now */
     }
+    flow__rfit_cleanup(&rm->fit, e); /* the engine goes: they stay pending */
     pthread_mutex_unlock(&e->lock);
     for (size_t i = 0; i < rm->sent.count; i++) {
         blob_unref(rm->sent.items[i].blob);

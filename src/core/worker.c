@@ -5,22 +5,24 @@
  * Threads, each with its own Redis connection where it talks to Redis:
  *  - the main thread (flow_worker_run): supervises commands through poll()
  *    (exec/cmd.h), publishes finished jobs in batches (a pipelined script
- *    per run that XADDs its completions, then one XACK per queue), checks
+ *    per run that XADDs its completions and acknowledges them), checks
  *    the cancel keys, renews claims, heartbeats. It sleeps in poll() on the
  *    eventfd and the commands' descriptors; its connection waits for a
  *    reply MAIN_TIMEOUT_S at most, so a Redis that hangs does not stop it.
- *  - the reader: XAUTOCLAIM then XREADGROUP COUNT <free slots> BLOCK, so an
- *    idle worker starts an entry as soon as it arrives; it gives each job
- *    its run's state (exec/remote_state.h: read once per version), hands C
- *    function jobs straight to the pool and wakes the main thread for the
- *    rest.
+ *  - the reader (core/worker_take.c): XAUTOCLAIM then XREADGROUP COUNT
+ *    <free slots> BLOCK, so an idle worker starts an entry as soon as it
+ *    arrives; higher priority levels first, and only what the resources
+ *    free let it start (it parks the rest for other workers); it gives
+ *    each job its run's state (exec/remote_state.h: read once per version),
+ *    hands C function jobs straight to the pool and wakes the main thread
+ *    for the rest.
  *  - the pool: `concurrency` threads that run registered C functions with a
  *    worker-side flow_ctx (ctx->remote, core/ctx.c) and wake the main thread
  *    when one finishes.
- * `mu` guards the job list, the pool's queue and the lists of new and
- * finished jobs; a job's fixed fields are written before it is listed.
- * What the main thread writes to Redis is in core/worker_pub.c; the
- * structures both files share in core/worker_int.h.
+ * `mu` guards the job list, the pool's queue, the lists of new and
+ * finished jobs and the resources in use; a job's fixed fields are written
+ * before it is listed. What the main thread writes to Redis is in
+ * core/worker_pub.c; the structures the files share in core/worker_int.h.
  */
 #include "util/compat.h"
 
@@ -61,8 +63,7 @@ static void wake(struct flow_worker *w)
     (void)wr;
 }
 
-/* [mu] Wake the main thread unless a wake is pending already. */
-static void wake_locked(struct flow_worker *w)
+void flow__worker_wake_locked(struct flow_worker *w)
 {
     if (!w->wake_pending) {
         w->wake_pending = true;
@@ -115,7 +116,7 @@ static struct wdir *dir_of(struct flow_worker *w, const char *run)
 
 /* ---- one job -------------------------------------------------------------- */
 
-static void job_free(struct wjob *j)
+void flow__worker_job_free(struct wjob *j)
 {
     if (!j)
         return;
@@ -149,8 +150,7 @@ static void job_free(struct wjob *j)
     flow__free(j);
 }
 
-/* The completion of a job that could not run at all. */
-static void job_fail(struct wjob *j, char *why)
+void flow__worker_job_fail(struct wjob *j, char *why)
 {
     flow__cmd_result_cleanup(&j->res);
     j->res.ok = false;
@@ -170,20 +170,20 @@ static void command_start(struct flow_worker *w, struct wjob *j)
     j->env_worker = flow__asprintf("FLOW_WORKER=%s", w->name);
     j->dir = dir_of(w, j->run);
     if (!j->env || !j->env_worker || !j->dir) {
-        job_fail(j, NULL);
+        flow__worker_job_fail(j, NULL);
         return;
     }
     /* The runner left the secrets for us to fill in (docs/internals/core.md). */
     j->env_filled = j->task.secrets ? flow__calloc(n + 1, sizeof(*j->env_filled)) : NULL;
     if (j->task.secrets && !j->env_filled) {
-        job_fail(j, NULL);
+        flow__worker_job_fail(j, NULL);
         return;
     }
     for (size_t i = 0; i < n; i++) {
         if (j->env_filled &&
             !flow__rw_fill_secrets(j->task.env[i], j->task.secrets, j->secrets,
                                    &j->env_filled[i], &why)) {
-            job_fail(j, why);
+            flow__worker_job_fail(j, why);
             return;
         }
         j->env[i] = j->env_filled && j->env_filled[i] ? j->env_filled[i] : j->task.env[i];
@@ -197,19 +197,19 @@ static void command_start(struct flow_worker *w, struct wjob *j)
     s->attempt = (int)j->ident.attempt;
     s->work_dir = flow__rundir_path(j->dir->dir, &why);
     if (!s->work_dir) {
-        job_fail(j, why);
+        flow__worker_job_fail(j, why);
         return;
     }
     s->workdir = flow__rundir_workdir(j->dir->dir);
     s->state_path = flow__rundir_state(j->dir->dir, j->state_version, j->task.state, &why);
     if (!s->state_path) {
-        job_fail(j, why);
+        flow__worker_job_fail(j, why);
         return;
     }
     j->state_held = true;
     flow_error err;
     if (flow__cmd_start(s, &j->cmd, &err) != FLOW_OK) {
-        job_fail(j, flow__strdup(err.message));
+        flow__worker_job_fail(j, flow__strdup(err.message));
         return;
     }
     w->spawned = true;
@@ -262,7 +262,7 @@ static void *pool_main(void *arg)
         fn_result(w, j, rc);
         pthread_mutex_lock(&w->mu);
         flow__worker_push(w, &w->finished, j);
-        wake_locked(w);
+        flow__worker_wake_locked(w);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
@@ -299,7 +299,7 @@ static flow_err fn_emit(struct flow__rctx *rc, const char *event, json_t *data)
         rc2 = FLOW_ENOMEM;
     if (!rc2 && !j->emit_listed && flow__worker_push(w, &w->emitting, j)) {
         j->emit_listed = true;
-        wake_locked(w);
+        flow__worker_wake_locked(w);
     }
     json_decref(ev); /* the array's now, or nobody's; counted under mu either way */
     pthread_mutex_unlock(&w->mu);
@@ -316,8 +316,7 @@ static flow_err take_secrets(struct wjob *j)
     return flow__secrets_from_env(j->task.secrets, n, false, &j->secrets, NULL);
 }
 
-/* The worker-side context of C function job `j`. */
-static void fn_prepare(struct flow_worker *w, struct wjob *j)
+void flow__worker_fn_prepare(struct flow_worker *w, struct wjob *j)
 {
     j->rctx.input = j->task.spec.input;
     j->rctx.state = j->task.state;
@@ -341,9 +340,7 @@ static void fn_prepare(struct flow_worker *w, struct wjob *j)
 
 /* ---- reading entries (the reader thread) ------------------------------------ */
 
-/* A new job of an entry read from a queue: a C function, a command, or (not
- * served, malformed) a completion that says so, or nothing (unnamed). */
-static struct wjob *job_of_entry(struct flow_worker *w, const char *queue_key,
+struct wjob *flow__worker_job_of_entry(struct flow_worker *w, const char *queue_key,
                                  const struct flow__rw_entry *en)
 {
     struct wjob *j = flow__calloc(1, sizeof(*j));
@@ -362,7 +359,7 @@ static struct wjob *job_of_entry(struct flow_worker *w, const char *queue_key,
     const char *task = flow__rw_field(en, "task");
     j->task_name = flow__strdup(task ? task : "?");
     if (!j->queue_key || !j->task_name || (named && !j->run)) {
-        job_free(j);
+        flow__worker_job_free(j);
         return NULL;
     }
     if (!named) {
@@ -375,126 +372,16 @@ static struct wjob *job_of_entry(struct flow_worker *w, const char *queue_key,
     }
     char *bad = NULL;
     if (!flow__rw_spec_decode(flow__rw_field(en, "spec"), &j->task, &bad))
-        job_fail(j, flow__asprintf("malformed activation from Redis: %s", bad));
+        flow__worker_job_fail(j, flow__asprintf("malformed activation from Redis: %s", bad));
     else if (take_secrets(j) != FLOW_OK)
-        job_fail(j, NULL);
+        flow__worker_job_fail(j, NULL);
     else if (j->task.fn && !(j->fn = fn_named(w, j->task.fn)))
-        job_fail(j, flow__asprintf("function '%s' is not served by worker '%s'", j->task.fn,
+        flow__worker_job_fail(j, flow__asprintf("function '%s' is not served by worker '%s'", j->task.fn,
                                    w->name));
     flow__free(bad);
     return j;
 }
 
-
-/* [reader] Give each job of `jobs` its run's state: the one its entry
- * carries, or the version it names (state_v), from the cache or read once
- * (exec/remote_state.h). A version that Redis does not have, or that is
- * malformed, fails its jobs; when Redis cannot be reached they are freed
- * and set to NULL: their entries stay pending, claimed again later. */
-static void give_states(struct flow_worker *w, struct wjob **jobs, size_t n)
-{
-    struct flow__rstate_need *needs = flow__calloc(n ? n : 1, sizeof(*needs));
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct wjob *j = jobs[i];
-        if (!j || j->done) {
-            continue;
-        } else if (!j->task.state_v) {
-            j->state_version = flow__rstate_seq(&w->states);
-        } else if (needs) {
-            needs[m++] =
-                (struct flow__rstate_need){.run = j->run, .v = j->task.state_v, .owner = j};
-        }
-    }
-    if (m)
-        flow__rstate_get(&w->states, flow__worker_conn(w, &w->rd), w->addr.prefix, needs, m);
-    for (size_t k = 0; k < m; k++) {
-        struct wjob *j = needs[k].owner;
-        j->state = needs[k].state;
-        if (j->state) {
-            j->task.state = j->state->state;
-            j->state_version = j->state->seq;
-        } else if (needs[k].error) {
-            job_fail(j, needs[k].error);
-        }
-    }
-    flow__free(needs);
-    for (size_t i = 0; i < n; i++) {
-        if (jobs[i] && !jobs[i]->done && !jobs[i]->task.state) {
-            job_free(jobs[i]); /* not read: its entry stays pending */
-            jobs[i] = NULL;
-        }
-    }
-}
-
-/* [reader] Take the entries of a stream reply ([[key, [entry...]]...] or,
- * for XAUTOCLAIM, [cursor, [entry...], ...] of one key); returns how many
- * became jobs. */
-static size_t take_entries(struct flow_worker *w, const char *key, const redisReply *list)
-{
-    if (!list || list->type != REDIS_REPLY_ARRAY)
-        return 0;
-    size_t taken = 0;
-    bool main_work = false;
-    struct wjob **jobs = flow__calloc(list->elements + 1, sizeof(*jobs));
-    if (!jobs)
-        return 0; /* out of memory: the entries stay pending, claimed later */
-    for (size_t k = 0; k < list->elements; k++) {
-        struct flow__rw_entry en;
-        const redisReply *e = list->element[k];
-        if (!flow__rw_entry_of(e, &en)) {
-            /* A deleted entry (nil fields) has nothing to run: acknowledge it. */
-            if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 &&
-                e->element[0]->type == REDIS_REPLY_STRING) {
-                const char *argv[] = {"XACK", key, FLOW__RW_GROUP, e->element[0]->str};
-                flow_error err;
-                freeReplyObject(flow__redis_cmdv(w->rd.c, &w->addr, &err, 4, argv, NULL));
-            }
-            continue;
-        }
-        jobs[k] = job_of_entry(w, key, &en);
-    }
-    give_states(w, jobs, list->elements);
-    for (size_t k = 0; k < list->elements; k++) {
-        struct wjob *j = jobs[k];
-        if (!j)
-            continue; /* out of memory: the entry stays pending, claimed later */
-        if (j->fn && !j->done)
-            fn_prepare(w, j);
-        pthread_mutex_lock(&w->mu);
-        if (!flow__worker_push(w, &w->jobs, j)) {
-            pthread_mutex_unlock(&w->mu);
-            job_free(j);
-            continue;
-        }
-        taken++;
-        w->busy++;
-        if (j->done) {
-            flow__worker_push(w, &w->finished, j);
-            main_work = true;
-        } else if (j->fn) {
-            if (w->q_tail)
-                w->q_tail->next_q = j;
-            else
-                w->q_head = j;
-            w->q_tail = j;
-            pthread_cond_signal(&w->pool_cv);
-        } else {
-            flow__worker_push(w, &w->fresh, j);
-            main_work = true;
-        }
-        pthread_mutex_unlock(&w->mu);
-    }
-    flow__free(jobs);
-    /* The main thread checks the cancel keys of what runs: wake it even
-     * for C functions, once per batch. */
-    if (taken || main_work) {
-        pthread_mutex_lock(&w->mu);
-        wake_locked(w);
-        pthread_mutex_unlock(&w->mu);
-    }
-    return taken;
-}
 
 /* A connection of `wc` (connecting again after a loss, at most once every
  * RETRY_NS, so that a Redis that hangs costs a caller one timeout per
@@ -536,157 +423,6 @@ redisReply *flow__worker_cmdv(struct flow_worker *w, struct wconn *wc, int argc,
     return r;
 }
 
-static bool ensure_groups(struct flow_worker *w)
-{
-    if (w->groups_ok)
-        return true;
-    for (size_t i = 0; i < w->nqueues; i++) {
-        if (!flow__worker_conn(w, &w->rd))
-            return false;
-        redisReply *r = redisCommand(w->rd.c, "XGROUP CREATE %s %s 0 MKSTREAM", w->queue_keys[i],
-                                     FLOW__RW_GROUP);
-        if (!r)
-            return false;
-        bool ok = r->type != REDIS_REPLY_ERROR || strstr(r->str, "BUSYGROUP");
-        if (!ok)
-            flow__log(FLOW_LOG_WARN, "worker %s: XGROUP CREATE %s: %s", w->name,
-                      w->queue_keys[i], r->str);
-        freeReplyObject(r);
-        if (!ok)
-            return false;
-    }
-    w->groups_ok = true;
-    return true;
-}
-
-/* [reader] Wait on reader_cv for up to `ns` (woken early by a free slot or
- * stopping). */
-static void reader_nap(struct flow_worker *w, int64_t ns)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t t = (int64_t)ts.tv_nsec + ns;
-    ts.tv_sec += (time_t)(t / 1000000000LL);
-    ts.tv_nsec = (long)(t % 1000000000LL);
-    pthread_mutex_lock(&w->mu);
-    if (!atomic_load(&w->stopping))
-        pthread_cond_timedwait(&w->reader_cv, &w->mu, &ts);
-    pthread_mutex_unlock(&w->mu);
-}
-
-/* Claim the entries of dead workers every claim-after / 2, then read new
- * ones, as many as there are free slots. */
-static void *reader_main(void *arg)
-{
-    struct flow_worker *w = arg;
-    int64_t claim_at = 0;
-    const char **argv = flow__calloc(9 + 2 * w->nqueues, sizeof(*argv));
-    /* Per queue, where XAUTOCLAIM goes on: it looks at COUNT * 10 pending
-     * entries a call, so a long pending list is walked on, not scanned
-     * from its head each time, never reaching what is behind. */
-    char (*cursor)[48] = flow__calloc(w->nqueues ? w->nqueues : 1, sizeof(*cursor));
-    for (size_t i = 0; cursor && i < w->nqueues; i++)
-        snprintf(cursor[i], sizeof(cursor[i]), "0-0");
-    for (;;) {
-        pthread_mutex_lock(&w->mu);
-        size_t cap = (size_t)w->concurrency;
-        while (!atomic_load(&w->stopping) && (w->busy >= cap || w->jobs.count >= 2 * cap))
-            pthread_cond_wait(&w->reader_cv, &w->mu);
-        size_t free_slots = cap - w->busy < 2 * cap - w->jobs.count ? cap - w->busy
-                                                                     : 2 * cap - w->jobs.count;
-        pthread_mutex_unlock(&w->mu);
-        if (atomic_load(&w->stopping) || !argv || !cursor)
-            break;
-        if (!ensure_groups(w)) {
-            reader_nap(w, RETRY_NS);
-            continue;
-        }
-        char count[24], idle[32];
-        int64_t now = flow__now_ns();
-        if (now >= claim_at) {
-            claim_at = now + (int64_t)(w->claim_after * 1e9 / 2);
-            snprintf(idle, sizeof(idle), "%lld", (long long)(w->claim_after * 1000));
-            for (size_t i = 0; i < w->nqueues && free_slots; i++) {
-                /* On from where the last call stopped, until the list's end
-                 * (cursor 0-0) or no slot is free. */
-                for (int k = 0; k < CLAIM_CALLS_MAX && free_slots; k++) {
-                    snprintf(count, sizeof(count), "%zu", free_slots);
-                    const char *ac[] = {"XAUTOCLAIM", w->queue_keys[i], FLOW__RW_GROUP, w->name,
-                                        idle,         cursor[i],        "COUNT",        count};
-                    redisReply *r = flow__worker_cmdv(w, &w->rd, 8, ac);
-                    bool more = false;
-                    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
-                        const redisReply *next = r->element[0];
-                        bool ok = next->type == REDIS_REPLY_STRING &&
-                                  next->len < sizeof(cursor[i]);
-                        snprintf(cursor[i], sizeof(cursor[i]), "%s", ok ? next->str : "0-0");
-                        more = strcmp(cursor[i], "0-0") != 0;
-                        size_t n = take_entries(w, w->queue_keys[i], r->element[1]);
-                        free_slots -= n < free_slots ? n : free_slots;
-                    }
-                    freeReplyObject(r);
-                    if (!more)
-                        break;
-                }
-            }
-            if (!free_slots)
-                continue;
-        }
-        if (w->rd.c && w->rd.c != w->rd_id_of) {
-            /* Its id lets the main thread end a blocking read at once when
-             * the worker stops (CLIENT UNBLOCK), so a draining worker takes
-             * nothing new. */
-            const char *ci[] = {"CLIENT", "ID"};
-            redisReply *id = flow__worker_cmdv(w, &w->rd, 2, ci);
-            if (id && id->type == REDIS_REPLY_INTEGER) {
-                atomic_store(&w->rd_client_id, id->integer);
-                w->rd_id_of = w->rd.c;
-            }
-            freeReplyObject(id);
-            if (atomic_load(&w->stopping))
-                continue;
-        }
-        snprintf(count, sizeof(count), "%zu", free_slots);
-        int argc = 0;
-        argv[argc++] = "XREADGROUP";
-        argv[argc++] = "GROUP";
-        argv[argc++] = FLOW__RW_GROUP;
-        argv[argc++] = w->name;
-        argv[argc++] = "COUNT";
-        argv[argc++] = count;
-        argv[argc++] = "BLOCK";
-        argv[argc++] = READ_BLOCK_MS;
-        argv[argc++] = "STREAMS";
-        for (size_t i = 0; i < w->nqueues; i++)
-            argv[argc++] = w->queue_keys[i];
-        for (size_t i = 0; i < w->nqueues; i++)
-            argv[argc++] = ">";
-        redisReply *r = flow__worker_cmdv(w, &w->rd, argc, argv);
-        if (r && r->type == REDIS_REPLY_ARRAY) {
-            for (size_t i = 0; i < r->elements; i++) {
-                const redisReply *s = r->element[i];
-                if (s->type == REDIS_REPLY_ARRAY && s->elements == 2 &&
-                    s->element[0]->type == REDIS_REPLY_STRING)
-                    take_entries(w, s->element[0]->str, s->element[1]);
-            }
-        }
-        if (!r && !(w->rd.c && !w->rd.c->err)) {
-            w->groups_ok = false; /* Redis may have restarted without its data */
-            reader_nap(w, RETRY_NS);
-        } else if (!r) {
-            reader_nap(w, RETRY_NS); /* an error answered: do not spin */
-        }
-        freeReplyObject(r);
-    }
-    flow__free(argv);
-    flow__free(cursor);
-    pthread_mutex_lock(&w->mu);
-    w->reader_exited = true;
-    wake_locked(w);
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
-}
-
 /* ---- the loop ------------------------------------------------------------- */
 
 #define MAX_FDS 256
@@ -698,6 +434,15 @@ static void job_over(struct flow_worker *w, struct wjob *j, wjob_vec *pub)
     if (!j->over) { /* its slot is free: the reader may take another entry */
         pthread_mutex_lock(&w->mu);
         w->busy--;
+        if (j->need.cpu > 0 || j->need.memory > 0 || j->need.gpu > 0) {
+            /* Its resources too (a command's once its process ended). */
+            w->used.cpu -= j->need.cpu;
+            w->used.memory -= j->need.memory;
+            w->used.gpu -= j->need.gpu;
+            if (w->busy == 0) /* no sum drifts away from 0 */
+                memset(&w->used, 0, sizeof(w->used));
+            w->released = true;
+        }
         pthread_cond_signal(&w->reader_cv);
         pthread_mutex_unlock(&w->mu);
     }
@@ -746,7 +491,7 @@ static void drop_gone(struct flow_worker *w, wjob_vec *scratch)
         pthread_cond_signal(&w->reader_cv);
     pthread_mutex_unlock(&w->mu);
     for (size_t i = 0; i < scratch->count; i++)
-        job_free(scratch->items[i]);
+        flow__worker_job_free(scratch->items[i]);
     scratch->count = 0;
 }
 
@@ -849,7 +594,7 @@ flow_err flow_worker_run(flow_worker *w, flow_error *err)
     for (; w->pool && w->npool < cap; w->npool++)
         if (!start_thread(&w->pool[w->npool], pool_main, w))
             break;
-    reader = w->npool == (w->fns.count ? cap : 0) && start_thread(&w->reader, reader_main, w);
+    reader = w->npool == (w->fns.count ? cap : 0) && start_thread(&w->reader, flow__worker_reader_main, w);
     if (!reader) {
         flow__log(FLOW_LOG_ERROR, "worker %s: cannot start its threads", w->name);
         atomic_store(&w->stopping, 1);
@@ -1027,32 +772,48 @@ flow_worker *flow_worker_new(const char *url, const flow_worker_options *o, flow
     const char *const *qs = o && o->queues && o->queues[0] ? o->queues : def;
     while (qs[w->nqueues])
         w->nqueues++;
-    w->queue_keys = flow__calloc(w->nqueues, sizeof(*w->queue_keys));
+    w->queue_names = flow__calloc(w->nqueues, sizeof(*w->queue_names));
     struct flow__buf list;
     flow__buf_init(&list, 0);
-    for (size_t i = 0; w->queue_keys && i < w->nqueues; i++) {
+    for (size_t i = 0; w->queue_names && i < w->nqueues; i++) {
         if (!flow__redis_name_ok(qs[i])) {
             flow__buf_cleanup(&list);
             flow__error(err, FLOW_EINVAL,
                         "queue '%s' is not 1 to 100 letters, digits and _ . : -", qs[i]);
             goto fail;
         }
-        w->queue_keys[i] = flow__rw_key(w->addr.prefix, "q", qs[i]);
-        if (!w->queue_keys[i] || (i && flow__buf_appendc(&list, ',')) ||
+        w->queue_names[i] = flow__strdup(qs[i]);
+        if (!w->queue_names[i] || (i && flow__buf_appendc(&list, ',')) ||
             flow__buf_appends(&list, qs[i]))
             break;
     }
     w->queue_list = flow__buf_take(&list);
     w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (!w->queue_keys || !w->queue_list || w->wake_fd < 0) {
+    if (!w->queue_names || !w->queue_list || w->wake_fd < 0) {
         flow__error(err, FLOW_ESYSTEM, "cannot start a worker: out of memory or descriptors");
         goto fail;
     }
     for (size_t i = 0; i < w->nqueues; i++)
-        if (!w->queue_keys[i]) {
+        if (!w->queue_names[i]) {
             flow__error(err, FLOW_ENOMEM, "out of memory starting a worker");
             goto fail;
         }
+    if (o && o->resources) {
+        const flow_resources *r = o->resources;
+        if (!(r->cpu >= 0 && r->memory >= 0 && r->gpu >= 0 && r->cpu < 1e300 &&
+              r->memory < 1e300 && r->gpu < 1e300)) {
+            flow__error(err, FLOW_EINVAL, "worker %s: resources must be 0 or more", w->name);
+            goto fail;
+        }
+        w->capacity = *r;
+    } else {
+        flow_resources_machine(&w->capacity);
+    }
+    w->capacity_text = flow__rw_resources_encode(&w->capacity, true);
+    if (!w->capacity_text || flow__worker_streams_init(w) != FLOW_OK) {
+        flow__error(err, FLOW_ENOMEM, "out of memory starting a worker");
+        goto fail;
+    }
     w->main.timeout_s = MAIN_TIMEOUT_S;
     w->rd.timeout_s = 5.0;
     /* The first connection may take its time; its replies may not. */
@@ -1082,7 +843,7 @@ void flow_worker_free(flow_worker *w)
         if (j->cmd)
             flow__cmd_abort(j->cmd);
         j->cmd = NULL;
-        job_free(j);
+        flow__worker_job_free(j);
     }
     FLOW__VEC_FREE(&w->jobs);
     FLOW__VEC_FREE(&w->fresh);
@@ -1095,9 +856,11 @@ void flow_worker_free(flow_worker *w)
     for (size_t i = 0; i < w->fns.count; i++)
         flow__free(w->fns.items[i].name);
     FLOW__VEC_FREE(&w->fns);
-    for (size_t i = 0; w->queue_keys && i < w->nqueues; i++)
-        flow__free(w->queue_keys[i]);
-    flow__free(w->queue_keys);
+    flow__worker_streams_free(w);
+    for (size_t i = 0; w->queue_names && i < w->nqueues; i++)
+        flow__free(w->queue_names[i]);
+    flow__free(w->queue_names);
+    flow__free(w->capacity_text);
     flow__free(w->queue_list);
     flow__free(w->pool);
     if (w->main.c)

@@ -1,7 +1,8 @@
 /* worker_int.h -- what the files of the worker (core/worker.c: threads,
- * jobs, the loop; core/worker_pub.c: what its main thread says to Redis)
- * share: its structures and the calls between them. Not an interface for
- * anything else: include/flow.h is the worker's. */
+ * jobs, the loop; core/worker_take.c: the reader; core/worker_pub.c: what
+ * its main thread says to Redis) share: its structures and the calls
+ * between them. Not an interface for anything else: include/flow.h is the
+ * worker's. */
 #ifndef FLOW_CORE_WORKER_INT_H
 #define FLOW_CORE_WORKER_INT_H
 
@@ -30,6 +31,13 @@
  * commands this long, not 5 s); a later reply is as a lost connection. */
 #define MAIN_TIMEOUT_S 0.5
 #define CLAIM_CALLS_MAX 16 /* XAUTOCLAIMs per queue and round, walking on */
+/* How often the reader looks for parked entries it could start (and at
+ * once when resources are given back). */
+#define PARK_EVERY_NS (200 * MS)
+/* How often a worker that reads no priority level but 0 checks whether
+ * runners use others (P:levels:QUEUE): it learns of a new level this late
+ * at most, the first time it is used. */
+#define LEVELS_EVERY_NS (50 * MS)
 #define LATE_TTL_S 60      /* a completion stream of a run whose keys are gone */
 
 /* The work directory of one run, shared by its command jobs on this worker
@@ -54,6 +62,8 @@ struct wjob {
     char *run;
     char *task_name;
     struct flow__rw_task task;
+    flow_resources need;        /* what its entry asks: held from its take
+                                 * until its body (or command) ends */
     const struct wfn *fn;       /* a C function job */
     /* a command (main thread) */
     const char **env;
@@ -102,6 +112,15 @@ struct wconn {
     int64_t retry_at;   /* no new connection before (flow__now_ns) */
 };
 
+/* A stream the reader takes entries from: a queue's, at one priority. */
+struct wstream {
+    char *key;
+    int priority;
+    size_t queue;       /* its queue (queue_names) */
+    char cursor[48];    /* where XAUTOCLAIM goes on */
+    bool group_ok;      /* its consumer group is there */
+};
+
 struct flow_worker {
     struct flow__redis_addr addr;
     struct wconn main, rd;
@@ -109,9 +128,14 @@ struct flow_worker {
     bool spawned;
     char name[160];
     char host[256];
-    char **queue_keys;
+    char **queue_names;
     size_t nqueues;
     char *queue_list;
+    /* [reader] the streams of its queues, highest priority first: one each
+     * (priority 0) and those of the levels in use (P:levels:QUEUE) */
+    FLOW__VEC(struct wstream) streams;
+    flow_resources capacity;    /* what its jobs may use at once */
+    char *capacity_text;        /* as its heartbeat says it */
     int concurrency;
     double claim_after;
     double started;
@@ -145,9 +169,26 @@ struct flow_worker {
      * the reader takes the next entries meanwhile; the jobs not yet
      * acknowledged stay below 2 * concurrency. */
     size_t busy;
+    flow_resources used;        /* [mu] what the jobs whose body has not ended ask */
+    bool released;              /* [mu] some were given back since the reader
+                                 * last looked at the parked entries */
 };
 
 /* ---- worker.c ------------------------------------------------------------ */
+
+/* [mu] Wake the main thread unless a wake is pending already. */
+void flow__worker_wake_locked(struct flow_worker *w);
+/* A new job of an entry read from a queue's stream `key`: a C function, a
+ * command, or (not served, malformed) a completion that says so, or (no
+ * reply possible) one that is only acknowledged; NULL: out of memory. */
+struct wjob *flow__worker_job_of_entry(struct flow_worker *w, const char *key,
+                                       const struct flow__rw_entry *en);
+void flow__worker_job_free(struct wjob *j);
+/* The completion of a job that could not run at all (`why` taken; NULL:
+ * out of memory). */
+void flow__worker_job_fail(struct wjob *j, char *why);
+/* The worker-side context of C function job `j`. */
+void flow__worker_fn_prepare(struct flow_worker *w, struct wjob *j);
 
 /* [mu] Push, or log: out of memory keeps the job out of the list (its entry
  * stays pending and is claimed again). */
@@ -158,6 +199,15 @@ redisContext *flow__worker_conn(struct flow_worker *w, struct wconn *wc);
 /* One command on `wc`; NULL (logged) on failure or an error reply. */
 redisReply *flow__worker_cmdv(struct flow_worker *w, struct wconn *wc, int argc,
                               const char **argv);
+
+/* ---- worker_take.c: the reader thread -------------------------------------- */
+
+/* The reader: takes the entries it can start, highest priority first,
+ * parks those it cannot (docs/internals/distribution.md, "The worker"). */
+void *flow__worker_reader_main(void *arg);
+/* Its list of streams: each queue's at priority 0. */
+flow_err flow__worker_streams_init(struct flow_worker *w);
+void flow__worker_streams_free(struct flow_worker *w);
 
 /* ---- worker_pub.c: the main thread's side of Redis ------------------------- */
 

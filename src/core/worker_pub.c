@@ -105,6 +105,23 @@ void flow__worker_fail_publish_at(size_t n)
 #define publish_fails() false
 #endif
 
+/* The streams the entries of `v` came from, each once, into `keys` (room
+ * for v->count): how many. A few streams per batch: a quadratic look is
+ * cheap. */
+static size_t streams_of(const wjob_vec *v, const char **keys)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < v->count; i++) {
+        const char *k = v->items[i]->queue_key;
+        size_t q = 0;
+        while (q < n && strcmp(keys[q], k))
+            q++;
+        if (q == n)
+            keys[n++] = k;
+    }
+    return n;
+}
+
 /* [main] Pipeline a command; false when hiredis cannot (out of memory). */
 static bool append(redisContext *c, int argc, const char **argv)
 {
@@ -124,15 +141,17 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
     size_t n = pub->count;
     if (!c || !n)
         return;
-    size_t ncmd = n > w->nqueues ? n : w->nqueues;
+    const char **skeys = flow__calloc(n, sizeof(*skeys));
+    size_t nkeys = skeys ? streams_of(pub, skeys) : 0;
+    size_t ncmd = n > nkeys ? n : nkeys;
     char **text = flow__calloc(n, sizeof(*text));
     char(*num)[4][16] = flow__calloc(n, sizeof(*num));
     size_t *lead = flow__calloc(n, sizeof(*lead));        /* first job of its run's call */
     size_t *cmd_of = flow__calloc(ncmd, sizeof(*cmd_of)); /* per command sent: lead or queue */
     redisReply **reps = flow__calloc(ncmd, sizeof(*reps));
     /* EVAL's is the longest */
-    const char **argv = flow__calloc(11 + w->nqueues + 7 * n, sizeof(*argv));
-    if (!text || !num || !lead || !cmd_of || !reps || !argv)
+    const char **argv = flow__calloc(11 + nkeys + 7 * n, sizeof(*argv));
+    if (!skeys || !text || !num || !lead || !cmd_of || !reps || !argv)
         goto out;
     char ttl[16], late[16];
     snprintf(ttl, sizeof(ttl), "%d", FLOW__RW_TTL_S);
@@ -159,9 +178,9 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
         snprintf(num[i][1], sizeof(num[i][1]), "%" PRIu32, j->ident.attempt);
         snprintf(num[i][2], sizeof(num[i][2]), "%" PRIu32, j->ident.round);
         size_t qi = 0;
-        while (qi < w->nqueues && strcmp(w->queue_keys[qi], j->queue_key))
+        while (qi < nkeys && strcmp(skeys[qi], j->queue_key))
             qi++;
-        snprintf(num[i][3], sizeof(num[i][3]), "%u", (unsigned)(qi < w->nqueues ? qi + 1 : 0));
+        snprintf(num[i][3], sizeof(num[i][3]), "%u", (unsigned)(qi < nkeys ? qi + 1 : 0));
         lead[i] = i;
         for (size_t k = 0; k < i; k++)
             if (lead[k] == k && !strcmp(pub->items[k]->run, j->run)) {
@@ -176,16 +195,16 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
         struct wjob *j = pub->items[i];
         char *done = flow__rw_key(w->addr.prefix, "done", j->run);
         char *inflight = flow__rw_key(w->addr.prefix, "inflight", j->run);
-        char nkeys[16];
-        snprintf(nkeys, sizeof(nkeys), "%zu", 2 + w->nqueues);
+        char numkeys[16];
+        snprintf(numkeys, sizeof(numkeys), "%zu", 2 + nkeys);
         int argc = 0;
         argv[argc++] = "EVAL";
         argv[argc++] = publish_lua;
-        argv[argc++] = nkeys;
+        argv[argc++] = numkeys;
         argv[argc++] = done;
         argv[argc++] = inflight;
-        for (size_t q = 0; q < w->nqueues; q++)
-            argv[argc++] = w->queue_keys[q];
+        for (size_t q = 0; q < nkeys; q++)
+            argv[argc++] = skeys[q];
         const char *fixed[] = {ttl, late, FLOW__RW_VERSION, j->run, w->name, FLOW__RW_GROUP};
         for (size_t f = 0; f < FLOW__ARRAY_LEN(fixed); f++)
             argv[argc++] = fixed[f];
@@ -220,14 +239,14 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
     }
     /* Acknowledge what needs no reply (malformed entries, by themselves). */
     size_t acks = 0;
-    for (size_t q = 0; alive && q < w->nqueues; q++) {
+    for (size_t q = 0; alive && q < nkeys; q++) {
         int argc = 0;
         argv[argc++] = "XACK";
-        argv[argc++] = w->queue_keys[q];
+        argv[argc++] = skeys[q];
         argv[argc++] = FLOW__RW_GROUP;
         for (size_t i = 0; i < n; i++) {
             struct wjob *j = pub->items[i];
-            if (j->no_reply && !j->acked && !strcmp(j->queue_key, w->queue_keys[q]))
+            if (j->no_reply && !j->acked && !strcmp(j->queue_key, skeys[q]))
                 argv[argc++] = j->entry_id;
         }
         if (argc > 3 && append(c, argc, argv))
@@ -235,7 +254,7 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
     }
     alive = replies(w, c, acks, reps) && alive;
     for (size_t k = 0; k < acks; k++) {
-        const char *queue = w->queue_keys[cmd_of[k]];
+        const char *queue = skeys[cmd_of[k]];
         for (size_t i = 0; reps[k] && i < n; i++) {
             struct wjob *j = pub->items[i];
             if (j->no_reply && !j->acked && !strcmp(j->queue_key, queue)) {
@@ -249,13 +268,13 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
      * the runner's inflight record): delete it, or the queue's stream
      * would keep every task ever run. */
     size_t dels = 0;
-    for (size_t q = 0; alive && q < w->nqueues; q++) {
+    for (size_t q = 0; alive && q < nkeys; q++) {
         int argc = 0;
         argv[argc++] = "XDEL";
-        argv[argc++] = w->queue_keys[q];
+        argv[argc++] = skeys[q];
         for (size_t i = 0; i < n; i++) {
             struct wjob *j = pub->items[i];
-            if (j->no_reply && j->acked && !strcmp(j->queue_key, w->queue_keys[q]))
+            if (j->no_reply && j->acked && !strcmp(j->queue_key, skeys[q]))
                 argv[argc++] = j->entry_id;
         }
         if (argc > 2 && append(c, argc, argv))
@@ -267,6 +286,7 @@ void flow__worker_publish(struct flow_worker *w, wjob_vec *pub)
 out:
     for (size_t i = 0; text && i < n; i++)
         flow__json_free_text(text[i]);
+    flow__free(skeys);
     flow__free(text);
     flow__free(num);
     flow__free(lead);
@@ -414,24 +434,27 @@ void flow__worker_check_cancels(struct flow_worker *w, const wjob_vec *live, wjo
 }
 
 /* [main] Keep the idle time of the entries we run low: XCLAIM ... JUSTID,
- * one per queue. */
+ * one per stream. */
 void flow__worker_renew_claims(struct flow_worker *w, const wjob_vec *live)
 {
     const char **argv = flow__calloc(live->count + 7, sizeof(*argv));
-    for (size_t q = 0; argv && q < w->nqueues; q++) {
+    const char **skeys = flow__calloc(live->count + 1, sizeof(*skeys));
+    size_t nkeys = argv && skeys ? streams_of(live, skeys) : 0;
+    for (size_t q = 0; q < nkeys; q++) {
         int argc = 0;
         argv[argc++] = "XCLAIM";
-        argv[argc++] = w->queue_keys[q];
+        argv[argc++] = skeys[q];
         argv[argc++] = FLOW__RW_GROUP;
         argv[argc++] = w->name;
         argv[argc++] = "0";
         for (size_t i = 0; i < live->count; i++)
-            if (!strcmp(live->items[i]->queue_key, w->queue_keys[q]))
+            if (!strcmp(live->items[i]->queue_key, skeys[q]))
                 argv[argc++] = live->items[i]->entry_id;
         argv[argc++] = "JUSTID";
         if (argc > 6)
             freeReplyObject(flow__worker_cmdv(w, &w->main, argc, argv));
     }
+    flow__free(skeys);
     flow__free(argv);
 }
 
@@ -448,6 +471,10 @@ void flow__worker_heartbeat(struct flow_worker *w, bool last, size_t running)
         freeReplyObject(flow__worker_cmdv(w, &w->main, 3, zrem));
         goto out;
     }
+    pthread_mutex_lock(&w->mu);
+    flow_resources used = w->used;
+    pthread_mutex_unlock(&w->mu);
+    char *in_use = flow__rw_resources_encode(&used, true);
     char pid[16], nrun[24], done[24], seen[24], ttl[16], started[24];
     snprintf(pid, sizeof(pid), "%ld", (long)getpid());
     snprintf(nrun, sizeof(nrun), "%zu", running);
@@ -455,12 +482,16 @@ void flow__worker_heartbeat(struct flow_worker *w, bool last, size_t running)
     snprintf(seen, sizeof(seen), "%.3f", flow__wall_time());
     snprintf(started, sizeof(started), "%.3f", w->started);
     snprintf(ttl, sizeof(ttl), "%d", 3 * (int)(HEARTBEAT_EVERY_NS / MS));
-    const char *hset[] = {"HSET",  key,          "host",    w->host, "pid",  pid,
-                          "queues", w->queue_list, "running", nrun,    "done", done,
-                          "seen",   seen,          "started", started};
+    const char *hset[] = {"HSET",      key,      "host",      w->host,         "pid",
+                          pid,         "queues", w->queue_list, "running",     nrun,
+                          "done",      done,     "seen",      seen,            "started",
+                          started,     "resources", w->capacity_text, "in_use", in_use};
     const char *exp[] = {"PEXPIRE", key, ttl};
     const char *zadd[] = {"ZADD", set, seen, w->name};
-    freeReplyObject(flow__worker_cmdv(w, &w->main, 16, hset));
+    /* Out of memory, the heartbeat goes without what is in use. */
+    int nh = (int)FLOW__ARRAY_LEN(hset) - (in_use ? 0 : 2);
+    freeReplyObject(flow__worker_cmdv(w, &w->main, nh, hset));
+    flow__json_free_text(in_use);
     freeReplyObject(flow__worker_cmdv(w, &w->main, 3, exp));
     freeReplyObject(flow__worker_cmdv(w, &w->main, 4, zadd));
 out:
@@ -481,68 +512,7 @@ flow_err flow_workers_list(const char *url, json_t **out, flow_error *err)
     redisContext *c = flow__redis_connect(&a, 5.0, err);
     if (!c)
         return err->code;
-    json_t *list = json_array();
-    char *set = flow__asprintf("%s:workers", a.prefix);
-    redisReply *names = list && set ? flow__redis_cmd(c, &a, err, "ZRANGE %s 0 -1", set) : NULL;
-    flow_err rc = names ? FLOW_OK : err->code ? err->code : FLOW_ENOMEM;
-    static const char *const fields[] = {"host", "pid", "queues", "running", "done", "started",
-                                         "seen"};
-    for (size_t i = 0; !rc && names->type == REDIS_REPLY_ARRAY && i < names->elements; i++) {
-        const redisReply *n = names->element[i];
-        if (n->type != REDIS_REPLY_STRING)
-            continue;
-        char *key = flow__rw_key(a.prefix, "worker", n->str);
-        redisReply *h = key ? flow__redis_cmd(c, &a, err, "HMGET %s host pid queues running done "
-                                                          "started seen",
-                                              key)
-                            : NULL;
-        flow__free(key);
-        if (!h) {
-            rc = err->code ? err->code : FLOW_ENOMEM;
-            break;
-        }
-        if (h->type != REDIS_REPLY_ARRAY || h->elements != 7 ||
-            h->element[0]->type != REDIS_REPLY_STRING) {
-            /* Its heartbeat expired: it is gone. */
-            freeReplyObject(flow__redis_cmd(c, &a, err, "ZREM %s %s", set, n->str));
-            freeReplyObject(h);
-            continue;
-        }
-        json_t *o = json_pack("{s:s}", "name", n->str);
-        for (size_t k = 0; o && k < 7; k++) {
-            const redisReply *v = h->element[k];
-            if (v->type != REDIS_REPLY_STRING)
-                continue;
-            json_t *j;
-            if (k == 0 || k == 2)
-                j = k == 2 ? json_array() : json_string(v->str);
-            else if (k >= 5)
-                j = json_real(strtod(v->str, NULL));
-            else
-                j = json_integer(strtoll(v->str, NULL, 10));
-            if (k == 2 && j) {
-                char *copy = flow__strdup(v->str), *save = NULL;
-                for (char *q = copy ? strtok_r(copy, ",", &save) : NULL; q;
-                     q = strtok_r(NULL, ",", &save))
-                    json_array_append_new(j, json_string(q));
-                flow__free(copy);
-            }
-            json_object_set_new(o, fields[k], j);
-        }
-        if (!o || json_array_append_new(list, o))
-            rc = FLOW_ENOMEM;
-        freeReplyObject(h);
-    }
-    freeReplyObject(names);
-    flow__free(set);
+    flow_err rc = flow__rw_workers_read(c, &a, true, out, err);
     redisFree(c);
-    if (rc) {
-        json_decref(list);
-        if (rc == FLOW_ENOMEM)
-            flow__error(err, FLOW_ENOMEM, "out of memory listing workers");
-        return rc;
-    }
-    *out = list;
-    return FLOW_OK;
+    return rc;
 }
-

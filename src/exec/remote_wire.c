@@ -11,11 +11,182 @@
 
 #include "util/alloc.h"
 #include "util/buf.h"
+#include "util/error.h"
+#include "util/json.h"
 #include "util/redact.h"
 
 char *flow__rw_key(const char *prefix, const char *kind, const char *name)
 {
     return flow__asprintf("%s:%s:%s", prefix, kind, name);
+}
+
+char *flow__rw_queue_key(const char *prefix, const char *queue, int priority)
+{
+    if (!priority)
+        return flow__rw_key(prefix, "q", queue);
+    return flow__asprintf("%s:q:%s@%d", prefix, queue, priority);
+}
+
+static const char *const res_names[] = {"cpu", "memory", "gpu"};
+
+char *flow__rw_resources_encode(const flow_resources *r, bool all)
+{
+    const double v[3] = {r->cpu, r->memory, r->gpu};
+    json_t *o = json_object();
+    for (int i = 0; o && i < 3; i++) {
+        if (!all && v[i] <= 0)
+            continue;
+        /* Whole numbers as integers: bytes print as bytes, not 1.7e10. */
+        json_t *n = v[i] == (double)(json_int_t)v[i] ? json_integer((json_int_t)v[i])
+                                                      : json_real(v[i]);
+        if (json_object_set_new(o, res_names[i], n)) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return text;
+}
+
+bool flow__rw_resources_decode(const char *text, flow_resources *out, const char **why)
+{
+    memset(out, 0, sizeof(*out));
+    if (!text)
+        return true;
+    json_error_t jerr;
+    json_t *o = json_loads(text, 0, &jerr);
+    double v[3] = {0, 0, 0};
+    bool ok = json_is_object(o);
+    for (int i = 0; ok && i < 3; i++) {
+        json_t *n = json_object_get(o, res_names[i]);
+        if (n && (!json_is_number(n) || !(json_number_value(n) >= 0) ||
+                  json_number_value(n) > 1e300))
+            ok = false;
+        else if (n)
+            v[i] = json_number_value(n);
+    }
+    json_decref(o);
+    if (!ok) {
+        *why = "field 'resources' is not an object of amounts (cpu, memory, gpu)";
+        return false;
+    }
+    out->cpu = v[0];
+    out->memory = v[1];
+    out->gpu = v[2];
+    return true;
+}
+
+/* The fields of a worker's heartbeat (P:worker:NAME), as listed. */
+static const char *const beat_fields[] = {"host",    "pid",  "queues",    "running", "done",
+                                          "started", "seen", "resources", "in_use"};
+#define NBEAT FLOW__ARRAY_LEN(beat_fields)
+
+/* One worker's heartbeat as {name, ...}; NULL when it expired (or out of
+ * memory: *oom). */
+static json_t *worker_of(const char *name, const redisReply *h, bool *oom)
+{
+    if (!h || h->type != REDIS_REPLY_ARRAY || h->elements != NBEAT ||
+        h->element[0]->type != REDIS_REPLY_STRING)
+        return NULL;
+    json_t *o = json_pack("{s:s}", "name", name);
+    for (size_t k = 0; o && k < NBEAT; k++) {
+        const redisReply *v = h->element[k];
+        if (v->type != REDIS_REPLY_STRING)
+            continue;
+        json_t *j = NULL;
+        json_error_t jerr;
+        if (k == 0) {
+            j = json_string(v->str);
+        } else if (k == 2) {
+            j = json_array();
+            char *copy = flow__strdup(v->str), *save = NULL;
+            for (char *q = copy && j ? strtok_r(copy, ",", &save) : NULL; q;
+                 q = strtok_r(NULL, ",", &save))
+                json_array_append_new(j, json_string(q));
+            flow__free(copy);
+        } else if (k == 5 || k == 6) {
+            j = json_real(strtod(v->str, NULL));
+        } else if (k >= 7) {
+            flow_resources r;
+            const char *why;
+            if (!flow__rw_resources_decode(v->str, &r, &why))
+                continue; /* not ours to show */
+            j = json_loads(v->str, 0, &jerr);
+        } else {
+            j = json_integer(strtoll(v->str, NULL, 10));
+        }
+        if (!j || json_object_set_new(o, beat_fields[k], j)) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
+    *oom = !o;
+    return o;
+}
+
+flow_err flow__rw_workers_read(redisContext *c, const struct flow__redis_addr *a, bool prune,
+                               json_t **out, flow_error *err)
+{
+    *out = NULL;
+    json_t *list = json_array();
+    char *set = flow__asprintf("%s:workers", a->prefix);
+    redisReply *names = list && set ? flow__redis_cmd(c, a, err, "ZRANGE %s 0 -1", set) : NULL;
+    flow_err rc = names ? FLOW_OK : list && set ? err->code : FLOW_ENOMEM;
+    size_t n = names && names->type == REDIS_REPLY_ARRAY ? names->elements : 0;
+    const char *argv[2 + NBEAT];
+    argv[0] = "HMGET";
+    for (size_t k = 0; k < NBEAT; k++)
+        argv[2 + k] = beat_fields[k];
+    /* One round trip: an HMGET per name, pipelined. */
+    size_t sent = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        const redisReply *nm = names->element[i];
+        char *key = nm->type == REDIS_REPLY_STRING ? flow__rw_key(a->prefix, "worker", nm->str)
+                                                   : flow__rw_key(a->prefix, "worker", "?");
+        argv[1] = key;
+        if (!key || redisAppendCommandArgv(c, (int)(2 + NBEAT), argv, NULL) != REDIS_OK)
+            rc = FLOW_ENOMEM;
+        else
+            sent++;
+        flow__free(key);
+    }
+    /* Names whose heartbeat expired: they are gone (a reply is read before
+     * the next command is sent: pruning waits for the last one). */
+    bool *gone = sent ? flow__calloc(sent, sizeof(*gone)) : NULL;
+    for (size_t i = 0; i < sent; i++) {
+        void *r = NULL;
+        if (redisGetReply(c, &r) != REDIS_OK) {
+            rc = flow__error(err, FLOW_EIO, "redis %s: %s", a->shown,
+                             c->errstr[0] ? c->errstr : "connection lost");
+            break;
+        }
+        redisReply *h = r;
+        const redisReply *nm = names->element[i];
+        bool oom = false;
+        json_t *o = !rc && nm->type == REDIS_REPLY_STRING ? worker_of(nm->str, h, &oom) : NULL;
+        if (o && json_array_append_new(list, o))
+            oom = true;
+        if (oom && !rc)
+            rc = FLOW_ENOMEM;
+        if (gone && !o && !oom && nm->type == REDIS_REPLY_STRING && h->type != REDIS_REPLY_ERROR)
+            gone[i] = true;
+        freeReplyObject(h);
+    }
+    for (size_t i = 0; prune && gone && !rc && i < sent; i++)
+        if (gone[i])
+            freeReplyObject(flow__redis_cmd(c, a, err, "ZREM %s %s", set, names->element[i]->str));
+    flow__free(gone);
+    freeReplyObject(names);
+    flow__free(set);
+    if (rc) {
+        json_decref(list);
+        if (rc == FLOW_ENOMEM)
+            flow__error(err, FLOW_ENOMEM, "out of memory listing workers");
+        return rc;
+    }
+    *out = list;
+    return FLOW_OK;
 }
 
 bool flow__rw_entry_of(const redisReply *r, struct flow__rw_entry *out)

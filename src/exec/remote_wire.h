@@ -16,6 +16,7 @@
 
 #include "exec/cmd.h"
 #include "flow.h"
+#include "util/redis.h"
 
 #define FLOW__RW_VERSION "1"
 #define FLOW__RW_GROUP "workers"
@@ -25,6 +26,33 @@
  * (a queue's stream), "done", "inflight", "cancel", "state" (per run),
  * "worker". */
 char *flow__rw_key(const char *prefix, const char *kind, const char *name);
+
+/* The stream of queue `queue` for activations of priority `priority`:
+ * "PREFIX:q:QUEUE" for 0 (as before priorities had streams of their own),
+ * "PREFIX:q:QUEUE@PRIORITY" else ('@' is not allowed in a queue's name, so
+ * no queue's stream is another's level). A new string; NULL: out of memory. */
+char *flow__rw_queue_key(const char *prefix, const char *queue, int priority);
+
+/* The consumer of the group that holds the entries workers took and handed
+ * back for want of resources (parked: pending, in id order, taken from
+ * there by a worker that can start them). A blank in it: no worker's name. */
+#define FLOW__RW_PARKED "parked (resources)"
+
+/* The resources an entry asks (field `resources`): a JSON object of the
+ * amounts that are not 0 ({"cpu": 2, "memory": 4294967296, "gpu": 1}), or,
+ * `all`, of all three (a worker's capacity in its heartbeat). A new string
+ * (flow__json_free_text); NULL: out of memory. */
+char *flow__rw_resources_encode(const flow_resources *r, bool all);
+/* Parse it into *out (zeros for what it does not name; NULL text: none
+ * asked); false with *why (static text) when it is not such an object. */
+bool flow__rw_resources_decode(const char *text, flow_resources *out, const char **why);
+
+/* The live workers of the Redis at `a`, read over `c`, as the JSON array of
+ * flow_workers_list: {name, host, pid, queues, running, done, started,
+ * seen} and, from workers that declare them, `resources` (capacity) and
+ * `in_use`. `prune`: forget (ZREM) the names whose heartbeat expired. */
+flow_err flow__rw_workers_read(redisContext *c, const struct flow__redis_addr *a, bool prune,
+                               json_t **out, flow_error *err);
 
 /* The fields of a stream entry, as found: [id, [k1, v1, k2, v2 ...]]. */
 struct flow__rw_entry {

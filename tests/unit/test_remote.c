@@ -5,7 +5,9 @@
  * attempt not submitted yet are dropped once its run pauses; a worker's
  * completion for a run whose keys are gone expires soon; a completion that
  * cannot be sent leaves its entry unacknowledged and no other; XAUTOCLAIM
- * walks a long pending list to the dead worker's entries. */
+ * walks a long pending list to the dead worker's entries; an activation
+ * that asks resources no live worker has is held on the runner, with its
+ * reason, until one that fits starts. */
 #include "util/compat.h"
 
 #include <malloc.h>
@@ -447,6 +449,94 @@ static void autoclaim_walks_the_pending_list(void **state)
         fail_msg("%lld entries of the dead worker were not claimed", left);
 }
 
+/* A worker of the C API with resources `res` (NULL: the machine's). */
+static flow_worker *worker_with(const char *prefix, const char *queue, const char *name,
+                                const flow_resources *res)
+{
+    char *url = url_with(prefix);
+    const char *queues[] = {queue, NULL};
+    flow_error err = {0};
+    flow_worker *w = flow_worker_new(
+        url, &(flow_worker_options){.queues = queues, .name = name, .resources = res}, &err);
+    free(url);
+    return w;
+}
+
+/* Why activation `task` of `r` waits on the runner, copied (NULL: it does not). */
+static char *waiting_for(flow_engine *e, flow_run *r, const char *task)
+{
+    char *why = NULL;
+    pthread_mutex_lock(&e->lock);
+    for (size_t i = 0; i < r->act_count; i++) {
+        struct act *a = flow__act_at(r, i);
+        if (!strcmp(act_task(a)->name, task)) {
+            const char *w = flow__remote_waiting_for(e, a);
+            why = w ? strdup(w) : NULL;
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    return why;
+}
+
+/* A task asking a gpu, with only a worker of gpu 0 live: the runner holds
+ * it (no entry is queued, so none can go from worker to worker), says why,
+ * and queues it once a worker with a gpu is live. */
+static void held_until_a_worker_fits(void **state)
+{
+    (void)state;
+    flow_resources bad = {.cpu = -1};
+    assert_null(worker_with("tf", "fit", "bad", &bad)); /* refused: not an amount */
+    flow_resources none = {.cpu = 1, .memory = 1024, .gpu = 0};
+    flow_resources one = {.cpu = 1, .memory = 1024, .gpu = 1};
+    struct wthread w0 = {.w = worker_with("tf", "fit", "nogpu", &none)};
+    assert_non_null(w0.w);
+    assert_int_equal(pthread_create(&w0.t, NULL, worker_main, &w0), 0);
+    int i = 0;
+    while (rint_of("EXISTS", "tf:worker:nogpu") < 1 && i++ < 250)
+        nap_ms(20);
+
+    char *url = url_with("tf");
+    flow_error err = {0};
+    flow_engine *e = flow_engine_new(&(flow_engine_options){.jobs = 2, .redis_url = url}, &err);
+    assert_non_null(e);
+    flow *f = load("name: fit\n"
+                   "tasks:\n"
+                   "  g:\n"
+                   "    run: [echo, '3']\n"
+                   "    executor: remote\n"
+                   "    queue: fit\n"
+                   "    resources: {gpu: 1, memory: 512}\n");
+    flow_run *r = flow_run_start(e, f, &(flow_run_options){.run_id = "rf"}, &err);
+    assert_non_null(r);
+    char *why = NULL;
+    for (i = 0; !(why = waiting_for(e, r, "g")) && i < 250; i++)
+        nap_ms(20);
+    assert_non_null(why);
+    assert_string_equal(why, "resources: gpu 1, more than any live worker of queue 'fit' has "
+                             "(the most: gpu 0)");
+    free(why);
+    nap_ms(1200); /* checked again: still held, never queued */
+    why = waiting_for(e, r, "g");
+    assert_non_null(why);
+    free(why);
+    assert_int_equal(rint_of("XLEN", "tf:q:fit"), 0);
+    assert_int_equal(rint_of("EXISTS", "tf:inflight:rf"), 0);
+    assert_int_equal(flow_run_get_status(r), FLOW_RUN_RUNNING);
+
+    struct wthread w1 = {.w = worker_with("tf", "fit", "gpu", &one)};
+    assert_non_null(w1.w);
+    assert_int_equal(pthread_create(&w1.t, NULL, worker_main, &w1), 0);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    assert_int_equal(json_integer_value(flow_run_result(r)), 3); /* its one end task's output */
+    assert_null(waiting_for(e, r, "g"));
+    flow_run_free(r);
+    flow_free(f);
+    flow_engine_free(e);
+    worker_stop(&w0);
+    worker_stop(&w1);
+    free(url);
+}
+
 int main(void)
 {
     flow_set_alloc_funcs(count_malloc, count_realloc, count_free);
@@ -456,6 +546,7 @@ int main(void)
         cmocka_unit_test(late_completion_expires),
         cmocka_unit_test(publish_failure_acks_nothing_else),
         cmocka_unit_test(autoclaim_walks_the_pending_list),
+        cmocka_unit_test(held_until_a_worker_fits),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

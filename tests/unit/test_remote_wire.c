@@ -5,8 +5,9 @@
  * function reads (answers, item, index); a spec names its state version
  * (state_v) and carries no state, a spec with the state in it (runners
  * before state_v) still decodes, and the state a version names is checked.
- * Everything read from Redis is checked: a malformed field is refused with
- * a message, never a crash. */
+ * The stream of a priority level and the resources an entry asks (field
+ * `resources`) as workers read them. Everything read from Redis is checked:
+ * a malformed field is refused with a message, never a crash. */
 #define _GNU_SOURCE 1
 #include "helpers.h"
 
@@ -90,6 +91,47 @@ static void test_names_of_a_submission(void **state)
     assert_string_equal(b, "4");
     flow__rw_inflight_value(b, sizeof(b), 4, 1);
     assert_string_equal(b, "4.1");
+}
+
+/* Priority 0 keeps the stream queues always had; a level's stream cannot
+ * be another queue's ('@' is not allowed in a queue's name). */
+static void streams_of_priorities(void **state)
+{
+    (void)state;
+    char *k = flow__rw_queue_key("flow", "default", 0);
+    assert_string_equal(k, "flow:q:default");
+    flow__free(k);
+    k = flow__rw_queue_key("p", "gpu", 10);
+    assert_string_equal(k, "p:q:gpu@10");
+    flow__free(k);
+    k = flow__rw_queue_key("p", "gpu", -3);
+    assert_string_equal(k, "p:q:gpu@-3");
+    flow__free(k);
+}
+
+static void resources_field(void **state)
+{
+    (void)state;
+    flow_resources r = {.cpu = 2, .memory = 4.0 * 1024 * 1024 * 1024, .gpu = 0};
+    char *t = flow__rw_resources_encode(&r, false);
+    assert_string_equal(t, "{\"cpu\":2,\"memory\":4294967296}"); /* what is asked only */
+    flow_resources back;
+    const char *why = NULL;
+    assert_true(flow__rw_resources_decode(t, &back, &why));
+    assert_true(back.cpu == 2 && back.memory == r.memory && back.gpu == 0);
+    flow__json_free_text(t);
+    r = (flow_resources){.cpu = 0.5, .memory = 0, .gpu = 1};
+    t = flow__rw_resources_encode(&r, true); /* a worker's, all three */
+    assert_string_equal(t, "{\"cpu\":0.5,\"memory\":0,\"gpu\":1}");
+    flow__json_free_text(t);
+    assert_true(flow__rw_resources_decode(NULL, &back, &why)); /* none asked */
+    assert_true(back.cpu == 0 && back.memory == 0 && back.gpu == 0);
+    static const char *const bad[] = {"[1]", "{\"gpu\":-1}", "{\"cpu\":\"2\"}", "cpu=2", "{"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        why = NULL;
+        assert_false(flow__rw_resources_decode(bad[i], &back, &why));
+        assert_non_null(strstr(why, "field 'resources'"));
+    }
 }
 
 static char *dumps(json_t *v)
@@ -373,6 +415,8 @@ int main(void)
         cmocka_unit_test(spec_with_the_state_in_it),
         cmocka_unit_test(malformed_specs),
         cmocka_unit_test(state_replies),
+        cmocka_unit_test(streams_of_priorities),
+        cmocka_unit_test(resources_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
