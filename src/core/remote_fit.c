@@ -210,9 +210,16 @@ void flow__rfit_check(struct flow__rfit *f, struct flow_engine *e)
                           r->id, act_task(a)->name);
             h->fits = true;
         } else if (!h->why || strcmp(h->why, why)) {
-            if (!h->why)
+            if (!h->why) {
                 flow__log(FLOW_LOG_WARN, "remote tasks: run %s, task '%s' waits (%s)", r->id,
                           act_task(a)->name, why);
+                /* Shown `waiting`, and why, as for the engine's own limits. */
+                flow__engine_tick(e);
+                if (flow__run_journaling(r))
+                    flow__run_journal(r, JREC_ACT_HELD, a, json_pack("{s:s}", "reason", why));
+                flow__run_notify(r, FLOW_EV_TASK_WAITING, a, why, 0);
+                flow__engine_wake(e);
+            }
             char *copy = flow__strdup(why);
             if (copy) {
                 flow__free(h->why);
