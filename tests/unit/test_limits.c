@@ -254,11 +254,13 @@ static void test_rate_limit(void **state)
     assert_int_equal(nspans, 10);
     /* 10 starts at 4 per 0.4 s: the third group cannot start before 0.8 s. */
     assert_true(took >= 0.75);
-    /* No window of 0.4 s holds more than 4 starts. */
+    /* No window of 0.4 s holds more than 4 starts. A body starts a little
+     * after its token (a thread wakes up; much later under valgrind): the
+     * window looked at is a quarter shorter. */
     for (int i = 0; i < nspans; i++) {
         int n = 0;
         for (int j = 0; j < nspans; j++)
-            n += spans[j].start >= spans[i].start && spans[j].start < spans[i].start + 0.39;
+            n += spans[j].start >= spans[i].start && spans[j].start < spans[i].start + 0.3;
         assert_true(n <= 4);
     }
     flow_free(f);
