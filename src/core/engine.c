@@ -100,24 +100,35 @@ struct act *flow__readyq_pop(struct readyq *q)
 void flow__readyq_drop_run(struct readyq *q, struct flow_run *r,
                            void (*each)(struct act *a, void *arg), void *arg)
 {
+    /* Take them all out first, then call `each`: what it does (a freed slot
+     * handed on, a cancel) may push into this very queue. */
+    FLOW__VEC(struct act *) out = {0};
+    bool nomem = false;
     for (size_t i = 0; i < q->nbuckets; i++) {
         struct readyq_bucket *b = &q->buckets[i];
         size_t kept = 0;
         size_t n = b->count;
         for (size_t k = 0; k < n; k++) {
             struct act *a = b->ring[(b->head + k) & (b->cap - 1)];
-            if (a->run == r) {
+            flow_err rc = FLOW_OK;
+            if (a->run == r && each)
+                FLOW__VEC_PUSH(&out, a, rc);
+            if (a->run == r && !rc) {
                 a->flags &= (uint8_t)~ACT_QUEUED;
                 q->count--;
-                if (each)
-                    each(a, arg);
             } else {
+                nomem |= rc != FLOW_OK;
                 b->ring[(b->head + kept) & (b->cap - 1)] = a;
                 kept++;
             }
         }
         b->count = kept;
     }
+    if (nomem)
+        flow__log(FLOW_LOG_WARN, "out of memory taking run %s out of a queue", r->id);
+    for (size_t i = 0; i < out.count; i++)
+        each(out.items[i], arg);
+    FLOW__VEC_FREE(&out);
 }
 
 void flow__readyq_cleanup(struct readyq *q)
@@ -1108,7 +1119,8 @@ void flow_engine_get_stats(flow_engine *e, flow_engine_stats *out)
     pthread_mutex_lock(&e->lock);
     for (struct flow_run *r = e->runs; r; r = r->next)
         out->runs++;
-    out->ready = e->pool_q.count + e->loop_q.count + e->spawn_q.count + e->remote_q.count;
+    out->ready = e->pool_q.count + e->loop_q.count + e->spawn_q.count + e->remote_q.count +
+                 flow__gate_waiting(e);
     out->running = e->running;
     out->jobs = e->jobs;
     pthread_mutex_unlock(&e->lock);

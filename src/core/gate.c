@@ -34,9 +34,10 @@
 #include "util/strmap.h"
 
 enum { GK_RUN = 0, GK_SLOT, GK_RATE };
-/* The rate token comes last: it stands for the start, which follows it as
- * closely as a free --jobs slot allows (serve_rate). */
-enum { ST_RUN = 0, ST_SLOT, ST_RES, ST_RATE, ST_PASSED };
+/* Local resources come before a key's slot, which other processes may be
+ * waiting for; the rate token comes last: it stands for the start, which
+ * follows it as closely as a free --jobs slot allows (serve_rate). */
+enum { ST_RUN = 0, ST_RES, ST_SLOT, ST_RATE, ST_PASSED };
 
 #define GRANT_BATCH 32
 #define POLL_MIN_NS (50 * 1000000LL)
@@ -50,7 +51,8 @@ enum { ST_RUN = 0, ST_SLOT, ST_RES, ST_RATE, ST_PASSED };
 struct gate_key {
     char *map_key;            /* kind|store|key: the map's key */
     struct flow_store *store; /* NULL: counted in this engine only */
-    char *key;
+    char *key;                /* as the flow gave it, for people */
+    char *skey;               /* its name in the store */
     uint8_t kind;
     int limit;
     double window;            /* GK_RATE */
@@ -129,21 +131,28 @@ static struct flow_store *limits_store(const struct flow_run *r)
 static struct gate_key *key_get(struct flow__gates *g, uint8_t kind, struct flow_store *store,
                                 const char *key, int limit, double window)
 {
-    char *mk = flow__asprintf("%u|%p|%s", (unsigned)kind, (void *)store, key);
+    /* Flows giving one key different limits each keep theirs: the store's
+     * numbered slots are shared, a limit of 2 counting slots 0 and 1. */
+    char *mk = flow__asprintf("%u|%p|%d|%.17g|%s", (unsigned)kind, (void *)store, limit, window,
+                              key);
     if (!mk)
         return NULL;
     struct gate_key *k = flow__strmap_get(&g->map, mk);
     if (k) {
         flow__free(mk);
-        k->limit = limit; /* the latest definition's */
-        k->window = window;
         k->refs++;
         return k;
     }
     k = flow__calloc(1, sizeof(*k));
-    if (!k || !(k->key = flow__strdup(key)) || flow__strmap_put(&g->map, mk, k) != FLOW_OK) {
-        if (k)
+    /* In the store, a flow's run key is apart from task keys of the same
+     * text: a run holding "acme" must not hold its own task's "acme". */
+    if (!k || !(k->key = flow__strdup(key)) ||
+        !(k->skey = kind == GK_RUN ? flow__asprintf("flow-runs:%s", key) : flow__strdup(key)) ||
+        flow__strmap_put(&g->map, mk, k) != FLOW_OK) {
+        if (k) {
             flow__free(k->key);
+            flow__free(k->skey);
+        }
         flow__free(k);
         flow__free(mk);
         return NULL;
@@ -173,6 +182,7 @@ static void key_free(struct gate_key *k)
     FLOW__VEC_FREE(&k->taken);
     FLOW__VEC_FREE(&k->starts);
     flow__free(k->key);
+    flow__free(k->skey);
     flow__free(k->map_key);
     flow__free(k);
 }
@@ -228,6 +238,35 @@ static struct act *peek(const struct readyq *q)
     return NULL;
 }
 
+/* Whether `a`'s run can take what the gate gives: not while it stops,
+ * pauses or replays (its waiters are being taken out). */
+static bool run_takes(const struct act *a)
+{
+    const struct flow_run *r = a->run;
+    return !r->stopping && !r->pausing && !r->replaying;
+}
+
+/* Take the first waiter of `q` whose run can take it, in queue order;
+ * NULL when none can. */
+static struct act *take_waiter(struct readyq *q)
+{
+    for (size_t i = 0; i < q->nbuckets; i++) {
+        struct readyq_bucket *b = &q->buckets[i];
+        for (size_t j = 0; j < b->count; j++) {
+            struct act *a = b->ring[(b->head + j) & (b->cap - 1)];
+            if (!run_takes(a))
+                continue;
+            for (size_t m = j; m > 0; m--) /* close the gap from the front */
+                b->ring[(b->head + m) & (b->cap - 1)] = b->ring[(b->head + m - 1) & (b->cap - 1)];
+            b->head = (b->head + 1) & (b->cap - 1);
+            b->count--;
+            q->count--;
+            return a;
+        }
+    }
+    return NULL;
+}
+
 /* Ready activations that passed the gate and have not started: more would
  * hold slots other processes could use while they only wait here. */
 static size_t ready_cap(const struct flow_engine *e)
@@ -244,7 +283,7 @@ static void store_release(struct gate_key *k, const int *slots, int n)
         return;
     flow_error err;
     flow_err rc;
-    FLOW__WITH_STORE(s, rc = s->backend->ops->slot_release(s->backend->priv, k->key, slots, n,
+    FLOW__WITH_STORE(s, rc = s->backend->ops->slot_release(s->backend->priv, k->skey, slots, n,
                                                             s->holder, &err));
     if (rc)
         flow__log(FLOW_LOG_WARN, "cannot give back a slot of concurrency key '%s': %s (its "
@@ -290,7 +329,7 @@ static bool slot_yield(struct gate_key *k, int slot)
     bool contended = false;
     flow_error err;
     flow_err rc;
-    FLOW__WITH_STORE(s, rc = s->backend->ops->slot_contended(s->backend->priv, k->key, s->holder,
+    FLOW__WITH_STORE(s, rc = s->backend->ops->slot_contended(s->backend->priv, k->skey, s->holder,
                                                               flow__wall_time(), &contended,
                                                               &err));
     if (rc) {
@@ -428,16 +467,7 @@ static void advance(struct flow_engine *e, struct act *a)
             wait_in(g, &r->run_key->waiters, &r->run_key->untold, a, ag);
             return;
         }
-        ag->stage = ag->run_only ? ST_PASSED : ST_SLOT;
-    }
-    if (ag->stage == ST_SLOT) {
-        if (!render_keys(e, a, ag))
-            goto fail;
-        if (ag->slot_key && ag->slot < 0) {
-            wait_in(g, &ag->slot_key->waiters, &ag->slot_key->untold, a, ag);
-            return;
-        }
-        ag->stage = ST_RES;
+        ag->stage = ag->run_only ? ST_PASSED : ST_RES;
     }
     if (ag->stage == ST_RES) {
         const flow_resources *n = need_of(a);
@@ -448,6 +478,15 @@ static void advance(struct flow_engine *e, struct act *a)
             }
             res_add(g, n, 1);
             ag->res_held = true;
+        }
+        ag->stage = ST_SLOT;
+    }
+    if (ag->stage == ST_SLOT) {
+        if (!render_keys(e, a, ag))
+            goto fail;
+        if (ag->slot_key && ag->slot < 0) {
+            wait_in(g, &ag->slot_key->waiters, &ag->slot_key->untold, a, ag);
+            return;
         }
         ag->stage = ST_RATE;
     }
@@ -463,6 +502,8 @@ static void advance(struct flow_engine *e, struct act *a)
     g->ready++;
     a->flags &= (uint8_t)~ACT_QUEUED;
     flow__engine_enqueue(e, a);
+    if (!(a->flags & ACT_QUEUED) && a->status == FLOW_ACT_PENDING)
+        flow__gate_release(e, a); /* not queued (its run pauses): give it all back */
     return;
 fail:
     a->flags |= ACT_QUEUED;
@@ -550,9 +591,10 @@ static void slot_free(struct flow_engine *e, struct gate_key *k, int slot)
         pthread_cond_signal(&g->cond);
         return;
     }
-    if (k->waiters.count && room(e)) {
+    struct act *next = k->waiters.count && room(e) ? take_waiter(&k->waiters) : NULL;
+    if (next) {
         /* Straight to the next waiter: no store call, no thread hop. */
-        grant(e, k, flow__readyq_pop(&k->waiters), slot);
+        grant(e, k, next, slot);
         return;
     }
     if (k->waiters.count) {
@@ -664,6 +706,15 @@ void flow__gate_forget_run(struct flow_engine *e, struct flow_run *r)
         r->run_admitted = false;
         key_unref(&r->run_key);
     }
+    /* Slots passed back here with nobody left to take them go back to the
+     * store now: the caller may close it once its runs are over. */
+    for (struct gate_key *k = g->keys; k; k = k->next) {
+        if (k->store != r->store || !k->spare.count || k->waiters.count)
+            continue;
+        store_release(k, k->spare.items, (int)k->spare.count);
+        k->held = k->held > (int)k->spare.count ? k->held - (int)k->spare.count : 0;
+        k->spare.count = 0;
+    }
     /* The caller may close the store once the run is over: not while the
      * thread is in it. */
     while (g->calling && g->calling == r->store)
@@ -751,12 +802,6 @@ static void pass(struct flow_engine *e, struct act *a)
     advance(e, a);
 }
 
-static struct act *next_waiter(struct flow_engine *e, struct gate_key *k)
-{
-    struct act *a = flow__readyq_pop(&k->waiters);
-    (void)e;
-    return a;
-}
 
 /* A slot of run key `k` goes to `a`'s run: every activation of that run
  * waiting for it goes on. */
@@ -794,12 +839,15 @@ static void grant(struct flow_engine *e, struct gate_key *k, struct act *a, int 
     pass(e, a);
 }
 
+static size_t start_room(const struct flow_engine *e, const struct act *head);
+
 /* [L] Slots of `k` for its waiters: spare ones first, then the store's. */
 static void serve_slots(struct flow_engine *e, struct gate_key *k, int64_t now)
 {
     struct flow__gates *g = e->gates;
-    while (k->spare.count && k->waiters.count && room(e))
-        grant(e, k, next_waiter(e, k), k->spare.items[--k->spare.count]);
+    struct act *w;
+    while (k->spare.count && k->waiters.count && room(e) && (w = take_waiter(&k->waiters)))
+        grant(e, k, w, k->spare.items[--k->spare.count]);
     if (k->spare.count && !k->waiters.count) {
         store_release(k, k->spare.items, (int)k->spare.count);
         k->held -= (int)k->spare.count;
@@ -816,9 +864,10 @@ static void serve_slots(struct flow_engine *e, struct gate_key *k, int64_t now)
         return;
     }
     if (!k->store) {
-        while (k->waiters.count && k->held < k->limit && room(e)) {
+        while (k->waiters.count && k->held < k->limit && room(e) &&
+               (w = take_waiter(&k->waiters))) {
             k->held++;
-            grant(e, k, next_waiter(e, k), k->held - 1);
+            grant(e, k, w, k->held - 1);
         }
         if (k->waiters.count && k->held >= k->limit) {
             reason(k, why, sizeof(why));
@@ -830,10 +879,12 @@ static void serve_slots(struct flow_engine *e, struct gate_key *k, int64_t now)
         return;
     size_t want = k->waiters.count;
     size_t free_here = (size_t)(k->limit - k->held);
-    size_t r = room(e);
+    size_t r = start_room(e, peek(&k->waiters));
     want = want < free_here ? want : free_here;
     want = want < r ? want : r;
     want = want < GRANT_BATCH ? want : GRANT_BATCH;
+    if (!want)
+        return; /* no --jobs slot free: a job that ends looks again */
     char owner[80];
     snprintf(owner, sizeof(owner), "%s", peek(&k->waiters)->run->id);
     int slots[GRANT_BATCH];
@@ -846,7 +897,7 @@ static void serve_slots(struct flow_engine *e, struct gate_key *k, int64_t now)
     flow_error err;
     flow_err rc;
     FLOW__WITH_STORE(s, rc = s->backend->ops->slot_acquire(
-                            s->backend->priv, k->key, k->limit, (int)want, s->holder, owner, wall,
+                            s->backend->priv, k->skey, k->limit, (int)want, s->holder, owner, wall,
                             FLOW__LEASE_TTL, slots, &got, &err));
     pthread_mutex_lock(&e->lock);
     k->refs--;
@@ -862,8 +913,8 @@ static void serve_slots(struct flow_engine *e, struct gate_key *k, int64_t now)
     for (int j = 0; j < got; j++)
         taken_at(k, slots[j], at);
     int i = 0;
-    for (; i < got && k->waiters.count; i++)
-        grant(e, k, next_waiter(e, k), slots[i]);
+    for (; i < got && k->waiters.count && (w = take_waiter(&k->waiters)); i++)
+        grant(e, k, w, slots[i]);
     for (; i < got; i++) {
         flow_err prc = FLOW_OK;
         FLOW__VEC_PUSH(&k->spare, slots[i], prc);
@@ -888,11 +939,12 @@ static void serve_slots(struct flow_engine *e, struct gate_key *k, int64_t now)
 }
 
 /* [L] Tokens of rate key `k` for its waiters. */
-/* How many may take a rate token now: a token stands for a start, so a
- * task that runs here takes one only when a --jobs slot is free for it
- * (else it could wait in the ready queue and start with later ones, more
- * than the limit in one window). */
-static size_t rate_room(const struct flow_engine *e, const struct act *head)
+/* How many may take a store slot or a rate token now: a task that runs here
+ * takes one only when a --jobs slot is free for it. A token stands for a
+ * start (waiting in the ready queue, it could start with later ones, more
+ * than the limit in one window); a slot others wait for is not held while
+ * its task only waits for a thread. */
+static size_t start_room(const struct flow_engine *e, const struct act *head)
 {
     size_t r = room(e);
     if (act_task(head)->policy->executor == FLOW_EXEC_REMOTE)
@@ -906,7 +958,7 @@ static void serve_rate(struct flow_engine *e, struct gate_key *k, int64_t now)
     struct flow__gates *g = e->gates;
     if (!k->waiters.count || now < k->next_try)
         return;
-    size_t r = rate_room(e, peek(&k->waiters));
+    size_t r = start_room(e, peek(&k->waiters));
     if (!r)
         return; /* a job that ends looks again (flow__gate_kick) */
     size_t want = k->waiters.count;
@@ -937,7 +989,7 @@ static void serve_rate(struct flow_engine *e, struct gate_key *k, int64_t now)
         pthread_mutex_unlock(&e->lock);
         flow_error err;
         flow_err rc;
-        FLOW__WITH_STORE(s, rc = s->backend->ops->rate_take(s->backend->priv, k->key, k->limit,
+        FLOW__WITH_STORE(s, rc = s->backend->ops->rate_take(s->backend->priv, k->skey, k->limit,
                                                              k->window, (int)want, wall, &got,
                                                              &retry_at, &err));
         pthread_mutex_lock(&e->lock);
@@ -953,8 +1005,9 @@ static void serve_rate(struct flow_engine *e, struct gate_key *k, int64_t now)
     }
     /* Tokens taken for waiters that left meanwhile are spent: the window
      * counts them, which errs on the safe side. */
-    for (int i = 0; i < got && k->waiters.count; i++)
-        pass(e, next_waiter(e, k));
+    struct act *w;
+    for (int i = 0; i < got && k->waiters.count && (w = take_waiter(&k->waiters)); i++)
+        pass(e, w);
     if ((size_t)got < want) {
         double delay = retry_at > wall ? retry_at - wall : 0.001;
         k->next_try = now + flow__delay_ns(delay);

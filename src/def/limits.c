@@ -82,7 +82,7 @@ flow_err flow_task_set_rate_limit(flow_task *t, int limit, double window, const 
     if (limit < 0 || (limit > 0 && !(window > 0 && window <= 366.0 * 86400)))
         return flow__error(err, FLOW_EINVAL,
                            "task '%s': a rate limit needs a count of 1 or more and a window of "
-                           "more than 0 seconds",
+                           "more than 0 seconds and at most a year",
                            t->name);
     struct task_ext *x = flow__task_ext_of(t);
     if (!x)

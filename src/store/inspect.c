@@ -465,7 +465,8 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         const char *name = a->name;
         json_t *jt = json_pack("{s:s,s:I,s:s,s:i,s:o,s:o,s:s?}", "task", name ? name : "?",
                                "activation", (json_int_t)(i + 1), "status",
-                               a->held && a->status == FLOW_ACT_PENDING
+                               a->held && a->status == FLOW_ACT_PENDING &&
+                                       status == FLOW_RUN_RUNNING
                                    ? "waiting"
                                    : act_status_name(a->status),
                                "attempts", a->attempts, "started_at",
@@ -473,7 +474,7 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
                                a->error);
         if (jt && a->output)
             json_object_set(jt, "output", a->output);
-        if (jt && a->held && a->status == FLOW_ACT_PENDING)
+        if (jt && a->held && a->status == FLOW_ACT_PENDING && status == FLOW_RUN_RUNNING)
             json_object_set_new(jt, "waiting_for", json_string(a->held));
         if (jt && a->stderr_tail)
             json_object_set_new(jt, "stderr_tail", json_string(a->stderr_tail));

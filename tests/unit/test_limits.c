@@ -449,6 +449,79 @@ static void test_waiting_event(void **state)
     flow_engine_free(e);
 }
 
+/* ---- what the review found ---------------------------------------------------- */
+
+/* Cancelling a run whose elements hold a key and wait for it, with one
+ * thread: what the cancel gives back must not go to the run's own waiters
+ * (it crashed the engine). A run waiting for the key then goes on. */
+static void test_cancel_with_holders_and_waiters(void **state)
+{
+    (void)state;
+    reset(200);
+    flow_engine *e = engine_with(1, NULL);
+    flow_task *t;
+    flow *f = fan_flow("cancelled", &t);
+    assert_int_equal(flow_task_set_concurrency(t, 2, "k", NULL), FLOW_OK);
+    static const char *const keys[] = {"x"};
+    json_t *in = items(3, keys, 1);
+    flow_run_options o = {.inputs = in};
+    flow_run *a = flow_run_start(e, f, &o, NULL);
+    usleep(50000);
+    flow_run *b = flow_run_start(e, f, &o, NULL);
+    usleep(50000);
+    flow_run_cancel(a, "stop");
+    assert_int_equal(flow_run_wait(a), FLOW_RUN_CANCELLED);
+    assert_int_equal(flow_run_wait(b), FLOW_RUN_COMPLETED);
+    /* Pause one that holds and waits; another run of the key still goes. */
+    flow_run *c = flow_run_start(e, f, &o, NULL);
+    usleep(50000);
+    flow_run_pause(c, "later");
+    assert_int_equal(flow_run_wait(c), FLOW_RUN_PAUSED);
+    flow_run *d = flow_run_start(e, f, &o, NULL);
+    assert_int_equal(flow_run_wait(d), FLOW_RUN_COMPLETED);
+    flow_run_free(a);
+    flow_run_free(b);
+    flow_run_free(c);
+    flow_run_free(d);
+    json_decref(in);
+    flow_free(f);
+    flow_engine_free(e);
+}
+
+/* The flow's key and its task's key may be the same text: a run holding
+ * "acme" does not wait for its own task's "acme". */
+static void test_same_text_for_run_and_task_keys(void **state)
+{
+    (void)state;
+    reset(10);
+    flow_engine *e = engine_with(4, NULL);
+    char *dir = th_tempdir();
+    char url[600];
+    snprintf(url, sizeof(url), "sqlite:%s/s.db", dir);
+    flow_store *st = flow_store_open(url, NULL);
+    assert_non_null(st);
+    flow_task *t;
+    flow *f = fan_flow("acme", &t);
+    assert_int_equal(flow_set_concurrency(f, 1, "{{ inputs.c }}", NULL), FLOW_OK);
+    assert_int_equal(flow_task_set_concurrency(t, 2, "{{ inputs.c }}", NULL), FLOW_OK);
+    static const char *const keys[] = {"x"};
+    json_t *in = items(4, keys, 1);
+    json_object_set_new(in, "c", json_string("acme"));
+    flow_run_options o = {.inputs = in, .store = st};
+    flow_run *r = flow_run_start(e, f, &o, NULL);
+    assert_non_null(r);
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
+    assert_int_equal(nspans, 4);
+    assert_int_equal(max_overlap(NULL), 2);
+    flow_run_free(r);
+    json_decref(in);
+    flow_free(f);
+    flow_engine_free(e);
+    flow_store_close(st);
+    th_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +535,8 @@ int main(void)
         cmocka_unit_test(test_run_limit),
         cmocka_unit_test(test_cancel_and_pause_waiting),
         cmocka_unit_test(test_waiting_event),
+        cmocka_unit_test(test_cancel_with_holders_and_waiters),
+        cmocka_unit_test(test_same_text_for_run_and_task_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
