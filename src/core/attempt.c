@@ -26,7 +26,8 @@ void flow__run_attempt_started(struct flow_run *r, struct act *a)
     a->status = FLOW_ACT_RUNNING;
     a->started = r->engine->clock;
     r->running++;
-    flow__gate_started(r->engine, a);
+    if (flow__gate_has(a))
+        flow__gate_started(r->engine, a);
     flow__run_journal(r, JREC_ACT_STARTED, a, NULL);
     flow__run_notify(r, FLOW_EV_TASK_STARTED, a, NULL, 0);
     if (t->policy->timeout > 0)
@@ -321,14 +322,16 @@ void flow__run_replay_failed(struct flow_run *r, struct act *a, const char *erro
 static void release_slot(struct flow_run *r, struct act *a, bool counted)
 {
     struct flow_engine *e = r->engine;
-    flow__gate_release(e, a);
+    if (flow__gate_has(a))
+        flow__gate_release(e, a);
     if (r->running > 0)
         r->running--;
     flow__engine_release_slot(e, r);
     if (!counted)
         return;
     e->running--;
-    flow__gate_kick(e);
+    if (e->gates)
+        flow__gate_kick(e);
     if (e->spawn_q.count)
         flow__engine_wake(e);
     if (e->pool_q.count && e->idle > 0)

@@ -179,7 +179,8 @@ void flow__engine_enqueue(struct flow_engine *e, struct act *a)
     struct flow_run *r = a->run;
     if (r->replaying || r->pausing)
         return; /* stays pending: resume queues it */
-    bool passed = flow__gate_passed(a);
+    bool maybe = flow__gate_maybe(r, a);
+    bool passed = maybe && flow__gate_passed(a);
     if (r->max_running && !is_expander(a) && !passed) {
         /* A sequential run: one activation at a time; the rest wait here
          * until flow__engine_release_slot. */
@@ -196,7 +197,7 @@ void flow__engine_enqueue(struct flow_engine *e, struct act *a)
         }
         r->slots++;
     }
-    if (!passed && flow__gate_needed(r, a, is_expander(a))) {
+    if (maybe && !passed && flow__gate_needed(r, a, is_expander(a))) {
         flow__gate_enter(e, a, is_expander(a)); /* back here once its limits let it */
         return;
     }
@@ -342,7 +343,8 @@ static void heap_rebuild(struct flow_engine *e)
  * it, and is cancelled (`arg` non-NULL) or left pending. */
 static void unqueued(struct act *a, void *arg)
 {
-    flow__gate_release(a->run->engine, a);
+    if (flow__gate_has(a))
+        flow__gate_release(a->run->engine, a);
     if (arg)
         flow__run_cancel_act(a->run, a, "the run stopped before it started");
 }
@@ -721,7 +723,8 @@ static void run_loop_queue(struct flow_engine *e)
         struct flow_run *r = a->run;
         const struct flow_task *t = act_task(a);
         if (is_expander(a)) {
-            flow__gate_started(e, a);
+            if (flow__gate_has(a))
+                flow__gate_started(e, a);
             flow__run_expand(r, a);
             continue;
         }

@@ -47,4 +47,18 @@ void flow__gate_free(struct act_gate *ag);
  * lock). */
 void flow__gate_stop(struct flow_engine *e);
 
+/* The hot path of every task, limited or not, pays only these tests. */
+
+/* Does `a` hold or wait for anything of the gate? */
+static inline bool flow__gate_has(const struct act *a)
+{
+    return a->dyn && a->dyn->gate;
+}
+
+/* Might `a` have to pass the gate (flow__gate_needed says for sure)? */
+static inline bool flow__gate_maybe(const struct flow_run *r, const struct act *a)
+{
+    return r->flow->run_limit || flow__gate_has(a) || act_task(a)->ext;
+}
+
 #endif
