@@ -1198,9 +1198,23 @@
         return;
       }
       const ep = v => typeof v === 'number' ? new Date(v * 1000).toISOString() : v;
+      const bytes = n => {
+        const u = ['', 'K', 'M', 'G', 'T'];
+        let i = 0;
+        while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+        return (Number.isInteger(n) ? n : n.toFixed(1)) + u[i];
+      };
+      // What the worker's jobs use of what it declared (flow worker --resources).
+      const res = (w, name) => {
+        const cap = w.resources && w.resources[name];
+        if (cap === undefined || cap === null) return '';
+        const used = (w.in_use && w.in_use[name]) || 0;
+        return name === 'memory' ? bytes(used) + '/' + bytes(cap) : used + '/' + cap;
+      };
       replace(body, h('div.table-wrap', null, h('table.workers', null,
-        h('thead', null, h('tr', null, ['Name', 'Host', 'PID', 'Queues', 'Running', 'Done', 'Started', 'Last seen']
-          .map((t, i) => h('th' + (i === 2 || i === 4 || i === 5 ? '.num' : ''), {scope: 'col'}, t)))),
+        h('thead', null, h('tr', null, ['Name', 'Host', 'PID', 'Queues', 'Running', 'Done', 'CPU', 'Memory', 'GPU',
+          'Started', 'Last seen']
+          .map((t, i) => h('th' + (i === 2 || (i >= 4 && i <= 8) ? '.num' : ''), {scope: 'col'}, t)))),
         h('tbody', null, ws.map(w => h('tr', null,
           h('td.mono', {'data-label': 'Name'}, w.name),
           h('td', {'data-label': 'Host'}, w.host || ''),
@@ -1208,6 +1222,9 @@
           h('td.mono', {'data-label': 'Queues'}, (w.queues || []).join(', ')),
           h('td.num', {'data-label': 'Running'}, String(w.running ?? '')),
           h('td.num', {'data-label': 'Done'}, String(w.done ?? '')),
+          h('td.num', {'data-label': 'CPU', title: 'in use / declared'}, res(w, 'cpu')),
+          h('td.num', {'data-label': 'Memory', title: 'in use / declared'}, res(w, 'memory')),
+          h('td.num', {'data-label': 'GPU', title: 'in use / declared'}, res(w, 'gpu')),
           h('td', {'data-label': 'Started'}, timeEl(ep(w.started))),
           h('td', {'data-label': 'Last seen'}, timeEl(ep(w.seen)))))))));
     }
