@@ -5,7 +5,7 @@
 # Engines: libflow (`run: [/bin/true]`: started directly, no shell; compare with make, xargs, raw) and
 #   libflow-shell (`shell: /bin/true`: through /bin/sh -c, like ninja); what limits cost (issue #13):
 #   libflow-conc (each task also `concurrency: {limit: 2, key: w2}`: a slot of the store per start) and
-#   libflow-rate (`rate_limit: 1000000/s`: a start recorded in the store's window, never throttled).
+#   libflow-rate (`rate_limit: {limit: 1000000/s, key: w2}`: starts recorded in the store's window, never throttled).
 # Whole-process wall time of `flow run FILE --jobs 2 --quiet` by hyperfine -N, WARMUP untimed + RUNS timed,
 # median. Each case runs in its own folder with flow's default store (sqlite:.flow/flow.db there), which is
 # deleted before every run, as the peers' script deletes .ninja_log. One untimed run with --json first
@@ -24,7 +24,7 @@ gen() {
     case $v in
       run) body='run: [/bin/true]' ;; shell) body='shell: /bin/true' ;;
       conc) body='run: [/bin/true], concurrency: {limit: 2, key: w2}' ;;
-      rate) body='run: [/bin/true], rate_limit: 1000000/s' ;;
+      rate) body='run: [/bin/true], rate_limit: {limit: 1000000/s, key: w2}' ;;
     esac
     mkdir -p "$dir/indep_$v" "$dir/chain_$v"
     awk -v n="$ni" -v body="$body" -v v="$v" 'BEGIN{

@@ -47,6 +47,8 @@ enum { ST_RUN = 0, ST_RES, ST_SLOT, ST_RATE, ST_PASSED };
 #define HOLD_NS (1000 * 1000000LL) /* a slot passed on among our waiters, before we ask */
 #define YIELD_NS (300 * 1000000LL) /* after giving one back: the other's turn */
 #define RENEW_NS ((int64_t)(FLOW__LEASE_RENEW * 1e9))
+#define SAFETY_NS (100 * 1000000LL)
+#define LINGER_NS (50 * 1000000LL) /* a spare slot nobody waits for is kept this long */
 
 struct gate_key {
     char *map_key;            /* kind|store|key: the map's key */
@@ -58,6 +60,7 @@ struct gate_key {
     double window;            /* GK_RATE */
     int held;                 /* slots this engine holds */
     FLOW__VEC(int) spare;     /* ... of them given back by an attempt, not yet reused */
+    int64_t spare_at;         /* when the last of them came (monotonic ns) */
     FLOW__VEC(int64_t) taken; /* by slot number: monotonic ns it was taken from the
                                * store, or last found nobody else waits for it */
     struct readyq waiters;
@@ -100,6 +103,7 @@ struct flow__gates {
     FLOW__VEC(struct act *) failed; /* key render failures to apply */
     int64_t renew_at;
     bool kick;                /* something changed: look again now */
+    bool want_job;            /* a key waits for a free --jobs slot (start_room) */
 };
 
 /* ---- keys ---------------------------------------------------------------- */
@@ -449,6 +453,8 @@ static void wait_in(struct flow__gates *g, struct readyq *q, size_t *untold, str
     pthread_cond_signal(&g->cond);
 }
 
+static size_t room(const struct flow_engine *e);
+
 /* Take `a` to its next stage that holds it, or through. */
 static void advance(struct flow_engine *e, struct act *a)
 {
@@ -484,8 +490,12 @@ static void advance(struct flow_engine *e, struct act *a)
     if (ag->stage == ST_SLOT) {
         if (!render_keys(e, a, ag))
             goto fail;
-        if (ag->slot_key && ag->slot < 0) {
-            wait_in(g, &ag->slot_key->waiters, &ag->slot_key->untold, a, ag);
+        struct gate_key *sk = ag->slot_key;
+        if (sk && ag->slot < 0 && sk->spare.count && !sk->waiters.count && room(e)) {
+            ag->slot = sk->spare.items[--sk->spare.count]; /* kept for it (slot_free) */
+        }
+        if (sk && ag->slot < 0) {
+            wait_in(g, &sk->waiters, &sk->untold, a, ag);
             return;
         }
         ag->stage = ST_RATE;
@@ -577,7 +587,6 @@ void flow__gate_started(struct flow_engine *e, struct act *a)
 }
 
 /* A slot of `k` is free for the next waiter here, or for the store. */
-static size_t room(const struct flow_engine *e);
 static void grant(struct flow_engine *e, struct gate_key *k, struct act *a, int slot);
 
 static void slot_free(struct flow_engine *e, struct gate_key *k, int slot)
@@ -597,10 +606,15 @@ static void slot_free(struct flow_engine *e, struct gate_key *k, int slot)
         grant(e, k, next, slot);
         return;
     }
-    if (k->waiters.count) {
+    if (k->waiters.count || k->store) {
+        /* Kept a moment even with nobody waiting: the next task of a chain
+         * comes for it within microseconds, and would pay two store
+         * transactions and a thread hop for a slot given back and taken
+         * again. The thread gives it back after LINGER_NS. */
         flow_err rc = FLOW_OK;
         FLOW__VEC_PUSH(&k->spare, slot, rc);
         if (!rc) {
+            k->spare_at = flow__now_ns();
             g->kick = true;
             pthread_cond_signal(&g->cond);
             return;
@@ -732,7 +746,10 @@ void flow__gate_free(struct act_gate *ag)
 void flow__gate_kick(struct flow_engine *e)
 {
     struct flow__gates *g = e->gates;
-    if (g && g->waiting) {
+    if (g && g->want_job) {
+        /* Only then: every attempt that ends comes here, and waking the
+         * thread for each would cost a context switch a task. */
+        g->want_job = false;
         g->kick = true;
         pthread_cond_signal(&g->cond);
     }
@@ -841,6 +858,26 @@ static void grant(struct flow_engine *e, struct gate_key *k, struct act *a, int 
 
 static size_t start_room(const struct flow_engine *e, const struct act *head);
 
+/* [L] Let go of the engine lock for a call into `k`'s store: `k` stays
+ * (its refs), and a run that ends waits before its store may be closed
+ * (g->calling, flow__gate_forget_run). */
+static void call_begin(struct flow_engine *e, struct gate_key *k)
+{
+    e->gates->calling = k->store;
+    k->refs++;
+    pthread_mutex_unlock(&e->lock);
+}
+
+/* ... and take it again. */
+static void call_end(struct flow_engine *e, struct gate_key *k)
+{
+    pthread_mutex_lock(&e->lock);
+    k->refs--;
+    e->gates->calling = NULL;
+    pthread_cond_broadcast(&e->gates->idle);
+    flow__engine_tick(e);
+}
+
 /* [L] Slots of `k` for its waiters: spare ones first, then the store's. */
 static void serve_slots(struct flow_engine *e, struct gate_key *k, int64_t now)
 {
@@ -848,7 +885,7 @@ static void serve_slots(struct flow_engine *e, struct gate_key *k, int64_t now)
     struct act *w;
     while (k->spare.count && k->waiters.count && room(e) && (w = take_waiter(&k->waiters)))
         grant(e, k, w, k->spare.items[--k->spare.count]);
-    if (k->spare.count && !k->waiters.count) {
+    if (k->spare.count && !k->waiters.count && (!k->store || now - k->spare_at >= LINGER_NS)) {
         store_release(k, k->spare.items, (int)k->spare.count);
         k->held -= (int)k->spare.count;
         if (k->held < 0)
@@ -883,27 +920,23 @@ static void serve_slots(struct flow_engine *e, struct gate_key *k, int64_t now)
     want = want < free_here ? want : free_here;
     want = want < r ? want : r;
     want = want < GRANT_BATCH ? want : GRANT_BATCH;
-    if (!want)
-        return; /* no --jobs slot free: a job that ends looks again */
+    if (!want) {
+        g->want_job |= r == 0; /* a job that ends looks again */
+        return;
+    }
     char owner[80];
     snprintf(owner, sizeof(owner), "%s", peek(&k->waiters)->run->id);
     int slots[GRANT_BATCH];
     int got = 0;
     struct flow_store *s = k->store;
     double wall = flow__wall_time();
-    g->calling = s;
-    k->refs++; /* k stays while the lock is down */
-    pthread_mutex_unlock(&e->lock);
+    call_begin(e, k);
     flow_error err;
     flow_err rc;
     FLOW__WITH_STORE(s, rc = s->backend->ops->slot_acquire(
                             s->backend->priv, k->skey, k->limit, (int)want, s->holder, owner, wall,
                             FLOW__LEASE_TTL, slots, &got, &err));
-    pthread_mutex_lock(&e->lock);
-    k->refs--;
-    g->calling = NULL;
-    pthread_cond_broadcast(&g->idle);
-    flow__engine_tick(e);
+    call_end(e, k);
     if (rc) {
         flow__log(FLOW_LOG_WARN, "concurrency key '%s': %s (trying again)", k->key, err.message);
         got = 0;
@@ -958,9 +991,17 @@ static void serve_rate(struct flow_engine *e, struct gate_key *k, int64_t now)
     struct flow__gates *g = e->gates;
     if (!k->waiters.count || now < k->next_try)
         return;
-    size_t r = start_room(e, peek(&k->waiters));
-    if (!r)
-        return; /* a job that ends looks again (flow__gate_kick) */
+    /* A token per free job puts a store transaction between every end and
+     * the next start; a high limit may take a few ahead: at most 1 % of
+     * it, the most a window can then see over the limit. */
+    size_t ahead = (size_t)k->limit / 100;
+    ahead = ahead < GRANT_BATCH ? ahead : GRANT_BATCH;
+    size_t r = start_room(e, peek(&k->waiters)) + ahead;
+    r = r < room(e) ? r : room(e);
+    if (!r) {
+        g->want_job = true; /* a job that ends looks again (flow__gate_kick) */
+        return;
+    }
     size_t want = k->waiters.count;
     want = want < r ? want : r;
     want = want < GRANT_BATCH ? want : GRANT_BATCH;
@@ -984,19 +1025,13 @@ static void serve_rate(struct flow_engine *e, struct gate_key *k, int64_t now)
             retry_at = k->starts.items[0] + k->window;
     } else {
         struct flow_store *s = k->store;
-        g->calling = s;
-        k->refs++;
-        pthread_mutex_unlock(&e->lock);
+        call_begin(e, k);
         flow_error err;
         flow_err rc;
         FLOW__WITH_STORE(s, rc = s->backend->ops->rate_take(s->backend->priv, k->skey, k->limit,
                                                              k->window, (int)want, wall, &got,
                                                              &retry_at, &err));
-        pthread_mutex_lock(&e->lock);
-        k->refs--;
-        g->calling = NULL;
-        pthread_cond_broadcast(&g->idle);
-        flow__engine_tick(e);
+        call_end(e, k);
         if (rc) {
             flow__log(FLOW_LOG_WARN, "rate limit '%s': %s (trying again)", k->key, err.message);
             got = 0;
@@ -1129,9 +1164,13 @@ static void *gate_main(void *arg)
             if (k->waiters.count && k->next_try > now && k->next_try < next &&
                 (k->kind == GK_RATE || k->held < k->limit))
                 next = k->next_try;
+            if (k->spare.count && !k->waiters.count && k->spare_at + LINGER_NS < next)
+                next = k->spare_at + LINGER_NS; /* give back what lingers */
         }
         serve_resources(e);
         keys_collect(g);
+        if (g->waiting && next > now + SAFETY_NS)
+            next = now + SAFETY_NS; /* a wake-up missed costs this much at most */
         if (g->kick || g->failed.count)
             continue;
         if (e->obs_runs.count)
