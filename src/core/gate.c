@@ -580,7 +580,8 @@ void flow__gate_started(struct flow_engine *e, struct act *a)
         return;
     ag->queued = false;
     struct flow__gates *g = e->gates;
-    if (g->ready-- == ready_cap(e)) {
+    if (g->ready-- == ready_cap(e) || (g->want_job && g->ready == 0)) {
+        g->want_job = false;
         g->kick = true;
         pthread_cond_signal(&g->cond);
     }
@@ -1051,6 +1052,10 @@ static void serve_rate(struct flow_engine *e, struct gate_key *k, int64_t now)
         tell_all(k, why);
     } else {
         k->next_try = 0;
+        /* Those left wait for room: the next job that ends (or start that
+         * frees room) looks again. */
+        if (k->waiters.count)
+            g->want_job = true;
     }
 }
 
