@@ -233,6 +233,20 @@ static bool dk_held_parse(const struct flow__buf *text, int slot, struct dk_held
     return false;
 }
 
+/* Directory `name` of `dfd` to read (the DIR owns its descriptor); NULL
+ * with errno set. */
+static DIR *dk_dir_of(int dfd, const char *name)
+{
+    int fd = flow__dk_open_dir(dfd, name);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (!d && fd >= 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return d;
+}
+
 static int dk_held_order(const void *a, const void *b)
 {
     const struct dk_held *x = a, *y = b;
@@ -243,14 +257,9 @@ static int dk_held_order(const void *a, const void *b)
 static int dk_slots_read(int kfd, struct dk_helds *out)
 {
     memset(out, 0, sizeof(*out));
-    int fd = flow__dk_open_dir(kfd, ".");
-    DIR *d = fd < 0 ? NULL : fdopendir(fd);
-    if (!d) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return e;
-    }
+    DIR *d = dk_dir_of(kfd, ".");
+    if (!d)
+        return errno;
     struct flow__buf text;
     flow__buf_init(&text, DK_META_MAX);
     int e = 0;
@@ -391,14 +400,9 @@ static void dk_want_name(const char *holder, char out[DK_LIMIT_NAME_MAX + 2])
  * 0 or an errno. */
 static int dk_wants_scan(int kfd, const char *holder, double now, bool *contended)
 {
-    int fd = flow__dk_open_dir(kfd, ".");
-    DIR *d = fd < 0 ? NULL : fdopendir(fd);
-    if (!d) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return e;
-    }
+    DIR *d = dk_dir_of(kfd, ".");
+    if (!d)
+        return errno;
     struct flow__buf text;
     flow__buf_init(&text, DK_META_MAX);
     int e = 0;
@@ -639,12 +643,9 @@ flow_err flow__dk_slot_renew(void *priv, const char *holder, double now, double 
     int hfd = dk_limits_dir(s, &s->holdersfd, "holders", false);
     char hname[DK_LIMIT_NAME_MAX + 1];
     dk_limit_name(holder, hname);
-    int fd = hfd < 0 ? -1 : flow__dk_open_dir(hfd, hname);
-    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    DIR *d = hfd < 0 ? NULL : dk_dir_of(hfd, hname);
     if (!d) {
         int e = errno;
-        if (fd >= 0)
-            close(fd);
         if (e == ENOENT)
             return FLOW_OK; /* holds nothing */
         return flow__error_errno(err, e, "%s in store '%s'", what, s->path);
@@ -703,14 +704,9 @@ static int dk_list_key(int sfd, const char *kname, const char *key, double now, 
 /* Every key directory of `sfd`, listed into `list`. 0 or an errno. */
 static int dk_list_all(int sfd, double now, json_t *list)
 {
-    int fd = flow__dk_open_dir(sfd, ".");
-    DIR *d = fd < 0 ? NULL : fdopendir(fd);
-    if (!d) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return e;
-    }
+    DIR *d = dk_dir_of(sfd, ".");
+    if (!d)
+        return errno;
     struct flow__buf key;
     flow__buf_init(&key, DK_META_MAX);
     int e = 0;

@@ -320,6 +320,26 @@ out:
     return rc;
 }
 
+/* The members of set `key`: *out the reply (the caller frees it), or NULL
+ * when the set is empty or the read failed (then the code says which). */
+static flow_err rd_members(struct rd_store *s, const char *key, const char *what,
+                           redisReply **out, flow_error *err)
+{
+    const char *argv[] = {"SMEMBERS", key};
+    redisReply *m = flow__rd_cmdv(s, what, err, 2, argv, NULL, NULL);
+    *out = NULL;
+    if (!m)
+        return err ? err->code : FLOW_EIO;
+    if (m->type != REDIS_REPLY_ARRAY)
+        return flow__rd_odd(s, what, m, err);
+    if (m->elements == 0) {
+        freeReplyObject(m);
+        return FLOW_OK;
+    }
+    *out = m;
+    return FLOW_OK;
+}
+
 flow_err flow__rd_slot_renew(void *priv, const char *holder, double now, double ttl,
                              flow_error *err)
 {
@@ -329,16 +349,11 @@ flow_err flow__rd_slot_renew(void *priv, const char *holder, double now, double 
     if (!set)
         return flow__rd_nomem(s, what, err);
     /* Most runners hold no slot: one read finds that out. */
-    const char *argv[] = {"SMEMBERS", set};
-    redisReply *m = flow__rd_cmdv(s, what, err, 2, argv, NULL, NULL);
-    if (!m || m->type != REDIS_REPLY_ARRAY || m->elements == 0) {
+    redisReply *m = NULL;
+    flow_err mrc = rd_members(s, set, what, &m, err);
+    if (!m) {
         flow__free(set);
-        if (!m)
-            return err ? err->code : FLOW_EIO;
-        if (m->type != REDIS_REPLY_ARRAY)
-            return flow__rd_odd(s, what, m, err);
-        freeReplyObject(m);
-        return FLOW_OK;
+        return mrc;
     }
     size_t n = m->elements;
     char **keys = flow__calloc(n + 2, sizeof(*keys));
@@ -435,16 +450,11 @@ static flow_err rd_list_all(struct rd_store *s, double now, json_t *list, const 
     char *index = flow__asprintf("%s:slotkeys", s->addr.prefix);
     if (!index)
         return flow__rd_nomem(s, what, err);
-    const char *argv[] = {"SMEMBERS", index};
-    redisReply *m = flow__rd_cmdv(s, what, err, 2, argv, NULL, NULL);
-    if (!m || m->type != REDIS_REPLY_ARRAY || m->elements == 0) {
+    redisReply *m = NULL;
+    flow_err mrc = rd_members(s, index, what, &m, err);
+    if (!m) {
         flow__free(index);
-        if (!m)
-            return err ? err->code : FLOW_EIO;
-        if (m->type != REDIS_REPLY_ARRAY)
-            return flow__rd_odd(s, what, m, err);
-        freeReplyObject(m);
-        return FLOW_OK;
+        return mrc;
     }
     size_t n = m->elements;
     char **keys = flow__calloc(n + 1, sizeof(*keys));
