@@ -49,7 +49,10 @@ static const char help[] =
     "                    same filters, or one run {id, flow, version, status,\n"
     "                    result, error, source, runner, duration, state, tasks:\n"
     "                    [{task, activation, status, attempts, started_at,\n"
-    "                    ended_at, error, output, index, item}]}; runner (\"pid@host\",\n"
+    "                    ended_at, error, output, info, index, item}]}; info\n"
+    "                    says what its completion journaled: {cached: true},\n"
+    "                    {prompt: {name, version, label}}, {usage: {prompt_tokens,\n"
+    "                    completion_tokens, total_tokens}}; runner (\"pid@host\",\n"
     "                    or null when it stopped) only for runs running or stopped;\n"
     "                    index and item only for the elements of a foreach\n"
     "      --store URL   the store (default: $FLOW_STORE, else the nearest\n"
@@ -225,6 +228,43 @@ static const char *act_label(const json_t *t, char *out, size_t size)
                          json_object_get(t, "item"), true);
 }
 
+/* What an activation's completion journaled about it (`info`), in words:
+ * "cached", "prompt summarize v1 (production)", "tokens 12+30". Empty when
+ * nothing. */
+static const char *info_note(const json_t *t, char *out, size_t size)
+{
+    const json_t *info = json_object_get(t, "info");
+    const json_t *prompt = json_object_get(info, "prompt");
+    const json_t *usage = json_object_get(info, "usage");
+    size_t n = 0;
+
+    out[0] = '\0';
+    if (json_is_true(json_object_get(info, "cached"))) {
+        n += (size_t)snprintf(out + n, size - n, "cached");
+    }
+    if (json_is_object(prompt) && n < size) {
+        const json_t *v = json_object_get(prompt, "version");
+        const char *label = json_string_value(json_object_get(prompt, "label"));
+        char version[64];
+
+        if (json_is_integer(v)) {
+            snprintf(version, sizeof(version), "%lld", (long long)json_integer_value(v));
+        } else {
+            snprintf(version, sizeof(version), "%s", json_string_value(v) ? json_string_value(v) : "?");
+        }
+        n += (size_t)snprintf(out + n, size - n, "%sprompt %s v%s%s%s%s", n ? ", " : "",
+                              json_string_value(json_object_get(prompt, "name")) ?
+                                  json_string_value(json_object_get(prompt, "name")) : "?",
+                              version, label ? " (" : "", label ? label : "", label ? ")" : "");
+    }
+    if (json_is_object(usage) && n < size) {
+        snprintf(out + n, size - n, "%stokens %lld+%lld", n ? ", " : "",
+                 (long long)json_integer_value(json_object_get(usage, "prompt_tokens")),
+                 (long long)json_integer_value(json_object_get(usage, "completion_tokens")));
+    }
+    return out;
+}
+
 static int show_run(flow_store *st, const char *id, bool as_json)
 {
     flow_error err;
@@ -274,7 +314,7 @@ static int show_run(flow_store *st, const char *id, bool as_json)
         }
     }
     printf("%6s  %-*s %-10s %-8s %-19s  %-19s  %s\n", "ACT", width, "TASK", "STATUS", "ATTEMPTS",
-           "STARTED", "ENDED", "ERROR");
+           "STARTED", "ENDED", "NOTE");
     json_array_foreach(json_object_get(run, "tasks"), i, t)
     {
         char started[32];
@@ -282,6 +322,7 @@ static int show_run(flow_store *st, const char *id, bool as_json)
         const char *e = json_string_value(json_object_get(t, "error"));
         const char *act_status = json_string_value(json_object_get(t, "status"));
         const char *held = json_string_value(json_object_get(t, "waiting_for"));
+        char note[256];
 
         printf("%6lld  %-*s %s %-8lld %-19s  %-19s  %s\n",
                (long long)json_integer_value(json_object_get(t, "activation")), width,
@@ -290,7 +331,7 @@ static int show_run(flow_store *st, const char *id, bool as_json)
                (long long)json_integer_value(json_object_get(t, "attempts")),
                cli_short_time(json_object_get(t, "started_at"), started, sizeof(started)),
                cli_short_time(json_object_get(t, "ended_at"), ended, sizeof(ended)),
-               held ? held : e ? e : "");
+               held ? held : e ? e : info_note(t, note, sizeof(note)));
     }
     if (!strcmp(status, "completed")) {
         fputs("result: ", stdout);

@@ -163,6 +163,8 @@ static json_t *completed_payload(struct act *a, json_t *writes, const struct dir
         json_object_set_new(p, "ignored", json_string(ignored));
     if (!d)
         return p;
+    if (d->info)
+        json_object_set(p, "info", d->info);
     if (d->work)
         json_object_set(p, "work", d->work);
     if (d->terminate)
@@ -306,6 +308,8 @@ void flow__run_replay_completed(struct flow_run *r, struct act *a, json_t *paylo
     if ((v = json_object_get(payload, "pause")) && json_is_string(v))
         d.pause = flow__strdup(json_string_value(v));
     d.checkpoint = json_is_true(json_object_get(payload, "checkpoint"));
+    if ((v = json_object_get(payload, "info")) && json_is_object(v))
+        d.info = json_incref(v);
     const char *ignored = json_string_value(json_object_get(payload, "ignored"));
     flow__attempt_succeeded(r, a, output ? output : json_null(), writes, &d);
     if (ignored && a->status == FLOW_ACT_COMPLETED && !act_error(a))
@@ -392,8 +396,8 @@ void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
         }
         json_t *out = ctx->output;
         json_t *writes = ctx->writes;
-        ctx->output = NULL;
-        ctx->writes = NULL;
+        d.info = ctx->info;
+        ctx->output = ctx->writes = ctx->info = NULL;
         flow__ctx_release(e, ctx);
         flow__attempt_succeeded(r, a, out, writes, &d);
         return;

@@ -41,7 +41,8 @@ void flow__ctx_release(struct flow_engine *e, struct flow_ctx *ctx)
     json_decref(ctx->output);
     json_decref(ctx->writes);
     json_decref(ctx->directives);
-    ctx->directives = NULL;
+    json_decref(ctx->info);
+    ctx->directives = ctx->info = NULL;
     flow__free(ctx->error);
     flow__free(ctx->waiting);
     ctx->output = ctx->writes = NULL;
@@ -177,6 +178,16 @@ flow_err flow_ctx_set_output_take(flow_ctx *ctx, json_t *value)
 flow_err flow_ctx_set_output(flow_ctx *ctx, json_t *value)
 {
     return flow_ctx_set_output_take(ctx, value ? json_deep_copy(value) : json_null());
+}
+
+void flow__ctx_note(flow_ctx *ctx, const char *key, json_t *value)
+{
+    if (!value)
+        return;
+    if (!ctx->info)
+        ctx->info = json_object();
+    if (!ctx->info || json_object_set_new(ctx->info, key, value))
+        json_decref(value); /* out of memory: the note is lost, not the attempt */
 }
 
 void flow_ctx_fail(flow_ctx *ctx, const char *fmt, ...)

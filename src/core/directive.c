@@ -18,6 +18,7 @@ void flow__directives_cleanup(struct directives *d)
     flow__free(d->pause);
     json_decref(d->terminate);
     json_decref(d->work);
+    json_decref(d->info);
     memset(d, 0, sizeof(*d));
 }
 

@@ -333,6 +333,7 @@ struct flow_ctx {
     json_t *directives;     /* flow_ctx_next_task & co., or NULL */
     char *waiting;          /* flow_ctx_request_feedback opened this request: the
                              * attempt ends waiting for it */
+    json_t *info;           /* facts journaled with the completion (directives.info) */
     struct flow_ctx *next_free;
 };
 
@@ -719,6 +720,9 @@ void flow__feedback_notify_spawn(struct flow_engine *e);
 struct flow_ctx *flow__ctx_new(struct flow_engine *e, struct flow_run *r, struct act *a);
 /* [L] Give a context back. */
 void flow__ctx_release(struct flow_engine *e, struct flow_ctx *ctx);
+/* Journal `key: value` (taken) in the `info` of the attempt's completion
+ * (cached, prompt, usage): called by the body's thread, as set_output. */
+void flow__ctx_note(struct flow_ctx *ctx, const char *key, json_t *value);
 /* A worker's context (ctx->remote): record that `call` cannot work there. */
 void flow__ctx_unsupported(struct flow_ctx *ctx, const char *call, const char *instead);
 

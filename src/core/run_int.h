@@ -98,6 +98,9 @@ struct directives {
     bool checkpoint;
     char *pause;        /* `pause`: the reason, or NULL */
     json_t *work;       /* next_task / next_iteration / parallel / emit, in order */
+    json_t *info;       /* facts about the attempt journaled with its completion
+                         * (`info` of act_completed: the prompt version used,
+                         * a model's token usage, `cached`), or NULL */
 };
 
 /* Parse `list` (an array of directive objects) into `out`: NULL, or a

@@ -284,6 +284,7 @@ struct fold_act {
     int attempts;
     double started, ended;
     json_t *output; /* borrowed from the records */
+    json_t *info;   /* act_completed's `info` (borrowed): prompt, usage, cached */
     const char *error;
     const char *stderr_tail;
     uint32_t parent; /* a foreach element: its parent's id */
@@ -310,6 +311,7 @@ static void fold_retried(struct fold_act *acts, size_t count, json_t *p)
             a->status = FLOW_ACT_PENDING;
             a->error = NULL;
             a->output = NULL;
+            a->info = NULL;
             a->ended = 0;
         }
     }
@@ -419,6 +421,7 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         case JREC_ACT_COMPLETED: {
             a->status = FLOW_ACT_COMPLETED;
             a->output = json_object_get(p, "output");
+            a->info = json_object_get(p, "info");
             a->error = json_string_value(json_object_get(p, "ignored"));
             a->ended = rec->time;
             json_t *w = json_object_get(p, "writes");
@@ -474,6 +477,8 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
                                a->error);
         if (jt && a->output)
             json_object_set(jt, "output", a->output);
+        if (jt && json_is_object(a->info))
+            json_object_set(jt, "info", a->info);
         if (jt && a->held && a->status == FLOW_ACT_PENDING && status == FLOW_RUN_RUNNING)
             json_object_set_new(jt, "waiting_for", json_string(a->held));
         if (jt && a->stderr_tail)
