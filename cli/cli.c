@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -532,4 +533,62 @@ const char *cli_act_label(char *out, size_t size, const char *task, long index,
                  cli_item_text(item, text, sizeof(text)));
     }
     return out;
+}
+
+/* One --input: "K=V" gives the string V exactly as typed ("v=1.10" stays "1.10"),
+ * "K:=JSON" a JSON value (httpie's convention): a version or a zip code never
+ * turns into a number by accident. Bad JSON after ":=" is a usage error. */
+bool cli_add_kv(const char *cmd, const char *opt, json_t *obj, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    bool as_json = eq && eq > kv && eq[-1] == ':';
+    size_t key_len = eq ? (size_t)(eq - kv) - (as_json ? 1 : 0) : 0;
+    json_error_t jerr;
+    json_t *v;
+    char *key;
+    bool ok;
+
+    if (!eq) {
+        cli_usage_error(cmd, "option '--%s' of '%s' expects KEY=VALUE or KEY:=JSON, got '%s'",
+                        opt, cmd, kv);
+        return false;
+    }
+    if (key_len == 0) {
+        cli_usage_error(cmd, "option '--%s' of '%s' has an empty KEY in '%s'", opt, cmd, kv);
+        return false;
+    }
+    key = cli_malloc(key_len + 1);
+    memcpy(key, kv, key_len);
+    key[key_len] = '\0';
+    if (as_json) {
+        v = json_loads(eq + 1, JSON_DECODE_ANY, &jerr);
+        if (!v) {
+            cli_usage_error(cmd,
+                            "option '--%s %s' of '%s' is not JSON (%s); for a string write "
+                            "'%s=...'",
+                            opt, kv, cmd, jerr.text, key);
+            free(key);
+            return false;
+        }
+    } else {
+        v = json_string(eq + 1);
+    }
+    ok = v && json_object_set_new(obj, key, v) == 0;
+    if (!ok) {
+        cli_error("%s '%s' is not valid UTF-8", opt, key);
+    }
+    free(key);
+    return ok;
+}
+
+bool cli_set_prompts(const char *cmd, const char *dir)
+{
+    struct stat st;
+
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        cli_usage_error(cmd, "option '--prompts' of '%s': '%s' is not a directory", cmd, dir);
+        return false;
+    }
+    setenv("FLOW_PROMPTS", dir, 1);
+    return true;
 }

@@ -59,6 +59,7 @@ extern const struct cli_command cli_cmd_worker;
 extern const struct cli_command cli_cmd_workers;
 extern const struct cli_command cli_cmd_serve;
 extern const struct cli_command cli_cmd_schedules;
+extern const struct cli_command cli_cmd_prompts;
 extern const struct cli_command cli_cmd_completion;
 
 /* The hidden `flow __complete runs|tasks RUN [--store URL]` of the
@@ -141,6 +142,13 @@ bool cli_parse_count(const struct cli_args *a, const char *text, int *out);
 /* --resources AMOUNTS of `cmd` into *out (the machine's, changed by AMOUNTS):
  * false after a usage error. */
 bool cli_parse_resources(const char *cmd, const char *spec, flow_resources *out);
+/* One "K=V" (the string V exactly as typed: "v=1.10" stays "1.10") or
+ * "K:=JSON" (a JSON value, httpie's convention) of option --OPT of `cmd`
+ * into object `obj`; false after a usage error. */
+bool cli_add_kv(const char *cmd, const char *opt, json_t *obj, const char *kv);
+/* --prompts DIR: the prompt directory of this process and what it starts
+ * ($FLOW_PROMPTS); false after a usage error (not a directory). */
+bool cli_set_prompts(const char *cmd, const char *dir);
 
 /* Print `help` (a command's text) on stdout and return CLI_EXIT_OK. */
 int cli_print_help(const char *help);

@@ -64,6 +64,8 @@ int cli_rerun_option(struct cli_rerun *c, const struct cli_args *a, int id, cons
     case CLI_RERUN_JSON:
         c->s.json = true;
         break;
+    case CLI_RERUN_PROMPTS:
+        return cli_set_prompts(c->cmd, a->value) ? -1 : CLI_EXIT_USAGE;
     case CLI_RERUN_RESOURCES:
         if (!cli_parse_resources(c->cmd, a->value, &c->s.resources)) {
             return CLI_EXIT_USAGE;

@@ -33,7 +33,8 @@ enum {
     OPT_DURABILITY,
     OPT_CHECKPOINT_EVERY,
     OPT_REDIS,
-    OPT_RESOURCES
+    OPT_RESOURCES,
+    OPT_PROMPTS
 };
 
 static const struct cli_option options[] = {
@@ -54,6 +55,7 @@ static const struct cli_option options[] = {
     {"checkpoint-every", 0, true, OPT_CHECKPOINT_EVERY},
     {"redis", 0, true, OPT_REDIS},
     {"resources", 0, true, OPT_RESOURCES},
+    {"prompts", 0, true, OPT_PROMPTS},
     {NULL, 0, false, 0},
 };
 
@@ -86,6 +88,8 @@ static const char help[] =
     "      --resources cpu=N,memory=SIZE,gpu=N\n"
     "                      what tasks with 'resources' may use at once (default: the\n"
     "                      machine's cores and memory, gpu=0)\n"
+    "      --prompts DIR   where 'prompt:' finds its files (default: $FLOW_PROMPTS,\n"
+    "                      else prompts/ beside the workflow file)\n"
     "      --json          print the whole run as JSON on stdout ({id, flow, status,\n"
     "                      result, error, tasks: [...]}) instead of the result\n"
     "  -q, --quiet         nothing on stderr but errors: no run id, no progress; the\n"
@@ -205,6 +209,11 @@ static int parse_args(struct run_args *ra, int argc, char **argv)
         case OPT_JSON:
             ra->json = true;
             break;
+        case OPT_PROMPTS:
+            if (!cli_set_prompts("run", a.value)) {
+                return CLI_EXIT_USAGE;
+            }
+            break;
         case OPT_RESOURCES:
             if (!cli_parse_resources("run", a.value, &ra->resources)) {
                 return CLI_EXIT_USAGE;
@@ -297,52 +306,9 @@ static bool merge_inputs_file(json_t *inputs, const char *path)
     return true;
 }
 
-/* One --input: "K=V" gives the string V exactly as typed ("v=1.10" stays "1.10"),
- * "K:=JSON" a JSON value (httpie's convention): a version or a zip code never
- * turns into a number by accident. Bad JSON after ":=" is a usage error. */
 static bool add_input(json_t *inputs, const char *kv)
 {
-    const char *eq = strchr(kv, '=');
-    bool as_json = eq && eq > kv && eq[-1] == ':';
-    size_t key_len = eq ? (size_t)(eq - kv) - (as_json ? 1 : 0) : 0;
-    json_error_t jerr;
-    json_t *v;
-    char *key;
-    bool ok;
-
-    if (!eq) {
-        cli_usage_error("run",
-                        "option '--input' of 'run' expects KEY=VALUE or KEY:=JSON, got '%s'", kv);
-        return false;
-    }
-    if (key_len == 0) {
-        cli_usage_error("run", "option '--input' of 'run' has an empty KEY in '%s'", kv);
-        return false;
-    }
-    key = cli_malloc(key_len + 1);
-    memcpy(key, kv, key_len);
-    key[key_len] = '\0';
-    if (as_json) {
-        v = json_loads(eq + 1, JSON_DECODE_ANY, &jerr);
-        if (!v) {
-            char text[sizeof(jerr.text)];
-
-            cli_usage_error("run",
-                            "option '--input %s' of 'run' is not JSON (%s); for a string write "
-                            "'%s=...'",
-                            kv, progress_one_line(text, sizeof(text), jerr.text), key);
-            free(key);
-            return false;
-        }
-    } else {
-        v = json_string(eq + 1);
-    }
-    ok = v && json_object_set_new(inputs, key, v) == 0;
-    if (!ok) {
-        cli_error("input '%s' is not valid UTF-8", key);
-    }
-    free(key);
-    return ok;
+    return cli_add_kv("run", "input", inputs, kv);
 }
 
 /* The run inputs: --inputs files first, then each --input over them. */

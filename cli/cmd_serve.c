@@ -7,7 +7,7 @@
 #include "serve/serve.h"
 
 enum { OPT_HELP = 1, OPT_LISTEN, OPT_STORE, OPT_REDIS, OPT_FLOWS, OPT_TOKEN, OPT_JOBS, OPT_GRACE,
-       OPT_QUIET, OPT_RESOURCES };
+       OPT_QUIET, OPT_RESOURCES, OPT_PROMPTS };
 
 static const struct cli_option options[] = {
     {"help", 'h', false, OPT_HELP},
@@ -19,13 +19,14 @@ static const struct cli_option options[] = {
     {"jobs", 'j', true, OPT_JOBS},
     {"stop-grace", 0, true, OPT_GRACE},
     {"resources", 0, true, OPT_RESOURCES},
+    {"prompts", 0, true, OPT_PROMPTS},
     {"quiet", 'q', false, OPT_QUIET},
     {NULL, 0, false, 0},
 };
 
 static const char help[] =
     "usage: flow serve [--listen HOST:PORT] [--flows DIR] [--store URL] [--redis URL]\n"
-    "                  [--token-file FILE] [--jobs N] [--resources AMOUNTS]\n"
+    "                  [--token-file FILE] [--jobs N] [--resources AMOUNTS] [--prompts DIR]\n"
     "                  [--stop-grace DURATION] [--quiet]\n"
     "\n"
     "A long-running runner with an HTTP API, a web dashboard and metrics, in one\n"
@@ -57,6 +58,8 @@ static const char help[] =
     "                          what tasks with 'resources' may use at once:\n"
     "                          cpu=N,memory=SIZE,gpu=N (default: the machine's cores\n"
     "                          and memory, gpu=0)\n"
+    "      --prompts DIR       where 'prompt:' finds its files (default: $FLOW_PROMPTS,\n"
+    "                          else prompts/ beside each workflow file)\n"
     "      --stop-grace D      on SIGTERM, how long running tasks may finish\n"
     "                          (default 10s)\n"
     "  -q, --quiet             no line for each run taken over\n"
@@ -95,6 +98,10 @@ static int serve_main(int argc, char **argv)
             break;
         case OPT_JOBS:
             if (!cli_parse_count(&a, a.value, &o.jobs))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_PROMPTS:
+            if (!cli_set_prompts("serve", a.value))
                 return CLI_EXIT_USAGE;
             break;
         case OPT_RESOURCES:

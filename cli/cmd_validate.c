@@ -5,17 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_HELP = 1, OPT_JSON, OPT_RESOURCES };
+enum { OPT_HELP = 1, OPT_JSON, OPT_RESOURCES, OPT_PROMPTS };
 
 static const struct cli_option options[] = {
     {"help", 'h', false, OPT_HELP},
     {"json", 0, false, OPT_JSON},
     {"resources", 0, true, OPT_RESOURCES},
+    {"prompts", 0, true, OPT_PROMPTS},
     {NULL, 0, false, 0},
 };
 
 static const char help[] =
-    "usage: flow validate FILE [--json] [--resources AMOUNTS]\n"
+    "usage: flow validate FILE [--json] [--resources AMOUNTS] [--prompts DIR]\n"
     "\n"
     "Check a workflow file (YAML or JSON): keys and types, task names, triggers,\n"
     "cycles and templates. Every error and warning is printed on stderr, one a\n"
@@ -31,6 +32,9 @@ static const char help[] =
     "              also check that every task's 'resources' fit an engine with\n"
     "              this much (cpu=N,memory=SIZE,gpu=N; unnamed ones: this\n"
     "              machine's), as 'flow run --resources AMOUNTS' will\n"
+    "  --prompts DIR\n"
+    "              where 'prompt:' finds its files (default: $FLOW_PROMPTS, else\n"
+    "              prompts/ beside the workflow file)\n"
     "  -h, --help  show this help\n"
     "\n"
     "Exit status: 0 valid, 2 invalid or usage error.\n";
@@ -127,6 +131,11 @@ static int validate_main(int argc, char **argv)
             return cli_print_help(help);
         case OPT_JSON:
             as_json = true;
+            break;
+        case OPT_PROMPTS:
+            if (!cli_set_prompts("validate", a.value)) {
+                return CLI_EXIT_USAGE;
+            }
             break;
         case OPT_RESOURCES:
             if (!cli_parse_resources("validate", a.value, &res)) {

@@ -27,6 +27,7 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_workers,
     &cli_cmd_serve,
     &cli_cmd_schedules,
+    &cli_cmd_prompts,
     &cli_cmd_completion,
     NULL,
 };

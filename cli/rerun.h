@@ -20,6 +20,7 @@ enum {
     CLI_RERUN_REDIS,
     CLI_RERUN_WAIT,
     CLI_RERUN_RESOURCES,
+    CLI_RERUN_PROMPTS,
     CLI_RERUN_EXTRA
 };
 #define CLI_RERUN_OPTIONS                                                                          \
@@ -27,7 +28,8 @@ enum {
         {"jobs", 'j', true, CLI_RERUN_JOBS}, {"json", 0, false, CLI_RERUN_JSON},                   \
         {"quiet", 'q', false, CLI_RERUN_QUIET}, {"verbose", 'v', false, CLI_RERUN_VERBOSE},        \
         {"store", 0, true, CLI_RERUN_STORE}, {"redis", 0, true, CLI_RERUN_REDIS},                  \
-        {"wait", 0, false, CLI_RERUN_WAIT}, {"resources", 0, true, CLI_RERUN_RESOURCES}
+        {"wait", 0, false, CLI_RERUN_WAIT}, {"resources", 0, true, CLI_RERUN_RESOURCES},  \
+        {"prompts", 0, true, CLI_RERUN_PROMPTS}
 
 /* Their lines in both commands' --help, after the command's own. */
 #define CLI_RERUN_HELP_OPTIONS                                                                     \
@@ -37,6 +39,8 @@ enum {
     "      --resources cpu=N,memory=SIZE,gpu=N\n"                                               \
     "                      what tasks with 'resources' may use at once (default:\n"               \
     "                      the machine's cores and memory, gpu=0)\n"                              \
+    "      --prompts DIR   where 'prompt:' finds its files (default: $FLOW_PROMPTS,\n"           \
+    "                      else prompts/ beside the workflow file)\n"                            \
     "      --json          print the whole run as JSON on stdout\n"                                \
     "  -q, --quiet         nothing on stderr but errors\n"                                         \
     "  -v, --verbose       also print the library's informational messages\n"                      \

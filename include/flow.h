@@ -458,6 +458,49 @@ FLOW_API flow_err flow_connect(flow *f, const char *from_task, const char *event
  * task's failure. Takes a reference to `child` (the caller keeps its own). */
 FLOW_API flow_err flow_task_set_subflow(flow_task *t, flow *child);
 
+/* A prompt of a prompt directory (docs/file-format.md, "Prompts"): files
+ * NAME.yaml, each a list of {label, version, template} entries, their
+ * templates naming variables bare (`{{ text }}`). */
+typedef struct flow_prompt_ref {
+    const char *dir;     /* NULL: $FLOW_PROMPTS, else "prompts" */
+    const char *name;    /* the file's NAME */
+    const char *label;   /* NULL: "production" (unless `version` is given) */
+    const char *version; /* NULL: the one `label` names; else this version
+                          * (which must then also carry `label` if given) */
+} flow_prompt_ref;
+
+/* The prompts of `dir` (NULL: $FLOW_PROMPTS, else "prompts"), by name:
+ * [{name, file, versions: [{version, labels, variables, line}]}], or for a
+ * file that does not load {name, file, error}. NULL with `err` when the
+ * directory cannot be read. */
+FLOW_API json_t *flow_prompts_list(const char *dir, flow_error *err);
+/* One version of a prompt: {name, version, labels, variables, template,
+ * file, line}. NULL with `err` naming the prompt, label or version that is
+ * not there, or what is wrong in its file. */
+FLOW_API json_t *flow_prompt_get(const flow_prompt_ref *ref, flow_error *err);
+/* Render a prompt with `vars` (an object; NULL: none): new text (free() it);
+ * *used (may be NULL) gets {name, version, label}. A variable the prompt
+ * uses and `vars` does not give is FLOW_ETEMPLATE naming it. */
+FLOW_API char *flow_prompt_render(const flow_prompt_ref *ref, json_t *vars, json_t **used,
+                                  flow_error *err);
+
+/* Make the task render a prompt: `vars` (an object template, or a template
+ * string that renders to one, rendered per activation; NULL: no variables)
+ * gives the prompt's variables. Its output is {text, name, version, label},
+ * and its completion journals {name, version, label}. The prompt file is
+ * read and the version chosen now: FLOW_ENOTFOUND naming the prompt, label
+ * or version that is not there, FLOW_EINVAL for a bad file (naming its
+ * line) or for a variable the prompt uses that a literal `vars` does not
+ * give (naming it). */
+FLOW_API flow_err flow_task_set_prompt(flow_task *t, const flow_prompt_ref *ref, json_t *vars,
+                                       flow_error *err);
+/* Render a prompt from a C task with `vars` (an object): new text (free()
+ * it), and the version used is journaled with the attempt's completion
+ * ({prompt: {name, version, label}} in its `info`). NULL with `err`
+ * naming what is missing. */
+FLOW_API char *flow_ctx_render_prompt(flow_ctx *ctx, const flow_prompt_ref *ref, json_t *vars,
+                                      flow_error *err);
+
 /* Validate the state against a JSON Schema subset (type, properties,
  * required, enum, minimum, maximum, items) on every write: a write that breaks
  * it fails the writing task with a message naming the key and the rule.

@@ -740,6 +740,8 @@ static void run_loop_queue(struct flow_engine *e)
             flow__engine_tick(e);
         } else if (t->kind == TASK_FEEDBACK) {
             flow__feedback_task(r, a, ctx);
+        } else if (t->kind == TASK_PROMPT) {
+            flow__prompt_task(r, a, ctx);
         } else {
             /* A no-op passes its input on. */
             json_t *in = flow__run_act_input(r, a);

@@ -726,6 +726,16 @@ void flow__ctx_note(struct flow_ctx *ctx, const char *key, json_t *value);
 /* A worker's context (ctx->remote): record that `call` cannot work there. */
 void flow__ctx_unsupported(struct flow_ctx *ctx, const char *call, const char *instead);
 
+/* ---- prompt_run.c ------------------------------------------------------- */
+
+/* [L] The text of prompt `ps` for activation `a`: its vars rendered in the
+ * activation's scope. *used (may be NULL) gets {name, version, label} to
+ * journal. NULL with `err` naming what failed. flow__free the text. */
+char *flow__run_prompt_text(struct flow_run *r, struct act *a, const struct prompt_spec *ps,
+                            json_t **used, flow_error *err);
+/* [L] Run a `prompt:` task's attempt into `ctx`. */
+void flow__prompt_task(struct flow_run *r, struct act *a, struct flow_ctx *ctx);
+
 /* ---- scope.c ------------------------------------------------------------ */
 
 /* [L] Render a template for activation `a` (NULL: run-level, e.g. result). */

@@ -128,6 +128,7 @@ static void ext_free(struct task_ext *x)
     flow__tmpl_free(x->foreach);
     json_decref(x->foreach_src);
     feedback_spec_free(x->feedback);
+    flow__prompt_spec_free(x->prompt);
     flow__limit_free(x->concurrency_limit);
     flow__limit_free(x->rate_limit);
     flow__free(x->resources);
@@ -409,6 +410,8 @@ static void clear_body(struct flow_task *t)
     if (x) {
         feedback_spec_free(x->feedback);
         x->feedback = NULL;
+        flow__prompt_spec_free(x->prompt);
+        x->prompt = NULL;
         for (size_t i = 0; i < x->argc; i++) {
             flow__tmpl_free(x->argv[i]);
             flow__free(x->argv_src[i]);
@@ -430,6 +433,11 @@ static void clear_body(struct flow_task *t)
     t->fn = NULL;
     t->udata = NULL;
     t->kind = TASK_NOOP;
+}
+
+void flow__task_clear_body(struct flow_task *t)
+{
+    clear_body(t);
 }
 
 flow_err flow_task_set_fn(flow_task *t, flow_task_fn fn, void *udata)

@@ -21,8 +21,31 @@ enum task_kind {
     TASK_COMMAND, /* argv */
     TASK_SHELL,   /* /bin/sh -c script */
     TASK_SUBFLOW, /* a nested run of ext->subflow */
-    TASK_FEEDBACK /* asks a person: ext->feedback; its output is the answer */
+    TASK_FEEDBACK, /* asks a person: ext->feedback; its output is the answer */
+    TASK_PROMPT    /* renders ext->prompt on the loop thread */
 };
+
+/* A task's prompt (`prompt:`, def/prompt_task.c): the file read when the
+ * flow was built, the entry chosen then, and the variables' template. */
+struct prompt_spec {
+    struct flow__prompt_file *file;
+    const struct flow__prompt *chosen; /* an entry of `file` */
+    char *label;                       /* as asked, or NULL */
+    char *version;                     /* as asked, or NULL */
+    struct flow__tmpl *vars;           /* NULL: no variables */
+    json_t *vars_src;
+};
+void flow__prompt_spec_free(struct prompt_spec *ps);
+/* Read and choose `ref`'s prompt and compile `vars` (borrowed; may be NULL)
+ * for task `who` (messages). */
+flow_err flow__prompt_spec_new(const flow_prompt_ref *ref, json_t *vars, const char *who,
+                               struct prompt_spec **out, flow_error *err);
+/* The same, *field (may be NULL) naming what was wrong: "name", "label",
+ * "version" or "vars". */
+flow_err flow__prompt_spec_make(const flow_prompt_ref *ref, json_t *vars, const char *who,
+                                struct prompt_spec **out, const char **field, flow_error *err);
+/* Give task `t` the prompt `ps` (taken) as its body. */
+flow_err flow__task_take_prompt(struct flow_task *t, struct prompt_spec *ps);
 
 /* A feedback task's request (flow_task_set_feedback, `feedback:`). */
 struct feedback_spec {
@@ -109,6 +132,7 @@ struct task_ext {
     json_t *foreach_src;
     int concurrency;             /* foreach: at most this many at once; 0: no limit */
     struct feedback_spec *feedback; /* TASK_FEEDBACK */
+    struct prompt_spec *prompt;  /* TASK_PROMPT */
     struct flow_task *fallback;  /* on_error: fallback */
     char *queue;                 /* executor remote: the workers' queue (NULL: default) */
     char *remote_fn;             /* `fn: NAME`: a C function served by workers */
@@ -262,6 +286,8 @@ struct flow {
 void flow__limit_free(struct flow__limit *l);
 /* The task's ext, made on first use (flowdef.c); NULL when out of memory. */
 struct task_ext *flow__task_ext_of(struct flow_task *t);
+/* Forget the body a task had, before it gets a new one (a no-op then). */
+void flow__task_clear_body(struct flow_task *t);
 /* FLOW_ESTATE once the flow is frozen; else marks its graph stale. */
 flow_err flow__flow_mutate(struct flow *f);
 /* Does the task ask anything of the limits (concurrency, rate, resources)? */

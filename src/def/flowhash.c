@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "def/flowdef.h"
+#include "def/prompts.h"
 #include "util/fnv.h"
 #include "util/json.h"
 
@@ -99,6 +100,14 @@ static uint64_t fp_task(uint64_t h, const struct flow_task *t, bool *ok)
         h = fp_json(h, fs->default_answer, ok);
         h = flow__fnv_str(h, fs->channel_key);
         h = flow__fnv_str(h, fs->id);
+    }
+    if (x->prompt) {
+        /* What was asked, not the text chosen: a new version of a prompt
+         * is what a run resumed after it should use. */
+        h = flow__fnv_str(h, x->prompt->chosen->name);
+        h = flow__fnv_str(h, x->prompt->label);
+        h = flow__fnv_str(h, x->prompt->version);
+        h = fp_json(h, x->prompt->vars_src, ok);
     }
     if (x->subflow) {
         char child[64];

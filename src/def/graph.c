@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "def/flowdef.h"
+#include "def/prompts.h"
 #include "util/alloc.h"
 #include "util/error.h"
 
@@ -717,6 +718,8 @@ static const char *kind_name(const struct flow_task *t)
         return "flow";
     case TASK_FEEDBACK:
         return "feedback";
+    case TASK_PROMPT:
+        return "prompt";
     default:
         return "noop";
     }
@@ -848,6 +851,11 @@ json_t *flow_describe(flow *f)
             json_object_set_new(jt, "feedback",
                                 json_string(type < 3 ? types[type] : "approval"));
         }
+        if (x && x->prompt)
+            json_object_set_new(jt, "prompt",
+                                json_pack("{s:s,s:s?,s:s?}", "name", x->prompt->chosen->name,
+                                          "label", x->prompt->label, "version",
+                                          x->prompt->version));
         if (x && x->foreach_src) {
             json_object_set(jt, "foreach", x->foreach_src);
             json_object_set_new(jt, "concurrency", json_integer(x->concurrency));

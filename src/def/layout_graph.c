@@ -91,8 +91,8 @@ static const char *task_kind(const json_t *t)
     if (is_true(t, "router")) {
         return "router";
     }
-    if (!strcmp(kind, "flow") || !strcmp(kind, "feedback")) {
-        return !strcmp(kind, "flow") ? "flow" : "feedback";
+    if (!strcmp(kind, "flow") || !strcmp(kind, "feedback") || !strcmp(kind, "prompt")) {
+        return !strcmp(kind, "flow") ? "flow" : !strcmp(kind, "prompt") ? "prompt" : "feedback";
     }
     if (!strcmp(str_field(t, "executor", ""), "remote")) {
         return "remote";
@@ -129,6 +129,9 @@ static flow_err task_note(struct flow__buf *b, const json_t *t)
         ok &= flow__buf_printf(b, "flow: %s", str_field(t, "flow", "?")) == FLOW_OK;
     } else if (!strcmp(kind, "feedback")) {
         ok &= flow__buf_appends(b, str_field(t, "feedback", "feedback")) == FLOW_OK;
+    } else if (!strcmp(kind, "prompt")) {
+        ok &= flow__buf_printf(b, "prompt: %s",
+                               str_field(json_object_get(t, "prompt"), "name", "?")) == FLOW_OK;
     } else {
         ok &= flow__buf_appends(b, kind) == FLOW_OK;
     }

@@ -48,6 +48,7 @@ static const char *const task_keys[] = {
     "shell",
     "flow",
     "feedback",
+    "prompt",
     "noop",
     "fn",
     /* triggers */

@@ -230,6 +230,15 @@ size_t flow__ld_error_count(const struct loader *L);
 bool flow__ld_check_shell(struct loader *L, const char *s, struct flow__yaml_pos pos,
                           const char *what);
 
+/* ---- load_prompt.c -------------------------------------------------- */
+
+struct prompt_spec;
+/* `prompt: NAME` or `{name, label, version, vars}` (`what` names it): the
+ * prompt read from `prompts/` beside the file (or $FLOW_PROMPTS) and its
+ * version chosen; NULL after reporting. */
+struct prompt_spec *flow__ld_parse_prompt(struct loader *L, const struct val *x,
+                                          const char *what);
+
 /* ---- load_refs.c ---------------------------------------------------- */
 
 /* Report every template that reads `tasks.X.output` in a task that X can

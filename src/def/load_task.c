@@ -12,7 +12,8 @@
 #include "util/error.h"
 #include "util/json.h"
 
-static const char *const body_keys[] = {"run", "shell", "flow", "feedback", "noop", "fn"};
+static const char *const body_keys[] = {"run",  "shell", "flow",  "feedback",
+                                        "noop", "fn",    "prompt"};
 
 /* Tasks                                                                    */
 
@@ -255,6 +256,7 @@ struct body {
     const char **fb_options; /* owned array */
     const char **fb_notify;  /* owned array, NULL-terminated */
     size_t fb_notify_count;
+    struct prompt_spec *prompt; /* prompt: owned until applied */
     bool ok;
 };
 
@@ -266,6 +268,8 @@ static void body_cleanup(struct body *b)
     b->argv = NULL;
     flow__free(b->fb_options);
     flow__free(b->fb_notify);
+    flow__prompt_spec_free(b->prompt);
+    b->prompt = NULL;
     b->fb_options = NULL;
     b->fb_notify = NULL;
 }
@@ -473,7 +477,7 @@ static void parse_flow(struct loader *L, const struct val *x, const char *what, 
     b->ok = true;
 }
 
-static void apply_body(struct loader *L, flow_task *t, const struct body *b, const char *name)
+static void apply_body(struct loader *L, flow_task *t, struct body *b, const char *name)
 {
     flow_error e;
     flow__error_clear(&e);
@@ -492,6 +496,9 @@ static void apply_body(struct loader *L, flow_task *t, const struct body *b, con
         flow *child = flow__ld_load_nested(L, b->path, b->pos, name);
         if (child)
             rc = flow_task_set_subflow(t, child);
+    } else if (strcmp(b->key, "prompt") == 0) {
+        rc = flow__task_take_prompt(t, b->prompt);
+        b->prompt = NULL;
     } else if (strcmp(b->key, "feedback") == 0) {
         rc = flow_task_set_feedback(t, &b->fb, &e);
         if (!rc && b->fb_notify)
@@ -544,7 +551,7 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
             if (slot == &extra && extra.key) {
                 flow__ld_report(L, kpos,
                                 "task '%s' has more than two bodies: give exactly one of run, "
-                                "shell, flow, feedback, fn or noop",
+                                "shell, flow, feedback, prompt, fn or noop",
                                 name);
                 continue;
             }
@@ -554,7 +561,7 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
                 flow__ld_report(
                     L, kpos,
                     "task '%s' has two bodies ('%s' and '%s'): give exactly one of run, "
-                    "shell, flow, feedback, fn or noop",
+                    "shell, flow, feedback, prompt, fn or noop",
                     name, body.key, k);
         }
         const struct unsupported *u = flow__ld_find_unsupported(SCOPE_TASK, k, NULL);
@@ -592,6 +599,10 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
             parse_flow(L, &x, what, body.key == k ? &body : &extra);
         } else if (strcmp(k, "feedback") == 0) {
             parse_feedback(L, &x, what, body.key == k ? &body : &extra);
+        } else if (strcmp(k, "prompt") == 0) {
+            struct body *slot = body.key == k ? &body : &extra;
+            slot->prompt = flow__ld_parse_prompt(L, &x, what);
+            slot->ok = slot->prompt != NULL;
         } else if (noop) {
             if (body.key == k)
                 body.ok = true;

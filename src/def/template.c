@@ -316,7 +316,7 @@ static size_t unescape(char *dst, const char *src, size_t len, bool quoted)
 }
 
 /* Parse the expression after `open` ("{{"); *next is set past its "}}". */
-static flow_err parse_expr(const char *open, const char **next, struct expr **out,
+static flow_err parse_expr(const char *open, const char **next, bool bare, struct expr **out,
                            flow_error *err)
 {
     struct seg_src segs[MAX_SEGS];
@@ -337,7 +337,7 @@ static flow_err parse_expr(const char *open, const char **next, struct expr **ou
         p++;
     segs[0].len = (size_t)(p - segs[0].start);
     nseg = 1;
-    {
+    if (!bare) {
         bool known = false;
         for (size_t i = 0; i < FLOW__ARRAY_LEN(roots) && !known; i++)
             known = strlen(roots[i]) == segs[0].len &&
@@ -454,7 +454,7 @@ static flow_err parse_expr(const char *open, const char **next, struct expr **ou
     e->path.count = nseg;
     memcpy(e->filters, fl, nfl);
     e->nfilters = nfl;
-    flow_err rc = check_shape(e, open, err);
+    flow_err rc = bare ? FLOW_OK : check_shape(e, open, err);
     if (rc) {
         expr_free(e);
         return rc;
@@ -478,7 +478,7 @@ static flow_err new_static(json_t *value, struct flow__tmpl **out, flow_error *e
 }
 
 /* A string holding "{{": parts of literal text and expressions. */
-static flow_err compile_parts(const char *s, size_t len, struct flow__tmpl **out,
+static flow_err compile_parts(const char *s, size_t len, bool bare, struct flow__tmpl **out,
                               flow_error *err)
 {
     struct flow__tmpl *t = flow__calloc(1, sizeof(*t));
@@ -505,7 +505,7 @@ static flow_err compile_parts(const char *s, size_t len, struct flow__tmpl **out
         if (open > p)
             t->parts[t->nparts++] = (struct part){.lit = p, .len = (size_t)(open - p)};
         struct expr *e = NULL;
-        flow_err rc = parse_expr(open, &p, &e, err);
+        flow_err rc = parse_expr(open, &p, bare, &e, err);
         if (rc) {
             flow__tmpl_free(t);
             return rc;
@@ -525,7 +525,7 @@ static flow_err compile_value(json_t *value, struct flow__tmpl **out, flow_error
         const char *s = json_string_value(value);
         if (strlen(s) != json_string_length(value))
             return flow__error(err, FLOW_ETEMPLATE, "a template cannot hold a NUL character");
-        return compile_parts(s, json_string_length(value), out, err);
+        return compile_parts(s, json_string_length(value), false, out, err);
     }
     struct flow__tmpl *t = flow__calloc(1, sizeof(*t));
     if (!t)
@@ -579,11 +579,25 @@ flow_err flow__tmpl_compile_string(const char *s, struct flow__tmpl **out, flow_
     if (!s)
         return flow__error(err, FLOW_ETEMPLATE, "no template string");
     if (strstr(s, "{{"))
-        return compile_parts(s, strlen(s), out, err);
+        return compile_parts(s, strlen(s), false, out, err);
     /* Not checked as UTF-8: argv elements may be any bytes. */
     json_t *v = json_stringn_nocheck(s, strlen(s));
     if (!v)
         return flow__error(err, FLOW_ENOMEM, "out of memory");
+    return new_static(v, out, err);
+}
+
+flow_err flow__tmpl_compile_bare(const char *s, size_t len, struct flow__tmpl **out,
+                                flow_error *err)
+{
+    *out = NULL;
+    if (memchr(s, '\0', len))
+        return flow__error(err, FLOW_ETEMPLATE, "a template cannot hold a NUL character");
+    if (memmem(s, len, "{{", 2))
+        return compile_parts(s, len, true, out, err);
+    json_t *v = json_stringn(s, len);
+    if (!v)
+        return flow__error(err, FLOW_ENOMEM, "out of memory (or text not UTF-8)");
     return new_static(v, out, err);
 }
 

@@ -34,6 +34,11 @@ struct flow__tmpl_path {
 flow_err flow__tmpl_compile(json_t *value, struct flow__tmpl **out, flow_error *err);
 /* The same for one string. */
 flow_err flow__tmpl_compile_string(const char *s, struct flow__tmpl **out, flow_error *err);
+/* A prompt's text (def/prompts.c): its expressions name variables bare
+ * (`{{ text }}`, `{{ doc.title }}`): any first step is a root, looked up
+ * by the scope it is rendered with. */
+flow_err flow__tmpl_compile_bare(const char *s, size_t len, struct flow__tmpl **out,
+                                 flow_error *err);
 void flow__tmpl_free(struct flow__tmpl *t);
 /* Feed the template (its text and structure) into FNV-1a state `h`; *ok
  * turns false when it could not be written (out of memory). */
