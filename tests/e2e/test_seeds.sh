@@ -306,6 +306,25 @@ want 'd["outputs"]["long_running"]' '{"batches": 25, "checkpoints_asked": 3}' \
 want 'd["outputs"]["periodic_checkpoint_task"]["checkpoints_asked"] >= 1' 'true' \
     "graflow_checkpoint: periodic checkpoints asked"
 
+# Prompt Management: the seed's prompt file (prompts/summarize.yaml) chosen by label, rendered
+# by a `prompt:` task and from a C task.
+run_flow graflow_yaml_prompts.yaml --input text="content to summarize"
+exits 0 "graflow_yaml_prompts"
+want 'd["result"]["production"]' \
+    '{"text": "Summarize the following text in 100 words or less:\n\ncontent to summarize\n", "name": "summarize", "version": 1, "label": "production"}' \
+    "graflow_yaml_prompts: get_prompt(label=production).render(text, max_words=100)"
+want 'd["result"]["development"]["text"]' '"[DEV] Summarize: content to summarize\n"' \
+    "graflow_yaml_prompts: the development label takes version 2"
+run_c graflow_prompts_in_workflow
+exits 0 "graflow_prompts_in_workflow"
+want 'd["result"]' \
+    '[{"role": "user", "content": "Summarize the following text in 100 words or less:\n\ncontent to summarize\n"}]' \
+    "graflow_prompts_in_workflow: messages = [{role: user, content: prompt.render(text=text)}]"
+run_c graflow_prompts_in_workflow --missing
+exits 1 "graflow_prompts_in_workflow --missing"
+want '"max_words" in d["error"] and "not given" in d["error"]' 'true' \
+    "graflow_prompts_in_workflow: a variable nobody gave fails the task, naming it"
+
 # Distributed Execution: on a redis-server of our own, two `flow worker`s serving
 # Graflow's queue names, as the seed's two `graflow.worker.main` processes.
 redis_start "$T/redis" || fail "no redis-server for the distributed seeds"
