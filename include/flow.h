@@ -978,7 +978,7 @@ FLOW_API size_t flow_run_activation_count(flow_run *r);
 FLOW_API flow_err flow_run_activation(flow_run *r, size_t i, flow_activation_info *info);
 
 /* The run as JSON: {id, flow, status, result, error, tasks:[{task,
- * activation, status, attempts, started_at, ended_at, error}]}, times as RFC
+ * activation, status, attempts, started_at, ended_at, error, info?}]}, times as RFC
  * 3339 strings. New reference; call after the run ended. */
 FLOW_API json_t *flow_run_to_json(flow_run *r);
 

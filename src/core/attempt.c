@@ -218,6 +218,13 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
         return;
     }
     flow__act_set_error(r, a, NULL); /* an earlier attempt's; `ignore` puts its own back */
+    if (d && d->info) {
+        struct act_dyn *dy = flow__act_dyn(r, a);
+        if (dy) {
+            json_decref(dy->info);
+            dy->info = json_incref(d->info);
+        }
+    }
     a->output = output;
     a->status = FLOW_ACT_COMPLETED;
     flow__run_journal(r, JREC_ACT_COMPLETED, a,

@@ -405,6 +405,8 @@ struct act *flow__retry_take_slot(struct flow_run *r, uint32_t task)
         a->dyn->branch_done = false;
         flow__free(a->dyn->stderr_tail);
         a->dyn->stderr_tail = NULL;
+        json_decref(a->dyn->info);
+        a->dyn->info = NULL;
         a->dyn->exit_status = -1;
     }
     a->flags = 0;

@@ -334,6 +334,7 @@ void flow__run_destroy(struct flow_run *r)
         if (a->dyn) {
             json_decref(a->dyn->item);
             json_decref(a->dyn->work);
+            json_decref(a->dyn->info);
             flow__free(a->dyn->stderr_tail);
             flow__free(a->dyn->error);
             flow__free(a->dyn->worker);
@@ -827,6 +828,8 @@ json_t *flow_run_to_json(flow_run *r)
             json_object_set(jt, "output", a->output);
         if (jt && a->dyn && a->dyn->stderr_tail)
             json_object_set_new(jt, "stderr_tail", json_string(a->dyn->stderr_tail));
+        if (jt && a->dyn && a->dyn->info)
+            json_object_set(jt, "info", a->dyn->info);
         if (jt && a->dyn && a->dyn->exit_status >= 0)
             json_object_set_new(jt, "exit_status", json_integer(a->dyn->exit_status));
         if (jt && a->dyn && a->dyn->parent) {

@@ -85,6 +85,8 @@ EOF
 rc=0; "$FLOW" run flow.yaml --store "$STORE" --id p1 --input text=hello --input mark="$T/mark" \
     --json --quiet >out 2>err || rc=$?
 check "a run whose last task fails once: exit 1" [ "$rc" = 1 ]
+expect_json "$(python3 -c 'import json; d = json.load(open("out")); print(json.dumps([t.get("info", {}).get("prompt", {}).get("version") for t in d["tasks"]]))' 2>/dev/null || echo null)" \
+    '[1, 2, null]' "run --json: info.prompt of each activation"
 "$FLOW" status p1 --store "$STORE" >status.txt 2>err
 check "flow status shows the version each prompt task used" \
     bash -c 'grep -Eq "draft .*prompt summarize v1 \(production\)" status.txt &&
