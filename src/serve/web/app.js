@@ -621,7 +621,7 @@
           h('th.num', {scope: 'col'}, '#'), h('th', {scope: 'col'}, 'Task'),
           h('th', {scope: 'col'}, 'Item'), h('th', {scope: 'col'}, 'Status'),
           h('th.num', {scope: 'col'}, 'Attempts'), h('th', {scope: 'col'}, 'Started'),
-          h('th.num', {scope: 'col'}, 'Duration'), h('th', {scope: 'col'}, 'Error'))),
+          h('th.num', {scope: 'col'}, 'Duration'), h('th', {scope: 'col'}, 'Error / note'))),
         actBody)), actMore);
 
     const journalList = h('ol.journal', {'aria-live': 'off'});
@@ -740,6 +740,18 @@
 
     // --- activations
 
+    // What a completion journaled about itself, in words (as `flow status` says it).
+    function infoNote(info) {
+      if (!info) return '';
+      const parts = [];
+      if (info.cached) parts.push('cached');
+      if (info.prompt) parts.push('prompt ' + info.prompt.name + ' v' + info.prompt.version +
+        (info.prompt.label ? ' (' + info.prompt.label + ')' : ''));
+      if (info.usage) parts.push('tokens ' + (info.usage.prompt_tokens ?? 0) + '+' +
+        (info.usage.completion_tokens ?? 0));
+      return parts.join(', ');
+    }
+
     function actRows(a) {
       const running = a.status === 'running';
       const waiting = run && !ENDED.has(run.status) && !ENDED.has(a.status) &&
@@ -765,8 +777,10 @@
         h('td.num', {'data-label': 'Attempts'}, String(a.attempts ?? '')),
         h('td', {'data-label': 'Started'}, timeEl(a.started_at)),
         h('td.num', {'data-label': 'Duration'}, durationEl(null, a.started_at, a.ended_at, running)),
-        h('td.err-cell', {'data-label': 'Error', title: a.error || a.waiting_for || ''},
-          a.error ? short(a.error, 90) : a.waiting_for ? short(a.waiting_for, 90) : ''));
+        a.error || a.waiting_for
+          ? h('td.err-cell', {'data-label': 'Error', title: a.error || a.waiting_for},
+              short(a.error || a.waiting_for, 90))
+          : h('td.note-cell', {'data-label': 'Note', title: infoNote(a.info)}, infoNote(a.info)));
       if (!open) return [tr];
       const blocks = [];
       if (a.output !== undefined && a.output !== null)
@@ -777,6 +791,8 @@
         blocks.push(h('div.block', null, h('h3', null, 'Error'), h('pre.code.err', null, a.error)));
       if (a.stderr_tail)
         blocks.push(h('div.block', null, h('h3', null, 'stderr (tail)'), h('pre.code', null, a.stderr_tail)));
+      if (a.info)
+        blocks.push(h('div.block', null, h('h3', null, 'Journaled'), h('pre.code', null, pretty(a.info))));
       if (!blocks.length) blocks.push(h('p.muted', null, 'No output yet.'));
       const detail = h('tr.detail', {id: detailId}, h('td', {colspan: '8'}, h('div.blocks', null, blocks)));
       return [tr, detail];
