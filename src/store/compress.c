@@ -257,8 +257,9 @@ static bool over(const json_t *v, size_t *left)
 
 bool flow__payload_big(const json_t *v)
 {
-    size_t left = flow__z_threshold();
-    return v && left && over(v, &left);
+    size_t limit = flow__z_threshold();
+    size_t left = limit + 1; /* longer than the threshold: at least one more */
+    return v && limit && over(v, &left);
 }
 
 /* ---- base64 ------------------------------------------------------------------- */

@@ -128,7 +128,8 @@ static struct mem_run *mem_find(struct mem_store *s, const char *id, flow_error 
 }
 
 /* `v` deflated into a new *z of *zlen bytes when it is large and that is
- * worth it (compress.h), else *z NULL. FLOW_ENOMEM. */
+ * worth it (compress.h), else *z NULL. FLOW_ENOMEM. The bytes are copied
+ * out of the buffer, which grew to hold the whole text. */
 static flow_err mem_pack(const json_t *v, char **z, size_t *zlen)
 {
     *z = NULL;
@@ -140,8 +141,10 @@ static flow_err mem_pack(const json_t *v, char **z, size_t *zlen)
     bool packed;
     flow_err rc = flow__payload_append(&b, v, &packed);
     if (rc == FLOW_OK && packed) {
-        *zlen = b.len;
-        *z = flow__buf_take(&b);
+        if ((*z = flow__malloc(b.len)))
+            memcpy(*z, b.data, *zlen = b.len);
+        else
+            rc = FLOW_ENOMEM;
     }
     flow__buf_cleanup(&b);
     return rc;
