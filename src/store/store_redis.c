@@ -457,6 +457,8 @@ static flow_err rd_run_create(void *priv, const struct flow__run_meta *meta, flo
     struct rd_run_keys rk;
     rd_run_keys(s, meta->id, &rk);
     redisReply *r = flow__rd_eval(s, what, err, rd_lua_create, 6, rk.p, nargs, args, lens, NULL);
+    if (s->buf.cap > ((size_t)1 << 22)) /* as after a large batch */
+        flow__buf_cleanup(&s->buf);
     if (!r)
         return err ? err->code : FLOW_EIO;
     long long done = rd_int(r);
