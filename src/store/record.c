@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "store/compress.h"
 #include "util/alloc.h"
 #include "util/json.h"
 
@@ -32,6 +33,8 @@ void flow__records_free(struct flow__jrec *recs, size_t count)
 flow_err flow__payload_parse(struct flow__payload_memo *m, const char *text, size_t len,
                              json_t **out)
 {
+    if (flow__z_is(text, len))
+        return flow__payload_load(text, len, out); /* large: never remembered */
     if (m->len && len == m->len && memcmp(text, m->text, len) == 0) {
         *out = json_incref(m->value);
         return FLOW_OK;

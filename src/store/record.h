@@ -111,14 +111,17 @@ struct flow__payload_memo {
 
 /* The payload of `len` bytes at `text` as a new reference in *out: the memo's value when the
  * text is the one before, else parsed (flow__json_load with JSON_DECODE_ANY: FLOW_EPARSE,
- * FLOW_ENOMEM). */
+ * FLOW_ENOMEM), or inflated first when the store kept it deflated (store/compress.h:
+ * also FLOW_EIO for damaged bytes, FLOW_EUNSUPPORTED for an unknown method;
+ * flow__payload_why says which). */
 flow_err flow__payload_parse(struct flow__payload_memo *m, const char *text, size_t len,
                              json_t **out);
 void flow__payload_memo_cleanup(struct flow__payload_memo *m);
 
 /* Read one record (fixed fields, then the payload if any) of `len` bytes
  * into `rec`; its payload is *root (the caller's to decref). FLOW_EPARSE when
- * it is not a record, FLOW_ENOMEM when jansson ran out of memory. */
+ * it is not a record, FLOW_ENOMEM when jansson ran out of memory, and those
+ * of flow__payload_parse for a deflated payload that cannot be read. */
 flow_err flow__jrec_decode(const char *data, size_t len, struct flow__jrec *rec, json_t **root,
                            struct flow__payload_memo *memo);
 

@@ -52,6 +52,7 @@
 
 #include <zlib.h>
 
+#include "store/compress.h"
 #include "store/disk_int.h"
 #include "store/store.h"
 
@@ -254,9 +255,9 @@ static void dk_run_release(void *entry)
 /* records                                                                   */
 
 /* Append record `r` (framed) to s->buf: the fixed fields in binary, then
- * the payload as compact JSON (record.h: flow__jrec_put_fixed), so that
- * reading back parses JSON only where there is a payload (most records have
- * none). */
+ * the payload as compact JSON (record.h: flow__jrec_put_fixed), deflated
+ * when large (compress.h), so that reading back parses JSON only where
+ * there is a payload (most records have none). */
 static flow_err dk_encode(struct dk_store *s, const struct flow__jrec *r)
 {
     struct flow__buf *b = &s->buf;
@@ -265,7 +266,7 @@ static flow_err dk_encode(struct dk_store *s, const struct flow__jrec *r)
     flow__jrec_put_fixed(head + DK_HEADER, r);
     flow_err rc = flow__buf_append(b, head, sizeof(head));
     if (rc == FLOW_OK && r->payload)
-        rc = flow__json_append(b, r->payload, JSON_COMPACT);
+        rc = flow__payload_append(b, r->payload, NULL);
     size_t len = rc == FLOW_OK ? b->len - start - DK_HEADER : 0;
     if (rc == FLOW_OK && len > DK_RECORD_MAX)
         rc = FLOW_ELIMIT;
@@ -283,6 +284,8 @@ struct dk_scan {
     uint64_t count; /* records in it */
     int sys_errno;  /* a failed read: its errno (the result is then FLOW_EIO) */
     bool stopped;   /* the callback stopped the walk (its code is the result) */
+    bool damaged;   /* record `count` passed its CRC but its deflated payload
+                     * does not inflate: an error, not a torn tail to cut */
 };
 
 /* A buffered reader of a journal (pread, so a descriptor's offset does not
@@ -368,6 +371,10 @@ static flow_err dk_scan(int fd, uint64_t from, flow__store_rec_cb cb, void *udat
         struct flow__jrec rec;
         json_t *root;
         rc = flow__jrec_decode(at + DK_HEADER, len, &rec, &root, &memo);
+        if (rc == FLOW_EIO || rc == FLOW_EUNSUPPORTED) {
+            out->damaged = true;
+            goto out_free;
+        }
         if (rc == FLOW_OK && cb && out->count >= from) {
             rc = cb(udata, out->count, &rec);
             json_decref(root);
@@ -398,6 +405,9 @@ out_free:
 static flow_err dk_scan_fail(struct dk_store *s, const struct dk_scan *scan, flow_err rc,
                              const char *what, flow_error *err)
 {
+    if (scan->damaged)
+        return flow__error(err, rc, "%s in store '%s': record %" PRIu64 ": %s", what, s->path,
+                           scan->count, flow__payload_why(rc));
     if (rc == FLOW_EIO)
         return flow__error_errno(err, scan->sys_errno, "%s in store '%s'", what, s->path);
     return flow__error(err, rc, "%s in store '%s': out of memory", what, s->path);
@@ -565,14 +575,27 @@ static flow_err dk_read(void *priv, const char *run_id, uint64_t from_seq, flow_
 /* ------------------------------------------------------------------------ */
 /* runs                                                                      */
 
-/* meta.json of `m` into s->buf. */
+/* meta.json of `m` into s->buf. Inputs whose text the stores would keep
+ * deflated (compress.h) are there as "inputs_z", the deflated bytes in
+ * base64, which a status change carries over without inflating them. */
 static flow_err dk_meta_text(struct dk_store *s, const struct flow__run_meta *m)
 {
-    json_t *o = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:O?, s:i, s:f, s:f}", "id", m->id,
-                          "flow", m->flow, "version", m->version, "def_hash", m->def_hash,
-                          "source", m->source, "parent", m->parent, "inputs", m->inputs,
-                          "status", m->status, "created_at", m->created_at, "ended_at",
-                          m->ended_at);
+    char *packed_inputs = NULL;
+    bool packed = false;
+    flow__buf_reset(&s->buf);
+    if (m->inputs) {
+        flow_err rc = flow__payload_append(&s->buf, m->inputs, &packed);
+        if (rc == FLOW_OK && packed && !(packed_inputs = flow__b64_encode(s->buf.data, s->buf.len)))
+            rc = FLOW_ENOMEM;
+        if (rc != FLOW_OK)
+            return rc;
+    }
+    json_t *o = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:O?, s:s*, s:i, s:f, s:f}", "id",
+                          m->id, "flow", m->flow, "version", m->version, "def_hash", m->def_hash,
+                          "source", m->source, "parent", m->parent, "inputs",
+                          packed ? NULL : m->inputs, "inputs_z", packed_inputs, "status",
+                          m->status, "created_at", m->created_at, "ended_at", m->ended_at);
+    flow__free(packed_inputs);
     if (!o)
         return FLOW_ENOMEM;
     flow__buf_reset(&s->buf);
@@ -580,6 +603,29 @@ static flow_err dk_meta_text(struct dk_store *s, const struct flow__run_meta *m)
     if (rc == FLOW_OK)
         rc = flow__buf_appendc(&s->buf, '\n');
     json_decref(o);
+    return rc;
+}
+
+/* The inputs of meta.json `o` into *out: "inputs" as it is, or
+ * "inputs_z" inflated. */
+static flow_err dk_meta_inputs(json_t *o, json_t **out)
+{
+    *out = NULL;
+    json_t *z = json_object_get(o, "inputs_z");
+    if (!z || json_is_null(z)) {
+        json_t *inputs = json_object_get(o, "inputs");
+        *out = json_is_null(inputs) ? NULL : json_incref(inputs);
+        return FLOW_OK;
+    }
+    char *bytes;
+    size_t len;
+    const char *text = json_string_value(z);
+    flow_err rc = text ? flow__b64_decode(text, json_string_length(z), &bytes, &len) : FLOW_EPARSE;
+    if (rc != FLOW_OK)
+        return rc;
+    /* Deflated or nothing: text here would be a damaged header. */
+    rc = flow__z_is(bytes, len) ? flow__payload_load(bytes, len, out) : FLOW_EPARSE;
+    flow__free(bytes);
     return rc;
 }
 
@@ -621,19 +667,21 @@ static flow_err dk_meta_load(struct dk_store *s, const char *id, json_t **root,
         out->status = (int)json_integer_value(json_object_get(o, "status"));
         out->created_at = json_number_value(json_object_get(o, "created_at"));
         out->ended_at = json_number_value(json_object_get(o, "ended_at"));
-        json_t *inputs = json_object_get(o, "inputs");
-        out->inputs = json_is_null(inputs) ? NULL : json_incref(inputs);
-        if (!dk_meta_str(o, "flow", &out->flow) || !dk_meta_str(o, "version", &out->version) ||
+        rc = dk_meta_inputs(o, &out->inputs);
+        if (rc == FLOW_OK && (!dk_meta_str(o, "flow", &out->flow) || !dk_meta_str(o, "version", &out->version) ||
             !dk_meta_str(o, "def_hash", &out->def_hash) ||
-            !dk_meta_str(o, "source", &out->source) || !dk_meta_str(o, "parent", &out->parent))
+            !dk_meta_str(o, "source", &out->source) || !dk_meta_str(o, "parent", &out->parent)))
             rc = FLOW_ENOMEM;
     }
     if (rc != FLOW_OK) {
         json_decref(o);
         if (out)
             flow__run_meta_cleanup(out);
-        return flow__error(err, rc, "cannot read run '%s' in store '%s': %s", id, s->path,
-                           rc == FLOW_EPARSE ? "its meta.json is damaged" : "out of memory");
+        return flow__error(err, rc, "cannot read run '%s' in store '%s': %s%s", id, s->path,
+                           rc == FLOW_EPARSE ? "its meta.json is damaged"
+                           : rc == FLOW_ENOMEM ? "out of memory"
+                                               : "its inputs: ",
+                           rc == FLOW_EPARSE || rc == FLOW_ENOMEM ? "" : flow__payload_why(rc));
     }
     if (root)
         *root = o;

@@ -5,13 +5,15 @@
  * values are touched only under the store's io lock, while the values it
  * was given are reference-counted by the scheduler's threads and the ones it
  * hands out by the reader's (a jansson value is counted by one thread at a
- * time: see journal/durable.c). */
+ * time: see journal/durable.c). Large payloads and inputs are kept deflated
+ * instead, as the other stores keep them (compress.h). */
 #include "util/compat.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/compress.h"
 #include "store/store.h"
 
 #include "util/alloc.h"
@@ -24,13 +26,23 @@ struct mem_request {
     char *arg; /* may be NULL */
 };
 
+/* A record: its payload our own copy, or, when large, r.payload NULL and
+ * the payload deflated in z[0, zlen). */
+struct mem_rec {
+    struct flow__jrec r;
+    char *z;
+    size_t zlen;
+};
+
 /* A run. Deleting one frees what it holds but keeps the entry (its key is
  * the map's) until close; creating the id again reuses it. */
 struct mem_run {
     char key[80]; /* the map's key: the id */
     bool live;    /* false once deleted */
-    struct flow__run_meta meta;
-    FLOW__VEC(struct flow__jrec) recs;  /* payloads are our own copies */
+    struct flow__run_meta meta;         /* inputs NULL when kept in inputs_z */
+    char *inputs_z;                     /* large inputs, deflated; or NULL */
+    size_t inputs_zlen;
+    FLOW__VEC(struct mem_rec) recs;
     json_t *last_payload;               /* our copy of the last payload appended */
     FLOW__VEC(struct mem_request) reqs; /* oldest first */
     char *lease_holder;                 /* NULL: no lease */
@@ -72,8 +84,12 @@ struct mem_store {
 static void mem_run_clear(struct mem_run *r)
 {
     flow__run_meta_cleanup(&r->meta);
-    for (size_t i = 0; i < r->recs.count; i++)
-        json_decref(r->recs.items[i].payload);
+    flow__free(r->inputs_z);
+    r->inputs_z = NULL;
+    for (size_t i = 0; i < r->recs.count; i++) {
+        json_decref(r->recs.items[i].r.payload);
+        flow__free(r->recs.items[i].z);
+    }
     FLOW__VEC_FREE(&r->recs);
     json_decref(r->last_payload);
     r->last_payload = NULL;
@@ -109,6 +125,47 @@ static struct mem_run *mem_find(struct mem_store *s, const char *id, flow_error 
         return r;
     flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '" MEM_NAME "'", id);
     return NULL;
+}
+
+/* `v` deflated into a new *z of *zlen bytes when it is large and that is
+ * worth it (compress.h), else *z NULL. FLOW_ENOMEM. The bytes are copied
+ * out of the buffer, which grew to hold the whole text. */
+static flow_err mem_pack(const json_t *v, char **z, size_t *zlen)
+{
+    *z = NULL;
+    *zlen = 0;
+    if (!flow__payload_big(v))
+        return FLOW_OK;
+    struct flow__buf b;
+    flow__buf_init(&b, FLOW__BUF_DEFAULT_MAX);
+    bool packed;
+    flow_err rc = flow__payload_append(&b, v, &packed);
+    if (rc == FLOW_OK && packed) {
+        if ((*z = flow__malloc(b.len)))
+            memcpy(*z, b.data, *zlen = b.len);
+        else
+            rc = FLOW_ENOMEM;
+    }
+    flow__buf_cleanup(&b);
+    return rc;
+}
+
+/* Run `r`'s metadata as it was given, into `out` (what it owns is the
+ * caller's to clean up with flow__run_meta_cleanup when `copy`; else only
+ * out->inputs, when the inputs are kept deflated). FLOW_ENOMEM, or
+ * flow__payload_load's codes. */
+static flow_err mem_meta(const struct mem_run *r, bool copy, struct flow__run_meta *out)
+{
+    if (!copy)
+        *out = r->meta;
+    else if (flow__run_meta_copy(out, &r->meta) != FLOW_OK)
+        return FLOW_ENOMEM;
+    if (!r->inputs_z)
+        return FLOW_OK;
+    flow_err rc = flow__payload_load(r->inputs_z, r->inputs_zlen, &out->inputs);
+    if (rc != FLOW_OK && copy)
+        flow__run_meta_cleanup(out);
+    return rc;
 }
 
 static flow_err mem_open(const char *url_rest, unsigned flags, void **priv, flow_error *err)
@@ -172,16 +229,27 @@ static flow_err mem_run_create(void *priv, const struct flow__run_meta *meta, fl
     if (r && r->live)
         return flow__error(err, FLOW_EEXISTS, "run '%s' already exists in store '" MEM_NAME "'",
                            meta->id);
-    struct flow__run_meta copy;
-    if (flow__run_meta_copy(&copy, meta) != FLOW_OK)
+    struct flow__run_meta copy, bare = *meta;
+    char *z;
+    size_t zlen;
+    if (mem_pack(meta->inputs, &z, &zlen) != FLOW_OK)
         return mem_nomem(err, "creating", meta->id);
+    if (z)
+        bare.inputs = NULL;
+    if (flow__run_meta_copy(&copy, &bare) != FLOW_OK) {
+        flow__free(z);
+        return mem_nomem(err, "creating", meta->id);
+    }
     bool created;
     r = flow__store_run_entry(&s->runs, meta->id, sizeof(*r), &created);
     if (!r) {
         flow__run_meta_cleanup(&copy);
+        flow__free(z);
         return mem_nomem(err, "creating", meta->id);
     }
     r->meta = copy;
+    r->inputs_z = z;
+    r->inputs_zlen = zlen;
     r->live = true;
     return FLOW_OK;
 }
@@ -193,8 +261,10 @@ static flow_err mem_run_get(void *priv, const char *id, struct flow__run_meta *o
     struct mem_run *r = mem_find(priv, id, err);
     if (!r)
         return FLOW_ENOTFOUND;
-    if (flow__run_meta_copy(out, &r->meta) != FLOW_OK)
-        return mem_nomem(err, "reading", id);
+    flow_err rc = mem_meta(r, true, out);
+    if (rc != FLOW_OK)
+        return flow__error(err, rc, "cannot read run '%s' in store '" MEM_NAME "': %s", id,
+                           flow__payload_why(rc));
     return FLOW_OK;
 }
 
@@ -222,8 +292,18 @@ static flow_err mem_run_list(void *priv, flow__store_run_cb cb, void *udata, flo
     }
     if (live.count)
         qsort(live.items, live.count, sizeof(*live.items), mem_run_order);
-    for (size_t i = 0; i < live.count && rc == FLOW_OK; i++)
-        rc = cb(udata, &live.items[i]->meta);
+    for (size_t i = 0; i < live.count && rc == FLOW_OK; i++) {
+        struct flow__run_meta m;
+        rc = mem_meta(live.items[i], false, &m);
+        if (rc != FLOW_OK) {
+            flow__error(err, rc, "cannot list the runs in store '" MEM_NAME "': run '%s': %s",
+                        m.id, flow__payload_why(rc));
+            break;
+        }
+        rc = cb(udata, &m);
+        if (m.inputs != live.items[i]->meta.inputs)
+            json_decref(m.inputs);
+    }
     FLOW__VEC_FREE(&live);
     return rc;
 }
@@ -288,23 +368,32 @@ static flow_err mem_append(void *priv, const char *run_id, const struct flow__jr
         return mem_nomem(err, "appending to", run_id);
     size_t first = r->recs.count;
     for (size_t i = 0; i < n; i++) {
-        struct flow__jrec *dst = &r->recs.items[r->recs.count++];
-        *dst = recs[i];
+        struct mem_rec *dst = &r->recs.items[r->recs.count++];
+        *dst = (struct mem_rec){.r = recs[i]};
         if (!recs[i].payload)
             continue;
         /* Runs repeat payloads ({"output": null} a task): one copy serves
          * them all (it is ours, counted under our lock only). */
         if (r->last_payload && same_in_order(r->last_payload, recs[i].payload)) {
-            dst->payload = json_incref(r->last_payload);
+            dst->r.payload = json_incref(r->last_payload);
             continue;
         }
-        if (!(dst->payload = json_deep_copy(recs[i].payload))) {
-            while (r->recs.count > first) /* a failed append appends nothing */
-                json_decref(r->recs.items[--r->recs.count].payload);
+        rc = mem_pack(recs[i].payload, &dst->z, &dst->zlen);
+        if (rc == FLOW_OK && dst->z) {
+            dst->r.payload = NULL;
+            continue;
+        }
+        if (rc != FLOW_OK || !(dst->r.payload = json_deep_copy(recs[i].payload))) {
+            dst->r.payload = NULL;
+            while (r->recs.count > first) { /* a failed append appends nothing */
+                struct mem_rec *gone = &r->recs.items[--r->recs.count];
+                json_decref(gone->r.payload);
+                flow__free(gone->z);
+            }
             return mem_nomem(err, "appending to", run_id);
         }
         json_decref(r->last_payload);
-        r->last_payload = json_incref(dst->payload);
+        r->last_payload = json_incref(dst->r.payload);
     }
     return FLOW_OK;
 }
@@ -316,9 +405,17 @@ static flow_err mem_read(void *priv, const char *run_id, uint64_t from_seq, flow
     if (!r)
         return FLOW_ENOTFOUND;
     for (uint64_t i = from_seq; i < r->recs.count; i++) {
-        struct flow__jrec rec = r->recs.items[i];
-        if (rec.payload && !(rec.payload = json_deep_copy(rec.payload)))
+        const struct mem_rec *m = &r->recs.items[i];
+        struct flow__jrec rec = m->r;
+        if (m->z) {
+            flow_err rc = flow__payload_load(m->z, m->zlen, &rec.payload);
+            if (rc != FLOW_OK)
+                return flow__error(err, rc, "cannot read record %llu of run '%s' in store '" MEM_NAME
+                                            "': %s",
+                                   (unsigned long long)i, run_id, flow__payload_why(rc));
+        } else if (rec.payload && !(rec.payload = json_deep_copy(rec.payload))) {
             return mem_nomem(err, "reading", run_id);
+        }
         flow_err rc = cb(udata, i, &rec);
         json_decref(rec.payload);
         if (rc != FLOW_OK)

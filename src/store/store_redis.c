@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/compress.h"
 #include "store/redis_int.h"
 #include "store/store.h"
 
@@ -426,9 +427,11 @@ static flow_err rd_run_create(void *priv, const struct flow__run_meta *meta, flo
         return rc;
     char what[160];
     snprintf(what, sizeof(what), "cannot create run '%s'", meta->id);
-    char *inputs = NULL;
-    if (meta->inputs && !(inputs = json_dumps(meta->inputs, JSON_COMPACT | JSON_ENCODE_ANY)))
+    /* s->buf: the inputs as the journal's payloads are kept (compress.h). */
+    flow__buf_reset(&s->buf);
+    if (meta->inputs && flow__payload_append(&s->buf, meta->inputs, NULL) != FLOW_OK)
         return flow__rd_nomem(s, what, err);
+    const char *inputs = meta->inputs ? s->buf.data : NULL;
     char status[16], created[40], ended[40];
     snprintf(status, sizeof(status), "%d", meta->status);
     rd_num(created, sizeof(created), meta->created_at);
@@ -439,6 +442,7 @@ static flow_err rd_run_create(void *priv, const struct flow__run_meta *meta, flo
         {"source", meta->source}, {"parent", meta->parent}, {"inputs", inputs},
     };
     const char *args[2 + 2 * FLOW__ARRAY_LEN(fields)];
+    size_t lens[FLOW__ARRAY_LEN(args)];
     int nargs = 0;
     args[nargs++] = meta->id;
     args[nargs++] = created;
@@ -448,10 +452,13 @@ static flow_err rd_run_create(void *priv, const struct flow__run_meta *meta, flo
         args[nargs++] = fields[i][0];
         args[nargs++] = fields[i][1];
     }
+    for (int i = 0; i < nargs; i++) /* the inputs may hold NULs (deflated) */
+        lens[i] = args[i] == inputs ? s->buf.len : strlen(args[i]);
     struct rd_run_keys rk;
     rd_run_keys(s, meta->id, &rk);
-    redisReply *r = flow__rd_eval(s, what, err, rd_lua_create, 6, rk.p, nargs, args, NULL, NULL);
-    flow__json_free_text(inputs);
+    redisReply *r = flow__rd_eval(s, what, err, rd_lua_create, 6, rk.p, nargs, args, lens, NULL);
+    if (s->buf.cap > ((size_t)1 << 22)) /* as after a large batch */
+        flow__buf_cleanup(&s->buf);
     if (!r)
         return err ? err->code : FLOW_EIO;
     long long done = rd_int(r);
@@ -503,7 +510,7 @@ static flow_err rd_meta_from(const char *id, const redisReply *h, struct flow__r
         else if (!strcmp(f, "parent"))
             rc = rd_dup_field(v, &out->parent);
         else if (!strcmp(f, "inputs"))
-            rc = flow__json_load(v->str, v->len, JSON_DECODE_ANY, &out->inputs, NULL);
+            rc = flow__payload_load(v->str, v->len, &out->inputs);
     }
     if (rc != FLOW_OK)
         flow__run_meta_cleanup(out);
@@ -513,7 +520,7 @@ static flow_err rd_meta_from(const char *id, const redisReply *h, struct flow__r
 static flow_err rd_meta_fail(struct rd_store *s, const char *id, flow_err rc, flow_error *err)
 {
     return flow__error(err, rc, "cannot read run '%s' in store '%s': %s", id, s->name,
-                       rc == FLOW_EPARSE ? "its inputs are damaged" : flow_strerror(rc));
+                       rc == FLOW_EPARSE ? "its inputs are damaged" : flow__payload_why(rc));
 }
 
 static flow_err rd_run_get(void *priv, const char *id, struct flow__run_meta *out,
@@ -664,7 +671,7 @@ static flow_err rd_encode(struct rd_store *s, const struct flow__jrec *recs, siz
         flow__jrec_put_fixed(fixed, &recs[i]);
         flow_err rc = flow__buf_append(&s->buf, fixed, sizeof(fixed));
         if (rc == FLOW_OK && recs[i].payload)
-            rc = flow__json_append(&s->buf, recs[i].payload, JSON_COMPACT);
+            rc = flow__payload_append(&s->buf, recs[i].payload, NULL);
         if (rc != FLOW_OK)
             return rc;
         ends[i] = s->buf.len;
@@ -845,7 +852,7 @@ static flow_err rd_read_chunk(struct rd_store *s, const char *run_id, const redi
         if (rc != FLOW_OK)
             return flow__error(err, rc, "cannot read record %llu of run '%s' in store '%s': %s",
                                (unsigned long long)(first + i), run_id, s->name,
-                               rc == FLOW_EPARSE ? "bad record" : "out of memory");
+                               rc == FLOW_EPARSE ? "bad record" : flow__payload_why(rc));
         rc = cb(udata, first + i, &rec);
         json_decref(root);
         if (rc != FLOW_OK)

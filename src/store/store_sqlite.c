@@ -25,6 +25,7 @@
 
 #include <sqlite3.h>
 
+#include "store/compress.h"
 #include "store/store.h"
 
 #include "util/alloc.h"
@@ -248,18 +249,24 @@ static void sq_rollback(struct sq_store *s)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-/* Bind `v` as compact JSON text (NULL as SQL NULL); the text lives in s->json
+/* Bind `v` as compact JSON text (NULL as SQL NULL), or with `pack` as a
+ * payload (compress.h: a BLOB when deflated); the bytes live in s->json
  * until the next call. */
-static flow_err sq_bind_json(struct sq_store *s, sqlite3_stmt *st, int col, const json_t *v)
+static flow_err sq_bind_json(struct sq_store *s, sqlite3_stmt *st, int col, const json_t *v,
+                             bool pack)
 {
     if (!v)
         return sqlite3_bind_null(st, col) == SQLITE_OK ? FLOW_OK : FLOW_ENOMEM;
     flow__buf_reset(&s->json);
-    flow_err rc = flow__json_append(&s->json, v, JSON_COMPACT);
+    bool packed = false;
+    flow_err rc = pack ? flow__payload_append(&s->json, v, &packed)
+                       : flow__json_append(&s->json, v, JSON_COMPACT);
     if (rc != FLOW_OK)
         return rc;
-    if (sqlite3_bind_text(st, col, flow__buf_str(&s->json), (int)s->json.len, SQLITE_STATIC) !=
-        SQLITE_OK)
+    const char *bytes = flow__buf_str(&s->json);
+    int n = (int)s->json.len;
+    if ((packed ? sqlite3_bind_blob(st, col, bytes, n, SQLITE_STATIC)
+                : sqlite3_bind_text(st, col, bytes, n, SQLITE_STATIC)) != SQLITE_OK)
         return FLOW_ENOMEM;
     return FLOW_OK;
 }
@@ -269,17 +276,18 @@ static int sq_bind_str(sqlite3_stmt *st, int col, const char *str)
     return str ? sqlite3_bind_text(st, col, str, -1, SQLITE_STATIC) : sqlite3_bind_null(st, col);
 }
 
-/* Parse a JSON column; *out NULL for SQL NULL. */
+/* Parse a JSON column, text or deflated (compress.h); *out NULL for SQL
+ * NULL. */
 static flow_err sq_column_json(sqlite3_stmt *st, int col, json_t **out)
 {
     *out = NULL;
     if (sqlite3_column_type(st, col) == SQLITE_NULL)
         return FLOW_OK;
-    const char *text = (const char *)sqlite3_column_text(st, col);
+    const char *bytes = sqlite3_column_blob(st, col); /* text or blob, as it is */
     int len = sqlite3_column_bytes(st, col);
-    if (!text)
-        return FLOW_ENOMEM;
-    return flow__json_load(text, (size_t)len, JSON_DECODE_ANY, out, NULL);
+    if (!bytes)
+        return len ? FLOW_ENOMEM : FLOW_EPARSE;
+    return flow__payload_load(bytes, (size_t)len, out);
 }
 
 static flow_err sq_column_str(sqlite3_stmt *st, int col, char **out)
@@ -534,7 +542,7 @@ static flow_err sq_run_create(void *priv, const struct flow__run_meta *meta, flo
     sqlite3_bind_int(st, 8, meta->status);
     sqlite3_bind_double(st, 9, meta->created_at);
     sqlite3_bind_double(st, 10, meta->ended_at);
-    rc = sq_bind_json(s, st, 7, meta->inputs);
+    rc = sq_bind_json(s, st, 7, meta->inputs, true);
     if (rc != FLOW_OK)
         return flow__error(err, rc, "cannot write the inputs of run '%s' in store '%s'", meta->id,
                            s->path);
@@ -592,7 +600,7 @@ static flow_err sq_run_get(void *priv, const char *id, struct flow__run_meta *ou
         rc = sq_row_meta(st, out);
         if (rc != FLOW_OK)
             flow__error(err, rc, "cannot read run '%s' in store '%s': %s", id, s->path,
-                        flow_strerror(rc));
+                        rc == FLOW_EPARSE ? "its inputs are damaged" : flow__payload_why(rc));
     } else if (step == SQLITE_DONE) {
         rc = flow__error(err, FLOW_ENOTFOUND, "no run '%s' in store '%s'", id, s->path);
     } else {
@@ -614,7 +622,9 @@ static flow_err sq_run_list(void *priv, flow__store_run_cb cb, void *udata, flow
         struct flow__run_meta meta;
         rc = sq_row_meta(st, &meta);
         if (rc != FLOW_OK) {
-            flow__error(err, rc, "cannot list the runs in store '%s'", s->path);
+            const char *id = (const char *)sqlite3_column_text(st, 0);
+            flow__error(err, rc, "cannot list the runs in store '%s': run '%s': %s", s->path,
+                        id ? id : "?", flow__payload_why(rc));
             break;
         }
         rc = cb(udata, &meta);
@@ -737,7 +747,7 @@ static flow_err sq_insert_records(struct sq_store *s, const char *run_id,
         sqlite3_bind_int(st, 6, r->attempt);
         sqlite3_bind_int64(st, 7, r->src);
         sqlite3_bind_double(st, 8, r->time);
-        rc = sq_bind_json(s, st, 9, r->payload);
+        rc = sq_bind_json(s, st, 9, r->payload, true);
         if (rc != FLOW_OK) {
             flow__error(err, rc, "cannot write record %lld of run '%s' in store '%s'",
                         (long long)seq, run_id, s->path);
@@ -835,15 +845,15 @@ static flow_err sq_read(void *priv, const char *run_id, uint64_t from_seq, flow_
             .time = sqlite3_column_double(st, 6),
         };
         if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
-            const char *text = (const char *)sqlite3_column_text(st, 7);
-            rc = text ? flow__payload_parse(&memo, text, (size_t)sqlite3_column_bytes(st, 7),
-                                            &rec.payload)
-                      : FLOW_ENOMEM;
+            const char *bytes = sqlite3_column_blob(st, 7); /* text, or deflated */
+            rc = bytes ? flow__payload_parse(&memo, bytes, (size_t)sqlite3_column_bytes(st, 7),
+                                             &rec.payload)
+                       : FLOW_EPARSE;
         }
         if (rc != FLOW_OK) {
             flow__error(err, rc, "cannot read record %llu of run '%s' in store '%s': %s",
                         (unsigned long long)seq, run_id, s->path,
-                        rc == FLOW_EPARSE ? "bad payload" : "out of memory");
+                        rc == FLOW_EPARSE ? "bad payload" : flow__payload_why(rc));
             break;
         }
         rc = cb(udata, seq, &rec);
@@ -1118,7 +1128,7 @@ static flow_err sq_answer_claim(void *priv, const char *run_id, const char *requ
     sqlite3_stmt *st = sq_stmt(s, SQ_ANS_PUT);
     sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, request, -1, SQLITE_STATIC);
-    rc = sq_bind_json(s, st, 3, answer);
+    rc = sq_bind_json(s, st, 3, answer, false);
     if (rc != FLOW_OK) {
         flow__error(err, rc, "%s in store '%s': out of memory", what, s->path);
     } else if (sq_exec(st) != SQLITE_OK) {
