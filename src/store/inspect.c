@@ -855,6 +855,18 @@ flow_err flow_store_gc(flow_store *s, double older_than, size_t *deleted, flow_e
     return rc;
 }
 
+flow_err flow_store_gc_cache(flow_store *s, bool all, size_t *removed, flow_error *err)
+{
+    size_t n = 0;
+    flow_err rc = FLOW_OK;
+    if (flow__store_has_cache(s->backend))
+        FLOW__WITH_STORE(s, rc = s->backend->ops->cache_gc(s->backend->priv, flow__wall_time(),
+                                                           all, &n, err));
+    if (removed)
+        *removed = rc == FLOW_OK ? n : 0;
+    return rc;
+}
+
 /* ---- feedback requests -------------------------------------------------- */
 
 /* One request as folded from a journal. */
