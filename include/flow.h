@@ -668,7 +668,9 @@ typedef struct flow_event {
     int attempt;          /* 1-based */
     const char *error;    /* failures: the message; completed: the error that
                            * `on_error: ignore` absorbed, if any; else NULL */
-    const char *label;    /* FLOW_EV_LABEL */
+    const char *label;    /* FLOW_EV_LABEL: the label; FLOW_EV_TASK_WAITING: why;
+                           * FLOW_EV_TASK_COMPLETED: "cached" when the output
+                           * came from the cache (the task did not run) */
     double delay;         /* FLOW_EV_TASK_RETRYING */
     double time;          /* seconds since the Unix epoch */
     flow_run_status run_status; /* FLOW_EV_RUN_ENDED */

@@ -424,6 +424,12 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
             a->info = json_object_get(p, "info");
             a->error = json_string_value(json_object_get(p, "ignored"));
             a->ended = rec->time;
+            if (json_is_true(json_object_get(a->info, "cached"))) {
+                /* From the cache: an attempt that started and ended at once,
+                 * with no act_started of its own. */
+                a->attempts = rec->attempt;
+                a->started = rec->time;
+            }
             json_t *w = json_object_get(p, "writes");
             if (state && json_is_object(w))
                 json_object_update(state, w);

@@ -64,7 +64,7 @@ struct mem_limit {
 /* A cache entry. Removing one frees its value and keeps the struct (its
  * name is the map's key) until close; putting the name again reuses it. */
 struct mem_cached {
-    char *name;    /* the map's key: fname, task and key, each with its length */
+    char *name;    /* the map's key: flow, task and key, each with its length */
     json_t *entry; /* our own deep copy; NULL: removed */
     double created, expires;
 };
@@ -698,7 +698,7 @@ static flow_err mem_rate_take(void *priv, const char *key, int limit, double win
 
 /* ---- the cache ------------------------------------------------------------ */
 
-/* The map's key of (fname, task, key): each with its length, so that no two
+/* The map's key of (flow, task, key): each with its length, so that no two
  * triples share one. */
 static char *mem_cache_name(const char *fname, const char *task, const char *key)
 {

@@ -1,5 +1,5 @@
 /* store_sqlite_cache.c -- the SQLite store's cached outputs: table `cache`,
- * keyed by (fname, task, key), each row the entry as JSON text, when it was
+ * keyed by (flow, task, key), each row the entry as JSON text, when it was
  * put and its expiry (0: never). A put is one INSERT OR REPLACE, committed
  * without the fsync of a strict store: a cache entry lost in a power cut
  * costs one run of its task, nothing more. The statements are prepared on
@@ -16,7 +16,7 @@
 static const char *const sq_cache_sql[SQ_CACHE_NSTMT] = {
     [SQ_CACHE_GET] = "SELECT entry, created, expires FROM cache"
                      " WHERE flow = ?1 AND task = ?2 AND key = ?3",
-    [SQ_CACHE_PUT] = "INSERT OR REPLACE INTO cache(fname, task, key, entry, created, expires)"
+    [SQ_CACHE_PUT] = "INSERT OR REPLACE INTO cache(flow, task, key, entry, created, expires)"
                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     [SQ_CACHE_GC] = "DELETE FROM cache WHERE expires > 0 AND expires <= ?1",
     [SQ_CACHE_GC_ALL] = "DELETE FROM cache",
