@@ -6,7 +6,7 @@
  *
  * A put is one SET, with PX when the entry expires: Redis drops the key by
  * itself then, so `flow gc` finds nothing expired here (with `all` it scans
- * P:cache:* and deletes what it finds). A lookup compares the names the
+ * for P:cache:N and deletes what it finds). A lookup compares the names the
  * value keeps and its expiry by the caller's clock (the server's may
  * differ by a little). */
 #include "util/compat.h"
@@ -118,9 +118,13 @@ flow_err flow__rd_cache_gc(void *priv, double now, bool all, size_t *removed, fl
     *removed = 0;
     if (!all)
         return FLOW_OK; /* Redis drops an entry once it expires */
-    char prefix[140], pattern[160], cursor[32] = "0";
+    /* Exactly 32 hex digits after "P:cache:": a store whose prefix is
+     * "P:cache" keeps its keys apart ("P:cache:run:ID" is not ours). */
+    char prefix[140], pattern[140 + 8 + 32 * 6 + 1], cursor[32] = "0";
     rd_glob_escape(s->addr.prefix, prefix, sizeof(prefix));
-    snprintf(pattern, sizeof(pattern), "%s:cache:*", prefix);
+    int len = snprintf(pattern, sizeof(pattern), "%s:cache:", prefix);
+    for (int i = 0; i < 32 && len > 0 && (size_t)len < sizeof(pattern); i++)
+        len += snprintf(pattern + len, sizeof(pattern) - (size_t)len, "[0-9a-f]");
     do {
         const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", RD_SCAN_COUNT};
         redisReply *r = flow__rd_cmdv(s, what, err, 6, argv, NULL, NULL);
