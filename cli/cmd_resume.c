@@ -22,7 +22,7 @@ static const struct cli_option options[] = {
 static const char help[] =
     "usage: flow resume RUN [--from-checkpoint ID [--id NEW]] [--force] [--jobs N]\n"
     "                   [--json] [--quiet] [--verbose] [--store URL]\n"
-    "                   [--redis URL]\n"
+    "                   [--no-cache] [--redis URL]\n"
     "\n"
     "Continue a run that stopped -- it crashed, was killed, paused, or interrupted\n"
     "with Ctrl-C -- and follow it to its end, as 'flow run' does. Its journal is\n"
@@ -86,6 +86,9 @@ int cli_rerun_option(struct cli_rerun *c, const struct cli_args *a, int id, cons
         break;
     case CLI_RERUN_WAIT:
         c->ropts.wait = true;
+        break;
+    case CLI_RERUN_NO_CACHE:
+        c->ropts.no_cache = true;
         break;
     default:
         break;

@@ -19,7 +19,7 @@ static const struct cli_option options[] = {
 
 static const char help[] =
     "usage: flow retry RUN [TASK...] [--jobs N] [--json] [--quiet] [--verbose] [--wait]\n"
-    "                  [--force] [--by NAME] [--store URL] [--redis URL]\n"
+    "                  [--force] [--by NAME] [--no-cache] [--store URL] [--redis URL]\n"
     "\n"
     "Run again a run that ended failed or cancelled, in the same run id, from where\n"
     "it failed, and follow it to its end as 'flow run' does. Its failed and cancelled\n"

@@ -34,7 +34,8 @@ enum {
     OPT_CHECKPOINT_EVERY,
     OPT_REDIS,
     OPT_RESOURCES,
-    OPT_PROMPTS
+    OPT_PROMPTS,
+    OPT_NO_CACHE
 };
 
 static const struct cli_option options[] = {
@@ -56,6 +57,7 @@ static const struct cli_option options[] = {
     {"redis", 0, true, OPT_REDIS},
     {"resources", 0, true, OPT_RESOURCES},
     {"prompts", 0, true, OPT_PROMPTS},
+    {"no-cache", 0, false, OPT_NO_CACHE},
     {NULL, 0, false, 0},
 };
 
@@ -64,7 +66,7 @@ static const char help[] =
     "                [--inputs-each FILE.jsonl] [--start TASK] [--jobs N] [--json]\n"
     "                [--quiet] [--verbose] [--store URL] [--detach]\n"
     "                [--durability normal|strict] [--checkpoint-every DURATION]\n"
-    "                [--wait] [--redis URL]\n"
+    "                [--wait] [--no-cache] [--redis URL]\n"
     "\n"
     "Start a run of a workflow file and follow it to its end. The run id is printed\n"
     "first on stderr ('run ID'), then live progress, then a summary line; the run's\n"
@@ -107,6 +109,8 @@ static const char help[] =
     "                      'checkpoint_every')\n"
     "      --wait          when only people's answers (flow feedback) can let the run\n"
     "                      go on, keep waiting for them instead of pausing (exit 3)\n"
+    "      --no-cache      run tasks with 'cache' without looking their outputs up\n"
+    "                      (what they compute still replaces the cached entries)\n"
     "      --redis URL     where tasks with 'executor: remote' go (redis://HOST:PORT/DB;\n"
     "                      default: a redis:// store, else $FLOW_REDIS); see 'flow worker'\n"
     "  -h, --help          show this help\n"
@@ -114,7 +118,7 @@ static const char help[] =
     "Progress: on a terminal, one line redrawn in place with the tasks done, running\n"
     "and failed, failures and retries printed above it; otherwise one line per event:\n"
     "  HH:MM:SS.mmm started   TASK (attempt N)\n"
-    "  HH:MM:SS.mmm completed TASK (0.12s)\n"
+    "  HH:MM:SS.mmm completed TASK (0.12s)      (or '(cached)': from the cache)\n"
     "  HH:MM:SS.mmm failed    TASK: ERROR\n"
     "  HH:MM:SS.mmm retrying  TASK in 1.0s (attempt N): ERROR\n"
     "  HH:MM:SS.mmm skipped   TASK\n"
@@ -154,6 +158,7 @@ struct run_args {
     bool verbose;
     bool detach;
     bool wait;
+    bool no_cache;
     const char *store;
     const char *redis;
     flow_durability durability;
@@ -254,6 +259,9 @@ static int parse_args(struct run_args *ra, int argc, char **argv)
             break;
         case OPT_WAIT:
             ra->wait = true;
+            break;
+        case OPT_NO_CACHE:
+            ra->no_cache = true;
             break;
         default:
             break;
@@ -453,6 +461,7 @@ static void run_options(const struct run_args *ra, const struct cli_session *s,
     ropts->durability = ra->durability;
     ropts->checkpoint_every = ra->checkpoint_every;
     ropts->wait = ra->wait;
+    ropts->no_cache = ra->no_cache;
 }
 
 /* --inputs-each: a run per line of the file, over the inputs of the options. */

@@ -257,6 +257,10 @@ void progress_on_event(const flow_event *ev, void *udata)
         if (started > 0 && ev->time >= started && n < sizeof(line)) {
             n += (size_t)snprintf(line + n, sizeof(line) - n, " (%.2fs)", ev->time - started);
         }
+        if (ev->label && !strcmp(ev->label, "cached") && n < sizeof(line)) {
+            /* Its output came from the cache: it did not run. */
+            n += (size_t)snprintf(line + n, sizeof(line) - n, " (cached)");
+        }
         if (ev->error && n < sizeof(line)) {
             /* on_error: ignore -- the failure counts as a completion. */
             snprintf(line + n, sizeof(line) - n, ", error ignored: %s", err);

@@ -21,6 +21,7 @@ enum {
     CLI_RERUN_WAIT,
     CLI_RERUN_RESOURCES,
     CLI_RERUN_PROMPTS,
+    CLI_RERUN_NO_CACHE,
     CLI_RERUN_EXTRA
 };
 #define CLI_RERUN_OPTIONS                                                                          \
@@ -28,13 +29,14 @@ enum {
         {"jobs", 'j', true, CLI_RERUN_JOBS}, {"json", 0, false, CLI_RERUN_JSON},                   \
         {"quiet", 'q', false, CLI_RERUN_QUIET}, {"verbose", 'v', false, CLI_RERUN_VERBOSE},        \
         {"store", 0, true, CLI_RERUN_STORE}, {"redis", 0, true, CLI_RERUN_REDIS},                  \
-        {"wait", 0, false, CLI_RERUN_WAIT}, {"resources", 0, true, CLI_RERUN_RESOURCES},  \
-        {"prompts", 0, true, CLI_RERUN_PROMPTS}
+        {"wait", 0, false, CLI_RERUN_WAIT}, {"resources", 0, true, CLI_RERUN_RESOURCES},      \
+        {"prompts", 0, true, CLI_RERUN_PROMPTS}, {"no-cache", 0, false, CLI_RERUN_NO_CACHE}
 
 /* Their lines in both commands' --help, after the command's own. */
 #define CLI_RERUN_HELP_OPTIONS                                                                     \
     "      --wait          when only people's answers can let the run go on, keep\n"               \
     "                      waiting for them instead of pausing (exit 3)\n"                         \
+    "      --no-cache      run tasks with 'cache' without looking their outputs up\n"          \
     "  -j, --jobs N        tasks running at once (default 0: one per core)\n"                      \
     "      --resources cpu=N,memory=SIZE,gpu=N\n"                                               \
     "                      what tasks with 'resources' may use at once (default:\n"               \

@@ -434,6 +434,24 @@ FLOW_API void flow_resources_machine(flow_resources *out);
 FLOW_API flow_err flow_check_resources(const flow *f, const flow_resources *capacity,
                                        flow_error *err);
 
+/* --- caching (docs/concepts.md, "Caching") ------------------------------- */
+
+/* Cache the task's outputs. Before an activation runs, `key` (a template
+ * rendered in the activation's scope: inputs, input, state,
+ * tasks.X.output, item, index...; a key that cannot be rendered fails the
+ * attempt) is looked up in the run's store (a run without a store: in its
+ * engine) under (flow, task, key): an entry that has not expired completes
+ * the activation with its output and state writes, without running it, and
+ * the completion is journaled `info: {cached: true, cached_at}`. Otherwise
+ * it runs, and an attempt that succeeds keeps its output and state writes
+ * as that entry for `ttl_seconds` (0: until `flow gc --clear-cache`).
+ * Attempts that fail are never kept. Any task with a body: a C function,
+ * a command, a nested flow (not a no-op nor a feedback question: refused
+ * by flow_validate); on a foreach task, each element is cached apart.
+ * `key` NULL removes the cache. flow_run_options.no_cache skips lookups. */
+FLOW_API flow_err flow_task_set_cache(flow_task *t, const char *key, double ttl_seconds,
+                                      flow_error *err);
+
 /* --- fan-out, events, nested flows -------------------------------------- */
 
 /* Fan the task out over a list known only at run time: `tmpl` (copied) must
@@ -693,7 +711,9 @@ typedef struct flow_event {
     int attempt;          /* 1-based */
     const char *error;    /* failures: the message; completed: the error that
                            * `on_error: ignore` absorbed, if any; else NULL */
-    const char *label;    /* FLOW_EV_LABEL */
+    const char *label;    /* FLOW_EV_LABEL: the label; FLOW_EV_TASK_WAITING: why;
+                           * FLOW_EV_TASK_COMPLETED: "cached" when the output
+                           * came from the cache (the task did not run) */
     double delay;         /* FLOW_EV_TASK_RETRYING */
     double time;          /* seconds since the Unix epoch */
     flow_run_status run_status; /* FLOW_EV_RUN_ENDED */
@@ -811,6 +831,11 @@ FLOW_API flow_err flow_store_request(flow_store *s, const char *run_id, const ch
  * be NULL) gets how many. Runs that have not ended are never deleted. */
 FLOW_API flow_err flow_store_gc(flow_store *s, double older_than, size_t *deleted,
                                 flow_error *err);
+/* Remove the cache entries (flow_task_set_cache) that have expired, or
+ * every entry with `all`; *removed (may be NULL) gets how many. A Redis
+ * store drops expired entries by itself: there only `all` finds any. */
+FLOW_API flow_err flow_store_gc_cache(flow_store *s, bool all, size_t *removed,
+                                      flow_error *err);
 
 /* How long the store took to make journal batches durable, since it was
  * opened (for monitoring): `count` batches, `seconds` in all, and how many
@@ -871,6 +896,9 @@ typedef struct flow_run_options {
     bool wait;               /* when only people can let the run go on, keep
                               * waiting for their answers instead of pausing */
     const char *by;          /* retry: who asks, kept in the journal (may be NULL) */
+    bool no_cache;           /* run tasks with `cache` without looking their
+                              * entries up (a completed attempt still
+                              * replaces the entry) */
 } flow_run_options;
 
 /* Start a run of `f` on `e` and return at once; `opts` may be NULL. The flow

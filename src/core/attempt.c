@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "core/cache.h"
 #include "core/gate.h"
 #include "core/run_int.h"
 #include "def/schema.h"
@@ -193,6 +194,10 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
     const struct flow_task *t = act_task(a);
     if (!output)
         output = json_null();
+    /* Taken before the operations fold into the writes: a hit applies them
+     * to the state as it is then, as a run would. */
+    json_t *kept = t->ext && t->ext->cache && !ignored ? flow__cache_entry(r, a, output, writes, d)
+                                                       : NULL;
     char *bad = d ? flow__directives_apply_ops(r, d->ops, &writes) : NULL;
     if (!bad && t->ext && t->ext->save) {
         if (!writes)
@@ -210,6 +215,7 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
         json_decref(next);
     }
     if (bad) {
+        json_decref(kept);
         json_decref(output);
         json_decref(writes);
         if (d)
@@ -217,6 +223,8 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
         flow__attempt_failed(r, a, bad);
         return;
     }
+    if (kept)
+        flow__cache_keep(r, a, kept);
     flow__act_set_error(r, a, NULL); /* an earlier attempt's; `ignore` puts its own back */
     if (d && d->info) {
         struct act_dyn *dy = flow__act_dyn(r, a);
@@ -231,7 +239,10 @@ void flow__attempt_succeeded_ex(struct flow_run *r, struct act *a, json_t *outpu
                       flow__run_journaling(r) ? completed_payload(a, writes, d, ignored) : NULL);
     flow__run_state_write(r, a, writes);
     json_decref(writes);
-    flow__run_notify(r, FLOW_EV_TASK_COMPLETED, a, NULL, 0);
+    flow__run_notify(r, FLOW_EV_TASK_COMPLETED, a,
+                     d && d->info && json_is_true(json_object_get(d->info, "cached")) ? "cached"
+                                                                                      : NULL,
+                     0);
     /* A foreach child speaks only to its parent, which completes for the
      * task as a whole. */
     bool child = a->dyn && a->dyn->parent;

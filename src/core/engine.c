@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/cache.h"
 #include "core/gate.h"
 #include "exec/tree.h"
 #include "util/alloc.h"
@@ -180,6 +181,12 @@ void flow__engine_enqueue(struct flow_engine *e, struct act *a)
     if (r->replaying || r->pausing)
         return; /* stays pending: resume queues it */
     bool maybe = flow__gate_maybe(r, a);
+    if (maybe && flow__cache_wanted(a)) {
+        /* Before the limits: a hit takes no slot. Back here with the key
+         * rendered (flow__cache_wanted is then false) unless it hit. */
+        flow__cache_lookup(e, a);
+        return;
+    }
     bool passed = maybe && flow__gate_passed(a);
     if (r->max_running && !is_expander(a) && !passed) {
         /* A sequential run: one activation at a time; the rest wait here
@@ -1089,6 +1096,7 @@ void flow_engine_free(flow_engine *e)
     pthread_join(e->loop_thread, NULL);
     flow__remote_stop(e);
     flow__gate_stop(e);
+    flow__cache_stop(e);
     /* Join the threads that are not stuck in an abandoned body; detach the
      * others (each holds a reference and frees the engine if last). */
     pthread_mutex_lock(&e->lock);

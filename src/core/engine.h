@@ -105,6 +105,7 @@ struct act_dyn {
                                 * completion starts is left to a retry */
     json_t *work;              /* ... with the dynamic work it asked for */
     struct act_gate *gate;     /* what its limits hold or wait for (core/gate.c) */
+    char *cache_key;           /* its task's cache key, rendered (core/cache.c) */
     uint8_t *leaves;           /* a `when` trigger's leaves as it resolved this
                                 * activation (run arena), for a retry */
     json_t *info;              /* its completion's journaled facts (prompt, usage,
@@ -261,6 +262,8 @@ struct flow_run {
     struct gate_key *run_key;       /* [L] the flow's run limit: its key once known */
     int run_slot;                   /* [L] ... the slot it holds, or -1 */
     bool run_admitted;              /* [L] ... holds it: its tasks may go */
+    bool no_cache;                  /* flow_run_options.no_cache (nested runs: the
+                                     * parent's): cached tasks are not looked up */
     struct flow__secrets *secrets;  /* immutable: the values nothing that leaves the
                                      * run may hold (nested runs share their
                                      * parent's), or NULL */
@@ -425,6 +428,7 @@ struct flow_engine {
     struct flow_ctx *free_ctx;      /* [L] recycled contexts */
     int64_t body_ns_avg;            /* [L] moving average of C task bodies */
     struct flow__gates *gates;      /* [L] limits (core/gate.c), made on first use */
+    struct flow__cache *cache;      /* [L] cached outputs (core/cache.c), made on first use */
     flow_resources capacity;        /* what tasks may use at once (resources) */
     double clock;                   /* [L] wall time of the current scheduling
                                      * step: one clock read serves every record

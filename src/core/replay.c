@@ -456,6 +456,7 @@ struct flow_run *flow__stored_run(struct flow_engine *e, struct flow *f,
     if (o.checkpoint_every <= 0 && json_is_number(every)) /* as the run was started */
         o.checkpoint_every = json_number_value(every);
     r->wait_for_people = opts->wait;
+    r->no_cache = opts->no_cache;
     r->replaying = true; /* attach: the run exists, take its lease */
     flow_err rc = flow__run_attach_store(r, opts->store, &o, err);
     r->replaying = false;

@@ -339,6 +339,7 @@ void flow__run_destroy(struct flow_run *r)
             flow__free(a->dyn->error);
             flow__free(a->dyn->worker);
             flow__gate_free(a->dyn->gate);
+            flow__free(a->dyn->cache_key);
             if (a->dyn->fe) {
                 json_decref(a->dyn->fe->items);
                 json_decref(a->dyn->fe->outputs);
@@ -412,6 +413,7 @@ struct flow_run *flow__run_create(struct flow_engine *e, struct flow *f, json_t 
     /* The secrets first: a run whose secret is not set does not start. */
     if (parent) {
         r->secrets = flow__secrets_ref(parent->run->secrets);
+        r->no_cache = parent->run->no_cache;
     } else if (flow__flow_secrets(f, &r->secrets, err) != FLOW_OK) {
         flow__run_destroy(r);
         return NULL;
@@ -536,6 +538,7 @@ flow_run *flow_run_start(flow_engine *e, flow *f, const flow_run_options *opts, 
         return NULL;
     }
     r->wait_for_people = opts->wait;
+    r->no_cache = opts->no_cache;
     pthread_mutex_lock(&e->lock);
     flow__engine_tick(e);
     flow__run_begin(r, start);

@@ -132,6 +132,7 @@ static void ext_free(struct task_ext *x)
     flow__limit_free(x->concurrency_limit);
     flow__limit_free(x->rate_limit);
     flow__free(x->resources);
+    flow__cache_spec_free(x->cache);
     flow__free(x);
 }
 

@@ -112,6 +112,13 @@ struct flow__limit {
     char *fixed;             /* the default key: "FLOW.TASK", or the flow's name */
 };
 
+/* `cache: {key, ttl}` (def/cache_spec.c; the engine's side: core/cache.c). */
+struct flow__cache_spec {
+    struct flow__tmpl *key;      /* rendered per activation */
+    char *key_src;               /* as written */
+    double ttl;                  /* seconds an entry lasts; 0: until removed */
+};
+
 /* Rarely used parts of a task, allocated on first use. */
 struct task_ext {
     char **argv_src;             /* TASK_COMMAND: the argv as written */
@@ -139,6 +146,7 @@ struct task_ext {
     struct flow__limit *concurrency_limit; /* `concurrency: {limit, key}`, or NULL */
     struct flow__limit *rate_limit;        /* `rate_limit:`, or NULL */
     flow_resources *resources;   /* `resources:`, or NULL (none asked) */
+    struct flow__cache_spec *cache; /* `cache:`, or NULL */
 };
 
 /* Kinds of dependency edges a task declares (before compilation). */
@@ -295,6 +303,7 @@ static inline bool flow__task_limited(const struct flow_task *t)
 {
     return t->ext && (t->ext->concurrency_limit || t->ext->rate_limit || t->ext->resources);
 }
+void flow__cache_spec_free(struct flow__cache_spec *c);
 /* "cpu 2", "memory 4G", "gpu 1": the first resource `need` asks more of
  * than `have`, written into buf; NULL when it fits. */
 const char *flow__resources_misfit(const flow_resources *need, const flow_resources *have,

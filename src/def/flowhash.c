@@ -87,9 +87,10 @@ static uint64_t fp_task(uint64_t h, const struct flow_task *t, bool *ok)
         h = flow__fnv_str(h, x->on.items[i]);
     h = fp_json(h, x->foreach_src, ok);
     h = fp_bytes(h, &x->concurrency, sizeof(x->concurrency));
-    /* concurrency keys, rate limits and resources are left out: they say
-     * when an attempt may start, not what a journal means, so a run resumes
-     * under new limits without --force. */
+    /* concurrency keys, rate limits, resources and the cache are left out:
+     * they say when (or whether) an attempt starts, not what a journal
+     * means -- a cached completion is journaled as any other -- so a run
+     * resumes under new limits or another cache key without --force. */
     if (x->feedback) {
         const struct feedback_spec *fs = x->feedback;
         int type = (int)fs->type;

@@ -466,6 +466,11 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
             !(t->ext && t->ext->foreach))
             report(&c, t, FLOW_EVALIDATION,
                    "task '%s': executor 'remote' runs commands and 'fn' functions only", t->name);
+        if (t->ext && t->ext->cache && (t->kind == TASK_NOOP || t->kind == TASK_FEEDBACK))
+            report(&c, t, FLOW_EVALIDATION,
+                   "task '%s': 'cache' needs a body that computes the output (%s)", t->name,
+                   t->kind == TASK_NOOP ? "a no-op has nothing to keep"
+                                        : "a feedback question asks a person each time");
         if (t->ext && t->ext->queue && !remote)
             report(&c, t, FLOW_EVALIDATION,
                    "task '%s': 'queue: %s' needs 'executor: remote'", t->name, t->ext->queue);
@@ -856,6 +861,9 @@ json_t *flow_describe(flow *f)
                                 json_pack("{s:s,s:s?,s:s?}", "name", x->prompt->chosen->name,
                                           "label", x->prompt->label, "version",
                                           x->prompt->version));
+        if (x && x->cache)
+            json_object_set_new(jt, "cache", json_pack("{s:s,s:f}", "key", x->cache->key_src,
+                                                       "ttl", x->cache->ttl));
         if (x && x->foreach_src) {
             json_object_set(jt, "foreach", x->foreach_src);
             json_object_set_new(jt, "concurrency", json_integer(x->concurrency));

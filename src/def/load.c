@@ -30,8 +30,10 @@
 #include "def/cron.h"
 #include "def/load_int.h"
 
+/* Keys of the format this version refuses (none today; the first entry is
+ * a placeholder: C has no empty arrays). */
 static const struct unsupported unsupported[] = {
-    {SCOPE_TASK, "cache", NULL, NULL},
+    {SCOPE_TASK, NULL, NULL, NULL},
 };
 
 /* Top-level keys; keys starting with "x-" are extensions, ignored (a place
@@ -113,7 +115,7 @@ const struct unsupported *flow__ld_find_unsupported(enum scope scope, const char
 {
     for (size_t i = 0; i < FLOW__ARRAY_LEN(unsupported); i++) {
         const struct unsupported *u = &unsupported[i];
-        if (strcmp(u->key, key) != 0)
+        if (!u->key || strcmp(u->key, key) != 0)
             continue;
         if (!value && !u->value && u->scope == scope)
             return u;

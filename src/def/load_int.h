@@ -219,6 +219,10 @@ void flow__ld_parse_rate_limit(struct loader *L, flow_task *t, const struct val 
                                const char *what);
 void flow__ld_parse_resources(struct loader *L, flow_task *t, const struct val *x,
                               const char *what);
+/* `cache: {key, ttl}` of a task: its key template in *key and ttl (0: none)
+ * in *ttl; false when it was reported. */
+bool flow__ld_parse_cache(struct loader *L, const struct val *x, const char *what,
+                          const char **key, double *ttl);
 /* The flow's `concurrency:` (runs at once). */
 void flow__ld_parse_flow_concurrency(struct loader *L, json_t *root);
 

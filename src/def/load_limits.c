@@ -82,6 +82,49 @@ void flow__ld_parse_flow_concurrency(struct loader *L, json_t *root)
         flow__ld_core_failed(L, x.pos, rc, &e, "'concurrency' of the flow");
 }
 
+bool flow__ld_parse_cache(struct loader *L, const struct val *x, const char *what,
+                          const char **key, double *ttl)
+{
+    static const char *const keys[] = {"key", "ttl"};
+    *key = NULL;
+    *ttl = 0;
+    if (!json_is_object(x->v)) {
+        flow__ld_report(L, x->pos, "%s must be a mapping {key: TEMPLATE, ttl: DURATION}, not %s",
+                        what, flow__ld_type_name(x->v));
+        return false;
+    }
+    if (!flow__ld_known_keys(L, x, keys, FLOW__ARRAY_LEN(keys), what))
+        return false;
+    struct val k = flow__ld_member(L, x->v, "key");
+    if (!k.v) {
+        flow__ld_report(L, x->pos,
+                        "%s needs 'key': a template naming what the output depends on, such "
+                        "as \"{{ inputs.url }}\"",
+                        what);
+        return false;
+    }
+    char kwhat[200];
+    flow__ld_concat(kwhat, sizeof(kwhat), "'key' of ", what, (char *)NULL);
+    if (!flow__ld_get_string(L, &k, kwhat, true, key) ||
+        !flow__ld_check_template(L, *key, k.pos, kwhat))
+        return false;
+    struct val t = flow__ld_member(L, x->v, "ttl");
+    if (!t.v)
+        return true;
+    char twhat[200];
+    flow__ld_concat(twhat, sizeof(twhat), "'ttl' of ", what, (char *)NULL);
+    if (!flow__ld_get_duration(L, &t, twhat, ttl))
+        return false;
+    if (!(*ttl > 0) || *ttl > 10.0 * 366 * 86400) {
+        flow__ld_report(L, t.pos,
+                        "%s must be more than 0 and at most 10 years (leave it out for entries "
+                        "that never expire)",
+                        twhat);
+        return false;
+    }
+    return true;
+}
+
 /* "10/s", "100/m", "1000/h", "5/10s": starts per window. */
 static bool parse_rate(const char *s, int *count, double *window)
 {

@@ -529,6 +529,9 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
     bool foreach_ok = false;
     int concurrency = 0;
     struct flow__yaml_pos concurrency_pos = {0, 0};
+    const char *cache_key = NULL;
+    double cache_ttl = 0;
+    struct flow__yaml_pos cache_pos = {0, 0};
     L->item_scope = has_foreach ? ITEM_SET : ITEM_UNSET;
     L->cur_task = name;
     size_t errors_before = flow__ld_error_count(L);
@@ -616,6 +619,9 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
                 concurrency = -1;
         } else if (strcmp(k, "rate_limit") == 0) {
             flow__ld_parse_rate_limit(L, t, &x, what);
+        } else if (strcmp(k, "cache") == 0) {
+            if (flow__ld_parse_cache(L, &x, what, &cache_key, &cache_ttl))
+                cache_pos = kpos;
         } else if (strcmp(k, "resources") == 0) {
             flow__ld_parse_resources(L, t, &x, what);
         } else if (strcmp(k, "after") == 0 || strcmp(k, "after_any") == 0 ||
@@ -691,6 +697,27 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
             char what[200];
             snprintf(what, sizeof(what), "'foreach'%s", owner);
             flow__ld_core_failed(L, x.pos, rc, &e, what);
+        }
+    }
+    if (cache_pos.line) {
+        /* What a run computes can be kept; a no-op computes nothing, and a
+         * person's answer is asked each time. */
+        bool noop = !body.key || strcmp(body.key, "noop") == 0;
+        if (noop || strcmp(body.key, "feedback") == 0) {
+            flow__ld_report(L, cache_pos,
+                            "'cache' needs a body that computes the output in task '%s' (%s)",
+                            name,
+                            noop ? "a no-op has nothing to keep"
+                                 : "a feedback question asks a person each time");
+        } else if (t) {
+            flow_error e;
+            flow__error_clear(&e);
+            flow_err rc = flow_task_set_cache(t, cache_key, cache_ttl, &e);
+            if (rc) {
+                char what[200];
+                snprintf(what, sizeof(what), "'cache'%s", owner);
+                flow__ld_core_failed(L, cache_pos, rc, &e, what);
+            }
         }
     }
     bool is_command = body.key && (strcmp(body.key, "run") == 0 || strcmp(body.key, "shell") == 0);

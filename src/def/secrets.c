@@ -111,7 +111,8 @@ char *flow__secrets_check_task(const struct flow *f, const struct flow_task *t)
             goto out_why;
     if (misused(&c, x->shell, false) || misused(&c, x->input, false) ||
         misused(&c, x->cwd, false) || misused(&c, x->foreach, false) ||
-        (x->feedback && misused(&c, x->feedback->message, false)))
+        (x->feedback && misused(&c, x->feedback->message, false)) ||
+        (x->cache && misused(&c, x->cache->key, false)))
         goto out_why;
     return NULL;
 out_why:;

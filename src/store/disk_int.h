@@ -1,7 +1,7 @@
 /* disk_int.h -- the inside of the disk store (store_disk.c: files, the
  * per-run cache, records, runs, open and close; store_disk_ctl.c: leases,
  * control requests, answers; store_disk_limits.c: concurrency slots and
- * rate starts). */
+ * rate starts; store_disk_cache.c: cached outputs of tasks). */
 #ifndef FLOW_STORE_DISK_INT_H
 #define FLOW_STORE_DISK_INT_H
 
@@ -39,6 +39,7 @@ struct dk_store {
     int dirfd;  /* DIR */
     int runsfd; /* DIR/runs */
     int slotsfd, holdersfd, ratesfd; /* DIR/slots, holders, rates: -1 until first used */
+    int cachefd;                     /* DIR/cache: -1 until first used */
     bool strict;
     struct flow__strmap runs; /* id -> struct dk_run */
     struct flow__buf buf;     /* a batch or a file being written */
@@ -100,5 +101,13 @@ flow_err flow__dk_rate_take(void *priv, const char *key, int limit, double windo
                             double now, int *got, double *retry_at, flow_error *err);
 flow_err flow__dk_slot_contended(void *priv, const char *key, const char *holder, double now,
                                  bool *contended, flow_error *err);
+
+/* ---- store_disk_cache.c ---------------------------------------------- */
+
+flow_err flow__dk_cache_get(void *priv, const char *fname, const char *task, const char *key,
+                            double now, json_t **entry, double *created, flow_error *err);
+flow_err flow__dk_cache_put(void *priv, const char *fname, const char *task, const char *key,
+                            const json_t *entry, double now, double expires, flow_error *err);
+flow_err flow__dk_cache_gc(void *priv, double now, bool all, size_t *removed, flow_error *err);
 
 #endif

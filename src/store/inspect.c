@@ -424,6 +424,12 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
             a->info = json_object_get(p, "info");
             a->error = json_string_value(json_object_get(p, "ignored"));
             a->ended = rec->time;
+            if (json_is_true(json_object_get(a->info, "cached"))) {
+                /* From the cache: an attempt that started and ended at once,
+                 * with no act_started of its own. */
+                a->attempts = rec->attempt;
+                a->started = rec->time;
+            }
             json_t *w = json_object_get(p, "writes");
             if (state && json_is_object(w))
                 json_object_update(state, w);
@@ -852,6 +858,18 @@ flow_err flow_store_gc(flow_store *s, double older_than, size_t *deleted, flow_e
     FLOW__VEC_FREE(&g.ids);
     if (deleted)
         *deleted = n;
+    return rc;
+}
+
+flow_err flow_store_gc_cache(flow_store *s, bool all, size_t *removed, flow_error *err)
+{
+    size_t n = 0;
+    flow_err rc = FLOW_OK;
+    if (flow__store_has_cache(s->backend))
+        FLOW__WITH_STORE(s, rc = s->backend->ops->cache_gc(s->backend->priv, flow__wall_time(),
+                                                           all, &n, err));
+    if (removed)
+        *removed = rc == FLOW_OK ? n : 0;
     return rc;
 }
 

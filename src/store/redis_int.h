@@ -1,6 +1,7 @@
 /* redis_int.h -- the inside of the Redis store (store_redis.c: the
  * connection, runs, journals, leases, control requests, answers;
- * store_redis_limits.c: concurrency slots and rate starts). */
+ * store_redis_limits.c: concurrency slots and rate starts;
+ * store_redis_cache.c: cached outputs of tasks). */
 #ifndef FLOW_STORE_REDIS_INT_H
 #define FLOW_STORE_REDIS_INT_H
 
@@ -53,5 +54,13 @@ flow_err flow__rd_rate_take(void *priv, const char *key, int limit, double windo
                             double now, int *got, double *retry_at, flow_error *err);
 flow_err flow__rd_slot_contended(void *priv, const char *key, const char *holder, double now,
                                  bool *contended, flow_error *err);
+
+/* ---- store_redis_cache.c --------------------------------------------- */
+
+flow_err flow__rd_cache_get(void *priv, const char *fname, const char *task, const char *key,
+                            double now, json_t **entry, double *created, flow_error *err);
+flow_err flow__rd_cache_put(void *priv, const char *fname, const char *task, const char *key,
+                            const json_t *entry, double now, double expires, flow_error *err);
+flow_err flow__rd_cache_gc(void *priv, double now, bool all, size_t *removed, flow_error *err);
 
 #endif

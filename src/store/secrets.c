@@ -105,3 +105,21 @@ flow_err flow__store_answer_claim_redacted(struct flow__store *s, const char *ru
     json_decref(r);
     return rc;
 }
+
+flow_err flow__store_cache_put_redacted(struct flow__store *s, const char *fname, const char *task,
+                                        const char *key, const json_t *entry, double now,
+                                        double expires, flow_error *err)
+{
+    /* A key redacted would name another entry ("***" for every secret):
+     * one that holds a secret is not kept at all. */
+    if (flow__redact_hits(s->secrets, key, strlen(key)))
+        return flow__error(err, FLOW_EINVAL,
+                           "the cache key of task '%s' holds the value of a secret: not cached",
+                           task);
+    json_t *r = NULL;
+    if (flow__redact_json(s->secrets, entry, &r) != FLOW_OK)
+        return nomem(err, s);
+    flow_err rc = s->ops->cache_put(s->priv, fname, task, key, r ? r : entry, now, expires, err);
+    json_decref(r);
+    return rc;
+}

@@ -18,6 +18,7 @@
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/fnv.h"
 
 /* NULL-terminated; backends that need optional libraries go in #ifdefs. */
 static const struct flow__store_ops *const store_backends[] = {
@@ -507,4 +508,48 @@ size_t flow__rate_apply(double *starts, size_t n, int limit, double window, int 
         *retry_at = starts[first] + window;
     }
     return n;
+}
+
+/* ---- cache entries (store.h): shared by the backends ------------------- */
+
+void flow__cache_name(const char *fname, const char *task, const char *key, char out[33])
+{
+    /* Two hashes of the three texts, the second seeded apart: 128 bits, so
+     * that two entries sharing a name (and so replacing each other) is
+     * never seen in practice; a lookup still compares the names. */
+    uint64_t a = flow__fnv_str(flow__fnv_str(flow__fnv_str(FLOW__FNV_INIT, fname), task), key);
+    uint64_t b = flow__fnv_str(FLOW__FNV_INIT ^ 0x9e3779b97f4a7c15ULL, key);
+    b = flow__fnv_str(flow__fnv_str(b, task), fname);
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+}
+
+json_t *flow__cache_record(const char *fname, const char *task, const char *key,
+                           const json_t *entry, double now, double expires)
+{
+    return json_pack("{s:s,s:s,s:s,s:f,s:f,s:O}", "flow", fname, "task", task, "key", key,
+                     "created", now, "expires", expires, "entry", (json_t *)entry);
+}
+
+bool flow__cache_record_expired(const json_t *rec, double now)
+{
+    json_t *exp = json_object_get(rec, "expires");
+    if (!json_is_number(exp) || !json_object_get(rec, "entry"))
+        return true;
+    double e = json_number_value(exp);
+    return e > 0 && e <= now;
+}
+
+void flow__cache_record_open(json_t *rec, const char *fname, const char *task, const char *key,
+                             double now, json_t **entry, double *created)
+{
+    *entry = NULL;
+    *created = 0;
+    const char *f = json_string_value(json_object_get(rec, "flow"));
+    const char *t = json_string_value(json_object_get(rec, "task"));
+    const char *k = json_string_value(json_object_get(rec, "key"));
+    if (!f || !t || !k || strcmp(f, fname) || strcmp(t, task) || strcmp(k, key) ||
+        flow__cache_record_expired(rec, now))
+        return;
+    *entry = json_incref(json_object_get(rec, "entry"));
+    *created = json_number_value(json_object_get(rec, "created"));
 }

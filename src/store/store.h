@@ -78,7 +78,7 @@ typedef flow_err (*flow__store_rec_cb)(void *udata, uint64_t seq, const struct f
 /* Every method fills `err` (may be NULL) when it fails and returns the code;
  * a failed method changes nothing in the store. Messages name the store. */
 struct flow__store_ops {
-    int version;        /* 1, 2 or 3: the methods it has (below) */
+    int version;        /* 1 to 4: the methods it has (below) */
     const char *scheme; /* URL scheme: "sqlite" */
     unsigned caps;      /* FLOW__STORE_CAP_* */
 
@@ -225,6 +225,29 @@ struct flow__store_ops {
     flow_err (*slot_contended)(void *priv, const char *key, const char *holder, double now,
                                bool *contended, flow_error *err);
     /* Methods above are valid for version 3. */
+
+    /* version 4: cached outputs of tasks (docs/internals/prompts.md,
+     * "Cache"), shared by every process using the store. An entry is
+     * named by (fname, task, key), three texts of any bytes but NUL; it
+     * holds a JSON value (what a hit gives back), the time it was put and
+     * an expiry (epoch seconds; 0: never). */
+
+    /* *entry gets the entry named (fname, task, key) (a new reference, the
+     * caller's) and *created the time it was put, or NULL and 0 when there
+     * is none, or it has expired at `now` (its expiry is `now` or before).
+     * An entry that cannot be read back (a torn file) is none. */
+    flow_err (*cache_get)(void *priv, const char *fname, const char *task, const char *key,
+                          double now, json_t **entry, double *created, flow_error *err);
+    /* Keep `entry` (borrowed: copied) as the entry named (fname, task, key),
+     * replacing any, put at `now`, until `expires` (0: never). Atomic: a
+     * reader sees the old entry or the new one, whole. */
+    flow_err (*cache_put)(void *priv, const char *fname, const char *task, const char *key,
+                          const json_t *entry, double now, double expires, flow_error *err);
+    /* Remove the entries expired at `now`, or every entry with `all`;
+     * *removed gets how many. (Redis drops an expired entry by itself:
+     * there only `all` finds any.) */
+    flow_err (*cache_gc)(void *priv, double now, bool all, size_t *removed, flow_error *err);
+    /* Methods above are valid for version 4. */
 };
 
 /* An open store. Owned by whoever opened it; freed by flow__store_close. */
@@ -488,6 +511,56 @@ static inline bool flow__store_has_limits(const struct flow__store *s)
 {
     return s->ops->version >= 3 && s->ops->slot_acquire && s->ops->rate_take;
 }
+
+/* Backends older than version 4 keep no cache: every lookup misses. */
+static inline bool flow__store_has_cache(const struct flow__store *s)
+{
+    return s->ops->version >= 4 && s->ops->cache_get && s->ops->cache_put && s->ops->cache_gc;
+}
+
+/* cache_put with s->secrets redacted from the entry (secrets.c). */
+flow_err flow__store_cache_put_redacted(struct flow__store *s, const char *fname, const char *task,
+                                        const char *key, const json_t *entry, double now,
+                                        double expires, flow_error *err);
+
+static inline flow_err flow__store_cache_put(struct flow__store *s, const char *fname,
+                                             const char *task, const char *key,
+                                             const json_t *entry, double now, double expires,
+                                             flow_error *err)
+{
+    if (!flow__store_has_cache(s))
+        return flow__error(err, FLOW_EUNSUPPORTED, "store '%s' keeps no cache", s->url);
+    if (s->secrets)
+        return flow__store_cache_put_redacted(s, fname, task, key, entry, now, expires, err);
+    return s->ops->cache_put(s->priv, fname, task, key, entry, now, expires, err);
+}
+
+static inline flow_err flow__store_cache_get(struct flow__store *s, const char *fname,
+                                             const char *task, const char *key, double now,
+                                             json_t **entry, double *created, flow_error *err)
+{
+    *entry = NULL;
+    *created = 0;
+    if (!flow__store_has_cache(s))
+        return FLOW_OK;
+    return s->ops->cache_get(s->priv, fname, task, key, now, entry, created, err);
+}
+
+/* The name of cache entry (fname, task, key) where a backend needs one
+ * short name of safe bytes (a file, a Redis key): 32 hex digits, two
+ * FNV-1a hashes of the three texts. The entry keeps its names, and a
+ * lookup compares them: two entries that share a name replace each
+ * other, and never stand for each other. */
+void flow__cache_name(const char *fname, const char *task, const char *key, char out[33]);
+/* The JSON a backend keeps as a cache entry: {flow, task, key, created,
+ * expires, entry}; and back: *entry (new reference) and *created when the
+ * record names (fname, task, key) and has not expired at `now`, else NULL. */
+json_t *flow__cache_record(const char *fname, const char *task, const char *key,
+                           const json_t *entry, double now, double expires);
+void flow__cache_record_open(json_t *rec, const char *fname, const char *task, const char *key,
+                             double now, json_t **entry, double *created);
+/* Is cache record `rec` expired at `now` (or unreadable)? */
+bool flow__cache_record_expired(const json_t *rec, double now);
 
 static inline flow_err flow__store_control_take(struct flow__store *s, const char *id,
                                                 char **kind, char **arg, flow_error *err)

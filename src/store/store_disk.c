@@ -992,7 +992,7 @@ static void dk_close(void *priv)
     if (!s)
         return;
     flow__store_run_entries_free(&s->runs, dk_run_release);
-    int fds[] = {s->runsfd, s->slotsfd, s->holdersfd, s->ratesfd};
+    int fds[] = {s->runsfd, s->slotsfd, s->holdersfd, s->ratesfd, s->cachefd};
     for (size_t i = 0; i < FLOW__ARRAY_LEN(fds); i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -1009,7 +1009,7 @@ static flow_err dk_open(const char *url_rest, unsigned flags, void **priv, flow_
     struct dk_store *s = flow__calloc(1, sizeof(*s));
     if (!s)
         return flow__error(err, FLOW_ENOMEM, "out of memory opening store 'disk:%s'", url_rest);
-    s->dirfd = s->runsfd = s->slotsfd = s->holdersfd = s->ratesfd = -1;
+    s->dirfd = s->runsfd = s->slotsfd = s->holdersfd = s->ratesfd = s->cachefd = -1;
     flow__strmap_init(&s->runs);
     flow__buf_init(&s->buf, FLOW__BUF_DEFAULT_MAX);
     flow_err rc = flow__store_parse_url("disk", url_rest, &s->path, &s->strict, err);
@@ -1050,7 +1050,7 @@ out_close:
 }
 
 const struct flow__store_ops flow__store_disk_ops = {
-    .version = 3,
+    .version = 4,
     .scheme = "disk",
     .caps = FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS,
     .open = dk_open,                     /* FORMAT check, or written in an empty dir */
@@ -1076,4 +1076,7 @@ const struct flow__store_ops flow__store_disk_ops = {
     .slot_list = flow__dk_slot_list,           /* every slot file, no lock */
     .rate_take = flow__dk_rate_take,           /* a file of starts per key, flock'ed */
     .slot_contended = flow__dk_slot_contended, /* the key's mark files, under its flock */
+    .cache_get = flow__dk_cache_get,           /* one file per entry, read whole */
+    .cache_put = flow__dk_cache_put,           /* written aside, renamed over */
+    .cache_gc = flow__dk_cache_gc,             /* a scan of cache/ */
 };

@@ -73,9 +73,18 @@ struct mem_limit {
     FLOW__VEC(double) starts;         /* oldest first */
 };
 
+/* A cache entry. Removing one frees its value and keeps the struct (its
+ * name is the map's key) until close; putting the name again reuses it. */
+struct mem_cached {
+    char *name;    /* the map's key: flow, task and key, each with its length */
+    json_t *entry; /* our own deep copy; NULL: removed */
+    double created, expires;
+};
+
 struct mem_store {
     struct flow__strmap runs;   /* id -> struct mem_run */
     struct flow__strmap limits; /* key -> struct mem_limit */
+    struct flow__strmap cache;  /* name -> struct mem_cached */
 };
 
 #define MEM_NAME "memory:"
@@ -185,6 +194,7 @@ static flow_err mem_open(const char *url_rest, unsigned flags, void **priv, flow
         return flow__error(err, FLOW_ENOMEM, "out of memory opening store '" MEM_NAME "'");
     flow__strmap_init(&s->runs);
     flow__strmap_init(&s->limits);
+    flow__strmap_init(&s->cache);
     *priv = s;
     return FLOW_OK;
 }
@@ -216,6 +226,15 @@ static void mem_close(void *priv)
         flow__free(l);
     }
     flow__strmap_cleanup(&s->limits);
+    for (size_t i = 0; s->cache.mask && i <= s->cache.mask; i++) {
+        struct mem_cached *c = s->cache.slots[i].value;
+        if (!c)
+            continue;
+        json_decref(c->entry);
+        flow__free(c->name);
+        flow__free(c);
+    }
+    flow__strmap_cleanup(&s->cache);
     flow__free(s);
 }
 
@@ -774,8 +793,90 @@ static flow_err mem_rate_take(void *priv, const char *key, int limit, double win
     return FLOW_OK;
 }
 
+/* ---- the cache ------------------------------------------------------------ */
+
+/* The map's key of (flow, task, key): each with its length, so that no two
+ * triples share one. */
+static char *mem_cache_name(const char *fname, const char *task, const char *key)
+{
+    return flow__asprintf("%zu:%s%zu:%s%zu:%s", strlen(fname), fname, strlen(task), task,
+                          strlen(key), key);
+}
+
+static flow_err mem_cache_nomem(flow_error *err)
+{
+    return flow__error(err, FLOW_ENOMEM, "out of memory in the cache of store '" MEM_NAME "'");
+}
+
+static flow_err mem_cache_get(void *priv, const char *fname, const char *task, const char *key,
+                              double now, json_t **entry, double *created, flow_error *err)
+{
+    struct mem_store *s = priv;
+    *entry = NULL;
+    *created = 0;
+    char *name = mem_cache_name(fname, task, key);
+    if (!name)
+        return mem_cache_nomem(err);
+    struct mem_cached *c = flow__strmap_get(&s->cache, name);
+    flow__free(name);
+    if (!c || !c->entry || (c->expires > 0 && c->expires <= now))
+        return FLOW_OK;
+    /* A copy: the caller's thread counts its references, we count ours. */
+    if (!(*entry = json_deep_copy(c->entry)))
+        return mem_cache_nomem(err);
+    *created = c->created;
+    return FLOW_OK;
+}
+
+static flow_err mem_cache_put(void *priv, const char *fname, const char *task, const char *key,
+                              const json_t *entry, double now, double expires, flow_error *err)
+{
+    struct mem_store *s = priv;
+    json_t *copy = json_deep_copy(entry);
+    char *name = mem_cache_name(fname, task, key);
+    if (!copy || !name) {
+        json_decref(copy);
+        flow__free(name);
+        return mem_cache_nomem(err);
+    }
+    struct mem_cached *c = flow__strmap_get(&s->cache, name);
+    if (c) {
+        flow__free(name);
+    } else if (!(c = flow__calloc(1, sizeof(*c))) ||
+               flow__strmap_put(&s->cache, name, c) != FLOW_OK) {
+        flow__free(c);
+        flow__free(name);
+        json_decref(copy);
+        return mem_cache_nomem(err);
+    } else {
+        c->name = name;
+    }
+    json_decref(c->entry);
+    c->entry = copy;
+    c->created = now;
+    c->expires = expires;
+    return FLOW_OK;
+}
+
+static flow_err mem_cache_gc(void *priv, double now, bool all, size_t *removed, flow_error *err)
+{
+    FLOW__UNUSED(err);
+    struct mem_store *s = priv;
+    size_t n = 0;
+    for (size_t i = 0; s->cache.mask && i <= s->cache.mask; i++) {
+        struct mem_cached *c = s->cache.slots[i].value;
+        if (!c || !c->entry || (!all && !(c->expires > 0 && c->expires <= now)))
+            continue;
+        json_decref(c->entry);
+        c->entry = NULL;
+        n++;
+    }
+    *removed = n;
+    return FLOW_OK;
+}
+
 const struct flow__store_ops flow__store_memory_ops = {
-    .version = 3,
+    .version = 4,
     .scheme = "memory",
     .caps = 0, /* neither durable nor seen by other processes */
     .open = mem_open,                     /* a new, empty store */
@@ -801,4 +902,7 @@ const struct flow__store_ops flow__store_memory_ops = {
     .slot_list = mem_slot_list,           /* live ones, sorted */
     .rate_take = mem_rate_take,           /* a log of starts per key */
     .slot_contended = mem_slot_contended, /* the key's demand marks */
+    .cache_get = mem_cache_get,           /* a deep copy of the entry */
+    .cache_put = mem_cache_put,           /* a deep copy kept, by name */
+    .cache_gc = mem_cache_gc,             /* frees the values, keeps the names */
 };

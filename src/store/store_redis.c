@@ -1109,7 +1109,7 @@ static flow_err rd_answer_list(void *priv, const char *run_id, json_t **out, flo
 }
 
 const struct flow__store_ops flow__store_redis_ops = {
-    .version = 3,
+    .version = 4,
     .scheme = "redis",
     .caps = FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS,
     .open = rd_open,                     /* connect, eviction/fsync checks, format key */
@@ -1135,4 +1135,7 @@ const struct flow__store_ops flow__store_redis_ops = {
     .slot_list = flow__rd_slot_list,       /* HGETALL; every key: the index, then a script */
     .rate_take = flow__rd_rate_take,       /* script: trim, count, ZADD */
     .slot_contended = flow__rd_slot_contended, /* HGETALL of the marks, pids judged here */
+    .cache_get = flow__rd_cache_get,           /* GET of P:cache:N */
+    .cache_put = flow__rd_cache_put,           /* SET ... PX: Redis drops it when it expires */
+    .cache_gc = flow__rd_cache_gc,             /* SCAN and DEL (with `all`; else nothing) */
 };

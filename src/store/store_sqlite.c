@@ -5,7 +5,8 @@
  * concurrency keys in `slots` keyed by (key, slot) and the starts of rate
  * keys in `rates` (with the holders waiting for a key's slots in
  * `slot_wants`), one BEGIN IMMEDIATE..COMMIT per append, answer, slot
- * taken or start. Schema and format: docs/internals/store.md.
+ * taken or start; cached outputs in `cache` (store_sqlite_cache.c). Schema
+ * and format: docs/internals/store.md.
  *
  * The next seq of each run this handle appended to is cached, so a batch
  * costs one primary-key lookup (the run still exists, and is the same run:
@@ -26,6 +27,7 @@
 #include <sqlite3.h>
 
 #include "store/compress.h"
+#include "store/sqlite_int.h"
 #include "store/store.h"
 
 #include "util/alloc.h"
@@ -75,49 +77,9 @@ static const char sq_schema[] =
     "CREATE INDEX IF NOT EXISTS control_run ON control(run, seq);"
     SQ_ANSWERS_TABLE
     SQ_LIMITS_TABLES
+    SQ_CACHE_TABLE
     "INSERT OR REPLACE INTO meta(key, value) VALUES('format', '1');"
     "PRAGMA user_version = 1;";
-
-enum sq_stmt {
-    SQ_BEGIN,
-    SQ_COMMIT,
-    SQ_RUN_INSERT,
-    SQ_RUN_GET,
-    SQ_RUN_LIST,
-    SQ_RUN_STATUS,
-    SQ_RUN_CREATED,
-    SQ_RUN_DELETE,
-    SQ_MAX_SEQ,
-    SQ_REC_INSERT,
-    SQ_REC_READ,
-    SQ_REC_DELETE,
-    SQ_LEASE_GET,
-    SQ_LEASE_SET,
-    SQ_LEASE_CLEAR,
-    SQ_CTL_PUT,
-    SQ_CTL_FIRST,
-    SQ_CTL_DELETE,
-    SQ_CTL_DELETE_RUN,
-    SQ_ANS_GET,
-    SQ_ANS_PUT,
-    SQ_ANS_LIST,
-    SQ_ANS_DELETE_RUN,
-    SQ_SLOT_BUSY,
-    SQ_SLOT_PUT,
-    SQ_SLOT_DROP,
-    SQ_SLOT_HELD,
-    SQ_SLOT_RENEW,
-    SQ_SLOT_LIST,
-    SQ_SLOT_LIST_KEY,
-    SQ_RATE_FORGET,
-    SQ_RATE_COUNT,
-    SQ_RATE_ADD,
-    SQ_RATE_NTH,
-    SQ_WANT_DROP,
-    SQ_WANT_PUT,
-    SQ_WANT_OTHERS,
-    SQ_NSTMT
-};
 
 #define SQ_META_COLUMNS                                                                          \
     "id, flow, version, def_hash, source, parent, inputs, status, created_at, ended_at"
@@ -169,24 +131,6 @@ static const char *const sq_sql[SQ_NSTMT] = {
     [SQ_WANT_PUT] = "INSERT OR REPLACE INTO slot_wants(key, holder, expires) VALUES(?1, ?2, ?3)",
     [SQ_WANT_OTHERS] = "SELECT holder, expires FROM slot_wants"
                        " WHERE key = ?1 AND holder <> ?2 AND expires > ?3",
-};
-
-/* What this handle knows of a run it appended to. Entries stay in the map
- * until close (a deleted run's entry is only made cold). */
-struct sq_run {
-    char id[80];       /* the map's key */
-    double created_at; /* of the run next_seq belongs to */
-    int64_t next_seq;  /* -1: cold, read max(seq) */
-};
-
-struct sq_store {
-    sqlite3 *db;
-    char *path;
-    sqlite3_stmt *stmt[SQ_NSTMT];
-    struct flow__buf json; /* payload text being written, reused */
-    bool strict;           /* ?durability=strict: synchronous=FULL by default */
-    bool sync_full;        /* the connection's current synchronous setting */
-    struct flow__strmap runs; /* id -> struct sq_run */
 };
 
 static flow_err sq_code(int rc)
@@ -367,17 +311,18 @@ static flow_err sq_add_tables(struct sq_store *s, flow_error *err)
     int have = -1;
     if (sqlite3_prepare_v2(s->db,
                            "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-                           " AND name IN ('answers', 'slots', 'rates', 'slot_wants')",
+                           " AND name IN ('answers', 'slots', 'rates', 'slot_wants', 'cache')",
                            -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         have = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     if (have < 0)
         return sq_fail(s, err, "cannot read the schema");
-    if (have == 4)
+    if (have == 5)
         return FLOW_OK;
-    if (sqlite3_exec(s->db, SQ_ANSWERS_TABLE SQ_LIMITS_TABLES, NULL, NULL, NULL) != SQLITE_OK)
-        return sq_fail(s, err, "cannot add the tables of answers and limits");
+    if (sqlite3_exec(s->db, SQ_ANSWERS_TABLE SQ_LIMITS_TABLES SQ_CACHE_TABLE, NULL, NULL, NULL) !=
+        SQLITE_OK)
+        return sq_fail(s, err, "cannot add the tables of answers, limits and the cache");
     return FLOW_OK;
 }
 
@@ -440,7 +385,7 @@ static flow_err sq_setup(struct sq_store *s, flow_error *err)
         if (sqlite3_prepare_v2(s->db,
                                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                " AND name NOT IN ('meta', 'runs', 'records', 'control',"
-                               " 'answers', 'slots', 'rates', 'slot_wants',"
+                               " 'answers', 'slots', 'rates', 'slot_wants', 'cache',"
                                " 'sqlite_sequence')",
                                -1, &st, NULL) == SQLITE_OK) {
             if (sqlite3_step(st) == SQLITE_ROW)
@@ -474,6 +419,7 @@ static void sq_close(void *priv)
         return;
     for (int i = 0; i < SQ_NSTMT; i++)
         sqlite3_finalize(s->stmt[i]);
+    flow__sq_cache_close(s);
     sqlite3_close(s->db);
     flow__store_run_entries_free(&s->runs, NULL);
     flow__buf_cleanup(&s->json);
@@ -1218,6 +1164,27 @@ static flow_err sq_limits_end(struct sq_store *s, bool full, flow_err rc, const 
     return rc;
 }
 
+flow_err flow__sq_light_begin(struct sq_store *s, bool *full, const char *what, flow_error *err)
+{
+    return sq_limits_begin(s, full, what, err);
+}
+
+flow_err flow__sq_light_end(struct sq_store *s, bool full, flow_err rc, const char *what,
+                            flow_error *err)
+{
+    return sq_limits_end(s, full, rc, what, err);
+}
+
+flow_err flow__sq_fail(struct sq_store *s, flow_error *err, const char *what)
+{
+    return sq_fail(s, err, what);
+}
+
+flow_err flow__sq_bind_json(struct sq_store *s, sqlite3_stmt *st, int col, const json_t *v)
+{
+    return sq_bind_json(s, st, col, v, true);
+}
+
 /* In slot_acquire's transaction: mark that `holder` waits for `key` (and
  * forget the marks that expired), or, not `wait`, that it does not. */
 static flow_err sq_want_keep(struct sq_store *s, const char *key, const char *holder, bool wait,
@@ -1454,7 +1421,7 @@ static flow_err sq_rate_take(void *priv, const char *key, int limit, double wind
 }
 
 const struct flow__store_ops flow__store_sqlite_ops = {
-    .version = 3,
+    .version = 4,
     .scheme = "sqlite",
     .caps = FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS,
     .open = sq_open,                     /* WAL, busy timeout, format check */
@@ -1480,4 +1447,7 @@ const struct flow__store_ops flow__store_sqlite_ops = {
     .slot_list = sq_slot_list,           /* live rows by key, slot */
     .rate_take = sq_rate_take,           /* forget, count, insert in one BEGIN IMMEDIATE */
     .slot_contended = sq_slot_contended, /* one SELECT of slot_wants */
+    .cache_get = flow__sq_cache_get,     /* one SELECT by (flow, task, key) */
+    .cache_put = flow__sq_cache_put,     /* INSERT OR REPLACE, not synced */
+    .cache_gc = flow__sq_cache_gc,       /* one DELETE */
 };

@@ -57,6 +57,16 @@ echo "$out" | grep -qE "waiting +0 .*(concurrency key 'partner-api': 2 at once, 
     pass "limits try.sh: flow status shows the calls held back, and why" ||
     fail "limits try.sh: no waiting call in flow status: $out"
 
+# examples/cache/try.sh: the second run from the cache, the third runs the revised document only.
+out=$(FLOW="$FLOW" sh "$FLOW_SOURCE_DIR/examples/cache/try.sh" 2>&1) || fail "cache try.sh exited $?: $out"
+echo "$out" | grep -q '^first: 0 of 3 summaries from the cache, result {"documents":3}$' &&
+    echo "$out" | grep -q '^second: 3 of 3 summaries from the cache, result {"documents":3}$' &&
+    echo "$out" | grep -q '^third: 2 of 3 summaries from the cache, result {"documents":3}$' &&
+    pass "cache try.sh: a run from the cache, then only the revised document" ||
+    fail "cache try.sh: $out"
+echo "$out" | grep -qE '^ +2 +summarize\[0\] .* cached *$' &&
+    pass "cache try.sh: flow status says cached" || fail "cache try.sh: no cached note: $out"
+
 # The pipeline of `make run`.
 out=$("$FLOW" run "$FLOW_SOURCE_DIR/examples/pipeline/pipeline.yaml" --input rows=12 --quiet) ||
     fail "pipeline exited $?"

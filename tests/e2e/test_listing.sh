@@ -214,9 +214,9 @@ rc=$?
 check "pause --json of an ended run: exit 1, the error on stderr, no JSON" test "$rc" = 1 -a ! -s out
 check "... naming it" grep -q "run 'o1' has already ended (completed)" err
 "$FLOW" gc --json --older-than 1h >out 2>err
-check "gc --json: {deleted, older_than}" python3 -c '
+check "gc --json: {deleted, older_than, cache_removed}" python3 -c '
 import json, sys
-sys.exit(json.load(open("out")) != {"deleted": 0, "older_than": 3600})'
+sys.exit(json.load(open("out")) != {"deleted": 0, "older_than": 3600, "cache_removed": 0})'
 check "... nothing on stderr" test ! -s err
 "$FLOW" gc --json --older-than 0 >out 2>err
 check "gc --json --older-than 0: every ended run" python3 -c '
@@ -226,6 +226,6 @@ sys.exit(not (j["deleted"] >= 6 and j["older_than"] == 0))'
 "$FLOW" gc --json >out 2>err
 check "gc --json: the default is 7 days in seconds" python3 -c '
 import json, sys
-sys.exit(json.load(open("out")) != {"deleted": 0, "older_than": 604800})'
+sys.exit(json.load(open("out")) != {"deleted": 0, "older_than": 604800, "cache_removed": 0})'
 
 finish

@@ -827,7 +827,36 @@ static void test_error_cases(void **state)
          "unknown task 'b' in '{{ tasks.b.output }}' in 'result' (w.yaml:2:9)"},
         {"name: x\ncheckpoint_every: soon\ntasks:\n  a: {}\n",
          "bad duration 'soon' for 'checkpoint_every'"},
-        {"name: x\ntasks:\n  a: {cache: {key: x}}\n", "'cache' is not supported yet in task 'a'"},
+        /* cache */
+        {"name: x\ntasks:\n  a: {cache: {key: x}}\n",
+         "'cache' needs a body that computes the output in task 'a' (a no-op has nothing to "
+         "keep) (w.yaml:3:7)"},
+        {"name: x\ntasks:\n  a: {noop: true, cache: {key: x}}\n",
+         "'cache' needs a body that computes the output in task 'a'"},
+        {"name: x\ntasks:\n  a: {feedback: {type: approval, message: ok?}, cache: {key: x}}\n",
+         "(a feedback question asks a person each time)"},
+        {"name: x\ntasks:\n  a: {run: [x], cache: '{{ inputs.x }}'}\n",
+         "'cache' of task 'a' must be a mapping {key: TEMPLATE, ttl: DURATION}, not a string "
+         "(w.yaml:3:24)"},
+        {"name: x\ntasks:\n  a: {run: [x], cache: {ttl: 1h}}\n",
+         "'cache' of task 'a' needs 'key': a template naming what the output depends on"},
+        {"name: x\ntasks:\n  a: {run: [x], cache: {key: ''}}\n",
+         "'key' of 'cache' of task 'a' must be a non-empty string"},
+        {"name: x\ntasks:\n  a: {run: [x], cache: {key: k, tll: 1h}}\n",
+         "unknown key 'tll' in 'cache' of task 'a' (did you mean 'ttl'?)"},
+        {"name: x\ntasks:\n  a: {run: [x], cache: {key: k, ttl: soon}}\n",
+         "bad duration 'soon' for 'ttl' of 'cache' of task 'a' (use 250ms, 30s, 5m, 2h, 1d or "
+         "seconds) (w.yaml:3:38)"},
+        {"name: x\ntasks:\n  a: {run: [x], cache: {key: k, ttl: 0}}\n",
+         "'ttl' of 'cache' of task 'a' must be more than 0 and at most 10 years (leave it out "
+         "for entries that never expire)"},
+        {"name: x\ntasks:\n  a: {run: [x], cache: {key: '{{ tasks.zz.output }}'}}\n",
+         "unknown task 'zz' in '{{ tasks.zz.output }}' in 'key' of 'cache' of task 'a'"},
+        {"name: x\ntasks:\n  a: {run: [x], cache: {key: '{{ item }}'}}\n",
+         "'{{ item }}' in 'key' of 'cache' of task 'a': 'item' is set only in a task with "
+         "'foreach'"},
+        {"name: x\ndefaults: {cache: {key: k}}\ntasks:\n  a: {run: [x]}\n",
+         "'cache' cannot be set in 'defaults'"},
         /* foreach and concurrency */
         {"name: x\ntasks:\n  a: {foreach: 5}\n",
          "'foreach' of task 'a' must be a template that gives a list (like \"{{ inputs.files "

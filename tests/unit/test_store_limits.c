@@ -209,7 +209,7 @@ static int rate(struct flow__store *s, const char *key, int limit, double window
 static void test_version(void **state)
 {
     struct fixture *fx = *state;
-    assert_int_equal(fx->s->ops->version, 3);
+    assert_int_equal(fx->s->ops->version, 4);
     assert_true(flow__store_has_limits(fx->s));
     assert_non_null(fx->s->ops->slot_release);
     assert_non_null(fx->s->ops->slot_renew);
