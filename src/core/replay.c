@@ -218,7 +218,8 @@ static flow_err apply(struct replay *rp, size_t i)
              a->attempt == rec->attempt))
             return FLOW_OK;
         attempt_over(r, a, rec);
-        flow__run_replay_failed(r, a, json_string_value(json_object_get(rec->payload, "error")));
+        flow__run_replay_failed(r, a, json_string_value(json_object_get(rec->payload, "error")),
+                                rec->type == JREC_ACT_FAILED);
         return FLOW_OK;
     case JREC_ACT_CANCELLED:
         if (!(a = rec_act(rp, i, &rc)))

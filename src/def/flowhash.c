@@ -100,6 +100,10 @@ static uint64_t fp_task(uint64_t h, const struct flow_task *t, bool *ok)
         h = flow__fnv_str(h, fs->channel_key);
         h = flow__fnv_str(h, fs->id);
     }
+    if (x->http)
+        h = fp_json(h, x->http->src, ok);
+    if (x->llm)
+        h = fp_json(h, x->llm->src, ok);
     if (x->subflow) {
         char child[64];
         if (flow__flow_hash(x->subflow, child, sizeof(child)))

@@ -50,6 +50,8 @@ static const char *const task_keys[] = {
     "feedback",
     "noop",
     "fn",
+    "http",
+    "llm",
     /* triggers */
     "after",
     "after_any",

@@ -12,7 +12,7 @@
 #include "util/error.h"
 #include "util/json.h"
 
-static const char *const body_keys[] = {"run", "shell", "flow", "feedback", "noop", "fn"};
+static const char *const body_keys[] = {"run", "shell", "flow", "feedback", "noop", "fn", "http", "llm"};
 
 /* Tasks                                                                    */
 
@@ -255,6 +255,8 @@ struct body {
     const char **fb_options; /* owned array */
     const char **fb_notify;  /* owned array, NULL-terminated */
     size_t fb_notify_count;
+    struct http_spec *http;  /* http: owned until applied */
+    struct llm_spec *llm;    /* llm: owned until applied */
     bool ok;
 };
 
@@ -268,6 +270,10 @@ static void body_cleanup(struct body *b)
     flow__free(b->fb_notify);
     b->fb_options = NULL;
     b->fb_notify = NULL;
+    flow__http_spec_free(b->http);
+    flow__llm_spec_free(b->llm);
+    b->http = NULL;
+    b->llm = NULL;
 }
 
 static const char *const feedback_keys[] = {"type",    "message",     "options", "timeout",
@@ -473,7 +479,7 @@ static void parse_flow(struct loader *L, const struct val *x, const char *what, 
     b->ok = true;
 }
 
-static void apply_body(struct loader *L, flow_task *t, const struct body *b, const char *name)
+static void apply_body(struct loader *L, flow_task *t, struct body *b, const char *name)
 {
     flow_error e;
     flow__error_clear(&e);
@@ -496,6 +502,12 @@ static void apply_body(struct loader *L, flow_task *t, const struct body *b, con
         rc = flow_task_set_feedback(t, &b->fb, &e);
         if (!rc && b->fb_notify)
             rc = flow__task_set_feedback_notify(t, b->fb_notify, b->fb_notify_count);
+    } else if (strcmp(b->key, "http") == 0) {
+        rc = flow__task_take_http(t, b->http);
+        b->http = NULL;
+    } else if (strcmp(b->key, "llm") == 0) {
+        rc = flow__task_take_llm(t, b->llm);
+        b->llm = NULL;
     }
     if (rc)
         flow__ld_core_failed(L, b->pos, rc, &e, what);
@@ -544,7 +556,7 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
             if (slot == &extra && extra.key) {
                 flow__ld_report(L, kpos,
                                 "task '%s' has more than two bodies: give exactly one of run, "
-                                "shell, flow, feedback, fn or noop",
+                                "shell, flow, feedback, fn, http, llm or noop",
                                 name);
                 continue;
             }
@@ -554,7 +566,7 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
                 flow__ld_report(
                     L, kpos,
                     "task '%s' has two bodies ('%s' and '%s'): give exactly one of run, "
-                    "shell, flow, feedback, fn or noop",
+                    "shell, flow, feedback, fn, http, llm or noop",
                     name, body.key, k);
         }
         const struct unsupported *u = flow__ld_find_unsupported(SCOPE_TASK, k, NULL);
@@ -592,6 +604,14 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
             parse_flow(L, &x, what, body.key == k ? &body : &extra);
         } else if (strcmp(k, "feedback") == 0) {
             parse_feedback(L, &x, what, body.key == k ? &body : &extra);
+        } else if (strcmp(k, "http") == 0) {
+            struct body *slot = body.key == k ? &body : &extra;
+            slot->http = flow__ld_parse_http(L, &x, what);
+            slot->ok = slot->http != NULL;
+        } else if (strcmp(k, "llm") == 0) {
+            struct body *slot = body.key == k ? &body : &extra;
+            slot->llm = flow__ld_parse_llm(L, &x, what);
+            slot->ok = slot->llm != NULL;
         } else if (noop) {
             if (body.key == k)
                 body.ok = true;
