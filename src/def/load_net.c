@@ -28,6 +28,8 @@ static struct flow__yaml_pos bad_pos(struct loader *L, const struct val *x,
         return x->pos;
     if (bad->index >= 0 && json_is_array(v.v) && (size_t)bad->index < json_array_size(v.v))
         v = flow__ld_item(L, v.v, (size_t)bad->index);
+    if (bad->sub && json_is_object(v.v) && !strcmp(bad->key, "headers"))
+        return flow__yaml_key_pos(L->doc, v.v, bad->sub); /* the header's name */
     if (bad->sub && json_is_object(v.v)) {
         struct val s = flow__ld_member(L, v.v, bad->sub);
         if (s.v)

@@ -159,8 +159,8 @@ static bool duration(struct sp *p, json_t *m, const char *key, double *out)
         char buf[64];
         snprintf(buf, sizeof(buf), "%s", json_is_string(v) ? json_string_value(v) : "");
         fail_at(p, FLOW_EINVAL, key, -1, NULL,
-                "bad duration%s%s%s for '%s' in %s (more than 0, at most 7d: 250ms, 30s, 5m "
-                "or seconds)",
+                "bad duration%s%s%s for '%s' in %s (use 250ms, 30s, 5m or seconds; more "
+                "than 0, up to 7d)",
                 buf[0] ? " '" : "", buf, buf[0] ? "'" : "", key, p->what);
         return false;
     }
