@@ -150,7 +150,15 @@ check "no model anywhere: the run fails ($rc), saying so" grep -qF "give 'model'
 rc=0; (unset FLOW_LLM_KEY; FLOW_LLM_MODEL=echo "$FLOW" run env.yaml --id e5 --input word=x >out 2>err) || rc=$?
 check "no key: no Authorization, and the stand-in says 401 ($rc)" grep -qF "HTTP 401" err
 
-# ---- 6. errors in the file ---------------------------------------------------
+# ---- 6. the seed's content pipeline drafts with the model ---------------------
+rc=0; FLOW_LLM_MODEL=echo "$FLOW" run "$FLOW_SOURCE_DIR/examples/seeds/crewai_content_pipeline.yaml" \
+    --id cp1 --input topic=owls >out 2>err || rc=$?
+check "crewai_content_pipeline.yaml completes with a model ($rc)" [ "$rc" = 0 ]
+expect_json "$(field '[d["writer"], d["draft"], d["review"]["verdict"]]' <out)" \
+    '["model", "echo: Write initial draft: three sentences about owls for a newsletter.", "approved"]' \
+    "the model wrote the draft, the review approved it"
+
+# ---- 7. errors in the file ---------------------------------------------------
 cat >bad.yaml <<'EOF'
 name: bad
 tasks:
