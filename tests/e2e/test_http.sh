@@ -44,7 +44,7 @@ tasks:
   echo:
     http:
       method: "{{ inputs.verb }}"
-      url: "$B/echo?q={{ inputs.q }}&n={{ tasks.json.output.n }}"
+      url: "$B/echo?q={{ inputs.q }}&n={{ tasks.json.output.n }}&w={{ inputs.w | url }}"
       headers:
         X-Thing: "{{ inputs.q }}-x"
         X-Count: 3
@@ -57,7 +57,7 @@ tasks:
       url: "$B/echo"
       body: "plain {{ inputs.q }}"
 EOF
-rc=0; "$FLOW" run get.yaml --id get1 --input q=hello --input verb=put >out 2>err || rc=$?
+rc=0; "$FLOW" run get.yaml --id get1 --input q=hello --input verb=put --input 'w=a b&c=d/é' >out 2>err || rc=$?
 check "get.yaml completes ($rc)" [ "$rc" = 0 ]
 st=$(status_json get1)
 expect_json "$(echo "$st" | field '[t["output"] for t in d["tasks"] if t["task"] == "json"][0]')" \
@@ -66,8 +66,8 @@ expect_json "$(echo "$st" | field '[t["output"] for t in d["tasks"] if t["task"]
     '"plain text"' "a text body is the output, a string"
 echo_out=$(echo "$st" | field '[t["output"] for t in d["tasks"] if t["task"] == "echo"][0]')
 expect_json "$(echo "$echo_out" | field '[d["method"], d["query"], d["headers"]["x-thing"], d["headers"]["x-count"], d["headers"]["content-type"]]')" \
-    '["PUT", {"q": "hello", "n": "1"}, "hello-x", "3", "application/json"]' \
-    "method, url, headers rendered (a method from a template, upper-cased)"
+    '["PUT", {"q": "hello", "n": "1", "w": "a b&c=d/é"}, "hello-x", "3", "application/json"]' \
+    "method, url (| url encodes a value), headers rendered (a method from a template, upper-cased)"
 expect_json "$(echo "$echo_out" | field 'd["json"]')" '{"a": "hello", "n": 1, "list": [1, "hello"]}' \
     "a mapping body is sent as JSON, its templates rendered (types kept)"
 raw_out=$(echo "$st" | field '[t["output"] for t in d["tasks"] if t["task"] == "raw"][0]')
