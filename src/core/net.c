@@ -171,7 +171,9 @@ int flow__net_http(flow_ctx *ctx)
     pthread_mutex_unlock(&ctx->engine->lock);
     if (rc) {
         http_call_cleanup(&c);
-        return fail(ctx, flow__strdup(err.message), false, -1);
+        /* A header that renders to a line break will do so again; a value
+         * missing from the run may be there next time (as for a command). */
+        return fail(ctx, flow__strdup(err.message), rc == FLOW_EINVAL, -1);
     }
     if (!method_ok(&c) || !url_ok(c.url)) {
         char *msg = !url_ok(c.url)
