@@ -107,6 +107,8 @@ struct act_dyn {
     struct act_gate *gate;     /* what its limits hold or wait for (core/gate.c) */
     uint8_t *leaves;           /* a `when` trigger's leaves as it resolved this
                                 * activation (run arena), for a retry */
+    double retry_at;           /* replay: when the retry its journal says it
+                                * waits for is due (epoch seconds), or 0 */
 };
 
 /* Every activation of a run lives until the run is freed, and a fan-out

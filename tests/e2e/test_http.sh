@@ -248,7 +248,27 @@ rc=0; "$FLOW" resume res1 >out 2>err || rc=$?
 check "the resumed run ends failed, the 410 kept (exit 1: $rc)" [ "$rc" = 1 ]
 check "the 410 was asked once in all ($(count_of resumed))" [ "$(count_of resumed)" = 1 ]
 
-# ---- 8. errors in the file, at their positions ----------------------------
+# ---- 8. killed while it waits for Retry-After: the resume waits the rest ----
+cat >crash.yaml <<EOF
+name: crash
+tasks:
+  wait:
+    retries: 2
+    backoff: {delay: 10ms}
+    http: {url: "$B/flaky/crash?fail=1&status=503&retry_after=3"}
+EOF
+"$FLOW" run crash.yaml --id cr1 >out 2>err &
+pid=$!
+wait_until 10 sh -c "\"$FLOW\" logs cr1 2>/dev/null | grep -q act_retrying"
+kill -KILL "$pid"
+{ wait "$pid"; } 2>/dev/null
+rc=0; "$FLOW" resume cr1 >out 2>err || rc=$?
+check "the resumed run completes ($rc)" [ "$rc" = 0 ]
+gap=$(curl_get /count/crash | field 'round(d["times"][1] - d["times"][0], 2)')
+check "the retry came 3s after the 503 (Retry-After), not at once on resume: ${gap}s" \
+    python3 -c "import sys; sys.exit(not 2.8 <= $gap < 6)"
+
+# ---- 9. errors in the file, at their positions ----------------------------
 cat >bad.yaml <<'EOF'
 name: bad
 secrets: [NET_TOKEN]
