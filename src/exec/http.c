@@ -194,7 +194,9 @@ static bool setup(CURL *h, const struct flow__http_req *req, struct xfer *x,
     ok &= curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK;
     if (req->ca_file)
         ok &= curl_easy_setopt(h, CURLOPT_CAINFO, req->ca_file) == CURLE_OK;
-    ok &= curl_easy_setopt(h, CURLOPT_USERAGENT, "libflow/" "0.1") == CURLE_OK;
+    char agent[64];
+    snprintf(agent, sizeof(agent), "libflow/%s", flow_version());
+    ok &= curl_easy_setopt(h, CURLOPT_USERAGENT, agent) == CURLE_OK; /* copied by curl */
     ok &= curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "") == CURLE_OK;
     ok &= curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_bytes) == CURLE_OK;
     if (req->timeout > 0) {
