@@ -392,6 +392,18 @@ typedef struct flow_feedback {
  * "Publish {{ tasks.draft.output.title }}?") and its output is the answer. */
 FLOW_API flow_err flow_task_set_feedback(flow_task *t, const flow_feedback *req, flow_error *err);
 
+/* --- HTTP and model tasks (docs/file-format.md, "HTTP tasks", "Model tasks")
+ *
+ * Make `t` an HTTP request, `spec` being the mapping a workflow file's
+ * `http:` holds (borrowed): {url, method, headers, body, expect, timeout,
+ * max_size, ca_file}; its strings are templates. The output is the
+ * response body (JSON when it is JSON). Runs on the engine's threads. */
+FLOW_API flow_err flow_task_set_http(flow_task *t, json_t *spec, flow_error *err);
+/* Make `t` a chat completion against $FLOW_LLM_URL, `spec` being an `llm:`
+ * mapping: {model, prompt | messages, temperature, max_tokens, json,
+ * timeout, max_size}. The output is the answer (parsed with json: true). */
+FLOW_API flow_err flow_task_set_llm(flow_task *t, json_t *spec, flow_error *err);
+
 /* --- limits across runs (docs/concepts.md, "Limits") ---------------------- */
 
 /* At most `limit` activations of `t` with the same key run at once, across
@@ -1054,6 +1066,14 @@ FLOW_API flow_err flow_ctx_set_output(flow_ctx *ctx, json_t *value);
 FLOW_API flow_err flow_ctx_set_output_take(flow_ctx *ctx, json_t *value);
 /* Record why the task failed; return nonzero from the task after it. */
 FLOW_API void flow_ctx_fail(flow_ctx *ctx, const char *fmt, ...) FLOW_PRINTF(2, 3);
+/* The same, and this failure is not retried whatever retries are left (a
+ * 404 will not get better): the task's on_error applies at once. */
+FLOW_API void flow_ctx_fail_final(flow_ctx *ctx, const char *fmt, ...) FLOW_PRINTF(2, 3);
+/* If this attempt fails and a retry is left, wait `seconds` (0 or more)
+ * before it instead of the task's backoff (a server's Retry-After). The
+ * journal's act_retrying record holds the delay taken. FLOW_EINVAL for a
+ * negative or non-finite value. */
+FLOW_API flow_err flow_ctx_retry_after(flow_ctx *ctx, double seconds);
 /* True once the task should stop: timed out, or the run is being cancelled.
  *
  * Abandonment: C cannot stop a thread, so a body is asked to stop (this

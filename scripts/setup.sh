@@ -8,7 +8,8 @@ set -eu
 
 # What the build and the tests need: the toolchain, the libraries (found
 # with pkg-config), and for the tests python3 (JSON comparison), procps
-# (pgrep) and valgrind (the memcheck tests). redis-server is for the tests of
+# (pgrep) and valgrind (the memcheck tests), openssl (a self-signed
+# certificate for the HTTPS test of `http:` tasks). redis-server is for the tests of
 # distribution (they start their own servers on free ports, never the
 # system's service). tzdata holds the time zones of schedules. chromium is
 # for the dashboard's test in a real browser
@@ -22,10 +23,12 @@ libjansson-dev
 libyaml-dev
 libsqlite3-dev
 libhiredis-dev
+libcurl4-openssl-dev
 libmicrohttpd-dev
 zlib1g-dev
 libcmocka-dev
 python3
+openssl
 procps
 valgrind
 redis-server
@@ -62,7 +65,7 @@ if [ -n "$missing" ]; then
     fi
 fi
 
-for m in jansson yaml-0.1 sqlite3 hiredis zlib cmocka libmicrohttpd; do
+for m in jansson yaml-0.1 sqlite3 hiredis libcurl zlib cmocka libmicrohttpd; do
     if ! pkg-config --exists "$m"; then
         echo "setup: pkg-config cannot find '$m' although its package is installed" >&2
         exit 1

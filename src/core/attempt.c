@@ -68,6 +68,15 @@ void flow__attempt_failed(struct flow_run *r, struct act *a, char *error)
  * `may_retry` (a foreach parent is not: its children had their retries). */
 void flow__attempt_failed_ex(struct flow_run *r, struct act *a, char *error, bool may_retry)
 {
+    struct fail_how how = {.final = !may_retry};
+    flow__attempt_failed_how(r, a, error, &how);
+}
+
+/* [L] The attempt failed with `error` (taken); retried per policy unless
+ * `how` says otherwise. */
+void flow__attempt_failed_how(struct flow_run *r, struct act *a, char *error,
+                              const struct fail_how *how)
+{
     const struct flow_task *t = act_task(a);
     const struct task_policy *p = t->policy;
     flow__act_set_error(r, a, error ? error : flow__strdup("failed"));
@@ -79,8 +88,8 @@ void flow__attempt_failed_ex(struct flow_run *r, struct act *a, char *error, boo
         flow__run_check_end(r);
         return;
     }
-    if (may_retry && a->attempt <= (uint32_t)p->retries) {
-        double delay = backoff_delay(&p->backoff, a->attempt);
+    if (!how->final && a->attempt <= (uint32_t)p->retries) {
+        double delay = how->delay_set ? how->delay : backoff_delay(&p->backoff, a->attempt);
         a->status = FLOW_ACT_PENDING;
         a->flags |= ACT_WAITING;
         flow__run_journal(r, JREC_ACT_RETRYING, a,
@@ -334,9 +343,12 @@ void flow__run_replay_completed(struct flow_run *r, struct act *a, json_t *paylo
         flow__act_set_error(r, a, flow__strdup(ignored));
 }
 
-void flow__run_replay_failed(struct flow_run *r, struct act *a, const char *error)
+void flow__run_replay_failed(struct flow_run *r, struct act *a, const char *error, bool final)
 {
-    flow__attempt_failed(r, a, flow__strdup(error ? error : "failed"));
+    /* The record says whether it was retried: an attempt may have asked
+     * for no retry (flow_ctx_fail_final) with retries left. */
+    struct fail_how how = {.final = final};
+    flow__attempt_failed_how(r, a, flow__strdup(error ? error : "failed"), &how);
 }
 
 /* [L] Free the engine slot an attempt of `a` held, and what its limits
@@ -429,8 +441,12 @@ void flow__run_ctx_done(struct flow_run *r, struct flow_ctx *ctx)
         error = flow__strdup(ctx->error);
     else
         error = flow__asprintf("returned %d", ctx->rc);
+    /* What the body asked of its failure (not of a timeout's). */
+    struct fail_how how = {0};
+    if (!ctx->timed_out && !ctx->input_failed)
+        how = (struct fail_how){ctx->fail_final, ctx->retry_set, ctx->retry_after};
     flow__ctx_release(e, ctx);
-    flow__attempt_failed(r, a, error);
+    flow__attempt_failed_how(r, a, error, &how);
 }
 
 static void cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_result *res,
@@ -517,7 +533,8 @@ static void cmd_done(struct flow_run *r, struct act *a, struct flow__cmd_result 
     json_decref(writes);
     char *err = res->error;
     res->error = NULL;
-    flow__attempt_failed(r, a, err ? err : flow__strdup("the command failed"));
+    struct fail_how how = {res->final, res->retry_set, res->retry_after};
+    flow__attempt_failed_how(r, a, err ? err : flow__strdup("the command failed"), &how);
 }
 
 void flow__run_timer(struct flow_run *r, struct act *a, uint8_t kind)

@@ -30,7 +30,9 @@ struct flow_ctx *flow__ctx_new(struct flow_engine *e, struct flow_run *r, struct
     ctx->run = r;
     ctx->act = a;
     ctx->task = act_task(a);
-    ctx->fn = ctx->task->fn;
+    ctx->fn = ctx->task->kind == TASK_HTTP  ? flow__net_http
+              : ctx->task->kind == TASK_LLM ? flow__net_llm
+                                            : ctx->task->fn;
     ctx->attempt = a->attempt + 1;
     atomic_init(&ctx->cancelled, r->stopping ? 1 : 0);
     return ctx;
@@ -199,6 +201,27 @@ void flow_ctx_fail(flow_ctx *ctx, const char *fmt, ...)
     va_end(ap);
     flow__free(ctx->error);
     ctx->error = flow__strdup(buf);
+}
+
+void flow_ctx_fail_final(flow_ctx *ctx, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    flow__free(ctx->error);
+    ctx->error = flow__strdup(buf);
+    ctx->fail_final = true;
+}
+
+flow_err flow_ctx_retry_after(flow_ctx *ctx, double seconds)
+{
+    if (!(seconds >= 0) || !isfinite(seconds))
+        return FLOW_EINVAL;
+    ctx->retry_set = true;
+    ctx->retry_after = seconds;
+    return FLOW_OK;
 }
 
 bool flow_ctx_is_cancelled(flow_ctx *ctx)

@@ -165,11 +165,17 @@ struct act *flow__engine_remote_pop(struct flow_engine *e)
     return a;
 }
 
+/* A body that waits on the network: an http or llm task. */
+static bool is_net(const struct flow_task *t)
+{
+    return t->kind == TASK_HTTP || t->kind == TASK_LLM;
+}
+
 static bool runs_on_pool(const struct act *a)
 {
     const struct flow_task *t = act_task(a);
     flow_executor ex = t->policy->executor;
-    if (t->kind != TASK_FN || is_expander(a))
+    if ((t->kind != TASK_FN && !is_net(t)) || is_expander(a))
         return false;
     return ex == FLOW_EXEC_DEFAULT || ex == FLOW_EXEC_THREAD || ex == FLOW_EXEC_PROCESS;
 }
@@ -533,8 +539,9 @@ static void *worker_main(void *arg)
         while (nbatch < want && e->pool_q.count) {
             struct act *a = flow__readyq_pop(&e->pool_q);
             a->flags &= (uint8_t)~ACT_QUEUED;
-            if (nbatch > 0 && act_task(a)->policy->timeout > 0) {
-                /* A task with a timeout must start when its clock starts. */
+            if (nbatch > 0 && (act_task(a)->policy->timeout > 0 || is_net(act_task(a)))) {
+                /* A task with a timeout must start when its clock starts;
+                 * one that waits on the network must not hold others up. */
                 flow__readyq_push(&e->pool_q, a, act_task(a)->policy->priority);
                 a->flags |= ACT_QUEUED;
                 break;

@@ -110,6 +110,8 @@ struct act_dyn {
                                 * activation (run arena), for a retry */
     json_t *info;              /* its completion's journaled facts (prompt, usage,
                                 * cached), or NULL */
+    double retry_at;           /* replay: when the retry its journal says it
+                                * waits for is due (epoch seconds), or 0 */
 };
 
 /* Every activation of a run lives until the run is freed, and a fan-out
@@ -339,6 +341,9 @@ struct flow_ctx {
     char *waiting;          /* flow_ctx_request_feedback opened this request: the
                              * attempt ends waiting for it */
     json_t *info;           /* facts journaled with the completion (directives.info) */
+    bool fail_final;        /* flow_ctx_fail_final: a failure is not retried */
+    bool retry_set;         /* flow_ctx_retry_after: a failure's retry waits */
+    double retry_after;     /* ... this many seconds, not the backoff */
     struct flow_ctx *next_free;
 };
 
@@ -598,8 +603,8 @@ flow_err flow__run_attach_store(struct flow_run *r, struct flow_store *store,
                                 const flow_run_options *opts, flow_error *err);
 /* [L] Re-apply a journaled completion (payload of an act_completed record). */
 void flow__run_replay_completed(struct flow_run *r, struct act *a, json_t *payload);
-/* [L] Re-apply a journaled failed or retrying attempt. */
-void flow__run_replay_failed(struct flow_run *r, struct act *a, const char *error);
+/* [L] Re-apply a journaled failed (`final`) or retrying attempt. */
+void flow__run_replay_failed(struct flow_run *r, struct act *a, const char *error, bool final);
 /* [L] Write a checkpoint record. */
 void flow__run_checkpoint(struct flow_run *r, struct act *a, const char *reason);
 /* [L] Check and parse a list of directives (C tasks and commands alike);
@@ -729,6 +734,12 @@ void flow__ctx_release(struct flow_engine *e, struct flow_ctx *ctx);
 /* Journal `key: value` (taken) in the `info` of the attempt's completion
  * (cached, prompt, usage): called by the body's thread, as set_output. */
 void flow__ctx_note(struct flow_ctx *ctx, const char *key, json_t *value);
+/* ---- net.c --------------------------------------------------------------- */
+
+/* The bodies of `http:` and `llm:` tasks (a pool thread, without the lock). */
+int flow__net_http(struct flow_ctx *ctx);
+int flow__net_llm(struct flow_ctx *ctx);
+
 /* A worker's context (ctx->remote): record that `call` cannot work there. */
 void flow__ctx_unsupported(struct flow_ctx *ctx, const char *call, const char *instead);
 

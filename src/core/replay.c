@@ -218,7 +218,16 @@ static flow_err apply(struct replay *rp, size_t i)
              a->attempt == rec->attempt))
             return FLOW_OK;
         attempt_over(r, a, rec);
-        flow__run_replay_failed(r, a, json_string_value(json_object_get(rec->payload, "error")));
+        flow__run_replay_failed(r, a, json_string_value(json_object_get(rec->payload, "error")),
+                                rec->type == JREC_ACT_FAILED);
+        if (a->status == FLOW_ACT_PENDING && (a->flags & ACT_WAITING)) {
+            /* The delay it waits is the journal's (a server's Retry-After,
+             * or a backoff with jitter): a resume waits what is left. */
+            json_t *d = json_object_get(rec->payload, "delay");
+            struct act_dyn *dy = json_is_number(d) ? flow__act_dyn(r, a) : NULL;
+            if (dy)
+                dy->retry_at = rec->time + json_number_value(d);
+        }
         return FLOW_OK;
     case JREC_ACT_CANCELLED:
         if (!(a = rec_act(rp, i, &rc)))
@@ -279,8 +288,16 @@ void flow__run_go_on(struct flow_run *r)
     if (r->checkpoint_every > 0)
         flow__engine_run_timer_of(e, r, TIMER_CHECKPOINT, r->checkpoint_every);
     size_t n = r->act_count;
+    double now = flow__wall_time();
     for (size_t i = 0; i < n; i++) {
         struct act *a = flow__act_at(r, i);
+        /* Waiting for a retry the journal says is due later: it waits the
+         * rest of its delay, on a timer. */
+        double due = a->status == FLOW_ACT_PENDING && (a->flags & ACT_WAITING) && a->dyn
+                         ? a->dyn->retry_at
+                         : 0;
+        if (a->dyn)
+            a->dyn->retry_at = 0;
         if (a->status == FLOW_ACT_RUNNING) {
             if (is_foreach_parent(a))
                 continue; /* its elements carry on */
@@ -295,10 +312,14 @@ void flow__run_go_on(struct flow_run *r)
         if (a->flags & ACT_QUEUED)
             continue; /* a retry's live run queued it already */
         a->flags &= (uint8_t)~(ACT_WAITING | ACT_QUEUED | ACT_PARKED);
-        if (r->stopping)
+        if (r->stopping) {
             flow__run_cancel_act(r, a, "the run stopped before it started");
-        else
+        } else if (due > now) {
+            a->flags |= ACT_WAITING;
+            flow__engine_timer(e, TIMER_RETRY, a, due - now);
+        } else {
             flow__engine_enqueue(e, a);
+        }
     }
     if (!r->stopping)
         flow__feedback_resume(r);

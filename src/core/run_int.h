@@ -79,6 +79,15 @@ void flow__attempt_failed(struct flow_run *r, struct act *a, char *error);
 /* ... retried only when `may_retry` (a foreach parent is not: its children
  * had their retries). */
 void flow__attempt_failed_ex(struct flow_run *r, struct act *a, char *error, bool may_retry);
+/* How a failed attempt asked to be retried (flow_ctx_fail_final,
+ * flow_ctx_retry_after; an http or llm task's verdict). */
+struct fail_how {
+    bool final;      /* no retry, whatever is left */
+    bool delay_set;  /* the next retry waits `delay` seconds, not the backoff */
+    double delay;
+};
+void flow__attempt_failed_how(struct flow_run *r, struct act *a, char *error,
+                              const struct fail_how *how);
 /* An interrupted run's attempt ended: not recorded; pending again, to run
  * as the same attempt on resume. */
 void flow__attempt_dropped(struct flow_run *r, struct act *a);

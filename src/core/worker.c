@@ -240,6 +240,11 @@ static void fn_result(struct flow_worker *w, struct wjob *j, int rc)
         why = rc ? code : "stopped when asked";
     res->error = timed_out ? flow__asprintf("timed out on worker '%s'; %s", w->name, why)
                            : flow__strdup(why);
+    if (!timed_out && !j->rctx.unsupported) {
+        res->final = ctx->fail_final;
+        res->retry_set = ctx->retry_set;
+        res->retry_after = ctx->retry_after;
+    }
 }
 
 static void *pool_main(void *arg)

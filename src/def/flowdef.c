@@ -129,6 +129,8 @@ static void ext_free(struct task_ext *x)
     json_decref(x->foreach_src);
     feedback_spec_free(x->feedback);
     flow__prompt_spec_free(x->prompt);
+    flow__http_spec_free(x->http);
+    flow__llm_spec_free(x->llm);
     flow__limit_free(x->concurrency_limit);
     flow__limit_free(x->rate_limit);
     flow__free(x->resources);
@@ -413,6 +415,10 @@ static void clear_body(struct flow_task *t)
         x->feedback = NULL;
         flow__prompt_spec_free(x->prompt);
         x->prompt = NULL;
+        flow__http_spec_free(x->http);
+        x->http = NULL;
+        flow__llm_spec_free(x->llm);
+        x->llm = NULL;
         for (size_t i = 0; i < x->argc; i++) {
             flow__tmpl_free(x->argv[i]);
             flow__free(x->argv_src[i]);
@@ -986,6 +992,60 @@ flow_err flow_task_set_feedback(flow_task *t, const flow_feedback *req, flow_err
     x->feedback = fs;
     t->kind = TASK_FEEDBACK;
     return FLOW_OK;
+}
+
+flow_err flow__task_take_http(flow_task *t, struct http_spec *spec)
+{
+    struct task_ext *x = check_mutable(t->flow) ? NULL : ext_of(t);
+    if (!x) {
+        flow__http_spec_free(spec);
+        return t->flow->frozen ? FLOW_ESTATE : FLOW_ENOMEM;
+    }
+    t->flow->dirty = true;
+    clear_body(t);
+    x->http = spec;
+    t->kind = TASK_HTTP;
+    return FLOW_OK;
+}
+
+flow_err flow__task_take_llm(flow_task *t, struct llm_spec *spec)
+{
+    struct task_ext *x = check_mutable(t->flow) ? NULL : ext_of(t);
+    if (!x) {
+        flow__llm_spec_free(spec);
+        return t->flow->frozen ? FLOW_ESTATE : FLOW_ENOMEM;
+    }
+    t->flow->dirty = true;
+    clear_body(t);
+    x->llm = spec;
+    t->kind = TASK_LLM;
+    return FLOW_OK;
+}
+
+/* "'http' of task 'x'" */
+static void spec_what(char *buf, size_t len, const char *key, const flow_task *t)
+{
+    snprintf(buf, len, "'%s' of task '%s'", key, t->name);
+}
+
+flow_err flow_task_set_http(flow_task *t, json_t *spec, flow_error *err)
+{
+    MUTATE(t->flow);
+    char what[200];
+    spec_what(what, sizeof(what), "http", t);
+    struct http_spec *s = NULL;
+    flow_err rc = flow__http_spec_parse(spec, what, &s, NULL, err);
+    return rc ? rc : flow__task_take_http(t, s);
+}
+
+flow_err flow_task_set_llm(flow_task *t, json_t *spec, flow_error *err)
+{
+    MUTATE(t->flow);
+    char what[200];
+    spec_what(what, sizeof(what), "llm", t);
+    struct llm_spec *s = NULL;
+    flow_err rc = flow__llm_spec_parse(spec, what, &s, NULL, err);
+    return rc ? rc : flow__task_take_llm(t, s);
 }
 
 flow_err flow__task_set_feedback_notify(flow_task *t, const char *const *argv, size_t argc)

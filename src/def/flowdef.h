@@ -22,7 +22,9 @@ enum task_kind {
     TASK_SHELL,   /* /bin/sh -c script */
     TASK_SUBFLOW, /* a nested run of ext->subflow */
     TASK_FEEDBACK, /* asks a person: ext->feedback; its output is the answer */
-    TASK_PROMPT    /* renders ext->prompt on the loop thread */
+    TASK_PROMPT,   /* renders ext->prompt on the loop thread */
+    TASK_HTTP,     /* one HTTP request: ext->http (core/net.c) */
+    TASK_LLM       /* a chat completion: ext->llm (core/net.c) */
 };
 
 /* A task's prompt (`prompt:`, def/prompt_task.c): the file read when the
@@ -59,6 +61,56 @@ struct feedback_spec {
     char *id;                    /* or NULL: TASK-ACTIVATION */
     char **notify;               /* argv of the notification command, or NULL */
     size_t notify_argc;
+};
+
+struct task_env;
+
+/* Defaults of `http:` and `llm:` tasks. */
+#define FLOW__NET_TIMEOUT 300.0                 /* seconds for a request */
+#define FLOW__NET_MAX_BYTES ((size_t)10 << 20)  /* 10 MiB of response body */
+
+/* An `http:` task's request (flow_task_set_http; netspec.c). */
+struct http_spec {
+    json_t *src;                 /* the mapping as given (fingerprint, describe) */
+    struct flow__tmpl *method;   /* or NULL: GET, or POST with a body */
+    struct flow__tmpl *url;
+    struct task_env *headers;    /* name -> value template */
+    size_t header_count;
+    struct flow__tmpl *body;     /* or NULL: none */
+    int *expect;                 /* statuses taken as success; none: any 2xx */
+    size_t expect_count;
+    double timeout;              /* seconds for the whole request */
+    size_t max_size;             /* bytes of response body at most */
+    char *ca_file;               /* a CA bundle to trust, or NULL */
+};
+
+/* One message of an `llm:` task. */
+struct llm_message {
+    char *role;
+    struct flow__tmpl *content;
+};
+
+/* An `llm:` task's call (flow_task_set_llm; netspec.c). */
+struct llm_spec {
+    json_t *src;
+    struct flow__tmpl *model;    /* or NULL: $FLOW_LLM_MODEL */
+    struct flow__tmpl *prompt;   /* the user message, or NULL (then messages) */
+    struct llm_message *messages;
+    size_t message_count;
+    double temperature;          /* NAN: the endpoint's */
+    long max_tokens;             /* 0: the endpoint's */
+    bool json;                   /* the answer must be JSON */
+    double timeout;
+    size_t max_size;
+};
+
+/* Where a spec given as a mapping is wrong, for the loader's positions:
+ * `key` of the mapping, then item `index` (-1: none) of it, then `sub` of
+ * that (NULL: none). */
+struct spec_bad {
+    const char *key;
+    long index;
+    const char *sub;
 };
 
 /* Policy knobs; tasks share the flow's defaults until they change one. A
@@ -140,6 +192,8 @@ struct task_ext {
     int concurrency;             /* foreach: at most this many at once; 0: no limit */
     struct feedback_spec *feedback; /* TASK_FEEDBACK */
     struct prompt_spec *prompt;  /* TASK_PROMPT */
+    struct http_spec *http;      /* TASK_HTTP */
+    struct llm_spec *llm;        /* TASK_LLM */
     struct flow_task *fallback;  /* on_error: fallback */
     char *queue;                 /* executor remote: the workers' queue (NULL: default) */
     char *remote_fn;             /* `fn: NAME`: a C function served by workers */
@@ -288,6 +342,26 @@ struct flow {
     struct flow__schedule *schedule; /* `schedule:`, or NULL (schedule.c) */
     struct flow__limit *run_limit;  /* `concurrency:` of the flow's runs, or NULL */
 };
+
+/* ---- netspec.c ---------------------------------------------------------- */
+
+/* Check and compile `src`, an `http:` (or `llm:`) mapping as a workflow
+ * file writes it, into *out. `what` names it in messages ("'http' of task
+ * 'x'"); `bad` (may be NULL) says where the first error is. FLOW_EINVAL
+ * (with the message in err), FLOW_ETEMPLATE, FLOW_ENOMEM. */
+flow_err flow__http_spec_parse(json_t *src, const char *what, struct http_spec **out,
+                               struct spec_bad *bad, flow_error *err);
+flow_err flow__llm_spec_parse(json_t *src, const char *what, struct llm_spec **out,
+                              struct spec_bad *bad, flow_error *err);
+void flow__http_spec_free(struct http_spec *s);
+void flow__llm_spec_free(struct llm_spec *s);
+/* Make `t` an http (llm) task running `spec` (taken, also on failure). */
+flow_err flow__task_take_http(flow_task *t, struct http_spec *spec);
+flow_err flow__task_take_llm(flow_task *t, struct llm_spec *spec);
+/* Is `s` an HTTP method (1 to 20 upper-case letters)? */
+bool flow__http_valid_method(const char *s);
+/* Is `s` a header name (an RFC 9110 token)? */
+bool flow__http_valid_header_name(const char *s);
 
 /* ---- limits.c ---------------------------------------------------------- */
 

@@ -110,6 +110,10 @@ static uint64_t fp_task(uint64_t h, const struct flow_task *t, bool *ok)
         h = flow__fnv_str(h, x->prompt->version);
         h = fp_json(h, x->prompt->vars_src, ok);
     }
+    if (x->http)
+        h = fp_json(h, x->http->src, ok);
+    if (x->llm)
+        h = fp_json(h, x->llm->src, ok);
     if (x->subflow) {
         char child[64];
         if (flow__flow_hash(x->subflow, child, sizeof(child)))

@@ -450,6 +450,13 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
                    "task '%s': executor 'process' runs commands only (use 'thread' or "
                    "'inline' for a C function)",
                    t->name);
+        if ((t->kind == TASK_HTTP || t->kind == TASK_LLM) &&
+            (t->policy->executor == FLOW_EXEC_INLINE || t->policy->executor == FLOW_EXEC_REMOTE))
+            report(&c, t, FLOW_EVALIDATION,
+                   "task '%s': %s task runs on the engine's threads (executor 'thread', the "
+                   "default), not '%s'",
+                   t->name, t->kind == TASK_HTTP ? "an 'http'" : "an 'llm'",
+                   t->policy->executor == FLOW_EXEC_INLINE ? "inline" : "remote");
         bool remote = t->policy->executor == FLOW_EXEC_REMOTE;
         const char *rfn = t->ext ? t->ext->remote_fn : NULL;
         if (rfn && !remote)
@@ -463,7 +470,7 @@ static flow_err compile(struct flow *f, flow_diags *diags, flow_error *err)
                    "flow_task_set_remote_fn)",
                    t->name);
         if (remote && t->kind != TASK_FN && t->kind != TASK_COMMAND && t->kind != TASK_SHELL &&
-            !(t->ext && t->ext->foreach))
+            t->kind != TASK_HTTP && t->kind != TASK_LLM && !(t->ext && t->ext->foreach))
             report(&c, t, FLOW_EVALIDATION,
                    "task '%s': executor 'remote' runs commands and 'fn' functions only", t->name);
         if (t->ext && t->ext->cache && (t->kind == TASK_NOOP || t->kind == TASK_FEEDBACK))
@@ -725,6 +732,10 @@ static const char *kind_name(const struct flow_task *t)
         return "feedback";
     case TASK_PROMPT:
         return "prompt";
+    case TASK_HTTP:
+        return "http";
+    case TASK_LLM:
+        return "llm";
     default:
         return "noop";
     }
@@ -757,8 +768,9 @@ static const char *executor_name(const struct flow_task *t)
         return "remote";
     default:
         return t->kind == TASK_COMMAND || t->kind == TASK_SHELL ? "process"
-               : t->kind == TASK_FN                             ? "thread"
-                                                                : "inline";
+               : t->kind == TASK_FN || t->kind == TASK_HTTP || t->kind == TASK_LLM
+                   ? "thread"
+                   : "inline";
     }
 }
 

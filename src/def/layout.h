@@ -42,7 +42,8 @@ struct flow__lnode {
     const char *name;   /* the task's name or the label, borrowed from the description */
     char *text;         /* the name as shown, with an ellipsis when cut */
     char *note;         /* the second line ("cmd", "approval", "foreach"); NULL: none */
-    const char *kind;   /* tasks: fn cmd shell noop feedback flow remote router */
+    const char *kind;   /* tasks: fn cmd shell http llm noop feedback flow
+                         * remote router */
     bool cut;           /* `text` is shorter than `name` */
     int layer;
     int x, y, w, h;     /* the box: top-left corner and size, in px */

@@ -103,6 +103,9 @@ static const char *task_kind(const json_t *t)
     if (!strcmp(kind, "command") || !strcmp(kind, "shell")) {
         return !strcmp(kind, "command") ? "cmd" : "shell";
     }
+    if (!strcmp(kind, "http") || !strcmp(kind, "llm")) {
+        return !strcmp(kind, "http") ? "http" : "llm";
+    }
     return "noop";
 }
 

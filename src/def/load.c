@@ -53,6 +53,8 @@ static const char *const task_keys[] = {
     "prompt",
     "noop",
     "fn",
+    "http",
+    "llm",
     /* triggers */
     "after",
     "after_any",

@@ -412,7 +412,8 @@ static void check_secret_ref(struct ref_check *c, const struct flow__tmpl_path *
     if (!L->in_env) {
         flow__ld_report(L, c->pos,
                         "'{{ secrets.%s }}' in %s: secrets can be used only in 'env' values (a "
-                        "command's environment), never in arguments or anything journaled",
+                        "command's environment) and in the url, headers and body of 'http', "
+                        "never in arguments or anything journaled",
                         name ? name : "", c->what);
         c->ok = false;
     } else if (!listed && !L->secrets_broken) {

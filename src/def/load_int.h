@@ -271,6 +271,13 @@ void flow__ld_apply_policy(struct loader *L, flow_task *t, const struct policy *
 /* Task `name` of the file: its entry `value` in `tasks`, and the task made for it (NULL: none). */
 void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_task *t);
 
+/* ---- load_net.c ------------------------------------------------------ */
+
+/* `http:` and `llm:` of a task (`what`: "'http' of task 'x'"): checked
+ * where written and compiled; NULL after reporting. */
+struct http_spec *flow__ld_parse_http(struct loader *L, const struct val *x, const char *what);
+struct llm_spec *flow__ld_parse_llm(struct loader *L, const struct val *x, const char *what);
+
 /* ---- load_nested.c --------------------------------------------------- */
 
 /* The flow of `flow: path` in task `task` (written at `pos`): loaded with

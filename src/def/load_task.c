@@ -12,8 +12,8 @@
 #include "util/error.h"
 #include "util/json.h"
 
-static const char *const body_keys[] = {"run",  "shell", "flow",  "feedback",
-                                        "noop", "fn",    "prompt"};
+static const char *const body_keys[] = {"run",  "shell", "flow", "feedback", "noop",
+                                        "fn",   "http",  "llm",  "prompt"};
 
 /* Tasks                                                                    */
 
@@ -257,6 +257,8 @@ struct body {
     const char **fb_notify;  /* owned array, NULL-terminated */
     size_t fb_notify_count;
     struct prompt_spec *prompt; /* prompt: owned until applied */
+    struct http_spec *http;  /* http: owned until applied */
+    struct llm_spec *llm;    /* llm: owned until applied */
     bool ok;
 };
 
@@ -272,6 +274,10 @@ static void body_cleanup(struct body *b)
     b->prompt = NULL;
     b->fb_options = NULL;
     b->fb_notify = NULL;
+    flow__http_spec_free(b->http);
+    flow__llm_spec_free(b->llm);
+    b->http = NULL;
+    b->llm = NULL;
 }
 
 static const char *const feedback_keys[] = {"type",    "message",     "options", "timeout",
@@ -503,6 +509,12 @@ static void apply_body(struct loader *L, flow_task *t, struct body *b, const cha
         rc = flow_task_set_feedback(t, &b->fb, &e);
         if (!rc && b->fb_notify)
             rc = flow__task_set_feedback_notify(t, b->fb_notify, b->fb_notify_count);
+    } else if (strcmp(b->key, "http") == 0) {
+        rc = flow__task_take_http(t, b->http);
+        b->http = NULL;
+    } else if (strcmp(b->key, "llm") == 0) {
+        rc = flow__task_take_llm(t, b->llm);
+        b->llm = NULL;
     }
     if (rc)
         flow__ld_core_failed(L, b->pos, rc, &e, what);
@@ -554,7 +566,7 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
             if (slot == &extra && extra.key) {
                 flow__ld_report(L, kpos,
                                 "task '%s' has more than two bodies: give exactly one of run, "
-                                "shell, flow, feedback, prompt, fn or noop",
+                                "shell, flow, feedback, prompt, fn, http, llm or noop",
                                 name);
                 continue;
             }
@@ -564,7 +576,7 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
                 flow__ld_report(
                     L, kpos,
                     "task '%s' has two bodies ('%s' and '%s'): give exactly one of run, "
-                    "shell, flow, feedback, prompt, fn or noop",
+                    "shell, flow, feedback, prompt, fn, http, llm or noop",
                     name, body.key, k);
         }
         const struct unsupported *u = flow__ld_find_unsupported(SCOPE_TASK, k, NULL);
@@ -606,6 +618,14 @@ void flow__ld_load_task(struct loader *L, const char *name, json_t *value, flow_
             struct body *slot = body.key == k ? &body : &extra;
             slot->prompt = flow__ld_parse_prompt(L, &x, what);
             slot->ok = slot->prompt != NULL;
+        } else if (strcmp(k, "http") == 0) {
+            struct body *slot = body.key == k ? &body : &extra;
+            slot->http = flow__ld_parse_http(L, &x, what);
+            slot->ok = slot->http != NULL;
+        } else if (strcmp(k, "llm") == 0) {
+            struct body *slot = body.key == k ? &body : &extra;
+            slot->llm = flow__ld_parse_llm(L, &x, what);
+            slot->ok = slot->llm != NULL;
         } else if (noop) {
             if (body.key == k)
                 body.ok = true;

@@ -82,7 +82,7 @@ static int check_use(const struct flow__tmpl_path *path, void *udata)
         return 0;
     if (!c->in_env)
         c->why = flow__why("'{{ secrets.%s }}' can only be used in 'env' values (a command's "
-                           "environment)",
+                           "environment) and in the url, headers and body of an 'http' task",
                            name ? name : "");
     else if (!flow__flow_has_secret(c->f, name))
         c->why = flow__why("'{{ secrets.%s }}' names no secret of flow '%s' (list it in "
@@ -109,6 +109,25 @@ char *flow__secrets_check_task(const struct flow *f, const struct flow_task *t)
     for (size_t i = 0; i < x->argc; i++)
         if (misused(&c, x->argv[i], false))
             goto out_why;
+    /* An http request may carry a secret (a header, the url, the body):
+     * none of it is journaled, and its messages are redacted. */
+    if (x->http) {
+        const struct http_spec *h = x->http;
+        if (misused(&c, h->method, false) || misused(&c, h->url, true) ||
+            misused(&c, h->body, true))
+            goto out_why;
+        for (size_t i = 0; i < h->header_count; i++)
+            if (misused(&c, h->headers[i].value, true))
+                goto out_why;
+    }
+    if (x->llm) {
+        const struct llm_spec *l = x->llm;
+        if (misused(&c, l->model, false) || misused(&c, l->prompt, false))
+            goto out_why;
+        for (size_t i = 0; i < l->message_count; i++)
+            if (misused(&c, l->messages[i].content, false))
+                goto out_why;
+    }
     if (misused(&c, x->shell, false) || misused(&c, x->input, false) ||
         misused(&c, x->cwd, false) || misused(&c, x->foreach, false) ||
         (x->feedback && misused(&c, x->feedback->message, false)) ||
@@ -135,16 +154,21 @@ char *flow__secrets_check_flow(const struct flow *f)
 
 typedef FLOW__VEC(const char *) name_vec;
 
-static flow_err collect(const struct flow *f, name_vec *names, size_t depth)
+/* The key of `llm:` tasks: a secret of every run that has one. */
+#define LLM_KEY "FLOW_LLM_KEY"
+
+static flow_err collect(const struct flow *f, name_vec *names, size_t depth, bool *llm)
 {
     flow_err rc = FLOW_OK;
     for (size_t i = 0; i < f->secrets.count && !rc; i++)
         FLOW__VEC_PUSH(names, f->secrets.items[i], rc);
+    for (size_t i = 0; i < f->tasks.count && !*llm; i++)
+        *llm = f->tasks.items[i]->kind == TASK_LLM;
     /* Nested flows cannot nest forever: validation refused cycles. */
     for (size_t i = 0; f->has_subflows && depth < 64 && i < f->tasks.count && !rc; i++) {
         const struct flow_task *t = f->tasks.items[i];
         if (t->kind == TASK_SUBFLOW && t->ext->subflow)
-            rc = collect(t->ext->subflow, names, depth + 1);
+            rc = collect(t->ext->subflow, names, depth + 1, llm);
     }
     return rc;
 }
@@ -154,9 +178,24 @@ flow_err flow__flow_secrets(const struct flow *f, struct flow__secrets **out, fl
     name_vec names = {0};
     const char *missing = NULL;
     *out = NULL;
-    flow_err rc = collect(f, &names, 0);
+    bool llm = false;
+    flow_err rc = collect(f, &names, 0, &llm);
     if (!rc)
         rc = flow__secrets_from_env(names.items, names.count, true, out, &missing);
+    if (!rc && llm) {
+        /* Taken when set, never required: without it no Authorization is
+         * sent (a local endpoint may want none). */
+        static const char *const key[] = {LLM_KEY};
+        struct flow__secrets *more = NULL, *both = NULL;
+        rc = flow__secrets_from_env(key, 1, false, &more, NULL);
+        if (!rc)
+            rc = flow__secrets_union(*out, more, &both);
+        flow__secrets_unref(more);
+        if (!rc) {
+            flow__secrets_unref(*out);
+            *out = both;
+        }
+    }
     if (rc == FLOW_ENOTFOUND)
         rc = flow__error(err, FLOW_EINVAL,
                          "secret '%s' is not set in the environment: a run of flow '%s' needs "

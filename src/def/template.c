@@ -25,9 +25,9 @@
 static const char *const roots[] = {"inputs", "input", "state", "tasks", "item",
                                     "index",  "run",   "env",   "secrets"};
 
-enum filter { FILTER_JSON = 0, FILTER_SHELL };
+enum filter { FILTER_JSON = 0, FILTER_SHELL, FILTER_URL };
 
-static const char *const filters[] = {"json", "shell"};
+static const char *const filters[] = {"json", "shell", "url"};
 
 #define MAX_FILTERS 8
 #define MAX_TEXT_IN_ERRORS 80
@@ -408,7 +408,7 @@ static flow_err parse_expr(const char *open, const char **next, bool bare, struc
         if (f == FLOW__ARRAY_LEN(filters)) {
             char fname[64];
             snprintf(fname, sizeof(fname), "%.*s", (int)(len < 60 ? len : 60), name);
-            return syntax_error(err, open, end, "unknown filter '%s' (use json or shell)", fname);
+            return syntax_error(err, open, end, "unknown filter '%s' (use json, shell or url)", fname);
         }
         if (nfl == MAX_FILTERS)
             return syntax_error(err, open, end, "%s", "too many filters");
@@ -770,6 +770,25 @@ static flow_err lookup(const struct expr *e, const struct flow__tmpl_scope *scop
     return flow__error(err, code, "%s in '%s'", lerr.message, e->text);
 }
 
+/* `len` bytes of `s` percent-encoded for a URL's path segment or query
+ * value: every byte but RFC 3986's unreserved ones (A-Z a-z 0-9 - . _ ~). */
+static flow_err append_url_encoded(struct flow__buf *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    flow_err rc = FLOW_OK;
+    for (size_t i = 0; i < len && rc == FLOW_OK; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            rc = flow__buf_appendc(b, (char)c);
+        } else {
+            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+            rc = flow__buf_append(b, esc, 3);
+        }
+    }
+    return rc;
+}
+
 /* Evaluate one expression with its filters and append the text. */
 static flow_err append_expr(struct flow__buf *b, const struct expr *e,
                             const struct flow__tmpl_scope *scope, flow_error *err)
@@ -798,6 +817,11 @@ static flow_err append_expr(struct flow__buf *b, const struct expr *e,
             } else {
                 rc = append_json(&next, v);
             }
+        } else if (e->filters[i] == FILTER_URL) {
+            if (!have_text)
+                rc = append_text(&cur, v);
+            if (rc == FLOW_OK)
+                rc = append_url_encoded(&next, cur.data ? cur.data : "", cur.len);
         } else {
             if (!have_text)
                 rc = append_text(&cur, v);

@@ -3,7 +3,8 @@
  * A template is any JSON value; each string in it may hold `{{ expr }}`
  * parts. expr is a path -- a root (inputs, input, state, tasks, item, index,
  * run, env, secrets) then `.key` and `[n]` steps -- followed by optional filters
- * `| json` (JSON text) and `| shell` (quoted for /bin/sh). A string that is
+ * `| json` (JSON text), `| shell` (quoted for /bin/sh) and `| url`
+ * (percent-encoded). A string that is
  * exactly one `{{ path }}` without filters renders to the value itself (an
  * object stays an object); anything else renders to a string, where
  * non-string values are written as compact JSON.

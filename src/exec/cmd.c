@@ -1121,6 +1121,12 @@ static json_t *parse_output(const char *text, size_t len, flow_output_mode mode,
     return v;
 }
 
+json_t *flow__cmd_parse_output(const char *text, size_t len, flow_output_mode mode, char **error)
+{
+    *error = NULL;
+    return parse_output(text, len, mode, error);
+}
+
 /* One JSON object per non-empty line, in order. */
 static json_t *parse_control(const char *text, size_t len, char **error)
 {

@@ -109,6 +109,10 @@ struct flow__cmd_result {
     char *stdout_tail; /* the last bytes of stdout when it is not the output
                         * (FLOW_OUTPUT was used, or the command failed), or
                         * NULL (flow__free) */
+    bool final;        /* !ok: not to be retried (a remote C function's
+                        * flow_ctx_fail_final) */
+    bool retry_set;    /* !ok: the next retry waits retry_after seconds */
+    double retry_after;
 };
 
 /* After flow__cmd_is_done(): fill `res`, remove the attempt's files and free
@@ -124,6 +128,10 @@ void flow__cmd_result_cleanup(struct flow__cmd_result *res);
  * $FLOW_CONTROL line 2: ...") in *error (flow__free it). What the
  * directives mean is the engine's to check. */
 json_t *flow__cmd_parse_control(const char *text, size_t len, char **error);
+/* `len` bytes of output text as `mode` says (auto: JSON when it is JSON,
+ * else the trimmed text; null when empty), as a command's stdout becomes
+ * its output; NULL with *error (flow__free) when it cannot be. */
+json_t *flow__cmd_parse_output(const char *text, size_t len, flow_output_mode mode, char **error);
 
 /* Force-stop and free a job that is not done (engine shutdown): SIGKILL the
  * group, reap, remove files. */

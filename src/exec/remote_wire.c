@@ -527,6 +527,10 @@ json_t *flow__rw_result_encode(const struct flow__cmd_result *res, const struct 
         bad |= json_object_set_new(o, "stderr", json_string(res->stderr_tail));
     if (res->stdout_tail)
         bad |= json_object_set_new(o, "stdout", json_string(res->stdout_tail));
+    if (res->final)
+        bad |= json_object_set_new(o, "final", json_true());
+    if (res->retry_set)
+        bad |= json_object_set_new(o, "retry_after", json_real(res->retry_after));
     if (bad) {
         json_decref(o);
         return NULL;
@@ -592,6 +596,12 @@ bool flow__rw_result_decode(const char *text, struct flow__cmd_result *res,
     res->error = opt_string(o, "error");
     res->stderr_tail = opt_string(o, "stderr");
     res->stdout_tail = opt_string(o, "stdout");
+    res->final = json_is_true(json_object_get(o, "final"));
+    json_t *ra = json_object_get(o, "retry_after");
+    if (json_is_number(ra) && json_number_value(ra) >= 0 && json_number_value(ra) < 1e9) {
+        res->retry_set = true;
+        res->retry_after = json_number_value(ra);
+    }
     json_decref(o);
     return true;
 }

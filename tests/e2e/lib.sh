@@ -5,7 +5,8 @@
 : "${FLOW_BUILD_DIR:=$FLOW_SOURCE_DIR/build}"
 T=$(mktemp -d)
 REDIS_PIDS=""
-trap 'for p in $REDIS_PIDS; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
+trap 'for p in $REDIS_PIDS $STANDIN_PIDS; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
+STANDIN_PIDS=""
 PASSED=0
 FAILED=0
 
@@ -152,3 +153,33 @@ print(json.dumps(parse()))' "$REDIS_PORT" "$@"
 redis_kill() { kill -9 "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; true; }
 # redis_stop: stop it cleanly.
 redis_stop() { kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; true; }
+
+# standin_start DIR [ARG...]: the HTTP stand-in (tests/support/http_standin.py:
+# plain HTTP, and HTTPS with --cert/--key; a chat-completions endpoint) on
+# free ports of 127.0.0.1; sets STANDIN_PORT (and STANDIN_TLS_PORT) and
+# STANDIN_PID. Stopped at exit. Proxies from the environment are dropped:
+# requests go to 127.0.0.1 only.
+standin_start() {
+    local dir=$1
+    shift
+    mkdir -p "$dir"
+    unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+    export NO_PROXY=127.0.0.1 no_proxy=127.0.0.1
+    rm -f "$dir/ports"
+    python3 "$FLOW_SOURCE_DIR/tests/support/http_standin.py" --ports "$dir/ports" "$@" \
+        >"$dir/standin.log" 2>&1 &
+    STANDIN_PID=$!
+    disown "$STANDIN_PID" 2>/dev/null # no "Killed" when the exit trap stops it
+    STANDIN_PIDS="$STANDIN_PIDS $STANDIN_PID"
+    local i
+    for i in $(seq 200); do
+        [ -s "$dir/ports" ] && break
+        sleep 0.05
+    done
+    if [ ! -s "$dir/ports" ]; then
+        echo "the HTTP stand-in did not start (see $dir/standin.log)" >&2
+        return 1
+    fi
+    STANDIN_PORT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$dir/ports")
+    STANDIN_TLS_PORT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("https", ""))' "$dir/ports")
+}

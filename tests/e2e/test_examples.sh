@@ -66,6 +66,15 @@ echo "$out" | grep -q '^first: 0 of 3 summaries from the cache, result {"documen
     fail "cache try.sh: $out"
 echo "$out" | grep -qE '^ +2 +summarize\[0\] .* cached *$' &&
     pass "cache try.sh: flow status says cached" || fail "cache try.sh: no cached note: $out"
+# HTTP and model tasks against the stand-in server (examples/http/try.sh starts it).
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+out=$(FLOW="$FLOW" sh "$FLOW_SOURCE_DIR/examples/http/try.sh" 2>&1) || fail "http try.sh exited $?: $out"
+echo "$out" | grep -q '"attempts": 2' && echo "$out" | grep -q '"missing": null' &&
+    echo "$out" | grep -q '"title": "echo: A title for record 42' &&
+    pass "http try.sh: a 503 retried after Retry-After, a 404 ignored, a model's title" ||
+    fail "http try.sh: $out"
+echo "$out" | grep -qE "title +completed .*tokens [0-9]+\+[0-9]+" &&
+    pass "http try.sh: flow status shows the model's tokens" || fail "http try.sh: no tokens: $out"
 
 # The pipeline of `make run`.
 out=$("$FLOW" run "$FLOW_SOURCE_DIR/examples/pipeline/pipeline.yaml" --input rows=12 --quiet) ||

@@ -3,7 +3,7 @@
 # man, when installed), and it stays true to the program: every command of
 # `flow --help` and every option of `flow COMMAND --help` is in it, its
 # version is the program's, and it has the exit statuses, the environment
-# (FLOW_STORE, FLOW_REDIS, NO_COLOR) and the files (.flow/flow.db).
+# (FLOW_STORE, FLOW_REDIS, FLOW_LLM_*, NO_COLOR) and the files (.flow/flow.db).
 set -u
 source "$(dirname "$0")/lib.sh"
 PAGE=$FLOW_SOURCE_DIR/docs/flow.1
@@ -44,7 +44,7 @@ for c in $cmds; do
     done
 done
 check "every option of every command is described (missing:$missing)" [ -z "$missing" ]
-for v in FLOW_STORE FLOW_REDIS NO_COLOR; do
+for v in FLOW_STORE FLOW_REDIS FLOW_LLM_URL FLOW_LLM_KEY FLOW_LLM_MODEL NO_COLOR; do
     check "ENVIRONMENT has $v" awk -v v="$v" '/^\.SH ENVIRONMENT/ {f = 1} /^\.SH FILES/ {f = 0}
         f && $0 == ".B " v {found = 1} END {exit !found}' "$PAGE"
 done

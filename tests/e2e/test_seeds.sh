@@ -155,6 +155,16 @@ want '[status("process_step"), status("simple_fallback"), status("with_fallback"
 want '[d["result"]["source"], "503 service unavailable" in d["result"]["primary_error"]]' \
     '["fallback", true]' "crewai_graceful_degradation: the fallback got the primary's error"
 
+# The content pipeline: a draft (a model's with $FLOW_LLM_URL set: test_llm.sh runs that
+# path against the stand-in; here the shell stand-in's), a review, the final text.
+unset FLOW_LLM_URL
+run_flow crewai_content_pipeline.yaml --input topic=owls
+exits 0 "crewai_content_pipeline: without a model"
+want '[d["result"]["writer"], d["result"]["review"]["verdict"], acts("draft_with_model"), acts("draft_locally")]' \
+    '["local", "approved", 0, 1]' "crewai_content_pipeline: the stand-in drafted, the review approved"
+want 'd["result"]["draft"].startswith("A first draft about owls")' 'true' \
+    "crewai_content_pipeline: finalize got the draft"
+
 # Validated persistent state: state_schema with an enum for status.
 run_flow crewai_persistent_state.yaml
 exits 0 "crewai_persistent_state"

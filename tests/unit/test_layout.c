@@ -542,7 +542,9 @@ static void test_options_and_classes(void **state)
                        "  r: {after: a, router: true, run: [echo, x]}\n"
                        "  x: {on: x, fn: sq, executor: remote}\n"
                        "  fe: {after: a, foreach: '{{ input }}', run: [echo]}\n"
-                       "  n: {after: fe, entry: true}\n";
+                       "  n: {after: fe, entry: true}\n"
+                       "  h: {after: n, http: {url: 'http://x/'}}\n"
+                       "  l: {after: n, llm: {prompt: hi}}\n";
     flow_error err;
     flow *f = flow_load_string(yaml, strlen(yaml), "opts.yaml", NULL, &err);
     if (!f) {
@@ -559,6 +561,8 @@ static void test_options_and_classes(void **state)
     assert_non_null(strstr(svg, "class=\"task kind-remote\" data-task=\"x\""));
     assert_non_null(strstr(svg, "class=\"task kind-cmd foreach\" data-task=\"fe\""));
     assert_non_null(strstr(svg, "class=\"task kind-noop entry\" data-task=\"n\""));
+    assert_non_null(strstr(svg, "class=\"task kind-http\" data-task=\"h\""));
+    assert_non_null(strstr(svg, "class=\"task kind-llm\" data-task=\"l\""));
     assert_non_null(strstr(svg, ">router \xc2\xb7 cmd</text>"));
     assert_non_null(strstr(svg, ">remote \xc2\xb7 fn</text>"));
     assert_non_null(strstr(svg, ">cmd \xc2\xb7 foreach</text>"));

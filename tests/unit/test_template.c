@@ -188,6 +188,12 @@ static void test_filters(void **state)
     assert_renders("{{ inputs.obj.a|shell }}", "'[1,2]'");
     assert_renders("{{ inputs.s | json | shell }}", "'\"it'\\''s\"'");
     assert_renders("{{ inputs.s | shell | json }}", "\"'it'\\\\''s'\"");
+    /* url: percent-encoded but for A-Z a-z 0-9 - . _ ~ */
+    assert_renders("{{ inputs.s | url }}", "it%27s");
+    assert_renders("q={{ inputs.obj['k e y'] | url }}&n={{ inputs.n | url }}", "q=spaced&n=5");
+    assert_renders("{{ inputs.obj.a | url }}", "%5B1%2C2%5D");
+    assert_renders("{{ inputs.obj.a | json | url }}", "%5B1%2C2%5D");
+    assert_renders("{{ inputs.s | url | shell }}", "'it%27s'");
 }
 
 static void test_missing_values_are_clear_errors(void **state)
