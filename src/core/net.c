@@ -243,14 +243,27 @@ int flow__net_http(flow_ctx *ctx)
 /* ---- llm ----------------------------------------------------------------- */
 
 /* [L] The messages of a call: `messages:` rendered, or `prompt:` as the
- * user's message. (One place, so that named prompts can come in here.) */
+ * user's message: a template, or a prompt file's version (*used gets
+ * {name, version, label} then, to journal). */
 static json_t *llm_messages(struct flow_run *r, struct act *a, const struct llm_spec *s,
-                            flow_error *err)
+                            json_t **used, flow_error *err)
 {
     json_t *list = json_array();
     if (!list) {
         flow__error(err, FLOW_ENOMEM, "out of memory");
         return NULL;
+    }
+    if (s->named) {
+        char *text = flow__run_prompt_text(r, a, s->named, used, err);
+        json_t *m = text ? json_pack("{s:s,s:s}", "role", "user", "content", text) : NULL;
+        flow__free(text);
+        if (!m || json_array_append_new(list, m)) {
+            if (text && !err->code)
+                flow__error(err, FLOW_ENOMEM, "out of memory");
+            json_decref(list);
+            return NULL;
+        }
+        return list;
     }
     size_t n = s->prompt ? 1 : s->message_count;
     for (size_t i = 0; i < n; i++) {
@@ -276,6 +289,7 @@ static json_t *llm_messages(struct flow_run *r, struct act *a, const struct llm_
 struct llm_ctx {
     char *model;
     json_t *messages;
+    json_t *prompt_used;  /* the prompt file's version, or NULL */
     char *base_url;
     char *key;
 };
@@ -284,6 +298,7 @@ static void llm_ctx_cleanup(struct llm_ctx *l)
 {
     flow__free(l->model);
     json_decref(l->messages);
+    json_decref(l->prompt_used);
     flow__free(l->base_url);
     flow__free(l->key);
 }
@@ -303,7 +318,7 @@ static flow_err render_llm(struct flow_run *r, struct act *a, const struct llm_s
                                "no model: give 'model' or set $FLOW_LLM_MODEL");
         rc = (l->model = flow__strdup(m)) ? FLOW_OK : flow__error(err, FLOW_ENOMEM, "out of memory");
     }
-    if (!rc && !(l->messages = llm_messages(r, a, s, err)))
+    if (!rc && !(l->messages = llm_messages(r, a, s, &l->prompt_used, err)))
         rc = err->code ? err->code : FLOW_ENOMEM;
     const char *url = getenv("FLOW_LLM_URL");
     const char *key = flow__secrets_get(r->secrets, "FLOW_LLM_KEY");
@@ -370,6 +385,8 @@ int flow__net_llm(flow_ctx *ctx)
         if (res.usage)
             flow__ctx_note(ctx, "usage", res.usage);
         res.usage = NULL;
+        if (l.prompt_used)
+            flow__ctx_note(ctx, "prompt", json_incref(l.prompt_used));
     }
     flow__llm_result_cleanup(&res);
     llm_ctx_cleanup(&l);

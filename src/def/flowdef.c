@@ -1044,7 +1044,7 @@ flow_err flow_task_set_llm(flow_task *t, json_t *spec, flow_error *err)
     char what[200];
     spec_what(what, sizeof(what), "llm", t);
     struct llm_spec *s = NULL;
-    flow_err rc = flow__llm_spec_parse(spec, what, &s, NULL, err);
+    flow_err rc = flow__llm_spec_parse(spec, what, NULL, &s, NULL, err);
     return rc ? rc : flow__task_take_llm(t, s);
 }
 

@@ -46,6 +46,11 @@ flow_err flow__prompt_spec_new(const flow_prompt_ref *ref, json_t *vars, const c
  * "version" or "vars". */
 flow_err flow__prompt_spec_make(const flow_prompt_ref *ref, json_t *vars, const char *who,
                                 struct prompt_spec **out, const char **field, flow_error *err);
+/* `{name, label, version, vars}` (an object) read from `dir` (NULL: the
+ * default): as flow__prompt_spec_make. */
+flow_err flow__prompt_spec_from_json(json_t *obj, const char *dir, const char *who,
+                                     struct prompt_spec **out, const char **field,
+                                     flow_error *err);
 /* Give task `t` the prompt `ps` (taken) as its body. */
 flow_err flow__task_take_prompt(struct flow_task *t, struct prompt_spec *ps);
 
@@ -94,7 +99,8 @@ struct llm_message {
 struct llm_spec {
     json_t *src;
     struct flow__tmpl *model;    /* or NULL: $FLOW_LLM_MODEL */
-    struct flow__tmpl *prompt;   /* the user message, or NULL (then messages) */
+    struct flow__tmpl *prompt;   /* the user message, or NULL (then named or messages) */
+    struct prompt_spec *named;   /* `prompt: {name, ...}`: a prompt file's version */
     struct llm_message *messages;
     size_t message_count;
     double temperature;          /* NAN: the endpoint's */
@@ -351,8 +357,10 @@ struct flow {
  * (with the message in err), FLOW_ETEMPLATE, FLOW_ENOMEM. */
 flow_err flow__http_spec_parse(json_t *src, const char *what, struct http_spec **out,
                                struct spec_bad *bad, flow_error *err);
-flow_err flow__llm_spec_parse(json_t *src, const char *what, struct llm_spec **out,
-                              struct spec_bad *bad, flow_error *err);
+/* `prompt_dir`: where a `prompt: {name, ...}` is read (NULL: $FLOW_PROMPTS,
+ * else "prompts"). */
+flow_err flow__llm_spec_parse(json_t *src, const char *what, const char *prompt_dir,
+                              struct llm_spec **out, struct spec_bad *bad, flow_error *err);
 void flow__http_spec_free(struct http_spec *s);
 void flow__llm_spec_free(struct llm_spec *s);
 /* Make `t` an http (llm) task running `spec` (taken, also on failure). */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "def/load_int.h"
+#include "def/prompts.h"
 #include "util/alloc.h"
 #include "util/error.h"
 
@@ -127,6 +128,17 @@ static bool check_llm_templates(struct loader *L, const struct val *x, const cha
     struct val p = flow__ld_member(L, x->v, "prompt");
     if (json_is_string(p.v))
         ok = check_field(L, x, "prompt", what, false) && ok;
+    if (json_is_object(p.v)) {
+        static const char *const prompt_keys[] = {"name", "label", "version", "vars"};
+        char pwhat[300];
+        flow__ld_concat(pwhat, sizeof(pwhat), "'prompt' in ", what, (char *)NULL);
+        struct val vars = flow__ld_member(L, p.v, "vars");
+        ok = flow__ld_known_keys(L, &p, prompt_keys, FLOW__ARRAY_LEN(prompt_keys), pwhat) && ok;
+        if (vars.v) {
+            flow__ld_concat(pwhat, sizeof(pwhat), "'vars' of 'prompt' in ", what, (char *)NULL);
+            ok = flow__ld_check_template_value(L, &vars, pwhat) && ok;
+        }
+    }
     struct val m = flow__ld_member(L, x->v, "messages");
     for (size_t i = 0; json_is_array(m.v) && i < json_array_size(m.v); i++) {
         struct val it = flow__ld_item(L, m.v, i);
@@ -155,7 +167,13 @@ struct llm_spec *flow__ld_parse_llm(struct loader *L, const struct val *x, const
     struct spec_bad bad = {.index = -1};
     flow_error e;
     flow__error_clear(&e);
-    flow_err rc = flow__llm_spec_parse(x->v, what, &spec, &bad, &e);
+    char *dir = flow__prompt_dir(L->dir);
+    if (!dir) {
+        L->nomem = true;
+        return NULL;
+    }
+    flow_err rc = flow__llm_spec_parse(x->v, what, dir, &spec, &bad, &e);
+    flow__free(dir);
     if (rc == FLOW_ENOMEM)
         L->nomem = true;
     else if (rc)

@@ -393,6 +393,20 @@ flow_err flow__http_spec_parse(json_t *src, const char *what, struct http_spec *
 
 /* ---- llm ------------------------------------------------------------------ */
 
+/* `prompt: {name, label, version, vars}`: the version of a prompt file
+ * (def/prompt_task.c), read now. */
+static bool named_prompt(struct sp *p, json_t *prompt, const char *dir, struct llm_spec *s)
+{
+    const char *field = NULL;
+    flow_error e;
+    flow__error_clear(&e);
+    flow_err rc = flow__prompt_spec_from_json(prompt, dir, p->what, &s->named, &field, &e);
+    if (rc)
+        fail_at(p, rc, "prompt", -1, field && strcmp(field, "name") ? field : "name", "%s",
+                e.message);
+    return rc == FLOW_OK;
+}
+
 void flow__llm_spec_free(struct llm_spec *s)
 {
     if (!s)
@@ -400,6 +414,7 @@ void flow__llm_spec_free(struct llm_spec *s)
     json_decref(s->src);
     flow__tmpl_free(s->model);
     flow__tmpl_free(s->prompt);
+    flow__prompt_spec_free(s->named);
     for (size_t i = 0; i < s->message_count; i++) {
         flow__free(s->messages[i].role);
         flow__tmpl_free(s->messages[i].content);
@@ -491,8 +506,8 @@ static bool llm_numbers(struct sp *p, json_t *m, struct llm_spec *s)
     return true;
 }
 
-flow_err flow__llm_spec_parse(json_t *src, const char *what, struct llm_spec **out,
-                              struct spec_bad *bad, flow_error *err)
+flow_err flow__llm_spec_parse(json_t *src, const char *what, const char *prompt_dir,
+                              struct llm_spec **out, struct spec_bad *bad, flow_error *err)
 {
     struct sp p = {.what = what, .bad = bad, .err = err};
     *out = NULL;
@@ -519,12 +534,15 @@ flow_err flow__llm_spec_parse(json_t *src, const char *what, struct llm_spec **o
                 "%s needs either 'prompt' (the user's message) or 'messages' (a list of "
                 "{role, content}), %s",
                 what, prompt ? "not both" : "and has neither");
-    } else if (prompt && !json_is_string(prompt)) {
+    } else if (prompt && !json_is_string(prompt) && !json_is_object(prompt)) {
         fail_at(&p, FLOW_EINVAL, "prompt", -1, NULL,
-                "'prompt' in %s must be a string (a template: the user's message), not %s", what,
-                type_name(prompt));
+                "'prompt' in %s must be a string (a template: the user's message) or a prompt "
+                "file's {name, label, version, vars}, not %s",
+                what, type_name(prompt));
+    } else if (json_is_object(prompt) && !named_prompt(&p, prompt, prompt_dir, s)) {
+        /* said */
     } else if (tmpl_string(&p, src, "model", false, &s->model) &&
-               (!prompt || tmpl_string(&p, src, "prompt", true, &s->prompt)) &&
+               (!json_is_string(prompt) || tmpl_string(&p, src, "prompt", true, &s->prompt)) &&
                llm_messages(&p, src, s) && llm_numbers(&p, src, s) &&
                duration(&p, src, "timeout", &s->timeout)) {
         size_of(&p, src, "max_size", &s->max_size);

@@ -4,6 +4,7 @@
  * a literal `vars` leaves out, are errors before any run. */
 #include "util/compat.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "def/flowdef.h"
@@ -84,6 +85,48 @@ flow_err flow__prompt_spec_make(const flow_prompt_ref *ref, json_t *vars, const 
     }
     *out = ps;
     return FLOW_OK;
+}
+
+flow_err flow__prompt_spec_from_json(json_t *obj, const char *dir, const char *who,
+                                     struct prompt_spec **out, const char **field,
+                                     flow_error *err)
+{
+    static const char *const keys[] = {"name", "label", "version", "vars"};
+    const char *k;
+    json_t *v;
+    char version[64];
+    *out = NULL;
+    *field = NULL;
+    json_object_foreach(obj, k, v)
+    {
+        bool known = false;
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && !known; i++)
+            known = !strcmp(k, keys[i]);
+        if (!known)
+            return flow__error(err, FLOW_EINVAL,
+                               "%s: unknown key '%s' in 'prompt' (name, label, version, vars)",
+                               who, k);
+    }
+    flow_prompt_ref ref = {.dir = dir};
+    ref.name = json_string_value(json_object_get(obj, "name"));
+    ref.label = json_string_value(json_object_get(obj, "label"));
+    json_t *ver = json_object_get(obj, "version");
+    if (json_is_integer(ver)) {
+        snprintf(version, sizeof(version), "%lld", (long long)json_integer_value(ver));
+        ref.version = version;
+    } else if (ver) {
+        ref.version = json_string_value(ver);
+        if (!ref.version) {
+            *field = "version";
+            return flow__error(err, FLOW_EINVAL, "%s: 'version' of 'prompt' must be a number or "
+                               "a string", who);
+        }
+    }
+    if (json_object_get(obj, "label") && !ref.label) {
+        *field = "label";
+        return flow__error(err, FLOW_EINVAL, "%s: 'label' of 'prompt' must be a string", who);
+    }
+    return flow__prompt_spec_make(&ref, json_object_get(obj, "vars"), who, out, field, err);
 }
 
 flow_err flow_task_set_prompt(flow_task *t, const flow_prompt_ref *ref, json_t *vars,

@@ -69,6 +69,46 @@ else
     pass "the key is nowhere in the sqlite files nor in flow's output"
 fi
 
+# ---- 1b. a prompt file's version as the user's message --------------------
+mkdir -p prompts
+cat >prompts/summarize.yaml <<'EOF'
+- label: production
+  version: 1
+  template: "Summarize in {{ max_words }} words: {{ text }}"
+- label: development
+  version: 2
+  template: "[DEV] {{ text }}"
+EOF
+cat >named.yaml <<'EOF'
+name: named
+tasks:
+  summary:
+    llm:
+      model: echo
+      prompt: {name: summarize, vars: {text: "{{ inputs.text }}", max_words: 5}}
+  dev:
+    llm:
+      model: echo
+      prompt: {name: summarize, label: development, vars: {text: "{{ inputs.text }}"}}
+EOF
+rc=0; "$FLOW" run named.yaml --id n1 --input text=owls >out 2>err || rc=$?
+check "llm with prompt: {name, vars} completes ($rc)" [ "$rc" = 0 ]
+"$FLOW" status n1 --json >st.json
+expect_json "$(field '[[t["output"], t["info"]["prompt"]["version"]] for t in d["tasks"]]' <st.json)" \
+    '[["echo: Summarize in 5 words: owls", 1], ["echo: [DEV] owls", 2]]' \
+    "the prompt file's version is the user's message, and it is journaled with the usage"
+"$FLOW" status n1 >st.txt
+check "flow status notes the prompt and the tokens" \
+    grep -Eq "summary .*prompt summarize v1 \(production\), tokens [0-9]+\+[0-9]+" st.txt
+printf 'name: bad\ntasks:\n  s:\n    llm:\n      model: echo\n      prompt: {name: summarize, label: staging, vars: {text: x}}\n' >badp.yaml
+rc=0; "$FLOW" validate badp.yaml >out 2>err || rc=$?
+check "an unknown label in llm's prompt: exit 2 at its line" \
+    bash -c '[ "$1" = 2 ] && grep -q "^badp.yaml:6:.*no version labelled '"'"'staging'"'"'" err' _ "$rc"
+printf 'name: bad\ntasks:\n  s:\n    llm:\n      model: echo\n      prompt: {name: summarize, vars: {text: x}}\n' >badp.yaml
+rc=0; "$FLOW" validate badp.yaml >out 2>err || rc=$?
+check "a variable llm's prompt leaves out: exit 2 naming it" \
+    bash -c '[ "$1" = 2 ] && grep -q "max_words" err' _ "$rc"
+
 # ---- 2. a wrong key: 401, not retried; the key not in the message ---------
 cat >wrong.yaml <<'EOF'
 name: wrong
