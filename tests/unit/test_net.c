@@ -261,7 +261,8 @@ static void test_specs(void **state)
     expect_llm_refused("{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": "
                        "\"b\"}]}",
                        "not both");
-    expect_llm_refused("{\"prompt\": {\"name\": \"p\"}}", "'prompt' in 'llm' of task 't' must be a string");
+    expect_llm_refused("{\"prompt\": {\"name\": \"p\"}}", "no prompt 'p'");
+    expect_llm_refused("{\"prompt\": [1]}", "'prompt' in 'llm' of task 't' must be a string");
     expect_llm_refused("{\"messages\": []}", "non-empty list");
     expect_llm_refused("{\"messages\": [{\"content\": \"b\"}]}", "needs a 'role'");
     expect_llm_refused("{\"messages\": [{\"role\": \"user\"}]}", "needs a 'content' string");
