@@ -50,6 +50,10 @@ struct dk_store {
 /* Write `data` as the new file `name` in `dfd` (replacing one), mode 0600,
  * fsync'ed. 0, or an errno (and no file). */
 int flow__dk_write_file(int dfd, const char *name, const char *data, size_t len);
+/* The same, `how` saying whether to fsync it (DK_SYNC) and whether it must
+ * be new (DK_EXCL: EEXIST otherwise; else it replaces one). */
+enum { DK_SYNC = 1u << 0, DK_EXCL = 1u << 1 };
+int flow__dk_put_file(int dfd, const char *name, const char *data, size_t len, unsigned how);
 /* Read the file `name` in `dfd` into `b` (reset first). 0 or an errno. */
 int flow__dk_read_file(int dfd, const char *name, struct flow__buf *b);
 int flow__dk_open_dir(int dfd, const char *name);

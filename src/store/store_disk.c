@@ -86,11 +86,18 @@ static int dk_write_all(int fd, const char *data, size_t len)
  * fsync'ed. 0, or an errno (and no file). */
 int flow__dk_write_file(int dfd, const char *name, const char *data, size_t len)
 {
-    int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    return flow__dk_put_file(dfd, name, data, len, DK_SYNC);
+}
+
+int flow__dk_put_file(int dfd, const char *name, const char *data, size_t len, unsigned how)
+{
+    int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (how & DK_EXCL ? O_EXCL : O_TRUNC);
+    int fd = openat(dfd, name, flags, 0600);
     if (fd < 0)
         return errno;
     int e = 0;
-    if (fchmod(fd, 0600) != 0 || dk_write_all(fd, data, len) != 0 || fsync(fd) != 0)
+    if (fchmod(fd, 0600) != 0 || dk_write_all(fd, data, len) != 0 ||
+        ((how & DK_SYNC) && fsync(fd) != 0))
         e = errno;
     if (close(fd) != 0 && !e)
         e = errno;

@@ -88,32 +88,6 @@ flow_err flow__dk_cache_get(void *priv, const char *fname, const char *task, con
     return FLOW_OK;
 }
 
-/* Write `data` as the new file `name` of `dfd`, mode 0600, not synced. 0
- * or an errno (and no file). */
-static int dk_cache_write(int dfd, const char *name, const char *data, size_t len)
-{
-    int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return errno;
-    int e = fchmod(fd, 0600) != 0 ? errno : 0;
-    while (!e && len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            e = errno;
-            break;
-        }
-        data += n;
-        len -= (size_t)n;
-    }
-    if (close(fd) != 0 && !e)
-        e = errno;
-    if (e)
-        unlinkat(dfd, name, 0);
-    return e;
-}
-
 flow_err flow__dk_cache_put(void *priv, const char *fname, const char *task, const char *key,
                             const json_t *entry, double now, double expires, flow_error *err)
 {
@@ -134,7 +108,7 @@ flow_err flow__dk_cache_put(void *priv, const char *fname, const char *task, con
         return flow__error(err, rc, "%s in store '%s': %s", what, s->path,
                            rc == FLOW_ENOMEM ? "out of memory" : "the entry is too large");
     flow__dk_temp_name(s, tmp, sizeof(tmp), "cache", name);
-    int e = dk_cache_write(dfd, tmp, flow__buf_str(&s->buf), s->buf.len);
+    int e = flow__dk_put_file(dfd, tmp, flow__buf_str(&s->buf), s->buf.len, DK_EXCL);
     if (!e && renameat(dfd, tmp, dfd, name) != 0) {
         e = errno;
         unlinkat(dfd, tmp, 0);

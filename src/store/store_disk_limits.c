@@ -70,32 +70,6 @@ static void dk_limit_name(const char *key, char out[DK_LIMIT_NAME_MAX + 1])
                  (unsigned long long)flow__fnv_str(FLOW__FNV_INIT, key));
 }
 
-/* Write `data` as file `name` of `dfd`, mode 0600, not synced. 0 or an
- * errno (and no file). */
-static int dk_put_file(int dfd, const char *name, const char *data, size_t len)
-{
-    int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return errno;
-    int e = fchmod(fd, 0600) != 0 ? errno : 0;
-    while (!e && len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            e = errno;
-            break;
-        }
-        data += n;
-        len -= (size_t)n;
-    }
-    if (close(fd) != 0 && !e)
-        e = errno;
-    if (e)
-        unlinkat(dfd, name, 0);
-    return e;
-}
-
 /* DIR/`name`, kept open in *fd; with `make`, created when missing. -1 with
  * errno (ENOENT: none yet). */
 static int dk_limits_dir(struct dk_store *s, int *fd, const char *name, bool make)
@@ -121,9 +95,9 @@ static int dk_key_open(struct dk_store *s, int sfd, const char *kname, const cha
     if (mkdirat(sfd, tmp, 0700) != 0)
         return -1;
     int tfd = flow__dk_open_dir(sfd, tmp);
-    int e = tfd < 0 ? errno : dk_put_file(tfd, "key", key, strlen(key));
+    int e = tfd < 0 ? errno : flow__dk_put_file(tfd, "key", key, strlen(key), 0);
     if (!e)
-        e = dk_put_file(tfd, "lock", "", 0);
+        e = flow__dk_put_file(tfd, "lock", "", 0, 0);
     /* rename() does not replace a directory that has files: another
      * process made it first, and that one is as good. */
     if (!e && renameat(sfd, tmp, sfd, kname) != 0)
@@ -315,7 +289,7 @@ static int dk_slot_write(struct dk_store *s, int kfd, int slot, const char *hold
     char tmp[DK_PATH_MAX], name[16];
     flow__dk_temp_name(s, tmp, sizeof(tmp), "tmp", "slot");
     snprintf(name, sizeof(name), "%d", slot);
-    int e = dk_put_file(kfd, tmp, s->buf.data, s->buf.len);
+    int e = flow__dk_put_file(kfd, tmp, s->buf.data, s->buf.len, 0);
     if (!e && renameat(kfd, tmp, kfd, name) != 0) {
         e = errno;
         unlinkat(kfd, tmp, 0);
@@ -345,7 +319,7 @@ static int dk_mark(struct dk_store *s, const char *holder, const char *kname)
             continue;
         if (d < 0)
             return errno;
-        int e = dk_put_file(d, kname, "", 0);
+        int e = flow__dk_put_file(d, kname, "", 0, 0);
         close(d);
         if (e != ENOENT)
             return e;
@@ -453,7 +427,7 @@ static int dk_want_keep(struct dk_store *s, int kfd, const char *holder, bool wa
     if (!e && (flow__buf_append(&s->buf, head, (size_t)n) != FLOW_OK ||
                flow__buf_append(&s->buf, holder, strlen(holder)) != FLOW_OK))
         e = ENOMEM;
-    return e ? e : dk_put_file(kfd, name, s->buf.data, s->buf.len);
+    return e ? e : flow__dk_put_file(kfd, name, s->buf.data, s->buf.len, 0);
 }
 
 /* ------------------------------------------------------------------------ */
