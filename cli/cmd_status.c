@@ -249,6 +249,8 @@ static const char *info_note(const json_t *t, char *out, size_t size)
 
         if (json_is_integer(v)) {
             snprintf(version, sizeof(version), "%lld", (long long)json_integer_value(v));
+        } else if (json_is_real(v)) {
+            snprintf(version, sizeof(version), "%.15g", json_real_value(v));
         } else {
             snprintf(version, sizeof(version), "%s", json_string_value(v) ? json_string_value(v) : "?");
         }

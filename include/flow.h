@@ -1070,8 +1070,9 @@ FLOW_API void flow_ctx_fail(flow_ctx *ctx, const char *fmt, ...) FLOW_PRINTF(2, 
  * 404 will not get better): the task's on_error applies at once. */
 FLOW_API void flow_ctx_fail_final(flow_ctx *ctx, const char *fmt, ...) FLOW_PRINTF(2, 3);
 /* If this attempt fails and a retry is left, wait `seconds` (0 or more)
- * before it instead of the task's backoff (a server's Retry-After). The
- * journal's act_retrying record holds the delay taken. FLOW_EINVAL for a
+ * before it instead of the task's backoff (a server's Retry-After), at most
+ * an hour or the backoff's max_delay when that is longer. The journal's
+ * act_retrying record holds the delay taken. FLOW_EINVAL for a
  * negative or non-finite value. */
 FLOW_API flow_err flow_ctx_retry_after(flow_ctx *ctx, double seconds);
 /* True once the task should stop: timed out, or the run is being cancelled.

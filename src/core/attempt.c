@@ -90,6 +90,13 @@ void flow__attempt_failed_how(struct flow_run *r, struct act *a, char *error,
     }
     if (!how->final && a->attempt <= (uint32_t)p->retries) {
         double delay = how->delay_set ? how->delay : backoff_delay(&p->backoff, a->attempt);
+        /* A delay a server asked for (Retry-After) is honoured up to the
+         * longer of the backoff's max_delay and an hour: one bad answer
+         * must not park a run for years. */
+        double cap = p->backoff.max_delay > FLOW__RETRY_AFTER_MAX ? p->backoff.max_delay
+                                                                  : FLOW__RETRY_AFTER_MAX;
+        if (how->delay_set && !(delay <= cap))
+            delay = cap;
         a->status = FLOW_ACT_PENDING;
         a->flags |= ACT_WAITING;
         flow__run_journal(r, JREC_ACT_RETRYING, a,

@@ -58,6 +58,7 @@ struct http_call {
     char *body;          /* or NULL */
     bool body_json;      /* the body is JSON (a value, not a string) */
     bool has_type;       /* a Content-Type header was given */
+    bool secret_header;  /* a header holds a secret: no redirect is followed */
 };
 
 static void http_call_cleanup(struct http_call *c)
@@ -116,6 +117,7 @@ static flow_err render_http(struct flow_run *r, struct act *a, const struct http
         else
             c->header_count++;
         c->has_type |= !strcasecmp(s->headers[i].name, "content-type");
+        c->secret_header |= flow__redact_hits(r->secrets, value, strlen(value));
         flow__free(value);
     }
     if (!rc && s->body)
@@ -208,6 +210,7 @@ int flow__net_http(flow_ctx *ctx)
         .timeout = s->timeout,
         .max_bytes = s->max_size,
         .ca_file = s->ca_file,
+        .no_redirects = c.secret_header,
         .cancelled = ctx_cancelled,
         .cancel_arg = ctx,
     };

@@ -30,7 +30,7 @@ char *flow__run_prompt_text(struct flow_run *r, struct act *a, const struct prom
     }
     char *text = flow__prompt_render(ps->chosen, vars, err);
     json_decref(vars);
-    if (text && used && !(*used = flow__prompt_used(ps->chosen, ps->label))) {
+    if (text && used && !(*used = flow__prompt_used(ps->chosen, ps->label, ps->version != NULL))) {
         flow__free(text);
         flow__error(err, FLOW_ENOMEM, "out of memory");
         return NULL;

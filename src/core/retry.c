@@ -382,6 +382,8 @@ static void clear(struct flow_run *r, struct act *a)
     dy->unsettled = false;
     json_decref(dy->work);
     dy->work = NULL;
+    flow__free(dy->cache_key); /* looked up again: its input may be new */
+    dy->cache_key = NULL;
     flow__feedback_retire(r, a);
 }
 

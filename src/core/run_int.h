@@ -98,6 +98,10 @@ void flow__run_stop_running(struct flow_run *r, const char *why);
 /* ---- directive.c --------------------------------------------------------- */
 
 /* What a successful attempt asked for besides its output, checked. */
+/* The longest Retry-After honoured as it is, unless the task's backoff
+ * max_delay is longer (seconds). */
+#define FLOW__RETRY_AFTER_MAX 3600.0
+
 struct directives {
     json_t *ops;        /* state updates in order: [["set"|"incr"|"append"|"merge",
                          * KEY, VALUE], ...], or NULL; applied to the state as

@@ -114,6 +114,9 @@ flow_err flow__prompt_spec_from_json(json_t *obj, const char *dir, const char *w
     if (json_is_integer(ver)) {
         snprintf(version, sizeof(version), "%lld", (long long)json_integer_value(ver));
         ref.version = version;
+    } else if (json_is_real(ver)) {
+        snprintf(version, sizeof(version), "%.15g", json_real_value(ver));
+        ref.version = version;
     } else if (ver) {
         ref.version = json_string_value(ver);
         if (!ref.version) {

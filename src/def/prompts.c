@@ -368,9 +368,11 @@ char *flow__prompt_render(const struct flow__prompt *p, json_t *vars, flow_error
     return text;
 }
 
-json_t *flow__prompt_used(const struct flow__prompt *p, const char *label)
+json_t *flow__prompt_used(const struct flow__prompt *p, const char *label, bool by_version)
 {
-    if (!label && p->nlabels)
+    if (!label && !by_version)
+        label = FLOW__PROMPT_DEFAULT_LABEL; /* what chose it */
+    else if (!label && p->nlabels)
         label = p->labels[0];
     return json_pack("{s:s,s:O,s:s?}", "name", p->name, "version", p->version_value, "label",
                      label);
@@ -544,7 +546,7 @@ char *flow_prompt_render(const flow_prompt_ref *ref, json_t *vars, json_t **used
     struct flow__prompt_file *pf;
     const struct flow__prompt *p = find(ref, &pf, err);
     char *text = p ? flow__prompt_render(p, vars, err) : NULL;
-    if (text && used && !(*used = flow__prompt_used(p, ref->label))) {
+    if (text && used && !(*used = flow__prompt_used(p, ref->label, ref->version != NULL))) {
         flow__free(text);
         text = NULL;
         flow__error(err, FLOW_ENOMEM, "out of memory");

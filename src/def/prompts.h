@@ -63,9 +63,9 @@ const char *flow__prompt_missing_var(const struct flow__prompt *p, const json_t 
 char *flow__prompt_render(const struct flow__prompt *p, json_t *vars, flow_error *err);
 
 /* {name, version, label}: what a run journals about the prompt it used.
- * `label` is the one asked for, or the entry's first when chosen by
- * version (NULL when it has none). */
-json_t *flow__prompt_used(const struct flow__prompt *p, const char *label);
+ * `label` is the one asked for (NULL: production, which chose it), or when
+ * chosen `by_version` without one, the entry's first (none: null). */
+json_t *flow__prompt_used(const struct flow__prompt *p, const char *label, bool by_version);
 
 /* The names of the prompt files of `dir` (NAME.yaml), sorted; *count gets
  * how many. Free with flow__prompt_names_free. */

@@ -9,7 +9,9 @@
  * cancellation test, and gets the status, the body and why it failed.
  *
  * - Only http and https, for the request and for redirects (at most 5
- *   followed; curl never sends a header we set to another host then).
+ *   followed). curl drops Authorization and cookies on a redirect to another
+ *   host but not the other headers we set: a request whose headers carry a
+ *   secret follows no redirect (`no_redirects`).
  * - TLS verification is on (peer and host name); `ca_file` adds a bundle.
  * - The response body stops at `max_bytes`: the write callback refuses
  *   more, and a Content-Length above it is refused before anything is read.
@@ -36,6 +38,8 @@ struct flow__http_req {
     double timeout;            /* seconds for the whole request; 0: none */
     size_t max_bytes;          /* the largest response body taken */
     const char *ca_file;       /* a CA bundle to trust, or NULL: the system's */
+    bool no_redirects;         /* a 3xx is the answer (headers that carry secrets:
+                                * curl would send them to the redirect's host) */
     bool (*cancelled)(void *arg); /* polled while the request runs, or NULL */
     void *cancel_arg;
 };

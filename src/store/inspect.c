@@ -444,6 +444,10 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
             a->error = json_string_value(json_object_get(p, "error"));
             if (rec->type != JREC_ACT_RETRYING)
                 a->ended = rec->time;
+            /* An attempt may fail before it starts (a cache key that cannot
+             * render): it counts all the same. */
+            if (rec->type != JREC_ACT_CANCELLED && (int)rec->attempt > a->attempts)
+                a->attempts = (int)rec->attempt;
             break;
         case JREC_ACT_SKIPPED:
             a->status = FLOW_ACT_SKIPPED;

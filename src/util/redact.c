@@ -123,6 +123,32 @@ static bool add_escaped(struct flow__secrets *s, const char *value)
     return ok;
 }
 
+/* The value percent-encoded as the `| url` filter writes it (a secret put
+ * in a URL's query), when that differs. */
+static bool add_url_encoded(struct flow__secrets *s, const char *value)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t len = strlen(value);
+    char *enc = flow__malloc(3 * len + 1);
+    if (!enc)
+        return false;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            enc[n++] = (char)c;
+        } else {
+            enc[n++] = '%';
+            enc[n++] = hex[c >> 4];
+            enc[n++] = hex[c & 15];
+        }
+    }
+    bool ok = n == len || add_pattern(s, enc, n);
+    flow__free(enc);
+    return ok;
+}
+
 static int longest_first(const void *a, const void *b)
 {
     const struct pattern *x = a, *y = b;
@@ -145,7 +171,7 @@ static struct flow__secrets *secrets_new(size_t cap)
         return NULL;
     atomic_init(&s->refs, 1);
     s->items = flow__calloc(cap ? cap : 1, sizeof(*s->items));
-    s->pat = flow__calloc(cap ? 2 * cap : 1, sizeof(*s->pat));
+    s->pat = flow__calloc(cap ? 3 * cap : 1, sizeof(*s->pat)); /* value, escaped, url */
     if (!s->items || !s->pat) {
         secrets_free(s);
         return NULL;
@@ -165,7 +191,8 @@ static bool add_item(struct flow__secrets *s, const char *name, const char *valu
         return false;
     }
     s->items[s->count++] = (struct secret){n, v};
-    return add_pattern(s, value, strlen(value)) && add_escaped(s, value);
+    return add_pattern(s, value, strlen(value)) && add_escaped(s, value) &&
+           add_url_encoded(s, value);
 }
 
 flow_err flow__secrets_from_env(const char *const *names, size_t count, bool need_all,

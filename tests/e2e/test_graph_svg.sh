@@ -73,11 +73,13 @@ check_svg() {
     python3 "$T/check.py" "$1" "$2" > "$T/problems" 2>&1
 }
 
-# Every workflow file of examples/ (a JSON file there may be data, not a flow).
+# Every workflow file of examples/ (a JSON file there may be data, not a flow; a prompts/
+# directory holds prompt files).
 count=0
 for f in $(cd "$FLOW_SOURCE_DIR" && find examples -name '*.yaml' -o -name '*.yml' -o -name '*.json' | sort); do
     src="$FLOW_SOURCE_DIR/$f"
     case $f in
+    */prompts/*) continue ;;
     *.json) "$FLOW" validate "$src" > /dev/null 2>&1 || continue ;;
     esac
     count=$((count + 1))

@@ -106,6 +106,37 @@ else
     pass "the secret is nowhere in the sqlite files nor in flow's output"
 fi
 
+# A header that carries a secret is not sent on to a redirect's host: the redirect is the
+# answer. Without one, redirects are followed. A secret put in the url with `| url` is
+# redacted in its percent-encoded form too.
+export NET_ODD='tok+odd/9f8e=7d'
+cat >redir.yaml <<EOF
+name: redir
+secrets: [NET_TOKEN, NET_ODD]
+tasks:
+  plain:
+    http: {url: "$B/redirect?to=/json"}
+  keyed:
+    http:
+      url: "$B/redirect?to=/echo"
+      headers: {X-Api-Key: "{{ secrets.NET_TOKEN }}"}
+    on_error: continue
+  odd:
+    http: {url: "$B/status/503?k={{ secrets.NET_ODD | url }}"}
+    on_error: continue
+EOF
+rc=0; "$FLOW" run redir.yaml --id red1 >out 2>err || rc=$?
+st=$(status_json red1)
+expect_json "$(echo "$st" | field '[t["output"] for t in d["tasks"] if t["task"] == "plain"][0]')" \
+    '{"hello": "world", "n": 1}' "a redirect is followed"
+check "with a secret in a header, it is not: the 302 fails the task, naming it" \
+    grep -q "HTTP 302 from GET" <<<"$(echo "$st" | field '[t["error"] for t in d["tasks"] if t["task"] == "keyed"][0]')"
+if grep -qF 'tok%2Bodd%2F9f8e%3D7d' "$DB"* out err; then
+    fail "a secret percent-encoded by | url is in the store or in what flow printed"
+else
+    pass "a secret percent-encoded by | url is redacted too"
+fi
+
 # ---- 3. a 404 is not retried; 503 and 429 are, after Retry-After ----------
 cat >status.yaml <<EOF
 name: status

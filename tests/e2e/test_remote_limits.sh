@@ -92,7 +92,7 @@ name: busygpu
 defaults:
   executor: remote
 tasks:
-  long: {shell: 'touch $T/long.started; sleep 2; echo \$FLOW_WORKER > $T/long.w', resources: {gpu: 1, cpu: 1}}
+  long: {shell: 'touch $T/long.started; i=0; while [ ! -e $T/release ] && [ \$i -lt 400 ]; do sleep 0.05; i=\$((i + 1)); done; echo \$FLOW_WORKER > $T/long.w', resources: {gpu: 1, cpu: 1}}
 Y
 cat > nextgpu.yaml <<Y
 name: nextgpu
@@ -117,6 +117,7 @@ check "the busy worker shows its gpu and a cpu in use" \
     wait_for 3 in_use_is gpu '{"cpu": 1, "memory": 0, "gpu": 1}'
 sleep 0.5
 check "... and stays parked, not read again by the worker without a gpu" parked
+touch release # the long task ends now (a busy machine must not end it before)
 rc=0; wait "$R1" || rc=$?; rc2=0; wait "$R2" || rc2=$?
 check "both gpu runs completed (rc $rc, $rc2)" [ "$rc" = 0 ] && [ "$rc2" = 0 ]
 check "the parked task ran on the gpu worker once it was free" [ "$(cat next.w)" = gpu ]

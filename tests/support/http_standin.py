@@ -112,6 +112,9 @@ class Handler(BaseHTTPRequestHandler):
             s = float(q.get("seconds", "5"))
             time.sleep(s)
             return self.send(200, {"slept": s})
+        if path == "/redirect":  # 302 to ?to= (a path here, or a URL)
+            return self.send(302, "see " + q.get("to", "/json"), "text/plain",
+                             headers={"Location": q.get("to", "/json")})
         if path == "/big":
             return self.send(200, b"x" * int(q.get("bytes", "1000")), "text/plain")
         if path == "/echo":

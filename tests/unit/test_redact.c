@@ -76,6 +76,10 @@ static void test_text(void **state)
     out = redacted(s, "{\"v\": \"p\\\"q\\\\r-s\"} and raw p\"q\\r-s");
     assert_string_equal(out, "{\"v\": \"***\"} and raw ***");
     flow__free(out);
+    /* Percent-encoded, as `| url` puts it in a URL's query, too. */
+    out = redacted(s, "GET /x?key=p%22q%5Cr-s&y=1");
+    assert_string_equal(out, "GET /x?key=***&y=1");
+    flow__free(out);
     char *dup = flow__redact_dup(s, "plain");
     assert_string_equal(dup, "plain");
     flow__free(dup);
