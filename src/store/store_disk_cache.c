@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/compress.h"
 #include "store/disk_int.h"
 #include "store/store.h"
 
@@ -62,8 +63,11 @@ static int dk_cache_read(struct dk_store *s, int dfd, const char *name, json_t *
         return 0;
     if (e)
         return e;
-    if (flow__json_load(flow__buf_str(&s->buf), s->buf.len, 0, rec, NULL) != FLOW_OK)
+    if (flow__payload_load(flow__buf_str(&s->buf), s->buf.len, rec) != FLOW_OK ||
+        !json_is_object(*rec)) {
+        json_decref(*rec);
         *rec = NULL; /* torn or damaged: as if none */
+    }
     return 0;
 }
 
@@ -102,7 +106,7 @@ flow_err flow__dk_cache_put(void *priv, const char *fname, const char *task, con
     if (!rec)
         return dk_cache_fail(s, err, ENOMEM, what);
     flow__buf_reset(&s->buf);
-    flow_err rc = flow__json_append(&s->buf, rec, JSON_COMPACT);
+    flow_err rc = flow__payload_append(&s->buf, rec, NULL);
     json_decref(rec);
     if (rc != FLOW_OK)
         return flow__error(err, rc, "%s in store '%s': %s", what, s->path,

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "store/compress.h"
 #include "store/redis_int.h"
 #include "store/store.h"
 
@@ -54,7 +55,7 @@ flow_err flow__rd_cache_get(void *priv, const char *fname, const char *task, con
     if (r->type != REDIS_REPLY_STRING)
         return flow__rd_odd(s, what, r, err);
     json_t *rec = NULL;
-    if (flow__json_load(r->str, r->len, 0, &rec, NULL) == FLOW_OK)
+    if (flow__payload_load(r->str, r->len, &rec) == FLOW_OK)
         flow__cache_record_open(rec, fname, task, key, now, entry, created);
     json_decref(rec); /* damaged: as if none (a put replaces it) */
     freeReplyObject(r);
@@ -72,7 +73,7 @@ flow_err flow__rd_cache_put(void *priv, const char *fname, const char *task, con
     if (!rec)
         return flow__rd_nomem(s, what, err);
     flow__buf_reset(&s->buf);
-    flow_err rc = flow__json_append(&s->buf, rec, JSON_COMPACT);
+    flow_err rc = flow__payload_append(&s->buf, rec, NULL);
     json_decref(rec);
     if (rc != FLOW_OK)
         return rc == FLOW_ENOMEM ? flow__rd_nomem(s, what, err)

@@ -67,8 +67,10 @@ flow_err flow__sq_cache_get(void *priv, const char *fname, const char *task, con
         int len = sqlite3_column_bytes(st, 0);
         if (expires > 0 && expires <= now) {
             /* expired: none */
-        } else if (!text) {
+        } else if (!text && len > 0) {
             rc = flow__error(err, FLOW_ENOMEM, "%s in store '%s': out of memory", what, s->path);
+        } else if (!text) {
+            /* an empty entry: damaged, as if none */
         } else if (flow__payload_load(text, (size_t)len, entry) == FLOW_OK) {
             *created = sqlite3_column_double(st, 1);
         } else {

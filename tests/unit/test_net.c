@@ -364,12 +364,15 @@ static int t_busy_once(flow_ctx *ctx)
 }
 
 static double retry_delay;
+static atomic_int retry_seen; /* set after retry_delay */
 
 static void on_event(const flow_event *ev, void *udata)
 {
     (void)udata;
-    if (ev->type == FLOW_EV_TASK_RETRYING)
+    if (ev->type == FLOW_EV_TASK_RETRYING) {
         retry_delay = ev->delay;
+        atomic_store(&retry_seen, 1);
+    }
 }
 
 /* The delay asked for replaces the backoff (10 s here), once. */
@@ -404,6 +407,36 @@ static void test_retry_after_delay(void **state)
     }
     assert_true(seen);
     json_decref(log);
+    flow_free(f);
+}
+
+static int t_years(flow_ctx *ctx)
+{
+    assert_int_equal(flow_ctx_retry_after(ctx, 1e9), FLOW_OK); /* a server's Retry-After */
+    flow_ctx_fail(ctx, "busy for ever");
+    return 1;
+}
+
+/* A delay asked for is honoured up to an hour (the backoff's max_delay is
+ * shorter here): one bad answer does not park a run for years. */
+static void test_retry_after_capped(void **state)
+{
+    (void)state;
+    retry_delay = -1;
+    atomic_store(&retry_seen, 0);
+    flow *f = flow_new("years", NULL);
+    flow_task *t = th_add(f, "t", t_years);
+    flow_task_set_retries(t, 1);
+    flow_run_options o = {.on_event = on_event};
+    flow_run *r = flow_run_start(engine, f, &o, NULL);
+    assert_non_null(r);
+    struct timespec tick = {0, 10000000L};
+    for (int i = 0; i < 500 && !atomic_load(&retry_seen); i++)
+        nanosleep(&tick, NULL);
+    assert_true(fabs(retry_delay - 3600) < 1e-9);
+    flow_run_cancel(r, "enough");
+    assert_int_equal(flow_run_wait(r), FLOW_RUN_CANCELLED);
+    flow_run_free(r);
     flow_free(f);
 }
 
@@ -456,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_secrets_in_specs),
         cmocka_unit_test(test_fail_final),
         cmocka_unit_test(test_retry_after_delay),
+        cmocka_unit_test(test_retry_after_capped),
         cmocka_unit_test(test_final_survives_resume),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
