@@ -129,13 +129,25 @@ check "the interrupted run resumes to completion" test "$rc" = 0
 check "the interrupted task ran again, the others once" test "$(runs_of one)$(runs_of two)$(runs_of three)" = 121
 
 # --- one runner per run -------------------------------------------------------
-start_slow l1
+# A task that waits for us (not a second, which two flow starts on a slow
+# machine can outlast): the runner is surely live while we ask.
+cat >held.yaml <<'EOF'
+name: held
+tasks:
+  two:
+    shell: 'touch two.started; i=0; while [ ! -e l1.release ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done; echo 2'
+EOF
+rm -f two.started l1.release
+"$FLOW" run held.yaml --id l1 >out 2>err &
+pid=$!
+wait_for two.started
 "$FLOW" status l1 >out2
 check "status names the live runner" grep -q "^runner: pid $pid on host $(hostname)" out2
 "$FLOW" resume l1 >out2 2>err2
 rc=$?
 check "a second runner is refused (exit 1)" test "$rc" = 1
 check "... naming the holder's pid and host" grep -q "run 'l1' is being executed by pid $pid on host $(hostname)" err2
+touch l1.release
 wait "$pid"
 rm -f two.started
 
