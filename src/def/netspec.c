@@ -13,6 +13,7 @@
 #include "def/flowdef.h"
 #include "util/alloc.h"
 #include "util/error.h"
+#include "util/json.h"
 
 static const char *const http_keys[] = {"method", "url",      "headers", "body",
                                         "expect", "timeout", "max_size", "ca_file"};
@@ -46,23 +47,7 @@ bool flow__http_valid_header_name(const char *s)
 /* How a value reads in messages (a file's words: an object is a mapping). */
 static const char *type_name(const json_t *v)
 {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "a mapping";
-    case JSON_ARRAY:
-        return "a list";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    default:
-        return "null";
-    }
+    return json_is_object(v) ? "a mapping" : flow__json_type_name(v);
 }
 
 /* A parse in progress: the message of the first error, and where. */

@@ -464,14 +464,14 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         }
     }
     json_t *tasks = json_array();
+    /* The journal's end comes before the run's row says so: both agree with
+     * the status shown. */
+    double ended_at = status < FLOW_RUN_COMPLETED ? 0 : ended > 0 ? ended : meta.ended_at;
     out = json_pack("{s:s,s:s?,s:s?,s:s,s:O,s:s?,s:s?,s:o,s:o,s:O,s:o}", "id", meta.id, "flow",
                     meta.flow, "version", meta.version, "status", status_name(status), "result",
                     result ? result : json_null(), "error", error, "source", meta.source,
                     "created_at", flow__json_time(meta.created_at), "ended_at",
-                    flow__json_time(status < FLOW_RUN_COMPLETED ? 0
-                                    : ended > 0                ? ended
-                                                               : meta.ended_at),
-                    "state", state ? state : json_null(), "tasks",
+                    flow__json_time(ended_at), "state", state ? state : json_null(), "tasks",
                     tasks);
     for (size_t i = 0; out && i < acts.count; i++) {
         const struct fold_act *a = &acts.items[i];
@@ -514,7 +514,7 @@ json_t *flow_store_run(flow_store *s, const char *run_id, flow_error *err)
         }
     }
     if (out)
-        add_duration(out, meta.created_at, meta.ended_at);
+        add_duration(out, meta.created_at, ended_at);
     if (!out)
         flow__error(err, FLOW_ENOMEM, "out of memory reading run '%s'", run_id);
     json_decref(state);
