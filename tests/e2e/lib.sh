@@ -53,7 +53,9 @@ wait_until() {
     return 1
 }
 # write_slow: slow.yaml, three tasks in a row, each appending its name to
-# ./marks when it runs; `two` touches two.started, then takes a second.
+# ./marks when it runs; `two` touches two.started, then takes a second, or
+# while ./two.hold exists (hold_two, release_two: a minute at most) when the
+# test must reach the run before `two` ends however slow its commands start.
 write_slow() {
     cat >slow.yaml <<'EOF'
 name: slow
@@ -62,12 +64,21 @@ tasks:
     shell: echo one >> marks; echo 1
   two:
     after: one
-    shell: echo two >> marks; touch two.started; sleep 1; echo 2
+    shell: |
+      echo two >> marks; touch two.started
+      if [ -e two.hold ]; then
+        i=0; while [ -e two.hold ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
+      else
+        sleep 1
+      fi
+      echo 2
   three:
     after: two
     shell: echo three >> marks; echo '"three"'
 EOF
 }
+hold_two() { : >two.hold; }
+release_two() { rm -f two.hold; }
 # start_slow RUN: `flow run slow.yaml --id RUN` in the background ($pid), back
 # once its task `two` has started (it touches two.started); out and err get
 # its output.

@@ -78,8 +78,10 @@ check "... and the reaper is gone" no_reaper
 
 # --- pause from another process ----------------------------------------------
 : >marks
+hold_two
 start_slow p1
 "$FLOW" pause p1 --reason lunch 2>perr
+release_two
 check "flow pause says it asked" grep -q "pause requested for run p1" perr
 wait "$pid"
 rc=$?
@@ -99,8 +101,10 @@ check "a paused run resumes to completion" test "$rc" = 0
 check "resumed: only what was left ran" test "$(runs_of one)$(runs_of two)$(runs_of three)" = 111
 
 # --- cancel from another process --------------------------------------------
+hold_two
 start_slow c1
 "$FLOW" cancel c1 --reason "not needed" 2>/dev/null
+release_two
 wait "$pid"
 rc=$?
 rm -f two.started
@@ -208,8 +212,10 @@ rc=$?
 check "an unknown checkpoint is refused" grep -q "run 'cp1' has no checkpoint 99" err
 
 # --- a changed workflow file --------------------------------------------------
+hold_two
 start_slow ch1
 "$FLOW" pause ch1 2>/dev/null
+release_two
 wait "$pid"
 rm -f two.started
 cp slow.yaml slow.yaml.orig
@@ -225,8 +231,10 @@ check "--force resumes with the new definition" test "$rc" = 0
 cp slow.yaml.orig slow.yaml
 
 # --- status and gc ------------------------------------------------------------
+hold_two
 start_slow g1
 "$FLOW" pause g1 2>/dev/null
+release_two
 wait "$pid"
 rm -f two.started
 "$FLOW" status --json >list

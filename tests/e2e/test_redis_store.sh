@@ -71,8 +71,10 @@ check "the interrupted task ran again" test "$(runs_of two)" = 2
 
 # --- pause and resume from other processes ---------------------------------------
 : >marks
+hold_two
 start_slow p1
 "$FLOW" pause p1 --reason lunch --store "$S" 2>perr
+release_two
 check "flow pause asks the runner" grep -q "pause requested for run p1" perr
 wait "$pid"
 rc=$?

@@ -131,8 +131,10 @@ check "... x did not run a third time" test "$(runs_of x)$(runs_of y)" = 22
 # --- a cancelled run -----------------------------------------------------------
 write_slow
 : >marks
+hold_two
 start_slow c1
 "$FLOW" cancel c1 --reason "not now" 2>/dev/null
+release_two
 wait "$pid"
 rc=$?
 rm -f two.started
