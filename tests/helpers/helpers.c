@@ -126,6 +126,26 @@ flow_task *th_add(flow *f, const char *name, flow_task_fn fn)
     return t;
 }
 
+flow_engine *th_engine;
+flow_store *th_store;
+
+int th_engine_setup(void **state)
+{
+    (void)state;
+    flow_engine_options o = {.jobs = 2};
+    th_engine = flow_engine_new(&o, NULL);
+    th_store = flow_store_open("memory:", NULL);
+    return th_engine && th_store ? 0 : -1;
+}
+
+int th_engine_teardown(void **state)
+{
+    (void)state;
+    flow_engine_free(th_engine);
+    flow_store_close(th_store);
+    return 0;
+}
+
 struct flow__store *th_store_open(const char *url)
 {
     struct flow__store *s = NULL;

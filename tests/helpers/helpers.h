@@ -45,6 +45,14 @@ int th_count_acts(flow_run *r, const char *task, flow_act_status status);
 /* Add a task (failing the test if it cannot), with body `fn` when not NULL. */
 flow_task *th_add(flow *f, const char *name, flow_task_fn fn);
 
+/* Engine tests: an engine of 2 jobs and a memory store, made by
+ * th_engine_setup and freed by th_engine_teardown (a cmocka group's setup
+ * and teardown; th_engine_setup fails when either cannot be made). */
+extern flow_engine *th_engine;
+extern flow_store *th_store;
+int th_engine_setup(void **state);
+int th_engine_teardown(void **state);
+
 /* Store tests (src/store/store.h): open `url` or fail the test; how many
  * records run `run` of `s` holds (a failed read fails the test). */
 struct flow__store;

@@ -20,27 +20,8 @@
 #include "store/store.h"
 #include "util/alloc.h"
 
-static flow_engine *engine;
-static flow_store *store;
 static atomic_int asks, befores;
 static atomic_int last_attempt;
-
-static int setup(void **state)
-{
-    (void)state;
-    flow_engine_options o = {.jobs = 2};
-    engine = flow_engine_new(&o, NULL);
-    store = flow_store_open("memory:", NULL);
-    return engine && store ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    flow_engine_free(engine);
-    flow_store_close(store);
-    return 0;
-}
 
 /* Does some work, then asks which region, then uses the answer. */
 static int t_choose(flow_ctx *ctx)
@@ -93,8 +74,8 @@ static flow *choose_flow(void)
 static flow_run *start(flow *f, const char *id, bool wait)
 {
     flow_error err = {0};
-    flow_run_options o = {.run_id = id, .store = store, .wait = wait};
-    flow_run *r = flow_run_start(engine, f, &o, &err);
+    flow_run_options o = {.run_id = id, .store = th_store, .wait = wait};
+    flow_run *r = flow_run_start(th_engine, f, &o, &err);
     if (!r)
         fail_msg("start %s: %s", id, err.message);
     return r;
@@ -103,8 +84,8 @@ static flow_run *start(flow *f, const char *id, bool wait)
 static flow_run *resume(flow *f, const char *id)
 {
     flow_error err = {0};
-    flow_run_options o = {.run_id = id, .store = store};
-    flow_run *r = flow_run_resume(engine, f, &o, &err);
+    flow_run_options o = {.run_id = id, .store = th_store};
+    flow_run *r = flow_run_resume(th_engine, f, &o, &err);
     if (!r)
         fail_msg("resume %s: %s", id, err.message);
     return r;
@@ -121,7 +102,7 @@ static void test_c_task_asks_and_resumes(void **state)
     assert_int_equal(th_count_acts(r, "other", FLOW_ACT_COMPLETED), 1); /* the rest went on */
     flow_run_free(r);
 
-    json_t *open = flow_store_feedback(store, "c1", NULL);
+    json_t *open = flow_store_feedback(th_store, "c1", NULL);
     assert_int_equal(json_array_size(open), 1);
     json_t *q = json_array_get(open, 0);
     assert_string_equal(json_string_value(json_object_get(q, "request")), "choose-1");
@@ -131,15 +112,15 @@ static void test_c_task_asks_and_resumes(void **state)
 
     flow_error err = {0};
     json_t *bad = json_string("mars");
-    assert_int_equal(flow_store_answer(store, "c1", "choose-1", bad, "ann", &err), FLOW_EINVAL);
+    assert_int_equal(flow_store_answer(th_store, "c1", "choose-1", bad, "ann", &err), FLOW_EINVAL);
     assert_non_null(strstr(err.message, "'mars' is not one of the options [\"eu\",\"us\"]"));
     json_decref(bad);
     json_t *yes = json_true();
-    assert_int_equal(flow_store_answer(store, "c1", "choose-1", yes, "ann", &err), FLOW_EINVAL);
-    assert_int_equal(flow_store_answer(store, "c1", "nope", yes, "ann", &err), FLOW_ENOTFOUND);
+    assert_int_equal(flow_store_answer(th_store, "c1", "choose-1", yes, "ann", &err), FLOW_EINVAL);
+    assert_int_equal(flow_store_answer(th_store, "c1", "nope", yes, "ann", &err), FLOW_ENOTFOUND);
     json_t *us = json_string("us");
-    assert_int_equal(flow_store_answer(store, "c1", "choose-1", us, "ann", &err), FLOW_OK);
-    assert_int_equal(flow_store_answer(store, "c1", "choose-1", us, "bob", &err), FLOW_ESTATE);
+    assert_int_equal(flow_store_answer(th_store, "c1", "choose-1", us, "ann", &err), FLOW_OK);
+    assert_int_equal(flow_store_answer(th_store, "c1", "choose-1", us, "bob", &err), FLOW_ESTATE);
     assert_non_null(strstr(err.message, "request 'choose-1' of run 'c1' was already answered by "
                                         "ann at 20"));
     json_decref(us);
@@ -177,9 +158,9 @@ struct answerer {
 static void *answer_later(void *arg)
 {
     struct answerer *a = arg;
-    wait_asked(store, a->run);
+    wait_asked(th_store, a->run);
     json_t *eu = json_string("eu");
-    flow_store_answer(store, a->run, a->request, eu, "bob", NULL);
+    flow_store_answer(th_store, a->run, a->request, eu, "bob", NULL);
     json_decref(eu);
     return NULL;
 }
@@ -273,12 +254,12 @@ static void test_feedback_task_and_bad_specs(void **state)
                           .channel_key = "name"};
     assert_int_equal(flow_task_set_feedback(t, &text, &err), FLOW_OK);
     json_t *in = json_pack("{s:s}", "who", "the cat");
-    flow_run_options o = {.run_id = "ft", .store = store, .inputs = in};
-    flow_run *r = flow_run_start(engine, f, &o, &err);
+    flow_run_options o = {.run_id = "ft", .store = th_store, .inputs = in};
+    flow_run *r = flow_run_start(th_engine, f, &o, &err);
     assert_non_null(r);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
     flow_run_free(r);
-    json_t *open = flow_store_feedback(store, NULL, NULL);
+    json_t *open = flow_store_feedback(th_store, NULL, NULL);
     bool seen = false;
     size_t i;
     json_t *q;
@@ -293,7 +274,7 @@ static void test_feedback_task_and_bad_specs(void **state)
     assert_true(seen);
     json_decref(open);
     json_t *name = json_string("Tom");
-    assert_int_equal(flow_store_answer(store, "ft", "ask-1", name, NULL, &err), FLOW_OK);
+    assert_int_equal(flow_store_answer(th_store, "ft", "ask-1", name, NULL, &err), FLOW_OK);
     json_decref(name);
     r = resume(f, "ft");
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
@@ -332,7 +313,7 @@ static void test_every_crash_point(void **state)
     assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
     flow_run_free(r);
     json_t *eu = json_string("eu");
-    assert_int_equal(flow_store_answer(store, "cut-src", "choose-1", eu, "eve", NULL), FLOW_OK);
+    assert_int_equal(flow_store_answer(th_store, "cut-src", "choose-1", eu, "eve", NULL), FLOW_OK);
     json_decref(eu);
     r = resume(f, "cut-src");
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
@@ -340,9 +321,9 @@ static void test_every_crash_point(void **state)
     flow_run_free(r);
     struct flow__jrec *recs;
     size_t count;
-    assert_int_equal(flow__store_read_all(store, "cut-src", &recs, &count, NULL), FLOW_OK);
+    assert_int_equal(flow__store_read_all(th_store, "cut-src", &recs, &count, NULL), FLOW_OK);
     struct flow__run_meta meta = {0};
-    assert_int_equal(flow__store_run_get(store->backend, "cut-src", &meta, NULL), FLOW_OK);
+    assert_int_equal(flow__store_run_get(th_store->backend, "cut-src", &meta, NULL), FLOW_OK);
     size_t answered_at = count;
     for (size_t i = 0; i < count; i++)
         if (recs[i].type == JREC_FEEDBACK_ANSWERED)
@@ -352,8 +333,8 @@ static void test_every_crash_point(void **state)
         snprintf(id, sizeof(id), "fcut-%zu", k);
         snprintf(meta.id, sizeof(meta.id), "%s", id);
         meta.status = FLOW_RUN_RUNNING;
-        assert_int_equal(flow__store_run_create(store->backend, &meta, NULL), FLOW_OK);
-        assert_int_equal(flow__store_append(store->backend, id, recs, k, 0, NULL), FLOW_OK);
+        assert_int_equal(flow__store_run_create(th_store->backend, &meta, NULL), FLOW_OK);
+        assert_int_equal(flow__store_append(th_store->backend, id, recs, k, 0, NULL), FLOW_OK);
         r = resume(f, id);
         flow_run_status s = flow_run_wait(r);
         if (k <= answered_at) { /* the answer is not in this journal: it waits again */
@@ -361,7 +342,7 @@ static void test_every_crash_point(void **state)
                 fail_msg("cut after %zu: %s, not paused", k, flow_run_status_name(s));
             flow_run_free(r);
             json_t *e2 = json_string("eu");
-            if (flow_store_answer(store, id, "choose-1", e2, "eve", NULL) != FLOW_OK)
+            if (flow_store_answer(th_store, id, "choose-1", e2, "eve", NULL) != FLOW_OK)
                 fail_msg("cut after %zu: cannot answer", k);
             json_decref(e2);
             r = resume(f, id);
@@ -388,18 +369,18 @@ static void test_late_answers_are_refused(void **state)
     flow_run *r = start(f, "late1", false);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
     flow_run_free(r);
-    json_t *open = flow_store_feedback(store, "late1", NULL);
+    json_t *open = flow_store_feedback(th_store, "late1", NULL);
     assert_false(json_is_true(json_object_get(json_array_get(open, 0), "expired")));
     json_decref(open);
     usleep(300000);
 
     flow_error err = {0};
     json_t *yes = json_true();
-    assert_int_equal(flow_store_answer(store, "late1", "go", yes, "ann", &err), FLOW_ESTATE);
+    assert_int_equal(flow_store_answer(th_store, "late1", "go", yes, "ann", &err), FLOW_ESTATE);
     assert_non_null(strstr(err.message, "request 'go' of run 'late1' expired at 20"));
     assert_non_null(strstr(err.message, "its timeout answer stands"));
     json_decref(yes);
-    open = flow_store_feedback(store, "late1", NULL);
+    open = flow_store_feedback(th_store, "late1", NULL);
     assert_int_equal(json_array_size(open), 1); /* listed, as expired */
     assert_true(json_is_true(json_object_get(json_array_get(open, 0), "expired")));
     const char *deadline = json_string_value(json_object_get(json_array_get(open, 0), "deadline"));
@@ -428,12 +409,12 @@ static void test_the_store_decides_over_a_timeout(void **state)
     flow *f = flow_new("decides", NULL);
     flow_task_set_fn(th_add(f, "timed", NULL), t_timed, dflt);
     flow_run *r = start(f, "dec1", true);
-    wait_asked(store, "dec1");
+    wait_asked(th_store, "dec1");
     json_t *ann = json_pack("{s:b,s:s,s:s}", "approved", 0, "by", "ann", "at",
                             "2030-01-01T00:00:00.000Z");
     flow_err rc;
-    FLOW__WITH_STORE(store, rc = flow__store_answer_claim(store->backend, "dec1", "go", ann, 0,
-                                                          NULL, NULL));
+    FLOW__WITH_STORE(th_store, rc = flow__store_answer_claim(th_store->backend, "dec1", "go",
+                                                             ann, 0, NULL, NULL));
     assert_int_equal(rc, FLOW_OK);
     json_decref(ann);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
@@ -447,11 +428,11 @@ static void test_the_store_decides_over_a_timeout(void **state)
     assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
     flow_run_free(r);
     json_t *bob = json_pack("{s:b,s:s}", "approved", 0, "by", "bob");
-    FLOW__WITH_STORE(store, rc = flow__store_answer_claim(store->backend, "dec2", "go", bob, 0,
-                                                          NULL, NULL));
+    FLOW__WITH_STORE(th_store, rc = flow__store_answer_claim(th_store->backend, "dec2", "go",
+                                                             bob, 0, NULL, NULL));
     assert_int_equal(rc, FLOW_OK);
     json_decref(bob);
-    json_t *open = flow_store_feedback(store, "dec2", NULL);
+    json_t *open = flow_store_feedback(th_store, "dec2", NULL);
     assert_int_equal(json_array_size(open), 0); /* answered, so not listed */
     json_decref(open);
     r = resume(f, "dec2");
@@ -534,7 +515,7 @@ static void test_answers_at_the_same_moment(void **state)
     flow_feedback req = {.type = FLOW_FEEDBACK_APPROVAL, .message = "Go?", .id = "ok"};
     assert_int_equal(flow_task_set_feedback(th_add(f, "ask", NULL), &req, NULL), FLOW_OK);
     for (int u = 0; u < 3; u++) {
-        flow_store *st = urls[u] ? flow_store_open(urls[u], NULL) : store;
+        flow_store *st = urls[u] ? flow_store_open(urls[u], NULL) : th_store;
         assert_non_null(st);
         for (int round = 0; round < 16; round++) {
             bool live = round % 2;
@@ -542,7 +523,7 @@ static void test_answers_at_the_same_moment(void **state)
             snprintf(id, sizeof(id), "race-%d-%d", u, round);
             flow_error err = {0};
             flow_run_options o = {.run_id = id, .store = st, .wait = live};
-            flow_run *r = flow_run_start(engine, f, &o, &err);
+            flow_run *r = flow_run_start(th_engine, f, &o, &err);
             assert_non_null(r);
             if (!live) {
                 assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
@@ -555,7 +536,7 @@ static void test_answers_at_the_same_moment(void **state)
             const char *won = race_once(st, urls[u], id, racers);
             if (!live) {
                 o.wait = false;
-                r = flow_run_resume(engine, f, &o, &err);
+                r = flow_run_resume(th_engine, f, &o, &err);
                 if (!r)
                     fail_msg("resume %s: %s", id, err.message);
             }
@@ -567,7 +548,7 @@ static void test_answers_at_the_same_moment(void **state)
                          live ? "a waiting runner" : "resumed", won, by ? by : "nothing");
             flow_run_free(r);
         }
-        if (st != store)
+        if (st != th_store)
             flow_store_close(st);
     }
     flow_free(f);
@@ -590,5 +571,5 @@ int main(void)
         cmocka_unit_test(test_the_store_decides_over_a_timeout),
         cmocka_unit_test(test_answers_at_the_same_moment),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_engine_setup, th_engine_teardown);
 }

@@ -18,25 +18,6 @@
 #include "exec/llm.h"
 #include "util/clock.h"
 
-static flow_engine *engine;
-static flow_store *store;
-
-static int setup(void **state)
-{
-    (void)state;
-    flow_engine_options o = {.jobs = 2};
-    engine = flow_engine_new(&o, NULL);
-    store = flow_store_open("memory:", NULL);
-    return engine && store ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    flow_engine_free(engine);
-    flow_store_close(store);
-    return 0;
-}
 
 /* ---- statuses, Retry-After, snippets --------------------------------------- */
 
@@ -344,7 +325,7 @@ static void test_fail_final(void **state)
     flow_task *t = th_add(f, "t", t_final);
     flow_task_set_retries(t, 3);
     flow_run *r = NULL;
-    assert_int_equal(th_run(engine, f, NULL, &r), FLOW_RUN_FAILED);
+    assert_int_equal(th_run(th_engine, f, NULL, &r), FLOW_RUN_FAILED);
     assert_int_equal(atomic_load(&tries), 1);
     assert_non_null(strstr(flow_run_error(r), "HTTP 404 from GET http://x/"));
     flow_run_free(r);
@@ -386,9 +367,9 @@ static void test_retry_after_delay(void **state)
     flow_task_set_retries(t, 2);
     flow_backoff b = {.delay = 10, .factor = 2, .max_delay = 60};
     flow_task_set_backoff(t, &b);
-    flow_run_options o = {.on_event = on_event, .store = store, .run_id = "later"};
+    flow_run_options o = {.on_event = on_event, .store = th_store, .run_id = "later"};
     double t0 = flow__wall_time();
-    flow_run *r = flow_run_start(engine, f, &o, NULL);
+    flow_run *r = flow_run_start(th_engine, f, &o, NULL);
     assert_non_null(r);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     double took = flow__wall_time() - t0;
@@ -398,7 +379,7 @@ static void test_retry_after_delay(void **state)
     assert_true(fabs(retry_delay - 0.3) < 1e-9);
     flow_run_free(r);
     /* The journal keeps the delay taken. */
-    json_t *log = flow_store_journal(store, "later", NULL);
+    json_t *log = flow_store_journal(th_store, "later", NULL);
     bool seen = false;
     for (size_t i = 0; i < json_array_size(log); i++) {
         json_t *rec = json_array_get(log, i);
@@ -428,7 +409,7 @@ static void test_retry_after_capped(void **state)
     flow_task *t = th_add(f, "t", t_years);
     flow_task_set_retries(t, 1);
     flow_run_options o = {.on_event = on_event};
-    flow_run *r = flow_run_start(engine, f, &o, NULL);
+    flow_run *r = flow_run_start(th_engine, f, &o, NULL);
     assert_non_null(r);
     struct timespec tick = {0, 10000000L};
     for (int i = 0; i < 500 && !atomic_load(&retry_seen); i++)
@@ -459,14 +440,14 @@ static void test_final_survives_resume(void **state)
     flow_task_optional(p, t);
     flow_task *q = th_add(f, "q", NULL);
     flow_task_after(q, p);
-    flow_run_options o = {.store = store, .run_id = "final-resume"};
-    flow_run *r = flow_run_start(engine, f, &o, NULL);
+    flow_run_options o = {.store = th_store, .run_id = "final-resume"};
+    flow_run *r = flow_run_start(th_engine, f, &o, NULL);
     assert_non_null(r);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
     flow_run_free(r);
     assert_int_equal(atomic_load(&tries), 1);
     flow_error err;
-    r = flow_run_resume(engine, f, &o, &err);
+    r = flow_run_resume(th_engine, f, &o, &err);
     assert_non_null(r);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_FAILED);
     assert_int_equal(atomic_load(&tries), 1);
@@ -492,5 +473,5 @@ int main(void)
         cmocka_unit_test(test_retry_after_capped),
         cmocka_unit_test(test_final_survives_resume),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_engine_setup, th_engine_teardown);
 }

@@ -20,8 +20,6 @@
 #include "journal/durable.h"
 #include "store/store.h"
 
-static flow_engine *engine;
-static flow_store *store;
 
 /* ---- what ran ----------------------------------------------------------- */
 
@@ -50,23 +48,6 @@ static void calls_reset(void)
     pthread_mutex_lock(&calls_mu);
     ncalls = 0;
     pthread_mutex_unlock(&calls_mu);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    flow_engine_options o = {.jobs = 2};
-    engine = flow_engine_new(&o, NULL);
-    store = flow_store_open("memory:", NULL);
-    return engine && store ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    flow_engine_free(engine);
-    flow_store_close(store);
-    return 0;
 }
 
 /* ---- a flow with every kind of record ----------------------------------- */
@@ -258,8 +239,8 @@ static flow *big_flow(const char *extra_task)
 static flow_run *start_durable(flow *f, const char *id)
 {
     flow_error err = {0};
-    flow_run_options o = {.run_id = id, .store = store};
-    flow_run *r = flow_run_start(engine, f, &o, &err);
+    flow_run_options o = {.run_id = id, .store = th_store};
+    flow_run *r = flow_run_start(th_engine, f, &o, &err);
     if (!r)
         fail_msg("start %s: %s", id, err.message);
     return r;
@@ -268,8 +249,8 @@ static flow_run *start_durable(flow *f, const char *id)
 static flow_run *resume(flow *f, const char *id)
 {
     flow_error err = {0};
-    flow_run_options o = {.run_id = id, .store = store};
-    flow_run *r = flow_run_resume(engine, f, &o, &err);
+    flow_run_options o = {.run_id = id, .store = th_store};
+    flow_run *r = flow_run_resume(th_engine, f, &o, &err);
     if (!r)
         fail_msg("resume %s: %s", id, err.message);
     return r;
@@ -291,13 +272,13 @@ static void test_every_crash_point(void **state)
     assert_true(json_equal(json_object_get(want_result, "either"), either));
     json_decref(either);
     flow_run_free(r);
-    size_t n = th_journal_length(store, "whole");
+    size_t n = th_journal_length(th_store, "whole");
     assert_true(n > 60);
 
     for (size_t k = 1; k < n; k++) {
         char id[32];
         snprintf(id, sizeof(id), "cut-%zu", k);
-        th_fork_prefix(store, "whole", id, k, FLOW_RUN_RUNNING);
+        th_fork_prefix(th_store, "whole", id, k, FLOW_RUN_RUNNING);
         calls_reset();
         r = resume(f, id);
         flow_run_status s = flow_run_wait(r);
@@ -313,7 +294,7 @@ static void test_every_crash_point(void **state)
         json_decref(got_state);
         pthread_mutex_lock(&calls_mu);
         for (size_t i = 0; i < ncalls; i++) {
-            if (th_completed_within(store, id, k, calls[i].act))
+            if (th_completed_within(th_store, id, k, calls[i].act))
                 fail_msg("cut after %zu records: %s#%llu ran again after its completion was "
                          "journaled",
                          k, calls[i].task, (unsigned long long)calls[i].act);
@@ -339,14 +320,14 @@ static void test_ended_run_is_not_run_again(void **state)
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     json_t *want = json_incref(flow_run_result(r));
     flow_run_free(r);
-    size_t n = th_journal_length(store, "ended");
+    size_t n = th_journal_length(th_store, "ended");
     calls_reset();
     r = resume(f, "ended");
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     assert_true(json_equal(flow_run_result(r), want));
     assert_int_equal(ncalls, 0);
     flow_run_free(r);
-    assert_int_equal(th_journal_length(store, "ended"), n); /* nothing written */
+    assert_int_equal(th_journal_length(th_store, "ended"), n); /* nothing written */
     json_decref(want);
     flow_free(f);
 }
@@ -358,16 +339,16 @@ static void test_changed_definition_is_refused(void **state)
     flow_run *r = start_durable(f, "changed");
     flow_run_wait(r);
     flow_run_free(r);
-    th_fork_prefix(store, "changed", "changed-cut", 5, FLOW_RUN_RUNNING);
+    th_fork_prefix(th_store, "changed", "changed-cut", 5, FLOW_RUN_RUNNING);
     flow *g = big_flow("extra");
     flow_error err = {0};
-    flow_run_options o = {.run_id = "changed-cut", .store = store};
-    assert_null(flow_run_resume(engine, g, &o, &err));
+    flow_run_options o = {.run_id = "changed-cut", .store = th_store};
+    assert_null(flow_run_resume(th_engine, g, &o, &err));
     assert_int_equal(err.code, FLOW_ESTATE);
     assert_non_null(strstr(err.message, "changed since the run started"));
     assert_non_null(strstr(err.message, "--force"));
     o.force = true;
-    r = flow_run_resume(engine, g, &o, &err);
+    r = flow_run_resume(th_engine, g, &o, &err);
     assert_non_null(r);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     flow_run_free(r);
@@ -381,15 +362,15 @@ static void copy_run(const char *from, const char *to,
                      size_t (*edit)(struct flow__jrec *recs, size_t count))
 {
     struct flow__run_meta meta = {0};
-    assert_int_equal(flow__store_run_get(store->backend, from, &meta, NULL), FLOW_OK);
+    assert_int_equal(flow__store_run_get(th_store->backend, from, &meta, NULL), FLOW_OK);
     struct flow__jrec *recs;
     size_t count;
-    assert_int_equal(flow__store_read_all(store, from, &recs, &count, NULL), FLOW_OK);
+    assert_int_equal(flow__store_read_all(th_store, from, &recs, &count, NULL), FLOW_OK);
     size_t keep = edit(recs, count);
     snprintf(meta.id, sizeof(meta.id), "%s", to);
     meta.status = FLOW_RUN_RUNNING;
-    assert_int_equal(flow__store_run_create(store->backend, &meta, NULL), FLOW_OK);
-    assert_int_equal(flow__store_append(store->backend, to, recs, keep, 0, NULL), FLOW_OK);
+    assert_int_equal(flow__store_run_create(th_store->backend, &meta, NULL), FLOW_OK);
+    assert_int_equal(flow__store_append(th_store->backend, to, recs, keep, 0, NULL), FLOW_OK);
     flow__records_free(recs, count);
     flow__run_meta_cleanup(&meta);
 }
@@ -398,8 +379,8 @@ static void copy_run(const char *from, const char *to,
 static void resume_refused(flow *f, const char *id, flow_err code, const char *needle)
 {
     flow_error err = {0};
-    flow_run_options o = {.run_id = id, .store = store};
-    assert_null(flow_run_resume(engine, f, &o, &err));
+    flow_run_options o = {.run_id = id, .store = th_store};
+    assert_null(flow_run_resume(th_engine, f, &o, &err));
     assert_int_equal(err.code, code);
     if (!strstr(err.message, needle))
         fail_msg("message '%s' lacks '%s'", err.message, needle);
@@ -580,7 +561,7 @@ static void test_pause_then_resume(void **state)
     assert_int_equal(th_count_acts(r, "gate", FLOW_ACT_COMPLETED), 1);
     assert_int_equal(count_calls("after"), 0); /* nothing new started */
     flow_run_free(r);
-    json_t *st = flow_store_run(store, "paused", NULL);
+    json_t *st = flow_store_run(th_store, "paused", NULL);
     assert_string_equal(json_string_value(json_object_get(st, "status")), "paused");
     json_decref(st);
 
@@ -672,8 +653,8 @@ static void test_second_runner_is_refused(void **state)
     flow_run *r = start_durable(f, "leased");
     wait_in_gate();
     flow_error err = {0};
-    flow_run_options o = {.run_id = "leased", .store = store};
-    assert_null(flow_run_resume(engine, f, &o, &err));
+    flow_run_options o = {.run_id = "leased", .store = th_store};
+    assert_null(flow_run_resume(th_engine, f, &o, &err));
     assert_int_equal(err.code, FLOW_EBUSY);
     assert_non_null(strstr(err.message, "leased"));
     atomic_store(&gate_open, 1);
@@ -694,10 +675,10 @@ static flow_run *race_runs[RACERS];
 static void *race_resume(void *arg)
 {
     size_t k = (size_t)(uintptr_t)arg;
-    flow_run_options o = {.run_id = race_id, .store = store};
+    flow_run_options o = {.run_id = race_id, .store = th_store};
     flow_error err = {0};
     pthread_barrier_wait(&race_barrier);
-    race_runs[k] = flow_run_resume(engine, race_flow, &o, &err);
+    race_runs[k] = flow_run_resume(th_engine, race_flow, &o, &err);
     if (!race_runs[k] && err.code != FLOW_EBUSY)
         fprintf(stderr, "resume %s: %s\n", race_id, err.message);
     return NULL;
@@ -711,9 +692,9 @@ static void test_resumes_at_once_run_it_once(void **state)
     assert_non_null(mkdtemp(dir));
     char url[64];
     snprintf(url, sizeof(url), "sqlite:%s/s.db", dir);
-    flow_store *mem = store;
-    store = flow_store_open(url, NULL);
-    assert_non_null(store);
+    flow_store *mem = th_store;
+    th_store = flow_store_open(url, NULL);
+    assert_non_null(th_store);
     race_flow = f;
     for (int round = 0; round < 30; round++) {
         char id[32];
@@ -748,8 +729,8 @@ static void test_resumes_at_once_run_it_once(void **state)
         assert_true(got >= 1);
         assert_int_equal(count_calls("after"), 1);
     }
-    flow_store_close(store);
-    store = mem;
+    flow_store_close(th_store);
+    th_store = mem;
     char cmd[96];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
@@ -767,9 +748,9 @@ static void test_lost_lease_stops_the_run(void **state)
      * past its lease. */
     flow_err rc;
     double later = (double)time(NULL) + 100;
-    FLOW__WITH_STORE(store, rc = flow__store_lease_acquire(store->backend, "taken",
-                                                           "1@elsewhere.invalid", later, 15,
-                                                           NULL));
+    FLOW__WITH_STORE(th_store, rc = flow__store_lease_acquire(th_store->backend, "taken",
+                                                              "1@elsewhere.invalid", later,
+                                                              15, NULL));
     assert_int_equal(rc, FLOW_OK);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_FAILED); /* at the next renewal */
     assert_non_null(strstr(flow_run_error(r), "lost the lease on run 'taken'"));
@@ -786,15 +767,15 @@ static void test_requests_through_the_store(void **state)
     atomic_store(&gate_open, 0);
     flow_run *r = start_durable(f, "asked");
     wait_in_gate();
-    assert_int_equal(flow_store_request(store, "asked", "cancel", "no longer needed", NULL),
+    assert_int_equal(flow_store_request(th_store, "asked", "cancel", "no longer needed", NULL),
                      FLOW_OK);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_CANCELLED);
     assert_string_equal(flow_run_error(r), "no longer needed");
     flow_run_free(r);
     flow_error err = {0};
-    assert_int_equal(flow_store_request(store, "asked", "pause", NULL, &err), FLOW_ESTATE);
+    assert_int_equal(flow_store_request(th_store, "asked", "pause", NULL, &err), FLOW_ESTATE);
     assert_non_null(strstr(err.message, "already ended"));
-    assert_int_equal(flow_store_request(store, "asked", "stop", NULL, &err), FLOW_EINVAL);
+    assert_int_equal(flow_store_request(th_store, "asked", "stop", NULL, &err), FLOW_EINVAL);
     flow_free(f);
 }
 
@@ -806,17 +787,17 @@ static void test_checkpoint_time_travel(void **state)
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     json_t *want = json_incref(flow_run_result(r));
     flow_run_free(r);
-    json_t *cps = flow_store_checkpoints(store, "travel", NULL);
+    json_t *cps = flow_store_checkpoints(th_store, "travel", NULL);
     assert_int_equal(json_array_size(cps), 1);
     assert_string_equal(json_string_value(json_object_get(json_array_get(cps, 0), "task")),
                         "final");
     json_decref(cps);
-    size_t n = th_journal_length(store, "travel");
+    size_t n = th_journal_length(th_store, "travel");
 
     calls_reset();
     flow_error err = {0};
-    flow_run_options o = {.run_id = "travel", .store = store, .from_checkpoint = "1"};
-    r = flow_run_resume(engine, f, &o, &err);
+    flow_run_options o = {.run_id = "travel", .store = th_store, .from_checkpoint = "1"};
+    r = flow_run_resume(th_engine, f, &o, &err);
     if (!r)
         fail_msg("%s", err.message);
     assert_string_equal(flow_run_id(r), "travel.from-1");
@@ -824,9 +805,9 @@ static void test_checkpoint_time_travel(void **state)
     assert_true(json_equal(flow_run_result(r), want));
     assert_int_equal(ncalls, 0); /* everything before the checkpoint had completed */
     flow_run_free(r);
-    assert_int_equal(th_journal_length(store, "travel"), n); /* the original is intact */
+    assert_int_equal(th_journal_length(th_store, "travel"), n); /* the original is intact */
     o.from_checkpoint = "7";
-    assert_null(flow_run_resume(engine, f, &o, &err));
+    assert_null(flow_run_resume(th_engine, f, &o, &err));
     assert_int_equal(err.code, FLOW_ENOTFOUND);
     json_decref(want);
     flow_free(f);
@@ -840,7 +821,7 @@ static void test_status_from_the_journal(void **state)
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     json_t *want_state = flow_run_state(r);
     flow_run_free(r);
-    json_t *st = flow_store_run(store, "shown", NULL);
+    json_t *st = flow_store_run(th_store, "shown", NULL);
     assert_string_equal(json_string_value(json_object_get(st, "status")), "completed");
     assert_true(json_equal(json_object_get(st, "state"), want_state));
     size_t i;
@@ -859,11 +840,11 @@ static void test_status_from_the_journal(void **state)
     assert_int_equal(ign_completed, 1);
     json_decref(st);
     json_decref(want_state);
-    json_t *runs = flow_store_runs(store, NULL);
+    json_t *runs = flow_store_runs(th_store, NULL);
     assert_true(json_array_size(runs) > 0);
     json_decref(runs);
     flow_error err = {0};
-    assert_null(flow_store_run(store, "nope", &err));
+    assert_null(flow_store_run(th_store, "nope", &err));
     assert_int_equal(err.code, FLOW_ENOTFOUND);
     flow_free(f);
 }
@@ -893,10 +874,10 @@ static void test_corrupt_times(void **state)
     json_t *want = json_incref(flow_run_result(r));
     flow_run_free(r);
     struct flow__run_meta meta = {0};
-    assert_int_equal(flow__store_run_get(store->backend, "times-src", &meta, NULL), FLOW_OK);
+    assert_int_equal(flow__store_run_get(th_store->backend, "times-src", &meta, NULL), FLOW_OK);
     struct flow__jrec *recs;
     size_t count;
-    assert_int_equal(flow__store_read_all(store, "times-src", &recs, &count, NULL), FLOW_OK);
+    assert_int_equal(flow__store_read_all(th_store, "times-src", &recs, &count, NULL), FLOW_OK);
     assert_true(count > 2 && recs[count - 1].type == JREC_RUN_ENDED);
     for (size_t i = 0; i < count; i++)
         recs[i].time = bad[i % (sizeof(bad) / sizeof(bad[0]))];
@@ -904,35 +885,35 @@ static void test_corrupt_times(void **state)
     meta.status = FLOW_RUN_RUNNING;
     meta.created_at = 1e308;
     meta.ended_at = NAN;
-    assert_int_equal(flow__store_run_create(store->backend, &meta, NULL), FLOW_OK);
+    assert_int_equal(flow__store_run_create(th_store->backend, &meta, NULL), FLOW_OK);
     /* cut before its end, so that the resume replays and finishes it */
-    assert_int_equal(flow__store_append(store->backend, "times-bad", recs, count - 1, 0, NULL),
+    assert_int_equal(flow__store_append(th_store->backend, "times-bad", recs, count - 1, 0, NULL),
                      FLOW_OK);
     flow__records_free(recs, count);
     flow__run_meta_cleanup(&meta);
 
-    json_t *st = flow_store_run(store, "times-bad", NULL);
+    json_t *st = flow_store_run(th_store, "times-bad", NULL);
     assert_non_null(st);
     assert_true(json_is_null(json_object_get(st, "created_at")));
     assert_true(json_is_null(json_object_get(st, "ended_at")));
     assert_times_null(json_object_get(st, "tasks"), "started_at");
     assert_times_null(json_object_get(st, "tasks"), "ended_at");
     json_decref(st);
-    json_t *j = flow_store_journal(store, "times-bad", NULL);
+    json_t *j = flow_store_journal(th_store, "times-bad", NULL);
     assert_true(json_array_size(j) == count - 1);
     assert_times_null(j, "time");
     json_decref(j);
-    j = flow_store_checkpoints(store, "times-bad", NULL);
+    j = flow_store_checkpoints(th_store, "times-bad", NULL);
     assert_non_null(j);
     assert_times_null(j, "created_at");
     json_decref(j);
-    j = flow_store_runs(store, NULL);
+    j = flow_store_runs(th_store, NULL);
     assert_non_null(j);
     json_decref(j);
 
     flow_error err = {0};
-    flow_run_options o = {.run_id = "times-bad", .store = store};
-    r = flow_run_resume(engine, f, &o, &err);
+    flow_run_options o = {.run_id = "times-bad", .store = th_store};
+    r = flow_run_resume(th_engine, f, &o, &err);
     if (!r)
         fail_msg("resume: %s", err.message);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
@@ -972,10 +953,10 @@ static int t_write_state(flow_ctx *ctx)
 static void test_writer_and_scheduler_share_the_state(void **state)
 {
     (void)state;
-    memory_ops = store->backend->ops;
+    memory_ops = th_store->backend->ops;
     struct flow__store_ops slow = *memory_ops;
     slow.append = slow_append;
-    store->backend->ops = &slow;
+    th_store->backend->ops = &slow;
     flow *f = flow_new("shared_state", NULL);
     json_t *init = json_pack("{s:{s:[i]}}", "seed", "deep", 1);
     flow_set_initial_state(f, init);
@@ -984,7 +965,7 @@ static void test_writer_and_scheduler_share_the_state(void **state)
     flow_run *r = start_durable(f, "shared-state");
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     flow_run_free(r);
-    store->backend->ops = memory_ops;
+    th_store->backend->ops = memory_ops;
     flow_free(f);
 }
 
@@ -998,7 +979,7 @@ static void *read_journal(void *arg)
 {
     struct journal_reader *jr = arg;
     while (!atomic_load(&jr->stop)) {
-        json_t *j = flow_store_journal(store, jr->run_id, NULL);
+        json_t *j = flow_store_journal(th_store, jr->run_id, NULL);
         if (j)
             jr->reads++;
         json_decref(j);
@@ -1063,5 +1044,5 @@ int main(void)
         cmocka_unit_test(test_writer_and_scheduler_share_the_state),
         cmocka_unit_test(test_reader_of_a_live_journal),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_engine_setup, th_engine_teardown);
 }

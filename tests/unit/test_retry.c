@@ -18,8 +18,6 @@
 
 #include "store/handle.h"
 
-static flow_engine *engine;
-static flow_store *store;
 
 /* ---- what ran, and what is broken ---------------------------------------- */
 
@@ -138,30 +136,13 @@ static int t_echo(flow_ctx *ctx)
     return flow_ctx_set_output(ctx, flow_ctx_input(ctx)) ? 1 : 0;
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    flow_engine_options o = {.jobs = 2};
-    engine = flow_engine_new(&o, NULL);
-    store = flow_store_open("memory:", NULL);
-    return engine && store ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    flow_engine_free(engine);
-    flow_store_close(store);
-    return 0;
-}
-
 /* ---- running, retrying, reading ----------------------------------------- */
 
 static flow_run_status run(flow *f, const char *id)
 {
     flow_error err = {0};
-    flow_run_options o = {.run_id = id, .store = store};
-    flow_run *r = flow_run_start(engine, f, &o, &err);
+    flow_run_options o = {.run_id = id, .store = th_store};
+    flow_run *r = flow_run_start(th_engine, f, &o, &err);
     if (!r)
         fail_msg("start %s: %s", id, err.message);
     flow_run_status s = flow_run_wait(r);
@@ -174,8 +155,8 @@ static flow_run_status run(flow *f, const char *id)
 static flow_run_status retry(flow *f, const char *id, const char *const *tasks, json_t **result)
 {
     flow_error err = {0};
-    flow_run_options o = {.run_id = id, .store = store, .by = "tester"};
-    flow_run *r = flow_run_retry(engine, f, &o, tasks, &err);
+    flow_run_options o = {.run_id = id, .store = th_store, .by = "tester"};
+    flow_run *r = flow_run_retry(th_engine, f, &o, tasks, &err);
     if (!r)
         fail_msg("retry %s: %s", id, err.message);
     flow_run_status s = flow_run_wait(r);
@@ -190,8 +171,8 @@ static void refused(flow *f, const char *id, const char *const *tasks, flow_err 
                     const char *what)
 {
     flow_error err = {0};
-    flow_run_options o = {.run_id = id, .store = store};
-    flow_run *r = flow_run_retry(engine, f, &o, tasks, &err);
+    flow_run_options o = {.run_id = id, .store = th_store};
+    flow_run *r = flow_run_retry(th_engine, f, &o, tasks, &err);
     if (r) {
         flow_run_wait(r);
         flow_run_free(r);
@@ -206,7 +187,7 @@ static void refused(flow *f, const char *id, const char *const *tasks, flow_err 
  * attempts of the last one. */
 static int stored_acts(const char *id, const char *task, const char **status, int *attempts)
 {
-    json_t *run = flow_store_run(store, id, NULL);
+    json_t *run = flow_store_run(th_store, id, NULL);
     assert_non_null(run);
     int n = 0;
     size_t i;
@@ -230,7 +211,7 @@ static int stored_acts(const char *id, const char *task, const char **status, in
 static const char *stored_status(const char *id)
 {
     static char st[32];
-    json_t *run = flow_store_run(store, id, NULL);
+    json_t *run = flow_store_run(th_store, id, NULL);
     assert_non_null(run);
     snprintf(st, sizeof(st), "%s", json_string_value(json_object_get(run, "status")));
     json_decref(run);
@@ -243,7 +224,7 @@ static int records_of(const char *id, int type)
     struct flow__jrec *recs;
     size_t count;
     int n = 0;
-    assert_int_equal(flow__store_read_all(store, id, &recs, &count, NULL), FLOW_OK);
+    assert_int_equal(flow__store_read_all(th_store, id, &recs, &count, NULL), FLOW_OK);
     for (size_t i = 0; i < count; i++)
         n += recs[i].type == type;
     flow__records_free(recs, count);
@@ -291,7 +272,7 @@ static void test_failed_task_runs_again(void **state)
     assert_string_equal(stored_status("ch1"), "completed");
     assert_int_equal(records_of("ch1", JREC_RUN_RETRIED), 1);
     /* The journal shows the retry, who asked, and what ran again. */
-    json_t *j = flow_store_journal(store, "ch1", NULL);
+    json_t *j = flow_store_journal(th_store, "ch1", NULL);
     size_t i;
     json_t *rec;
     bool seen = false;
@@ -311,8 +292,8 @@ static void test_failed_task_runs_again(void **state)
     json_decref(j);
     /* A completed retry is a completed run: resuming it runs nothing. */
     flow_error err = {0};
-    flow_run_options o = {.run_id = "ch1", .store = store};
-    flow_run *r = flow_run_resume(engine, f, &o, &err);
+    flow_run_options o = {.run_id = "ch1", .store = th_store};
+    flow_run *r = flow_run_resume(th_engine, f, &o, &err);
     assert_non_null(r);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     assert_string_equal(json_string_value(flow_run_result(r)), "c");
@@ -443,8 +424,8 @@ static flow_run_status run_items(flow *f, const char *id, int n)
         json_array_append_new(items, json_integer(i));
     json_t *in = json_pack("{s:o}", "items", items);
     flow_error err = {0};
-    flow_run_options o = {.run_id = id, .store = store, .inputs = in};
-    flow_run *r = flow_run_start(engine, f, &o, &err);
+    flow_run_options o = {.run_id = id, .store = th_store, .inputs = in};
+    flow_run *r = flow_run_start(th_engine, f, &o, &err);
     json_decref(in);
     if (!r)
         fail_msg("start %s: %s", id, err.message);
@@ -499,7 +480,7 @@ static void test_foreach_stopped_by_a_failure(void **state)
     int again = count_calls("fan");
     /* every item completed once in all: those that completed the first time
      * did not run again */
-    json_t *runj = flow_store_run(store, "fe2", NULL);
+    json_t *runj = flow_store_run(th_store, "fe2", NULL);
     size_t i;
     json_t *t;
     int completed = 0;
@@ -530,8 +511,8 @@ static void test_named_task_only(void **state)
     breaking(NULL, NULL);
     const char *only_x[] = {"x", NULL};
     flow_error err = {0};
-    flow_run_options o = {.run_id = "n1", .store = store};
-    flow_run *r = flow_run_retry(engine, f, &o, only_x, &err);
+    flow_run_options o = {.run_id = "n1", .store = th_store};
+    flow_run *r = flow_run_retry(th_engine, f, &o, only_x, &err);
     assert_non_null(r);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_FAILED); /* y was not retried */
     assert_non_null(strstr(flow_run_error(r), "task 'y' failed"));
@@ -724,26 +705,26 @@ static void test_feedback_timed_out(void **state)
     flow_feedback q = {.type = FLOW_FEEDBACK_APPROVAL, .message = "ok?", .timeout = 0.05};
     assert_int_equal(flow_task_set_feedback(ask, &q, NULL), FLOW_OK);
     flow_error err = {0};
-    flow_run_options o = {.run_id = "fb-t", .store = store, .wait = true};
-    flow_run *r = flow_run_start(engine, f, &o, &err);
+    flow_run_options o = {.run_id = "fb-t", .store = th_store, .wait = true};
+    flow_run *r = flow_run_start(th_engine, f, &o, &err);
     assert_non_null(r);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_FAILED); /* no answer, no default */
     flow_run_free(r);
     /* The retry asks again, under a new id, and waits for the answer. */
     o.wait = false;
     o.by = NULL;
-    r = flow_run_retry(engine, f, &o, NULL, &err);
+    r = flow_run_retry(th_engine, f, &o, NULL, &err);
     assert_non_null(r);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
     flow_run_free(r);
-    json_t *open = flow_store_feedback(store, "fb-t", NULL);
+    json_t *open = flow_store_feedback(th_store, "fb-t", NULL);
     assert_int_equal(json_array_size(open), 1);
     const char *id = json_string_value(json_object_get(json_array_get(open, 0), "request"));
     assert_string_equal(id, "ask-1.retry1");
-    assert_int_equal(flow_store_answer(store, "fb-t", "ask-1.retry1", json_true(), "me", &err),
+    assert_int_equal(flow_store_answer(th_store, "fb-t", "ask-1.retry1", json_true(), "me", &err),
                      FLOW_OK);
     json_decref(open);
-    r = flow_run_resume(engine, f, &o, &err);
+    r = flow_run_resume(th_engine, f, &o, &err);
     assert_non_null(r);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     assert_true(json_is_true(json_object_get(flow_run_result(r), "approved")));
@@ -828,8 +809,8 @@ static void test_cancelled_run(void **state)
     breaking(NULL, NULL);
     atomic_store(&gate, 0);
     flow_error err = {0};
-    flow_run_options o = {.run_id = "cx1", .store = store};
-    flow_run *r = flow_run_start(engine, f, &o, &err);
+    flow_run_options o = {.run_id = "cx1", .store = th_store};
+    flow_run *r = flow_run_start(th_engine, f, &o, &err);
     assert_non_null(r);
     while (!atomic_load(&gate))
         usleep(1000);
@@ -855,20 +836,20 @@ static void test_refusals_change_nothing(void **state)
     flow *f = chain();
     breaking(NULL, NULL);
     assert_int_equal(run(f, "done"), FLOW_RUN_COMPLETED);
-    size_t n = th_journal_length(store, "done");
+    size_t n = th_journal_length(th_store, "done");
     refused(f, "done", NULL, FLOW_ESTATE, "run 'done' completed: nothing to retry");
-    assert_int_equal(th_journal_length(store, "done"), n);
+    assert_int_equal(th_journal_length(th_store, "done"), n);
 
     refused(f, "nosuch", NULL, FLOW_ENOTFOUND, "nosuch");
 
     breaking("b", NULL);
     assert_int_equal(run(f, "bad"), FLOW_RUN_FAILED);
-    n = th_journal_length(store, "bad");
+    n = th_journal_length(th_store, "bad");
     const char *unknown[] = {"b", "nope", NULL};
     refused(f, "bad", unknown, FLOW_EINVAL, "unknown task 'nope'");
     const char *never[] = {"c", NULL};
     refused(f, "bad", never, FLOW_EINVAL, "task 'c' never ran in run 'bad'");
-    assert_int_equal(th_journal_length(store, "bad"), n);
+    assert_int_equal(th_journal_length(th_store, "bad"), n);
     assert_string_equal(stored_status("bad"), "failed");
 
     /* a skipped task, named without the failure that skipped it */
@@ -886,8 +867,8 @@ static void test_refusals_change_nothing(void **state)
     atomic_store(&gate, 0);
     flow *g = flow_new("gated", NULL);
     th_add(g, "gate", t_gate);
-    flow_run_options o = {.run_id = "pz", .store = store};
-    flow_run *r = flow_run_start(engine, g, &o, NULL);
+    flow_run_options o = {.run_id = "pz", .store = th_store};
+    flow_run *r = flow_run_start(th_engine, g, &o, NULL);
     assert_non_null(r);
     while (!atomic_load(&gate))
         usleep(1000);
@@ -903,7 +884,7 @@ static void test_refusals_change_nothing(void **state)
     flow *g2 = flow_new("gated2", NULL);
     flow_task *gt = th_add(g2, "gate", t_gate);
     flow_task_after(th_add(g2, "then", t_work), gt);
-    r = flow_run_start(engine, g2, &o, NULL);
+    r = flow_run_start(th_engine, g2, &o, NULL);
     assert_non_null(r);
     while (!atomic_load(&gate))
         usleep(1000);
@@ -911,9 +892,9 @@ static void test_refusals_change_nothing(void **state)
     atomic_store(&gate, 2);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_PAUSED);
     flow_run_free(r);
-    n = th_journal_length(store, "pz2");
+    n = th_journal_length(th_store, "pz2");
     refused(g2, "pz2", NULL, FLOW_ESTATE, "run 'pz2' is paused");
-    assert_int_equal(th_journal_length(store, "pz2"), n);
+    assert_int_equal(th_journal_length(th_store, "pz2"), n);
     flow_free(g);
     flow_free(g2);
 
@@ -932,9 +913,9 @@ static void test_stopped_run_is_refused(void **state)
     flow *f = chain();
     breaking(NULL, NULL);
     assert_int_equal(run(f, "whole"), FLOW_RUN_COMPLETED);
-    th_fork_prefix(store, "whole", "cut", 4, FLOW_RUN_RUNNING);
+    th_fork_prefix(th_store, "whole", "cut", 4, FLOW_RUN_RUNNING);
     refused(f, "cut", NULL, FLOW_ESTATE, "stopped before it ended");
-    assert_int_equal(th_journal_length(store, "cut"), 4);
+    assert_int_equal(th_journal_length(th_store, "cut"), 4);
     flow_free(f);
 }
 
@@ -947,9 +928,9 @@ static void test_cancelled_while_nobody_ran_it(void **state)
     flow *f = chain();
     breaking(NULL, NULL);
     assert_int_equal(run(f, "whole2"), FLOW_RUN_COMPLETED);
-    th_fork_prefix(store, "whole2", "orphan", 5, FLOW_RUN_RUNNING); /* b started, never ended */
+    th_fork_prefix(th_store, "whole2", "orphan", 5, FLOW_RUN_RUNNING); /* b started, never ended */
     assert_string_equal(stored_status("orphan"), "stopped");
-    assert_int_equal(flow_store_request(store, "orphan", "cancel", "given up", NULL), FLOW_OK);
+    assert_int_equal(flow_store_request(th_store, "orphan", "cancel", "given up", NULL), FLOW_OK);
     assert_string_equal(stored_status("orphan"), "cancelled");
     breaking(NULL, NULL);
     json_t *result = NULL;
@@ -972,14 +953,14 @@ static void test_foreach_cancelled_while_nobody_ran_it(void **state)
     assert_int_equal(run_items(f, "fan-whole", 6), FLOW_RUN_COMPLETED);
     struct flow__jrec *recs;
     size_t count, cut = 0;
-    assert_int_equal(flow__store_read_all(store, "fan-whole", &recs, &count, NULL), FLOW_OK);
+    assert_int_equal(flow__store_read_all(th_store, "fan-whole", &recs, &count, NULL), FLOW_OK);
     for (size_t i = 0; i < count && !cut; i++)
         if (recs[i].type == JREC_ACT_COMPLETED && recs[i].act > 1)
             cut = i + 1; /* the first element completed, the next running */
     flow__records_free(recs, count);
     assert_true(cut > 0);
-    th_fork_prefix(store, "fan-whole", "fan-cut", cut, FLOW_RUN_RUNNING);
-    assert_int_equal(flow_store_request(store, "fan-cut", "cancel", NULL, NULL), FLOW_OK);
+    th_fork_prefix(th_store, "fan-whole", "fan-cut", cut, FLOW_RUN_RUNNING);
+    assert_int_equal(flow_store_request(th_store, "fan-cut", "cancel", NULL, NULL), FLOW_OK);
     breaking(NULL, NULL);
     json_t *result = NULL;
     assert_int_equal(retry(f, "fan-cut", NULL, &result), FLOW_RUN_COMPLETED);
@@ -988,8 +969,8 @@ static void test_foreach_cancelled_while_nobody_ran_it(void **state)
     assert_int_equal(count_calls("fan"), 5); /* all but the one that completed */
     /* Replayed (a resume of the ended run replays the retry), it agrees. */
     flow_error err = {0};
-    flow_run_options o = {.run_id = "fan-cut", .store = store};
-    flow_run *r = flow_run_resume(engine, f, &o, &err);
+    flow_run_options o = {.run_id = "fan-cut", .store = th_store};
+    flow_run *r = flow_run_resume(th_engine, f, &o, &err);
     assert_non_null(r);
     assert_int_equal(flow_run_wait(r), FLOW_RUN_COMPLETED);
     assert_int_equal(json_integer_value(flow_run_result(r)), 150);
@@ -1004,7 +985,7 @@ static size_t index_of(const char *id, int type)
     struct flow__jrec *recs;
     size_t count;
     size_t at = 0;
-    assert_int_equal(flow__store_read_all(store, id, &recs, &count, NULL), FLOW_OK);
+    assert_int_equal(flow__store_read_all(th_store, id, &recs, &count, NULL), FLOW_OK);
     for (size_t i = 0; i < count; i++)
         if (recs[i].type == type)
             at = i;
@@ -1030,7 +1011,7 @@ static void test_crash_during_retry(void **state)
     breaking(NULL, NULL);
     json_t *want = NULL;
     assert_int_equal(retry(f, "cr", NULL, &want), FLOW_RUN_COMPLETED);
-    size_t n = th_journal_length(store, "cr");
+    size_t n = th_journal_length(th_store, "cr");
     size_t from = index_of("cr", JREC_RUN_RETRIED);
     assert_true(from > 0);
     for (size_t k = from + 1; k < n; k++) {
@@ -1038,13 +1019,13 @@ static void test_crash_during_retry(void **state)
         snprintf(id, sizeof(id), "cr-%zu", k);
         /* the store's status as a crash there leaves it: still failed right
          * after the record, running afterwards */
-        th_fork_prefix(store, "cr", id, k, k == from + 1 ? FLOW_RUN_FAILED : FLOW_RUN_RUNNING);
+        th_fork_prefix(th_store, "cr", id, k, k == from + 1 ? FLOW_RUN_FAILED : FLOW_RUN_RUNNING);
         assert_string_equal(stored_status(id), "stopped");
         refused(f, id, NULL, FLOW_ESTATE, "stopped before it ended");
         breaking(NULL, NULL);
         flow_error err = {0};
-        flow_run_options o = {.run_id = id, .store = store};
-        flow_run *r = flow_run_resume(engine, f, &o, &err);
+        flow_run_options o = {.run_id = id, .store = th_store};
+        flow_run *r = flow_run_resume(th_engine, f, &o, &err);
         if (!r)
             fail_msg("resume after %zu records: %s", k, err.message);
         flow_run_status s = flow_run_wait(r);
@@ -1056,7 +1037,7 @@ static void test_crash_during_retry(void **state)
         flow_run_free(r);
         pthread_mutex_lock(&mu);
         for (size_t i = 0; i < ncalls; i++)
-            if (th_completed_within(store, id, k, calls[i].act))
+            if (th_completed_within(th_store, id, k, calls[i].act))
                 fail_msg("after %zu records: %s#%llu ran again after its completion was "
                          "journaled",
                          k, calls[i].task, (unsigned long long)calls[i].act);
@@ -1092,5 +1073,5 @@ int main(void)
         cmocka_unit_test(test_foreach_cancelled_while_nobody_ran_it),
         cmocka_unit_test(test_crash_during_retry),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, th_engine_setup, th_engine_teardown);
 }

@@ -21,70 +21,12 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "redis_server.h"
+#include "store_cases.h"
 
 #include "store/store.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/redact.h"
-
-struct backend {
-    const char *name;
-    const char *rel; /* the store's path under the temp dir; NULL: memory, redis */
-    bool redis;      /* on the suite's redis-server */
-};
-
-struct fixture {
-    const struct backend *b;
-    char *dir; /* the temp dir */
-    char *url;
-    char prefix[32]; /* redis: this case's key prefix */
-    struct flow__store *s;
-};
-
-static struct th_redis redis_srv;
-static int redis_cases;
-
-static const struct backend backends[] = {
-    {"sqlite", "x/flow.db", false},
-    {"disk", "d", false},
-    {"memory", NULL, false},
-    {"redis", NULL, true},
-};
-
-static int setup(void **state)
-{
-    struct fixture *fx = calloc(1, sizeof(*fx));
-    fx->b = *state;
-    fx->dir = th_tempdir();
-    if (fx->b->rel) {
-        fx->url = flow__asprintf("%s:%s/%s", fx->b->name, fx->dir, fx->b->rel);
-    } else if (fx->b->redis) {
-        snprintf(fx->prefix, sizeof(fx->prefix), "c%ld_%d", (long)getpid(), ++redis_cases);
-        fx->url = flow__asprintf("%s?prefix=%s", redis_srv.url, fx->prefix);
-    } else {
-        fx->url = flow__asprintf("%s:", fx->b->name);
-    }
-    fx->s = th_store_open(fx->url);
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *fx = *state;
-    flow__store_close(fx->s);
-    th_rmtree(fx->dir);
-    free(fx->dir);
-    flow__free(fx->url);
-    free(fx);
-    return 0;
-}
-
-static bool durable(const struct fixture *fx)
-{
-    return flow__store_has_cap(fx->s, FLOW__STORE_CAP_DURABLE);
-}
 
 /* ---- calls ----------------------------------------------------------------- */
 
@@ -144,14 +86,14 @@ static void holds(struct flow__store *s, const char *f, const char *t, const cha
 
 static void test_version(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     assert_int_equal(fx->s->ops->version, 4);
     assert_true(flow__store_has_cache(fx->s));
 }
 
 static void test_put_get(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     double now = flow__wall_time();
     assert_null(get(fx->s, "f", "t", "k", now, NULL)); /* nothing yet, not even a cache */
     json_t *v = json_pack("{s:{s:[i,s,n,b]},s:{s:s},s:[[s,s,i]]}", "output", "list", 1, "two",
@@ -176,7 +118,7 @@ static void test_put_get(void **state)
 /* Names are three texts of any bytes: none stands for another. */
 static void test_names_apart(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     double now = flow__wall_time();
     static const char *const names[][3] = {
         {"a", "b", "c"},      {"a", "b:c", ""},   {"a:b", "c", ""},  {"a", "", "b:c"},
@@ -207,7 +149,7 @@ static void test_names_apart(void **state)
 
 static void test_replace(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     double now = flow__wall_time();
     put(fx->s, "f", "t", "k", json_integer(1), now, now + 100);
     put(fx->s, "f", "t", "k", json_integer(2), now + 1, 0); /* the expiry goes too */
@@ -221,7 +163,7 @@ static void test_replace(void **state)
 
 static void test_expiry(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     double now = flow__wall_time();
     put(fx->s, "f", "t", "k", json_integer(1), now, now + 30);
     json_t *one = json_integer(1);
@@ -233,7 +175,7 @@ static void test_expiry(void **state)
 
 static void test_gc(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     double now = flow__wall_time();
     assert_int_equal(gc(fx->s, now, false), 0); /* nothing ever cached */
     assert_int_equal(gc(fx->s, now, true), 0);
@@ -263,8 +205,8 @@ static void test_gc(void **state)
 
 static void test_reopen(void **state)
 {
-    struct fixture *fx = *state;
-    if (!durable(fx))
+    struct th_store_case *fx = *state;
+    if (!th_store_durable(fx))
         skip();
     double now = flow__wall_time();
     put(fx->s, "f", "t", "k", json_pack("{s:s}", "output", "kept"), now, now + 60);
@@ -279,8 +221,8 @@ static void test_reopen(void **state)
  * entry at once. */
 static void test_two_handles(void **state)
 {
-    struct fixture *fx = *state;
-    if (!flow__store_has_cap(fx->s, FLOW__STORE_CAP_CROSS_PROCESS))
+    struct th_store_case *fx = *state;
+    if (!th_store_shared(fx))
         skip();
     struct flow__store *other = th_store_open(fx->url);
     double now = flow__wall_time();
@@ -301,7 +243,7 @@ static void test_two_handles(void **state)
  * the next put, and gc removes it. */
 static void test_damaged(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     double now = flow__wall_time();
     put(fx->s, "f", "t", "k", json_integer(1), now, 0);
     if (!strcmp(fx->b->name, "disk")) {
@@ -333,7 +275,7 @@ static void test_damaged(void **state)
         char name[33];
         flow__cache_name("f", "t", "k", name);
         snprintf(k, sizeof(k), "%s:cache:%s", fx->prefix, name);
-        free(th_redis_do(&redis_srv, "SET %s {\"flow", k));
+        free(th_redis_do(&th_store_redis, "SET %s {\"flow", k));
     } else {
         skip(); /* nothing to damage in memory */
     }
@@ -350,7 +292,7 @@ static void test_damaged(void **state)
  * one is not kept at all (redacted, it would name another entry). */
 static void test_secrets(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     setenv("CACHE_TEST_SECRET", "hunter2-value", 1);
     const char *names[] = {"CACHE_TEST_SECRET"};
     struct flow__secrets *sec = NULL;
@@ -375,12 +317,12 @@ static void test_secrets(void **state)
 /* Redis: gc with `all` removes this prefix's entries only. */
 static void test_prefixes_apart(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     if (!fx->b->redis)
         skip();
     /* A store whose prefix is this one's and ":cache": its keys begin with
      * what this one's entries do. */
-    char *url = flow__asprintf("%s?prefix=%s:cache", redis_srv.url, fx->prefix);
+    char *url = flow__asprintf("%s?prefix=%s:cache", th_store_redis.url, fx->prefix);
     struct flow__store *other = th_store_open(url);
     struct flow__run_meta m = {.id = "r1", .status = FLOW_RUN_RUNNING, .created_at = 1};
     flow_error err;
@@ -449,35 +391,11 @@ static void cache_child(const char *url, int id, int fd)
 
 static void test_procs(void **state)
 {
-    struct fixture *fx = *state;
-    if (!flow__store_has_cap(fx->s, FLOW__STORE_CAP_CROSS_PROCESS))
+    struct th_store_case *fx = *state;
+    if (!th_store_shared(fx))
         skip();
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pids[PROCS];
-    for (int i = 0; i < PROCS; i++) {
-        pids[i] = fork();
-        assert_true(pids[i] >= 0);
-        if (pids[i] == 0) {
-            close(fds[0]);
-            cache_child(fx->url, i, fds[1]);
-        }
-    }
-    close(fds[1]);
-    char out[1024] = "";
-    size_t len = 0;
-    ssize_t n;
-    while ((n = read(fds[0], out + len, sizeof(out) - 1 - len)) > 0)
-        len += (size_t)n;
-    out[len] = '\0';
-    close(fds[0]);
-    for (int i = 0; i < PROCS; i++) {
-        int st;
-        assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-            fail_msg("child %d saw a torn or missing entry (status %d): %s", i,
-                     WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
-    }
+    /* a child exits non-zero when it saw a torn or missing entry */
+    free(th_store_children(fx->url, PROCS, cache_child));
 }
 
 #define CASES(X)                                                                                 \
@@ -496,19 +414,8 @@ static void test_procs(void **state)
 
 int main(void)
 {
-#define ROW(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown),
+#define ROW(fn) cmocka_unit_test_setup_teardown(fn, th_store_setup, th_store_teardown),
     const struct CMUnitTest suite[] = {CASES(ROW)};
 #undef ROW
-    int failed = 0;
-    th_redis_start(&redis_srv, NULL);
-    for (size_t b = 0; b < FLOW__ARRAY_LEN(backends); b++) {
-        struct CMUnitTest tests[FLOW__ARRAY_LEN(suite)];
-        memcpy(tests, suite, sizeof(suite));
-        for (size_t i = 0; i < FLOW__ARRAY_LEN(tests); i++)
-            tests[i].initial_state = (void *)&backends[b];
-        failed += _cmocka_run_group_tests(backends[b].name, tests, FLOW__ARRAY_LEN(tests), NULL,
-                                          NULL);
-    }
-    th_redis_stop(&redis_srv);
-    return failed;
+    return th_store_suites('c', NULL, suite, FLOW__ARRAY_LEN(suite));
 }

@@ -26,7 +26,7 @@
 #include <zlib.h>
 
 #include "helpers.h"
-#include "redis_server.h"
+#include "store_cases.h"
 
 #include "store/compress.h"
 #include "store/record.h"
@@ -68,78 +68,21 @@ static void count_free(void *ptr)
     free(ptr);
 }
 
-/* ---- backends -------------------------------------------------------------- */
+/* ---- the cases' fixture ---------------------------------------------------- */
 
-static struct th_redis redis_srv;
-static int redis_cases;
-
-struct backend {
-    const char *name;
-    const char *rel; /* the store's path under the temp dir; NULL: memory, redis */
-    bool redis;
-};
-
-static const struct backend backends[] = {
-    {"sqlite", "x/flow.db", false},
-    {"disk", "d", false},
-    {"memory", NULL, false},
-    {"redis", NULL, true},
-};
-
-struct fixture {
-    const struct backend *b;
-    char *dir;
-    char *path; /* sqlite: the file; disk: the directory */
-    char *url;
-    char prefix[32]; /* redis: this case's key prefix */
-    struct flow__store *s;
-};
-
+/* Every case starts and ends at the default threshold. */
 static int setup(void **state)
 {
-    struct fixture *fx = calloc(1, sizeof(*fx));
-    fx->b = *state;
-    fx->dir = th_tempdir();
-    if (fx->b->rel) {
-        fx->path = flow__asprintf("%s/%s", fx->dir, fx->b->rel);
-        fx->url = flow__asprintf("%s:%s", fx->b->name, fx->path);
-    } else if (fx->b->redis) {
-        snprintf(fx->prefix, sizeof(fx->prefix), "z%ld_%d", (long)getpid(), ++redis_cases);
-        fx->url = flow__asprintf("%s?prefix=%s", redis_srv.url, fx->prefix);
-    } else {
-        fx->url = flow__asprintf("memory:");
-    }
-    fx->s = th_store_open(fx->url);
+    th_store_setup(state);
     flow__z_set_threshold(FLOW__Z_THRESHOLD);
-    *state = fx;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    struct fixture *fx = *state;
-    flow__store_close(fx->s);
-    th_rmtree(fx->dir);
-    free(fx->dir);
-    flow__free(fx->path);
-    flow__free(fx->url);
-    free(fx);
+    th_store_teardown(state);
     flow__z_set_threshold(FLOW__Z_THRESHOLD);
     return 0;
-}
-
-static bool durable(const struct fixture *fx)
-{
-    return flow__store_has_cap(fx->s, FLOW__STORE_CAP_DURABLE);
-}
-
-/* Close and open again: what is read back comes from the store's bytes. */
-static void reopen(struct fixture *fx)
-{
-    if (!durable(fx))
-        return;
-    flow__store_close(fx->s);
-    fx->s = th_store_open(fx->url);
 }
 
 /* ---- values ---------------------------------------------------------------- */
@@ -231,7 +174,7 @@ static void journal_free(struct journal *j)
         json_decref(j->recs[i].payload);
 }
 
-static void journal_write(struct fixture *fx, const char *id, const struct journal *j)
+static void journal_write(struct th_store_case *fx, const char *id, const struct journal *j)
 {
     struct flow__run_meta m = {0};
     snprintf(m.id, sizeof(m.id), "%s", id);
@@ -286,7 +229,7 @@ static flow_err check_rec(void *udata, uint64_t seq, const struct flow__jrec *re
 
 /* Run `id` reads back as `j` wrote it: metadata, inputs, every record;
  * with `middle`, read from its middle too (a journal follower's read). */
-static void journal_check(struct fixture *fx, const char *id, const struct journal *j,
+static void journal_check(struct th_store_case *fx, const char *id, const struct journal *j,
                           bool middle)
 {
     flow_error err = {0};
@@ -317,7 +260,7 @@ static long long file_size(const char *path)
 }
 
 /* Bytes of the files of run `id` in a disk store (its directory, flat). */
-static long long disk_run_bytes(const struct fixture *fx, const char *id)
+static long long disk_run_bytes(const struct th_store_case *fx, const char *id)
 {
     char *dir = flow__asprintf("%s/runs/%s", fx->path, id);
     DIR *d = opendir(dir);
@@ -339,7 +282,7 @@ static long long disk_run_bytes(const struct fixture *fx, const char *id)
 /* MEMORY USAGE of key P:KIND:ID, every element counted. */
 static long long redis_usage(const char *prefix, const char *kind, const char *id)
 {
-    char *r = th_redis_do(&redis_srv, "MEMORY USAGE %s:%s:%s SAMPLES 0", prefix, kind, id);
+    char *r = th_redis_do(&th_store_redis, "MEMORY USAGE %s:%s:%s SAMPLES 0", prefix, kind, id);
     assert_non_null(r);
     long long v = strtoll(r, NULL, 10);
     free(r);
@@ -348,7 +291,7 @@ static long long redis_usage(const char *prefix, const char *kind, const char *i
 
 /* What the backend keeps of run `id` (durable stores closed first, so a
  * SQLite WAL is checkpointed into the file). Memory: no measure here. */
-static long long stored_bytes(struct fixture *fx, const char *id)
+static long long stored_bytes(struct th_store_case *fx, const char *id)
 {
     if (!strcmp(fx->b->name, "sqlite")) {
         flow__store_close(fx->s);
@@ -373,7 +316,7 @@ static long long stored_bytes(struct fixture *fx, const char *id)
  * back on. */
 static void test_large_round_trip(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     json_t *output = big_output(), *writes = json_pack("{s:o}", "seen", big_state());
     struct journal j;
     journal_make(&j, output, writes);
@@ -387,7 +330,7 @@ static void test_large_round_trip(void **state)
     long mem_off = atomic_load(&live_bytes) - before;
     flow__z_set_threshold(FLOW__Z_THRESHOLD);
 
-    reopen(fx);
+    th_store_reopen(fx);
     journal_check(fx, RUN, &j, true);
     journal_check(fx, "plain", &j, false);
 
@@ -436,7 +379,7 @@ static void test_large_round_trip(void **state)
 
     /* Compression off now: what was written deflated still reads. */
     flow__z_set_threshold(0);
-    reopen(fx);
+    th_store_reopen(fx);
     journal_check(fx, RUN, &j, false);
     journal_free(&j);
     json_decref(output);
@@ -448,16 +391,16 @@ static void test_large_round_trip(void **state)
  * small ones between them. */
 static void test_random_and_edges(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     json_t *output = json_pack("{s:o}", "blob", random_b64(MiB / 4 / shrink));
     json_t *writes = json_pack("{s:o, s:o, s:o}", "a", random_b64(FLOW__Z_THRESHOLD - 12),
                                "b", repeated(FLOW__Z_THRESHOLD - 8), "c", repeated(3));
     struct journal j;
     journal_make(&j, output, writes);
     journal_write(fx, RUN, &j);
-    reopen(fx);
+    th_store_reopen(fx);
     journal_check(fx, RUN, &j, true);
-    if (durable(fx)) {
+    if (th_store_durable(fx)) {
         long long n = stored_bytes(fx, RUN);
         print_message("%s: random 256 KiB output kept in %lld bytes\n", fx->b->name, n);
         assert_true(n > 3 * MiB / 8 / shrink); /* the output twice, at ~3/4 */
@@ -476,7 +419,7 @@ static void flip_middle(char *bytes, size_t len)
     bytes[FLOW__Z_HEADER + (len - FLOW__Z_HEADER) / 2] ^= 0x55;
 }
 
-static void sqlite_damage(struct fixture *fx, const char *sql_get, const char *sql_put)
+static void sqlite_damage(struct th_store_case *fx, const char *sql_get, const char *sql_put)
 {
     sqlite3 *db;
     assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
@@ -500,7 +443,7 @@ static void sqlite_damage(struct fixture *fx, const char *sql_get, const char *s
 
 /* Record `seq` of the disk journal damaged past its CRC (mended after), as
  * a bug or a bad disk controller would leave it. */
-static void disk_damage_record(struct fixture *fx, uint64_t seq)
+static void disk_damage_record(struct th_store_case *fx, uint64_t seq)
 {
     char *path = flow__asprintf("%s/runs/%s/journal", fx->path, RUN);
     int fd = open(path, O_RDWR);
@@ -524,7 +467,7 @@ static void disk_damage_record(struct fixture *fx, uint64_t seq)
 }
 
 /* One base64 character of meta.json's "inputs_z" changed. */
-static void disk_damage_inputs(struct fixture *fx)
+static void disk_damage_inputs(struct th_store_case *fx)
 {
     char *path = flow__asprintf("%s/runs/%s/meta.json", fx->path, RUN);
     json_t *o = json_load_file(path, 0, NULL);
@@ -545,7 +488,7 @@ static void disk_damage_inputs(struct fixture *fx)
 /* The value at `key` (its payload after `skip` bytes) damaged. */
 static void redis_damage(const char *get_fmt, const char *put_fmt, const char *key, size_t skip)
 {
-    redisContext *c = redisConnect("127.0.0.1", redis_srv.port);
+    redisContext *c = redisConnect("127.0.0.1", th_store_redis.port);
     assert_true(c && !c->err);
     redisReply *r = redisCommand(c, get_fmt, key);
     assert_true(r && r->type == REDIS_REPLY_STRING);
@@ -581,8 +524,8 @@ static void assert_has(const char *msg, const char *want)
  * journal silently cut short), and so is reading the run's inputs. */
 static void test_damaged(void **state)
 {
-    struct fixture *fx = *state;
-    if (!durable(fx))
+    struct th_store_case *fx = *state;
+    if (!th_store_durable(fx))
         skip(); /* the memory store's bytes are out of reach */
     json_t *output = big_output(), *writes = json_object();
     struct journal j;
@@ -806,15 +749,5 @@ int main(void)
         cmocka_unit_test(test_base64),
     };
     int failed = _cmocka_run_group_tests("codec", codec, FLOW__ARRAY_LEN(codec), NULL, NULL);
-    th_redis_start(&redis_srv, NULL);
-    for (size_t b = 0; b < FLOW__ARRAY_LEN(backends); b++) {
-        struct CMUnitTest tests[FLOW__ARRAY_LEN(suite)];
-        memcpy(tests, suite, sizeof(suite));
-        for (size_t i = 0; i < FLOW__ARRAY_LEN(tests); i++)
-            tests[i].initial_state = (void *)&backends[b];
-        failed += _cmocka_run_group_tests(backends[b].name, tests, FLOW__ARRAY_LEN(tests), NULL,
-                                          NULL);
-    }
-    th_redis_stop(&redis_srv);
-    return failed;
+    return failed + th_store_suites('z', NULL, suite, FLOW__ARRAY_LEN(suite));
 }

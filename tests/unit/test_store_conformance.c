@@ -19,39 +19,21 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "redis_server.h"
+#include "store_cases.h"
 
 #include "store/store.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 
-struct fixture;
-
-struct backend {
-    const char *name;
-    const char *rel;     /* the store's path under the temp dir; NULL: memory, redis */
+/* What each backend must do beyond the cases all of them run. */
+struct expect {
+    const char *backend; /* its th_backend's name */
     unsigned caps;       /* what the backend must announce */
     bool lease_by_lock;  /* leases end with their process, not by expiry */
-    void (*set_format)(const struct fixture *fx, int format);
-    bool redis;          /* on the suite's redis-server */
+    void (*set_format)(const struct th_store_case *fx, int format);
 };
 
-struct fixture {
-    const struct backend *b;
-    char *dir;  /* the temp dir */
-    char *path; /* the store's file or directory (redis: its name), NULL for memory */
-    char *url;
-    char prefix[32]; /* redis: this case's key prefix */
-    struct flow__store *s;
-    char me[300]; /* this process as a lease holder */
-};
-
-/* The redis-server of the redis variant; every write fsync'ed, so that
- * FLOW__STORE_SYNC and ?durability=strict are accepted. */
-static struct th_redis redis_srv;
-static int redis_cases;
-
-static void sqlite_set_format(const struct fixture *fx, int format)
+static void sqlite_set_format(const struct th_store_case *fx, int format)
 {
     const char *path = fx->path;
     sqlite3 *db;
@@ -62,7 +44,7 @@ static void sqlite_set_format(const struct fixture *fx, int format)
     sqlite3_close(db);
 }
 
-static void disk_set_format(const struct fixture *fx, int format)
+static void disk_set_format(const struct th_store_case *fx, int format)
 {
     const char *path = fx->path;
     char text[64];
@@ -72,76 +54,26 @@ static void disk_set_format(const struct fixture *fx, int format)
     free(file);
 }
 
-static void redis_set_format(const struct fixture *fx, int format)
+static void redis_set_format(const struct th_store_case *fx, int format)
 {
-    free(th_redis_do(&redis_srv, "SET %s:format %d", fx->prefix, format));
+    free(th_redis_do(&th_store_redis, "SET %s:format %d", fx->prefix, format));
 }
 
-/* A redis URL of the suite's server under a prefix no case used yet. */
-static char *redis_fresh_url(char *prefix, size_t size)
-{
-    snprintf(prefix, size, "t%ld_%d", (long)getpid(), ++redis_cases);
-    return flow__asprintf("%s?prefix=%s", redis_srv.url, prefix);
-}
-
-static const struct backend backends[] = {
-    {"sqlite", "x/flow.db", FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS, false,
-     sqlite_set_format, false},
-    {"disk", "d", FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS, true, disk_set_format, false},
-    {"memory", NULL, 0, false, NULL, false},
-    {"redis", NULL, FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS, false,
-     redis_set_format, true},
+static const struct expect expects[] = {
+    {"sqlite", FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS, false, sqlite_set_format},
+    {"disk", FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS, true, disk_set_format},
+    {"memory", 0, false, NULL},
+    {"redis", FLOW__STORE_CAP_DURABLE | FLOW__STORE_CAP_CROSS_PROCESS, false, redis_set_format},
 };
 
-static int setup(void **state)
+/* The expectations of the case's backend (one without any fails the case). */
+static const struct expect *expected(const struct th_store_case *fx)
 {
-    struct fixture *fx = calloc(1, sizeof(*fx));
-    fx->b = *state;
-    fx->dir = th_tempdir();
-    if (fx->b->rel) {
-        fx->path = flow__asprintf("%s/%s", fx->dir, fx->b->rel);
-        fx->url = flow__asprintf("%s:%s", fx->b->name, fx->path);
-    } else if (fx->b->redis) {
-        fx->url = redis_fresh_url(fx->prefix, sizeof(fx->prefix));
-        fx->path = flow__strdup(fx->url); /* how its messages name it */
-    } else {
-        fx->url = flow__asprintf("%s:", fx->b->name);
-    }
-    fx->s = th_store_open(fx->url);
-    flow__lease_holder(fx->me, sizeof(fx->me));
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *fx = *state;
-    flow__store_close(fx->s);
-    th_rmtree(fx->dir);
-    free(fx->dir);
-    flow__free(fx->path);
-    flow__free(fx->url);
-    free(fx);
-    return 0;
-}
-
-static bool durable(const struct fixture *fx)
-{
-    return flow__store_has_cap(fx->s, FLOW__STORE_CAP_DURABLE);
-}
-
-static bool shared(const struct fixture *fx)
-{
-    return flow__store_has_cap(fx->s, FLOW__STORE_CAP_CROSS_PROCESS);
-}
-
-/* Close and open again (a durable store); a memory store stays open. */
-static void reopen(struct fixture *fx)
-{
-    if (!durable(fx))
-        return;
-    flow__store_close(fx->s);
-    fx->s = th_store_open(fx->url);
+    for (size_t i = 0; i < FLOW__ARRAY_LEN(expects); i++)
+        if (!strcmp(expects[i].backend, fx->b->name))
+            return &expects[i];
+    fail_msg("no expectations for backend %s", fx->b->name);
+    return NULL;
 }
 
 static void make_run_full(struct flow__store *s, const char *id, double created_at,
@@ -223,8 +155,8 @@ static void check_r1(struct flow__store *s)
 
 static void test_runs(void **state)
 {
-    struct fixture *fx = *state;
-    assert_int_equal(fx->s->ops->caps, fx->b->caps);
+    struct th_store_case *fx = *state;
+    assert_int_equal(fx->s->ops->caps, expected(fx)->caps);
     make_run(fx->s, "r2", 200.0);
     make_run_full(fx->s, "r1", 100.0, "flows/build.yaml", "r0");
     make_run(fx->s, "r0", 100.0); /* same time as r1: by id */
@@ -268,7 +200,7 @@ static void test_runs(void **state)
 
     assert_int_equal(flow__store_run_set_status(fx->s, "r2", FLOW_RUN_COMPLETED, 250.5, &err),
                      FLOW_OK);
-    reopen(fx);
+    th_store_reopen(fx);
     assert_int_equal(flow__store_run_get(fx->s, "r2", &m, &err), FLOW_OK);
     assert_int_equal(m.status, FLOW_RUN_COMPLETED);
     assert_true(m.ended_at == 250.5);
@@ -282,7 +214,7 @@ static void test_runs(void **state)
     assert_int_equal(flow__store_run_delete(fx->s, "r1", &err), FLOW_OK);
     assert_int_equal(flow__store_run_get(fx->s, "r1", &m, &err), FLOW_ENOTFOUND);
     assert_list(fx->s, "r0,r2,");
-    reopen(fx);
+    th_store_reopen(fx);
     assert_list(fx->s, "r0,r2,");
     make_run_full(fx->s, "r1", 100.0, "flows/build.yaml", "r0");
     check_r1(fx->s);
@@ -375,7 +307,7 @@ static void read_all(struct flow__store *s, const char *run, uint64_t from, uint
 
 static void test_records(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     make_run(fx->s, "run", 1.0);
     flow_error err = {0};
     static const size_t sizes[] = {1, 13, 250, 2, 1000, 37};
@@ -412,9 +344,9 @@ static void test_records(void **state)
     append_range(fx->s, "other", 0, 3, 0);
     read_all(fx->s, "other", 0, 3);
 
-    if (!durable(fx))
+    if (!th_store_durable(fx))
         return;
-    reopen(fx);
+    th_store_reopen(fx);
     read_all(fx->s, "run", 0, NRECS);
     append_range(fx->s, "run", NRECS, 10, 0); /* seqs go on after a reopen */
     read_all(fx->s, "run", 0, NRECS + 10);
@@ -428,17 +360,17 @@ static void test_records(void **state)
     read_all(fx->s, "run", NRECS, 10);
     append_range(fx->s, "run", NRECS + 10, 5, 0);
     append_range(fx->s, "run", NRECS + 15, 5, FLOW__STORE_SYNC);
-    reopen(fx);
+    th_store_reopen(fx);
     read_all(fx->s, "run", 0, NRECS + 20);
 }
 
 /* A failed append (every allocation in it failing once) changes nothing. */
 static void test_append_failure(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     make_run(fx->s, "run", 1.0);
     append_range(fx->s, "run", 0, 20, 0);
-    reopen(fx); /* cold caches: their allocations fail too */
+    th_store_reopen(fx); /* cold caches: their allocations fail too */
     uint64_t have = 20;
     bool done = false;
     for (size_t k = 1; k < 10000 && !done; k++) {
@@ -462,7 +394,7 @@ static void test_append_failure(void **state)
     assert_true(done);
     read_all(fx->s, "run", 0, have);
     append_range(fx->s, "run", have, 3, 0);
-    reopen(fx);
+    th_store_reopen(fx);
     read_all(fx->s, "run", 0, have + 3);
 }
 
@@ -470,8 +402,8 @@ static void test_append_failure(void **state)
  * sees what the other wrote. */
 static void test_two_writers(void **state)
 {
-    struct fixture *fx = *state;
-    if (!shared(fx))
+    struct th_store_case *fx = *state;
+    if (!th_store_shared(fx))
         skip();
     make_run(fx->s, "run", 1.0);
     struct flow__store *s2 = th_store_open(fx->url);
@@ -499,7 +431,7 @@ static void test_two_writers(void **state)
 
 static void test_leases(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     struct flow__store *s = fx->s;
     flow_error err = {0};
     assert_int_equal(flow__store_lease_acquire(s, "ghost", fx->me, NOW, 15, &err), FLOW_ENOTFOUND);
@@ -523,7 +455,7 @@ static void test_leases(void **state)
     flow__free(holder);
     assert_int_equal(flow__store_lease_acquire(s, "r", OTHER, NOW + 1, 15, &err), FLOW_EBUSY);
     assert_msg(&err, busy_me);
-    if (fx->b->lease_by_lock)
+    if (expected(fx)->lease_by_lock)
         assert_null(strstr(err.message, "(lease"));
     else
         assert_msg(&err, "(lease expires in 14s)");
@@ -540,7 +472,7 @@ static void test_leases(void **state)
     assert_int_equal(flow__store_lease_acquire(s, "r", fx->me, NOW + 4, 15, &err), FLOW_EBUSY);
     assert_msg(&err, "run 'r' is being executed by pid 1 on host elsewhere.invalid");
 
-    if (!fx->b->lease_by_lock) {
+    if (!expected(fx)->lease_by_lock) {
         /* expired */
         assert_int_equal(flow__store_lease_acquire(s, "r", fx->me, NOW + 19, 15, &err), FLOW_OK);
         /* held by a process of this host that does not exist */
@@ -554,7 +486,7 @@ static void test_leases(void **state)
         assert_int_equal(flow__store_lease_acquire(s, "r", fx->me, NOW + 21, 15, &err), FLOW_OK);
     }
 
-    if (shared(fx)) {
+    if (th_store_shared(fx)) {
         /* a second handle is another holder's view of the same lease */
         struct flow__store *s2 = th_store_open(fx->url);
         assert_int_equal(flow__store_lease_acquire(s2, "r", OTHER, NOW + 22, 15, &err),
@@ -568,7 +500,7 @@ static void test_leases(void **state)
         flow__store_close(s2);
         /* a lock ends with its handle; a lease in a table lasts until it expires */
         assert_int_equal(flow__store_lease_acquire(s, "r", fx->me, NOW + 25, 15, &err),
-                         fx->b->lease_by_lock ? FLOW_OK : FLOW_EBUSY);
+                         expected(fx)->lease_by_lock ? FLOW_OK : FLOW_EBUSY);
         assert_int_equal(flow__store_lease_acquire(s, "r", fx->me, NOW + 40, 15, &err), FLOW_OK);
     }
 
@@ -585,8 +517,8 @@ static void test_leases(void **state)
  * killed (sqlite: its pid is gone; disk: its flock went with it). */
 static void test_lease_child(void **state)
 {
-    struct fixture *fx = *state;
-    if (!shared(fx))
+    struct th_store_case *fx = *state;
+    if (!th_store_shared(fx))
         skip();
     make_run(fx->s, "r", 1.0);
     int fds[2];
@@ -668,7 +600,7 @@ static void put_ok(struct flow__store *s, const char *run, const char *kind, con
 
 static void test_control(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     flow_error err = {0};
     assert_int_equal(flow__store_control_put(fx->s, "ghost", "pause", NULL, &err),
                      FLOW_ENOTFOUND);
@@ -683,7 +615,7 @@ static void test_control(void **state)
     put_ok(fx->s, "r", "cancel", NULL);
     put_ok(fx->s, "r", "pause", "third, with \"quotes\"\n");
     take_is(fx->s, "r", "pause", "first");
-    reopen(fx);
+    th_store_reopen(fx);
     take_is(fx->s, "r", "cancel", NULL);
     put_ok(fx->s, "r", "cancel", "fourth");
     take_is(fx->s, "r", "pause", "third, with \"quotes\"\n");
@@ -692,7 +624,7 @@ static void test_control(void **state)
     take_is(fx->s, "q", "cancel", "for q");
     take_is(fx->s, "q", NULL, NULL);
 
-    if (shared(fx)) {
+    if (th_store_shared(fx)) {
         struct flow__store *s2 = th_store_open(fx->url);
         put_ok(s2, "r", "pause", "from another handle");
         put_ok(s2, "r", "cancel", "second");
@@ -781,7 +713,7 @@ static void assert_answers(struct flow__store *s, const char *run, const char *w
 
 static void test_answers(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     flow_error err = {0};
     char first[64] = "";
     json_t *none = NULL;
@@ -833,13 +765,13 @@ static void test_answers(void **state)
                                 "caf\xc3\xa9=caf\xc3\xa9,go=bob,%s=long1,%s=long2,",
                                 long1, long2);
 
-    reopen(fx);
+    th_store_reopen(fx);
     assert_answers(fx->s, "r", "go=ann,late=timeout,soon=ann,");
     assert_answers(fx->s, "q", want);
     flow__free(want);
     assert_int_equal(claim(fx->s, "r", "go", "bob", 0, first, &err), FLOW_EEXISTS);
     assert_string_equal(first, "ann");
-    if (shared(fx)) {
+    if (th_store_shared(fx)) {
         struct flow__store *s2 = th_store_open(fx->url);
         assert_int_equal(claim(s2, "r", "go", "eve", 0, first, &err), FLOW_EEXISTS);
         assert_string_equal(first, "ann");
@@ -861,7 +793,7 @@ static void test_answers(void **state)
 #define ROUNDS 25
 
 struct racer {
-    struct fixture *fx;
+    struct th_store_case *fx;
     struct flow__store *s;
     pthread_mutex_t *shared_mu; /* a memory store: one handle, calls serialized */
     pthread_barrier_t *start;
@@ -897,7 +829,7 @@ static void *race_main(void *arg)
  * one is taken, and every other one is refused naming it. */
 static void test_answer_race(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     make_run(fx->s, "race", 1.0);
     pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_barrier_t start;
@@ -907,8 +839,8 @@ static void test_answer_race(void **state)
     memset(racers, 0, sizeof(racers));
     for (int i = 0; i < RACERS; i++) {
         racers[i].fx = fx;
-        racers[i].s = shared(fx) ? th_store_open(fx->url) : fx->s;
-        racers[i].shared_mu = shared(fx) ? NULL : &mu;
+        racers[i].s = th_store_shared(fx) ? th_store_open(fx->url) : fx->s;
+        racers[i].shared_mu = th_store_shared(fx) ? NULL : &mu;
         racers[i].start = &start;
         snprintf(racers[i].name, sizeof(racers[i].name), "t%d", i);
         assert_int_equal(pthread_create(&threads[i], NULL, race_main, &racers[i]), 0);
@@ -985,8 +917,8 @@ static void race_child(const char *url, int start_fd, int out_fd, int me)
  * own handle: each time exactly one is taken, the others are told whose. */
 static void test_answer_race_procs(void **state)
 {
-    struct fixture *fx = *state;
-    if (!shared(fx))
+    struct th_store_case *fx = *state;
+    if (!th_store_shared(fx))
         skip();
     make_run(fx->s, "race", 1.0);
     int start[2];
@@ -1047,7 +979,7 @@ static void test_answer_race_procs(void **state)
 
 static void test_delete(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     flow_error err = {0};
     make_run(fx->s, "keep", 1.0);
     make_run(fx->s, "gone", 2.0);
@@ -1073,7 +1005,7 @@ static void test_delete(void **state)
     read_all(fx->s, "gone", 0, 0);
     append_range(fx->s, "gone", 0, 2, 0);
     read_all(fx->s, "gone", 0, 2);
-    reopen(fx);
+    th_store_reopen(fx);
     read_all(fx->s, "gone", 0, 2);
     assert_list(fx->s, "keep,gone,");
 }
@@ -1108,7 +1040,7 @@ static void check_modes(const char *path, int *files)
 
 static void test_modes(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     if (!fx->b->rel)
         skip(); /* no files */
     flow__store_close(fx->s);
@@ -1131,13 +1063,13 @@ static void test_modes(void **state)
 
 static void test_newer_format(void **state)
 {
-    struct fixture *fx = *state;
-    if (!fx->b->set_format)
+    struct th_store_case *fx = *state;
+    if (!expected(fx)->set_format)
         skip();
     make_run(fx->s, "r", 1.0);
     flow__store_close(fx->s);
     fx->s = NULL;
-    fx->b->set_format(fx, 2);
+    expected(fx)->set_format(fx, 2);
     flow_error err = {0};
     assert_int_equal(flow__store_open(fx->url, &fx->s, &err), FLOW_EUNSUPPORTED);
     assert_null(fx->s);
@@ -1147,16 +1079,16 @@ static void test_newer_format(void **state)
     assert_msg(&err, want);
     flow__free(want);
     /* and the same format again opens */
-    fx->b->set_format(fx, 1);
+    expected(fx)->set_format(fx, 1);
     fx->s = th_store_open(fx->url);
     assert_list(fx->s, "r,");
 }
 
 static void test_nocreate(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     char prefix[32];
-    char *url = fx->b->redis ? redis_fresh_url(prefix, sizeof(prefix))
+    char *url = fx->b->redis ? th_store_redis_url(prefix, sizeof(prefix))
                 : fx->path   ? flow__asprintf("%s:%s/none/store", fx->b->name, fx->dir)
                              : flow__asprintf("%s", fx->url);
     struct flow__store *s = NULL;
@@ -1193,19 +1125,10 @@ static void test_nocreate(void **state)
 
 int main(void)
 {
-#define ROW(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown),
+#define ROW(fn) cmocka_unit_test_setup_teardown(fn, th_store_setup, th_store_teardown),
     const struct CMUnitTest suite[] = {CONFORMANCE(ROW)};
 #undef ROW
-    int failed = 0;
-    th_redis_start(&redis_srv, "appendfsync always");
-    for (size_t b = 0; b < FLOW__ARRAY_LEN(backends); b++) {
-        struct CMUnitTest tests[FLOW__ARRAY_LEN(suite)];
-        memcpy(tests, suite, sizeof(suite));
-        for (size_t i = 0; i < FLOW__ARRAY_LEN(tests); i++)
-            tests[i].initial_state = (void *)&backends[b];
-        failed += _cmocka_run_group_tests(backends[b].name, tests, FLOW__ARRAY_LEN(tests), NULL,
-                                          NULL);
-    }
-    th_redis_stop(&redis_srv);
-    return failed;
+    /* every write to redis fsync'ed, so that FLOW__STORE_SYNC and
+     * ?durability=strict are accepted */
+    return th_store_suites('t', "appendfsync always", suite, FLOW__ARRAY_LEN(suite));
 }

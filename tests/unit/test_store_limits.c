@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "redis_server.h"
+#include "store_cases.h"
 
 #include "store/store.h"
 #include "util/alloc.h"
@@ -29,66 +29,6 @@
 
 #define NOW 1700000000.0
 #define OTHER "1@elsewhere.invalid" /* live until its lease expires */
-
-struct backend {
-    const char *name;
-    const char *rel; /* the store's path under the temp dir; NULL: memory, redis */
-    bool redis;      /* on the suite's redis-server */
-};
-
-struct fixture {
-    const struct backend *b;
-    char *dir; /* the temp dir */
-    char *url;
-    char prefix[32]; /* redis: this case's key prefix */
-    struct flow__store *s;
-    char me[300]; /* this process as a lease holder */
-};
-
-static struct th_redis redis_srv;
-static int redis_cases;
-
-static const struct backend backends[] = {
-    {"sqlite", "x/flow.db", false},
-    {"disk", "d", false},
-    {"memory", NULL, false},
-    {"redis", NULL, true},
-};
-
-static int setup(void **state)
-{
-    struct fixture *fx = calloc(1, sizeof(*fx));
-    fx->b = *state;
-    fx->dir = th_tempdir();
-    if (fx->b->rel) {
-        fx->url = flow__asprintf("%s:%s/%s", fx->b->name, fx->dir, fx->b->rel);
-    } else if (fx->b->redis) {
-        snprintf(fx->prefix, sizeof(fx->prefix), "l%ld_%d", (long)getpid(), ++redis_cases);
-        fx->url = flow__asprintf("%s?prefix=%s", redis_srv.url, fx->prefix);
-    } else {
-        fx->url = flow__asprintf("%s:", fx->b->name);
-    }
-    fx->s = th_store_open(fx->url);
-    flow__lease_holder(fx->me, sizeof(fx->me));
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *fx = *state;
-    flow__store_close(fx->s);
-    th_rmtree(fx->dir);
-    free(fx->dir);
-    flow__free(fx->url);
-    free(fx);
-    return 0;
-}
-
-static bool shared(const struct fixture *fx)
-{
-    return flow__store_has_cap(fx->s, FLOW__STORE_CAP_CROSS_PROCESS);
-}
 
 /* ---- calls ----------------------------------------------------------------- */
 
@@ -208,7 +148,7 @@ static int rate(struct flow__store *s, const char *key, int limit, double window
 
 static void test_version(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     assert_int_equal(fx->s->ops->version, 4);
     assert_true(flow__store_has_limits(fx->s));
     assert_non_null(fx->s->ops->slot_release);
@@ -219,7 +159,7 @@ static void test_version(void **state)
 
 static void test_slots(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     struct flow__store *s = fx->s;
     take_is(s, "k", 2, fx->me, NOW, 0);
     take_is(s, "k", 2, fx->me, NOW, 1);
@@ -280,7 +220,7 @@ static void test_slots(void **state)
 
 static void test_slot_list(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     struct flow__store *s = fx->s;
     list_is(s, NULL, NOW, "");
     list_is(s, "b", NOW, "");
@@ -312,7 +252,7 @@ static void test_slot_list(void **state)
 
 static void test_expiry_renew(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     struct flow__store *s = fx->s;
     take_is(s, "k", 1, OTHER, NOW, 0); /* until NOW + 15 */
     none_free(s, "k", 1, fx->me, NOW + 14.5);
@@ -361,7 +301,7 @@ static pid_t dead_pid(void)
 
 static void test_dead_holder(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     struct flow__store *s = fx->s;
     char host[256];
     assert_int_equal(gethostname(host, sizeof(host)), 0);
@@ -388,7 +328,7 @@ static void test_dead_holder(void **state)
  * limit) do not count against it. */
 static void test_higher_limit(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     struct flow__store *s = fx->s;
     int got[4];
     assert_int_equal(take(s, "k", 4, 4, OTHER, NULL, NOW, 15, got), 4);
@@ -410,7 +350,7 @@ static void test_higher_limit(void **state)
  * for, or its mark expires, or its process is gone. */
 static void test_contended(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     struct flow__store *s = fx->s;
     const char *me = fx->me, *other2 = "2@elsewhere.invalid";
     const double ttl = FLOW__SLOT_WANT_TTL;
@@ -423,7 +363,7 @@ static void test_contended(void **state)
     assert_true(contended(s, "k", other2, NOW + ttl - 0.25));
     assert_false(contended(s, "k", OTHER, NOW));  /* its own mark */
     assert_false(contended(s, "k2", me, NOW));    /* another key's */
-    if (shared(fx)) {
+    if (th_store_shared(fx)) {
         /* seen through another handle (another process's) */
         struct flow__store *s2 = th_store_open(fx->url);
         assert_true(contended(s2, "k", me, NOW + 1));
@@ -499,7 +439,7 @@ static void check_modes(const char *path)
 /* Keys are any text: separators, dots, spaces, newlines, UTF-8, 1 KB. */
 static void test_keys(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     struct flow__store *s = fx->s;
     char long1[1100], long2[1100], mid[301];
     memset(long1, 'x', 1000);
@@ -554,7 +494,7 @@ static void test_keys(void **state)
  * their tables when opened; its format stays. */
 static void test_sqlite_upgrade(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     if (strcmp(fx->b->name, "sqlite") != 0)
         skip();
     flow__store_close(fx->s);
@@ -588,10 +528,10 @@ static void test_sqlite_upgrade(void **state)
 }
 
 /* The demand marks of key "k" the disk or Redis store keeps. */
-static long marks_kept(const struct fixture *fx)
+static long marks_kept(const struct th_store_case *fx)
 {
     if (fx->b->redis) {
-        char *n = th_redis_do(&redis_srv, "HLEN %s:slotwants:k", fx->prefix);
+        char *n = th_redis_do(&th_store_redis, "HLEN %s:slotwants:k", fx->prefix);
         long count = n ? strtol(n, NULL, 10) : -1;
         free(n);
         return count;
@@ -614,7 +554,7 @@ static long marks_kept(const struct fixture *fx)
  * has a TTL past its leases, windows and marks. */
 static void test_cleanup(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     struct flow__store *s = fx->s;
     if (strcmp(fx->b->name, "disk") != 0 && !fx->b->redis)
         skip(); /* sqlite: rows, deleted with their slots */
@@ -626,7 +566,7 @@ static void test_cleanup(void **state)
     static const long ttls[] = {75000, 75000, 75000, 90000};
     for (size_t i = 0; fx->b->redis && i < FLOW__ARRAY_LEN(kinds); i++) {
         const char *k = kinds[i];
-        char *ttl = th_redis_do(&redis_srv, "PTTL %s:%s", fx->prefix, k);
+        char *ttl = th_redis_do(&th_store_redis, "PTTL %s:%s", fx->prefix, k);
         long ms = ttl ? strtol(ttl, NULL, 10) : -3;
         if (ms <= ttls[i] - 5000 || ms > ttls[i])
             fail_msg("%s has TTL %ld ms", k, ms);
@@ -639,7 +579,7 @@ static void test_cleanup(void **state)
     none_free(s, "k", 2, other2, NOW + 10); /* OTHER's has expired */
     assert_int_equal(marks_kept(fx), 1);
     if (fx->b->redis) {
-        char *ttl = th_redis_do(&redis_srv, "PTTL %s:slotwants:k", fx->prefix);
+        char *ttl = th_redis_do(&th_store_redis, "PTTL %s:slotwants:k", fx->prefix);
         long ms = ttl ? strtol(ttl, NULL, 10) : -3;
         if (ms <= 58000 || ms > 63000)
             fail_msg("slotwants:k has TTL %ld ms", ms);
@@ -652,7 +592,7 @@ static void test_cleanup(void **state)
     give(s, "k", 0, other2);
     list_is(s, NULL, NOW, "");
     if (fx->b->redis) {
-        char *n = th_redis_do(&redis_srv,
+        char *n = th_redis_do(&th_store_redis,
                               "EXISTS %s:slots:k %s:slotholders:%s %s:slotkeys %s:slotwants:k",
                               fx->prefix, fx->prefix, fx->me, fx->prefix, fx->prefix);
         assert_string_equal(n, "0");
@@ -674,7 +614,7 @@ static void test_cleanup(void **state)
 
 static void test_rate(void **state)
 {
-    struct fixture *fx = *state;
+    struct th_store_case *fx = *state;
     struct flow__store *s = fx->s;
     double retry;
     /* 3 starts in any 10 s */
@@ -758,8 +698,9 @@ static void die(int fd, const char *what, const flow_error *err)
 
 /* A child: ROUNDS times, wait for a slot, say so, hold it a little, say it
  * leaves, give it back. Each line is one write(), whole in the pipe. */
-static void slot_child(const char *url, int fd)
+static void slot_child(const char *url, int i, int fd)
 {
+    (void)i;
     struct flow__store *s = NULL;
     flow_error err = {0};
     if (flow__store_open(url, &s, &err) != FLOW_OK)
@@ -791,8 +732,9 @@ static void slot_child(const char *url, int fd)
 
 /* A child: STARTS times, start when the window allows, else wait for the
  * time the store names. */
-static void rate_child(const char *url, int fd)
+static void rate_child(const char *url, int i, int fd)
 {
+    (void)i;
     struct flow__store *s = NULL;
     flow_error err = {0};
     if (flow__store_open(url, &s, &err) != FLOW_OK)
@@ -822,47 +764,12 @@ static void rate_child(const char *url, int fd)
     _exit(0);
 }
 
-/* Start PROCS children running `child`; their lines, in the order they were
- * written, as one string (the caller frees it). */
-static char *run_children(const char *url, void (*child)(const char *url, int fd))
-{
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pids[PROCS];
-    for (int i = 0; i < PROCS; i++) {
-        pids[i] = fork();
-        assert_true(pids[i] >= 0);
-        if (pids[i] == 0) {
-            close(fds[0]);
-            child(url, fds[1]);
-        }
-    }
-    close(fds[1]);
-    size_t len = 0, cap = 1 << 16;
-    char *out = malloc(cap);
-    ssize_t n;
-    while ((n = read(fds[0], out + len, cap - len - 1)) > 0) {
-        len += (size_t)n;
-        if (cap - len < 1024)
-            out = realloc(out, cap *= 2);
-    }
-    out[len] = '\0';
-    close(fds[0]);
-    for (int i = 0; i < PROCS; i++) {
-        int st;
-        assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-            fail_msg("child %d failed: %s", i, strstr(out, "X ") ? strstr(out, "X ") : "");
-    }
-    return out;
-}
-
 static void test_slots_procs(void **state)
 {
-    struct fixture *fx = *state;
-    if (!shared(fx))
+    struct th_store_case *fx = *state;
+    if (!th_store_shared(fx))
         skip();
-    char *out = run_children(fx->url, slot_child);
+    char *out = th_store_children(fx->url, PROCS, slot_child);
     long holder[SLOTS] = {0}; /* the pid in each slot, 0: free */
     int held = 0, most = 0, entered = 0;
     char *save = NULL;
@@ -903,10 +810,10 @@ static int double_order(const void *a, const void *b)
 
 static void test_rate_procs(void **state)
 {
-    struct fixture *fx = *state;
-    if (!shared(fx))
+    struct th_store_case *fx = *state;
+    if (!th_store_shared(fx))
         skip();
-    char *out = run_children(fx->url, rate_child);
+    char *out = th_store_children(fx->url, PROCS, rate_child);
     double t[PROCS * STARTS];
     int n = 0;
     char *save = NULL;
@@ -945,19 +852,8 @@ static void test_rate_procs(void **state)
 
 int main(void)
 {
-#define ROW(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown),
+#define ROW(fn) cmocka_unit_test_setup_teardown(fn, th_store_setup, th_store_teardown),
     const struct CMUnitTest suite[] = {CASES(ROW)};
 #undef ROW
-    int failed = 0;
-    th_redis_start(&redis_srv, NULL);
-    for (size_t b = 0; b < FLOW__ARRAY_LEN(backends); b++) {
-        struct CMUnitTest tests[FLOW__ARRAY_LEN(suite)];
-        memcpy(tests, suite, sizeof(suite));
-        for (size_t i = 0; i < FLOW__ARRAY_LEN(tests); i++)
-            tests[i].initial_state = (void *)&backends[b];
-        failed += _cmocka_run_group_tests(backends[b].name, tests, FLOW__ARRAY_LEN(tests), NULL,
-                                          NULL);
-    }
-    th_redis_stop(&redis_srv);
-    return failed;
+    return th_store_suites('l', NULL, suite, FLOW__ARRAY_LEN(suite));
 }
