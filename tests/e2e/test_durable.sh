@@ -81,6 +81,7 @@ check "... and the reaper is gone" no_reaper
 hold_two
 start_slow p1
 "$FLOW" pause p1 --reason lunch 2>perr
+sleep 1 # the runner takes requests every 200 ms; two ends after that
 release_two
 check "flow pause says it asked" grep -q "pause requested for run p1" perr
 wait "$pid"
@@ -104,9 +105,9 @@ check "resumed: only what was left ran" test "$(runs_of one)$(runs_of two)$(runs
 hold_two
 start_slow c1
 "$FLOW" cancel c1 --reason "not needed" 2>/dev/null
-release_two
-wait "$pid"
+wait "$pid" # a cancel interrupts two
 rc=$?
+release_two
 rm -f two.started
 check "the cancelled runner exits 4" test "$rc" = 4
 check "... with the reason" grep -q "cancelled: not needed" err
@@ -215,6 +216,7 @@ check "an unknown checkpoint is refused" grep -q "run 'cp1' has no checkpoint 99
 hold_two
 start_slow ch1
 "$FLOW" pause ch1 2>/dev/null
+sleep 1
 release_two
 wait "$pid"
 rm -f two.started
@@ -234,6 +236,7 @@ cp slow.yaml.orig slow.yaml
 hold_two
 start_slow g1
 "$FLOW" pause g1 2>/dev/null
+sleep 1
 release_two
 wait "$pid"
 rm -f two.started

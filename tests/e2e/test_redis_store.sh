@@ -74,6 +74,7 @@ check "the interrupted task ran again" test "$(runs_of two)" = 2
 hold_two
 start_slow p1
 "$FLOW" pause p1 --reason lunch --store "$S" 2>perr
+sleep 1 # the runner takes requests every 200 ms; two ends after that
 release_two
 check "flow pause asks the runner" grep -q "pause requested for run p1" perr
 wait "$pid"

@@ -134,9 +134,9 @@ write_slow
 hold_two
 start_slow c1
 "$FLOW" cancel c1 --reason "not now" 2>/dev/null
-release_two
-wait "$pid"
+wait "$pid" # a cancel interrupts two
 rc=$?
+release_two
 rm -f two.started
 check "the cancelled run exits 4" test "$rc" = 4
 "$FLOW" retry c1 >out 2>err
