@@ -79,6 +79,16 @@ EOF
 }
 hold_two() { : >two.hold; }
 release_two() { rm -f two.hold; }
+# request_taken RUN [DB]: wait (30 s at most) until RUN's runner has taken the
+# control requests put for it (pause, cancel): it deletes their rows from the
+# sqlite store DB (default .flow/flow.db) when it takes them.
+request_taken() {
+    wait_until 30 python3 -c '
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[2], timeout=5)
+sys.exit(db.execute("SELECT count(*) FROM control WHERE run = ?", (sys.argv[1],)).fetchone()[0] != 0)' \
+        "$1" "${2:-.flow/flow.db}"
+}
 # start_slow RUN: `flow run slow.yaml --id RUN` in the background ($pid), back
 # once its task `two` has started (it touches two.started); out and err get
 # its output.

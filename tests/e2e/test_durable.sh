@@ -81,7 +81,7 @@ check "... and the reaper is gone" no_reaper
 hold_two
 start_slow p1
 "$FLOW" pause p1 --reason lunch 2>perr
-sleep 1 # the runner takes requests every 200 ms; two ends after that
+request_taken p1 # then two ends: the run pauses after it
 release_two
 check "flow pause says it asked" grep -q "pause requested for run p1" perr
 wait "$pid"
@@ -107,12 +107,12 @@ start_slow c1
 "$FLOW" cancel c1 --reason "not needed" 2>/dev/null
 wait "$pid" # a cancel interrupts two
 rc=$?
-release_two
 rm -f two.started
 check "the cancelled runner exits 4" test "$rc" = 4
 check "... with the reason" grep -q "cancelled: not needed" err
 no_command_left() { ! pgrep -f 'echo tw[o] >> marks' >/dev/null; }
 check "no command is left running" no_command_left
+release_two
 "$FLOW" cancel c1 2>err
 rc=$?
 check "cancelling an ended run is refused" test "$rc" = 1
@@ -216,7 +216,7 @@ check "an unknown checkpoint is refused" grep -q "run 'cp1' has no checkpoint 99
 hold_two
 start_slow ch1
 "$FLOW" pause ch1 2>/dev/null
-sleep 1
+request_taken ch1
 release_two
 wait "$pid"
 rm -f two.started
@@ -236,7 +236,7 @@ cp slow.yaml.orig slow.yaml
 hold_two
 start_slow g1
 "$FLOW" pause g1 2>/dev/null
-sleep 1
+request_taken g1
 release_two
 wait "$pid"
 rm -f two.started

@@ -20,7 +20,14 @@ tasks:
     shell: printf 'one\n' >> marks; echo 1
   two:
     after: one
-    shell: printf 'two\n' >> marks; touch two.started; sleep 1; echo 2
+    shell: |
+      printf 'two\n' >> marks; touch two.started
+      if [ -e two.hold ]; then
+        i=0; while [ -e two.hold ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
+      else
+        sleep 1
+      fi
+      echo 2
   three:
     after: two
     shell: printf 'three\n' >> marks; echo '"three"'
@@ -74,7 +81,9 @@ check "the interrupted task ran again" test "$(runs_of two)" = 2
 hold_two
 start_slow p1
 "$FLOW" pause p1 --reason lunch --store "$S" 2>perr
-sleep 1 # the runner takes requests every 200 ms; two ends after that
+# then two ends: the runner pops P:ctl:RUN when it takes the request
+ctl_taken() { [ "$(redis_cmd LLEN e2e:ctl:p1)" = 0 ]; }
+wait_until 30 ctl_taken
 release_two
 check "flow pause asks the runner" grep -q "pause requested for run p1" perr
 wait "$pid"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Crash torture (issue #4): a durable flow of a few hundred activations (C
 # tasks and commands, fan-outs, a loop, state writes; tests/helpers/torture.c)
-# is killed with SIGKILL at random instants, at least 30 times per store, and
+# is killed with SIGKILL at random instants, at least 30 times per store (10
+# under a sanitizer, TORTURE_KILLS), and
 # resumed each time (sqlite, disk, and redis on a redis-server of its own). The final result and state must equal an uninterrupted
 # run's, and the side-effect log must show that no activation whose
 # completion the store held at a kill ran again afterwards.

@@ -109,11 +109,14 @@ char *th_store_children(const char *url, int n, void (*child)(const char *url, i
     close(fds[1]);
     size_t len = 0, cap = 1 << 16;
     char *out = malloc(cap);
+    assert_non_null(out);
     ssize_t got;
     while ((got = read(fds[0], out + len, cap - len - 1)) > 0) {
         len += (size_t)got;
-        if (cap - len < 1024)
+        if (cap - len < 1024) {
             out = realloc(out, cap *= 2);
+            assert_non_null(out);
+        }
     }
     out[len] = '\0';
     close(fds[0]);

@@ -314,6 +314,28 @@ static void test_run_foreach_elements(void **state)
     json_decref(run);
 }
 
+/* The journal says a run ended before its row does (the runner writes the
+ * row after the record): the run reads ended, and its duration runs to the
+ * journal's end, never null beside a status that says it ended. */
+static void test_run_ended_before_its_row(void **state)
+{
+    struct fixture *fx = *state;
+    flow_store *s = fx->store;
+    make_run(s, "e1", "a", FLOW_RUN_RUNNING, 2000, 0);
+    struct flow__jrec rec = {.type = JREC_RUN_ENDED, .time = 2004.25,
+                             .payload = json_pack("{s:s,s:i}", "status", "completed", "result", 7)};
+    flow_error err = {0};
+    assert_int_equal(flow__store_append(s->backend, "e1", &rec, 1, 0, &err), FLOW_OK);
+    json_decref(rec.payload);
+    json_t *run = flow_store_run(s, "e1", &err);
+    assert_non_null(run);
+    assert_string_equal(json_string_value(json_object_get(run, "status")), "completed");
+    assert_int_equal(json_integer_value(json_object_get(run, "result")), 7);
+    assert_non_null(json_string_value(json_object_get(run, "ended_at")));
+    assert_true(json_number_value(json_object_get(run, "duration")) == 4.25);
+    json_decref(run);
+}
+
 /* ---- the default store, found above ---------------------------------- */
 
 /* Is there a `.flow` in `dir` or a directory above it? */
@@ -429,6 +451,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_bad_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_foreach_elements, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_run_ended_before_its_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_found_above, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
