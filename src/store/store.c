@@ -254,6 +254,25 @@ static long holder_pid(const char *holder, const char **host)
     return pid;
 }
 
+/* A process that died and was not reaped yet still answers kill(pid, 0):
+ * a runner killed a moment ago is one until its parent waits for it. Where
+ * there is no /proc, nobody can tell: alive. */
+static bool process_is_dead_zombie(long pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char line[512];
+    size_t n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    /* "PID (COMM) STATE ...": COMM may hold spaces and parentheses. */
+    const char *close = strrchr(line, ')');
+    return close && close[1] == ' ' && (close[2] == 'Z' || close[2] == 'X');
+}
+
 bool flow__lease_is_live(const char *holder, double expiry, double now)
 {
     if (expiry <= now)
@@ -269,7 +288,9 @@ bool flow__lease_is_live(const char *holder, double expiry, double now)
     if (strcmp(host, me) != 0)
         return true;
     /* EPERM means the process exists (another user's): still live. */
-    return !(kill((pid_t)pid, 0) != 0 && errno == ESRCH);
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return false;
+    return !process_is_dead_zombie(pid);
 }
 
 flow_err flow__lease_busy(flow_error *err, const char *id, const char *holder, double expiry,

@@ -6,6 +6,7 @@
 #include "util/compat.h"
 
 #include <pwd.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -273,6 +274,23 @@ static void test_lease_helpers(void **state)
     char *dead = flow__asprintf("2147483646@%s", host);
     assert_false(flow__lease_is_live(dead, now + 10, now));
     flow__free(dead);
+    /* A runner killed a moment ago, not reaped yet (a zombie), is dead too. */
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0)
+        _exit(0);
+    char *zombie = flow__asprintf("%ld@%s", (long)child, host);
+    bool live = true;
+    for (int i = 0; i < 500 && live; i++) { /* until it has exited */
+        live = flow__lease_is_live(zombie, now + 10, now);
+        if (live)
+            usleep(2000);
+    }
+    assert_false(live);
+    assert_int_equal(kill(child, 0), 0); /* still there to be reaped */
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    assert_false(flow__lease_is_live(zombie, now + 10, now));
+    flow__free(zombie);
     assert_true(flow__lease_is_live("2147483646@elsewhere.invalid", now + 10, now));
     assert_true(flow__lease_is_live("1@elsewhere.invalid", now + 10, now));
     assert_true(flow__lease_is_live("not a holder", now + 10, now));
