@@ -52,6 +52,16 @@ wait_until() {
     while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 0.05; n=$((n - 1)); done
     return 1
 }
+# run_status ID [FLOW ARGS...]: the run's own status, from `flow status --json`
+# (its tasks have a "status" too: grepping the text finds theirs first).
+run_status() {
+    local id=$1
+    shift
+    "$FLOW" status "$id" --json "$@" 2>/dev/null |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null
+}
+# run_is ID STATUS [FLOW ARGS...]: is the run's own status STATUS?
+run_is() { [ "$(run_status "$1" "${@:3}")" = "$2" ]; }
 # write_slow: slow.yaml, three tasks in a row, each appending its name to
 # ./marks when it runs; `two` touches two.started, then takes a second, or
 # while ./two.hold exists (hold_two, release_two: a minute at most) when the

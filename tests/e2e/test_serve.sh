@@ -352,7 +352,7 @@ runner=$!
 wait_for two.started
 kill -9 $runner
 wait $runner 2>/dev/null
-check "a runner SIGKILLed: its run is stopped" [ "$("$FLOW" status s4 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')" = stopped ]
+check "a runner SIGKILLed: its run is stopped" run_is s4 stopped
 # a run paused by a person stays paused
 rm -f two.started
 "$FLOW" run flows/slow.yaml --id s5 > /dev/null 2>&1 &
@@ -361,11 +361,13 @@ wait_for two.started
 "$FLOW" pause s5 > /dev/null 2>&1
 wait $runner
 serve_start serve2.log
-wait_until 15 sh -c "\"$FLOW\" status s3 --json | grep -q '\"status\": \"completed\"'"
-check "the next serve resumed the run the last one paused" grep -q "resumed run 's3'" serve2.log
-wait_until 15 sh -c "\"$FLOW\" status s4 --json | grep -q '\"status\": \"completed\"'"
-check "the serve took over the run whose runner died" grep -q "took over run 's4'" serve2.log
-check "a run a person paused stays paused" [ "$("$FLOW" status s5 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')" = paused ]
+wait_until 15 run_is s3 completed
+check "the next serve completed the run the last one paused" run_is s3 completed
+check "the next serve says it resumed it" grep -q "resumed run 's3'" serve2.log
+wait_until 15 run_is s4 completed
+check "the serve completed the run whose runner died" run_is s4 completed
+check "the serve says it took it over" grep -q "took over run 's4'" serve2.log
+check "a run a person paused stays paused" run_is s5 paused
 
 # --- a deadline passes while nobody runs the flow ------------------------
 cat > flows/deadline.yaml <<'EOF'
@@ -376,7 +378,7 @@ tasks:
 EOF
 "$FLOW" run flows/deadline.yaml --id d1 > /dev/null 2>&1
 check "a run waiting for people pauses (exit 3)" [ $? = 3 ]
-wait_until 15 sh -c "\"$FLOW\" status d1 --json | grep -q '\"status\": \"completed\"'"
+wait_until 15 run_is d1 completed
 check "the serve applied the deadline: the default answer stands" \
     sh -c "\"$FLOW\" status d1 --json | python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit(not (j[\"status\"]==\"completed\" and j[\"result\"][\"approved\"] is True))'"
 serve_stop
