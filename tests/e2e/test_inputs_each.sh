@@ -62,8 +62,7 @@ for r in map(json.loads, open(sys.argv[1])):
     if r["status"] == "completed": print(r["id"], r["result"]["n"])' out)
 check "flow status shows each completed run with its own result ($ok_ids of 4)" [ "$ok_ids" = 4 ]
 failed_id=$(sed -n 3p out | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-check "flow status shows the failed run" \
-    bash -c '"$FLOW" status "$1" --json | grep -q "\"status\": \"failed\""' _ "$failed_id"
+check "flow status shows the failed run" run_is "$failed_id" failed
 check "flow status lists the five runs" \
     bash -c '[ "$("$FLOW" status --flow each --all --json | grep -c "\"id\"")" = 5 ]'
 
@@ -140,8 +139,7 @@ check "SIGTERM: every run's summary says interrupted" \
     bash -c '[ "$(grep -cE "^run [^ ]+ \(line [123]\) interrupted in" err)" = 3 ]'
 check "SIGTERM: how to resume is said" grep -q 'flow resume RUN' err
 id2=$(sed -nE 's/^run ([^ ]+) \(line 2\) interrupted.*/\1/p' err)
-check "SIGTERM: the run is paused in the store" \
-    bash -c '"$FLOW" status "$1" --json | grep -q "\"status\": \"paused\""' _ "$id2"
+check "SIGTERM: the run is paused in the store" run_is "$id2" paused
 touch released
 rc=0; res=$("$FLOW" resume "$id2" 2>err) || rc=$?
 check "flow resume of one of them completes it" [ "$rc" = 0 ]
