@@ -702,7 +702,9 @@ static void test_feedback_timed_out(void **state)
     (void)state;
     flow *f = flow_new("ask", NULL);
     flow_task *ask = th_add(f, "ask", NULL);
-    flow_feedback q = {.type = FLOW_FEEDBACK_APPROVAL, .message = "ok?", .timeout = 0.05};
+    /* The retry's request times out too: its answer, given right after the
+     * run paused, must come before that however slow the machine. */
+    flow_feedback q = {.type = FLOW_FEEDBACK_APPROVAL, .message = "ok?", .timeout = 1.0};
     assert_int_equal(flow_task_set_feedback(ask, &q, NULL), FLOW_OK);
     flow_error err = {0};
     flow_run_options o = {.run_id = "fb-t", .store = th_store, .wait = true};

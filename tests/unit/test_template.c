@@ -407,14 +407,15 @@ static void test_durations(void **state)
     assert_false(flow__parse_duration(NULL, &d));
 }
 
-/* 10,000 argv-like templates compile and render quickly. */
-static void test_many_templates_are_fast(void **state)
+/* 10,000 argv-like templates compile and render, each to its own text.
+ * (How fast is bench/'s business: W5b loads 100,000-task files.) */
+static void test_many_templates(void **state)
 {
     (void)state;
     enum { N = 10000 };
     struct flow__tmpl **t = calloc(N * 3, sizeof(*t));
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    assert_non_null(t);
+    const char *want[3] = {"./bin/step", "--rows=5", "'y'"};
     for (size_t i = 0; i < N; i++) {
         assert_int_equal(flow__tmpl_compile_string("./bin/step", &t[3 * i], NULL), FLOW_OK);
         assert_int_equal(flow__tmpl_compile_string("--rows={{ inputs.n }}", &t[3 * i + 1], NULL),
@@ -426,16 +427,12 @@ static void test_many_templates_are_fast(void **state)
     for (size_t i = 0; i < N * 3; i++) {
         char *s = NULL;
         assert_int_equal(flow__tmpl_render_string(t[i], &scope, &s, NULL), FLOW_OK);
+        assert_string_equal(s, want[i % 3]);
         flow__free(s);
     }
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
     for (size_t i = 0; i < N * 3; i++)
         flow__tmpl_free(t[i]);
     free(t);
-    /* A few ms in practice; generous for sanitizer and valgrind builds. */
-    if (secs > 2.0)
-        fail_msg("30000 templates took %.3f s", secs);
 }
 
 /* Every allocation of compile and render fails once: an error, never a crash
@@ -484,7 +481,7 @@ int main(void)
         cmocka_unit_test(test_path_text),
         cmocka_unit_test(test_shell_quote),
         cmocka_unit_test(test_durations),
-        cmocka_unit_test(test_many_templates_are_fast),
+        cmocka_unit_test(test_many_templates),
         cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
