@@ -119,7 +119,7 @@ check "... after that branch completed" grep -q "completed after_slow" err
 # --- an answer reaches a waiting runner -------------------------------------
 "$FLOW" run side.yaml --id w1 --wait --quiet >out 2>err &
 pid=$!
-wait_until 5 bash -c "'$FLOW' feedback w1 --json 2>/dev/null | grep -q '\"request\": \"ok\"'"
+wait_until 30 bash -c "'$FLOW' feedback w1 --json 2>/dev/null | grep -q '\"request\": \"ok\"'"
 sleep 0.7 # the other branch is done: only the person is left
 check "--wait: the runner keeps waiting" kill -0 "$pid"
 "$FLOW" feedback w1 ok --approve --by bob 2>/dev/null
@@ -131,7 +131,7 @@ expect_json "$(cat out)" '{"ok": true, "side": "after slow"}' "--wait: the resul
 # --- a waiting runner killed with SIGKILL loses nothing ----------------------
 "$FLOW" run side.yaml --id k1 --wait --quiet >out 2>err &
 pid=$!
-wait_until 5 bash -c "'$FLOW' status k1 --json 2>/dev/null | grep -q '\"task\": \"after_slow\".*' && '$FLOW' status k1 --json | python3 -c 'import json,sys; sys.exit(not any(t[\"task\"]==\"after_slow\" and t[\"status\"]==\"completed\" for t in json.load(sys.stdin)[\"tasks\"]))'"
+wait_until 30 bash -c "'$FLOW' status k1 --json 2>/dev/null | grep -q '\"task\": \"after_slow\".*' && '$FLOW' status k1 --json | python3 -c 'import json,sys; sys.exit(not any(t[\"task\"]==\"after_slow\" and t[\"status\"]==\"completed\" for t in json.load(sys.stdin)[\"tasks\"]))'"
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null
 check "killed while waiting: the request is still open" test "$(open_requests k1)" = "ok"
@@ -265,7 +265,7 @@ for store in "sqlite:$T/race.db" "disk:$T/race.d"; do
     for round in $(seq 1 8); do
         "$FLOW" run race.yaml --id "w$round" --store "$store" --wait --quiet >out 2>/dev/null &
         runner=$!
-        wait_until 5 bash -c "'$FLOW' feedback w$round --json --store '$store' 2>/dev/null | grep -q '\"request\": \"ok\"'"
+        wait_until 30 bash -c "'$FLOW' feedback w$round --json --store '$store' 2>/dev/null | grep -q '\"request\": \"ok\"'"
         got=$(race "w$round" "$store")
         wait "$runner"
         rc=$?
@@ -283,7 +283,7 @@ bad=0
 for round in $(seq 1 8); do
     "$FLOW" run promise.yaml --id "c$round" --wait --quiet >out 2>/dev/null &
     runner=$!
-    wait_until 5 bash -c "'$FLOW' feedback c$round --json 2>/dev/null | grep -q '\"request\": \"go\"'"
+    wait_until 30 bash -c "'$FLOW' feedback c$round --json 2>/dev/null | grep -q '\"request\": \"go\"'"
     "$FLOW" feedback "c$round" --json >req
     # start answering 0-150 ms before the deadline: the answer lands just before it (the
     # runner hears of it only at its next 200 ms tick, after its timer), or just after it
@@ -321,7 +321,7 @@ EOF
 "$FLOW" run notify.yaml --id n1 >out 2>err
 rc=$?
 check "notify: the run pauses as usual" test "$rc" = 3
-wait_until 5 test -s notified.json
+wait_until 30 test -s notified.json
 check "notify: the command got the request as JSON on stdin" python3 -c '
 import json,sys; d=json.load(open("notified.json"))
 sys.exit(not (d["run"]=="n1" and d["request"]=="pick" and d["task"]=="ask" and d["type"]=="selection" and d["options"]==["a","b"] and d["message"]=="Pick one"))'

@@ -117,7 +117,7 @@ holder=$!
 wait_for held || fail "the holder did not start"
 "$FLOW" run after.yaml --id waiter --store "$S" --quiet >wout 2>werr &
 waiter=$!
-sleep 0.6
+wait_until 30 sh -c "'$FLOW' status waiter --store '$S' 2>/dev/null | grep -q \"concurrency key 'solo'\""
 "$FLOW" status waiter --store "$S" >st 2>&1
 check "a waiting element shows 'waiting' and why in flow status" \
     grep -q "quick .*waiting .*concurrency key 'solo': 1 at once, all held" st

@@ -90,6 +90,11 @@ field() { python3 -c "import json,sys; j=json.load(open('body')); v=($1); print(
 # expect ACTUAL EXPECTED WHAT
 expect() { if [ "$1" = "$2" ]; then pass "$3"; else fail "$3: got '$1', expected '$2' (HTTP $code)"; fi; }
 status_of() { api GET "/api/v1/runs/$1" && field 'j["status"]'; }
+# api_is RUN STATUS: is the run's own status STATUS (its tasks have one too)?
+api_is() {
+    [ "$(curl -s "http://127.0.0.1:$PORT/api/v1/runs/$1" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null)" = "$2" ]
+}
 
 serve_start serve.log
 api GET /healthz
@@ -223,7 +228,7 @@ api POST /api/v1/runs '{"flow":"hello","id":"h2"}'
 wait_until 10 sh -c "curl -s http://127.0.0.1:$PORT/api/v1/feedback | grep -q '\"h2\"'"
 api POST /api/v1/runs/h2/cancel '{"reason":"not today"}'
 expect "$code" 202 "cancel of a run waiting for an approval is 202"
-wait_until 10 sh -c "curl -s http://127.0.0.1:$PORT/api/v1/runs/h2 | grep -q '\"status\":\"cancelled\"'"
+wait_until 10 api_is h2 cancelled
 api GET /api/v1/runs/h2
 expect "$(field 'j["status"], [t["status"] for t in j["tasks"] if t["task"]=="ok"]')" "('cancelled', ['cancelled'])" "the waiting run ended cancelled, its request with it"
 "$FLOW" run flows/hello.yaml --id h3 --wait > /dev/null 2> h3.err &
@@ -272,7 +277,7 @@ tasks:
 EOF
 rm -f marks fixed
 api POST /api/v1/runs '{"flow":"flaky","id":"f1"}'
-wait_until 10 sh -c "curl -s http://127.0.0.1:$PORT/api/v1/runs/f1 | grep -q '\"status\":\"failed\"'"
+wait_until 10 api_is f1 failed
 api POST /api/v1/runs/f1/resume
 expect "$code" 409 "resuming a failed run is a 409 (retry it)"
 touch fixed
@@ -282,7 +287,7 @@ api POST /api/v1/runs/f1/retry '{"tasks":["nosuch"]}'
 expect "$code" 400 "retry: an unknown task is a 400"
 api POST /api/v1/runs/f1/retry
 expect "$code" 202 "retry is 202"
-wait_until 10 sh -c "curl -s http://127.0.0.1:$PORT/api/v1/runs/f1 | grep -q '\"status\":\"completed\"'"
+wait_until 10 api_is f1 completed
 api GET /api/v1/runs/f1
 expect "$(field 'j["status"], [t["attempts"] for t in j["tasks"] if t["task"]=="second"]')" "('completed', [2])" "the retried run completed, its failed task on attempt 2"
 expect "$(runs_of first)" 1 "retry: the completed task did not run again"
@@ -425,7 +430,7 @@ EOF
     api GET /api/v1/workers
     expect "$code $(field '[w["name"] for w in j["workers"]], j["redis"]')" "200 (['w-one'], True)" "workers: the live workers of --redis"
     api POST /api/v1/runs '{"flow":"remote","id":"far1"}'
-    wait_until 15 sh -c "curl -s http://127.0.0.1:$PORT/api/v1/runs/far1 | grep -q '\"status\":\"completed\"'"
+    wait_until 15 api_is far1 completed
     api GET /api/v1/runs/far1
     expect "$(field 'j["status"], j["result"]')" "('completed', {'where': 'w-one'})" "a remote task of a served run ran on the worker"
     api GET /metrics
