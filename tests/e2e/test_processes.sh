@@ -111,16 +111,28 @@ cat >zombies.yaml <<'EOF'
 name: zombies
 tasks:
   orphans:
-    shell: for i in 1 2 3 4; do (setsid sh -c 'exit 0' &); done; sleep 2; echo '"done"'
+    shell: |
+      for i in 1 2 3 4; do (setsid sh -c 'exit 0' &); done; sleep 0.3; touch orphaned
+      i=0; while [ ! -e release ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
+      echo '"done"'
 EOF
+rm -f orphaned release
 "$FLOW" run zombies.yaml --id z1 >out 2>err &
 pid=$!
-sleep 1.5 # the orphans died a second ago; a sweep runs every half second
-zombies=0
-for kid in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
-    [ "$(awk '{print $3}' /proc/"$kid"/stat 2>/dev/null)" = Z ] && zombies=$((zombies + 1))
-done
-check "orphans that died while their task runs are not left as zombies" test "$zombies" = 0
+# zombies PID: how many of PID's children are zombies.
+zombies() {
+    local kid n=0
+    for kid in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+        [ "$(awk '{print $3}' /proc/"$kid"/stat 2>/dev/null)" = Z ] && n=$((n + 1))
+    done
+    echo $n
+}
+# The orphans are dead once the task says so; a sweep runs every half second,
+# so their zombies are gone soon after, while the task still runs.
+wait_until 30 test -e orphaned
+wait_until 10 test "$(zombies "$pid")" = 0
+check "orphans that died while their task runs are not left as zombies" test "$(zombies "$pid")" = 0
+touch release
 wait "$pid"
 rc=$?
 check "... and the run completes" test "$rc" = 0
