@@ -309,13 +309,18 @@ check "... and the store beside it keeps its run" bash -c "'$FLOW' status --json
 python3 -c '
 import sqlite3,time
 c=sqlite3.connect(".flow/flow.db", isolation_level=None); c.execute("BEGIN EXCLUSIVE")
-open("locked","w").close(); time.sleep(7)' &
+open("locked","w").close()
+for _ in range(600):
+    time.sleep(0.05)
+    try: open("unlock"); break
+    except OSError: pass' &
 locker=$!
 wait_for locked
 "$FLOW" run slow.yaml --quiet >out 2>err
 rc=$?
 check "a store locked by another process is a clear error (exit 1)" test "$rc" = 1
 check "... saying so" grep -q "database is locked (another process holds it; waited 5s)" err
+touch unlock
 wait "$locker"
 check "... and loses nothing" test "$(status_of g1)" = paused
 
@@ -387,9 +392,10 @@ EOF
     # other processes, which the limit does not bind
     (trap '' XFSZ; STORE_DIR=$T/fsstore exec "$FLOW" run endfull.yaml --id fs1 --store "disk:$T/fsstore" > >(cat >out) 2> >(cat >err))
     rc=$?
-    sleep 0.2
     check "a journal write that fails at the end: exit 1, not 0" test "$rc" = 1
-    check "... with the store's message" grep -q "cannot append to run 'fs1' in store '$T/fsstore': File too large" err
+    # the cat that writes ./err may still be at it: nobody waits for it
+    check "... with the store's message" \
+        wait_until 10 grep -q "cannot append to run 'fs1' in store '$T/fsstore': File too large" err
 fi
 
 # --- corrupt record times ---------------------------------------------------------
