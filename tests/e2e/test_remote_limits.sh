@@ -180,7 +180,7 @@ name: hold
 defaults:
   executor: remote
 tasks:
-  hold: {shell: 'touch $T/hold.started; sleep 1.5'}
+  hold: {shell: 'touch $T/hold.started; i=0; while [ ! -e $T/hold.go ] && [ \$i -lt 600 ]; do sleep 0.05; i=\$((i+1)); done'}
 Y
 cat > low.yaml <<Y
 name: low
@@ -202,7 +202,7 @@ tasks:
   h2: {shell: 'echo h2 >> $T/order'}
   h3: {shell: 'echo h3 >> $T/order'}
 Y
-rm -f order
+rm -f order hold.go
 start_worker one --concurrency 1
 "$FLOW" run hold.yaml --redis "$REDIS_URL" -q > /dev/null 2>err &
 RH=$!
@@ -212,6 +212,10 @@ RL=$!
 check "the low entries are queued first" wait_for 5 queued 3
 "$FLOW" run high.yaml --redis "$REDIS_URL" -q > /dev/null 2>err &
 RHI=$!
+# The worker is held until the high entries are queued too: then it chooses.
+high_queued() { [ "$(redis_cmd XLEN flow:q:default@10)" -ge 3 ]; }
+check "the high entries are queued behind them" wait_for 30 high_queued
+touch hold.go
 rc=0; for p in $RH $RL $RHI; do wait "$p" || rc=$?; done
 check "the three runs completed (rc $rc)" [ "$rc" = 0 ]
 check "the high-priority entries ran before the low ones ($(tr '\n' ' ' < order))" \
