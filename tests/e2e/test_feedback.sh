@@ -181,7 +181,7 @@ cat >promise.yaml <<'EOF'
 name: promise
 tasks:
   ask:
-    feedback: {type: approval, request: go, message: "Go?", timeout: 1s, default: false}
+    feedback: {type: approval, request: go, message: "Go?", timeout: 3s, default: false}
   tell:
     after: ask
     input: {approved: "{{ tasks.ask.output.approved }}", by: "{{ tasks.ask.output.by }}", at: "{{ tasks.ask.output.at }}"}
@@ -191,7 +191,7 @@ rc=$?
 check "promise: nobody runs the flow once it has paused" test "$rc" = 3
 "$FLOW" feedback p1 >out
 check "... before the deadline the request is answerable" grep -q "answer: flow feedback p1 go --approve | --reject" out
-sleep 1.2
+sleep 3.2
 "$FLOW" feedback p1 go --approve --by late 2>err
 rc=$?
 check "promise: an answer after the deadline is refused (exit 2)" test "$rc" = 2
