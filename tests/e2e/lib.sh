@@ -132,32 +132,41 @@ finish() {
 # 127.0.0.1 with its data (append-only file) in DIR; sets REDIS_PORT,
 # REDIS_URL and REDIS_PID. Stopped at exit (or by redis_stop / redis_kill).
 redis_start() {
-    local dir=$1
+    local dir=$1 fresh=0 try i
     shift
     mkdir -p "$dir"
-    if [ -z "${REDIS_PORT:-}" ] || [ "${REDIS_DIR:-}" != "$dir" ]; then
-        REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    fi
+    if [ -z "${REDIS_PORT:-}" ] || [ "${REDIS_DIR:-}" != "$dir" ]; then fresh=1; fi
     REDIS_DIR=$dir
-    {
-        echo "port $REDIS_PORT"; echo "bind 127.0.0.1"; echo "dir $dir"
-        echo "appendonly yes"; echo "appendfsync everysec"; echo 'save ""'
-        echo "logfile $dir/redis.log"; echo "maxmemory-policy noeviction"
-        for line in "$@"; do echo "$line"; done
-    } >"$dir/redis.conf"
-    setsid redis-server "$dir/redis.conf" &
-    REDIS_PID=$!
-    REDIS_PIDS="$REDIS_PIDS $REDIS_PID"
-    REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
-    local i
-    for i in $(seq 200); do
-        if python3 - "$REDIS_PORT" <<'PY' 2>/dev/null; then return 0; fi
+    # A free port is free when python looks; another process may take it
+    # before the server binds it: a new server then tries another (a restart
+    # keeps its port, which its clients know).
+    for try in 1 2 3 4 5; do
+        if [ "$fresh" = 1 ]; then
+            REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        fi
+        {
+            echo "port $REDIS_PORT"; echo "bind 127.0.0.1"; echo "dir $dir"
+            echo "appendonly yes"; echo "appendfsync everysec"; echo 'save ""'
+            echo "logfile $dir/redis.log"; echo "maxmemory-policy noeviction"
+            for line in "$@"; do echo "$line"; done
+        } >"$dir/redis.conf"
+        setsid redis-server "$dir/redis.conf" &
+        REDIS_PID=$!
+        REDIS_PIDS="$REDIS_PIDS $REDIS_PID"
+        REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+        for i in $(seq 200); do
+            if python3 - "$REDIS_PORT" <<'PY' 2>/dev/null; then return 0; fi
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.2)
 s.sendall(b"PING\r\n")
 sys.exit(0 if s.recv(64).startswith((b"+PONG", b"-NOAUTH")) else 1)
 PY
-        sleep 0.05
+            kill -0 "$REDIS_PID" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -0 "$REDIS_PID" 2>/dev/null && break # up, but not answering: no other port helps
+        wait "$REDIS_PID" 2>/dev/null
+        [ "$fresh" = 1 ] || sleep 0.2 # a restart waits for its port to be let go
     done
     echo "redis-server did not start on port $REDIS_PORT (see $dir/redis.log)" >&2
     return 1
