@@ -119,19 +119,18 @@ EOF
 rm -f orphaned release
 "$FLOW" run zombies.yaml --id z1 >out 2>err &
 pid=$!
-# zombies PID: how many of PID's children are zombies.
-zombies() {
-    local kid n=0
+# no_zombies PID: none of PID's children is a zombie.
+no_zombies() {
+    local kid
     for kid in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-        [ "$(awk '{print $3}' /proc/"$kid"/stat 2>/dev/null)" = Z ] && n=$((n + 1))
+        [ "$(awk '{print $3}' /proc/"$kid"/stat 2>/dev/null)" = Z ] && return 1
     done
-    echo $n
+    return 0
 }
 # The orphans are dead once the task says so; a sweep runs every half second,
 # so their zombies are gone soon after, while the task still runs.
 wait_until 30 test -e orphaned
-wait_until 10 test "$(zombies "$pid")" = 0
-check "orphans that died while their task runs are not left as zombies" test "$(zombies "$pid")" = 0
+check "orphans that died while their task runs are not left as zombies" wait_until 10 no_zombies "$pid"
 touch release
 wait "$pid"
 rc=$?

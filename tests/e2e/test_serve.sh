@@ -91,10 +91,7 @@ field() { python3 -c "import json,sys; j=json.load(open('body')); v=($1); print(
 expect() { if [ "$1" = "$2" ]; then pass "$3"; else fail "$3: got '$1', expected '$2' (HTTP $code)"; fi; }
 status_of() { api GET "/api/v1/runs/$1" && field 'j["status"]'; }
 # api_is RUN STATUS: is the run's own status STATUS (its tasks have one too)?
-api_is() {
-    [ "$(curl -s "http://127.0.0.1:$PORT/api/v1/runs/$1" |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null)" = "$2" ]
-}
+api_is() { [ "$(status_of "$1" 2>/dev/null)" = "$2" ]; }
 
 serve_start serve.log
 api GET /healthz
@@ -366,11 +363,9 @@ wait_for two.started
 "$FLOW" pause s5 > /dev/null 2>&1
 wait $runner
 serve_start serve2.log
-wait_until 15 run_is s3 completed
-check "the next serve completed the run the last one paused" run_is s3 completed
+check "the next serve completed the run the last one paused" wait_until 15 run_is s3 completed
 check "the next serve says it resumed it" grep -q "resumed run 's3'" serve2.log
-wait_until 15 run_is s4 completed
-check "the serve completed the run whose runner died" run_is s4 completed
+check "the serve completed the run whose runner died" wait_until 15 run_is s4 completed
 check "the serve says it took it over" grep -q "took over run 's4'" serve2.log
 check "a run a person paused stays paused" run_is s5 paused
 
